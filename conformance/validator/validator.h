@@ -1,0 +1,59 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+// The one validator every path into the store goes through.
+//
+// A Validator is created once (definitions loaded, plans compiled lazily or eagerly) and then
+// shared by all request threads: validate() is const and thread-safe, with no locks on the hot
+// path. Problems in the resource become Issues with `expression` paths carrying indices
+// (`Patient.name[0].given[1]`); the validator never throws for bad data.
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "conformance/common/result.h"
+#include "conformance/json/json.h"
+#include "conformance/outcome/outcome.h"
+
+namespace fhir {
+
+struct ValidatorOptions {
+  // Folder holding the R4 core package (StructureDefinition-*.json, ValueSet-*, CodeSystem-*).
+  // Empty means the bundled fhir_profiles/r4-core/package.
+  std::string core_package_dir;
+  // Extra conformance resources: FHIR package folders or single JSON files
+  // (StructureDefinition, ValueSet, CodeSystem, ConceptMap).
+  std::vector<std::string> extra_paths;
+};
+
+struct ValidationRequest {
+  // Profiles (canonical URLs) to validate against besides the base definition of the
+  // resource type and the profiles the resource declares in meta.profile.
+  std::vector<std::string> profiles;
+};
+
+class Validator {
+ public:
+  virtual ~Validator() = default;
+
+  // Validates one resource (a Bundle validates its entries recursively). Appends issues.
+  virtual void validate(const json::Value& resource, const ValidationRequest& request,
+                        IssueList& issues) const = 0;
+
+  // Validates JSON text, including the JSON-form checks that need the text itself (syntax,
+  // duplicate keys, encoding).
+  virtual void validateText(std::string_view text, const ValidationRequest& request,
+                            IssueList& issues) const = 0;
+
+  // True when `url` names a StructureDefinition this validator knows.
+  virtual bool knowsProfile(const std::string& url) const = 0;
+};
+
+using ValidatorPtr = std::shared_ptr<const Validator>;
+
+// Loads the definitions and returns the shared validator. An Error names the file that could not
+// be read or parsed.
+Result<ValidatorPtr> createValidator(const ValidatorOptions& options);
+
+}  // namespace fhir

@@ -1,0 +1,13 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "gateway/cli/commands.h"
+
+namespace fhir::gateway::cli {
+
+const std::vector<Command>& commands() {
+  static const std::vector<Command> kCommands = {
+      {"serve", &runServe, "run the gateway (HTTP ingest, FHIR API, delivery)"},
+  };
+  return kCommands;
+}
+
+}  // namespace fhir::gateway::cli

@@ -1,0 +1,24 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+// Deterministic resource ids and identifier checks shared by all mappers.
+
+#include <initializer_list>
+#include <string>
+#include <string_view>
+
+namespace fhir::mappers {
+
+// A FHIR resource id ([A-Za-z0-9\-\.]{1,64}) derived from the source's own keys: the first 32
+// hex digits of SHA-256 over the parts joined with a unit separator. The same parts always give
+// the same id, which is what makes re-sent events idempotent.
+std::string deriveId(std::initializer_list<std::string_view> parts);
+
+// Lower-case hex SHA-256 of `bytes`.
+std::string sha256Hex(std::string_view bytes);
+
+// True when `npi` is 10 digits whose last digit is the Luhn check digit computed over
+// "80840" + the first nine digits (CMS NPI check-digit rule).
+bool isValidNpi(std::string_view npi);
+
+}  // namespace fhir::mappers

@@ -1,0 +1,78 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "conformance/json/json.h"
+
+#include <gtest/gtest.h>
+
+#include "conformance/outcome/outcome.h"
+
+namespace fhir::json {
+namespace {
+
+TEST(JsonTest, KeepsNumberTextExactly) {
+  auto doc = parse(R"({"a":1.50,"b":12345678901234567890123,"c":-0.0e1,"d":"1.50"})");
+  ASSERT_TRUE(doc.ok()) << doc.message();
+  EXPECT_TRUE(isNumber((*doc)["a"]));
+  EXPECT_EQ(numberText((*doc)["a"]), "1.50");
+  EXPECT_EQ(numberText((*doc)["b"]), "12345678901234567890123");
+  EXPECT_FALSE(isString((*doc)["a"]));
+  EXPECT_TRUE(isString((*doc)["d"]));
+  EXPECT_FALSE(isNumber((*doc)["d"]));
+  EXPECT_EQ(serialize(*doc), R"({"a":1.50,"b":12345678901234567890123,"c":-0.0e1,"d":"1.50"})");
+  EXPECT_DOUBLE_EQ(*numberAsDouble((*doc)["a"]), 1.5);
+  EXPECT_FALSE(numberAsInt64((*doc)["a"]).has_value());
+  EXPECT_FALSE(numberAsInt64((*doc)["b"]).has_value());  // out of int64 range
+}
+
+TEST(JsonTest, RejectsDuplicateKeysWithPosition) {
+  Document doc;
+  ParseError error;
+  EXPECT_FALSE(parse("{\n \"a\": 1,\n \"b\": {\"x\":1, \"x\":2}\n}", doc, error));
+  EXPECT_EQ(error.message, "duplicate key \"x\"");
+  EXPECT_EQ(error.line, 3u);
+  EXPECT_EQ(error.column, 15u);
+}
+
+TEST(JsonTest, RejectsNulInStringsAndBadUtf8) {
+  Document doc;
+  ParseError error;
+  EXPECT_FALSE(parse(R"({"a":"x\u0000y"})", doc, error));
+  EXPECT_NE(error.message.find("NUL"), std::string::npos);
+  EXPECT_FALSE(parse("{\"a\":\"\xff\"}", doc, error));
+}
+
+TEST(JsonTest, ReportsSyntaxErrorLineAndColumn) {
+  Document doc;
+  ParseError error;
+  EXPECT_FALSE(parse("{\n  \"a\": 1,\n  \"b\" 2\n}", doc, error));
+  EXPECT_EQ(error.line, 3u);
+  EXPECT_EQ(error.describe().rfind("line 3, column", 0), 0u);
+}
+
+TEST(JsonTest, EscapesControlCharacters) {
+  Document doc;
+  Value value = makeString("a\"b\\c\n\x01", doc.GetAllocator());
+  EXPECT_EQ(serialize(value), "\"a\\\"b\\\\c\\n\\u0001\"");
+}
+
+TEST(OutcomeTest, EmptyListIsInformational) {
+  IssueList issues;
+  EXPECT_EQ(toOperationOutcomeJson(issues),
+            R"({"resourceType":"OperationOutcome","issue":[{"severity":"information","code":"informational","diagnostics":"All OK"}]})");
+}
+
+TEST(OutcomeTest, CarriesLocationExpressionAndQuarantineId) {
+  IssueList issues;
+  issues.atLocation(Severity::kError, "value", "$.billing[0].code", "$.billing[0].code: bad");
+  issues.atExpression(Severity::kWarning, "structure", "Patient.name[0]", "odd");
+  auto text = toOperationOutcomeJson(issues, "q-1");
+  auto doc = parse(text);
+  ASSERT_TRUE(doc.ok());
+  const Value& first = (*doc)["issue"][0];
+  EXPECT_EQ(stringView(first["location"][0]), "$.billing[0].code");
+  EXPECT_EQ(stringView(first["details"]["coding"][0]["code"]), "q-1");
+  EXPECT_EQ(stringView((*doc)["issue"][1]["expression"][0]), "Patient.name[0]");
+  EXPECT_EQ(stringView((*doc)["issue"][1]["severity"]), "warning");
+}
+
+}  // namespace
+}  // namespace fhir::json
