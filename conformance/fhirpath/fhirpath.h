@@ -1,0 +1,242 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+// FHIRPath (N1 normative, FHIR R4 flavour) over our RapidJSON documents.
+//
+// Usage: compile an expression once, evaluate it many times.
+//
+//   auto model = fhirpath::Model::bundled();                 // R4 core types, shared, lazy
+//   auto expr = fhirpath::compile("name.given.first()");     // Result<ExpressionPtr>
+//   fhirpath::EvaluationContext ctx;
+//   ctx.model = model;
+//   auto result = fhirpath::evaluate(**expr, patient_json, ctx);   // focus = %resource
+//   if (result.ok()) std::string json = fhirpath::toJson(*result);
+//
+//   auto inv = fhirpath::evaluateBoolean(**expr, fhirpath::Item::node(element, "HumanName"),
+//                                        ctx);   // Result<std::optional<bool>>: true/false/empty
+//
+// Contract
+//  * compile() parses the text to an AST. Syntax errors come back as Error whose message starts
+//    with "syntax error at <line>:<column>" (1-based; the column counts bytes), and the optional
+//    CompileError out-parameter gives the byte offset. Function names and arities are checked at
+//    compile time ("unknown function" is a syntax-phase error, like the reference engine).
+//  * An Expression is immutable after compile(): evaluate() is const and may run concurrently on
+//    many threads with the same Expression, Model and (read-only) documents. No locks are taken
+//    on the hot path (type definitions are loaded once per type with std::call_once).
+//  * Evaluation errors (e.g. a multi-item collection where a single item is required, a type
+//    error in an operator, a function argument of the wrong kind, or navigation to an element the
+//    focus type does not have while EvaluationContext::strict is set) come back as Error. They
+//    are errors of the *expression* against this data, not of the environment.
+//  * Items referring to JSON nodes (Item::isNode) point into the caller's documents: the
+//    documents must outlive the Collection. Values the expression computes are owned by the Item.
+//  * Primitive extensions: `birthDate` and `_birthDate` are one element. An item for a primitive
+//    keeps both the value node (may be null when only `_x` exists) and the `_x` object; arrays of
+//    primitives align `x[i]` with `_x[i]` (null placeholders allowed on either side).
+//  * Choice types: `value` finds `valueQuantity`, `valueString`, ... and the item's type is the
+//    concrete type (Quantity, string, ...). `valueQuantity` by its full name works too.
+//  * Three-valued logic per the spec: and/or/xor/implies/not() over true/false/empty.
+//  * Quantities compare UCUM-aware for common units (mass mg/g/kg, time ms/s/min/h/d/wk/mo/a and
+//    the calendar keywords, length mm/cm/m/km/[in_i]/[ft_i], volume mL/L); incomparable units give
+//    empty for comparison (per spec), false for equality.
+//  * Dates and times compare with precision rules: different precisions give empty.
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "conformance/common/result.h"
+#include "conformance/json/json.h"
+
+namespace fhir::fhirpath {
+
+// ---------------------------------------------------------------------------------------------
+// Model: type information from the FHIR R4 StructureDefinitions.
+
+class TypeNode;  // opaque: one (possibly backbone) type with its child elements
+
+class Model {
+ public:
+  // Indexes `package_dir` (a folder with StructureDefinition-<Type>.json files, e.g.
+  // fhir_profiles/r4-core/package). Only the directory listing is read here; each type's
+  // StructureDefinition is parsed on first use, once, thread-safely. Error: unreadable folder.
+  static Result<std::shared_ptr<const Model>> load(const std::string& package_dir);
+  // The process-wide model over the bundled R4 core package (GATEWAY_PROFILES_DIR/r4-core/package),
+  // created on first call. Never null; a missing package yields a model that knows no types.
+  static std::shared_ptr<const Model> bundled();
+
+  ~Model();
+  Model(const Model&) = delete;
+  Model& operator=(const Model&) = delete;
+
+  // The type called `name` ("Patient", "HumanName", "string"), or nullptr if unknown.
+  const TypeNode* type(std::string_view name) const;
+  // True for resource types (Patient, Bundle, DomainResource, Resource ...).
+  bool isResourceType(std::string_view name) const;
+  // True when `type` is `base` or derives from it (Patient -> DomainResource -> Resource).
+  bool isSubtypeOf(std::string_view type, std::string_view base) const;
+  // Type names of the child element `child` of type `type` ("Patient","birthDate" -> {"date"};
+  // "Observation","value" -> the choice list). Empty when there is no such element.
+  std::vector<std::string> childTypes(std::string_view type, std::string_view child) const;
+
+  struct Impl;
+  const Impl& impl() const { return *impl_; }
+
+ private:
+  explicit Model(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+using ModelPtr = std::shared_ptr<const Model>;
+
+// ---------------------------------------------------------------------------------------------
+// Values and collections.
+
+// A FHIRPath date/time value. `text` is the ISO form without '@' / 'T' prefix decorations:
+// date "2014-01", dateTime "2014-01-01T10:00:00+01:00", time "10:00:00.123".
+struct Quantity {
+  double value = 0;
+  int scale = 0;      // decimal places of `value` as written (for output and precision)
+  std::string unit;   // UCUM code, or a calendar keyword ("week", "month"); "1" when unitless
+};
+
+class Item {
+ public:
+  enum class Kind : uint8_t {
+    kNode,       // an element inside a JSON document (primitive, complex or resource)
+    kBoolean,
+    kString,
+    kInteger,
+    kDecimal,
+    kDate,
+    kDateTime,
+    kTime,
+    kQuantity,
+  };
+
+  Item() = default;
+  // An element of a document. `type` is its FHIR type name ("HumanName", "date", "Patient"), or
+  // empty to infer it (resourceType for resources, JSON kind for primitives). `extension` is the
+  // `_x` partner object of a primitive, if any; `value` may then be null.
+  static Item node(const json::Value* value, std::string_view type,
+                   const json::Value* extension = nullptr, const TypeNode* type_node = nullptr);
+  static Item boolean(bool value);
+  static Item string(std::string value);
+  static Item integer(int64_t value);
+  static Item decimal(double value, int scale);
+  static Item date(std::string text);       // "2014-01-25"
+  static Item dateTime(std::string text);   // "2014-01-25T10:00:00Z" (may be partial)
+  static Item time(std::string text);       // "10:00:00"
+  static Item quantity(Quantity quantity);
+
+  Kind kind() const { return kind_; }
+  bool isNode() const { return kind_ == Kind::kNode; }
+  const json::Value* value() const { return value_; }          // kNode: may be null (ext only)
+  const json::Value* extension() const { return extension_; }  // kNode: the `_x` object
+  // FHIR type name for nodes ("HumanName", "date"); FHIRPath system type name otherwise
+  // ("Boolean", "String", "Integer", "Decimal", "Date", "DateTime", "Time", "Quantity").
+  std::string_view typeName() const;
+  const TypeNode* typeNode() const { return type_node_; }
+
+  bool booleanValue() const { return boolean_; }
+  int64_t integerValue() const { return integer_; }
+  double decimalValue() const { return decimal_; }
+  int decimalScale() const { return scale_; }
+  const std::string& text() const { return text_; }  // string, date/time text, quantity unit
+  Quantity quantityValue() const { return Quantity{decimal_, scale_, text_}; }
+
+  // Primitive-valued item (JSON primitive node or a computed primitive): its value rendered as a
+  // FHIRPath string (what toString() gives), nullopt for complex nodes.
+  std::optional<std::string> primitiveText() const;
+
+ private:
+  friend class Evaluator;
+  Kind kind_ = Kind::kBoolean;
+  bool boolean_ = false;
+  int scale_ = 0;
+  const json::Value* value_ = nullptr;
+  const json::Value* extension_ = nullptr;
+  const TypeNode* type_node_ = nullptr;
+  std::string_view type_name_;  // static storage or the Model's interned names
+  int64_t integer_ = 0;
+  double decimal_ = 0;
+  std::string text_;
+};
+
+using Collection = std::vector<Item>;
+
+// ---------------------------------------------------------------------------------------------
+// Compilation.
+
+class Expression;  // opaque compiled AST
+using ExpressionPtr = std::shared_ptr<const Expression>;
+
+struct CompileError {
+  std::string message;
+  size_t offset = 0;  // byte offset into the expression text
+  size_t line = 1;
+  size_t column = 1;
+};
+
+Result<ExpressionPtr> compile(std::string_view text, CompileError* detail = nullptr);
+
+// The source text the Expression was compiled from.
+const std::string& expressionText(const Expression& expression);
+
+// ---------------------------------------------------------------------------------------------
+// Evaluation.
+
+// memberOf(valueSetUrl): `coded` is a code/string/uri, Coding or CodeableConcept item.
+// Returns true/false, or nullopt when the value set is unknown (memberOf() then yields empty).
+using TerminologyHook =
+    std::function<std::optional<bool>(std::string_view value_set_url, const Item& coded)>;
+// conformsTo(profileUrl): nullopt when the profile is unknown (empty result).
+using ConformsToHook =
+    std::function<std::optional<bool>(std::string_view profile_url, const Item& item)>;
+// resolve(): called for references not found in the Bundle/contained resources of %rootResource
+// / %resource. Return the referenced resource (a node Item) or nullopt.
+using ResolveHook = std::function<std::optional<Item>(std::string_view reference)>;
+
+struct EvaluationContext {
+  ModelPtr model;  // null: no type information (JSON kinds only, no choice-type typing)
+  // %resource and %rootResource. When null, evaluate() with a document uses that document.
+  const json::Value* resource = nullptr;
+  const json::Value* root_resource = nullptr;  // defaults to `resource`
+  // User variables: %name. Names without the '%'. Shadow nothing built in.
+  std::vector<std::pair<std::string, Collection>> variables;
+  TerminologyHook member_of;
+  ConformsToHook conforms_to;
+  ResolveHook resolve;
+  // Semantic checking: navigating to a child that the focus type does not define is an error.
+  bool strict = false;
+  // now()/today()/timeOfDay() use this instant when set ("2026-11-24T21:00:00.000+00:00").
+  std::optional<std::string> now;
+};
+
+// Evaluates with `focus` as $this and %context. %resource/%rootResource from `context` (or the
+// focus node when it is a resource and `context.resource` is null).
+Result<Collection> evaluate(const Expression& expression, const Item& focus,
+                            const EvaluationContext& context);
+// Convenience: focus is `resource` (typed by its resourceType) and %resource = resource.
+Result<Collection> evaluate(const Expression& expression, const json::Value& resource,
+                            const EvaluationContext& context);
+
+// For invariants: the result as a boolean per FHIRPath singleton evaluation of collections:
+// empty -> nullopt, a single Boolean -> its value, a single non-Boolean item -> true. More than
+// one item is an Error.
+Result<std::optional<bool>> evaluateBoolean(const Expression& expression, const Item& focus,
+                                            const EvaluationContext& context);
+
+// ---------------------------------------------------------------------------------------------
+// Output (contracts/cli.md, `fhirpath` command): a JSON array; nodes as their JSON (primitives as
+// their JSON value; a primitive that only has `_x` extensions yields null), computed strings,
+// numbers and booleans as plain JSON, computed dates/times/quantities as FHIRPath literal strings
+// ("@2026-10-02", "@T10:00:00", "5 'mg'").
+std::string toJson(const Collection& collection);
+// The FHIRPath literal form of a computed date/time/quantity item, else primitiveText().
+std::string toLiteral(const Item& item);
+
+}  // namespace fhir::fhirpath
