@@ -1,0 +1,91 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+// Conformance resources (StructureDefinition, ValueSet, CodeSystem) by canonical URL.
+//
+// Loading is cheap: the core package is indexed from its file names only
+// (`StructureDefinition-<id>.json` and friends) and each file is parsed on first use, once,
+// under a std::once_flag. Extra paths (package folders or single JSON files, typically a few
+// dozen IG resources) are parsed eagerly at load time. After load() the index itself is
+// immutable, so lookups from many threads take no lock once a resource has been parsed.
+//
+// Core ValueSet/CodeSystem URLs are guessed from the file id (the last URL segment); when the
+// guess misses, a full scan of the core terminology files builds the exact URL index once.
+
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "conformance/common/result.h"
+#include "conformance/json/json.h"
+
+namespace fhir::definitions {
+
+enum class ResourceKind { kStructureDefinition, kValueSet, kCodeSystem };
+
+class Registry {
+ public:
+  // `core_dir`: folder with the R4 core package files. `extra_paths`: package folders (every
+  // *.json inside, recursively through `package/` if present) or single JSON files. Files that
+  // are not StructureDefinition/ValueSet/CodeSystem are ignored. Error: unreadable core folder,
+  // or an extra file that does not parse.
+  static Result<std::unique_ptr<Registry>> load(const std::string& core_dir,
+                                               const std::vector<std::string>& extra_paths);
+  ~Registry();
+  Registry(const Registry&) = delete;
+  Registry& operator=(const Registry&) = delete;
+
+  // The resource for `canonical` (`url` or `url|version`), or nullptr when unknown or when its
+  // file does not parse. The returned value lives as long as the registry.
+  const json::Value* find(ResourceKind kind, std::string_view canonical) const;
+
+  const json::Value* structureDefinition(std::string_view canonical) const {
+    return find(ResourceKind::kStructureDefinition, canonical);
+  }
+  const json::Value* valueSet(std::string_view canonical) const {
+    return find(ResourceKind::kValueSet, canonical);
+  }
+  const json::Value* codeSystem(std::string_view canonical) const {
+    return find(ResourceKind::kCodeSystem, canonical);
+  }
+
+  // The core StructureDefinition URL for a type name ("Patient" ->
+  // "http://hl7.org/fhir/StructureDefinition/Patient"); empty when no such file exists.
+  std::string coreTypeUrl(std::string_view type_name) const;
+
+  // Every StructureDefinition URL the registry can resolve (core and extra), without versions.
+  std::vector<std::string> structureDefinitionUrls() const;
+
+  // URLs of the StructureDefinitions loaded from extra paths.
+  const std::vector<std::string>& extraStructureDefinitions() const { return extra_sds_; }
+
+  // Core package folder in use.
+  const std::string& coreDir() const { return core_dir_; }
+
+  struct Entry;
+
+ private:
+  Registry() = default;
+  Entry* lookup(ResourceKind kind, std::string_view url) const;
+  void scanCoreTerminology() const;
+
+  std::string core_dir_;
+  // Owned entries; the maps below point into them.
+  std::vector<std::unique_ptr<Entry>> entries_;
+  // kind -> url -> entry (exact URLs: extra resources and core SDs).
+  std::unordered_map<std::string, Entry*> by_url_[3];
+  // kind -> id (file name stem) for core ValueSet/CodeSystem guesses.
+  std::unordered_map<std::string, Entry*> core_by_id_[3];
+  std::vector<std::string> extra_sds_;
+
+  mutable std::once_flag scan_once_;
+  mutable std::unordered_map<std::string, Entry*> scanned_[3];
+};
+
+// Strips `|version` from a canonical.
+std::string_view canonicalUrl(std::string_view canonical);
+
+}  // namespace fhir::definitions

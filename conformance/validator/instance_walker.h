@@ -1,0 +1,62 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+// Walks one resource instance against compiled plans and reports issues. One walker per
+// validate() call; it holds the current FHIRPath location and nothing shared.
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "conformance/json/json.h"
+#include "conformance/outcome/outcome.h"
+#include "conformance/validator/plan.h"
+
+namespace fhir::validator {
+
+class ValidatorImpl;
+
+class InstanceWalker {
+ public:
+  InstanceWalker(const ValidatorImpl& validator, IssueList& issues);
+
+  // Validates a top-level resource against its base definition, its meta.profile entries and
+  // `profiles`.
+  void validateRoot(const json::Value& resource, const std::vector<std::string>& profiles);
+
+ private:
+  struct Member {
+    const ElementPlan* element = nullptr;
+    std::string_view type;       // concrete type for a choice, else the element's single type
+    std::string_view json_name;  // "valueQuantity"
+    const json::Value* value = nullptr;
+    const json::Value* extension = nullptr;  // the `_x` partner
+  };
+
+  // Validates a resource at the current path (the path already names it, e.g. "Patient" or
+  // "Bundle.entry[0].resource").
+  void validateResource(const json::Value& resource, const std::vector<std::string>* profiles);
+  void validateAgainst(const json::Value& resource, const StructurePlan& plan);
+  void walkObject(const json::Value& object, const ElementPlan& holder, const StructurePlan& plan,
+                  bool resource_root);
+  void validateMember(const Member& member, const StructurePlan& plan, bool resource_root,
+                      uint32_t& count);
+  void validateItem(const json::Value* value, const json::Value* extension,
+                    const ElementPlan& element, std::string_view type, const StructurePlan& plan,
+                    bool resource_id);
+  void validateComplex(const json::Value& value, const ElementPlan& element, std::string_view type,
+                       const StructurePlan& plan);
+  void validateResourceId(const json::Value& value);
+  void checkBundle(const json::Value& bundle);
+
+  void report(Severity severity, std::string_view code, std::string diagnostics);
+  void reportAt(Severity severity, std::string_view code, std::string expression,
+                std::string diagnostics);
+
+  const ValidatorImpl& validator_;
+  const PlanCache& plans_;
+  IssueList& issues_;
+  std::string path_;
+};
+
+}  // namespace fhir::validator

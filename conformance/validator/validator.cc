@@ -1,0 +1,83 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "conformance/validator/validator.h"
+
+#include <algorithm>
+#include <set>
+#include <tuple>
+
+#include "conformance/definitions/registry.h"
+#include "conformance/validator/instance_walker.h"
+#include "conformance/validator/plan.h"
+#include "conformance/validator/validator_impl.h"
+
+namespace fhir {
+
+namespace validator {
+
+ValidatorImpl::ValidatorImpl(std::unique_ptr<definitions::Registry> registry)
+    : registry_(std::move(registry)),
+      plans_(std::make_unique<PlanCache>(*registry_)) {}
+
+ValidatorImpl::~ValidatorImpl() = default;
+
+namespace {
+
+// Identical issues (same severity, place and text) come from checking the same element against
+// the base definition and a profile; report them once.
+void removeDuplicates(IssueList& issues, size_t first) {
+  auto& list = issues.issues();
+  std::set<std::tuple<int, std::string, std::string>> seen;
+  size_t out = first;
+  for (size_t index = first; index < list.size(); ++index) {
+    Issue& issue = list[index];
+    std::string where = issue.expression.empty() ? std::string() : issue.expression.front();
+    if (!seen.emplace(static_cast<int>(issue.severity), where, issue.diagnostics).second) continue;
+    if (out != index) list[out] = std::move(issue);
+    ++out;
+  }
+  list.resize(out);
+}
+
+}  // namespace
+
+void ValidatorImpl::validate(const json::Value& resource, const ValidationRequest& request,
+                             IssueList& issues) const {
+  size_t first = issues.issues().size();
+  InstanceWalker walker(*this, issues);
+  walker.validateRoot(resource, request.profiles);
+  removeDuplicates(issues, first);
+}
+
+void ValidatorImpl::validateText(std::string_view text, const ValidationRequest& request,
+                                 IssueList& issues) const {
+  json::Document doc;
+  json::ParseError error;
+  if (!json::parse(text, doc, error)) {
+    Issue issue;
+    issue.severity = Severity::kFatal;
+    issue.code = "invalid";
+    issue.diagnostics = "Error parsing JSON: " + error.describe();
+    issue.location.push_back("line " + std::to_string(error.line) + ", column " +
+                             std::to_string(error.column));
+    issues.add(std::move(issue));
+    return;
+  }
+  validate(doc, request, issues);
+}
+
+bool ValidatorImpl::knowsProfile(const std::string& url) const {
+  return plans_->byUrl(url) != nullptr;
+}
+
+}  // namespace validator
+
+Result<ValidatorPtr> createValidator(const ValidatorOptions& options) {
+  std::string core = options.core_package_dir.empty()
+                         ? std::string(GATEWAY_PROFILES_DIR) + "/r4-core/package"
+                         : options.core_package_dir;
+  auto registry = definitions::Registry::load(core, options.extra_paths);
+  if (!registry.ok()) return registry.error();
+  return ValidatorPtr(std::make_shared<validator::ValidatorImpl>(std::move(*registry)));
+}
+
+}  // namespace fhir

@@ -1,0 +1,35 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+// The Validator implementation: the registry of definitions, the plan cache and the shared
+// services the instance walker uses. Internal to conformance/validator.
+
+#include <memory>
+
+#include "conformance/definitions/registry.h"
+#include "conformance/validator/plan.h"
+#include "conformance/validator/validator.h"
+
+namespace fhir::validator {
+
+class ValidatorImpl final : public Validator {
+ public:
+  explicit ValidatorImpl(std::unique_ptr<definitions::Registry> registry);
+  ~ValidatorImpl() override;
+
+  // Validator
+  void validate(const json::Value& resource, const ValidationRequest& request,
+                IssueList& issues) const override;
+  void validateText(std::string_view text, const ValidationRequest& request,
+                    IssueList& issues) const override;
+  bool knowsProfile(const std::string& url) const override;
+
+  const definitions::Registry& registry() const { return *registry_; }
+  const PlanCache& plans() const { return *plans_; }
+
+ private:
+  std::unique_ptr<definitions::Registry> registry_;
+  std::unique_ptr<PlanCache> plans_;
+};
+
+}  // namespace fhir::validator

@@ -1,0 +1,167 @@
+// SPDX-License-Identifier: Apache-2.0
+// Base structure checks of the validator: JSON form, unknown elements, cardinality, types and
+// choice types, primitive formats in place, contained resources and Bundle entries.
+
+#include <gtest/gtest.h>
+
+#include "tests/conformance/validator/validator_test_util.h"
+#include "tests/support/test_support.h"
+
+namespace fhir::testing {
+namespace {
+
+constexpr Severity kError = Severity::kError;
+
+TEST(StructureTest, CoreExamplesAreValid) {
+  for (const char* name : {"Patient-example.json", "Observation-example.json", "Claim-100150.json",
+                           "QuestionnaireResponse-3141.json"}) {
+    IssueList issues = validateJson(readFile(testDataDir() / "validator" / "examples" / name));
+    EXPECT_NO_ERRORS(issues) << name;
+  }
+}
+
+TEST(StructureTest, UnknownElementIsReportedOnItsParent) {
+  IssueList issues = validateJson(R"j({"resourceType":"Patient","unknownElement":1,
+      "name":[{"family":"x","nickname":"y"}]})j");
+  EXPECT_ISSUE(issues, kError, "structure", "Patient");
+  EXPECT_ISSUE(issues, kError, "structure", "Patient.name[0]");
+  EXPECT_EQ(issues.errorCount(), 2u) << describe(issues);
+}
+
+TEST(StructureTest, PrimitiveExtensionSiblings) {
+  IssueList valid = validateJson(R"j({"resourceType":"Patient",
+      "birthDate":"1970-03-30",
+      "_birthDate":{"extension":[{"url":"http://hl7.org/fhir/StructureDefinition/patient-birthTime",
+                                   "valueDateTime":"1970-03-30T13:30:00+01:00"}]},
+      "name":[{"given":["A",null,"C"],"_given":[null,{"id":"g2"},null]}],
+      "_gender":{"id":"x"}})j");
+  EXPECT_NO_ERRORS(valid);
+
+  IssueList invalid = validateJson(R"j({"resourceType":"Patient",
+      "_birthDate":{"foo":1},
+      "_name":{"id":"n"},
+      "name":[{"given":["A",null]}]})j");
+  EXPECT_ISSUE(invalid, kError, "structure", "Patient.birthDate");      // foo in _birthDate
+  EXPECT_ISSUE(invalid, kError, "structure", "Patient");                // _name: not a primitive
+  EXPECT_ISSUE(invalid, kError, "structure", "Patient.name[0].given[1]");  // null without _given
+}
+
+TEST(StructureTest, ChoiceTypes) {
+  IssueList valid = validateJson(R"j({"resourceType":"Observation","status":"final",
+      "code":{"text":"x"},"valueQuantity":{"value":1.50,"unit":"mg"},
+      "effectiveDateTime":"2020-01-01"})j");
+  EXPECT_NO_ERRORS(valid);
+
+  IssueList invalid = validateJson(R"j({"resourceType":"Observation","status":"final",
+      "code":{"text":"x"},"valueQuantity":{"value":"1.5"},"effectiveFoo":"2020"})j");
+  EXPECT_ISSUE(invalid, kError, "structure", "Observation.value.ofType(Quantity).value");
+  EXPECT_ISSUE(invalid, kError, "structure", "Observation");  // effectiveFoo unknown
+
+  IssueList two = validateJson(R"j({"resourceType":"Observation","status":"final",
+      "code":{"text":"x"},"valueString":"a","valueBoolean":true})j");
+  EXPECT_ISSUE(two, kError, "structure", "Observation");  // value[x] max 1
+}
+
+TEST(StructureTest, ContentReferenceElements) {
+  IssueList valid = validateJson(R"j({"resourceType":"Questionnaire","status":"draft",
+      "item":[{"linkId":"1","type":"group","item":[{"linkId":"1.1","type":"string",
+               "item":[{"linkId":"1.1.1","type":"display","text":"t"}]}]}]})j");
+  EXPECT_NO_ERRORS(valid);
+
+  IssueList invalid = validateJson(R"j({"resourceType":"Questionnaire","status":"draft",
+      "item":[{"linkId":"1","type":"group","item":[{"type":"string","bogus":true}]}]})j");
+  // bogus, and linkId (1..1) missing
+  EXPECT_EQ(countIssues(invalid, kError, "structure", "Questionnaire.item[0].item[0]"), 2u)
+      << describe(invalid);
+  EXPECT_EQ(invalid.errorCount(), 2u) << describe(invalid);
+}
+
+TEST(StructureTest, Cardinality) {
+  IssueList issues = validateJson(R"j({"resourceType":"Observation"})j");
+  EXPECT_EQ(countIssues(issues, kError, "structure", "Observation"), 2u) << describe(issues);
+
+  IssueList nested = validateJson(R"j({"resourceType":"Patient","link":[{"type":"seealso"}]})j");
+  EXPECT_ISSUE(nested, kError, "structure", "Patient.link[0]");  // link.other 1..1
+}
+
+TEST(StructureTest, ArrayAndObjectShape) {
+  IssueList issues = validateJson(R"j({"resourceType":"Patient","gender":["male"],
+      "name":{"family":"x"}})j");
+  EXPECT_ISSUE(issues, kError, "invalid", "Patient.gender");
+  EXPECT_ISSUE(issues, kError, "invalid", "Patient.name");
+}
+
+TEST(StructureTest, NullsAndEmptyContent) {
+  IssueList issues = validateJson(R"j({"resourceType":"Patient","active":null,
+      "name":[],"contact":[{}],"identifier":[null]})j");
+  EXPECT_ISSUE(issues, kError, "structure", "Patient.active");
+  EXPECT_ISSUE(issues, kError, "invalid", "Patient.name");
+  EXPECT_ISSUE(issues, kError, "structure", "Patient.contact[0]");
+  EXPECT_ISSUE(issues, kError, "structure", "Patient.identifier[0]");
+}
+
+TEST(StructureTest, WrongJsonTypesForPrimitives) {
+  IssueList issues = validateJson(R"j({"resourceType":"Patient","active":"true",
+      "multipleBirthInteger":"2","name":[{"family":12}],"birthDate":19700101})j");
+  EXPECT_ISSUE(issues, kError, "structure", "Patient.active");
+  EXPECT_ISSUE(issues, kError, "structure", "Patient.multipleBirth.ofType(integer)");
+  EXPECT_ISSUE(issues, kError, "structure", "Patient.name[0].family");
+  EXPECT_ISSUE(issues, kError, "structure", "Patient.birthDate");
+}
+
+TEST(StructureTest, PrimitiveFormatsInPlace) {
+  IssueList issues = validateJson(R"j({"resourceType":"Patient","id":"a_b",
+      "meta":{"lastUpdated":"2020-01-01"},
+      "birthDate":"1990-13-01","deceasedDateTime":"2020-01-01T10:00:00",
+      "photo":[{"data":"%%%2@()()","size":-1}],
+      "identifier":[{"system":"http://a b"}]})j");
+  EXPECT_ISSUE(issues, kError, "invalid", "Patient.id");
+  EXPECT_ISSUE(issues, kError, "invalid", "Patient.meta.lastUpdated");
+  EXPECT_ISSUE(issues, kError, "invalid", "Patient.birthDate");
+  EXPECT_ISSUE(issues, kError, "invalid", "Patient.deceased.ofType(dateTime)");
+  EXPECT_ISSUE(issues, kError, "invalid", "Patient.photo[0].data");
+  EXPECT_ISSUE(issues, kError, "invalid", "Patient.photo[0].size");
+  EXPECT_ISSUE(issues, kError, "invalid", "Patient.identifier[0].system");
+  EXPECT_EQ(issues.errorCount(), 7u) << describe(issues);
+}
+
+TEST(StructureTest, ResourceTypeMustBeKnownConcreteResource) {
+  IssueList untyped = validateJson(R"j({"id":"x"})j");
+  ASSERT_EQ(untyped.errorCount(), 1u);
+  EXPECT_TRUE(untyped.issues()[0].expression.empty());
+  IssueList unknown = validateJson(R"j({"resourceType":"Patientx"})j");
+  EXPECT_TRUE(unknown.hasErrors());
+  EXPECT_TRUE(validateJson(R"j({"resourceType":"HumanName"})j").hasErrors());
+  EXPECT_TRUE(validateJson(R"j({"resourceType":"DomainResource"})j").hasErrors());
+}
+
+TEST(StructureTest, ContainedResourcesAreValidatedAsTheirType) {
+  IssueList issues = validateJson(R"j({"resourceType":"Condition","subject":{"reference":"#p"},
+      "contained":[{"resourceType":"Patient","id":"p","gender":1}]})j");
+  EXPECT_ISSUE(issues, kError, "structure", "Condition.contained[0].gender");
+}
+
+TEST(StructureTest, BundleEntriesRecursively) {
+  IssueList issues = validateJson(R"j({"resourceType":"Bundle","type":"collection","entry":[
+      {"fullUrl":"http://example.org/fhir/Patient/1","resource":{"resourceType":"Patient","id":"1"}},
+      {"fullUrl":"http://example.org/fhir/Questionnaire/q","resource":{"resourceType":"Questionnaire",
+       "id":"q","status":"draft","item":[{"linkId":"1","type":"group","item":[{"linkId":"2"}]}]}},
+      {"fullUrl":"http://example.org/fhir/Patient/3","resource":{"resourceType":"Patient","id":"4"}},
+      {"fullUrl":"Patient/5","resource":{"resourceType":"Patient","id":"5"}}]})j");
+  EXPECT_ISSUE(issues, kError, "structure", "Bundle.entry[1].resource.item[0].item[0]");
+  EXPECT_ISSUE(issues, kError, "invalid", "Bundle.entry[2]");  // id 4 vs fullUrl .../Patient/3
+  EXPECT_ISSUE(issues, kError, "invalid", "Bundle.entry[3]");  // relative fullUrl
+  EXPECT_EQ(issues.errorCount(), 3u) << describe(issues);
+}
+
+TEST(StructureTest, SyntaxErrorsAreFatal) {
+  IssueList issues = validateJson("{\"resourceType\":\"Patient\",\n \"active\": tru}");
+  ASSERT_EQ(issues.issues().size(), 1u);
+  EXPECT_EQ(issues.issues()[0].severity, Severity::kFatal);
+  EXPECT_EQ(issues.issues()[0].location.front().rfind("line 2, column ", 0), 0u);
+  IssueList duplicate = validateJson(R"j({"resourceType":"Patient","active":true,"active":false})j");
+  EXPECT_EQ(duplicate.issues()[0].severity, Severity::kFatal);
+}
+
+}  // namespace
+}  // namespace fhir::testing
