@@ -1,13 +1,154 @@
 // SPDX-License-Identifier: Apache-2.0
-#include <ostream>
+#include <curl/curl.h>
+#include <signal.h>
 
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+#include <optional>
+
+#include "conformance/validator/validator.h"
 #include "gateway/cli/commands.h"
+#include "gateway/config/config.h"
+#include "gateway/delivery/delivery.h"
+#include "gateway/ingest/pipeline.h"
+#include "gateway/server/http_server.h"
+#include "gateway/server/metrics.h"
+#include "gateway/store/store.h"
 
 namespace fhir::gateway::cli {
+namespace {
 
-int runServe(const Args&, Io& io) {
-  io.err << "fhir-gateway serve: starting\n";
-  return 2;
+constexpr const char* kServeHelp =
+    "usage: fhir-gateway serve [--config FILE] [--listen HOST:PORT] [--data DIR]\n"
+    "\n"
+    "Run the gateway: HTTP ingest, the FHIR API, and delivery to payers and feeds.\n"
+    "\n"
+    "  --config FILE      configuration JSON (contracts/cli.md); default: no payers, no feeds\n"
+    "  --listen HOST:PORT address to serve on, overriding the config; default 127.0.0.1:8080;\n"
+    "                     port 0 picks a free port\n"
+    "  --data DIR         data directory (SQLite store gateway.db), overriding the config;\n"
+    "                     default ./var\n"
+    "\n"
+    "Once ready it prints one line on stdout: 'listening on http://HOST:PORT'.\n"
+    "SIGTERM or SIGINT drains in-flight requests and deliveries and stops.\n"
+    "Definitions are read from FHIR_GATEWAY_PROFILES (default: the bundled fhir_profiles).\n";
+
+std::string profilesDir() {
+  if (const char* env = std::getenv("FHIR_GATEWAY_PROFILES"); env != nullptr && *env != '\0') return env;
+  return GATEWAY_PROFILES_DIR;
+}
+
+bool splitListen(const std::string& listen, std::string& host, uint16_t& port) {
+  size_t colon = listen.rfind(':');
+  if (colon == std::string::npos || colon == 0) return false;
+  host = listen.substr(0, colon);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  const std::string digits = listen.substr(colon + 1);
+  if (digits.empty() || digits.size() > 5 || digits.find_first_not_of("0123456789") != std::string::npos) return false;
+  int value = std::stoi(digits);
+  if (value > 65535) return false;
+  port = static_cast<uint16_t>(value);
+  return true;
+}
+
+}  // namespace
+
+int runServe(const Args& args, Io& io) {
+  std::optional<std::string> config_path, listen, data_dir;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& arg = args[i];
+    auto value = [&](std::optional<std::string>& out) {
+      if (i + 1 >= args.size()) return false;
+      out = args[++i];
+      return true;
+    };
+    if (arg == "--help" || arg == "-h") {
+      io.out << kServeHelp;
+      return 0;
+    } else if (arg == "--config") {
+      if (!value(config_path)) break;
+    } else if (arg == "--listen") {
+      if (!value(listen)) break;
+    } else if (arg == "--data") {
+      if (!value(data_dir)) break;
+    } else {
+      io.err << "fhir-gateway serve: unknown argument '" << arg << "' (see --help)\n";
+      return 2;
+    }
+    continue;
+  }
+  if (!args.empty() && (args.back() == "--config" || args.back() == "--listen" || args.back() == "--data")) {
+    io.err << "fhir-gateway serve: " << args.back() << " needs a value\n";
+    return 2;
+  }
+
+  Config config;
+  if (config_path) {
+    auto loaded = loadConfig(*config_path);
+    if (!loaded.ok()) {
+      io.err << "fhir-gateway serve: " << loaded.message() << "\n";
+      return 2;
+    }
+    config = std::move(*loaded);
+  }
+  if (listen) config.listen = *listen;
+  if (data_dir) config.data_dir = *data_dir;
+  std::string host;
+  uint16_t port = 0;
+  if (!splitListen(config.listen, host, port)) {
+    io.err << "fhir-gateway serve: '" << config.listen << "' is not HOST:PORT\n";
+    return 2;
+  }
+
+  // Signals are taken by sigwait below, so block them before any thread starts.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+  curl_global_init(CURL_GLOBAL_DEFAULT);
+
+  auto store = openSqliteStore(config.data_dir);
+  if (!store.ok()) {
+    io.err << "fhir-gateway serve: " << store.message() << "\n";
+    return 2;
+  }
+  const std::string profiles = profilesDir();
+  ValidatorOptions validator_options;
+  validator_options.core_package_dir = profiles + "/r4-core/package";
+  if (std::filesystem::is_directory(profiles + "/alignment")) validator_options.extra_paths.push_back(profiles + "/alignment");
+  auto validator = createValidator(validator_options);
+  if (!validator.ok()) {
+    io.err << "fhir-gateway serve: cannot load definitions: " << validator.message() << "\n";
+    return 2;
+  }
+
+  Metrics metrics;
+  DeliveryService delivery(config, *store, metrics);
+  Pipeline pipeline(config, *store, *validator, metrics, [&delivery] { delivery.wake(); });
+  ServerContext context{config, *store, *validator, pipeline, metrics, loadTopicCanonicals(profiles + "/alignment")};
+  HttpServer server(context);
+  Status started = server.start(host, port);
+  if (!started.ok()) {
+    io.err << "fhir-gateway serve: " << started.message() << "\n";
+    return 2;
+  }
+  const std::string shown_host = host.find(':') != std::string::npos ? "[" + host + "]" : host;
+  pipeline.setBaseUrl("http://" + shown_host + ":" + std::to_string(server.port()) + "/fhir");
+  delivery.start();
+  io.out << "listening on http://" << shown_host << ":" << server.port() << std::endl;
+
+  int received = 0;
+  sigwait(&signals, &received);
+  io.err << "fhir-gateway serve: " << (received == SIGTERM ? "SIGTERM" : "SIGINT")
+         << " received, draining\n";
+  server.stop();
+  delivery.stop();
+  curl_global_cleanup();
+  return 0;
 }
 
 }  // namespace fhir::gateway::cli

@@ -26,7 +26,13 @@ std::string deriveId(std::initializer_list<std::string_view> parts) {
     first = false;
     joined.append(part);
   }
-  return sha256Hex(joined).substr(0, 32);
+  std::string hex = sha256Hex(joined).substr(0, 32);
+  // RFC 9562 version 8 (custom) UUID: version nibble 8, variant bits 10.
+  hex[12] = '8';
+  static constexpr char kVariant[] = "89ab";
+  hex[16] = kVariant[(hex[16] >= 'a' ? hex[16] - 'a' + 10 : hex[16] - '0') & 0x3];
+  return hex.substr(0, 8) + "-" + hex.substr(8, 4) + "-" + hex.substr(12, 4) + "-" +
+         hex.substr(16, 4) + "-" + hex.substr(20, 12);
 }
 
 bool isValidNpi(std::string_view npi) {

@@ -9,9 +9,10 @@
 
 namespace fhir::mappers {
 
-// A FHIR resource id ([A-Za-z0-9\-\.]{1,64}) derived from the source's own keys: the first 32
-// hex digits of SHA-256 over the parts joined with a unit separator. The same parts always give
-// the same id, which is what makes re-sent events idempotent.
+// A FHIR resource id ([A-Za-z0-9\-\.]{1,64}) derived from the source's own keys: SHA-256 over
+// the parts joined with a unit separator, its first 128 bits written as an RFC 9562 version-8
+// UUID (so `urn:uuid:<id>` is a valid URI too). The same parts always give the same id, which is
+// what makes re-sent events idempotent.
 std::string deriveId(std::initializer_list<std::string_view> parts);
 
 // Lower-case hex SHA-256 of `bytes`.

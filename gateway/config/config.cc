@@ -1,0 +1,206 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "gateway/config/config.h"
+
+#include <algorithm>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "conformance/json/json.h"
+
+namespace fhir::gateway {
+namespace {
+
+using json::Value;
+
+// Walks one JSON object, checking keys against an allow-list and reading typed members.
+class ObjectReader {
+ public:
+  ObjectReader(const Value& object, std::string path) : object_(object), path_(std::move(path)) {}
+
+  Status checkKeys(std::initializer_list<std::string_view> allowed) const {
+    if (!object_.IsObject()) return Error{where("") + " must be a JSON object"};
+    for (const auto& member : object_.GetObject()) {
+      std::string_view key = json::stringView(member.name);
+      if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
+        return Error{"unknown configuration key '" + where(key) + "'"};
+      }
+    }
+    return Status::Ok();
+  }
+
+  Status string(std::string_view key, std::string& out, bool required) const {
+    const Value* value = json::find(object_, key);
+    if (value == nullptr) {
+      if (required) return Error{"missing required configuration key '" + where(key) + "'"};
+      return Status::Ok();
+    }
+    if (!json::isString(*value)) return Error{"configuration key '" + where(key) + "' must be a string"};
+    out = std::string(json::stringView(*value));
+    if (required && out.empty()) return Error{"configuration key '" + where(key) + "' must not be empty"};
+    return Status::Ok();
+  }
+
+  Status integer(std::string_view key, int64_t& out, int64_t minimum) const {
+    const Value* value = json::find(object_, key);
+    if (value == nullptr) return Status::Ok();
+    auto number = json::numberAsInt64(*value);
+    if (!number) return Error{"configuration key '" + where(key) + "' must be an integer"};
+    if (*number < minimum) {
+      return Error{"configuration key '" + where(key) + "' must be at least " + std::to_string(minimum)};
+    }
+    out = *number;
+    return Status::Ok();
+  }
+
+  Status number(std::string_view key, double& out) const {
+    const Value* value = json::find(object_, key);
+    if (value == nullptr) return Status::Ok();
+    auto number = json::numberAsDouble(*value);
+    if (!number || *number <= 0) return Error{"configuration key '" + where(key) + "' must be a positive number"};
+    out = *number;
+    return Status::Ok();
+  }
+
+  Status stringList(std::string_view key, std::vector<std::string>& out) const {
+    const Value* value = json::find(object_, key);
+    if (value == nullptr) return Status::Ok();
+    if (!value->IsArray()) return Error{"configuration key '" + where(key) + "' must be an array of strings"};
+    for (const Value& item : value->GetArray()) {
+      if (!json::isString(item)) return Error{"configuration key '" + where(key) + "' must be an array of strings"};
+      out.emplace_back(json::stringView(item));
+    }
+    return Status::Ok();
+  }
+
+  const Value* member(std::string_view key) const { return json::find(object_, key); }
+  std::string where(std::string_view key) const {
+    if (key.empty()) return path_.empty() ? "(top level)" : path_;
+    return path_.empty() ? std::string(key) : path_ + "." + std::string(key);
+  }
+
+ private:
+  const Value& object_;
+  std::string path_;
+};
+
+#define RETURN_IF_ERROR(expr)                       \
+  do {                                              \
+    Status status_ = (expr);                        \
+    if (!status_.ok()) return Error{status_.message()}; \
+  } while (false)
+
+Status checkEndpoint(const std::string& endpoint, const std::string& where) {
+  if (endpoint.rfind("http://", 0) != 0 && endpoint.rfind("https://", 0) != 0) {
+    return Error{"configuration key '" + where + "' must be an http:// or https:// URL"};
+  }
+  return Status::Ok();
+}
+
+Result<PayerConfig> parsePayer(const Value& value, const std::string& path) {
+  ObjectReader reader(value, path);
+  RETURN_IF_ERROR(reader.checkKeys(
+      {"id", "name", "format", "identifier", "endpoint", "secret", "routes"}));
+  PayerConfig payer;
+  RETURN_IF_ERROR(reader.string("id", payer.id, true));
+  RETURN_IF_ERROR(reader.string("name", payer.name, true));
+  RETURN_IF_ERROR(reader.string("format", payer.format, true));
+  RETURN_IF_ERROR(reader.string("endpoint", payer.endpoint, true));
+  RETURN_IF_ERROR(checkEndpoint(payer.endpoint, reader.where("endpoint")));
+  RETURN_IF_ERROR(reader.string("secret", payer.secret, false));
+  if (const Value* identifier = reader.member("identifier")) {
+    ObjectReader id_reader(*identifier, reader.where("identifier"));
+    RETURN_IF_ERROR(id_reader.checkKeys({"system", "value"}));
+    RETURN_IF_ERROR(id_reader.string("system", payer.identifier_system, true));
+    RETURN_IF_ERROR(id_reader.string("value", payer.identifier_value, true));
+  }
+  if (const Value* routes = reader.member("routes")) {
+    ObjectReader routes_reader(*routes, reader.where("routes"));
+    RETURN_IF_ERROR(routes_reader.checkKeys({"codes", "linesOfBusiness"}));
+    RETURN_IF_ERROR(routes_reader.stringList("codes", payer.routes.codes));
+    RETURN_IF_ERROR(routes_reader.stringList("linesOfBusiness", payer.routes.lines_of_business));
+  }
+  return payer;
+}
+
+}  // namespace
+
+bool PayerConfig::routesCode(std::string_view code) const {
+  return routes.codes.empty() ||
+         std::find(routes.codes.begin(), routes.codes.end(), code) != routes.codes.end();
+}
+
+bool PayerConfig::routesLineOfBusiness(std::string_view line_of_business) const {
+  return routes.lines_of_business.empty() ||
+         std::find(routes.lines_of_business.begin(), routes.lines_of_business.end(),
+                   line_of_business) != routes.lines_of_business.end();
+}
+
+const PayerConfig* Config::findPayer(std::string_view id) const {
+  for (const PayerConfig& payer : payers) {
+    if (payer.id == id) return &payer;
+  }
+  return nullptr;
+}
+
+Result<Config> parseConfig(std::string_view text) {
+  json::Document doc;
+  json::ParseError parse_error;
+  if (!json::parse(text, doc, parse_error)) return Error{"configuration is not valid JSON: " + parse_error.describe()};
+  ObjectReader reader(doc, "");
+  RETURN_IF_ERROR(reader.checkKeys({"listen", "dataDir", "maxBodyBytes", "payers", "feeds", "delivery"}));
+  Config config;
+  RETURN_IF_ERROR(reader.string("listen", config.listen, false));
+  RETURN_IF_ERROR(reader.string("dataDir", config.data_dir, false));
+  RETURN_IF_ERROR(reader.integer("maxBodyBytes", config.max_body_bytes, 1));
+  std::set<std::string> ids;
+  if (const Value* payers = reader.member("payers")) {
+    if (!payers->IsArray()) return Error{"configuration key 'payers' must be an array"};
+    for (rapidjson::SizeType index = 0; index < payers->Size(); ++index) {
+      auto payer = parsePayer((*payers)[index], "payers[" + std::to_string(index) + "]");
+      if (!payer.ok()) return payer.error();
+      if (!ids.insert("payer:" + payer->id).second) {
+        return Error{"duplicate payer id '" + payer->id + "' in configuration key 'payers'"};
+      }
+      config.payers.push_back(std::move(*payer));
+    }
+  }
+  if (const Value* feeds = reader.member("feeds")) {
+    if (!feeds->IsArray()) return Error{"configuration key 'feeds' must be an array"};
+    for (rapidjson::SizeType index = 0; index < feeds->Size(); ++index) {
+      ObjectReader feed_reader((*feeds)[index], "feeds[" + std::to_string(index) + "]");
+      RETURN_IF_ERROR(feed_reader.checkKeys({"id", "endpoint", "secret"}));
+      FeedConfig feed;
+      RETURN_IF_ERROR(feed_reader.string("id", feed.id, true));
+      RETURN_IF_ERROR(feed_reader.string("endpoint", feed.endpoint, true));
+      RETURN_IF_ERROR(checkEndpoint(feed.endpoint, feed_reader.where("endpoint")));
+      RETURN_IF_ERROR(feed_reader.string("secret", feed.secret, false));
+      if (!ids.insert("feed:" + feed.id).second) {
+        return Error{"duplicate feed id '" + feed.id + "' in configuration key 'feeds'"};
+      }
+      config.feeds.push_back(std::move(feed));
+    }
+  }
+  if (const Value* delivery = reader.member("delivery")) {
+    ObjectReader delivery_reader(*delivery, "delivery");
+    RETURN_IF_ERROR(delivery_reader.checkKeys(
+        {"timeoutMs", "initialBackoffMs", "maxBackoffMs", "giveUpAfterHours"}));
+    RETURN_IF_ERROR(delivery_reader.integer("timeoutMs", config.delivery.timeout_ms, 1));
+    RETURN_IF_ERROR(delivery_reader.integer("initialBackoffMs", config.delivery.initial_backoff_ms, 1));
+    RETURN_IF_ERROR(delivery_reader.integer("maxBackoffMs", config.delivery.max_backoff_ms, 1));
+    RETURN_IF_ERROR(delivery_reader.number("giveUpAfterHours", config.delivery.give_up_after_hours));
+  }
+  return config;
+}
+
+Result<Config> loadConfig(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Error{"cannot read configuration file " + path};
+  std::ostringstream buffer;
+  buffer << in.rdbuf();
+  auto config = parseConfig(buffer.str());
+  if (!config.ok()) return Error{path + ": " + config.message()};
+  return config;
+}
+
+}  // namespace fhir::gateway

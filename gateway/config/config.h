@@ -1,0 +1,64 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+// The gateway configuration file (contracts/cli.md), turned into values once at start-up.
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "conformance/common/result.h"
+
+namespace fhir::gateway {
+
+struct PayerRoutes {
+  std::vector<std::string> codes;               // empty: every billing code
+  std::vector<std::string> lines_of_business;   // empty: every line of business
+};
+
+struct PayerConfig {
+  std::string id;
+  std::string name;
+  std::string format;
+  std::string identifier_system;
+  std::string identifier_value;
+  std::string endpoint;
+  std::string secret;  // empty: no X-Signature
+  PayerRoutes routes;
+
+  bool routesCode(std::string_view code) const;
+  bool routesLineOfBusiness(std::string_view line_of_business) const;
+};
+
+struct FeedConfig {
+  std::string id;
+  std::string endpoint;
+  std::string secret;
+};
+
+struct DeliveryConfig {
+  int64_t timeout_ms = 5000;
+  int64_t initial_backoff_ms = 500;
+  int64_t max_backoff_ms = 300000;
+  double give_up_after_hours = 72;
+};
+
+struct Config {
+  std::string listen = "127.0.0.1:8080";
+  std::string data_dir = "./var";
+  int64_t max_body_bytes = 10 * 1024 * 1024;
+  std::vector<PayerConfig> payers;
+  std::vector<FeedConfig> feeds;
+  DeliveryConfig delivery;
+
+  const PayerConfig* findPayer(std::string_view id) const;
+};
+
+// Parses configuration JSON. Unknown keys, missing required keys and wrong types are errors
+// naming the key by its path (`payers[0].endpoint`).
+Result<Config> parseConfig(std::string_view text);
+// Reads and parses a configuration file; errors start with the file name.
+Result<Config> loadConfig(const std::string& path);
+
+}  // namespace fhir::gateway

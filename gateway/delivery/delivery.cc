@@ -1,0 +1,180 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "gateway/delivery/delivery.h"
+
+#include <curl/curl.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include <algorithm>
+#include <random>
+
+#include "gateway/store/time_util.h"
+
+namespace fhir::gateway {
+namespace {
+
+struct InFlight {
+  OutboxItem item;
+  const Destination* destination = nullptr;
+  CURL* easy = nullptr;
+  curl_slist* headers = nullptr;
+  std::string response;
+  int64_t started_ms = 0;
+};
+
+size_t discardBody(char* data, size_t size, size_t count, void* user) {
+  auto* response = static_cast<std::string*>(user);
+  if (response->size() < 4096) response->append(data, std::min(size * count, 4096 - response->size()));
+  return size * count;
+}
+
+int64_t backoffMs(const DeliveryConfig& config, int attempts) {
+  static thread_local std::mt19937_64 random{std::random_device{}()};
+  double delay = static_cast<double>(config.initial_backoff_ms);
+  for (int i = 1; i < attempts && delay < static_cast<double>(config.max_backoff_ms); ++i) delay *= 2;
+  delay = std::min(delay, static_cast<double>(config.max_backoff_ms));
+  // Jitter: 80%..120%, so retries of many destinations do not move in lock-step.
+  std::uniform_real_distribution<double> jitter(0.8, 1.2);
+  return std::max<int64_t>(1, static_cast<int64_t>(delay * jitter(random)));
+}
+
+}  // namespace
+
+std::string hmacSha256Hex(std::string_view secret, std::string_view body) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
+       reinterpret_cast<const unsigned char*>(body.data()), body.size(), digest, &length);
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned int i = 0; i < length; ++i) {
+    out.push_back(kHex[digest[i] >> 4]);
+    out.push_back(kHex[digest[i] & 0xF]);
+  }
+  return out;
+}
+
+DeliveryService::DeliveryService(const Config& config, StorePtr store, Metrics& metrics)
+    : config_(config), store_(std::move(store)), metrics_(metrics) {
+  for (const PayerConfig& payer : config.payers) {
+    destinations_.push_back({"payer:" + payer.id, payer.id, payer.endpoint, payer.secret});
+  }
+  for (const FeedConfig& feed : config.feeds) {
+    destinations_.push_back({"feed:" + feed.id, feed.id, feed.endpoint, feed.secret});
+  }
+}
+
+DeliveryService::~DeliveryService() { stop(); }
+
+void DeliveryService::start() {
+  multi_ = curl_multi_init();
+  worker_ = std::thread([this] { run(); });
+}
+
+void DeliveryService::stop() {
+  if (!worker_.joinable()) return;
+  stopping_ = true;
+  wake();
+  worker_.join();
+  curl_multi_cleanup(static_cast<CURLM*>(multi_));
+  multi_ = nullptr;
+}
+
+void DeliveryService::wake() {
+  woken_ = true;
+  if (multi_ != nullptr) curl_multi_wakeup(static_cast<CURLM*>(multi_));
+}
+
+void DeliveryService::run() {
+  auto* multi = static_cast<CURLM*>(multi_);
+  std::map<std::string, std::unique_ptr<InFlight>> in_flight;  // by destination key
+
+  auto finish = [&](InFlight& flight, CURLcode code) {
+    long http_status = 0;
+    curl_easy_getinfo(flight.easy, CURLINFO_RESPONSE_CODE, &http_status);
+    DeliveryAttempt attempt;
+    attempt.outbox_id = flight.item.id;
+    attempt.at_ms = flight.started_ms;
+    attempt.http_status = static_cast<int>(http_status);
+    attempt.duration_ms = nowMs() - flight.started_ms;
+    const bool success = code == CURLE_OK && http_status >= 200 && http_status < 300;
+    if (success) {
+      (void)store_->recordDelivered(attempt);
+      metrics_.countDelivery(flight.destination->key, "delivered");
+    } else {
+      attempt.error = code != CURLE_OK ? std::string(curl_easy_strerror(code))
+                                       : "HTTP " + std::to_string(http_status);
+      const int64_t first = flight.item.first_attempt_ms != 0 ? flight.item.first_attempt_ms : flight.started_ms;
+      const int64_t give_up_ms = static_cast<int64_t>(config_.delivery.give_up_after_hours * 3600 * 1000);
+      const int64_t next = nowMs() + backoffMs(config_.delivery, flight.item.attempts + 1);
+      const bool dead = next - first > give_up_ms;
+      (void)store_->recordFailed(attempt, next, dead);
+      metrics_.countDelivery(flight.destination->key, dead ? "dead" : "failed");
+    }
+    curl_multi_remove_handle(multi, flight.easy);
+    curl_easy_cleanup(flight.easy);
+    curl_slist_free_all(flight.headers);
+  };
+
+  while (true) {
+    const bool stopping = stopping_.load();
+    if (!stopping) {
+      woken_ = false;
+      const int64_t now = nowMs();
+      for (const Destination& destination : destinations_) {
+        if (in_flight.count(destination.key) != 0) continue;
+        auto due = store_->nextDue(destination.key, now);
+        if (!due.ok() || !due->has_value()) continue;
+        auto flight = std::make_unique<InFlight>();
+        flight->item = std::move(**due);
+        flight->destination = &destination;
+        flight->started_ms = now;
+        flight->easy = curl_easy_init();
+        const std::string number = std::to_string(flight->item.number);
+        flight->headers = curl_slist_append(flight->headers, "Content-Type: application/fhir+json");
+        flight->headers = curl_slist_append(flight->headers, ("X-Event-Number: " + number).c_str());
+        flight->headers = curl_slist_append(flight->headers, ("Idempotency-Key: " + destination.id + ":" + number).c_str());
+        if (!destination.secret.empty()) {
+          flight->headers = curl_slist_append(
+              flight->headers, ("X-Signature: sha256=" + hmacSha256Hex(destination.secret, flight->item.body)).c_str());
+        }
+        flight->headers = curl_slist_append(flight->headers, "Expect:");
+        CURL* easy = flight->easy;
+        curl_easy_setopt(easy, CURLOPT_URL, destination.endpoint.c_str());
+        curl_easy_setopt(easy, CURLOPT_POST, 1L);
+        curl_easy_setopt(easy, CURLOPT_POSTFIELDS, flight->item.body.data());
+        curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(flight->item.body.size()));
+        curl_easy_setopt(easy, CURLOPT_HTTPHEADER, flight->headers);
+        curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, static_cast<long>(config_.delivery.timeout_ms));
+        curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(std::min<int64_t>(config_.delivery.timeout_ms, 5000)));
+        curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, &discardBody);
+        curl_easy_setopt(easy, CURLOPT_WRITEDATA, &flight->response);
+        curl_easy_setopt(easy, CURLOPT_PRIVATE, flight.get());
+        curl_multi_add_handle(multi, easy);
+        in_flight.emplace(destination.key, std::move(flight));
+      }
+    }
+    if (stopping && in_flight.empty()) break;
+
+    int running = 0;
+    curl_multi_perform(multi, &running);
+    int queued = 0;
+    while (CURLMsg* message = curl_multi_info_read(multi, &queued)) {
+      if (message->msg != CURLMSG_DONE) continue;
+      InFlight* flight = nullptr;
+      curl_easy_getinfo(message->easy_handle, CURLINFO_PRIVATE, &flight);
+      const CURLcode code = message->data.result;
+      const std::string key = flight->destination->key;
+      finish(*flight, code);
+      in_flight.erase(key);
+      woken_ = true;  // that destination may have more rows now
+    }
+    if (!woken_.load()) {
+      // Sleep until a socket is ready, new rows arrive (wake) or a retry may be due.
+      curl_multi_poll(multi, nullptr, 0, in_flight.empty() ? 200 : 20, nullptr);
+    }
+  }
+}
+
+}  // namespace fhir::gateway

@@ -1,0 +1,109 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "gateway/dispatch/router.h"
+
+#include <set>
+
+namespace fhir::gateway {
+namespace {
+
+// "Patient/abc" -> ("Patient", "abc").
+std::optional<std::pair<std::string, std::string>> splitReference(const json::Value& reference) {
+  auto text = json::getString(reference, "reference");
+  if (!text) return std::nullopt;
+  size_t slash = text->find('/');
+  if (slash == std::string_view::npos) return std::nullopt;
+  return std::make_pair(std::string(text->substr(0, slash)), std::string(text->substr(slash + 1)));
+}
+
+}  // namespace
+
+RouteDecision routeClaim(const Config& config, const mappers::BillingFact& billing) {
+  RouteDecision decision;
+  if (!billing.coverage) {
+    decision.reason = "no coverage of the patient is valid on the date of service " + billing.date_of_service;
+    return decision;
+  }
+  const PayerConfig* payer = config.findPayer(billing.coverage->payer_id);
+  if (payer == nullptr) {
+    decision.reason = "payer '" + billing.coverage->payer_id + "' is no longer configured";
+    return decision;
+  }
+  if (!payer->routesCode(billing.code)) {
+    decision.reason = "payer '" + payer->id + "' routes exclude code " + billing.code;
+    return decision;
+  }
+  if (!billing.coverage->line_of_business.empty() &&
+      !payer->routesLineOfBusiness(billing.coverage->line_of_business)) {
+    decision.reason = "payer '" + payer->id + "' routes exclude line of business " +
+                      billing.coverage->line_of_business;
+    return decision;
+  }
+  decision.payer = payer;
+  return decision;
+}
+
+std::string payerBundle(const json::Value& mapped_bundle, const std::string& claim_id, Store& store,
+                        const std::string& base_url) {
+  json::Document out;
+  out.SetObject();
+  auto& allocator = out.GetAllocator();
+  json::addString(out, "resourceType", "Bundle", allocator);
+  json::addString(out, "type", "collection", allocator);
+  json::Value entries(rapidjson::kArrayType);
+  std::set<std::string> added;
+
+  auto findInBundle = [&](const std::string& type, const std::string& id) -> const json::Value* {
+    const json::Value* list = json::find(mapped_bundle, "entry");
+    if (list == nullptr || !list->IsArray()) return nullptr;
+    for (const json::Value& entry : list->GetArray()) {
+      const json::Value* resource = json::find(entry, "resource");
+      if (resource == nullptr) continue;
+      if (json::getString(*resource, "resourceType") == type && json::getString(*resource, "id") == id) {
+        return resource;
+      }
+    }
+    return nullptr;
+  };
+  auto add = [&](const std::string& type, const std::string& id) -> const json::Value* {
+    const std::string key = type + "/" + id;
+    if (!added.insert(key).second) return nullptr;
+    json::Value resource;
+    if (const json::Value* found = findInBundle(type, id)) {
+      resource.CopyFrom(*found, allocator);
+    } else {
+      auto stored = store.readResource(type, id);
+      if (!stored.ok() || !stored->has_value()) return nullptr;
+      json::Document parsed;
+      json::ParseError error;
+      if (!json::parse((*stored)->json, parsed, error)) return nullptr;
+      resource.CopyFrom(parsed, allocator);
+    }
+    json::Value entry(rapidjson::kObjectType);
+    json::addString(entry, "fullUrl", base_url + "/" + key, allocator);
+    json::addMember(entry, "resource", std::move(resource), allocator);
+    entries.PushBack(entry, allocator);
+    return &entries[entries.Size() - 1]["resource"];
+  };
+
+  const json::Value* claim = add("Claim", claim_id);
+  if (claim != nullptr) {
+    std::vector<std::pair<std::string, std::string>> references;
+    for (const char* key : {"patient", "provider", "insurer"}) {
+      if (const json::Value* ref = json::find(*claim, key)) {
+        if (auto parts = splitReference(*ref)) references.push_back(*parts);
+      }
+    }
+    if (const json::Value* insurance = json::find(*claim, "insurance"); insurance && insurance->IsArray()) {
+      for (const json::Value& item : insurance->GetArray()) {
+        if (const json::Value* ref = json::find(item, "coverage")) {
+          if (auto parts = splitReference(*ref)) references.push_back(*parts);
+        }
+      }
+    }
+    for (const auto& [type, id] : references) add(type, id);
+  }
+  json::addMember(out, "entry", std::move(entries), allocator);
+  return json::serialize(out);
+}
+
+}  // namespace fhir::gateway

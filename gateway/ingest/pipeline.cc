@@ -1,0 +1,188 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "gateway/ingest/pipeline.h"
+
+#include <chrono>
+
+#include "gateway/dispatch/router.h"
+#include "mappers/econsult/econsult_mapper.h"
+
+namespace fhir::gateway {
+namespace {
+
+// Payers from the configuration, coverage from the store.
+class GatewayDirectory final : public mappers::Directory {
+ public:
+  GatewayDirectory(const Config& config, Store& store) : config_(config), store_(store) {}
+
+  // mappers::Directory
+  std::optional<mappers::PayerInfo> payer(std::string_view payer_id) const override {
+    const PayerConfig* payer = config_.findPayer(payer_id);
+    if (payer == nullptr) return std::nullopt;
+    return mappers::PayerInfo{payer->id, payer->name, payer->identifier_system, payer->identifier_value};
+  }
+  std::vector<mappers::CoverageFact> coverageOf(std::string_view patient_id) const override {
+    auto facts = store_.coverageOf(patient_id);
+    return facts.ok() ? std::move(*facts) : std::vector<mappers::CoverageFact>{};
+  }
+
+ private:
+  const Config& config_;
+  Store& store_;
+};
+
+Answer outcomeAnswer(int status, const IssueList& issues) {
+  return Answer{status, "application/fhir+json", toOperationOutcomeJson(issues)};
+}
+
+Answer storeFailure(const std::string& message) {
+  IssueList issues;
+  issues.add(Issue{Severity::kFatal, "exception", "the store failed: " + message, {}, {}});
+  return outcomeAnswer(503, issues);
+}
+
+bool isJsonContentType(std::string_view content_type) {
+  std::string_view media = content_type.substr(0, content_type.find(';'));
+  while (!media.empty() && media.back() == ' ') media.remove_suffix(1);
+  return media == "application/json" || media == "application/fhir+json";
+}
+
+}  // namespace
+
+Pipeline::Pipeline(const Config& config, StorePtr store, ValidatorPtr validator, Metrics& metrics,
+                   std::function<void()> on_outbox)
+    : config_(config),
+      store_(std::move(store)),
+      validator_(std::move(validator)),
+      metrics_(metrics),
+      on_outbox_(std::move(on_outbox)) {}
+
+Answer Pipeline::reject(std::string_view channel, std::string_view payload,
+                        std::string_view content_type, int status, const IssueList& issues,
+                        bool truncated) {
+  metrics_.countIngest(std::string(channel), "rejected");
+  QuarantineWrite write{std::string(channel), std::string(content_type), std::string(payload), truncated,
+                        toOperationOutcomeJson(issues)};
+  auto id = store_->quarantine(std::move(write));
+  if (!id.ok()) return storeFailure(id.message());
+  return Answer{status, "application/fhir+json", toOperationOutcomeJson(issues, *id)};
+}
+
+Answer Pipeline::ingestEconsult(std::string_view body, std::string_view content_type) {
+  static constexpr std::string_view kChannel = "econsult";
+  if (!isJsonContentType(content_type)) {
+    IssueList issues;
+    issues.add(Issue{Severity::kError, "not-supported",
+                     "Content-Type '" + std::string(content_type) +
+                         "' is not accepted here: send application/json or application/fhir+json",
+                     {}, {}});
+    return reject(kChannel, body, content_type, 415, issues);
+  }
+
+  // Decode
+  json::Document event;
+  json::ParseError parse_error;
+  if (!json::parse(body, event, parse_error)) {
+    IssueList issues;
+    std::string where = "line " + std::to_string(parse_error.line) + ", column " + std::to_string(parse_error.column);
+    issues.add(Issue{Severity::kError, "structure", "the body is not well-formed JSON: " + parse_error.describe(), {}, {where}});
+    return reject(kChannel, body, content_type, 400, issues);
+  }
+
+  // Idempotency: a re-posted event gets the first answer.
+  std::string idempotency_key;
+  if (auto source = json::getString(event, "source"), event_id = json::getString(event, "eventId"); source && event_id) {
+    idempotency_key = std::string(*source) + '\x1f' + std::string(*event_id);
+    auto answer = store_->findAnswer(idempotency_key);
+    if (!answer.ok()) return storeFailure(answer.message());
+    if (answer->has_value()) {
+      metrics_.countIngest(std::string(kChannel), "duplicate");
+      return Answer{(*answer)->status, "application/fhir+json", (*answer)->answer};
+    }
+  }
+
+  // Map
+  GatewayDirectory directory(config_, *store_);
+  json::Document previous;
+  mappers::EconsultContext context{directory, base_url_, nullptr};
+  if (auto request_id = mappers::EconsultMapper::serviceRequestIdOf(event)) {
+    auto stored = store_->readResource("ServiceRequest", *request_id);
+    if (!stored.ok()) return storeFailure(stored.message());
+    json::ParseError ignored;
+    if (stored->has_value() && json::parse((*stored)->json, previous, ignored)) {
+      if (json::Value* meta = json::find(previous, "meta")) {
+        meta->RemoveMember("versionId");
+        meta->RemoveMember("lastUpdated");
+      }
+      context.previous_service_request = &previous;
+    }
+  }
+  mappers::MappedEvent mapped;
+  IssueList issues;
+  mappers::EconsultMapper mapper;
+  if (!mapper.map(event, context, mapped, issues)) return reject(kChannel, body, content_type, 422, issues);
+
+  // Validate
+  if (validator_) {
+    auto started = std::chrono::steady_clock::now();
+    IssueList validation;
+    validator_->validate(mapped.bundle, ValidationRequest{}, validation);
+    metrics_.observeValidation(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+    if (validation.hasErrors()) return reject(kChannel, body, content_type, 422, validation);
+    // Warnings of the validator travel with the mapper's own.
+    for (const Issue& issue : validation.issues()) {
+      if (issue.severity == Severity::kWarning) issues.add(issue);
+    }
+  }
+
+  // Answer: the stored Bundle, with warnings as a last OperationOutcome entry.
+  IngestCommit commit;
+  commit.channel = std::string(kChannel);
+  commit.idempotency_key = idempotency_key;
+  commit.payload = std::string(body);
+  commit.status = 202;
+  const std::string bundle_json = json::serialize(mapped.bundle);
+  if (issues.empty()) {
+    commit.answer = bundle_json;
+  } else {
+    json::Document answer;
+    answer.CopyFrom(mapped.bundle, answer.GetAllocator());
+    json::Value entry(rapidjson::kObjectType);
+    json::addMember(entry, "resource", toOperationOutcome(issues, answer.GetAllocator()), answer.GetAllocator());
+    answer["entry"].PushBack(entry, answer.GetAllocator());
+    commit.answer = json::serialize(answer);
+  }
+  for (const json::Value& entry : mapped.bundle["entry"].GetArray()) {
+    const json::Value& resource = entry["resource"];
+    commit.resources.push_back(ResourceWrite{std::string(*json::getString(resource, "resourceType")),
+                                             std::string(*json::getString(resource, "id")),
+                                             json::serialize(resource)});
+  }
+  commit.coverage = mapped.coverage;
+
+  // Dispatch: every feed gets the accepted Bundle; each Claim goes to its payer or waits.
+  for (const FeedConfig& feed : config_.feeds) {
+    commit.outbox.push_back(OutboxWrite{feedDestination(feed.id), "bundle", bundle_json});
+  }
+  for (const mappers::BillingFact& billing : mapped.billing) {
+    RouteDecision decision = routeClaim(config_, billing);
+    if (decision.payer != nullptr) {
+      commit.outbox.push_back(OutboxWrite{payerDestination(decision.payer->id), "claim",
+                                          payerBundle(mapped.bundle, billing.claim_id, *store_, base_url_)});
+      continue;
+    }
+    IssueList reason;
+    reason.atExpression(Severity::kWarning, "business-rule", "Claim", decision.reason);
+    commit.unroutable.push_back(UnroutableWrite{billing.claim_id, mapped.patient_id, billing.date_of_service,
+                                                billing.code, decision.reason, toOperationOutcomeJson(reason)});
+  }
+  if (idempotency_key.empty()) return storeFailure("event without source/eventId passed mapping");
+
+  const bool has_outbox = !commit.outbox.empty();
+  auto outcome = store_->commitIngest(std::move(commit));
+  if (!outcome.ok()) return storeFailure(outcome.message());
+  metrics_.countIngest(std::string(kChannel), outcome->duplicate ? "duplicate" : "accepted");
+  if (has_outbox && !outcome->duplicate && on_outbox_) on_outbox_();
+  return Answer{outcome->status, "application/fhir+json", outcome->answer};
+}
+
+}  // namespace fhir::gateway

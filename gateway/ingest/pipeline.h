@@ -1,0 +1,52 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+// The ingest pipeline: decode -> map -> validate -> dispatch -> store, one call per request.
+// Thread-safe: request threads call it concurrently; durability comes from the store's commit,
+// and the answer is produced only after it.
+
+#include <functional>
+#include <string>
+#include <string_view>
+
+#include "conformance/outcome/outcome.h"
+#include "conformance/validator/validator.h"
+#include "gateway/config/config.h"
+#include "gateway/server/metrics.h"
+#include "gateway/store/store.h"
+
+namespace fhir::gateway {
+
+struct Answer {
+  int status = 200;
+  std::string content_type = "application/fhir+json";
+  std::string body;
+};
+
+class Pipeline {
+ public:
+  // `validator` may be null only in tests that exercise mapping alone. `on_outbox` is called
+  // after a commit that wrote outbox rows (it wakes the delivery workers).
+  Pipeline(const Config& config, StorePtr store, ValidatorPtr validator, Metrics& metrics,
+           std::function<void()> on_outbox);
+
+  // POST /ingest/econsult with a JSON body.
+  Answer ingestEconsult(std::string_view body, std::string_view content_type);
+
+  // Keeps `payload` in quarantine and answers `status` with the issues and the quarantine id.
+  Answer reject(std::string_view channel, std::string_view payload, std::string_view content_type,
+                int status, const IssueList& issues, bool truncated = false);
+
+  // fullUrl base of stored resources (`http://host:port/fhir`).
+  void setBaseUrl(std::string base_url) { base_url_ = std::move(base_url); }
+
+ private:
+  const Config& config_;
+  StorePtr store_;
+  ValidatorPtr validator_;
+  Metrics& metrics_;
+  std::function<void()> on_outbox_;
+  std::string base_url_ = "http://127.0.0.1:8080/fhir";
+};
+
+}  // namespace fhir::gateway

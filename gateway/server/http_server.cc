@@ -1,0 +1,386 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "gateway/server/http_server.h"
+
+#include <Poco/Net/HTTPRequestHandler.h>
+#include <Poco/Net/HTTPRequestHandlerFactory.h>
+#include <Poco/Net/HTTPServer.h>
+#include <Poco/Net/HTTPServerParams.h>
+#include <Poco/Net/HTTPServerRequest.h>
+#include <Poco/Net/HTTPServerResponse.h>
+#include <Poco/Net/NetException.h>
+#include <Poco/Net/ServerSocket.h>
+#include <Poco/ThreadPool.h>
+
+#include <filesystem>
+#include <fstream>
+#include <istream>
+#include <set>
+#include <sstream>
+
+#include "conformance/json/json.h"
+
+namespace fhir::gateway {
+namespace {
+
+using Poco::Net::HTTPRequestHandler;
+using Poco::Net::HTTPServerRequest;
+using Poco::Net::HTTPServerResponse;
+
+constexpr size_t kQuarantinePrefixBytes = 1 << 20;
+
+std::vector<std::string> splitPath(const std::string& path) {
+  std::vector<std::string> parts;
+  std::string current;
+  for (char c : path) {
+    if (c == '/') {
+      if (!current.empty()) parts.push_back(current);
+      current.clear();
+    } else {
+      current.push_back(c);
+    }
+  }
+  if (!current.empty()) parts.push_back(current);
+  return parts;
+}
+
+bool isResourceType(const std::string& text) {
+  if (text.empty() || text[0] < 'A' || text[0] > 'Z') return false;
+  for (char c : text) {
+    if (!std::isalnum(static_cast<unsigned char>(c))) return false;
+  }
+  return true;
+}
+
+bool isResourceId(const std::string& text) {
+  if (text.empty() || text.size() > 64) return false;
+  for (char c : text) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '.') return false;
+  }
+  return true;
+}
+
+Answer issueAnswer(int status, std::string code, std::string diagnostics) {
+  IssueList issues;
+  issues.add(Issue{Severity::kError, std::move(code), std::move(diagnostics), {}, {}});
+  return Answer{status, "application/fhir+json", toOperationOutcomeJson(issues)};
+}
+
+class Router final : public HTTPRequestHandler {
+ public:
+  explicit Router(ServerContext& context) : context_(context) {}
+
+  void handleRequest(HTTPServerRequest& request, HTTPServerResponse& response) override {
+    Answer answer;
+    try {
+      answer = route(request);
+    } catch (const std::exception& error) {
+      answer = issueAnswer(500, "exception", std::string("internal error: ") + error.what());
+    }
+    context_.metrics.countHttp(answer.status);
+    response.setStatusAndReason(static_cast<Poco::Net::HTTPResponse::HTTPStatus>(answer.status));
+    response.setContentType(answer.content_type);
+    response.setContentLength64(static_cast<Poco::UInt64>(answer.body.size()));
+    std::ostream& out = response.send();
+    out.write(answer.body.data(), static_cast<std::streamsize>(answer.body.size()));
+  }
+
+ private:
+  Answer route(HTTPServerRequest& request) {
+    const std::string& method = request.getMethod();
+    std::string uri = request.getURI();
+    std::string query;
+    if (size_t mark = uri.find('?'); mark != std::string::npos) {
+      query = uri.substr(mark + 1);
+      uri.resize(mark);
+    }
+    const std::vector<std::string> parts = splitPath(uri);
+    const bool get = method == "GET";
+    const bool post = method == "POST";
+
+    if (get && uri == "/healthz") return Answer{200, "application/json", R"({"status":"ok"})"};
+    if (get && uri == "/readyz") {
+      if (context_.validator && context_.store) return Answer{200, "application/json", R"({"status":"ready"})"};
+      return issueAnswer(503, "transient", "not ready: definitions or store not loaded");
+    }
+    if (get && uri == "/metrics") return metrics();
+    if (post && uri == "/ingest/econsult") {
+      std::string body;
+      if (auto refused = readBody(request, "econsult", body)) return *refused;
+      return context_.pipeline.ingestEconsult(body, request.getContentType());
+    }
+    if (parts.size() >= 1 && parts[0] == "fhir") {
+      if (get && parts.size() == 2 && parts[1] == "metadata") return capabilityStatement();
+      if (post && ((parts.size() == 2 && parts[1] == "$validate") ||
+                   (parts.size() == 3 && isResourceType(parts[1]) && parts[2] == "$validate"))) {
+        return validate(request, parts.size() == 3 ? parts[1] : "", query);
+      }
+      if (get && parts.size() == 3 && isResourceType(parts[1])) {
+        if (!isResourceId(parts[2])) return issueAnswer(404, "not-found", "'" + parts[2] + "' is not a valid resource id");
+        auto stored = context_.store->readResource(parts[1], parts[2]);
+        if (!stored.ok()) return issueAnswer(503, "transient", stored.message());
+        if (!stored->has_value()) return issueAnswer(404, "not-found", parts[1] + "/" + parts[2] + " is not known");
+        return Answer{200, "application/fhir+json", (*stored)->json};
+      }
+    }
+    if (get && uri == "/admin/quarantine") return quarantineList();
+    return issueAnswer(404, "not-found", method + " " + uri + " is not a route of this gateway");
+  }
+
+  // Reads the request body into `body`, refusing (and quarantining a prefix of) bodies over
+  // maxBodyBytes. Returns the refusal, or nullopt when `body` is complete.
+  std::optional<Answer> readBody(HTTPServerRequest& request, std::string_view channel, std::string& body) {
+    const auto limit = static_cast<size_t>(context_.config.max_body_bytes);
+    std::istream& stream = request.stream();
+    const bool declared_too_big = request.hasContentLength() && request.getContentLength64() > static_cast<Poco::Int64>(limit);
+    const size_t keep = declared_too_big ? std::min(limit, kQuarantinePrefixBytes) : limit + 1;
+    body.resize(keep);
+    stream.read(body.data(), static_cast<std::streamsize>(keep));
+    body.resize(static_cast<size_t>(stream.gcount()));
+    if (!declared_too_big && body.size() <= limit) return std::nullopt;
+    if (body.size() > kQuarantinePrefixBytes) body.resize(kQuarantinePrefixBytes);
+    IssueList issues;
+    issues.add(Issue{Severity::kError, "too-long",
+                     "the body is larger than maxBodyBytes (" + std::to_string(limit) +
+                         " bytes); the first " + std::to_string(body.size()) + " bytes are kept in quarantine",
+                     {}, {}});
+    return context_.pipeline.reject(channel, body, request.getContentType(), 413, issues, true);
+  }
+
+  Answer validate(HTTPServerRequest& request, const std::string& type, const std::string& query) {
+    if (!context_.validator) return issueAnswer(503, "transient", "the validator is not loaded");
+    std::string body;
+    const auto limit = static_cast<size_t>(context_.config.max_body_bytes);
+    body.resize(limit + 1);
+    request.stream().read(body.data(), static_cast<std::streamsize>(limit + 1));
+    body.resize(static_cast<size_t>(request.stream().gcount()));
+    if (body.size() > limit) return issueAnswer(413, "too-long", "the body is larger than maxBodyBytes");
+    ValidationRequest validation;
+    for (const std::string& pair : [&] {
+           std::vector<std::string> items;
+           std::stringstream stream(query);
+           std::string item;
+           while (std::getline(stream, item, '&')) items.push_back(item);
+           return items;
+         }()) {
+      if (pair.rfind("profile=", 0) == 0) validation.profiles.push_back(decode(pair.substr(8)));
+    }
+    json::Document doc;
+    json::ParseError error;
+    IssueList issues;
+    if (!json::parse(body, doc, error)) {
+      context_.validator->validateText(body, validation, issues);
+      return Answer{200, "application/fhir+json", toOperationOutcomeJson(issues)};
+    }
+    const json::Value* resource = &doc;
+    if (json::getString(doc, "resourceType") == "Parameters") {
+      resource = nullptr;
+      if (const json::Value* parameters = json::find(doc, "parameter"); parameters && parameters->IsArray()) {
+        for (const json::Value& parameter : parameters->GetArray()) {
+          if (json::getString(parameter, "name") == "resource") resource = json::find(parameter, "resource");
+          if (json::getString(parameter, "name") == "profile") {
+            if (auto url = json::getString(parameter, "valueUri")) validation.profiles.emplace_back(*url);
+            if (auto url = json::getString(parameter, "valueCanonical")) validation.profiles.emplace_back(*url);
+          }
+        }
+      }
+      if (resource == nullptr) return issueAnswer(400, "required", "Parameters has no 'resource' parameter");
+    }
+    if (!type.empty() && json::getString(*resource, "resourceType") != type) {
+      return issueAnswer(400, "invalid", "the body is not a " + type + " resource");
+    }
+    context_.validator->validate(*resource, validation, issues);
+    return Answer{200, "application/fhir+json", toOperationOutcomeJson(issues)};
+  }
+
+  static std::string decode(const std::string& text) {
+    std::string out;
+    for (size_t i = 0; i < text.size(); ++i) {
+      if (text[i] == '%' && i + 2 < text.size()) {
+        out.push_back(static_cast<char>(std::stoi(text.substr(i + 1, 2), nullptr, 16)));
+        i += 2;
+      } else {
+        out.push_back(text[i] == '+' ? ' ' : text[i]);
+      }
+    }
+    return out;
+  }
+
+  Answer metrics() {
+    std::ostringstream extra;
+    if (auto depths = context_.store->outboxDepth(); depths.ok()) {
+      extra << "# TYPE gateway_outbox_depth gauge\n";
+      for (const auto& depth : *depths) extra << "gateway_outbox_depth{destination=\"" << depth.destination << "\"} " << depth.pending << "\n";
+      extra << "# TYPE gateway_dead_letters gauge\n";
+      for (const auto& depth : *depths) extra << "gateway_dead_letters{destination=\"" << depth.destination << "\"} " << depth.dead << "\n";
+      extra << "# TYPE gateway_outbox_oldest_pending_timestamp_ms gauge\n";
+      for (const auto& depth : *depths) {
+        extra << "gateway_outbox_oldest_pending_timestamp_ms{destination=\"" << depth.destination << "\"} " << depth.oldest_pending_ms << "\n";
+      }
+    }
+    return Answer{200, "text/plain; version=0.0.4", context_.metrics.render(extra.str())};
+  }
+
+  Answer capabilityStatement() {
+    json::Document doc;
+    doc.SetObject();
+    auto& a = doc.GetAllocator();
+    json::addString(doc, "resourceType", "CapabilityStatement", a);
+    json::addString(doc, "status", "active", a);
+    json::addString(doc, "date", "2026-11-24", a);
+    json::addString(doc, "kind", "instance", a);
+    json::Value software(rapidjson::kObjectType);
+    json::addString(software, "name", "fhir-gateway", a);
+    json::addString(software, "version", "0.1.0", a);
+    json::addMember(doc, "software", std::move(software), a);
+    json::addString(doc, "fhirVersion", "4.0.1", a);
+    json::Value formats(rapidjson::kArrayType);
+    formats.PushBack(json::makeString("application/fhir+json", a), a);
+    formats.PushBack(json::makeString("json", a), a);
+    json::addMember(doc, "format", std::move(formats), a);
+    json::Value rest(rapidjson::kObjectType);
+    json::addString(rest, "mode", "server", a);
+    json::Value resources(rapidjson::kArrayType);
+    for (const char* type : {"Patient", "Coverage", "Organization", "Practitioner", "ServiceRequest", "Task",
+                             "Communication", "Claim"}) {
+      json::Value resource(rapidjson::kObjectType);
+      json::addString(resource, "type", type, a);
+      json::Value interactions(rapidjson::kArrayType);
+      json::Value read(rapidjson::kObjectType);
+      json::addString(read, "code", "read", a);
+      interactions.PushBack(read, a);
+      json::addMember(resource, "interaction", std::move(interactions), a);
+      resources.PushBack(resource, a);
+    }
+    json::addMember(rest, "resource", std::move(resources), a);
+    json::Value operations(rapidjson::kArrayType);
+    json::Value validate_op(rapidjson::kObjectType);
+    json::addString(validate_op, "name", "validate", a);
+    json::addString(validate_op, "definition", "http://hl7.org/fhir/OperationDefinition/Resource-validate", a);
+    operations.PushBack(validate_op, a);
+    json::addMember(rest, "operation", std::move(operations), a);
+    if (!context_.topic_canonicals.empty()) {
+      json::Value extensions(rapidjson::kArrayType);
+      for (const std::string& canonical : context_.topic_canonicals) {
+        json::Value extension(rapidjson::kObjectType);
+        json::addString(extension, "url",
+                        "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/capabilitystatement-subscriptiontopic-canonical", a);
+        json::addString(extension, "valueCanonical", canonical, a);
+        extensions.PushBack(extension, a);
+      }
+      json::addMember(rest, "extension", std::move(extensions), a);
+    }
+    json::Value rests(rapidjson::kArrayType);
+    rests.PushBack(rest, a);
+    json::addMember(doc, "rest", std::move(rests), a);
+    return Answer{200, "application/fhir+json", json::serialize(doc)};
+  }
+
+  Answer quarantineList() {
+    auto entries = context_.store->listQuarantine(100);
+    if (!entries.ok()) return issueAnswer(503, "transient", entries.message());
+    std::string out = "{\"items\":[";
+    bool first = true;
+    for (const QuarantineEntry& entry : *entries) {
+      if (!first) out.push_back(',');
+      first = false;
+      out += "{\"id\":\"";
+      json::appendEscaped(entry.id, out);
+      out += "\",\"channel\":\"";
+      json::appendEscaped(entry.channel, out);
+      out += "\",\"receivedAt\":\"";
+      json::appendEscaped(entry.received_at, out);
+      out += "\",\"contentType\":\"";
+      json::appendEscaped(entry.content_type, out);
+      out += "\",\"truncated\":";
+      out += entry.truncated ? "true" : "false";
+      out += ",\"outcome\":";
+      out += entry.outcome_json;
+      out += ",\"payload\":\"";
+      json::appendEscaped(entry.payload, out);
+      out += "\"}";
+    }
+    out += "]}";
+    return Answer{200, "application/json", out};
+  }
+
+  ServerContext& context_;
+};
+
+class RouterFactory final : public Poco::Net::HTTPRequestHandlerFactory {
+ public:
+  explicit RouterFactory(ServerContext& context) : context_(context) {}
+  HTTPRequestHandler* createRequestHandler(const HTTPServerRequest&) override { return new Router(context_); }
+
+ private:
+  ServerContext& context_;
+};
+
+}  // namespace
+
+struct HttpServer::Impl {
+  explicit Impl(ServerContext& context) : context(context), pool(2, 64) {}
+  ServerContext& context;
+  Poco::ThreadPool pool;
+  std::unique_ptr<Poco::Net::HTTPServer> server;
+};
+
+HttpServer::HttpServer(ServerContext& context) : impl_(std::make_unique<Impl>(context)) {}
+
+HttpServer::~HttpServer() { stop(); }
+
+Status HttpServer::start(const std::string& host, uint16_t port) {
+  try {
+    Poco::Net::ServerSocket socket;
+    socket.bind(Poco::Net::SocketAddress(host, port), true);
+    socket.listen(256);
+    port_ = socket.address().port();
+    auto* params = new Poco::Net::HTTPServerParams;
+    params->setMaxThreads(64);
+    params->setMaxQueued(1024);
+    params->setKeepAlive(true);
+    params->setMaxKeepAliveRequests(0);
+    impl_->server = std::make_unique<Poco::Net::HTTPServer>(new RouterFactory(impl_->context), impl_->pool,
+                                                            socket, params);
+    impl_->server->start();
+  } catch (const Poco::Exception& error) {
+    return Error{"cannot listen on " + host + ":" + std::to_string(port) + ": " + error.displayText()};
+  }
+  return Status::Ok();
+}
+
+void HttpServer::stop() {
+  if (impl_->server) {
+    impl_->server->stopAll(false);
+    impl_->pool.joinAll();
+    impl_->server.reset();
+  }
+}
+
+std::vector<std::string> loadTopicCanonicals(const std::string& ig_dir) {
+  std::set<std::string> canonicals;
+  std::error_code error;
+  if (!std::filesystem::is_directory(ig_dir, error)) return {};
+  const std::string prefix = "https://fhir.alignment-gateway.org/SubscriptionTopic/";
+  for (const auto& file : std::filesystem::recursive_directory_iterator(ig_dir, error)) {
+    if (!file.is_regular_file() || file.path().extension() != ".json") continue;
+    if (file.path().string().find("example") != std::string::npos) continue;
+    std::ifstream in(file.path(), std::ios::binary);
+    std::stringstream buffer;
+    buffer << in.rdbuf();
+    json::Document doc;
+    json::ParseError parse_error;
+    if (!json::parse(buffer.str(), doc, parse_error)) continue;
+    if (json::getString(doc, "resourceType") != "Basic") continue;
+    const json::Value* extensions = json::find(doc, "extension");
+    if (extensions == nullptr || !extensions->IsArray()) continue;
+    for (const json::Value& extension : extensions->GetArray()) {
+      for (const char* key : {"valueUri", "valueCanonical", "valueUrl"}) {
+        auto value = json::getString(extension, key);
+        if (value && value->rfind(prefix, 0) == 0) canonicals.emplace(*value);
+      }
+    }
+  }
+  return {canonicals.begin(), canonicals.end()};
+}
+
+}  // namespace fhir::gateway

@@ -1,0 +1,50 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+// The HTTP API (contracts/http-api.md) on POCO's HTTPServer.
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "conformance/common/result.h"
+#include "conformance/validator/validator.h"
+#include "gateway/config/config.h"
+#include "gateway/ingest/pipeline.h"
+#include "gateway/server/metrics.h"
+#include "gateway/store/store.h"
+
+namespace fhir::gateway {
+
+struct ServerContext {
+  const Config& config;
+  StorePtr store;
+  ValidatorPtr validator;  // null: /readyz answers 503 and $validate is unavailable
+  Pipeline& pipeline;
+  Metrics& metrics;
+  std::vector<std::string> topic_canonicals;  // advertised in /fhir/metadata
+};
+
+class HttpServer {
+ public:
+  explicit HttpServer(ServerContext& context);
+  ~HttpServer();
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
+  // Binds host:port (port 0 picks a free one) and starts serving.
+  Status start(const std::string& host, uint16_t port);
+  uint16_t port() const { return port_; }
+  // Stops accepting, lets in-flight requests finish.
+  void stop();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  uint16_t port_ = 0;
+};
+
+// Reads the SubscriptionTopic canonicals from the Basic resources of an IG folder.
+std::vector<std::string> loadTopicCanonicals(const std::string& ig_dir);
+
+}  // namespace fhir::gateway

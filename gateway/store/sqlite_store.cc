@@ -1,0 +1,582 @@
+// SPDX-License-Identifier: Apache-2.0
+#include <sqlite3.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <filesystem>
+#include <functional>
+#include <future>
+#include <map>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include "conformance/json/json.h"
+#include "gateway/store/store.h"
+#include "gateway/store/time_util.h"
+#include "mappers/common/ids.h"
+
+namespace fhir::gateway {
+namespace {
+
+constexpr const char* kSchema = R"sql(
+CREATE TABLE IF NOT EXISTS events (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  channel TEXT NOT NULL,
+  idem_key TEXT NOT NULL UNIQUE,
+  received_at TEXT NOT NULL,
+  payload BLOB NOT NULL,
+  status INTEGER NOT NULL,
+  answer BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS resources (
+  type TEXT NOT NULL, id TEXT NOT NULL, version INTEGER NOT NULL, updated_at TEXT NOT NULL,
+  content_hash TEXT NOT NULL, json BLOB NOT NULL, PRIMARY KEY (type, id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS resource_history (
+  type TEXT NOT NULL, id TEXT NOT NULL, version INTEGER NOT NULL, updated_at TEXT NOT NULL,
+  event_seq INTEGER NOT NULL, json BLOB NOT NULL, PRIMARY KEY (type, id, version)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS coverage_index (
+  coverage_id TEXT PRIMARY KEY, patient_id TEXT NOT NULL, payer_id TEXT NOT NULL,
+  member_id TEXT NOT NULL, line_of_business TEXT NOT NULL, start TEXT NOT NULL, end TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS coverage_by_patient ON coverage_index (patient_id);
+CREATE TABLE IF NOT EXISTS destination_seq (
+  destination TEXT PRIMARY KEY, last_number INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS outbox (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  destination TEXT NOT NULL, number INTEGER NOT NULL, kind TEXT NOT NULL, body BLOB NOT NULL,
+  event_seq INTEGER NOT NULL,
+  status INTEGER NOT NULL DEFAULT 0,          -- 0 pending, 1 delivered, 2 dead letter
+  attempts INTEGER NOT NULL DEFAULT 0,
+  created_ms INTEGER NOT NULL, first_attempt_ms INTEGER NOT NULL DEFAULT 0,
+  next_attempt_ms INTEGER NOT NULL, delivered_ms INTEGER NOT NULL DEFAULT 0,
+  last_error TEXT NOT NULL DEFAULT '',
+  UNIQUE (destination, number));
+CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (destination, status, number);
+CREATE TABLE IF NOT EXISTS delivery_attempts (
+  id INTEGER PRIMARY KEY AUTOINCREMENT, outbox_id INTEGER NOT NULL, at_ms INTEGER NOT NULL,
+  http_status INTEGER NOT NULL, error TEXT NOT NULL, duration_ms INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS attempts_by_outbox ON delivery_attempts (outbox_id);
+CREATE TABLE IF NOT EXISTS quarantine (
+  id TEXT PRIMARY KEY, channel TEXT NOT NULL, received_at TEXT NOT NULL,
+  content_type TEXT NOT NULL, payload BLOB NOT NULL, truncated INTEGER NOT NULL,
+  outcome TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'quarantined');
+CREATE TABLE IF NOT EXISTS unroutable (
+  id INTEGER PRIMARY KEY AUTOINCREMENT, claim_id TEXT NOT NULL UNIQUE, patient_id TEXT NOT NULL,
+  date_of_service TEXT NOT NULL, code TEXT NOT NULL, reason TEXT NOT NULL, outcome TEXT NOT NULL,
+  event_seq INTEGER NOT NULL, created_at TEXT NOT NULL, resolved_at TEXT NOT NULL DEFAULT '');
+)sql";
+
+// One SQLite connection with a cache of prepared statements. Used by one thread at a time.
+class Connection {
+ public:
+  ~Connection() {
+    for (auto& [sql, statement] : statements_) sqlite3_finalize(statement);
+    if (db_ != nullptr) sqlite3_close_v2(db_);
+  }
+
+  Status open(const std::string& path) {
+    int rc = sqlite3_open_v2(path.c_str(), &db_,
+                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+    if (rc != SQLITE_OK) return Error{"cannot open " + path + ": " + sqlite3_errstr(rc)};
+    sqlite3_busy_timeout(db_, 10000);
+    return exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF;");
+  }
+
+  Status exec(const char* sql) {
+    char* message = nullptr;
+    if (sqlite3_exec(db_, sql, nullptr, nullptr, &message) != SQLITE_OK) {
+      std::string text = message != nullptr ? message : "unknown error";
+      sqlite3_free(message);
+      return Error{std::string("sqlite: ") + text};
+    }
+    return Status::Ok();
+  }
+
+  sqlite3_stmt* prepare(const char* sql) {
+    auto found = statements_.find(sql);
+    if (found != statements_.end()) {
+      sqlite3_reset(found->second);
+      sqlite3_clear_bindings(found->second);
+      return found->second;
+    }
+    sqlite3_stmt* statement = nullptr;
+    if (sqlite3_prepare_v3(db_, sql, -1, SQLITE_PREPARE_PERSISTENT, &statement, nullptr) != SQLITE_OK) {
+      return nullptr;
+    }
+    statements_.emplace(sql, statement);
+    return statement;
+  }
+
+  std::string lastError() const { return std::string("sqlite: ") + sqlite3_errmsg(db_); }
+  sqlite3* handle() const { return db_; }
+
+ private:
+  sqlite3* db_ = nullptr;
+  std::map<const char*, sqlite3_stmt*> statements_;
+};
+
+// Binds and steps a cached statement.
+class Query {
+ public:
+  Query(Connection& connection, const char* sql) : connection_(connection), statement_(connection.prepare(sql)) {}
+  ~Query() {
+    if (statement_ != nullptr) sqlite3_reset(statement_);
+  }
+  bool ok() const { return statement_ != nullptr; }
+
+  Query& bind(int index, std::string_view text) {
+    sqlite3_bind_text(statement_, index, text.data(), static_cast<int>(text.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  Query& bindBlob(int index, std::string_view bytes) {
+    sqlite3_bind_blob(statement_, index, bytes.data(), static_cast<int>(bytes.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  Query& bind(int index, int64_t value) {
+    sqlite3_bind_int64(statement_, index, value);
+    return *this;
+  }
+  // SQLITE_ROW, SQLITE_DONE or an error code.
+  int step() { return sqlite3_step(statement_); }
+  int64_t integer(int column) const { return sqlite3_column_int64(statement_, column); }
+  std::string text(int column) const {
+    const auto* data = static_cast<const char*>(sqlite3_column_blob(statement_, column));
+    int size = sqlite3_column_bytes(statement_, column);
+    return data == nullptr ? std::string() : std::string(data, static_cast<size_t>(size));
+  }
+  std::string error() const { return connection_.lastError(); }
+
+ private:
+  Connection& connection_;
+  sqlite3_stmt* statement_;
+};
+
+std::string quarantineId() {
+  static thread_local std::mt19937_64 random{std::random_device{}()};
+  char buffer[40];
+  std::snprintf(buffer, sizeof(buffer), "q-%011llx-%08llx",
+                static_cast<unsigned long long>(nowMs()),
+                static_cast<unsigned long long>(random() & 0xffffffffULL));
+  return buffer;
+}
+
+class SqliteStore final : public Store {
+ public:
+  explicit SqliteStore(std::string path) : path_(std::move(path)) {}
+  ~SqliteStore() override {
+    {
+      std::lock_guard lock(queue_mutex_);
+      stopping_ = true;
+    }
+    queue_cv_.notify_all();
+    if (writer_.joinable()) writer_.join();
+  }
+
+  Status start() {
+    writer_connection_ = std::make_unique<Connection>();
+    Status status = writer_connection_->open(path_);
+    if (!status.ok()) return status;
+    status = writer_connection_->exec(kSchema);
+    if (!status.ok()) return status;
+    writer_ = std::thread([this] { writerLoop(); });
+    return Status::Ok();
+  }
+
+  // Store ---------------------------------------------------------------------------------
+  Result<std::optional<StoredAnswer>> findAnswer(std::string_view key) override {
+    auto reader = borrow();
+    if (!reader.ok()) return reader.error();
+    Query query(**reader, "SELECT status, answer FROM events WHERE idem_key = ?");
+    query.bind(1, key);
+    int rc = query.step();
+    std::optional<StoredAnswer> answer;
+    if (rc == SQLITE_ROW) answer = StoredAnswer{static_cast<int>(query.integer(0)), query.text(1)};
+    else if (rc != SQLITE_DONE) return Error{query.error()};
+    giveBack(std::move(*reader));
+    return answer;
+  }
+
+  Result<CommitOutcome> commitIngest(IngestCommit commit) override {
+    CommitOutcome outcome;
+    Status status = runInWriter([&](Connection& db) { return writeIngest(db, commit, outcome); });
+    if (!status.ok()) return Error{status.message()};
+    return outcome;
+  }
+
+  Result<std::string> quarantine(QuarantineWrite write) override {
+    std::string id = quarantineId();
+    Status status = runInWriter([&](Connection& db) -> Status {
+      Query query(db,
+                  "INSERT INTO quarantine (id, channel, received_at, content_type, payload, truncated, outcome) "
+                  "VALUES (?, ?, ?, ?, ?, ?, ?)");
+      query.bind(1, id).bind(2, write.channel).bind(3, nowIso()).bind(4, write.content_type);
+      query.bindBlob(5, write.payload).bind(6, int64_t{write.truncated ? 1 : 0}).bind(7, write.outcome_json);
+      if (query.step() != SQLITE_DONE) return Error{query.error()};
+      return Status::Ok();
+    });
+    if (!status.ok()) return Error{status.message()};
+    return id;
+  }
+
+  Result<std::vector<QuarantineEntry>> listQuarantine(size_t limit) override {
+    auto reader = borrow();
+    if (!reader.ok()) return reader.error();
+    Query query(**reader,
+                "SELECT id, channel, received_at, content_type, payload, truncated, outcome FROM quarantine "
+                "ORDER BY received_at DESC, id DESC LIMIT ?");
+    query.bind(1, static_cast<int64_t>(limit));
+    std::vector<QuarantineEntry> entries;
+    int rc;
+    while ((rc = query.step()) == SQLITE_ROW) {
+      entries.push_back({query.text(0), query.text(1), query.text(2), query.text(3), query.text(4),
+                         query.integer(5) != 0, query.text(6)});
+    }
+    if (rc != SQLITE_DONE) return Error{query.error()};
+    giveBack(std::move(*reader));
+    return entries;
+  }
+
+  Result<std::optional<StoredResource>> readResource(std::string_view type, std::string_view id) override {
+    auto reader = borrow();
+    if (!reader.ok()) return reader.error();
+    Query query(**reader, "SELECT version, updated_at, json FROM resources WHERE type = ? AND id = ?");
+    query.bind(1, type).bind(2, id);
+    int rc = query.step();
+    std::optional<StoredResource> result;
+    if (rc == SQLITE_ROW) {
+      result = StoredResource{withMeta(query.text(2), query.integer(0), query.text(1)), query.integer(0)};
+    } else if (rc != SQLITE_DONE) {
+      return Error{query.error()};
+    }
+    giveBack(std::move(*reader));
+    return result;
+  }
+
+  Result<std::vector<mappers::CoverageFact>> coverageOf(std::string_view patient_id) override {
+    auto reader = borrow();
+    if (!reader.ok()) return reader.error();
+    Query query(**reader,
+                "SELECT coverage_id, payer_id, member_id, line_of_business, start, end FROM coverage_index "
+                "WHERE patient_id = ? ORDER BY start, coverage_id");
+    query.bind(1, patient_id);
+    std::vector<mappers::CoverageFact> facts;
+    int rc;
+    while ((rc = query.step()) == SQLITE_ROW) {
+      mappers::CoverageFact fact;
+      fact.coverage_id = query.text(0);
+      fact.patient_id = std::string(patient_id);
+      fact.payer_id = query.text(1);
+      fact.member_id = query.text(2);
+      fact.line_of_business = query.text(3);
+      fact.start = query.text(4);
+      fact.end = query.text(5);
+      facts.push_back(std::move(fact));
+    }
+    if (rc != SQLITE_DONE) return Error{query.error()};
+    giveBack(std::move(*reader));
+    return facts;
+  }
+
+  Result<std::optional<OutboxItem>> nextDue(std::string_view destination, int64_t now_ms) override {
+    auto reader = borrow();
+    if (!reader.ok()) return reader.error();
+    Query query(**reader,
+                "SELECT id, number, kind, body, attempts, created_ms, first_attempt_ms, next_attempt_ms "
+                "FROM outbox WHERE destination = ? AND status = 0 ORDER BY number LIMIT 1");
+    query.bind(1, destination);
+    int rc = query.step();
+    std::optional<OutboxItem> item;
+    if (rc == SQLITE_ROW && query.integer(7) <= now_ms) {
+      item = OutboxItem{query.integer(0), std::string(destination), query.integer(1), query.text(2),
+                        query.text(3), static_cast<int>(query.integer(4)), query.integer(5), query.integer(6)};
+    } else if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+      return Error{query.error()};
+    }
+    giveBack(std::move(*reader));
+    return item;
+  }
+
+  Result<std::optional<int64_t>> nextAttemptAt(std::string_view destination) override {
+    auto reader = borrow();
+    if (!reader.ok()) return reader.error();
+    Query query(**reader,
+                "SELECT next_attempt_ms FROM outbox WHERE destination = ? AND status = 0 ORDER BY number LIMIT 1");
+    query.bind(1, destination);
+    int rc = query.step();
+    std::optional<int64_t> at;
+    if (rc == SQLITE_ROW) at = query.integer(0);
+    else if (rc != SQLITE_DONE) return Error{query.error()};
+    giveBack(std::move(*reader));
+    return at;
+  }
+
+  Status recordDelivered(const DeliveryAttempt& attempt) override {
+    return runInWriter([&](Connection& db) -> Status {
+      Status status = insertAttempt(db, attempt);
+      if (!status.ok()) return status;
+      Query query(db,
+                  "UPDATE outbox SET status = 1, attempts = attempts + 1, delivered_ms = ?, "
+                  "first_attempt_ms = CASE WHEN first_attempt_ms = 0 THEN ? ELSE first_attempt_ms END, "
+                  "last_error = '' WHERE id = ?");
+      query.bind(1, attempt.at_ms).bind(2, attempt.at_ms).bind(3, attempt.outbox_id);
+      if (query.step() != SQLITE_DONE) return Error{query.error()};
+      return Status::Ok();
+    });
+  }
+
+  Status recordFailed(const DeliveryAttempt& attempt, int64_t next_attempt_ms, bool dead) override {
+    return runInWriter([&](Connection& db) -> Status {
+      Status status = insertAttempt(db, attempt);
+      if (!status.ok()) return status;
+      Query query(db,
+                  "UPDATE outbox SET status = ?, attempts = attempts + 1, next_attempt_ms = ?, "
+                  "first_attempt_ms = CASE WHEN first_attempt_ms = 0 THEN ? ELSE first_attempt_ms END, "
+                  "last_error = ? WHERE id = ?");
+      query.bind(1, int64_t{dead ? 2 : 0}).bind(2, next_attempt_ms).bind(3, attempt.at_ms);
+      query.bind(4, attempt.error).bind(5, attempt.outbox_id);
+      if (query.step() != SQLITE_DONE) return Error{query.error()};
+      return Status::Ok();
+    });
+  }
+
+  Result<std::vector<DestinationDepth>> outboxDepth() override {
+    auto reader = borrow();
+    if (!reader.ok()) return reader.error();
+    Query query(**reader,
+                "SELECT destination, SUM(status = 0), SUM(status = 2), "
+                "COALESCE(MIN(CASE WHEN status = 0 THEN created_ms END), 0) FROM outbox GROUP BY destination");
+    std::vector<DestinationDepth> depths;
+    int rc;
+    while ((rc = query.step()) == SQLITE_ROW) {
+      depths.push_back({query.text(0), query.integer(1), query.integer(2), query.integer(3)});
+    }
+    if (rc != SQLITE_DONE) return Error{query.error()};
+    giveBack(std::move(*reader));
+    return depths;
+  }
+
+  Result<std::vector<DeliveryAttempt>> attemptsOf(int64_t outbox_id) override {
+    auto reader = borrow();
+    if (!reader.ok()) return reader.error();
+    Query query(**reader,
+                "SELECT at_ms, http_status, error, duration_ms FROM delivery_attempts WHERE outbox_id = ? ORDER BY id");
+    query.bind(1, outbox_id);
+    std::vector<DeliveryAttempt> attempts;
+    int rc;
+    while ((rc = query.step()) == SQLITE_ROW) {
+      attempts.push_back({outbox_id, query.integer(0), static_cast<int>(query.integer(1)), query.text(2),
+                          query.integer(3)});
+    }
+    if (rc != SQLITE_DONE) return Error{query.error()};
+    giveBack(std::move(*reader));
+    return attempts;
+  }
+
+ private:
+  using Job = std::function<Status(Connection&)>;
+  struct PendingJob {
+    Job job;
+    std::promise<Status> done;
+  };
+
+  // Runs `job` inside the writer's next group transaction and waits for the commit.
+  Status runInWriter(Job job) {
+    PendingJob pending{std::move(job), {}};
+    std::future<Status> done = pending.done.get_future();
+    {
+      std::lock_guard lock(queue_mutex_);
+      if (stopping_) return Error{"store is closing"};
+      queue_.push_back(&pending);
+    }
+    queue_cv_.notify_one();
+    return done.get();
+  }
+
+  void writerLoop() {
+    Connection& db = *writer_connection_;
+    std::vector<PendingJob*> batch;
+    for (;;) {
+      {
+        std::unique_lock lock(queue_mutex_);
+        queue_cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+        if (queue_.empty() && stopping_) return;
+        while (!queue_.empty() && batch.size() < 512) {
+          batch.push_back(queue_.front());
+          queue_.pop_front();
+        }
+      }
+      std::vector<Status> results(batch.size());
+      Status begun = db.exec("BEGIN IMMEDIATE");
+      if (!begun.ok()) {
+        for (PendingJob* job : batch) job->done.set_value(begun);
+        batch.clear();
+        continue;
+      }
+      for (size_t i = 0; i < batch.size(); ++i) {
+        results[i] = db.exec("SAVEPOINT job");
+        if (!results[i].ok()) continue;
+        results[i] = batch[i]->job(db);
+        if (results[i].ok()) results[i] = db.exec("RELEASE job");
+        if (!results[i].ok()) {
+          // Undo only this job; the others in the group still commit.
+          (void)db.exec("ROLLBACK TO job");
+          (void)db.exec("RELEASE job");
+        }
+      }
+      Status committed = db.exec("COMMIT");
+      if (!committed.ok()) (void)db.exec("ROLLBACK");
+      for (size_t i = 0; i < batch.size(); ++i) {
+        batch[i]->done.set_value(committed.ok() ? results[i] : committed);
+      }
+      batch.clear();
+    }
+  }
+
+  Status writeIngest(Connection& db, const IngestCommit& commit, CommitOutcome& outcome) {
+    {
+      Query existing(db, "SELECT seq, status, answer FROM events WHERE idem_key = ?");
+      existing.bind(1, commit.idempotency_key);
+      int rc = existing.step();
+      if (rc == SQLITE_ROW) {
+        outcome = CommitOutcome{true, static_cast<int>(existing.integer(1)), existing.text(2), existing.integer(0)};
+        return Status::Ok();
+      }
+      if (rc != SQLITE_DONE) return Error{existing.error()};
+    }
+    const std::string now = nowIso();
+    const int64_t now_ms = nowMs();
+    Query event(db, "INSERT INTO events (channel, idem_key, received_at, payload, status, answer) VALUES (?, ?, ?, ?, ?, ?)");
+    event.bind(1, commit.channel).bind(2, commit.idempotency_key).bind(3, now).bindBlob(4, commit.payload);
+    event.bind(5, int64_t{commit.status}).bindBlob(6, commit.answer);
+    if (event.step() != SQLITE_DONE) return Error{event.error()};
+    const int64_t seq = sqlite3_last_insert_rowid(db.handle());
+
+    for (const ResourceWrite& resource : commit.resources) {
+      const std::string hash = mappers::sha256Hex(resource.json);
+      int64_t version = 1;
+      {
+        Query current(db, "SELECT version, content_hash FROM resources WHERE type = ? AND id = ?");
+        current.bind(1, resource.type).bind(2, resource.id);
+        int rc = current.step();
+        if (rc == SQLITE_ROW) {
+          if (current.text(1) == hash) continue;  // unchanged: no new version
+          version = current.integer(0) + 1;
+        } else if (rc != SQLITE_DONE) {
+          return Error{current.error()};
+        }
+      }
+      Query upsert(db, "INSERT OR REPLACE INTO resources (type, id, version, updated_at, content_hash, json) VALUES (?, ?, ?, ?, ?, ?)");
+      upsert.bind(1, resource.type).bind(2, resource.id).bind(3, version).bind(4, now).bind(5, hash).bindBlob(6, resource.json);
+      if (upsert.step() != SQLITE_DONE) return Error{upsert.error()};
+      Query history(db, "INSERT INTO resource_history (type, id, version, updated_at, event_seq, json) VALUES (?, ?, ?, ?, ?, ?)");
+      history.bind(1, resource.type).bind(2, resource.id).bind(3, version).bind(4, now).bind(5, seq).bindBlob(6, resource.json);
+      if (history.step() != SQLITE_DONE) return Error{history.error()};
+    }
+
+    for (const mappers::CoverageFact& fact : commit.coverage) {
+      Query coverage(db,
+                     "INSERT OR REPLACE INTO coverage_index (coverage_id, patient_id, payer_id, member_id, line_of_business, start, end) "
+                     "VALUES (?, ?, ?, ?, ?, ?, ?)");
+      coverage.bind(1, fact.coverage_id).bind(2, fact.patient_id).bind(3, fact.payer_id).bind(4, fact.member_id);
+      coverage.bind(5, fact.line_of_business).bind(6, fact.start).bind(7, fact.end);
+      if (coverage.step() != SQLITE_DONE) return Error{coverage.error()};
+    }
+
+    for (const OutboxWrite& write : commit.outbox) {
+      Query sequence(db,
+                     "INSERT INTO destination_seq (destination, last_number) VALUES (?, 1) "
+                     "ON CONFLICT (destination) DO UPDATE SET last_number = last_number + 1 RETURNING last_number");
+      sequence.bind(1, write.destination);
+      if (sequence.step() != SQLITE_ROW) return Error{sequence.error()};
+      const int64_t number = sequence.integer(0);
+      while (sequence.step() == SQLITE_ROW) {
+      }
+      Query outbox(db,
+                   "INSERT INTO outbox (destination, number, kind, body, event_seq, created_ms, next_attempt_ms) "
+                   "VALUES (?, ?, ?, ?, ?, ?, ?)");
+      outbox.bind(1, write.destination).bind(2, number).bind(3, write.kind).bindBlob(4, write.body);
+      outbox.bind(5, seq).bind(6, now_ms).bind(7, now_ms);
+      if (outbox.step() != SQLITE_DONE) return Error{outbox.error()};
+    }
+
+    for (const UnroutableWrite& write : commit.unroutable) {
+      Query unroutable(db,
+                       "INSERT OR IGNORE INTO unroutable (claim_id, patient_id, date_of_service, code, reason, outcome, event_seq, created_at) "
+                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+      unroutable.bind(1, write.claim_id).bind(2, write.patient_id).bind(3, write.date_of_service).bind(4, write.code);
+      unroutable.bind(5, write.reason).bind(6, write.outcome_json).bind(7, seq).bind(8, now);
+      if (unroutable.step() != SQLITE_DONE) return Error{unroutable.error()};
+    }
+    outcome = CommitOutcome{false, commit.status, commit.answer, seq};
+    return Status::Ok();
+  }
+
+  static Status insertAttempt(Connection& db, const DeliveryAttempt& attempt) {
+    Query query(db, "INSERT INTO delivery_attempts (outbox_id, at_ms, http_status, error, duration_ms) VALUES (?, ?, ?, ?, ?)");
+    query.bind(1, attempt.outbox_id).bind(2, attempt.at_ms).bind(3, int64_t{attempt.http_status});
+    query.bind(4, attempt.error).bind(5, attempt.duration_ms);
+    if (query.step() != SQLITE_DONE) return Error{query.error()};
+    return Status::Ok();
+  }
+
+  static std::string withMeta(const std::string& text, int64_t version, const std::string& updated_at) {
+    json::Document doc;
+    json::ParseError error;
+    if (!json::parse(text, doc, error) || !doc.IsObject()) return text;
+    auto& allocator = doc.GetAllocator();
+    json::Value* meta = json::find(doc, "meta");
+    if (meta == nullptr || !meta->IsObject()) {
+      json::addMember(doc, "meta", json::Value(rapidjson::kObjectType), allocator);
+      meta = json::find(doc, "meta");
+    }
+    meta->RemoveMember("versionId");
+    meta->RemoveMember("lastUpdated");
+    json::addString(*meta, "versionId", std::to_string(version), allocator);
+    json::addString(*meta, "lastUpdated", updated_at, allocator);
+    return json::serialize(doc);
+  }
+
+  // Read connections: a small pool, each used by one thread at a time.
+  Result<std::unique_ptr<Connection>> borrow() {
+    {
+      std::lock_guard lock(pool_mutex_);
+      if (!pool_.empty()) {
+        auto connection = std::move(pool_.back());
+        pool_.pop_back();
+        return connection;
+      }
+    }
+    auto connection = std::make_unique<Connection>();
+    Status status = connection->open(path_);
+    if (!status.ok()) return Error{status.message()};
+    return connection;
+  }
+  void giveBack(std::unique_ptr<Connection> connection) {
+    std::lock_guard lock(pool_mutex_);
+    if (pool_.size() < 16) pool_.push_back(std::move(connection));
+  }
+
+  std::string path_;
+  std::unique_ptr<Connection> writer_connection_;
+  std::thread writer_;
+  std::mutex queue_mutex_;
+  std::condition_variable queue_cv_;
+  std::deque<PendingJob*> queue_;
+  bool stopping_ = false;
+  std::mutex pool_mutex_;
+  std::vector<std::unique_ptr<Connection>> pool_;
+};
+
+}  // namespace
+
+Result<StorePtr> openSqliteStore(const std::string& data_dir) {
+  std::error_code error;
+  std::filesystem::create_directories(data_dir, error);
+  if (error) return Error{"cannot create data directory " + data_dir + ": " + error.message()};
+  auto store = std::make_shared<SqliteStore>((std::filesystem::path(data_dir) / "gateway.db").string());
+  Status status = store->start();
+  if (!status.ok()) return Error{status.message()};
+  return StorePtr(store);
+}
+
+}  // namespace fhir::gateway

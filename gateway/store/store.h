@@ -1,0 +1,151 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+// The durable store: append-only event log, current resources, coverage index, outbox,
+// delivery attempts, quarantine and unroutable claims.
+//
+// Contract: every write method returns only after its transaction is durable (committed with
+// synchronous=FULL on SQLite). Writes from many threads are grouped into shared transactions
+// (group commit); an accepted event, its resources and its outbox rows are one transaction, so
+// a crash leaves either all or none. Methods are thread-safe. Errors are failures of the store
+// itself (disk, SQL), never of the data.
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "conformance/common/result.h"
+#include "mappers/common/directory.h"
+
+namespace fhir::gateway {
+
+struct ResourceWrite {
+  std::string type;
+  std::string id;
+  std::string json;  // the resource as mapped, without meta.versionId/lastUpdated
+};
+
+struct OutboxWrite {
+  std::string destination;  // "payer:<id>" or "feed:<id>" or "subscription:<id>"
+  std::string kind;         // "claim", "bundle", "notification"
+  std::string body;
+};
+
+struct UnroutableWrite {
+  std::string claim_id;
+  std::string patient_id;
+  std::string date_of_service;
+  std::string code;
+  std::string reason;
+  std::string outcome_json;
+};
+
+struct IngestCommit {
+  std::string channel;          // "econsult", ...
+  std::string idempotency_key;  // e.g. source + '\x1f' + eventId
+  std::string payload;          // the raw request body
+  int status = 202;             // the HTTP answer recorded for idempotent re-posts
+  std::string answer;
+  std::vector<ResourceWrite> resources;
+  std::vector<mappers::CoverageFact> coverage;
+  std::vector<OutboxWrite> outbox;
+  std::vector<UnroutableWrite> unroutable;
+};
+
+struct CommitOutcome {
+  bool duplicate = false;  // the key was already committed: status/answer are the first ones
+  int status = 0;
+  std::string answer;
+  int64_t event_seq = 0;
+};
+
+struct StoredAnswer {
+  int status = 0;
+  std::string answer;
+};
+
+struct StoredResource {
+  std::string json;  // with meta.versionId and meta.lastUpdated filled in
+  int64_t version = 0;
+};
+
+struct QuarantineWrite {
+  std::string channel;
+  std::string content_type;
+  std::string payload;
+  bool truncated = false;  // payload is only the first bytes of an oversized body
+  std::string outcome_json;
+};
+
+struct QuarantineEntry {
+  std::string id;
+  std::string channel;
+  std::string received_at;
+  std::string content_type;
+  std::string payload;
+  bool truncated = false;
+  std::string outcome_json;
+};
+
+struct OutboxItem {
+  int64_t id = 0;
+  std::string destination;
+  int64_t number = 0;  // X-Event-Number: 1, 2, 3 ... per destination
+  std::string kind;
+  std::string body;
+  int attempts = 0;
+  int64_t created_ms = 0;
+  int64_t first_attempt_ms = 0;  // 0 before the first attempt
+};
+
+struct DeliveryAttempt {
+  int64_t outbox_id = 0;
+  int64_t at_ms = 0;
+  int http_status = 0;  // 0 when no HTTP answer (refused, timeout)
+  std::string error;    // empty on success
+  int64_t duration_ms = 0;
+};
+
+struct DestinationDepth {
+  std::string destination;
+  int64_t pending = 0;
+  int64_t dead = 0;
+  int64_t oldest_pending_ms = 0;  // created_ms of the oldest pending row, 0 if none
+};
+
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  virtual Result<std::optional<StoredAnswer>> findAnswer(std::string_view idempotency_key) = 0;
+  // Commits an accepted event. When the key is already present nothing is written and the
+  // outcome carries the first answer (duplicate = true).
+  virtual Result<CommitOutcome> commitIngest(IngestCommit commit) = 0;
+  // Keeps a rejected payload; returns its quarantine id.
+  virtual Result<std::string> quarantine(QuarantineWrite write) = 0;
+  virtual Result<std::vector<QuarantineEntry>> listQuarantine(size_t limit) = 0;
+
+  virtual Result<std::optional<StoredResource>> readResource(std::string_view type,
+                                                              std::string_view id) = 0;
+  virtual Result<std::vector<mappers::CoverageFact>> coverageOf(std::string_view patient_id) = 0;
+
+  // Outbox: the lowest-numbered pending row of a destination, if its next attempt is due.
+  virtual Result<std::optional<OutboxItem>> nextDue(std::string_view destination, int64_t now_ms) = 0;
+  // Earliest next_attempt_ms among pending rows of a destination (nullopt: none pending).
+  virtual Result<std::optional<int64_t>> nextAttemptAt(std::string_view destination) = 0;
+  virtual Status recordDelivered(const DeliveryAttempt& attempt) = 0;
+  // A failed attempt: the row waits until `next_attempt_ms`, or becomes a dead letter.
+  virtual Status recordFailed(const DeliveryAttempt& attempt, int64_t next_attempt_ms, bool dead) = 0;
+  virtual Result<std::vector<DestinationDepth>> outboxDepth() = 0;
+  virtual Result<std::vector<DeliveryAttempt>> attemptsOf(int64_t outbox_id) = 0;
+};
+
+using StorePtr = std::shared_ptr<Store>;
+
+// Opens (creating when needed) the SQLite store in `data_dir` (gateway.db, WAL mode).
+Result<StorePtr> openSqliteStore(const std::string& data_dir);
+
+}  // namespace fhir::gateway

@@ -1,0 +1,51 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+// What mappers may ask of the world around them: configured payers and already-known
+// coverage. The gateway implements these over its configuration and store; mappers know nothing
+// of either.
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace fhir::mappers {
+
+struct PayerInfo {
+  std::string id;
+  std::string name;
+  std::string identifier_system;  // may be empty
+  std::string identifier_value;
+};
+
+// One Coverage as far as routing is concerned. Dates are YYYY-MM-DD; empty means open.
+struct CoverageFact {
+  std::string coverage_id;
+  std::string patient_id;
+  std::string payer_id;
+  std::string member_id;
+  std::string line_of_business;
+  std::string start;
+  std::string end;
+  bool dated() const { return !start.empty() || !end.empty(); }
+  bool coversDate(std::string_view date) const {
+    return (start.empty() || start <= date) && (end.empty() || date <= end);
+  }
+};
+
+class Directory {
+ public:
+  virtual ~Directory() = default;
+  // The configured payer with this id, or nullopt.
+  virtual std::optional<PayerInfo> payer(std::string_view payer_id) const = 0;
+  // Coverage already stored for a patient (rosters, claims, earlier events).
+  virtual std::vector<CoverageFact> coverageOf(std::string_view patient_id) const = 0;
+};
+
+// Picks the coverage valid on `date` (contracts/econsult-event.md, Routing): coverage with
+// dates first; an undated entry counts only when the patient has no dated coverage at all.
+// Returns nullptr when none applies.
+const CoverageFact* selectCoverage(const std::vector<CoverageFact>& coverage, std::string_view date);
+
+}  // namespace fhir::mappers

@@ -1,0 +1,53 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "tests/e2e/e2e_fixture.h"
+
+#include <fstream>
+
+namespace fhir::testing {
+
+void GatewayFixture::SetUp() {
+  config_path_ = (data_.path() / "config.json").string();
+  std::ofstream config(config_path_);
+  config << R"({
+  "dataDir": ")" << (data_.path() / "var").string() << R"(",
+  "maxBodyBytes": 65536,
+  "payers": [
+    { "id": "lakeshore-medicaid", "name": "Lakeshore Medicaid MCO", "format": "lakeshore-medicaid",
+      "identifier": { "system": "http://hl7.org/fhir/sid/us-npi", "value": "1548271034" },
+      "endpoint": ")" << payer_.url("/bundles") << R"(", "secret": "payer-secret",
+      "routes": { "codes": ["99451", "99452", "ACM"], "linesOfBusiness": ["medicaid"] } }
+  ],
+  "feeds": [ { "id": "regional-hie", "endpoint": ")" << hie_.url("/notify") << R"(" } ],
+  "delivery": { "timeoutMs": 2000, "initialBackoffMs": 50, "maxBackoffMs": 400, "giveUpAfterHours": 72 }
+})";
+}
+
+void GatewayFixture::startGateway() {
+  gateway_.reset();
+  gateway_ = std::make_unique<GatewayProcess>(std::vector<std::string>{"--config", config_path_});
+  ASSERT_NE(gateway_->port(), 0);
+}
+
+std::string GatewayFixture::event(const std::string& name) {
+  return readFile(testDataDir() / "econsult" / (name + ".json"));
+}
+
+json::Document GatewayFixture::parse(const std::string& text) {
+  auto doc = json::parse(text);
+  EXPECT_TRUE(doc.ok()) << doc.message() << "\n" << text;
+  return doc.ok() ? std::move(*doc) : json::Document();
+}
+
+const json::Value* GatewayFixture::findEntry(const json::Value& bundle, const std::string& type) {
+  const json::Value* entries = json::find(bundle, "entry");
+  if (entries != nullptr && entries->IsArray()) {
+    for (const json::Value& entry : entries->GetArray()) {
+      const json::Value* resource = json::find(entry, "resource");
+      if (resource != nullptr && json::getString(*resource, "resourceType") == type) return resource;
+    }
+  }
+  ADD_FAILURE() << "no " << type << " in the Bundle";
+  return nullptr;
+}
+
+}  // namespace fhir::testing

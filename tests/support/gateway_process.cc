@@ -1,0 +1,104 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "tests/support/gateway_process.h"
+
+#include <Poco/Net/HTTPClientSession.h>
+#include <Poco/Net/HTTPRequest.h>
+#include <Poco/Net/HTTPResponse.h>
+#include <Poco/StreamCopier.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+
+#include <gtest/gtest.h>
+
+namespace fhir::testing {
+
+HttpResult httpRequest(uint16_t port, const std::string& method, const std::string& path,
+                       const std::string& body, const std::string& content_type) {
+  Poco::Net::HTTPClientSession session("127.0.0.1", port);
+  session.setTimeout(Poco::Timespan(30, 0));
+  Poco::Net::HTTPRequest request(method, path, Poco::Net::HTTPMessage::HTTP_1_1);
+  if (method == "POST" || method == "PUT") {
+    request.setContentType(content_type);
+    request.setContentLength64(static_cast<Poco::Int64>(body.size()));
+  }
+  std::ostream& out = session.sendRequest(request);
+  out.write(body.data(), static_cast<std::streamsize>(body.size()));
+  Poco::Net::HTTPResponse response;
+  std::istream& in = session.receiveResponse(response);
+  HttpResult result;
+  result.status = static_cast<int>(response.getStatus());
+  result.content_type = response.getContentType();
+  Poco::StreamCopier::copyToString(in, result.body);
+  return result;
+}
+
+GatewayProcess::GatewayProcess(const std::vector<std::string>& args) {
+  int out_pipe[2];
+  if (pipe(out_pipe) != 0) {
+    ADD_FAILURE() << "pipe failed";
+    return;
+  }
+  pid_ = fork();
+  if (pid_ == 0) {
+    dup2(out_pipe[1], STDOUT_FILENO);
+    close(out_pipe[0]);
+    close(out_pipe[1]);
+    std::vector<std::string> all = {GATEWAY_BINARY, "serve", "--listen", "127.0.0.1:0"};
+    all.insert(all.end(), args.begin(), args.end());
+    std::vector<char*> argv;
+    for (std::string& arg : all) argv.push_back(arg.data());
+    argv.push_back(nullptr);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  close(out_pipe[1]);
+  std::string output;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (std::chrono::steady_clock::now() < deadline) {
+    pollfd descriptor{out_pipe[0], POLLIN, 0};
+    if (poll(&descriptor, 1, 100) <= 0) continue;
+    char buffer[256];
+    ssize_t got = read(out_pipe[0], buffer, sizeof(buffer));
+    if (got <= 0) break;
+    output.append(buffer, static_cast<size_t>(got));
+    size_t line_end = output.find('\n');
+    if (line_end == std::string::npos) continue;
+    const std::string line = output.substr(0, line_end);
+    const std::string prefix = "listening on http://127.0.0.1:";
+    if (line.rfind(prefix, 0) == 0) port_ = static_cast<uint16_t>(std::stoi(line.substr(prefix.size())));
+    break;
+  }
+  close(out_pipe[0]);
+  if (port_ == 0) {
+    ADD_FAILURE() << "the gateway did not print its 'listening on' line; output: " << output;
+    kill();
+  }
+}
+
+GatewayProcess::~GatewayProcess() {
+  if (pid_ > 0) terminate();
+}
+
+void GatewayProcess::kill() {
+  if (pid_ <= 0) return;
+  ::kill(pid_, SIGKILL);
+  int status = 0;
+  waitpid(pid_, &status, 0);
+  pid_ = -1;
+}
+
+int GatewayProcess::terminate() {
+  if (pid_ <= 0) return -1;
+  ::kill(pid_, SIGTERM);
+  int status = 0;
+  waitpid(pid_, &status, 0);
+  pid_ = -1;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+}  // namespace fhir::testing

@@ -1,0 +1,49 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+// The real fhir-gateway binary run as a child process, and a small HTTP client for it.
+
+#include <sys/types.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+namespace fhir::testing {
+
+struct HttpResult {
+  int status = 0;
+  std::string content_type;
+  std::string body;
+};
+
+// One HTTP request to 127.0.0.1:port (a fresh connection each time).
+HttpResult httpRequest(uint16_t port, const std::string& method, const std::string& path,
+                       const std::string& body = {}, const std::string& content_type = "application/json");
+
+class GatewayProcess {
+ public:
+  // Starts `fhir-gateway serve --listen 127.0.0.1:0` with the extra arguments and waits for its
+  // "listening on" line. Fails the current test when it does not come within 30 s.
+  explicit GatewayProcess(const std::vector<std::string>& args);
+  ~GatewayProcess();
+
+  uint16_t port() const { return port_; }
+  bool running() const { return pid_ > 0; }
+  // SIGKILL, no cleanup at all.
+  void kill();
+  // SIGTERM and wait; returns the exit status.
+  int terminate();
+
+  HttpResult get(const std::string& path) const { return httpRequest(port_, "GET", path); }
+  HttpResult post(const std::string& path, const std::string& body,
+                  const std::string& content_type = "application/json") const {
+    return httpRequest(port_, "POST", path, body, content_type);
+  }
+
+ private:
+  pid_t pid_ = -1;
+  uint16_t port_ = 0;
+};
+
+}  // namespace fhir::testing
