@@ -1,0 +1,994 @@
+// SPDX-License-Identifier: Apache-2.0
+// Evaluation core: navigation with primitive extensions and choice types, operators, equality.
+
+#include "conformance/fhirpath/evaluator.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <cstdlib>
+
+namespace fhir::fhirpath {
+namespace {
+
+constexpr int kMaxDepth = 400;
+
+bool startsUpper(std::string_view name) {
+  return !name.empty() && std::isupper(static_cast<unsigned char>(name[0]));
+}
+
+std::string choiceKey(std::string_view name, std::string_view type) {
+  std::string key(name);
+  if (!type.empty()) {
+    key += static_cast<char>(std::toupper(static_cast<unsigned char>(type[0])));
+    key.append(type.substr(1));
+  }
+  return key;
+}
+
+double roundTo(double value, int scale) {
+  double factor = std::pow(10.0, scale);
+  return std::round(value * factor) / factor;
+}
+
+std::string normalizeSpace(std::string_view text) {
+  std::string out;
+  bool space = false;
+  for (char c : text) {
+    if (c == ' ' || c == '\t' || c == '\n' || c == '\r') {
+      space = !out.empty();
+      continue;
+    }
+    if (space) out.push_back(' ');
+    space = false;
+    out.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
+  }
+  return out;
+}
+
+bool isNumeric(Item::Kind kind) { return kind == Item::Kind::kInteger || kind == Item::Kind::kDecimal; }
+bool isDateKind(Item::Kind kind) {
+  return kind == Item::Kind::kDate || kind == Item::Kind::kDateTime || kind == Item::Kind::kTime;
+}
+
+// JSON deep equality that treats tagged numbers by value.
+bool jsonEqual(const json::Value& a, const json::Value& b) {
+  if (json::isNumber(a) && json::isNumber(b)) {
+    return json::numberAsDouble(a) == json::numberAsDouble(b);
+  }
+  if (a.GetType() != b.GetType()) return false;
+  if (a.IsObject()) {
+    if (a.MemberCount() != b.MemberCount()) return false;
+    for (const auto& member : a.GetObject()) {
+      const json::Value* other = json::find(b, std::string_view(member.name.GetString(),
+                                                                member.name.GetStringLength()));
+      if (other == nullptr || !jsonEqual(member.value, *other)) return false;
+    }
+    return true;
+  }
+  if (a.IsArray()) {
+    if (a.Size() != b.Size()) return false;
+    for (rapidjson::SizeType i = 0; i < a.Size(); ++i) {
+      if (!jsonEqual(a[i], b[i])) return false;
+    }
+    return true;
+  }
+  return a == b;
+}
+
+}  // namespace
+
+Item makeResourceItem(const json::Value* value, const Model* model) {
+  std::string_view type;
+  const TypeNode* node = nullptr;
+  if (value != nullptr && value->IsObject()) {
+    if (auto resource_type = json::getString(*value, "resourceType")) {
+      type = *resource_type;
+      if (model != nullptr) {
+        node = model->type(type);
+        if (node != nullptr) type = node->name;
+      }
+    }
+  }
+  return Item::node(value, type, nullptr, node);
+}
+
+Evaluator::Evaluator(const EvaluationContext& context, const Item& focus)
+    : context_(context), model_(context.model.get()), context_item_(focus) {
+  const json::Value* resource = context.resource;
+  if (resource == nullptr && focus.isNode() && focus.value() != nullptr &&
+      focus.value()->IsObject() && json::find(*focus.value(), "resourceType") != nullptr) {
+    resource = focus.value();
+  }
+  if (resource != nullptr) resource_item_ = makeResourceItem(resource, model_);
+  const json::Value* root = context.root_resource != nullptr ? context.root_resource : resource;
+  if (root != nullptr) root_item_ = makeResourceItem(root, model_);
+}
+
+Collection Evaluator::run(const Node& root) {
+  Collection focus{context_item_};
+  this_ = &focus[0];
+  index_ = 0;
+  return eval(root, focus);
+}
+
+Collection Evaluator::evalArg(const Node& node) {
+  Collection focus;
+  if (this_ != nullptr) focus.push_back(*this_);
+  return eval(node, focus);
+}
+
+Collection Evaluator::evalWithThis(const Node& node, const Item& item, int64_t index) {
+  const Item* saved_this = this_;
+  int64_t saved_index = index_;
+  Collection focus{item};
+  this_ = &focus[0];
+  index_ = index;
+  Collection result = eval(node, focus);
+  this_ = saved_this;
+  index_ = saved_index;
+  return result;
+}
+
+// ---- typing ---------------------------------------------------------------------------------
+
+const TypeNode* Evaluator::typeNodeOf(const Item& item) const {
+  if (!item.isNode()) return nullptr;
+  if (item.typeNode() != nullptr) return item.typeNode();
+  if (model_ == nullptr) return nullptr;
+  std::string_view type = item.typeName();
+  if (type.empty()) return nullptr;
+  return model_->type(type);
+}
+
+std::string_view Evaluator::fhirTypeOf(const Item& item) const {
+  if (!item.isNode()) return {};
+  return item.typeName();
+}
+
+Val Evaluator::view(const Item& item) const {
+  Val val;
+  switch (item.kind()) {
+    case Item::Kind::kNode: {
+      const json::Value* value = item.value();
+      if (value == nullptr) return val;
+      std::string_view type = item.typeName();
+      if (value->IsObject()) {
+        if (type == "Quantity" || type == "Age" || type == "Duration" || type == "Distance" ||
+            type == "Count" || type == "SimpleQuantity" || type == "MoneyQuantity") {
+          const json::Value* number = json::find(*value, "value");
+          if (number == nullptr || !json::isNumber(*number)) return val;
+          val.kind = Item::Kind::kQuantity;
+          val.decimal = json::numberAsDouble(*number).value_or(0);
+          val.scale = scaleOf(json::numberText(*number));
+          auto code = json::getString(*value, "code");
+          auto system = json::getString(*value, "system");
+          if (code && (!system || *system == "http://unitsofmeasure.org")) {
+            val.text = *code;
+          } else if (auto unit = json::getString(*value, "unit")) {
+            val.text = *unit;
+          } else {
+            val.text = "1";
+          }
+        }
+        return val;
+      }
+      if (value->IsBool()) {
+        val.kind = Item::Kind::kBoolean;
+        val.boolean = value->GetBool();
+        return val;
+      }
+      if (json::isNumber(*value)) {
+        bool known = false;
+        Item::Kind kind = primitiveKindOf(type, &known);
+        auto integer = json::numberAsInt64(*value);
+        if ((known && kind == Item::Kind::kInteger) || (!known && integer)) {
+          val.kind = Item::Kind::kInteger;
+          val.integer = integer.value_or(0);
+          val.decimal = static_cast<double>(val.integer);
+        } else {
+          val.kind = Item::Kind::kDecimal;
+          val.decimal = json::numberAsDouble(*value).value_or(0);
+          val.scale = scaleOf(json::numberText(*value));
+        }
+        return val;
+      }
+      if (json::isString(*value)) {
+        bool known = false;
+        Item::Kind kind = primitiveKindOf(type, &known);
+        val.kind = known && isDateKind(kind) ? kind : Item::Kind::kString;
+        val.text = json::stringView(*value);
+        if (val.kind == Item::Kind::kDateTime && val.text.find('T') == std::string_view::npos) {
+          // A dateTime element holding only a date compares as a date-precision dateTime.
+          val.kind = Item::Kind::kDateTime;
+        }
+      }
+      return val;
+    }
+    case Item::Kind::kBoolean:
+      val.kind = item.kind();
+      val.boolean = item.booleanValue();
+      return val;
+    case Item::Kind::kInteger:
+      val.kind = item.kind();
+      val.integer = item.integerValue();
+      val.decimal = static_cast<double>(val.integer);
+      return val;
+    case Item::Kind::kDecimal:
+      val.kind = item.kind();
+      val.decimal = item.decimalValue();
+      val.scale = item.decimalScale();
+      return val;
+    case Item::Kind::kQuantity:
+      val.kind = item.kind();
+      val.decimal = item.decimalValue();
+      val.scale = item.decimalScale();
+      val.text = item.text();
+      return val;
+    default:
+      val.kind = item.kind();
+      val.text = item.text();
+      return val;
+  }
+}
+
+Item Evaluator::toSystem(const Item& item) const {
+  if (!item.isNode()) return item;
+  Val val = view(item);
+  switch (val.kind) {
+    case Item::Kind::kNode: return item;
+    case Item::Kind::kBoolean: return Item::boolean(val.boolean);
+    case Item::Kind::kInteger: return Item::integer(val.integer);
+    case Item::Kind::kDecimal: return Item::decimal(val.decimal, val.scale);
+    case Item::Kind::kString: return Item::string(std::string(val.text));
+    case Item::Kind::kDate: return Item::date(std::string(val.text));
+    case Item::Kind::kDateTime: return Item::dateTime(std::string(val.text));
+    case Item::Kind::kTime: return Item::time(std::string(val.text));
+    case Item::Kind::kQuantity:
+      return Item::quantity(Quantity{val.decimal, val.scale, std::string(val.text)});
+  }
+  return item;
+}
+
+// ---- navigation -----------------------------------------------------------------------------
+
+namespace {
+
+// Appends value/extension pairs of member `key` (arrays aligned by index) typed `type`.
+void appendMember(const json::Value& object, std::string_view key, std::string_view type,
+                  const TypeNode* type_node, const Model* model, Collection& out) {
+  const json::Value* value = json::find(object, key);
+  const json::Value* extension = nullptr;
+  if (value == nullptr || !value->IsObject()) {
+    std::string underscored = "_" + std::string(key);
+    extension = json::find(object, underscored);
+  }
+  if (value == nullptr && extension == nullptr) return;
+  bool resource_typed = type == "Resource" || type == "DomainResource";
+  auto emit = [&](const json::Value* v, const json::Value* e) {
+    if ((v == nullptr || v->IsNull()) && (e == nullptr || e->IsNull())) return;
+    if (v != nullptr && v->IsNull()) v = nullptr;
+    if (e != nullptr && e->IsNull()) e = nullptr;
+    if (resource_typed && v != nullptr) {
+      out.push_back(makeResourceItem(v, model));
+      return;
+    }
+    out.push_back(Item::node(v, type, e, type_node));
+  };
+  bool value_array = value != nullptr && value->IsArray();
+  bool ext_array = extension != nullptr && extension->IsArray();
+  if (value_array || ext_array) {
+    size_t count = std::max<size_t>(value_array ? value->Size() : 0, ext_array ? extension->Size() : 0);
+    for (size_t i = 0; i < count; ++i) {
+      const json::Value* v = value_array && i < value->Size() ? &(*value)[static_cast<rapidjson::SizeType>(i)] : nullptr;
+      const json::Value* e = ext_array && i < extension->Size() ? &(*extension)[static_cast<rapidjson::SizeType>(i)] : nullptr;
+      emit(v, e);
+    }
+    return;
+  }
+  emit(value, extension);
+}
+
+}  // namespace
+
+void Evaluator::navigate(const Item& parent, std::string_view name, Collection& out) const {
+  if (!parent.isNode()) {
+    // type() results answer name/namespace.
+    if (parent.kind() == Item::Kind::kString && parent.typeName() == "String" &&
+        parent.text().rfind("TypeInfo:", 0) == 0) {
+      std::string_view full = std::string_view(parent.text()).substr(9);
+      size_t dot = full.find('.');
+      if (name == "namespace") out.push_back(Item::string(std::string(full.substr(0, dot))));
+      if (name == "name") out.push_back(Item::string(std::string(full.substr(dot + 1))));
+    }
+    return;
+  }
+  const json::Value* value = parent.value();
+  const TypeNode* type_node = typeNodeOf(parent);
+  // Primitive: only id/extension exist, in the `_x` object.
+  if (value == nullptr || !value->IsObject()) {
+    if (parent.extension() != nullptr && parent.extension()->IsObject()) {
+      appendMember(*parent.extension(), name, name == "extension" ? "Extension" : "string",
+                   nullptr, model_, out);
+    } else if (context_.strict && type_node != nullptr && type_node->child(name) == nullptr) {
+      throw EvalError{"'" + std::string(name) + "' is not an element of " +
+                      std::string(parent.typeName())};
+    }
+    return;
+  }
+  const ChildDef* def = type_node != nullptr ? type_node->child(name) : nullptr;
+  if (def != nullptr) {
+    if (def->choice) {
+      for (const std::string& type : def->types) {
+        std::string key = choiceKey(name, type);
+        if (json::find(*value, key) != nullptr || json::find(*value, "_" + key) != nullptr) {
+          appendMember(*value, key, type, nullptr, model_, out);
+        }
+      }
+      return;
+    }
+    std::string_view type = def->types.size() == 1 ? std::string_view(def->types[0]) : std::string_view();
+    appendMember(*value, name, type, def->inline_node, model_, out);
+    return;
+  }
+  if (startsUpper(name)) {
+    std::string_view type = parent.typeName();
+    if (type == name || (model_ != nullptr && !type.empty() && model_->isSubtypeOf(type, name))) {
+      out.push_back(parent);
+      return;
+    }
+    if (context_.strict) {
+      throw EvalError{"'" + std::string(name) + "' does not match the type of the focus (" +
+                      std::string(type) + ")"};
+    }
+    return;
+  }
+  if (type_node != nullptr && !type_node->children.empty()) {
+    // Known type without such an element: a choice element named by its full name
+    // (valueQuantity) is allowed when that spelling exists in the definition.
+    for (const auto& [child_name, child_def] : type_node->children) {
+      if (!child_def.choice || name.size() <= child_name.size() ||
+          name.substr(0, child_name.size()) != child_name) {
+        continue;
+      }
+      for (const std::string& type : child_def.types) {
+        if (choiceKey(child_name, type) == name) {
+          if (context_.strict) {
+            throw EvalError{"choice element '" + std::string(name) +
+                            "' must be accessed as '" + child_name + "'"};
+          }
+          appendMember(*value, name, type, nullptr, model_, out);
+          return;
+        }
+      }
+    }
+    if (context_.strict) {
+      throw EvalError{"'" + std::string(name) + "' is not an element of " +
+                      std::string(parent.typeName())};
+    }
+    return;
+  }
+  // No type information: plain JSON navigation, with choice lookup by prefix.
+  if (json::find(*value, name) != nullptr ||
+      json::find(*value, "_" + std::string(name)) != nullptr) {
+    appendMember(*value, name, {}, nullptr, model_, out);
+    return;
+  }
+  for (const auto& member : value->GetObject()) {
+    std::string_view key(member.name.GetString(), member.name.GetStringLength());
+    if (key.size() > name.size() && key.substr(0, name.size()) == name &&
+        std::isupper(static_cast<unsigned char>(key[name.size()]))) {
+      appendMember(*value, key, {}, nullptr, model_, out);
+    }
+  }
+}
+
+void Evaluator::allChildren(const Item& parent, Collection& out) const {
+  if (!parent.isNode()) return;
+  const json::Value* value = parent.value();
+  if (value == nullptr || !value->IsObject()) {
+    if (parent.extension() != nullptr && parent.extension()->IsObject()) {
+      for (const auto& member : parent.extension()->GetObject()) {
+        std::string_view key(member.name.GetString(), member.name.GetStringLength());
+        navigate(Item::node(nullptr, parent.typeName(), parent.extension(), nullptr), key, out);
+      }
+    }
+    return;
+  }
+  const TypeNode* type_node = typeNodeOf(parent);
+  std::vector<std::string_view> seen;
+  for (const auto& member : value->GetObject()) {
+    std::string_view key(member.name.GetString(), member.name.GetStringLength());
+    if (key == "resourceType") continue;
+    if (!key.empty() && key[0] == '_') {
+      key.remove_prefix(1);
+      if (json::find(*value, key) != nullptr) continue;
+    }
+    if (type_node != nullptr) {
+      // Map a choice key back to its element name.
+      if (type_node->child(key) == nullptr) {
+        for (const auto& [child_name, child_def] : type_node->children) {
+          if (child_def.choice && key.size() > child_name.size() &&
+              key.substr(0, child_name.size()) == child_name) {
+            std::string_view type_part = key.substr(child_name.size());
+            for (const std::string& type : child_def.types) {
+              if (choiceKey(child_name, type) == key) {
+                appendMember(*value, key, type, nullptr, model_, out);
+                type_part = {};
+                break;
+              }
+            }
+            if (type_part.empty()) break;
+          }
+        }
+        continue;
+      }
+      navigate(parent, key, out);
+    } else {
+      appendMember(*value, key, {}, nullptr, model_, out);
+    }
+  }
+}
+
+// ---- boolean helpers ------------------------------------------------------------------------
+
+const Item* Evaluator::singleton(const Collection& collection, const char* what) const {
+  if (collection.empty()) return nullptr;
+  if (collection.size() > 1) {
+    throw EvalError{std::string(what) + " requires a single item, got " +
+                    std::to_string(collection.size())};
+  }
+  return &collection[0];
+}
+
+std::optional<bool> Evaluator::toBoolean(const Collection& collection) const {
+  const Item* item = singleton(collection, "a boolean context");
+  if (item == nullptr) return std::nullopt;
+  Val val = view(*item);
+  if (val.kind == Item::Kind::kBoolean) return val.boolean;
+  return true;
+}
+
+std::optional<std::string> Evaluator::singletonString(const Collection& collection,
+                                                      const char* what) const {
+  const Item* item = singleton(collection, what);
+  if (item == nullptr) return std::nullopt;
+  Val val = view(*item);
+  if (val.kind != Item::Kind::kString) {
+    throw EvalError{std::string(what) + " requires a string"};
+  }
+  return std::string(val.text);
+}
+
+std::optional<int64_t> Evaluator::singletonInteger(const Collection& collection,
+                                                   const char* what) const {
+  const Item* item = singleton(collection, what);
+  if (item == nullptr) return std::nullopt;
+  Val val = view(*item);
+  if (val.kind != Item::Kind::kInteger) {
+    throw EvalError{std::string(what) + " requires an integer"};
+  }
+  return val.integer;
+}
+
+// ---- equality and comparison ----------------------------------------------------------------
+
+std::optional<bool> Evaluator::itemsEqual(const Item& a, const Item& b) const {
+  Val x = view(a);
+  Val y = view(b);
+  if (x.kind == Item::Kind::kNode || y.kind == Item::Kind::kNode) {
+    if (x.kind != y.kind) return false;
+    if (a.value() == nullptr || b.value() == nullptr) return a.value() == b.value();
+    return jsonEqual(*a.value(), *b.value());
+  }
+  if (isNumeric(x.kind) && isNumeric(y.kind)) {
+    if (x.kind == Item::Kind::kInteger && y.kind == Item::Kind::kInteger) return x.integer == y.integer;
+    return x.decimal == y.decimal;
+  }
+  if (isDateKind(x.kind) && isDateKind(y.kind)) {
+    if ((x.kind == Item::Kind::kTime) != (y.kind == Item::Kind::kTime)) return false;
+    auto pa = parseDateTime(x.text, x.kind == Item::Kind::kDate ? Item::Kind::kDateTime : x.kind);
+    auto pb = parseDateTime(y.text, y.kind == Item::Kind::kDate ? Item::Kind::kDateTime : y.kind);
+    if (!pa || !pb) return false;
+    auto result = compareDateTime(*pa, *pb);
+    if (!result) return std::nullopt;
+    return *result == 0;
+  }
+  if (x.kind != y.kind) return false;
+  switch (x.kind) {
+    case Item::Kind::kBoolean: return x.boolean == y.boolean;
+    case Item::Kind::kString: return x.text == y.text;
+    case Item::Kind::kQuantity: {
+      if (x.text == y.text) return x.decimal == y.decimal;
+      // Calendar years/months are not the same as UCUM 'a'/'mo' for equality.
+      std::string_view ux = calendarToUcum(x.text), uy = calendarToUcum(y.text);
+      if ((isCalendarKeyword(x.text) != isCalendarKeyword(y.text)) &&
+          (ux == "a" || ux == "mo" || uy == "a" || uy == "mo")) {
+        return std::nullopt;
+      }
+      auto cx = canonicalQuantity(x.decimal, x.text);
+      auto cy = canonicalQuantity(y.decimal, y.text);
+      if (!cx || !cy || cx->dimension != cy->dimension) return std::nullopt;
+      return std::fabs(cx->value - cy->value) <= 1e-9 * std::max(1.0, std::fabs(cx->value));
+    }
+    default: return false;
+  }
+}
+
+bool Evaluator::itemsEquivalent(const Item& a, const Item& b) const {
+  Val x = view(a);
+  Val y = view(b);
+  if (x.kind == Item::Kind::kNode || y.kind == Item::Kind::kNode) {
+    return itemsEqual(a, b).value_or(false);
+  }
+  if (isNumeric(x.kind) && isNumeric(y.kind)) {
+    int scale = std::min(x.kind == Item::Kind::kInteger ? 0 : x.scale,
+                         y.kind == Item::Kind::kInteger ? 0 : y.scale);
+    return roundTo(x.decimal, scale) == roundTo(y.decimal, scale);
+  }
+  if (x.kind == Item::Kind::kString && y.kind == Item::Kind::kString) {
+    return normalizeSpace(x.text) == normalizeSpace(y.text);
+  }
+  if (isDateKind(x.kind) && isDateKind(y.kind)) {
+    auto result = itemsEqual(a, b);
+    return result.value_or(false);
+  }
+  if (x.kind == Item::Kind::kQuantity && y.kind == Item::Kind::kQuantity) {
+    auto cx = canonicalQuantity(x.decimal, x.text);
+    auto cy = canonicalQuantity(y.decimal, y.text);
+    if (!cx || !cy) return x.text == y.text && x.decimal == y.decimal;
+    if (cx->dimension != cy->dimension) return false;
+    return std::fabs(cx->value - cy->value) <= 1e-9 * std::max(1.0, std::fabs(cx->value));
+  }
+  return itemsEqual(a, b).value_or(false);
+}
+
+std::optional<bool> Evaluator::collectionsEqual(const Collection& a, const Collection& b) const {
+  if (a.empty() || b.empty()) return std::nullopt;
+  if (a.size() != b.size()) return false;
+  bool unknown = false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    auto equal = itemsEqual(a[i], b[i]);
+    if (!equal) {
+      unknown = true;
+    } else if (!*equal) {
+      return false;
+    }
+  }
+  if (unknown) return std::nullopt;
+  return true;
+}
+
+bool Evaluator::collectionsEquivalent(const Collection& a, const Collection& b) const {
+  if (a.size() != b.size()) return false;
+  std::vector<bool> used(b.size(), false);
+  for (const Item& item : a) {
+    bool found = false;
+    for (size_t j = 0; j < b.size(); ++j) {
+      if (!used[j] && itemsEquivalent(item, b[j])) {
+        used[j] = true;
+        found = true;
+        break;
+      }
+    }
+    if (!found) return false;
+  }
+  return true;
+}
+
+std::optional<int> Evaluator::compare(const Item& a, const Item& b) const {
+  Val x = view(a);
+  Val y = view(b);
+  if (isNumeric(x.kind) && isNumeric(y.kind)) {
+    if (x.kind == Item::Kind::kInteger && y.kind == Item::Kind::kInteger) {
+      return x.integer < y.integer ? -1 : x.integer > y.integer ? 1 : 0;
+    }
+    return x.decimal < y.decimal ? -1 : x.decimal > y.decimal ? 1 : 0;
+  }
+  if (x.kind == Item::Kind::kString && y.kind == Item::Kind::kString) {
+    int c = x.text.compare(y.text);
+    return c < 0 ? -1 : c > 0 ? 1 : 0;
+  }
+  if (isDateKind(x.kind) && isDateKind(y.kind) &&
+      (x.kind == Item::Kind::kTime) == (y.kind == Item::Kind::kTime)) {
+    auto pa = parseDateTime(x.text, x.kind == Item::Kind::kDate ? Item::Kind::kDateTime : x.kind);
+    auto pb = parseDateTime(y.text, y.kind == Item::Kind::kDate ? Item::Kind::kDateTime : y.kind);
+    if (!pa || !pb) return std::nullopt;
+    return compareDateTime(*pa, *pb);
+  }
+  if (x.kind == Item::Kind::kQuantity && y.kind == Item::Kind::kQuantity) {
+    if (x.text == y.text) return x.decimal < y.decimal ? -1 : x.decimal > y.decimal ? 1 : 0;
+    auto cx = canonicalQuantity(x.decimal, x.text);
+    auto cy = canonicalQuantity(y.decimal, y.text);
+    if (!cx || !cy || cx->dimension != cy->dimension) return std::nullopt;
+    if (std::fabs(cx->value - cy->value) <= 1e-9 * std::max(1.0, std::fabs(cx->value))) return 0;
+    return cx->value < cy->value ? -1 : 1;
+  }
+  if (x.kind == Item::Kind::kNode || y.kind == Item::Kind::kNode) {
+    if ((a.isNode() && a.value() == nullptr) || (b.isNode() && b.value() == nullptr)) {
+      return std::nullopt;
+    }
+  }
+  throw EvalError{"cannot compare " + std::string(a.typeName()) + " with " +
+                  std::string(b.typeName())};
+}
+
+// ---- types ----------------------------------------------------------------------------------
+
+void Evaluator::checkTypeName(std::string_view ns, std::string_view name) const {
+  static constexpr std::string_view kSystem[] = {"Boolean", "String",   "Integer", "Decimal",
+                                                 "Date",    "DateTime", "Time",    "Quantity",
+                                                 "Any",     "Long"};
+  if (ns.empty() || ns == "System") {
+    for (auto type : kSystem) {
+      if (type == name) return;
+    }
+    if (ns == "System") return;  // unknown System types simply never match
+  }
+  if (model_ == nullptr) return;
+  if (model_->type(name) != nullptr) return;
+  throw EvalError{"unknown type '" + std::string(name) + "'"};
+}
+
+bool Evaluator::isType(const Item& item, std::string_view ns, std::string_view name) const {
+  if (item.isNode()) {
+    if (ns == "System") return false;
+    std::string_view type = item.typeName();
+    if (type.empty()) {
+      // Untyped JSON: fall back to JSON kinds for FHIR primitive names.
+      if (item.value() == nullptr) return false;
+      if (item.value()->IsBool()) return name == "boolean";
+      if (json::isNumber(*item.value())) return name == "decimal" || name == "integer";
+      if (json::isString(*item.value())) return name == "string";
+      return false;
+    }
+    if (type == name) return true;
+    if (type.rfind("System.", 0) == 0) return false;
+    return model_ != nullptr && model_->isSubtypeOf(type, name);
+  }
+  if (ns == "FHIR") return false;
+  std::string_view type = item.typeName();
+  return type == name;
+}
+
+// ---- operators ------------------------------------------------------------------------------
+
+Collection Evaluator::variable(const std::string& name) const {
+  if (name == "context") return {context_item_};
+  if (name == "resource") {
+    if (resource_item_.isNode() && resource_item_.value() != nullptr) return {resource_item_};
+    return {context_item_};
+  }
+  if (name == "rootResource") {
+    if (root_item_.isNode() && root_item_.value() != nullptr) return {root_item_};
+    return variable("resource");
+  }
+  if (name == "ucum") return {Item::string("http://unitsofmeasure.org")};
+  if (name == "sct") return {Item::string("http://snomed.info/sct")};
+  if (name == "loinc") return {Item::string("http://loinc.org")};
+  for (const auto& [var_name, value] : context_.variables) {
+    if (var_name == name) return value;
+  }
+  if (name.rfind("vs-", 0) == 0) {
+    return {Item::string("http://hl7.org/fhir/ValueSet/" + name.substr(3))};
+  }
+  if (name.rfind("ext-", 0) == 0) {
+    return {Item::string("http://hl7.org/fhir/StructureDefinition/" + name.substr(4))};
+  }
+  throw EvalError{"unknown variable %" + name};
+}
+
+Collection Evaluator::eval(const Node& node, const Collection& focus) {
+  if (++depth_ > kMaxDepth) {
+    depth_ = 0;
+    throw EvalError{"expression nesting too deep"};
+  }
+  struct DepthGuard {
+    int& depth;
+    ~DepthGuard() { --depth; }
+  } guard{depth_};
+
+  switch (node.op) {
+    case Op::kLiteral: return {node.literal};
+    case Op::kEmpty: return {};
+    case Op::kThis: return this_ != nullptr ? Collection{*this_} : Collection{};
+    case Op::kIndex: return {Item::integer(index_)};
+    case Op::kTotal: return total_ != nullptr ? *total_ : Collection{};
+    case Op::kVariable: return variable(node.name);
+    case Op::kMember: {
+      Collection source;
+      const Collection* input = &focus;
+      if (node.has_source) {
+        source = eval(*node.children[0], focus);
+        input = &source;
+      }
+      Collection out;
+      for (const Item& item : *input) navigate(item, node.name, out);
+      return out;
+    }
+    case Op::kFunction: {
+      if (node.has_source) {
+        Collection source = eval(*node.children[0], focus);
+        return callFunction(node, source);
+      }
+      return callFunction(node, focus);
+    }
+    case Op::kIndexer: {
+      Collection source = eval(*node.children[0], focus);
+      auto index = singletonInteger(evalArg(*node.children[1]), "an indexer");
+      if (!index || *index < 0 || static_cast<size_t>(*index) >= source.size()) return {};
+      return {source[static_cast<size_t>(*index)]};
+    }
+    case Op::kNegate: {
+      Collection operand = eval(*node.children[0], focus);
+      const Item* item = singleton(operand, "unary minus");
+      if (item == nullptr) return {};
+      Val val = view(*item);
+      switch (val.kind) {
+        case Item::Kind::kInteger: return {Item::integer(-val.integer)};
+        case Item::Kind::kDecimal: return {Item::decimal(-val.decimal, val.scale)};
+        case Item::Kind::kQuantity:
+          return {Item::quantity(Quantity{-val.decimal, val.scale, std::string(val.text)})};
+        default: throw EvalError{"unary minus needs a number or quantity"};
+      }
+    }
+    case Op::kIs:
+    case Op::kAs: {
+      Collection operand = eval(*node.children[0], focus);
+      checkTypeName(node.type_namespace, node.name);
+      const Item* item = singleton(operand, node.op == Op::kIs ? "'is'" : "'as'");
+      if (item == nullptr) return {};
+      bool match = isType(*item, node.type_namespace, node.name);
+      if (node.op == Op::kIs) return {Item::boolean(match)};
+      return match ? Collection{*item} : Collection{};
+    }
+    default: return binary(node, focus);
+  }
+}
+
+Collection Evaluator::binary(const Node& node, const Collection& focus) {
+  Collection left = eval(*node.children[0], focus);
+  // Short-circuit forms of the boolean operators.
+  switch (node.op) {
+    case Op::kAnd: {
+      auto a = toBoolean(left);
+      if (a == false) return {Item::boolean(false)};
+      auto b = toBoolean(eval(*node.children[1], focus));
+      if (b == false) return {Item::boolean(false)};
+      if (a == true && b == true) return {Item::boolean(true)};
+      return {};
+    }
+    case Op::kOr: {
+      auto a = toBoolean(left);
+      if (a == true) return {Item::boolean(true)};
+      auto b = toBoolean(eval(*node.children[1], focus));
+      if (b == true) return {Item::boolean(true)};
+      if (a == false && b == false) return {Item::boolean(false)};
+      return {};
+    }
+    case Op::kImplies: {
+      auto a = toBoolean(left);
+      if (a == false) return {Item::boolean(true)};
+      auto b = toBoolean(eval(*node.children[1], focus));
+      if (b == true) return {Item::boolean(true)};
+      if (a == true && b == false) return {Item::boolean(false)};
+      return {};
+    }
+    case Op::kXor: {
+      auto a = toBoolean(left);
+      auto b = toBoolean(eval(*node.children[1], focus));
+      if (!a || !b) return {};
+      return {Item::boolean(*a != *b)};
+    }
+    default: break;
+  }
+  Collection right = eval(*node.children[1], focus);
+  switch (node.op) {
+    case Op::kUnion: {
+      Collection out;
+      auto add = [&](const Item& item) {
+        for (const Item& existing : out) {
+          if (itemsEqual(existing, item).value_or(false)) return;
+        }
+        out.push_back(item);
+      };
+      for (const Item& item : left) add(item);
+      for (const Item& item : right) add(item);
+      return out;
+    }
+    case Op::kEq:
+    case Op::kNotEq: {
+      auto equal = collectionsEqual(left, right);
+      if (!equal) return {};
+      return {Item::boolean(node.op == Op::kEq ? *equal : !*equal)};
+    }
+    case Op::kEquiv:
+    case Op::kNotEquiv: {
+      bool equivalent = collectionsEquivalent(left, right);
+      return {Item::boolean(node.op == Op::kEquiv ? equivalent : !equivalent)};
+    }
+    case Op::kLess:
+    case Op::kGreater:
+    case Op::kLessEq:
+    case Op::kGreaterEq: {
+      const Item* a = singleton(left, "comparison");
+      const Item* b = singleton(right, "comparison");
+      if (a == nullptr || b == nullptr) return {};
+      auto order = compare(*a, *b);
+      if (!order) return {};
+      bool result = node.op == Op::kLess      ? *order < 0
+                    : node.op == Op::kGreater ? *order > 0
+                    : node.op == Op::kLessEq  ? *order <= 0
+                                              : *order >= 0;
+      return {Item::boolean(result)};
+    }
+    case Op::kIn:
+    case Op::kContains: {
+      const Collection& element = node.op == Op::kIn ? left : right;
+      const Collection& container = node.op == Op::kIn ? right : left;
+      const Item* item = singleton(element, node.op == Op::kIn ? "'in'" : "'contains'");
+      if (item == nullptr) return {};
+      for (const Item& candidate : container) {
+        if (itemsEqual(*item, candidate).value_or(false)) return {Item::boolean(true)};
+      }
+      return {Item::boolean(false)};
+    }
+    case Op::kConcat: {
+      std::string out;
+      for (const Collection* side : {&left, &right}) {
+        const Item* item = singleton(*side, "'&'");
+        if (item == nullptr) continue;
+        Val val = view(*item);
+        if (val.kind != Item::Kind::kString) throw EvalError{"'&' needs strings"};
+        out.append(val.text);
+      }
+      return {Item::string(std::move(out))};
+    }
+    default: {
+      const Item* a = singleton(left, "an arithmetic operator");
+      const Item* b = singleton(right, "an arithmetic operator");
+      if (a == nullptr || b == nullptr) return {};
+      return arithmetic(node.op, *a, *b);
+    }
+  }
+}
+
+namespace {
+
+int divisionScale(double value) {
+  for (int scale = 0; scale < 8; ++scale) {
+    if (std::fabs(roundTo(value, scale) - value) <= 1e-12 * std::max(1.0, std::fabs(value))) {
+      return scale;
+    }
+  }
+  return 8;
+}
+
+}  // namespace
+
+Collection Evaluator::arithmetic(Op op, const Item& a, const Item& b) const {
+  Val x = view(a);
+  Val y = view(b);
+  if (x.kind == Item::Kind::kString && y.kind == Item::Kind::kString && op == Op::kPlus) {
+    std::string out(x.text);
+    out.append(y.text);
+    return {Item::string(std::move(out))};
+  }
+  if (isNumeric(x.kind) && isNumeric(y.kind)) {
+    bool integers = x.kind == Item::Kind::kInteger && y.kind == Item::Kind::kInteger;
+    switch (op) {
+      case Op::kPlus:
+      case Op::kMinus:
+        if (integers) {
+          return {Item::integer(op == Op::kPlus ? x.integer + y.integer : x.integer - y.integer)};
+        } else {
+          int scale = std::max(x.scale, y.scale);
+          double value = op == Op::kPlus ? x.decimal + y.decimal : x.decimal - y.decimal;
+          return {Item::decimal(roundTo(value, scale), scale)};
+        }
+      case Op::kMul:
+        if (integers) return {Item::integer(x.integer * y.integer)};
+        return {Item::decimal(x.decimal * y.decimal, std::min(17, x.scale + y.scale))};
+      case Op::kDiv: {
+        if (y.decimal == 0) return {};
+        double value = x.decimal / y.decimal;
+        return {Item::decimal(value, divisionScale(value))};
+      }
+      case Op::kIntDiv:
+        if (y.decimal == 0) return {};
+        if (integers) return {Item::integer(x.integer / y.integer)};
+        return {Item::integer(static_cast<int64_t>(std::trunc(x.decimal / y.decimal)))};
+      case Op::kMod:
+        if (y.decimal == 0) return {};
+        if (integers) return {Item::integer(x.integer % y.integer)};
+        {
+          int scale = std::max(x.scale, y.scale);
+          return {Item::decimal(roundTo(std::fmod(x.decimal, y.decimal), scale), scale)};
+        }
+      default: break;
+    }
+  }
+  if (x.kind == Item::Kind::kQuantity && y.kind == Item::Kind::kQuantity &&
+      (op == Op::kPlus || op == Op::kMinus)) {
+    if (x.text == y.text) {
+      double value = op == Op::kPlus ? x.decimal + y.decimal : x.decimal - y.decimal;
+      int scale = std::max(x.scale, y.scale);
+      return {Item::quantity(Quantity{roundTo(value, scale), scale, std::string(x.text)})};
+    }
+    auto cx = canonicalQuantity(x.decimal, x.text);
+    auto cy = canonicalQuantity(y.decimal, y.text);
+    if (!cx || !cy || cx->dimension != cy->dimension) return {};
+    auto unit_factor = canonicalQuantity(1, x.text);
+    double other = cy->value / unit_factor->value;
+    double value = op == Op::kPlus ? x.decimal + other : x.decimal - other;
+    return {Item::quantity(Quantity{value, divisionScale(value), std::string(x.text)})};
+  }
+  if (x.kind == Item::Kind::kQuantity && isNumeric(y.kind) && (op == Op::kMul || op == Op::kDiv)) {
+    if (op == Op::kDiv && y.decimal == 0) return {};
+    double value = op == Op::kMul ? x.decimal * y.decimal : x.decimal / y.decimal;
+    return {Item::quantity(Quantity{value, divisionScale(value), std::string(x.text)})};
+  }
+  if (isDateKind(x.kind) && y.kind == Item::Kind::kQuantity && (op == Op::kPlus || op == Op::kMinus)) {
+    auto parts = parseDateTime(x.text, x.kind);
+    if (!parts) throw EvalError{"invalid date/time value"};
+    std::string_view unit = y.text;
+    std::string_view code = calendarToUcum(unit);
+    // UCUM 'a' and 'mo' are not calendar units: adding them to a date is an error.
+    if (!isCalendarKeyword(unit) && (code == "a" || code == "mo")) {
+      throw EvalError{"cannot add '" + std::string(unit) + "' to a date; use a calendar duration"};
+    }
+    double amount = op == Op::kPlus ? y.decimal : -y.decimal;
+    if (x.kind == Item::Kind::kTime && (code == "a" || code == "mo" || code == "wk" || code == "d")) {
+      throw EvalError{"cannot add a date duration to a time"};
+    }
+    if (!addToDateTime(*parts, amount, unit)) {
+      throw EvalError{"cannot add '" + std::string(unit) + "' to a date/time"};
+    }
+    std::string text = formatDateTime(*parts, x.kind);
+    if (x.kind == Item::Kind::kDate) return {Item::date(std::move(text))};
+    if (x.kind == Item::Kind::kTime) return {Item::time(std::move(text))};
+    return {Item::dateTime(std::move(text))};
+  }
+  throw EvalError{"operator not defined for " + std::string(a.typeName()) + " and " +
+                  std::string(b.typeName())};
+}
+
+// ---- public entry points --------------------------------------------------------------------
+
+Result<Collection> evaluate(const Expression& expression, const Item& focus,
+                            const EvaluationContext& context) {
+  try {
+    Evaluator evaluator(context, focus);
+    return evaluator.run(*expression.root);
+  } catch (const EvalError& error) {
+    return Error{error.message};
+  } catch (const std::exception& error) {
+    return Error{std::string("evaluation failed: ") + error.what()};
+  }
+}
+
+Result<Collection> evaluate(const Expression& expression, const json::Value& resource,
+                            const EvaluationContext& context) {
+  // The Evaluator takes %resource from the focus when the context names none.
+  return evaluate(expression, makeResourceItem(&resource, context.model.get()), context);
+}
+
+Result<std::optional<bool>> evaluateBoolean(const Expression& expression, const Item& focus,
+                                            const EvaluationContext& context) {
+  auto result = evaluate(expression, focus, context);
+  if (!result.ok()) return result.error();
+  const Collection& items = *result;
+  if (items.empty()) return std::optional<bool>();
+  if (items.size() > 1) {
+    return Error{"expression '" + expression.text + "' returned " + std::to_string(items.size()) +
+                 " items where a boolean was expected"};
+  }
+  const Item& item = items[0];
+  if (item.kind() == Item::Kind::kBoolean) return std::optional<bool>(item.booleanValue());
+  if (item.isNode() && item.value() != nullptr && item.value()->IsBool()) {
+    return std::optional<bool>(item.value()->GetBool());
+  }
+  return std::optional<bool>(true);
+}
+
+}  // namespace fhir::fhirpath

@@ -1,0 +1,89 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+// The tree-walking evaluator (internal). One Evaluator lives for one evaluate() call; it holds the
+// iteration scope ($this, $index, $total) and reads the shared Expression/Model without mutation.
+
+#include <string>
+
+#include "conformance/fhirpath/internal.h"
+
+namespace fhir::fhirpath {
+
+// Thrown inside the evaluator only; evaluate() turns it into an Error.
+struct EvalError {
+  std::string message;
+};
+
+// A lightweight view of a primitive value: string data points into the JSON or the Item.
+struct Val {
+  Item::Kind kind = Item::Kind::kNode;  // kNode: not a primitive value (complex or value-less)
+  bool boolean = false;
+  int64_t integer = 0;
+  double decimal = 0;
+  int scale = 0;
+  std::string_view text;  // string, date/time text, quantity unit
+};
+
+class Evaluator {
+ public:
+  Evaluator(const EvaluationContext& context, const Item& focus);
+
+  Collection run(const Node& root);
+
+  // ---- shared with functions.cc ----
+  Collection eval(const Node& node, const Collection& focus);
+  Collection evalArg(const Node& node);  // argument evaluated against the current $this
+  Collection evalWithThis(const Node& node, const Item& item, int64_t index);
+
+  Val view(const Item& item) const;
+  Item toSystem(const Item& item) const;  // node primitive -> computed item (else unchanged)
+  const TypeNode* typeNodeOf(const Item& item) const;
+  std::string_view fhirTypeOf(const Item& item) const;  // "" when unknown / computed
+
+  void navigate(const Item& parent, std::string_view name, Collection& out) const;
+  void allChildren(const Item& parent, Collection& out) const;
+
+  // Comparisons: equality returns nullopt for "unknown" (empty result).
+  std::optional<bool> itemsEqual(const Item& a, const Item& b) const;
+  bool itemsEquivalent(const Item& a, const Item& b) const;
+  std::optional<bool> collectionsEqual(const Collection& a, const Collection& b) const;
+  bool collectionsEquivalent(const Collection& a, const Collection& b) const;
+  std::optional<int> compare(const Item& a, const Item& b) const;  // throws on type mismatch
+
+  // Singleton evaluation of collections (spec 4.4/5.1): nullopt for empty.
+  std::optional<bool> toBoolean(const Collection& collection) const;
+  const Item* singleton(const Collection& collection, const char* what) const;
+  std::optional<std::string> singletonString(const Collection& collection, const char* what) const;
+  std::optional<int64_t> singletonInteger(const Collection& collection, const char* what) const;
+
+  bool isType(const Item& item, std::string_view ns, std::string_view name) const;
+  void checkTypeName(std::string_view ns, std::string_view name) const;
+
+  Collection callFunction(const Node& node, const Collection& focus);
+
+  const EvaluationContext& context() const { return context_; }
+  const Model* model() const { return model_; }
+  const Item& resourceItem() const { return resource_item_; }
+  const Item& rootItem() const { return root_item_; }
+  const Item& contextItem() const { return context_item_; }
+
+ private:
+  Collection binary(const Node& node, const Collection& focus);
+  Collection arithmetic(Op op, const Item& a, const Item& b) const;
+  Collection variable(const std::string& name) const;
+
+  const EvaluationContext& context_;
+  const Model* model_;
+  Item context_item_;
+  Item resource_item_;
+  Item root_item_;
+  const Item* this_ = nullptr;
+  int64_t index_ = 0;
+  const Collection* total_ = nullptr;
+  int depth_ = 0;
+};
+
+Item makeResourceItem(const json::Value* value, const Model* model);
+
+}  // namespace fhir::fhirpath

@@ -1,0 +1,168 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+// Internals shared by the FHIRPath sources: AST, model type nodes, value helpers.
+// Not part of the public API (fhirpath.h).
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "conformance/fhirpath/fhirpath.h"
+
+namespace fhir::fhirpath {
+
+// ---- model ----------------------------------------------------------------------------------
+
+struct ChildDef {
+  std::vector<std::string> types;     // FHIR type codes ("HumanName", "string", "Resource")
+  bool choice = false;                // value[x]
+  bool array = false;                 // max != "1"
+  const TypeNode* inline_node = nullptr;  // BackboneElement / Element children defined inline
+  std::string content_reference;      // "#Questionnaire.item", resolved into inline_node
+};
+
+class TypeNode {
+ public:
+  std::string name;        // "Patient", "HumanName", "BackboneElement", "string"
+  std::string base;        // base type name ("DomainResource"), empty for Base/Element roots
+  bool resource = false;
+  bool primitive = false;
+  std::map<std::string, ChildDef, std::less<>> children;
+
+  const ChildDef* child(std::string_view child_name) const {
+    auto it = children.find(child_name);
+    return it == children.end() ? nullptr : &it->second;
+  }
+};
+
+struct Model::Impl {
+  std::string dir;
+  struct Slot {
+    std::once_flag once;
+    std::vector<std::unique_ptr<TypeNode>> nodes;  // [0] is the type itself, rest are backbones
+    const TypeNode* root = nullptr;
+  };
+  // Built in load(), read-only afterwards (lookups take no lock).
+  std::map<std::string, std::unique_ptr<Slot>, std::less<>> slots;
+
+  const TypeNode* get(std::string_view name) const;
+};
+
+// ---- AST ------------------------------------------------------------------------------------
+
+enum class Op : uint8_t {
+  kLiteral,      // literal (value) or {} (empty)
+  kEmpty,
+  kMember,       // child[0] (optional) . name
+  kFunction,     // child[0] (optional source) . name(args = children[1..])
+  kThis,
+  kIndex,
+  kTotal,
+  kVariable,     // %name
+  kIndexer,      // child[0][child[1]]
+  kNegate,
+  kIs,           // child[0] is name
+  kAs,
+  kUnion, kLess, kGreater, kLessEq, kGreaterEq, kEq, kEquiv, kNotEq, kNotEquiv,
+  kIn, kContains, kAnd, kOr, kXor, kImplies,
+  kPlus, kMinus, kConcat, kMul, kDiv, kIntDiv, kMod,
+};
+
+enum class Fn : uint8_t;
+
+struct Node {
+  Op op = Op::kLiteral;
+  Fn fn{};
+  bool has_source = false;   // kMember/kFunction: child[0] is the source expression
+  std::string name;          // member/function/variable/type name
+  std::string type_namespace;  // for type names: "FHIR", "System" or empty
+  Item literal;
+  std::vector<std::unique_ptr<Node>> children;
+  size_t offset = 0;
+};
+
+}  // namespace fhir::fhirpath
+
+namespace fhir::fhirpath {
+
+class Expression {
+ public:
+  std::string text;
+  std::unique_ptr<Node> root;
+};
+
+// ---- values (values.cc) ---------------------------------------------------------------------
+
+// A date/dateTime/time broken into fields. precision counts fields present:
+// 1 year, 2 month, 3 day, 4 hour, 5 minute, 6 second, 7 millisecond (times: 4..7).
+struct DateTimeParts {
+  int year = 0, month = 1, day = 1, hour = 0, minute = 0, second = 0, millis = 0;
+  int precision = 0;
+  bool has_date = true;
+  bool has_tz = false;
+  int tz_minutes = 0;
+};
+// Parses FHIR/FHIRPath text (no '@'). `kind` decides the grammar. nullopt when malformed.
+std::optional<DateTimeParts> parseDateTime(std::string_view text, Item::Kind kind);
+std::string formatDateTime(const DateTimeParts& parts, Item::Kind kind);
+// -1/0/1, or nullopt when the precisions make the answer unknown.
+std::optional<int> compareDateTime(const DateTimeParts& a, const DateTimeParts& b);
+// Adds `amount` of calendar unit (year, month, week, day, hour, minute, second, millisecond).
+bool addToDateTime(DateTimeParts& parts, double amount, std::string_view unit);
+
+// Decimal formatting with `scale` places (no exponent). Scale is clamped to [0, 17].
+std::string formatDecimal(double value, int scale);
+// Decimal places written in a number's text ("1.50" -> 2, "1e3" -> 0).
+int scaleOf(std::string_view number_text);
+
+// UCUM: value converted to the canonical unit of its dimension; nullopt for unknown units.
+struct Canonical {
+  double value;
+  std::string_view dimension;
+};
+std::optional<Canonical> canonicalQuantity(double value, std::string_view unit);
+// Calendar keyword ("weeks", "month") to its UCUM code ("wk", "mo"); input unchanged otherwise.
+std::string_view calendarToUcum(std::string_view unit);
+bool isCalendarKeyword(std::string_view unit);
+
+// System type name of a FHIR primitive type ("date" -> Date), or empty for complex types.
+Item::Kind primitiveKindOf(std::string_view fhir_type, bool* known);
+
+}  // namespace fhir::fhirpath
+
+namespace fhir::fhirpath {
+
+enum class Fn : uint8_t {
+  kEmpty, kExists, kAll, kAllTrue, kAnyTrue, kAllFalse, kAnyFalse, kSubsetOf, kSupersetOf,
+  kCount, kDistinct, kIsDistinct, kWhere, kSelect, kRepeat, kOfType, kSingle, kFirst, kLast,
+  kTail, kSkip, kTake, kIntersect, kExclude, kUnion, kCombine, kIif,
+  kToBoolean, kConvertsToBoolean, kToInteger, kConvertsToInteger, kToDecimal,
+  kConvertsToDecimal, kToString, kConvertsToString, kToDate, kConvertsToDate, kToDateTime,
+  kConvertsToDateTime, kToTime, kConvertsToTime, kToQuantity, kConvertsToQuantity,
+  kIndexOf, kSubstring, kStartsWith, kEndsWith, kContainsStr, kUpper, kLower, kReplace,
+  kMatches, kMatchesFull, kReplaceMatches, kLength, kToChars, kSplit, kJoin, kTrim, kEncode,
+  kDecode, kEscape, kUnescape,
+  kAbs, kCeiling, kExp, kFloor, kLn, kLog, kPower, kRound, kSqrt, kTruncate,
+  kChildren, kDescendants, kTrace, kNow, kTimeOfDay, kToday, kIs, kAs, kType, kNot,
+  kAggregate, kSort, kLowBoundary, kHighBoundary, kComparable, kPrecision,
+  kResolve, kExtension, kConformsTo, kMemberOf, kHasValue, kHtmlChecks, kGetValue,
+  kSum, kMin, kMax, kAvg,
+};
+
+struct FunctionInfo {
+  const char* name;
+  Fn fn;
+  int min_args;
+  int max_args;
+};
+// nullptr when `name` is not a function of the library.
+const FunctionInfo* findFunction(std::string_view name);
+
+}  // namespace fhir::fhirpath

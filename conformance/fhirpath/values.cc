@@ -1,0 +1,576 @@
+// SPDX-License-Identifier: Apache-2.0
+// Item factories, date/time and quantity arithmetic helpers, JSON output.
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+
+#include "conformance/fhirpath/internal.h"
+
+namespace fhir::fhirpath {
+
+// ---- Item -----------------------------------------------------------------------------------
+
+Item Item::node(const json::Value* value, std::string_view type, const json::Value* extension,
+                const TypeNode* type_node) {
+  Item item;
+  item.kind_ = Kind::kNode;
+  item.value_ = value;
+  item.extension_ = extension;
+  item.type_name_ = type;
+  item.type_node_ = type_node;
+  return item;
+}
+
+Item Item::boolean(bool value) {
+  Item item;
+  item.kind_ = Kind::kBoolean;
+  item.boolean_ = value;
+  return item;
+}
+
+Item Item::string(std::string value) {
+  Item item;
+  item.kind_ = Kind::kString;
+  item.text_ = std::move(value);
+  return item;
+}
+
+Item Item::integer(int64_t value) {
+  Item item;
+  item.kind_ = Kind::kInteger;
+  item.integer_ = value;
+  return item;
+}
+
+Item Item::decimal(double value, int scale) {
+  Item item;
+  item.kind_ = Kind::kDecimal;
+  item.decimal_ = value;
+  item.scale_ = scale;
+  return item;
+}
+
+Item Item::date(std::string text) {
+  Item item;
+  item.kind_ = Kind::kDate;
+  item.text_ = std::move(text);
+  return item;
+}
+
+Item Item::dateTime(std::string text) {
+  Item item;
+  item.kind_ = Kind::kDateTime;
+  item.text_ = std::move(text);
+  return item;
+}
+
+Item Item::time(std::string text) {
+  Item item;
+  item.kind_ = Kind::kTime;
+  item.text_ = std::move(text);
+  return item;
+}
+
+Item Item::quantity(Quantity quantity) {
+  Item item;
+  item.kind_ = Kind::kQuantity;
+  item.decimal_ = quantity.value;
+  item.scale_ = quantity.scale;
+  item.text_ = std::move(quantity.unit);
+  return item;
+}
+
+std::string_view Item::typeName() const {
+  switch (kind_) {
+    case Kind::kNode:
+      if (!type_name_.empty()) return type_name_;
+      if (value_ != nullptr) {
+        if (value_->IsObject()) {
+          if (auto type = json::getString(*value_, "resourceType")) return *type;
+          return {};
+        }
+        if (value_->IsBool()) return "boolean";
+        if (json::isNumber(*value_)) {
+          return json::numberAsInt64(*value_) ? "integer" : "decimal";
+        }
+        if (json::isString(*value_)) return "string";
+      }
+      return {};
+    case Kind::kBoolean: return "Boolean";
+    case Kind::kString: return "String";
+    case Kind::kInteger: return "Integer";
+    case Kind::kDecimal: return "Decimal";
+    case Kind::kDate: return "Date";
+    case Kind::kDateTime: return "DateTime";
+    case Kind::kTime: return "Time";
+    case Kind::kQuantity: return "Quantity";
+  }
+  return {};
+}
+
+std::optional<std::string> Item::primitiveText() const {
+  switch (kind_) {
+    case Kind::kNode:
+      if (value_ == nullptr) return std::nullopt;
+      if (value_->IsBool()) return std::string(value_->GetBool() ? "true" : "false");
+      if (json::isNumber(*value_)) return json::numberText(*value_);
+      if (json::isString(*value_)) return std::string(json::stringView(*value_));
+      return std::nullopt;
+    case Kind::kBoolean: return std::string(boolean_ ? "true" : "false");
+    case Kind::kString:
+    case Kind::kDate:
+    case Kind::kDateTime:
+    case Kind::kTime: return text_;
+    case Kind::kInteger: return std::to_string(integer_);
+    case Kind::kDecimal: return formatDecimal(decimal_, scale_);
+    case Kind::kQuantity: {
+      std::string out = formatDecimal(decimal_, scale_);
+      if (isCalendarKeyword(text_)) return out + " " + text_;
+      return out + " '" + text_ + "'";
+    }
+  }
+  return std::nullopt;
+}
+
+// ---- numbers --------------------------------------------------------------------------------
+
+std::string formatDecimal(double value, int scale) {
+  if (scale < 0) scale = 0;
+  if (scale > 17) scale = 17;
+  char buffer[64];
+  std::snprintf(buffer, sizeof buffer, "%.*f", scale, value);
+  std::string out = buffer;
+  // "-0" and "-0.00" print as zero.
+  bool all_zero = true;
+  for (char c : out) {
+    if (c != '-' && c != '0' && c != '.') all_zero = false;
+  }
+  if (all_zero && !out.empty() && out[0] == '-') out.erase(0, 1);
+  return out;
+}
+
+int scaleOf(std::string_view text) {
+  size_t dot = text.find('.');
+  if (dot == std::string_view::npos) return 0;
+  size_t end = text.find_first_of("eE", dot);
+  if (end == std::string_view::npos) end = text.size();
+  return static_cast<int>(end - dot - 1);
+}
+
+// ---- date/time ------------------------------------------------------------------------------
+
+namespace {
+
+bool readDigits(std::string_view text, size_t& pos, size_t count, int& out) {
+  if (pos + count > text.size()) return false;
+  int value = 0;
+  for (size_t i = 0; i < count; ++i) {
+    char c = text[pos + i];
+    if (c < '0' || c > '9') return false;
+    value = value * 10 + (c - '0');
+  }
+  out = value;
+  pos += count;
+  return true;
+}
+
+bool parseTimeFields(std::string_view text, size_t& pos, DateTimeParts& parts) {
+  if (!readDigits(text, pos, 2, parts.hour) || parts.hour > 23) return false;
+  parts.precision = 4;
+  if (pos < text.size() && text[pos] == ':') {
+    ++pos;
+    if (!readDigits(text, pos, 2, parts.minute) || parts.minute > 59) return false;
+    parts.precision = 5;
+    if (pos < text.size() && text[pos] == ':') {
+      ++pos;
+      if (!readDigits(text, pos, 2, parts.second) || parts.second > 59) return false;
+      parts.precision = 6;
+      if (pos < text.size() && text[pos] == '.') {
+        ++pos;
+        size_t start = pos;
+        int millis = 0;
+        int digits = 0;
+        while (pos < text.size() && text[pos] >= '0' && text[pos] <= '9') {
+          if (digits < 3) millis = millis * 10 + (text[pos] - '0');
+          ++digits;
+          ++pos;
+        }
+        if (pos == start) return false;
+        while (digits < 3) {
+          millis *= 10;
+          ++digits;
+        }
+        parts.millis = millis;
+        parts.precision = 7;
+      }
+    }
+  }
+  return true;
+}
+
+int daysInMonth(int year, int month) {
+  static constexpr int kDays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  if (month == 2 && ((year % 4 == 0 && year % 100 != 0) || year % 400 == 0)) return 29;
+  return kDays[(month - 1 + 12) % 12];
+}
+
+// Days since 1970-01-01 (proleptic Gregorian).
+int64_t daysFromCivil(int64_t y, unsigned m, unsigned d) {
+  y -= m <= 2;
+  const int64_t era = (y >= 0 ? y : y - 399) / 400;
+  const unsigned yoe = static_cast<unsigned>(y - era * 400);
+  const unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+  const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  return era * 146097 + static_cast<int64_t>(doe) - 719468;
+}
+
+void civilFromDays(int64_t z, int& year, int& month, int& day) {
+  z += 719468;
+  const int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+  const unsigned doe = static_cast<unsigned>(z - era * 146097);
+  const unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+  const int64_t y = static_cast<int64_t>(yoe) + era * 400;
+  const unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+  const unsigned mp = (5 * doy + 2) / 153;
+  day = static_cast<int>(doy - (153 * mp + 2) / 5 + 1);
+  month = static_cast<int>(mp < 10 ? mp + 3 : mp - 9);
+  year = static_cast<int>(y + (month <= 2));
+}
+
+// Milliseconds since the epoch in UTC for the fields present (missing fields as their minimum).
+int64_t epochMillis(const DateTimeParts& p) {
+  int64_t days = p.has_date ? daysFromCivil(p.year, static_cast<unsigned>(p.month),
+                                            static_cast<unsigned>(p.day))
+                            : 0;
+  int64_t ms = ((days * 24 + p.hour) * 60 + p.minute) * 60000LL + p.second * 1000LL + p.millis;
+  if (p.has_tz) ms -= p.tz_minutes * 60000LL;
+  return ms;
+}
+
+void setFromEpochMillis(DateTimeParts& p, int64_t ms) {
+  if (p.has_tz) ms += p.tz_minutes * 60000LL;
+  int64_t days = ms >= 0 ? ms / 86400000LL : -((-ms + 86400000LL - 1) / 86400000LL);
+  int64_t rest = ms - days * 86400000LL;
+  if (p.has_date) civilFromDays(days, p.year, p.month, p.day);
+  p.hour = static_cast<int>(rest / 3600000);
+  p.minute = static_cast<int>(rest / 60000 % 60);
+  p.second = static_cast<int>(rest / 1000 % 60);
+  p.millis = static_cast<int>(rest % 1000);
+}
+
+}  // namespace
+
+std::optional<DateTimeParts> parseDateTime(std::string_view text, Item::Kind kind) {
+  DateTimeParts parts;
+  size_t pos = 0;
+  if (kind == Item::Kind::kTime) {
+    parts.has_date = false;
+    if (!parseTimeFields(text, pos, parts)) return std::nullopt;
+    return pos == text.size() ? std::optional(parts) : std::nullopt;
+  }
+  if (!readDigits(text, pos, 4, parts.year)) return std::nullopt;
+  parts.precision = 1;
+  if (pos < text.size() && text[pos] == '-') {
+    ++pos;
+    if (!readDigits(text, pos, 2, parts.month) || parts.month < 1 || parts.month > 12) {
+      return std::nullopt;
+    }
+    parts.precision = 2;
+    if (pos < text.size() && text[pos] == '-') {
+      ++pos;
+      if (!readDigits(text, pos, 2, parts.day) || parts.day < 1 ||
+          parts.day > daysInMonth(parts.year, parts.month)) {
+        return std::nullopt;
+      }
+      parts.precision = 3;
+    }
+  }
+  if (pos < text.size() && text[pos] == 'T') {
+    if (kind == Item::Kind::kDate) return std::nullopt;
+    ++pos;
+    if (pos < text.size()) {
+      if (!parseTimeFields(text, pos, parts)) return std::nullopt;
+    }
+  }
+  if (pos < text.size()) {
+    if (kind == Item::Kind::kDate) return std::nullopt;
+    if (text[pos] == 'Z') {
+      parts.has_tz = true;
+      ++pos;
+    } else if (text[pos] == '+' || text[pos] == '-') {
+      int sign = text[pos] == '-' ? -1 : 1;
+      ++pos;
+      int hours = 0, minutes = 0;
+      if (!readDigits(text, pos, 2, hours) || pos >= text.size() || text[pos] != ':') {
+        return std::nullopt;
+      }
+      ++pos;
+      if (!readDigits(text, pos, 2, minutes)) return std::nullopt;
+      parts.has_tz = true;
+      parts.tz_minutes = sign * (hours * 60 + minutes);
+    }
+  }
+  if (pos != text.size()) return std::nullopt;
+  return parts;
+}
+
+std::string formatDateTime(const DateTimeParts& p, Item::Kind kind) {
+  char buffer[64];
+  std::string out;
+  if (kind != Item::Kind::kTime) {
+    std::snprintf(buffer, sizeof buffer, "%04d", p.year);
+    out = buffer;
+    if (p.precision >= 2) {
+      std::snprintf(buffer, sizeof buffer, "-%02d", p.month);
+      out += buffer;
+    }
+    if (p.precision >= 3) {
+      std::snprintf(buffer, sizeof buffer, "-%02d", p.day);
+      out += buffer;
+    }
+    if (kind == Item::Kind::kDate) return out;
+    if (p.precision >= 4) out += 'T';
+  }
+  if (p.precision >= 4) {
+    std::snprintf(buffer, sizeof buffer, "%02d", p.hour);
+    out += buffer;
+  }
+  if (p.precision >= 5) {
+    std::snprintf(buffer, sizeof buffer, ":%02d", p.minute);
+    out += buffer;
+  }
+  if (p.precision >= 6) {
+    std::snprintf(buffer, sizeof buffer, ":%02d", p.second);
+    out += buffer;
+  }
+  if (p.precision >= 7) {
+    std::snprintf(buffer, sizeof buffer, ".%03d", p.millis);
+    out += buffer;
+  }
+  if (kind == Item::Kind::kDateTime && p.has_tz && p.precision >= 4) {
+    if (p.tz_minutes == 0) {
+      out += 'Z';
+    } else {
+      int tz = std::abs(p.tz_minutes);
+      std::snprintf(buffer, sizeof buffer, "%c%02d:%02d", p.tz_minutes < 0 ? '-' : '+', tz / 60,
+                    tz % 60);
+      out += buffer;
+    }
+  }
+  return out;
+}
+
+std::optional<int> compareDateTime(const DateTimeParts& a, const DateTimeParts& b) {
+  DateTimeParts x = a, y = b;
+  // With times and time zones on both sides, compare in UTC.
+  if (x.precision >= 4 && y.precision >= 4 && (x.has_tz || y.has_tz)) {
+    if (!x.has_tz) {
+      x.has_tz = true;
+      x.tz_minutes = y.tz_minutes;
+    }
+    if (!y.has_tz) {
+      y.has_tz = true;
+      y.tz_minutes = x.tz_minutes;
+    }
+    setFromEpochMillis(x, epochMillis(x));
+    x.has_tz = false;
+    setFromEpochMillis(y, epochMillis(y));
+    y.has_tz = false;
+  }
+  int common = std::min(x.precision, y.precision);
+  int xs[] = {x.year, x.month, x.day, x.hour, x.minute, x.second, x.millis};
+  int ys[] = {y.year, y.month, y.day, y.hour, y.minute, y.second, y.millis};
+  int first = x.has_date ? 0 : 3;
+  for (int field = first; field < 7; ++field) {
+    bool in_x = field < x.precision;
+    bool in_y = field < y.precision;
+    // Seconds and milliseconds count as one precision (6 vs 7 compare as decimals).
+    if (field == 6 && (in_x || in_y) && x.precision >= 6 && y.precision >= 6) {
+      in_x = in_y = true;
+    }
+    if (!in_x || !in_y) {
+      if (in_x == in_y) return 0;
+      return std::nullopt;
+    }
+    if (xs[field] != ys[field]) return xs[field] < ys[field] ? -1 : 1;
+  }
+  (void)common;
+  return 0;
+}
+
+bool addToDateTime(DateTimeParts& p, double amount, std::string_view unit) {
+  std::string_view u = calendarToUcum(unit);
+  auto whole = static_cast<int64_t>(std::trunc(amount));
+  if (u == "a" || u == "mo") {
+    int64_t months = u == "a" ? whole * 12 : whole;
+    int64_t total = p.year * 12LL + (p.month - 1) + months;
+    p.year = static_cast<int>(total / 12);
+    p.month = static_cast<int>(total % 12) + 1;
+    if (p.day > daysInMonth(p.year, p.month)) p.day = daysInMonth(p.year, p.month);
+    return true;
+  }
+  int64_t ms;
+  if (u == "wk") {
+    ms = whole * 7 * 86400000LL;
+  } else if (u == "d") {
+    ms = whole * 86400000LL;
+  } else if (u == "h") {
+    ms = whole * 3600000LL;
+  } else if (u == "min") {
+    ms = whole * 60000LL;
+  } else if (u == "s") {
+    ms = static_cast<int64_t>(std::llround(amount * 1000));
+  } else if (u == "ms") {
+    ms = whole;
+  } else {
+    return false;
+  }
+  // Adding below the value's precision is done in whole units of that precision.
+  if (p.has_date && p.precision <= 3) {
+    int64_t days = ms / 86400000LL;
+    if (p.precision < 3) {
+      if (p.precision == 2) {
+        int64_t months = days / 30;
+        int64_t total = p.year * 12LL + (p.month - 1) + months;
+        p.year = static_cast<int>(total / 12);
+        p.month = static_cast<int>(total % 12) + 1;
+      } else {
+        p.year += static_cast<int>(days / 365);
+      }
+      return true;
+    }
+    ms = days * 86400000LL;
+  }
+  bool tz = p.has_tz;
+  p.has_tz = false;
+  setFromEpochMillis(p, epochMillis(p) + ms);
+  p.has_tz = tz;
+  return true;
+}
+
+// ---- UCUM subset ----------------------------------------------------------------------------
+
+std::string_view calendarToUcum(std::string_view unit) {
+  static constexpr std::pair<std::string_view, std::string_view> kMap[] = {
+      {"year", "a"},       {"years", "a"},         {"month", "mo"},   {"months", "mo"},
+      {"week", "wk"},      {"weeks", "wk"},        {"day", "d"},      {"days", "d"},
+      {"hour", "h"},       {"hours", "h"},         {"minute", "min"}, {"minutes", "min"},
+      {"second", "s"},     {"seconds", "s"},       {"millisecond", "ms"},
+      {"milliseconds", "ms"}};
+  for (const auto& [word, code] : kMap) {
+    if (word == unit) return code;
+  }
+  return unit;
+}
+
+bool isCalendarKeyword(std::string_view unit) { return calendarToUcum(unit) != unit; }
+
+std::optional<Canonical> canonicalQuantity(double value, std::string_view unit) {
+  struct Unit {
+    std::string_view code;
+    double factor;
+    std::string_view dimension;
+  };
+  static constexpr Unit kUnits[] = {
+      {"ug", 1e-6, "g"},     {"mcg", 1e-6, "g"},      {"mg", 1e-3, "g"},
+      {"g", 1, "g"},         {"kg", 1e3, "g"},        {"[lb_av]", 453.59237, "g"},
+      {"[oz_av]", 28.349523125, "g"},
+      {"ms", 1e-3, "s"},     {"s", 1, "s"},           {"min", 60, "s"},
+      {"h", 3600, "s"},      {"d", 86400, "s"},       {"wk", 604800, "s"},
+      {"mo", 2629800, "s"},  {"a", 31557600, "s"},
+      {"mm", 1e-3, "m"},     {"cm", 1e-2, "m"},       {"m", 1, "m"},
+      {"km", 1e3, "m"},      {"[in_i]", 0.0254, "m"}, {"[ft_i]", 0.3048, "m"},
+      {"[yd_i]", 0.9144, "m"}, {"[mi_i]", 1609.344, "m"},
+      {"mL", 1e-3, "L"},     {"dL", 0.1, "L"},        {"L", 1, "L"},  {"l", 1, "L"},
+      {"1", 1, "1"},         {"%", 0.01, "1"},
+      {"Cel", 1, "Cel"},     {"mmol/L", 1, "mmol/L"}, {"mg/dL", 1, "mg/dL"},
+  };
+  std::string_view code = calendarToUcum(unit);
+  if (code.empty()) code = "1";
+  for (const auto& entry : kUnits) {
+    if (entry.code == code) return Canonical{value * entry.factor, entry.dimension};
+  }
+  return std::nullopt;
+}
+
+Item::Kind primitiveKindOf(std::string_view type, bool* known) {
+  struct Entry {
+    std::string_view name;
+    Item::Kind kind;
+  };
+  static constexpr Entry kTable[] = {
+      {"boolean", Item::Kind::kBoolean},   {"integer", Item::Kind::kInteger},
+      {"positiveInt", Item::Kind::kInteger}, {"unsignedInt", Item::Kind::kInteger},
+      {"decimal", Item::Kind::kDecimal},   {"date", Item::Kind::kDate},
+      {"dateTime", Item::Kind::kDateTime}, {"instant", Item::Kind::kDateTime},
+      {"time", Item::Kind::kTime},         {"string", Item::Kind::kString},
+      {"code", Item::Kind::kString},       {"id", Item::Kind::kString},
+      {"uri", Item::Kind::kString},        {"url", Item::Kind::kString},
+      {"canonical", Item::Kind::kString},  {"oid", Item::Kind::kString},
+      {"uuid", Item::Kind::kString},       {"markdown", Item::Kind::kString},
+      {"base64Binary", Item::Kind::kString}, {"xhtml", Item::Kind::kString},
+      {"System.String", Item::Kind::kString}, {"System.Boolean", Item::Kind::kBoolean},
+      {"System.Integer", Item::Kind::kInteger}, {"System.Decimal", Item::Kind::kDecimal},
+      {"System.Date", Item::Kind::kDate},   {"System.DateTime", Item::Kind::kDateTime},
+      {"System.Time", Item::Kind::kTime},
+  };
+  for (const auto& entry : kTable) {
+    if (entry.name == type) {
+      *known = true;
+      return entry.kind;
+    }
+  }
+  *known = false;
+  return Item::Kind::kNode;
+}
+
+// ---- output ---------------------------------------------------------------------------------
+
+std::string toLiteral(const Item& item) {
+  switch (item.kind()) {
+    case Item::Kind::kDate:
+    case Item::Kind::kDateTime: return "@" + item.text();
+    case Item::Kind::kTime: return "@T" + item.text();
+    default: return item.primitiveText().value_or(std::string());
+  }
+}
+
+std::string toJson(const Collection& collection) {
+  std::string out = "[";
+  bool first = true;
+  for (const Item& item : collection) {
+    if (!first) out += ',';
+    first = false;
+    switch (item.kind()) {
+      case Item::Kind::kNode:
+        if (item.value() == nullptr) {
+          out += "null";
+        } else {
+          json::serializeTo(*item.value(), out);
+        }
+        break;
+      case Item::Kind::kBoolean: out += item.booleanValue() ? "true" : "false"; break;
+      case Item::Kind::kInteger: out += std::to_string(item.integerValue()); break;
+      case Item::Kind::kDecimal: out += formatDecimal(item.decimalValue(), item.decimalScale()); break;
+      case Item::Kind::kString:
+        out += '"';
+        json::appendEscaped(item.text(), out);
+        out += '"';
+        break;
+      case Item::Kind::kDate:
+      case Item::Kind::kDateTime:
+      case Item::Kind::kTime:
+      case Item::Kind::kQuantity:
+        out += '"';
+        json::appendEscaped(toLiteral(item), out);
+        out += '"';
+        break;
+    }
+  }
+  out += ']';
+  return out;
+}
+
+}  // namespace fhir::fhirpath
