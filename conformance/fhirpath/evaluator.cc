@@ -538,7 +538,10 @@ bool Evaluator::itemsEquivalent(const Item& a, const Item& b) const {
     auto cy = canonicalQuantity(y.decimal, y.text);
     if (!cx || !cy) return x.text == y.text && x.decimal == y.decimal;
     if (cx->dimension != cy->dimension) return false;
-    return std::fabs(cx->value - cy->value) <= 1e-9 * std::max(1.0, std::fabs(cx->value));
+    // Compare in the left unit, rounded to the lesser precision of the two.
+    double other = cy->value / canonicalQuantity(1, x.text)->value;
+    int scale = std::min(x.scale, y.scale);
+    return roundTo(x.decimal, scale) == roundTo(other, scale);
   }
   return itemsEqual(a, b).value_or(false);
 }
@@ -630,7 +633,8 @@ void Evaluator::checkTypeName(std::string_view ns, std::string_view name) const 
   throw EvalError{"unknown type '" + std::string(name) + "'"};
 }
 
-bool Evaluator::isType(const Item& item, std::string_view ns, std::string_view name) const {
+bool Evaluator::isType(const Item& item, std::string_view ns, std::string_view name,
+                       bool exact_primitive) const {
   if (item.isNode()) {
     if (ns == "System") return false;
     std::string_view type = item.typeName();
@@ -643,7 +647,9 @@ bool Evaluator::isType(const Item& item, std::string_view ns, std::string_view n
       return false;
     }
     if (type == name) return true;
-    if (type.rfind("System.", 0) == 0) return false;
+    if (type.rfind("System.", 0) == 0 || (exact_primitive && std::islower(static_cast<unsigned char>(type[0])))) {
+      return false;
+    }
     return model_ != nullptr && model_->isSubtypeOf(type, name);
   }
   if (ns == "FHIR") return false;
@@ -738,7 +744,7 @@ Collection Evaluator::eval(const Node& node, const Collection& focus) {
       checkTypeName(node.type_namespace, node.name);
       const Item* item = singleton(operand, node.op == Op::kIs ? "'is'" : "'as'");
       if (item == nullptr) return {};
-      bool match = isType(*item, node.type_namespace, node.name);
+      bool match = isType(*item, node.type_namespace, node.name, node.op == Op::kAs);
       if (node.op == Op::kIs) return {Item::boolean(match)};
       return match ? Collection{*item} : Collection{};
     }
@@ -922,6 +928,21 @@ Collection Evaluator::arithmetic(Op op, const Item& a, const Item& b) const {
     double other = cy->value / unit_factor->value;
     double value = op == Op::kPlus ? x.decimal + other : x.decimal - other;
     return {Item::quantity(Quantity{value, divisionScale(value), std::string(x.text)})};
+  }
+  if (x.kind == Item::Kind::kQuantity && y.kind == Item::Kind::kQuantity &&
+      (op == Op::kMul || op == Op::kDiv)) {
+    auto cx = canonicalQuantity(x.decimal, x.text);
+    auto cy = canonicalQuantity(y.decimal, y.text);
+    if (!cx || !cy) return {};
+    if (op == Op::kDiv && cy->value == 0) return {};
+    double value = op == Op::kMul ? cx->value * cy->value : cx->value / cy->value;
+    std::string unit;
+    if (cx->dimension == cy->dimension) {
+      unit = op == Op::kMul ? std::string(cx->dimension) + "2" : "1";
+    } else {
+      unit = std::string(cx->dimension) + (op == Op::kMul ? "." : "/") + std::string(cy->dimension);
+    }
+    return {Item::quantity(Quantity{value, divisionScale(value), unit})};
   }
   if (x.kind == Item::Kind::kQuantity && isNumeric(y.kind) && (op == Op::kMul || op == Op::kDiv)) {
     if (op == Op::kDiv && y.decimal == 0) return {};

@@ -57,7 +57,10 @@ class Evaluator {
   std::optional<std::string> singletonString(const Collection& collection, const char* what) const;
   std::optional<int64_t> singletonInteger(const Collection& collection, const char* what) const;
 
-  bool isType(const Item& item, std::string_view ns, std::string_view name) const;
+  // `is` accepts subtypes; as()/ofType() match FHIR primitive types exactly (code is not a
+  // string for them), as the official suite expects.
+  bool isType(const Item& item, std::string_view ns, std::string_view name,
+              bool exact_primitive = false) const;
   void checkTypeName(std::string_view ns, std::string_view name) const;
 
   Collection callFunction(const Node& node, const Collection& focus);

@@ -289,8 +289,26 @@ std::string jsonUnescape(std::string_view text) {
 
 // FHIRPath regexes are PCRE-like; std::regex ECMAScript covers what the suite uses.
 std::regex makeRegex(const std::string& pattern) {
+  // FHIRPath uses single-line mode: '.' matches newlines too.
+  std::string translated;
+  bool in_class = false;
+  for (size_t i = 0; i < pattern.size(); ++i) {
+    char c = pattern[i];
+    if (c == '\\' && i + 1 < pattern.size()) {
+      translated += c;
+      translated += pattern[++i];
+      continue;
+    }
+    if (c == '[') in_class = true;
+    if (c == ']') in_class = false;
+    if (c == '.' && !in_class) {
+      translated += "[\\s\\S]";
+      continue;
+    }
+    translated += c;
+  }
   try {
-    return std::regex(pattern, std::regex::ECMAScript);
+    return std::regex(translated, std::regex::ECMAScript);
   } catch (const std::regex_error&) {
     throw EvalError{"invalid regular expression '" + pattern + "'"};
   }
@@ -376,6 +394,8 @@ Collection dateBoundary(const Val& val, std::optional<int64_t> precision, bool h
   };
   int fields = fieldsFor(target);
   DateTimeParts p = *parts;
+  // An hour without minutes is not a FHIR dateTime: read T08 as T08:00.
+  if (kind == Item::Kind::kDateTime && p.precision == 4) p.precision = 5;
   static constexpr int kMonthDays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
   auto fill = [&](int field) {
     switch (field) {
@@ -561,13 +581,13 @@ Collection Evaluator::callFunction(const Node& node, const Collection& focus) {
       if (node.fn == Fn::kOfType) {
         Collection out;
         for (const Item& item : focus) {
-          if (isType(item, ns, type)) out.push_back(item);
+          if (isType(item, ns, type, true)) out.push_back(item);
         }
         return out;
       }
       const Item* item = single(node.name.c_str());
       if (item == nullptr) return {};
-      bool match = isType(*item, ns, type);
+      bool match = isType(*item, ns, type, node.fn == Fn::kAs);
       if (node.fn == Fn::kIs) return boolean(match);
       return match ? Collection{*item} : Collection{};
     }
@@ -689,10 +709,9 @@ Collection Evaluator::callFunction(const Node& node, const Collection& focus) {
       return out;
     }
     case Fn::kNot: {
+      // Singleton evaluation: a single non-Boolean item counts as true.
       auto value = toBoolean(focus);
       if (!value) return {};
-      const Item* item = single("not()");
-      if (view(*item).kind != Item::Kind::kBoolean) return {};
       return boolean(!*value);
     }
     case Fn::kAggregate: {
@@ -734,8 +753,9 @@ Collection Evaluator::callFunction(const Node& node, const Collection& focus) {
           const Collection& ka = a.keys[k];
           const Collection& kb = b.keys[k];
           if (ka.empty() || kb.empty()) {
+            // Items without a key come first, in either direction (as the suite expects).
             if (ka.empty() == kb.empty()) continue;
-            return ka.empty() != descending[k];
+            return ka.empty();
           }
           int order = compare(ka[0], kb[0]).value_or(0);
           if (order != 0) return descending[k] ? order > 0 : order < 0;

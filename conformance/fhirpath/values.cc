@@ -366,18 +366,13 @@ std::optional<int> compareDateTime(const DateTimeParts& a, const DateTimeParts& 
   DateTimeParts x = a, y = b;
   // With times and time zones on both sides, compare in UTC.
   if (x.precision >= 4 && y.precision >= 4 && (x.has_tz || y.has_tz)) {
-    if (!x.has_tz) {
-      x.has_tz = true;
-      x.tz_minutes = y.tz_minutes;
-    }
-    if (!y.has_tz) {
-      y.has_tz = true;
-      y.tz_minutes = x.tz_minutes;
-    }
-    setFromEpochMillis(x, epochMillis(x));
-    x.has_tz = false;
-    setFromEpochMillis(y, epochMillis(y));
-    y.has_tz = false;
+    // One side with a time zone and the other without: the order is unknown.
+    if (x.has_tz != y.has_tz) return std::nullopt;
+    int64_t x_ms = epochMillis(x);
+    int64_t y_ms = epochMillis(y);
+    x.has_tz = y.has_tz = false;
+    setFromEpochMillis(x, x_ms);
+    setFromEpochMillis(y, y_ms);
   }
   int common = std::min(x.precision, y.precision);
   int xs[] = {x.year, x.month, x.day, x.hour, x.minute, x.second, x.millis};
@@ -421,7 +416,8 @@ bool addToDateTime(DateTimeParts& p, double amount, std::string_view unit) {
   } else if (u == "min") {
     ms = whole * 60000LL;
   } else if (u == "s") {
-    ms = static_cast<int64_t>(std::llround(amount * 1000));
+    // The spec ignores the decimal part of time-valued quantities above milliseconds.
+    ms = whole * 1000;
   } else if (u == "ms") {
     ms = whole;
   } else {
