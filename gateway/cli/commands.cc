@@ -6,6 +6,7 @@ namespace fhir::gateway::cli {
 const std::vector<Command>& commands() {
   static const std::vector<Command> kCommands = {
       {"serve", &runServe, "run the gateway (HTTP ingest, FHIR API, delivery)"},
+      {"fhirpath", &runFhirpath, "evaluate a FHIRPath expression against a FHIR JSON resource"},
       {"validate", &runValidate, "validate FHIR JSON resources against R4 and profiles"},
   };
   return kCommands;
