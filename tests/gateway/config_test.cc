@@ -1,0 +1,57 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "gateway/config/config.h"
+
+#include <gtest/gtest.h>
+
+#include "tests/support/test_support.h"
+
+namespace fhir::gateway {
+namespace {
+
+TEST(ConfigTest, ReadsTheContractExample) {
+  auto config = loadConfig(std::string(GATEWAY_SOURCE_DIR) + "/config/sample.json");
+  ASSERT_TRUE(config.ok()) << config.message();
+  EXPECT_EQ(config->listen, "127.0.0.1:8080");
+  EXPECT_EQ(config->max_body_bytes, 10485760);
+  ASSERT_EQ(config->payers.size(), 1u);
+  const PayerConfig& payer = config->payers[0];
+  EXPECT_EQ(payer.id, "lakeshore-medicaid");
+  EXPECT_EQ(payer.identifier_value, "1548271034");
+  EXPECT_TRUE(payer.routesCode("99451"));
+  EXPECT_FALSE(payer.routesCode("99446"));
+  EXPECT_TRUE(payer.routesLineOfBusiness("medicaid"));
+  EXPECT_FALSE(payer.routesLineOfBusiness("commercial"));
+  ASSERT_EQ(config->feeds.size(), 1u);
+  EXPECT_EQ(config->delivery.initial_backoff_ms, 500);
+  EXPECT_EQ(config->findPayer("lakeshore-medicaid"), &config->payers[0]);
+  EXPECT_EQ(config->findPayer("other"), nullptr);
+}
+
+TEST(ConfigTest, OnlyRequiredKeysGiveDefaults) {
+  auto config = parseConfig(R"({"payers": [{"id": "p", "name": "P", "format": "roster", "endpoint": "http://127.0.0.1:1/x"}]})");
+  ASSERT_TRUE(config.ok()) << config.message();
+  EXPECT_EQ(config->data_dir, "./var");
+  EXPECT_TRUE(config->payers[0].routesCode("anything"));
+  EXPECT_DOUBLE_EQ(config->delivery.give_up_after_hours, 72);
+}
+
+TEST(ConfigTest, UnknownKeysAreErrorsNamingTheKey) {
+  EXPECT_EQ(parseConfig(R"({"listen": "127.0.0.1:1", "tls": {}})").message(), "unknown configuration key 'tls'");
+  EXPECT_EQ(parseConfig(R"({"payers": [{"id": "p", "name": "P", "format": "f", "endpoint": "http://x", "colour": 1}]})").message(),
+            "unknown configuration key 'payers[0].colour'");
+  EXPECT_EQ(parseConfig(R"({"delivery": {"retries": 3}})").message(), "unknown configuration key 'delivery.retries'");
+}
+
+TEST(ConfigTest, MissingAndMistypedKeysAreErrors) {
+  EXPECT_EQ(parseConfig(R"({"payers": [{"id": "p", "name": "P", "format": "f"}]})").message(),
+            "missing required configuration key 'payers[0].endpoint'");
+  EXPECT_EQ(parseConfig(R"({"maxBodyBytes": "big"})").message(), "configuration key 'maxBodyBytes' must be an integer");
+  EXPECT_EQ(parseConfig(R"({"feeds": [{"id": "f", "endpoint": "ftp://x"}]})").message(),
+            "configuration key 'feeds[0].endpoint' must be an http:// or https:// URL");
+  EXPECT_EQ(parseConfig(R"({"feeds": [{"id": "f", "endpoint": "http://x"}, {"id": "f", "endpoint": "http://y"}]})").message(),
+            "duplicate feed id 'f' in configuration key 'feeds'");
+  EXPECT_NE(parseConfig("{").message().find("not valid JSON"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace fhir::gateway
