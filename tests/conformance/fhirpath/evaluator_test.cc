@@ -1,0 +1,261 @@
+// SPDX-License-Identifier: Apache-2.0
+#include <atomic>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "conformance/fhirpath/fhirpath.h"
+
+namespace fhir::fhirpath {
+namespace {
+
+constexpr const char* kPatient = R"({
+  "resourceType": "Patient",
+  "id": "p1",
+  "birthDate": "1974-12-25",
+  "_birthDate": {"extension": [{"url": "http://hl7.org/fhir/StructureDefinition/patient-birthTime",
+                                 "valueDateTime": "1974-12-25T14:35:45-05:00"}]},
+  "active": true,
+  "name": [{"use": "official", "family": "Chalmers", "given": ["Peter", "James"],
+            "_given": [null, {"id": "g2", "extension": [{"url": "http://example.org/x", "valueString": "ext"}]}]},
+           {"use": "nickname", "_given": [{"id": "only-extension"}]}],
+  "contained": [{"resourceType": "Organization", "id": "org1", "name": "Contained Org"}],
+  "managingOrganization": {"reference": "#org1"},
+  "generalPractitioner": [{"reference": "Practitioner/pr1"}]
+})";
+
+constexpr const char* kObservation = R"({
+  "resourceType": "Observation",
+  "status": "final",
+  "code": {"coding": [{"system": "http://loinc.org", "code": "29463-7"}]},
+  "valueQuantity": {"value": 185.50, "unit": "lb", "system": "http://unitsofmeasure.org", "code": "[lb_av]"},
+  "effectiveDateTime": "2016-03-28"
+})";
+
+constexpr const char* kBundle = R"({
+  "resourceType": "Bundle",
+  "type": "collection",
+  "entry": [
+    {"fullUrl": "http://example.org/fhir/Patient/a", "resource": {"resourceType": "Patient", "id": "a",
+      "managingOrganization": {"reference": "Organization/o"}}},
+    {"fullUrl": "http://example.org/fhir/Organization/o", "resource": {"resourceType": "Organization", "id": "o", "name": "Bundled Org"}}
+  ]
+})";
+
+class FhirpathEvaluator : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    context_.model = Model::bundled();
+    ASSERT_TRUE(json::parse(kPatient, patient_, error_));
+    ASSERT_TRUE(json::parse(kObservation, observation_, error_));
+    ASSERT_TRUE(json::parse(kBundle, bundle_, error_));
+  }
+
+  std::string eval(std::string_view text, const json::Value& resource) {
+    auto compiled = compile(text);
+    if (!compiled.ok()) return "compile error: " + compiled.message();
+    auto result = evaluate(**compiled, resource, context_);
+    if (!result.ok()) return "error: " + result.message();
+    return toJson(*result);
+  }
+  std::string eval(std::string_view text) { return eval(text, patient_); }
+
+  json::Document patient_, observation_, bundle_;
+  json::ParseError error_;
+  EvaluationContext context_;
+};
+
+TEST_F(FhirpathEvaluator, ThreeValuedLogic) {
+  // Truth tables of the spec, with {} as unknown.
+  EXPECT_EQ(eval("true and {}"), "[]");
+  EXPECT_EQ(eval("false and {}"), "[false]");
+  EXPECT_EQ(eval("{} and {}"), "[]");
+  EXPECT_EQ(eval("true or {}"), "[true]");
+  EXPECT_EQ(eval("false or {}"), "[]");
+  EXPECT_EQ(eval("{} xor true"), "[]");
+  EXPECT_EQ(eval("true xor false"), "[true]");
+  EXPECT_EQ(eval("false implies {}"), "[true]");
+  EXPECT_EQ(eval("{} implies true"), "[true]");
+  EXPECT_EQ(eval("{} implies false"), "[]");
+  EXPECT_EQ(eval("true implies {}"), "[]");
+  EXPECT_EQ(eval("{}.not()"), "[]");
+  EXPECT_EQ(eval("(true and false).not()"), "[true]");
+  // Comparisons with empty are empty, not false.
+  EXPECT_EQ(eval("deceased = true"), "[]");
+  EXPECT_EQ(eval("(1 | 2) = (1 | 2)"), "[true]");
+  EXPECT_EQ(eval("{} ~ {}"), "[true]");
+}
+
+TEST_F(FhirpathEvaluator, EvaluateBooleanForInvariants) {
+  auto check = [&](std::string_view text) -> Result<std::optional<bool>> {
+    auto compiled = compile(text);
+    EXPECT_TRUE(compiled.ok());
+    Item focus = Item::node(&patient_, "Patient");
+    return evaluateBoolean(**compiled, focus, context_);
+  };
+  auto yes = check("name.exists() and birthDate < @2000");
+  ASSERT_TRUE(yes.ok());
+  EXPECT_EQ(*yes, std::optional<bool>(true));
+  auto no = check("active.not()");
+  ASSERT_TRUE(no.ok());
+  EXPECT_EQ(*no, std::optional<bool>(false));
+  auto unknown = check("deceased");
+  ASSERT_TRUE(unknown.ok());
+  EXPECT_EQ(*unknown, std::nullopt);
+  auto too_many = check("name.given");
+  EXPECT_FALSE(too_many.ok());
+}
+
+TEST_F(FhirpathEvaluator, PrimitiveExtensionsAreOneElement) {
+  EXPECT_EQ(eval("birthDate"), R"(["1974-12-25"])");
+  EXPECT_EQ(eval("birthDate.extension.url"),
+            R"(["http://hl7.org/fhir/StructureDefinition/patient-birthTime"])");
+  EXPECT_EQ(eval("birthDate.extension('http://hl7.org/fhir/StructureDefinition/patient-birthTime').value"),
+            R"(["1974-12-25T14:35:45-05:00"])");
+  // Arrays align by index with null placeholders: given[1] carries _given[1].
+  EXPECT_EQ(eval("name[0].given[1].id"), R"(["g2"])");
+  EXPECT_EQ(eval("name[0].given[0].id"), "[]");
+  EXPECT_EQ(eval("name[0].given[1].extension.value"), R"(["ext"])");
+  // An element that only has its `_x` side exists, but has no value.
+  EXPECT_EQ(eval("name[1].given.count()"), "[1]");
+  EXPECT_EQ(eval("name[1].given.id"), R"(["only-extension"])");
+  EXPECT_EQ(eval("name[1].given.hasValue()"), "[false]");
+  EXPECT_EQ(eval("name[0].given.first().hasValue()"), "[true]");
+  EXPECT_EQ(eval("name[1].given"), "[null]");
+}
+
+TEST_F(FhirpathEvaluator, ChoiceTypes) {
+  EXPECT_EQ(eval("value.value", observation_), "[185.50]");
+  EXPECT_EQ(eval("value is Quantity", observation_), "[true]");
+  EXPECT_EQ(eval("value.ofType(Quantity).code", observation_), R"(["[lb_av]"])");
+  EXPECT_EQ(eval("value.ofType(string)", observation_), "[]");
+  EXPECT_EQ(eval("(value as Quantity).unit", observation_), R"(["lb"])");
+  EXPECT_EQ(eval("effective.is(dateTime)", observation_), "[true]");
+  EXPECT_EQ(eval("effective > @2016-01-01", observation_), "[true]");
+  // UCUM-aware comparison: 185.5 lb is about 84.1 kg.
+  EXPECT_EQ(eval("value > 80 'kg' and value < 85 'kg'", observation_), "[true]");
+  // Full choice names are accepted outside strict mode and rejected in it.
+  EXPECT_EQ(eval("valueQuantity.value", observation_), "[185.50]");
+  context_.strict = true;
+  EXPECT_EQ(eval("valueQuantity.value", observation_).rfind("error:", 0), 0u);
+  EXPECT_EQ(eval("Observation.foo", observation_).rfind("error:", 0), 0u);
+  EXPECT_EQ(eval("value.value", observation_), "[185.50]");
+}
+
+TEST_F(FhirpathEvaluator, ResolveWithinContainedAndBundle) {
+  EXPECT_EQ(eval("managingOrganization.resolve().name"), R"(["Contained Org"])");
+  EXPECT_EQ(eval("managingOrganization.resolve() is Organization"), "[true]");
+  // Not in the resource: the hook answers, and without a hook the result is empty.
+  EXPECT_EQ(eval("generalPractitioner.resolve()"), "[]");
+  json::Document practitioner;
+  ASSERT_TRUE(json::parse(R"({"resourceType":"Practitioner","id":"pr1","active":true})", practitioner,
+                          error_));
+  context_.resolve = [&](std::string_view reference) -> std::optional<Item> {
+    if (reference != "Practitioner/pr1") return std::nullopt;
+    return Item::node(&practitioner, "Practitioner");
+  };
+  EXPECT_EQ(eval("generalPractitioner.resolve().active"), "[true]");
+  // Inside a Bundle, references resolve against the entries (%rootResource).
+  EXPECT_EQ(eval("entry[0].resource.managingOrganization.resolve().name", bundle_),
+            R"(["Bundled Org"])");
+  EXPECT_EQ(eval("'http://example.org/fhir/Patient/a'.resolve().id", bundle_), R"(["a"])");
+}
+
+TEST_F(FhirpathEvaluator, TerminologyAndConformanceHooks) {
+  EXPECT_EQ(eval("code.coding.memberOf('http://example.org/vs')", observation_), "[]");
+  context_.member_of = [](std::string_view url, const Item& coded) -> std::optional<bool> {
+    if (url != "http://example.org/vs") return std::nullopt;
+    return coded.isNode() && coded.typeName() == "Coding";
+  };
+  EXPECT_EQ(eval("code.coding.memberOf('http://example.org/vs')", observation_), "[true]");
+  EXPECT_EQ(eval("code.coding.memberOf('http://example.org/other')", observation_), "[]");
+  EXPECT_EQ(eval("conformsTo('http://hl7.org/fhir/StructureDefinition/Patient')"), "[true]");
+  EXPECT_EQ(eval("conformsTo('http://hl7.org/fhir/StructureDefinition/Observation')"), "[false]");
+  context_.conforms_to = [](std::string_view url, const Item&) -> std::optional<bool> {
+    return url == "http://example.org/profile";
+  };
+  EXPECT_EQ(eval("conformsTo('http://example.org/profile')"), "[true]");
+}
+
+TEST_F(FhirpathEvaluator, VariablesAndEnvironment) {
+  context_.variables.emplace_back("limit", Collection{Item::integer(2)});
+  EXPECT_EQ(eval("name.count() <= %limit"), "[true]");
+  EXPECT_EQ(eval("%resource.id | %context.id | %rootResource.id"), R"(["p1"])");
+  EXPECT_EQ(eval("%ucum"), R"(["http://unitsofmeasure.org"])");
+  EXPECT_EQ(eval("%`vs-administrative-gender`"),
+            R"(["http://hl7.org/fhir/ValueSet/administrative-gender"])");
+  EXPECT_EQ(eval("%undefined").rfind("error:", 0), 0u);
+  context_.now = "2026-11-24T21:00:00.000+00:00";
+  EXPECT_EQ(eval("today()"), R"(["@2026-11-24"])");
+}
+
+TEST_F(FhirpathEvaluator, OutputFollowsTheCliContract) {
+  EXPECT_EQ(eval("'abc' | 1 + 1 | 2.50 | true"), R"(["abc",2,2.50,true])");
+  EXPECT_EQ(eval("@2026-10-02 | @2026-10-02T10:00:00Z | @T10:00"),
+            R"(["@2026-10-02","@2026-10-02T10:00:00Z","@T10:00"])");
+  EXPECT_EQ(eval("5 'mg' | 2 weeks"), R"(["5 'mg'","2 weeks"])");
+  EXPECT_EQ(eval("name[0].given"), R"(["Peter","James"])");
+  EXPECT_EQ(eval("contained.name | id"), R"(["Contained Org","p1"])");
+}
+
+TEST_F(FhirpathEvaluator, DecimalsKeepPrecision) {
+  EXPECT_EQ(eval("0.1 + 0.2 = 0.3"), "[true]");
+  EXPECT_EQ(eval("1.0 = 1.00"), "[true]");
+  EXPECT_EQ(eval("1.50 + 1"), "[2.50]");
+  EXPECT_EQ(eval("value.value.toString()", observation_), R"(["185.50"])");
+  EXPECT_EQ(eval("10 / 4"), "[2.5]");
+}
+
+TEST_F(FhirpathEvaluator, DateTimePrecision) {
+  EXPECT_EQ(eval("@2012-04-15 = @2012-04-15T10:00"), "[]");
+  EXPECT_EQ(eval("@2012-04 < @2012-05-01"), "[true]");
+  EXPECT_EQ(eval("@2012-04 < @2012-04-15"), "[]");
+  EXPECT_EQ(eval("@2012-04-15T15:00:00+02:00 = @2012-04-15T16:00:00+03:00"), "[true]");
+  EXPECT_EQ(eval("@2019-01-31 + 1 month"), R"(["@2019-02-28"])");
+  EXPECT_EQ(eval("@2019-01-31 + 1 'mo'").rfind("error:", 0), 0u);
+}
+
+TEST_F(FhirpathEvaluator, EvaluationErrors) {
+  EXPECT_EQ(eval("name.given.single()").rfind("error:", 0), 0u);
+  EXPECT_EQ(eval("'a' < 1").rfind("error:", 0), 0u);
+  EXPECT_EQ(eval("'a' - 'b'").rfind("error:", 0), 0u);
+  EXPECT_EQ(eval("1 / 0"), "[]");
+  EXPECT_EQ(eval("name.as(HumanName1)").rfind("error:", 0), 0u);
+}
+
+TEST_F(FhirpathEvaluator, OneExpressionManyThreads) {
+  auto compiled = compile("name.where(use = 'official').given.first() & '-' & birthDate.toString()");
+  ASSERT_TRUE(compiled.ok());
+  ExpressionPtr expression = *compiled;
+  std::atomic<int> mismatches{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 500; ++i) {
+        auto result = evaluate(*expression, patient_, context_);
+        if (!result.ok() || toJson(*result) != R"(["Peter-1974-12-25"])") ++mismatches;
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  EXPECT_EQ(mismatches.load(), 0);
+}
+
+TEST(FhirpathModel, AnswersTypeQuestions) {
+  auto model = Model::bundled();
+  EXPECT_TRUE(model->isResourceType("Patient"));
+  EXPECT_FALSE(model->isResourceType("HumanName"));
+  EXPECT_TRUE(model->isSubtypeOf("Patient", "DomainResource"));
+  EXPECT_TRUE(model->isSubtypeOf("Age", "Quantity"));
+  EXPECT_FALSE(model->isSubtypeOf("Patient", "Observation"));
+  EXPECT_EQ(model->childTypes("Patient", "birthDate"), std::vector<std::string>{"date"});
+  auto value_types = model->childTypes("Observation", "value");
+  EXPECT_NE(std::find(value_types.begin(), value_types.end(), "Quantity"), value_types.end());
+  EXPECT_TRUE(model->childTypes("Patient", "nope").empty());
+  EXPECT_EQ(model->type("NoSuchType"), nullptr);
+  EXPECT_FALSE(Model::load("/nonexistent/folder").ok());
+}
+
+}  // namespace
+}  // namespace fhir::fhirpath
