@@ -212,6 +212,11 @@ struct EvaluationContext {
   ResolveHook resolve;
   // Semantic checking: navigating to a child that the focus type does not define is an error.
   bool strict = false;
+  // FHIRPath makes as() on more than one item an error. The R4 core invariants were written for
+  // engines that filter instead (dom-3: `descendants().as(canonical)`), and the HL7 reference
+  // validator evaluates them that way. Set false when evaluating definitions' invariants to get
+  // that behaviour: as(T) then keeps the items of type T, like ofType(T).
+  bool as_requires_singleton = true;
   // now()/today()/timeOfDay() use this instant when set ("2026-11-24T21:00:00.000+00:00").
   std::optional<std::string> now;
 };

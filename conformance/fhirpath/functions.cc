@@ -578,7 +578,8 @@ Collection Evaluator::callFunction(const Node& node, const Collection& focus) {
       std::string ns;
       std::string type = typeNameArg(arg(0), &ns);
       checkTypeName(ns, type);
-      if (node.fn == Fn::kOfType) {
+      if (node.fn == Fn::kOfType || (node.fn == Fn::kAs && focus.size() > 1 &&
+                                     !context_.as_requires_singleton)) {
         Collection out;
         for (const Item& item : focus) {
           if (isType(item, ns, type, true)) out.push_back(item);

@@ -509,6 +509,18 @@ class Parser {
     for (;;) {
       if (isSymbol(".")) {
         ++pos_;
+        // `x.is Type` / `x.as Type`: not in the grammar, but published IG invariants use it and
+        // the reference engine reads it as `x is Type`.
+        if (peek().kind == Tok::kIdent && (peek().text == "is" || peek().text == "as") &&
+            (peek(1).kind == Tok::kIdent || peek(1).kind == Tok::kQuotedIdent)) {
+          auto type_op = std::make_unique<Node>();
+          type_op->op = peek().text == "is" ? Op::kIs : Op::kAs;
+          type_op->offset = next().offset;
+          type_op->children.push_back(std::move(node));
+          parseTypeSpecifier(*type_op);
+          node = std::move(type_op);
+          continue;
+        }
         auto invocation = parseInvocation();
         invocation->has_source = true;
         invocation->children.insert(invocation->children.begin(), std::move(node));

@@ -224,6 +224,25 @@ TEST_F(FhirpathEvaluator, EvaluationErrors) {
   EXPECT_EQ(eval("name.as(HumanName1)").rfind("error:", 0), 0u);
 }
 
+TEST_F(FhirpathEvaluator, CoreInvariantsAsTheReferenceValidatorReadsThem) {
+  // dom-3 of the R4 core definitions applies as() to a collection.
+  constexpr const char* kDom3 =
+      "contained.where((('#'+id in (%resource.descendants().reference | "
+      "%resource.descendants().as(canonical) | %resource.descendants().as(uri) | "
+      "%resource.descendants().as(url))) or descendants().where(reference = '#').exists() or "
+      "descendants().where(as(canonical) = '#').exists() or "
+      "descendants().where(as(canonical) = '#').exists()).not()).trace('unmatched', id).empty()";
+  EXPECT_EQ(eval(kDom3).rfind("error:", 0), 0u);
+  context_.as_requires_singleton = false;
+  EXPECT_EQ(eval(kDom3), "[true]");
+  json::Document unreferenced;
+  ASSERT_TRUE(json::parse(R"({"resourceType":"Patient","contained":[{"resourceType":"Organization","id":"x"}]})",
+                          unreferenced, error_));
+  EXPECT_EQ(eval(kDom3, unreferenced), "[false]");
+  // `.is Type` without parentheses appears in published IG invariants.
+  EXPECT_EQ(eval("managingOrganization.resolve().is Organization"), "[true]");
+}
+
 TEST_F(FhirpathEvaluator, OneExpressionManyThreads) {
   auto compiled = compile("name.where(use = 'official').given.first() & '-' & birthDate.toString()");
   ASSERT_TRUE(compiled.ok());
