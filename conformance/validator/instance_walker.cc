@@ -51,7 +51,9 @@ bool isAbsoluteUrl(std::string_view url) {
 }  // namespace
 
 InstanceWalker::InstanceWalker(const ValidatorImpl& validator, IssueList& issues)
-    : validator_(validator), plans_(validator.plans()), issues_(issues) {}
+    : validator_(validator), plans_(validator.plans()), issues_(issues) {
+  context_.model = validator.model();
+}
 
 void InstanceWalker::report(Severity severity, std::string_view code, std::string diagnostics) {
   reportAt(severity, code, path_, std::move(diagnostics));
@@ -98,7 +100,24 @@ void InstanceWalker::validateResource(const json::Value& resource,
   }
   bool top_level = path_.empty();
   if (top_level) path_ = *type;
+  // FHIRPath %resource/%rootResource as the reference validator sets them: a contained resource
+  // is %resource with its container as %rootResource; a Bundle entry (or Parameters) resource
+  // keeps the outer resource for both.
+  const json::Value* saved_resource = resource_;
+  const json::Value* saved_root = root_resource_;
+  const json::Value* saved_container = container_;
+  bool is_contained = contained_;
+  contained_ = false;
+  bool bundle_entry = bundle_entry_;
+  bundle_entry_ = false;
+  if (!resource_ || (!is_contained && !bundle_entry)) {
+    resource_ = root_resource_ = &resource;
+  } else if (is_contained) {
+    resource_ = &resource;
+  }
+  if (!is_contained) container_ = &resource;
   validateAgainst(resource, *plan);
+  if (!is_contained) checkContainedReferenced(resource);
 
   // Declared and requested profiles.
   std::vector<std::string> targets;
@@ -147,11 +166,15 @@ void InstanceWalker::validateResource(const json::Value& resource,
     if (profile == plan) continue;
     validateAgainst(resource, *profile);
   }
+  resource_ = saved_resource;
+  root_resource_ = saved_root;
+  container_ = saved_container;
   if (top_level) path_.clear();
 }
 
 void InstanceWalker::validateAgainst(const json::Value& resource, const StructurePlan& plan) {
   walkObject(resource, *plan.root, plan, /*resource_root=*/true);
+  checkConstraints(plan.root->constraints, &resource, nullptr, plan.type);
   if (plan.type == "Bundle" && plan.derivation == "specialization") checkBundle(resource);
 }
 
@@ -160,6 +183,12 @@ void InstanceWalker::walkObject(const json::Value& object, const ElementPlan& ho
   if (object.MemberCount() == 0) {
     report(Severity::kError, "structure", "Object must have some content");
     return;
+  }
+  if (!resource_root && plan.kind != "primitive-type" && object.MemberCount() == 1 &&
+      object.MemberBegin()->name == "id") {
+    // ele-1, checked natively: an element needs a value or children other than its id.
+    report(Severity::kError, "invariant",
+           "Constraint failed: ele-1: 'All FHIR elements must have a @value or children'");
   }
   Member members[64];
   std::vector<Member> overflow;
@@ -349,7 +378,15 @@ void InstanceWalker::validateItem(const json::Value* value, const json::Value* e
         if (!checkPrimitive(type, *value, message, code)) report(Severity::kError, code, message);
       }
     }
+    if (!element.constraints.empty()) checkConstraints(element.constraints, value, extension, type);
+    if (value && element.binding && json::isString(*value)) checkBinding(*value, type, *element.binding);
     if (extension) {
+      if (!value && extension->IsObject() && extension->MemberCount() == 1 &&
+          extension->MemberBegin()->name == "id") {
+        // ele-1, checked natively: a primitive without a value needs extensions.
+        report(Severity::kError, "invariant",
+               "Constraint failed: ele-1: 'All FHIR elements must have a @value or children'");
+      }
       if (!extension->IsObject()) {
         report(Severity::kError, "structure",
                std::string("The primitive extension partner must be a JSON Object, not ") +
@@ -368,12 +405,100 @@ void InstanceWalker::validateItem(const json::Value* value, const json::Value* e
     return;
   }
   validateComplex(*value, element, type, plan);
+  if (!element.constraints.empty()) checkConstraints(element.constraints, value, nullptr, type);
+  if (element.binding) checkBinding(*value, type, *element.binding);
+  if (type == "Coding") checkCoding(*value);
+}
+
+void InstanceWalker::checkBinding(const json::Value& value, std::string_view type,
+                                  const Binding& binding) {
+  if (binding.strength != BindingStrength::kRequired &&
+      binding.strength != BindingStrength::kExtensible) {
+    return;
+  }
+  const terminology::Terminology& terminology = validator_.terminology();
+  const terminology::Expansion& expansion = terminology.expand(binding.value_set);
+  if (!expansion.found) return;
+  bool required = binding.strength == BindingStrength::kRequired;
+  Severity severity = required ? Severity::kError : Severity::kWarning;
+  std::string where = "the value set '" + expansion.label() + "' (" + expansion.versionedUrl() + ")";
+  if (type == "code") {
+    std::string_view code = json::stringView(value);
+    if (terminology.contains(expansion, "", code) == terminology::Membership::kNotMember) {
+      report(severity, "code-invalid",
+             "The value provided ('" + std::string(code) + "') was not found in " + where +
+                 (required ? ", and a code is required from this value set"
+                           : ", and a code should come from this value set unless it has no suitable code"));
+    }
+    return;
+  }
+  auto codingState = [&](const json::Value& coding, std::string& label) {
+    std::string system(json::getString(coding, "system").value_or(""));
+    std::string code(json::getString(coding, "code").value_or(""));
+    label = system + "#" + code;
+    if (code.empty()) return terminology::Membership::kUnknown;
+    return terminology.contains(expansion, system, code);
+  };
+  if (type == "Coding") {
+    std::string label;
+    if (codingState(value, label) == terminology::Membership::kNotMember) {
+      report(severity, "code-invalid",
+             "The Coding provided (" + label + ") was not found in " + where +
+                 (required ? ", and a code is required from this value set"
+                           : ", and a code should come from this value set unless it has no suitable code"));
+    }
+    return;
+  }
+  if (type == "CodeableConcept") {
+    const json::Value* codings = json::find(value, "coding");
+    if (!codings || !codings->IsArray() || codings->Empty()) return;
+    std::string labels;
+    for (const json::Value& coding : codings->GetArray()) {
+      if (!coding.IsObject()) return;
+      std::string label;
+      terminology::Membership state = codingState(coding, label);
+      if (state != terminology::Membership::kNotMember) return;
+      if (!labels.empty()) labels += ", ";
+      labels += label;
+    }
+    report(severity, "code-invalid",
+           "None of the codings provided are in " + where +
+               (required ? ", and a coding from this value set is required"
+                         : ", and a coding should come from this value set unless it has no suitable code") +
+               " (codes = " + labels + ")");
+  }
+}
+
+void InstanceWalker::checkCoding(const json::Value& coding) {
+  auto system = json::getString(coding, "system");
+  auto code = json::getString(coding, "code");
+  if (!system || system->empty()) return;
+  const terminology::Terminology& terminology = validator_.terminology();
+  const terminology::CodeSystemIndex* index = terminology.codeSystem(*system);
+  if (!index) {
+    if (validator_.registry().valueSet(*system)) {
+      reportAt(Severity::kError, "invalid", path_ + ".system",
+               "The Coding references a value set, not a code system ('" + std::string(*system) + "')");
+    }
+    return;
+  }
+  if (code && index->complete() && !index->has(*code)) {
+    reportAt(Severity::kError, "code-invalid", path_ + ".code",
+             "Unknown code '" + std::string(*code) + "' in the CodeSystem '" + std::string(*system) +
+                 "' version '" + (index->version.empty() ? std::string("null") : index->version) + "'");
+  }
 }
 
 void InstanceWalker::validateComplex(const json::Value& value, const ElementPlan& element,
                                      std::string_view type, const StructurePlan& plan) {
-  if (type == "Resource" || type == "DomainResource") {
+  if (type == "Resource" || type == "DomainResource" || validator_.model()->isResourceType(type)) {
+    contained_ = element.name == "contained";
+    bundle_entry_ = element.path == "Bundle.entry.resource";
     validateResource(value, nullptr);
+    return;
+  }
+  if (type == "Extension" && element.children.empty()) {
+    validateExtension(value, element, plan);
     return;
   }
   if (!element.children.empty()) {
@@ -390,6 +515,212 @@ void InstanceWalker::validateComplex(const json::Value& value, const ElementPlan
     return;
   }
   walkObject(value, *type_plan->root, *type_plan, false);
+  if (!type_plan->root->constraints.empty()) {
+    checkConstraints(type_plan->root->constraints, &value, nullptr, type_plan->type);
+  }
+}
+
+void InstanceWalker::validateExtension(const json::Value& value, const ElementPlan& element,
+                                       const StructurePlan& plan) {
+  auto url = json::getString(value, "url");
+  bool has_value = false;
+  bool has_extensions = false;
+  for (auto it = value.MemberBegin(); it != value.MemberEnd(); ++it) {
+    std::string_view name = memberName(it->name);
+    if (name == "extension") has_extensions = true;
+    if (name.size() > 5 && name.compare(0, 5, "value") == 0) has_value = true;
+  }
+  if (has_value == has_extensions) {
+    // ext-1, checked natively.
+    report(Severity::kError, "invariant",
+           "Constraint failed: ext-1: 'Must have either extensions or value[x], not both'");
+  }
+  const StructurePlan* definition = nullptr;
+  const ElementPlan* holder = nullptr;
+  if (url && isAbsoluteUrl(*url)) {
+    definition = plans_.byUrl(*url);
+    if (!definition) {
+      report(Severity::kError, "structure",
+             "The extension " + std::string(*url) + " could not be found so is not allowed here");
+    } else if (!definition->root || definition->type != "Extension") {
+      report(Severity::kError, "structure",
+             "The extension " + std::string(*url) + " is not a usable Extension definition" +
+                 (definition->error.empty() ? std::string() : " (" + definition->error + ")"));
+      definition = nullptr;
+    } else {
+      holder = definition->root;
+    }
+  } else if (url) {
+    // A relative url names a sub-extension slice of the enclosing complex extension.
+    for (const ElementPlan* slice : element.slices) {
+      for (const ElementPlan* child : slice->children) {
+        if (child->name == "url" && child->fixed && json::isString(*child->fixed) &&
+            json::stringView(*child->fixed) == *url) {
+          holder = slice;
+          definition = &plan;
+        }
+      }
+    }
+  }
+  if (!holder) {
+    const StructurePlan* base = plans_.byType("Extension");
+    if (!base || !base->root) return;
+    definition = base;
+    holder = base->root;
+  }
+  if (holder->children.empty() && holder == definition->root) return;
+  walkObject(value, holder->children.empty() && holder->content_ref ? *holder->content_ref : *holder,
+             *definition, false);
+  if (!holder->constraints.empty()) checkConstraints(holder->constraints, &value, nullptr, "Extension");
+}
+
+void InstanceWalker::checkConstraints(const std::vector<Constraint>& constraints,
+                                      const json::Value* value, const json::Value* extension,
+                                      std::string_view type) {
+  for (const Constraint& constraint : constraints) {
+    const std::string& key = constraint.key;
+    // Checked natively elsewhere: ele-1 (walkObject), ext-1 (validateExtension), dom-3
+    // (checkContainedReferenced: the FHIRPath form walks descendants() of the whole resource
+    // for each contained resource).
+    if (key == "ele-1" || key == "ext-1" || key == "dom-3") continue;
+    if (key == "ref-1") {
+      // ref-1 natively: %rootResource differs between contained resources and Bundle entries in
+      // the reference validator; a local reference '#id' must name a resource contained in the
+      // resource that holds the reference (or its container).
+      checkLocalReference(value, constraint);
+      continue;
+    }
+    std::optional<bool> passed;
+    if (key == "tim-9") {
+      // tim-9 reads `when in ('C' | 'CM' | 'CD' | 'CV')` on a repeating `when`; strict FHIRPath
+      // makes that an error (HL7 Jira FHIR-35990). The reference validator's `in` is true when
+      // every left item is in the right collection; we evaluate it the same way.
+      passed = true;
+      if (value && value->IsObject() && json::find(*value, "offset")) {
+        const json::Value* when = json::find(*value, "when");
+        bool all_meal = when && when->IsArray() && !when->Empty();
+        if (all_meal) {
+          for (const json::Value& item : when->GetArray()) {
+            std::string_view code = json::isString(item) ? json::stringView(item) : std::string_view();
+            if (code != "C" && code != "CM" && code != "CD" && code != "CV") all_meal = false;
+          }
+        }
+        passed = when && !all_meal;
+      }
+    } else {
+      if (!constraint.expression) continue;
+      context_.resource = resource_;
+      context_.root_resource = root_resource_;
+      // Backbone elements have no type of their own in the FHIRPath model: navigate them untyped.
+      // Resources typed as Resource: let FHIRPath infer the type from resourceType.
+      std::string_view item_type = type == "BackboneElement" || type == "Element" || type == "Resource" ||
+                                           type == "DomainResource"
+                                       ? std::string_view()
+                                       : type;
+      auto result = fhirpath::evaluateBoolean(
+          *constraint.expression, fhirpath::Item::node(value, item_type, extension), context_);
+      if (!result.ok()) {
+        report(Severity::kInformation, "informational",
+               "Constraint " + key + " could not be evaluated: " + result.message());
+        continue;
+      }
+      passed = *result;
+    }
+    if (passed.has_value() && !*passed) {
+      report(constraint.severity, "invariant",
+             "Constraint failed: " + key + ": '" + constraint.human + "'");
+    }
+  }
+}
+
+namespace {
+
+// Collects reference-like strings: `reference` values and any string starting with '#'.
+void collectLocalReferences(const json::Value& value, std::vector<std::string_view>& out,
+                            bool& references_container) {
+  if (json::isString(value)) {
+    std::string_view text = json::stringView(value);
+    if (!text.empty() && text[0] == '#') {
+      if (text.size() == 1) references_container = true;
+      out.push_back(text.substr(1));
+    }
+  } else if (value.IsObject()) {
+    for (auto it = value.MemberBegin(); it != value.MemberEnd(); ++it) {
+      const json::Value& child = it->value;
+      if (json::isString(child)) {
+        std::string_view text = json::stringView(child);
+        if (!text.empty() && text[0] == '#') {
+          if (text.size() == 1) references_container = true;
+          out.push_back(text.substr(1));
+        }
+      } else {
+        collectLocalReferences(child, out, references_container);
+      }
+    }
+  } else if (value.IsArray()) {
+    for (const json::Value& item : value.GetArray()) {
+      if (json::isString(item)) {
+        std::string_view text = json::stringView(item);
+        if (!text.empty() && text[0] == '#') out.push_back(text.substr(1));
+      } else {
+        collectLocalReferences(item, out, references_container);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void InstanceWalker::checkLocalReference(const json::Value* value, const Constraint& constraint) {
+  if (!value || !value->IsObject() || !container_) return;
+  auto reference = json::getString(*value, "reference");
+  if (!reference || reference->size() < 2 || (*reference)[0] != '#') return;
+  std::string_view id = reference->substr(1);
+  if (const json::Value* contained = json::find(*container_, "contained"); contained && contained->IsArray()) {
+    for (const json::Value& item : contained->GetArray()) {
+      if (item.IsObject() && json::getString(item, "id") == id) return;
+    }
+  }
+  report(constraint.severity, "invariant",
+         "Constraint failed: ref-1: '" + constraint.human + "' (url: " + std::string(id) + ")");
+}
+
+void InstanceWalker::checkContainedReferenced(const json::Value& resource) {
+  // dom-3: every contained resource is referenced from elsewhere in the resource (by '#id'), or
+  // itself refers to its container ('#').
+  const json::Value* contained = json::find(resource, "contained");
+  if (!contained || !contained->IsArray() || contained->Empty()) return;
+  std::vector<std::string_view> references;
+  bool unused = false;
+  for (auto it = resource.MemberBegin(); it != resource.MemberEnd(); ++it) {
+    if (it->name != "contained") collectLocalReferences(it->value, references, unused);
+  }
+  // References between contained resources count too.
+  std::vector<std::string_view> inner;
+  for (const json::Value& item : contained->GetArray()) {
+    bool self = false;
+    collectLocalReferences(item, inner, self);
+  }
+  for (rapidjson::SizeType index = 0; index < contained->Size(); ++index) {
+    const json::Value& item = (*contained)[index];
+    if (!item.IsObject()) continue;
+    auto id = json::getString(item, "id");
+    bool to_container = false;
+    std::vector<std::string_view> own;
+    collectLocalReferences(item, own, to_container);
+    bool referenced = to_container;
+    if (id) {
+      for (std::string_view ref : references) referenced = referenced || ref == *id;
+      for (std::string_view ref : inner) referenced = referenced || ref == *id;
+    }
+    if (!referenced) {
+      report(Severity::kError, "invariant",
+             "Constraint failed: dom-3: 'If the resource is contained in another resource, it "
+             "SHALL be referred to from elsewhere in the resource or SHALL refer to the "
+             "containing resource'");
+      return;
+    }
+  }
 }
 
 void InstanceWalker::validateResourceId(const json::Value& value) {

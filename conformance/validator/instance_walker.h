@@ -8,6 +8,7 @@
 #include <string_view>
 #include <vector>
 
+#include "conformance/fhirpath/fhirpath.h"
 #include "conformance/json/json.h"
 #include "conformance/outcome/outcome.h"
 #include "conformance/validator/plan.h"
@@ -47,6 +48,16 @@ class InstanceWalker {
   void validateComplex(const json::Value& value, const ElementPlan& element, std::string_view type,
                        const StructurePlan& plan);
   void validateResourceId(const json::Value& value);
+  void validateExtension(const json::Value& value, const ElementPlan& element,
+                         const StructurePlan& plan);
+  // Invariants of `constraints` on one element value (FHIRPath, or native for the few listed in
+  // instance_walker.cc).
+  void checkConstraints(const std::vector<Constraint>& constraints, const json::Value* value,
+                        const json::Value* extension, std::string_view type);
+  void checkContainedReferenced(const json::Value& resource);
+  void checkLocalReference(const json::Value* value, const Constraint& constraint);
+  void checkBinding(const json::Value& value, std::string_view type, const Binding& binding);
+  void checkCoding(const json::Value& coding);
   void checkBundle(const json::Value& bundle);
 
   void report(Severity severity, std::string_view code, std::string diagnostics);
@@ -57,6 +68,12 @@ class InstanceWalker {
   const PlanCache& plans_;
   IssueList& issues_;
   std::string path_;
+  const json::Value* resource_ = nullptr;       // %resource
+  const json::Value* root_resource_ = nullptr;  // %rootResource
+  const json::Value* container_ = nullptr;      // holds the `contained` local references use
+  bool contained_ = false;     // the next validateResource() is for a contained resource
+  bool bundle_entry_ = false;  // ... for a Bundle.entry.resource  // the next validateResource() is for a contained resource
+  fhirpath::EvaluationContext context_;
 };
 
 }  // namespace fhir::validator

@@ -3,6 +3,8 @@
 
 #include <cctype>
 
+#include "conformance/snapshot/snapshot.h"
+
 namespace fhir::validator {
 
 struct PlanSlot {
@@ -136,6 +138,7 @@ void compileElement(const json::Value& element, ElementPlan& plan, const PlanCac
       out.human = str(constraint, "human");
       out.expression_text = str(constraint, "expression");
       if (out.expression_text.empty()) continue;
+      out.expression = cache.compileExpression(out.expression_text);
       plan.constraints.push_back(std::move(out));
     }
   }
@@ -263,9 +266,30 @@ PlanCache::~PlanCache() = default;
 const StructurePlan* PlanCache::get(PlanSlot* slot) const {
   if (!slot) return nullptr;
   std::call_once(slot->once, [&] {
-    if (const json::Value* sd = registry_.structureDefinition(slot->url)) {
+    const json::Value* sd = registry_.structureDefinition(slot->url);
+    if (!sd) return;
+    const json::Value* snapshot = json::find(*sd, "snapshot");
+    if (snapshot && snapshot->IsObject()) {
       slot->plan = compilePlan(*sd, *this);
+      return;
     }
+    // Differential only: generate the snapshot from the base, itself generated if need be.
+    snapshot::Resolver resolve = [this](std::string_view canonical) -> const json::Value* {
+      const StructurePlan* base = byUrl(canonical);
+      if (!base) return nullptr;
+      return base->generated ? base->generated.get() : base->definition;
+    };
+    auto generated = snapshot::generateSnapshot(*sd, resolve);
+    if (!generated.ok()) {
+      slot->plan = std::make_unique<StructurePlan>();
+      slot->plan->definition = sd;
+      slot->plan->url = slot->url;
+      slot->plan->error = "snapshot generation failed: " + generated.message();
+      return;
+    }
+    auto document = std::make_unique<json::Document>(std::move(*generated));
+    slot->plan = compilePlan(*document, *this);
+    slot->plan->generated = std::move(document);
   });
   return slot->plan.get();
 }
@@ -279,6 +303,16 @@ const StructurePlan* PlanCache::byUrl(std::string_view canonical) const {
 PlanSlot* PlanCache::slotForType(std::string_view type) const {
   auto it = by_type_.find(type);
   return it == by_type_.end() ? nullptr : it->second;
+}
+
+fhirpath::ExpressionPtr PlanCache::compileExpression(const std::string& text) const {
+  std::lock_guard<std::mutex> lock(expressions_mutex_);
+  auto [it, inserted] = expressions_.try_emplace(text);
+  if (inserted) {
+    auto compiled = fhirpath::compile(text);
+    if (compiled.ok()) it->second = *compiled;
+  }
+  return it->second;
 }
 
 const StructurePlan* PlanCache::byType(std::string_view type) const { return get(slotForType(type)); }

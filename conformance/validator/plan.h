@@ -131,6 +131,10 @@ class PlanCache {
 
   const definitions::Registry& registry() const { return registry_; }
 
+  // Compiles a FHIRPath expression once per distinct text (constraints repeat across types);
+  // null when the text does not compile. Used while compiling plans.
+  fhirpath::ExpressionPtr compileExpression(const std::string& text) const;
+
  private:
   struct StringHash {
     using is_transparent = void;
@@ -141,6 +145,8 @@ class PlanCache {
   const definitions::Registry& registry_;
   SlotMap by_url_;                                                   // immutable after construction
   std::unordered_map<std::string, PlanSlot*, StringHash, std::equal_to<>> by_type_;  // core type names
+  mutable std::mutex expressions_mutex_;
+  mutable std::unordered_map<std::string, fhirpath::ExpressionPtr> expressions_;
 };
 
 }  // namespace fhir::validator

@@ -16,7 +16,11 @@ namespace validator {
 
 ValidatorImpl::ValidatorImpl(std::unique_ptr<definitions::Registry> registry)
     : registry_(std::move(registry)),
-      plans_(std::make_unique<PlanCache>(*registry_)) {}
+      plans_(std::make_unique<PlanCache>(*registry_)),
+      terminology_(std::make_unique<terminology::Terminology>(*registry_)) {
+  auto model = fhirpath::Model::load(registry_->coreDir());
+  model_ = model.ok() ? *model : fhirpath::Model::bundled();
+}
 
 ValidatorImpl::~ValidatorImpl() = default;
 

@@ -7,6 +7,8 @@
 #include <memory>
 
 #include "conformance/definitions/registry.h"
+#include "conformance/fhirpath/fhirpath.h"
+#include "conformance/terminology/terminology.h"
 #include "conformance/validator/plan.h"
 #include "conformance/validator/validator.h"
 
@@ -26,10 +28,14 @@ class ValidatorImpl final : public Validator {
 
   const definitions::Registry& registry() const { return *registry_; }
   const PlanCache& plans() const { return *plans_; }
+  const fhirpath::ModelPtr& model() const { return model_; }
+  const terminology::Terminology& terminology() const { return *terminology_; }
 
  private:
   std::unique_ptr<definitions::Registry> registry_;
   std::unique_ptr<PlanCache> plans_;
+  std::unique_ptr<terminology::Terminology> terminology_;
+  fhirpath::ModelPtr model_;
 };
 
 }  // namespace fhir::validator

@@ -33,8 +33,9 @@ TEST(StructureTest, PrimitiveExtensionSiblings) {
       "birthDate":"1970-03-30",
       "_birthDate":{"extension":[{"url":"http://hl7.org/fhir/StructureDefinition/patient-birthTime",
                                    "valueDateTime":"1970-03-30T13:30:00+01:00"}]},
-      "name":[{"given":["A",null,"C"],"_given":[null,{"id":"g2"},null]}],
-      "_gender":{"id":"x"}})j");
+      "name":[{"given":["A",null,"C"],"_given":[null,{"id":"g2","extension":[{"url":
+          "http://hl7.org/fhir/StructureDefinition/data-absent-reason","valueCode":"unknown"}]},null]}],
+      "gender":"male","_gender":{"id":"x"}})j");
   EXPECT_NO_ERRORS(valid);
 
   IssueList invalid = validateJson(R"j({"resourceType":"Patient",
@@ -44,6 +45,11 @@ TEST(StructureTest, PrimitiveExtensionSiblings) {
   EXPECT_ISSUE(invalid, kError, "structure", "Patient.birthDate");      // foo in _birthDate
   EXPECT_ISSUE(invalid, kError, "structure", "Patient");                // _name: not a primitive
   EXPECT_ISSUE(invalid, kError, "structure", "Patient.name[0].given[1]");  // null without _given
+
+  // ele-1: a primitive with neither value nor extensions.
+  IssueList id_only = validateJson(R"j({"resourceType":"Patient","name":[{"given":[null],
+      "_given":[{"id":"x"}]}]})j");
+  EXPECT_ISSUE(id_only, kError, "invariant", "Patient.name[0].given[0]");
 }
 
 TEST(StructureTest, ChoiceTypes) {
@@ -113,7 +119,7 @@ TEST(StructureTest, PrimitiveFormatsInPlace) {
   IssueList issues = validateJson(R"j({"resourceType":"Patient","id":"a_b",
       "meta":{"lastUpdated":"2020-01-01"},
       "birthDate":"1990-13-01","deceasedDateTime":"2020-01-01T10:00:00",
-      "photo":[{"data":"%%%2@()()","size":-1}],
+      "photo":[{"contentType":"image/png","data":"%%%2@()()","size":-1}],
       "identifier":[{"system":"http://a b"}]})j");
   EXPECT_ISSUE(issues, kError, "invalid", "Patient.id");
   EXPECT_ISSUE(issues, kError, "invalid", "Patient.meta.lastUpdated");
