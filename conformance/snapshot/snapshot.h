@@ -6,6 +6,28 @@
 // Used at load time by the definitions loader for every StructureDefinition that carries only a
 // differential (our alignment IG is written that way). Profile-on-profile works because the
 // resolver may itself return a generated snapshot.
+//
+// What the generator does, following the snapshots the HL7 IG Publisher produces (tested element
+// for element against US Core 6.1.0 and CARIN BB 2.0.0 in tests/conformance/snapshot):
+//  * Elements keep the base's order; a slice follows the element it slices and that element's
+//    children. Differential elements are placed by their `id` (or, without one, by `path`,
+//    `sliceName` and the slices of the previous differential element).
+//  * Constraining below an element whose base lists no children (Patient.identifier.system)
+//    brings in the children of its single type from that type's snapshot (or of the type's
+//    profile when it names exactly one); a contentReference brings in the referenced children.
+//  * A new slice starts from the base definition of the sliced element (with its base
+//    children), not from that element as the differential constrained it. Extension elements
+//    are sliced by url implicitly; slicing any other element needs `slicing` in the base or
+//    the differential.
+//  * A renamed choice (valueQuantity) restricts value[x] to that type in place when below a
+//    slice, and otherwise becomes the type slice value[x]:valueQuantity under a type/$this
+//    slicing, as the Publisher does. `value[x]:valueQuantity` ids are read the same way.
+//  * Merge: `type` replaces the base types (each must be a base type, a specialisation of one,
+//    or any type where the base says Element/Resource); `binding` members override the base
+//    binding's; `constraint` entries are appended (same key replaces); `condition` and
+//    `mapping` are appended; every other member replaces the base's.
+// The generator is pure: it keeps no state between calls and may run on any thread as long as
+// the resolver can.
 
 #include <functional>
 #include <string_view>
