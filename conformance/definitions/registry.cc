@@ -45,6 +45,7 @@ std::optional<ResourceKind> kindOf(std::string_view resource_type) {
   if (resource_type == "StructureDefinition") return ResourceKind::kStructureDefinition;
   if (resource_type == "ValueSet") return ResourceKind::kValueSet;
   if (resource_type == "CodeSystem") return ResourceKind::kCodeSystem;
+  if (resource_type == "Questionnaire") return ResourceKind::kQuestionnaire;
   return std::nullopt;
 }
 
@@ -95,7 +96,7 @@ Result<std::unique_ptr<Registry>> Registry::load(const std::string& core_dir,
     size_t dash = name.find('-');
     if (dash == std::string::npos) continue;
     auto kind = kindOf(std::string_view(name).substr(0, dash));
-    if (!kind) continue;
+    if (!kind || *kind == ResourceKind::kQuestionnaire) continue;
     std::string id = name.substr(dash + 1, name.size() - dash - 6);
     auto entry = std::make_unique<Entry>();
     entry->file = it->path().string();
@@ -156,7 +157,7 @@ const json::Value* Registry::find(ResourceKind kind, std::string_view canonical)
   if (url.size() != canonical.size()) {
     if (Entry* entry = lookup(kind, url)) return entry->get();
   }
-  if (kind == ResourceKind::kStructureDefinition) return nullptr;
+  if (kind == ResourceKind::kStructureDefinition || kind == ResourceKind::kQuestionnaire) return nullptr;
   // Core terminology: guess the file from the last URL segment, check the URL.
   const auto& by_id = core_by_id_[kindIndex(kind)];
   if (auto it = by_id.find(std::string(lastSegment(url))); it != by_id.end()) {

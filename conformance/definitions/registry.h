@@ -24,7 +24,8 @@
 
 namespace fhir::definitions {
 
-enum class ResourceKind { kStructureDefinition, kValueSet, kCodeSystem };
+// Questionnaires come from extra paths only (QuestionnaireResponse validation).
+enum class ResourceKind { kStructureDefinition, kValueSet, kCodeSystem, kQuestionnaire };
 
 class Registry {
  public:
@@ -76,13 +77,13 @@ class Registry {
   // Owned entries; the maps below point into them.
   std::vector<std::unique_ptr<Entry>> entries_;
   // kind -> url -> entry (exact URLs: extra resources and core SDs).
-  std::unordered_map<std::string, Entry*> by_url_[3];
+  std::unordered_map<std::string, Entry*> by_url_[4];
   // kind -> id (file name stem) for core ValueSet/CodeSystem guesses.
-  std::unordered_map<std::string, Entry*> core_by_id_[3];
+  std::unordered_map<std::string, Entry*> core_by_id_[4];
   std::vector<std::string> extra_sds_;
 
   mutable std::once_flag scan_once_;
-  mutable std::unordered_map<std::string, Entry*> scanned_[3];
+  mutable std::unordered_map<std::string, Entry*> scanned_[4];
 };
 
 // Strips `|version` from a canonical.

@@ -1,7 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "conformance/validator/instance_walker.h"
 
+#include <cctype>
+
 #include "conformance/validator/primitives.h"
+#include "conformance/validator/questionnaire_response.h"
 #include "conformance/validator/validator_impl.h"
 
 namespace fhir::validator {
@@ -118,6 +121,7 @@ void InstanceWalker::validateResource(const json::Value& resource,
   if (!is_contained) container_ = &resource;
   validateAgainst(resource, *plan);
   if (!is_contained) checkContainedReferenced(resource);
+  if (*type == "QuestionnaireResponse") checkAgainstQuestionnaire(resource);
 
   // Declared and requested profiles.
   std::vector<std::string> targets;
@@ -170,6 +174,29 @@ void InstanceWalker::validateResource(const json::Value& resource,
   root_resource_ = saved_root;
   container_ = saved_container;
   if (top_level) path_.clear();
+}
+
+void InstanceWalker::checkAgainstQuestionnaire(const json::Value& response) {
+  auto canonical = json::getString(response, "questionnaire");
+  if (!canonical || canonical->empty()) return;
+  const json::Value* questionnaire = nullptr;
+  if ((*canonical)[0] == '#') {
+    if (const json::Value* contained = json::find(response, "contained"); contained && contained->IsArray()) {
+      for (const json::Value& item : contained->GetArray()) {
+        if (item.IsObject() && json::getString(item, "resourceType") == "Questionnaire" &&
+            json::getString(item, "id") == canonical->substr(1)) {
+          questionnaire = &item;
+        }
+      }
+    }
+  } else {
+    questionnaire = validator_.registry().find(definitions::ResourceKind::kQuestionnaire, *canonical);
+  }
+  if (!questionnaire) return;
+  const fhirpath::ModelPtr& model = validator_.model();
+  checkQuestionnaireResponse(response, *questionnaire, path_, validator_.terminology(),
+                             [&](std::string_view type) { return model->isResourceType(type); },
+                             issues_);
 }
 
 void InstanceWalker::validateAgainst(const json::Value& resource, const StructurePlan& plan) {
@@ -486,6 +513,28 @@ void InstanceWalker::checkCoding(const json::Value& coding) {
     reportAt(Severity::kError, "code-invalid", path_ + ".code",
              "Unknown code '" + std::string(*code) + "' in the CodeSystem '" + std::string(*system) +
                  "' version '" + (index->version.empty() ? std::string("null") : index->version) + "'");
+    return;
+  }
+  auto display = json::getString(coding, "display");
+  if (!code || !display) return;
+  auto known = index->display.find(std::string(*code));
+  if (known == index->display.end() || known->second.empty()) return;
+  auto normalized = [](std::string_view text) {
+    std::string out;
+    for (char c : text) {
+      if (c == ' ' || c == '\t' || c == '\n') {
+        if (!out.empty() && out.back() != ' ') out += ' ';
+      } else {
+        out += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      }
+    }
+    while (!out.empty() && out.back() == ' ') out.pop_back();
+    return out;
+  };
+  if (normalized(*display) != normalized(known->second)) {
+    reportAt(Severity::kError, "invalid", path_ + ".display",
+             "Wrong Display Name '" + std::string(*display) + "' for " + std::string(*system) + "#" +
+                 std::string(*code) + ". Valid display is '" + known->second + "'");
   }
 }
 

@@ -55,6 +55,7 @@ class InstanceWalker {
   void checkConstraints(const std::vector<Constraint>& constraints, const json::Value* value,
                         const json::Value* extension, std::string_view type);
   void checkContainedReferenced(const json::Value& resource);
+  void checkAgainstQuestionnaire(const json::Value& response);
   void checkLocalReference(const json::Value* value, const Constraint& constraint);
   void checkBinding(const json::Value& value, std::string_view type, const Binding& binding);
   void checkCoding(const json::Value& coding);

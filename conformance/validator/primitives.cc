@@ -307,13 +307,21 @@ bool checkPrimitive(std::string_view type, const json::Value& value, std::string
     if (!ok) message = "Not a valid time format: " + quoted(text);
   } else if (type == "uri" || type == "url" || type == "canonical") {
     ok = isValidUri(text);
-    if (!ok) message = "URI values cannot have whitespace: " + quoted(text);
+    if (!ok) {
+      message = "URI values cannot have whitespace: " + quoted(text);
+    } else if (text.substr(0, 9) == "urn:uuid:") {
+      ok = isValidUuid(text);
+      if (!ok) message = "UUIDs must be valid and lowercase (" + std::string(text.substr(9, 200)) + ")";
+    } else if (text.substr(0, 8) == "urn:oid:") {
+      ok = isValidOid(text);
+      if (!ok) message = "OIDs must be valid (" + std::string(text.substr(8, 200)) + ")";
+    }
   } else if (type == "oid") {
     ok = isValidOid(text);
     if (!ok) message = "Not a valid oid: " + quoted(text);
   } else if (type == "uuid") {
     ok = isValidUuid(text);
-    if (!ok) message = "UUIDs must be valid and lowercase (" + std::string(text.substr(0, 200)) + ")";
+    if (!ok) message = "UUIDs must be valid and lowercase (" + std::string(text.substr(9, 200)) + ")";
   } else if (type == "base64Binary") {
     ok = isValidBase64(text);
     if (!ok) message = "The value " + quoted(text) + " is not a valid Base64 value";
