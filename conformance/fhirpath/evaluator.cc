@@ -4,6 +4,8 @@
 #include "conformance/fhirpath/evaluator.h"
 
 #include <algorithm>
+#include <atomic>
+#include <cstring>
 #include <cctype>
 #include <cmath>
 #include <cstdlib>
@@ -17,14 +19,6 @@ bool startsUpper(std::string_view name) {
   return !name.empty() && std::isupper(static_cast<unsigned char>(name[0]));
 }
 
-std::string choiceKey(std::string_view name, std::string_view type) {
-  std::string key(name);
-  if (!type.empty()) {
-    key += static_cast<char>(std::toupper(static_cast<unsigned char>(type[0])));
-    key.append(type.substr(1));
-  }
-  return key;
-}
 
 double roundTo(double value, int scale) {
   double factor = std::pow(10.0, scale);
@@ -100,9 +94,14 @@ Evaluator::Evaluator(const EvaluationContext& context, const Item& focus)
       focus.value()->IsObject() && json::find(*focus.value(), "resourceType") != nullptr) {
     resource = focus.value();
   }
-  if (resource != nullptr) resource_item_ = makeResourceItem(resource, model_);
+  // Reuse the focus (and its type lookup) when it is the resource itself.
+  auto itemFor = [&](const json::Value* value) {
+    if (focus.isNode() && focus.value() == value && !focus.typeName().empty()) return focus;
+    return makeResourceItem(value, model_);
+  };
+  if (resource != nullptr) resource_item_ = itemFor(resource);
   const json::Value* root = context.root_resource != nullptr ? context.root_resource : resource;
-  if (root != nullptr) root_item_ = makeResourceItem(root, model_);
+  if (root != nullptr) root_item_ = root == resource ? resource_item_ : itemFor(root);
 }
 
 Collection Evaluator::run(const Node& root) {
@@ -118,6 +117,19 @@ Collection Evaluator::evalArg(const Node& node) {
   return eval(node, focus);
 }
 
+const Collection& Evaluator::evalShared(const Node& node, const Collection& focus,
+                                        Collection& storage) {
+  if (node.op == Op::kLiteral) return node.literal_collection;
+  storage = eval(node, focus);
+  return storage;
+}
+
+const Collection& Evaluator::evalArgShared(const Node& node, Collection& storage) {
+  if (node.op == Op::kLiteral) return node.literal_collection;
+  storage = evalArg(node);
+  return storage;
+}
+
 Collection Evaluator::evalWithThis(const Node& node, const Item& item, int64_t index) {
   const Item* saved_this = this_;
   int64_t saved_index = index_;
@@ -131,6 +143,27 @@ Collection Evaluator::evalWithThis(const Node& node, const Item& item, int64_t i
 }
 
 // ---- typing ---------------------------------------------------------------------------------
+
+const TypeNode* Evaluator::complexTypeNode(std::string_view type) const {
+  // Primitive types (lower-case names) stay unresolved: their definitions are only needed for
+  // strict checks, and loading them is not free.
+  if (model_ == nullptr || type.empty() || !std::isupper(static_cast<unsigned char>(type[0]))) {
+    return nullptr;
+  }
+  return model_->type(type);
+}
+
+const TypeNode* Evaluator::childTypeNode(const ChildDef& def) const {
+  if (def.inline_node != nullptr) return def.inline_node;
+  if (def.types.size() != 1) return nullptr;
+  std::atomic_ref<const TypeNode*> cache(def.resolved);
+  const TypeNode* node = cache.load(std::memory_order_acquire);
+  if (node == nullptr) {
+    node = complexTypeNode(def.types[0]);
+    if (node != nullptr) cache.store(node, std::memory_order_release);
+  }
+  return node;
+}
 
 const TypeNode* Evaluator::typeNodeOf(const Item& item) const {
   if (!item.isNode()) return nullptr;
@@ -254,21 +287,38 @@ Item Evaluator::toSystem(const Item& item) const {
 
 namespace {
 
-// Appends value/extension pairs of member `key` (arrays aligned by index) typed `type`.
-void appendMember(const json::Value& object, std::string_view key, std::string_view type,
-                  const TypeNode* type_node, const Model* model, Collection& out) {
-  const json::Value* value = json::find(object, key);
-  const json::Value* extension = nullptr;
-  if (value == nullptr || !value->IsObject()) {
-    std::string underscored = "_" + std::string(key);
-    extension = json::find(object, underscored);
+struct MemberPair {
+  const json::Value* value = nullptr;
+  const json::Value* extension = nullptr;  // the `_key` partner
+};
+
+// One pass over the object finds `key` and `_key` (RapidJSON lookups are linear anyway).
+MemberPair findPair(const json::Value& object, std::string_view key) {
+  MemberPair pair;
+  for (const auto& member : object.GetObject()) {
+    size_t length = member.name.GetStringLength();
+    const char* name = member.name.GetString();
+    if (length == key.size()) {
+      if (std::memcmp(name, key.data(), length) == 0) pair.value = &member.value;
+    } else if (length == key.size() + 1 && name[0] == '_' &&
+               std::memcmp(name + 1, key.data(), key.size()) == 0) {
+      pair.extension = &member.value;
+    }
   }
+  return pair;
+}
+
+// Appends value/extension pairs (arrays aligned by index) typed `type`.
+void appendPair(MemberPair pair, std::string_view type, const TypeNode* type_node,
+                const Model* model, Collection& out) {
+  const json::Value* value = pair.value;
+  const json::Value* extension = pair.extension;
   if (value == nullptr && extension == nullptr) return;
   bool resource_typed = type == "Resource" || type == "DomainResource";
   auto emit = [&](const json::Value* v, const json::Value* e) {
-    if ((v == nullptr || v->IsNull()) && (e == nullptr || e->IsNull())) return;
     if (v != nullptr && v->IsNull()) v = nullptr;
     if (e != nullptr && e->IsNull()) e = nullptr;
+    if (v == nullptr && e == nullptr) return;
     if (resource_typed && v != nullptr) {
       out.push_back(makeResourceItem(v, model));
       return;
@@ -278,15 +328,20 @@ void appendMember(const json::Value& object, std::string_view key, std::string_v
   bool value_array = value != nullptr && value->IsArray();
   bool ext_array = extension != nullptr && extension->IsArray();
   if (value_array || ext_array) {
-    size_t count = std::max<size_t>(value_array ? value->Size() : 0, ext_array ? extension->Size() : 0);
-    for (size_t i = 0; i < count; ++i) {
-      const json::Value* v = value_array && i < value->Size() ? &(*value)[static_cast<rapidjson::SizeType>(i)] : nullptr;
-      const json::Value* e = ext_array && i < extension->Size() ? &(*extension)[static_cast<rapidjson::SizeType>(i)] : nullptr;
-      emit(v, e);
+    rapidjson::SizeType values = value_array ? value->Size() : 0;
+    rapidjson::SizeType extensions = ext_array ? extension->Size() : 0;
+    rapidjson::SizeType count = std::max(values, extensions);
+    for (rapidjson::SizeType i = 0; i < count; ++i) {
+      emit(i < values ? &(*value)[i] : nullptr, i < extensions ? &(*extension)[i] : nullptr);
     }
     return;
   }
   emit(value, extension);
+}
+
+void appendMember(const json::Value& object, std::string_view key, std::string_view type,
+                  const TypeNode* type_node, const Model* model, Collection& out) {
+  appendPair(findPair(object, key), type, type_node, model, out);
 }
 
 }  // namespace
@@ -319,16 +374,24 @@ void Evaluator::navigate(const Item& parent, std::string_view name, Collection& 
   const ChildDef* def = type_node != nullptr ? type_node->child(name) : nullptr;
   if (def != nullptr) {
     if (def->choice) {
-      for (const std::string& type : def->types) {
-        std::string key = choiceKey(name, type);
-        if (json::find(*value, key) != nullptr || json::find(*value, "_" + key) != nullptr) {
-          appendMember(*value, key, type, nullptr, model_, out);
-        }
+      // One pass over the members: valueQuantity / _valueString name their choice type.
+      for (const auto& member : value->GetObject()) {
+        std::string_view key(member.name.GetString(), member.name.GetStringLength());
+        bool underscored = !key.empty() && key[0] == '_';
+        if (underscored) key.remove_prefix(1);
+        if (key.size() <= name.size() || key.compare(0, name.size(), name) != 0) continue;
+        const std::string* type = def->choiceType(key.substr(name.size()));
+        if (type == nullptr) continue;
+        // The value/extension pair is emitted once, at whichever of the two comes first.
+        MemberPair pair = findPair(*value, key);
+        const json::Value* first = pair.value != nullptr ? pair.value : pair.extension;
+        if (&member.value != first) continue;
+        appendPair(pair, *type, complexTypeNode(*type), model_, out);
       }
       return;
     }
-    std::string_view type = def->types.size() == 1 ? std::string_view(def->types[0]) : std::string_view();
-    appendMember(*value, name, type, def->inline_node, model_, out);
+    appendMember(*value, name, def->types.size() == 1 ? std::string_view(def->types[0]) : std::string_view(),
+                 childTypeNode(*def), model_, out);
     return;
   }
   if (startsUpper(name)) {
@@ -346,21 +409,18 @@ void Evaluator::navigate(const Item& parent, std::string_view name, Collection& 
   if (type_node != nullptr && !type_node->children.empty()) {
     // Known type without such an element: a choice element named by its full name
     // (valueQuantity) is allowed when that spelling exists in the definition.
-    for (const auto& [child_name, child_def] : type_node->children) {
-      if (!child_def.choice || name.size() <= child_name.size() ||
-          name.substr(0, child_name.size()) != child_name) {
-        continue;
+    for (size_t split = 1; split < name.size(); ++split) {
+      if (!std::isupper(static_cast<unsigned char>(name[split]))) continue;
+      const ChildDef* choice = type_node->child(name.substr(0, split));
+      if (choice == nullptr || !choice->choice) continue;
+      const std::string* type = choice->choiceType(name.substr(split));
+      if (type == nullptr) continue;
+      if (context_.strict) {
+        throw EvalError{"choice element '" + std::string(name) + "' must be accessed as '" +
+                        std::string(name.substr(0, split)) + "'"};
       }
-      for (const std::string& type : child_def.types) {
-        if (choiceKey(child_name, type) == name) {
-          if (context_.strict) {
-            throw EvalError{"choice element '" + std::string(name) +
-                            "' must be accessed as '" + child_name + "'"};
-          }
-          appendMember(*value, name, type, nullptr, model_, out);
-          return;
-        }
-      }
+      appendMember(*value, name, *type, complexTypeNode(*type), model_, out);
+      return;
     }
     if (context_.strict) {
       throw EvalError{"'" + std::string(name) + "' is not an element of " +
@@ -396,36 +456,43 @@ void Evaluator::allChildren(const Item& parent, Collection& out) const {
     return;
   }
   const TypeNode* type_node = typeNodeOf(parent);
-  std::vector<std::string_view> seen;
+  // Most objects have no `_x` members; then each member is its own pair and needs no lookup.
+  bool has_extensions = false;
+  for (const auto& member : value->GetObject()) {
+    if (member.name.GetStringLength() > 0 && member.name.GetString()[0] == '_') {
+      has_extensions = true;
+      break;
+    }
+  }
+  auto pairFor = [&](std::string_view key, const json::Value& member_value) {
+    return has_extensions ? findPair(*value, key) : MemberPair{&member_value, nullptr};
+  };
   for (const auto& member : value->GetObject()) {
     std::string_view key(member.name.GetString(), member.name.GetStringLength());
     if (key == "resourceType") continue;
     if (!key.empty() && key[0] == '_') {
       key.remove_prefix(1);
-      if (json::find(*value, key) != nullptr) continue;
+      if (json::find(*value, key) != nullptr) continue;  // emitted with its value
     }
-    if (type_node != nullptr) {
-      // Map a choice key back to its element name.
-      if (type_node->child(key) == nullptr) {
-        for (const auto& [child_name, child_def] : type_node->children) {
-          if (child_def.choice && key.size() > child_name.size() &&
-              key.substr(0, child_name.size()) == child_name) {
-            std::string_view type_part = key.substr(child_name.size());
-            for (const std::string& type : child_def.types) {
-              if (choiceKey(child_name, type) == key) {
-                appendMember(*value, key, type, nullptr, model_, out);
-                type_part = {};
-                break;
-              }
-            }
-            if (type_part.empty()) break;
-          }
-        }
-        continue;
+    if (type_node == nullptr) {
+      appendPair(pairFor(key, member.value), {}, nullptr, model_, out);
+      continue;
+    }
+    if (const ChildDef* def = type_node->child(key); def != nullptr && !def->choice) {
+      appendPair(pairFor(key, member.value),
+                 def->types.size() == 1 ? std::string_view(def->types[0]) : std::string_view(),
+                 childTypeNode(*def), model_, out);
+      continue;
+    }
+    // A choice member (valueQuantity): its element name ends where an upper-case letter starts.
+    for (size_t split = 1; split < key.size(); ++split) {
+      if (!std::isupper(static_cast<unsigned char>(key[split]))) continue;
+      const ChildDef* def = type_node->child(key.substr(0, split));
+      if (def == nullptr || !def->choice) continue;
+      if (const std::string* type = def->choiceType(key.substr(split))) {
+        appendPair(pairFor(key, member.value), *type, complexTypeNode(*type), model_, out);
+        break;
       }
-      navigate(parent, key, out);
-    } else {
-      appendMember(*value, key, {}, nullptr, model_, out);
     }
   }
 }
@@ -753,7 +820,8 @@ Collection Evaluator::eval(const Node& node, const Collection& focus) {
 }
 
 Collection Evaluator::binary(const Node& node, const Collection& focus) {
-  Collection left = eval(*node.children[0], focus);
+  Collection left_storage;
+  const Collection& left = evalShared(*node.children[0], focus, left_storage);
   // Short-circuit forms of the boolean operators.
   switch (node.op) {
     case Op::kAnd: {
@@ -788,7 +856,8 @@ Collection Evaluator::binary(const Node& node, const Collection& focus) {
     }
     default: break;
   }
-  Collection right = eval(*node.children[1], focus);
+  Collection right_storage;
+  const Collection& right = evalShared(*node.children[1], focus, right_storage);
   switch (node.op) {
     case Op::kUnion: {
       Collection out;

@@ -34,11 +34,16 @@ class Evaluator {
   // ---- shared with functions.cc ----
   Collection eval(const Node& node, const Collection& focus);
   Collection evalArg(const Node& node);  // argument evaluated against the current $this
+  // Like eval()/evalArg(), but literals come back without a copy; `storage` holds other results.
+  const Collection& evalShared(const Node& node, const Collection& focus, Collection& storage);
+  const Collection& evalArgShared(const Node& node, Collection& storage);
   Collection evalWithThis(const Node& node, const Item& item, int64_t index);
 
   Val view(const Item& item) const;
   Item toSystem(const Item& item) const;  // node primitive -> computed item (else unchanged)
   const TypeNode* typeNodeOf(const Item& item) const;
+  const TypeNode* complexTypeNode(std::string_view type) const;  // null for primitives
+  const TypeNode* childTypeNode(const ChildDef& def) const;      // cached per ChildDef
   std::string_view fhirTypeOf(const Item& item) const;  // "" when unknown / computed
 
   void navigate(const Item& parent, std::string_view name, Collection& out) const;

@@ -443,11 +443,19 @@ Collection Evaluator::callFunction(const Node& node, const Collection& focus) {
     }
     return std::string(val.text);
   };
-  auto stringArg = [&](size_t i) -> std::optional<std::string> {
-    return singletonString(evalArg(arg(i)), node.name.c_str());
+  // Views into argument values stay valid while arg_storage lives (this call).
+  Collection arg_storage[2];
+  auto stringArg = [&](size_t i) -> std::optional<std::string_view> {
+    const Collection& value = evalArgShared(arg(i), arg_storage[i]);
+    const Item* item = singleton(value, node.name.c_str());
+    if (item == nullptr) return std::nullopt;
+    Val val = view(*item);
+    if (val.kind != Item::Kind::kString) throw EvalError{node.name + "() requires a string argument"};
+    return val.text;
   };
   auto integerArg = [&](size_t i) -> std::optional<int64_t> {
-    return singletonInteger(evalArg(arg(i)), node.name.c_str());
+    Collection storage;
+    return singletonInteger(evalArgShared(arg(i), storage), node.name.c_str());
   };
   auto numberFocus = [&]() -> std::optional<Val> {
     const Item* item = single(node.name.c_str());
@@ -557,6 +565,15 @@ Collection Evaluator::callFunction(const Node& node, const Collection& focus) {
           for (Item& item : part) {
             bool seen = false;
             for (const Item& existing : out) {
+              // Elements of the document are the same element only when they are the same
+              // node; computed values compare by value.
+              if (item.isNode() && existing.isNode()) {
+                if (item.value() == existing.value() && item.extension() == existing.extension()) {
+                  seen = true;
+                  break;
+                }
+                continue;
+              }
               if (itemsEqual(existing, item).value_or(false)) {
                 seen = true;
                 break;
@@ -809,7 +826,7 @@ Collection Evaluator::callFunction(const Node& node, const Collection& focus) {
               auto to = canonicalQuantity(1, *unit);
               if (from && to && from->dimension == to->dimension) {
                 double value = from->value / to->value;
-                converted = Item::quantity(Quantity{value, q.scale, *unit});
+                converted = Item::quantity(Quantity{value, q.scale, std::string(*unit)});
               } else {
                 converted.reset();
               }
@@ -921,7 +938,7 @@ Collection Evaluator::callFunction(const Node& node, const Collection& focus) {
       auto text = stringFocus();
       auto pattern = stringArg(0);
       if (!text || !pattern) return {};
-      std::regex regex = makeRegex(*pattern);
+      std::regex regex = makeRegex(std::string(*pattern));
       bool result = node.fn == Fn::kMatches ? std::regex_search(*text, regex)
                                             : std::regex_match(*text, regex);
       return boolean(result);
@@ -932,7 +949,7 @@ Collection Evaluator::callFunction(const Node& node, const Collection& focus) {
       auto replacement = stringArg(1);
       if (!text || !pattern || !replacement) return {};
       if (pattern->empty()) return {Item::string(*text)};
-      return {Item::string(std::regex_replace(*text, makeRegex(*pattern), *replacement))};
+      return {Item::string(std::regex_replace(*text, makeRegex(std::string(*pattern)), std::string(*replacement)))};
     }
     case Fn::kLength: {
       auto text = stringFocus();
@@ -976,7 +993,7 @@ Collection Evaluator::callFunction(const Node& node, const Collection& focus) {
       return out;
     }
     case Fn::kJoin: {
-      std::string separator = argc > 0 ? stringArg(0).value_or("") : "";
+      std::string separator(argc > 0 ? stringArg(0).value_or("") : "");
       std::string out;
       bool first = true;
       for (const Item& item : focus) {
@@ -1282,11 +1299,11 @@ Collection Evaluator::callFunction(const Node& node, const Collection& focus) {
         }
         constexpr std::string_view kCore = "http://hl7.org/fhir/StructureDefinition/";
         if (url->rfind(kCore, 0) != 0) {
-          throw EvalError{"conformsTo(): unknown profile '" + *url + "'"};
+          throw EvalError{"conformsTo(): unknown profile '" + std::string(*url) + "'"};
         }
-        std::string type = url->substr(kCore.size());
+        std::string type(url->substr(kCore.size()));
         if (model_ != nullptr && model_->type(type) == nullptr) {
-          throw EvalError{"conformsTo(): unknown profile '" + *url + "'"};
+          throw EvalError{"conformsTo(): unknown profile '" + std::string(*url) + "'"};
         }
         out.push_back(Item::boolean(isType(item, "FHIR", type)));
       }

@@ -26,6 +26,20 @@ struct ChildDef {
   bool array = false;                 // max != "1"
   const TypeNode* inline_node = nullptr;  // BackboneElement / Element children defined inline
   std::string content_reference;      // "#Questionnaire.item", resolved into inline_node
+  // Cache of the TypeNode of types[0] (complex types only), filled on first navigation. Accessed
+  // through std::atomic_ref: every thread stores the same pointer.
+  mutable const TypeNode* resolved = nullptr;
+  // The choice type whose name is `suffix` ("Quantity" for valueQuantity), or nullptr.
+  const std::string* choiceType(std::string_view suffix) const {
+    for (const std::string& type : types) {
+      if (type.size() == suffix.size() && !type.empty() &&
+          (type[0] == suffix[0] || type[0] - 'a' + 'A' == suffix[0]) &&
+          type.compare(1, std::string::npos, suffix.data() + 1, suffix.size() - 1) == 0) {
+        return &type;
+      }
+    }
+    return nullptr;
+  }
 };
 
 class TypeNode {
@@ -34,7 +48,11 @@ class TypeNode {
   std::string base;        // base type name ("DomainResource"), empty for Base/Element roots
   bool resource = false;
   bool primitive = false;
-  std::map<std::string, ChildDef, std::less<>> children;
+  struct NameHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view name) const { return std::hash<std::string_view>()(name); }
+  };
+  std::unordered_map<std::string, ChildDef, NameHash, std::equal_to<>> children;
 
   const ChildDef* child(std::string_view child_name) const {
     auto it = children.find(child_name);
@@ -50,7 +68,7 @@ struct Model::Impl {
     const TypeNode* root = nullptr;
   };
   // Built in load(), read-only afterwards (lookups take no lock).
-  std::map<std::string, std::unique_ptr<Slot>, std::less<>> slots;
+  std::unordered_map<std::string, std::unique_ptr<Slot>, TypeNode::NameHash, std::equal_to<>> slots;
 
   const TypeNode* get(std::string_view name) const;
 };
@@ -84,6 +102,7 @@ struct Node {
   std::string name;          // member/function/variable/type name
   std::string type_namespace;  // for type names: "FHIR", "System" or empty
   Item literal;
+  Collection literal_collection;  // {literal} for kLiteral, so evaluation need not build one
   std::vector<std::unique_ptr<Node>> children;
   size_t offset = 0;
 };

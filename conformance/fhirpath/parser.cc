@@ -671,6 +671,11 @@ class Parser {
   size_t pos_ = 0;
 };
 
+void fillLiteralCollections(Node& node) {
+  if (node.op == Op::kLiteral) node.literal_collection = {node.literal};
+  for (auto& child : node.children) fillLiteralCollections(*child);
+}
+
 }  // namespace
 
 const FunctionInfo* findFunction(std::string_view name) {
@@ -687,6 +692,7 @@ Result<ExpressionPtr> compile(std::string_view text, CompileError* detail) {
     auto expression = std::make_shared<Expression>();
     expression->text = std::string(text);
     expression->root = parser.parseAll();
+    fillLiteralCollections(*expression->root);
     return ExpressionPtr(std::move(expression));
   } catch (const SyntaxError& error) {
     size_t line = 1, column = 1;

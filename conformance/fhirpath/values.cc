@@ -492,34 +492,65 @@ std::optional<Canonical> canonicalQuantity(double value, std::string_view unit) 
 }
 
 Item::Kind primitiveKindOf(std::string_view type, bool* known) {
-  struct Entry {
-    std::string_view name;
-    Item::Kind kind;
-  };
-  static constexpr Entry kTable[] = {
-      {"boolean", Item::Kind::kBoolean},   {"integer", Item::Kind::kInteger},
-      {"positiveInt", Item::Kind::kInteger}, {"unsignedInt", Item::Kind::kInteger},
-      {"decimal", Item::Kind::kDecimal},   {"date", Item::Kind::kDate},
-      {"dateTime", Item::Kind::kDateTime}, {"instant", Item::Kind::kDateTime},
-      {"time", Item::Kind::kTime},         {"string", Item::Kind::kString},
-      {"code", Item::Kind::kString},       {"id", Item::Kind::kString},
-      {"uri", Item::Kind::kString},        {"url", Item::Kind::kString},
-      {"canonical", Item::Kind::kString},  {"oid", Item::Kind::kString},
-      {"uuid", Item::Kind::kString},       {"markdown", Item::Kind::kString},
-      {"base64Binary", Item::Kind::kString}, {"xhtml", Item::Kind::kString},
-      {"System.String", Item::Kind::kString}, {"System.Boolean", Item::Kind::kBoolean},
-      {"System.Integer", Item::Kind::kInteger}, {"System.Decimal", Item::Kind::kDecimal},
-      {"System.Date", Item::Kind::kDate},   {"System.DateTime", Item::Kind::kDateTime},
-      {"System.Time", Item::Kind::kTime},
-  };
-  for (const auto& entry : kTable) {
-    if (entry.name == type) {
-      *known = true;
-      return entry.kind;
-    }
+  // Called for every primitive value the evaluator looks at: dispatch on the first letter.
+  using K = Item::Kind;
+  *known = true;
+  switch (type.empty() ? '\0' : type[0]) {
+    case 'b':
+      if (type == "boolean") return K::kBoolean;
+      if (type == "base64Binary") return K::kString;
+      break;
+    case 'c':
+      if (type == "code" || type == "canonical") return K::kString;
+      break;
+    case 'd':
+      if (type == "date") return K::kDate;
+      if (type == "dateTime") return K::kDateTime;
+      if (type == "decimal") return K::kDecimal;
+      break;
+    case 'i':
+      if (type == "id") return K::kString;
+      if (type == "integer") return K::kInteger;
+      if (type == "instant") return K::kDateTime;
+      break;
+    case 'm':
+      if (type == "markdown") return K::kString;
+      break;
+    case 'o':
+      if (type == "oid") return K::kString;
+      break;
+    case 'p':
+      if (type == "positiveInt") return K::kInteger;
+      break;
+    case 's':
+      if (type == "string") return K::kString;
+      break;
+    case 't':
+      if (type == "time") return K::kTime;
+      break;
+    case 'u':
+      if (type == "uri" || type == "url" || type == "uuid") return K::kString;
+      if (type == "unsignedInt") return K::kInteger;
+      break;
+    case 'x':
+      if (type == "xhtml") return K::kString;
+      break;
+    case 'S':
+      if (type.rfind("System.", 0) == 0) {
+        std::string_view name = type.substr(7);
+        if (name == "String") return K::kString;
+        if (name == "Boolean") return K::kBoolean;
+        if (name == "Integer") return K::kInteger;
+        if (name == "Decimal") return K::kDecimal;
+        if (name == "Date") return K::kDate;
+        if (name == "DateTime") return K::kDateTime;
+        if (name == "Time") return K::kTime;
+      }
+      break;
+    default: break;
   }
   *known = false;
-  return Item::Kind::kNode;
+  return K::kNode;
 }
 
 // ---- output ---------------------------------------------------------------------------------
