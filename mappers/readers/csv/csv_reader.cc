@@ -1,0 +1,169 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "mappers/readers/csv/csv_reader.h"
+
+#include <unordered_set>
+
+namespace fhir::mappers::readers::csv {
+
+std::string CsvReader::columnName(size_t field) const {
+  if (field < header_.size() && !header_[field].empty()) return header_[field];
+  return std::to_string(field + 1);
+}
+
+bool CsvReader::readRow(std::string& raw, size_t& first_line, Problem& problem) {
+  fields_.clear();
+  raw.clear();
+  problem = Problem{};
+  // Skip blank lines between records.
+  while (true) {
+    int c = input_.peek();
+    if (c == -1) return false;
+    if (c == '\r' || c == '\n') {
+      input_.get();
+      if (c == '\n') ++line_;
+      if (c == '\r' && input_.peek() != '\n') ++line_;
+      continue;
+    }
+    break;
+  }
+  first_line = line_;
+  std::string field;
+  bool quoted = false;        // inside a quoted field
+  bool was_quoted = false;    // the current field started with a quote
+  bool after_quote = false;   // the closing quote of a quoted field was read
+  size_t quote_line = line_;
+  auto fail = [&](std::string message) {
+    if (problem.message.empty()) {
+      problem.line = line_;
+      problem.field = fields_.size();
+      problem.message = std::move(message);
+    }
+  };
+  while (true) {
+    int c = input_.get();
+    if (c == -1) {
+      if (quoted) {
+        problem = Problem{quote_line, fields_.size(), "quoted field is not closed before the end of the file"};
+      }
+      fields_.push_back(std::move(field));
+      return true;
+    }
+    raw.push_back(static_cast<char>(c));
+    if (quoted) {
+      if (c == '"') {
+        if (input_.peek() == '"') {
+          raw.push_back(static_cast<char>(input_.get()));
+          field.push_back('"');
+        } else {
+          quoted = false;
+          after_quote = true;
+        }
+      } else {
+        if (c == '\n') ++line_;
+        field.push_back(static_cast<char>(c));
+      }
+      continue;
+    }
+    if (c == ',') {
+      fields_.push_back(std::move(field));
+      field.clear();
+      was_quoted = after_quote = false;
+      continue;
+    }
+    if (c == '\r' || c == '\n') {
+      if (c == '\r' && input_.peek() == '\n') raw.push_back(static_cast<char>(input_.get()));
+      ++line_;
+      fields_.push_back(std::move(field));
+      return true;
+    }
+    if (c == '"') {
+      if (field.empty() && !was_quoted && !after_quote) {
+        quoted = was_quoted = true;
+        quote_line = line_;
+        continue;
+      }
+      fail("a quote inside an unquoted field (RFC 4180 requires the field to be quoted)");
+    } else if (after_quote) {
+      fail("characters after the closing quote of a quoted field");
+    }
+    field.push_back(static_cast<char>(c));
+  }
+}
+
+ReadStatus CsvReader::next(SourceRecord& record, IssueList& issues) {
+  if (done_) return ReadStatus::kEnd;
+  Problem problem;
+  size_t first_line = 0;
+  if (!started_) {
+    started_ = true;
+    // A UTF-8 byte order mark is dropped.
+    if (input_.peek() == 0xEF) {
+      std::string bom;
+      bom.push_back(static_cast<char>(input_.get()));
+      if (input_.get() != 0xBB || input_.get() != 0xBF) {
+        issues.atLocation(Severity::kFatal, "structure", "line 1", "line 1: the file starts with an incomplete byte order mark");
+        done_ = true;
+        return ReadStatus::kFatal;
+      }
+    }
+    if (!readRow(record.raw, first_line, problem)) {
+      issues.atLocation(Severity::kFatal, "structure", "line 1", "line 1: the file has no header row");
+      done_ = true;
+      return ReadStatus::kFatal;
+    }
+    if (!problem.message.empty()) {
+      std::string location = "line " + std::to_string(problem.line);
+      issues.atLocation(Severity::kFatal, "structure", location, location + ": header row: " + problem.message);
+      done_ = true;
+      return ReadStatus::kFatal;
+    }
+    header_ = fields_;
+    std::unordered_set<std::string> seen;
+    for (size_t index = 0; index < header_.size(); ++index) {
+      std::string location = "line 1, column " + std::to_string(index + 1);
+      if (header_[index].empty()) {
+        issues.atLocation(Severity::kFatal, "structure", location, location + ": empty column name in the header");
+      } else if (!seen.insert(header_[index]).second) {
+        issues.atLocation(Severity::kFatal, "structure", location,
+                          location + ": column " + header_[index] + " appears twice in the header");
+      }
+    }
+    if (issues.hasErrors()) {
+      done_ = true;
+      return ReadStatus::kFatal;
+    }
+  }
+  record.doc = json::Document();
+  record.doc.SetObject();
+  if (!readRow(record.raw, first_line, problem)) {
+    if (input_.failed()) {
+      issues.atLocation(Severity::kFatal, "exception", "line " + std::to_string(line_), "the input could not be read");
+      done_ = true;
+      return ReadStatus::kFatal;
+    }
+    done_ = true;
+    return ReadStatus::kEnd;
+  }
+  record.position = "line " + std::to_string(first_line);
+  if (!problem.message.empty()) {
+    std::string location = "line " + std::to_string(problem.line) + ", column " + columnName(problem.field);
+    issues.atLocation(Severity::kError, "structure", location, location + ": " + problem.message);
+    return ReadStatus::kRejected;
+  }
+  if (fields_.size() != header_.size()) {
+    std::string location = "line " + std::to_string(first_line);
+    issues.atLocation(Severity::kError, "structure", location,
+                      location + ": " + std::to_string(fields_.size()) + " fields, the header has " +
+                          std::to_string(header_.size()));
+    return ReadStatus::kRejected;
+  }
+  json::Allocator& allocator = record.doc.GetAllocator();
+  record.doc.AddMember("@line", json::Value(static_cast<uint64_t>(first_line)), allocator);
+  for (size_t index = 0; index < fields_.size(); ++index) {
+    record.doc.AddMember(json::makeString(header_[index], allocator), json::makeString(fields_[index], allocator),
+                         allocator);
+  }
+  return ReadStatus::kRecord;
+}
+
+}  // namespace fhir::mappers::readers::csv

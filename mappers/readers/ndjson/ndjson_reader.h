@@ -1,0 +1,40 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+// NDJSON (one JSON object per line, LF or CRLF; blank lines skipped) and single JSON documents.
+// Each line becomes its parsed object plus "@line": N (the physical line, 1-based). A line that
+// is not valid JSON (syntax, duplicate keys, invalid UTF-8) or not an object is rejected with the
+// location `line N, column C` and reading goes on. Numbers keep their exact text (json.h).
+//
+// JsonDocumentReader reads a whole stream as one JSON object (one event), for sources that post
+// a single event per request.
+
+#include "mappers/readers/reader.h"
+
+namespace fhir::mappers::readers::ndjson {
+
+class NdjsonReader final : public RecordReader {
+ public:
+  explicit NdjsonReader(std::istream& stream) : input_(stream) {}
+
+  // RecordReader
+  ReadStatus next(SourceRecord& record, IssueList& issues) override;
+
+ private:
+  BufferedInput input_;
+  size_t line_ = 0;
+};
+
+class JsonDocumentReader final : public RecordReader {
+ public:
+  explicit JsonDocumentReader(std::istream& stream) : stream_(stream) {}
+
+  // RecordReader
+  ReadStatus next(SourceRecord& record, IssueList& issues) override;
+
+ private:
+  std::istream& stream_;
+  bool done_ = false;
+};
+
+}  // namespace fhir::mappers::readers::ndjson

@@ -1,0 +1,89 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "mappers/readers/reader.h"
+
+#include <cstring>
+#include <vector>
+
+namespace fhir::mappers::readers {
+
+bool BufferedInput::refill() {
+  if (!stream_) return false;
+  stream_.read(buffer_.data(), static_cast<std::streamsize>(buffer_.size()));
+  size_ = static_cast<size_t>(stream_.gcount());
+  position_ = 0;
+  return size_ > 0;
+}
+
+bool BufferedInput::readUntil(char delimiter, std::string& out) {
+  bool any = false;
+  while (true) {
+    if (position_ == size_ && !refill()) return any;
+    any = true;
+    const char* start = buffer_.data() + position_;
+    const void* hit = std::memchr(start, delimiter, size_ - position_);
+    if (hit) {
+      size_t length = static_cast<const char*>(hit) - start + 1;
+      out.append(start, length);
+      position_ += length;
+      return true;
+    }
+    out.append(start, size_ - position_);
+    position_ = size_;
+  }
+}
+
+std::string describeLocation(const json::Value& record, const std::vector<std::string>& path,
+                             bool json_paths) {
+  const json::Value* current = &record;
+  const json::Value* anchor = nullptr;
+  size_t anchor_step = 0;  // index of the first step below the anchor
+  auto isAnchor = [](const json::Value& value) {
+    return value.IsObject() && (json::find(value, "@line") || json::find(value, "@segment"));
+  };
+  if (isAnchor(record)) anchor = &record;
+  for (size_t step = 0; step < path.size() && current; ++step) {
+    const json::Value* next = nullptr;
+    if (current->IsArray()) {
+      size_t index = std::strtoul(path[step].c_str(), nullptr, 10);
+      if (index < current->Size()) next = &(*current)[static_cast<rapidjson::SizeType>(index)];
+    } else if (current->IsObject()) {
+      next = json::find(*current, path[step]);
+    }
+    current = next;
+    if (current && isAnchor(*current)) {
+      anchor = current;
+      anchor_step = step + 1;
+    }
+  }
+  if (!anchor) return "record";
+  std::string out;
+  if (const json::Value* segment = json::find(*anchor, "@segment")) {
+    out = "segment " + json::numberText(*segment);
+    if (auto id = json::getString(*anchor, "@id")) out += " (" + std::string(*id) + ")";
+    if (anchor_step < path.size()) {
+      out += ", element " + std::to_string(std::strtoul(path[anchor_step].c_str(), nullptr, 10));
+    }
+    if (anchor_step + 1 < path.size()) {
+      out += ", component " + std::to_string(std::strtoul(path[anchor_step + 1].c_str(), nullptr, 10));
+    }
+    return out;
+  }
+  out = "line " + json::numberText(*json::find(*anchor, "@line"));
+  if (anchor_step >= path.size()) return out;
+  if (!json_paths) return out + ", column " + path[anchor_step];
+  out += ", $";
+  const json::Value* walk = anchor;
+  for (size_t step = anchor_step; step < path.size(); ++step) {
+    if (walk && walk->IsArray()) {
+      out += "[" + path[step] + "]";
+      size_t index = std::strtoul(path[step].c_str(), nullptr, 10);
+      walk = index < walk->Size() ? &(*walk)[static_cast<rapidjson::SizeType>(index)] : nullptr;
+    } else {
+      out += "." + path[step];
+      walk = walk && walk->IsObject() ? json::find(*walk, path[step]) : nullptr;
+    }
+  }
+  return out;
+}
+
+}  // namespace fhir::mappers::readers

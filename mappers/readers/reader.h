@@ -1,0 +1,89 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+// Streaming source readers: one record at a time, in constant memory.
+//
+// A reader turns a byte stream (CSV, NDJSON, ASC X12 837P, ...) into records. A record is a JSON
+// object the mapping engine addresses with source paths; objects inside it that stand for one
+// physical piece of the source carry meta members naming where it came from:
+//   "@line": N                   the physical line (CSV row, NDJSON line), 1-based
+//   "@segment": N, "@id": "SV1"  an X12 segment, numbered within its transaction set (ST = 1)
+// A data value's source location ("line 3, column dos_from", "segment 23 (SV1), element 1",
+// "line 4, $.member.dob") is found from the nearest enclosing object carrying these members
+// (see describeLocation()).
+//
+// Readers are not thread-safe; one reader per stream. They never throw for bad data.
+
+#include <istream>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "conformance/json/json.h"
+#include "conformance/outcome/outcome.h"
+
+namespace fhir::mappers::readers {
+
+struct SourceRecord {
+  json::Document doc;    // the record (an object); fresh for every record
+  std::string raw;       // the exact source bytes of the record (hashed into the Provenance)
+  std::string position;  // where it starts, for people and Provenance: "line 2", "segment 20"
+};
+
+enum class ReadStatus {
+  kRecord,    // `record` holds the next record
+  kRejected,  // the next record is unreadable: `issues` say where, `record.raw` holds its bytes;
+              // reading goes on with the record after it
+  kEnd,       // no more records
+  kFatal,     // the stream cannot be read any further (bad header, broken X12 envelope header,
+              // I/O error); `issues` say why; every later call returns kEnd
+};
+
+class RecordReader {
+ public:
+  virtual ~RecordReader() = default;
+  // Reads the next record. `issues` receives the problems of this record only (the caller
+  // passes an empty list per call). Never throws for bad data.
+  virtual ReadStatus next(SourceRecord& record, IssueList& issues) = 0;
+};
+
+using RecordReaderPtr = std::unique_ptr<RecordReader>;
+
+// Reads `stream` in large blocks; the common base of the text readers.
+class BufferedInput {
+ public:
+  explicit BufferedInput(std::istream& stream, size_t block = 1 << 16)
+      : stream_(stream), buffer_(block, '\0') {}
+  // Next byte or -1 at end of input.
+  int get() {
+    if (position_ == size_) {
+      if (!refill()) return -1;
+    }
+    return static_cast<unsigned char>(buffer_[position_++]);
+  }
+  int peek() {
+    if (position_ == size_) {
+      if (!refill()) return -1;
+    }
+    return static_cast<unsigned char>(buffer_[position_]);
+  }
+  // Appends bytes up to and including `delimiter` (or to the end) to `out`. False at end of input
+  // when nothing was read.
+  bool readUntil(char delimiter, std::string& out);
+  bool failed() const { return stream_.bad(); }
+
+ private:
+  bool refill();
+  std::istream& stream_;
+  std::string buffer_;
+  size_t position_ = 0;
+  size_t size_ = 0;
+};
+
+// "line 3, column dos_from" / "segment 23 (SV1), element 1" / "line 4, $.member.dob": the source
+// location of `path` (steps of a record: member names and array indices) in `record`.
+// `json_paths` selects the NDJSON style (the JSON path below the "@line" object).
+std::string describeLocation(const json::Value& record, const std::vector<std::string>& path,
+                             bool json_paths);
+
+}  // namespace fhir::mappers::readers

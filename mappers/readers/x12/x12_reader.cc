@@ -1,0 +1,563 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "mappers/readers/x12/x12_reader.h"
+
+#include <array>
+#include <cctype>
+
+namespace fhir::mappers::readers::x12 {
+namespace {
+
+// Where loop-level segments (N3, N4, REF, ...) currently belong.
+enum class Loop { kHeader, k2000A, k2010AA, k2010AB, k2000B, k2010BA, k2010BB, k2000C, k2010CA,
+                  k2300, k2310B, k2310Other, k2400, k2420 };
+
+struct Pending {
+  ReadStatus status = ReadStatus::kRecord;
+  json::Document doc;
+  std::string raw;
+  std::string position;
+  IssueList issues;
+};
+
+// 0-based offsets of the element separators inside the fixed-width ISA; the separator at
+// kIsaSeparators[k] ends element k.
+constexpr std::array<size_t, 16> kIsaSeparators = {3, 6, 17, 20, 31, 34, 50, 53, 69, 76, 81, 83, 89, 99, 101, 103};
+
+bool isSegmentId(std::string_view id) {
+  if (id.size() < 2 || id.size() > 3) return false;
+  for (char c : id) {
+    if (!std::isupper(static_cast<unsigned char>(c)) && !std::isdigit(static_cast<unsigned char>(c))) return false;
+  }
+  return std::isupper(static_cast<unsigned char>(id[0]));
+}
+
+std::string printable(char c) {
+  if (std::isprint(static_cast<unsigned char>(c))) return std::string("'") + c + "'";
+  char buffer[8];
+  std::snprintf(buffer, sizeof buffer, "0x%02X", static_cast<unsigned char>(c));
+  return buffer;
+}
+
+}  // namespace
+
+struct X12Reader::State {
+  explicit State(std::istream& stream) : input(stream) {}
+
+  BufferedInput input;
+  char element = '*', repetition = 0, component = ':', terminator = '~';
+  bool in_interchange = false;
+  bool done = false;
+  std::deque<Pending> pending;
+
+  size_t interchange_segment = 0;
+  std::string isa_control;
+  size_t group_count = 0;
+  bool in_group = false;
+  std::string gs_control;
+  size_t transaction_count = 0;
+
+  bool in_transaction = false;
+  size_t segment_number = 0;
+  std::string st_control;
+  json::Document transaction, billing, subscriber, payer, patient;
+  bool has_patient_loop = false;
+  std::string billing_raw, subscriber_raw, patient_raw;
+
+  std::unique_ptr<json::Document> claim;
+  std::string claim_raw;
+  size_t claim_segment = 0;
+  Loop loop = Loop::kHeader;
+
+  bool hl_open = false;
+  size_t hl_segment = 0;
+  std::string hl_level;
+  size_t hl_claims = 0;
+
+  std::string text;
+  std::vector<std::string_view> elements;
+
+  // --- locations ---
+  std::string here(size_t element_index) const {
+    std::string id(elements.empty() ? std::string_view("?") : elements[0]);
+    std::string out = in_transaction ? "segment " + std::to_string(segment_number) + " (" + id + ")"
+                                     : "interchange segment " + std::to_string(interchange_segment) + " (" + id + ")";
+    if (element_index > 0) out += ", element " + std::to_string(element_index);
+    return out;
+  }
+  std::string field(size_t index) const {
+    return index < elements.size() ? std::string(elements[index]) : std::string();
+  }
+
+  void reject(std::string location, std::string message, std::string raw, std::string code = "structure") {
+    Pending item;
+    item.status = ReadStatus::kRejected;
+    item.raw = std::move(raw);
+    item.position = location;
+    item.issues.atLocation(Severity::kError, std::move(code), location, location + ": " + message);
+    pending.push_back(std::move(item));
+  }
+  void fatal(std::string location, std::string message) {
+    Pending item;
+    item.status = ReadStatus::kFatal;
+    item.position = location;
+    item.issues.atLocation(Severity::kFatal, "structure", location, location + ": " + message);
+    pending.push_back(std::move(item));
+    done = true;
+  }
+  std::string rawSegment() const { return text + terminator; }
+
+  // --- building ---
+  json::Value segmentValue(json::Allocator& allocator) const {
+    json::Value object(rapidjson::kObjectType);
+    object.AddMember("@segment", json::Value(static_cast<uint64_t>(in_transaction ? segment_number : interchange_segment)),
+                     allocator);
+    object.AddMember("@id", json::makeString(elements[0], allocator), allocator);
+    for (size_t index = 1; index < elements.size(); ++index) {
+      char name[24];
+      std::snprintf(name, sizeof name, "%02zu", index);
+      std::string_view value = elements[index];
+      if (value.find(component) != std::string_view::npos) {
+        json::Value parts(rapidjson::kArrayType);
+        size_t start = 0;
+        while (true) {
+          size_t end = value.find(component, start);
+          parts.PushBack(json::makeString(value.substr(start, end - start), allocator), allocator);
+          if (end == std::string_view::npos) break;
+          start = end + 1;
+        }
+        object.AddMember(json::makeString(name, allocator), parts, allocator);
+      } else {
+        object.AddMember(json::makeString(name, allocator), json::makeString(value, allocator), allocator);
+      }
+    }
+    return object;
+  }
+  static void resetObject(json::Document& doc) {
+    doc = json::Document();
+    doc.SetObject();
+  }
+  // Sets (or, for `repeating` ids, appends to) member `key` of `object`.
+  void put(json::Value& object, json::Allocator& allocator, std::string_view key, bool repeating) const {
+    json::Value segment = segmentValue(allocator);
+    json::Value* existing = json::find(object, key);
+    if (repeating) {
+      if (!existing) {
+        object.AddMember(json::makeString(key, allocator), json::Value(rapidjson::kArrayType), allocator);
+        existing = json::find(object, key);
+      }
+      existing->PushBack(segment, allocator);
+    } else if (existing) {
+      *existing = segment;
+    } else {
+      object.AddMember(json::makeString(key, allocator), segment, allocator);
+    }
+  }
+
+  // --- loops ---
+  void closeClaim() {
+    if (!claim) return;
+    std::unique_ptr<json::Document> doc = std::move(claim);
+    json::Allocator& allocator = doc->GetAllocator();
+    std::string position = "interchange " + isa_control + ", transaction set " + st_control + ", segment " +
+                           std::to_string(claim_segment);
+    std::string raw = billing_raw + subscriber_raw + patient_raw + claim_raw;
+    claim_raw.clear();
+    const json::Value& lines = (*doc)["lines"];
+    std::string clm = "segment " + std::to_string(claim_segment) + " (CLM)";
+    if (lines.Empty()) {
+      reject(clm, "the claim has no service line (loop 2400: LX, SV1)", std::move(raw), "required");
+      return;
+    }
+    for (const json::Value& line : lines.GetArray()) {
+      if (!json::find(line, "SV1")) {
+        std::string lx = "segment " + json::numberText(line["LX"]["@segment"]) + " (LX)";
+        reject(lx, "the service line has no SV1", std::move(raw), "required");
+        return;
+      }
+    }
+    json::Value copy;
+    copy.CopyFrom(transaction, allocator);
+    doc->AddMember("transaction", copy, allocator);
+    copy.CopyFrom(billing, allocator);
+    doc->AddMember("billingProvider", copy, allocator);
+    copy.CopyFrom(subscriber, allocator);
+    doc->AddMember("subscriber", copy, allocator);
+    copy.CopyFrom(payer, allocator);
+    doc->AddMember("payer", copy, allocator);
+    copy.CopyFrom(has_patient_loop ? patient : subscriber, allocator);
+    doc->AddMember("patient", copy, allocator);
+    doc->AddMember("subscriberIsPatient", json::Value(!has_patient_loop), allocator);
+    Pending item;
+    item.doc = std::move(*doc);
+    item.raw = std::move(raw);
+    item.position = std::move(position);
+    pending.push_back(std::move(item));
+  }
+  // Closes the open HL loop; `next_level` is the level of the HL that follows ("" for SE). A
+  // subscriber loop followed by its patient loop (23) needs no claim of its own.
+  void closeHl(std::string_view next_level) {
+    closeClaim();
+    if (!hl_open) return;
+    hl_open = false;
+    bool needs_claim = hl_level == "23" || (hl_level == "22" && next_level != "23");
+    if (needs_claim && hl_claims == 0) {
+      std::string loop_name = hl_level == "22" ? "2000B" : "2000C";
+      reject("segment " + std::to_string(hl_segment) + " (HL)",
+             "loop " + loop_name + " has no claim (CLM, loop 2300)",
+             hl_level == "22" ? subscriber_raw : patient_raw, "required");
+    }
+  }
+
+  json::Value* loopObject(json::Allocator*& allocator) {
+    switch (loop) {
+      case Loop::k2000A: case Loop::k2010AA: allocator = &billing.GetAllocator(); return &billing;
+      case Loop::k2000B: case Loop::k2010BA: allocator = &subscriber.GetAllocator(); return &subscriber;
+      case Loop::k2010BB: allocator = &payer.GetAllocator(); return &payer;
+      case Loop::k2000C: case Loop::k2010CA: allocator = &patient.GetAllocator(); return &patient;
+      case Loop::k2300: allocator = &claim->GetAllocator(); return &(*claim)["claim"];
+      case Loop::k2310B: {
+        allocator = &claim->GetAllocator();
+        json::Value& claim_object = (*claim)["claim"];
+        if (!json::find(claim_object, "renderingProvider")) {
+          claim_object.AddMember("renderingProvider", json::Value(rapidjson::kObjectType), *allocator);
+        }
+        return json::find(claim_object, "renderingProvider");
+      }
+      case Loop::k2400: {
+        allocator = &claim->GetAllocator();
+        json::Value& lines = (*claim)["lines"];
+        return &lines[lines.Size() - 1];
+      }
+      default: return nullptr;
+    }
+  }
+  std::string* rawOwner() {
+    switch (loop) {
+      case Loop::k2000A: case Loop::k2010AA: case Loop::k2010AB: return &billing_raw;
+      case Loop::k2000B: case Loop::k2010BA: case Loop::k2010BB: return &subscriber_raw;
+      case Loop::k2000C: case Loop::k2010CA: return &patient_raw;
+      case Loop::k2300: case Loop::k2310B: case Loop::k2310Other: case Loop::k2400: case Loop::k2420: return &claim_raw;
+      default: return nullptr;
+    }
+  }
+  bool inClaim() const { return loop >= Loop::k2300; }
+
+  void transactionSegment();
+  void envelopeSegment();
+  bool readIsa();
+  void step();
+};
+
+bool X12Reader::State::readIsa() {
+  int c = input.peek();
+  while (c == '\r' || c == '\n' || c == ' ' || c == '\t') {
+    input.get();
+    c = input.peek();
+  }
+  if (c == -1) return false;
+  std::string isa;
+  while (isa.size() < 106) {
+    int byte = input.get();
+    if (byte == -1) break;
+    isa.push_back(static_cast<char>(byte));
+  }
+  interchange_segment = 1;
+  elements.assign(1, "ISA");
+  in_transaction = false;
+  if (isa.compare(0, 3, "ISA") != 0) {
+    fatal("interchange segment 1", "the interchange does not start with an ISA segment");
+    return false;
+  }
+  if (isa.size() < 106) {
+    fatal("interchange segment 1 (ISA)", "the ISA segment is shorter than its fixed 106 bytes");
+    return false;
+  }
+  element = isa[3];
+  for (size_t index = 1; index < kIsaSeparators.size(); ++index) {
+    if (isa[kIsaSeparators[index]] != element) {
+      fatal(here(index), "the element separator " + printable(element) + " (ISA byte 3) was expected at byte " +
+                             std::to_string(kIsaSeparators[index]) + ", found " + printable(isa[kIsaSeparators[index]]) +
+                             ": wrong separators or a fixed-width ISA element of the wrong length");
+      return false;
+    }
+  }
+  repetition = isa[82];
+  component = isa[104];
+  terminator = isa[105];
+  auto alnum = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) != 0; };
+  if (alnum(element) || alnum(component) || alnum(terminator) || component == element || terminator == element ||
+      terminator == component) {
+    fatal(here(16), "the separators are not distinct non-alphanumeric characters (element " + printable(element) +
+                        ", component " + printable(component) + ", segment terminator " + printable(terminator) + ")");
+    return false;
+  }
+  if (alnum(repetition) || repetition == element || repetition == component || repetition == terminator) repetition = 0;
+  isa_control = isa.substr(90, 9);
+  group_count = 0;
+  in_interchange = true;
+  return true;
+}
+
+void X12Reader::State::envelopeSegment() {
+  std::string_view id = elements[0];
+  if (id == "GS") {
+    if (in_group) reject(here(0), "GS inside a functional group (GE missing)", rawSegment());
+    in_group = true;
+    gs_control = field(6);
+    transaction_count = 0;
+    ++group_count;
+  } else if (id == "GE") {
+    if (!in_group) {
+      reject(here(0), "GE without GS", rawSegment());
+      return;
+    }
+    in_group = false;
+    if (field(1) != std::to_string(transaction_count)) {
+      reject(here(1), "GE01 says " + field(1) + " transaction sets, the group has " + std::to_string(transaction_count),
+             rawSegment());
+    }
+    if (field(2) != gs_control) {
+      reject(here(2), "GE02 " + field(2) + " does not match the GS06 control number " + gs_control, rawSegment());
+    }
+  } else if (id == "IEA") {
+    if (in_group) reject(here(0), "IEA inside a functional group (GE missing)", rawSegment());
+    in_group = false;
+    in_interchange = false;
+    if (field(1) != std::to_string(group_count)) {
+      reject(here(1), "IEA01 says " + field(1) + " functional groups, the interchange has " + std::to_string(group_count),
+             rawSegment());
+    }
+    if (field(2) != isa_control) {
+      reject(here(2), "IEA02 " + field(2) + " does not match the ISA13 control number " + isa_control, rawSegment());
+    }
+  } else if (id == "ST") {
+    if (!in_group) reject(here(0), "ST outside a functional group (GS missing)", rawSegment());
+    in_transaction = true;
+    segment_number = 1;
+    st_control = field(2);
+    ++transaction_count;
+    resetObject(transaction);
+    put(transaction, transaction.GetAllocator(), "ST", false);
+    resetObject(billing);
+    resetObject(subscriber);
+    resetObject(payer);
+    resetObject(patient);
+    billing_raw.clear();
+    subscriber_raw.clear();
+    patient_raw.clear();
+    has_patient_loop = false;
+    loop = Loop::kHeader;
+    hl_open = false;
+    if (field(1) != "837") reject(here(1), "transaction set " + field(1) + " is not an 837", rawSegment(), "value");
+  } else {
+    reject(here(0), "segment " + std::string(id) + " outside a transaction set", rawSegment());
+  }
+}
+
+void X12Reader::State::transactionSegment() {
+  ++segment_number;
+  std::string_view id = elements[0];
+  if (id == "SE") {
+    closeHl("");
+    size_t count = segment_number;
+    if (field(1) != std::to_string(count)) {
+      reject(here(1), "SE01 says " + field(1) + " segments, the transaction set has " + std::to_string(count),
+             rawSegment());
+    }
+    if (field(2) != st_control) {
+      reject(here(2), "SE02 " + field(2) + " does not match the ST02 control number " + st_control, rawSegment());
+    }
+    in_transaction = false;
+    return;
+  }
+  if (id == "ST" || id == "GS" || id == "GE" || id == "IEA" || id == "ISA") {
+    reject(here(0), "SE missing before " + std::string(id), rawSegment());
+    closeHl("");
+    in_transaction = false;
+    envelopeSegment();
+    return;
+  }
+  if (id == "BHT") {
+    put(transaction, transaction.GetAllocator(), "BHT", false);
+    return;
+  }
+  if (id == "HL") {
+    closeHl(field(3));
+    hl_open = true;
+    hl_segment = segment_number;
+    hl_level = field(3);
+    hl_claims = 0;
+    if (hl_level == "20") {
+      loop = Loop::k2000A;
+      resetObject(billing);
+      billing_raw.clear();
+      put(billing, billing.GetAllocator(), "HL", false);
+    } else if (hl_level == "22") {
+      loop = Loop::k2000B;
+      resetObject(subscriber);
+      resetObject(payer);
+      resetObject(patient);
+      subscriber_raw.clear();
+      patient_raw.clear();
+      has_patient_loop = false;
+      put(subscriber, subscriber.GetAllocator(), "HL", false);
+    } else if (hl_level == "23") {
+      loop = Loop::k2000C;
+      resetObject(patient);
+      patient_raw.clear();
+      has_patient_loop = true;
+      put(patient, patient.GetAllocator(), "HL", false);
+    } else {
+      hl_open = false;
+      loop = Loop::kHeader;
+      reject(here(3), "unknown hierarchical level code " + field(3) + " (20, 22 or 23 expected)", rawSegment(), "value");
+      return;
+    }
+    if (std::string* raw = rawOwner()) *raw = rawSegment();
+    return;
+  }
+  if (id == "CLM") {
+    if (!hl_open || (hl_level != "22" && hl_level != "23")) {
+      closeClaim();
+      loop = Loop::kHeader;
+      reject(here(0), "CLM outside a subscriber (2000B) or patient (2000C) loop", rawSegment());
+      return;
+    }
+    closeClaim();
+    claim = std::make_unique<json::Document>();
+    claim->SetObject();
+    json::Allocator& allocator = claim->GetAllocator();
+    claim->AddMember("claim", json::Value(rapidjson::kObjectType), allocator);
+    claim->AddMember("lines", json::Value(rapidjson::kArrayType), allocator);
+    put((*claim)["claim"], allocator, "CLM", false);
+    claim_segment = segment_number;
+    claim_raw = rawSegment();
+    loop = Loop::k2300;
+    ++hl_claims;
+    return;
+  }
+  if (id == "LX") {
+    if (!claim) {
+      reject(here(0), "LX outside a claim (loop 2300)", rawSegment());
+      return;
+    }
+    json::Allocator& allocator = claim->GetAllocator();
+    json::Value line(rapidjson::kObjectType);
+    put(line, allocator, "LX", false);
+    (*claim)["lines"].PushBack(line, allocator);
+    loop = Loop::k2400;
+    claim_raw += rawSegment();
+    return;
+  }
+  if (id == "SV1" && loop != Loop::k2400) {
+    reject(here(0), "SV1 outside a service line (loop 2400 starts with LX)", rawSegment());
+    return;
+  }
+  if (id == "NM1") {
+    std::string qualifier = field(1);
+    if (qualifier == "41" || qualifier == "40") loop = Loop::kHeader;
+    else if (qualifier == "85" && (loop == Loop::k2000A || loop == Loop::k2010AA || loop == Loop::k2010AB)) loop = Loop::k2010AA;
+    else if (qualifier == "87" && (loop == Loop::k2000A || loop == Loop::k2010AA || loop == Loop::k2010AB)) loop = Loop::k2010AB;
+    else if (qualifier == "IL" && (loop == Loop::k2000B || loop == Loop::k2010BA)) loop = Loop::k2010BA;
+    else if (qualifier == "PR" && (loop == Loop::k2000B || loop == Loop::k2010BA || loop == Loop::k2010BB)) loop = Loop::k2010BB;
+    else if (qualifier == "QC" && (loop == Loop::k2000C || loop == Loop::k2010CA)) loop = Loop::k2010CA;
+    else if (claim && loop != Loop::k2400 && loop != Loop::k2420) loop = qualifier == "82" ? Loop::k2310B : Loop::k2310Other;
+    else if (claim) loop = Loop::k2420;
+    else {
+      reject(here(1), "NM1 with entity code " + qualifier + " is out of place here", rawSegment());
+      return;
+    }
+  }
+  if (std::string* raw = rawOwner()) *raw += rawSegment();
+  json::Allocator* allocator = nullptr;
+  json::Value* object = loopObject(allocator);
+  if (!object) return;  // segments of loops the mapping does not use (1000A/B, 2010AB, 2310A/C, 2420)
+  static constexpr std::string_view kSingle[] = {"NM1", "N3", "N4", "DMG", "SBR", "PAT", "PRV", "CLM", "SV1"};
+  static constexpr std::string_view kRepeating[] = {"REF", "DTP", "HI", "PER", "AMT", "NTE"};
+  for (std::string_view single : kSingle) {
+    if (id == single) return put(*object, *allocator, id, false);
+  }
+  for (std::string_view repeating : kRepeating) {
+    if (id == repeating) return put(*object, *allocator, id, true);
+  }
+}
+
+void X12Reader::State::step() {
+  if (!in_interchange) {
+    if (!readIsa()) {
+      if (!done) done = true;  // clean end of input
+      return;
+    }
+    return;
+  }
+  text.clear();
+  if (!input.readUntil(terminator, text)) {
+    if (input.failed()) {
+      fatal(here(0), "the input could not be read");
+      return;
+    }
+    if (in_transaction) {
+      closeHl("");
+      reject("segment " + std::to_string(segment_number + 1), "the input ends inside transaction set " + st_control +
+                                                                  " (SE, GE and IEA missing)", std::string());
+    } else {
+      reject("interchange segment " + std::to_string(interchange_segment + 1),
+             "the input ends inside interchange " + isa_control + " (IEA missing)", std::string());
+    }
+    done = true;
+    return;
+  }
+  if (!text.empty() && text.back() == terminator) text.pop_back();
+  size_t start = text.find_first_not_of("\r\n \t");
+  if (start == std::string::npos) {
+    return;  // whitespace before the end of input
+  }
+  text.erase(0, start);
+  elements.clear();
+  std::string_view view = text;
+  size_t from = 0;
+  while (true) {
+    size_t end = view.find(element, from);
+    elements.push_back(view.substr(from, end - from));
+    if (end == std::string_view::npos) break;
+    from = end + 1;
+  }
+  ++interchange_segment;
+  if (!isSegmentId(elements[0])) {
+    std::string shown(elements[0].substr(0, 20));
+    for (char& c : shown) {
+      if (!std::isprint(static_cast<unsigned char>(c))) c = ' ';
+    }
+    std::string location = in_transaction ? "segment " + std::to_string(segment_number + 1)
+                                          : "interchange segment " + std::to_string(interchange_segment);
+    fatal(location, "'" + shown + "' is not a segment id; the ISA declares element separator " + printable(element) +
+                        " and segment terminator " + printable(terminator) + " (wrong separators?)");
+    return;
+  }
+  if (in_transaction) {
+    transactionSegment();
+  } else {
+    envelopeSegment();
+  }
+}
+
+X12Reader::X12Reader(std::istream& stream) : state_(std::make_unique<State>(stream)) {}
+X12Reader::~X12Reader() = default;
+
+ReadStatus X12Reader::next(SourceRecord& record, IssueList& issues) {
+  State& state = *state_;
+  while (state.pending.empty()) {
+    if (state.done) return ReadStatus::kEnd;
+    state.step();
+  }
+  Pending item = std::move(state.pending.front());
+  state.pending.pop_front();
+  record.doc = std::move(item.doc);
+  record.raw = std::move(item.raw);
+  record.position = std::move(item.position);
+  issues.append(item.issues);
+  if (item.status == ReadStatus::kFatal) state.pending.clear();
+  return item.status;
+}
+
+}  // namespace fhir::mappers::readers::x12

@@ -1,0 +1,54 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+// ASC X12 837 Professional (005010X222A1), streamed claim by claim (contracts/payer-formats.md).
+//
+// Separators come from the ISA (0-based byte offsets: element 3, repetition 82, component 104,
+// segment terminator 105); line breaks and spaces after a terminator are skipped. Each claim
+// (loop 2300 with its 2400 service lines) becomes one record:
+//   {"transaction": {"ST": seg, "BHT": seg},
+//    "billingProvider": {"HL", "PRV", "NM1", "N3", "N4", "REF": [..]},          // 2000A/2010AA
+//    "subscriber": {"HL", "SBR", "NM1", "N3", "N4", "DMG", "REF": [..]},        // 2000B/2010BA
+//    "payer": {"NM1", "N3", "N4", "REF": [..]},                                  // 2010BB
+//    "patient": {"HL", "PAT", "NM1", "N3", "N4", "DMG"},  // 2000C/2010CA, or the subscriber's
+//    "subscriberIsPatient": true|false,
+//    "claim": {"CLM", "HI": [..], "DTP": [..], "REF": [..],
+//              "renderingProvider": {"NM1", "PRV"}},                             // 2300/2310B
+//    "lines": [{"LX", "SV1", "DTP": [..], "REF": [..]}]}                         // 2400
+// A segment is {"@segment": N, "@id": "SV1", "01": "...", "02": [component, ...], ...}: N counts
+// from ST = 1 within the transaction set; an element holding component separators is an array
+// of its components; empty elements are "".
+//
+// Envelope checks: ISA/IEA control numbers and the IEA group count, GS/GE control numbers and
+// the GE transaction count, ST/SE control numbers and the SE segment count. A failed check is a
+// rejected record whose location names the segment and element (`segment 36 (SE), element 1`;
+// envelope segments outside a transaction set are numbered within the interchange:
+// `interchange segment 40 (GE), element 1`). Claims of a transaction set are passed on as soon as
+// they are complete, so a bad SE count is reported after that set's claims (memory stays
+// constant however large the set). A subscriber or patient loop without a claim, a claim without
+// service lines, and segments out of their loop are rejected records. An ISA that is not 106
+// bytes with the element separator at every fixed position is fatal.
+
+#include <deque>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "mappers/readers/reader.h"
+
+namespace fhir::mappers::readers::x12 {
+
+class X12Reader final : public RecordReader {
+ public:
+  explicit X12Reader(std::istream& stream);
+  ~X12Reader() override;
+
+  // RecordReader
+  ReadStatus next(SourceRecord& record, IssueList& issues) override;
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
+
+}  // namespace fhir::mappers::readers::x12

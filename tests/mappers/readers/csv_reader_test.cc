@@ -1,0 +1,145 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "mappers/readers/csv/csv_reader.h"
+
+#include <gtest/gtest.h>
+
+#include <sstream>
+
+namespace fhir::mappers::readers::csv {
+namespace {
+
+struct Read {
+  ReadStatus status;
+  SourceRecord record;
+  IssueList issues;
+};
+
+std::vector<Read> readAll(const std::string& text) {
+  std::istringstream stream(text);
+  CsvReader reader(stream);
+  std::vector<Read> out;
+  while (true) {
+    Read read;
+    read.status = reader.next(read.record, read.issues);
+    if (read.status == ReadStatus::kEnd) break;
+    bool stop = read.status == ReadStatus::kFatal;
+    out.push_back(std::move(read));
+    if (stop) break;
+  }
+  return out;
+}
+
+std::string field(const SourceRecord& record, const char* name) {
+  auto value = json::getString(record.doc, name);
+  return value ? std::string(*value) : "<absent>";
+}
+
+std::string locationOf(const Read& read) {
+  return read.issues.issues().empty() || read.issues.issues()[0].location.empty() ? "" : read.issues.issues()[0].location[0];
+}
+
+TEST(CsvReader, QuotedFieldsCrlfBomAndBlankLines) {
+  std::string text =
+      "\xEF\xBB\xBF" "id,name,note\r\n"
+      "1,\"Okafor, Adaeze\",plain\r\n"
+      "\r\n"
+      "2,\"say \"\"hi\"\"\",\"two\r\nlines\"\r\n"
+      "3,,\"\"\n";
+  auto reads = readAll(text);
+  ASSERT_EQ(reads.size(), 3u);
+  for (const Read& read : reads) EXPECT_EQ(read.status, ReadStatus::kRecord);
+  EXPECT_EQ(field(reads[0].record, "id"), "1");
+  EXPECT_EQ(field(reads[0].record, "name"), "Okafor, Adaeze");
+  EXPECT_EQ(json::numberText(reads[0].record.doc["@line"]), "2");
+  EXPECT_EQ(reads[0].record.raw, "1,\"Okafor, Adaeze\",plain\r\n");
+  EXPECT_EQ(field(reads[1].record, "name"), "say \"hi\"");
+  EXPECT_EQ(field(reads[1].record, "note"), "two\r\nlines");
+  EXPECT_EQ(json::numberText(reads[1].record.doc["@line"]), "4");
+  // The quoted line break makes row 3 start on physical line 6.
+  EXPECT_EQ(json::numberText(reads[2].record.doc["@line"]), "6");
+  EXPECT_EQ(reads[2].record.position, "line 6");
+  EXPECT_EQ(field(reads[2].record, "name"), "");
+  EXPECT_EQ(field(reads[2].record, "note"), "");
+}
+
+TEST(CsvReader, LastLineWithoutLineBreak) {
+  auto reads = readAll("a,b\nx,y");
+  ASSERT_EQ(reads.size(), 1u);
+  EXPECT_EQ(field(reads[0].record, "b"), "y");
+}
+
+TEST(CsvReader, WrongFieldCountRejectsTheRowAndGoesOn) {
+  auto reads = readAll("a,b,c\n1,2,3\n4,5\n6,7,8,9\n10,11,12\n");
+  ASSERT_EQ(reads.size(), 4u);
+  EXPECT_EQ(reads[0].status, ReadStatus::kRecord);
+  EXPECT_EQ(reads[1].status, ReadStatus::kRejected);
+  EXPECT_EQ(locationOf(reads[1]), "line 3");
+  EXPECT_EQ(reads[1].issues.issues()[0].diagnostics, "line 3: 2 fields, the header has 3");
+  EXPECT_EQ(reads[1].record.raw, "4,5\n");
+  EXPECT_EQ(reads[2].status, ReadStatus::kRejected);
+  EXPECT_EQ(locationOf(reads[2]), "line 4");
+  EXPECT_EQ(reads[3].status, ReadStatus::kRecord);
+  EXPECT_EQ(field(reads[3].record, "c"), "12");
+}
+
+TEST(CsvReader, QuoteInsideUnquotedFieldNamesLineAndColumn) {
+  auto reads = readAll("claim_id,member_last,dos_from\nC1,O\"Brien,20261001\nC2,Smith,20261002\n");
+  ASSERT_EQ(reads.size(), 2u);
+  EXPECT_EQ(reads[0].status, ReadStatus::kRejected);
+  EXPECT_EQ(locationOf(reads[0]), "line 2, column member_last");
+  EXPECT_EQ(reads[1].status, ReadStatus::kRecord);
+}
+
+TEST(CsvReader, TextAfterClosingQuote) {
+  auto reads = readAll("a,b\r\n1,\"x\"y\r\n");
+  ASSERT_EQ(reads.size(), 1u);
+  EXPECT_EQ(reads[0].status, ReadStatus::kRejected);
+  EXPECT_EQ(locationOf(reads[0]), "line 2, column b");
+}
+
+TEST(CsvReader, UnclosedQuoteNamesTheLineWhereItOpened) {
+  auto reads = readAll("a,b\n1,2\n3,\"open\nstill open\n");
+  ASSERT_EQ(reads.size(), 2u);
+  EXPECT_EQ(reads[1].status, ReadStatus::kRejected);
+  EXPECT_EQ(locationOf(reads[1]), "line 3, column b");
+}
+
+TEST(CsvReader, ExtraFieldBeyondHeaderIsNamedByNumber) {
+  auto reads = readAll("a,b\n1,2,\"x\"y\n");
+  ASSERT_EQ(reads.size(), 1u);
+  EXPECT_EQ(locationOf(reads[0]), "line 2, column 3");
+}
+
+TEST(CsvReader, HeaderProblemsAreFatal) {
+  auto empty = readAll("");
+  ASSERT_EQ(empty.size(), 1u);
+  EXPECT_EQ(empty[0].status, ReadStatus::kFatal);
+  EXPECT_EQ(locationOf(empty[0]), "line 1");
+
+  auto duplicate = readAll("a,b,a\n1,2,3\n");
+  ASSERT_EQ(duplicate.size(), 1u);
+  EXPECT_EQ(duplicate[0].status, ReadStatus::kFatal);
+  EXPECT_EQ(locationOf(duplicate[0]), "line 1, column 3");
+}
+
+TEST(CsvReader, LargeInputAcrossBufferBoundaries) {
+  std::string text = "id,value\n";
+  for (int row = 0; row < 20000; ++row) {
+    text += std::to_string(row) + ",\"" + std::string(static_cast<size_t>(row % 17), 'x') + "\"\n";
+  }
+  std::istringstream stream(text);
+  CsvReader reader(stream);
+  int rows = 0;
+  SourceRecord record;
+  IssueList issues;
+  while (reader.next(record, issues) == ReadStatus::kRecord) {
+    ASSERT_EQ(field(record, "id"), std::to_string(rows));
+    ASSERT_EQ(field(record, "value").size(), static_cast<size_t>(rows % 17));
+    ++rows;
+  }
+  EXPECT_EQ(rows, 20000);
+  EXPECT_TRUE(issues.empty());
+}
+
+}  // namespace
+}  // namespace fhir::mappers::readers::csv

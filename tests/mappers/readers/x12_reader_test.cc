@@ -1,0 +1,244 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "mappers/readers/x12/x12_reader.h"
+
+#include <gtest/gtest.h>
+
+#include <sstream>
+
+#include "tests/support/test_support.h"
+
+namespace fhir::mappers::readers::x12 {
+namespace {
+
+struct Read {
+  ReadStatus status;
+  SourceRecord record;
+  IssueList issues;
+  std::string location() const {
+    return issues.issues().empty() || issues.issues()[0].location.empty() ? "" : issues.issues()[0].location[0];
+  }
+};
+
+std::vector<Read> readAll(const std::string& text) {
+  std::istringstream stream(text);
+  X12Reader reader(stream);
+  std::vector<Read> out;
+  while (true) {
+    Read read;
+    read.status = reader.next(read.record, read.issues);
+    if (read.status == ReadStatus::kEnd) break;
+    bool stop = read.status == ReadStatus::kFatal;
+    out.push_back(std::move(read));
+    if (stop) break;
+  }
+  return out;
+}
+
+std::string northshore() { return testing::readFile(testing::testDataDir() / "mappers" / "x12" / "northshore-837p.x12"); }
+
+std::string replace(std::string text, const std::string& from, const std::string& to) {
+  size_t at = text.find(from);
+  EXPECT_NE(at, std::string::npos) << from;
+  if (at != std::string::npos) text.replace(at, from.size(), to);
+  return text;
+}
+
+std::string str(const json::Value& value) { return json::isString(value) ? std::string(json::stringView(value)) : "<not a string>"; }
+
+TEST(X12Reader, ClaimsWithLoopsAndSegmentNumbers) {
+  auto reads = readAll(northshore());
+  ASSERT_EQ(reads.size(), 3u);
+  for (const Read& read : reads) {
+    ASSERT_EQ(read.status, ReadStatus::kRecord) << read.location();
+  }
+  // Claim 1: the subscriber is the patient; two HI segments, two service lines.
+  const json::Value& first = reads[0].record.doc;
+  EXPECT_EQ(str(first["claim"]["CLM"]["01"]), "NS-CLM-0001");
+  EXPECT_EQ(json::numberText(first["claim"]["CLM"]["@segment"]), "19");
+  EXPECT_EQ(str(first["claim"]["CLM"]["05"][0]), "11");
+  ASSERT_EQ(first["claim"]["HI"].Size(), 2u);
+  EXPECT_EQ(str(first["claim"]["HI"][0]["01"][1]), "E119");
+  EXPECT_EQ(str(first["claim"]["HI"][0]["02"][0]), "ABF");
+  EXPECT_EQ(str(first["claim"]["HI"][1]["01"][1]), "Z794");
+  EXPECT_EQ(str(first["claim"]["renderingProvider"]["NM1"]["09"]), "1467583922");
+  EXPECT_EQ(str(first["claim"]["renderingProvider"]["PRV"]["03"]), "207Q00000X");
+  ASSERT_EQ(first["lines"].Size(), 2u);
+  EXPECT_EQ(str(first["lines"][0]["SV1"]["01"][1]), "99214");
+  EXPECT_EQ(str(first["lines"][0]["SV1"]["01"][2]), "25");
+  EXPECT_EQ(json::numberText(first["lines"][0]["SV1"]["@segment"]), "25");
+  EXPECT_EQ(str(first["lines"][1]["DTP"][0]["03"]), "20261001");
+  EXPECT_EQ(str(first["billingProvider"]["NM1"]["09"]), "1093817462");
+  EXPECT_EQ(str(first["billingProvider"]["REF"][0]["02"]), "361234567");
+  EXPECT_EQ(str(first["subscriber"]["NM1"]["09"]), "LMC00918273");
+  EXPECT_EQ(str(first["patient"]["NM1"]["04"]), "ADAEZE");
+  EXPECT_EQ(str(first["payer"]["NM1"]["09"]), "LMC01");
+  EXPECT_EQ(str(first["transaction"]["BHT"]["04"]), "20261002");
+  EXPECT_TRUE(first["subscriberIsPatient"].GetBool());
+  EXPECT_EQ(reads[0].record.position, "interchange 000000101, transaction set 0001, segment 19");
+  EXPECT_NE(reads[0].record.raw.find("CLM*NS-CLM-0001*245.00"), std::string::npos);
+  EXPECT_NE(reads[0].record.raw.find("NM1*85*2*NORTHSHORE"), std::string::npos);
+  EXPECT_EQ(reads[0].record.raw.find("NS-CLM-0002"), std::string::npos);
+
+  // Claims 2 and 3: a dependent (2000C) who is not the subscriber.
+  const json::Value& second = reads[1].record.doc;
+  EXPECT_FALSE(second["subscriberIsPatient"].GetBool());
+  EXPECT_EQ(str(second["patient"]["NM1"]["04"]), "EMEKA");
+  EXPECT_EQ(str(second["patient"]["DMG"]["02"]), "20120511");
+  EXPECT_EQ(str(second["patient"]["PAT"]["01"]), "19");
+  EXPECT_EQ(str(second["subscriber"]["NM1"]["04"]), "CHIDI");
+  EXPECT_EQ(str(second["claim"]["renderingProvider"]["NM1"]["03"]), "MENON");
+  const json::Value& third = reads[2].record.doc;
+  EXPECT_EQ(str(third["claim"]["CLM"]["01"]), "NS-CLM-0003");
+  EXPECT_FALSE(json::find(third["claim"], "renderingProvider"));
+  EXPECT_EQ(str(third["lines"][0]["DTP"][0]["03"]), "20261002-20261003");
+  EXPECT_EQ(str(third["patient"]["NM1"]["04"]), "EMEKA");
+}
+
+TEST(X12Reader, LocationsNameSegmentAndElement) {
+  auto reads = readAll(northshore());
+  ASSERT_EQ(reads.size(), 3u);
+  EXPECT_EQ(describeLocation(reads[0].record.doc, {"lines", "0", "SV1", "01"}, false), "segment 25 (SV1), element 1");
+  EXPECT_EQ(describeLocation(reads[0].record.doc, {"lines", "0", "SV1", "01", "1"}, false),
+            "segment 25 (SV1), element 1, component 1");
+  EXPECT_EQ(describeLocation(reads[0].record.doc, {"claim", "HI", "1", "01"}, false), "segment 21 (HI), element 1");
+}
+
+TEST(X12Reader, LineBreaksAreOptional) {
+  std::string text = northshore();
+  std::string flat;
+  for (char c : text) {
+    if (c != '\n') flat.push_back(c);
+  }
+  auto reads = readAll(flat);
+  ASSERT_EQ(reads.size(), 3u);
+  EXPECT_EQ(reads[2].status, ReadStatus::kRecord);
+}
+
+TEST(X12Reader, SeparatorsComeFromTheIsa) {
+  auto plain = readAll(testing::readFile(testing::testDataDir() / "mappers" / "x12" / "x12_valid.txt"));
+  auto other = readAll(testing::readFile(testing::testDataDir() / "mappers" / "x12" / "x12_valid_different_separators.txt"));
+  ASSERT_EQ(plain.size(), 3u);  // two claims, then the wrong SE count of the published sample
+  ASSERT_EQ(other.size(), 3u);
+  for (size_t index = 0; index < 2; ++index) {
+    ASSERT_EQ(plain[index].status, ReadStatus::kRecord) << plain[index].location();
+    ASSERT_EQ(other[index].status, ReadStatus::kRecord) << other[index].location();
+    EXPECT_EQ(json::serialize(plain[index].record.doc), json::serialize(other[index].record.doc));
+  }
+  EXPECT_EQ(str(plain[1].record.doc["lines"][0]["SV1"]["01"][1]), "478331");
+  EXPECT_EQ(str(plain[0].record.doc["claim"]["HI"][0]["05"][1]), "5559");
+  EXPECT_EQ(plain[2].status, ReadStatus::kRejected);
+  EXPECT_EQ(plain[2].location(), "segment 34 (SE), element 1");
+  EXPECT_EQ(plain[2].issues.issues()[0].diagnostics,
+            "segment 34 (SE), element 1: SE01 says 25 segments, the transaction set has 34");
+  EXPECT_EQ(other[2].location(), "segment 34 (SE), element 1");
+}
+
+TEST(X12Reader, BadSegmentCount) {
+  auto reads = readAll(replace(northshore(), "SE*52*0001~", "SE*50*0001~"));
+  ASSERT_EQ(reads.size(), 4u);
+  EXPECT_EQ(reads[3].status, ReadStatus::kRejected);
+  EXPECT_EQ(reads[3].location(), "segment 52 (SE), element 1");
+}
+
+TEST(X12Reader, BadControlNumbersAndGroupCounts) {
+  std::string text = replace(northshore(), "SE*52*0001~", "SE*52*0002~");
+  text = replace(text, "GE*1*101~", "GE*2*101~");
+  text = replace(text, "IEA*1*000000101~", "IEA*1*000000102~");
+  auto reads = readAll(text);
+  ASSERT_EQ(reads.size(), 6u);
+  EXPECT_EQ(reads[3].location(), "segment 52 (SE), element 2");
+  // ISA = 1, GS = 2, ST..SE = 3..54, GE = 55, IEA = 56 within the interchange.
+  EXPECT_EQ(reads[4].location(), "interchange segment 55 (GE), element 1");
+  EXPECT_EQ(reads[4].issues.issues()[0].diagnostics,
+            "interchange segment 55 (GE), element 1: GE01 says 2 transaction sets, the group has 1");
+  EXPECT_EQ(reads[5].location(), "interchange segment 56 (IEA), element 2");
+}
+
+TEST(X12Reader, MissingClm) {
+  // The dependent's loop (HL at segment 35) loses both its claims.
+  std::string text = northshore();
+  size_t from = text.find("CLM*NS-CLM-0002");
+  size_t to = text.find("SE*52");
+  text.erase(from, to - from);
+  text = replace(text, "SE*52*0001~", "SE*41*0001~");
+  auto reads = readAll(text);
+  ASSERT_EQ(reads.size(), 2u);
+  EXPECT_EQ(reads[0].status, ReadStatus::kRecord);
+  EXPECT_EQ(reads[1].status, ReadStatus::kRejected);
+  EXPECT_EQ(reads[1].location(), "segment 35 (HL)");
+  EXPECT_EQ(reads[1].issues.issues()[0].diagnostics, "segment 35 (HL): loop 2000C has no claim (CLM, loop 2300)");
+  EXPECT_EQ(reads[1].record.raw.rfind("HL*4*3*23*0~", 0), 0u);
+}
+
+TEST(X12Reader, SubscriberWithoutClaimOrPatient) {
+  std::string text = replace(northshore(), "CLM*NS-CLM-0001*245.00***11:B:1*Y*A*Y*Y~\n", "");
+  // Without its CLM, the HI, NM1*82 and service lines of claim 1 are out of place.
+  auto reads = readAll(text);
+  ASSERT_GE(reads.size(), 2u);
+  EXPECT_EQ(reads[0].status, ReadStatus::kRejected);
+  EXPECT_EQ(reads[0].location(), "segment 21 (NM1), element 1");
+  bool found = false;
+  for (const Read& read : reads) found = found || read.location() == "segment 12 (HL)";
+  EXPECT_TRUE(found);
+}
+
+TEST(X12Reader, ClaimWithoutServiceLines) {
+  std::string text = northshore();
+  size_t from = text.find("LX*1~\nSV1*HC:87880");
+  size_t to = text.find("SE*52");
+  text.erase(from, to - from);
+  text = replace(text, "SE*52*0001~", "SE*49*0001~");
+  auto reads = readAll(text);
+  ASSERT_EQ(reads.size(), 3u);
+  EXPECT_EQ(reads[2].status, ReadStatus::kRejected);
+  EXPECT_EQ(reads[2].location(), "segment 47 (CLM)");
+}
+
+TEST(X12Reader, WrongSeparators) {
+  // An ISA sender id one character short moves every later separator.
+  auto shifted = readAll(replace(northshore(), "*ZZ*NORTHSHOREBILL *", "*ZZ*NORTHSHOREBILL*"));
+  ASSERT_EQ(shifted.size(), 1u);
+  EXPECT_EQ(shifted[0].status, ReadStatus::kFatal);
+  EXPECT_EQ(shifted[0].location(), "interchange segment 1 (ISA), element 6");
+
+  // The ISA declares '*' but the rest of the interchange uses '|'.
+  std::string text = northshore();
+  size_t isa_end = text.find('\n');
+  for (size_t at = isa_end; at < text.size(); ++at) {
+    if (text[at] == '*') text[at] = '|';
+  }
+  auto piped = readAll(text);
+  ASSERT_EQ(piped.size(), 1u);
+  EXPECT_EQ(piped[0].status, ReadStatus::kFatal);
+  EXPECT_EQ(piped[0].location(), "interchange segment 2");
+
+  // A terminator that is a letter.
+  std::string letter = northshore();
+  letter[105] = 'X';
+  auto bad = readAll(letter);
+  ASSERT_EQ(bad.size(), 1u);
+  EXPECT_EQ(bad[0].location(), "interchange segment 1 (ISA), element 16");
+
+  auto not_x12 = readAll("claim_id,line_no\n1,2\n");
+  ASSERT_EQ(not_x12.size(), 1u);
+  EXPECT_EQ(not_x12[0].status, ReadStatus::kFatal);
+}
+
+TEST(X12Reader, TruncatedInterchange) {
+  std::string text = northshore();
+  text.erase(text.find("SE*52"));
+  auto reads = readAll(text);
+  ASSERT_EQ(reads.size(), 4u);
+  EXPECT_EQ(reads[2].status, ReadStatus::kRecord);
+  EXPECT_EQ(reads[3].status, ReadStatus::kRejected);
+  EXPECT_EQ(reads[3].location(), "segment 52");
+}
+
+TEST(X12Reader, TwoInterchangesInOneStream) {
+  auto reads = readAll(northshore() + northshore());
+  ASSERT_EQ(reads.size(), 6u);
+  for (const Read& read : reads) EXPECT_EQ(read.status, ReadStatus::kRecord) << read.location();
+}
+
+}  // namespace
+}  // namespace fhir::mappers::readers::x12
