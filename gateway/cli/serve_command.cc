@@ -16,6 +16,8 @@
 #include "gateway/server/http_server.h"
 #include "gateway/server/metrics.h"
 #include "gateway/store/store.h"
+#include "gateway/subscriptions/subscription.h"
+#include "gateway/subscriptions/topics.h"
 
 namespace fhir::gateway::cli {
 namespace {
@@ -119,17 +121,45 @@ int runServe(const Args& args, Io& io) {
   const std::string profiles = profilesDir();
   ValidatorOptions validator_options;
   validator_options.core_package_dir = profiles + "/r4-core/package";
-  if (std::filesystem::is_directory(profiles + "/alignment")) validator_options.extra_paths.push_back(profiles + "/alignment");
+  const std::string alignment = profiles + "/alignment/package";
+  if (std::filesystem::is_directory(alignment)) validator_options.extra_paths.push_back(alignment);
   auto validator = createValidator(validator_options);
   if (!validator.ok()) {
     io.err << "fhir-gateway serve: cannot load definitions: " << validator.message() << "\n";
     return 2;
   }
 
+  auto topics = TopicCatalog::load(alignment);
+  if (!topics.ok()) {
+    io.err << "fhir-gateway serve: cannot load subscription topics: " << topics.message() << "\n";
+    return 2;
+  }
+  SubscriptionRegistry registry;
+  auto rows = (*store)->listSubscriptions();
+  if (!rows.ok()) {
+    io.err << "fhir-gateway serve: " << rows.message() << "\n";
+    return 2;
+  }
+  for (const SubscriptionRow& row : *rows) {
+    auto resource = json::parse(row.resource_json);
+    IssueList ignored;
+    if (!resource.ok()) continue;
+    auto subscription = parseSubscription(*resource, **topics, ignored);
+    if (!subscription) continue;
+    subscription->id = row.id;
+    subscription->status = row.status;
+    subscription->error = row.error;
+    registry.put(std::move(*subscription));
+  }
+
   Metrics metrics;
   DeliveryService delivery(config, *store, metrics);
   Pipeline pipeline(config, *store, *validator, metrics, [&delivery] { delivery.wake(); });
-  ServerContext context{config, *store, *validator, pipeline, metrics, loadTopicCanonicals(profiles + "/alignment")};
+  pipeline.setSubscriptions(*topics, &registry);
+  std::vector<std::string> canonicals;
+  for (const Topic& topic : (*topics)->topics()) canonicals.push_back(topic.canonical);
+  ServerContext context{config, *store, *validator, pipeline, metrics, canonicals, *topics, &registry,
+                        [&delivery] { delivery.wake(); }, ""};
   HttpServer server(context);
   Status started = server.start(host, port);
   if (!started.ok()) {
@@ -137,7 +167,10 @@ int runServe(const Args& args, Io& io) {
     return 2;
   }
   const std::string shown_host = host.find(':') != std::string::npos ? "[" + host + "]" : host;
-  pipeline.setBaseUrl("http://" + shown_host + ":" + std::to_string(server.port()) + "/fhir");
+  const std::string base_url = "http://" + shown_host + ":" + std::to_string(server.port()) + "/fhir";
+  pipeline.setBaseUrl(base_url);
+  context.base_url = base_url;
+  delivery.setSubscriptions(&registry, base_url);
   delivery.start();
   io.out << "listening on http://" << shown_host << ":" << server.port() << std::endl;
 

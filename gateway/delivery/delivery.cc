@@ -13,9 +13,13 @@
 namespace fhir::gateway {
 namespace {
 
+enum class FlightKind { kOutbox, kHandshake, kHeartbeat };
+
 struct InFlight {
+  FlightKind kind = FlightKind::kOutbox;
   OutboxItem item;
-  const Destination* destination = nullptr;
+  Destination destination;
+  std::string body;
   CURL* easy = nullptr;
   curl_slist* headers = nullptr;
   std::string response;
@@ -57,14 +61,34 @@ std::string hmacSha256Hex(std::string_view secret, std::string_view body) {
 DeliveryService::DeliveryService(const Config& config, StorePtr store, Metrics& metrics)
     : config_(config), store_(std::move(store)), metrics_(metrics) {
   for (const PayerConfig& payer : config.payers) {
-    destinations_.push_back({"payer:" + payer.id, payer.id, payer.endpoint, payer.secret});
+    destinations_.push_back({"payer:" + payer.id, payer.id, payer.endpoint, payer.secret, {}, std::nullopt});
   }
   for (const FeedConfig& feed : config.feeds) {
-    destinations_.push_back({"feed:" + feed.id, feed.id, feed.endpoint, feed.secret});
+    destinations_.push_back({"feed:" + feed.id, feed.id, feed.endpoint, feed.secret, {}, std::nullopt});
   }
 }
 
 DeliveryService::~DeliveryService() { stop(); }
+
+std::vector<Destination> DeliveryService::currentDestinations() const {
+  std::vector<Destination> destinations = destinations_;
+  if (registry_ == nullptr) return destinations;
+  for (Subscription& subscription : registry_->all()) {
+    if (subscription.status == "off") continue;
+    Destination destination{"subscription:" + subscription.id, subscription.id, subscription.endpoint, "",
+                            subscription.headers, std::nullopt};
+    destination.subscription = std::move(subscription);
+    destinations.push_back(std::move(destination));
+  }
+  return destinations;
+}
+
+void DeliveryService::setSubscriptionStatus(const Subscription& subscription, const std::string& status,
+                                            const std::string& error) {
+  if (subscription.status == status && subscription.error == error) return;
+  if (registry_ == nullptr || !registry_->setStatus(subscription.id, status, error)) return;
+  (void)store_->putSubscription(SubscriptionRow{subscription.id, status, error, subscription.resource_json});
+}
 
 void DeliveryService::start() {
   multi_ = curl_multi_init();
@@ -98,22 +122,83 @@ void DeliveryService::run() {
     attempt.http_status = static_cast<int>(http_status);
     attempt.duration_ms = nowMs() - flight.started_ms;
     const bool success = code == CURLE_OK && http_status >= 200 && http_status < 300;
+    const std::string failure = code != CURLE_OK ? std::string(curl_easy_strerror(code))
+                                                 : "HTTP " + std::to_string(http_status);
+    if (flight.kind != FlightKind::kOutbox) {
+      // Handshakes and heartbeats take no number and are not retried from the outbox.
+      const Subscription& subscription = *flight.destination.subscription;
+      if (flight.kind == FlightKind::kHandshake) {
+        setSubscriptionStatus(subscription, success ? "active" : "error",
+                              success ? "" : "handshake failed: " + failure);
+      } else if (!success) {
+        setSubscriptionStatus(subscription, "error", "heartbeat failed: " + failure);
+      }
+      metrics_.countDelivery(flight.destination.key, success ? "delivered" : "failed");
+      curl_multi_remove_handle(multi, flight.easy);
+      curl_easy_cleanup(flight.easy);
+      curl_slist_free_all(flight.headers);
+      return;
+    }
+    if (flight.destination.subscription) {
+      const Subscription& subscription = *flight.destination.subscription;
+      if (success && subscription.status == "error") setSubscriptionStatus(subscription, "active", "");
+      if (!success && subscription.status == "active") {
+        setSubscriptionStatus(subscription, "error", "delivery failed: " + failure);
+      }
+    }
     if (success) {
       (void)store_->recordDelivered(attempt);
-      metrics_.countDelivery(flight.destination->key, "delivered");
+      metrics_.countDelivery(flight.destination.key, "delivered");
     } else {
-      attempt.error = code != CURLE_OK ? std::string(curl_easy_strerror(code))
-                                       : "HTTP " + std::to_string(http_status);
+      attempt.error = failure;
       const int64_t first = flight.item.first_attempt_ms != 0 ? flight.item.first_attempt_ms : flight.started_ms;
       const int64_t give_up_ms = static_cast<int64_t>(config_.delivery.give_up_after_hours * 3600 * 1000);
       const int64_t next = nowMs() + backoffMs(config_.delivery, flight.item.attempts + 1);
       const bool dead = next - first > give_up_ms;
       (void)store_->recordFailed(attempt, next, dead);
-      metrics_.countDelivery(flight.destination->key, dead ? "dead" : "failed");
+      metrics_.countDelivery(flight.destination.key, dead ? "dead" : "failed");
     }
     curl_multi_remove_handle(multi, flight.easy);
     curl_easy_cleanup(flight.easy);
     curl_slist_free_all(flight.headers);
+  };
+
+  std::map<std::string, int64_t> last_sent_ms;  // per subscription, for heartbeats
+
+  auto launch = [&](std::unique_ptr<InFlight> flight) {
+    const Destination& destination = flight->destination;
+    flight->easy = curl_easy_init();
+    flight->headers = curl_slist_append(flight->headers, "Content-Type: application/fhir+json");
+    if (flight->kind == FlightKind::kOutbox) {
+      const std::string number = std::to_string(flight->item.number);
+      flight->headers = curl_slist_append(flight->headers, ("X-Event-Number: " + number).c_str());
+      flight->headers = curl_slist_append(flight->headers, ("Idempotency-Key: " + destination.id + ":" + number).c_str());
+    }
+    if (!destination.secret.empty()) {
+      flight->headers = curl_slist_append(
+          flight->headers, ("X-Signature: sha256=" + hmacSha256Hex(destination.secret, flight->body)).c_str());
+    }
+    for (const std::string& header : destination.headers) flight->headers = curl_slist_append(flight->headers, header.c_str());
+    flight->headers = curl_slist_append(flight->headers, "Expect:");
+    CURL* easy = flight->easy;
+    int64_t timeout_ms = config_.delivery.timeout_ms;
+    if (destination.subscription && destination.subscription->timeout_seconds > 0) {
+      timeout_ms = std::min<int64_t>(timeout_ms, destination.subscription->timeout_seconds * 1000);
+    }
+    curl_easy_setopt(easy, CURLOPT_URL, destination.endpoint.c_str());
+    curl_easy_setopt(easy, CURLOPT_POST, 1L);
+    curl_easy_setopt(easy, CURLOPT_POSTFIELDS, flight->body.data());
+    curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(flight->body.size()));
+    curl_easy_setopt(easy, CURLOPT_HTTPHEADER, flight->headers);
+    curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, static_cast<long>(timeout_ms));
+    curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(std::min<int64_t>(timeout_ms, 5000)));
+    curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, &discardBody);
+    curl_easy_setopt(easy, CURLOPT_WRITEDATA, &flight->response);
+    curl_easy_setopt(easy, CURLOPT_PRIVATE, flight.get());
+    curl_multi_add_handle(multi, easy);
+    if (destination.subscription) last_sent_ms[destination.subscription->id] = flight->started_ms;
+    in_flight.emplace(destination.key, std::move(flight));
   };
 
   while (true) {
@@ -121,38 +206,44 @@ void DeliveryService::run() {
     if (!stopping) {
       woken_ = false;
       const int64_t now = nowMs();
-      for (const Destination& destination : destinations_) {
+      for (Destination& destination : currentDestinations()) {
         if (in_flight.count(destination.key) != 0) continue;
-        auto due = store_->nextDue(destination.key, now);
-        if (!due.ok() || !due->has_value()) continue;
         auto flight = std::make_unique<InFlight>();
-        flight->item = std::move(**due);
-        flight->destination = &destination;
         flight->started_ms = now;
-        flight->easy = curl_easy_init();
-        const std::string number = std::to_string(flight->item.number);
-        flight->headers = curl_slist_append(flight->headers, "Content-Type: application/fhir+json");
-        flight->headers = curl_slist_append(flight->headers, ("X-Event-Number: " + number).c_str());
-        flight->headers = curl_slist_append(flight->headers, ("Idempotency-Key: " + destination.id + ":" + number).c_str());
-        if (!destination.secret.empty()) {
-          flight->headers = curl_slist_append(
-              flight->headers, ("X-Signature: sha256=" + hmacSha256Hex(destination.secret, flight->item.body)).c_str());
+        if (destination.subscription && destination.subscription->status == "requested") {
+          flight->kind = FlightKind::kHandshake;
+          flight->body = notificationBundle(*destination.subscription, NotificationType::kHandshake, 0, {}, base_url_);
+          flight->destination = std::move(destination);
+          launch(std::move(flight));
+          continue;
         }
-        flight->headers = curl_slist_append(flight->headers, "Expect:");
-        CURL* easy = flight->easy;
-        curl_easy_setopt(easy, CURLOPT_URL, destination.endpoint.c_str());
-        curl_easy_setopt(easy, CURLOPT_POST, 1L);
-        curl_easy_setopt(easy, CURLOPT_POSTFIELDS, flight->item.body.data());
-        curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(flight->item.body.size()));
-        curl_easy_setopt(easy, CURLOPT_HTTPHEADER, flight->headers);
-        curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, static_cast<long>(config_.delivery.timeout_ms));
-        curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(std::min<int64_t>(config_.delivery.timeout_ms, 5000)));
-        curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
-        curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, &discardBody);
-        curl_easy_setopt(easy, CURLOPT_WRITEDATA, &flight->response);
-        curl_easy_setopt(easy, CURLOPT_PRIVATE, flight.get());
-        curl_multi_add_handle(multi, easy);
-        in_flight.emplace(destination.key, std::move(flight));
+        auto due = store_->nextDue(destination.key, now);
+        if (!due.ok()) continue;
+        if (!due->has_value()) {
+          const Subscription* subscription = destination.subscription ? &*destination.subscription : nullptr;
+          if (subscription == nullptr || subscription->heartbeat_seconds <= 0 || subscription->status != "active") continue;
+          auto last = last_sent_ms.find(subscription->id);
+          if (last == last_sent_ms.end()) {
+            last_sent_ms[subscription->id] = now;
+            continue;
+          }
+          if (now - last->second < subscription->heartbeat_seconds * 1000) continue;
+          auto number = store_->lastNumber(destination.key);
+          flight->kind = FlightKind::kHeartbeat;
+          flight->body = notificationBundle(*subscription, NotificationType::kHeartbeat, number.ok() ? *number : 0, {}, base_url_);
+          flight->destination = std::move(destination);
+          launch(std::move(flight));
+          continue;
+        }
+        flight->item = std::move(**due);
+        if (destination.subscription) {
+          flight->body = notificationBundle(*destination.subscription, NotificationType::kEventNotification,
+                                            flight->item.number, {{flight->item.number, flight->item.body}}, base_url_);
+        } else {
+          flight->body = flight->item.body;
+        }
+        flight->destination = std::move(destination);
+        launch(std::move(flight));
       }
     }
     if (stopping && in_flight.empty()) break;
@@ -165,7 +256,7 @@ void DeliveryService::run() {
       InFlight* flight = nullptr;
       curl_easy_getinfo(message->easy_handle, CURLINFO_PRIVATE, &flight);
       const CURLcode code = message->data.result;
-      const std::string key = flight->destination->key;
+      const std::string key = flight->destination.key;
       finish(*flight, code);
       in_flight.erase(key);
       woken_ = true;  // that destination may have more rows now

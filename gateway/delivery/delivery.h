@@ -10,6 +10,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <map>
+#include <optional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -18,14 +19,17 @@
 #include "gateway/config/config.h"
 #include "gateway/server/metrics.h"
 #include "gateway/store/store.h"
+#include "gateway/subscriptions/subscription.h"
 
 namespace fhir::gateway {
 
 struct Destination {
-  std::string key;       // "payer:<id>" / "feed:<id>": the outbox destination
-  std::string id;        // payer or feed id: the prefix of Idempotency-Key
+  std::string key;       // "payer:<id>" / "feed:<id>" / "subscription:<id>": the outbox destination
+  std::string id;        // payer, feed or subscription id: the prefix of Idempotency-Key
   std::string endpoint;
   std::string secret;    // empty: no X-Signature
+  std::vector<std::string> headers;          // extra "Name: value" headers (Subscription channel)
+  std::optional<Subscription> subscription;  // set for subscriptions
 };
 
 // Lower-case hex HMAC-SHA256 of `body` with `secret`.
@@ -34,6 +38,13 @@ std::string hmacSha256Hex(std::string_view secret, std::string_view body);
 class DeliveryService {
  public:
   DeliveryService(const Config& config, StorePtr store, Metrics& metrics);
+
+  // Also deliver to topic-based subscriptions: handshake on activation, event notifications,
+  // heartbeats. `base_url` is the FHIR base used in notification Bundles.
+  void setSubscriptions(SubscriptionRegistry* registry, std::string base_url) {
+    registry_ = registry;
+    base_url_ = std::move(base_url);
+  }
   ~DeliveryService();
   DeliveryService(const DeliveryService&) = delete;
   DeliveryService& operator=(const DeliveryService&) = delete;
@@ -46,11 +57,15 @@ class DeliveryService {
 
  private:
   void run();
+  std::vector<Destination> currentDestinations() const;
+  void setSubscriptionStatus(const Subscription& subscription, const std::string& status, const std::string& error);
 
   const Config& config_;
   StorePtr store_;
   Metrics& metrics_;
   std::vector<Destination> destinations_;
+  SubscriptionRegistry* registry_ = nullptr;
+  std::string base_url_;
   std::thread worker_;
   std::atomic<bool> stopping_{false};
   std::atomic<bool> woken_{false};

@@ -2,6 +2,7 @@
 #include "gateway/ingest/pipeline.h"
 
 #include <chrono>
+#include <map>
 
 #include "gateway/dispatch/router.h"
 #include "mappers/econsult/econsult_mapper.h"
@@ -44,6 +45,46 @@ bool isJsonContentType(std::string_view content_type) {
   std::string_view media = content_type.substr(0, content_type.find(';'));
   while (!media.empty() && media.back() == ' ') media.remove_suffix(1);
   return media == "application/json" || media == "application/fhir+json";
+}
+
+// Queues one notification per live subscription whose topic fires for a changed resource and
+// whose filters match. `claim_facts` holds, per routed Claim id, the facts of that claim
+// (its payer and code); a Claim that was not routed announces nothing.
+ChangeHook subscriptionHook(TopicCatalogPtr topics, std::vector<Subscription> subscriptions, EventFacts facts,
+                            std::map<std::string, EventFacts> claim_facts) {
+  return [topics = std::move(topics), subscriptions = std::move(subscriptions), facts = std::move(facts),
+          claim_facts = std::move(claim_facts)](const std::vector<ResourceChangeRecord>& changes,
+                                                std::vector<OutboxWrite>& outbox) {
+    std::vector<json::Document> currents(changes.size());
+    std::vector<json::Document> previous(changes.size());
+    std::vector<ResourceChange> parsed;
+    for (size_t i = 0; i < changes.size(); ++i) {
+      json::ParseError error;
+      if (!json::parse(*changes[i].current_json, currents[i], error)) continue;
+      ResourceChange change{changes[i].type, changes[i].id, nullptr, &currents[i]};
+      if (!changes[i].previous_json.empty() && json::parse(changes[i].previous_json, previous[i], error)) {
+        change.previous = &previous[i];
+      }
+      parsed.push_back(change);
+    }
+    for (const Subscription& subscription : subscriptions) {
+      if (subscription.status != "active" && subscription.status != "error") continue;
+      const Topic* topic = topics->find(subscription.topic);
+      if (topic == nullptr) continue;
+      for (const ResourceChange& change : parsed) {
+        const EventFacts* focus_facts = &facts;
+        if (change.type == "Claim") {
+          auto found = claim_facts.find(change.id);
+          if (found == claim_facts.end()) continue;
+          focus_facts = &found->second;
+        }
+        if (!topics->fires(*topic, change) || !filtersMatch(subscription, *focus_facts)) continue;
+        outbox.push_back(OutboxWrite{"subscription:" + subscription.id, "notification",
+                                     notificationRecord(subscription.topic, change.type + "/" + change.id, {change.current})});
+        break;  // one notification per subscription and event
+      }
+    }
+  };
 }
 
 }  // namespace
@@ -163,9 +204,19 @@ Answer Pipeline::ingestEconsult(std::string_view body, std::string_view content_
   for (const FeedConfig& feed : config_.feeds) {
     commit.outbox.push_back(OutboxWrite{feedDestination(feed.id), "bundle", bundle_json});
   }
+  EventFacts facts;
+  facts.patient = "Patient/" + mapped.patient_id;
+  for (const mappers::CoverageFact& coverage : mapped.coverage) facts.payers.insert(coverage.payer_id);
+  facts.practices.insert(mapped.practice_npis.begin(), mapped.practice_npis.end());
+  facts.codes.insert(mapped.codes.begin(), mapped.codes.end());
+  std::map<std::string, EventFacts> claim_facts;
   for (const mappers::BillingFact& billing : mapped.billing) {
     RouteDecision decision = routeClaim(config_, billing);
     if (decision.payer != nullptr) {
+      EventFacts claim = facts;
+      claim.payers = {decision.payer->id};
+      claim.codes = {billing.system + "|" + billing.code};
+      claim_facts.emplace(billing.claim_id, std::move(claim));
       commit.outbox.push_back(OutboxWrite{payerDestination(decision.payer->id), "claim",
                                           payerBundle(mapped.bundle, billing.claim_id, *store_, base_url_)});
       continue;
@@ -176,8 +227,14 @@ Answer Pipeline::ingestEconsult(std::string_view body, std::string_view content_
                                                 billing.code, decision.reason, toOperationOutcomeJson(reason)});
   }
   if (idempotency_key.empty()) return storeFailure("event without source/eventId passed mapping");
+  bool has_subscriptions = false;
+  if (topics_ && registry_ != nullptr) {
+    std::vector<Subscription> live = registry_->all();
+    has_subscriptions = !live.empty();
+    if (has_subscriptions) commit.on_changes = subscriptionHook(topics_, std::move(live), std::move(facts), std::move(claim_facts));
+  }
 
-  const bool has_outbox = !commit.outbox.empty();
+  const bool has_outbox = !commit.outbox.empty() || has_subscriptions;
   auto outcome = store_->commitIngest(std::move(commit));
   if (!outcome.ok()) return storeFailure(outcome.message());
   metrics_.countIngest(std::string(kChannel), outcome->duplicate ? "duplicate" : "accepted");

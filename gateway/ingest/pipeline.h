@@ -14,13 +14,20 @@
 #include "gateway/config/config.h"
 #include "gateway/server/metrics.h"
 #include "gateway/store/store.h"
+#include "gateway/subscriptions/subscription.h"
+#include "gateway/subscriptions/topics.h"
 
 namespace fhir::gateway {
 
 struct Answer {
+  Answer() = default;
+  Answer(int status_code, std::string type, std::string text, std::string location_url = {})
+      : status(status_code), content_type(std::move(type)), body(std::move(text)), location(std::move(location_url)) {}
+
   int status = 200;
   std::string content_type = "application/fhir+json";
   std::string body;
+  std::string location;  // Location header, when set
 };
 
 class Pipeline {
@@ -37,6 +44,13 @@ class Pipeline {
   Answer reject(std::string_view channel, std::string_view payload, std::string_view content_type,
                 int status, const IssueList& issues, bool truncated = false);
 
+  // Topic-based subscriptions: accepted events are matched against the live subscriptions in
+  // the ingest transaction. Without this call no notifications are queued.
+  void setSubscriptions(TopicCatalogPtr topics, const SubscriptionRegistry* registry) {
+    topics_ = std::move(topics);
+    registry_ = registry;
+  }
+
   // fullUrl base of stored resources (`http://host:port/fhir`).
   void setBaseUrl(std::string base_url) { base_url_ = std::move(base_url); }
 
@@ -47,6 +61,8 @@ class Pipeline {
   Metrics& metrics_;
   std::function<void()> on_outbox_;
   std::string base_url_ = "http://127.0.0.1:8080/fhir";
+  TopicCatalogPtr topics_;
+  const SubscriptionRegistry* registry_ = nullptr;
 };
 
 }  // namespace fhir::gateway

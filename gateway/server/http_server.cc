@@ -12,12 +12,15 @@
 #include <Poco/ThreadPool.h>
 
 #include <filesystem>
+#include <map>
 #include <fstream>
 #include <istream>
 #include <set>
 #include <sstream>
 
 #include "conformance/json/json.h"
+#include "gateway/store/time_util.h"
+#include "mappers/common/ids.h"
 
 namespace fhir::gateway {
 namespace {
@@ -80,6 +83,7 @@ class Router final : public HTTPRequestHandler {
     response.setStatusAndReason(static_cast<Poco::Net::HTTPResponse::HTTPStatus>(answer.status));
     response.setContentType(answer.content_type);
     response.setContentLength64(static_cast<Poco::UInt64>(answer.body.size()));
+    if (!answer.location.empty()) response.set("Location", answer.location);
     std::ostream& out = response.send();
     out.write(answer.body.data(), static_cast<std::streamsize>(answer.body.size()));
   }
@@ -108,6 +112,9 @@ class Router final : public HTTPRequestHandler {
       if (auto refused = readBody(request, "econsult", body)) return *refused;
       return context_.pipeline.ingestEconsult(body, request.getContentType());
     }
+    if (parts.size() >= 2 && parts[0] == "fhir" && (parts[1] == "Subscription" || parts[1] == "SubscriptionTopic")) {
+      return subscriptionRoute(request, method, parts, query);
+    }
     if (parts.size() >= 1 && parts[0] == "fhir") {
       if (get && parts.size() == 2 && parts[1] == "metadata") return capabilityStatement();
       if (post && ((parts.size() == 2 && parts[1] == "$validate") ||
@@ -123,6 +130,23 @@ class Router final : public HTTPRequestHandler {
       }
     }
     if (get && uri == "/admin/quarantine") return quarantineList();
+    if (get && uri == "/admin/unroutable") return unroutableList();
+    if (get && uri == "/admin/dead-letters") return deadLetterList();
+    if (post && parts.size() == 4 && parts[0] == "admin" && parts[1] == "dead-letters" && parts[3] == "replay") {
+      int64_t id = 0;
+      try {
+        id = std::stoll(parts[2]);
+      } catch (const std::exception&) {
+        return issueAnswer(404, "not-found", "'" + parts[2] + "' is not a dead-letter id");
+      }
+      auto replayed = context_.store->replayDeadLetter(id);
+      if (!replayed.ok()) return issueAnswer(503, "transient", replayed.message());
+      if (!*replayed) return issueAnswer(404, "not-found", "no dead letter " + parts[2]);
+      if (context_.wake_delivery) context_.wake_delivery();
+      IssueList done;
+      done.add(Issue{Severity::kInformation, "informational", "dead letter " + parts[2] + " queued for delivery again", {}, {}});
+      return Answer{200, "application/fhir+json", toOperationOutcomeJson(done), ""};
+    }
     return issueAnswer(404, "not-found", method + " " + uri + " is not a route of this gateway");
   }
 
@@ -275,6 +299,157 @@ class Router final : public HTTPRequestHandler {
     return Answer{200, "application/fhir+json", json::serialize(doc)};
   }
 
+  static std::map<std::string, std::string> queryParameters(const std::string& query) {
+    std::map<std::string, std::string> parameters;
+    std::stringstream stream(query);
+    std::string pair;
+    while (std::getline(stream, pair, '&')) {
+      size_t equals = pair.find('=');
+      if (equals == std::string::npos) continue;
+      parameters[decode(pair.substr(0, equals))] = decode(pair.substr(equals + 1));
+    }
+    return parameters;
+  }
+
+  Answer subscriptionRoute(HTTPServerRequest& request, const std::string& method,
+                           const std::vector<std::string>& parts, const std::string& query) {
+    if (!context_.topics || context_.subscriptions == nullptr) {
+      return issueAnswer(503, "transient", "subscriptions are not available: no topics loaded");
+    }
+    if (parts[1] == "SubscriptionTopic") {
+      if (method != "GET" || parts.size() != 2) return issueAnswer(405, "not-supported", "SubscriptionTopic is read-only");
+      std::string out = R"({"resourceType":"Bundle","type":"searchset","total":)" +
+                        std::to_string(context_.topics->topics().size()) + R"(,"entry":[)";
+      bool first = true;
+      for (const Topic& topic : context_.topics->topics()) {
+        if (!first) out.push_back(',');
+        first = false;
+        out += R"({"fullUrl":")" + context_.base_url + "/Basic/" + topic.id + R"(","resource":)" + topic.basic_json +
+               R"(,"search":{"mode":"match"}})";
+      }
+      out += "]}";
+      return Answer{200, "application/fhir+json", out, ""};
+    }
+    SubscriptionRegistry& registry = *context_.subscriptions;
+    if (parts.size() == 2 && method == "POST") return putSubscription(request, "");
+    if (parts.size() < 3) return issueAnswer(405, "not-supported", method + " /fhir/Subscription is not supported");
+    const std::string& id = parts[2];
+    if (parts.size() == 3 && method == "PUT") return putSubscription(request, id);
+    auto subscription = registry.get(id);
+    if (!subscription) return issueAnswer(404, "not-found", "Subscription/" + id + " is not known");
+    if (parts.size() == 3 && method == "GET") return Answer{200, "application/fhir+json", subscriptionJson(*subscription), ""};
+    if (parts.size() == 3 && method == "DELETE") {
+      Status deleted = context_.store->deleteSubscription(id);
+      if (!deleted.ok()) return issueAnswer(503, "transient", deleted.message());
+      registry.remove(id);
+      IssueList done;
+      done.add(Issue{Severity::kInformation, "informational", "Subscription/" + id + " deleted", {}, {}});
+      return Answer{200, "application/fhir+json", toOperationOutcomeJson(done), ""};
+    }
+    const std::string destination = "subscription:" + id;
+    auto last = context_.store->lastNumber(destination);
+    if (!last.ok()) return issueAnswer(503, "transient", last.message());
+    if (parts.size() == 4 && method == "GET" && parts[3] == "$status") {
+      return Answer{200, "application/fhir+json",
+                    notificationBundle(*subscription, NotificationType::kQueryStatus, *last, {}, context_.base_url), ""};
+    }
+    if (parts.size() == 4 && method == "GET" && parts[3] == "$events") {
+      auto parameters = queryParameters(query);
+      int64_t since = 1;
+      int64_t until = *last;
+      try {
+        if (parameters.count("eventsSinceNumber")) since = std::stoll(parameters["eventsSinceNumber"]);
+        if (parameters.count("eventsUntilNumber")) until = std::stoll(parameters["eventsUntilNumber"]);
+      } catch (const std::exception&) {
+        return issueAnswer(400, "value", "eventsSinceNumber and eventsUntilNumber must be integers");
+      }
+      auto rows = context_.store->outboxRange(destination, since, until);
+      if (!rows.ok()) return issueAnswer(503, "transient", rows.message());
+      std::vector<NotificationEvent> events;
+      for (const OutboxItem& row : *rows) events.push_back({row.number, row.body});
+      return Answer{200, "application/fhir+json",
+                    notificationBundle(*subscription, NotificationType::kQueryEvent, *last, events, context_.base_url), ""};
+    }
+    return issueAnswer(404, "not-found", method + " " + request.getURI() + " is not a Subscription operation");
+  }
+
+  Answer putSubscription(HTTPServerRequest& request, const std::string& path_id) {
+    std::string body;
+    const auto limit = static_cast<size_t>(context_.config.max_body_bytes);
+    body.resize(limit + 1);
+    request.stream().read(body.data(), static_cast<std::streamsize>(limit + 1));
+    body.resize(static_cast<size_t>(request.stream().gcount()));
+    if (body.size() > limit) return issueAnswer(413, "too-long", "the body is larger than maxBodyBytes");
+    json::Document doc;
+    json::ParseError error;
+    if (!json::parse(body, doc, error)) return issueAnswer(400, "structure", "the body is not well-formed JSON: " + error.describe());
+    IssueList issues;
+    if (context_.validator) context_.validator->validate(doc, ValidationRequest{}, issues);
+    if (issues.hasErrors()) return Answer{422, "application/fhir+json", toOperationOutcomeJson(issues), ""};
+    IssueList subscription_issues;
+    auto subscription = parseSubscription(doc, *context_.topics, subscription_issues);
+    if (!subscription) return Answer{422, "application/fhir+json", toOperationOutcomeJson(subscription_issues), ""};
+    if (!path_id.empty()) {
+      if (!subscription->id.empty() && subscription->id != path_id) {
+        return issueAnswer(400, "invalid", "the resource id '" + subscription->id + "' differs from the URL id '" + path_id + "'");
+      }
+      subscription->id = path_id;
+    } else {
+      subscription->id = mappers::deriveId({"Subscription", std::to_string(nowMs()), body});
+    }
+    if (!isResourceId(subscription->id)) return issueAnswer(400, "invalid", "'" + subscription->id + "' is not a valid id");
+    const bool created = !context_.subscriptions->get(subscription->id).has_value();
+    Status stored = context_.store->putSubscription(
+        SubscriptionRow{subscription->id, subscription->status, "", subscription->resource_json});
+    if (!stored.ok()) return issueAnswer(503, "transient", stored.message());
+    context_.subscriptions->put(*subscription);
+    if (context_.wake_delivery) context_.wake_delivery();
+    return Answer{created ? 201 : 200, "application/fhir+json", subscriptionJson(*subscription),
+                  context_.base_url + "/Subscription/" + subscription->id};
+  }
+
+  Answer unroutableList() {
+    auto items = context_.store->listUnroutable(1000);
+    if (!items.ok()) return issueAnswer(503, "transient", items.message());
+    std::string out = "{\"items\":[";
+    bool first = true;
+    for (const UnroutableWrite& item : *items) {
+      if (!first) out.push_back(',');
+      first = false;
+      out += "{\"claimId\":\"" + item.claim_id + "\",\"patientId\":\"" + item.patient_id +
+             "\",\"dateOfService\":\"" + item.date_of_service + "\",\"code\":\"";
+      json::appendEscaped(item.code, out);
+      out += "\",\"reason\":\"";
+      json::appendEscaped(item.reason, out);
+      out += "\",\"outcome\":" + item.outcome_json + "}";
+    }
+    out += "]}";
+    return Answer{200, "application/json", out, ""};
+  }
+
+  Answer deadLetterList() {
+    auto items = context_.store->listDeadLetters(1000);
+    if (!items.ok()) return issueAnswer(503, "transient", items.message());
+    std::string out = "{\"items\":[";
+    bool first = true;
+    for (const OutboxItem& item : *items) {
+      if (!first) out.push_back(',');
+      first = false;
+      out += "{\"id\":" + std::to_string(item.id) + ",\"destination\":\"";
+      json::appendEscaped(item.destination, out);
+      out += "\",\"eventNumber\":" + std::to_string(item.number) + ",\"attempts\":" + std::to_string(item.attempts);
+      auto attempts = context_.store->attemptsOf(item.id);
+      if (attempts.ok() && !attempts->empty()) {
+        out += ",\"lastError\":\"";
+        json::appendEscaped(attempts->back().error, out);
+        out += "\"";
+      }
+      out += "}";
+    }
+    out += "]}";
+    return Answer{200, "application/json", out, ""};
+  }
+
   Answer quarantineList() {
     auto entries = context_.store->listQuarantine(100);
     if (!entries.ok()) return issueAnswer(503, "transient", entries.message());
@@ -354,33 +529,6 @@ void HttpServer::stop() {
     impl_->pool.joinAll();
     impl_->server.reset();
   }
-}
-
-std::vector<std::string> loadTopicCanonicals(const std::string& ig_dir) {
-  std::set<std::string> canonicals;
-  std::error_code error;
-  if (!std::filesystem::is_directory(ig_dir, error)) return {};
-  const std::string prefix = "https://fhir.alignment-gateway.org/SubscriptionTopic/";
-  for (const auto& file : std::filesystem::recursive_directory_iterator(ig_dir, error)) {
-    if (!file.is_regular_file() || file.path().extension() != ".json") continue;
-    if (file.path().string().find("example") != std::string::npos) continue;
-    std::ifstream in(file.path(), std::ios::binary);
-    std::stringstream buffer;
-    buffer << in.rdbuf();
-    json::Document doc;
-    json::ParseError parse_error;
-    if (!json::parse(buffer.str(), doc, parse_error)) continue;
-    if (json::getString(doc, "resourceType") != "Basic") continue;
-    const json::Value* extensions = json::find(doc, "extension");
-    if (extensions == nullptr || !extensions->IsArray()) continue;
-    for (const json::Value& extension : extensions->GetArray()) {
-      for (const char* key : {"valueUri", "valueCanonical", "valueUrl"}) {
-        auto value = json::getString(extension, key);
-        if (value && value->rfind(prefix, 0) == 0) canonicals.emplace(*value);
-      }
-    }
-  }
-  return {canonicals.begin(), canonicals.end()};
 }
 
 }  // namespace fhir::gateway

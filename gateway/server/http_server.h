@@ -4,6 +4,7 @@
 // The HTTP API (contracts/http-api.md) on POCO's HTTPServer.
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -13,6 +14,8 @@
 #include "gateway/ingest/pipeline.h"
 #include "gateway/server/metrics.h"
 #include "gateway/store/store.h"
+#include "gateway/subscriptions/subscription.h"
+#include "gateway/subscriptions/topics.h"
 
 namespace fhir::gateway {
 
@@ -23,6 +26,10 @@ struct ServerContext {
   Pipeline& pipeline;
   Metrics& metrics;
   std::vector<std::string> topic_canonicals;  // advertised in /fhir/metadata
+  TopicCatalogPtr topics;                     // null: no subscriptions
+  SubscriptionRegistry* subscriptions = nullptr;
+  std::function<void()> wake_delivery;        // a subscription was created or changed
+  std::string base_url;                       // http://host:port/fhir, set once listening
 };
 
 class HttpServer {
@@ -43,8 +50,5 @@ class HttpServer {
   std::unique_ptr<Impl> impl_;
   uint16_t port_ = 0;
 };
-
-// Reads the SubscriptionTopic canonicals from the Basic resources of an IG folder.
-std::vector<std::string> loadTopicCanonicals(const std::string& ig_dir);
 
 }  // namespace fhir::gateway

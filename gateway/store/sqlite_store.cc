@@ -60,6 +60,8 @@ CREATE TABLE IF NOT EXISTS quarantine (
   id TEXT PRIMARY KEY, channel TEXT NOT NULL, received_at TEXT NOT NULL,
   content_type TEXT NOT NULL, payload BLOB NOT NULL, truncated INTEGER NOT NULL,
   outcome TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'quarantined');
+CREATE TABLE IF NOT EXISTS subscriptions (
+  id TEXT PRIMARY KEY, status TEXT NOT NULL, error TEXT NOT NULL, resource_json TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS unroutable (
   id INTEGER PRIMARY KEY AUTOINCREMENT, claim_id TEXT NOT NULL UNIQUE, patient_id TEXT NOT NULL,
   date_of_service TEXT NOT NULL, code TEXT NOT NULL, reason TEXT NOT NULL, outcome TEXT NOT NULL,
@@ -355,6 +357,115 @@ class SqliteStore final : public Store {
     return depths;
   }
 
+  Result<std::vector<OutboxItem>> outboxRange(std::string_view destination, int64_t from, int64_t to) override {
+    auto reader = borrow();
+    if (!reader.ok()) return reader.error();
+    Query query(**reader,
+                "SELECT id, number, kind, body, attempts, created_ms, first_attempt_ms FROM outbox "
+                "WHERE destination = ? AND number >= ? AND number <= ? ORDER BY number");
+    query.bind(1, destination).bind(2, from).bind(3, to);
+    std::vector<OutboxItem> items;
+    int rc;
+    while ((rc = query.step()) == SQLITE_ROW) {
+      items.push_back(OutboxItem{query.integer(0), std::string(destination), query.integer(1), query.text(2),
+                                 query.text(3), static_cast<int>(query.integer(4)), query.integer(5), query.integer(6)});
+    }
+    if (rc != SQLITE_DONE) return Error{query.error()};
+    giveBack(std::move(*reader));
+    return items;
+  }
+
+  Result<int64_t> lastNumber(std::string_view destination) override {
+    auto reader = borrow();
+    if (!reader.ok()) return reader.error();
+    Query query(**reader, "SELECT last_number FROM destination_seq WHERE destination = ?");
+    query.bind(1, destination);
+    int rc = query.step();
+    int64_t number = 0;
+    if (rc == SQLITE_ROW) number = query.integer(0);
+    else if (rc != SQLITE_DONE) return Error{query.error()};
+    giveBack(std::move(*reader));
+    return number;
+  }
+
+  Result<std::vector<OutboxItem>> listDeadLetters(size_t limit) override {
+    auto reader = borrow();
+    if (!reader.ok()) return reader.error();
+    Query query(**reader,
+                "SELECT id, destination, number, kind, body, attempts, created_ms, first_attempt_ms FROM outbox "
+                "WHERE status = 2 ORDER BY id LIMIT ?");
+    query.bind(1, static_cast<int64_t>(limit));
+    std::vector<OutboxItem> items;
+    int rc;
+    while ((rc = query.step()) == SQLITE_ROW) {
+      items.push_back(OutboxItem{query.integer(0), query.text(1), query.integer(2), query.text(3), query.text(4),
+                                 static_cast<int>(query.integer(5)), query.integer(6), query.integer(7)});
+    }
+    if (rc != SQLITE_DONE) return Error{query.error()};
+    giveBack(std::move(*reader));
+    return items;
+  }
+
+  Result<bool> replayDeadLetter(int64_t outbox_id) override {
+    bool found = false;
+    Status status = runInWriter([&](Connection& db) -> Status {
+      Query query(db, "UPDATE outbox SET status = 0, next_attempt_ms = ?, first_attempt_ms = 0 WHERE id = ? AND status = 2");
+      query.bind(1, nowMs()).bind(2, outbox_id);
+      if (query.step() != SQLITE_DONE) return Error{query.error()};
+      found = sqlite3_changes(db.handle()) > 0;
+      return Status::Ok();
+    });
+    if (!status.ok()) return Error{status.message()};
+    return found;
+  }
+
+  Result<std::vector<UnroutableWrite>> listUnroutable(size_t limit) override {
+    auto reader = borrow();
+    if (!reader.ok()) return reader.error();
+    Query query(**reader,
+                "SELECT claim_id, patient_id, date_of_service, code, reason, outcome FROM unroutable "
+                "WHERE resolved_at = '' ORDER BY id LIMIT ?");
+    query.bind(1, static_cast<int64_t>(limit));
+    std::vector<UnroutableWrite> items;
+    int rc;
+    while ((rc = query.step()) == SQLITE_ROW) {
+      items.push_back({query.text(0), query.text(1), query.text(2), query.text(3), query.text(4), query.text(5)});
+    }
+    if (rc != SQLITE_DONE) return Error{query.error()};
+    giveBack(std::move(*reader));
+    return items;
+  }
+
+  Status putSubscription(const SubscriptionRow& row) override {
+    return runInWriter([&](Connection& db) -> Status {
+      Query query(db, "INSERT OR REPLACE INTO subscriptions (id, status, error, resource_json) VALUES (?, ?, ?, ?)");
+      query.bind(1, row.id).bind(2, row.status).bind(3, row.error).bind(4, row.resource_json);
+      if (query.step() != SQLITE_DONE) return Error{query.error()};
+      return Status::Ok();
+    });
+  }
+
+  Status deleteSubscription(std::string_view id) override {
+    return runInWriter([&](Connection& db) -> Status {
+      Query query(db, "DELETE FROM subscriptions WHERE id = ?");
+      query.bind(1, id);
+      if (query.step() != SQLITE_DONE) return Error{query.error()};
+      return Status::Ok();
+    });
+  }
+
+  Result<std::vector<SubscriptionRow>> listSubscriptions() override {
+    auto reader = borrow();
+    if (!reader.ok()) return reader.error();
+    Query query(**reader, "SELECT id, status, error, resource_json FROM subscriptions ORDER BY id");
+    std::vector<SubscriptionRow> rows;
+    int rc;
+    while ((rc = query.step()) == SQLITE_ROW) rows.push_back({query.text(0), query.text(1), query.text(2), query.text(3)});
+    if (rc != SQLITE_DONE) return Error{query.error()};
+    giveBack(std::move(*reader));
+    return rows;
+  }
+
   Result<std::vector<DeliveryAttempt>> attemptsOf(int64_t outbox_id) override {
     auto reader = borrow();
     if (!reader.ok()) return reader.error();
@@ -451,20 +562,24 @@ class SqliteStore final : public Store {
     if (event.step() != SQLITE_DONE) return Error{event.error()};
     const int64_t seq = sqlite3_last_insert_rowid(db.handle());
 
+    std::vector<ResourceChangeRecord> changes;
     for (const ResourceWrite& resource : commit.resources) {
       const std::string hash = mappers::sha256Hex(resource.json);
       int64_t version = 1;
+      std::string previous;
       {
-        Query current(db, "SELECT version, content_hash FROM resources WHERE type = ? AND id = ?");
+        Query current(db, "SELECT version, content_hash, json FROM resources WHERE type = ? AND id = ?");
         current.bind(1, resource.type).bind(2, resource.id);
         int rc = current.step();
         if (rc == SQLITE_ROW) {
           if (current.text(1) == hash) continue;  // unchanged: no new version
           version = current.integer(0) + 1;
+          previous = current.text(2);
         } else if (rc != SQLITE_DONE) {
           return Error{current.error()};
         }
       }
+      changes.push_back(ResourceChangeRecord{resource.type, resource.id, std::move(previous), &resource.json});
       Query upsert(db, "INSERT OR REPLACE INTO resources (type, id, version, updated_at, content_hash, json) VALUES (?, ?, ?, ?, ?, ?)");
       upsert.bind(1, resource.type).bind(2, resource.id).bind(3, version).bind(4, now).bind(5, hash).bindBlob(6, resource.json);
       if (upsert.step() != SQLITE_DONE) return Error{upsert.error()};
@@ -482,7 +597,9 @@ class SqliteStore final : public Store {
       if (coverage.step() != SQLITE_DONE) return Error{coverage.error()};
     }
 
-    for (const OutboxWrite& write : commit.outbox) {
+    std::vector<OutboxWrite> outbox = commit.outbox;
+    if (commit.on_changes && !changes.empty()) commit.on_changes(changes, outbox);
+    for (const OutboxWrite& write : outbox) {
       Query sequence(db,
                      "INSERT INTO destination_seq (destination, last_number) VALUES (?, 1) "
                      "ON CONFLICT (destination) DO UPDATE SET last_number = last_number + 1 RETURNING last_number");

@@ -11,6 +11,7 @@
 // itself (disk, SQL), never of the data.
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -43,6 +44,19 @@ struct UnroutableWrite {
   std::string outcome_json;
 };
 
+// A resource written by an ingest transaction, as the subscription matcher sees it.
+struct ResourceChangeRecord {
+  std::string type;
+  std::string id;
+  std::string previous_json;  // empty on create
+  const std::string* current_json = nullptr;
+};
+
+// Called inside the ingest transaction with the resources that changed, so notifications are
+// queued atomically with the event; it appends outbox rows.
+using ChangeHook = std::function<void(const std::vector<ResourceChangeRecord>& changes,
+                                      std::vector<OutboxWrite>& outbox)>;
+
 struct IngestCommit {
   std::string channel;          // "econsult", ...
   std::string idempotency_key;  // e.g. source + '\x1f' + eventId
@@ -53,6 +67,7 @@ struct IngestCommit {
   std::vector<mappers::CoverageFact> coverage;
   std::vector<OutboxWrite> outbox;
   std::vector<UnroutableWrite> unroutable;
+  ChangeHook on_changes;  // optional
 };
 
 struct CommitOutcome {
@@ -116,6 +131,13 @@ struct DestinationDepth {
   int64_t oldest_pending_ms = 0;  // created_ms of the oldest pending row, 0 if none
 };
 
+struct SubscriptionRow {
+  std::string id;
+  std::string status;
+  std::string error;
+  std::string resource_json;
+};
+
 class Store {
  public:
   virtual ~Store() = default;
@@ -141,6 +163,22 @@ class Store {
   virtual Status recordFailed(const DeliveryAttempt& attempt, int64_t next_attempt_ms, bool dead) = 0;
   virtual Result<std::vector<DestinationDepth>> outboxDepth() = 0;
   virtual Result<std::vector<DeliveryAttempt>> attemptsOf(int64_t outbox_id) = 0;
+  // Rows of a destination with numbers in [from, to], in order (delivered or not).
+  virtual Result<std::vector<OutboxItem>> outboxRange(std::string_view destination, int64_t from, int64_t to) = 0;
+  // The last number given to a destination (0 when none).
+  virtual Result<int64_t> lastNumber(std::string_view destination) = 0;
+
+  // Dead letters: rows that gave up. replay puts one back at the head of its destination.
+  virtual Result<std::vector<OutboxItem>> listDeadLetters(size_t limit) = 0;
+  // Returns false when no dead letter has this id.
+  virtual Result<bool> replayDeadLetter(int64_t outbox_id) = 0;
+  // Claims waiting for a payer: JSON objects {claimId, patientId, dateOfService, code, reason, outcome}.
+  virtual Result<std::vector<UnroutableWrite>> listUnroutable(size_t limit) = 0;
+
+  // Subscriptions (resource JSON and status), kept across restarts.
+  virtual Status putSubscription(const SubscriptionRow& row) = 0;
+  virtual Status deleteSubscription(std::string_view id) = 0;
+  virtual Result<std::vector<SubscriptionRow>> listSubscriptions() = 0;
 };
 
 using StorePtr = std::shared_ptr<Store>;

@@ -288,6 +288,11 @@ bool EconsultMapper::map(const json::Value& event_json, const EconsultContext& c
   out.event_id = event.event_id;
   out.event_type = event.event_type;
   out.consult_id = event.consult_id;
+  if (event.requester && !event.requester->organization_npi.empty()) {
+    out.practice_npis.push_back(event.requester->organization_npi);
+  }
+  for (const auto& [system, code] : event.reason_codes) out.codes.push_back(system + "|" + code);
+  for (const Event::Billing& entry : event.billing) out.codes.push_back(entry.system + "|" + entry.code);
 
   // Patient
   const std::string patient_id = deriveId({"Patient", event.mrn_system, event.mrn});
@@ -425,7 +430,7 @@ bool EconsultMapper::map(const json::Value& event_json, const EconsultContext& c
   {
     json::Value task = b.resource("Task", deriveId({"Task", event.source, event.consult_id}), al::profile("econsult-task"));
     const char* status = event.event_type == "request"    ? "requested"
-                         : event.event_type == "response" ? "in-progress"
+                         : event.event_type == "response" ? "completed"
                          : event.event_type == "closed"   ? "completed"
                                                           : "cancelled";
     b.set(task, "identifier", b.single(b.identifier(al::codeSystem("consult-id") + "/" + event.source, event.consult_id)));

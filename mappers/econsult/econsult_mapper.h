@@ -40,6 +40,10 @@ struct MappedEvent {
   std::string patient_id;
   std::vector<CoverageFact> coverage;  // coverage the event itself declares
   std::vector<BillingFact> billing;
+  // For subscription filters: the requesting practice's NPI and the event's codes as
+  // "system|code" (billing and reason codes).
+  std::vector<std::string> practice_npis;
+  std::vector<std::string> codes;
 };
 
 struct EconsultContext {
