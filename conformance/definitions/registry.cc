@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "conformance/definitions/registry.h"
 
+#include <array>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <sstream>
 
@@ -171,12 +173,25 @@ const json::Value* Registry::find(ResourceKind kind, std::string_view canonical)
   return nullptr;
 }
 
-void Registry::scanCoreTerminology() const {
-  // The core files are pretty-printed with the top-level "url" indented by two spaces; fall back
-  // to a parse for files written otherwise.
+namespace {
+
+// url -> file id, per kind, for one core folder. The core package does not change while the
+// process runs, so the scan is shared by every registry over the same folder.
+using ScanIndex = std::unordered_map<std::string, std::string>;
+
+std::shared_ptr<const std::array<ScanIndex, 4>> scanFolder(
+    const std::string& dir, const std::unordered_map<std::string, Registry::Entry*> (&by_id)[4],
+    const std::function<std::string(const Registry::Entry&)>& file_of) {
+  static std::mutex mutex;
+  static std::unordered_map<std::string, std::shared_ptr<const std::array<ScanIndex, 4>>> cache;
+  std::lock_guard<std::mutex> lock(mutex);
+  if (auto it = cache.find(dir); it != cache.end()) return it->second;
+  auto index = std::make_shared<std::array<ScanIndex, 4>>();
+  // The core files are pretty-printed with the top-level "url" indented by two spaces; files
+  // written otherwise are parsed.
   for (int kind_index : {kindIndex(ResourceKind::kValueSet), kindIndex(ResourceKind::kCodeSystem)}) {
-    for (const auto& [id, entry] : core_by_id_[kind_index]) {
-      auto text = readWhole(entry->file);
+    for (const auto& [id, entry] : by_id[kind_index]) {
+      auto text = readWhole(file_of(*entry));
       if (!text.ok()) continue;
       std::string_view view = *text;
       size_t at = view.find("\n  \"url\" : \"");
@@ -184,14 +199,29 @@ void Registry::scanCoreTerminology() const {
         size_t start = at + 12;
         size_t end = view.find('"', start);
         if (end != std::string_view::npos) {
-          scanned_[kind_index].emplace(std::string(view.substr(start, end - start)), entry);
+          (*index)[kind_index].emplace(std::string(view.substr(start, end - start)), id);
           continue;
         }
       }
-      if (const json::Value* value = entry->get()) {
-        if (auto url = json::getString(*value, "url")) {
-          scanned_[kind_index].emplace(std::string(*url), entry);
-        }
+      json::Document doc;
+      json::ParseError error;
+      if (json::parse(view, doc, error) && doc.IsObject()) {
+        if (auto url = json::getString(doc, "url")) (*index)[kind_index].emplace(std::string(*url), id);
+      }
+    }
+  }
+  cache.emplace(dir, index);
+  return index;
+}
+
+}  // namespace
+
+void Registry::scanCoreTerminology() const {
+  auto index = scanFolder(core_dir_, core_by_id_, [](const Entry& entry) { return entry.file; });
+  for (int kind_index = 0; kind_index < 4; ++kind_index) {
+    for (const auto& [url, id] : (*index)[kind_index]) {
+      if (auto it = core_by_id_[kind_index].find(id); it != core_by_id_[kind_index].end()) {
+        scanned_[kind_index].emplace(url, it->second);
       }
     }
   }

@@ -302,6 +302,8 @@ void InstanceWalker::walkObject(const json::Value& object, const ElementPlan& ho
 void InstanceWalker::validateMember(const Member& member, const StructurePlan& plan,
                                     bool resource_root, uint32_t& count) {
   const ElementPlan& element = *member.element;
+  size_t parent_size = path_.size();
+  std::vector<uint32_t> slice_counts(element.slicing ? element.slices.size() : 0, 0);
   PathMark mark(path_);
   path_ += '.';
   path_ += member.json_name;
@@ -356,10 +358,11 @@ void InstanceWalker::validateMember(const Member& member, const StructurePlan& p
         report(Severity::kError, "structure", "A null value is not allowed here");
       } else {
         ++count;
-        validateItem(item, item_extension, element, member.type, plan, resource_id);
+        dispatchItem(item, item_extension, element, member.type, plan, resource_id, slice_counts);
       }
       path_.resize(base);
     }
+    checkSliceCounts(element, slice_counts, parent_size, plan);
     return;
   }
 
@@ -376,12 +379,335 @@ void InstanceWalker::validateMember(const Member& member, const StructurePlan& p
     return;
   }
   ++count;
-  validateItem(value, extension, element, member.type, plan, resource_id);
+  dispatchItem(value, extension, element, member.type, plan, resource_id, slice_counts);
+  checkSliceCounts(element, slice_counts, parent_size, plan);
+}
+
+namespace {
+
+std::vector<std::string_view> splitPath(std::string_view path) {
+  std::vector<std::string_view> segments;
+  size_t depth = 0, start = 0;
+  for (size_t i = 0; i < path.size(); ++i) {
+    char c = path[i];
+    if (c == '(') ++depth;
+    if (c == ')' && depth > 0) --depth;
+    if (c == '.' && depth == 0) {
+      segments.push_back(path.substr(start, i - start));
+      start = i + 1;
+    }
+  }
+  segments.push_back(path.substr(start));
+  return segments;
+}
+
+// "extension('http://x')" -> "http://x"
+std::optional<std::string_view> extensionFilter(std::string_view segment) {
+  constexpr std::string_view kPrefix = "extension(";
+  if (segment.compare(0, kPrefix.size(), kPrefix) != 0 || segment.size() < kPrefix.size() + 3) return std::nullopt;
+  std::string_view inner = segment.substr(kPrefix.size(), segment.size() - kPrefix.size() - 1);
+  if (inner.size() >= 2 && (inner.front() == '\'' || inner.front() == '"')) inner = inner.substr(1, inner.size() - 2);
+  return inner;
+}
+
+// Instance values at a discriminator path below `item` (arrays flattened). Returns false when
+// the path uses something we cannot follow (resolve()).
+bool valuesAt(const json::Value& item, std::string_view path, std::vector<const json::Value*>& out) {
+  std::vector<const json::Value*> current{&item};
+  for (std::string_view segment : splitPath(path)) {
+    if (segment == "$this" || segment.compare(0, 7, "ofType(") == 0) continue;
+    if (segment == "resolve()") return false;
+    std::vector<const json::Value*> next;
+    auto filter = extensionFilter(segment);
+    std::string_view name = filter ? std::string_view("extension") : segment;
+    for (const json::Value* node : current) {
+      if (!node->IsObject()) continue;
+      const json::Value* child = json::find(*node, name);
+      if (!child) {
+        // A choice element named without its type: the first member with that prefix.
+        for (auto it = node->MemberBegin(); it != node->MemberEnd() && !child; ++it) {
+          std::string_view member(it->name.GetString(), it->name.GetStringLength());
+          if (member.size() > name.size() && member.compare(0, name.size(), name) == 0 &&
+              std::isupper(static_cast<unsigned char>(member[name.size()]))) {
+            child = &it->value;
+          }
+        }
+      }
+      if (!child) continue;
+      auto push = [&](const json::Value& value) {
+        if (filter && (!value.IsObject() || json::getString(value, "url") != *filter)) return;
+        next.push_back(&value);
+      };
+      if (child->IsArray()) {
+        for (const json::Value& value : child->GetArray()) push(value);
+      } else {
+        push(*child);
+      }
+    }
+    current = std::move(next);
+  }
+  out = std::move(current);
+  return true;
+}
+
+// Deep "contains" comparison: every member of `pattern` is matched in `value`; arrays match when
+// each pattern item matches some value item. Numbers compare by value.
+bool matchesPattern(const json::Value& value, const json::Value& pattern) {
+  if (json::isNumber(pattern)) {
+    return json::isNumber(value) && json::numberAsDouble(value) == json::numberAsDouble(pattern);
+  }
+  if (json::isString(pattern)) return json::isString(value) && json::stringView(value) == json::stringView(pattern);
+  if (pattern.IsBool()) return value.IsBool() && value.GetBool() == pattern.GetBool();
+  if (pattern.IsArray()) {
+    if (!value.IsArray()) return pattern.Size() == 1 && matchesPattern(value, pattern[0]);
+    for (const json::Value& wanted : pattern.GetArray()) {
+      bool found = false;
+      for (const json::Value& candidate : value.GetArray()) found = found || matchesPattern(candidate, wanted);
+      if (!found) return false;
+    }
+    return true;
+  }
+  if (pattern.IsObject()) {
+    if (!value.IsObject()) return false;
+    for (auto it = pattern.MemberBegin(); it != pattern.MemberEnd(); ++it) {
+      const json::Value* member = json::find(value, std::string_view(it->name.GetString(), it->name.GetStringLength()));
+      if (!member || !matchesPattern(*member, it->value)) return false;
+    }
+    return true;
+  }
+  return value.IsNull() && pattern.IsNull();
+}
+
+// Exact equality for fixed[x]: same members, no extra ones.
+bool matchesFixed(const json::Value& value, const json::Value& fixed) {
+  if (fixed.IsObject()) {
+    if (!value.IsObject() || value.MemberCount() != fixed.MemberCount()) return false;
+  }
+  if (fixed.IsArray() && (!value.IsArray() || value.Size() != fixed.Size())) return false;
+  return matchesPattern(value, fixed);
+}
+
+// The element of `slice` a discriminator path designates, or nullptr when the slice does not
+// constrain that far.
+const ElementPlan* elementAt(const ElementPlan& slice, std::string_view path) {
+  const ElementPlan* current = &slice;
+  for (std::string_view segment : splitPath(path)) {
+    if (segment == "$this" || segment.compare(0, 7, "ofType(") == 0) continue;
+    auto filter = extensionFilter(segment);
+    std::string_view name = filter ? std::string_view("extension") : segment;
+    const ElementPlan* next = nullptr;
+    for (const ElementPlan* child : current->children) {
+      if (child->name == name) next = child;
+    }
+    if (!next) return nullptr;
+    if (filter) {
+      const ElementPlan* chosen = nullptr;
+      for (const ElementPlan* candidate : next->slices) {
+        for (const TypeRef& type : candidate->types) {
+          for (const std::string& profile : type.profiles) {
+            if (definitions::canonicalUrl(profile) == *filter) chosen = candidate;
+          }
+        }
+      }
+      if (!chosen) return nullptr;
+      next = chosen;
+    }
+    current = next;
+  }
+  return current;
+}
+
+std::string describeValue(const json::Value& value) {
+  if (json::isString(value)) return std::string(json::stringView(value));
+  if (json::isNumber(value)) return json::numberText(value);
+  return json::serialize(value);
+}
+
+}  // namespace
+
+bool InstanceWalker::matchesSlice(const json::Value* value, std::string_view type,
+                                  const ElementPlan& element, const ElementPlan& slice) {
+  if (!value) return false;
+  for (const Discriminator& discriminator : element.slicing->discriminators) {
+    const std::string& path = discriminator.path;
+    std::vector<const json::Value*> found;
+    if (!valuesAt(*value, path, found)) return false;
+    const ElementPlan* target = elementAt(slice, path);
+    if (discriminator.type == "exists") {
+      if (!target) continue;
+      if (target->min > 0 && found.empty()) return false;
+      if (target->max == 0 && !found.empty()) return false;
+      continue;
+    }
+    if (discriminator.type == "type") {
+      std::string_view actual = type;
+      if (path != "$this" && !found.empty() && found.front()->IsObject()) {
+        if (auto resource_type = json::getString(*found.front(), "resourceType")) actual = *resource_type;
+      }
+      if (path == "$this" && value->IsObject()) {
+        if (auto resource_type = json::getString(*value, "resourceType")) actual = *resource_type;
+      }
+      const ElementPlan* typed = target ? target : &slice;
+      bool ok = false;
+      for (const TypeRef& ref : typed->types) ok = ok || ref.code == actual;
+      if (!ok && !typed->types.empty()) return false;
+      continue;
+    }
+    if (discriminator.type == "profile") {
+      const ElementPlan* typed = target ? target : &slice;
+      std::vector<std::string> profiles;
+      for (const TypeRef& ref : typed->types) {
+        profiles.insert(profiles.end(), ref.profiles.begin(), ref.profiles.end());
+      }
+      if (profiles.empty()) continue;
+      bool ok = false;
+      for (const json::Value* node : found) {
+        for (const std::string& url : profiles) ok = ok || conformsTo(*node, url);
+      }
+      if (!ok) return false;
+      continue;
+    }
+    // value / pattern
+    const json::Value* expected = nullptr;
+    std::string expected_url;
+    if (target) expected = target->fixed ? target->fixed : target->pattern;
+    if (!expected && (path == "url" || (path.size() > 4 && path.compare(path.size() - 4, 4, ".url") == 0))) {
+      // Extension slices name their definition in type.profile rather than fixing url.
+      std::string_view owner_path = path == "url" ? std::string_view("$this") : std::string_view(path).substr(0, path.size() - 4);
+      const ElementPlan* owner = elementAt(slice, owner_path);
+      if (owner) {
+        for (const TypeRef& ref : owner->types) {
+          if (!ref.profiles.empty()) expected_url = std::string(definitions::canonicalUrl(ref.profiles.front()));
+        }
+      }
+    }
+    if (!expected_url.empty()) {
+      bool ok = false;
+      for (const json::Value* node : found) ok = ok || (json::isString(*node) && json::stringView(*node) == expected_url);
+      if (!ok) return false;
+      continue;
+    }
+    if (!expected) {
+      if (target && target->binding && target->binding->strength == BindingStrength::kRequired) {
+        const terminology::Terminology& terminology = validator_.terminology();
+        const terminology::Expansion& expansion = terminology.expand(target->binding->value_set);
+        bool ok = false;
+        for (const json::Value* node : found) {
+          if (json::isString(*node)) {
+            ok = ok || terminology.contains(expansion, "", json::stringView(*node)) == terminology::Membership::kMember;
+          } else if (node->IsObject()) {
+            std::vector<const json::Value*> codings;
+            if (const json::Value* list = json::find(*node, "coding"); list && list->IsArray()) {
+              for (const json::Value& coding : list->GetArray()) codings.push_back(&coding);
+            } else {
+              codings.push_back(node);
+            }
+            for (const json::Value* coding : codings) {
+              auto system = json::getString(*coding, "system");
+              auto code = json::getString(*coding, "code");
+              if (code) {
+                ok = ok || terminology.contains(expansion, system.value_or(""), *code) == terminology::Membership::kMember;
+              }
+            }
+          }
+        }
+        if (!ok) return false;
+      }
+      continue;
+    }
+    bool ok = false;
+    for (const json::Value* node : found) {
+      ok = ok || (discriminator.type == "value" && target->fixed ? matchesFixed(*node, *expected)
+                                                                 : matchesPattern(*node, *expected));
+    }
+    if (!ok) return false;
+  }
+  return true;
+}
+
+bool InstanceWalker::conformsTo(const json::Value& value, const std::string& url) {
+  const StructurePlan* profile = plans_.byUrl(url);
+  if (!profile || !profile->root) return false;
+  IssueList scratch;
+  InstanceWalker walker(validator_, scratch);
+  walker.path_ = path_;
+  walker.resource_ = resource_;
+  walker.root_resource_ = root_resource_;
+  walker.container_ = container_;
+  if (profile->kind == "resource") {
+    std::vector<std::string> profiles{url};
+    walker.validateResource(value, &profiles);
+  } else if (value.IsObject()) {
+    walker.walkObject(value, *profile->root, *profile, false);
+  }
+  return !scratch.hasErrors();
+}
+
+void InstanceWalker::dispatchItem(const json::Value* value, const json::Value* extension,
+                                  const ElementPlan& element, std::string_view type,
+                                  const StructurePlan& plan, bool resource_id,
+                                  std::vector<uint32_t>& slice_counts) {
+  if (!element.slicing || element.slices.empty()) {
+    validateItem(value, extension, element, type, plan, resource_id);
+    return;
+  }
+  const ElementPlan* chosen = nullptr;
+  for (size_t index = 0; index < element.slices.size(); ++index) {
+    const ElementPlan& slice = *element.slices[index];
+    // A type slice of a choice element is named after the concrete type (valueQuantity).
+    if (element.choice && element.slicing->discriminators.size() == 1 &&
+        element.slicing->discriminators.front().type == "type") {
+      bool ok = false;
+      for (const TypeRef& ref : slice.types) ok = ok || ref.code == type;
+      if (!ok) continue;
+    } else if (!matchesSlice(value, type, element, slice)) {
+      continue;
+    }
+    chosen = &slice;
+    ++slice_counts[index];
+    break;
+  }
+  if (chosen) {
+    validateItem(value, extension, *chosen, type, plan, resource_id);
+    return;
+  }
+  validateItem(value, extension, element, type, plan, resource_id);
+  if (element.slicing->rules == SlicingRules::kClosed) {
+    report(Severity::kError, "structure",
+           "This element does not match any known slice defined in the profile " +
+               plan.versionedUrl() + " and slicing is CLOSED: " + element.path);
+  }
+}
+
+void InstanceWalker::checkSliceCounts(const ElementPlan& element,
+                                      const std::vector<uint32_t>& slice_counts,
+                                      size_t parent_size, const StructurePlan& plan) {
+  for (size_t index = 0; index < slice_counts.size(); ++index) {
+    const ElementPlan& slice = *element.slices[index];
+    uint32_t found = slice_counts[index];
+    std::string name = element.path + ":" + slice.slice_name;
+    if (found < slice.min) {
+      reportAt(Severity::kError, "structure", path_.substr(0, parent_size),
+               found == 0 ? "Slice '" + name + "': a matching slice is required, but not found (from " +
+                                plan.versionedUrl() + ")"
+                          : name + ": minimum required = " + std::to_string(slice.min) +
+                                ", but only found " + std::to_string(found) + " (from " +
+                                plan.versionedUrl() + ")");
+    }
+    if (slice.max != UINT32_MAX && found > slice.max) {
+      reportAt(Severity::kError, "structure", path_.substr(0, parent_size),
+               name + ": max allowed = " + std::to_string(slice.max) + ", but found " +
+                   std::to_string(found) + " (from " + plan.versionedUrl() + ")");
+    }
+  }
 }
 
 void InstanceWalker::validateItem(const json::Value* value, const json::Value* extension,
                                   const ElementPlan& element, std::string_view type,
                                   const StructurePlan& plan, bool resource_id) {
+  if (type.empty() && value && value->IsObject() && json::find(*value, "resourceType")) {
+    type = "Resource";  // an element allowing several resource types
+  }
   if (type.empty() && element.content_ref && value && value->IsObject()) {
     walkObject(*value, *element.content_ref, plan, false);
     return;
@@ -407,6 +733,7 @@ void InstanceWalker::validateItem(const json::Value* value, const json::Value* e
     }
     if (!element.constraints.empty()) checkConstraints(element.constraints, value, extension, type);
     if (value && element.binding && json::isString(*value)) checkBinding(*value, type, *element.binding);
+    if (value) checkFixedAndPattern(*value, element, plan);
     if (extension) {
       if (!value && extension->IsObject() && extension->MemberCount() == 1 &&
           extension->MemberBegin()->name == "id") {
@@ -435,6 +762,82 @@ void InstanceWalker::validateItem(const json::Value* value, const json::Value* e
   if (!element.constraints.empty()) checkConstraints(element.constraints, value, nullptr, type);
   if (element.binding) checkBinding(*value, type, *element.binding);
   if (type == "Coding") checkCoding(*value);
+  if (type == "Attachment") checkAttachment(*value);
+  checkFixedAndPattern(*value, element, plan);
+}
+
+void InstanceWalker::checkAttachment(const json::Value& attachment) {
+  const json::Value* size = json::find(attachment, "size");
+  auto data = json::getString(attachment, "data");
+  if (!size || !data || !json::isNumber(*size) || !isValidBase64(*data)) return;
+  auto stated = json::numberAsInt64(*size);
+  size_t actual = base64DecodedLength(*data);
+  if (stated && *stated != static_cast<int64_t>(actual)) {
+    report(Severity::kError, "structure",
+           "Stated Attachment Size " + std::to_string(*stated) +
+               " does not match actual attachment size " + std::to_string(actual));
+  }
+}
+
+void InstanceWalker::checkRange(const json::Value& value, const ElementPlan& element) {
+  // Returns <0, 0, >0, or nullopt when the two cannot be compared.
+  auto compare = [](const json::Value& left, const json::Value& right) -> std::optional<int> {
+    if (json::isNumber(left) && json::isNumber(right)) {
+      double a = json::numberAsDouble(left).value_or(0), b = json::numberAsDouble(right).value_or(0);
+      return a < b ? -1 : a > b ? 1 : 0;
+    }
+    if (json::isString(left) && json::isString(right)) {
+      std::string_view a = json::stringView(left), b = json::stringView(right);
+      return a < b ? -1 : a > b ? 1 : 0;
+    }
+    if (left.IsObject() && right.IsObject()) {
+      const json::Value* a = json::find(left, "value");
+      const json::Value* b = json::find(right, "value");
+      if (!a || !b || !json::isNumber(*a) || !json::isNumber(*b)) return std::nullopt;
+      double x = json::numberAsDouble(*a).value_or(0), y = json::numberAsDouble(*b).value_or(0);
+      auto unit_a = json::getString(left, "code"), unit_b = json::getString(right, "code");
+      if (unit_a && unit_b && *unit_a != *unit_b) {
+        double fa = 0, fb = 0;
+        char da = 0, db = 0;
+        if (!ucumFactor(*unit_a, fa, da) || !ucumFactor(*unit_b, fb, db) || da != db) return std::nullopt;
+        x *= fa;
+        y *= fb;
+      }
+      return x < y ? -1 : x > y ? 1 : 0;
+    }
+    return std::nullopt;
+  };
+  if (element.min_value) {
+    auto result = compare(value, *element.min_value);
+    if (result && *result < 0) {
+      report(Severity::kError, "invalid",
+             "The value in the instance (" + describeValue(value) +
+                 ") is less than the specified minimum value (" + describeValue(*element.min_value) + ")");
+    }
+  }
+  if (element.max_value) {
+    auto result = compare(value, *element.max_value);
+    if (result && *result > 0) {
+      report(Severity::kError, "invalid",
+             "The value in the instance (" + describeValue(value) +
+                 ") is greater than the specified maxValue (" + describeValue(*element.max_value) + ")");
+    }
+  }
+}
+
+void InstanceWalker::checkFixedAndPattern(const json::Value& value, const ElementPlan& element,
+                                          const StructurePlan& plan) {
+  if (element.fixed && !matchesFixed(value, *element.fixed)) {
+    report(Severity::kError, "value",
+           "Value is '" + describeValue(value) + "' but is fixed to '" + describeValue(*element.fixed) +
+               "' in the profile " + plan.versionedUrl());
+  }
+  if (element.min_value || element.max_value) checkRange(value, element);
+  if (element.pattern && !matchesPattern(value, *element.pattern)) {
+    report(Severity::kError, "value",
+           "The value does not match the pattern " + describeValue(*element.pattern) +
+               " defined in the profile " + plan.versionedUrl());
+  }
 }
 
 void InstanceWalker::checkBinding(const json::Value& value, std::string_view type,
@@ -466,11 +869,12 @@ void InstanceWalker::checkBinding(const json::Value& value, std::string_view typ
     if (code.empty()) return terminology::Membership::kUnknown;
     return terminology.contains(expansion, system, code);
   };
-  if (type == "Coding") {
+  if (type == "Coding" || type == "Quantity") {
     std::string label;
     if (codingState(value, label) == terminology::Membership::kNotMember) {
       report(severity, "code-invalid",
-             "The Coding provided (" + label + ") was not found in " + where +
+             std::string(type == "Coding" ? "The Coding provided (" : "The code provided (") + label +
+                 ") was not found in " + where +
                  (required ? ", and a code is required from this value set"
                            : ", and a code should come from this value set unless it has no suitable code"));
     }
@@ -788,6 +1192,19 @@ void InstanceWalker::validateResourceId(const json::Value& value) {
 }
 
 void InstanceWalker::checkBundle(const json::Value& bundle) {
+  if (const json::Value* links = json::find(bundle, "link"); links && links->IsArray()) {
+    std::vector<std::string_view> seen;
+    for (rapidjson::SizeType index = 0; index < links->Size(); ++index) {
+      auto relation = json::getString((*links)[index], "relation");
+      if (!relation) continue;
+      if (std::find(seen.begin(), seen.end(), *relation) != seen.end()) {
+        reportAt(Severity::kError, "invalid", path_ + ".link[" + std::to_string(index) + "]",
+                 "The link relationship type '" + std::string(*relation) + "' can only occur once");
+      }
+      seen.push_back(*relation);
+    }
+  }
+  bool searchset = json::getString(bundle, "type") == "searchset";
   const json::Value* entries = json::find(bundle, "entry");
   if (!entries || !entries->IsArray()) return;
   size_t base = path_.size();
@@ -798,6 +1215,18 @@ void InstanceWalker::checkBundle(const json::Value& bundle) {
     appendIndex(path_, index);
     auto full_url = json::getString(entry, "fullUrl");
     const json::Value* resource = json::find(entry, "resource");
+    if (searchset && resource && resource->IsObject()) {
+      const json::Value* search = json::find(entry, "search");
+      auto mode = search && search->IsObject() ? json::getString(*search, "mode") : std::nullopt;
+      if (mode == "match" && !json::find(*resource, "id")) {
+        reportAt(Severity::kError, "invalid", path_ + ".resource", "Search results must have ids");
+      }
+      if (mode == "outcome" && json::getString(*resource, "resourceType") != "OperationOutcome") {
+        reportAt(Severity::kError, "invalid", path_ + ".resource",
+                 "This is not an OperationOutcome (" +
+                     std::string(json::getString(*resource, "resourceType").value_or("")) + ")");
+      }
+    }
     if (full_url && !isAbsoluteUrl(*full_url)) {
       report(Severity::kError, "invalid",
              "The fullUrl must be an absolute URL (not '" + std::string(*full_url) + "')");

@@ -55,6 +55,19 @@ class InstanceWalker {
   void checkConstraints(const std::vector<Constraint>& constraints, const json::Value* value,
                         const json::Value* extension, std::string_view type);
   void checkContainedReferenced(const json::Value& resource);
+  void checkAttachment(const json::Value& attachment);
+  void checkRange(const json::Value& value, const ElementPlan& element);
+  void checkFixedAndPattern(const json::Value& value, const ElementPlan& element,
+                            const StructurePlan& plan);
+  // Slicing: validates one item against the slice it matches (or the element), counting slices.
+  void dispatchItem(const json::Value* value, const json::Value* extension,
+                    const ElementPlan& element, std::string_view type, const StructurePlan& plan,
+                    bool resource_id, std::vector<uint32_t>& slice_counts);
+  bool matchesSlice(const json::Value* value, std::string_view type, const ElementPlan& element,
+                    const ElementPlan& slice);
+  bool conformsTo(const json::Value& value, const std::string& url);
+  void checkSliceCounts(const ElementPlan& element, const std::vector<uint32_t>& slice_counts,
+                        size_t parent_size, const StructurePlan& plan);
   void checkAgainstQuestionnaire(const json::Value& response);
   void checkLocalReference(const json::Value* value, const Constraint& constraint);
   void checkBinding(const json::Value& value, std::string_view type, const Binding& binding);

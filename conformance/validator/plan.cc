@@ -163,6 +163,8 @@ void compileElement(const json::Value& element, ElementPlan& plan, const PlanCac
     std::string_view name(member->name.GetString(), member->name.GetStringLength());
     if (name.size() > 5 && name.compare(0, 5, "fixed") == 0) plan.fixed = &member->value;
     if (name.size() > 7 && name.compare(0, 7, "pattern") == 0) plan.pattern = &member->value;
+    if (name.size() > 8 && name.compare(0, 8, "minValue") == 0) plan.min_value = &member->value;
+    if (name.size() > 8 && name.compare(0, 8, "maxValue") == 0) plan.max_value = &member->value;
   }
 }
 

@@ -77,6 +77,8 @@ struct ElementPlan {
   std::vector<const ElementPlan*> children;
   const json::Value* fixed = nullptr;  // fixed[x] value in the definition
   const json::Value* pattern = nullptr;
+  const json::Value* min_value = nullptr;  // minValue[x]
+  const json::Value* max_value = nullptr;  // maxValue[x]
   std::optional<Binding> binding;
   std::vector<Constraint> constraints;
   std::optional<Slicing> slicing;

@@ -3,6 +3,7 @@
 
 #include <array>
 #include <cstdint>
+#include <algorithm>
 #include <cstdlib>
 
 namespace fhir::validator {
@@ -223,6 +224,38 @@ bool isValidBase64(std::string_view text) {
     ++count;
   }
   return count > 0 && count % 4 == 0 && padding <= 2;
+}
+
+bool ucumFactor(std::string_view code, double& factor, char& dimension) {
+  struct Unit {
+    std::string_view code;
+    double factor;
+    char dimension;
+  };
+  static constexpr Unit kUnits[] = {
+      {"m", 1, 'L'},     {"km", 1000, 'L'}, {"cm", 0.01, 'L'}, {"mm", 0.001, 'L'},
+      {"[mi_i]", 1609.344, 'L'}, {"[in_i]", 0.0254, 'L'}, {"[ft_i]", 0.3048, 'L'},
+      {"g", 1, 'M'},     {"kg", 1000, 'M'}, {"mg", 0.001, 'M'}, {"ug", 1e-6, 'M'}, {"[lb_av]", 453.59237, 'M'},
+      {"s", 1, 'T'},     {"min", 60, 'T'},  {"h", 3600, 'T'},   {"d", 86400, 'T'},
+      {"wk", 604800, 'T'}, {"L", 1, 'V'},   {"mL", 0.001, 'V'},  {"dL", 0.1, 'V'}};
+  for (const Unit& unit : kUnits) {
+    if (unit.code == code) {
+      factor = unit.factor;
+      dimension = unit.dimension;
+      return true;
+    }
+  }
+  return false;
+}
+
+size_t base64DecodedLength(std::string_view text) {
+  size_t count = 0, padding = 0;
+  for (char c : text) {
+    if (isWhitespace(c)) continue;
+    ++count;
+    if (c == '=') ++padding;
+  }
+  return count / 4 * 3 - std::min<size_t>(padding, 2);
 }
 
 bool checkPrimitive(std::string_view type, const json::Value& value, std::string& message,

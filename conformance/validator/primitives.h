@@ -34,4 +34,11 @@ bool isValidInstant(std::string_view text);
 bool isValidTime(std::string_view text);
 bool isValidBase64(std::string_view text);
 
+// UCUM units we convert between (length, mass, time, volume): the factor to the dimension's base
+// unit and a dimension letter. False for other units.
+bool ucumFactor(std::string_view code, double& factor, char& dimension);
+
+// Decoded byte length of base64 text (whitespace ignored).
+size_t base64DecodedLength(std::string_view text);
+
 }  // namespace fhir::validator

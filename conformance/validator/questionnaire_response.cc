@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "conformance/validator/questionnaire_response.h"
 
+#include "conformance/validator/primitives.h"
+
 #include <cctype>
 #include <cmath>
 #include <regex>
@@ -88,29 +90,6 @@ std::vector<std::string> answerTypes(const std::string& item_type) {
   if (item_type == "reference") return {"Reference"};
   if (item_type == "quantity") return {"Quantity"};
   return {};
-}
-
-// UCUM units we can convert between: factor to the base unit and the dimension.
-bool unitFactor(std::string_view code, double& factor, char& dimension) {
-  struct Unit {
-    std::string_view code;
-    double factor;
-    char dimension;
-  };
-  static constexpr Unit kUnits[] = {
-      {"m", 1, 'L'},     {"km", 1000, 'L'}, {"cm", 0.01, 'L'}, {"mm", 0.001, 'L'},
-      {"[mi_i]", 1609.344, 'L'}, {"[in_i]", 0.0254, 'L'}, {"[ft_i]", 0.3048, 'L'},
-      {"g", 1, 'M'},     {"kg", 1000, 'M'}, {"mg", 0.001, 'M'}, {"[lb_av]", 453.59237, 'M'},
-      {"s", 1, 'T'},     {"min", 60, 'T'},  {"h", 3600, 'T'},   {"d", 86400, 'T'},
-      {"L", 1, 'V'},     {"mL", 0.001, 'V'}};
-  for (const Unit& unit : kUnits) {
-    if (unit.code == code) {
-      factor = unit.factor;
-      dimension = unit.dimension;
-      return true;
-    }
-  }
-  return false;
 }
 
 class Checker {
@@ -486,8 +465,8 @@ void Checker::answer(const json::Value& q_item, const json::Value& answer, const
       if (unit != bound_unit) {
         double left_factor = 0, right_factor = 0;
         char left_dimension = 0, right_dimension = 0;
-        if (!unitFactor(unit, left_factor, left_dimension) ||
-            !unitFactor(bound_unit, right_factor, right_dimension) || left_dimension != right_dimension) {
+        if (!ucumFactor(unit, left_factor, left_dimension) ||
+            !ucumFactor(bound_unit, right_factor, right_dimension) || left_dimension != right_dimension) {
           error(value_path, "invariant", "The quantity " + label + " (UCUM#" + unit +
                                              ") cannot be compared to the allowed " +
                                              (is_min ? "minimum" : "maximum") + " of " + bound_label +
