@@ -133,13 +133,23 @@ const Collection& Evaluator::evalArgShared(const Node& node, Collection& storage
 Collection Evaluator::evalWithThis(const Node& node, const Item& item, int64_t index) {
   const Item* saved_this = this_;
   int64_t saved_index = index_;
-  Collection focus{item};
+  // One single-item focus collection per nesting level, reused across iterations.
+  if (this_depth_ == focus_pool_.size()) focus_pool_.push_back(std::make_unique<Collection>());
+  Collection& focus = *focus_pool_[this_depth_++];
+  focus.assign(1, item);
   this_ = &focus[0];
   index_ = index;
-  Collection result = eval(node, focus);
-  this_ = saved_this;
-  index_ = saved_index;
-  return result;
+  struct Restore {
+    Evaluator& self;
+    const Item* saved_this;
+    int64_t saved_index;
+    ~Restore() {
+      --self.this_depth_;
+      self.this_ = saved_this;
+      self.index_ = saved_index;
+    }
+  } restore{*this, saved_this, saved_index};
+  return eval(node, focus);
 }
 
 // ---- typing ---------------------------------------------------------------------------------
@@ -151,6 +161,29 @@ const TypeNode* Evaluator::complexTypeNode(std::string_view type) const {
     return nullptr;
   }
   return model_->type(type);
+}
+
+const TypeNode* Evaluator::choiceTypeNode(const ChildDef& def, const std::string& type) const {
+  size_t index = static_cast<size_t>(&type - def.types.data());
+  if (index >= def.resolved_types.size()) return complexTypeNode(type);
+  std::atomic_ref<const TypeNode*> cache(def.resolved_types[index]);
+  const TypeNode* node = cache.load(std::memory_order_acquire);
+  if (node == nullptr) {
+    node = complexTypeNode(type);
+    if (node != nullptr) cache.store(node, std::memory_order_release);
+  }
+  return node;
+}
+
+const TypeNode* Evaluator::extensionTypeNode() const {
+  if (model_ == nullptr) return nullptr;
+  std::atomic_ref<const TypeNode*> cache(model_->impl().extension_type);
+  const TypeNode* node = cache.load(std::memory_order_acquire);
+  if (node == nullptr) {
+    node = model_->type("Extension");
+    if (node != nullptr) cache.store(node, std::memory_order_release);
+  }
+  return node;
 }
 
 const TypeNode* Evaluator::childTypeNode(const ChildDef& def) const {
@@ -331,6 +364,7 @@ void appendPair(MemberPair pair, std::string_view type, const TypeNode* type_nod
     rapidjson::SizeType values = value_array ? value->Size() : 0;
     rapidjson::SizeType extensions = ext_array ? extension->Size() : 0;
     rapidjson::SizeType count = std::max(values, extensions);
+    out.reserve(out.size() + count);
     for (rapidjson::SizeType i = 0; i < count; ++i) {
       emit(i < values ? &(*value)[i] : nullptr, i < extensions ? &(*extension)[i] : nullptr);
     }
@@ -363,8 +397,9 @@ void Evaluator::navigate(const Item& parent, std::string_view name, Collection& 
   // Primitive: only id/extension exist, in the `_x` object.
   if (value == nullptr || !value->IsObject()) {
     if (parent.extension() != nullptr && parent.extension()->IsObject()) {
-      appendMember(*parent.extension(), name, name == "extension" ? "Extension" : "string",
-                   nullptr, model_, out);
+      bool extension = name == "extension";
+      appendMember(*parent.extension(), name, extension ? "Extension" : "string",
+                   extension ? extensionTypeNode() : nullptr, model_, out);
     } else if (context_.strict && type_node != nullptr && type_node->child(name) == nullptr) {
       throw EvalError{"'" + std::string(name) + "' is not an element of " +
                       std::string(parent.typeName())};
@@ -386,7 +421,7 @@ void Evaluator::navigate(const Item& parent, std::string_view name, Collection& 
         MemberPair pair = findPair(*value, key);
         const json::Value* first = pair.value != nullptr ? pair.value : pair.extension;
         if (&member.value != first) continue;
-        appendPair(pair, *type, complexTypeNode(*type), model_, out);
+        appendPair(pair, *type, choiceTypeNode(*def, *type), model_, out);
       }
       return;
     }
@@ -419,7 +454,7 @@ void Evaluator::navigate(const Item& parent, std::string_view name, Collection& 
         throw EvalError{"choice element '" + std::string(name) + "' must be accessed as '" +
                         std::string(name.substr(0, split)) + "'"};
       }
-      appendMember(*value, name, *type, complexTypeNode(*type), model_, out);
+      appendMember(*value, name, *type, choiceTypeNode(*choice, *type), model_, out);
       return;
     }
     if (context_.strict) {
@@ -490,7 +525,7 @@ void Evaluator::allChildren(const Item& parent, Collection& out) const {
       const ChildDef* def = type_node->child(key.substr(0, split));
       if (def == nullptr || !def->choice) continue;
       if (const std::string* type = def->choiceType(key.substr(split))) {
-        appendPair(pairFor(key, member.value), *type, complexTypeNode(*type), model_, out);
+        appendPair(pairFor(key, member.value), *type, choiceTypeNode(*def, *type), model_, out);
         break;
       }
     }

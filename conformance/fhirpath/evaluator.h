@@ -4,7 +4,9 @@
 // The tree-walking evaluator (internal). One Evaluator lives for one evaluate() call; it holds the
 // iteration scope ($this, $index, $total) and reads the shared Expression/Model without mutation.
 
+#include <memory>
 #include <string>
+#include <vector>
 
 #include "conformance/fhirpath/internal.h"
 
@@ -44,6 +46,9 @@ class Evaluator {
   const TypeNode* typeNodeOf(const Item& item) const;
   const TypeNode* complexTypeNode(std::string_view type) const;  // null for primitives
   const TypeNode* childTypeNode(const ChildDef& def) const;      // cached per ChildDef
+  // `type` must be an element of def.types.
+  const TypeNode* choiceTypeNode(const ChildDef& def, const std::string& type) const;
+  const TypeNode* extensionTypeNode() const;
   std::string_view fhirTypeOf(const Item& item) const;  // "" when unknown / computed
 
   void navigate(const Item& parent, std::string_view name, Collection& out) const;
@@ -90,6 +95,8 @@ class Evaluator {
   int64_t index_ = 0;
   const Collection* total_ = nullptr;
   int depth_ = 0;
+  size_t this_depth_ = 0;
+  std::vector<std::unique_ptr<Collection>> focus_pool_;
 };
 
 Item makeResourceItem(const json::Value* value, const Model* model);

@@ -142,11 +142,13 @@ class Item {
   const TypeNode* typeNode() const { return type_node_; }
 
   bool booleanValue() const { return boolean_; }
-  int64_t integerValue() const { return integer_; }
-  double decimalValue() const { return decimal_; }
+  int64_t integerValue() const { return kind_ == Kind::kInteger ? number_.integer : 0; }
+  double decimalValue() const {
+    return kind_ == Kind::kDecimal || kind_ == Kind::kQuantity ? number_.decimal : 0;
+  }
   int decimalScale() const { return scale_; }
-  const std::string& text() const { return text_; }  // string, date/time text, quantity unit
-  Quantity quantityValue() const { return Quantity{decimal_, scale_, text_}; }
+  const std::string& text() const;  // string, date/time text, quantity unit; "" otherwise
+  Quantity quantityValue() const { return Quantity{decimalValue(), scale_, text()}; }
 
   // Primitive-valued item (JSON primitive node or a computed primitive): its value rendered as a
   // FHIRPath string (what toString() gives), nullopt for complex nodes.
@@ -161,9 +163,12 @@ class Item {
   const json::Value* extension_ = nullptr;
   const TypeNode* type_node_ = nullptr;
   std::string_view type_name_;  // static storage or the Model's interned names
-  int64_t integer_ = 0;
-  double decimal_ = 0;
-  std::string text_;
+  union Number {
+    int64_t integer;
+    double decimal;
+  } number_{0};
+  // Computed strings are immutable and shared between copies (items are copied often).
+  std::shared_ptr<const std::string> text_;
 };
 
 using Collection = std::vector<Item>;

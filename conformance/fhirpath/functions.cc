@@ -1230,13 +1230,18 @@ Collection Evaluator::callFunction(const Node& node, const Collection& focus) {
       return out;
     }
     case Fn::kDescendants: {
+      // Breadth-first, appending to the result itself: out[level_start, level_end) is the level
+      // whose children come next.
       Collection out;
-      Collection level = focus;
-      for (int depth = 0; !level.empty() && depth < 100; ++depth) {
-        Collection next;
-        for (const Item& item : level) allChildren(item, next);
-        out.insert(out.end(), next.begin(), next.end());
-        level = std::move(next);
+      for (const Item& item : focus) allChildren(item, out);
+      size_t level_start = 0;
+      for (int depth = 0; level_start < out.size() && depth < 100; ++depth) {
+        size_t level_end = out.size();
+        for (size_t i = level_start; i < level_end; ++i) {
+          Item parent = out[i];  // copied: appending may reallocate `out`
+          allChildren(parent, out);
+        }
+        level_start = level_end;
       }
       return out;
     }

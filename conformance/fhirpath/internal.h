@@ -29,6 +29,8 @@ struct ChildDef {
   // Cache of the TypeNode of types[0] (complex types only), filled on first navigation. Accessed
   // through std::atomic_ref: every thread stores the same pointer.
   mutable const TypeNode* resolved = nullptr;
+  // The same cache for each entry of `types` (choice elements); sized when the model loads.
+  mutable std::vector<const TypeNode*> resolved_types;
   // The choice type whose name is `suffix` ("Quantity" for valueQuantity), or nullptr.
   const std::string* choiceType(std::string_view suffix) const {
     for (const std::string& type : types) {
@@ -52,11 +54,35 @@ class TypeNode {
     using is_transparent = void;
     size_t operator()(std::string_view name) const { return std::hash<std::string_view>()(name); }
   };
-  std::unordered_map<std::string, ChildDef, NameHash, std::equal_to<>> children;
+
+  // Child elements. Types have tens of children: a linear scan over (hash, name) beats a hash
+  // map here. ChildDefs are heap-allocated so pointers to them stay valid while loading.
+  struct ChildEntry {
+    uint32_t hash;
+    std::string name;
+    std::unique_ptr<ChildDef> def;
+  };
+  std::vector<ChildEntry> children;
+
+  static uint32_t hashName(std::string_view name) {
+    uint32_t hash = 2166136261u;
+    for (char c : name) hash = (hash ^ static_cast<unsigned char>(c)) * 16777619u;
+    return hash;
+  }
+  // Adds a child unless one of that name exists; returns it and whether it was added.
+  std::pair<ChildDef*, bool> addChild(std::string name, ChildDef def) {
+    if (const ChildDef* existing = child(name)) return {const_cast<ChildDef*>(existing), false};
+    uint32_t hash = hashName(name);
+    children.push_back({hash, std::move(name), std::make_unique<ChildDef>(std::move(def))});
+    return {children.back().def.get(), true};
+  }
 
   const ChildDef* child(std::string_view child_name) const {
-    auto it = children.find(child_name);
-    return it == children.end() ? nullptr : &it->second;
+    uint32_t hash = hashName(child_name);
+    for (const ChildEntry& entry : children) {
+      if (entry.hash == hash && entry.name == child_name) return entry.def.get();
+    }
+    return nullptr;
   }
 };
 
@@ -71,6 +97,8 @@ struct Model::Impl {
   std::unordered_map<std::string, std::unique_ptr<Slot>, TypeNode::NameHash, std::equal_to<>> slots;
 
   const TypeNode* get(std::string_view name) const;
+  // Extension is looked up for every primitive `_x` extension: cached after the first time.
+  mutable const TypeNode* extension_type = nullptr;
 };
 
 // ---- AST ------------------------------------------------------------------------------------

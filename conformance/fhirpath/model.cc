@@ -87,20 +87,21 @@ void loadSlot(const std::string& file, Model::Impl::Slot& slot) {
     }
     bool inline_type = def.types.size() == 1 &&
                        (def.types[0] == "BackboneElement" || def.types[0] == "Element");
-    auto [it, inserted] = parent->second->children.emplace(name, std::move(def));
+    def.resolved_types.resize(def.types.size(), nullptr);
+    auto [added, inserted] = parent->second->addChild(name, std::move(def));
     if (!inserted) continue;
     if (inline_type) {
       auto node = std::make_unique<TypeNode>();
-      node->name = it->second.types[0];
+      node->name = added->types[0];
       node->base = "Element";
-      it->second.inline_node = node.get();
+      added->inline_node = node.get();
       by_path[std::string(*path)] = node.get();
       nodes.push_back(std::move(node));
     }
     if (auto reference = json::getString(element, "contentReference")) {
       std::string target(*reference);
       if (!target.empty() && target[0] == '#') target.erase(0, 1);
-      references.emplace_back(&it->second, std::move(target));
+      references.emplace_back(added, std::move(target));
     }
   }
   for (auto& [def, target] : references) {

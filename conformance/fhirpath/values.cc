@@ -33,21 +33,21 @@ Item Item::boolean(bool value) {
 Item Item::string(std::string value) {
   Item item;
   item.kind_ = Kind::kString;
-  item.text_ = std::move(value);
+  item.text_ = std::make_shared<const std::string>(std::move(value));
   return item;
 }
 
 Item Item::integer(int64_t value) {
   Item item;
   item.kind_ = Kind::kInteger;
-  item.integer_ = value;
+  item.number_.integer = value;
   return item;
 }
 
 Item Item::decimal(double value, int scale) {
   Item item;
   item.kind_ = Kind::kDecimal;
-  item.decimal_ = value;
+  item.number_.decimal = value;
   item.scale_ = scale;
   return item;
 }
@@ -55,31 +55,36 @@ Item Item::decimal(double value, int scale) {
 Item Item::date(std::string text) {
   Item item;
   item.kind_ = Kind::kDate;
-  item.text_ = std::move(text);
+  item.text_ = std::make_shared<const std::string>(std::move(text));
   return item;
 }
 
 Item Item::dateTime(std::string text) {
   Item item;
   item.kind_ = Kind::kDateTime;
-  item.text_ = std::move(text);
+  item.text_ = std::make_shared<const std::string>(std::move(text));
   return item;
 }
 
 Item Item::time(std::string text) {
   Item item;
   item.kind_ = Kind::kTime;
-  item.text_ = std::move(text);
+  item.text_ = std::make_shared<const std::string>(std::move(text));
   return item;
 }
 
 Item Item::quantity(Quantity quantity) {
   Item item;
   item.kind_ = Kind::kQuantity;
-  item.decimal_ = quantity.value;
+  item.number_.decimal = quantity.value;
   item.scale_ = quantity.scale;
-  item.text_ = std::move(quantity.unit);
+  item.text_ = std::make_shared<const std::string>(std::move(quantity.unit));
   return item;
+}
+
+const std::string& Item::text() const {
+  static const std::string kEmpty;
+  return text_ ? *text_ : kEmpty;
 }
 
 std::string_view Item::typeName() const {
@@ -122,13 +127,13 @@ std::optional<std::string> Item::primitiveText() const {
     case Kind::kString:
     case Kind::kDate:
     case Kind::kDateTime:
-    case Kind::kTime: return text_;
-    case Kind::kInteger: return std::to_string(integer_);
-    case Kind::kDecimal: return formatDecimal(decimal_, scale_);
+    case Kind::kTime: return text();
+    case Kind::kInteger: return std::to_string(number_.integer);
+    case Kind::kDecimal: return formatDecimal(number_.decimal, scale_);
     case Kind::kQuantity: {
-      std::string out = formatDecimal(decimal_, scale_);
-      if (isCalendarKeyword(text_)) return out + " " + text_;
-      return out + " '" + text_ + "'";
+      std::string out = formatDecimal(number_.decimal, scale_);
+      if (isCalendarKeyword(text())) return out + " " + text();
+      return out + " '" + text() + "'";
     }
   }
   return std::nullopt;
