@@ -170,6 +170,7 @@ class Generator {
   Result<Node*> chooseType(Node& choice, const std::string& type_suffix, bool inside_slice,
                            std::string_view where);
   std::unique_ptr<Node> newSlice(const Node& sliced, const std::string& slice_name);
+  void narrowMandatoryTypeSlices(Node& node);
   Status restrictToType(Node& choice, std::string_view type_suffix, std::string_view where);
   Status apply(Node& node, const Value& diff, std::string_view where);
   Status mergeTypes(Node& node, const Value& diff_types, std::string_view where);
@@ -351,7 +352,42 @@ std::unique_ptr<Node> Generator::newSlice(const Node& sliced, const std::string&
   slice->element.RemoveMember("slicing");
   slice->element.RemoveMember("sliceName");
   json::addString(slice->element, "sliceName", slice_name, allocator_);
+  // The base minimum counts all repetitions together; a slice is optional unless the
+  // differential says otherwise (US Core Provenance.agent:ProvenanceAuthor is 0..*).
+  slice->element.RemoveMember("min");
+  json::addMember(slice->element, "min", json::makeNumber("0", allocator_), allocator_);
   return slice;
+}
+
+// A single-valued choice with a mandatory type slice can only hold that type: the Publisher
+// narrows the choice itself to the slice's types and minimum and closes the slicing (US Core
+// smoking status: effective[x] 1..1 dateTime, with effective[x]:effectiveDateTime 1..1).
+void Generator::narrowMandatoryTypeSlices(Node& node) {
+  for (auto& child : node.children) narrowMandatoryTypeSlices(*child);
+  for (auto& slice : node.slices) narrowMandatoryTypeSlices(*slice);
+  if (!isChoice(node.name) || node.slices.empty() || stringMember(node.element, "max") != "1") {
+    return;
+  }
+  Value* slicing = json::find(node.element, "slicing");
+  const Value* discriminators = slicing ? json::find(*slicing, "discriminator") : nullptr;
+  if (discriminators == nullptr || !discriminators->IsArray() || discriminators->Size() != 1 ||
+      stringMember((*discriminators)[0], "type") != "type") {
+    return;
+  }
+  for (auto& slice : node.slices) {
+    const Value* min = json::find(slice->element, "min");
+    auto slice_min = min ? json::numberAsInt64(*min) : std::nullopt;
+    const Value* types = json::find(slice->element, "type");
+    if (!slice_min || *slice_min < 1 || types == nullptr) continue;
+    slicing->RemoveMember("rules");
+    json::addString(*slicing, "rules", "closed", allocator_);
+    // Member pointers into node.element do not survive the removals below.
+    node.element.RemoveMember("min");
+    json::addMember(node.element, "min", Value(*min, allocator_), allocator_);
+    node.element.RemoveMember("type");
+    json::addMember(node.element, "type", Value(*types, allocator_), allocator_);
+    return;
+  }
 }
 
 Result<Node*> Generator::locate(const std::vector<Segment>& segments, std::string_view where) {
@@ -654,6 +690,7 @@ Result<Value> Generator::run() {
       previous = std::move(segments);
     }
   }
+  narrowMandatoryTypeSlices(*root_);
   Value elements(rapidjson::kArrayType);
   emit(*root_, std::string(), std::string(), elements);
   return elements;
