@@ -130,26 +130,44 @@ const Collection& Evaluator::evalArgShared(const Node& node, Collection& storage
   return storage;
 }
 
-Collection Evaluator::evalWithThis(const Node& node, const Item& item, int64_t index) {
-  const Item* saved_this = this_;
-  int64_t saved_index = index_;
-  // One single-item focus collection per nesting level, reused across iterations.
-  if (this_depth_ == focus_pool_.size()) focus_pool_.push_back(std::make_unique<Collection>());
-  Collection& focus = *focus_pool_[this_depth_++];
-  focus.assign(1, item);
-  this_ = &focus[0];
-  index_ = index;
-  struct Restore {
-    Evaluator& self;
-    const Item* saved_this;
-    int64_t saved_index;
-    ~Restore() {
-      --self.this_depth_;
-      self.this_ = saved_this;
-      self.index_ = saved_index;
+// Makes `item` the $this (and `index` the $index) of a nested evaluation, restoring the outer
+// scope on exit. One single-item focus collection per nesting level is reused across iterations.
+class Evaluator::ThisScope {
+ public:
+  ThisScope(Evaluator& self, const Item& item, int64_t index)
+      : self_(self), saved_this_(self.this_), saved_index_(self.index_) {
+    if (self.this_depth_ == self.focus_pool_.size()) {
+      self.focus_pool_.push_back(std::make_unique<Collection>());
     }
-  } restore{*this, saved_this, saved_index};
-  return eval(node, focus);
+    focus_ = self.focus_pool_[self.this_depth_++].get();
+    focus_->assign(1, item);
+    self.this_ = &(*focus_)[0];
+    self.index_ = index;
+  }
+  ~ThisScope() {
+    --self_.this_depth_;
+    self_.this_ = saved_this_;
+    self_.index_ = saved_index_;
+  }
+  ThisScope(const ThisScope&) = delete;
+  ThisScope& operator=(const ThisScope&) = delete;
+  const Collection& focus() const { return *focus_; }
+
+ private:
+  Evaluator& self_;
+  const Item* saved_this_;
+  int64_t saved_index_;
+  Collection* focus_;
+};
+
+Collection Evaluator::evalWithThis(const Node& node, const Item& item, int64_t index) {
+  ThisScope scope(*this, item, index);
+  return eval(node, scope.focus());
+}
+
+std::optional<bool> Evaluator::evalBoolWithThis(const Node& node, const Item& item, int64_t index) {
+  ThisScope scope(*this, item, index);
+  return evalBool(node, scope.focus());
 }
 
 // ---- typing ---------------------------------------------------------------------------------
@@ -854,7 +872,65 @@ Collection Evaluator::eval(const Node& node, const Collection& focus) {
   }
 }
 
+std::optional<bool> Evaluator::evalBool(const Node& node, const Collection& focus) {
+  switch (node.op) {
+    case Op::kAnd: {
+      auto a = evalBool(*node.children[0], focus);
+      if (a == false) return false;
+      auto b = evalBool(*node.children[1], focus);
+      if (b == false) return false;
+      if (a == true && b == true) return true;
+      return std::nullopt;
+    }
+    case Op::kOr: {
+      auto a = evalBool(*node.children[0], focus);
+      if (a == true) return true;
+      auto b = evalBool(*node.children[1], focus);
+      if (b == true) return true;
+      if (a == false && b == false) return false;
+      return std::nullopt;
+    }
+    case Op::kImplies: {
+      auto a = evalBool(*node.children[0], focus);
+      if (a == false) return true;
+      auto b = evalBool(*node.children[1], focus);
+      if (b == true) return true;
+      if (a == true && b == false) return false;
+      return std::nullopt;
+    }
+    case Op::kXor: {
+      auto a = evalBool(*node.children[0], focus);
+      auto b = evalBool(*node.children[1], focus);
+      if (!a || !b) return std::nullopt;
+      return *a != *b;
+    }
+    case Op::kEq:
+    case Op::kNotEq: {
+      Collection left_storage, right_storage;
+      const Collection& left = evalShared(*node.children[0], focus, left_storage);
+      const Collection& right = evalShared(*node.children[1], focus, right_storage);
+      auto equal = collectionsEqual(left, right);
+      if (!equal) return std::nullopt;
+      return node.op == Op::kEq ? *equal : !*equal;
+    }
+    default: return toBoolean(eval(node, focus));
+  }
+}
+
 Collection Evaluator::binary(const Node& node, const Collection& focus) {
+  switch (node.op) {
+    case Op::kAnd:
+    case Op::kOr:
+    case Op::kImplies:
+    case Op::kXor:
+    case Op::kEq:
+    case Op::kNotEq: {
+      auto value = evalBool(node, focus);
+      if (!value) return {};
+      return {Item::boolean(*value)};
+    }
+    default: break;
+  }
   Collection left_storage;
   const Collection& left = evalShared(*node.children[0], focus, left_storage);
   // Short-circuit forms of the boolean operators.

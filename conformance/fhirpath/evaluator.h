@@ -40,6 +40,10 @@ class Evaluator {
   const Collection& evalShared(const Node& node, const Collection& focus, Collection& storage);
   const Collection& evalArgShared(const Node& node, Collection& storage);
   Collection evalWithThis(const Node& node, const Item& item, int64_t index);
+  // A node in a boolean context (singleton evaluation); boolean operators and equality are
+  // computed without building result collections.
+  std::optional<bool> evalBool(const Node& node, const Collection& focus);
+  std::optional<bool> evalBoolWithThis(const Node& node, const Item& item, int64_t index);
 
   Val view(const Item& item) const;
   Item toSystem(const Item& item) const;  // node primitive -> computed item (else unchanged)
@@ -82,6 +86,7 @@ class Evaluator {
   const Item& contextItem() const { return context_item_; }
 
  private:
+  class ThisScope;
   Collection binary(const Node& node, const Collection& focus);
   Collection arithmetic(Op op, const Item& a, const Item& b) const;
   Collection variable(const std::string& name) const;

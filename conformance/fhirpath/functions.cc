@@ -473,14 +473,14 @@ Collection Evaluator::callFunction(const Node& node, const Collection& focus) {
     case Fn::kExists:
       if (argc == 0) return boolean(!focus.empty());
       for (size_t i = 0; i < focus.size(); ++i) {
-        if (toBoolean(evalWithThis(arg(0), focus[i], static_cast<int64_t>(i))) == true) {
+        if (evalBoolWithThis(arg(0), focus[i], static_cast<int64_t>(i)) == true) {
           return boolean(true);
         }
       }
       return boolean(false);
     case Fn::kAll:
       for (size_t i = 0; i < focus.size(); ++i) {
-        if (toBoolean(evalWithThis(arg(0), focus[i], static_cast<int64_t>(i))) != true) {
+        if (evalBoolWithThis(arg(0), focus[i], static_cast<int64_t>(i)) != true) {
           return boolean(false);
         }
       }
@@ -541,7 +541,7 @@ Collection Evaluator::callFunction(const Node& node, const Collection& focus) {
     case Fn::kWhere: {
       Collection out;
       for (size_t i = 0; i < focus.size(); ++i) {
-        if (toBoolean(evalWithThis(arg(0), focus[i], static_cast<int64_t>(i))) == true) {
+        if (evalBoolWithThis(arg(0), focus[i], static_cast<int64_t>(i)) == true) {
           out.push_back(focus[i]);
         }
       }

@@ -439,6 +439,14 @@ class Parser {
   }
 
   std::unique_ptr<Node> parseExpression(int min_precedence) {
+    // Nesting is bounded so that hostile input cannot exhaust the stack.
+    if (++nesting_ > kMaxNesting) {
+      throw SyntaxError{"expression nested too deeply", peek().offset};
+    }
+    struct Unnest {
+      int& nesting;
+      ~Unnest() { --nesting; }
+    } unnest{nesting_};
     auto left = parseUnary();
     for (;;) {
       Op op;
@@ -475,6 +483,13 @@ class Parser {
 
   std::unique_ptr<Node> parseUnary() {
     if (isSymbol("+") || isSymbol("-")) {
+      if (++nesting_ > kMaxNesting) {
+        throw SyntaxError{"expression nested too deeply", peek().offset};
+      }
+      struct Unnest {
+        int& nesting;
+        ~Unnest() { --nesting; }
+      } unnest{nesting_};
       Token sign = next();
       auto operand = parseUnary();
       if (sign.text == "+") return operand;
@@ -667,8 +682,10 @@ class Parser {
     throw SyntaxError{"unexpected token", token.offset};
   }
 
+  static constexpr int kMaxNesting = 200;
   std::vector<Token> tokens_;
   size_t pos_ = 0;
+  int nesting_ = 0;
 };
 
 void fillLiteralCollections(Node& node) {
@@ -688,7 +705,14 @@ const FunctionInfo* findFunction(std::string_view name) {
 Result<ExpressionPtr> compile(std::string_view text, CompileError* detail) {
   try {
     Lexer lexer(text);
-    Parser parser(lexer.run());
+    std::vector<Token> tokens = lexer.run();
+    // Long left-associative chains (a.a.a... or 1+1+...) nest the AST as deep as they are long;
+    // bounding the length bounds the recursion of later passes and of the destructor.
+    constexpr size_t kMaxTokens = 20000;
+    if (tokens.size() > kMaxTokens) {
+      throw SyntaxError{"expression too long", tokens[kMaxTokens].offset};
+    }
+    Parser parser(std::move(tokens));
     auto expression = std::make_shared<Expression>();
     expression->text = std::string(text);
     expression->root = parser.parseAll();

@@ -63,6 +63,13 @@ TEST(FhirpathParser, RejectsMalformedInput) {
   compileError("$unknown");
   compileError("%");
   compileError("99999999999999999999");    // integer out of range
+  // Deep nesting is an error, not a stack overflow.
+  compileError(std::string(100000, '(') + "1" + std::string(100000, ')'));
+  compileError(std::string(100000, '-') + "1");
+  EXPECT_TRUE(compile(std::string(50, '(') + "1" + std::string(50, ')')).ok());
+  std::string chain = "a";
+  for (int i = 0; i < 30000; ++i) chain += ".a";
+  compileError(chain);
 }
 
 TEST(FhirpathParser, ChecksFunctionNamesAndArity) {
