@@ -16,12 +16,14 @@
 //    brings in the children of its single type from that type's snapshot (or of the type's
 //    profile when it names exactly one); a contentReference brings in the referenced children.
 //  * A new slice starts from the base definition of the sliced element (with its base
-//    children), not from that element as the differential constrained it. Extension elements
-//    are sliced by url implicitly; slicing any other element needs `slicing` in the base or
-//    the differential.
+//    children), not from that element as the differential constrained it, and with min 0
+//    unless the differential gives one. Extension elements are sliced by url implicitly;
+//    slicing any other element needs `slicing` in the base or the differential.
 //  * A renamed choice (valueQuantity) restricts value[x] to that type in place when below a
 //    slice, and otherwise becomes the type slice value[x]:valueQuantity under a type/$this
-//    slicing, as the Publisher does. `value[x]:valueQuantity` ids are read the same way.
+//    slicing, as the Publisher does. `value[x]:valueQuantity` ids are read the same way. A
+//    single-valued choice whose type slice is mandatory is narrowed to that type and minimum,
+//    with the slicing closed.
 //  * Merge: `type` replaces the base types (each must be a base type, a specialisation of one,
 //    or any type where the base says Element/Resource); `binding` members override the base
 //    binding's; `constraint` entries are appended (same key replaces); `condition` and
