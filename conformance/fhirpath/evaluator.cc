@@ -89,19 +89,33 @@ Item makeResourceItem(const json::Value* value, const Model* model) {
 
 Evaluator::Evaluator(const EvaluationContext& context, const Item& focus)
     : context_(context), model_(context.model.get()), context_item_(focus) {
-  const json::Value* resource = context.resource;
-  if (resource == nullptr && focus.isNode() && focus.value() != nullptr &&
-      focus.value()->IsObject() && json::find(*focus.value(), "resourceType") != nullptr) {
-    resource = focus.value();
+  resource_value_ = context.resource;
+  if (resource_value_ == nullptr && focus.isNode() && focus.value() != nullptr &&
+      focus.value()->IsObject() && !focus.typeName().empty() &&
+      (focus.typeNode() == nullptr || focus.typeNode()->resource)) {
+    if (json::find(*focus.value(), "resourceType") != nullptr) resource_value_ = focus.value();
   }
+  root_value_ = context.root_resource != nullptr ? context.root_resource : resource_value_;
+}
+
+// %resource and %rootResource items are made on first use: most expressions never ask.
+const Item& Evaluator::resourceItem() const {
+  if (!resource_item_) resource_item_ = itemFor(resource_value_);
+  return *resource_item_;
+}
+
+const Item& Evaluator::rootItem() const {
+  if (!root_item_) root_item_ = root_value_ == resource_value_ ? resourceItem() : itemFor(root_value_);
+  return *root_item_;
+}
+
+Item Evaluator::itemFor(const json::Value* value) const {
+  if (value == nullptr) return Item();
   // Reuse the focus (and its type lookup) when it is the resource itself.
-  auto itemFor = [&](const json::Value* value) {
-    if (focus.isNode() && focus.value() == value && !focus.typeName().empty()) return focus;
-    return makeResourceItem(value, model_);
-  };
-  if (resource != nullptr) resource_item_ = itemFor(resource);
-  const json::Value* root = context.root_resource != nullptr ? context.root_resource : resource;
-  if (root != nullptr) root_item_ = root == resource ? resource_item_ : itemFor(root);
+  if (context_item_.isNode() && context_item_.value() == value && !context_item_.typeName().empty()) {
+    return context_item_;
+  }
+  return makeResourceItem(value, model_);
 }
 
 Collection Evaluator::run(const Node& root) {
@@ -782,11 +796,11 @@ bool Evaluator::isType(const Item& item, std::string_view ns, std::string_view n
 Collection Evaluator::variable(const std::string& name) const {
   if (name == "context") return {context_item_};
   if (name == "resource") {
-    if (resource_item_.isNode() && resource_item_.value() != nullptr) return {resource_item_};
+    if (resourceItem().isNode() && resourceItem().value() != nullptr) return {resourceItem()};
     return {context_item_};
   }
   if (name == "rootResource") {
-    if (root_item_.isNode() && root_item_.value() != nullptr) return {root_item_};
+    if (rootItem().isNode() && rootItem().value() != nullptr) return {rootItem()};
     return variable("resource");
   }
   if (name == "ucum") return {Item::string("http://unitsofmeasure.org")};

@@ -81,8 +81,8 @@ class Evaluator {
 
   const EvaluationContext& context() const { return context_; }
   const Model* model() const { return model_; }
-  const Item& resourceItem() const { return resource_item_; }
-  const Item& rootItem() const { return root_item_; }
+  const Item& resourceItem() const;  // %resource (an empty Item when there is none)
+  const Item& rootItem() const;      // %rootResource
   const Item& contextItem() const { return context_item_; }
 
  private:
@@ -94,8 +94,11 @@ class Evaluator {
   const EvaluationContext& context_;
   const Model* model_;
   Item context_item_;
-  Item resource_item_;
-  Item root_item_;
+  Item itemFor(const json::Value* value) const;
+  const json::Value* resource_value_ = nullptr;
+  const json::Value* root_value_ = nullptr;
+  mutable std::optional<Item> resource_item_;
+  mutable std::optional<Item> root_item_;
   const Item* this_ = nullptr;
   int64_t index_ = 0;
   const Collection* total_ = nullptr;

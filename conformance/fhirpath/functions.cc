@@ -1352,11 +1352,11 @@ Collection Evaluator::callFunction(const Node& node, const Collection& focus) {
             }
           }
         };
-        searchContained(resource_item_);
-        searchContained(root_item_);
-        if (!found && root_item_.isNode() && root_item_.value() != nullptr &&
-            root_item_.typeName() == "Bundle") {
-          const json::Value* entries = json::find(*root_item_.value(), "entry");
+        searchContained(resourceItem());
+        searchContained(rootItem());
+        if (!found && rootItem().isNode() && rootItem().value() != nullptr &&
+            rootItem().typeName() == "Bundle") {
+          const json::Value* entries = json::find(*rootItem().value(), "entry");
           if (entries != nullptr && entries->IsArray()) {
             for (const auto& entry : entries->GetArray()) {
               const json::Value* resource = json::find(entry, "resource");
