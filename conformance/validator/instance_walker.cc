@@ -499,6 +499,12 @@ const ElementPlan* elementAt(const ElementPlan& slice, std::string_view path) {
     for (const ElementPlan* child : current->children) {
       if (child->name == name) next = child;
     }
+    // Constraints may sit in the slices of the element only (code.coding:SBPCode.code).
+    for (size_t index = 0; !next && index < current->slices.size(); ++index) {
+      for (const ElementPlan* child : current->slices[index]->children) {
+        if (child->name == name) next = child;
+      }
+    }
     if (!next) return nullptr;
     if (filter) {
       const ElementPlan* chosen = nullptr;
@@ -526,7 +532,8 @@ std::string describeValue(const json::Value& value) {
 }  // namespace
 
 bool InstanceWalker::matchesSlice(const json::Value* value, std::string_view type,
-                                  const ElementPlan& element, const ElementPlan& slice) {
+                                  const ElementPlan& element, const ElementPlan& slice,
+                                  const StructurePlan& plan) {
   if (!value) return false;
   for (const Discriminator& discriminator : element.slicing->discriminators) {
     const std::string& path = discriminator.path;
@@ -587,6 +594,15 @@ bool InstanceWalker::matchesSlice(const json::Value* value, std::string_view typ
       if (!ok) return false;
       continue;
     }
+    if (!expected && target && target != &slice &&
+        (!target->children.empty() || !target->slices.empty())) {
+      // No fixed/pattern value at the path, but the slice constrains what is below it (e.g.
+      // code.coding slices with fixed system and code): the value matches when it conforms.
+      bool ok = false;
+      for (const json::Value* node : found) ok = ok || (node->IsObject() && conformsToElement(*node, *target, plan));
+      if (!ok) return false;
+      continue;
+    }
     if (!expected) {
       if (target && target->binding && target->binding->strength == BindingStrength::kRequired) {
         const terminology::Terminology& terminology = validator_.terminology();
@@ -625,6 +641,18 @@ bool InstanceWalker::matchesSlice(const json::Value* value, std::string_view typ
   return true;
 }
 
+bool InstanceWalker::conformsToElement(const json::Value& value, const ElementPlan& element,
+                                       const StructurePlan& plan) {
+  IssueList scratch;
+  InstanceWalker walker(validator_, scratch);
+  walker.path_ = path_;
+  walker.resource_ = resource_;
+  walker.root_resource_ = root_resource_;
+  walker.container_ = container_;
+  walker.walkObject(value, element, plan, false);
+  return !scratch.hasErrors();
+}
+
 bool InstanceWalker::conformsTo(const json::Value& value, const std::string& url) {
   const StructurePlan* profile = plans_.byUrl(url);
   if (!profile || !profile->root) return false;
@@ -660,7 +688,7 @@ void InstanceWalker::dispatchItem(const json::Value* value, const json::Value* e
       bool ok = false;
       for (const TypeRef& ref : slice.types) ok = ok || ref.code == type;
       if (!ok) continue;
-    } else if (!matchesSlice(value, type, element, slice)) {
+    } else if (!matchesSlice(value, type, element, slice, plan)) {
       continue;
     }
     chosen = &slice;
@@ -763,7 +791,43 @@ void InstanceWalker::validateItem(const json::Value* value, const json::Value* e
   if (element.binding) checkBinding(*value, type, *element.binding);
   if (type == "Coding") checkCoding(*value);
   if (type == "Attachment") checkAttachment(*value);
+  if (type == "Reference") checkReferenceTarget(*value, element);
   checkFixedAndPattern(*value, element, plan);
+}
+
+void InstanceWalker::checkReferenceTarget(const json::Value& reference, const ElementPlan& element) {
+  auto text = json::getString(reference, "reference");
+  if (!text || text->empty() || (*text)[0] == '#' || text->compare(0, 4, "urn:") == 0) return;
+  std::vector<std::string_view> allowed;
+  for (const TypeRef& ref : element.types) {
+    if (ref.code != "Reference") continue;
+    for (const std::string& target : ref.target_profiles) {
+      std::string_view url = definitions::canonicalUrl(target);
+      const StructurePlan* plan = plans_.byUrl(url);
+      std::string_view type = plan && !plan->type.empty() ? std::string_view(plan->type)
+                                                          : url.substr(url.rfind('/') + 1);
+      if (type == "Resource" || type == "DomainResource") return;
+      allowed.push_back(type);
+    }
+  }
+  if (allowed.empty()) return;
+  std::string_view url = *text;
+  if (size_t query = url.find('?'); query != std::string_view::npos) return;  // conditional reference
+  if (size_t history = url.find("/_history/"); history != std::string_view::npos) url = url.substr(0, history);
+  size_t slash = url.rfind('/');
+  if (slash == std::string_view::npos) return;
+  std::string_view rest = url.substr(0, slash);
+  size_t type_slash = rest.rfind('/');
+  std::string_view type = type_slash == std::string_view::npos ? rest : rest.substr(type_slash + 1);
+  if (std::find(allowed.begin(), allowed.end(), type) != allowed.end()) return;
+  if (!validator_.model()->isResourceType(type)) return;  // not a [type]/[id] reference
+  std::string list;
+  for (std::string_view name : allowed) {
+    if (!list.empty()) list += ", ";
+    list += name;
+  }
+  report(Severity::kError, "structure",
+         "Invalid Resource target type. Found " + std::string(type) + ", but expected one of (" + list + ")");
 }
 
 void InstanceWalker::checkAttachment(const json::Value& attachment) {

@@ -56,6 +56,7 @@ class InstanceWalker {
                         const json::Value* extension, std::string_view type);
   void checkContainedReferenced(const json::Value& resource);
   void checkAttachment(const json::Value& attachment);
+  void checkReferenceTarget(const json::Value& reference, const ElementPlan& element);
   void checkRange(const json::Value& value, const ElementPlan& element);
   void checkFixedAndPattern(const json::Value& value, const ElementPlan& element,
                             const StructurePlan& plan);
@@ -64,7 +65,9 @@ class InstanceWalker {
                     const ElementPlan& element, std::string_view type, const StructurePlan& plan,
                     bool resource_id, std::vector<uint32_t>& slice_counts);
   bool matchesSlice(const json::Value* value, std::string_view type, const ElementPlan& element,
-                    const ElementPlan& slice);
+                    const ElementPlan& slice, const StructurePlan& plan);
+  bool conformsToElement(const json::Value& value, const ElementPlan& element,
+                         const StructurePlan& plan);
   bool conformsTo(const json::Value& value, const std::string& url);
   void checkSliceCounts(const ElementPlan& element, const std::vector<uint32_t>& slice_counts,
                         size_t parent_size, const StructurePlan& plan);

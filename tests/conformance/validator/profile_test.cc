@@ -1,0 +1,184 @@
+// SPDX-License-Identifier: Apache-2.0
+// Checks beyond the base structure: bindings and terminology, invariants, extensions, profiles
+// (meta.profile, requested, extra paths, differential-only), slicing, fixed/pattern values,
+// references and QuestionnaireResponse against its Questionnaire.
+
+#include <gtest/gtest.h>
+
+#include "tests/conformance/validator/validator_test_util.h"
+
+namespace fhir::testing {
+namespace {
+
+constexpr Severity kError = Severity::kError;
+constexpr Severity kWarning = Severity::kWarning;
+
+TEST(BindingTest, RequiredCodeBinding) {
+  EXPECT_NO_ERRORS(validateJson(R"j({"resourceType":"Patient","gender":"female"})j"));
+  IssueList issues = validateJson(R"j({"resourceType":"Patient","gender":"femme"})j");
+  EXPECT_ISSUE(issues, kError, "code-invalid", "Patient.gender");
+}
+
+TEST(BindingTest, RequiredCodeableConceptBinding) {
+  const char* kTemplate = R"j({"resourceType":"AllergyIntolerance","patient":{"reference":"Patient/1"},
+      "clinicalStatus":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical",
+                                    "code":"%s"}]}})j";
+  char valid[512], invalid[512];
+  std::snprintf(valid, sizeof(valid), kTemplate, "active");
+  std::snprintf(invalid, sizeof(invalid), kTemplate, "dormant");
+  EXPECT_NO_ERRORS(validateJson(valid));
+  IssueList issues = validateJson(invalid);
+  EXPECT_ISSUE(issues, kError, "code-invalid", "AllergyIntolerance.clinicalStatus");
+  // The code is also unknown in its (local, complete) CodeSystem.
+  EXPECT_ISSUE(issues, kError, "code-invalid", "AllergyIntolerance.clinicalStatus.coding[0].code");
+}
+
+TEST(BindingTest, ExtensibleIsAWarningAndExternalSystemsAreNotErrors) {
+  IssueList issues = validateJson(R"j({"resourceType":"Patient","maritalStatus":{"coding":[
+      {"system":"http://example.org/local-status","code":"x"}]}})j");
+  EXPECT_NO_ERRORS(issues);
+  EXPECT_ISSUE(issues, kWarning, "code-invalid", "Patient.maritalStatus");
+  // LOINC is not available locally: a LOINC code in an example-bound element is not judged.
+  EXPECT_NO_ERRORS(validateJson(R"j({"resourceType":"Observation","status":"final",
+      "code":{"coding":[{"system":"http://loinc.org","code":"99999-9"}]}})j"));
+}
+
+TEST(BindingTest, WrongDisplayForLocalCodeSystem) {
+  IssueList issues = validateJson(R"j({"resourceType":"Patient","maritalStatus":{"coding":[
+      {"system":"http://terminology.hl7.org/CodeSystem/v3-MaritalStatus","code":"M","display":"Single"}]}})j");
+  EXPECT_ISSUE(issues, kError, "invalid", "Patient.maritalStatus.coding[0].display");
+  EXPECT_NO_ERRORS(validateJson(R"j({"resourceType":"Patient","maritalStatus":{"coding":[
+      {"system":"http://terminology.hl7.org/CodeSystem/v3-MaritalStatus","code":"M","display":"married"}]}})j"));
+}
+
+TEST(InvariantTest, FhirPathConstraintWithSeverity) {
+  IssueList issues = validateJson(R"j({"resourceType":"Patient","name":[{"family":"x",
+      "period":{"start":"2020-01-02","end":"2019-01-01"}}]})j");
+  EXPECT_ISSUE(issues, kError, "invariant", "Patient.name[0].period");  // per-1
+  EXPECT_ISSUE(issues, kWarning, "invariant", "Patient");               // dom-6: no narrative
+}
+
+TEST(InvariantTest, NativeDom3AndRef1) {
+  IssueList orphan = validateJson(R"j({"resourceType":"Condition","subject":{"reference":"Patient/1"},
+      "contained":[{"resourceType":"Practitioner","id":"p1"}]})j");
+  EXPECT_ISSUE(orphan, kError, "invariant", "Condition");  // dom-3
+  IssueList dangling = validateJson(R"j({"resourceType":"Condition","subject":{"reference":"#nope"}})j");
+  EXPECT_ISSUE(dangling, kError, "invariant", "Condition.subject");  // ref-1
+  EXPECT_NO_ERRORS(validateJson(R"j({"resourceType":"Condition","subject":{"reference":"#p1"},
+      "contained":[{"resourceType":"Patient","id":"p1"}]})j"));
+}
+
+TEST(InvariantTest, Tim9EvaluatedLikeTheReferenceValidator) {
+  const char* kValid = R"j({"resourceType":"MedicationRequest","status":"active","intent":"order",
+      "medicationCodeableConcept":{"text":"x"},"subject":{"reference":"Patient/1"},
+      "dosageInstruction":[{"timing":{"repeat":{"when":["MORN","EVE"],"offset":30}}}]})j";
+  EXPECT_NO_ERRORS(validateJson(kValid));
+  IssueList issues = validateJson(R"j({"resourceType":"MedicationRequest","status":"active","intent":"order",
+      "medicationCodeableConcept":{"text":"x"},"subject":{"reference":"Patient/1"},
+      "dosageInstruction":[{"timing":{"repeat":{"when":["C","CM"],"offset":30}}}]})j");
+  EXPECT_ISSUE(issues, kError, "invariant", "MedicationRequest.dosageInstruction[0].timing.repeat");
+}
+
+TEST(ExtensionTest, ResolvedByUrlAndValueTypeChecked) {
+  EXPECT_NO_ERRORS(validateJson(R"j({"resourceType":"Patient","extension":[{
+      "url":"http://hl7.org/fhir/StructureDefinition/patient-birthPlace",
+      "valueAddress":{"city":"Paris"}}]})j"));
+  IssueList unknown = validateJson(R"j({"resourceType":"Patient","extension":[{
+      "url":"http://example.org/fhir/StructureDefinition/unknown","valueString":"x"}]})j");
+  EXPECT_ISSUE(unknown, kError, "structure", "Patient.extension[0]");
+  IssueList wrong_type = validateJson(R"j({"resourceType":"Patient","extension":[{
+      "url":"http://hl7.org/fhir/StructureDefinition/patient-birthPlace","valueString":"Paris"}]})j");
+  // valueString is not allowed, and value[x] (1..1 in the definition) is then missing.
+  EXPECT_EQ(countIssues(wrong_type, kError, "structure", "Patient.extension[0]"), 2u)
+      << describe(wrong_type);
+  IssueList both = validateJson(R"j({"resourceType":"Patient","extension":[{
+      "url":"http://hl7.org/fhir/StructureDefinition/patient-birthPlace",
+      "valueAddress":{"city":"Paris"},"extension":[{"url":"x","valueString":"y"}]}]})j");
+  EXPECT_ISSUE(both, kError, "invariant", "Patient.extension[0]");  // ext-1
+}
+
+TEST(ProfileTest, MetaProfileKnownAndUnknown) {
+  IssueList unknown = validateJson(R"j({"resourceType":"Patient",
+      "meta":{"profile":["http://example.org/fhir/StructureDefinition/nowhere"]}})j");
+  EXPECT_NO_ERRORS(unknown);
+  EXPECT_ISSUE(unknown, kWarning, "structure", "Patient.meta.profile[0]");
+
+  // Core vital signs profile: category slice VSCat, subject and effective[x] are required.
+  IssueList vitals = validateJson(R"j({"resourceType":"Observation","status":"final",
+      "meta":{"profile":["http://hl7.org/fhir/StructureDefinition/vitalsigns"]},
+      "code":{"coding":[{"system":"http://loinc.org","code":"8867-4"}]},
+      "valueQuantity":{"value":60,"unit":"/min","system":"http://unitsofmeasure.org","code":"/min"}})j");
+  EXPECT_GE(countIssues(vitals, kError, "structure", "Observation"), 3u) << describe(vitals);
+}
+
+TEST(ProfileTest, SlicesMatchedByPatternAndCounted) {
+  const char* kBloodPressure = R"j({"resourceType":"Observation","status":"final",
+      "meta":{"profile":["http://hl7.org/fhir/StructureDefinition/bp"]},
+      "category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/observation-category",
+                              "code":"vital-signs"}]}],
+      "code":{"coding":[{"system":"http://loinc.org","code":"85354-9"}]},
+      "subject":{"reference":"Patient/1"},"effectiveDateTime":"2020-01-01T10:00:00Z",
+      "component":[
+        {"code":{"coding":[{"system":"http://loinc.org","code":"8480-6"}]},
+         "valueQuantity":{"value":120,"unit":"mmHg","system":"http://unitsofmeasure.org","code":"mm[Hg]"}}
+        %s]})j";
+  char complete[2048], missing[2048];
+  std::snprintf(complete, sizeof(complete), kBloodPressure,
+                R"j(,{"code":{"coding":[{"system":"http://loinc.org","code":"8462-4"}]},
+         "valueQuantity":{"value":80,"unit":"mmHg","system":"http://unitsofmeasure.org","code":"mm[Hg]"}})j");
+  std::snprintf(missing, sizeof(missing), kBloodPressure, "");
+  EXPECT_NO_ERRORS(validateJson(complete));
+  IssueList issues = validateJson(missing);
+  // The DiastolicBP slice is missing, and component (2..*) has one item.
+  EXPECT_EQ(countIssues(issues, kError, "structure", "Observation"), 2u) << describe(issues);
+  EXPECT_EQ(issues.errorCount(), 2u) << describe(issues);
+}
+
+TEST(ProfileTest, DifferentialOnlyProfileFromExtraPathsAndFixedValue) {
+  ValidationRequest request;
+  request.profiles.push_back("http://example.org/fhir/StructureDefinition/test-patient");
+  EXPECT_NO_ERRORS(validateJson(R"j({"resourceType":"Patient","gender":"male","birthDate":"1970",
+      "identifier":[{"system":"http://example.org/mrn","value":"1"}]})j", request));
+  IssueList issues = validateJson(R"j({"resourceType":"Patient","gender":"male",
+      "identifier":[{"system":"http://example.org/other","value":"1"},{"value":"2"}]})j", request);
+  EXPECT_ISSUE(issues, kError, "value", "Patient.identifier[0].system");  // fixedUri
+  EXPECT_ISSUE(issues, kError, "structure", "Patient.identifier[1]");     // system 1..1
+  // birthDate 1..1 and identifier 0..1
+  EXPECT_EQ(countIssues(issues, kError, "structure", "Patient"), 2u) << describe(issues);
+  EXPECT_EQ(issues.errorCount(), 4u) << describe(issues);
+
+  ValidationRequest unknown;
+  unknown.profiles.push_back("http://example.org/fhir/StructureDefinition/nowhere");
+  EXPECT_TRUE(validateJson(R"j({"resourceType":"Patient"})j", unknown).hasErrors());
+}
+
+TEST(ReferenceTest, TargetTypeFromTargetProfile) {
+  EXPECT_NO_ERRORS(validateJson(R"j({"resourceType":"Patient",
+      "managingOrganization":{"reference":"Organization/1"}})j"));
+  IssueList issues = validateJson(R"j({"resourceType":"Patient",
+      "managingOrganization":{"reference":"Practitioner/1"}})j");
+  EXPECT_ISSUE(issues, kError, "structure", "Patient.managingOrganization");
+}
+
+TEST(QuestionnaireResponseTest, AgainstItsQuestionnaire) {
+  EXPECT_NO_ERRORS(validateJson(R"j({"resourceType":"QuestionnaireResponse","status":"completed",
+      "questionnaire":"http://example.org/fhir/Questionnaire/test-intake",
+      "item":[{"linkId":"name","answer":[{"valueString":"Ann"}]},
+              {"linkId":"age","answer":[{"valueInteger":40}]},
+              {"linkId":"colour","answer":[{"valueCoding":{"system":"http://example.org/colours","code":"red"}}]}]})j"));
+  IssueList issues = validateJson(R"j({"resourceType":"QuestionnaireResponse","status":"completed",
+      "questionnaire":"http://example.org/fhir/Questionnaire/test-intake",
+      "item":[{"linkId":"age","answer":[{"valueInteger":140},{"valueInteger":3}]},
+              {"linkId":"colour","answer":[{"valueCoding":{"system":"http://example.org/colours","code":"green"}}]},
+              {"linkId":"info","answer":[{"valueString":"x"}]},
+              {"linkId":"nope"}]})j");
+  EXPECT_ISSUE(issues, kError, "required", "QuestionnaireResponse");  // name is required
+  EXPECT_ISSUE(issues, kError, "not-found", "QuestionnaireResponse");  // linkId nope
+  EXPECT_ISSUE(issues, kError, "invariant", "QuestionnaireResponse.item[0].answer[0].value.ofType(integer)");
+  EXPECT_ISSUE(issues, kError, "structure", "QuestionnaireResponse.item[0]");  // not repeating
+  EXPECT_ISSUE(issues, kError, "invariant", "QuestionnaireResponse.item[1].answer[0]");
+  EXPECT_ISSUE(issues, kError, "structure", "QuestionnaireResponse.item[2]");  // display answered
+}
+
+}  // namespace
+}  // namespace fhir::testing
