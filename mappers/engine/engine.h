@@ -98,6 +98,8 @@ class SpecLibrary {
   bool has(const std::string& spec_id) const;
   std::vector<std::string> ids() const;
 
+  struct Shared;  // translation tables shared by the compiled specs (engine.cc)
+
   // Maps `input` with spec `spec_id`. An Error only for an unknown spec id; data problems are
   // Rejections.
   Result<MapSummary> mapSource(const std::string& spec_id, std::istream& input, const MapOptions& options,
@@ -105,7 +107,6 @@ class SpecLibrary {
 
  private:
   SpecLibrary();
-  struct Shared;
   std::unique_ptr<Shared> shared_;
   std::map<std::string, std::unique_ptr<CompiledSpec>> specs_;
 };

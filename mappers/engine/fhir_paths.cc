@@ -8,10 +8,6 @@
 namespace fhir::mappers::engine {
 namespace {
 
-bool isPrimitive(const std::string& type) {
-  return !type.empty() && std::islower(static_cast<unsigned char>(type[0]));
-}
-
 std::string capitalize(std::string text) {
   if (!text.empty()) text[0] = static_cast<char>(std::toupper(static_cast<unsigned char>(text[0])));
   return text;

@@ -4,6 +4,7 @@
 // Reads a mapping spec file: JSON with // and /* */ comments, remembering the line of every
 // object so that load-time errors can name the spec line.
 
+#include <memory>
 #include <string>
 #include <string_view>
 #include <unordered_map>

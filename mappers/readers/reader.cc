@@ -64,7 +64,7 @@ std::string describeLocation(const json::Value& record, const std::vector<std::s
       out += ", element " + std::to_string(std::strtoul(path[anchor_step].c_str(), nullptr, 10));
     }
     if (anchor_step + 1 < path.size()) {
-      out += ", component " + std::to_string(std::strtoul(path[anchor_step + 1].c_str(), nullptr, 10));
+      out += ", component " + std::to_string(std::strtoul(path[anchor_step + 1].c_str(), nullptr, 10) + 1);
     }
     return out;
   }

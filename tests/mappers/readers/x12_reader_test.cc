@@ -98,8 +98,9 @@ TEST(X12Reader, LocationsNameSegmentAndElement) {
   auto reads = readAll(northshore());
   ASSERT_EQ(reads.size(), 3u);
   EXPECT_EQ(describeLocation(reads[0].record.doc, {"lines", "0", "SV1", "01"}, false), "segment 25 (SV1), element 1");
+  // Steps index components from 0; people count them from 1.
   EXPECT_EQ(describeLocation(reads[0].record.doc, {"lines", "0", "SV1", "01", "1"}, false),
-            "segment 25 (SV1), element 1, component 1");
+            "segment 25 (SV1), element 1, component 2");
   EXPECT_EQ(describeLocation(reads[0].record.doc, {"claim", "HI", "1", "01"}, false), "segment 21 (HI), element 1");
 }
 

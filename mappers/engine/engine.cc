@@ -1,0 +1,1387 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "mappers/engine/engine.h"
+
+#include <algorithm>
+#include <chrono>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <set>
+#include <sstream>
+#include <unordered_map>
+
+#include "mappers/common/event_reader.h"
+#include "mappers/common/ids.h"
+#include "mappers/engine/fhir_paths.h"
+#include "mappers/engine/spec_json.h"
+#include "mappers/readers/csv/csv_reader.h"
+#include "mappers/readers/ndjson/ndjson_reader.h"
+#include "mappers/readers/x12/x12_reader.h"
+
+namespace fhir::mappers::engine {
+
+namespace readers = ::fhir::mappers::readers;
+
+// ---------------------------------------------------------------------------------------------
+// Compiled form of a spec.
+
+namespace {
+
+constexpr std::string_view kBase = "https://fhir.alignment-gateway.org";
+
+enum class ReaderKind { kCsv, kNdjson, kJson, kX12 };
+
+struct SourcePath {
+  bool absolute = false;  // "$.a.b": from the record root
+  bool self = false;      // ".": the current item
+  std::vector<std::string> steps;
+  std::string text;
+};
+
+// One code translation table of a ConceptMap group.
+struct Translation {
+  std::unordered_map<std::string, std::string> codes;
+  std::string name;
+};
+
+enum class TransformKind { kTrim, kUpper, kLower, kDateYmd, kDate, kDecimal, kInteger, kIcd10, kNpi, kTranslate,
+                           kLookup, kComponent, kRangeStart, kRangeEnd, kOneOf, kBoolean };
+
+struct Transform {
+  TransformKind kind = TransformKind::kTrim;
+  const Translation* translation = nullptr;
+  std::unordered_map<std::string, std::string> table;
+  std::set<std::string> allowed;
+  size_t component = 1;
+};
+
+struct Condition;
+
+struct ValueExpr {
+  enum class Kind { kNone, kSource, kLiteral, kReference } kind = Kind::kNone;
+  SourcePath from;
+  const json::Value* literal = nullptr;  // owned by the spec document
+  std::string reference_key;
+  std::vector<Transform> transforms;
+  bool required = false;
+  const json::Value* fallback = nullptr;
+};
+
+struct Condition {
+  enum class Op { kEquals, kIn, kNotIn, kExists, kMissing, kAll, kAny } op = Op::kExists;
+  ValueExpr value;
+  std::set<std::string> values;
+  std::vector<Condition> children;
+};
+
+struct Rule {
+  size_t line = 0;
+  std::vector<PathStep> target;
+  std::optional<Condition> when;
+  ValueExpr value;
+  // forEach rules
+  std::vector<SourcePath> for_each;
+  std::optional<Condition> where;
+  std::vector<Rule> children;
+};
+
+struct IdPart {
+  std::string literal;  // template with {variables}
+  ValueExpr value;      // when kind != kNone
+};
+
+struct ResourceProgram {
+  size_t line = 0;
+  std::string key;
+  std::string type;
+  std::string profile;
+  std::vector<IdPart> id;
+  std::optional<Condition> when;
+  std::vector<Rule> rules;
+};
+
+}  // namespace
+
+struct CompiledSpec {
+  std::unique_ptr<SpecDocument> document;
+  std::string id;
+  std::string file;
+  ReaderKind reader = ReaderKind::kCsv;
+  std::vector<std::string> fields;  // known source paths (normalized, "*" for array items)
+  std::string group_by;             // CSV: column whose consecutive equal values form one record
+  ValueExpr record_id;
+  std::vector<Rule> checks;
+  std::vector<ResourceProgram> resources;
+};
+
+struct SpecLibrary::Shared {
+  std::map<std::string, Translation> translations;  // "conceptmap-id|source system" and "conceptmap-id"
+};
+
+namespace {
+
+// ---------------------------------------------------------------------------------------------
+// Compiling.
+
+class Compiler {
+ public:
+  Compiler(CompiledSpec& spec, SpecLibrary::Shared& shared, FhirPaths& paths)
+      : spec_(spec), shared_(shared), paths_(paths) {}
+
+  Status compile();
+
+ private:
+  Error fail(const json::Value& at, const std::string& message) const {
+    size_t line = spec_.document->lineOf(at);
+    return Error{spec_.file + ":" + std::to_string(line ? line : 1) + ": " + message};
+  }
+  Result<SourcePath> sourcePath(const json::Value& at, std::string_view text, const std::string& scope);
+  Result<ValueExpr> valueExpr(const json::Value& object, const std::string& scope, bool needs_value);
+  Result<Condition> condition(const json::Value& object, const std::string& scope);
+  Result<Rule> rule(const json::Value& object, const std::string& scope, const std::string& context);
+  bool knownPattern(const std::string& pattern) const;
+
+  CompiledSpec& spec_;
+  SpecLibrary::Shared& shared_;
+  FhirPaths& paths_;
+  std::set<std::string> keys_;
+};
+
+std::vector<std::string> splitPath(std::string_view text) {
+  std::vector<std::string> steps;
+  size_t start = 0;
+  while (start <= text.size()) {
+    size_t end = text.find('.', start);
+    steps.emplace_back(text.substr(start, end == std::string_view::npos ? std::string_view::npos : end - start));
+    if (end == std::string_view::npos) break;
+    start = end + 1;
+  }
+  return steps;
+}
+
+std::string joinPattern(const std::string& scope, const std::vector<std::string>& steps) {
+  std::string out = scope;
+  for (const std::string& step : steps) {
+    bool index = !step.empty() && std::all_of(step.begin(), step.end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)); });
+    out += (out.empty() ? "" : ".") + (index ? std::string("*") : step);
+  }
+  return out;
+}
+
+bool Compiler::knownPattern(const std::string& pattern) const {
+  std::vector<std::string> want = splitPath(pattern);
+  for (const std::string& field : spec_.fields) {
+    std::vector<std::string> have = splitPath(field);
+    if (want.size() > have.size()) continue;
+    bool match = true;
+    for (size_t index = 0; index < want.size() && match; ++index) match = want[index] == have[index];
+    if (match) return true;
+  }
+  return false;
+}
+
+Result<SourcePath> Compiler::sourcePath(const json::Value& at, std::string_view text, const std::string& scope) {
+  SourcePath path;
+  path.text = std::string(text);
+  if (text == ".") {
+    path.self = true;
+    return path;
+  }
+  std::string base = scope;
+  if (text.substr(0, 2) == "$.") {
+    path.absolute = true;
+    text.remove_prefix(2);
+    base = spec_.group_by.empty() ? "" : "";
+  }
+  path.steps = splitPath(text);
+  for (const std::string& step : path.steps) {
+    if (step.empty()) return fail(at, "empty step in source path '" + path.text + "'");
+  }
+  if (!knownPattern(joinPattern(base, path.steps))) {
+    return fail(at, "unknown source path '" + path.text + "'" + (scope.empty() ? "" : " (inside " + scope + ")"));
+  }
+  return path;
+}
+
+Result<ValueExpr> Compiler::valueExpr(const json::Value& object, const std::string& scope, bool needs_value) {
+  ValueExpr expr;
+  if (auto from = json::getString(object, "from")) {
+    auto path = sourcePath(object, *from, scope);
+    if (!path.ok()) return path.error();
+    expr.kind = ValueExpr::Kind::kSource;
+    expr.from = std::move(*path);
+  } else if (const json::Value* value = json::find(object, "value")) {
+    expr.kind = ValueExpr::Kind::kLiteral;
+    expr.literal = value;
+  } else if (auto reference = json::getString(object, "reference")) {
+    expr.kind = ValueExpr::Kind::kReference;
+    expr.reference_key = std::string(*reference);
+    if (!keys_.count(expr.reference_key)) {
+      return fail(object, "reference to unknown resource key '" + expr.reference_key + "' (declare it earlier)");
+    }
+  } else if (needs_value) {
+    return fail(object, "needs one of \"from\", \"value\" or \"reference\"");
+  }
+  if (const json::Value* required = json::find(object, "required")) expr.required = required->IsBool() && required->GetBool();
+  expr.fallback = json::find(object, "default");
+  if (const json::Value* transforms = json::find(object, "transforms")) {
+    if (!transforms->IsArray()) return fail(object, "\"transforms\" must be an array");
+    for (const json::Value& entry : transforms->GetArray()) {
+      Transform transform;
+      if (json::isString(entry)) {
+        std::string name(json::stringView(entry));
+        static const std::map<std::string, TransformKind> kNames = {
+            {"trim", TransformKind::kTrim}, {"upper", TransformKind::kUpper}, {"lower", TransformKind::kLower},
+            {"date-yyyymmdd", TransformKind::kDateYmd}, {"date", TransformKind::kDate},
+            {"decimal", TransformKind::kDecimal}, {"integer", TransformKind::kInteger},
+            {"icd10", TransformKind::kIcd10}, {"npi", TransformKind::kNpi},
+            {"range-start", TransformKind::kRangeStart}, {"range-end", TransformKind::kRangeEnd},
+            {"boolean", TransformKind::kBoolean}};
+        auto found = kNames.find(name);
+        if (found == kNames.end()) return fail(object, "unknown transform '" + name + "'");
+        transform.kind = found->second;
+      } else if (entry.IsObject() && entry.MemberCount() == 1) {
+        const auto& member = *entry.MemberBegin();
+        std::string name(member.name.GetString(), member.name.GetStringLength());
+        if (name == "translate" && json::isString(member.value)) {
+          std::string map_id(json::stringView(member.value));
+          auto found = shared_.translations.find(map_id);
+          if (found == shared_.translations.end()) {
+            return fail(object, "unknown ConceptMap '" + map_id + "' (fhir_profiles/alignment/package)");
+          }
+          transform.kind = TransformKind::kTranslate;
+          transform.translation = &found->second;
+        } else if (name == "lookup" && member.value.IsObject()) {
+          transform.kind = TransformKind::kLookup;
+          for (const auto& pair : member.value.GetObject()) {
+            if (!json::isString(pair.value)) return fail(object, "lookup values must be strings");
+            transform.table[std::string(pair.name.GetString(), pair.name.GetStringLength())] =
+                std::string(json::stringView(pair.value));
+          }
+        } else if (name == "oneOf" && member.value.IsArray()) {
+          transform.kind = TransformKind::kOneOf;
+          for (const json::Value& allowed : member.value.GetArray()) {
+            if (json::isString(allowed)) transform.allowed.insert(std::string(json::stringView(allowed)));
+          }
+        } else if (name == "component" && json::numberAsInt64(member.value)) {
+          transform.kind = TransformKind::kComponent;
+          transform.component = static_cast<size_t>(*json::numberAsInt64(member.value));
+        } else {
+          return fail(object, "unknown transform '" + name + "'");
+        }
+      } else {
+        return fail(object, "a transform is a name or a one-member object");
+      }
+      expr.transforms.push_back(std::move(transform));
+    }
+  }
+  return expr;
+}
+
+Result<Condition> Compiler::condition(const json::Value& object, const std::string& scope) {
+  if (!object.IsObject()) return fail(object, "a condition must be an object");
+  Condition cond;
+  if (const json::Value* all = json::find(object, "all"); all && all->IsArray()) {
+    cond.op = Condition::Op::kAll;
+  } else if (const json::Value* any = json::find(object, "any"); any && any->IsArray()) {
+    cond.op = Condition::Op::kAny;
+  }
+  if (cond.op == Condition::Op::kAll || cond.op == Condition::Op::kAny) {
+    const json::Value& list = *json::find(object, cond.op == Condition::Op::kAll ? "all" : "any");
+    for (const json::Value& child : list.GetArray()) {
+      auto compiled = condition(child, scope);
+      if (!compiled.ok()) return compiled.error();
+      cond.children.push_back(std::move(*compiled));
+    }
+    return cond;
+  }
+  auto value = valueExpr(object, scope, true);
+  if (!value.ok()) return value.error();
+  cond.value = std::move(*value);
+  if (auto equals = json::getString(object, "equals")) {
+    cond.op = Condition::Op::kEquals;
+    cond.values.insert(std::string(*equals));
+  } else if (const json::Value* in = json::find(object, "in"); in && in->IsArray()) {
+    cond.op = Condition::Op::kIn;
+    for (const json::Value& entry : in->GetArray()) {
+      if (json::isString(entry)) cond.values.insert(std::string(json::stringView(entry)));
+    }
+  } else if (const json::Value* not_in = json::find(object, "notIn"); not_in && not_in->IsArray()) {
+    cond.op = Condition::Op::kNotIn;
+    for (const json::Value& entry : not_in->GetArray()) {
+      if (json::isString(entry)) cond.values.insert(std::string(json::stringView(entry)));
+    }
+  } else if (const json::Value* exists = json::find(object, "exists"); exists && exists->IsBool()) {
+    cond.op = exists->GetBool() ? Condition::Op::kExists : Condition::Op::kMissing;
+  } else {
+    return fail(object, "a condition needs \"equals\", \"in\", \"notIn\", \"exists\", \"all\" or \"any\"");
+  }
+  return cond;
+}
+
+Result<Rule> Compiler::rule(const json::Value& object, const std::string& scope, const std::string& context) {
+  if (!object.IsObject()) return fail(object, "a rule must be an object");
+  static const std::set<std::string> kKnown = {"path", "from", "value", "reference", "transforms", "required",
+                                               "default", "when", "forEach", "where", "set", "note"};
+  for (const auto& member : object.GetObject()) {
+    std::string name(member.name.GetString(), member.name.GetStringLength());
+    if (!kKnown.count(name)) return fail(object, "unknown rule member '" + name + "'");
+  }
+  Rule rule;
+  rule.line = spec_.document->lineOf(object);
+  auto target_text = json::getString(object, "path");
+  if (!target_text) return fail(object, "a rule needs a target \"path\"");
+  auto target = parseTargetPath(*target_text);
+  if (!target.ok()) return fail(object, target.message());
+  rule.target = std::move(*target);
+  auto checked = paths_.check(context, rule.target);
+  if (!checked.ok()) return fail(object, "target path '" + std::string(*target_text) + "' on " + context + ": " + checked.message());
+  if (const json::Value* when = json::find(object, "when")) {
+    auto cond = condition(*when, scope);
+    if (!cond.ok()) return cond.error();
+    rule.when = std::move(*cond);
+  }
+  if (const json::Value* for_each = json::find(object, "forEach")) {
+    if (rule.target.back().index != PathStep::Index::kAppend) {
+      return fail(object, "a forEach rule appends: its path must end with []");
+    }
+    std::vector<std::string> patterns;
+    auto addSource = [&](std::string_view text) -> Status {
+      auto path = sourcePath(object, text, scope);
+      if (!path.ok()) return path.error();
+      patterns.push_back(joinPattern(path->absolute ? "" : scope, path->steps));
+      rule.for_each.push_back(std::move(*path));
+      return Status::Ok();
+    };
+    if (json::isString(*for_each)) {
+      if (Status status = addSource(json::stringView(*for_each)); !status.ok()) return Error{status.message()};
+    } else if (for_each->IsArray()) {
+      for (const json::Value& entry : for_each->GetArray()) {
+        if (!json::isString(entry)) return fail(object, "forEach lists source paths");
+        if (Status status = addSource(json::stringView(entry)); !status.ok()) return Error{status.message()};
+      }
+    } else {
+      return fail(object, "forEach is a source path or a list of them");
+    }
+    // Items of all listed paths share one pattern for checking the paths below them.
+    std::string item_scope = patterns.empty() ? scope : patterns.front();
+    // The items of an array are its elements.
+    if (knownPattern(item_scope + ".*")) item_scope += ".*";
+    if (const json::Value* where = json::find(object, "where")) {
+      auto cond = condition(*where, item_scope);
+      if (!cond.ok()) return cond.error();
+      rule.where = std::move(*cond);
+    }
+    const json::Value* children = json::find(object, "set");
+    if (!children) {
+      // Appends one value per item.
+      auto value = valueExpr(object, item_scope, true);
+      if (!value.ok()) return value.error();
+      rule.value = std::move(*value);
+      return rule;
+    }
+    if (!children->IsArray()) return fail(object, "\"set\" must be a list of rules");
+    for (const json::Value& child : children->GetArray()) {
+      auto compiled = this->rule(child, item_scope, *checked);
+      if (!compiled.ok()) return compiled.error();
+      rule.children.push_back(std::move(*compiled));
+    }
+    return rule;
+  }
+  if (const json::Value* children = json::find(object, "set")) {
+    if (!children->IsArray()) return fail(object, "\"set\" must be a list of rules");
+    for (const json::Value& child : children->GetArray()) {
+      auto compiled = this->rule(child, scope, *checked);
+      if (!compiled.ok()) return compiled.error();
+      rule.children.push_back(std::move(*compiled));
+    }
+    return rule;
+  }
+  auto value = valueExpr(object, scope, true);
+  if (!value.ok()) return value.error();
+  rule.value = std::move(*value);
+  return rule;
+}
+
+Status Compiler::compile() {
+  const json::Value& root = spec_.document->root();
+  if (!root.IsObject()) return fail(root, "a spec is a JSON object");
+  static const std::set<std::string> kKnown = {"id", "description", "reader", "fields", "columns", "groupBy",
+                                               "recordId", "checks", "resources", "note"};
+  for (const auto& member : root.GetObject()) {
+    std::string name(member.name.GetString(), member.name.GetStringLength());
+    if (!kKnown.count(name)) return fail(root, "unknown spec member '" + name + "'");
+  }
+  auto id = json::getString(root, "id");
+  if (!id) return fail(root, "a spec needs an \"id\"");
+  spec_.id = std::string(*id);
+  auto reader = json::getString(root, "reader");
+  static const std::map<std::string, ReaderKind> kReaders = {
+      {"csv", ReaderKind::kCsv}, {"ndjson", ReaderKind::kNdjson}, {"json", ReaderKind::kJson}, {"x12-837p", ReaderKind::kX12}};
+  if (!reader || !kReaders.count(std::string(*reader))) {
+    return fail(root, "\"reader\" must be one of csv, ndjson, json, x12-837p");
+  }
+  spec_.reader = kReaders.at(std::string(*reader));
+  std::string scope;
+  const json::Value* fields = json::find(root, spec_.reader == ReaderKind::kCsv ? "columns" : "fields");
+  if (!fields || !fields->IsArray()) {
+    return fail(root, spec_.reader == ReaderKind::kCsv ? "a CSV spec lists its \"columns\"" : "a spec lists its source \"fields\"");
+  }
+  for (const json::Value& field : fields->GetArray()) {
+    if (!json::isString(field)) return fail(root, "fields are strings");
+    spec_.fields.emplace_back(json::stringView(field));
+  }
+  if (auto group = json::getString(root, "groupBy")) {
+    if (spec_.reader != ReaderKind::kCsv) return fail(root, "groupBy applies to CSV specs");
+    spec_.group_by = std::string(*group);
+    if (!knownPattern(spec_.group_by)) return fail(root, "groupBy names unknown column '" + spec_.group_by + "'");
+    // A group is {"lines": [row, ...]}; paths outside a forEach read the group's first row.
+    std::vector<std::string> grouped;
+    for (const std::string& field : spec_.fields) grouped.push_back("lines.*." + field);
+    spec_.fields = std::move(grouped);
+    scope = "lines.*";
+  }
+  const json::Value* record_id = json::find(root, "recordId");
+  if (!record_id || !record_id->IsObject()) return fail(root, "a spec needs a \"recordId\" ({\"from\": path})");
+  auto record_expr = valueExpr(*record_id, scope, true);
+  if (!record_expr.ok()) return record_expr.error();
+  spec_.record_id = std::move(*record_expr);
+  spec_.record_id.required = true;
+
+  const json::Value* resources = json::find(root, "resources");
+  if (!resources || !resources->IsArray() || resources->Empty()) return fail(root, "a spec needs \"resources\"");
+  for (const json::Value& resource : resources->GetArray()) {
+    if (!resource.IsObject()) return fail(root, "a resource is an object");
+    ResourceProgram program;
+    program.line = spec_.document->lineOf(resource);
+    auto key = json::getString(resource, "key");
+    auto type = json::getString(resource, "type");
+    if (!key || !type) return fail(resource, "a resource needs \"key\" and \"type\"");
+    program.key = std::string(*key);
+    program.type = std::string(*type);
+    if (keys_.count(program.key)) return fail(resource, "duplicate resource key '" + program.key + "'");
+    auto known_type = paths_.check(program.type, {});
+    if (!known_type.ok()) return fail(resource, "unknown resource type '" + program.type + "'");
+    if (auto profile = json::getString(resource, "profile")) {
+      program.profile = std::string(kBase) + "/StructureDefinition/" + std::string(*profile);
+    }
+    if (const json::Value* when = json::find(resource, "when")) {
+      auto cond = condition(*when, scope);
+      if (!cond.ok()) return cond.error();
+      program.when = std::move(*cond);
+    }
+    const json::Value* id_parts = json::find(resource, "id");
+    if (!id_parts || !id_parts->IsArray() || id_parts->Empty()) return fail(resource, "a resource needs \"id\" parts");
+    for (const json::Value& part : id_parts->GetArray()) {
+      IdPart compiled;
+      if (json::isString(part)) {
+        compiled.literal = std::string(json::stringView(part));
+      } else if (part.IsObject()) {
+        auto expr = valueExpr(part, scope, true);
+        if (!expr.ok()) return expr.error();
+        compiled.value = std::move(*expr);
+        compiled.value.required = true;
+      } else {
+        return fail(resource, "id parts are strings or {\"from\": path}");
+      }
+      program.id.push_back(std::move(compiled));
+    }
+    keys_.insert(program.key);  // a resource may refer to itself (e.g. Provenance-like links)
+    const json::Value* rules = json::find(resource, "set");
+    if (!rules || !rules->IsArray()) return fail(resource, "a resource needs a \"set\" list of rules");
+    for (const json::Value& rule_object : rules->GetArray()) {
+      auto compiled = rule(rule_object, scope, program.type);
+      if (!compiled.ok()) return compiled.error();
+      program.rules.push_back(std::move(*compiled));
+    }
+    spec_.resources.push_back(std::move(program));
+  }
+  if (const json::Value* checks = json::find(root, "checks")) {
+    if (!checks->IsArray()) return fail(root, "\"checks\" must be a list");
+    for (const json::Value& check : checks->GetArray()) {
+      // A check is a rule without a target: its value is computed (and so validated) and dropped.
+      Rule compiled;
+      compiled.line = spec_.document->lineOf(check);
+      if (const json::Value* for_each = json::find(check, "forEach")) {
+        if (!json::isString(*for_each)) return fail(check, "a check's forEach is one source path");
+        auto path = sourcePath(check, json::stringView(*for_each), scope);
+        if (!path.ok()) return path.error();
+        std::string item_scope = joinPattern(path->absolute ? "" : scope, path->steps);
+        if (knownPattern(item_scope + ".*")) item_scope += ".*";
+        compiled.for_each.push_back(std::move(*path));
+        const json::Value* children = json::find(check, "set");
+        if (!children || !children->IsArray()) return fail(check, "a forEach check needs a \"set\" list");
+        for (const json::Value& child : children->GetArray()) {
+          Rule inner;
+          inner.line = spec_.document->lineOf(child);
+          auto expr = valueExpr(child, item_scope, true);
+          if (!expr.ok()) return expr.error();
+          inner.value = std::move(*expr);
+          compiled.children.push_back(std::move(inner));
+        }
+      } else {
+        auto expr = valueExpr(check, scope, true);
+        if (!expr.ok()) return expr.error();
+        compiled.value = std::move(*expr);
+      }
+      spec_.checks.push_back(std::move(compiled));
+    }
+  }
+  return Status::Ok();
+}
+
+Status loadConceptMaps(const std::string& dir, SpecLibrary::Shared& shared) {
+  std::error_code error;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, error)) {
+    std::string name = entry.path().filename().string();
+    if (name.rfind("ConceptMap-", 0) != 0 || entry.path().extension() != ".json") continue;
+    std::ifstream in(entry.path(), std::ios::binary);
+    std::ostringstream text;
+    text << in.rdbuf();
+    auto doc = json::parse(text.str());
+    if (!doc.ok()) return Error{entry.path().string() + ": " + doc.message()};
+    auto id = json::getString(*doc, "id");
+    std::string map_id = id ? std::string(*id) : name.substr(11, name.size() - 16);
+    const json::Value* groups = json::find(*doc, "group");
+    if (!groups || !groups->IsArray()) continue;
+    // "id" translates through the groups in turn (a chain: lakeshore P -> paid -> complete is
+    // two maps, named "id" for the first group and "id#2" for the second).
+    size_t group_index = 0;
+    for (const json::Value& group : groups->GetArray()) {
+      ++group_index;
+      Translation translation;
+      translation.name = map_id + (group_index == 1 ? "" : "#" + std::to_string(group_index));
+      const json::Value* elements = json::find(group, "element");
+      if (!elements || !elements->IsArray()) continue;
+      for (const json::Value& element : elements->GetArray()) {
+        auto code = json::getString(element, "code");
+        const json::Value* targets = json::find(element, "target");
+        if (!code || !targets || !targets->IsArray() || targets->Empty()) continue;
+        auto target = json::getString((*targets)[0], "code");
+        if (target) translation.codes.emplace(std::string(*code), std::string(*target));
+      }
+      shared.translations.emplace(translation.name, std::move(translation));
+    }
+  }
+  if (error) return Error{"cannot read " + dir + ": " + error.message()};
+  return Status::Ok();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running.
+
+std::string nowUtc() {
+  std::time_t now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
+  std::tm parts{};
+  gmtime_r(&now, &parts);
+  char buffer[32];
+  std::strftime(buffer, sizeof buffer, "%Y-%m-%dT%H:%M:%S+00:00", &parts);
+  return buffer;
+}
+
+struct Resolved {
+  const json::Value* value = nullptr;
+  std::vector<std::string> location;  // steps from the record root
+};
+
+struct Scope {
+  const json::Value* value;
+  std::vector<std::string> location;
+  size_t index = 0;  // 1-based forEach index
+};
+
+class Run {
+ public:
+  Run(const CompiledSpec& spec, const MapOptions& options, std::string payer_id, const PayerInfo* payer,
+      std::string now)
+      : spec_(spec), options_(options), payer_id_(std::move(payer_id)), payer_(payer), now_(std::move(now)) {}
+
+  // Maps one record; false with issues when it has errors.
+  bool map(const json::Value& record, const std::string& raw, const std::string& position, MappedBundle& out,
+           IssueList& issues);
+
+ private:
+  std::string location(const std::vector<std::string>& steps) const {
+    return readers::describeLocation(*record_, steps, spec_.reader == ReaderKind::kNdjson || spec_.reader == ReaderKind::kJson);
+  }
+  void error(const std::vector<std::string>& steps, const std::string& code, const std::string& message) {
+    std::string where = location(steps);
+    issues_->atLocation(Severity::kError, code, where, where + ": " + message);
+  }
+  std::string expand(std::string_view text, const Scope& scope) const;
+  Resolved resolve(const SourcePath& path, const Scope& scope) const;
+  // Evaluates `expr`; nullopt when absent (reported when required) or invalid (reported).
+  std::optional<json::Value> evaluate(const ValueExpr& expr, const Scope& scope, json::Allocator& allocator,
+                                      bool& failed);
+  bool test(const Condition& cond, const Scope& scope, json::Allocator& allocator, bool& failed);
+  void apply(const Rule& rule, json::Value& target, const Scope& scope, json::Allocator& allocator, bool& failed);
+  std::vector<Scope> items(const Rule& rule, const Scope& scope) const;
+
+  const CompiledSpec& spec_;
+  const MapOptions& options_;
+  std::string payer_id_;
+  const PayerInfo* payer_;
+  std::string now_;
+  const json::Value* record_ = nullptr;
+  IssueList* issues_ = nullptr;
+  std::string record_id_;
+  std::map<std::string, std::string> references_;  // resource key -> "Type/id"
+};
+
+std::string Run::expand(std::string_view text, const Scope& scope) const {
+  if (text.find('{') == std::string_view::npos) return std::string(text);
+  std::string out;
+  size_t position = 0;
+  while (position < text.size()) {
+    size_t open = text.find('{', position);
+    if (open == std::string_view::npos) break;
+    size_t close = text.find('}', open);
+    if (close == std::string_view::npos) break;
+    out.append(text.substr(position, open - position));
+    std::string_view name = text.substr(open + 1, close - open - 1);
+    if (name == "payer") out += payer_id_;
+    else if (name == "payerName") out += payer_ && !payer_->name.empty() ? payer_->name : payer_id_;
+    else if (name == "spec") out += spec_.id;
+    else if (name == "now") out += now_;
+    else if (name == "index") out += std::to_string(scope.index);
+    else if (name == "recordId") out += record_id_;
+    else if (name == "source") out += options_.source_name;
+    else out.append(text.substr(open, close - open + 1));
+    position = close + 1;
+  }
+  out.append(text.substr(position));
+  return out;
+}
+
+Resolved Run::resolve(const SourcePath& path, const Scope& scope) const {
+  Resolved out;
+  if (path.self) {
+    out.value = scope.value;
+    out.location = scope.location;
+    return out;
+  }
+  const json::Value* current;
+  if (path.absolute) {
+    current = record_;
+  } else {
+    current = scope.value;
+    out.location = scope.location;
+  }
+  for (const std::string& step : path.steps) {
+    out.location.push_back(step);
+    if (!current) continue;
+    if (current->IsObject()) {
+      current = json::find(*current, step);
+    } else if (current->IsArray()) {
+      size_t index = std::strtoul(step.c_str(), nullptr, 10);
+      current = index < current->Size() ? &(*current)[static_cast<rapidjson::SizeType>(index)] : nullptr;
+    } else if (json::isString(*current) && step == "0") {
+      // An X12 element without components is its own first component.
+    } else {
+      current = nullptr;
+    }
+  }
+  out.value = current;
+  return out;
+}
+
+std::string textOf(const json::Value& value) {
+  if (json::isString(value)) return std::string(json::stringView(value));
+  if (json::isNumber(value)) return json::numberText(value);
+  if (value.IsBool()) return value.GetBool() ? "true" : "false";
+  return std::string();
+}
+
+bool isDecimal(std::string_view text) {
+  size_t position = 0;
+  if (position < text.size() && text[position] == '-') ++position;
+  size_t digits = 0;
+  while (position < text.size() && std::isdigit(static_cast<unsigned char>(text[position]))) ++position, ++digits;
+  if (digits == 0 || (digits > 1 && text[text[0] == '-' ? 1 : 0] == '0')) return false;
+  if (position < text.size() && text[position] == '.') {
+    ++position;
+    size_t fraction = 0;
+    while (position < text.size() && std::isdigit(static_cast<unsigned char>(text[position]))) ++position, ++fraction;
+    if (fraction == 0) return false;
+  }
+  return position == text.size();
+}
+
+std::optional<json::Value> Run::evaluate(const ValueExpr& expr, const Scope& scope, json::Allocator& allocator,
+                                         bool& failed) {
+  json::Value result;
+  std::vector<std::string> where = scope.location;
+  switch (expr.kind) {
+    case ValueExpr::Kind::kNone:
+      return std::nullopt;
+    case ValueExpr::Kind::kReference: {
+      auto found = references_.find(expr.reference_key);
+      if (found == references_.end()) return std::nullopt;
+      json::Value reference(rapidjson::kObjectType);
+      reference.AddMember("reference", json::makeString(found->second, allocator), allocator);
+      return reference;
+    }
+    case ValueExpr::Kind::kLiteral:
+      if (json::isString(*expr.literal)) {
+        result = json::makeString(expand(json::stringView(*expr.literal), scope), allocator);
+      } else {
+        result.CopyFrom(*expr.literal, allocator);
+      }
+      break;
+    case ValueExpr::Kind::kSource: {
+      Resolved resolved = resolve(expr.from, scope);
+      where = resolved.location;
+      bool missing = !resolved.value || resolved.value->IsNull() ||
+                     (json::isString(*resolved.value) && json::stringView(*resolved.value).empty());
+      if (missing) {
+        if (expr.fallback) {
+          if (json::isString(*expr.fallback)) {
+            result = json::makeString(expand(json::stringView(*expr.fallback), scope), allocator);
+          } else {
+            result.CopyFrom(*expr.fallback, allocator);
+          }
+          break;
+        }
+        if (expr.required) {
+          error(where, "required", "a value is required");
+          failed = true;
+        }
+        return std::nullopt;
+      }
+      result.CopyFrom(*resolved.value, allocator);
+      break;
+    }
+  }
+  for (const Transform& transform : expr.transforms) {
+    if (transform.kind == TransformKind::kComponent) {
+      if (result.IsArray()) {
+        if (transform.component == 0 || transform.component > result.Size()) return std::nullopt;
+        json::Value picked;
+        picked.CopyFrom(result[static_cast<rapidjson::SizeType>(transform.component - 1)], allocator);
+        result = std::move(picked);
+        where.push_back(std::to_string(transform.component - 1));
+      } else if (transform.component != 1) {
+        return std::nullopt;
+      }
+      if (json::isString(result) && json::stringView(result).empty()) {
+        if (expr.required) {
+          error(where, "required", "a value is required");
+          failed = true;
+        }
+        return std::nullopt;
+      }
+      continue;
+    }
+    if (result.IsObject() || result.IsArray()) {
+      error(where, "structure", "expected a single value, found " + std::string(result.IsObject() ? "an object" : "an array"));
+      failed = true;
+      return std::nullopt;
+    }
+    std::string text = textOf(result);
+    auto bad = [&](const std::string& message) {
+      error(where, "value", "'" + text + "' " + message);
+      failed = true;
+      return std::nullopt;
+    };
+    switch (transform.kind) {
+      case TransformKind::kTrim: {
+        size_t start = text.find_first_not_of(" \t");
+        size_t end = text.find_last_not_of(" \t");
+        text = start == std::string::npos ? std::string() : text.substr(start, end - start + 1);
+        result = json::makeString(text, allocator);
+        break;
+      }
+      case TransformKind::kUpper:
+        for (char& c : text) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+        result = json::makeString(text, allocator);
+        break;
+      case TransformKind::kLower:
+        for (char& c : text) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        result = json::makeString(text, allocator);
+        break;
+      case TransformKind::kDateYmd: {
+        std::string iso = text.size() == 8 ? text.substr(0, 4) + "-" + text.substr(4, 2) + "-" + text.substr(6, 2) : "";
+        if (!isDate(iso)) return bad("is not a date YYYYMMDD");
+        result = json::makeString(iso, allocator);
+        break;
+      }
+      case TransformKind::kDate:
+        if (!isDate(text)) return bad("is not a date YYYY-MM-DD");
+        result = json::makeString(text, allocator);
+        break;
+      case TransformKind::kDecimal:
+        if (!isDecimal(text)) return bad("is not a decimal number");
+        result = json::makeNumber(text, allocator);
+        break;
+      case TransformKind::kInteger: {
+        bool digits = !text.empty() && text.size() < 10 &&
+                      std::all_of(text.begin(), text.end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)); });
+        if (!digits) return bad("is not a whole number");
+        result = json::makeNumber(std::to_string(std::stol(text)), allocator);
+        break;
+      }
+      case TransformKind::kIcd10: {
+        std::string code = text;
+        if (code.size() > 3 && code[3] != '.') code.insert(3, ".");
+        bool ok = code.size() >= 3 && code.size() <= 8 && std::isupper(static_cast<unsigned char>(code[0])) &&
+                  std::isdigit(static_cast<unsigned char>(code[1])) && std::isalnum(static_cast<unsigned char>(code[2]));
+        for (size_t index = 4; ok && index < code.size(); ++index) ok = std::isalnum(static_cast<unsigned char>(code[index])) != 0;
+        if (!ok || code.size() == 4) return bad("is not an ICD-10-CM code");
+        result = json::makeString(code, allocator);
+        break;
+      }
+      case TransformKind::kNpi:
+        if (!isValidNpi(text)) return bad("is not an NPI (10 digits with a valid check digit)");
+        break;
+      case TransformKind::kTranslate: {
+        auto found = transform.translation->codes.find(text);
+        if (found == transform.translation->codes.end()) {
+          return bad("has no translation in ConceptMap " + transform.translation->name);
+        }
+        result = json::makeString(found->second, allocator);
+        break;
+      }
+      case TransformKind::kLookup: {
+        auto found = transform.table.find(text);
+        if (found == transform.table.end()) return bad("is not a known code");
+        result = json::makeString(found->second, allocator);
+        break;
+      }
+      case TransformKind::kOneOf:
+        if (!transform.allowed.count(text)) {
+          std::string list;
+          for (const std::string& allowed : transform.allowed) list += (list.empty() ? "" : ", ") + allowed;
+          return bad("is not one of " + list);
+        }
+        break;
+      case TransformKind::kRangeStart:
+      case TransformKind::kRangeEnd: {
+        size_t dash = text.find('-');
+        std::string part = dash == std::string::npos ? text
+                           : transform.kind == TransformKind::kRangeStart ? text.substr(0, dash) : text.substr(dash + 1);
+        result = json::makeString(part, allocator);
+        break;
+      }
+      case TransformKind::kBoolean:
+        if (text != "true" && text != "false") return bad("is not true or false");
+        result = json::Value(text == "true");
+        break;
+      case TransformKind::kComponent:
+        break;
+    }
+  }
+  return result;
+}
+
+bool Run::test(const Condition& cond, const Scope& scope, json::Allocator& allocator, bool& failed) {
+  switch (cond.op) {
+    case Condition::Op::kAll:
+      for (const Condition& child : cond.children) {
+        if (!test(child, scope, allocator, failed)) return false;
+      }
+      return true;
+    case Condition::Op::kAny:
+      for (const Condition& child : cond.children) {
+        if (test(child, scope, allocator, failed)) return true;
+      }
+      return false;
+    default:
+      break;
+  }
+  std::optional<json::Value> value = evaluate(cond.value, scope, allocator, failed);
+  switch (cond.op) {
+    case Condition::Op::kExists: return value.has_value();
+    case Condition::Op::kMissing: return !value.has_value();
+    case Condition::Op::kEquals:
+    case Condition::Op::kIn: return value && cond.values.count(textOf(*value)) > 0;
+    case Condition::Op::kNotIn: return !value || cond.values.count(textOf(*value)) == 0;
+    default: return false;
+  }
+}
+
+// Collects the values `steps[step..]` reaches below `value`; "*" takes every array element or
+// every member of an object (X12 elements, skipping the "@" meta members).
+void collect(const json::Value* value, const std::vector<std::string>& steps, size_t step,
+             std::vector<std::string>& location, std::vector<Scope>& out) {
+  if (!value) return;
+  if (step == steps.size()) {
+    if (value->IsNull() || (json::isString(*value) && json::stringView(*value).empty())) return;
+    if (value->IsArray()) {
+      for (rapidjson::SizeType index = 0; index < value->Size(); ++index) {
+        location.push_back(std::to_string(index));
+        out.push_back(Scope{&(*value)[index], location, 0});
+        location.pop_back();
+      }
+    } else {
+      out.push_back(Scope{value, location, 0});
+    }
+    return;
+  }
+  const std::string& name = steps[step];
+  if (name == "*") {
+    if (value->IsArray()) {
+      for (rapidjson::SizeType index = 0; index < value->Size(); ++index) {
+        location.push_back(std::to_string(index));
+        collect(&(*value)[index], steps, step + 1, location, out);
+        location.pop_back();
+      }
+    } else if (value->IsObject()) {
+      for (const auto& member : value->GetObject()) {
+        if (member.name.GetStringLength() > 0 && member.name.GetString()[0] == '@') continue;
+        location.emplace_back(member.name.GetString(), member.name.GetStringLength());
+        collect(&member.value, steps, step + 1, location, out);
+        location.pop_back();
+      }
+    }
+    return;
+  }
+  const json::Value* next = nullptr;
+  if (value->IsObject()) {
+    next = json::find(*value, name);
+  } else if (value->IsArray()) {
+    size_t index = std::strtoul(name.c_str(), nullptr, 10);
+    next = index < value->Size() ? &(*value)[static_cast<rapidjson::SizeType>(index)] : nullptr;
+  } else if (json::isString(*value) && name == "0") {
+    next = value;  // an X12 element without components is its own first component
+  }
+  location.push_back(name);
+  collect(next, steps, step + 1, location, out);
+  location.pop_back();
+}
+
+std::vector<Scope> Run::items(const Rule& rule, const Scope& scope) const {
+  std::vector<Scope> out;
+  for (const SourcePath& path : rule.for_each) {
+    if (path.self) {
+      out.push_back(scope);
+      continue;
+    }
+    std::vector<std::string> location = path.absolute ? std::vector<std::string>() : scope.location;
+    const json::Value* start = path.absolute ? record_ : scope.value;
+    if (!path.steps.empty() && path.steps.back() == "*") {
+      // "a.*": the members/elements themselves are the items, composites included whole.
+      std::vector<std::string> parent(path.steps.begin(), path.steps.end() - 1);
+      std::vector<Scope> holders;
+      collect(start, parent, 0, location, holders);
+      for (const Scope& holder : holders) {
+        if (holder.value->IsObject()) {
+          for (const auto& member : holder.value->GetObject()) {
+            if (member.name.GetStringLength() > 0 && member.name.GetString()[0] == '@') continue;
+            if (json::isString(member.value) && json::stringView(member.value).empty()) continue;
+            Scope item{&member.value, holder.location, 0};
+            item.location.emplace_back(member.name.GetString(), member.name.GetStringLength());
+            out.push_back(std::move(item));
+          }
+        } else {
+          out.push_back(holder);
+        }
+      }
+      continue;
+    }
+    collect(start, path.steps, 0, location, out);
+  }
+  return out;
+}
+
+// Walks/creates `steps` below `object`; returns the slot to assign.
+json::Value& slot(json::Value& object, const std::vector<PathStep>& steps, json::Allocator& allocator) {
+  json::Value* current = &object;
+  for (size_t index = 0; index < steps.size(); ++index) {
+    const PathStep& step = steps[index];
+    bool last = index + 1 == steps.size();
+    if (!current->IsObject()) current->SetObject();
+    json::Value* member = json::find(*current, step.name);
+    if (!member) {
+      current->AddMember(json::makeString(step.name, allocator),
+                         step.index == PathStep::Index::kNone ? json::Value(rapidjson::kObjectType) : json::Value(rapidjson::kArrayType),
+                         allocator);
+      member = json::find(*current, step.name);
+      if (step.index == PathStep::Index::kNone && last) member->SetNull();
+    }
+    if (step.index == PathStep::Index::kNone) {
+      current = member;
+      continue;
+    }
+    if (!member->IsArray()) member->SetArray();
+    if (step.index == PathStep::Index::kAppend) {
+      member->PushBack(json::Value(rapidjson::kObjectType), allocator);
+    } else {
+      while (member->Size() <= step.at) member->PushBack(json::Value(rapidjson::kObjectType), allocator);
+    }
+    current = step.index == PathStep::Index::kAppend ? &(*member)[member->Size() - 1]
+                                                      : &(*member)[static_cast<rapidjson::SizeType>(step.at)];
+  }
+  return *current;
+}
+
+void Run::apply(const Rule& rule, json::Value& target, const Scope& scope, json::Allocator& allocator, bool& failed) {
+  if (rule.when && !test(*rule.when, scope, allocator, failed)) return;
+  if (!rule.for_each.empty()) {
+    size_t index = 0;
+    for (Scope& item : items(rule, scope)) {
+      if (rule.where && !test(*rule.where, item, allocator, failed)) continue;
+      item.index = ++index;
+      if (rule.children.empty()) {
+        std::optional<json::Value> value = evaluate(rule.value, item, allocator, failed);
+        if (value) slot(target, rule.target, allocator) = std::move(*value);
+        continue;
+      }
+      json::Value element(rapidjson::kObjectType);
+      for (const Rule& child : rule.children) apply(child, element, item, allocator, failed);
+      if (element.ObjectEmpty()) continue;
+      json::Value& appended = slot(target, rule.target, allocator);
+      appended = std::move(element);
+    }
+    return;
+  }
+  if (!rule.children.empty()) {
+    json::Value element(rapidjson::kObjectType);
+    for (const Rule& child : rule.children) apply(child, element, scope, allocator, failed);
+    if (element.ObjectEmpty()) return;
+    slot(target, rule.target, allocator) = std::move(element);
+    return;
+  }
+  std::optional<json::Value> value = evaluate(rule.value, scope, allocator, failed);
+  if (!value) return;
+  slot(target, rule.target, allocator) = std::move(*value);
+}
+
+bool Run::map(const json::Value& record, const std::string& raw, const std::string& position, MappedBundle& out,
+              IssueList& issues) {
+  record_ = &record;
+  issues_ = &issues;
+  references_.clear();
+  Scope root{&record, {}, 0};
+  if (!spec_.group_by.empty()) root = Scope{&record["lines"][0], {"lines", "0"}, 0};
+  json::Document& bundle = out.bundle;
+  bundle = json::Document();
+  bundle.SetObject();
+  json::Allocator& allocator = bundle.GetAllocator();
+  bool failed = false;
+
+  std::optional<json::Value> record_id = evaluate(spec_.record_id, root, allocator, failed);
+  if (!record_id) return false;
+  record_id_ = textOf(*record_id);
+  for (const Rule& check : spec_.checks) {
+    if (check.for_each.empty()) {
+      evaluate(check.value, root, allocator, failed);
+      continue;
+    }
+    for (Scope& item : items(check, root)) {
+      for (const Rule& child : check.children) evaluate(child.value, item, allocator, failed);
+    }
+  }
+
+  // Ids first, so references work in any order.
+  std::vector<const ResourceProgram*> produced;
+  std::vector<std::string> ids;
+  for (const ResourceProgram& program : spec_.resources) {
+    if (program.when && !test(*program.when, root, allocator, failed)) continue;
+    std::string joined;
+    bool complete = true;
+    for (size_t index = 0; index < program.id.size(); ++index) {
+      const IdPart& part = program.id[index];
+      if (index) joined.push_back('\x1f');
+      if (part.value.kind == ValueExpr::Kind::kNone) {
+        joined += expand(part.literal, root);
+      } else {
+        std::optional<json::Value> value = evaluate(part.value, root, allocator, failed);
+        if (!value) {
+          complete = false;
+          break;
+        }
+        joined += textOf(*value);
+      }
+    }
+    if (!complete) continue;
+    std::string id = deriveId({joined});
+    references_[program.key] = program.type + "/" + id;
+    produced.push_back(&program);
+    ids.push_back(std::move(id));
+  }
+
+  json::Value entries(rapidjson::kArrayType);
+  json::Value targets(rapidjson::kArrayType);
+  std::set<std::string> seen;
+  auto addEntry = [&](json::Value resource, const std::string& type, const std::string& id) {
+    json::Value entry(rapidjson::kObjectType);
+    std::string full_url = options_.base_url.empty() ? "urn:uuid:" + id : options_.base_url + "/" + type + "/" + id;
+    entry.AddMember("fullUrl", json::makeString(full_url, allocator), allocator);
+    entry.AddMember("resource", resource, allocator);
+    entries.PushBack(entry, allocator);
+  };
+  for (size_t index = 0; index < produced.size(); ++index) {
+    const ResourceProgram& program = *produced[index];
+    if (!seen.insert(program.type + "/" + ids[index]).second) continue;  // same resource twice (one practitioner in two roles)
+    json::Value resource(rapidjson::kObjectType);
+    resource.AddMember("resourceType", json::makeString(program.type, allocator), allocator);
+    resource.AddMember("id", json::makeString(ids[index], allocator), allocator);
+    if (!program.profile.empty()) {
+      json::Value meta(rapidjson::kObjectType);
+      json::Value profiles(rapidjson::kArrayType);
+      profiles.PushBack(json::makeString(program.profile, allocator), allocator);
+      meta.AddMember("profile", profiles, allocator);
+      resource.AddMember("meta", meta, allocator);
+    }
+    for (const Rule& rule : program.rules) apply(rule, resource, root, allocator, failed);
+    json::Value target(rapidjson::kObjectType);
+    target.AddMember("reference", json::makeString(program.type + "/" + ids[index], allocator), allocator);
+    targets.PushBack(target, allocator);
+    addEntry(std::move(resource), program.type, ids[index]);
+  }
+  if (failed || issues.hasErrors()) return false;
+
+  // The Provenance: which payer or system sent which bytes.
+  std::string provenance_id = deriveId({"Provenance", spec_.id, payer_id_, record_id_});
+  json::Value provenance(rapidjson::kObjectType);
+  provenance.AddMember("resourceType", "Provenance", allocator);
+  provenance.AddMember("id", json::makeString(provenance_id, allocator), allocator);
+  {
+    json::Value meta(rapidjson::kObjectType);
+    json::Value profiles(rapidjson::kArrayType);
+    profiles.PushBack(json::makeString(std::string(kBase) + "/StructureDefinition/mapping-provenance", allocator), allocator);
+    meta.AddMember("profile", profiles, allocator);
+    provenance.AddMember("meta", meta, allocator);
+  }
+  provenance.AddMember("target", targets, allocator);
+  provenance.AddMember("recorded", json::makeString(now_, allocator), allocator);
+  json::Value agent(rapidjson::kObjectType);
+  json::Value who(rapidjson::kObjectType);
+  who.AddMember("reference", json::makeString("Organization/" + deriveId({"Organization", "payer", payer_id_}), allocator), allocator);
+  who.AddMember("display", json::makeString(payer_ && !payer_->name.empty() ? payer_->name : payer_id_, allocator), allocator);
+  agent.AddMember("who", who, allocator);
+  json::Value agents(rapidjson::kArrayType);
+  agents.PushBack(agent, allocator);
+  provenance.AddMember("agent", agents, allocator);
+  json::Value entity(rapidjson::kObjectType);
+  json::Value digest(rapidjson::kObjectType);
+  digest.AddMember("url", json::makeString(std::string(kBase) + "/StructureDefinition/source-record-digest", allocator), allocator);
+  digest.AddMember("valueString", json::makeString(sha256Hex(raw), allocator), allocator);
+  json::Value extensions(rapidjson::kArrayType);
+  extensions.PushBack(digest, allocator);
+  entity.AddMember("extension", extensions, allocator);
+  entity.AddMember("role", "source", allocator);
+  json::Value identifier(rapidjson::kObjectType);
+  identifier.AddMember("system", json::makeString(std::string(kBase) + "/sid/source-record", allocator), allocator);
+  identifier.AddMember("value", json::makeString(payer_id_ + ":" + options_.source_name + ":" + position, allocator), allocator);
+  json::Value what(rapidjson::kObjectType);
+  what.AddMember("identifier", identifier, allocator);
+  entity.AddMember("what", what, allocator);
+  json::Value entities(rapidjson::kArrayType);
+  entities.PushBack(entity, allocator);
+  provenance.AddMember("entity", entities, allocator);
+  addEntry(std::move(provenance), "Provenance", provenance_id);
+
+  bundle.AddMember("resourceType", "Bundle", allocator);
+  bundle.AddMember("id", json::makeString(deriveId({"Bundle", spec_.id, payer_id_, record_id_}), allocator), allocator);
+  bundle.AddMember("type", "collection", allocator);
+  bundle.AddMember("entry", entries, allocator);
+  out.record_id = record_id_;
+  out.position = position;
+  return true;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+
+SpecLibrary::SpecLibrary() : shared_(std::make_unique<Shared>()) {}
+SpecLibrary::~SpecLibrary() = default;
+
+namespace {
+
+struct Dirs {
+  std::string specs, alignment, core;
+};
+
+Dirs dirsOf(const LoadOptions& options) {
+  Dirs dirs;
+  dirs.specs = options.specs_dir.empty() ? std::string(GATEWAY_SPECS_DIR) : options.specs_dir;
+  dirs.alignment = options.alignment_dir.empty() ? std::string(GATEWAY_PROFILES_DIR) + "/alignment/package" : options.alignment_dir;
+  dirs.core = options.core_dir.empty() ? std::string(GATEWAY_PROFILES_DIR) + "/r4-core/package" : options.core_dir;
+  return dirs;
+}
+
+Result<std::unique_ptr<CompiledSpec>> compileFile(const std::string& path, SpecLibrary::Shared& shared, FhirPaths& paths) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Error{"cannot read " + path};
+  std::ostringstream text;
+  text << in.rdbuf();
+  auto document = SpecDocument::parse(text.str());
+  if (!document.ok()) return Error{path + ":" + document.message()};
+  auto spec = std::make_unique<CompiledSpec>();
+  spec->document = std::move(*document);
+  spec->file = path;
+  Compiler compiler(*spec, shared, paths);
+  Status status = compiler.compile();
+  if (!status.ok()) return Error{status.message()};
+  return spec;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<SpecLibrary>> SpecLibrary::loadFile(const std::string& path, const LoadOptions& options) {
+  Dirs dirs = dirsOf(options);
+  std::unique_ptr<SpecLibrary> library(new SpecLibrary());
+  if (Status status = loadConceptMaps(dirs.alignment, *library->shared_); !status.ok()) return Error{status.message()};
+  FhirPaths paths(dirs.core);
+  auto spec = compileFile(path, *library->shared_, paths);
+  if (!spec.ok()) return spec.error();
+  std::string id = (*spec)->id;
+  library->specs_.emplace(id, std::move(*spec));
+  return library;
+}
+
+Result<std::unique_ptr<SpecLibrary>> SpecLibrary::load(const LoadOptions& options) {
+  Dirs dirs = dirsOf(options);
+  std::unique_ptr<SpecLibrary> library(new SpecLibrary());
+  if (Status status = loadConceptMaps(dirs.alignment, *library->shared_); !status.ok()) return Error{status.message()};
+  FhirPaths paths(dirs.core);
+  std::vector<std::string> files;
+  std::error_code error;
+  for (const auto& entry : std::filesystem::directory_iterator(dirs.specs, error)) {
+    if (entry.path().extension() == ".json") files.push_back(entry.path().string());
+  }
+  if (error) return Error{"cannot read " + dirs.specs + ": " + error.message()};
+  std::sort(files.begin(), files.end());
+  for (const std::string& file : files) {
+    auto spec = compileFile(file, *library->shared_, paths);
+    if (!spec.ok()) return spec.error();
+    std::string id = (*spec)->id;
+    if (library->specs_.count(id)) return Error{file + ": spec id " + id + " is used twice"};
+    library->specs_.emplace(id, std::move(*spec));
+  }
+  return library;
+}
+
+bool SpecLibrary::has(const std::string& spec_id) const { return specs_.count(spec_id) > 0; }
+
+std::vector<std::string> SpecLibrary::ids() const {
+  std::vector<std::string> out;
+  for (const auto& [id, spec] : specs_) out.push_back(id);
+  return out;
+}
+
+Result<MapSummary> SpecLibrary::mapSource(const std::string& spec_id, std::istream& input, const MapOptions& options,
+                                          const BundleCallback& on_bundle, const RejectionCallback& on_rejection) const {
+  auto found = specs_.find(spec_id);
+  if (found == specs_.end()) return Error{"unknown source spec '" + spec_id + "'"};
+  const CompiledSpec& spec = *found->second;
+  std::string payer_id = options.payer_id.empty() ? spec.id : options.payer_id;
+  std::optional<PayerInfo> payer;
+  if (options.directory) payer = options.directory->payer(payer_id);
+  Run run(spec, options, payer_id, payer ? &*payer : nullptr, options.now.empty() ? nowUtc() : options.now);
+
+  std::unique_ptr<readers::RecordReader> reader;
+  switch (spec.reader) {
+    case ReaderKind::kCsv: reader = std::make_unique<readers::csv::CsvReader>(input); break;
+    case ReaderKind::kNdjson: reader = std::make_unique<readers::ndjson::NdjsonReader>(input); break;
+    case ReaderKind::kJson: reader = std::make_unique<readers::ndjson::JsonDocumentReader>(input); break;
+    case ReaderKind::kX12: reader = std::make_unique<readers::x12::X12Reader>(input); break;
+  }
+
+  MapSummary summary;
+  auto reject = [&](IssueList issues, std::string raw, std::string position, bool fatal) {
+    Rejection rejection{std::move(issues), std::move(raw), std::move(position), fatal};
+    ++summary.rejected;
+    on_rejection(rejection);
+  };
+  auto mapRecord = [&](const json::Value& record, const std::string& raw, const std::string& position) {
+    ++summary.records;
+    MappedBundle mapped;
+    IssueList issues;
+    if (!run.map(record, raw, position, mapped, issues)) {
+      reject(std::move(issues), raw, position, false);
+      return;
+    }
+    if (options.validator) {
+      IssueList validation;
+      options.validator->validate(mapped.bundle, ValidationRequest{}, validation);
+      if (validation.hasErrors()) {
+        reject(std::move(validation), raw, position, false);
+        return;
+      }
+    }
+    ++summary.accepted;
+    on_bundle(mapped);
+  };
+
+  // Grouping (CSV): consecutive rows with the same key become {"lines": [row, ...]}.
+  json::Document group;
+  std::string group_key, group_raw, group_position;
+  bool group_open = false;
+  auto flush = [&]() {
+    if (!group_open) return;
+    group_open = false;
+    mapRecord(group, group_raw, group_position);
+  };
+  // Header problems of a CSV spec: every column it names must be in the file.
+  bool header_checked = spec.reader != ReaderKind::kCsv;
+
+  while (true) {
+    readers::SourceRecord record;
+    IssueList issues;
+    readers::ReadStatus status = reader->next(record, issues);
+    if (status == readers::ReadStatus::kEnd) break;
+    if (status == readers::ReadStatus::kFatal) {
+      flush();
+      ++summary.records;
+      summary.fatal = true;
+      reject(std::move(issues), std::move(record.raw), std::move(record.position), true);
+      break;
+    }
+    if (!header_checked) {
+      header_checked = true;
+      const auto& header = static_cast<readers::csv::CsvReader&>(*reader).header();
+      IssueList missing;
+      for (const std::string& field : spec.fields) {
+        std::string column = spec.group_by.empty() ? field : field.substr(8);  // "lines.*."
+        if (std::find(header.begin(), header.end(), column) == header.end()) {
+          missing.atLocation(Severity::kFatal, "structure", "line 1", "line 1: the header has no column " + column);
+        }
+      }
+      if (!missing.empty()) {
+        ++summary.records;
+        summary.fatal = true;
+        reject(std::move(missing), std::string(), "line 1", true);
+        break;
+      }
+    }
+    if (status == readers::ReadStatus::kRejected) {
+      flush();
+      ++summary.records;
+      reject(std::move(issues), std::move(record.raw), std::move(record.position), false);
+      continue;
+    }
+    if (spec.group_by.empty()) {
+      mapRecord(record.doc, record.raw, record.position);
+      continue;
+    }
+    auto key_value = json::getString(record.doc, spec.group_by);
+    std::string key = key_value ? std::string(*key_value) : std::string();
+    if (group_open && key == group_key) {
+      json::Value row;
+      row.CopyFrom(record.doc, group.GetAllocator());
+      group["lines"].PushBack(row, group.GetAllocator());
+      group_raw += record.raw;
+      continue;
+    }
+    flush();
+    group = json::Document();
+    group.SetObject();
+    json::Value lines(rapidjson::kArrayType);
+    json::Value row;
+    row.CopyFrom(record.doc, group.GetAllocator());
+    lines.PushBack(row, group.GetAllocator());
+    group.AddMember("lines", lines, group.GetAllocator());
+    group_key = key;
+    group_raw = std::move(record.raw);
+    group_position = record.position;
+    group_open = true;
+  }
+  flush();
+  return summary;
+}
+
+}  // namespace fhir::mappers::engine
