@@ -122,7 +122,9 @@ int runServe(const Args& args, Io& io) {
   ValidatorOptions validator_options;
   validator_options.core_package_dir = profiles + "/r4-core/package";
   const std::string alignment = profiles + "/alignment/package";
-  if (std::filesystem::is_directory(alignment)) validator_options.extra_paths.push_back(alignment);
+  for (const std::string& package : {profiles + "/subscriptions-backport/package", alignment}) {
+    if (std::filesystem::is_directory(package)) validator_options.extra_paths.push_back(package);
+  }
   auto validator = createValidator(validator_options);
   if (!validator.ok()) {
     io.err << "fhir-gateway serve: cannot load definitions: " << validator.message() << "\n";

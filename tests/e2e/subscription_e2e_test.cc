@@ -1,0 +1,321 @@
+// SPDX-License-Identifier: Apache-2.0
+// Topic-based subscriptions and billing routing (issue 6) through the real server, with real
+// loopback receivers for two payers and an HIE subscriber.
+
+#include <fstream>
+#include <set>
+
+#include "tests/e2e/e2e_fixture.h"
+
+namespace fhir::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr const char* kTopicBase = "https://fhir.alignment-gateway.org/SubscriptionTopic/";
+constexpr const char* kBackport = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/";
+
+std::string str(const json::Value& object, const char* key) {
+  auto value = json::getString(object, key);
+  return value ? std::string(*value) : std::string();
+}
+
+std::string replaceOnce(std::string text, const std::string& from, const std::string& to) {
+  size_t at = text.find(from);
+  EXPECT_NE(at, std::string::npos) << from;
+  if (at != std::string::npos) text.replace(at, from.size(), to);
+  return text;
+}
+
+// The value of a SubscriptionStatus parameter in a notification Bundle.
+std::string statusParameter(const json::Value& bundle, const std::string& name) {
+  for (const json::Value& parameter : bundle["entry"][0]["resource"]["parameter"].GetArray()) {
+    if (str(parameter, "name") != name) continue;
+    for (const char* key : {"valueCode", "valueString", "valueCanonical"}) {
+      if (json::find(parameter, key)) return str(parameter, key);
+    }
+  }
+  return {};
+}
+
+std::vector<std::string> eventNumbers(const json::Value& bundle) {
+  std::vector<std::string> numbers;
+  for (const json::Value& parameter : bundle["entry"][0]["resource"]["parameter"].GetArray()) {
+    if (str(parameter, "name") != "notification-event") continue;
+    for (const json::Value& part : parameter["part"].GetArray()) {
+      if (str(part, "name") == "event-number") numbers.push_back(str(part, "valueString"));
+    }
+  }
+  return numbers;
+}
+
+class Subscriptions : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    config_path_ = (data_.path() / "config.json").string();
+    std::ofstream config(config_path_);
+    config << R"({
+  "dataDir": ")" << (data_.path() / "var").string() << R"(",
+  "payers": [
+    { "id": "lakeshore-medicaid", "name": "Lakeshore Medicaid MCO", "format": "lakeshore-medicaid",
+      "endpoint": ")" << payer_a_.url("/bundles") << R"(" },
+    { "id": "northwind-commercial", "name": "Northwind Health Plan", "format": "northwind-commercial",
+      "endpoint": ")" << payer_b_.url("/bundles") << R"(" }
+  ],
+  "delivery": { "timeoutMs": 2000, "initialBackoffMs": 50, "maxBackoffMs": 200 }
+})";
+    config.close();
+    gateway_ = std::make_unique<GatewayProcess>(std::vector<std::string>{"--config", config_path_});
+    ASSERT_NE(gateway_->port(), 0);
+  }
+
+  // Creates a Subscription on `topic` to the HIE receiver; returns its id once it is active.
+  std::string subscribe(const std::string& topic, const std::string& content, const std::vector<std::string>& filters,
+                        int heartbeat_seconds = 0) {
+    std::string criteria_ext;
+    for (const std::string& filter : filters) {
+      criteria_ext += std::string(criteria_ext.empty() ? "" : ",") + R"({"url": ")" + kBackport +
+                      R"(backport-filter-criteria", "valueString": ")" + filter + R"("})";
+    }
+    std::string channel_ext = R"({"url": ")" + std::string(kBackport) + R"(backport-timeout", "valueUnsignedInt": 5})";
+    if (heartbeat_seconds > 0) {
+      channel_ext += R"(, {"url": ")" + std::string(kBackport) + R"(backport-heartbeat-period", "valueUnsignedInt": )" +
+                     std::to_string(heartbeat_seconds) + "}";
+    }
+    const std::string body = R"({
+  "resourceType": "Subscription",
+  "meta": {"profile": [")" + std::string(kBackport) + R"(backport-subscription"]},
+  "status": "requested",
+  "reason": "HIE feed",
+  "criteria": ")" + std::string(kTopicBase) + topic + R"(",
+  )" + (criteria_ext.empty() ? std::string() : R"("_criteria": {"extension": [)" + criteria_ext + "]},") + R"(
+  "channel": {
+    "extension": [)" + channel_ext + R"(],
+    "type": "rest-hook",
+    "endpoint": ")" + hie_.url("/notify") + R"(",
+    "payload": "application/fhir+json",
+    "_payload": {"extension": [{"url": ")" + std::string(kBackport) + R"(backport-payload-content", "valueCode": ")" + content + R"("}]},
+    "header": ["Authorization: Bearer hie-token"]
+  }
+})";
+    HttpResult created = gateway_->post("/fhir/Subscription", body, "application/fhir+json");
+    EXPECT_EQ(created.status, 201) << created.body;
+    const std::string id = str(GatewayFixture_parse(created.body), "id");
+    // The handshake arrives first and makes the subscription active.
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (str(GatewayFixture_parse(gateway_->get("/fhir/Subscription/" + id).body), "status") == "active") return id;
+      std::this_thread::sleep_for(20ms);
+    }
+    ADD_FAILURE() << "subscription " << id << " did not become active";
+    return id;
+  }
+
+  static json::Document GatewayFixture_parse(const std::string& text) {
+    auto doc = json::parse(text);
+    EXPECT_TRUE(doc.ok()) << text;
+    return doc.ok() ? std::move(*doc) : json::Document();
+  }
+
+  // A response event billing 99451 on `date` for a patient covered by lakeshore-medicaid until
+  // 2026-06-30 and by northwind-commercial from 2026-07-01.
+  static std::string billingEvent(const std::string& event_id, const std::string& date, const std::string& mrn = "NS-884213") {
+    std::string event = readFile(testDataDir() / "econsult" / "response.json");
+    event = replaceOnce(event, "evt-7f3a-0002", event_id);
+    event = replaceOnce(event, "\"mrn\": \"NS-884213\"", "\"mrn\": \"" + mrn + "\"");
+    event = replaceOnce(event, R"("coverage": [{ "payerId": "lakeshore-medicaid", "memberId": "LMC00918273", "lineOfBusiness": "medicaid",
+                   "start": "2026-01-01", "end": "2026-12-31" }])",
+                        R"("coverage": [{ "payerId": "lakeshore-medicaid", "memberId": "LMC00918273", "lineOfBusiness": "medicaid",
+                   "start": "2026-01-01", "end": "2026-06-30" },
+                   { "payerId": "northwind-commercial", "memberId": "NW-55", "lineOfBusiness": "commercial",
+                   "start": "2026-07-01" }])");
+    return replaceOnce(event, "\"dateOfService\": \"2026-10-03\"", "\"dateOfService\": \"" + date + "\"");
+  }
+
+  std::vector<ReceivedRequest> notifications() const {
+    std::vector<ReceivedRequest> out;
+    for (const ReceivedRequest& request : hie_.accepted()) {
+      if (!request.header("x-event-number").empty()) out.push_back(request);
+    }
+    return out;
+  }
+
+  TempDir data_;
+  LoopbackReceiver payer_a_;
+  LoopbackReceiver payer_b_;
+  LoopbackReceiver hie_;
+  std::string config_path_;
+  std::unique_ptr<GatewayProcess> gateway_;
+};
+
+TEST_F(Subscriptions, ClaimsGoToThePayerCoveringTheDateOfServiceOnly) {
+  ASSERT_EQ(gateway_->post("/ingest/econsult", billingEvent("evt-june", "2026-06-15")).status, 202);
+  ASSERT_EQ(gateway_->post("/ingest/econsult", billingEvent("evt-july", "2026-07-10")).status, 202);
+  ASSERT_TRUE(payer_a_.waitForAccepted(1, 20s));
+  ASSERT_TRUE(payer_b_.waitForAccepted(1, 20s));
+  // Both deliveries are in; a third would have been queued before them for the same payer.
+  auto to_a = payer_a_.accepted();
+  auto to_b = payer_b_.accepted();
+  ASSERT_EQ(to_a.size(), 1u);
+  ASSERT_EQ(to_b.size(), 1u);
+  EXPECT_NE(to_a[0].body.find("\"servicedDate\":\"2026-06-15\""), std::string::npos);
+  EXPECT_NE(to_b[0].body.find("\"servicedDate\":\"2026-07-10\""), std::string::npos);
+  EXPECT_EQ(to_a[0].header("idempotency-key"), "lakeshore-medicaid:1");
+  EXPECT_EQ(to_b[0].header("idempotency-key"), "northwind-commercial:1");
+}
+
+TEST_F(Subscriptions, UncoveredDateWaitsAsUnroutable) {
+  ASSERT_EQ(gateway_->post("/ingest/econsult", billingEvent("evt-2025", "2025-12-15")).status, 202);
+  json::Document list = GatewayFixture_parse(gateway_->get("/admin/unroutable").body);
+  ASSERT_EQ(list["items"].Size(), 1u);
+  EXPECT_EQ(str(list["items"][0], "dateOfService"), "2025-12-15");
+  EXPECT_EQ(str(list["items"][0], "code"), "99451");
+  EXPECT_NE(str(list["items"][0], "reason").find("no coverage"), std::string::npos);
+  EXPECT_EQ(str(list["items"][0]["outcome"], "resourceType"), "OperationOutcome");
+}
+
+TEST_F(Subscriptions, FilteredSubscriberGetsExactlyItsPayersEventsNumberedWithoutGaps) {
+  const std::string id = subscribe("billing-routed", "full-resource", {"Claim?payer=lakeshore-medicaid"});
+  // The handshake came first, without an event number, carrying the channel header.
+  ASSERT_GE(hie_.accepted().size(), 1u);
+  const ReceivedRequest handshake = hie_.accepted()[0];
+  EXPECT_EQ(handshake.header("x-event-number"), "");
+  EXPECT_EQ(handshake.header("authorization"), "Bearer hie-token");
+  EXPECT_EQ(statusParameter(GatewayFixture_parse(handshake.body), "type"), "handshake");
+
+  const std::vector<std::pair<std::string, std::string>> events = {
+      {"e1", "2026-06-01"}, {"e2", "2026-07-02"}, {"e3", "2026-06-20"}, {"e4", "2026-08-01"}, {"e5", "2026-01-05"}};
+  for (const auto& [event_id, date] : events) {
+    ASSERT_EQ(gateway_->post("/ingest/econsult", billingEvent(event_id, date)).status, 202);
+  }
+  // e1, e3 and e5 are lakeshore's; e2 and e4 are northwind's and must not reach this subscriber.
+  ASSERT_TRUE(payer_a_.waitForAccepted(3, 20s));
+  ASSERT_TRUE(payer_b_.waitForAccepted(2, 20s));
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (notifications().size() < 3 && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(20ms);
+  std::vector<ReceivedRequest> received = notifications();
+  ASSERT_EQ(received.size(), 3u);
+  std::vector<std::string> dates;
+  for (size_t i = 0; i < received.size(); ++i) {
+    EXPECT_EQ(received[i].header("x-event-number"), std::to_string(i + 1));
+    EXPECT_EQ(received[i].header("idempotency-key"), id + ":" + std::to_string(i + 1));
+    json::Document bundle = GatewayFixture_parse(received[i].body);
+    EXPECT_EQ(str(bundle, "type"), "history");
+    EXPECT_EQ(statusParameter(bundle, "type"), "event-notification");
+    EXPECT_EQ(statusParameter(bundle, "topic"), std::string(kTopicBase) + "billing-routed");
+    EXPECT_EQ(statusParameter(bundle, "events-since-subscription-start"), std::to_string(i + 1));
+    EXPECT_EQ(eventNumbers(bundle), std::vector<std::string>{std::to_string(i + 1)});
+    ASSERT_EQ(bundle["entry"].Size(), 2u);
+    const json::Value& claim = bundle["entry"][1]["resource"];  // full-resource: the Claim itself
+    EXPECT_EQ(str(claim, "resourceType"), "Claim");
+    dates.push_back(str(claim["item"][0], "servicedDate"));
+  }
+  EXPECT_EQ(dates, (std::vector<std::string>{"2026-06-01", "2026-06-20", "2026-01-05"}));
+
+  json::Document status = GatewayFixture_parse(gateway_->get("/fhir/Subscription/" + id + "/$status").body);
+  EXPECT_EQ(statusParameter(status, "type"), "query-status");
+  EXPECT_EQ(statusParameter(status, "status"), "active");
+  EXPECT_EQ(statusParameter(status, "events-since-subscription-start"), "3");
+}
+
+TEST_F(Subscriptions, PayloadContentShapesTheNotification) {
+  const std::string id_only = subscribe("econsult-answered", "id-only", {});
+  ASSERT_EQ(gateway_->post("/ingest/econsult", billingEvent("e-id", "2026-06-01")).status, 202);
+  auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (notifications().empty() && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(20ms);
+  ASSERT_EQ(notifications().size(), 1u);
+  json::Document bundle = GatewayFixture_parse(notifications()[0].body);
+  ASSERT_EQ(bundle["entry"].Size(), 2u);
+  EXPECT_EQ(json::find(bundle["entry"][1], "resource"), nullptr);  // id-only: fullUrl, no resource
+  EXPECT_NE(str(bundle["entry"][1], "fullUrl").find("/Communication/"), std::string::npos);
+
+  ASSERT_EQ(gateway_->post("/fhir/Subscription/" + id_only, "", "application/fhir+json").status, 404);
+  HttpResult removed = httpRequest(gateway_->port(), "DELETE", "/fhir/Subscription/" + id_only);
+  EXPECT_EQ(removed.status, 200);
+  EXPECT_EQ(gateway_->get("/fhir/Subscription/" + id_only).status, 404);
+
+  const std::string empty = subscribe("econsult-answered", "empty", {});
+  ASSERT_EQ(gateway_->post("/ingest/econsult", billingEvent("e-empty", "2026-06-02", "NS-2")).status, 202);
+  deadline = std::chrono::steady_clock::now() + 20s;
+  while (notifications().size() < 2 && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(20ms);
+  ASSERT_EQ(notifications().size(), 2u);
+  json::Document empty_bundle = GatewayFixture_parse(notifications()[1].body);
+  EXPECT_EQ(empty_bundle["entry"].Size(), 1u);  // only the SubscriptionStatus
+  EXPECT_EQ(eventNumbers(empty_bundle), std::vector<std::string>{"1"});
+}
+
+TEST_F(Subscriptions, HeartbeatsArriveWhenNothingHappens) {
+  subscribe("econsult-requested", "id-only", {}, 1);
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  size_t heartbeats = 0;
+  while (heartbeats < 2 && std::chrono::steady_clock::now() < deadline) {
+    heartbeats = 0;
+    for (const ReceivedRequest& request : hie_.accepted()) {
+      if (statusParameter(GatewayFixture_parse(request.body), "type") == "heartbeat") {
+        ++heartbeats;
+        EXPECT_EQ(request.header("x-event-number"), "");
+      }
+    }
+    std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_GE(heartbeats, 2u);
+}
+
+TEST_F(Subscriptions, EventsOperationReturnsWhatAnOfflineReceiverMissed) {
+  const std::string id = subscribe("econsult-requested", "full-resource", {});
+  hie_.setStatus(503);  // the subscriber goes down
+  for (int i = 0; i < 3; ++i) {
+    std::string event = readFile(testDataDir() / "econsult" / "request.json");
+    event = replaceOnce(event, "evt-7f3a-0001", "evt-missed-" + std::to_string(i));
+    event = replaceOnce(event, "EC-2026-000451", "EC-missed-" + std::to_string(i));
+    ASSERT_EQ(gateway_->post("/ingest/econsult", event).status, 202);
+  }
+  json::Document events = GatewayFixture_parse(gateway_->get("/fhir/Subscription/" + id + "/$events?eventsSinceNumber=2").body);
+  EXPECT_EQ(statusParameter(events, "type"), "query-event");
+  EXPECT_EQ(statusParameter(events, "events-since-subscription-start"), "3");
+  EXPECT_EQ(eventNumbers(events), (std::vector<std::string>{"2", "3"}));
+  ASSERT_EQ(events["entry"].Size(), 3u);
+  EXPECT_EQ(str(events["entry"][1]["resource"], "resourceType"), "ServiceRequest");
+
+  // The subscription reports the failing channel, and recovers when the receiver does.
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (str(GatewayFixture_parse(gateway_->get("/fhir/Subscription/" + id).body), "status") != "error" &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(20ms);
+  }
+  json::Document failing = GatewayFixture_parse(gateway_->get("/fhir/Subscription/" + id).body);
+  EXPECT_EQ(str(failing, "status"), "error");
+  EXPECT_NE(str(failing, "error").find("503"), std::string::npos);
+  hie_.setStatus(200);
+  const auto recovered = std::chrono::steady_clock::now() + 20s;
+  while (notifications().size() < 3 && std::chrono::steady_clock::now() < recovered) std::this_thread::sleep_for(20ms);
+  std::vector<ReceivedRequest> delivered = notifications();
+  ASSERT_EQ(delivered.size(), 3u);
+  for (size_t i = 0; i < delivered.size(); ++i) EXPECT_EQ(delivered[i].header("x-event-number"), std::to_string(i + 1));
+  EXPECT_EQ(str(GatewayFixture_parse(gateway_->get("/fhir/Subscription/" + id).body), "status"), "active");
+}
+
+TEST_F(Subscriptions, BadSubscriptionsAreRejectedWithTheirExpression) {
+  HttpResult unknown_topic = gateway_->post("/fhir/Subscription", R"({"resourceType": "Subscription", "status": "requested",
+    "reason": "x", "criteria": "https://example.org/SubscriptionTopic/nope",
+    "channel": {"type": "rest-hook", "endpoint": "http://127.0.0.1:1/x", "payload": "application/fhir+json"}})");
+  EXPECT_EQ(unknown_topic.status, 422);
+  json::Document outcome = GatewayFixture_parse(unknown_topic.body);
+  EXPECT_EQ(json::stringView(outcome["issue"][0]["expression"][0]), "Subscription.criteria");
+
+  HttpResult bad_filter = gateway_->post("/fhir/Subscription", std::string(R"({"resourceType": "Subscription", "status": "requested",
+    "reason": "x", "criteria": ")") + kTopicBase + R"(billing-routed",
+    "_criteria": {"extension": [{"url": ")" + kBackport + R"(backport-filter-criteria", "valueString": "Claim?colour=blue"}]},
+    "channel": {"type": "rest-hook", "endpoint": "http://127.0.0.1:1/x", "payload": "application/fhir+json"}})");
+  EXPECT_EQ(bad_filter.status, 422);
+  EXPECT_NE(bad_filter.body.find("cannot filter by 'colour'"), std::string::npos);
+
+  HttpResult topics = gateway_->get("/fhir/SubscriptionTopic");
+  ASSERT_EQ(topics.status, 200);
+  EXPECT_EQ(GatewayFixture_parse(topics.body)["entry"].Size(), 10u);
+  json::Document metadata = GatewayFixture_parse(gateway_->get("/fhir/metadata").body);
+  EXPECT_EQ(metadata["rest"][0]["extension"].Size(), 10u);
+}
+
+}  // namespace
+}  // namespace fhir::testing
