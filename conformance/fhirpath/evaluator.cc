@@ -415,9 +415,8 @@ void appendMember(const json::Value& object, std::string_view key, std::string_v
 void Evaluator::navigate(const Item& parent, std::string_view name, Collection& out) const {
   if (!parent.isNode()) {
     // type() results answer name/namespace.
-    if (parent.kind() == Item::Kind::kString && parent.typeName() == "String" &&
-        parent.text().rfind("TypeInfo:", 0) == 0) {
-      std::string_view full = std::string_view(parent.text()).substr(9);
+    if (parent.kind() == Item::Kind::kString && parent.typeName() == "TypeInfo") {
+      std::string_view full = parent.text();
       size_t dot = full.find('.');
       if (name == "namespace") out.push_back(Item::string(std::string(full.substr(0, dot))));
       if (name == "name") out.push_back(Item::string(std::string(full.substr(dot + 1))));

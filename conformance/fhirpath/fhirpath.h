@@ -138,6 +138,7 @@ class Item {
   const json::Value* extension() const { return extension_; }  // kNode: the `_x` object
   // FHIR type name for nodes ("HumanName", "date"); FHIRPath system type name otherwise
   // ("Boolean", "String", "Integer", "Decimal", "Date", "DateTime", "Time", "Quantity").
+  // type() results are "TypeInfo" items whose text() is "Namespace.Name" ("FHIR.Patient").
   std::string_view typeName() const;
   const TypeNode* typeNode() const { return type_node_; }
 

@@ -340,26 +340,18 @@ std::string nowText() {
   return full;
 }
 
-// Decimal boundaries (lowBoundary/highBoundary) for a value written with `scale` places.
-Collection decimalBoundary(double value, int scale, std::optional<int64_t> precision, bool high,
-                           bool integer_input) {
+// Decimal boundaries (lowBoundary/highBoundary): a value written with `scale` decimal places
+// stands for the interval value +/- half a unit in its last place; the boundary is that interval's
+// end, cut to `precision` places (default 8) toward the outside of the interval.
+Collection decimalBoundary(double value, int scale, std::optional<int64_t> precision, bool high) {
   int target = precision ? static_cast<int>(*precision) : 8;
   if (target < 0 || target > 28) return {};
-  (void)integer_input;
   double half = 0.5 * std::pow(10.0, -scale);
-  double bound = value >= 0 || scale > 0 || true ? (high ? value + half : value - half) : value;
+  double bound = high ? value + half : value - half;
   double factor = std::pow(10.0, target);
-  double scaled = bound * factor;
-  // Truncate toward the boundary direction at the target precision.
-  double rounded = high ? std::ceil(scaled - 1e-9) : std::floor(scaled + 1e-9);
-  if (target < scale + 1) {
-    // Requested precision is below the uncertainty: the interval endpoint truncated.
-    rounded = high ? std::ceil(scaled - 1e-9) : std::floor(scaled + 1e-9);
-    if (value >= 0) {
-      rounded = high ? std::ceil(bound * factor - 1e-9) : std::floor(bound * factor + 1e-9);
-    }
-  }
-  return {Item::decimal(rounded / factor, std::min(target, 17))};
+  // The epsilon keeps binary noise (1.5875 stored as 1.58749999...) from moving the cut.
+  double cut = high ? std::ceil(bound * factor - 1e-9) : std::floor(bound * factor + 1e-9);
+  return {Item::decimal(cut / factor, std::min(target, 17))};
 }
 
 Collection dateBoundary(const Val& val, std::optional<int64_t> precision, bool high) {
@@ -722,7 +714,9 @@ Collection Evaluator::callFunction(const Node& node, const Collection& focus) {
         } else {
           name = "System." + std::string(item.typeName());
         }
-        out.push_back(Item::string("TypeInfo:" + name));
+        Item info = Item::string(std::move(name));
+        info.type_name_ = "TypeInfo";
+        out.push_back(std::move(info));
       }
       return out;
     }
@@ -1176,10 +1170,10 @@ Collection Evaluator::callFunction(const Node& node, const Collection& focus) {
       Val val = view(*item);
       if (val.kind == Item::Kind::kInteger || val.kind == Item::Kind::kDecimal) {
         return decimalBoundary(val.decimal, val.kind == Item::Kind::kInteger ? 0 : val.scale,
-                               precision, high, val.kind == Item::Kind::kInteger);
+                               precision, high);
       }
       if (val.kind == Item::Kind::kQuantity) {
-        Collection number = decimalBoundary(val.decimal, val.scale, precision, high, false);
+        Collection number = decimalBoundary(val.decimal, val.scale, precision, high);
         if (number.empty()) return {};
         return {Item::quantity(Quantity{number[0].decimalValue(), number[0].decimalScale(),
                                         std::string(val.text)})};

@@ -104,7 +104,7 @@ std::string_view Item::typeName() const {
       }
       return {};
     case Kind::kBoolean: return "Boolean";
-    case Kind::kString: return "String";
+    case Kind::kString: return type_name_.empty() ? "String" : type_name_;  // or "TypeInfo"
     case Kind::kInteger: return "Integer";
     case Kind::kDecimal: return "Decimal";
     case Kind::kDate: return "Date";
@@ -379,7 +379,6 @@ std::optional<int> compareDateTime(const DateTimeParts& a, const DateTimeParts& 
     setFromEpochMillis(x, x_ms);
     setFromEpochMillis(y, y_ms);
   }
-  int common = std::min(x.precision, y.precision);
   int xs[] = {x.year, x.month, x.day, x.hour, x.minute, x.second, x.millis};
   int ys[] = {y.year, y.month, y.day, y.hour, y.minute, y.second, y.millis};
   int first = x.has_date ? 0 : 3;
@@ -396,7 +395,6 @@ std::optional<int> compareDateTime(const DateTimeParts& a, const DateTimeParts& 
     }
     if (xs[field] != ys[field]) return xs[field] < ys[field] ? -1 : 1;
   }
-  (void)common;
   return 0;
 }
 
@@ -587,6 +585,17 @@ std::string toJson(const Collection& collection) {
       case Item::Kind::kInteger: out += std::to_string(item.integerValue()); break;
       case Item::Kind::kDecimal: out += formatDecimal(item.decimalValue(), item.decimalScale()); break;
       case Item::Kind::kString:
+        if (item.typeName() == "TypeInfo") {
+          // type() results: {"namespace": "FHIR", "name": "Patient"}.
+          std::string_view full = item.text();
+          size_t dot = full.find('.');
+          out += "{\"namespace\":\"";
+          json::appendEscaped(full.substr(0, dot), out);
+          out += "\",\"name\":\"";
+          json::appendEscaped(dot == std::string_view::npos ? std::string_view() : full.substr(dot + 1), out);
+          out += "\"}";
+          break;
+        }
         out += '"';
         json::appendEscaped(item.text(), out);
         out += '"';

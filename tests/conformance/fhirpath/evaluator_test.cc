@@ -197,6 +197,8 @@ TEST_F(FhirpathEvaluator, OutputFollowsTheCliContract) {
   EXPECT_EQ(eval("5 'mg' | 2 weeks"), R"(["5 'mg'","2 weeks"])");
   EXPECT_EQ(eval("name[0].given"), R"(["Peter","James"])");
   EXPECT_EQ(eval("contained.name | id"), R"(["Contained Org","p1"])");
+  EXPECT_EQ(eval("birthDate.type() | 1.type()"),
+            R"([{"namespace":"FHIR","name":"date"},{"namespace":"System","name":"Integer"}])");
 }
 
 TEST_F(FhirpathEvaluator, DecimalsKeepPrecision) {
