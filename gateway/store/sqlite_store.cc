@@ -186,15 +186,14 @@ class SqliteStore final : public Store {
 
   // Store ---------------------------------------------------------------------------------
   Result<std::optional<StoredAnswer>> findAnswer(std::string_view key) override {
-    auto reader = borrow();
-    if (!reader.ok()) return reader.error();
-    Query query(**reader, "SELECT status, answer FROM events WHERE idem_key = ?");
+    Lease reader(*this);
+    if (!reader.ok()) return Error{reader.error()};
+    Query query(*reader, "SELECT status, answer FROM events WHERE idem_key = ?");
     query.bind(1, key);
     int rc = query.step();
     std::optional<StoredAnswer> answer;
     if (rc == SQLITE_ROW) answer = StoredAnswer{static_cast<int>(query.integer(0)), query.text(1)};
     else if (rc != SQLITE_DONE) return Error{query.error()};
-    giveBack(std::move(*reader));
     return answer;
   }
 
@@ -221,9 +220,9 @@ class SqliteStore final : public Store {
   }
 
   Result<std::vector<QuarantineEntry>> listQuarantine(size_t limit) override {
-    auto reader = borrow();
-    if (!reader.ok()) return reader.error();
-    Query query(**reader,
+    Lease reader(*this);
+    if (!reader.ok()) return Error{reader.error()};
+    Query query(*reader,
                 "SELECT id, channel, received_at, content_type, payload, truncated, outcome FROM quarantine "
                 "ORDER BY received_at DESC, id DESC LIMIT ?");
     query.bind(1, static_cast<int64_t>(limit));
@@ -234,14 +233,13 @@ class SqliteStore final : public Store {
                          query.integer(5) != 0, query.text(6)});
     }
     if (rc != SQLITE_DONE) return Error{query.error()};
-    giveBack(std::move(*reader));
     return entries;
   }
 
   Result<std::optional<StoredResource>> readResource(std::string_view type, std::string_view id) override {
-    auto reader = borrow();
-    if (!reader.ok()) return reader.error();
-    Query query(**reader, "SELECT version, updated_at, json FROM resources WHERE type = ? AND id = ?");
+    Lease reader(*this);
+    if (!reader.ok()) return Error{reader.error()};
+    Query query(*reader, "SELECT version, updated_at, json FROM resources WHERE type = ? AND id = ?");
     query.bind(1, type).bind(2, id);
     int rc = query.step();
     std::optional<StoredResource> result;
@@ -250,14 +248,13 @@ class SqliteStore final : public Store {
     } else if (rc != SQLITE_DONE) {
       return Error{query.error()};
     }
-    giveBack(std::move(*reader));
     return result;
   }
 
   Result<std::vector<mappers::CoverageFact>> coverageOf(std::string_view patient_id) override {
-    auto reader = borrow();
-    if (!reader.ok()) return reader.error();
-    Query query(**reader,
+    Lease reader(*this);
+    if (!reader.ok()) return Error{reader.error()};
+    Query query(*reader,
                 "SELECT coverage_id, payer_id, member_id, line_of_business, start, end FROM coverage_index "
                 "WHERE patient_id = ? ORDER BY start, coverage_id");
     query.bind(1, patient_id);
@@ -275,14 +272,13 @@ class SqliteStore final : public Store {
       facts.push_back(std::move(fact));
     }
     if (rc != SQLITE_DONE) return Error{query.error()};
-    giveBack(std::move(*reader));
     return facts;
   }
 
   Result<std::optional<OutboxItem>> nextDue(std::string_view destination, int64_t now_ms) override {
-    auto reader = borrow();
-    if (!reader.ok()) return reader.error();
-    Query query(**reader,
+    Lease reader(*this);
+    if (!reader.ok()) return Error{reader.error()};
+    Query query(*reader,
                 "SELECT id, number, kind, body, attempts, created_ms, first_attempt_ms, next_attempt_ms "
                 "FROM outbox WHERE destination = ? AND status = 0 ORDER BY number LIMIT 1");
     query.bind(1, destination);
@@ -294,21 +290,19 @@ class SqliteStore final : public Store {
     } else if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
       return Error{query.error()};
     }
-    giveBack(std::move(*reader));
     return item;
   }
 
   Result<std::optional<int64_t>> nextAttemptAt(std::string_view destination) override {
-    auto reader = borrow();
-    if (!reader.ok()) return reader.error();
-    Query query(**reader,
+    Lease reader(*this);
+    if (!reader.ok()) return Error{reader.error()};
+    Query query(*reader,
                 "SELECT next_attempt_ms FROM outbox WHERE destination = ? AND status = 0 ORDER BY number LIMIT 1");
     query.bind(1, destination);
     int rc = query.step();
     std::optional<int64_t> at;
     if (rc == SQLITE_ROW) at = query.integer(0);
     else if (rc != SQLITE_DONE) return Error{query.error()};
-    giveBack(std::move(*reader));
     return at;
   }
 
@@ -342,9 +336,9 @@ class SqliteStore final : public Store {
   }
 
   Result<std::vector<DestinationDepth>> outboxDepth() override {
-    auto reader = borrow();
-    if (!reader.ok()) return reader.error();
-    Query query(**reader,
+    Lease reader(*this);
+    if (!reader.ok()) return Error{reader.error()};
+    Query query(*reader,
                 "SELECT destination, SUM(status = 0), SUM(status = 2), "
                 "COALESCE(MIN(CASE WHEN status = 0 THEN created_ms END), 0) FROM outbox GROUP BY destination");
     std::vector<DestinationDepth> depths;
@@ -353,14 +347,13 @@ class SqliteStore final : public Store {
       depths.push_back({query.text(0), query.integer(1), query.integer(2), query.integer(3)});
     }
     if (rc != SQLITE_DONE) return Error{query.error()};
-    giveBack(std::move(*reader));
     return depths;
   }
 
   Result<std::vector<OutboxItem>> outboxRange(std::string_view destination, int64_t from, int64_t to) override {
-    auto reader = borrow();
-    if (!reader.ok()) return reader.error();
-    Query query(**reader,
+    Lease reader(*this);
+    if (!reader.ok()) return Error{reader.error()};
+    Query query(*reader,
                 "SELECT id, number, kind, body, attempts, created_ms, first_attempt_ms FROM outbox "
                 "WHERE destination = ? AND number >= ? AND number <= ? ORDER BY number");
     query.bind(1, destination).bind(2, from).bind(3, to);
@@ -371,27 +364,25 @@ class SqliteStore final : public Store {
                                  query.text(3), static_cast<int>(query.integer(4)), query.integer(5), query.integer(6)});
     }
     if (rc != SQLITE_DONE) return Error{query.error()};
-    giveBack(std::move(*reader));
     return items;
   }
 
   Result<int64_t> lastNumber(std::string_view destination) override {
-    auto reader = borrow();
-    if (!reader.ok()) return reader.error();
-    Query query(**reader, "SELECT last_number FROM destination_seq WHERE destination = ?");
+    Lease reader(*this);
+    if (!reader.ok()) return Error{reader.error()};
+    Query query(*reader, "SELECT last_number FROM destination_seq WHERE destination = ?");
     query.bind(1, destination);
     int rc = query.step();
     int64_t number = 0;
     if (rc == SQLITE_ROW) number = query.integer(0);
     else if (rc != SQLITE_DONE) return Error{query.error()};
-    giveBack(std::move(*reader));
     return number;
   }
 
   Result<std::vector<OutboxItem>> listDeadLetters(size_t limit) override {
-    auto reader = borrow();
-    if (!reader.ok()) return reader.error();
-    Query query(**reader,
+    Lease reader(*this);
+    if (!reader.ok()) return Error{reader.error()};
+    Query query(*reader,
                 "SELECT id, destination, number, kind, body, attempts, created_ms, first_attempt_ms FROM outbox "
                 "WHERE status = 2 ORDER BY id LIMIT ?");
     query.bind(1, static_cast<int64_t>(limit));
@@ -402,7 +393,6 @@ class SqliteStore final : public Store {
                                  static_cast<int>(query.integer(5)), query.integer(6), query.integer(7)});
     }
     if (rc != SQLITE_DONE) return Error{query.error()};
-    giveBack(std::move(*reader));
     return items;
   }
 
@@ -420,9 +410,9 @@ class SqliteStore final : public Store {
   }
 
   Result<std::vector<UnroutableWrite>> listUnroutable(size_t limit) override {
-    auto reader = borrow();
-    if (!reader.ok()) return reader.error();
-    Query query(**reader,
+    Lease reader(*this);
+    if (!reader.ok()) return Error{reader.error()};
+    Query query(*reader,
                 "SELECT claim_id, patient_id, date_of_service, code, reason, outcome FROM unroutable "
                 "WHERE resolved_at = '' ORDER BY id LIMIT ?");
     query.bind(1, static_cast<int64_t>(limit));
@@ -432,7 +422,6 @@ class SqliteStore final : public Store {
       items.push_back({query.text(0), query.text(1), query.text(2), query.text(3), query.text(4), query.text(5)});
     }
     if (rc != SQLITE_DONE) return Error{query.error()};
-    giveBack(std::move(*reader));
     return items;
   }
 
@@ -455,21 +444,20 @@ class SqliteStore final : public Store {
   }
 
   Result<std::vector<SubscriptionRow>> listSubscriptions() override {
-    auto reader = borrow();
-    if (!reader.ok()) return reader.error();
-    Query query(**reader, "SELECT id, status, error, resource_json FROM subscriptions ORDER BY id");
+    Lease reader(*this);
+    if (!reader.ok()) return Error{reader.error()};
+    Query query(*reader, "SELECT id, status, error, resource_json FROM subscriptions ORDER BY id");
     std::vector<SubscriptionRow> rows;
     int rc;
     while ((rc = query.step()) == SQLITE_ROW) rows.push_back({query.text(0), query.text(1), query.text(2), query.text(3)});
     if (rc != SQLITE_DONE) return Error{query.error()};
-    giveBack(std::move(*reader));
     return rows;
   }
 
   Result<std::vector<DeliveryAttempt>> attemptsOf(int64_t outbox_id) override {
-    auto reader = borrow();
-    if (!reader.ok()) return reader.error();
-    Query query(**reader,
+    Lease reader(*this);
+    if (!reader.ok()) return Error{reader.error()};
+    Query query(*reader,
                 "SELECT at_ms, http_status, error, duration_ms FROM delivery_attempts WHERE outbox_id = ? ORDER BY id");
     query.bind(1, outbox_id);
     std::vector<DeliveryAttempt> attempts;
@@ -479,7 +467,6 @@ class SqliteStore final : public Store {
                           query.integer(3)});
     }
     if (rc != SQLITE_DONE) return Error{query.error()};
-    giveBack(std::move(*reader));
     return attempts;
   }
 
@@ -652,6 +639,30 @@ class SqliteStore final : public Store {
     json::addString(*meta, "lastUpdated", updated_at, allocator);
     return json::serialize(doc);
   }
+
+  // A read connection borrowed for one call. Declared before the Querys that use it, so they are
+  // reset before the connection goes back to the pool.
+  class Lease {
+   public:
+    explicit Lease(SqliteStore& store) : store_(store) {
+      auto connection = store.borrow();
+      if (connection.ok()) connection_ = std::move(*connection);
+      else error_ = connection.message();
+    }
+    ~Lease() {
+      if (connection_) store_.giveBack(std::move(connection_));
+    }
+    Lease(const Lease&) = delete;
+    Lease& operator=(const Lease&) = delete;
+    bool ok() const { return connection_ != nullptr; }
+    const std::string& error() const { return error_; }
+    Connection& operator*() { return *connection_; }
+
+   private:
+    SqliteStore& store_;
+    std::unique_ptr<Connection> connection_;
+    std::string error_;
+  };
 
   // Read connections: a small pool, each used by one thread at a time.
   Result<std::unique_ptr<Connection>> borrow() {

@@ -1,0 +1,28 @@
+-- wrk script: POST unique e-consult request events (closed loop, maximum throughput).
+--   wrk -t2 -c32 -d20s -s bench/ingest.lua http://127.0.0.1:8080/ingest/econsult
+-- Reads the template event from EVENT_FILE (default tests/data/econsult/request.json).
+local path = os.getenv("EVENT_FILE") or "tests/data/econsult/request.json"
+local file = assert(io.open(path, "r"))
+local template = file:read("*a")
+file:close()
+local counter = 0
+local thread_id = 0
+local run = tostring(os.time())
+
+function setup(thread)
+  thread_id = thread_id + 1
+  thread:set("thread_id", thread_id)
+end
+
+function request()
+  counter = counter + 1
+  local suffix = run .. "-" .. tostring(thread_id) .. "-" .. tostring(counter)
+  local body = template:gsub("evt%-7f3a%-0001", "evt-" .. suffix):gsub("EC%-2026%-000451", "EC-" .. suffix)
+  return wrk.format("POST", "/ingest/econsult", { ["Content-Type"] = "application/json" }, body)
+end
+
+function response(status, headers, body)
+  if status ~= 202 then
+    io.stderr:write("unexpected status " .. status .. "\n")
+  end
+end

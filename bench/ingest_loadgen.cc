@@ -1,0 +1,136 @@
+// SPDX-License-Identifier: Apache-2.0
+// Open-loop load generator for POST /ingest/econsult.
+//
+// Requests are scheduled at a fixed rate (t0 + i / rate) whatever the server does, and each
+// latency is measured from its scheduled time, so a slow server shows up as latency rather than
+// as a lower request rate (no coordinated omission). Each request is the template event with
+// its eventId and consultId made unique.
+//
+//   ingest_loadgen --port 8080 --rate 500 --seconds 20 --connections 32 --event FILE
+
+#include <Poco/Net/HTTPClientSession.h>
+#include <Poco/Net/HTTPRequest.h>
+#include <Poco/Net/HTTPResponse.h>
+#include <Poco/StreamCopier.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <mutex>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct Options {
+  int port = 8080;
+  double rate = 100;
+  double seconds = 10;
+  int connections = 16;
+  std::string event_file;
+  std::string run_id = std::to_string(std::chrono::system_clock::now().time_since_epoch().count());
+};
+
+std::string replaceAll(std::string text, const std::string& from, const std::string& to) {
+  for (size_t at = text.find(from); at != std::string::npos; at = text.find(from, at + to.size())) {
+    text.replace(at, from.size(), to);
+  }
+  return text;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options options;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    std::string flag = argv[i];
+    std::string value = argv[i + 1];
+    if (flag == "--port") options.port = std::stoi(value);
+    else if (flag == "--rate") options.rate = std::stod(value);
+    else if (flag == "--seconds") options.seconds = std::stod(value);
+    else if (flag == "--connections") options.connections = std::stoi(value);
+    else if (flag == "--event") options.event_file = value;
+    else {
+      std::cerr << "usage: ingest_loadgen --port P --rate R --seconds S --connections C --event FILE\n";
+      return 2;
+    }
+  }
+  std::ifstream in(options.event_file);
+  if (!in) {
+    std::cerr << "ingest_loadgen: cannot read --event file '" << options.event_file << "'\n";
+    return 2;
+  }
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  const std::string event = buffer.str();
+  const std::string event_id = "evt-7f3a-0001";
+  const std::string consult_id = "EC-2026-000451";
+  if (event.find(event_id) == std::string::npos || event.find(consult_id) == std::string::npos) {
+    std::cerr << "ingest_loadgen: the event must contain eventId " << event_id << " and consultId " << consult_id << "\n";
+    return 2;
+  }
+
+  const auto total = static_cast<int64_t>(options.rate * options.seconds);
+  const auto interval = std::chrono::duration<double>(1.0 / options.rate);
+  std::atomic<int64_t> next{0};
+  std::atomic<int64_t> errors{0};
+  std::mutex latencies_mutex;
+  std::vector<double> latencies;
+  latencies.reserve(static_cast<size_t>(total));
+  const Clock::time_point start = Clock::now() + std::chrono::milliseconds(100);
+
+  std::vector<std::thread> workers;
+  for (int c = 0; c < options.connections; ++c) {
+    workers.emplace_back([&] {
+      Poco::Net::HTTPClientSession session("127.0.0.1", static_cast<Poco::UInt16>(options.port));
+      session.setKeepAlive(true);
+      session.setTimeout(Poco::Timespan(30, 0));
+      std::vector<double> mine;
+      for (;;) {
+        const int64_t index = next++;
+        if (index >= total) break;
+        const auto scheduled = start + std::chrono::duration_cast<Clock::duration>(interval * static_cast<double>(index));
+        std::this_thread::sleep_until(scheduled);
+        const std::string suffix = options.run_id + "-" + std::to_string(index);
+        const std::string body = replaceAll(replaceAll(event, event_id, "evt-" + suffix), consult_id, "EC-" + suffix);
+        try {
+          Poco::Net::HTTPRequest request(Poco::Net::HTTPRequest::HTTP_POST, "/ingest/econsult", Poco::Net::HTTPMessage::HTTP_1_1);
+          request.setContentType("application/json");
+          request.setContentLength64(static_cast<Poco::Int64>(body.size()));
+          request.setKeepAlive(true);
+          session.sendRequest(request) << body;
+          Poco::Net::HTTPResponse response;
+          std::string answer;
+          Poco::StreamCopier::copyToString(session.receiveResponse(response), answer);
+          if (response.getStatus() != 202) errors++;
+        } catch (const Poco::Exception&) {
+          errors++;
+          session.reset();
+        }
+        mine.push_back(std::chrono::duration<double, std::milli>(Clock::now() - scheduled).count());
+      }
+      std::lock_guard lock(latencies_mutex);
+      latencies.insert(latencies.end(), mine.begin(), mine.end());
+    });
+  }
+  for (auto& worker : workers) worker.join();
+  const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+  std::sort(latencies.begin(), latencies.end());
+  auto percentile = [&](double p) {
+    if (latencies.empty()) return 0.0;
+    return latencies[std::min(latencies.size() - 1, static_cast<size_t>(p * static_cast<double>(latencies.size())))];
+  };
+  std::printf("{\"requests\": %zu, \"errors\": %lld, \"targetRate\": %.0f, \"achievedRate\": %.1f, "
+              "\"p50ms\": %.2f, \"p90ms\": %.2f, \"p99ms\": %.2f, \"maxms\": %.2f}\n",
+              latencies.size(), static_cast<long long>(errors.load()), options.rate,
+              static_cast<double>(latencies.size()) / elapsed, percentile(0.5), percentile(0.9),
+              percentile(0.99), latencies.empty() ? 0.0 : latencies.back());
+  return errors.load() == 0 ? 0 : 1;
+}
