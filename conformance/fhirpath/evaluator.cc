@@ -41,6 +41,21 @@ std::string normalizeSpace(std::string_view text) {
 }
 
 bool isNumeric(Item::Kind kind) { return kind == Item::Kind::kInteger || kind == Item::Kind::kDecimal; }
+
+// A quantity of unit '1' is a plain number for comparison with numbers.
+void unitlessAsNumber(Val& x, const Val& other) {
+  if (x.kind == Item::Kind::kQuantity && x.text == "1" && isNumeric(other.kind)) {
+    x.kind = Item::Kind::kDecimal;
+  }
+}
+
+// Calendar years/months and UCUM 'a'/'mo' are different units of unequal length: comparing one
+// with the other has no answer.
+bool calendarMismatch(std::string_view x, std::string_view y) {
+  std::string_view ux = calendarToUcum(x), uy = calendarToUcum(y);
+  return isCalendarKeyword(x) != isCalendarKeyword(y) &&
+         (ux == "a" || ux == "mo" || uy == "a" || uy == "mo");
+}
 bool isDateKind(Item::Kind kind) {
   return kind == Item::Kind::kDate || kind == Item::Kind::kDateTime || kind == Item::Kind::kTime;
 }
@@ -414,6 +429,12 @@ void appendMember(const json::Value& object, std::string_view key, std::string_v
 
 void Evaluator::navigate(const Item& parent, std::string_view name, Collection& out) const {
   if (!parent.isNode()) {
+    // A computed quantity answers like a FHIR Quantity.
+    if (parent.kind() == Item::Kind::kQuantity) {
+      if (name == "value") out.push_back(Item::decimal(parent.decimalValue(), parent.decimalScale()));
+      if (name == "unit" || name == "code") out.push_back(Item::string(parent.text()));
+      return;
+    }
     // type() results answer name/namespace.
     if (parent.kind() == Item::Kind::kString && parent.typeName() == "TypeInfo") {
       std::string_view full = parent.text();
@@ -438,6 +459,13 @@ void Evaluator::navigate(const Item& parent, std::string_view name, Collection& 
     return;
   }
   const ChildDef* def = type_node != nullptr ? type_node->child(name) : nullptr;
+  if (def == nullptr && name == "resourceType") {
+    // Not an element, but expressions test it (contained.where(resourceType = 'Patient')).
+    if (const json::Value* type = json::find(*value, name); type != nullptr && json::isString(*type)) {
+      out.push_back(Item::node(type, "string"));
+    }
+    return;
+  }
   if (def != nullptr) {
     if (def->choice) {
       // One pass over the members: valueQuantity / _valueString name their choice type.
@@ -492,6 +520,9 @@ void Evaluator::navigate(const Item& parent, std::string_view name, Collection& 
       throw EvalError{"'" + std::string(name) + "' is not an element of " +
                       std::string(parent.typeName())};
     }
+    // Lenient: data the definition does not know is still reachable by its exact name (as in
+    // fhirpath.js); validation reports such members separately.
+    appendMember(*value, name, {}, nullptr, model_, out);
     return;
   }
   // No type information: plain JSON navigation, with choice lookup by prefix.
@@ -609,9 +640,16 @@ std::optional<int64_t> Evaluator::singletonInteger(const Collection& collection,
 std::optional<bool> Evaluator::itemsEqual(const Item& a, const Item& b) const {
   Val x = view(a);
   Val y = view(b);
+  unitlessAsNumber(x, y);
+  unitlessAsNumber(y, x);
   if (x.kind == Item::Kind::kNode || y.kind == Item::Kind::kNode) {
     if (x.kind != y.kind) return false;
-    if (a.value() == nullptr || b.value() == nullptr) return a.value() == b.value();
+    if (a.value() == nullptr || b.value() == nullptr) {
+      // Elements without a value (only `_x` extensions) are equal when their extensions are.
+      if (a.value() != b.value()) return false;
+      if (a.extension() == nullptr || b.extension() == nullptr) return a.extension() == b.extension();
+      return jsonEqual(*a.extension(), *b.extension());
+    }
     return jsonEqual(*a.value(), *b.value());
   }
   if (isNumeric(x.kind) && isNumeric(y.kind)) {
@@ -633,12 +671,7 @@ std::optional<bool> Evaluator::itemsEqual(const Item& a, const Item& b) const {
     case Item::Kind::kString: return x.text == y.text;
     case Item::Kind::kQuantity: {
       if (x.text == y.text) return x.decimal == y.decimal;
-      // Calendar years/months are not the same as UCUM 'a'/'mo' for equality.
-      std::string_view ux = calendarToUcum(x.text), uy = calendarToUcum(y.text);
-      if ((isCalendarKeyword(x.text) != isCalendarKeyword(y.text)) &&
-          (ux == "a" || ux == "mo" || uy == "a" || uy == "mo")) {
-        return std::nullopt;
-      }
+      if (calendarMismatch(x.text, y.text)) return std::nullopt;
       auto cx = canonicalQuantity(x.decimal, x.text);
       auto cy = canonicalQuantity(y.decimal, y.text);
       if (!cx || !cy || cx->dimension != cy->dimension) return std::nullopt;
@@ -715,6 +748,8 @@ bool Evaluator::collectionsEquivalent(const Collection& a, const Collection& b) 
 std::optional<int> Evaluator::compare(const Item& a, const Item& b) const {
   Val x = view(a);
   Val y = view(b);
+  unitlessAsNumber(x, y);
+  unitlessAsNumber(y, x);
   if (isNumeric(x.kind) && isNumeric(y.kind)) {
     if (x.kind == Item::Kind::kInteger && y.kind == Item::Kind::kInteger) {
       return x.integer < y.integer ? -1 : x.integer > y.integer ? 1 : 0;
@@ -734,6 +769,7 @@ std::optional<int> Evaluator::compare(const Item& a, const Item& b) const {
   }
   if (x.kind == Item::Kind::kQuantity && y.kind == Item::Kind::kQuantity) {
     if (x.text == y.text) return x.decimal < y.decimal ? -1 : x.decimal > y.decimal ? 1 : 0;
+    if (calendarMismatch(x.text, y.text)) return std::nullopt;
     auto cx = canonicalQuantity(x.decimal, x.text);
     auto cy = canonicalQuantity(y.decimal, y.text);
     if (!cx || !cy || cx->dimension != cy->dimension) return std::nullopt;
@@ -1036,7 +1072,7 @@ Collection Evaluator::binary(const Node& node, const Collection& focus) {
       std::string out;
       for (const Collection* side : {&left, &right}) {
         const Item* item = singleton(*side, "'&'");
-        if (item == nullptr) continue;
+        if (item == nullptr || (item->isNode() && item->value() == nullptr)) continue;
         Val val = view(*item);
         if (val.kind != Item::Kind::kString) throw EvalError{"'&' needs strings"};
         out.append(val.text);
@@ -1136,6 +1172,10 @@ Collection Evaluator::arithmetic(Op op, const Item& a, const Item& b) const {
       unit = std::string(cx->dimension) + (op == Op::kMul ? "." : "/") + std::string(cy->dimension);
     }
     return {Item::quantity(Quantity{value, divisionScale(value), unit})};
+  }
+  if (isNumeric(x.kind) && y.kind == Item::Kind::kQuantity && op == Op::kMul) {
+    double value = x.decimal * y.decimal;
+    return {Item::quantity(Quantity{value, divisionScale(value), std::string(y.text)})};
   }
   if (x.kind == Item::Kind::kQuantity && isNumeric(y.kind) && (op == Op::kMul || op == Op::kDiv)) {
     if (op == Op::kDiv && y.decimal == 0) return {};

@@ -30,6 +30,14 @@ std::string typeNameArg(const Node& arg, std::string* ns) {
 
 // ---- conversions ------------------------------------------------------------------------------
 
+// Unit conversions multiply by factors like 0.001 that are inexact in binary; 12 significant
+// digits are more than any clinical quantity carries.
+double cleanDouble(double value) {
+  if (value == 0 || !std::isfinite(value)) return value;
+  double magnitude = std::pow(10.0, 11 - static_cast<int>(std::floor(std::log10(std::fabs(value)))));
+  return std::round(value * magnitude) / magnitude;
+}
+
 std::optional<Item> convertToBoolean(const Val& val) {
   switch (val.kind) {
     case Item::Kind::kBoolean: return Item::boolean(val.boolean);
@@ -426,9 +434,12 @@ Collection Evaluator::callFunction(const Node& node, const Collection& focus) {
   auto arg = [&](size_t i) -> const Node& { return *args[first_arg + i]; };
 
   auto single = [&](const char* what) -> const Item* { return singleton(focus, what); };
+  // A primitive element that only has extensions (`_given` without `given`) has no value: the
+  // functions treat it like an empty input.
+  auto valueless = [](const Item& item) { return item.isNode() && item.value() == nullptr; };
   auto stringFocus = [&]() -> std::optional<std::string> {
     const Item* item = single(node.name.c_str());
-    if (item == nullptr) return std::nullopt;
+    if (item == nullptr || valueless(*item)) return std::nullopt;
     Val val = view(*item);
     if (val.kind != Item::Kind::kString) {
       throw EvalError{node.name + "() requires a string input"};
@@ -451,7 +462,7 @@ Collection Evaluator::callFunction(const Node& node, const Collection& focus) {
   };
   auto numberFocus = [&]() -> std::optional<Val> {
     const Item* item = single(node.name.c_str());
-    if (item == nullptr) return std::nullopt;
+    if (item == nullptr || valueless(*item)) return std::nullopt;
     Val val = view(*item);
     if (!isNumeric(val.kind) && val.kind != Item::Kind::kQuantity) {
       throw EvalError{node.name + "() requires a number"};
@@ -559,8 +570,10 @@ Collection Evaluator::callFunction(const Node& node, const Collection& focus) {
             for (const Item& existing : out) {
               // Elements of the document are the same element only when they are the same
               // node; computed values compare by value.
-              if (item.isNode() && existing.isNode()) {
-                if (item.value() == existing.value() && item.extension() == existing.extension()) {
+              bool complex = item.isNode() && existing.isNode() && item.value() != nullptr &&
+                             item.value()->IsObject();
+              if (complex) {
+                if (item.value() == existing.value()) {
                   seen = true;
                   break;
                 }
@@ -819,7 +832,7 @@ Collection Evaluator::callFunction(const Node& node, const Collection& focus) {
               auto from = canonicalQuantity(q.value, q.unit);
               auto to = canonicalQuantity(1, *unit);
               if (from && to && from->dimension == to->dimension) {
-                double value = from->value / to->value;
+                double value = cleanDouble(from->value / to->value);
                 converted = Item::quantity(Quantity{value, q.scale, std::string(*unit)});
               } else {
                 converted.reset();
@@ -988,9 +1001,11 @@ Collection Evaluator::callFunction(const Node& node, const Collection& focus) {
     }
     case Fn::kJoin: {
       std::string separator(argc > 0 ? stringArg(0).value_or("") : "");
+      if (focus.empty()) return {};
       std::string out;
       bool first = true;
       for (const Item& item : focus) {
+        if (valueless(item)) continue;
         Val val = view(item);
         if (val.kind != Item::Kind::kString) throw EvalError{"join() requires strings"};
         if (!first) out += separator;
@@ -1080,9 +1095,17 @@ Collection Evaluator::callFunction(const Node& node, const Collection& focus) {
             return {Item::quantity(Quantity{std::fabs(x), val->scale, std::string(val->text)})};
           }
           return {Item::decimal(std::fabs(x), val->scale)};
-        case Fn::kCeiling: return {Item::integer(static_cast<int64_t>(std::ceil(x)))};
-        case Fn::kFloor: return {Item::integer(static_cast<int64_t>(std::floor(x)))};
-        case Fn::kTruncate: return {Item::integer(static_cast<int64_t>(std::trunc(x)))};
+        case Fn::kCeiling:
+        case Fn::kFloor:
+        case Fn::kTruncate: {
+          double whole = node.fn == Fn::kCeiling ? std::ceil(x)
+                         : node.fn == Fn::kFloor ? std::floor(x)
+                                                 : std::trunc(x);
+          if (val->kind == Item::Kind::kQuantity) {
+            return {Item::quantity(Quantity{whole, 0, std::string(val->text)})};
+          }
+          return {Item::integer(static_cast<int64_t>(whole))};
+        }
         case Fn::kExp: return {Item::decimal(std::exp(x), 8)};
         case Fn::kLn:
           if (x <= 0) return {};
@@ -1118,7 +1141,11 @@ Collection Evaluator::callFunction(const Node& node, const Collection& focus) {
             places = *requested;
           }
           double factor = std::pow(10.0, static_cast<double>(places));
-          double value = std::round(x * factor) / factor;
+          // Round half away from zero on the decimal value, not on its binary neighbour.
+          double value = std::round(x * factor * (1 + 1e-15)) / factor;
+          if (val->kind == Item::Kind::kQuantity) {
+            return {Item::quantity(Quantity{value, static_cast<int>(places), std::string(val->text)})};
+          }
           return {Item::decimal(value, static_cast<int>(places))};
         }
         case Fn::kSqrt:

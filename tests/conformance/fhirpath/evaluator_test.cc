@@ -125,6 +125,36 @@ TEST_F(FhirpathEvaluator, PrimitiveExtensionsAreOneElement) {
   EXPECT_EQ(eval("name[1].given"), "[null]");
 }
 
+TEST_F(FhirpathEvaluator, ValuelessPrimitivesActAsEmptyInFunctions) {
+  // name[1].given has only `_given`: string functions see no value instead of failing.
+  EXPECT_EQ(eval("name[1].given.upper()"), "[]");
+  EXPECT_EQ(eval("name[1].given.length()"), "[]");
+  EXPECT_EQ(eval("name[1].given & 'x'"), R"(["x"])");
+  EXPECT_EQ(eval("(name[0].given | name[1].given).join(',')"), R"(["Peter,James"])");
+  // Two value-less elements are equal only when their extensions are.
+  EXPECT_EQ(eval("name[1].given = name[1].given"), "[true]");
+  EXPECT_EQ(eval("name[1].given = name[0].given[1]"), "[false]");
+}
+
+TEST_F(FhirpathEvaluator, LenientNavigation) {
+  EXPECT_EQ(eval("contained.where(resourceType = 'Organization').id"), R"(["org1"])");
+  json::Document custom;
+  ASSERT_TRUE(json::parse(R"({"resourceType":"Patient","customField":"x"})", custom, error_));
+  EXPECT_EQ(eval("customField", custom), R"(["x"])");
+  context_.strict = true;
+  EXPECT_EQ(eval("customField", custom).rfind("error:", 0), 0u);
+}
+
+TEST_F(FhirpathEvaluator, QuantityArithmetic) {
+  EXPECT_EQ(eval("2 * 5 'kg' = 10 'kg'"), "[true]");
+  EXPECT_EQ(eval("1.1 'kg'.ceiling() = 2 'kg'"), "[true]");
+  EXPECT_EQ(eval("2.315 's'.round(2) = 2.32 's'"), "[true]");
+  EXPECT_EQ(eval("'1 \\'cm\\''.toQuantity('mm').value = 10"), "[true]");
+  EXPECT_EQ(eval("2 '1' > 1"), "[true]");
+  EXPECT_EQ(eval("1 year > 1 'a'"), "[]");
+  EXPECT_EQ(eval("1 'kg' > 1 'm'"), "[]");
+}
+
 TEST_F(FhirpathEvaluator, ChoiceTypes) {
   EXPECT_EQ(eval("value.value", observation_), "[185.50]");
   EXPECT_EQ(eval("value is Quantity", observation_), "[true]");
