@@ -162,10 +162,7 @@ std::vector<std::string> splitPath(std::string_view text) {
 
 std::string joinPattern(const std::string& scope, const std::vector<std::string>& steps) {
   std::string out = scope;
-  for (const std::string& step : steps) {
-    bool index = !step.empty() && std::all_of(step.begin(), step.end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)); });
-    out += (out.empty() ? "" : ".") + (index ? std::string("*") : step);
-  }
+  for (const std::string& step : steps) out += (out.empty() ? "" : ".") + step;
   return out;
 }
 
@@ -175,7 +172,12 @@ bool Compiler::knownPattern(const std::string& pattern) const {
     std::vector<std::string> have = splitPath(field);
     if (want.size() > have.size()) continue;
     bool match = true;
-    for (size_t index = 0; index < want.size() && match; ++index) match = want[index] == have[index];
+    for (size_t index = 0; index < want.size() && match; ++index) {
+      // A numeric step is an array index ("*" in the field list) or a numbered X12 element.
+      const std::string& step = want[index];
+      bool numeric = !step.empty() && std::all_of(step.begin(), step.end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)); });
+      match = step == have[index] || (numeric && have[index] == "*");
+    }
     if (match) return true;
   }
   return false;

@@ -1,0 +1,111 @@
+// SPDX-License-Identifier: Apache-2.0
+// Golden tests of mappers/specs/x12-837p.json (contracts/payer-formats.md, x12-837p).
+#include <gtest/gtest.h>
+
+#include <set>
+#include <sstream>
+
+#include "tests/mappers/specs/golden.h"
+#include "tests/support/test_support.h"
+
+namespace fhir::mappers::testing {
+namespace {
+
+std::string northshore() {
+  return fhir::testing::readFile(fhir::testing::testDataDir() / "mappers" / "x12" / "northshore-837p.x12");
+}
+
+// Maps `text` and returns the rejections as "position | location | ..." lines.
+std::vector<std::string> rejectionsOf(const std::string& text, size_t* accepted = nullptr) {
+  static FakeDirectory directory;
+  std::istringstream stream(text);
+  engine::MapOptions options;
+  options.payer_id = "lakeshore-medicaid";
+  options.directory = &directory;
+  options.now = "2026-10-03T09:13:00-05:00";
+  std::vector<std::string> out;
+  size_t bundles = 0;
+  auto summary = bundledSpecs().mapSource(
+      "x12-837p", stream, options, [&](engine::MappedBundle&) { ++bundles; },
+      [&](engine::Rejection& rejection) {
+        std::set<std::string> locations;
+        for (const Issue& issue : rejection.issues.issues()) locations.insert(issue.location.begin(), issue.location.end());
+        std::string line = rejection.position;
+        for (const std::string& location : locations) line += " | " + location;
+        out.push_back(line);
+      });
+  EXPECT_TRUE(summary.ok());
+  if (accepted) *accepted = bundles;
+  return out;
+}
+
+std::string replace(std::string text, const std::string& from, const std::string& to) {
+  size_t at = text.find(from);
+  EXPECT_NE(at, std::string::npos) << from;
+  if (at != std::string::npos) text.replace(at, from.size(), to);
+  return text;
+}
+
+TEST(X12_837P, ClaimsWithDependentsRepeatedHiAndServiceLines) {
+  GoldenRun run = runGolden(bundledSpecs(), "x12-837p", "lakeshore-medicaid", "x12", "northshore-837p.x12");
+  EXPECT_EQ(run.summary.records, 3u);
+  EXPECT_TRUE(run.rejections.empty());
+  ASSERT_EQ(run.bundles.size(), 3u);
+  expectBundle(run.bundles[0], "x12", "expected-NS-CLM-0001.json", "northshore-837p.x12");
+  expectBundle(run.bundles[1], "x12", "expected-NS-CLM-0002.json", "northshore-837p.x12");
+  expectBundle(run.bundles[2], "x12", "expected-NS-CLM-0003.json", "northshore-837p.x12");
+}
+
+TEST(X12_837P, BundlesValidateAgainstTheAlignmentProfiles) {
+  GoldenRun run = runGolden(bundledSpecs(), "x12-837p", "lakeshore-medicaid", "x12", "northshore-837p.x12");
+  ASSERT_EQ(run.bundles.size(), 3u);
+  for (const json::Document& bundle : run.bundles) expectValid(bundle);
+}
+
+TEST(X12_837P, BadElementsNameSegmentAndElement) {
+  // Claim 1: a date of service that does not exist (segment 26, DTP03) and a rendering NPI with a
+  // wrong check digit (segment 22, NM109). Claim 3: an amount that is not a number (segment 50,
+  // SV102). Claim 2 maps.
+  std::string text = replace(northshore(), "DTP*472*D8*20261001~\nLX*2", "DTP*472*D8*20261341~\nLX*2");
+  text = replace(text, "NM1*82*1*WHITFIELD*DANA****XX*1467583922~", "NM1*82*1*WHITFIELD*DANA****XX*1467583921~");
+  text = replace(text, "SV1*HC:87880*40.00*", "SV1*HC:87880*40,00*");
+  size_t accepted = 0;
+  std::vector<std::string> expected = {
+      "interchange 000000101, transaction set 0001, segment 19 | segment 22 (NM1), element 9 | "
+      "segment 26 (DTP), element 3",
+      "interchange 000000101, transaction set 0001, segment 47 | segment 50 (SV1), element 2"};
+  EXPECT_EQ(rejectionsOf(text, &accepted), expected);
+  EXPECT_EQ(accepted, 1u);
+}
+
+TEST(X12_837P, MissingClmAndBadSegmentCountAreRejectionsAndTheFileGoesOn) {
+  std::string text = northshore();
+  size_t from = text.find("CLM*NS-CLM-0002");
+  size_t to = text.find("CLM*NS-CLM-0003");
+  text.erase(from, to - from);  // the dependent keeps claim 3 only; SE*52 is now wrong (46)
+  size_t accepted = 0;
+  std::vector<std::string> rejections = rejectionsOf(text, &accepted);
+  EXPECT_EQ(accepted, 2u);
+  ASSERT_EQ(rejections.size(), 1u);
+  EXPECT_EQ(rejections[0], "segment 46 (SE), element 1 | segment 46 (SE), element 1");
+
+  std::string no_claims = northshore();
+  no_claims.erase(no_claims.find("CLM*NS-CLM-0002"), no_claims.find("SE*52") - no_claims.find("CLM*NS-CLM-0002"));
+  no_claims = replace(no_claims, "SE*52*0001~", "SE*41*0001~");
+  rejections = rejectionsOf(no_claims, &accepted);
+  EXPECT_EQ(accepted, 1u);
+  ASSERT_EQ(rejections.size(), 1u);
+  EXPECT_EQ(rejections[0], "segment 35 (HL) | segment 35 (HL)");
+}
+
+TEST(X12_837P, WrongSeparatorsEndTheFileWithOneFatalRejection) {
+  std::string text = replace(northshore(), "*ZZ*NORTHSHOREBILL *", "*ZZ*NORTHSHOREBILL*");
+  size_t accepted = 0;
+  std::vector<std::string> rejections = rejectionsOf(text, &accepted);
+  EXPECT_EQ(accepted, 0u);
+  ASSERT_EQ(rejections.size(), 1u);
+  EXPECT_EQ(rejections[0], "interchange segment 1 (ISA), element 6 | interchange segment 1 (ISA), element 6");
+}
+
+}  // namespace
+}  // namespace fhir::mappers::testing
