@@ -234,6 +234,7 @@ void InstanceWalker::walkObject(const json::Value& object, const ElementPlan& ho
     return nullptr;
   };
 
+  bool saw_extension = false;
   for (auto it = object.MemberBegin(); it != object.MemberEnd(); ++it) {
     std::string_view name = memberName(it->name);
     if (resource_root && name == "resourceType") continue;
@@ -245,7 +246,10 @@ void InstanceWalker::walkObject(const json::Value& object, const ElementPlan& ho
       report(Severity::kError, "structure", "Unrecognized property '" + std::string(name) + "'");
       continue;
     }
-    if (Member* existing = findByName(base)) {
+    Member* existing = nullptr;
+    if (is_extension || saw_extension) existing = findByName(base);
+    saw_extension = saw_extension || is_extension;
+    if (existing) {
       (is_extension ? existing->extension : existing->value) = &it->value;
       continue;
     }
@@ -257,30 +261,25 @@ void InstanceWalker::walkObject(const json::Value& object, const ElementPlan& ho
     add(member);
   }
 
-  // Validate members and count occurrences per element for cardinality.
-  struct Count {
-    const ElementPlan* element;
-    uint32_t count;
-  };
-  std::vector<Count> counts;
-  counts.reserve(count);
+  // Validate members and count occurrences per child element for cardinality.
+  const size_t child_count = holder.children.size();
+  uint32_t local_counts[128];
+  std::vector<uint32_t> heap_counts;
+  uint32_t* counts = local_counts;
+  if (child_count > 128) {
+    heap_counts.resize(child_count);
+    counts = heap_counts.data();
+  }
+  std::fill(counts, counts + child_count, 0u);
   for (size_t index = 0; index < count; ++index) {
     const Member& member = at(index);
     uint32_t found = 0;
     validateMember(member, plan, resource_root, found);
-    auto existing = std::find_if(counts.begin(), counts.end(),
-                                 [&](const Count& c) { return c.element == member.element; });
-    if (existing == counts.end()) {
-      counts.push_back({member.element, found});
-    } else {
-      existing->count += found;
-    }
+    counts[member.element->index_in_parent] += found;
   }
-  for (const ElementPlan* child : holder.children) {
-    uint32_t found = 0;
-    for (const Count& c : counts) {
-      if (c.element == child) found = c.count;
-    }
+  for (size_t index = 0; index < child_count; ++index) {
+    const ElementPlan* child = holder.children[index];
+    uint32_t found = counts[index];
     if (found < child->min) {
       std::string name = child->path + (child->choice ? "[x]" : "");
       if (child->choice && child->path.size() > 3 &&
@@ -381,6 +380,67 @@ void InstanceWalker::validateMember(const Member& member, const StructurePlan& p
   ++count;
   dispatchItem(value, extension, element, member.type, plan, resource_id, slice_counts);
   checkSliceCounts(element, slice_counts, parent_size, plan);
+}
+
+namespace {
+
+char lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
+
+bool containsNoCase(std::string_view text, std::string_view needle) {
+  if (needle.size() > text.size()) return false;
+  for (size_t start = 0; start + needle.size() <= text.size(); ++start) {
+    size_t index = 0;
+    while (index < needle.size() && lower(text[start + index]) == needle[index]) ++index;
+    if (index == needle.size()) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+// txt-1: only basic formatting: no active content elements, no event-handler attributes, no
+// javascript: URLs.
+bool narrativeIsSafe(std::string_view div) {
+  for (std::string_view token : {"<script", "<object", "<embed", "<iframe", "<form", "<applet",
+                                 "javascript:"}) {
+    if (containsNoCase(div, token)) return false;
+  }
+  bool in_tag = false;
+  char quote = 0;
+  for (size_t i = 0; i < div.size(); ++i) {
+    char c = div[i];
+    if (!in_tag) {
+      in_tag = c == '<';
+      continue;
+    }
+    if (quote) {
+      if (c == quote) quote = 0;
+      continue;
+    }
+    if (c == '"' || c == '\'') {
+      quote = c;
+    } else if (c == '>') {
+      in_tag = false;
+    } else if ((c == ' ' || c == '\t' || c == '\n' || c == '\r') && i + 3 < div.size() &&
+               lower(div[i + 1]) == 'o' && lower(div[i + 2]) == 'n') {
+      size_t j = i + 3;
+      while (j < div.size() && lower(div[j]) >= 'a' && lower(div[j]) <= 'z') ++j;
+      while (j < div.size() && (div[j] == ' ' || div[j] == '\t')) ++j;
+      if (j > i + 3 && j < div.size() && div[j] == '=') return false;
+    }
+  }
+  return containsNoCase(div, "<div");
+}
+
+// txt-2: some non-whitespace text outside the tags.
+bool narrativeHasContent(std::string_view div) {
+  bool in_tag = false;
+  for (char c : div) {
+    if (c == '<') in_tag = true;
+    else if (c == '>') in_tag = false;
+    else if (!in_tag && c != ' ' && c != '\t' && c != '\n' && c != '\r') return true;
+  }
+  return containsNoCase(div, "<img");
 }
 
 namespace {
@@ -1026,7 +1086,11 @@ void InstanceWalker::validateComplex(const json::Value& value, const ElementPlan
     walkObject(value, *element.content_ref, plan, false);
     return;
   }
-  const StructurePlan* type_plan = plans_.byType(type);
+  const StructurePlan* type_plan = nullptr;
+  for (const TypeRef& ref : element.types) {
+    if (ref.code == type) type_plan = plans_.get(ref.slot);
+  }
+  if (!type_plan) type_plan = plans_.byType(type);
   if (!type_plan || !type_plan->root) {
     report(Severity::kError, "structure", "Unknown type '" + std::string(type) + "'");
     return;
@@ -1108,7 +1172,14 @@ void InstanceWalker::checkConstraints(const std::vector<Constraint>& constraints
       continue;
     }
     std::optional<bool> passed;
-    if (key == "tim-9") {
+    if (key == "txt-1" || key == "txt-2") {
+      // htmlChecks() natively: the FHIRPath form lowercases and regex-scans the whole div on every
+      // evaluation, which dominated validation time.
+      const json::Value* div = value && value->IsObject() ? json::find(*value, "div") : nullptr;
+      if (!div || !json::isString(*div)) continue;
+      passed = key == "txt-1" ? narrativeIsSafe(json::stringView(*div))
+                              : narrativeHasContent(json::stringView(*div));
+    } else if (key == "tim-9") {
       // tim-9 reads `when in ('C' | 'CM' | 'CD' | 'CV')` on a repeating `when`; strict FHIRPath
       // makes that an error (HL7 Jira FHIR-35990). The reference validator's `in` is true when
       // every left item is in the right collection; we evaluate it the same way.

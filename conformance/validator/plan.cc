@@ -207,6 +207,7 @@ std::unique_ptr<StructurePlan> compilePlan(const json::Value& sd, const PlanCach
     if (is_slice) {
       parent->second->slices.push_back(&node);
     } else {
+      node.index_in_parent = static_cast<uint32_t>(parent->second->children.size());
       parent->second->children.push_back(&node);
     }
   }

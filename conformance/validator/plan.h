@@ -85,7 +85,7 @@ struct ElementPlan {
   std::vector<const ElementPlan*> slices;  // slices of this element, in definition order
   std::string slice_name;                  // set on a slice
   std::vector<std::string> fixed_types;    // types allowed when constrained for a slice
-  bool must_have_value_or_children = false;
+  uint32_t index_in_parent = 0;  // position in the parent's `children`
 
   // Child by JSON member name. Sets `type` to the concrete type for a choice (valueQuantity ->
   // "Quantity"). Returns nullptr when unknown.

@@ -38,6 +38,10 @@ bool isValidBase64(std::string_view text);
 // unit and a dimension letter. False for other units.
 bool ucumFactor(std::string_view code, double& factor, char& dimension);
 
+// Narrative checks (txt-1, txt-2), implemented in instance_walker.cc.
+bool narrativeIsSafe(std::string_view div);
+bool narrativeHasContent(std::string_view div);
+
 // Decoded byte length of base64 text (whitespace ignored).
 size_t base64DecodedLength(std::string_view text);
 
