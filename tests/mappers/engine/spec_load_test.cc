@@ -1,0 +1,97 @@
+// SPDX-License-Identifier: Apache-2.0
+// Specs are checked when loaded: an unknown path or transform is an error naming the spec line.
+#include "mappers/engine/engine.h"
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "tests/support/test_support.h"
+
+namespace fhir::mappers::engine {
+namespace {
+
+// A valid one-resource CSV spec; `rule` is spliced in as the Patient's last rule (line 9).
+std::string specWith(const std::string& rule) {
+  return "// test spec\n"
+         "{\n"
+         "  \"id\": \"t\", \"reader\": \"csv\", \"columns\": [\"member_id\", \"dob\"],\n"
+         "  \"recordId\": {\"from\": \"member_id\"},\n"
+         "  \"resources\": [\n"
+         "    {\"key\": \"patient\", \"type\": \"Patient\", \"id\": [\"Patient\", {\"from\": \"member_id\"}],\n"
+         "     \"set\": [\n"
+         "      {\"path\": \"identifier[0].value\", \"from\": \"member_id\"},\n"
+         "      " + rule + "\n"
+         "    ]}\n"
+         "  ]\n"
+         "}\n";
+}
+
+std::string loadError(const std::string& text) {
+  fhir::testing::TempDir dir;
+  std::string path = (dir.path() / "t.json").string();
+  std::ofstream(path) << text;
+  auto loaded = SpecLibrary::loadFile(path, {});
+  if (loaded.ok()) return "loaded";
+  // Drop the temp folder from the message.
+  std::string message = loaded.message();
+  std::string prefix = dir.path().string() + "/";
+  if (message.rfind(prefix, 0) == 0) message.erase(0, prefix.size());
+  return message;
+}
+
+TEST(SpecLoad, AValidSpecLoads) {
+  EXPECT_EQ(loadError(specWith("{\"path\": \"birthDate\", \"from\": \"dob\", \"transforms\": [\"date-yyyymmdd\"]}")), "loaded");
+}
+
+TEST(SpecLoad, UnknownSourcePath) {
+  EXPECT_EQ(loadError(specWith("{\"path\": \"birthDate\", \"from\": \"date_of_birth\"}")),
+            "t.json:9: unknown source path 'date_of_birth'");
+}
+
+TEST(SpecLoad, UnknownTransform) {
+  EXPECT_EQ(loadError(specWith("{\"path\": \"birthDate\", \"from\": \"dob\", \"transforms\": [\"date-ddmmyyyy\"]}")),
+            "t.json:9: unknown transform 'date-ddmmyyyy'");
+  EXPECT_EQ(loadError(specWith("{\"path\": \"gender\", \"from\": \"dob\", \"transforms\": [{\"translate\": \"no-such-map\"}]}")),
+            "t.json:9: unknown ConceptMap 'no-such-map' (fhir_profiles/alignment/package)");
+}
+
+TEST(SpecLoad, UnknownTargetElement) {
+  EXPECT_EQ(loadError(specWith("{\"path\": \"birthdate\", \"from\": \"dob\"}")),
+            "t.json:9: target path 'birthdate' on Patient: unknown element 'birthdate' (no Patient.birthdate in R4)");
+  EXPECT_EQ(loadError(specWith("{\"path\": \"name[0].famly\", \"from\": \"dob\"}")),
+            "t.json:9: target path 'name[0].famly' on Patient: unknown element 'name.famly' (no HumanName.famly in R4)");
+}
+
+TEST(SpecLoad, RepeatingElementsNeedAnIndexAndSingleOnesMustNotHaveOne) {
+  EXPECT_EQ(loadError(specWith("{\"path\": \"name.family\", \"from\": \"dob\"}")),
+            "t.json:9: target path 'name.family' on Patient: 'name' repeats: write name[0] or name[]");
+  EXPECT_EQ(loadError(specWith("{\"path\": \"birthDate[0]\", \"from\": \"dob\"}")),
+            "t.json:9: target path 'birthDate[0]' on Patient: 'birthDate' does not repeat: write it without [index]");
+}
+
+TEST(SpecLoad, ChoiceElementsAndReferences) {
+  EXPECT_EQ(loadError(specWith("{\"path\": \"deceasedBoolean\", \"value\": false}")), "loaded");
+  EXPECT_EQ(loadError(specWith("{\"path\": \"deceasedQuantity\", \"value\": false}")),
+            "t.json:9: target path 'deceasedQuantity' on Patient: unknown element 'deceasedQuantity' (no Patient.deceasedQuantity in R4)");
+  EXPECT_EQ(loadError(specWith("{\"path\": \"managingOrganization\", \"reference\": \"payer\"}")),
+            "t.json:9: reference to unknown resource key 'payer' (declare it earlier)");
+}
+
+TEST(SpecLoad, SyntaxErrorsNameLineAndColumn) {
+  std::string message = loadError(specWith("{\"path\": \"birthDate\" \"from\": \"dob\"}"));
+  EXPECT_EQ(message.rfind("t.json:line 9, column 28: ", 0), 0u) << message;
+}
+
+TEST(SpecLoad, TheBundledSpecsLoad) {
+  auto library = SpecLibrary::load({});
+  ASSERT_TRUE(library.ok()) << library.message();
+  std::vector<std::string> ids = (*library)->ids();
+  for (const char* id : {"lakeshore-medicaid", "northwind-commercial", "roster", "x12-837p"}) {
+    EXPECT_TRUE((*library)->has(id)) << id;
+  }
+  EXPECT_FALSE((*library)->has("no-such-spec"));
+}
+
+}  // namespace
+}  // namespace fhir::mappers::engine
