@@ -401,16 +401,27 @@ bool containsNoCase(std::string_view text, std::string_view needle) {
 // txt-1: only basic formatting: no active content elements, no event-handler attributes, no
 // javascript: URLs.
 bool narrativeIsSafe(std::string_view div) {
-  for (std::string_view token : {"<script", "<object", "<embed", "<iframe", "<form", "<applet",
-                                 "javascript:"}) {
-    if (containsNoCase(div, token)) return false;
-  }
+  auto startsWithNoCase = [&](size_t at, std::string_view word) {
+    if (at + word.size() > div.size()) return false;
+    for (size_t index = 0; index < word.size(); ++index) {
+      if (lower(div[at + index]) != word[index]) return false;
+    }
+    return true;
+  };
   bool in_tag = false;
+  bool has_div = false;
   char quote = 0;
   for (size_t i = 0; i < div.size(); ++i) {
     char c = div[i];
+    if ((c == 'j' || c == 'J') && startsWithNoCase(i, "javascript:")) return false;
     if (!in_tag) {
-      in_tag = c == '<';
+      if (c == '<') {
+        in_tag = true;
+        for (std::string_view tag : {"script", "object", "embed", "iframe", "form", "applet"}) {
+          if (startsWithNoCase(i + 1, tag)) return false;
+        }
+        has_div = has_div || startsWithNoCase(i + 1, "div");
+      }
       continue;
     }
     if (quote) {
@@ -429,7 +440,7 @@ bool narrativeIsSafe(std::string_view div) {
       if (j > i + 3 && j < div.size() && div[j] == '=') return false;
     }
   }
-  return containsNoCase(div, "<div");
+  return has_div;
 }
 
 // txt-2: some non-whitespace text outside the tags.
@@ -1175,7 +1186,8 @@ void InstanceWalker::checkConstraints(const std::vector<Constraint>& constraints
     if (key == "txt-1" || key == "txt-2") {
       // htmlChecks() natively: the FHIRPath form lowercases and regex-scans the whole div on every
       // evaluation, which dominated validation time.
-      const json::Value* div = value && value->IsObject() ? json::find(*value, "div") : nullptr;
+      // Declared on Narrative.div (the xhtml string); accept the Narrative object too.
+      const json::Value* div = value && value->IsObject() ? json::find(*value, "div") : value;
       if (!div || !json::isString(*div)) continue;
       passed = key == "txt-1" ? narrativeIsSafe(json::stringView(*div))
                               : narrativeHasContent(json::stringView(*div));
