@@ -3,6 +3,7 @@
 
 #include <cctype>
 #include <memory>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -171,6 +172,7 @@ class Generator {
                            std::string_view where);
   std::unique_ptr<Node> newSlice(const Node& sliced, const std::string& slice_name);
   void narrowMandatoryTypeSlices(Node& node);
+  void dropInheritedDatatypeChildren(Node& node);
   Status restrictToType(Node& choice, std::string_view type_suffix, std::string_view where);
   Status apply(Node& node, const Value& diff, std::string_view where);
   Status mergeTypes(Node& node, const Value& diff_types, std::string_view where);
@@ -184,6 +186,8 @@ class Generator {
   Allocator& allocator_;
   std::unique_ptr<BaseNode> base_root_;
   std::unique_ptr<Node> root_;
+  // Ids of choice elements (value[x]) the differential constrains under their own name.
+  std::set<std::string> choices_in_differential_;
 };
 
 std::unique_ptr<Node> Generator::clone(const BaseNode& base, bool with_slices) {
@@ -225,6 +229,15 @@ Status Generator::ensureChildren(Node& node, std::string_view where) {
     }
     for (const auto& child : referenced->children) node.children.push_back(clone(*child, true));
     node.children_known = true;
+    // Once its children are written out the element is no longer a reference to them: it
+    // takes the referenced element's type, as the Publisher writes it (CARIN BB
+    // ExplanationOfBenefit.adjudication becomes a BackboneElement).
+    if (const Value* type = json::find(*referenced->element, "type")) {
+      Value copied(*type, allocator_);
+      node.element.RemoveMember("contentReference");
+      node.element.RemoveMember("type");
+      json::addMember(node.element, "type", std::move(copied), allocator_);
+    }
     return Status::Ok();
   }
   const Value* types = json::find(node.element, "type");
@@ -359,6 +372,24 @@ std::unique_ptr<Node> Generator::newSlice(const Node& sliced, const std::string&
   return slice;
 }
 
+// A profile on a profile that names the slicing entry of a sliced data-type element
+// (ExplanationOfBenefit.identifier, sliced in the base profile) without constraining its
+// children gets the entry without the children the base profile had written out for it: the
+// Publisher copies only the entry there (CARIN BB's EOB profiles on C4BB-ExplanationOfBenefit).
+// Backbone elements keep their children.
+void Generator::dropInheritedDatatypeChildren(Node& node) {
+  if (!node.slice_name.empty() || node.slices.empty() || !node.children_known ||
+      node.expanded_base != nullptr) {
+    return;
+  }
+  const Value* types = json::find(node.element, "type");
+  if (types == nullptr || !types->IsArray() || types->Size() != 1) return;
+  std::string_view code = stringMember((*types)[0], "code");
+  if (code == "BackboneElement" || code == "Element" || code.empty()) return;
+  node.children.clear();
+  node.children_known = false;
+}
+
 // A single-valued choice with a mandatory type slice can only hold that type: the Publisher
 // narrows the choice itself to the slice's types and minimum and closes the slicing (US Core
 // smoking status: effective[x] 1..1 dateTime, with effective[x]:effectiveDateTime 1..1).
@@ -384,8 +415,20 @@ void Generator::narrowMandatoryTypeSlices(Node& node) {
     // Member pointers into node.element do not survive the removals below.
     node.element.RemoveMember("min");
     json::addMember(node.element, "min", Value(*min, allocator_), allocator_);
+    // The choice keeps its own type entries (Reference(Any)) for the codes the slice allows.
+    Value narrowed(rapidjson::kArrayType);
+    if (const Value* own = json::find(node.element, "type"); own != nullptr && own->IsArray()) {
+      for (const Value& own_type : own->GetArray()) {
+        for (const Value& slice_type : types->GetArray()) {
+          if (stringMember(own_type, "code") == stringMember(slice_type, "code")) {
+            narrowed.PushBack(Value(own_type, allocator_), allocator_);
+            break;
+          }
+        }
+      }
+    }
     node.element.RemoveMember("type");
-    json::addMember(node.element, "type", Value(*types, allocator_), allocator_);
+    json::addMember(node.element, "type", std::move(narrowed), allocator_);
     return;
   }
 }
@@ -395,9 +438,14 @@ Result<Node*> Generator::locate(const std::vector<Segment>& segments, std::strin
     return Error{std::string(where) + ": path does not start with '" + root_->name + "'"};
   }
   Node* node = root_.get();
+  std::string node_id = root_->name;
   // Whether we are below a slice among children its base lists (not ones expanded from a type).
   bool inside_slice = false;
   for (size_t index = 1; index < segments.size(); ++index) {
+    if (index > 1) {
+      node_id += "." + node->name;
+      if (!node->slice_name.empty()) node_id += ":" + node->slice_name;
+    }
     const Segment& segment = segments[index];
     if (node->expanded_base != nullptr || !node->children_known) inside_slice = false;
     Status status;
@@ -405,7 +453,11 @@ Result<Node*> Generator::locate(const std::vector<Segment>& segments, std::strin
     Node* child = findChild(*node, segment.name, where, renamed_type, status);
     if (child == nullptr) return Error{status.message()};
     if (!renamed_type.empty()) {
-      auto chosen = chooseType(*child, renamed_type, inside_slice, where);
+      // Below a slice a lone renamed choice restricts in place; when the differential also
+      // constrains the choice itself, the Publisher slices it by type there too (CARIN BB
+      // supportingInfo:servicefacility.value[x] with valueReference).
+      bool in_place = inside_slice && !choices_in_differential_.contains(node_id + "." + child->name);
+      auto chosen = chooseType(*child, renamed_type, in_place, where);
       if (!chosen) return chosen.error();
       child = *chosen;
       if (child != nullptr && !child->slice_name.empty()) inside_slice = true;
@@ -674,20 +726,51 @@ Result<Value> Generator::run() {
   const Value* differential = json::find(profile_, "differential");
   const Value* diff_elements = differential ? json::find(*differential, "element") : nullptr;
   if (diff_elements != nullptr && diff_elements->IsArray()) {
+    std::vector<std::vector<Segment>> all_segments;
     std::vector<Segment> previous;
     for (const Value& diff : diff_elements->GetArray()) {
       if (!diff.IsObject() || stringMember(diff, "path").empty()) {
         return Error{label + ": differential element without a path"};
       }
+      all_segments.push_back(segmentsOf(diff, previous));
+      previous = all_segments.back();
+      const Segment& last = previous.back();
+      if (isChoice(last.name) && last.slice.empty()) {
+        std::string id;
+        for (const Segment& segment : previous) {
+          if (!id.empty()) id += ".";
+          id += segment.name;
+          if (!segment.slice.empty()) id += ":" + segment.slice;
+        }
+        choices_in_differential_.insert(id);
+      }
+    }
+    std::vector<std::string> ids;
+    for (const auto& segments : all_segments) {
+      std::string id;
+      for (const Segment& segment : segments) {
+        if (!id.empty()) id += ".";
+        id += segment.name;
+        if (!segment.slice.empty()) id += ":" + segment.slice;
+      }
+      ids.push_back(std::move(id));
+    }
+    size_t diff_index = 0;
+    for (const Value& diff : diff_elements->GetArray()) {
       std::string_view named = stringMember(diff, "id");
       std::string where = label + ": differential element '" +
                           std::string(named.empty() ? stringMember(diff, "path") : named) + "'";
-      std::vector<Segment> segments = segmentsOf(diff, previous);
-      auto node = locate(segments, where);
+      auto node = locate(all_segments[diff_index], where);
       if (!node) return node.error();
       Status applied = apply(**node, diff, where);
       if (!applied) return Error{applied.message()};
-      previous = std::move(segments);
+      const std::string prefix = ids[diff_index] + ".";
+      bool constrains_children = false;
+      for (const std::string& other : ids) {
+        if (other.rfind(prefix, 0) == 0) constrains_children = true;
+      }
+      if (!constrains_children) dropInheritedDatatypeChildren(**node);
+      ++diff_index;
     }
   }
   narrowMandatoryTypeSlices(*root_);

@@ -14,13 +14,16 @@
 //    `sliceName` and the slices of the previous differential element).
 //  * Constraining below an element whose base lists no children (Patient.identifier.system)
 //    brings in the children of its single type from that type's snapshot (or of the type's
-//    profile when it names exactly one); a contentReference brings in the referenced children.
+//    profile when it names exactly one); a contentReference brings in the referenced children
+//    and is replaced by the referenced element's type. A profile on a profile that names a
+//    sliced data-type element without constraining its children keeps only that element,
+//    without the children its base profile had written out (Backbone elements keep theirs).
 //  * A new slice starts from the base definition of the sliced element (with its base
 //    children), not from that element as the differential constrained it, and with min 0
 //    unless the differential gives one. Extension elements are sliced by url implicitly;
 //    slicing any other element needs `slicing` in the base or the differential.
 //  * A renamed choice (valueQuantity) restricts value[x] to that type in place when below a
-//    slice, and otherwise becomes the type slice value[x]:valueQuantity under a type/$this
+//    slice (unless the differential also names value[x] itself), and otherwise becomes the type slice value[x]:valueQuantity under a type/$this
 //    slicing, as the Publisher does. `value[x]:valueQuantity` ids are read the same way. A
 //    single-valued choice whose type slice is mandatory is narrowed to that type and minimum,
 //    with the slicing closed.

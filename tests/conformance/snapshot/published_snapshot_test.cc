@@ -113,7 +113,7 @@ TEST_P(PublishedSnapshotTest, GeneratedSnapshotEqualsPublished) {
 
 // Every published profile in tests/data/profiles (see SOURCE.md): the whole of US Core 6.1.0
 // except us-core-questionnaireresponse, whose base (SDC) is not in our material, and CARIN BB
-// 2.0.0 Coverage.
+// 2.0.0 Coverage, RelatedPerson and ExplanationOfBenefit with two of its profiles.
 std::vector<std::string> publishedProfiles() {
   DefinitionIndex index;
   std::vector<std::string> urls = index.addFolder(testing::testDataDir() / "profiles");
