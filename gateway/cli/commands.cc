@@ -8,6 +8,7 @@ const std::vector<Command>& commands() {
       {"serve", &runServe, "run the gateway (HTTP ingest, FHIR API, delivery)"},
       {"fhirpath", &runFhirpath, "evaluate a FHIRPath expression against a FHIR JSON resource"},
       {"validate", &runValidate, "validate FHIR JSON resources against R4 and profiles"},
+      {"map", &runMap, "map a payer or EHR source file to FHIR Bundles (NDJSON)"},
   };
   return kCommands;
 }

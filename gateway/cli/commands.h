@@ -31,5 +31,6 @@ const std::vector<Command>& commands();
 int runServe(const Args& args, Io& io);
 int runFhirpath(const Args& args, Io& io);
 int runValidate(const Args& args, Io& io);
+int runMap(const Args& args, Io& io);
 
 }  // namespace fhir::gateway::cli

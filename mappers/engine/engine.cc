@@ -609,7 +609,12 @@ class Run {
   }
   void error(const std::vector<std::string>& steps, const std::string& code, const std::string& message) {
     std::string where = location(steps);
-    issues_->atLocation(Severity::kError, code, where, where + ": " + message);
+    std::string diagnostics = where + ": " + message;
+    // Two rules reading the same bad value report it once.
+    for (const Issue& issue : issues_->issues()) {
+      if (issue.diagnostics == diagnostics) return;
+    }
+    issues_->atLocation(Severity::kError, code, where, diagnostics);
   }
   std::string expand(std::string_view text, const Scope& scope) const;
   Resolved resolve(const SourcePath& path, const Scope& scope) const;

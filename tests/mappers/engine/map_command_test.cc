@@ -1,0 +1,89 @@
+// SPDX-License-Identifier: Apache-2.0
+// `fhir-gateway map` as contracts/cli.md describes it, run as a process.
+#include <gtest/gtest.h>
+
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <fstream>
+#include <regex>
+#include <sstream>
+
+#include "conformance/json/json.h"
+#include "tests/support/test_support.h"
+
+namespace fhir::mappers {
+namespace {
+
+struct Outcome {
+  int exit_code = -1;
+  std::vector<std::string> out;
+  std::vector<std::string> err;
+};
+
+std::vector<std::string> lines(const std::string& text) {
+  std::vector<std::string> out;
+  std::istringstream stream(text);
+  std::string line;
+  while (std::getline(stream, line)) out.push_back(line);
+  return out;
+}
+
+Outcome runMap(const std::string& arguments) {
+  fhir::testing::TempDir dir;
+  std::string out_path = (dir.path() / "out").string(), err_path = (dir.path() / "err").string();
+  std::string command = std::string(GATEWAY_BINARY) + " map " + arguments + " >" + out_path + " 2>" + err_path;
+  int status = std::system(command.c_str());
+  Outcome outcome;
+  outcome.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  outcome.out = lines(fhir::testing::readFile(out_path));
+  outcome.err = lines(fhir::testing::readFile(err_path));
+  return outcome;
+}
+
+std::string data(const std::string& path) { return (fhir::testing::testDataDir() / "mappers" / path).string(); }
+
+TEST(MapCommand, BundlesOnStdoutRejectionsAndSummaryOnStderr) {
+  Outcome outcome = runMap("--source lakeshore-medicaid " + data("lakeshore-medicaid/claims.csv"));
+  EXPECT_EQ(outcome.exit_code, 1);
+  ASSERT_EQ(outcome.out.size(), 2u);
+  for (const std::string& line : outcome.out) {
+    auto bundle = json::parse(line);
+    ASSERT_TRUE(bundle.ok());
+    EXPECT_EQ(*json::getString(*bundle, "resourceType"), "Bundle");
+  }
+  ASSERT_EQ(outcome.err.size(), 3u);
+  for (size_t index = 0; index < 2; ++index) {
+    auto outcome_json = json::parse(outcome.err[index]);
+    ASSERT_TRUE(outcome_json.ok());
+    EXPECT_EQ(*json::getString(*outcome_json, "resourceType"), "OperationOutcome");
+  }
+  EXPECT_NE(outcome.err[0].find("\"location\":[\"line 6, column dos_from\"]"), std::string::npos) << outcome.err[0];
+  EXPECT_TRUE(std::regex_match(outcome.err[2], std::regex(R"(\{"records": 4, "accepted": 2, "rejected": 2, "seconds": [0-9.]+\})")))
+      << outcome.err[2];
+}
+
+TEST(MapCommand, AllAcceptedExitsZeroAndPayerFlag) {
+  Outcome outcome = runMap("--source x12-837p --payer lakeshore-medicaid --no-validate " + data("x12/northshore-837p.x12"));
+  EXPECT_EQ(outcome.exit_code, 0);
+  EXPECT_EQ(outcome.out.size(), 3u);
+  ASSERT_EQ(outcome.err.size(), 1u);
+  EXPECT_EQ(outcome.err[0].rfind("{\"records\": 3, \"accepted\": 3, \"rejected\": 0, \"seconds\": ", 0), 0u);
+  EXPECT_NE(outcome.out[0].find("lakeshore-medicaid:northshore-837p.x12:interchange 000000101"), std::string::npos);
+}
+
+TEST(MapCommand, UsageAndEnvironmentErrorsExitTwo) {
+  Outcome unknown = runMap("--source no-such-spec " + data("x12/northshore-837p.x12"));
+  EXPECT_EQ(unknown.exit_code, 2);
+  ASSERT_EQ(unknown.err.size(), 1u);
+  EXPECT_EQ(runMap("--source roster").exit_code, 2);
+  EXPECT_EQ(runMap("--source roster --bogus x").exit_code, 2);
+  EXPECT_EQ(runMap("--source roster /no/such/file.csv").exit_code, 2);
+  Outcome help = runMap("--help");
+  EXPECT_EQ(help.exit_code, 0);
+  ASSERT_FALSE(help.out.empty());
+  EXPECT_EQ(help.out[0].rfind("usage: fhir-gateway map", 0), 0u);
+}
+
+}  // namespace
+}  // namespace fhir::mappers
