@@ -61,6 +61,22 @@ std::string_view stringMember(const Value& object, std::string_view key) {
   return text ? *text : std::string_view();
 }
 
+// A binding only means something on coded types; the Publisher drops it when a type
+// constraint leaves none (SDOHCC Group.characteristic:HasSDOHCondition.value[x] as Reference).
+void dropBindingWithoutCodedType(Value& element) {
+  const Value* types = json::find(element, "type");
+  if (types == nullptr || !types->IsArray() || json::find(element, "binding") == nullptr) return;
+  for (const Value& type : types->GetArray()) {
+    auto code = json::getString(type, "code");
+    if (!code) continue;
+    if (*code == "code" || *code == "Coding" || *code == "CodeableConcept" || *code == "Quantity" ||
+        *code == "string" || *code == "uri") {
+      return;
+    }
+  }
+  element.RemoveMember("binding");
+}
+
 bool isChoice(std::string_view name) {
   return name.size() > 3 && name.substr(name.size() - 3) == "[x]";
 }
@@ -294,6 +310,7 @@ Status Generator::restrictToType(Node& choice, std::string_view type_suffix,
       Value kept((*types)[index], allocator_);
       types->Clear();
       types->PushBack(kept, allocator_);
+      dropBindingWithoutCodedType(choice.element);
       return Status::Ok();
     }
   }
@@ -579,6 +596,7 @@ Status Generator::mergeTypes(Node& node, const Value& diff_types, std::string_vi
   }
   node.element.RemoveMember("type");
   json::addMember(node.element, "type", Value(diff_types, allocator_), allocator_);
+  dropBindingWithoutCodedType(node.element);
   return Status::Ok();
 }
 

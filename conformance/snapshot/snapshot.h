@@ -28,7 +28,8 @@
 //    single-valued choice whose type slice is mandatory is narrowed to that type and minimum,
 //    with the slicing closed.
 //  * Merge: `type` replaces the base types (each must be a base type, a specialisation of one,
-//    or any type where the base says Element/Resource); `binding` members override the base
+//    or any type where the base says Element/Resource), and a binding left without any coded
+//    type is dropped; `binding` members override the base
 //    binding's; `constraint` entries are appended (same key replaces); `condition` and
 //    `mapping` are appended; every other member replaces the base's.
 // The generator is pure: it keeps no state between calls and may run on any thread as long as
