@@ -308,6 +308,24 @@ PlanSlot* PlanCache::slotForType(std::string_view type) const {
   return it == by_type_.end() ? nullptr : it->second;
 }
 
+void PlanCache::preload(std::string_view type_or_url) const {
+  const StructurePlan* first = byType(type_or_url);
+  if (!first) first = byUrl(type_or_url);
+  if (!first) return;
+  std::vector<const StructurePlan*> pending{first};
+  std::unordered_map<const StructurePlan*, bool> seen{{first, true}};
+  while (!pending.empty()) {
+    const StructurePlan* plan = pending.back();
+    pending.pop_back();
+    for (const ElementPlan& element : plan->elements) {
+      for (const TypeRef& type : element.types) {
+        const StructurePlan* used = get(type.slot);
+        if (used && seen.emplace(used, true).second) pending.push_back(used);
+      }
+    }
+  }
+}
+
 fhirpath::ExpressionPtr PlanCache::compileExpression(const std::string& text) const {
   std::lock_guard<std::mutex> lock(expressions_mutex_);
   auto [it, inserted] = expressions_.try_emplace(text);

@@ -133,6 +133,9 @@ class PlanCache {
 
   const definitions::Registry& registry() const { return registry_; }
 
+  // Compiles the plan for `type_or_url` and, transitively, the plans of the types it uses.
+  void preload(std::string_view type_or_url) const;
+
   // Compiles a FHIRPath expression once per distinct text (constraints repeat across types);
   // null when the text does not compile. Used while compiling plans.
   fhirpath::ExpressionPtr compileExpression(const std::string& text) const;

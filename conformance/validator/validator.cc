@@ -81,7 +81,9 @@ Result<ValidatorPtr> createValidator(const ValidatorOptions& options) {
                          : options.core_package_dir;
   auto registry = definitions::Registry::load(core, options.extra_paths);
   if (!registry.ok()) return registry.error();
-  return ValidatorPtr(std::make_shared<validator::ValidatorImpl>(std::move(*registry)));
+  auto validator = std::make_shared<validator::ValidatorImpl>(std::move(*registry));
+  for (const std::string& name : options.preload) validator->plans().preload(name);
+  return ValidatorPtr(std::move(validator));
 }
 
 }  // namespace fhir
