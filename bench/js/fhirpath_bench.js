@@ -28,6 +28,7 @@ for (const c of cases) {
   let iterations = 0;
   let batch = 100;
   const start = process.hrtime.bigint();
+  const cpuStart = process.cpuUsage();
   let elapsed = 0;
   while (elapsed < minSeconds) {
     for (let i = 0; i < batch; ++i) compiled(resource);
@@ -35,13 +36,16 @@ for (const c of cases) {
     elapsed = Number(process.hrtime.bigint() - start) / 1e9;
     if (elapsed < minSeconds / 10) batch *= 2;
   }
-  results.push({name: c.name, ns_per_eval: (elapsed * 1e9) / iterations, iterations,
+  const cpu = process.cpuUsage(cpuStart);  // microseconds, all threads of the process
+  results.push({name: c.name, ns_per_eval: (elapsed * 1e9) / iterations,
+                cpu_ns_per_eval: ((cpu.user + cpu.system) * 1e3) / iterations, iterations,
                 result: JSON.stringify(output)});
 }
 if (asJson) {
   process.stdout.write(JSON.stringify(results) + '\n');
 } else {
   for (const r of results) {
-    console.log(`${r.name.padEnd(20)} ${r.ns_per_eval.toFixed(0).padStart(10)} ns/eval  ${r.result}`);
+    console.log(`${r.name.padEnd(20)} ${r.ns_per_eval.toFixed(0).padStart(10)} ns/eval ` +
+                `(${r.cpu_ns_per_eval.toFixed(0)} ns CPU)  ${r.result}`);
   }
 }

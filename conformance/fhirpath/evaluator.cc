@@ -15,9 +15,9 @@ namespace {
 
 constexpr int kMaxDepth = 400;
 
-bool startsUpper(std::string_view name) {
-  return !name.empty() && std::isupper(static_cast<unsigned char>(name[0]));
-}
+bool isUpper(char c) { return c >= 'A' && c <= 'Z'; }
+
+bool startsUpper(std::string_view name) { return !name.empty() && isUpper(name[0]); }
 
 
 double roundTo(double value, int scale) {
@@ -204,7 +204,7 @@ std::optional<bool> Evaluator::evalBoolWithThis(const Node& node, const Item& it
 const TypeNode* Evaluator::complexTypeNode(std::string_view type) const {
   // Primitive types (lower-case names) stay unresolved: their definitions are only needed for
   // strict checks, and loading them is not free.
-  if (model_ == nullptr || type.empty() || !std::isupper(static_cast<unsigned char>(type[0]))) {
+  if (model_ == nullptr || type.empty() || !isUpper(type[0])) {
     return nullptr;
   }
   return model_->type(type);
@@ -411,7 +411,9 @@ void appendPair(MemberPair pair, std::string_view type, const TypeNode* type_nod
     rapidjson::SizeType values = value_array ? value->Size() : 0;
     rapidjson::SizeType extensions = ext_array ? extension->Size() : 0;
     rapidjson::SizeType count = std::max(values, extensions);
-    out.reserve(out.size() + count);
+    if (out.capacity() < out.size() + count) {
+      out.reserve(std::max<size_t>(out.size() + count, 2 * out.capacity()));
+    }
     for (rapidjson::SizeType i = 0; i < count; ++i) {
       emit(i < values ? &(*value)[i] : nullptr, i < extensions ? &(*extension)[i] : nullptr);
     }
@@ -427,7 +429,8 @@ void appendMember(const json::Value& object, std::string_view key, std::string_v
 
 }  // namespace
 
-void Evaluator::navigate(const Item& parent, std::string_view name, Collection& out) const {
+void Evaluator::navigate(const Item& parent, std::string_view name, Collection& out,
+                         uint32_t name_hash) const {
   if (!parent.isNode()) {
     // A computed quantity answers like a FHIR Quantity.
     if (parent.kind() == Item::Kind::kQuantity) {
@@ -445,20 +448,24 @@ void Evaluator::navigate(const Item& parent, std::string_view name, Collection& 
     return;
   }
   const json::Value* value = parent.value();
-  const TypeNode* type_node = typeNodeOf(parent);
   // Primitive: only id/extension exist, in the `_x` object.
   if (value == nullptr || !value->IsObject()) {
     if (parent.extension() != nullptr && parent.extension()->IsObject()) {
       bool extension = name == "extension";
       appendMember(*parent.extension(), name, extension ? "Extension" : "string",
                    extension ? extensionTypeNode() : nullptr, model_, out);
-    } else if (context_.strict && type_node != nullptr && type_node->child(name) == nullptr) {
+    } else if (const TypeNode* type_node = context_.strict ? typeNodeOf(parent) : nullptr;
+               type_node != nullptr && type_node->child(name) == nullptr) {
       throw EvalError{"'" + std::string(name) + "' is not an element of " +
                       std::string(parent.typeName())};
     }
     return;
   }
-  const ChildDef* def = type_node != nullptr ? type_node->child(name) : nullptr;
+  const TypeNode* type_node = typeNodeOf(parent);
+  const ChildDef* def = nullptr;
+  if (type_node != nullptr) {
+    def = type_node->child(name, name_hash != 0 ? name_hash : TypeNode::hashName(name));
+  }
   if (def == nullptr && name == "resourceType") {
     // Not an element, but expressions test it (contained.where(resourceType = 'Patient')).
     if (const json::Value* type = json::find(*value, name); type != nullptr && json::isString(*type)) {
@@ -504,7 +511,7 @@ void Evaluator::navigate(const Item& parent, std::string_view name, Collection& 
     // Known type without such an element: a choice element named by its full name
     // (valueQuantity) is allowed when that spelling exists in the definition.
     for (size_t split = 1; split < name.size(); ++split) {
-      if (!std::isupper(static_cast<unsigned char>(name[split]))) continue;
+      if (!isUpper(name[split])) continue;
       const ChildDef* choice = type_node->child(name.substr(0, split));
       if (choice == nullptr || !choice->choice) continue;
       const std::string* type = choice->choiceType(name.substr(split));
@@ -534,7 +541,7 @@ void Evaluator::navigate(const Item& parent, std::string_view name, Collection& 
   for (const auto& member : value->GetObject()) {
     std::string_view key(member.name.GetString(), member.name.GetStringLength());
     if (key.size() > name.size() && key.substr(0, name.size()) == name &&
-        std::isupper(static_cast<unsigned char>(key[name.size()]))) {
+        isUpper(key[name.size()])) {
       appendMember(*value, key, {}, nullptr, model_, out);
     }
   }
@@ -583,7 +590,7 @@ void Evaluator::allChildren(const Item& parent, Collection& out) const {
     }
     // A choice member (valueQuantity): its element name ends where an upper-case letter starts.
     for (size_t split = 1; split < key.size(); ++split) {
-      if (!std::isupper(static_cast<unsigned char>(key[split]))) continue;
+      if (!isUpper(key[split])) continue;
       const ChildDef* def = type_node->child(key.substr(0, split));
       if (def == nullptr || !def->choice) continue;
       if (const std::string* type = def->choiceType(key.substr(split))) {
@@ -878,7 +885,7 @@ Collection Evaluator::eval(const Node& node, const Collection& focus) {
         input = &source;
       }
       Collection out;
-      for (const Item& item : *input) navigate(item, node.name, out);
+      for (const Item& item : *input) navigate(item, node.name, out, node.name_hash);
       return out;
     }
     case Op::kFunction: {

@@ -55,7 +55,9 @@ class Evaluator {
   const TypeNode* extensionTypeNode() const;
   std::string_view fhirTypeOf(const Item& item) const;  // "" when unknown / computed
 
-  void navigate(const Item& parent, std::string_view name, Collection& out) const;
+  // `name_hash` is TypeNode::hashName(name) when the caller has it, else 0.
+  void navigate(const Item& parent, std::string_view name, Collection& out,
+                uint32_t name_hash = 0) const;
   void allChildren(const Item& parent, Collection& out) const;
 
   // Comparisons: equality returns nullopt for "unknown" (empty result).

@@ -78,7 +78,9 @@ class TypeNode {
   }
 
   const ChildDef* child(std::string_view child_name) const {
-    uint32_t hash = hashName(child_name);
+    return child(child_name, hashName(child_name));
+  }
+  const ChildDef* child(std::string_view child_name, uint32_t hash) const {
     for (const ChildEntry& entry : children) {
       if (entry.hash == hash && entry.name == child_name) return entry.def.get();
     }
@@ -128,6 +130,7 @@ struct Node {
   Fn fn{};
   bool has_source = false;   // kMember/kFunction: child[0] is the source expression
   std::string name;          // member/function/variable/type name
+  uint32_t name_hash = 0;    // TypeNode::hashName(name), for member lookups
   std::string type_namespace;  // for type names: "FHIR", "System" or empty
   Item literal;
   Collection literal_collection;  // {literal} for kLiteral, so evaluation need not build one

@@ -688,9 +688,11 @@ class Parser {
   int nesting_ = 0;
 };
 
-void fillLiteralCollections(Node& node) {
+// Precomputes what evaluation would otherwise redo on every call.
+void prepare(Node& node) {
   if (node.op == Op::kLiteral) node.literal_collection = {node.literal};
-  for (auto& child : node.children) fillLiteralCollections(*child);
+  node.name_hash = TypeNode::hashName(node.name);
+  for (auto& child : node.children) prepare(*child);
 }
 
 }  // namespace
@@ -716,7 +718,7 @@ Result<ExpressionPtr> compile(std::string_view text, CompileError* detail) {
     auto expression = std::make_shared<Expression>();
     expression->text = std::string(text);
     expression->root = parser.parseAll();
-    fillLiteralCollections(*expression->root);
+    prepare(*expression->root);
     return ExpressionPtr(std::move(expression));
   } catch (const SyntaxError& error) {
     size_t line = 1, column = 1;
