@@ -133,8 +133,40 @@ Item Evaluator::itemFor(const json::Value* value) const {
   return makeResourceItem(value, model_);
 }
 
+namespace {
+
+// Buffers of emptied focus collections, reused by later evaluations on the same thread.
+// evaluate() may re-enter through hooks; each Evaluator takes and returns its own buffers.
+thread_local std::vector<Collection> t_free_collections;
+
+}  // namespace
+
+Collection& Evaluator::focusAt(size_t level) {
+  if (level < kInlineFocus) {
+    Collection& focus = focus_inline_[level];
+    if (focus.capacity() == 0 && !t_free_collections.empty()) {
+      focus = std::move(t_free_collections.back());
+      t_free_collections.pop_back();
+    }
+    return focus;
+  }
+  size_t overflow = level - kInlineFocus;
+  while (focus_overflow_.size() <= overflow) focus_overflow_.push_back(std::make_unique<Collection>());
+  return *focus_overflow_[overflow];
+}
+
+Evaluator::~Evaluator() {
+  for (Collection& focus : focus_inline_) {
+    if (focus.capacity() == 0) continue;
+    focus.clear();  // releases the items (and anything they share) now
+    if (t_free_collections.size() < 64) t_free_collections.push_back(std::move(focus));
+  }
+}
+
 Collection Evaluator::run(const Node& root) {
-  Collection focus{context_item_};
+  Collection& focus = focusAt(0);
+  focus.assign(1, context_item_);
+  this_depth_ = 1;
   this_ = &focus[0];
   index_ = 0;
   return eval(root, focus);
@@ -165,10 +197,7 @@ class Evaluator::ThisScope {
  public:
   ThisScope(Evaluator& self, const Item& item, int64_t index)
       : self_(self), saved_this_(self.this_), saved_index_(self.index_) {
-    if (self.this_depth_ == self.focus_pool_.size()) {
-      self.focus_pool_.push_back(std::make_unique<Collection>());
-    }
-    focus_ = self.focus_pool_[self.this_depth_++].get();
+    focus_ = &self.focusAt(self.this_depth_++);
     focus_->assign(1, item);
     self.this_ = &(*focus_)[0];
     self.index_ = index;

@@ -63,6 +63,7 @@ class TypeNode {
     std::unique_ptr<ChildDef> def;
   };
   std::vector<ChildEntry> children;
+  std::vector<uint32_t> child_hashes;  // children[i].hash, contiguous for a fast scan
 
   static uint32_t hashName(std::string_view name) {
     uint32_t hash = 2166136261u;
@@ -74,6 +75,7 @@ class TypeNode {
     if (const ChildDef* existing = child(name)) return {const_cast<ChildDef*>(existing), false};
     uint32_t hash = hashName(name);
     children.push_back({hash, std::move(name), std::make_unique<ChildDef>(std::move(def))});
+    child_hashes.push_back(hash);
     return {children.back().def.get(), true};
   }
 
@@ -81,8 +83,8 @@ class TypeNode {
     return child(child_name, hashName(child_name));
   }
   const ChildDef* child(std::string_view child_name, uint32_t hash) const {
-    for (const ChildEntry& entry : children) {
-      if (entry.hash == hash && entry.name == child_name) return entry.def.get();
+    for (size_t i = 0; i < child_hashes.size(); ++i) {
+      if (child_hashes[i] == hash && children[i].name == child_name) return children[i].def.get();
     }
     return nullptr;
   }
