@@ -39,6 +39,12 @@
 //    the calendar keywords, length mm/cm/m/km/[in_i]/[ft_i], volume mL/L); incomparable units give
 //    empty for comparison (per spec), false for equality.
 //  * Dates and times compare with precision rules: different precisions give empty.
+//  * Outside strict mode navigation is lenient, as in fhirpath.js and the reference validator:
+//    members the definition does not know, `resourceType`, and full choice names are readable by
+//    their exact JSON name. A primitive element with only `_x` extensions has no value: string
+//    and math functions treat it as empty input.
+//  * Deviations from the normative suite are listed with reasons in
+//    tests/data/fhirpath/known-failures.txt.
 
 #include <cstdint>
 #include <functional>
