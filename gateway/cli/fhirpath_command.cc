@@ -99,7 +99,8 @@ int runFhirpath(const Args& args, Io& io) {
   json::Document doc;
   json::ParseError parse_error;
   if (!json::parse(text, doc, parse_error)) {
-    return dataError(io, "structure", file + " is not valid JSON: " + parse_error.describe());
+    return dataError(io, "structure", (file == "-" ? std::string("stdin") : file) +
+                                          " is not valid JSON: " + parse_error.describe());
   }
 
   fhirpath::EvaluationContext context;
