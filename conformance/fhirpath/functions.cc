@@ -354,6 +354,11 @@ std::string nowText() {
 Collection decimalBoundary(double value, int scale, std::optional<int64_t> precision, bool high) {
   int target = precision ? static_cast<int>(*precision) : 8;
   if (target < 0 || target > 28) return {};
+  // A value smaller than one unit of the requested precision has boundaries that collapse to
+  // zero there (0.0034.highBoundary(1) = 0.0), as in the reference implementation.
+  if (std::fabs(value) < std::pow(10.0, -target)) {
+    return {Item::decimal(value < 0 ? -0.0 : 0.0, std::min(target, 17))};
+  }
   double half = 0.5 * std::pow(10.0, -scale);
   double bound = high ? value + half : value - half;
   double factor = std::pow(10.0, target);
