@@ -582,11 +582,6 @@ std::string nowUtc() {
   return buffer;
 }
 
-struct Resolved {
-  const json::Value* value = nullptr;
-  std::vector<std::string> location;  // steps from the record root
-};
-
 struct Scope {
   const json::Value* value;
   std::vector<std::string> location;
@@ -617,7 +612,7 @@ class Run {
     issues_->atLocation(Severity::kError, code, where, diagnostics);
   }
   std::string expand(std::string_view text, const Scope& scope) const;
-  Resolved resolve(const SourcePath& path, const Scope& scope) const;
+  const json::Value* resolve(const SourcePath& path, const Scope& scope) const;
   // Evaluates `expr`; nullopt when absent (reported when required) or invalid (reported).
   std::optional<json::Value> evaluate(const ValueExpr& expr, const Scope& scope, json::Allocator& allocator,
                                       bool& failed);
@@ -661,23 +656,19 @@ std::string Run::expand(std::string_view text, const Scope& scope) const {
   return out;
 }
 
-Resolved Run::resolve(const SourcePath& path, const Scope& scope) const {
-  Resolved out;
-  if (path.self) {
-    out.value = scope.value;
-    out.location = scope.location;
-    return out;
-  }
-  const json::Value* current;
-  if (path.absolute) {
-    current = record_;
-  } else {
-    current = scope.value;
-    out.location = scope.location;
-  }
+// Where a source path points (for issues only; built when an issue needs it).
+std::vector<std::string> locationOf(const SourcePath& path, const Scope& scope) {
+  std::vector<std::string> out;
+  if (!path.absolute) out = scope.location;
+  if (!path.self) out.insert(out.end(), path.steps.begin(), path.steps.end());
+  return out;
+}
+
+const json::Value* Run::resolve(const SourcePath& path, const Scope& scope) const {
+  if (path.self) return scope.value;
+  const json::Value* current = path.absolute ? record_ : scope.value;
   for (const std::string& step : path.steps) {
-    out.location.push_back(step);
-    if (!current) continue;
+    if (!current) return nullptr;
     if (current->IsObject()) {
       current = json::find(*current, step);
     } else if (current->IsArray()) {
@@ -689,8 +680,7 @@ Resolved Run::resolve(const SourcePath& path, const Scope& scope) const {
       current = nullptr;
     }
   }
-  out.value = current;
-  return out;
+  return current;
 }
 
 std::string textOf(const json::Value& value) {
@@ -718,7 +708,12 @@ bool isDecimal(std::string_view text) {
 std::optional<json::Value> Run::evaluate(const ValueExpr& expr, const Scope& scope, json::Allocator& allocator,
                                          bool& failed) {
   json::Value result;
-  std::vector<std::string> where = scope.location;
+  size_t picked_component = 0;  // 1-based, when a component transform picked one
+  auto where = [&]() {
+    std::vector<std::string> steps = expr.kind == ValueExpr::Kind::kSource ? locationOf(expr.from, scope) : scope.location;
+    if (picked_component) steps.push_back(std::to_string(picked_component - 1));
+    return steps;
+  };
   switch (expr.kind) {
     case ValueExpr::Kind::kNone:
       return std::nullopt;
@@ -730,17 +725,17 @@ std::optional<json::Value> Run::evaluate(const ValueExpr& expr, const Scope& sco
       return reference;
     }
     case ValueExpr::Kind::kLiteral:
-      if (json::isString(*expr.literal)) {
+      if (json::isString(*expr.literal) && json::stringView(*expr.literal).find('{') == std::string_view::npos) {
+        result = json::makeString(json::stringView(*expr.literal), allocator);
+      } else if (json::isString(*expr.literal)) {
         result = json::makeString(expand(json::stringView(*expr.literal), scope), allocator);
       } else {
         result.CopyFrom(*expr.literal, allocator);
       }
       break;
     case ValueExpr::Kind::kSource: {
-      Resolved resolved = resolve(expr.from, scope);
-      where = resolved.location;
-      bool missing = !resolved.value || resolved.value->IsNull() ||
-                     (json::isString(*resolved.value) && json::stringView(*resolved.value).empty());
+      const json::Value* resolved = resolve(expr.from, scope);
+      bool missing = !resolved || resolved->IsNull() || (json::isString(*resolved) && json::stringView(*resolved).empty());
       if (missing) {
         if (expr.fallback) {
           if (json::isString(*expr.fallback)) {
@@ -751,12 +746,12 @@ std::optional<json::Value> Run::evaluate(const ValueExpr& expr, const Scope& sco
           break;
         }
         if (expr.required) {
-          error(where, "required", "a value is required");
+          error(where(), "required", "a value is required");
           failed = true;
         }
         return std::nullopt;
       }
-      result.CopyFrom(*resolved.value, allocator);
+      result.CopyFrom(*resolved, allocator);
       break;
     }
   }
@@ -767,13 +762,13 @@ std::optional<json::Value> Run::evaluate(const ValueExpr& expr, const Scope& sco
         json::Value picked;
         picked.CopyFrom(result[static_cast<rapidjson::SizeType>(transform.component - 1)], allocator);
         result = std::move(picked);
-        where.push_back(std::to_string(transform.component - 1));
+        picked_component = transform.component;
       } else if (transform.component != 1) {
         return std::nullopt;
       }
       if (json::isString(result) && json::stringView(result).empty()) {
         if (expr.required) {
-          error(where, "required", "a value is required");
+          error(where(), "required", "a value is required");
           failed = true;
         }
         return std::nullopt;
@@ -781,13 +776,13 @@ std::optional<json::Value> Run::evaluate(const ValueExpr& expr, const Scope& sco
       continue;
     }
     if (result.IsObject() || result.IsArray()) {
-      error(where, "structure", "expected a single value, found " + std::string(result.IsObject() ? "an object" : "an array"));
+      error(where(), "structure", "expected a single value, found " + std::string(result.IsObject() ? "an object" : "an array"));
       failed = true;
       return std::nullopt;
     }
     std::string text = textOf(result);
     auto bad = [&](const std::string& message) {
-      error(where, "value", "'" + text + "' " + message);
+      error(where(), "value", "'" + text + "' " + message);
       failed = true;
       return std::nullopt;
     };
@@ -1315,7 +1310,10 @@ Result<MapSummary> SpecLibrary::mapSource(const std::string& spec_id, std::istre
   };
 
   // Grouping (CSV): consecutive rows with the same key become {"lines": [row, ...]}.
+  // The rows' own documents stay alive while their group is mapped, so the group's "lines" array
+  // takes their values without copying the strings.
   json::Document group;
+  std::vector<std::unique_ptr<json::Document>> group_rows;
   std::string group_key, group_raw, group_position;
   bool group_open = false;
   auto flush = [&]() {
@@ -1368,19 +1366,18 @@ Result<MapSummary> SpecLibrary::mapSource(const std::string& spec_id, std::istre
     auto key_value = json::getString(record.doc, spec.group_by);
     std::string key = key_value ? std::string(*key_value) : std::string();
     if (group_open && key == group_key) {
-      json::Value row;
-      row.CopyFrom(record.doc, group.GetAllocator());
-      group["lines"].PushBack(row, group.GetAllocator());
+      group_rows.push_back(std::make_unique<json::Document>(std::move(record.doc)));
+      group["lines"].PushBack(static_cast<json::Value&>(*group_rows.back()), group.GetAllocator());
       group_raw += record.raw;
       continue;
     }
     flush();
     group = json::Document();
     group.SetObject();
+    group_rows.clear();
+    group_rows.push_back(std::make_unique<json::Document>(std::move(record.doc)));
     json::Value lines(rapidjson::kArrayType);
-    json::Value row;
-    row.CopyFrom(record.doc, group.GetAllocator());
-    lines.PushBack(row, group.GetAllocator());
+    lines.PushBack(static_cast<json::Value&>(*group_rows.back()), group.GetAllocator());
     group.AddMember("lines", lines, group.GetAllocator());
     group_key = key;
     group_raw = std::move(record.raw);
