@@ -889,6 +889,32 @@ Collection Evaluator::variable(const std::string& name) const {
   throw EvalError{"unknown variable %" + name};
 }
 
+void Evaluator::checkOrdered(const Node& source, const char* what) const {
+  if (!context_.check_ordered_functions || source.op != Op::kFunction) return;
+  if (source.fn == Fn::kChildren || source.fn == Fn::kDescendants) {
+    throw EvalError{std::string(what) + " needs an ordered collection, but " + source.name +
+                    "() is unordered"};
+  }
+}
+
+void Evaluator::checkMemberOfCastType(const Node& node) const {
+  // `(x as T).name` and `x.ofType(T).name`: T is known statically, so a name T does not define
+  // is a semantic error even when the cast yields nothing at run time.
+  const Node& source = *node.children[0];
+  std::string_view type;
+  if (source.op == Op::kAs) {
+    type = source.name;
+  } else if (source.op == Op::kFunction && (source.fn == Fn::kAs || source.fn == Fn::kOfType) &&
+             source.children.size() == 2 && source.children[1]->op == Op::kMember &&
+             !source.children[1]->has_source) {
+    type = source.children[1]->name;
+  }
+  if (type.empty() || model_ == nullptr) return;
+  const TypeNode* type_node = model_->type(type);
+  if (type_node == nullptr || type_node->primitive || type_node->child(node.name) != nullptr) return;
+  throw EvalError{"'" + node.name + "' is not an element of " + std::string(type)};
+}
+
 Collection Evaluator::eval(const Node& node, const Collection& focus) {
   if (++depth_ > kMaxDepth) {
     depth_ = 0;
@@ -907,6 +933,7 @@ Collection Evaluator::eval(const Node& node, const Collection& focus) {
     case Op::kTotal: return total_ != nullptr ? *total_ : Collection{};
     case Op::kVariable: return variable(node.name);
     case Op::kMember: {
+      if (context_.strict && node.has_source) checkMemberOfCastType(node);
       Collection source;
       const Collection* input = &focus;
       if (node.has_source) {
@@ -925,6 +952,7 @@ Collection Evaluator::eval(const Node& node, const Collection& focus) {
       return callFunction(node, focus);
     }
     case Op::kIndexer: {
+      checkOrdered(*node.children[0], "an indexer");
       Collection source = eval(*node.children[0], focus);
       auto index = singletonInteger(evalArg(*node.children[1]), "an indexer");
       if (!index || *index < 0 || static_cast<size_t>(*index) >= source.size()) return {};

@@ -80,6 +80,9 @@ class Evaluator {
   void checkTypeName(std::string_view ns, std::string_view name) const;
 
   Collection callFunction(const Node& node, const Collection& focus);
+  // Semantic checks (EvaluationContext::check_ordered_functions / strict); throw EvalError.
+  void checkOrdered(const Node& source, const char* what) const;
+  void checkMemberOfCastType(const Node& member) const;
 
   const EvaluationContext& context() const { return context_; }
   const Model* model() const { return model_; }

@@ -224,6 +224,9 @@ struct EvaluationContext {
   ResolveHook resolve;
   // Semantic checking: navigating to a child that the focus type does not define is an error.
   bool strict = false;
+  // Ordered functions (first(), last(), tail(), skip(), take(), [n]) applied directly to the
+  // unordered results of children()/descendants() are an error when set.
+  bool check_ordered_functions = false;
   // FHIRPath makes as() on more than one item an error. The R4 core invariants were written for
   // engines that filter instead (dom-3: `descendants().as(canonical)`), and the HL7 reference
   // validator evaluates them that way. Set false when evaluating definitions' invariants to get

@@ -476,6 +476,17 @@ Collection Evaluator::callFunction(const Node& node, const Collection& focus) {
   };
 
   switch (node.fn) {
+    case Fn::kFirst:
+    case Fn::kLast:
+    case Fn::kTail:
+    case Fn::kSkip:
+    case Fn::kTake:
+      if (node.has_source) checkOrdered(*node.children[0], (node.name + "()").c_str());
+      break;
+    default: break;
+  }
+
+  switch (node.fn) {
     // ---- existence ----
     case Fn::kEmpty: return boolean(focus.empty());
     case Fn::kExists:

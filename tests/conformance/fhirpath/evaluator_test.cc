@@ -173,6 +173,20 @@ TEST_F(FhirpathEvaluator, ChoiceTypes) {
   EXPECT_EQ(eval("value.value", observation_), "[185.50]");
 }
 
+TEST_F(FhirpathEvaluator, SemanticChecksOnRequest) {
+  EXPECT_EQ(eval("children().skip(1).count() > 0"), "[true]");
+  context_.check_ordered_functions = true;
+  EXPECT_EQ(eval("children().skip(1)").rfind("error:", 0), 0u);
+  EXPECT_EQ(eval("descendants()[0]").rfind("error:", 0), 0u);
+  EXPECT_EQ(eval("children().where(true).first().exists()"), "[true]");
+  context_.check_ordered_functions = false;
+  EXPECT_EQ(eval("(value as Period).unit", observation_), "[]");
+  context_.strict = true;
+  EXPECT_EQ(eval("(value as Period).unit", observation_).rfind("error:", 0), 0u);
+  EXPECT_EQ(eval("value.ofType(Period).unit", observation_).rfind("error:", 0), 0u);
+  EXPECT_EQ(eval("(value as Period).start", observation_), "[]");
+}
+
 TEST_F(FhirpathEvaluator, ResolveWithinContainedAndBundle) {
   EXPECT_EQ(eval("managingOrganization.resolve().name"), R"(["Contained Org"])");
   EXPECT_EQ(eval("managingOrganization.resolve() is Organization"), "[true]");

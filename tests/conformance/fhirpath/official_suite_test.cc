@@ -42,6 +42,7 @@ struct SuiteCase {
   bool predicate = false;
   bool strict = false;
   bool ordered = true;
+  bool check_ordered_functions = false;
   std::vector<Expected> outputs;
 };
 
@@ -78,6 +79,7 @@ std::vector<SuiteCase> loadSuite() {
     c.predicate = test->getAttribute("predicate") == "true";
     c.strict = test->getAttribute("mode") == "strict";
     c.ordered = test->getAttribute("ordered") != "false";
+    c.check_ordered_functions = test->getAttribute("checkOrderedFunctions") == "true";
     Poco::AutoPtr<Poco::XML::NodeList> expressions = test->getElementsByTagName("expression");
     if (expressions->length() == 0) continue;
     auto* expression = static_cast<Poco::XML::Element*>(expressions->item(0));
@@ -202,6 +204,7 @@ std::string runCase(const SuiteCase& c) {
   EvaluationContext context;
   context.model = Model::bundled();
   context.strict = c.strict;
+  context.check_ordered_functions = c.check_ordered_functions;
   Item focus;
   const json::Document* doc = nullptr;
   if (!c.input.empty()) {
