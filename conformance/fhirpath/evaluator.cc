@@ -534,6 +534,8 @@ void Evaluator::navigate(const Item& parent, std::string_view name, Collection& 
       throw EvalError{"'" + std::string(name) + "' does not match the type of the focus (" +
                       std::string(type) + ")"};
     }
+    // Lenient: a member of that exact (capitalised) name, which no FHIR element has.
+    appendMember(*value, name, {}, nullptr, model_, out);
     return;
   }
   if (type_node != nullptr && !type_node->children.empty()) {
