@@ -147,7 +147,16 @@ void DeliveryService::run() {
       }
     }
     if (success) {
-      (void)store_->recordDelivered(attempt);
+      const std::string key = flight.destination.key;
+      const int64_t number = flight.item.number;
+      {
+        std::lock_guard lock(uncommitted_->mutex);
+        uncommitted_->numbers[key].insert(number);
+      }
+      store_->recordDeliveredAsync(attempt, [state = uncommitted_, key, number](const Status&) {
+        std::lock_guard lock(state->mutex);
+        state->numbers[key].erase(number);
+      });
       metrics_.countDelivery(flight.destination.key, "delivered");
     } else {
       attempt.error = failure;
@@ -217,9 +226,21 @@ void DeliveryService::run() {
           launch(std::move(flight));
           continue;
         }
-        auto due = store_->nextDue(destination.key, now);
-        if (!due.ok()) continue;
-        if (!due->has_value()) {
+        auto head = store_->pendingHead(destination.key, 16);
+        if (!head.ok()) continue;
+        std::optional<OutboxItem> next;
+        {
+          std::lock_guard lock(uncommitted_->mutex);
+          const std::set<int64_t>& sent = uncommitted_->numbers[destination.key];
+          for (OutboxItem& item : *head) {
+            if (sent.count(item.number) == 0) {
+              next = std::move(item);
+              break;
+            }
+          }
+        }
+        if (next && next->next_attempt_ms > now) continue;  // waiting for its retry
+        if (!next) {
           const Subscription* subscription = destination.subscription ? &*destination.subscription : nullptr;
           if (subscription == nullptr || subscription->heartbeat_seconds <= 0 || subscription->status != "active") continue;
           auto last = last_sent_ms.find(subscription->id);
@@ -235,7 +256,7 @@ void DeliveryService::run() {
           launch(std::move(flight));
           continue;
         }
-        flight->item = std::move(**due);
+        flight->item = std::move(*next);
         if (destination.subscription) {
           flight->body = notificationBundle(*destination.subscription, NotificationType::kEventNotification,
                                             flight->item.number, {{flight->item.number, flight->item.body}}, base_url_);
@@ -262,8 +283,14 @@ void DeliveryService::run() {
       woken_ = true;  // that destination may have more rows now
     }
     if (!woken_.load()) {
-      // Sleep until a socket is ready, new rows arrive (wake) or a retry may be due.
-      curl_multi_poll(multi, nullptr, 0, in_flight.empty() ? 200 : 20, nullptr);
+      // Sleep until a socket is ready, new rows arrive (wake) or a retry may be due; poll soon
+      // while delivered-marks are still being committed, since their rows are held back.
+      bool marks_pending = false;
+      {
+        std::lock_guard lock(uncommitted_->mutex);
+        for (const auto& [key, numbers] : uncommitted_->numbers) marks_pending |= !numbers.empty();
+      }
+      curl_multi_poll(multi, nullptr, 0, marks_pending ? 2 : in_flight.empty() ? 200 : 20, nullptr);
     }
   }
 }

@@ -11,6 +11,7 @@
 #include <condition_variable>
 #include <map>
 #include <optional>
+#include <set>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -70,6 +71,14 @@ class DeliveryService {
   std::atomic<bool> stopping_{false};
   std::atomic<bool> woken_{false};
   void* multi_ = nullptr;  // CURLM*
+
+  // Rows delivered whose delivered-mark is not committed yet, per destination: they must not be
+  // sent again meanwhile. Shared with the store's commit callbacks, which may outlive `this`.
+  struct Uncommitted {
+    std::mutex mutex;
+    std::map<std::string, std::set<int64_t>> numbers;
+  };
+  std::shared_ptr<Uncommitted> uncommitted_ = std::make_shared<Uncommitted>();
 };
 
 }  // namespace fhir::gateway

@@ -306,18 +306,47 @@ class SqliteStore final : public Store {
     return at;
   }
 
+  void recordDeliveredAsync(const DeliveryAttempt& attempt, std::function<void(const Status&)> on_commit) override {
+    auto job = std::make_unique<PendingJob>(PendingJob{[attempt](Connection& db) { return markDelivered(db, attempt); },
+                                                       std::move(on_commit)});
+    if (!enqueue(std::move(job))) {
+      // Closing: the row stays pending and is sent again (same Idempotency-Key) after restart.
+    }
+  }
+
+  Result<std::vector<OutboxItem>> pendingHead(std::string_view destination, size_t limit) override {
+    Lease reader(*this);
+    if (!reader.ok()) return Error{reader.error()};
+    Query query(*reader,
+                "SELECT id, number, kind, body, attempts, created_ms, first_attempt_ms, next_attempt_ms "
+                "FROM outbox WHERE destination = ? AND status = 0 ORDER BY number LIMIT ?");
+    query.bind(1, destination).bind(2, static_cast<int64_t>(limit));
+    std::vector<OutboxItem> items;
+    int rc;
+    while ((rc = query.step()) == SQLITE_ROW) {
+      OutboxItem item{query.integer(0), std::string(destination), query.integer(1), query.text(2), query.text(3),
+                      static_cast<int>(query.integer(4)), query.integer(5), query.integer(6)};
+      item.next_attempt_ms = query.integer(7);
+      items.push_back(std::move(item));
+    }
+    if (rc != SQLITE_DONE) return Error{query.error()};
+    return items;
+  }
+
+  static Status markDelivered(Connection& db, const DeliveryAttempt& attempt) {
+    Status status = insertAttempt(db, attempt);
+    if (!status.ok()) return status;
+    Query query(db,
+                "UPDATE outbox SET status = 1, attempts = attempts + 1, delivered_ms = ?, "
+                "first_attempt_ms = CASE WHEN first_attempt_ms = 0 THEN ? ELSE first_attempt_ms END, "
+                "last_error = '' WHERE id = ?");
+    query.bind(1, attempt.at_ms).bind(2, attempt.at_ms).bind(3, attempt.outbox_id);
+    if (query.step() != SQLITE_DONE) return Error{query.error()};
+    return Status::Ok();
+  }
+
   Status recordDelivered(const DeliveryAttempt& attempt) override {
-    return runInWriter([&](Connection& db) -> Status {
-      Status status = insertAttempt(db, attempt);
-      if (!status.ok()) return status;
-      Query query(db,
-                  "UPDATE outbox SET status = 1, attempts = attempts + 1, delivered_ms = ?, "
-                  "first_attempt_ms = CASE WHEN first_attempt_ms = 0 THEN ? ELSE first_attempt_ms END, "
-                  "last_error = '' WHERE id = ?");
-      query.bind(1, attempt.at_ms).bind(2, attempt.at_ms).bind(3, attempt.outbox_id);
-      if (query.step() != SQLITE_DONE) return Error{query.error()};
-      return Status::Ok();
-    });
+    return runInWriter([&](Connection& db) { return markDelivered(db, attempt); });
   }
 
   Status recordFailed(const DeliveryAttempt& attempt, int64_t next_attempt_ms, bool dead) override {
@@ -474,39 +503,48 @@ class SqliteStore final : public Store {
   using Job = std::function<Status(Connection&)>;
   struct PendingJob {
     Job job;
-    std::promise<Status> done;
+    std::function<void(const Status&)> done;  // called by the writer after the commit
   };
 
   // Runs `job` inside the writer's next group transaction and waits for the commit.
   Status runInWriter(Job job) {
-    PendingJob pending{std::move(job), {}};
-    std::future<Status> done = pending.done.get_future();
+    auto promise = std::make_shared<std::promise<Status>>();
+    std::future<Status> done = promise->get_future();
+    if (!enqueue(std::make_unique<PendingJob>(PendingJob{std::move(job), [promise](const Status& status) {
+          promise->set_value(status);
+        }}))) {
+      return Error{"store is closing"};
+    }
+    return done.get();
+  }
+
+  bool enqueue(std::unique_ptr<PendingJob> job) {
     {
       std::lock_guard lock(queue_mutex_);
-      if (stopping_) return Error{"store is closing"};
-      queue_.push_back(&pending);
+      if (stopping_) return false;
+      queue_.push_back(std::move(job));
     }
     queue_cv_.notify_one();
-    return done.get();
+    return true;
   }
 
   void writerLoop() {
     Connection& db = *writer_connection_;
-    std::vector<PendingJob*> batch;
+    std::vector<std::unique_ptr<PendingJob>> batch;
     for (;;) {
       {
         std::unique_lock lock(queue_mutex_);
         queue_cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
         if (queue_.empty() && stopping_) return;
         while (!queue_.empty() && batch.size() < 512) {
-          batch.push_back(queue_.front());
+          batch.push_back(std::move(queue_.front()));
           queue_.pop_front();
         }
       }
       std::vector<Status> results(batch.size());
       Status begun = db.exec("BEGIN IMMEDIATE");
       if (!begun.ok()) {
-        for (PendingJob* job : batch) job->done.set_value(begun);
+        for (auto& job : batch) job->done(begun);
         batch.clear();
         continue;
       }
@@ -524,7 +562,7 @@ class SqliteStore final : public Store {
       Status committed = db.exec("COMMIT");
       if (!committed.ok()) (void)db.exec("ROLLBACK");
       for (size_t i = 0; i < batch.size(); ++i) {
-        batch[i]->done.set_value(committed.ok() ? results[i] : committed);
+        batch[i]->done(committed.ok() ? results[i] : committed);
       }
       batch.clear();
     }
@@ -689,7 +727,7 @@ class SqliteStore final : public Store {
   std::thread writer_;
   std::mutex queue_mutex_;
   std::condition_variable queue_cv_;
-  std::deque<PendingJob*> queue_;
+  std::deque<std::unique_ptr<PendingJob>> queue_;
   bool stopping_ = false;
   std::mutex pool_mutex_;
   std::vector<std::unique_ptr<Connection>> pool_;

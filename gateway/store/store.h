@@ -114,6 +114,7 @@ struct OutboxItem {
   int attempts = 0;
   int64_t created_ms = 0;
   int64_t first_attempt_ms = 0;  // 0 before the first attempt
+  int64_t next_attempt_ms = 0;   // filled by pendingHead()
 };
 
 struct DeliveryAttempt {
@@ -159,6 +160,13 @@ class Store {
   // Earliest next_attempt_ms among pending rows of a destination (nullopt: none pending).
   virtual Result<std::optional<int64_t>> nextAttemptAt(std::string_view destination) = 0;
   virtual Status recordDelivered(const DeliveryAttempt& attempt) = 0;
+  // The same without waiting: the mark joins the writer's next group commit and `on_commit`
+  // runs (on the writer thread) once it is durable. Until then the caller must not send the row
+  // again; after a crash before the commit the row is still pending and is sent again with the
+  // same Idempotency-Key.
+  virtual void recordDeliveredAsync(const DeliveryAttempt& attempt, std::function<void(const Status&)> on_commit) = 0;
+  // Up to `limit` pending rows of a destination in number order, due or not.
+  virtual Result<std::vector<OutboxItem>> pendingHead(std::string_view destination, size_t limit) = 0;
   // A failed attempt: the row waits until `next_attempt_ms`, or becomes a dead letter.
   virtual Status recordFailed(const DeliveryAttempt& attempt, int64_t next_attempt_ms, bool dead) = 0;
   virtual Result<std::vector<DestinationDepth>> outboxDepth() = 0;

@@ -5,6 +5,26 @@
 
 namespace fhir::testing {
 
+std::string replaceOnce(std::string text, const std::string& from, const std::string& to) {
+  size_t at = text.find(from);
+  EXPECT_NE(at, std::string::npos) << from;
+  if (at != std::string::npos) text.replace(at, from.size(), to);
+  return text;
+}
+
+std::string billingEvent(const std::string& event_id, const std::string& date, const std::string& mrn) {
+  std::string event = readFile(testDataDir() / "econsult" / "response.json");
+  event = replaceOnce(event, "evt-7f3a-0002", event_id);
+  event = replaceOnce(event, "\"mrn\": \"NS-884213\"", "\"mrn\": \"" + mrn + "\"");
+  event = replaceOnce(event, R"("coverage": [{ "payerId": "lakeshore-medicaid", "memberId": "LMC00918273", "lineOfBusiness": "medicaid",
+                   "start": "2026-01-01", "end": "2026-12-31" }])",
+                      R"("coverage": [{ "payerId": "lakeshore-medicaid", "memberId": "LMC00918273", "lineOfBusiness": "medicaid",
+                   "start": "2026-01-01", "end": "2026-06-30" },
+                   { "payerId": "northwind-commercial", "memberId": "NW-55", "lineOfBusiness": "commercial",
+                   "start": "2026-07-01" }])");
+  return replaceOnce(event, "\"dateOfService\": \"2026-10-03\"", "\"dateOfService\": \"" + date + "\"");
+}
+
 void GatewayFixture::SetUp() {
   config_path_ = (data_.path() / "config.json").string();
   std::ofstream config(config_path_);

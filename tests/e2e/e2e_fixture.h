@@ -13,6 +13,13 @@
 
 namespace fhir::testing {
 
+// tests/data/econsult/response.json billing 99451 on `date`, for a patient (MRN `mrn`) covered
+// by lakeshore-medicaid until 2026-06-30 and by northwind-commercial from 2026-07-01.
+std::string billingEvent(const std::string& event_id, const std::string& date, const std::string& mrn = "NS-884213");
+
+// `text` with the first `from` replaced by `to`; fails the test when `from` is absent.
+std::string replaceOnce(std::string text, const std::string& from, const std::string& to);
+
 // A payer receiver, an HIE receiver, a data directory and a configuration pointing at them.
 class GatewayFixture : public ::testing::Test {
  protected:

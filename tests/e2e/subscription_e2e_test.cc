@@ -20,13 +20,6 @@ std::string str(const json::Value& object, const char* key) {
   return value ? std::string(*value) : std::string();
 }
 
-std::string replaceOnce(std::string text, const std::string& from, const std::string& to) {
-  size_t at = text.find(from);
-  EXPECT_NE(at, std::string::npos) << from;
-  if (at != std::string::npos) text.replace(at, from.size(), to);
-  return text;
-}
-
 // The value of a SubscriptionStatus parameter in a notification Bundle.
 std::string statusParameter(const json::Value& bundle, const std::string& name) {
   for (const json::Value& parameter : bundle["entry"][0]["resource"]["parameter"].GetArray()) {
@@ -115,21 +108,6 @@ class Subscriptions : public ::testing::Test {
     auto doc = json::parse(text);
     EXPECT_TRUE(doc.ok()) << text;
     return doc.ok() ? std::move(*doc) : json::Document();
-  }
-
-  // A response event billing 99451 on `date` for a patient covered by lakeshore-medicaid until
-  // 2026-06-30 and by northwind-commercial from 2026-07-01.
-  static std::string billingEvent(const std::string& event_id, const std::string& date, const std::string& mrn = "NS-884213") {
-    std::string event = readFile(testDataDir() / "econsult" / "response.json");
-    event = replaceOnce(event, "evt-7f3a-0002", event_id);
-    event = replaceOnce(event, "\"mrn\": \"NS-884213\"", "\"mrn\": \"" + mrn + "\"");
-    event = replaceOnce(event, R"("coverage": [{ "payerId": "lakeshore-medicaid", "memberId": "LMC00918273", "lineOfBusiness": "medicaid",
-                   "start": "2026-01-01", "end": "2026-12-31" }])",
-                        R"("coverage": [{ "payerId": "lakeshore-medicaid", "memberId": "LMC00918273", "lineOfBusiness": "medicaid",
-                   "start": "2026-01-01", "end": "2026-06-30" },
-                   { "payerId": "northwind-commercial", "memberId": "NW-55", "lineOfBusiness": "commercial",
-                   "start": "2026-07-01" }])");
-    return replaceOnce(event, "\"dateOfService\": \"2026-10-03\"", "\"dateOfService\": \"" + date + "\"");
   }
 
   std::vector<ReceivedRequest> notifications() const {

@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <condition_variable>
+#include <thread>
 
 namespace fhir::testing {
 
@@ -20,6 +21,7 @@ struct LoopbackReceiver::State {
   mutable std::mutex mutex;
   mutable std::condition_variable changed;
   int status = 200;
+  std::chrono::milliseconds stall{0};
   std::function<int(const ReceivedRequest&)> responder;
   std::vector<std::pair<ReceivedRequest, int>> requests;
 };
@@ -40,9 +42,18 @@ class Handler final : public Poco::Net::HTTPRequestHandler {
     }
     Poco::StreamCopier::copyToString(request.stream(), received.body);
     int status;
+    std::chrono::milliseconds stall{0};
     {
       std::lock_guard lock(state_->mutex);
       status = state_->responder ? state_->responder(received) : state_->status;
+      if (status == LoopbackReceiver::kStall) {
+        status = 200;
+        stall = state_->stall;
+      }
+    }
+    if (stall.count() > 0) std::this_thread::sleep_for(stall);
+    {
+      std::lock_guard lock(state_->mutex);
       state_->requests.emplace_back(received, status);
     }
     state_->changed.notify_all();
@@ -102,6 +113,11 @@ std::string LoopbackReceiver::url(const std::string& path) const {
 void LoopbackReceiver::setStatus(int status) {
   std::lock_guard lock(state_->mutex);
   state_->status = status;
+}
+
+void LoopbackReceiver::setStall(std::chrono::milliseconds stall) {
+  std::lock_guard lock(state_->mutex);
+  state_->stall = stall;
 }
 
 void LoopbackReceiver::setResponder(std::function<int(const ReceivedRequest&)> responder) {

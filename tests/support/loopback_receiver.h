@@ -32,6 +32,10 @@ class LoopbackReceiver {
 
   // Status to answer with (default 200). Set to e.g. 503 to simulate an outage.
   void setStatus(int status);
+  // A responder's answer meaning: wait `stall` (outside any lock), then answer 200.
+  static constexpr int kStall = -1;
+  void setStall(std::chrono::milliseconds stall);
+
   // Decides the status per request (overrides setStatus while set).
   void setResponder(std::function<int(const ReceivedRequest&)> responder);
 
