@@ -31,6 +31,24 @@ bool isSegmentId(std::string_view id) {
   return std::isupper(static_cast<unsigned char>(id[0]));
 }
 
+// Element member names "01".."99" as constant strings (no formatting or copying per segment).
+struct ElementNames {
+  char text[100][3];
+  ElementNames() {
+    for (int index = 0; index < 100; ++index) {
+      text[index][0] = static_cast<char>('0' + index / 10);
+      text[index][1] = static_cast<char>('0' + index % 10);
+      text[index][2] = '\0';
+    }
+  }
+};
+
+json::Value elementName(size_t index, json::Allocator& allocator) {
+  static const ElementNames kNames;
+  if (index < 100) return json::Value(rapidjson::StringRef(kNames.text[index], 2));
+  return json::makeString(std::to_string(index), allocator);
+}
+
 std::string printable(char c) {
   if (std::isprint(static_cast<unsigned char>(c))) return std::string("'") + c + "'";
   char buffer[8];
@@ -113,8 +131,7 @@ struct X12Reader::State {
                      allocator);
     object.AddMember("@id", json::makeString(elements[0], allocator), allocator);
     for (size_t index = 1; index < elements.size(); ++index) {
-      char name[24];
-      std::snprintf(name, sizeof name, "%02zu", index);
+      json::Value name = elementName(index, allocator);
       std::string_view value = elements[index];
       if (value.find(component) != std::string_view::npos) {
         json::Value parts(rapidjson::kArrayType);
@@ -125,9 +142,9 @@ struct X12Reader::State {
           if (end == std::string_view::npos) break;
           start = end + 1;
         }
-        object.AddMember(json::makeString(name, allocator), parts, allocator);
+        object.AddMember(name, parts, allocator);
       } else {
-        object.AddMember(json::makeString(name, allocator), json::makeString(value, allocator), allocator);
+        object.AddMember(name, json::makeString(value, allocator), allocator);
       }
     }
     return object;
