@@ -1311,16 +1311,37 @@ Result<MapSummary> SpecLibrary::mapSource(const std::string& spec_id, std::istre
 
   // Grouping (CSV): consecutive rows with the same key become {"lines": [row, ...]}.
   // The rows' own documents stay alive while their group is mapped, so the group's "lines" array
-  // takes their values without copying the strings.
+  // takes their values without copying the strings. A row the reader rejects poisons its group
+  // ("a bad line rejects its whole claim"): the group is rejected with every issue found.
   json::Document group;
   std::vector<std::unique_ptr<json::Document>> group_rows;
   std::string group_key, group_raw, group_position;
+  IssueList group_issues;
   bool group_open = false;
   auto flush = [&]() {
     if (!group_open) return;
     group_open = false;
+    if (group_issues.hasErrors()) {
+      ++summary.records;
+      reject(std::move(group_issues), std::move(group_raw), group_position, false);
+      group_issues = IssueList();
+      return;
+    }
     mapRecord(group, group_raw, group_position);
   };
+  auto startGroup = [&](const std::string& key, std::string position) {
+    flush();
+    group = json::Document();
+    group.SetObject();
+    group.AddMember("lines", json::Value(rapidjson::kArrayType), group.GetAllocator());
+    group_rows.clear();
+    group_raw.clear();
+    group_issues = IssueList();
+    group_key = key;
+    group_position = std::move(position);
+    group_open = true;
+  };
+  size_t group_column = 0;
   // Header problems of a CSV spec: every column it names must be in the file.
   bool header_checked = spec.reader != ReaderKind::kCsv;
 
@@ -1352,11 +1373,22 @@ Result<MapSummary> SpecLibrary::mapSource(const std::string& spec_id, std::istre
         reject(std::move(missing), std::string(), "line 1", true);
         break;
       }
+      if (!spec.group_by.empty()) {
+        group_column = static_cast<size_t>(std::find(header.begin(), header.end(), spec.group_by) - header.begin());
+      }
     }
     if (status == readers::ReadStatus::kRejected) {
-      flush();
-      ++summary.records;
-      reject(std::move(issues), std::move(record.raw), std::move(record.position), false);
+      const auto* csv = spec.group_by.empty() ? nullptr : static_cast<readers::csv::CsvReader*>(reader.get());
+      if (!csv || group_column >= csv->lastFields().size()) {
+        flush();
+        ++summary.records;
+        reject(std::move(issues), std::move(record.raw), std::move(record.position), false);
+        continue;
+      }
+      std::string key = csv->lastFields()[group_column];
+      if (!group_open || key != group_key) startGroup(key, record.position);
+      group_issues.append(issues);
+      group_raw += record.raw;
       continue;
     }
     if (spec.group_by.empty()) {
@@ -1365,24 +1397,10 @@ Result<MapSummary> SpecLibrary::mapSource(const std::string& spec_id, std::istre
     }
     auto key_value = json::getString(record.doc, spec.group_by);
     std::string key = key_value ? std::string(*key_value) : std::string();
-    if (group_open && key == group_key) {
-      group_rows.push_back(std::make_unique<json::Document>(std::move(record.doc)));
-      group["lines"].PushBack(static_cast<json::Value&>(*group_rows.back()), group.GetAllocator());
-      group_raw += record.raw;
-      continue;
-    }
-    flush();
-    group = json::Document();
-    group.SetObject();
-    group_rows.clear();
+    if (!group_open || key != group_key) startGroup(key, record.position);
     group_rows.push_back(std::make_unique<json::Document>(std::move(record.doc)));
-    json::Value lines(rapidjson::kArrayType);
-    lines.PushBack(static_cast<json::Value&>(*group_rows.back()), group.GetAllocator());
-    group.AddMember("lines", lines, group.GetAllocator());
-    group_key = key;
-    group_raw = std::move(record.raw);
-    group_position = record.position;
-    group_open = true;
+    group["lines"].PushBack(static_cast<json::Value&>(*group_rows.back()), group.GetAllocator());
+    group_raw += record.raw;
   }
   flush();
   return summary;

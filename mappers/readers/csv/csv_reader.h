@@ -23,6 +23,9 @@ class CsvReader final : public RecordReader {
 
   // The header names (after the first next() call).
   const std::vector<std::string>& header() const { return header_; }
+  // The fields of the row last read, as far as they could be read, also when it was rejected
+  // (so a caller can still tell which claim a bad row belongs to).
+  const std::vector<std::string>& lastFields() const { return fields_; }
 
   // RecordReader
   ReadStatus next(SourceRecord& record, IssueList& issues) override;

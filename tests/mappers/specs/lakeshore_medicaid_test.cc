@@ -29,6 +29,21 @@ TEST(LakeshoreMedicaid, BundlesValidateAgainstTheAlignmentProfiles) {
   EXPECT_GT(validationErrors(run.bundles[0]), 0u);
 }
 
+TEST(LakeshoreMedicaid, AnUnreadableLineRejectsItsWholeClaim) {
+  // Line 3 (claim LC-1001, line 2) lacks a field: LC-1001 is rejected as a whole, LC-1002 maps.
+  GoldenRun run = runGolden(bundledSpecs(), "lakeshore-medicaid", "lakeshore-medicaid", "lakeshore-medicaid", "bad-row.csv");
+  EXPECT_EQ(run.summary.records, 2u);
+  EXPECT_EQ(run.summary.accepted, 1u);
+  ASSERT_EQ(run.rejections.size(), 1u);
+  EXPECT_EQ(run.rejections[0].position, "line 2");
+  ASSERT_EQ(run.rejections[0].issues.issues().size(), 1u);
+  EXPECT_EQ(run.rejections[0].issues.issues()[0].diagnostics, "line 3: 23 fields, the header has 24");
+  EXPECT_EQ(run.rejections[0].raw.substr(0, 10), "LC-1001,1,");
+  EXPECT_NE(run.rejections[0].raw.find("LC-1001,2,"), std::string::npos);
+  ASSERT_EQ(run.bundles.size(), 1u);
+  expectBundle(run.bundles[0], "lakeshore-medicaid", "expected-LC-1002-bad-row.json", "bad-row.csv");
+}
+
 TEST(LakeshoreMedicaid, MissingColumnIsFatal) {
   GoldenRun run = runGolden(bundledSpecs(), "lakeshore-medicaid", "lakeshore-medicaid", "lakeshore-medicaid",
                             "missing-column.csv");
