@@ -307,6 +307,34 @@ TEST_F(FhirpathEvaluator, OneExpressionManyThreads) {
   EXPECT_EQ(mismatches.load(), 0);
 }
 
+TEST(FhirpathModel, ColdModelSharedByThreads) {
+  // A fresh model: the threads race to load Patient, HumanName, Extension ... on first use.
+  auto loaded = Model::load(std::string(GATEWAY_PROFILES_DIR) + "/r4-core/package");
+  ASSERT_TRUE(loaded.ok());
+  EvaluationContext context;
+  context.model = *loaded;
+  json::Document patient;
+  json::ParseError error;
+  ASSERT_TRUE(json::parse(kPatient, patient, error));
+  auto compiled = compile(
+      "name.given.first() & birthDate.extension.value.toString() & contained.name & "
+      "descendants().count().toString()");
+  ASSERT_TRUE(compiled.ok());
+  std::vector<std::string> results(4);
+  std::vector<std::thread> threads;
+  for (size_t t = 0; t < results.size(); ++t) {
+    threads.emplace_back([&, t] {
+      auto result = evaluate(**compiled, patient, context);
+      results[t] = result.ok() ? toJson(*result) : result.message();
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  for (const auto& result : results) {
+    EXPECT_EQ(result, results[0]);
+    EXPECT_EQ(result.rfind("[\"Peter1974-12-25T14:35:45-05:00Contained Org", 0), 0u) << result;
+  }
+}
+
 TEST(FhirpathModel, AnswersTypeQuestions) {
   auto model = Model::bundled();
   EXPECT_TRUE(model->isResourceType("Patient"));
