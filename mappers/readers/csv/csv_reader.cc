@@ -160,9 +160,8 @@ ReadStatus CsvReader::next(SourceRecord& record, IssueList& issues) {
   json::Allocator& allocator = record.doc.GetAllocator();
   record.doc.AddMember("@line", json::Value(static_cast<uint64_t>(first_line)), allocator);
   for (size_t index = 0; index < fields_.size(); ++index) {
-    // Member names point at the header the reader keeps (see csv_reader.h).
-    record.doc.AddMember(json::Value(rapidjson::StringRef(header_[index].data(), header_[index].size())),
-                         json::makeString(fields_[index], allocator), allocator);
+    record.doc.AddMember(json::makeString(header_[index], allocator), json::makeString(fields_[index], allocator),
+                         allocator);
   }
   return ReadStatus::kRecord;
 }

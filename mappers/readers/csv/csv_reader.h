@@ -7,8 +7,7 @@
 // where N is the physical line the row starts on (the header is line 1). Blank lines are
 // skipped. A row with the wrong number of fields or a malformed quote is rejected with the
 // location `line N, column <name>` (or `line N` for a field-count error) and reading goes on.
-// A missing or malformed header is fatal. A record's member names point into the reader's header:
-// use (or copy) the record while the reader lives.
+// A missing or malformed header is fatal.
 
 #include <string>
 #include <vector>
