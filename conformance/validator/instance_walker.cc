@@ -80,6 +80,24 @@ void InstanceWalker::validateRoot(const json::Value& resource,
 
 void InstanceWalker::validateResource(const json::Value& resource,
                                       const std::vector<std::string>* profiles) {
+  // A resource is its own owner for extension contexts.
+  struct OwnerReset {
+    InstanceWalker& walker;
+    const ElementPlan* owner;
+    std::string_view type;
+    const json::Value* current;
+    OwnerReset(InstanceWalker& w, const json::Value& resource)
+        : walker(w), owner(w.owner_), type(w.owner_type_), current(w.current_resource_) {
+      walker.owner_ = nullptr;
+      walker.owner_type_ = {};
+      walker.current_resource_ = &resource;
+    }
+    ~OwnerReset() {
+      walker.owner_ = owner;
+      walker.owner_type_ = type;
+      walker.current_resource_ = current;
+    }
+  } owner_reset(*this, resource);
   if (!resource.IsObject()) {
     report(Severity::kError, "structure",
            std::string("A resource must be a JSON Object, not ") + jsonKindName(resource));
@@ -804,6 +822,21 @@ void InstanceWalker::checkSliceCounts(const ElementPlan& element,
 void InstanceWalker::validateItem(const json::Value* value, const json::Value* extension,
                                   const ElementPlan& element, std::string_view type,
                                   const StructurePlan& plan, bool resource_id) {
+  // The element owning what is walked below, for extension context checks.
+  const ElementPlan* saved_owner = owner_;
+  std::string_view saved_owner_type = owner_type_;
+  if (type != "Extension") {  // an extension's context is the element that holds it
+    owner_ = &element;
+    owner_type_ = type;
+  }
+  validateItemOwned(value, extension, element, type, plan, resource_id);
+  owner_ = saved_owner;
+  owner_type_ = saved_owner_type;
+}
+
+void InstanceWalker::validateItemOwned(const json::Value* value, const json::Value* extension,
+                                       const ElementPlan& element, std::string_view type,
+                                       const StructurePlan& plan, bool resource_id) {
   if (type.empty() && value && value->IsObject() && json::find(*value, "resourceType")) {
     type = "Resource";  // an element allowing several resource types
   }
@@ -1141,6 +1174,7 @@ void InstanceWalker::validateExtension(const json::Value& value, const ElementPl
       definition = nullptr;
     } else {
       holder = definition->root;
+      checkExtensionContext(*definition);
     }
   } else if (url) {
     // A relative url names a sub-extension slice of the enclosing complex extension.
@@ -1164,6 +1198,71 @@ void InstanceWalker::validateExtension(const json::Value& value, const ElementPl
   walkObject(value, holder->children.empty() && holder->content_ref ? *holder->content_ref : *holder,
              *definition, false);
   if (!holder->constraints.empty()) checkConstraints(holder->constraints, &value, nullptr, "Extension");
+}
+
+void InstanceWalker::checkExtensionContext(const StructurePlan& definition) {
+  const json::Value* contexts = json::find(*definition.definition, "context");
+  if (!contexts || !contexts->IsArray() || contexts->Empty()) return;
+  // Where we are: the owning element's path in its definition, its type, and the instance path
+  // without indices; at a resource root, the resource type.
+  std::vector<std::string> here;
+  if (owner_) {
+    here.push_back(owner_->path);
+    here.emplace_back(owner_type_);
+    if (owner_type_ == "BackboneElement") here.emplace_back("BackboneElement");
+  } else if (current_resource_) {
+    if (auto type = json::getString(*current_resource_, "resourceType")) here.emplace_back(*type);
+    here.emplace_back("Resource");
+    here.emplace_back("DomainResource");
+  }
+  std::string instance_path;
+  {
+    std::string_view path = path_;
+    size_t cut = path.rfind(".extension");
+    if (cut == std::string_view::npos) cut = path.rfind(".modifierExtension");
+    if (cut != std::string_view::npos) path = path.substr(0, cut);
+    bool skipping = false;
+    for (char c : path) {
+      if (c == '[') skipping = true;
+      if (!skipping) instance_path += c;
+      if (c == ']') skipping = false;
+    }
+    here.push_back(instance_path);
+  }
+  for (const json::Value& context : contexts->GetArray()) {
+    auto type = json::getString(context, "type");
+    auto expression = json::getString(context, "expression");
+    if (!type || !expression || *type != "element") return;  // extension/fhirpath contexts: not judged
+    std::string_view text = *expression;
+    if (text == "Element" || text == "Base" || text.find_first_of("()") != std::string_view::npos) return;
+    for (const std::string& candidate : here) {
+      if (candidate == text) return;
+    }
+    // Paths through a data type ("Address.line" for Patient.address.line) and contexts naming a
+    // child of the element ("ElementDefinition.type.code" on ElementDefinition.type, as the core
+    // fhir-type extension is used) are accepted on the element's own name.
+    if (owner_) {
+      std::string_view own = owner_->path;
+      own = own.substr(own.rfind('.') + 1);
+      size_t start = 0;
+      while (start <= text.size()) {
+        size_t dot = text.find('.', start);
+        std::string_view segment = text.substr(start, dot == std::string_view::npos ? std::string_view::npos : dot - start);
+        if (start > 0 && segment == own) return;
+        if (dot == std::string_view::npos) break;
+        start = dot + 1;
+      }
+    }
+  }
+  std::string where;
+  for (const std::string& candidate : here) {
+    if (candidate.empty()) continue;
+    if (!where.empty()) where += ", ";
+    where += candidate;
+  }
+  report(Severity::kError, "structure",
+         "The extension " + definition.url + " is not allowed to be used at this point (this element is [" +
+             where + "])");
 }
 
 void InstanceWalker::checkConstraints(const std::vector<Constraint>& constraints,

@@ -45,6 +45,10 @@ class InstanceWalker {
   void validateItem(const json::Value* value, const json::Value* extension,
                     const ElementPlan& element, std::string_view type, const StructurePlan& plan,
                     bool resource_id);
+  void validateItemOwned(const json::Value* value, const json::Value* extension,
+                         const ElementPlan& element, std::string_view type,
+                         const StructurePlan& plan, bool resource_id);
+  void checkExtensionContext(const StructurePlan& definition);
   void validateComplex(const json::Value& value, const ElementPlan& element, std::string_view type,
                        const StructurePlan& plan);
   void validateResourceId(const json::Value& value);
@@ -88,6 +92,9 @@ class InstanceWalker {
   const json::Value* resource_ = nullptr;       // %resource
   const json::Value* root_resource_ = nullptr;  // %rootResource
   const json::Value* container_ = nullptr;      // holds the `contained` local references use
+  const json::Value* current_resource_ = nullptr;  // the resource being walked
+  const ElementPlan* owner_ = nullptr;  // element whose value is being walked (null at a root)
+  std::string_view owner_type_;
   bool contained_ = false;     // the next validateResource() is for a contained resource
   bool bundle_entry_ = false;  // ... for a Bundle.entry.resource  // the next validateResource() is for a contained resource
   fhirpath::EvaluationContext context_;

@@ -97,6 +97,17 @@ TEST(ExtensionTest, ResolvedByUrlAndValueTypeChecked) {
   EXPECT_ISSUE(both, kError, "invariant", "Patient.extension[0]");  // ext-1
 }
 
+TEST(ExtensionTest, ContextIsChecked) {
+  // humanname-mothers-family may be used on HumanName.family only.
+  EXPECT_NO_ERRORS(validateJson(R"j({"resourceType":"Patient","name":[{"family":"Smith",
+      "_family":{"extension":[{"url":"http://hl7.org/fhir/StructureDefinition/humanname-mothers-family",
+                               "valueString":"Jones"}]}}]})j"));
+  IssueList issues = validateJson(R"j({"resourceType":"Patient","name":[{"family":"Smith",
+      "extension":[{"url":"http://hl7.org/fhir/StructureDefinition/humanname-mothers-family",
+                    "valueString":"Jones"}]}]})j");
+  EXPECT_ISSUE(issues, kError, "structure", "Patient.name[0].extension[0]");
+}
+
 TEST(ProfileTest, MetaProfileKnownAndUnknown) {
   IssueList unknown = validateJson(R"j({"resourceType":"Patient",
       "meta":{"profile":["http://example.org/fhir/StructureDefinition/nowhere"]}})j");
