@@ -60,11 +60,18 @@ std::string describeLocation(const json::Value& record, const std::vector<std::s
   if (const json::Value* segment = json::find(*anchor, "@segment")) {
     out = "segment " + json::numberText(*segment);
     if (auto id = json::getString(*anchor, "@id")) out += " (" + std::string(*id) + ")";
-    if (anchor_step < path.size()) {
-      out += ", element " + std::to_string(std::strtoul(path[anchor_step].c_str(), nullptr, 10));
+    bool hl7 = json::find(*anchor, "@hl7") != nullptr;
+    size_t step = anchor_step;
+    if (step < path.size()) {
+      out += (hl7 ? ", field " : ", element ") + std::to_string(std::strtoul(path[step].c_str(), nullptr, 10));
+      ++step;
     }
-    if (anchor_step + 1 < path.size()) {
-      out += ", component " + std::to_string(std::strtoul(path[anchor_step + 1].c_str(), nullptr, 10) + 1);
+    if (hl7 && step + 1 < path.size() && path[step] == "repetitions") {
+      out += ", repetition " + std::to_string(std::strtoul(path[step + 1].c_str(), nullptr, 10) + 1);
+      step += 2;
+    }
+    if (step < path.size()) {
+      out += ", component " + std::to_string(std::strtoul(path[step].c_str(), nullptr, 10) + 1);
     }
     return out;
   }
