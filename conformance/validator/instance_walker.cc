@@ -1496,6 +1496,84 @@ void InstanceWalker::checkBundle(const json::Value& bundle) {
     }
     path_.resize(base);
   }
+  checkBundleReferences(*entries, json::getString(bundle, "type") == "document");
+}
+
+namespace {
+
+// Collects (path, reference) pairs below `value`, `path` being the FHIRPath-like location.
+void collectReferences(const json::Value& value, std::string& path,
+                       std::vector<std::pair<std::string, std::string_view>>& out) {
+  if (value.IsArray()) {
+    size_t base = path.size();
+    for (rapidjson::SizeType index = 0; index < value.Size(); ++index) {
+      path += "[" + std::to_string(index) + "]";
+      collectReferences(value[index], path, out);
+      path.resize(base);
+    }
+    return;
+  }
+  if (!value.IsObject()) return;
+  for (auto it = value.MemberBegin(); it != value.MemberEnd(); ++it) {
+    std::string_view name(it->name.GetString(), it->name.GetStringLength());
+    if (name == "contained" || name.empty() || name[0] == '_') continue;
+    if (name == "reference" && json::isString(it->value)) {
+      out.emplace_back(path, json::stringView(it->value));
+      continue;
+    }
+    if (!it->value.IsObject() && !it->value.IsArray()) continue;
+    size_t base = path.size();
+    path += ".";
+    path += name;
+    collectReferences(it->value, path, out);
+    path.resize(base);
+  }
+}
+
+}  // namespace
+
+void InstanceWalker::checkBundleReferences(const json::Value& entries, bool document) {
+  // Local resolution: urn: references must name an entry's fullUrl; in a document every
+  // relative [type]/[id] reference must resolve to an entry too.
+  std::vector<std::string_view> full_urls;
+  std::vector<std::string> type_ids;
+  for (const json::Value& entry : entries.GetArray()) {
+    if (!entry.IsObject()) continue;
+    if (auto full_url = json::getString(entry, "fullUrl")) full_urls.push_back(*full_url);
+    if (const json::Value* resource = json::find(entry, "resource"); resource && resource->IsObject()) {
+      auto type = json::getString(*resource, "resourceType");
+      auto id = json::getString(*resource, "id");
+      if (type && id) type_ids.push_back(std::string(*type) + "/" + std::string(*id));
+    }
+  }
+  for (rapidjson::SizeType index = 0; index < entries.Size(); ++index) {
+    const json::Value* resource = entries[index].IsObject() ? json::find(entries[index], "resource") : nullptr;
+    if (!resource || !resource->IsObject()) continue;
+    std::string path = path_ + ".entry[" + std::to_string(index) + "].resource";
+    std::vector<std::pair<std::string, std::string_view>> references;
+    collectReferences(*resource, path, references);
+    for (const auto& [where, reference] : references) {
+      if (reference.empty() || reference[0] == '#') continue;
+      bool urn = reference.compare(0, 4, "urn:") == 0;
+      bool relative = !urn && reference.find("://") == std::string_view::npos;
+      if (!urn && !(document && relative)) continue;
+      bool found = std::find(full_urls.begin(), full_urls.end(), reference) != full_urls.end();
+      if (!found && relative) {
+        std::string_view key = reference.substr(0, reference.find("/_history/"));
+        found = std::find(type_ids.begin(), type_ids.end(), key) != type_ids.end();
+        for (std::string_view url : full_urls) {
+          found = found || (url.size() > key.size() && url.compare(url.size() - key.size(), key.size(), key) == 0 &&
+                            url[url.size() - key.size() - 1] == '/');
+        }
+      }
+      if (!found) {
+        // In a document every reference must resolve; elsewhere (as the reference validator's
+        // default policy) an unresolved urn: reference is a warning.
+        reportAt(document ? Severity::kError : Severity::kWarning, "invalid", where,
+                 "Can't find '" + std::string(reference) + "' in the bundle");
+      }
+    }
+  }
 }
 
 }  // namespace fhir::validator

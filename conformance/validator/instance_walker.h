@@ -80,6 +80,7 @@ class InstanceWalker {
   void checkBinding(const json::Value& value, std::string_view type, const Binding& binding);
   void checkCoding(const json::Value& coding);
   void checkBundle(const json::Value& bundle);
+  void checkBundleReferences(const json::Value& entries, bool document);
 
   void report(Severity severity, std::string_view code, std::string diagnostics);
   void reportAt(Severity severity, std::string_view code, std::string expression,

@@ -160,6 +160,21 @@ TEST(StructureTest, BundleEntriesRecursively) {
   EXPECT_EQ(issues.errorCount(), 3u) << describe(issues);
 }
 
+TEST(StructureTest, BundleReferencesResolveLocally) {
+  const char* kDocument = R"j({"resourceType":"Bundle","type":"document","identifier":{"system":"urn:ietf:rfc:3986",
+      "value":"urn:uuid:0c3151bd-1cbf-4d64-b04d-cd9187a4c6e0"},"timestamp":"2020-01-01T00:00:00Z","entry":[
+      {"fullUrl":"urn:uuid:1c3151bd-1cbf-4d64-b04d-cd9187a4c6e0","resource":{"resourceType":"Composition",
+       "status":"final","type":{"text":"note"},"date":"2020-01-01","title":"t",
+       "author":[{"reference":"%s"}],"subject":{"reference":"Patient/p1"}}},
+      {"fullUrl":"http://example.org/fhir/Patient/p1","resource":{"resourceType":"Patient","id":"p1"}}]})j";
+  char resolved[1024], dangling[1024];
+  std::snprintf(resolved, sizeof(resolved), kDocument, "Patient/p1");
+  std::snprintf(dangling, sizeof(dangling), kDocument, "urn:uuid:2c3151bd-1cbf-4d64-b04d-cd9187a4c6e0");
+  EXPECT_NO_ERRORS(validateJson(resolved));
+  IssueList issues = validateJson(dangling);
+  EXPECT_ISSUE(issues, kError, "invalid", "Bundle.entry[0].resource.author[0]");
+}
+
 TEST(StructureTest, SyntaxErrorsAreFatal) {
   IssueList issues = validateJson("{\"resourceType\":\"Patient\",\n \"active\": tru}");
   ASSERT_EQ(issues.issues().size(), 1u);
