@@ -32,6 +32,16 @@ size_t discardBody(char* data, size_t size, size_t count, void* user) {
   return size * count;
 }
 
+// Failure class for metrics: what kind of trouble a destination is in.
+std::string failureClass(CURLcode code, long http_status) {
+  if (code == CURLE_OPERATION_TIMEDOUT) return "timeout";
+  if (code == CURLE_COULDNT_CONNECT || code == CURLE_COULDNT_RESOLVE_HOST) return "connect";
+  if (code != CURLE_OK) return "transport";
+  if (http_status >= 500) return "http_5xx";
+  if (http_status >= 400) return "http_4xx";
+  return "http_other";
+}
+
 int64_t backoffMs(const DeliveryConfig& config, int attempts) {
   static thread_local std::mt19937_64 random{std::random_device{}()};
   double delay = static_cast<double>(config.initial_backoff_ms);
@@ -133,7 +143,7 @@ void DeliveryService::run() {
       } else if (!success) {
         setSubscriptionStatus(subscription, "error", "heartbeat failed: " + failure);
       }
-      metrics_.countDelivery(flight.destination.key, success ? "delivered" : "failed");
+      metrics_.countDelivery(flight.destination.key, success ? "delivered" : failureClass(code, http_status));
       curl_multi_remove_handle(multi, flight.easy);
       curl_easy_cleanup(flight.easy);
       curl_slist_free_all(flight.headers);
@@ -165,7 +175,7 @@ void DeliveryService::run() {
       const int64_t next = nowMs() + backoffMs(config_.delivery, flight.item.attempts + 1);
       const bool dead = next - first > give_up_ms;
       (void)store_->recordFailed(attempt, next, dead);
-      metrics_.countDelivery(flight.destination.key, dead ? "dead" : "failed");
+      metrics_.countDelivery(flight.destination.key, dead ? "dead" : failureClass(code, http_status));
     }
     curl_multi_remove_handle(multi, flight.easy);
     curl_easy_cleanup(flight.easy);
@@ -212,6 +222,7 @@ void DeliveryService::run() {
 
   while (true) {
     const bool stopping = stopping_.load();
+    int64_t next_retry_ms = INT64_MAX;  // earliest retry among destinations waiting for one
     if (!stopping) {
       woken_ = false;
       const int64_t now = nowMs();
@@ -226,7 +237,13 @@ void DeliveryService::run() {
           launch(std::move(flight));
           continue;
         }
-        auto head = store_->pendingHead(destination.key, 16);
+        size_t held_back = 0;
+        {
+          std::lock_guard lock(uncommitted_->mutex);
+          held_back = uncommitted_->numbers[destination.key].size();
+        }
+        // Rows whose delivered-mark is pending are the lowest numbers, so one more is enough.
+        auto head = store_->pendingHead(destination.key, held_back + 1);
         if (!head.ok()) continue;
         std::optional<OutboxItem> next;
         {
@@ -239,7 +256,10 @@ void DeliveryService::run() {
             }
           }
         }
-        if (next && next->next_attempt_ms > now) continue;  // waiting for its retry
+        if (next && next->next_attempt_ms > now) {  // waiting for its retry
+          next_retry_ms = std::min(next_retry_ms, next->next_attempt_ms);
+          continue;
+        }
         if (!next) {
           const Subscription* subscription = destination.subscription ? &*destination.subscription : nullptr;
           if (subscription == nullptr || subscription->heartbeat_seconds <= 0 || subscription->status != "active") continue;
@@ -290,7 +310,9 @@ void DeliveryService::run() {
         std::lock_guard lock(uncommitted_->mutex);
         for (const auto& [key, numbers] : uncommitted_->numbers) marks_pending |= !numbers.empty();
       }
-      curl_multi_poll(multi, nullptr, 0, marks_pending ? 2 : in_flight.empty() ? 200 : 20, nullptr);
+      int64_t timeout_ms = marks_pending ? 2 : in_flight.empty() ? 200 : 20;
+      if (next_retry_ms != INT64_MAX) timeout_ms = std::clamp<int64_t>(next_retry_ms - nowMs(), 0, timeout_ms);
+      curl_multi_poll(multi, nullptr, 0, static_cast<int>(timeout_ms), nullptr);
     }
   }
 }

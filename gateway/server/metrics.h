@@ -20,7 +20,8 @@ class Metrics {
   void countIngest(const std::string& channel, const std::string& outcome);
   // validation_seconds histogram.
   void observeValidation(double seconds);
-  // delivery_attempts_total{destination, result}; result is delivered, failed, dead.
+  // delivery_attempts_total{destination, result}; result is delivered, dead, or the failure
+  // class: timeout, connect, transport, http_5xx, http_4xx, http_other.
   void countDelivery(const std::string& destination, const std::string& result);
   void countHttp(int status);
 

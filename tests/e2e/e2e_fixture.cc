@@ -38,7 +38,7 @@ void GatewayFixture::SetUp() {
       "routes": { "codes": ["99451", "99452", "ACM"], "linesOfBusiness": ["medicaid"] } }
   ],
   "feeds": [ { "id": "regional-hie", "endpoint": ")" << hie_.url("/notify") << R"(" } ],
-  "delivery": { "timeoutMs": 2000, "initialBackoffMs": 50, "maxBackoffMs": 400, "giveUpAfterHours": 72 }
+  "delivery": { "timeoutMs": 2000, "initialBackoffMs": 50, "maxBackoffMs": 400, "giveUpAfterHours": )" << give_up_after_hours_ << R"( }
 })";
 }
 

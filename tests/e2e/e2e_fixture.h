@@ -34,6 +34,7 @@ class GatewayFixture : public ::testing::Test {
   // Resource of `type` in a Bundle answer; fails the test when absent.
   static const json::Value* findEntry(const json::Value& bundle, const std::string& type);
 
+  double give_up_after_hours_ = 72;  // set in a derived fixture's constructor to test dead letters
   TempDir data_;
   LoopbackReceiver payer_;
   LoopbackReceiver hie_;

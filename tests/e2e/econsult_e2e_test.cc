@@ -3,6 +3,7 @@
 // real server, store and delivery to a payer and an HIE listening on loopback.
 
 #include <set>
+#include <thread>
 
 #include "gateway/delivery/delivery.h"
 #include "tests/e2e/e2e_fixture.h"
@@ -179,6 +180,41 @@ TEST_F(EconsultEndToEnd, AcknowledgedEventSurvivesSigkillAndIsDeliveredOnce) {
     const int number = std::stoi(request.header("x-event-number"));
     EXPECT_TRUE(number == 1 || number == 2);
   }
+}
+
+class DeadLetters : public GatewayFixture {
+ protected:
+  DeadLetters() { give_up_after_hours_ = 0.0002; }  // 0.72 s of retries
+};
+
+TEST_F(DeadLetters, GivenUpDeliveriesAreListedAndReplayedWithTheirNumber) {
+  hie_.setStatus(503);
+  startGateway();
+  ASSERT_EQ(gateway_->post("/ingest/econsult", event("request")).status, 202);
+  json::Document letters;
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  do {
+    std::this_thread::sleep_for(50ms);
+    letters = parse(gateway_->get("/admin/dead-letters").body);
+  } while (letters["items"].Empty() && std::chrono::steady_clock::now() < deadline);
+  ASSERT_EQ(letters["items"].Size(), 1u);
+  const json::Value& letter = letters["items"][0];
+  EXPECT_EQ(str(letter, "destination"), "feed:regional-hie");
+  EXPECT_EQ(json::numberAsInt64(letter["eventNumber"]), 1);
+  EXPECT_GE(json::numberAsInt64(letter["attempts"]).value_or(0), 2);
+  EXPECT_EQ(str(letter, "lastError"), "HTTP 503");
+  EXPECT_NE(gateway_->get("/metrics").body.find("gateway_dead_letters{destination=\"feed:regional-hie\"} 1"), std::string::npos);
+
+  hie_.setStatus(200);
+  const size_t refused = hie_.requests().size();
+  EXPECT_EQ(gateway_->post("/admin/dead-letters/999999/replay", "").status, 404);
+  ASSERT_EQ(gateway_->post("/admin/dead-letters/" + json::numberText(letter["id"]) + "/replay", "").status, 200);
+  ASSERT_TRUE(hie_.waitForAccepted(1, 20s));
+  const ReceivedRequest delivered = hie_.accepted()[0];
+  EXPECT_EQ(delivered.header("x-event-number"), "1");
+  EXPECT_EQ(delivered.header("idempotency-key"), "regional-hie:1");
+  EXPECT_GT(hie_.requests().size(), refused);
+  EXPECT_TRUE(parse(gateway_->get("/admin/dead-letters").body)["items"].Empty());
 }
 
 }  // namespace

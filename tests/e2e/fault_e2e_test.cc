@@ -9,6 +9,7 @@
 #include <map>
 #include <mutex>
 #include <random>
+#include <regex>
 #include <set>
 #include <thread>
 
@@ -41,13 +42,15 @@ struct Deduplicated {
   bool consistent = true;  // every repeat of a key carried the same number and body
 };
 
-// A notification Bundle's own `timestamp` is the time of that attempt; the rest must repeat.
-std::string withoutSendTime(const std::string& body) {
-  const std::string marker = "\"type\":\"history\",\"timestamp\":\"";
-  size_t at = body.find(marker);
-  if (at == std::string::npos) return body;
-  size_t end = body.find('"', at + marker.size());
-  return body.substr(0, at) + body.substr(end + 1);
+// What must repeat exactly when a delivery is retried. A notification's Bundle timestamp and its
+// SubscriptionStatus (current status, send time) describe the attempt, and its fullUrls carry the
+// server's base URL, whose port changes with every restart in this test; its focus repeats.
+std::string repeatablePart(const std::string& body) {
+  if (body.find("\"type\":\"history\"") == std::string::npos) return body;
+  size_t focus = body.find("{\"fullUrl\":\"http");
+  if (focus == std::string::npos) return {};
+  static const std::regex kBase("http://127\\.0\\.0\\.1:[0-9]+");
+  return std::regex_replace(body.substr(focus), kBase, "BASE");
 }
 
 Deduplicated deduplicate(const std::vector<ReceivedRequest>& requests, const std::string& key_prefix) {
@@ -57,10 +60,10 @@ Deduplicated deduplicate(const std::vector<ReceivedRequest>& requests, const std
     const std::string number = request.header("x-event-number");
     if (number.empty()) continue;  // handshake or heartbeat
     const std::string key = request.header("idempotency-key");
-    auto [it, inserted] = seen.emplace(key, std::make_pair(number, withoutSendTime(request.body)));
+    auto [it, inserted] = seen.emplace(key, std::make_pair(number, repeatablePart(request.body)));
     if (!inserted) {
       ++result.duplicates;
-      result.consistent &= it->second.first == number && it->second.second == withoutSendTime(request.body);
+      result.consistent &= it->second.first == number && it->second.second == repeatablePart(request.body);
       continue;
     }
     result.consistent &= key == key_prefix + ":" + number;
@@ -197,7 +200,10 @@ TEST(FaultTest, KillsAndFlakyReceiversLoseAndDuplicateNothing) {
   EXPECT_TRUE(gapFree(to_a, expected_a));
   EXPECT_TRUE(gapFree(to_b, expected_b));
   EXPECT_TRUE(gapFree(to_subscriber, expected_a));
-  for (const Deduplicated* received : {&to_feed, &to_a, &to_b, &to_subscriber}) EXPECT_TRUE(received->consistent);
+  EXPECT_TRUE(to_feed.consistent);
+  EXPECT_TRUE(to_a.consistent);
+  EXPECT_TRUE(to_b.consistent);
+  EXPECT_TRUE(to_subscriber.consistent);
 
   // Routing and filter: lakeshore and its subscriber only see first-half dates, northwind only
   // second-half ones, and each Claim date appears as often as it was billed.

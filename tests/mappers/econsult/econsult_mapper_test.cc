@@ -110,7 +110,7 @@ TEST_F(EconsultMapperTest, ResponseBillsTheSpecialistAgainstTheCoverageOfTheDay)
   const json::Value* communication = resourceOf(out.bundle, "Communication");
   ASSERT_NE(communication, nullptr);
   EXPECT_EQ(str((*communication)["payload"][0], "contentString").rfind("Start metoprolol", 0), 0u);
-  EXPECT_EQ((*communication)["extension"][0]["valueInteger"].GetInt64(), 15);
+  EXPECT_EQ(json::numberAsInt64((*communication)["extension"][0]["valueInteger"]), 15);
 }
 
 TEST_F(EconsultMapperTest, ClaimOutsideEveryCoveragePeriodHasNoRoute) {

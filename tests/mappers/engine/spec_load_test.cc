@@ -5,6 +5,9 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <sstream>
+
+#include "mappers/common/ids.h"
 
 #include "tests/support/test_support.h"
 
@@ -91,6 +94,57 @@ TEST(SpecLoad, TheBundledSpecsLoad) {
     EXPECT_TRUE((*library)->has(id)) << id;
   }
   EXPECT_FALSE((*library)->has("no-such-spec"));
+}
+
+}  // namespace
+}  // namespace fhir::mappers::engine
+
+namespace fhir::mappers::engine {
+namespace {
+
+// The engine runs HL7 v2 specs too: a Patient from PID of a REF^I12, and a bad birth date
+// reported at its segment and field.
+TEST(Hl7v2Spec, MapsPidAndNamesSegmentAndField) {
+  fhir::testing::TempDir dir;
+  std::string path = (dir.path() / "v2.json").string();
+  std::ofstream(path) << R"({
+  "id": "v2-test", "reader": "hl7v2",
+  "fields": ["MSH.*.3", "MSH.*.10", "PID.*.3.*.*", "PID.*.5.*", "PID.*.7", "PID.*.8"],
+  "recordId": {"from": "MSH.0.10"},
+  "resources": [
+    {"key": "patient", "type": "Patient", "id": ["Patient", {"from": "PID.0.3.3.1"}, {"from": "PID.0.3.0"}],
+     "set": [
+      {"path": "identifier[0].system", "from": "PID.0.3.3.1"},
+      {"path": "identifier[0].value", "from": "PID.0.3.0", "required": true},
+      {"path": "name[0].family", "from": "PID.0.5.0"},
+      {"path": "name[0].given[0]", "from": "PID.0.5.1"},
+      {"path": "birthDate", "from": "PID.0.7", "transforms": ["date-yyyymmdd"], "required": true}
+     ]}
+  ]
+})";
+  auto library = SpecLibrary::loadFile(path, {});
+  ASSERT_TRUE(library.ok()) << library.message();
+  std::string message =
+      "MSH|^~\\&|EPIC|NORTHSHORE|GATEWAY|ALIGN|20261002140311-0500||REF^I12^REF_I12|evt-1|P|2.5.1\r"
+      "PID|||NS-884213^^^NSH&urn:oid:2.16.840.1.113883.3.7418.1&ISO||Okafor^Adaeze^N||19610319|F\r"
+      "MSH|^~\\&|EPIC|NORTHSHORE|GATEWAY|ALIGN|20261002140311-0500||REF^I12^REF_I12|evt-2|P|2.5.1\r"
+      "PID|||NS-884214^^^NSH&urn:oid:2.16.840.1.113883.3.7418.1&ISO||Okafor^Emeka||20121341|M\r";
+  std::istringstream stream(message);
+  MapOptions options;
+  options.payer_id = "lakeshore-medicaid";
+  options.now = "2026-10-03T09:13:00-05:00";
+  std::vector<std::string> patients, locations;
+  auto summary = (*library)->mapSource(
+      "v2-test", stream, options,
+      [&](MappedBundle& mapped) { patients.push_back(json::serialize(mapped.bundle["entry"][0]["resource"])); },
+      [&](Rejection& rejection) { locations.push_back(rejection.issues.issues()[0].location[0]); });
+  ASSERT_TRUE(summary.ok());
+  ASSERT_EQ(patients.size(), 1u);
+  std::string id = deriveId({"Patient", "urn:oid:2.16.840.1.113883.3.7418.1", "NS-884213"});
+  EXPECT_EQ(patients[0], "{\"resourceType\":\"Patient\",\"id\":\"" + id +
+                             "\",\"identifier\":[{\"system\":\"urn:oid:2.16.840.1.113883.3.7418.1\",\"value\":\"NS-884213\"}],"
+                             "\"name\":[{\"family\":\"Okafor\",\"given\":[\"Adaeze\"]}],\"birthDate\":\"1961-03-19\"}");
+  EXPECT_EQ(locations, std::vector<std::string>{"segment 2 (PID), field 7"});
 }
 
 }  // namespace
