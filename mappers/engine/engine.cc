@@ -16,6 +16,7 @@
 #include "mappers/engine/fhir_paths.h"
 #include "mappers/engine/spec_json.h"
 #include "mappers/readers/csv/csv_reader.h"
+#include "mappers/readers/hl7v2/hl7v2_reader.h"
 #include "mappers/readers/ndjson/ndjson_reader.h"
 #include "mappers/readers/x12/x12_reader.h"
 
@@ -30,7 +31,7 @@ namespace {
 
 constexpr std::string_view kBase = "https://fhir.alignment-gateway.org";
 
-enum class ReaderKind { kCsv, kNdjson, kJson, kX12 };
+enum class ReaderKind { kCsv, kNdjson, kJson, kX12, kHl7v2 };
 
 struct SourcePath {
   bool absolute = false;  // "$.a.b": from the record root
@@ -420,9 +421,10 @@ Status Compiler::compile() {
   spec_.id = std::string(*id);
   auto reader = json::getString(root, "reader");
   static const std::map<std::string, ReaderKind> kReaders = {
-      {"csv", ReaderKind::kCsv}, {"ndjson", ReaderKind::kNdjson}, {"json", ReaderKind::kJson}, {"x12-837p", ReaderKind::kX12}};
+      {"csv", ReaderKind::kCsv}, {"ndjson", ReaderKind::kNdjson}, {"json", ReaderKind::kJson}, {"x12-837p", ReaderKind::kX12},
+      {"hl7v2", ReaderKind::kHl7v2}};
   if (!reader || !kReaders.count(std::string(*reader))) {
-    return fail(root, "\"reader\" must be one of csv, ndjson, json, x12-837p");
+    return fail(root, "\"reader\" must be one of csv, ndjson, json, x12-837p, hl7v2");
   }
   spec_.reader = kReaders.at(std::string(*reader));
   std::string scope;
@@ -1281,6 +1283,7 @@ Result<MapSummary> SpecLibrary::mapSource(const std::string& spec_id, std::istre
     case ReaderKind::kNdjson: reader = std::make_unique<readers::ndjson::NdjsonReader>(input); break;
     case ReaderKind::kJson: reader = std::make_unique<readers::ndjson::JsonDocumentReader>(input); break;
     case ReaderKind::kX12: reader = std::make_unique<readers::x12::X12Reader>(input); break;
+    case ReaderKind::kHl7v2: reader = std::make_unique<readers::hl7v2::Hl7v2Reader>(input); break;
   }
 
   MapSummary summary;
