@@ -84,6 +84,7 @@ struct Rule {
   // forEach rules
   std::vector<SourcePath> for_each;
   std::optional<Condition> where;
+  bool first = false;  // forEach: only the first item kept by `where`, written at `target` itself
   std::vector<Rule> children;
 };
 
@@ -326,7 +327,7 @@ Result<Condition> Compiler::condition(const json::Value& object, const std::stri
 Result<Rule> Compiler::rule(const json::Value& object, const std::string& scope, const std::string& context) {
   if (!object.IsObject()) return fail(object, "a rule must be an object");
   static const std::set<std::string> kKnown = {"path", "from", "value", "reference", "transforms", "required",
-                                               "default", "when", "forEach", "where", "set", "note"};
+                                               "default", "when", "forEach", "where", "first", "set", "note"};
   for (const auto& member : object.GetObject()) {
     std::string name(member.name.GetString(), member.name.GetStringLength());
     if (!kKnown.count(name)) return fail(object, "unknown rule member '" + name + "'");
@@ -346,8 +347,10 @@ Result<Rule> Compiler::rule(const json::Value& object, const std::string& scope,
     rule.when = std::move(*cond);
   }
   if (const json::Value* for_each = json::find(object, "forEach")) {
-    if (rule.target.back().index != PathStep::Index::kAppend) {
-      return fail(object, "a forEach rule appends: its path must end with []");
+    const json::Value* first = json::find(object, "first");
+    rule.first = first && first->IsBool() && first->GetBool();
+    if (!rule.first && rule.target.back().index != PathStep::Index::kAppend) {
+      return fail(object, "a forEach rule appends: its path must end with [] (or pick one item with \"first\": true)");
     }
     std::vector<std::string> patterns;
     auto addSource = [&](std::string_view text) -> Status {
@@ -1029,13 +1032,13 @@ void Run::apply(const Rule& rule, json::Value& target, const Scope& scope, json:
       if (rule.children.empty()) {
         std::optional<json::Value> value = evaluate(rule.value, item, allocator, failed);
         if (value) slot(target, rule.target, allocator) = std::move(*value);
+        if (rule.first) break;
         continue;
       }
       json::Value element(rapidjson::kObjectType);
       for (const Rule& child : rule.children) apply(child, element, item, allocator, failed);
-      if (element.ObjectEmpty()) continue;
-      json::Value& appended = slot(target, rule.target, allocator);
-      appended = std::move(element);
+      if (!element.ObjectEmpty()) slot(target, rule.target, allocator) = std::move(element);
+      if (rule.first) break;
     }
     return;
   }

@@ -102,14 +102,14 @@ TEST(SpecLoad, TheBundledSpecsLoad) {
 namespace fhir::mappers::engine {
 namespace {
 
-// The engine runs HL7 v2 specs too: a Patient from PID of a REF^I12, and a bad birth date
-// reported at its segment and field.
+// The engine runs HL7 v2 specs too: a Patient from PID of a REF^I12, the first PRD of type RT
+// picked with "first", and a bad birth date reported at its segment and field.
 TEST(Hl7v2Spec, MapsPidAndNamesSegmentAndField) {
   fhir::testing::TempDir dir;
   std::string path = (dir.path() / "v2.json").string();
   std::ofstream(path) << R"({
   "id": "v2-test", "reader": "hl7v2",
-  "fields": ["MSH.*.3", "MSH.*.10", "PID.*.3.*.*", "PID.*.5.*", "PID.*.7", "PID.*.8"],
+  "fields": ["MSH.*.3", "MSH.*.10", "PID.*.3.*.*", "PID.*.5.*", "PID.*.7", "PID.*.8", "PRD.*.1", "PRD.*.2.*"],
   "recordId": {"from": "MSH.0.10"},
   "resources": [
     {"key": "patient", "type": "Patient", "id": ["Patient", {"from": "PID.0.3.3.1"}, {"from": "PID.0.3.0"}],
@@ -118,7 +118,9 @@ TEST(Hl7v2Spec, MapsPidAndNamesSegmentAndField) {
       {"path": "identifier[0].value", "from": "PID.0.3.0", "required": true},
       {"path": "name[0].family", "from": "PID.0.5.0"},
       {"path": "name[0].given[0]", "from": "PID.0.5.1"},
-      {"path": "birthDate", "from": "PID.0.7", "transforms": ["date-yyyymmdd"], "required": true}
+      {"path": "birthDate", "from": "PID.0.7", "transforms": ["date-yyyymmdd"], "required": true},
+      {"path": "contact[0].name.family", "forEach": "PRD", "where": {"from": "1", "equals": "RT"}, "first": true,
+       "from": "2.0"}
      ]}
   ]
 })";
@@ -126,6 +128,9 @@ TEST(Hl7v2Spec, MapsPidAndNamesSegmentAndField) {
   ASSERT_TRUE(library.ok()) << library.message();
   std::string message =
       "MSH|^~\\&|EPIC|NORTHSHORE|GATEWAY|ALIGN|20261002140311-0500||REF^I12^REF_I12|evt-1|P|2.5.1\r"
+      "PRD|RP|Whitfield^Dana\r"
+      "PRD|RT|Menon^Ravi\r"
+      "PRD|RT|Second^Specialist\r"
       "PID|||NS-884213^^^NSH&urn:oid:2.16.840.1.113883.3.7418.1&ISO||Okafor^Adaeze^N||19610319|F\r"
       "MSH|^~\\&|EPIC|NORTHSHORE|GATEWAY|ALIGN|20261002140311-0500||REF^I12^REF_I12|evt-2|P|2.5.1\r"
       "PID|||NS-884214^^^NSH&urn:oid:2.16.840.1.113883.3.7418.1&ISO||Okafor^Emeka||20121341|M\r";
@@ -143,7 +148,8 @@ TEST(Hl7v2Spec, MapsPidAndNamesSegmentAndField) {
   std::string id = deriveId({"Patient", "urn:oid:2.16.840.1.113883.3.7418.1", "NS-884213"});
   EXPECT_EQ(patients[0], "{\"resourceType\":\"Patient\",\"id\":\"" + id +
                              "\",\"identifier\":[{\"system\":\"urn:oid:2.16.840.1.113883.3.7418.1\",\"value\":\"NS-884213\"}],"
-                             "\"name\":[{\"family\":\"Okafor\",\"given\":[\"Adaeze\"]}],\"birthDate\":\"1961-03-19\"}");
+                             "\"name\":[{\"family\":\"Okafor\",\"given\":[\"Adaeze\"]}],\"birthDate\":\"1961-03-19\","
+                             "\"contact\":[{\"name\":{\"family\":\"Menon\"}}]}");
   EXPECT_EQ(locations, std::vector<std::string>{"segment 2 (PID), field 7"});
 }
 
