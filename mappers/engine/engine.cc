@@ -47,7 +47,7 @@ struct Translation {
 };
 
 enum class TransformKind { kTrim, kUpper, kLower, kDateYmd, kDate, kDecimal, kInteger, kIcd10, kNpi, kTranslate,
-                           kLookup, kComponent, kRangeStart, kRangeEnd, kOneOf, kBoolean };
+                           kLookup, kComponent, kRangeStart, kRangeEnd, kOneOf, kBoolean, kHl7DateTime };
 
 struct Transform {
   TransformKind kind = TransformKind::kTrim;
@@ -241,7 +241,7 @@ Result<ValueExpr> Compiler::valueExpr(const json::Value& object, const std::stri
             {"decimal", TransformKind::kDecimal}, {"integer", TransformKind::kInteger},
             {"icd10", TransformKind::kIcd10}, {"npi", TransformKind::kNpi},
             {"range-start", TransformKind::kRangeStart}, {"range-end", TransformKind::kRangeEnd},
-            {"boolean", TransformKind::kBoolean}};
+            {"boolean", TransformKind::kBoolean}, {"hl7-datetime", TransformKind::kHl7DateTime}};
         auto found = kNames.find(name);
         if (found == kNames.end()) return fail(object, "unknown transform '" + name + "'");
         transform.kind = found->second;
@@ -874,6 +874,26 @@ std::optional<json::Value> Run::evaluate(const ValueExpr& expr, const Scope& sco
         if (text != "true" && text != "false") return bad("is not true or false");
         result = json::Value(text == "true");
         break;
+      case TransformKind::kHl7DateTime: {
+        // HL7 v2 TS/DTM YYYYMMDD[HHMM[SS[.S+]]][+/-ZZZZ] -> FHIR date or dateTime (with offset).
+        size_t sign = text.find_first_of("+-", 8);
+        std::string stamp = text.substr(0, sign);
+        std::string zone = sign == std::string::npos ? std::string() : text.substr(sign);
+        if (stamp.size() > 14 && stamp[14] == '.') stamp = stamp.substr(0, 14);
+        std::string iso = stamp.size() >= 8 ? stamp.substr(0, 4) + "-" + stamp.substr(4, 2) + "-" + stamp.substr(6, 2) : "";
+        if (stamp.size() == 8 && zone.empty() && isDate(iso)) {
+          result = json::makeString(iso, allocator);
+          break;
+        }
+        if ((stamp.size() != 12 && stamp.size() != 14) || zone.size() != 5) {
+          return bad("is not an HL7 timestamp YYYYMMDDHHMM[SS]+ZZZZ (a time needs its offset)");
+        }
+        iso += "T" + stamp.substr(8, 2) + ":" + stamp.substr(10, 2) + ":" + (stamp.size() == 14 ? stamp.substr(12, 2) : "00") +
+               zone.substr(0, 3) + ":" + zone.substr(3, 2);
+        if (!isDateTimeWithOffset(iso)) return bad("is not an HL7 timestamp YYYYMMDDHHMM[SS]+ZZZZ");
+        result = json::makeString(iso, allocator);
+        break;
+      }
       case TransformKind::kComponent:
         break;
     }

@@ -109,7 +109,7 @@ TEST(Hl7v2Spec, MapsPidAndNamesSegmentAndField) {
   std::string path = (dir.path() / "v2.json").string();
   std::ofstream(path) << R"({
   "id": "v2-test", "reader": "hl7v2",
-  "fields": ["MSH.*.3", "MSH.*.10", "PID.*.3.*.*", "PID.*.5.*", "PID.*.7", "PID.*.8", "PRD.*.1", "PRD.*.2.*"],
+  "fields": ["MSH.*.3", "MSH.*.7", "MSH.*.10", "PID.*.3.*.*", "PID.*.5.*", "PID.*.7", "PID.*.8", "PRD.*.1", "PRD.*.2.*"],
   "recordId": {"from": "MSH.0.10"},
   "resources": [
     {"key": "patient", "type": "Patient", "id": ["Patient", {"from": "PID.0.3.3.1"}, {"from": "PID.0.3.0"}],
@@ -119,6 +119,7 @@ TEST(Hl7v2Spec, MapsPidAndNamesSegmentAndField) {
       {"path": "name[0].family", "from": "PID.0.5.0"},
       {"path": "name[0].given[0]", "from": "PID.0.5.1"},
       {"path": "birthDate", "from": "PID.0.7", "transforms": ["date-yyyymmdd"], "required": true},
+      {"path": "deceasedDateTime", "from": "$.MSH.0.7", "transforms": ["hl7-datetime"]},
       {"path": "contact[0].name.family", "forEach": "PRD", "where": {"from": "1", "equals": "RT"}, "first": true,
        "from": "2.0"}
      ]}
@@ -132,7 +133,7 @@ TEST(Hl7v2Spec, MapsPidAndNamesSegmentAndField) {
       "PRD|RT|Menon^Ravi\r"
       "PRD|RT|Second^Specialist\r"
       "PID|||NS-884213^^^NSH&urn:oid:2.16.840.1.113883.3.7418.1&ISO||Okafor^Adaeze^N||19610319|F\r"
-      "MSH|^~\\&|EPIC|NORTHSHORE|GATEWAY|ALIGN|20261002140311-0500||REF^I12^REF_I12|evt-2|P|2.5.1\r"
+      "MSH|^~\\&|EPIC|NORTHSHORE|GATEWAY|ALIGN|202610021403||REF^I12^REF_I12|evt-2|P|2.5.1\r"
       "PID|||NS-884214^^^NSH&urn:oid:2.16.840.1.113883.3.7418.1&ISO||Okafor^Emeka||20121341|M\r";
   std::istringstream stream(message);
   MapOptions options;
@@ -142,15 +143,19 @@ TEST(Hl7v2Spec, MapsPidAndNamesSegmentAndField) {
   auto summary = (*library)->mapSource(
       "v2-test", stream, options,
       [&](MappedBundle& mapped) { patients.push_back(json::serialize(mapped.bundle["entry"][0]["resource"])); },
-      [&](Rejection& rejection) { locations.push_back(rejection.issues.issues()[0].location[0]); });
+      [&](Rejection& rejection) {
+        for (const Issue& issue : rejection.issues.issues()) locations.push_back(issue.location[0]);
+      });
   ASSERT_TRUE(summary.ok());
   ASSERT_EQ(patients.size(), 1u);
   std::string id = deriveId({"Patient", "urn:oid:2.16.840.1.113883.3.7418.1", "NS-884213"});
   EXPECT_EQ(patients[0], "{\"resourceType\":\"Patient\",\"id\":\"" + id +
                              "\",\"identifier\":[{\"system\":\"urn:oid:2.16.840.1.113883.3.7418.1\",\"value\":\"NS-884213\"}],"
                              "\"name\":[{\"family\":\"Okafor\",\"given\":[\"Adaeze\"]}],\"birthDate\":\"1961-03-19\","
+                             "\"deceasedDateTime\":\"2026-10-02T14:03:11-05:00\","
                              "\"contact\":[{\"name\":{\"family\":\"Menon\"}}]}");
-  EXPECT_EQ(locations, std::vector<std::string>{"segment 2 (PID), field 7"});
+  // Message 2: a birth date in month 13, and a timestamp without its offset.
+  EXPECT_EQ(locations, (std::vector<std::string>{"segment 2 (PID), field 7", "segment 1 (MSH), field 7"}));
 }
 
 }  // namespace
