@@ -125,6 +125,9 @@ int runServe(const Args& args, Io& io) {
   for (const std::string& package : {profiles + "/subscriptions-backport/package", alignment}) {
     if (std::filesystem::is_directory(package)) validator_options.extra_paths.push_back(package);
   }
+  // The types every e-consult and subscription request uses: compiled before the first request.
+  validator_options.preload = {"Bundle", "Patient", "Coverage", "Organization", "Practitioner", "ServiceRequest",
+                               "Task", "Communication", "Claim", "Subscription"};
   auto validator = createValidator(validator_options);
   if (!validator.ok()) {
     io.err << "fhir-gateway serve: cannot load definitions: " << validator.message() << "\n";
