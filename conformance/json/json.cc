@@ -340,9 +340,14 @@ std::string serializePretty(const Value& value) {
 
 void appendEscaped(std::string_view text, std::string& out) {
   static constexpr char kHex[] = "0123456789abcdef";
-  for (char c : text) {
-    const auto byte = static_cast<unsigned char>(c);
-    switch (c) {
+  size_t run_start = 0;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const auto byte = static_cast<unsigned char>(text[i]);
+    if (byte >= 0x20 && byte != '"' && byte != '\\') continue;
+    // Copy the run of characters that need no escaping in one go.
+    out.append(text.data() + run_start, i - run_start);
+    run_start = i + 1;
+    switch (byte) {
       case '"': out.append("\\\""); break;
       case '\\': out.append("\\\\"); break;
       case '\n': out.append("\\n"); break;
@@ -351,15 +356,12 @@ void appendEscaped(std::string_view text, std::string& out) {
       case '\b': out.append("\\b"); break;
       case '\f': out.append("\\f"); break;
       default:
-        if (byte < 0x20) {
-          out.append("\\u00");
-          out.push_back(kHex[byte >> 4]);
-          out.push_back(kHex[byte & 0xF]);
-        } else {
-          out.push_back(c);
-        }
+        out.append("\\u00");
+        out.push_back(kHex[byte >> 4]);
+        out.push_back(kHex[byte & 0xF]);
     }
   }
+  out.append(text.data() + run_start, text.size() - run_start);
 }
 
 }  // namespace fhir::json
