@@ -161,6 +161,12 @@ int runServe(const Args& args, Io& io) {
   DeliveryService delivery(config, *store, metrics);
   Pipeline pipeline(config, *store, *validator, metrics, [&delivery] { delivery.wake(); });
   pipeline.setSubscriptions(*topics, &registry);
+  auto specs = mappers::engine::SpecLibrary::load({});
+  if (!specs.ok()) {
+    io.err << "fhir-gateway serve: cannot load mapping specs: " << specs.message() << "\n";
+    return 2;
+  }
+  pipeline.setSpecs(std::shared_ptr<const mappers::engine::SpecLibrary>(std::move(*specs)));
   std::vector<std::string> canonicals;
   for (const Topic& topic : (*topics)->topics()) canonicals.push_back(topic.canonical);
   ServerContext context{config, *store, *validator, pipeline, metrics, canonicals, *topics, &registry,

@@ -3,8 +3,10 @@
 
 #include <chrono>
 #include <map>
+#include <sstream>
 
 #include "gateway/dispatch/router.h"
+#include "mappers/common/ids.h"
 #include "mappers/econsult/econsult_mapper.h"
 
 namespace fhir::gateway {
@@ -41,19 +43,58 @@ Answer storeFailure(const std::string& message) {
   return outcomeAnswer(503, issues);
 }
 
-bool isJsonContentType(std::string_view content_type) {
+std::string_view mediaType(std::string_view content_type) {
   std::string_view media = content_type.substr(0, content_type.find(';'));
   while (!media.empty() && media.back() == ' ') media.remove_suffix(1);
+  return media;
+}
+
+bool isJsonContentType(std::string_view content_type) {
+  std::string_view media = mediaType(content_type);
   return media == "application/json" || media == "application/fhir+json";
+}
+
+// The media type each payer format arrives in (contracts/http-api.md).
+std::string_view mediaTypeOfSpec(std::string_view spec) {
+  if (spec == "northwind-commercial") return "application/x-ndjson";
+  if (spec == "x12-837p") return "application/edi-x12";
+  return "text/csv";
+}
+
+// Coverage resources of a mapped Bundle as routing facts.
+std::vector<mappers::CoverageFact> coverageFacts(const json::Value& bundle, const std::string& payer_id) {
+  std::vector<mappers::CoverageFact> facts;
+  for (const json::Value& entry : bundle["entry"].GetArray()) {
+    const json::Value& resource = entry["resource"];
+    if (json::getString(resource, "resourceType") != "Coverage") continue;
+    mappers::CoverageFact fact;
+    fact.coverage_id = std::string(json::getString(resource, "id").value_or(""));
+    fact.payer_id = payer_id;
+    fact.member_id = std::string(json::getString(resource, "subscriberId").value_or(""));
+    if (const json::Value* beneficiary = json::find(resource, "beneficiary")) {
+      std::string_view reference = json::getString(*beneficiary, "reference").value_or("");
+      if (reference.rfind("Patient/", 0) == 0) fact.patient_id = std::string(reference.substr(8));
+    }
+    if (const json::Value* period = json::find(resource, "period")) {
+      fact.start = std::string(json::getString(*period, "start").value_or(""));
+      fact.end = std::string(json::getString(*period, "end").value_or(""));
+    }
+    if (const json::Value* type = json::find(resource, "type"); type && json::find(*type, "coding")) {
+      const json::Value& codings = (*type)["coding"];
+      if (codings.IsArray() && !codings.Empty()) fact.line_of_business = std::string(json::getString(codings[0], "code").value_or(""));
+    }
+    if (!fact.coverage_id.empty() && !fact.patient_id.empty()) facts.push_back(std::move(fact));
+  }
+  return facts;
 }
 
 // Queues one notification per live subscription whose topic fires for a changed resource and
 // whose filters match. `claim_facts` holds, per routed Claim id, the facts of that claim
 // (its payer and code); a Claim that was not routed announces nothing.
 ChangeHook subscriptionHook(TopicCatalogPtr topics, std::vector<Subscription> subscriptions, EventFacts facts,
-                            std::map<std::string, EventFacts> claim_facts) {
+                            std::map<std::string, EventFacts> claim_facts, bool claims_need_route = true) {
   return [topics = std::move(topics), subscriptions = std::move(subscriptions), facts = std::move(facts),
-          claim_facts = std::move(claim_facts)](const std::vector<ResourceChangeRecord>& changes,
+          claim_facts = std::move(claim_facts), claims_need_route](const std::vector<ResourceChangeRecord>& changes,
                                                 std::vector<OutboxWrite>& outbox) {
     std::vector<json::Document> currents(changes.size());
     std::vector<json::Document> previous(changes.size());
@@ -73,7 +114,7 @@ ChangeHook subscriptionHook(TopicCatalogPtr topics, std::vector<Subscription> su
       if (topic == nullptr) continue;
       for (const ResourceChange& change : parsed) {
         const EventFacts* focus_facts = &facts;
-        if (change.type == "Claim") {
+        if (change.type == "Claim" && claims_need_route) {
           auto found = claim_facts.find(change.id);
           if (found == claim_facts.end()) continue;
           focus_facts = &found->second;
@@ -106,6 +147,103 @@ Answer Pipeline::reject(std::string_view channel, std::string_view payload,
   auto id = store_->quarantine(std::move(write));
   if (!id.ok()) return storeFailure(id.message());
   return Answer{status, "application/fhir+json", toOperationOutcomeJson(issues, *id)};
+}
+
+Answer Pipeline::ingestPayerFile(std::string_view kind, const std::string& payer_id, std::string_view body,
+                                 std::string_view content_type) {
+  const std::string channel = std::string(kind) + ":" + payer_id;
+  const PayerConfig* payer = config_.findPayer(payer_id);
+  if (payer == nullptr) {
+    IssueList issues;
+    issues.add(Issue{Severity::kError, "not-found", "payer '" + payer_id + "' is not configured", {}, {}});
+    return reject(channel, body, content_type, 404, issues);
+  }
+  const std::string spec = kind == "roster" ? "roster" : payer->format;
+  if (!specs_ || !specs_->has(spec)) {
+    IssueList issues;
+    issues.add(Issue{Severity::kError, "not-supported", "no mapping spec '" + spec + "' is loaded", {}, {}});
+    return reject(channel, body, content_type, 422, issues);
+  }
+  if (mediaType(content_type) != mediaTypeOfSpec(spec)) {
+    IssueList issues;
+    issues.add(Issue{Severity::kError, "not-supported",
+                     "Content-Type '" + std::string(content_type) + "' is not accepted for format " + spec + ": send " +
+                         std::string(mediaTypeOfSpec(spec)),
+                     {}, {}});
+    return reject(channel, body, content_type, 415, issues);
+  }
+
+  GatewayDirectory directory(config_, *store_);
+  mappers::engine::MapOptions options;
+  options.payer_id = payer_id;
+  options.directory = &directory;
+  options.source_name = "POST /ingest/" + std::string(kind) + "/" + payer_id;
+  options.base_url = base_url_;
+  options.validator = validator_.get();
+  std::vector<IngestCommit> commits;
+  std::vector<std::string> bundle_ids;
+  std::vector<std::string> quarantine_ids;
+  std::string store_error;
+  std::vector<Subscription> live = registry_ != nullptr ? registry_->all() : std::vector<Subscription>{};
+  std::string input_text(body);
+  std::istringstream input(input_text);
+  auto summary = specs_->mapSource(
+      spec, input, options,
+      [&](mappers::engine::MappedBundle& mapped) {
+        IngestCommit commit;
+        commit.channel = channel;
+        const std::string bundle_json = json::serialize(mapped.bundle);
+        // A record sent again unchanged is the same event; a changed one is a new version.
+        commit.idempotency_key = channel + '\x1f' + mapped.record_id + '\x1f' + mappers::sha256Hex(bundle_json);
+        commit.payload = bundle_json;
+        commit.answer = bundle_json;
+        commit.status = 200;
+        EventFacts facts;
+        facts.payers.insert(payer_id);
+        for (const json::Value& entry : mapped.bundle["entry"].GetArray()) {
+          const json::Value& resource = entry["resource"];
+          const std::string type(json::getString(resource, "resourceType").value_or(""));
+          const std::string id(json::getString(resource, "id").value_or(""));
+          if (type == "Patient") facts.patient = "Patient/" + id;
+          commit.resources.push_back(ResourceWrite{type, id, json::serialize(resource)});
+        }
+        commit.coverage = coverageFacts(mapped.bundle, payer_id);
+        for (const FeedConfig& feed : config_.feeds) {
+          commit.outbox.push_back(OutboxWrite{feedDestination(feed.id), "bundle", bundle_json});
+        }
+        if (topics_ && !live.empty()) commit.on_changes = subscriptionHook(topics_, live, facts, {}, false);
+        if (auto id = json::getString(mapped.bundle, "id")) bundle_ids.emplace_back(*id);
+        else bundle_ids.push_back(mapped.record_id);
+        commits.push_back(std::move(commit));
+        metrics_.countIngest(channel, "accepted");
+      },
+      [&](mappers::engine::Rejection& rejected) {
+        metrics_.countIngest(channel, "rejected");
+        auto id = store_->quarantine(QuarantineWrite{channel, std::string(content_type), rejected.raw, false,
+                                                     toOperationOutcomeJson(rejected.issues)});
+        if (id.ok()) quarantine_ids.push_back(*id);
+        else store_error = id.message();
+      });
+  if (!summary.ok()) return storeFailure(summary.message());
+  if (!commits.empty()) {
+    auto committed = store_->commitIngestMany(std::move(commits));
+    if (!committed.ok()) return storeFailure(committed.message());
+    if (on_outbox_) on_outbox_();
+  }
+  if (!store_error.empty()) return storeFailure(store_error);
+  if (summary->fatal && summary->accepted == 0) {
+    IssueList issues;
+    issues.add(Issue{Severity::kError, "structure", "nothing in the body could be read; see the quarantined record", {}, {}});
+    return Answer{400, "application/fhir+json",
+                  toOperationOutcomeJson(issues, quarantine_ids.empty() ? std::optional<std::string_view>() : quarantine_ids.back())};
+  }
+  std::string out = "{\"records\":" + std::to_string(summary->records) + ",\"accepted\":" + std::to_string(summary->accepted) +
+                    ",\"rejected\":" + std::to_string(summary->rejected) + ",\"bundleIds\":[";
+  for (size_t i = 0; i < bundle_ids.size(); ++i) out += (i ? ",\"" : "\"") + bundle_ids[i] + "\"";
+  out += "],\"quarantineIds\":[";
+  for (size_t i = 0; i < quarantine_ids.size(); ++i) out += (i ? ",\"" : "\"") + quarantine_ids[i] + "\"";
+  out += "]}";
+  return Answer{200, "application/json", out};
 }
 
 Answer Pipeline::ingestEconsult(std::string_view body, std::string_view content_type) {

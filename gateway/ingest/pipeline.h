@@ -16,6 +16,7 @@
 #include "gateway/store/store.h"
 #include "gateway/subscriptions/subscription.h"
 #include "gateway/subscriptions/topics.h"
+#include "mappers/engine/engine.h"
 
 namespace fhir::gateway {
 
@@ -40,6 +41,14 @@ class Pipeline {
   // POST /ingest/econsult with a JSON body.
   Answer ingestEconsult(std::string_view body, std::string_view content_type);
 
+  // POST /ingest/claims/{payerId} (`kind` "claims", the payer's `format` spec) and
+  // POST /ingest/roster/{payerId} (`kind` "roster"): one Bundle per claim or roster row, each
+  // validated and committed; bad records are quarantined and the file goes on.
+  Answer ingestPayerFile(std::string_view kind, const std::string& payer_id, std::string_view body,
+                         std::string_view content_type);
+
+  void setSpecs(std::shared_ptr<const mappers::engine::SpecLibrary> specs) { specs_ = std::move(specs); }
+
   // Keeps `payload` in quarantine and answers `status` with the issues and the quarantine id.
   Answer reject(std::string_view channel, std::string_view payload, std::string_view content_type,
                 int status, const IssueList& issues, bool truncated = false);
@@ -62,6 +71,7 @@ class Pipeline {
   std::function<void()> on_outbox_;
   std::string base_url_ = "http://127.0.0.1:8080/fhir";
   TopicCatalogPtr topics_;
+  std::shared_ptr<const mappers::engine::SpecLibrary> specs_;
   const SubscriptionRegistry* registry_ = nullptr;
 };
 

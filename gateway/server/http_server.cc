@@ -112,6 +112,12 @@ class Router final : public HTTPRequestHandler {
       if (auto refused = readBody(request, "econsult", body)) return *refused;
       return context_.pipeline.ingestEconsult(body, request.getContentType());
     }
+    if (post && parts.size() == 3 && parts[0] == "ingest" && (parts[1] == "claims" || parts[1] == "roster")) {
+      std::string body;
+      const std::string channel = parts[1] + ":" + parts[2];
+      if (auto refused = readBody(request, channel, body)) return *refused;
+      return context_.pipeline.ingestPayerFile(parts[1], parts[2], body, request.getContentType());
+    }
     if (parts.size() >= 2 && parts[0] == "fhir" && (parts[1] == "Subscription" || parts[1] == "SubscriptionTopic")) {
       return subscriptionRoute(request, method, parts, query);
     }

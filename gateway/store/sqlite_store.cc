@@ -204,6 +204,29 @@ class SqliteStore final : public Store {
     return outcome;
   }
 
+  Result<std::vector<CommitOutcome>> commitIngestMany(std::vector<IngestCommit> commits) override {
+    std::vector<CommitOutcome> outcomes(commits.size());
+    std::vector<std::future<Status>> done;
+    done.reserve(commits.size());
+    for (size_t i = 0; i < commits.size(); ++i) {
+      auto promise = std::make_shared<std::promise<Status>>();
+      done.push_back(promise->get_future());
+      IngestCommit* commit = &commits[i];
+      CommitOutcome* outcome = &outcomes[i];
+      auto job = std::make_unique<PendingJob>(PendingJob{
+          [this, commit, outcome](Connection& db) { return writeIngest(db, *commit, *outcome); },
+          [promise](const Status& status) { promise->set_value(status); }});
+      if (!enqueue(std::move(job))) promise->set_value(Status(Error{"store is closing"}));
+    }
+    std::string failure;
+    for (auto& future : done) {
+      Status status = future.get();
+      if (!status.ok() && failure.empty()) failure = status.message();
+    }
+    if (!failure.empty()) return Error{failure};
+    return outcomes;
+  }
+
   Result<std::string> quarantine(QuarantineWrite write) override {
     std::string id = quarantineId();
     Status status = runInWriter([&](Connection& db) -> Status {

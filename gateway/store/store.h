@@ -147,6 +147,9 @@ class Store {
   // Commits an accepted event. When the key is already present nothing is written and the
   // outcome carries the first answer (duplicate = true).
   virtual Result<CommitOutcome> commitIngest(IngestCommit commit) = 0;
+  // Commits many accepted records, grouped into as few transactions as the writer makes; the
+  // outcomes are in input order. Returns after all of them are durable.
+  virtual Result<std::vector<CommitOutcome>> commitIngestMany(std::vector<IngestCommit> commits) = 0;
   // Keeps a rejected payload; returns its quarantine id.
   virtual Result<std::string> quarantine(QuarantineWrite write) = 0;
   virtual Result<std::vector<QuarantineEntry>> listQuarantine(size_t limit) = 0;

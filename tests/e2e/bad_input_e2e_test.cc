@@ -168,3 +168,59 @@ TEST_F(BadInput, OperationsEndpointsAnswer) {
 
 }  // namespace
 }  // namespace fhir::testing
+
+namespace fhir::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+// Payer files through POST /ingest/claims/{payerId} and /ingest/roster/{payerId} (issue 5 routes).
+class PayerFiles : public GatewayFixture {
+ protected:
+  void SetUp() override {
+    GatewayFixture::SetUp();
+    startGateway();
+  }
+  static std::string file(const std::string& name) { return readFile(testDataDir() / "mappers" / name); }
+};
+
+TEST_F(PayerFiles, ClaimFileKeepsGoodClaimsAndQuarantinesBadOnes) {
+  // bad-row.csv (hand-written for the lakeshore-medicaid spec): claim LC-1001 is well formed,
+  // claim LC-1002 is one the spec rejects (see its expected-rejections.txt).
+  HttpResult result = gateway_->post("/ingest/claims/lakeshore-medicaid", file("lakeshore-medicaid/bad-row.csv"), "text/csv");
+  ASSERT_EQ(result.status, 200) << result.body;
+  json::Document summary = parse(result.body);
+  EXPECT_EQ(json::numberAsInt64(summary["records"]), 2);
+  EXPECT_EQ(json::numberAsInt64(summary["accepted"]), 1);
+  EXPECT_EQ(json::numberAsInt64(summary["rejected"]), 1);
+  ASSERT_EQ(summary["quarantineIds"].Size(), 1u);
+  const std::string quarantine_id(json::stringView(summary["quarantineIds"][0]));
+  json::Document items = parse(gateway_->get("/admin/quarantine").body);
+  ASSERT_GE(items["items"].Size(), 1u);
+  EXPECT_EQ(str(items["items"][0], "id"), quarantine_id);
+  EXPECT_EQ(str(items["items"][0], "channel"), "claims:lakeshore-medicaid");
+  EXPECT_NE(str(items["items"][0]["outcome"]["issue"][0], "diagnostics").find("line "), std::string::npos);
+
+  // The feed gets the accepted claim's Bundle; the same file again is the same records.
+  ASSERT_TRUE(hie_.waitForAccepted(1, 20s));
+  EXPECT_NE(hie_.accepted()[0].body.find("\"resourceType\":\"Provenance\""), std::string::npos);
+  ASSERT_EQ(gateway_->post("/ingest/claims/lakeshore-medicaid", file("lakeshore-medicaid/bad-row.csv"), "text/csv").status, 200);
+  ASSERT_EQ(gateway_->post("/ingest/econsult", event("request")).status, 202);
+  ASSERT_TRUE(hie_.waitForAccepted(2, 20s));
+  EXPECT_EQ(hie_.accepted()[1].header("x-event-number"), "2");
+  EXPECT_NE(hie_.accepted()[1].body.find("EC-2026-000451"), std::string::npos);
+}
+
+TEST_F(PayerFiles, RosterRowsAreStoredAndWrongTypesOrPayersRefused) {
+  HttpResult roster = gateway_->post("/ingest/roster/lakeshore-medicaid", file("roster/roster.csv"), "text/csv");
+  ASSERT_EQ(roster.status, 200) << roster.body;
+  json::Document summary = parse(roster.body);
+  EXPECT_EQ(json::numberAsInt64(summary["records"]).value_or(0),
+            json::numberAsInt64(summary["accepted"]).value_or(0) + json::numberAsInt64(summary["rejected"]).value_or(0));
+  EXPECT_GE(json::numberAsInt64(summary["accepted"]).value_or(0), 1);
+  EXPECT_EQ(gateway_->post("/ingest/roster/lakeshore-medicaid", file("roster/roster.csv"), "text/plain").status, 415);
+  EXPECT_EQ(gateway_->post("/ingest/claims/nobody", "a,b\n", "text/csv").status, 404);
+}
+
+}  // namespace
+}  // namespace fhir::testing
