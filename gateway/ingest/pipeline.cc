@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <map>
+#include <set>
 #include <sstream>
 
 #include "gateway/dispatch/router.h"
@@ -185,6 +186,7 @@ Answer Pipeline::ingestPayerFile(std::string_view kind, const std::string& payer
   std::vector<std::string> quarantine_ids;
   std::string store_error;
   std::vector<Subscription> live = registry_ != nullptr ? registry_->all() : std::vector<Subscription>{};
+  std::set<std::string> touched_patients;
   std::string input_text(body);
   std::istringstream input(input_text);
   auto summary = specs_->mapSource(
@@ -208,6 +210,21 @@ Answer Pipeline::ingestPayerFile(std::string_view kind, const std::string& payer
           commit.resources.push_back(ResourceWrite{type, id, json::serialize(resource)});
         }
         commit.coverage = coverageFacts(mapped.bundle, payer_id);
+        // A row matches patients already known by this payer's member id (payer-formats.md):
+        // the coverage counts for them too, and their waiting claims are routed again below.
+        const size_t own = commit.coverage.size();
+        for (size_t i = 0; i < own; ++i) {
+          auto known = store_->patientsWithMember(payer_id, commit.coverage[i].member_id);
+          if (!known.ok()) continue;
+          for (const std::string& patient : *known) {
+            if (patient == commit.coverage[i].patient_id) continue;
+            mappers::CoverageFact shared = commit.coverage[i];
+            shared.patient_id = patient;
+            commit.coverage.push_back(std::move(shared));
+            touched_patients.insert(patient);
+          }
+        }
+        for (size_t i = 0; i < own; ++i) touched_patients.insert(commit.coverage[i].patient_id);
         for (const FeedConfig& feed : config_.feeds) {
           commit.outbox.push_back(OutboxWrite{feedDestination(feed.id), "bundle", bundle_json});
         }
@@ -228,6 +245,7 @@ Answer Pipeline::ingestPayerFile(std::string_view kind, const std::string& payer
   if (!commits.empty()) {
     auto committed = store_->commitIngestMany(std::move(commits));
     if (!committed.ok()) return storeFailure(committed.message());
+    routeWaitingClaims(touched_patients);
     if (on_outbox_) on_outbox_();
   }
   if (!store_error.empty()) return storeFailure(store_error);
@@ -244,6 +262,30 @@ Answer Pipeline::ingestPayerFile(std::string_view kind, const std::string& payer
   for (size_t i = 0; i < quarantine_ids.size(); ++i) out += (i ? ",\"" : "\"") + quarantine_ids[i] + "\"";
   out += "]}";
   return Answer{200, "application/json", out};
+}
+
+void Pipeline::routeWaitingClaims(const std::set<std::string>& patients) {
+  for (const std::string& patient : patients) {
+    auto waiting = store_->unroutableOf(patient);
+    if (!waiting.ok() || waiting->empty()) continue;
+    auto coverage = store_->coverageOf(patient);
+    if (!coverage.ok()) continue;
+    for (const UnroutableWrite& claim : *waiting) {
+      mappers::BillingFact billing;
+      billing.claim_id = claim.claim_id;
+      billing.code = claim.code;
+      billing.date_of_service = claim.date_of_service;
+      if (const mappers::CoverageFact* chosen = mappers::selectCoverage(*coverage, claim.date_of_service)) {
+        billing.coverage = *chosen;
+      }
+      RouteDecision decision = routeClaim(config_, billing);
+      if (decision.payer == nullptr) continue;
+      json::Document none;
+      none.SetObject();
+      const std::string body = payerBundle(none, claim.claim_id, *store_, base_url_);
+      (void)store_->routeUnroutable(claim.claim_id, OutboxWrite{payerDestination(decision.payer->id), "claim", body});
+    }
+  }
 }
 
 Answer Pipeline::ingestEconsult(std::string_view body, std::string_view content_type) {

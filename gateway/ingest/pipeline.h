@@ -6,6 +6,7 @@
 // and the answer is produced only after it.
 
 #include <functional>
+#include <set>
 #include <string>
 #include <string_view>
 
@@ -64,6 +65,9 @@ class Pipeline {
   void setBaseUrl(std::string base_url) { base_url_ = std::move(base_url); }
 
  private:
+  // Routes the waiting claims of these patients whose coverage now allows it.
+  void routeWaitingClaims(const std::set<std::string>& patients);
+
   const Config& config_;
   StorePtr store_;
   ValidatorPtr validator_;

@@ -36,8 +36,10 @@ CREATE TABLE IF NOT EXISTS resource_history (
   type TEXT NOT NULL, id TEXT NOT NULL, version INTEGER NOT NULL, updated_at TEXT NOT NULL,
   event_seq INTEGER NOT NULL, json BLOB NOT NULL, PRIMARY KEY (type, id, version)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS coverage_index (
-  coverage_id TEXT PRIMARY KEY, patient_id TEXT NOT NULL, payer_id TEXT NOT NULL,
-  member_id TEXT NOT NULL, line_of_business TEXT NOT NULL, start TEXT NOT NULL, end TEXT NOT NULL);
+  coverage_id TEXT NOT NULL, patient_id TEXT NOT NULL, payer_id TEXT NOT NULL,
+  member_id TEXT NOT NULL, line_of_business TEXT NOT NULL, start TEXT NOT NULL, end TEXT NOT NULL,
+  PRIMARY KEY (coverage_id, patient_id));
+CREATE INDEX IF NOT EXISTS coverage_by_member ON coverage_index (payer_id, member_id);
 CREATE INDEX IF NOT EXISTS coverage_by_patient ON coverage_index (patient_id);
 CREATE TABLE IF NOT EXISTS destination_seq (
   destination TEXT PRIMARY KEY, last_number INTEGER NOT NULL) WITHOUT ROWID;
@@ -461,6 +463,48 @@ class SqliteStore final : public Store {
     return found;
   }
 
+  Result<std::vector<std::string>> patientsWithMember(std::string_view payer_id, std::string_view member_id) override {
+    Lease reader(*this);
+    if (!reader.ok()) return Error{reader.error()};
+    Query query(*reader, "SELECT DISTINCT patient_id FROM coverage_index WHERE payer_id = ? AND member_id = ?");
+    query.bind(1, payer_id).bind(2, member_id);
+    std::vector<std::string> patients;
+    int rc;
+    while ((rc = query.step()) == SQLITE_ROW) patients.push_back(query.text(0));
+    if (rc != SQLITE_DONE) return Error{query.error()};
+    return patients;
+  }
+
+  Result<std::vector<UnroutableWrite>> unroutableOf(std::string_view patient_id) override {
+    Lease reader(*this);
+    if (!reader.ok()) return Error{reader.error()};
+    Query query(*reader,
+                "SELECT claim_id, patient_id, date_of_service, code, reason, outcome FROM unroutable "
+                "WHERE patient_id = ? AND resolved_at = '' ORDER BY id");
+    query.bind(1, patient_id);
+    std::vector<UnroutableWrite> items;
+    int rc;
+    while ((rc = query.step()) == SQLITE_ROW) {
+      items.push_back({query.text(0), query.text(1), query.text(2), query.text(3), query.text(4), query.text(5)});
+    }
+    if (rc != SQLITE_DONE) return Error{query.error()};
+    return items;
+  }
+
+  Result<bool> routeUnroutable(std::string_view claim_id, const OutboxWrite& write) override {
+    bool routed = false;
+    Status status = runInWriter([&](Connection& db) -> Status {
+      Query resolve(db, "UPDATE unroutable SET resolved_at = ? WHERE claim_id = ? AND resolved_at = ''");
+      resolve.bind(1, nowIso()).bind(2, claim_id);
+      if (resolve.step() != SQLITE_DONE) return Error{resolve.error()};
+      if (sqlite3_changes(db.handle()) == 0) return Status::Ok();  // routed meanwhile
+      routed = true;
+      return insertOutbox(db, write, 0, nowMs());
+    });
+    if (!status.ok()) return Error{status.message()};
+    return routed;
+  }
+
   Result<std::vector<UnroutableWrite>> listUnroutable(size_t limit) override {
     Lease reader(*this);
     if (!reader.ok()) return Error{reader.error()};
@@ -648,20 +692,8 @@ class SqliteStore final : public Store {
     std::vector<OutboxWrite> outbox = commit.outbox;
     if (commit.on_changes && !changes.empty()) commit.on_changes(changes, outbox);
     for (const OutboxWrite& write : outbox) {
-      Query sequence(db,
-                     "INSERT INTO destination_seq (destination, last_number) VALUES (?, 1) "
-                     "ON CONFLICT (destination) DO UPDATE SET last_number = last_number + 1 RETURNING last_number");
-      sequence.bind(1, write.destination);
-      if (sequence.step() != SQLITE_ROW) return Error{sequence.error()};
-      const int64_t number = sequence.integer(0);
-      while (sequence.step() == SQLITE_ROW) {
-      }
-      Query outbox(db,
-                   "INSERT INTO outbox (destination, number, kind, body, event_seq, created_ms, next_attempt_ms) "
-                   "VALUES (?, ?, ?, ?, ?, ?, ?)");
-      outbox.bind(1, write.destination).bind(2, number).bind(3, write.kind).bindBlob(4, write.body);
-      outbox.bind(5, seq).bind(6, now_ms).bind(7, now_ms);
-      if (outbox.step() != SQLITE_DONE) return Error{outbox.error()};
+      Status status = insertOutbox(db, write, seq, now_ms);
+      if (!status.ok()) return status;
     }
 
     for (const UnroutableWrite& write : commit.unroutable) {
@@ -673,6 +705,25 @@ class SqliteStore final : public Store {
       if (unroutable.step() != SQLITE_DONE) return Error{unroutable.error()};
     }
     outcome = CommitOutcome{false, commit.status, commit.answer, seq};
+    return Status::Ok();
+  }
+
+  // Appends one outbox row with the destination's next number.
+  static Status insertOutbox(Connection& db, const OutboxWrite& write, int64_t event_seq, int64_t now_ms) {
+    Query sequence(db,
+                   "INSERT INTO destination_seq (destination, last_number) VALUES (?, 1) "
+                   "ON CONFLICT (destination) DO UPDATE SET last_number = last_number + 1 RETURNING last_number");
+    sequence.bind(1, write.destination);
+    if (sequence.step() != SQLITE_ROW) return Error{sequence.error()};
+    const int64_t number = sequence.integer(0);
+    while (sequence.step() == SQLITE_ROW) {
+    }
+    Query outbox(db,
+                 "INSERT INTO outbox (destination, number, kind, body, event_seq, created_ms, next_attempt_ms) "
+                 "VALUES (?, ?, ?, ?, ?, ?, ?)");
+    outbox.bind(1, write.destination).bind(2, number).bind(3, write.kind).bindBlob(4, write.body);
+    outbox.bind(5, event_seq).bind(6, now_ms).bind(7, now_ms);
+    if (outbox.step() != SQLITE_DONE) return Error{outbox.error()};
     return Status::Ok();
   }
 

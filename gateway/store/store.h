@@ -186,6 +186,14 @@ class Store {
   // Claims waiting for a payer: JSON objects {claimId, patientId, dateOfService, code, reason, outcome}.
   virtual Result<std::vector<UnroutableWrite>> listUnroutable(size_t limit) = 0;
 
+  // Patients that coverage with this payer member id was recorded for (events, claims, rosters).
+  virtual Result<std::vector<std::string>> patientsWithMember(std::string_view payer_id, std::string_view member_id) = 0;
+  // A patient's claims still waiting for a payer.
+  virtual Result<std::vector<UnroutableWrite>> unroutableOf(std::string_view patient_id) = 0;
+  // Marks a waiting claim routed and queues its delivery in one transaction. False when it was
+  // no longer waiting.
+  virtual Result<bool> routeUnroutable(std::string_view claim_id, const OutboxWrite& write) = 0;
+
   // Subscriptions (resource JSON and status), kept across restarts.
   virtual Status putSubscription(const SubscriptionRow& row) = 0;
   virtual Status deleteSubscription(std::string_view id) = 0;

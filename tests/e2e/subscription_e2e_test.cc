@@ -152,6 +152,28 @@ TEST_F(Subscriptions, UncoveredDateWaitsAsUnroutable) {
   EXPECT_EQ(str(list["items"][0]["outcome"], "resourceType"), "OperationOutcome");
 }
 
+TEST_F(Subscriptions, WaitingClaimIsRoutedWhenARosterCoversItsDate) {
+  std::string event = readFile(testDataDir() / "econsult" / "response.json");
+  event = replaceOnce(event, "\"end\": \"2026-12-31\"", "\"end\": \"2026-06-30\"");
+  event = replaceOnce(event, "\"dateOfService\": \"2026-10-03\"", "\"dateOfService\": \"2026-07-10\"");
+  ASSERT_EQ(gateway_->post("/ingest/econsult", event).status, 202);
+  ASSERT_EQ(GatewayFixture_parse(gateway_->get("/admin/unroutable").body)["items"].Size(), 1u);
+
+  // Lakeshore's roster extends the member's coverage (payer-formats.md roster columns); the row
+  // matches the e-consult patient by the member id the event gave.
+  const std::string roster =
+      "member_id,member_last,member_first,member_dob,member_sex,line_of_business,coverage_start,coverage_end,"
+      "attributed_practice_npi,attributed_pcp_npi,attribution_start,attribution_end\r\n"
+      "LMC00918273,Okafor,Adaeze,19610319,F,medicaid,20260701,20261231,1093817462,1467583922,20260701,\r\n";
+  HttpResult posted = gateway_->post("/ingest/roster/lakeshore-medicaid", roster, "text/csv");
+  ASSERT_EQ(posted.status, 200) << posted.body;
+  ASSERT_TRUE(payer_a_.waitForAccepted(1, 20s));
+  EXPECT_NE(payer_a_.accepted()[0].body.find("\"servicedDate\":\"2026-07-10\""), std::string::npos);
+  EXPECT_EQ(payer_a_.accepted()[0].header("x-event-number"), "1");
+  EXPECT_TRUE(GatewayFixture_parse(gateway_->get("/admin/unroutable").body)["items"].Empty());
+  EXPECT_TRUE(payer_b_.accepted().empty());
+}
+
 TEST_F(Subscriptions, FilteredSubscriberGetsExactlyItsPayersEventsNumberedWithoutGaps) {
   const std::string id = subscribe("billing-routed", "full-resource", {"Claim?payer=lakeshore-medicaid"});
   // The handshake came first, without an event number, carrying the channel header.
