@@ -245,20 +245,14 @@ class SqliteStore final : public Store {
   }
 
   Result<std::vector<QuarantineEntry>> listQuarantine(size_t limit) override {
-    Lease reader(*this);
-    if (!reader.ok()) return Error{reader.error()};
-    Query query(*reader,
-                "SELECT id, channel, received_at, content_type, payload, truncated, outcome FROM quarantine "
-                "ORDER BY received_at DESC, id DESC LIMIT ?");
-    query.bind(1, static_cast<int64_t>(limit));
-    std::vector<QuarantineEntry> entries;
-    int rc;
-    while ((rc = query.step()) == SQLITE_ROW) {
-      entries.push_back({query.text(0), query.text(1), query.text(2), query.text(3), query.text(4),
-                         query.integer(5) != 0, query.text(6)});
-    }
-    if (rc != SQLITE_DONE) return Error{query.error()};
-    return entries;
+    return selectRows<QuarantineEntry>(
+        "SELECT id, channel, received_at, content_type, payload, truncated, outcome FROM quarantine "
+        "ORDER BY received_at DESC, id DESC LIMIT ?",
+        [&](Query& query) { query.bind(1, static_cast<int64_t>(limit)); },
+        [](const Query& query) {
+          return QuarantineEntry{query.text(0), query.text(1), query.text(2), query.text(3),
+                                 query.text(4), query.integer(5) != 0, query.text(6)};
+        });
   }
 
   Result<std::optional<StoredResource>> readResource(std::string_view type, std::string_view id) override {
@@ -277,27 +271,21 @@ class SqliteStore final : public Store {
   }
 
   Result<std::vector<mappers::CoverageFact>> coverageOf(std::string_view patient_id) override {
-    Lease reader(*this);
-    if (!reader.ok()) return Error{reader.error()};
-    Query query(*reader,
-                "SELECT coverage_id, payer_id, member_id, line_of_business, start, end FROM coverage_index "
-                "WHERE patient_id = ? ORDER BY start, coverage_id");
-    query.bind(1, patient_id);
-    std::vector<mappers::CoverageFact> facts;
-    int rc;
-    while ((rc = query.step()) == SQLITE_ROW) {
-      mappers::CoverageFact fact;
-      fact.coverage_id = query.text(0);
-      fact.patient_id = std::string(patient_id);
-      fact.payer_id = query.text(1);
-      fact.member_id = query.text(2);
-      fact.line_of_business = query.text(3);
-      fact.start = query.text(4);
-      fact.end = query.text(5);
-      facts.push_back(std::move(fact));
-    }
-    if (rc != SQLITE_DONE) return Error{query.error()};
-    return facts;
+    return selectRows<mappers::CoverageFact>(
+        "SELECT coverage_id, payer_id, member_id, line_of_business, start, end FROM coverage_index "
+        "WHERE patient_id = ? ORDER BY start, coverage_id",
+        [&](Query& query) { query.bind(1, patient_id); },
+        [&](const Query& query) {
+          mappers::CoverageFact fact;
+          fact.coverage_id = query.text(0);
+          fact.patient_id = std::string(patient_id);
+          fact.payer_id = query.text(1);
+          fact.member_id = query.text(2);
+          fact.line_of_business = query.text(3);
+          fact.start = query.text(4);
+          fact.end = query.text(5);
+          return fact;
+        });
   }
 
   Result<std::optional<OutboxItem>> nextDue(std::string_view destination, int64_t now_ms) override {
@@ -340,22 +328,10 @@ class SqliteStore final : public Store {
   }
 
   Result<std::vector<OutboxItem>> pendingHead(std::string_view destination, size_t limit) override {
-    Lease reader(*this);
-    if (!reader.ok()) return Error{reader.error()};
-    Query query(*reader,
-                "SELECT id, number, kind, body, attempts, created_ms, first_attempt_ms, next_attempt_ms "
-                "FROM outbox WHERE destination = ? AND status = 0 ORDER BY number LIMIT ?");
-    query.bind(1, destination).bind(2, static_cast<int64_t>(limit));
-    std::vector<OutboxItem> items;
-    int rc;
-    while ((rc = query.step()) == SQLITE_ROW) {
-      OutboxItem item{query.integer(0), std::string(destination), query.integer(1), query.text(2), query.text(3),
-                      static_cast<int>(query.integer(4)), query.integer(5), query.integer(6)};
-      item.next_attempt_ms = query.integer(7);
-      items.push_back(std::move(item));
-    }
-    if (rc != SQLITE_DONE) return Error{query.error()};
-    return items;
+    return selectRows<OutboxItem>(
+        "SELECT id, destination, number, kind, body, attempts, created_ms, first_attempt_ms, next_attempt_ms "
+        "FROM outbox WHERE destination = ? AND status = 0 ORDER BY number LIMIT ?",
+        [&](Query& query) { query.bind(1, destination).bind(2, static_cast<int64_t>(limit)); }, &outboxItem);
   }
 
   static Status markDelivered(Connection& db, const DeliveryAttempt& attempt) {
@@ -390,35 +366,20 @@ class SqliteStore final : public Store {
   }
 
   Result<std::vector<DestinationDepth>> outboxDepth() override {
-    Lease reader(*this);
-    if (!reader.ok()) return Error{reader.error()};
-    Query query(*reader,
-                "SELECT destination, SUM(status = 0), SUM(status = 2), "
-                "COALESCE(MIN(CASE WHEN status = 0 THEN created_ms END), 0) FROM outbox GROUP BY destination");
-    std::vector<DestinationDepth> depths;
-    int rc;
-    while ((rc = query.step()) == SQLITE_ROW) {
-      depths.push_back({query.text(0), query.integer(1), query.integer(2), query.integer(3)});
-    }
-    if (rc != SQLITE_DONE) return Error{query.error()};
-    return depths;
+    return selectRows<DestinationDepth>(
+        "SELECT destination, SUM(status = 0), SUM(status = 2), "
+        "COALESCE(MIN(CASE WHEN status = 0 THEN created_ms END), 0) FROM outbox GROUP BY destination",
+        [](Query&) {},
+        [](const Query& query) {
+          return DestinationDepth{query.text(0), query.integer(1), query.integer(2), query.integer(3)};
+        });
   }
 
   Result<std::vector<OutboxItem>> outboxRange(std::string_view destination, int64_t from, int64_t to) override {
-    Lease reader(*this);
-    if (!reader.ok()) return Error{reader.error()};
-    Query query(*reader,
-                "SELECT id, number, kind, body, attempts, created_ms, first_attempt_ms FROM outbox "
-                "WHERE destination = ? AND number >= ? AND number <= ? ORDER BY number");
-    query.bind(1, destination).bind(2, from).bind(3, to);
-    std::vector<OutboxItem> items;
-    int rc;
-    while ((rc = query.step()) == SQLITE_ROW) {
-      items.push_back(OutboxItem{query.integer(0), std::string(destination), query.integer(1), query.text(2),
-                                 query.text(3), static_cast<int>(query.integer(4)), query.integer(5), query.integer(6)});
-    }
-    if (rc != SQLITE_DONE) return Error{query.error()};
-    return items;
+    return selectRows<OutboxItem>(
+        "SELECT id, destination, number, kind, body, attempts, created_ms, first_attempt_ms, next_attempt_ms "
+        "FROM outbox WHERE destination = ? AND number >= ? AND number <= ? ORDER BY number",
+        [&](Query& query) { query.bind(1, destination).bind(2, from).bind(3, to); }, &outboxItem);
   }
 
   Result<int64_t> lastNumber(std::string_view destination) override {
@@ -434,20 +395,10 @@ class SqliteStore final : public Store {
   }
 
   Result<std::vector<OutboxItem>> listDeadLetters(size_t limit) override {
-    Lease reader(*this);
-    if (!reader.ok()) return Error{reader.error()};
-    Query query(*reader,
-                "SELECT id, destination, number, kind, body, attempts, created_ms, first_attempt_ms FROM outbox "
-                "WHERE status = 2 ORDER BY id LIMIT ?");
-    query.bind(1, static_cast<int64_t>(limit));
-    std::vector<OutboxItem> items;
-    int rc;
-    while ((rc = query.step()) == SQLITE_ROW) {
-      items.push_back(OutboxItem{query.integer(0), query.text(1), query.integer(2), query.text(3), query.text(4),
-                                 static_cast<int>(query.integer(5)), query.integer(6), query.integer(7)});
-    }
-    if (rc != SQLITE_DONE) return Error{query.error()};
-    return items;
+    return selectRows<OutboxItem>(
+        "SELECT id, destination, number, kind, body, attempts, created_ms, first_attempt_ms, next_attempt_ms "
+        "FROM outbox WHERE status = 2 ORDER BY id LIMIT ?",
+        [&](Query& query) { query.bind(1, static_cast<int64_t>(limit)); }, &outboxItem);
   }
 
   Result<bool> replayDeadLetter(int64_t outbox_id) override {
@@ -464,31 +415,17 @@ class SqliteStore final : public Store {
   }
 
   Result<std::vector<std::string>> patientsWithMember(std::string_view payer_id, std::string_view member_id) override {
-    Lease reader(*this);
-    if (!reader.ok()) return Error{reader.error()};
-    Query query(*reader, "SELECT DISTINCT patient_id FROM coverage_index WHERE payer_id = ? AND member_id = ?");
-    query.bind(1, payer_id).bind(2, member_id);
-    std::vector<std::string> patients;
-    int rc;
-    while ((rc = query.step()) == SQLITE_ROW) patients.push_back(query.text(0));
-    if (rc != SQLITE_DONE) return Error{query.error()};
-    return patients;
+    return selectRows<std::string>(
+        "SELECT DISTINCT patient_id FROM coverage_index WHERE payer_id = ? AND member_id = ?",
+        [&](Query& query) { query.bind(1, payer_id).bind(2, member_id); },
+        [](const Query& query) { return query.text(0); });
   }
 
   Result<std::vector<UnroutableWrite>> unroutableOf(std::string_view patient_id) override {
-    Lease reader(*this);
-    if (!reader.ok()) return Error{reader.error()};
-    Query query(*reader,
-                "SELECT claim_id, patient_id, date_of_service, code, reason, outcome FROM unroutable "
-                "WHERE patient_id = ? AND resolved_at = '' ORDER BY id");
-    query.bind(1, patient_id);
-    std::vector<UnroutableWrite> items;
-    int rc;
-    while ((rc = query.step()) == SQLITE_ROW) {
-      items.push_back({query.text(0), query.text(1), query.text(2), query.text(3), query.text(4), query.text(5)});
-    }
-    if (rc != SQLITE_DONE) return Error{query.error()};
-    return items;
+    return selectRows<UnroutableWrite>(
+        "SELECT claim_id, patient_id, date_of_service, code, reason, outcome FROM unroutable "
+        "WHERE patient_id = ? AND resolved_at = '' ORDER BY id",
+        [&](Query& query) { query.bind(1, patient_id); }, &unroutableItem);
   }
 
   Result<bool> routeUnroutable(std::string_view claim_id, const OutboxWrite& write) override {
@@ -506,19 +443,10 @@ class SqliteStore final : public Store {
   }
 
   Result<std::vector<UnroutableWrite>> listUnroutable(size_t limit) override {
-    Lease reader(*this);
-    if (!reader.ok()) return Error{reader.error()};
-    Query query(*reader,
-                "SELECT claim_id, patient_id, date_of_service, code, reason, outcome FROM unroutable "
-                "WHERE resolved_at = '' ORDER BY id LIMIT ?");
-    query.bind(1, static_cast<int64_t>(limit));
-    std::vector<UnroutableWrite> items;
-    int rc;
-    while ((rc = query.step()) == SQLITE_ROW) {
-      items.push_back({query.text(0), query.text(1), query.text(2), query.text(3), query.text(4), query.text(5)});
-    }
-    if (rc != SQLITE_DONE) return Error{query.error()};
-    return items;
+    return selectRows<UnroutableWrite>(
+        "SELECT claim_id, patient_id, date_of_service, code, reason, outcome FROM unroutable "
+        "WHERE resolved_at = '' ORDER BY id LIMIT ?",
+        [&](Query& query) { query.bind(1, static_cast<int64_t>(limit)); }, &unroutableItem);
   }
 
   Status putSubscription(const SubscriptionRow& row) override {
@@ -540,30 +468,21 @@ class SqliteStore final : public Store {
   }
 
   Result<std::vector<SubscriptionRow>> listSubscriptions() override {
-    Lease reader(*this);
-    if (!reader.ok()) return Error{reader.error()};
-    Query query(*reader, "SELECT id, status, error, resource_json FROM subscriptions ORDER BY id");
-    std::vector<SubscriptionRow> rows;
-    int rc;
-    while ((rc = query.step()) == SQLITE_ROW) rows.push_back({query.text(0), query.text(1), query.text(2), query.text(3)});
-    if (rc != SQLITE_DONE) return Error{query.error()};
-    return rows;
+    return selectRows<SubscriptionRow>(
+        "SELECT id, status, error, resource_json FROM subscriptions ORDER BY id", [](Query&) {},
+        [](const Query& query) {
+          return SubscriptionRow{query.text(0), query.text(1), query.text(2), query.text(3)};
+        });
   }
 
   Result<std::vector<DeliveryAttempt>> attemptsOf(int64_t outbox_id) override {
-    Lease reader(*this);
-    if (!reader.ok()) return Error{reader.error()};
-    Query query(*reader,
-                "SELECT at_ms, http_status, error, duration_ms FROM delivery_attempts WHERE outbox_id = ? ORDER BY id");
-    query.bind(1, outbox_id);
-    std::vector<DeliveryAttempt> attempts;
-    int rc;
-    while ((rc = query.step()) == SQLITE_ROW) {
-      attempts.push_back({outbox_id, query.integer(0), static_cast<int>(query.integer(1)), query.text(2),
-                          query.integer(3)});
-    }
-    if (rc != SQLITE_DONE) return Error{query.error()};
-    return attempts;
+    return selectRows<DeliveryAttempt>(
+        "SELECT at_ms, http_status, error, duration_ms FROM delivery_attempts WHERE outbox_id = ? ORDER BY id",
+        [&](Query& query) { query.bind(1, outbox_id); },
+        [&](const Query& query) {
+          return DeliveryAttempt{outbox_id, query.integer(0), static_cast<int>(query.integer(1)), query.text(2),
+                                 query.integer(3)};
+        });
   }
 
  private:
@@ -750,6 +669,33 @@ class SqliteStore final : public Store {
     json::addString(*meta, "versionId", std::to_string(version), allocator);
     json::addString(*meta, "lastUpdated", updated_at, allocator);
     return json::serialize(doc);
+  }
+
+  // Runs a SELECT on a read connection and turns every row into a Row with `read(query)`.
+  template <typename Row, typename Bind, typename Read>
+  Result<std::vector<Row>> selectRows(const char* sql, Bind bind, Read read) {
+    Lease reader(*this);
+    if (!reader.ok()) return Error{reader.error()};
+    Query query(*reader, sql);
+    bind(query);
+    std::vector<Row> rows;
+    int rc;
+    while ((rc = query.step()) == SQLITE_ROW) rows.push_back(read(query));
+    if (rc != SQLITE_DONE) return Error{query.error()};
+    return rows;
+  }
+
+  // An outbox row read by `SELECT id, destination, number, kind, body, attempts, created_ms,
+  // first_attempt_ms, next_attempt_ms`.
+  static OutboxItem outboxItem(const Query& query) {
+    OutboxItem item{query.integer(0), query.text(1), query.integer(2), query.text(3), query.text(4),
+                    static_cast<int>(query.integer(5)), query.integer(6), query.integer(7)};
+    item.next_attempt_ms = query.integer(8);
+    return item;
+  }
+
+  static UnroutableWrite unroutableItem(const Query& query) {
+    return {query.text(0), query.text(1), query.text(2), query.text(3), query.text(4), query.text(5)};
   }
 
   // A read connection borrowed for one call. Declared before the Querys that use it, so they are
