@@ -110,10 +110,14 @@ class Subscriptions : public ::testing::Test {
     return doc.ok() ? std::move(*doc) : json::Document();
   }
 
+  // Event notifications the subscriber accepted, de-duplicated by Idempotency-Key as the
+  // contract asks receivers to do (a retry after a slow answer is a legitimate repeat).
   std::vector<ReceivedRequest> notifications() const {
     std::vector<ReceivedRequest> out;
+    std::set<std::string> keys;
     for (const ReceivedRequest& request : hie_.accepted()) {
-      if (!request.header("x-event-number").empty()) out.push_back(request);
+      if (request.header("x-event-number").empty()) continue;
+      if (keys.insert(request.header("idempotency-key")).second) out.push_back(request);
     }
     return out;
   }
