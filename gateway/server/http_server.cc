@@ -176,14 +176,21 @@ class Router final : public HTTPRequestHandler {
     return context_.pipeline.reject(channel, body, request.getContentType(), 413, issues, true);
   }
 
-  Answer validate(HTTPServerRequest& request, const std::string& type, const std::string& query) {
-    if (!context_.validator) return issueAnswer(503, "transient", "the validator is not loaded");
-    std::string body;
+  // Reads the body of a request that is not an ingest (nothing to quarantine): 413 past
+  // maxBodyBytes.
+  std::optional<Answer> readRequestBody(HTTPServerRequest& request, std::string& body) {
     const auto limit = static_cast<size_t>(context_.config.max_body_bytes);
     body.resize(limit + 1);
     request.stream().read(body.data(), static_cast<std::streamsize>(limit + 1));
     body.resize(static_cast<size_t>(request.stream().gcount()));
     if (body.size() > limit) return issueAnswer(413, "too-long", "the body is larger than maxBodyBytes");
+    return std::nullopt;
+  }
+
+  Answer validate(HTTPServerRequest& request, const std::string& type, const std::string& query) {
+    if (!context_.validator) return issueAnswer(503, "transient", "the validator is not loaded");
+    std::string body;
+    if (auto refused = readRequestBody(request, body)) return *refused;
     ValidationRequest validation;
     for (const std::string& pair : [&] {
            std::vector<std::string> items;
@@ -381,11 +388,7 @@ class Router final : public HTTPRequestHandler {
 
   Answer putSubscription(HTTPServerRequest& request, const std::string& path_id) {
     std::string body;
-    const auto limit = static_cast<size_t>(context_.config.max_body_bytes);
-    body.resize(limit + 1);
-    request.stream().read(body.data(), static_cast<std::streamsize>(limit + 1));
-    body.resize(static_cast<size_t>(request.stream().gcount()));
-    if (body.size() > limit) return issueAnswer(413, "too-long", "the body is larger than maxBodyBytes");
+    if (auto refused = readRequestBody(request, body)) return *refused;
     json::Document doc;
     json::ParseError error;
     if (!json::parse(body, doc, error)) return issueAnswer(400, "structure", "the body is not well-formed JSON: " + error.describe());
@@ -414,74 +417,67 @@ class Router final : public HTTPRequestHandler {
                   context_.base_url + "/Subscription/" + subscription->id};
   }
 
+  // {"items": [...]} with one object per element, filled by `fill(element, object, allocator)`.
+  template <typename T, typename Fill>
+  static Answer itemList(const std::vector<T>& elements, Fill fill) {
+    json::Document doc;
+    doc.SetObject();
+    auto& allocator = doc.GetAllocator();
+    json::Value list(rapidjson::kArrayType);
+    for (const T& element : elements) {
+      json::Value object(rapidjson::kObjectType);
+      fill(element, object, allocator);
+      list.PushBack(object, allocator);
+    }
+    json::addMember(doc, "items", std::move(list), allocator);
+    return Answer{200, "application/json", json::serialize(doc)};
+  }
+
+  // A stored OperationOutcome as a value (stored outcomes are our own serialized JSON).
+  static json::Value outcomeValue(const std::string& text, json::Allocator& allocator) {
+    json::Value value;
+    auto parsed = json::parse(text);
+    if (parsed.ok()) value.CopyFrom(*parsed, allocator);
+    return value;
+  }
+
   Answer unroutableList() {
     auto items = context_.store->listUnroutable(1000);
     if (!items.ok()) return issueAnswer(503, "transient", items.message());
-    std::string out = "{\"items\":[";
-    bool first = true;
-    for (const UnroutableWrite& item : *items) {
-      if (!first) out.push_back(',');
-      first = false;
-      out += "{\"claimId\":\"" + item.claim_id + "\",\"patientId\":\"" + item.patient_id +
-             "\",\"dateOfService\":\"" + item.date_of_service + "\",\"code\":\"";
-      json::appendEscaped(item.code, out);
-      out += "\",\"reason\":\"";
-      json::appendEscaped(item.reason, out);
-      out += "\",\"outcome\":" + item.outcome_json + "}";
-    }
-    out += "]}";
-    return Answer{200, "application/json", out, ""};
+    return itemList(*items, [](const UnroutableWrite& item, json::Value& object, json::Allocator& a) {
+      json::addString(object, "claimId", item.claim_id, a);
+      json::addString(object, "patientId", item.patient_id, a);
+      json::addString(object, "dateOfService", item.date_of_service, a);
+      json::addString(object, "code", item.code, a);
+      json::addString(object, "reason", item.reason, a);
+      json::addMember(object, "outcome", outcomeValue(item.outcome_json, a), a);
+    });
   }
 
   Answer deadLetterList() {
     auto items = context_.store->listDeadLetters(1000);
     if (!items.ok()) return issueAnswer(503, "transient", items.message());
-    std::string out = "{\"items\":[";
-    bool first = true;
-    for (const OutboxItem& item : *items) {
-      if (!first) out.push_back(',');
-      first = false;
-      out += "{\"id\":" + std::to_string(item.id) + ",\"destination\":\"";
-      json::appendEscaped(item.destination, out);
-      out += "\",\"eventNumber\":" + std::to_string(item.number) + ",\"attempts\":" + std::to_string(item.attempts);
-      auto attempts = context_.store->attemptsOf(item.id);
-      if (attempts.ok() && !attempts->empty()) {
-        out += ",\"lastError\":\"";
-        json::appendEscaped(attempts->back().error, out);
-        out += "\"";
-      }
-      out += "}";
-    }
-    out += "]}";
-    return Answer{200, "application/json", out, ""};
+    return itemList(*items, [](const OutboxItem& item, json::Value& object, json::Allocator& a) {
+      json::addMember(object, "id", json::makeNumber(std::to_string(item.id), a), a);
+      json::addString(object, "destination", item.destination, a);
+      json::addMember(object, "eventNumber", json::makeNumber(std::to_string(item.number), a), a);
+      json::addMember(object, "attempts", json::makeNumber(std::to_string(item.attempts), a), a);
+      if (!item.last_error.empty()) json::addString(object, "lastError", item.last_error, a);
+    });
   }
 
   Answer quarantineList() {
     auto entries = context_.store->listQuarantine(100);
     if (!entries.ok()) return issueAnswer(503, "transient", entries.message());
-    std::string out = "{\"items\":[";
-    bool first = true;
-    for (const QuarantineEntry& entry : *entries) {
-      if (!first) out.push_back(',');
-      first = false;
-      out += "{\"id\":\"";
-      json::appendEscaped(entry.id, out);
-      out += "\",\"channel\":\"";
-      json::appendEscaped(entry.channel, out);
-      out += "\",\"receivedAt\":\"";
-      json::appendEscaped(entry.received_at, out);
-      out += "\",\"contentType\":\"";
-      json::appendEscaped(entry.content_type, out);
-      out += "\",\"truncated\":";
-      out += entry.truncated ? "true" : "false";
-      out += ",\"outcome\":";
-      out += entry.outcome_json;
-      out += ",\"payload\":\"";
-      json::appendEscaped(entry.payload, out);
-      out += "\"}";
-    }
-    out += "]}";
-    return Answer{200, "application/json", out};
+    return itemList(*entries, [](const QuarantineEntry& entry, json::Value& object, json::Allocator& a) {
+      json::addString(object, "id", entry.id, a);
+      json::addString(object, "channel", entry.channel, a);
+      json::addString(object, "receivedAt", entry.received_at, a);
+      json::addString(object, "contentType", entry.content_type, a);
+      json::addMember(object, "truncated", json::Value(entry.truncated), a);
+      json::addMember(object, "outcome", outcomeValue(entry.outcome_json, a), a);
+      json::addString(object, "payload", entry.payload, a);
+    });
   }
 
   ServerContext& context_;

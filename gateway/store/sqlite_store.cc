@@ -289,34 +289,10 @@ class SqliteStore final : public Store {
   }
 
   Result<std::optional<OutboxItem>> nextDue(std::string_view destination, int64_t now_ms) override {
-    Lease reader(*this);
-    if (!reader.ok()) return Error{reader.error()};
-    Query query(*reader,
-                "SELECT id, number, kind, body, attempts, created_ms, first_attempt_ms, next_attempt_ms "
-                "FROM outbox WHERE destination = ? AND status = 0 ORDER BY number LIMIT 1");
-    query.bind(1, destination);
-    int rc = query.step();
-    std::optional<OutboxItem> item;
-    if (rc == SQLITE_ROW && query.integer(7) <= now_ms) {
-      item = OutboxItem{query.integer(0), std::string(destination), query.integer(1), query.text(2),
-                        query.text(3), static_cast<int>(query.integer(4)), query.integer(5), query.integer(6)};
-    } else if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-      return Error{query.error()};
-    }
-    return item;
-  }
-
-  Result<std::optional<int64_t>> nextAttemptAt(std::string_view destination) override {
-    Lease reader(*this);
-    if (!reader.ok()) return Error{reader.error()};
-    Query query(*reader,
-                "SELECT next_attempt_ms FROM outbox WHERE destination = ? AND status = 0 ORDER BY number LIMIT 1");
-    query.bind(1, destination);
-    int rc = query.step();
-    std::optional<int64_t> at;
-    if (rc == SQLITE_ROW) at = query.integer(0);
-    else if (rc != SQLITE_DONE) return Error{query.error()};
-    return at;
+    auto head = pendingHead(destination, 1);
+    if (!head.ok()) return head.error();
+    if (head->empty() || head->front().next_attempt_ms > now_ms) return std::optional<OutboxItem>();
+    return std::optional<OutboxItem>(std::move(head->front()));
   }
 
   void recordDeliveredAsync(const DeliveryAttempt& attempt, std::function<void(const Status&)> on_commit) override {
@@ -329,7 +305,7 @@ class SqliteStore final : public Store {
 
   Result<std::vector<OutboxItem>> pendingHead(std::string_view destination, size_t limit) override {
     return selectRows<OutboxItem>(
-        "SELECT id, destination, number, kind, body, attempts, created_ms, first_attempt_ms, next_attempt_ms "
+        "SELECT id, destination, number, kind, body, attempts, created_ms, first_attempt_ms, next_attempt_ms, last_error "
         "FROM outbox WHERE destination = ? AND status = 0 ORDER BY number LIMIT ?",
         [&](Query& query) { query.bind(1, destination).bind(2, static_cast<int64_t>(limit)); }, &outboxItem);
   }
@@ -377,7 +353,7 @@ class SqliteStore final : public Store {
 
   Result<std::vector<OutboxItem>> outboxRange(std::string_view destination, int64_t from, int64_t to) override {
     return selectRows<OutboxItem>(
-        "SELECT id, destination, number, kind, body, attempts, created_ms, first_attempt_ms, next_attempt_ms "
+        "SELECT id, destination, number, kind, body, attempts, created_ms, first_attempt_ms, next_attempt_ms, last_error "
         "FROM outbox WHERE destination = ? AND number >= ? AND number <= ? ORDER BY number",
         [&](Query& query) { query.bind(1, destination).bind(2, from).bind(3, to); }, &outboxItem);
   }
@@ -396,7 +372,7 @@ class SqliteStore final : public Store {
 
   Result<std::vector<OutboxItem>> listDeadLetters(size_t limit) override {
     return selectRows<OutboxItem>(
-        "SELECT id, destination, number, kind, body, attempts, created_ms, first_attempt_ms, next_attempt_ms "
+        "SELECT id, destination, number, kind, body, attempts, created_ms, first_attempt_ms, next_attempt_ms, last_error "
         "FROM outbox WHERE status = 2 ORDER BY id LIMIT ?",
         [&](Query& query) { query.bind(1, static_cast<int64_t>(limit)); }, &outboxItem);
   }
@@ -686,12 +662,11 @@ class SqliteStore final : public Store {
   }
 
   // An outbox row read by `SELECT id, destination, number, kind, body, attempts, created_ms,
-  // first_attempt_ms, next_attempt_ms`.
+  // first_attempt_ms, next_attempt_ms, last_error`.
   static OutboxItem outboxItem(const Query& query) {
-    OutboxItem item{query.integer(0), query.text(1), query.integer(2), query.text(3), query.text(4),
-                    static_cast<int>(query.integer(5)), query.integer(6), query.integer(7)};
-    item.next_attempt_ms = query.integer(8);
-    return item;
+    return OutboxItem{query.integer(0), query.text(1),  query.integer(2),
+                      query.text(3),    query.text(4),  static_cast<int>(query.integer(5)),
+                      query.integer(6), query.integer(7), query.integer(8), query.text(9)};
   }
 
   static UnroutableWrite unroutableItem(const Query& query) {

@@ -114,7 +114,8 @@ struct OutboxItem {
   int attempts = 0;
   int64_t created_ms = 0;
   int64_t first_attempt_ms = 0;  // 0 before the first attempt
-  int64_t next_attempt_ms = 0;   // filled by pendingHead()
+  int64_t next_attempt_ms = 0;
+  std::string last_error;        // of the latest failed attempt, empty when none
 };
 
 struct DeliveryAttempt {
@@ -160,8 +161,6 @@ class Store {
 
   // Outbox: the lowest-numbered pending row of a destination, if its next attempt is due.
   virtual Result<std::optional<OutboxItem>> nextDue(std::string_view destination, int64_t now_ms) = 0;
-  // Earliest next_attempt_ms among pending rows of a destination (nullopt: none pending).
-  virtual Result<std::optional<int64_t>> nextAttemptAt(std::string_view destination) = 0;
   virtual Status recordDelivered(const DeliveryAttempt& attempt) = 0;
   // The same without waiting: the mark joins the writer's next group commit and `on_commit`
   // runs (on the writer thread) once it is durable. Until then the caller must not send the row
