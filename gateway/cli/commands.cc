@@ -9,6 +9,7 @@ const std::vector<Command>& commands() {
       {"fhirpath", &runFhirpath, "evaluate a FHIRPath expression against a FHIR JSON resource"},
       {"validate", &runValidate, "validate FHIR JSON resources against R4 and profiles"},
       {"map", &runMap, "map a payer or EHR source file to FHIR Bundles (NDJSON)"},
+      {"replay", &runReplay, "run quarantined payloads or dead letters again"},
   };
   return kCommands;
 }

@@ -32,5 +32,6 @@ int runServe(const Args& args, Io& io);
 int runFhirpath(const Args& args, Io& io);
 int runValidate(const Args& args, Io& io);
 int runMap(const Args& args, Io& io);
+int runReplay(const Args& args, Io& io);
 
 }  // namespace fhir::gateway::cli

@@ -10,6 +10,7 @@
 
 #include "conformance/validator/validator.h"
 #include "gateway/cli/commands.h"
+#include "gateway/cli/runtime.h"
 #include "gateway/config/config.h"
 #include "gateway/delivery/delivery.h"
 #include "gateway/ingest/pipeline.h"
@@ -36,11 +37,6 @@ constexpr const char* kServeHelp =
     "Once ready it prints one line on stdout: 'listening on http://HOST:PORT'.\n"
     "SIGTERM or SIGINT drains in-flight requests and deliveries and stops.\n"
     "Definitions are read from FHIR_GATEWAY_PROFILES (default: the bundled fhir_profiles).\n";
-
-std::string profilesDir() {
-  if (const char* env = std::getenv("FHIR_GATEWAY_PROFILES"); env != nullptr && *env != '\0') return env;
-  return GATEWAY_PROFILES_DIR;
-}
 
 bool splitListen(const std::string& listen, std::string& host, uint16_t& port) {
   size_t colon = listen.rfind(':');
@@ -113,63 +109,24 @@ int runServe(const Args& args, Io& io) {
   signal(SIGPIPE, SIG_IGN);
   curl_global_init(CURL_GLOBAL_DEFAULT);
 
-  auto store = openSqliteStore(config.data_dir);
-  if (!store.ok()) {
-    io.err << "fhir-gateway serve: " << store.message() << "\n";
+  auto runtime = loadRuntime(config);
+  if (!runtime.ok()) {
+    io.err << "fhir-gateway serve: " << runtime.message() << "\n";
     return 2;
   }
-  const std::string profiles = profilesDir();
-  ValidatorOptions validator_options;
-  validator_options.core_package_dir = profiles + "/r4-core/package";
-  const std::string alignment = profiles + "/alignment/package";
-  for (const std::string& package : {profiles + "/subscriptions-backport/package", alignment}) {
-    if (std::filesystem::is_directory(package)) validator_options.extra_paths.push_back(package);
-  }
-  // The types every e-consult and subscription request uses: compiled before the first request.
-  validator_options.preload = {"Bundle", "Patient", "Coverage", "Organization", "Practitioner", "ServiceRequest",
-                               "Task", "Communication", "Claim", "Subscription"};
-  auto validator = createValidator(validator_options);
-  if (!validator.ok()) {
-    io.err << "fhir-gateway serve: cannot load definitions: " << validator.message() << "\n";
-    return 2;
-  }
-
-  auto topics = TopicCatalog::load(alignment);
-  if (!topics.ok()) {
-    io.err << "fhir-gateway serve: cannot load subscription topics: " << topics.message() << "\n";
-    return 2;
-  }
-  SubscriptionRegistry registry;
-  auto rows = (*store)->listSubscriptions();
-  if (!rows.ok()) {
-    io.err << "fhir-gateway serve: " << rows.message() << "\n";
-    return 2;
-  }
-  for (const SubscriptionRow& row : *rows) {
-    auto resource = json::parse(row.resource_json);
-    IssueList ignored;
-    if (!resource.ok()) continue;
-    auto subscription = parseSubscription(*resource, **topics, ignored);
-    if (!subscription) continue;
-    subscription->id = row.id;
-    subscription->status = row.status;
-    subscription->error = row.error;
-    registry.put(std::move(*subscription));
-  }
+  StorePtr& store = (*runtime)->store;
+  ValidatorPtr& validator = (*runtime)->validator;
+  TopicCatalogPtr& topics = (*runtime)->topics;
+  SubscriptionRegistry& registry = (*runtime)->registry;
 
   Metrics metrics;
-  DeliveryService delivery(config, *store, metrics);
-  Pipeline pipeline(config, *store, *validator, metrics, [&delivery] { delivery.wake(); });
-  pipeline.setSubscriptions(*topics, &registry);
-  auto specs = mappers::engine::SpecLibrary::load({});
-  if (!specs.ok()) {
-    io.err << "fhir-gateway serve: cannot load mapping specs: " << specs.message() << "\n";
-    return 2;
-  }
-  pipeline.setSpecs(std::shared_ptr<const mappers::engine::SpecLibrary>(std::move(*specs)));
+  DeliveryService delivery(config, store, metrics);
+  Pipeline pipeline(config, store, validator, metrics, [&delivery] { delivery.wake(); });
+  pipeline.setSubscriptions(topics, &registry);
+  pipeline.setSpecs((*runtime)->specs);
   std::vector<std::string> canonicals;
-  for (const Topic& topic : (*topics)->topics()) canonicals.push_back(topic.canonical);
-  ServerContext context{config, *store, *validator, pipeline, metrics, canonicals, *topics, &registry,
+  for (const Topic& topic : topics->topics()) canonicals.push_back(topic.canonical);
+  ServerContext context{config, store, validator, pipeline, metrics, canonicals, topics, &registry,
                         [&delivery] { delivery.wake(); }, ""};
   HttpServer server(context);
   Status started = server.start(host, port);

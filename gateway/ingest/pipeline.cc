@@ -6,6 +6,7 @@
 #include <set>
 #include <sstream>
 
+#include "gateway/dispatch/patient_match.h"
 #include "gateway/dispatch/router.h"
 #include "mappers/common/ids.h"
 #include "mappers/econsult/econsult_mapper.h"
@@ -60,6 +61,56 @@ std::string_view mediaTypeOfSpec(std::string_view spec) {
   if (spec == "northwind-commercial") return "application/x-ndjson";
   if (spec == "x12-837p") return "application/edi-x12";
   return "text/csv";
+}
+
+// The first line of a text body with its line ending (a CSV header).
+std::string firstLine(const std::string& text) {
+  const size_t end = text.find('\n');
+  return end == std::string::npos ? text : text.substr(0, end + 1);
+}
+
+// A stored resource as mapped: without the meta the store adds.
+void dropStoredMeta(json::Document& resource) {
+  if (json::Value* meta = json::find(resource, "meta")) {
+    meta->RemoveMember("versionId");
+    meta->RemoveMember("lastUpdated");
+  }
+}
+
+// While a quarantined payload is replayed on this thread, the channel's rejections of it are
+// recorded against its quarantine entry instead of quarantining it a second time.
+struct ReplayCapture {
+  std::string quarantine_id;
+  bool record = false;    // the entry is one record of a file: its rejections are the entry's
+  bool rejected = false;  // the channel rejected it again
+};
+thread_local ReplayCapture* t_replay = nullptr;
+
+// A channel a quarantined payload can be replayed through. `argument` is what follows ':' in
+// the quarantine row's channel (the payer id of "claims:<payer>").
+using ReplayChannel = Answer (*)(Pipeline& pipeline, const std::string& argument, std::string_view payload,
+                                 std::string_view content_type);
+
+// Replay dispatch by channel name: a new ingest channel is one line here.
+const std::map<std::string, ReplayChannel, std::less<>>& replayChannels() {
+  static const std::map<std::string, ReplayChannel, std::less<>> kChannels = {
+      {"econsult", [](Pipeline& p, const std::string&, std::string_view body, std::string_view type) {
+         return p.ingestEconsult(body, type);
+       }},
+      {"claims", [](Pipeline& p, const std::string& payer, std::string_view body, std::string_view type) {
+         return p.ingestPayerFile("claims", payer, body, type);
+       }},
+      {"roster", [](Pipeline& p, const std::string& payer, std::string_view body, std::string_view type) {
+         return p.ingestPayerFile("roster", payer, body, type);
+       }},
+  };
+  return kChannels;
+}
+
+ReplayOutcome notReplayable(int status, const std::string& code, const std::string& why, const std::string& result) {
+  IssueList issues;
+  issues.add(Issue{Severity::kError, code, why, {}, {}});
+  return ReplayOutcome{outcomeAnswer(status, issues), result};
 }
 
 // Coverage resources of a mapped Bundle as routing facts.
@@ -145,7 +196,7 @@ Answer Pipeline::reject(std::string_view channel, std::string_view payload,
   metrics_.countIngest(std::string(channel), "rejected");
   QuarantineWrite write{std::string(channel), std::string(content_type), std::string(payload), truncated,
                         toOperationOutcomeJson(issues)};
-  auto id = store_->quarantine(std::move(write));
+  auto id = keep(std::move(write));
   if (!id.ok()) return storeFailure(id.message());
   return Answer{status, "application/fhir+json", toOperationOutcomeJson(issues, *id)};
 }
@@ -189,9 +240,13 @@ Answer Pipeline::ingestPayerFile(std::string_view kind, const std::string& payer
   std::set<std::string> touched_patients;
   std::string input_text(body);
   std::istringstream input(input_text);
+  const std::string record_prefix = mediaTypeOfSpec(spec) == "text/csv" ? firstLine(input_text) : std::string();
   auto summary = specs_->mapSource(
       spec, input, options,
       [&](mappers::engine::MappedBundle& mapped) {
+        // A roster row about a known patient is about that Patient (payer-formats.md).
+        const std::vector<std::string> matched =
+            kind == "roster" ? adoptKnownPatient(mapped.bundle, payer_id, *store_) : std::vector<std::string>{};
         IngestCommit commit;
         commit.channel = channel;
         const std::string bundle_json = json::serialize(mapped.bundle);
@@ -209,6 +264,7 @@ Answer Pipeline::ingestPayerFile(std::string_view kind, const std::string& payer
           if (type == "Patient") facts.patient = "Patient/" + id;
           commit.resources.push_back(ResourceWrite{type, id, json::serialize(resource)});
         }
+        if (!matched.empty()) facts.patient = "Patient/" + matched.front();
         commit.coverage = coverageFacts(mapped.bundle, payer_id);
         // A row matches patients already known by this payer's member id (payer-formats.md):
         // the coverage counts for them too, and their waiting claims are routed again below.
@@ -216,6 +272,7 @@ Answer Pipeline::ingestPayerFile(std::string_view kind, const std::string& payer
         for (size_t i = 0; i < own; ++i) {
           auto known = store_->patientsWithMember(payer_id, commit.coverage[i].member_id);
           if (!known.ok()) continue;
+          known->insert(known->end(), matched.begin(), matched.end());
           for (const std::string& patient : *known) {
             if (patient == commit.coverage[i].patient_id) continue;
             mappers::CoverageFact shared = commit.coverage[i];
@@ -236,8 +293,11 @@ Answer Pipeline::ingestPayerFile(std::string_view kind, const std::string& payer
       },
       [&](mappers::engine::Rejection& rejected) {
         metrics_.countIngest(channel, "rejected");
-        auto id = store_->quarantine(QuarantineWrite{channel, std::string(content_type), rejected.raw, false,
-                                                     toOperationOutcomeJson(rejected.issues)});
+        // A fatal rejection keeps the whole body (the record alone may be empty); a record keeps
+        // what a replay needs to read it alone.
+        QuarantineWrite write{channel, std::string(content_type), rejected.fatal ? input_text : rejected.raw, false,
+                              toOperationOutcomeJson(rejected.issues), !rejected.fatal, record_prefix};
+        auto id = keep(std::move(write));
         if (id.ok()) quarantine_ids.push_back(*id);
         else store_error = id.message();
       });
@@ -264,7 +324,120 @@ Answer Pipeline::ingestPayerFile(std::string_view kind, const std::string& payer
   return Answer{200, "application/json", out};
 }
 
+Result<std::string> Pipeline::keep(QuarantineWrite write) {
+  if (t_replay != nullptr && (!write.record || t_replay->record)) {
+    t_replay->rejected = true;
+    return t_replay->quarantine_id;
+  }
+  return store_->quarantine(std::move(write));
+}
+
+ReplayOutcome Pipeline::replayQuarantined(const std::string& quarantine_id) {
+  auto entry = store_->readQuarantine(quarantine_id);
+  if (!entry.ok()) return ReplayOutcome{storeFailure(entry.message()), "failed"};
+  if (!entry->has_value()) return notReplayable(404, "not-found", "no quarantined payload " + quarantine_id, "not-found");
+  const QuarantineEntry& kept = **entry;
+  if (kept.truncated) {
+    return notReplayable(422, "not-supported",
+                         "only the first " + std::to_string(kept.payload.size()) +
+                             " bytes of this oversized body were kept; it cannot be replayed (send it again)",
+                         "not-replayable");
+  }
+  const size_t colon = kept.channel.find(':');
+  const std::string name = kept.channel.substr(0, colon);
+  const std::string argument = colon == std::string::npos ? std::string() : kept.channel.substr(colon + 1);
+  auto channel = replayChannels().find(name);
+  if (channel == replayChannels().end()) {
+    return notReplayable(422, "not-supported", "payloads of channel '" + kept.channel + "' cannot be replayed",
+                         "not-replayable");
+  }
+  if (kept.record && kept.replay_prefix.empty() && mediaType(kept.content_type) == "application/edi-x12") {
+    return notReplayable(422, "not-supported",
+                         "this claim was cut out of its X12 interchange and cannot be read alone; send the "
+                         "interchange again",
+                         "not-replayable");
+  }
+  ReplayCapture capture{quarantine_id, kept.record};
+  t_replay = &capture;
+  Answer answer = channel->second(*this, argument, kept.replay_prefix + kept.payload, kept.content_type);
+  t_replay = nullptr;
+  const bool accepted = answer.status < 300 && !capture.rejected;
+  const std::string result = accepted ? "accepted" : answer.status >= 500 ? "failed" : "rejected";
+  auto recorded = store_->recordReplay(quarantine_id, answer.status, answer.body, accepted);
+  if (!recorded.ok()) return ReplayOutcome{storeFailure(recorded.message()), "failed"};
+  return ReplayOutcome{std::move(answer), result};
+}
+
+std::optional<IngestCommit> Pipeline::rerouteCommit(const UnroutableWrite& waiting, const mappers::CoverageFact& coverage,
+                                                    const PayerConfig& payer, const std::vector<Subscription>& live) {
+  auto stored = store_->readResource("Claim", waiting.claim_id);
+  if (!stored.ok() || !stored->has_value()) return std::nullopt;
+  json::Document previous;
+  json::ParseError parse_error;
+  if (!json::parse((*stored)->json, previous, parse_error)) return std::nullopt;
+  dropStoredMeta(previous);
+  json::Document claim;
+  claim.CopyFrom(previous, claim.GetAllocator());
+  auto& allocator = claim.GetAllocator();
+  json::Value* insurance = json::find(claim, "insurance");
+  if (insurance == nullptr || !insurance->IsArray() || insurance->Empty()) return std::nullopt;
+  json::Value reference(rapidjson::kObjectType);
+  json::addString(reference, "reference", "Coverage/" + coverage.coverage_id, allocator);
+  (*insurance)[0].RemoveMember("coverage");
+  json::addMember((*insurance)[0], "coverage", std::move(reference), allocator);
+  json::Value insurer(rapidjson::kObjectType);
+  json::addString(insurer, "reference", "Organization/" + mappers::deriveId({"Organization", "payer", payer.id}), allocator);
+  claim.RemoveMember("insurer");
+  json::addMember(claim, "insurer", std::move(insurer), allocator);
+  if (validator_) {
+    IssueList validation;
+    validator_->validate(claim, ValidationRequest{}, validation);
+    if (validation.hasErrors()) return std::nullopt;  // keeps waiting, with its reason
+  }
+
+  IngestCommit commit;
+  commit.channel = "reroute";
+  commit.idempotency_key = "reroute\x1f" + waiting.claim_id;
+  commit.routes_unroutable = waiting.claim_id;
+  commit.status = 200;
+  const std::string claim_json = json::serialize(claim);
+  commit.payload = claim_json;
+  commit.resources.push_back(ResourceWrite{"Claim", waiting.claim_id, claim_json});
+  json::Document mapped;
+  mapped.SetObject();
+  json::Value entry(rapidjson::kObjectType);
+  json::Value resource;
+  resource.CopyFrom(claim, mapped.GetAllocator());
+  json::addMember(entry, "resource", std::move(resource), mapped.GetAllocator());
+  json::Value entries(rapidjson::kArrayType);
+  entries.PushBack(entry, mapped.GetAllocator());
+  json::addMember(mapped, "entry", std::move(entries), mapped.GetAllocator());
+  commit.outbox.push_back(OutboxWrite{payerDestination(payer.id), "claim", payerBundle(mapped, waiting.claim_id, *store_, base_url_)});
+
+  // billing-routed fires now, when the claim reaches a payer's outbox, even when the new
+  // version equals the old one (the coverage kept its id and only its period grew).
+  if (topics_ && !live.empty()) {
+    EventFacts facts;
+    facts.patient = "Patient/" + waiting.patient_id;
+    facts.payers = {payer.id};
+    const json::Value* item = json::find(claim, "item");
+    if (item != nullptr && item->IsArray() && !item->Empty()) {
+      const json::Value* product = json::find((*item)[0], "productOrService");
+      const json::Value* codings = product ? json::find(*product, "coding") : nullptr;
+      if (codings != nullptr && codings->IsArray() && !codings->Empty()) {
+        facts.codes = {std::string(json::getString((*codings)[0], "system").value_or("")) + "|" + waiting.code};
+      }
+    }
+    std::map<std::string, EventFacts> claim_facts{{waiting.claim_id, facts}};
+    const std::string previous_json = json::serialize(previous);
+    subscriptionHook(topics_, live, facts, std::move(claim_facts))(
+        {ResourceChangeRecord{"Claim", waiting.claim_id, previous_json, &claim_json}}, commit.outbox);
+  }
+  return commit;
+}
+
 void Pipeline::routeWaitingClaims(const std::set<std::string>& patients) {
+  const std::vector<Subscription> live = registry_ != nullptr ? registry_->all() : std::vector<Subscription>{};
   for (const std::string& patient : patients) {
     auto waiting = store_->unroutableOf(patient);
     if (!waiting.ok() || waiting->empty()) continue;
@@ -280,10 +453,8 @@ void Pipeline::routeWaitingClaims(const std::set<std::string>& patients) {
       }
       RouteDecision decision = routeClaim(config_, billing);
       if (decision.payer == nullptr) continue;
-      json::Document none;
-      none.SetObject();
-      const std::string body = payerBundle(none, claim.claim_id, *store_, base_url_);
-      (void)store_->routeUnroutable(claim.claim_id, OutboxWrite{payerDestination(decision.payer->id), "claim", body});
+      auto commit = rerouteCommit(claim, *billing.coverage, *decision.payer, live);
+      if (commit) (void)store_->commitIngest(std::move(*commit));
     }
   }
 }

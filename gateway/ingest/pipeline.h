@@ -6,6 +6,7 @@
 // and the answer is produced only after it.
 
 #include <functional>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
@@ -32,6 +33,15 @@ struct Answer {
   std::string location;  // Location header, when set
 };
 
+// What a replay of a quarantined payload came to: the channel's answer, and `result`:
+// "accepted", "rejected" (the channel rejected it again; it stays quarantined), "not-found",
+// "not-replayable" (a truncated body, an X12 claim cut out of its interchange, a channel
+// without replay) or "failed" (the store failed).
+struct ReplayOutcome {
+  Answer answer;
+  std::string result;
+};
+
 class Pipeline {
  public:
   // `validator` may be null only in tests that exercise mapping alone. `on_outbox` is called
@@ -47,6 +57,13 @@ class Pipeline {
   // validated and committed; bad records are quarantined and the file goes on.
   Answer ingestPayerFile(std::string_view kind, const std::string& payer_id, std::string_view body,
                          std::string_view content_type);
+
+  // POST /admin/quarantine/{id}/replay and `fhir-gateway replay`: runs a kept payload again
+  // through the channel it came in on (with a payer file's payer), so the same mapping and
+  // validator decide; answers what that channel answers. A rejection of the payload is recorded
+  // against this entry (its id in the OperationOutcome) instead of a new entry; the entry is
+  // never deleted: it records the replay, its answer, and "accepted" once one is accepted.
+  ReplayOutcome replayQuarantined(const std::string& quarantine_id);
 
   void setSpecs(std::shared_ptr<const mappers::engine::SpecLibrary> specs) { specs_ = std::move(specs); }
 
@@ -67,6 +84,14 @@ class Pipeline {
  private:
   // Routes the waiting claims of these patients whose coverage now allows it.
   void routeWaitingClaims(const std::set<std::string>& patients);
+  // The commit that routes one waiting claim: a new version of the Claim whose insurance and
+  // insurer are the coverage valid on its date of service, its delivery to that payer and its
+  // billing-routed notifications. nullopt when the stored Claim cannot be read or the new
+  // version does not validate (the claim keeps waiting).
+  std::optional<IngestCommit> rerouteCommit(const UnroutableWrite& waiting, const mappers::CoverageFact& coverage,
+                                            const PayerConfig& payer, const std::vector<Subscription>& live);
+  // Quarantines a rejected payload, or during a replay records the rejection on the replayed entry.
+  Result<std::string> keep(QuarantineWrite write);
 
   const Config& config_;
   StorePtr store_;

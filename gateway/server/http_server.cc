@@ -138,6 +138,9 @@ class Router final : public HTTPRequestHandler {
     if (get && uri == "/admin/quarantine") return quarantineList();
     if (get && uri == "/admin/unroutable") return unroutableList();
     if (get && uri == "/admin/dead-letters") return deadLetterList();
+    if (post && parts.size() == 4 && parts[0] == "admin" && parts[1] == "quarantine" && parts[3] == "replay") {
+      return context_.pipeline.replayQuarantined(parts[2]).answer;
+    }
     if (post && parts.size() == 4 && parts[0] == "admin" && parts[1] == "dead-letters" && parts[3] == "replay") {
       int64_t id = 0;
       try {
@@ -477,6 +480,15 @@ class Router final : public HTTPRequestHandler {
       json::addMember(object, "truncated", json::Value(entry.truncated), a);
       json::addMember(object, "outcome", outcomeValue(entry.outcome_json, a), a);
       json::addString(object, "payload", entry.payload, a);
+      json::addString(object, "status", entry.status, a);
+      json::addMember(object, "replays", json::makeNumber(std::to_string(entry.replays), a), a);
+      if (entry.replays > 0) {
+        json::Value last(rapidjson::kObjectType);
+        json::addString(last, "at", entry.replayed_at, a);
+        json::addMember(last, "status", json::makeNumber(std::to_string(entry.replay_status), a), a);
+        json::addMember(last, "answer", outcomeValue(entry.replay_answer, a), a);
+        json::addMember(object, "lastReplay", std::move(last), a);
+      }
     });
   }
 

@@ -61,7 +61,14 @@ CREATE INDEX IF NOT EXISTS attempts_by_outbox ON delivery_attempts (outbox_id);
 CREATE TABLE IF NOT EXISTS quarantine (
   id TEXT PRIMARY KEY, channel TEXT NOT NULL, received_at TEXT NOT NULL,
   content_type TEXT NOT NULL, payload BLOB NOT NULL, truncated INTEGER NOT NULL,
-  outcome TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'quarantined');
+  outcome TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'quarantined',
+  record INTEGER NOT NULL DEFAULT 0, replay_prefix BLOB NOT NULL DEFAULT '',
+  replays INTEGER NOT NULL DEFAULT 0, replayed_at TEXT NOT NULL DEFAULT '',
+  replay_status INTEGER NOT NULL DEFAULT 0, replay_answer BLOB NOT NULL DEFAULT '');
+CREATE TABLE IF NOT EXISTS patient_demographics (
+  patient_id TEXT PRIMARY KEY, family TEXT NOT NULL, given TEXT NOT NULL, birth_date TEXT NOT NULL,
+  gender TEXT NOT NULL) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS patients_by_demographics ON patient_demographics (family, birth_date, given, gender);
 CREATE TABLE IF NOT EXISTS subscriptions (
   id TEXT PRIMARY KEY, status TEXT NOT NULL, error TEXT NOT NULL, resource_json TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS unroutable (
@@ -164,6 +171,13 @@ std::string quarantineId() {
   return buffer;
 }
 
+#define QUARANTINE_COLUMNS                                                                       \
+  "id, channel, received_at, content_type, payload, truncated, outcome, record, replay_prefix, status, " \
+  "replays, replayed_at, replay_status, replay_answer"
+#define DEMOGRAPHICS_OF(json)                                                                        \
+  "COALESCE(json_extract(" json ", '$.name[0].family'), ''), COALESCE(json_extract(" json ", '$.name[0].given[0]'), ''), " \
+  "COALESCE(json_extract(" json ", '$.birthDate'), ''), COALESCE(json_extract(" json ", '$.gender'), '')"
+
 class SqliteStore final : public Store {
  public:
   explicit SqliteStore(std::string path) : path_(std::move(path)) {}
@@ -181,6 +195,8 @@ class SqliteStore final : public Store {
     Status status = writer_connection_->open(path_);
     if (!status.ok()) return status;
     status = writer_connection_->exec(kSchema);
+    if (!status.ok()) return status;
+    status = migrate(*writer_connection_);
     if (!status.ok()) return status;
     writer_ = std::thread([this] { writerLoop(); });
     return Status::Ok();
@@ -233,10 +249,11 @@ class SqliteStore final : public Store {
     std::string id = quarantineId();
     Status status = runInWriter([&](Connection& db) -> Status {
       Query query(db,
-                  "INSERT INTO quarantine (id, channel, received_at, content_type, payload, truncated, outcome) "
-                  "VALUES (?, ?, ?, ?, ?, ?, ?)");
+                  "INSERT INTO quarantine (id, channel, received_at, content_type, payload, truncated, outcome, record, replay_prefix) "
+                  "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
       query.bind(1, id).bind(2, write.channel).bind(3, nowIso()).bind(4, write.content_type);
       query.bindBlob(5, write.payload).bind(6, int64_t{write.truncated ? 1 : 0}).bind(7, write.outcome_json);
+      query.bind(8, int64_t{write.record ? 1 : 0}).bindBlob(9, write.replay_prefix);
       if (query.step() != SQLITE_DONE) return Error{query.error()};
       return Status::Ok();
     });
@@ -246,13 +263,37 @@ class SqliteStore final : public Store {
 
   Result<std::vector<QuarantineEntry>> listQuarantine(size_t limit) override {
     return selectRows<QuarantineEntry>(
-        "SELECT id, channel, received_at, content_type, payload, truncated, outcome FROM quarantine "
-        "ORDER BY received_at DESC, id DESC LIMIT ?",
-        [&](Query& query) { query.bind(1, static_cast<int64_t>(limit)); },
-        [](const Query& query) {
-          return QuarantineEntry{query.text(0), query.text(1), query.text(2), query.text(3),
-                                 query.text(4), query.integer(5) != 0, query.text(6)};
-        });
+        "SELECT " QUARANTINE_COLUMNS " FROM quarantine ORDER BY received_at DESC, id DESC LIMIT ?",
+        [&](Query& query) { query.bind(1, static_cast<int64_t>(limit)); }, &quarantineItem);
+  }
+
+  Result<std::optional<QuarantineEntry>> readQuarantine(std::string_view id) override {
+    auto rows = selectRows<QuarantineEntry>("SELECT " QUARANTINE_COLUMNS " FROM quarantine WHERE id = ?",
+                                            [&](Query& query) { query.bind(1, id); }, &quarantineItem);
+    if (!rows.ok()) return rows.error();
+    if (rows->empty()) return std::optional<QuarantineEntry>();
+    return std::optional<QuarantineEntry>(std::move(rows->front()));
+  }
+
+  Result<std::vector<QuarantineEntry>> listQuarantineToReplay(size_t limit) override {
+    return selectRows<QuarantineEntry>(
+        "SELECT " QUARANTINE_COLUMNS " FROM quarantine WHERE status <> 'accepted' ORDER BY received_at, id LIMIT ?",
+        [&](Query& query) { query.bind(1, static_cast<int64_t>(limit)); }, &quarantineItem);
+  }
+
+  Result<bool> recordReplay(std::string_view id, int status, std::string_view answer, bool accepted) override {
+    bool found = false;
+    Status written = runInWriter([&](Connection& db) -> Status {
+      Query query(db,
+                  "UPDATE quarantine SET replays = replays + 1, replayed_at = ?, replay_status = ?, replay_answer = ?, "
+                  "status = CASE WHEN ? THEN 'accepted' ELSE status END WHERE id = ?");
+      query.bind(1, nowIso()).bind(2, int64_t{status}).bindBlob(3, answer).bind(4, int64_t{accepted ? 1 : 0}).bind(5, id);
+      if (query.step() != SQLITE_DONE) return Error{query.error()};
+      found = sqlite3_changes(db.handle()) > 0;
+      return Status::Ok();
+    });
+    if (!written.ok()) return Error{written.message()};
+    return found;
   }
 
   Result<std::optional<StoredResource>> readResource(std::string_view type, std::string_view id) override {
@@ -397,25 +438,19 @@ class SqliteStore final : public Store {
         [](const Query& query) { return query.text(0); });
   }
 
+  Result<std::vector<std::string>> patientsWithDemographics(const PatientDemographics& who) override {
+    return selectRows<std::string>(
+        "SELECT patient_id FROM patient_demographics WHERE family = ? AND birth_date = ? AND given = ? AND gender = ? "
+        "ORDER BY patient_id",
+        [&](Query& query) { query.bind(1, who.family).bind(2, who.birth_date).bind(3, who.given).bind(4, who.gender); },
+        [](const Query& query) { return query.text(0); });
+  }
+
   Result<std::vector<UnroutableWrite>> unroutableOf(std::string_view patient_id) override {
     return selectRows<UnroutableWrite>(
         "SELECT claim_id, patient_id, date_of_service, code, reason, outcome FROM unroutable "
         "WHERE patient_id = ? AND resolved_at = '' ORDER BY id",
         [&](Query& query) { query.bind(1, patient_id); }, &unroutableItem);
-  }
-
-  Result<bool> routeUnroutable(std::string_view claim_id, const OutboxWrite& write) override {
-    bool routed = false;
-    Status status = runInWriter([&](Connection& db) -> Status {
-      Query resolve(db, "UPDATE unroutable SET resolved_at = ? WHERE claim_id = ? AND resolved_at = ''");
-      resolve.bind(1, nowIso()).bind(2, claim_id);
-      if (resolve.step() != SQLITE_DONE) return Error{resolve.error()};
-      if (sqlite3_changes(db.handle()) == 0) return Status::Ok();  // routed meanwhile
-      routed = true;
-      return insertOutbox(db, write, 0, nowMs());
-    });
-    if (!status.ok()) return Error{status.message()};
-    return routed;
   }
 
   Result<std::vector<UnroutableWrite>> listUnroutable(size_t limit) override {
@@ -541,6 +576,15 @@ class SqliteStore final : public Store {
       }
       if (rc != SQLITE_DONE) return Error{existing.error()};
     }
+    if (!commit.routes_unroutable.empty()) {
+      Query resolve(db, "UPDATE unroutable SET resolved_at = ? WHERE claim_id = ? AND resolved_at = ''");
+      resolve.bind(1, nowIso()).bind(2, commit.routes_unroutable);
+      if (resolve.step() != SQLITE_DONE) return Error{resolve.error()};
+      if (sqlite3_changes(db.handle()) == 0) {  // routed meanwhile: nothing to write
+        outcome = CommitOutcome{true, commit.status, commit.answer, 0};
+        return Status::Ok();
+      }
+    }
     const std::string now = nowIso();
     const int64_t now_ms = nowMs();
     Query event(db, "INSERT INTO events (channel, idem_key, received_at, payload, status, answer) VALUES (?, ?, ?, ?, ?, ?)");
@@ -573,6 +617,10 @@ class SqliteStore final : public Store {
       Query history(db, "INSERT INTO resource_history (type, id, version, updated_at, event_seq, json) VALUES (?, ?, ?, ?, ?, ?)");
       history.bind(1, resource.type).bind(2, resource.id).bind(3, version).bind(4, now).bind(5, seq).bindBlob(6, resource.json);
       if (history.step() != SQLITE_DONE) return Error{history.error()};
+      if (resource.type == "Patient") {
+        Status indexed = indexDemographics(db, resource.id, resource.json);
+        if (!indexed.ok()) return indexed;
+      }
     }
 
     for (const mappers::CoverageFact& fact : commit.coverage) {
@@ -601,6 +649,30 @@ class SqliteStore final : public Store {
     }
     outcome = CommitOutcome{false, commit.status, commit.answer, seq};
     return Status::Ok();
+  }
+
+  // The demographic key of a stored Patient (name[0].family, name[0].given[0], birthDate,
+  // gender), read by SQLite's JSON functions so the backfill in migrate() reads it the same way.
+  static Status indexDemographics(Connection& db, const std::string& id, const std::string& patient_json) {
+    Query query(db, "INSERT OR REPLACE INTO patient_demographics (patient_id, family, given, birth_date, gender) "
+                    "VALUES (?1, " DEMOGRAPHICS_OF("?2") ")");
+    query.bind(1, id).bind(2, patient_json);
+    if (query.step() != SQLITE_DONE) return Error{query.error()};
+    return Status::Ok();
+  }
+
+  // Brings a store made by an earlier version up to the current schema.
+  static Status migrate(Connection& db) {
+    for (const char* column : {"record INTEGER NOT NULL DEFAULT 0", "replay_prefix BLOB NOT NULL DEFAULT ''",
+                               "replays INTEGER NOT NULL DEFAULT 0", "replayed_at TEXT NOT NULL DEFAULT ''",
+                               "replay_status INTEGER NOT NULL DEFAULT 0", "replay_answer BLOB NOT NULL DEFAULT ''"}) {
+      Status added = db.exec(("ALTER TABLE quarantine ADD COLUMN " + std::string(column)).c_str());
+      if (!added.ok() && added.message().find("duplicate column") == std::string::npos) return added;
+    }
+    // Patients stored before the demographics index existed.
+    return db.exec("INSERT OR IGNORE INTO patient_demographics (patient_id, family, given, birth_date, gender) "
+                   "SELECT id, " DEMOGRAPHICS_OF("CAST(json AS TEXT)") " FROM resources WHERE type = 'Patient' "
+                   "AND NOT EXISTS (SELECT 1 FROM patient_demographics LIMIT 1)");
   }
 
   // Appends one outbox row with the destination's next number.
@@ -667,6 +739,26 @@ class SqliteStore final : public Store {
     return OutboxItem{query.integer(0), query.text(1),  query.integer(2),
                       query.text(3),    query.text(4),  static_cast<int>(query.integer(5)),
                       query.integer(6), query.integer(7), query.integer(8), query.text(9)};
+  }
+
+  // A quarantine row read by `SELECT QUARANTINE_COLUMNS`.
+  static QuarantineEntry quarantineItem(const Query& query) {
+    QuarantineEntry entry;
+    entry.id = query.text(0);
+    entry.channel = query.text(1);
+    entry.received_at = query.text(2);
+    entry.content_type = query.text(3);
+    entry.payload = query.text(4);
+    entry.truncated = query.integer(5) != 0;
+    entry.outcome_json = query.text(6);
+    entry.record = query.integer(7) != 0;
+    entry.replay_prefix = query.text(8);
+    entry.status = query.text(9);
+    entry.replays = query.integer(10);
+    entry.replayed_at = query.text(11);
+    entry.replay_status = static_cast<int>(query.integer(12));
+    entry.replay_answer = query.text(13);
+    return entry;
   }
 
   static UnroutableWrite unroutableItem(const Query& query) {

@@ -68,6 +68,9 @@ struct IngestCommit {
   std::vector<OutboxWrite> outbox;
   std::vector<UnroutableWrite> unroutable;
   ChangeHook on_changes;  // optional
+  // A waiting claim this commit routes: it is marked routed in the same transaction. When it is
+  // no longer waiting (routed meanwhile) nothing is written and the outcome is a duplicate.
+  std::string routes_unroutable;
 };
 
 struct CommitOutcome {
@@ -93,6 +96,11 @@ struct QuarantineWrite {
   std::string payload;
   bool truncated = false;  // payload is only the first bytes of an oversized body
   std::string outcome_json;
+  // One record cut out of a larger body (a claim or roster row), not the whole body.
+  bool record = false;
+  // Bytes a replay puts before the payload so the channel can read it alone (a CSV record's
+  // header line); empty when none is needed or known.
+  std::string replay_prefix = {};
 };
 
 struct QuarantineEntry {
@@ -103,6 +111,23 @@ struct QuarantineEntry {
   std::string payload;
   bool truncated = false;
   std::string outcome_json;
+  bool record = false;
+  std::string replay_prefix;
+  std::string status;       // "quarantined", or "accepted" once a replay was accepted
+  int64_t replays = 0;      // how many times it was replayed
+  std::string replayed_at;  // of the last replay, empty when none
+  int replay_status = 0;    // HTTP status the channel answered the last replay with
+  std::string replay_answer;
+};
+
+// The demographic key roster rows are matched by when no member id matches
+// (payer-formats.md): exact family name, first given name, birth date and sex.
+struct PatientDemographics {
+  std::string family;
+  std::string given;
+  std::string birth_date;
+  std::string gender;
+  bool complete() const { return !family.empty() && !given.empty() && !birth_date.empty() && !gender.empty(); }
 };
 
 struct OutboxItem {
@@ -154,6 +179,12 @@ class Store {
   // Keeps a rejected payload; returns its quarantine id.
   virtual Result<std::string> quarantine(QuarantineWrite write) = 0;
   virtual Result<std::vector<QuarantineEntry>> listQuarantine(size_t limit) = 0;
+  virtual Result<std::optional<QuarantineEntry>> readQuarantine(std::string_view id) = 0;
+  // Entries no replay has been accepted for yet, oldest first.
+  virtual Result<std::vector<QuarantineEntry>> listQuarantineToReplay(size_t limit) = 0;
+  // Records a replay of an entry and the channel's answer; `accepted` marks it "accepted". The
+  // entry itself stays (nothing is deleted). False when no entry has this id.
+  virtual Result<bool> recordReplay(std::string_view id, int status, std::string_view answer, bool accepted) = 0;
 
   virtual Result<std::optional<StoredResource>> readResource(std::string_view type,
                                                               std::string_view id) = 0;
@@ -187,11 +218,12 @@ class Store {
 
   // Patients that coverage with this payer member id was recorded for (events, claims, rosters).
   virtual Result<std::vector<std::string>> patientsWithMember(std::string_view payer_id, std::string_view member_id) = 0;
+  // Stored Patients with exactly these demographics (name[0].family, name[0].given[0],
+  // birthDate, gender), indexed whenever a Patient is written.
+  virtual Result<std::vector<std::string>> patientsWithDemographics(const PatientDemographics& who) = 0;
   // A patient's claims still waiting for a payer.
   virtual Result<std::vector<UnroutableWrite>> unroutableOf(std::string_view patient_id) = 0;
-  // Marks a waiting claim routed and queues its delivery in one transaction. False when it was
-  // no longer waiting.
-  virtual Result<bool> routeUnroutable(std::string_view claim_id, const OutboxWrite& write) = 0;
+  // (A waiting claim is routed by an IngestCommit with `routes_unroutable`.)
 
   // Subscriptions (resource JSON and status), kept across restarts.
   virtual Status putSubscription(const SubscriptionRow& row) = 0;

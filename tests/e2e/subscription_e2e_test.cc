@@ -5,6 +5,7 @@
 #include <fstream>
 #include <set>
 
+#include "mappers/common/ids.h"
 #include "tests/e2e/e2e_fixture.h"
 
 namespace fhir::testing {
@@ -319,6 +320,142 @@ TEST_F(Subscriptions, BadSubscriptionsAreRejectedWithTheirExpression) {
   EXPECT_EQ(GatewayFixture_parse(topics.body)["entry"].Size(), 10u);
   json::Document metadata = GatewayFixture_parse(gateway_->get("/fhir/metadata").body);
   EXPECT_EQ(metadata["rest"][0]["extension"].Size(), 10u);
+}
+
+// The roster columns of payer-formats.md.
+constexpr const char* kRosterHeader =
+    "member_id,member_last,member_first,member_dob,member_sex,line_of_business,coverage_start,coverage_end,"
+    "attributed_practice_npi,attributed_pcp_npi,attribution_start,attribution_end\r\n";
+
+// tests/data/econsult/response.json billing 99451 on `date` with the patient's coverage block
+// replaced by `coverage` (a JSON array).
+std::string eventWithCoverage(const std::string& event_id, const std::string& date, const std::string& coverage) {
+  std::string event = readFile(testDataDir() / "econsult" / "response.json");
+  event = replaceOnce(event, "evt-7f3a-0002", event_id);
+  event = replaceOnce(event, R"([{ "payerId": "lakeshore-medicaid", "memberId": "LMC00918273", "lineOfBusiness": "medicaid",
+                   "start": "2026-01-01", "end": "2026-12-31" }])",
+                      coverage);
+  return replaceOnce(event, "\"dateOfService\": \"2026-10-03\"", "\"dateOfService\": \"" + date + "\"");
+}
+
+// Ids as the contracts derive them (econsult-event.md id table, payer-formats.md).
+std::string coverageId(const std::string& payer, const std::string& member) {
+  return mappers::deriveId({"Coverage", payer, member});
+}
+std::string rosterPatientId(const std::string& payer, const std::string& member) {
+  return mappers::deriveId({"Patient", "https://fhir.alignment-gateway.org/CodeSystem/member-id/" + payer, member});
+}
+
+const json::Value* resourceIn(const json::Value& bundle, const std::string& type, const std::string& id) {
+  for (const json::Value& entry : bundle["entry"].GetArray()) {
+    const json::Value* resource = json::find(entry, "resource");
+    if (resource != nullptr && str(*resource, "resourceType") == type && str(*resource, "id") == id) return resource;
+  }
+  return nullptr;
+}
+
+std::string idOfFirst(const json::Value& bundle, const std::string& type) {
+  for (const json::Value& entry : bundle["entry"].GetArray()) {
+    if (str(entry["resource"], "resourceType") == type) return str(entry["resource"], "id");
+  }
+  ADD_FAILURE() << "no " << type;
+  return {};
+}
+
+TEST_F(Subscriptions, ReroutedClaimTakesTheCoverageOfItsDateAndAnnouncesBillingRouted) {
+  const std::string subscription = subscribe("billing-routed", "full-resource", {"Claim?payer=lakeshore-medicaid"});
+  // Lakeshore covers until 2026-05-31 and Northwind from 2026-08-01: a claim of 2026-06-15 waits,
+  // created with the patient's last coverage (Northwind's) because R4 Claim.insurance is 1..*.
+  HttpResult posted = gateway_->post("/ingest/econsult", eventWithCoverage("evt-gap", "2026-06-15", R"([
+      { "payerId": "lakeshore-medicaid", "memberId": "LMC00918273", "lineOfBusiness": "medicaid", "start": "2026-01-01", "end": "2026-05-31" },
+      { "payerId": "northwind-commercial", "memberId": "NW-55", "lineOfBusiness": "commercial", "start": "2026-08-01" }])"));
+  ASSERT_EQ(posted.status, 202) << posted.body;
+  json::Document answer = GatewayFixture_parse(posted.body);
+  const std::string patient_id = idOfFirst(answer, "Patient");
+  const std::string claim_id = idOfFirst(answer, "Claim");
+  const std::string lakeshore_coverage = coverageId("lakeshore-medicaid", "LMC00918273");
+  EXPECT_EQ(str(resourceIn(answer, "Claim", claim_id)->operator[]("insurance")[0]["coverage"], "reference"),
+            "Coverage/" + coverageId("northwind-commercial", "NW-55"));
+  ASSERT_EQ(GatewayFixture_parse(gateway_->get("/admin/unroutable").body)["items"].Size(), 1u);
+
+  // Lakeshore's roster extends the member's coverage to 2026-06-30; the row matches the patient
+  // by the member id the event gave.
+  const std::string roster = std::string(kRosterHeader) +
+                             "LMC00918273,Okafor,Adaeze,19610319,F,medicaid,20260101,20260630,1093817462,1467583922,20260101,\r\n";
+  ASSERT_EQ(gateway_->post("/ingest/roster/lakeshore-medicaid", roster, "text/csv").status, 200);
+  ASSERT_TRUE(payer_a_.waitForAccepted(1, 20s));
+  json::Document delivered = GatewayFixture_parse(payer_a_.accepted()[0].body);
+  const json::Value* claim = resourceIn(delivered, "Claim", claim_id);
+  ASSERT_NE(claim, nullptr);
+  EXPECT_EQ(str((*claim)["insurance"][0]["coverage"], "reference"), "Coverage/" + lakeshore_coverage);
+  EXPECT_EQ(str((*claim)["insurer"], "reference"),
+            "Organization/" + mappers::deriveId({"Organization", "payer", "lakeshore-medicaid"}));
+  const json::Value* coverage = resourceIn(delivered, "Coverage", lakeshore_coverage);
+  ASSERT_NE(coverage, nullptr);
+  EXPECT_EQ(str((*coverage)["beneficiary"], "reference"), "Patient/" + patient_id);
+  EXPECT_EQ(str((*coverage)["period"], "end"), "2026-06-30");
+  EXPECT_NE(resourceIn(delivered, "Patient", patient_id), nullptr);
+  EXPECT_TRUE(GatewayFixture_parse(gateway_->get("/admin/unroutable").body)["items"].Empty());
+
+  // The store agrees: a second version of the Claim, the roster's Coverage about the known
+  // patient, and no second Patient for the same member.
+  json::Document stored_claim = GatewayFixture_parse(gateway_->get("/fhir/Claim/" + claim_id).body);
+  EXPECT_EQ(str(stored_claim["meta"], "versionId"), "2");
+  EXPECT_EQ(str(stored_claim["insurance"][0]["coverage"], "reference"), "Coverage/" + lakeshore_coverage);
+  json::Document stored_coverage = GatewayFixture_parse(gateway_->get("/fhir/Coverage/" + lakeshore_coverage).body);
+  EXPECT_EQ(str(stored_coverage["beneficiary"], "reference"), "Patient/" + patient_id);
+  EXPECT_EQ(gateway_->get("/fhir/Patient/" + rosterPatientId("lakeshore-medicaid", "LMC00918273")).status, 404);
+
+  // The subscriber filtered on lakeshore hears of the routing once, with the new version.
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (notifications().empty() && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(20ms);
+  std::vector<ReceivedRequest> received = notifications();
+  ASSERT_EQ(received.size(), 1u);
+  EXPECT_EQ(received[0].header("idempotency-key"), subscription + ":1");
+  json::Document notification = GatewayFixture_parse(received[0].body);
+  EXPECT_EQ(statusParameter(notification, "topic"), std::string(kTopicBase) + "billing-routed");
+  const json::Value& focus = notification["entry"][1]["resource"];
+  EXPECT_EQ(str(focus, "id"), claim_id);
+  EXPECT_EQ(str(focus["insurance"][0]["coverage"], "reference"), "Coverage/" + lakeshore_coverage);
+  EXPECT_TRUE(payer_b_.accepted().empty());
+}
+
+TEST_F(Subscriptions, RosterRowMatchesAPatientByNameBirthDateAndSex) {
+  // The e-consult gives no Lakeshore member id: only Northwind coverage from 2026-07-01.
+  HttpResult posted = gateway_->post("/ingest/econsult", eventWithCoverage("evt-no-member", "2026-06-15", R"([
+      { "payerId": "northwind-commercial", "memberId": "NW-55", "lineOfBusiness": "commercial", "start": "2026-07-01" }])"));
+  ASSERT_EQ(posted.status, 202) << posted.body;
+  json::Document answer = GatewayFixture_parse(posted.body);
+  const std::string patient_id = idOfFirst(answer, "Patient");
+  const std::string claim_id = idOfFirst(answer, "Claim");
+  ASSERT_EQ(GatewayFixture_parse(gateway_->get("/admin/unroutable").body)["items"].Size(), 1u);
+
+  // Row 1 is the same person (family, first given name, birth date, sex); row 2 is born a day
+  // later and stays a patient of its own.
+  const std::string roster = std::string(kRosterHeader) +
+                             "LMC-77001,Okafor,Adaeze,19610319,F,medicaid,20260101,20261231,1093817462,,20260101,\r\n"
+                             "LMC-77002,Okafor,Adaeze,19610320,F,medicaid,20260101,20261231,1093817462,,20260101,\r\n";
+  HttpResult loaded = gateway_->post("/ingest/roster/lakeshore-medicaid", roster, "text/csv");
+  ASSERT_EQ(loaded.status, 200) << loaded.body;
+  EXPECT_EQ(json::numberAsInt64(GatewayFixture_parse(loaded.body)["accepted"]), 2);
+  ASSERT_TRUE(payer_a_.waitForAccepted(1, 20s));
+  json::Document delivered = GatewayFixture_parse(payer_a_.accepted()[0].body);
+  const json::Value* claim = resourceIn(delivered, "Claim", claim_id);
+  ASSERT_NE(claim, nullptr);
+  EXPECT_EQ(str((*claim)["patient"], "reference"), "Patient/" + patient_id);
+  EXPECT_EQ(str((*claim)["insurance"][0]["coverage"], "reference"), "Coverage/" + coverageId("lakeshore-medicaid", "LMC-77001"));
+  const json::Value* coverage = resourceIn(delivered, "Coverage", coverageId("lakeshore-medicaid", "LMC-77001"));
+  ASSERT_NE(coverage, nullptr);
+  EXPECT_EQ(str(*coverage, "subscriberId"), "LMC-77001");
+  EXPECT_EQ(str((*coverage)["beneficiary"], "reference"), "Patient/" + patient_id);
+  EXPECT_TRUE(GatewayFixture_parse(gateway_->get("/admin/unroutable").body)["items"].Empty());
+
+  EXPECT_EQ(gateway_->get("/fhir/Patient/" + rosterPatientId("lakeshore-medicaid", "LMC-77001")).status, 404);
+  EXPECT_EQ(gateway_->get("/fhir/Patient/" + rosterPatientId("lakeshore-medicaid", "LMC-77002")).status, 200);
+  json::Document other = GatewayFixture_parse(gateway_->get("/fhir/Coverage/" + coverageId("lakeshore-medicaid", "LMC-77002")).body);
+  EXPECT_EQ(str(other["beneficiary"], "reference"), "Patient/" + rosterPatientId("lakeshore-medicaid", "LMC-77002"));
+  EXPECT_EQ(payer_a_.accepted().size(), 1u);
+  EXPECT_TRUE(payer_b_.accepted().empty());
 }
 
 }  // namespace

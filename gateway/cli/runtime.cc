@@ -1,0 +1,69 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "gateway/cli/runtime.h"
+
+#include <cstdlib>
+#include <filesystem>
+
+#include "conformance/json/json.h"
+
+namespace fhir::gateway::cli {
+namespace {
+
+std::string profilesDir() {
+  if (const char* env = std::getenv("FHIR_GATEWAY_PROFILES"); env != nullptr && *env != '\0') return env;
+  return GATEWAY_PROFILES_DIR;
+}
+
+// The subscriptions kept in the store, as the registry serves them.
+Status loadSubscriptions(Store& store, const TopicCatalog& topics, SubscriptionRegistry& registry) {
+  auto rows = store.listSubscriptions();
+  if (!rows.ok()) return Error{rows.message()};
+  for (const SubscriptionRow& row : *rows) {
+    auto resource = json::parse(row.resource_json);
+    IssueList ignored;
+    if (!resource.ok()) continue;
+    auto subscription = parseSubscription(*resource, topics, ignored);
+    if (!subscription) continue;
+    subscription->id = row.id;
+    subscription->status = row.status;
+    subscription->error = row.error;
+    registry.put(std::move(*subscription));
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Runtime>> loadRuntime(const Config& config) {
+  auto runtime = std::make_unique<Runtime>();
+  auto store = openSqliteStore(config.data_dir);
+  if (!store.ok()) return Error{store.message()};
+  runtime->store = std::move(*store);
+
+  const std::string profiles = profilesDir();
+  ValidatorOptions validator_options;
+  validator_options.core_package_dir = profiles + "/r4-core/package";
+  const std::string alignment = profiles + "/alignment/package";
+  for (const std::string& package : {profiles + "/subscriptions-backport/package", alignment}) {
+    if (std::filesystem::is_directory(package)) validator_options.extra_paths.push_back(package);
+  }
+  // The types every e-consult and subscription request uses: compiled before the first request.
+  validator_options.preload = {"Bundle", "Patient", "Coverage", "Organization", "Practitioner", "ServiceRequest",
+                               "Task", "Communication", "Claim", "Subscription"};
+  auto validator = createValidator(validator_options);
+  if (!validator.ok()) return Error{"cannot load definitions: " + validator.message()};
+  runtime->validator = std::move(*validator);
+
+  auto topics = TopicCatalog::load(alignment);
+  if (!topics.ok()) return Error{"cannot load subscription topics: " + topics.message()};
+  runtime->topics = std::move(*topics);
+  Status subscriptions = loadSubscriptions(*runtime->store, *runtime->topics, runtime->registry);
+  if (!subscriptions.ok()) return Error{subscriptions.message()};
+
+  auto specs = mappers::engine::SpecLibrary::load({});
+  if (!specs.ok()) return Error{"cannot load mapping specs: " + specs.message()};
+  runtime->specs = std::shared_ptr<const mappers::engine::SpecLibrary>(std::move(*specs));
+  return Result<std::unique_ptr<Runtime>>(std::move(runtime));
+}
+
+}  // namespace fhir::gateway::cli

@@ -1,0 +1,252 @@
+// SPDX-License-Identifier: Apache-2.0
+// Quarantine replay (issue 5) and `fhir-gateway replay` through the real server and the real
+// binary: a payload rejected before a configuration change is accepted after it; one still bad
+// keeps its OperationOutcome and its single quarantine entry.
+
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+#include "tests/e2e/e2e_fixture.h"
+
+namespace fhir::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr const char* kRosterHeader =
+    "member_id,member_last,member_first,member_dob,member_sex,line_of_business,coverage_start,coverage_end,"
+    "attributed_practice_npi,attributed_pcp_npi,attribution_start,attribution_end\r\n";
+
+std::string str(const json::Value& object, const char* key) {
+  auto value = json::getString(object, key);
+  return value ? std::string(*value) : std::string();
+}
+
+// The quarantine id an OperationOutcome carries (http-api.md, Errors).
+std::string quarantineIdOf(const json::Value& outcome) {
+  const json::Value* details = json::find(outcome["issue"][0], "details");
+  if (details == nullptr) return {};
+  return str((*details)["coding"][0], "code");
+}
+
+struct CliRun {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+};
+
+// Runs `fhir-gateway replay ARGUMENTS` and collects its output.
+CliRun runReplay(const TempDir& scratch, const std::string& arguments) {
+  const std::string out_path = (scratch.path() / "replay.out").string();
+  const std::string err_path = (scratch.path() / "replay.err").string();
+  const std::string command = std::string(GATEWAY_BINARY) + " replay " + arguments + " >" + out_path + " 2>" + err_path;
+  const int status = std::system(command.c_str());
+  CliRun run;
+  run.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  run.out = readFile(out_path);
+  run.err = readFile(err_path);
+  return run;
+}
+
+std::vector<std::string> lines(const std::string& text) {
+  std::vector<std::string> out;
+  std::istringstream stream(text);
+  for (std::string line; std::getline(stream, line);) out.push_back(line);
+  return out;
+}
+
+class Replay : public GatewayFixture {
+ protected:
+  // The fixture's configuration plus the Northwind payer, delivering to `northwind_`.
+  void configureNorthwind() {
+    std::string config = readFile(config_path_);
+    config = replaceOnce(config, R"("payers": [)", R"("payers": [
+    { "id": "northwind-commercial", "name": "Northwind Health Plan", "format": "northwind-commercial",
+      "endpoint": ")" + northwind_.url("/bundles") + R"(" },)");
+    std::ofstream(config_path_) << config;
+  }
+
+  json::Document quarantine() { return parse(gateway_->get("/admin/quarantine").body); }
+
+  const json::Value* entry(const json::Document& list, const std::string& id) {
+    for (const json::Value& item : list["items"].GetArray()) {
+      if (str(item, "id") == id) return &item;
+    }
+    ADD_FAILURE() << "no quarantine entry " << id;
+    return nullptr;
+  }
+
+  std::string dataDir() const { return (data_.path() / "var").string(); }
+
+  LoopbackReceiver northwind_;
+  TempDir scratch_;
+};
+
+TEST_F(Replay, PayloadsRejectedBeforeAConfigurationChangeAreAcceptedAfterIt) {
+  startGateway();
+  // Northwind is not configured yet: its member's event is a 422, its roster a 404.
+  HttpResult event = gateway_->post("/ingest/econsult", billingEvent("evt-replay", "2026-07-10"));
+  ASSERT_EQ(event.status, 422) << event.body;
+  const std::string event_entry = quarantineIdOf(parse(event.body));
+  const std::string roster = std::string(kRosterHeader) +
+                             "NW-55,Okafor,Adaeze,19610319,F,commercial,20260701,,1093817462,,20260701,\r\n";
+  HttpResult posted_roster = gateway_->post("/ingest/roster/northwind-commercial", roster, "text/csv");
+  ASSERT_EQ(posted_roster.status, 404) << posted_roster.body;
+  const std::string roster_entry = quarantineIdOf(parse(posted_roster.body));
+  ASSERT_FALSE(event_entry.empty());
+  ASSERT_FALSE(roster_entry.empty());
+
+  // Replayed before the change, the event gets the same answer and stays quarantined.
+  HttpResult again = gateway_->post("/admin/quarantine/" + event_entry + "/replay", "");
+  EXPECT_EQ(again.status, 422);
+  EXPECT_EQ(again.body, event.body);
+  json::Document list = quarantine();
+  EXPECT_EQ(list["items"].Size(), 2u);
+  const json::Value* kept = entry(list, event_entry);
+  ASSERT_NE(kept, nullptr);
+  EXPECT_EQ(str(*kept, "status"), "quarantined");
+  EXPECT_EQ(json::numberAsInt64((*kept)["replays"]), 1);
+  EXPECT_EQ(json::numberAsInt64((*kept)["lastReplay"]["status"]), 422);
+
+  // The operator adds Northwind and restarts; the event replayed now is accepted and its claim
+  // (dated 2026-07-10, Northwind's) is delivered to Northwind.
+  configureNorthwind();
+  startGateway();
+  HttpResult accepted = gateway_->post("/admin/quarantine/" + event_entry + "/replay", "");
+  ASSERT_EQ(accepted.status, 202) << accepted.body;
+  json::Document bundle = parse(accepted.body);
+  EXPECT_EQ(str(bundle, "resourceType"), "Bundle");
+  ASSERT_TRUE(northwind_.waitForAccepted(1, 20s));
+  ASSERT_TRUE(hie_.waitForAccepted(1, 20s));  // the feed's copy of the event
+  EXPECT_NE(northwind_.accepted()[0].body.find("\"servicedDate\":\"2026-07-10\""), std::string::npos);
+  list = quarantine();
+  EXPECT_EQ(list["items"].Size(), 2u);  // nothing deleted
+  kept = entry(list, event_entry);
+  ASSERT_NE(kept, nullptr);
+  EXPECT_EQ(str(*kept, "status"), "accepted");
+  EXPECT_EQ(json::numberAsInt64((*kept)["replays"]), 2);
+  EXPECT_EQ(json::numberAsInt64((*kept)["lastReplay"]["status"]), 202);
+
+  // The CLI, beside the running server, replays what is left (the roster) and its feed Bundle
+  // is delivered by the server.
+  const size_t feed_before = hie_.accepted().size();
+  CliRun run = runReplay(scratch_, "--all --data " + dataDir() + " --config " + config_path_);
+  ASSERT_EQ(run.exit_code, 0) << run.out << run.err;
+  std::vector<std::string> printed = lines(run.out);
+  ASSERT_EQ(printed.size(), 2u) << run.out;
+  json::Document item = parse(printed[0]);
+  EXPECT_EQ(str(item, "quarantine"), roster_entry);
+  EXPECT_EQ(str(item, "channel"), "roster:northwind-commercial");
+  EXPECT_EQ(str(item, "result"), "accepted");
+  EXPECT_EQ(json::numberAsInt64(item["status"]), 200);
+  json::Document summary = parse(printed[1]);
+  EXPECT_EQ(json::numberAsInt64(summary["replayed"]), 1);
+  EXPECT_EQ(json::numberAsInt64(summary["accepted"]), 1);
+  EXPECT_EQ(json::numberAsInt64(summary["rejected"]), 0);
+  EXPECT_EQ(json::numberAsInt64(summary["deadLetters"]), 0);
+  ASSERT_TRUE(hie_.waitForAccepted(feed_before + 1, 20s));
+  EXPECT_EQ(str(*entry(quarantine(), roster_entry), "status"), "accepted");
+}
+
+TEST_F(Replay, StillBadPayloadKeepsItsOutcomeAndItsOneEntry) {
+  startGateway();
+  HttpResult bad = gateway_->post("/ingest/econsult", R"({"eventId": "evt-1", )");
+  ASSERT_EQ(bad.status, 400);
+  const std::string id = quarantineIdOf(parse(bad.body));
+  for (int round = 0; round < 2; ++round) {
+    HttpResult again = gateway_->post("/admin/quarantine/" + id + "/replay", "");
+    EXPECT_EQ(again.status, 400);
+    EXPECT_EQ(again.body, bad.body);
+  }
+  json::Document list = quarantine();
+  ASSERT_EQ(list["items"].Size(), 1u);
+  EXPECT_EQ(str(list["items"][0], "status"), "quarantined");
+  EXPECT_EQ(json::numberAsInt64(list["items"][0]["replays"]), 2);
+  EXPECT_EQ(gateway_->post("/admin/quarantine/q-no-such-entry/replay", "").status, 404);
+
+  CliRun run = runReplay(scratch_, "--quarantine " + id + " --data " + dataDir() + " --config " + config_path_);
+  EXPECT_EQ(run.exit_code, 1) << run.err;
+  json::Document line = parse(run.out);
+  EXPECT_EQ(str(line, "result"), "rejected");
+  EXPECT_EQ(json::numberAsInt64(line["status"]), 400);
+  EXPECT_EQ(quarantineIdOf(line["answer"]), id);
+}
+
+TEST_F(Replay, RosterRecordIsReplayedUnderItsFilesHeader) {
+  startGateway();
+  // Row 3 names a line of business payer-formats.md does not have.
+  const std::string roster = std::string(kRosterHeader) +
+                             "LMC-1,Okafor,Adaeze,19610319,F,medicaid,20260101,,1093817462,,20260101,\r\n"
+                             "LMC-2,Diallo,Moussa,19700102,M,medicare,20260101,,1093817462,,20260101,\r\n";
+  HttpResult posted = gateway_->post("/ingest/roster/lakeshore-medicaid", roster, "text/csv");
+  ASSERT_EQ(posted.status, 200) << posted.body;
+  json::Document counts = parse(posted.body);
+  EXPECT_EQ(json::numberAsInt64(counts["accepted"]), 1);
+  ASSERT_EQ(counts["quarantineIds"].Size(), 1u);
+  const std::string id(json::stringView(counts["quarantineIds"][0]));
+  const std::string payload = str(*entry(quarantine(), id), "payload");
+  EXPECT_EQ(payload.find("member_id"), std::string::npos);  // the row alone is kept
+
+  // The replay reads the row under its header: the same row-level rejection, recorded on the
+  // same entry, not a missing-header error nor a second entry.
+  HttpResult again = gateway_->post("/admin/quarantine/" + id + "/replay", "");
+  ASSERT_EQ(again.status, 200) << again.body;
+  json::Document replayed = parse(again.body);
+  EXPECT_EQ(json::numberAsInt64(replayed["records"]), 1);
+  EXPECT_EQ(json::numberAsInt64(replayed["rejected"]), 1);
+  ASSERT_EQ(replayed["quarantineIds"].Size(), 1u);
+  EXPECT_EQ(json::stringView(replayed["quarantineIds"][0]), id);
+  json::Document list = quarantine();
+  EXPECT_EQ(list["items"].Size(), 1u);
+  EXPECT_EQ(str(list["items"][0], "status"), "quarantined");
+  EXPECT_NE(str(list["items"][0]["outcome"]["issue"][0], "diagnostics").find("line_of_business"), std::string::npos);
+}
+
+class ReplayDeadLetters : public Replay {
+ protected:
+  ReplayDeadLetters() { give_up_after_hours_ = 0.0002; }  // 0.72 s of retries
+};
+
+TEST_F(ReplayDeadLetters, CliQueuesADeadLetterThatTheRunningServerDelivers) {
+  hie_.setStatus(503);
+  startGateway();
+  ASSERT_EQ(gateway_->post("/ingest/econsult", event("request")).status, 202);
+  json::Document letters;
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  do {
+    std::this_thread::sleep_for(50ms);
+    letters = parse(gateway_->get("/admin/dead-letters").body);
+  } while (letters["items"].Empty() && std::chrono::steady_clock::now() < deadline);
+  ASSERT_EQ(letters["items"].Size(), 1u);
+  const std::string id = json::numberText(letters["items"][0]["id"]);
+
+  hie_.setStatus(200);
+  EXPECT_EQ(runReplay(scratch_, "--dead-letter 999999 --data " + dataDir()).exit_code, 2);
+  CliRun run = runReplay(scratch_, "--dead-letter " + id + " --data " + dataDir());
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  json::Document line = parse(run.out);
+  EXPECT_EQ(json::numberText(line["deadLetter"]), id);
+  EXPECT_EQ(str(line, "result"), "queued");
+  ASSERT_TRUE(hie_.waitForAccepted(1, 20s));
+  EXPECT_EQ(hie_.accepted()[0].header("x-event-number"), "1");
+  EXPECT_TRUE(parse(gateway_->get("/admin/dead-letters").body)["items"].Empty());
+}
+
+TEST_F(Replay, CliUsageIsCheckedAndExplained) {
+  EXPECT_EQ(runReplay(scratch_, "").exit_code, 2);
+  EXPECT_EQ(runReplay(scratch_, "--all --quarantine q-1").exit_code, 2);
+  EXPECT_EQ(runReplay(scratch_, "--quarantine").exit_code, 2);
+  EXPECT_EQ(runReplay(scratch_, "--bogus").exit_code, 2);
+  CliRun help = runReplay(scratch_, "--help");
+  EXPECT_EQ(help.exit_code, 0);
+  for (const char* option : {"--quarantine ID", "--dead-letter ID", "--all", "--data DIR", "--config FILE"}) {
+    EXPECT_NE(help.out.find(option), std::string::npos) << option;
+  }
+  CliRun unknown = runReplay(scratch_, "--quarantine q-none --data " + dataDir());
+  EXPECT_EQ(unknown.exit_code, 2);
+  EXPECT_NE(unknown.err.find("no quarantined payload q-none"), std::string::npos) << unknown.err;
+}
+
+}  // namespace
+}  // namespace fhir::testing
