@@ -38,7 +38,8 @@ constexpr const char* kReplayHelp =
     "Prints one JSON line per item on stdout: {\"quarantine\": ID, \"channel\", \"status\" (the HTTP\n"
     "status the channel answered), \"result\": accepted|rejected|not-replayable|failed, and\n"
     "\"answer\" unless accepted} or {\"deadLetter\": ID, \"result\": queued}; --all ends with a\n"
-    "summary line {\"replayed\": n, \"accepted\": n, \"rejected\": n, \"deadLetters\": n}.\n"
+    "summary line {\"replayed\": n, \"accepted\": n, \"rejected\": n, \"notReplayable\": n,\n"
+    "\"deadLetters\": n}.\n"
     "Exit 0 when everything was accepted or queued, 1 when a payload was rejected again or\n"
     "cannot be replayed, 2 on a usage or environment error or an unknown ID.\n"
     "\n"
@@ -95,6 +96,7 @@ struct Tally {
   size_t replayed = 0;
   size_t accepted = 0;
   size_t rejected = 0;
+  size_t not_replayable = 0;
   size_t dead_letters = 0;
   bool environment_error = false;
 };
@@ -125,6 +127,7 @@ void replayQuarantined(Pipeline& pipeline, const std::string& id, const std::str
   ++tally.replayed;
   if (outcome.result == "accepted") ++tally.accepted;
   else if (outcome.result == "failed") tally.environment_error = true;
+  else if (outcome.result == "not-replayable") ++tally.not_replayable;
   else ++tally.rejected;
 }
 
@@ -177,7 +180,8 @@ void replayAll(Pipeline& pipeline, Store& store, Io& io, Tally& tally) {
   summary.SetObject();
   auto& allocator = summary.GetAllocator();
   const std::vector<std::pair<const char*, size_t>> counts = {
-      {"replayed", tally.replayed}, {"accepted", tally.accepted}, {"rejected", tally.rejected},
+      {"replayed", tally.replayed},           {"accepted", tally.accepted},
+      {"rejected", tally.rejected},           {"notReplayable", tally.not_replayable},
       {"deadLetters", tally.dead_letters}};
   for (const auto& [key, count] : counts) {
     json::addMember(summary, key, json::makeNumber(std::to_string(count), allocator), allocator);
@@ -217,7 +221,7 @@ int runReplay(const Args& args, Io& io) {
   else if (options.dead_letter_id) replayDeadLetter(*(*runtime)->store, *options.dead_letter_id, io, tally);
   else replayAll(pipeline, *(*runtime)->store, io, tally);
   if (tally.environment_error) return 2;
-  return tally.rejected > 0 ? 1 : 0;
+  return tally.rejected + tally.not_replayable > 0 ? 1 : 0;
 }
 
 }  // namespace fhir::gateway::cli

@@ -144,6 +144,7 @@ TEST_F(Replay, PayloadsRejectedBeforeAConfigurationChangeAreAcceptedAfterIt) {
   EXPECT_EQ(json::numberAsInt64(summary["replayed"]), 1);
   EXPECT_EQ(json::numberAsInt64(summary["accepted"]), 1);
   EXPECT_EQ(json::numberAsInt64(summary["rejected"]), 0);
+  EXPECT_EQ(json::numberAsInt64(summary["notReplayable"]), 0);
   EXPECT_EQ(json::numberAsInt64(summary["deadLetters"]), 0);
   ASSERT_TRUE(hie_.waitForAccepted(feed_before + 1, 20s));
   EXPECT_EQ(str(*entry(quarantine(), roster_entry), "status"), "accepted");
@@ -163,7 +164,17 @@ TEST_F(Replay, StillBadPayloadKeepsItsOutcomeAndItsOneEntry) {
   ASSERT_EQ(list["items"].Size(), 1u);
   EXPECT_EQ(str(list["items"][0], "status"), "quarantined");
   EXPECT_EQ(json::numberAsInt64(list["items"][0]["replays"]), 2);
+  EXPECT_EQ(json::numberAsInt64(list["items"][0]["lastReplay"]["status"]), 400);
   EXPECT_EQ(gateway_->post("/admin/quarantine/q-no-such-entry/replay", "").status, 404);
+
+  // Of a body over maxBodyBytes only a prefix was kept: it cannot be replayed, and says so.
+  HttpResult oversized = gateway_->post("/ingest/econsult", std::string(70000, ' '));
+  ASSERT_EQ(oversized.status, 413);
+  const std::string truncated = quarantineIdOf(parse(oversized.body));
+  HttpResult refused = gateway_->post("/admin/quarantine/" + truncated + "/replay", "");
+  EXPECT_EQ(refused.status, 422);
+  EXPECT_NE(refused.body.find("cannot be replayed"), std::string::npos) << refused.body;
+  EXPECT_EQ(str(*entry(quarantine(), truncated), "status"), "quarantined");
 
   CliRun run = runReplay(scratch_, "--quarantine " + id + " --data " + dataDir() + " --config " + config_path_);
   EXPECT_EQ(run.exit_code, 1) << run.err;
