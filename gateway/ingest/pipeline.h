@@ -42,6 +42,10 @@ class Pipeline {
   // POST /ingest/econsult with a JSON body.
   Answer ingestEconsult(std::string_view body, std::string_view content_type);
 
+  // POST /ingest/care-management: one care-management event (JSON), mapped by spec
+  // `care-management`; billing Claims are routed as e-consult billing is.
+  Answer ingestCareManagement(std::string_view body, std::string_view content_type);
+
   // POST /ingest/claims/{payerId} (`kind` "claims", the payer's `format` spec) and
   // POST /ingest/roster/{payerId} (`kind` "roster"): one Bundle per claim or roster row, each
   // validated and committed; bad records are quarantined and the file goes on.
