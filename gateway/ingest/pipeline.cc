@@ -243,6 +243,16 @@ std::optional<IssueList> secondAcm(Store& store, const json::Value& bundle, cons
   return std::nullopt;
 }
 
+// The answer of an accepted event: the stored Bundle, with warnings as a last OperationOutcome entry.
+std::string answerWithWarnings(const json::Value& bundle, const IssueList& warnings) {
+  json::Document answer;
+  answer.CopyFrom(bundle, answer.GetAllocator());
+  json::Value entry(rapidjson::kObjectType);
+  json::addMember(entry, "resource", toOperationOutcome(warnings, answer.GetAllocator()), answer.GetAllocator());
+  answer["entry"].PushBack(entry, answer.GetAllocator());
+  return json::serialize(answer);
+}
+
 // Subscription filter facts of a care-management event: patient, payers, practice, codes.
 EventFacts careManagementFacts(const json::Value& bundle, const json::Value& event,
                                const std::vector<mappers::CoverageFact>& coverage) {
@@ -627,7 +637,7 @@ Answer Pipeline::ingestCareManagement(std::string_view body, std::string_view co
   commit.payload = std::string(body);
   commit.status = 202;
   const std::string bundle_json = json::serialize(mapped->bundle);
-  commit.answer = bundle_json;
+  commit.answer = mapped->warnings.empty() ? bundle_json : answerWithWarnings(mapped->bundle, mapped->warnings);
   std::string patient_id;
   for (const json::Value& entry : mapped->bundle["entry"].GetArray()) {
     const json::Value& resource = entry["resource"];

@@ -157,6 +157,7 @@ struct CompiledSpec {
   ValueExpr record_id;
   std::vector<ValueExpr> record_id_parts;  // recordId given as a list: parts joined by ':'
   std::string agent_key;                   // "agent": the Provenance agent resource (else the payer)
+  bool warn_unknown = false;               // "unknownMembers": warn about members no field reaches
   std::vector<Rule> checks;
   std::vector<ResourceProgram> resources;
 };
@@ -221,9 +222,10 @@ std::string joinPattern(const std::string& scope, const std::vector<std::string>
   return out;
 }
 
-bool Compiler::knownPattern(const std::string& pattern) const {
+// True when `pattern` ("a.b", "lines.0.cpt") is a listed field or a prefix of one.
+bool knownField(const std::vector<std::string>& fields, const std::string& pattern) {
   std::vector<std::string> want = splitPath(pattern);
-  for (const std::string& field : spec_.fields) {
+  for (const std::string& field : fields) {
     std::vector<std::string> have = splitPath(field);
     if (want.size() > have.size()) continue;
     bool match = true;
@@ -237,6 +239,8 @@ bool Compiler::knownPattern(const std::string& pattern) const {
   }
   return false;
 }
+
+bool Compiler::knownPattern(const std::string& pattern) const { return knownField(spec_.fields, pattern); }
 
 Result<SourcePath> Compiler::sourcePath(const json::Value& at, std::string_view text, const std::string& scope) {
   SourcePath path;
@@ -505,7 +509,7 @@ Status Compiler::compile() {
   const json::Value& root = spec_.document->root();
   if (!root.IsObject()) return fail(root, "a spec is a JSON object");
   static const std::set<std::string> kKnown = {"id", "description", "reader", "fields", "columns", "groupBy",
-                                               "recordId", "checks", "resources", "note", "agent"};
+                                               "recordId", "checks", "resources", "note", "agent", "unknownMembers"};
   for (const auto& member : root.GetObject()) {
     std::string name(member.name.GetString(), member.name.GetStringLength());
     if (!kKnown.count(name)) return fail(root, "unknown spec member '" + name + "'");
@@ -605,6 +609,10 @@ Status Compiler::compile() {
       if (!compiled.ok()) return compiled.error();
       declared.rules.push_back(std::move(*compiled));
     }
+  }
+  if (auto unknown = json::getString(root, "unknownMembers")) {
+    if (*unknown != "warn") return fail(root, "\"unknownMembers\" can only be \"warn\"");
+    spec_.warn_unknown = true;
   }
   if (auto agent = json::getString(root, "agent")) {
     spec_.agent_key = std::string(*agent);
@@ -974,6 +982,8 @@ class Run {
     Scope scope;
   };
   std::vector<Produced> produce(const Scope& root, json::Allocator& allocator, bool& failed);
+  // "unknownMembers": "warn": a warning per source member no listed field reaches.
+  void warnUnknown(const json::Value& value, std::vector<std::string>& steps, IssueList& warnings) const;
 
   const CompiledSpec& spec_;
   const MapOptions& options_;
@@ -1591,6 +1601,33 @@ void Run::apply(const Rule& rule, json::Value& target, const Scope& scope, json:
   slot(target, rule.target, allocator) = std::move(*value);
 }
 
+void Run::warnUnknown(const json::Value& value, std::vector<std::string>& steps, IssueList& warnings) const {
+  auto visit = [&](const json::Value& child) {
+    std::string pattern;
+    for (const std::string& step : steps) pattern += (pattern.empty() ? "" : ".") + step;
+    if (!knownField(spec_.fields, pattern)) {
+      std::string where = location(steps);
+      warnings.atLocation(Severity::kWarning, "informational", where, where + ": unknown member, ignored");
+      return;
+    }
+    warnUnknown(child, steps, warnings);
+  };
+  if (value.IsObject()) {
+    for (const auto& member : value.GetObject()) {
+      if (member.name.GetStringLength() > 0 && member.name.GetString()[0] == '@') continue;
+      steps.emplace_back(member.name.GetString(), member.name.GetStringLength());
+      visit(member.value);
+      steps.pop_back();
+    }
+  } else if (value.IsArray()) {
+    for (rapidjson::SizeType index = 0; index < value.Size(); ++index) {
+      steps.push_back(std::to_string(index));
+      visit(value[index]);
+      steps.pop_back();
+    }
+  }
+}
+
 std::vector<Run::Produced> Run::produce(const Scope& root, json::Allocator& allocator, bool& failed) {
   std::vector<Produced> produced;
   instances_.clear();
@@ -1761,6 +1798,10 @@ bool Run::map(const json::Value& record, const std::string& raw, const std::stri
   bundle.AddMember("type", "collection", allocator);
   bundle.AddMember("entry", entries, allocator);
   out.record_id = record_id_;
+  if (spec_.warn_unknown) {
+    std::vector<std::string> steps;
+    warnUnknown(record, steps, out.warnings);
+  }
   out.position = position;
   return true;
 }

@@ -204,6 +204,14 @@ TEST_F(CareManagementEndToEnd, BadEventsAre4xxWithTheirLocationAndQuarantined) {
   EXPECT_EQ(json::getString(outcome["issue"][0]["details"]["coding"][0], "system"),
             "https://fhir.alignment-gateway.org/CodeSystem/quarantine-id");
 
+  // An unknown member is accepted with a warning: the answer's last entry is an OperationOutcome.
+  HttpResult warned = ingest(replaceOnce(screening("warn-1", "LA28398-8"), "\"screening\":{", "\"screening\":{\"tablet\":true,"));
+  ASSERT_EQ(warned.status, 202) << warned.body;
+  json::Document answer = parse(warned.body);
+  const json::Value& last = answer["entry"][answer["entry"].Size() - 1]["resource"];
+  EXPECT_EQ(json::getString(last, "resourceType"), "OperationOutcome");
+  EXPECT_EQ(json::stringView(last["issue"][0]["location"][0]), "$.screening.tablet");
+
   HttpResult malformed = ingest("{\"eventId\": ");
   EXPECT_EQ(malformed.status, 400) << malformed.body;
   HttpResult wrong_type = gateway_->post("/ingest/care-management", "a,b", "text/csv");

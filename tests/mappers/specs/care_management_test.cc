@@ -41,6 +41,28 @@ TEST(CareManagement, BadEventsNameTheirJsonPath) {
   expectRejections(run.rejections, kDir, "expected-rejections.txt");
 }
 
+TEST(CareManagement, UnknownMembersAreIgnoredWithAWarning) {
+  std::istringstream input(
+      R"({"eventId":"w-1","source":"test","eventType":"risk-tier","occurredAt":"2026-10-02T08:00:00-05:00","channel":"portal",)"
+      R"("patient":{"mrn":"M1","mrnSystem":"urn:oid:1.2.3","family":"Doe","nickname":"D"},)"
+      R"("risk":{"tier":"low","method":"v3","assessedAt":"2026-10-02"}})");
+  engine::MapOptions options;
+  options.single_document = true;
+  std::vector<engine::MappedBundle> mapped;
+  auto summary = bundledSpecs().mapSource(
+      "care-management", input, options, [&](engine::MappedBundle& bundle) { mapped.push_back(std::move(bundle)); },
+      [&](engine::Rejection& rejection) { ADD_FAILURE() << toOperationOutcomeJson(rejection.issues); });
+  ASSERT_TRUE(summary.ok());
+  ASSERT_EQ(mapped.size(), 1u);
+  std::set<std::string> locations;
+  for (const Issue& issue : mapped[0].warnings.issues()) {
+    EXPECT_EQ(issue.severity, Severity::kWarning);
+    locations.insert(issue.location.at(0));
+  }
+  EXPECT_EQ(locations, (std::set<std::string>{"$.channel", "$.patient.nickname"}));
+  expectValid(mapped[0].bundle);
+}
+
 // ---- HRSN: which answers make a domain positive ----------------------------------------------
 
 struct Screening {
