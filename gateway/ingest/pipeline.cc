@@ -253,6 +253,13 @@ std::string answerWithWarnings(const json::Value& bundle, const IssueList& warni
   return json::serialize(answer);
 }
 
+bool hasAcmClaim(const json::Value& bundle) {
+  for (const mappers::BillingFact& fact : billingFacts(bundle, {})) {
+    if (fact.code == "ACM") return true;
+  }
+  return false;
+}
+
 // Subscription filter facts of a care-management event: patient, payers, practice, codes.
 EventFacts careManagementFacts(const json::Value& bundle, const json::Value& event,
                                const std::vector<mappers::CoverageFact>& coverage) {
@@ -629,6 +636,8 @@ Answer Pipeline::ingestCareManagement(std::string_view body, std::string_view co
   if (!summary.ok()) return storeFailure(summary.message());
   if (!mapped) return reject(kChannel, body, content_type, 422, rejected);
   if (idempotency_key.empty()) return storeFailure("event without source/eventId passed mapping");
+  std::unique_lock<std::mutex> acm_lock(acm_mutex_, std::defer_lock);
+  if (hasAcmClaim(mapped->bundle)) acm_lock.lock();
   if (auto second = secondAcm(*store_, mapped->bundle, event)) return reject(kChannel, body, content_type, 422, *second);
 
   IngestCommit commit;

@@ -6,6 +6,7 @@
 // and the answer is produced only after it.
 
 #include <functional>
+#include <mutex>
 #include <set>
 #include <string>
 #include <string_view>
@@ -81,6 +82,9 @@ class Pipeline {
   TopicCatalogPtr topics_;
   std::shared_ptr<const mappers::engine::SpecLibrary> specs_;
   const SubscriptionRegistry* registry_ = nullptr;
+  // Held from the second-ACM check to the commit of an event with an ACM Claim, so two
+  // concurrent ACMs of one month cannot both pass the check.
+  std::mutex acm_mutex_;
 };
 
 }  // namespace fhir::gateway

@@ -49,7 +49,7 @@ struct Translation {
 enum class TransformKind { kTrim, kUpper, kLower, kDateYmd, kDate, kDecimal, kInteger, kIcd10, kNpi, kTranslate,
                            kLookup, kComponent, kRangeStart, kRangeEnd, kOneOf, kBoolean, kHl7DateTime,
                            // care-management additions (mappers/specs/README.md, "Event sources")
-                           kMemberOf, kOrdinal, kYearMonth, kDateTime, kPayerId, kPayerName, kPrefix };
+                           kMemberOf, kOrdinal, kYearMonth, kDateTime, kDateTimeOffset, kPayerId, kPayerName, kPrefix };
 
 // The codes of one alignment ValueSet (compose.include concepts), with their ordinalValue.
 struct ValueSetCodes {
@@ -302,6 +302,7 @@ Result<ValueExpr> Compiler::valueExpr(const json::Value& object, const std::stri
             {"range-start", TransformKind::kRangeStart}, {"range-end", TransformKind::kRangeEnd},
             {"boolean", TransformKind::kBoolean}, {"hl7-datetime", TransformKind::kHl7DateTime},
             {"year-month", TransformKind::kYearMonth}, {"datetime", TransformKind::kDateTime},
+            {"datetime-offset", TransformKind::kDateTimeOffset},
             {"payer-id", TransformKind::kPayerId}, {"payer-name", TransformKind::kPayerName}};
         auto found = kNames.find(name);
         if (found == kNames.end()) return fail(object, "unknown transform '" + name + "'");
@@ -1278,6 +1279,9 @@ std::optional<json::Value> Run::evaluate(const ValueExpr& expr, const Scope& sco
         break;
       case TransformKind::kDateTime:
         if (!isDate(text) && !isDateTimeWithOffset(text)) return bad("is not a date or a dateTime with offset (YYYY-MM-DDThh:mm:ss+zz:zz)");
+        break;
+      case TransformKind::kDateTimeOffset:
+        if (!isDateTimeWithOffset(text)) return bad("is not a dateTime with offset (YYYY-MM-DDThh:mm:ss+zz:zz)");
         break;
       case TransformKind::kPayerId:
         if (options_.directory && !options_.directory->payer(text)) return bad("is not a configured payer");

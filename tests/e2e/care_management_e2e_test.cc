@@ -4,6 +4,7 @@
 // (hrsn-positive, careplan-changed, comanagement-started/ended, attribution-changed) notify a
 // subscriber on a real loopback receiver.
 
+#include <algorithm>
 #include <set>
 #include <thread>
 
@@ -148,6 +149,20 @@ TEST_F(CareManagementEndToEnd, CoManagementBillingReachesThePayerAsAClaim) {
   ASSERT_TRUE(payer_.waitForAccepted(2, 10s));
   std::this_thread::sleep_for(200ms);  // a wrong extra delivery would arrive now
   EXPECT_EQ(payerClaims().size(), 2u);
+}
+
+TEST_F(CareManagementEndToEnd, ConcurrentAcmsOfOneMonthOnlyOneIsAccepted) {
+  std::vector<int> statuses(4);
+  std::vector<std::thread> posts;
+  for (size_t index = 0; index < statuses.size(); ++index) {
+    posts.emplace_back([&, index] { statuses[index] = ingest(coManagement("race-" + std::to_string(index), "2026-10-2" + std::to_string(index))).status; });
+  }
+  for (std::thread& post : posts) post.join();
+  EXPECT_EQ(std::count(statuses.begin(), statuses.end(), 202), 1);
+  EXPECT_EQ(std::count(statuses.begin(), statuses.end(), 422), 3);
+  ASSERT_TRUE(payer_.waitForAccepted(1, 10s));
+  std::this_thread::sleep_for(200ms);
+  EXPECT_EQ(payerClaims().size(), 1u);
 }
 
 TEST_F(CareManagementEndToEnd, HrsnPositiveScreeningNotifiesItsSubscriber) {
