@@ -165,6 +165,19 @@ TEST_F(CareManagementEndToEnd, ConcurrentAcmsOfOneMonthOnlyOneIsAccepted) {
   EXPECT_EQ(payerClaims().size(), 1u);
 }
 
+TEST_F(CareManagementEndToEnd, AnAcmOutsideTheCoverageWaitsAsUnroutable) {
+  // The coverage ends 2026-12-31: a January ACM has no payer yet and waits with the reason.
+  HttpResult january = ingest(coManagement("cm-jan", "2027-01-31"));
+  ASSERT_EQ(january.status, 202) << january.body;
+  const json::Value* claim = findEntry(parse(january.body), "Claim");
+  ASSERT_NE(claim, nullptr);
+  const std::string unroutable = gateway_->get("/admin/unroutable").body;
+  EXPECT_NE(unroutable.find(std::string(json::getString(*claim, "id").value_or("?"))), std::string::npos) << unroutable;
+  EXPECT_NE(unroutable.find("2027-01-31"), std::string::npos) << unroutable;
+  std::this_thread::sleep_for(300ms);
+  EXPECT_TRUE(payerClaims().empty());
+}
+
 TEST_F(CareManagementEndToEnd, HrsnPositiveScreeningNotifiesItsSubscriber) {
   subscribe("hrsn-positive");
   HttpResult negative = ingest(screening("hrsn-e2e-1", "LA28398-8"));

@@ -72,14 +72,14 @@ struct Screening {
 };
 
 // Maps one AHC-HRSN screening with these (question, answer) pairs, as one JSON document.
-Screening screen(const std::vector<std::pair<std::string, std::string>>& answers) {
+Screening screen(const std::vector<std::pair<std::string, std::string>>& answers, const std::string& instrument = "AHC-HRSN") {
   std::string list;
   for (const auto& [question, answer] : answers) {
     list += std::string(list.empty() ? "" : ",") + R"({"loinc":")" + question + R"(","answerLoinc":")" + answer + "\"}";
   }
   std::string event = R"({"eventId":"s-1","source":"test","eventType":"hrsn-screening","occurredAt":"2026-10-04T08:00:00-05:00",)"
                       R"("patient":{"mrn":"M1","mrnSystem":"urn:oid:1.2.3","family":"Doe"},)"
-                      R"("screening":{"instrument":"AHC-HRSN","screenedAt":"2026-10-04","answers":[)" + list + "]}}";
+                      R"("screening":{"instrument":")" + instrument + R"(","screenedAt":"2026-10-04","answers":[)" + list + "]}}";
   Screening out;
   std::istringstream input(event);
   engine::MapOptions options;
@@ -163,6 +163,16 @@ TEST(CareManagementHrsn, SeveralDomainsAtOnceEachGetAFlag) {
   EXPECT_EQ(many.positive, (Domains{"food-insecurity", "housing-instability", "transportation-insecurity", "utility-insecurity"}));
   ASSERT_EQ(many.bundles.size(), 1u);
   expectValid(many.bundles[0]);
+}
+
+TEST(CareManagementHrsn, PrapareUsesItsOwnAnswersThroughTheSameConceptMap) {
+  Screening prapare = screen({{"93030-5", "LA30133-5"}, {"71802-3", "LA30190-5"}, {"93031-3", "LA30125-1"}}, "PRAPARE");
+  EXPECT_EQ(prapare.positive, (Domains{"transportation-insecurity", "housing-instability", "food-insecurity"}));
+  ASSERT_EQ(prapare.bundles.size(), 1u);
+  const json::Value& panel_code = prapare.bundles[0]["entry"][5]["resource"]["code"]["coding"][0]["code"];
+  EXPECT_EQ(json::stringView(panel_code), "93025-5") << "the PRAPARE panel";
+  expectValid(prapare.bundles[0]);
+  EXPECT_EQ(screen({{"71802-3", "LA30189-7"}}, "PRAPARE").positive, Domains{});
 }
 
 TEST(CareManagementHrsn, CodesOutsideTheValueSetsAreNamedByJsonPath) {
