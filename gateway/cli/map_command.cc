@@ -27,6 +27,7 @@ constexpr const char* kUsage =
     "usage: fhir-gateway map --source ID [--payer ID] [--config FILE] [--no-validate] FILE\n"
     "\n"
     "Maps a source file with spec ID (lakeshore-medicaid, northwind-commercial, x12-837p, roster,\n"
+    "care-management (NDJSON of events), "
     "...; mappers/specs) record by record. Prints one FHIR Bundle per claim, roster row or event\n"
     "as NDJSON on stdout; on stderr one OperationOutcome JSON line per rejected record, then the\n"
     "summary {\"records\": n, \"accepted\": n, \"rejected\": n, \"seconds\": s}. FILE '-' reads stdin.\n"

@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "gateway/ingest/pipeline.h"
 
+#include <algorithm>
 #include <chrono>
 #include <map>
+#include <optional>
 #include <set>
 #include <sstream>
 
@@ -97,6 +99,9 @@ const std::map<std::string, ReplayChannel, std::less<>>& replayChannels() {
       {"econsult", [](Pipeline& p, const std::string&, std::string_view body, std::string_view type) {
          return p.ingestEconsult(body, type);
        }},
+      {"care-management", [](Pipeline& p, const std::string&, std::string_view body, std::string_view type) {
+         return p.ingestCareManagement(body, type);
+       }},
       {"claims", [](Pipeline& p, const std::string& payer, std::string_view body, std::string_view type) {
          return p.ingestPayerFile("claims", payer, body, type);
        }},
@@ -178,6 +183,158 @@ ChangeHook subscriptionHook(TopicCatalogPtr topics, std::vector<Subscription> su
       }
     }
   };
+}
+
+// ---- care-management (POST /ingest/care-management) ------------------------------------------
+
+// The event's own Coverage resources as routing facts; the payer is the suffix of the member-id
+// identifier system (`.../CodeSystem/member-id/{payerId}`, as the specs write it).
+std::vector<mappers::CoverageFact> eventCoverage(const json::Value& bundle) {
+  static constexpr std::string_view kMemberId = "https://fhir.alignment-gateway.org/CodeSystem/member-id/";
+  std::vector<mappers::CoverageFact> facts = coverageFacts(bundle, "");
+  for (mappers::CoverageFact& fact : facts) {
+    for (const json::Value& entry : bundle["entry"].GetArray()) {
+      const json::Value& resource = entry["resource"];
+      if (json::getString(resource, "resourceType") != "Coverage" || json::getString(resource, "id") != fact.coverage_id) continue;
+      const json::Value* identifiers = json::find(resource, "identifier");
+      if (!identifiers || !identifiers->IsArray() || identifiers->Empty()) continue;
+      std::string_view system = json::getString((*identifiers)[0], "system").value_or("");
+      if (system.rfind(kMemberId, 0) == 0) fact.payer_id = std::string(system.substr(kMemberId.size()));
+    }
+  }
+  return facts;
+}
+
+// The billing Claims of a mapped Bundle as routing facts, each with the coverage valid on its
+// date of service among `known`.
+std::vector<mappers::BillingFact> billingFacts(const json::Value& bundle, const std::vector<mappers::CoverageFact>& known) {
+  std::vector<mappers::BillingFact> out;
+  for (const json::Value& entry : bundle["entry"].GetArray()) {
+    const json::Value& resource = entry["resource"];
+    if (json::getString(resource, "resourceType") != "Claim") continue;
+    const json::Value* items = json::find(resource, "item");
+    if (!items || !items->IsArray() || items->Empty()) continue;
+    const json::Value& item = (*items)[0];
+    mappers::BillingFact fact;
+    fact.claim_id = std::string(json::getString(resource, "id").value_or(""));
+    fact.date_of_service = std::string(json::getString(item, "servicedDate").value_or(""));
+    if (const json::Value* product = json::find(item, "productOrService"); product && json::find(*product, "coding")) {
+      const json::Value& codings = (*product)["coding"];
+      if (codings.IsArray() && !codings.Empty()) {
+        fact.system = std::string(json::getString(codings[0], "system").value_or(""));
+        fact.code = std::string(json::getString(codings[0], "code").value_or(""));
+      }
+    }
+    if (const mappers::CoverageFact* chosen = mappers::selectCoverage(known, fact.date_of_service)) fact.coverage = *chosen;
+    out.push_back(std::move(fact));
+  }
+  return out;
+}
+
+// Hands each billing Claim to its payer's outbox, or keeps it waiting as unroutable with the
+// reason (the same rules as e-consult billing: routeClaim, payerBundle).
+void dispatchBilling(const Config& config, Store& store, const std::string& base_url, const json::Value& bundle,
+                     const std::vector<mappers::BillingFact>& billing, const std::string& patient_id,
+                     const EventFacts& facts, IngestCommit& commit, std::map<std::string, EventFacts>& claim_facts) {
+  for (const mappers::BillingFact& fact : billing) {
+    RouteDecision decision = routeClaim(config, fact);
+    if (decision.payer != nullptr) {
+      EventFacts claim = facts;
+      claim.payers = {decision.payer->id};
+      claim.codes = {fact.system + "|" + fact.code};
+      claim_facts.emplace(fact.claim_id, std::move(claim));
+      commit.outbox.push_back(OutboxWrite{payerDestination(decision.payer->id), "claim",
+                                          payerBundle(bundle, fact.claim_id, store, base_url)});
+      continue;
+    }
+    IssueList reason;
+    reason.atExpression(Severity::kWarning, "business-rule", "Claim", decision.reason);
+    commit.unroutable.push_back(UnroutableWrite{fact.claim_id, patient_id, fact.date_of_service, fact.code, decision.reason,
+                                                toOperationOutcomeJson(reason)});
+  }
+}
+
+// A stored ACM Claim with the same id (patient, specialist, calendar month) that another event
+// created: the second ACM of that month (contracts/econsult-event.md). Returns the issue.
+std::optional<IssueList> secondAcm(Store& store, const json::Value& bundle, const json::Value& event) {
+  static constexpr std::string_view kAcmSystem = "https://fhir.alignment-gateway.org/CodeSystem/alignment-billing";
+  auto identifierOf = [](const json::Value& claim) {
+    const json::Value* identifiers = json::find(claim, "identifier");
+    if (!identifiers || !identifiers->IsArray() || identifiers->Empty()) return std::string();
+    return std::string(json::getString((*identifiers)[0], "system").value_or("")) + "|" +
+           std::string(json::getString((*identifiers)[0], "value").value_or(""));
+  };
+  for (const mappers::BillingFact& fact : billingFacts(bundle, {})) {
+    if (fact.system != kAcmSystem || fact.code != "ACM") continue;
+    auto stored = store.readResource("Claim", fact.claim_id);
+    if (!stored.ok() || !stored->has_value()) continue;
+    json::Document previous;
+    json::ParseError ignored;
+    if (!json::parse((*stored)->json, previous, ignored)) continue;
+    const json::Value* claim = nullptr;
+    for (const json::Value& entry : bundle["entry"].GetArray()) {
+      if (json::getString(entry["resource"], "id") == fact.claim_id) claim = &entry["resource"];
+    }
+    if (claim == nullptr || identifierOf(previous) == identifierOf(*claim)) continue;
+    // The billing entry of this Claim: the ACM entry with its date of service.
+    std::string location = "$.episode.billing";
+    const json::Value* episode = json::find(event, "episode");
+    const json::Value* entries = episode ? json::find(*episode, "billing") : nullptr;
+    for (rapidjson::SizeType index = 0; entries && entries->IsArray() && index < entries->Size(); ++index) {
+      const json::Value& item = (*entries)[index];
+      if (json::getString(item, "code") == "ACM" && json::getString(item, "dateOfService") == fact.date_of_service) {
+        location += "[" + std::to_string(index) + "]";
+        break;
+      }
+    }
+    IssueList issues;
+    issues.atLocation(Severity::kError, "business-rule", location,
+                      location + ": a second ACM for the same patient, specialist and calendar month (" +
+                          fact.date_of_service.substr(0, 7) + "); the first came with event " +
+                          identifierOf(previous).substr(identifierOf(previous).find('|') + 1));
+    return issues;
+  }
+  return std::nullopt;
+}
+
+// The answer of an accepted event: the stored Bundle, with warnings as a last OperationOutcome entry.
+std::string answerWithWarnings(const json::Value& bundle, const IssueList& warnings) {
+  json::Document answer;
+  answer.CopyFrom(bundle, answer.GetAllocator());
+  json::Value entry(rapidjson::kObjectType);
+  json::addMember(entry, "resource", toOperationOutcome(warnings, answer.GetAllocator()), answer.GetAllocator());
+  answer["entry"].PushBack(entry, answer.GetAllocator());
+  return json::serialize(answer);
+}
+
+bool hasAcmClaim(const json::Value& bundle) {
+  for (const mappers::BillingFact& fact : billingFacts(bundle, {})) {
+    if (fact.code == "ACM") return true;
+  }
+  return false;
+}
+
+// Subscription filter facts of a care-management event: patient, payers, practice, codes.
+EventFacts careManagementFacts(const json::Value& bundle, const json::Value& event,
+                               const std::vector<mappers::CoverageFact>& coverage) {
+  EventFacts facts;
+  for (const json::Value& entry : bundle["entry"].GetArray()) {
+    const json::Value& resource = entry["resource"];
+    std::string_view type = json::getString(resource, "resourceType").value_or("");
+    if (type == "Patient") facts.patient = "Patient/" + std::string(json::getString(resource, "id").value_or(""));
+    if (type != "Claim" && type != "Condition") continue;
+    const json::Value* code = type == "Claim" ? nullptr : json::find(resource, "code");
+    if (type == "Claim" && json::find(resource, "item") && !resource["item"].Empty()) code = json::find(resource["item"][0], "productOrService");
+    if (!code || !json::find(*code, "coding") || !(*code)["coding"].IsArray() || (*code)["coding"].Empty()) continue;
+    const json::Value& coding = (*code)["coding"][0];
+    facts.codes.insert(std::string(json::getString(coding, "system").value_or("")) + "|" +
+                       std::string(json::getString(coding, "code").value_or("")));
+  }
+  for (const mappers::CoverageFact& fact : coverage) facts.payers.insert(fact.payer_id);
+  if (const json::Value* panel = json::find(event, "panel")) {
+    if (auto practice = json::getString(*panel, "practiceNpi")) facts.practices.insert(std::string(*practice));
+  }
+  return facts;
 }
 
 }  // namespace
@@ -585,6 +742,115 @@ Answer Pipeline::ingestEconsult(std::string_view body, std::string_view content_
     if (has_subscriptions) commit.on_changes = subscriptionHook(topics_, std::move(live), std::move(facts), std::move(claim_facts));
   }
 
+  const bool has_outbox = !commit.outbox.empty() || has_subscriptions;
+  auto outcome = store_->commitIngest(std::move(commit));
+  if (!outcome.ok()) return storeFailure(outcome.message());
+  metrics_.countIngest(std::string(kChannel), outcome->duplicate ? "duplicate" : "accepted");
+  if (has_outbox && !outcome->duplicate && on_outbox_) on_outbox_();
+  return Answer{outcome->status, "application/fhir+json", outcome->answer};
+}
+
+}  // namespace fhir::gateway
+
+namespace fhir::gateway {
+
+Answer Pipeline::ingestCareManagement(std::string_view body, std::string_view content_type) {
+  static constexpr std::string_view kChannel = "care-management";
+  if (!isJsonContentType(content_type)) {
+    IssueList issues;
+    issues.add(Issue{Severity::kError, "not-supported",
+                     "Content-Type '" + std::string(content_type) +
+                         "' is not accepted here: send application/json or application/fhir+json",
+                     {}, {}});
+    return reject(kChannel, body, content_type, 415, issues);
+  }
+  json::Document event;
+  json::ParseError parse_error;
+  if (!json::parse(body, event, parse_error)) {
+    IssueList issues;
+    std::string where = "line " + std::to_string(parse_error.line) + ", column " + std::to_string(parse_error.column);
+    issues.add(Issue{Severity::kError, "structure", "the body is not well-formed JSON: " + parse_error.describe(), {}, {where}});
+    return reject(kChannel, body, content_type, 400, issues);
+  }
+  if (!specs_ || !specs_->has(std::string(kChannel))) {
+    IssueList issues;
+    issues.add(Issue{Severity::kError, "not-supported", "no mapping spec 'care-management' is loaded", {}, {}});
+    return reject(kChannel, body, content_type, 422, issues);
+  }
+
+  // Idempotency: a re-posted event (same source + eventId) gets the first answer.
+  std::string idempotency_key;
+  if (auto source = json::getString(event, "source"), event_id = json::getString(event, "eventId"); source && event_id) {
+    idempotency_key = std::string(kChannel) + '\x1f' + std::string(*source) + '\x1f' + std::string(*event_id);
+    auto answer = store_->findAnswer(idempotency_key);
+    if (!answer.ok()) return storeFailure(answer.message());
+    if (answer->has_value()) {
+      metrics_.countIngest(std::string(kChannel), "duplicate");
+      return Answer{(*answer)->status, "application/fhir+json", (*answer)->answer};
+    }
+  }
+
+  // Map and validate (the spec; the validator runs inside mapSource).
+  GatewayDirectory directory(config_, *store_);
+  mappers::engine::MapOptions options;
+  options.directory = &directory;
+  options.source_name = "POST /ingest/care-management";
+  options.base_url = base_url_;
+  options.validator = validator_.get();
+  options.single_document = true;
+  std::optional<mappers::engine::MappedBundle> mapped;
+  IssueList rejected;
+  std::string input_text(body);
+  std::istringstream input(input_text);
+  auto started = std::chrono::steady_clock::now();
+  auto summary = specs_->mapSource(
+      std::string(kChannel), input, options, [&](mappers::engine::MappedBundle& bundle) { mapped = std::move(bundle); },
+      [&](mappers::engine::Rejection& rejection) { rejected = std::move(rejection.issues); });
+  metrics_.observeValidation(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+  if (!summary.ok()) return storeFailure(summary.message());
+  if (!mapped) return reject(kChannel, body, content_type, 422, rejected);
+  if (idempotency_key.empty()) return storeFailure("event without source/eventId passed mapping");
+  std::unique_lock<std::mutex> acm_lock(acm_mutex_, std::defer_lock);
+  if (hasAcmClaim(mapped->bundle)) acm_lock.lock();
+  if (auto second = secondAcm(*store_, mapped->bundle, event)) return reject(kChannel, body, content_type, 422, *second);
+
+  IngestCommit commit;
+  commit.channel = std::string(kChannel);
+  commit.idempotency_key = idempotency_key;
+  commit.payload = std::string(body);
+  commit.status = 202;
+  const std::string bundle_json = json::serialize(mapped->bundle);
+  commit.answer = mapped->warnings.empty() ? bundle_json : answerWithWarnings(mapped->bundle, mapped->warnings);
+  std::string patient_id;
+  for (const json::Value& entry : mapped->bundle["entry"].GetArray()) {
+    const json::Value& resource = entry["resource"];
+    const std::string type(json::getString(resource, "resourceType").value_or(""));
+    const std::string id(json::getString(resource, "id").value_or(""));
+    if (type == "Patient") patient_id = id;
+    commit.resources.push_back(ResourceWrite{type, id, json::serialize(resource)});
+  }
+  commit.coverage = eventCoverage(mapped->bundle);
+
+  // Dispatch: feeds get the Bundle; billing Claims go to the payer covering their date.
+  for (const FeedConfig& feed : config_.feeds) {
+    commit.outbox.push_back(OutboxWrite{feedDestination(feed.id), "bundle", bundle_json});
+  }
+  std::vector<mappers::CoverageFact> known = directory.coverageOf(patient_id);
+  for (const mappers::CoverageFact& fact : commit.coverage) {
+    auto same = std::find_if(known.begin(), known.end(), [&](const mappers::CoverageFact& k) { return k.coverage_id == fact.coverage_id; });
+    if (same != known.end()) *same = fact;
+    else known.push_back(fact);
+  }
+  EventFacts facts = careManagementFacts(mapped->bundle, event, commit.coverage);
+  std::map<std::string, EventFacts> claim_facts;
+  dispatchBilling(config_, *store_, base_url_, mapped->bundle, billingFacts(mapped->bundle, known), patient_id, facts, commit,
+                  claim_facts);
+  bool has_subscriptions = false;
+  if (topics_ && registry_ != nullptr) {
+    std::vector<Subscription> live = registry_->all();
+    has_subscriptions = !live.empty();
+    if (has_subscriptions) commit.on_changes = subscriptionHook(topics_, std::move(live), std::move(facts), std::move(claim_facts));
+  }
   const bool has_outbox = !commit.outbox.empty() || has_subscriptions;
   auto outcome = store_->commitIngest(std::move(commit));
   if (!outcome.ok()) return storeFailure(outcome.message());

@@ -6,6 +6,7 @@
 // and the answer is produced only after it.
 
 #include <functional>
+#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
@@ -51,6 +52,10 @@ class Pipeline {
 
   // POST /ingest/econsult with a JSON body.
   Answer ingestEconsult(std::string_view body, std::string_view content_type);
+
+  // POST /ingest/care-management: one care-management event (JSON), mapped by spec
+  // `care-management`; billing Claims are routed as e-consult billing is.
+  Answer ingestCareManagement(std::string_view body, std::string_view content_type);
 
   // POST /ingest/claims/{payerId} (`kind` "claims", the payer's `format` spec) and
   // POST /ingest/roster/{payerId} (`kind` "roster"): one Bundle per claim or roster row, each
@@ -102,6 +107,9 @@ class Pipeline {
   TopicCatalogPtr topics_;
   std::shared_ptr<const mappers::engine::SpecLibrary> specs_;
   const SubscriptionRegistry* registry_ = nullptr;
+  // Held from the second-ACM check to the commit of an event with an ACM Claim, so two
+  // concurrent ACMs of one month cannot both pass the check.
+  std::mutex acm_mutex_;
 };
 
 }  // namespace fhir::gateway

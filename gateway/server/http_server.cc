@@ -112,6 +112,11 @@ class Router final : public HTTPRequestHandler {
       if (auto refused = readBody(request, "econsult", body)) return *refused;
       return context_.pipeline.ingestEconsult(body, request.getContentType());
     }
+    if (post && uri == "/ingest/care-management") {
+      std::string body;
+      if (auto refused = readBody(request, "care-management", body)) return *refused;
+      return context_.pipeline.ingestCareManagement(body, request.getContentType());
+    }
     if (post && parts.size() == 3 && parts[0] == "ingest" && (parts[1] == "claims" || parts[1] == "roster")) {
       std::string body;
       const std::string channel = parts[1] + ":" + parts[2];

@@ -47,11 +47,27 @@ struct Translation {
 };
 
 enum class TransformKind { kTrim, kUpper, kLower, kDateYmd, kDate, kDecimal, kInteger, kIcd10, kNpi, kTranslate,
-                           kLookup, kComponent, kRangeStart, kRangeEnd, kOneOf, kBoolean, kHl7DateTime };
+                           kLookup, kComponent, kRangeStart, kRangeEnd, kOneOf, kBoolean, kHl7DateTime,
+                           // care-management additions (mappers/specs/README.md, "Event sources")
+                           kMemberOf, kOrdinal, kYearMonth, kDateTime, kDateTimeOffset, kPayerId, kPayerName, kPrefix };
+
+// The codes of one alignment ValueSet (compose.include concepts), with their ordinalValue.
+struct ValueSetCodes {
+  std::string name;
+  std::set<std::string> codes;  // "system|code" and "code"
+  std::unordered_map<std::string, std::string> ordinals;  // code -> decimal text
+};
+
+// A ConceptMap group read with its dependsOn: "dependsOn value\x1fcode" -> target codes.
+struct DependentTranslation {
+  std::string name;
+  std::unordered_map<std::string, std::set<std::string>> targets;
+};
 
 struct Transform {
   TransformKind kind = TransformKind::kTrim;
   const Translation* translation = nullptr;
+  const ValueSetCodes* value_set = nullptr;  // kMemberOf, kOrdinal
   std::unordered_map<std::string, std::string> table;
   std::set<std::string> allowed;
   size_t component = 1;
@@ -59,8 +75,16 @@ struct Transform {
 
 struct Condition;
 
+// `"coverage": {"patient": key, "on": path, "take": "coverage"|"insurer"}`: the Coverage of that
+// patient valid on the date at `on` (stored coverage and this Bundle's), as a Reference.
+struct CoverageLookup {
+  std::string patient_key;
+  bool insurer = false;
+};
+
 struct ValueExpr {
-  enum class Kind { kNone, kSource, kLiteral, kReference } kind = Kind::kNone;
+  enum class Kind { kNone, kSource, kLiteral, kReference, kCoverage } kind = Kind::kNone;
+  CoverageLookup coverage;
   SourcePath from;
   const json::Value* literal = nullptr;  // owned by the spec document
   std::string reference_key;
@@ -70,10 +94,20 @@ struct ValueExpr {
 };
 
 struct Condition {
-  enum class Op { kEquals, kIn, kNotIn, kExists, kMissing, kAll, kAny } op = Op::kExists;
+  enum class Op { kEquals, kIn, kNotIn, kExists, kMissing, kAll, kAny,
+                  kSome, kSum, kMapsTo, kInValueSet } op = Op::kExists;
   ValueExpr value;
   std::set<std::string> values;
   std::vector<Condition> children;
+  // kSome / kSum: the items (`children[0]`, when present, is their `where`); kSum adds `value`
+  // per item and compares with `threshold`.
+  SourcePath items;
+  std::string threshold;
+  // kMapsTo: the ConceptMap group and the path of the dependsOn value; `values` the targets.
+  const DependentTranslation* translation = nullptr;
+  SourcePath depends_on;
+  // kInValueSet
+  const ValueSetCodes* value_set = nullptr;
 };
 
 struct Rule {
@@ -86,6 +120,9 @@ struct Rule {
   std::optional<Condition> where;
   bool first = false;  // forEach: only the first item kept by `where`, written at `target` itself
   std::vector<Rule> children;
+  // `"references": key` (path ends with []): one Reference per instance of a forEach resource,
+  // those whose source item passes `where`.
+  std::string references_key;
 };
 
 struct IdPart {
@@ -101,6 +138,11 @@ struct ResourceProgram {
   std::vector<IdPart> id;
   std::optional<Condition> when;
   std::vector<Rule> rules;
+  // `"forEach": path`: one resource per item kept by `where` (rules and id parts read the item).
+  std::vector<SourcePath> for_each;
+  std::optional<Condition> where;
+  // `"unique": message`: two items giving the same id are an error at the second one.
+  std::string unique_message;
 };
 
 }  // namespace
@@ -113,12 +155,17 @@ struct CompiledSpec {
   std::vector<std::string> fields;  // known source paths (normalized, "*" for array items)
   std::string group_by;             // CSV: column whose consecutive equal values form one record
   ValueExpr record_id;
+  std::vector<ValueExpr> record_id_parts;  // recordId given as a list: parts joined by ':'
+  std::string agent_key;                   // "agent": the Provenance agent resource (else the payer)
+  bool warn_unknown = false;               // "unknownMembers": warn about members no field reaches
   std::vector<Rule> checks;
   std::vector<ResourceProgram> resources;
 };
 
 struct SpecLibrary::Shared {
   std::map<std::string, Translation> translations;  // "conceptmap-id|source system" and "conceptmap-id"
+  std::map<std::string, DependentTranslation> dependent;  // ConceptMap groups with dependsOn, by id
+  std::map<std::string, ValueSetCodes> value_sets;        // alignment ValueSets by id
 };
 
 namespace {
@@ -143,6 +190,13 @@ class Compiler {
   Result<Condition> condition(const json::Value& object, const std::string& scope);
   Result<Rule> rule(const json::Value& object, const std::string& scope, const std::string& context);
   bool knownPattern(const std::string& pattern) const;
+  // Care-management additions (new spec members), see mappers/specs/README.md.
+  const ValueSetCodes* valueSet(std::string_view id) const;
+  Status coverageLookup(const json::Value& object, const std::string& scope, ValueExpr& expr);
+  Result<Condition> itemCondition(const json::Value& object, const std::string& scope);
+  Status resourceForEach(const json::Value& resource, const std::string& scope, ResourceProgram& program,
+                         std::string& item_scope);
+  Status recordIdParts(const json::Value& list, const std::string& scope);
 
   CompiledSpec& spec_;
   SpecLibrary::Shared& shared_;
@@ -168,9 +222,10 @@ std::string joinPattern(const std::string& scope, const std::vector<std::string>
   return out;
 }
 
-bool Compiler::knownPattern(const std::string& pattern) const {
+// True when `pattern` ("a.b", "lines.0.cpt") is a listed field or a prefix of one.
+bool knownField(const std::vector<std::string>& fields, const std::string& pattern) {
   std::vector<std::string> want = splitPath(pattern);
-  for (const std::string& field : spec_.fields) {
+  for (const std::string& field : fields) {
     std::vector<std::string> have = splitPath(field);
     if (want.size() > have.size()) continue;
     bool match = true;
@@ -184,6 +239,8 @@ bool Compiler::knownPattern(const std::string& pattern) const {
   }
   return false;
 }
+
+bool Compiler::knownPattern(const std::string& pattern) const { return knownField(spec_.fields, pattern); }
 
 Result<SourcePath> Compiler::sourcePath(const json::Value& at, std::string_view text, const std::string& scope) {
   SourcePath path;
@@ -218,6 +275,8 @@ Result<ValueExpr> Compiler::valueExpr(const json::Value& object, const std::stri
   } else if (const json::Value* value = json::find(object, "value")) {
     expr.kind = ValueExpr::Kind::kLiteral;
     expr.literal = value;
+  } else if (const json::Value* coverage = json::find(object, "coverage"); coverage && coverage->IsObject()) {
+    if (Status status = coverageLookup(*coverage, scope, expr); !status.ok()) return Error{status.message()};
   } else if (auto reference = json::getString(object, "reference")) {
     expr.kind = ValueExpr::Kind::kReference;
     expr.reference_key = std::string(*reference);
@@ -241,7 +300,10 @@ Result<ValueExpr> Compiler::valueExpr(const json::Value& object, const std::stri
             {"decimal", TransformKind::kDecimal}, {"integer", TransformKind::kInteger},
             {"icd10", TransformKind::kIcd10}, {"npi", TransformKind::kNpi},
             {"range-start", TransformKind::kRangeStart}, {"range-end", TransformKind::kRangeEnd},
-            {"boolean", TransformKind::kBoolean}, {"hl7-datetime", TransformKind::kHl7DateTime}};
+            {"boolean", TransformKind::kBoolean}, {"hl7-datetime", TransformKind::kHl7DateTime},
+            {"year-month", TransformKind::kYearMonth}, {"datetime", TransformKind::kDateTime},
+            {"datetime-offset", TransformKind::kDateTimeOffset},
+            {"payer-id", TransformKind::kPayerId}, {"payer-name", TransformKind::kPayerName}};
         auto found = kNames.find(name);
         if (found == kNames.end()) return fail(object, "unknown transform '" + name + "'");
         transform.kind = found->second;
@@ -268,6 +330,17 @@ Result<ValueExpr> Compiler::valueExpr(const json::Value& object, const std::stri
           for (const json::Value& allowed : member.value.GetArray()) {
             if (json::isString(allowed)) transform.allowed.insert(std::string(json::stringView(allowed)));
           }
+        } else if (name == "prefix" && json::isString(member.value)) {
+          transform.kind = TransformKind::kPrefix;
+          transform.component = 0;
+          transform.table.emplace("", std::string(json::stringView(member.value)));
+        } else if ((name == "memberOf" || name == "ordinal") && json::isString(member.value)) {
+          const ValueSetCodes* value_set = valueSet(json::stringView(member.value));
+          if (!value_set) {
+            return fail(object, "unknown ValueSet '" + std::string(json::stringView(member.value)) + "' (fhir_profiles/alignment/package)");
+          }
+          transform.kind = name == "memberOf" ? TransformKind::kMemberOf : TransformKind::kOrdinal;
+          transform.value_set = value_set;
         } else if (name == "component" && json::numberAsInt64(member.value)) {
           transform.kind = TransformKind::kComponent;
           transform.component = static_cast<size_t>(*json::numberAsInt64(member.value));
@@ -300,6 +373,10 @@ Result<Condition> Compiler::condition(const json::Value& object, const std::stri
     }
     return cond;
   }
+  if (json::find(object, "some") || json::find(object, "sum") || json::find(object, "mapsTo") ||
+      json::find(object, "inValueSet")) {
+    return itemCondition(object, scope);
+  }
   auto value = valueExpr(object, scope, true);
   if (!value.ok()) return value.error();
   cond.value = std::move(*value);
@@ -319,7 +396,8 @@ Result<Condition> Compiler::condition(const json::Value& object, const std::stri
   } else if (const json::Value* exists = json::find(object, "exists"); exists && exists->IsBool()) {
     cond.op = exists->GetBool() ? Condition::Op::kExists : Condition::Op::kMissing;
   } else {
-    return fail(object, "a condition needs \"equals\", \"in\", \"notIn\", \"exists\", \"all\" or \"any\"");
+    return fail(object, "a condition needs \"equals\", \"in\", \"notIn\", \"exists\", \"all\", \"any\", \"some\", \"sum\", "
+                        "\"mapsTo\" or \"inValueSet\"");
   }
   return cond;
 }
@@ -327,7 +405,8 @@ Result<Condition> Compiler::condition(const json::Value& object, const std::stri
 Result<Rule> Compiler::rule(const json::Value& object, const std::string& scope, const std::string& context) {
   if (!object.IsObject()) return fail(object, "a rule must be an object");
   static const std::set<std::string> kKnown = {"path", "from", "value", "reference", "transforms", "required",
-                                               "default", "when", "forEach", "where", "first", "set", "note"};
+                                               "default", "when", "forEach", "where", "first", "set", "note",
+                                               "coverage", "references"};
   for (const auto& member : object.GetObject()) {
     std::string name(member.name.GetString(), member.name.GetStringLength());
     if (!kKnown.count(name)) return fail(object, "unknown rule member '" + name + "'");
@@ -345,6 +424,23 @@ Result<Rule> Compiler::rule(const json::Value& object, const std::string& scope,
     auto cond = condition(*when, scope);
     if (!cond.ok()) return cond.error();
     rule.when = std::move(*cond);
+  }
+  if (auto references = json::getString(object, "references")) {
+    rule.references_key = std::string(*references);
+    auto program = std::find_if(spec_.resources.begin(), spec_.resources.end(),
+                                [&](const ResourceProgram& declared) { return declared.key == rule.references_key; });
+    if (program == spec_.resources.end() || program->for_each.empty()) {
+      return fail(object, "\"references\" names '" + rule.references_key + "', not a forEach resource declared earlier");
+    }
+    if (rule.target.back().index != PathStep::Index::kAppend) return fail(object, "a references rule appends: its path must end with []");
+    if (const json::Value* where = json::find(object, "where")) {
+      std::string item_scope = joinPattern(program->for_each.front().absolute ? "" : scope, program->for_each.front().steps);
+      if (knownPattern(item_scope + ".*")) item_scope += ".*";
+      auto cond = condition(*where, item_scope);
+      if (!cond.ok()) return cond.error();
+      rule.where = std::move(*cond);
+    }
+    return rule;
   }
   if (const json::Value* for_each = json::find(object, "forEach")) {
     const json::Value* first = json::find(object, "first");
@@ -414,7 +510,7 @@ Status Compiler::compile() {
   const json::Value& root = spec_.document->root();
   if (!root.IsObject()) return fail(root, "a spec is a JSON object");
   static const std::set<std::string> kKnown = {"id", "description", "reader", "fields", "columns", "groupBy",
-                                               "recordId", "checks", "resources", "note"};
+                                               "recordId", "checks", "resources", "note", "agent", "unknownMembers"};
   for (const auto& member : root.GetObject()) {
     std::string name(member.name.GetString(), member.name.GetStringLength());
     if (!kKnown.count(name)) return fail(root, "unknown spec member '" + name + "'");
@@ -450,11 +546,15 @@ Status Compiler::compile() {
     scope = "lines.*";
   }
   const json::Value* record_id = json::find(root, "recordId");
-  if (!record_id || !record_id->IsObject()) return fail(root, "a spec needs a \"recordId\" ({\"from\": path})");
-  auto record_expr = valueExpr(*record_id, scope, true);
-  if (!record_expr.ok()) return record_expr.error();
-  spec_.record_id = std::move(*record_expr);
-  spec_.record_id.required = true;
+  if (record_id && record_id->IsArray()) {
+    if (Status status = recordIdParts(*record_id, scope); !status.ok()) return status;
+  } else {
+    if (!record_id || !record_id->IsObject()) return fail(root, "a spec needs a \"recordId\" ({\"from\": path})");
+    auto record_expr = valueExpr(*record_id, scope, true);
+    if (!record_expr.ok()) return record_expr.error();
+    spec_.record_id = std::move(*record_expr);
+    spec_.record_id.required = true;
+  }
 
   const json::Value* resources = json::find(root, "resources");
   if (!resources || !resources->IsArray() || resources->Empty()) return fail(root, "a spec needs \"resources\"");
@@ -478,6 +578,11 @@ Status Compiler::compile() {
       if (!cond.ok()) return cond.error();
       program.when = std::move(*cond);
     }
+    // A forEach resource reads its item: id parts and rules are compiled in the item's scope.
+    std::string resource_scope = scope;
+    if (json::find(resource, "forEach")) {
+      if (Status status = resourceForEach(resource, scope, program, resource_scope); !status.ok()) return status;
+    }
     const json::Value* id_parts = json::find(resource, "id");
     if (!id_parts || !id_parts->IsArray() || id_parts->Empty()) return fail(resource, "a resource needs \"id\" parts");
     for (const json::Value& part : id_parts->GetArray()) {
@@ -485,7 +590,7 @@ Status Compiler::compile() {
       if (json::isString(part)) {
         compiled.literal = std::string(json::stringView(part));
       } else if (part.IsObject()) {
-        auto expr = valueExpr(part, scope, true);
+        auto expr = valueExpr(part, resource_scope, true);
         if (!expr.ok()) return expr.error();
         compiled.value = std::move(*expr);
         compiled.value.required = true;
@@ -497,12 +602,22 @@ Status Compiler::compile() {
     keys_.insert(program.key);  // a resource may refer to itself (e.g. Provenance-like links)
     const json::Value* rules = json::find(resource, "set");
     if (!rules || !rules->IsArray()) return fail(resource, "a resource needs a \"set\" list of rules");
-    for (const json::Value& rule_object : rules->GetArray()) {
-      auto compiled = rule(rule_object, scope, program.type);
-      if (!compiled.ok()) return compiled.error();
-      program.rules.push_back(std::move(*compiled));
-    }
+    // Declared before its rules are compiled, so a rule may list earlier instances ("references").
     spec_.resources.push_back(std::move(program));
+    ResourceProgram& declared = spec_.resources.back();
+    for (const json::Value& rule_object : rules->GetArray()) {
+      auto compiled = rule(rule_object, resource_scope, declared.type);
+      if (!compiled.ok()) return compiled.error();
+      declared.rules.push_back(std::move(*compiled));
+    }
+  }
+  if (auto unknown = json::getString(root, "unknownMembers")) {
+    if (*unknown != "warn") return fail(root, "\"unknownMembers\" can only be \"warn\"");
+    spec_.warn_unknown = true;
+  }
+  if (auto agent = json::getString(root, "agent")) {
+    spec_.agent_key = std::string(*agent);
+    if (!keys_.count(spec_.agent_key)) return fail(root, "\"agent\" names unknown resource key '" + spec_.agent_key + "'");
   }
   if (const json::Value* checks = json::find(root, "checks")) {
     if (!checks->IsArray()) return fail(root, "\"checks\" must be a list");
@@ -535,6 +650,230 @@ Status Compiler::compile() {
       spec_.checks.push_back(std::move(compiled));
     }
   }
+  return Status::Ok();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Compiling the care-management additions.
+
+const ValueSetCodes* Compiler::valueSet(std::string_view id) const {
+  auto found = shared_.value_sets.find(std::string(id));
+  return found == shared_.value_sets.end() ? nullptr : &found->second;
+}
+
+Status Compiler::coverageLookup(const json::Value& object, const std::string& scope, ValueExpr& expr) {
+  auto patient = json::getString(object, "patient");
+  auto on = json::getString(object, "on");
+  auto take = json::getString(object, "take");
+  if (!patient || !on || !take || (*take != "coverage" && *take != "insurer")) {
+    return fail(object, "\"coverage\" needs \"patient\" (a resource key), \"on\" (a date path) and \"take\": coverage|insurer");
+  }
+  if (!keys_.count(std::string(*patient))) return fail(object, "\"coverage\" names unknown resource key '" + std::string(*patient) + "'");
+  auto path = sourcePath(object, *on, scope);
+  if (!path.ok()) return Status(path.error());
+  expr.kind = ValueExpr::Kind::kCoverage;
+  expr.from = std::move(*path);
+  expr.coverage.patient_key = std::string(*patient);
+  expr.coverage.insurer = *take == "insurer";
+  return Status::Ok();
+}
+
+// {"some": path, "where": cond}, {"sum": path, "where": cond, "of": value, "atLeast": n},
+// {"from": path, "mapsTo": {"map": id, "dependsOn": path, "in": [codes]}},
+// {"from": path, "inValueSet": id}.
+Result<Condition> Compiler::itemCondition(const json::Value& object, const std::string& scope) {
+  Condition cond;
+  auto itemsOf = [&](const char* member) -> Result<std::string> {
+    auto path = sourcePath(object, json::getString(object, member).value_or(""), scope);
+    if (!path.ok()) return path.error();
+    std::string item_scope = joinPattern(path->absolute ? "" : scope, path->steps);
+    if (knownPattern(item_scope + ".*")) item_scope += ".*";
+    cond.items = std::move(*path);
+    if (const json::Value* where = json::find(object, "where")) {
+      auto compiled = condition(*where, item_scope);
+      if (!compiled.ok()) return compiled.error();
+      cond.children.push_back(std::move(*compiled));
+    }
+    return item_scope;
+  };
+  if (json::getString(object, "some")) {
+    cond.op = Condition::Op::kSome;
+    auto item_scope = itemsOf("some");
+    if (!item_scope.ok()) return item_scope.error();
+    return cond;
+  }
+  if (json::getString(object, "sum")) {
+    cond.op = Condition::Op::kSum;
+    auto item_scope = itemsOf("sum");
+    if (!item_scope.ok()) return item_scope.error();
+    const json::Value* of = json::find(object, "of");
+    const json::Value* at_least = json::find(object, "atLeast");
+    if (!of || !of->IsObject() || !at_least || !json::isNumber(*at_least)) {
+      return fail(object, "a sum condition needs \"of\" (a value) and a number \"atLeast\"");
+    }
+    auto value = valueExpr(*of, *item_scope, true);
+    if (!value.ok()) return value.error();
+    cond.value = std::move(*value);
+    cond.threshold = json::numberText(*at_least);
+    return cond;
+  }
+  auto value = valueExpr(object, scope, true);
+  if (!value.ok()) return value.error();
+  cond.value = std::move(*value);
+  if (const json::Value* maps_to = json::find(object, "mapsTo")) {
+    cond.op = Condition::Op::kMapsTo;
+    auto map_id = json::getString(*maps_to, "map");
+    auto depends_on = json::getString(*maps_to, "dependsOn");
+    const json::Value* in = json::find(*maps_to, "in");
+    if (!map_id || !depends_on || !in || !in->IsArray()) {
+      return fail(object, "\"mapsTo\" needs \"map\" (a ConceptMap id), \"dependsOn\" (a source path) and \"in\" (target codes)");
+    }
+    auto found = shared_.dependent.find(std::string(*map_id));
+    if (found == shared_.dependent.end()) {
+      return fail(object, "unknown ConceptMap with dependsOn '" + std::string(*map_id) + "' (fhir_profiles/alignment/package)");
+    }
+    cond.translation = &found->second;
+    auto path = sourcePath(*maps_to, *depends_on, scope);
+    if (!path.ok()) return path.error();
+    cond.depends_on = std::move(*path);
+    for (const json::Value& entry : in->GetArray()) {
+      if (json::isString(entry)) cond.values.insert(std::string(json::stringView(entry)));
+    }
+    return cond;
+  }
+  auto value_set = json::getString(object, "inValueSet");
+  cond.op = Condition::Op::kInValueSet;
+  cond.value_set = value_set ? valueSet(*value_set) : nullptr;
+  if (!cond.value_set) return fail(object, "unknown ValueSet '" + std::string(value_set.value_or("")) + "' (fhir_profiles/alignment/package)");
+  return cond;
+}
+
+Status Compiler::resourceForEach(const json::Value& resource, const std::string& scope, ResourceProgram& program,
+                                 std::string& item_scope) {
+  auto for_each = json::getString(resource, "forEach");
+  if (!for_each) return fail(resource, "a resource's forEach is one source path");
+  auto path = sourcePath(resource, *for_each, scope);
+  if (!path.ok()) return Status(path.error());
+  item_scope = joinPattern(path->absolute ? "" : scope, path->steps);
+  if (knownPattern(item_scope + ".*")) item_scope += ".*";
+  program.for_each.push_back(std::move(*path));
+  if (const json::Value* where = json::find(resource, "where")) {
+    auto cond = condition(*where, item_scope);
+    if (!cond.ok()) return Status(cond.error());
+    program.where = std::move(*cond);
+  }
+  if (auto unique = json::getString(resource, "unique")) program.unique_message = std::string(*unique);
+  return Status::Ok();
+}
+
+Status Compiler::recordIdParts(const json::Value& list, const std::string& scope) {
+  for (const json::Value& part : list.GetArray()) {
+    if (!part.IsObject()) return fail(list, "recordId parts are {\"from\": path}");
+    auto expr = valueExpr(part, scope, true);
+    if (!expr.ok()) return Status(expr.error());
+    expr->required = true;
+    spec_.record_id_parts.push_back(std::move(*expr));
+  }
+  if (spec_.record_id_parts.empty()) return fail(list, "a recordId list needs parts");
+  return Status::Ok();
+}
+
+// The alignment ValueSets (codes of compose.include concepts, with ordinalValue extensions) and
+// the dependsOn translations of the ConceptMaps that have them.
+// Codes of the alignment CodeSystems by canonical URL, for value sets that include a whole system.
+std::map<std::string, std::vector<std::string>> localCodeSystems(const std::string& dir) {
+  std::map<std::string, std::vector<std::string>> systems;
+  std::error_code error;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, error)) {
+    std::string name = entry.path().filename().string();
+    if (name.rfind("CodeSystem-", 0) != 0 || entry.path().extension() != ".json") continue;
+    std::ifstream in(entry.path(), std::ios::binary);
+    std::ostringstream text;
+    text << in.rdbuf();
+    auto doc = json::parse(text.str());
+    if (!doc.ok()) continue;
+    const json::Value* concepts = json::find(*doc, "concept");
+    if (!concepts || !concepts->IsArray()) continue;
+    std::vector<std::string>& codes = systems[std::string(json::getString(*doc, "url").value_or(""))];
+    for (const json::Value& entry_concept : concepts->GetArray()) codes.emplace_back(json::getString(entry_concept, "code").value_or(""));
+  }
+  return systems;
+}
+
+Status loadValueSets(const std::string& dir, SpecLibrary::Shared& shared) {
+  const std::map<std::string, std::vector<std::string>> systems = localCodeSystems(dir);
+  std::error_code error;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, error)) {
+    std::string name = entry.path().filename().string();
+    bool value_set = name.rfind("ValueSet-", 0) == 0;
+    bool concept_map = name.rfind("ConceptMap-", 0) == 0;
+    if ((!value_set && !concept_map) || entry.path().extension() != ".json") continue;
+    std::ifstream in(entry.path(), std::ios::binary);
+    std::ostringstream text;
+    text << in.rdbuf();
+    auto doc = json::parse(text.str());
+    if (!doc.ok()) return Error{entry.path().string() + ": " + doc.message()};
+    std::string id(json::getString(*doc, "id").value_or(""));
+    if (value_set) {
+      ValueSetCodes codes;
+      codes.name = id;
+      const json::Value* compose = json::find(*doc, "compose");
+      const json::Value* includes = compose ? json::find(*compose, "include") : nullptr;
+      if (!includes || !includes->IsArray()) continue;
+      for (const json::Value& include : includes->GetArray()) {
+        std::string system(json::getString(include, "system").value_or(""));
+        const json::Value* concepts = json::find(include, "concept");
+        if (!concepts || !concepts->IsArray()) {
+          auto whole = systems.find(system);  // the whole (local) code system
+          if (whole == systems.end()) continue;
+          for (const std::string& code : whole->second) {
+            codes.codes.insert(code);
+            codes.codes.insert(system + "|" + code);
+          }
+          continue;
+        }
+        for (const json::Value& entry_concept : concepts->GetArray()) {
+          std::string code(json::getString(entry_concept, "code").value_or(""));
+          codes.codes.insert(code);
+          codes.codes.insert(system + "|" + code);
+          const json::Value* extensions = json::find(entry_concept, "extension");
+          if (!extensions || !extensions->IsArray()) continue;
+          for (const json::Value& extension : extensions->GetArray()) {
+            const json::Value* ordinal = json::find(extension, "valueDecimal");
+            if (json::getString(extension, "url") == "http://hl7.org/fhir/StructureDefinition/ordinalValue" && ordinal &&
+                json::isNumber(*ordinal)) {
+              codes.ordinals[code] = json::numberText(*ordinal);
+            }
+          }
+        }
+      }
+      shared.value_sets.emplace(id, std::move(codes));
+      continue;
+    }
+    const json::Value* groups = json::find(*doc, "group");
+    if (!groups || !groups->IsArray()) continue;
+    DependentTranslation translation;
+    translation.name = id;
+    for (const json::Value& group : groups->GetArray()) {
+      const json::Value* elements = json::find(group, "element");
+      if (!elements || !elements->IsArray()) continue;
+      for (const json::Value& element : elements->GetArray()) {
+        std::string code(json::getString(element, "code").value_or(""));
+        const json::Value* targets = json::find(element, "target");
+        if (!targets || !targets->IsArray()) continue;
+        for (const json::Value& target : targets->GetArray()) {
+          const json::Value* depends = json::find(target, "dependsOn");
+          if (!depends || !depends->IsArray()) continue;
+          for (const json::Value& condition : depends->GetArray()) {
+            std::string value(json::getString(condition, "value").value_or(""));
+            translation.targets[value + '\x1f' + code].insert(std::string(json::getString(target, "code").value_or("")));
+          }
+        }
+      }
+    }
+    if (!translation.targets.empty()) shared.dependent.emplace(id, std::move(translation));
+  }
+  if (error) return Error{"cannot read " + dir + ": " + error.message()};
   return Status::Ok();
 }
 
@@ -605,7 +944,13 @@ class Run {
 
  private:
   std::string location(const std::vector<std::string>& steps) const {
-    return readers::describeLocation(*record_, steps, spec_.reader == ReaderKind::kNdjson || spec_.reader == ReaderKind::kJson);
+    std::string where =
+        readers::describeLocation(*record_, steps, spec_.reader == ReaderKind::kNdjson || spec_.reader == ReaderKind::kJson);
+    // One JSON document (an HTTP body): the JSON path alone, "$.screening.answers[2].answerLoinc".
+    if (options_.single_document && where.rfind("line ", 0) == 0 && where.find(", $") != std::string::npos) {
+      return where.substr(where.find(", $") + 2);
+    }
+    return where;
   }
   void error(const std::vector<std::string>& steps, const std::string& code, const std::string& message) {
     std::string where = location(steps);
@@ -624,6 +969,22 @@ class Run {
   bool test(const Condition& cond, const Scope& scope, json::Allocator& allocator, bool& failed);
   void apply(const Rule& rule, json::Value& target, const Scope& scope, json::Allocator& allocator, bool& failed);
   std::vector<Scope> items(const Rule& rule, const Scope& scope) const;
+  std::vector<Scope> itemsAt(const std::vector<SourcePath>& paths, const Scope& scope) const;
+  // Care-management additions.
+  bool testItems(const Condition& cond, const Scope& scope, json::Allocator& allocator, bool& failed);
+  std::optional<json::Value> coverageReference(const ValueExpr& expr, const Scope& scope, json::Allocator& allocator,
+                                               bool& failed);
+  std::optional<std::string> instanceReference(const std::string& key, const Scope& scope) const;
+  void applyReferences(const Rule& rule, json::Value& target, json::Allocator& allocator, bool& failed);
+  // Resolves the ids of every resource program (forEach ones once per item).
+  struct Produced {
+    const ResourceProgram* program;
+    std::string id;
+    Scope scope;
+  };
+  std::vector<Produced> produce(const Scope& root, json::Allocator& allocator, bool& failed);
+  // "unknownMembers": "warn": a warning per source member no listed field reaches.
+  void warnUnknown(const json::Value& value, std::vector<std::string>& steps, IssueList& warnings) const;
 
   const CompiledSpec& spec_;
   const MapOptions& options_;
@@ -634,6 +995,9 @@ class Run {
   IssueList* issues_ = nullptr;
   std::string record_id_;
   std::map<std::string, std::string> references_;  // resource key -> "Type/id"
+  // forEach resources: key -> (reference, source item) per instance.
+  std::map<std::string, std::vector<std::pair<std::string, Scope>>> instances_;
+  const json::Value* entries_ = nullptr;  // the Bundle entries built so far (coverage lookup)
 };
 
 std::string Run::expand(std::string_view text, const Scope& scope) const {
@@ -654,6 +1018,7 @@ std::string Run::expand(std::string_view text, const Scope& scope) const {
     else if (name == "index") out += std::to_string(scope.index);
     else if (name == "recordId") out += record_id_;
     else if (name == "source") out += options_.source_name;
+    else if (name == "position") out += scope.location.empty() ? "0" : scope.location.back();
     else out.append(text.substr(open, close - open + 1));
     position = close + 1;
   }
@@ -724,11 +1089,16 @@ std::optional<json::Value> Run::evaluate(const ValueExpr& expr, const Scope& sco
       return std::nullopt;
     case ValueExpr::Kind::kReference: {
       auto found = references_.find(expr.reference_key);
-      if (found == references_.end()) return std::nullopt;
+      std::optional<std::string> target;
+      if (found != references_.end()) target = found->second;
+      else target = instanceReference(expr.reference_key, scope);
+      if (!target) return std::nullopt;
       json::Value reference(rapidjson::kObjectType);
-      reference.AddMember("reference", json::makeString(found->second, allocator), allocator);
+      reference.AddMember("reference", json::makeString(*target, allocator), allocator);
       return reference;
     }
+    case ValueExpr::Kind::kCoverage:
+      return coverageReference(expr, scope, allocator, failed);
     case ValueExpr::Kind::kLiteral:
       if (json::isString(*expr.literal) && json::stringView(*expr.literal).find('{') == std::string_view::npos) {
         result = json::makeString(json::stringView(*expr.literal), allocator);
@@ -894,11 +1264,152 @@ std::optional<json::Value> Run::evaluate(const ValueExpr& expr, const Scope& sco
         result = json::makeString(iso, allocator);
         break;
       }
+      case TransformKind::kMemberOf:
+        if (!transform.value_set->codes.count(text)) return bad("is not in ValueSet " + transform.value_set->name);
+        break;
+      case TransformKind::kOrdinal: {
+        auto found = transform.value_set->ordinals.find(text);
+        if (found == transform.value_set->ordinals.end()) return bad("has no score (ordinalValue) in ValueSet " + transform.value_set->name);
+        result = json::makeNumber(found->second, allocator);
+        break;
+      }
+      case TransformKind::kYearMonth:
+        if (!isDate(text)) return bad("is not a date YYYY-MM-DD");
+        result = json::makeString(text.substr(0, 7), allocator);
+        break;
+      case TransformKind::kDateTime:
+        if (!isDate(text) && !isDateTimeWithOffset(text)) return bad("is not a date or a dateTime with offset (YYYY-MM-DDThh:mm:ss+zz:zz)");
+        break;
+      case TransformKind::kDateTimeOffset:
+        if (!isDateTimeWithOffset(text)) return bad("is not a dateTime with offset (YYYY-MM-DDThh:mm:ss+zz:zz)");
+        break;
+      case TransformKind::kPayerId:
+        if (options_.directory && !options_.directory->payer(text)) return bad("is not a configured payer");
+        break;
+      case TransformKind::kPayerName: {
+        std::optional<PayerInfo> payer = options_.directory ? options_.directory->payer(text) : std::nullopt;
+        if (payer && !payer->name.empty()) result = json::makeString(payer->name, allocator);
+        break;
+      }
+      case TransformKind::kPrefix:
+        result = json::makeString(transform.table.at("") + text, allocator);
+        break;
       case TransformKind::kComponent:
         break;
     }
   }
   return result;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running the care-management additions.
+
+json::Value& slot(json::Value& object, const std::vector<PathStep>& steps, json::Allocator& allocator);
+
+std::optional<std::string> Run::instanceReference(const std::string& key, const Scope& scope) const {
+  // The instance made from the item the current rule reads (or an item enclosing it).
+  auto found = instances_.find(key);
+  if (found == instances_.end()) return std::nullopt;
+  for (const auto& [reference, item] : found->second) {
+    const auto& at = item.location;
+    if (at.size() <= scope.location.size() && std::equal(at.begin(), at.end(), scope.location.begin())) return reference;
+  }
+  return std::nullopt;
+}
+
+void Run::applyReferences(const Rule& rule, json::Value& target, json::Allocator& allocator, bool& failed) {
+  auto found = instances_.find(rule.references_key);
+  if (found == instances_.end()) return;
+  for (const auto& [reference, item] : found->second) {
+    if (rule.where && !test(*rule.where, item, allocator, failed)) continue;
+    json::Value value(rapidjson::kObjectType);
+    value.AddMember("reference", json::makeString(reference, allocator), allocator);
+    slot(target, rule.target, allocator) = std::move(value);
+  }
+}
+
+// The Coverage valid on a date (contracts/econsult-event.md, Routing), among the patient's stored
+// coverage and the Coverage resources built so far in this Bundle.
+std::optional<json::Value> Run::coverageReference(const ValueExpr& expr, const Scope& scope, json::Allocator& allocator,
+                                                  bool& failed) {
+  const json::Value* date = resolve(expr.from, scope);
+  auto patient = references_.find(expr.coverage.patient_key);
+  if (!date || !json::isString(*date) || patient == references_.end()) return std::nullopt;
+  const std::string patient_ref = patient->second;
+  std::vector<CoverageFact> known;
+  std::vector<std::string> insurers;
+  if (options_.directory) {
+    for (CoverageFact& fact : options_.directory->coverageOf(patient_ref.substr(patient_ref.find('/') + 1))) {
+      insurers.push_back("Organization/" + deriveId({"Organization", "payer", fact.payer_id}));
+      known.push_back(std::move(fact));
+    }
+  }
+  const json::Value empty(rapidjson::kArrayType);
+  for (const json::Value& entry : (entries_ ? *entries_ : empty).GetArray()) {
+    const json::Value& resource = entry["resource"];
+    if (json::getString(resource, "resourceType") != "Coverage") continue;
+    const json::Value* beneficiary = json::find(resource, "beneficiary");
+    if (!beneficiary || json::getString(*beneficiary, "reference") != patient_ref) continue;
+    CoverageFact fact;
+    fact.coverage_id = std::string(json::getString(resource, "id").value_or(""));
+    if (const json::Value* period = json::find(resource, "period")) {
+      fact.start = std::string(json::getString(*period, "start").value_or(""));
+      fact.end = std::string(json::getString(*period, "end").value_or(""));
+    }
+    const json::Value* payors = json::find(resource, "payor");
+    std::string insurer = payors && payors->IsArray() && !payors->Empty()
+                              ? std::string(json::getString((*payors)[0], "reference").value_or(""))
+                              : std::string();
+    auto same = std::find_if(known.begin(), known.end(), [&](const CoverageFact& k) { return k.coverage_id == fact.coverage_id; });
+    if (same != known.end()) {
+      *same = fact;  // this event's dates win over the stored ones
+      insurers[static_cast<size_t>(same - known.begin())] = insurer;
+    } else {
+      known.push_back(fact);
+      insurers.push_back(insurer);
+    }
+  }
+  if (known.empty()) {
+    // R4 Claim.insurance is 1..*: without any coverage of the patient the claim cannot exist.
+    error(locationOf(expr.from, scope), "required",
+          "the patient has no coverage at all, so the claim has no insurer (send patient.coverage or a roster first)");
+    failed = true;
+    return std::nullopt;
+  }
+  const CoverageFact* chosen = selectCoverage(known, json::stringView(*date));
+  size_t index = chosen ? static_cast<size_t>(chosen - known.data()) : known.size() - 1;
+  std::string reference = expr.coverage.insurer ? insurers[index] : "Coverage/" + known[index].coverage_id;
+  if (reference.empty()) return std::nullopt;
+  json::Value value(rapidjson::kObjectType);
+  value.AddMember("reference", json::makeString(reference, allocator), allocator);
+  return value;
+}
+
+bool Run::testItems(const Condition& cond, const Scope& scope, json::Allocator& allocator, bool& failed) {
+  std::vector<Scope> found = itemsAt({cond.items}, scope);
+  if (cond.op == Condition::Op::kSome) {
+    for (const Scope& item : found) {
+      if (cond.children.empty() || test(cond.children[0], item, allocator, failed)) return true;
+    }
+    return false;
+  }
+  // kSum: decimals added exactly enough for scores (at most 6 fraction digits).
+  long long total = 0;
+  auto scaled = [](const std::string& text) {
+    size_t dot = text.find('.');
+    std::string whole = text.substr(0, dot);
+    std::string fraction = dot == std::string::npos ? std::string() : text.substr(dot + 1);
+    fraction.resize(6, '0');
+    long long value = std::stoll(whole.empty() || whole == "-" ? whole + "0" : whole) * 1000000;
+    long long part = std::stoll(fraction.substr(0, 6));
+    return text[0] == '-' ? value - part : value + part;
+  };
+  for (const Scope& item : found) {
+    if (!cond.children.empty() && !test(cond.children[0], item, allocator, failed)) continue;
+    std::optional<json::Value> value = evaluate(cond.value, item, allocator, failed);
+    if (value && json::isNumber(*value)) total += scaled(json::numberText(*value));
+  }
+  return total >= scaled(cond.threshold);
 }
 
 bool Run::test(const Condition& cond, const Scope& scope, json::Allocator& allocator, bool& failed) {
@@ -913,6 +1424,9 @@ bool Run::test(const Condition& cond, const Scope& scope, json::Allocator& alloc
         if (test(child, scope, allocator, failed)) return true;
       }
       return false;
+    case Condition::Op::kSome:
+    case Condition::Op::kSum:
+      return testItems(cond, scope, allocator, failed);
     default:
       break;
   }
@@ -923,6 +1437,17 @@ bool Run::test(const Condition& cond, const Scope& scope, json::Allocator& alloc
     case Condition::Op::kEquals:
     case Condition::Op::kIn: return value && cond.values.count(textOf(*value)) > 0;
     case Condition::Op::kNotIn: return !value || cond.values.count(textOf(*value)) == 0;
+    case Condition::Op::kInValueSet: return value && cond.value_set->codes.count(textOf(*value)) > 0;
+    case Condition::Op::kMapsTo: {
+      const json::Value* depends_on = resolve(cond.depends_on, scope);
+      if (!value || !depends_on) return false;
+      auto found = cond.translation->targets.find(textOf(*depends_on) + '\x1f' + textOf(*value));
+      if (found == cond.translation->targets.end()) return false;
+      for (const std::string& target : found->second) {
+        if (cond.values.count(target)) return true;
+      }
+      return false;
+    }
     default: return false;
   }
 }
@@ -977,9 +1502,11 @@ void collect(const json::Value* value, const std::vector<std::string>& steps, si
   location.pop_back();
 }
 
-std::vector<Scope> Run::items(const Rule& rule, const Scope& scope) const {
+std::vector<Scope> Run::items(const Rule& rule, const Scope& scope) const { return itemsAt(rule.for_each, scope); }
+
+std::vector<Scope> Run::itemsAt(const std::vector<SourcePath>& paths, const Scope& scope) const {
   std::vector<Scope> out;
-  for (const SourcePath& path : rule.for_each) {
+  for (const SourcePath& path : paths) {
     if (path.self) {
       out.push_back(scope);
       continue;
@@ -1044,6 +1571,10 @@ json::Value& slot(json::Value& object, const std::vector<PathStep>& steps, json:
 
 void Run::apply(const Rule& rule, json::Value& target, const Scope& scope, json::Allocator& allocator, bool& failed) {
   if (rule.when && !test(*rule.when, scope, allocator, failed)) return;
+  if (!rule.references_key.empty()) {
+    applyReferences(rule, target, allocator, failed);
+    return;
+  }
   if (!rule.for_each.empty()) {
     size_t index = 0;
     for (Scope& item : items(rule, scope)) {
@@ -1074,6 +1605,81 @@ void Run::apply(const Rule& rule, json::Value& target, const Scope& scope, json:
   slot(target, rule.target, allocator) = std::move(*value);
 }
 
+void Run::warnUnknown(const json::Value& value, std::vector<std::string>& steps, IssueList& warnings) const {
+  auto visit = [&](const json::Value& child) {
+    std::string pattern;
+    for (const std::string& step : steps) pattern += (pattern.empty() ? "" : ".") + step;
+    if (!knownField(spec_.fields, pattern)) {
+      std::string where = location(steps);
+      warnings.atLocation(Severity::kWarning, "informational", where, where + ": unknown member, ignored");
+      return;
+    }
+    warnUnknown(child, steps, warnings);
+  };
+  if (value.IsObject()) {
+    for (const auto& member : value.GetObject()) {
+      if (member.name.GetStringLength() > 0 && member.name.GetString()[0] == '@') continue;
+      steps.emplace_back(member.name.GetString(), member.name.GetStringLength());
+      visit(member.value);
+      steps.pop_back();
+    }
+  } else if (value.IsArray()) {
+    for (rapidjson::SizeType index = 0; index < value.Size(); ++index) {
+      steps.push_back(std::to_string(index));
+      visit(value[index]);
+      steps.pop_back();
+    }
+  }
+}
+
+std::vector<Run::Produced> Run::produce(const Scope& root, json::Allocator& allocator, bool& failed) {
+  std::vector<Produced> produced;
+  instances_.clear();
+  auto idOf = [&](const ResourceProgram& program, const Scope& scope) -> std::optional<std::string> {
+    std::string joined;
+    for (size_t index = 0; index < program.id.size(); ++index) {
+      const IdPart& part = program.id[index];
+      if (index) joined.push_back('\x1f');
+      if (part.value.kind == ValueExpr::Kind::kNone) {
+        joined += expand(part.literal, scope);
+        continue;
+      }
+      std::optional<json::Value> value = evaluate(part.value, scope, allocator, failed);
+      if (!value) return std::nullopt;
+      joined += textOf(*value);
+    }
+    return deriveId({joined});
+  };
+  for (const ResourceProgram& program : spec_.resources) {
+    if (program.when && !test(*program.when, root, allocator, failed)) continue;
+    if (program.for_each.empty()) {
+      std::optional<std::string> id = idOf(program, root);
+      if (!id) continue;
+      references_[program.key] = program.type + "/" + *id;
+      produced.push_back(Produced{&program, std::move(*id), root});
+      continue;
+    }
+    std::vector<std::pair<std::string, Scope>>& made = instances_[program.key];
+    size_t index = 0;
+    for (Scope& item : itemsAt(program.for_each, root)) {
+      item.index = ++index;  // 1-based position among all items, kept or not
+      if (program.where && !test(*program.where, item, allocator, failed)) continue;
+      std::optional<std::string> id = idOf(program, item);
+      if (!id) continue;
+      std::string reference = program.type + "/" + *id;
+      bool twice = std::any_of(made.begin(), made.end(), [&](const auto& earlier) { return earlier.first == reference; });
+      if (twice && !program.unique_message.empty()) {
+        error(item.location, "business-rule", program.unique_message);
+        failed = true;
+        continue;
+      }
+      made.emplace_back(reference, item);
+      produced.push_back(Produced{&program, std::move(*id), item});
+    }
+  }
+  return produced;
+}
+
 bool Run::map(const json::Value& record, const std::string& raw, const std::string& position, MappedBundle& out,
               IssueList& issues) {
   record_ = &record;
@@ -1087,9 +1693,18 @@ bool Run::map(const json::Value& record, const std::string& raw, const std::stri
   json::Allocator& allocator = bundle.GetAllocator();
   bool failed = false;
 
-  std::optional<json::Value> record_id = evaluate(spec_.record_id, root, allocator, failed);
-  if (!record_id) return false;
-  record_id_ = textOf(*record_id);
+  if (spec_.record_id_parts.empty()) {
+    std::optional<json::Value> record_id = evaluate(spec_.record_id, root, allocator, failed);
+    if (!record_id) return false;
+    record_id_ = textOf(*record_id);
+  } else {
+    record_id_.clear();
+    for (const ValueExpr& part : spec_.record_id_parts) {
+      std::optional<json::Value> value = evaluate(part, root, allocator, failed);
+      if (!value) return false;
+      record_id_ += (record_id_.empty() ? "" : ":") + textOf(*value);
+    }
+  }
   for (const Rule& check : spec_.checks) {
     if (check.for_each.empty()) {
       evaluate(check.value, root, allocator, failed);
@@ -1101,32 +1716,7 @@ bool Run::map(const json::Value& record, const std::string& raw, const std::stri
   }
 
   // Ids first, so references work in any order.
-  std::vector<const ResourceProgram*> produced;
-  std::vector<std::string> ids;
-  for (const ResourceProgram& program : spec_.resources) {
-    if (program.when && !test(*program.when, root, allocator, failed)) continue;
-    std::string joined;
-    bool complete = true;
-    for (size_t index = 0; index < program.id.size(); ++index) {
-      const IdPart& part = program.id[index];
-      if (index) joined.push_back('\x1f');
-      if (part.value.kind == ValueExpr::Kind::kNone) {
-        joined += expand(part.literal, root);
-      } else {
-        std::optional<json::Value> value = evaluate(part.value, root, allocator, failed);
-        if (!value) {
-          complete = false;
-          break;
-        }
-        joined += textOf(*value);
-      }
-    }
-    if (!complete) continue;
-    std::string id = deriveId({joined});
-    references_[program.key] = program.type + "/" + id;
-    produced.push_back(&program);
-    ids.push_back(std::move(id));
-  }
+  std::vector<Produced> produced = produce(root, allocator, failed);
 
   json::Value entries(rapidjson::kArrayType);
   json::Value targets(rapidjson::kArrayType);
@@ -1138,12 +1728,14 @@ bool Run::map(const json::Value& record, const std::string& raw, const std::stri
     entry.AddMember("resource", resource, allocator);
     entries.PushBack(entry, allocator);
   };
-  for (size_t index = 0; index < produced.size(); ++index) {
-    const ResourceProgram& program = *produced[index];
-    if (!seen.insert(program.type + "/" + ids[index]).second) continue;  // same resource twice (one practitioner in two roles)
+  entries_ = &entries;
+  for (const Produced& made : produced) {
+    const ResourceProgram& program = *made.program;
+    const std::string& id = made.id;
+    if (!seen.insert(program.type + "/" + id).second) continue;  // same resource twice (one practitioner in two roles)
     json::Value resource(rapidjson::kObjectType);
     resource.AddMember("resourceType", json::makeString(program.type, allocator), allocator);
-    resource.AddMember("id", json::makeString(ids[index], allocator), allocator);
+    resource.AddMember("id", json::makeString(id, allocator), allocator);
     if (!program.profile.empty()) {
       json::Value meta(rapidjson::kObjectType);
       json::Value profiles(rapidjson::kArrayType);
@@ -1151,12 +1743,13 @@ bool Run::map(const json::Value& record, const std::string& raw, const std::stri
       meta.AddMember("profile", profiles, allocator);
       resource.AddMember("meta", meta, allocator);
     }
-    for (const Rule& rule : program.rules) apply(rule, resource, root, allocator, failed);
+    for (const Rule& rule : program.rules) apply(rule, resource, made.scope, allocator, failed);
     json::Value target(rapidjson::kObjectType);
-    target.AddMember("reference", json::makeString(program.type + "/" + ids[index], allocator), allocator);
+    target.AddMember("reference", json::makeString(program.type + "/" + id, allocator), allocator);
     targets.PushBack(target, allocator);
-    addEntry(std::move(resource), program.type, ids[index]);
+    addEntry(std::move(resource), program.type, id);
   }
+  entries_ = nullptr;
   if (failed || issues.hasErrors()) return false;
 
   // The Provenance: which payer or system sent which bytes.
@@ -1175,8 +1768,12 @@ bool Run::map(const json::Value& record, const std::string& raw, const std::stri
   provenance.AddMember("recorded", json::makeString(now_, allocator), allocator);
   json::Value agent(rapidjson::kObjectType);
   json::Value who(rapidjson::kObjectType);
-  who.AddMember("reference", json::makeString("Organization/" + deriveId({"Organization", "payer", payer_id_}), allocator), allocator);
-  who.AddMember("display", json::makeString(payer_ && !payer_->name.empty() ? payer_->name : payer_id_, allocator), allocator);
+  if (auto agent = references_.find(spec_.agent_key); !spec_.agent_key.empty() && agent != references_.end()) {
+    who.AddMember("reference", json::makeString(agent->second, allocator), allocator);
+  } else {
+    who.AddMember("reference", json::makeString("Organization/" + deriveId({"Organization", "payer", payer_id_}), allocator), allocator);
+    who.AddMember("display", json::makeString(payer_ && !payer_->name.empty() ? payer_->name : payer_id_, allocator), allocator);
+  }
   agent.AddMember("who", who, allocator);
   json::Value agents(rapidjson::kArrayType);
   agents.PushBack(agent, allocator);
@@ -1205,6 +1802,10 @@ bool Run::map(const json::Value& record, const std::string& raw, const std::stri
   bundle.AddMember("type", "collection", allocator);
   bundle.AddMember("entry", entries, allocator);
   out.record_id = record_id_;
+  if (spec_.warn_unknown) {
+    std::vector<std::string> steps;
+    warnUnknown(record, steps, out.warnings);
+  }
   out.position = position;
   return true;
 }
@@ -1252,6 +1853,7 @@ Result<std::unique_ptr<SpecLibrary>> SpecLibrary::loadFile(const std::string& pa
   Dirs dirs = dirsOf(options);
   std::unique_ptr<SpecLibrary> library(new SpecLibrary());
   if (Status status = loadConceptMaps(dirs.alignment, *library->shared_); !status.ok()) return Error{status.message()};
+  if (Status status = loadValueSets(dirs.alignment, *library->shared_); !status.ok()) return Error{status.message()};
   FhirPaths paths(dirs.core);
   auto spec = compileFile(path, *library->shared_, paths);
   if (!spec.ok()) return spec.error();
@@ -1264,6 +1866,7 @@ Result<std::unique_ptr<SpecLibrary>> SpecLibrary::load(const LoadOptions& option
   Dirs dirs = dirsOf(options);
   std::unique_ptr<SpecLibrary> library(new SpecLibrary());
   if (Status status = loadConceptMaps(dirs.alignment, *library->shared_); !status.ok()) return Error{status.message()};
+  if (Status status = loadValueSets(dirs.alignment, *library->shared_); !status.ok()) return Error{status.message()};
   FhirPaths paths(dirs.core);
   std::vector<std::string> files;
   std::error_code error;
@@ -1303,7 +1906,10 @@ Result<MapSummary> SpecLibrary::mapSource(const std::string& spec_id, std::istre
   std::unique_ptr<readers::RecordReader> reader;
   switch (spec.reader) {
     case ReaderKind::kCsv: reader = std::make_unique<readers::csv::CsvReader>(input); break;
-    case ReaderKind::kNdjson: reader = std::make_unique<readers::ndjson::NdjsonReader>(input); break;
+    case ReaderKind::kNdjson:
+      if (options.single_document) reader = std::make_unique<readers::ndjson::JsonDocumentReader>(input);
+      else reader = std::make_unique<readers::ndjson::NdjsonReader>(input);
+      break;
     case ReaderKind::kJson: reader = std::make_unique<readers::ndjson::JsonDocumentReader>(input); break;
     case ReaderKind::kX12: reader = std::make_unique<readers::x12::X12Reader>(input); break;
     case ReaderKind::kHl7v2: reader = std::make_unique<readers::hl7v2::Hl7v2Reader>(input); break;

@@ -58,6 +58,9 @@ struct MapOptions {
   // When set, every Bundle is validated (against the profiles in meta.profile); errors reject
   // the record. The validator must know the alignment profiles.
   const Validator* validator = nullptr;
+  // The input is one JSON document (an HTTP body) of an NDJSON spec: read it whole, and name
+  // source locations by JSON path alone (`$.screening.answers[2].answerLoinc`, no `line 1, `).
+  bool single_document = false;
 };
 
 struct MappedBundle {

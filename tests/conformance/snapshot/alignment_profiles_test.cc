@@ -98,7 +98,8 @@ TEST_F(AlignmentGuideTest, EveryProfileHasTheFixedIdAndGeneratesASnapshot) {
       "econsult-communication", "billing-claim", "comanagement-episodeofcare",
       "care-management-careplan", "risk-tier-riskassessment", "hrsn-screening-observation",
       "hrsn-positive-domain-observation", "social-referral-servicerequest", "social-referral-task",
-      "equity-measurereport", "mapping-provenance"};
+      "equity-measurereport", "mapping-provenance", "alignment-condition", "care-management-goal",
+      "care-management-careteam", "empanelment-careteam"};
   std::set<std::string> loaded(urls_->begin(), urls_->end());
   for (const auto& id : fixed) {
     EXPECT_TRUE(loaded.contains(std::string(kBase) + "/StructureDefinition/" + id)) << id;

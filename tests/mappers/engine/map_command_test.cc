@@ -85,5 +85,24 @@ TEST(MapCommand, UsageAndEnvironmentErrorsExitTwo) {
   EXPECT_EQ(help.out[0].rfind("usage: fhir-gateway map", 0), 0u);
 }
 
+TEST(MapCommand, CareManagementEventsValidatedWithTheConfiguredPayers) {
+  fhir::testing::TempDir dir;
+  const std::string config = (dir.path() / "config.json").string();
+  std::ofstream(config) << R"({"payers": [{"id": "lakeshore-medicaid", "name": "Lakeshore Medicaid MCO",
+    "format": "lakeshore-medicaid", "endpoint": "http://127.0.0.1:9/bundles"}]})";
+  Outcome good = runMap("--source care-management --config " + config + " " + data("care-management/events.ndjson"));
+  EXPECT_EQ(good.exit_code, 0);
+  ASSERT_EQ(good.out.size(), 6u);  // one Bundle per event, all six types, validated
+  ASSERT_EQ(good.err.size(), 1u);
+  EXPECT_TRUE(std::regex_search(good.err[0], std::regex(R"(^\{"records": 6, "accepted": 6, "rejected": 0, )")));
+
+  Outcome bad = runMap("--source care-management --config " + config + " " + data("care-management/bad-events.ndjson"));
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_TRUE(bad.out.empty());
+  ASSERT_EQ(bad.err.size(), 9u);
+  EXPECT_NE(bad.err[0].find("\"line 1, $.screening.answers[2].answerLoinc\""), std::string::npos) << bad.err[0];
+  EXPECT_TRUE(std::regex_search(bad.err[8], std::regex(R"(^\{"records": 8, "accepted": 0, "rejected": 8, )")));
+}
+
 }  // namespace
 }  // namespace fhir::mappers

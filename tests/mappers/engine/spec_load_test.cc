@@ -59,6 +59,24 @@ TEST(SpecLoad, UnknownTransform) {
             "t.json:9: unknown ConceptMap 'no-such-map' (fhir_profiles/alignment/package)");
 }
 
+TEST(SpecLoad, CareManagementAdditionsAreCheckedToo) {
+  EXPECT_EQ(loadError(specWith("{\"path\": \"gender\", \"from\": \"dob\", \"transforms\": [{\"memberOf\": \"no-such-set\"}]}")),
+            "t.json:9: unknown ValueSet 'no-such-set' (fhir_profiles/alignment/package)");
+  EXPECT_EQ(loadError(specWith("{\"path\": \"gender\", \"from\": \"dob\", \"transforms\": [{\"ordinal\": \"hrsn-screening-answers\"}]}")),
+            "loaded");
+  EXPECT_EQ(loadError(specWith("{\"path\": \"link[]\", \"references\": \"patient\"}")),
+            "t.json:9: \"references\" names 'patient', not a forEach resource declared earlier");
+  EXPECT_EQ(loadError(specWith("{\"path\": \"active\", \"value\": true, \"when\": {\"from\": \"dob\", \"mapsTo\": "
+                               "{\"map\": \"payer-sex\", \"dependsOn\": \"member_id\", \"in\": [\"x\"]}}}")),
+            "t.json:9: unknown ConceptMap with dependsOn 'payer-sex' (fhir_profiles/alignment/package)");
+  EXPECT_EQ(loadError(specWith("{\"path\": \"active\", \"value\": true, \"when\": {\"sum\": \"dob\", \"of\": {\"from\": \"dob\"}}}")),
+            "t.json:9: a sum condition needs \"of\" (a value) and a number \"atLeast\"");
+  EXPECT_EQ(loadError(specWith("{\"path\": \"managingOrganization\", \"coverage\": {\"patient\": \"nobody\", \"on\": \"dob\", \"take\": \"coverage\"}}")),
+            "t.json:9: \"coverage\" names unknown resource key 'nobody'");
+  EXPECT_EQ(loadError(specWith("{\"path\": \"active\", \"value\": true, \"when\": {\"from\": \"dob\", \"inValueSet\": \"nope\"}}")),
+            "t.json:9: unknown ValueSet 'nope' (fhir_profiles/alignment/package)");
+}
+
 TEST(SpecLoad, UnknownTargetElement) {
   EXPECT_EQ(loadError(specWith("{\"path\": \"birthdate\", \"from\": \"dob\"}")),
             "t.json:9: target path 'birthdate' on Patient: unknown element 'birthdate' (no Patient.birthdate in R4)");
