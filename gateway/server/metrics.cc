@@ -25,6 +25,11 @@ void Metrics::countHttp(int status) {
   counter("gateway_http_responses_total", "code=\"" + std::to_string(status) + "\"")++;
 }
 
+void Metrics::setGauge(const std::string& name, const std::string& labels, int64_t value) {
+  std::lock_guard lock(mutex_);
+  gauges_[name][labels] = value;
+}
+
 void Metrics::observeValidation(double seconds) {
   size_t bucket = 0;
   while (bucket < kBuckets.size() && seconds > kBuckets[bucket]) ++bucket;
@@ -40,6 +45,10 @@ std::string Metrics::render(const std::string& extra) const {
     for (const auto& [name, series] : counters_) {
       out << "# TYPE " << name << " counter\n";
       for (const auto& [labels, value] : series) out << name << "{" << labels << "} " << value->load() << "\n";
+    }
+    for (const auto& [name, series] : gauges_) {
+      out << "# TYPE " << name << " gauge\n";
+      for (const auto& [labels, value] : series) out << name << "{" << labels << "} " << value << "\n";
     }
   }
   out << "# TYPE gateway_validation_seconds histogram\n";

@@ -326,19 +326,51 @@ class SqliteStore final : public Store {
     return runInWriter([&](Connection& db) { return markDelivered(db, attempt); });
   }
 
+  static Status markFailed(Connection& db, const DeliveryAttempt& attempt, int64_t next_attempt_ms, bool dead) {
+    Status status = insertAttempt(db, attempt);
+    if (!status.ok()) return status;
+    Query query(db,
+                "UPDATE outbox SET status = ?, attempts = attempts + 1, next_attempt_ms = ?, "
+                "first_attempt_ms = CASE WHEN first_attempt_ms = 0 THEN ? ELSE first_attempt_ms END, "
+                "last_error = ? WHERE id = ?");
+    query.bind(1, int64_t{dead ? 2 : 0}).bind(2, next_attempt_ms).bind(3, attempt.at_ms);
+    query.bind(4, attempt.error).bind(5, attempt.outbox_id);
+    if (query.step() != SQLITE_DONE) return Error{query.error()};
+    return Status::Ok();
+  }
+
   Status recordFailed(const DeliveryAttempt& attempt, int64_t next_attempt_ms, bool dead) override {
-    return runInWriter([&](Connection& db) -> Status {
-      Status status = insertAttempt(db, attempt);
-      if (!status.ok()) return status;
-      Query query(db,
-                  "UPDATE outbox SET status = ?, attempts = attempts + 1, next_attempt_ms = ?, "
-                  "first_attempt_ms = CASE WHEN first_attempt_ms = 0 THEN ? ELSE first_attempt_ms END, "
-                  "last_error = ? WHERE id = ?");
-      query.bind(1, int64_t{dead ? 2 : 0}).bind(2, next_attempt_ms).bind(3, attempt.at_ms);
-      query.bind(4, attempt.error).bind(5, attempt.outbox_id);
-      if (query.step() != SQLITE_DONE) return Error{query.error()};
-      return Status::Ok();
-    });
+    return runInWriter([&](Connection& db) { return markFailed(db, attempt, next_attempt_ms, dead); });
+  }
+
+  void recordFailedAsync(const DeliveryAttempt& attempt, int64_t next_attempt_ms, bool dead,
+                         std::function<void(const Status&)> on_commit) override {
+    auto job = std::make_unique<PendingJob>(PendingJob{
+        [attempt, next_attempt_ms, dead](Connection& db) { return markFailed(db, attempt, next_attempt_ms, dead); },
+        std::move(on_commit)});
+    (void)enqueue(std::move(job));  // closing: the row stays as it was and is tried again after restart
+  }
+
+  void recordDeliveredManyAsync(std::vector<DeliveryAttempt> attempts,
+                                std::function<void(const Status&)> on_commit) override {
+    auto job = std::make_unique<PendingJob>(PendingJob{
+        [attempts = std::move(attempts)](Connection& db) -> Status {
+          for (const DeliveryAttempt& attempt : attempts) {
+            Status status = markDelivered(db, attempt);
+            if (!status.ok()) return status;
+          }
+          return Status::Ok();
+        },
+        std::move(on_commit)});
+    (void)enqueue(std::move(job));  // closing: the rows stay pending and are sent again after restart
+  }
+
+  Result<std::vector<OutboxItem>> pendingAfter(std::string_view destination, int64_t after, size_t limit) override {
+    return selectRows<OutboxItem>(
+        "SELECT id, destination, number, kind, body, attempts, created_ms, first_attempt_ms, next_attempt_ms, last_error "
+        "FROM outbox WHERE destination = ? AND status = 0 AND number > ? ORDER BY number LIMIT ?",
+        [&](Query& query) { query.bind(1, destination).bind(2, after).bind(3, static_cast<int64_t>(limit)); },
+        &outboxItem);
   }
 
   Result<std::vector<DestinationDepth>> outboxDepth() override {
