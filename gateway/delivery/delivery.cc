@@ -92,6 +92,7 @@ struct DeliveryService::Lane {
   int64_t last_sent_ms = 0;  // for heartbeats
   bool bursting = false;     // batching window elapsed: send what is queued back to back
   bool present = true;       // still configured / subscribed
+  int published_state = -1;  // breaker state last shown in /metrics
   CircuitBreaker breaker;
 };
 
@@ -336,10 +337,12 @@ void DeliveryService::launch(Lane& lane, int kind, int64_t now) {
   lane.last_sent_ms = now;
 }
 
-void DeliveryService::publishBreaker(const Lane& lane, int64_t now) {
+void DeliveryService::publishBreaker(Lane& lane, int64_t now) {
   if (config_.delivery.circuit_breaker_failures <= 0) return;
-  metrics_.setGauge("gateway_delivery_circuit_state", destinationLabel(lane.destination.key),
-                    static_cast<int64_t>(lane.breaker.state(now)));
+  const auto state = static_cast<int>(lane.breaker.state(now));
+  if (state == lane.published_state) return;
+  lane.published_state = state;
+  metrics_.setGauge("gateway_delivery_circuit_state", destinationLabel(lane.destination.key), state);
 }
 
 void DeliveryService::finish(Lane& lane, int result) {
@@ -360,7 +363,7 @@ void DeliveryService::finish(Lane& lane, int result) {
   if (success) {
     lane.breaker.recordSuccess();
   } else if (lane.breaker.recordFailure(now)) {
-    metrics_.countDelivery(lane.destination.key, "circuit_opened");
+    metrics_.countCircuitOpened(lane.destination.key);
   }
   publishBreaker(lane, now);
   if (lane.kind != kOutbox) {

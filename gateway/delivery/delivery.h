@@ -104,7 +104,7 @@ class DeliveryService {
   void finish(Lane& lane, int code);
   void finishOutbox(Lane& lane, bool success, const DeliveryAttempt& attempt, const std::string& failure_class);
   void flushMarks();
-  void publishBreaker(const Lane& lane, int64_t now);
+  void publishBreaker(Lane& lane, int64_t now);
   void setSubscriptionStatus(Lane& lane, const std::string& status, const std::string& error);
 
   const Config& config_;

@@ -21,6 +21,10 @@ void Metrics::countDelivery(const std::string& destination, const std::string& r
           "destination=\"" + destination + "\",result=\"" + result + "\"")++;
 }
 
+void Metrics::countCircuitOpened(const std::string& destination) {
+  counter("gateway_delivery_circuit_opened_total", "destination=\"" + destination + "\"")++;
+}
+
 void Metrics::countHttp(int status) {
   counter("gateway_http_responses_total", "code=\"" + std::to_string(status) + "\"")++;
 }

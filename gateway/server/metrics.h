@@ -24,6 +24,8 @@ class Metrics {
   // class: timeout, connect, transport, http_5xx, http_4xx, http_other.
   void countDelivery(const std::string& destination, const std::string& result);
   void countHttp(int status);
+  // delivery_circuit_opened_total{destination}: the destination's circuit breaker opened.
+  void countCircuitOpened(const std::string& destination);
   // A gauge holding its latest value, e.g. gateway_delivery_circuit_state{destination="..."}.
   void setGauge(const std::string& name, const std::string& labels, int64_t value);
 

@@ -199,7 +199,7 @@ TEST_F(DeliveryOptions, CircuitBreakerStopsAFailingFeedForTheCoolDownThenProbesO
   ASSERT_TRUE(eventually([&] { return feed_.requests().size() >= 3; }, 10s));
   const auto opened = Clock::now();
   EXPECT_TRUE(eventually([&] { return metric("gateway_delivery_circuit_state", feed) == 1; }, 2s));
-  EXPECT_EQ(metric("gateway_delivery_attempts_total", R"(destination="feed:hie",result="circuit_opened")"), 1);
+  EXPECT_EQ(metric("gateway_delivery_circuit_opened_total", feed), 1);
   std::this_thread::sleep_for(700ms);
   EXPECT_EQ(feed_.requests().size(), 3u) << "a request went out while the breaker was open";
 
@@ -208,7 +208,7 @@ TEST_F(DeliveryOptions, CircuitBreakerStopsAFailingFeedForTheCoolDownThenProbesO
   EXPECT_GE(Clock::now() - opened, 1000ms);
   const auto reopened = Clock::now();
   EXPECT_TRUE(eventually(
-      [&] { return metric("gateway_delivery_attempts_total", R"(destination="feed:hie",result="circuit_opened")") == 2; }, 2s));
+      [&] { return metric("gateway_delivery_circuit_opened_total", feed) == 2; }, 2s));
   feed_.setStatus(200);
   std::this_thread::sleep_for(600ms);
   EXPECT_EQ(feed_.requests().size(), 4u);
