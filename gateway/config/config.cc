@@ -97,10 +97,51 @@ Status checkEndpoint(const std::string& endpoint, const std::string& where) {
   return Status::Ok();
 }
 
+Status readableFile(const std::string& path, const std::string& where) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Error{"configuration key '" + where + "': cannot read file '" + path + "'"};
+  return Status::Ok();
+}
+
+// The endpoint options shared by payers and feeds: authHeader, clientCert, clientKey, caFile,
+// batchWindowMs.
+Status parseEndpointOptions(const ObjectReader& reader, const std::string& endpoint, EndpointOptions& options) {
+  if (const Value* header = reader.member("authHeader")) {
+    ObjectReader header_reader(*header, reader.where("authHeader"));
+    RETURN_IF_ERROR(header_reader.checkKeys({"name", "value"}));
+    RETURN_IF_ERROR(header_reader.string("name", options.auth_header_name, true));
+    RETURN_IF_ERROR(header_reader.string("value", options.auth_header_value, true));
+    const std::string& name = options.auth_header_name;
+    if (name.find_first_not_of("!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz") !=
+        std::string::npos) {
+      return Error{"configuration key '" + header_reader.where("name") + "' must be an HTTP header name"};
+    }
+    if (options.auth_header_value.find_first_of("\r\n") != std::string::npos) {
+      return Error{"configuration key '" + header_reader.where("value") + "' must not contain a line break"};
+    }
+  }
+  RETURN_IF_ERROR(reader.string("clientCert", options.client_cert, false));
+  RETURN_IF_ERROR(reader.string("clientKey", options.client_key, false));
+  RETURN_IF_ERROR(reader.string("caFile", options.ca_file, false));
+  const bool https = endpoint.rfind("https://", 0) == 0;
+  for (const auto& [key, path] : {std::pair<const char*, const std::string*>{"clientCert", &options.client_cert},
+                                  {"clientKey", &options.client_key}, {"caFile", &options.ca_file}}) {
+    if (path->empty()) continue;
+    if (!https) return Error{"configuration key '" + reader.where(key) + "' needs an https:// endpoint"};
+    RETURN_IF_ERROR(readableFile(*path, reader.where(key)));
+  }
+  if (!options.client_key.empty() && options.client_cert.empty()) {
+    return Error{"configuration key '" + reader.where("clientKey") + "' needs 'clientCert' beside it"};
+  }
+  RETURN_IF_ERROR(reader.integer("batchWindowMs", options.batch_window_ms, 0));
+  return Status::Ok();
+}
+
 Result<PayerConfig> parsePayer(const Value& value, const std::string& path) {
   ObjectReader reader(value, path);
   RETURN_IF_ERROR(reader.checkKeys(
-      {"id", "name", "format", "identifier", "endpoint", "secret", "routes"}));
+      {"id", "name", "format", "identifier", "endpoint", "secret", "routes", "authHeader", "clientCert", "clientKey",
+       "caFile", "batchWindowMs"}));
   PayerConfig payer;
   RETURN_IF_ERROR(reader.string("id", payer.id, true));
   RETURN_IF_ERROR(reader.string("name", payer.name, true));
@@ -120,6 +161,7 @@ Result<PayerConfig> parsePayer(const Value& value, const std::string& path) {
     RETURN_IF_ERROR(routes_reader.stringList("codes", payer.routes.codes));
     RETURN_IF_ERROR(routes_reader.stringList("linesOfBusiness", payer.routes.lines_of_business));
   }
+  RETURN_IF_ERROR(parseEndpointOptions(reader, payer.endpoint, payer.options));
   return payer;
 }
 
@@ -169,12 +211,14 @@ Result<Config> parseConfig(std::string_view text) {
     if (!feeds->IsArray()) return Error{"configuration key 'feeds' must be an array"};
     for (rapidjson::SizeType index = 0; index < feeds->Size(); ++index) {
       ObjectReader feed_reader((*feeds)[index], "feeds[" + std::to_string(index) + "]");
-      RETURN_IF_ERROR(feed_reader.checkKeys({"id", "endpoint", "secret"}));
+      RETURN_IF_ERROR(feed_reader.checkKeys(
+          {"id", "endpoint", "secret", "authHeader", "clientCert", "clientKey", "caFile", "batchWindowMs"}));
       FeedConfig feed;
       RETURN_IF_ERROR(feed_reader.string("id", feed.id, true));
       RETURN_IF_ERROR(feed_reader.string("endpoint", feed.endpoint, true));
       RETURN_IF_ERROR(checkEndpoint(feed.endpoint, feed_reader.where("endpoint")));
       RETURN_IF_ERROR(feed_reader.string("secret", feed.secret, false));
+      RETURN_IF_ERROR(parseEndpointOptions(feed_reader, feed.endpoint, feed.options));
       if (!ids.insert("feed:" + feed.id).second) {
         return Error{"duplicate feed id '" + feed.id + "' in configuration key 'feeds'"};
       }
@@ -184,11 +228,16 @@ Result<Config> parseConfig(std::string_view text) {
   if (const Value* delivery = reader.member("delivery")) {
     ObjectReader delivery_reader(*delivery, "delivery");
     RETURN_IF_ERROR(delivery_reader.checkKeys(
-        {"timeoutMs", "initialBackoffMs", "maxBackoffMs", "giveUpAfterHours"}));
+        {"timeoutMs", "initialBackoffMs", "maxBackoffMs", "giveUpAfterHours", "circuitBreakerFailures",
+         "circuitBreakerCoolDownMs"}));
     RETURN_IF_ERROR(delivery_reader.integer("timeoutMs", config.delivery.timeout_ms, 1));
     RETURN_IF_ERROR(delivery_reader.integer("initialBackoffMs", config.delivery.initial_backoff_ms, 1));
     RETURN_IF_ERROR(delivery_reader.integer("maxBackoffMs", config.delivery.max_backoff_ms, 1));
     RETURN_IF_ERROR(delivery_reader.number("giveUpAfterHours", config.delivery.give_up_after_hours));
+    RETURN_IF_ERROR(delivery_reader.integer("circuitBreakerFailures", config.delivery.circuit_breaker_failures, 0));
+    config.delivery.circuit_breaker_cool_down_ms =
+        std::min(config.delivery.circuit_breaker_cool_down_ms, config.delivery.max_backoff_ms);
+    RETURN_IF_ERROR(delivery_reader.integer("circuitBreakerCoolDownMs", config.delivery.circuit_breaker_cool_down_ms, 1));
   }
   return config;
 }

@@ -17,6 +17,16 @@ struct PayerRoutes {
   std::vector<std::string> lines_of_business;   // empty: every line of business
 };
 
+// How the gateway talks to one payer or feed endpoint (beside its `secret`).
+struct EndpointOptions {
+  std::string auth_header_name;   // `authHeader.name`; empty: no header
+  std::string auth_header_value;  // `authHeader.value`
+  std::string client_cert;        // PEM file: TLS client certificate (mTLS); empty: none
+  std::string client_key;         // PEM file: its private key; empty: in client_cert
+  std::string ca_file;            // PEM file: CAs to verify the endpoint; empty: the system's
+  int64_t batch_window_ms = 0;    // hold deliveries up to this long and send them back to back
+};
+
 struct PayerConfig {
   std::string id;
   std::string name;
@@ -26,6 +36,7 @@ struct PayerConfig {
   std::string endpoint;
   std::string secret;  // empty: no X-Signature
   PayerRoutes routes;
+  EndpointOptions options;
 
   bool routesCode(std::string_view code) const;
   bool routesLineOfBusiness(std::string_view line_of_business) const;
@@ -35,6 +46,7 @@ struct FeedConfig {
   std::string id;
   std::string endpoint;
   std::string secret;
+  EndpointOptions options;
 };
 
 struct DeliveryConfig {
@@ -42,6 +54,10 @@ struct DeliveryConfig {
   int64_t initial_backoff_ms = 500;
   int64_t max_backoff_ms = 300000;
   double give_up_after_hours = 72;
+  // Circuit breaker per destination: after this many consecutive failures no request goes to
+  // it for the cool-down, then one probe; 0 turns it off.
+  int64_t circuit_breaker_failures = 5;
+  int64_t circuit_breaker_cool_down_ms = 30000;  // default: 30 s, or maxBackoffMs when smaller
 };
 
 struct Config {

@@ -1,21 +1,26 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
 
-// Delivery of outbox rows to payers and feeds over HTTP (libcurl multi, one worker thread).
+// Delivery of outbox rows to payers, feeds and subscriptions over HTTP (libcurl multi, one
+// worker thread).
 //
-// Per destination, rows go out strictly in X-Event-Number order, one in flight at a time; a
-// failed row is retried with exponential backoff and jitter until `giveUpAfterHours`, then
-// becomes a dead letter and the next row goes. Every attempt is recorded in the store.
+// Per destination ("lane"), rows go out strictly in X-Event-Number order, one in flight at a
+// time, on one reused easy handle whose connection is kept alive; the worker reads pending rows
+// from the store in batches and commits delivered-marks in batches. A failed row is retried with
+// exponential backoff and jitter until `giveUpAfterHours`, then becomes a dead letter and the
+// next row goes. A circuit breaker per destination stops all requests to it for a cool-down after
+// `circuitBreakerFailures` consecutive failures, then lets one probe through. Every attempt is
+// recorded in the store.
 
 #include <atomic>
-#include <condition_variable>
 #include <map>
-#include <optional>
-#include <set>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <set>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "gateway/config/config.h"
 #include "gateway/server/metrics.h"
@@ -31,10 +36,40 @@ struct Destination {
   std::string secret;    // empty: no X-Signature
   std::vector<std::string> headers;          // extra "Name: value" headers (Subscription channel)
   std::optional<Subscription> subscription;  // set for subscriptions
+  EndpointOptions options;                   // auth header, TLS client certificate, batching window
 };
+
+// For `id-only` and `empty` notifications only the topic, focus and timestamp of a stored record
+// count (notificationRecord writes them first, then the resources): the record is cut before its
+// resources and given the focus's type and id as its one resource, which makes the same Bundle
+// without parsing the resources. Returns the record unchanged for `full-resource` or when it
+// does not have that form.
+std::string lightRecord(const std::string& record, PayloadContent content);
 
 // Lower-case hex HMAC-SHA256 of `body` with `secret`.
 std::string hmacSha256Hex(std::string_view secret, std::string_view body);
+
+// Circuit breaker of one destination. Closed: requests go. After `failures` consecutive
+// failures it opens for `cool_down_ms`; then it is half-open and lets one probe through, whose
+// success closes it and whose failure opens it again.
+class CircuitBreaker {
+ public:
+  enum class State { kClosed = 0, kOpen = 1, kHalfOpen = 2 };
+  CircuitBreaker(int64_t failures, int64_t cool_down_ms) : threshold_(failures), cool_down_ms_(cool_down_ms) {}
+
+  State state(int64_t now_ms) const;
+  bool allows(int64_t now_ms) const { return state(now_ms) != State::kOpen; }
+  int64_t openUntilMs() const { return open_until_ms_; }
+  // Returns true when this failure opened the breaker.
+  bool recordFailure(int64_t now_ms);
+  void recordSuccess();
+
+ private:
+  int64_t threshold_;  // 0: never opens
+  int64_t cool_down_ms_;
+  int64_t consecutive_ = 0;
+  int64_t open_until_ms_ = 0;
+};
 
 class DeliveryService {
  public:
@@ -56,10 +91,21 @@ class DeliveryService {
   // New outbox rows were committed.
   void wake();
 
+  struct Lane;
+
  private:
   void run();
   std::vector<Destination> currentDestinations() const;
-  void setSubscriptionStatus(const Subscription& subscription, const std::string& status, const std::string& error);
+  void refreshLanes(int64_t now);
+  // Starts the lane's next request when one is due; returns when it next wants attention.
+  int64_t tryLaunch(Lane& lane, int64_t now);
+  void fetchRows(Lane& lane, int64_t now);
+  void launch(Lane& lane, int kind, int64_t now);
+  void finish(Lane& lane, int code);
+  void finishOutbox(Lane& lane, bool success, const DeliveryAttempt& attempt, const std::string& failure_class);
+  void flushMarks();
+  void publishBreaker(Lane& lane, int64_t now);
+  void setSubscriptionStatus(Lane& lane, const std::string& status, const std::string& error);
 
   const Config& config_;
   StorePtr store_;
@@ -69,11 +115,14 @@ class DeliveryService {
   std::string base_url_;
   std::thread worker_;
   std::atomic<bool> stopping_{false};
-  std::atomic<bool> woken_{false};
+  std::atomic<uint64_t> wake_generation_{0};
   void* multi_ = nullptr;  // CURLM*
+  std::map<std::string, std::unique_ptr<Lane>> lanes_;  // worker thread only
+  std::vector<DeliveryAttempt> marks_;                  // delivered, not yet handed to the store
+  std::vector<std::pair<std::string, int64_t>> marked_numbers_;
 
-  // Rows delivered whose delivered-mark is not committed yet, per destination: they must not be
-  // sent again meanwhile. Shared with the store's commit callbacks, which may outlive `this`.
+  // Rows settled (delivered or dead) whose mark is not committed yet, per destination: they must
+  // not be sent again meanwhile. Shared with the store's commit callbacks, which may outlive `this`.
   struct Uncommitted {
     std::mutex mutex;
     std::map<std::string, std::set<int64_t>> numbers;

@@ -21,8 +21,17 @@ void Metrics::countDelivery(const std::string& destination, const std::string& r
           "destination=\"" + destination + "\",result=\"" + result + "\"")++;
 }
 
+void Metrics::countCircuitOpened(const std::string& destination) {
+  counter("gateway_delivery_circuit_opened_total", "destination=\"" + destination + "\"")++;
+}
+
 void Metrics::countHttp(int status) {
   counter("gateway_http_responses_total", "code=\"" + std::to_string(status) + "\"")++;
+}
+
+void Metrics::setGauge(const std::string& name, const std::string& labels, int64_t value) {
+  std::lock_guard lock(mutex_);
+  gauges_[name][labels] = value;
 }
 
 void Metrics::observeValidation(double seconds) {
@@ -40,6 +49,10 @@ std::string Metrics::render(const std::string& extra) const {
     for (const auto& [name, series] : counters_) {
       out << "# TYPE " << name << " counter\n";
       for (const auto& [labels, value] : series) out << name << "{" << labels << "} " << value->load() << "\n";
+    }
+    for (const auto& [name, series] : gauges_) {
+      out << "# TYPE " << name << " gauge\n";
+      for (const auto& [labels, value] : series) out << name << "{" << labels << "} " << value << "\n";
     }
   }
   out << "# TYPE gateway_validation_seconds histogram\n";

@@ -24,6 +24,10 @@ class Metrics {
   // class: timeout, connect, transport, http_5xx, http_4xx, http_other.
   void countDelivery(const std::string& destination, const std::string& result);
   void countHttp(int status);
+  // delivery_circuit_opened_total{destination}: the destination's circuit breaker opened.
+  void countCircuitOpened(const std::string& destination);
+  // A gauge holding its latest value, e.g. gateway_delivery_circuit_state{destination="..."}.
+  void setGauge(const std::string& name, const std::string& labels, int64_t value);
 
   // Renders all metrics; `extra` is appended as-is (store-derived gauges).
   std::string render(const std::string& extra) const;
@@ -35,6 +39,7 @@ class Metrics {
                                                       0.005,  0.01,    0.025,  0.05,  0.1};
   mutable std::mutex mutex_;
   std::map<std::string, std::map<std::string, std::unique_ptr<std::atomic<uint64_t>>>> counters_;
+  std::map<std::string, std::map<std::string, int64_t>> gauges_;
   std::array<std::atomic<uint64_t>, kBuckets.size() + 1> validation_buckets_{};
   std::atomic<uint64_t> validation_count_{0};
   std::atomic<uint64_t> validation_micros_{0};

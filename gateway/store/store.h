@@ -202,6 +202,16 @@ class Store {
   virtual Result<std::vector<OutboxItem>> pendingHead(std::string_view destination, size_t limit) = 0;
   // A failed attempt: the row waits until `next_attempt_ms`, or becomes a dead letter.
   virtual Status recordFailed(const DeliveryAttempt& attempt, int64_t next_attempt_ms, bool dead) = 0;
+  // Delivery worker's batched forms. Pending rows of a destination numbered above `after`, in
+  // number order, at most `limit`.
+  virtual Result<std::vector<OutboxItem>> pendingAfter(std::string_view destination, int64_t after, size_t limit) = 0;
+  // Many delivered-marks in one job of the writer's next group; `on_commit` runs once they are
+  // durable (or failed), as for recordDeliveredAsync.
+  virtual void recordDeliveredManyAsync(std::vector<DeliveryAttempt> attempts,
+                                        std::function<void(const Status&)> on_commit) = 0;
+  // recordFailed without waiting; `on_commit` as above.
+  virtual void recordFailedAsync(const DeliveryAttempt& attempt, int64_t next_attempt_ms, bool dead,
+                                 std::function<void(const Status&)> on_commit) = 0;
   virtual Result<std::vector<DestinationDepth>> outboxDepth() = 0;
   virtual Result<std::vector<DeliveryAttempt>> attemptsOf(int64_t outbox_id) = 0;
   // Rows of a destination with numbers in [from, to], in order (delivered or not).

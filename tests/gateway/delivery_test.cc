@@ -3,6 +3,13 @@
 
 #include <gtest/gtest.h>
 
+#include "conformance/json/json.h"
+#include "gateway/config/config.h"
+#include "tests/support/test_support.h"
+
+#include <fstream>
+#include <future>
+
 namespace fhir::gateway {
 namespace {
 
@@ -10,6 +17,155 @@ TEST(SignatureTest, MatchesRfc4231TestCase2) {
   // RFC 4231, test case 2: key "Jefe", data "what do ya want for nothing?".
   EXPECT_EQ(hmacSha256Hex("Jefe", "what do ya want for nothing?"),
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+}
+
+TEST(CircuitBreakerTest, OpensAfterConsecutiveFailuresThenLetsOneProbeThrough) {
+  CircuitBreaker breaker(3, 1000);
+  EXPECT_EQ(breaker.state(0), CircuitBreaker::State::kClosed);
+  EXPECT_FALSE(breaker.recordFailure(10));
+  breaker.recordSuccess();  // a success in between starts the count again
+  EXPECT_FALSE(breaker.recordFailure(20));
+  EXPECT_FALSE(breaker.recordFailure(30));
+  EXPECT_TRUE(breaker.allows(30));
+  EXPECT_TRUE(breaker.recordFailure(40));  // the third in a row
+  EXPECT_EQ(breaker.state(41), CircuitBreaker::State::kOpen);
+  EXPECT_FALSE(breaker.allows(1039));
+  EXPECT_EQ(breaker.openUntilMs(), 1040);
+  EXPECT_EQ(breaker.state(1040), CircuitBreaker::State::kHalfOpen);
+  EXPECT_TRUE(breaker.recordFailure(1050));  // the probe failed: open again
+  EXPECT_EQ(breaker.state(1051), CircuitBreaker::State::kOpen);
+  EXPECT_EQ(breaker.state(2050), CircuitBreaker::State::kHalfOpen);
+  breaker.recordSuccess();
+  EXPECT_EQ(breaker.state(2051), CircuitBreaker::State::kClosed);
+}
+
+TEST(CircuitBreakerTest, ZeroFailuresMeansNeverOpen) {
+  CircuitBreaker breaker(0, 1000);
+  for (int i = 0; i < 100; ++i) EXPECT_FALSE(breaker.recordFailure(i));
+  EXPECT_EQ(breaker.state(100), CircuitBreaker::State::kClosed);
+}
+
+// The cut record makes exactly the Bundle the whole record makes, for the modes that use it.
+TEST(LightRecordTest, GivesTheSameNotificationAsTheWholeRecord) {
+  auto claim = json::parse(R"({"resourceType":"Claim","id":"c-1","status":"active","total":{"value":1.50}})");
+  auto patient = json::parse(R"({"resourceType":"Patient","id":"p-1"})");
+  ASSERT_TRUE(claim.ok() && patient.ok());
+  const std::string record =
+      notificationRecord("https://fhir.alignment-gateway.org/SubscriptionTopic/claim-received", "Claim/c-1",
+                         {&*patient, &*claim});
+  for (PayloadContent content : {PayloadContent::kEmpty, PayloadContent::kIdOnly}) {
+    Subscription subscription;
+    subscription.id = "s-1";
+    subscription.status = "active";
+    subscription.topic = "https://fhir.alignment-gateway.org/SubscriptionTopic/claim-received";
+    subscription.content = content;
+    const std::string light = lightRecord(record, content);
+    EXPECT_LT(light.size(), record.size());
+    std::string whole = notificationBundle(subscription, NotificationType::kEventNotification, 7, {{7, record}}, "http://x/fhir");
+    std::string cut = notificationBundle(subscription, NotificationType::kEventNotification, 7, {{7, light}}, "http://x/fhir");
+    // The Bundle's timestamp is the time of building: compare without it.
+    auto withoutTimestamp = [](std::string text) {
+      const size_t at = text.find("\"timestamp\":\"");
+      return at == std::string::npos ? text : text.erase(at, 38);
+    };
+    EXPECT_EQ(withoutTimestamp(cut), withoutTimestamp(whole));
+  }
+  EXPECT_EQ(lightRecord(record, PayloadContent::kFullResource), record);
+  EXPECT_EQ(lightRecord("{\"odd\":1}", PayloadContent::kIdOnly), "{\"odd\":1}");
+}
+
+// The worker's batched store calls: rows above a number, many delivered-marks in one job, a
+// failure recorded without waiting.
+TEST(OutboxBatchTest, PendingAfterAndBatchedMarks) {
+  testing::TempDir dir;
+  auto store = openSqliteStore(dir.path().string());
+  ASSERT_TRUE(store.ok());
+  std::vector<IngestCommit> commits;
+  for (int i = 0; i < 5; ++i) {
+    IngestCommit commit;
+    commit.channel = "econsult";
+    commit.idempotency_key = "k" + std::to_string(i);
+    commit.outbox.push_back({"feed:hie", "bundle", "body-" + std::to_string(i + 1)});
+    commits.push_back(std::move(commit));
+  }
+  ASSERT_TRUE((*store)->commitIngestMany(std::move(commits)).ok());
+  auto after = (*store)->pendingAfter("feed:hie", 2, 2);
+  ASSERT_TRUE(after.ok());
+  ASSERT_EQ(after->size(), 2u);
+  EXPECT_EQ((*after)[0].number, 3);
+  EXPECT_EQ((*after)[1].body, "body-4");
+
+  auto head = *(*store)->pendingHead("feed:hie", 10);
+  std::promise<Status> marked;
+  (*store)->recordDeliveredManyAsync({{head[0].id, 1, 200, "", 1}, {head[1].id, 2, 200, "", 1}},
+                                     [&](const Status& status) { marked.set_value(status); });
+  EXPECT_TRUE(marked.get_future().get().ok());
+  std::promise<Status> failed;
+  (*store)->recordFailedAsync({head[2].id, 3, 503, "HTTP 503", 1}, 99, true,
+                              [&](const Status& status) { failed.set_value(status); });
+  EXPECT_TRUE(failed.get_future().get().ok());
+  auto left = *(*store)->pendingHead("feed:hie", 10);
+  ASSERT_EQ(left.size(), 2u);
+  EXPECT_EQ(left[0].number, 4);  // 1, 2 delivered, 3 a dead letter
+  EXPECT_EQ((*(*store)->listDeadLetters(10))[0].last_error, "HTTP 503");
+  EXPECT_EQ((*(*store)->attemptsOf(head[0].id)).size(), 1u);
+}
+
+TEST(DeliveryConfigTest, ReadsBreakerKeysAndEndpointOptions) {
+  testing::TempDir dir;
+  const std::string pem = (dir.path() / "client.pem").string();
+  std::ofstream(pem) << "not checked here, only readable\n";
+  auto config = parseConfig(R"({"payers": [{"id": "p", "name": "P", "format": "f", "endpoint": "https://127.0.0.1:1/b",
+      "authHeader": {"name": "Authorization", "value": "Bearer t"}, "clientCert": ")" + pem + R"(", "caFile": ")" + pem +
+                            R"(", "batchWindowMs": 250}],
+      "feeds": [{"id": "h", "endpoint": "http://127.0.0.1:2/n", "authHeader": {"name": "X-Api-Key", "value": "k"}}],
+      "delivery": {"circuitBreakerFailures": 4, "circuitBreakerCoolDownMs": 9000}})");
+  ASSERT_TRUE(config.ok()) << config.message();
+  const EndpointOptions& payer = config->payers[0].options;
+  EXPECT_EQ(payer.auth_header_name, "Authorization");
+  EXPECT_EQ(payer.auth_header_value, "Bearer t");
+  EXPECT_EQ(payer.client_cert, pem);
+  EXPECT_EQ(payer.client_key, "");
+  EXPECT_EQ(payer.ca_file, pem);
+  EXPECT_EQ(payer.batch_window_ms, 250);
+  EXPECT_EQ(config->feeds[0].options.auth_header_name, "X-Api-Key");
+  EXPECT_EQ(config->delivery.circuit_breaker_failures, 4);
+  EXPECT_EQ(config->delivery.circuit_breaker_cool_down_ms, 9000);
+
+  // Defaults: 5 failures, 30 s, or maxBackoffMs when that is shorter.
+  auto defaults = parseConfig(R"({"delivery": {"maxBackoffMs": 20}})");
+  ASSERT_TRUE(defaults.ok());
+  EXPECT_EQ(defaults->delivery.circuit_breaker_failures, 5);
+  EXPECT_EQ(defaults->delivery.circuit_breaker_cool_down_ms, 20);
+  EXPECT_EQ(parseConfig("{}")->delivery.circuit_breaker_cool_down_ms, 30000);
+}
+
+TEST(DeliveryConfigTest, BadOptionsNameTheirKey) {
+  const std::string payer = R"({"payers": [{"id": "p", "name": "P", "format": "f", "endpoint": ")";
+  auto error = [&](const std::string& endpoint, const std::string& extra) {
+    auto config = parseConfig(payer + endpoint + "\"" + extra + "}]}");
+    return config.ok() ? std::string("accepted") : config.message();
+  };
+  EXPECT_EQ(error("https://h/b", R"(, "authHeader": {"name": "Authorization"})"),
+            "missing required configuration key 'payers[0].authHeader.value'");
+  EXPECT_EQ(error("https://h/b", R"(, "authHeader": {"name": "Bad Name", "value": "v"})"),
+            "configuration key 'payers[0].authHeader.name' must be an HTTP header name");
+  EXPECT_EQ(error("https://h/b", R"(, "authHeader": {"name": "A", "value": "v", "extra": 1})"),
+            "unknown configuration key 'payers[0].authHeader.extra'");
+  EXPECT_EQ(error("http://h/b", R"(, "caFile": "/etc/hostname")"),
+            "configuration key 'payers[0].caFile' needs an https:// endpoint");
+  EXPECT_EQ(error("https://h/b", R"(, "clientCert": "/nonexistent/cert.pem")"),
+            "configuration key 'payers[0].clientCert': cannot read file '/nonexistent/cert.pem'");
+  EXPECT_EQ(error("https://h/b", R"(, "clientKey": "/etc/hostname")"),
+            "configuration key 'payers[0].clientKey' needs 'clientCert' beside it");
+  EXPECT_EQ(error("https://h/b", R"(, "batchWindowMs": -1)"),
+            "configuration key 'payers[0].batchWindowMs' must be at least 0");
+  auto unknown = parseConfig(R"({"delivery": {"circuitBreaker": 3}})");
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_EQ(unknown.message(), "unknown configuration key 'delivery.circuitBreaker'");
+  auto negative = parseConfig(R"({"delivery": {"circuitBreakerFailures": -1}})");
+  ASSERT_FALSE(negative.ok());
+  EXPECT_EQ(negative.message(), "configuration key 'delivery.circuitBreakerFailures' must be at least 0");
 }
 
 }  // namespace
