@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
@@ -1011,19 +1012,32 @@ std::vector<Scope> Run::items(const Rule& rule, const Scope& scope) const {
   return out;
 }
 
+// Consecutive rules mostly write below the member added last (identifier[0].system, then
+// identifier[0].value): try it before scanning the object.
+json::Value* lastMemberNamed(json::Value& object, const std::string& name) {
+  if (object.ObjectEmpty()) return nullptr;
+  auto& member = *(object.MemberEnd() - 1);
+  if (member.name.GetStringLength() != name.size() || std::memcmp(member.name.GetString(), name.data(), name.size()) != 0) {
+    return nullptr;
+  }
+  return &member.value;
+}
+
 // Walks/creates `steps` below `object`; returns the slot to assign.
+
 json::Value& slot(json::Value& object, const std::vector<PathStep>& steps, json::Allocator& allocator) {
   json::Value* current = &object;
   for (size_t index = 0; index < steps.size(); ++index) {
     const PathStep& step = steps[index];
     bool last = index + 1 == steps.size();
     if (!current->IsObject()) current->SetObject();
-    json::Value* member = json::find(*current, step.name);
+    json::Value* member = lastMemberNamed(*current, step.name);
+    if (!member) member = json::find(*current, step.name);
     if (!member) {
       current->AddMember(json::makeString(step.name, allocator),
                          step.index == PathStep::Index::kNone ? json::Value(rapidjson::kObjectType) : json::Value(rapidjson::kArrayType),
                          allocator);
-      member = json::find(*current, step.name);
+      member = &(current->MemberEnd() - 1)->value;
       if (step.index == PathStep::Index::kNone && last) member->SetNull();
     }
     if (step.index == PathStep::Index::kNone) {
