@@ -635,6 +635,8 @@ class Run {
   IssueList* issues_ = nullptr;
   std::string record_id_;
   std::map<std::string, std::string> references_;  // resource key -> "Type/id"
+  std::vector<std::pair<std::string, std::string>> last_ids_;  // per resource program: id parts, id
+  std::string payer_reference_;  // "Organization/<id>" of the payer, the Provenance's agent
 };
 
 std::string Run::expand(std::string_view text, const Scope& scope) const {
@@ -1117,6 +1119,7 @@ bool Run::map(const json::Value& record, const std::string& raw, const std::stri
   // Ids first, so references work in any order.
   std::vector<const ResourceProgram*> produced;
   std::vector<std::string> ids;
+  last_ids_.resize(spec_.resources.size());
   for (const ResourceProgram& program : spec_.resources) {
     if (program.when && !test(*program.when, root, allocator, failed)) continue;
     std::string joined;
@@ -1136,7 +1139,13 @@ bool Run::map(const json::Value& record, const std::string& raw, const std::stri
       }
     }
     if (!complete) continue;
-    std::string id = deriveId({joined});
+    // Consecutive records often name the same payer, billing organization or member.
+    auto& [last_joined, last_id] = last_ids_[static_cast<size_t>(&program - spec_.resources.data())];
+    if (last_id.empty() || joined != last_joined) {
+      last_id = deriveId({joined});
+      last_joined = std::move(joined);
+    }
+    std::string id = last_id;
     references_[program.key] = program.type + "/" + id;
     produced.push_back(&program);
     ids.push_back(std::move(id));
@@ -1189,7 +1198,8 @@ bool Run::map(const json::Value& record, const std::string& raw, const std::stri
   provenance.AddMember("recorded", json::makeString(now_, allocator), allocator);
   json::Value agent(rapidjson::kObjectType);
   json::Value who(rapidjson::kObjectType);
-  who.AddMember("reference", json::makeString("Organization/" + deriveId({"Organization", "payer", payer_id_}), allocator), allocator);
+  if (payer_reference_.empty()) payer_reference_ = "Organization/" + deriveId({"Organization", "payer", payer_id_});
+  who.AddMember("reference", json::makeString(payer_reference_, allocator), allocator);
   who.AddMember("display", json::makeString(payer_ && !payer_->name.empty() ? payer_->name : payer_id_, allocator), allocator);
   agent.AddMember("who", who, allocator);
   json::Value agents(rapidjson::kArrayType);
