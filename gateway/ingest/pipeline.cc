@@ -65,13 +65,20 @@ std::string_view mediaTypeOfSpec(std::string_view spec) {
 // A refused payer file: its first kRefusedPrefixBytes for quarantine (`truncated` when more
 // followed). The rest is read and dropped, so the connection can carry the next request.
 constexpr size_t kRefusedPrefixBytes = 1 << 20;
+
+// Reads what is left of `body` and drops it; true when there was something.
+bool discardRest(std::istream& body) {
+  bool any = false;
+  char sink[1 << 14];
+  while (body.read(sink, sizeof sink), body.gcount() > 0) any = true;
+  return any;
+}
+
 std::string refusedBodyPrefix(std::istream& body, bool& truncated) {
   std::string prefix(kRefusedPrefixBytes, '\0');
   body.read(prefix.data(), static_cast<std::streamsize>(prefix.size()));
   prefix.resize(static_cast<size_t>(body.gcount()));
-  truncated = false;
-  char sink[1 << 14];
-  while (body.read(sink, sizeof sink), body.gcount() > 0) truncated = true;
+  truncated = discardRest(body);
   return prefix;
 }
 
@@ -311,6 +318,8 @@ Answer Pipeline::ingestPayerFile(std::string_view kind, const std::string& payer
         appendId(quarantine_ids, *id);
         last_quarantine_id = *id;
       });
+  // A stream that ended fatally (bad header, broken ISA) was not read to its end.
+  discardRest(body);
   if (!summary.ok()) return storeFailure(summary.message());
   commitBatch();
   if (!store_error.empty()) return storeFailure(store_error);

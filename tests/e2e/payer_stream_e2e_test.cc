@@ -121,5 +121,35 @@ TEST_F(PayerStream, RefusedStreamIsQuarantinedAsATruncatedPrefix) {
   EXPECT_EQ(gateway_->get("/healthz").status, 200);
 }
 
+TEST_F(PayerStream, UnreadableFileIsReadToItsEndSoTheConnectionGoesOn) {
+  // A header without the spec's columns ends the mapping at line 1 (400); the rest of the body
+  // is still read, so the next request on the same keep-alive connection is understood.
+  std::string file = claimFile(600, 0);
+  file.replace(0, file.find(','), "claim");
+  Poco::Net::HTTPClientSession session("127.0.0.1", gateway_->port());
+  session.setTimeout(Poco::Timespan(60, 0));
+  session.setKeepAlive(true);
+  Poco::Net::HTTPRequest post(Poco::Net::HTTPRequest::HTTP_POST, "/ingest/claims/lakeshore-medicaid",
+                              Poco::Net::HTTPMessage::HTTP_1_1);
+  post.setContentType("text/csv");
+  post.setContentLength64(static_cast<Poco::Int64>(file.size()));
+  post.setKeepAlive(true);
+  session.sendRequest(post).write(file.data(), static_cast<std::streamsize>(file.size()));
+  Poco::Net::HTTPResponse answer;
+  std::string body;
+  Poco::StreamCopier::copyToString(session.receiveResponse(answer), body);
+  ASSERT_EQ(static_cast<int>(answer.getStatus()), 400) << body;
+  EXPECT_NE(body.find("nothing in the body could be read"), std::string::npos) << body;
+
+  Poco::Net::HTTPRequest health(Poco::Net::HTTPRequest::HTTP_GET, "/healthz", Poco::Net::HTTPMessage::HTTP_1_1);
+  health.setKeepAlive(true);
+  session.sendRequest(health);
+  Poco::Net::HTTPResponse healthy;
+  body.clear();
+  Poco::StreamCopier::copyToString(session.receiveResponse(healthy), body);
+  EXPECT_EQ(static_cast<int>(healthy.getStatus()), 200) << body;
+  EXPECT_EQ(body, R"({"status":"ok"})");
+}
+
 }  // namespace
 }  // namespace fhir::testing
