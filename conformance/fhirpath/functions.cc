@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <ctime>
 #include <regex>
+#include <unordered_map>
 
 #include "conformance/fhirpath/evaluator.h"
 
@@ -320,6 +321,16 @@ std::regex makeRegex(const std::string& pattern) {
   } catch (const std::regex_error&) {
     throw EvalError{"invalid regular expression '" + pattern + "'"};
   }
+}
+
+// Compiling a std::regex costs far more than matching it, and constraints (e.g. ele-1's
+// matches()) run the same few patterns on every element: keep the compiled ones per thread.
+const std::regex& cachedRegex(const std::string& pattern) {
+  thread_local std::unordered_map<std::string, std::regex> compiled;
+  auto found = compiled.find(pattern);
+  if (found != compiled.end()) return found->second;
+  if (compiled.size() >= 256) compiled.clear();  // bound memory for expressions built at run time
+  return compiled.emplace(pattern, makeRegex(pattern)).first->second;
 }
 
 size_t utf8Length(std::string_view text) {
@@ -961,7 +972,7 @@ Collection Evaluator::callFunction(const Node& node, const Collection& focus) {
       auto text = stringFocus();
       auto pattern = stringArg(0);
       if (!text || !pattern) return {};
-      std::regex regex = makeRegex(std::string(*pattern));
+      const std::regex& regex = cachedRegex(std::string(*pattern));
       bool result = node.fn == Fn::kMatches ? std::regex_search(*text, regex)
                                             : std::regex_match(*text, regex);
       return boolean(result);
@@ -972,7 +983,7 @@ Collection Evaluator::callFunction(const Node& node, const Collection& focus) {
       auto replacement = stringArg(1);
       if (!text || !pattern || !replacement) return {};
       if (pattern->empty()) return {Item::string(*text)};
-      return {Item::string(std::regex_replace(*text, makeRegex(std::string(*pattern)), std::string(*replacement)))};
+      return {Item::string(std::regex_replace(*text, cachedRegex(std::string(*pattern)), std::string(*replacement)))};
     }
     case Fn::kLength: {
       auto text = stringFocus();

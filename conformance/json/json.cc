@@ -132,7 +132,94 @@ bool isTaggedNumber(const Value& value) {
   return value.IsString() && value.GetStringLength() > 0 && value.GetString()[0] == '\0';
 }
 
-void appendNative(const Value& value, std::string& out) {
+// Output through a stack buffer: a document is written in many pieces of a few bytes, and
+// std::string::push_back/append per piece cost more than copying the bytes.
+class Output {
+ public:
+  explicit Output(std::string& out) : out_(out) {}
+  Output(const Output&) = delete;
+  Output& operator=(const Output&) = delete;
+  ~Output() { flush(); }
+
+  void put(char c) {
+    if (used_ == sizeof buffer_) flush();
+    buffer_[used_++] = c;
+  }
+  void append(const char* data, size_t size) {
+    if (size > sizeof buffer_ - used_) {
+      flush();
+      if (size > sizeof buffer_) {
+        out_.append(data, size);
+        return;
+      }
+    }
+    std::memcpy(buffer_ + used_, data, size);
+    used_ += size;
+  }
+  void append(std::string_view text) { append(text.data(), text.size()); }
+  void flush() {
+    out_.append(buffer_, used_);
+    used_ = 0;
+  }
+
+ private:
+  char buffer_[4096];
+  size_t used_ = 0;
+  std::string& out_;
+};
+
+// True when none of the 8 bytes of `word` needs escaping (a control character, '"' or '\\').
+// Bytes >= 0x80 (UTF-8 sequences) pass.
+bool plainWord(uint64_t word) {
+  constexpr uint64_t kOnes = 0x0101010101010101ULL;
+  constexpr uint64_t kHigh = 0x8080808080808080ULL;
+  const uint64_t quote = word ^ (kOnes * '"');
+  const uint64_t backslash = word ^ (kOnes * '\\');
+  const uint64_t flagged = ((word - kOnes * 0x20) & ~word) | ((quote - kOnes) & ~quote) | ((backslash - kOnes) & ~backslash);
+  return (flagged & kHigh) == 0;
+}
+
+void escapeTo(std::string_view text, Output& out) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  const char* data = text.data();
+  const size_t size = text.size();
+  size_t run_start = 0;
+  size_t i = 0;
+  while (i < size) {
+    if (i + 8 <= size) {
+      uint64_t word;
+      std::memcpy(&word, data + i, 8);
+      if (plainWord(word)) {
+        i += 8;
+        continue;
+      }
+    }
+    const auto byte = static_cast<unsigned char>(data[i]);
+    if (byte >= 0x20 && byte != '"' && byte != '\\') {
+      ++i;
+      continue;
+    }
+    // Copy the run of characters that need no escaping in one go.
+    out.append(data + run_start, i - run_start);
+    run_start = ++i;
+    switch (byte) {
+      case '"': out.append("\\\"", 2); break;
+      case '\\': out.append("\\\\", 2); break;
+      case '\n': out.append("\\n", 2); break;
+      case '\r': out.append("\\r", 2); break;
+      case '\t': out.append("\\t", 2); break;
+      case '\b': out.append("\\b", 2); break;
+      case '\f': out.append("\\f", 2); break;
+      default: {
+        const char escaped[6] = {'\\', 'u', '0', '0', kHex[byte >> 4], kHex[byte & 0xF]};
+        out.append(escaped, 6);
+      }
+    }
+  }
+  out.append(data + run_start, size - run_start);
+}
+
+void appendNative(const Value& value, Output& out) {
   char buffer[32];
   char* end = nullptr;
   if (value.IsInt64()) {
@@ -142,24 +229,24 @@ void appendNative(const Value& value, std::string& out) {
   } else {
     end = rapidjson::internal::dtoa(value.GetDouble(), buffer);
   }
-  out.append(buffer, end);
+  out.append(buffer, static_cast<size_t>(end - buffer));
 }
 
-void write(const Value& value, std::string& out, int indent, int depth) {
+void write(const Value& value, Output& out, int indent, int depth) {
   auto newline = [&](int level) {
     if (indent < 0) return;
-    out.push_back('\n');
-    out.append(static_cast<size_t>(level * indent), ' ');
+    out.put('\n');
+    for (int space = 0; space < level * indent; ++space) out.put(' ');
   };
   switch (value.GetType()) {
     case rapidjson::kNullType:
-      out.append("null");
+      out.append("null", 4);
       break;
     case rapidjson::kFalseType:
-      out.append("false");
+      out.append("false", 5);
       break;
     case rapidjson::kTrueType:
-      out.append("true");
+      out.append("true", 4);
       break;
     case rapidjson::kNumberType:
       appendNative(value, out);
@@ -168,41 +255,50 @@ void write(const Value& value, std::string& out, int indent, int depth) {
       if (isTaggedNumber(value)) {
         out.append(value.GetString() + 1, value.GetStringLength() - 1);
       } else {
-        out.push_back('"');
-        appendEscaped(std::string_view(value.GetString(), value.GetStringLength()), out);
-        out.push_back('"');
+        out.put('"');
+        escapeTo(std::string_view(value.GetString(), value.GetStringLength()), out);
+        out.put('"');
       }
       break;
     case rapidjson::kArrayType: {
-      out.push_back('[');
+      out.put('[');
       bool first = true;
       for (const Value& item : value.GetArray()) {
-        if (!first) out.push_back(',');
+        if (!first) out.put(',');
         first = false;
         newline(depth + 1);
         write(item, out, indent, depth + 1);
       }
       if (!first) newline(depth);
-      out.push_back(']');
+      out.put(']');
       break;
     }
     case rapidjson::kObjectType: {
-      out.push_back('{');
+      out.put('{');
       bool first = true;
       for (const auto& member : value.GetObject()) {
-        if (!first) out.push_back(',');
+        if (!first) out.put(',');
         first = false;
         newline(depth + 1);
-        out.push_back('"');
-        appendEscaped(std::string_view(member.name.GetString(), member.name.GetStringLength()), out);
-        out.append(indent < 0 ? "\":" : "\": ");
+        out.put('"');
+        escapeTo(std::string_view(member.name.GetString(), member.name.GetStringLength()), out);
+        if (indent < 0) {
+          out.append("\":", 2);
+        } else {
+          out.append("\": ", 3);
+        }
         write(member.value, out, indent, depth + 1);
       }
       if (!first) newline(depth);
-      out.push_back('}');
+      out.put('}');
       break;
     }
   }
+}
+
+void write(const Value& value, std::string& out, int indent) {
+  Output output(out);
+  write(value, output, indent, 0);
 }
 
 }  // namespace
@@ -250,7 +346,10 @@ std::string numberText(const Value& value) {
   if (isTaggedNumber(value)) return std::string(value.GetString() + 1, value.GetStringLength() - 1);
   if (value.IsNumber()) {
     std::string out;
-    appendNative(value, out);
+    {
+      Output output(out);
+      appendNative(value, output);
+    }
     return out;
   }
   return {};
@@ -295,9 +394,20 @@ std::string_view stringView(const Value& value) {
 
 const Value* find(const Value& object, std::string_view key) {
   if (!object.IsObject()) return nullptr;
-  auto it = object.FindMember(
-      Value(rapidjson::StringRef(key.data(), static_cast<rapidjson::SizeType>(key.size()))));
-  return it == object.MemberEnd() ? nullptr : &it->value;
+  // A linear scan like FindMember, comparing length and first byte before the bytes.
+  if (key.empty()) {
+    for (const auto& member : object.GetObject()) {
+      if (member.name.GetStringLength() == 0) return &member.value;
+    }
+    return nullptr;
+  }
+  const auto length = static_cast<rapidjson::SizeType>(key.size());
+  for (const auto& member : object.GetObject()) {
+    if (member.name.GetStringLength() != length) continue;
+    const char* name = member.name.GetString();
+    if (name[0] == key[0] && std::memcmp(name, key.data(), key.size()) == 0) return &member.value;
+  }
+  return nullptr;
 }
 
 Value* find(Value& object, std::string_view key) {
@@ -324,44 +434,23 @@ void addString(Value& object, std::string_view key, std::string_view text, Alloc
   addMember(object, key, makeString(text, allocator), allocator);
 }
 
-void serializeTo(const Value& value, std::string& out) { write(value, out, -1, 0); }
+void serializeTo(const Value& value, std::string& out) { write(value, out, -1); }
 
 std::string serialize(const Value& value) {
   std::string out;
-  write(value, out, -1, 0);
+  write(value, out, -1);
   return out;
 }
 
 std::string serializePretty(const Value& value) {
   std::string out;
-  write(value, out, 2, 0);
+  write(value, out, 2);
   return out;
 }
 
 void appendEscaped(std::string_view text, std::string& out) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  size_t run_start = 0;
-  for (size_t i = 0; i < text.size(); ++i) {
-    const auto byte = static_cast<unsigned char>(text[i]);
-    if (byte >= 0x20 && byte != '"' && byte != '\\') continue;
-    // Copy the run of characters that need no escaping in one go.
-    out.append(text.data() + run_start, i - run_start);
-    run_start = i + 1;
-    switch (byte) {
-      case '"': out.append("\\\""); break;
-      case '\\': out.append("\\\\"); break;
-      case '\n': out.append("\\n"); break;
-      case '\r': out.append("\\r"); break;
-      case '\t': out.append("\\t"); break;
-      case '\b': out.append("\\b"); break;
-      case '\f': out.append("\\f"); break;
-      default:
-        out.append("\\u00");
-        out.push_back(kHex[byte >> 4]);
-        out.push_back(kHex[byte & 0xF]);
-    }
-  }
-  out.append(text.data() + run_start, text.size() - run_start);
+  Output output(out);
+  escapeTo(text, output);
 }
 
 }  // namespace fhir::json

@@ -65,11 +65,34 @@ std::string_view mediaTypeOfSpec(std::string_view spec) {
   return "text/csv";
 }
 
-// The first line of a text body with its line ending (a CSV header).
-std::string firstLine(const std::string& text) {
-  const size_t end = text.find('\n');
-  return end == std::string::npos ? text : text.substr(0, end + 1);
-}
+// Passes a body through unchanged and keeps its first line with its line ending: the CSV
+// header that a record cut out of the file needs to be replayed alone.
+class FirstLineRecorder : public std::streambuf {
+ public:
+  explicit FirstLineRecorder(std::istream& source) : source_(source) {}
+  const std::string& firstLine() const { return first_line_; }
+
+ protected:
+  int_type underflow() override {
+    source_.read(buffer_, sizeof buffer_);
+    const auto got = static_cast<size_t>(source_.gcount());
+    if (got == 0) return traits_type::eof();
+    if (!line_done_) {
+      const std::string_view chunk(buffer_, got);
+      const size_t end = chunk.find('\n');
+      line_done_ = end != std::string_view::npos;
+      first_line_.append(chunk.substr(0, line_done_ ? end + 1 : got));
+    }
+    setg(buffer_, buffer_, buffer_ + got);
+    return traits_type::to_int_type(buffer_[0]);
+  }
+
+ private:
+  std::istream& source_;
+  char buffer_[1 << 14];
+  std::string first_line_;
+  bool line_done_ = false;
+};
 
 // A stored resource as mapped: without the meta the store adds.
 void dropStoredMeta(json::Document& resource) {
@@ -116,6 +139,45 @@ ReplayOutcome notReplayable(int status, const std::string& code, const std::stri
   IssueList issues;
   issues.add(Issue{Severity::kError, code, why, {}, {}});
   return ReplayOutcome{outcomeAnswer(status, issues), result};
+}
+
+// A refused payer file: its first kRefusedPrefixBytes for quarantine (`truncated` when more
+// followed). The rest is read and dropped, so the connection can carry the next request.
+constexpr size_t kRefusedPrefixBytes = 1 << 20;
+
+// Reads what is left of `body` and drops it; true when there was something.
+bool discardRest(std::istream& body) {
+  bool any = false;
+  char sink[1 << 14];
+  while (body.read(sink, sizeof sink), body.gcount() > 0) any = true;
+  return any;
+}
+
+std::string refusedBodyPrefix(std::istream& body, bool& truncated) {
+  std::string prefix(kRefusedPrefixBytes, '\0');
+  body.read(prefix.data(), static_cast<std::streamsize>(prefix.size()));
+  prefix.resize(static_cast<size_t>(body.gcount()));
+  truncated = discardRest(body);
+  return prefix;
+}
+
+// The source-record digest the engine puts in a mapped Bundle's Provenance (its last entry);
+// the hash of `bundle_json` when there is none.
+std::string sourceDigestOf(const json::Value& bundle, const std::string& bundle_json) {
+  const json::Value& entries = bundle["entry"];
+  if (!entries.Empty()) {
+    const json::Value& provenance = entries[entries.Size() - 1]["resource"];
+    const json::Value* entities = json::find(provenance, "entity");
+    const json::Value* extensions = entities && entities->IsArray() && !entities->Empty() ? json::find((*entities)[0], "extension") : nullptr;
+    if (extensions && extensions->IsArray()) {
+      for (const json::Value& extension : extensions->GetArray()) {
+        if (json::getString(extension, "url").value_or("").ends_with("/source-record-digest")) {
+          if (auto digest = json::getString(extension, "valueString")) return std::string(*digest);
+        }
+      }
+    }
+  }
+  return mappers::sha256Hex(bundle_json);
 }
 
 // Coverage resources of a mapped Bundle as routing facts.
@@ -360,18 +422,29 @@ Answer Pipeline::reject(std::string_view channel, std::string_view payload,
 
 Answer Pipeline::ingestPayerFile(std::string_view kind, const std::string& payer_id, std::string_view body,
                                  std::string_view content_type) {
+  std::istringstream input{std::string(body)};
+  return ingestPayerFile(kind, payer_id, input, content_type);
+}
+
+Answer Pipeline::ingestPayerFile(std::string_view kind, const std::string& payer_id, std::istream& body,
+                                 std::string_view content_type) {
   const std::string channel = std::string(kind) + ":" + payer_id;
+  auto refuse = [&](int status, const IssueList& issues) {
+    bool truncated = false;
+    const std::string prefix = refusedBodyPrefix(body, truncated);
+    return reject(channel, prefix, content_type, status, issues, truncated);
+  };
   const PayerConfig* payer = config_.findPayer(payer_id);
   if (payer == nullptr) {
     IssueList issues;
     issues.add(Issue{Severity::kError, "not-found", "payer '" + payer_id + "' is not configured", {}, {}});
-    return reject(channel, body, content_type, 404, issues);
+    return refuse(404, issues);
   }
   const std::string spec = kind == "roster" ? "roster" : payer->format;
   if (!specs_ || !specs_->has(spec)) {
     IssueList issues;
     issues.add(Issue{Severity::kError, "not-supported", "no mapping spec '" + spec + "' is loaded", {}, {}});
-    return reject(channel, body, content_type, 422, issues);
+    return refuse(422, issues);
   }
   if (mediaType(content_type) != mediaTypeOfSpec(spec)) {
     IssueList issues;
@@ -379,7 +452,7 @@ Answer Pipeline::ingestPayerFile(std::string_view kind, const std::string& payer
                      "Content-Type '" + std::string(content_type) + "' is not accepted for format " + spec + ": send " +
                          std::string(mediaTypeOfSpec(spec)),
                      {}, {}});
-    return reject(channel, body, content_type, 415, issues);
+    return refuse(415, issues);
   }
 
   GatewayDirectory directory(config_, *store_);
@@ -389,26 +462,51 @@ Answer Pipeline::ingestPayerFile(std::string_view kind, const std::string& payer
   options.source_name = "POST /ingest/" + std::string(kind) + "/" + payer_id;
   options.base_url = base_url_;
   options.validator = validator_.get();
-  std::vector<IngestCommit> commits;
-  std::vector<std::string> bundle_ids;
-  std::vector<std::string> quarantine_ids;
+  // Accepted records are committed in batches as the body streams in; the answer's id lists
+  // are kept as JSON text (about 40 bytes per record).
+  std::vector<IngestCommit> batch;
+  std::string bundle_ids;
+  std::string quarantine_ids;
+  std::string last_quarantine_id;
   std::string store_error;
   std::vector<Subscription> live = registry_ != nullptr ? registry_->all() : std::vector<Subscription>{};
   std::set<std::string> touched_patients;
-  std::string input_text(body);
-  std::istringstream input(input_text);
-  const std::string record_prefix = mediaTypeOfSpec(spec) == "text/csv" ? firstLine(input_text) : std::string();
+  FirstLineRecorder recorder(body);
+  std::istream input(&recorder);
+  const bool keeps_header = mediaTypeOfSpec(spec) == "text/csv";
+  auto commitBatch = [&]() {
+    if (batch.empty() || !store_error.empty()) return batch.clear();
+    auto committed = store_->commitIngestMany(std::move(batch));
+    batch.clear();
+    if (!committed.ok()) {
+      store_error = committed.message();
+      return;
+    }
+    routeWaitingClaims(touched_patients);
+    touched_patients.clear();
+    if (on_outbox_) on_outbox_();
+  };
+  auto appendId = [](std::string& list, std::string_view id) {
+    if (!list.empty()) list.push_back(',');
+    list.push_back('"');
+    list.append(id);
+    list.push_back('"');
+  };
   auto summary = specs_->mapSource(
       spec, input, options,
       [&](mappers::engine::MappedBundle& mapped) {
+        metrics_.countIngest(channel, "accepted");
+        if (!store_error.empty()) return;  // the answer is a 503; the rest of the body is only read
         // A roster row about a known patient is about that Patient (payer-formats.md).
         const std::vector<std::string> matched =
             kind == "roster" ? adoptKnownPatient(mapped.bundle, payer_id, *store_) : std::vector<std::string>{};
         IngestCommit commit;
         commit.channel = channel;
         const std::string bundle_json = json::serialize(mapped.bundle);
-        // A record sent again unchanged is the same event; a changed one is a new version.
-        commit.idempotency_key = channel + '\x1f' + mapped.record_id + '\x1f' + mappers::sha256Hex(bundle_json);
+        // A record sent again unchanged is the same event; a changed one is a new version. The
+        // record's bytes decide (the Provenance's source digest), not the Bundle, whose
+        // Provenance.recorded differs on every post.
+        commit.idempotency_key = channel + '\x1f' + mapped.record_id + '\x1f' + sourceDigestOf(mapped.bundle, bundle_json);
         commit.payload = bundle_json;
         commit.answer = bundle_json;
         commit.status = 200;
@@ -443,40 +541,43 @@ Answer Pipeline::ingestPayerFile(std::string_view kind, const std::string& payer
           commit.outbox.push_back(OutboxWrite{feedDestination(feed.id), "bundle", bundle_json});
         }
         if (topics_ && !live.empty()) commit.on_changes = subscriptionHook(topics_, live, facts, {}, false);
-        if (auto id = json::getString(mapped.bundle, "id")) bundle_ids.emplace_back(*id);
-        else bundle_ids.push_back(mapped.record_id);
-        commits.push_back(std::move(commit));
-        metrics_.countIngest(channel, "accepted");
+        auto bundle_id = json::getString(mapped.bundle, "id");
+        appendId(bundle_ids, bundle_id ? *bundle_id : std::string_view(mapped.record_id));
+        batch.push_back(std::move(commit));
+        if (batch.size() >= kPayerFileBatch) commitBatch();
       },
       [&](mappers::engine::Rejection& rejected) {
         metrics_.countIngest(channel, "rejected");
-        // A fatal rejection keeps the whole body (the record alone may be empty); a record keeps
-        // what a replay needs to read it alone.
-        QuarantineWrite write{channel, std::string(content_type), rejected.fatal ? input_text : rejected.raw, false,
-                              toOperationOutcomeJson(rejected.issues), !rejected.fatal, record_prefix};
+        // A record keeps what a replay needs to read it alone (the CSV header); a fatal rejection
+        // keeps what the reader had of the body (the body itself is a stream, never held).
+        QuarantineWrite write{channel, std::string(content_type), rejected.raw, false,
+                              toOperationOutcomeJson(rejected.issues), !rejected.fatal,
+                              keeps_header ? recorder.firstLine() : std::string()};
         auto id = keep(std::move(write));
-        if (id.ok()) quarantine_ids.push_back(*id);
-        else store_error = id.message();
+        if (!id.ok()) {
+          store_error = id.message();
+          return;
+        }
+        appendId(quarantine_ids, *id);
+        last_quarantine_id = *id;
       });
+  // A stream that ended fatally (bad header, broken ISA) was not read to its end.
+  discardRest(input);
   if (!summary.ok()) return storeFailure(summary.message());
-  if (!commits.empty()) {
-    auto committed = store_->commitIngestMany(std::move(commits));
-    if (!committed.ok()) return storeFailure(committed.message());
-    routeWaitingClaims(touched_patients);
-    if (on_outbox_) on_outbox_();
-  }
+  commitBatch();
   if (!store_error.empty()) return storeFailure(store_error);
   if (summary->fatal && summary->accepted == 0) {
     IssueList issues;
     issues.add(Issue{Severity::kError, "structure", "nothing in the body could be read; see the quarantined record", {}, {}});
     return Answer{400, "application/fhir+json",
-                  toOperationOutcomeJson(issues, quarantine_ids.empty() ? std::optional<std::string_view>() : quarantine_ids.back())};
+                  toOperationOutcomeJson(issues, last_quarantine_id.empty() ? std::optional<std::string_view>()
+                                                                            : std::string_view(last_quarantine_id))};
   }
   std::string out = "{\"records\":" + std::to_string(summary->records) + ",\"accepted\":" + std::to_string(summary->accepted) +
                     ",\"rejected\":" + std::to_string(summary->rejected) + ",\"bundleIds\":[";
-  for (size_t i = 0; i < bundle_ids.size(); ++i) out += (i ? ",\"" : "\"") + bundle_ids[i] + "\"";
+  out += bundle_ids;
   out += "],\"quarantineIds\":[";
-  for (size_t i = 0; i < quarantine_ids.size(); ++i) out += (i ? ",\"" : "\"") + quarantine_ids[i] + "\"";
+  out += quarantine_ids;
   out += "]}";
   return Answer{200, "application/json", out};
 }

@@ -6,6 +6,7 @@
 // and the answer is produced only after it.
 
 #include <functional>
+#include <istream>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -62,6 +63,13 @@ class Pipeline {
   // validated and committed; bad records are quarantined and the file goes on.
   Answer ingestPayerFile(std::string_view kind, const std::string& payer_id, std::string_view body,
                          std::string_view content_type);
+  // The same over a stream (the request body as it arrives, chunked or not): records are mapped
+  // as they are read, in constant memory, and accepted Bundles are committed in batches of
+  // kPayerFileBatch (one group commit each); the answer comes after the last commit. Not capped
+  // by maxBodyBytes (README, "Configuration").
+  Answer ingestPayerFile(std::string_view kind, const std::string& payer_id, std::istream& body,
+                         std::string_view content_type);
+  static constexpr size_t kPayerFileBatch = 256;
 
   // POST /admin/quarantine/{id}/replay and `fhir-gateway replay`: runs a kept payload again
   // through the channel it came in on (with a payer file's payer), so the same mapping and

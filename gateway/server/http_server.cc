@@ -118,10 +118,9 @@ class Router final : public HTTPRequestHandler {
       return context_.pipeline.ingestCareManagement(body, request.getContentType());
     }
     if (post && parts.size() == 3 && parts[0] == "ingest" && (parts[1] == "claims" || parts[1] == "roster")) {
-      std::string body;
-      const std::string channel = parts[1] + ":" + parts[2];
-      if (auto refused = readBody(request, channel, body)) return *refused;
-      return context_.pipeline.ingestPayerFile(parts[1], parts[2], body, request.getContentType());
+      // Payer files stream through the mapper record by record (chunked or not); maxBodyBytes
+      // does not cap them (README, "Configuration").
+      return context_.pipeline.ingestPayerFile(parts[1], parts[2], request.stream(), request.getContentType());
     }
     if (parts.size() >= 2 && parts[0] == "fhir" && (parts[1] == "Subscription" || parts[1] == "SubscriptionTopic")) {
       return subscriptionRoute(request, method, parts, query);

@@ -1,19 +1,44 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "mappers/common/ids.h"
 
+#include <openssl/evp.h>
 #include <openssl/sha.h>
 
 namespace fhir::mappers {
 
+namespace {
+
+// OpenSSL 3 looks the algorithm up on every one-shot SHA256() call (EVP_MD_fetch), which cost
+// more than the hashing itself for our short inputs: fetch it once, reuse a context per thread.
+const EVP_MD* sha256Method() {
+  static EVP_MD* const method = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+  return method;
+}
+
+struct DigestContext {
+  DigestContext() : context(EVP_MD_CTX_new()) {}
+  ~DigestContext() { EVP_MD_CTX_free(context); }
+  EVP_MD_CTX* context;
+};
+
+}  // namespace
+
 std::string sha256Hex(std::string_view bytes) {
-  unsigned char digest[SHA256_DIGEST_LENGTH];
-  SHA256(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), digest);
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  thread_local DigestContext digest_context;
+  EVP_MD_CTX* context = digest_context.context;
+  if (!EVP_DigestInit_ex2(context, sha256Method(), nullptr) || !EVP_DigestUpdate(context, bytes.data(), bytes.size()) ||
+      !EVP_DigestFinal_ex(context, digest, &length)) {
+    // Not reachable with a working libcrypto; the one-shot call is the fallback.
+    SHA256(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), digest);
+    length = SHA256_DIGEST_LENGTH;
+  }
   static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(2 * SHA256_DIGEST_LENGTH);
-  for (unsigned char byte : digest) {
-    out.push_back(kHex[byte >> 4]);
-    out.push_back(kHex[byte & 0xF]);
+  std::string out(2 * static_cast<size_t>(length), '\0');
+  for (unsigned int index = 0; index < length; ++index) {
+    out[2 * index] = kHex[digest[index] >> 4];
+    out[2 * index + 1] = kHex[digest[index] & 0xF];
   }
   return out;
 }
@@ -26,13 +51,18 @@ std::string deriveId(std::initializer_list<std::string_view> parts) {
     first = false;
     joined.append(part);
   }
-  std::string hex = sha256Hex(joined).substr(0, 32);
+  const std::string hex = sha256Hex(joined);
   // RFC 9562 version 8 (custom) UUID: version nibble 8, variant bits 10.
-  hex[12] = '8';
   static constexpr char kVariant[] = "89ab";
-  hex[16] = kVariant[(hex[16] >= 'a' ? hex[16] - 'a' + 10 : hex[16] - '0') & 0x3];
-  return hex.substr(0, 8) + "-" + hex.substr(8, 4) + "-" + hex.substr(12, 4) + "-" +
-         hex.substr(16, 4) + "-" + hex.substr(20, 12);
+  std::string id(36, '-');
+  hex.copy(&id[0], 8, 0);
+  hex.copy(&id[9], 4, 8);
+  hex.copy(&id[14], 4, 12);
+  hex.copy(&id[19], 4, 16);
+  hex.copy(&id[24], 12, 20);
+  id[14] = '8';
+  id[19] = kVariant[(hex[16] >= 'a' ? hex[16] - 'a' + 10 : hex[16] - '0') & 0x3];
+  return id;
 }
 
 bool isValidNpi(std::string_view npi) {

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
@@ -998,6 +999,8 @@ class Run {
   // forEach resources: key -> (reference, source item) per instance.
   std::map<std::string, std::vector<std::pair<std::string, Scope>>> instances_;
   const json::Value* entries_ = nullptr;  // the Bundle entries built so far (coverage lookup)
+  std::vector<std::pair<std::string, std::string>> last_ids_;  // per resource program: id parts, id
+  std::string payer_reference_;  // "Organization/<id>" of the payer, the Provenance's agent
 };
 
 std::string Run::expand(std::string_view text, const Scope& scope) const {
@@ -1538,19 +1541,32 @@ std::vector<Scope> Run::itemsAt(const std::vector<SourcePath>& paths, const Scop
   return out;
 }
 
+// Consecutive rules mostly write below the member added last (identifier[0].system, then
+// identifier[0].value): try it before scanning the object.
+json::Value* lastMemberNamed(json::Value& object, const std::string& name) {
+  if (object.ObjectEmpty()) return nullptr;
+  auto& member = *(object.MemberEnd() - 1);
+  if (member.name.GetStringLength() != name.size() || std::memcmp(member.name.GetString(), name.data(), name.size()) != 0) {
+    return nullptr;
+  }
+  return &member.value;
+}
+
 // Walks/creates `steps` below `object`; returns the slot to assign.
+
 json::Value& slot(json::Value& object, const std::vector<PathStep>& steps, json::Allocator& allocator) {
   json::Value* current = &object;
   for (size_t index = 0; index < steps.size(); ++index) {
     const PathStep& step = steps[index];
     bool last = index + 1 == steps.size();
     if (!current->IsObject()) current->SetObject();
-    json::Value* member = json::find(*current, step.name);
+    json::Value* member = lastMemberNamed(*current, step.name);
+    if (!member) member = json::find(*current, step.name);
     if (!member) {
       current->AddMember(json::makeString(step.name, allocator),
                          step.index == PathStep::Index::kNone ? json::Value(rapidjson::kObjectType) : json::Value(rapidjson::kArrayType),
                          allocator);
-      member = json::find(*current, step.name);
+      member = &(current->MemberEnd() - 1)->value;
       if (step.index == PathStep::Index::kNone && last) member->SetNull();
     }
     if (step.index == PathStep::Index::kNone) {
@@ -1635,6 +1651,7 @@ void Run::warnUnknown(const json::Value& value, std::vector<std::string>& steps,
 std::vector<Run::Produced> Run::produce(const Scope& root, json::Allocator& allocator, bool& failed) {
   std::vector<Produced> produced;
   instances_.clear();
+  last_ids_.resize(spec_.resources.size());
   auto idOf = [&](const ResourceProgram& program, const Scope& scope) -> std::optional<std::string> {
     std::string joined;
     for (size_t index = 0; index < program.id.size(); ++index) {
@@ -1648,7 +1665,13 @@ std::vector<Run::Produced> Run::produce(const Scope& root, json::Allocator& allo
       if (!value) return std::nullopt;
       joined += textOf(*value);
     }
-    return deriveId({joined});
+    // Consecutive records often name the same payer, billing organization or member.
+    auto& [last_joined, last_id] = last_ids_[static_cast<size_t>(&program - spec_.resources.data())];
+    if (last_id.empty() || joined != last_joined) {
+      last_id = deriveId({joined});
+      last_joined = std::move(joined);
+    }
+    return last_id;
   };
   for (const ResourceProgram& program : spec_.resources) {
     if (program.when && !test(*program.when, root, allocator, failed)) continue;
@@ -1771,7 +1794,8 @@ bool Run::map(const json::Value& record, const std::string& raw, const std::stri
   if (auto agent = references_.find(spec_.agent_key); !spec_.agent_key.empty() && agent != references_.end()) {
     who.AddMember("reference", json::makeString(agent->second, allocator), allocator);
   } else {
-    who.AddMember("reference", json::makeString("Organization/" + deriveId({"Organization", "payer", payer_id_}), allocator), allocator);
+    if (payer_reference_.empty()) payer_reference_ = "Organization/" + deriveId({"Organization", "payer", payer_id_});
+    who.AddMember("reference", json::makeString(payer_reference_, allocator), allocator);
     who.AddMember("display", json::makeString(payer_ && !payer_->name.empty() ? payer_->name : payer_id_, allocator), allocator);
   }
   agent.AddMember("who", who, allocator);

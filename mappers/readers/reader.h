@@ -70,6 +70,13 @@ class BufferedInput {
   // Appends bytes up to and including `delimiter` (or to the end) to `out`. False at end of input
   // when nothing was read.
   bool readUntil(char delimiter, std::string& out);
+  // The bytes read but not yet taken (refilled when none are left; empty at end of input), to
+  // scan in place; take them with skip().
+  std::string_view buffered() {
+    if (position_ == size_) refill();
+    return std::string_view(buffer_.data() + position_, size_ - position_);
+  }
+  void skip(size_t count) { position_ += count; }
   bool failed() const { return stream_.bad(); }
 
  private:

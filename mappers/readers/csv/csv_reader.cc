@@ -4,6 +4,25 @@
 #include <unordered_set>
 
 namespace fhir::mappers::readers::csv {
+namespace {
+
+// Length of the leading bytes of `bytes` that a field takes as they are: outside quotes anything
+// but a comma, a quote or a line break; inside quotes anything but a quote or a line feed.
+size_t ordinaryRun(std::string_view bytes, bool quoted) {
+  size_t length = 0;
+  if (quoted) {
+    while (length < bytes.size() && bytes[length] != '"' && bytes[length] != '\n') ++length;
+    return length;
+  }
+  while (length < bytes.size()) {
+    const char c = bytes[length];
+    if (c == ',' || c == '"' || c == '\r' || c == '\n') break;
+    ++length;
+  }
+  return length;
+}
+
+}  // namespace
 
 std::string CsvReader::columnName(size_t field) const {
   if (field < header_.size() && !header_[field].empty()) return header_[field];
@@ -40,6 +59,15 @@ bool CsvReader::readRow(std::string& raw, size_t& first_line, Problem& problem) 
     }
   };
   while (true) {
+    // Runs of ordinary bytes are copied in one go; the bytes that change state go one by one.
+    if (size_t run = ordinaryRun(input_.buffered(), quoted); run > 0) {
+      std::string_view bytes = input_.buffered().substr(0, run);
+      if (!quoted && after_quote) fail("characters after the closing quote of a quoted field");
+      raw.append(bytes);
+      field.append(bytes);
+      input_.skip(run);
+      continue;
+    }
     int c = input_.get();
     if (c == -1) {
       if (quoted) {

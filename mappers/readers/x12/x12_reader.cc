@@ -49,6 +49,34 @@ json::Value elementName(size_t index, json::Allocator& allocator) {
   return json::makeString(std::to_string(index), allocator);
 }
 
+// A copy of `value` in `allocator`. The loop contexts (billing provider, subscriber, payer) go
+// into every claim's record; RapidJSON's CopyFrom replays them as SAX events, which is several
+// times slower than this direct walk.
+json::Value deepCopy(const json::Value& value, json::Allocator& allocator) {
+  switch (value.GetType()) {
+    case rapidjson::kObjectType: {
+      json::Value object(rapidjson::kObjectType);
+      for (const auto& member : value.GetObject()) {
+        object.AddMember(deepCopy(member.name, allocator), deepCopy(member.value, allocator), allocator);
+      }
+      return object;
+    }
+    case rapidjson::kArrayType: {
+      json::Value array(rapidjson::kArrayType);
+      array.Reserve(value.Size(), allocator);
+      for (const json::Value& item : value.GetArray()) array.PushBack(deepCopy(item, allocator), allocator);
+      return array;
+    }
+    case rapidjson::kStringType:
+      return json::Value(value.GetString(), value.GetStringLength(), allocator);
+    default: {
+      json::Value copy;
+      copy.CopyFrom(value, allocator);
+      return copy;
+    }
+  }
+}
+
 std::string printable(char c) {
   if (std::isprint(static_cast<unsigned char>(c))) return std::string("'") + c + "'";
   char buffer[8];
@@ -123,6 +151,10 @@ struct X12Reader::State {
     done = true;
   }
   std::string rawSegment() const { return text + terminator; }
+  void appendRawSegment(std::string& raw) const {
+    raw.append(text);
+    raw.push_back(terminator);
+  }
 
   // --- building ---
   json::Value segmentValue(json::Allocator& allocator) const {
@@ -192,17 +224,11 @@ struct X12Reader::State {
         return;
       }
     }
-    json::Value copy;
-    copy.CopyFrom(transaction, allocator);
-    doc->AddMember("transaction", copy, allocator);
-    copy.CopyFrom(billing, allocator);
-    doc->AddMember("billingProvider", copy, allocator);
-    copy.CopyFrom(subscriber, allocator);
-    doc->AddMember("subscriber", copy, allocator);
-    copy.CopyFrom(payer, allocator);
-    doc->AddMember("payer", copy, allocator);
-    copy.CopyFrom(has_patient_loop ? patient : subscriber, allocator);
-    doc->AddMember("patient", copy, allocator);
+    doc->AddMember("transaction", deepCopy(transaction, allocator), allocator);
+    doc->AddMember("billingProvider", deepCopy(billing, allocator), allocator);
+    doc->AddMember("subscriber", deepCopy(subscriber, allocator), allocator);
+    doc->AddMember("payer", deepCopy(payer, allocator), allocator);
+    doc->AddMember("patient", deepCopy(has_patient_loop ? patient : subscriber, allocator), allocator);
     doc->AddMember("subscriberIsPatient", json::Value(!has_patient_loop), allocator);
     Pending item;
     item.doc = std::move(*doc);
@@ -463,7 +489,7 @@ void X12Reader::State::transactionSegment() {
     put(line, allocator, "LX", false);
     (*claim)["lines"].PushBack(line, allocator);
     loop = Loop::k2400;
-    claim_raw += rawSegment();
+    appendRawSegment(claim_raw);
     return;
   }
   if (id == "SV1" && loop != Loop::k2400) {
@@ -485,7 +511,7 @@ void X12Reader::State::transactionSegment() {
       return;
     }
   }
-  if (std::string* raw = rawOwner()) *raw += rawSegment();
+  if (std::string* raw = rawOwner()) appendRawSegment(*raw);
   json::Allocator* allocator = nullptr;
   json::Value* object = loopObject(allocator);
   if (!object) return;  // segments of loops the mapping does not use (1000A/B, 2010AB, 2310A/C, 2420)

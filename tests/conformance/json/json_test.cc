@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
+
 #include "conformance/outcome/outcome.h"
 
 namespace fhir::json {
@@ -52,6 +54,59 @@ TEST(JsonTest, EscapesControlCharacters) {
   Document doc;
   Value value = makeString("a\"b\\c\n\x01", doc.GetAllocator());
   EXPECT_EQ(serialize(value), "\"a\\\"b\\\\c\\n\\u0001\"");
+}
+
+// RFC 8259 section 7, byte by byte: '"', '\\' and the control characters are escaped (the
+// short forms where JSON has them), everything else is copied.
+std::string escapedByRfc8259(std::string_view text) {
+  std::string out;
+  for (char c : text) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (c == '"') out += "\\\"";
+    else if (c == '\\') out += "\\\\";
+    else if (c == '\n') out += "\\n";
+    else if (c == '\r') out += "\\r";
+    else if (c == '\t') out += "\\t";
+    else if (c == '\b') out += "\\b";
+    else if (c == '\f') out += "\\f";
+    else if (byte < 0x20) {
+      char buffer[8];
+      std::snprintf(buffer, sizeof buffer, "\\u%04x", byte);
+      out += buffer;
+    } else out.push_back(c);
+  }
+  return out;
+}
+
+TEST(JsonTest, EscapesEveryByteAtEveryPositionOfAWord) {
+  // The escaper tests 8 bytes at a time: each special byte at each offset of a 19-byte string
+  // (two words and a tail), next to UTF-8 bytes that must pass unchanged.
+  for (int byte = 0; byte < 256; ++byte) {
+    for (size_t at = 0; at < 19; ++at) {
+      std::string text = "abcdefgh\xc3\xa9ijklmnopq";
+      text[at] = static_cast<char>(byte);
+      std::string out;
+      appendEscaped(text, out);
+      ASSERT_EQ(out, escapedByRfc8259(text)) << "byte " << byte << " at " << at;
+    }
+  }
+}
+
+TEST(JsonTest, SerializesDocumentsLargerThanTheOutputBuffer) {
+  Document doc;
+  doc.SetObject();
+  std::string expected = "{";
+  for (int index = 0; index < 500; ++index) {
+    std::string key = "key" + std::to_string(index);
+    std::string text = std::string(static_cast<size_t>(index % 50), 'x') + "\"\n" + std::string(5000 * (index == 7), 'y');
+    addString(doc, key, text, doc.GetAllocator());
+    expected += (index ? ",\"" : "\"") + key + "\":\"" + escapedByRfc8259(text) + "\"";
+  }
+  expected += "}";
+  EXPECT_EQ(serialize(doc), expected);
+  std::string appended = "prefix";
+  serializeTo(doc, appended);
+  EXPECT_EQ(appended, "prefix" + expected);
 }
 
 TEST(OutcomeTest, EmptyListIsInformational) {
