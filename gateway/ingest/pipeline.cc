@@ -1,14 +1,16 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "gateway/ingest/pipeline.h"
 
+#include <algorithm>
 #include <chrono>
+#include <ctime>
 #include <map>
 #include <set>
 #include <sstream>
 
 #include "gateway/dispatch/router.h"
 #include "mappers/common/ids.h"
-#include "mappers/econsult/econsult_mapper.h"
+#include "mappers/readers/hl7v2/hl7v2_reader.h"
 
 namespace fhir::gateway {
 namespace {
@@ -127,6 +129,118 @@ ChangeHook subscriptionHook(TopicCatalogPtr topics, std::vector<Subscription> su
       }
     }
   };
+}
+
+// ---------------------------------------------------------------------------------------------
+// E-consult (mappers/specs/econsult.json, econsult-v2.json): what routing and subscriptions need,
+// read back from the mapped Bundle.
+
+// The current time as an HL7 v2 DTM in UTC (ACK MSH-7).
+std::string hl7Now() {
+  std::time_t now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
+  std::tm parts{};
+  gmtime_r(&now, &parts);
+  char buffer[32];
+  std::strftime(buffer, sizeof buffer, "%Y%m%d%H%M%S+0000", &parts);
+  return buffer;
+}
+
+bool isHl7v2ContentType(std::string_view content_type) { return mediaType(content_type) == "x-application/hl7-v2+er7"; }
+
+const json::Value* bundleEntry(const json::Value& bundle, std::string_view reference) {
+  for (const json::Value& entry : bundle["entry"].GetArray()) {
+    const json::Value& resource = entry["resource"];
+    const std::string key = std::string(json::getString(resource, "resourceType").value_or("")) + "/" +
+                            std::string(json::getString(resource, "id").value_or(""));
+    if (key == reference) return &resource;
+  }
+  return nullptr;
+}
+
+std::string firstCodingOf(const json::Value& concept_value, bool with_system) {
+  const json::Value* codings = json::find(concept_value, "coding");
+  if (!codings || !codings->IsArray() || codings->Empty()) return {};
+  std::string code(json::getString((*codings)[0], "code").value_or(""));
+  if (!with_system) return code;
+  return std::string(json::getString((*codings)[0], "system").value_or("")) + "|" + code;
+}
+
+std::string identifierValue(const json::Value& resource, std::string_view system) {
+  const json::Value* identifiers = json::find(resource, "identifier");
+  if (!identifiers || !identifiers->IsArray()) return {};
+  for (const json::Value& identifier : identifiers->GetArray()) {
+    if (json::getString(identifier, "system") == system) return std::string(json::getString(identifier, "value").value_or(""));
+  }
+  return {};
+}
+
+struct EconsultFacts {
+  std::string patient_id;
+  std::vector<mappers::CoverageFact> coverage;  // declared by the event
+  std::vector<mappers::BillingFact> billing;
+  EventFacts event;
+};
+
+EconsultFacts econsultFacts(const json::Value& bundle, Store& store) {
+  static constexpr std::string_view kNpi = "http://hl7.org/fhir/sid/us-npi";
+  EconsultFacts out;
+  out.coverage = coverageFacts(bundle, "");
+  for (mappers::CoverageFact& fact : out.coverage) {
+    const json::Value* coverage = bundleEntry(bundle, "Coverage/" + fact.coverage_id);
+    const json::Value* payors = coverage ? json::find(*coverage, "payor") : nullptr;
+    if (payors && payors->IsArray() && !payors->Empty()) {
+      if (const json::Value* payer = bundleEntry(bundle, json::getString((*payors)[0], "reference").value_or(""))) {
+        fact.payer_id = identifierValue(*payer, "https://fhir.alignment-gateway.org/CodeSystem/payer-id");
+      }
+    }
+    out.event.payers.insert(fact.payer_id);
+  }
+  for (const json::Value& entry : bundle["entry"].GetArray()) {
+    const json::Value& resource = entry["resource"];
+    const std::string_view type = json::getString(resource, "resourceType").value_or("");
+    const std::string id(json::getString(resource, "id").value_or(""));
+    if (type == "Patient" && out.patient_id.empty()) out.patient_id = id;
+    if (type == "Organization") {
+      const json::Value* types = json::find(resource, "type");
+      if (types && types->IsArray() && !types->Empty() && firstCodingOf((*types)[0], false) == "prov") {
+        out.event.practices.insert(identifierValue(resource, kNpi));
+      }
+    }
+    if (type == "ServiceRequest") {
+      if (const json::Value* reasons = json::find(resource, "reasonCode"); reasons && reasons->IsArray()) {
+        for (const json::Value& reason : reasons->GetArray()) out.event.codes.insert(firstCodingOf(reason, true));
+      }
+    }
+  }
+  out.event.patient = "Patient/" + out.patient_id;
+  // The coverage of the day, among the stored and the event's own (as the spec's coverageOn).
+  std::vector<mappers::CoverageFact> known;
+  if (auto stored = store.coverageOf(out.patient_id); stored.ok()) known = std::move(*stored);
+  for (const mappers::CoverageFact& fact : out.coverage) {
+    auto same = std::find_if(known.begin(), known.end(), [&](const auto& existing) { return existing.coverage_id == fact.coverage_id; });
+    if (same != known.end()) *same = fact;
+    else known.push_back(fact);
+  }
+  for (const json::Value& entry : bundle["entry"].GetArray()) {
+    const json::Value& claim = entry["resource"];
+    if (json::getString(claim, "resourceType") != "Claim") continue;
+    mappers::BillingFact billing;
+    billing.claim_id = std::string(json::getString(claim, "id").value_or(""));
+    const json::Value& item = claim["item"][0];
+    const std::string system_code = firstCodingOf(item["productOrService"], true);
+    billing.system = system_code.substr(0, system_code.find('|'));
+    billing.code = system_code.substr(system_code.find('|') + 1);
+    billing.date_of_service = std::string(json::getString(item, "servicedDate").value_or(""));
+    if (const json::Value* provider = json::find(claim, "provider")) {
+      if (const json::Value* practitioner = bundleEntry(bundle, json::getString(*provider, "reference").value_or(""))) {
+        billing.npi = identifierValue(*practitioner, kNpi);
+      }
+    }
+    if (const mappers::CoverageFact* chosen = mappers::selectCoverage(known, billing.date_of_service)) billing.coverage = *chosen;
+    out.event.codes.insert(system_code);
+    out.billing.push_back(std::move(billing));
+  }
+  return out;
 }
 
 }  // namespace
@@ -290,11 +404,13 @@ void Pipeline::routeWaitingClaims(const std::set<std::string>& patients) {
 
 Answer Pipeline::ingestEconsult(std::string_view body, std::string_view content_type) {
   static constexpr std::string_view kChannel = "econsult";
+  if (isHl7v2ContentType(content_type)) return ingestEconsultV2(body, content_type);
   if (!isJsonContentType(content_type)) {
     IssueList issues;
     issues.add(Issue{Severity::kError, "not-supported",
                      "Content-Type '" + std::string(content_type) +
-                         "' is not accepted here: send application/json or application/fhir+json",
+                         "' is not accepted here: send application/json, application/fhir+json or "
+                         "x-application/hl7-v2+er7",
                      {}, {}});
     return reject(kChannel, body, content_type, 415, issues);
   }
@@ -321,38 +437,11 @@ Answer Pipeline::ingestEconsult(std::string_view body, std::string_view content_
     }
   }
 
-  // Map
-  GatewayDirectory directory(config_, *store_);
-  json::Document previous;
-  mappers::EconsultContext context{directory, base_url_, nullptr};
-  if (auto request_id = mappers::EconsultMapper::serviceRequestIdOf(event)) {
-    auto stored = store_->readResource("ServiceRequest", *request_id);
-    if (!stored.ok()) return storeFailure(stored.message());
-    json::ParseError ignored;
-    if (stored->has_value() && json::parse((*stored)->json, previous, ignored)) {
-      if (json::Value* meta = json::find(previous, "meta")) {
-        meta->RemoveMember("versionId");
-        meta->RemoveMember("lastUpdated");
-      }
-      context.previous_service_request = &previous;
-    }
-  }
-  mappers::MappedEvent mapped;
+  // Map (mappers/specs/econsult.json) and validate
+  mappers::engine::MappedBundle mapped;
   IssueList issues;
-  mappers::EconsultMapper mapper;
-  if (!mapper.map(event, context, mapped, issues)) return reject(kChannel, body, content_type, 422, issues);
-
-  // Validate
-  if (validator_) {
-    auto started = std::chrono::steady_clock::now();
-    IssueList validation;
-    validator_->validate(mapped.bundle, ValidationRequest{}, validation);
-    metrics_.observeValidation(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
-    if (validation.hasErrors()) return reject(kChannel, body, content_type, 422, validation);
-    // Warnings of the validator travel with the mapper's own.
-    for (const Issue& issue : validation.issues()) {
-      if (issue.severity == Severity::kWarning) issues.add(issue);
-    }
+  if (int status = mapEconsult("econsult", event, body, mapped, issues); status != 0) {
+    return reject(kChannel, body, content_type, status, issues);
   }
 
   // Answer: the stored Bundle, with warnings as a last OperationOutcome entry.
@@ -361,9 +450,8 @@ Answer Pipeline::ingestEconsult(std::string_view body, std::string_view content_
   commit.idempotency_key = idempotency_key;
   commit.payload = std::string(body);
   commit.status = 202;
-  const std::string bundle_json = json::serialize(mapped.bundle);
   if (issues.empty()) {
-    commit.answer = bundle_json;
+    commit.answer = json::serialize(mapped.bundle);
   } else {
     json::Document answer;
     answer.CopyFrom(mapped.bundle, answer.GetAllocator());
@@ -372,54 +460,168 @@ Answer Pipeline::ingestEconsult(std::string_view body, std::string_view content_
     answer["entry"].PushBack(entry, answer.GetAllocator());
     commit.answer = json::serialize(answer);
   }
-  for (const json::Value& entry : mapped.bundle["entry"].GetArray()) {
+  if (idempotency_key.empty()) return storeFailure("event without source/eventId passed mapping");
+  auto outcome = commitEconsult(mapped.bundle, std::move(commit));
+  if (!outcome.ok()) return storeFailure(outcome.message());
+  return Answer{outcome->status, "application/fhir+json", outcome->answer};
+}
+
+int Pipeline::mapEconsult(const std::string& spec, const json::Value& record, std::string_view raw,
+                          mappers::engine::MappedBundle& mapped, IssueList& issues) {
+  if (!specs_ || !specs_->has(spec)) {
+    issues.add(Issue{Severity::kError, "not-supported", "no mapping spec '" + spec + "' is loaded", {}, {}});
+    return 422;
+  }
+  GatewayDirectory directory(config_, *store_);
+  mappers::engine::MapOptions options;
+  options.directory = &directory;
+  options.source_name = "POST /ingest/econsult";
+  options.base_url = base_url_;
+  // The consult's ServiceRequest is updated by later events ("update": "merge" in the spec).
+  options.stored_resource = [this](const std::string& type, const std::string& id) -> std::optional<std::string> {
+    auto stored = store_->readResource(type, id);
+    if (!stored.ok() || !stored->has_value()) return std::nullopt;
+    return (*stored)->json;
+  };
+  auto done = specs_->mapRecord(spec, record, std::string(raw), "request", options, mapped, issues);
+  if (!done.ok() || !*done) {
+    if (!done.ok()) issues.add(Issue{Severity::kError, "exception", done.message(), {}, {}});
+    return 422;
+  }
+  issues.append(mapped.warnings);
+  if (validator_) {
+    auto started = std::chrono::steady_clock::now();
+    IssueList validation;
+    validator_->validate(mapped.bundle, ValidationRequest{}, validation);
+    metrics_.observeValidation(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+    if (validation.hasErrors()) {
+      issues = std::move(validation);
+      return 422;
+    }
+    // Warnings of the validator travel with the mapper's own.
+    for (const Issue& issue : validation.issues()) {
+      if (issue.severity == Severity::kWarning) issues.add(issue);
+    }
+  }
+  return 0;
+}
+
+Result<CommitOutcome> Pipeline::commitEconsult(const json::Value& bundle, IngestCommit commit) {
+  const std::string channel = commit.channel;
+  const std::string bundle_json = json::serialize(bundle);
+  for (const json::Value& entry : bundle["entry"].GetArray()) {
     const json::Value& resource = entry["resource"];
     commit.resources.push_back(ResourceWrite{std::string(*json::getString(resource, "resourceType")),
                                              std::string(*json::getString(resource, "id")),
                                              json::serialize(resource)});
   }
-  commit.coverage = mapped.coverage;
+  EconsultFacts facts = econsultFacts(bundle, *store_);
+  commit.coverage = facts.coverage;
 
   // Dispatch: every feed gets the accepted Bundle; each Claim goes to its payer or waits.
   for (const FeedConfig& feed : config_.feeds) {
     commit.outbox.push_back(OutboxWrite{feedDestination(feed.id), "bundle", bundle_json});
   }
-  EventFacts facts;
-  facts.patient = "Patient/" + mapped.patient_id;
-  for (const mappers::CoverageFact& coverage : mapped.coverage) facts.payers.insert(coverage.payer_id);
-  facts.practices.insert(mapped.practice_npis.begin(), mapped.practice_npis.end());
-  facts.codes.insert(mapped.codes.begin(), mapped.codes.end());
   std::map<std::string, EventFacts> claim_facts;
-  for (const mappers::BillingFact& billing : mapped.billing) {
+  for (const mappers::BillingFact& billing : facts.billing) {
     RouteDecision decision = routeClaim(config_, billing);
     if (decision.payer != nullptr) {
-      EventFacts claim = facts;
+      EventFacts claim = facts.event;
       claim.payers = {decision.payer->id};
       claim.codes = {billing.system + "|" + billing.code};
       claim_facts.emplace(billing.claim_id, std::move(claim));
       commit.outbox.push_back(OutboxWrite{payerDestination(decision.payer->id), "claim",
-                                          payerBundle(mapped.bundle, billing.claim_id, *store_, base_url_)});
+                                          payerBundle(bundle, billing.claim_id, *store_, base_url_)});
       continue;
     }
     IssueList reason;
     reason.atExpression(Severity::kWarning, "business-rule", "Claim", decision.reason);
-    commit.unroutable.push_back(UnroutableWrite{billing.claim_id, mapped.patient_id, billing.date_of_service,
+    commit.unroutable.push_back(UnroutableWrite{billing.claim_id, facts.patient_id, billing.date_of_service,
                                                 billing.code, decision.reason, toOperationOutcomeJson(reason)});
   }
-  if (idempotency_key.empty()) return storeFailure("event without source/eventId passed mapping");
   bool has_subscriptions = false;
   if (topics_ && registry_ != nullptr) {
     std::vector<Subscription> live = registry_->all();
     has_subscriptions = !live.empty();
-    if (has_subscriptions) commit.on_changes = subscriptionHook(topics_, std::move(live), std::move(facts), std::move(claim_facts));
+    if (has_subscriptions) {
+      commit.on_changes = subscriptionHook(topics_, std::move(live), std::move(facts.event), std::move(claim_facts));
+    }
   }
 
   const bool has_outbox = !commit.outbox.empty() || has_subscriptions;
   auto outcome = store_->commitIngest(std::move(commit));
-  if (!outcome.ok()) return storeFailure(outcome.message());
-  metrics_.countIngest(std::string(kChannel), outcome->duplicate ? "duplicate" : "accepted");
+  if (!outcome.ok()) return outcome.error();
+  metrics_.countIngest(channel, outcome->duplicate ? "duplicate" : "accepted");
   if (has_outbox && !outcome->duplicate && on_outbox_) on_outbox_();
-  return Answer{outcome->status, "application/fhir+json", outcome->answer};
+  return outcome;
+}
+
+Answer Pipeline::ingestEconsultV2(std::string_view body, std::string_view content_type) {
+  static constexpr std::string_view kChannel = "econsult";
+  static constexpr const char* kEr7 = "x-application/hl7-v2+er7";
+  const std::string now = hl7Now();
+  auto ack = [&](int status, const json::Value* message, const IssueList& issues) {
+    std::string control = "ACK";
+    if (message) {
+      if (const json::Value* msh = json::find(*message, "MSH"); msh && msh->IsArray() && !msh->Empty()) {
+        if (auto id = json::getString((*msh)[0], "10")) control += "-" + std::string(*id);
+      }
+    }
+    return Answer{status, kEr7, mappers::readers::hl7v2::buildAck(message, issues, now, control)};
+  };
+  auto quarantined = [&](int status, const json::Value* message, IssueList issues) {
+    Answer kept = reject(kChannel, body, content_type, status, issues);
+    if (kept.status == 503) return kept;
+    return ack(status, message, issues);
+  };
+
+  // Decode: one message.
+  const std::string text(body);
+  std::istringstream input(text);
+  mappers::readers::hl7v2::Hl7v2Reader reader(input);
+  mappers::readers::SourceRecord record;
+  IssueList read_issues;
+  mappers::readers::ReadStatus read = reader.next(record, read_issues);
+  if (read != mappers::readers::ReadStatus::kRecord) {
+    if (read_issues.empty()) read_issues.add(Issue{Severity::kError, "structure", "the body holds no HL7 v2 message", {}, {}});
+    return quarantined(400, nullptr, std::move(read_issues));
+  }
+  mappers::readers::SourceRecord extra;
+  IssueList extra_issues;
+  if (reader.next(extra, extra_issues) != mappers::readers::ReadStatus::kEnd) {
+    IssueList issues;
+    issues.add(Issue{Severity::kError, "structure", "post one message per request", {}, {}});
+    return quarantined(400, &record.doc, std::move(issues));
+  }
+
+  // Idempotency: MSH-3 (source) + MSH-10 (eventId), kept apart from JSON events.
+  std::string idempotency_key;
+  const json::Value& msh = record.doc["MSH"][0];
+  if (auto source = json::getString(msh, "3"), event_id = json::getString(msh, "10"); source && event_id) {
+    idempotency_key = "hl7v2\x1f" + std::string(*source) + '\x1f' + std::string(*event_id);
+    auto answer = store_->findAnswer(idempotency_key);
+    if (!answer.ok()) return storeFailure(answer.message());
+    if (answer->has_value()) {
+      metrics_.countIngest(std::string(kChannel), "duplicate");
+      return Answer{(*answer)->status, kEr7, (*answer)->answer};
+    }
+  }
+
+  mappers::engine::MappedBundle mapped;
+  IssueList issues;
+  if (int status = mapEconsult("econsult-v2", record.doc, record.raw, mapped, issues); status != 0) {
+    return quarantined(status, &record.doc, std::move(issues));
+  }
+  if (idempotency_key.empty()) return storeFailure("message without MSH-3/MSH-10 passed mapping");
+  IngestCommit commit;
+  commit.channel = std::string(kChannel);
+  commit.idempotency_key = idempotency_key;
+  commit.payload = text;
+  commit.status = 200;
+  commit.answer = ack(200, &record.doc, IssueList()).body;
+  auto outcome = commitEconsult(mapped.bundle, std::move(commit));
+  if (!outcome.ok()) return storeFailure(outcome.message());
+  return Answer{outcome->status, kEr7, outcome->answer};
 }
 
 }  // namespace fhir::gateway

@@ -39,7 +39,7 @@ class Pipeline {
   Pipeline(const Config& config, StorePtr store, ValidatorPtr validator, Metrics& metrics,
            std::function<void()> on_outbox);
 
-  // POST /ingest/econsult with a JSON body.
+  // POST /ingest/econsult: a JSON event, or an HL7 v2 message (x-application/hl7-v2+er7).
   Answer ingestEconsult(std::string_view body, std::string_view content_type);
 
   // POST /ingest/claims/{payerId} (`kind` "claims", the payer's `format` spec) and
@@ -67,6 +67,16 @@ class Pipeline {
  private:
   // Routes the waiting claims of these patients whose coverage now allows it.
   void routeWaitingClaims(const std::set<std::string>& patients);
+
+  // E-consult: POST /ingest/econsult with an HL7 v2 REF^I12/RRI^I12 (answered with an ER7 ACK).
+  Answer ingestEconsultV2(std::string_view body, std::string_view content_type);
+  // Maps one e-consult record with `spec` and validates it: 0, or the HTTP status of the
+  // rejection with its issues. Warnings (unknown members, validator) end up in `issues`.
+  int mapEconsult(const std::string& spec, const json::Value& record, std::string_view raw,
+                  mappers::engine::MappedBundle& mapped, IssueList& issues);
+  // Stores an accepted e-consult Bundle: resources, coverage, feed and payer outbox rows (or the
+  // claim waits as unroutable), subscription notifications.
+  Result<CommitOutcome> commitEconsult(const json::Value& bundle, IngestCommit commit);
 
   const Config& config_;
   StorePtr store_;

@@ -47,7 +47,10 @@ struct Translation {
 };
 
 enum class TransformKind { kTrim, kUpper, kLower, kDateYmd, kDate, kDecimal, kInteger, kIcd10, kNpi, kTranslate,
-                           kLookup, kComponent, kRangeStart, kRangeEnd, kOneOf, kBoolean, kHl7DateTime };
+                           kLookup, kComponent, kRangeStart, kRangeEnd, kOneOf, kBoolean, kHl7DateTime,
+                           // Event transforms (econsult specs): JSON type, minimum, dateTime with
+                           // offset, closed code list, configured payer, text prefix.
+                           kType, kMin, kDateTime, kCodeIn, kPayer, kPrefix };
 
 struct Transform {
   TransformKind kind = TransformKind::kTrim;
@@ -55,12 +58,24 @@ struct Transform {
   std::unordered_map<std::string, std::string> table;
   std::set<std::string> allowed;
   size_t component = 1;
+  std::string name;     // kType: the JSON type; kPayer: the payer field; kPrefix: the prefix
+  int64_t minimum = 0;  // kMin
 };
 
 struct Condition;
 
 struct ValueExpr {
-  enum class Kind { kNone, kSource, kLiteral, kReference } kind = Kind::kNone;
+  // kReferenceTo: {"reference": "Type/deriveId(parts)"}; kJoin: the present parts joined;
+  // kCoverageOn: the coverage valid on a date (see Run::coverageOn()).
+  // kPick: the value of the first item of `pick_for_each` that passes `pick_where`.
+  enum class Kind { kNone, kSource, kLiteral, kReference, kReferenceTo, kJoin, kCoverageOn, kPick } kind = Kind::kNone;
+  std::vector<SourcePath> pick_for_each;
+  std::shared_ptr<Condition> pick_where;
+  std::vector<std::string> part_literals;  // kReferenceTo: a literal part, or "" with a value in part_values
+  std::vector<ValueExpr> part_values;      // kReferenceTo/kJoin parts; kCoverageOn: the date; kPick: the value
+  std::string separator;                   // kJoin
+  std::string give;                        // kCoverageOn: coverage or insurer
+  std::string patient_key;                 // kCoverageOn: the Patient resource key
   SourcePath from;
   const json::Value* literal = nullptr;  // owned by the spec document
   std::string reference_key;
@@ -101,6 +116,12 @@ struct ResourceProgram {
   std::vector<IdPart> id;
   std::optional<Condition> when;
   std::vector<Rule> rules;
+  // "forEach": one resource per item (id parts and rules read the item); "where" filters items.
+  std::vector<SourcePath> for_each;
+  std::optional<Condition> where;
+  // "update": "merge": the stored version (MapOptions::stored_resource) is kept, and the
+  // top-level elements this record writes replace its own.
+  bool merge = false;
 };
 
 }  // namespace
@@ -113,8 +134,11 @@ struct CompiledSpec {
   std::vector<std::string> fields;  // known source paths (normalized, "*" for array items)
   std::string group_by;             // CSV: column whose consecutive equal values form one record
   ValueExpr record_id;
+  std::vector<ValueExpr> record_id_parts;  // "recordId": [..]: the parts joined with ':'
   std::vector<Rule> checks;
   std::vector<ResourceProgram> resources;
+  bool warn_unknown_members = false;  // "unknownMembers": "warn" (JSON readers)
+  std::vector<Rule> provenance_agent;  // "provenanceAgent": rules building Provenance.agent.who
 };
 
 struct SpecLibrary::Shared {
@@ -143,11 +167,20 @@ class Compiler {
   Result<Condition> condition(const json::Value& object, const std::string& scope);
   Result<Rule> rule(const json::Value& object, const std::string& scope, const std::string& context);
   bool knownPattern(const std::string& pattern) const;
+  // Additions for event specs (econsult): referenceTo/join/coverageOn values, the event
+  // transforms, resources per item, recordId parts, unknownMembers and provenanceAgent.
+  Result<bool> eventValueExpr(const json::Value& object, const std::string& scope, ValueExpr& expr);
+  Result<bool> eventTransform(const json::Value& at, const std::string& name, const json::Value& argument,
+                              Transform& transform);
+  Status eventResource(const json::Value& resource, const std::string& scope, ResourceProgram& program,
+                       std::string& item_scope);
+  Status eventTopLevel(const json::Value& root, const std::string& scope);
 
   CompiledSpec& spec_;
   SpecLibrary::Shared& shared_;
   FhirPaths& paths_;
   std::set<std::string> keys_;
+  std::set<std::string> item_keys_;  // keys of resources made per item: refer to them with referenceTo
 };
 
 std::vector<std::string> splitPath(std::string_view text) {
@@ -168,9 +201,11 @@ std::string joinPattern(const std::string& scope, const std::vector<std::string>
   return out;
 }
 
-bool Compiler::knownPattern(const std::string& pattern) const {
+// True when `pattern` ("a.b", "lines.0.cpt") is one of `fields` or a prefix of one; a numeric
+// step matches "*".
+bool fieldsKnow(const std::vector<std::string>& fields, const std::string& pattern) {
   std::vector<std::string> want = splitPath(pattern);
-  for (const std::string& field : spec_.fields) {
+  for (const std::string& field : fields) {
     std::vector<std::string> have = splitPath(field);
     if (want.size() > have.size()) continue;
     bool match = true;
@@ -184,6 +219,8 @@ bool Compiler::knownPattern(const std::string& pattern) const {
   }
   return false;
 }
+
+bool Compiler::knownPattern(const std::string& pattern) const { return fieldsKnow(spec_.fields, pattern); }
 
 Result<SourcePath> Compiler::sourcePath(const json::Value& at, std::string_view text, const std::string& scope) {
   SourcePath path;
@@ -224,6 +261,13 @@ Result<ValueExpr> Compiler::valueExpr(const json::Value& object, const std::stri
     if (!keys_.count(expr.reference_key)) {
       return fail(object, "reference to unknown resource key '" + expr.reference_key + "' (declare it earlier)");
     }
+    if (item_keys_.count(expr.reference_key)) {
+      return fail(object, "resource '" + expr.reference_key + "' is made per item: refer to one with \"referenceTo\"");
+    }
+  } else if (auto event = eventValueExpr(object, scope, expr); !event.ok()) {
+    return event.error();
+  } else if (*event) {
+    // referenceTo, join or coverageOn
   } else if (needs_value) {
     return fail(object, "needs one of \"from\", \"value\" or \"reference\"");
   }
@@ -243,8 +287,13 @@ Result<ValueExpr> Compiler::valueExpr(const json::Value& object, const std::stri
             {"range-start", TransformKind::kRangeStart}, {"range-end", TransformKind::kRangeEnd},
             {"boolean", TransformKind::kBoolean}, {"hl7-datetime", TransformKind::kHl7DateTime}};
         auto found = kNames.find(name);
-        if (found == kNames.end()) return fail(object, "unknown transform '" + name + "'");
-        transform.kind = found->second;
+        if (name == "datetime") {
+          transform.kind = TransformKind::kDateTime;
+        } else if (found == kNames.end()) {
+          return fail(object, "unknown transform '" + name + "'");
+        } else {
+          transform.kind = found->second;
+        }
       } else if (entry.IsObject() && entry.MemberCount() == 1) {
         const auto& member = *entry.MemberBegin();
         std::string name(member.name.GetString(), member.name.GetStringLength());
@@ -271,6 +320,10 @@ Result<ValueExpr> Compiler::valueExpr(const json::Value& object, const std::stri
         } else if (name == "component" && json::numberAsInt64(member.value)) {
           transform.kind = TransformKind::kComponent;
           transform.component = static_cast<size_t>(*json::numberAsInt64(member.value));
+        } else if (auto event = eventTransform(object, name, member.value, transform); !event.ok()) {
+          return event.error();
+        } else if (*event) {
+          // type, min, codeIn, payer, prefix
         } else {
           return fail(object, "unknown transform '" + name + "'");
         }
@@ -327,7 +380,8 @@ Result<Condition> Compiler::condition(const json::Value& object, const std::stri
 Result<Rule> Compiler::rule(const json::Value& object, const std::string& scope, const std::string& context) {
   if (!object.IsObject()) return fail(object, "a rule must be an object");
   static const std::set<std::string> kKnown = {"path", "from", "value", "reference", "transforms", "required",
-                                               "default", "when", "forEach", "where", "first", "set", "note"};
+                                               "default", "when", "forEach", "where", "first", "set", "note",
+                                               "referenceTo", "join", "separator", "coverageOn", "pick"};
   for (const auto& member : object.GetObject()) {
     std::string name(member.name.GetString(), member.name.GetStringLength());
     if (!kKnown.count(name)) return fail(object, "unknown rule member '" + name + "'");
@@ -414,7 +468,8 @@ Status Compiler::compile() {
   const json::Value& root = spec_.document->root();
   if (!root.IsObject()) return fail(root, "a spec is a JSON object");
   static const std::set<std::string> kKnown = {"id", "description", "reader", "fields", "columns", "groupBy",
-                                               "recordId", "checks", "resources", "note"};
+                                               "recordId", "checks", "resources", "note", "unknownMembers",
+                                               "provenanceAgent"};
   for (const auto& member : root.GetObject()) {
     std::string name(member.name.GetString(), member.name.GetStringLength());
     if (!kKnown.count(name)) return fail(root, "unknown spec member '" + name + "'");
@@ -450,11 +505,22 @@ Status Compiler::compile() {
     scope = "lines.*";
   }
   const json::Value* record_id = json::find(root, "recordId");
-  if (!record_id || !record_id->IsObject()) return fail(root, "a spec needs a \"recordId\" ({\"from\": path})");
-  auto record_expr = valueExpr(*record_id, scope, true);
-  if (!record_expr.ok()) return record_expr.error();
-  spec_.record_id = std::move(*record_expr);
-  spec_.record_id.required = true;
+  if (record_id && record_id->IsArray() && !record_id->Empty()) {
+    for (const json::Value& part : record_id->GetArray()) {
+      if (!part.IsObject()) return fail(root, "recordId parts are {\"from\": path} objects");
+      auto part_expr = valueExpr(part, scope, true);
+      if (!part_expr.ok()) return part_expr.error();
+      part_expr->required = true;
+      spec_.record_id_parts.push_back(std::move(*part_expr));
+    }
+    spec_.record_id = spec_.record_id_parts.front();
+  } else {
+    if (!record_id || !record_id->IsObject()) return fail(root, "a spec needs a \"recordId\" ({\"from\": path})");
+    auto record_expr = valueExpr(*record_id, scope, true);
+    if (!record_expr.ok()) return record_expr.error();
+    spec_.record_id = std::move(*record_expr);
+    spec_.record_id.required = true;
+  }
 
   const json::Value* resources = json::find(root, "resources");
   if (!resources || !resources->IsArray() || resources->Empty()) return fail(root, "a spec needs \"resources\"");
@@ -478,6 +544,8 @@ Status Compiler::compile() {
       if (!cond.ok()) return cond.error();
       program.when = std::move(*cond);
     }
+    std::string item_scope = scope;
+    if (Status status = eventResource(resource, scope, program, item_scope); !status.ok()) return status;
     const json::Value* id_parts = json::find(resource, "id");
     if (!id_parts || !id_parts->IsArray() || id_parts->Empty()) return fail(resource, "a resource needs \"id\" parts");
     for (const json::Value& part : id_parts->GetArray()) {
@@ -485,7 +553,7 @@ Status Compiler::compile() {
       if (json::isString(part)) {
         compiled.literal = std::string(json::stringView(part));
       } else if (part.IsObject()) {
-        auto expr = valueExpr(part, scope, true);
+        auto expr = valueExpr(part, item_scope, true);
         if (!expr.ok()) return expr.error();
         compiled.value = std::move(*expr);
         compiled.value.required = true;
@@ -498,7 +566,7 @@ Status Compiler::compile() {
     const json::Value* rules = json::find(resource, "set");
     if (!rules || !rules->IsArray()) return fail(resource, "a resource needs a \"set\" list of rules");
     for (const json::Value& rule_object : rules->GetArray()) {
-      auto compiled = rule(rule_object, scope, program.type);
+      auto compiled = rule(rule_object, item_scope, program.type);
       if (!compiled.ok()) return compiled.error();
       program.rules.push_back(std::move(*compiled));
     }
@@ -510,6 +578,11 @@ Status Compiler::compile() {
       // A check is a rule without a target: its value is computed (and so validated) and dropped.
       Rule compiled;
       compiled.line = spec_.document->lineOf(check);
+      if (const json::Value* when = json::find(check, "when")) {
+        auto cond = condition(*when, scope);
+        if (!cond.ok()) return cond.error();
+        compiled.when = std::move(*cond);
+      }
       if (const json::Value* for_each = json::find(check, "forEach")) {
         if (!json::isString(*for_each)) return fail(check, "a check's forEach is one source path");
         auto path = sourcePath(check, json::stringView(*for_each), scope);
@@ -533,6 +606,172 @@ Status Compiler::compile() {
         compiled.value = std::move(*expr);
       }
       spec_.checks.push_back(std::move(compiled));
+    }
+  }
+  return eventTopLevel(root, scope);
+}
+
+// Event-spec additions to the compiler (mappers/specs/README.md, "Event specs").
+
+Result<bool> Compiler::eventValueExpr(const json::Value& object, const std::string& scope, ValueExpr& expr) {
+  if (const json::Value* parts = json::find(object, "referenceTo")) {
+    if (!parts->IsArray() || parts->Empty() || !json::isString((*parts)[0])) {
+      return fail(object, "referenceTo lists id parts, the first a resource type: [\"Practitioner\", {\"from\": ...}]");
+    }
+    std::string type(json::stringView((*parts)[0]));
+    if (!paths_.check(type, {}).ok()) return fail(object, "referenceTo: unknown resource type '" + type + "'");
+    expr.kind = ValueExpr::Kind::kReferenceTo;
+    for (const json::Value& part : parts->GetArray()) {
+      if (json::isString(part)) {
+        expr.part_literals.emplace_back(json::stringView(part));
+        expr.part_values.emplace_back();
+        continue;
+      }
+      if (!part.IsObject()) return fail(object, "referenceTo parts are strings or {\"from\": path}");
+      auto value = valueExpr(part, scope, true);
+      if (!value.ok()) return value.error();
+      expr.part_literals.emplace_back();
+      expr.part_values.push_back(std::move(*value));
+    }
+    return true;
+  }
+  if (const json::Value* parts = json::find(object, "join")) {
+    if (!parts->IsArray() || parts->Empty()) return fail(object, "join lists values: [{\"from\": ...}, ...]");
+    expr.kind = ValueExpr::Kind::kJoin;
+    expr.separator = std::string(json::getString(object, "separator").value_or(" "));
+    for (const json::Value& part : parts->GetArray()) {
+      if (!part.IsObject()) return fail(object, "join parts are {\"from\": path} or {\"value\": ...} objects");
+      auto value = valueExpr(part, scope, true);
+      if (!value.ok()) return value.error();
+      expr.part_values.push_back(std::move(*value));
+    }
+    return true;
+  }
+  if (const json::Value* pick = json::find(object, "pick")) {
+    if (!pick->IsObject()) return fail(object, "pick is {\"forEach\": path, \"where\": condition, \"value\": {\"from\": ...}}");
+    auto for_each = json::getString(*pick, "forEach");
+    const json::Value* value = json::find(*pick, "value");
+    if (!for_each || !value || !value->IsObject()) return fail(*pick, "pick needs \"forEach\" and \"value\"");
+    auto path = sourcePath(*pick, *for_each, scope);
+    if (!path.ok()) return path.error();
+    std::string item_scope = joinPattern(path->absolute ? "" : scope, path->steps);
+    if (knownPattern(item_scope + ".*")) item_scope += ".*";
+    expr.kind = ValueExpr::Kind::kPick;
+    expr.pick_for_each.push_back(std::move(*path));
+    if (const json::Value* where = json::find(*pick, "where")) {
+      auto cond = condition(*where, item_scope);
+      if (!cond.ok()) return cond.error();
+      expr.pick_where = std::make_shared<Condition>(std::move(*cond));
+    }
+    auto inner = valueExpr(*value, item_scope, true);
+    if (!inner.ok()) return inner.error();
+    expr.part_values.push_back(std::move(*inner));
+    return true;
+  }
+  if (const json::Value* coverage = json::find(object, "coverageOn")) {
+    if (!coverage->IsObject()) return fail(object, "coverageOn is {\"date\": value, \"patient\": key, \"give\": ...}");
+    const json::Value* date = json::find(*coverage, "date");
+    auto patient = json::getString(*coverage, "patient");
+    auto give = json::getString(*coverage, "give");
+    if (!date || !date->IsObject()) return fail(*coverage, "coverageOn needs a \"date\" ({\"from\": path})");
+    if (!patient || !keys_.count(std::string(*patient))) {
+      return fail(*coverage, "coverageOn needs \"patient\": the key of a Patient resource declared earlier");
+    }
+    if (!give || (*give != "coverage" && *give != "insurer")) {
+      return fail(*coverage, "coverageOn \"give\" is \"coverage\" or \"insurer\"");
+    }
+    auto value = valueExpr(*date, scope, true);
+    if (!value.ok()) return value.error();
+    expr.kind = ValueExpr::Kind::kCoverageOn;
+    expr.part_values.push_back(std::move(*value));
+    expr.patient_key = std::string(*patient);
+    expr.give = std::string(*give);
+    return true;
+  }
+  return false;
+}
+
+Result<bool> Compiler::eventTransform(const json::Value& at, const std::string& name, const json::Value& argument,
+                                      Transform& transform) {
+  if (name == "type" && json::isString(argument)) {
+    static const std::set<std::string> kTypes = {"string", "object", "array", "integer", "number", "boolean"};
+    transform.name = std::string(json::stringView(argument));
+    if (!kTypes.count(transform.name)) {
+      return fail(at, "unknown JSON type '" + transform.name + "' (string, object, array, integer, number, boolean)");
+    }
+    transform.kind = TransformKind::kType;
+    return true;
+  }
+  if (name == "min" && json::numberAsInt64(argument)) {
+    transform.kind = TransformKind::kMin;
+    transform.minimum = *json::numberAsInt64(argument);
+    return true;
+  }
+  if (name == "codeIn" && argument.IsArray()) {
+    transform.kind = TransformKind::kCodeIn;
+    for (const json::Value& allowed : argument.GetArray()) {
+      if (!json::isString(allowed)) return fail(at, "codeIn lists strings");
+      transform.allowed.insert(std::string(json::stringView(allowed)));
+    }
+    return true;
+  }
+  if (name == "payer" && json::isString(argument)) {
+    static const std::set<std::string> kFields = {"id", "name", "identifierSystem", "identifierValue"};
+    transform.name = std::string(json::stringView(argument));
+    if (!kFields.count(transform.name)) {
+      return fail(at, "unknown payer field '" + transform.name + "' (id, name, identifierSystem, identifierValue)");
+    }
+    transform.kind = TransformKind::kPayer;
+    return true;
+  }
+  if (name == "prefix" && json::isString(argument)) {
+    transform.kind = TransformKind::kPrefix;
+    transform.name = std::string(json::stringView(argument));
+    return true;
+  }
+  return false;
+}
+
+Status Compiler::eventResource(const json::Value& resource, const std::string& scope, ResourceProgram& program,
+                               std::string& item_scope) {
+  if (const json::Value* update = json::find(resource, "update")) {
+    if (!json::isString(*update) || json::stringView(*update) != "merge") return fail(resource, "\"update\" can only be \"merge\"");
+    program.merge = true;
+  }
+  const json::Value* for_each = json::find(resource, "forEach");
+  if (!for_each) {
+    if (json::find(resource, "where")) return fail(resource, "\"where\" needs a \"forEach\"");
+    return Status::Ok();
+  }
+  if (!json::isString(*for_each)) return fail(resource, "a resource's forEach is one source path");
+  auto path = sourcePath(resource, json::stringView(*for_each), scope);
+  if (!path.ok()) return Error{path.message()};
+  item_scope = joinPattern(path->absolute ? "" : scope, path->steps);
+  if (knownPattern(item_scope + ".*")) item_scope += ".*";
+  program.for_each.push_back(std::move(*path));
+  if (const json::Value* where = json::find(resource, "where")) {
+    auto cond = condition(*where, item_scope);
+    if (!cond.ok()) return Error{cond.message()};
+    program.where = std::move(*cond);
+  }
+  item_keys_.insert(program.key);
+  return Status::Ok();
+}
+
+Status Compiler::eventTopLevel(const json::Value& root, const std::string& scope) {
+  if (const json::Value* unknown = json::find(root, "unknownMembers")) {
+    if (!json::isString(*unknown) || json::stringView(*unknown) != "warn") return fail(root, "\"unknownMembers\" can only be \"warn\"");
+    if (spec_.reader != ReaderKind::kJson && spec_.reader != ReaderKind::kNdjson) {
+      return fail(root, "\"unknownMembers\" applies to json and ndjson specs");
+    }
+    spec_.warn_unknown_members = true;
+  }
+  if (const json::Value* agent = json::find(root, "provenanceAgent")) {
+    if (!agent->IsArray() || agent->Empty()) return fail(root, "\"provenanceAgent\" is a list of rules building agent.who");
+    for (const json::Value& rule_object : agent->GetArray()) {
+      auto compiled = rule(rule_object, scope, "Reference");
+      if (!compiled.ok()) return Error{compiled.message()};
+      spec_.provenance_agent.push_back(std::move(*compiled));
     }
   }
   return Status::Ok();
@@ -605,8 +844,12 @@ class Run {
 
  private:
   std::string location(const std::vector<std::string>& steps) const {
-    return readers::describeLocation(*record_, steps, spec_.reader == ReaderKind::kNdjson || spec_.reader == ReaderKind::kJson);
+    bool json_reader = spec_.reader == ReaderKind::kNdjson || spec_.reader == ReaderKind::kJson;
+    // A posted event (mapRecord) has no line: its locations are plain JSON paths.
+    if (json_reader && record_->IsObject() && !json::find(*record_, "@line")) return jsonPathOf(*record_, steps);
+    return readers::describeLocation(*record_, steps, json_reader);
   }
+  static std::string jsonPathOf(const json::Value& record, const std::vector<std::string>& steps);
   void error(const std::vector<std::string>& steps, const std::string& code, const std::string& message) {
     std::string where = location(steps);
     std::string diagnostics = where + ": " + message;
@@ -624,6 +867,18 @@ class Run {
   bool test(const Condition& cond, const Scope& scope, json::Allocator& allocator, bool& failed);
   void apply(const Rule& rule, json::Value& target, const Scope& scope, json::Allocator& allocator, bool& failed);
   std::vector<Scope> items(const Rule& rule, const Scope& scope) const;
+  std::vector<Scope> itemsOf(const std::vector<SourcePath>& paths, const Scope& scope) const;
+  // Event-spec additions (mappers/specs/README.md, "Event specs").
+  std::optional<json::Value> eventValue(const ValueExpr& expr, const Scope& scope, json::Allocator& allocator,
+                                        bool& failed);
+  std::optional<json::Value> coverageOn(const ValueExpr& expr, const Scope& scope, json::Allocator& allocator,
+                                        bool& failed);
+  bool eventTransform(const Transform& transform, json::Value& result, const std::vector<std::string>& where,
+                      json::Allocator& allocator);
+  void warnUnknownMembers(const json::Value& value, std::vector<std::string>& steps, IssueList& warnings) const;
+  std::string recordIdOf(const Scope& root, json::Allocator& allocator, bool& failed);
+  void mergeStored(json::Value& resource, json::Allocator& allocator) const;
+  json::Value provenanceAgent(const Scope& root, json::Allocator& allocator, bool& failed);
 
   const CompiledSpec& spec_;
   const MapOptions& options_;
@@ -634,6 +889,7 @@ class Run {
   IssueList* issues_ = nullptr;
   std::string record_id_;
   std::map<std::string, std::string> references_;  // resource key -> "Type/id"
+  const json::Value* entries_ = nullptr;            // the Bundle entries built so far (coverageOn)
 };
 
 std::string Run::expand(std::string_view text, const Scope& scope) const {
@@ -652,6 +908,7 @@ std::string Run::expand(std::string_view text, const Scope& scope) const {
     else if (name == "spec") out += spec_.id;
     else if (name == "now") out += now_;
     else if (name == "index") out += std::to_string(scope.index);
+    else if (name == "position") out += std::to_string(scope.index);
     else if (name == "recordId") out += record_id_;
     else if (name == "source") out += options_.source_name;
     else out.append(text.substr(open, close - open + 1));
@@ -722,6 +979,15 @@ std::optional<json::Value> Run::evaluate(const ValueExpr& expr, const Scope& sco
   switch (expr.kind) {
     case ValueExpr::Kind::kNone:
       return std::nullopt;
+    case ValueExpr::Kind::kReferenceTo:
+    case ValueExpr::Kind::kJoin:
+    case ValueExpr::Kind::kCoverageOn:
+    case ValueExpr::Kind::kPick: {
+      std::optional<json::Value> value = eventValue(expr, scope, allocator, failed);
+      if (!value) return std::nullopt;
+      result = std::move(*value);
+      break;
+    }
     case ValueExpr::Kind::kReference: {
       auto found = references_.find(expr.reference_key);
       if (found == references_.end()) return std::nullopt;
@@ -776,6 +1042,15 @@ std::optional<json::Value> Run::evaluate(const ValueExpr& expr, const Scope& sco
           error(where(), "required", "a value is required");
           failed = true;
         }
+        return std::nullopt;
+      }
+      continue;
+    }
+    if (transform.kind == TransformKind::kType || transform.kind == TransformKind::kPayer ||
+        transform.kind == TransformKind::kCodeIn || transform.kind == TransformKind::kMin ||
+        transform.kind == TransformKind::kDateTime || transform.kind == TransformKind::kPrefix) {
+      if (!eventTransform(transform, result, where(), allocator)) {
+        failed = true;
         return std::nullopt;
       }
       continue;
@@ -895,9 +1170,16 @@ std::optional<json::Value> Run::evaluate(const ValueExpr& expr, const Scope& sco
         break;
       }
       case TransformKind::kComponent:
+      case TransformKind::kType:
+      case TransformKind::kMin:
+      case TransformKind::kDateTime:
+      case TransformKind::kCodeIn:
+      case TransformKind::kPayer:
+      case TransformKind::kPrefix:
         break;
     }
   }
+  if (result.IsNull()) return std::nullopt;  // an empty payer field
   return result;
 }
 
@@ -977,15 +1259,52 @@ void collect(const json::Value* value, const std::vector<std::string>& steps, si
   location.pop_back();
 }
 
-std::vector<Scope> Run::items(const Rule& rule, const Scope& scope) const {
+std::vector<Scope> Run::items(const Rule& rule, const Scope& scope) const { return itemsOf(rule.for_each, scope); }
+
+// HL7 v2 "F.repetitions.*": the repetitions of field F; a field sent without repetitions is its
+// own single repetition.
+bool hl7Repetitions(const json::Value* start, const std::vector<std::string>& steps, std::vector<std::string> location,
+                    std::vector<Scope>& out) {
+  if (steps.size() < 2 || steps[steps.size() - 2] != "repetitions" || steps.back() != "*") return false;
+  const json::Value* field = start;
+  for (size_t step = 0; step + 2 < steps.size() && field; ++step) {
+    if (steps[step] == "*") return false;
+    location.push_back(steps[step]);
+    if (field->IsObject()) {
+      field = json::find(*field, steps[step]);
+    } else if (field->IsArray()) {
+      size_t index = std::strtoul(steps[step].c_str(), nullptr, 10);
+      field = index < field->Size() ? &(*field)[static_cast<rapidjson::SizeType>(index)] : nullptr;
+    } else {
+      field = nullptr;
+    }
+  }
+  if (!field || field->IsNull() || (json::isString(*field) && json::stringView(*field).empty())) return true;
+  location.push_back("repetitions");
+  const json::Value* list = field->IsObject() ? json::find(*field, "repetitions") : nullptr;
+  if (list && list->IsArray()) {
+    for (rapidjson::SizeType index = 0; index < list->Size(); ++index) {
+      location.push_back(std::to_string(index));
+      out.push_back(Scope{&(*list)[index], location, 0});
+      location.pop_back();
+    }
+    return true;
+  }
+  location.push_back("0");
+  out.push_back(Scope{field, location, 0});
+  return true;
+}
+
+std::vector<Scope> Run::itemsOf(const std::vector<SourcePath>& paths, const Scope& scope) const {
   std::vector<Scope> out;
-  for (const SourcePath& path : rule.for_each) {
+  for (const SourcePath& path : paths) {
     if (path.self) {
       out.push_back(scope);
       continue;
     }
     std::vector<std::string> location = path.absolute ? std::vector<std::string>() : scope.location;
     const json::Value* start = path.absolute ? record_ : scope.value;
+    if (spec_.reader == ReaderKind::kHl7v2 && hl7Repetitions(start, path.steps, location, out)) continue;
     if (!path.steps.empty() && path.steps.back() == "*") {
       // "a.*": the members/elements themselves are the items, composites included whole.
       std::vector<std::string> parent(path.steps.begin(), path.steps.end() - 1);
@@ -1074,6 +1393,281 @@ void Run::apply(const Rule& rule, json::Value& target, const Scope& scope, json:
   slot(target, rule.target, allocator) = std::move(*value);
 }
 
+// ---------------------------------------------------------------------------------------------
+// Event-spec additions to the run (mappers/specs/README.md, "Event specs").
+
+std::string Run::jsonPathOf(const json::Value& record, const std::vector<std::string>& steps) {
+  std::string out = "$";
+  const json::Value* walk = &record;
+  for (const std::string& step : steps) {
+    if (walk && walk->IsArray()) {
+      out += "[" + step + "]";
+      size_t index = std::strtoul(step.c_str(), nullptr, 10);
+      walk = index < walk->Size() ? &(*walk)[static_cast<rapidjson::SizeType>(index)] : nullptr;
+    } else {
+      out += "." + step;
+      walk = walk && walk->IsObject() ? json::find(*walk, step) : nullptr;
+    }
+  }
+  return out;
+}
+
+std::optional<json::Value> Run::eventValue(const ValueExpr& expr, const Scope& scope, json::Allocator& allocator,
+                                           bool& failed) {
+  if (expr.kind == ValueExpr::Kind::kCoverageOn) return coverageOn(expr, scope, allocator, failed);
+  if (expr.kind == ValueExpr::Kind::kPick) {
+    for (const Scope& item : itemsOf(expr.pick_for_each, scope)) {
+      if (expr.pick_where && !test(*expr.pick_where, item, allocator, failed)) continue;
+      return evaluate(expr.part_values[0], item, allocator, failed);
+    }
+    if (expr.required) {
+      error(scope.location, "required", "no item of " + expr.pick_for_each[0].text + " gives a value");
+      failed = true;
+    }
+    return std::nullopt;
+  }
+  std::string text;
+  bool any = false;
+  for (size_t index = 0; index < expr.part_values.size(); ++index) {
+    std::string part;
+    if (expr.kind == ValueExpr::Kind::kReferenceTo && expr.part_values[index].kind == ValueExpr::Kind::kNone) {
+      part = expand(expr.part_literals[index], scope);
+    } else {
+      std::optional<json::Value> value = evaluate(expr.part_values[index], scope, allocator, failed);
+      if (!value) {
+        // A reference needs every part; a join leaves out the absent ones.
+        if (expr.kind == ValueExpr::Kind::kReferenceTo) return std::nullopt;
+        continue;
+      }
+      part = textOf(*value);
+    }
+    if (expr.kind == ValueExpr::Kind::kJoin) {
+      if (part.empty()) continue;
+      if (any) text += expr.separator;
+      any = true;
+      text += part;
+    } else {
+      text += (index ? "\x1f" : "") + part;
+    }
+  }
+  if (expr.kind == ValueExpr::Kind::kJoin) {
+    if (!any) return std::nullopt;
+    return json::makeString(text, allocator);
+  }
+  json::Value reference(rapidjson::kObjectType);
+  reference.AddMember("reference", json::makeString(expr.part_literals[0] + "/" + deriveId({text}), allocator), allocator);
+  return reference;
+}
+
+// The Coverage resources built so far in this Bundle, as routing facts.
+std::vector<CoverageFact> bundleCoverage(const json::Value* entries) {
+  std::vector<CoverageFact> facts;
+  if (!entries) return facts;
+  const std::string payer_system = std::string(kBase) + "/CodeSystem/payer-id";
+  std::map<std::string, std::string> payer_of;  // "Organization/id" -> payer id
+  for (const json::Value& entry : entries->GetArray()) {
+    const json::Value& resource = entry["resource"];
+    if (json::getString(resource, "resourceType") != "Organization") continue;
+    const json::Value* identifiers = json::find(resource, "identifier");
+    if (!identifiers || !identifiers->IsArray()) continue;
+    for (const json::Value& identifier : identifiers->GetArray()) {
+      if (json::getString(identifier, "system") == payer_system) {
+        payer_of["Organization/" + std::string(json::getString(resource, "id").value_or(""))] =
+            std::string(json::getString(identifier, "value").value_or(""));
+      }
+    }
+  }
+  for (const json::Value& entry : entries->GetArray()) {
+    const json::Value& resource = entry["resource"];
+    if (json::getString(resource, "resourceType") != "Coverage") continue;
+    CoverageFact fact;
+    fact.coverage_id = std::string(json::getString(resource, "id").value_or(""));
+    fact.member_id = std::string(json::getString(resource, "subscriberId").value_or(""));
+    if (const json::Value* payors = json::find(resource, "payor"); payors && payors->IsArray() && !payors->Empty()) {
+      auto found = payer_of.find(std::string(json::getString((*payors)[0], "reference").value_or("")));
+      if (found != payer_of.end()) fact.payer_id = found->second;
+    }
+    if (const json::Value* period = json::find(resource, "period")) {
+      fact.start = std::string(json::getString(*period, "start").value_or(""));
+      fact.end = std::string(json::getString(*period, "end").value_or(""));
+    }
+    if (!fact.payer_id.empty()) facts.push_back(std::move(fact));
+  }
+  return facts;
+}
+
+// The coverage valid on a date (contracts/econsult-event.md, Routing), among the patient's stored
+// coverage (MapOptions::directory) and the Coverage this Bundle declares; when none is valid on
+// that date the latest known one stands in (R4 Claim.insurance is 1..*) and routing decides that
+// the claim waits. This needs the store, so it is a named function of the engine, not data.
+std::optional<json::Value> Run::coverageOn(const ValueExpr& expr, const Scope& scope, json::Allocator& allocator,
+                                           bool& failed) {
+  std::optional<json::Value> date = evaluate(expr.part_values[0], scope, allocator, failed);
+  if (!date) return std::nullopt;
+  std::vector<CoverageFact> known;
+  auto patient = references_.find(expr.patient_key);
+  if (options_.directory && patient != references_.end() && patient->second.rfind("Patient/", 0) == 0) {
+    known = options_.directory->coverageOf(patient->second.substr(8));
+  }
+  for (CoverageFact& fact : bundleCoverage(entries_)) {
+    auto same = std::find_if(known.begin(), known.end(), [&](const CoverageFact& existing) { return existing.coverage_id == fact.coverage_id; });
+    if (same != known.end()) *same = std::move(fact);
+    else known.push_back(std::move(fact));
+  }
+  const CoverageFact* chosen = selectCoverage(known, textOf(*date));
+  if (!chosen && !known.empty()) chosen = &known.back();
+  if (!chosen) {
+    error(locationOf(expr.part_values[0].from, scope), "required",
+          "the patient has no coverage at all, so the claim has no insurer (send patient.coverage or a roster first)");
+    failed = true;
+    return std::nullopt;
+  }
+  std::string target = expr.give == "coverage" ? "Coverage/" + chosen->coverage_id
+                                                : "Organization/" + deriveId({"Organization", "payer", chosen->payer_id});
+  json::Value reference(rapidjson::kObjectType);
+  reference.AddMember("reference", json::makeString(target, allocator), allocator);
+  return reference;
+}
+
+bool Run::eventTransform(const Transform& transform, json::Value& result, const std::vector<std::string>& where,
+                         json::Allocator& allocator) {
+  if (transform.kind == TransformKind::kType) {
+    const std::string& type = transform.name;
+    bool ok = type == "string"    ? json::isString(result)
+              : type == "object"  ? result.IsObject()
+              : type == "array"   ? result.IsArray()
+              : type == "boolean" ? result.IsBool()
+                                  : json::isNumber(result);
+    if (ok && type == "integer") {
+      std::string digits = json::numberText(result);
+      ok = digits.find_first_not_of("-0123456789") == std::string::npos;
+    }
+    if (!ok) error(where, "structure", "must be " + std::string(type == "integer" || type == "array" || type == "object" ? "an " : "a ") +
+                                           (type == "string" || type == "number" || type == "boolean" ? "JSON " : "") + type);
+    return ok;
+  }
+  if (result.IsNull()) return true;  // left out by an earlier transform (an empty payer field)
+  if (result.IsObject() || result.IsArray()) {
+    error(where, "structure", "expected a single value, found " + std::string(result.IsObject() ? "an object" : "an array"));
+    return false;
+  }
+  std::string text = textOf(result);
+  switch (transform.kind) {
+    case TransformKind::kMin: {
+      bool digits = !text.empty() && text.size() < 18 && text.find_first_not_of("-0123456789") == std::string::npos;
+      if (!digits || std::stoll(text) < transform.minimum) {
+        error(where, "value", "'" + text + "' must be a whole number of at least " + std::to_string(transform.minimum));
+        return false;
+      }
+      return true;
+    }
+    case TransformKind::kDateTime:
+      if (!isDateTimeWithOffset(text)) {
+        error(where, "value", "'" + text + "' is not a dateTime with a time and an offset (YYYY-MM-DDThh:mm:ss+hh:mm)");
+        return false;
+      }
+      return true;
+    case TransformKind::kCodeIn:
+      if (!transform.allowed.count(text)) {
+        std::string list;
+        for (const std::string& allowed : transform.allowed) list += (list.empty() ? "" : ", ") + allowed;
+        error(where, "code-invalid", "'" + text + "' is not one of " + list);
+        return false;
+      }
+      return true;
+    case TransformKind::kPayer: {
+      std::optional<PayerInfo> payer = options_.directory ? options_.directory->payer(text) : std::nullopt;
+      if (!payer) {
+        error(where, "not-found", "unknown payerId '" + text + "' (not in the gateway configuration)");
+        return false;
+      }
+      const std::string& field = transform.name == "id"                 ? payer->id
+                                 : transform.name == "name"             ? payer->name
+                                 : transform.name == "identifierSystem" ? payer->identifier_system
+                                                                        : payer->identifier_value;
+      if (field.empty()) result.SetNull();
+      else result = json::makeString(field, allocator);
+      return true;
+    }
+    case TransformKind::kPrefix:
+      result = json::makeString(transform.name + text, allocator);
+      return true;
+    default:
+      return true;
+  }
+}
+
+void Run::warnUnknownMembers(const json::Value& value, std::vector<std::string>& steps, IssueList& warnings) const {
+  if (value.IsArray()) {
+    for (rapidjson::SizeType index = 0; index < value.Size(); ++index) {
+      steps.push_back(std::to_string(index));
+      warnUnknownMembers(value[index], steps, warnings);
+      steps.pop_back();
+    }
+    return;
+  }
+  if (!value.IsObject()) return;
+  for (const auto& member : value.GetObject()) {
+    std::string name(member.name.GetString(), member.name.GetStringLength());
+    if (!name.empty() && name[0] == '@') continue;
+    steps.push_back(name);
+    std::string pattern;
+    for (const std::string& step : steps) pattern += (pattern.empty() ? "" : ".") + step;
+    if (fieldsKnow(spec_.fields, pattern)) {
+      warnUnknownMembers(member.value, steps, warnings);
+    } else {
+      std::string where = location(steps);
+      warnings.atLocation(Severity::kWarning, "informational", where, where + ": unknown member ignored");
+    }
+    steps.pop_back();
+  }
+}
+
+std::string Run::recordIdOf(const Scope& root, json::Allocator& allocator, bool& failed) {
+  if (spec_.record_id_parts.empty()) {
+    std::optional<json::Value> record_id = evaluate(spec_.record_id, root, allocator, failed);
+    return record_id ? textOf(*record_id) : std::string();
+  }
+  std::string joined;
+  bool complete = true;
+  for (const ValueExpr& part : spec_.record_id_parts) {
+    std::optional<json::Value> value = evaluate(part, root, allocator, failed);
+    if (!value) complete = false;
+    else joined += (joined.empty() ? "" : ":") + textOf(*value);
+  }
+  return complete ? joined : std::string();
+}
+
+void Run::mergeStored(json::Value& resource, json::Allocator& allocator) const {
+  if (!options_.stored_resource) return;
+  std::optional<std::string> stored = options_.stored_resource(std::string(json::getString(resource, "resourceType").value_or("")),
+                                                               std::string(json::getString(resource, "id").value_or("")));
+  if (!stored) return;
+  json::Document previous;
+  json::ParseError ignored;
+  if (!json::parse(*stored, previous, ignored) || !previous.IsObject()) return;
+  json::Value merged;
+  merged.CopyFrom(previous, allocator);
+  if (json::Value* meta = json::find(merged, "meta"); meta && meta->IsObject()) {
+    meta->RemoveMember("versionId");
+    meta->RemoveMember("lastUpdated");
+  }
+  for (auto& member : resource.GetObject()) {
+    if (json::Value* existing = json::find(merged, json::stringView(member.name))) {
+      *existing = std::move(member.value);
+    } else {
+      merged.AddMember(json::Value(member.name, allocator), std::move(member.value), allocator);
+    }
+  }
+  resource = std::move(merged);
+}
+
+json::Value Run::provenanceAgent(const Scope& root, json::Allocator& allocator, bool& failed) {
+  json::Value who(rapidjson::kObjectType);
+  for (const Rule& rule : spec_.provenance_agent) apply(rule, who, root, allocator, failed);
+  return who;
+}
+
 bool Run::map(const json::Value& record, const std::string& raw, const std::string& position, MappedBundle& out,
               IssueList& issues) {
   record_ = &record;
@@ -1087,10 +1681,10 @@ bool Run::map(const json::Value& record, const std::string& raw, const std::stri
   json::Allocator& allocator = bundle.GetAllocator();
   bool failed = false;
 
-  std::optional<json::Value> record_id = evaluate(spec_.record_id, root, allocator, failed);
-  if (!record_id) return false;
-  record_id_ = textOf(*record_id);
+  record_id_ = recordIdOf(root, allocator, failed);
+  if (record_id_.empty()) return false;
   for (const Rule& check : spec_.checks) {
+    if (check.when && !test(*check.when, root, allocator, failed)) continue;
     if (check.for_each.empty()) {
       evaluate(check.value, root, allocator, failed);
       continue;
@@ -1103,32 +1697,48 @@ bool Run::map(const json::Value& record, const std::string& raw, const std::stri
   // Ids first, so references work in any order.
   std::vector<const ResourceProgram*> produced;
   std::vector<std::string> ids;
+  std::vector<Scope> scopes;  // the item a resource made per item reads; else the root
   for (const ResourceProgram& program : spec_.resources) {
     if (program.when && !test(*program.when, root, allocator, failed)) continue;
-    std::string joined;
-    bool complete = true;
-    for (size_t index = 0; index < program.id.size(); ++index) {
-      const IdPart& part = program.id[index];
-      if (index) joined.push_back('\x1f');
-      if (part.value.kind == ValueExpr::Kind::kNone) {
-        joined += expand(part.literal, root);
-      } else {
-        std::optional<json::Value> value = evaluate(part.value, root, allocator, failed);
-        if (!value) {
-          complete = false;
-          break;
-        }
-        joined += textOf(*value);
+    std::vector<Scope> program_scopes;
+    if (program.for_each.empty()) {
+      program_scopes.push_back(root);
+    } else {
+      size_t position = 0;
+      for (Scope& item : itemsOf(program.for_each, root)) {
+        item.index = position++;  // {position}: the item's 0-based place among the forEach items
+        if (program.where && !test(*program.where, item, allocator, failed)) continue;
+        program_scopes.push_back(std::move(item));
       }
     }
-    if (!complete) continue;
-    std::string id = deriveId({joined});
-    references_[program.key] = program.type + "/" + id;
-    produced.push_back(&program);
-    ids.push_back(std::move(id));
+    for (const Scope& scope : program_scopes) {
+      std::string joined;
+      bool complete = true;
+      for (size_t index = 0; index < program.id.size(); ++index) {
+        const IdPart& part = program.id[index];
+        if (index) joined.push_back('\x1f');
+        if (part.value.kind == ValueExpr::Kind::kNone) {
+          joined += expand(part.literal, scope);
+        } else {
+          std::optional<json::Value> value = evaluate(part.value, scope, allocator, failed);
+          if (!value) {
+            complete = false;
+            break;
+          }
+          joined += textOf(*value);
+        }
+      }
+      if (!complete) continue;
+      std::string id = deriveId({joined});
+      if (program.for_each.empty()) references_[program.key] = program.type + "/" + id;
+      produced.push_back(&program);
+      ids.push_back(std::move(id));
+      scopes.push_back(scope);
+    }
   }
 
   json::Value entries(rapidjson::kArrayType);
+  entries_ = &entries;
   json::Value targets(rapidjson::kArrayType);
   std::set<std::string> seen;
   auto addEntry = [&](json::Value resource, const std::string& type, const std::string& id) {
@@ -1151,7 +1761,8 @@ bool Run::map(const json::Value& record, const std::string& raw, const std::stri
       meta.AddMember("profile", profiles, allocator);
       resource.AddMember("meta", meta, allocator);
     }
-    for (const Rule& rule : program.rules) apply(rule, resource, root, allocator, failed);
+    for (const Rule& rule : program.rules) apply(rule, resource, scopes[index], allocator, failed);
+    if (program.merge) mergeStored(resource, allocator);
     json::Value target(rapidjson::kObjectType);
     target.AddMember("reference", json::makeString(program.type + "/" + ids[index], allocator), allocator);
     targets.PushBack(target, allocator);
@@ -1175,8 +1786,12 @@ bool Run::map(const json::Value& record, const std::string& raw, const std::stri
   provenance.AddMember("recorded", json::makeString(now_, allocator), allocator);
   json::Value agent(rapidjson::kObjectType);
   json::Value who(rapidjson::kObjectType);
-  who.AddMember("reference", json::makeString("Organization/" + deriveId({"Organization", "payer", payer_id_}), allocator), allocator);
-  who.AddMember("display", json::makeString(payer_ && !payer_->name.empty() ? payer_->name : payer_id_, allocator), allocator);
+  if (!spec_.provenance_agent.empty()) {
+    who = provenanceAgent(root, allocator, failed);
+  } else {
+    who.AddMember("reference", json::makeString("Organization/" + deriveId({"Organization", "payer", payer_id_}), allocator), allocator);
+    who.AddMember("display", json::makeString(payer_ && !payer_->name.empty() ? payer_->name : payer_id_, allocator), allocator);
+  }
   agent.AddMember("who", who, allocator);
   json::Value agents(rapidjson::kArrayType);
   agents.PushBack(agent, allocator);
@@ -1204,8 +1819,13 @@ bool Run::map(const json::Value& record, const std::string& raw, const std::stri
   bundle.AddMember("id", json::makeString(deriveId({"Bundle", spec_.id, payer_id_, record_id_}), allocator), allocator);
   bundle.AddMember("type", "collection", allocator);
   bundle.AddMember("entry", entries, allocator);
+  entries_ = nullptr;
   out.record_id = record_id_;
   out.position = position;
+  if (spec_.warn_unknown_members) {
+    std::vector<std::string> steps;
+    warnUnknownMembers(record, steps, out.warnings);
+  }
   return true;
 }
 
@@ -1288,6 +1908,19 @@ std::vector<std::string> SpecLibrary::ids() const {
   std::vector<std::string> out;
   for (const auto& [id, spec] : specs_) out.push_back(id);
   return out;
+}
+
+Result<bool> SpecLibrary::mapRecord(const std::string& spec_id, const json::Value& record, const std::string& raw,
+                                    const std::string& position, const MapOptions& options, MappedBundle& out,
+                                    IssueList& issues) const {
+  auto found = specs_.find(spec_id);
+  if (found == specs_.end()) return Error{"unknown source spec '" + spec_id + "'"};
+  const CompiledSpec& spec = *found->second;
+  std::string payer_id = options.payer_id.empty() ? spec.id : options.payer_id;
+  std::optional<PayerInfo> payer;
+  if (options.directory) payer = options.directory->payer(payer_id);
+  Run run(spec, options, payer_id, payer ? &*payer : nullptr, options.now.empty() ? nowUtc() : options.now);
+  return run.map(record, raw, position, out, issues);
 }
 
 Result<MapSummary> SpecLibrary::mapSource(const std::string& spec_id, std::istream& input, const MapOptions& options,

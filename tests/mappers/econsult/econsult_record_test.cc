@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "mappers/econsult/econsult_mapper.h"
-
+// The e-consult mapping (contracts/econsult-event.md) through the engine and
+// mappers/specs/econsult.json, as the ingest pipeline runs it: one posted event, JSON-path
+// locations, the patient's stored coverage from the Directory.
 #include <gtest/gtest.h>
 
 #include "mappers/common/ids.h"
+#include "mappers/engine/engine.h"
 #include "tests/support/test_support.h"
 
 namespace fhir::mappers {
@@ -31,24 +33,40 @@ const json::Value* resourceOf(const json::Value& bundle, const std::string& type
   return nullptr;
 }
 
+const engine::SpecLibrary& specs() {
+  static const std::unique_ptr<engine::SpecLibrary> library = [] {
+    auto loaded = engine::SpecLibrary::load({});
+    EXPECT_TRUE(loaded.ok()) << loaded.message();
+    return loaded.ok() ? std::move(*loaded) : nullptr;
+  }();
+  return *library;
+}
+
 class EconsultMapperTest : public ::testing::Test {
  protected:
-  bool map(const std::string& name, MappedEvent& out, IssueList& issues) {
-    auto event = json::parse(testing::readFile(testing::testDataDir() / "econsult" / (name + ".json")));
+  bool mapText(const std::string& text, engine::MappedBundle& out, IssueList& issues) {
+    auto event = json::parse(text);
     EXPECT_TRUE(event.ok());
     events_.push_back(std::move(*event));
-    EconsultContext context{directory_, "http://gw/fhir", nullptr};
-    return EconsultMapper().map(events_.back(), context, out, issues);
+    engine::MapOptions options;
+    options.directory = &directory_;
+    options.base_url = "http://gw/fhir";
+    auto mapped = specs().mapRecord("econsult", events_.back(), text, "request", options, out, issues);
+    EXPECT_TRUE(mapped.ok());
+    return mapped.ok() && *mapped;
+  }
+  bool map(const std::string& name, engine::MappedBundle& out, IssueList& issues) {
+    return mapText(testing::readFile(testing::testDataDir() / "econsult" / (name + ".json")), out, issues);
   }
   FakeDirectory directory_;
   std::vector<json::Document> events_;
 };
 
 TEST_F(EconsultMapperTest, RequestFollowsTheContractMappingTable) {
-  MappedEvent out;
+  engine::MappedBundle out;
   IssueList issues;
   ASSERT_TRUE(map("request", out, issues)) << toOperationOutcomeJson(issues);
-  EXPECT_TRUE(issues.empty());
+  EXPECT_TRUE(out.warnings.empty());
   const json::Value& bundle = out.bundle;
   EXPECT_EQ(str(bundle, "type"), "collection");
 
@@ -84,10 +102,13 @@ TEST_F(EconsultMapperTest, RequestFollowsTheContractMappingTable) {
   EXPECT_EQ(str(*task, "status"), "requested");
   EXPECT_EQ(resourceOf(bundle, "Claim"), nullptr);
   EXPECT_EQ(resourceOf(bundle, "Communication"), nullptr);
+  const json::Value* provenance = resourceOf(bundle, "Provenance");
+  ASSERT_NE(provenance, nullptr);
+  EXPECT_EQ(str((*provenance)["agent"][0]["who"], "display"), "epic-prod-northshore");
 }
 
 TEST_F(EconsultMapperTest, ResponseBillsTheSpecialistAgainstTheCoverageOfTheDay) {
-  MappedEvent out;
+  engine::MappedBundle out;
   IssueList issues;
   ASSERT_TRUE(map("response", out, issues)) << toOperationOutcomeJson(issues);
   const json::Value* claim = resourceOf(out.bundle, "Claim");
@@ -101,11 +122,9 @@ TEST_F(EconsultMapperTest, ResponseBillsTheSpecialistAgainstTheCoverageOfTheDay)
   EXPECT_EQ(str((*claim)["provider"], "reference"), "Practitioner/" + deriveId({"Practitioner", "1881726354"}));
   EXPECT_EQ(str((*claim)["insurance"][0]["coverage"], "reference"),
             "Coverage/" + deriveId({"Coverage", "lakeshore-medicaid", "LMC00918273"}));
+  EXPECT_EQ(str((*claim)["insurer"], "reference"), "Organization/" + deriveId({"Organization", "payer", "lakeshore-medicaid"}));
   EXPECT_EQ(str((*claim)["item"][0]["productOrService"]["coding"][0], "code"), "99451");
   EXPECT_EQ(str((*claim)["item"][0], "servicedDate"), "2026-10-03");
-  ASSERT_EQ(out.billing.size(), 1u);
-  ASSERT_TRUE(out.billing[0].coverage.has_value());
-  EXPECT_EQ(out.billing[0].coverage->payer_id, "lakeshore-medicaid");
 
   const json::Value* communication = resourceOf(out.bundle, "Communication");
   ASSERT_NE(communication, nullptr);
@@ -113,33 +132,44 @@ TEST_F(EconsultMapperTest, ResponseBillsTheSpecialistAgainstTheCoverageOfTheDay)
   EXPECT_EQ(json::numberAsInt64((*communication)["extension"][0]["valueInteger"]), 15);
 }
 
-TEST_F(EconsultMapperTest, ClaimOutsideEveryCoveragePeriodHasNoRoute) {
-  directory_.stored = {{deriveId({"Coverage", "lakeshore-medicaid", "OLD"}), "p", "lakeshore-medicaid", "OLD",
-                        "medicaid", "2020-01-01", "2020-12-31"}};
+TEST_F(EconsultMapperTest, StoredCoverageOfTheDayIsChosenOverTheEventsOwn) {
+  // The event's coverage ends before the date of service; a stored (roster) coverage covers it.
+  directory_.stored = {{deriveId({"Coverage", "lakeshore-medicaid", "ROSTER"}), "p", "lakeshore-medicaid", "ROSTER",
+                        "medicaid", "2026-10-01", "2026-10-31"}};
   std::string text = testing::readFile(testing::testDataDir() / "econsult" / "response.json");
   text.replace(text.find("\"start\": \"2026-01-01\", \"end\": \"2026-12-31\""), 42,
                "\"start\": \"2026-01-01\", \"end\": \"2026-09-30\"");
-  auto event = json::parse(text);
-  ASSERT_TRUE(event.ok());
-  MappedEvent out;
+  engine::MappedBundle out;
   IssueList issues;
-  EconsultContext context{directory_, "http://gw/fhir", nullptr};
-  ASSERT_TRUE(EconsultMapper().map(*event, context, out, issues)) << toOperationOutcomeJson(issues);
-  ASSERT_EQ(out.billing.size(), 1u);
-  EXPECT_FALSE(out.billing[0].coverage.has_value());
+  ASSERT_TRUE(mapText(text, out, issues)) << toOperationOutcomeJson(issues);
+  const json::Value* claim = resourceOf(out.bundle, "Claim");
+  ASSERT_NE(claim, nullptr);
+  EXPECT_EQ(str((*claim)["insurance"][0]["coverage"], "reference"),
+            "Coverage/" + deriveId({"Coverage", "lakeshore-medicaid", "ROSTER"}));
+}
+
+TEST_F(EconsultMapperTest, ClaimWithoutAnyCoverageIsRejected) {
+  std::string text = testing::readFile(testing::testDataDir() / "econsult" / "response.json");
+  size_t start = text.find(",\n    \"coverage\"");
+  size_t end = text.find("}]", start) + 2;
+  text.erase(start, end - start);
+  engine::MappedBundle out;
+  IssueList issues;
+  ASSERT_FALSE(mapText(text, out, issues));
+  ASSERT_EQ(issues.issues().size(), 1u) << toOperationOutcomeJson(issues);
+  EXPECT_EQ(issues.issues()[0].location[0], "$.billing[0].dateOfService");
+  EXPECT_EQ(issues.issues()[0].code, "required");
 }
 
 TEST_F(EconsultMapperTest, ProblemsCarryJsonPathLocations) {
-  auto event = json::parse(R"({"eventId": 7, "source": "s", "eventType": "response", "occurredAt": "2026-10-03",
+  const std::string text = R"({"eventId": 7, "source": "s", "eventType": "response", "occurredAt": "2026-10-03",
     "consultId": "c", "patient": {"mrn": "m", "mrnSystem": "urn:x", "coverage": [{"payerId": "zzz", "memberId": "1"}]},
     "specialist": {"npi": "1881726354"}, "answeredAt": "2026-10-03T09:10:00Z", "recommendation": "r",
     "minutesSpent": 4, "billing": [{"code": "ACM", "system": "http://www.ama-assn.org/go/cpt",
-    "billedBy": "nurse", "npi": "1881726354", "dateOfService": "2026-02-30"}]})");
-  ASSERT_TRUE(event.ok());
-  MappedEvent out;
+    "billedBy": "nurse", "npi": "1881726354", "dateOfService": "2026-02-30"}]})";
+  engine::MappedBundle out;
   IssueList issues;
-  EconsultContext context{directory_, "http://gw/fhir", nullptr};
-  EXPECT_FALSE(EconsultMapper().map(*event, context, out, issues));
+  EXPECT_FALSE(mapText(text, out, issues));
   std::map<std::string, std::string> found;
   for (const Issue& issue : issues.issues()) {
     ASSERT_EQ(issue.location.size(), 1u);
@@ -156,6 +186,60 @@ TEST_F(EconsultMapperTest, ProblemsCarryJsonPathLocations) {
       {"$.billing[0].dateOfService", "value"},
   };
   EXPECT_EQ(found, expected);
+}
+
+TEST_F(EconsultMapperTest, RequiredMembersDependOnTheEventType) {
+  // A request needs requester, specialist and question; a closed event needs none of them.
+  const std::string text = R"({"eventId": "e", "source": "s", "eventType": "request",
+    "occurredAt": "2026-10-03T09:10:00-05:00", "consultId": "c", "patient": {"mrn": "m", "mrnSystem": "urn:x"}})";
+  engine::MappedBundle out;
+  IssueList issues;
+  EXPECT_FALSE(mapText(text, out, issues));
+  std::set<std::string> locations;
+  for (const Issue& issue : issues.issues()) locations.insert(issue.location[0]);
+  EXPECT_EQ(locations, (std::set<std::string>{"$.requester", "$.specialist", "$.question"}));
+  std::string closed = text;
+  closed.replace(closed.find("\"request\""), 9, "\"closed\"");
+  IssueList none;
+  EXPECT_TRUE(mapText(closed, out, none)) << toOperationOutcomeJson(none);
+}
+
+TEST_F(EconsultMapperTest, UnknownMembersAreWarnings) {
+  std::string text = testing::readFile(testing::testDataDir() / "econsult" / "request.json");
+  text.replace(text.find("\"urgency\""), 0, "\"colour\": \"blue\", ");
+  text.replace(text.find("\"npi\": \"1467583922\""), 0, "\"pager\": 1, ");
+  engine::MappedBundle out;
+  IssueList issues;
+  ASSERT_TRUE(mapText(text, out, issues)) << toOperationOutcomeJson(issues);
+  std::set<std::string> locations;
+  for (const Issue& issue : out.warnings.issues()) {
+    EXPECT_EQ(issue.severity, Severity::kWarning);
+    locations.insert(issue.location[0]);
+  }
+  EXPECT_EQ(locations, (std::set<std::string>{"$.colour", "$.requester.pager"}));
+}
+
+TEST_F(EconsultMapperTest, LaterEventsUpdateTheStoredServiceRequest) {
+  engine::MappedBundle request;
+  IssueList issues;
+  ASSERT_TRUE(map("request", request, issues));
+  const std::string stored = json::serialize(*resourceOf(request.bundle, "ServiceRequest"));
+  const std::string text = testing::readFile(testing::testDataDir() / "econsult" / "closed.json");
+  auto event = json::parse(text);
+  ASSERT_TRUE(event.ok());
+  engine::MapOptions options;
+  options.directory = &directory_;
+  options.stored_resource = [&](const std::string& type, const std::string&) -> std::optional<std::string> {
+    if (type == "ServiceRequest") return stored;
+    return std::nullopt;
+  };
+  engine::MappedBundle closed;
+  ASSERT_TRUE(*specs().mapRecord("econsult", *event, text, "request", options, closed, issues));
+  const json::Value* updated = resourceOf(closed.bundle, "ServiceRequest");
+  ASSERT_NE(updated, nullptr);
+  EXPECT_EQ(str(*updated, "status"), "completed");
+  EXPECT_EQ(str((*updated)["note"][0], "text"), "Persistent AF on apixaban; add rate control or refer for ablation?");
+  EXPECT_EQ(str(*updated, "authoredOn"), "2026-10-02T14:03:11-05:00");
 }
 
 }  // namespace
