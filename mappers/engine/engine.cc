@@ -180,7 +180,6 @@ class Compiler {
   SpecLibrary::Shared& shared_;
   FhirPaths& paths_;
   std::set<std::string> keys_;
-  std::set<std::string> item_keys_;  // keys of resources made per item: refer to them with referenceTo
 };
 
 std::vector<std::string> splitPath(std::string_view text) {
@@ -260,9 +259,6 @@ Result<ValueExpr> Compiler::valueExpr(const json::Value& object, const std::stri
     expr.reference_key = std::string(*reference);
     if (!keys_.count(expr.reference_key)) {
       return fail(object, "reference to unknown resource key '" + expr.reference_key + "' (declare it earlier)");
-    }
-    if (item_keys_.count(expr.reference_key)) {
-      return fail(object, "resource '" + expr.reference_key + "' is made per item: refer to one with \"referenceTo\"");
     }
   } else if (auto event = eventValueExpr(object, scope, expr); !event.ok()) {
     return event.error();
@@ -754,7 +750,6 @@ Status Compiler::eventResource(const json::Value& resource, const std::string& s
     if (!cond.ok()) return Error{cond.message()};
     program.where = std::move(*cond);
   }
-  item_keys_.insert(program.key);
   return Status::Ok();
 }
 
@@ -1730,7 +1725,8 @@ bool Run::map(const json::Value& record, const std::string& raw, const std::stri
       }
       if (!complete) continue;
       std::string id = deriveId({joined});
-      if (program.for_each.empty()) references_[program.key] = program.type + "/" + id;
+      // A reference to a key made per item names its first resource; referenceTo names any.
+      references_.emplace(program.key, program.type + "/" + id);
       produced.push_back(&program);
       ids.push_back(std::move(id));
       scopes.push_back(scope);
