@@ -31,7 +31,8 @@ namespace {
 
 constexpr std::string_view kBase = "https://fhir.alignment-gateway.org";
 
-enum class ReaderKind { kCsv, kNdjson, kJson, kX12, kHl7v2 };
+// kJsonEvents: NDJSON, or one JSON object over several lines (a pretty-printed event).
+enum class ReaderKind { kCsv, kNdjson, kJson, kX12, kHl7v2, kJsonEvents };
 
 struct SourcePath {
   bool absolute = false;  // "$.a.b": from the record root
@@ -476,9 +477,9 @@ Status Compiler::compile() {
   auto reader = json::getString(root, "reader");
   static const std::map<std::string, ReaderKind> kReaders = {
       {"csv", ReaderKind::kCsv}, {"ndjson", ReaderKind::kNdjson}, {"json", ReaderKind::kJson}, {"x12-837p", ReaderKind::kX12},
-      {"hl7v2", ReaderKind::kHl7v2}};
+      {"hl7v2", ReaderKind::kHl7v2}, {"json-events", ReaderKind::kJsonEvents}};
   if (!reader || !kReaders.count(std::string(*reader))) {
-    return fail(root, "\"reader\" must be one of csv, ndjson, json, x12-837p, hl7v2");
+    return fail(root, "\"reader\" must be one of csv, ndjson, json, json-events, x12-837p, hl7v2");
   }
   spec_.reader = kReaders.at(std::string(*reader));
   std::string scope;
@@ -756,7 +757,7 @@ Status Compiler::eventResource(const json::Value& resource, const std::string& s
 Status Compiler::eventTopLevel(const json::Value& root, const std::string& scope) {
   if (const json::Value* unknown = json::find(root, "unknownMembers")) {
     if (!json::isString(*unknown) || json::stringView(*unknown) != "warn") return fail(root, "\"unknownMembers\" can only be \"warn\"");
-    if (spec_.reader != ReaderKind::kJson && spec_.reader != ReaderKind::kNdjson) {
+    if (spec_.reader != ReaderKind::kJson && spec_.reader != ReaderKind::kNdjson && spec_.reader != ReaderKind::kJsonEvents) {
       return fail(root, "\"unknownMembers\" applies to json and ndjson specs");
     }
     spec_.warn_unknown_members = true;
@@ -839,7 +840,8 @@ class Run {
 
  private:
   std::string location(const std::vector<std::string>& steps) const {
-    bool json_reader = spec_.reader == ReaderKind::kNdjson || spec_.reader == ReaderKind::kJson;
+    bool json_reader = spec_.reader == ReaderKind::kNdjson || spec_.reader == ReaderKind::kJson ||
+                       spec_.reader == ReaderKind::kJsonEvents;
     // A posted event (mapRecord) has no line: its locations are plain JSON paths.
     if (json_reader && record_->IsObject() && !json::find(*record_, "@line")) return jsonPathOf(*record_, steps);
     return readers::describeLocation(*record_, steps, json_reader);
@@ -1906,6 +1908,68 @@ std::vector<std::string> SpecLibrary::ids() const {
   return out;
 }
 
+namespace {
+
+// Reads `head` (bytes already taken from `rest`), then `rest`.
+class PrefixedBuffer final : public std::streambuf {
+ public:
+  PrefixedBuffer(std::string head, std::istream& rest) : head_(std::move(head)), rest_(rest) {
+    setg(head_.data(), head_.data(), head_.data() + head_.size());
+  }
+
+ protected:
+  int_type underflow() override {
+    if (gptr() < egptr()) return traits_type::to_int_type(*gptr());
+    rest_.read(block_, sizeof block_);
+    std::streamsize got = rest_.gcount();
+    if (got <= 0) return traits_type::eof();
+    setg(block_, block_, block_ + got);
+    return traits_type::to_int_type(*gptr());
+  }
+
+ private:
+  std::string head_;
+  std::istream& rest_;
+  char block_[1 << 16];
+};
+
+// "json-events": NDJSON when the first non-blank line is a JSON value on its own, else one JSON
+// document (a pretty-printed event); both stream from the same input.
+class JsonEventsReader final : public readers::RecordReader {
+ public:
+  explicit JsonEventsReader(std::istream& input) : input_(input) {}
+
+  // readers::RecordReader
+  readers::ReadStatus next(readers::SourceRecord& record, IssueList& issues) override {
+    if (!inner_) {
+      std::string head, line;
+      bool one_per_line = true;
+      while (std::getline(input_, line)) {
+        head += line;
+        if (!input_.eof()) head.push_back('\n');
+        if (line.find_first_not_of(" \t\r\xEF\xBB\xBF") == std::string::npos) continue;
+        json::Document probe;
+        json::ParseError ignored;
+        one_per_line = json::parse(line, probe, ignored);
+        break;
+      }
+      buffer_ = std::make_unique<PrefixedBuffer>(std::move(head), input_);
+      stream_ = std::make_unique<std::istream>(buffer_.get());
+      if (one_per_line) inner_ = std::make_unique<readers::ndjson::NdjsonReader>(*stream_);
+      else inner_ = std::make_unique<readers::ndjson::JsonDocumentReader>(*stream_);
+    }
+    return inner_->next(record, issues);
+  }
+
+ private:
+  std::istream& input_;
+  std::unique_ptr<PrefixedBuffer> buffer_;
+  std::unique_ptr<std::istream> stream_;
+  std::unique_ptr<readers::RecordReader> inner_;
+};
+
+}  // namespace
+
 Result<bool> SpecLibrary::mapRecord(const std::string& spec_id, const json::Value& record, const std::string& raw,
                                     const std::string& position, const MapOptions& options, MappedBundle& out,
                                     IssueList& issues) const {
@@ -1936,6 +2000,7 @@ Result<MapSummary> SpecLibrary::mapSource(const std::string& spec_id, std::istre
     case ReaderKind::kJson: reader = std::make_unique<readers::ndjson::JsonDocumentReader>(input); break;
     case ReaderKind::kX12: reader = std::make_unique<readers::x12::X12Reader>(input); break;
     case ReaderKind::kHl7v2: reader = std::make_unique<readers::hl7v2::Hl7v2Reader>(input); break;
+    case ReaderKind::kJsonEvents: reader = std::make_unique<JsonEventsReader>(input); break;
   }
 
   MapSummary summary;
