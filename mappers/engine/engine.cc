@@ -531,7 +531,7 @@ Status Compiler::compile() {
     program.key = std::string(*key);
     program.type = std::string(*type);
     if (keys_.count(program.key)) return fail(resource, "duplicate resource key '" + program.key + "'");
-    auto known_type = paths_.check(program.type, {});
+    auto known_type = paths_.check(program.type, {PathStep{"id"}});  // every resource has an id
     if (!known_type.ok()) return fail(resource, "unknown resource type '" + program.type + "'");
     if (auto profile = json::getString(resource, "profile")) {
       program.profile = std::string(kBase) + "/StructureDefinition/" + std::string(*profile);
@@ -616,7 +616,7 @@ Result<bool> Compiler::eventValueExpr(const json::Value& object, const std::stri
       return fail(object, "referenceTo lists id parts, the first a resource type: [\"Practitioner\", {\"from\": ...}]");
     }
     std::string type(json::stringView((*parts)[0]));
-    if (!paths_.check(type, {}).ok()) return fail(object, "referenceTo: unknown resource type '" + type + "'");
+    if (!paths_.check(type, {PathStep{"id"}}).ok()) return fail(object, "referenceTo: unknown resource type '" + type + "'");
     expr.kind = ValueExpr::Kind::kReferenceTo;
     for (const json::Value& part : parts->GetArray()) {
       if (json::isString(part)) {

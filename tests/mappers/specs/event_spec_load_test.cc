@@ -1,0 +1,84 @@
+// SPDX-License-Identifier: Apache-2.0
+// The event-spec additions of the engine (mappers/specs/README.md, "Event specs") are checked
+// when a spec loads: a mistake is an error naming the spec file and line.
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "mappers/engine/engine.h"
+#include "tests/support/test_support.h"
+
+namespace fhir::mappers::engine {
+namespace {
+
+// A valid JSON-events spec; `resource_member` is spliced into the Claim resource (line 8) and
+// `rule` is its last rule (line 10).
+std::string specWith(const std::string& resource_member, const std::string& rule) {
+  return "// test spec\n"
+         "{\n"
+         "  \"id\": \"t\", \"reader\": \"json-events\", \"unknownMembers\": \"warn\",\n"
+         "  \"fields\": [\"id\", \"date\", \"items.*.code\", \"items.*.npi\"],\n"
+         "  \"recordId\": [{\"from\": \"id\"}],\n"
+         "  \"resources\": [\n"
+         "    {\"key\": \"patient\", \"type\": \"Patient\", \"id\": [\"Patient\", {\"from\": \"id\"}], \"set\": []},\n"
+         "    {\"key\": \"claim\", \"type\": \"Claim\", \"forEach\": \"items\", " + resource_member + "\n"
+         "     \"id\": [\"Claim\", {\"from\": \"$.id\"}, \"{position}\"], \"set\": [\n"
+         "      " + rule + "\n"
+         "    ]}\n"
+         "  ]\n"
+         "}\n";
+}
+
+std::string loadError(const std::string& text) {
+  fhir::testing::TempDir dir;
+  std::string path = (dir.path() / "t.json").string();
+  std::ofstream(path) << text;
+  auto loaded = SpecLibrary::loadFile(path, {});
+  if (loaded.ok()) return "loaded";
+  std::string message = loaded.message();
+  std::string prefix = dir.path().string() + "/";
+  if (message.rfind(prefix, 0) == 0) message.erase(0, prefix.size());
+  return message;
+}
+
+TEST(EventSpecLoad, AValidEventSpecLoads) {
+  EXPECT_EQ(loadError(specWith("\"update\": \"merge\",",
+                               "{\"path\": \"provider\", \"referenceTo\": [\"Practitioner\", {\"from\": \"npi\", \"transforms\": [\"npi\"]}]}")),
+            "loaded");
+  EXPECT_EQ(loadError(specWith("", "{\"path\": \"insurer\", \"coverageOn\": {\"date\": {\"from\": \"$.date\"}, \"patient\": \"patient\", \"give\": \"insurer\"}}")),
+            "loaded");
+  EXPECT_EQ(loadError(specWith("", "{\"path\": \"status\", \"pick\": {\"forEach\": \"$.items\", \"where\": {\"from\": \"code\", \"exists\": true}, \"value\": {\"from\": \"code\"}}}")),
+            "loaded");
+}
+
+TEST(EventSpecLoad, UnknownSourcePathsInsidePerItemResourcesAndPicks) {
+  EXPECT_EQ(loadError(specWith("", "{\"path\": \"status\", \"from\": \"colour\"}")),
+            "t.json:10: unknown source path 'colour' (inside items.*)");
+  EXPECT_EQ(loadError(specWith("", "{\"path\": \"status\", \"pick\": {\"forEach\": \"$.items\", \"value\": {\"from\": \"nope\"}}}")),
+            "t.json:10: unknown source path 'nope' (inside items.*)");
+}
+
+TEST(EventSpecLoad, BadEventTransformsAndValues) {
+  EXPECT_EQ(loadError(specWith("", "{\"path\": \"status\", \"from\": \"code\", \"transforms\": [{\"type\": \"text\"}]}")),
+            "t.json:10: unknown JSON type 'text' (string, object, array, integer, number, boolean)");
+  EXPECT_EQ(loadError(specWith("", "{\"path\": \"status\", \"from\": \"code\", \"transforms\": [{\"payer\": \"phone\"}]}")),
+            "t.json:10: unknown payer field 'phone' (id, name, identifierSystem, identifierValue)");
+  EXPECT_EQ(loadError(specWith("", "{\"path\": \"provider\", \"referenceTo\": [\"Doctor\", {\"from\": \"npi\"}]}")),
+            "t.json:10: referenceTo: unknown resource type 'Doctor'");
+  EXPECT_EQ(loadError(specWith("", "{\"path\": \"insurer\", \"coverageOn\": {\"date\": {\"from\": \"$.date\"}, \"patient\": \"nobody\", \"give\": \"insurer\"}}")),
+            "t.json:10: coverageOn needs \"patient\": the key of a Patient resource declared earlier");
+  EXPECT_EQ(loadError(specWith("", "{\"path\": \"insurer\", \"coverageOn\": {\"date\": {\"from\": \"$.date\"}, \"patient\": \"patient\", \"give\": \"payer\"}}")),
+            "t.json:10: coverageOn \"give\" is \"coverage\" or \"insurer\"");
+}
+
+TEST(EventSpecLoad, BadResourceAndTopLevelMembers) {
+  EXPECT_EQ(loadError(specWith("\"update\": \"replace\",", "{\"path\": \"status\", \"value\": \"active\"}")),
+            "t.json:8: \"update\" can only be \"merge\"");
+  std::string csv = specWith("", "{\"path\": \"status\", \"value\": \"active\"}");
+  csv.replace(csv.find("\"json-events\""), 13, "\"ndjson\"");
+  csv.replace(csv.find("\"warn\""), 6, "\"error\"");
+  EXPECT_EQ(loadError(csv), "t.json:2: \"unknownMembers\" can only be \"warn\"");
+}
+
+}  // namespace
+}  // namespace fhir::mappers::engine
