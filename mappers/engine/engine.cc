@@ -690,14 +690,19 @@ Result<bool> Compiler::eventValueExpr(const json::Value& object, const std::stri
 
 Result<bool> Compiler::eventTransform(const json::Value& at, const std::string& name, const json::Value& argument,
                                       Transform& transform) {
-  if (name == "type" && json::isString(argument)) {
-    static const std::set<std::string> kTypes = {"string", "object", "array", "integer", "number", "boolean"};
+  // A string argument from a closed list names the JSON type or the payer field.
+  auto choice = [&](TransformKind kind, const std::vector<std::string>& allowed, const std::string& what) -> Result<bool> {
     transform.name = std::string(json::stringView(argument));
-    if (!kTypes.count(transform.name)) {
-      return fail(at, "unknown JSON type '" + transform.name + "' (string, object, array, integer, number, boolean)");
+    if (std::find(allowed.begin(), allowed.end(), transform.name) == allowed.end()) {
+      std::string list;
+      for (const std::string& item : allowed) list += (list.empty() ? "" : ", ") + item;
+      return fail(at, "unknown " + what + " '" + transform.name + "' (" + list + ")");
     }
-    transform.kind = TransformKind::kType;
+    transform.kind = kind;
     return true;
+  };
+  if (name == "type" && json::isString(argument)) {
+    return choice(TransformKind::kType, {"string", "object", "array", "integer", "number", "boolean"}, "JSON type");
   }
   if (name == "min" && json::numberAsInt64(argument)) {
     transform.kind = TransformKind::kMin;
@@ -713,13 +718,7 @@ Result<bool> Compiler::eventTransform(const json::Value& at, const std::string& 
     return true;
   }
   if (name == "payer" && json::isString(argument)) {
-    static const std::set<std::string> kFields = {"id", "name", "identifierSystem", "identifierValue"};
-    transform.name = std::string(json::stringView(argument));
-    if (!kFields.count(transform.name)) {
-      return fail(at, "unknown payer field '" + transform.name + "' (id, name, identifierSystem, identifierValue)");
-    }
-    transform.kind = TransformKind::kPayer;
-    return true;
+    return choice(TransformKind::kPayer, {"id", "name", "identifierSystem", "identifierValue"}, "payer field");
   }
   if (name == "prefix" && json::isString(argument)) {
     transform.kind = TransformKind::kPrefix;
