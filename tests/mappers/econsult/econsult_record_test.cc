@@ -219,6 +219,22 @@ TEST_F(EconsultMapperTest, UnknownMembersAreWarnings) {
   EXPECT_EQ(locations, (std::set<std::string>{"$.colour", "$.requester.pager"}));
 }
 
+TEST_F(EconsultMapperTest, CancelledRevokesTheRequestWithTheReason) {
+  const std::string text = R"({"eventId": "evt-9", "source": "epic-prod-northshore", "eventType": "cancelled",
+    "occurredAt": "2026-10-05T08:00:00-05:00", "consultId": "EC-2026-000451",
+    "patient": {"mrn": "NS-884213", "mrnSystem": "urn:oid:2.16.840.1.113883.3.7418.1"},
+    "reason": "Patient chose an in-person visit"})";
+  engine::MappedBundle out;
+  IssueList issues;
+  ASSERT_TRUE(mapText(text, out, issues)) << toOperationOutcomeJson(issues);
+  EXPECT_EQ(str(*resourceOf(out.bundle, "ServiceRequest"), "status"), "revoked");
+  const json::Value* task = resourceOf(out.bundle, "Task");
+  ASSERT_NE(task, nullptr);
+  EXPECT_EQ(str(*task, "status"), "cancelled");
+  EXPECT_EQ(str((*task)["statusReason"], "text"), "Patient chose an in-person visit");
+  EXPECT_EQ(resourceOf(out.bundle, "Claim"), nullptr);
+}
+
 TEST_F(EconsultMapperTest, LaterEventsUpdateTheStoredServiceRequest) {
   engine::MappedBundle request;
   IssueList issues;

@@ -71,6 +71,12 @@ TEST(EventSpecLoad, BadEventTransformsAndValues) {
             "t.json:10: coverageOn \"give\" is \"coverage\" or \"insurer\"");
 }
 
+TEST(EventSpecLoad, UnknownResourceType) {
+  std::string text = specWith("", "{\"path\": \"status\", \"value\": \"active\"}");
+  text.replace(text.find("\"type\": \"Claim\""), 15, "\"type\": \"Bill\"");
+  EXPECT_EQ(loadError(text), "t.json:8: unknown resource type 'Bill'");
+}
+
 TEST(EventSpecLoad, BadResourceAndTopLevelMembers) {
   EXPECT_EQ(loadError(specWith("\"update\": \"replace\",", "{\"path\": \"status\", \"value\": \"active\"}")),
             "t.json:8: \"update\" can only be \"merge\"");
