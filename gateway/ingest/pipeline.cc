@@ -590,8 +590,8 @@ Answer Pipeline::ingestEconsultV2(std::string_view body, std::string_view conten
   IssueList extra_issues;
   if (reader.next(extra, extra_issues) != mappers::readers::ReadStatus::kEnd) {
     IssueList issues;
-    issues.add(Issue{Severity::kError, "structure", "post one message per request", {}, {}});
-    return quarantined(400, &record.doc, std::move(issues));
+    issues.add(Issue{Severity::kError, "structure", "the body holds more than one message: post one message per request", {}, {}});
+    return quarantined(422, &record.doc, std::move(issues));
   }
 
   // Idempotency: MSH-3 (source) + MSH-10 (eventId), kept apart from JSON events.

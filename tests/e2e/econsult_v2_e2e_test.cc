@@ -131,6 +131,11 @@ TEST_F(EconsultV2EndToEnd, BadMessagesAreAcknowledgedWithTheErrorAndQuarantined)
   ASSERT_GE(ar.size(), 2u);
   EXPECT_EQ(ar[1].rfind("MSA|AR|", 0), 0u);
 
+  // AE (422): two messages in one request.
+  HttpResult two = gateway_->post("/ingest/econsult", message(1) + message(2), kEr7);
+  EXPECT_EQ(two.status, 422) << two.body;
+  expectAck(two, "AE", "evt-7f3a-0001");
+
   // Both are kept with their payload.
   json::Document items = parse(gateway_->get("/admin/quarantine").body);
   std::vector<std::string> payloads;
