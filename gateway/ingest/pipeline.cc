@@ -556,6 +556,23 @@ Result<CommitOutcome> Pipeline::commitEconsult(const json::Value& bundle, Ingest
   return outcome;
 }
 
+Answer Pipeline::econsultRefusal(Answer refused, std::string_view content_type) {
+  if (!isHl7v2ContentType(content_type)) return refused;
+  IssueList issues;
+  json::Document outcome;
+  json::ParseError ignored;
+  if (json::parse(refused.body, outcome, ignored)) {
+    if (const json::Value* list = json::find(outcome, "issue"); list && list->IsArray()) {
+      for (const json::Value& issue : list->GetArray()) {
+        issues.add(Issue{Severity::kError, std::string(json::getString(issue, "code").value_or("exception")),
+                         std::string(json::getString(issue, "diagnostics").value_or("")), {}, {}});
+      }
+    }
+  }
+  if (issues.empty()) issues.add(Issue{Severity::kError, "exception", "the body was refused", {}, {}});
+  return Answer{refused.status, "x-application/hl7-v2+er7", mappers::readers::hl7v2::buildAck(nullptr, issues, hl7Now(), "ACK")};
+}
+
 Answer Pipeline::ingestEconsultV2(std::string_view body, std::string_view content_type) {
   static constexpr std::string_view kChannel = "econsult";
   static constexpr const char* kEr7 = "x-application/hl7-v2+er7";

@@ -41,6 +41,9 @@ class Pipeline {
 
   // POST /ingest/econsult: a JSON event, or an HL7 v2 message (x-application/hl7-v2+er7).
   Answer ingestEconsult(std::string_view body, std::string_view content_type);
+  // A body refused before ingest (413 with its OperationOutcome) as the answer the sender of
+  // `content_type` expects: for HL7 v2 an ER7 ACK with AR and the diagnostics in ERR, else as is.
+  static Answer econsultRefusal(Answer refused, std::string_view content_type);
 
   // POST /ingest/claims/{payerId} (`kind` "claims", the payer's `format` spec) and
   // POST /ingest/roster/{payerId} (`kind` "roster"): one Bundle per claim or roster row, each

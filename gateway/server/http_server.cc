@@ -109,7 +109,9 @@ class Router final : public HTTPRequestHandler {
     if (get && uri == "/metrics") return metrics();
     if (post && uri == "/ingest/econsult") {
       std::string body;
-      if (auto refused = readBody(request, "econsult", body)) return *refused;
+      if (auto refused = readBody(request, "econsult", body)) {
+        return Pipeline::econsultRefusal(std::move(*refused), request.getContentType());
+      }
       return context_.pipeline.ingestEconsult(body, request.getContentType());
     }
     if (post && parts.size() == 3 && parts[0] == "ingest" && (parts[1] == "claims" || parts[1] == "roster")) {

@@ -136,6 +136,16 @@ TEST_F(EconsultV2EndToEnd, BadMessagesAreAcknowledgedWithTheErrorAndQuarantined)
   EXPECT_EQ(two.status, 422) << two.body;
   expectAck(two, "AE", "evt-7f3a-0001");
 
+  // AR (413): over maxBodyBytes (64 KiB in the fixture), still an ER7 answer.
+  std::string big = message(1);
+  big.replace(big.find("Persistent AF"), 0, std::string(70000, 'x'));
+  HttpResult too_big = gateway_->post("/ingest/econsult", big, kEr7);
+  EXPECT_EQ(too_big.status, 413);
+  std::vector<std::string> refused = segments(too_big.body);
+  ASSERT_GE(refused.size(), 3u) << too_big.body;
+  EXPECT_EQ(refused[1], "MSA|AR|");
+  EXPECT_EQ(refused[2].rfind("ERR|||207^", 0), 0u);
+
   // Both are kept with their payload.
   json::Document items = parse(gateway_->get("/admin/quarantine").body);
   std::vector<std::string> payloads;
