@@ -213,7 +213,7 @@ EconsultFacts econsultFacts(const json::Value& bundle, Store& store) {
     }
   }
   out.event.patient = "Patient/" + out.patient_id;
-  // The coverage of the day, among the stored and the event's own (as the spec's coverageOn).
+  // The coverage of the day, among the stored and the event's own (as the spec's "coverage" value).
   std::vector<mappers::CoverageFact> known;
   if (auto stored = store.coverageOf(out.patient_id); stored.ok()) known = std::move(*stored);
   for (const mappers::CoverageFact& fact : out.coverage) {

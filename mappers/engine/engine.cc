@@ -67,7 +67,7 @@ struct Condition;
 
 struct ValueExpr {
   // kReferenceTo: {"reference": "Type/deriveId(parts)"}; kJoin: the present parts joined;
-  // kCoverageOn: the coverage valid on a date (see Run::coverageOn()).
+  // kCoverageOn ("coverage"): the coverage valid on a date (see Run::coverageOn()).
   // kPick: the value of the first item of `pick_for_each` that passes `pick_where`.
   enum class Kind { kNone, kSource, kLiteral, kReference, kReferenceTo, kJoin, kCoverageOn, kPick } kind = Kind::kNone;
   std::vector<SourcePath> pick_for_each;
@@ -168,7 +168,7 @@ class Compiler {
   Result<Condition> condition(const json::Value& object, const std::string& scope);
   Result<Rule> rule(const json::Value& object, const std::string& scope, const std::string& context);
   bool knownPattern(const std::string& pattern) const;
-  // Additions for event specs (econsult): referenceTo/join/coverageOn values, the event
+  // Additions for event specs (econsult): referenceTo/join/pick/coverage values, the event
   // transforms, resources per item, recordId parts, unknownMembers and provenanceAgent.
   Result<bool> eventValueExpr(const json::Value& object, const std::string& scope, ValueExpr& expr);
   Result<bool> eventTransform(const json::Value& at, const std::string& name, const json::Value& argument,
@@ -264,7 +264,7 @@ Result<ValueExpr> Compiler::valueExpr(const json::Value& object, const std::stri
   } else if (auto event = eventValueExpr(object, scope, expr); !event.ok()) {
     return event.error();
   } else if (*event) {
-    // referenceTo, join or coverageOn
+    // referenceTo, join, pick or coverage
   } else if (needs_value) {
     return fail(object, "needs one of \"from\", \"value\" or \"reference\"");
   }
@@ -284,8 +284,15 @@ Result<ValueExpr> Compiler::valueExpr(const json::Value& object, const std::stri
             {"range-start", TransformKind::kRangeStart}, {"range-end", TransformKind::kRangeEnd},
             {"boolean", TransformKind::kBoolean}, {"hl7-datetime", TransformKind::kHl7DateTime}};
         auto found = kNames.find(name);
-        if (name == "datetime") {
+        // Event transforms named by a string (the payer field they give, for the payer ones).
+        static const std::map<std::string, std::string> kPayerFields = {
+            {"payer-id", "id"}, {"payer-name", "name"}, {"payer-identifier-system", "identifierSystem"},
+            {"payer-identifier-value", "identifierValue"}};
+        if (name == "datetime-offset") {
           transform.kind = TransformKind::kDateTime;
+        } else if (kPayerFields.count(name)) {
+          transform.kind = TransformKind::kPayer;
+          transform.name = kPayerFields.at(name);
         } else if (found == kNames.end()) {
           return fail(object, "unknown transform '" + name + "'");
         } else {
@@ -320,7 +327,7 @@ Result<ValueExpr> Compiler::valueExpr(const json::Value& object, const std::stri
         } else if (auto event = eventTransform(object, name, member.value, transform); !event.ok()) {
           return event.error();
         } else if (*event) {
-          // type, min, codeIn, payer, prefix
+          // type, min, codeIn, prefix
         } else {
           return fail(object, "unknown transform '" + name + "'");
         }
@@ -378,7 +385,7 @@ Result<Rule> Compiler::rule(const json::Value& object, const std::string& scope,
   if (!object.IsObject()) return fail(object, "a rule must be an object");
   static const std::set<std::string> kKnown = {"path", "from", "value", "reference", "transforms", "required",
                                                "default", "when", "forEach", "where", "first", "set", "note",
-                                               "referenceTo", "join", "separator", "coverageOn", "pick"};
+                                               "referenceTo", "join", "separator", "coverage", "pick"};
   for (const auto& member : object.GetObject()) {
     std::string name(member.name.GetString(), member.name.GetStringLength());
     if (!kKnown.count(name)) return fail(object, "unknown rule member '" + name + "'");
@@ -665,24 +672,34 @@ Result<bool> Compiler::eventValueExpr(const json::Value& object, const std::stri
     expr.part_values.push_back(std::move(*inner));
     return true;
   }
-  if (const json::Value* coverage = json::find(object, "coverageOn")) {
-    if (!coverage->IsObject()) return fail(object, "coverageOn is {\"date\": value, \"patient\": key, \"give\": ...}");
-    const json::Value* date = json::find(*coverage, "date");
+  if (const json::Value* coverage = json::find(object, "coverage"); coverage && coverage->IsObject()) {
     auto patient = json::getString(*coverage, "patient");
-    auto give = json::getString(*coverage, "give");
-    if (!date || !date->IsObject()) return fail(*coverage, "coverageOn needs a \"date\" ({\"from\": path})");
+    const json::Value* on = json::find(*coverage, "on");
+    auto take = json::getString(*coverage, "take");
+    if (!on || !(json::isString(*on) || on->IsObject())) {
+      return fail(*coverage, "coverage needs \"on\": the path of the date, or {\"from\": path, \"transforms\": [...]}");
+    }
     if (!patient || !keys_.count(std::string(*patient))) {
-      return fail(*coverage, "coverageOn needs \"patient\": the key of a Patient resource declared earlier");
+      return fail(*coverage, "coverage needs \"patient\": the key of a Patient resource declared earlier");
     }
-    if (!give || (*give != "coverage" && *give != "insurer")) {
-      return fail(*coverage, "coverageOn \"give\" is \"coverage\" or \"insurer\"");
+    if (!take || (*take != "coverage" && *take != "insurer")) {
+      return fail(*coverage, "coverage \"take\" is \"coverage\" or \"insurer\"");
     }
-    auto value = valueExpr(*date, scope, true);
-    if (!value.ok()) return value.error();
+    ValueExpr value;
+    if (on->IsObject()) {
+      auto date = valueExpr(*on, scope, true);
+      if (!date.ok()) return date.error();
+      value = std::move(*date);
+    } else {
+      auto date = sourcePath(*coverage, json::stringView(*on), scope);
+      if (!date.ok()) return date.error();
+      value.kind = ValueExpr::Kind::kSource;
+      value.from = std::move(*date);
+    }
     expr.kind = ValueExpr::Kind::kCoverageOn;
-    expr.part_values.push_back(std::move(*value));
+    expr.part_values.push_back(std::move(value));
     expr.patient_key = std::string(*patient);
-    expr.give = std::string(*give);
+    expr.give = std::string(*take);
     return true;
   }
   return false;
@@ -690,19 +707,14 @@ Result<bool> Compiler::eventValueExpr(const json::Value& object, const std::stri
 
 Result<bool> Compiler::eventTransform(const json::Value& at, const std::string& name, const json::Value& argument,
                                       Transform& transform) {
-  // A string argument from a closed list names the JSON type or the payer field.
-  auto choice = [&](TransformKind kind, const std::vector<std::string>& allowed, const std::string& what) -> Result<bool> {
-    transform.name = std::string(json::stringView(argument));
-    if (std::find(allowed.begin(), allowed.end(), transform.name) == allowed.end()) {
-      std::string list;
-      for (const std::string& item : allowed) list += (list.empty() ? "" : ", ") + item;
-      return fail(at, "unknown " + what + " '" + transform.name + "' (" + list + ")");
-    }
-    transform.kind = kind;
-    return true;
-  };
   if (name == "type" && json::isString(argument)) {
-    return choice(TransformKind::kType, {"string", "object", "array", "integer", "number", "boolean"}, "JSON type");
+    static const std::set<std::string> kTypes = {"string", "object", "array", "integer", "number", "boolean"};
+    transform.name = std::string(json::stringView(argument));
+    if (!kTypes.count(transform.name)) {
+      return fail(at, "unknown JSON type '" + transform.name + "' (string, object, array, integer, number, boolean)");
+    }
+    transform.kind = TransformKind::kType;
+    return true;
   }
   if (name == "min" && json::numberAsInt64(argument)) {
     transform.kind = TransformKind::kMin;
@@ -716,9 +728,6 @@ Result<bool> Compiler::eventTransform(const json::Value& at, const std::string& 
       transform.allowed.insert(std::string(json::stringView(allowed)));
     }
     return true;
-  }
-  if (name == "payer" && json::isString(argument)) {
-    return choice(TransformKind::kPayer, {"id", "name", "identifierSystem", "identifierValue"}, "payer field");
   }
   if (name == "prefix" && json::isString(argument)) {
     transform.kind = TransformKind::kPrefix;
@@ -1512,6 +1521,12 @@ std::optional<json::Value> Run::coverageOn(const ValueExpr& expr, const Scope& s
   }
   const CoverageFact* chosen = selectCoverage(known, textOf(*date));
   if (!chosen && !known.empty()) chosen = &known.back();
+  // Without any coverage the claim has no insurer; said only when nothing else is wrong (an
+  // unknown payer already leaves its coverage out).
+  if (!chosen && issues_->hasErrors()) {
+    failed = true;
+    return std::nullopt;
+  }
   if (!chosen) {
     error(locationOf(expr.part_values[0].from, scope), "required",
           "the patient has no coverage at all, so the claim has no insurer (send patient.coverage or a roster first)");
@@ -1726,8 +1741,8 @@ bool Run::map(const json::Value& record, const std::string& raw, const std::stri
       }
       if (!complete) continue;
       std::string id = deriveId({joined});
-      // A reference to a key made per item names its first resource; referenceTo names any.
-      references_.emplace(program.key, program.type + "/" + id);
+      // Resources made per item are named with referenceTo (their ids), not by key.
+      if (program.for_each.empty()) references_[program.key] = program.type + "/" + id;
       produced.push_back(&program);
       ids.push_back(std::move(id));
       scopes.push_back(scope);

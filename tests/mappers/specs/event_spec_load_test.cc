@@ -45,7 +45,7 @@ TEST(EventSpecLoad, AValidEventSpecLoads) {
   EXPECT_EQ(loadError(specWith("\"update\": \"merge\",",
                                "{\"path\": \"provider\", \"referenceTo\": [\"Practitioner\", {\"from\": \"npi\", \"transforms\": [\"npi\"]}]}")),
             "loaded");
-  EXPECT_EQ(loadError(specWith("", "{\"path\": \"insurer\", \"coverageOn\": {\"date\": {\"from\": \"$.date\"}, \"patient\": \"patient\", \"give\": \"insurer\"}}")),
+  EXPECT_EQ(loadError(specWith("", "{\"path\": \"insurer\", \"coverage\": {\"patient\": \"patient\", \"on\": \"$.date\", \"take\": \"insurer\"}}")),
             "loaded");
   EXPECT_EQ(loadError(specWith("", "{\"path\": \"status\", \"pick\": {\"forEach\": \"$.items\", \"where\": {\"from\": \"code\", \"exists\": true}, \"value\": {\"from\": \"code\"}}}")),
             "loaded");
@@ -61,14 +61,14 @@ TEST(EventSpecLoad, UnknownSourcePathsInsidePerItemResourcesAndPicks) {
 TEST(EventSpecLoad, BadEventTransformsAndValues) {
   EXPECT_EQ(loadError(specWith("", "{\"path\": \"status\", \"from\": \"code\", \"transforms\": [{\"type\": \"text\"}]}")),
             "t.json:10: unknown JSON type 'text' (string, object, array, integer, number, boolean)");
-  EXPECT_EQ(loadError(specWith("", "{\"path\": \"status\", \"from\": \"code\", \"transforms\": [{\"payer\": \"phone\"}]}")),
-            "t.json:10: unknown payer field 'phone' (id, name, identifierSystem, identifierValue)");
+  EXPECT_EQ(loadError(specWith("", "{\"path\": \"status\", \"from\": \"code\", \"transforms\": [\"payer-phone\"]}")),
+            "t.json:10: unknown transform 'payer-phone'");
   EXPECT_EQ(loadError(specWith("", "{\"path\": \"provider\", \"referenceTo\": [\"Doctor\", {\"from\": \"npi\"}]}")),
             "t.json:10: referenceTo: unknown resource type 'Doctor'");
-  EXPECT_EQ(loadError(specWith("", "{\"path\": \"insurer\", \"coverageOn\": {\"date\": {\"from\": \"$.date\"}, \"patient\": \"nobody\", \"give\": \"insurer\"}}")),
-            "t.json:10: coverageOn needs \"patient\": the key of a Patient resource declared earlier");
-  EXPECT_EQ(loadError(specWith("", "{\"path\": \"insurer\", \"coverageOn\": {\"date\": {\"from\": \"$.date\"}, \"patient\": \"patient\", \"give\": \"payer\"}}")),
-            "t.json:10: coverageOn \"give\" is \"coverage\" or \"insurer\"");
+  EXPECT_EQ(loadError(specWith("", "{\"path\": \"insurer\", \"coverage\": {\"patient\": \"nobody\", \"on\": \"$.date\", \"take\": \"insurer\"}}")),
+            "t.json:10: coverage needs \"patient\": the key of a Patient resource declared earlier");
+  EXPECT_EQ(loadError(specWith("", "{\"path\": \"insurer\", \"coverage\": {\"patient\": \"patient\", \"on\": \"$.date\", \"take\": \"payer\"}}")),
+            "t.json:10: coverage \"take\" is \"coverage\" or \"insurer\"");
 }
 
 TEST(EventSpecLoad, UnknownResourceType) {
