@@ -1982,6 +1982,19 @@ class JsonEventsReader final : public readers::RecordReader {
   std::unique_ptr<readers::RecordReader> inner_;
 };
 
+// What a run needs besides the options: its payer (the one named, else the spec's id) and time.
+struct RunContext {
+  RunContext(const CompiledSpec& spec, const MapOptions& options)
+      : payer_id(options.payer_id.empty() ? spec.id : options.payer_id),
+        payer(options.directory ? options.directory->payer(payer_id) : std::nullopt),
+        now(options.now.empty() ? nowUtc() : options.now) {}
+  const PayerInfo* payerInfo() const { return payer ? &*payer : nullptr; }
+
+  std::string payer_id;
+  std::optional<PayerInfo> payer;
+  std::string now;
+};
+
 }  // namespace
 
 Result<bool> SpecLibrary::mapRecord(const std::string& spec_id, const json::Value& record, const std::string& raw,
@@ -1990,10 +2003,8 @@ Result<bool> SpecLibrary::mapRecord(const std::string& spec_id, const json::Valu
   auto found = specs_.find(spec_id);
   if (found == specs_.end()) return Error{"unknown source spec '" + spec_id + "'"};
   const CompiledSpec& spec = *found->second;
-  std::string payer_id = options.payer_id.empty() ? spec.id : options.payer_id;
-  std::optional<PayerInfo> payer;
-  if (options.directory) payer = options.directory->payer(payer_id);
-  Run run(spec, options, payer_id, payer ? &*payer : nullptr, options.now.empty() ? nowUtc() : options.now);
+  RunContext context(spec, options);
+  Run run(spec, options, context.payer_id, context.payerInfo(), context.now);
   return run.map(record, raw, position, out, issues);
 }
 
@@ -2002,10 +2013,8 @@ Result<MapSummary> SpecLibrary::mapSource(const std::string& spec_id, std::istre
   auto found = specs_.find(spec_id);
   if (found == specs_.end()) return Error{"unknown source spec '" + spec_id + "'"};
   const CompiledSpec& spec = *found->second;
-  std::string payer_id = options.payer_id.empty() ? spec.id : options.payer_id;
-  std::optional<PayerInfo> payer;
-  if (options.directory) payer = options.directory->payer(payer_id);
-  Run run(spec, options, payer_id, payer ? &*payer : nullptr, options.now.empty() ? nowUtc() : options.now);
+  RunContext context(spec, options);
+  Run run(spec, options, context.payer_id, context.payerInfo(), context.now);
 
   std::unique_ptr<readers::RecordReader> reader;
   switch (spec.reader) {
