@@ -72,7 +72,7 @@ TEST(SpecLoad, CareManagementAdditionsAreCheckedToo) {
   EXPECT_EQ(loadError(specWith("{\"path\": \"active\", \"value\": true, \"when\": {\"sum\": \"dob\", \"of\": {\"from\": \"dob\"}}}")),
             "t.json:9: a sum condition needs \"of\" (a value) and a number \"atLeast\"");
   EXPECT_EQ(loadError(specWith("{\"path\": \"managingOrganization\", \"coverage\": {\"patient\": \"nobody\", \"on\": \"dob\", \"take\": \"coverage\"}}")),
-            "t.json:9: \"coverage\" names unknown resource key 'nobody'");
+            "t.json:9: coverage needs \"patient\": the key of a Patient resource declared earlier");
   EXPECT_EQ(loadError(specWith("{\"path\": \"active\", \"value\": true, \"when\": {\"from\": \"dob\", \"inValueSet\": \"nope\"}}")),
             "t.json:9: unknown ValueSet 'nope' (fhir_profiles/alignment/package)");
 }
