@@ -806,6 +806,14 @@ int Pipeline::mapEvent(std::string_view channel, const std::string& spec, const 
 }
 
 Result<CommitOutcome> Pipeline::commitEconsult(const json::Value& bundle, IngestCommit commit) {
+  EconsultFacts facts = econsultFacts(bundle, *store_);
+  commit.coverage = facts.coverage;
+  return commitEvent(bundle, std::move(commit), facts.billing, facts.patient_id, std::move(facts.event));
+}
+
+Result<CommitOutcome> Pipeline::commitEvent(const json::Value& bundle, IngestCommit commit,
+                                            const std::vector<mappers::BillingFact>& billing, const std::string& patient_id,
+                                            EventFacts facts) {
   const std::string channel = commit.channel;
   const std::string bundle_json = json::serialize(bundle);
   for (const json::Value& entry : bundle["entry"].GetArray()) {
@@ -814,21 +822,19 @@ Result<CommitOutcome> Pipeline::commitEconsult(const json::Value& bundle, Ingest
                                              std::string(*json::getString(resource, "id")),
                                              json::serialize(resource)});
   }
-  EconsultFacts facts = econsultFacts(bundle, *store_);
-  commit.coverage = facts.coverage;
 
   // Dispatch: every feed gets the accepted Bundle; each Claim goes to its payer or waits.
   for (const FeedConfig& feed : config_.feeds) {
     commit.outbox.push_back(OutboxWrite{feedDestination(feed.id), "bundle", bundle_json});
   }
   std::map<std::string, EventFacts> claim_facts;
-  dispatchBilling(config_, *store_, base_url_, bundle, facts.billing, facts.patient_id, facts.event, commit, claim_facts);
+  dispatchBilling(config_, *store_, base_url_, bundle, billing, patient_id, facts, commit, claim_facts);
   bool has_subscriptions = false;
   if (topics_ && registry_ != nullptr) {
     std::vector<Subscription> live = registry_->all();
     has_subscriptions = !live.empty();
     if (has_subscriptions) {
-      commit.on_changes = subscriptionHook(topics_, std::move(live), std::move(facts.event), std::move(claim_facts));
+      commit.on_changes = subscriptionHook(topics_, std::move(live), std::move(facts), std::move(claim_facts));
     }
   }
 
@@ -975,39 +981,21 @@ Answer Pipeline::ingestCareManagement(std::string_view body, std::string_view co
   commit.idempotency_key = idempotency_key;
   commit.payload = std::string(body);
   commit.status = 202;
-  const std::string bundle_json = json::serialize(mapped.bundle);
-  commit.answer = issues.empty() ? bundle_json : answerWithWarnings(mapped.bundle, issues);
+  commit.answer = issues.empty() ? json::serialize(mapped.bundle) : answerWithWarnings(mapped.bundle, issues);
   std::string patient_id;
   for (const json::Value& entry : mapped.bundle["entry"].GetArray()) {
-    const json::Value& resource = entry["resource"];
-    const std::string type(json::getString(resource, "resourceType").value_or(""));
-    const std::string id(json::getString(resource, "id").value_or(""));
-    if (type == "Patient") patient_id = id;
-    commit.resources.push_back(ResourceWrite{type, id, json::serialize(resource)});
+    if (json::getString(entry["resource"], "resourceType") == "Patient") {
+      patient_id = std::string(json::getString(entry["resource"], "id").value_or(""));
+    }
   }
   commit.coverage = eventCoverage(mapped.bundle);
 
-  // Dispatch: feeds get the Bundle; billing Claims go to the payer covering their date.
-  for (const FeedConfig& feed : config_.feeds) {
-    commit.outbox.push_back(OutboxWrite{feedDestination(feed.id), "bundle", bundle_json});
-  }
+  // Billing Claims go to the payer covering their date (commitEvent: feeds, payers, subscriptions).
   std::vector<mappers::CoverageFact> known =
       withEventCoverage(GatewayDirectory(config_, *store_).coverageOf(patient_id), commit.coverage);
   EventFacts facts = careManagementFacts(mapped.bundle, event, commit.coverage);
-  std::map<std::string, EventFacts> claim_facts;
-  dispatchBilling(config_, *store_, base_url_, mapped.bundle, billingFacts(mapped.bundle, known), patient_id, facts, commit,
-                  claim_facts);
-  bool has_subscriptions = false;
-  if (topics_ && registry_ != nullptr) {
-    std::vector<Subscription> live = registry_->all();
-    has_subscriptions = !live.empty();
-    if (has_subscriptions) commit.on_changes = subscriptionHook(topics_, std::move(live), std::move(facts), std::move(claim_facts));
-  }
-  const bool has_outbox = !commit.outbox.empty() || has_subscriptions;
-  auto outcome = store_->commitIngest(std::move(commit));
+  auto outcome = commitEvent(mapped.bundle, std::move(commit), billingFacts(mapped.bundle, known), patient_id, std::move(facts));
   if (!outcome.ok()) return storeFailure(outcome.message());
-  metrics_.countIngest(std::string(kChannel), outcome->duplicate ? "duplicate" : "accepted");
-  if (has_outbox && !outcome->duplicate && on_outbox_) on_outbox_();
   return Answer{outcome->status, "application/fhir+json", outcome->answer};
 }
 

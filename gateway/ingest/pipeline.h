@@ -111,6 +111,11 @@ class Pipeline {
   // Stores an accepted e-consult Bundle: resources, coverage, feed and payer outbox rows (or the
   // claim waits as unroutable), subscription notifications.
   Result<CommitOutcome> commitEconsult(const json::Value& bundle, IngestCommit commit);
+  // Stores an accepted event Bundle (e-consult, care-management) with `commit.coverage` set:
+  // resources, feed rows, each of `billing` to its payer or waiting, subscription notifications.
+  Result<CommitOutcome> commitEvent(const json::Value& bundle, IngestCommit commit,
+                                    const std::vector<mappers::BillingFact>& billing, const std::string& patient_id,
+                                    EventFacts facts);
 
   const Config& config_;
   StorePtr store_;
