@@ -152,6 +152,30 @@ TEST_F(EconsultV2EndToEnd, BadMessagesAreAcknowledgedWithTheErrorAndQuarantined)
   for (const json::Value& item : items["items"].GetArray()) payloads.push_back(str(item, "payload"));
   EXPECT_NE(std::find(payloads.begin(), payloads.end(), bad), payloads.end());
   EXPECT_NE(std::find(payloads.begin(), payloads.end(), "hello\r"), payloads.end());
+
+  // Replayed (replayChannels: the econsult channel, read as v2 by the kept Content-Type), the bad
+  // REF gets the same AE and its entry counts the replay; the two-message body is refused again.
+  auto entryOf = [&](const std::string& payload) {
+    json::Document list = parse(gateway_->get("/admin/quarantine").body);
+    for (const json::Value& item : list["items"].GetArray()) {
+      if (str(item, "payload") == payload) return str(item, "id");
+    }
+    return std::string();
+  };
+  const std::string bad_entry = entryOf(bad);
+  ASSERT_FALSE(bad_entry.empty());
+  HttpResult replayed = gateway_->post("/admin/quarantine/" + bad_entry + "/replay", "");
+  EXPECT_EQ(replayed.status, 422) << replayed.body;
+  expectAck(replayed, "AE", "evt-7f3a-0001");
+  json::Document after = parse(gateway_->get("/admin/quarantine").body);
+  for (const json::Value& item : after["items"].GetArray()) {
+    if (str(item, "id") == bad_entry) {
+      EXPECT_EQ(json::numberAsInt64(item["replays"]), 1);
+    }
+  }
+  const std::string two_entry = entryOf(message(1) + message(2));
+  ASSERT_FALSE(two_entry.empty());
+  EXPECT_EQ(gateway_->post("/admin/quarantine/" + two_entry + "/replay", "").status, 422);
   EXPECT_EQ(gateway_->get("/fhir/ServiceRequest/" +
                           mappers::deriveId({"ServiceRequest", "epic-prod-northshore", "EC-2026-000451"})).status, 404);
 }
