@@ -203,6 +203,8 @@ class Compiler {
   Result<Condition> condition(const json::Value& object, const std::string& scope);
   Result<Rule> rule(const json::Value& object, const std::string& scope, const std::string& context);
   bool knownPattern(const std::string& pattern) const;
+  // The scope of the items `path` reaches from `scope` ("a.*" when they are array elements).
+  std::string itemScope(const SourcePath& path, const std::string& scope) const;
   // Additions for event specs (econsult): referenceTo/join/pick/coverage values, the event
   // transforms, resources per item, recordId parts, unknownMembers and provenanceAgent.
   Result<bool> eventValueExpr(const json::Value& object, const std::string& scope, ValueExpr& expr);
@@ -260,6 +262,12 @@ bool fieldsKnow(const std::vector<std::string>& fields, const std::string& patte
 }
 
 bool Compiler::knownPattern(const std::string& pattern) const { return fieldsKnow(spec_.fields, pattern); }
+
+std::string Compiler::itemScope(const SourcePath& path, const std::string& scope) const {
+  std::string item_scope = joinPattern(path.absolute ? "" : scope, path.steps);
+  if (knownPattern(item_scope + ".*")) item_scope += ".*";
+  return item_scope;
+}
 
 Result<SourcePath> Compiler::sourcePath(const json::Value& at, std::string_view text, const std::string& scope) {
   SourcePath path;
@@ -461,8 +469,7 @@ Result<Rule> Compiler::rule(const json::Value& object, const std::string& scope,
     }
     if (rule.target.back().index != PathStep::Index::kAppend) return fail(object, "a references rule appends: its path must end with []");
     if (const json::Value* where = json::find(object, "where")) {
-      std::string item_scope = joinPattern(program->for_each.front().absolute ? "" : scope, program->for_each.front().steps);
-      if (knownPattern(item_scope + ".*")) item_scope += ".*";
+      std::string item_scope = itemScope(program->for_each.front(), scope);
       auto cond = condition(*where, item_scope);
       if (!cond.ok()) return cond.error();
       rule.where = std::move(*cond);
@@ -657,8 +664,7 @@ Status Compiler::compile() {
         if (!json::isString(*for_each)) return fail(check, "a check's forEach is one source path");
         auto path = sourcePath(check, json::stringView(*for_each), scope);
         if (!path.ok()) return path.error();
-        std::string item_scope = joinPattern(path->absolute ? "" : scope, path->steps);
-        if (knownPattern(item_scope + ".*")) item_scope += ".*";
+        std::string item_scope = itemScope(*path, scope);
         compiled.for_each.push_back(std::move(*path));
         const json::Value* children = json::find(check, "set");
         if (!children || !children->IsArray()) return fail(check, "a forEach check needs a \"set\" list");
@@ -724,8 +730,7 @@ Result<bool> Compiler::eventValueExpr(const json::Value& object, const std::stri
     if (!for_each || !value || !value->IsObject()) return fail(*pick, "pick needs \"forEach\" and \"value\"");
     auto path = sourcePath(*pick, *for_each, scope);
     if (!path.ok()) return path.error();
-    std::string item_scope = joinPattern(path->absolute ? "" : scope, path->steps);
-    if (knownPattern(item_scope + ".*")) item_scope += ".*";
+    std::string item_scope = itemScope(*path, scope);
     expr.kind = ValueExpr::Kind::kPick;
     expr.pick_for_each.push_back(std::move(*path));
     if (const json::Value* where = json::find(*pick, "where")) {
@@ -825,8 +830,7 @@ Status Compiler::eventResource(const json::Value& resource, const std::string& s
   if (!json::isString(*for_each)) return fail(resource, "a resource's forEach is one source path");
   auto path = sourcePath(resource, json::stringView(*for_each), scope);
   if (!path.ok()) return Error{path.message()};
-  item_scope = joinPattern(path->absolute ? "" : scope, path->steps);
-  if (knownPattern(item_scope + ".*")) item_scope += ".*";
+  item_scope = itemScope(*path, scope);
   program.for_each.push_back(std::move(*path));
   if (const json::Value* where = json::find(resource, "where")) {
     auto cond = condition(*where, item_scope);
@@ -852,8 +856,7 @@ Result<Condition> Compiler::itemCondition(const json::Value& object, const std::
   auto itemsOf = [&](const char* member) -> Result<std::string> {
     auto path = sourcePath(object, json::getString(object, member).value_or(""), scope);
     if (!path.ok()) return path.error();
-    std::string item_scope = joinPattern(path->absolute ? "" : scope, path->steps);
-    if (knownPattern(item_scope + ".*")) item_scope += ".*";
+    std::string item_scope = itemScope(*path, scope);
     cond.items = std::move(*path);
     if (const json::Value* where = json::find(object, "where")) {
       auto compiled = condition(*where, item_scope);
