@@ -401,6 +401,18 @@ std::string answerWithWarnings(const json::Value& bundle, const IssueList& warni
   return json::serialize(answer);
 }
 
+// The commit of a posted JSON event: 202 with the stored Bundle, warnings as a last entry.
+IngestCommit acceptedEvent(std::string_view channel, const std::string& idempotency_key, std::string_view body,
+                           const json::Value& bundle, const IssueList& warnings) {
+  IngestCommit commit;
+  commit.channel = std::string(channel);
+  commit.idempotency_key = idempotency_key;
+  commit.payload = std::string(body);
+  commit.status = 202;
+  commit.answer = warnings.empty() ? json::serialize(bundle) : answerWithWarnings(bundle, warnings);
+  return commit;
+}
+
 bool hasAcmClaim(const json::Value& bundle) {
   for (const mappers::BillingFact& fact : billingFacts(bundle, {})) {
     if (fact.code == "ACM") return true;
@@ -753,12 +765,7 @@ Answer Pipeline::ingestEconsult(std::string_view body, std::string_view content_
   }
 
   // Answer: the stored Bundle, with warnings as a last OperationOutcome entry.
-  IngestCommit commit;
-  commit.channel = std::string(kChannel);
-  commit.idempotency_key = idempotency_key;
-  commit.payload = std::string(body);
-  commit.status = 202;
-  commit.answer = issues.empty() ? json::serialize(mapped.bundle) : answerWithWarnings(mapped.bundle, issues);
+  IngestCommit commit = acceptedEvent(kChannel, idempotency_key, body, mapped.bundle, issues);
   if (idempotency_key.empty()) return storeFailure("event without source/eventId passed mapping");
   auto outcome = commitEconsult(mapped.bundle, std::move(commit));
   if (!outcome.ok()) return storeFailure(outcome.message());
@@ -976,12 +983,7 @@ Answer Pipeline::ingestCareManagement(std::string_view body, std::string_view co
   if (hasAcmClaim(mapped.bundle)) acm_lock.lock();
   if (auto second = secondAcm(*store_, mapped.bundle, event)) return reject(kChannel, body, content_type, 422, *second);
 
-  IngestCommit commit;
-  commit.channel = std::string(kChannel);
-  commit.idempotency_key = idempotency_key;
-  commit.payload = std::string(body);
-  commit.status = 202;
-  commit.answer = issues.empty() ? json::serialize(mapped.bundle) : answerWithWarnings(mapped.bundle, issues);
+  IngestCommit commit = acceptedEvent(kChannel, idempotency_key, body, mapped.bundle, issues);
   std::string patient_id;
   for (const json::Value& entry : mapped.bundle["entry"].GetArray()) {
     if (json::getString(entry["resource"], "resourceType") == "Patient") {

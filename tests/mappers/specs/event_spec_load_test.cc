@@ -3,10 +3,9 @@
 // when a spec loads: a mistake is an error naming the spec file and line.
 #include <gtest/gtest.h>
 
-#include <fstream>
 
 #include "mappers/engine/engine.h"
-#include "tests/support/test_support.h"
+#include "tests/mappers/engine/spec_load_error.h"
 
 namespace fhir::mappers::engine {
 namespace {
@@ -27,18 +26,6 @@ std::string specWith(const std::string& resource_member, const std::string& rule
          "    ]}\n"
          "  ]\n"
          "}\n";
-}
-
-std::string loadError(const std::string& text) {
-  fhir::testing::TempDir dir;
-  std::string path = (dir.path() / "t.json").string();
-  std::ofstream(path) << text;
-  auto loaded = SpecLibrary::loadFile(path, {});
-  if (loaded.ok()) return "loaded";
-  std::string message = loaded.message();
-  std::string prefix = dir.path().string() + "/";
-  if (message.rfind(prefix, 0) == 0) message.erase(0, prefix.size());
-  return message;
 }
 
 TEST(EventSpecLoad, AValidEventSpecLoads) {
