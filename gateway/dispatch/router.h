@@ -10,7 +10,7 @@
 #include "conformance/json/json.h"
 #include "gateway/config/config.h"
 #include "gateway/store/store.h"
-#include "mappers/econsult/econsult_mapper.h"
+#include "mappers/common/directory.h"
 
 namespace fhir::gateway {
 

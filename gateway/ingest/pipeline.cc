@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <ctime>
 #include <map>
 #include <optional>
 #include <set>
@@ -11,7 +12,7 @@
 #include "gateway/dispatch/patient_match.h"
 #include "gateway/dispatch/router.h"
 #include "mappers/common/ids.h"
-#include "mappers/econsult/econsult_mapper.h"
+#include "mappers/readers/hl7v2/hl7v2_reader.h"
 
 namespace fhir::gateway {
 namespace {
@@ -247,28 +248,81 @@ ChangeHook subscriptionHook(TopicCatalogPtr topics, std::vector<Subscription> su
   };
 }
 
-// ---- care-management (POST /ingest/care-management) ------------------------------------------
+// ---------------------------------------------------------------------------------------------
+// E-consult (mappers/specs/econsult.json, econsult-v2.json): what routing and subscriptions need,
+// read back from the mapped Bundle.
 
-// The event's own Coverage resources as routing facts; the payer is the suffix of the member-id
-// identifier system (`.../CodeSystem/member-id/{payerId}`, as the specs write it).
+// The current time as an HL7 v2 DTM in UTC (ACK MSH-7).
+std::string hl7Now() {
+  std::time_t now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
+  std::tm parts{};
+  gmtime_r(&now, &parts);
+  char buffer[32];
+  std::strftime(buffer, sizeof buffer, "%Y%m%d%H%M%S+0000", &parts);
+  return buffer;
+}
+
+bool isHl7v2ContentType(std::string_view content_type) { return mediaType(content_type) == "x-application/hl7-v2+er7"; }
+
+const json::Value* bundleEntry(const json::Value& bundle, std::string_view reference) {
+  for (const json::Value& entry : bundle["entry"].GetArray()) {
+    const json::Value& resource = entry["resource"];
+    const std::string key = std::string(json::getString(resource, "resourceType").value_or("")) + "/" +
+                            std::string(json::getString(resource, "id").value_or(""));
+    if (key == reference) return &resource;
+  }
+  return nullptr;
+}
+
+std::string firstCodingOf(const json::Value& concept_value, bool with_system) {
+  const json::Value* codings = json::find(concept_value, "coding");
+  if (!codings || !codings->IsArray() || codings->Empty()) return {};
+  std::string code(json::getString((*codings)[0], "code").value_or(""));
+  if (!with_system) return code;
+  return std::string(json::getString((*codings)[0], "system").value_or("")) + "|" + code;
+}
+
+std::string identifierValue(const json::Value& resource, std::string_view system) {
+  const json::Value* identifiers = json::find(resource, "identifier");
+  if (!identifiers || !identifiers->IsArray()) return {};
+  for (const json::Value& identifier : identifiers->GetArray()) {
+    if (json::getString(identifier, "system") == system) return std::string(json::getString(identifier, "value").value_or(""));
+  }
+  return {};
+}
+
+// ---- care-management (POST /ingest/care-management) and e-consult: routing facts -------------
+
+// The event's own Coverage resources as routing facts; the payer is the payer-id identifier of
+// the Organization in Coverage.payor (as both event specs write it).
 std::vector<mappers::CoverageFact> eventCoverage(const json::Value& bundle) {
-  static constexpr std::string_view kMemberId = "https://fhir.alignment-gateway.org/CodeSystem/member-id/";
   std::vector<mappers::CoverageFact> facts = coverageFacts(bundle, "");
   for (mappers::CoverageFact& fact : facts) {
-    for (const json::Value& entry : bundle["entry"].GetArray()) {
-      const json::Value& resource = entry["resource"];
-      if (json::getString(resource, "resourceType") != "Coverage" || json::getString(resource, "id") != fact.coverage_id) continue;
-      const json::Value* identifiers = json::find(resource, "identifier");
-      if (!identifiers || !identifiers->IsArray() || identifiers->Empty()) continue;
-      std::string_view system = json::getString((*identifiers)[0], "system").value_or("");
-      if (system.rfind(kMemberId, 0) == 0) fact.payer_id = std::string(system.substr(kMemberId.size()));
+    const json::Value* coverage = bundleEntry(bundle, "Coverage/" + fact.coverage_id);
+    const json::Value* payors = coverage ? json::find(*coverage, "payor") : nullptr;
+    if (payors && payors->IsArray() && !payors->Empty()) {
+      if (const json::Value* payer = bundleEntry(bundle, json::getString((*payors)[0], "reference").value_or(""))) {
+        fact.payer_id = identifierValue(*payer, "https://fhir.alignment-gateway.org/CodeSystem/payer-id");
+      }
     }
   }
   return facts;
 }
 
-// The billing Claims of a mapped Bundle as routing facts, each with the coverage valid on its
-// date of service among `known`.
+// The coverage known for routing: the stored, with the event's own replacing or joining it (as
+// the specs' "coverage" value sees them).
+std::vector<mappers::CoverageFact> withEventCoverage(std::vector<mappers::CoverageFact> known,
+                                                     const std::vector<mappers::CoverageFact>& event) {
+  for (const mappers::CoverageFact& fact : event) {
+    auto same = std::find_if(known.begin(), known.end(), [&](const auto& existing) { return existing.coverage_id == fact.coverage_id; });
+    if (same != known.end()) *same = fact;
+    else known.push_back(fact);
+  }
+  return known;
+}
+
+// The billing Claims of a mapped Bundle as routing facts (code, date, billing NPI), each with the
+// coverage valid on its date of service among `known`.
 std::vector<mappers::BillingFact> billingFacts(const json::Value& bundle, const std::vector<mappers::CoverageFact>& known) {
   std::vector<mappers::BillingFact> out;
   for (const json::Value& entry : bundle["entry"].GetArray()) {
@@ -280,16 +334,56 @@ std::vector<mappers::BillingFact> billingFacts(const json::Value& bundle, const 
     mappers::BillingFact fact;
     fact.claim_id = std::string(json::getString(resource, "id").value_or(""));
     fact.date_of_service = std::string(json::getString(item, "servicedDate").value_or(""));
-    if (const json::Value* product = json::find(item, "productOrService"); product && json::find(*product, "coding")) {
-      const json::Value& codings = (*product)["coding"];
-      if (codings.IsArray() && !codings.Empty()) {
-        fact.system = std::string(json::getString(codings[0], "system").value_or(""));
-        fact.code = std::string(json::getString(codings[0], "code").value_or(""));
+    if (const json::Value* product = json::find(item, "productOrService")) {
+      const std::string system_code = firstCodingOf(*product, true);
+      fact.system = system_code.substr(0, system_code.find('|'));
+      fact.code = system_code.find('|') == std::string::npos ? std::string() : system_code.substr(system_code.find('|') + 1);
+    }
+    if (const json::Value* provider = json::find(resource, "provider")) {
+      if (const json::Value* practitioner = bundleEntry(bundle, json::getString(*provider, "reference").value_or(""))) {
+        fact.npi = identifierValue(*practitioner, "http://hl7.org/fhir/sid/us-npi");
       }
     }
     if (const mappers::CoverageFact* chosen = mappers::selectCoverage(known, fact.date_of_service)) fact.coverage = *chosen;
     out.push_back(std::move(fact));
   }
+  return out;
+}
+
+struct EconsultFacts {
+  std::string patient_id;
+  std::vector<mappers::CoverageFact> coverage;  // declared by the event
+  std::vector<mappers::BillingFact> billing;
+  EventFacts event;
+};
+
+EconsultFacts econsultFacts(const json::Value& bundle, Store& store) {
+  static constexpr std::string_view kNpi = "http://hl7.org/fhir/sid/us-npi";
+  EconsultFacts out;
+  out.coverage = eventCoverage(bundle);
+  for (const mappers::CoverageFact& fact : out.coverage) out.event.payers.insert(fact.payer_id);
+  for (const json::Value& entry : bundle["entry"].GetArray()) {
+    const json::Value& resource = entry["resource"];
+    const std::string_view type = json::getString(resource, "resourceType").value_or("");
+    const std::string id(json::getString(resource, "id").value_or(""));
+    if (type == "Patient" && out.patient_id.empty()) out.patient_id = id;
+    if (type == "Organization") {
+      const json::Value* types = json::find(resource, "type");
+      if (types && types->IsArray() && !types->Empty() && firstCodingOf((*types)[0], false) == "prov") {
+        out.event.practices.insert(identifierValue(resource, kNpi));
+      }
+    }
+    if (type == "ServiceRequest") {
+      if (const json::Value* reasons = json::find(resource, "reasonCode"); reasons && reasons->IsArray()) {
+        for (const json::Value& reason : reasons->GetArray()) out.event.codes.insert(firstCodingOf(reason, true));
+      }
+    }
+  }
+  out.event.patient = "Patient/" + out.patient_id;
+  std::vector<mappers::CoverageFact> stored;
+  if (auto found = store.coverageOf(out.patient_id); found.ok()) stored = std::move(*found);
+  out.billing = billingFacts(bundle, withEventCoverage(std::move(stored), out.coverage));
+  for (const mappers::BillingFact& billing : out.billing) out.event.codes.insert(billing.system + "|" + billing.code);
   return out;
 }
 
@@ -367,6 +461,18 @@ std::string answerWithWarnings(const json::Value& bundle, const IssueList& warni
   json::addMember(entry, "resource", toOperationOutcome(warnings, answer.GetAllocator()), answer.GetAllocator());
   answer["entry"].PushBack(entry, answer.GetAllocator());
   return json::serialize(answer);
+}
+
+// The commit of a posted JSON event: 202 with the stored Bundle, warnings as a last entry.
+IngestCommit acceptedEvent(std::string_view channel, const std::string& idempotency_key, std::string_view body,
+                           const json::Value& bundle, const IssueList& warnings) {
+  IngestCommit commit;
+  commit.channel = std::string(channel);
+  commit.idempotency_key = idempotency_key;
+  commit.payload = std::string(body);
+  commit.status = 202;
+  commit.answer = warnings.empty() ? json::serialize(bundle) : answerWithWarnings(bundle, warnings);
+  return commit;
 }
 
 bool hasAcmClaim(const json::Value& bundle) {
@@ -719,11 +825,13 @@ void Pipeline::routeWaitingClaims(const std::set<std::string>& patients) {
 
 Answer Pipeline::ingestEconsult(std::string_view body, std::string_view content_type) {
   static constexpr std::string_view kChannel = "econsult";
+  if (isHl7v2ContentType(content_type)) return ingestEconsultV2(body, content_type);
   if (!isJsonContentType(content_type)) {
     IssueList issues;
     issues.add(Issue{Severity::kError, "not-supported",
                      "Content-Type '" + std::string(content_type) +
-                         "' is not accepted here: send application/json or application/fhir+json",
+                         "' is not accepted here: send application/json, application/fhir+json or "
+                         "x-application/hl7-v2+er7",
                      {}, {}});
     return reject(kChannel, body, content_type, 415, issues);
   }
@@ -750,105 +858,185 @@ Answer Pipeline::ingestEconsult(std::string_view body, std::string_view content_
     }
   }
 
-  // Map
-  GatewayDirectory directory(config_, *store_);
-  json::Document previous;
-  mappers::EconsultContext context{directory, base_url_, nullptr};
-  if (auto request_id = mappers::EconsultMapper::serviceRequestIdOf(event)) {
-    auto stored = store_->readResource("ServiceRequest", *request_id);
-    if (!stored.ok()) return storeFailure(stored.message());
-    json::ParseError ignored;
-    if (stored->has_value() && json::parse((*stored)->json, previous, ignored)) {
-      if (json::Value* meta = json::find(previous, "meta")) {
-        meta->RemoveMember("versionId");
-        meta->RemoveMember("lastUpdated");
-      }
-      context.previous_service_request = &previous;
-    }
-  }
-  mappers::MappedEvent mapped;
+  // Map (mappers/specs/econsult.json) and validate
+  mappers::engine::MappedBundle mapped;
   IssueList issues;
-  mappers::EconsultMapper mapper;
-  if (!mapper.map(event, context, mapped, issues)) return reject(kChannel, body, content_type, 422, issues);
+  if (int status = mapEvent("econsult", "econsult", event, body, mapped, issues); status != 0) {
+    return reject(kChannel, body, content_type, status, issues);
+  }
 
-  // Validate
+  // Answer: the stored Bundle, with warnings as a last OperationOutcome entry.
+  IngestCommit commit = acceptedEvent(kChannel, idempotency_key, body, mapped.bundle, issues);
+  if (idempotency_key.empty()) return storeFailure("event without source/eventId passed mapping");
+  auto outcome = commitEconsult(mapped.bundle, std::move(commit));
+  if (!outcome.ok()) return storeFailure(outcome.message());
+  return Answer{outcome->status, "application/fhir+json", outcome->answer};
+}
+
+int Pipeline::mapEvent(std::string_view channel, const std::string& spec, const json::Value& record, std::string_view raw,
+                       mappers::engine::MappedBundle& mapped, IssueList& issues) {
+  if (!specs_ || !specs_->has(spec)) {
+    issues.add(Issue{Severity::kError, "not-supported", "no mapping spec '" + spec + "' is loaded", {}, {}});
+    return 422;
+  }
+  GatewayDirectory directory(config_, *store_);
+  mappers::engine::MapOptions options;
+  options.directory = &directory;
+  options.source_name = "POST /ingest/" + std::string(channel);
+  options.base_url = base_url_;
+  // The consult's ServiceRequest is updated by later events ("update": "merge" in the spec).
+  options.stored_resource = [this](const std::string& type, const std::string& id) -> std::optional<std::string> {
+    auto stored = store_->readResource(type, id);
+    if (!stored.ok() || !stored->has_value()) return std::nullopt;
+    return (*stored)->json;
+  };
+  auto done = specs_->mapRecord(spec, record, std::string(raw), "request", options, mapped, issues);
+  if (!done.ok() || !*done) {
+    if (!done.ok()) issues.add(Issue{Severity::kError, "exception", done.message(), {}, {}});
+    return 422;
+  }
+  issues.append(mapped.warnings);
   if (validator_) {
     auto started = std::chrono::steady_clock::now();
     IssueList validation;
     validator_->validate(mapped.bundle, ValidationRequest{}, validation);
     metrics_.observeValidation(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
-    if (validation.hasErrors()) return reject(kChannel, body, content_type, 422, validation);
+    if (validation.hasErrors()) {
+      issues = std::move(validation);
+      return 422;
+    }
     // Warnings of the validator travel with the mapper's own.
     for (const Issue& issue : validation.issues()) {
       if (issue.severity == Severity::kWarning) issues.add(issue);
     }
   }
+  return 0;
+}
 
-  // Answer: the stored Bundle, with warnings as a last OperationOutcome entry.
-  IngestCommit commit;
-  commit.channel = std::string(kChannel);
-  commit.idempotency_key = idempotency_key;
-  commit.payload = std::string(body);
-  commit.status = 202;
-  const std::string bundle_json = json::serialize(mapped.bundle);
-  if (issues.empty()) {
-    commit.answer = bundle_json;
-  } else {
-    json::Document answer;
-    answer.CopyFrom(mapped.bundle, answer.GetAllocator());
-    json::Value entry(rapidjson::kObjectType);
-    json::addMember(entry, "resource", toOperationOutcome(issues, answer.GetAllocator()), answer.GetAllocator());
-    answer["entry"].PushBack(entry, answer.GetAllocator());
-    commit.answer = json::serialize(answer);
-  }
-  for (const json::Value& entry : mapped.bundle["entry"].GetArray()) {
+Result<CommitOutcome> Pipeline::commitEconsult(const json::Value& bundle, IngestCommit commit) {
+  EconsultFacts facts = econsultFacts(bundle, *store_);
+  commit.coverage = facts.coverage;
+  return commitEvent(bundle, std::move(commit), facts.billing, facts.patient_id, std::move(facts.event));
+}
+
+Result<CommitOutcome> Pipeline::commitEvent(const json::Value& bundle, IngestCommit commit,
+                                            const std::vector<mappers::BillingFact>& billing, const std::string& patient_id,
+                                            EventFacts facts) {
+  const std::string channel = commit.channel;
+  const std::string bundle_json = json::serialize(bundle);
+  for (const json::Value& entry : bundle["entry"].GetArray()) {
     const json::Value& resource = entry["resource"];
     commit.resources.push_back(ResourceWrite{std::string(*json::getString(resource, "resourceType")),
                                              std::string(*json::getString(resource, "id")),
                                              json::serialize(resource)});
   }
-  commit.coverage = mapped.coverage;
 
   // Dispatch: every feed gets the accepted Bundle; each Claim goes to its payer or waits.
   for (const FeedConfig& feed : config_.feeds) {
     commit.outbox.push_back(OutboxWrite{feedDestination(feed.id), "bundle", bundle_json});
   }
-  EventFacts facts;
-  facts.patient = "Patient/" + mapped.patient_id;
-  for (const mappers::CoverageFact& coverage : mapped.coverage) facts.payers.insert(coverage.payer_id);
-  facts.practices.insert(mapped.practice_npis.begin(), mapped.practice_npis.end());
-  facts.codes.insert(mapped.codes.begin(), mapped.codes.end());
   std::map<std::string, EventFacts> claim_facts;
-  for (const mappers::BillingFact& billing : mapped.billing) {
-    RouteDecision decision = routeClaim(config_, billing);
-    if (decision.payer != nullptr) {
-      EventFacts claim = facts;
-      claim.payers = {decision.payer->id};
-      claim.codes = {billing.system + "|" + billing.code};
-      claim_facts.emplace(billing.claim_id, std::move(claim));
-      commit.outbox.push_back(OutboxWrite{payerDestination(decision.payer->id), "claim",
-                                          payerBundle(mapped.bundle, billing.claim_id, *store_, base_url_)});
-      continue;
-    }
-    IssueList reason;
-    reason.atExpression(Severity::kWarning, "business-rule", "Claim", decision.reason);
-    commit.unroutable.push_back(UnroutableWrite{billing.claim_id, mapped.patient_id, billing.date_of_service,
-                                                billing.code, decision.reason, toOperationOutcomeJson(reason)});
-  }
-  if (idempotency_key.empty()) return storeFailure("event without source/eventId passed mapping");
+  dispatchBilling(config_, *store_, base_url_, bundle, billing, patient_id, facts, commit, claim_facts);
   bool has_subscriptions = false;
   if (topics_ && registry_ != nullptr) {
     std::vector<Subscription> live = registry_->all();
     has_subscriptions = !live.empty();
-    if (has_subscriptions) commit.on_changes = subscriptionHook(topics_, std::move(live), std::move(facts), std::move(claim_facts));
+    if (has_subscriptions) {
+      commit.on_changes = subscriptionHook(topics_, std::move(live), std::move(facts), std::move(claim_facts));
+    }
   }
 
   const bool has_outbox = !commit.outbox.empty() || has_subscriptions;
   auto outcome = store_->commitIngest(std::move(commit));
-  if (!outcome.ok()) return storeFailure(outcome.message());
-  metrics_.countIngest(std::string(kChannel), outcome->duplicate ? "duplicate" : "accepted");
+  if (!outcome.ok()) return outcome.error();
+  metrics_.countIngest(channel, outcome->duplicate ? "duplicate" : "accepted");
   if (has_outbox && !outcome->duplicate && on_outbox_) on_outbox_();
-  return Answer{outcome->status, "application/fhir+json", outcome->answer};
+  return outcome;
+}
+
+Answer Pipeline::econsultRefusal(Answer refused, std::string_view content_type) {
+  if (!isHl7v2ContentType(content_type)) return refused;
+  IssueList issues;
+  json::Document outcome;
+  json::ParseError ignored;
+  if (json::parse(refused.body, outcome, ignored)) {
+    if (const json::Value* list = json::find(outcome, "issue"); list && list->IsArray()) {
+      for (const json::Value& issue : list->GetArray()) {
+        issues.add(Issue{Severity::kError, std::string(json::getString(issue, "code").value_or("exception")),
+                         std::string(json::getString(issue, "diagnostics").value_or("")), {}, {}});
+      }
+    }
+  }
+  if (issues.empty()) issues.add(Issue{Severity::kError, "exception", "the body was refused", {}, {}});
+  return Answer{refused.status, "x-application/hl7-v2+er7", mappers::readers::hl7v2::buildAck(nullptr, issues, hl7Now(), "ACK")};
+}
+
+Answer Pipeline::ingestEconsultV2(std::string_view body, std::string_view content_type) {
+  static constexpr std::string_view kChannel = "econsult";
+  static constexpr const char* kEr7 = "x-application/hl7-v2+er7";
+  const std::string now = hl7Now();
+  auto ack = [&](int status, const json::Value* message, const IssueList& issues) {
+    std::string control = "ACK";
+    if (message) {
+      if (const json::Value* msh = json::find(*message, "MSH"); msh && msh->IsArray() && !msh->Empty()) {
+        if (auto id = json::getString((*msh)[0], "10")) control += "-" + std::string(*id);
+      }
+    }
+    return Answer{status, kEr7, mappers::readers::hl7v2::buildAck(message, issues, now, control)};
+  };
+  auto quarantined = [&](int status, const json::Value* message, IssueList issues) {
+    Answer kept = reject(kChannel, body, content_type, status, issues);
+    if (kept.status == 503) return kept;
+    return ack(status, message, issues);
+  };
+
+  // Decode: one message.
+  const std::string text(body);
+  std::istringstream input(text);
+  mappers::readers::hl7v2::Hl7v2Reader reader(input);
+  mappers::readers::SourceRecord record;
+  IssueList read_issues;
+  mappers::readers::ReadStatus read = reader.next(record, read_issues);
+  if (read != mappers::readers::ReadStatus::kRecord) {
+    if (read_issues.empty()) read_issues.add(Issue{Severity::kError, "structure", "the body holds no HL7 v2 message", {}, {}});
+    return quarantined(400, nullptr, std::move(read_issues));
+  }
+  mappers::readers::SourceRecord extra;
+  IssueList extra_issues;
+  if (reader.next(extra, extra_issues) != mappers::readers::ReadStatus::kEnd) {
+    IssueList issues;
+    issues.add(Issue{Severity::kError, "structure", "the body holds more than one message: post one message per request", {}, {}});
+    return quarantined(422, &record.doc, std::move(issues));
+  }
+
+  // Idempotency: MSH-3 (source) + MSH-10 (eventId), kept apart from JSON events.
+  std::string idempotency_key;
+  const json::Value& msh = record.doc["MSH"][0];
+  if (auto source = json::getString(msh, "3"), event_id = json::getString(msh, "10"); source && event_id) {
+    idempotency_key = "hl7v2\x1f" + std::string(*source) + '\x1f' + std::string(*event_id);
+    auto answer = store_->findAnswer(idempotency_key);
+    if (!answer.ok()) return storeFailure(answer.message());
+    if (answer->has_value()) {
+      metrics_.countIngest(std::string(kChannel), "duplicate");
+      return Answer{(*answer)->status, kEr7, (*answer)->answer};
+    }
+  }
+
+  mappers::engine::MappedBundle mapped;
+  IssueList issues;
+  if (int status = mapEvent("econsult", "econsult-v2", record.doc, record.raw, mapped, issues); status != 0) {
+    return quarantined(status, &record.doc, std::move(issues));
+  }
+  if (idempotency_key.empty()) return storeFailure("message without MSH-3/MSH-10 passed mapping");
+  IngestCommit commit;
+  commit.channel = std::string(kChannel);
+  commit.idempotency_key = idempotency_key;
+  commit.payload = text;
+  commit.status = 200;
+  commit.answer = ack(200, &record.doc, IssueList()).body;
+  auto outcome = commitEconsult(mapped.bundle, std::move(commit));
+  if (!outcome.ok()) return storeFailure(outcome.message());
+  return Answer{outcome->status, kEr7, outcome->answer};
 }
 
 }  // namespace fhir::gateway
@@ -873,12 +1061,6 @@ Answer Pipeline::ingestCareManagement(std::string_view body, std::string_view co
     issues.add(Issue{Severity::kError, "structure", "the body is not well-formed JSON: " + parse_error.describe(), {}, {where}});
     return reject(kChannel, body, content_type, 400, issues);
   }
-  if (!specs_ || !specs_->has(std::string(kChannel))) {
-    IssueList issues;
-    issues.add(Issue{Severity::kError, "not-supported", "no mapping spec 'care-management' is loaded", {}, {}});
-    return reject(kChannel, body, content_type, 422, issues);
-  }
-
   // Idempotency: a re-posted event (same source + eventId) gets the first answer.
   std::string idempotency_key;
   if (auto source = json::getString(event, "source"), event_id = json::getString(event, "eventId"); source && event_id) {
@@ -891,72 +1073,32 @@ Answer Pipeline::ingestCareManagement(std::string_view body, std::string_view co
     }
   }
 
-  // Map and validate (the spec; the validator runs inside mapSource).
-  GatewayDirectory directory(config_, *store_);
-  mappers::engine::MapOptions options;
-  options.directory = &directory;
-  options.source_name = "POST /ingest/care-management";
-  options.base_url = base_url_;
-  options.validator = validator_.get();
-  options.single_document = true;
-  std::optional<mappers::engine::MappedBundle> mapped;
-  IssueList rejected;
-  std::string input_text(body);
-  std::istringstream input(input_text);
-  auto started = std::chrono::steady_clock::now();
-  auto summary = specs_->mapSource(
-      std::string(kChannel), input, options, [&](mappers::engine::MappedBundle& bundle) { mapped = std::move(bundle); },
-      [&](mappers::engine::Rejection& rejection) { rejected = std::move(rejection.issues); });
-  metrics_.observeValidation(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
-  if (!summary.ok()) return storeFailure(summary.message());
-  if (!mapped) return reject(kChannel, body, content_type, 422, rejected);
+  // Map (mappers/specs/care-management.json) and validate
+  mappers::engine::MappedBundle mapped;
+  IssueList issues;
+  if (int status = mapEvent(kChannel, std::string(kChannel), event, body, mapped, issues); status != 0) {
+    return reject(kChannel, body, content_type, status, issues);
+  }
   if (idempotency_key.empty()) return storeFailure("event without source/eventId passed mapping");
   std::unique_lock<std::mutex> acm_lock(acm_mutex_, std::defer_lock);
-  if (hasAcmClaim(mapped->bundle)) acm_lock.lock();
-  if (auto second = secondAcm(*store_, mapped->bundle, event)) return reject(kChannel, body, content_type, 422, *second);
+  if (hasAcmClaim(mapped.bundle)) acm_lock.lock();
+  if (auto second = secondAcm(*store_, mapped.bundle, event)) return reject(kChannel, body, content_type, 422, *second);
 
-  IngestCommit commit;
-  commit.channel = std::string(kChannel);
-  commit.idempotency_key = idempotency_key;
-  commit.payload = std::string(body);
-  commit.status = 202;
-  const std::string bundle_json = json::serialize(mapped->bundle);
-  commit.answer = mapped->warnings.empty() ? bundle_json : answerWithWarnings(mapped->bundle, mapped->warnings);
+  IngestCommit commit = acceptedEvent(kChannel, idempotency_key, body, mapped.bundle, issues);
   std::string patient_id;
-  for (const json::Value& entry : mapped->bundle["entry"].GetArray()) {
-    const json::Value& resource = entry["resource"];
-    const std::string type(json::getString(resource, "resourceType").value_or(""));
-    const std::string id(json::getString(resource, "id").value_or(""));
-    if (type == "Patient") patient_id = id;
-    commit.resources.push_back(ResourceWrite{type, id, json::serialize(resource)});
+  for (const json::Value& entry : mapped.bundle["entry"].GetArray()) {
+    if (json::getString(entry["resource"], "resourceType") == "Patient") {
+      patient_id = std::string(json::getString(entry["resource"], "id").value_or(""));
+    }
   }
-  commit.coverage = eventCoverage(mapped->bundle);
+  commit.coverage = eventCoverage(mapped.bundle);
 
-  // Dispatch: feeds get the Bundle; billing Claims go to the payer covering their date.
-  for (const FeedConfig& feed : config_.feeds) {
-    commit.outbox.push_back(OutboxWrite{feedDestination(feed.id), "bundle", bundle_json});
-  }
-  std::vector<mappers::CoverageFact> known = directory.coverageOf(patient_id);
-  for (const mappers::CoverageFact& fact : commit.coverage) {
-    auto same = std::find_if(known.begin(), known.end(), [&](const mappers::CoverageFact& k) { return k.coverage_id == fact.coverage_id; });
-    if (same != known.end()) *same = fact;
-    else known.push_back(fact);
-  }
-  EventFacts facts = careManagementFacts(mapped->bundle, event, commit.coverage);
-  std::map<std::string, EventFacts> claim_facts;
-  dispatchBilling(config_, *store_, base_url_, mapped->bundle, billingFacts(mapped->bundle, known), patient_id, facts, commit,
-                  claim_facts);
-  bool has_subscriptions = false;
-  if (topics_ && registry_ != nullptr) {
-    std::vector<Subscription> live = registry_->all();
-    has_subscriptions = !live.empty();
-    if (has_subscriptions) commit.on_changes = subscriptionHook(topics_, std::move(live), std::move(facts), std::move(claim_facts));
-  }
-  const bool has_outbox = !commit.outbox.empty() || has_subscriptions;
-  auto outcome = store_->commitIngest(std::move(commit));
+  // Billing Claims go to the payer covering their date (commitEvent: feeds, payers, subscriptions).
+  std::vector<mappers::CoverageFact> known =
+      withEventCoverage(GatewayDirectory(config_, *store_).coverageOf(patient_id), commit.coverage);
+  EventFacts facts = careManagementFacts(mapped.bundle, event, commit.coverage);
+  auto outcome = commitEvent(mapped.bundle, std::move(commit), billingFacts(mapped.bundle, known), patient_id, std::move(facts));
   if (!outcome.ok()) return storeFailure(outcome.message());
-  metrics_.countIngest(std::string(kChannel), outcome->duplicate ? "duplicate" : "accepted");
-  if (has_outbox && !outcome->duplicate && on_outbox_) on_outbox_();
   return Answer{outcome->status, "application/fhir+json", outcome->answer};
 }
 

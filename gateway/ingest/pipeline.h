@@ -51,8 +51,11 @@ class Pipeline {
   Pipeline(const Config& config, StorePtr store, ValidatorPtr validator, Metrics& metrics,
            std::function<void()> on_outbox);
 
-  // POST /ingest/econsult with a JSON body.
+  // POST /ingest/econsult: a JSON event, or an HL7 v2 message (x-application/hl7-v2+er7).
   Answer ingestEconsult(std::string_view body, std::string_view content_type);
+  // A body refused before ingest (413 with its OperationOutcome) as the answer the sender of
+  // `content_type` expects: for HL7 v2 an ER7 ACK with AR and the diagnostics in ERR, else as is.
+  static Answer econsultRefusal(Answer refused, std::string_view content_type);
 
   // POST /ingest/care-management: one care-management event (JSON), mapped by spec
   // `care-management`; billing Claims are routed as e-consult billing is.
@@ -105,6 +108,22 @@ class Pipeline {
                                             const PayerConfig& payer, const std::vector<Subscription>& live);
   // Quarantines a rejected payload, or during a replay records the rejection on the replayed entry.
   Result<std::string> keep(QuarantineWrite write);
+
+  // E-consult: POST /ingest/econsult with an HL7 v2 REF^I12/RRI^I12 (answered with an ER7 ACK).
+  Answer ingestEconsultV2(std::string_view body, std::string_view content_type);
+  // Maps one posted event (e-consult, care-management) of `channel` with `spec` and validates it:
+  // 0, or the HTTP status of the rejection with its issues. Warnings (unknown members, validator)
+  // end up in `issues`.
+  int mapEvent(std::string_view channel, const std::string& spec, const json::Value& record, std::string_view raw,
+               mappers::engine::MappedBundle& mapped, IssueList& issues);
+  // Stores an accepted e-consult Bundle: resources, coverage, feed and payer outbox rows (or the
+  // claim waits as unroutable), subscription notifications.
+  Result<CommitOutcome> commitEconsult(const json::Value& bundle, IngestCommit commit);
+  // Stores an accepted event Bundle (e-consult, care-management) with `commit.coverage` set:
+  // resources, feed rows, each of `billing` to its payer or waiting, subscription notifications.
+  Result<CommitOutcome> commitEvent(const json::Value& bundle, IngestCommit commit,
+                                    const std::vector<mappers::BillingFact>& billing, const std::string& patient_id,
+                                    EventFacts facts);
 
   const Config& config_;
   StorePtr store_;

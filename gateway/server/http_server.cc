@@ -109,7 +109,9 @@ class Router final : public HTTPRequestHandler {
     if (get && uri == "/metrics") return metrics();
     if (post && uri == "/ingest/econsult") {
       std::string body;
-      if (auto refused = readBody(request, "econsult", body)) return *refused;
+      if (auto refused = readBody(request, "econsult", body)) {
+        return Pipeline::econsultRefusal(std::move(*refused), request.getContentType());
+      }
       return context_.pipeline.ingestEconsult(body, request.getContentType());
     }
     if (post && uri == "/ingest/care-management") {

@@ -34,6 +34,18 @@ struct CoverageFact {
   }
 };
 
+// One billing entry of an event (a mapped Claim), as routing needs it.
+struct BillingFact {
+  std::string claim_id;
+  std::string system;
+  std::string code;
+  std::string date_of_service;
+  std::string npi;
+  std::string billed_by;
+  // The coverage valid on the date of service, when one is known.
+  std::optional<CoverageFact> coverage;
+};
+
 class Directory {
  public:
   virtual ~Directory() = default;

@@ -12,7 +12,7 @@
 #include <sstream>
 #include <unordered_map>
 
-#include "mappers/common/event_reader.h"
+#include "mappers/common/dates.h"
 #include "mappers/common/ids.h"
 #include "mappers/engine/fhir_paths.h"
 #include "mappers/engine/spec_json.h"
@@ -32,7 +32,8 @@ namespace {
 
 constexpr std::string_view kBase = "https://fhir.alignment-gateway.org";
 
-enum class ReaderKind { kCsv, kNdjson, kJson, kX12, kHl7v2 };
+// kJsonEvents: NDJSON, or one JSON object over several lines (a pretty-printed event).
+enum class ReaderKind { kCsv, kNdjson, kJson, kX12, kHl7v2, kJsonEvents };
 
 struct SourcePath {
   bool absolute = false;  // "$.a.b": from the record root
@@ -49,8 +50,12 @@ struct Translation {
 
 enum class TransformKind { kTrim, kUpper, kLower, kDateYmd, kDate, kDecimal, kInteger, kIcd10, kNpi, kTranslate,
                            kLookup, kComponent, kRangeStart, kRangeEnd, kOneOf, kBoolean, kHl7DateTime,
-                           // care-management additions (mappers/specs/README.md, "Event sources")
-                           kMemberOf, kOrdinal, kYearMonth, kDateTime, kDateTimeOffset, kPayerId, kPayerName, kPrefix };
+                           // Event transforms (econsult specs): JSON type, minimum, dateTime with
+                           // offset, closed code list, configured payer, text prefix.
+                           kType, kMin, kDateTime, kCodeIn, kPayer, kPrefix,
+                           // care-management additions: ValueSet membership and score, month of a
+                           // date, a date or a dateTime with offset.
+                           kMemberOf, kOrdinal, kYearMonth, kDateOrDateTime };
 
 // The codes of one alignment ValueSet (compose.include concepts), with their ordinalValue.
 struct ValueSetCodes {
@@ -72,20 +77,24 @@ struct Transform {
   std::unordered_map<std::string, std::string> table;
   std::set<std::string> allowed;
   size_t component = 1;
+  std::string name;     // kType: the JSON type; kPayer: the payer field; kPrefix: the prefix
+  int64_t minimum = 0;  // kMin
 };
 
 struct Condition;
 
-// `"coverage": {"patient": key, "on": path, "take": "coverage"|"insurer"}`: the Coverage of that
-// patient valid on the date at `on` (stored coverage and this Bundle's), as a Reference.
-struct CoverageLookup {
-  std::string patient_key;
-  bool insurer = false;
-};
-
 struct ValueExpr {
-  enum class Kind { kNone, kSource, kLiteral, kReference, kCoverage } kind = Kind::kNone;
-  CoverageLookup coverage;
+  // kReferenceTo: {"reference": "Type/deriveId(parts)"}; kJoin: the present parts joined;
+  // kCoverageOn ("coverage"): the coverage valid on a date (see Run::coverageOn()).
+  // kPick: the value of the first item of `pick_for_each` that passes `pick_where`.
+  enum class Kind { kNone, kSource, kLiteral, kReference, kReferenceTo, kJoin, kCoverageOn, kPick } kind = Kind::kNone;
+  std::vector<SourcePath> pick_for_each;
+  std::shared_ptr<Condition> pick_where;
+  std::vector<std::string> part_literals;  // kReferenceTo: a literal part, or "" with a value in part_values
+  std::vector<ValueExpr> part_values;      // kReferenceTo/kJoin parts; kCoverageOn: the date; kPick: the value
+  std::string separator;                   // kJoin
+  std::string give;                        // kCoverageOn: coverage or insurer
+  std::string patient_key;                 // kCoverageOn: the Patient resource key
   SourcePath from;
   const json::Value* literal = nullptr;  // owned by the spec document
   std::string reference_key;
@@ -139,9 +148,12 @@ struct ResourceProgram {
   std::vector<IdPart> id;
   std::optional<Condition> when;
   std::vector<Rule> rules;
-  // `"forEach": path`: one resource per item kept by `where` (rules and id parts read the item).
+  // "forEach": one resource per item (id parts and rules read the item); "where" filters items.
   std::vector<SourcePath> for_each;
   std::optional<Condition> where;
+  // "update": "merge": the stored version (MapOptions::stored_resource) is kept, and the
+  // top-level elements this record writes replace its own.
+  bool merge = false;
   // `"unique": message`: two items giving the same id are an error at the second one.
   std::string unique_message;
 };
@@ -156,11 +168,12 @@ struct CompiledSpec {
   std::vector<std::string> fields;  // known source paths (normalized, "*" for array items)
   std::string group_by;             // CSV: column whose consecutive equal values form one record
   ValueExpr record_id;
-  std::vector<ValueExpr> record_id_parts;  // recordId given as a list: parts joined by ':'
-  std::string agent_key;                   // "agent": the Provenance agent resource (else the payer)
-  bool warn_unknown = false;               // "unknownMembers": warn about members no field reaches
+  std::vector<ValueExpr> record_id_parts;  // "recordId": [..]: the parts joined with ':'
   std::vector<Rule> checks;
   std::vector<ResourceProgram> resources;
+  bool warn_unknown_members = false;  // "unknownMembers": "warn" (JSON readers)
+  std::vector<Rule> provenance_agent;  // "provenanceAgent": rules building Provenance.agent.who
+  std::string agent_key;               // "agent": a resource of the Bundle as Provenance.agent.who
 };
 
 struct SpecLibrary::Shared {
@@ -191,18 +204,25 @@ class Compiler {
   Result<Condition> condition(const json::Value& object, const std::string& scope);
   Result<Rule> rule(const json::Value& object, const std::string& scope, const std::string& context);
   bool knownPattern(const std::string& pattern) const;
-  // Care-management additions (new spec members), see mappers/specs/README.md.
+  // The scope of the items `path` reaches from `scope` ("a.*" when they are array elements).
+  std::string itemScope(const SourcePath& path, const std::string& scope) const;
+  // Additions for event specs (econsult): referenceTo/join/pick/coverage values, the event
+  // transforms, resources per item, recordId parts, unknownMembers and provenanceAgent.
+  Result<bool> eventValueExpr(const json::Value& object, const std::string& scope, ValueExpr& expr);
+  Result<bool> eventTransform(const json::Value& at, const std::string& name, const json::Value& argument,
+                              Transform& transform);
+  Status eventResource(const json::Value& resource, const std::string& scope, ResourceProgram& program,
+                       std::string& item_scope);
+  Status eventTopLevel(const json::Value& root, const std::string& scope);
+  // Care-management additions: alignment ValueSets and conditions over items or terminology.
   const ValueSetCodes* valueSet(std::string_view id) const;
-  Status coverageLookup(const json::Value& object, const std::string& scope, ValueExpr& expr);
   Result<Condition> itemCondition(const json::Value& object, const std::string& scope);
-  Status resourceForEach(const json::Value& resource, const std::string& scope, ResourceProgram& program,
-                         std::string& item_scope);
-  Status recordIdParts(const json::Value& list, const std::string& scope);
 
   CompiledSpec& spec_;
   SpecLibrary::Shared& shared_;
   FhirPaths& paths_;
   std::set<std::string> keys_;
+  std::set<std::string> per_item_keys_;  // keys of resources made per item (forEach)
 };
 
 std::vector<std::string> splitPath(std::string_view text) {
@@ -223,8 +243,9 @@ std::string joinPattern(const std::string& scope, const std::vector<std::string>
   return out;
 }
 
-// True when `pattern` ("a.b", "lines.0.cpt") is a listed field or a prefix of one.
-bool knownField(const std::vector<std::string>& fields, const std::string& pattern) {
+// True when `pattern` ("a.b", "lines.0.cpt") is one of `fields` or a prefix of one; a numeric
+// step matches "*".
+bool fieldsKnow(const std::vector<std::string>& fields, const std::string& pattern) {
   std::vector<std::string> want = splitPath(pattern);
   for (const std::string& field : fields) {
     std::vector<std::string> have = splitPath(field);
@@ -241,7 +262,13 @@ bool knownField(const std::vector<std::string>& fields, const std::string& patte
   return false;
 }
 
-bool Compiler::knownPattern(const std::string& pattern) const { return knownField(spec_.fields, pattern); }
+bool Compiler::knownPattern(const std::string& pattern) const { return fieldsKnow(spec_.fields, pattern); }
+
+std::string Compiler::itemScope(const SourcePath& path, const std::string& scope) const {
+  std::string item_scope = joinPattern(path.absolute ? "" : scope, path.steps);
+  if (knownPattern(item_scope + ".*")) item_scope += ".*";
+  return item_scope;
+}
 
 Result<SourcePath> Compiler::sourcePath(const json::Value& at, std::string_view text, const std::string& scope) {
   SourcePath path;
@@ -276,14 +303,19 @@ Result<ValueExpr> Compiler::valueExpr(const json::Value& object, const std::stri
   } else if (const json::Value* value = json::find(object, "value")) {
     expr.kind = ValueExpr::Kind::kLiteral;
     expr.literal = value;
-  } else if (const json::Value* coverage = json::find(object, "coverage"); coverage && coverage->IsObject()) {
-    if (Status status = coverageLookup(*coverage, scope, expr); !status.ok()) return Error{status.message()};
   } else if (auto reference = json::getString(object, "reference")) {
     expr.kind = ValueExpr::Kind::kReference;
     expr.reference_key = std::string(*reference);
     if (!keys_.count(expr.reference_key)) {
       return fail(object, "reference to unknown resource key '" + expr.reference_key + "' (declare it earlier)");
     }
+    if (per_item_keys_.count(expr.reference_key)) {
+      return fail(object, "'" + expr.reference_key + "' is made per item (forEach): name it with \"referenceTo\" (its id parts)");
+    }
+  } else if (auto event = eventValueExpr(object, scope, expr); !event.ok()) {
+    return event.error();
+  } else if (*event) {
+    // referenceTo, join, pick or coverage
   } else if (needs_value) {
     return fail(object, "needs one of \"from\", \"value\" or \"reference\"");
   }
@@ -302,12 +334,22 @@ Result<ValueExpr> Compiler::valueExpr(const json::Value& object, const std::stri
             {"icd10", TransformKind::kIcd10}, {"npi", TransformKind::kNpi},
             {"range-start", TransformKind::kRangeStart}, {"range-end", TransformKind::kRangeEnd},
             {"boolean", TransformKind::kBoolean}, {"hl7-datetime", TransformKind::kHl7DateTime},
-            {"year-month", TransformKind::kYearMonth}, {"datetime", TransformKind::kDateTime},
-            {"datetime-offset", TransformKind::kDateTimeOffset},
-            {"payer-id", TransformKind::kPayerId}, {"payer-name", TransformKind::kPayerName}};
+            {"year-month", TransformKind::kYearMonth}, {"datetime", TransformKind::kDateOrDateTime}};
         auto found = kNames.find(name);
-        if (found == kNames.end()) return fail(object, "unknown transform '" + name + "'");
-        transform.kind = found->second;
+        // Event transforms named by a string (the payer field they give, for the payer ones).
+        static const std::map<std::string, std::string> kPayerFields = {
+            {"payer-id", "id"}, {"payer-name", "name"}, {"payer-identifier-system", "identifierSystem"},
+            {"payer-identifier-value", "identifierValue"}};
+        if (name == "datetime-offset") {
+          transform.kind = TransformKind::kDateTime;
+        } else if (kPayerFields.count(name)) {
+          transform.kind = TransformKind::kPayer;
+          transform.name = kPayerFields.at(name);
+        } else if (found == kNames.end()) {
+          return fail(object, "unknown transform '" + name + "'");
+        } else {
+          transform.kind = found->second;
+        }
       } else if (entry.IsObject() && entry.MemberCount() == 1) {
         const auto& member = *entry.MemberBegin();
         std::string name(member.name.GetString(), member.name.GetStringLength());
@@ -331,20 +373,13 @@ Result<ValueExpr> Compiler::valueExpr(const json::Value& object, const std::stri
           for (const json::Value& allowed : member.value.GetArray()) {
             if (json::isString(allowed)) transform.allowed.insert(std::string(json::stringView(allowed)));
           }
-        } else if (name == "prefix" && json::isString(member.value)) {
-          transform.kind = TransformKind::kPrefix;
-          transform.component = 0;
-          transform.table.emplace("", std::string(json::stringView(member.value)));
-        } else if ((name == "memberOf" || name == "ordinal") && json::isString(member.value)) {
-          const ValueSetCodes* value_set = valueSet(json::stringView(member.value));
-          if (!value_set) {
-            return fail(object, "unknown ValueSet '" + std::string(json::stringView(member.value)) + "' (fhir_profiles/alignment/package)");
-          }
-          transform.kind = name == "memberOf" ? TransformKind::kMemberOf : TransformKind::kOrdinal;
-          transform.value_set = value_set;
         } else if (name == "component" && json::numberAsInt64(member.value)) {
           transform.kind = TransformKind::kComponent;
           transform.component = static_cast<size_t>(*json::numberAsInt64(member.value));
+        } else if (auto event = eventTransform(object, name, member.value, transform); !event.ok()) {
+          return event.error();
+        } else if (*event) {
+          // type, min, codeIn, prefix
         } else {
           return fail(object, "unknown transform '" + name + "'");
         }
@@ -407,7 +442,7 @@ Result<Rule> Compiler::rule(const json::Value& object, const std::string& scope,
   if (!object.IsObject()) return fail(object, "a rule must be an object");
   static const std::set<std::string> kKnown = {"path", "from", "value", "reference", "transforms", "required",
                                                "default", "when", "forEach", "where", "first", "set", "note",
-                                               "coverage", "references"};
+                                               "referenceTo", "join", "separator", "coverage", "pick", "references"};
   for (const auto& member : object.GetObject()) {
     std::string name(member.name.GetString(), member.name.GetStringLength());
     if (!kKnown.count(name)) return fail(object, "unknown rule member '" + name + "'");
@@ -435,8 +470,7 @@ Result<Rule> Compiler::rule(const json::Value& object, const std::string& scope,
     }
     if (rule.target.back().index != PathStep::Index::kAppend) return fail(object, "a references rule appends: its path must end with []");
     if (const json::Value* where = json::find(object, "where")) {
-      std::string item_scope = joinPattern(program->for_each.front().absolute ? "" : scope, program->for_each.front().steps);
-      if (knownPattern(item_scope + ".*")) item_scope += ".*";
+      std::string item_scope = itemScope(program->for_each.front(), scope);
       auto cond = condition(*where, item_scope);
       if (!cond.ok()) return cond.error();
       rule.where = std::move(*cond);
@@ -511,7 +545,8 @@ Status Compiler::compile() {
   const json::Value& root = spec_.document->root();
   if (!root.IsObject()) return fail(root, "a spec is a JSON object");
   static const std::set<std::string> kKnown = {"id", "description", "reader", "fields", "columns", "groupBy",
-                                               "recordId", "checks", "resources", "note", "agent", "unknownMembers"};
+                                               "recordId", "checks", "resources", "note", "unknownMembers",
+                                               "provenanceAgent", "agent"};
   for (const auto& member : root.GetObject()) {
     std::string name(member.name.GetString(), member.name.GetStringLength());
     if (!kKnown.count(name)) return fail(root, "unknown spec member '" + name + "'");
@@ -522,9 +557,9 @@ Status Compiler::compile() {
   auto reader = json::getString(root, "reader");
   static const std::map<std::string, ReaderKind> kReaders = {
       {"csv", ReaderKind::kCsv}, {"ndjson", ReaderKind::kNdjson}, {"json", ReaderKind::kJson}, {"x12-837p", ReaderKind::kX12},
-      {"hl7v2", ReaderKind::kHl7v2}};
+      {"hl7v2", ReaderKind::kHl7v2}, {"json-events", ReaderKind::kJsonEvents}};
   if (!reader || !kReaders.count(std::string(*reader))) {
-    return fail(root, "\"reader\" must be one of csv, ndjson, json, x12-837p, hl7v2");
+    return fail(root, "\"reader\" must be one of csv, ndjson, json, json-events, x12-837p, hl7v2");
   }
   spec_.reader = kReaders.at(std::string(*reader));
   std::string scope;
@@ -547,8 +582,15 @@ Status Compiler::compile() {
     scope = "lines.*";
   }
   const json::Value* record_id = json::find(root, "recordId");
-  if (record_id && record_id->IsArray()) {
-    if (Status status = recordIdParts(*record_id, scope); !status.ok()) return status;
+  if (record_id && record_id->IsArray() && !record_id->Empty()) {
+    for (const json::Value& part : record_id->GetArray()) {
+      if (!part.IsObject()) return fail(root, "recordId parts are {\"from\": path} objects");
+      auto part_expr = valueExpr(part, scope, true);
+      if (!part_expr.ok()) return part_expr.error();
+      part_expr->required = true;
+      spec_.record_id_parts.push_back(std::move(*part_expr));
+    }
+    spec_.record_id = spec_.record_id_parts.front();
   } else {
     if (!record_id || !record_id->IsObject()) return fail(root, "a spec needs a \"recordId\" ({\"from\": path})");
     auto record_expr = valueExpr(*record_id, scope, true);
@@ -569,7 +611,7 @@ Status Compiler::compile() {
     program.key = std::string(*key);
     program.type = std::string(*type);
     if (keys_.count(program.key)) return fail(resource, "duplicate resource key '" + program.key + "'");
-    auto known_type = paths_.check(program.type, {});
+    auto known_type = paths_.check(program.type, {PathStep{"id"}});  // every resource has an id
     if (!known_type.ok()) return fail(resource, "unknown resource type '" + program.type + "'");
     if (auto profile = json::getString(resource, "profile")) {
       program.profile = std::string(kBase) + "/StructureDefinition/" + std::string(*profile);
@@ -579,11 +621,9 @@ Status Compiler::compile() {
       if (!cond.ok()) return cond.error();
       program.when = std::move(*cond);
     }
-    // A forEach resource reads its item: id parts and rules are compiled in the item's scope.
-    std::string resource_scope = scope;
-    if (json::find(resource, "forEach")) {
-      if (Status status = resourceForEach(resource, scope, program, resource_scope); !status.ok()) return status;
-    }
+    std::string item_scope = scope;
+    if (Status status = eventResource(resource, scope, program, item_scope); !status.ok()) return status;
+    if (!program.for_each.empty()) per_item_keys_.insert(program.key);
     const json::Value* id_parts = json::find(resource, "id");
     if (!id_parts || !id_parts->IsArray() || id_parts->Empty()) return fail(resource, "a resource needs \"id\" parts");
     for (const json::Value& part : id_parts->GetArray()) {
@@ -591,7 +631,7 @@ Status Compiler::compile() {
       if (json::isString(part)) {
         compiled.literal = std::string(json::stringView(part));
       } else if (part.IsObject()) {
-        auto expr = valueExpr(part, resource_scope, true);
+        auto expr = valueExpr(part, item_scope, true);
         if (!expr.ok()) return expr.error();
         compiled.value = std::move(*expr);
         compiled.value.required = true;
@@ -603,22 +643,12 @@ Status Compiler::compile() {
     keys_.insert(program.key);  // a resource may refer to itself (e.g. Provenance-like links)
     const json::Value* rules = json::find(resource, "set");
     if (!rules || !rules->IsArray()) return fail(resource, "a resource needs a \"set\" list of rules");
-    // Declared before its rules are compiled, so a rule may list earlier instances ("references").
-    spec_.resources.push_back(std::move(program));
-    ResourceProgram& declared = spec_.resources.back();
     for (const json::Value& rule_object : rules->GetArray()) {
-      auto compiled = rule(rule_object, resource_scope, declared.type);
+      auto compiled = rule(rule_object, item_scope, program.type);
       if (!compiled.ok()) return compiled.error();
-      declared.rules.push_back(std::move(*compiled));
+      program.rules.push_back(std::move(*compiled));
     }
-  }
-  if (auto unknown = json::getString(root, "unknownMembers")) {
-    if (*unknown != "warn") return fail(root, "\"unknownMembers\" can only be \"warn\"");
-    spec_.warn_unknown = true;
-  }
-  if (auto agent = json::getString(root, "agent")) {
-    spec_.agent_key = std::string(*agent);
-    if (!keys_.count(spec_.agent_key)) return fail(root, "\"agent\" names unknown resource key '" + spec_.agent_key + "'");
+    spec_.resources.push_back(std::move(program));
   }
   if (const json::Value* checks = json::find(root, "checks")) {
     if (!checks->IsArray()) return fail(root, "\"checks\" must be a list");
@@ -626,12 +656,16 @@ Status Compiler::compile() {
       // A check is a rule without a target: its value is computed (and so validated) and dropped.
       Rule compiled;
       compiled.line = spec_.document->lineOf(check);
+      if (const json::Value* when = json::find(check, "when")) {
+        auto cond = condition(*when, scope);
+        if (!cond.ok()) return cond.error();
+        compiled.when = std::move(*cond);
+      }
       if (const json::Value* for_each = json::find(check, "forEach")) {
         if (!json::isString(*for_each)) return fail(check, "a check's forEach is one source path");
         auto path = sourcePath(check, json::stringView(*for_each), scope);
         if (!path.ok()) return path.error();
-        std::string item_scope = joinPattern(path->absolute ? "" : scope, path->steps);
-        if (knownPattern(item_scope + ".*")) item_scope += ".*";
+        std::string item_scope = itemScope(*path, scope);
         compiled.for_each.push_back(std::move(*path));
         const json::Value* children = json::find(check, "set");
         if (!children || !children->IsArray()) return fail(check, "a forEach check needs a \"set\" list");
@@ -651,32 +685,168 @@ Status Compiler::compile() {
       spec_.checks.push_back(std::move(compiled));
     }
   }
+  return eventTopLevel(root, scope);
+}
+
+// Event-spec additions to the compiler (mappers/specs/README.md, "Event specs").
+
+Result<bool> Compiler::eventValueExpr(const json::Value& object, const std::string& scope, ValueExpr& expr) {
+  if (const json::Value* parts = json::find(object, "referenceTo")) {
+    if (!parts->IsArray() || parts->Empty() || !json::isString((*parts)[0])) {
+      return fail(object, "referenceTo lists id parts, the first a resource type: [\"Practitioner\", {\"from\": ...}]");
+    }
+    std::string type(json::stringView((*parts)[0]));
+    if (!paths_.check(type, {PathStep{"id"}}).ok()) return fail(object, "referenceTo: unknown resource type '" + type + "'");
+    expr.kind = ValueExpr::Kind::kReferenceTo;
+    for (const json::Value& part : parts->GetArray()) {
+      if (json::isString(part)) {
+        expr.part_literals.emplace_back(json::stringView(part));
+        expr.part_values.emplace_back();
+        continue;
+      }
+      if (!part.IsObject()) return fail(object, "referenceTo parts are strings or {\"from\": path}");
+      auto value = valueExpr(part, scope, true);
+      if (!value.ok()) return value.error();
+      expr.part_literals.emplace_back();
+      expr.part_values.push_back(std::move(*value));
+    }
+    return true;
+  }
+  if (const json::Value* parts = json::find(object, "join")) {
+    if (!parts->IsArray() || parts->Empty()) return fail(object, "join lists values: [{\"from\": ...}, ...]");
+    expr.kind = ValueExpr::Kind::kJoin;
+    expr.separator = std::string(json::getString(object, "separator").value_or(" "));
+    for (const json::Value& part : parts->GetArray()) {
+      if (!part.IsObject()) return fail(object, "join parts are {\"from\": path} or {\"value\": ...} objects");
+      auto value = valueExpr(part, scope, true);
+      if (!value.ok()) return value.error();
+      expr.part_values.push_back(std::move(*value));
+    }
+    return true;
+  }
+  if (const json::Value* pick = json::find(object, "pick")) {
+    if (!pick->IsObject()) return fail(object, "pick is {\"forEach\": path, \"where\": condition, \"value\": {\"from\": ...}}");
+    auto for_each = json::getString(*pick, "forEach");
+    const json::Value* value = json::find(*pick, "value");
+    if (!for_each || !value || !value->IsObject()) return fail(*pick, "pick needs \"forEach\" and \"value\"");
+    auto path = sourcePath(*pick, *for_each, scope);
+    if (!path.ok()) return path.error();
+    std::string item_scope = itemScope(*path, scope);
+    expr.kind = ValueExpr::Kind::kPick;
+    expr.pick_for_each.push_back(std::move(*path));
+    if (const json::Value* where = json::find(*pick, "where")) {
+      auto cond = condition(*where, item_scope);
+      if (!cond.ok()) return cond.error();
+      expr.pick_where = std::make_shared<Condition>(std::move(*cond));
+    }
+    auto inner = valueExpr(*value, item_scope, true);
+    if (!inner.ok()) return inner.error();
+    expr.part_values.push_back(std::move(*inner));
+    return true;
+  }
+  if (const json::Value* coverage = json::find(object, "coverage"); coverage && coverage->IsObject()) {
+    auto patient = json::getString(*coverage, "patient");
+    const json::Value* on = json::find(*coverage, "on");
+    auto take = json::getString(*coverage, "take");
+    if (!on || !(json::isString(*on) || on->IsObject())) {
+      return fail(*coverage, "coverage needs \"on\": the path of the date, or {\"from\": path, \"transforms\": [...]}");
+    }
+    if (!patient || !keys_.count(std::string(*patient))) {
+      return fail(*coverage, "coverage needs \"patient\": the key of a Patient resource declared earlier");
+    }
+    if (!take || (*take != "coverage" && *take != "insurer")) {
+      return fail(*coverage, "coverage \"take\" is \"coverage\" or \"insurer\"");
+    }
+    ValueExpr value;
+    if (on->IsObject()) {
+      auto date = valueExpr(*on, scope, true);
+      if (!date.ok()) return date.error();
+      value = std::move(*date);
+    } else {
+      auto date = sourcePath(*coverage, json::stringView(*on), scope);
+      if (!date.ok()) return date.error();
+      value.kind = ValueExpr::Kind::kSource;
+      value.from = std::move(*date);
+    }
+    expr.kind = ValueExpr::Kind::kCoverageOn;
+    expr.part_values.push_back(std::move(value));
+    expr.patient_key = std::string(*patient);
+    expr.give = std::string(*take);
+    return true;
+  }
+  return false;
+}
+
+Result<bool> Compiler::eventTransform(const json::Value& at, const std::string& name, const json::Value& argument,
+                                      Transform& transform) {
+  if (name == "type" && json::isString(argument)) {
+    static const std::set<std::string> kTypes = {"string", "object", "array", "integer", "number", "boolean"};
+    transform.name = std::string(json::stringView(argument));
+    if (!kTypes.count(transform.name)) {
+      return fail(at, "unknown JSON type '" + transform.name + "' (string, object, array, integer, number, boolean)");
+    }
+    transform.kind = TransformKind::kType;
+    return true;
+  }
+  if (name == "min" && json::numberAsInt64(argument)) {
+    transform.kind = TransformKind::kMin;
+    transform.minimum = *json::numberAsInt64(argument);
+    return true;
+  }
+  if (name == "codeIn" && argument.IsArray()) {
+    transform.kind = TransformKind::kCodeIn;
+    for (const json::Value& allowed : argument.GetArray()) {
+      if (!json::isString(allowed)) return fail(at, "codeIn lists strings");
+      transform.allowed.insert(std::string(json::stringView(allowed)));
+    }
+    return true;
+  }
+  if (name == "prefix" && json::isString(argument)) {
+    transform.kind = TransformKind::kPrefix;
+    transform.name = std::string(json::stringView(argument));
+    return true;
+  }
+  if ((name == "memberOf" || name == "ordinal") && json::isString(argument)) {
+    transform.value_set = valueSet(json::stringView(argument));
+    if (!transform.value_set) {
+      return fail(at, "unknown ValueSet '" + std::string(json::stringView(argument)) + "' (fhir_profiles/alignment/package)");
+    }
+    transform.kind = name == "memberOf" ? TransformKind::kMemberOf : TransformKind::kOrdinal;
+    return true;
+  }
+  return false;
+}
+
+Status Compiler::eventResource(const json::Value& resource, const std::string& scope, ResourceProgram& program,
+                               std::string& item_scope) {
+  if (const json::Value* update = json::find(resource, "update")) {
+    if (!json::isString(*update) || json::stringView(*update) != "merge") return fail(resource, "\"update\" can only be \"merge\"");
+    program.merge = true;
+  }
+  const json::Value* for_each = json::find(resource, "forEach");
+  if (!for_each) {
+    if (json::find(resource, "where")) return fail(resource, "\"where\" needs a \"forEach\"");
+    return Status::Ok();
+  }
+  if (!json::isString(*for_each)) return fail(resource, "a resource's forEach is one source path");
+  auto path = sourcePath(resource, json::stringView(*for_each), scope);
+  if (!path.ok()) return Error{path.message()};
+  item_scope = itemScope(*path, scope);
+  program.for_each.push_back(std::move(*path));
+  if (const json::Value* where = json::find(resource, "where")) {
+    auto cond = condition(*where, item_scope);
+    if (!cond.ok()) return Error{cond.message()};
+    program.where = std::move(*cond);
+  }
+  if (auto unique = json::getString(resource, "unique")) program.unique_message = std::string(*unique);
   return Status::Ok();
 }
 
-// ---------------------------------------------------------------------------------------------
-// Compiling the care-management additions.
+// Care-management additions to the compiler (mappers/specs/README.md, "Event specs").
 
 const ValueSetCodes* Compiler::valueSet(std::string_view id) const {
   auto found = shared_.value_sets.find(std::string(id));
   return found == shared_.value_sets.end() ? nullptr : &found->second;
-}
-
-Status Compiler::coverageLookup(const json::Value& object, const std::string& scope, ValueExpr& expr) {
-  auto patient = json::getString(object, "patient");
-  auto on = json::getString(object, "on");
-  auto take = json::getString(object, "take");
-  if (!patient || !on || !take || (*take != "coverage" && *take != "insurer")) {
-    return fail(object, "\"coverage\" needs \"patient\" (a resource key), \"on\" (a date path) and \"take\": coverage|insurer");
-  }
-  if (!keys_.count(std::string(*patient))) return fail(object, "\"coverage\" names unknown resource key '" + std::string(*patient) + "'");
-  auto path = sourcePath(object, *on, scope);
-  if (!path.ok()) return Status(path.error());
-  expr.kind = ValueExpr::Kind::kCoverage;
-  expr.from = std::move(*path);
-  expr.coverage.patient_key = std::string(*patient);
-  expr.coverage.insurer = *take == "insurer";
-  return Status::Ok();
 }
 
 // {"some": path, "where": cond}, {"sum": path, "where": cond, "of": value, "atLeast": n},
@@ -687,8 +857,7 @@ Result<Condition> Compiler::itemCondition(const json::Value& object, const std::
   auto itemsOf = [&](const char* member) -> Result<std::string> {
     auto path = sourcePath(object, json::getString(object, member).value_or(""), scope);
     if (!path.ok()) return path.error();
-    std::string item_scope = joinPattern(path->absolute ? "" : scope, path->steps);
-    if (knownPattern(item_scope + ".*")) item_scope += ".*";
+    std::string item_scope = itemScope(*path, scope);
     cond.items = std::move(*path);
     if (const json::Value* where = json::find(object, "where")) {
       auto compiled = condition(*where, item_scope);
@@ -747,36 +916,6 @@ Result<Condition> Compiler::itemCondition(const json::Value& object, const std::
   cond.value_set = value_set ? valueSet(*value_set) : nullptr;
   if (!cond.value_set) return fail(object, "unknown ValueSet '" + std::string(value_set.value_or("")) + "' (fhir_profiles/alignment/package)");
   return cond;
-}
-
-Status Compiler::resourceForEach(const json::Value& resource, const std::string& scope, ResourceProgram& program,
-                                 std::string& item_scope) {
-  auto for_each = json::getString(resource, "forEach");
-  if (!for_each) return fail(resource, "a resource's forEach is one source path");
-  auto path = sourcePath(resource, *for_each, scope);
-  if (!path.ok()) return Status(path.error());
-  item_scope = joinPattern(path->absolute ? "" : scope, path->steps);
-  if (knownPattern(item_scope + ".*")) item_scope += ".*";
-  program.for_each.push_back(std::move(*path));
-  if (const json::Value* where = json::find(resource, "where")) {
-    auto cond = condition(*where, item_scope);
-    if (!cond.ok()) return Status(cond.error());
-    program.where = std::move(*cond);
-  }
-  if (auto unique = json::getString(resource, "unique")) program.unique_message = std::string(*unique);
-  return Status::Ok();
-}
-
-Status Compiler::recordIdParts(const json::Value& list, const std::string& scope) {
-  for (const json::Value& part : list.GetArray()) {
-    if (!part.IsObject()) return fail(list, "recordId parts are {\"from\": path}");
-    auto expr = valueExpr(part, scope, true);
-    if (!expr.ok()) return Status(expr.error());
-    expr->required = true;
-    spec_.record_id_parts.push_back(std::move(*expr));
-  }
-  if (spec_.record_id_parts.empty()) return fail(list, "a recordId list needs parts");
-  return Status::Ok();
 }
 
 // The alignment ValueSets (codes of compose.include concepts, with ordinalValue extensions) and
@@ -878,6 +1017,31 @@ Status loadValueSets(const std::string& dir, SpecLibrary::Shared& shared) {
   return Status::Ok();
 }
 
+
+Status Compiler::eventTopLevel(const json::Value& root, const std::string& scope) {
+  if (const json::Value* unknown = json::find(root, "unknownMembers")) {
+    if (!json::isString(*unknown) || json::stringView(*unknown) != "warn") return fail(root, "\"unknownMembers\" can only be \"warn\"");
+    if (spec_.reader != ReaderKind::kJson && spec_.reader != ReaderKind::kNdjson && spec_.reader != ReaderKind::kJsonEvents) {
+      return fail(root, "\"unknownMembers\" applies to json and ndjson specs");
+    }
+    spec_.warn_unknown_members = true;
+  }
+  if (const json::Value* agent = json::find(root, "provenanceAgent")) {
+    if (!agent->IsArray() || agent->Empty()) return fail(root, "\"provenanceAgent\" is a list of rules building agent.who");
+    for (const json::Value& rule_object : agent->GetArray()) {
+      auto compiled = rule(rule_object, scope, "Reference");
+      if (!compiled.ok()) return Error{compiled.message()};
+      spec_.provenance_agent.push_back(std::move(*compiled));
+    }
+  }
+  if (auto agent = json::getString(root, "agent")) {
+    if (!spec_.provenance_agent.empty()) return fail(root, "\"agent\" and \"provenanceAgent\" exclude each other");
+    spec_.agent_key = std::string(*agent);
+    if (!keys_.count(spec_.agent_key)) return fail(root, "\"agent\" names unknown resource key '" + spec_.agent_key + "'");
+  }
+  return Status::Ok();
+}
+
 Status loadConceptMaps(const std::string& dir, SpecLibrary::Shared& shared) {
   std::error_code error;
   for (const auto& entry : std::filesystem::directory_iterator(dir, error)) {
@@ -945,14 +1109,13 @@ class Run {
 
  private:
   std::string location(const std::vector<std::string>& steps) const {
-    std::string where =
-        readers::describeLocation(*record_, steps, spec_.reader == ReaderKind::kNdjson || spec_.reader == ReaderKind::kJson);
-    // One JSON document (an HTTP body): the JSON path alone, "$.screening.answers[2].answerLoinc".
-    if (options_.single_document && where.rfind("line ", 0) == 0 && where.find(", $") != std::string::npos) {
-      return where.substr(where.find(", $") + 2);
-    }
-    return where;
+    bool json_reader = spec_.reader == ReaderKind::kNdjson || spec_.reader == ReaderKind::kJson ||
+                       spec_.reader == ReaderKind::kJsonEvents;
+    // A posted event (mapRecord) has no line: its locations are plain JSON paths.
+    if (json_reader && record_->IsObject() && !json::find(*record_, "@line")) return jsonPathOf(*record_, steps);
+    return readers::describeLocation(*record_, steps, json_reader);
   }
+  static std::string jsonPathOf(const json::Value& record, const std::vector<std::string>& steps);
   void error(const std::vector<std::string>& steps, const std::string& code, const std::string& message) {
     std::string where = location(steps);
     std::string diagnostics = where + ": " + message;
@@ -970,22 +1133,21 @@ class Run {
   bool test(const Condition& cond, const Scope& scope, json::Allocator& allocator, bool& failed);
   void apply(const Rule& rule, json::Value& target, const Scope& scope, json::Allocator& allocator, bool& failed);
   std::vector<Scope> items(const Rule& rule, const Scope& scope) const;
-  std::vector<Scope> itemsAt(const std::vector<SourcePath>& paths, const Scope& scope) const;
-  // Care-management additions.
+  std::vector<Scope> itemsOf(const std::vector<SourcePath>& paths, const Scope& scope) const;
+  // Event-spec additions (mappers/specs/README.md, "Event specs").
+  std::optional<json::Value> eventValue(const ValueExpr& expr, const Scope& scope, json::Allocator& allocator,
+                                        bool& failed);
+  std::optional<json::Value> coverageOn(const ValueExpr& expr, const Scope& scope, json::Allocator& allocator,
+                                        bool& failed);
+  bool eventTransform(const Transform& transform, json::Value& result, const std::vector<std::string>& where,
+                      json::Allocator& allocator);
+  void warnUnknownMembers(const json::Value& value, std::vector<std::string>& steps, IssueList& warnings) const;
+  std::string recordIdOf(const Scope& root, json::Allocator& allocator, bool& failed);
+  void mergeStored(json::Value& resource, json::Allocator& allocator) const;
+  json::Value provenanceAgent(const Scope& root, json::Allocator& allocator, bool& failed);
+  // Care-management additions: conditions over items, every instance of a forEach resource.
   bool testItems(const Condition& cond, const Scope& scope, json::Allocator& allocator, bool& failed);
-  std::optional<json::Value> coverageReference(const ValueExpr& expr, const Scope& scope, json::Allocator& allocator,
-                                               bool& failed);
-  std::optional<std::string> instanceReference(const std::string& key, const Scope& scope) const;
   void applyReferences(const Rule& rule, json::Value& target, json::Allocator& allocator, bool& failed);
-  // Resolves the ids of every resource program (forEach ones once per item).
-  struct Produced {
-    const ResourceProgram* program;
-    std::string id;
-    Scope scope;
-  };
-  std::vector<Produced> produce(const Scope& root, json::Allocator& allocator, bool& failed);
-  // "unknownMembers": "warn": a warning per source member no listed field reaches.
-  void warnUnknown(const json::Value& value, std::vector<std::string>& steps, IssueList& warnings) const;
 
   const CompiledSpec& spec_;
   const MapOptions& options_;
@@ -996,9 +1158,9 @@ class Run {
   IssueList* issues_ = nullptr;
   std::string record_id_;
   std::map<std::string, std::string> references_;  // resource key -> "Type/id"
-  // forEach resources: key -> (reference, source item) per instance.
+  const json::Value* entries_ = nullptr;            // the Bundle entries built so far (coverageOn)
+  // forEach resource key -> ("Type/id", the source item) per instance made ("references" rules).
   std::map<std::string, std::vector<std::pair<std::string, Scope>>> instances_;
-  const json::Value* entries_ = nullptr;  // the Bundle entries built so far (coverage lookup)
   std::vector<std::pair<std::string, std::string>> last_ids_;  // per resource program: id parts, id
   std::string payer_reference_;  // "Organization/<id>" of the payer, the Provenance's agent
 };
@@ -1019,9 +1181,9 @@ std::string Run::expand(std::string_view text, const Scope& scope) const {
     else if (name == "spec") out += spec_.id;
     else if (name == "now") out += now_;
     else if (name == "index") out += std::to_string(scope.index);
+    else if (name == "position") out += std::to_string(scope.index);
     else if (name == "recordId") out += record_id_;
     else if (name == "source") out += options_.source_name;
-    else if (name == "position") out += scope.location.empty() ? "0" : scope.location.back();
     else out.append(text.substr(open, close - open + 1));
     position = close + 1;
   }
@@ -1090,18 +1252,22 @@ std::optional<json::Value> Run::evaluate(const ValueExpr& expr, const Scope& sco
   switch (expr.kind) {
     case ValueExpr::Kind::kNone:
       return std::nullopt;
+    case ValueExpr::Kind::kReferenceTo:
+    case ValueExpr::Kind::kJoin:
+    case ValueExpr::Kind::kCoverageOn:
+    case ValueExpr::Kind::kPick: {
+      std::optional<json::Value> value = eventValue(expr, scope, allocator, failed);
+      if (!value) return std::nullopt;
+      result = std::move(*value);
+      break;
+    }
     case ValueExpr::Kind::kReference: {
       auto found = references_.find(expr.reference_key);
-      std::optional<std::string> target;
-      if (found != references_.end()) target = found->second;
-      else target = instanceReference(expr.reference_key, scope);
-      if (!target) return std::nullopt;
+      if (found == references_.end()) return std::nullopt;
       json::Value reference(rapidjson::kObjectType);
-      reference.AddMember("reference", json::makeString(*target, allocator), allocator);
+      reference.AddMember("reference", json::makeString(found->second, allocator), allocator);
       return reference;
     }
-    case ValueExpr::Kind::kCoverage:
-      return coverageReference(expr, scope, allocator, failed);
     case ValueExpr::Kind::kLiteral:
       if (json::isString(*expr.literal) && json::stringView(*expr.literal).find('{') == std::string_view::npos) {
         result = json::makeString(json::stringView(*expr.literal), allocator);
@@ -1149,6 +1315,15 @@ std::optional<json::Value> Run::evaluate(const ValueExpr& expr, const Scope& sco
           error(where(), "required", "a value is required");
           failed = true;
         }
+        return std::nullopt;
+      }
+      continue;
+    }
+    if (transform.kind == TransformKind::kType || transform.kind == TransformKind::kPayer ||
+        transform.kind == TransformKind::kCodeIn || transform.kind == TransformKind::kMin ||
+        transform.kind == TransformKind::kDateTime || transform.kind == TransformKind::kPrefix) {
+      if (!eventTransform(transform, result, where(), allocator)) {
+        failed = true;
         return std::nullopt;
       }
       continue;
@@ -1280,45 +1455,27 @@ std::optional<json::Value> Run::evaluate(const ValueExpr& expr, const Scope& sco
         if (!isDate(text)) return bad("is not a date YYYY-MM-DD");
         result = json::makeString(text.substr(0, 7), allocator);
         break;
-      case TransformKind::kDateTime:
+      case TransformKind::kDateOrDateTime:
         if (!isDate(text) && !isDateTimeWithOffset(text)) return bad("is not a date or a dateTime with offset (YYYY-MM-DDThh:mm:ss+zz:zz)");
         break;
-      case TransformKind::kDateTimeOffset:
-        if (!isDateTimeWithOffset(text)) return bad("is not a dateTime with offset (YYYY-MM-DDThh:mm:ss+zz:zz)");
-        break;
-      case TransformKind::kPayerId:
-        if (options_.directory && !options_.directory->payer(text)) return bad("is not a configured payer");
-        break;
-      case TransformKind::kPayerName: {
-        std::optional<PayerInfo> payer = options_.directory ? options_.directory->payer(text) : std::nullopt;
-        if (payer && !payer->name.empty()) result = json::makeString(payer->name, allocator);
-        break;
-      }
-      case TransformKind::kPrefix:
-        result = json::makeString(transform.table.at("") + text, allocator);
-        break;
       case TransformKind::kComponent:
+      case TransformKind::kType:
+      case TransformKind::kMin:
+      case TransformKind::kDateTime:
+      case TransformKind::kCodeIn:
+      case TransformKind::kPayer:
+      case TransformKind::kPrefix:
         break;
     }
   }
+  if (result.IsNull()) return std::nullopt;  // an empty payer field
   return result;
 }
 
-// ---------------------------------------------------------------------------------------------
-// Running the care-management additions.
+// Care-management additions to the run: every instance of a forEach resource, conditions over
+// items.
 
 json::Value& slot(json::Value& object, const std::vector<PathStep>& steps, json::Allocator& allocator);
-
-std::optional<std::string> Run::instanceReference(const std::string& key, const Scope& scope) const {
-  // The instance made from the item the current rule reads (or an item enclosing it).
-  auto found = instances_.find(key);
-  if (found == instances_.end()) return std::nullopt;
-  for (const auto& [reference, item] : found->second) {
-    const auto& at = item.location;
-    if (at.size() <= scope.location.size() && std::equal(at.begin(), at.end(), scope.location.begin())) return reference;
-  }
-  return std::nullopt;
-}
 
 void Run::applyReferences(const Rule& rule, json::Value& target, json::Allocator& allocator, bool& failed) {
   auto found = instances_.find(rule.references_key);
@@ -1331,65 +1488,9 @@ void Run::applyReferences(const Rule& rule, json::Value& target, json::Allocator
   }
 }
 
-// The Coverage valid on a date (contracts/econsult-event.md, Routing), among the patient's stored
-// coverage and the Coverage resources built so far in this Bundle.
-std::optional<json::Value> Run::coverageReference(const ValueExpr& expr, const Scope& scope, json::Allocator& allocator,
-                                                  bool& failed) {
-  const json::Value* date = resolve(expr.from, scope);
-  auto patient = references_.find(expr.coverage.patient_key);
-  if (!date || !json::isString(*date) || patient == references_.end()) return std::nullopt;
-  const std::string patient_ref = patient->second;
-  std::vector<CoverageFact> known;
-  std::vector<std::string> insurers;
-  if (options_.directory) {
-    for (CoverageFact& fact : options_.directory->coverageOf(patient_ref.substr(patient_ref.find('/') + 1))) {
-      insurers.push_back("Organization/" + deriveId({"Organization", "payer", fact.payer_id}));
-      known.push_back(std::move(fact));
-    }
-  }
-  const json::Value empty(rapidjson::kArrayType);
-  for (const json::Value& entry : (entries_ ? *entries_ : empty).GetArray()) {
-    const json::Value& resource = entry["resource"];
-    if (json::getString(resource, "resourceType") != "Coverage") continue;
-    const json::Value* beneficiary = json::find(resource, "beneficiary");
-    if (!beneficiary || json::getString(*beneficiary, "reference") != patient_ref) continue;
-    CoverageFact fact;
-    fact.coverage_id = std::string(json::getString(resource, "id").value_or(""));
-    if (const json::Value* period = json::find(resource, "period")) {
-      fact.start = std::string(json::getString(*period, "start").value_or(""));
-      fact.end = std::string(json::getString(*period, "end").value_or(""));
-    }
-    const json::Value* payors = json::find(resource, "payor");
-    std::string insurer = payors && payors->IsArray() && !payors->Empty()
-                              ? std::string(json::getString((*payors)[0], "reference").value_or(""))
-                              : std::string();
-    auto same = std::find_if(known.begin(), known.end(), [&](const CoverageFact& k) { return k.coverage_id == fact.coverage_id; });
-    if (same != known.end()) {
-      *same = fact;  // this event's dates win over the stored ones
-      insurers[static_cast<size_t>(same - known.begin())] = insurer;
-    } else {
-      known.push_back(fact);
-      insurers.push_back(insurer);
-    }
-  }
-  if (known.empty()) {
-    // R4 Claim.insurance is 1..*: without any coverage of the patient the claim cannot exist.
-    error(locationOf(expr.from, scope), "required",
-          "the patient has no coverage at all, so the claim has no insurer (send patient.coverage or a roster first)");
-    failed = true;
-    return std::nullopt;
-  }
-  const CoverageFact* chosen = selectCoverage(known, json::stringView(*date));
-  size_t index = chosen ? static_cast<size_t>(chosen - known.data()) : known.size() - 1;
-  std::string reference = expr.coverage.insurer ? insurers[index] : "Coverage/" + known[index].coverage_id;
-  if (reference.empty()) return std::nullopt;
-  json::Value value(rapidjson::kObjectType);
-  value.AddMember("reference", json::makeString(reference, allocator), allocator);
-  return value;
-}
 
 bool Run::testItems(const Condition& cond, const Scope& scope, json::Allocator& allocator, bool& failed) {
-  std::vector<Scope> found = itemsAt({cond.items}, scope);
+  std::vector<Scope> found = itemsOf({cond.items}, scope);
   if (cond.op == Condition::Op::kSome) {
     for (const Scope& item : found) {
       if (cond.children.empty() || test(cond.children[0], item, allocator, failed)) return true;
@@ -1505,9 +1606,43 @@ void collect(const json::Value* value, const std::vector<std::string>& steps, si
   location.pop_back();
 }
 
-std::vector<Scope> Run::items(const Rule& rule, const Scope& scope) const { return itemsAt(rule.for_each, scope); }
+std::vector<Scope> Run::items(const Rule& rule, const Scope& scope) const { return itemsOf(rule.for_each, scope); }
 
-std::vector<Scope> Run::itemsAt(const std::vector<SourcePath>& paths, const Scope& scope) const {
+// HL7 v2 "F.repetitions.*": the repetitions of field F; a field sent without repetitions is its
+// own single repetition.
+bool hl7Repetitions(const json::Value* start, const std::vector<std::string>& steps, std::vector<std::string> location,
+                    std::vector<Scope>& out) {
+  if (steps.size() < 2 || steps[steps.size() - 2] != "repetitions" || steps.back() != "*") return false;
+  const json::Value* field = start;
+  for (size_t step = 0; step + 2 < steps.size() && field; ++step) {
+    if (steps[step] == "*") return false;
+    location.push_back(steps[step]);
+    if (field->IsObject()) {
+      field = json::find(*field, steps[step]);
+    } else if (field->IsArray()) {
+      size_t index = std::strtoul(steps[step].c_str(), nullptr, 10);
+      field = index < field->Size() ? &(*field)[static_cast<rapidjson::SizeType>(index)] : nullptr;
+    } else {
+      field = nullptr;
+    }
+  }
+  if (!field || field->IsNull() || (json::isString(*field) && json::stringView(*field).empty())) return true;
+  location.push_back("repetitions");
+  const json::Value* list = field->IsObject() ? json::find(*field, "repetitions") : nullptr;
+  if (list && list->IsArray()) {
+    for (rapidjson::SizeType index = 0; index < list->Size(); ++index) {
+      location.push_back(std::to_string(index));
+      out.push_back(Scope{&(*list)[index], location, 0});
+      location.pop_back();
+    }
+    return true;
+  }
+  location.push_back("0");
+  out.push_back(Scope{field, location, 0});
+  return true;
+}
+
+std::vector<Scope> Run::itemsOf(const std::vector<SourcePath>& paths, const Scope& scope) const {
   std::vector<Scope> out;
   for (const SourcePath& path : paths) {
     if (path.self) {
@@ -1516,6 +1651,7 @@ std::vector<Scope> Run::itemsAt(const std::vector<SourcePath>& paths, const Scop
     }
     std::vector<std::string> location = path.absolute ? std::vector<std::string>() : scope.location;
     const json::Value* start = path.absolute ? record_ : scope.value;
+    if (spec_.reader == ReaderKind::kHl7v2 && hl7Repetitions(start, path.steps, location, out)) continue;
     if (!path.steps.empty() && path.steps.back() == "*") {
       // "a.*": the members/elements themselves are the items, composites included whole.
       std::vector<std::string> parent(path.steps.begin(), path.steps.end() - 1);
@@ -1621,86 +1757,285 @@ void Run::apply(const Rule& rule, json::Value& target, const Scope& scope, json:
   slot(target, rule.target, allocator) = std::move(*value);
 }
 
-void Run::warnUnknown(const json::Value& value, std::vector<std::string>& steps, IssueList& warnings) const {
-  auto visit = [&](const json::Value& child) {
-    std::string pattern;
-    for (const std::string& step : steps) pattern += (pattern.empty() ? "" : ".") + step;
-    if (!knownField(spec_.fields, pattern)) {
-      std::string where = location(steps);
-      warnings.atLocation(Severity::kWarning, "informational", where, where + ": unknown member, ignored");
-      return;
+// ---------------------------------------------------------------------------------------------
+// Event-spec additions to the run (mappers/specs/README.md, "Event specs").
+
+std::string Run::jsonPathOf(const json::Value& record, const std::vector<std::string>& steps) {
+  std::string out = "$";
+  const json::Value* walk = &record;
+  for (const std::string& step : steps) {
+    if (walk && walk->IsArray()) {
+      out += "[" + step + "]";
+      size_t index = std::strtoul(step.c_str(), nullptr, 10);
+      walk = index < walk->Size() ? &(*walk)[static_cast<rapidjson::SizeType>(index)] : nullptr;
+    } else {
+      out += "." + step;
+      walk = walk && walk->IsObject() ? json::find(*walk, step) : nullptr;
     }
-    warnUnknown(child, steps, warnings);
-  };
-  if (value.IsObject()) {
-    for (const auto& member : value.GetObject()) {
-      if (member.name.GetStringLength() > 0 && member.name.GetString()[0] == '@') continue;
-      steps.emplace_back(member.name.GetString(), member.name.GetStringLength());
-      visit(member.value);
-      steps.pop_back();
+  }
+  return out;
+}
+
+std::optional<json::Value> Run::eventValue(const ValueExpr& expr, const Scope& scope, json::Allocator& allocator,
+                                           bool& failed) {
+  if (expr.kind == ValueExpr::Kind::kCoverageOn) return coverageOn(expr, scope, allocator, failed);
+  if (expr.kind == ValueExpr::Kind::kPick) {
+    for (const Scope& item : itemsOf(expr.pick_for_each, scope)) {
+      if (expr.pick_where && !test(*expr.pick_where, item, allocator, failed)) continue;
+      return evaluate(expr.part_values[0], item, allocator, failed);
     }
-  } else if (value.IsArray()) {
-    for (rapidjson::SizeType index = 0; index < value.Size(); ++index) {
-      steps.push_back(std::to_string(index));
-      visit(value[index]);
-      steps.pop_back();
+    if (expr.required) {
+      error(scope.location, "required", "no item of " + expr.pick_for_each[0].text + " gives a value");
+      failed = true;
     }
+    return std::nullopt;
+  }
+  std::string text;
+  bool any = false;
+  for (size_t index = 0; index < expr.part_values.size(); ++index) {
+    std::string part;
+    if (expr.kind == ValueExpr::Kind::kReferenceTo && expr.part_values[index].kind == ValueExpr::Kind::kNone) {
+      part = expand(expr.part_literals[index], scope);
+    } else {
+      std::optional<json::Value> value = evaluate(expr.part_values[index], scope, allocator, failed);
+      if (!value) {
+        // A reference needs every part; a join leaves out the absent ones.
+        if (expr.kind == ValueExpr::Kind::kReferenceTo) return std::nullopt;
+        continue;
+      }
+      part = textOf(*value);
+    }
+    if (expr.kind == ValueExpr::Kind::kJoin) {
+      if (part.empty()) continue;
+      if (any) text += expr.separator;
+      any = true;
+      text += part;
+    } else {
+      text += (index ? "\x1f" : "") + part;
+    }
+  }
+  if (expr.kind == ValueExpr::Kind::kJoin) {
+    if (!any) return std::nullopt;
+    return json::makeString(text, allocator);
+  }
+  json::Value reference(rapidjson::kObjectType);
+  reference.AddMember("reference", json::makeString(expr.part_literals[0] + "/" + deriveId({text}), allocator), allocator);
+  return reference;
+}
+
+// The Coverage resources built so far in this Bundle, as routing facts.
+std::vector<CoverageFact> bundleCoverage(const json::Value* entries) {
+  std::vector<CoverageFact> facts;
+  if (!entries) return facts;
+  const std::string payer_system = std::string(kBase) + "/CodeSystem/payer-id";
+  std::map<std::string, std::string> payer_of;  // "Organization/id" -> payer id
+  for (const json::Value& entry : entries->GetArray()) {
+    const json::Value& resource = entry["resource"];
+    if (json::getString(resource, "resourceType") != "Organization") continue;
+    const json::Value* identifiers = json::find(resource, "identifier");
+    if (!identifiers || !identifiers->IsArray()) continue;
+    for (const json::Value& identifier : identifiers->GetArray()) {
+      if (json::getString(identifier, "system") == payer_system) {
+        payer_of["Organization/" + std::string(json::getString(resource, "id").value_or(""))] =
+            std::string(json::getString(identifier, "value").value_or(""));
+      }
+    }
+  }
+  for (const json::Value& entry : entries->GetArray()) {
+    const json::Value& resource = entry["resource"];
+    if (json::getString(resource, "resourceType") != "Coverage") continue;
+    CoverageFact fact;
+    fact.coverage_id = std::string(json::getString(resource, "id").value_or(""));
+    fact.member_id = std::string(json::getString(resource, "subscriberId").value_or(""));
+    if (const json::Value* payors = json::find(resource, "payor"); payors && payors->IsArray() && !payors->Empty()) {
+      auto found = payer_of.find(std::string(json::getString((*payors)[0], "reference").value_or("")));
+      if (found != payer_of.end()) fact.payer_id = found->second;
+    }
+    if (const json::Value* period = json::find(resource, "period")) {
+      fact.start = std::string(json::getString(*period, "start").value_or(""));
+      fact.end = std::string(json::getString(*period, "end").value_or(""));
+    }
+    if (!fact.payer_id.empty()) facts.push_back(std::move(fact));
+  }
+  return facts;
+}
+
+// The coverage valid on a date (contracts/econsult-event.md, Routing), among the patient's stored
+// coverage (MapOptions::directory) and the Coverage this Bundle declares; when none is valid on
+// that date the latest known one stands in (R4 Claim.insurance is 1..*) and routing decides that
+// the claim waits. This needs the store, so it is a named function of the engine, not data.
+std::optional<json::Value> Run::coverageOn(const ValueExpr& expr, const Scope& scope, json::Allocator& allocator,
+                                           bool& failed) {
+  std::optional<json::Value> date = evaluate(expr.part_values[0], scope, allocator, failed);
+  if (!date) return std::nullopt;
+  std::vector<CoverageFact> known;
+  auto patient = references_.find(expr.patient_key);
+  if (options_.directory && patient != references_.end() && patient->second.rfind("Patient/", 0) == 0) {
+    known = options_.directory->coverageOf(patient->second.substr(8));
+  }
+  for (CoverageFact& fact : bundleCoverage(entries_)) {
+    auto same = std::find_if(known.begin(), known.end(), [&](const CoverageFact& existing) { return existing.coverage_id == fact.coverage_id; });
+    if (same != known.end()) *same = std::move(fact);
+    else known.push_back(std::move(fact));
+  }
+  const CoverageFact* chosen = selectCoverage(known, textOf(*date));
+  if (!chosen && !known.empty()) chosen = &known.back();
+  // Without any coverage the claim has no insurer; said only when nothing else is wrong (an
+  // unknown payer already leaves its coverage out).
+  if (!chosen && issues_->hasErrors()) {
+    failed = true;
+    return std::nullopt;
+  }
+  if (!chosen) {
+    error(locationOf(expr.part_values[0].from, scope), "required",
+          "the patient has no coverage at all, so the claim has no insurer (send patient.coverage or a roster first)");
+    failed = true;
+    return std::nullopt;
+  }
+  std::string target = expr.give == "coverage" ? "Coverage/" + chosen->coverage_id
+                                                : "Organization/" + deriveId({"Organization", "payer", chosen->payer_id});
+  json::Value reference(rapidjson::kObjectType);
+  reference.AddMember("reference", json::makeString(target, allocator), allocator);
+  return reference;
+}
+
+bool Run::eventTransform(const Transform& transform, json::Value& result, const std::vector<std::string>& where,
+                         json::Allocator& allocator) {
+  if (transform.kind == TransformKind::kType) {
+    const std::string& type = transform.name;
+    bool ok = type == "string"    ? json::isString(result)
+              : type == "object"  ? result.IsObject()
+              : type == "array"   ? result.IsArray()
+              : type == "boolean" ? result.IsBool()
+                                  : json::isNumber(result);
+    if (ok && type == "integer") {
+      std::string digits = json::numberText(result);
+      ok = digits.find_first_not_of("-0123456789") == std::string::npos;
+    }
+    if (!ok) error(where, "structure", "must be " + std::string(type == "integer" || type == "array" || type == "object" ? "an " : "a ") +
+                                           (type == "string" || type == "number" || type == "boolean" ? "JSON " : "") + type);
+    return ok;
+  }
+  if (result.IsNull()) return true;  // left out by an earlier transform (an empty payer field)
+  if (result.IsObject() || result.IsArray()) {
+    error(where, "structure", "expected a single value, found " + std::string(result.IsObject() ? "an object" : "an array"));
+    return false;
+  }
+  std::string text = textOf(result);
+  switch (transform.kind) {
+    case TransformKind::kMin: {
+      bool digits = !text.empty() && text.size() < 18 && text.find_first_not_of("-0123456789") == std::string::npos;
+      if (!digits || std::stoll(text) < transform.minimum) {
+        error(where, "value", "'" + text + "' must be a whole number of at least " + std::to_string(transform.minimum));
+        return false;
+      }
+      return true;
+    }
+    case TransformKind::kDateTime:
+      if (!isDateTimeWithOffset(text)) {
+        error(where, "value", "'" + text + "' is not a dateTime with a time and an offset (YYYY-MM-DDThh:mm:ss+hh:mm)");
+        return false;
+      }
+      return true;
+    case TransformKind::kCodeIn:
+      if (!transform.allowed.count(text)) {
+        std::string list;
+        for (const std::string& allowed : transform.allowed) list += (list.empty() ? "" : ", ") + allowed;
+        error(where, "code-invalid", "'" + text + "' is not one of " + list);
+        return false;
+      }
+      return true;
+    case TransformKind::kPayer: {
+      std::optional<PayerInfo> payer = options_.directory ? options_.directory->payer(text) : std::nullopt;
+      if (!payer) {
+        error(where, "not-found", "unknown payerId '" + text + "' (not in the gateway configuration)");
+        return false;
+      }
+      const std::string& field = transform.name == "id"                 ? payer->id
+                                 : transform.name == "name"             ? payer->name
+                                 : transform.name == "identifierSystem" ? payer->identifier_system
+                                                                        : payer->identifier_value;
+      if (field.empty()) result.SetNull();
+      else result = json::makeString(field, allocator);
+      return true;
+    }
+    case TransformKind::kPrefix:
+      result = json::makeString(transform.name + text, allocator);
+      return true;
+    default:
+      return true;
   }
 }
 
-std::vector<Run::Produced> Run::produce(const Scope& root, json::Allocator& allocator, bool& failed) {
-  std::vector<Produced> produced;
-  instances_.clear();
-  last_ids_.resize(spec_.resources.size());
-  auto idOf = [&](const ResourceProgram& program, const Scope& scope) -> std::optional<std::string> {
-    std::string joined;
-    for (size_t index = 0; index < program.id.size(); ++index) {
-      const IdPart& part = program.id[index];
-      if (index) joined.push_back('\x1f');
-      if (part.value.kind == ValueExpr::Kind::kNone) {
-        joined += expand(part.literal, scope);
-        continue;
-      }
-      std::optional<json::Value> value = evaluate(part.value, scope, allocator, failed);
-      if (!value) return std::nullopt;
-      joined += textOf(*value);
+void Run::warnUnknownMembers(const json::Value& value, std::vector<std::string>& steps, IssueList& warnings) const {
+  if (value.IsArray()) {
+    for (rapidjson::SizeType index = 0; index < value.Size(); ++index) {
+      steps.push_back(std::to_string(index));
+      warnUnknownMembers(value[index], steps, warnings);
+      steps.pop_back();
     }
-    // Consecutive records often name the same payer, billing organization or member.
-    auto& [last_joined, last_id] = last_ids_[static_cast<size_t>(&program - spec_.resources.data())];
-    if (last_id.empty() || joined != last_joined) {
-      last_id = deriveId({joined});
-      last_joined = std::move(joined);
+    return;
+  }
+  if (!value.IsObject()) return;
+  for (const auto& member : value.GetObject()) {
+    std::string name(member.name.GetString(), member.name.GetStringLength());
+    if (!name.empty() && name[0] == '@') continue;
+    steps.push_back(name);
+    std::string pattern;
+    for (const std::string& step : steps) pattern += (pattern.empty() ? "" : ".") + step;
+    if (fieldsKnow(spec_.fields, pattern)) {
+      warnUnknownMembers(member.value, steps, warnings);
+    } else {
+      std::string where = location(steps);
+      warnings.atLocation(Severity::kWarning, "informational", where, where + ": unknown member ignored");
     }
-    return last_id;
-  };
-  for (const ResourceProgram& program : spec_.resources) {
-    if (program.when && !test(*program.when, root, allocator, failed)) continue;
-    if (program.for_each.empty()) {
-      std::optional<std::string> id = idOf(program, root);
-      if (!id) continue;
-      references_[program.key] = program.type + "/" + *id;
-      produced.push_back(Produced{&program, std::move(*id), root});
-      continue;
-    }
-    std::vector<std::pair<std::string, Scope>>& made = instances_[program.key];
-    size_t index = 0;
-    for (Scope& item : itemsAt(program.for_each, root)) {
-      item.index = ++index;  // 1-based position among all items, kept or not
-      if (program.where && !test(*program.where, item, allocator, failed)) continue;
-      std::optional<std::string> id = idOf(program, item);
-      if (!id) continue;
-      std::string reference = program.type + "/" + *id;
-      bool twice = std::any_of(made.begin(), made.end(), [&](const auto& earlier) { return earlier.first == reference; });
-      if (twice && !program.unique_message.empty()) {
-        error(item.location, "business-rule", program.unique_message);
-        failed = true;
-        continue;
-      }
-      made.emplace_back(reference, item);
-      produced.push_back(Produced{&program, std::move(*id), item});
+    steps.pop_back();
+  }
+}
+
+std::string Run::recordIdOf(const Scope& root, json::Allocator& allocator, bool& failed) {
+  if (spec_.record_id_parts.empty()) {
+    std::optional<json::Value> record_id = evaluate(spec_.record_id, root, allocator, failed);
+    return record_id ? textOf(*record_id) : std::string();
+  }
+  std::string joined;
+  bool complete = true;
+  for (const ValueExpr& part : spec_.record_id_parts) {
+    std::optional<json::Value> value = evaluate(part, root, allocator, failed);
+    if (!value) complete = false;
+    else joined += (joined.empty() ? "" : ":") + textOf(*value);
+  }
+  return complete ? joined : std::string();
+}
+
+void Run::mergeStored(json::Value& resource, json::Allocator& allocator) const {
+  if (!options_.stored_resource) return;
+  std::optional<std::string> stored = options_.stored_resource(std::string(json::getString(resource, "resourceType").value_or("")),
+                                                               std::string(json::getString(resource, "id").value_or("")));
+  if (!stored) return;
+  json::Document previous;
+  json::ParseError ignored;
+  if (!json::parse(*stored, previous, ignored) || !previous.IsObject()) return;
+  json::Value merged;
+  merged.CopyFrom(previous, allocator);
+  if (json::Value* meta = json::find(merged, "meta"); meta && meta->IsObject()) {
+    meta->RemoveMember("versionId");
+    meta->RemoveMember("lastUpdated");
+  }
+  for (auto& member : resource.GetObject()) {
+    if (json::Value* existing = json::find(merged, json::stringView(member.name))) {
+      *existing = std::move(member.value);
+    } else {
+      merged.AddMember(json::Value(member.name, allocator), std::move(member.value), allocator);
     }
   }
-  return produced;
+  resource = std::move(merged);
+}
+
+json::Value Run::provenanceAgent(const Scope& root, json::Allocator& allocator, bool& failed) {
+  json::Value who(rapidjson::kObjectType);
+  for (const Rule& rule : spec_.provenance_agent) apply(rule, who, root, allocator, failed);
+  return who;
 }
 
 bool Run::map(const json::Value& record, const std::string& raw, const std::string& position, MappedBundle& out,
@@ -1716,19 +2051,10 @@ bool Run::map(const json::Value& record, const std::string& raw, const std::stri
   json::Allocator& allocator = bundle.GetAllocator();
   bool failed = false;
 
-  if (spec_.record_id_parts.empty()) {
-    std::optional<json::Value> record_id = evaluate(spec_.record_id, root, allocator, failed);
-    if (!record_id) return false;
-    record_id_ = textOf(*record_id);
-  } else {
-    record_id_.clear();
-    for (const ValueExpr& part : spec_.record_id_parts) {
-      std::optional<json::Value> value = evaluate(part, root, allocator, failed);
-      if (!value) return false;
-      record_id_ += (record_id_.empty() ? "" : ":") + textOf(*value);
-    }
-  }
+  record_id_ = recordIdOf(root, allocator, failed);
+  if (record_id_.empty()) return false;
   for (const Rule& check : spec_.checks) {
+    if (check.when && !test(*check.when, root, allocator, failed)) continue;
     if (check.for_each.empty()) {
       evaluate(check.value, root, allocator, failed);
       continue;
@@ -1739,9 +2065,71 @@ bool Run::map(const json::Value& record, const std::string& raw, const std::stri
   }
 
   // Ids first, so references work in any order.
-  std::vector<Produced> produced = produce(root, allocator, failed);
+  std::vector<const ResourceProgram*> produced;
+  std::vector<std::string> ids;
+  std::vector<Scope> scopes;  // the item a resource made per item reads; else the root
+  instances_.clear();
+  last_ids_.resize(spec_.resources.size());
+  for (const ResourceProgram& program : spec_.resources) {
+    if (program.when && !test(*program.when, root, allocator, failed)) continue;
+    std::vector<Scope> program_scopes;
+    if (program.for_each.empty()) {
+      program_scopes.push_back(root);
+    } else {
+      size_t position = 0;
+      for (Scope& item : itemsOf(program.for_each, root)) {
+        item.index = position++;  // {position}: the item's 0-based place among the forEach items
+        if (program.where && !test(*program.where, item, allocator, failed)) continue;
+        program_scopes.push_back(std::move(item));
+      }
+    }
+    for (const Scope& scope : program_scopes) {
+      std::string joined;
+      bool complete = true;
+      for (size_t index = 0; index < program.id.size(); ++index) {
+        const IdPart& part = program.id[index];
+        if (index) joined.push_back('\x1f');
+        if (part.value.kind == ValueExpr::Kind::kNone) {
+          joined += expand(part.literal, scope);
+        } else {
+          std::optional<json::Value> value = evaluate(part.value, scope, allocator, failed);
+          if (!value) {
+            complete = false;
+            break;
+          }
+          joined += textOf(*value);
+        }
+      }
+      if (!complete) continue;
+      // Consecutive records often name the same payer, billing organization or member.
+      auto& [last_joined, last_id] = last_ids_[static_cast<size_t>(&program - spec_.resources.data())];
+      if (last_id.empty() || joined != last_joined) {
+        last_id = deriveId({joined});
+        last_joined = std::move(joined);
+      }
+      std::string id = last_id;
+      // Resources made per item are named with referenceTo (their ids) or listed by "references".
+      if (program.for_each.empty()) {
+        references_[program.key] = program.type + "/" + id;
+      } else {
+        std::vector<std::pair<std::string, Scope>>& made = instances_[program.key];
+        std::string reference = program.type + "/" + id;
+        bool twice = std::any_of(made.begin(), made.end(), [&](const auto& earlier) { return earlier.first == reference; });
+        if (twice && !program.unique_message.empty()) {
+          error(scope.location, "business-rule", program.unique_message);
+          failed = true;
+          continue;
+        }
+        made.emplace_back(std::move(reference), scope);
+      }
+      produced.push_back(&program);
+      ids.push_back(std::move(id));
+      scopes.push_back(scope);
+    }
+  }
 
   json::Value entries(rapidjson::kArrayType);
+  entries_ = &entries;
   json::Value targets(rapidjson::kArrayType);
   std::set<std::string> seen;
   auto addEntry = [&](json::Value resource, const std::string& type, const std::string& id) {
@@ -1751,14 +2139,12 @@ bool Run::map(const json::Value& record, const std::string& raw, const std::stri
     entry.AddMember("resource", resource, allocator);
     entries.PushBack(entry, allocator);
   };
-  entries_ = &entries;
-  for (const Produced& made : produced) {
-    const ResourceProgram& program = *made.program;
-    const std::string& id = made.id;
-    if (!seen.insert(program.type + "/" + id).second) continue;  // same resource twice (one practitioner in two roles)
+  for (size_t index = 0; index < produced.size(); ++index) {
+    const ResourceProgram& program = *produced[index];
+    if (!seen.insert(program.type + "/" + ids[index]).second) continue;  // same resource twice (one practitioner in two roles)
     json::Value resource(rapidjson::kObjectType);
     resource.AddMember("resourceType", json::makeString(program.type, allocator), allocator);
-    resource.AddMember("id", json::makeString(id, allocator), allocator);
+    resource.AddMember("id", json::makeString(ids[index], allocator), allocator);
     if (!program.profile.empty()) {
       json::Value meta(rapidjson::kObjectType);
       json::Value profiles(rapidjson::kArrayType);
@@ -1766,13 +2152,13 @@ bool Run::map(const json::Value& record, const std::string& raw, const std::stri
       meta.AddMember("profile", profiles, allocator);
       resource.AddMember("meta", meta, allocator);
     }
-    for (const Rule& rule : program.rules) apply(rule, resource, made.scope, allocator, failed);
+    for (const Rule& rule : program.rules) apply(rule, resource, scopes[index], allocator, failed);
+    if (program.merge) mergeStored(resource, allocator);
     json::Value target(rapidjson::kObjectType);
-    target.AddMember("reference", json::makeString(program.type + "/" + id, allocator), allocator);
+    target.AddMember("reference", json::makeString(program.type + "/" + ids[index], allocator), allocator);
     targets.PushBack(target, allocator);
-    addEntry(std::move(resource), program.type, id);
+    addEntry(std::move(resource), program.type, ids[index]);
   }
-  entries_ = nullptr;
   if (failed || issues.hasErrors()) return false;
 
   // The Provenance: which payer or system sent which bytes.
@@ -1791,8 +2177,10 @@ bool Run::map(const json::Value& record, const std::string& raw, const std::stri
   provenance.AddMember("recorded", json::makeString(now_, allocator), allocator);
   json::Value agent(rapidjson::kObjectType);
   json::Value who(rapidjson::kObjectType);
-  if (auto agent = references_.find(spec_.agent_key); !spec_.agent_key.empty() && agent != references_.end()) {
-    who.AddMember("reference", json::makeString(agent->second, allocator), allocator);
+  if (!spec_.provenance_agent.empty()) {
+    who = provenanceAgent(root, allocator, failed);
+  } else if (auto named = references_.find(spec_.agent_key); !spec_.agent_key.empty() && named != references_.end()) {
+    who.AddMember("reference", json::makeString(named->second, allocator), allocator);
   } else {
     if (payer_reference_.empty()) payer_reference_ = "Organization/" + deriveId({"Organization", "payer", payer_id_});
     who.AddMember("reference", json::makeString(payer_reference_, allocator), allocator);
@@ -1825,12 +2213,13 @@ bool Run::map(const json::Value& record, const std::string& raw, const std::stri
   bundle.AddMember("id", json::makeString(deriveId({"Bundle", spec_.id, payer_id_, record_id_}), allocator), allocator);
   bundle.AddMember("type", "collection", allocator);
   bundle.AddMember("entry", entries, allocator);
+  entries_ = nullptr;
   out.record_id = record_id_;
-  if (spec_.warn_unknown) {
-    std::vector<std::string> steps;
-    warnUnknown(record, steps, out.warnings);
-  }
   out.position = position;
+  if (spec_.warn_unknown_members) {
+    std::vector<std::string> steps;
+    warnUnknownMembers(record, steps, out.warnings);
+  }
   return true;
 }
 
@@ -1917,26 +2306,108 @@ std::vector<std::string> SpecLibrary::ids() const {
   return out;
 }
 
+namespace {
+
+// Reads `head` (bytes already taken from `rest`), then `rest`.
+class PrefixedBuffer final : public std::streambuf {
+ public:
+  PrefixedBuffer(std::string head, std::istream& rest) : head_(std::move(head)), rest_(rest) {
+    setg(head_.data(), head_.data(), head_.data() + head_.size());
+  }
+
+ protected:
+  int_type underflow() override {
+    if (gptr() < egptr()) return traits_type::to_int_type(*gptr());
+    rest_.read(block_, sizeof block_);
+    std::streamsize got = rest_.gcount();
+    if (got <= 0) return traits_type::eof();
+    setg(block_, block_, block_ + got);
+    return traits_type::to_int_type(*gptr());
+  }
+
+ private:
+  std::string head_;
+  std::istream& rest_;
+  char block_[1 << 16];
+};
+
+// "json-events": NDJSON when the first non-blank line is a JSON value on its own, else one JSON
+// document (a pretty-printed event); both stream from the same input.
+class JsonEventsReader final : public readers::RecordReader {
+ public:
+  explicit JsonEventsReader(std::istream& input) : input_(input) {}
+
+  // readers::RecordReader
+  readers::ReadStatus next(readers::SourceRecord& record, IssueList& issues) override {
+    if (!inner_) {
+      std::string head, line;
+      bool one_per_line = true;
+      while (std::getline(input_, line)) {
+        head += line;
+        if (!input_.eof()) head.push_back('\n');
+        if (line.find_first_not_of(" \t\r\xEF\xBB\xBF") == std::string::npos) continue;
+        json::Document probe;
+        json::ParseError ignored;
+        one_per_line = json::parse(line, probe, ignored);
+        break;
+      }
+      buffer_ = std::make_unique<PrefixedBuffer>(std::move(head), input_);
+      stream_ = std::make_unique<std::istream>(buffer_.get());
+      if (one_per_line) inner_ = std::make_unique<readers::ndjson::NdjsonReader>(*stream_);
+      else inner_ = std::make_unique<readers::ndjson::JsonDocumentReader>(*stream_);
+    }
+    return inner_->next(record, issues);
+  }
+
+ private:
+  std::istream& input_;
+  std::unique_ptr<PrefixedBuffer> buffer_;
+  std::unique_ptr<std::istream> stream_;
+  std::unique_ptr<readers::RecordReader> inner_;
+};
+
+// What a run needs besides the options: its payer (the one named, else the spec's id) and time.
+struct RunContext {
+  RunContext(const CompiledSpec& spec, const MapOptions& options)
+      : payer_id(options.payer_id.empty() ? spec.id : options.payer_id),
+        payer(options.directory ? options.directory->payer(payer_id) : std::nullopt),
+        now(options.now.empty() ? nowUtc() : options.now) {}
+  const PayerInfo* payerInfo() const { return payer ? &*payer : nullptr; }
+
+  std::string payer_id;
+  std::optional<PayerInfo> payer;
+  std::string now;
+};
+
+}  // namespace
+
+Result<bool> SpecLibrary::mapRecord(const std::string& spec_id, const json::Value& record, const std::string& raw,
+                                    const std::string& position, const MapOptions& options, MappedBundle& out,
+                                    IssueList& issues) const {
+  auto found = specs_.find(spec_id);
+  if (found == specs_.end()) return Error{"unknown source spec '" + spec_id + "'"};
+  const CompiledSpec& spec = *found->second;
+  RunContext context(spec, options);
+  Run run(spec, options, context.payer_id, context.payerInfo(), context.now);
+  return run.map(record, raw, position, out, issues);
+}
+
 Result<MapSummary> SpecLibrary::mapSource(const std::string& spec_id, std::istream& input, const MapOptions& options,
                                           const BundleCallback& on_bundle, const RejectionCallback& on_rejection) const {
   auto found = specs_.find(spec_id);
   if (found == specs_.end()) return Error{"unknown source spec '" + spec_id + "'"};
   const CompiledSpec& spec = *found->second;
-  std::string payer_id = options.payer_id.empty() ? spec.id : options.payer_id;
-  std::optional<PayerInfo> payer;
-  if (options.directory) payer = options.directory->payer(payer_id);
-  Run run(spec, options, payer_id, payer ? &*payer : nullptr, options.now.empty() ? nowUtc() : options.now);
+  RunContext context(spec, options);
+  Run run(spec, options, context.payer_id, context.payerInfo(), context.now);
 
   std::unique_ptr<readers::RecordReader> reader;
   switch (spec.reader) {
     case ReaderKind::kCsv: reader = std::make_unique<readers::csv::CsvReader>(input); break;
-    case ReaderKind::kNdjson:
-      if (options.single_document) reader = std::make_unique<readers::ndjson::JsonDocumentReader>(input);
-      else reader = std::make_unique<readers::ndjson::NdjsonReader>(input);
-      break;
+    case ReaderKind::kNdjson: reader = std::make_unique<readers::ndjson::NdjsonReader>(input); break;
     case ReaderKind::kJson: reader = std::make_unique<readers::ndjson::JsonDocumentReader>(input); break;
     case ReaderKind::kX12: reader = std::make_unique<readers::x12::X12Reader>(input); break;
     case ReaderKind::kHl7v2: reader = std::make_unique<readers::hl7v2::Hl7v2Reader>(input); break;
+    case ReaderKind::kJsonEvents: reader = std::make_unique<JsonEventsReader>(input); break;
   }
 
   MapSummary summary;

@@ -24,6 +24,7 @@
 #include <istream>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -58,9 +59,9 @@ struct MapOptions {
   // When set, every Bundle is validated (against the profiles in meta.profile); errors reject
   // the record. The validator must know the alignment profiles.
   const Validator* validator = nullptr;
-  // The input is one JSON document (an HTTP body) of an NDJSON spec: read it whole, and name
-  // source locations by JSON path alone (`$.screening.answers[2].answerLoinc`, no `line 1, `).
-  bool single_document = false;
+  // The stored JSON of a resource (type, id), for resources a spec marks "update": "merge"
+  // (the e-consult ServiceRequest, updated by later events). Unset or nullopt: not stored.
+  std::function<std::optional<std::string>(const std::string& type, const std::string& id)> stored_resource;
 };
 
 struct MappedBundle {
@@ -107,6 +108,15 @@ class SpecLibrary {
   // Rejections.
   Result<MapSummary> mapSource(const std::string& spec_id, std::istream& input, const MapOptions& options,
                                const BundleCallback& on_bundle, const RejectionCallback& on_rejection) const;
+
+  // Maps one record already read (an event posted over HTTP: a JSON object, or a message from
+  // readers::hl7v2::Hl7v2Reader) with spec `spec_id`; `raw` is its exact bytes (the Provenance
+  // digest). True with `out` filled (warnings included), or false with the errors in `issues`;
+  // a JSON record without "@line" gets plain JSON-path locations (`$.billing[0].code`).
+  // Does not validate (options.validator is ignored). An Error only for an unknown spec id.
+  Result<bool> mapRecord(const std::string& spec_id, const json::Value& record, const std::string& raw,
+                         const std::string& position, const MapOptions& options, MappedBundle& out,
+                         IssueList& issues) const;
 
  private:
   SpecLibrary();

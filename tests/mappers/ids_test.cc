@@ -5,8 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include "mappers/common/dates.h"
 #include "mappers/common/directory.h"
-#include "mappers/common/event_reader.h"
 
 namespace fhir::mappers {
 namespace {

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// The e-consult mapper's Bundles (request, response with billing, closed) validate against the
+// The e-consult Bundles (mappers/specs/econsult.json) (request, response with billing, closed) validate against the
 // alignment profiles they declare in meta.profile, with no errors: the guide accepts what the
 // events carry (fhir_profiles/alignment/README.md, "What the mapper must emit").
 
@@ -10,7 +10,7 @@
 #include <gtest/gtest.h>
 
 #include "conformance/validator/validator.h"
-#include "mappers/econsult/econsult_mapper.h"
+#include "mappers/engine/engine.h"
 #include "tests/support/test_support.h"
 
 namespace fhir {
@@ -45,17 +45,24 @@ TEST(MappedEconsultTest, MappedBundlesValidateAgainstTheAlignmentProfiles) {
   auto validator = createValidator(options);
   ASSERT_TRUE(validator.ok()) << validator.message();
   OnePayerDirectory directory;
-  const json::Value* previous_request = nullptr;
-  std::vector<mappers::MappedEvent> kept;
+  auto specs = mappers::engine::SpecLibrary::load({});
+  ASSERT_TRUE(specs.ok()) << specs.message();
+  std::string previous_request;  // the ServiceRequest as the earlier event left it
+  mappers::engine::MapOptions map_options;
+  map_options.directory = &directory;
+  map_options.base_url = "http://gw/fhir";
+  map_options.stored_resource = [&](const std::string& type, const std::string&) -> std::optional<std::string> {
+    if (type != "ServiceRequest" || previous_request.empty()) return std::nullopt;
+    return previous_request;
+  };
   for (const char* name : {"request", "response", "closed"}) {
-    auto event = json::parse(testing::readFile(testing::testDataDir() / "econsult" /
-                                               (std::string(name) + ".json")));
+    const std::string text = testing::readFile(testing::testDataDir() / "econsult" / (std::string(name) + ".json"));
+    auto event = json::parse(text);
     ASSERT_TRUE(event.ok()) << name;
-    mappers::EconsultContext context{directory, "http://gw/fhir", previous_request};
-    mappers::MappedEvent mapped;
+    mappers::engine::MappedBundle mapped;
     IssueList map_issues;
-    ASSERT_TRUE(mappers::EconsultMapper().map(*event, context, mapped, map_issues))
-        << name << ":\n" << describe(map_issues);
+    auto done = (*specs)->mapRecord("econsult", *event, text, name, map_options, mapped, map_issues);
+    ASSERT_TRUE(done.ok() && *done) << name << ":\n" << describe(map_issues);
     size_t profiled = 0;
     for (const json::Value& entry : mapped.bundle["entry"].GetArray()) {
       const json::Value& resource = entry["resource"];
@@ -69,10 +76,9 @@ TEST(MappedEconsultTest, MappedBundlesValidateAgainstTheAlignmentProfiles) {
     IssueList issues;
     (*validator)->validate(mapped.bundle, ValidationRequest{}, issues);
     EXPECT_FALSE(issues.hasErrors()) << name << ":\n" << describe(issues);
-    kept.push_back(std::move(mapped));
-    for (const json::Value& entry : kept.back().bundle["entry"].GetArray()) {
+    for (const json::Value& entry : mapped.bundle["entry"].GetArray()) {
       if (json::getString(entry["resource"], "resourceType") == "ServiceRequest") {
-        previous_request = &entry["resource"];
+        previous_request = json::serialize(entry["resource"]);
       }
     }
   }

@@ -9,7 +9,7 @@
 
 #include "mappers/common/ids.h"
 
-#include "tests/support/test_support.h"
+#include "tests/mappers/engine/spec_load_error.h"
 
 namespace fhir::mappers::engine {
 namespace {
@@ -28,19 +28,6 @@ std::string specWith(const std::string& rule) {
          "    ]}\n"
          "  ]\n"
          "}\n";
-}
-
-std::string loadError(const std::string& text) {
-  fhir::testing::TempDir dir;
-  std::string path = (dir.path() / "t.json").string();
-  std::ofstream(path) << text;
-  auto loaded = SpecLibrary::loadFile(path, {});
-  if (loaded.ok()) return "loaded";
-  // Drop the temp folder from the message.
-  std::string message = loaded.message();
-  std::string prefix = dir.path().string() + "/";
-  if (message.rfind(prefix, 0) == 0) message.erase(0, prefix.size());
-  return message;
 }
 
 TEST(SpecLoad, AValidSpecLoads) {
@@ -72,7 +59,7 @@ TEST(SpecLoad, CareManagementAdditionsAreCheckedToo) {
   EXPECT_EQ(loadError(specWith("{\"path\": \"active\", \"value\": true, \"when\": {\"sum\": \"dob\", \"of\": {\"from\": \"dob\"}}}")),
             "t.json:9: a sum condition needs \"of\" (a value) and a number \"atLeast\"");
   EXPECT_EQ(loadError(specWith("{\"path\": \"managingOrganization\", \"coverage\": {\"patient\": \"nobody\", \"on\": \"dob\", \"take\": \"coverage\"}}")),
-            "t.json:9: \"coverage\" names unknown resource key 'nobody'");
+            "t.json:9: coverage needs \"patient\": the key of a Patient resource declared earlier");
   EXPECT_EQ(loadError(specWith("{\"path\": \"active\", \"value\": true, \"when\": {\"from\": \"dob\", \"inValueSet\": \"nope\"}}")),
             "t.json:9: unknown ValueSet 'nope' (fhir_profiles/alignment/package)");
 }

@@ -5,7 +5,6 @@
 #include <gtest/gtest.h>
 
 #include <set>
-#include <sstream>
 
 #include "tests/mappers/specs/golden.h"
 
@@ -13,6 +12,20 @@ namespace fhir::mappers::testing {
 namespace {
 
 constexpr const char* kDir = "care-management";
+
+// Maps one event posted as a JSON document (as POST /ingest/care-management does: mapRecord).
+void mapPosted(const std::string& event, const engine::MapOptions& options, std::vector<engine::MappedBundle>& mapped,
+               std::vector<engine::Rejection>& rejections) {
+  json::Document record;
+  json::ParseError error;
+  ASSERT_TRUE(json::parse(event, record, error)) << error.describe();
+  engine::MappedBundle out;
+  IssueList issues;
+  auto done = bundledSpecs().mapRecord("care-management", record, event, "request", options, out, issues);
+  ASSERT_TRUE(done.ok()) << done.message();
+  if (*done) mapped.push_back(std::move(out));
+  else rejections.push_back(engine::Rejection{std::move(issues), event, "request", false});
+}
 
 TEST(CareManagement, OneGoldenBundlePerEventType) {
   GoldenRun run = runGolden(bundledSpecs(), "care-management", "", kDir, "events.ndjson");
@@ -42,17 +55,14 @@ TEST(CareManagement, BadEventsNameTheirJsonPath) {
 }
 
 TEST(CareManagement, UnknownMembersAreIgnoredWithAWarning) {
-  std::istringstream input(
+  std::string event(
       R"({"eventId":"w-1","source":"test","eventType":"risk-tier","occurredAt":"2026-10-02T08:00:00-05:00","channel":"portal",)"
       R"("patient":{"mrn":"M1","mrnSystem":"urn:oid:1.2.3","family":"Doe","nickname":"D"},)"
       R"("risk":{"tier":"low","method":"v3","assessedAt":"2026-10-02"}})");
-  engine::MapOptions options;
-  options.single_document = true;
   std::vector<engine::MappedBundle> mapped;
-  auto summary = bundledSpecs().mapSource(
-      "care-management", input, options, [&](engine::MappedBundle& bundle) { mapped.push_back(std::move(bundle)); },
-      [&](engine::Rejection& rejection) { ADD_FAILURE() << toOperationOutcomeJson(rejection.issues); });
-  ASSERT_TRUE(summary.ok());
+  std::vector<engine::Rejection> rejections;
+  mapPosted(event, engine::MapOptions{}, mapped, rejections);
+  for (const engine::Rejection& rejection : rejections) ADD_FAILURE() << toOperationOutcomeJson(rejection.issues);
   ASSERT_EQ(mapped.size(), 1u);
   std::set<std::string> locations;
   for (const Issue& issue : mapped[0].warnings.issues()) {
@@ -61,6 +71,30 @@ TEST(CareManagement, UnknownMembersAreIgnoredWithAWarning) {
   }
   EXPECT_EQ(locations, (std::set<std::string>{"$.channel", "$.patient.nickname"}));
   expectValid(mapped[0].bundle);
+}
+
+// contracts/econsult-event.md (the envelope care-management shares): an unknown payerId is a 422,
+// with the `not-found` wording http-api.md uses for unknown things, as for e-consult.
+TEST(CareManagement, AnUnknownPayerIsNotFound) {
+  std::string event(
+      R"({"eventId":"p-1","source":"test","eventType":"risk-tier","occurredAt":"2026-10-02T08:00:00-05:00",)"
+      R"("patient":{"mrn":"M1","mrnSystem":"urn:oid:1.2.3","family":"Doe",)"
+      R"("coverage":[{"payerId":"acme-health","memberId":"A1"}]},)"
+      R"("risk":{"tier":"low","method":"v3","assessedAt":"2026-10-02"}})");
+  FakeDirectory directory;
+  engine::MapOptions options;
+  options.directory = &directory;
+  std::vector<engine::MappedBundle> mapped;
+  std::vector<engine::Rejection> rejections;
+  mapPosted(event, options, mapped, rejections);
+  EXPECT_TRUE(mapped.empty());
+  ASSERT_EQ(rejections.size(), 1u);
+  std::set<std::string> codes;
+  for (const Issue& issue : rejections[0].issues.issues()) {
+    EXPECT_EQ(issue.location, std::vector<std::string>{"$.patient.coverage[0].payerId"});
+    codes.insert(issue.code);
+  }
+  EXPECT_EQ(codes, std::set<std::string>{"not-found"});
 }
 
 // ---- HRSN: which answers make a domain positive ----------------------------------------------
@@ -81,14 +115,11 @@ Screening screen(const std::vector<std::pair<std::string, std::string>>& answers
                       R"("patient":{"mrn":"M1","mrnSystem":"urn:oid:1.2.3","family":"Doe"},)"
                       R"("screening":{"instrument":")" + instrument + R"(","screenedAt":"2026-10-04","answers":[)" + list + "]}}";
   Screening out;
-  std::istringstream input(event);
   engine::MapOptions options;
-  options.single_document = true;
   options.now = "2026-10-04T09:00:00-05:00";
-  auto summary = bundledSpecs().mapSource(
-      "care-management", input, options, [&](engine::MappedBundle& mapped) { out.bundles.push_back(std::move(mapped.bundle)); },
-      [&](engine::Rejection& rejection) { out.rejections.push_back(std::move(rejection)); });
-  EXPECT_TRUE(summary.ok());
+  std::vector<engine::MappedBundle> mapped;
+  mapPosted(event, options, mapped, out.rejections);
+  for (engine::MappedBundle& one : mapped) out.bundles.push_back(std::move(one.bundle));
   for (const json::Document& bundle : out.bundles) {
     for (const json::Value& entry : bundle["entry"].GetArray()) {
       const json::Value& resource = entry["resource"];
