@@ -178,7 +178,59 @@ class Item {
   std::shared_ptr<const std::string> text_;
 };
 
-using Collection = std::vector<Item>;
+// The factories of the hot path are inline (one per navigated element or computed boolean).
+inline Item Item::node(const json::Value* value, std::string_view type,
+                       const json::Value* extension, const TypeNode* type_node) {
+  Item item;
+  item.kind_ = Kind::kNode;
+  item.value_ = value;
+  item.extension_ = extension;
+  item.type_name_ = type;
+  item.type_node_ = type_node;
+  return item;
+}
+inline Item Item::boolean(bool value) {
+  Item item;
+  item.kind_ = Kind::kBoolean;
+  item.boolean_ = value;
+  return item;
+}
+inline Item Item::integer(int64_t value) {
+  Item item;
+  item.kind_ = Kind::kInteger;
+  item.number_.integer = value;
+  return item;
+}
+inline Item Item::decimal(double value, int scale) {
+  Item item;
+  item.kind_ = Kind::kDecimal;
+  item.number_.decimal = value;
+  item.scale_ = scale;
+  return item;
+}
+
+// Buffers of collections come from per-thread free lists (size classes of powers of two): an
+// evaluation makes and drops many small result collections, and malloc/free dominated its cost.
+// A buffer freed on another thread than the one that allocated it joins that thread's lists.
+namespace pool {
+void* allocate(size_t bytes);
+void deallocate(void* buffer, size_t bytes) noexcept;
+}  // namespace pool
+
+template <class T>
+struct PoolAllocator {
+  using value_type = T;
+  PoolAllocator() noexcept = default;
+  template <class U>
+  PoolAllocator(const PoolAllocator<U>&) noexcept {}  // NOLINT(google-explicit-constructor)
+  T* allocate(size_t count) { return static_cast<T*>(pool::allocate(count * sizeof(T))); }
+  void deallocate(T* buffer, size_t count) noexcept { pool::deallocate(buffer, count * sizeof(T)); }
+  template <class U>
+  bool operator==(const PoolAllocator<U>&) const noexcept { return true; }
+};
+
+// A std::vector of items (only its allocator differs).
+using Collection = std::vector<Item, PoolAllocator<Item>>;
 
 // ---------------------------------------------------------------------------------------------
 // Compilation.

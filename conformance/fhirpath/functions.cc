@@ -929,7 +929,7 @@ Collection Evaluator::callFunction(const Node& node, const Collection& focus) {
         c = static_cast<char>(node.fn == Fn::kUpper ? std::toupper(static_cast<unsigned char>(c))
                                                     : std::tolower(static_cast<unsigned char>(c)));
       }
-      return {Item::string(*text)};
+      return {Item::string(std::move(*text))};
     }
     case Fn::kReplace: {
       auto text = stringFocus();
