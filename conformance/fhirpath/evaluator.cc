@@ -451,7 +451,7 @@ void appendPair(MemberPair pair, std::string_view type, const TypeNode* type_nod
       out.push_back(makeResourceItem(v, model));
       return;
     }
-    out.push_back(Item::node(v, type, e, type_node));
+    Item::appendNode(out, v, type, e, type_node);
   };
   bool value_array = value != nullptr && value->IsArray();
   bool ext_array = extension != nullptr && extension->IsArray();
@@ -517,7 +517,7 @@ void Evaluator::navigate(const Item& parent, std::string_view name, Collection& 
   if (def == nullptr && name == "resourceType") {
     // Not an element, but expressions test it (contained.where(resourceType = 'Patient')).
     if (const json::Value* type = json::find(*value, name); type != nullptr && json::isString(*type)) {
-      out.push_back(Item::node(type, "string"));
+      Item::appendNode(out, type, "string");
     }
     return;
   }
@@ -599,12 +599,15 @@ void Evaluator::navigate(const Item& parent, std::string_view name, Collection& 
 
 void Evaluator::allChildren(const Item& parent, Collection& out) const {
   if (!parent.isNode()) return;
+  // `parent` may be an item of `out` (descendants()): it is read here only, before `out` grows.
   const json::Value* value = parent.value();
   if (value == nullptr || !value->IsObject()) {
-    if (parent.extension() != nullptr && parent.extension()->IsObject()) {
-      for (const auto& member : parent.extension()->GetObject()) {
+    if (const json::Value* extension = parent.extension();
+        extension != nullptr && extension->IsObject()) {
+      Item primitive = Item::node(nullptr, parent.typeName(), extension, nullptr);
+      for (const auto& member : extension->GetObject()) {
         std::string_view key(member.name.GetString(), member.name.GetStringLength());
-        navigate(Item::node(nullptr, parent.typeName(), parent.extension(), nullptr), key, out);
+        navigate(primitive, key, out);
       }
     }
     return;

@@ -137,6 +137,11 @@ class Item {
   static Item dateTime(std::string text);   // "2014-01-25T10:00:00Z" (may be partial)
   static Item time(std::string text);       // "10:00:00"
   static Item quantity(Quantity quantity);
+  // Item::node(...) appended to `out`, constructed in place (navigation's hot path).
+  template <class Items>
+  static void appendNode(Items& out, const json::Value* value, std::string_view type,
+                         const json::Value* extension = nullptr,
+                         const TypeNode* type_node = nullptr);
 
   Kind kind() const { return kind_; }
   bool isNode() const { return kind_ == Kind::kNode; }
@@ -188,6 +193,16 @@ inline Item Item::node(const json::Value* value, std::string_view type,
   item.type_name_ = type;
   item.type_node_ = type_node;
   return item;
+}
+template <class Items>
+inline void Item::appendNode(Items& out, const json::Value* value, std::string_view type,
+                             const json::Value* extension, const TypeNode* type_node) {
+  Item& item = out.emplace_back();
+  item.kind_ = Kind::kNode;
+  item.value_ = value;
+  item.extension_ = extension;
+  item.type_name_ = type;
+  item.type_node_ = type_node;
 }
 inline Item Item::boolean(bool value) {
   Item item;

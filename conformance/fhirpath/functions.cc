@@ -1274,10 +1274,8 @@ Collection Evaluator::callFunction(const Node& node, const Collection& focus) {
       size_t level_start = 0;
       for (int depth = 0; level_start < out.size() && depth < 100; ++depth) {
         size_t level_end = out.size();
-        for (size_t i = level_start; i < level_end; ++i) {
-          Item parent = out[i];  // copied: appending may reallocate `out`
-          allChildren(parent, out);
-        }
+        // allChildren() reads its parent before it appends (which may reallocate `out`).
+        for (size_t i = level_start; i < level_end; ++i) allChildren(out[i], out);
         level_start = level_end;
       }
       return out;

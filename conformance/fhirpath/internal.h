@@ -94,6 +94,9 @@ struct Model::Impl {
   std::string dir;
   struct Slot {
     std::once_flag once;
+    // Set (release) after the call_once that loaded the slot: later lookups test it first, since
+    // std::call_once costs a thread-local set-up and a pthread_once call even when done.
+    std::atomic<bool> loaded{false};
     std::vector<std::unique_ptr<TypeNode>> nodes;  // [0] is the type itself, rest are backbones
     const TypeNode* root = nullptr;
   };

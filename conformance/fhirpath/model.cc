@@ -122,9 +122,11 @@ const TypeNode* Model::Impl::get(std::string_view name) const {
   auto it = slots.find(name);
   if (it == slots.end()) return nullptr;
   Slot& slot = *it->second;
+  if (slot.loaded.load(std::memory_order_acquire)) return slot.root;
   std::call_once(slot.once, [&] {
     loadSlot(dir + "/" + std::string(kPrefix) + std::string(name) + std::string(kSuffix), slot);
   });
+  slot.loaded.store(true, std::memory_order_release);
   return slot.root;
 }
 
