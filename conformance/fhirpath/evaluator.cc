@@ -613,24 +613,42 @@ void Evaluator::allChildren(const Item& parent, Collection& out) const {
     return;
   }
   const TypeNode* type_node = typeNodeOf(parent);
-  // Most objects have no `_x` members; then each member is its own pair and needs no lookup.
-  bool has_extensions = false;
+  // Most objects have no `_x` members, and the others few: a value looks for its `_x` partner
+  // among those only (found in one pass here), not among all members.
+  constexpr size_t kMaxUnderscored = 8;
+  const json::Value::Member* underscored[kMaxUnderscored];
+  size_t underscored_count = 0;
+  bool many_underscored = false;
   for (const auto& member : value->GetObject()) {
     if (member.name.GetStringLength() > 0 && member.name.GetString()[0] == '_') {
-      has_extensions = true;
-      break;
+      if (underscored_count == kMaxUnderscored) {
+        many_underscored = true;
+        break;
+      }
+      underscored[underscored_count++] = &member;
     }
   }
   if (out.capacity() < out.size() + value->MemberCount()) {
     out.reserve(std::max<size_t>(out.size() + value->MemberCount(), 2 * out.capacity()));
   }
-  auto pairFor = [&](std::string_view key, const json::Value& member_value) {
-    return has_extensions ? findPair(*value, key) : MemberPair{&member_value, nullptr};
+  bool underscore = false;  // the member at hand is `_key` (its `key` has no value member)
+  auto pairFor = [&](std::string_view key, const json::Value& member_value) -> MemberPair {
+    if (underscored_count == 0) return {&member_value, nullptr};
+    if (many_underscored || underscore) return findPair(*value, key);
+    for (size_t i = 0; i < underscored_count; ++i) {
+      const auto& name = underscored[i]->name;
+      if (name.GetStringLength() == key.size() + 1 &&
+          sameBytes(name.GetString() + 1, key.data(), key.size())) {
+        return {&member_value, &underscored[i]->value};
+      }
+    }
+    return {&member_value, nullptr};
   };
   for (const auto& member : value->GetObject()) {
     std::string_view key(member.name.GetString(), member.name.GetStringLength());
     if (key == "resourceType") continue;
-    if (!key.empty() && key[0] == '_') {
+    underscore = !key.empty() && key[0] == '_';
+    if (underscore) {
       key.remove_prefix(1);
       if (json::find(*value, key) != nullptr) continue;  // emitted with its value
     }
@@ -968,6 +986,9 @@ Collection Evaluator::eval(const Node& node, const Collection& focus) {
         input = &source;
       }
       Collection out;
+      // Several parents mostly give several children: one buffer of a likely size up front
+      // instead of growing it (moving the items) parent by parent.
+      if (input->size() > 1) out.reserve(2 * input->size());
       for (const Item& item : *input) navigate(item, node.name, out, node.name_hash);
       return out;
     }
