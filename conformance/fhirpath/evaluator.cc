@@ -786,7 +786,7 @@ bool Evaluator::itemsEquivalent(const Item& a, const Item& b) const {
     if (!cx || !cy) return x.text == y.text && x.decimal == y.decimal;
     if (cx->dimension != cy->dimension) return false;
     // Compare in the left unit, rounded to the lesser precision of the two.
-    double other = cy->value / canonicalQuantity(1, x.text)->value;
+    double other = fromCanonical(cy->value, x.text).value_or(0);
     int scale = std::min(x.scale, y.scale);
     return roundTo(x.decimal, scale) == roundTo(other, scale);
   }
@@ -1265,8 +1265,7 @@ Collection Evaluator::arithmetic(Op op, const Item& a, const Item& b) const {
     auto cx = canonicalQuantity(x.decimal, x.text);
     auto cy = canonicalQuantity(y.decimal, y.text);
     if (!cx || !cy || cx->dimension != cy->dimension) return {};
-    auto unit_factor = canonicalQuantity(1, x.text);
-    double other = cy->value / unit_factor->value;
+    double other = fromCanonical(cy->value, x.text).value_or(0);
     double value = op == Op::kPlus ? x.decimal + other : x.decimal - other;
     return {Item::quantity(Quantity{value, divisionScale(value), std::string(x.text)})};
   }

@@ -295,13 +295,19 @@ std::string jsonUnescape(std::string_view text) {
   return out;
 }
 
+}  // namespace
+
 // FHIRPath regexes are PCRE-like; std::regex ECMAScript covers what the suite uses.
-std::regex makeRegex(const std::string& pattern) {
+std::regex makeRegex(std::string_view pattern) {
   // FHIRPath uses single-line mode: '.' matches newlines too.
   std::string translated;
   bool in_class = false;
   for (size_t i = 0; i < pattern.size(); ++i) {
     char c = pattern[i];
+    if (c == '\\' && i + 1 < pattern.size() && (pattern[i + 1] == 'p' || pattern[i + 1] == 'P')) {
+      throw EvalError{"unsupported regular expression '" + std::string(pattern) +
+                      "': Unicode property classes (\\p{..}) are not supported"};
+    }
     if (c == '\\' && i + 1 < pattern.size()) {
       translated += c;
       translated += pattern[++i];
@@ -318,9 +324,19 @@ std::regex makeRegex(const std::string& pattern) {
   try {
     return std::regex(translated, std::regex::ECMAScript);
   } catch (const std::regex_error&) {
-    throw EvalError{"invalid regular expression '" + pattern + "'"};
+    throw EvalError{"invalid regular expression '" + std::string(pattern) + "'"};
   }
 }
+
+std::shared_ptr<const std::regex> tryMakeRegex(std::string_view pattern) {
+  try {
+    return std::make_shared<const std::regex>(makeRegex(pattern));
+  } catch (const EvalError&) {
+    return nullptr;
+  }
+}
+
+namespace {
 
 size_t utf8Length(std::string_view text) {
   size_t count = 0;
@@ -846,9 +862,9 @@ Collection Evaluator::callFunction(const Node& node, const Collection& focus) {
             Quantity q = converted->quantityValue();
             if (unit && *unit != q.unit) {
               auto from = canonicalQuantity(q.value, q.unit);
-              auto to = canonicalQuantity(1, *unit);
+              auto to = canonicalQuantity(0, *unit);
               if (from && to && from->dimension == to->dimension) {
-                double value = cleanDouble(from->value / to->value);
+                double value = cleanDouble(fromCanonical(from->value, *unit).value_or(0));
                 converted = Item::quantity(Quantity{value, q.scale, std::string(*unit)});
               } else {
                 converted.reset();
@@ -961,7 +977,8 @@ Collection Evaluator::callFunction(const Node& node, const Collection& focus) {
       auto text = stringFocus();
       auto pattern = stringArg(0);
       if (!text || !pattern) return {};
-      std::regex regex = makeRegex(std::string(*pattern));
+      std::regex compiled;
+      const std::regex& regex = node.regex ? *node.regex : (compiled = makeRegex(*pattern));
       bool result = node.fn == Fn::kMatches ? std::regex_search(*text, regex)
                                             : std::regex_match(*text, regex);
       return boolean(result);
@@ -972,7 +989,9 @@ Collection Evaluator::callFunction(const Node& node, const Collection& focus) {
       auto replacement = stringArg(1);
       if (!text || !pattern || !replacement) return {};
       if (pattern->empty()) return {Item::string(*text)};
-      return {Item::string(std::regex_replace(*text, makeRegex(std::string(*pattern)), std::string(*replacement)))};
+      std::regex compiled;
+      const std::regex& regex = node.regex ? *node.regex : (compiled = makeRegex(*pattern));
+      return {Item::string(std::regex_replace(*text, regex, std::string(*replacement)))};
     }
     case Fn::kLength: {
       auto text = stringFocus();

@@ -517,13 +517,18 @@ std::string_view calendarToUcum(std::string_view unit) {
 
 bool isCalendarKeyword(std::string_view unit) { return calendarToUcum(unit) != unit; }
 
-std::optional<Canonical> canonicalQuantity(double value, std::string_view unit) {
-  struct Unit {
-    std::string_view code;
-    double factor;
-    std::string_view dimension;
-  };
-  static constexpr Unit kUnits[] = {
+namespace {
+
+// canonical = value * factor + offset (the offset is non-zero for the temperature scales only).
+struct UcumUnit {
+  std::string_view code;
+  double factor;
+  std::string_view dimension;
+  double offset = 0;
+};
+
+const UcumUnit* findUnit(std::string_view unit) {
+  static constexpr UcumUnit kUnits[] = {
       {"ug", 1e-6, "g"},     {"mcg", 1e-6, "g"},      {"mg", 1e-3, "g"},
       {"g", 1, "g"},         {"kg", 1e3, "g"},        {"[lb_av]", 453.59237, "g"},
       {"[oz_av]", 28.349523125, "g"},
@@ -535,14 +540,31 @@ std::optional<Canonical> canonicalQuantity(double value, std::string_view unit) 
       {"[yd_i]", 0.9144, "m"}, {"[mi_i]", 1609.344, "m"},
       {"mL", 1e-3, "L"},     {"dL", 0.1, "L"},        {"L", 1, "L"},  {"l", 1, "L"},
       {"1", 1, "1"},         {"%", 0.01, "1"},
-      {"Cel", 1, "Cel"},     {"mmol/L", 1, "mmol/L"}, {"mg/dL", 1, "mg/dL"},
+      // Temperatures in kelvin: UCUM Cel is K - 273.15, [degF] is 5/9 K from -459.67 degF.
+      {"K", 1, "K"},         {"Cel", 1, "K", 273.15},
+      {"[degF]", 5.0 / 9.0, "K", 459.67 * 5.0 / 9.0},
+      {"mmol/L", 1, "mmol/L"}, {"mg/dL", 1, "mg/dL"},
   };
   std::string_view code = calendarToUcum(unit);
   if (code.empty()) code = "1";
   for (const auto& entry : kUnits) {
-    if (entry.code == code) return Canonical{value * entry.factor, entry.dimension};
+    if (entry.code == code) return &entry;
   }
-  return std::nullopt;
+  return nullptr;
+}
+
+}  // namespace
+
+std::optional<Canonical> canonicalQuantity(double value, std::string_view unit) {
+  const UcumUnit* entry = findUnit(unit);
+  if (entry == nullptr) return std::nullopt;
+  return Canonical{value * entry->factor + entry->offset, entry->dimension};
+}
+
+std::optional<double> fromCanonical(double canonical, std::string_view unit) {
+  const UcumUnit* entry = findUnit(unit);
+  if (entry == nullptr) return std::nullopt;
+  return (canonical - entry->offset) / entry->factor;
 }
 
 Item::Kind primitiveKindOf(std::string_view type, bool* known) {
