@@ -118,6 +118,37 @@ std::optional<int64_t> readInteger(const json::Value& number) {
 
 }  // namespace
 
+namespace {
+
+// The type of the last resource this thread typed, per model: evaluate() on a resource looks it
+// up on every call, and a thread mostly sees resources of one type in a row.
+struct LastResourceType {
+  uint64_t model_id = 0;  // Model::Impl::id; 0: empty
+  char name[32];
+  size_t size = 0;
+  const TypeNode* node = nullptr;
+};
+thread_local LastResourceType t_last_resource_type;
+
+const TypeNode* resourceTypeNode(const Model& model, std::string_view type) {
+  LastResourceType& last = t_last_resource_type;
+  uint64_t model_id = model.impl().id;
+  if (last.model_id == model_id && last.size == type.size() &&
+      std::memcmp(last.name, type.data(), type.size()) == 0) {
+    return last.node;
+  }
+  const TypeNode* node = model.type(type);
+  if (node != nullptr && type.size() <= sizeof last.name) {
+    last.model_id = model_id;
+    std::memcpy(last.name, type.data(), type.size());
+    last.size = type.size();
+    last.node = node;
+  }
+  return node;
+}
+
+}  // namespace
+
 Item makeResourceItem(const json::Value* value, const Model* model) {
   std::string_view type;
   const TypeNode* node = nullptr;
@@ -125,7 +156,7 @@ Item makeResourceItem(const json::Value* value, const Model* model) {
     if (auto resource_type = json::getString(*value, "resourceType")) {
       type = *resource_type;
       if (model != nullptr) {
-        node = model->type(type);
+        node = resourceTypeNode(*model, type);
         if (node != nullptr) type = node->name;
       }
     }

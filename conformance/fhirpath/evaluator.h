@@ -111,7 +111,7 @@ class Evaluator {
   size_t this_depth_ = 0;
   // Single-item focus collections: [0] for the root, then one per $this nesting level, reused
   // across iterations; deeper levels than kInlineFocus use focus_overflow_.
-  static constexpr size_t kInlineFocus = 8;
+  static constexpr size_t kInlineFocus = 4;
   Collection focus_inline_[kInlineFocus];
   std::vector<std::unique_ptr<Collection>> focus_overflow_;
   Collection& focusAt(size_t level);

@@ -93,6 +93,9 @@ class TypeNode {
 
 struct Model::Impl {
   std::string dir;
+  // Unique per loaded model in this process (never reused, unlike addresses): the key of
+  // per-thread caches of lookups.
+  uint64_t id = 0;
   struct Slot {
     std::once_flag once;
     // Set (release) after the call_once that loaded the slot: later lookups test it first, since
