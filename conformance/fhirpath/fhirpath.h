@@ -36,8 +36,13 @@
 //    concrete type (Quantity, string, ...). `valueQuantity` by its full name works too.
 //  * Three-valued logic per the spec: and/or/xor/implies/not() over true/false/empty.
 //  * Quantities compare UCUM-aware for common units (mass mg/g/kg, time ms/s/min/h/d/wk/mo/a and
-//    the calendar keywords, length mm/cm/m/km/[in_i]/[ft_i], volume mL/L); incomparable units give
-//    empty for comparison (per spec), false for equality.
+//    the calendar keywords, length mm/cm/m/km/[in_i]/[ft_i], volume mL/L, temperature K/Cel/[degF]
+//    with their offsets); incomparable units give empty for comparison (per spec), false for
+//    equality.
+//  * Regular expressions (matches, matchesFull, replaceMatches) are std::regex ECMAScript over
+//    UTF-8 bytes, with '.' matching newlines; a literal pattern is compiled once by compile().
+//    Unicode property classes (\p{L}, \P{..}) are an evaluation error, since std::regex would
+//    read `\p` as the letter p and match the wrong text.
 //  * Dates and times compare with precision rules: different precisions give empty.
 //  * Outside strict mode navigation is lenient, as in fhirpath.js and the reference validator:
 //    members the definition does not know, `resourceType`, and full choice names are readable by
