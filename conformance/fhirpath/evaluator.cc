@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <charconv>
 #include <cstring>
 #include <cctype>
 #include <cmath>
@@ -53,8 +54,8 @@ void unitlessAsNumber(Val& x, const Val& other) {
 // with the other has no answer.
 bool calendarMismatch(std::string_view x, std::string_view y) {
   std::string_view ux = calendarToUcum(x), uy = calendarToUcum(y);
-  return isCalendarKeyword(x) != isCalendarKeyword(y) &&
-         (ux == "a" || ux == "mo" || uy == "a" || uy == "mo");
+  bool x_calendar = ux.data() != x.data(), y_calendar = uy.data() != y.data();
+  return x_calendar != y_calendar && (ux == "a" || ux == "mo" || uy == "a" || uy == "mo");
 }
 bool isDateKind(Item::Kind kind) {
   return kind == Item::Kind::kDate || kind == Item::Kind::kDateTime || kind == Item::Kind::kTime;
@@ -85,6 +86,67 @@ bool jsonEqual(const json::Value& a, const json::Value& b) {
   return a == b;
 }
 
+// The text of a number kept by the parser (json.h tags it with a leading NUL byte), read in
+// place; empty for RapidJSON-native numbers.
+std::string_view taggedNumberText(const json::Value& value) {
+  if (!value.IsString() || value.GetStringLength() < 2 || value.GetString()[0] != '\0') return {};
+  return {value.GetString() + 1, value.GetStringLength() - 1};
+}
+
+// A JSON number as a decimal with its written scale, without copying its text.
+void readDecimal(const json::Value& number, double& value, int& scale) {
+  std::string_view text = taggedNumberText(number);
+  if (text.empty() ||
+      std::from_chars(text.data(), text.data() + text.size(), value).ec != std::errc()) {
+    value = json::numberAsDouble(number).value_or(0);
+    scale = scaleOf(json::numberText(number));
+    return;
+  }
+  scale = scaleOf(text);
+}
+
+// An integer JSON number (no fraction or exponent, in int64 range).
+std::optional<int64_t> readInteger(const json::Value& number) {
+  std::string_view text = taggedNumberText(number);
+  if (text.empty()) return json::numberAsInt64(number);
+  if (text.find_first_of(".eE") != std::string_view::npos) return std::nullopt;
+  int64_t value = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || end != text.data() + text.size()) return std::nullopt;
+  return value;
+}
+
+}  // namespace
+
+namespace {
+
+// The type of the last resource this thread typed, per model: evaluate() on a resource looks it
+// up on every call, and a thread mostly sees resources of one type in a row.
+struct LastResourceType {
+  uint64_t model_id = 0;  // Model::Impl::id; 0: empty
+  char name[32];
+  size_t size = 0;
+  const TypeNode* node = nullptr;
+};
+thread_local LastResourceType t_last_resource_type;
+
+const TypeNode* resourceTypeNode(const Model& model, std::string_view type) {
+  LastResourceType& last = t_last_resource_type;
+  uint64_t model_id = model.impl().id;
+  if (last.model_id == model_id && last.size == type.size() &&
+      std::memcmp(last.name, type.data(), type.size()) == 0) {
+    return last.node;
+  }
+  const TypeNode* node = model.type(type);
+  if (node != nullptr && type.size() <= sizeof last.name) {
+    last.model_id = model_id;
+    std::memcpy(last.name, type.data(), type.size());
+    last.size = type.size();
+    last.node = node;
+  }
+  return node;
+}
+
 }  // namespace
 
 Item makeResourceItem(const json::Value* value, const Model* model) {
@@ -94,7 +156,7 @@ Item makeResourceItem(const json::Value* value, const Model* model) {
     if (auto resource_type = json::getString(*value, "resourceType")) {
       type = *resource_type;
       if (model != nullptr) {
-        node = model->type(type);
+        node = resourceTypeNode(*model, type);
         if (node != nullptr) type = node->name;
       }
     }
@@ -108,7 +170,12 @@ Evaluator::Evaluator(const EvaluationContext& context, const Item& focus)
   if (resource_value_ == nullptr && focus.isNode() && focus.value() != nullptr &&
       focus.value()->IsObject() && !focus.typeName().empty() &&
       (focus.typeNode() == nullptr || focus.typeNode()->resource)) {
-    if (json::find(*focus.value(), "resourceType") != nullptr) resource_value_ = focus.value();
+    // A focus typed by a resource definition is a resource (makeResourceItem read its
+    // resourceType); an untyped one is checked.
+    if ((focus.typeNode() != nullptr && focus.typeNode()->resource) ||
+        json::find(*focus.value(), "resourceType") != nullptr) {
+      resource_value_ = focus.value();
+    }
   }
   root_value_ = context.root_resource != nullptr ? context.root_resource : resource_value_;
 }
@@ -133,35 +200,14 @@ Item Evaluator::itemFor(const json::Value* value) const {
   return makeResourceItem(value, model_);
 }
 
-namespace {
-
-// Buffers of emptied focus collections, reused by later evaluations on the same thread.
-// evaluate() may re-enter through hooks; each Evaluator takes and returns its own buffers.
-thread_local std::vector<Collection> t_free_collections;
-
-}  // namespace
-
 Collection& Evaluator::focusAt(size_t level) {
-  if (level < kInlineFocus) {
-    Collection& focus = focus_inline_[level];
-    if (focus.capacity() == 0 && !t_free_collections.empty()) {
-      focus = std::move(t_free_collections.back());
-      t_free_collections.pop_back();
-    }
-    return focus;
-  }
+  if (level < kInlineFocus) return focus_inline_[level];
   size_t overflow = level - kInlineFocus;
   while (focus_overflow_.size() <= overflow) focus_overflow_.push_back(std::make_unique<Collection>());
   return *focus_overflow_[overflow];
 }
 
-Evaluator::~Evaluator() {
-  for (Collection& focus : focus_inline_) {
-    if (focus.capacity() == 0) continue;
-    focus.clear();  // releases the items (and anything they share) now
-    if (t_free_collections.size() < 64) t_free_collections.push_back(std::move(focus));
-  }
-}
+Evaluator::~Evaluator() = default;
 
 Collection Evaluator::run(const Node& root) {
   Collection& focus = focusAt(0);
@@ -301,8 +347,7 @@ Val Evaluator::view(const Item& item) const {
           const json::Value* number = json::find(*value, "value");
           if (number == nullptr || !json::isNumber(*number)) return val;
           val.kind = Item::Kind::kQuantity;
-          val.decimal = json::numberAsDouble(*number).value_or(0);
-          val.scale = scaleOf(json::numberText(*number));
+          readDecimal(*number, val.decimal, val.scale);
           auto code = json::getString(*value, "code");
           auto system = json::getString(*value, "system");
           if (code && (!system || *system == "http://unitsofmeasure.org")) {
@@ -323,15 +368,15 @@ Val Evaluator::view(const Item& item) const {
       if (json::isNumber(*value)) {
         bool known = false;
         Item::Kind kind = primitiveKindOf(type, &known);
-        auto integer = json::numberAsInt64(*value);
+        std::optional<int64_t> integer;
+        if (!known || kind == Item::Kind::kInteger) integer = readInteger(*value);
         if ((known && kind == Item::Kind::kInteger) || (!known && integer)) {
           val.kind = Item::Kind::kInteger;
           val.integer = integer.value_or(0);
           val.decimal = static_cast<double>(val.integer);
         } else {
           val.kind = Item::Kind::kDecimal;
-          val.decimal = json::numberAsDouble(*value).value_or(0);
-          val.scale = scaleOf(json::numberText(*value));
+          readDecimal(*value, val.decimal, val.scale);
         }
         return val;
       }
@@ -401,6 +446,11 @@ struct MemberPair {
   const json::Value* extension = nullptr;  // the `_key` partner
 };
 
+// Member names mostly differ in their first byte: test it before calling memcmp.
+inline bool sameBytes(const char* a, const char* b, size_t length) {
+  return length == 0 || (a[0] == b[0] && std::memcmp(a + 1, b + 1, length - 1) == 0);
+}
+
 // One pass over the object finds `key` and `_key` (RapidJSON lookups are linear anyway).
 MemberPair findPair(const json::Value& object, std::string_view key) {
   MemberPair pair;
@@ -408,9 +458,9 @@ MemberPair findPair(const json::Value& object, std::string_view key) {
     size_t length = member.name.GetStringLength();
     const char* name = member.name.GetString();
     if (length == key.size()) {
-      if (std::memcmp(name, key.data(), length) == 0) pair.value = &member.value;
+      if (sameBytes(name, key.data(), length)) pair.value = &member.value;
     } else if (length == key.size() + 1 && name[0] == '_' &&
-               std::memcmp(name + 1, key.data(), key.size()) == 0) {
+               sameBytes(name + 1, key.data(), key.size())) {
       pair.extension = &member.value;
     }
   }
@@ -432,7 +482,7 @@ void appendPair(MemberPair pair, std::string_view type, const TypeNode* type_nod
       out.push_back(makeResourceItem(v, model));
       return;
     }
-    out.push_back(Item::node(v, type, e, type_node));
+    Item::appendNode(out, v, type, e, type_node);
   };
   bool value_array = value != nullptr && value->IsArray();
   bool ext_array = extension != nullptr && extension->IsArray();
@@ -498,7 +548,7 @@ void Evaluator::navigate(const Item& parent, std::string_view name, Collection& 
   if (def == nullptr && name == "resourceType") {
     // Not an element, but expressions test it (contained.where(resourceType = 'Patient')).
     if (const json::Value* type = json::find(*value, name); type != nullptr && json::isString(*type)) {
-      out.push_back(Item::node(type, "string"));
+      Item::appendNode(out, type, "string");
     }
     return;
   }
@@ -509,7 +559,7 @@ void Evaluator::navigate(const Item& parent, std::string_view name, Collection& 
         std::string_view key(member.name.GetString(), member.name.GetStringLength());
         bool underscored = !key.empty() && key[0] == '_';
         if (underscored) key.remove_prefix(1);
-        if (key.size() <= name.size() || key.compare(0, name.size(), name) != 0) continue;
+        if (key.size() <= name.size() || !sameBytes(key.data(), name.data(), name.size())) continue;
         const std::string* type = def->choiceType(key.substr(name.size()));
         if (type == nullptr) continue;
         // The value/extension pair is emitted once, at whichever of the two comes first.
@@ -580,32 +630,56 @@ void Evaluator::navigate(const Item& parent, std::string_view name, Collection& 
 
 void Evaluator::allChildren(const Item& parent, Collection& out) const {
   if (!parent.isNode()) return;
+  // `parent` may be an item of `out` (descendants()): it is read here only, before `out` grows.
   const json::Value* value = parent.value();
   if (value == nullptr || !value->IsObject()) {
-    if (parent.extension() != nullptr && parent.extension()->IsObject()) {
-      for (const auto& member : parent.extension()->GetObject()) {
+    if (const json::Value* extension = parent.extension();
+        extension != nullptr && extension->IsObject()) {
+      Item primitive = Item::node(nullptr, parent.typeName(), extension, nullptr);
+      for (const auto& member : extension->GetObject()) {
         std::string_view key(member.name.GetString(), member.name.GetStringLength());
-        navigate(Item::node(nullptr, parent.typeName(), parent.extension(), nullptr), key, out);
+        navigate(primitive, key, out);
       }
     }
     return;
   }
   const TypeNode* type_node = typeNodeOf(parent);
-  // Most objects have no `_x` members; then each member is its own pair and needs no lookup.
-  bool has_extensions = false;
+  // Most objects have no `_x` members, and the others few: a value looks for its `_x` partner
+  // among those only (found in one pass here), not among all members.
+  constexpr size_t kMaxUnderscored = 8;
+  const json::Value::Member* underscored[kMaxUnderscored];
+  size_t underscored_count = 0;
+  bool many_underscored = false;
   for (const auto& member : value->GetObject()) {
     if (member.name.GetStringLength() > 0 && member.name.GetString()[0] == '_') {
-      has_extensions = true;
-      break;
+      if (underscored_count == kMaxUnderscored) {
+        many_underscored = true;
+        break;
+      }
+      underscored[underscored_count++] = &member;
     }
   }
-  auto pairFor = [&](std::string_view key, const json::Value& member_value) {
-    return has_extensions ? findPair(*value, key) : MemberPair{&member_value, nullptr};
+  if (out.capacity() < out.size() + value->MemberCount()) {
+    out.reserve(std::max<size_t>(out.size() + value->MemberCount(), 2 * out.capacity()));
+  }
+  bool underscore = false;  // the member at hand is `_key` (its `key` has no value member)
+  auto pairFor = [&](std::string_view key, const json::Value& member_value) -> MemberPair {
+    if (underscored_count == 0) return {&member_value, nullptr};
+    if (many_underscored || underscore) return findPair(*value, key);
+    for (size_t i = 0; i < underscored_count; ++i) {
+      const auto& name = underscored[i]->name;
+      if (name.GetStringLength() == key.size() + 1 &&
+          sameBytes(name.GetString() + 1, key.data(), key.size())) {
+        return {&member_value, &underscored[i]->value};
+      }
+    }
+    return {&member_value, nullptr};
   };
   for (const auto& member : value->GetObject()) {
     std::string_view key(member.name.GetString(), member.name.GetStringLength());
     if (key == "resourceType") continue;
-    if (!key.empty() && key[0] == '_') {
+    underscore = !key.empty() && key[0] == '_';
+    if (underscore) {
       key.remove_prefix(1);
       if (json::find(*value, key) != nullptr) continue;  // emitted with its value
     }
@@ -743,7 +817,7 @@ bool Evaluator::itemsEquivalent(const Item& a, const Item& b) const {
     if (!cx || !cy) return x.text == y.text && x.decimal == y.decimal;
     if (cx->dimension != cy->dimension) return false;
     // Compare in the left unit, rounded to the lesser precision of the two.
-    double other = cy->value / canonicalQuantity(1, x.text)->value;
+    double other = fromCanonical(cy->value, x.text).value_or(0);
     int scale = std::min(x.scale, y.scale);
     return roundTo(x.decimal, scale) == roundTo(other, scale);
   }
@@ -943,6 +1017,9 @@ Collection Evaluator::eval(const Node& node, const Collection& focus) {
         input = &source;
       }
       Collection out;
+      // Several parents mostly give several children: one buffer of a likely size up front
+      // instead of growing it (moving the items) parent by parent.
+      if (input->size() > 1) out.reserve(2 * input->size());
       for (const Item& item : *input) navigate(item, node.name, out, node.name_hash);
       return out;
     }
@@ -1219,8 +1296,7 @@ Collection Evaluator::arithmetic(Op op, const Item& a, const Item& b) const {
     auto cx = canonicalQuantity(x.decimal, x.text);
     auto cy = canonicalQuantity(y.decimal, y.text);
     if (!cx || !cy || cx->dimension != cy->dimension) return {};
-    auto unit_factor = canonicalQuantity(1, x.text);
-    double other = cy->value / unit_factor->value;
+    double other = fromCanonical(cy->value, x.text).value_or(0);
     double value = op == Op::kPlus ? x.decimal + other : x.decimal - other;
     return {Item::quantity(Quantity{value, divisionScale(value), std::string(x.text)})};
   }

@@ -109,10 +109,9 @@ class Evaluator {
   const Collection* total_ = nullptr;
   int depth_ = 0;
   size_t this_depth_ = 0;
-  // Single-item focus collections: [0] for the root, then one per $this nesting level. The
-  // first kInlineFocus live here and borrow their buffers from a per-thread free list, so an
-  // evaluation usually allocates none; deeper levels use focus_overflow_.
-  static constexpr size_t kInlineFocus = 8;
+  // Single-item focus collections: [0] for the root, then one per $this nesting level, reused
+  // across iterations; deeper levels than kInlineFocus use focus_overflow_.
+  static constexpr size_t kInlineFocus = 4;
   Collection focus_inline_[kInlineFocus];
   std::vector<std::unique_ptr<Collection>> focus_overflow_;
   Collection& focusAt(size_t level);

@@ -36,8 +36,13 @@
 //    concrete type (Quantity, string, ...). `valueQuantity` by its full name works too.
 //  * Three-valued logic per the spec: and/or/xor/implies/not() over true/false/empty.
 //  * Quantities compare UCUM-aware for common units (mass mg/g/kg, time ms/s/min/h/d/wk/mo/a and
-//    the calendar keywords, length mm/cm/m/km/[in_i]/[ft_i], volume mL/L); incomparable units give
-//    empty for comparison (per spec), false for equality.
+//    the calendar keywords, length mm/cm/m/km/[in_i]/[ft_i], volume mL/L, temperature K/Cel/[degF]
+//    with their offsets); incomparable units give empty for comparison (per spec), false for
+//    equality.
+//  * Regular expressions (matches, matchesFull, replaceMatches) are std::regex ECMAScript over
+//    UTF-8 bytes, with '.' matching newlines; a literal pattern is compiled once by compile().
+//    Unicode property classes (\p{L}, \P{..}) are an evaluation error, since std::regex would
+//    read `\p` as the letter p and match the wrong text.
 //  * Dates and times compare with precision rules: different precisions give empty.
 //  * Outside strict mode navigation is lenient, as in fhirpath.js and the reference validator:
 //    members the definition does not know, `resourceType`, and full choice names are readable by
@@ -137,6 +142,11 @@ class Item {
   static Item dateTime(std::string text);   // "2014-01-25T10:00:00Z" (may be partial)
   static Item time(std::string text);       // "10:00:00"
   static Item quantity(Quantity quantity);
+  // Item::node(...) appended to `out`, constructed in place (navigation's hot path).
+  template <class Items>
+  static void appendNode(Items& out, const json::Value* value, std::string_view type,
+                         const json::Value* extension = nullptr,
+                         const TypeNode* type_node = nullptr);
 
   Kind kind() const { return kind_; }
   bool isNode() const { return kind_ == Kind::kNode; }
@@ -178,7 +188,69 @@ class Item {
   std::shared_ptr<const std::string> text_;
 };
 
-using Collection = std::vector<Item>;
+// The factories of the hot path are inline (one per navigated element or computed boolean).
+inline Item Item::node(const json::Value* value, std::string_view type,
+                       const json::Value* extension, const TypeNode* type_node) {
+  Item item;
+  item.kind_ = Kind::kNode;
+  item.value_ = value;
+  item.extension_ = extension;
+  item.type_name_ = type;
+  item.type_node_ = type_node;
+  return item;
+}
+template <class Items>
+inline void Item::appendNode(Items& out, const json::Value* value, std::string_view type,
+                             const json::Value* extension, const TypeNode* type_node) {
+  Item& item = out.emplace_back();
+  item.kind_ = Kind::kNode;
+  item.value_ = value;
+  item.extension_ = extension;
+  item.type_name_ = type;
+  item.type_node_ = type_node;
+}
+inline Item Item::boolean(bool value) {
+  Item item;
+  item.kind_ = Kind::kBoolean;
+  item.boolean_ = value;
+  return item;
+}
+inline Item Item::integer(int64_t value) {
+  Item item;
+  item.kind_ = Kind::kInteger;
+  item.number_.integer = value;
+  return item;
+}
+inline Item Item::decimal(double value, int scale) {
+  Item item;
+  item.kind_ = Kind::kDecimal;
+  item.number_.decimal = value;
+  item.scale_ = scale;
+  return item;
+}
+
+// Buffers of collections come from per-thread free lists (size classes of powers of two): an
+// evaluation makes and drops many small result collections, and malloc/free dominated its cost.
+// A buffer freed on another thread than the one that allocated it joins that thread's lists.
+namespace pool {
+void* allocate(size_t bytes);
+void deallocate(void* buffer, size_t bytes) noexcept;
+}  // namespace pool
+
+template <class T>
+struct PoolAllocator {
+  using value_type = T;
+  PoolAllocator() noexcept = default;
+  template <class U>
+  PoolAllocator(const PoolAllocator<U>&) noexcept {}  // NOLINT(google-explicit-constructor)
+  T* allocate(size_t count) { return static_cast<T*>(pool::allocate(count * sizeof(T))); }
+  void deallocate(T* buffer, size_t count) noexcept { pool::deallocate(buffer, count * sizeof(T)); }
+  template <class U>
+  bool operator==(const PoolAllocator<U>&) const noexcept { return true; }
+};
+
+// A std::vector of items (only its allocator differs).
+using Collection = std::vector<Item, PoolAllocator<Item>>;
 
 // ---------------------------------------------------------------------------------------------
 // Compilation.

@@ -296,13 +296,19 @@ std::string jsonUnescape(std::string_view text) {
   return out;
 }
 
+}  // namespace
+
 // FHIRPath regexes are PCRE-like; std::regex ECMAScript covers what the suite uses.
-std::regex makeRegex(const std::string& pattern) {
+std::regex makeRegex(std::string_view pattern) {
   // FHIRPath uses single-line mode: '.' matches newlines too.
   std::string translated;
   bool in_class = false;
   for (size_t i = 0; i < pattern.size(); ++i) {
     char c = pattern[i];
+    if (c == '\\' && i + 1 < pattern.size() && (pattern[i + 1] == 'p' || pattern[i + 1] == 'P')) {
+      throw EvalError{"unsupported regular expression '" + std::string(pattern) +
+                      "': Unicode property classes (\\p{..}) are not supported"};
+    }
     if (c == '\\' && i + 1 < pattern.size()) {
       translated += c;
       translated += pattern[++i];
@@ -319,9 +325,19 @@ std::regex makeRegex(const std::string& pattern) {
   try {
     return std::regex(translated, std::regex::ECMAScript);
   } catch (const std::regex_error&) {
-    throw EvalError{"invalid regular expression '" + pattern + "'"};
+    throw EvalError{"invalid regular expression '" + std::string(pattern) + "'"};
   }
 }
+
+std::shared_ptr<const std::regex> tryMakeRegex(std::string_view pattern) {
+  try {
+    return std::make_shared<const std::regex>(makeRegex(pattern));
+  } catch (const EvalError&) {
+    return nullptr;
+  }
+}
+
+namespace {
 
 // Compiling a std::regex costs far more than matching it, and constraints (e.g. ele-1's
 // matches()) run the same few patterns on every element: keep the compiled ones per thread.
@@ -857,9 +873,9 @@ Collection Evaluator::callFunction(const Node& node, const Collection& focus) {
             Quantity q = converted->quantityValue();
             if (unit && *unit != q.unit) {
               auto from = canonicalQuantity(q.value, q.unit);
-              auto to = canonicalQuantity(1, *unit);
+              auto to = canonicalQuantity(0, *unit);
               if (from && to && from->dimension == to->dimension) {
-                double value = cleanDouble(from->value / to->value);
+                double value = cleanDouble(fromCanonical(from->value, *unit).value_or(0));
                 converted = Item::quantity(Quantity{value, q.scale, std::string(*unit)});
               } else {
                 converted.reset();
@@ -940,7 +956,7 @@ Collection Evaluator::callFunction(const Node& node, const Collection& focus) {
         c = static_cast<char>(node.fn == Fn::kUpper ? std::toupper(static_cast<unsigned char>(c))
                                                     : std::tolower(static_cast<unsigned char>(c)));
       }
-      return {Item::string(*text)};
+      return {Item::string(std::move(*text))};
     }
     case Fn::kReplace: {
       auto text = stringFocus();
@@ -972,7 +988,8 @@ Collection Evaluator::callFunction(const Node& node, const Collection& focus) {
       auto text = stringFocus();
       auto pattern = stringArg(0);
       if (!text || !pattern) return {};
-      const std::regex& regex = cachedRegex(std::string(*pattern));
+      // A literal pattern was compiled with the expression; others are cached per thread.
+      const std::regex& regex = node.regex ? *node.regex : cachedRegex(std::string(*pattern));
       bool result = node.fn == Fn::kMatches ? std::regex_search(*text, regex)
                                             : std::regex_match(*text, regex);
       return boolean(result);
@@ -983,7 +1000,8 @@ Collection Evaluator::callFunction(const Node& node, const Collection& focus) {
       auto replacement = stringArg(1);
       if (!text || !pattern || !replacement) return {};
       if (pattern->empty()) return {Item::string(*text)};
-      return {Item::string(std::regex_replace(*text, cachedRegex(std::string(*pattern)), std::string(*replacement)))};
+      const std::regex& regex = node.regex ? *node.regex : cachedRegex(std::string(*pattern));
+      return {Item::string(std::regex_replace(*text, regex, std::string(*replacement)))};
     }
     case Fn::kLength: {
       auto text = stringFocus();
@@ -1285,10 +1303,8 @@ Collection Evaluator::callFunction(const Node& node, const Collection& focus) {
       size_t level_start = 0;
       for (int depth = 0; level_start < out.size() && depth < 100; ++depth) {
         size_t level_end = out.size();
-        for (size_t i = level_start; i < level_end; ++i) {
-          Item parent = out[i];  // copied: appending may reallocate `out`
-          allChildren(parent, out);
-        }
+        // allChildren() reads its parent before it appends (which may reallocate `out`).
+        for (size_t i = level_start; i < level_end; ++i) allChildren(out[i], out);
         level_start = level_end;
       }
       return out;

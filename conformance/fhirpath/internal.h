@@ -9,6 +9,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <regex>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -92,8 +93,14 @@ class TypeNode {
 
 struct Model::Impl {
   std::string dir;
+  // Unique per loaded model in this process (never reused, unlike addresses): the key of
+  // per-thread caches of lookups.
+  uint64_t id = 0;
   struct Slot {
     std::once_flag once;
+    // Set (release) after the call_once that loaded the slot: later lookups test it first, since
+    // std::call_once costs a thread-local set-up and a pthread_once call even when done.
+    std::atomic<bool> loaded{false};
     std::vector<std::unique_ptr<TypeNode>> nodes;  // [0] is the type itself, rest are backbones
     const TypeNode* root = nullptr;
   };
@@ -136,6 +143,9 @@ struct Node {
   std::string type_namespace;  // for type names: "FHIR", "System" or empty
   Item literal;
   Collection literal_collection;  // {literal} for kLiteral, so evaluation need not build one
+  // matches()/matchesFull()/replaceMatches() with a literal pattern: compiled once by compile()
+  // (null when the pattern is not literal or invalid; evaluation then compiles it and reports).
+  std::shared_ptr<const std::regex> regex;
   std::vector<std::unique_ptr<Node>> children;
   size_t offset = 0;
 };
@@ -179,7 +189,10 @@ struct Canonical {
   double value;
   std::string_view dimension;
 };
+// Temperatures (K, Cel, [degF]) convert with their offsets: their canonical unit is K.
 std::optional<Canonical> canonicalQuantity(double value, std::string_view unit);
+// The inverse: a canonical value expressed in `unit`; nullopt for unknown units.
+std::optional<double> fromCanonical(double canonical, std::string_view unit);
 // Calendar keyword ("weeks", "month") to its UCUM code ("wk", "mo"); input unchanged otherwise.
 std::string_view calendarToUcum(std::string_view unit);
 bool isCalendarKeyword(std::string_view unit);
@@ -216,5 +229,12 @@ struct FunctionInfo {
 };
 // nullptr when `name` is not a function of the library.
 const FunctionInfo* findFunction(std::string_view name);
+
+// A FHIRPath regular expression as std::regex (ECMAScript, '.' matching newlines). Throws
+// EvalError for an invalid pattern and for Unicode property classes (\p{..}, \P{..}), which
+// std::regex over UTF-8 bytes cannot match (it would silently read `\p` as the letter p).
+std::regex makeRegex(std::string_view pattern);
+// makeRegex() for compile(): null instead of an error.
+std::shared_ptr<const std::regex> tryMakeRegex(std::string_view pattern);
 
 }  // namespace fhir::fhirpath

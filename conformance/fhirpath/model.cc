@@ -122,9 +122,11 @@ const TypeNode* Model::Impl::get(std::string_view name) const {
   auto it = slots.find(name);
   if (it == slots.end()) return nullptr;
   Slot& slot = *it->second;
+  if (slot.loaded.load(std::memory_order_acquire)) return slot.root;
   std::call_once(slot.once, [&] {
     loadSlot(dir + "/" + std::string(kPrefix) + std::string(name) + std::string(kSuffix), slot);
   });
+  slot.loaded.store(true, std::memory_order_release);
   return slot.root;
 }
 
@@ -132,8 +134,10 @@ Model::Model(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Model::~Model() = default;
 
 Result<std::shared_ptr<const Model>> Model::load(const std::string& package_dir) {
+  static std::atomic<uint64_t> next_id{1};
   auto impl = std::make_unique<Impl>();
   impl->dir = package_dir;
+  impl->id = next_id.fetch_add(1, std::memory_order_relaxed);
   std::error_code error;
   std::filesystem::directory_iterator it(package_dir, error);
   if (error) return Error{"cannot read FHIR package folder " + package_dir + ": " + error.message()};

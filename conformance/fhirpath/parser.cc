@@ -692,6 +692,15 @@ class Parser {
 void prepare(Node& node) {
   if (node.op == Op::kLiteral) node.literal_collection = {node.literal};
   node.name_hash = TypeNode::hashName(node.name);
+  if (node.op == Op::kFunction &&
+      (node.fn == Fn::kMatches || node.fn == Fn::kMatchesFull || node.fn == Fn::kReplaceMatches)) {
+    size_t pattern = node.has_source ? 1 : 0;
+    if (pattern < node.children.size() && node.children[pattern]->op == Op::kLiteral &&
+        node.children[pattern]->literal.kind() == Item::Kind::kString &&
+        !node.children[pattern]->literal.text().empty()) {
+      node.regex = tryMakeRegex(node.children[pattern]->literal.text());
+    }
+  }
   for (auto& child : node.children) prepare(*child);
 }
 

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // Item factories, date/time and quantity arithmetic helpers, JSON output.
 
+#include <bit>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -10,45 +11,88 @@
 
 namespace fhir::fhirpath {
 
+// ---- collection buffers ---------------------------------------------------------------------
+
+namespace pool {
+namespace {
+
+constexpr size_t kMinShift = 6;   // 64 bytes
+constexpr size_t kClasses = 10;   // up to 32 KiB; larger buffers go to operator new
+constexpr size_t kKeepBytes = 64 * 1024;  // per class and thread
+
+size_t classOf(size_t bytes) {
+  size_t shift = bytes <= 1 ? 0 : static_cast<size_t>(std::bit_width(bytes - 1));
+  return shift <= kMinShift ? 0 : shift - kMinShift;
+}
+
+struct FreeBuffer {
+  FreeBuffer* next;
+};
+
+// Trivially destructible, so it stays readable while other thread_locals are destroyed (their
+// collections may be freed after the lists are gone).
+thread_local bool t_lists_alive = false;
+
+struct FreeLists {
+  FreeBuffer* head[kClasses] = {};
+  size_t count[kClasses] = {};
+  FreeLists() { t_lists_alive = true; }
+  ~FreeLists();
+};
+
+thread_local FreeLists t_lists;
+
+FreeLists::~FreeLists() {
+  t_lists_alive = false;
+  for (size_t size_class = 0; size_class < kClasses; ++size_class) {
+    while (head[size_class] != nullptr) {
+      FreeBuffer* buffer = head[size_class];
+      head[size_class] = buffer->next;
+      ::operator delete(buffer);
+    }
+  }
+}
+
+}  // namespace
+
+void* allocate(size_t bytes) {
+  size_t size_class = classOf(bytes);
+  if (size_class >= kClasses) return ::operator new(bytes);
+  FreeLists& lists = t_lists;  // constructed on first use; never again after thread exit
+  if (!t_lists_alive) return ::operator new(size_t{1} << (size_class + kMinShift));
+  if (FreeBuffer* buffer = lists.head[size_class]) {
+    lists.head[size_class] = buffer->next;
+    --lists.count[size_class];
+    return buffer;
+  }
+  return ::operator new(size_t{1} << (size_class + kMinShift));
+}
+
+void deallocate(void* buffer, size_t bytes) noexcept {
+  if (buffer == nullptr) return;
+  size_t size_class = classOf(bytes);
+  if (size_class < kClasses && t_lists_alive) {
+    FreeLists& lists = t_lists;
+    if (lists.count[size_class] < kKeepBytes >> (size_class + kMinShift) ||
+        lists.count[size_class] < 4) {
+      auto* free_buffer = static_cast<FreeBuffer*>(buffer);
+      free_buffer->next = lists.head[size_class];
+      lists.head[size_class] = free_buffer;
+      ++lists.count[size_class];
+      return;
+    }
+  }
+  ::operator delete(buffer);
+}
+
+}  // namespace pool
+
 // ---- Item -----------------------------------------------------------------------------------
-
-Item Item::node(const json::Value* value, std::string_view type, const json::Value* extension,
-                const TypeNode* type_node) {
-  Item item;
-  item.kind_ = Kind::kNode;
-  item.value_ = value;
-  item.extension_ = extension;
-  item.type_name_ = type;
-  item.type_node_ = type_node;
-  return item;
-}
-
-Item Item::boolean(bool value) {
-  Item item;
-  item.kind_ = Kind::kBoolean;
-  item.boolean_ = value;
-  return item;
-}
 
 Item Item::string(std::string value) {
   Item item;
   item.kind_ = Kind::kString;
   item.text_ = std::make_shared<const std::string>(std::move(value));
-  return item;
-}
-
-Item Item::integer(int64_t value) {
-  Item item;
-  item.kind_ = Kind::kInteger;
-  item.number_.integer = value;
-  return item;
-}
-
-Item Item::decimal(double value, int scale) {
-  Item item;
-  item.kind_ = Kind::kDecimal;
-  item.number_.decimal = value;
-  item.scale_ = scale;
   return item;
 }
 
@@ -458,6 +502,13 @@ std::string_view calendarToUcum(std::string_view unit) {
       {"hour", "h"},       {"hours", "h"},         {"minute", "min"}, {"minutes", "min"},
       {"second", "s"},     {"seconds", "s"},       {"millisecond", "ms"},
       {"milliseconds", "ms"}};
+  // Called for every quantity comparison: UCUM codes ("kg", "[lb_av]", "mg/dL") are rejected
+  // by length and first letter before the table is scanned.
+  if (unit.size() < 3 || unit.size() > 12) return unit;
+  switch (unit[0]) {
+    case 'y': case 'm': case 'w': case 'd': case 'h': case 's': break;
+    default: return unit;
+  }
   for (const auto& [word, code] : kMap) {
     if (word == unit) return code;
   }
@@ -466,13 +517,18 @@ std::string_view calendarToUcum(std::string_view unit) {
 
 bool isCalendarKeyword(std::string_view unit) { return calendarToUcum(unit) != unit; }
 
-std::optional<Canonical> canonicalQuantity(double value, std::string_view unit) {
-  struct Unit {
-    std::string_view code;
-    double factor;
-    std::string_view dimension;
-  };
-  static constexpr Unit kUnits[] = {
+namespace {
+
+// canonical = value * factor + offset (the offset is non-zero for the temperature scales only).
+struct UcumUnit {
+  std::string_view code;
+  double factor;
+  std::string_view dimension;
+  double offset = 0;
+};
+
+const UcumUnit* findUnit(std::string_view unit) {
+  static constexpr UcumUnit kUnits[] = {
       {"ug", 1e-6, "g"},     {"mcg", 1e-6, "g"},      {"mg", 1e-3, "g"},
       {"g", 1, "g"},         {"kg", 1e3, "g"},        {"[lb_av]", 453.59237, "g"},
       {"[oz_av]", 28.349523125, "g"},
@@ -484,14 +540,31 @@ std::optional<Canonical> canonicalQuantity(double value, std::string_view unit) 
       {"[yd_i]", 0.9144, "m"}, {"[mi_i]", 1609.344, "m"},
       {"mL", 1e-3, "L"},     {"dL", 0.1, "L"},        {"L", 1, "L"},  {"l", 1, "L"},
       {"1", 1, "1"},         {"%", 0.01, "1"},
-      {"Cel", 1, "Cel"},     {"mmol/L", 1, "mmol/L"}, {"mg/dL", 1, "mg/dL"},
+      // Temperatures in kelvin: UCUM Cel is K - 273.15, [degF] is 5/9 K from -459.67 degF.
+      {"K", 1, "K"},         {"Cel", 1, "K", 273.15},
+      {"[degF]", 5.0 / 9.0, "K", 459.67 * 5.0 / 9.0},
+      {"mmol/L", 1, "mmol/L"}, {"mg/dL", 1, "mg/dL"},
   };
   std::string_view code = calendarToUcum(unit);
   if (code.empty()) code = "1";
   for (const auto& entry : kUnits) {
-    if (entry.code == code) return Canonical{value * entry.factor, entry.dimension};
+    if (entry.code == code) return &entry;
   }
-  return std::nullopt;
+  return nullptr;
+}
+
+}  // namespace
+
+std::optional<Canonical> canonicalQuantity(double value, std::string_view unit) {
+  const UcumUnit* entry = findUnit(unit);
+  if (entry == nullptr) return std::nullopt;
+  return Canonical{value * entry->factor + entry->offset, entry->dimension};
+}
+
+std::optional<double> fromCanonical(double canonical, std::string_view unit) {
+  const UcumUnit* entry = findUnit(unit);
+  if (entry == nullptr) return std::nullopt;
+  return (canonical - entry->offset) / entry->factor;
 }
 
 Item::Kind primitiveKindOf(std::string_view type, bool* known) {

@@ -155,6 +155,22 @@ TEST_F(FhirpathEvaluator, QuantityArithmetic) {
   EXPECT_EQ(eval("1 'kg' > 1 'm'"), "[]");
 }
 
+// UCUM temperatures have offsets: 0 Cel is 273.15 K and 32 [degF]; 100 Cel is 212 [degF].
+TEST_F(FhirpathEvaluator, TemperatureQuantitiesConvertWithOffsets) {
+  EXPECT_EQ(eval("0 'Cel' = 32 '[degF]'"), "[true]");
+  EXPECT_EQ(eval("100 'Cel' = 212 '[degF]'"), "[true]");
+  EXPECT_EQ(eval("1 'Cel' = 33.8 '[degF]'"), "[true]");
+  EXPECT_EQ(eval("0 'Cel' = 273.15 'K'"), "[true]");
+  EXPECT_EQ(eval("-40 'Cel' = -40 '[degF]'"), "[true]");
+  EXPECT_EQ(eval("37 'Cel' > 98 '[degF]'"), "[true]");   // 98.6 degF
+  EXPECT_EQ(eval("37 'Cel' < 99 '[degF]'"), "[true]");
+  EXPECT_EQ(eval("36.6 'Cel' ~ 97.9 '[degF]'"), "[true]");  // 97.88 at the lesser precision
+  EXPECT_EQ(eval("1 'Cel' = 1 '[degF]'"), "[false]");
+  EXPECT_EQ(eval("1 'Cel' > 1 'kg'"), "[]");
+  EXPECT_EQ(eval("'100 \\'Cel\\''.toQuantity('[degF]').value = 212"), "[true]");
+  EXPECT_EQ(eval("'212 \\'[degF]\\''.toQuantity('Cel').value = 100"), "[true]");
+}
+
 TEST_F(FhirpathEvaluator, ChoiceTypes) {
   EXPECT_EQ(eval("value.value", observation_), "[185.50]");
   EXPECT_EQ(eval("value is Quantity", observation_), "[true]");
@@ -305,6 +321,45 @@ TEST_F(FhirpathEvaluator, OneExpressionManyThreads) {
   }
   for (auto& thread : threads) thread.join();
   EXPECT_EQ(mismatches.load(), 0);
+}
+
+TEST_F(FhirpathEvaluator, RegexesWithLiteralAndComputedPatterns) {
+  // A literal pattern is compiled once by compile(); a computed one on each evaluation.
+  EXPECT_EQ(eval("name.family.first().matches('^Ch.l')"), "[true]");
+  EXPECT_EQ(eval("name.family.first().matches('^Ch' + '.l')"), "[true]");
+  EXPECT_EQ(eval("name.family.first().matchesFull('Chalm')"), "[false]");
+  EXPECT_EQ(eval("name.family.first().replaceMatches('[aeiou]', '_')"), R"(["Ch_lm_rs"])");
+  EXPECT_EQ(eval("name.family.first().replaceMatches('[aeiou]' & '', '_')"), R"(["Ch_lm_rs"])");
+  // An invalid literal pattern is reported when evaluated, like a computed one.
+  EXPECT_EQ(eval("'a'.matches('(')").rfind("error: invalid regular expression", 0), 0u);
+  // std::regex would read \p as the letter p: Unicode property classes are an error instead.
+  EXPECT_EQ(eval("'Ab'.matches('\\\\p{L}+')").rfind("error: unsupported regular expression", 0),
+            0u);
+  EXPECT_EQ(eval("'1'.matches('\\\\P{L}')").rfind("error: unsupported regular expression", 0), 0u);
+  EXPECT_EQ(eval("'p'.matches('\\\\\\\\p')"), "[false]");  // an escaped backslash, then p
+}
+
+TEST_F(FhirpathEvaluator, ResultsOutliveTheThreadThatMadeThem) {
+  // Collection buffers come from per-thread free lists; a result handed to another thread is
+  // freed there (and the threads that made them have exited).
+  auto compiled = compile("name.given | birthDate");
+  ASSERT_TRUE(compiled.ok());
+  std::vector<Collection> results(4);
+  std::vector<std::thread> threads;
+  for (size_t t = 0; t < results.size(); ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 200; ++i) {
+        auto result = evaluate(**compiled, patient_, context_);
+        if (result.ok()) results[t] = std::move(*result);
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  for (const Collection& result : results) {
+    // kPatient: given Peter, James, then a given with only `_given` (null per toJson()).
+    EXPECT_EQ(toJson(result), R"(["Peter","James",null,"1974-12-25"])");
+  }
+  results.clear();
 }
 
 TEST(FhirpathModel, ColdModelSharedByThreads) {
