@@ -57,7 +57,9 @@ CREATE TABLE IF NOT EXISTS outbox (
   next_attempt_ms INTEGER NOT NULL, delivered_ms INTEGER NOT NULL DEFAULT 0,
   last_error TEXT NOT NULL DEFAULT '',
   UNIQUE (destination, number));
-CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (destination, status, number);
+-- Only pending rows are indexed: a delivered-mark removes its entry from a small index instead
+-- of moving it in one that holds every row ever sent (stores made earlier: migrate()).
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (destination, number) WHERE status = 0;
 CREATE TABLE IF NOT EXISTS outbox_bodies (
   id INTEGER PRIMARY KEY, hash BLOB NOT NULL UNIQUE, body BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS delivery_attempts (
@@ -760,6 +762,8 @@ class SqliteStore final : public Store {
       Status added = db.exec(("ALTER TABLE " + std::string(table) + " ADD COLUMN " + column).c_str());
       if (!added.ok() && added.message().find("duplicate column") == std::string::npos) return added;
     }
+    Status dropped = db.exec("DROP INDEX IF EXISTS outbox_pending");  // replaced by outbox_due
+    if (!dropped.ok()) return dropped;
     // Patients stored before the demographics index existed.
     return db.exec("INSERT OR IGNORE INTO patient_demographics (patient_id, family, given, birth_date, gender) "
                    "SELECT id, " DEMOGRAPHICS_OF("CAST(" RESOURCE_JSON("r") " AS TEXT)") " FROM resources r WHERE type = 'Patient' "
