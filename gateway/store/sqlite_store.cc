@@ -29,7 +29,8 @@ CREATE TABLE IF NOT EXISTS events (
   received_at TEXT NOT NULL,
   payload BLOB NOT NULL,
   status INTEGER NOT NULL,
-  answer BLOB NOT NULL);
+  answer BLOB NOT NULL,
+  answer_is_payload INTEGER NOT NULL DEFAULT 0);  -- 1: the answer is the payload, not stored twice
 CREATE TABLE IF NOT EXISTS resources (
   type TEXT NOT NULL, id TEXT NOT NULL, version INTEGER NOT NULL, updated_at TEXT NOT NULL,
   content_hash TEXT NOT NULL, json BLOB NOT NULL, PRIMARY KEY (type, id)) WITHOUT ROWID;
@@ -46,7 +47,9 @@ CREATE TABLE IF NOT EXISTS destination_seq (
   destination TEXT PRIMARY KEY, last_number INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS outbox (
   id INTEGER PRIMARY KEY AUTOINCREMENT,
-  destination TEXT NOT NULL, number INTEGER NOT NULL, kind TEXT NOT NULL, body BLOB NOT NULL,
+  destination TEXT NOT NULL, number INTEGER NOT NULL, kind TEXT NOT NULL,
+  body BLOB NOT NULL DEFAULT '',              -- only in rows written before outbox_bodies
+  body_id INTEGER NOT NULL DEFAULT 0,         -- outbox_bodies.id, 0 when the body is inline
   event_seq INTEGER NOT NULL,
   status INTEGER NOT NULL DEFAULT 0,          -- 0 pending, 1 delivered, 2 dead letter
   attempts INTEGER NOT NULL DEFAULT 0,
@@ -54,7 +57,11 @@ CREATE TABLE IF NOT EXISTS outbox (
   next_attempt_ms INTEGER NOT NULL, delivered_ms INTEGER NOT NULL DEFAULT 0,
   last_error TEXT NOT NULL DEFAULT '',
   UNIQUE (destination, number));
-CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (destination, status, number);
+-- Only pending rows are indexed: a delivered-mark removes its entry from a small index instead
+-- of moving it in one that holds every row ever sent (stores made earlier: migrate()).
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (destination, number) WHERE status = 0;
+CREATE TABLE IF NOT EXISTS outbox_bodies (
+  id INTEGER PRIMARY KEY, hash BLOB NOT NULL UNIQUE, body BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS delivery_attempts (
   id INTEGER PRIMARY KEY AUTOINCREMENT, outbox_id INTEGER NOT NULL, at_ms INTEGER NOT NULL,
   http_status INTEGER NOT NULL, error TEXT NOT NULL, duration_ms INTEGER NOT NULL);
@@ -163,6 +170,9 @@ class Query {
   sqlite3_stmt* statement_;
 };
 
+// A zero-length blob (a null pointer would bind SQL NULL).
+constexpr std::string_view kEmptyBlob{""};
+
 std::string quarantineId() {
   static thread_local std::mt19937_64 random{std::random_device{}()};
   char buffer[40];
@@ -175,6 +185,18 @@ std::string quarantineId() {
 #define QUARANTINE_COLUMNS                                                                       \
   "id, channel, received_at, content_type, payload, truncated, outcome, record, replay_prefix, status, " \
   "replays, replayed_at, replay_status, replay_answer"
+// An outbox row's columns as outboxItem() reads them; the body is in outbox_bodies (shared by the
+// rows of one event that carry the same body) or, in rows written before it existed, inline.
+#define OUTBOX_COLUMNS                                                                                   \
+  "id, destination, number, kind, "                                                                      \
+  "CASE WHEN body_id = 0 THEN body ELSE (SELECT b.body FROM outbox_bodies b WHERE b.id = outbox.body_id) END, " \
+  "attempts, created_ms, first_attempt_ms, next_attempt_ms, last_error"
+// A stored event's answer: the payload itself when answer_is_payload (kept once).
+#define EVENT_ANSWER "CASE WHEN answer_is_payload THEN payload ELSE answer END"
+// A current resource's JSON: rows written since resource_history holds it keep an empty json.
+#define RESOURCE_JSON(r)                                                                                 \
+  "CASE WHEN length(" r ".json) > 0 THEN " r ".json ELSE (SELECT h.json FROM resource_history h "         \
+  "WHERE h.type = " r ".type AND h.id = " r ".id AND h.version = " r ".version) END"
 #define DEMOGRAPHICS_OF(json)                                                                        \
   "COALESCE(json_extract(" json ", '$.name[0].family'), ''), COALESCE(json_extract(" json ", '$.name[0].given[0]'), ''), " \
   "COALESCE(json_extract(" json ", '$.birthDate'), ''), COALESCE(json_extract(" json ", '$.gender'), '')"
@@ -217,7 +239,7 @@ class SqliteStore final : public Store {
   Result<std::optional<StoredAnswer>> findAnswer(std::string_view key) override {
     Lease reader(*this);
     if (!reader.ok()) return Error{reader.error()};
-    Query query(*reader, "SELECT status, answer FROM events WHERE idem_key = ?");
+    Query query(*reader, "SELECT status, " EVENT_ANSWER " FROM events WHERE idem_key = ?");
     query.bind(1, key);
     int rc = query.step();
     std::optional<StoredAnswer> answer;
@@ -310,7 +332,7 @@ class SqliteStore final : public Store {
   Result<std::optional<StoredResource>> readResource(std::string_view type, std::string_view id) override {
     Lease reader(*this);
     if (!reader.ok()) return Error{reader.error()};
-    Query query(*reader, "SELECT version, updated_at, json FROM resources WHERE type = ? AND id = ?");
+    Query query(*reader, "SELECT version, updated_at, " RESOURCE_JSON("r") " FROM resources r WHERE type = ? AND id = ?");
     query.bind(1, type).bind(2, id);
     int rc = query.step();
     std::optional<StoredResource> result;
@@ -357,8 +379,7 @@ class SqliteStore final : public Store {
 
   Result<std::vector<OutboxItem>> pendingHead(std::string_view destination, size_t limit) override {
     return selectRows<OutboxItem>(
-        "SELECT id, destination, number, kind, body, attempts, created_ms, first_attempt_ms, next_attempt_ms, last_error "
-        "FROM outbox WHERE destination = ? AND status = 0 ORDER BY number LIMIT ?",
+        "SELECT " OUTBOX_COLUMNS " FROM outbox WHERE destination = ? AND status = 0 ORDER BY number LIMIT ?",
         [&](Query& query) { query.bind(1, destination).bind(2, static_cast<int64_t>(limit)); }, &outboxItem);
   }
 
@@ -419,8 +440,7 @@ class SqliteStore final : public Store {
 
   Result<std::vector<OutboxItem>> pendingAfter(std::string_view destination, int64_t after, size_t limit) override {
     return selectRows<OutboxItem>(
-        "SELECT id, destination, number, kind, body, attempts, created_ms, first_attempt_ms, next_attempt_ms, last_error "
-        "FROM outbox WHERE destination = ? AND status = 0 AND number > ? ORDER BY number LIMIT ?",
+        "SELECT " OUTBOX_COLUMNS " FROM outbox WHERE destination = ? AND status = 0 AND number > ? ORDER BY number LIMIT ?",
         [&](Query& query) { query.bind(1, destination).bind(2, after).bind(3, static_cast<int64_t>(limit)); },
         &outboxItem);
   }
@@ -437,8 +457,7 @@ class SqliteStore final : public Store {
 
   Result<std::vector<OutboxItem>> outboxRange(std::string_view destination, int64_t from, int64_t to) override {
     return selectRows<OutboxItem>(
-        "SELECT id, destination, number, kind, body, attempts, created_ms, first_attempt_ms, next_attempt_ms, last_error "
-        "FROM outbox WHERE destination = ? AND number >= ? AND number <= ? ORDER BY number",
+        "SELECT " OUTBOX_COLUMNS " FROM outbox WHERE destination = ? AND number >= ? AND number <= ? ORDER BY number",
         [&](Query& query) { query.bind(1, destination).bind(2, from).bind(3, to); }, &outboxItem);
   }
 
@@ -456,8 +475,7 @@ class SqliteStore final : public Store {
 
   Result<std::vector<OutboxItem>> listDeadLetters(size_t limit) override {
     return selectRows<OutboxItem>(
-        "SELECT id, destination, number, kind, body, attempts, created_ms, first_attempt_ms, next_attempt_ms, last_error "
-        "FROM outbox WHERE status = 2 ORDER BY id LIMIT ?",
+        "SELECT " OUTBOX_COLUMNS " FROM outbox WHERE status = 2 ORDER BY id LIMIT ?",
         [&](Query& query) { query.bind(1, static_cast<int64_t>(limit)); }, &outboxItem);
   }
 
@@ -628,7 +646,7 @@ class SqliteStore final : public Store {
 
   Status writeIngest(Connection& db, const IngestCommit& commit, CommitOutcome& outcome) {
     {
-      Query existing(db, "SELECT seq, status, answer FROM events WHERE idem_key = ?");
+      Query existing(db, "SELECT seq, status, " EVENT_ANSWER " FROM events WHERE idem_key = ?");
       existing.bind(1, commit.idempotency_key);
       int rc = existing.step();
       if (rc == SQLITE_ROW) {
@@ -648,9 +666,12 @@ class SqliteStore final : public Store {
     }
     const std::string now = nowIso();
     const int64_t now_ms = nowMs();
-    Query event(db, "INSERT INTO events (channel, idem_key, received_at, payload, status, answer) VALUES (?, ?, ?, ?, ?, ?)");
+    Query event(db, "INSERT INTO events (channel, idem_key, received_at, payload, status, answer, answer_is_payload) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)");
+    const bool answer_is_payload = commit.answer == commit.payload;
     event.bind(1, commit.channel).bind(2, commit.idempotency_key).bind(3, now).bindBlob(4, commit.payload);
-    event.bind(5, int64_t{commit.status}).bindBlob(6, commit.answer);
+    event.bind(5, int64_t{commit.status}).bindBlob(6, answer_is_payload ? kEmptyBlob : commit.answer);
+    event.bind(7, int64_t{answer_is_payload ? 1 : 0});
     if (event.step() != SQLITE_DONE) return Error{event.error()};
     const int64_t seq = sqlite3_last_insert_rowid(db.handle());
 
@@ -660,7 +681,7 @@ class SqliteStore final : public Store {
       int64_t version = 1;
       std::string previous;
       {
-        Query current(db, "SELECT version, content_hash, json FROM resources WHERE type = ? AND id = ?");
+        Query current(db, "SELECT version, content_hash, " RESOURCE_JSON("r") " FROM resources r WHERE type = ? AND id = ?");
         current.bind(1, resource.type).bind(2, resource.id);
         int rc = current.step();
         if (rc == SQLITE_ROW) {
@@ -673,7 +694,8 @@ class SqliteStore final : public Store {
       }
       changes.push_back(ResourceChangeRecord{resource.type, resource.id, std::move(previous), &resource.json});
       Query upsert(db, "INSERT OR REPLACE INTO resources (type, id, version, updated_at, content_hash, json) VALUES (?, ?, ?, ?, ?, ?)");
-      upsert.bind(1, resource.type).bind(2, resource.id).bind(3, version).bind(4, now).bind(5, hash).bindBlob(6, resource.json);
+      // The JSON is kept once, in resource_history (RESOURCE_JSON reads it from there).
+      upsert.bind(1, resource.type).bind(2, resource.id).bind(3, version).bind(4, now).bind(5, hash).bindBlob(6, kEmptyBlob);
       if (upsert.step() != SQLITE_DONE) return Error{upsert.error()};
       Query history(db, "INSERT INTO resource_history (type, id, version, updated_at, event_seq, json) VALUES (?, ?, ?, ?, ?, ?)");
       history.bind(1, resource.type).bind(2, resource.id).bind(3, version).bind(4, now).bind(5, seq).bindBlob(6, resource.json);
@@ -723,16 +745,28 @@ class SqliteStore final : public Store {
   }
 
   // Brings a store made by an earlier version up to the current schema.
+  // Rows written before these columns existed keep their data where it was (an inline outbox body,
+  // an answer stored beside its payload, a resource's JSON in `resources`); the reads take it from
+  // there (OUTBOX_COLUMNS, EVENT_ANSWER, RESOURCE_JSON), so nothing has to be rewritten.
   static Status migrate(Connection& db) {
-    for (const char* column : {"record INTEGER NOT NULL DEFAULT 0", "replay_prefix BLOB NOT NULL DEFAULT ''",
-                               "replays INTEGER NOT NULL DEFAULT 0", "replayed_at TEXT NOT NULL DEFAULT ''",
-                               "replay_status INTEGER NOT NULL DEFAULT 0", "replay_answer BLOB NOT NULL DEFAULT ''"}) {
-      Status added = db.exec(("ALTER TABLE quarantine ADD COLUMN " + std::string(column)).c_str());
+    const std::pair<const char*, const char*> columns[] = {
+        {"quarantine", "record INTEGER NOT NULL DEFAULT 0"},
+        {"quarantine", "replay_prefix BLOB NOT NULL DEFAULT ''"},
+        {"quarantine", "replays INTEGER NOT NULL DEFAULT 0"},
+        {"quarantine", "replayed_at TEXT NOT NULL DEFAULT ''"},
+        {"quarantine", "replay_status INTEGER NOT NULL DEFAULT 0"},
+        {"quarantine", "replay_answer BLOB NOT NULL DEFAULT ''"},
+        {"events", "answer_is_payload INTEGER NOT NULL DEFAULT 0"},
+        {"outbox", "body_id INTEGER NOT NULL DEFAULT 0"}};
+    for (const auto& [table, column] : columns) {
+      Status added = db.exec(("ALTER TABLE " + std::string(table) + " ADD COLUMN " + column).c_str());
       if (!added.ok() && added.message().find("duplicate column") == std::string::npos) return added;
     }
+    Status dropped = db.exec("DROP INDEX IF EXISTS outbox_pending");  // replaced by outbox_due
+    if (!dropped.ok()) return dropped;
     // Patients stored before the demographics index existed.
     return db.exec("INSERT OR IGNORE INTO patient_demographics (patient_id, family, given, birth_date, gender) "
-                   "SELECT id, " DEMOGRAPHICS_OF("CAST(json AS TEXT)") " FROM resources WHERE type = 'Patient' "
+                   "SELECT id, " DEMOGRAPHICS_OF("CAST(" RESOURCE_JSON("r") " AS TEXT)") " FROM resources r WHERE type = 'Patient' "
                    "AND NOT EXISTS (SELECT 1 FROM patient_demographics LIMIT 1)");
   }
 
@@ -746,13 +780,31 @@ class SqliteStore final : public Store {
     const int64_t number = sequence.integer(0);
     while (sequence.step() == SQLITE_ROW) {
     }
+    auto body_id = storeBody(db, write.body);
+    if (!body_id.ok()) return body_id.error();
     Query outbox(db,
-                 "INSERT INTO outbox (destination, number, kind, body, event_seq, created_ms, next_attempt_ms) "
-                 "VALUES (?, ?, ?, ?, ?, ?, ?)");
-    outbox.bind(1, write.destination).bind(2, number).bind(3, write.kind).bindBlob(4, write.body);
-    outbox.bind(5, event_seq).bind(6, now_ms).bind(7, now_ms);
+                 "INSERT INTO outbox (destination, number, kind, body, body_id, event_seq, created_ms, next_attempt_ms) "
+                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)");  // body '': stores made before outbox_bodies have no default
+    outbox.bind(1, write.destination).bind(2, number).bind(3, write.kind).bindBlob(4, kEmptyBlob).bind(5, *body_id);
+    outbox.bind(6, event_seq).bind(7, now_ms).bind(8, now_ms);
     if (outbox.step() != SQLITE_DONE) return Error{outbox.error()};
     return Status::Ok();
+  }
+
+  // The id of an outbox body in outbox_bodies, stored once per distinct text (by SHA-256), so the
+  // rows of a fan-out share it and a delivered-mark rewrites a small row, not the body.
+  static Result<int64_t> storeBody(Connection& db, const std::string& body) {
+    const std::string hash = mappers::sha256Hex(body);
+    {
+      Query insert(db, "INSERT INTO outbox_bodies (hash, body) VALUES (?, ?) ON CONFLICT (hash) DO NOTHING");
+      insert.bindBlob(1, hash).bindBlob(2, body);
+      if (insert.step() != SQLITE_DONE) return Error{insert.error()};
+      if (sqlite3_changes(db.handle()) > 0) return sqlite3_last_insert_rowid(db.handle());
+    }
+    Query existing(db, "SELECT id FROM outbox_bodies WHERE hash = ?");
+    existing.bindBlob(1, hash);
+    if (existing.step() != SQLITE_ROW) return Error{existing.error()};
+    return existing.integer(0);
   }
 
   static Status insertAttempt(Connection& db, const DeliveryAttempt& attempt) {

@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "gateway/store/store.h"
 
+#include <sqlite3.h>
+
+#include <filesystem>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -118,6 +121,123 @@ TEST(SqliteStoreTest, QuarantineKeepsPayloadAndOutcome) {
   EXPECT_EQ(list[0].id, *id);
   EXPECT_EQ(list[0].payload, "{bad");
   EXPECT_EQ(list[0].channel, "econsult");
+}
+
+// The first column of the first row `sql` selects in the database, as text ("" when none).
+std::string selectText(const std::filesystem::path& db_path, const char* sql) {
+  sqlite3* db = nullptr;
+  std::string text;
+  if (sqlite3_open_v2(db_path.string().c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
+    sqlite3_stmt* statement = nullptr;
+    if (sqlite3_prepare_v2(db, sql, -1, &statement, nullptr) == SQLITE_OK && sqlite3_step(statement) == SQLITE_ROW) {
+      const auto* data = static_cast<const char*>(sqlite3_column_blob(statement, 0));
+      text.assign(data == nullptr ? "" : data, static_cast<size_t>(sqlite3_column_bytes(statement, 0)));
+    }
+    sqlite3_finalize(statement);
+  }
+  sqlite3_close(db);
+  return text;
+}
+
+TEST(SqliteStoreTest, KeepsEachTextOnceAndReadsItBack) {
+  testing::TempDir dir;
+  {
+    auto store = openSqliteStore(dir.path().string());
+    ASSERT_TRUE(store.ok()) << store.message();
+    IngestCommit commit = commitFor("k1", R"({"resourceType":"Patient","id":"p1"})");
+    commit.answer = commit.payload = R"({"resourceType":"Bundle","type":"collection"})";
+    for (const char* destination : {"subscription:a", "subscription:b", "subscription:c"}) {
+      commit.outbox.push_back({destination, "notification", "the same record"});
+    }
+    ASSERT_TRUE((*store)->commitIngest(commit).ok());
+    auto answer = (*store)->findAnswer("k1");
+    ASSERT_TRUE(answer.ok() && answer->has_value());
+    EXPECT_EQ((*answer)->answer, R"({"resourceType":"Bundle","type":"collection"})");
+    auto duplicate = (*store)->commitIngest(commitFor("k1", R"({"resourceType":"Patient","id":"p1"})"));
+    ASSERT_TRUE(duplicate.ok() && duplicate->duplicate);
+    EXPECT_EQ(duplicate->answer, R"({"resourceType":"Bundle","type":"collection"})");
+    auto patient = (*store)->readResource("Patient", "p1");
+    ASSERT_TRUE(patient.ok() && patient->has_value());
+    EXPECT_NE((*patient)->json.find("\"versionId\":\"1\""), std::string::npos);
+    for (const char* destination : {"subscription:a", "subscription:b", "subscription:c"}) {
+      auto head = (*store)->pendingHead(destination, 10);
+      ASSERT_TRUE(head.ok() && head->size() == 1) << destination;
+      EXPECT_EQ(head->front().body, "the same record");
+    }
+    auto feed = (*store)->pendingHead("feed:hie", 10);
+    ASSERT_TRUE(feed.ok() && feed->size() == 1);
+    EXPECT_EQ(feed->front().body, "body-k1");
+    // A delivered-mark leaves the body readable (outboxRange reads delivered rows too).
+    ASSERT_TRUE((*store)->recordDelivered(DeliveryAttempt{feed->front().id, 1, 200, "", 1}).ok());
+    auto range = (*store)->outboxRange("feed:hie", 1, 1);
+    ASSERT_TRUE(range.ok() && range->size() == 1);
+    EXPECT_EQ(range->front().body, "body-k1");
+  }
+  const auto db = dir.path() / "gateway.db";
+  // The answer is not stored beside its identical payload, the resource JSON only in its history,
+  // and the three notifications share one body.
+  EXPECT_EQ(selectText(db, "SELECT length(answer) || '/' || answer_is_payload FROM events"), "0/1");
+  EXPECT_EQ(selectText(db, "SELECT length(json) FROM resources"), "0");
+  EXPECT_EQ(selectText(db, "SELECT count(*) FROM outbox_bodies"), "2");
+}
+
+// A store written by the schema before outbox_bodies, answer_is_payload and history-only resource
+// JSON: opened by the current code, its rows read as before and new rows go the new way.
+TEST(SqliteStoreTest, MigratesAStoreWrittenByTheEarlierSchema) {
+  testing::TempDir dir;
+  const auto db_path = dir.path() / "gateway.db";
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(db_path.string().c_str(), &db), SQLITE_OK);
+    const char* old_schema = R"sql(
+      CREATE TABLE events (seq INTEGER PRIMARY KEY AUTOINCREMENT, channel TEXT NOT NULL,
+        idem_key TEXT NOT NULL UNIQUE, received_at TEXT NOT NULL, payload BLOB NOT NULL,
+        status INTEGER NOT NULL, answer BLOB NOT NULL);
+      CREATE TABLE resources (type TEXT NOT NULL, id TEXT NOT NULL, version INTEGER NOT NULL,
+        updated_at TEXT NOT NULL, content_hash TEXT NOT NULL, json BLOB NOT NULL, PRIMARY KEY (type, id)) WITHOUT ROWID;
+      CREATE TABLE resource_history (type TEXT NOT NULL, id TEXT NOT NULL, version INTEGER NOT NULL,
+        updated_at TEXT NOT NULL, event_seq INTEGER NOT NULL, json BLOB NOT NULL, PRIMARY KEY (type, id, version)) WITHOUT ROWID;
+      CREATE TABLE destination_seq (destination TEXT PRIMARY KEY, last_number INTEGER NOT NULL) WITHOUT ROWID;
+      CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, destination TEXT NOT NULL,
+        number INTEGER NOT NULL, kind TEXT NOT NULL, body BLOB NOT NULL, event_seq INTEGER NOT NULL,
+        status INTEGER NOT NULL DEFAULT 0, attempts INTEGER NOT NULL DEFAULT 0, created_ms INTEGER NOT NULL,
+        first_attempt_ms INTEGER NOT NULL DEFAULT 0, next_attempt_ms INTEGER NOT NULL,
+        delivered_ms INTEGER NOT NULL DEFAULT 0, last_error TEXT NOT NULL DEFAULT '', UNIQUE (destination, number));
+      CREATE TABLE quarantine (id TEXT PRIMARY KEY, channel TEXT NOT NULL, received_at TEXT NOT NULL,
+        content_type TEXT NOT NULL, payload BLOB NOT NULL, truncated INTEGER NOT NULL, outcome TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'quarantined');
+      INSERT INTO events VALUES (1, 'econsult', 'old', '2026-01-01T00:00:00Z', 'old payload', 202, 'old answer');
+      INSERT INTO resources VALUES ('Patient', 'p1', 1, '2026-01-01T00:00:00Z', 'x',
+        '{"resourceType":"Patient","id":"p1","gender":"female"}');
+      INSERT INTO resource_history VALUES ('Patient', 'p1', 1, '2026-01-01T00:00:00Z', 1,
+        '{"resourceType":"Patient","id":"p1","gender":"female"}');
+      INSERT INTO destination_seq VALUES ('feed:hie', 1);
+      INSERT INTO outbox (destination, number, kind, body, event_seq, created_ms, next_attempt_ms)
+        VALUES ('feed:hie', 1, 'bundle', 'old body', 1, 1, 1);)sql";
+    ASSERT_EQ(sqlite3_exec(db, old_schema, nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
+    sqlite3_close(db);
+  }
+  auto store = openSqliteStore(dir.path().string());
+  ASSERT_TRUE(store.ok()) << store.message();
+  auto answer = (*store)->findAnswer("old");
+  ASSERT_TRUE(answer.ok() && answer->has_value());
+  EXPECT_EQ((*answer)->answer, "old answer");
+  auto patient = (*store)->readResource("Patient", "p1");
+  ASSERT_TRUE(patient.ok() && patient->has_value());
+  EXPECT_NE((*patient)->json.find("female"), std::string::npos);
+
+  auto next = (*store)->commitIngest(commitFor("new", R"({"resourceType":"Patient","id":"p1","gender":"male"})"));
+  ASSERT_TRUE(next.ok()) << next.message();
+  auto head = (*store)->pendingHead("feed:hie", 10);
+  ASSERT_TRUE(head.ok() && head->size() == 2);
+  EXPECT_EQ(head->at(0).body, "old body");
+  EXPECT_EQ(head->at(1).number, 2);
+  EXPECT_EQ(head->at(1).body, "body-new");
+  auto changed = (*store)->readResource("Patient", "p1");
+  ASSERT_TRUE(changed.ok() && changed->has_value());
+  EXPECT_EQ((*changed)->version, 2);
+  EXPECT_NE((*changed)->json.find("male"), std::string::npos);
+  EXPECT_EQ((*changed)->json.find("female"), std::string::npos);
 }
 
 }  // namespace
