@@ -3,6 +3,7 @@
 
 #include <array>
 #include <cctype>
+#include <cstring>
 
 namespace fhir::mappers::readers::x12 {
 namespace {
@@ -16,6 +17,7 @@ struct Pending {
   json::Document doc;
   std::string raw;
   std::string position;
+  std::shared_ptr<const void> shared;  // the loop contexts `doc` views
   IssueList issues;
 };
 
@@ -49,9 +51,8 @@ json::Value elementName(size_t index, json::Allocator& allocator) {
   return json::makeString(std::to_string(index), allocator);
 }
 
-// A copy of `value` in `allocator`. The loop contexts (billing provider, subscriber, payer) go
-// into every claim's record; RapidJSON's CopyFrom replays them as SAX events, which is several
-// times slower than this direct walk.
+// A copy of `value` in `allocator` (RapidJSON's CopyFrom replays SAX events, several times
+// slower than this direct walk).
 json::Value deepCopy(const json::Value& value, json::Allocator& allocator) {
   switch (value.GetType()) {
     case rapidjson::kObjectType: {
@@ -76,6 +77,30 @@ json::Value deepCopy(const json::Value& value, json::Allocator& allocator) {
     }
   }
 }
+
+// A loop context (billing provider, subscriber, payer, ...) is built once per loop and shared by
+// the records of all its claims: a record holds a read-only view of the context's value (the same
+// members and strings, nothing copied) and keeps the context document alive (SourceRecord::shared).
+// A pool-allocated value frees nothing when destroyed, so the view never frees what it shares.
+static_assert(!json::Allocator::kNeedFree, "views need a pool allocator that frees nothing per value");
+using Context = std::shared_ptr<json::Document>;
+
+json::Value view(const json::Value& value) {
+  json::Value alias;
+  std::memcpy(static_cast<void*>(&alias), static_cast<const void*>(&value), sizeof alias);
+  return alias;
+}
+
+Context newContext() {
+  auto context = std::make_shared<json::Document>();
+  context->SetObject();
+  return context;
+}
+
+// The contexts a claim's record views; kept alive as long as the record.
+struct ClaimContexts {
+  Context transaction, billing, subscriber, payer, patient;
+};
 
 std::string printable(char c) {
   if (std::isprint(static_cast<unsigned char>(c))) return std::string("'") + c + "'";
@@ -105,7 +130,8 @@ struct X12Reader::State {
   bool in_transaction = false;
   size_t segment_number = 0;
   std::string st_control;
-  json::Document transaction, billing, subscriber, payer, patient;
+  Context transaction = newContext(), billing = newContext(), subscriber = newContext(), payer = newContext(),
+          patient = newContext();
   bool has_patient_loop = false;
   std::string billing_raw, subscriber_raw, patient_raw;
 
@@ -181,9 +207,15 @@ struct X12Reader::State {
     }
     return object;
   }
-  static void resetObject(json::Document& doc) {
-    doc = json::Document();
-    doc.SetObject();
+  static void resetObject(Context& context) { context = newContext(); }
+  // `context`, ready to change: a context that records still view is copied first (copy on write).
+  static json::Document& writable(Context& context) {
+    if (context.use_count() > 1) {
+      Context copy = newContext();
+      static_cast<json::Value&>(*copy) = deepCopy(*context, copy->GetAllocator());
+      context = std::move(copy);
+    }
+    return *context;
   }
   // Sets (or, for `repeating` ids, appends to) member `key` of `object`.
   void put(json::Value& object, json::Allocator& allocator, std::string_view key, bool repeating) const {
@@ -224,13 +256,15 @@ struct X12Reader::State {
         return;
       }
     }
-    doc->AddMember("transaction", deepCopy(transaction, allocator), allocator);
-    doc->AddMember("billingProvider", deepCopy(billing, allocator), allocator);
-    doc->AddMember("subscriber", deepCopy(subscriber, allocator), allocator);
-    doc->AddMember("payer", deepCopy(payer, allocator), allocator);
-    doc->AddMember("patient", deepCopy(has_patient_loop ? patient : subscriber, allocator), allocator);
+    const Context& patient_context = has_patient_loop ? patient : subscriber;
+    doc->AddMember("transaction", view(*transaction), allocator);
+    doc->AddMember("billingProvider", view(*billing), allocator);
+    doc->AddMember("subscriber", view(*subscriber), allocator);
+    doc->AddMember("payer", view(*payer), allocator);
+    doc->AddMember("patient", view(*patient_context), allocator);
     doc->AddMember("subscriberIsPatient", json::Value(!has_patient_loop), allocator);
     Pending item;
+    item.shared = std::make_shared<const ClaimContexts>(ClaimContexts{transaction, billing, subscriber, payer, patient_context});
     item.doc = std::move(*doc);
     item.raw = std::move(raw);
     item.position = std::move(position);
@@ -251,12 +285,17 @@ struct X12Reader::State {
     }
   }
 
+  static json::Value* contextObject(Context& context, json::Allocator*& allocator) {
+    json::Document& doc = writable(context);
+    allocator = &doc.GetAllocator();
+    return &doc;
+  }
   json::Value* loopObject(json::Allocator*& allocator) {
     switch (loop) {
-      case Loop::k2000A: case Loop::k2010AA: allocator = &billing.GetAllocator(); return &billing;
-      case Loop::k2000B: case Loop::k2010BA: allocator = &subscriber.GetAllocator(); return &subscriber;
-      case Loop::k2010BB: allocator = &payer.GetAllocator(); return &payer;
-      case Loop::k2000C: case Loop::k2010CA: allocator = &patient.GetAllocator(); return &patient;
+      case Loop::k2000A: case Loop::k2010AA: return contextObject(billing, allocator);
+      case Loop::k2000B: case Loop::k2010BA: return contextObject(subscriber, allocator);
+      case Loop::k2010BB: return contextObject(payer, allocator);
+      case Loop::k2000C: case Loop::k2010CA: return contextObject(patient, allocator);
       case Loop::k2300: allocator = &claim->GetAllocator(); return &(*claim)["claim"];
       case Loop::k2310B: {
         allocator = &claim->GetAllocator();
@@ -380,7 +419,7 @@ void X12Reader::State::envelopeSegment() {
     st_control = field(2);
     ++transaction_count;
     resetObject(transaction);
-    put(transaction, transaction.GetAllocator(), "ST", false);
+    put(*transaction, transaction->GetAllocator(), "ST", false);
     resetObject(billing);
     resetObject(subscriber);
     resetObject(payer);
@@ -421,7 +460,8 @@ void X12Reader::State::transactionSegment() {
     return;
   }
   if (id == "BHT") {
-    put(transaction, transaction.GetAllocator(), "BHT", false);
+    json::Document& doc = writable(transaction);
+    put(doc, doc.GetAllocator(), "BHT", false);
     return;
   }
   if (id == "HL") {
@@ -434,7 +474,7 @@ void X12Reader::State::transactionSegment() {
       loop = Loop::k2000A;
       resetObject(billing);
       billing_raw.clear();
-      put(billing, billing.GetAllocator(), "HL", false);
+      put(*billing, billing->GetAllocator(), "HL", false);
     } else if (hl_level == "22") {
       loop = Loop::k2000B;
       resetObject(subscriber);
@@ -443,13 +483,13 @@ void X12Reader::State::transactionSegment() {
       subscriber_raw.clear();
       patient_raw.clear();
       has_patient_loop = false;
-      put(subscriber, subscriber.GetAllocator(), "HL", false);
+      put(*subscriber, subscriber->GetAllocator(), "HL", false);
     } else if (hl_level == "23") {
       loop = Loop::k2000C;
       resetObject(patient);
       patient_raw.clear();
       has_patient_loop = true;
-      put(patient, patient.GetAllocator(), "HL", false);
+      put(*patient, patient->GetAllocator(), "HL", false);
     } else {
       hl_open = false;
       loop = Loop::kHeader;
@@ -598,6 +638,7 @@ ReadStatus X12Reader::next(SourceRecord& record, IssueList& issues) {
   record.doc = std::move(item.doc);
   record.raw = std::move(item.raw);
   record.position = std::move(item.position);
+  record.shared = std::move(item.shared);
   issues.append(item.issues);
   if (item.status == ReadStatus::kFatal) state.pending.clear();
   return item.status;
