@@ -650,11 +650,9 @@ void X12Reader::State::step() {
     done = true;
     return;
   }
-  size_t start = segment.find_first_not_of("\r\n \t");
-  if (start == std::string_view::npos) {
-    return;  // whitespace before the end of input
-  }
-  segment.remove_prefix(start);
+  auto blank = [](char c) { return c == '\r' || c == '\n' || c == ' ' || c == '\t'; };
+  while (!segment.empty() && blank(segment.front())) segment.remove_prefix(1);
+  if (segment.empty()) return;  // whitespace before the end of input
   splitElements();
   ++interchange_segment;
   if (!isSegmentId(elements[0])) {
