@@ -52,6 +52,11 @@ struct ElementNames {
   }
 };
 
+// json::makeString, inlined here: the reader makes one string per element.
+inline json::Value copyString(std::string_view text, json::Allocator& allocator) {
+  return json::Value(text.data(), static_cast<rapidjson::SizeType>(text.size()), allocator);
+}
+
 json::Value elementName(size_t index, json::Allocator& allocator) {
   static const ElementNames kNames;
   if (index < 100) return json::Value(rapidjson::StringRef(kNames.text[index], 2));
@@ -205,7 +210,7 @@ struct X12Reader::State {
     json::Value object(rapidjson::kObjectType);
     object.AddMember("@segment", json::Value(static_cast<uint64_t>(in_transaction ? segment_number : interchange_segment)),
                      allocator);
-    object.AddMember("@id", json::makeString(elements[0], allocator), allocator);
+    object.AddMember("@id", copyString(elements[0], allocator), allocator);
     for (size_t index = 1; index < elements.size(); ++index) {
       json::Value name = elementName(index, allocator);
       std::string_view value = elements[index];
@@ -214,13 +219,13 @@ struct X12Reader::State {
         size_t start = 0;
         while (true) {
           size_t end = value.find(component, start);
-          parts.PushBack(json::makeString(value.substr(start, end - start), allocator), allocator);
+          parts.PushBack(copyString(value.substr(start, end - start), allocator), allocator);
           if (end == std::string_view::npos) break;
           start = end + 1;
         }
         object.AddMember(name, parts, allocator);
       } else {
-        object.AddMember(name, json::makeString(value, allocator), allocator);
+        object.AddMember(name, copyString(value, allocator), allocator);
       }
     }
     return object;
