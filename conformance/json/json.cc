@@ -2,6 +2,7 @@
 #include "conformance/json/json.h"
 
 #include <algorithm>
+#include <array>
 #include <cstdlib>
 #include <cstring>
 #include <vector>
@@ -179,6 +180,14 @@ bool plainWord(uint64_t word) {
   return (flagged & kHigh) == 0;
 }
 
+// Whether a byte needs escaping: a control character, '"' or '\\'.
+constexpr std::array<bool, 256> kNeedsEscape = [] {
+  std::array<bool, 256> table{};
+  for (int byte = 0; byte < 0x20; ++byte) table[byte] = true;
+  table['"'] = table['\\'] = true;
+  return table;
+}();
+
 void escapeTo(std::string_view text, Output& out) {
   static constexpr char kHex[] = "0123456789abcdef";
   const char* data = text.data();
@@ -193,9 +202,18 @@ void escapeTo(std::string_view text, Output& out) {
         i += 8;
         continue;
       }
+    } else if (size >= 8) {
+      // Fewer than 8 bytes left: test the last 8 bytes of the text (those before `i` were
+      // already passed as plain or escaped) instead of going byte by byte.
+      uint64_t word;
+      std::memcpy(&word, data + size - 8, 8);
+      if (plainWord(word)) {
+        i = size;
+        break;
+      }
     }
     const auto byte = static_cast<unsigned char>(data[i]);
-    if (byte >= 0x20 && byte != '"' && byte != '\\') {
+    if (!kNeedsEscape[byte]) {
       ++i;
       continue;
     }

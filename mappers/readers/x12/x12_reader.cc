@@ -3,6 +3,7 @@
 
 #include <array>
 #include <cctype>
+#include <cstring>
 
 namespace fhir::mappers::readers::x12 {
 namespace {
@@ -16,12 +17,20 @@ struct Pending {
   json::Document doc;
   std::string raw;
   std::string position;
+  std::shared_ptr<const void> shared;  // the loop contexts `doc` views
   IssueList issues;
 };
 
 // 0-based offsets of the element separators inside the fixed-width ISA; the separator at
 // kIsaSeparators[k] ends element k.
 constexpr std::array<size_t, 16> kIsaSeparators = {3, 6, 17, 20, 31, 34, 50, 53, 69, 76, 81, 83, 89, 99, 101, 103};
+
+// A segment id of up to 4 characters as one number: ids compare without memcmp.
+constexpr uint32_t idCode(std::string_view id) {
+  uint32_t code = 0;
+  for (char c : id) code = code << 8 | static_cast<unsigned char>(c);
+  return code;
+}
 
 bool isSegmentId(std::string_view id) {
   if (id.size() < 2 || id.size() > 3) return false;
@@ -43,15 +52,19 @@ struct ElementNames {
   }
 };
 
+// json::makeString, inlined here: the reader makes one string per element.
+inline json::Value copyString(std::string_view text, json::Allocator& allocator) {
+  return json::Value(text.data(), static_cast<rapidjson::SizeType>(text.size()), allocator);
+}
+
 json::Value elementName(size_t index, json::Allocator& allocator) {
   static const ElementNames kNames;
   if (index < 100) return json::Value(rapidjson::StringRef(kNames.text[index], 2));
   return json::makeString(std::to_string(index), allocator);
 }
 
-// A copy of `value` in `allocator`. The loop contexts (billing provider, subscriber, payer) go
-// into every claim's record; RapidJSON's CopyFrom replays them as SAX events, which is several
-// times slower than this direct walk.
+// A copy of `value` in `allocator` (RapidJSON's CopyFrom replays SAX events, several times
+// slower than this direct walk).
 json::Value deepCopy(const json::Value& value, json::Allocator& allocator) {
   switch (value.GetType()) {
     case rapidjson::kObjectType: {
@@ -76,6 +89,30 @@ json::Value deepCopy(const json::Value& value, json::Allocator& allocator) {
     }
   }
 }
+
+// A loop context (billing provider, subscriber, payer, ...) is built once per loop and shared by
+// the records of all its claims: a record holds a read-only view of the context's value (the same
+// members and strings, nothing copied) and keeps the context document alive (SourceRecord::shared).
+// A pool-allocated value frees nothing when destroyed, so the view never frees what it shares.
+static_assert(!json::Allocator::kNeedFree, "views need a pool allocator that frees nothing per value");
+using Context = std::shared_ptr<json::Document>;
+
+json::Value view(const json::Value& value) {
+  json::Value alias;
+  std::memcpy(static_cast<void*>(&alias), static_cast<const void*>(&value), sizeof alias);
+  return alias;
+}
+
+Context newContext() {
+  auto context = std::make_shared<json::Document>();
+  context->SetObject();
+  return context;
+}
+
+// The contexts a claim's record views; kept alive as long as the record.
+struct ClaimContexts {
+  Context transaction, billing, subscriber, payer, patient;
+};
 
 std::string printable(char c) {
   if (std::isprint(static_cast<unsigned char>(c))) return std::string("'") + c + "'";
@@ -105,7 +142,8 @@ struct X12Reader::State {
   bool in_transaction = false;
   size_t segment_number = 0;
   std::string st_control;
-  json::Document transaction, billing, subscriber, payer, patient;
+  Context transaction = newContext(), billing = newContext(), subscriber = newContext(), payer = newContext(),
+          patient = newContext();
   bool has_patient_loop = false;
   std::string billing_raw, subscriber_raw, patient_raw;
 
@@ -119,8 +157,15 @@ struct X12Reader::State {
   std::string hl_level;
   size_t hl_claims = 0;
 
+  // The current segment without its terminator: a view into the input's buffer, or into `text`
+  // when it crosses a block boundary. `elements` views it; composite[k] says whether element k
+  // holds component separators.
   std::string text;
+  std::string_view segment;
   std::vector<std::string_view> elements;
+  std::vector<char> composite;
+  uint32_t id_code = 0;  // idCode(elements[0])
+  bool is(std::string_view id) const { return id_code == idCode(id); }
 
   // --- locations ---
   std::string here(size_t element_index) const {
@@ -150,9 +195,13 @@ struct X12Reader::State {
     pending.push_back(std::move(item));
     done = true;
   }
-  std::string rawSegment() const { return text + terminator; }
+  std::string rawSegment() const {
+    std::string raw;
+    appendRawSegment(raw);
+    return raw;
+  }
   void appendRawSegment(std::string& raw) const {
-    raw.append(text);
+    raw.append(segment);
     raw.push_back(terminator);
   }
 
@@ -161,29 +210,38 @@ struct X12Reader::State {
     json::Value object(rapidjson::kObjectType);
     object.AddMember("@segment", json::Value(static_cast<uint64_t>(in_transaction ? segment_number : interchange_segment)),
                      allocator);
-    object.AddMember("@id", json::makeString(elements[0], allocator), allocator);
+    object.AddMember("@id", copyString(elements[0], allocator), allocator);
     for (size_t index = 1; index < elements.size(); ++index) {
       json::Value name = elementName(index, allocator);
       std::string_view value = elements[index];
-      if (value.find(component) != std::string_view::npos) {
+      if (composite[index]) {
         json::Value parts(rapidjson::kArrayType);
         size_t start = 0;
         while (true) {
           size_t end = value.find(component, start);
-          parts.PushBack(json::makeString(value.substr(start, end - start), allocator), allocator);
+          parts.PushBack(copyString(value.substr(start, end - start), allocator), allocator);
           if (end == std::string_view::npos) break;
           start = end + 1;
         }
         object.AddMember(name, parts, allocator);
       } else {
-        object.AddMember(name, json::makeString(value, allocator), allocator);
+        object.AddMember(name, copyString(value, allocator), allocator);
       }
     }
     return object;
   }
-  static void resetObject(json::Document& doc) {
-    doc = json::Document();
-    doc.SetObject();
+  static void resetObject(Context& context) {
+    if (context.use_count() == 1 && context->ObjectEmpty()) return;  // nothing to forget (an unused payer or patient)
+    context = newContext();
+  }
+  // `context`, ready to change: a context that records still view is copied first (copy on write).
+  static json::Document& writable(Context& context) {
+    if (context.use_count() > 1) {
+      Context copy = newContext();
+      static_cast<json::Value&>(*copy) = deepCopy(*context, copy->GetAllocator());
+      context = std::move(copy);
+    }
+    return *context;
   }
   // Sets (or, for `repeating` ids, appends to) member `key` of `object`.
   void put(json::Value& object, json::Allocator& allocator, std::string_view key, bool repeating) const {
@@ -207,14 +265,13 @@ struct X12Reader::State {
     if (!claim) return;
     std::unique_ptr<json::Document> doc = std::move(claim);
     json::Allocator& allocator = doc->GetAllocator();
-    std::string position = "interchange " + isa_control + ", transaction set " + st_control + ", segment " +
-                           std::to_string(claim_segment);
-    std::string raw = billing_raw + subscriber_raw + patient_raw + claim_raw;
+    std::string raw;
+    raw.reserve(billing_raw.size() + subscriber_raw.size() + patient_raw.size() + claim_raw.size());
+    raw.append(billing_raw).append(subscriber_raw).append(patient_raw).append(claim_raw);
     claim_raw.clear();
     const json::Value& lines = (*doc)["lines"];
-    std::string clm = "segment " + std::to_string(claim_segment) + " (CLM)";
     if (lines.Empty()) {
-      reject(clm, "the claim has no service line (loop 2400: LX, SV1)", std::move(raw), "required");
+      reject("segment " + std::to_string(claim_segment) + " (CLM)", "the claim has no service line (loop 2400: LX, SV1)", std::move(raw), "required");
       return;
     }
     for (const json::Value& line : lines.GetArray()) {
@@ -224,16 +281,20 @@ struct X12Reader::State {
         return;
       }
     }
-    doc->AddMember("transaction", deepCopy(transaction, allocator), allocator);
-    doc->AddMember("billingProvider", deepCopy(billing, allocator), allocator);
-    doc->AddMember("subscriber", deepCopy(subscriber, allocator), allocator);
-    doc->AddMember("payer", deepCopy(payer, allocator), allocator);
-    doc->AddMember("patient", deepCopy(has_patient_loop ? patient : subscriber, allocator), allocator);
+    const Context& patient_context = has_patient_loop ? patient : subscriber;
+    doc->AddMember("transaction", view(*transaction), allocator);
+    doc->AddMember("billingProvider", view(*billing), allocator);
+    doc->AddMember("subscriber", view(*subscriber), allocator);
+    doc->AddMember("payer", view(*payer), allocator);
+    doc->AddMember("patient", view(*patient_context), allocator);
     doc->AddMember("subscriberIsPatient", json::Value(!has_patient_loop), allocator);
     Pending item;
+    item.position.reserve(64);
+    item.position.append("interchange ").append(isa_control).append(", transaction set ").append(st_control);
+    item.position.append(", segment ").append(std::to_string(claim_segment));
+    item.shared = std::make_shared<const ClaimContexts>(ClaimContexts{transaction, billing, subscriber, payer, patient_context});
     item.doc = std::move(*doc);
     item.raw = std::move(raw);
-    item.position = std::move(position);
     pending.push_back(std::move(item));
   }
   // Closes the open HL loop; `next_level` is the level of the HL that follows ("" for SE). A
@@ -251,12 +312,17 @@ struct X12Reader::State {
     }
   }
 
+  static json::Value* contextObject(Context& context, json::Allocator*& allocator) {
+    json::Document& doc = writable(context);
+    allocator = &doc.GetAllocator();
+    return &doc;
+  }
   json::Value* loopObject(json::Allocator*& allocator) {
     switch (loop) {
-      case Loop::k2000A: case Loop::k2010AA: allocator = &billing.GetAllocator(); return &billing;
-      case Loop::k2000B: case Loop::k2010BA: allocator = &subscriber.GetAllocator(); return &subscriber;
-      case Loop::k2010BB: allocator = &payer.GetAllocator(); return &payer;
-      case Loop::k2000C: case Loop::k2010CA: allocator = &patient.GetAllocator(); return &patient;
+      case Loop::k2000A: case Loop::k2010AA: return contextObject(billing, allocator);
+      case Loop::k2000B: case Loop::k2010BA: return contextObject(subscriber, allocator);
+      case Loop::k2010BB: return contextObject(payer, allocator);
+      case Loop::k2000C: case Loop::k2010CA: return contextObject(patient, allocator);
       case Loop::k2300: allocator = &claim->GetAllocator(); return &(*claim)["claim"];
       case Loop::k2310B: {
         allocator = &claim->GetAllocator();
@@ -288,6 +354,8 @@ struct X12Reader::State {
   void transactionSegment();
   void envelopeSegment();
   bool readIsa();
+  bool readSegment();
+  void splitElements();
   void step();
 };
 
@@ -306,6 +374,7 @@ bool X12Reader::State::readIsa() {
   }
   interchange_segment = 1;
   elements.assign(1, "ISA");
+  composite.assign(1, 0);
   in_transaction = false;
   if (isa.compare(0, 3, "ISA") != 0) {
     fatal("interchange segment 1", "the interchange does not start with an ISA segment");
@@ -380,7 +449,7 @@ void X12Reader::State::envelopeSegment() {
     st_control = field(2);
     ++transaction_count;
     resetObject(transaction);
-    put(transaction, transaction.GetAllocator(), "ST", false);
+    put(*transaction, transaction->GetAllocator(), "ST", false);
     resetObject(billing);
     resetObject(subscriber);
     resetObject(payer);
@@ -400,7 +469,7 @@ void X12Reader::State::envelopeSegment() {
 void X12Reader::State::transactionSegment() {
   ++segment_number;
   std::string_view id = elements[0];
-  if (id == "SE") {
+  if (is("SE")) {
     closeHl("");
     size_t count = segment_number;
     if (field(1) != std::to_string(count)) {
@@ -413,18 +482,19 @@ void X12Reader::State::transactionSegment() {
     in_transaction = false;
     return;
   }
-  if (id == "ST" || id == "GS" || id == "GE" || id == "IEA" || id == "ISA") {
+  if (is("ST") || is("GS") || is("GE") || is("IEA") || is("ISA")) {
     reject(here(0), "SE missing before " + std::string(id), rawSegment());
     closeHl("");
     in_transaction = false;
     envelopeSegment();
     return;
   }
-  if (id == "BHT") {
-    put(transaction, transaction.GetAllocator(), "BHT", false);
+  if (is("BHT")) {
+    json::Document& doc = writable(transaction);
+    put(doc, doc.GetAllocator(), "BHT", false);
     return;
   }
-  if (id == "HL") {
+  if (is("HL")) {
     closeHl(field(3));
     hl_open = true;
     hl_segment = segment_number;
@@ -434,7 +504,7 @@ void X12Reader::State::transactionSegment() {
       loop = Loop::k2000A;
       resetObject(billing);
       billing_raw.clear();
-      put(billing, billing.GetAllocator(), "HL", false);
+      put(*billing, billing->GetAllocator(), "HL", false);
     } else if (hl_level == "22") {
       loop = Loop::k2000B;
       resetObject(subscriber);
@@ -443,23 +513,26 @@ void X12Reader::State::transactionSegment() {
       subscriber_raw.clear();
       patient_raw.clear();
       has_patient_loop = false;
-      put(subscriber, subscriber.GetAllocator(), "HL", false);
+      put(*subscriber, subscriber->GetAllocator(), "HL", false);
     } else if (hl_level == "23") {
       loop = Loop::k2000C;
       resetObject(patient);
       patient_raw.clear();
       has_patient_loop = true;
-      put(patient, patient.GetAllocator(), "HL", false);
+      put(*patient, patient->GetAllocator(), "HL", false);
     } else {
       hl_open = false;
       loop = Loop::kHeader;
       reject(here(3), "unknown hierarchical level code " + field(3) + " (20, 22 or 23 expected)", rawSegment(), "value");
       return;
     }
-    if (std::string* raw = rawOwner()) *raw = rawSegment();
+    if (std::string* raw = rawOwner()) {
+      raw->clear();  // keeps its capacity for the next loop
+      appendRawSegment(*raw);
+    }
     return;
   }
-  if (id == "CLM") {
+  if (is("CLM")) {
     if (!hl_open || (hl_level != "22" && hl_level != "23")) {
       closeClaim();
       loop = Loop::kHeader;
@@ -474,12 +547,13 @@ void X12Reader::State::transactionSegment() {
     claim->AddMember("lines", json::Value(rapidjson::kArrayType), allocator);
     put((*claim)["claim"], allocator, "CLM", false);
     claim_segment = segment_number;
-    claim_raw = rawSegment();
+    claim_raw.clear();
+    appendRawSegment(claim_raw);
     loop = Loop::k2300;
     ++hl_claims;
     return;
   }
-  if (id == "LX") {
+  if (is("LX")) {
     if (!claim) {
       reject(here(0), "LX outside a claim (loop 2300)", rawSegment());
       return;
@@ -492,11 +566,11 @@ void X12Reader::State::transactionSegment() {
     appendRawSegment(claim_raw);
     return;
   }
-  if (id == "SV1" && loop != Loop::k2400) {
+  if (is("SV1") && loop != Loop::k2400) {
     reject(here(0), "SV1 outside a service line (loop 2400 starts with LX)", rawSegment());
     return;
   }
-  if (id == "NM1") {
+  if (is("NM1")) {
     std::string qualifier = field(1);
     if (qualifier == "41" || qualifier == "40") loop = Loop::kHeader;
     else if (qualifier == "85" && (loop == Loop::k2000A || loop == Loop::k2010AA || loop == Loop::k2010AB)) loop = Loop::k2010AA;
@@ -515,13 +589,45 @@ void X12Reader::State::transactionSegment() {
   json::Allocator* allocator = nullptr;
   json::Value* object = loopObject(allocator);
   if (!object) return;  // segments of loops the mapping does not use (1000A/B, 2010AB, 2310A/C, 2420)
-  static constexpr std::string_view kSingle[] = {"NM1", "N3", "N4", "DMG", "SBR", "PAT", "PRV", "CLM", "SV1"};
-  static constexpr std::string_view kRepeating[] = {"REF", "DTP", "HI", "PER", "AMT", "NTE"};
-  for (std::string_view single : kSingle) {
-    if (id == single) return put(*object, *allocator, id, false);
+  switch (id_code) {
+    case idCode("NM1"): case idCode("N3"): case idCode("N4"): case idCode("DMG"): case idCode("SBR"):
+    case idCode("PAT"): case idCode("PRV"): case idCode("CLM"): case idCode("SV1"):
+      return put(*object, *allocator, id, false);
+    case idCode("REF"): case idCode("DTP"): case idCode("HI"): case idCode("PER"): case idCode("AMT"): case idCode("NTE"):
+      return put(*object, *allocator, id, true);
+    default: return;
   }
-  for (std::string_view repeating : kRepeating) {
-    if (id == repeating) return put(*object, *allocator, id, true);
+}
+
+bool X12Reader::State::readSegment() {
+  std::string_view buffered = input.buffered();
+  size_t end = buffered.find(terminator);
+  if (end != std::string_view::npos) {
+    segment = buffered.substr(0, end);
+    input.skip(end + 1);
+    return true;
+  }
+  text.clear();
+  if (!input.readUntil(terminator, text)) return false;
+  if (!text.empty() && text.back() == terminator) text.pop_back();
+  segment = text;
+  return true;
+}
+
+// The elements of the segment and which of them hold component separators (most segments hold
+// none: one scan of the whole segment tells).
+void X12Reader::State::splitElements() {
+  elements.clear();
+  composite.clear();
+  bool any_component = segment.find(component) != std::string_view::npos;
+  size_t from = 0;
+  while (true) {
+    size_t end = segment.find(element, from);
+    std::string_view value = segment.substr(from, end - from);
+    elements.push_back(value);
+    composite.push_back(any_component && value.find(component) != std::string_view::npos);
+    if (end == std::string_view::npos) break;
+    from = end + 1;
   }
 }
 
@@ -533,8 +639,7 @@ void X12Reader::State::step() {
     }
     return;
   }
-  text.clear();
-  if (!input.readUntil(terminator, text)) {
+  if (!readSegment()) {
     if (input.failed()) {
       fatal(here(0), "the input could not be read");
       return;
@@ -550,21 +655,10 @@ void X12Reader::State::step() {
     done = true;
     return;
   }
-  if (!text.empty() && text.back() == terminator) text.pop_back();
-  size_t start = text.find_first_not_of("\r\n \t");
-  if (start == std::string::npos) {
-    return;  // whitespace before the end of input
-  }
-  text.erase(0, start);
-  elements.clear();
-  std::string_view view = text;
-  size_t from = 0;
-  while (true) {
-    size_t end = view.find(element, from);
-    elements.push_back(view.substr(from, end - from));
-    if (end == std::string_view::npos) break;
-    from = end + 1;
-  }
+  auto blank = [](char c) { return c == '\r' || c == '\n' || c == ' ' || c == '\t'; };
+  while (!segment.empty() && blank(segment.front())) segment.remove_prefix(1);
+  if (segment.empty()) return;  // whitespace before the end of input
+  splitElements();
   ++interchange_segment;
   if (!isSegmentId(elements[0])) {
     std::string shown(elements[0].substr(0, 20));
@@ -577,6 +671,7 @@ void X12Reader::State::step() {
                         " and segment terminator " + printable(terminator) + " (wrong separators?)");
     return;
   }
+  id_code = idCode(elements[0]);
   if (in_transaction) {
     transactionSegment();
   } else {
@@ -598,6 +693,7 @@ ReadStatus X12Reader::next(SourceRecord& record, IssueList& issues) {
   record.doc = std::move(item.doc);
   record.raw = std::move(item.raw);
   record.position = std::move(item.position);
+  record.shared = std::move(item.shared);
   issues.append(item.issues);
   if (item.status == ReadStatus::kFatal) state.pending.clear();
   return item.status;

@@ -92,6 +92,29 @@ TEST(JsonTest, EscapesEveryByteAtEveryPositionOfAWord) {
   }
 }
 
+TEST(JsonTest, EscapesPairsOfSpecialBytesInTextsOfEveryShortLength) {
+  // The last bytes of a text are tested as one word overlapping bytes already passed (plain or
+  // escaped): two special bytes at every pair of offsets, in texts of 0 to 24 bytes.
+  for (char special : {'"', '\\', '\n', '\x01', '\x1f'}) {
+    for (size_t length = 0; length <= 24; ++length) {
+      for (size_t first = 0; first < length; ++first) {
+        for (size_t second = first; second < length; ++second) {
+          std::string text = std::string("abcdefgh\xc3\xa9ijklmnopqrstuvwxyz").substr(0, length);
+          text[first] = special;
+          text[second] = '"';
+          std::string out;
+          appendEscaped(text, out);
+          ASSERT_EQ(out, escapedByRfc8259(text)) << "length " << length << " at " << first << ", " << second;
+        }
+      }
+      std::string plain = std::string("abcdefghijklmnopqrstuvwxyz").substr(0, length);
+      std::string out;
+      appendEscaped(plain, out);
+      ASSERT_EQ(out, plain);
+    }
+  }
+}
+
 TEST(JsonTest, SerializesDocumentsLargerThanTheOutputBuffer) {
   Document doc;
   doc.SetObject();

@@ -94,6 +94,25 @@ TEST(X12Reader, ClaimsWithLoopsAndSegmentNumbers) {
   EXPECT_EQ(str(third["patient"]["NM1"]["04"]), "EMEKA");
 }
 
+// The records of a loop's claims share its context (read-only views, kept alive by the record):
+// a context changed after a record was passed on is copied first, and that record keeps what
+// it was read with. Records also outlive the reader (readAll destroys it before returning).
+TEST(X12Reader, RecordsKeepTheContextTheyWereReadWith) {
+  std::string text = replace(northshore(), "HL*3*1*22*1~", "HL*3*1*22*1~BHT*0019*00*NS-LATE*20261102*1430*CH~");
+  auto reads = readAll(replace(text, "SE*52*0001~", "SE*53*0001~"));
+  ASSERT_EQ(reads.size(), 3u);
+  for (const Read& read : reads) {
+    ASSERT_EQ(read.status, ReadStatus::kRecord) << read.location();
+  }
+  EXPECT_EQ(str(reads[0].record.doc["transaction"]["BHT"]["03"]), "NS20261002");
+  EXPECT_EQ(str(reads[1].record.doc["transaction"]["BHT"]["03"]), "NS-LATE");
+  EXPECT_EQ(str(reads[2].record.doc["transaction"]["BHT"]["03"]), "NS-LATE");
+  EXPECT_EQ(str(reads[0].record.doc["subscriber"]["NM1"]["04"]), "ADAEZE");
+  EXPECT_EQ(str(reads[2].record.doc["subscriber"]["NM1"]["04"]), "CHIDI");
+  EXPECT_EQ(json::serialize(reads[1].record.doc["billingProvider"]), json::serialize(reads[0].record.doc["billingProvider"]));
+  EXPECT_EQ(str(reads[2].record.doc["billingProvider"]["NM1"]["09"]), "1093817462");
+}
+
 TEST(X12Reader, LocationsNameSegmentAndElement) {
   auto reads = readAll(northshore());
   ASSERT_EQ(reads.size(), 3u);
