@@ -823,6 +823,29 @@ void Pipeline::routeWaitingClaims(const std::set<std::string>& patients) {
   }
 }
 
+std::optional<Answer> Pipeline::decodeEvent(std::string_view channel, std::string_view key_prefix, std::string_view body,
+                                            std::string_view content_type, json::Document& event,
+                                            std::string& idempotency_key) {
+  json::ParseError parse_error;
+  if (!json::parse(body, event, parse_error)) {
+    IssueList issues;
+    std::string where = "line " + std::to_string(parse_error.line) + ", column " + std::to_string(parse_error.column);
+    issues.add(Issue{Severity::kError, "structure", "the body is not well-formed JSON: " + parse_error.describe(), {}, {where}});
+    return reject(channel, body, content_type, 400, issues);
+  }
+  // Idempotency: a re-posted event (same source + eventId) gets the first answer.
+  if (auto source = json::getString(event, "source"), event_id = json::getString(event, "eventId"); source && event_id) {
+    idempotency_key = std::string(key_prefix) + std::string(*source) + '\x1f' + std::string(*event_id);
+    auto answer = store_->findAnswer(idempotency_key);
+    if (!answer.ok()) return storeFailure(answer.message());
+    if (answer->has_value()) {
+      metrics_.countIngest(std::string(channel), "duplicate");
+      return Answer{(*answer)->status, "application/fhir+json", (*answer)->answer};
+    }
+  }
+  return std::nullopt;
+}
+
 Answer Pipeline::ingestEconsult(std::string_view body, std::string_view content_type) {
   static constexpr std::string_view kChannel = "econsult";
   if (isHl7v2ContentType(content_type)) return ingestEconsultV2(body, content_type);
@@ -836,27 +859,10 @@ Answer Pipeline::ingestEconsult(std::string_view body, std::string_view content_
     return reject(kChannel, body, content_type, 415, issues);
   }
 
-  // Decode
+  // Decode; a re-post gets the first answer (keys without a channel prefix, as stored since #2).
   json::Document event;
-  json::ParseError parse_error;
-  if (!json::parse(body, event, parse_error)) {
-    IssueList issues;
-    std::string where = "line " + std::to_string(parse_error.line) + ", column " + std::to_string(parse_error.column);
-    issues.add(Issue{Severity::kError, "structure", "the body is not well-formed JSON: " + parse_error.describe(), {}, {where}});
-    return reject(kChannel, body, content_type, 400, issues);
-  }
-
-  // Idempotency: a re-posted event gets the first answer.
   std::string idempotency_key;
-  if (auto source = json::getString(event, "source"), event_id = json::getString(event, "eventId"); source && event_id) {
-    idempotency_key = std::string(*source) + '\x1f' + std::string(*event_id);
-    auto answer = store_->findAnswer(idempotency_key);
-    if (!answer.ok()) return storeFailure(answer.message());
-    if (answer->has_value()) {
-      metrics_.countIngest(std::string(kChannel), "duplicate");
-      return Answer{(*answer)->status, "application/fhir+json", (*answer)->answer};
-    }
-  }
+  if (auto done = decodeEvent(kChannel, "", body, content_type, event, idempotency_key)) return std::move(*done);
 
   // Map (mappers/specs/econsult.json) and validate
   mappers::engine::MappedBundle mapped;
@@ -1054,24 +1060,9 @@ Answer Pipeline::ingestCareManagement(std::string_view body, std::string_view co
     return reject(kChannel, body, content_type, 415, issues);
   }
   json::Document event;
-  json::ParseError parse_error;
-  if (!json::parse(body, event, parse_error)) {
-    IssueList issues;
-    std::string where = "line " + std::to_string(parse_error.line) + ", column " + std::to_string(parse_error.column);
-    issues.add(Issue{Severity::kError, "structure", "the body is not well-formed JSON: " + parse_error.describe(), {}, {where}});
-    return reject(kChannel, body, content_type, 400, issues);
-  }
-  // Idempotency: a re-posted event (same source + eventId) gets the first answer.
   std::string idempotency_key;
-  if (auto source = json::getString(event, "source"), event_id = json::getString(event, "eventId"); source && event_id) {
-    idempotency_key = std::string(kChannel) + '\x1f' + std::string(*source) + '\x1f' + std::string(*event_id);
-    auto answer = store_->findAnswer(idempotency_key);
-    if (!answer.ok()) return storeFailure(answer.message());
-    if (answer->has_value()) {
-      metrics_.countIngest(std::string(kChannel), "duplicate");
-      return Answer{(*answer)->status, "application/fhir+json", (*answer)->answer};
-    }
-  }
+  const std::string key_prefix = std::string(kChannel) + '\x1f';
+  if (auto done = decodeEvent(kChannel, key_prefix, body, content_type, event, idempotency_key)) return std::move(*done);
 
   // Map (mappers/specs/care-management.json) and validate
   mappers::engine::MappedBundle mapped;

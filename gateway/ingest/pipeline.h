@@ -98,6 +98,11 @@ class Pipeline {
   void setBaseUrl(std::string base_url) { base_url_ = std::move(base_url); }
 
  private:
+  // Parses a JSON event body into `event` and sets `idempotency_key` (`key_prefix` + source +
+  // eventId, when both are there). An answer when the request ends here: the 400 of a body that
+  // is not JSON (quarantined), or the first answer of a re-posted event.
+  std::optional<Answer> decodeEvent(std::string_view channel, std::string_view key_prefix, std::string_view body,
+                                    std::string_view content_type, json::Document& event, std::string& idempotency_key);
   // Routes the waiting claims of these patients whose coverage now allows it.
   void routeWaitingClaims(const std::set<std::string>& patients);
   // The commit that routes one waiting claim: a new version of the Claim whose insurance and
