@@ -150,6 +150,37 @@ TEST_F(Replay, PayloadsRejectedBeforeAConfigurationChangeAreAcceptedAfterIt) {
   EXPECT_EQ(str(*entry(quarantine(), roster_entry), "status"), "accepted");
 }
 
+// A care-management event goes back through its own channel: rejected while its payer is not
+// configured (422, unknown payerId), accepted by replay once the payer is.
+TEST_F(Replay, CareManagementEventReplaysThroughItsChannel) {
+  startGateway();
+  const std::string event =
+      R"({"eventId":"cm-replay-1","source":"epic-prod-northshore","eventType":"risk-tier",)"
+      R"("occurredAt":"2026-10-02T09:00:00-05:00","patient":{"mrn":"NS-884213",)"
+      R"("mrnSystem":"urn:oid:2.16.840.1.113883.3.7418.1","family":"Okafor","given":["Adaeze"],)"
+      R"("birthDate":"1961-03-19","sex":"female","coverage":[{"payerId":"northwind-commercial",)"
+      R"("memberId":"NW-55","lineOfBusiness":"commercial","start":"2026-01-01"}]},)"
+      R"("risk":{"tier":"high","method":"HCC v24","score":2.31,"assessedAt":"2026-10-01"}})";
+  HttpResult rejected = gateway_->post("/ingest/care-management", event, "application/json");
+  ASSERT_EQ(rejected.status, 422) << rejected.body;
+  EXPECT_NE(rejected.body.find("northwind-commercial"), std::string::npos) << rejected.body;
+  const std::string id = quarantineIdOf(parse(rejected.body));
+  ASSERT_FALSE(id.empty());
+  EXPECT_EQ(str(*entry(quarantine(), id), "channel"), "care-management");
+
+  configureNorthwind();
+  startGateway();
+  HttpResult accepted = gateway_->post("/admin/quarantine/" + id + "/replay", "");
+  ASSERT_EQ(accepted.status, 202) << accepted.body;
+  json::Document bundle = parse(accepted.body);
+  bool risk_assessment = false;
+  for (const json::Value& item : bundle["entry"].GetArray()) {
+    risk_assessment |= str(item["resource"], "resourceType") == "RiskAssessment";
+  }
+  EXPECT_TRUE(risk_assessment) << accepted.body;
+  EXPECT_EQ(str(*entry(quarantine(), id), "status"), "accepted");
+}
+
 TEST_F(Replay, StillBadPayloadKeepsItsOutcomeAndItsOneEntry) {
   startGateway();
   HttpResult bad = gateway_->post("/ingest/econsult", R"({"eventId": "evt-1", )");
