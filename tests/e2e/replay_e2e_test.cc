@@ -49,13 +49,6 @@ CliRun runReplay(const TempDir& scratch, const std::string& arguments) {
   return run;
 }
 
-std::vector<std::string> lines(const std::string& text) {
-  std::vector<std::string> out;
-  std::istringstream stream(text);
-  for (std::string line; std::getline(stream, line);) out.push_back(line);
-  return out;
-}
-
 class Replay : public GatewayFixture {
  protected:
   // The fixture's configuration plus the Northwind payer, delivering to `northwind_`.

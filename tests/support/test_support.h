@@ -3,6 +3,7 @@
 
 #include <filesystem>
 #include <string>
+#include <vector>
 
 namespace fhir::testing {
 
@@ -23,5 +24,17 @@ class TempDir {
  private:
   std::filesystem::path path_;
 };
+
+// The lines of a text, without their line endings.
+std::vector<std::string> lines(const std::string& text);
+
+// A command run to its end through the shell: exit code, and stdout and stderr as lines.
+struct CommandRun {
+  int exit_code = -1;
+  std::vector<std::string> out;
+  std::vector<std::string> err;
+};
+// Runs `command` with stdout and stderr sent to files in `scratch`.
+CommandRun runCommand(const std::string& command, const TempDir& scratch);
 
 }  // namespace fhir::testing

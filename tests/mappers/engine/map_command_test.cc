@@ -2,12 +2,9 @@
 // `fhir-gateway map` as contracts/cli.md describes it, run as a process.
 #include <gtest/gtest.h>
 
-#include <sys/wait.h>
-
 #include <cstdio>
 #include <fstream>
 #include <regex>
-#include <sstream>
 
 #include "conformance/json/json.h"
 #include "tests/support/test_support.h"
@@ -15,30 +12,11 @@
 namespace fhir::mappers {
 namespace {
 
-struct Outcome {
-  int exit_code = -1;
-  std::vector<std::string> out;
-  std::vector<std::string> err;
-};
-
-std::vector<std::string> lines(const std::string& text) {
-  std::vector<std::string> out;
-  std::istringstream stream(text);
-  std::string line;
-  while (std::getline(stream, line)) out.push_back(line);
-  return out;
-}
+using Outcome = fhir::testing::CommandRun;
 
 Outcome runMap(const std::string& arguments) {
   fhir::testing::TempDir dir;
-  std::string out_path = (dir.path() / "out").string(), err_path = (dir.path() / "err").string();
-  std::string command = std::string(GATEWAY_BINARY) + " map " + arguments + " >" + out_path + " 2>" + err_path;
-  int status = std::system(command.c_str());
-  Outcome outcome;
-  outcome.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  outcome.out = lines(fhir::testing::readFile(out_path));
-  outcome.err = lines(fhir::testing::readFile(err_path));
-  return outcome;
+  return fhir::testing::runCommand(std::string(GATEWAY_BINARY) + " map " + arguments, dir);
 }
 
 std::string data(const std::string& path) { return (fhir::testing::testDataDir() / "mappers" / path).string(); }

@@ -3,10 +3,7 @@
 // NDJSON or one pretty-printed JSON event, and a stream of HL7 v2 messages.
 #include <gtest/gtest.h>
 
-#include <sys/wait.h>
-
 #include <fstream>
-#include <sstream>
 
 #include "conformance/json/json.h"
 #include "tests/support/test_support.h"
@@ -14,19 +11,7 @@
 namespace fhir::mappers {
 namespace {
 
-struct Outcome {
-  int exit_code = -1;
-  std::vector<std::string> out;
-  std::vector<std::string> err;
-};
-
-std::vector<std::string> lines(const std::string& text) {
-  std::vector<std::string> out;
-  std::istringstream stream(text);
-  std::string line;
-  while (std::getline(stream, line)) out.push_back(line);
-  return out;
-}
+using Outcome = fhir::testing::CommandRun;
 
 class EconsultMapCommand : public ::testing::Test {
  protected:
@@ -36,14 +21,7 @@ class EconsultMapCommand : public ::testing::Test {
       "format": "lakeshore-medicaid", "endpoint": "http://127.0.0.1:9/bundles"}]})";
   }
   Outcome run(const std::string& arguments) {
-    std::string out_path = (dir_.path() / "out").string(), err_path = (dir_.path() / "err").string();
-    std::string command = std::string(GATEWAY_BINARY) + " map " + arguments + " >" + out_path + " 2>" + err_path;
-    int status = std::system(command.c_str());
-    Outcome outcome;
-    outcome.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    outcome.out = lines(fhir::testing::readFile(out_path));
-    outcome.err = lines(fhir::testing::readFile(err_path));
-    return outcome;
+    return fhir::testing::runCommand(std::string(GATEWAY_BINARY) + " map " + arguments, dir_);
   }
   static std::string data(const std::string& path) { return (fhir::testing::testDataDir() / path).string(); }
   static std::string typeOf(const std::string& line) {
