@@ -446,11 +446,6 @@ struct MemberPair {
   const json::Value* extension = nullptr;  // the `_key` partner
 };
 
-// Member names mostly differ in their first byte: test it before calling memcmp.
-inline bool sameBytes(const char* a, const char* b, size_t length) {
-  return length == 0 || (a[0] == b[0] && std::memcmp(a + 1, b + 1, length - 1) == 0);
-}
-
 // One pass over the object finds `key` and `_key` (RapidJSON lookups are linear anyway).
 MemberPair findPair(const json::Value& object, std::string_view key) {
   MemberPair pair;
@@ -663,6 +658,7 @@ void Evaluator::allChildren(const Item& parent, Collection& out) const {
     out.reserve(std::max<size_t>(out.size() + value->MemberCount(), 2 * out.capacity()));
   }
   bool underscore = false;  // the member at hand is `_key` (its `key` has no value member)
+  size_t child_hint = 0;    // where the definition's scan for the next member starts
   auto pairFor = [&](std::string_view key, const json::Value& member_value) -> MemberPair {
     if (underscored_count == 0) return {&member_value, nullptr};
     if (many_underscored || underscore) return findPair(*value, key);
@@ -687,7 +683,8 @@ void Evaluator::allChildren(const Item& parent, Collection& out) const {
       appendPair(pairFor(key, member.value), {}, nullptr, model_, out);
       continue;
     }
-    if (const ChildDef* def = type_node->child(key); def != nullptr && !def->choice) {
+    if (const ChildDef* def = type_node->child(key, TypeNode::hashName(key), child_hint);
+        def != nullptr && !def->choice) {
       appendPair(pairFor(key, member.value),
                  def->types.size() == 1 ? std::string_view(def->types[0]) : std::string_view(),
                  childTypeNode(*def), model_, out);
