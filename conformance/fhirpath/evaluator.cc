@@ -504,7 +504,7 @@ void appendMember(const json::Value& object, std::string_view key, std::string_v
 }  // namespace
 
 void Evaluator::navigate(const Item& parent, std::string_view name, Collection& out,
-                         uint32_t name_hash) const {
+                         uint32_t name_hash, size_t* child_hint) const {
   if (!parent.isNode()) {
     // A computed quantity answers like a FHIR Quantity.
     if (parent.kind() == Item::Kind::kQuantity) {
@@ -538,7 +538,9 @@ void Evaluator::navigate(const Item& parent, std::string_view name, Collection& 
   const TypeNode* type_node = typeNodeOf(parent);
   const ChildDef* def = nullptr;
   if (type_node != nullptr) {
-    def = type_node->child(name, name_hash != 0 ? name_hash : TypeNode::hashName(name));
+    size_t no_hint = 0;
+    def = type_node->child(name, name_hash != 0 ? name_hash : TypeNode::hashName(name),
+                           child_hint != nullptr ? *child_hint : no_hint);
   }
   if (def == nullptr && name == "resourceType") {
     // Not an element, but expressions test it (contained.where(resourceType = 'Patient')).
@@ -1017,7 +1019,11 @@ Collection Evaluator::eval(const Node& node, const Collection& focus) {
       // Several parents mostly give several children: one buffer of a likely size up front
       // instead of growing it (moving the items) parent by parent.
       if (input->size() > 1) out.reserve(2 * input->size());
-      for (const Item& item : *input) navigate(item, node.name, out, node.name_hash);
+      std::atomic_ref<size_t> shared_hint(node.child_hint);
+      size_t hint = shared_hint.load(std::memory_order_relaxed);
+      size_t first_hint = hint;
+      for (const Item& item : *input) navigate(item, node.name, out, node.name_hash, &hint);
+      if (hint != first_hint) shared_hint.store(hint, std::memory_order_relaxed);
       return out;
     }
     case Op::kFunction: {

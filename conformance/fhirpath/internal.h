@@ -30,6 +30,13 @@ inline bool sameBytes(const char* a, const char* b, size_t length) {
     std::memcpy(&y, b, 8);
     if (x != y) return false;
   }
+  if (length >= 4) {
+    uint32_t x, y;
+    std::memcpy(&x, a, 4);
+    std::memcpy(&y, b, 4);
+    if (x != y) return false;
+    a += 4, b += 4, length -= 4;
+  }
   for (; length > 0; ++a, ++b, --length) {
     if (*a != *b) return false;
   }
@@ -112,17 +119,21 @@ class TypeNode {
     size_t hint = 0;
     return child(child_name, hash, hint);
   }
-  // The scan starts at `hint` and leaves the found child's successor there: members of a JSON
-  // object mostly come in the order of the definition, so walking them finds each at once.
+  // The scan starts at `hint` and leaves the found child's index there: members of a JSON
+  // object mostly come in the order of the definition, so walking them finds each at once, and
+  // a member expression finds its element where it found it last time.
   const ChildDef* child(std::string_view child_name, uint32_t hash, size_t& hint) const {
     size_t count = child_hashes.size();
     size_t start = hint < count ? hint : 0;
-    for (size_t n = 0, i = start; n < count; ++n, i = i + 1 == count ? 0 : i + 1) {
-      if (child_hashes[i] == hash && children[i].name.size() == child_name.size() &&
-          sameBytes(children[i].name.data(), child_name.data(), child_name.size())) {
-        hint = i + 1;
-        return children[i].def.get();
-      }
+    auto matches = [&](size_t i) {
+      return child_hashes[i] == hash && children[i].name.size() == child_name.size() &&
+             sameBytes(children[i].name.data(), child_name.data(), child_name.size());
+    };
+    for (size_t i = start; i < count; ++i) {
+      if (matches(i)) return children[hint = i].def.get();
+    }
+    for (size_t i = 0; i < start; ++i) {
+      if (matches(i)) return children[hint = i].def.get();
     }
     return nullptr;
   }
@@ -177,6 +188,9 @@ struct Node {
   bool has_source = false;   // kMember/kFunction: child[0] is the source expression
   std::string name;          // member/function/variable/type name
   uint32_t name_hash = 0;    // TypeNode::hashName(name), for member lookups
+  // kMember: where TypeNode::child() found `name` last time (a hint only, so threads sharing the
+  // expression may overwrite it freely; accessed through std::atomic_ref, relaxed).
+  mutable size_t child_hint = 0;
   std::string type_namespace;  // for type names: "FHIR", "System" or empty
   Item literal;
   Collection literal_collection;  // {literal} for kLiteral, so evaluation need not build one
