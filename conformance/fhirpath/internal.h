@@ -61,7 +61,7 @@ struct ChildDef {
     for (const std::string& type : types) {
       if (type.size() == suffix.size() && !type.empty() &&
           (type[0] == suffix[0] || type[0] - 'a' + 'A' == suffix[0]) &&
-          type.compare(1, std::string::npos, suffix.data() + 1, suffix.size() - 1) == 0) {
+          sameBytes(type.data() + 1, suffix.data() + 1, suffix.size() - 1)) {
         return &type;
       }
     }
