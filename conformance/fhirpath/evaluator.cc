@@ -695,7 +695,8 @@ void Evaluator::allChildren(const Item& parent, Collection& out) const {
     // A choice member (valueQuantity): its element name ends where an upper-case letter starts.
     for (size_t split = 1; split < key.size(); ++split) {
       if (!isUpper(key[split])) continue;
-      const ChildDef* def = type_node->child(key.substr(0, split));
+      std::string_view element = key.substr(0, split);
+      const ChildDef* def = type_node->child(element, TypeNode::hashName(element), child_hint);
       if (def == nullptr || !def->choice) continue;
       if (const std::string* type = def->choiceType(key.substr(split))) {
         appendPair(pairFor(key, member.value), *type, choiceTypeNode(*def, *type), model_, out);
