@@ -446,11 +446,6 @@ struct MemberPair {
   const json::Value* extension = nullptr;  // the `_key` partner
 };
 
-// Member names mostly differ in their first byte: test it before calling memcmp.
-inline bool sameBytes(const char* a, const char* b, size_t length) {
-  return length == 0 || (a[0] == b[0] && std::memcmp(a + 1, b + 1, length - 1) == 0);
-}
-
 // One pass over the object finds `key` and `_key` (RapidJSON lookups are linear anyway).
 MemberPair findPair(const json::Value& object, std::string_view key) {
   MemberPair pair;
@@ -509,7 +504,7 @@ void appendMember(const json::Value& object, std::string_view key, std::string_v
 }  // namespace
 
 void Evaluator::navigate(const Item& parent, std::string_view name, Collection& out,
-                         uint32_t name_hash) const {
+                         uint32_t name_hash, size_t* child_hint) const {
   if (!parent.isNode()) {
     // A computed quantity answers like a FHIR Quantity.
     if (parent.kind() == Item::Kind::kQuantity) {
@@ -543,7 +538,9 @@ void Evaluator::navigate(const Item& parent, std::string_view name, Collection& 
   const TypeNode* type_node = typeNodeOf(parent);
   const ChildDef* def = nullptr;
   if (type_node != nullptr) {
-    def = type_node->child(name, name_hash != 0 ? name_hash : TypeNode::hashName(name));
+    size_t no_hint = 0;
+    def = type_node->child(name, name_hash != 0 ? name_hash : TypeNode::hashName(name),
+                           child_hint != nullptr ? *child_hint : no_hint);
   }
   if (def == nullptr && name == "resourceType") {
     // Not an element, but expressions test it (contained.where(resourceType = 'Patient')).
@@ -663,6 +660,7 @@ void Evaluator::allChildren(const Item& parent, Collection& out) const {
     out.reserve(std::max<size_t>(out.size() + value->MemberCount(), 2 * out.capacity()));
   }
   bool underscore = false;  // the member at hand is `_key` (its `key` has no value member)
+  size_t child_hint = 0;    // where the definition's scan for the next member starts
   auto pairFor = [&](std::string_view key, const json::Value& member_value) -> MemberPair {
     if (underscored_count == 0) return {&member_value, nullptr};
     if (many_underscored || underscore) return findPair(*value, key);
@@ -687,7 +685,8 @@ void Evaluator::allChildren(const Item& parent, Collection& out) const {
       appendPair(pairFor(key, member.value), {}, nullptr, model_, out);
       continue;
     }
-    if (const ChildDef* def = type_node->child(key); def != nullptr && !def->choice) {
+    if (const ChildDef* def = type_node->child(key, TypeNode::hashName(key), child_hint);
+        def != nullptr && !def->choice) {
       appendPair(pairFor(key, member.value),
                  def->types.size() == 1 ? std::string_view(def->types[0]) : std::string_view(),
                  childTypeNode(*def), model_, out);
@@ -696,7 +695,8 @@ void Evaluator::allChildren(const Item& parent, Collection& out) const {
     // A choice member (valueQuantity): its element name ends where an upper-case letter starts.
     for (size_t split = 1; split < key.size(); ++split) {
       if (!isUpper(key[split])) continue;
-      const ChildDef* def = type_node->child(key.substr(0, split));
+      std::string_view element = key.substr(0, split);
+      const ChildDef* def = type_node->child(element, TypeNode::hashName(element), child_hint);
       if (def == nullptr || !def->choice) continue;
       if (const std::string* type = def->choiceType(key.substr(split))) {
         appendPair(pairFor(key, member.value), *type, choiceTypeNode(*def, *type), model_, out);
@@ -1020,7 +1020,11 @@ Collection Evaluator::eval(const Node& node, const Collection& focus) {
       // Several parents mostly give several children: one buffer of a likely size up front
       // instead of growing it (moving the items) parent by parent.
       if (input->size() > 1) out.reserve(2 * input->size());
-      for (const Item& item : *input) navigate(item, node.name, out, node.name_hash);
+      std::atomic_ref<size_t> shared_hint(node.child_hint);
+      size_t hint = shared_hint.load(std::memory_order_relaxed);
+      size_t first_hint = hint;
+      for (const Item& item : *input) navigate(item, node.name, out, node.name_hash, &hint);
+      if (hint != first_hint) shared_hint.store(hint, std::memory_order_relaxed);
       return out;
     }
     case Op::kFunction: {

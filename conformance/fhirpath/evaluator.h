@@ -55,9 +55,10 @@ class Evaluator {
   const TypeNode* extensionTypeNode() const;
   std::string_view fhirTypeOf(const Item& item) const;  // "" when unknown / computed
 
-  // `name_hash` is TypeNode::hashName(name) when the caller has it, else 0.
+  // `name_hash` is TypeNode::hashName(name) when the caller has it, else 0. `child_hint` is
+  // where the definition's scan for `name` starts (TypeNode::child()).
   void navigate(const Item& parent, std::string_view name, Collection& out,
-                uint32_t name_hash = 0) const;
+                uint32_t name_hash = 0, size_t* child_hint = nullptr) const;
   void allChildren(const Item& parent, Collection& out) const;
 
   // Comparisons: equality returns nullopt for "unknown" (empty result).

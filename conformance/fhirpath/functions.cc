@@ -14,6 +14,8 @@
 namespace fhir::fhirpath {
 namespace {
 
+constexpr size_t kDescendantsReserve = 128;  // items; one pool size class (9 KiB)
+
 bool isNumeric(Item::Kind kind) { return kind == Item::Kind::kInteger || kind == Item::Kind::kDecimal; }
 
 Collection boolean(bool value) { return {Item::boolean(value)}; }
@@ -1299,6 +1301,9 @@ Collection Evaluator::callFunction(const Node& node, const Collection& focus) {
       // Breadth-first, appending to the result itself: out[level_start, level_end) is the level
       // whose children come next.
       Collection out;
+      // A resource has tens to hundreds of descendants: growing the buffer from a few items
+      // moved each of them several times.
+      out.reserve(kDescendantsReserve);
       for (const Item& item : focus) allChildren(item, out);
       size_t level_start = 0;
       for (int depth = 0; level_start < out.size() && depth < 100; ++depth) {

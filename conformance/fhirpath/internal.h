@@ -5,6 +5,8 @@
 // Not part of the public API (fhirpath.h).
 
 #include <atomic>
+#include <cstdint>
+#include <cstring>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -18,6 +20,28 @@
 #include "conformance/fhirpath/fhirpath.h"
 
 namespace fhir::fhirpath {
+
+// Equal bytes over `length`, compared inline: member and element names are short, and a call to
+// memcmp per candidate name cost more than the comparison itself.
+inline bool sameBytes(const char* a, const char* b, size_t length) {
+  for (; length >= 8; a += 8, b += 8, length -= 8) {
+    uint64_t x, y;
+    std::memcpy(&x, a, 8);
+    std::memcpy(&y, b, 8);
+    if (x != y) return false;
+  }
+  if (length >= 4) {
+    uint32_t x, y;
+    std::memcpy(&x, a, 4);
+    std::memcpy(&y, b, 4);
+    if (x != y) return false;
+    a += 4, b += 4, length -= 4;
+  }
+  for (; length > 0; ++a, ++b, --length) {
+    if (*a != *b) return false;
+  }
+  return true;
+}
 
 // ---- model ----------------------------------------------------------------------------------
 
@@ -37,7 +61,7 @@ struct ChildDef {
     for (const std::string& type : types) {
       if (type.size() == suffix.size() && !type.empty() &&
           (type[0] == suffix[0] || type[0] - 'a' + 'A' == suffix[0]) &&
-          type.compare(1, std::string::npos, suffix.data() + 1, suffix.size() - 1) == 0) {
+          sameBytes(type.data() + 1, suffix.data() + 1, suffix.size() - 1)) {
         return &type;
       }
     }
@@ -66,10 +90,18 @@ class TypeNode {
   std::vector<ChildEntry> children;
   std::vector<uint32_t> child_hashes;  // children[i].hash, contiguous for a fast scan
 
+  // Only tells names apart before they are compared in full: mixes the length with the first
+  // and the last eight bytes (a byte-by-byte hash was a fifth of children()/descendants()).
   static uint32_t hashName(std::string_view name) {
-    uint32_t hash = 2166136261u;
-    for (char c : name) hash = (hash ^ static_cast<unsigned char>(c)) * 16777619u;
-    return hash;
+    uint64_t head = 0;
+    size_t head_size = name.size() < 8 ? name.size() : 8;
+    for (size_t i = 0; i < head_size; ++i) {
+      head |= uint64_t{static_cast<unsigned char>(name[i])} << (8 * i);
+    }
+    uint64_t tail = 0;
+    if (name.size() > 8) std::memcpy(&tail, name.data() + name.size() - 8, 8);
+    uint64_t hash = (head * 0x9E3779B97F4A7C15ull) ^ (tail * 0xC2B2AE3D27D4EB4Full) ^ name.size();
+    return static_cast<uint32_t>(hash >> 32) ^ static_cast<uint32_t>(hash);
   }
   // Adds a child unless one of that name exists; returns it and whether it was added.
   std::pair<ChildDef*, bool> addChild(std::string name, ChildDef def) {
@@ -84,8 +116,24 @@ class TypeNode {
     return child(child_name, hashName(child_name));
   }
   const ChildDef* child(std::string_view child_name, uint32_t hash) const {
-    for (size_t i = 0; i < child_hashes.size(); ++i) {
-      if (child_hashes[i] == hash && children[i].name == child_name) return children[i].def.get();
+    size_t hint = 0;
+    return child(child_name, hash, hint);
+  }
+  // The scan starts at `hint` and leaves the found child's index there: members of a JSON
+  // object mostly come in the order of the definition, so walking them finds each at once, and
+  // a member expression finds its element where it found it last time.
+  const ChildDef* child(std::string_view child_name, uint32_t hash, size_t& hint) const {
+    size_t count = child_hashes.size();
+    size_t start = hint < count ? hint : 0;
+    auto matches = [&](size_t i) {
+      return child_hashes[i] == hash && children[i].name.size() == child_name.size() &&
+             sameBytes(children[i].name.data(), child_name.data(), child_name.size());
+    };
+    for (size_t i = start; i < count; ++i) {
+      if (matches(i)) return children[hint = i].def.get();
+    }
+    for (size_t i = 0; i < start; ++i) {
+      if (matches(i)) return children[hint = i].def.get();
     }
     return nullptr;
   }
@@ -140,6 +188,9 @@ struct Node {
   bool has_source = false;   // kMember/kFunction: child[0] is the source expression
   std::string name;          // member/function/variable/type name
   uint32_t name_hash = 0;    // TypeNode::hashName(name), for member lookups
+  // kMember: where TypeNode::child() found `name` last time (a hint only, so threads sharing the
+  // expression may overwrite it freely; accessed through std::atomic_ref, relaxed).
+  mutable size_t child_hint = 0;
   std::string type_namespace;  // for type names: "FHIR", "System" or empty
   Item literal;
   Collection literal_collection;  // {literal} for kLiteral, so evaluation need not build one

@@ -89,31 +89,41 @@ void deallocate(void* buffer, size_t bytes) noexcept {
 
 // ---- Item -----------------------------------------------------------------------------------
 
+namespace {
+
+// Computed strings (with their shared_ptr control block) come from the collections' pool too:
+// string functions make and drop one per item.
+std::shared_ptr<const std::string> sharedText(std::string text) {
+  return std::allocate_shared<const std::string>(PoolAllocator<std::string>(), std::move(text));
+}
+
+}  // namespace
+
 Item Item::string(std::string value) {
   Item item;
   item.kind_ = Kind::kString;
-  item.text_ = std::make_shared<const std::string>(std::move(value));
+  item.text_ = sharedText(std::move(value));
   return item;
 }
 
 Item Item::date(std::string text) {
   Item item;
   item.kind_ = Kind::kDate;
-  item.text_ = std::make_shared<const std::string>(std::move(text));
+  item.text_ = sharedText(std::move(text));
   return item;
 }
 
 Item Item::dateTime(std::string text) {
   Item item;
   item.kind_ = Kind::kDateTime;
-  item.text_ = std::make_shared<const std::string>(std::move(text));
+  item.text_ = sharedText(std::move(text));
   return item;
 }
 
 Item Item::time(std::string text) {
   Item item;
   item.kind_ = Kind::kTime;
-  item.text_ = std::make_shared<const std::string>(std::move(text));
+  item.text_ = sharedText(std::move(text));
   return item;
 }
 
@@ -122,7 +132,7 @@ Item Item::quantity(Quantity quantity) {
   item.kind_ = Kind::kQuantity;
   item.number_.decimal = quantity.value;
   item.scale_ = quantity.scale;
-  item.text_ = std::make_shared<const std::string>(std::move(quantity.unit));
+  item.text_ = sharedText(std::move(quantity.unit));
   return item;
 }
 
