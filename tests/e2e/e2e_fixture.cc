@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "tests/e2e/e2e_fixture.h"
 
+#include <chrono>
 #include <fstream>
+#include <thread>
 
 namespace fhir::testing {
 
@@ -56,6 +58,17 @@ json::Document GatewayFixture::parse(const std::string& text) {
   auto doc = json::parse(text);
   EXPECT_TRUE(doc.ok()) << doc.message() << "\n" << text;
   return doc.ok() ? std::move(*doc) : json::Document();
+}
+
+json::Document GatewayFixture::waitForDeadLetters() const {
+  using namespace std::chrono_literals;
+  json::Document letters;
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  do {
+    std::this_thread::sleep_for(50ms);
+    letters = parse(gateway_->get("/admin/dead-letters").body);
+  } while (letters["items"].Empty() && std::chrono::steady_clock::now() < deadline);
+  return letters;
 }
 
 const json::Value* GatewayFixture::findEntry(const json::Value& bundle, const std::string& type) {

@@ -33,6 +33,8 @@ class GatewayFixture : public ::testing::Test {
 
   // Resource of `type` in a Bundle answer; fails the test when absent.
   static const json::Value* findEntry(const json::Value& bundle, const std::string& type);
+  // GET /admin/dead-letters, polled until it lists something (at most 20 s).
+  json::Document waitForDeadLetters() const;
 
   double give_up_after_hours_ = 72;  // set in a derived fixture's constructor to test dead letters
   TempDir data_;

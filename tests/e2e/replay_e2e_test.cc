@@ -247,12 +247,7 @@ TEST_F(ReplayDeadLetters, CliQueuesADeadLetterThatTheRunningServerDelivers) {
   hie_.setStatus(503);
   startGateway();
   ASSERT_EQ(gateway_->post("/ingest/econsult", event("request")).status, 202);
-  json::Document letters;
-  const auto deadline = std::chrono::steady_clock::now() + 20s;
-  do {
-    std::this_thread::sleep_for(50ms);
-    letters = parse(gateway_->get("/admin/dead-letters").body);
-  } while (letters["items"].Empty() && std::chrono::steady_clock::now() < deadline);
+  json::Document letters = waitForDeadLetters();
   ASSERT_EQ(letters["items"].Size(), 1u);
   const std::string id = json::numberText(letters["items"][0]["id"]);
 
