@@ -158,13 +158,20 @@ class Output {
     used_ += size;
   }
   void append(std::string_view text) { append(text.data(), text.size()); }
+  // Room for `size` bytes (size <= kRoomLimit) written through the pointer, then advance().
+  static constexpr size_t kRoomLimit = 1024;
+  char* room(size_t size) {
+    if (size > sizeof buffer_ - used_) flush();
+    return buffer_ + used_;
+  }
+  void advance(size_t size) { used_ += size; }
   void flush() {
     out_.append(buffer_, used_);
     used_ = 0;
   }
 
  private:
-  char buffer_[4096];
+  char buffer_[8192];
   size_t used_ = 0;
   std::string& out_;
 };
@@ -235,6 +242,49 @@ void escapeTo(std::string_view text, Output& out) {
     }
   }
   out.append(data + run_start, size - run_start);
+}
+
+// True when no byte of `text` needs escaping.
+bool isPlain(const char* data, size_t size) {
+  size_t i = 0;
+  for (; i + 8 <= size; i += 8) {
+    uint64_t word;
+    std::memcpy(&word, data + i, 8);
+    if (!plainWord(word)) return false;
+  }
+  if (i == size) return true;
+  if (size >= 8) {  // the last 8 bytes, overlapping those already tested
+    uint64_t word;
+    std::memcpy(&word, data + size - 8, 8);
+    return plainWord(word);
+  }
+  for (; i < size; ++i) {
+    if (kNeedsEscape[static_cast<unsigned char>(data[i])]) return false;
+  }
+  return true;
+}
+
+// Writes `text` quoted and escaped, followed by `suffix` (a member name's ':', or nothing):
+// text that needs no escaping (nearly all) is one copy into the output buffer.
+void writeQuoted(std::string_view text, Output& out, char suffix = 0) {
+  const size_t size = text.size();
+  if (size + 3 <= Output::kRoomLimit && isPlain(text.data(), size)) {
+    char* at = out.room(size + 3);
+    at[0] = '"';
+    std::memcpy(at + 1, text.data(), size);
+    at[size + 1] = '"';
+    at[size + 2] = suffix;
+    out.advance(size + (suffix ? 3 : 2));
+    return;
+  }
+  out.put('"');
+  escapeTo(text, out);
+  out.put('"');
+  if (suffix) out.put(suffix);
+}
+
+inline std::string_view stringOf(const Value& value) {
+  return std::string_view(value.GetString(), value.GetStringLength());
 }
 
 void appendNative(const Value& value, Output& out) {
@@ -314,9 +364,63 @@ void write(const Value& value, Output& out, int indent, int depth) {
   }
 }
 
+// write() without indentation: the form documents are stored and sent in.
+void writeCompact(const Value& value, Output& out) {
+  switch (value.GetType()) {
+    case rapidjson::kNullType:
+      out.append("null", 4);
+      break;
+    case rapidjson::kFalseType:
+      out.append("false", 5);
+      break;
+    case rapidjson::kTrueType:
+      out.append("true", 4);
+      break;
+    case rapidjson::kNumberType:
+      appendNative(value, out);
+      break;
+    case rapidjson::kStringType: {
+      std::string_view text = stringOf(value);
+      if (!text.empty() && text[0] == '\0') {  // a tagged number (isTaggedNumber)
+        out.append(text.substr(1));
+      } else {
+        writeQuoted(text, out);
+      }
+      break;
+    }
+    case rapidjson::kArrayType: {
+      out.put('[');
+      bool first = true;
+      for (const Value& item : value.GetArray()) {
+        if (!first) out.put(',');
+        first = false;
+        writeCompact(item, out);
+      }
+      out.put(']');
+      break;
+    }
+    case rapidjson::kObjectType: {
+      out.put('{');
+      bool first = true;
+      for (const auto& member : value.GetObject()) {
+        if (!first) out.put(',');
+        first = false;
+        writeQuoted(stringOf(member.name), out, ':');
+        writeCompact(member.value, out);
+      }
+      out.put('}');
+      break;
+    }
+  }
+}
+
 void write(const Value& value, std::string& out, int indent) {
   Output output(out);
-  write(value, output, indent, 0);
+  if (indent < 0) {
+    writeCompact(value, output);
+  } else {
+    write(value, output, indent, 0);
+  }
 }
 
 }  // namespace

@@ -21,26 +21,53 @@ struct DigestContext {
   EVP_MD_CTX* context;
 };
 
-}  // namespace
-
-std::string sha256Hex(std::string_view bytes) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
+// The 32-byte digest of `bytes`.
+void sha256(std::string_view bytes, unsigned char (&digest)[SHA256_DIGEST_LENGTH]) {
   unsigned int length = 0;
   thread_local DigestContext digest_context;
   EVP_MD_CTX* context = digest_context.context;
   if (!EVP_DigestInit_ex2(context, sha256Method(), nullptr) || !EVP_DigestUpdate(context, bytes.data(), bytes.size()) ||
-      !EVP_DigestFinal_ex(context, digest, &length)) {
+      !EVP_DigestFinal_ex(context, digest, &length) || length != SHA256_DIGEST_LENGTH) {
     // Not reachable with a working libcrypto; the one-shot call is the fallback.
     SHA256(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), digest);
-    length = SHA256_DIGEST_LENGTH;
   }
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out(2 * static_cast<size_t>(length), '\0');
-  for (unsigned int index = 0; index < length; ++index) {
-    out[2 * index] = kHex[digest[index] >> 4];
-    out[2 * index + 1] = kHex[digest[index] & 0xF];
+}
+
+constexpr char kHex[] = "0123456789abcdef";
+
+}  // namespace
+
+void sha256HexInto(std::string_view bytes, std::string& hex) {
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  sha256(bytes, digest);
+  hex.resize(2 * SHA256_DIGEST_LENGTH);
+  for (size_t index = 0; index < SHA256_DIGEST_LENGTH; ++index) {
+    hex[2 * index] = kHex[digest[index] >> 4];
+    hex[2 * index + 1] = kHex[digest[index] & 0xF];
   }
+}
+
+std::string sha256Hex(std::string_view bytes) {
+  std::string out;
+  sha256HexInto(bytes, out);
   return out;
+}
+
+void deriveIdInto(std::string_view joined, std::string& id) {
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  sha256(joined, digest);
+  // The first 16 bytes as 8-4-4-4-12 hex digits; RFC 9562 version 8 (custom) UUID: version
+  // nibble 8, variant bits 10.
+  id.resize(36);
+  size_t at = 0;
+  for (size_t index = 0; index < 16; ++index) {
+    if (index == 4 || index == 6 || index == 8 || index == 10) id[at++] = '-';
+    id[at++] = kHex[digest[index] >> 4];
+    id[at++] = kHex[digest[index] & 0xF];
+  }
+  static constexpr char kVariant[] = "89ab";
+  id[14] = '8';
+  id[19] = kVariant[(digest[8] >> 4) & 0x3];
 }
 
 std::string deriveId(std::initializer_list<std::string_view> parts) {
@@ -51,17 +78,8 @@ std::string deriveId(std::initializer_list<std::string_view> parts) {
     first = false;
     joined.append(part);
   }
-  const std::string hex = sha256Hex(joined);
-  // RFC 9562 version 8 (custom) UUID: version nibble 8, variant bits 10.
-  static constexpr char kVariant[] = "89ab";
-  std::string id(36, '-');
-  hex.copy(&id[0], 8, 0);
-  hex.copy(&id[9], 4, 8);
-  hex.copy(&id[14], 4, 12);
-  hex.copy(&id[19], 4, 16);
-  hex.copy(&id[24], 12, 20);
-  id[14] = '8';
-  id[19] = kVariant[(hex[16] >= 'a' ? hex[16] - 'a' + 10 : hex[16] - '0') & 0x3];
+  std::string id;
+  deriveIdInto(joined, id);
   return id;
 }
 

@@ -15,8 +15,15 @@ namespace fhir::mappers {
 // what makes re-sent events idempotent.
 std::string deriveId(std::initializer_list<std::string_view> parts);
 
+// deriveId() of parts already joined with '\x1f', written into `id` (its buffer reused: the
+// mapping engine derives several ids per record).
+void deriveIdInto(std::string_view joined, std::string& id);
+
 // Lower-case hex SHA-256 of `bytes`.
 std::string sha256Hex(std::string_view bytes);
+
+// sha256Hex() written into `hex` (its buffer reused).
+void sha256HexInto(std::string_view bytes, std::string& hex);
 
 // True when `npi` is 10 digits whose last digit is the Luhn check digit computed over
 // "80840" + the first nine digits (CMS NPI check-digit rule).

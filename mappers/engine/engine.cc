@@ -2,6 +2,7 @@
 #include "mappers/engine/engine.h"
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstring>
 #include <ctime>
@@ -1091,9 +1092,52 @@ std::string nowUtc() {
   return buffer;
 }
 
+// Where a scope's value sits in the record, as path steps, for issue locations only. Scopes are
+// copied for every item and resource of every record and issues are rare, so the steps are kept
+// inline as views of names that outlive the record's mapping (spec path steps, the record's
+// member names, literals) or as array indexes; steps() spells them out when an issue needs them.
+class Location {
+ public:
+  Location() = default;
+  Location(std::initializer_list<std::string_view> names) {
+    for (std::string_view name : names) push(name);
+  }
+  void push(std::string_view name) { add(Step{name.data(), static_cast<uint32_t>(name.size()), 0}); }
+  void push(size_t index) { add(Step{nullptr, 0, static_cast<uint32_t>(index)}); }
+  void pop() {
+    if (!overflow_.empty()) overflow_.pop_back();
+    else --size_;
+  }
+  std::vector<std::string> steps() const {
+    std::vector<std::string> out;
+    out.reserve(size_ + overflow_.size());
+    for (size_t index = 0; index < size_; ++index) out.push_back(text(inline_[index]));
+    for (const Step& step : overflow_) out.push_back(text(step));
+    return out;
+  }
+
+ private:
+  struct Step {
+    const char* name;  // nullptr: an array index
+    uint32_t size;
+    uint32_t index;
+  };
+  static std::string text(const Step& step) {
+    return step.name ? std::string(step.name, step.size) : std::to_string(step.index);
+  }
+  void add(Step step) {
+    if (size_ < kInline && overflow_.empty()) inline_[size_++] = step;
+    else overflow_.push_back(step);
+  }
+  static constexpr size_t kInline = 8;
+  std::array<Step, kInline> inline_{};
+  size_t size_ = 0;
+  std::vector<Step> overflow_;  // steps beyond kInline
+};
+
 struct Scope {
   const json::Value* value;
-  std::vector<std::string> location;
+  Location location;
   size_t index = 0;  // 1-based forEach index
 };
 
@@ -1125,7 +1169,17 @@ class Run {
     }
     issues_->atLocation(Severity::kError, code, where, diagnostics);
   }
-  std::string expand(std::string_view text, const Scope& scope) const;
+  // `text` with its {variables} replaced. The view is valid until the next call; templates
+  // naming only run constants ({payer}, {spec}, ...) are expanded once per run.
+  std::string_view expand(std::string_view text, const Scope& scope) const;
+  // The "Type/id" of this record's resource `key` (not made per item), or nullptr.
+  const std::string* referenceOf(std::string_view key) const {
+    for (size_t index = 0; index < reference_count_; ++index) {
+      if (references_[index].first == key) return &references_[index].second;
+    }
+    return nullptr;
+  }
+  std::string& setReference(std::string_view key);
   const json::Value* resolve(const SourcePath& path, const Scope& scope) const;
   // Evaluates `expr`; nullopt when absent (reported when required) or invalid (reported).
   std::optional<json::Value> evaluate(const ValueExpr& expr, const Scope& scope, json::Allocator& allocator,
@@ -1157,7 +1211,18 @@ class Run {
   const json::Value* record_ = nullptr;
   IssueList* issues_ = nullptr;
   std::string record_id_;
-  std::map<std::string, std::string> references_;  // resource key -> "Type/id"
+  // resource key -> "Type/id" for this record: the first reference_count_ entries (the others
+  // keep their buffers for the next record).
+  std::vector<std::pair<std::string_view, std::string>> references_;
+  size_t reference_count_ = 0;
+  mutable std::unordered_map<std::string_view, std::string> constant_expansions_;
+  mutable std::string expansion_;
+  // Per-record work lists, members so that their buffers are reused from record to record.
+  std::vector<const ResourceProgram*> produced_;
+  std::vector<std::string> ids_;
+  std::vector<Scope> scopes_;  // the item a resource made per item reads; else the root
+  std::vector<Scope> program_scopes_;
+  std::string joined_, text_;
   const json::Value* entries_ = nullptr;            // the Bundle entries built so far (coverageOn)
   // forEach resource key -> ("Type/id", the source item) per instance made ("references" rules).
   std::map<std::string, std::vector<std::pair<std::string, Scope>>> instances_;
@@ -1165,9 +1230,22 @@ class Run {
   std::string payer_reference_;  // "Organization/<id>" of the payer, the Provenance's agent
 };
 
-std::string Run::expand(std::string_view text, const Scope& scope) const {
-  if (text.find('{') == std::string_view::npos) return std::string(text);
-  std::string out;
+std::string& Run::setReference(std::string_view key) {
+  for (size_t index = 0; index < reference_count_; ++index) {
+    if (references_[index].first == key) return references_[index].second;
+  }
+  if (reference_count_ == references_.size()) references_.emplace_back();
+  auto& [name, reference] = references_[reference_count_++];
+  name = key;
+  return reference;
+}
+
+std::string_view Run::expand(std::string_view text, const Scope& scope) const {
+  if (text.find('{') == std::string_view::npos) return text;
+  if (auto cached = constant_expansions_.find(text); cached != constant_expansions_.end()) return cached->second;
+  bool constant = true;
+  std::string& out = expansion_;
+  out.clear();
   size_t position = 0;
   while (position < text.size()) {
     size_t open = text.find('{', position);
@@ -1180,21 +1258,21 @@ std::string Run::expand(std::string_view text, const Scope& scope) const {
     else if (name == "payerName") out += payer_ && !payer_->name.empty() ? payer_->name : payer_id_;
     else if (name == "spec") out += spec_.id;
     else if (name == "now") out += now_;
-    else if (name == "index") out += std::to_string(scope.index);
-    else if (name == "position") out += std::to_string(scope.index);
-    else if (name == "recordId") out += record_id_;
+    else if (name == "index" || name == "position") out += std::to_string(scope.index), constant = false;
+    else if (name == "recordId") out += record_id_, constant = false;
     else if (name == "source") out += options_.source_name;
     else out.append(text.substr(open, close - open + 1));
     position = close + 1;
   }
   out.append(text.substr(position));
+  if (constant) return constant_expansions_.emplace(text, out).first->second;
   return out;
 }
 
 // Where a source path points (for issues only; built when an issue needs it).
 std::vector<std::string> locationOf(const SourcePath& path, const Scope& scope) {
   std::vector<std::string> out;
-  if (!path.absolute) out = scope.location;
+  if (!path.absolute) out = scope.location.steps();
   if (!path.self) out.insert(out.end(), path.steps.begin(), path.steps.end());
   return out;
 }
@@ -1245,7 +1323,7 @@ std::optional<json::Value> Run::evaluate(const ValueExpr& expr, const Scope& sco
   json::Value result;
   size_t picked_component = 0;  // 1-based, when a component transform picked one
   auto where = [&]() {
-    std::vector<std::string> steps = expr.kind == ValueExpr::Kind::kSource ? locationOf(expr.from, scope) : scope.location;
+    std::vector<std::string> steps = expr.kind == ValueExpr::Kind::kSource ? locationOf(expr.from, scope) : scope.location.steps();
     if (picked_component) steps.push_back(std::to_string(picked_component - 1));
     return steps;
   };
@@ -1262,10 +1340,10 @@ std::optional<json::Value> Run::evaluate(const ValueExpr& expr, const Scope& sco
       break;
     }
     case ValueExpr::Kind::kReference: {
-      auto found = references_.find(expr.reference_key);
-      if (found == references_.end()) return std::nullopt;
+      const std::string* found = referenceOf(expr.reference_key);
+      if (!found) return std::nullopt;
       json::Value reference(rapidjson::kObjectType);
-      reference.AddMember("reference", json::makeString(found->second, allocator), allocator);
+      reference.AddMember("reference", json::makeString(*found, allocator), allocator);
       return reference;
     }
     case ValueExpr::Kind::kLiteral:
@@ -1558,16 +1636,16 @@ bool Run::test(const Condition& cond, const Scope& scope, json::Allocator& alloc
 
 // Collects the values `steps[step..]` reaches below `value`; "*" takes every array element or
 // every member of an object (X12 elements, skipping the "@" meta members).
-void collect(const json::Value* value, const std::vector<std::string>& steps, size_t step,
-             std::vector<std::string>& location, std::vector<Scope>& out) {
+void collect(const json::Value* value, const std::vector<std::string>& steps, size_t step, size_t end,
+             Location& location, std::vector<Scope>& out) {
   if (!value) return;
-  if (step == steps.size()) {
+  if (step == end) {
     if (value->IsNull() || (json::isString(*value) && json::stringView(*value).empty())) return;
     if (value->IsArray()) {
       for (rapidjson::SizeType index = 0; index < value->Size(); ++index) {
-        location.push_back(std::to_string(index));
+        location.push(index);
         out.push_back(Scope{&(*value)[index], location, 0});
-        location.pop_back();
+        location.pop();
       }
     } else {
       out.push_back(Scope{value, location, 0});
@@ -1578,16 +1656,16 @@ void collect(const json::Value* value, const std::vector<std::string>& steps, si
   if (name == "*") {
     if (value->IsArray()) {
       for (rapidjson::SizeType index = 0; index < value->Size(); ++index) {
-        location.push_back(std::to_string(index));
-        collect(&(*value)[index], steps, step + 1, location, out);
-        location.pop_back();
+        location.push(index);
+        collect(&(*value)[index], steps, step + 1, end, location, out);
+        location.pop();
       }
     } else if (value->IsObject()) {
       for (const auto& member : value->GetObject()) {
         if (member.name.GetStringLength() > 0 && member.name.GetString()[0] == '@') continue;
-        location.emplace_back(member.name.GetString(), member.name.GetStringLength());
-        collect(&member.value, steps, step + 1, location, out);
-        location.pop_back();
+        location.push(std::string_view(member.name.GetString(), member.name.GetStringLength()));
+        collect(&member.value, steps, step + 1, end, location, out);
+        location.pop();
       }
     }
     return;
@@ -1601,22 +1679,22 @@ void collect(const json::Value* value, const std::vector<std::string>& steps, si
   } else if (json::isString(*value) && name == "0") {
     next = value;  // an X12 element without components is its own first component
   }
-  location.push_back(name);
-  collect(next, steps, step + 1, location, out);
-  location.pop_back();
+  location.push(name);
+  collect(next, steps, step + 1, end, location, out);
+  location.pop();
 }
 
 std::vector<Scope> Run::items(const Rule& rule, const Scope& scope) const { return itemsOf(rule.for_each, scope); }
 
 // HL7 v2 "F.repetitions.*": the repetitions of field F; a field sent without repetitions is its
 // own single repetition.
-bool hl7Repetitions(const json::Value* start, const std::vector<std::string>& steps, std::vector<std::string> location,
+bool hl7Repetitions(const json::Value* start, const std::vector<std::string>& steps, Location location,
                     std::vector<Scope>& out) {
   if (steps.size() < 2 || steps[steps.size() - 2] != "repetitions" || steps.back() != "*") return false;
   const json::Value* field = start;
   for (size_t step = 0; step + 2 < steps.size() && field; ++step) {
     if (steps[step] == "*") return false;
-    location.push_back(steps[step]);
+    location.push(steps[step]);
     if (field->IsObject()) {
       field = json::find(*field, steps[step]);
     } else if (field->IsArray()) {
@@ -1627,17 +1705,17 @@ bool hl7Repetitions(const json::Value* start, const std::vector<std::string>& st
     }
   }
   if (!field || field->IsNull() || (json::isString(*field) && json::stringView(*field).empty())) return true;
-  location.push_back("repetitions");
+  location.push("repetitions");
   const json::Value* list = field->IsObject() ? json::find(*field, "repetitions") : nullptr;
   if (list && list->IsArray()) {
     for (rapidjson::SizeType index = 0; index < list->Size(); ++index) {
-      location.push_back(std::to_string(index));
+      location.push(index);
       out.push_back(Scope{&(*list)[index], location, 0});
-      location.pop_back();
+      location.pop();
     }
     return true;
   }
-  location.push_back("0");
+  location.push(size_t{0});
   out.push_back(Scope{field, location, 0});
   return true;
 }
@@ -1649,21 +1727,20 @@ std::vector<Scope> Run::itemsOf(const std::vector<SourcePath>& paths, const Scop
       out.push_back(scope);
       continue;
     }
-    std::vector<std::string> location = path.absolute ? std::vector<std::string>() : scope.location;
+    Location location = path.absolute ? Location() : scope.location;
     const json::Value* start = path.absolute ? record_ : scope.value;
     if (spec_.reader == ReaderKind::kHl7v2 && hl7Repetitions(start, path.steps, location, out)) continue;
     if (!path.steps.empty() && path.steps.back() == "*") {
       // "a.*": the members/elements themselves are the items, composites included whole.
-      std::vector<std::string> parent(path.steps.begin(), path.steps.end() - 1);
       std::vector<Scope> holders;
-      collect(start, parent, 0, location, holders);
+      collect(start, path.steps, 0, path.steps.size() - 1, location, holders);
       for (const Scope& holder : holders) {
         if (holder.value->IsObject()) {
           for (const auto& member : holder.value->GetObject()) {
             if (member.name.GetStringLength() > 0 && member.name.GetString()[0] == '@') continue;
             if (json::isString(member.value) && json::stringView(member.value).empty()) continue;
             Scope item{&member.value, holder.location, 0};
-            item.location.emplace_back(member.name.GetString(), member.name.GetStringLength());
+            item.location.push(std::string_view(member.name.GetString(), member.name.GetStringLength()));
             out.push_back(std::move(item));
           }
         } else {
@@ -1672,7 +1749,7 @@ std::vector<Scope> Run::itemsOf(const std::vector<SourcePath>& paths, const Scop
       }
       continue;
     }
-    collect(start, path.steps, 0, location, out);
+    collect(start, path.steps, 0, path.steps.size(), location, out);
   }
   return out;
 }
@@ -1785,7 +1862,7 @@ std::optional<json::Value> Run::eventValue(const ValueExpr& expr, const Scope& s
       return evaluate(expr.part_values[0], item, allocator, failed);
     }
     if (expr.required) {
-      error(scope.location, "required", "no item of " + expr.pick_for_each[0].text + " gives a value");
+      error(scope.location.steps(), "required", "no item of " + expr.pick_for_each[0].text + " gives a value");
       failed = true;
     }
     return std::nullopt;
@@ -1869,9 +1946,9 @@ std::optional<json::Value> Run::coverageOn(const ValueExpr& expr, const Scope& s
   std::optional<json::Value> date = evaluate(expr.part_values[0], scope, allocator, failed);
   if (!date) return std::nullopt;
   std::vector<CoverageFact> known;
-  auto patient = references_.find(expr.patient_key);
-  if (options_.directory && patient != references_.end() && patient->second.rfind("Patient/", 0) == 0) {
-    known = options_.directory->coverageOf(patient->second.substr(8));
+  const std::string* patient = referenceOf(expr.patient_key);
+  if (options_.directory && patient && patient->rfind("Patient/", 0) == 0) {
+    known = options_.directory->coverageOf(patient->substr(8));
   }
   for (CoverageFact& fact : bundleCoverage(entries_)) {
     auto same = std::find_if(known.begin(), known.end(), [&](const CoverageFact& existing) { return existing.coverage_id == fact.coverage_id; });
@@ -2042,7 +2119,7 @@ bool Run::map(const json::Value& record, const std::string& raw, const std::stri
               IssueList& issues) {
   record_ = &record;
   issues_ = &issues;
-  references_.clear();
+  reference_count_ = 0;
   Scope root{&record, {}, 0};
   if (!spec_.group_by.empty()) root = Scope{&record["lines"][0], {"lines", "0"}, 0};
   json::Document& bundle = out.bundle;
@@ -2065,14 +2142,18 @@ bool Run::map(const json::Value& record, const std::string& raw, const std::stri
   }
 
   // Ids first, so references work in any order.
-  std::vector<const ResourceProgram*> produced;
-  std::vector<std::string> ids;
-  std::vector<Scope> scopes;  // the item a resource made per item reads; else the root
+  std::vector<const ResourceProgram*>& produced = produced_;
+  std::vector<std::string>& ids = ids_;
+  std::vector<Scope>& scopes = scopes_;
+  produced.clear();
+  scopes.clear();
+  size_t id_count = 0;
   instances_.clear();
   last_ids_.resize(spec_.resources.size());
   for (const ResourceProgram& program : spec_.resources) {
     if (program.when && !test(*program.when, root, allocator, failed)) continue;
-    std::vector<Scope> program_scopes;
+    std::vector<Scope>& program_scopes = program_scopes_;
+    program_scopes.clear();
     if (program.for_each.empty()) {
       program_scopes.push_back(root);
     } else {
@@ -2084,7 +2165,8 @@ bool Run::map(const json::Value& record, const std::string& raw, const std::stri
       }
     }
     for (const Scope& scope : program_scopes) {
-      std::string joined;
+      std::string& joined = joined_;
+      joined.clear();
       bool complete = true;
       for (size_t index = 0; index < program.id.size(); ++index) {
         const IdPart& part = program.id[index];
@@ -2104,26 +2186,28 @@ bool Run::map(const json::Value& record, const std::string& raw, const std::stri
       // Consecutive records often name the same payer, billing organization or member.
       auto& [last_joined, last_id] = last_ids_[static_cast<size_t>(&program - spec_.resources.data())];
       if (last_id.empty() || joined != last_joined) {
-        last_id = deriveId({joined});
-        last_joined = std::move(joined);
+        deriveIdInto(joined, last_id);
+        last_joined.assign(joined);
       }
-      std::string id = last_id;
+      if (id_count == ids.size()) ids.emplace_back();
+      std::string& id = ids[id_count];
+      id.assign(last_id);
       // Resources made per item are named with referenceTo (their ids) or listed by "references".
       if (program.for_each.empty()) {
-        references_[program.key] = program.type + "/" + id;
+        setReference(program.key).assign(program.type).append("/").append(id);
       } else {
         std::vector<std::pair<std::string, Scope>>& made = instances_[program.key];
         std::string reference = program.type + "/" + id;
         bool twice = std::any_of(made.begin(), made.end(), [&](const auto& earlier) { return earlier.first == reference; });
         if (twice && !program.unique_message.empty()) {
-          error(scope.location, "business-rule", program.unique_message);
+          error(scope.location.steps(), "business-rule", program.unique_message);
           failed = true;
           continue;
         }
         made.emplace_back(std::move(reference), scope);
       }
       produced.push_back(&program);
-      ids.push_back(std::move(id));
+      ++id_count;
       scopes.push_back(scope);
     }
   }
@@ -2131,17 +2215,24 @@ bool Run::map(const json::Value& record, const std::string& raw, const std::stri
   json::Value entries(rapidjson::kArrayType);
   entries_ = &entries;
   json::Value targets(rapidjson::kArrayType);
-  std::set<std::string> seen;
+  std::string& text = text_;
   auto addEntry = [&](json::Value resource, const std::string& type, const std::string& id) {
     json::Value entry(rapidjson::kObjectType);
-    std::string full_url = options_.base_url.empty() ? "urn:uuid:" + id : options_.base_url + "/" + type + "/" + id;
-    entry.AddMember("fullUrl", json::makeString(full_url, allocator), allocator);
+    if (options_.base_url.empty()) text.assign("urn:uuid:").append(id);
+    else text.assign(options_.base_url).append("/").append(type).append("/").append(id);
+    entry.AddMember("fullUrl", json::makeString(text, allocator), allocator);
     entry.AddMember("resource", resource, allocator);
     entries.PushBack(entry, allocator);
   };
+  auto madeBefore = [&](size_t index) {  // the same resource twice (one practitioner in two roles)
+    for (size_t earlier = 0; earlier < index; ++earlier) {
+      if (ids[earlier] == ids[index] && produced[earlier]->type == produced[index]->type) return true;
+    }
+    return false;
+  };
   for (size_t index = 0; index < produced.size(); ++index) {
     const ResourceProgram& program = *produced[index];
-    if (!seen.insert(program.type + "/" + ids[index]).second) continue;  // same resource twice (one practitioner in two roles)
+    if (madeBefore(index)) continue;
     json::Value resource(rapidjson::kObjectType);
     resource.AddMember("resourceType", json::makeString(program.type, allocator), allocator);
     resource.AddMember("id", json::makeString(ids[index], allocator), allocator);
@@ -2155,21 +2246,25 @@ bool Run::map(const json::Value& record, const std::string& raw, const std::stri
     for (const Rule& rule : program.rules) apply(rule, resource, scopes[index], allocator, failed);
     if (program.merge) mergeStored(resource, allocator);
     json::Value target(rapidjson::kObjectType);
-    target.AddMember("reference", json::makeString(program.type + "/" + ids[index], allocator), allocator);
+    text.assign(program.type).append("/").append(ids[index]);
+    target.AddMember("reference", json::makeString(text, allocator), allocator);
     targets.PushBack(target, allocator);
     addEntry(std::move(resource), program.type, ids[index]);
   }
   if (failed || issues.hasErrors()) return false;
 
   // The Provenance: which payer or system sent which bytes.
-  std::string provenance_id = deriveId({"Provenance", spec_.id, payer_id_, record_id_});
+  std::string provenance_id;
+  joined_.assign("Provenance\x1f").append(spec_.id).append("\x1f").append(payer_id_).append("\x1f").append(record_id_);
+  deriveIdInto(joined_, provenance_id);
   json::Value provenance(rapidjson::kObjectType);
   provenance.AddMember("resourceType", "Provenance", allocator);
   provenance.AddMember("id", json::makeString(provenance_id, allocator), allocator);
   {
     json::Value meta(rapidjson::kObjectType);
     json::Value profiles(rapidjson::kArrayType);
-    profiles.PushBack(json::makeString(std::string(kBase) + "/StructureDefinition/mapping-provenance", allocator), allocator);
+    static const std::string kProfile = std::string(kBase) + "/StructureDefinition/mapping-provenance";
+    profiles.PushBack(json::makeString(kProfile, allocator), allocator);
     meta.AddMember("profile", profiles, allocator);
     provenance.AddMember("meta", meta, allocator);
   }
@@ -2179,8 +2274,8 @@ bool Run::map(const json::Value& record, const std::string& raw, const std::stri
   json::Value who(rapidjson::kObjectType);
   if (!spec_.provenance_agent.empty()) {
     who = provenanceAgent(root, allocator, failed);
-  } else if (auto named = references_.find(spec_.agent_key); !spec_.agent_key.empty() && named != references_.end()) {
-    who.AddMember("reference", json::makeString(named->second, allocator), allocator);
+  } else if (const std::string* named = spec_.agent_key.empty() ? nullptr : referenceOf(spec_.agent_key)) {
+    who.AddMember("reference", json::makeString(*named, allocator), allocator);
   } else {
     if (payer_reference_.empty()) payer_reference_ = "Organization/" + deriveId({"Organization", "payer", payer_id_});
     who.AddMember("reference", json::makeString(payer_reference_, allocator), allocator);
@@ -2192,15 +2287,19 @@ bool Run::map(const json::Value& record, const std::string& raw, const std::stri
   provenance.AddMember("agent", agents, allocator);
   json::Value entity(rapidjson::kObjectType);
   json::Value digest(rapidjson::kObjectType);
-  digest.AddMember("url", json::makeString(std::string(kBase) + "/StructureDefinition/source-record-digest", allocator), allocator);
-  digest.AddMember("valueString", json::makeString(sha256Hex(raw), allocator), allocator);
+  static const std::string kDigestUrl = std::string(kBase) + "/StructureDefinition/source-record-digest";
+  digest.AddMember("url", json::makeString(kDigestUrl, allocator), allocator);
+  sha256HexInto(raw, text);
+  digest.AddMember("valueString", json::makeString(text, allocator), allocator);
   json::Value extensions(rapidjson::kArrayType);
   extensions.PushBack(digest, allocator);
   entity.AddMember("extension", extensions, allocator);
   entity.AddMember("role", "source", allocator);
   json::Value identifier(rapidjson::kObjectType);
-  identifier.AddMember("system", json::makeString(std::string(kBase) + "/sid/source-record", allocator), allocator);
-  identifier.AddMember("value", json::makeString(payer_id_ + ":" + options_.source_name + ":" + position, allocator), allocator);
+  static const std::string kSourceRecord = std::string(kBase) + "/sid/source-record";
+  identifier.AddMember("system", json::makeString(kSourceRecord, allocator), allocator);
+  text.assign(payer_id_).append(":").append(options_.source_name).append(":").append(position);
+  identifier.AddMember("value", json::makeString(text, allocator), allocator);
   json::Value what(rapidjson::kObjectType);
   what.AddMember("identifier", identifier, allocator);
   entity.AddMember("what", what, allocator);
@@ -2210,7 +2309,9 @@ bool Run::map(const json::Value& record, const std::string& raw, const std::stri
   addEntry(std::move(provenance), "Provenance", provenance_id);
 
   bundle.AddMember("resourceType", "Bundle", allocator);
-  bundle.AddMember("id", json::makeString(deriveId({"Bundle", spec_.id, payer_id_, record_id_}), allocator), allocator);
+  joined_.assign("Bundle\x1f").append(spec_.id).append("\x1f").append(payer_id_).append("\x1f").append(record_id_);
+  deriveIdInto(joined_, text);
+  bundle.AddMember("id", json::makeString(text, allocator), allocator);
   bundle.AddMember("type", "collection", allocator);
   bundle.AddMember("entry", entries, allocator);
   entries_ = nullptr;
