@@ -7,6 +7,10 @@
 #include <cstring>
 #include <vector>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include <rapidjson/error/en.h>
 #include <rapidjson/internal/dtoa.h>
 #include <rapidjson/internal/itoa.h>
@@ -244,38 +248,74 @@ void escapeTo(std::string_view text, Output& out) {
   out.append(data + run_start, size - run_start);
 }
 
-// True when no byte of `text` needs escaping.
-bool isPlain(const char* data, size_t size) {
-  size_t i = 0;
-  for (; i + 8 <= size; i += 8) {
-    uint64_t word;
-    std::memcpy(&word, data + i, 8);
-    if (!plainWord(word)) return false;
+// Copies `size` bytes from `from` to `to` (room for `size` bytes) when none needs escaping;
+// false otherwise, having copied some of them. Reads and writes only inside both ranges, in
+// overlapping 16-, 8- or 4-byte blocks.
+bool copyPlain(const char* from, size_t size, char* to) {
+#if defined(__SSE2__)
+  if (size >= 16) {
+    const __m128i quote = _mm_set1_epi8('"');
+    const __m128i backslash = _mm_set1_epi8('\\');
+    const __m128i control = _mm_set1_epi8(0x1F);
+    auto block = [&](size_t at) {
+      const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(from + at));
+      const __m128i flagged = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(bytes, quote), _mm_cmpeq_epi8(bytes, backslash)),
+                                           _mm_cmpeq_epi8(_mm_max_epu8(bytes, control), control));  // byte <= 0x1F
+      if (_mm_movemask_epi8(flagged) != 0) return false;
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(to + at), bytes);
+      return true;
+    };
+    size_t at = 0;
+    for (; at + 16 <= size; at += 16) {
+      if (!block(at)) return false;
+    }
+    return at == size || block(size - 16);
   }
-  if (i == size) return true;
-  if (size >= 8) {  // the last 8 bytes, overlapping those already tested
-    uint64_t word;
-    std::memcpy(&word, data + size - 8, 8);
-    return plainWord(word);
+#endif
+  if (size >= 8) {
+    size_t at = 0;
+    for (; at + 8 <= size; at += 8) {
+      uint64_t word;
+      std::memcpy(&word, from + at, 8);
+      if (!plainWord(word)) return false;
+      std::memcpy(to + at, &word, 8);
+    }
+    if (at == size) return true;
+    uint64_t last;
+    std::memcpy(&last, from + size - 8, 8);
+    if (!plainWord(last)) return false;
+    std::memcpy(to + size - 8, &last, 8);
+    return true;
   }
-  for (; i < size; ++i) {
-    if (kNeedsEscape[static_cast<unsigned char>(data[i])]) return false;
+  if (size >= 4) {
+    uint32_t first, last;
+    std::memcpy(&first, from, 4);
+    std::memcpy(&last, from + size - 4, 4);
+    if (!plainWord(static_cast<uint64_t>(first) | static_cast<uint64_t>(last) << 32)) return false;
+    std::memcpy(to, &first, 4);
+    std::memcpy(to + size - 4, &last, 4);
+    return true;
+  }
+  for (size_t at = 0; at < size; ++at) {
+    if (kNeedsEscape[static_cast<unsigned char>(from[at])]) return false;
+    to[at] = from[at];
   }
   return true;
 }
 
 // Writes `text` quoted and escaped, followed by `suffix` (a member name's ':', or nothing):
-// text that needs no escaping (nearly all) is one copy into the output buffer.
+// text that needs no escaping (nearly all) is copied straight into the output buffer.
 void writeQuoted(std::string_view text, Output& out, char suffix = 0) {
   const size_t size = text.size();
-  if (size + 3 <= Output::kRoomLimit && isPlain(text.data(), size)) {
+  if (size + 3 <= Output::kRoomLimit) {
     char* at = out.room(size + 3);
-    at[0] = '"';
-    std::memcpy(at + 1, text.data(), size);
-    at[size + 1] = '"';
-    at[size + 2] = suffix;
-    out.advance(size + (suffix ? 3 : 2));
-    return;
+    if (copyPlain(text.data(), size, at + 1)) {
+      at[0] = '"';
+      at[size + 1] = '"';
+      at[size + 2] = suffix;
+      out.advance(size + (suffix ? 3 : 2));
+      return;
+    }
   }
   out.put('"');
   escapeTo(text, out);

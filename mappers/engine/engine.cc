@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <ctime>
@@ -36,11 +37,50 @@ constexpr std::string_view kBase = "https://fhir.alignment-gateway.org";
 // kJsonEvents: NDJSON, or one JSON object over several lines (a pretty-printed event).
 enum class ReaderKind { kCsv, kNdjson, kJson, kX12, kHl7v2, kJsonEvents };
 
+// Where a step's member was found last, an index into its object, tried first: records of one
+// source have their members in the same order. A relaxed atomic, because compiled specs are
+// shared by the threads mapping at the same time; only a hint, any value is safe.
+struct MemberHint {
+  mutable std::atomic<uint32_t> at{0};
+  MemberHint() = default;
+  MemberHint(const MemberHint& other) : at(other.at.load(std::memory_order_relaxed)) {}
+  MemberHint& operator=(const MemberHint& other) {
+    at.store(other.at.load(std::memory_order_relaxed), std::memory_order_relaxed);
+    return *this;
+  }
+};
+
+// Member `key` of `object` (nullptr when absent or not an object), trying `hint` first.
+const json::Value* findHinted(const json::Value& object, std::string_view key, const MemberHint& hint) {
+  if (!object.IsObject()) return nullptr;
+  const auto count = object.MemberCount();
+  const auto members = object.MemberBegin();
+  auto named = [&](rapidjson::SizeType index) {
+    const json::Value& name = members[index].name;
+    return name.GetStringLength() == key.size() && std::memcmp(name.GetString(), key.data(), key.size()) == 0;
+  };
+  const uint32_t hinted = hint.at.load(std::memory_order_relaxed);
+  if (hinted < count && named(hinted)) return &members[hinted].value;
+  for (rapidjson::SizeType index = 0; index < count; ++index) {
+    if (!named(index)) continue;
+    hint.at.store(index, std::memory_order_relaxed);
+    return &members[index].value;
+  }
+  return nullptr;
+}
+
 struct SourcePath {
+  static constexpr size_t kHinted = 4;  // steps with a MemberHint
   bool absolute = false;  // "$.a.b": from the record root
   bool self = false;      // ".": the current item
   std::vector<std::string> steps;
   std::string text;
+  std::array<MemberHint, kHinted> hints;
+  // Member `steps[step]` of `object`.
+  const json::Value* member(const json::Value& object, size_t step) const {
+    if (step < kHinted) return findHinted(object, steps[step], hints[step]);
+    return json::find(object, steps[step]);
+  }
 };
 
 // One code translation table of a ConceptMap group.
@@ -124,6 +164,9 @@ struct Condition {
 struct Rule {
   size_t line = 0;
   std::vector<PathStep> target;
+  // How many leading steps of `target` the rule before it in its list writes through too
+  // (identifier[0].system, then identifier[0].value: 1), none appending; see SlotCache.
+  size_t shared_steps = 0;
   std::optional<Condition> when;
   ValueExpr value;
   // forEach rules
@@ -1141,6 +1184,19 @@ struct Scope {
   size_t index = 0;  // 1-based forEach index
 };
 
+// The nodes the last slot() call for a list of rules walked through, so that the next rule of
+// the list sharing leading target steps with it (Rule::shared_steps) starts below them instead
+// of finding them again. Only slot() changes the target between two rules of one list, and a
+// node's place changes only when members are added to its parent: the cached nodes stay valid.
+struct SlotCache {
+  static constexpr size_t kDepth = 8;
+  const Rule* rule = nullptr;  // the rule of the last slot() call on `target`
+  const json::Value* target = nullptr;
+  std::array<json::Value*, kDepth> nodes{};  // nodes[k]: the value reached by step k
+};
+
+json::Value& slot(json::Value& object, const Rule& rule, json::Allocator& allocator, SlotCache& cache);
+
 class Run {
  public:
   Run(const CompiledSpec& spec, const MapOptions& options, std::string payer_id, const PayerInfo* payer,
@@ -1185,9 +1241,16 @@ class Run {
   std::optional<json::Value> evaluate(const ValueExpr& expr, const Scope& scope, json::Allocator& allocator,
                                       bool& failed);
   bool test(const Condition& cond, const Scope& scope, json::Allocator& allocator, bool& failed);
-  void apply(const Rule& rule, json::Value& target, const Scope& scope, json::Allocator& allocator, bool& failed);
+  void apply(const Rule& rule, json::Value& target, const Scope& scope, json::Allocator& allocator, bool& failed,
+             SlotCache& cache);
+  // apply() for each rule of a list, in order, writing into `target`.
+  void applyAll(const std::vector<Rule>& rules, json::Value& target, const Scope& scope, json::Allocator& allocator,
+                bool& failed);
   std::vector<Scope> items(const Rule& rule, const Scope& scope) const;
+  // The items `paths` reach from `scope`. Their locations view the paths' steps: `paths` must
+  // outlive them (the spec's own paths do).
   std::vector<Scope> itemsOf(const std::vector<SourcePath>& paths, const Scope& scope) const;
+  void itemsOf(const SourcePath& path, const Scope& scope, std::vector<Scope>& out) const;
   // Event-spec additions (mappers/specs/README.md, "Event specs").
   std::optional<json::Value> eventValue(const ValueExpr& expr, const Scope& scope, json::Allocator& allocator,
                                         bool& failed);
@@ -1201,7 +1264,8 @@ class Run {
   json::Value provenanceAgent(const Scope& root, json::Allocator& allocator, bool& failed);
   // Care-management additions: conditions over items, every instance of a forEach resource.
   bool testItems(const Condition& cond, const Scope& scope, json::Allocator& allocator, bool& failed);
-  void applyReferences(const Rule& rule, json::Value& target, json::Allocator& allocator, bool& failed);
+  void applyReferences(const Rule& rule, json::Value& target, json::Allocator& allocator, bool& failed,
+                       SlotCache& cache);
 
   const CompiledSpec& spec_;
   const MapOptions& options_;
@@ -1280,10 +1344,11 @@ std::vector<std::string> locationOf(const SourcePath& path, const Scope& scope) 
 const json::Value* Run::resolve(const SourcePath& path, const Scope& scope) const {
   if (path.self) return scope.value;
   const json::Value* current = path.absolute ? record_ : scope.value;
-  for (const std::string& step : path.steps) {
+  for (size_t index = 0; index < path.steps.size(); ++index) {
+    const std::string& step = path.steps[index];
     if (!current) return nullptr;
     if (current->IsObject()) {
-      current = json::find(*current, step);
+      current = path.member(*current, index);
     } else if (current->IsArray()) {
       size_t index = std::strtoul(step.c_str(), nullptr, 10);
       current = index < current->Size() ? &(*current)[static_cast<rapidjson::SizeType>(index)] : nullptr;
@@ -1553,22 +1618,23 @@ std::optional<json::Value> Run::evaluate(const ValueExpr& expr, const Scope& sco
 // Care-management additions to the run: every instance of a forEach resource, conditions over
 // items.
 
-json::Value& slot(json::Value& object, const std::vector<PathStep>& steps, json::Allocator& allocator);
 
-void Run::applyReferences(const Rule& rule, json::Value& target, json::Allocator& allocator, bool& failed) {
+void Run::applyReferences(const Rule& rule, json::Value& target, json::Allocator& allocator, bool& failed,
+                          SlotCache& cache) {
   auto found = instances_.find(rule.references_key);
   if (found == instances_.end()) return;
   for (const auto& [reference, item] : found->second) {
     if (rule.where && !test(*rule.where, item, allocator, failed)) continue;
     json::Value value(rapidjson::kObjectType);
     value.AddMember("reference", json::makeString(reference, allocator), allocator);
-    slot(target, rule.target, allocator) = std::move(value);
+    slot(target, rule, allocator, cache) = std::move(value);
   }
 }
 
 
 bool Run::testItems(const Condition& cond, const Scope& scope, json::Allocator& allocator, bool& failed) {
-  std::vector<Scope> found = itemsOf({cond.items}, scope);
+  std::vector<Scope> found;
+  itemsOf(cond.items, scope, found);
   if (cond.op == Condition::Op::kSome) {
     for (const Scope& item : found) {
       if (cond.children.empty() || test(cond.children[0], item, allocator, failed)) return true;
@@ -1636,9 +1702,10 @@ bool Run::test(const Condition& cond, const Scope& scope, json::Allocator& alloc
 
 // Collects the values `steps[step..]` reaches below `value`; "*" takes every array element or
 // every member of an object (X12 elements, skipping the "@" meta members).
-void collect(const json::Value* value, const std::vector<std::string>& steps, size_t step, size_t end,
-             Location& location, std::vector<Scope>& out) {
+void collect(const json::Value* value, const SourcePath& path, size_t step, size_t end, Location& location,
+             std::vector<Scope>& out) {
   if (!value) return;
+  const std::vector<std::string>& steps = path.steps;
   if (step == end) {
     if (value->IsNull() || (json::isString(*value) && json::stringView(*value).empty())) return;
     if (value->IsArray()) {
@@ -1657,14 +1724,14 @@ void collect(const json::Value* value, const std::vector<std::string>& steps, si
     if (value->IsArray()) {
       for (rapidjson::SizeType index = 0; index < value->Size(); ++index) {
         location.push(index);
-        collect(&(*value)[index], steps, step + 1, end, location, out);
+        collect(&(*value)[index], path, step + 1, end, location, out);
         location.pop();
       }
     } else if (value->IsObject()) {
       for (const auto& member : value->GetObject()) {
         if (member.name.GetStringLength() > 0 && member.name.GetString()[0] == '@') continue;
         location.push(std::string_view(member.name.GetString(), member.name.GetStringLength()));
-        collect(&member.value, steps, step + 1, end, location, out);
+        collect(&member.value, path, step + 1, end, location, out);
         location.pop();
       }
     }
@@ -1672,7 +1739,7 @@ void collect(const json::Value* value, const std::vector<std::string>& steps, si
   }
   const json::Value* next = nullptr;
   if (value->IsObject()) {
-    next = json::find(*value, name);
+    next = path.member(*value, step);
   } else if (value->IsArray()) {
     size_t index = std::strtoul(name.c_str(), nullptr, 10);
     next = index < value->Size() ? &(*value)[static_cast<rapidjson::SizeType>(index)] : nullptr;
@@ -1680,7 +1747,7 @@ void collect(const json::Value* value, const std::vector<std::string>& steps, si
     next = value;  // an X12 element without components is its own first component
   }
   location.push(name);
-  collect(next, steps, step + 1, end, location, out);
+  collect(next, path, step + 1, end, location, out);
   location.pop();
 }
 
@@ -1722,36 +1789,38 @@ bool hl7Repetitions(const json::Value* start, const std::vector<std::string>& st
 
 std::vector<Scope> Run::itemsOf(const std::vector<SourcePath>& paths, const Scope& scope) const {
   std::vector<Scope> out;
-  for (const SourcePath& path : paths) {
-    if (path.self) {
-      out.push_back(scope);
-      continue;
-    }
-    Location location = path.absolute ? Location() : scope.location;
-    const json::Value* start = path.absolute ? record_ : scope.value;
-    if (spec_.reader == ReaderKind::kHl7v2 && hl7Repetitions(start, path.steps, location, out)) continue;
-    if (!path.steps.empty() && path.steps.back() == "*") {
-      // "a.*": the members/elements themselves are the items, composites included whole.
-      std::vector<Scope> holders;
-      collect(start, path.steps, 0, path.steps.size() - 1, location, holders);
-      for (const Scope& holder : holders) {
-        if (holder.value->IsObject()) {
-          for (const auto& member : holder.value->GetObject()) {
-            if (member.name.GetStringLength() > 0 && member.name.GetString()[0] == '@') continue;
-            if (json::isString(member.value) && json::stringView(member.value).empty()) continue;
-            Scope item{&member.value, holder.location, 0};
-            item.location.push(std::string_view(member.name.GetString(), member.name.GetStringLength()));
-            out.push_back(std::move(item));
-          }
-        } else {
-          out.push_back(holder);
-        }
-      }
-      continue;
-    }
-    collect(start, path.steps, 0, path.steps.size(), location, out);
-  }
+  for (const SourcePath& path : paths) itemsOf(path, scope, out);
   return out;
+}
+
+void Run::itemsOf(const SourcePath& path, const Scope& scope, std::vector<Scope>& out) const {
+  if (path.self) {
+    out.push_back(scope);
+    return;
+  }
+  Location location = path.absolute ? Location() : scope.location;
+  const json::Value* start = path.absolute ? record_ : scope.value;
+  if (spec_.reader == ReaderKind::kHl7v2 && hl7Repetitions(start, path.steps, location, out)) return;
+  if (path.steps.empty() || path.steps.back() != "*") {
+    collect(start, path, 0, path.steps.size(), location, out);
+    return;
+  }
+  // "a.*": the members/elements themselves are the items, composites included whole.
+  std::vector<Scope> holders;
+  collect(start, path, 0, path.steps.size() - 1, location, holders);
+  for (const Scope& holder : holders) {
+    if (!holder.value->IsObject()) {
+      out.push_back(holder);
+      continue;
+    }
+    for (const auto& member : holder.value->GetObject()) {
+      if (member.name.GetStringLength() > 0 && member.name.GetString()[0] == '@') continue;
+      if (json::isString(member.value) && json::stringView(member.value).empty()) continue;
+      Scope item{&member.value, holder.location, 0};
+      item.location.push(std::string_view(member.name.GetString(), member.name.GetStringLength()));
+      out.push_back(std::move(item));
+    }
+  }
 }
 
 // Consecutive rules mostly write below the member added last (identifier[0].system, then
@@ -1767,9 +1836,17 @@ json::Value* lastMemberNamed(json::Value& object, const std::string& name) {
 
 // Walks/creates `steps` below `object`; returns the slot to assign.
 
-json::Value& slot(json::Value& object, const std::vector<PathStep>& steps, json::Allocator& allocator) {
+json::Value& slot(json::Value& object, const Rule& rule, json::Allocator& allocator, SlotCache& cache) {
+  const std::vector<PathStep>& steps = rule.target;
   json::Value* current = &object;
-  for (size_t index = 0; index < steps.size(); ++index) {
+  size_t first = 0;
+  if (rule.shared_steps > 0 && cache.rule == &rule - 1 && cache.target == &object) {
+    first = rule.shared_steps;
+    current = cache.nodes[first - 1];
+  }
+  cache.rule = &rule;
+  cache.target = &object;
+  for (size_t index = first; index < steps.size(); ++index) {
     const PathStep& step = steps[index];
     bool last = index + 1 == steps.size();
     if (!current->IsObject()) current->SetObject();
@@ -1784,24 +1861,47 @@ json::Value& slot(json::Value& object, const std::vector<PathStep>& steps, json:
     }
     if (step.index == PathStep::Index::kNone) {
       current = member;
-      continue;
-    }
-    if (!member->IsArray()) member->SetArray();
-    if (step.index == PathStep::Index::kAppend) {
-      member->PushBack(json::Value(rapidjson::kObjectType), allocator);
     } else {
-      while (member->Size() <= step.at) member->PushBack(json::Value(rapidjson::kObjectType), allocator);
+      if (!member->IsArray()) member->SetArray();
+      if (step.index == PathStep::Index::kAppend) {
+        member->PushBack(json::Value(rapidjson::kObjectType), allocator);
+      } else {
+        while (member->Size() <= step.at) member->PushBack(json::Value(rapidjson::kObjectType), allocator);
+      }
+      current = step.index == PathStep::Index::kAppend ? &(*member)[member->Size() - 1]
+                                                        : &(*member)[static_cast<rapidjson::SizeType>(step.at)];
     }
-    current = step.index == PathStep::Index::kAppend ? &(*member)[member->Size() - 1]
-                                                      : &(*member)[static_cast<rapidjson::SizeType>(step.at)];
+    if (index < SlotCache::kDepth) cache.nodes[index] = current;
   }
   return *current;
 }
 
-void Run::apply(const Rule& rule, json::Value& target, const Scope& scope, json::Allocator& allocator, bool& failed) {
+// Sets Rule::shared_steps in `rules` and below: the leading target steps equal to those of the
+// rule before, short of either's last step and of any appending step ("a[]").
+void linkSiblingRules(std::vector<Rule>& rules) {
+  for (size_t index = 0; index < rules.size(); ++index) {
+    Rule& rule = rules[index];
+    linkSiblingRules(rule.children);
+    rule.shared_steps = 0;
+    if (index == 0) continue;
+    const std::vector<PathStep>& before = rules[index - 1].target;
+    if (before.empty() || rule.target.empty()) continue;
+    size_t limit = std::min({before.size(), rule.target.size(), SlotCache::kDepth + 1}) - 1;
+    size_t shared = 0;
+    while (shared < limit && before[shared].name == rule.target[shared].name &&
+           before[shared].index == rule.target[shared].index && before[shared].at == rule.target[shared].at &&
+           rule.target[shared].index != PathStep::Index::kAppend) {
+      ++shared;
+    }
+    rule.shared_steps = shared;
+  }
+}
+
+void Run::apply(const Rule& rule, json::Value& target, const Scope& scope, json::Allocator& allocator, bool& failed,
+                SlotCache& cache) {
   if (rule.when && !test(*rule.when, scope, allocator, failed)) return;
   if (!rule.references_key.empty()) {
-    applyReferences(rule, target, allocator, failed);
+    applyReferences(rule, target, allocator, failed, cache);
     return;
   }
   if (!rule.for_each.empty()) {
@@ -1811,27 +1911,33 @@ void Run::apply(const Rule& rule, json::Value& target, const Scope& scope, json:
       item.index = ++index;
       if (rule.children.empty()) {
         std::optional<json::Value> value = evaluate(rule.value, item, allocator, failed);
-        if (value) slot(target, rule.target, allocator) = std::move(*value);
+        if (value) slot(target, rule, allocator, cache) = std::move(*value);
         if (rule.first) break;
         continue;
       }
       json::Value element(rapidjson::kObjectType);
-      for (const Rule& child : rule.children) apply(child, element, item, allocator, failed);
-      if (!element.ObjectEmpty()) slot(target, rule.target, allocator) = std::move(element);
+      applyAll(rule.children, element, item, allocator, failed);
+      if (!element.ObjectEmpty()) slot(target, rule, allocator, cache) = std::move(element);
       if (rule.first) break;
     }
     return;
   }
   if (!rule.children.empty()) {
     json::Value element(rapidjson::kObjectType);
-    for (const Rule& child : rule.children) apply(child, element, scope, allocator, failed);
+    applyAll(rule.children, element, scope, allocator, failed);
     if (element.ObjectEmpty()) return;
-    slot(target, rule.target, allocator) = std::move(element);
+    slot(target, rule, allocator, cache) = std::move(element);
     return;
   }
   std::optional<json::Value> value = evaluate(rule.value, scope, allocator, failed);
   if (!value) return;
-  slot(target, rule.target, allocator) = std::move(*value);
+  slot(target, rule, allocator, cache) = std::move(*value);
+}
+
+void Run::applyAll(const std::vector<Rule>& rules, json::Value& target, const Scope& scope, json::Allocator& allocator,
+                   bool& failed) {
+  SlotCache cache;
+  for (const Rule& rule : rules) apply(rule, target, scope, allocator, failed, cache);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -2111,7 +2217,7 @@ void Run::mergeStored(json::Value& resource, json::Allocator& allocator) const {
 
 json::Value Run::provenanceAgent(const Scope& root, json::Allocator& allocator, bool& failed) {
   json::Value who(rapidjson::kObjectType);
-  for (const Rule& rule : spec_.provenance_agent) apply(rule, who, root, allocator, failed);
+  applyAll(spec_.provenance_agent, who, root, allocator, failed);
   return who;
 }
 
@@ -2243,7 +2349,7 @@ bool Run::map(const json::Value& record, const std::string& raw, const std::stri
       meta.AddMember("profile", profiles, allocator);
       resource.AddMember("meta", meta, allocator);
     }
-    for (const Rule& rule : program.rules) apply(rule, resource, scopes[index], allocator, failed);
+    applyAll(program.rules, resource, scopes[index], allocator, failed);
     if (program.merge) mergeStored(resource, allocator);
     json::Value target(rapidjson::kObjectType);
     text.assign(program.type).append("/").append(ids[index]);
@@ -2358,6 +2464,8 @@ Result<std::unique_ptr<CompiledSpec>> compileFile(const std::string& path, SpecL
   Compiler compiler(*spec, shared, paths);
   Status status = compiler.compile();
   if (!status.ok()) return Error{status.message()};
+  for (ResourceProgram& program : spec->resources) linkSiblingRules(program.rules);
+  linkSiblingRules(spec->provenance_agent);
   return spec;
 }
 

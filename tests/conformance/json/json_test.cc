@@ -115,6 +115,27 @@ TEST(JsonTest, EscapesPairsOfSpecialBytesInTextsOfEveryShortLength) {
   }
 }
 
+TEST(JsonTest, SerializesNamesAndStringsOfEveryLengthWithASpecialByteAnywhere) {
+  // serialize() copies texts that need no escaping in blocks of 16, 8 or 4 bytes (overlapping at
+  // the end): each special byte at each offset of names and strings of 0 to 40 bytes, and the
+  // same texts without it.
+  const std::string base = "abcdefgh\xc3\xa9ijklmnopqrstuvwxyz0123456789ABCDEFGH";
+  for (char special : {'"', '\\', '\n', '\x01', '\x1f', ' ', '\x7f', '\xff'}) {
+    for (size_t length = 0; length <= 40; ++length) {
+      for (size_t at = 0; at <= length; ++at) {
+        std::string text = base.substr(0, length);
+        if (at < length) text[at] = special;  // at == length: the plain text
+        Document doc;
+        doc.SetObject();
+        addString(doc, text, text, doc.GetAllocator());
+        const std::string escaped = escapedByRfc8259(text);
+        ASSERT_EQ(serialize(doc), "{\"" + escaped + "\":\"" + escaped + "\"}")
+            << "length " << length << ", byte " << static_cast<int>(static_cast<unsigned char>(special)) << " at " << at;
+      }
+    }
+  }
+}
+
 TEST(JsonTest, SerializesDocumentsLargerThanTheOutputBuffer) {
   Document doc;
   doc.SetObject();
