@@ -167,6 +167,9 @@ struct Rule {
   // How many leading steps of `target` the rule before it in its list writes through too
   // (identifier[0].system, then identifier[0].value: 1), none appending; see SlotCache.
   size_t shared_steps = 0;
+  // No rule before it in its list writes the member its first step names, so the first time it
+  // writes into an object that started empty, that member is not there yet (see SlotCache).
+  bool first_step_new = false;
   std::optional<Condition> when;
   ValueExpr value;
   // forEach rules
@@ -1188,6 +1191,7 @@ struct Scope {
 // the list sharing leading target steps with it (Rule::shared_steps) starts below them instead
 // of finding them again. Only slot() changes the target between two rules of one list, and a
 // node's place changes only when members are added to its parent: the cached nodes stay valid.
+// A list's target starts empty but for the members linkSiblingRules() is told of.
 struct SlotCache {
   static constexpr size_t kDepth = 8;
   const Rule* rule = nullptr;  // the rule of the last slot() call on `target`
@@ -1840,9 +1844,13 @@ json::Value& slot(json::Value& object, const Rule& rule, json::Allocator& alloca
   const std::vector<PathStep>& steps = rule.target;
   json::Value* current = &object;
   size_t first = 0;
+  const bool repeated = cache.rule == &rule && cache.target == &object;  // a forEach rule's next item
+  // Below a member this call adds, nothing is there to find.
+  bool fresh = !repeated && rule.first_step_new;
   if (rule.shared_steps > 0 && cache.rule == &rule - 1 && cache.target == &object) {
     first = rule.shared_steps;
     current = cache.nodes[first - 1];
+    fresh = false;
   }
   cache.rule = &rule;
   cache.target = &object;
@@ -1850,9 +1858,13 @@ json::Value& slot(json::Value& object, const Rule& rule, json::Allocator& alloca
     const PathStep& step = steps[index];
     bool last = index + 1 == steps.size();
     if (!current->IsObject()) current->SetObject();
-    json::Value* member = lastMemberNamed(*current, step.name);
-    if (!member) member = json::find(*current, step.name);
+    json::Value* member = nullptr;
+    if (!fresh) {
+      member = lastMemberNamed(*current, step.name);
+      if (!member) member = json::find(*current, step.name);
+    }
     if (!member) {
+      fresh = true;
       current->AddMember(json::makeString(step.name, allocator),
                          step.index == PathStep::Index::kNone ? json::Value(rapidjson::kObjectType) : json::Value(rapidjson::kArrayType),
                          allocator);
@@ -1877,12 +1889,14 @@ json::Value& slot(json::Value& object, const Rule& rule, json::Allocator& alloca
 }
 
 // Sets Rule::shared_steps in `rules` and below: the leading target steps equal to those of the
-// rule before, short of either's last step and of any appending step ("a[]").
-void linkSiblingRules(std::vector<Rule>& rules) {
+// rule before, short of either's last step and of any appending step ("a[]"); and
+// Rule::first_step_new, given the members the target holds before its rules run (`present`).
+void linkSiblingRules(std::vector<Rule>& rules, std::set<std::string> present = {}) {
   for (size_t index = 0; index < rules.size(); ++index) {
     Rule& rule = rules[index];
     linkSiblingRules(rule.children);
     rule.shared_steps = 0;
+    rule.first_step_new = !rule.target.empty() && present.insert(rule.target[0].name).second;
     if (index == 0) continue;
     const std::vector<PathStep>& before = rules[index - 1].target;
     if (before.empty() || rule.target.empty()) continue;
@@ -2464,7 +2478,8 @@ Result<std::unique_ptr<CompiledSpec>> compileFile(const std::string& path, SpecL
   Compiler compiler(*spec, shared, paths);
   Status status = compiler.compile();
   if (!status.ok()) return Error{status.message()};
-  for (ResourceProgram& program : spec->resources) linkSiblingRules(program.rules);
+  // Run::map() writes resourceType, id and meta before the rules.
+  for (ResourceProgram& program : spec->resources) linkSiblingRules(program.rules, {"resourceType", "id", "meta"});
   linkSiblingRules(spec->provenance_agent);
   return spec;
 }
