@@ -1390,6 +1390,7 @@ bool isDecimal(std::string_view text) {
 std::optional<json::Value> Run::evaluate(const ValueExpr& expr, const Scope& scope, json::Allocator& allocator,
                                          bool& failed) {
   json::Value result;
+  const char* borrowed = nullptr;  // `result` views this source string (not yet copied)
   size_t picked_component = 0;  // 1-based, when a component transform picked one
   auto where = [&]() {
     std::vector<std::string> steps = expr.kind == ValueExpr::Kind::kSource ? locationOf(expr.from, scope) : scope.location.steps();
@@ -1442,7 +1443,13 @@ std::optional<json::Value> Run::evaluate(const ValueExpr& expr, const Scope& sco
         }
         return std::nullopt;
       }
-      result.CopyFrom(*resolved, allocator);
+      if (json::isString(*resolved) && !expr.transforms.empty()) {
+        // Most transforms replace the value: it is copied at the end if it is still this one.
+        borrowed = resolved->GetString();
+        result.SetString(rapidjson::StringRef(borrowed, resolved->GetStringLength()));
+      } else {
+        result.CopyFrom(*resolved, allocator);
+      }
       break;
     }
   }
@@ -1616,6 +1623,7 @@ std::optional<json::Value> Run::evaluate(const ValueExpr& expr, const Scope& sco
     }
   }
   if (result.IsNull()) return std::nullopt;  // an empty payer field
+  if (borrowed && result.IsString() && result.GetString() == borrowed) result = json::makeString(json::stringView(result), allocator);
   return result;
 }
 
