@@ -52,15 +52,39 @@ struct ElementNames {
   }
 };
 
-// json::makeString, inlined here: the reader makes one string per element.
-inline json::Value copyString(std::string_view text, json::Allocator& allocator) {
-  return json::Value(text.data(), static_cast<rapidjson::SizeType>(text.size()), allocator);
+// The stack of a SegmentBuilder: one buffer kept for the reader's life (a document frees its
+// stack after every Populate() and would allocate it again for the next segment).
+class KeptStack {
+ public:
+  static const bool kNeedFree = false;
+  void* Malloc(size_t size) { return Realloc(nullptr, 0, size); }
+  void* Realloc(void* /*original*/, size_t /*original_size*/, size_t size) {
+    if (size > buffer_.size()) buffer_.resize(size);  // keeps the contents, as Realloc must
+    return buffer_.data();
+  }
+  static void Free(void* /*pointer*/) {}
+
+ private:
+  std::vector<char> buffer_;
+};
+
+// Builds values of json::Allocator from SAX events (its values are json::Values).
+using SegmentBuilder = rapidjson::GenericDocument<rapidjson::UTF8<>, json::Allocator, KeptStack>;
+constexpr size_t kBuilderStackBytes = 1024;  // room for 32 elements before the stack grows
+
+void copyString(SegmentBuilder& out, std::string_view text) {
+  out.String(text.data(), static_cast<rapidjson::SizeType>(text.size()), true);
 }
 
-json::Value elementName(size_t index, json::Allocator& allocator) {
+// Member name "01".."99" as a constant string (no formatting or copying per segment).
+void elementName(SegmentBuilder& out, size_t index) {
   static const ElementNames kNames;
-  if (index < 100) return json::Value(rapidjson::StringRef(kNames.text[index], 2));
-  return json::makeString(std::to_string(index), allocator);
+  if (index < 100) {
+    out.Key(kNames.text[index], 2, false);
+  } else {
+    std::string name = std::to_string(index);
+    out.Key(name.data(), static_cast<rapidjson::SizeType>(name.size()), true);
+  }
 }
 
 // A copy of `value` in `allocator` (RapidJSON's CopyFrom replays SAX events, several times
@@ -165,6 +189,7 @@ struct X12Reader::State {
   std::vector<std::string_view> elements;
   std::vector<char> composite;
   uint32_t id_code = 0;  // idCode(elements[0])
+  KeptStack builder_stack;  // segmentValue()'s
   bool is(std::string_view id) const { return id_code == idCode(id); }
 
   // --- locations ---
@@ -206,28 +231,41 @@ struct X12Reader::State {
   }
 
   // --- building ---
-  json::Value segmentValue(json::Allocator& allocator) const {
-    json::Value object(rapidjson::kObjectType);
-    object.AddMember("@segment", json::Value(static_cast<uint64_t>(in_transaction ? segment_number : interchange_segment)),
-                     allocator);
-    object.AddMember("@id", copyString(elements[0], allocator), allocator);
-    for (size_t index = 1; index < elements.size(); ++index) {
-      json::Value name = elementName(index, allocator);
-      std::string_view value = elements[index];
-      if (composite[index]) {
-        json::Value parts(rapidjson::kArrayType);
+  // The segment as an object, built from SAX events on a document stack so that its member array
+  // and its components' arrays are allocated once at their exact size (AddMember and PushBack
+  // start at room for 16 members, several times what most segments need).
+  json::Value segmentValue(json::Allocator& allocator) {
+    SegmentBuilder builder(&allocator, kBuilderStackBytes, &builder_stack);
+    auto events = [this](SegmentBuilder& out) {
+      out.StartObject();
+      out.Key("@segment", 8, false);
+      out.Uint64(in_transaction ? segment_number : interchange_segment);
+      out.Key("@id", 3, false);
+      copyString(out, elements[0]);
+      for (size_t index = 1; index < elements.size(); ++index) {
+        elementName(out, index);
+        std::string_view value = elements[index];
+        if (!composite[index]) {
+          copyString(out, value);
+          continue;
+        }
+        out.StartArray();
+        rapidjson::SizeType parts = 0;
         size_t start = 0;
         while (true) {
           size_t end = value.find(component, start);
-          parts.PushBack(copyString(value.substr(start, end - start), allocator), allocator);
+          copyString(out, value.substr(start, end - start));
+          ++parts;
           if (end == std::string_view::npos) break;
           start = end + 1;
         }
-        object.AddMember(name, parts, allocator);
-      } else {
-        object.AddMember(name, copyString(value, allocator), allocator);
+        out.EndArray(parts);
       }
-    }
+      return out.EndObject(static_cast<rapidjson::SizeType>(elements.size() + 1));
+    };
+    builder.Populate(events);
+    json::Value object;
+    object = static_cast<json::Value&>(builder);  // moves the built object out
     return object;
   }
   static void resetObject(Context& context) {
@@ -244,7 +282,7 @@ struct X12Reader::State {
     return *context;
   }
   // Sets (or, for `repeating` ids, appends to) member `key` of `object`.
-  void put(json::Value& object, json::Allocator& allocator, std::string_view key, bool repeating) const {
+  void put(json::Value& object, json::Allocator& allocator, std::string_view key, bool repeating) {
     json::Value segment = segmentValue(allocator);
     json::Value* existing = json::find(object, key);
     if (repeating) {
@@ -614,21 +652,28 @@ bool X12Reader::State::readSegment() {
   return true;
 }
 
-// The elements of the segment and which of them hold component separators (most segments hold
-// none: one scan of the whole segment tells).
+// The elements of the segment and which of them hold component separators, in one pass over its
+// bytes (segments are short: a search call per element costs more than the bytes).
 void X12Reader::State::splitElements() {
   elements.clear();
   composite.clear();
-  bool any_component = segment.find(component) != std::string_view::npos;
+  const char* data = segment.data();
+  const size_t size = segment.size();
   size_t from = 0;
-  while (true) {
-    size_t end = segment.find(element, from);
-    std::string_view value = segment.substr(from, end - from);
-    elements.push_back(value);
-    composite.push_back(any_component && value.find(component) != std::string_view::npos);
-    if (end == std::string_view::npos) break;
-    from = end + 1;
+  bool has_component = false;
+  for (size_t at = 0; at < size; ++at) {
+    const char c = data[at];
+    if (c == element) {
+      elements.emplace_back(data + from, at - from);
+      composite.push_back(has_component);
+      has_component = false;
+      from = at + 1;
+    } else if (c == component) {
+      has_component = true;
+    }
   }
+  elements.emplace_back(data + from, size - from);
+  composite.push_back(has_component);
 }
 
 void X12Reader::State::step() {
