@@ -8,6 +8,8 @@
 namespace fhir::mappers::readers::x12 {
 namespace {
 
+using namespace std::string_view_literals;
+
 // Where loop-level segments (N3, N4, REF, ...) currently belong.
 enum class Loop { kHeader, k2000A, k2010AA, k2010AB, k2000B, k2010BA, k2010BB, k2000C, k2010CA,
                   k2300, k2310B, k2310Other, k2400, k2420 };
@@ -32,12 +34,16 @@ constexpr uint32_t idCode(std::string_view id) {
   return code;
 }
 
+// ASCII only, unlike std::isupper (a call per character, and locale dependent).
+constexpr bool isUpper(char c) { return c >= 'A' && c <= 'Z'; }
+constexpr bool isDigit(char c) { return c >= '0' && c <= '9'; }
+
 bool isSegmentId(std::string_view id) {
   if (id.size() < 2 || id.size() > 3) return false;
   for (char c : id) {
-    if (!std::isupper(static_cast<unsigned char>(c)) && !std::isdigit(static_cast<unsigned char>(c))) return false;
+    if (!isUpper(c) && !isDigit(c)) return false;
   }
-  return std::isupper(static_cast<unsigned char>(id[0]));
+  return isUpper(id[0]);
 }
 
 // Element member names "01".."99" as constant strings (no formatting or copying per segment).
@@ -200,9 +206,8 @@ struct X12Reader::State {
     if (element_index > 0) out += ", element " + std::to_string(element_index);
     return out;
   }
-  std::string field(size_t index) const {
-    return index < elements.size() ? std::string(elements[index]) : std::string();
-  }
+  std::string field(size_t index) const { return std::string(at(index)); }
+  std::string_view at(size_t index) const { return index < elements.size() ? elements[index] : std::string_view(); }
 
   void reject(std::string location, std::string message, std::string raw, std::string code = "structure") {
     Pending item;
@@ -341,12 +346,12 @@ struct X12Reader::State {
     closeClaim();
     if (!hl_open) return;
     hl_open = false;
-    bool needs_claim = hl_level == "23" || (hl_level == "22" && next_level != "23");
+    bool needs_claim = hl_level == "23"sv || (hl_level == "22"sv && next_level != "23"sv);
     if (needs_claim && hl_claims == 0) {
-      std::string loop_name = hl_level == "22" ? "2000B" : "2000C";
+      std::string loop_name = hl_level == "22"sv ? "2000B" : "2000C";
       reject("segment " + std::to_string(hl_segment) + " (HL)",
              "loop " + loop_name + " has no claim (CLM, loop 2300)",
-             hl_level == "22" ? subscriber_raw : patient_raw, "required");
+             hl_level == "22"sv ? subscriber_raw : patient_raw, "required");
     }
   }
 
@@ -361,10 +366,10 @@ struct X12Reader::State {
       case Loop::k2000B: case Loop::k2010BA: return contextObject(subscriber, allocator);
       case Loop::k2010BB: return contextObject(payer, allocator);
       case Loop::k2000C: case Loop::k2010CA: return contextObject(patient, allocator);
-      case Loop::k2300: allocator = &claim->GetAllocator(); return &(*claim)["claim"];
+      case Loop::k2300: allocator = &claim->GetAllocator(); return &claimObject();
       case Loop::k2310B: {
         allocator = &claim->GetAllocator();
-        json::Value& claim_object = (*claim)["claim"];
+        json::Value& claim_object = claimObject();
         if (!json::find(claim_object, "renderingProvider")) {
           claim_object.AddMember("renderingProvider", json::Value(rapidjson::kObjectType), *allocator);
         }
@@ -372,7 +377,7 @@ struct X12Reader::State {
       }
       case Loop::k2400: {
         allocator = &claim->GetAllocator();
-        json::Value& lines = (*claim)["lines"];
+        json::Value& lines = claimLines();
         return &lines[lines.Size() - 1];
       }
       default: return nullptr;
@@ -388,6 +393,10 @@ struct X12Reader::State {
     }
   }
   bool inClaim() const { return loop >= Loop::k2300; }
+  // The open claim's "claim" and "lines" members, its first two (CLM adds them), found without
+  // comparing names.
+  json::Value& claimObject() { return claim->MemberBegin()->value; }
+  json::Value& claimLines() { return (claim->MemberBegin() + 1)->value; }
 
   void transactionSegment();
   void envelopeSegment();
@@ -533,17 +542,17 @@ void X12Reader::State::transactionSegment() {
     return;
   }
   if (is("HL")) {
-    closeHl(field(3));
+    closeHl(at(3));
     hl_open = true;
     hl_segment = segment_number;
-    hl_level = field(3);
+    hl_level = at(3);
     hl_claims = 0;
-    if (hl_level == "20") {
+    if (hl_level == "20"sv) {
       loop = Loop::k2000A;
       resetObject(billing);
       billing_raw.clear();
       put(*billing, billing->GetAllocator(), "HL", false);
-    } else if (hl_level == "22") {
+    } else if (hl_level == "22"sv) {
       loop = Loop::k2000B;
       resetObject(subscriber);
       resetObject(payer);
@@ -552,7 +561,7 @@ void X12Reader::State::transactionSegment() {
       patient_raw.clear();
       has_patient_loop = false;
       put(*subscriber, subscriber->GetAllocator(), "HL", false);
-    } else if (hl_level == "23") {
+    } else if (hl_level == "23"sv) {
       loop = Loop::k2000C;
       resetObject(patient);
       patient_raw.clear();
@@ -571,7 +580,7 @@ void X12Reader::State::transactionSegment() {
     return;
   }
   if (is("CLM")) {
-    if (!hl_open || (hl_level != "22" && hl_level != "23")) {
+    if (!hl_open || (hl_level != "22"sv && hl_level != "23"sv)) {
       closeClaim();
       loop = Loop::kHeader;
       reject(here(0), "CLM outside a subscriber (2000B) or patient (2000C) loop", rawSegment());
@@ -583,7 +592,7 @@ void X12Reader::State::transactionSegment() {
     json::Allocator& allocator = claim->GetAllocator();
     claim->AddMember("claim", json::Value(rapidjson::kObjectType), allocator);
     claim->AddMember("lines", json::Value(rapidjson::kArrayType), allocator);
-    put((*claim)["claim"], allocator, "CLM", false);
+    put(claimObject(), allocator, "CLM", false);
     claim_segment = segment_number;
     claim_raw.clear();
     appendRawSegment(claim_raw);
@@ -599,7 +608,7 @@ void X12Reader::State::transactionSegment() {
     json::Allocator& allocator = claim->GetAllocator();
     json::Value line(rapidjson::kObjectType);
     put(line, allocator, "LX", false);
-    (*claim)["lines"].PushBack(line, allocator);
+    claimLines().PushBack(line, allocator);
     loop = Loop::k2400;
     appendRawSegment(claim_raw);
     return;
@@ -609,7 +618,7 @@ void X12Reader::State::transactionSegment() {
     return;
   }
   if (is("NM1")) {
-    std::string qualifier = field(1);
+    std::string_view qualifier = at(1);
     if (qualifier == "41" || qualifier == "40") loop = Loop::kHeader;
     else if (qualifier == "85" && (loop == Loop::k2000A || loop == Loop::k2010AA || loop == Loop::k2010AB)) loop = Loop::k2010AA;
     else if (qualifier == "87" && (loop == Loop::k2000A || loop == Loop::k2010AA || loop == Loop::k2010AB)) loop = Loop::k2010AB;
@@ -619,7 +628,7 @@ void X12Reader::State::transactionSegment() {
     else if (claim && loop != Loop::k2400 && loop != Loop::k2420) loop = qualifier == "82" ? Loop::k2310B : Loop::k2310Other;
     else if (claim) loop = Loop::k2420;
     else {
-      reject(here(1), "NM1 with entity code " + qualifier + " is out of place here", rawSegment());
+      reject(here(1), "NM1 with entity code " + std::string(qualifier) + " is out of place here", rawSegment());
       return;
     }
   }
