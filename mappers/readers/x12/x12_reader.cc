@@ -3,6 +3,7 @@
 
 #include <array>
 #include <cctype>
+#include <cstddef>
 #include <cstring>
 
 namespace fhir::mappers::readers::x12 {
@@ -125,7 +126,26 @@ json::Value deepCopy(const json::Value& value, json::Allocator& allocator) {
 // members and strings, nothing copied) and keeps the context document alive (SourceRecord::shared).
 // A pool-allocated value frees nothing when destroyed, so the view never frees what it shares.
 static_assert(!json::Allocator::kNeedFree, "views need a pool allocator that frees nothing per value");
-using Context = std::shared_ptr<json::Document>;
+
+// The memory of a context: its first block inline, so that a loop costs one allocation (a
+// document on its own allocates itself, its allocator and a first block of 64 KiB, for values
+// that mostly need 1-2 KiB).
+struct ContextMemory {
+  static constexpr size_t kInlineBytes = 2048;
+  static constexpr size_t kBlockBytes = 8192;  // each further block
+  ContextMemory() : pool(inline_block, sizeof inline_block, kBlockBytes) {}
+  ContextMemory(const ContextMemory&) = delete;
+  ContextMemory& operator=(const ContextMemory&) = delete;
+  alignas(std::max_align_t) char inline_block[kInlineBytes];
+  json::Allocator pool;
+};
+
+// A context document (an object) allocating from its ContextMemory, which outlives it.
+class ContextDocument : private ContextMemory, public json::Document {
+ public:
+  ContextDocument() : json::Document(rapidjson::kObjectType, &pool) {}
+};
+using Context = std::shared_ptr<ContextDocument>;
 
 json::Value view(const json::Value& value) {
   json::Value alias;
@@ -133,11 +153,7 @@ json::Value view(const json::Value& value) {
   return alias;
 }
 
-Context newContext() {
-  auto context = std::make_shared<json::Document>();
-  context->SetObject();
-  return context;
-}
+Context newContext() { return std::make_shared<ContextDocument>(); }
 
 // The contexts a claim's record views; kept alive as long as the record.
 struct ClaimContexts {
