@@ -28,8 +28,9 @@ struct SourceRecord {
   json::Document doc;    // the record (an object); fresh for every record
   std::string raw;       // the exact source bytes of the record (hashed into the Provenance)
   std::string position;  // where it starts, for people and Provenance: "line 2", "segment 20"
-  // What parts of `doc` share with other records and must outlive it (the X12 reader's loop
-  // contexts: `doc` holds read-only views of them instead of copies); moves along with `doc`.
+  // What `doc` needs beyond itself and must outlive it (the X12 reader's loop contexts, shared with
+  // other records: `doc` holds read-only views of them instead of copies; and the memory `doc`
+  // allocates from); moves along with `doc`.
   std::shared_ptr<const void> shared;
 };
 

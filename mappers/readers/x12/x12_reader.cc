@@ -6,6 +6,10 @@
 #include <cstddef>
 #include <cstring>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 namespace fhir::mappers::readers::x12 {
 namespace {
 
@@ -127,21 +131,21 @@ json::Value deepCopy(const json::Value& value, json::Allocator& allocator) {
 // A pool-allocated value frees nothing when destroyed, so the view never frees what it shares.
 static_assert(!json::Allocator::kNeedFree, "views need a pool allocator that frees nothing per value");
 
-// The memory of a context: its first block inline, so that a loop costs one allocation (a
-// document on its own allocates itself, its allocator and a first block of 64 KiB, for values
-// that mostly need 1-2 KiB).
-struct ContextMemory {
-  static constexpr size_t kInlineBytes = 2048;
+// The memory of a loop context or a claim: its first block inline, so that a loop or a claim costs
+// one allocation (a document on its own allocates itself, its allocator and a first block of
+// 64 KiB, for values that mostly need 1-6 KiB).
+template <size_t kInlineBytes>
+struct InlineMemory {
   static constexpr size_t kBlockBytes = 8192;  // each further block
-  ContextMemory() : pool(inline_block, sizeof inline_block, kBlockBytes) {}
-  ContextMemory(const ContextMemory&) = delete;
-  ContextMemory& operator=(const ContextMemory&) = delete;
+  InlineMemory() : pool(inline_block, sizeof inline_block, kBlockBytes) {}
+  InlineMemory(const InlineMemory&) = delete;
+  InlineMemory& operator=(const InlineMemory&) = delete;
   alignas(std::max_align_t) char inline_block[kInlineBytes];
   json::Allocator pool;
 };
 
-// A context document (an object) allocating from its ContextMemory, which outlives it.
-class ContextDocument : private ContextMemory, public json::Document {
+// A context document (an object) allocating from its memory, which outlives it.
+class ContextDocument : private InlineMemory<2048>, public json::Document {
  public:
   ContextDocument() : json::Document(rapidjson::kObjectType, &pool) {}
 };
@@ -155,10 +159,43 @@ json::Value view(const json::Value& value) {
 
 Context newContext() { return std::make_shared<ContextDocument>(); }
 
-// The contexts a claim's record views; kept alive as long as the record.
-struct ClaimContexts {
+// An open claim: the document of its record (an object), and what the record needs beyond it,
+// kept alive as long as the record (SourceRecord::shared): the memory the document allocates from
+// (the record's document takes its values and allocator when the claim is complete) and the
+// contexts it views.
+class ClaimDocument : private InlineMemory<8192>, public json::Document {
+ public:
+  ClaimDocument() : json::Document(rapidjson::kObjectType, &pool) {}
   Context transaction, billing, subscriber, payer, patient;
 };
+
+// Which of up to kBlockBytes bytes at `bytes` (`available` of them are the segment's) are element
+// and component separators, as bit masks (bit k: byte k).
+constexpr size_t kBlockBytes = 16;
+struct SeparatorMarks {
+  uint32_t elements = 0, components = 0;
+};
+
+SeparatorMarks markSeparators(const char* bytes, size_t available, char element, char component) {
+  char padded[kBlockBytes];
+  if (available < kBlockBytes) {  // the last bytes: never read past the segment's buffer
+    std::memset(padded, 'A', sizeof padded);  // a letter is never a separator
+    std::memcpy(padded, bytes, available);
+    bytes = padded;
+  }
+  SeparatorMarks marks;
+#if defined(__SSE2__)
+  const __m128i block = _mm_loadu_si128(reinterpret_cast<const __m128i*>(bytes));
+  marks.elements = static_cast<uint32_t>(_mm_movemask_epi8(_mm_cmpeq_epi8(block, _mm_set1_epi8(element))));
+  marks.components = static_cast<uint32_t>(_mm_movemask_epi8(_mm_cmpeq_epi8(block, _mm_set1_epi8(component))));
+#else
+  for (size_t index = 0; index < kBlockBytes; ++index) {
+    marks.elements |= static_cast<uint32_t>(bytes[index] == element) << index;
+    marks.components |= static_cast<uint32_t>(bytes[index] == component) << index;
+  }
+#endif
+  return marks;
+}
 
 std::string printable(char c) {
   if (std::isprint(static_cast<unsigned char>(c))) return std::string("'") + c + "'";
@@ -193,7 +230,7 @@ struct X12Reader::State {
   bool has_patient_loop = false;
   std::string billing_raw, subscriber_raw, patient_raw;
 
-  std::unique_ptr<json::Document> claim;
+  std::shared_ptr<ClaimDocument> claim;
   std::string claim_raw;
   size_t claim_segment = 0;
   Loop loop = Loop::kHeader;
@@ -322,7 +359,7 @@ struct X12Reader::State {
   // --- loops ---
   void closeClaim() {
     if (!claim) return;
-    std::unique_ptr<json::Document> doc = std::move(claim);
+    std::shared_ptr<ClaimDocument> doc = std::move(claim);
     json::Allocator& allocator = doc->GetAllocator();
     std::string raw;
     raw.reserve(billing_raw.size() + subscriber_raw.size() + patient_raw.size() + claim_raw.size());
@@ -351,8 +388,13 @@ struct X12Reader::State {
     item.position.reserve(64);
     item.position.append("interchange ").append(isa_control).append(", transaction set ").append(st_control);
     item.position.append(", segment ").append(std::to_string(claim_segment));
-    item.shared = std::make_shared<const ClaimContexts>(ClaimContexts{transaction, billing, subscriber, payer, patient_context});
-    item.doc = std::move(*doc);
+    doc->transaction = transaction;
+    doc->billing = billing;
+    doc->subscriber = subscriber;
+    doc->payer = payer;
+    doc->patient = patient_context;
+    item.doc = std::move(static_cast<json::Document&>(*doc));
+    item.shared = std::move(doc);
     item.raw = std::move(raw);
     pending.push_back(std::move(item));
   }
@@ -603,8 +645,7 @@ void X12Reader::State::transactionSegment() {
       return;
     }
     closeClaim();
-    claim = std::make_unique<json::Document>();
-    claim->SetObject();
+    claim = std::make_shared<ClaimDocument>();
     json::Allocator& allocator = claim->GetAllocator();
     claim->AddMember("claim", json::Value(rapidjson::kObjectType), allocator);
     claim->AddMember("lines", json::Value(rapidjson::kArrayType), allocator);
@@ -678,24 +719,29 @@ bool X12Reader::State::readSegment() {
 }
 
 // The elements of the segment and which of them hold component separators, in one pass over its
-// bytes (segments are short: a search call per element costs more than the bytes).
+// bytes, 16 at a time (segments are short: a search call per element costs more than the bytes).
 void X12Reader::State::splitElements() {
   elements.clear();
   composite.clear();
   const char* data = segment.data();
   const size_t size = segment.size();
-  size_t from = 0;
+  size_t from = 0;  // where the current element starts
   bool has_component = false;
-  for (size_t at = 0; at < size; ++at) {
-    const char c = data[at];
-    if (c == element) {
-      elements.emplace_back(data + from, at - from);
+  for (size_t base = 0; base < size; base += kBlockBytes) {
+    SeparatorMarks marks = markSeparators(data + base, size - base, element, component);
+    while (marks.elements != 0) {
+      const unsigned offset = static_cast<unsigned>(__builtin_ctz(marks.elements));
+      const uint32_t before = (uint32_t{1} << offset) - 1;
+      has_component = has_component || (marks.components & before) != 0;
+      marks.components &= ~before;
+      const size_t end = base + offset;
+      elements.emplace_back(data + from, end - from);
       composite.push_back(has_component);
       has_component = false;
-      from = at + 1;
-    } else if (c == component) {
-      has_component = true;
+      from = end + 1;
+      marks.elements &= marks.elements - 1;
     }
+    has_component = has_component || marks.components != 0;
   }
   elements.emplace_back(data + from, size - from);
   composite.push_back(has_component);
