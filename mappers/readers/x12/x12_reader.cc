@@ -169,20 +169,15 @@ class ClaimDocument : private InlineMemory<8192>, public json::Document {
   Context transaction, billing, subscriber, payer, patient;
 };
 
-// Which of up to kBlockBytes bytes at `bytes` (`available` of them are the segment's) are element
-// and component separators, as bit masks (bit k: byte k).
+// Which of the kBlockBytes bytes at `bytes` are element and component separators, as bit masks
+// (bit k: byte k); only the first `available` bytes are the segment's, but all are readable.
 constexpr size_t kBlockBytes = 16;
+static_assert(kBlockBytes <= BufferedInput::kPadding, "a block may start at the segment's last byte");
 struct SeparatorMarks {
   uint32_t elements = 0, components = 0;
 };
 
 SeparatorMarks markSeparators(const char* bytes, size_t available, char element, char component) {
-  char padded[kBlockBytes];
-  if (available < kBlockBytes) {  // the last bytes: never read past the segment's buffer
-    std::memset(padded, 'A', sizeof padded);  // a letter is never a separator
-    std::memcpy(padded, bytes, available);
-    bytes = padded;
-  }
   SeparatorMarks marks;
 #if defined(__SSE2__)
   const __m128i block = _mm_loadu_si128(reinterpret_cast<const __m128i*>(bytes));
@@ -194,6 +189,11 @@ SeparatorMarks markSeparators(const char* bytes, size_t available, char element,
     marks.components |= static_cast<uint32_t>(bytes[index] == component) << index;
   }
 #endif
+  if (available < kBlockBytes) {
+    const uint32_t segment_bytes = (uint32_t{1} << available) - 1;
+    marks.elements &= segment_bytes;
+    marks.components &= segment_bytes;
+  }
   return marks;
 }
 
@@ -241,8 +241,8 @@ struct X12Reader::State {
   size_t hl_claims = 0;
 
   // The current segment without its terminator: a view into the input's buffer, or into `text`
-  // when it crosses a block boundary. `elements` views it; composite[k] says whether element k
-  // holds component separators.
+  // when it crosses a block boundary; either way BufferedInput::kPadding bytes after it are
+  // readable. `elements` views it; composite[k] says whether element k holds component separators.
   std::string text;
   std::string_view segment;
   std::vector<std::string_view> elements;
@@ -714,7 +714,9 @@ bool X12Reader::State::readSegment() {
   text.clear();
   if (!input.readUntil(terminator, text)) return false;
   if (!text.empty() && text.back() == terminator) text.pop_back();
-  segment = text;
+  const size_t size = text.size();
+  text.append(BufferedInput::kPadding, '\0');  // readable after the segment, as in the input's buffer
+  segment = std::string_view(text.data(), size);
   return true;
 }
 
