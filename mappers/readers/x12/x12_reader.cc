@@ -13,8 +13,6 @@
 namespace fhir::mappers::readers::x12 {
 namespace {
 
-using namespace std::string_view_literals;
-
 // Where loop-level segments (N3, N4, REF, ...) currently belong.
 enum class Loop { kHeader, k2000A, k2010AA, k2010AB, k2000B, k2010BA, k2010BB, k2000C, k2010CA,
                   k2300, k2310B, k2310Other, k2400, k2420 };
@@ -37,6 +35,30 @@ constexpr uint32_t idCode(std::string_view id) {
   uint32_t code = 0;
   for (char c : id) code = code << 8 | static_cast<unsigned char>(c);
   return code;
+}
+
+// A two-character code (entity identifier, hierarchical level), compared inline.
+constexpr bool isCode(std::string_view value, const char (&code)[3]) {
+  return value.size() == 2 && value[0] == code[0] && value[1] == code[1];
+}
+
+// The segments kept in the loop objects, with their ids as constants (member names and "@id"
+// values refer to them instead of copying), and whether they repeat (an array of segments).
+struct KeptSegment {
+  uint32_t code;
+  std::string_view id;
+  bool repeating;
+};
+constexpr KeptSegment kKeptSegments[] = {
+    {idCode("NM1"), "NM1", false}, {idCode("N3"), "N3", false},   {idCode("N4"), "N4", false},
+    {idCode("DMG"), "DMG", false}, {idCode("SBR"), "SBR", false}, {idCode("PAT"), "PAT", false},
+    {idCode("PRV"), "PRV", false}, {idCode("CLM"), "CLM", false}, {idCode("SV1"), "SV1", false},
+    {idCode("REF"), "REF", true},  {idCode("DTP"), "DTP", true},  {idCode("HI"), "HI", true},
+    {idCode("PER"), "PER", true},  {idCode("AMT"), "AMT", true},  {idCode("NTE"), "NTE", true},
+};
+
+json::Value constantString(std::string_view text) {
+  return json::Value(rapidjson::StringRef(text.data(), static_cast<rapidjson::SizeType>(text.size())));
 }
 
 // ASCII only, unlike std::isupper (a call per character, and locale dependent).
@@ -292,14 +314,14 @@ struct X12Reader::State {
   // The segment as an object, built from SAX events on a document stack so that its member array
   // and its components' arrays are allocated once at their exact size (AddMember and PushBack
   // start at room for 16 members, several times what most segments need).
-  json::Value segmentValue(json::Allocator& allocator) {
+  json::Value segmentValue(json::Allocator& allocator, std::string_view id) {
     SegmentBuilder builder(&allocator, kBuilderStackBytes, &builder_stack);
-    auto events = [this](SegmentBuilder& out) {
+    auto events = [this, id](SegmentBuilder& out) {
       out.StartObject();
       out.Key("@segment", 8, false);
       out.Uint64(in_transaction ? segment_number : interchange_segment);
       out.Key("@id", 3, false);
-      copyString(out, elements[0]);
+      out.String(id.data(), static_cast<rapidjson::SizeType>(id.size()), false);
       for (size_t index = 1; index < elements.size(); ++index) {
         elementName(out, index);
         std::string_view value = elements[index];
@@ -339,20 +361,21 @@ struct X12Reader::State {
     }
     return *context;
   }
-  // Sets (or, for `repeating` ids, appends to) member `key` of `object`.
-  void put(json::Value& object, json::Allocator& allocator, std::string_view key, bool repeating) {
-    json::Value segment = segmentValue(allocator);
-    json::Value* existing = json::find(object, key);
+  // Sets (or, for `repeating` ids, appends to) member `id` of `object`: the segment, whose id `id`
+  // is, as a constant (a literal or kKeptSegments: kept by reference, never copied).
+  void put(json::Value& object, json::Allocator& allocator, std::string_view id, bool repeating) {
+    json::Value segment = segmentValue(allocator, id);
+    json::Value* existing = json::find(object, id);
     if (repeating) {
       if (!existing) {
-        object.AddMember(json::makeString(key, allocator), json::Value(rapidjson::kArrayType), allocator);
-        existing = json::find(object, key);
+        object.AddMember(constantString(id), json::Value(rapidjson::kArrayType), allocator);
+        existing = &(object.MemberEnd() - 1)->value;
       }
       existing->PushBack(segment, allocator);
     } else if (existing) {
       *existing = segment;
     } else {
-      object.AddMember(json::makeString(key, allocator), segment, allocator);
+      object.AddMember(constantString(id), segment, allocator);
     }
   }
 
@@ -404,12 +427,12 @@ struct X12Reader::State {
     closeClaim();
     if (!hl_open) return;
     hl_open = false;
-    bool needs_claim = hl_level == "23"sv || (hl_level == "22"sv && next_level != "23"sv);
+    bool needs_claim = isCode(hl_level, "23") || (isCode(hl_level, "22") && !isCode(next_level, "23"));
     if (needs_claim && hl_claims == 0) {
-      std::string loop_name = hl_level == "22"sv ? "2000B" : "2000C";
+      std::string loop_name = isCode(hl_level, "22") ? "2000B" : "2000C";
       reject("segment " + std::to_string(hl_segment) + " (HL)",
              "loop " + loop_name + " has no claim (CLM, loop 2300)",
-             hl_level == "22"sv ? subscriber_raw : patient_raw, "required");
+             isCode(hl_level, "22") ? subscriber_raw : patient_raw, "required");
     }
   }
 
@@ -605,12 +628,12 @@ void X12Reader::State::transactionSegment() {
     hl_segment = segment_number;
     hl_level = at(3);
     hl_claims = 0;
-    if (hl_level == "20"sv) {
+    if (isCode(hl_level, "20")) {
       loop = Loop::k2000A;
       resetObject(billing);
       billing_raw.clear();
       put(*billing, billing->GetAllocator(), "HL", false);
-    } else if (hl_level == "22"sv) {
+    } else if (isCode(hl_level, "22")) {
       loop = Loop::k2000B;
       resetObject(subscriber);
       resetObject(payer);
@@ -619,7 +642,7 @@ void X12Reader::State::transactionSegment() {
       patient_raw.clear();
       has_patient_loop = false;
       put(*subscriber, subscriber->GetAllocator(), "HL", false);
-    } else if (hl_level == "23"sv) {
+    } else if (isCode(hl_level, "23")) {
       loop = Loop::k2000C;
       resetObject(patient);
       patient_raw.clear();
@@ -638,7 +661,7 @@ void X12Reader::State::transactionSegment() {
     return;
   }
   if (is("CLM")) {
-    if (!hl_open || (hl_level != "22"sv && hl_level != "23"sv)) {
+    if (!hl_open || (!isCode(hl_level, "22") && !isCode(hl_level, "23"))) {
       closeClaim();
       loop = Loop::kHeader;
       reject(here(0), "CLM outside a subscriber (2000B) or patient (2000C) loop", rawSegment());
@@ -676,13 +699,13 @@ void X12Reader::State::transactionSegment() {
   }
   if (is("NM1")) {
     std::string_view qualifier = at(1);
-    if (qualifier == "41" || qualifier == "40") loop = Loop::kHeader;
-    else if (qualifier == "85" && (loop == Loop::k2000A || loop == Loop::k2010AA || loop == Loop::k2010AB)) loop = Loop::k2010AA;
-    else if (qualifier == "87" && (loop == Loop::k2000A || loop == Loop::k2010AA || loop == Loop::k2010AB)) loop = Loop::k2010AB;
-    else if (qualifier == "IL" && (loop == Loop::k2000B || loop == Loop::k2010BA)) loop = Loop::k2010BA;
-    else if (qualifier == "PR" && (loop == Loop::k2000B || loop == Loop::k2010BA || loop == Loop::k2010BB)) loop = Loop::k2010BB;
-    else if (qualifier == "QC" && (loop == Loop::k2000C || loop == Loop::k2010CA)) loop = Loop::k2010CA;
-    else if (claim && loop != Loop::k2400 && loop != Loop::k2420) loop = qualifier == "82" ? Loop::k2310B : Loop::k2310Other;
+    if (isCode(qualifier, "41") || isCode(qualifier, "40")) loop = Loop::kHeader;
+    else if (isCode(qualifier, "85") && (loop == Loop::k2000A || loop == Loop::k2010AA || loop == Loop::k2010AB)) loop = Loop::k2010AA;
+    else if (isCode(qualifier, "87") && (loop == Loop::k2000A || loop == Loop::k2010AA || loop == Loop::k2010AB)) loop = Loop::k2010AB;
+    else if (isCode(qualifier, "IL") && (loop == Loop::k2000B || loop == Loop::k2010BA)) loop = Loop::k2010BA;
+    else if (isCode(qualifier, "PR") && (loop == Loop::k2000B || loop == Loop::k2010BA || loop == Loop::k2010BB)) loop = Loop::k2010BB;
+    else if (isCode(qualifier, "QC") && (loop == Loop::k2000C || loop == Loop::k2010CA)) loop = Loop::k2010CA;
+    else if (claim && loop != Loop::k2400 && loop != Loop::k2420) loop = isCode(qualifier, "82") ? Loop::k2310B : Loop::k2310Other;
     else if (claim) loop = Loop::k2420;
     else {
       reject(here(1), "NM1 with entity code " + std::string(qualifier) + " is out of place here", rawSegment());
@@ -693,13 +716,8 @@ void X12Reader::State::transactionSegment() {
   json::Allocator* allocator = nullptr;
   json::Value* object = loopObject(allocator);
   if (!object) return;  // segments of loops the mapping does not use (1000A/B, 2010AB, 2310A/C, 2420)
-  switch (id_code) {
-    case idCode("NM1"): case idCode("N3"): case idCode("N4"): case idCode("DMG"): case idCode("SBR"):
-    case idCode("PAT"): case idCode("PRV"): case idCode("CLM"): case idCode("SV1"):
-      return put(*object, *allocator, id, false);
-    case idCode("REF"): case idCode("DTP"): case idCode("HI"): case idCode("PER"): case idCode("AMT"): case idCode("NTE"):
-      return put(*object, *allocator, id, true);
-    default: return;
+  for (const KeptSegment& kept : kKeptSegments) {
+    if (kept.code == id_code) return put(*object, *allocator, kept.id, kept.repeating);
   }
 }
 
