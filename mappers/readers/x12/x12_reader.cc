@@ -361,8 +361,9 @@ struct X12Reader::State {
     }
     return *context;
   }
-  // Sets (or, for `repeating` ids, appends to) member `id` of `object`: the segment, whose id `id`
-  // is, as a constant (a literal or kKeptSegments: kept by reference, never copied).
+  // Sets (or, for `repeating` ids, appends to) member `id` of `object`: the current segment. `id`
+  // is its id as a constant (a literal or from kKeptSegments), kept by reference as the member
+  // name and the "@id" value instead of copied.
   void put(json::Value& object, json::Allocator& allocator, std::string_view id, bool repeating) {
     json::Value segment = segmentValue(allocator, id);
     json::Value* existing = json::find(object, id);
