@@ -2,6 +2,7 @@
 #include "mappers/readers/x12/x12_reader.h"
 
 #include <array>
+#include <bit>
 #include <cctype>
 #include <cstddef>
 #include <cstring>
@@ -751,7 +752,7 @@ void X12Reader::State::splitElements() {
   for (size_t base = 0; base < size; base += kBlockBytes) {
     SeparatorMarks marks = markSeparators(data + base, size - base, element, component);
     while (marks.elements != 0) {
-      const unsigned offset = static_cast<unsigned>(__builtin_ctz(marks.elements));
+      const unsigned offset = static_cast<unsigned>(std::countr_zero(marks.elements));
       const uint32_t before = (uint32_t{1} << offset) - 1;
       has_component = has_component || (marks.components & before) != 0;
       marks.components &= ~before;
