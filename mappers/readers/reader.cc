@@ -8,7 +8,7 @@ namespace fhir::mappers::readers {
 
 bool BufferedInput::refill() {
   if (!stream_) return false;
-  stream_.read(buffer_.data(), static_cast<std::streamsize>(buffer_.size()));
+  stream_.read(buffer_.data(), static_cast<std::streamsize>(buffer_.size() - kPadding));
   size_ = static_cast<size_t>(stream_.gcount());
   position_ = 0;
   return size_ > 0;

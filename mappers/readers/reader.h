@@ -28,8 +28,9 @@ struct SourceRecord {
   json::Document doc;    // the record (an object); fresh for every record
   std::string raw;       // the exact source bytes of the record (hashed into the Provenance)
   std::string position;  // where it starts, for people and Provenance: "line 2", "segment 20"
-  // What parts of `doc` share with other records and must outlive it (the X12 reader's loop
-  // contexts: `doc` holds read-only views of them instead of copies); moves along with `doc`.
+  // What `doc` needs beyond itself and must outlive it (the X12 reader's loop contexts, shared with
+  // other records: `doc` holds read-only views of them instead of copies; and the memory `doc`
+  // allocates from); moves along with `doc`.
   std::shared_ptr<const void> shared;
 };
 
@@ -55,8 +56,11 @@ using RecordReaderPtr = std::unique_ptr<RecordReader>;
 // Reads `stream` in large blocks; the common base of the text readers.
 class BufferedInput {
  public:
+  // Bytes readable after the end of buffered() (values unspecified), for scans that read a
+  // whole word at a time.
+  static constexpr size_t kPadding = 16;
   explicit BufferedInput(std::istream& stream, size_t block = 1 << 16)
-      : stream_(stream), buffer_(block, '\0') {}
+      : stream_(stream), buffer_(block + kPadding, '\0') {}
   // Next byte or -1 at end of input.
   int get() {
     if (position_ == size_) {
@@ -74,7 +78,7 @@ class BufferedInput {
   // when nothing was read.
   bool readUntil(char delimiter, std::string& out);
   // The bytes read but not yet taken (refilled when none are left; empty at end of input), to
-  // scan in place; take them with skip().
+  // scan in place (kPadding more bytes are readable after them); take them with skip().
   std::string_view buffered() {
     if (position_ == size_) refill();
     return std::string_view(buffer_.data() + position_, size_ - position_);

@@ -2,8 +2,14 @@
 #include "mappers/readers/x12/x12_reader.h"
 
 #include <array>
+#include <bit>
 #include <cctype>
+#include <cstddef>
 #include <cstring>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 namespace fhir::mappers::readers::x12 {
 namespace {
@@ -32,12 +38,40 @@ constexpr uint32_t idCode(std::string_view id) {
   return code;
 }
 
+// A two-character code (entity identifier, hierarchical level), compared inline.
+constexpr bool isCode(std::string_view value, const char (&code)[3]) {
+  return value.size() == 2 && value[0] == code[0] && value[1] == code[1];
+}
+
+// The segments kept in the loop objects, with their ids as constants (member names and "@id"
+// values refer to them instead of copying), and whether they repeat (an array of segments).
+struct KeptSegment {
+  uint32_t code;
+  std::string_view id;
+  bool repeating;
+};
+constexpr KeptSegment kKeptSegments[] = {
+    {idCode("NM1"), "NM1", false}, {idCode("N3"), "N3", false},   {idCode("N4"), "N4", false},
+    {idCode("DMG"), "DMG", false}, {idCode("SBR"), "SBR", false}, {idCode("PAT"), "PAT", false},
+    {idCode("PRV"), "PRV", false}, {idCode("CLM"), "CLM", false}, {idCode("SV1"), "SV1", false},
+    {idCode("REF"), "REF", true},  {idCode("DTP"), "DTP", true},  {idCode("HI"), "HI", true},
+    {idCode("PER"), "PER", true},  {idCode("AMT"), "AMT", true},  {idCode("NTE"), "NTE", true},
+};
+
+json::Value constantString(std::string_view text) {
+  return json::Value(rapidjson::StringRef(text.data(), static_cast<rapidjson::SizeType>(text.size())));
+}
+
+// ASCII only, unlike std::isupper (a call per character, and locale dependent).
+constexpr bool isUpper(char c) { return c >= 'A' && c <= 'Z'; }
+constexpr bool isDigit(char c) { return c >= '0' && c <= '9'; }
+
 bool isSegmentId(std::string_view id) {
   if (id.size() < 2 || id.size() > 3) return false;
   for (char c : id) {
-    if (!std::isupper(static_cast<unsigned char>(c)) && !std::isdigit(static_cast<unsigned char>(c))) return false;
+    if (!isUpper(c) && !isDigit(c)) return false;
   }
-  return std::isupper(static_cast<unsigned char>(id[0]));
+  return isUpper(id[0]);
 }
 
 // Element member names "01".."99" as constant strings (no formatting or copying per segment).
@@ -52,15 +86,39 @@ struct ElementNames {
   }
 };
 
-// json::makeString, inlined here: the reader makes one string per element.
-inline json::Value copyString(std::string_view text, json::Allocator& allocator) {
-  return json::Value(text.data(), static_cast<rapidjson::SizeType>(text.size()), allocator);
+// The stack of a SegmentBuilder: one buffer kept for the reader's life (a document frees its
+// stack after every Populate() and would allocate it again for the next segment).
+class KeptStack {
+ public:
+  static const bool kNeedFree = false;
+  void* Malloc(size_t size) { return Realloc(nullptr, 0, size); }
+  void* Realloc(void* /*original*/, size_t /*original_size*/, size_t size) {
+    if (size > buffer_.size()) buffer_.resize(size);  // keeps the contents, as Realloc must
+    return buffer_.data();
+  }
+  static void Free(void* /*pointer*/) {}
+
+ private:
+  std::vector<char> buffer_;
+};
+
+// Builds values of json::Allocator from SAX events (its values are json::Values).
+using SegmentBuilder = rapidjson::GenericDocument<rapidjson::UTF8<>, json::Allocator, KeptStack>;
+constexpr size_t kBuilderStackBytes = 1024;  // room for 32 elements before the stack grows
+
+void copyString(SegmentBuilder& out, std::string_view text) {
+  out.String(text.data(), static_cast<rapidjson::SizeType>(text.size()), true);
 }
 
-json::Value elementName(size_t index, json::Allocator& allocator) {
+// Member name "01".."99" as a constant string (no formatting or copying per segment).
+void elementName(SegmentBuilder& out, size_t index) {
   static const ElementNames kNames;
-  if (index < 100) return json::Value(rapidjson::StringRef(kNames.text[index], 2));
-  return json::makeString(std::to_string(index), allocator);
+  if (index < 100) {
+    out.Key(kNames.text[index], 2, false);
+  } else {
+    std::string name = std::to_string(index);
+    out.Key(name.data(), static_cast<rapidjson::SizeType>(name.size()), true);
+  }
 }
 
 // A copy of `value` in `allocator` (RapidJSON's CopyFrom replays SAX events, several times
@@ -95,7 +153,26 @@ json::Value deepCopy(const json::Value& value, json::Allocator& allocator) {
 // members and strings, nothing copied) and keeps the context document alive (SourceRecord::shared).
 // A pool-allocated value frees nothing when destroyed, so the view never frees what it shares.
 static_assert(!json::Allocator::kNeedFree, "views need a pool allocator that frees nothing per value");
-using Context = std::shared_ptr<json::Document>;
+
+// The memory of a loop context or a claim: its first block inline, so that a loop or a claim costs
+// one allocation (a document on its own allocates itself, its allocator and a first block of
+// 64 KiB, for values that mostly need 1-6 KiB).
+template <size_t kInlineBytes>
+struct InlineMemory {
+  static constexpr size_t kBlockBytes = 8192;  // each further block
+  InlineMemory() : pool(inline_block, sizeof inline_block, kBlockBytes) {}
+  InlineMemory(const InlineMemory&) = delete;
+  InlineMemory& operator=(const InlineMemory&) = delete;
+  alignas(std::max_align_t) char inline_block[kInlineBytes];
+  json::Allocator pool;
+};
+
+// A context document (an object) allocating from its memory, which outlives it.
+class ContextDocument : private InlineMemory<2048>, public json::Document {
+ public:
+  ContextDocument() : json::Document(rapidjson::kObjectType, &pool) {}
+};
+using Context = std::shared_ptr<ContextDocument>;
 
 json::Value view(const json::Value& value) {
   json::Value alias;
@@ -103,16 +180,45 @@ json::Value view(const json::Value& value) {
   return alias;
 }
 
-Context newContext() {
-  auto context = std::make_shared<json::Document>();
-  context->SetObject();
-  return context;
-}
+Context newContext() { return std::make_shared<ContextDocument>(); }
 
-// The contexts a claim's record views; kept alive as long as the record.
-struct ClaimContexts {
+// An open claim: the document of its record (an object), and what the record needs beyond it,
+// kept alive as long as the record (SourceRecord::shared): the memory the document allocates from
+// (the record's document takes its values and allocator when the claim is complete) and the
+// contexts it views.
+class ClaimDocument : private InlineMemory<8192>, public json::Document {
+ public:
+  ClaimDocument() : json::Document(rapidjson::kObjectType, &pool) {}
   Context transaction, billing, subscriber, payer, patient;
 };
+
+// Which of the kBlockBytes bytes at `bytes` are element and component separators, as bit masks
+// (bit k: byte k); only the first `available` bytes are the segment's, but all are readable.
+constexpr size_t kBlockBytes = 16;
+static_assert(kBlockBytes <= BufferedInput::kPadding, "a block may start at the segment's last byte");
+struct SeparatorMarks {
+  uint32_t elements = 0, components = 0;
+};
+
+SeparatorMarks markSeparators(const char* bytes, size_t available, char element, char component) {
+  SeparatorMarks marks;
+#if defined(__SSE2__)
+  const __m128i block = _mm_loadu_si128(reinterpret_cast<const __m128i*>(bytes));
+  marks.elements = static_cast<uint32_t>(_mm_movemask_epi8(_mm_cmpeq_epi8(block, _mm_set1_epi8(element))));
+  marks.components = static_cast<uint32_t>(_mm_movemask_epi8(_mm_cmpeq_epi8(block, _mm_set1_epi8(component))));
+#else
+  for (size_t index = 0; index < kBlockBytes; ++index) {
+    marks.elements |= static_cast<uint32_t>(bytes[index] == element) << index;
+    marks.components |= static_cast<uint32_t>(bytes[index] == component) << index;
+  }
+#endif
+  if (available < kBlockBytes) {
+    const uint32_t segment_bytes = (uint32_t{1} << available) - 1;
+    marks.elements &= segment_bytes;
+    marks.components &= segment_bytes;
+  }
+  return marks;
+}
 
 std::string printable(char c) {
   if (std::isprint(static_cast<unsigned char>(c))) return std::string("'") + c + "'";
@@ -147,7 +253,7 @@ struct X12Reader::State {
   bool has_patient_loop = false;
   std::string billing_raw, subscriber_raw, patient_raw;
 
-  std::unique_ptr<json::Document> claim;
+  std::shared_ptr<ClaimDocument> claim;
   std::string claim_raw;
   size_t claim_segment = 0;
   Loop loop = Loop::kHeader;
@@ -158,13 +264,14 @@ struct X12Reader::State {
   size_t hl_claims = 0;
 
   // The current segment without its terminator: a view into the input's buffer, or into `text`
-  // when it crosses a block boundary. `elements` views it; composite[k] says whether element k
-  // holds component separators.
+  // when it crosses a block boundary; either way BufferedInput::kPadding bytes after it are
+  // readable. `elements` views it; composite[k] says whether element k holds component separators.
   std::string text;
   std::string_view segment;
   std::vector<std::string_view> elements;
   std::vector<char> composite;
   uint32_t id_code = 0;  // idCode(elements[0])
+  KeptStack builder_stack;  // segmentValue()'s
   bool is(std::string_view id) const { return id_code == idCode(id); }
 
   // --- locations ---
@@ -175,9 +282,8 @@ struct X12Reader::State {
     if (element_index > 0) out += ", element " + std::to_string(element_index);
     return out;
   }
-  std::string field(size_t index) const {
-    return index < elements.size() ? std::string(elements[index]) : std::string();
-  }
+  std::string field(size_t index) const { return std::string(at(index)); }
+  std::string_view at(size_t index) const { return index < elements.size() ? elements[index] : std::string_view(); }
 
   void reject(std::string location, std::string message, std::string raw, std::string code = "structure") {
     Pending item;
@@ -206,28 +312,41 @@ struct X12Reader::State {
   }
 
   // --- building ---
-  json::Value segmentValue(json::Allocator& allocator) const {
-    json::Value object(rapidjson::kObjectType);
-    object.AddMember("@segment", json::Value(static_cast<uint64_t>(in_transaction ? segment_number : interchange_segment)),
-                     allocator);
-    object.AddMember("@id", copyString(elements[0], allocator), allocator);
-    for (size_t index = 1; index < elements.size(); ++index) {
-      json::Value name = elementName(index, allocator);
-      std::string_view value = elements[index];
-      if (composite[index]) {
-        json::Value parts(rapidjson::kArrayType);
+  // The segment as an object, built from SAX events on a document stack so that its member array
+  // and its components' arrays are allocated once at their exact size (AddMember and PushBack
+  // start at room for 16 members, several times what most segments need).
+  json::Value segmentValue(json::Allocator& allocator, std::string_view id) {
+    SegmentBuilder builder(&allocator, kBuilderStackBytes, &builder_stack);
+    auto events = [this, id](SegmentBuilder& out) {
+      out.StartObject();
+      out.Key("@segment", 8, false);
+      out.Uint64(in_transaction ? segment_number : interchange_segment);
+      out.Key("@id", 3, false);
+      out.String(id.data(), static_cast<rapidjson::SizeType>(id.size()), false);
+      for (size_t index = 1; index < elements.size(); ++index) {
+        elementName(out, index);
+        std::string_view value = elements[index];
+        if (!composite[index]) {
+          copyString(out, value);
+          continue;
+        }
+        out.StartArray();
+        rapidjson::SizeType parts = 0;
         size_t start = 0;
         while (true) {
           size_t end = value.find(component, start);
-          parts.PushBack(copyString(value.substr(start, end - start), allocator), allocator);
+          copyString(out, value.substr(start, end - start));
+          ++parts;
           if (end == std::string_view::npos) break;
           start = end + 1;
         }
-        object.AddMember(name, parts, allocator);
-      } else {
-        object.AddMember(name, copyString(value, allocator), allocator);
+        out.EndArray(parts);
       }
-    }
+      return out.EndObject(static_cast<rapidjson::SizeType>(elements.size() + 1));
+    };
+    builder.Populate(events);
+    json::Value object;
+    object = static_cast<json::Value&>(builder);  // moves the built object out
     return object;
   }
   static void resetObject(Context& context) {
@@ -243,27 +362,29 @@ struct X12Reader::State {
     }
     return *context;
   }
-  // Sets (or, for `repeating` ids, appends to) member `key` of `object`.
-  void put(json::Value& object, json::Allocator& allocator, std::string_view key, bool repeating) const {
-    json::Value segment = segmentValue(allocator);
-    json::Value* existing = json::find(object, key);
+  // Sets (or, for `repeating` ids, appends to) member `id` of `object`: the current segment. `id`
+  // is its id as a constant (a literal or from kKeptSegments), kept by reference as the member
+  // name and the "@id" value instead of copied.
+  void put(json::Value& object, json::Allocator& allocator, std::string_view id, bool repeating) {
+    json::Value segment = segmentValue(allocator, id);
+    json::Value* existing = json::find(object, id);
     if (repeating) {
       if (!existing) {
-        object.AddMember(json::makeString(key, allocator), json::Value(rapidjson::kArrayType), allocator);
-        existing = json::find(object, key);
+        object.AddMember(constantString(id), json::Value(rapidjson::kArrayType), allocator);
+        existing = &(object.MemberEnd() - 1)->value;
       }
       existing->PushBack(segment, allocator);
     } else if (existing) {
       *existing = segment;
     } else {
-      object.AddMember(json::makeString(key, allocator), segment, allocator);
+      object.AddMember(constantString(id), segment, allocator);
     }
   }
 
   // --- loops ---
   void closeClaim() {
     if (!claim) return;
-    std::unique_ptr<json::Document> doc = std::move(claim);
+    std::shared_ptr<ClaimDocument> doc = std::move(claim);
     json::Allocator& allocator = doc->GetAllocator();
     std::string raw;
     raw.reserve(billing_raw.size() + subscriber_raw.size() + patient_raw.size() + claim_raw.size());
@@ -292,8 +413,13 @@ struct X12Reader::State {
     item.position.reserve(64);
     item.position.append("interchange ").append(isa_control).append(", transaction set ").append(st_control);
     item.position.append(", segment ").append(std::to_string(claim_segment));
-    item.shared = std::make_shared<const ClaimContexts>(ClaimContexts{transaction, billing, subscriber, payer, patient_context});
-    item.doc = std::move(*doc);
+    doc->transaction = transaction;
+    doc->billing = billing;
+    doc->subscriber = subscriber;
+    doc->payer = payer;
+    doc->patient = patient_context;
+    item.doc = std::move(static_cast<json::Document&>(*doc));
+    item.shared = std::move(doc);
     item.raw = std::move(raw);
     pending.push_back(std::move(item));
   }
@@ -303,12 +429,12 @@ struct X12Reader::State {
     closeClaim();
     if (!hl_open) return;
     hl_open = false;
-    bool needs_claim = hl_level == "23" || (hl_level == "22" && next_level != "23");
+    bool needs_claim = isCode(hl_level, "23") || (isCode(hl_level, "22") && !isCode(next_level, "23"));
     if (needs_claim && hl_claims == 0) {
-      std::string loop_name = hl_level == "22" ? "2000B" : "2000C";
+      std::string loop_name = isCode(hl_level, "22") ? "2000B" : "2000C";
       reject("segment " + std::to_string(hl_segment) + " (HL)",
              "loop " + loop_name + " has no claim (CLM, loop 2300)",
-             hl_level == "22" ? subscriber_raw : patient_raw, "required");
+             isCode(hl_level, "22") ? subscriber_raw : patient_raw, "required");
     }
   }
 
@@ -323,10 +449,10 @@ struct X12Reader::State {
       case Loop::k2000B: case Loop::k2010BA: return contextObject(subscriber, allocator);
       case Loop::k2010BB: return contextObject(payer, allocator);
       case Loop::k2000C: case Loop::k2010CA: return contextObject(patient, allocator);
-      case Loop::k2300: allocator = &claim->GetAllocator(); return &(*claim)["claim"];
+      case Loop::k2300: allocator = &claim->GetAllocator(); return &claimObject();
       case Loop::k2310B: {
         allocator = &claim->GetAllocator();
-        json::Value& claim_object = (*claim)["claim"];
+        json::Value& claim_object = claimObject();
         if (!json::find(claim_object, "renderingProvider")) {
           claim_object.AddMember("renderingProvider", json::Value(rapidjson::kObjectType), *allocator);
         }
@@ -334,7 +460,7 @@ struct X12Reader::State {
       }
       case Loop::k2400: {
         allocator = &claim->GetAllocator();
-        json::Value& lines = (*claim)["lines"];
+        json::Value& lines = claimLines();
         return &lines[lines.Size() - 1];
       }
       default: return nullptr;
@@ -350,6 +476,10 @@ struct X12Reader::State {
     }
   }
   bool inClaim() const { return loop >= Loop::k2300; }
+  // The open claim's "claim" and "lines" members, its first two (CLM adds them), found without
+  // comparing names.
+  json::Value& claimObject() { return claim->MemberBegin()->value; }
+  json::Value& claimLines() { return (claim->MemberBegin() + 1)->value; }
 
   void transactionSegment();
   void envelopeSegment();
@@ -495,17 +625,17 @@ void X12Reader::State::transactionSegment() {
     return;
   }
   if (is("HL")) {
-    closeHl(field(3));
+    closeHl(at(3));
     hl_open = true;
     hl_segment = segment_number;
-    hl_level = field(3);
+    hl_level = at(3);
     hl_claims = 0;
-    if (hl_level == "20") {
+    if (isCode(hl_level, "20")) {
       loop = Loop::k2000A;
       resetObject(billing);
       billing_raw.clear();
       put(*billing, billing->GetAllocator(), "HL", false);
-    } else if (hl_level == "22") {
+    } else if (isCode(hl_level, "22")) {
       loop = Loop::k2000B;
       resetObject(subscriber);
       resetObject(payer);
@@ -514,7 +644,7 @@ void X12Reader::State::transactionSegment() {
       patient_raw.clear();
       has_patient_loop = false;
       put(*subscriber, subscriber->GetAllocator(), "HL", false);
-    } else if (hl_level == "23") {
+    } else if (isCode(hl_level, "23")) {
       loop = Loop::k2000C;
       resetObject(patient);
       patient_raw.clear();
@@ -533,19 +663,18 @@ void X12Reader::State::transactionSegment() {
     return;
   }
   if (is("CLM")) {
-    if (!hl_open || (hl_level != "22" && hl_level != "23")) {
+    if (!hl_open || (!isCode(hl_level, "22") && !isCode(hl_level, "23"))) {
       closeClaim();
       loop = Loop::kHeader;
       reject(here(0), "CLM outside a subscriber (2000B) or patient (2000C) loop", rawSegment());
       return;
     }
     closeClaim();
-    claim = std::make_unique<json::Document>();
-    claim->SetObject();
+    claim = std::make_shared<ClaimDocument>();
     json::Allocator& allocator = claim->GetAllocator();
     claim->AddMember("claim", json::Value(rapidjson::kObjectType), allocator);
     claim->AddMember("lines", json::Value(rapidjson::kArrayType), allocator);
-    put((*claim)["claim"], allocator, "CLM", false);
+    put(claimObject(), allocator, "CLM", false);
     claim_segment = segment_number;
     claim_raw.clear();
     appendRawSegment(claim_raw);
@@ -561,7 +690,7 @@ void X12Reader::State::transactionSegment() {
     json::Allocator& allocator = claim->GetAllocator();
     json::Value line(rapidjson::kObjectType);
     put(line, allocator, "LX", false);
-    (*claim)["lines"].PushBack(line, allocator);
+    claimLines().PushBack(line, allocator);
     loop = Loop::k2400;
     appendRawSegment(claim_raw);
     return;
@@ -571,17 +700,17 @@ void X12Reader::State::transactionSegment() {
     return;
   }
   if (is("NM1")) {
-    std::string qualifier = field(1);
-    if (qualifier == "41" || qualifier == "40") loop = Loop::kHeader;
-    else if (qualifier == "85" && (loop == Loop::k2000A || loop == Loop::k2010AA || loop == Loop::k2010AB)) loop = Loop::k2010AA;
-    else if (qualifier == "87" && (loop == Loop::k2000A || loop == Loop::k2010AA || loop == Loop::k2010AB)) loop = Loop::k2010AB;
-    else if (qualifier == "IL" && (loop == Loop::k2000B || loop == Loop::k2010BA)) loop = Loop::k2010BA;
-    else if (qualifier == "PR" && (loop == Loop::k2000B || loop == Loop::k2010BA || loop == Loop::k2010BB)) loop = Loop::k2010BB;
-    else if (qualifier == "QC" && (loop == Loop::k2000C || loop == Loop::k2010CA)) loop = Loop::k2010CA;
-    else if (claim && loop != Loop::k2400 && loop != Loop::k2420) loop = qualifier == "82" ? Loop::k2310B : Loop::k2310Other;
+    std::string_view qualifier = at(1);
+    if (isCode(qualifier, "41") || isCode(qualifier, "40")) loop = Loop::kHeader;
+    else if (isCode(qualifier, "85") && (loop == Loop::k2000A || loop == Loop::k2010AA || loop == Loop::k2010AB)) loop = Loop::k2010AA;
+    else if (isCode(qualifier, "87") && (loop == Loop::k2000A || loop == Loop::k2010AA || loop == Loop::k2010AB)) loop = Loop::k2010AB;
+    else if (isCode(qualifier, "IL") && (loop == Loop::k2000B || loop == Loop::k2010BA)) loop = Loop::k2010BA;
+    else if (isCode(qualifier, "PR") && (loop == Loop::k2000B || loop == Loop::k2010BA || loop == Loop::k2010BB)) loop = Loop::k2010BB;
+    else if (isCode(qualifier, "QC") && (loop == Loop::k2000C || loop == Loop::k2010CA)) loop = Loop::k2010CA;
+    else if (claim && loop != Loop::k2400 && loop != Loop::k2420) loop = isCode(qualifier, "82") ? Loop::k2310B : Loop::k2310Other;
     else if (claim) loop = Loop::k2420;
     else {
-      reject(here(1), "NM1 with entity code " + qualifier + " is out of place here", rawSegment());
+      reject(here(1), "NM1 with entity code " + std::string(qualifier) + " is out of place here", rawSegment());
       return;
     }
   }
@@ -589,13 +718,8 @@ void X12Reader::State::transactionSegment() {
   json::Allocator* allocator = nullptr;
   json::Value* object = loopObject(allocator);
   if (!object) return;  // segments of loops the mapping does not use (1000A/B, 2010AB, 2310A/C, 2420)
-  switch (id_code) {
-    case idCode("NM1"): case idCode("N3"): case idCode("N4"): case idCode("DMG"): case idCode("SBR"):
-    case idCode("PAT"): case idCode("PRV"): case idCode("CLM"): case idCode("SV1"):
-      return put(*object, *allocator, id, false);
-    case idCode("REF"): case idCode("DTP"): case idCode("HI"): case idCode("PER"): case idCode("AMT"): case idCode("NTE"):
-      return put(*object, *allocator, id, true);
-    default: return;
+  for (const KeptSegment& kept : kKeptSegments) {
+    if (kept.code == id_code) return put(*object, *allocator, kept.id, kept.repeating);
   }
 }
 
@@ -610,25 +734,39 @@ bool X12Reader::State::readSegment() {
   text.clear();
   if (!input.readUntil(terminator, text)) return false;
   if (!text.empty() && text.back() == terminator) text.pop_back();
-  segment = text;
+  const size_t size = text.size();
+  text.append(BufferedInput::kPadding, '\0');  // readable after the segment, as in the input's buffer
+  segment = std::string_view(text.data(), size);
   return true;
 }
 
-// The elements of the segment and which of them hold component separators (most segments hold
-// none: one scan of the whole segment tells).
+// The elements of the segment and which of them hold component separators, in one pass over its
+// bytes, 16 at a time (segments are short: a search call per element costs more than the bytes).
 void X12Reader::State::splitElements() {
   elements.clear();
   composite.clear();
-  bool any_component = segment.find(component) != std::string_view::npos;
-  size_t from = 0;
-  while (true) {
-    size_t end = segment.find(element, from);
-    std::string_view value = segment.substr(from, end - from);
-    elements.push_back(value);
-    composite.push_back(any_component && value.find(component) != std::string_view::npos);
-    if (end == std::string_view::npos) break;
-    from = end + 1;
+  const char* data = segment.data();
+  const size_t size = segment.size();
+  size_t from = 0;  // where the current element starts
+  bool has_component = false;
+  for (size_t base = 0; base < size; base += kBlockBytes) {
+    SeparatorMarks marks = markSeparators(data + base, size - base, element, component);
+    while (marks.elements != 0) {
+      const unsigned offset = static_cast<unsigned>(std::countr_zero(marks.elements));
+      const uint32_t before = (uint32_t{1} << offset) - 1;
+      has_component = has_component || (marks.components & before) != 0;
+      marks.components &= ~before;
+      const size_t end = base + offset;
+      elements.emplace_back(data + from, end - from);
+      composite.push_back(has_component);
+      has_component = false;
+      from = end + 1;
+      marks.elements &= marks.elements - 1;
+    }
+    has_component = has_component || marks.components != 0;
   }
+  elements.emplace_back(data + from, size - from);
+  composite.push_back(has_component);
 }
 
 void X12Reader::State::step() {

@@ -17,7 +17,8 @@
 //    "lines": [{"LX", "SV1", "DTP": [..], "REF": [..]}]}                         // 2400
 // The loop contexts (transaction, billingProvider, subscriber, payer, patient) are built once per
 // loop and shared by its claims' records: read-only views kept alive by SourceRecord::shared (a
-// context changed after a record was passed on is copied first). Records must not be modified.
+// context changed after a record was passed on is copied first), which also holds the memory the
+// record's document allocates from. Records must not be modified.
 // A segment is {"@segment": N, "@id": "SV1", "01": "...", "02": [component, ...], ...}: N counts
 // from ST = 1 within the transaction set; an element holding component separators is an array
 // of its components; empty elements are "".

@@ -260,5 +260,59 @@ TEST(X12Reader, TwoInterchangesInOneStream) {
   for (const Read& read : reads) EXPECT_EQ(read.status, ReadStatus::kRecord) << read.location();
 }
 
+// Elements are split 16 bytes at a time: separators at the edges of those blocks, components
+// of one element in two blocks, and long elements spanning several.
+TEST(X12Reader, SeparatorsAtAnyOffsetInTheSegment) {
+  std::string text = replace(northshore(), "N3*12 W ELM ST~", "N3*12 W ELM STR*APT 4~");  // '*' at byte 15
+  text = replace(text, "SV1*HC:99214:25*180.00*UN*1***1:2~", "SV1*HC:99214:25:26:27*180.00*UN*1***1:2:3:4~");
+  text = replace(text, "NM1*82*1*WHITFIELD*DANA****XX*1467583922~",
+                 "NM1*82*1*WHITFIELD-ABERNATHY-OKONKWO-MENON*DANA****XX*1467583922~");
+  auto reads = readAll(text);
+  ASSERT_EQ(reads.size(), 3u);
+  ASSERT_EQ(reads[0].status, ReadStatus::kRecord) << reads[0].location();
+  const json::Value& first = reads[0].record.doc;
+  EXPECT_EQ(str(first["subscriber"]["N3"]["01"]), "12 W ELM STR");
+  EXPECT_EQ(str(first["subscriber"]["N3"]["02"]), "APT 4");
+  const json::Value& sv1 = first["lines"][0]["SV1"];
+  ASSERT_TRUE(sv1["01"].IsArray());
+  ASSERT_EQ(sv1["01"].Size(), 5u);
+  EXPECT_EQ(str(sv1["01"][2]), "25");
+  EXPECT_EQ(str(sv1["01"][3]), "26");  // the ':' before it is byte 15
+  EXPECT_EQ(str(sv1["01"][4]), "27");
+  EXPECT_EQ(str(sv1["02"]), "180.00");
+  EXPECT_EQ(str(sv1["05"]), "");
+  ASSERT_EQ(sv1["07"].Size(), 4u);
+  EXPECT_EQ(str(sv1["07"][3]), "4");
+  const json::Value& rendering = first["claim"]["renderingProvider"]["NM1"];
+  EXPECT_EQ(str(rendering["03"]), "WHITFIELD-ABERNATHY-OKONKWO-MENON");
+  EXPECT_EQ(str(rendering["04"]), "DANA");
+  EXPECT_EQ(str(rendering["09"]), "1467583922");
+  EXPECT_FALSE(json::find(rendering, "10"));
+}
+
+// Input larger than the reader's 64 KiB block: segments that cross from one block to the next
+// read like the others (leading line breaks move the block edges to other bytes).
+TEST(X12Reader, SegmentsAcrossInputBlocks) {
+  const std::string one = northshore();
+  for (size_t shift = 0; shift < 3; ++shift) {
+    std::string text(shift, '\n');
+    const size_t copies = 3 * (64 * 1024) / one.size();  // three blocks
+    for (size_t copy = 0; copy < copies; ++copy) text += one;
+    auto reads = readAll(text);
+    ASSERT_EQ(reads.size(), 3 * copies) << "shift " << shift;
+    for (size_t index = 0; index < reads.size(); ++index) {
+      ASSERT_EQ(reads[index].status, ReadStatus::kRecord) << "record " << index << ": " << reads[index].location();
+      const json::Value& doc = reads[index].record.doc;
+      EXPECT_EQ(str(doc["claim"]["CLM"]["01"]), "NS-CLM-000" + std::to_string(index % 3 + 1)) << index;
+      EXPECT_EQ(str(doc["billingProvider"]["NM1"]["09"]), "1093817462") << index;
+      EXPECT_EQ(str(doc["claim"]["CLM"]["05"][2]), "1") << index;  // "11:B:1", cut by the first block edge
+      EXPECT_EQ(str(doc["claim"]["CLM"]["09"]), "Y") << index;
+      EXPECT_EQ(str(doc["lines"][0]["DTP"][0]["01"]), "472") << index;
+      EXPECT_NE(reads[index].record.raw.find("CLM*NS-CLM-000" + std::to_string(index % 3 + 1) + "*"), std::string::npos)
+          << index;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace fhir::mappers::readers::x12
