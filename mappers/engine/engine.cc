@@ -7,12 +7,14 @@
 #include <chrono>
 #include <cstring>
 #include <ctime>
+#include <mutex>
 #include <filesystem>
 #include <fstream>
 #include <optional>
 #include <set>
 #include <sstream>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "mappers/common/dates.h"
 #include "mappers/common/ids.h"
@@ -36,6 +38,22 @@ constexpr std::string_view kBase = "https://fhir.alignment-gateway.org";
 
 // kJsonEvents: NDJSON, or one JSON object over several lines (a pretty-printed event).
 enum class ReaderKind { kCsv, kNdjson, kJson, kX12, kHl7v2, kJsonEvents };
+
+// A copy of `text` kept for the life of the process, like a string literal. Bundles refer to
+// the names and constant values of compiled specs without copying them, and any copy of a
+// bundle's values (RapidJSON copies constant strings by reference) may outlive the spec library
+// that made it; the pool is bounded by the distinct names and constants of the specs loaded
+// (with the payers' names, for templates such as "{payer}").
+std::string_view intern(std::string_view text) {
+  static std::mutex mutex;
+  static auto* const pool = new std::unordered_set<std::string>();  // never freed, on purpose
+  std::lock_guard<std::mutex> lock(mutex);
+  return *pool->emplace(text).first;
+}
+
+json::Value constantString(std::string_view text) {
+  return json::Value(rapidjson::StringRef(text.data(), static_cast<rapidjson::SizeType>(text.size())));
+}
 
 // Where a step's member was found last, an index into its object, tried first: records of one
 // source have their members in the same order. A relaxed atomic, because compiled specs are
@@ -138,6 +156,7 @@ struct ValueExpr {
   std::string patient_key;                 // kCoverageOn: the Patient resource key
   SourcePath from;
   const json::Value* literal = nullptr;  // owned by the spec document
+  std::string_view constant;             // kLiteral: the string naming no {variable}, intern()ed
   std::string reference_key;
   std::vector<Transform> transforms;
   bool required = false;
@@ -350,6 +369,9 @@ Result<ValueExpr> Compiler::valueExpr(const json::Value& object, const std::stri
   } else if (const json::Value* value = json::find(object, "value")) {
     expr.kind = ValueExpr::Kind::kLiteral;
     expr.literal = value;
+    if (json::isString(*value) && json::stringView(*value).find('{') == std::string_view::npos) {
+      expr.constant = intern(json::stringView(*value));
+    }
   } else if (auto reference = json::getString(object, "reference")) {
     expr.kind = ValueExpr::Kind::kReference;
     expr.reference_key = std::string(*reference);
@@ -1231,7 +1253,8 @@ class Run {
   }
   // `text` with its {variables} replaced. The view is valid until the next call; templates
   // naming only run constants ({payer}, {spec}, ...) are expanded once per run.
-  std::string_view expand(std::string_view text, const Scope& scope) const;
+  // `permanent`: set when the view is intern()ed.
+  std::string_view expand(std::string_view text, const Scope& scope, bool* permanent = nullptr) const;
   // The "Type/id" of this record's resource `key` (not made per item), or nullptr.
   const std::string* referenceOf(std::string_view key) const {
     for (size_t index = 0; index < reference_count_; ++index) {
@@ -1283,7 +1306,7 @@ class Run {
   // keep their buffers for the next record).
   std::vector<std::pair<std::string_view, std::string>> references_;
   size_t reference_count_ = 0;
-  mutable std::unordered_map<std::string_view, std::string> constant_expansions_;
+  mutable std::unordered_map<std::string_view, std::string_view> constant_expansions_;  // intern()ed
   mutable std::string expansion_;
   // Per-record work lists, members so that their buffers are reused from record to record.
   std::vector<const ResourceProgram*> produced_;
@@ -1308,9 +1331,12 @@ std::string& Run::setReference(std::string_view key) {
   return reference;
 }
 
-std::string_view Run::expand(std::string_view text, const Scope& scope) const {
+std::string_view Run::expand(std::string_view text, const Scope& scope, bool* permanent) const {
   if (text.find('{') == std::string_view::npos) return text;
-  if (auto cached = constant_expansions_.find(text); cached != constant_expansions_.end()) return cached->second;
+  if (auto cached = constant_expansions_.find(text); cached != constant_expansions_.end()) {
+    if (permanent) *permanent = true;
+    return cached->second;
+  }
   bool constant = true;
   std::string& out = expansion_;
   out.clear();
@@ -1333,8 +1359,9 @@ std::string_view Run::expand(std::string_view text, const Scope& scope) const {
     position = close + 1;
   }
   out.append(text.substr(position));
-  if (constant) return constant_expansions_.emplace(text, out).first->second;
-  return out;
+  if (!constant) return out;
+  if (permanent) *permanent = true;
+  return constant_expansions_.emplace(text, intern(out)).first->second;
 }
 
 // Where a source path points (for issues only; built when an issue needs it).
@@ -1417,10 +1444,12 @@ std::optional<json::Value> Run::evaluate(const ValueExpr& expr, const Scope& sco
       return reference;
     }
     case ValueExpr::Kind::kLiteral:
-      if (json::isString(*expr.literal) && json::stringView(*expr.literal).find('{') == std::string_view::npos) {
-        result = json::makeString(json::stringView(*expr.literal), allocator);
+      if (!expr.constant.empty()) {
+        result = constantString(expr.constant);
       } else if (json::isString(*expr.literal)) {
-        result = json::makeString(expand(json::stringView(*expr.literal), scope), allocator);
+        bool permanent = false;
+        std::string_view text = expand(json::stringView(*expr.literal), scope, &permanent);
+        result = permanent ? constantString(text) : json::makeString(text, allocator);
       } else {
         result.CopyFrom(*expr.literal, allocator);
       }
@@ -1873,7 +1902,7 @@ json::Value& slot(json::Value& object, const Rule& rule, json::Allocator& alloca
     }
     if (!member) {
       fresh = true;
-      current->AddMember(json::makeString(step.name, allocator),
+      current->AddMember(step.constant_name.empty() ? json::makeString(step.name, allocator) : constantString(step.constant_name),
                          step.index == PathStep::Index::kNone ? json::Value(rapidjson::kObjectType) : json::Value(rapidjson::kArrayType),
                          allocator);
       member = &(current->MemberEnd() - 1)->value;
@@ -1905,6 +1934,7 @@ void linkSiblingRules(std::vector<Rule>& rules, std::set<std::string> present = 
     linkSiblingRules(rule.children);
     rule.shared_steps = 0;
     rule.first_step_new = !rule.target.empty() && present.insert(rule.target[0].name).second;
+    for (PathStep& step : rule.target) step.constant_name = intern(step.name);
     if (index == 0) continue;
     const std::vector<PathStep>& before = rules[index - 1].target;
     if (before.empty() || rule.target.empty()) continue;

@@ -16,6 +16,9 @@ namespace fhir::mappers::engine {
 
 struct PathStep {
   std::string name;
+  // `name` kept for the life of the process (set by the mapping engine when it compiles a spec):
+  // bundles name their members with it without copying.
+  std::string_view constant_name = {};
   enum class Index { kNone, kAt, kAppend } index = Index::kNone;
   size_t at = 0;  // for kAt
 };

@@ -122,6 +122,35 @@ TEST(CsvReader, HeaderProblemsAreFatal) {
   EXPECT_EQ(locationOf(duplicate[0]), "line 1, column 3");
 }
 
+TEST(CsvReader, FieldsOfEveryLengthWithSeparatorsAtEveryOffset) {
+  // Ordinary bytes are scanned 16 at a time: unquoted fields of 0 to 40 bytes, and quoted ones
+  // holding a comma, a doubled quote and a CRLF at each offset, in rows with CRLF or LF.
+  std::string text = "plain,quoted\r\n";
+  std::vector<std::pair<std::string, std::string>> expected;
+  for (size_t length = 0; length <= 40; ++length) {
+    for (size_t at = 0; at <= length; ++at) {
+      std::string plain(length, 'p');
+      std::string quoted = std::string(length, 'q');
+      const char* inserts[] = {",", "\"", "\r\n"};
+      const std::string insert = inserts[(length + at) % 3];
+      quoted.insert(at, insert);
+      std::string written = quoted;
+      for (size_t quote = written.find('"'); quote != std::string::npos; quote = written.find('"', quote + 2)) {
+        written.insert(quote, "\"");
+      }
+      text += plain + ",\"" + written + "\"" + (at % 2 ? "\n" : "\r\n");
+      expected.emplace_back(plain, quoted);
+    }
+  }
+  std::vector<Read> reads = readAll(text);
+  ASSERT_EQ(reads.size(), expected.size());
+  for (size_t row = 0; row < reads.size(); ++row) {
+    ASSERT_EQ(reads[row].status, ReadStatus::kRecord) << "row " << row;
+    ASSERT_EQ(field(reads[row].record, "plain"), expected[row].first) << "row " << row;
+    ASSERT_EQ(field(reads[row].record, "quoted"), expected[row].second) << "row " << row;
+  }
+}
+
 TEST(CsvReader, LargeInputAcrossBufferBoundaries) {
   std::string text = "id,value\n";
   for (int row = 0; row < 20000; ++row) {
