@@ -340,72 +340,8 @@ void appendNative(const Value& value, Output& out) {
   out.append(buffer, static_cast<size_t>(end - buffer));
 }
 
-void write(const Value& value, Output& out, int indent, int depth) {
-  auto newline = [&](int level) {
-    if (indent < 0) return;
-    out.put('\n');
-    for (int space = 0; space < level * indent; ++space) out.put(' ');
-  };
-  switch (value.GetType()) {
-    case rapidjson::kNullType:
-      out.append("null", 4);
-      break;
-    case rapidjson::kFalseType:
-      out.append("false", 5);
-      break;
-    case rapidjson::kTrueType:
-      out.append("true", 4);
-      break;
-    case rapidjson::kNumberType:
-      appendNative(value, out);
-      break;
-    case rapidjson::kStringType:
-      if (isTaggedNumber(value)) {
-        out.append(value.GetString() + 1, value.GetStringLength() - 1);
-      } else {
-        out.put('"');
-        escapeTo(std::string_view(value.GetString(), value.GetStringLength()), out);
-        out.put('"');
-      }
-      break;
-    case rapidjson::kArrayType: {
-      out.put('[');
-      bool first = true;
-      for (const Value& item : value.GetArray()) {
-        if (!first) out.put(',');
-        first = false;
-        newline(depth + 1);
-        write(item, out, indent, depth + 1);
-      }
-      if (!first) newline(depth);
-      out.put(']');
-      break;
-    }
-    case rapidjson::kObjectType: {
-      out.put('{');
-      bool first = true;
-      for (const auto& member : value.GetObject()) {
-        if (!first) out.put(',');
-        first = false;
-        newline(depth + 1);
-        out.put('"');
-        escapeTo(std::string_view(member.name.GetString(), member.name.GetStringLength()), out);
-        if (indent < 0) {
-          out.append("\":", 2);
-        } else {
-          out.append("\": ", 3);
-        }
-        write(member.value, out, indent, depth + 1);
-      }
-      if (!first) newline(depth);
-      out.put('}');
-      break;
-    }
-  }
-}
-
-// write() without indentation: the form documents are stored and sent in.
-void writeCompact(const Value& value, Output& out) {
+// A value that is neither an object nor an array.
+void writeScalar(const Value& value, Output& out) {
   switch (value.GetType()) {
     case rapidjson::kNullType:
       out.append("null", 4);
@@ -428,29 +364,70 @@ void writeCompact(const Value& value, Output& out) {
       }
       break;
     }
-    case rapidjson::kArrayType: {
-      out.put('[');
-      bool first = true;
-      for (const Value& item : value.GetArray()) {
-        if (!first) out.put(',');
-        first = false;
-        writeCompact(item, out);
-      }
-      out.put(']');
+    case rapidjson::kArrayType:
+    case rapidjson::kObjectType:
       break;
+  }
+}
+
+// Indented by `indent` spaces per level.
+void writePretty(const Value& value, Output& out, int indent, int depth) {
+  auto newline = [&](int level) {
+    out.put('\n');
+    for (int space = 0; space < level * indent; ++space) out.put(' ');
+  };
+  if (value.IsArray()) {
+    out.put('[');
+    bool first = true;
+    for (const Value& item : value.GetArray()) {
+      if (!first) out.put(',');
+      first = false;
+      newline(depth + 1);
+      writePretty(item, out, indent, depth + 1);
     }
-    case rapidjson::kObjectType: {
-      out.put('{');
-      bool first = true;
-      for (const auto& member : value.GetObject()) {
-        if (!first) out.put(',');
-        first = false;
-        writeQuoted(stringOf(member.name), out, ':');
-        writeCompact(member.value, out);
-      }
-      out.put('}');
-      break;
+    if (!first) newline(depth);
+    out.put(']');
+  } else if (value.IsObject()) {
+    out.put('{');
+    bool first = true;
+    for (const auto& member : value.GetObject()) {
+      if (!first) out.put(',');
+      first = false;
+      newline(depth + 1);
+      writeQuoted(stringOf(member.name), out, ':');
+      out.put(' ');
+      writePretty(member.value, out, indent, depth + 1);
     }
+    if (!first) newline(depth);
+    out.put('}');
+  } else {
+    writeScalar(value, out);
+  }
+}
+
+// Without indentation: the form documents are stored and sent in.
+void writeCompact(const Value& value, Output& out) {
+  if (value.IsArray()) {
+    out.put('[');
+    bool first = true;
+    for (const Value& item : value.GetArray()) {
+      if (!first) out.put(',');
+      first = false;
+      writeCompact(item, out);
+    }
+    out.put(']');
+  } else if (value.IsObject()) {
+    out.put('{');
+    bool first = true;
+    for (const auto& member : value.GetObject()) {
+      if (!first) out.put(',');
+      first = false;
+      writeQuoted(stringOf(member.name), out, ':');
+      writeCompact(member.value, out);
+    }
+    out.put('}');
+  } else {
+    writeScalar(value, out);
   }
 }
 
@@ -459,7 +436,7 @@ void write(const Value& value, std::string& out, int indent) {
   if (indent < 0) {
     writeCompact(value, output);
   } else {
-    write(value, output, indent, 0);
+    writePretty(value, output, indent, 0);
   }
 }
 
