@@ -272,18 +272,20 @@ TEST_F(DeliveryOptions, BatchingWindowHoldsClaimsThenSendsThemBackToBackOnOneCon
   TlsReceiver receiver(certificates.path("server.key"), certificates.path("server.pem"), certificates.path("ca.pem"));
   start(receiver.url(),
         R"(, "clientCert": ")" + certificates.path("client.pem") + R"(", "clientKey": ")" + certificates.path("client.key") +
-            R"(", "caFile": ")" + certificates.path("ca.pem") + R"(", "batchWindowMs": 1500)",
+            R"(", "caFile": ")" + certificates.path("ca.pem") + R"(", "batchWindowMs": 4000)",
         feed_.url("/notify"), "{}");
   const auto first = Clock::now();
   for (const char* date : {"2026-06-01", "2026-06-02", "2026-06-03"}) {
     ASSERT_EQ(gateway_->post("/ingest/econsult", billingEvent(std::string("batch-") + date, date)).status, 202);
   }
-  ASSERT_TRUE(feed_.waitForAccepted(3, 10s));  // the feed has no window
-  EXPECT_LT(Clock::now() - first, 1300ms);
+  // The feed has no window. The window is long enough for the feed to be served well within it
+  // on a loaded machine or under the sanitizers (1.9 s seen there with a window of 1.5 s).
+  ASSERT_TRUE(feed_.waitForAccepted(3, 10s));
+  EXPECT_LT(Clock::now() - first, 3500ms);
   EXPECT_TRUE(receiver.requests().empty());
   ASSERT_TRUE(eventually([&] { return receiver.requests().size() >= 3; }, 10s));
   const std::vector<TlsRequest> requests = receiver.requests();
-  EXPECT_GE(requests[0].at - first, 1300ms);
+  EXPECT_GE(requests[0].at - first, 3800ms);
   for (size_t i = 0; i < 3; ++i) {
     EXPECT_EQ(requests[i].event_number, std::to_string(i + 1));
     EXPECT_EQ(requests[i].peer_port, requests[0].peer_port) << "request " << i << " came on another connection";
