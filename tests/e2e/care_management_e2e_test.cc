@@ -169,7 +169,8 @@ TEST_F(CareManagementEndToEnd, AnAcmOutsideTheCoverageWaitsAsUnroutable) {
   // The coverage ends 2026-12-31: a January ACM has no payer yet and waits with the reason.
   HttpResult january = ingest(coManagement("cm-jan", "2027-01-31"));
   ASSERT_EQ(january.status, 202) << january.body;
-  const json::Value* claim = findEntry(parse(january.body), "Claim");
+  json::Document answer = parse(january.body);
+  const json::Value* claim = findEntry(answer, "Claim");
   ASSERT_NE(claim, nullptr);
   const std::string unroutable = gateway_->get("/admin/unroutable").body;
   EXPECT_NE(unroutable.find(std::string(json::getString(*claim, "id").value_or("?"))), std::string::npos) << unroutable;
