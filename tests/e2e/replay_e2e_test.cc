@@ -56,10 +56,14 @@ class Replay : public GatewayFixture {
  protected:
   // The fixture's configuration plus the Northwind payer, delivering to `northwind_`.
   void configureNorthwind() {
+    addPayer("northwind-commercial", "Northwind Health Plan", "northwind-commercial", northwind_.url("/bundles"));
+  }
+  // The fixture's configuration plus a payer (cli.md, configuration file).
+  void addPayer(const std::string& id, const std::string& name, const std::string& format, const std::string& endpoint) {
     std::string config = readFile(config_path_);
     config = replaceOnce(config, R"("payers": [)", R"("payers": [
-    { "id": "northwind-commercial", "name": "Northwind Health Plan", "format": "northwind-commercial",
-      "endpoint": ")" + northwind_.url("/bundles") + R"(" },)");
+    { "id": ")" + id + R"(", "name": ")" + name + R"(", "format": ")" + format + R"(",
+      "endpoint": ")" + endpoint + R"(" },)");
     std::ofstream(config_path_) << config;
   }
 
@@ -288,13 +292,7 @@ class ReplayX12 : public Replay {
   static constexpr const char* kPayer = "lakeshore-edi";
 
   // The fixture's configuration plus a payer sending X12 837P.
-  void configureX12Payer() {
-    std::string config = readFile(config_path_);
-    config = replaceOnce(config, R"("payers": [)", R"("payers": [
-    { "id": "lakeshore-edi", "name": "Lakeshore Medicaid MCO EDI", "format": "x12-837p",
-      "endpoint": ")" + payer_.url("/bundles") + R"(" },)");
-    std::ofstream(config_path_) << config;
-  }
+  void configureX12Payer() { addPayer(kPayer, "Lakeshore Medicaid MCO EDI", "x12-837p", payer_.url("/bundles")); }
 
   // The bundled profiles as an earlier release of the alignment IG had them: its line-of-business
   // code system without `commercial` (a Coverage of that line then breaks the required binding
@@ -338,6 +336,23 @@ class ReplayX12 : public Replay {
     return replaceOnce(text, "SBR*P*18*******MC~", "SBR*P*18*******CI~");
   }
 
+  // A payer file's answer counts these records (http-api.md).
+  static void expectCounts(const json::Value& answer, int64_t records, int64_t accepted, int64_t rejected) {
+    EXPECT_EQ(json::numberAsInt64(answer["records"]), records);
+    EXPECT_EQ(json::numberAsInt64(answer["accepted"]), accepted);
+    EXPECT_EQ(json::numberAsInt64(answer["rejected"]), rejected);
+  }
+
+  // The only quarantine entry is `id`, with this status and replay count.
+  void expectOnlyEntry(const std::string& id, const std::string& status, int64_t replays) {
+    json::Document list = quarantine();
+    EXPECT_EQ(list["items"].Size(), 1u);
+    const json::Value* kept = entry(list, id);
+    ASSERT_NE(kept, nullptr);
+    EXPECT_EQ(str(*kept, "status"), status);
+    EXPECT_EQ(json::numberAsInt64((*kept)["replays"]), replays);
+  }
+
   HttpResult postClaims(const std::string& body) {
     return gateway_->post(std::string("/ingest/claims/") + kPayer, body, "application/edi-x12");
   }
@@ -351,9 +366,7 @@ TEST_F(ReplayX12, ClaimRejectedUnderAnOlderIgIsReplayedAloneAndAcceptedAfterTheF
   HttpResult posted = postClaims(interchange());
   ASSERT_EQ(posted.status, 200) << posted.body;
   json::Document counts = parse(posted.body);
-  EXPECT_EQ(json::numberAsInt64(counts["records"]), 3);
-  EXPECT_EQ(json::numberAsInt64(counts["accepted"]), 2);
-  EXPECT_EQ(json::numberAsInt64(counts["rejected"]), 1);
+  expectCounts(counts, 3, 2, 1);
   ASSERT_EQ(counts["quarantineIds"].Size(), 1u);
   const std::string id(json::stringView(counts["quarantineIds"][0]));
 
@@ -381,33 +394,19 @@ TEST_F(ReplayX12, ClaimRejectedUnderAnOlderIgIsReplayedAloneAndAcceptedAfterTheF
   HttpResult again = gateway_->post("/admin/quarantine/" + id + "/replay", "");
   ASSERT_EQ(again.status, 200) << again.body;
   json::Document replayed = parse(again.body);
-  EXPECT_EQ(json::numberAsInt64(replayed["records"]), 1);
-  EXPECT_EQ(json::numberAsInt64(replayed["accepted"]), 0);
-  EXPECT_EQ(json::numberAsInt64(replayed["rejected"]), 1);
+  expectCounts(replayed, 1, 0, 1);
   ASSERT_EQ(replayed["quarantineIds"].Size(), 1u);
   EXPECT_EQ(json::stringView(replayed["quarantineIds"][0]), id);
-  json::Document list = quarantine();
-  EXPECT_EQ(list["items"].Size(), 1u);
-  kept = entry(list, id);
-  ASSERT_NE(kept, nullptr);
-  EXPECT_EQ(str(*kept, "status"), "quarantined");
-  EXPECT_EQ(json::numberAsInt64((*kept)["replays"]), 1);
+  expectOnlyEntry(id, "quarantined", 1);
 
   // With the current IG the replayed claim is accepted and stored; the entry stays, accepted.
   startGateway();
   HttpResult accepted = gateway_->post("/admin/quarantine/" + id + "/replay", "");
   ASSERT_EQ(accepted.status, 200) << accepted.body;
   json::Document result = parse(accepted.body);
-  EXPECT_EQ(json::numberAsInt64(result["records"]), 1);
-  EXPECT_EQ(json::numberAsInt64(result["accepted"]), 1);
-  EXPECT_EQ(json::numberAsInt64(result["rejected"]), 0);
+  expectCounts(result, 1, 1, 0);
   EXPECT_EQ(result["bundleIds"].Size(), 1u);
-  list = quarantine();
-  EXPECT_EQ(list["items"].Size(), 1u);
-  kept = entry(list, id);
-  ASSERT_NE(kept, nullptr);
-  EXPECT_EQ(str(*kept, "status"), "accepted");
-  EXPECT_EQ(json::numberAsInt64((*kept)["replays"]), 2);
+  expectOnlyEntry(id, "accepted", 2);
   const std::string claim_id = mappers::deriveId({"Claim", "x12-837p", kPayer, "NS-CLM-0001"});
   HttpResult claim = gateway_->get("/fhir/Claim/" + claim_id);
   ASSERT_EQ(claim.status, 200) << claim.body;
@@ -419,7 +418,7 @@ TEST_F(ReplayX12, ClaimRejectedUnderAnOlderIgIsReplayedAloneAndAcceptedAfterTheF
   // sent again makes no new version of it.
   HttpResult resent = postClaims(interchange());
   ASSERT_EQ(resent.status, 200) << resent.body;
-  EXPECT_EQ(json::numberAsInt64(parse(resent.body)["accepted"]), 3);
+  expectCounts(parse(resent.body), 3, 3, 0);
   EXPECT_EQ(str(parse(gateway_->get("/fhir/Claim/" + claim_id).body)["meta"], "versionId"), "1");
 }
 
@@ -441,10 +440,7 @@ TEST_F(ReplayX12, ClaimKeptWithoutItsEnvelopeIsRefused) {
   HttpResult refused = gateway_->post("/admin/quarantine/" + id + "/replay", "");
   EXPECT_EQ(refused.status, 422);
   EXPECT_NE(refused.body.find("cut out of its X12 interchange"), std::string::npos) << refused.body;
-  const json::Value* kept = entry(quarantine(), id);
-  ASSERT_NE(kept, nullptr);
-  EXPECT_EQ(str(*kept, "status"), "quarantined");
-  EXPECT_EQ(json::numberAsInt64((*kept)["replays"]), 0);
+  expectOnlyEntry(id, "quarantined", 0);
 }
 
 }  // namespace
