@@ -283,8 +283,8 @@ class SqliteStore final : public Store {
     std::string id = quarantineId();
     Status status = runInWriter([&](Connection& db) -> Status {
       Query query(db,
-                  "INSERT INTO quarantine (id, channel, received_at, content_type, payload, truncated, outcome, record, replay_prefix, "
-                  "replay_suffix) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+                  "INSERT INTO quarantine (id, channel, received_at, content_type, payload, truncated, outcome, record, "
+                  "replay_prefix, replay_suffix) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
       query.bind(1, id).bind(2, write.channel).bind(3, nowIso()).bind(4, write.content_type);
       query.bindBlob(5, write.payload).bind(6, int64_t{write.truncated ? 1 : 0}).bind(7, write.outcome_json);
       query.bind(8, int64_t{write.record ? 1 : 0}).bindBlob(9, write.replay_prefix);
