@@ -654,11 +654,13 @@ Answer Pipeline::ingestPayerFile(std::string_view kind, const std::string& payer
       },
       [&](mappers::engine::Rejection& rejected) {
         metrics_.countIngest(channel, "rejected");
-        // A record keeps what a replay needs to read it alone (the CSV header); a fatal rejection
-        // keeps what the reader had of the body (the body itself is a stream, never held).
+        // A record keeps what a replay needs to read it alone (the CSV header; an X12 claim's
+        // envelope and transaction header, from the reader); a fatal rejection keeps what the
+        // reader had of the body (the body itself is a stream, never held).
         QuarantineWrite write{channel, std::string(content_type), rejected.raw, false,
                               toOperationOutcomeJson(rejected.issues), !rejected.fatal,
-                              keeps_header ? recorder.firstLine() : std::string()};
+                              keeps_header ? recorder.firstLine() : std::move(rejected.replay_prefix),
+                              std::move(rejected.replay_suffix)};
         auto id = keep(std::move(write));
         if (!id.ok()) {
           store_error = id.message();
@@ -715,15 +717,17 @@ ReplayOutcome Pipeline::replayQuarantined(const std::string& quarantine_id) {
     return notReplayable(422, "not-supported", "payloads of channel '" + kept.channel + "' cannot be replayed",
                          "not-replayable");
   }
+  // Claims quarantined before their interchange's envelope was kept with them.
   if (kept.record && kept.replay_prefix.empty() && mediaType(kept.content_type) == "application/edi-x12") {
     return notReplayable(422, "not-supported",
-                         "this claim was cut out of its X12 interchange and cannot be read alone; send the "
-                         "interchange again",
+                         "this claim was cut out of its X12 interchange and cannot be read alone (it was kept "
+                         "without the interchange's envelope); send the interchange again",
                          "not-replayable");
   }
   ReplayCapture capture{quarantine_id, kept.record};
   t_replay = &capture;
-  Answer answer = channel->second(*this, argument, kept.replay_prefix + kept.payload, kept.content_type);
+  Answer answer =
+      channel->second(*this, argument, kept.replay_prefix + kept.payload + kept.replay_suffix, kept.content_type);
   t_replay = nullptr;
   const bool accepted = answer.status < 300 && !capture.rejected;
   const std::string result = accepted ? "accepted" : answer.status >= 500 ? "failed" : "rejected";

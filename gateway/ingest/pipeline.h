@@ -37,8 +37,8 @@ struct Answer {
 
 // What a replay of a quarantined payload came to: the channel's answer, and `result`:
 // "accepted", "rejected" (the channel rejected it again; it stays quarantined), "not-found",
-// "not-replayable" (a truncated body, an X12 claim cut out of its interchange, a channel
-// without replay) or "failed" (the store failed).
+// "not-replayable" (a truncated body, an X12 claim kept without its interchange's envelope,
+// a channel without replay) or "failed" (the store failed).
 struct ReplayOutcome {
   Answer answer;
   std::string result;

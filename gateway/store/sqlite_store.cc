@@ -72,7 +72,8 @@ CREATE TABLE IF NOT EXISTS quarantine (
   outcome TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'quarantined',
   record INTEGER NOT NULL DEFAULT 0, replay_prefix BLOB NOT NULL DEFAULT '',
   replays INTEGER NOT NULL DEFAULT 0, replayed_at TEXT NOT NULL DEFAULT '',
-  replay_status INTEGER NOT NULL DEFAULT 0, replay_answer BLOB NOT NULL DEFAULT '');
+  replay_status INTEGER NOT NULL DEFAULT 0, replay_answer BLOB NOT NULL DEFAULT '',
+  replay_suffix BLOB NOT NULL DEFAULT '');
 CREATE TABLE IF NOT EXISTS patient_demographics (
   patient_id TEXT PRIMARY KEY, family TEXT NOT NULL, given TEXT NOT NULL, birth_date TEXT NOT NULL,
   gender TEXT NOT NULL) WITHOUT ROWID;
@@ -184,7 +185,7 @@ std::string quarantineId() {
 
 #define QUARANTINE_COLUMNS                                                                       \
   "id, channel, received_at, content_type, payload, truncated, outcome, record, replay_prefix, status, " \
-  "replays, replayed_at, replay_status, replay_answer"
+  "replays, replayed_at, replay_status, replay_answer, replay_suffix"
 // An outbox row's columns as outboxItem() reads them; the body is in outbox_bodies (shared by the
 // rows of one event that carry the same body) or, in rows written before it existed, inline.
 #define OUTBOX_COLUMNS                                                                                   \
@@ -282,11 +283,12 @@ class SqliteStore final : public Store {
     std::string id = quarantineId();
     Status status = runInWriter([&](Connection& db) -> Status {
       Query query(db,
-                  "INSERT INTO quarantine (id, channel, received_at, content_type, payload, truncated, outcome, record, replay_prefix) "
-                  "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
+                  "INSERT INTO quarantine (id, channel, received_at, content_type, payload, truncated, outcome, record, "
+                  "replay_prefix, replay_suffix) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
       query.bind(1, id).bind(2, write.channel).bind(3, nowIso()).bind(4, write.content_type);
       query.bindBlob(5, write.payload).bind(6, int64_t{write.truncated ? 1 : 0}).bind(7, write.outcome_json);
       query.bind(8, int64_t{write.record ? 1 : 0}).bindBlob(9, write.replay_prefix);
+      query.bindBlob(10, write.replay_suffix);
       if (query.step() != SQLITE_DONE) return Error{query.error()};
       return Status::Ok();
     });
@@ -756,6 +758,7 @@ class SqliteStore final : public Store {
         {"quarantine", "replayed_at TEXT NOT NULL DEFAULT ''"},
         {"quarantine", "replay_status INTEGER NOT NULL DEFAULT 0"},
         {"quarantine", "replay_answer BLOB NOT NULL DEFAULT ''"},
+        {"quarantine", "replay_suffix BLOB NOT NULL DEFAULT ''"},
         {"events", "answer_is_payload INTEGER NOT NULL DEFAULT 0"},
         {"outbox", "body_id INTEGER NOT NULL DEFAULT 0"}};
     for (const auto& [table, column] : columns) {
@@ -871,6 +874,7 @@ class SqliteStore final : public Store {
     entry.replayed_at = query.text(11);
     entry.replay_status = static_cast<int>(query.integer(12));
     entry.replay_answer = query.text(13);
+    entry.replay_suffix = query.text(14);
     return entry;
   }
 

@@ -98,9 +98,11 @@ struct QuarantineWrite {
   std::string outcome_json;
   // One record cut out of a larger body (a claim or roster row), not the whole body.
   bool record = false;
-  // Bytes a replay puts before the payload so the channel can read it alone (a CSV record's
-  // header line); empty when none is needed or known.
+  // Bytes a replay puts before and after the payload so the channel can read it alone (a CSV
+  // record's header line; an X12 claim's interchange envelope and transaction header before it,
+  // its SE, GE and IEA after it); empty when none is needed or known.
   std::string replay_prefix = {};
+  std::string replay_suffix = {};
 };
 
 struct QuarantineEntry {
@@ -113,6 +115,7 @@ struct QuarantineEntry {
   std::string outcome_json;
   bool record = false;
   std::string replay_prefix;
+  std::string replay_suffix;
   std::string status;       // "quarantined", or "accepted" once a replay was accepted
   int64_t replays = 0;      // how many times it was replayed
   std::string replayed_at;  // of the last replay, empty when none

@@ -2673,24 +2673,30 @@ Result<MapSummary> SpecLibrary::mapSource(const std::string& spec_id, std::istre
   }
 
   MapSummary summary;
-  auto reject = [&](IssueList issues, std::string raw, std::string position, bool fatal) {
+  auto reject = [&](IssueList issues, std::string raw, std::string position, bool fatal,
+                    const readers::RecordFrame* frame = nullptr) {
     Rejection rejection{std::move(issues), std::move(raw), std::move(position), fatal};
+    if (frame != nullptr) {
+      rejection.replay_prefix = frame->prefix();
+      rejection.replay_suffix = frame->suffix(rejection.raw);
+    }
     ++summary.rejected;
     on_rejection(rejection);
   };
-  auto mapRecord = [&](const json::Value& record, const std::string& raw, const std::string& position) {
+  auto mapRecord = [&](const json::Value& record, const std::string& raw, const std::string& position,
+                       const readers::RecordFrame* frame = nullptr) {
     ++summary.records;
     MappedBundle mapped;
     IssueList issues;
     if (!run.map(record, raw, position, mapped, issues)) {
-      reject(std::move(issues), raw, position, false);
+      reject(std::move(issues), raw, position, false, frame);
       return;
     }
     if (options.validator) {
       IssueList validation;
       options.validator->validate(mapped.bundle, ValidationRequest{}, validation);
       if (validation.hasErrors()) {
-        reject(std::move(validation), raw, position, false);
+        reject(std::move(validation), raw, position, false, frame);
         return;
       }
     }
@@ -2771,7 +2777,7 @@ Result<MapSummary> SpecLibrary::mapSource(const std::string& spec_id, std::istre
       if (!csv || group_column >= csv->lastFields().size()) {
         flush();
         ++summary.records;
-        reject(std::move(issues), std::move(record.raw), std::move(record.position), false);
+        reject(std::move(issues), std::move(record.raw), std::move(record.position), false, record.frame.get());
         continue;
       }
       std::string key = csv->lastFields()[group_column];
@@ -2781,7 +2787,7 @@ Result<MapSummary> SpecLibrary::mapSource(const std::string& spec_id, std::istre
       continue;
     }
     if (spec.group_by.empty()) {
-      mapRecord(record.doc, record.raw, record.position);
+      mapRecord(record.doc, record.raw, record.position, record.frame.get());
       continue;
     }
     auto key_value = json::getString(record.doc, spec.group_by);

@@ -76,6 +76,11 @@ struct Rejection {
   std::string raw;        // the record's bytes, to quarantine
   std::string position;
   bool fatal = false;     // the stream ended here
+  // What a replay puts around `raw` so that the reader reads it alone (an X12 claim's
+  // interchange envelope and transaction header, readers::RecordFrame); empty when not needed
+  // or not known.
+  std::string replay_prefix = {};
+  std::string replay_suffix = {};
 };
 
 struct MapSummary {

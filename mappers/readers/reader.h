@@ -24,6 +24,17 @@
 
 namespace fhir::mappers::readers {
 
+// What a record cut out of its stream needs around its bytes to be read again on its own (the X12
+// reader's interchange envelope and transaction header). Built once per stream section and shared
+// by its records; its text is made only when asked for (a record is quarantined).
+class RecordFrame {
+ public:
+  virtual ~RecordFrame() = default;
+  // The bytes before and after `raw` (a record's SourceRecord::raw) that make it a stream of its own.
+  virtual std::string prefix() const = 0;
+  virtual std::string suffix(std::string_view raw) const = 0;
+};
+
 struct SourceRecord {
   json::Document doc;    // the record (an object); fresh for every record
   std::string raw;       // the exact source bytes of the record (hashed into the Provenance)
@@ -32,6 +43,8 @@ struct SourceRecord {
   // other records: `doc` holds read-only views of them instead of copies; and the memory `doc`
   // allocates from); moves along with `doc`.
   std::shared_ptr<const void> shared;
+  // How to read `raw` alone; null when it reads alone as it is, or the reader cannot tell.
+  std::shared_ptr<const RecordFrame> frame;
 };
 
 enum class ReadStatus {

@@ -4,9 +4,12 @@
 // keeps its OperationOutcome and its single quarantine entry.
 
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
+#include "gateway/store/store.h"
+#include "mappers/common/ids.h"
 #include "tests/e2e/e2e_fixture.h"
 
 namespace fhir::testing {
@@ -53,10 +56,14 @@ class Replay : public GatewayFixture {
  protected:
   // The fixture's configuration plus the Northwind payer, delivering to `northwind_`.
   void configureNorthwind() {
+    addPayer("northwind-commercial", "Northwind Health Plan", "northwind-commercial", northwind_.url("/bundles"));
+  }
+  // The fixture's configuration plus a payer (cli.md, configuration file).
+  void addPayer(const std::string& id, const std::string& name, const std::string& format, const std::string& endpoint) {
     std::string config = readFile(config_path_);
     config = replaceOnce(config, R"("payers": [)", R"("payers": [
-    { "id": "northwind-commercial", "name": "Northwind Health Plan", "format": "northwind-commercial",
-      "endpoint": ")" + northwind_.url("/bundles") + R"(" },)");
+    { "id": ")" + id + R"(", "name": ")" + name + R"(", "format": ")" + format + R"(",
+      "endpoint": ")" + endpoint + R"(" },)");
     std::ofstream(config_path_) << config;
   }
 
@@ -276,6 +283,164 @@ TEST_F(Replay, CliUsageIsCheckedAndExplained) {
   CliRun unknown = runReplay(scratch_, "--quarantine q-none --data " + dataDir());
   EXPECT_EQ(unknown.exit_code, 2);
   EXPECT_NE(unknown.err.find("no quarantined payload q-none"), std::string::npos) << unknown.err;
+}
+
+// X12 837P claims quarantined one by one (payer-formats.md) and replayed alone, as a one-claim
+// interchange in their own interchange's envelope and transaction header.
+class ReplayX12 : public Replay {
+ protected:
+  static constexpr const char* kPayer = "lakeshore-edi";
+
+  // The fixture's configuration plus a payer sending X12 837P.
+  void configureX12Payer() { addPayer(kPayer, "Lakeshore Medicaid MCO EDI", "x12-837p", payer_.url("/bundles")); }
+
+  // The bundled profiles as an earlier release of the alignment IG had them: its line-of-business
+  // code system without `commercial` (a Coverage of that line then breaks the required binding
+  // of alignment-coverage's Coverage.type). Everything else is linked to the bundled files.
+  std::string olderProfiles() {
+    namespace fs = std::filesystem;
+    const fs::path bundled = fs::path(GATEWAY_SOURCE_DIR) / "fhir_profiles";
+    const fs::path root = old_profiles_.path();
+    fs::create_symlink(bundled / "r4-core", root / "r4-core");
+    fs::create_symlink(bundled / "subscriptions-backport", root / "subscriptions-backport");
+    fs::create_directories(root / "alignment" / "package");
+    for (const fs::directory_entry& file : fs::directory_iterator(bundled / "alignment" / "package")) {
+      const fs::path target = root / "alignment" / "package" / file.path().filename();
+      if (file.path().filename() != "CodeSystem-line-of-business.json") {
+        fs::create_symlink(file.path(), target);
+        continue;
+      }
+      std::string code_system = readFile(file.path());
+      code_system = replaceOnce(code_system, R"("count": 4,)", R"("count": 3,)");
+      code_system = replaceOnce(code_system, R"(,
+    {
+      "code": "commercial",
+      "display": "Commercial"
+    })", "");
+      std::ofstream(target) << code_system;
+    }
+    return root.string();
+  }
+
+  // Starts the gateway with the alignment IG in `profiles` (FHIR_GATEWAY_PROFILES).
+  void startGatewayWithProfiles(const std::string& profiles) {
+    ::setenv("FHIR_GATEWAY_PROFILES", profiles.c_str(), 1);
+    startGateway();
+    ::unsetenv("FHIR_GATEWAY_PROFILES");
+  }
+
+  // tests/data/mappers/x12/northshore-837p.x12 (three claims; NS-CLM-0002 and -0003 are of a
+  // dependent, 2000C) with the first claim's subscriber on a commercial plan (SBR09 CI).
+  static std::string interchange() {
+    std::string text = readFile(testDataDir() / "mappers" / "x12" / "northshore-837p.x12");
+    return replaceOnce(text, "SBR*P*18*******MC~", "SBR*P*18*******CI~");
+  }
+
+  // A payer file's answer counts these records (http-api.md).
+  static void expectCounts(const json::Value& answer, int64_t records, int64_t accepted, int64_t rejected) {
+    EXPECT_EQ(json::numberAsInt64(answer["records"]), records);
+    EXPECT_EQ(json::numberAsInt64(answer["accepted"]), accepted);
+    EXPECT_EQ(json::numberAsInt64(answer["rejected"]), rejected);
+  }
+
+  // The only quarantine entry is `id`, with this status and replay count.
+  void expectOnlyEntry(const std::string& id, const std::string& status, int64_t replays) {
+    json::Document list = quarantine();
+    EXPECT_EQ(list["items"].Size(), 1u);
+    const json::Value* kept = entry(list, id);
+    ASSERT_NE(kept, nullptr);
+    EXPECT_EQ(str(*kept, "status"), status);
+    EXPECT_EQ(json::numberAsInt64((*kept)["replays"]), replays);
+  }
+
+  HttpResult postClaims(const std::string& body) {
+    return gateway_->post(std::string("/ingest/claims/") + kPayer, body, "application/edi-x12");
+  }
+
+  TempDir old_profiles_;
+};
+
+TEST_F(ReplayX12, ClaimRejectedUnderAnOlderIgIsReplayedAloneAndAcceptedAfterTheFix) {
+  configureX12Payer();
+  startGatewayWithProfiles(olderProfiles());
+  HttpResult posted = postClaims(interchange());
+  ASSERT_EQ(posted.status, 200) << posted.body;
+  json::Document counts = parse(posted.body);
+  expectCounts(counts, 3, 2, 1);
+  ASSERT_EQ(counts["quarantineIds"].Size(), 1u);
+  const std::string id(json::stringView(counts["quarantineIds"][0]));
+
+  // The claim alone is kept: its loops (2000A, 2000B, 2300/2400), not the envelope nor the others.
+  const json::Value* kept = entry(quarantine(), id);
+  ASSERT_NE(kept, nullptr);
+  EXPECT_EQ(str(*kept, "channel"), "claims:lakeshore-edi");
+  EXPECT_EQ(str(*kept, "contentType"), "application/edi-x12");
+  bool line_of_business = false;  // the cause: Coverage.type outside the older IG's value set
+  for (const json::Value& issue : (*kept)["outcome"]["issue"].GetArray()) {
+    line_of_business |= str(issue, "severity") == "error" && str(issue, "code") == "code-invalid" &&
+                        str(issue, "diagnostics").find("line-of-business") != std::string::npos;
+  }
+  EXPECT_TRUE(line_of_business) << json::serialize((*kept)["outcome"]);
+  const std::string payload = str(*kept, "payload");
+  EXPECT_EQ(payload.rfind("HL*1**20*1~", 0), 0u) << payload;
+  EXPECT_NE(payload.find("SBR*P*18*******CI~"), std::string::npos);
+  EXPECT_TRUE(payload.ends_with("DTP*472*D8*20261001~")) << payload;
+  for (const char* absent : {"ISA*", "GS*", "ST*", "BHT*", "SE*", "NS-CLM-0002", "NS-CLM-0003"}) {
+    EXPECT_EQ(payload.find(absent), std::string::npos) << absent;
+  }
+
+  // Replayed under the same IG, the claim is read alone and rejected again: the answer of a file
+  // of one claim, the rejection recorded on the same entry.
+  HttpResult again = gateway_->post("/admin/quarantine/" + id + "/replay", "");
+  ASSERT_EQ(again.status, 200) << again.body;
+  json::Document replayed = parse(again.body);
+  expectCounts(replayed, 1, 0, 1);
+  ASSERT_EQ(replayed["quarantineIds"].Size(), 1u);
+  EXPECT_EQ(json::stringView(replayed["quarantineIds"][0]), id);
+  expectOnlyEntry(id, "quarantined", 1);
+
+  // With the current IG the replayed claim is accepted and stored; the entry stays, accepted.
+  startGateway();
+  HttpResult accepted = gateway_->post("/admin/quarantine/" + id + "/replay", "");
+  ASSERT_EQ(accepted.status, 200) << accepted.body;
+  json::Document result = parse(accepted.body);
+  expectCounts(result, 1, 1, 0);
+  EXPECT_EQ(result["bundleIds"].Size(), 1u);
+  expectOnlyEntry(id, "accepted", 2);
+  const std::string claim_id = mappers::deriveId({"Claim", "x12-837p", kPayer, "NS-CLM-0001"});
+  HttpResult claim = gateway_->get("/fhir/Claim/" + claim_id);
+  ASSERT_EQ(claim.status, 200) << claim.body;
+  json::Document stored = parse(claim.body);
+  EXPECT_EQ(str(stored["identifier"][0], "value"), "NS-CLM-0001");
+  EXPECT_EQ(str(stored["meta"], "versionId"), "1");
+
+  // The replayed claim is the claim as sent (same bytes, same source digest): the interchange
+  // sent again makes no new version of it.
+  HttpResult resent = postClaims(interchange());
+  ASSERT_EQ(resent.status, 200) << resent.body;
+  expectCounts(parse(resent.body), 3, 3, 0);
+  EXPECT_EQ(str(parse(gateway_->get("/fhir/Claim/" + claim_id).body)["meta"], "versionId"), "1");
+}
+
+// A claim quarantined before claims kept their envelope (no replay prefix) is still refused,
+// saying why.
+TEST_F(ReplayX12, ClaimKeptWithoutItsEnvelopeIsRefused) {
+  configureX12Payer();
+  std::string id;
+  {
+    auto store = gateway::openSqliteStore(dataDir());
+    ASSERT_TRUE(store.ok()) << store.message();
+    auto written = (*store)->quarantine(gateway::QuarantineWrite{
+        "claims:lakeshore-edi", "application/edi-x12", "HL*1**20*1~CLM*NS-CLM-0009*10.00***11:B:1*Y*A*Y*Y~", false,
+        R"({"resourceType":"OperationOutcome","issue":[]})", true});
+    ASSERT_TRUE(written.ok()) << written.message();
+    id = *written;
+  }
+  startGateway();
+  HttpResult refused = gateway_->post("/admin/quarantine/" + id + "/replay", "");
+  EXPECT_EQ(refused.status, 422);
+  EXPECT_NE(refused.body.find("cut out of its X12 interchange"), std::string::npos) << refused.body;
+  expectOnlyEntry(id, "quarantined", 0);
 }
 
 }  // namespace

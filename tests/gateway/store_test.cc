@@ -213,7 +213,9 @@ TEST(SqliteStoreTest, MigratesAStoreWrittenByTheEarlierSchema) {
         '{"resourceType":"Patient","id":"p1","gender":"female"}');
       INSERT INTO destination_seq VALUES ('feed:hie', 1);
       INSERT INTO outbox (destination, number, kind, body, event_seq, created_ms, next_attempt_ms)
-        VALUES ('feed:hie', 1, 'bundle', 'old body', 1, 1, 1);)sql";
+        VALUES ('feed:hie', 1, 'bundle', 'old body', 1, 1, 1);
+      INSERT INTO quarantine (id, channel, received_at, content_type, payload, truncated, outcome)
+        VALUES ('q-old', 'claims:x12', '2026-01-01T00:00:00Z', 'application/edi-x12', 'CLM*1~', 0, '{}');)sql";
     ASSERT_EQ(sqlite3_exec(db, old_schema, nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
     sqlite3_close(db);
   }
@@ -238,6 +240,21 @@ TEST(SqliteStoreTest, MigratesAStoreWrittenByTheEarlierSchema) {
   EXPECT_EQ((*changed)->version, 2);
   EXPECT_NE((*changed)->json.find("male"), std::string::npos);
   EXPECT_EQ((*changed)->json.find("female"), std::string::npos);
+
+  // A quarantine row from before the replay columns reads without prefix or suffix; new rows
+  // keep both.
+  auto old_entry = (*store)->readQuarantine("q-old");
+  ASSERT_TRUE(old_entry.ok() && old_entry->has_value()) << old_entry.message();
+  EXPECT_EQ((*old_entry)->payload, "CLM*1~");
+  EXPECT_TRUE((*old_entry)->replay_prefix.empty());
+  EXPECT_TRUE((*old_entry)->replay_suffix.empty());
+  auto kept = (*store)->quarantine(QuarantineWrite{"claims:x12", "application/edi-x12", "CLM*2~", false, "{}", true,
+                                                   "ISA*...~ST*837*0001~", "SE*3*0001~GE*1*1~IEA*1*000000001~"});
+  ASSERT_TRUE(kept.ok()) << kept.message();
+  auto new_entry = (*store)->readQuarantine(*kept);
+  ASSERT_TRUE(new_entry.ok() && new_entry->has_value());
+  EXPECT_EQ((*new_entry)->replay_prefix, "ISA*...~ST*837*0001~");
+  EXPECT_EQ((*new_entry)->replay_suffix, "SE*3*0001~GE*1*1~IEA*1*000000001~");
 }
 
 }  // namespace

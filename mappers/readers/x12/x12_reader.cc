@@ -1,11 +1,13 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "mappers/readers/x12/x12_reader.h"
 
+#include <algorithm>
 #include <array>
 #include <bit>
 #include <cctype>
 #include <cstddef>
 #include <cstring>
+#include <initializer_list>
 
 #if defined(__SSE2__)
 #include <emmintrin.h>
@@ -24,7 +26,41 @@ struct Pending {
   std::string raw;
   std::string position;
   std::shared_ptr<const void> shared;  // the loop contexts `doc` views
+  std::shared_ptr<const RecordFrame> frame;  // a claim's transaction set, to read it alone
   IssueList issues;
+};
+
+// The envelope and header of the transaction set a claim was read from: the claim's raw bytes
+// (its billing provider, subscriber and patient loops and loop 2300) between prefix() and
+// suffix() are an interchange of that one claim, which this reader reads as it read the claim.
+// Built once per transaction set (a few hundred bytes); complete at its first HL, before any of
+// its claims shares it.
+class TransactionFrame final : public RecordFrame {
+ public:
+  std::string isa;     // as read: 106 bytes, its terminator included
+  std::string gs;      // the group's GS, with its terminator
+  std::string header;  // ST and the segments before the first HL (BHT, 1000A, 1000B), terminated
+  std::string isa_control, gs_control, st_control;
+  char element = '*', terminator = '~';
+
+  // RecordFrame
+  std::string prefix() const override { return isa + gs + header; }
+  // SE counting ST to SE of the new transaction set, GE and IEA counting one each.
+  std::string suffix(std::string_view raw) const override {
+    const auto segments = std::count(header.begin(), header.end(), terminator) +
+                          std::count(raw.begin(), raw.end(), terminator) + 1;
+    std::string out;
+    appendSegment(out, {"SE", std::to_string(segments), st_control});
+    appendSegment(out, {"GE", "1", gs_control});
+    appendSegment(out, {"IEA", "1", isa_control});
+    return out;
+  }
+
+ private:
+  void appendSegment(std::string& out, std::initializer_list<std::string_view> elements) const {
+    for (std::string_view text : elements) out.append(text).push_back(element);
+    out.back() = terminator;
+  }
 };
 
 // 0-based offsets of the element separators inside the fixed-width ISA; the separator at
@@ -240,9 +276,11 @@ struct X12Reader::State {
 
   size_t interchange_segment = 0;
   std::string isa_control;
+  std::string isa_raw;  // the ISA as read, for TransactionFrame
   size_t group_count = 0;
   bool in_group = false;
   std::string gs_control;
+  std::string gs_raw;
   size_t transaction_count = 0;
 
   bool in_transaction = false;
@@ -252,6 +290,10 @@ struct X12Reader::State {
           patient = newContext();
   bool has_patient_loop = false;
   std::string billing_raw, subscriber_raw, patient_raw;
+  // The open transaction set's envelope and header (null outside a functional group); its header
+  // grows until the first HL (`header_open`).
+  std::shared_ptr<TransactionFrame> frame;
+  bool header_open = false;
 
   std::shared_ptr<ClaimDocument> claim;
   std::string claim_raw;
@@ -393,12 +435,14 @@ struct X12Reader::State {
     const json::Value& lines = (*doc)["lines"];
     if (lines.Empty()) {
       reject("segment " + std::to_string(claim_segment) + " (CLM)", "the claim has no service line (loop 2400: LX, SV1)", std::move(raw), "required");
+      pending.back().frame = frame;
       return;
     }
     for (const json::Value& line : lines.GetArray()) {
       if (!json::find(line, "SV1")) {
         std::string lx = "segment " + json::numberText(line["LX"]["@segment"]) + " (LX)";
         reject(lx, "the service line has no SV1", std::move(raw), "required");
+        pending.back().frame = frame;
         return;
       }
     }
@@ -420,6 +464,7 @@ struct X12Reader::State {
     doc->patient = patient_context;
     item.doc = std::move(static_cast<json::Document&>(*doc));
     item.shared = std::move(doc);
+    item.frame = frame;
     item.raw = std::move(raw);
     pending.push_back(std::move(item));
   }
@@ -472,6 +517,7 @@ struct X12Reader::State {
       case Loop::k2000B: case Loop::k2010BA: case Loop::k2010BB: return &subscriber_raw;
       case Loop::k2000C: case Loop::k2010CA: return &patient_raw;
       case Loop::k2300: case Loop::k2310B: case Loop::k2310Other: case Loop::k2400: case Loop::k2420: return &claim_raw;
+      case Loop::kHeader: return header_open ? &frame->header : nullptr;
       default: return nullptr;
     }
   }
@@ -483,6 +529,7 @@ struct X12Reader::State {
 
   void transactionSegment();
   void envelopeSegment();
+  void openFrame();
   bool readIsa();
   bool readSegment();
   void splitElements();
@@ -535,6 +582,7 @@ bool X12Reader::State::readIsa() {
   }
   if (alnum(repetition) || repetition == element || repetition == component || repetition == terminator) repetition = 0;
   isa_control = isa.substr(90, 9);
+  isa_raw = std::move(isa);
   group_count = 0;
   in_interchange = true;
   return true;
@@ -546,6 +594,7 @@ void X12Reader::State::envelopeSegment() {
     if (in_group) reject(here(0), "GS inside a functional group (GE missing)", rawSegment());
     in_group = true;
     gs_control = field(6);
+    gs_raw = rawSegment();
     transaction_count = 0;
     ++group_count;
   } else if (id == "GE") {
@@ -590,10 +639,29 @@ void X12Reader::State::envelopeSegment() {
     has_patient_loop = false;
     loop = Loop::kHeader;
     hl_open = false;
+    openFrame();
     if (field(1) != "837") reject(here(1), "transaction set " + field(1) + " is not an 837", rawSegment(), "value");
   } else {
     reject(here(0), "segment " + std::string(id) + " outside a transaction set", rawSegment());
   }
+}
+
+// At ST: a new frame for the transaction set's claims (none when no GS opened a group).
+void X12Reader::State::openFrame() {
+  header_open = in_group;
+  if (!in_group) {
+    frame.reset();
+    return;
+  }
+  frame = std::make_shared<TransactionFrame>();
+  frame->isa = isa_raw;
+  frame->gs = gs_raw;
+  appendRawSegment(frame->header);
+  frame->isa_control = isa_control;
+  frame->gs_control = gs_control;
+  frame->st_control = st_control;
+  frame->element = element;
+  frame->terminator = terminator;
 }
 
 void X12Reader::State::transactionSegment() {
@@ -620,11 +688,13 @@ void X12Reader::State::transactionSegment() {
     return;
   }
   if (is("BHT")) {
+    if (header_open) appendRawSegment(frame->header);
     json::Document& doc = writable(transaction);
     put(doc, doc.GetAllocator(), "BHT", false);
     return;
   }
   if (is("HL")) {
+    header_open = false;
     closeHl(at(3));
     hl_open = true;
     hl_segment = segment_number;
@@ -832,6 +902,7 @@ ReadStatus X12Reader::next(SourceRecord& record, IssueList& issues) {
   record.raw = std::move(item.raw);
   record.position = std::move(item.position);
   record.shared = std::move(item.shared);
+  record.frame = std::move(item.frame);
   issues.append(item.issues);
   if (item.status == ReadStatus::kFatal) state.pending.clear();
   return item.status;

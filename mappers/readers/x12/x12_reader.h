@@ -19,6 +19,11 @@
 // loop and shared by its claims' records: read-only views kept alive by SourceRecord::shared (a
 // context changed after a record was passed on is copied first), which also holds the memory the
 // record's document allocates from. Records must not be modified.
+// A claim's record (accepted or rejected) carries SourceRecord::frame: the transaction set's
+// envelope and header (the ISA and GS as read, ST, and the segments before the first HL: BHT,
+// 1000A, 1000B), shared by its claims. prefix() + raw + suffix(raw) is an interchange of that one
+// claim (SE counting its segments, GE and IEA counting one, the original control numbers), which
+// reads back as one record with the same raw: how a quarantined claim is replayed alone.
 // A segment is {"@segment": N, "@id": "SV1", "01": "...", "02": [component, ...], ...}: N counts
 // from ST = 1 within the transaction set; an element holding component separators is an array
 // of its components; empty elements are "".

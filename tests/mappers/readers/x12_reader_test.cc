@@ -314,5 +314,91 @@ TEST(X12Reader, SegmentsAcrossInputBlocks) {
   }
 }
 
+// A claim cut out of its interchange, in the frame its record carries: the interchange of that
+// one claim that a quarantined claim is replayed as.
+std::string standalone(const SourceRecord& record) {
+  EXPECT_NE(record.frame, nullptr);
+  if (record.frame == nullptr) return record.raw;
+  return record.frame->prefix() + record.raw + record.frame->suffix(record.raw);
+}
+
+// Expected values from northshore-837p.x12 (its lines are its segments): the header is ST..NM1*40
+// (lines 3-7, 5 segments); claim 1 is lines 8-31, claim 2 lines 8-13, 32-42, 43-48, claim 3 lines
+// 8-13, 32-42, 49-53; SE counts the header, the claim and itself.
+TEST(X12Reader, EachClaimReadsAloneInItsFrame) {
+  const std::string text = northshore();
+  auto reads = readAll(text);
+  ASSERT_EQ(reads.size(), 3u);
+  const std::string envelope =
+      "ISA*00*          *00*          *ZZ*NORTHSHOREBILL *ZZ*LAKESHOREMCD   *261002*1430*^*00501*000000101*0*P*:~"
+      "GS*HC*NORTHSHOREBILL*LAKESHOREMCD*20261002*1430*101*X*005010X222A1~"
+      "ST*837*0001*005010X222A1~BHT*0019*00*NS20261002*20261002*1430*CH~"
+      "NM1*41*2*NORTHSHORE FAMILY MEDICINE*****46*NSFM01~PER*IC*BILLING OFFICE*TE*3125550100~"
+      "NM1*40*2*LAKESHORE MEDICAID MCO*****46*LMC01~";
+  const char* trailers[] = {"SE*30*0001~GE*1*101~IEA*1*000000101~", "SE*29*0001~GE*1*101~IEA*1*000000101~",
+                            "SE*28*0001~GE*1*101~IEA*1*000000101~"};
+  const char* clm_segments[] = {"19", "23", "23"};  // CLM's number within the one-claim transaction set
+  for (size_t index = 0; index < reads.size(); ++index) {
+    const SourceRecord& original = reads[index].record;
+    ASSERT_NE(original.frame, nullptr);
+    EXPECT_EQ(original.frame->prefix(), envelope);
+    EXPECT_EQ(original.frame->suffix(original.raw), trailers[index]);
+    auto alone = readAll(standalone(original));
+    ASSERT_EQ(alone.size(), 1u) << index << ": " << (alone.size() > 1 ? alone[1].location() : "");
+    ASSERT_EQ(alone[0].status, ReadStatus::kRecord) << alone[0].location();
+    EXPECT_EQ(alone[0].record.raw, original.raw) << index;
+    const json::Value& doc = alone[0].record.doc;
+    EXPECT_EQ(str(doc["claim"]["CLM"]["01"]), "NS-CLM-000" + std::to_string(index + 1));
+    EXPECT_EQ(json::numberText(doc["claim"]["CLM"]["@segment"]), clm_segments[index]);
+    EXPECT_EQ(doc["subscriberIsPatient"].GetBool(), index == 0);
+    EXPECT_EQ(str(doc["transaction"]["BHT"]["03"]), "NS20261002");
+    // Read alone again, the standalone claim is framed the same way.
+    EXPECT_EQ(standalone(alone[0].record), standalone(original));
+  }
+  EXPECT_EQ(str(readAll(standalone(reads[2].record))[0].record.doc["patient"]["NM1"]["04"]), "EMEKA");
+  EXPECT_EQ(str(readAll(standalone(reads[2].record))[0].record.doc["subscriber"]["NM1"]["04"]), "CHIDI");
+}
+
+// The imsweb sample with other separators ('~' between elements, '_' ending segments, no line
+// breaks kept): each claim reads alone, with an SE count the reader accepts (the sample's own is
+// wrong).
+TEST(X12Reader, ClaimsReadAloneWithTheirInterchangesSeparators) {
+  auto reads = readAll(testing::readFile(testing::testDataDir() / "mappers" / "x12" / "x12_valid_different_separators.txt"));
+  ASSERT_EQ(reads.size(), 3u);
+  for (size_t index = 0; index < 2; ++index) {
+    const std::string text = standalone(reads[index].record);
+    EXPECT_EQ(text.rfind("ISA~00~", 0), 0u);
+    EXPECT_TRUE(text.ends_with("_GE~1~1_IEA~1~000000905_")) << text;
+    auto alone = readAll(text);
+    ASSERT_EQ(alone.size(), 1u) << (alone.size() > 1 ? alone[1].location() : "");
+    ASSERT_EQ(alone[0].status, ReadStatus::kRecord) << alone[0].location();
+    EXPECT_EQ(alone[0].record.raw, reads[index].record.raw);
+  }
+}
+
+// A claim the reader rejects keeps its frame too; replayed alone it is rejected the same way.
+TEST(X12Reader, RejectedClaimCarriesItsFrame) {
+  std::string text = northshore();
+  size_t from = text.find("LX*1~\nSV1*HC:87880");
+  size_t to = text.find("SE*52");
+  text.erase(from, to - from);
+  auto reads = readAll(replace(text, "SE*52*0001~", "SE*49*0001~"));
+  ASSERT_EQ(reads.size(), 3u);
+  ASSERT_EQ(reads[2].status, ReadStatus::kRejected);
+  auto alone = readAll(standalone(reads[2].record));
+  ASSERT_EQ(alone.size(), 1u);
+  EXPECT_EQ(alone[0].status, ReadStatus::kRejected);
+  EXPECT_EQ(alone[0].location(), "segment 23 (CLM)");
+  EXPECT_EQ(alone[0].record.raw, reads[2].record.raw);
+}
+
+// Without a functional group (GS) there is no frame to read a claim in.
+TEST(X12Reader, NoFrameOutsideAFunctionalGroup) {
+  std::string text = replace(northshore(), "GS*HC*NORTHSHOREBILL*LAKESHOREMCD*20261002*1430*101*X*005010X222A1~\n", "");
+  auto reads = readAll(text);
+  ASSERT_FALSE(reads.empty());
+  for (const Read& read : reads) EXPECT_EQ(read.record.frame, nullptr) << read.location();
+}
+
 }  // namespace
 }  // namespace fhir::mappers::readers::x12

@@ -15,27 +15,37 @@ std::string northshore() {
   return fhir::testing::readFile(fhir::testing::testDataDir() / "mappers" / "x12" / "northshore-837p.x12");
 }
 
-// Maps `text` and returns the rejections as "position | location | ..." lines.
-std::vector<std::string> rejectionsOf(const std::string& text, size_t* accepted = nullptr) {
+// "position | location | ...": where a rejection is and where its issues are.
+std::string describe(const engine::Rejection& rejection) {
+  std::set<std::string> locations;
+  for (const Issue& issue : rejection.issues.issues()) locations.insert(issue.location.begin(), issue.location.end());
+  std::string line = rejection.position;
+  for (const std::string& location : locations) line += " | " + location;
+  return line;
+}
+
+// Maps `text` and returns its rejections.
+std::vector<engine::Rejection> mapRejections(const std::string& text, size_t* accepted = nullptr) {
   static FakeDirectory directory;
   std::istringstream stream(text);
   engine::MapOptions options;
   options.payer_id = "lakeshore-medicaid";
   options.directory = &directory;
   options.now = "2026-10-03T09:13:00-05:00";
-  std::vector<std::string> out;
+  std::vector<engine::Rejection> out;
   size_t bundles = 0;
   auto summary = bundledSpecs().mapSource(
       "x12-837p", stream, options, [&](engine::MappedBundle&) { ++bundles; },
-      [&](engine::Rejection& rejection) {
-        std::set<std::string> locations;
-        for (const Issue& issue : rejection.issues.issues()) locations.insert(issue.location.begin(), issue.location.end());
-        std::string line = rejection.position;
-        for (const std::string& location : locations) line += " | " + location;
-        out.push_back(line);
-      });
+      [&](engine::Rejection& rejection) { out.push_back(std::move(rejection)); });
   EXPECT_TRUE(summary.ok());
   if (accepted) *accepted = bundles;
+  return out;
+}
+
+// Maps `text` and returns the rejections as "position | location | ..." lines.
+std::vector<std::string> rejectionsOf(const std::string& text, size_t* accepted = nullptr) {
+  std::vector<std::string> out;
+  for (const engine::Rejection& rejection : mapRejections(text, accepted)) out.push_back(describe(rejection));
   return out;
 }
 
@@ -78,6 +88,32 @@ TEST(X12_837P, BadElementsNameSegmentAndElement) {
   EXPECT_EQ(accepted, 1u);
 }
 
+// A rejected claim comes with what reads it alone (its interchange's envelope and header, a new
+// SE/GE/IEA): mapped alone it is rejected for the same elements, numbered within its one-claim
+// transaction set (claim 3 follows the header's 5 segments and loops 2000A, 2000B and 2000C of
+// 6, 5 and 6 segments: CLM is segment 23, its SV1 segment 26).
+TEST(X12_837P, RejectedClaimsMapAloneInTheirFrame) {
+  std::string text = replace(northshore(), "DTP*472*D8*20261001~\nLX*2", "DTP*472*D8*20261341~\nLX*2");
+  text = replace(text, "SV1*HC:87880*40.00*", "SV1*HC:87880*40,00*");
+  std::vector<engine::Rejection> rejections = mapRejections(text);
+  ASSERT_EQ(rejections.size(), 2u);
+  const std::vector<std::string> expected = {
+      "interchange 000000101, transaction set 0001, segment 19 | segment 26 (DTP), element 3",
+      "interchange 000000101, transaction set 0001, segment 23 | segment 26 (SV1), element 2"};
+  for (size_t index = 0; index < rejections.size(); ++index) {
+    const engine::Rejection& rejection = rejections[index];
+    EXPECT_EQ(rejection.replay_prefix.rfind("ISA*00*", 0), 0u);
+    EXPECT_TRUE(rejection.replay_suffix.ends_with("GE*1*101~IEA*1*000000101~")) << rejection.replay_suffix;
+    size_t accepted = 0;
+    std::vector<engine::Rejection> alone =
+        mapRejections(rejection.replay_prefix + rejection.raw + rejection.replay_suffix, &accepted);
+    EXPECT_EQ(accepted, 0u);
+    ASSERT_EQ(alone.size(), 1u);
+    EXPECT_EQ(describe(alone[0]), expected[index]);
+    EXPECT_EQ(alone[0].raw, rejection.raw);
+  }
+}
+
 TEST(X12_837P, MissingClmAndBadSegmentCountAreRejectionsAndTheFileGoesOn) {
   std::string text = northshore();
   size_t from = text.find("CLM*NS-CLM-0002");
@@ -88,6 +124,7 @@ TEST(X12_837P, MissingClmAndBadSegmentCountAreRejectionsAndTheFileGoesOn) {
   EXPECT_EQ(accepted, 2u);
   ASSERT_EQ(rejections.size(), 1u);
   EXPECT_EQ(rejections[0], "segment 46 (SE), element 1 | segment 46 (SE), element 1");
+  EXPECT_TRUE(mapRejections(text)[0].replay_prefix.empty());  // an envelope segment, not a claim
 
   std::string no_claims = northshore();
   no_claims.erase(no_claims.find("CLM*NS-CLM-0002"), no_claims.find("SE*52") - no_claims.find("CLM*NS-CLM-0002"));
