@@ -371,7 +371,8 @@ TEST_F(ReplayX12, ClaimRejectedUnderAnOlderIgIsReplayedAloneAndAcceptedAfterTheF
   const std::string id(json::stringView(counts["quarantineIds"][0]));
 
   // The claim alone is kept: its loops (2000A, 2000B, 2300/2400), not the envelope nor the others.
-  const json::Value* kept = entry(quarantine(), id);
+  const json::Document kept_list = quarantine();
+  const json::Value* kept = entry(kept_list, id);
   ASSERT_NE(kept, nullptr);
   EXPECT_EQ(str(*kept, "channel"), "claims:lakeshore-edi");
   EXPECT_EQ(str(*kept, "contentType"), "application/edi-x12");
