@@ -565,6 +565,10 @@ Value makeString(std::string_view text, Allocator& allocator) {
   return value;
 }
 
+Value constantString(std::string_view text) {
+  return Value(rapidjson::StringRef(text.data(), static_cast<rapidjson::SizeType>(text.size())));
+}
+
 void addMember(Value& object, std::string_view key, Value value, Allocator& allocator) {
   object.AddMember(makeString(key, allocator), value, allocator);
 }

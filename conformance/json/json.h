@@ -69,6 +69,10 @@ std::optional<std::string_view> getString(const Value& object, std::string_view 
 
 // Value helpers for building documents.
 Value makeString(std::string_view text, Allocator& allocator);
+// A string value that refers to `text` without copying it: `text` must outlive the value and
+// every copy of it (RapidJSON copies such strings by reference), e.g. a literal or a string kept
+// for the life of the process.
+Value constantString(std::string_view text);
 void addMember(Value& object, std::string_view key, Value value, Allocator& allocator);
 void addString(Value& object, std::string_view key, std::string_view text, Allocator& allocator);
 

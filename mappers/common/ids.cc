@@ -70,16 +70,20 @@ void deriveIdInto(std::string_view joined, std::string& id) {
   id[19] = kVariant[(digest[8] >> 4) & 0x3];
 }
 
-std::string deriveId(std::initializer_list<std::string_view> parts) {
-  std::string joined;
+void deriveIdInto(std::initializer_list<std::string_view> parts, std::string& joined, std::string& id) {
+  joined.clear();
   bool first = true;
   for (std::string_view part : parts) {
     if (!first) joined.push_back('\x1f');
     first = false;
     joined.append(part);
   }
-  std::string id;
   deriveIdInto(joined, id);
+}
+
+std::string deriveId(std::initializer_list<std::string_view> parts) {
+  std::string joined, id;
+  deriveIdInto(parts, joined, id);
   return id;
 }
 

@@ -18,6 +18,8 @@ std::string deriveId(std::initializer_list<std::string_view> parts);
 // deriveId() of parts already joined with '\x1f', written into `id` (its buffer reused: the
 // mapping engine derives several ids per record).
 void deriveIdInto(std::string_view joined, std::string& id);
+// deriveId(parts) written into `id`, the parts joined in `joined` (both buffers reused).
+void deriveIdInto(std::initializer_list<std::string_view> parts, std::string& joined, std::string& id);
 
 // Lower-case hex SHA-256 of `bytes`.
 std::string sha256Hex(std::string_view bytes);

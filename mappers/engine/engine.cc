@@ -51,9 +51,6 @@ std::string_view intern(std::string_view text) {
   return *pool->emplace(text).first;
 }
 
-json::Value constantString(std::string_view text) {
-  return json::Value(rapidjson::StringRef(text.data(), static_cast<rapidjson::SizeType>(text.size())));
-}
 
 // Where a step's member was found last, an index into its object, tried first: records of one
 // source have their members in the same order. A relaxed atomic, because compiled specs are
@@ -1445,11 +1442,11 @@ std::optional<json::Value> Run::evaluate(const ValueExpr& expr, const Scope& sco
     }
     case ValueExpr::Kind::kLiteral:
       if (!expr.constant.empty()) {
-        result = constantString(expr.constant);
+        result = json::constantString(expr.constant);
       } else if (json::isString(*expr.literal)) {
         bool permanent = false;
         std::string_view text = expand(json::stringView(*expr.literal), scope, &permanent);
-        result = permanent ? constantString(text) : json::makeString(text, allocator);
+        result = permanent ? json::constantString(text) : json::makeString(text, allocator);
       } else {
         result.CopyFrom(*expr.literal, allocator);
       }
@@ -1475,7 +1472,7 @@ std::optional<json::Value> Run::evaluate(const ValueExpr& expr, const Scope& sco
       if (json::isString(*resolved) && !expr.transforms.empty()) {
         // Most transforms replace the value: it is copied at the end if it is still this one.
         borrowed = resolved->GetString();
-        result.SetString(rapidjson::StringRef(borrowed, resolved->GetStringLength()));
+        result = json::constantString(std::string_view(borrowed, resolved->GetStringLength()));
       } else {
         result.CopyFrom(*resolved, allocator);
       }
@@ -1902,7 +1899,7 @@ json::Value& slot(json::Value& object, const Rule& rule, json::Allocator& alloca
     }
     if (!member) {
       fresh = true;
-      current->AddMember(step.constant_name.empty() ? json::makeString(step.name, allocator) : constantString(step.constant_name),
+      current->AddMember(step.constant_name.empty() ? json::makeString(step.name, allocator) : json::constantString(step.constant_name),
                          step.index == PathStep::Index::kNone ? json::Value(rapidjson::kObjectType) : json::Value(rapidjson::kArrayType),
                          allocator);
       member = &(current->MemberEnd() - 1)->value;
@@ -2413,8 +2410,7 @@ bool Run::map(const json::Value& record, const std::string& raw, const std::stri
 
   // The Provenance: which payer or system sent which bytes.
   std::string provenance_id;
-  joined_.assign("Provenance\x1f").append(spec_.id).append("\x1f").append(payer_id_).append("\x1f").append(record_id_);
-  deriveIdInto(joined_, provenance_id);
+  deriveIdInto({"Provenance", spec_.id, payer_id_, record_id_}, joined_, provenance_id);
   json::Value provenance(rapidjson::kObjectType);
   provenance.AddMember("resourceType", "Provenance", allocator);
   provenance.AddMember("id", json::makeString(provenance_id, allocator), allocator);
@@ -2467,8 +2463,7 @@ bool Run::map(const json::Value& record, const std::string& raw, const std::stri
   addEntry(std::move(provenance), "Provenance", provenance_id);
 
   bundle.AddMember("resourceType", "Bundle", allocator);
-  joined_.assign("Bundle\x1f").append(spec_.id).append("\x1f").append(payer_id_).append("\x1f").append(record_id_);
-  deriveIdInto(joined_, text);
+  deriveIdInto({"Bundle", spec_.id, payer_id_, record_id_}, joined_, text);
   bundle.AddMember("id", json::makeString(text, allocator), allocator);
   bundle.AddMember("type", "collection", allocator);
   bundle.AddMember("entry", entries, allocator);

@@ -94,10 +94,6 @@ constexpr KeptSegment kKeptSegments[] = {
     {idCode("PER"), "PER", true},  {idCode("AMT"), "AMT", true},  {idCode("NTE"), "NTE", true},
 };
 
-json::Value constantString(std::string_view text) {
-  return json::Value(rapidjson::StringRef(text.data(), static_cast<rapidjson::SizeType>(text.size())));
-}
-
 // ASCII only, unlike std::isupper (a call per character, and locale dependent).
 constexpr bool isUpper(char c) { return c >= 'A' && c <= 'Z'; }
 constexpr bool isDigit(char c) { return c >= '0' && c <= '9'; }
@@ -412,14 +408,14 @@ struct X12Reader::State {
     json::Value* existing = json::find(object, id);
     if (repeating) {
       if (!existing) {
-        object.AddMember(constantString(id), json::Value(rapidjson::kArrayType), allocator);
+        object.AddMember(json::constantString(id), json::Value(rapidjson::kArrayType), allocator);
         existing = &(object.MemberEnd() - 1)->value;
       }
       existing->PushBack(segment, allocator);
     } else if (existing) {
       *existing = segment;
     } else {
-      object.AddMember(constantString(id), segment, allocator);
+      object.AddMember(json::constantString(id), segment, allocator);
     }
   }
 
