@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "conformance/json/json.h"
+#include "gateway/store/sqlite_connection.h"
 #include "gateway/store/store.h"
 #include "gateway/store/time_util.h"
 #include "mappers/common/ids.h"
@@ -21,158 +22,9 @@
 namespace fhir::gateway {
 namespace {
 
-constexpr const char* kSchema = R"sql(
-CREATE TABLE IF NOT EXISTS events (
-  seq INTEGER PRIMARY KEY AUTOINCREMENT,
-  channel TEXT NOT NULL,
-  idem_key TEXT NOT NULL UNIQUE,
-  received_at TEXT NOT NULL,
-  payload BLOB NOT NULL,
-  status INTEGER NOT NULL,
-  answer BLOB NOT NULL,
-  answer_is_payload INTEGER NOT NULL DEFAULT 0);  -- 1: the answer is the payload, not stored twice
-CREATE TABLE IF NOT EXISTS resources (
-  type TEXT NOT NULL, id TEXT NOT NULL, version INTEGER NOT NULL, updated_at TEXT NOT NULL,
-  content_hash TEXT NOT NULL, json BLOB NOT NULL, PRIMARY KEY (type, id)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS resource_history (
-  type TEXT NOT NULL, id TEXT NOT NULL, version INTEGER NOT NULL, updated_at TEXT NOT NULL,
-  event_seq INTEGER NOT NULL, json BLOB NOT NULL, PRIMARY KEY (type, id, version)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS coverage_index (
-  coverage_id TEXT NOT NULL, patient_id TEXT NOT NULL, payer_id TEXT NOT NULL,
-  member_id TEXT NOT NULL, line_of_business TEXT NOT NULL, start TEXT NOT NULL, end TEXT NOT NULL,
-  PRIMARY KEY (coverage_id, patient_id));
-CREATE INDEX IF NOT EXISTS coverage_by_member ON coverage_index (payer_id, member_id);
-CREATE INDEX IF NOT EXISTS coverage_by_patient ON coverage_index (patient_id);
-CREATE TABLE IF NOT EXISTS destination_seq (
-  destination TEXT PRIMARY KEY, last_number INTEGER NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS outbox (
-  id INTEGER PRIMARY KEY AUTOINCREMENT,
-  destination TEXT NOT NULL, number INTEGER NOT NULL, kind TEXT NOT NULL,
-  body BLOB NOT NULL DEFAULT '',              -- only in rows written before outbox_bodies
-  body_id INTEGER NOT NULL DEFAULT 0,         -- outbox_bodies.id, 0 when the body is inline
-  event_seq INTEGER NOT NULL,
-  status INTEGER NOT NULL DEFAULT 0,          -- 0 pending, 1 delivered, 2 dead letter
-  attempts INTEGER NOT NULL DEFAULT 0,
-  created_ms INTEGER NOT NULL, first_attempt_ms INTEGER NOT NULL DEFAULT 0,
-  next_attempt_ms INTEGER NOT NULL, delivered_ms INTEGER NOT NULL DEFAULT 0,
-  last_error TEXT NOT NULL DEFAULT '',
-  UNIQUE (destination, number));
--- Only pending rows are indexed: a delivered-mark removes its entry from a small index instead
--- of moving it in one that holds every row ever sent (stores made earlier: migrate()).
-CREATE INDEX IF NOT EXISTS outbox_due ON outbox (destination, number) WHERE status = 0;
-CREATE TABLE IF NOT EXISTS outbox_bodies (
-  id INTEGER PRIMARY KEY, hash BLOB NOT NULL UNIQUE, body BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS delivery_attempts (
-  id INTEGER PRIMARY KEY AUTOINCREMENT, outbox_id INTEGER NOT NULL, at_ms INTEGER NOT NULL,
-  http_status INTEGER NOT NULL, error TEXT NOT NULL, duration_ms INTEGER NOT NULL);
-CREATE INDEX IF NOT EXISTS attempts_by_outbox ON delivery_attempts (outbox_id);
-CREATE TABLE IF NOT EXISTS quarantine (
-  id TEXT PRIMARY KEY, channel TEXT NOT NULL, received_at TEXT NOT NULL,
-  content_type TEXT NOT NULL, payload BLOB NOT NULL, truncated INTEGER NOT NULL,
-  outcome TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'quarantined',
-  record INTEGER NOT NULL DEFAULT 0, replay_prefix BLOB NOT NULL DEFAULT '',
-  replays INTEGER NOT NULL DEFAULT 0, replayed_at TEXT NOT NULL DEFAULT '',
-  replay_status INTEGER NOT NULL DEFAULT 0, replay_answer BLOB NOT NULL DEFAULT '',
-  replay_suffix BLOB NOT NULL DEFAULT '');
-CREATE TABLE IF NOT EXISTS patient_demographics (
-  patient_id TEXT PRIMARY KEY, family TEXT NOT NULL, given TEXT NOT NULL, birth_date TEXT NOT NULL,
-  gender TEXT NOT NULL) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS patients_by_demographics ON patient_demographics (family, birth_date, given, gender);
-CREATE TABLE IF NOT EXISTS subscriptions (
-  id TEXT PRIMARY KEY, status TEXT NOT NULL, error TEXT NOT NULL, resource_json TEXT NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS unroutable (
-  id INTEGER PRIMARY KEY AUTOINCREMENT, claim_id TEXT NOT NULL UNIQUE, patient_id TEXT NOT NULL,
-  date_of_service TEXT NOT NULL, code TEXT NOT NULL, reason TEXT NOT NULL, outcome TEXT NOT NULL,
-  event_seq INTEGER NOT NULL, created_at TEXT NOT NULL, resolved_at TEXT NOT NULL DEFAULT '');
-)sql";
-
-// One SQLite connection with a cache of prepared statements. Used by one thread at a time.
-class Connection {
- public:
-  ~Connection() {
-    for (auto& [sql, statement] : statements_) sqlite3_finalize(statement);
-    if (db_ != nullptr) sqlite3_close_v2(db_);
-  }
-
-  Status open(const std::string& path) {
-    int rc = sqlite3_open_v2(path.c_str(), &db_,
-                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
-    if (rc != SQLITE_OK) return Error{"cannot open " + path + ": " + sqlite3_errstr(rc)};
-    sqlite3_busy_timeout(db_, 10000);
-    return exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF;");
-  }
-
-  Status exec(const char* sql) {
-    char* message = nullptr;
-    if (sqlite3_exec(db_, sql, nullptr, nullptr, &message) != SQLITE_OK) {
-      std::string text = message != nullptr ? message : "unknown error";
-      sqlite3_free(message);
-      return Error{std::string("sqlite: ") + text};
-    }
-    return Status::Ok();
-  }
-
-  sqlite3_stmt* prepare(const char* sql) {
-    auto found = statements_.find(sql);
-    if (found != statements_.end()) {
-      sqlite3_reset(found->second);
-      sqlite3_clear_bindings(found->second);
-      return found->second;
-    }
-    sqlite3_stmt* statement = nullptr;
-    if (sqlite3_prepare_v3(db_, sql, -1, SQLITE_PREPARE_PERSISTENT, &statement, nullptr) != SQLITE_OK) {
-      return nullptr;
-    }
-    statements_.emplace(sql, statement);
-    return statement;
-  }
-
-  std::string lastError() const { return std::string("sqlite: ") + sqlite3_errmsg(db_); }
-  sqlite3* handle() const { return db_; }
-
- private:
-  sqlite3* db_ = nullptr;
-  std::map<const char*, sqlite3_stmt*> statements_;
-};
-
-// Binds and steps a cached statement.
-class Query {
- public:
-  Query(Connection& connection, const char* sql) : connection_(connection), statement_(connection.prepare(sql)) {}
-  ~Query() {
-    if (statement_ != nullptr) sqlite3_reset(statement_);
-  }
-  bool ok() const { return statement_ != nullptr; }
-
-  Query& bind(int index, std::string_view text) {
-    sqlite3_bind_text(statement_, index, text.data(), static_cast<int>(text.size()), SQLITE_TRANSIENT);
-    return *this;
-  }
-  Query& bindBlob(int index, std::string_view bytes) {
-    sqlite3_bind_blob(statement_, index, bytes.data(), static_cast<int>(bytes.size()), SQLITE_TRANSIENT);
-    return *this;
-  }
-  Query& bind(int index, int64_t value) {
-    sqlite3_bind_int64(statement_, index, value);
-    return *this;
-  }
-  // SQLITE_ROW, SQLITE_DONE or an error code.
-  int step() { return sqlite3_step(statement_); }
-  int64_t integer(int column) const { return sqlite3_column_int64(statement_, column); }
-  std::string text(int column) const {
-    const auto* data = static_cast<const char*>(sqlite3_column_blob(statement_, column));
-    int size = sqlite3_column_bytes(statement_, column);
-    return data == nullptr ? std::string() : std::string(data, static_cast<size_t>(size));
-  }
-  std::string error() const { return connection_.lastError(); }
-
- private:
-  Connection& connection_;
-  sqlite3_stmt* statement_;
-};
-
-// A zero-length blob (a null pointer would bind SQL NULL).
-constexpr std::string_view kEmptyBlob{""};
+using sqlite::Connection;
+using sqlite::kEmptyBlob;
+using sqlite::Query;
 
 std::string quarantineId() {
   static thread_local std::mt19937_64 random{std::random_device{}()};
@@ -182,25 +34,6 @@ std::string quarantineId() {
                 static_cast<unsigned long long>(random() & 0xffffffffULL));
   return buffer;
 }
-
-#define QUARANTINE_COLUMNS                                                                       \
-  "id, channel, received_at, content_type, payload, truncated, outcome, record, replay_prefix, status, " \
-  "replays, replayed_at, replay_status, replay_answer, replay_suffix"
-// An outbox row's columns as outboxItem() reads them; the body is in outbox_bodies (shared by the
-// rows of one event that carry the same body) or, in rows written before it existed, inline.
-#define OUTBOX_COLUMNS                                                                                   \
-  "id, destination, number, kind, "                                                                      \
-  "CASE WHEN body_id = 0 THEN body ELSE (SELECT b.body FROM outbox_bodies b WHERE b.id = outbox.body_id) END, " \
-  "attempts, created_ms, first_attempt_ms, next_attempt_ms, last_error"
-// A stored event's answer: the payload itself when answer_is_payload (kept once).
-#define EVENT_ANSWER "CASE WHEN answer_is_payload THEN payload ELSE answer END"
-// A current resource's JSON: rows written since resource_history holds it keep an empty json.
-#define RESOURCE_JSON(r)                                                                                 \
-  "CASE WHEN length(" r ".json) > 0 THEN " r ".json ELSE (SELECT h.json FROM resource_history h "         \
-  "WHERE h.type = " r ".type AND h.id = " r ".id AND h.version = " r ".version) END"
-#define DEMOGRAPHICS_OF(json)                                                                        \
-  "COALESCE(json_extract(" json ", '$.name[0].family'), ''), COALESCE(json_extract(" json ", '$.name[0].given[0]'), ''), " \
-  "COALESCE(json_extract(" json ", '$.birthDate'), ''), COALESCE(json_extract(" json ", '$.gender'), '')"
 
 class SqliteStore final : public Store {
  public:
@@ -220,9 +53,7 @@ class SqliteStore final : public Store {
     writer_connection_ = std::make_unique<Connection>();
     Status status = writer_connection_->open(path_);
     if (!status.ok()) return status;
-    status = writer_connection_->exec(kSchema);
-    if (!status.ok()) return status;
-    status = migrate(*writer_connection_);
+    status = sqlite::createSchema(*writer_connection_);
     if (!status.ok()) return status;
     // WAL checkpoints run on their own connection and thread, so the writer's commits do not wait
     // for the database file's fsync (automatic checkpoints would run inside a commit).
@@ -744,33 +575,6 @@ class SqliteStore final : public Store {
     query.bind(1, id).bind(2, patient_json);
     if (query.step() != SQLITE_DONE) return Error{query.error()};
     return Status::Ok();
-  }
-
-  // Brings a store made by an earlier version up to the current schema.
-  // Rows written before these columns existed keep their data where it was (an inline outbox body,
-  // an answer stored beside its payload, a resource's JSON in `resources`); the reads take it from
-  // there (OUTBOX_COLUMNS, EVENT_ANSWER, RESOURCE_JSON), so nothing has to be rewritten.
-  static Status migrate(Connection& db) {
-    const std::pair<const char*, const char*> columns[] = {
-        {"quarantine", "record INTEGER NOT NULL DEFAULT 0"},
-        {"quarantine", "replay_prefix BLOB NOT NULL DEFAULT ''"},
-        {"quarantine", "replays INTEGER NOT NULL DEFAULT 0"},
-        {"quarantine", "replayed_at TEXT NOT NULL DEFAULT ''"},
-        {"quarantine", "replay_status INTEGER NOT NULL DEFAULT 0"},
-        {"quarantine", "replay_answer BLOB NOT NULL DEFAULT ''"},
-        {"quarantine", "replay_suffix BLOB NOT NULL DEFAULT ''"},
-        {"events", "answer_is_payload INTEGER NOT NULL DEFAULT 0"},
-        {"outbox", "body_id INTEGER NOT NULL DEFAULT 0"}};
-    for (const auto& [table, column] : columns) {
-      Status added = db.exec(("ALTER TABLE " + std::string(table) + " ADD COLUMN " + column).c_str());
-      if (!added.ok() && added.message().find("duplicate column") == std::string::npos) return added;
-    }
-    Status dropped = db.exec("DROP INDEX IF EXISTS outbox_pending");  // replaced by outbox_due
-    if (!dropped.ok()) return dropped;
-    // Patients stored before the demographics index existed.
-    return db.exec("INSERT OR IGNORE INTO patient_demographics (patient_id, family, given, birth_date, gender) "
-                   "SELECT id, " DEMOGRAPHICS_OF("CAST(" RESOURCE_JSON("r") " AS TEXT)") " FROM resources r WHERE type = 'Patient' "
-                   "AND NOT EXISTS (SELECT 1 FROM patient_demographics LIMIT 1)");
   }
 
   // Appends one outbox row with the destination's next number.
