@@ -17,6 +17,7 @@
 #include "gateway/server/http_server.h"
 #include "gateway/server/metrics.h"
 #include "gateway/store/store.h"
+#include "gateway/subscriptions/matching.h"
 #include "gateway/subscriptions/subscription.h"
 #include "gateway/subscriptions/topics.h"
 
@@ -121,7 +122,12 @@ int runServe(const Args& args, Io& io) {
 
   Metrics metrics;
   DeliveryService delivery(config, store, metrics);
-  Pipeline pipeline(config, store, validator, metrics, [&delivery] { delivery.wake(); });
+  // Subscription matching runs on committed changes, off the store's writer (issue 12).
+  SubscriptionMatcher matcher(store, topics, &registry, [&delivery] { delivery.wake(); });
+  Pipeline pipeline(config, store, validator, metrics, [&delivery, &matcher] {
+    matcher.wake();
+    delivery.wake();
+  });
   pipeline.setSubscriptions(topics, &registry);
   pipeline.setSpecs((*runtime)->specs);
   std::vector<std::string> canonicals;
@@ -139,6 +145,7 @@ int runServe(const Args& args, Io& io) {
   pipeline.setBaseUrl(base_url);
   context.base_url = base_url;
   delivery.setSubscriptions(&registry, base_url);
+  matcher.start();
   delivery.start();
   io.out << "listening on http://" << shown_host << ":" << server.port() << std::endl;
 
@@ -147,6 +154,7 @@ int runServe(const Args& args, Io& io) {
   io.err << "fhir-gateway serve: " << (received == SIGTERM ? "SIGTERM" : "SIGINT")
          << " received, draining\n";
   server.stop();
+  matcher.stop();
   delivery.stop();
   curl_global_cleanup();
   return 0;

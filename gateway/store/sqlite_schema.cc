@@ -68,6 +68,15 @@ CREATE TABLE IF NOT EXISTS unroutable (
   id INTEGER PRIMARY KEY AUTOINCREMENT, claim_id TEXT NOT NULL UNIQUE, patient_id TEXT NOT NULL,
   date_of_service TEXT NOT NULL, code TEXT NOT NULL, reason TEXT NOT NULL, outcome TEXT NOT NULL,
   event_seq INTEGER NOT NULL, created_at TEXT NOT NULL, resolved_at TEXT NOT NULL DEFAULT '');
+CREATE TABLE IF NOT EXISTS outbox_leases (
+  destination TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_ms INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS change_log (
+  event_seq INTEGER PRIMARY KEY, context BLOB NOT NULL, changed BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS change_cursors (
+  consumer TEXT PRIMARY KEY, last_seq INTEGER NOT NULL) WITHOUT ROWID;
+-- Uniqueness rules as data (IngestCommit::unique_slots): at most one owner per slot.
+CREATE TABLE IF NOT EXISTS unique_slots (
+  slot TEXT PRIMARY KEY, owner TEXT NOT NULL, event_seq INTEGER NOT NULL) WITHOUT ROWID;
 )sql";
 
 // Brings a store made by an earlier version up to the current schema.

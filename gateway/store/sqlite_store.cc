@@ -2,6 +2,8 @@
 #include <sqlite3.h>
 
 #include <atomic>
+#include <cstdio>
+#include <cstdlib>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -15,6 +17,7 @@
 
 #include "conformance/json/json.h"
 #include "gateway/store/sqlite_connection.h"
+#include "gateway/store/sqlite_leases.h"
 #include "gateway/store/store.h"
 #include "gateway/store/time_util.h"
 #include "mappers/common/ids.h"
@@ -205,9 +208,7 @@ class SqliteStore final : public Store {
   void recordDeliveredAsync(const DeliveryAttempt& attempt, std::function<void(const Status&)> on_commit) override {
     auto job = std::make_unique<PendingJob>(PendingJob{[attempt](Connection& db) { return markDelivered(db, attempt); },
                                                        std::move(on_commit)});
-    if (!enqueue(std::move(job))) {
-      // Closing: the row stays pending and is sent again (same Idempotency-Key) after restart.
-    }
+    enqueueOrRefuse(std::move(job));  // closing: the row stays pending and is sent again after restart
   }
 
   Result<std::vector<OutboxItem>> pendingHead(std::string_view destination, size_t limit) override {
@@ -254,7 +255,7 @@ class SqliteStore final : public Store {
     auto job = std::make_unique<PendingJob>(PendingJob{
         [attempt, next_attempt_ms, dead](Connection& db) { return markFailed(db, attempt, next_attempt_ms, dead); },
         std::move(on_commit)});
-    (void)enqueue(std::move(job));  // closing: the row stays as it was and is tried again after restart
+    enqueueOrRefuse(std::move(job));  // closing: the row stays as it was and is tried again after restart
   }
 
   void recordDeliveredManyAsync(std::vector<DeliveryAttempt> attempts,
@@ -268,7 +269,7 @@ class SqliteStore final : public Store {
           return Status::Ok();
         },
         std::move(on_commit)});
-    (void)enqueue(std::move(job));  // closing: the rows stay pending and are sent again after restart
+    enqueueOrRefuse(std::move(job));  // closing: the rows stay pending and are sent again after restart
   }
 
   Result<std::vector<OutboxItem>> pendingAfter(std::string_view destination, int64_t after, size_t limit) override {
@@ -380,6 +381,73 @@ class SqliteStore final : public Store {
         });
   }
 
+  // Outbox leases and the change log (sqlite_leases.cc, sqlite_changes.cc) ------------------
+  Result<OutboxLease> claimLease(std::string_view destination, std::string_view holder, int64_t now_ms,
+                                 int64_t duration_ms, std::string_view dead_holder) override {
+    OutboxLease lease;
+    Status status = runInWriter([&](Connection& db) {
+      return sqlite::claimLease(db, destination, holder, now_ms, duration_ms, dead_holder, lease);
+    });
+    if (!status.ok()) return Error{status.message()};
+    return lease;
+  }
+
+  Result<bool> extendLease(std::string_view destination, std::string_view holder, int64_t now_ms,
+                           int64_t duration_ms) override {
+    bool extended = false;
+    Status status = runInWriter([&](Connection& db) {
+      return sqlite::extendLease(db, destination, holder, now_ms, duration_ms, extended);
+    });
+    if (!status.ok()) return Error{status.message()};
+    return extended;
+  }
+
+  Status releaseLease(std::string_view destination, std::string_view holder) override {
+    return runInWriter([&](Connection& db) { return sqlite::releaseLease(db, destination, holder); });
+  }
+
+  Result<std::optional<OutboxLease>> leaseOf(std::string_view destination) override {
+    Lease reader(*this);
+    if (!reader.ok()) return Error{reader.error()};
+    return sqlite::leaseOf(*reader, destination);
+  }
+
+  Result<std::vector<ChangeRecord>> changesAfter(int64_t after_seq, size_t limit) override {
+    Lease reader(*this);
+    if (!reader.ok()) return Error{reader.error()};
+    // One read transaction: the change rows and the history rows they name are of one snapshot.
+    Status begun = (*reader).exec("BEGIN");
+    if (!begun.ok()) return Error{begun.message()};
+    auto records = sqlite::changesAfter(*reader, after_seq, limit);
+    Status ended = (*reader).exec("COMMIT");
+    if (!records.ok()) return records.error();
+    if (!ended.ok()) return Error{ended.message()};
+    return records;
+  }
+
+  Result<int64_t> changeCursor(std::string_view consumer) override {
+    Lease reader(*this);
+    if (!reader.ok()) return Error{reader.error()};
+    return sqlite::changeCursor(*reader, consumer);
+  }
+
+  Result<bool> commitPlanned(std::string_view consumer, int64_t from_seq, int64_t to_seq,
+                             std::vector<PlannedOutbox> outbox) override {
+    bool moved = false;
+    Status status = runInWriter([&](Connection& db) -> Status {
+      Status cursor = sqlite::moveChangeCursor(db, consumer, from_seq, to_seq, moved);
+      if (!cursor.ok() || !moved) return cursor;
+      const int64_t now_ms = nowMs();
+      for (const PlannedOutbox& planned : outbox) {
+        Status inserted = insertOutbox(db, planned.write, planned.event_seq, now_ms);
+        if (!inserted.ok()) return inserted;
+      }
+      return Status::Ok();
+    });
+    if (!status.ok()) return Error{status.message()};
+    return moved;
+  }
+
   Result<std::vector<DeliveryAttempt>> attemptsOf(int64_t outbox_id) override {
     return selectRows<DeliveryAttempt>(
         "SELECT at_ms, http_status, error, duration_ms FROM delivery_attempts WHERE outbox_id = ? ORDER BY id",
@@ -395,6 +463,7 @@ class SqliteStore final : public Store {
   struct PendingJob {
     Job job;
     std::function<void(const Status&)> done;  // called by the writer after the commit
+    std::chrono::steady_clock::time_point queued = std::chrono::steady_clock::now();
   };
 
   // Runs `job` inside the writer's next group transaction and waits for the commit.
@@ -407,6 +476,12 @@ class SqliteStore final : public Store {
       return Error{"store is closing"};
     }
     return done.get();
+  }
+
+  // enqueue, or tells the job's callback the store is closing.
+  void enqueueOrRefuse(std::unique_ptr<PendingJob> job) {
+    std::function<void(const Status&)> done = job->done;
+    if (!enqueue(std::move(job)) && done) done(Status(Error{"store is closing"}));
   }
 
   bool enqueue(std::unique_ptr<PendingJob> job) {
@@ -436,9 +511,19 @@ class SqliteStore final : public Store {
     }
   }
 
+  // GATEWAY_SLOW_COMMIT_MS=N: the writer prints every group slower than N ms from its oldest
+  // job's enqueue to its commit, with where the time went (stderr; for benchmarks).
+  static int64_t slowCommitMs() {
+    const char* value = std::getenv("GATEWAY_SLOW_COMMIT_MS");
+    return value != nullptr ? std::atoll(value) : 0;
+  }
+
   void writerLoop() {
     Connection& db = *writer_connection_;
     std::vector<std::unique_ptr<PendingJob>> batch;
+    using Clock = std::chrono::steady_clock;
+    auto ms = [](Clock::duration duration) { return std::chrono::duration<double, std::milli>(duration).count(); };
+    const int64_t slow_ms = slowCommitMs();
     for (;;) {
       {
         std::unique_lock lock(queue_mutex_);
@@ -449,7 +534,13 @@ class SqliteStore final : public Store {
           queue_.pop_front();
         }
       }
-      if (wal_full_.exchange(false)) (void)db.exec("PRAGMA wal_checkpoint(PASSIVE)");
+      const Clock::time_point taken = Clock::now();
+      bool checkpointed = false;
+      if (wal_full_.exchange(false)) {
+        checkpointed = true;
+        if (!db.exec("PRAGMA wal_checkpoint(PASSIVE)").ok()) wal_full_ = true;  // busy: tried again next group
+      }
+      const Clock::time_point begin = Clock::now();
       std::vector<Status> results(batch.size());
       Status begun = db.exec("BEGIN IMMEDIATE");
       if (!begun.ok()) {
@@ -457,19 +548,36 @@ class SqliteStore final : public Store {
         batch.clear();
         continue;
       }
+      Status group_failure = Status::Ok();
       for (size_t i = 0; i < batch.size(); ++i) {
         results[i] = db.exec("SAVEPOINT job");
         if (!results[i].ok()) continue;
         results[i] = batch[i]->job(db);
         if (results[i].ok()) results[i] = db.exec("RELEASE job");
         if (!results[i].ok()) {
-          // Undo only this job; the others in the group still commit.
-          (void)db.exec("ROLLBACK TO job");
-          (void)db.exec("RELEASE job");
+          // Undo only this job; the others in the group still commit. When even that fails the
+          // whole group is rolled back below and every job fails.
+          Status undone = db.exec("ROLLBACK TO job");
+          if (undone.ok()) undone = db.exec("RELEASE job");
+          if (!undone.ok()) {
+            group_failure = undone;
+            break;
+          }
         }
       }
-      Status committed = db.exec("COMMIT");
-      if (!committed.ok()) (void)db.exec("ROLLBACK");
+      const Clock::time_point jobs_done = Clock::now();
+      Status committed = group_failure.ok() ? db.exec("COMMIT") : group_failure;
+      const Clock::time_point end = Clock::now();
+      if (slow_ms > 0 && ms(end - batch.front()->queued) > static_cast<double>(slow_ms)) {
+        std::fprintf(stderr,
+                     "store: slow group of %zu jobs: %.1f ms (queued %.1f, checkpoint %.1f%s, jobs %.1f, commit %.1f)\n",
+                     batch.size(), ms(end - batch.front()->queued), ms(taken - batch.front()->queued),
+                     ms(begin - taken), checkpointed ? " run" : "", ms(jobs_done - begin), ms(end - jobs_done));
+      }
+      if (!committed.ok()) {
+        Status rolled_back = db.exec("ROLLBACK");
+        if (!rolled_back.ok()) committed = Error{committed.message() + "; rollback: " + rolled_back.message()};
+      }
       for (size_t i = 0; i < batch.size(); ++i) {
         batch[i]->done(committed.ok() ? results[i] : committed);
       }
@@ -487,6 +595,19 @@ class SqliteStore final : public Store {
         return Status::Ok();
       }
       if (rc != SQLITE_DONE) return Error{existing.error()};
+    }
+    for (const UniqueSlot& slot : commit.unique_slots) {
+      Query held(db, "SELECT owner, event_seq FROM unique_slots WHERE slot = ?");
+      held.bind(1, slot.key);
+      int rc = held.step();
+      if (rc == SQLITE_ROW && held.text(0) != slot.owner) {  // taken by another owner: write nothing
+        outcome = CommitOutcome{};
+        outcome.slot_taken = slot.key;
+        outcome.slot_owner = held.text(0);
+        outcome.slot_event_seq = held.integer(1);
+        return Status::Ok();
+      }
+      if (rc != SQLITE_ROW && rc != SQLITE_DONE) return Error{held.error()};
     }
     if (!commit.routes_unroutable.empty()) {
       Query resolve(db, "UPDATE unroutable SET resolved_at = ? WHERE claim_id = ? AND resolved_at = ''");
@@ -508,24 +629,23 @@ class SqliteStore final : public Store {
     if (event.step() != SQLITE_DONE) return Error{event.error()};
     const int64_t seq = sqlite3_last_insert_rowid(db.handle());
 
-    std::vector<ResourceChangeRecord> changes;
+    std::vector<ChangedResource> changes;
     for (const ResourceWrite& resource : commit.resources) {
       const std::string hash = mappers::sha256Hex(resource.json);
       int64_t version = 1;
-      std::string previous;
       {
-        Query current(db, "SELECT version, content_hash, " RESOURCE_JSON("r") " FROM resources r WHERE type = ? AND id = ?");
+        Query current(db, "SELECT version, content_hash FROM resources WHERE type = ? AND id = ?");
         current.bind(1, resource.type).bind(2, resource.id);
         int rc = current.step();
         if (rc == SQLITE_ROW) {
           if (current.text(1) == hash) continue;  // unchanged: no new version
           version = current.integer(0) + 1;
-          previous = current.text(2);
         } else if (rc != SQLITE_DONE) {
           return Error{current.error()};
         }
       }
-      changes.push_back(ResourceChangeRecord{resource.type, resource.id, std::move(previous), &resource.json});
+      // The change log names the version; the matcher reads it back from resource_history.
+      if (!commit.change_context.empty()) changes.push_back(ChangedResource{resource.type, resource.id, version, {}, {}});
       Query upsert(db, "INSERT OR REPLACE INTO resources (type, id, version, updated_at, content_hash, json) VALUES (?, ?, ?, ?, ?, ?)");
       // The JSON is kept once, in resource_history (RESOURCE_JSON reads it from there).
       upsert.bind(1, resource.type).bind(2, resource.id).bind(3, version).bind(4, now).bind(5, hash).bindBlob(6, kEmptyBlob);
@@ -548,11 +668,20 @@ class SqliteStore final : public Store {
       if (coverage.step() != SQLITE_DONE) return Error{coverage.error()};
     }
 
-    std::vector<OutboxWrite> outbox = commit.outbox;
-    if (commit.on_changes && !changes.empty()) commit.on_changes(changes, outbox);
-    for (const OutboxWrite& write : outbox) {
+    for (const OutboxWrite& write : commit.outbox) {
       Status status = insertOutbox(db, write, seq, now_ms);
       if (!status.ok()) return status;
+    }
+    for (const UniqueSlot& slot : commit.unique_slots) {
+      Query take(db, "INSERT INTO unique_slots (slot, owner, event_seq) VALUES (?, ?, ?) "
+                     "ON CONFLICT (slot) DO UPDATE SET event_seq = excluded.event_seq WHERE owner = excluded.owner");
+      take.bind(1, slot.key).bind(2, slot.owner).bind(3, seq);
+      if (take.step() != SQLITE_DONE) return Error{take.error()};
+    }
+    // Subscription matching runs after the commit, from this record (gateway/subscriptions).
+    if (!changes.empty()) {
+      Status recorded = sqlite::recordChanges(db, seq, commit.change_context, changes);
+      if (!recorded.ok()) return recorded;
     }
 
     for (const UnroutableWrite& write : commit.unroutable) {
