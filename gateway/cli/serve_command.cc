@@ -122,11 +122,12 @@ int runServe(const Args& args, Io& io) {
 
   Metrics metrics;
   DeliveryService delivery(config, store, metrics);
-  // Subscription matching runs on committed changes, off the store's writer (issue 12).
+  // Subscription matching runs on committed changes, off the store's writer (issue 12); an
+  // ingest answer waits for the pass that queues its notifications (catchUp).
   SubscriptionMatcher matcher(store, topics, &registry, [&delivery] { delivery.wake(); });
   Pipeline pipeline(config, store, validator, metrics, [&delivery, &matcher] {
-    matcher.wake();
     delivery.wake();
+    matcher.catchUp(std::chrono::seconds(2));
   });
   pipeline.setSubscriptions(topics, &registry);
   pipeline.setSpecs((*runtime)->specs);
@@ -134,6 +135,7 @@ int runServe(const Args& args, Io& io) {
   for (const Topic& topic : topics->topics()) canonicals.push_back(topic.canonical);
   ServerContext context{config, store, validator, pipeline, metrics, canonicals, topics, &registry,
                         [&delivery] { delivery.wake(); }, ""};
+  matcher.start();  // before the first request can wait for it
   HttpServer server(context);
   Status started = server.start(host, port);
   if (!started.ok()) {
@@ -145,7 +147,6 @@ int runServe(const Args& args, Io& io) {
   pipeline.setBaseUrl(base_url);
   context.base_url = base_url;
   delivery.setSubscriptions(&registry, base_url);
-  matcher.start();
   delivery.start();
   io.out << "listening on http://" << shown_host << ":" << server.port() << std::endl;
 

@@ -118,6 +118,8 @@ SubscriptionMatcher::SubscriptionMatcher(StorePtr store, TopicCatalogPtr topics,
 SubscriptionMatcher::~SubscriptionMatcher() { stop(); }
 
 void SubscriptionMatcher::start() {
+  std::lock_guard lock(mutex_);
+  running_ = true;
   thread_ = std::thread([this] { run(); });
 }
 
@@ -127,6 +129,7 @@ void SubscriptionMatcher::stop() {
     stopping_ = true;
   }
   wake_cv_.notify_all();
+  done_cv_.notify_all();
   if (thread_.joinable()) thread_.join();
 }
 
@@ -136,6 +139,16 @@ void SubscriptionMatcher::wake() {
     woken_ = true;
   }
   wake_cv_.notify_all();
+}
+
+bool SubscriptionMatcher::catchUp(std::chrono::milliseconds timeout) {
+  if (registry_ == nullptr || topics_ == nullptr || registry_->all().empty()) return true;
+  std::unique_lock lock(mutex_);
+  if (!running_ || stopping_) return false;
+  const uint64_t wanted = ++requested_;
+  woken_ = true;
+  wake_cv_.notify_all();
+  return done_cv_.wait_for(lock, timeout, [&] { return completed_ >= wanted || stopping_; }) && !stopping_;
 }
 
 Result<size_t> SubscriptionMatcher::runOnce() {
@@ -171,11 +184,17 @@ void SubscriptionMatcher::run() {
   std::unique_lock lock(mutex_);
   while (!stopping_) {
     woken_ = false;
+    const uint64_t pass = requested_;  // every catchUp up to this one began before this pass
     lock.unlock();
     auto planned = runOnce();
     if (planned.ok() && *planned > 0 && on_outbox_) on_outbox_();
-    // A store error: the changes stay in the log and are matched on the next pass.
+    // A store error: the changes stay in the log and are matched on the next pass (and catchUp
+    // callers wait for that one).
     lock.lock();
+    if (planned.ok() && pass > completed_) {
+      completed_ = pass;
+      done_cv_.notify_all();
+    }
     if (stopping_) break;
     if (!woken_) wake_cv_.wait_for(lock, kPollInterval, [&] { return stopping_ || woken_; });
   }

@@ -11,7 +11,9 @@
 // after it leaves the rows and the moved cursor. Rows of a subscription are numbered in change
 // order, without gaps (the store numbers them as it numbers every outbox row).
 
+#include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <mutex>
@@ -61,6 +63,11 @@ class SubscriptionMatcher {
   void stop();
   // New changes were committed.
   void wake();
+  // Wakes the matcher and waits (at most `timeout`) until a pass that began after this call has
+  // finished, so the caller's committed changes have their notification rows: an ingest answer
+  // then implies its notifications are queued, as when matching ran inside the commit. Returns at
+  // once when no subscription is live. False on timeout (the rows still come, exactly once).
+  bool catchUp(std::chrono::milliseconds timeout);
   // Matches every change recorded so far (the thread's loop calls it; tests call it directly).
   // Returns the number of notification rows committed, or the store's error.
   Result<size_t> runOnce();
@@ -75,7 +82,11 @@ class SubscriptionMatcher {
   std::thread thread_;
   std::mutex mutex_;
   std::condition_variable wake_cv_;
+  std::condition_variable done_cv_;
   bool woken_ = false;
+  bool running_ = false;
+  uint64_t requested_ = 0;  // passes asked for by catchUp
+  uint64_t completed_ = 0;  // the highest request number a finished pass began after
   bool stopping_ = false;
 };
 
