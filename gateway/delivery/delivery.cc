@@ -5,6 +5,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include <pthread.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -255,6 +256,7 @@ void DeliveryService::start() {
   multi_ = curl_multi_init();
   curl_multi_setopt(static_cast<CURLM*>(multi_), CURLMOPT_MAXCONNECTS, 256L);
   worker_ = std::thread([this] { run(); });
+  pthread_setname_np(worker_.native_handle(), "delivery");
 }
 
 void DeliveryService::stop() {

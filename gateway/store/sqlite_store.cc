@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
+#include <pthread.h>
 #include <sqlite3.h>
 
 #include <atomic>
@@ -67,6 +68,9 @@ class SqliteStore final : public Store {
     if (!status.ok()) return status;
     writer_ = std::thread([this] { writerLoop(); });
     checkpointer_ = std::thread([this] { checkpointLoop(); });
+    // Named for top -H, perf and gdb (the writer is the ingest path's one serial stage).
+    pthread_setname_np(writer_.native_handle(), "store-writer");
+    pthread_setname_np(checkpointer_.native_handle(), "store-checkpoint");
     return Status::Ok();
   }
 

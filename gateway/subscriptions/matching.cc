@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "gateway/subscriptions/matching.h"
 
+#include <pthread.h>
+
 #include <chrono>
 
 namespace fhir::gateway {
@@ -121,6 +123,7 @@ void SubscriptionMatcher::start() {
   std::lock_guard lock(mutex_);
   running_ = true;
   thread_ = std::thread([this] { run(); });
+  pthread_setname_np(thread_.native_handle(), "sub-matcher");
 }
 
 void SubscriptionMatcher::stop() {
