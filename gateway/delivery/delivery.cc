@@ -232,10 +232,16 @@ bool DeliveryService::holdLease(Lane& lane, int64_t now) {
   }
   if (now < lane.lease_retry_ms) return false;
   lane.lease_retry_ms = now + kLeaseRetryMs;
-  auto lease = store_->claimLease(key, lease_holder_, now, lease_ms_, "");
-  if (lease.ok() && lease->holder != lease_holder_ && holderIsGone(lease->holder)) {
-    lease = store_->claimLease(key, lease_holder_, now, lease_ms_, lease->holder);
+  // A read first: while another live process holds the lease, asking costs no write.
+  auto current = store_->leaseOf(key);
+  if (!current.ok()) return false;
+  std::string dead_holder;
+  if (current->has_value() && !(*current)->holder.empty() && (*current)->holder != lease_holder_ &&
+      (*current)->expires_ms > now) {
+    if (!holderIsGone((*current)->holder)) return false;
+    dead_holder = (*current)->holder;
   }
+  auto lease = store_->claimLease(key, lease_holder_, now, lease_ms_, dead_holder);
   if (!lease.ok() || lease->holder != lease_holder_) return false;
   lane.lease_until = now + lease_ms_;
   // Read from the head: the previous holder may have left rows pending anywhere.
