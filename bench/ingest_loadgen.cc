@@ -7,8 +7,24 @@
 // its eventId and consultId made unique.
 //
 //   ingest_loadgen --port 8080 --rate 500 --seconds 20 --connections 32 --event FILE
+//   ingest_loadgen --receive PORT      a payer/feed receiver: answers every POST 200 at once,
+//                                      prints "receiving on port N", runs until SIGTERM/SIGINT
+//                  [--max-p99-ms MS] [--timeline 1]
+//
+// --max-p99-ms: exit 3 when the p99 latency exceeds MS (scripts/bench-ingest's regression check).
+// --timeline 1: print, per half second of scheduled time, the requests and their worst latency,
+// which tells one long stall (a burst of slow requests) from a steady slowness.
 
 #include <Poco/Net/HTTPClientSession.h>
+#include <Poco/Net/HTTPRequestHandler.h>
+#include <Poco/Net/HTTPRequestHandlerFactory.h>
+#include <Poco/Net/HTTPServer.h>
+#include <Poco/Net/HTTPServerParams.h>
+#include <Poco/Net/HTTPServerRequest.h>
+#include <Poco/Net/HTTPServerResponse.h>
+#include <Poco/Net/ServerSocket.h>
+#include <Poco/NullStream.h>
+#include <signal.h>
 #include <Poco/Net/HTTPRequest.h>
 #include <Poco/Net/HTTPResponse.h>
 #include <Poco/StreamCopier.h>
@@ -35,6 +51,8 @@ struct Options {
   double seconds = 10;
   int connections = 16;
   std::string event_file;
+  double max_p99_ms = 0;  // 0: no check
+  bool timeline = false;
   std::string run_id = std::to_string(std::chrono::system_clock::now().time_since_epoch().count());
 };
 
@@ -45,10 +63,49 @@ std::string replaceAll(std::string text, const std::string& from, const std::str
   return text;
 }
 
+class Accept final : public Poco::Net::HTTPRequestHandler {
+ public:
+  void handleRequest(Poco::Net::HTTPServerRequest& request, Poco::Net::HTTPServerResponse& response) override {
+    Poco::NullOutputStream sink;
+    Poco::StreamCopier::copyStream(request.stream(), sink);
+    response.setStatus(Poco::Net::HTTPResponse::HTTP_OK);
+    response.setContentLength(0);
+    response.send();
+  }
+};
+
+class AcceptFactory final : public Poco::Net::HTTPRequestHandlerFactory {
+ public:
+  Poco::Net::HTTPRequestHandler* createRequestHandler(const Poco::Net::HTTPServerRequest&) override { return new Accept; }
+};
+
+// A receiver standing in for payers and feeds, so deliveries flow while ingest is measured.
+int receive(int port) {
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  Poco::Net::ServerSocket socket(Poco::Net::SocketAddress("127.0.0.1", static_cast<Poco::UInt16>(port)), 256);
+  auto* params = new Poco::Net::HTTPServerParams;
+  params->setMaxThreads(16);
+  params->setKeepAlive(true);
+  params->setMaxKeepAliveRequests(0);
+  Poco::Net::HTTPServer server(new AcceptFactory, socket, params);
+  server.start();
+  std::printf("receiving on port %u\n", static_cast<unsigned>(socket.address().port()));
+  std::fflush(stdout);
+  int received = 0;
+  sigwait(&signals, &received);
+  server.stop();
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   Options options;
+  if (argc == 3 && std::string(argv[1]) == "--receive") return receive(std::stoi(argv[2]));
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string flag = argv[i];
     std::string value = argv[i + 1];
@@ -57,8 +114,11 @@ int main(int argc, char** argv) {
     else if (flag == "--seconds") options.seconds = std::stod(value);
     else if (flag == "--connections") options.connections = std::stoi(value);
     else if (flag == "--event") options.event_file = value;
+    else if (flag == "--max-p99-ms") options.max_p99_ms = std::stod(value);
+    else if (flag == "--timeline") options.timeline = value != "0";
     else {
-      std::cerr << "usage: ingest_loadgen --port P --rate R --seconds S --connections C --event FILE\n";
+      std::cerr << "usage: ingest_loadgen --port P --rate R --seconds S --connections C --event FILE "
+                   "[--max-p99-ms MS] [--timeline 1]\n";
       return 2;
     }
   }
@@ -84,6 +144,10 @@ int main(int argc, char** argv) {
   std::mutex latencies_mutex;
   std::vector<double> latencies;
   latencies.reserve(static_cast<size_t>(total));
+  // Per half second of scheduled time: requests and the worst latency (for --timeline).
+  const size_t buckets = static_cast<size_t>(options.seconds * 2) + 2;
+  std::vector<double> bucket_max(buckets, 0.0);
+  std::vector<int64_t> bucket_count(buckets, 0);
   const Clock::time_point start = Clock::now() + std::chrono::milliseconds(100);
 
   std::vector<std::thread> workers;
@@ -92,7 +156,7 @@ int main(int argc, char** argv) {
       Poco::Net::HTTPClientSession session("127.0.0.1", static_cast<Poco::UInt16>(options.port));
       session.setKeepAlive(true);
       session.setTimeout(Poco::Timespan(30, 0));
-      std::vector<double> mine;
+      std::vector<std::pair<int64_t, double>> mine;  // (index, latency ms)
       for (;;) {
         const int64_t index = next++;
         if (index >= total) break;
@@ -114,10 +178,15 @@ int main(int argc, char** argv) {
           errors++;
           session.reset();
         }
-        mine.push_back(std::chrono::duration<double, std::milli>(Clock::now() - scheduled).count());
+        mine.emplace_back(index, std::chrono::duration<double, std::milli>(Clock::now() - scheduled).count());
       }
       std::lock_guard lock(latencies_mutex);
-      latencies.insert(latencies.end(), mine.begin(), mine.end());
+      for (const auto& [index, latency] : mine) {
+        latencies.push_back(latency);
+        const size_t bucket = std::min(buckets - 1, static_cast<size_t>(static_cast<double>(index) / options.rate * 2));
+        bucket_max[bucket] = std::max(bucket_max[bucket], latency);
+        bucket_count[bucket]++;
+      }
     });
   }
   for (auto& worker : workers) worker.join();
@@ -132,5 +201,18 @@ int main(int argc, char** argv) {
               latencies.size(), static_cast<long long>(errors.load()), options.rate,
               static_cast<double>(latencies.size()) / elapsed, percentile(0.5), percentile(0.9),
               percentile(0.99), latencies.empty() ? 0.0 : latencies.back());
-  return errors.load() == 0 ? 0 : 1;
+  if (options.timeline) {
+    for (size_t bucket = 0; bucket < buckets; ++bucket) {
+      if (bucket_count[bucket] == 0) continue;
+      std::fprintf(stderr, "t=%5.1fs requests=%4lld worst=%8.1f ms%s\n", static_cast<double>(bucket) / 2,
+                   static_cast<long long>(bucket_count[bucket]), bucket_max[bucket], bucket_max[bucket] > 100 ? "  <-- slow" : "");
+    }
+  }
+  if (errors.load() != 0) return 1;
+  if (options.max_p99_ms > 0 && percentile(0.99) > options.max_p99_ms) {
+    std::fprintf(stderr, "ingest_loadgen: p99 %.2f ms exceeds the limit of %.0f ms at %.0f events/s\n", percentile(0.99),
+                 options.max_p99_ms, options.rate);
+    return 3;
+  }
+  return 0;
 }

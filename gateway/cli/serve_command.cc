@@ -17,6 +17,7 @@
 #include "gateway/server/http_server.h"
 #include "gateway/server/metrics.h"
 #include "gateway/store/store.h"
+#include "gateway/subscriptions/matching.h"
 #include "gateway/subscriptions/subscription.h"
 #include "gateway/subscriptions/topics.h"
 
@@ -121,13 +122,20 @@ int runServe(const Args& args, Io& io) {
 
   Metrics metrics;
   DeliveryService delivery(config, store, metrics);
-  Pipeline pipeline(config, store, validator, metrics, [&delivery] { delivery.wake(); });
+  // Subscription matching runs on committed changes, off the store's writer (issue 12); an
+  // ingest answer waits for the pass that queues its notifications (catchUp).
+  SubscriptionMatcher matcher(store, topics, &registry, [&delivery] { delivery.wake(); });
+  Pipeline pipeline(config, store, validator, metrics, [&delivery, &matcher] {
+    delivery.wake();
+    matcher.catchUp(std::chrono::seconds(2));
+  });
   pipeline.setSubscriptions(topics, &registry);
   pipeline.setSpecs((*runtime)->specs);
   std::vector<std::string> canonicals;
   for (const Topic& topic : topics->topics()) canonicals.push_back(topic.canonical);
   ServerContext context{config, store, validator, pipeline, metrics, canonicals, topics, &registry,
                         [&delivery] { delivery.wake(); }, ""};
+  matcher.start();  // before the first request can wait for it
   HttpServer server(context);
   Status started = server.start(host, port);
   if (!started.ok()) {
@@ -147,6 +155,7 @@ int runServe(const Args& args, Io& io) {
   io.err << "fhir-gateway serve: " << (received == SIGTERM ? "SIGTERM" : "SIGINT")
          << " received, draining\n";
   server.stop();
+  matcher.stop();
   delivery.stop();
   curl_global_cleanup();
   return 0;

@@ -5,7 +5,13 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include <pthread.h>
+#include <signal.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <charconv>
 #include <deque>
 #include <random>
 
@@ -20,6 +26,37 @@ constexpr size_t kFetchRows = 256;    // pending rows read from the store per qu
 constexpr size_t kLowWater = 32;      // read again when fewer rows are queued in memory
 constexpr int64_t kRefreshMs = 50;    // subscriptions re-read from the registry
 constexpr int64_t kRefetchMs = 1000;  // the store is read at least this often, even without wake()
+constexpr int64_t kMinLeaseMs = 10000;     // an outbox lease lasts at least this long
+constexpr int64_t kLeaseRetryMs = 500;     // a lane whose lease another process holds asks again
+
+std::string hostName() {
+  char name[256] = {};
+  if (gethostname(name, sizeof(name) - 1) != 0) return "localhost";
+  return name;
+}
+
+// This process's lease holder id: host, pid and a nonce (a pid can come back after a restart).
+std::string newLeaseHolder() {
+  std::random_device random;
+  char nonce[17];
+  std::snprintf(nonce, sizeof(nonce), "%08x%08x", random(), random());
+  return hostName() + "/" + std::to_string(getpid()) + "/" + nonce;
+}
+
+// True when `holder` names a process of this host that no longer runs
+// (killed without releasing its leases), so its leases need not be waited out.
+bool holderIsGone(const std::string& holder) {
+  const size_t slash = holder.find('/');
+  const size_t second = slash == std::string::npos ? slash : holder.find('/', slash + 1);
+  if (second == std::string::npos || holder.substr(0, slash) != hostName()) return false;
+  int pid = 0;
+  const char* digits = holder.data() + slash + 1;
+  if (std::from_chars(digits, holder.data() + second, pid).ptr != holder.data() + second || pid <= 0) return false;
+  // This pid: another service of this process (tests), alive; a killed process whose pid came
+  // back is not told apart and its lease is waited out.
+  if (pid == getpid()) return false;
+  return ::kill(pid, 0) != 0 && errno == ESRCH;
+}
 
 size_t keepBody(char* data, size_t size, size_t count, void* user) {
   auto* response = static_cast<std::string*>(user);
@@ -93,6 +130,8 @@ struct DeliveryService::Lane {
   bool bursting = false;     // batching window elapsed: send what is queued back to back
   bool present = true;       // still configured / subscribed
   int published_state = -1;  // breaker state last shown in /metrics
+  int64_t lease_until = 0;   // this process holds the destination's lease until then (0: not held)
+  int64_t lease_retry_ms = 0;
   CircuitBreaker breaker;
 };
 
@@ -128,7 +167,11 @@ std::string hmacSha256Hex(std::string_view secret, std::string_view body) {
 }
 
 DeliveryService::DeliveryService(const Config& config, StorePtr store, Metrics& metrics)
-    : config_(config), store_(std::move(store)), metrics_(metrics) {
+    : config_(config),
+      store_(std::move(store)),
+      metrics_(metrics),
+      lease_holder_(newLeaseHolder()),
+      lease_ms_(std::max<int64_t>(kMinLeaseMs, 3 * config.delivery.timeout_ms)) {
   for (const PayerConfig& payer : config.payers) {
     destinations_.push_back({"payer:" + payer.id, payer.id, payer.endpoint, payer.secret, {}, std::nullopt, payer.options});
   }
@@ -155,16 +198,71 @@ std::vector<Destination> DeliveryService::currentDestinations() const {
 void DeliveryService::setSubscriptionStatus(Lane& lane, const std::string& status, const std::string& error) {
   Subscription& subscription = *lane.destination.subscription;
   if (subscription.status == status && subscription.error == error) return;
+  const std::string old_status = subscription.status;
+  const std::string old_error = subscription.error;
   subscription.status = status;
   subscription.error = error;
   if (registry_ == nullptr || !registry_->setStatus(subscription.id, status, error)) return;
-  (void)store_->putSubscription(SubscriptionRow{subscription.id, status, error, subscription.resource_json});
+  Status saved = store_->putSubscription(SubscriptionRow{subscription.id, status, error, subscription.resource_json});
+  if (!saved.ok()) {
+    // Not kept: the status goes back, so the next outcome sets and writes it again.
+    registry_->setStatus(subscription.id, old_status, old_error);
+    subscription.status = old_status;
+    subscription.error = old_error;
+    metrics_.countDelivery(lane.destination.key, "store_error");
+  }
+}
+
+bool DeliveryService::holdLease(Lane& lane, int64_t now) {
+  const std::string& key = lane.destination.key;
+  if (lane.lease_until - now > lease_ms_ / 2) return true;
+  if (lane.lease_until != 0) {
+    auto extended = store_->extendLease(key, lease_holder_, now, lease_ms_);
+    if (extended.ok() && *extended) {
+      lane.lease_until = now + lease_ms_;
+      return true;
+    }
+    if (!extended.ok() && lane.lease_until > now) return false;  // still ours; the store failed: wait
+    // Lost (taken over after it ran out): what was read may be sent by the new holder, so forget it.
+    lane.lease_until = 0;
+    lane.queue.clear();
+    lane.cursor = 0;
+    lane.fetch = true;
+    lane.lease_retry_ms = now;
+  }
+  if (now < lane.lease_retry_ms) return false;
+  lane.lease_retry_ms = now + kLeaseRetryMs;
+  // A read first: while another live process holds the lease, asking costs no write.
+  auto current = store_->leaseOf(key);
+  if (!current.ok()) return false;
+  std::string dead_holder;
+  if (current->has_value() && !(*current)->holder.empty() && (*current)->holder != lease_holder_ &&
+      (*current)->expires_ms > now) {
+    if (!holderIsGone((*current)->holder)) return false;
+    dead_holder = (*current)->holder;
+  }
+  auto lease = store_->claimLease(key, lease_holder_, now, lease_ms_, dead_holder);
+  if (!lease.ok() || lease->holder != lease_holder_) return false;
+  lane.lease_until = now + lease_ms_;
+  // Read from the head: the previous holder may have left rows pending anywhere.
+  lane.queue.clear();
+  lane.cursor = 0;
+  lane.fetch = true;
+  return true;
+}
+
+void DeliveryService::releaseLease(Lane& lane) {
+  if (lane.lease_until == 0) return;
+  lane.lease_until = 0;
+  Status released = store_->releaseLease(lane.destination.key, lease_holder_);
+  if (!released.ok()) metrics_.countDelivery(lane.destination.key, "store_error");  // it runs out instead
 }
 
 void DeliveryService::start() {
   multi_ = curl_multi_init();
   curl_multi_setopt(static_cast<CURLM*>(multi_), CURLMOPT_MAXCONNECTS, 256L);
   worker_ = std::thread([this] { run(); });
+  pthread_setname_np(worker_.native_handle(), "delivery");
 }
 
 void DeliveryService::stop() {
@@ -172,7 +270,10 @@ void DeliveryService::stop() {
   stopping_ = true;
   wake();
   worker_.join();
-  for (auto& [key, lane] : lanes_) curl_easy_cleanup(lane->easy);
+  for (auto& [key, lane] : lanes_) {
+    releaseLease(*lane);
+    curl_easy_cleanup(lane->easy);
+  }
   lanes_.clear();
   curl_multi_cleanup(static_cast<CURLM*>(multi_));
   multi_ = nullptr;
@@ -202,6 +303,7 @@ void DeliveryService::refreshLanes(int64_t now) {
   }
   for (auto it = lanes_.begin(); it != lanes_.end();) {
     if (!it->second->present && !it->second->busy) {
+      releaseLease(*it->second);
       curl_easy_cleanup(it->second->easy);
       it = lanes_.erase(it);
     } else {
@@ -239,6 +341,7 @@ void DeliveryService::fetchRows(Lane& lane, int64_t now) {
 
 int64_t DeliveryService::tryLaunch(Lane& lane, int64_t now) {
   if (lane.busy || !lane.present) return INT64_MAX;
+  if (!holdLease(lane, now)) return lane.lease_retry_ms;
   const Subscription* subscription = lane.destination.subscription ? &*lane.destination.subscription : nullptr;
   if (subscription != nullptr && subscription->status == "requested") {
     launch(lane, kHandshake, now);
@@ -304,8 +407,12 @@ void DeliveryService::launch(Lane& lane, int kind, int64_t now) {
     lane.body = notificationBundle(*destination.subscription, NotificationType::kHandshake, 0, {}, base_url_);
   } else if (kind == kHeartbeat) {
     auto number = store_->lastNumber(destination.key);
-    lane.body = notificationBundle(*destination.subscription, NotificationType::kHeartbeat, number.ok() ? *number : 0, {},
-                                   base_url_);
+    if (!number.ok()) {  // a heartbeat must not claim 0 events: it goes a heartbeat period later
+      lane.last_sent_ms = now;
+      metrics_.countDelivery(destination.key, "store_error");
+      return;
+    }
+    lane.body = notificationBundle(*destination.subscription, NotificationType::kHeartbeat, *number, {}, base_url_);
   } else if (destination.subscription) {
     const OutboxItem& item = lane.queue.front();
     lane.body = notificationBundle(*destination.subscription, NotificationType::kEventNotification, item.number,

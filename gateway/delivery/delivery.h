@@ -11,6 +11,14 @@
 // next row goes. A circuit breaker per destination stops all requests to it for a cool-down after
 // `circuitBreakerFailures` consecutive failures, then lets one probe through. Every attempt is
 // recorded in the store.
+//
+// Leases: a lane sends only while this process holds its destination's outbox lease
+// (Store::claimLease), so several gateway processes on one store never deliver one destination
+// at the same time and its order holds. The lease runs at least three request timeouts and is
+// extended whenever less than half of it is left before a request starts, so a request always
+// ends inside the lease. A lease that is not extended runs out and another process takes the
+// destination over, from its first pending row; a lease held by a process of this host that is
+// gone (killed) is taken over at once. Leases are released on stop().
 
 #include <atomic>
 #include <map>
@@ -74,6 +82,9 @@ class CircuitBreaker {
 class DeliveryService {
  public:
   DeliveryService(const Config& config, StorePtr store, Metrics& metrics);
+  // Who holds this service's leases; the lease length (tests shorten it).
+  const std::string& leaseHolder() const { return lease_holder_; }
+  void setLeaseMs(int64_t lease_ms) { lease_ms_ = lease_ms; }
 
   // Also deliver to topic-based subscriptions: handshake on activation, event notifications,
   // heartbeats. `base_url` is the FHIR base used in notification Bundles.
@@ -106,11 +117,17 @@ class DeliveryService {
   void flushMarks();
   void publishBreaker(Lane& lane, int64_t now);
   void setSubscriptionStatus(Lane& lane, const std::string& status, const std::string& error);
+  // True when this process holds the lane's lease for at least half a lease more, claiming or
+  // extending it as needed; false when another live process holds it (or the store failed).
+  bool holdLease(Lane& lane, int64_t now);
+  void releaseLease(Lane& lane);
 
   const Config& config_;
   StorePtr store_;
   Metrics& metrics_;
   std::vector<Destination> destinations_;
+  std::string lease_holder_;  // "<host>/<pid>/<nonce>"
+  int64_t lease_ms_;
   SubscriptionRegistry* registry_ = nullptr;
   std::string base_url_;
   std::thread worker_;

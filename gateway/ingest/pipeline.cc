@@ -11,6 +11,7 @@
 
 #include "gateway/dispatch/patient_match.h"
 #include "gateway/dispatch/router.h"
+#include "gateway/subscriptions/matching.h"
 #include "mappers/common/ids.h"
 #include "mappers/readers/hl7v2/hl7v2_reader.h"
 
@@ -213,38 +214,10 @@ std::vector<mappers::CoverageFact> coverageFacts(const json::Value& bundle, cons
 // (its payer and code); a Claim that was not routed announces nothing.
 ChangeHook subscriptionHook(TopicCatalogPtr topics, std::vector<Subscription> subscriptions, EventFacts facts,
                             std::map<std::string, EventFacts> claim_facts, bool claims_need_route = true) {
-  return [topics = std::move(topics), subscriptions = std::move(subscriptions), facts = std::move(facts),
-          claim_facts = std::move(claim_facts), claims_need_route](const std::vector<ResourceChangeRecord>& changes,
-                                                std::vector<OutboxWrite>& outbox) {
-    std::vector<json::Document> currents(changes.size());
-    std::vector<json::Document> previous(changes.size());
-    std::vector<ResourceChange> parsed;
-    for (size_t i = 0; i < changes.size(); ++i) {
-      json::ParseError error;
-      if (!json::parse(*changes[i].current_json, currents[i], error)) continue;
-      ResourceChange change{changes[i].type, changes[i].id, nullptr, &currents[i]};
-      if (!changes[i].previous_json.empty() && json::parse(changes[i].previous_json, previous[i], error)) {
-        change.previous = &previous[i];
-      }
-      parsed.push_back(change);
-    }
-    for (const Subscription& subscription : subscriptions) {
-      if (subscription.status != "active" && subscription.status != "error") continue;
-      const Topic* topic = topics->find(subscription.topic);
-      if (topic == nullptr) continue;
-      for (const ResourceChange& change : parsed) {
-        const EventFacts* focus_facts = &facts;
-        if (change.type == "Claim" && claims_need_route) {
-          auto found = claim_facts.find(change.id);
-          if (found == claim_facts.end()) continue;
-          focus_facts = &found->second;
-        }
-        if (!topics->fires(*topic, change) || !filtersMatch(subscription, *focus_facts)) continue;
-        outbox.push_back(OutboxWrite{"subscription:" + subscription.id, "notification",
-                                     notificationRecord(subscription.topic, change.type + "/" + change.id, {change.current})});
-        break;  // one notification per subscription and event
-      }
-    }
+  return [topics = std::move(topics), subscriptions = std::move(subscriptions),
+          context = ChangeContext{std::move(facts), std::move(claim_facts), claims_need_route}](
+             const std::vector<ResourceChangeRecord>& changes, std::vector<OutboxWrite>& outbox) {
+    matchChanges(*topics, subscriptions, context, changes, outbox);
   };
 }
 
@@ -475,11 +448,26 @@ IngestCommit acceptedEvent(std::string_view channel, const std::string& idempote
   return commit;
 }
 
-bool hasAcmClaim(const json::Value& bundle) {
+// The ACM slots an event takes (one ACM per patient, specialist and calendar month: the Claim id
+// says which), owned by the event's Claim identifier; the store refuses a commit whose slot
+// another event holds (Store: unique slots), so two concurrent second ACMs cannot both pass.
+std::vector<UniqueSlot> acmSlots(const json::Value& bundle) {
+  std::vector<UniqueSlot> slots;
   for (const mappers::BillingFact& fact : billingFacts(bundle, {})) {
-    if (fact.code == "ACM") return true;
+    if (fact.code != "ACM") continue;
+    for (const json::Value& entry : bundle["entry"].GetArray()) {
+      const json::Value& claim = entry["resource"];
+      if (json::getString(claim, "id") != fact.claim_id) continue;
+      const json::Value* identifiers = json::find(claim, "identifier");
+      std::string owner;
+      if (identifiers && identifiers->IsArray() && !identifiers->Empty()) {
+        owner = std::string(json::getString((*identifiers)[0], "system").value_or("")) + "|" +
+                std::string(json::getString((*identifiers)[0], "value").value_or(""));
+      }
+      slots.push_back(UniqueSlot{"acm|" + fact.claim_id, owner});
+    }
   }
-  return false;
+  return slots;
 }
 
 // Subscription filter facts of a care-management event: patient, payers, practice, codes.
@@ -646,7 +634,7 @@ Answer Pipeline::ingestPayerFile(std::string_view kind, const std::string& payer
         for (const FeedConfig& feed : config_.feeds) {
           commit.outbox.push_back(OutboxWrite{feedDestination(feed.id), "bundle", bundle_json});
         }
-        if (topics_ && !live.empty()) commit.on_changes = subscriptionHook(topics_, live, facts, {}, false);
+        if (topics_ && !live.empty()) commit.change_context = encodeChangeContext(ChangeContext{facts, {}, false});
         auto bundle_id = json::getString(mapped.bundle, "id");
         appendId(bundle_ids, bundle_id ? *bundle_id : std::string_view(mapped.record_id));
         batch.push_back(std::move(commit));
@@ -952,13 +940,14 @@ Result<CommitOutcome> Pipeline::commitEvent(const json::Value& bundle, IngestCom
     std::vector<Subscription> live = registry_->all();
     has_subscriptions = !live.empty();
     if (has_subscriptions) {
-      commit.on_changes = subscriptionHook(topics_, std::move(live), std::move(facts), std::move(claim_facts));
+      commit.change_context = encodeChangeContext(ChangeContext{std::move(facts), std::move(claim_facts), true});
     }
   }
 
   const bool has_outbox = !commit.outbox.empty() || has_subscriptions;
   auto outcome = store_->commitIngest(std::move(commit));
   if (!outcome.ok()) return outcome.error();
+  if (!outcome->slot_taken.empty()) return outcome;  // refused, nothing written: the caller answers
   metrics_.countIngest(channel, outcome->duplicate ? "duplicate" : "accepted");
   if (has_outbox && !outcome->duplicate && on_outbox_) on_outbox_();
   return outcome;
@@ -1075,11 +1064,10 @@ Answer Pipeline::ingestCareManagement(std::string_view body, std::string_view co
     return reject(kChannel, body, content_type, status, issues);
   }
   if (idempotency_key.empty()) return storeFailure("event without source/eventId passed mapping");
-  std::unique_lock<std::mutex> acm_lock(acm_mutex_, std::defer_lock);
-  if (hasAcmClaim(mapped.bundle)) acm_lock.lock();
   if (auto second = secondAcm(*store_, mapped.bundle, event)) return reject(kChannel, body, content_type, 422, *second);
 
   IngestCommit commit = acceptedEvent(kChannel, idempotency_key, body, mapped.bundle, issues);
+  commit.unique_slots = acmSlots(mapped.bundle);
   std::string patient_id;
   for (const json::Value& entry : mapped.bundle["entry"].GetArray()) {
     if (json::getString(entry["resource"], "resourceType") == "Patient") {
@@ -1094,6 +1082,10 @@ Answer Pipeline::ingestCareManagement(std::string_view body, std::string_view co
   EventFacts facts = careManagementFacts(mapped.bundle, event, commit.coverage);
   auto outcome = commitEvent(mapped.bundle, std::move(commit), billingFacts(mapped.bundle, known), patient_id, std::move(facts));
   if (!outcome.ok()) return storeFailure(outcome.message());
+  if (!outcome->slot_taken.empty()) {  // another event took this ACM slot since secondAcm read it
+    if (auto second = secondAcm(*store_, mapped.bundle, event)) return reject(kChannel, body, content_type, 422, *second);
+    return storeFailure("ACM slot " + outcome->slot_taken + " is held by " + outcome->slot_owner + " whose Claim cannot be read");
+  }
   return Answer{outcome->status, "application/fhir+json", outcome->answer};
 }
 

@@ -87,8 +87,8 @@ class Pipeline {
   Answer reject(std::string_view channel, std::string_view payload, std::string_view content_type,
                 int status, const IssueList& issues, bool truncated = false);
 
-  // Topic-based subscriptions: accepted events are matched against the live subscriptions in
-  // the ingest transaction. Without this call no notifications are queued.
+  // Topic-based subscriptions: accepted events record their changes for the SubscriptionMatcher
+  // (gateway/subscriptions/matching.h). Without this call no changes are recorded.
   void setSubscriptions(TopicCatalogPtr topics, const SubscriptionRegistry* registry) {
     topics_ = std::move(topics);
     registry_ = registry;
@@ -139,9 +139,6 @@ class Pipeline {
   TopicCatalogPtr topics_;
   std::shared_ptr<const mappers::engine::SpecLibrary> specs_;
   const SubscriptionRegistry* registry_ = nullptr;
-  // Held from the second-ACM check to the commit of an event with an ACM Claim, so two
-  // concurrent ACMs of one month cannot both pass the check.
-  std::mutex acm_mutex_;
 };
 
 }  // namespace fhir::gateway

@@ -1,7 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
+#include <pthread.h>
 #include <sqlite3.h>
 
 #include <atomic>
+#include <cstdio>
+#include <cstdlib>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -14,6 +17,8 @@
 #include <thread>
 
 #include "conformance/json/json.h"
+#include "gateway/store/sqlite_connection.h"
+#include "gateway/store/sqlite_leases.h"
 #include "gateway/store/store.h"
 #include "gateway/store/time_util.h"
 #include "mappers/common/ids.h"
@@ -21,158 +26,9 @@
 namespace fhir::gateway {
 namespace {
 
-constexpr const char* kSchema = R"sql(
-CREATE TABLE IF NOT EXISTS events (
-  seq INTEGER PRIMARY KEY AUTOINCREMENT,
-  channel TEXT NOT NULL,
-  idem_key TEXT NOT NULL UNIQUE,
-  received_at TEXT NOT NULL,
-  payload BLOB NOT NULL,
-  status INTEGER NOT NULL,
-  answer BLOB NOT NULL,
-  answer_is_payload INTEGER NOT NULL DEFAULT 0);  -- 1: the answer is the payload, not stored twice
-CREATE TABLE IF NOT EXISTS resources (
-  type TEXT NOT NULL, id TEXT NOT NULL, version INTEGER NOT NULL, updated_at TEXT NOT NULL,
-  content_hash TEXT NOT NULL, json BLOB NOT NULL, PRIMARY KEY (type, id)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS resource_history (
-  type TEXT NOT NULL, id TEXT NOT NULL, version INTEGER NOT NULL, updated_at TEXT NOT NULL,
-  event_seq INTEGER NOT NULL, json BLOB NOT NULL, PRIMARY KEY (type, id, version)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS coverage_index (
-  coverage_id TEXT NOT NULL, patient_id TEXT NOT NULL, payer_id TEXT NOT NULL,
-  member_id TEXT NOT NULL, line_of_business TEXT NOT NULL, start TEXT NOT NULL, end TEXT NOT NULL,
-  PRIMARY KEY (coverage_id, patient_id));
-CREATE INDEX IF NOT EXISTS coverage_by_member ON coverage_index (payer_id, member_id);
-CREATE INDEX IF NOT EXISTS coverage_by_patient ON coverage_index (patient_id);
-CREATE TABLE IF NOT EXISTS destination_seq (
-  destination TEXT PRIMARY KEY, last_number INTEGER NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS outbox (
-  id INTEGER PRIMARY KEY AUTOINCREMENT,
-  destination TEXT NOT NULL, number INTEGER NOT NULL, kind TEXT NOT NULL,
-  body BLOB NOT NULL DEFAULT '',              -- only in rows written before outbox_bodies
-  body_id INTEGER NOT NULL DEFAULT 0,         -- outbox_bodies.id, 0 when the body is inline
-  event_seq INTEGER NOT NULL,
-  status INTEGER NOT NULL DEFAULT 0,          -- 0 pending, 1 delivered, 2 dead letter
-  attempts INTEGER NOT NULL DEFAULT 0,
-  created_ms INTEGER NOT NULL, first_attempt_ms INTEGER NOT NULL DEFAULT 0,
-  next_attempt_ms INTEGER NOT NULL, delivered_ms INTEGER NOT NULL DEFAULT 0,
-  last_error TEXT NOT NULL DEFAULT '',
-  UNIQUE (destination, number));
--- Only pending rows are indexed: a delivered-mark removes its entry from a small index instead
--- of moving it in one that holds every row ever sent (stores made earlier: migrate()).
-CREATE INDEX IF NOT EXISTS outbox_due ON outbox (destination, number) WHERE status = 0;
-CREATE TABLE IF NOT EXISTS outbox_bodies (
-  id INTEGER PRIMARY KEY, hash BLOB NOT NULL UNIQUE, body BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS delivery_attempts (
-  id INTEGER PRIMARY KEY AUTOINCREMENT, outbox_id INTEGER NOT NULL, at_ms INTEGER NOT NULL,
-  http_status INTEGER NOT NULL, error TEXT NOT NULL, duration_ms INTEGER NOT NULL);
-CREATE INDEX IF NOT EXISTS attempts_by_outbox ON delivery_attempts (outbox_id);
-CREATE TABLE IF NOT EXISTS quarantine (
-  id TEXT PRIMARY KEY, channel TEXT NOT NULL, received_at TEXT NOT NULL,
-  content_type TEXT NOT NULL, payload BLOB NOT NULL, truncated INTEGER NOT NULL,
-  outcome TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'quarantined',
-  record INTEGER NOT NULL DEFAULT 0, replay_prefix BLOB NOT NULL DEFAULT '',
-  replays INTEGER NOT NULL DEFAULT 0, replayed_at TEXT NOT NULL DEFAULT '',
-  replay_status INTEGER NOT NULL DEFAULT 0, replay_answer BLOB NOT NULL DEFAULT '',
-  replay_suffix BLOB NOT NULL DEFAULT '');
-CREATE TABLE IF NOT EXISTS patient_demographics (
-  patient_id TEXT PRIMARY KEY, family TEXT NOT NULL, given TEXT NOT NULL, birth_date TEXT NOT NULL,
-  gender TEXT NOT NULL) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS patients_by_demographics ON patient_demographics (family, birth_date, given, gender);
-CREATE TABLE IF NOT EXISTS subscriptions (
-  id TEXT PRIMARY KEY, status TEXT NOT NULL, error TEXT NOT NULL, resource_json TEXT NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS unroutable (
-  id INTEGER PRIMARY KEY AUTOINCREMENT, claim_id TEXT NOT NULL UNIQUE, patient_id TEXT NOT NULL,
-  date_of_service TEXT NOT NULL, code TEXT NOT NULL, reason TEXT NOT NULL, outcome TEXT NOT NULL,
-  event_seq INTEGER NOT NULL, created_at TEXT NOT NULL, resolved_at TEXT NOT NULL DEFAULT '');
-)sql";
-
-// One SQLite connection with a cache of prepared statements. Used by one thread at a time.
-class Connection {
- public:
-  ~Connection() {
-    for (auto& [sql, statement] : statements_) sqlite3_finalize(statement);
-    if (db_ != nullptr) sqlite3_close_v2(db_);
-  }
-
-  Status open(const std::string& path) {
-    int rc = sqlite3_open_v2(path.c_str(), &db_,
-                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
-    if (rc != SQLITE_OK) return Error{"cannot open " + path + ": " + sqlite3_errstr(rc)};
-    sqlite3_busy_timeout(db_, 10000);
-    return exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF;");
-  }
-
-  Status exec(const char* sql) {
-    char* message = nullptr;
-    if (sqlite3_exec(db_, sql, nullptr, nullptr, &message) != SQLITE_OK) {
-      std::string text = message != nullptr ? message : "unknown error";
-      sqlite3_free(message);
-      return Error{std::string("sqlite: ") + text};
-    }
-    return Status::Ok();
-  }
-
-  sqlite3_stmt* prepare(const char* sql) {
-    auto found = statements_.find(sql);
-    if (found != statements_.end()) {
-      sqlite3_reset(found->second);
-      sqlite3_clear_bindings(found->second);
-      return found->second;
-    }
-    sqlite3_stmt* statement = nullptr;
-    if (sqlite3_prepare_v3(db_, sql, -1, SQLITE_PREPARE_PERSISTENT, &statement, nullptr) != SQLITE_OK) {
-      return nullptr;
-    }
-    statements_.emplace(sql, statement);
-    return statement;
-  }
-
-  std::string lastError() const { return std::string("sqlite: ") + sqlite3_errmsg(db_); }
-  sqlite3* handle() const { return db_; }
-
- private:
-  sqlite3* db_ = nullptr;
-  std::map<const char*, sqlite3_stmt*> statements_;
-};
-
-// Binds and steps a cached statement.
-class Query {
- public:
-  Query(Connection& connection, const char* sql) : connection_(connection), statement_(connection.prepare(sql)) {}
-  ~Query() {
-    if (statement_ != nullptr) sqlite3_reset(statement_);
-  }
-  bool ok() const { return statement_ != nullptr; }
-
-  Query& bind(int index, std::string_view text) {
-    sqlite3_bind_text(statement_, index, text.data(), static_cast<int>(text.size()), SQLITE_TRANSIENT);
-    return *this;
-  }
-  Query& bindBlob(int index, std::string_view bytes) {
-    sqlite3_bind_blob(statement_, index, bytes.data(), static_cast<int>(bytes.size()), SQLITE_TRANSIENT);
-    return *this;
-  }
-  Query& bind(int index, int64_t value) {
-    sqlite3_bind_int64(statement_, index, value);
-    return *this;
-  }
-  // SQLITE_ROW, SQLITE_DONE or an error code.
-  int step() { return sqlite3_step(statement_); }
-  int64_t integer(int column) const { return sqlite3_column_int64(statement_, column); }
-  std::string text(int column) const {
-    const auto* data = static_cast<const char*>(sqlite3_column_blob(statement_, column));
-    int size = sqlite3_column_bytes(statement_, column);
-    return data == nullptr ? std::string() : std::string(data, static_cast<size_t>(size));
-  }
-  std::string error() const { return connection_.lastError(); }
-
- private:
-  Connection& connection_;
-  sqlite3_stmt* statement_;
-};
-
-// A zero-length blob (a null pointer would bind SQL NULL).
-constexpr std::string_view kEmptyBlob{""};
+using sqlite::Connection;
+using sqlite::kEmptyBlob;
+using sqlite::Query;
 
 std::string quarantineId() {
   static thread_local std::mt19937_64 random{std::random_device{}()};
@@ -182,25 +38,6 @@ std::string quarantineId() {
                 static_cast<unsigned long long>(random() & 0xffffffffULL));
   return buffer;
 }
-
-#define QUARANTINE_COLUMNS                                                                       \
-  "id, channel, received_at, content_type, payload, truncated, outcome, record, replay_prefix, status, " \
-  "replays, replayed_at, replay_status, replay_answer, replay_suffix"
-// An outbox row's columns as outboxItem() reads them; the body is in outbox_bodies (shared by the
-// rows of one event that carry the same body) or, in rows written before it existed, inline.
-#define OUTBOX_COLUMNS                                                                                   \
-  "id, destination, number, kind, "                                                                      \
-  "CASE WHEN body_id = 0 THEN body ELSE (SELECT b.body FROM outbox_bodies b WHERE b.id = outbox.body_id) END, " \
-  "attempts, created_ms, first_attempt_ms, next_attempt_ms, last_error"
-// A stored event's answer: the payload itself when answer_is_payload (kept once).
-#define EVENT_ANSWER "CASE WHEN answer_is_payload THEN payload ELSE answer END"
-// A current resource's JSON: rows written since resource_history holds it keep an empty json.
-#define RESOURCE_JSON(r)                                                                                 \
-  "CASE WHEN length(" r ".json) > 0 THEN " r ".json ELSE (SELECT h.json FROM resource_history h "         \
-  "WHERE h.type = " r ".type AND h.id = " r ".id AND h.version = " r ".version) END"
-#define DEMOGRAPHICS_OF(json)                                                                        \
-  "COALESCE(json_extract(" json ", '$.name[0].family'), ''), COALESCE(json_extract(" json ", '$.name[0].given[0]'), ''), " \
-  "COALESCE(json_extract(" json ", '$.birthDate'), ''), COALESCE(json_extract(" json ", '$.gender'), '')"
 
 class SqliteStore final : public Store {
  public:
@@ -220,9 +57,7 @@ class SqliteStore final : public Store {
     writer_connection_ = std::make_unique<Connection>();
     Status status = writer_connection_->open(path_);
     if (!status.ok()) return status;
-    status = writer_connection_->exec(kSchema);
-    if (!status.ok()) return status;
-    status = migrate(*writer_connection_);
+    status = sqlite::createSchema(*writer_connection_);
     if (!status.ok()) return status;
     // WAL checkpoints run on their own connection and thread, so the writer's commits do not wait
     // for the database file's fsync (automatic checkpoints would run inside a commit).
@@ -233,6 +68,9 @@ class SqliteStore final : public Store {
     if (!status.ok()) return status;
     writer_ = std::thread([this] { writerLoop(); });
     checkpointer_ = std::thread([this] { checkpointLoop(); });
+    // Named for top -H, perf and gdb (the writer is the ingest path's one serial stage).
+    pthread_setname_np(writer_.native_handle(), "store-writer");
+    pthread_setname_np(checkpointer_.native_handle(), "store-checkpoint");
     return Status::Ok();
   }
 
@@ -374,9 +212,7 @@ class SqliteStore final : public Store {
   void recordDeliveredAsync(const DeliveryAttempt& attempt, std::function<void(const Status&)> on_commit) override {
     auto job = std::make_unique<PendingJob>(PendingJob{[attempt](Connection& db) { return markDelivered(db, attempt); },
                                                        std::move(on_commit)});
-    if (!enqueue(std::move(job))) {
-      // Closing: the row stays pending and is sent again (same Idempotency-Key) after restart.
-    }
+    enqueueOrRefuse(std::move(job));  // closing: the row stays pending and is sent again after restart
   }
 
   Result<std::vector<OutboxItem>> pendingHead(std::string_view destination, size_t limit) override {
@@ -423,7 +259,7 @@ class SqliteStore final : public Store {
     auto job = std::make_unique<PendingJob>(PendingJob{
         [attempt, next_attempt_ms, dead](Connection& db) { return markFailed(db, attempt, next_attempt_ms, dead); },
         std::move(on_commit)});
-    (void)enqueue(std::move(job));  // closing: the row stays as it was and is tried again after restart
+    enqueueOrRefuse(std::move(job));  // closing: the row stays as it was and is tried again after restart
   }
 
   void recordDeliveredManyAsync(std::vector<DeliveryAttempt> attempts,
@@ -437,7 +273,7 @@ class SqliteStore final : public Store {
           return Status::Ok();
         },
         std::move(on_commit)});
-    (void)enqueue(std::move(job));  // closing: the rows stay pending and are sent again after restart
+    enqueueOrRefuse(std::move(job));  // closing: the rows stay pending and are sent again after restart
   }
 
   Result<std::vector<OutboxItem>> pendingAfter(std::string_view destination, int64_t after, size_t limit) override {
@@ -549,6 +385,73 @@ class SqliteStore final : public Store {
         });
   }
 
+  // Outbox leases and the change log (sqlite_leases.cc, sqlite_changes.cc) ------------------
+  Result<OutboxLease> claimLease(std::string_view destination, std::string_view holder, int64_t now_ms,
+                                 int64_t duration_ms, std::string_view dead_holder) override {
+    OutboxLease lease;
+    Status status = runInWriter([&](Connection& db) {
+      return sqlite::claimLease(db, destination, holder, now_ms, duration_ms, dead_holder, lease);
+    });
+    if (!status.ok()) return Error{status.message()};
+    return lease;
+  }
+
+  Result<bool> extendLease(std::string_view destination, std::string_view holder, int64_t now_ms,
+                           int64_t duration_ms) override {
+    bool extended = false;
+    Status status = runInWriter([&](Connection& db) {
+      return sqlite::extendLease(db, destination, holder, now_ms, duration_ms, extended);
+    });
+    if (!status.ok()) return Error{status.message()};
+    return extended;
+  }
+
+  Status releaseLease(std::string_view destination, std::string_view holder) override {
+    return runInWriter([&](Connection& db) { return sqlite::releaseLease(db, destination, holder); });
+  }
+
+  Result<std::optional<OutboxLease>> leaseOf(std::string_view destination) override {
+    Lease reader(*this);
+    if (!reader.ok()) return Error{reader.error()};
+    return sqlite::leaseOf(*reader, destination);
+  }
+
+  Result<std::vector<ChangeRecord>> changesAfter(int64_t after_seq, size_t limit) override {
+    Lease reader(*this);
+    if (!reader.ok()) return Error{reader.error()};
+    // One read transaction: the change rows and the history rows they name are of one snapshot.
+    Status begun = (*reader).exec("BEGIN");
+    if (!begun.ok()) return Error{begun.message()};
+    auto records = sqlite::changesAfter(*reader, after_seq, limit);
+    Status ended = (*reader).exec("COMMIT");
+    if (!records.ok()) return records.error();
+    if (!ended.ok()) return Error{ended.message()};
+    return records;
+  }
+
+  Result<int64_t> changeCursor(std::string_view consumer) override {
+    Lease reader(*this);
+    if (!reader.ok()) return Error{reader.error()};
+    return sqlite::changeCursor(*reader, consumer);
+  }
+
+  Result<bool> commitPlanned(std::string_view consumer, int64_t from_seq, int64_t to_seq,
+                             std::vector<PlannedOutbox> outbox) override {
+    bool moved = false;
+    Status status = runInWriter([&](Connection& db) -> Status {
+      Status cursor = sqlite::moveChangeCursor(db, consumer, from_seq, to_seq, moved);
+      if (!cursor.ok() || !moved) return cursor;
+      const int64_t now_ms = nowMs();
+      for (const PlannedOutbox& planned : outbox) {
+        Status inserted = insertOutbox(db, planned.write, planned.event_seq, now_ms);
+        if (!inserted.ok()) return inserted;
+      }
+      return Status::Ok();
+    });
+    if (!status.ok()) return Error{status.message()};
+    return moved;
+  }
+
   Result<std::vector<DeliveryAttempt>> attemptsOf(int64_t outbox_id) override {
     return selectRows<DeliveryAttempt>(
         "SELECT at_ms, http_status, error, duration_ms FROM delivery_attempts WHERE outbox_id = ? ORDER BY id",
@@ -564,6 +467,7 @@ class SqliteStore final : public Store {
   struct PendingJob {
     Job job;
     std::function<void(const Status&)> done;  // called by the writer after the commit
+    std::chrono::steady_clock::time_point queued = std::chrono::steady_clock::now();
   };
 
   // Runs `job` inside the writer's next group transaction and waits for the commit.
@@ -576,6 +480,12 @@ class SqliteStore final : public Store {
       return Error{"store is closing"};
     }
     return done.get();
+  }
+
+  // enqueue, or tells the job's callback the store is closing.
+  void enqueueOrRefuse(std::unique_ptr<PendingJob> job) {
+    std::function<void(const Status&)> done = job->done;
+    if (!enqueue(std::move(job)) && done) done(Status(Error{"store is closing"}));
   }
 
   bool enqueue(std::unique_ptr<PendingJob> job) {
@@ -605,9 +515,19 @@ class SqliteStore final : public Store {
     }
   }
 
+  // GATEWAY_SLOW_COMMIT_MS=N: the writer prints every group slower than N ms from its oldest
+  // job's enqueue to its commit, with where the time went (stderr; for benchmarks).
+  static int64_t slowCommitMs() {
+    const char* value = std::getenv("GATEWAY_SLOW_COMMIT_MS");
+    return value != nullptr ? std::atoll(value) : 0;
+  }
+
   void writerLoop() {
     Connection& db = *writer_connection_;
     std::vector<std::unique_ptr<PendingJob>> batch;
+    using Clock = std::chrono::steady_clock;
+    auto ms = [](Clock::duration duration) { return std::chrono::duration<double, std::milli>(duration).count(); };
+    const int64_t slow_ms = slowCommitMs();
     for (;;) {
       {
         std::unique_lock lock(queue_mutex_);
@@ -618,7 +538,13 @@ class SqliteStore final : public Store {
           queue_.pop_front();
         }
       }
-      if (wal_full_.exchange(false)) (void)db.exec("PRAGMA wal_checkpoint(PASSIVE)");
+      const Clock::time_point taken = Clock::now();
+      bool checkpointed = false;
+      if (wal_full_.exchange(false)) {
+        checkpointed = true;
+        if (!db.exec("PRAGMA wal_checkpoint(PASSIVE)").ok()) wal_full_ = true;  // busy: tried again next group
+      }
+      const Clock::time_point begin = Clock::now();
       std::vector<Status> results(batch.size());
       Status begun = db.exec("BEGIN IMMEDIATE");
       if (!begun.ok()) {
@@ -626,19 +552,36 @@ class SqliteStore final : public Store {
         batch.clear();
         continue;
       }
+      Status group_failure = Status::Ok();
       for (size_t i = 0; i < batch.size(); ++i) {
         results[i] = db.exec("SAVEPOINT job");
         if (!results[i].ok()) continue;
         results[i] = batch[i]->job(db);
         if (results[i].ok()) results[i] = db.exec("RELEASE job");
         if (!results[i].ok()) {
-          // Undo only this job; the others in the group still commit.
-          (void)db.exec("ROLLBACK TO job");
-          (void)db.exec("RELEASE job");
+          // Undo only this job; the others in the group still commit. When even that fails the
+          // whole group is rolled back below and every job fails.
+          Status undone = db.exec("ROLLBACK TO job");
+          if (undone.ok()) undone = db.exec("RELEASE job");
+          if (!undone.ok()) {
+            group_failure = undone;
+            break;
+          }
         }
       }
-      Status committed = db.exec("COMMIT");
-      if (!committed.ok()) (void)db.exec("ROLLBACK");
+      const Clock::time_point jobs_done = Clock::now();
+      Status committed = group_failure.ok() ? db.exec("COMMIT") : group_failure;
+      const Clock::time_point end = Clock::now();
+      if (slow_ms > 0 && ms(end - batch.front()->queued) > static_cast<double>(slow_ms)) {
+        std::fprintf(stderr,
+                     "store: slow group of %zu jobs: %.1f ms (queued %.1f, checkpoint %.1f%s, jobs %.1f, commit %.1f)\n",
+                     batch.size(), ms(end - batch.front()->queued), ms(taken - batch.front()->queued),
+                     ms(begin - taken), checkpointed ? " run" : "", ms(jobs_done - begin), ms(end - jobs_done));
+      }
+      if (!committed.ok()) {
+        Status rolled_back = db.exec("ROLLBACK");
+        if (!rolled_back.ok()) committed = Error{committed.message() + "; rollback: " + rolled_back.message()};
+      }
       for (size_t i = 0; i < batch.size(); ++i) {
         batch[i]->done(committed.ok() ? results[i] : committed);
       }
@@ -656,6 +599,19 @@ class SqliteStore final : public Store {
         return Status::Ok();
       }
       if (rc != SQLITE_DONE) return Error{existing.error()};
+    }
+    for (const UniqueSlot& slot : commit.unique_slots) {
+      Query held(db, "SELECT owner, event_seq FROM unique_slots WHERE slot = ?");
+      held.bind(1, slot.key);
+      int rc = held.step();
+      if (rc == SQLITE_ROW && held.text(0) != slot.owner) {  // taken by another owner: write nothing
+        outcome = CommitOutcome{};
+        outcome.slot_taken = slot.key;
+        outcome.slot_owner = held.text(0);
+        outcome.slot_event_seq = held.integer(1);
+        return Status::Ok();
+      }
+      if (rc != SQLITE_ROW && rc != SQLITE_DONE) return Error{held.error()};
     }
     if (!commit.routes_unroutable.empty()) {
       Query resolve(db, "UPDATE unroutable SET resolved_at = ? WHERE claim_id = ? AND resolved_at = ''");
@@ -677,24 +633,23 @@ class SqliteStore final : public Store {
     if (event.step() != SQLITE_DONE) return Error{event.error()};
     const int64_t seq = sqlite3_last_insert_rowid(db.handle());
 
-    std::vector<ResourceChangeRecord> changes;
+    std::vector<ChangedResource> changes;
     for (const ResourceWrite& resource : commit.resources) {
       const std::string hash = mappers::sha256Hex(resource.json);
       int64_t version = 1;
-      std::string previous;
       {
-        Query current(db, "SELECT version, content_hash, " RESOURCE_JSON("r") " FROM resources r WHERE type = ? AND id = ?");
+        Query current(db, "SELECT version, content_hash FROM resources WHERE type = ? AND id = ?");
         current.bind(1, resource.type).bind(2, resource.id);
         int rc = current.step();
         if (rc == SQLITE_ROW) {
           if (current.text(1) == hash) continue;  // unchanged: no new version
           version = current.integer(0) + 1;
-          previous = current.text(2);
         } else if (rc != SQLITE_DONE) {
           return Error{current.error()};
         }
       }
-      changes.push_back(ResourceChangeRecord{resource.type, resource.id, std::move(previous), &resource.json});
+      // The change log names the version; the matcher reads it back from resource_history.
+      if (!commit.change_context.empty()) changes.push_back(ChangedResource{resource.type, resource.id, version, {}, {}});
       Query upsert(db, "INSERT OR REPLACE INTO resources (type, id, version, updated_at, content_hash, json) VALUES (?, ?, ?, ?, ?, ?)");
       // The JSON is kept once, in resource_history (RESOURCE_JSON reads it from there).
       upsert.bind(1, resource.type).bind(2, resource.id).bind(3, version).bind(4, now).bind(5, hash).bindBlob(6, kEmptyBlob);
@@ -717,11 +672,20 @@ class SqliteStore final : public Store {
       if (coverage.step() != SQLITE_DONE) return Error{coverage.error()};
     }
 
-    std::vector<OutboxWrite> outbox = commit.outbox;
-    if (commit.on_changes && !changes.empty()) commit.on_changes(changes, outbox);
-    for (const OutboxWrite& write : outbox) {
+    for (const OutboxWrite& write : commit.outbox) {
       Status status = insertOutbox(db, write, seq, now_ms);
       if (!status.ok()) return status;
+    }
+    for (const UniqueSlot& slot : commit.unique_slots) {
+      Query take(db, "INSERT INTO unique_slots (slot, owner, event_seq) VALUES (?, ?, ?) "
+                     "ON CONFLICT (slot) DO UPDATE SET event_seq = excluded.event_seq WHERE owner = excluded.owner");
+      take.bind(1, slot.key).bind(2, slot.owner).bind(3, seq);
+      if (take.step() != SQLITE_DONE) return Error{take.error()};
+    }
+    // Subscription matching runs after the commit, from this record (gateway/subscriptions).
+    if (!changes.empty()) {
+      Status recorded = sqlite::recordChanges(db, seq, commit.change_context, changes);
+      if (!recorded.ok()) return recorded;
     }
 
     for (const UnroutableWrite& write : commit.unroutable) {
@@ -744,33 +708,6 @@ class SqliteStore final : public Store {
     query.bind(1, id).bind(2, patient_json);
     if (query.step() != SQLITE_DONE) return Error{query.error()};
     return Status::Ok();
-  }
-
-  // Brings a store made by an earlier version up to the current schema.
-  // Rows written before these columns existed keep their data where it was (an inline outbox body,
-  // an answer stored beside its payload, a resource's JSON in `resources`); the reads take it from
-  // there (OUTBOX_COLUMNS, EVENT_ANSWER, RESOURCE_JSON), so nothing has to be rewritten.
-  static Status migrate(Connection& db) {
-    const std::pair<const char*, const char*> columns[] = {
-        {"quarantine", "record INTEGER NOT NULL DEFAULT 0"},
-        {"quarantine", "replay_prefix BLOB NOT NULL DEFAULT ''"},
-        {"quarantine", "replays INTEGER NOT NULL DEFAULT 0"},
-        {"quarantine", "replayed_at TEXT NOT NULL DEFAULT ''"},
-        {"quarantine", "replay_status INTEGER NOT NULL DEFAULT 0"},
-        {"quarantine", "replay_answer BLOB NOT NULL DEFAULT ''"},
-        {"quarantine", "replay_suffix BLOB NOT NULL DEFAULT ''"},
-        {"events", "answer_is_payload INTEGER NOT NULL DEFAULT 0"},
-        {"outbox", "body_id INTEGER NOT NULL DEFAULT 0"}};
-    for (const auto& [table, column] : columns) {
-      Status added = db.exec(("ALTER TABLE " + std::string(table) + " ADD COLUMN " + column).c_str());
-      if (!added.ok() && added.message().find("duplicate column") == std::string::npos) return added;
-    }
-    Status dropped = db.exec("DROP INDEX IF EXISTS outbox_pending");  // replaced by outbox_due
-    if (!dropped.ok()) return dropped;
-    // Patients stored before the demographics index existed.
-    return db.exec("INSERT OR IGNORE INTO patient_demographics (patient_id, family, given, birth_date, gender) "
-                   "SELECT id, " DEMOGRAPHICS_OF("CAST(" RESOURCE_JSON("r") " AS TEXT)") " FROM resources r WHERE type = 'Patient' "
-                   "AND NOT EXISTS (SELECT 1 FROM patient_demographics LIMIT 1)");
   }
 
   // Appends one outbox row with the destination's next number.

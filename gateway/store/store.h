@@ -2,13 +2,27 @@
 #pragma once
 
 // The durable store: append-only event log, current resources, coverage index, outbox,
-// delivery attempts, quarantine and unroutable claims.
+// delivery attempts, quarantine, unroutable claims, outbox leases and the change log.
 //
-// Contract: every write method returns only after its transaction is durable (committed with
-// synchronous=FULL on SQLite). Writes from many threads are grouped into shared transactions
-// (group commit); an accepted event, its resources and its outbox rows are one transaction, so
-// a crash leaves either all or none. Methods are thread-safe. Errors are failures of the store
-// itself (disk, SQL), never of the data.
+// The contract (every implementation passes tests/gateway/store_contract_test.cc):
+// - Durability: every write method returns only after its transaction is durable (committed
+//   with synchronous=FULL on SQLite). Writes from many threads may be grouped into shared
+//   transactions (group commit); an accepted event, its resources, its outbox rows, its
+//   uniqueness slots and its change record are one transaction, so a crash leaves all or none.
+// - Numbers: outbox rows get 1, 2, 3 ... per destination, without gaps, in commit order, also
+//   when several threads or several store handles (processes) on one database commit at once.
+// - Uniqueness rules are checked inside the commit transaction, not by callers' locks: the
+//   idempotency key (a second commit with a key returns the first answer) and unique slots
+//   (IngestCommit::unique_slots: a slot held by another owner refuses the whole commit).
+// - Leases: a destination's pending rows are sent only by the holder of its lease (claimLease);
+//   a lease runs out at its expiry unless extended and may then be taken over by another holder,
+//   also through another handle on the same database.
+// - Threads: every method may be called from any thread at any time; callbacks of the *Async
+//   methods run on a store thread and must not call back into the store and wait.
+// - Ownership: arguments are copied or moved in; nothing returned refers to store memory.
+// - Errors: a failed Result/Status is a failure of the store itself (disk, SQL, closing), never
+//   a statement about the data: "not found" is an empty optional / empty list / false, so
+//   callers must turn an error into a retry (503), never into "no data".
 
 #include <cstdint>
 #include <functional>
@@ -52,10 +66,17 @@ struct ResourceChangeRecord {
   const std::string* current_json = nullptr;
 };
 
-// Called inside the ingest transaction with the resources that changed, so notifications are
-// queued atomically with the event; it appends outbox rows.
+// Matches changed resources against subscriptions and appends notification rows (the
+// subscription matcher's signature; it runs after the commit, never inside the store).
 using ChangeHook = std::function<void(const std::vector<ResourceChangeRecord>& changes,
                                       std::vector<OutboxWrite>& outbox)>;
+
+// A uniqueness rule as data: at most one owner per key, across every commit (ACM slot: one ACM
+// per patient, specialist and calendar month; its owner is the event that billed it).
+struct UniqueSlot {
+  std::string key;    // e.g. "acm|<claim id>"
+  std::string owner;  // commits with the same owner may write the slot again
+};
 
 struct IngestCommit {
   std::string channel;          // "econsult", ...
@@ -67,7 +88,12 @@ struct IngestCommit {
   std::vector<mappers::CoverageFact> coverage;
   std::vector<OutboxWrite> outbox;
   std::vector<UnroutableWrite> unroutable;
-  ChangeHook on_changes;  // optional
+  // Non-empty: when any resource changed, the commit records a change row with this context
+  // (opaque to the store) and the changed resources' versions, which the subscription matcher
+  // reads after the commit (changesAfter). Empty: no change row.
+  std::string change_context;
+  // Checked and taken inside the transaction, before anything is written.
+  std::vector<UniqueSlot> unique_slots;
   // A waiting claim this commit routes: it is marked routed in the same transaction. When it is
   // no longer waiting (routed meanwhile) nothing is written and the outcome is a duplicate.
   std::string routes_unroutable;
@@ -78,6 +104,10 @@ struct CommitOutcome {
   int status = 0;
   std::string answer;
   int64_t event_seq = 0;
+  // Set when a unique slot is held by another owner: nothing was written, status/answer unset.
+  std::string slot_taken = {};   // the slot's key
+  std::string slot_owner = {};   // who holds it
+  int64_t slot_event_seq = 0;    // the event that took it
 };
 
 struct StoredAnswer {
@@ -161,6 +191,35 @@ struct DestinationDepth {
   int64_t oldest_pending_ms = 0;  // created_ms of the oldest pending row, 0 if none
 };
 
+// Who may send a destination's pending rows, until when.
+struct OutboxLease {
+  std::string destination;
+  std::string holder;  // empty: nobody
+  int64_t expires_ms = 0;
+};
+
+// A resource written by a committed event, as the change log gives it back.
+struct ChangedResource {
+  std::string type;
+  std::string id;
+  int64_t version = 0;
+  std::string previous_json;  // empty on create
+  std::string current_json;
+};
+
+// One committed event's changes (IngestCommit::change_context and the resources it changed).
+struct ChangeRecord {
+  int64_t event_seq = 0;
+  std::string context;
+  std::vector<ChangedResource> resources;
+};
+
+// An outbox row planned from a change record.
+struct PlannedOutbox {
+  int64_t event_seq = 0;
+  OutboxWrite write;
+};
+
 struct SubscriptionRow {
   std::string id;
   std::string status;
@@ -237,6 +296,33 @@ class Store {
   // A patient's claims still waiting for a payer.
   virtual Result<std::vector<UnroutableWrite>> unroutableOf(std::string_view patient_id) = 0;
   // (A waiting claim is routed by an IngestCommit with `routes_unroutable`.)
+
+  // Outbox leases (per destination). Claims, extends or takes over the lease of `destination` for
+  // `holder` until now_ms + duration_ms when it is free, expired, already `holder`'s, or held by
+  // `dead_holder` (non-empty: a holder the caller knows has died, e.g. a killed process on this
+  // host). Returns the lease as it stands after the call: the caller holds it only when its
+  // holder is `holder`. Durable like every write.
+  virtual Result<OutboxLease> claimLease(std::string_view destination, std::string_view holder, int64_t now_ms,
+                                         int64_t duration_ms, std::string_view dead_holder) = 0;
+  // Moves the expiry of `holder`'s lease to now_ms + duration_ms. False when `holder` no longer
+  // holds it (taken over or released): the caller must stop sending the destination's rows and
+  // forget what it read of them.
+  virtual Result<bool> extendLease(std::string_view destination, std::string_view holder, int64_t now_ms,
+                                   int64_t duration_ms) = 0;
+  // Gives the lease up; nothing happens when `holder` does not hold it.
+  virtual Status releaseLease(std::string_view destination, std::string_view holder) = 0;
+  virtual Result<std::optional<OutboxLease>> leaseOf(std::string_view destination) = 0;
+
+  // Change log: committed events' change records with event_seq > after_seq, in seq order, at
+  // most `limit`.
+  virtual Result<std::vector<ChangeRecord>> changesAfter(int64_t after_seq, size_t limit) = 0;
+  // The last change seq `consumer` has processed (0 when none).
+  virtual Result<int64_t> changeCursor(std::string_view consumer) = 0;
+  // In one transaction: appends `outbox` (numbered like commitIngest's rows) and moves
+  // `consumer`'s cursor from `from_seq` to `to_seq`. False, with nothing written, when the cursor
+  // is no longer at `from_seq` (another handle processed these changes): exactly once.
+  virtual Result<bool> commitPlanned(std::string_view consumer, int64_t from_seq, int64_t to_seq,
+                                     std::vector<PlannedOutbox> outbox) = 0;
 
   // Subscriptions (resource JSON and status), kept across restarts.
   virtual Status putSubscription(const SubscriptionRow& row) = 0;

@@ -5,10 +5,16 @@
 
 #include "conformance/json/json.h"
 #include "gateway/config/config.h"
+#include "gateway/server/metrics.h"
+#include "tests/support/loopback_receiver.h"
 #include "tests/support/test_support.h"
 
+#include <curl/curl.h>
+
+#include <atomic>
 #include <fstream>
 #include <future>
+#include <thread>
 
 namespace fhir::gateway {
 namespace {
@@ -166,6 +172,76 @@ TEST(DeliveryConfigTest, BadOptionsNameTheirKey) {
   auto negative = parseConfig(R"({"delivery": {"circuitBreakerFailures": -1}})");
   ASSERT_FALSE(negative.ok());
   EXPECT_EQ(negative.message(), "configuration key 'delivery.circuitBreakerFailures' must be at least 0");
+}
+
+// Two delivery services on one data directory (two store handles, as two gateway processes):
+// only the lease holder sends a destination's rows, so the receiver never has two of its
+// requests at once and gets every number once, in order; when the holder stops (releasing its
+// lease) the other takes the destination over and goes on from the next row.
+TEST(DeliveryLeaseTest, TwoServicesOnOneStoreNeverSendADestinationAtOnce) {
+  curl_global_init(CURL_GLOBAL_DEFAULT);
+  testing::TempDir dir;
+  auto store_a = openSqliteStore(dir.path().string());
+  auto store_b = openSqliteStore(dir.path().string());
+  ASSERT_TRUE(store_a.ok() && store_b.ok());
+  testing::LoopbackReceiver feed;
+  std::atomic<int> in_flight{0};
+  std::atomic<int> overlaps{0};
+  feed.setResponder([&](const testing::ReceivedRequest&) {
+    if (in_flight.fetch_add(1) != 0) overlaps++;
+    std::this_thread::sleep_for(std::chrono::milliseconds(3));
+    in_flight.fetch_sub(1);
+    return 200;
+  });
+  Config config;
+  config.feeds.push_back(FeedConfig{"hie", feed.url("/feed"), "", {}});
+  auto commitRows = [&](int from, int to) {
+    std::vector<IngestCommit> commits;
+    for (int i = from; i <= to; ++i) {
+      IngestCommit commit;
+      commit.channel = "econsult";
+      commit.idempotency_key = "k" + std::to_string(i);
+      commit.outbox.push_back({"feed:hie", "bundle", "body-" + std::to_string(i)});
+      commits.push_back(std::move(commit));
+    }
+    ASSERT_TRUE((*store_a)->commitIngestMany(std::move(commits)).ok());
+  };
+  commitRows(1, 40);
+  Metrics metrics_a, metrics_b;
+  auto a = std::make_unique<DeliveryService>(config, *store_a, metrics_a);
+  DeliveryService b(config, *store_b, metrics_b);
+  ASSERT_NE(a->leaseHolder(), b.leaseHolder());
+  a->start();
+  b.start();
+  ASSERT_TRUE(feed.waitForAccepted(40, std::chrono::seconds(30)));
+  auto lease = (*store_a)->leaseOf("feed:hie");
+  ASSERT_TRUE(lease.ok() && lease->has_value());
+  const bool a_holds = (*lease)->holder == a->leaseHolder();
+  EXPECT_TRUE(a_holds || (*lease)->holder == b.leaseHolder());
+
+  // The holder stops and releases; the other one goes on.
+  DeliveryService* rest = &b;
+  if (a_holds) {
+    a->stop();
+  } else {
+    b.stop();
+    rest = a.get();
+  }
+  commitRows(41, 60);
+  rest->wake();
+  ASSERT_TRUE(feed.waitForAccepted(60, std::chrono::seconds(30)));
+  a.reset();
+  b.stop();
+  std::vector<int64_t> numbers;
+  for (const testing::ReceivedRequest& request : feed.accepted()) numbers.push_back(std::stoll(request.header("x-event-number")));
+  std::vector<int64_t> expected;
+  for (int64_t i = 1; i <= 60; ++i) expected.push_back(i);
+  EXPECT_EQ(numbers, expected);
+  EXPECT_EQ(overlaps.load(), 0);
+  auto after = (*store_a)->leaseOf("feed:hie");
+  ASSERT_TRUE(after.ok());
+  EXPECT_FALSE(after->has_value());  // released on stop
+  curl_global_cleanup();
 }
 
 }  // namespace
