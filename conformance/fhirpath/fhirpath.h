@@ -39,10 +39,12 @@
 //    the calendar keywords, length mm/cm/m/km/[in_i]/[ft_i], volume mL/L, temperature K/Cel/[degF]
 //    with their offsets); incomparable units give empty for comparison (per spec), false for
 //    equality.
-//  * Regular expressions (matches, matchesFull, replaceMatches) are std::regex ECMAScript over
-//    UTF-8 bytes, with '.' matching newlines; a literal pattern is compiled once by compile().
-//    Unicode property classes (\p{L}, \P{..}) are an evaluation error, since std::regex would
-//    read `\p` as the letter p and match the wrong text.
+//  * Regular expressions (matches, matchesFull, replaceMatches) run on RE2 (conformance/regex,
+//    dialect kFhirPath): linear time in the text, no recursion, '.' matching newlines, Unicode
+//    classes (\p{L}) over UTF-8. matches() is an unanchored search (N1 and the R4 suite),
+//    matchesFull() a whole-value match. A literal pattern is compiled once by compile().
+//    Patterns RE2 cannot run in linear time (backreferences, lookaround, atomic groups,
+//    possessive quantifiers) and invalid ones are an evaluation error naming the construct.
 //  * Dates and times compare with precision rules: different precisions give empty.
 //  * Outside strict mode navigation is lenient, as in fhirpath.js and the reference validator:
 //    members the definition does not know, `resourceType`, and full choice names are readable by

@@ -6,7 +6,6 @@
 #include <cmath>
 #include <cstdio>
 #include <ctime>
-#include <regex>
 #include <unordered_map>
 
 #include "conformance/fhirpath/evaluator.h"
@@ -300,56 +299,18 @@ std::string jsonUnescape(std::string_view text) {
 
 }  // namespace
 
-// FHIRPath regexes are PCRE-like; std::regex ECMAScript covers what the suite uses.
-std::regex makeRegex(std::string_view pattern) {
-  // FHIRPath uses single-line mode: '.' matches newlines too.
-  std::string translated;
-  bool in_class = false;
-  for (size_t i = 0; i < pattern.size(); ++i) {
-    char c = pattern[i];
-    if (c == '\\' && i + 1 < pattern.size() && (pattern[i + 1] == 'p' || pattern[i + 1] == 'P')) {
-      throw EvalError{"unsupported regular expression '" + std::string(pattern) +
-                      "': Unicode property classes (\\p{..}) are not supported"};
-    }
-    if (c == '\\' && i + 1 < pattern.size()) {
-      translated += c;
-      translated += pattern[++i];
-      continue;
-    }
-    if (c == '[') in_class = true;
-    if (c == ']') in_class = false;
-    if (c == '.' && !in_class) {
-      translated += "[\\s\\S]";
-      continue;
-    }
-    translated += c;
-  }
-  try {
-    return std::regex(translated, std::regex::ECMAScript);
-  } catch (const std::regex_error&) {
-    throw EvalError{"invalid regular expression '" + std::string(pattern) + "'"};
-  }
+regex::RegexPtr makeRegex(std::string_view pattern) {
+  auto compiled = regex::Regex::cached(pattern, regex::Dialect::kFhirPath);
+  if (!compiled.ok()) throw EvalError{compiled.message()};
+  return *compiled;
 }
 
-std::shared_ptr<const std::regex> tryMakeRegex(std::string_view pattern) {
-  try {
-    return std::make_shared<const std::regex>(makeRegex(pattern));
-  } catch (const EvalError&) {
-    return nullptr;
-  }
+regex::RegexPtr tryMakeRegex(std::string_view pattern) {
+  auto compiled = regex::Regex::compile(pattern, regex::Dialect::kFhirPath);
+  return compiled.ok() ? *compiled : nullptr;
 }
 
 namespace {
-
-// Compiling a std::regex costs far more than matching it, and constraints (e.g. ele-1's
-// matches()) run the same few patterns on every element: keep the compiled ones per thread.
-const std::regex& cachedRegex(const std::string& pattern) {
-  thread_local std::unordered_map<std::string, std::regex> compiled;
-  auto found = compiled.find(pattern);
-  if (found != compiled.end()) return found->second;
-  if (compiled.size() >= 256) compiled.clear();  // bound memory for expressions built at run time
-  return compiled.emplace(pattern, makeRegex(pattern)).first->second;
-}
 
 size_t utf8Length(std::string_view text) {
   size_t count = 0;
@@ -991,9 +952,9 @@ Collection Evaluator::callFunction(const Node& node, const Collection& focus) {
       auto pattern = stringArg(0);
       if (!text || !pattern) return {};
       // A literal pattern was compiled with the expression; others are cached per thread.
-      const std::regex& regex = node.regex ? *node.regex : cachedRegex(std::string(*pattern));
-      bool result = node.fn == Fn::kMatches ? std::regex_search(*text, regex)
-                                            : std::regex_match(*text, regex);
+      regex::RegexPtr runtime;
+      const regex::Regex& re = node.regex ? *node.regex : *(runtime = makeRegex(*pattern));
+      bool result = node.fn == Fn::kMatches ? re.search(*text) : re.matchesWhole(*text);
       return boolean(result);
     }
     case Fn::kReplaceMatches: {
@@ -1002,8 +963,9 @@ Collection Evaluator::callFunction(const Node& node, const Collection& focus) {
       auto replacement = stringArg(1);
       if (!text || !pattern || !replacement) return {};
       if (pattern->empty()) return {Item::string(*text)};
-      const std::regex& regex = node.regex ? *node.regex : cachedRegex(std::string(*pattern));
-      return {Item::string(std::regex_replace(*text, regex, std::string(*replacement)))};
+      regex::RegexPtr runtime;
+      const regex::Regex& re = node.regex ? *node.regex : *(runtime = makeRegex(*pattern));
+      return {Item::string(re.replaceAll(*text, *replacement))};
     }
     case Fn::kLength: {
       auto text = stringFocus();
@@ -1357,8 +1319,10 @@ Collection Evaluator::callFunction(const Node& node, const Collection& focus) {
       for (auto token : kForbidden) {
         if (lower.find(token) != std::string::npos) return boolean(false);
       }
-      static const std::regex kHandler(R"(<[^>]*\son[a-z]+\s*=)");
-      if (std::regex_search(lower, kHandler)) return boolean(false);
+      // An on*= handler attribute inside a tag. RE2, not std::regex: the narrative is input.
+      static const regex::RegexPtr kHandler =
+          *regex::Regex::compile(R"(<[^>]*\son[a-z]+\s*=)", regex::Dialect::kFhirPath);
+      if (kHandler->search(lower)) return boolean(false);
       return boolean(lower.rfind("<div", 0) == 0 || lower.find("<div") != std::string::npos);
     }
     case Fn::kConformsTo: {

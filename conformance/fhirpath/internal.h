@@ -11,13 +11,13 @@
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <regex>
 #include <string>
 #include <string_view>
 #include <unordered_map>
 #include <vector>
 
 #include "conformance/fhirpath/fhirpath.h"
+#include "conformance/regex/regex.h"
 
 namespace fhir::fhirpath {
 
@@ -196,7 +196,7 @@ struct Node {
   Collection literal_collection;  // {literal} for kLiteral, so evaluation need not build one
   // matches()/matchesFull()/replaceMatches() with a literal pattern: compiled once by compile()
   // (null when the pattern is not literal or invalid; evaluation then compiles it and reports).
-  std::shared_ptr<const std::regex> regex;
+  regex::RegexPtr regex;
   std::vector<std::unique_ptr<Node>> children;
   size_t offset = 0;
 };
@@ -281,11 +281,11 @@ struct FunctionInfo {
 // nullptr when `name` is not a function of the library.
 const FunctionInfo* findFunction(std::string_view name);
 
-// A FHIRPath regular expression as std::regex (ECMAScript, '.' matching newlines). Throws
-// EvalError for an invalid pattern and for Unicode property classes (\p{..}, \P{..}), which
-// std::regex over UTF-8 bytes cannot match (it would silently read `\p` as the letter p).
-std::regex makeRegex(std::string_view pattern);
+// A FHIRPath regular expression (regex::Dialect::kFhirPath: RE2, linear time, '.' matching
+// newlines), through the per-thread cache. Throws EvalError for an invalid or untranslatable
+// pattern (backreferences, lookaround: see conformance/regex/regex.h).
+regex::RegexPtr makeRegex(std::string_view pattern);
 // makeRegex() for compile(): null instead of an error.
-std::shared_ptr<const std::regex> tryMakeRegex(std::string_view pattern);
+regex::RegexPtr tryMakeRegex(std::string_view pattern);
 
 }  // namespace fhir::fhirpath
