@@ -21,11 +21,6 @@ bool isUpper(char c) { return c >= 'A' && c <= 'Z'; }
 bool startsUpper(std::string_view name) { return !name.empty() && isUpper(name[0]); }
 
 
-double roundTo(double value, int scale) {
-  double factor = std::pow(10.0, scale);
-  return std::round(value * factor) / factor;
-}
-
 std::string normalizeSpace(std::string_view text) {
   std::string out;
   bool space = false;
@@ -64,6 +59,9 @@ bool isDateKind(Item::Kind kind) {
 // JSON deep equality that treats tagged numbers by value.
 bool jsonEqual(const json::Value& a, const json::Value& b) {
   if (json::isNumber(a) && json::isNumber(b)) {
+    auto x = Decimal::parse(json::numberText(a));
+    auto y = Decimal::parse(json::numberText(b));
+    if (x && y) return *x == *y;
     return json::numberAsDouble(a) == json::numberAsDouble(b);
   }
   if (a.GetType() != b.GetType()) return false;
@@ -93,16 +91,16 @@ std::string_view taggedNumberText(const json::Value& value) {
   return {value.GetString() + 1, value.GetStringLength() - 1};
 }
 
-// A JSON number as a decimal with its written scale, without copying its text.
-void readDecimal(const json::Value& number, double& value, int& scale) {
+// A JSON number as an exact decimal with its written scale, without copying its text.
+Decimal readDecimal(const json::Value& number) {
   std::string_view text = taggedNumberText(number);
-  if (text.empty() ||
-      std::from_chars(text.data(), text.data() + text.size(), value).ec != std::errc()) {
-    value = json::numberAsDouble(number).value_or(0);
-    scale = scaleOf(json::numberText(number));
-    return;
+  std::optional<Decimal> value = text.empty() ? Decimal::parse(json::numberText(number))
+                                              : Decimal::parse(text);
+  if (!value) {
+    throw EvalError{"the number " + json::numberText(number) +
+                    " is outside the range of FHIRPath Decimal"};
   }
-  scale = scaleOf(text);
+  return *value;
 }
 
 // An integer JSON number (no fraction or exponent, in int64 range).
@@ -347,7 +345,7 @@ Val Evaluator::view(const Item& item) const {
           const json::Value* number = json::find(*value, "value");
           if (number == nullptr || !json::isNumber(*number)) return val;
           val.kind = Item::Kind::kQuantity;
-          readDecimal(*number, val.decimal, val.scale);
+          val.decimal = readDecimal(*number);
           auto code = json::getString(*value, "code");
           auto system = json::getString(*value, "system");
           if (code && (!system || *system == "http://unitsofmeasure.org")) {
@@ -373,10 +371,10 @@ Val Evaluator::view(const Item& item) const {
         if ((known && kind == Item::Kind::kInteger) || (!known && integer)) {
           val.kind = Item::Kind::kInteger;
           val.integer = integer.value_or(0);
-          val.decimal = static_cast<double>(val.integer);
+          val.decimal = Decimal::ofInteger(val.integer);
         } else {
           val.kind = Item::Kind::kDecimal;
-          readDecimal(*value, val.decimal, val.scale);
+          val.decimal = readDecimal(*value);
         }
         return val;
       }
@@ -399,17 +397,15 @@ Val Evaluator::view(const Item& item) const {
     case Item::Kind::kInteger:
       val.kind = item.kind();
       val.integer = item.integerValue();
-      val.decimal = static_cast<double>(val.integer);
+      val.decimal = Decimal::ofInteger(val.integer);
       return val;
     case Item::Kind::kDecimal:
       val.kind = item.kind();
       val.decimal = item.decimalValue();
-      val.scale = item.decimalScale();
       return val;
     case Item::Kind::kQuantity:
       val.kind = item.kind();
       val.decimal = item.decimalValue();
-      val.scale = item.decimalScale();
       val.text = item.text();
       return val;
     default:
@@ -426,13 +422,13 @@ Item Evaluator::toSystem(const Item& item) const {
     case Item::Kind::kNode: return item;
     case Item::Kind::kBoolean: return Item::boolean(val.boolean);
     case Item::Kind::kInteger: return Item::integer(val.integer);
-    case Item::Kind::kDecimal: return Item::decimal(val.decimal, val.scale);
+    case Item::Kind::kDecimal: return Item::decimal(val.decimal);
     case Item::Kind::kString: return Item::string(std::string(val.text));
     case Item::Kind::kDate: return Item::date(std::string(val.text));
     case Item::Kind::kDateTime: return Item::dateTime(std::string(val.text));
     case Item::Kind::kTime: return Item::time(std::string(val.text));
     case Item::Kind::kQuantity:
-      return Item::quantity(Quantity{val.decimal, val.scale, std::string(val.text)});
+      return Item::quantity(Quantity{val.decimal, std::string(val.text)});
   }
   return item;
 }
@@ -508,7 +504,7 @@ void Evaluator::navigate(const Item& parent, std::string_view name, Collection& 
   if (!parent.isNode()) {
     // A computed quantity answers like a FHIR Quantity.
     if (parent.kind() == Item::Kind::kQuantity) {
-      if (name == "value") out.push_back(Item::decimal(parent.decimalValue(), parent.decimalScale()));
+      if (name == "value") out.push_back(Item::decimal(parent.decimalValue()));
       if (name == "unit" || name == "code") out.push_back(Item::string(parent.text()));
       return;
     }
@@ -766,7 +762,7 @@ std::optional<bool> Evaluator::itemsEqual(const Item& a, const Item& b) const {
   }
   if (isNumeric(x.kind) && isNumeric(y.kind)) {
     if (x.kind == Item::Kind::kInteger && y.kind == Item::Kind::kInteger) return x.integer == y.integer;
-    return x.decimal == y.decimal;
+    return x.decimal == y.decimal;  // by value: 1.50 = 1.5
   }
   if (isDateKind(x.kind) && isDateKind(y.kind)) {
     if ((x.kind == Item::Kind::kTime) != (y.kind == Item::Kind::kTime)) return false;
@@ -784,8 +780,8 @@ std::optional<bool> Evaluator::itemsEqual(const Item& a, const Item& b) const {
     case Item::Kind::kQuantity: {
       if (x.text == y.text) return x.decimal == y.decimal;
       if (calendarMismatch(x.text, y.text)) return std::nullopt;
-      auto cx = canonicalQuantity(x.decimal, x.text);
-      auto cy = canonicalQuantity(y.decimal, y.text);
+      auto cx = canonicalQuantity(x.decimal.toDouble(), x.text);
+      auto cy = canonicalQuantity(y.decimal.toDouble(), y.text);
       if (!cx || !cy || cx->dimension != cy->dimension) return std::nullopt;
       return std::fabs(cx->value - cy->value) <= 1e-9 * std::max(1.0, std::fabs(cx->value));
     }
@@ -800,9 +796,8 @@ bool Evaluator::itemsEquivalent(const Item& a, const Item& b) const {
     return itemsEqual(a, b).value_or(false);
   }
   if (isNumeric(x.kind) && isNumeric(y.kind)) {
-    int scale = std::min(x.kind == Item::Kind::kInteger ? 0 : x.scale,
-                         y.kind == Item::Kind::kInteger ? 0 : y.scale);
-    return roundTo(x.decimal, scale) == roundTo(y.decimal, scale);
+    int scale = std::min(x.decimal.scale(), y.decimal.scale());
+    return x.decimal.rounded(scale) == y.decimal.rounded(scale);
   }
   if (x.kind == Item::Kind::kString && y.kind == Item::Kind::kString) {
     return normalizeSpace(x.text) == normalizeSpace(y.text);
@@ -812,14 +807,18 @@ bool Evaluator::itemsEquivalent(const Item& a, const Item& b) const {
     return result.value_or(false);
   }
   if (x.kind == Item::Kind::kQuantity && y.kind == Item::Kind::kQuantity) {
-    auto cx = canonicalQuantity(x.decimal, x.text);
-    auto cy = canonicalQuantity(y.decimal, y.text);
-    if (!cx || !cy) return x.text == y.text && x.decimal == y.decimal;
+    if (x.text == y.text) {
+      int scale = std::min(x.decimal.scale(), y.decimal.scale());
+      return x.decimal.rounded(scale) == y.decimal.rounded(scale);
+    }
+    auto cx = canonicalQuantity(x.decimal.toDouble(), x.text);
+    auto cy = canonicalQuantity(y.decimal.toDouble(), y.text);
+    if (!cx || !cy) return false;
     if (cx->dimension != cy->dimension) return false;
     // Compare in the left unit, rounded to the lesser precision of the two.
     double other = fromCanonical(cy->value, x.text).value_or(0);
-    int scale = std::min(x.scale, y.scale);
-    return roundTo(x.decimal, scale) == roundTo(other, scale);
+    int scale = std::min(x.decimal.scale(), y.decimal.scale());
+    return x.decimal.rounded(scale) == Decimal::fromDouble(other, scale);
   }
   return itemsEqual(a, b).value_or(false);
 }
@@ -866,7 +865,7 @@ std::optional<int> Evaluator::compare(const Item& a, const Item& b) const {
     if (x.kind == Item::Kind::kInteger && y.kind == Item::Kind::kInteger) {
       return x.integer < y.integer ? -1 : x.integer > y.integer ? 1 : 0;
     }
-    return x.decimal < y.decimal ? -1 : x.decimal > y.decimal ? 1 : 0;
+    return Decimal::compare(x.decimal, y.decimal);
   }
   if (x.kind == Item::Kind::kString && y.kind == Item::Kind::kString) {
     int c = x.text.compare(y.text);
@@ -880,10 +879,10 @@ std::optional<int> Evaluator::compare(const Item& a, const Item& b) const {
     return compareDateTime(*pa, *pb);
   }
   if (x.kind == Item::Kind::kQuantity && y.kind == Item::Kind::kQuantity) {
-    if (x.text == y.text) return x.decimal < y.decimal ? -1 : x.decimal > y.decimal ? 1 : 0;
+    if (x.text == y.text) return Decimal::compare(x.decimal, y.decimal);
     if (calendarMismatch(x.text, y.text)) return std::nullopt;
-    auto cx = canonicalQuantity(x.decimal, x.text);
-    auto cy = canonicalQuantity(y.decimal, y.text);
+    auto cx = canonicalQuantity(x.decimal.toDouble(), x.text);
+    auto cy = canonicalQuantity(y.decimal.toDouble(), y.text);
     if (!cx || !cy || cx->dimension != cy->dimension) return std::nullopt;
     if (std::fabs(cx->value - cy->value) <= 1e-9 * std::max(1.0, std::fabs(cx->value))) return 0;
     return cx->value < cy->value ? -1 : 1;
@@ -1047,10 +1046,13 @@ Collection Evaluator::eval(const Node& node, const Collection& focus) {
       if (item == nullptr) return {};
       Val val = view(*item);
       switch (val.kind) {
-        case Item::Kind::kInteger: return {Item::integer(-val.integer)};
-        case Item::Kind::kDecimal: return {Item::decimal(-val.decimal, val.scale)};
+        case Item::Kind::kInteger:
+          return {Item::integer(checkedInteger(-static_cast<__int128>(val.integer), "unary minus"))};
+        case Item::Kind::kDecimal:
+          return {Item::decimal(checkedDecimal(val.decimal.negated(), "unary minus"))};
         case Item::Kind::kQuantity:
-          return {Item::quantity(Quantity{-val.decimal, val.scale, std::string(val.text)})};
+          return {Item::quantity(
+              Quantity{checkedDecimal(val.decimal.negated(), "unary minus"), std::string(val.text)})};
         default: throw EvalError{"unary minus needs a number or quantity"};
       }
     }
@@ -1235,15 +1237,41 @@ Collection Evaluator::binary(const Node& node, const Collection& focus) {
   }
 }
 
+int64_t checkedInteger(__int128 value, const char* what) {
+  if (value > INT32_MAX || value < INT32_MIN) {
+    throw EvalError{std::string("Integer overflow in ") + what +
+                    ": the result is outside the 32-bit range of FHIRPath Integer"};
+  }
+  return static_cast<int64_t>(value);
+}
+
+Decimal checkedDecimal(const std::optional<Decimal>& value, const char* what) {
+  if (!value) {
+    throw EvalError{std::string("Decimal overflow in ") + what +
+                    ": the result is outside the range of FHIRPath Decimal"};
+  }
+  return *value;
+}
+
 namespace {
 
-int divisionScale(double value) {
-  for (int scale = 0; scale < 8; ++scale) {
-    if (std::fabs(roundTo(value, scale) - value) <= 1e-12 * std::max(1.0, std::fabs(value))) {
-      return scale;
-    }
+const char* operatorName(Op op) {
+  switch (op) {
+    case Op::kPlus: return "'+'";
+    case Op::kMinus: return "'-'";
+    case Op::kMul: return "'*'";
+    case Op::kDiv: return "'/'";
+    case Op::kIntDiv: return "'div'";
+    case Op::kMod: return "'mod'";
+    default: return "an arithmetic operator";
   }
-  return 8;
+}
+
+// A quantity computed through UCUM canonical units (binary floating point, as the conversion
+// factors are): up to 8 places, trailing zeros dropped.
+Decimal fromConversion(double value, const char* what) {
+  auto decimal = Decimal::fromDouble(value, 8);
+  return checkedDecimal(decimal ? std::optional<Decimal>(decimal->stripped()) : std::nullopt, what);
 }
 
 }  // namespace
@@ -1256,58 +1284,57 @@ Collection Evaluator::arithmetic(Op op, const Item& a, const Item& b) const {
     out.append(y.text);
     return {Item::string(std::move(out))};
   }
+  const char* what = operatorName(op);
   if (isNumeric(x.kind) && isNumeric(y.kind)) {
     bool integers = x.kind == Item::Kind::kInteger && y.kind == Item::Kind::kInteger;
+    // Integer operands are computed in 128 bits, so nothing wraps (or traps, as INT_MIN div -1
+    // did) before the range check.
+    const __int128 xi = x.integer, yi = y.integer;
     switch (op) {
       case Op::kPlus:
+        if (integers) return {Item::integer(checkedInteger(xi + yi, what))};
+        return {Item::decimal(checkedDecimal(Decimal::add(x.decimal, y.decimal), what))};
       case Op::kMinus:
-        if (integers) {
-          return {Item::integer(op == Op::kPlus ? x.integer + y.integer : x.integer - y.integer)};
-        } else {
-          int scale = std::max(x.scale, y.scale);
-          double value = op == Op::kPlus ? x.decimal + y.decimal : x.decimal - y.decimal;
-          return {Item::decimal(roundTo(value, scale), scale)};
-        }
+        if (integers) return {Item::integer(checkedInteger(xi - yi, what))};
+        return {Item::decimal(checkedDecimal(Decimal::subtract(x.decimal, y.decimal), what))};
       case Op::kMul:
-        if (integers) return {Item::integer(x.integer * y.integer)};
-        return {Item::decimal(x.decimal * y.decimal, std::min(17, x.scale + y.scale))};
-      case Op::kDiv: {
-        if (y.decimal == 0) return {};
-        double value = x.decimal / y.decimal;
-        return {Item::decimal(value, divisionScale(value))};
+        if (integers) return {Item::integer(checkedInteger(xi * yi, what))};
+        return {Item::decimal(checkedDecimal(Decimal::multiply(x.decimal, y.decimal), what))};
+      case Op::kDiv:
+        if (y.decimal.isZero()) return {};
+        return {Item::decimal(checkedDecimal(Decimal::divide(x.decimal, y.decimal), what))};
+      case Op::kIntDiv: {
+        if (y.decimal.isZero()) return {};
+        if (integers) return {Item::integer(checkedInteger(xi / yi, what))};
+        auto quotient = Decimal::quotient(x.decimal, y.decimal);
+        if (!quotient) checkedInteger(__int128(1) << 100, what);
+        return {Item::integer(checkedInteger(*quotient, what))};
       }
-      case Op::kIntDiv:
-        if (y.decimal == 0) return {};
-        if (integers) return {Item::integer(x.integer / y.integer)};
-        return {Item::integer(static_cast<int64_t>(std::trunc(x.decimal / y.decimal)))};
       case Op::kMod:
-        if (y.decimal == 0) return {};
-        if (integers) return {Item::integer(x.integer % y.integer)};
-        {
-          int scale = std::max(x.scale, y.scale);
-          return {Item::decimal(roundTo(std::fmod(x.decimal, y.decimal), scale), scale)};
-        }
+        if (y.decimal.isZero()) return {};
+        if (integers) return {Item::integer(checkedInteger(xi % yi, what))};
+        return {Item::decimal(checkedDecimal(Decimal::remainder(x.decimal, y.decimal), what))};
       default: break;
     }
   }
   if (x.kind == Item::Kind::kQuantity && y.kind == Item::Kind::kQuantity &&
       (op == Op::kPlus || op == Op::kMinus)) {
     if (x.text == y.text) {
-      double value = op == Op::kPlus ? x.decimal + y.decimal : x.decimal - y.decimal;
-      int scale = std::max(x.scale, y.scale);
-      return {Item::quantity(Quantity{roundTo(value, scale), scale, std::string(x.text)})};
+      auto value = op == Op::kPlus ? Decimal::add(x.decimal, y.decimal)
+                                   : Decimal::subtract(x.decimal, y.decimal);
+      return {Item::quantity(Quantity{checkedDecimal(value, what), std::string(x.text)})};
     }
-    auto cx = canonicalQuantity(x.decimal, x.text);
-    auto cy = canonicalQuantity(y.decimal, y.text);
+    auto cx = canonicalQuantity(x.decimal.toDouble(), x.text);
+    auto cy = canonicalQuantity(y.decimal.toDouble(), y.text);
     if (!cx || !cy || cx->dimension != cy->dimension) return {};
     double other = fromCanonical(cy->value, x.text).value_or(0);
-    double value = op == Op::kPlus ? x.decimal + other : x.decimal - other;
-    return {Item::quantity(Quantity{value, divisionScale(value), std::string(x.text)})};
+    double value = op == Op::kPlus ? x.decimal.toDouble() + other : x.decimal.toDouble() - other;
+    return {Item::quantity(Quantity{fromConversion(value, what), std::string(x.text)})};
   }
   if (x.kind == Item::Kind::kQuantity && y.kind == Item::Kind::kQuantity &&
       (op == Op::kMul || op == Op::kDiv)) {
-    auto cx = canonicalQuantity(x.decimal, x.text);
-    auto cy = canonicalQuantity(y.decimal, y.text);
+    auto cx = canonicalQuantity(x.decimal.toDouble(), x.text);
+    auto cy = canonicalQuantity(y.decimal.toDouble(), y.text);
     if (!cx || !cy) return {};
     if (op == Op::kDiv && cy->value == 0) return {};
     double value = op == Op::kMul ? cx->value * cy->value : cx->value / cy->value;
@@ -1317,16 +1344,17 @@ Collection Evaluator::arithmetic(Op op, const Item& a, const Item& b) const {
     } else {
       unit = std::string(cx->dimension) + (op == Op::kMul ? "." : "/") + std::string(cy->dimension);
     }
-    return {Item::quantity(Quantity{value, divisionScale(value), unit})};
+    return {Item::quantity(Quantity{fromConversion(value, what), unit})};
   }
   if (isNumeric(x.kind) && y.kind == Item::Kind::kQuantity && op == Op::kMul) {
-    double value = x.decimal * y.decimal;
-    return {Item::quantity(Quantity{value, divisionScale(value), std::string(y.text)})};
+    return {Item::quantity(Quantity{checkedDecimal(Decimal::multiply(x.decimal, y.decimal), what),
+                                    std::string(y.text)})};
   }
   if (x.kind == Item::Kind::kQuantity && isNumeric(y.kind) && (op == Op::kMul || op == Op::kDiv)) {
-    if (op == Op::kDiv && y.decimal == 0) return {};
-    double value = op == Op::kMul ? x.decimal * y.decimal : x.decimal / y.decimal;
-    return {Item::quantity(Quantity{value, divisionScale(value), std::string(x.text)})};
+    if (op == Op::kDiv && y.decimal.isZero()) return {};
+    auto value = op == Op::kMul ? Decimal::multiply(x.decimal, y.decimal)
+                                : Decimal::divide(x.decimal, y.decimal);
+    return {Item::quantity(Quantity{checkedDecimal(value, what), std::string(x.text)})};
   }
   if (isDateKind(x.kind) && y.kind == Item::Kind::kQuantity && (op == Op::kPlus || op == Op::kMinus)) {
     auto parts = parseDateTime(x.text, x.kind);
@@ -1337,12 +1365,17 @@ Collection Evaluator::arithmetic(Op op, const Item& a, const Item& b) const {
     if (!isCalendarKeyword(unit) && (code == "a" || code == "mo")) {
       throw EvalError{"cannot add '" + std::string(unit) + "' to a date; use a calendar duration"};
     }
-    double amount = op == Op::kPlus ? y.decimal : -y.decimal;
+    double amount = op == Op::kPlus ? y.decimal.toDouble() : -y.decimal.toDouble();
     if (x.kind == Item::Kind::kTime && (code == "a" || code == "mo" || code == "wk" || code == "d")) {
       throw EvalError{"cannot add a date duration to a time"};
     }
     if (!addToDateTime(*parts, amount, unit)) {
       throw EvalError{"cannot add '" + std::string(unit) + "' to a date/time"};
+    }
+    // FHIRPath Date and DateTime cover the years 0001 to 9999.
+    if (x.kind != Item::Kind::kTime && (parts->year < 1 || parts->year > 9999)) {
+      throw EvalError{std::string("date/time arithmetic out of range in ") + what +
+                      ": the result is outside the years 0001-9999"};
     }
     std::string text = formatDateTime(*parts, x.kind);
     if (x.kind == Item::Kind::kDate) return {Item::date(std::move(text))};

@@ -17,13 +17,18 @@ struct EvalError {
   std::string message;
 };
 
+// FHIRPath R4 Integer is 32-bit: results outside it are an evaluation error ("Integer overflow
+// in <what>"), never a wrapped value.
+int64_t checkedInteger(__int128 value, const char* what);
+// A Decimal result, or an evaluation error ("Decimal overflow in <what>") when it did not fit.
+Decimal checkedDecimal(const std::optional<Decimal>& value, const char* what);
+
 // A lightweight view of a primitive value: string data points into the JSON or the Item.
 struct Val {
   Item::Kind kind = Item::Kind::kNode;  // kNode: not a primitive value (complex or value-less)
   bool boolean = false;
   int64_t integer = 0;
-  double decimal = 0;
-  int scale = 0;
+  Decimal decimal;        // Decimal and Quantity values; Integer values too (scale 0)
   std::string_view text;  // string, date/time text, quantity unit
 };
 

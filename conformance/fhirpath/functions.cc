@@ -2,6 +2,8 @@
 // The FHIRPath function library.
 
 #include <algorithm>
+#include <cerrno>
+#include <climits>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -47,7 +49,9 @@ std::optional<Item> convertToBoolean(const Val& val) {
       if (val.integer == 0 || val.integer == 1) return Item::boolean(val.integer == 1);
       return std::nullopt;
     case Item::Kind::kDecimal:
-      if (val.decimal == 0 || val.decimal == 1) return Item::boolean(val.decimal == 1);
+      if (val.decimal == Decimal(0, 0) || val.decimal == Decimal(1, 0)) {
+        return Item::boolean(val.decimal == Decimal(1, 0));
+      }
       return std::nullopt;
     case Item::Kind::kString: {
       std::string lower;
@@ -103,19 +107,28 @@ std::optional<Item> convertToInteger(const Val& val) {
     case Item::Kind::kBoolean: return Item::integer(val.boolean ? 1 : 0);
     case Item::Kind::kString:
       if (!isIntegerText(val.text)) return std::nullopt;
-      return Item::integer(std::strtoll(std::string(val.text).c_str(), nullptr, 10));
+      {
+        // FHIRPath Integer is 32-bit: a longer number is not convertible.
+        errno = 0;
+        long long value = std::strtoll(std::string(val.text).c_str(), nullptr, 10);
+        if (errno == ERANGE || value > INT32_MAX || value < INT32_MIN) return std::nullopt;
+        return Item::integer(value);
+      }
     default: return std::nullopt;
   }
 }
 
 std::optional<Item> convertToDecimal(const Val& val) {
   switch (val.kind) {
-    case Item::Kind::kInteger: return Item::decimal(static_cast<double>(val.integer), 0);
-    case Item::Kind::kDecimal: return Item::decimal(val.decimal, val.scale);
-    case Item::Kind::kBoolean: return Item::decimal(val.boolean ? 1 : 0, 1);
-    case Item::Kind::kString:
+    case Item::Kind::kInteger: return Item::decimal(Decimal::ofInteger(val.integer));
+    case Item::Kind::kDecimal: return Item::decimal(val.decimal);
+    case Item::Kind::kBoolean: return Item::decimal(Decimal(val.boolean ? 10 : 0, 1));
+    case Item::Kind::kString: {
       if (!isDecimalText(val.text)) return std::nullopt;
-      return Item::decimal(std::strtod(std::string(val.text).c_str(), nullptr), scaleOf(val.text));
+      auto value = Decimal::parse(val.text);
+      if (!value) return std::nullopt;
+      return Item::decimal(*value);
+    }
     default: return std::nullopt;
   }
 }
@@ -138,17 +151,18 @@ std::optional<Item> parseQuantityText(std::string_view text) {
       return std::nullopt;
     }
   }
-  return Item::quantity(Quantity{std::strtod(std::string(number).c_str(), nullptr),
-                                 scaleOf(number), unit});
+  auto value = Decimal::parse(number);
+  if (!value) return std::nullopt;
+  return Item::quantity(Quantity{*value, unit});
 }
 
 std::optional<Item> convertToQuantity(const Val& val) {
   switch (val.kind) {
-    case Item::Kind::kInteger: return Item::quantity(Quantity{val.decimal, 0, "1"});
-    case Item::Kind::kDecimal: return Item::quantity(Quantity{val.decimal, val.scale, "1"});
-    case Item::Kind::kQuantity:
-      return Item::quantity(Quantity{val.decimal, val.scale, std::string(val.text)});
-    case Item::Kind::kBoolean: return Item::quantity(Quantity{val.boolean ? 1.0 : 0.0, 1, "1"});
+    case Item::Kind::kInteger: return Item::quantity(Quantity{val.decimal, "1"});
+    case Item::Kind::kDecimal: return Item::quantity(Quantity{val.decimal, "1"});
+    case Item::Kind::kQuantity: return Item::quantity(Quantity{val.decimal, std::string(val.text)});
+    case Item::Kind::kBoolean:
+      return Item::quantity(Quantity{Decimal(val.boolean ? 10 : 0, 1), "1"});
     case Item::Kind::kString: return parseQuantityText(val.text);
     default: return std::nullopt;
   }
@@ -182,9 +196,9 @@ std::string toStringValue(const Item& item, const Val& val) {
     case Item::Kind::kInteger: return std::to_string(val.integer);
     case Item::Kind::kDecimal:
       if (item.isNode() && item.value() != nullptr) return json::numberText(*item.value());
-      return formatDecimal(val.decimal, val.scale);
+      return formatDecimal(val.decimal);
     case Item::Kind::kQuantity:
-      return Item::quantity(Quantity{val.decimal, val.scale, std::string(val.text)})
+      return Item::quantity(Quantity{val.decimal, std::string(val.text)})
           .primitiveText()
           .value_or("");
     default: return std::string(val.text);
@@ -340,21 +354,22 @@ std::string nowText() {
 
 // Decimal boundaries (lowBoundary/highBoundary): a value written with `scale` decimal places
 // stands for the interval value +/- half a unit in its last place; the boundary is that interval's
-// end, cut to `precision` places (default 8) toward the outside of the interval.
-Collection decimalBoundary(double value, int scale, std::optional<int64_t> precision, bool high) {
+// end, cut to `precision` places (default 8) toward the outside of the interval. Exact.
+Collection decimalBoundary(const Decimal& value, std::optional<int64_t> precision, bool high) {
   int target = precision ? static_cast<int>(*precision) : 8;
   if (target < 0 || target > 28) return {};
+  int places = std::min(target, Decimal::kMaxScale);
   // A value smaller than one unit of the requested precision has boundaries that collapse to
   // zero there (0.0034.highBoundary(1) = 0.0), as in the reference implementation.
-  if (std::fabs(value) < std::pow(10.0, -target)) {
-    return {Item::decimal(value < 0 ? -0.0 : 0.0, std::min(target, 17))};
-  }
-  double half = 0.5 * std::pow(10.0, -scale);
-  double bound = high ? value + half : value - half;
-  double factor = std::pow(10.0, target);
-  // The epsilon keeps binary noise (1.5875 stored as 1.58749999...) from moving the cut.
-  double cut = high ? std::ceil(bound * factor - 1e-9) : std::floor(bound * factor + 1e-9);
-  return {Item::decimal(cut / factor, std::min(target, 17))};
+  auto cut = value.truncated(places);
+  if (cut && cut->isZero()) return {Item::decimal(Decimal(0, places))};
+  // value +/- 5 in the place after the last written one.
+  const char* what = high ? "highBoundary()" : "lowBoundary()";
+  Decimal widened = checkedDecimal(Decimal::multiply(value, Decimal(10, 0)), what);
+  if (widened.units() > INT64_MAX - 5 || widened.units() < INT64_MIN + 5) checkedDecimal({}, what);
+  Decimal shifted(widened.units() + (high ? 5 : -5), widened.scale() + 1);
+  auto bound = high ? shifted.ceiled(places) : shifted.floored(places);
+  return {Item::decimal(checkedDecimal(bound, what))};
 }
 
 Collection dateBoundary(const Val& val, std::optional<int64_t> precision, bool high) {
@@ -835,11 +850,18 @@ Collection Evaluator::callFunction(const Node& node, const Collection& focus) {
             auto unit = stringArg(0);
             Quantity q = converted->quantityValue();
             if (unit && *unit != q.unit) {
-              auto from = canonicalQuantity(q.value, q.unit);
+              auto from = canonicalQuantity(q.value.toDouble(), q.unit);
               auto to = canonicalQuantity(0, *unit);
               if (from && to && from->dimension == to->dimension) {
+                // Converted in binary floating point (the UCUM factors), then back to decimal
+                // with at least the places the value had.
                 double value = cleanDouble(fromCanonical(from->value, *unit).value_or(0));
-                converted = Item::quantity(Quantity{value, q.scale, std::string(*unit)});
+                Decimal decimal = checkedDecimal(Decimal::fromDouble(value, 8), "toQuantity()")
+                                      .stripped();
+                if (decimal.scale() < q.value.scale()) {
+                  decimal = decimal.withScale(q.value.scale()).value_or(decimal);
+                }
+                converted = Item::quantity(Quantity{decimal, std::string(*unit)});
               } else {
                 converted.reset();
               }
@@ -1096,37 +1118,46 @@ Collection Evaluator::callFunction(const Node& node, const Collection& focus) {
     case Fn::kTruncate: {
       auto val = numberFocus();
       if (!val) return {};
-      double x = val->decimal;
+      const bool quantity = val->kind == Item::Kind::kQuantity;
+      const Decimal& x = val->decimal;
+      const std::string what = node.name + "()";
+      auto wrap = [&](const Decimal& result) -> Collection {
+        if (quantity) return {Item::quantity(Quantity{result, std::string(val->text)})};
+        return {Item::decimal(result)};
+      };
+      // exp, ln, log, sqrt and fractional powers have no exact decimal result: computed in
+      // double and kept to 8 places.
+      auto inexact = [&](double value) -> Collection {
+        return {Item::decimal(checkedDecimal(Decimal::fromDouble(value, 8), what.c_str()))};
+      };
       switch (node.fn) {
         case Fn::kAbs:
-          if (val->kind == Item::Kind::kInteger) return {Item::integer(std::llabs(val->integer))};
-          if (val->kind == Item::Kind::kQuantity) {
-            return {Item::quantity(Quantity{std::fabs(x), val->scale, std::string(val->text)})};
+          if (val->kind == Item::Kind::kInteger) {
+            __int128 integer = val->integer;
+            return {Item::integer(checkedInteger(integer < 0 ? -integer : integer, what.c_str()))};
           }
-          return {Item::decimal(std::fabs(x), val->scale)};
+          return wrap(checkedDecimal(x.abs(), what.c_str()));
         case Fn::kCeiling:
         case Fn::kFloor:
         case Fn::kTruncate: {
-          double whole = node.fn == Fn::kCeiling ? std::ceil(x)
-                         : node.fn == Fn::kFloor ? std::floor(x)
-                                                 : std::trunc(x);
-          if (val->kind == Item::Kind::kQuantity) {
-            return {Item::quantity(Quantity{whole, 0, std::string(val->text)})};
-          }
-          return {Item::integer(static_cast<int64_t>(whole))};
+          Decimal whole = checkedDecimal(node.fn == Fn::kCeiling ? x.ceiled(0)
+                                         : node.fn == Fn::kFloor ? x.floored(0)
+                                                                 : x.truncated(0),
+                                         what.c_str());
+          if (quantity) return wrap(whole);
+          return {Item::integer(checkedInteger(whole.units(), what.c_str()))};
         }
-        case Fn::kExp: return {Item::decimal(std::exp(x), 8)};
+        case Fn::kExp: return inexact(std::exp(x.toDouble()));
         case Fn::kLn:
-          if (x <= 0) return {};
-          return {Item::decimal(std::log(x), 8)};
+          if (x.sign() <= 0) return {};
+          return inexact(std::log(x.toDouble()));
         case Fn::kLog: {
           Collection base_collection = evalArg(arg(0));
           const Item* base = singleton(base_collection, "log()");
           if (base == nullptr) return {};
-          double b = view(*base).decimal;
-          if (x <= 0 || b <= 0 || b == 1) return {};
-          double value = std::log(x) / std::log(b);
-          return {Item::decimal(value, 8)};
+          double b = view(*base).decimal.toDouble();
+          if (x.sign() <= 0 || b <= 0 || b == 1) return {};
+          return inexact(std::log(x.toDouble()) / std::log(b));
         }
         case Fn::kPower: {
           Collection exponent_collection = evalArg(arg(0));
@@ -1134,12 +1165,39 @@ Collection Evaluator::callFunction(const Node& node, const Collection& focus) {
           if (exponent == nullptr) return {};
           Val e = view(*exponent);
           if (!isNumeric(e.kind)) throw EvalError{"power() requires a number"};
-          double value = std::pow(x, e.decimal);
-          if (std::isnan(value)) return {};
-          if (val->kind == Item::Kind::kInteger && e.kind == Item::Kind::kInteger && e.integer >= 0) {
-            return {Item::integer(static_cast<int64_t>(std::llround(value)))};
+          if (e.kind == Item::Kind::kInteger && val->kind == Item::Kind::kInteger && e.integer >= 0) {
+            // Exact; |base| >= 2 overflows 32 bits within 32 steps.
+            __int128 base_value = val->integer, result = 1;
+            for (int64_t step = 0; step < e.integer; ++step) {
+              if (base_value == 0 || base_value == 1) {
+                result = step == 0 && base_value == 0 ? 0 : result * base_value;
+                break;
+              }
+              if (base_value == -1) {
+                result = e.integer % 2 == 0 ? 1 : -1;
+                break;
+              }
+              result = checkedInteger(result * base_value, what.c_str());
+            }
+            return {Item::integer(checkedInteger(result, what.c_str()))};
           }
-          return {Item::decimal(value, 8)};
+          if (e.kind == Item::Kind::kInteger) {
+            // Exact by squaring and multiplying; a negative exponent divides 1 by the result.
+            int64_t count = e.integer < 0 ? -e.integer : e.integer;
+            Decimal result(1, 0), square = x;
+            for (; count > 0; count >>= 1) {
+              if (count & 1) result = checkedDecimal(Decimal::multiply(result, square), what.c_str());
+              if (count > 1) square = checkedDecimal(Decimal::multiply(square, square), what.c_str());
+            }
+            if (e.integer < 0) {
+              if (result.isZero()) return {};
+              result = checkedDecimal(Decimal::divide(Decimal(1, 0), result), what.c_str());
+            }
+            return {Item::decimal(result)};
+          }
+          double value = std::pow(x.toDouble(), e.decimal.toDouble());
+          if (std::isnan(value)) return {};
+          return inexact(value);
         }
         case Fn::kRound: {
           int64_t places = 0;
@@ -1149,17 +1207,12 @@ Collection Evaluator::callFunction(const Node& node, const Collection& focus) {
             if (*requested < 0) throw EvalError{"round() precision must not be negative"};
             places = *requested;
           }
-          double factor = std::pow(10.0, static_cast<double>(places));
-          // Round half away from zero on the decimal value, not on its binary neighbour.
-          double value = std::round(x * factor * (1 + 1e-15)) / factor;
-          if (val->kind == Item::Kind::kQuantity) {
-            return {Item::quantity(Quantity{value, static_cast<int>(places), std::string(val->text)})};
-          }
-          return {Item::decimal(value, static_cast<int>(places))};
+          int target = static_cast<int>(std::min<int64_t>(places, Decimal::kMaxScale));
+          return wrap(checkedDecimal(x.rounded(target), what.c_str()));
         }
         case Fn::kSqrt:
-          if (x < 0) return {};
-          return {Item::decimal(std::sqrt(x), 8)};
+          if (x.sign() < 0) return {};
+          return inexact(std::sqrt(x.toDouble()));
         default: return {};
       }
     }
@@ -1176,22 +1229,23 @@ Collection Evaluator::callFunction(const Node& node, const Collection& focus) {
         }
         return {toSystem(*best)};
       }
+      const std::string what = node.name + "()";
       bool integers = true;
-      double total = 0;
-      int64_t integer_total = 0;
-      int scale = 0;
+      Decimal total;
+      __int128 integer_total = 0;
       for (const Item& item : focus) {
         Val val = view(item);
-        if (!isNumeric(val.kind)) throw EvalError{node.name + "() requires numbers"};
+        if (!isNumeric(val.kind)) throw EvalError{what + " requires numbers"};
         integers = integers && val.kind == Item::Kind::kInteger;
-        total += val.decimal;
         integer_total += val.integer;
-        scale = std::max(scale, val.scale);
+        total = checkedDecimal(Decimal::add(total, val.decimal), what.c_str());
       }
       if (node.fn == Fn::kSum) {
-        return {integers ? Item::integer(integer_total) : Item::decimal(total, scale)};
+        if (integers) return {Item::integer(checkedInteger(integer_total, what.c_str()))};
+        return {Item::decimal(total)};
       }
-      return {Item::decimal(total / static_cast<double>(focus.size()), 8)};
+      auto count = Decimal::ofInteger(static_cast<int64_t>(focus.size()));
+      return {Item::decimal(checkedDecimal(Decimal::divide(total, count), what.c_str()))};
     }
     case Fn::kLowBoundary:
     case Fn::kHighBoundary: {
@@ -1205,14 +1259,12 @@ Collection Evaluator::callFunction(const Node& node, const Collection& focus) {
       bool high = node.fn == Fn::kHighBoundary;
       Val val = view(*item);
       if (val.kind == Item::Kind::kInteger || val.kind == Item::Kind::kDecimal) {
-        return decimalBoundary(val.decimal, val.kind == Item::Kind::kInteger ? 0 : val.scale,
-                               precision, high);
+        return decimalBoundary(val.decimal, precision, high);
       }
       if (val.kind == Item::Kind::kQuantity) {
-        Collection number = decimalBoundary(val.decimal, val.scale, precision, high);
+        Collection number = decimalBoundary(val.decimal, precision, high);
         if (number.empty()) return {};
-        return {Item::quantity(Quantity{number[0].decimalValue(), number[0].decimalScale(),
-                                        std::string(val.text)})};
+        return {Item::quantity(Quantity{number[0].decimalValue(), std::string(val.text)})};
       }
       if (val.kind == Item::Kind::kDate || val.kind == Item::Kind::kDateTime ||
           val.kind == Item::Kind::kTime) {
@@ -1227,8 +1279,8 @@ Collection Evaluator::callFunction(const Node& node, const Collection& focus) {
       if (item == nullptr || other == nullptr) return {};
       Val a = view(*item), b = view(*other);
       if (a.kind != Item::Kind::kQuantity || b.kind != Item::Kind::kQuantity) return boolean(false);
-      auto ca = canonicalQuantity(a.decimal, a.text);
-      auto cb = canonicalQuantity(b.decimal, b.text);
+      auto ca = canonicalQuantity(a.decimal.toDouble(), a.text);
+      auto cb = canonicalQuantity(b.decimal.toDouble(), b.text);
       return boolean(ca && cb && ca->dimension == cb->dimension);
     }
     case Fn::kPrecision: {
@@ -1236,7 +1288,7 @@ Collection Evaluator::callFunction(const Node& node, const Collection& focus) {
       if (item == nullptr) return {};
       Val val = view(*item);
       switch (val.kind) {
-        case Item::Kind::kDecimal: return {Item::integer(val.scale)};
+        case Item::Kind::kDecimal: return {Item::integer(val.decimal.scale())};
         case Item::Kind::kInteger: return {Item::integer(0)};
         case Item::Kind::kDate:
         case Item::Kind::kDateTime:

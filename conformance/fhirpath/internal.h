@@ -230,8 +230,8 @@ std::optional<int> compareDateTime(const DateTimeParts& a, const DateTimeParts& 
 // Adds `amount` of calendar unit (year, month, week, day, hour, minute, second, millisecond).
 bool addToDateTime(DateTimeParts& parts, double amount, std::string_view unit);
 
-// Decimal formatting with `scale` places (no exponent). Scale is clamped to [0, 17].
-std::string formatDecimal(double value, int scale);
+// Decimal formatting with the value's places (no exponent); "-0.0" prints as "0.0".
+std::string formatDecimal(const Decimal& value);
 // Decimal places written in a number's text ("1.50" -> 2, "1e3" -> 0).
 int scaleOf(std::string_view number_text);
 
