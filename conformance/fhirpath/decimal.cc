@@ -15,11 +15,17 @@ using UWide = unsigned __int128;
 
 constexpr int64_t kMaxUnits = std::numeric_limits<int64_t>::max();
 
-Wide pow10(int n) {
-  Wide value = 1;
-  for (int i = 0; i < n; ++i) value *= 10;
-  return value;
-}
+// 10^n for n in [0, 38], the powers unsigned 128 bits hold.
+struct Powers {
+  UWide value[39];
+  constexpr Powers() : value() {
+    value[0] = 1;
+    for (int i = 1; i < 39; ++i) value[i] = value[i - 1] * 10;
+  }
+};
+constexpr Powers kPowers;
+
+Wide pow10(int n) { return static_cast<Wide>(kPowers.value[n]); }
 
 enum class Mode { kHalfAway, kTruncate, kFloor, kCeiling };
 
@@ -45,6 +51,9 @@ Wide divideRounded(Wide n, Wide d, Mode mode) {
 // The digits to drop are found first and rounded away once (rounding digit by digit would
 // round twice: ...2384|6 -> ...2385 -> ...239).
 std::optional<Decimal> fit(Wide units, int scale) {
+  if (scale <= Decimal::kMaxScale && units <= kMaxUnits && units >= -kMaxUnits) {
+    return Decimal(static_cast<int64_t>(units), scale);  // the common case: nothing to round
+  }
   int drop = scale > Decimal::kMaxScale ? scale - Decimal::kMaxScale : 0;
   if (drop > 38) return Decimal(0, Decimal::kMaxScale);  // |units| < 10^38: nothing is left
   Wide divisor = pow10(drop);
@@ -66,8 +75,8 @@ std::optional<Decimal> fit(Wide units, int scale) {
 // Both values with the larger of the two scales (exact: at most 18 places, |units| < 2^63).
 void align(const Decimal& a, const Decimal& b, Wide& x, Wide& y, int& scale) {
   scale = a.scale() > b.scale() ? a.scale() : b.scale();
-  x = Wide(a.units()) * pow10(scale - a.scale());
-  y = Wide(b.units()) * pow10(scale - b.scale());
+  x = a.scale() == scale ? Wide(a.units()) : Wide(a.units()) * pow10(scale - a.scale());
+  y = b.scale() == scale ? Wide(b.units()) : Wide(b.units()) * pow10(scale - b.scale());
 }
 
 std::optional<Decimal> rescale(const Decimal& value, int places, Mode mode) {
@@ -262,14 +271,28 @@ std::optional<Decimal> Decimal::divide(const Decimal& a, const Decimal& b, int p
     denominator *= UWide(pow10(-shift));  // < 2^63 * 10^26: fits
     shift = 0;
   }
-  UWide result = numerator / denominator;
-  UWide rest = numerator % denominator;
   constexpr UWide kLimit = UWide(1) << 100;
-  for (int i = 0; i < shift; ++i) {
-    if (result > kLimit) return std::nullopt;
-    rest *= 10;
-    result = result * 10 + rest / denominator;
-    rest %= denominator;
+  UWide result, rest;
+  if (shift <= 38 && numerator <= kLimit / kPowers.value[shift]) {
+    // One division (a 64-bit one when both fit, as for everyday values).
+    UWide scaled = numerator * kPowers.value[shift];
+    if ((scaled >> 64) == 0 && (denominator >> 64) == 0) {
+      uint64_t n = static_cast<uint64_t>(scaled), d = static_cast<uint64_t>(denominator);
+      result = n / d;
+      rest = n % d;
+    } else {
+      result = scaled / denominator;
+      rest = scaled % denominator;
+    }
+  } else {
+    result = numerator / denominator;
+    rest = numerator % denominator;
+    for (int i = 0; i < shift; ++i) {
+      if (result > kLimit) return std::nullopt;
+      rest *= 10;
+      result = result * 10 + rest / denominator;
+      rest %= denominator;
+    }
   }
   if (rest * 2 >= denominator) result += 1;
   if (result > UWide(kLimit)) return std::nullopt;

@@ -293,13 +293,32 @@ using ConformsToHook =
 // / %resource. Return the referenced resource (a node Item) or nullopt.
 using ResolveHook = std::function<std::optional<Item>(std::string_view reference)>;
 
+// The environment of one evaluation. Built-in constants (FHIRPath N1 and FHIR R4):
+//   %context       the focus given to evaluate()
+//   %resource      `resource` below: the resource that contains the focus. For a contained
+//                  resource that is the contained resource itself; for a resource in a Bundle
+//                  entry (at any depth of nesting), that entry's resource. When null, the focus
+//                  when it is a resource node, else %context.
+//   %rootResource  `root_resource` below: the container of %resource. For a contained resource
+//                  the resource that contains it (the outermost DomainResource); otherwise the
+//                  same as %resource. When null, %resource. A Bundle entry's resource is not
+//                  contained: its %rootResource is itself, not the Bundle (set root_resource to
+//                  the Bundle only when resolve() should search that Bundle's entries).
+//   %ucum          'http://unitsofmeasure.org'
+//   %sct           'http://snomed.info/sct'
+//   %loinc         'http://loinc.org'
+//   %vs-[name]     'http://hl7.org/fhir/ValueSet/[name]'
+//   %ext-[name]    'http://hl7.org/fhir/StructureDefinition/[name]'
+// resolve() looks in the `contained` of %resource and %rootResource, then in the entries of
+// %rootResource when it is a Bundle, then asks the `resolve` hook.
 struct EvaluationContext {
   ModelPtr model;  // null: no type information (JSON kinds only, no choice-type typing)
-  // %resource and %rootResource. When null, evaluate() with a document uses that document.
+  // %resource and %rootResource (see above). Not owned: they must outlive the evaluation.
   const json::Value* resource = nullptr;
   const json::Value* root_resource = nullptr;  // defaults to `resource`
   // User variables: %name. Names without the '%'. Shadow nothing built in.
   std::vector<std::pair<std::string, Collection>> variables;
+  // memberOf(): without the hook memberOf() answers empty (unknown), never false.
   TerminologyHook member_of;
   ConformsToHook conforms_to;
   ResolveHook resolve;
