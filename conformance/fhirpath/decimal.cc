@@ -152,7 +152,7 @@ std::optional<Decimal> Decimal::parse(std::string_view text) {
   if (shift > 0) {
     if (shift > 38) return std::nullopt;
     for (int64_t i = 0; i < shift; ++i) {
-      if (units > kLimit * 100) return std::nullopt;
+      if (units > kLimit * 10) return std::nullopt;  // 10^37 * 10 still fits
       units *= 10;
     }
     shift = 0;
