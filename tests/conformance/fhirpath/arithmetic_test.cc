@@ -3,6 +3,8 @@
 // evaluation error, Date/DateTime within the years 0001-9999, exact decimals.
 #include <gtest/gtest.h>
 
+#include <string>
+
 #include "conformance/fhirpath/decimal.h"
 #include "conformance/fhirpath/fhirpath.h"
 
@@ -151,6 +153,8 @@ TEST(Decimal, ParsesFormatsAndRoundsExactly) {
   EXPECT_FALSE(Decimal::parse(".5").has_value());
   EXPECT_FALSE(Decimal::parse("1e").has_value());
   EXPECT_FALSE(Decimal::parse("1e400").has_value());
+  // A 37-digit mantissa scaled by its exponent (signed overflow before, found by UBSan).
+  EXPECT_FALSE(Decimal::parse(std::string(37, '9') + "e3").has_value());
   // More places than 64-bit units hold are rounded half away from zero.
   EXPECT_EQ(Decimal::parse("3.14159265358979323846")->toString(), "3.141592653589793238");
   EXPECT_EQ(Decimal::parse("0.1234567890123456789")->toString(), "0.123456789012345679");
