@@ -21,70 +21,8 @@ bool isUpper(char c) { return c >= 'A' && c <= 'Z'; }
 bool startsUpper(std::string_view name) { return !name.empty() && isUpper(name[0]); }
 
 
-double roundTo(double value, int scale) {
-  double factor = std::pow(10.0, scale);
-  return std::round(value * factor) / factor;
-}
 
-std::string normalizeSpace(std::string_view text) {
-  std::string out;
-  bool space = false;
-  for (char c : text) {
-    if (c == ' ' || c == '\t' || c == '\n' || c == '\r') {
-      space = !out.empty();
-      continue;
-    }
-    if (space) out.push_back(' ');
-    space = false;
-    out.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
-  }
-  return out;
-}
 
-bool isNumeric(Item::Kind kind) { return kind == Item::Kind::kInteger || kind == Item::Kind::kDecimal; }
-
-// A quantity of unit '1' is a plain number for comparison with numbers.
-void unitlessAsNumber(Val& x, const Val& other) {
-  if (x.kind == Item::Kind::kQuantity && x.text == "1" && isNumeric(other.kind)) {
-    x.kind = Item::Kind::kDecimal;
-  }
-}
-
-// Calendar years/months and UCUM 'a'/'mo' are different units of unequal length: comparing one
-// with the other has no answer.
-bool calendarMismatch(std::string_view x, std::string_view y) {
-  std::string_view ux = calendarToUcum(x), uy = calendarToUcum(y);
-  bool x_calendar = ux.data() != x.data(), y_calendar = uy.data() != y.data();
-  return x_calendar != y_calendar && (ux == "a" || ux == "mo" || uy == "a" || uy == "mo");
-}
-bool isDateKind(Item::Kind kind) {
-  return kind == Item::Kind::kDate || kind == Item::Kind::kDateTime || kind == Item::Kind::kTime;
-}
-
-// JSON deep equality that treats tagged numbers by value.
-bool jsonEqual(const json::Value& a, const json::Value& b) {
-  if (json::isNumber(a) && json::isNumber(b)) {
-    return json::numberAsDouble(a) == json::numberAsDouble(b);
-  }
-  if (a.GetType() != b.GetType()) return false;
-  if (a.IsObject()) {
-    if (a.MemberCount() != b.MemberCount()) return false;
-    for (const auto& member : a.GetObject()) {
-      const json::Value* other = json::find(b, std::string_view(member.name.GetString(),
-                                                                member.name.GetStringLength()));
-      if (other == nullptr || !jsonEqual(member.value, *other)) return false;
-    }
-    return true;
-  }
-  if (a.IsArray()) {
-    if (a.Size() != b.Size()) return false;
-    for (rapidjson::SizeType i = 0; i < a.Size(); ++i) {
-      if (!jsonEqual(a[i], b[i])) return false;
-    }
-    return true;
-  }
-  return a == b;
-}
 
 // The text of a number kept by the parser (json.h tags it with a leading NUL byte), read in
 // place; empty for RapidJSON-native numbers.
@@ -93,16 +31,16 @@ std::string_view taggedNumberText(const json::Value& value) {
   return {value.GetString() + 1, value.GetStringLength() - 1};
 }
 
-// A JSON number as a decimal with its written scale, without copying its text.
-void readDecimal(const json::Value& number, double& value, int& scale) {
+// A JSON number as an exact decimal with its written scale, without copying its text.
+Decimal readDecimal(const json::Value& number) {
   std::string_view text = taggedNumberText(number);
-  if (text.empty() ||
-      std::from_chars(text.data(), text.data() + text.size(), value).ec != std::errc()) {
-    value = json::numberAsDouble(number).value_or(0);
-    scale = scaleOf(json::numberText(number));
-    return;
+  std::optional<Decimal> value = text.empty() ? Decimal::parse(json::numberText(number))
+                                              : Decimal::parse(text);
+  if (!value) {
+    throw EvalError{"the number " + json::numberText(number) +
+                    " is outside the range of FHIRPath Decimal"};
   }
-  scale = scaleOf(text);
+  return *value;
 }
 
 // An integer JSON number (no fraction or exponent, in int64 range).
@@ -347,7 +285,7 @@ Val Evaluator::view(const Item& item) const {
           const json::Value* number = json::find(*value, "value");
           if (number == nullptr || !json::isNumber(*number)) return val;
           val.kind = Item::Kind::kQuantity;
-          readDecimal(*number, val.decimal, val.scale);
+          val.decimal = readDecimal(*number);
           auto code = json::getString(*value, "code");
           auto system = json::getString(*value, "system");
           if (code && (!system || *system == "http://unitsofmeasure.org")) {
@@ -373,10 +311,10 @@ Val Evaluator::view(const Item& item) const {
         if ((known && kind == Item::Kind::kInteger) || (!known && integer)) {
           val.kind = Item::Kind::kInteger;
           val.integer = integer.value_or(0);
-          val.decimal = static_cast<double>(val.integer);
+          val.decimal = Decimal::ofInteger(val.integer);
         } else {
           val.kind = Item::Kind::kDecimal;
-          readDecimal(*value, val.decimal, val.scale);
+          val.decimal = readDecimal(*value);
         }
         return val;
       }
@@ -399,17 +337,15 @@ Val Evaluator::view(const Item& item) const {
     case Item::Kind::kInteger:
       val.kind = item.kind();
       val.integer = item.integerValue();
-      val.decimal = static_cast<double>(val.integer);
+      val.decimal = Decimal::ofInteger(val.integer);
       return val;
     case Item::Kind::kDecimal:
       val.kind = item.kind();
       val.decimal = item.decimalValue();
-      val.scale = item.decimalScale();
       return val;
     case Item::Kind::kQuantity:
       val.kind = item.kind();
       val.decimal = item.decimalValue();
-      val.scale = item.decimalScale();
       val.text = item.text();
       return val;
     default:
@@ -426,13 +362,13 @@ Item Evaluator::toSystem(const Item& item) const {
     case Item::Kind::kNode: return item;
     case Item::Kind::kBoolean: return Item::boolean(val.boolean);
     case Item::Kind::kInteger: return Item::integer(val.integer);
-    case Item::Kind::kDecimal: return Item::decimal(val.decimal, val.scale);
+    case Item::Kind::kDecimal: return Item::decimal(val.decimal);
     case Item::Kind::kString: return Item::string(std::string(val.text));
     case Item::Kind::kDate: return Item::date(std::string(val.text));
     case Item::Kind::kDateTime: return Item::dateTime(std::string(val.text));
     case Item::Kind::kTime: return Item::time(std::string(val.text));
     case Item::Kind::kQuantity:
-      return Item::quantity(Quantity{val.decimal, val.scale, std::string(val.text)});
+      return Item::quantity(Quantity{val.decimal, std::string(val.text)});
   }
   return item;
 }
@@ -508,7 +444,7 @@ void Evaluator::navigate(const Item& parent, std::string_view name, Collection& 
   if (!parent.isNode()) {
     // A computed quantity answers like a FHIR Quantity.
     if (parent.kind() == Item::Kind::kQuantity) {
-      if (name == "value") out.push_back(Item::decimal(parent.decimalValue(), parent.decimalScale()));
+      if (name == "value") out.push_back(Item::decimal(parent.decimalValue()));
       if (name == "unit" || name == "code") out.push_back(Item::string(parent.text()));
       return;
     }
@@ -747,197 +683,6 @@ std::optional<int64_t> Evaluator::singletonInteger(const Collection& collection,
   return val.integer;
 }
 
-// ---- equality and comparison ----------------------------------------------------------------
-
-std::optional<bool> Evaluator::itemsEqual(const Item& a, const Item& b) const {
-  Val x = view(a);
-  Val y = view(b);
-  unitlessAsNumber(x, y);
-  unitlessAsNumber(y, x);
-  if (x.kind == Item::Kind::kNode || y.kind == Item::Kind::kNode) {
-    if (x.kind != y.kind) return false;
-    if (a.value() == nullptr || b.value() == nullptr) {
-      // Elements without a value (only `_x` extensions) are equal when their extensions are.
-      if (a.value() != b.value()) return false;
-      if (a.extension() == nullptr || b.extension() == nullptr) return a.extension() == b.extension();
-      return jsonEqual(*a.extension(), *b.extension());
-    }
-    return jsonEqual(*a.value(), *b.value());
-  }
-  if (isNumeric(x.kind) && isNumeric(y.kind)) {
-    if (x.kind == Item::Kind::kInteger && y.kind == Item::Kind::kInteger) return x.integer == y.integer;
-    return x.decimal == y.decimal;
-  }
-  if (isDateKind(x.kind) && isDateKind(y.kind)) {
-    if ((x.kind == Item::Kind::kTime) != (y.kind == Item::Kind::kTime)) return false;
-    auto pa = parseDateTime(x.text, x.kind == Item::Kind::kDate ? Item::Kind::kDateTime : x.kind);
-    auto pb = parseDateTime(y.text, y.kind == Item::Kind::kDate ? Item::Kind::kDateTime : y.kind);
-    if (!pa || !pb) return false;
-    auto result = compareDateTime(*pa, *pb);
-    if (!result) return std::nullopt;
-    return *result == 0;
-  }
-  if (x.kind != y.kind) return false;
-  switch (x.kind) {
-    case Item::Kind::kBoolean: return x.boolean == y.boolean;
-    case Item::Kind::kString: return x.text == y.text;
-    case Item::Kind::kQuantity: {
-      if (x.text == y.text) return x.decimal == y.decimal;
-      if (calendarMismatch(x.text, y.text)) return std::nullopt;
-      auto cx = canonicalQuantity(x.decimal, x.text);
-      auto cy = canonicalQuantity(y.decimal, y.text);
-      if (!cx || !cy || cx->dimension != cy->dimension) return std::nullopt;
-      return std::fabs(cx->value - cy->value) <= 1e-9 * std::max(1.0, std::fabs(cx->value));
-    }
-    default: return false;
-  }
-}
-
-bool Evaluator::itemsEquivalent(const Item& a, const Item& b) const {
-  Val x = view(a);
-  Val y = view(b);
-  if (x.kind == Item::Kind::kNode || y.kind == Item::Kind::kNode) {
-    return itemsEqual(a, b).value_or(false);
-  }
-  if (isNumeric(x.kind) && isNumeric(y.kind)) {
-    int scale = std::min(x.kind == Item::Kind::kInteger ? 0 : x.scale,
-                         y.kind == Item::Kind::kInteger ? 0 : y.scale);
-    return roundTo(x.decimal, scale) == roundTo(y.decimal, scale);
-  }
-  if (x.kind == Item::Kind::kString && y.kind == Item::Kind::kString) {
-    return normalizeSpace(x.text) == normalizeSpace(y.text);
-  }
-  if (isDateKind(x.kind) && isDateKind(y.kind)) {
-    auto result = itemsEqual(a, b);
-    return result.value_or(false);
-  }
-  if (x.kind == Item::Kind::kQuantity && y.kind == Item::Kind::kQuantity) {
-    auto cx = canonicalQuantity(x.decimal, x.text);
-    auto cy = canonicalQuantity(y.decimal, y.text);
-    if (!cx || !cy) return x.text == y.text && x.decimal == y.decimal;
-    if (cx->dimension != cy->dimension) return false;
-    // Compare in the left unit, rounded to the lesser precision of the two.
-    double other = fromCanonical(cy->value, x.text).value_or(0);
-    int scale = std::min(x.scale, y.scale);
-    return roundTo(x.decimal, scale) == roundTo(other, scale);
-  }
-  return itemsEqual(a, b).value_or(false);
-}
-
-std::optional<bool> Evaluator::collectionsEqual(const Collection& a, const Collection& b) const {
-  if (a.empty() || b.empty()) return std::nullopt;
-  if (a.size() != b.size()) return false;
-  bool unknown = false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    auto equal = itemsEqual(a[i], b[i]);
-    if (!equal) {
-      unknown = true;
-    } else if (!*equal) {
-      return false;
-    }
-  }
-  if (unknown) return std::nullopt;
-  return true;
-}
-
-bool Evaluator::collectionsEquivalent(const Collection& a, const Collection& b) const {
-  if (a.size() != b.size()) return false;
-  std::vector<bool> used(b.size(), false);
-  for (const Item& item : a) {
-    bool found = false;
-    for (size_t j = 0; j < b.size(); ++j) {
-      if (!used[j] && itemsEquivalent(item, b[j])) {
-        used[j] = true;
-        found = true;
-        break;
-      }
-    }
-    if (!found) return false;
-  }
-  return true;
-}
-
-std::optional<int> Evaluator::compare(const Item& a, const Item& b) const {
-  Val x = view(a);
-  Val y = view(b);
-  unitlessAsNumber(x, y);
-  unitlessAsNumber(y, x);
-  if (isNumeric(x.kind) && isNumeric(y.kind)) {
-    if (x.kind == Item::Kind::kInteger && y.kind == Item::Kind::kInteger) {
-      return x.integer < y.integer ? -1 : x.integer > y.integer ? 1 : 0;
-    }
-    return x.decimal < y.decimal ? -1 : x.decimal > y.decimal ? 1 : 0;
-  }
-  if (x.kind == Item::Kind::kString && y.kind == Item::Kind::kString) {
-    int c = x.text.compare(y.text);
-    return c < 0 ? -1 : c > 0 ? 1 : 0;
-  }
-  if (isDateKind(x.kind) && isDateKind(y.kind) &&
-      (x.kind == Item::Kind::kTime) == (y.kind == Item::Kind::kTime)) {
-    auto pa = parseDateTime(x.text, x.kind == Item::Kind::kDate ? Item::Kind::kDateTime : x.kind);
-    auto pb = parseDateTime(y.text, y.kind == Item::Kind::kDate ? Item::Kind::kDateTime : y.kind);
-    if (!pa || !pb) return std::nullopt;
-    return compareDateTime(*pa, *pb);
-  }
-  if (x.kind == Item::Kind::kQuantity && y.kind == Item::Kind::kQuantity) {
-    if (x.text == y.text) return x.decimal < y.decimal ? -1 : x.decimal > y.decimal ? 1 : 0;
-    if (calendarMismatch(x.text, y.text)) return std::nullopt;
-    auto cx = canonicalQuantity(x.decimal, x.text);
-    auto cy = canonicalQuantity(y.decimal, y.text);
-    if (!cx || !cy || cx->dimension != cy->dimension) return std::nullopt;
-    if (std::fabs(cx->value - cy->value) <= 1e-9 * std::max(1.0, std::fabs(cx->value))) return 0;
-    return cx->value < cy->value ? -1 : 1;
-  }
-  if (x.kind == Item::Kind::kNode || y.kind == Item::Kind::kNode) {
-    if ((a.isNode() && a.value() == nullptr) || (b.isNode() && b.value() == nullptr)) {
-      return std::nullopt;
-    }
-  }
-  throw EvalError{"cannot compare " + std::string(a.typeName()) + " with " +
-                  std::string(b.typeName())};
-}
-
-// ---- types ----------------------------------------------------------------------------------
-
-void Evaluator::checkTypeName(std::string_view ns, std::string_view name) const {
-  static constexpr std::string_view kSystem[] = {"Boolean", "String",   "Integer", "Decimal",
-                                                 "Date",    "DateTime", "Time",    "Quantity",
-                                                 "Any",     "Long"};
-  if (ns.empty() || ns == "System") {
-    for (auto type : kSystem) {
-      if (type == name) return;
-    }
-    if (ns == "System") return;  // unknown System types simply never match
-  }
-  if (model_ == nullptr) return;
-  if (model_->type(name) != nullptr) return;
-  throw EvalError{"unknown type '" + std::string(name) + "'"};
-}
-
-bool Evaluator::isType(const Item& item, std::string_view ns, std::string_view name,
-                       bool exact_primitive) const {
-  if (item.isNode()) {
-    if (ns == "System") return false;
-    std::string_view type = item.typeName();
-    if (type.empty()) {
-      // Untyped JSON: fall back to JSON kinds for FHIR primitive names.
-      if (item.value() == nullptr) return false;
-      if (item.value()->IsBool()) return name == "boolean";
-      if (json::isNumber(*item.value())) return name == "decimal" || name == "integer";
-      if (json::isString(*item.value())) return name == "string";
-      return false;
-    }
-    if (type == name) return true;
-    if (type.rfind("System.", 0) == 0 || (exact_primitive && std::islower(static_cast<unsigned char>(type[0])))) {
-      return false;
-    }
-    return model_ != nullptr && model_->isSubtypeOf(type, name);
-  }
-  if (ns == "FHIR") return false;
-  std::string_view type = item.typeName();
-  return type == name;
-}
-
 // ---- operators ------------------------------------------------------------------------------
 
 Collection Evaluator::variable(const std::string& name) const {
@@ -1047,10 +792,13 @@ Collection Evaluator::eval(const Node& node, const Collection& focus) {
       if (item == nullptr) return {};
       Val val = view(*item);
       switch (val.kind) {
-        case Item::Kind::kInteger: return {Item::integer(-val.integer)};
-        case Item::Kind::kDecimal: return {Item::decimal(-val.decimal, val.scale)};
+        case Item::Kind::kInteger:
+          return {Item::integer(checkedInteger(-static_cast<__int128>(val.integer), "unary minus"))};
+        case Item::Kind::kDecimal:
+          return {Item::decimal(checkedDecimal(val.decimal.negated(), "unary minus"))};
         case Item::Kind::kQuantity:
-          return {Item::quantity(Quantity{-val.decimal, val.scale, std::string(val.text)})};
+          return {Item::quantity(
+              Quantity{checkedDecimal(val.decimal.negated(), "unary minus"), std::string(val.text)})};
         default: throw EvalError{"unary minus needs a number or quantity"};
       }
     }
@@ -1111,246 +859,6 @@ std::optional<bool> Evaluator::evalBool(const Node& node, const Collection& focu
     }
     default: return toBoolean(eval(node, focus));
   }
-}
-
-Collection Evaluator::binary(const Node& node, const Collection& focus) {
-  switch (node.op) {
-    case Op::kAnd:
-    case Op::kOr:
-    case Op::kImplies:
-    case Op::kXor:
-    case Op::kEq:
-    case Op::kNotEq: {
-      auto value = evalBool(node, focus);
-      if (!value) return {};
-      return {Item::boolean(*value)};
-    }
-    default: break;
-  }
-  Collection left_storage;
-  const Collection& left = evalShared(*node.children[0], focus, left_storage);
-  // Short-circuit forms of the boolean operators.
-  switch (node.op) {
-    case Op::kAnd: {
-      auto a = toBoolean(left);
-      if (a == false) return {Item::boolean(false)};
-      auto b = toBoolean(eval(*node.children[1], focus));
-      if (b == false) return {Item::boolean(false)};
-      if (a == true && b == true) return {Item::boolean(true)};
-      return {};
-    }
-    case Op::kOr: {
-      auto a = toBoolean(left);
-      if (a == true) return {Item::boolean(true)};
-      auto b = toBoolean(eval(*node.children[1], focus));
-      if (b == true) return {Item::boolean(true)};
-      if (a == false && b == false) return {Item::boolean(false)};
-      return {};
-    }
-    case Op::kImplies: {
-      auto a = toBoolean(left);
-      if (a == false) return {Item::boolean(true)};
-      auto b = toBoolean(eval(*node.children[1], focus));
-      if (b == true) return {Item::boolean(true)};
-      if (a == true && b == false) return {Item::boolean(false)};
-      return {};
-    }
-    case Op::kXor: {
-      auto a = toBoolean(left);
-      auto b = toBoolean(eval(*node.children[1], focus));
-      if (!a || !b) return {};
-      return {Item::boolean(*a != *b)};
-    }
-    default: break;
-  }
-  Collection right_storage;
-  const Collection& right = evalShared(*node.children[1], focus, right_storage);
-  switch (node.op) {
-    case Op::kUnion: {
-      Collection out;
-      auto add = [&](const Item& item) {
-        for (const Item& existing : out) {
-          if (itemsEqual(existing, item).value_or(false)) return;
-        }
-        out.push_back(item);
-      };
-      for (const Item& item : left) add(item);
-      for (const Item& item : right) add(item);
-      return out;
-    }
-    case Op::kEq:
-    case Op::kNotEq: {
-      auto equal = collectionsEqual(left, right);
-      if (!equal) return {};
-      return {Item::boolean(node.op == Op::kEq ? *equal : !*equal)};
-    }
-    case Op::kEquiv:
-    case Op::kNotEquiv: {
-      bool equivalent = collectionsEquivalent(left, right);
-      return {Item::boolean(node.op == Op::kEquiv ? equivalent : !equivalent)};
-    }
-    case Op::kLess:
-    case Op::kGreater:
-    case Op::kLessEq:
-    case Op::kGreaterEq: {
-      const Item* a = singleton(left, "comparison");
-      const Item* b = singleton(right, "comparison");
-      if (a == nullptr || b == nullptr) return {};
-      auto order = compare(*a, *b);
-      if (!order) return {};
-      bool result = node.op == Op::kLess      ? *order < 0
-                    : node.op == Op::kGreater ? *order > 0
-                    : node.op == Op::kLessEq  ? *order <= 0
-                                              : *order >= 0;
-      return {Item::boolean(result)};
-    }
-    case Op::kIn:
-    case Op::kContains: {
-      const Collection& element = node.op == Op::kIn ? left : right;
-      const Collection& container = node.op == Op::kIn ? right : left;
-      const Item* item = singleton(element, node.op == Op::kIn ? "'in'" : "'contains'");
-      if (item == nullptr) return {};
-      for (const Item& candidate : container) {
-        if (itemsEqual(*item, candidate).value_or(false)) return {Item::boolean(true)};
-      }
-      return {Item::boolean(false)};
-    }
-    case Op::kConcat: {
-      std::string out;
-      for (const Collection* side : {&left, &right}) {
-        const Item* item = singleton(*side, "'&'");
-        if (item == nullptr || (item->isNode() && item->value() == nullptr)) continue;
-        Val val = view(*item);
-        if (val.kind != Item::Kind::kString) throw EvalError{"'&' needs strings"};
-        out.append(val.text);
-      }
-      return {Item::string(std::move(out))};
-    }
-    default: {
-      const Item* a = singleton(left, "an arithmetic operator");
-      const Item* b = singleton(right, "an arithmetic operator");
-      if (a == nullptr || b == nullptr) return {};
-      return arithmetic(node.op, *a, *b);
-    }
-  }
-}
-
-namespace {
-
-int divisionScale(double value) {
-  for (int scale = 0; scale < 8; ++scale) {
-    if (std::fabs(roundTo(value, scale) - value) <= 1e-12 * std::max(1.0, std::fabs(value))) {
-      return scale;
-    }
-  }
-  return 8;
-}
-
-}  // namespace
-
-Collection Evaluator::arithmetic(Op op, const Item& a, const Item& b) const {
-  Val x = view(a);
-  Val y = view(b);
-  if (x.kind == Item::Kind::kString && y.kind == Item::Kind::kString && op == Op::kPlus) {
-    std::string out(x.text);
-    out.append(y.text);
-    return {Item::string(std::move(out))};
-  }
-  if (isNumeric(x.kind) && isNumeric(y.kind)) {
-    bool integers = x.kind == Item::Kind::kInteger && y.kind == Item::Kind::kInteger;
-    switch (op) {
-      case Op::kPlus:
-      case Op::kMinus:
-        if (integers) {
-          return {Item::integer(op == Op::kPlus ? x.integer + y.integer : x.integer - y.integer)};
-        } else {
-          int scale = std::max(x.scale, y.scale);
-          double value = op == Op::kPlus ? x.decimal + y.decimal : x.decimal - y.decimal;
-          return {Item::decimal(roundTo(value, scale), scale)};
-        }
-      case Op::kMul:
-        if (integers) return {Item::integer(x.integer * y.integer)};
-        return {Item::decimal(x.decimal * y.decimal, std::min(17, x.scale + y.scale))};
-      case Op::kDiv: {
-        if (y.decimal == 0) return {};
-        double value = x.decimal / y.decimal;
-        return {Item::decimal(value, divisionScale(value))};
-      }
-      case Op::kIntDiv:
-        if (y.decimal == 0) return {};
-        if (integers) return {Item::integer(x.integer / y.integer)};
-        return {Item::integer(static_cast<int64_t>(std::trunc(x.decimal / y.decimal)))};
-      case Op::kMod:
-        if (y.decimal == 0) return {};
-        if (integers) return {Item::integer(x.integer % y.integer)};
-        {
-          int scale = std::max(x.scale, y.scale);
-          return {Item::decimal(roundTo(std::fmod(x.decimal, y.decimal), scale), scale)};
-        }
-      default: break;
-    }
-  }
-  if (x.kind == Item::Kind::kQuantity && y.kind == Item::Kind::kQuantity &&
-      (op == Op::kPlus || op == Op::kMinus)) {
-    if (x.text == y.text) {
-      double value = op == Op::kPlus ? x.decimal + y.decimal : x.decimal - y.decimal;
-      int scale = std::max(x.scale, y.scale);
-      return {Item::quantity(Quantity{roundTo(value, scale), scale, std::string(x.text)})};
-    }
-    auto cx = canonicalQuantity(x.decimal, x.text);
-    auto cy = canonicalQuantity(y.decimal, y.text);
-    if (!cx || !cy || cx->dimension != cy->dimension) return {};
-    double other = fromCanonical(cy->value, x.text).value_or(0);
-    double value = op == Op::kPlus ? x.decimal + other : x.decimal - other;
-    return {Item::quantity(Quantity{value, divisionScale(value), std::string(x.text)})};
-  }
-  if (x.kind == Item::Kind::kQuantity && y.kind == Item::Kind::kQuantity &&
-      (op == Op::kMul || op == Op::kDiv)) {
-    auto cx = canonicalQuantity(x.decimal, x.text);
-    auto cy = canonicalQuantity(y.decimal, y.text);
-    if (!cx || !cy) return {};
-    if (op == Op::kDiv && cy->value == 0) return {};
-    double value = op == Op::kMul ? cx->value * cy->value : cx->value / cy->value;
-    std::string unit;
-    if (cx->dimension == cy->dimension) {
-      unit = op == Op::kMul ? std::string(cx->dimension) + "2" : "1";
-    } else {
-      unit = std::string(cx->dimension) + (op == Op::kMul ? "." : "/") + std::string(cy->dimension);
-    }
-    return {Item::quantity(Quantity{value, divisionScale(value), unit})};
-  }
-  if (isNumeric(x.kind) && y.kind == Item::Kind::kQuantity && op == Op::kMul) {
-    double value = x.decimal * y.decimal;
-    return {Item::quantity(Quantity{value, divisionScale(value), std::string(y.text)})};
-  }
-  if (x.kind == Item::Kind::kQuantity && isNumeric(y.kind) && (op == Op::kMul || op == Op::kDiv)) {
-    if (op == Op::kDiv && y.decimal == 0) return {};
-    double value = op == Op::kMul ? x.decimal * y.decimal : x.decimal / y.decimal;
-    return {Item::quantity(Quantity{value, divisionScale(value), std::string(x.text)})};
-  }
-  if (isDateKind(x.kind) && y.kind == Item::Kind::kQuantity && (op == Op::kPlus || op == Op::kMinus)) {
-    auto parts = parseDateTime(x.text, x.kind);
-    if (!parts) throw EvalError{"invalid date/time value"};
-    std::string_view unit = y.text;
-    std::string_view code = calendarToUcum(unit);
-    // UCUM 'a' and 'mo' are not calendar units: adding them to a date is an error.
-    if (!isCalendarKeyword(unit) && (code == "a" || code == "mo")) {
-      throw EvalError{"cannot add '" + std::string(unit) + "' to a date; use a calendar duration"};
-    }
-    double amount = op == Op::kPlus ? y.decimal : -y.decimal;
-    if (x.kind == Item::Kind::kTime && (code == "a" || code == "mo" || code == "wk" || code == "d")) {
-      throw EvalError{"cannot add a date duration to a time"};
-    }
-    if (!addToDateTime(*parts, amount, unit)) {
-      throw EvalError{"cannot add '" + std::string(unit) + "' to a date/time"};
-    }
-    std::string text = formatDateTime(*parts, x.kind);
-    if (x.kind == Item::Kind::kDate) return {Item::date(std::move(text))};
-    if (x.kind == Item::Kind::kTime) return {Item::time(std::move(text))};
-    return {Item::dateTime(std::move(text))};
-  }
-  throw EvalError{"operator not defined for " + std::string(a.typeName()) + " and " +
-                  std::string(b.typeName())};
 }
 
 // ---- public entry points --------------------------------------------------------------------

@@ -17,13 +17,25 @@ struct EvalError {
   std::string message;
 };
 
+inline bool isNumeric(Item::Kind kind) {
+  return kind == Item::Kind::kInteger || kind == Item::Kind::kDecimal;
+}
+inline bool isDateKind(Item::Kind kind) {
+  return kind == Item::Kind::kDate || kind == Item::Kind::kDateTime || kind == Item::Kind::kTime;
+}
+
+// FHIRPath R4 Integer is 32-bit: results outside it are an evaluation error ("Integer overflow
+// in <what>"), never a wrapped value.
+int64_t checkedInteger(__int128 value, const char* what);
+// A Decimal result, or an evaluation error ("Decimal overflow in <what>") when it did not fit.
+Decimal checkedDecimal(const std::optional<Decimal>& value, const char* what);
+
 // A lightweight view of a primitive value: string data points into the JSON or the Item.
 struct Val {
   Item::Kind kind = Item::Kind::kNode;  // kNode: not a primitive value (complex or value-less)
   bool boolean = false;
   int64_t integer = 0;
-  double decimal = 0;
-  int scale = 0;
+  Decimal decimal;        // Decimal and Quantity values; Integer values too (scale 0)
   std::string_view text;  // string, date/time text, quantity unit
 };
 
@@ -81,6 +93,19 @@ class Evaluator {
   void checkTypeName(std::string_view ns, std::string_view name) const;
 
   Collection callFunction(const Node& node, const Collection& focus);
+  // The function library by section of the specification, one file each
+  // (functions_<section>.cc); callFunction() dispatches through a table (functions.cc).
+  Collection existenceFunction(const Node& node, const Collection& focus);
+  Collection filteringFunction(const Node& node, const Collection& focus);
+  Collection subsettingFunction(const Node& node, const Collection& focus);
+  Collection combiningFunction(const Node& node, const Collection& focus);
+  Collection conversionFunction(const Node& node, const Collection& focus);
+  Collection stringFunction(const Node& node, const Collection& focus);
+  Collection mathFunction(const Node& node, const Collection& focus);
+  Collection navigationFunction(const Node& node, const Collection& focus);
+  Collection utilityFunction(const Node& node, const Collection& focus);
+  Collection typeFunction(const Node& node, const Collection& focus);
+  Collection fhirFunction(const Node& node, const Collection& focus);
   // Semantic checks (EvaluationContext::check_ordered_functions / strict); throw EvalError.
   void checkOrdered(const Node& source, const char* what) const;
   void checkMemberOfCastType(const Node& member) const;

@@ -39,10 +39,18 @@
 //    the calendar keywords, length mm/cm/m/km/[in_i]/[ft_i], volume mL/L, temperature K/Cel/[degF]
 //    with their offsets); incomparable units give empty for comparison (per spec), false for
 //    equality.
-//  * Regular expressions (matches, matchesFull, replaceMatches) are std::regex ECMAScript over
-//    UTF-8 bytes, with '.' matching newlines; a literal pattern is compiled once by compile().
-//    Unicode property classes (\p{L}, \P{..}) are an evaluation error, since std::regex would
-//    read `\p` as the letter p and match the wrong text.
+//  * Regular expressions (matches, matchesFull, replaceMatches) run on RE2 (conformance/regex,
+//    dialect kFhirPath): linear time in the text, no recursion, '.' matching newlines, Unicode
+//    classes (\p{L}) over UTF-8. matches() is an unanchored search (N1 and the R4 suite),
+//    matchesFull() a whole-value match. A literal pattern is compiled once by compile().
+//    Patterns RE2 cannot run in linear time (backreferences, lookaround, atomic groups,
+//    possessive quantifiers) and invalid ones are an evaluation error naming the construct.
+//  * Arithmetic follows FHIRPath R4: Integer is 32-bit and a result outside it is an Error
+//    ("Integer overflow in '+': ..."; also div/mod, unary minus, abs(), power(), sum(), and
+//    integer literals); Decimal is exact (decimal.h: 0.1 + 0.2 = 0.3, precision as written,
+//    comparison by value, division to 8 places, overflow an Error); division by zero is empty;
+//    Date/DateTime arithmetic outside the years 0001-9999 is an Error. A JSON decimal keeps
+//    its text (toString() of 1.50 is "1.50").
 //  * Dates and times compare with precision rules: different precisions give empty.
 //  * Outside strict mode navigation is lenient, as in fhirpath.js and the reference validator:
 //    members the definition does not know, `resourceType`, and full choice names are readable by
@@ -60,6 +68,7 @@
 #include <vector>
 
 #include "conformance/common/result.h"
+#include "conformance/fhirpath/decimal.h"
 #include "conformance/json/json.h"
 
 namespace fhir::fhirpath {
@@ -109,8 +118,7 @@ using ModelPtr = std::shared_ptr<const Model>;
 // A FHIRPath date/time value. `text` is the ISO form without '@' / 'T' prefix decorations:
 // date "2014-01", dateTime "2014-01-01T10:00:00+01:00", time "10:00:00.123".
 struct Quantity {
-  double value = 0;
-  int scale = 0;      // decimal places of `value` as written (for output and precision)
+  Decimal value;      // exact, with the decimal places as written (for output and precision)
   std::string unit;   // UCUM code, or a calendar keyword ("week", "month"); "1" when unitless
 };
 
@@ -137,7 +145,7 @@ class Item {
   static Item boolean(bool value);
   static Item string(std::string value);
   static Item integer(int64_t value);
-  static Item decimal(double value, int scale);
+  static Item decimal(Decimal value);
   static Item date(std::string text);       // "2014-01-25"
   static Item dateTime(std::string text);   // "2014-01-25T10:00:00Z" (may be partial)
   static Item time(std::string text);       // "10:00:00"
@@ -160,12 +168,13 @@ class Item {
 
   bool booleanValue() const { return boolean_; }
   int64_t integerValue() const { return kind_ == Kind::kInteger ? number_.integer : 0; }
-  double decimalValue() const {
-    return kind_ == Kind::kDecimal || kind_ == Kind::kQuantity ? number_.decimal : 0;
+  Decimal decimalValue() const {
+    return kind_ == Kind::kDecimal || kind_ == Kind::kQuantity ? Decimal(number_.integer, scale_)
+                                                               : Decimal();
   }
   int decimalScale() const { return scale_; }
   const std::string& text() const;  // string, date/time text, quantity unit; "" otherwise
-  Quantity quantityValue() const { return Quantity{decimalValue(), scale_, text()}; }
+  Quantity quantityValue() const { return Quantity{decimalValue(), text()}; }
 
   // Primitive-valued item (JSON primitive node or a computed primitive): its value rendered as a
   // FHIRPath string (what toString() gives), nullopt for complex nodes.
@@ -180,9 +189,9 @@ class Item {
   const json::Value* extension_ = nullptr;
   const TypeNode* type_node_ = nullptr;
   std::string_view type_name_;  // static storage or the Model's interned names
+  // Integer value, or the units of a Decimal/Quantity value (Decimal(units, scale_)).
   union Number {
     int64_t integer;
-    double decimal;
   } number_{0};
   // Computed strings are immutable and shared between copies (items are copied often).
   std::shared_ptr<const std::string> text_;
@@ -221,11 +230,11 @@ inline Item Item::integer(int64_t value) {
   item.number_.integer = value;
   return item;
 }
-inline Item Item::decimal(double value, int scale) {
+inline Item Item::decimal(Decimal value) {
   Item item;
   item.kind_ = Kind::kDecimal;
-  item.number_.decimal = value;
-  item.scale_ = scale;
+  item.number_.integer = value.units();
+  item.scale_ = value.scale();
   return item;
 }
 
@@ -284,13 +293,32 @@ using ConformsToHook =
 // / %resource. Return the referenced resource (a node Item) or nullopt.
 using ResolveHook = std::function<std::optional<Item>(std::string_view reference)>;
 
+// The environment of one evaluation. Built-in constants (FHIRPath N1 and FHIR R4):
+//   %context       the focus given to evaluate()
+//   %resource      `resource` below: the resource that contains the focus. For a contained
+//                  resource that is the contained resource itself; for a resource in a Bundle
+//                  entry (at any depth of nesting), that entry's resource. When null, the focus
+//                  when it is a resource node, else %context.
+//   %rootResource  `root_resource` below: the container of %resource. For a contained resource
+//                  the resource that contains it (the outermost DomainResource); otherwise the
+//                  same as %resource. When null, %resource. A Bundle entry's resource is not
+//                  contained: its %rootResource is itself, not the Bundle (set root_resource to
+//                  the Bundle only when resolve() should search that Bundle's entries).
+//   %ucum          'http://unitsofmeasure.org'
+//   %sct           'http://snomed.info/sct'
+//   %loinc         'http://loinc.org'
+//   %vs-[name]     'http://hl7.org/fhir/ValueSet/[name]'
+//   %ext-[name]    'http://hl7.org/fhir/StructureDefinition/[name]'
+// resolve() looks in the `contained` of %resource and %rootResource, then in the entries of
+// %rootResource when it is a Bundle, then asks the `resolve` hook.
 struct EvaluationContext {
   ModelPtr model;  // null: no type information (JSON kinds only, no choice-type typing)
-  // %resource and %rootResource. When null, evaluate() with a document uses that document.
+  // %resource and %rootResource (see above). Not owned: they must outlive the evaluation.
   const json::Value* resource = nullptr;
   const json::Value* root_resource = nullptr;  // defaults to `resource`
   // User variables: %name. Names without the '%'. Shadow nothing built in.
   std::vector<std::pair<std::string, Collection>> variables;
+  // memberOf(): without the hook memberOf() answers empty (unknown), never false.
   TerminologyHook member_of;
   ConformsToHook conforms_to;
   ResolveHook resolve;

@@ -11,13 +11,13 @@
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <regex>
 #include <string>
 #include <string_view>
 #include <unordered_map>
 #include <vector>
 
 #include "conformance/fhirpath/fhirpath.h"
+#include "conformance/regex/regex.h"
 
 namespace fhir::fhirpath {
 
@@ -196,7 +196,7 @@ struct Node {
   Collection literal_collection;  // {literal} for kLiteral, so evaluation need not build one
   // matches()/matchesFull()/replaceMatches() with a literal pattern: compiled once by compile()
   // (null when the pattern is not literal or invalid; evaluation then compiles it and reports).
-  std::shared_ptr<const std::regex> regex;
+  regex::RegexPtr regex;
   std::vector<std::unique_ptr<Node>> children;
   size_t offset = 0;
 };
@@ -230,8 +230,8 @@ std::optional<int> compareDateTime(const DateTimeParts& a, const DateTimeParts& 
 // Adds `amount` of calendar unit (year, month, week, day, hour, minute, second, millisecond).
 bool addToDateTime(DateTimeParts& parts, double amount, std::string_view unit);
 
-// Decimal formatting with `scale` places (no exponent). Scale is clamped to [0, 17].
-std::string formatDecimal(double value, int scale);
+// Decimal formatting with the value's places (no exponent); "-0.0" prints as "0.0".
+std::string formatDecimal(const Decimal& value);
 // Decimal places written in a number's text ("1.50" -> 2, "1e3" -> 0).
 int scaleOf(std::string_view number_text);
 
@@ -281,11 +281,11 @@ struct FunctionInfo {
 // nullptr when `name` is not a function of the library.
 const FunctionInfo* findFunction(std::string_view name);
 
-// A FHIRPath regular expression as std::regex (ECMAScript, '.' matching newlines). Throws
-// EvalError for an invalid pattern and for Unicode property classes (\p{..}, \P{..}), which
-// std::regex over UTF-8 bytes cannot match (it would silently read `\p` as the letter p).
-std::regex makeRegex(std::string_view pattern);
+// A FHIRPath regular expression (regex::Dialect::kFhirPath: RE2, linear time, '.' matching
+// newlines), through the per-thread cache. Throws EvalError for an invalid or untranslatable
+// pattern (backreferences, lookaround: see conformance/regex/regex.h).
+regex::RegexPtr makeRegex(std::string_view pattern);
 // makeRegex() for compile(): null instead of an error.
-std::shared_ptr<const std::regex> tryMakeRegex(std::string_view pattern);
+regex::RegexPtr tryMakeRegex(std::string_view pattern);
 
 }  // namespace fhir::fhirpath

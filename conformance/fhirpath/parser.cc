@@ -11,6 +11,9 @@
 namespace fhir::fhirpath {
 namespace {
 
+// 2^31: the largest integer literal, allowed only as the operand of unary minus.
+constexpr long long kIntegerLiteralLimit = 2147483648LL;
+
 constexpr FunctionInfo kFunctions[] = {
     {"empty", Fn::kEmpty, 0, 0},
     {"exists", Fn::kExists, 0, 1},
@@ -494,7 +497,10 @@ class Parser {
       auto operand = parseUnary();
       if (sign.text == "+") return operand;
       // Fold negative numeric literals so that -1 and -0.5 keep their literal type.
+      // -(-2147483648) is not folded: its evaluation reports the overflow.
       if (operand->op == Op::kLiteral && operand->children.empty() &&
+          !(operand->literal.kind() == Item::Kind::kInteger &&
+            operand->literal.integerValue() < -kIntegerLiteralLimit + 1) &&
           (operand->literal.kind() == Item::Kind::kInteger ||
            operand->literal.kind() == Item::Kind::kDecimal ||
            operand->literal.kind() == Item::Kind::kQuantity) &&
@@ -503,10 +509,11 @@ class Parser {
         if (lit.kind() == Item::Kind::kInteger) {
           operand->literal = Item::integer(-lit.integerValue());
         } else if (lit.kind() == Item::Kind::kDecimal) {
-          operand->literal = Item::decimal(-lit.decimalValue(), lit.decimalScale());
+          // Literal units are below 2^63 in magnitude, so negation always succeeds.
+          operand->literal = Item::decimal(*lit.decimalValue().negated());
         } else {
           Quantity q = lit.quantityValue();
-          q.value = -q.value;
+          q.value = *q.value.negated();
           operand->literal = Item::quantity(q);
         }
         return operand;
@@ -616,18 +623,26 @@ class Parser {
         if (peek().kind == Tok::kString ||
             (peek().kind == Tok::kIdent && isCalendarWord(peek().text))) {
           Quantity q;
-          q.value = std::strtod(text.c_str(), nullptr);
-          q.scale = scaleOf(text);
+          auto value = Decimal::parse(text);
+          if (!value) throw SyntaxError{"number literal out of range", node->offset};
+          q.value = *value;
           q.unit = next().text;
           node->literal = Item::quantity(std::move(q));
           return node;
         }
         if (is_decimal) {
-          node->literal = Item::decimal(std::strtod(text.c_str(), nullptr), scaleOf(text));
+          auto value = Decimal::parse(text);
+          if (!value) throw SyntaxError{"decimal literal out of range", node->offset};
+          node->literal = Item::decimal(*value);
         } else {
+          // FHIRPath Integer is 32-bit; 2147483648 is allowed here for -2147483648 and refused
+          // by prepare() when it is not negated.
           errno = 0;
           long long value = std::strtoll(text.c_str(), nullptr, 10);
-          if (errno == ERANGE) throw SyntaxError{"integer literal out of range", node->offset};
+          if (errno == ERANGE || value > kIntegerLiteralLimit) {
+            throw SyntaxError{"integer literal out of range (FHIRPath Integer is 32-bit)",
+                              node->offset};
+          }
           node->literal = Item::integer(value);
         }
         return node;
@@ -690,6 +705,10 @@ class Parser {
 
 // Precomputes what evaluation would otherwise redo on every call.
 void prepare(Node& node) {
+  if (node.op == Op::kLiteral && node.literal.kind() == Item::Kind::kInteger &&
+      node.literal.integerValue() >= kIntegerLiteralLimit) {
+    throw SyntaxError{"integer literal out of range (FHIRPath Integer is 32-bit)", node.offset};
+  }
   if (node.op == Op::kLiteral) node.literal_collection = {node.literal};
   node.name_hash = TypeNode::hashName(node.name);
   if (node.op == Op::kFunction &&

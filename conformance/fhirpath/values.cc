@@ -130,8 +130,8 @@ Item Item::time(std::string text) {
 Item Item::quantity(Quantity quantity) {
   Item item;
   item.kind_ = Kind::kQuantity;
-  item.number_.decimal = quantity.value;
-  item.scale_ = quantity.scale;
+  item.number_.integer = quantity.value.units();
+  item.scale_ = quantity.value.scale();
   item.text_ = sharedText(std::move(quantity.unit));
   return item;
 }
@@ -183,9 +183,9 @@ std::optional<std::string> Item::primitiveText() const {
     case Kind::kDateTime:
     case Kind::kTime: return text();
     case Kind::kInteger: return std::to_string(number_.integer);
-    case Kind::kDecimal: return formatDecimal(number_.decimal, scale_);
+    case Kind::kDecimal: return formatDecimal(decimalValue());
     case Kind::kQuantity: {
-      std::string out = formatDecimal(number_.decimal, scale_);
+      std::string out = formatDecimal(decimalValue());
       if (isCalendarKeyword(text())) return out + " " + text();
       return out + " '" + text() + "'";
     }
@@ -195,12 +195,8 @@ std::optional<std::string> Item::primitiveText() const {
 
 // ---- numbers --------------------------------------------------------------------------------
 
-std::string formatDecimal(double value, int scale) {
-  if (scale < 0) scale = 0;
-  if (scale > 17) scale = 17;
-  char buffer[64];
-  std::snprintf(buffer, sizeof buffer, "%.*f", scale, value);
-  std::string out = buffer;
+std::string formatDecimal(const Decimal& value) {
+  std::string out = value.toString();
   // "-0" and "-0.00" print as zero.
   bool all_zero = true;
   for (char c : out) {
@@ -329,7 +325,8 @@ std::optional<DateTimeParts> parseDateTime(std::string_view text, Item::Kind kin
     if (!parseTimeFields(text, pos, parts)) return std::nullopt;
     return pos == text.size() ? std::optional(parts) : std::nullopt;
   }
-  if (!readDigits(text, pos, 4, parts.year)) return std::nullopt;
+  // FHIRPath Date and DateTime start at year 0001.
+  if (!readDigits(text, pos, 4, parts.year) || parts.year < 1) return std::nullopt;
   parts.precision = 1;
   if (pos < text.size() && text[pos] == '-') {
     ++pos;
@@ -454,7 +451,18 @@ std::optional<int> compareDateTime(const DateTimeParts& a, const DateTimeParts& 
 
 bool addToDateTime(DateTimeParts& p, double amount, std::string_view unit) {
   std::string_view u = calendarToUcum(unit);
+  // 10,000 years are 3.2e14 ms: a larger amount leaves the years 0001-9999 whatever its unit.
+  // Mark the result out of range (the caller reports it) before anything can overflow.
+  if (!(std::fabs(amount) < 1e15)) {
+    p.year = amount < 0 ? 0 : 10000;
+    return u == "a" || u == "mo" || u == "wk" || u == "d" || u == "h" || u == "min" || u == "s" ||
+           u == "ms";
+  }
   auto whole = static_cast<int64_t>(std::trunc(amount));
+  if ((u == "a" || u == "mo") && (whole > 1'000'000 || whole < -1'000'000)) {
+    p.year = whole < 0 ? 0 : 10000;
+    return true;
+  }
   if (u == "a" || u == "mo") {
     int64_t months = u == "a" ? whole * 12 : whole;
     int64_t total = p.year * 12LL + (p.month - 1) + months;
@@ -463,23 +471,30 @@ bool addToDateTime(DateTimeParts& p, double amount, std::string_view unit) {
     if (p.day > daysInMonth(p.year, p.month)) p.day = daysInMonth(p.year, p.month);
     return true;
   }
-  int64_t ms;
+  int64_t factor;
   if (u == "wk") {
-    ms = whole * 7 * 86400000LL;
+    factor = 7 * 86400000LL;
   } else if (u == "d") {
-    ms = whole * 86400000LL;
+    factor = 86400000LL;
   } else if (u == "h") {
-    ms = whole * 3600000LL;
+    factor = 3600000LL;
   } else if (u == "min") {
-    ms = whole * 60000LL;
+    factor = 60000LL;
   } else if (u == "s") {
     // The spec ignores the decimal part of time-valued quantities above milliseconds.
-    ms = whole * 1000;
+    factor = 1000;
   } else if (u == "ms") {
-    ms = whole;
+    factor = 1;
   } else {
     return false;
   }
+  constexpr int64_t kTenThousandYears = 316'000'000'000'000LL;  // ms, rounded down
+  __int128 wide_ms = static_cast<__int128>(whole) * factor;
+  if (wide_ms > kTenThousandYears || wide_ms < -kTenThousandYears) {
+    p.year = wide_ms < 0 ? 0 : 10000;
+    return true;
+  }
+  int64_t ms = static_cast<int64_t>(wide_ms);
   // Adding below the value's precision is done in whole units of that precision.
   if (p.has_date && p.precision <= 3) {
     int64_t days = ms / 86400000LL;
@@ -666,7 +681,7 @@ std::string toJson(const Collection& collection) {
         break;
       case Item::Kind::kBoolean: out += item.booleanValue() ? "true" : "false"; break;
       case Item::Kind::kInteger: out += std::to_string(item.integerValue()); break;
-      case Item::Kind::kDecimal: out += formatDecimal(item.decimalValue(), item.decimalScale()); break;
+      case Item::Kind::kDecimal: out += formatDecimal(item.decimalValue()); break;
       case Item::Kind::kString:
         if (item.typeName() == "TypeInfo") {
           // type() results: {"namespace": "FHIR", "name": "Patient"}.

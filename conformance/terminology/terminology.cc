@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "conformance/terminology/terminology.h"
 
+#include "conformance/regex/regex.h"
+
 #include <algorithm>
-#include <regex>
 
 namespace fhir::terminology {
 
@@ -234,14 +235,14 @@ void Terminology::build(ExpansionSlot& slot) const {
             }
           }
         } else if (op == "regex" && (property == "concept" || property == "code")) {
-          try {
-            std::regex pattern(value);
-            for (const auto& [code, display] : index->display) {
-              if (std::regex_match(code, pattern)) matched.insert(code);
-            }
-          } catch (const std::regex_error&) {
+          // Whole-code match on RE2 (linear time): value sets come from packages and senders.
+          auto pattern = regex::Regex::cached(value, regex::Dialect::kFhir);
+          if (!pattern.ok()) {
             open_systems.insert(system);
             return;
+          }
+          for (const auto& [code, display] : index->display) {
+            if ((*pattern)->matchesWhole(code)) matched.insert(code);
           }
         } else {
           // A filter we do not evaluate: codes of this system cannot be judged.

@@ -1,11 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "conformance/validator/questionnaire_response.h"
 
+#include "conformance/regex/regex.h"
 #include "conformance/validator/primitives.h"
 
 #include <cctype>
 #include <cmath>
-#include <regex>
 #include <vector>
 
 namespace fhir::validator {
@@ -419,13 +419,16 @@ void Checker::answer(const json::Value& q_item, const json::Value& answer, const
       }
     }
     if (const json::Value* pattern = extensionValue(q_item, "regex", ext_type); pattern && json::isString(*pattern)) {
-      try {
-        if (!std::regex_match(text, std::regex(std::string(json::stringView(*pattern))))) {
-          error(value_path, "invariant", "The answer '" + text + "' does not match the regular expression " +
-                                             std::string(json::stringView(*pattern)));
-        }
-      } catch (const std::regex_error&) {
-        // An invalid pattern in the Questionnaire is the Questionnaire's problem.
+      // Whole-value match, RE2 (linear time): the pattern and the answer both come from senders.
+      std::string_view source = json::stringView(*pattern);
+      auto compiled = regex::Regex::cached(source, regex::Dialect::kFhir);
+      if (!compiled.ok()) {
+        issues_.atExpression(Severity::kWarning, "processing", value_path,
+                             "The answer was not checked against the Questionnaire's regex: " +
+                                 compiled.message());
+      } else if (!(*compiled)->matchesWhole(text)) {
+        error(value_path, "invariant", "The answer '" + text + "' does not match the regular expression " +
+                                           std::string(source));
       }
     }
   }

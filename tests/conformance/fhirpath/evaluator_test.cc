@@ -332,11 +332,48 @@ TEST_F(FhirpathEvaluator, RegexesWithLiteralAndComputedPatterns) {
   EXPECT_EQ(eval("name.family.first().replaceMatches('[aeiou]' & '', '_')"), R"(["Ch_lm_rs"])");
   // An invalid literal pattern is reported when evaluated, like a computed one.
   EXPECT_EQ(eval("'a'.matches('(')").rfind("error: invalid regular expression", 0), 0u);
-  // std::regex would read \p as the letter p: Unicode property classes are an error instead.
-  EXPECT_EQ(eval("'Ab'.matches('\\\\p{L}+')").rfind("error: unsupported regular expression", 0),
-            0u);
-  EXPECT_EQ(eval("'1'.matches('\\\\P{L}')").rfind("error: unsupported regular expression", 0), 0u);
+  // Unicode property classes run over UTF-8 (RE2), as PCRE does.
+  EXPECT_EQ(eval("'Ab'.matches('^\\\\p{L}+$')"), "[true]");
+  EXPECT_EQ(eval("'Zoë'.matchesFull('\\\\p{Lu}\\\\p{Ll}+')"), "[true]");
+  EXPECT_EQ(eval("'1'.matches('\\\\P{L}')"), "[true]");
   EXPECT_EQ(eval("'p'.matches('\\\\\\\\p')"), "[false]");  // an escaped backslash, then p
+  // Single-line mode: '.' matches a newline.
+  EXPECT_EQ(eval("'A\\nB'.matchesFull('A.B')"), "[true]");
+  // Groups in the replacement, ECMAScript style like fhirpath.js.
+  EXPECT_EQ(eval("'11/30/1972'.replaceMatches('(\\\\d+)/(\\\\d+)/(\\\\d+)', '$3-$1-$2')"),
+            R"(["1972-11-30"])");
+  EXPECT_EQ(eval("'11/30'.replaceMatches('(?<m>\\\\d+)/(?<d>\\\\d+)', '${d}.${m} $$')"),
+            R"(["30.11 $"])");
+}
+
+TEST_F(FhirpathEvaluator, RegexesThatCannotRunInLinearTimeAreErrors) {
+  EXPECT_EQ(eval("'aa'.matches('(a)\\\\1')").rfind("error: unsupported regular expression", 0),
+            0u);
+  EXPECT_NE(eval("'aa'.matches('(a)\\\\1')").find("backreference"), std::string::npos);
+  EXPECT_NE(eval("'ab'.matches('a(?=b)')").find("lookahead"), std::string::npos);
+  EXPECT_NE(eval("'ab'.matches('(?<!b)a')").find("lookbehind"), std::string::npos);
+  // Computed patterns are checked the same way.
+  EXPECT_NE(eval("'ab'.matches('a(?' + '=b)')").find("lookahead"), std::string::npos);
+}
+
+TEST_F(FhirpathEvaluator, CatastrophicBacktrackingPatternsAnswerAtOnce) {
+  // (a+)+$ over many a's and a final b takes exponential time in a backtracking engine; RE2
+  // answers in linear time. The test asserts the answers (ctest's timeout bounds the time).
+  std::string as(5000, 'a');
+  EXPECT_EQ(eval("'" + as + "b'.matches('(a+)+$')"), "[false]");
+  EXPECT_EQ(eval("'" + as + "'.matches('^(a+)+$')"), "[true]");
+  EXPECT_EQ(eval("'" + as + "b'.matches('^(a|a)*$')"), "[false]");
+  EXPECT_EQ(eval("'" + as + "b'.matches('(x+x+)+y')"), "[false]");
+}
+
+TEST_F(FhirpathEvaluator, RegexesOverVeryLongStringsDoNotRecurse) {
+  // std::regex recursed once per character of an alternation or a group and crashed (SIGSEGV)
+  // on strings of some hundred thousand characters.
+  std::string long_text(1'000'000, 'x');
+  EXPECT_EQ(eval("'" + long_text + "'.matches('^(x|y)*$')"), "[true]");
+  EXPECT_EQ(eval("'" + long_text + "'.matchesFull('(?:[a-z]\\\\.?)+')"), "[true]");
+  std::string replaced = eval("'" + long_text + "'.replaceMatches('(x|y)', 'ab').length()");
+  EXPECT_EQ(replaced, "[2000000]");
 }
 
 TEST_F(FhirpathEvaluator, ResultsOutliveTheThreadThatMadeThem) {
