@@ -14,12 +14,18 @@
 #include <thread>
 
 #include "conformance/json/json.h"
+#include "gateway/store/sqlite_connection.h"
+#include "gateway/store/sqlite_quarantine.h"
+#include "gateway/store/sqlite_staging.h"
 #include "gateway/store/store.h"
 #include "gateway/store/time_util.h"
 #include "mappers/common/ids.h"
 
 namespace fhir::gateway {
 namespace {
+
+using sqlite::Connection;
+using sqlite::Query;
 
 constexpr const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS events (
@@ -86,91 +92,6 @@ CREATE TABLE IF NOT EXISTS unroutable (
   event_seq INTEGER NOT NULL, created_at TEXT NOT NULL, resolved_at TEXT NOT NULL DEFAULT '');
 )sql";
 
-// One SQLite connection with a cache of prepared statements. Used by one thread at a time.
-class Connection {
- public:
-  ~Connection() {
-    for (auto& [sql, statement] : statements_) sqlite3_finalize(statement);
-    if (db_ != nullptr) sqlite3_close_v2(db_);
-  }
-
-  Status open(const std::string& path) {
-    int rc = sqlite3_open_v2(path.c_str(), &db_,
-                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
-    if (rc != SQLITE_OK) return Error{"cannot open " + path + ": " + sqlite3_errstr(rc)};
-    sqlite3_busy_timeout(db_, 10000);
-    return exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF;");
-  }
-
-  Status exec(const char* sql) {
-    char* message = nullptr;
-    if (sqlite3_exec(db_, sql, nullptr, nullptr, &message) != SQLITE_OK) {
-      std::string text = message != nullptr ? message : "unknown error";
-      sqlite3_free(message);
-      return Error{std::string("sqlite: ") + text};
-    }
-    return Status::Ok();
-  }
-
-  sqlite3_stmt* prepare(const char* sql) {
-    auto found = statements_.find(sql);
-    if (found != statements_.end()) {
-      sqlite3_reset(found->second);
-      sqlite3_clear_bindings(found->second);
-      return found->second;
-    }
-    sqlite3_stmt* statement = nullptr;
-    if (sqlite3_prepare_v3(db_, sql, -1, SQLITE_PREPARE_PERSISTENT, &statement, nullptr) != SQLITE_OK) {
-      return nullptr;
-    }
-    statements_.emplace(sql, statement);
-    return statement;
-  }
-
-  std::string lastError() const { return std::string("sqlite: ") + sqlite3_errmsg(db_); }
-  sqlite3* handle() const { return db_; }
-
- private:
-  sqlite3* db_ = nullptr;
-  std::map<const char*, sqlite3_stmt*> statements_;
-};
-
-// Binds and steps a cached statement.
-class Query {
- public:
-  Query(Connection& connection, const char* sql) : connection_(connection), statement_(connection.prepare(sql)) {}
-  ~Query() {
-    if (statement_ != nullptr) sqlite3_reset(statement_);
-  }
-  bool ok() const { return statement_ != nullptr; }
-
-  Query& bind(int index, std::string_view text) {
-    sqlite3_bind_text(statement_, index, text.data(), static_cast<int>(text.size()), SQLITE_TRANSIENT);
-    return *this;
-  }
-  Query& bindBlob(int index, std::string_view bytes) {
-    sqlite3_bind_blob(statement_, index, bytes.data(), static_cast<int>(bytes.size()), SQLITE_TRANSIENT);
-    return *this;
-  }
-  Query& bind(int index, int64_t value) {
-    sqlite3_bind_int64(statement_, index, value);
-    return *this;
-  }
-  // SQLITE_ROW, SQLITE_DONE or an error code.
-  int step() { return sqlite3_step(statement_); }
-  int64_t integer(int column) const { return sqlite3_column_int64(statement_, column); }
-  std::string text(int column) const {
-    const auto* data = static_cast<const char*>(sqlite3_column_blob(statement_, column));
-    int size = sqlite3_column_bytes(statement_, column);
-    return data == nullptr ? std::string() : std::string(data, static_cast<size_t>(size));
-  }
-  std::string error() const { return connection_.lastError(); }
-
- private:
-  Connection& connection_;
-  sqlite3_stmt* statement_;
-};
-
 // A zero-length blob (a null pointer would bind SQL NULL).
 constexpr std::string_view kEmptyBlob{""};
 
@@ -223,6 +144,10 @@ class SqliteStore final : public Store {
     status = writer_connection_->exec(kSchema);
     if (!status.ok()) return status;
     status = migrate(*writer_connection_);
+    if (!status.ok()) return status;
+    status = sqlite::prepareStaging(*writer_connection_);
+    if (!status.ok()) return status;
+    status = sqlite::prepareQuarantine(*writer_connection_);
     if (!status.ok()) return status;
     // WAL checkpoints run on their own connection and thread, so the writer's commits do not wait
     // for the database file's fsync (automatic checkpoints would run inside a commit).
@@ -282,14 +207,9 @@ class SqliteStore final : public Store {
   Result<std::string> quarantine(QuarantineWrite write) override {
     std::string id = quarantineId();
     Status status = runInWriter([&](Connection& db) -> Status {
-      Query query(db,
-                  "INSERT INTO quarantine (id, channel, received_at, content_type, payload, truncated, outcome, record, "
-                  "replay_prefix, replay_suffix) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
-      query.bind(1, id).bind(2, write.channel).bind(3, nowIso()).bind(4, write.content_type);
-      query.bindBlob(5, write.payload).bind(6, int64_t{write.truncated ? 1 : 0}).bind(7, write.outcome_json);
-      query.bind(8, int64_t{write.record ? 1 : 0}).bindBlob(9, write.replay_prefix);
-      query.bindBlob(10, write.replay_suffix);
-      if (query.step() != SQLITE_DONE) return Error{query.error()};
+      auto kept = sqlite::insertQuarantine(db, id, write, nowIso());  // sqlite_quarantine.cc
+      if (!kept.ok()) return kept.error();
+      id = *kept;
       return Status::Ok();
     });
     if (!status.ok()) return Error{status.message()};
@@ -307,7 +227,17 @@ class SqliteStore final : public Store {
                                             [&](Query& query) { query.bind(1, id); }, &quarantineItem);
     if (!rows.ok()) return rows.error();
     if (rows->empty()) return std::optional<QuarantineEntry>();
+    Lease reader(*this);
+    if (!reader.ok()) return Error{reader.error()};
+    Status counted = sqlite::readQuarantineCounts(*reader, rows->front());
+    if (!counted.ok()) return Error{counted.message()};
     return std::optional<QuarantineEntry>(std::move(rows->front()));
+  }
+
+  Result<QuarantinePage> listQuarantinePage(const QuarantineQuery& query) override {
+    Lease reader(*this);
+    if (!reader.ok()) return Error{reader.error()};
+    return sqlite::selectQuarantinePage(*reader, query);
   }
 
   Result<std::vector<QuarantineEntry>> listQuarantineToReplay(size_t limit) override {
@@ -521,6 +451,35 @@ class SqliteStore final : public Store {
         "SELECT claim_id, patient_id, date_of_service, code, reason, outcome FROM unroutable "
         "WHERE resolved_at = '' ORDER BY id LIMIT ?",
         [&](Query& query) { query.bind(1, static_cast<int64_t>(limit)); }, &unroutableItem);
+  }
+
+  // Staged payer files: the SQL is in sqlite_staging.cc.
+  Result<int64_t> beginStagedFile(std::string_view channel) override {
+    int64_t file = 0;
+    Status status = runInWriter([&](Connection& db) -> Status {
+      auto inserted = sqlite::insertStagedFile(db, channel, nowIso());
+      if (!inserted.ok()) return inserted.error();
+      file = *inserted;
+      return Status::Ok();
+    });
+    if (!status.ok()) return Error{status.message()};
+    return file;
+  }
+  Status stageRecords(int64_t file, std::vector<StagedRecord> records) override {
+    return runInWriter([&](Connection& db) { return sqlite::insertStagedRecords(db, file, records); });
+  }
+  Result<std::vector<StagedRecord>> stagedRecords(int64_t file, int64_t after_seq, size_t limit) override {
+    Lease reader(*this);
+    if (!reader.ok()) return Error{reader.error()};
+    return sqlite::selectStagedRecords(*reader, file, after_seq, limit);
+  }
+  Status dropStagedFile(int64_t file) override {
+    return runInWriter([&](Connection& db) { return sqlite::deleteStagedFile(db, file); });
+  }
+  Result<std::pair<int64_t, int64_t>> stagedCounts() override {
+    Lease reader(*this);
+    if (!reader.ok()) return Error{reader.error()};
+    return sqlite::countStaged(*reader);
   }
 
   Status putSubscription(const SubscriptionRow& row) override {

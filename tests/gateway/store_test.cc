@@ -123,6 +123,41 @@ TEST(SqliteStoreTest, QuarantineKeepsPayloadAndOutcome) {
   EXPECT_EQ(list[0].channel, "econsult");
 }
 
+// Staged payer files (issue 14): records wait in staging, in order, until the file is dropped;
+// nothing staged is a resource; a restart drops what a previous process left staged.
+TEST(SqliteStoreTest, StagedFilesKeepTheirRecordsInOrderUntilDroppedAndRestartsDropThem) {
+  testing::TempDir dir;
+  {
+    auto store = openSqliteStore(dir.path().string());
+    ASSERT_TRUE(store.ok()) << store.message();
+    auto file = (*store)->beginStagedFile("claims:p");
+    auto other = (*store)->beginStagedFile("claims:p");
+    ASSERT_TRUE(file.ok() && other.ok());
+    EXPECT_NE(*file, *other);
+    std::vector<StagedRecord> first;
+    for (int64_t seq = 1; seq <= 5; ++seq) first.push_back({seq, "C" + std::to_string(seq), "{\"n\":" + std::to_string(seq) + "}"});
+    ASSERT_TRUE((*store)->stageRecords(*file, first).ok());
+    ASSERT_TRUE((*store)->stageRecords(*file, {{6, "C6", "{}"}}).ok());
+    ASSERT_TRUE((*store)->stageRecords(*other, {{1, "X1", "{}"}}).ok());
+    auto page = (*store)->stagedRecords(*file, 2, 3);
+    ASSERT_TRUE(page.ok());
+    ASSERT_EQ(page->size(), 3u);
+    EXPECT_EQ((*page)[0].seq, 3);
+    EXPECT_EQ((*page)[0].record_id, "C3");
+    EXPECT_EQ((*page)[0].bundle_json, "{\"n\":3}");
+    EXPECT_EQ((*page)[2].seq, 5);
+    EXPECT_EQ((*(*store)->stagedRecords(*file, 5, 10)).size(), 1u);
+    EXPECT_EQ(*(*store)->stagedCounts(), (std::pair<int64_t, int64_t>{2, 7}));
+    ASSERT_TRUE((*store)->dropStagedFile(*file).ok());
+    EXPECT_TRUE((*(*store)->stagedRecords(*file, 0, 10)).empty());
+    EXPECT_EQ(*(*store)->stagedCounts(), (std::pair<int64_t, int64_t>{1, 1}));
+    EXPECT_FALSE((*(*store)->readResource("Claim", "C1")).has_value());
+  }
+  auto reopened = openSqliteStore(dir.path().string());
+  ASSERT_TRUE(reopened.ok());
+  EXPECT_EQ(*(*reopened)->stagedCounts(), (std::pair<int64_t, int64_t>{0, 0}));
+}
+
 // The first column of the first row `sql` selects in the database, as text ("" when none).
 std::string selectText(const std::filesystem::path& db_path, const char* sql) {
   sqlite3* db = nullptr;
