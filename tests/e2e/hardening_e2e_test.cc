@@ -275,5 +275,82 @@ TEST_F(Hardening, PayloadStartingWithNulKeepsTheQuarantineListJson) {
   expectHealthy();
 }
 
+// The REF of tests/data/mappers/econsult-v2/messages.hl7 (its first message).
+std::string refMessage() {
+  const std::string stream = readFile(testDataDir() / "mappers" / "econsult-v2" / "messages.hl7");
+  const size_t next = stream.find("\rMSH|", 1);
+  return stream.substr(0, next == std::string::npos ? std::string::npos : next + 1);
+}
+
+// An HL7 v2 message with a component separator inside MSH-10 got a JSON 503 and was not kept, so
+// its sender retried forever. Now: an ER7 ACK (AE), the message quarantined; sent again, it is
+// counted on the same entry.
+TEST_F(Hardening, V2MessageThatCannotBeIdentifiedIsAnAckAndQuarantinedOnce) {
+  const std::string composite = replaceOnce(refMessage(), "|evt-7f3a-0001|", "|evt-7f3a^0001|");
+  std::string id;
+  for (int round = 0; round < 2; ++round) {
+    RawResponse answer = rawRequest(gateway_->port(), post("/ingest/econsult", composite, "x-application/hl7-v2+er7"));
+    EXPECT_EQ(answer.headers["content-type"], "x-application/hl7-v2+er7") << answer.body;
+    EXPECT_NE(answer.body.find("\rMSA|AE|"), std::string::npos) << answer.body;
+    EXPECT_TRUE(answer.status == 422 || answer.status == 400) << answer.status;
+    expectHealthy();
+  }
+  EXPECT_EQ(resources(), 0);
+  json::Document list = parse(gateway_->get("/admin/quarantine?channel=econsult").body);
+  ASSERT_EQ(list["items"].Size(), 1u) << json::serialize(list);
+  EXPECT_EQ(json::numberAsInt64(list["items"][0]["count"]), 2);
+  EXPECT_EQ(quarantinedPayload(str(list["items"][0], "id")), composite);
+}
+
+// Invalid UTF-8 in a v2 message was stored and delivered (and broke the quarantine's JSON): now
+// 400 with an AR naming the byte offset, and the exact bytes are kept (base64 by id).
+TEST_F(Hardening, InvalidUtf8InAV2MessageIsAnArNamingTheByteOffset) {
+  std::string bad = refMessage();
+  const size_t offset = bad.find("Okafor") + 2;
+  bad[offset] = '\xff';
+  RawResponse answer = rawRequest(gateway_->port(), post("/ingest/econsult", bad, "x-application/hl7-v2+er7"));
+  EXPECT_EQ(answer.status, 400);
+  EXPECT_NE(answer.body.find("\rMSA|AR|"), std::string::npos) << answer.body;
+  EXPECT_NE(answer.body.find("byte offset " + std::to_string(offset)), std::string::npos) << answer.body;
+  EXPECT_EQ(resources(), 0);
+  HttpResult list = gateway_->get("/admin/quarantine");
+  json::Document doc = parse(list.body);
+  ASSERT_EQ(doc["items"].Size(), 1u);
+  EXPECT_EQ(quarantinedPayload(str(doc["items"][0], "id")), bad);
+  expectHealthy();
+}
+
+// GET /admin/quarantine returned every payload inline in one answer. Now it pages (_count and a
+// cursor), filters, and carries no payloads.
+TEST_F(Hardening, QuarantineListingPagesAndFilters) {
+  for (int index = 0; index < 7; ++index) {
+    EXPECT_EQ(gateway_->post("/ingest/econsult", "{broken " + std::to_string(index)).status, 400);
+  }
+  EXPECT_EQ(gateway_->post("/ingest/care-management", "{broken").status, 400);
+  std::vector<std::string> ids;
+  std::string cursor;
+  for (int page = 0; page < 10; ++page) {
+    HttpResult answer = gateway_->get("/admin/quarantine?_count=3&channel=econsult" + (cursor.empty() ? "" : "&cursor=" + cursor));
+    ASSERT_EQ(answer.status, 200) << answer.body;
+    json::Document doc = parse(answer.body);
+    EXPECT_LE(doc["items"].Size(), 3u);
+    for (const json::Value& item : doc["items"].GetArray()) {
+      ids.push_back(str(item, "id"));
+      EXPECT_EQ(str(item, "channel"), "econsult");
+      EXPECT_EQ(json::find(item, "payload"), nullptr);
+    }
+    cursor = str(doc, "nextCursor");
+    if (cursor.empty()) break;
+  }
+  ASSERT_EQ(ids.size(), 7u);
+  EXPECT_EQ(quarantinedPayload(ids.front()), "{broken 6");
+  EXPECT_EQ(quarantinedPayload(ids.back()), "{broken 0");
+  EXPECT_EQ(parse(gateway_->get("/admin/quarantine?status=accepted").body)["items"].Size(), 0u);
+  EXPECT_EQ(parse(gateway_->get("/admin/quarantine?since=2999-01-01T00:00:00Z").body)["items"].Size(), 0u);
+  EXPECT_EQ(gateway_->get("/admin/quarantine?_count=0").status, 400);
+  EXPECT_EQ(gateway_->get("/admin/quarantine?cursor=abc").status, 400);
+  EXPECT_EQ(gateway_->get("/admin/quarantine/q-none").status, 404);
+}
+
 }  // namespace
 }  // namespace fhir::testing

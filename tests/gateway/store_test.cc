@@ -123,6 +123,68 @@ TEST(SqliteStoreTest, QuarantineKeepsPayloadAndOutcome) {
   EXPECT_EQ(list[0].channel, "econsult");
 }
 
+// Issue 14: the same payload on the same channel is kept once with a count; the listing pages
+// newest first with a cursor, filters by channel, status and arrival, and carries no payloads.
+TEST(SqliteStoreTest, QuarantineKeepsARepeatedPayloadOnceAndPagesWithFilters) {
+  testing::TempDir dir;
+  auto store = openSqliteStore(dir.path().string());
+  ASSERT_TRUE(store.ok());
+  const std::string outcome = R"({"resourceType":"OperationOutcome"})";
+  auto first = (*store)->quarantine({"econsult", "application/json", "{bad", false, outcome});
+  auto again = (*store)->quarantine({"econsult", "application/json", "{bad", false, outcome});
+  auto elsewhere = (*store)->quarantine({"care-management", "application/json", "{bad", false, outcome});
+  ASSERT_TRUE(first.ok() && again.ok() && elsewhere.ok());
+  EXPECT_EQ(*again, *first);
+  EXPECT_NE(*elsewhere, *first);
+  auto entry = *(*store)->readQuarantine(*first);
+  ASSERT_TRUE(entry.has_value());
+  EXPECT_EQ(entry->count, 2);
+  EXPECT_EQ(entry->payload, "{bad");
+  EXPECT_EQ(entry->payload_bytes, 4);
+  EXPECT_EQ(entry->payload_sha256, "17eed55d881c0dd5fe0935a98d89dd9e52d62aed941f3fb7d17bd490e5aa3e8f");  // sha256sum
+  for (int index = 0; index < 5; ++index) {
+    ASSERT_TRUE((*store)->quarantine({"econsult", "application/json", "{bad " + std::to_string(index), false, outcome}).ok());
+  }
+  // A truncated payload keeps the digest it was given (of the whole payload).
+  auto truncated = (*store)->quarantine({"econsult", "text/csv", "abc", true, outcome, false, "", "", "feedbeef"});
+  ASSERT_TRUE(truncated.ok());
+  EXPECT_EQ((*(*store)->readQuarantine(*truncated))->payload_sha256, "feedbeef");
+
+  QuarantineQuery query;
+  query.count = 3;
+  query.channel = "econsult";
+  std::vector<std::string> seen;
+  for (int page_index = 0; page_index < 10; ++page_index) {
+    auto page = (*store)->listQuarantinePage(query);
+    ASSERT_TRUE(page.ok()) << page.message();
+    for (const QuarantineEntry& listed : page->entries) {
+      seen.push_back(listed.id);
+      EXPECT_EQ(listed.channel, "econsult");
+      EXPECT_TRUE(listed.payload.empty());
+      EXPECT_GT(listed.payload_bytes, 0);
+    }
+    if (page->next_cursor.empty()) break;
+    query.cursor = page->next_cursor;
+  }
+  ASSERT_EQ(seen.size(), 7u);  // {bad (twice, once kept), five others, the truncated one
+  EXPECT_EQ(seen.front(), *truncated);
+  EXPECT_EQ(seen.back(), *first);
+  QuarantineQuery accepted;
+  accepted.status = "accepted";
+  EXPECT_TRUE((*(*store)->listQuarantinePage(accepted)).entries.empty());
+  ASSERT_TRUE((*store)->recordReplay(*first, 202, "{}", true).ok());
+  EXPECT_EQ((*(*store)->listQuarantinePage(accepted)).entries.size(), 1u);
+  QuarantineQuery later;
+  later.since = "2999-01-01T00:00:00Z";
+  EXPECT_TRUE((*(*store)->listQuarantinePage(later)).entries.empty());
+  later.since = "2000-01-01T00:00:00Z";
+  EXPECT_EQ((*(*store)->listQuarantinePage(later)).entries.size(), 8u);
+  // Once its entry was accepted, the same payload is kept anew.
+  auto after_accept = (*store)->quarantine({"econsult", "application/json", "{bad", false, outcome});
+  ASSERT_TRUE(after_accept.ok());
+  EXPECT_NE(*after_accept, *first);
+}
+
 // Staged payer files (issue 14): records wait in staging, in order, until the file is dropped;
 // nothing staged is a resource; a restart drops what a previous process left staged.
 TEST(SqliteStoreTest, StagedFilesKeepTheirRecordsInOrderUntilDroppedAndRestartsDropThem) {
