@@ -568,6 +568,7 @@ Answer Pipeline::ingestPayerFile(std::string_view kind, const std::string& payer
   options.source_name = "POST /ingest/" + std::string(kind) + "/" + payer_id;
   options.base_url = base_url_;
   options.validator = validator_.get();
+  options.max_record_bytes = static_cast<size_t>(config_.limits.max_record_bytes);
   // Accepted records are staged in batches as the body streams in and published only once the
   // body has ended as declared (publishStaged); the answer's id lists are kept as JSON text
   // (about 40 bytes per record).
@@ -613,10 +614,10 @@ Answer Pipeline::ingestPayerFile(std::string_view kind, const std::string& payer
         // envelope and transaction header, from the reader); a fatal rejection keeps what the
         // reader had of the body (the body itself is a stream, never held). A rejected record
         // is quarantined even when the body later ends early: it was received whole.
-        QuarantineWrite write{channel, std::string(content_type), rejected.raw, false,
+        QuarantineWrite write{channel, std::string(content_type), rejected.raw, !rejected.raw_sha256.empty(),
                               toOperationOutcomeJson(rejected.issues), !rejected.fatal,
                               keeps_header ? recorder.firstLine() : std::move(rejected.replay_prefix),
-                              std::move(rejected.replay_suffix)};
+                              std::move(rejected.replay_suffix), std::move(rejected.raw_sha256)};
         auto id = keep(std::move(write));
         if (!id.ok()) {
           store_error = id.message();

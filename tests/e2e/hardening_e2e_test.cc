@@ -12,6 +12,7 @@
 #include <sstream>
 #include <thread>
 
+#include "mappers/common/ids.h"
 #include "tests/e2e/e2e_fixture.h"
 #include "tests/e2e/raw_client.h"
 
@@ -50,7 +51,7 @@ class Hardening : public GatewayFixture {
     config = replaceOnce(config, "\"maxBodyBytes\": 65536,",
                          "\"maxBodyBytes\": 65536, \"limits\": {\"headerTimeoutMs\": 800, \"bodyIdleTimeoutMs\": 1500, "
                          "\"maxHeaderBytes\": 4096, \"maxConnections\": 12, \"maxConnectionsPerAddress\": 4, "
-                         "\"maxJsonDepth\": 64},");
+                         "\"maxJsonDepth\": 64, \"maxRecordBytes\": 65536},");
     std::ofstream(config_path_, std::ios::trunc) << config;
     startGateway();
   }
@@ -272,6 +273,43 @@ TEST_F(Hardening, PayloadStartingWithNulKeepsTheQuarantineListJson) {
   HttpResult list = gateway_->get("/admin/quarantine");
   auto doc = json::parse(list.body);
   ASSERT_TRUE(doc.ok()) << doc.message();
+  expectHealthy();
+}
+
+// A payer file whose rows all share one claim id was held whole (55 MB of CSV, 4 GB of memory).
+// Now a claim larger than maxRecordBytes (64 KiB here) is quarantined as one record, its first
+// bytes kept with the SHA-256 of the whole, and the claims before and after it are accepted.
+TEST_F(Hardening, ClaimLargerThanMaxRecordBytesIsQuarantinedTruncatedWithItsDigest) {
+  std::string file = claimFile(6);
+  const size_t after_third = [&] {
+    size_t at = 0;
+    for (int line = 0; line < 4; ++line) at = file.find("\r\n", at) + 2;
+    return at;
+  }();
+  std::string big;
+  for (int line = 1; line <= 2000; ++line) {
+    big += "HC-BIG," + std::to_string(line) +
+           ",LMC39999999,Okafor,Adaeze,19610319,F,1467583922,1093817462,361234567,20261001,20261001,11,99214,,,E119,,,,1,"
+           "10.00,5.00,P\r\n";
+  }
+  file.insert(after_third, big);
+  RawResponse answer = rawRequest(gateway_->port(), post("/ingest/claims/lakeshore-medicaid", file, "text/csv"), 30000);
+  ASSERT_EQ(answer.status, 200) << answer.body;
+  json::Document summary = parse(answer.body);
+  EXPECT_EQ(json::numberAsInt64(summary["records"]), 7);
+  EXPECT_EQ(json::numberAsInt64(summary["accepted"]), 6);
+  ASSERT_EQ(summary["quarantineIds"].Size(), 1u);
+  const std::string id(json::stringView(summary["quarantineIds"][0]));
+  json::Document entry = parse(gateway_->get("/admin/quarantine/" + id).body);
+  EXPECT_TRUE(entry["truncated"].GetBool());
+  EXPECT_EQ(json::numberAsInt64(entry["payloadBytes"]), 65536);
+  const std::string digest = mappers::sha256Hex(big);
+  EXPECT_EQ(str(entry, "payloadSha256"), digest);
+  const std::string diagnostics = str(entry["outcome"]["issue"][0], "diagnostics");
+  EXPECT_NE(diagnostics.find("larger than maxRecordBytes (65536)"), std::string::npos) << diagnostics;
+  EXPECT_NE(diagnostics.find(digest), std::string::npos) << diagnostics;
+  EXPECT_EQ(quarantinedPayload(id), big.substr(0, 65536));
+  EXPECT_EQ(staged(), 0);
   expectHealthy();
 }
 
