@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <vector>
@@ -18,6 +19,10 @@
 
 namespace fhir::json {
 namespace {
+
+std::atomic<size_t> max_depth{kDefaultMaxDepth};
+
+size_t maxDepth() { return max_depth.load(std::memory_order_relaxed); }
 
 constexpr unsigned kParseFlags = rapidjson::kParseNumbersAsStringsFlag |
                                  rapidjson::kParseValidateEncodingFlag |
@@ -47,24 +52,43 @@ class TaggingHandler {
     }
     return doc_.String(str, length, true);
   }
-  bool StartObject() { return doc_.StartObject(); }
+  bool StartObject() { return enter() && doc_.StartObject(); }
   bool Key(const char* str, rapidjson::SizeType length, bool copy) { return String(str, length, copy); }
-  bool EndObject(rapidjson::SizeType count) { return doc_.EndObject(count); }
-  bool StartArray() { return doc_.StartArray(); }
-  bool EndArray(rapidjson::SizeType count) { return doc_.EndArray(count); }
+  bool EndObject(rapidjson::SizeType count) {
+    --depth_;
+    return doc_.EndObject(count);
+  }
+  bool StartArray() { return enter() && doc_.StartArray(); }
+  bool EndArray(rapidjson::SizeType count) {
+    --depth_;
+    return doc_.EndArray(count);
+  }
 
   bool nulInString() const { return nul_in_string_; }
+  bool tooDeep() const { return too_deep_; }
 
  private:
   Document& doc_;
+  // The parse is iterative (kParseIterativeFlag) and the Document's pool allocator frees
+  // without recursion, but every walk over a parsed tree (writers, validator, FHIRPath, mapper)
+  // recurses on its depth: the limit here bounds them all.
+  bool enter() {
+    if (++depth_ <= maxDepth()) return true;
+    too_deep_ = true;
+    return false;
+  }
+
   std::string scratch_;
   bool nul_in_string_ = false;
+  bool too_deep_ = false;
+  size_t depth_ = 0;
 };
 
 struct Generator {
   std::string_view text;
   rapidjson::ParseResult result;
   bool nul_in_string = false;
+  bool too_deep = false;
 
   bool operator()(Document& doc) {
     rapidjson::Reader reader;
@@ -72,6 +96,7 @@ struct Generator {
     TaggingHandler handler(doc);
     result = reader.Parse<kParseFlags>(stream, handler);
     nul_in_string = handler.nulInString();
+    too_deep = handler.tooDeep();
     return !result.IsError();
   }
 };
@@ -89,17 +114,10 @@ void lineAndColumn(std::string_view text, size_t offset, size_t& line, size_t& c
   column = offset - line_start + 1;
 }
 
-// Returns the first duplicated key found anywhere in the tree, or nullptr.
-const Value* findDuplicateKey(const Value& value) {
-  if (value.IsArray()) {
-    for (const Value& item : value.GetArray()) {
-      if (const Value* dup = findDuplicateKey(item)) return dup;
-    }
-    return nullptr;
-  }
-  if (!value.IsObject()) return nullptr;
-  const rapidjson::SizeType count = value.MemberCount();
-  auto begin = value.MemberBegin();
+// The first duplicated key among one object's own members, or nullptr.
+const Value* duplicateMember(const Value& object) {
+  const rapidjson::SizeType count = object.MemberCount();
+  auto begin = object.MemberBegin();
   if (count <= 16) {
     for (rapidjson::SizeType i = 1; i < count; ++i) {
       const Value& name = begin[i].name;
@@ -111,30 +129,76 @@ const Value* findDuplicateKey(const Value& value) {
         }
       }
     }
-  } else {
-    std::vector<std::string_view> names;
-    names.reserve(count);
-    for (const auto& member : value.GetObject()) {
-      names.emplace_back(member.name.GetString(), member.name.GetStringLength());
-    }
-    std::sort(names.begin(), names.end());
-    auto dup = std::adjacent_find(names.begin(), names.end());
-    if (dup != names.end()) {
-      for (const auto& member : value.GetObject()) {
-        if (std::string_view(member.name.GetString(), member.name.GetStringLength()) == *dup) {
-          return &member.name;
-        }
-      }
-    }
+    return nullptr;
   }
-  for (const auto& member : value.GetObject()) {
-    if (const Value* dup = findDuplicateKey(member.value)) return dup;
+  std::vector<std::string_view> names;
+  names.reserve(count);
+  for (const auto& member : object.GetObject()) {
+    names.emplace_back(member.name.GetString(), member.name.GetStringLength());
+  }
+  std::sort(names.begin(), names.end());
+  auto dup = std::adjacent_find(names.begin(), names.end());
+  if (dup == names.end()) return nullptr;
+  for (const auto& member : object.GetObject()) {
+    if (std::string_view(member.name.GetString(), member.name.GetStringLength()) == *dup) return &member.name;
   }
   return nullptr;
 }
 
+// Returns the first duplicated key found anywhere in the tree (objects in document order, each
+// before its members' values), or nullptr. Iterative: the depth of the input costs heap, not stack.
+const Value* findDuplicateKey(const Value& root) {
+  std::vector<const Value*> pending{&root};
+  while (!pending.empty()) {
+    const Value* value = pending.back();
+    pending.pop_back();
+    if (value->IsArray()) {
+      for (rapidjson::SizeType index = value->Size(); index > 0; --index) {
+        const Value& item = (*value)[index - 1];
+        if (item.IsArray() || item.IsObject()) pending.push_back(&item);
+      }
+    } else if (value->IsObject()) {
+      if (const Value* dup = duplicateMember(*value)) return dup;
+      for (auto member = value->MemberEnd(); member != value->MemberBegin();) {
+        --member;
+        if (member->value.IsArray() || member->value.IsObject()) pending.push_back(&member->value);
+      }
+    }
+  }
+  return nullptr;
+}
+
+// RFC 8259 number syntax: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
+bool isNumberText(std::string_view text) {
+  size_t at = 0;
+  auto digits = [&] {
+    size_t start = at;
+    while (at < text.size() && text[at] >= '0' && text[at] <= '9') ++at;
+    return at > start;
+  };
+  if (at < text.size() && text[at] == '-') ++at;
+  if (at < text.size() && text[at] == '0') {
+    ++at;
+  } else if (!digits()) {
+    return false;
+  }
+  if (at < text.size() && text[at] == '.') {
+    ++at;
+    if (!digits()) return false;
+  }
+  if (at < text.size() && (text[at] == 'e' || text[at] == 'E')) {
+    ++at;
+    if (at < text.size() && (text[at] == '+' || text[at] == '-')) ++at;
+    if (!digits()) return false;
+  }
+  return at == text.size();
+}
+
+// A '\0' followed by number text. A string that merely starts with NUL (built in code from
+// arbitrary bytes: parse() never yields one) stays a string and is written quoted.
 bool isTaggedNumber(const Value& value) {
-  return value.IsString() && value.GetStringLength() > 0 && value.GetString()[0] == '\0';
+  return value.IsString() && value.GetStringLength() > 1 && value.GetString()[0] == '\0' &&
+         isNumberText(std::string_view(value.GetString() + 1, value.GetStringLength() - 1));
 }
 
 // Output through a stack buffer: a document is written in many pieces of a few bytes, and
@@ -357,7 +421,7 @@ void writeScalar(const Value& value, Output& out) {
       break;
     case rapidjson::kStringType: {
       std::string_view text = stringOf(value);
-      if (!text.empty() && text[0] == '\0') {  // a tagged number (isTaggedNumber)
+      if (isTaggedNumber(value)) {
         out.append(text.substr(1));
       } else {
         writeQuoted(text, out);
@@ -442,6 +506,8 @@ void write(const Value& value, std::string& out, int indent) {
 
 }  // namespace
 
+void setMaxDepth(size_t depth) { max_depth.store(depth == 0 ? kDefaultMaxDepth : depth, std::memory_order_relaxed); }
+
 std::string ParseError::describe() const {
   return "line " + std::to_string(line) + ", column " + std::to_string(column) + ": " + message;
 }
@@ -451,9 +517,15 @@ bool parse(std::string_view text, Document& doc, ParseError& error) {
   doc.Populate(generator);
   if (generator.result.IsError() || generator.nul_in_string) {
     error.offset = generator.result.Offset();
-    error.message = generator.nul_in_string
-                        ? std::string("string contains a NUL character (\\u0000)")
-                        : std::string(rapidjson::GetParseError_En(generator.result.Code()));
+    error.too_deep = generator.too_deep;
+    if (generator.too_deep) {
+      error.message = "nesting depth " + std::to_string(maxDepth() + 1) + " exceeds maxJsonDepth (" +
+                      std::to_string(maxDepth()) + ")";
+    } else {
+      error.message = generator.nul_in_string
+                          ? std::string("string contains a NUL character (\\u0000)")
+                          : std::string(rapidjson::GetParseError_En(generator.result.Code()));
+    }
     lineAndColumn(text, error.offset, error.line, error.column);
     doc.SetNull();
     return false;
@@ -589,6 +661,42 @@ std::string serializePretty(const Value& value) {
   std::string out;
   write(value, out, 2);
   return out;
+}
+
+std::optional<size_t> invalidUtf8Offset(std::string_view text) {
+  const auto* bytes = reinterpret_cast<const unsigned char*>(text.data());
+  const size_t size = text.size();
+  size_t at = 0;
+  while (at < size) {
+    const unsigned char lead = bytes[at];
+    if (lead < 0x80) {
+      ++at;
+      continue;
+    }
+    size_t length = 0;
+    unsigned char low = 0x80;
+    unsigned char high = 0xBF;  // the allowed range of the second byte (RFC 3629 table)
+    if (lead >= 0xC2 && lead <= 0xDF) {
+      length = 2;
+    } else if (lead >= 0xE0 && lead <= 0xEF) {
+      length = 3;
+      if (lead == 0xE0) low = 0xA0;
+      if (lead == 0xED) high = 0x9F;
+    } else if (lead >= 0xF0 && lead <= 0xF4) {
+      length = 4;
+      if (lead == 0xF0) low = 0x90;
+      if (lead == 0xF4) high = 0x8F;
+    } else {
+      return at;
+    }
+    if (at + length > size) return at;
+    if (bytes[at + 1] < low || bytes[at + 1] > high) return at;
+    for (size_t next = 2; next < length; ++next) {
+      if (bytes[at + next] < 0x80 || bytes[at + next] > 0xBF) return at;
+    }
+    at += length;
+  }
+  return std::nullopt;
 }
 
 void appendEscaped(std::string_view text, std::string& out) {

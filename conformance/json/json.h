@@ -35,12 +35,19 @@ struct ParseError {
   size_t offset = 0;    // byte offset into the text
   size_t line = 0;      // 1-based
   size_t column = 0;    // 1-based, in bytes
+  bool too_deep = false;  // nested deeper than the maximum depth (setMaxDepth)
   std::string describe() const;  // "line 3, column 17: <message>"
 };
 
 // Parses `text` into `doc`. On failure returns false and fills `error`. Duplicate keys, NUL in
-// strings and invalid UTF-8 are parse errors.
+// strings, invalid UTF-8 and nesting deeper than the process-wide maximum depth (objects and
+// arrays counted; "nesting depth N exceeds maxJsonDepth (M)") are parse errors.
 bool parse(std::string_view text, Document& doc, ParseError& error);
+
+// The maximum nesting depth parse() accepts (configuration `limits.maxJsonDepth`; set once at
+// start-up, 0 restores the default). Every recursive walk over a parsed document is bounded by it.
+constexpr size_t kDefaultMaxDepth = 100;
+void setMaxDepth(size_t depth);
 
 // Convenience wrapper: Error message is ParseError::describe().
 Result<Document> parse(std::string_view text);
@@ -80,6 +87,10 @@ void addString(Value& object, std::string_view key, std::string_view text, Alloc
 std::string serialize(const Value& value);
 std::string serializePretty(const Value& value);
 void serializeTo(const Value& value, std::string& out);
+
+// The byte offset of the first byte that is not part of well-formed UTF-8 (RFC 3629: no
+// overlong forms, no surrogates, nothing above U+10FFFF), or nullopt when all of `text` is.
+std::optional<size_t> invalidUtf8Offset(std::string_view text);
 
 // JSON string escaping for hand-written output (no surrounding quotes).
 void appendEscaped(std::string_view text, std::string& out);

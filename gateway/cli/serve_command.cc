@@ -8,6 +8,7 @@
 #include <iostream>
 #include <optional>
 
+#include "conformance/json/json.h"
 #include "conformance/validator/validator.h"
 #include "gateway/cli/commands.h"
 #include "gateway/cli/runtime.h"
@@ -115,6 +116,9 @@ int runServe(const Args& args, Io& io) {
     io.err << "fhir-gateway serve: " << runtime.message() << "\n";
     return 2;
   }
+  // Every JSON body is parsed through json::parse: one process-wide depth limit covers all routes
+  // (set after the bundled definitions are loaded, which it is not meant for).
+  json::setMaxDepth(static_cast<size_t>(config.limits.max_json_depth));
   StorePtr& store = (*runtime)->store;
   ValidatorPtr& validator = (*runtime)->validator;
   TopicCatalogPtr& topics = (*runtime)->topics;

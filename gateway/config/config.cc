@@ -137,6 +137,23 @@ Status parseEndpointOptions(const ObjectReader& reader, const std::string& endpo
   return Status::Ok();
 }
 
+// `limits`: every key optional, every value a positive integer.
+Status parseLimits(const Value& value, LimitsConfig& limits) {
+  ObjectReader reader(value, "limits");
+  RETURN_IF_ERROR(reader.checkKeys({"maxJsonDepth", "headerTimeoutMs", "bodyIdleTimeoutMs", "maxHeaderBytes",
+                                    "maxConnections", "maxConnectionsPerAddress", "maxRecordBytes",
+                                    "maxQuarantinePayloadBytes"}));
+  RETURN_IF_ERROR(reader.integer("maxJsonDepth", limits.max_json_depth, 1));
+  RETURN_IF_ERROR(reader.integer("headerTimeoutMs", limits.header_timeout_ms, 1));
+  RETURN_IF_ERROR(reader.integer("bodyIdleTimeoutMs", limits.body_idle_timeout_ms, 1));
+  RETURN_IF_ERROR(reader.integer("maxHeaderBytes", limits.max_header_bytes, 256));
+  RETURN_IF_ERROR(reader.integer("maxConnections", limits.max_connections, 1));
+  RETURN_IF_ERROR(reader.integer("maxConnectionsPerAddress", limits.max_connections_per_address, 1));
+  RETURN_IF_ERROR(reader.integer("maxRecordBytes", limits.max_record_bytes, 64));
+  RETURN_IF_ERROR(reader.integer("maxQuarantinePayloadBytes", limits.max_quarantine_payload_bytes, 64));
+  return Status::Ok();
+}
+
 Result<PayerConfig> parsePayer(const Value& value, const std::string& path) {
   ObjectReader reader(value, path);
   RETURN_IF_ERROR(reader.checkKeys(
@@ -190,7 +207,7 @@ Result<Config> parseConfig(std::string_view text) {
   json::ParseError parse_error;
   if (!json::parse(text, doc, parse_error)) return Error{"configuration is not valid JSON: " + parse_error.describe()};
   ObjectReader reader(doc, "");
-  RETURN_IF_ERROR(reader.checkKeys({"listen", "dataDir", "maxBodyBytes", "payers", "feeds", "delivery"}));
+  RETURN_IF_ERROR(reader.checkKeys({"listen", "dataDir", "maxBodyBytes", "payers", "feeds", "delivery", "limits"}));
   Config config;
   RETURN_IF_ERROR(reader.string("listen", config.listen, false));
   RETURN_IF_ERROR(reader.string("dataDir", config.data_dir, false));
@@ -239,6 +256,7 @@ Result<Config> parseConfig(std::string_view text) {
         std::min(config.delivery.circuit_breaker_cool_down_ms, config.delivery.max_backoff_ms);
     RETURN_IF_ERROR(delivery_reader.integer("circuitBreakerCoolDownMs", config.delivery.circuit_breaker_cool_down_ms, 1));
   }
+  if (const Value* limits = reader.member("limits")) RETURN_IF_ERROR(parseLimits(*limits, config.limits));
   return config;
 }
 

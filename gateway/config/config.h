@@ -60,6 +60,19 @@ struct DeliveryConfig {
   int64_t circuit_breaker_cool_down_ms = 30000;  // default: 30 s, or maxBackoffMs when smaller
 };
 
+// `limits` (contracts/cli.md): what one client or one input may cost the gateway. The defaults are
+// safe for an internet-facing instance; every field is positive.
+struct LimitsConfig {
+  int64_t max_json_depth = 100;             // nesting of objects and arrays in any JSON body: 400
+  int64_t header_timeout_ms = 10000;        // request line and headers complete within: 408
+  int64_t body_idle_timeout_ms = 30000;     // longest silence inside a body: 408
+  int64_t max_header_bytes = 16384;         // request line and headers together: 431
+  int64_t max_connections = 512;            // open connections in total: 503 + Retry-After
+  int64_t max_connections_per_address = 32; // open connections from one peer address: 429 + Retry-After
+  int64_t max_record_bytes = 1 << 20;       // one source record of a payer file: quarantined, truncated
+  int64_t max_quarantine_payload_bytes = 1 << 20;  // payload bytes kept per quarantine entry
+};
+
 struct Config {
   std::string listen = "127.0.0.1:8080";
   std::string data_dir = "./var";
@@ -67,6 +80,7 @@ struct Config {
   std::vector<PayerConfig> payers;
   std::vector<FeedConfig> feeds;
   DeliveryConfig delivery;
+  LimitsConfig limits;
 
   const PayerConfig* findPayer(std::string_view id) const;
 };

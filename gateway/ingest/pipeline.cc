@@ -521,7 +521,7 @@ Answer Pipeline::ingestPayerFile(std::string_view kind, const std::string& payer
 }
 
 Answer Pipeline::ingestPayerFile(std::string_view kind, const std::string& payer_id, std::istream& body,
-                                 std::string_view content_type) {
+                                 std::string_view content_type, const BodyEnded& body_ended) {
   const std::string channel = std::string(kind) + ":" + payer_id;
   auto refuse = [&](int status, const IssueList& issues) {
     bool truncated = false;
@@ -556,29 +556,30 @@ Answer Pipeline::ingestPayerFile(std::string_view kind, const std::string& payer
   options.source_name = "POST /ingest/" + std::string(kind) + "/" + payer_id;
   options.base_url = base_url_;
   options.validator = validator_.get();
-  // Accepted records are committed in batches as the body streams in; the answer's id lists
-  // are kept as JSON text (about 40 bytes per record).
-  std::vector<IngestCommit> batch;
+  options.max_record_bytes = static_cast<size_t>(config_.limits.max_record_bytes);
+  // Accepted records are staged in batches as the body streams in and published only once the
+  // body has ended as declared (publishStaged); the answer's id lists are kept as JSON text
+  // (about 40 bytes per record).
+  auto staged_file = store_->beginStagedFile(channel);
+  if (!staged_file.ok()) {
+    discardRest(body);
+    return storeFailure(staged_file.message());
+  }
+  const int64_t file = *staged_file;
+  std::vector<StagedRecord> staged;
+  int64_t staged_count = 0;
   std::string bundle_ids;
   std::string quarantine_ids;
   std::string last_quarantine_id;
   std::string store_error;
-  std::vector<Subscription> live = registry_ != nullptr ? registry_->all() : std::vector<Subscription>{};
-  std::set<std::string> touched_patients;
   FirstLineRecorder recorder(body);
   std::istream input(&recorder);
   const bool keeps_header = mediaTypeOfSpec(spec) == "text/csv";
-  auto commitBatch = [&]() {
-    if (batch.empty() || !store_error.empty()) return batch.clear();
-    auto committed = store_->commitIngestMany(std::move(batch));
-    batch.clear();
-    if (!committed.ok()) {
-      store_error = committed.message();
-      return;
-    }
-    routeWaitingClaims(touched_patients);
-    touched_patients.clear();
-    if (on_outbox_) on_outbox_();
+  auto stageBatch = [&]() {
+    if (staged.empty() || !store_error.empty()) return staged.clear();
+    Status written = store_->stageRecords(file, std::move(staged));
+    staged.clear();
+    if (!written.ok()) store_error = written.message();
   };
   auto appendId = [](std::string& list, std::string_view id) {
     if (!list.empty()) list.push_back(',');
@@ -589,66 +590,22 @@ Answer Pipeline::ingestPayerFile(std::string_view kind, const std::string& payer
   auto summary = specs_->mapSource(
       spec, input, options,
       [&](mappers::engine::MappedBundle& mapped) {
-        metrics_.countIngest(channel, "accepted");
         if (!store_error.empty()) return;  // the answer is a 503; the rest of the body is only read
-        // A roster row about a known patient is about that Patient (payer-formats.md).
-        const std::vector<std::string> matched =
-            kind == "roster" ? adoptKnownPatient(mapped.bundle, payer_id, *store_) : std::vector<std::string>{};
-        IngestCommit commit;
-        commit.channel = channel;
-        const std::string bundle_json = json::serialize(mapped.bundle);
-        // A record sent again unchanged is the same event; a changed one is a new version. The
-        // record's bytes decide (the Provenance's source digest), not the Bundle, whose
-        // Provenance.recorded differs on every post.
-        commit.idempotency_key = channel + '\x1f' + mapped.record_id + '\x1f' + sourceDigestOf(mapped.bundle, bundle_json);
-        commit.payload = bundle_json;
-        commit.answer = bundle_json;
-        commit.status = 200;
-        EventFacts facts;
-        facts.payers.insert(payer_id);
-        for (const json::Value& entry : mapped.bundle["entry"].GetArray()) {
-          const json::Value& resource = entry["resource"];
-          const std::string type(json::getString(resource, "resourceType").value_or(""));
-          const std::string id(json::getString(resource, "id").value_or(""));
-          if (type == "Patient") facts.patient = "Patient/" + id;
-          commit.resources.push_back(ResourceWrite{type, id, json::serialize(resource)});
-        }
-        if (!matched.empty()) facts.patient = "Patient/" + matched.front();
-        commit.coverage = coverageFacts(mapped.bundle, payer_id);
-        // A row matches patients already known by this payer's member id (payer-formats.md):
-        // the coverage counts for them too, and their waiting claims are routed again below.
-        const size_t own = commit.coverage.size();
-        for (size_t i = 0; i < own; ++i) {
-          auto known = store_->patientsWithMember(payer_id, commit.coverage[i].member_id);
-          if (!known.ok()) continue;
-          known->insert(known->end(), matched.begin(), matched.end());
-          for (const std::string& patient : *known) {
-            if (patient == commit.coverage[i].patient_id) continue;
-            mappers::CoverageFact shared = commit.coverage[i];
-            shared.patient_id = patient;
-            commit.coverage.push_back(std::move(shared));
-            touched_patients.insert(patient);
-          }
-        }
-        for (size_t i = 0; i < own; ++i) touched_patients.insert(commit.coverage[i].patient_id);
-        for (const FeedConfig& feed : config_.feeds) {
-          commit.outbox.push_back(OutboxWrite{feedDestination(feed.id), "bundle", bundle_json});
-        }
-        if (topics_ && !live.empty()) commit.change_context = encodeChangeContext(ChangeContext{facts, {}, false});
         auto bundle_id = json::getString(mapped.bundle, "id");
         appendId(bundle_ids, bundle_id ? *bundle_id : std::string_view(mapped.record_id));
-        batch.push_back(std::move(commit));
-        if (batch.size() >= kPayerFileBatch) commitBatch();
+        staged.push_back(StagedRecord{++staged_count, mapped.record_id, json::serialize(mapped.bundle)});
+        if (staged.size() >= kPayerFileBatch) stageBatch();
       },
       [&](mappers::engine::Rejection& rejected) {
         metrics_.countIngest(channel, "rejected");
         // A record keeps what a replay needs to read it alone (the CSV header; an X12 claim's
         // envelope and transaction header, from the reader); a fatal rejection keeps what the
-        // reader had of the body (the body itself is a stream, never held).
-        QuarantineWrite write{channel, std::string(content_type), rejected.raw, false,
+        // reader had of the body (the body itself is a stream, never held). A rejected record
+        // is quarantined even when the body later ends early: it was received whole.
+        QuarantineWrite write{channel, std::string(content_type), rejected.raw, !rejected.raw_sha256.empty(),
                               toOperationOutcomeJson(rejected.issues), !rejected.fatal,
                               keeps_header ? recorder.firstLine() : std::move(rejected.replay_prefix),
-                              std::move(rejected.replay_suffix)};
+                              std::move(rejected.replay_suffix), std::move(rejected.raw_sha256)};
         auto id = keep(std::move(write));
         if (!id.ok()) {
           store_error = id.message();
@@ -659,9 +616,21 @@ Answer Pipeline::ingestPayerFile(std::string_view kind, const std::string& payer
       });
   // A stream that ended fatally (bad header, broken ISA) was not read to its end.
   discardRest(input);
+  stageBatch();
+  std::optional<BodyProblem> problem = body_ended ? body_ended() : std::nullopt;
+  if (!summary.ok() || !store_error.empty() || problem || (summary.ok() && summary->fatal && summary->accepted == 0)) {
+    (void)store_->dropStagedFile(file);
+  }
   if (!summary.ok()) return storeFailure(summary.message());
-  commitBatch();
   if (!store_error.empty()) return storeFailure(store_error);
+  if (problem) {
+    IssueList issues;
+    issues.add(Issue{Severity::kError, problem->status == 408 ? "timeout" : "incomplete",
+                     problem->text + "; nothing of this file was published (" + std::to_string(staged_count) +
+                         " mapped records dropped)",
+                     {}, {}});
+    return Answer{problem->status, "application/fhir+json", toOperationOutcomeJson(issues)};
+  }
   if (summary->fatal && summary->accepted == 0) {
     IssueList issues;
     issues.add(Issue{Severity::kError, "structure", "nothing in the body could be read; see the quarantined record", {}, {}});
@@ -669,6 +638,9 @@ Answer Pipeline::ingestPayerFile(std::string_view kind, const std::string& payer
                   toOperationOutcomeJson(issues, last_quarantine_id.empty() ? std::optional<std::string_view>()
                                                                             : std::string_view(last_quarantine_id))};
   }
+  Status published = publishStaged(kind, payer_id, channel, file);
+  (void)store_->dropStagedFile(file);
+  if (!published.ok()) return storeFailure(published.message());
   std::string out = "{\"records\":" + std::to_string(summary->records) + ",\"accepted\":" + std::to_string(summary->accepted) +
                     ",\"rejected\":" + std::to_string(summary->rejected) + ",\"bundleIds\":[";
   out += bundle_ids;
@@ -678,10 +650,87 @@ Answer Pipeline::ingestPayerFile(std::string_view kind, const std::string& payer
   return Answer{200, "application/json", out};
 }
 
+Status Pipeline::publishStaged(std::string_view kind, const std::string& payer_id, const std::string& channel,
+                               int64_t file) {
+  std::vector<Subscription> live = registry_ != nullptr ? registry_->all() : std::vector<Subscription>{};
+  std::set<std::string> touched_patients;
+  int64_t after = 0;
+  for (;;) {
+    auto records = store_->stagedRecords(file, after, kPayerFileBatch);
+    if (!records.ok()) return records.error();
+    if (records->empty()) return Status::Ok();
+    std::vector<IngestCommit> batch;
+    for (StagedRecord& record : *records) {
+      after = record.seq;
+      json::Document bundle;
+      json::ParseError parse_error;
+      if (!json::parse(record.bundle_json, bundle, parse_error)) return Error{"a staged Bundle is unreadable: " + parse_error.describe()};
+      metrics_.countIngest(channel, "accepted");
+      // A roster row about a known patient is about that Patient (payer-formats.md).
+      const std::vector<std::string> matched =
+          kind == "roster" ? adoptKnownPatient(bundle, payer_id, *store_) : std::vector<std::string>{};
+      IngestCommit commit;
+      commit.channel = channel;
+      const std::string bundle_json = kind == "roster" ? json::serialize(bundle) : std::move(record.bundle_json);
+      // A record sent again unchanged is the same event; a changed one is a new version. The
+      // record's bytes decide (the Provenance's source digest), not the Bundle, whose
+      // Provenance.recorded differs on every post.
+      commit.idempotency_key = channel + '\x1f' + record.record_id + '\x1f' + sourceDigestOf(bundle, bundle_json);
+      commit.payload = bundle_json;
+      commit.answer = bundle_json;
+      commit.status = 200;
+      EventFacts facts;
+      facts.payers.insert(payer_id);
+      for (const json::Value& entry : bundle["entry"].GetArray()) {
+        const json::Value& resource = entry["resource"];
+        const std::string type(json::getString(resource, "resourceType").value_or(""));
+        const std::string id(json::getString(resource, "id").value_or(""));
+        if (type == "Patient") facts.patient = "Patient/" + id;
+        commit.resources.push_back(ResourceWrite{type, id, json::serialize(resource)});
+      }
+      if (!matched.empty()) facts.patient = "Patient/" + matched.front();
+      commit.coverage = coverageFacts(bundle, payer_id);
+      // A row matches patients already known by this payer's member id (payer-formats.md):
+      // the coverage counts for them too, and their waiting claims are routed again below.
+      const size_t own = commit.coverage.size();
+      for (size_t i = 0; i < own; ++i) {
+        auto known = store_->patientsWithMember(payer_id, commit.coverage[i].member_id);
+        if (!known.ok()) continue;
+        known->insert(known->end(), matched.begin(), matched.end());
+        for (const std::string& patient : *known) {
+          if (patient == commit.coverage[i].patient_id) continue;
+          mappers::CoverageFact shared = commit.coverage[i];
+          shared.patient_id = patient;
+          commit.coverage.push_back(std::move(shared));
+          touched_patients.insert(patient);
+        }
+      }
+      for (size_t i = 0; i < own; ++i) touched_patients.insert(commit.coverage[i].patient_id);
+      for (const FeedConfig& feed : config_.feeds) {
+        commit.outbox.push_back(OutboxWrite{feedDestination(feed.id), "bundle", bundle_json});
+      }
+      if (topics_ && !live.empty()) commit.change_context = encodeChangeContext(ChangeContext{facts, {}, false});
+      batch.push_back(std::move(commit));
+    }
+    auto committed = store_->commitIngestMany(std::move(batch));
+    if (!committed.ok()) return committed.error();
+    routeWaitingClaims(touched_patients);
+    touched_patients.clear();
+    if (on_outbox_) on_outbox_();
+  }
+}
+
 Result<std::string> Pipeline::keep(QuarantineWrite write) {
   if (t_replay != nullptr && (!write.record || t_replay->record)) {
     t_replay->rejected = true;
     return t_replay->quarantine_id;
+  }
+  // limits.maxQuarantinePayloadBytes: the first bytes are kept, with the digest of the whole.
+  const auto max_payload = static_cast<size_t>(config_.limits.max_quarantine_payload_bytes);
+  if (write.payload.size() > max_payload) {
+    if (write.payload_sha256.empty()) write.payload_sha256 = mappers::sha256Hex(write.payload);
+    write.payload.resize(max_payload);
+    write.truncated = true;
   }
   return store_->quarantine(std::move(write));
 }
@@ -985,9 +1034,20 @@ Answer Pipeline::ingestEconsultV2(std::string_view body, std::string_view conten
   };
   auto quarantined = [&](int status, const json::Value* message, IssueList issues) {
     Answer kept = reject(kChannel, body, content_type, status, issues);
-    if (kept.status == 503) return kept;
+    if (kept.status == 503) return econsultRefusal(std::move(kept), content_type);
     return ack(status, message, issues);
   };
+  // A v2 sender reads ER7 only: a store failure is an ACK too (AR, status 503), never JSON.
+  auto failed = [&](const std::string& message) { return econsultRefusal(storeFailure(message), content_type); };
+
+  // Invalid UTF-8 is refused before anything reads the message (it would reach the store and
+  // break every JSON document it is copied into).
+  if (auto offset = json::invalidUtf8Offset(body)) {
+    IssueList issues;
+    issues.add(Issue{Severity::kError, "structure",
+                     "the message is not valid UTF-8: byte offset " + std::to_string(*offset), {}, {}});
+    return quarantined(400, nullptr, std::move(issues));
+  }
 
   // Decode: one message.
   const std::string text(body);
@@ -1014,7 +1074,7 @@ Answer Pipeline::ingestEconsultV2(std::string_view body, std::string_view conten
   if (auto source = json::getString(msh, "3"), event_id = json::getString(msh, "10"); source && event_id) {
     idempotency_key = "hl7v2\x1f" + std::string(*source) + '\x1f' + std::string(*event_id);
     auto answer = store_->findAnswer(idempotency_key);
-    if (!answer.ok()) return storeFailure(answer.message());
+    if (!answer.ok()) return failed(answer.message());
     if (answer->has_value()) {
       metrics_.countIngest(std::string(kChannel), "duplicate");
       return Answer{(*answer)->status, kEr7, (*answer)->answer};
@@ -1026,7 +1086,17 @@ Answer Pipeline::ingestEconsultV2(std::string_view body, std::string_view conten
   if (int status = mapEvent("econsult", "econsult-v2", record.doc, record.raw, mapped, issues); status != 0) {
     return quarantined(status, &record.doc, std::move(issues));
   }
-  if (idempotency_key.empty()) return storeFailure("message without MSH-3/MSH-10 passed mapping");
+  if (idempotency_key.empty()) {
+    // Mapping takes the first component of a composite MSH-3/MSH-10; the message's identity
+    // needs the whole field as one value. Kept, and answered AE (issue 14: this was a JSON 503
+    // and nothing was kept, so the sender retried forever).
+    IssueList identity;
+    identity.add(Issue{Severity::kError, "value",
+                       "MSH-3 (sending application) and MSH-10 (message control id) must each be one value, without "
+                       "component separators: the message cannot be identified",
+                       {}, {"MSH-3"}});
+    return quarantined(422, &record.doc, std::move(identity));
+  }
   IngestCommit commit;
   commit.channel = std::string(kChannel);
   commit.idempotency_key = idempotency_key;
@@ -1034,7 +1104,7 @@ Answer Pipeline::ingestEconsultV2(std::string_view body, std::string_view conten
   commit.status = 200;
   commit.answer = ack(200, &record.doc, IssueList()).body;
   auto outcome = commitEconsult(mapped.bundle, std::move(commit));
-  if (!outcome.ok()) return storeFailure(outcome.message());
+  if (!outcome.ok()) return failed(outcome.message());
   return Answer{outcome->status, kEr7, outcome->answer};
 }
 

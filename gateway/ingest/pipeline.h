@@ -44,6 +44,15 @@ struct ReplayOutcome {
   std::string result;
 };
 
+// Why a streamed body did not end as declared: 408 (it stopped arriving) or 400 (it ended early,
+// or its chunked framing broke), with the reason in words.
+struct BodyProblem {
+  int status = 400;
+  std::string text;
+};
+// Asked once a streamed body has been read to its end: nullopt when it ended as declared.
+using BodyEnded = std::function<std::optional<BodyProblem>()>;
+
 class Pipeline {
  public:
   // `validator` may be null only in tests that exercise mapping alone. `on_outbox` is called
@@ -67,11 +76,13 @@ class Pipeline {
   Answer ingestPayerFile(std::string_view kind, const std::string& payer_id, std::string_view body,
                          std::string_view content_type);
   // The same over a stream (the request body as it arrives, chunked or not): records are mapped
-  // as they are read, in constant memory, and accepted Bundles are committed in batches of
-  // kPayerFileBatch (one group commit each); the answer comes after the last commit. Not capped
+  // as they are read, in constant memory, and accepted Bundles are staged in the store in batches
+  // of kPayerFileBatch. Only when `body_ended` (when given) reports the body complete are they
+  // published (committed, routed, delivered: one group commit per batch); otherwise the file is
+  // dropped and the answer is its 400/408. The answer comes after the last commit. Not capped
   // by maxBodyBytes (README, "Configuration").
   Answer ingestPayerFile(std::string_view kind, const std::string& payer_id, std::istream& body,
-                         std::string_view content_type);
+                         std::string_view content_type, const BodyEnded& body_ended = {});
   static constexpr size_t kPayerFileBatch = 256;
 
   // POST /admin/quarantine/{id}/replay and `fhir-gateway replay`: runs a kept payload again
@@ -103,6 +114,8 @@ class Pipeline {
   // is not JSON (quarantined), or the first answer of a re-posted event.
   std::optional<Answer> decodeEvent(std::string_view channel, std::string_view key_prefix, std::string_view body,
                                     std::string_view content_type, json::Document& event, std::string& idempotency_key);
+  // Commits the staged records of payer file `file` (ingestPayerFile) in batches.
+  Status publishStaged(std::string_view kind, const std::string& payer_id, const std::string& channel, int64_t file);
   // Routes the waiting claims of these patients whose coverage now allows it.
   void routeWaitingClaims(const std::set<std::string>& patients);
   // The commit that routes one waiting claim: a new version of the Claim whose insurance and

@@ -1,16 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "gateway/server/http_server.h"
 
-#include <Poco/Net/HTTPRequestHandler.h>
-#include <Poco/Net/HTTPRequestHandlerFactory.h>
-#include <Poco/Net/HTTPServer.h>
-#include <Poco/Net/HTTPServerParams.h>
-#include <Poco/Net/HTTPServerRequest.h>
-#include <Poco/Net/HTTPServerResponse.h>
-#include <Poco/Net/NetException.h>
-#include <Poco/Net/ServerSocket.h>
-#include <Poco/ThreadPool.h>
-
 #include <filesystem>
 #include <map>
 #include <fstream>
@@ -19,31 +9,20 @@
 #include <sstream>
 
 #include "conformance/json/json.h"
+#include "gateway/server/listener.h"
 #include "gateway/store/time_util.h"
 #include "mappers/common/ids.h"
 
 namespace fhir::gateway {
 namespace {
 
-using Poco::Net::HTTPRequestHandler;
-using Poco::Net::HTTPServerRequest;
-using Poco::Net::HTTPServerResponse;
+using HTTPServerRequest = http::Request;
 
 constexpr size_t kQuarantinePrefixBytes = 1 << 20;
 
-std::vector<std::string> splitPath(const std::string& path) {
-  std::vector<std::string> parts;
-  std::string current;
-  for (char c : path) {
-    if (c == '/') {
-      if (!current.empty()) parts.push_back(current);
-      current.clear();
-    } else {
-      current.push_back(c);
-    }
-  }
-  if (!current.empty()) parts.push_back(current);
-  return parts;
+std::string contentTypeOf(const HTTPServerRequest& request) {
+  const std::string* type = request.head.header("content-type");
+  return type != nullptr ? *type : std::string();
 }
 
 bool isResourceType(const std::string& text) {
@@ -68,11 +47,11 @@ Answer issueAnswer(int status, std::string code, std::string diagnostics) {
   return Answer{status, "application/fhir+json", toOperationOutcomeJson(issues)};
 }
 
-class Router final : public HTTPRequestHandler {
+class Router final {
  public:
   explicit Router(ServerContext& context) : context_(context) {}
 
-  void handleRequest(HTTPServerRequest& request, HTTPServerResponse& response) override {
+  http::Response handle(HTTPServerRequest& request) {
     Answer answer;
     try {
       answer = route(request);
@@ -80,24 +59,17 @@ class Router final : public HTTPRequestHandler {
       answer = issueAnswer(500, "exception", std::string("internal error: ") + error.what());
     }
     context_.metrics.countHttp(answer.status);
-    response.setStatusAndReason(static_cast<Poco::Net::HTTPResponse::HTTPStatus>(answer.status));
-    response.setContentType(answer.content_type);
-    response.setContentLength64(static_cast<Poco::UInt64>(answer.body.size()));
-    if (!answer.location.empty()) response.set("Location", answer.location);
-    std::ostream& out = response.send();
-    out.write(answer.body.data(), static_cast<std::streamsize>(answer.body.size()));
+    http::Response response{answer.status, std::move(answer.content_type), std::move(answer.body), {}};
+    if (!answer.location.empty()) response.headers.emplace_back("Location", answer.location);
+    return response;
   }
 
  private:
   Answer route(HTTPServerRequest& request) {
-    const std::string& method = request.getMethod();
-    std::string uri = request.getURI();
-    std::string query;
-    if (size_t mark = uri.find('?'); mark != std::string::npos) {
-      query = uri.substr(mark + 1);
-      uri.resize(mark);
-    }
-    const std::vector<std::string> parts = splitPath(uri);
+    const std::string& method = request.head.method;
+    const std::string& uri = request.target.path;
+    const std::string& query = request.target.query;
+    const std::vector<std::string>& parts = request.target.segments;
     const bool get = method == "GET";
     const bool post = method == "POST";
 
@@ -110,19 +82,25 @@ class Router final : public HTTPRequestHandler {
     if (post && uri == "/ingest/econsult") {
       std::string body;
       if (auto refused = readBody(request, "econsult", body)) {
-        return Pipeline::econsultRefusal(std::move(*refused), request.getContentType());
+        return Pipeline::econsultRefusal(std::move(*refused), contentTypeOf(request));
       }
-      return context_.pipeline.ingestEconsult(body, request.getContentType());
+      return context_.pipeline.ingestEconsult(body, contentTypeOf(request));
     }
     if (post && uri == "/ingest/care-management") {
       std::string body;
       if (auto refused = readBody(request, "care-management", body)) return *refused;
-      return context_.pipeline.ingestCareManagement(body, request.getContentType());
+      return context_.pipeline.ingestCareManagement(body, contentTypeOf(request));
     }
     if (post && parts.size() == 3 && parts[0] == "ingest" && (parts[1] == "claims" || parts[1] == "roster")) {
       // Payer files stream through the mapper record by record (chunked or not); maxBodyBytes
       // does not cap them (README, "Configuration").
-      return context_.pipeline.ingestPayerFile(parts[1], parts[2], request.stream(), request.getContentType());
+      return context_.pipeline.ingestPayerFile(parts[1], parts[2], request.body, contentTypeOf(request),
+                                               [&request]() -> std::optional<BodyProblem> {
+                                                 if (request.body_reader.complete()) return std::nullopt;
+                                                 const bool slow = request.body_reader.state() ==
+                                                                   http::BodyReader::State::kTimedOut;
+                                                 return BodyProblem{slow ? 408 : 400, request.body_reader.problem()};
+                                               });
     }
     if (parts.size() >= 2 && parts[0] == "fhir" && (parts[1] == "Subscription" || parts[1] == "SubscriptionTopic")) {
       return subscriptionRoute(request, method, parts, query);
@@ -141,7 +119,8 @@ class Router final : public HTTPRequestHandler {
         return Answer{200, "application/fhir+json", (*stored)->json};
       }
     }
-    if (get && uri == "/admin/quarantine") return quarantineList();
+    if (get && uri == "/admin/quarantine") return quarantineList(query);
+    if (get && parts.size() == 3 && parts[0] == "admin" && parts[1] == "quarantine") return quarantineEntry(parts[2]);
     if (get && uri == "/admin/unroutable") return unroutableList();
     if (get && uri == "/admin/dead-letters") return deadLetterList();
     if (post && parts.size() == 4 && parts[0] == "admin" && parts[1] == "quarantine" && parts[3] == "replay") {
@@ -165,35 +144,60 @@ class Router final : public HTTPRequestHandler {
     return issueAnswer(404, "not-found", method + " " + uri + " is not a route of this gateway");
   }
 
+  // Reads at most `limit` + 1 bytes of the body into `body` (room grows with what arrives, so a
+  // large declared length costs nothing until the bytes come).
+  static void readUpTo(HTTPServerRequest& request, size_t limit, std::string& body) {
+    body.clear();
+    char chunk[1 << 16];
+    while (body.size() <= limit) {
+      request.body.read(chunk, static_cast<std::streamsize>(std::min(sizeof chunk, limit + 1 - body.size())));
+      if (request.body.gcount() <= 0) break;
+      body.append(chunk, static_cast<size_t>(request.body.gcount()));
+    }
+  }
+
+  // The answer to a body that did not arrive as framed: 408 when it stopped arriving, 400 when
+  // it ended early or its chunks are malformed. nullopt when the body is complete.
+  static std::optional<Answer> bodyProblem(const HTTPServerRequest& request) {
+    if (request.body_reader.complete()) return std::nullopt;
+    const bool slow = request.body_reader.state() == http::BodyReader::State::kTimedOut;
+    return issueAnswer(slow ? 408 : 400, slow ? "timeout" : "incomplete", request.body_reader.problem());
+  }
+
   // Reads the request body into `body`, refusing (and quarantining a prefix of) bodies over
-  // maxBodyBytes. Returns the refusal, or nullopt when `body` is complete.
+  // maxBodyBytes and bodies that did not arrive whole. Returns the refusal, or nullopt when
+  // `body` is complete.
   std::optional<Answer> readBody(HTTPServerRequest& request, std::string_view channel, std::string& body) {
     const auto limit = static_cast<size_t>(context_.config.max_body_bytes);
-    std::istream& stream = request.stream();
-    const bool declared_too_big = request.hasContentLength() && request.getContentLength64() > static_cast<Poco::Int64>(limit);
-    const size_t keep = declared_too_big ? std::min(limit, kQuarantinePrefixBytes) : limit + 1;
-    body.resize(keep);
-    stream.read(body.data(), static_cast<std::streamsize>(keep));
-    body.resize(static_cast<size_t>(stream.gcount()));
-    if (!declared_too_big && body.size() <= limit) return std::nullopt;
-    if (body.size() > kQuarantinePrefixBytes) body.resize(kQuarantinePrefixBytes);
+    const http::BodyFraming& framing = request.body_reader.framing();
+    const bool declared_too_big = framing.kind == http::BodyFraming::Kind::kLength && framing.length > limit;
+    readUpTo(request, declared_too_big ? std::min(limit, kQuarantinePrefixBytes) : limit, body);
     IssueList issues;
-    issues.add(Issue{Severity::kError, "too-long",
-                     "the body is larger than maxBodyBytes (" + std::to_string(limit) +
-                         " bytes); the first " + std::to_string(body.size()) + " bytes are kept in quarantine",
-                     {}, {}});
-    return context_.pipeline.reject(channel, body, request.getContentType(), 413, issues, true);
+    int status = 413;
+    if (!declared_too_big && body.size() <= limit) {
+      auto problem = bodyProblem(request);
+      if (!problem) return std::nullopt;
+      status = problem->status;
+      issues.add(Issue{Severity::kError, status == 408 ? "timeout" : "incomplete",
+                       request.body_reader.problem() + "; nothing was ingested, the bytes received are kept in quarantine",
+                       {}, {}});
+    } else {
+      issues.add(Issue{Severity::kError, "too-long",
+                       "the body is larger than maxBodyBytes (" + std::to_string(limit) + " bytes); the first " +
+                           std::to_string(std::min(body.size(), kQuarantinePrefixBytes)) + " bytes are kept in quarantine",
+                       {}, {}});
+    }
+    if (body.size() > kQuarantinePrefixBytes) body.resize(kQuarantinePrefixBytes);
+    return context_.pipeline.reject(channel, body, contentTypeOf(request), status, issues, true);
   }
 
   // Reads the body of a request that is not an ingest (nothing to quarantine): 413 past
-  // maxBodyBytes.
+  // maxBodyBytes, 408/400 for a body that did not arrive whole.
   std::optional<Answer> readRequestBody(HTTPServerRequest& request, std::string& body) {
     const auto limit = static_cast<size_t>(context_.config.max_body_bytes);
-    body.resize(limit + 1);
-    request.stream().read(body.data(), static_cast<std::streamsize>(limit + 1));
-    body.resize(static_cast<size_t>(request.stream().gcount()));
+    readUpTo(request, limit, body);
     if (body.size() > limit) return issueAnswer(413, "too-long", "the body is larger than maxBodyBytes");
-    return std::nullopt;
+    return bodyProblem(request);
   }
 
   Answer validate(HTTPServerRequest& request, const std::string& type, const std::string& query) {
@@ -201,19 +205,17 @@ class Router final : public HTTPRequestHandler {
     std::string body;
     if (auto refused = readRequestBody(request, body)) return *refused;
     ValidationRequest validation;
-    for (const std::string& pair : [&] {
-           std::vector<std::string> items;
-           std::stringstream stream(query);
-           std::string item;
-           while (std::getline(stream, item, '&')) items.push_back(item);
-           return items;
-         }()) {
-      if (pair.rfind("profile=", 0) == 0) validation.profiles.push_back(decode(pair.substr(8)));
+    auto parameters = http::parseQuery(query);
+    if (!parameters.ok()) return issueAnswer(400, "invalid", parameters.message());
+    for (const auto& [name, value] : *parameters) {
+      if (name == "profile") validation.profiles.push_back(value);
     }
     json::Document doc;
     json::ParseError error;
     IssueList issues;
     if (!json::parse(body, doc, error)) {
+      // Validation cannot run on a document nested deeper than maxJsonDepth.
+      if (error.too_deep) return issueAnswer(400, "too-costly", "the body is not accepted: " + error.describe());
       context_.validator->validateText(body, validation, issues);
       return Answer{200, "application/fhir+json", toOperationOutcomeJson(issues)};
     }
@@ -236,19 +238,6 @@ class Router final : public HTTPRequestHandler {
     }
     context_.validator->validate(*resource, validation, issues);
     return Answer{200, "application/fhir+json", toOperationOutcomeJson(issues)};
-  }
-
-  static std::string decode(const std::string& text) {
-    std::string out;
-    for (size_t i = 0; i < text.size(); ++i) {
-      if (text[i] == '%' && i + 2 < text.size()) {
-        out.push_back(static_cast<char>(std::stoi(text.substr(i + 1, 2), nullptr, 16)));
-        i += 2;
-      } else {
-        out.push_back(text[i] == '+' ? ' ' : text[i]);
-      }
-    }
-    return out;
   }
 
   Answer metrics() {
@@ -321,18 +310,6 @@ class Router final : public HTTPRequestHandler {
     return Answer{200, "application/fhir+json", json::serialize(doc)};
   }
 
-  static std::map<std::string, std::string> queryParameters(const std::string& query) {
-    std::map<std::string, std::string> parameters;
-    std::stringstream stream(query);
-    std::string pair;
-    while (std::getline(stream, pair, '&')) {
-      size_t equals = pair.find('=');
-      if (equals == std::string::npos) continue;
-      parameters[decode(pair.substr(0, equals))] = decode(pair.substr(equals + 1));
-    }
-    return parameters;
-  }
-
   Answer subscriptionRoute(HTTPServerRequest& request, const std::string& method,
                            const std::vector<std::string>& parts, const std::string& query) {
     if (!context_.topics || context_.subscriptions == nullptr) {
@@ -376,7 +353,9 @@ class Router final : public HTTPRequestHandler {
                     notificationBundle(*subscription, NotificationType::kQueryStatus, *last, {}, context_.base_url), ""};
     }
     if (parts.size() == 4 && method == "GET" && parts[3] == "$events") {
-      auto parameters = queryParameters(query);
+      auto parsed = http::parseQuery(query);
+      if (!parsed.ok()) return issueAnswer(400, "invalid", parsed.message());
+      std::map<std::string, std::string> parameters(parsed->begin(), parsed->end());
       int64_t since = 1;
       int64_t until = *last;
       try {
@@ -392,7 +371,7 @@ class Router final : public HTTPRequestHandler {
       return Answer{200, "application/fhir+json",
                     notificationBundle(*subscription, NotificationType::kQueryEvent, *last, events, context_.base_url), ""};
     }
-    return issueAnswer(404, "not-found", method + " " + request.getURI() + " is not a Subscription operation");
+    return issueAnswer(404, "not-found", method + " " + request.head.target + " is not a Subscription operation");
   }
 
   Answer putSubscription(HTTPServerRequest& request, const std::string& path_id) {
@@ -475,48 +454,119 @@ class Router final : public HTTPRequestHandler {
     });
   }
 
-  Answer quarantineList() {
-    auto entries = context_.store->listQuarantine(100);
-    if (!entries.ok()) return issueAnswer(503, "transient", entries.message());
-    return itemList(*entries, [](const QuarantineEntry& entry, json::Value& object, json::Allocator& a) {
-      json::addString(object, "id", entry.id, a);
-      json::addString(object, "channel", entry.channel, a);
-      json::addString(object, "receivedAt", entry.received_at, a);
-      json::addString(object, "contentType", entry.content_type, a);
-      json::addMember(object, "truncated", json::Value(entry.truncated), a);
-      json::addMember(object, "outcome", outcomeValue(entry.outcome_json, a), a);
-      json::addString(object, "payload", entry.payload, a);
-      json::addString(object, "status", entry.status, a);
-      json::addMember(object, "replays", json::makeNumber(std::to_string(entry.replays), a), a);
-      if (entry.replays > 0) {
-        json::Value last(rapidjson::kObjectType);
-        json::addString(last, "at", entry.replayed_at, a);
-        json::addMember(last, "status", json::makeNumber(std::to_string(entry.replay_status), a), a);
-        json::addMember(last, "answer", outcomeValue(entry.replay_answer, a), a);
-        json::addMember(object, "lastReplay", std::move(last), a);
-      }
-    });
+  // RFC 4648 base64: payloads are bytes, and only base64 carries any byte sequence in JSON.
+  static std::string base64(std::string_view bytes) {
+    static constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    std::string out;
+    out.reserve((bytes.size() + 2) / 3 * 4);
+    size_t at = 0;
+    for (; at + 3 <= bytes.size(); at += 3) {
+      const uint32_t triple = (static_cast<uint8_t>(bytes[at]) << 16) | (static_cast<uint8_t>(bytes[at + 1]) << 8) |
+                              static_cast<uint8_t>(bytes[at + 2]);
+      for (int shift : {18, 12, 6, 0}) out.push_back(kAlphabet[(triple >> shift) & 63]);
+    }
+    if (at < bytes.size()) {
+      uint32_t triple = static_cast<uint8_t>(bytes[at]) << 16;
+      if (at + 1 < bytes.size()) triple |= static_cast<uint8_t>(bytes[at + 1]) << 8;
+      out.push_back(kAlphabet[(triple >> 18) & 63]);
+      out.push_back(kAlphabet[(triple >> 12) & 63]);
+      out.push_back(at + 1 < bytes.size() ? kAlphabet[(triple >> 6) & 63] : '=');
+      out.push_back('=');
+    }
+    return out;
   }
 
-  ServerContext& context_;
-};
+  // One quarantine entry as JSON, without its payload (GET /admin/quarantine/{id} has it).
+  static void quarantineFields(const QuarantineEntry& entry, json::Value& object, json::Allocator& a) {
+    json::addString(object, "id", entry.id, a);
+    json::addString(object, "channel", entry.channel, a);
+    json::addString(object, "receivedAt", entry.received_at, a);
+    if (!entry.last_received_at.empty()) json::addString(object, "lastReceivedAt", entry.last_received_at, a);
+    json::addMember(object, "count", json::makeNumber(std::to_string(entry.count), a), a);
+    json::addString(object, "contentType", entry.content_type, a);
+    json::addMember(object, "truncated", json::Value(entry.truncated), a);
+    json::addMember(object, "payloadBytes", json::makeNumber(std::to_string(entry.payload_bytes), a), a);
+    if (!entry.payload_sha256.empty()) json::addString(object, "payloadSha256", entry.payload_sha256, a);
+    json::addMember(object, "outcome", outcomeValue(entry.outcome_json, a), a);
+    json::addString(object, "status", entry.status, a);
+    json::addMember(object, "replays", json::makeNumber(std::to_string(entry.replays), a), a);
+    if (entry.replays > 0) {
+      json::Value last(rapidjson::kObjectType);
+      json::addString(last, "at", entry.replayed_at, a);
+      json::addMember(last, "status", json::makeNumber(std::to_string(entry.replay_status), a), a);
+      json::addMember(last, "answer", outcomeValue(entry.replay_answer, a), a);
+      json::addMember(object, "lastReplay", std::move(last), a);
+    }
+  }
 
-class RouterFactory final : public Poco::Net::HTTPRequestHandlerFactory {
- public:
-  explicit RouterFactory(ServerContext& context) : context_(context) {}
-  HTTPRequestHandler* createRequestHandler(const HTTPServerRequest&) override { return new Router(context_); }
+  // GET /admin/quarantine?_count=&cursor=&channel=&status=&since=: one page, newest first,
+  // without payloads; `nextCursor` is there while more entries follow.
+  Answer quarantineList(const std::string& query) {
+    auto parameters = http::parseQuery(query);
+    if (!parameters.ok()) return issueAnswer(400, "invalid", parameters.message());
+    QuarantineQuery request;
+    for (const auto& [name, value] : *parameters) {
+      if (name == "_count") {
+        if (value.empty() || value.size() > 4 || value.find_first_not_of("0123456789") != std::string::npos ||
+            std::stoi(value) < 1 || std::stoi(value) > 1000) {
+          return issueAnswer(400, "invalid", "_count must be an integer from 1 to 1000");
+        }
+        request.count = static_cast<size_t>(std::stoi(value));
+      } else if (name == "cursor") {
+        if (value.empty() || value.find_first_not_of("0123456789") != std::string::npos || value.size() > 18) {
+          return issueAnswer(400, "invalid", "cursor '" + value + "' is not one this gateway gave");
+        }
+        request.cursor = value;
+      } else if (name == "channel") {
+        request.channel = value;
+      } else if (name == "status") {
+        if (value != "quarantined" && value != "accepted") return issueAnswer(400, "invalid", "status must be quarantined or accepted");
+        request.status = value;
+      } else if (name == "since") {
+        request.since = value;
+      } else {
+        return issueAnswer(400, "not-supported", "GET /admin/quarantine has no parameter '" + name + "'");
+      }
+    }
+    auto page = context_.store->listQuarantinePage(request);
+    if (!page.ok()) return issueAnswer(503, "transient", page.message());
+    json::Document doc;
+    doc.SetObject();
+    auto& allocator = doc.GetAllocator();
+    json::Value list(rapidjson::kArrayType);
+    for (const QuarantineEntry& entry : page->entries) {
+      json::Value object(rapidjson::kObjectType);
+      quarantineFields(entry, object, allocator);
+      list.PushBack(object, allocator);
+    }
+    json::addMember(doc, "items", std::move(list), allocator);
+    if (!page->next_cursor.empty()) json::addString(doc, "nextCursor", page->next_cursor, allocator);
+    return Answer{200, "application/json", json::serialize(doc)};
+  }
 
- private:
+  // GET /admin/quarantine/{id}: the entry with its payload, base64 (`payloadBase64`).
+  Answer quarantineEntry(const std::string& id) {
+    auto entry = context_.store->readQuarantine(id);
+    if (!entry.ok()) return issueAnswer(503, "transient", entry.message());
+    if (!entry->has_value()) return issueAnswer(404, "not-found", "no quarantine entry '" + id + "'");
+    json::Document doc;
+    doc.SetObject();
+    auto& allocator = doc.GetAllocator();
+    quarantineFields(**entry, doc, allocator);
+    json::addString(doc, "payloadBase64", base64((*entry)->payload), allocator);
+    return Answer{200, "application/json", json::serialize(doc)};
+  }
+
   ServerContext& context_;
 };
 
 }  // namespace
 
 struct HttpServer::Impl {
-  explicit Impl(ServerContext& context) : context(context), pool(2, 64) {}
-  ServerContext& context;
-  Poco::ThreadPool pool;
-  std::unique_ptr<Poco::Net::HTTPServer> server;
+  explicit Impl(ServerContext& context)
+      : router(context), listener(context.config.limits, [this](http::Request& request) { return router.handle(request); }) {}
+  Router router;
+  http::Listener listener;
 };
 
 HttpServer::HttpServer(ServerContext& context) : impl_(std::make_unique<Impl>(context)) {}
@@ -524,31 +574,12 @@ HttpServer::HttpServer(ServerContext& context) : impl_(std::make_unique<Impl>(co
 HttpServer::~HttpServer() { stop(); }
 
 Status HttpServer::start(const std::string& host, uint16_t port) {
-  try {
-    Poco::Net::ServerSocket socket;
-    socket.bind(Poco::Net::SocketAddress(host, port), true);
-    socket.listen(256);
-    port_ = socket.address().port();
-    auto* params = new Poco::Net::HTTPServerParams;
-    params->setMaxThreads(64);
-    params->setMaxQueued(1024);
-    params->setKeepAlive(true);
-    params->setMaxKeepAliveRequests(0);
-    impl_->server = std::make_unique<Poco::Net::HTTPServer>(new RouterFactory(impl_->context), impl_->pool,
-                                                            socket, params);
-    impl_->server->start();
-  } catch (const Poco::Exception& error) {
-    return Error{"cannot listen on " + host + ":" + std::to_string(port) + ": " + error.displayText()};
-  }
+  Status started = impl_->listener.start(host, port);
+  if (!started.ok()) return started;
+  port_ = impl_->listener.port();
   return Status::Ok();
 }
 
-void HttpServer::stop() {
-  if (impl_->server) {
-    impl_->server->stopAll(false);
-    impl_->pool.joinAll();
-    impl_->server.reset();
-  }
-}
+void HttpServer::stop() { impl_->listener.stop(); }
 
 }  // namespace fhir::gateway

@@ -19,6 +19,8 @@
 #include "conformance/json/json.h"
 #include "gateway/store/sqlite_connection.h"
 #include "gateway/store/sqlite_leases.h"
+#include "gateway/store/sqlite_quarantine.h"
+#include "gateway/store/sqlite_staging.h"
 #include "gateway/store/store.h"
 #include "gateway/store/time_util.h"
 #include "mappers/common/ids.h"
@@ -58,6 +60,10 @@ class SqliteStore final : public Store {
     Status status = writer_connection_->open(path_);
     if (!status.ok()) return status;
     status = sqlite::createSchema(*writer_connection_);
+    if (!status.ok()) return status;
+    status = sqlite::prepareStaging(*writer_connection_);
+    if (!status.ok()) return status;
+    status = sqlite::prepareQuarantine(*writer_connection_);
     if (!status.ok()) return status;
     // WAL checkpoints run on their own connection and thread, so the writer's commits do not wait
     // for the database file's fsync (automatic checkpoints would run inside a commit).
@@ -120,14 +126,9 @@ class SqliteStore final : public Store {
   Result<std::string> quarantine(QuarantineWrite write) override {
     std::string id = quarantineId();
     Status status = runInWriter([&](Connection& db) -> Status {
-      Query query(db,
-                  "INSERT INTO quarantine (id, channel, received_at, content_type, payload, truncated, outcome, record, "
-                  "replay_prefix, replay_suffix) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
-      query.bind(1, id).bind(2, write.channel).bind(3, nowIso()).bind(4, write.content_type);
-      query.bindBlob(5, write.payload).bind(6, int64_t{write.truncated ? 1 : 0}).bind(7, write.outcome_json);
-      query.bind(8, int64_t{write.record ? 1 : 0}).bindBlob(9, write.replay_prefix);
-      query.bindBlob(10, write.replay_suffix);
-      if (query.step() != SQLITE_DONE) return Error{query.error()};
+      auto kept = sqlite::insertQuarantine(db, id, write, nowIso());  // sqlite_quarantine.cc
+      if (!kept.ok()) return kept.error();
+      id = *kept;
       return Status::Ok();
     });
     if (!status.ok()) return Error{status.message()};
@@ -145,7 +146,17 @@ class SqliteStore final : public Store {
                                             [&](Query& query) { query.bind(1, id); }, &quarantineItem);
     if (!rows.ok()) return rows.error();
     if (rows->empty()) return std::optional<QuarantineEntry>();
+    Lease reader(*this);
+    if (!reader.ok()) return Error{reader.error()};
+    Status counted = sqlite::readQuarantineCounts(*reader, rows->front());
+    if (!counted.ok()) return Error{counted.message()};
     return std::optional<QuarantineEntry>(std::move(rows->front()));
+  }
+
+  Result<QuarantinePage> listQuarantinePage(const QuarantineQuery& query) override {
+    Lease reader(*this);
+    if (!reader.ok()) return Error{reader.error()};
+    return sqlite::selectQuarantinePage(*reader, query);
   }
 
   Result<std::vector<QuarantineEntry>> listQuarantineToReplay(size_t limit) override {
@@ -357,6 +368,35 @@ class SqliteStore final : public Store {
         "SELECT claim_id, patient_id, date_of_service, code, reason, outcome FROM unroutable "
         "WHERE resolved_at = '' ORDER BY id LIMIT ?",
         [&](Query& query) { query.bind(1, static_cast<int64_t>(limit)); }, &unroutableItem);
+  }
+
+  // Staged payer files: the SQL is in sqlite_staging.cc.
+  Result<int64_t> beginStagedFile(std::string_view channel) override {
+    int64_t file = 0;
+    Status status = runInWriter([&](Connection& db) -> Status {
+      auto inserted = sqlite::insertStagedFile(db, channel, nowIso());
+      if (!inserted.ok()) return inserted.error();
+      file = *inserted;
+      return Status::Ok();
+    });
+    if (!status.ok()) return Error{status.message()};
+    return file;
+  }
+  Status stageRecords(int64_t file, std::vector<StagedRecord> records) override {
+    return runInWriter([&](Connection& db) { return sqlite::insertStagedRecords(db, file, records); });
+  }
+  Result<std::vector<StagedRecord>> stagedRecords(int64_t file, int64_t after_seq, size_t limit) override {
+    Lease reader(*this);
+    if (!reader.ok()) return Error{reader.error()};
+    return sqlite::selectStagedRecords(*reader, file, after_seq, limit);
+  }
+  Status dropStagedFile(int64_t file) override {
+    return runInWriter([&](Connection& db) { return sqlite::deleteStagedFile(db, file); });
+  }
+  Result<std::pair<int64_t, int64_t>> stagedCounts() override {
+    Lease reader(*this);
+    if (!reader.ok()) return Error{reader.error()};
+    return sqlite::countStaged(*reader);
   }
 
   Status putSubscription(const SubscriptionRow& row) override {

@@ -30,6 +30,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "conformance/common/result.h"
@@ -133,6 +134,9 @@ struct QuarantineWrite {
   // its SE, GE and IEA after it); empty when none is needed or known.
   std::string replay_prefix = {};
   std::string replay_suffix = {};
+  // SHA-256 (hex) of the whole payload when `payload` is only its first bytes; empty: the store
+  // takes the digest of `payload`.
+  std::string payload_sha256 = {};
 };
 
 struct QuarantineEntry {
@@ -151,6 +155,24 @@ struct QuarantineEntry {
   std::string replayed_at;  // of the last replay, empty when none
   int replay_status = 0;    // HTTP status the channel answered the last replay with
   std::string replay_answer;
+  // The same payload on the same channel is kept once (issue 14): how often it came, when last.
+  int64_t count = 1;
+  std::string last_received_at;
+  std::string payload_sha256;  // of the whole payload as received
+  int64_t payload_bytes = 0;   // bytes kept (payload may be empty in a listing)
+};
+
+// One page of GET /admin/quarantine: newest first, filtered.
+struct QuarantineQuery {
+  size_t count = 50;     // entries per page
+  std::string cursor;    // next_cursor of the previous page; empty: from the newest
+  std::string channel;   // exact channel; empty: any
+  std::string status;    // "quarantined" or "accepted"; empty: any
+  std::string since;     // entries whose last arrival is at or after this instant (ISO 8601 UTC)
+};
+struct QuarantinePage {
+  std::vector<QuarantineEntry> entries;  // without their payloads (readQuarantine has them)
+  std::string next_cursor;               // empty on the last page
 };
 
 // The demographic key roster rows are matched by when no member id matches
@@ -227,6 +249,13 @@ struct SubscriptionRow {
   std::string resource_json;
 };
 
+// One mapped record of a payer file waiting in staging until the body has ended as declared.
+struct StagedRecord {
+  int64_t seq = 0;         // 1, 2, 3 ... within the file
+  std::string record_id;   // the source record's id (claim id, roster row)
+  std::string bundle_json; // the mapped, validated Bundle
+};
+
 class Store {
  public:
   virtual ~Store() = default;
@@ -240,7 +269,10 @@ class Store {
   virtual Result<std::vector<CommitOutcome>> commitIngestMany(std::vector<IngestCommit> commits) = 0;
   // Keeps a rejected payload; returns its quarantine id.
   virtual Result<std::string> quarantine(QuarantineWrite write) = 0;
+  // Keeping the same payload (same channel, same SHA-256) again while its entry is still
+  // quarantined counts it on that entry and returns its id: nothing is stored twice.
   virtual Result<std::vector<QuarantineEntry>> listQuarantine(size_t limit) = 0;
+  virtual Result<QuarantinePage> listQuarantinePage(const QuarantineQuery& query) = 0;
   virtual Result<std::optional<QuarantineEntry>> readQuarantine(std::string_view id) = 0;
   // Entries no replay has been accepted for yet, oldest first.
   virtual Result<std::vector<QuarantineEntry>> listQuarantineToReplay(size_t limit) = 0;
@@ -323,6 +355,20 @@ class Store {
   // is no longer at `from_seq` (another handle processed these changes): exactly once.
   virtual Result<bool> commitPlanned(std::string_view consumer, int64_t from_seq, int64_t to_seq,
                                      std::vector<PlannedOutbox> outbox) = 0;
+
+  // Payer files staged as they stream (issue 14). Nothing staged is readable, routed or delivered:
+  // the pipeline publishes a file's records through commitIngestMany only once its body has
+  // ended as declared, then drops the file; a body that ended early is dropped unpublished.
+  // Staged files are never answered, so a start-up drops every one left by a previous process.
+  virtual Result<int64_t> beginStagedFile(std::string_view channel) = 0;
+  // Appends records (their `seq` ascending, above the file's earlier ones) in one transaction.
+  virtual Status stageRecords(int64_t file, std::vector<StagedRecord> records) = 0;
+  // The file's records with seq > `after_seq`, in order, at most `limit`.
+  virtual Result<std::vector<StagedRecord>> stagedRecords(int64_t file, int64_t after_seq, size_t limit) = 0;
+  // Deletes the file and all its staged records.
+  virtual Status dropStagedFile(int64_t file) = 0;
+  // Number of staged files and records held (what a test checks is left behind).
+  virtual Result<std::pair<int64_t, int64_t>> stagedCounts() = 0;
 
   // Subscriptions (resource JSON and status), kept across restarts.
   virtual Status putSubscription(const SubscriptionRow& row) = 0;

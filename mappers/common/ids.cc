@@ -47,6 +47,30 @@ void sha256HexInto(std::string_view bytes, std::string& hex) {
   }
 }
 
+Sha256Stream::Sha256Stream() : context_(EVP_MD_CTX_new()) {
+  EVP_DigestInit_ex2(static_cast<EVP_MD_CTX*>(context_), sha256Method(), nullptr);
+}
+
+Sha256Stream::~Sha256Stream() { EVP_MD_CTX_free(static_cast<EVP_MD_CTX*>(context_)); }
+
+void Sha256Stream::update(std::string_view bytes) {
+  EVP_DigestUpdate(static_cast<EVP_MD_CTX*>(context_), bytes.data(), bytes.size());
+}
+
+std::string Sha256Stream::hex() {
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  unsigned int length = 0;
+  auto* context = static_cast<EVP_MD_CTX*>(context_);
+  EVP_DigestFinal_ex(context, digest, &length);
+  EVP_DigestInit_ex2(context, sha256Method(), nullptr);
+  std::string out(2 * SHA256_DIGEST_LENGTH, '0');
+  for (size_t index = 0; index < SHA256_DIGEST_LENGTH; ++index) {
+    out[2 * index] = kHex[digest[index] >> 4];
+    out[2 * index + 1] = kHex[digest[index] & 0xF];
+  }
+  return out;
+}
+
 std::string sha256Hex(std::string_view bytes) {
   std::string out;
   sha256HexInto(bytes, out);

@@ -27,6 +27,21 @@ std::string sha256Hex(std::string_view bytes);
 // sha256Hex() written into `hex` (its buffer reused).
 void sha256HexInto(std::string_view bytes, std::string& hex);
 
+// SHA-256 over bytes that arrive in pieces (a record too large to hold whole).
+class Sha256Stream {
+ public:
+  Sha256Stream();
+  ~Sha256Stream();
+  Sha256Stream(const Sha256Stream&) = delete;
+  Sha256Stream& operator=(const Sha256Stream&) = delete;
+  void update(std::string_view bytes);
+  // Lower-case hex of everything given since construction or the last hex(); starts over.
+  std::string hex();
+
+ private:
+  void* context_;  // EVP_MD_CTX
+};
+
 // True when `npi` is 10 digits whose last digit is the Luhn check digit computed over
 // "80840" + the first nine digits (CMS NPI check-digit rule).
 bool isValidNpi(std::string_view npi);

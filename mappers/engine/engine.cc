@@ -2706,18 +2706,34 @@ Result<MapSummary> SpecLibrary::mapSource(const std::string& spec_id, std::istre
 
   MapSummary summary;
   auto reject = [&](IssueList issues, std::string raw, std::string position, bool fatal,
-                    const readers::RecordFrame* frame = nullptr) {
+                    const readers::RecordFrame* frame = nullptr, std::string raw_sha256 = {}) {
     Rejection rejection{std::move(issues), std::move(raw), std::move(position), fatal};
-    if (frame != nullptr) {
+    rejection.raw_sha256 = std::move(raw_sha256);
+    if (frame != nullptr && rejection.raw_sha256.empty()) {
       rejection.replay_prefix = frame->prefix();
       rejection.replay_suffix = frame->suffix(rejection.raw);
     }
     ++summary.rejected;
     on_rejection(rejection);
   };
+  const size_t max_record = options.max_record_bytes;
+  // A record over maxRecordBytes, rejected whole: its first bytes and the digest of all.
+  auto rejectOversized = [&](std::string raw, size_t total, std::string digest, std::string position) {
+    IssueList issues;
+    issues.atLocation(Severity::kError, "too-long", position,
+                      position + ": the record is " + std::to_string(total) + " bytes, larger than maxRecordBytes (" +
+                          std::to_string(max_record) + "); its first " + std::to_string(std::min(total, max_record)) +
+                          " bytes are kept, SHA-256 of the whole " + digest);
+    if (raw.size() > max_record) raw.resize(max_record);
+    reject(std::move(issues), std::move(raw), std::move(position), false, nullptr, std::move(digest));
+  };
   auto mapRecord = [&](const json::Value& record, const std::string& raw, const std::string& position,
                        const readers::RecordFrame* frame = nullptr) {
     ++summary.records;
+    if (max_record > 0 && raw.size() > max_record) {
+      rejectOversized(raw.substr(0, max_record), raw.size(), sha256Hex(raw), position);
+      return;
+    }
     MappedBundle mapped;
     IssueList issues;
     if (!run.map(record, raw, position, mapped, issues)) {
@@ -2745,9 +2761,37 @@ Result<MapSummary> SpecLibrary::mapSource(const std::string& spec_id, std::istre
   std::string group_key, group_raw, group_position;
   IssueList group_issues;
   bool group_open = false;
+  // A group past maxRecordBytes keeps its first bytes and a running digest, not its rows.
+  size_t group_bytes = 0;
+  std::unique_ptr<Sha256Stream> group_digest;
+  auto addToGroup = [&](const std::string& raw) {
+    group_bytes += raw.size();
+    if (group_digest) {
+      group_digest->update(raw);
+      return;
+    }
+    if (max_record > 0 && group_bytes > max_record) {
+      group_digest = std::make_unique<Sha256Stream>();
+      group_digest->update(group_raw);
+      group_digest->update(raw);
+      group_raw.append(raw, 0, max_record - std::min(max_record, group_raw.size()));
+      group = json::Document();  // the rows are not held any longer
+      group.SetObject();
+      group_rows.clear();
+      return;
+    }
+    group_raw += raw;
+  };
   auto flush = [&]() {
     if (!group_open) return;
     group_open = false;
+    if (group_digest) {
+      ++summary.records;
+      rejectOversized(std::move(group_raw), group_bytes, group_digest->hex(), group_position);
+      group_digest.reset();
+      group_issues = IssueList();
+      return;
+    }
     if (group_issues.hasErrors()) {
       ++summary.records;
       reject(std::move(group_issues), std::move(group_raw), group_position, false);
@@ -2763,6 +2807,7 @@ Result<MapSummary> SpecLibrary::mapSource(const std::string& spec_id, std::istre
     group.AddMember("lines", json::Value(rapidjson::kArrayType), group.GetAllocator());
     group_rows.clear();
     group_raw.clear();
+    group_bytes = 0;
     group_issues = IssueList();
     group_key = key;
     group_position = std::move(position);
@@ -2814,8 +2859,8 @@ Result<MapSummary> SpecLibrary::mapSource(const std::string& spec_id, std::istre
       }
       std::string key = csv->lastFields()[group_column];
       if (!group_open || key != group_key) startGroup(key, record.position);
-      group_issues.append(issues);
-      group_raw += record.raw;
+      if (!group_digest) group_issues.append(issues);
+      addToGroup(record.raw);
       continue;
     }
     if (spec.group_by.empty()) {
@@ -2825,9 +2870,10 @@ Result<MapSummary> SpecLibrary::mapSource(const std::string& spec_id, std::istre
     auto key_value = json::getString(record.doc, spec.group_by);
     std::string key = key_value ? std::string(*key_value) : std::string();
     if (!group_open || key != group_key) startGroup(key, record.position);
+    addToGroup(record.raw);
+    if (group_digest) continue;
     group_rows.push_back(std::make_unique<json::Document>(std::move(record.doc)));
     group["lines"].PushBack(static_cast<json::Value&>(*group_rows.back()), group.GetAllocator());
-    group_raw += record.raw;
   }
   flush();
   return summary;

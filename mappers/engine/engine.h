@@ -62,6 +62,11 @@ struct MapOptions {
   // The stored JSON of a resource (type, id), for resources a spec marks "update": "merge"
   // (the e-consult ServiceRequest, updated by later events). Unset or nullopt: not stored.
   std::function<std::optional<std::string>(const std::string& type, const std::string& id)> stored_resource;
+  // limits.maxRecordBytes: a record (a CSV group of lines, an NDJSON line, an X12 claim) larger
+  // than this is rejected as one record, its first bytes kept with the SHA-256 of the whole, and
+  // the source goes on; a CSV group past it is not held (its rows are hashed and dropped).
+  // 0: no limit.
+  size_t max_record_bytes = 0;
 };
 
 struct MappedBundle {
@@ -81,6 +86,8 @@ struct Rejection {
   // or not known.
   std::string replay_prefix = {};
   std::string replay_suffix = {};
+  // SHA-256 (hex) of the whole record when `raw` holds only its first bytes (maxRecordBytes).
+  std::string raw_sha256 = {};
 };
 
 struct MapSummary {

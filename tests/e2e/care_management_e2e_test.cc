@@ -141,7 +141,8 @@ TEST_F(CareManagementEndToEnd, CoManagementBillingReachesThePayerAsAClaim) {
   EXPECT_EQ(json::stringView(issue["location"][0]), "$.episode.billing[0]");
   EXPECT_NE(json::getString(issue, "diagnostics").value_or("").find("second ACM"), std::string_view::npos);
   EXPECT_EQ(json::getString(issue["details"]["coding"][0], "system"), "https://fhir.alignment-gateway.org/CodeSystem/quarantine-id");
-  EXPECT_NE(gateway_->get("/admin/quarantine").body.find("cm-e2e-2"), std::string::npos);
+  EXPECT_NE(quarantinedPayload(std::string(json::stringView(issue["details"]["coding"][0]["code"]))).find("cm-e2e-2"),
+            std::string::npos);
 
   // The next month is a new ACM and is routed too.
   HttpResult november = ingest(coManagement("cm-e2e-3", "2026-11-30"));

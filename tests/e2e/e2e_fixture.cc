@@ -2,6 +2,7 @@
 #include "tests/e2e/e2e_fixture.h"
 
 #include <chrono>
+#include <cstring>
 #include <fstream>
 #include <thread>
 
@@ -58,6 +59,29 @@ json::Document GatewayFixture::parse(const std::string& text) {
   auto doc = json::parse(text);
   EXPECT_TRUE(doc.ok()) << doc.message() << "\n" << text;
   return doc.ok() ? std::move(*doc) : json::Document();
+}
+
+std::string GatewayFixture::quarantinedPayload(const std::string& id) const {
+  HttpResult entry = gateway_->get("/admin/quarantine/" + id);
+  EXPECT_EQ(entry.status, 200) << entry.body;
+  json::Document doc = parse(entry.body);
+  auto encoded = json::getString(doc, "payloadBase64");
+  EXPECT_TRUE(encoded.has_value()) << entry.body;
+  std::string out;
+  uint32_t bits = 0;
+  int held = 0;
+  for (char c : encoded.value_or("")) {
+    const char* alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const char* found = c == '=' ? nullptr : std::strchr(alphabet, c);
+    if (found == nullptr) break;
+    bits = (bits << 6) | static_cast<uint32_t>(found - alphabet);
+    held += 6;
+    if (held >= 8) {
+      held -= 8;
+      out.push_back(static_cast<char>((bits >> held) & 0xff));
+    }
+  }
+  return out;
 }
 
 json::Document GatewayFixture::waitForDeadLetters() const {

@@ -33,6 +33,9 @@ class GatewayFixture : public ::testing::Test {
 
   // Resource of `type` in a Bundle answer; fails the test when absent.
   static const json::Value* findEntry(const json::Value& bundle, const std::string& type);
+  // The payload of quarantine entry `id` (GET /admin/quarantine/{id}, base64-decoded); fails the
+  // test when the entry is not there.
+  std::string quarantinedPayload(const std::string& id) const;
   // GET /admin/dead-letters, polled until it lists something (at most 20 s).
   json::Document waitForDeadLetters() const;
 

@@ -149,7 +149,7 @@ TEST_F(EconsultV2EndToEnd, BadMessagesAreAcknowledgedWithTheErrorAndQuarantined)
   // Both are kept with their payload.
   json::Document items = parse(gateway_->get("/admin/quarantine").body);
   std::vector<std::string> payloads;
-  for (const json::Value& item : items["items"].GetArray()) payloads.push_back(str(item, "payload"));
+  for (const json::Value& item : items["items"].GetArray()) payloads.push_back(quarantinedPayload(str(item, "id")));
   EXPECT_NE(std::find(payloads.begin(), payloads.end(), bad), payloads.end());
   EXPECT_NE(std::find(payloads.begin(), payloads.end(), "hello\r"), payloads.end());
 
@@ -158,7 +158,7 @@ TEST_F(EconsultV2EndToEnd, BadMessagesAreAcknowledgedWithTheErrorAndQuarantined)
   auto entryOf = [&](const std::string& payload) {
     json::Document list = parse(gateway_->get("/admin/quarantine").body);
     for (const json::Value& item : list["items"].GetArray()) {
-      if (str(item, "payload") == payload) return str(item, "id");
+      if (quarantinedPayload(str(item, "id")) == payload) return str(item, "id");
     }
     return std::string();
   };

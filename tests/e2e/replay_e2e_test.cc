@@ -227,7 +227,7 @@ TEST_F(Replay, RosterRecordIsReplayedUnderItsFilesHeader) {
   EXPECT_EQ(json::numberAsInt64(counts["accepted"]), 1);
   ASSERT_EQ(counts["quarantineIds"].Size(), 1u);
   const std::string id(json::stringView(counts["quarantineIds"][0]));
-  const std::string payload = str(*entry(quarantine(), id), "payload");
+  const std::string payload = quarantinedPayload(id);
   EXPECT_EQ(payload.find("member_id"), std::string::npos);  // the row alone is kept
 
   // The replay reads the row under its header: the same row-level rejection, recorded on the
@@ -382,7 +382,7 @@ TEST_F(ReplayX12, ClaimRejectedUnderAnOlderIgIsReplayedAloneAndAcceptedAfterTheF
                         str(issue, "diagnostics").find("line-of-business") != std::string::npos;
   }
   EXPECT_TRUE(line_of_business) << json::serialize((*kept)["outcome"]);
-  const std::string payload = str(*kept, "payload");
+  const std::string payload = quarantinedPayload(id);
   EXPECT_EQ(payload.rfind("HL*1**20*1~", 0), 0u) << payload;
   EXPECT_NE(payload.find("SBR*P*18*******CI~"), std::string::npos);
   EXPECT_TRUE(payload.ends_with("DTP*472*D8*20261001~")) << payload;

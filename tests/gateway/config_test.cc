@@ -35,6 +35,30 @@ TEST(ConfigTest, OnlyRequiredKeysGiveDefaults) {
   EXPECT_DOUBLE_EQ(config->delivery.give_up_after_hours, 72);
 }
 
+TEST(ConfigTest, ReadsLimitsWithSafeDefaults) {
+  auto defaults = parseConfig(R"({})");
+  ASSERT_TRUE(defaults.ok()) << defaults.message();
+  EXPECT_EQ(defaults->limits.max_json_depth, 100);
+  EXPECT_EQ(defaults->limits.header_timeout_ms, 10000);
+  EXPECT_EQ(defaults->limits.max_connections_per_address, 32);
+  EXPECT_EQ(defaults->limits.max_record_bytes, 1 << 20);
+  auto config = parseConfig(R"({"limits": {"maxJsonDepth": 40, "headerTimeoutMs": 500, "bodyIdleTimeoutMs": 700,
+      "maxHeaderBytes": 4096, "maxConnections": 10, "maxConnectionsPerAddress": 2, "maxRecordBytes": 1000,
+      "maxQuarantinePayloadBytes": 2000}})");
+  ASSERT_TRUE(config.ok()) << config.message();
+  EXPECT_EQ(config->limits.max_json_depth, 40);
+  EXPECT_EQ(config->limits.header_timeout_ms, 500);
+  EXPECT_EQ(config->limits.body_idle_timeout_ms, 700);
+  EXPECT_EQ(config->limits.max_header_bytes, 4096);
+  EXPECT_EQ(config->limits.max_connections, 10);
+  EXPECT_EQ(config->limits.max_connections_per_address, 2);
+  EXPECT_EQ(config->limits.max_record_bytes, 1000);
+  EXPECT_EQ(config->limits.max_quarantine_payload_bytes, 2000);
+  EXPECT_EQ(parseConfig(R"({"limits": {"maxConnection": 1}})").message(), "unknown configuration key 'limits.maxConnection'");
+  EXPECT_EQ(parseConfig(R"({"limits": {"maxConnections": 0}})").message(),
+            "configuration key 'limits.maxConnections' must be at least 1");
+}
+
 TEST(ConfigTest, UnknownKeysAreErrorsNamingTheKey) {
   EXPECT_EQ(parseConfig(R"({"listen": "127.0.0.1:1", "tls": {}})").message(), "unknown configuration key 'tls'");
   EXPECT_EQ(parseConfig(R"({"payers": [{"id": "p", "name": "P", "format": "f", "endpoint": "http://x", "colour": 1}]})").message(),

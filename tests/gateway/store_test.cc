@@ -123,6 +123,103 @@ TEST(SqliteStoreTest, QuarantineKeepsPayloadAndOutcome) {
   EXPECT_EQ(list[0].channel, "econsult");
 }
 
+// Issue 14: the same payload on the same channel is kept once with a count; the listing pages
+// newest first with a cursor, filters by channel, status and arrival, and carries no payloads.
+TEST(SqliteStoreTest, QuarantineKeepsARepeatedPayloadOnceAndPagesWithFilters) {
+  testing::TempDir dir;
+  auto store = openSqliteStore(dir.path().string());
+  ASSERT_TRUE(store.ok());
+  const std::string outcome = R"({"resourceType":"OperationOutcome"})";
+  auto first = (*store)->quarantine({"econsult", "application/json", "{bad", false, outcome});
+  auto again = (*store)->quarantine({"econsult", "application/json", "{bad", false, outcome});
+  auto elsewhere = (*store)->quarantine({"care-management", "application/json", "{bad", false, outcome});
+  ASSERT_TRUE(first.ok() && again.ok() && elsewhere.ok());
+  EXPECT_EQ(*again, *first);
+  EXPECT_NE(*elsewhere, *first);
+  auto entry = *(*store)->readQuarantine(*first);
+  ASSERT_TRUE(entry.has_value());
+  EXPECT_EQ(entry->count, 2);
+  EXPECT_EQ(entry->payload, "{bad");
+  EXPECT_EQ(entry->payload_bytes, 4);
+  EXPECT_EQ(entry->payload_sha256, "17eed55d881c0dd5fe0935a98d89dd9e52d62aed941f3fb7d17bd490e5aa3e8f");  // sha256sum
+  for (int index = 0; index < 5; ++index) {
+    ASSERT_TRUE((*store)->quarantine({"econsult", "application/json", "{bad " + std::to_string(index), false, outcome}).ok());
+  }
+  // A truncated payload keeps the digest it was given (of the whole payload).
+  auto truncated = (*store)->quarantine({"econsult", "text/csv", "abc", true, outcome, false, "", "", "feedbeef"});
+  ASSERT_TRUE(truncated.ok());
+  EXPECT_EQ((*(*store)->readQuarantine(*truncated))->payload_sha256, "feedbeef");
+
+  QuarantineQuery query;
+  query.count = 3;
+  query.channel = "econsult";
+  std::vector<std::string> seen;
+  for (int page_index = 0; page_index < 10; ++page_index) {
+    auto page = (*store)->listQuarantinePage(query);
+    ASSERT_TRUE(page.ok()) << page.message();
+    for (const QuarantineEntry& listed : page->entries) {
+      seen.push_back(listed.id);
+      EXPECT_EQ(listed.channel, "econsult");
+      EXPECT_TRUE(listed.payload.empty());
+      EXPECT_GT(listed.payload_bytes, 0);
+    }
+    if (page->next_cursor.empty()) break;
+    query.cursor = page->next_cursor;
+  }
+  ASSERT_EQ(seen.size(), 7u);  // {bad (twice, once kept), five others, the truncated one
+  EXPECT_EQ(seen.front(), *truncated);
+  EXPECT_EQ(seen.back(), *first);
+  QuarantineQuery accepted;
+  accepted.status = "accepted";
+  EXPECT_TRUE((*(*store)->listQuarantinePage(accepted)).entries.empty());
+  ASSERT_TRUE((*store)->recordReplay(*first, 202, "{}", true).ok());
+  EXPECT_EQ((*(*store)->listQuarantinePage(accepted)).entries.size(), 1u);
+  QuarantineQuery later;
+  later.since = "2999-01-01T00:00:00Z";
+  EXPECT_TRUE((*(*store)->listQuarantinePage(later)).entries.empty());
+  later.since = "2000-01-01T00:00:00Z";
+  EXPECT_EQ((*(*store)->listQuarantinePage(later)).entries.size(), 8u);
+  // Once its entry was accepted, the same payload is kept anew.
+  auto after_accept = (*store)->quarantine({"econsult", "application/json", "{bad", false, outcome});
+  ASSERT_TRUE(after_accept.ok());
+  EXPECT_NE(*after_accept, *first);
+}
+
+// Staged payer files (issue 14): records wait in staging, in order, until the file is dropped;
+// nothing staged is a resource; a restart drops what a previous process left staged.
+TEST(SqliteStoreTest, StagedFilesKeepTheirRecordsInOrderUntilDroppedAndRestartsDropThem) {
+  testing::TempDir dir;
+  {
+    auto store = openSqliteStore(dir.path().string());
+    ASSERT_TRUE(store.ok()) << store.message();
+    auto file = (*store)->beginStagedFile("claims:p");
+    auto other = (*store)->beginStagedFile("claims:p");
+    ASSERT_TRUE(file.ok() && other.ok());
+    EXPECT_NE(*file, *other);
+    std::vector<StagedRecord> first;
+    for (int64_t seq = 1; seq <= 5; ++seq) first.push_back({seq, "C" + std::to_string(seq), "{\"n\":" + std::to_string(seq) + "}"});
+    ASSERT_TRUE((*store)->stageRecords(*file, first).ok());
+    ASSERT_TRUE((*store)->stageRecords(*file, {{6, "C6", "{}"}}).ok());
+    ASSERT_TRUE((*store)->stageRecords(*other, {{1, "X1", "{}"}}).ok());
+    auto page = (*store)->stagedRecords(*file, 2, 3);
+    ASSERT_TRUE(page.ok());
+    ASSERT_EQ(page->size(), 3u);
+    EXPECT_EQ((*page)[0].seq, 3);
+    EXPECT_EQ((*page)[0].record_id, "C3");
+    EXPECT_EQ((*page)[0].bundle_json, "{\"n\":3}");
+    EXPECT_EQ((*page)[2].seq, 5);
+    EXPECT_EQ((*(*store)->stagedRecords(*file, 5, 10)).size(), 1u);
+    EXPECT_EQ(*(*store)->stagedCounts(), (std::pair<int64_t, int64_t>{2, 7}));
+    ASSERT_TRUE((*store)->dropStagedFile(*file).ok());
+    EXPECT_TRUE((*(*store)->stagedRecords(*file, 0, 10)).empty());
+    EXPECT_EQ(*(*store)->stagedCounts(), (std::pair<int64_t, int64_t>{1, 1}));
+    EXPECT_FALSE((*(*store)->readResource("Claim", "C1")).has_value());
+  }
+  auto reopened = openSqliteStore(dir.path().string());
+  ASSERT_TRUE(reopened.ok());
+  EXPECT_EQ(*(*reopened)->stagedCounts(), (std::pair<int64_t, int64_t>{0, 0}));
+}
+
 // The first column of the first row `sql` selects in the database, as text ("" when none).
 std::string selectText(const std::filesystem::path& db_path, const char* sql) {
   sqlite3* db = nullptr;

@@ -29,6 +29,7 @@ class GatewayProcess {
   ~GatewayProcess();
 
   uint16_t port() const { return port_; }
+  pid_t pid() const { return pid_; }
   bool running() const { return pid_ > 0; }
   // SIGKILL, no cleanup at all.
   void kill();

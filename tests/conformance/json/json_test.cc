@@ -42,6 +42,70 @@ TEST(JsonTest, RejectsNulInStringsAndBadUtf8) {
   EXPECT_FALSE(parse("{\"a\":\"\xff\"}", doc, error));
 }
 
+// Regression (issue 14): 75,000 nested arrays or objects crashed the process by recursion in
+// the duplicate-key check. Now the depth is refused while parsing, naming it.
+TEST(JsonTest, RefusesNestingDeeperThanTheLimitNamingTheDepth) {
+  Document doc;
+  ParseError error;
+  for (const char* open_close : {"[]", "{}"}) {
+    std::string text;
+    for (int level = 0; level < 75000; ++level) text += open_close[0] == '[' ? "[" : "{\"a\":";
+    text += "1";
+    for (int level = 0; level < 75000; ++level) text.push_back(open_close[1]);
+    EXPECT_FALSE(parse(text, doc, error));
+    EXPECT_EQ(error.message, "nesting depth 101 exceeds maxJsonDepth (100)");
+    const size_t opener = open_close[0] == '[' ? 1 : 5;  // "[" or "{\"a\":"
+    EXPECT_EQ(error.column, 100 * opener + 1);  // where the 101st level opens
+  }
+  std::string at_limit(kDefaultMaxDepth, '[');
+  at_limit += std::string(kDefaultMaxDepth, ']');
+  EXPECT_TRUE(parse(at_limit, doc, error)) << error.describe();
+  setMaxDepth(3);
+  EXPECT_FALSE(parse(R"({"a":{"b":{"c":[]}}})", doc, error));
+  EXPECT_EQ(error.message, "nesting depth 4 exceeds maxJsonDepth (3)");
+  EXPECT_TRUE(parse(R"({"a":{"b":[1]}})", doc, error));
+  setMaxDepth(0);
+  EXPECT_TRUE(parse(R"({"a":{"b":{"c":[]}}})", doc, error));
+}
+
+TEST(JsonTest, FindsDuplicateKeysDeepInsideArraysInDocumentOrder) {
+  Document doc;
+  ParseError error;
+  EXPECT_FALSE(parse(R"({"z":[{"q":1},[{"k":1,"k":2}]],"y":{"j":1,"j":2}})", doc, error));
+  EXPECT_EQ(error.message, "duplicate key \"k\"");
+  std::string deep;
+  for (int level = 0; level < 45; ++level) deep += "{\"a\":[";
+  deep += R"({"d":1,"d":1})";
+  for (int level = 0; level < 45; ++level) deep += "]}";
+  EXPECT_FALSE(parse(deep, doc, error));
+  EXPECT_EQ(error.message, "duplicate key \"d\"");
+}
+
+// Regression (issue 14): a string built from arbitrary bytes that starts with NUL (a quarantined
+// payload) was written unquoted, as if it were a number.
+TEST(JsonTest, WritesAStringStartingWithNulQuoted) {
+  Document doc;
+  doc.SetObject();
+  addString(doc, "p", std::string_view("\0abc", 4), doc.GetAllocator());
+  addString(doc, "q", std::string_view("\0", 1), doc.GetAllocator());
+  addMember(doc, "n", makeNumber("-1.50e3", doc.GetAllocator()), doc.GetAllocator());
+  EXPECT_EQ(serialize(doc), R"({"p":"\u0000abc","q":"\u0000","n":-1.50e3})");
+  EXPECT_TRUE(isString(doc["p"]));
+  EXPECT_FALSE(isNumber(doc["p"]));
+  EXPECT_TRUE(isNumber(doc["n"]));
+}
+
+TEST(JsonTest, FindsTheOffsetOfTheFirstInvalidUtf8Byte) {
+  EXPECT_FALSE(invalidUtf8Offset("plain ascii").has_value());
+  EXPECT_FALSE(invalidUtf8Offset("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80").has_value());
+  EXPECT_EQ(invalidUtf8Offset("ab\xff"), 2u);
+  EXPECT_EQ(invalidUtf8Offset("ab\xc3"), 2u);             // truncated sequence
+  EXPECT_EQ(invalidUtf8Offset("\xc0\xaf"), 0u);           // overlong '/'
+  EXPECT_EQ(invalidUtf8Offset("x\xed\xa0\x80"), 1u);      // a UTF-16 surrogate
+  EXPECT_EQ(invalidUtf8Offset("xy\xf4\x90\x80\x80"), 2u);  // above U+10FFFF
+  EXPECT_EQ(invalidUtf8Offset("\xe2\x82x"), 0u);
+}
+
 TEST(JsonTest, ReportsSyntaxErrorLineAndColumn) {
   Document doc;
   ParseError error;
