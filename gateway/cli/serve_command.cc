@@ -116,6 +116,9 @@ int runServe(const Args& args, Io& io) {
   }
   StorePtr& store = (*runtime)->store;
   ValidatorPtr& validator = (*runtime)->validator;
+  for (const std::string& warning : validator->startupWarnings()) {
+    io.err << "fhir-gateway serve: warning: " << warning << "\n";
+  }
   TopicCatalogPtr& topics = (*runtime)->topics;
   SubscriptionRegistry& registry = (*runtime)->registry;
 

@@ -60,6 +60,14 @@ struct DeliveryConfig {
   int64_t circuit_breaker_cool_down_ms = 30000;  // default: 30 s, or maxBackoffMs when smaller
 };
 
+// `igs`: extra FHIR packages for the validator (contracts/cli.md). Either an array of paths, or
+// {"packages": [paths], "strictDependencies": bool, "uncheckedBindings": "warning" | "error"}.
+struct IgConfig {
+  std::vector<std::string> packages;  // package folders, `.tgz` package tarballs or JSON files
+  bool strict_dependencies = false;   // a dependency that is not loaded fails start-up
+  bool unchecked_bindings_are_errors = false;  // bindings that cannot be checked locally fail
+};
+
 struct Config {
   std::string listen = "127.0.0.1:8080";
   std::string data_dir = "./var";
@@ -67,6 +75,7 @@ struct Config {
   std::vector<PayerConfig> payers;
   std::vector<FeedConfig> feeds;
   DeliveryConfig delivery;
+  IgConfig igs;
 
   const PayerConfig* findPayer(std::string_view id) const;
 };
