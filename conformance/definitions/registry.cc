@@ -79,6 +79,33 @@ void collectJsonFiles(const fs::path& root, std::vector<fs::path>& files) {
   }
 }
 
+// Semantic-version order on the dot-separated numeric parts ("6.1.0" > "3.1.1" > "3.1.0");
+// non-numeric parts compare as text.
+int compareVersions(std::string_view a, std::string_view b) {
+  while (!a.empty() || !b.empty()) {
+    size_t da = a.find('.'), db = b.find('.');
+    std::string_view pa = a.substr(0, da), pb = b.substr(0, db);
+    bool na = !pa.empty() && pa.find_first_not_of("0123456789") == std::string_view::npos;
+    bool nb = !pb.empty() && pb.find_first_not_of("0123456789") == std::string_view::npos;
+    if (na && nb) {
+      if (pa.size() != pb.size()) return pa.size() < pb.size() ? -1 : 1;
+    }
+    if (int c = pa.compare(pb); c != 0) return c < 0 ? -1 : 1;
+    a = da == std::string_view::npos ? std::string_view() : a.substr(da + 1);
+    b = db == std::string_view::npos ? std::string_view() : b.substr(db + 1);
+  }
+  return 0;
+}
+
+bool sameMinor(std::string_view a, std::string_view b) {
+  auto minor = [](std::string_view v) {
+    size_t first = v.find('.');
+    size_t second = first == std::string_view::npos ? first : v.find('.', first + 1);
+    return v.substr(0, second);
+  };
+  return !a.empty() && minor(a) == minor(b);
+}
+
 }  // namespace
 
 std::string_view canonicalUrl(std::string_view canonical) {
@@ -190,7 +217,14 @@ Result<std::unique_ptr<Registry>> Registry::load(const std::string& core_dir,
       entry->doc = std::move(doc);
       entry->package = package_index;
       std::string key(*url);
-      registry->by_url_[kindIndex(*kind)][key] = entry.get();
+      // The unversioned key names the highest version loaded (US Core 6.1 over 3.1 whatever the
+      // order of the paths); equal versions: the path given last.
+      Entry*& current = registry->by_url_[kindIndex(*kind)][key];
+      if (!current || current->package < 0 || !current->doc ||
+          compareVersions(json::getString(*entry->doc, "version").value_or(""),
+                          json::getString(*current->doc, "version").value_or("")) >= 0) {
+        current = entry.get();
+      }
       registry->package_urls_.back()[kindIndex(*kind)][key] = entry.get();
       if (auto version = json::getString(*entry->doc, "version")) {
         registry->by_url_[kindIndex(*kind)][key + "|" + std::string(*version)] = entry.get();
@@ -316,10 +350,18 @@ std::string Registry::resolveIn(ResourceKind kind, std::string_view url, int pac
   if (std::string key = keyOf(package); !key.empty()) return key;
   // Then the loaded packages it depends on, preferring the version it names.
   for (const auto& [name, version] : packages_[static_cast<size_t>(package)].dependencies) {
-    int best = -1;
+    // The version it names, else the same major.minor (CARIN BB 2.0 names US Core 3.1.1 and
+    // 3.1.0 is loaded), else the highest loaded.
+    int best = -1, rank = 0;
     for (size_t index = 0; index < packages_.size(); ++index) {
-      if (packages_[index].name != name) continue;
-      if (best < 0 || packages_[index].version == version) best = static_cast<int>(index);
+      const Package& candidate = packages_[index];
+      if (candidate.name != name) continue;
+      int candidate_rank = candidate.version == version ? 3 : sameMinor(candidate.version, version) ? 2 : 1;
+      if (candidate_rank > rank ||
+          (candidate_rank == rank && compareVersions(candidate.version, packages_[static_cast<size_t>(best)].version) > 0)) {
+        best = static_cast<int>(index);
+        rank = candidate_rank;
+      }
     }
     if (best < 0) continue;
     if (std::string key = keyOf(best); !key.empty()) return key;
