@@ -98,7 +98,8 @@ class InstanceWalker {
   std::string_view owner_type_;
   bool contained_ = false;     // the next validateResource() is for a contained resource
   fhirpath::EvaluationContext context_;
-  std::string undecided_value_set_;  // set by memberOf() when the local terminology cannot answer
+  std::string undecided_value_set_;
+  std::string_view enclosing_extension_;  // URL of the extension whose children are walked  // set by memberOf() when the local terminology cannot answer
 };
 
 }  // namespace fhir::validator

@@ -64,8 +64,12 @@ void InstanceWalker::validateExtension(const json::Value& value, const ElementPl
     holder = base->root;
   }
   if (holder->children.empty() && holder == definition->root) return;
+  // Nested extensions see this one as their context (R4 context type `extension`).
+  std::string_view saved_enclosing = enclosing_extension_;
+  if (url && isAbsoluteUrl(*url)) enclosing_extension_ = *url;
   walkObject(value, holder->children.empty() && holder->content_ref ? *holder->content_ref : *holder,
              *definition, false);
+  enclosing_extension_ = saved_enclosing;
   if (!holder->constraints.empty()) checkConstraints(holder->constraints, &value, nullptr, "Extension");
 }
 
@@ -97,11 +101,18 @@ void InstanceWalker::checkExtensionContext(const StructurePlan& definition) {
       if (c == ']') skipping = false;
     }
     here.push_back(instance_path);
+    if (!enclosing_extension_.empty()) here.emplace_back(enclosing_extension_);
   }
   for (const json::Value& context : contexts->GetArray()) {
     auto type = json::getString(context, "type");
     auto expression = json::getString(context, "expression");
-    if (!type || !expression || *type != "element") return;  // extension/fhirpath contexts: not judged
+    if (!type || !expression) return;
+    // R4 context type `extension`: allowed inside an extension with that URL.
+    if (*type == "extension") {
+      if (!enclosing_extension_.empty() && enclosing_extension_ == *expression) return;
+      continue;
+    }
+    if (*type != "element") return;  // fhirpath contexts: not judged
     std::string_view text = *expression;
     if (text == "Element" || text == "Base" || text.find_first_of("()") != std::string_view::npos) return;
     for (const std::string& candidate : here) {

@@ -135,6 +135,18 @@ TEST(ExtensionTest, ContextIsChecked) {
   EXPECT_ISSUE(issues, kError, "structure", "Patient.name[0].extension[0]");
 }
 
+// R4 context type `extension`: test-child-extension may only be used inside
+// test-parent-extension (fixtures in tests/data/validator/profiles).
+TEST(ExtensionTest, ExtensionContextIsChecked) {
+  EXPECT_NO_ERRORS(validateJson(R"j({"resourceType":"Patient","extension":[{
+      "url":"http://example.org/fhir/StructureDefinition/test-parent-extension","extension":[{
+        "url":"http://example.org/fhir/StructureDefinition/test-child-extension","valueString":"x"}]}]})j"));
+  IssueList issues = validateJson(R"j({"resourceType":"Patient","extension":[{
+      "url":"http://example.org/fhir/StructureDefinition/test-child-extension","valueString":"x"}]})j");
+  EXPECT_ISSUE(issues, kError, "structure", "Patient.extension[0]");
+  EXPECT_EQ(issues.errorCount(), 1u) << describe(issues);
+}
+
 TEST(ProfileTest, MetaProfileKnownAndUnknown) {
   IssueList unknown = validateJson(R"j({"resourceType":"Patient",
       "meta":{"profile":["http://example.org/fhir/StructureDefinition/nowhere"]}})j");
