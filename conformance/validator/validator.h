@@ -29,10 +29,12 @@ struct ValidatorOptions {
   // creation, with the plans of every data type they use, so that the first request does not pay
   // for them. Everything else is compiled on first use. Unknown names are ignored.
   std::vector<std::string> preload;
-  // A required or extensible binding whose value set is not available locally (e.g. a VSAC
-  // value set), or a required binding whose code comes from a code system that is not available
-  // locally, is reported "not checked" with this severity (kWarning, as the HL7 validator does;
-  // kError makes such codes fail validation).
+  // What cannot be checked for lack of local definitions is reported "not checked"
+  // (`not-supported`) with this severity: a required or extensible binding whose value set is not
+  // available locally (e.g. a VSAC value set), a required binding whose code cannot be decided
+  // locally, a constraint that fails only because memberOf() could not decide, and an HL7
+  // extension from an extensions package a loaded IG depends on but that is not loaded.
+  // kWarning as the HL7 validator does; kError makes them fail validation.
   Severity unchecked_binding = Severity::kWarning;
   // A dependency named in a loaded package's package.json that is not loaded itself: false
   // reports it in `warnings` (createValidator); true makes createValidator fail.
