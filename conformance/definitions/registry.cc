@@ -5,7 +5,10 @@
 #include <filesystem>
 #include <functional>
 #include <fstream>
+#include <set>
 #include <sstream>
+
+#include "conformance/definitions/package_archive.h"
 
 namespace fhir::definitions {
 
@@ -16,6 +19,7 @@ struct Registry::Entry {
   std::once_flag once;
   std::unique_ptr<json::Document> doc;
   bool ok = false;
+  int package = -1;  // index into packages_; -1 for core
 
   const json::Value* get() {
     std::call_once(once, [this] {
@@ -75,6 +79,33 @@ void collectJsonFiles(const fs::path& root, std::vector<fs::path>& files) {
   }
 }
 
+// Semantic-version order on the dot-separated numeric parts ("6.1.0" > "3.1.1" > "3.1.0");
+// non-numeric parts compare as text.
+int compareVersions(std::string_view a, std::string_view b) {
+  while (!a.empty() || !b.empty()) {
+    size_t da = a.find('.'), db = b.find('.');
+    std::string_view pa = a.substr(0, da), pb = b.substr(0, db);
+    bool na = !pa.empty() && pa.find_first_not_of("0123456789") == std::string_view::npos;
+    bool nb = !pb.empty() && pb.find_first_not_of("0123456789") == std::string_view::npos;
+    if (na && nb) {
+      if (pa.size() != pb.size()) return pa.size() < pb.size() ? -1 : 1;
+    }
+    if (int c = pa.compare(pb); c != 0) return c < 0 ? -1 : 1;
+    a = da == std::string_view::npos ? std::string_view() : a.substr(da + 1);
+    b = db == std::string_view::npos ? std::string_view() : b.substr(db + 1);
+  }
+  return 0;
+}
+
+bool sameMinor(std::string_view a, std::string_view b) {
+  auto minor = [](std::string_view v) {
+    size_t first = v.find('.');
+    size_t second = first == std::string_view::npos ? first : v.find('.', first + 1);
+    return v.substr(0, second);
+  };
+  return !a.empty() && minor(a) == minor(b);
+}
+
 }  // namespace
 
 std::string_view canonicalUrl(std::string_view canonical) {
@@ -111,21 +142,70 @@ Result<std::unique_ptr<Registry>> Registry::load(const std::string& core_dir,
   }
 
   for (const std::string& extra : extra_paths) {
-    std::vector<fs::path> files;
-    if (fs::is_directory(extra, ec)) {
+    // (name, text) of every file of the package.
+    std::vector<std::pair<std::string, std::string>> texts;
+    std::string manifest;  // package.json
+    bool tarball = extra.size() > 4 && (extra.compare(extra.size() - 4, 4, ".tgz") == 0 ||
+                                        (extra.size() > 7 && extra.compare(extra.size() - 7, 7, ".tar.gz") == 0));
+    if (tarball && fs::is_regular_file(extra, ec)) {
+      auto files = readTarGz(extra, ".json");
+      if (!files.ok()) return files.error();
+      for (ArchiveFile& file : *files) {
+        std::string_view name = file.path;
+        if (name.rfind("./", 0) == 0) name.remove_prefix(2);
+        // The package's own resources sit directly under package/ (not example/, other/ ...).
+        if (name.rfind("package/", 0) != 0 || name.find('/', 8) != std::string_view::npos) continue;
+        std::string_view base = name.substr(8);
+        if (base == "package.json") {
+          manifest = std::move(file.content);
+        } else if (base != ".index.json") {
+          texts.emplace_back(extra + ":" + std::string(name), std::move(file.content));
+        }
+      }
+    } else if (fs::is_directory(extra, ec)) {
+      std::vector<fs::path> files;
       collectJsonFiles(extra, files);
+      for (const fs::path& file : files) {
+        auto text = readWhole(file);
+        if (!text.ok()) return text.error();
+        texts.emplace_back(file.string(), std::move(*text));
+      }
+      for (const fs::path& candidate : {fs::path(extra) / "package.json", fs::path(extra) / "package" / "package.json"}) {
+        if (!manifest.empty() || !fs::is_regular_file(candidate, ec)) continue;
+        if (auto text = readWhole(candidate); text.ok()) manifest = std::move(*text);
+      }
     } else if (fs::is_regular_file(extra, ec)) {
-      files.emplace_back(extra);
+      auto text = readWhole(extra);
+      if (!text.ok()) return text.error();
+      texts.emplace_back(extra, std::move(*text));
     } else {
       return Error{"cannot read " + extra};
     }
-    for (const fs::path& file : files) {
-      auto text = readWhole(file);
-      if (!text.ok()) return text.error();
+    const int package_index = static_cast<int>(registry->packages_.size());
+    Package package;
+    package.source = extra;
+    if (!manifest.empty()) {
+      json::Document doc;
+      json::ParseError error;
+      if (!json::parse(manifest, doc, error) || !doc.IsObject()) {
+        return Error{extra + ": package.json: " + error.describe()};
+      }
+      package.name = std::string(json::getString(doc, "name").value_or(""));
+      package.version = std::string(json::getString(doc, "version").value_or(""));
+      if (const json::Value* dependencies = json::find(doc, "dependencies"); dependencies && dependencies->IsObject()) {
+        for (auto it = dependencies->MemberBegin(); it != dependencies->MemberEnd(); ++it) {
+          package.dependencies.emplace_back(std::string(json::stringView(it->name)),
+                                            json::isString(it->value) ? std::string(json::stringView(it->value)) : "");
+        }
+      }
+    }
+    registry->packages_.push_back(std::move(package));
+    registry->package_urls_.emplace_back();
+    for (auto& [file, text] : texts) {
       auto doc = std::make_unique<json::Document>();
       json::ParseError error;
-      if (!json::parse(*text, *doc, error)) {
-        return Error{file.string() + ": " + error.describe()};
+      if (!json::parse(text, *doc, error)) {
+        return Error{file + ": " + error.describe()};
       }
       if (!doc->IsObject()) continue;
       auto type = json::getString(*doc, "resourceType");
@@ -135,8 +215,17 @@ Result<std::unique_ptr<Registry>> Registry::load(const std::string& core_dir,
       if (!kind) continue;
       auto entry = std::make_unique<Entry>();
       entry->doc = std::move(doc);
+      entry->package = package_index;
       std::string key(*url);
-      registry->by_url_[kindIndex(*kind)][key] = entry.get();
+      // The unversioned key names the highest version loaded (US Core 6.1 over 3.1 whatever the
+      // order of the paths); equal versions: the path given last.
+      Entry*& current = registry->by_url_[kindIndex(*kind)][key];
+      if (!current || current->package < 0 || !current->doc ||
+          compareVersions(json::getString(*entry->doc, "version").value_or(""),
+                          json::getString(*current->doc, "version").value_or("")) >= 0) {
+        current = entry.get();
+      }
+      registry->package_urls_.back()[kindIndex(*kind)][key] = entry.get();
       if (auto version = json::getString(*entry->doc, "version")) {
         registry->by_url_[kindIndex(*kind)][key + "|" + std::string(*version)] = entry.get();
       }
@@ -238,6 +327,117 @@ std::vector<std::string> Registry::structureDefinitionUrls() const {
 std::string Registry::coreTypeUrl(std::string_view type_name) const {
   std::string url = std::string(kCoreSdPrefix) + std::string(type_name);
   return by_url_[kindIndex(ResourceKind::kStructureDefinition)].count(url) ? url : std::string();
+}
+
+int Registry::packageOf(ResourceKind kind, std::string_view canonical) const {
+  Entry* entry = lookup(kind, canonical);
+  if (!entry) entry = lookup(kind, canonicalUrl(canonical));
+  return entry ? entry->package : -1;
+}
+
+std::string Registry::resolveIn(ResourceKind kind, std::string_view url, int package) const {
+  if (package < 0 || package >= static_cast<int>(packages_.size()) ||
+      url.find('|') != std::string_view::npos) {
+    return std::string(url);
+  }
+  auto keyOf = [&](int index) -> std::string {
+    const auto& map = package_urls_[static_cast<size_t>(index)][kindIndex(kind)];
+    auto it = map.find(std::string(url));
+    if (it == map.end()) return {};
+    auto version = it->second->doc ? json::getString(*it->second->doc, "version") : std::nullopt;
+    return version ? std::string(url) + "|" + std::string(*version) : std::string(url);
+  };
+  if (std::string key = keyOf(package); !key.empty()) return key;
+  // Then the loaded packages it depends on, preferring the version it names.
+  for (const auto& [name, version] : packages_[static_cast<size_t>(package)].dependencies) {
+    // The version it names, else the same major.minor (CARIN BB 2.0 names US Core 3.1.1 and
+    // 3.1.0 is loaded), else the highest loaded.
+    int best = -1, rank = 0;
+    for (size_t index = 0; index < packages_.size(); ++index) {
+      const Package& candidate = packages_[index];
+      if (candidate.name != name) continue;
+      int candidate_rank = candidate.version == version ? 3 : sameMinor(candidate.version, version) ? 2 : 1;
+      if (candidate_rank > rank ||
+          (candidate_rank == rank && compareVersions(candidate.version, packages_[static_cast<size_t>(best)].version) > 0)) {
+        best = static_cast<int>(index);
+        rank = candidate_rank;
+      }
+    }
+    if (best < 0) continue;
+    if (std::string key = keyOf(best); !key.empty()) return key;
+  }
+  return std::string(url);
+}
+
+std::vector<std::pair<std::string, const void*>> Registry::structureDefinitionKeys() const {
+  std::vector<std::pair<std::string, const void*>> keys;
+  for (const auto& [url, entry] : by_url_[kindIndex(ResourceKind::kStructureDefinition)]) {
+    keys.emplace_back(url, entry);
+  }
+  return keys;
+}
+
+namespace {
+
+// Canonical references a conformance resource makes to other conformance resources.
+void collectCanonicals(const json::Value& value, std::string_view key, std::set<std::string>& out) {
+  if (value.IsObject()) {
+    for (auto it = value.MemberBegin(); it != value.MemberEnd(); ++it) {
+      collectCanonicals(it->value, json::stringView(it->name), out);
+    }
+  } else if (value.IsArray()) {
+    for (const json::Value& item : value.GetArray()) collectCanonicals(item, key, out);
+  } else if (json::isString(value) &&
+             (key == "valueSet" || key == "profile" || key == "targetProfile" || key == "baseDefinition")) {
+    out.emplace(json::stringView(value));
+  }
+}
+
+}  // namespace
+
+std::vector<std::string> Registry::missingDependencies() const {
+  std::vector<std::string> messages;
+  for (size_t index = 0; index < packages_.size(); ++index) {
+    const Package& package = packages_[index];
+    std::vector<std::string> missing;
+    for (const auto& [name, version] : package.dependencies) {
+      if (name == "hl7.fhir.r4.core") continue;  // the core package is always loaded
+      bool same = false, other = false;
+      std::string loaded;
+      for (const Package& candidate : packages_) {
+        if (candidate.name != name) continue;
+        if (candidate.version == version) same = true;
+        other = true;
+        loaded = candidate.version;
+      }
+      if (same) continue;
+      missing.push_back(other ? name + "#" + version + " (loaded: " + loaded + ")" : name + "#" + version);
+    }
+    if (missing.empty()) continue;
+    // What goes unchecked: the canonicals the package refers to that resolve nowhere.
+    std::set<std::string> referenced;
+    for (int kind = 0; kind < 4; ++kind) {
+      for (const auto& [url, entry] : package_urls_[index][kind]) {
+        if (entry->doc) collectCanonicals(*entry->doc, "", referenced);
+      }
+    }
+    std::vector<std::string> unresolved;
+    for (const std::string& canonical : referenced) {
+      bool found = false;
+      for (ResourceKind kind : {ResourceKind::kStructureDefinition, ResourceKind::kValueSet, ResourceKind::kCodeSystem}) {
+        found = found || find(kind, canonical) != nullptr;
+      }
+      if (!found) unresolved.push_back(canonical);
+    }
+    std::string message = (package.name.empty() ? package.source : package.name + "#" + package.version) +
+                           " depends on packages that are not loaded: ";
+    for (size_t at = 0; at < missing.size(); ++at) message += (at ? ", " : "") + missing[at];
+    message += "; " + std::to_string(unresolved.size()) +
+               " canonical references of the package resolve nowhere and go unchecked";
+    for (size_t at = 0; at < unresolved.size(); ++at) message += (at ? ", " : ": ") + unresolved[at];
+    messages.push_back(std::move(message));
+  }
+  return messages;
 }
 
 }  // namespace fhir::definitions

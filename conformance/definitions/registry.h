@@ -12,6 +12,7 @@
 // Core ValueSet/CodeSystem URLs are guessed from the file id (the last URL segment); when the
 // guess misses, a full scan of the core terminology files builds the exact URL index once.
 
+#include <array>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -30,9 +31,14 @@ enum class ResourceKind { kStructureDefinition, kValueSet, kCodeSystem, kQuestio
 class Registry {
  public:
   // `core_dir`: folder with the R4 core package files. `extra_paths`: package folders (every
-  // *.json inside, recursively through `package/` if present) or single JSON files. Files that
-  // are not StructureDefinition/ValueSet/CodeSystem are ignored. Error: unreadable core folder,
-  // or an extra file that does not parse.
+  // *.json inside, recursively through `package/` if present), FHIR NPM package tarballs
+  // (`.tgz`: the JSON files directly under `package/`, not its examples) or single JSON files.
+  // Files that are not StructureDefinition/ValueSet/CodeSystem/Questionnaire are ignored.
+  // Error: unreadable core folder, or an extra file that does not parse.
+  //
+  // Each extra path is one package (its package.json gives name, version and dependencies).
+  // A resource is indexed by `url` (the package loaded last wins) and by `url|version`;
+  // resolveIn() scopes an unversioned canonical to the package that refers to it.
   static Result<std::unique_ptr<Registry>> load(const std::string& core_dir,
                                                const std::vector<std::string>& extra_paths);
   ~Registry();
@@ -63,6 +69,29 @@ class Registry {
   // URLs of the StructureDefinitions loaded from extra paths.
   const std::vector<std::string>& extraStructureDefinitions() const { return extra_sds_; }
 
+  // A loaded extra package.
+  struct Package {
+    std::string source;   // the path given
+    std::string name;     // package.json name ("hl7.fhir.us.core"); empty when none
+    std::string version;  // package.json version
+    std::vector<std::pair<std::string, std::string>> dependencies;  // name, version
+  };
+  const std::vector<Package>& packages() const { return packages_; }
+  // The package (index into packages()) that defined the resource `canonical` resolves to, or -1
+  // for core and unknown resources.
+  int packageOf(ResourceKind kind, std::string_view canonical) const;
+  // `url` as the package `package` sees it: the `url|version` key of the resource it (or one of
+  // its loaded dependencies) defines; `url` unchanged when none does, when it carries a version
+  // already, or for package -1.
+  std::string resolveIn(ResourceKind kind, std::string_view url, int package) const;
+  // Every key (url and url|version) under which a StructureDefinition is found, with an id that
+  // is the same for keys naming the same resource.
+  std::vector<std::pair<std::string, const void*>> structureDefinitionKeys() const;
+
+  // Dependencies named by loaded packages that are not loaded, with the canonical references of
+  // those packages that resolve nowhere (what goes unchecked); one message per package.
+  std::vector<std::string> missingDependencies() const;
+
   // Core package folder in use.
   const std::string& coreDir() const { return core_dir_; }
 
@@ -81,6 +110,9 @@ class Registry {
   // kind -> id (file name stem) for core ValueSet/CodeSystem guesses.
   std::unordered_map<std::string, Entry*> core_by_id_[4];
   std::vector<std::string> extra_sds_;
+  std::vector<Package> packages_;
+  // per package: kind -> url -> entry
+  std::vector<std::array<std::unordered_map<std::string, Entry*>, 4>> package_urls_;
 
   mutable std::once_flag scan_once_;
   mutable std::unordered_map<std::string, Entry*> scanned_[4];

@@ -72,7 +72,7 @@ class InstanceWalker {
                     const ElementPlan& slice, const StructurePlan& plan);
   bool conformsToElement(const json::Value& value, const ElementPlan& element,
                          const StructurePlan& plan);
-  bool conformsTo(const json::Value& value, const std::string& url);
+  bool conformsTo(const json::Value& value, const std::string& url, const StructurePlan* from);
   void checkSliceCounts(const ElementPlan& element, const std::vector<uint32_t>& slice_counts,
                         size_t parent_size, const StructurePlan& plan);
   void checkAgainstQuestionnaire(const json::Value& response);
@@ -97,8 +97,9 @@ class InstanceWalker {
   const ElementPlan* owner_ = nullptr;  // element whose value is being walked (null at a root)
   std::string_view owner_type_;
   bool contained_ = false;     // the next validateResource() is for a contained resource
-  bool bundle_entry_ = false;  // ... for a Bundle.entry.resource  // the next validateResource() is for a contained resource
   fhirpath::EvaluationContext context_;
+  std::string undecided_value_set_;
+  std::string_view enclosing_extension_;  // URL of the extension whose children are walked  // set by memberOf() when the local terminology cannot answer
 };
 
 }  // namespace fhir::validator

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "conformance/validator/plan.h"
 
+#include <algorithm>
+
 #include <cctype>
 
 #include "conformance/snapshot/snapshot.h"
@@ -254,13 +256,25 @@ const ElementPlan* ElementPlan::child(std::string_view json_name, std::string_vi
 }
 
 PlanCache::PlanCache(const definitions::Registry& registry) : registry_(registry) {
-  for (std::string& url : registry.structureDefinitionUrls()) {
-    auto slot = std::make_unique<PlanSlot>();
-    slot->url = url;
-    if (url.compare(0, kCorePrefix.size(), kCorePrefix) == 0) {
-      by_type_.emplace(url.substr(kCorePrefix.size()), slot.get());
+  // One slot per StructureDefinition: the keys naming the same resource share it; the slot
+  // loads the resource by its longest (versioned) key.
+  std::vector<std::pair<std::string, const void*>> keys = registry.structureDefinitionKeys();
+  std::sort(keys.begin(), keys.end(), [](const auto& a, const auto& b) {
+    return a.first.size() != b.first.size() ? a.first.size() > b.first.size() : a.first < b.first;
+  });
+  std::unordered_map<const void*, PlanSlot*> by_entry;
+  for (auto& [key, entry] : keys) {
+    PlanSlot*& slot = by_entry[entry];
+    if (!slot) {
+      auto owned = std::make_unique<PlanSlot>();
+      owned->url = key;
+      slot = owned.get();
+      by_url_.emplace(key, std::move(owned));
     }
-    by_url_.emplace(std::move(url), std::move(slot));
+    if (key.find('|') == std::string::npos && key.compare(0, kCorePrefix.size(), kCorePrefix) == 0) {
+      by_type_.emplace(key.substr(kCorePrefix.size()), slot);
+    }
+    by_key_.emplace(std::move(key), slot);
   }
 }
 
@@ -274,11 +288,14 @@ const StructurePlan* PlanCache::get(PlanSlot* slot) const {
     const json::Value* snapshot = json::find(*sd, "snapshot");
     if (snapshot && snapshot->IsObject()) {
       slot->plan = compilePlan(*sd, *this);
+      scopeToPackage(*slot->plan, slot->url);
       return;
     }
     // Differential only: generate the snapshot from the base, itself generated if need be.
-    snapshot::Resolver resolve = [this](std::string_view canonical) -> const json::Value* {
-      const StructurePlan* base = byUrl(canonical);
+    const int package = registry_.packageOf(definitions::ResourceKind::kStructureDefinition, slot->url);
+    snapshot::Resolver resolve = [this, package](std::string_view canonical) -> const json::Value* {
+      const StructurePlan* base =
+          byUrl(registry_.resolveIn(definitions::ResourceKind::kStructureDefinition, canonical, package));
       if (!base) return nullptr;
       return base->generated ? base->generated.get() : base->definition;
     };
@@ -288,19 +305,37 @@ const StructurePlan* PlanCache::get(PlanSlot* slot) const {
       slot->plan->definition = sd;
       slot->plan->url = slot->url;
       slot->plan->error = "snapshot generation failed: " + generated.message();
+      slot->plan->package = registry_.packageOf(definitions::ResourceKind::kStructureDefinition, slot->url);
       return;
     }
     auto document = std::make_unique<json::Document>(std::move(*generated));
     slot->plan = compilePlan(*document, *this);
     slot->plan->generated = std::move(document);
+    scopeToPackage(*slot->plan, slot->url);
   });
   return slot->plan.get();
 }
 
+void PlanCache::scopeToPackage(StructurePlan& plan, const std::string& key) const {
+  plan.package = registry_.packageOf(definitions::ResourceKind::kStructureDefinition, key);
+  if (plan.package < 0) return;
+  // Unversioned value sets of the package's bindings are the package's own versions.
+  for (ElementPlan& element : plan.elements) {
+    if (!element.binding) continue;
+    element.binding->value_set = registry_.resolveIn(definitions::ResourceKind::kValueSet,
+                                                     element.binding->value_set, plan.package);
+  }
+}
+
 const StructurePlan* PlanCache::byUrl(std::string_view canonical) const {
-  auto it = by_url_.find(canonical);
-  if (it == by_url_.end()) it = by_url_.find(definitions::canonicalUrl(canonical));
-  return it == by_url_.end() ? nullptr : get(it->second.get());
+  auto it = by_key_.find(canonical);
+  if (it == by_key_.end()) it = by_key_.find(definitions::canonicalUrl(canonical));
+  return it == by_key_.end() ? nullptr : get(it->second);
+}
+
+const StructurePlan* PlanCache::byUrl(std::string_view canonical, const StructurePlan* from) const {
+  if (!from || from->package < 0) return byUrl(canonical);
+  return byUrl(registry_.resolveIn(definitions::ResourceKind::kStructureDefinition, canonical, from->package));
 }
 
 PlanSlot* PlanCache::slotForType(std::string_view type) const {

@@ -110,6 +110,7 @@ struct StructurePlan {
   const json::Value* definition = nullptr;  // owned by the registry (or by generated_)
   std::unique_ptr<json::Document> generated;  // snapshot generated for differential-only SDs
   std::string error;  // why the plan is unusable (no snapshot, ...); root is null then
+  int package = -1;   // the extra package that defined it (Registry::packages()); -1: core
 
   // "url|version" for messages.
   std::string versionedUrl() const { return version.empty() ? url : url + "|" + version; }
@@ -126,6 +127,10 @@ class PlanCache {
   // The plan for a canonical URL (with or without |version), compiled on first use; nullptr when
   // no such StructureDefinition is known.
   const StructurePlan* byUrl(std::string_view canonical) const;
+  // The same, for a canonical written in `from`: an unversioned URL resolves to the version that
+  // from's package (or a package it depends on) defines, so that packages holding the same URLs
+  // in different versions (US Core 3.1 and 6.1) each see their own.
+  const StructurePlan* byUrl(std::string_view canonical, const StructurePlan* from) const;
   // The core plan for a type name ("Patient", "HumanName", "string").
   const StructurePlan* byType(std::string_view type) const;
   PlanSlot* slotForType(std::string_view type) const;
@@ -147,8 +152,13 @@ class PlanCache {
   };
   using SlotMap = std::unordered_map<std::string, std::unique_ptr<PlanSlot>, StringHash, std::equal_to<>>;
 
+  // Records the package of a compiled plan and scopes its binding value sets to it.
+  void scopeToPackage(StructurePlan& plan, const std::string& key) const;
+
   const definitions::Registry& registry_;
-  SlotMap by_url_;                                                   // immutable after construction
+  SlotMap by_url_;  // one slot per StructureDefinition, by its most specific key; immutable
+  // every key (url, url|version) -> slot; immutable after construction
+  std::unordered_map<std::string, PlanSlot*, StringHash, std::equal_to<>> by_key_;
   std::unordered_map<std::string, PlanSlot*, StringHash, std::equal_to<>> by_type_;  // core type names
   mutable std::mutex expressions_mutex_;
   mutable std::unordered_map<std::string, fhirpath::ExpressionPtr> expressions_;

@@ -14,10 +14,22 @@ namespace fhir {
 
 namespace validator {
 
-ValidatorImpl::ValidatorImpl(std::unique_ptr<definitions::Registry> registry)
+ValidatorImpl::ValidatorImpl(std::unique_ptr<definitions::Registry> registry,
+                             const ValidatorOptions& options)
     : registry_(std::move(registry)),
       plans_(std::make_unique<PlanCache>(*registry_)),
-      terminology_(std::make_unique<terminology::Terminology>(*registry_)) {
+      terminology_(std::make_unique<terminology::Terminology>(*registry_)),
+      unchecked_binding_(options.unchecked_binding),
+      warnings_(registry_->missingDependencies()) {
+  const auto& packages = registry_->packages();
+  for (const auto& package : packages) {
+    for (const auto& [name, version] : package.dependencies) {
+      if (name.rfind("hl7.fhir.uv.extensions", 0) != 0) continue;
+      bool loaded = std::any_of(packages.begin(), packages.end(),
+                                [&](const auto& other) { return other.name == name; });
+      if (!loaded && missing_extensions_.empty()) missing_extensions_ = name + "#" + version;
+    }
+  }
   auto model = fhirpath::Model::load(registry_->coreDir());
   model_ = model.ok() ? *model : fhirpath::Model::bundled();
 }
@@ -81,7 +93,13 @@ Result<ValidatorPtr> createValidator(const ValidatorOptions& options) {
                          : options.core_package_dir;
   auto registry = definitions::Registry::load(core, options.extra_paths);
   if (!registry.ok()) return registry.error();
-  auto validator = std::make_shared<validator::ValidatorImpl>(std::move(*registry));
+  auto validator = std::make_shared<validator::ValidatorImpl>(std::move(*registry), options);
+  if (options.strict_dependencies && !validator->startupWarnings().empty()) {
+    std::string message = "strictDependencies: ";
+    for (const std::string& warning : validator->startupWarnings()) message += warning + "; ";
+    message.resize(message.size() - 2);
+    return Error{message};
+  }
   for (const std::string& name : options.preload) validator->plans().preload(name);
   return ValidatorPtr(std::move(validator));
 }

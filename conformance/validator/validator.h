@@ -29,6 +29,16 @@ struct ValidatorOptions {
   // creation, with the plans of every data type they use, so that the first request does not pay
   // for them. Everything else is compiled on first use. Unknown names are ignored.
   std::vector<std::string> preload;
+  // What cannot be checked for lack of local definitions is reported "not checked"
+  // (`not-supported`) with this severity: a required or extensible binding whose value set is not
+  // available locally (e.g. a VSAC value set), a required binding whose code cannot be decided
+  // locally, a constraint that fails only because memberOf() could not decide, and an HL7
+  // extension from an extensions package a loaded IG depends on but that is not loaded.
+  // kWarning as the HL7 validator does; kError makes them fail validation.
+  Severity unchecked_binding = Severity::kWarning;
+  // A dependency named in a loaded package's package.json that is not loaded itself: false
+  // reports it in `warnings` (createValidator); true makes createValidator fail.
+  bool strict_dependencies = false;
 };
 
 struct ValidationRequest {
@@ -52,6 +62,10 @@ class Validator {
 
   // True when `url` names a StructureDefinition this validator knows.
   virtual bool knowsProfile(const std::string& url) const = 0;
+
+  // Problems found while loading that do not stop validation: a dependency named in a loaded
+  // package's package.json that is not loaded, with the references that go unchecked.
+  virtual const std::vector<std::string>& startupWarnings() const = 0;
 };
 
 using ValidatorPtr = std::shared_ptr<const Validator>;
@@ -59,7 +73,8 @@ using ValidatorPtr = std::shared_ptr<const Validator>;
 // Loads the definitions and returns the shared validator. An Error names the file that could not
 // be read or parsed. Cost: the core package folder is indexed by file name only (a few ms);
 // extra_paths files are parsed eagerly; plans are compiled per StructureDefinition on first use
-// (a few ms per resource type with its data types) unless listed in `preload`.
+// (a few ms per resource type with its data types) unless listed in `preload`. With
+// `strict_dependencies`, a dependency of an extra package that is not loaded is an Error.
 Result<ValidatorPtr> createValidator(const ValidatorOptions& options);
 
 }  // namespace fhir

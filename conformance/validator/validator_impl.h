@@ -16,7 +16,7 @@ namespace fhir::validator {
 
 class ValidatorImpl final : public Validator {
  public:
-  explicit ValidatorImpl(std::unique_ptr<definitions::Registry> registry);
+  ValidatorImpl(std::unique_ptr<definitions::Registry> registry, const ValidatorOptions& options);
   ~ValidatorImpl() override;
 
   // Validator
@@ -25,17 +25,25 @@ class ValidatorImpl final : public Validator {
   void validateText(std::string_view text, const ValidationRequest& request,
                     IssueList& issues) const override;
   bool knowsProfile(const std::string& url) const override;
+  const std::vector<std::string>& startupWarnings() const override { return warnings_; }
 
   const definitions::Registry& registry() const { return *registry_; }
   const PlanCache& plans() const { return *plans_; }
   const fhirpath::ModelPtr& model() const { return model_; }
   const terminology::Terminology& terminology() const { return *terminology_; }
+  Severity uncheckedBindingSeverity() const { return unchecked_binding_; }
+  // "name#version" of an HL7 extensions package (hl7.fhir.uv.extensions*) a loaded package
+  // depends on but that is not loaded; empty when there is none.
+  const std::string& missingExtensionsPackage() const { return missing_extensions_; }
 
  private:
   std::unique_ptr<definitions::Registry> registry_;
   std::unique_ptr<PlanCache> plans_;
   std::unique_ptr<terminology::Terminology> terminology_;
   fhirpath::ModelPtr model_;
+  Severity unchecked_binding_ = Severity::kWarning;
+  std::vector<std::string> warnings_;
+  std::string missing_extensions_;
 };
 
 }  // namespace fhir::validator

@@ -44,9 +44,14 @@ Result<std::unique_ptr<Runtime>> loadRuntime(const Config& config) {
   ValidatorOptions validator_options;
   validator_options.core_package_dir = profiles + "/r4-core/package";
   const std::string alignment = profiles + "/alignment/package";
-  for (const std::string& package : {profiles + "/subscriptions-backport/package", alignment}) {
+  for (const std::string& package : {profiles + "/subscriptions-backport/package",
+                                     profiles + "/r5-cross-version/package", alignment}) {
     if (std::filesystem::is_directory(package)) validator_options.extra_paths.push_back(package);
   }
+  // `igs` (contracts/cli.md): extra packages beside the bundled ones, as `validate --ig`.
+  for (const std::string& package : config.igs.packages) validator_options.extra_paths.push_back(package);
+  validator_options.strict_dependencies = config.igs.strict_dependencies;
+  if (config.igs.unchecked_bindings_are_errors) validator_options.unchecked_binding = Severity::kError;
   // The types every e-consult and subscription request uses: compiled before the first request.
   validator_options.preload = {"Bundle", "Patient", "Coverage", "Organization", "Practitioner", "ServiceRequest",
                                "Task", "Communication", "Claim", "Subscription"};

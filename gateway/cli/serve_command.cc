@@ -121,6 +121,9 @@ int runServe(const Args& args, Io& io) {
   json::setMaxDepth(static_cast<size_t>(config.limits.max_json_depth));
   StorePtr& store = (*runtime)->store;
   ValidatorPtr& validator = (*runtime)->validator;
+  for (const std::string& warning : validator->startupWarnings()) {
+    io.err << "fhir-gateway serve: warning: " << warning << "\n";
+  }
   TopicCatalogPtr& topics = (*runtime)->topics;
   SubscriptionRegistry& registry = (*runtime)->registry;
 

@@ -26,8 +26,10 @@ constexpr const char* kUsage =
     "definitions, the profiles they declare in meta.profile and the --profile URLs. Prints one\n"
     "OperationOutcome per file as one JSON line. FILE '-' reads standard input.\n"
     "\n"
-    "  --ig PATH       load extra conformance resources: a FHIR package folder or a\n"
-    "                  StructureDefinition/ValueSet/CodeSystem JSON file (repeatable)\n"
+    "  --ig PATH       load extra conformance resources: a FHIR package folder, a FHIR NPM\n"
+    "                  package tarball (.tgz) or a StructureDefinition/ValueSet/CodeSystem JSON\n"
+    "                  file (repeatable); a dependency a package names that is not loaded is\n"
+    "                  a warning on stderr listing what goes unchecked\n"
     "  --profile URL   also validate against this profile (repeatable)\n"
     "  --repeat N      after the normal run, validate the parsed inputs N more times and print\n"
     "                  {\"repeat\": N, \"seconds\": S, \"perSecond\": R} as the last stderr line\n"
@@ -116,6 +118,9 @@ int runValidate(const Args& args, Io& io) {
     return 2;
   }
   const Validator& validator = **created;
+  for (const std::string& warning : validator.startupWarnings()) {
+    io.err << "fhir-gateway validate: warning: " << warning << "\n";
+  }
   for (const std::string& url : request.profiles) {
     if (!validator.knowsProfile(url)) {
       io.err << "fhir-gateway validate: unknown profile " << url << "\n";

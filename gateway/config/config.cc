@@ -202,12 +202,39 @@ const PayerConfig* Config::findPayer(std::string_view id) const {
   return nullptr;
 }
 
+// `igs`: an array of package paths, or an object with `packages` and the validation policies.
+static Status parseIgs(const Value& igs, IgConfig& out) {
+  if (igs.IsArray()) {
+    for (const Value& item : igs.GetArray()) {
+      if (!json::isString(item) || json::stringView(item).empty()) {
+        return Error{"configuration key 'igs' must be an array of package paths (folders or .tgz files)"};
+      }
+      out.packages.emplace_back(json::stringView(item));
+    }
+    return Status::Ok();
+  }
+  ObjectReader reader(igs, "igs");
+  RETURN_IF_ERROR(reader.checkKeys({"packages", "strictDependencies", "uncheckedBindings"}));
+  RETURN_IF_ERROR(reader.stringList("packages", out.packages));
+  if (const Value* strict = reader.member("strictDependencies")) {
+    if (!strict->IsBool()) return Error{"configuration key 'igs.strictDependencies' must be true or false"};
+    out.strict_dependencies = strict->GetBool();
+  }
+  std::string unchecked = "warning";
+  RETURN_IF_ERROR(reader.string("uncheckedBindings", unchecked, false));
+  if (unchecked != "warning" && unchecked != "error") {
+    return Error{"configuration key 'igs.uncheckedBindings' must be \"warning\" or \"error\""};
+  }
+  out.unchecked_bindings_are_errors = unchecked == "error";
+  return Status::Ok();
+}
+
 Result<Config> parseConfig(std::string_view text) {
   json::Document doc;
   json::ParseError parse_error;
   if (!json::parse(text, doc, parse_error)) return Error{"configuration is not valid JSON: " + parse_error.describe()};
   ObjectReader reader(doc, "");
-  RETURN_IF_ERROR(reader.checkKeys({"listen", "dataDir", "maxBodyBytes", "payers", "feeds", "delivery", "limits"}));
+  RETURN_IF_ERROR(reader.checkKeys({"listen", "dataDir", "maxBodyBytes", "payers", "feeds", "delivery", "limits", "igs"}));
   Config config;
   RETURN_IF_ERROR(reader.string("listen", config.listen, false));
   RETURN_IF_ERROR(reader.string("dataDir", config.data_dir, false));
@@ -257,6 +284,7 @@ Result<Config> parseConfig(std::string_view text) {
     RETURN_IF_ERROR(delivery_reader.integer("circuitBreakerCoolDownMs", config.delivery.circuit_breaker_cool_down_ms, 1));
   }
   if (const Value* limits = reader.member("limits")) RETURN_IF_ERROR(parseLimits(*limits, config.limits));
+  if (const Value* igs = reader.member("igs")) RETURN_IF_ERROR(parseIgs(*igs, config.igs));
   return config;
 }
 

@@ -73,6 +73,14 @@ struct LimitsConfig {
   int64_t max_quarantine_payload_bytes = 1 << 20;  // payload bytes kept per quarantine entry
 };
 
+// `igs`: extra FHIR packages for the validator (contracts/cli.md). Either an array of paths, or
+// {"packages": [paths], "strictDependencies": bool, "uncheckedBindings": "warning" | "error"}.
+struct IgConfig {
+  std::vector<std::string> packages;  // package folders, `.tgz` package tarballs or JSON files
+  bool strict_dependencies = false;   // a dependency that is not loaded fails start-up
+  bool unchecked_bindings_are_errors = false;  // bindings that cannot be checked locally fail
+};
+
 struct Config {
   std::string listen = "127.0.0.1:8080";
   std::string data_dir = "./var";
@@ -81,6 +89,7 @@ struct Config {
   std::vector<FeedConfig> feeds;
   DeliveryConfig delivery;
   LimitsConfig limits;
+  IgConfig igs;
 
   const PayerConfig* findPayer(std::string_view id) const;
 };

@@ -240,9 +240,13 @@ std::string notificationBundle(const Subscription& subscription, NotificationTyp
   json::addString(bundle, "type", type == NotificationType::kQueryStatus ? "searchset" : "history", a);
   json::addString(bundle, "timestamp", nowIso(), a);
 
-  // The SubscriptionStatus, R4 form.
+  // The SubscriptionStatus, R4 form. It has an id (the uuid of its fullUrl): a searchset match
+  // ($status) must have one (the validator's "Search results must have ids", as the HL7 one).
+  const std::string last_number = events.empty() ? std::to_string(nowMs()) : std::to_string(events.back().number);
+  const std::string status_id = mappers::deriveId({"notification", subscription.id, typeName(type), last_number});
   json::Value status(rapidjson::kObjectType);
   json::addString(status, "resourceType", "Parameters", a);
+  json::addString(status, "id", status_id, a);
   json::Value meta(rapidjson::kObjectType);
   json::Value profiles(rapidjson::kArrayType);
   profiles.PushBack(json::makeString(backport("backport-subscription-status-r4"), a), a);
@@ -296,9 +300,7 @@ std::string notificationBundle(const Subscription& subscription, NotificationTyp
 
   json::Value entries(rapidjson::kArrayType);
   json::Value first(rapidjson::kObjectType);
-  const std::string last_number = events.empty() ? std::to_string(nowMs()) : std::to_string(events.back().number);
-  json::addString(first, "fullUrl",
-                  "urn:uuid:" + mappers::deriveId({"notification", subscription.id, typeName(type), last_number}), a);
+  json::addString(first, "fullUrl", "urn:uuid:" + status_id, a);
   json::addMember(first, "resource", std::move(status), a);
   if (type != NotificationType::kQueryStatus) {
     json::Value request(rapidjson::kObjectType);

@@ -77,5 +77,25 @@ TEST(ConfigTest, MissingAndMistypedKeysAreErrors) {
   EXPECT_NE(parseConfig("{").message().find("not valid JSON"), std::string::npos);
 }
 
+TEST(ConfigTest, IgsAsPathsOrWithPolicies) {
+  auto paths = parseConfig(R"({"igs": ["packages/us-core-6.1.0.tgz", "packages/carin"]})");
+  ASSERT_TRUE(paths.ok()) << paths.message();
+  EXPECT_EQ(paths->igs.packages, (std::vector<std::string>{"packages/us-core-6.1.0.tgz", "packages/carin"}));
+  EXPECT_FALSE(paths->igs.strict_dependencies);
+  EXPECT_FALSE(paths->igs.unchecked_bindings_are_errors);
+  auto policies = parseConfig(
+      R"({"igs": {"packages": ["a.tgz"], "strictDependencies": true, "uncheckedBindings": "error"}})");
+  ASSERT_TRUE(policies.ok()) << policies.message();
+  EXPECT_EQ(policies->igs.packages, std::vector<std::string>{"a.tgz"});
+  EXPECT_TRUE(policies->igs.strict_dependencies);
+  EXPECT_TRUE(policies->igs.unchecked_bindings_are_errors);
+  EXPECT_EQ(parseConfig(R"({"igs": [1]})").message(),
+            "configuration key 'igs' must be an array of package paths (folders or .tgz files)");
+  EXPECT_EQ(parseConfig(R"({"igs": {"packages": [], "strict": true}})").message(),
+            "unknown configuration key 'igs.strict'");
+  EXPECT_EQ(parseConfig(R"({"igs": {"uncheckedBindings": "fatal"}})").message(),
+            "configuration key 'igs.uncheckedBindings' must be \"warning\" or \"error\"");
+}
+
 }  // namespace
 }  // namespace fhir::gateway

@@ -51,6 +51,33 @@ TEST(BindingTest, WrongDisplayForLocalCodeSystem) {
       {"system":"http://terminology.hl7.org/CodeSystem/v3-MaritalStatus","code":"M","display":"married"}]}})j"));
 }
 
+// memberOf() in invariants answers from the local expansions; a call it cannot decide (unknown
+// value set) makes a failing constraint "not checked" (a warning), and a binding to a value set
+// that is not available is a warning naming it, never silence.
+TEST(TerminologyTest, MemberOfInInvariantsAndUnavailableValueSets) {
+  ValidationRequest request;
+  request.profiles.push_back("http://example.org/fhir/StructureDefinition/test-observation-terminology");
+  const char* kTemplate = R"j({"resourceType":"Observation","status":"final",
+      "category":[{"coding":[{"system":"%s","code":"%s"}]}],
+      "code":{"coding":[{"system":"http://loinc.org","code":"8867-4"}]}%s})j";
+  char valid[1024], broken[1024], method[1024];
+  std::snprintf(valid, sizeof(valid), kTemplate,
+                "http://terminology.hl7.org/CodeSystem/observation-category", "vital-signs", "");
+  std::snprintf(broken, sizeof(broken), kTemplate,
+                "http://terminology.hl7.org/CodeSystem/observation-category", "not-a-category", "");
+  std::snprintf(method, sizeof(method), kTemplate,
+                "http://terminology.hl7.org/CodeSystem/observation-category", "vital-signs",
+                R"j(,"method":{"coding":[{"system":"http://example.org/methods","code":"m1"}]})j");
+  IssueList issues = validateJson(valid, request);
+  EXPECT_NO_ERRORS(issues);
+  EXPECT_EQ(countIssues(issues, kWarning, "not-supported", "Observation"), 1u) << describe(issues);  // test-member-unknown
+  IssueList failed = validateJson(broken, request);
+  EXPECT_EQ(countIssues(failed, kError, "invariant", "Observation"), 1u) << describe(failed);  // test-member-local
+  IssueList unbound = validateJson(method, request);
+  EXPECT_NO_ERRORS(unbound);
+  EXPECT_EQ(countIssues(unbound, kWarning, "not-supported", "Observation.method"), 1u) << describe(unbound);
+}
+
 TEST(InvariantTest, FhirPathConstraintWithSeverity) {
   IssueList issues = validateJson(R"j({"resourceType":"Patient","name":[{"family":"x",
       "period":{"start":"2020-01-02","end":"2019-01-01"}}]})j");
@@ -106,6 +133,18 @@ TEST(ExtensionTest, ContextIsChecked) {
       "extension":[{"url":"http://hl7.org/fhir/StructureDefinition/humanname-mothers-family",
                     "valueString":"Jones"}]}]})j");
   EXPECT_ISSUE(issues, kError, "structure", "Patient.name[0].extension[0]");
+}
+
+// R4 context type `extension`: test-child-extension may only be used inside
+// test-parent-extension (fixtures in tests/data/validator/profiles).
+TEST(ExtensionTest, ExtensionContextIsChecked) {
+  EXPECT_NO_ERRORS(validateJson(R"j({"resourceType":"Patient","extension":[{
+      "url":"http://example.org/fhir/StructureDefinition/test-parent-extension","extension":[{
+        "url":"http://example.org/fhir/StructureDefinition/test-child-extension","valueString":"x"}]}]})j"));
+  IssueList issues = validateJson(R"j({"resourceType":"Patient","extension":[{
+      "url":"http://example.org/fhir/StructureDefinition/test-child-extension","valueString":"x"}]})j");
+  EXPECT_ISSUE(issues, kError, "structure", "Patient.extension[0]");
+  EXPECT_EQ(issues.errorCount(), 1u) << describe(issues);
 }
 
 TEST(ProfileTest, MetaProfileKnownAndUnknown) {

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include "conformance/json/json.h"
 #include "tests/conformance/validator/validator_test_util.h"
 #include "tests/support/test_support.h"
 
@@ -158,6 +159,25 @@ TEST(StructureTest, BundleEntriesRecursively) {
   EXPECT_ISSUE(issues, kError, "invalid", "Bundle.entry[2]");  // id 4 vs fullUrl .../Patient/3
   EXPECT_ISSUE(issues, kError, "invalid", "Bundle.entry[3]");  // relative fullUrl
   EXPECT_EQ(issues.errorCount(), 3u) << describe(issues);
+}
+
+// %resource inside a nested Bundle is the nested Bundle (FHIRPath/R4 variables): bdl-4 on the
+// searchset Bundles of the core example batch-response no longer judges them by the outer type.
+TEST(StructureTest, NestedBundleIsItsOwnResource) {
+  std::string example = readFile(testDataDir() / "validator" / "examples" / "Bundle-bundle-response-simplesummary.json");
+  EXPECT_NO_ERRORS(validateJson(example));
+  auto doc = json::parse(example);
+  ASSERT_TRUE(doc.ok());
+  json::Document& bundle = *doc;
+  // Broken copy: an entry of the nested searchset carries a response.
+  json::Value& nested_entry = bundle["entry"][1]["resource"]["entry"][0];
+  json::Value response(rapidjson::kObjectType);
+  response.AddMember("status", "200", bundle.GetAllocator());
+  nested_entry.AddMember("response", response, bundle.GetAllocator());
+  IssueList issues = validateJson(json::serialize(bundle));
+  EXPECT_EQ(countIssues(issues, kError, "invariant", "Bundle.entry[1].resource"), 1u) << describe(issues);
+  EXPECT_NE(describe(issues).find("bdl-4"), std::string::npos) << describe(issues);
+  EXPECT_EQ(issues.errorCount(), 1u) << describe(issues);
 }
 
 TEST(StructureTest, BundleReferencesResolveLocally) {

@@ -2,6 +2,7 @@
 // `fhir-gateway validate` per contracts/cli.md: one OperationOutcome line per file, exit codes,
 // stdin, --help, --profile, --ig and --repeat.
 
+#include <filesystem>
 #include <sstream>
 
 #include <gtest/gtest.h>
@@ -12,6 +13,8 @@
 
 namespace fhir::gateway::cli {
 namespace {
+
+namespace fs = std::filesystem;
 
 struct CommandRun {
   int code = 0;
@@ -84,6 +87,19 @@ TEST(ValidateCommandTest, IgAndProfile) {
                    R"({"resourceType":"Patient","gender":"male"})");
   EXPECT_EQ(result.code, 1) << result.out << result.err;
   EXPECT_NE(result.out.find("Patient.birthDate: minimum required = 1"), std::string::npos) << result.out;
+}
+
+// --ig takes FHIR NPM package tarballs; the dependencies a package names that are not loaded
+// are one warning line on stderr; the published US Core 6.1 example is valid with its package.
+TEST(ValidateCommandTest, IgTarballWithDependencyWarning) {
+  fs::path igs = fhir::testing::testDataDir() / "igs";
+  CommandRun result = run({"--ig", (igs / "packages" / "us-core-6.1.0.tgz").string(),
+                           (igs / "examples" / "us-core-6.1.0" / "Patient-example.json").string()});
+  EXPECT_EQ(result.code, 0) << result.out << result.err;
+  auto err = lines(result.err);
+  ASSERT_EQ(err.size(), 1u) << result.err;
+  EXPECT_EQ(err[0].rfind("fhir-gateway validate: warning: hl7.fhir.us.core#6.1.0 depends on packages that are not loaded: ", 0), 0u)
+      << err[0];
 }
 
 TEST(ValidateCommandTest, RepeatPrintsMeasurementAsLastStderrLine) {

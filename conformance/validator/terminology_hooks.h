@@ -1,0 +1,28 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+// FHIRPath terminology functions answered by the validator's local terminology (the same
+// expansions the binding checks use): memberOf(), subsumes(), subsumedBy().
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "conformance/fhirpath/fhirpath.h"
+#include "conformance/terminology/terminology.h"
+
+namespace fhir::validator {
+
+// memberOf(url) for a code/string/uri, Coding or CodeableConcept item: true/false when the local
+// expansion decides, nullopt (FHIRPath empty) when the value set is unknown or the code's system
+// is not available locally.
+std::optional<bool> memberOf(const terminology::Terminology& terminology,
+                             std::string_view value_set, const fhirpath::Item& coded);
+
+// Sets the terminology hooks of `context` to answer from `terminology`. When a call cannot be
+// decided locally, the value set's URL is stored in `*undecided` (if not null), so that a
+// constraint failing because of it is reported as not checked rather than failed.
+void installTerminology(fhirpath::EvaluationContext& context,
+                        const terminology::Terminology& terminology, std::string* undecided);
+
+}  // namespace fhir::validator

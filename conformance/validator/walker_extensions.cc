@@ -1,0 +1,148 @@
+// SPDX-License-Identifier: Apache-2.0
+// Extensions: resolution by URL (scoped to the profile's package), value/children (ext-1), and
+// the R4 context rules.
+#include "conformance/validator/instance_walker.h"
+
+#include "conformance/validator/validator_impl.h"
+#include "conformance/validator/walker_util.h"
+
+namespace fhir::validator {
+
+void InstanceWalker::validateExtension(const json::Value& value, const ElementPlan& element,
+                                       const StructurePlan& plan) {
+  auto url = json::getString(value, "url");
+  bool has_value = false;
+  bool has_extensions = false;
+  for (auto it = value.MemberBegin(); it != value.MemberEnd(); ++it) {
+    std::string_view name = memberName(it->name);
+    if (name == "extension") has_extensions = true;
+    if (name.size() > 5 && name.compare(0, 5, "value") == 0) has_value = true;
+  }
+  if (has_value == has_extensions) {
+    // ext-1, checked natively.
+    report(Severity::kError, "invariant",
+           "Constraint failed: ext-1: 'Must have either extensions or value[x], not both'");
+  }
+  const StructurePlan* definition = nullptr;
+  const ElementPlan* holder = nullptr;
+  if (url && isAbsoluteUrl(*url)) {
+    definition = plans_.byUrl(*url, &plan);
+    if (!definition && !validator_.missingExtensionsPackage().empty() &&
+        url->rfind("http://hl7.org/fhir/StructureDefinition/", 0) == 0) {
+      // An HL7 extension from the extensions package a loaded IG depends on, which is not loaded.
+      report(validator_.uncheckedBindingSeverity(), "not-supported",
+             "The extension " + std::string(*url) + " was not checked: it is not an R4 core extension, and the " +
+                 validator_.missingExtensionsPackage() + " package that a loaded IG depends on is not loaded");
+    } else if (!definition) {
+      report(Severity::kError, "structure",
+             "The extension " + std::string(*url) + " could not be found so is not allowed here");
+    } else if (!definition->root || definition->type != "Extension") {
+      report(Severity::kError, "structure",
+             "The extension " + std::string(*url) + " is not a usable Extension definition" +
+                 (definition->error.empty() ? std::string() : " (" + definition->error + ")"));
+      definition = nullptr;
+    } else {
+      holder = definition->root;
+      checkExtensionContext(*definition);
+    }
+  } else if (url) {
+    // A relative url names a sub-extension slice of the enclosing complex extension.
+    for (const ElementPlan* slice : element.slices) {
+      for (const ElementPlan* child : slice->children) {
+        if (child->name == "url" && child->fixed && json::isString(*child->fixed) &&
+            json::stringView(*child->fixed) == *url) {
+          holder = slice;
+          definition = &plan;
+        }
+      }
+    }
+  }
+  if (!holder) {
+    const StructurePlan* base = plans_.byType("Extension");
+    if (!base || !base->root) return;
+    definition = base;
+    holder = base->root;
+  }
+  if (holder->children.empty() && holder == definition->root) return;
+  // Nested extensions see this one as their context (R4 context type `extension`).
+  std::string_view saved_enclosing = enclosing_extension_;
+  if (url && isAbsoluteUrl(*url)) enclosing_extension_ = *url;
+  walkObject(value, holder->children.empty() && holder->content_ref ? *holder->content_ref : *holder,
+             *definition, false);
+  enclosing_extension_ = saved_enclosing;
+  if (!holder->constraints.empty()) checkConstraints(holder->constraints, &value, nullptr, "Extension");
+}
+
+void InstanceWalker::checkExtensionContext(const StructurePlan& definition) {
+  const json::Value* contexts = json::find(*definition.definition, "context");
+  if (!contexts || !contexts->IsArray() || contexts->Empty()) return;
+  // Where we are: the owning element's path in its definition, its type, and the instance path
+  // without indices; at a resource root, the resource type.
+  std::vector<std::string> here;
+  if (owner_) {
+    here.push_back(owner_->path);
+    here.emplace_back(owner_type_);
+    if (owner_type_ == "BackboneElement") here.emplace_back("BackboneElement");
+  } else if (current_resource_) {
+    if (auto type = json::getString(*current_resource_, "resourceType")) here.emplace_back(*type);
+    here.emplace_back("Resource");
+    here.emplace_back("DomainResource");
+  }
+  std::string instance_path;
+  {
+    std::string_view path = path_;
+    size_t cut = path.rfind(".extension");
+    if (cut == std::string_view::npos) cut = path.rfind(".modifierExtension");
+    if (cut != std::string_view::npos) path = path.substr(0, cut);
+    bool skipping = false;
+    for (char c : path) {
+      if (c == '[') skipping = true;
+      if (!skipping) instance_path += c;
+      if (c == ']') skipping = false;
+    }
+    here.push_back(instance_path);
+    if (!enclosing_extension_.empty()) here.emplace_back(enclosing_extension_);
+  }
+  for (const json::Value& context : contexts->GetArray()) {
+    auto type = json::getString(context, "type");
+    auto expression = json::getString(context, "expression");
+    if (!type || !expression) return;
+    // R4 context type `extension`: allowed inside an extension with that URL.
+    if (*type == "extension") {
+      if (!enclosing_extension_.empty() && enclosing_extension_ == *expression) return;
+      continue;
+    }
+    if (*type != "element") return;  // fhirpath contexts: not judged
+    std::string_view text = *expression;
+    if (text == "Element" || text == "Base" || text.find_first_of("()") != std::string_view::npos) return;
+    for (const std::string& candidate : here) {
+      if (candidate == text) return;
+    }
+    // Paths through a data type ("Address.line" for Patient.address.line) and contexts naming a
+    // child of the element ("ElementDefinition.type.code" on ElementDefinition.type, as the core
+    // fhir-type extension is used) are accepted on the element's own name.
+    if (owner_) {
+      std::string_view own = owner_->path;
+      own = own.substr(own.rfind('.') + 1);
+      size_t start = 0;
+      while (start <= text.size()) {
+        size_t dot = text.find('.', start);
+        std::string_view segment = text.substr(start, dot == std::string_view::npos ? std::string_view::npos : dot - start);
+        if (start > 0 && segment == own) return;
+        if (dot == std::string_view::npos) break;
+        start = dot + 1;
+      }
+    }
+  }
+  std::string where;
+  for (const std::string& candidate : here) {
+    if (candidate.empty()) continue;
+    if (!where.empty()) where += ", ";
+    where += candidate;
+  }
+  report(Severity::kError, "structure",
+         "The extension " + definition.url + " is not allowed to be used at this point (this element is [" +
+             where + "])");
+}
+
+}  // namespace fhir::validator
