@@ -123,6 +123,10 @@ int runServe(const Args& args, Io& io) {
   DeliveryService delivery(config, store, metrics);
   Pipeline pipeline(config, store, validator, metrics, [&delivery] { delivery.wake(); });
   pipeline.setSubscriptions(topics, &registry);
+  if (!pipeline.mergeStatus().ok()) {
+    std::cerr << "fhir-gateway serve: " << pipeline.mergeStatus().message() << "\n";
+    return 2;
+  }
   pipeline.setSpecs((*runtime)->specs);
   std::vector<std::string> canonicals;
   for (const Topic& topic : topics->topics()) canonicals.push_back(topic.canonical);

@@ -14,12 +14,17 @@
 #include <thread>
 
 #include "conformance/json/json.h"
+#include "gateway/store/sqlite_connection.h"
 #include "gateway/store/store.h"
 #include "gateway/store/time_util.h"
 #include "mappers/common/ids.h"
 
 namespace fhir::gateway {
 namespace {
+
+using sqlite::Connection;
+using sqlite::Query;
+using sqlite::kEmptyBlob;
 
 constexpr const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS events (
@@ -86,93 +91,6 @@ CREATE TABLE IF NOT EXISTS unroutable (
   event_seq INTEGER NOT NULL, created_at TEXT NOT NULL, resolved_at TEXT NOT NULL DEFAULT '');
 )sql";
 
-// One SQLite connection with a cache of prepared statements. Used by one thread at a time.
-class Connection {
- public:
-  ~Connection() {
-    for (auto& [sql, statement] : statements_) sqlite3_finalize(statement);
-    if (db_ != nullptr) sqlite3_close_v2(db_);
-  }
-
-  Status open(const std::string& path) {
-    int rc = sqlite3_open_v2(path.c_str(), &db_,
-                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
-    if (rc != SQLITE_OK) return Error{"cannot open " + path + ": " + sqlite3_errstr(rc)};
-    sqlite3_busy_timeout(db_, 10000);
-    return exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF;");
-  }
-
-  Status exec(const char* sql) {
-    char* message = nullptr;
-    if (sqlite3_exec(db_, sql, nullptr, nullptr, &message) != SQLITE_OK) {
-      std::string text = message != nullptr ? message : "unknown error";
-      sqlite3_free(message);
-      return Error{std::string("sqlite: ") + text};
-    }
-    return Status::Ok();
-  }
-
-  sqlite3_stmt* prepare(const char* sql) {
-    auto found = statements_.find(sql);
-    if (found != statements_.end()) {
-      sqlite3_reset(found->second);
-      sqlite3_clear_bindings(found->second);
-      return found->second;
-    }
-    sqlite3_stmt* statement = nullptr;
-    if (sqlite3_prepare_v3(db_, sql, -1, SQLITE_PREPARE_PERSISTENT, &statement, nullptr) != SQLITE_OK) {
-      return nullptr;
-    }
-    statements_.emplace(sql, statement);
-    return statement;
-  }
-
-  std::string lastError() const { return std::string("sqlite: ") + sqlite3_errmsg(db_); }
-  sqlite3* handle() const { return db_; }
-
- private:
-  sqlite3* db_ = nullptr;
-  std::map<const char*, sqlite3_stmt*> statements_;
-};
-
-// Binds and steps a cached statement.
-class Query {
- public:
-  Query(Connection& connection, const char* sql) : connection_(connection), statement_(connection.prepare(sql)) {}
-  ~Query() {
-    if (statement_ != nullptr) sqlite3_reset(statement_);
-  }
-  bool ok() const { return statement_ != nullptr; }
-
-  Query& bind(int index, std::string_view text) {
-    sqlite3_bind_text(statement_, index, text.data(), static_cast<int>(text.size()), SQLITE_TRANSIENT);
-    return *this;
-  }
-  Query& bindBlob(int index, std::string_view bytes) {
-    sqlite3_bind_blob(statement_, index, bytes.data(), static_cast<int>(bytes.size()), SQLITE_TRANSIENT);
-    return *this;
-  }
-  Query& bind(int index, int64_t value) {
-    sqlite3_bind_int64(statement_, index, value);
-    return *this;
-  }
-  // SQLITE_ROW, SQLITE_DONE or an error code.
-  int step() { return sqlite3_step(statement_); }
-  int64_t integer(int column) const { return sqlite3_column_int64(statement_, column); }
-  std::string text(int column) const {
-    const auto* data = static_cast<const char*>(sqlite3_column_blob(statement_, column));
-    int size = sqlite3_column_bytes(statement_, column);
-    return data == nullptr ? std::string() : std::string(data, static_cast<size_t>(size));
-  }
-  std::string error() const { return connection_.lastError(); }
-
- private:
-  Connection& connection_;
-  sqlite3_stmt* statement_;
-};
-
-// A zero-length blob (a null pointer would bind SQL NULL).
-constexpr std::string_view kEmptyBlob{""};
 
 std::string quarantineId() {
   static thread_local std::mt19937_64 random{std::random_device{}()};
@@ -221,6 +139,8 @@ class SqliteStore final : public Store {
     Status status = writer_connection_->open(path_);
     if (!status.ok()) return status;
     status = writer_connection_->exec(kSchema);
+    if (!status.ok()) return status;
+    status = writer_connection_->exec(sqlite::kMergeSchema);
     if (!status.ok()) return status;
     status = migrate(*writer_connection_);
     if (!status.ok()) return status;
@@ -348,8 +268,11 @@ class SqliteStore final : public Store {
 
   Result<std::vector<mappers::CoverageFact>> coverageOf(std::string_view patient_id) override {
     return selectRows<mappers::CoverageFact>(
-        "SELECT coverage_id, payer_id, member_id, line_of_business, start, end FROM coverage_index "
-        "WHERE patient_id = ? ORDER BY start, coverage_id",
+        "WITH cluster(p) AS (SELECT ?1 UNION SELECT patient_id FROM patient_survivor WHERE survivor = "
+        "(SELECT survivor FROM patient_survivor WHERE patient_id = ?1)) "
+        "SELECT coverage_id, payer_id, member_id, line_of_business, start, end, basis, ord FROM coverage_index "
+        "WHERE patient_id IN cluster UNION SELECT coverage_id, payer_id, member_id, line_of_business, date, date, "
+        "'evidence', 0 FROM coverage_evidence WHERE patient_id IN cluster ORDER BY 5, 1, 7",
         [&](Query& query) { query.bind(1, patient_id); },
         [&](const Query& query) {
           mappers::CoverageFact fact;
@@ -360,6 +283,8 @@ class SqliteStore final : public Store {
           fact.line_of_business = query.text(3);
           fact.start = query.text(4);
           fact.end = query.text(5);
+          fact.basis = query.text(6);
+          fact.order = static_cast<int>(query.integer(7));
           return fact;
         });
   }
@@ -499,6 +424,53 @@ class SqliteStore final : public Store {
         "SELECT DISTINCT patient_id FROM coverage_index WHERE payer_id = ? AND member_id = ?",
         [&](Query& query) { query.bind(1, payer_id).bind(2, member_id); },
         [](const Query& query) { return query.text(0); });
+  }
+
+  void setMergeHook(MergeHook hook) override { merge_hook_ = std::move(hook); }
+
+  Result<std::vector<std::string>> clusterOf(std::string_view patient_id) override {
+    auto members = selectRows<std::string>(
+        "SELECT patient_id FROM patient_survivor WHERE survivor = (SELECT survivor FROM patient_survivor "
+        "WHERE patient_id = ?1) AND patient_id <> ?1 ORDER BY 1",
+        [&](Query& query) { query.bind(1, patient_id); }, [](const Query& query) { return query.text(0); });
+    if (members.ok()) members->insert(members->begin(), std::string(patient_id));
+    return members;
+  }
+
+  Result<std::vector<RoutedClaim>> routedOf(std::string_view patient_id) override {
+    return selectRows<RoutedClaim>(
+        "SELECT claim_id, patient_id, payer_id, date_of_service, code FROM routed_claims WHERE patient_id = ? ORDER BY 1",
+        [&](Query& query) { query.bind(1, patient_id); },
+        [](const Query& q) { return RoutedClaim{q.text(0), q.text(1), q.text(2), q.text(3), q.text(4)}; });
+  }
+
+  Status putRoutingConflict(const RoutingConflict& c) override {
+    return runInWriter([&](Connection& db) -> Status {
+      Query query(db, "INSERT OR IGNORE INTO routing_conflicts (claim_id, patient_id, routed_payer, date_of_service, code, "
+                      "now_payer, reason, detected_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+      query.bind(1, c.routed.claim_id).bind(2, c.routed.patient_id).bind(3, c.routed.payer_id);
+      query.bind(4, c.routed.date_of_service).bind(5, c.routed.code).bind(6, c.now_payer_id).bind(7, c.reason).bind(8, nowIso());
+      if (query.step() != SQLITE_DONE) return Error{query.error()};
+      return Status::Ok();
+    });
+  }
+
+  Result<std::vector<RoutingConflict>> listRoutingConflicts(size_t limit) override {
+    return selectRows<RoutingConflict>(
+        "SELECT claim_id, patient_id, routed_payer, date_of_service, code, now_payer, reason, detected_at "
+        "FROM routing_conflicts ORDER BY id LIMIT ?",
+        [&](Query& query) { query.bind(1, static_cast<int64_t>(limit)); },
+        [](const Query& q) {
+          return RoutingConflict{RoutedClaim{q.text(0), q.text(1), q.text(2), q.text(3), q.text(4)}, q.text(5), q.text(6), q.text(7)};
+        });
+  }
+
+  Result<std::vector<PatientConflict>> listConflicts(size_t limit) override {
+    return selectRows<PatientConflict>(
+        "SELECT coverage_id, patient_a, patient_b, elements, detail, detected_at FROM patient_conflicts "
+        "ORDER BY detected_at, coverage_id, patient_a, patient_b LIMIT ?",
+        [&](Query& query) { query.bind(1, static_cast<int64_t>(limit)); },
+        [](const Query& q) { return PatientConflict{q.text(0), q.text(1), q.text(2), q.text(3), q.text(4), q.text(5)}; });
   }
 
   Result<std::vector<std::string>> patientsWithDemographics(const PatientDemographics& who) override {
@@ -677,8 +649,22 @@ class SqliteStore final : public Store {
     if (event.step() != SQLITE_DONE) return Error{event.error()};
     const int64_t seq = sqlite3_last_insert_rowid(db.handle());
 
+    // Contributions are merged in this transaction (gateway/merge/merge_service.h): the merged
+    // resources are written as any other, and a merge that changed nothing adds no version.
+    std::vector<ResourceWrite> merged;
+    std::vector<mappers::CoverageFact> merged_coverage;
+    if (merge_hook_ && (!commit.contributions.empty() || !commit.remerge.empty())) {
+      auto tx = sqlite::makeMergeTx(db);
+      Status status = merge_hook_(*tx, commit, merged, merged_coverage);
+      if (!status.ok()) return status;
+    }
+    std::vector<const ResourceWrite*> writes;
+    for (const ResourceWrite& resource : commit.resources) writes.push_back(&resource);
+    for (const ResourceWrite& resource : merged) writes.push_back(&resource);
+
     std::vector<ResourceChangeRecord> changes;
-    for (const ResourceWrite& resource : commit.resources) {
+    for (const ResourceWrite* write : writes) {
+      const ResourceWrite& resource = *write;
       const std::string hash = mappers::sha256Hex(resource.json);
       int64_t version = 1;
       std::string previous;
@@ -708,12 +694,38 @@ class SqliteStore final : public Store {
       }
     }
 
+    for (const mappers::CoverageFact& fact : merged_coverage) {  // a merged Coverage replaces its rows
+      Query drop(db, "DELETE FROM coverage_index WHERE coverage_id = ?");
+      drop.bind(1, fact.coverage_id);
+      if (drop.step() != SQLITE_DONE) return Error{drop.error()};
+    }
     for (const mappers::CoverageFact& fact : commit.coverage) {
+      if (fact.basis != "evidence") continue;  // a claim file's date of service
+      Query evidence(db, "INSERT OR IGNORE INTO coverage_evidence (coverage_id, patient_id, payer_id, member_id, "
+                         "line_of_business, date) VALUES (?, ?, ?, ?, ?, ?)");
+      evidence.bind(1, fact.coverage_id).bind(2, fact.patient_id).bind(3, fact.payer_id).bind(4, fact.member_id);
+      evidence.bind(5, fact.line_of_business).bind(6, fact.start);
+      if (evidence.step() != SQLITE_DONE) return Error{evidence.error()};
+    }
+    for (const RoutedClaim& routed : commit.routed) {
+      Query row(db, "INSERT OR IGNORE INTO routed_claims (claim_id, patient_id, payer_id, date_of_service, code) "
+                    "VALUES (?, ?, ?, ?, ?)");
+      row.bind(1, routed.claim_id).bind(2, routed.patient_id).bind(3, routed.payer_id).bind(4, routed.date_of_service);
+      row.bind(5, routed.code);
+      if (row.step() != SQLITE_DONE) return Error{row.error()};
+    }
+    std::vector<mappers::CoverageFact> index_rows;
+    for (const mappers::CoverageFact& fact : commit.coverage) {
+      if (fact.basis != "evidence") index_rows.push_back(fact);
+    }
+    index_rows.insert(index_rows.end(), merged_coverage.begin(), merged_coverage.end());
+    for (const mappers::CoverageFact& fact : index_rows) {
       Query coverage(db,
-                     "INSERT OR REPLACE INTO coverage_index (coverage_id, patient_id, payer_id, member_id, line_of_business, start, end) "
-                     "VALUES (?, ?, ?, ?, ?, ?, ?)");
+                     "INSERT OR REPLACE INTO coverage_index (coverage_id, patient_id, payer_id, member_id, line_of_business, "
+                     "start, end, basis, ord) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
       coverage.bind(1, fact.coverage_id).bind(2, fact.patient_id).bind(3, fact.payer_id).bind(4, fact.member_id);
-      coverage.bind(5, fact.line_of_business).bind(6, fact.start).bind(7, fact.end);
+      coverage.bind(5, fact.line_of_business).bind(6, fact.start).bind(7, fact.end).bind(8, fact.basis);
+      coverage.bind(9, int64_t{fact.order});
       if (coverage.step() != SQLITE_DONE) return Error{coverage.error()};
     }
 
@@ -760,7 +772,9 @@ class SqliteStore final : public Store {
         {"quarantine", "replay_answer BLOB NOT NULL DEFAULT ''"},
         {"quarantine", "replay_suffix BLOB NOT NULL DEFAULT ''"},
         {"events", "answer_is_payload INTEGER NOT NULL DEFAULT 0"},
-        {"outbox", "body_id INTEGER NOT NULL DEFAULT 0"}};
+        {"outbox", "body_id INTEGER NOT NULL DEFAULT 0"},
+        {"coverage_index", "basis TEXT NOT NULL DEFAULT ''"},
+        {"coverage_index", "ord INTEGER NOT NULL DEFAULT 0"}};
     for (const auto& [table, column] : columns) {
       Status added = db.exec(("ALTER TABLE " + std::string(table) + " ADD COLUMN " + column).c_str());
       if (!added.ok() && added.message().find("duplicate column") == std::string::npos) return added;
@@ -927,6 +941,7 @@ class SqliteStore final : public Store {
   }
 
   std::string path_;
+  MergeHook merge_hook_;  // set before the first ingest
   std::unique_ptr<Connection> writer_connection_;
   std::thread writer_;
   std::unique_ptr<Connection> checkpoint_connection_;

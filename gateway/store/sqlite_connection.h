@@ -1,0 +1,119 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+// The SQLite store's connection and statement helpers, shared by its source files
+// (sqlite_store.cc, sqlite_merge.cc). Internal to gateway/store.
+
+#include <sqlite3.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "conformance/common/result.h"
+
+namespace fhir::gateway::sqlite {
+
+// One SQLite connection with a cache of prepared statements. Used by one thread at a time.
+class Connection {
+ public:
+  ~Connection() {
+    for (auto& [sql, statement] : statements_) sqlite3_finalize(statement);
+    if (db_ != nullptr) sqlite3_close_v2(db_);
+  }
+
+  Status open(const std::string& path) {
+    int rc = sqlite3_open_v2(path.c_str(), &db_,
+                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+    if (rc != SQLITE_OK) return Error{"cannot open " + path + ": " + sqlite3_errstr(rc)};
+    sqlite3_busy_timeout(db_, 10000);
+    return exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF;");
+  }
+
+  Status exec(const char* sql) {
+    char* message = nullptr;
+    if (sqlite3_exec(db_, sql, nullptr, nullptr, &message) != SQLITE_OK) {
+      std::string text = message != nullptr ? message : "unknown error";
+      sqlite3_free(message);
+      return Error{std::string("sqlite: ") + text};
+    }
+    return Status::Ok();
+  }
+
+  sqlite3_stmt* prepare(const char* sql) {
+    auto found = statements_.find(sql);
+    if (found != statements_.end()) {
+      sqlite3_reset(found->second);
+      sqlite3_clear_bindings(found->second);
+      return found->second;
+    }
+    sqlite3_stmt* statement = nullptr;
+    if (sqlite3_prepare_v3(db_, sql, -1, SQLITE_PREPARE_PERSISTENT, &statement, nullptr) != SQLITE_OK) {
+      return nullptr;
+    }
+    statements_.emplace(sql, statement);
+    return statement;
+  }
+
+  std::string lastError() const { return std::string("sqlite: ") + sqlite3_errmsg(db_); }
+  sqlite3* handle() const { return db_; }
+
+ private:
+  sqlite3* db_ = nullptr;
+  std::map<const char*, sqlite3_stmt*> statements_;
+};
+
+// Binds and steps a cached statement.
+class Query {
+ public:
+  Query(Connection& connection, const char* sql) : connection_(connection), statement_(connection.prepare(sql)) {}
+  ~Query() {
+    if (statement_ != nullptr) sqlite3_reset(statement_);
+  }
+  bool ok() const { return statement_ != nullptr; }
+
+  Query& bind(int index, std::string_view text) {
+    sqlite3_bind_text(statement_, index, text.data(), static_cast<int>(text.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  Query& bindBlob(int index, std::string_view bytes) {
+    sqlite3_bind_blob(statement_, index, bytes.data(), static_cast<int>(bytes.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  Query& bind(int index, int64_t value) {
+    sqlite3_bind_int64(statement_, index, value);
+    return *this;
+  }
+  // SQLITE_ROW, SQLITE_DONE or an error code.
+  int step() { return sqlite3_step(statement_); }
+  int64_t integer(int column) const { return sqlite3_column_int64(statement_, column); }
+  std::string text(int column) const {
+    const auto* data = static_cast<const char*>(sqlite3_column_blob(statement_, column));
+    int size = sqlite3_column_bytes(statement_, column);
+    return data == nullptr ? std::string() : std::string(data, static_cast<size_t>(size));
+  }
+  std::string error() const { return connection_.lastError(); }
+
+ private:
+  Connection& connection_;
+  sqlite3_stmt* statement_;
+};
+
+// A zero-length blob (a null pointer would bind SQL NULL).
+constexpr std::string_view kEmptyBlob{""};
+
+// Tables of the merge (issue 11): contributions, patient clusters, conflicts, claim-file
+// evidence of coverage, routed claims and routing conflicts.
+extern const char* const kMergeSchema;
+
+}  // namespace fhir::gateway::sqlite
+
+namespace fhir::gateway {
+class MergeTx;
+namespace sqlite {
+// The merge's view of the writer's transaction on `db`.
+std::unique_ptr<MergeTx> makeMergeTx(Connection& db);
+}  // namespace sqlite
+}  // namespace fhir::gateway

@@ -1,0 +1,391 @@
+// SPDX-License-Identifier: Apache-2.0
+// Records from many sources (issue 11), in process: the store, the ingest pipeline and the
+// real mapping specs, without a validator or a server (the e2e tests post a few orders to the
+// real binary). Two payers' rosters, two e-consults with undated coverage for both payers and
+// a claim file of payer A are posted in every order; the store must end the same and each
+// billing claim must reach the right payer exactly once.
+
+#include <sqlite3.h>
+
+#include <algorithm>
+#include <functional>
+#include <map>
+#include <set>
+
+#include <gtest/gtest.h>
+
+#include "gateway/config/config.h"
+#include "gateway/ingest/pipeline.h"
+#include "gateway/server/metrics.h"
+#include "mappers/common/ids.h"
+#include "tests/support/test_support.h"
+
+namespace fhir::gateway {
+namespace {
+
+constexpr const char* kRosterHeader =
+    "member_id,member_last,member_first,member_dob,member_sex,line_of_business,coverage_start,coverage_end,"
+    "attributed_practice_npi,attributed_pcp_npi,attribution_start,attribution_end\r\n";
+constexpr const char* kClaimsHeader =
+    "claim_id,line_no,member_id,member_last,member_first,member_dob,member_sex,rendering_npi,billing_npi,billing_tin,"
+    "dos_from,dos_to,place_of_service,procedure_code,modifier_1,modifier_2,dx_1,dx_2,dx_3,dx_4,units,charge_amount,"
+    "paid_amount,claim_status\r\n";
+constexpr const char* kPayerA = "lakeshore-medicaid";
+constexpr const char* kPayerB = "northwind-commercial";
+
+std::string rosterA() {
+  return std::string(kRosterHeader) + "LMC00918273,Okafor,Adaeze,19610319,F,medicaid,20260101,20260630,1093817462,1467583922,20260101,\r\n";
+}
+std::string rosterB() {
+  return std::string(kRosterHeader) + "NW-55,Okafor,Adaeze,19610319,F,commercial,20260701,,1093817462,1467583922,20260701,\r\n";
+}
+std::string claimFileA() {
+  return std::string(kClaimsHeader) +
+         "LC-2001,1,LMC00918273,Okafor,Adaeze,19610319,F,1467583922,1093817462,361234567,20260610,20260610,11,99214,,,"
+         "E119,,,,1,180.00,112.50,P\r\n";
+}
+
+// An e-consult event of the patient with undated coverage for both payers (the usual EHR case).
+std::string event(const std::string& type, const std::string& event_id, const std::string& consult, const std::string& occurred,
+                  const std::string& date_of_service = "", const std::string& birth_date = "1961-03-19",
+                  const std::string& mrn = "NS-884213") {
+  std::string text = R"({"eventId": ")" + event_id + R"(", "source": "epic-prod-northshore", "eventType": ")" + type +
+                     R"(", "occurredAt": ")" + occurred + R"(", "consultId": ")" + consult + R"(",
+    "patient": {"mrn": ")" + mrn + R"(", "mrnSystem": "urn:oid:2.16.840.1.113883.3.7418.1",
+      "family": "Okafor", "given": ["Adaeze", "N"], "birthDate": ")" + birth_date + R"(", "sex": "female",
+      "coverage": [{"payerId": "lakeshore-medicaid", "memberId": "LMC00918273", "lineOfBusiness": "medicaid"},
+                   {"payerId": "northwind-commercial", "memberId": "NW-55", "lineOfBusiness": "commercial"}]},
+    "specialist": {"npi": "1881726354", "name": "Ravi Menon MD", "specialty": "207RC0000X"})";
+  if (type == "request") {
+    text += R"(, "requester": {"npi": "1467583922", "name": "Dana Whitfield MD", "role": "pcp", "organizationNpi": "1093817462"},
+      "question": "Persistent AF on apixaban?", "reasonCodes": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "I48.91"}])";
+  } else {
+    text += R"(, "answeredAt": ")" + occurred + R"(", "recommendation": "Start metoprolol.", "minutesSpent": 15,
+      "billing": [{"code": "99451", "system": "http://www.ama-assn.org/go/cpt", "billedBy": "specialist",
+                   "npi": "1881726354", "dateOfService": ")" + date_of_service + R"("}])";
+  }
+  return text + "}";
+}
+
+Config twoPayers() {
+  Config config;
+  PayerConfig a;
+  a.id = kPayerA;
+  a.name = "Lakeshore Medicaid MCO";
+  a.format = "lakeshore-medicaid";
+  a.endpoint = "http://127.0.0.1:9/a";
+  a.routes.codes = {"99451", "99452", "ACM"};
+  PayerConfig b;
+  b.id = kPayerB;
+  b.name = "Northwind Commercial";
+  b.format = "northwind-commercial";
+  b.endpoint = "http://127.0.0.1:9/b";
+  config.payers = {a, b};
+  return config;
+}
+
+std::shared_ptr<const mappers::engine::SpecLibrary> specs() {
+  static std::shared_ptr<const mappers::engine::SpecLibrary> library = [] {
+    auto loaded = mappers::engine::SpecLibrary::load({});
+    EXPECT_TRUE(loaded.ok()) << loaded.message();
+    return std::shared_ptr<const mappers::engine::SpecLibrary>(std::move(*loaded));
+  }();
+  return library;
+}
+
+// One gateway in process: a store in a temp dir and the pipeline over it.
+struct Gateway {
+  explicit Gateway(Config configuration) : config(std::move(configuration)) {
+    config.data_dir = dir.path().string();
+    auto opened = openSqliteStore(config.data_dir);
+    EXPECT_TRUE(opened.ok()) << opened.message();
+    store = *opened;
+    pipeline = std::make_unique<Pipeline>(config, store, nullptr, metrics, nullptr);
+    EXPECT_TRUE(pipeline->mergeStatus().ok()) << pipeline->mergeStatus().message();
+    pipeline->setSpecs(specs());
+  }
+
+  Answer post(const std::string& body) { return pipeline->ingestEconsult(body, "application/json"); }
+  Answer roster(const std::string& payer, const std::string& body, const std::string& as_of = "") {
+    return pipeline->ingestPayerFile("roster", payer, body, "text/csv", as_of);
+  }
+  Answer claims(const std::string& payer, const std::string& body) {
+    return pipeline->ingestPayerFile("claims", payer, body, "text/csv");
+  }
+
+  // Claim ids in a payer's outbox, once per row.
+  std::vector<std::string> claimsSentTo(const std::string& payer) {
+    std::vector<std::string> ids;
+    auto last = store->lastNumber("payer:" + payer);
+    if (!last.ok() || *last == 0) return ids;
+    auto rows = store->outboxRange("payer:" + payer, 1, *last);
+    EXPECT_TRUE(rows.ok());
+    for (const OutboxItem& row : *rows) {
+      auto bundle = json::parse(row.body);
+      EXPECT_TRUE(bundle.ok());
+      for (const json::Value& entry : (*bundle)["entry"].GetArray()) {
+        if (json::getString(entry["resource"], "resourceType") == "Claim") {
+          ids.emplace_back(*json::getString(entry["resource"], "id"));
+        }
+      }
+    }
+    return ids;
+  }
+
+  // Every stored resource's current JSON (type/id -> JSON), Provenance.recorded left out.
+  std::map<std::string, std::string> resources() { return rows("h.version = r.version"); }
+  // Every version of one resource, oldest first.
+  std::vector<std::string> history(const std::string& type, const std::string& id) {
+    std::vector<std::string> out;
+    for (auto& [key, json] : rows("h.type = '" + type + "' AND h.id = '" + id + "'", true)) out.push_back(json);
+    return out;
+  }
+
+  std::map<std::string, std::string> rows(const std::string& where, bool versions = false) {
+    std::map<std::string, std::string> out;
+    sqlite3* db = nullptr;
+    EXPECT_EQ(sqlite3_open_v2((dir.path() / "gateway.db").string().c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+    const std::string sql = "SELECT h.type, h.id, h.version, h.json FROM resources r JOIN resource_history h ON h.type = r.type "
+                            "AND h.id = r.id WHERE " + where + " ORDER BY h.type, h.id, h.version";
+    sqlite3_stmt* statement = nullptr;
+    EXPECT_EQ(sqlite3_prepare_v2(db, sql.c_str(), -1, &statement, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
+    while (sqlite3_step(statement) == SQLITE_ROW) {
+      std::string key = reinterpret_cast<const char*>(sqlite3_column_text(statement, 0)) + std::string("/") +
+                        reinterpret_cast<const char*>(sqlite3_column_text(statement, 1));
+      if (versions) {
+        char number[16];
+        std::snprintf(number, sizeof number, "/%08lld", static_cast<long long>(sqlite3_column_int64(statement, 2)));
+        key += number;
+      }
+      std::string json(static_cast<const char*>(sqlite3_column_blob(statement, 3)), static_cast<size_t>(sqlite3_column_bytes(statement, 3)));
+      auto doc = json::parse(json);
+      EXPECT_TRUE(doc.ok());
+      if (json::getString(*doc, "resourceType") == "Provenance") doc->RemoveMember("recorded");
+      out[key] = json::serialize(*doc);
+    }
+    sqlite3_finalize(statement);
+    sqlite3_close(db);
+    return out;
+  }
+
+  testing::TempDir dir;
+  Config config;
+  Metrics metrics;
+  StorePtr store;
+  std::unique_ptr<Pipeline> pipeline;
+};
+
+const std::string kCoverageA = mappers::deriveId({"Coverage", kPayerA, "LMC00918273"});
+const std::string kCoverageB = mappers::deriveId({"Coverage", kPayerB, "NW-55"});
+
+// The five units of the acceptance test, each a list of posts.
+std::vector<std::function<void(Gateway&)>> units(bool repost) {
+  auto twice = [repost](std::function<Answer(Gateway&)> post) {
+    return [repost, post](Gateway& gateway) {
+      for (int i = 0; i < (repost ? 2 : 1); ++i) {
+        Answer answer = post(gateway);
+        EXPECT_LT(answer.status, 300) << answer.body;
+      }
+    };
+  };
+  auto sequence = [](std::vector<std::function<void(Gateway&)>> steps) {
+    return [steps](Gateway& gateway) {
+      for (const auto& step : steps) step(gateway);
+    };
+  };
+  return {
+      twice([](Gateway& g) { return g.roster(kPayerA, rosterA()); }),
+      twice([](Gateway& g) { return g.roster(kPayerB, rosterB()); }),
+      sequence({twice([](Gateway& g) { return g.post(event("request", "e1-req", "EC-1", "2026-06-14T10:00:00-05:00")); }),
+                twice([](Gateway& g) { return g.post(event("response", "e1-resp", "EC-1", "2026-06-15T09:00:00-05:00", "2026-06-15")); })}),
+      sequence({twice([](Gateway& g) { return g.post(event("request", "e2-req", "EC-2", "2026-07-19T10:00:00-05:00")); }),
+                twice([](Gateway& g) { return g.post(event("response", "e2-resp", "EC-2", "2026-07-20T09:00:00-05:00", "2026-07-20")); })}),
+      twice([](Gateway& g) { return g.claims(kPayerA, claimFileA()); }),
+  };
+}
+
+std::string periodOf(const std::string& coverage_json) {
+  auto doc = json::parse(coverage_json);
+  if (!doc.ok()) return "?";
+  const json::Value* period = json::find(*doc, "period");
+  return period ? json::serialize(*period) : std::string();
+}
+
+// What must hold after any order: returns the store's resources for comparison across orders.
+std::map<std::string, std::string> checkOutcome(Gateway& gateway, const std::string& order) {
+  SCOPED_TRACE("order " + order);
+  const std::string june = mappers::deriveId({"Claim", "epic-prod-northshore", "e1-resp", "0"});
+  const std::string july = mappers::deriveId({"Claim", "epic-prod-northshore", "e2-resp", "0"});
+  std::vector<std::string> to_a = gateway.claimsSentTo(kPayerA);
+  std::vector<std::string> to_b = gateway.claimsSentTo(kPayerB);
+  EXPECT_EQ(std::count(to_a.begin(), to_a.end(), june), 1);
+  EXPECT_EQ(std::count(to_b.begin(), to_b.end(), june), 0);
+  EXPECT_EQ(std::count(to_b.begin(), to_b.end(), july), 1);
+  EXPECT_EQ(std::count(to_a.begin(), to_a.end(), july), 0);
+  EXPECT_TRUE(gateway.store->listUnroutable(10)->empty());
+  EXPECT_TRUE(gateway.store->listRoutingConflicts(10)->empty());
+
+  // Every Coverage version written once the payer's roster was there carries its period.
+  for (const auto& [coverage, period] : {std::pair{kCoverageA, std::string(R"({"start":"2026-01-01","end":"2026-06-30"})")},
+                                         std::pair{kCoverageB, std::string(R"({"start":"2026-07-01"})")}}) {
+    std::vector<std::string> versions = gateway.history("Coverage", coverage);
+    ASSERT_FALSE(versions.empty());
+    bool seen = false;
+    for (const std::string& version : versions) {
+      if (periodOf(version) == period) seen = true;
+      else EXPECT_FALSE(seen) << "a later version lost the payer's period: " << version;
+    }
+    EXPECT_TRUE(seen) << versions.back();
+  }
+
+  // One surviving Patient, the others linked to it, with the identifiers of every source.
+  std::map<std::string, std::string> resources = gateway.resources();
+  int survivors = 0;
+  for (const auto& [key, json] : resources) {
+    if (key.rfind("Patient/", 0) != 0) continue;
+    if (json.find("\"replaced-by\"") != std::string::npos) continue;
+    ++survivors;
+    EXPECT_NE(json.find("NS-884213"), std::string::npos) << json;
+    EXPECT_NE(json.find("LMC00918273"), std::string::npos) << json;
+    EXPECT_NE(json.find("NW-55"), std::string::npos) << json;
+    EXPECT_NE(json.find("\"Adaeze\",\"N\""), std::string::npos) << "demographics from the EHR: " << json;
+  }
+  EXPECT_EQ(survivors, 1);
+  return resources;
+}
+
+void runAllOrders(bool repost) {
+  std::vector<int> order{0, 1, 2, 3, 4};
+  std::map<std::string, std::string> first;
+  std::string first_order;
+  int runs = 0;
+  do {
+    std::string name;
+    for (int unit : order) name += std::to_string(unit);
+    Gateway gateway(twoPayers());
+    auto steps = units(repost);
+    for (int unit : order) steps[static_cast<size_t>(unit)](gateway);
+    std::map<std::string, std::string> stored = checkOutcome(gateway, name);
+    if (runs++ == 0) {
+      first = std::move(stored);
+      first_order = name;
+    } else {
+      EXPECT_EQ(stored.size(), first.size()) << name << " vs " << first_order;
+      for (const auto& [key, json] : first) {
+        auto found = stored.find(key);
+        if (found == stored.end()) {
+          ADD_FAILURE() << key << " stored after order " << first_order << " but not after " << name;
+        } else {
+          EXPECT_EQ(found->second, json) << key << ": order " << name << " vs " << first_order;
+        }
+      }
+    }
+    if (::testing::Test::HasFailure()) return;  // one order's failures are enough to read
+  } while (std::next_permutation(order.begin(), order.end()));
+  EXPECT_EQ(runs, 120);
+}
+
+TEST(SourcesTest, EveryOrderOfRostersEventsAndClaimFileStoresTheSameAndRoutesOnce) { runAllOrders(false); }
+
+TEST(SourcesTest, EveryOrderWithEveryInputPostedTwice) { runAllOrders(true); }
+
+TEST(SourcesTest, EventsFirstWaitAsAmbiguousThenLeaveWhenTheRostersCome) {
+  Gateway gateway(twoPayers());
+  ASSERT_EQ(gateway.post(event("response", "e1-resp", "EC-1", "2026-06-15T09:00:00-05:00", "2026-06-15")).status, 202);
+  ASSERT_EQ(gateway.post(event("response", "e2-resp", "EC-2", "2026-07-20T09:00:00-05:00", "2026-07-20")).status, 202);
+  auto waiting = gateway.store->listUnroutable(10);
+  ASSERT_EQ(waiting->size(), 2u);
+  for (const UnroutableWrite& claim : *waiting) {
+    EXPECT_NE(claim.reason.find("ambiguous coverage: undated coverage entries name payers 'lakeshore-medicaid' and "
+                                "'northwind-commercial'"),
+              std::string::npos)
+        << claim.reason;
+  }
+  EXPECT_TRUE(gateway.claimsSentTo(kPayerA).empty());
+  EXPECT_TRUE(gateway.claimsSentTo(kPayerB).empty());
+
+  ASSERT_EQ(gateway.roster(kPayerA, rosterA()).status, 200);
+  EXPECT_EQ(gateway.claimsSentTo(kPayerA).size(), 1u);  // June
+  EXPECT_EQ(gateway.store->listUnroutable(10)->size(), 1u);  // July: A's period ended, nothing dated covers it
+  ASSERT_EQ(gateway.roster(kPayerB, rosterB()).status, 200);
+  EXPECT_EQ(gateway.claimsSentTo(kPayerA).size(), 1u);
+  EXPECT_EQ(gateway.claimsSentTo(kPayerB).size(), 1u);
+  EXPECT_TRUE(gateway.store->listUnroutable(10)->empty());
+  // The rosters again: nothing leaves twice.
+  ASSERT_EQ(gateway.roster(kPayerA, rosterA()).status, 200);
+  ASSERT_EQ(gateway.roster(kPayerB, rosterB()).status, 200);
+  EXPECT_EQ(gateway.claimsSentTo(kPayerA).size(), 1u);
+  EXPECT_EQ(gateway.claimsSentTo(kPayerB).size(), 1u);
+}
+
+TEST(SourcesTest, OverlappingDatedCoverageWithoutOrderWaitsWithThatReason) {
+  Gateway gateway(twoPayers());
+  ASSERT_EQ(gateway.roster(kPayerA, std::string(kRosterHeader) +
+                                        "LMC00918273,Okafor,Adaeze,19610319,F,medicaid,20260101,20261231,1093817462,,20260101,\r\n")
+                .status,
+            200);
+  ASSERT_EQ(gateway.roster(kPayerB, rosterB()).status, 200);
+  ASSERT_EQ(gateway.post(event("response", "e2-resp", "EC-2", "2026-07-20T09:00:00-05:00", "2026-07-20")).status, 202);
+  auto waiting = gateway.store->listUnroutable(10);
+  ASSERT_EQ(waiting->size(), 1u);
+  EXPECT_EQ((*waiting)[0].reason,
+            "ambiguous coverage: dated coverages of payers 'lakeshore-medicaid' and 'northwind-commercial' overlap on "
+            "2026-07-20 and no Coverage.order says which is primary");
+  EXPECT_TRUE(gateway.claimsSentTo(kPayerA).empty());
+  EXPECT_TRUE(gateway.claimsSentTo(kPayerB).empty());
+  // June: only A covers it.
+  ASSERT_EQ(gateway.post(event("response", "e1-resp", "EC-1", "2026-06-15T09:00:00-05:00", "2026-06-15")).status, 202);
+  EXPECT_EQ(gateway.claimsSentTo(kPayerA).size(), 1u);
+}
+
+TEST(SourcesTest, ARosterThatContradictsADeliveredClaimIsListedAndTheClaimStays) {
+  Gateway gateway(twoPayers());
+  // The EHR says (dated) that A covers all year: the July claim goes to A.
+  std::string dated = event("response", "e2-resp", "EC-2", "2026-07-20T09:00:00-05:00", "2026-07-20");
+  dated = dated.substr(0, dated.find(R"({"payerId": "lakeshore-medicaid")")) +
+          R"({"payerId": "lakeshore-medicaid", "memberId": "LMC00918273", "lineOfBusiness": "medicaid", "start": "2026-01-01", "end": "2026-12-31"}]},)" +
+          dated.substr(dated.find(R"("specialist")"));
+  ASSERT_EQ(gateway.post(dated).status, 202) << dated;
+  ASSERT_EQ(gateway.claimsSentTo(kPayerA).size(), 1u);
+  // A's roster ends June 30 and B's starts July 1: the claim is not sent again, the conflict is listed.
+  ASSERT_EQ(gateway.roster(kPayerA, rosterA()).status, 200);
+  ASSERT_EQ(gateway.roster(kPayerB, rosterB()).status, 200);
+  EXPECT_EQ(gateway.claimsSentTo(kPayerA).size(), 1u);
+  EXPECT_TRUE(gateway.claimsSentTo(kPayerB).empty());
+  auto conflicts = gateway.store->listRoutingConflicts(10);
+  ASSERT_FALSE(conflicts->empty());
+  const RoutingConflict& last = conflicts->back();
+  EXPECT_EQ(last.routed.payer_id, kPayerA);
+  EXPECT_EQ(last.now_payer_id, kPayerB);
+  EXPECT_EQ(last.routed.date_of_service, "2026-07-20");
+}
+
+TEST(SourcesTest, ConflictingDemographicsForOneMemberIdStayTwoPatientsAndAreListed) {
+  Gateway gateway(twoPayers());
+  ASSERT_EQ(gateway.roster(kPayerA, rosterA()).status, 200);
+  // Another EHR patient claims member LMC00918273 with another birth date.
+  ASSERT_EQ(gateway.post(event("request", "x-req", "EC-9", "2026-06-14T10:00:00-05:00", "", "1971-03-19", "NS-999")).status, 202);
+  auto conflicts = gateway.store->listConflicts(10);
+  ASSERT_EQ(conflicts->size(), 1u);
+  EXPECT_EQ((*conflicts)[0].coverage_id, kCoverageA);
+  EXPECT_EQ((*conflicts)[0].elements, "birthDate");
+  EXPECT_NE((*conflicts)[0].detail.find("1971-03-19"), std::string::npos);
+  EXPECT_NE((*conflicts)[0].detail.find("1961-03-19"), std::string::npos);
+  EXPECT_NE((*conflicts)[0].detail.find("roster"), std::string::npos);
+  EXPECT_NE((*conflicts)[0].detail.find("epic-prod-northshore"), std::string::npos);
+  const std::string roster_patient =
+      mappers::deriveId({"Patient", "https://fhir.alignment-gateway.org/CodeSystem/member-id/lakeshore-medicaid", "LMC00918273"});
+  const std::string ehr_patient = mappers::deriveId({"Patient", "urn:oid:2.16.840.1.113883.3.7418.1", "NS-999"});
+  auto payer_side = gateway.store->readResource("Patient", roster_patient);
+  auto ehr_side = gateway.store->readResource("Patient", ehr_patient);
+  ASSERT_TRUE(payer_side.ok() && payer_side->has_value());
+  ASSERT_TRUE(ehr_side.ok() && ehr_side->has_value());
+  EXPECT_NE((*payer_side)->json.find("1961-03-19"), std::string::npos);
+  EXPECT_EQ((*payer_side)->json.find("\"link\""), std::string::npos);
+  EXPECT_NE((*ehr_side)->json.find("1971-03-19"), std::string::npos);
+  EXPECT_EQ((*ehr_side)->json.find("\"link\""), std::string::npos);
+  EXPECT_EQ(gateway.store->clusterOf(ehr_patient)->size(), 1u);
+}
+
+}  // namespace
+}  // namespace fhir::gateway
