@@ -65,7 +65,8 @@ void takeContributions(const merge::MergeRules& rules, const json::Value& bundle
     contribution.rank = source.rank;
     contribution.tiebreak = source.tiebreak;
     contribution.provenance = provenance;
-    contribution.contributor = source.kind + '|' + source.organization + '|' + source.rank + '|' + source.tiebreak;
+    // One row per source (per member of a Group): its latest word (store: rank, then tiebreak).
+    contribution.contributor = source.kind + '|' + source.organization;
     if (write.type == "Patient") {
       contribution.patient_id = write.id;
     } else if (write.type == "Coverage" && resource) {

@@ -874,7 +874,14 @@ void Pipeline::routeWaitingClaims(const std::set<std::string>& patients, bool ch
       billing.coverage = std::move(choice.coverage);
       billing.coverage_reason = std::move(choice.reason);
       RouteDecision decision = routeClaim(config_, billing);
-      if (decision.payer == nullptr) continue;
+      if (decision.payer == nullptr) {
+        if (decision.reason != claim.reason) {
+          IssueList reason;
+          reason.atExpression(Severity::kWarning, "business-rule", "Claim", decision.reason);
+          (void)store_->updateUnroutableReason(claim.claim_id, decision.reason, toOperationOutcomeJson(reason));
+        }
+        continue;
+      }
       auto commit = rerouteCommit(claim, *billing.coverage, *decision.payer, live);
       if (commit) (void)store_->commitIngest(std::move(*commit));
     }
@@ -915,7 +922,7 @@ IngestCommit Pipeline::rosterGroupCommit(const std::string& channel, const std::
     marker.payer = payer_id;
     marker.rank = std::string(as_of);
     marker.tiebreak = payer_id;
-    marker.contributor = "roster-full|" + payer_id + '|' + std::string(as_of);
+    marker.contributor = "roster-full|" + payer_id;
     std::string json = "{\"listed\":[";
     for (const std::string& member : listed) {
       if (json.back() != '[') json += ',';

@@ -24,7 +24,7 @@ namespace fhir::gateway::merge {
 struct Contribution {
   std::string type;          // "Patient", "Coverage", "Group"
   std::string id;            // the resource id the contribution is about
-  std::string contributor;   // unique per (type, id): kind|organization|rank|record
+  std::string contributor;   // unique per (type, id): kind|organization (Group: |member patient)
   std::string kind;          // "ehr", "roster", "roster-full", "claims"
   std::string organization;  // the EHR `source` or the payer id (for access filtering)
   std::string payer;         // the payer a Coverage belongs to (empty for other types)

@@ -57,8 +57,15 @@ class SqliteMergeTx final : public MergeTx {
   explicit SqliteMergeTx(Connection& db) : db_(db) {}
 
   Status putContribution(const merge::Contribution& c) override {
-    Query query(db_, "INSERT OR REPLACE INTO contributions (type, id, contributor, kind, organization, rank, tiebreak, "
-                     "provenance, patient_id, json, payer) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    // A source's later word replaces its earlier one whatever the arrival order: a higher rank,
+    // or the same rank and a tiebreak not above the kept one's.
+    Query query(db_, "INSERT INTO contributions (type, id, contributor, kind, organization, rank, tiebreak, "
+                     "provenance, patient_id, json, payer) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                     "ON CONFLICT (type, id, contributor) DO UPDATE SET kind = excluded.kind, organization = "
+                     "excluded.organization, rank = excluded.rank, tiebreak = excluded.tiebreak, provenance = "
+                     "excluded.provenance, patient_id = excluded.patient_id, json = excluded.json, payer = excluded.payer "
+                     "WHERE excluded.rank > contributions.rank OR (excluded.rank = contributions.rank AND "
+                     "excluded.tiebreak <= contributions.tiebreak)");
     query.bind(1, c.type).bind(2, c.id).bind(3, c.contributor).bind(4, c.kind).bind(5, c.organization);
     query.bind(6, c.rank).bind(7, c.tiebreak).bind(8, c.provenance).bind(9, c.patient_id).bindBlob(10, c.json).bind(11, c.payer);
     return done(query);

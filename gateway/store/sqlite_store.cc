@@ -444,6 +444,15 @@ class SqliteStore final : public Store {
         [](const Query& q) { return RoutedClaim{q.text(0), q.text(1), q.text(2), q.text(3), q.text(4)}; });
   }
 
+  Status updateUnroutableReason(std::string_view claim_id, std::string_view reason, std::string_view outcome_json) override {
+    return runInWriter([&](Connection& db) -> Status {
+      Query query(db, "UPDATE unroutable SET reason = ?, outcome = ? WHERE claim_id = ? AND resolved_at = '' AND reason <> ?1");
+      query.bind(1, reason).bind(2, outcome_json).bind(3, claim_id);
+      if (query.step() != SQLITE_DONE) return Error{query.error()};
+      return Status::Ok();
+    });
+  }
+
   Status putRoutingConflict(const RoutingConflict& c) override {
     return runInWriter([&](Connection& db) -> Status {
       Query query(db, "INSERT OR IGNORE INTO routing_conflicts (claim_id, patient_id, routed_payer, date_of_service, code, "

@@ -312,6 +312,8 @@ class Store {
   // The patient and every patient linked to it (one surviving Patient), the patient first.
   virtual Result<std::vector<std::string>> clusterOf(std::string_view patient_id) = 0;
   virtual Result<std::vector<RoutedClaim>> routedOf(std::string_view patient_id) = 0;
+  // A waiting claim's reason changed (the coverage timeline did, and still does not decide).
+  virtual Status updateUnroutableReason(std::string_view claim_id, std::string_view reason, std::string_view outcome_json) = 0;
   virtual Status putRoutingConflict(const RoutingConflict& conflict) = 0;
   virtual Result<std::vector<RoutingConflict>> listRoutingConflicts(size_t limit) = 0;
   virtual Result<std::vector<PatientConflict>> listConflicts(size_t limit) = 0;

@@ -229,7 +229,8 @@ std::map<std::string, std::string> checkOutcome(Gateway& gateway, const std::str
   for (const auto& [coverage, period] : {std::pair{kCoverageA, std::string(R"({"start":"2026-01-01","end":"2026-06-30"})")},
                                          std::pair{kCoverageB, std::string(R"({"start":"2026-07-01"})")}}) {
     std::vector<std::string> versions = gateway.history("Coverage", coverage);
-    ASSERT_FALSE(versions.empty());
+    EXPECT_FALSE(versions.empty());
+    if (versions.empty()) continue;
     bool seen = false;
     for (const std::string& version : versions) {
       if (periodOf(version) == period) seen = true;
