@@ -47,6 +47,11 @@ CoverageChoice chooseCoverage(const std::vector<mappers::CoverageFact>& facts, c
   CoverageChoice choice;
   std::vector<const mappers::CoverageFact*> dated, covering, undated;
   for (const mappers::CoverageFact& fact : facts) {
+    if (fact.basis == "conflict") {
+      choice.reason = "member id " + fact.member_id + " of payer '" + fact.payer_id + "' (Coverage/" + fact.coverage_id +
+                      ") belongs to a patient with other demographics; settle the conflict (GET /admin/conflicts) first";
+      return choice;
+    }
     (fact.dated() ? dated : undated).push_back(&fact);
     if (fact.dated() && fact.coversDate(date)) covering.push_back(&fact);
   }

@@ -30,10 +30,12 @@ class MergeRun {
 
   Status run(const IngestCommit& commit, std::vector<ResourceWrite>& out, std::vector<mappers::CoverageFact>& coverage) {
     std::set<std::pair<std::string, std::string>> targets;
+    std::set<std::pair<std::string, std::string>> deferred;  // merged by a later commit (one version per file)
     std::set<std::string> touched;
     for (const Contribution& contribution : commit.contributions) {
       RETURN_IF_ERROR(tx_.putContribution(contribution));
-      if (!(commit.defer_groups && contribution.type == "Group")) targets.emplace(contribution.type, contribution.id);
+      if (commit.defer_groups && contribution.type == "Group") deferred.emplace(contribution.type, contribution.id);
+      else targets.emplace(contribution.type, contribution.id);
       if (!contribution.patient_id.empty()) touched.insert(contribution.patient_id);
     }
     for (const std::string& reference : commit.remerge) {
@@ -63,7 +65,9 @@ class MergeRun {
         RETURN_IF_ERROR(tx_.setSurvivor(member, survivor));
         auto about = tx_.contributedAbout(member);
         if (!about.ok()) return about.error();
-        targets.insert(about->begin(), about->end());
+        for (const auto& target : *about) {
+          if (!deferred.count(target)) targets.insert(target);
+        }
       }
       cluster_of_[survivor] = *members;
     }
@@ -304,6 +308,20 @@ class MergeRun {
       if (json::parse(merged->json, resource, error)) {
         const std::string patient = patientOfReference(json::find(resource, "beneficiary"));
         if (!patient.empty()) coverage.push_back(coverageFactOf(resource, *merged, payer, patient));
+        // A patient this Coverage names that is not the beneficiary's (conflicting demographics)
+        // gets a row that stops routing its claims rather than guess (router: basis "conflict").
+        std::set<std::string> others;
+        for (const Contribution& c : **all) {
+          if (c.patient_id.empty()) continue;
+          auto survivor = survivorOf(c.patient_id);
+          if (!survivor.ok()) return survivor.error();
+          if (*survivor != patient) others.insert(*survivor);
+        }
+        for (const std::string& other : others) {
+          mappers::CoverageFact fact = coverageFactOf(resource, *merged, payer, other);
+          fact.basis = "conflict";
+          coverage.push_back(std::move(fact));
+        }
       }
     }
     out.push_back(ResourceWrite{type, id, std::move(merged->json)});

@@ -29,7 +29,8 @@ struct CoverageFact {
   std::string start;
   std::string end;
   // What the dates rest on (issue 11): "payer" (the payer's roster), "ehr" (an event's entry),
-  // "evidence" (a payer's claim file: coverage on that date of service only), "" (unknown).
+  // "evidence" (a payer's claim file: coverage on that date of service only), "conflict" (the
+  // patient shares the member id with a patient of other demographics), "" (unknown).
   std::string basis;
   int order = 0;  // Coverage.order; 0 when none
   bool dated() const { return !start.empty() || !end.empty(); }

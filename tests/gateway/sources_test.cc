@@ -386,6 +386,97 @@ TEST(SourcesTest, ARosterThatContradictsADeliveredClaimIsListedAndTheClaimStays)
   EXPECT_EQ(last.routed.date_of_service, "2026-07-20");
 }
 
+std::string rosterRow(const std::string& member, const std::string& family, const std::string& start,
+                      const std::string& end = "") {
+  return member + "," + family + ",Ann,19700101,F,medicaid,20260101,," + "1093817462,1467583922," + start + "," + end + "\r\n";
+}
+
+// Group.member as (patient id -> period JSON).
+std::map<std::string, std::string> membersOf(Gateway& gateway, const std::string& group_id) {
+  std::map<std::string, std::string> out;
+  auto stored = gateway.store->readResource("Group", group_id);
+  EXPECT_TRUE(stored.ok() && stored->has_value());
+  if (!stored.ok() || !stored->has_value()) return out;
+  auto group = json::parse((*stored)->json);
+  for (const json::Value& member : (*group)["member"].GetArray()) {
+    out[std::string(*json::getString(member["entity"], "reference"))] = json::serialize(member["period"]);
+  }
+  return out;
+}
+
+std::string rosterPatient(const std::string& payer, const std::string& member) {
+  return "Patient/" + mappers::deriveId({"Patient", "https://fhir.alignment-gateway.org/CodeSystem/member-id/" + payer, member});
+}
+
+TEST(SourcesTest, AGroupAccumulatesDeltaRostersOneVersionPerFileAndAFullRosterEndsTheMissingMember) {
+  Config config = twoPayers();
+  config.payers[1].roster_mode = "full";
+  Gateway gateway(config);
+  const std::string group_a = mappers::deriveId({"Group", "attribution", kPayerA, "1093817462"});
+  ASSERT_EQ(gateway.roster(kPayerA, kRosterHeader + rosterRow("M1", "Ames", "20260101") + rosterRow("M2", "Baker", "20260101"),
+                           "2026-01-31").status, 200);
+  ASSERT_EQ(gateway.roster(kPayerA, kRosterHeader + rosterRow("M3", "Cole", "20260201"), "2026-02-28").status, 200);
+  ASSERT_EQ(gateway.roster(kPayerA, kRosterHeader + rosterRow("M1", "Ames", "20260101", "20260315"), "2026-03-31").status, 200);
+  std::map<std::string, std::string> members = membersOf(gateway, group_a);
+  ASSERT_EQ(members.size(), 3u);
+  EXPECT_EQ(members[rosterPatient(kPayerA, "M1")], R"({"start":"2026-01-01","end":"2026-03-15"})");
+  EXPECT_EQ(members[rosterPatient(kPayerA, "M2")], R"({"start":"2026-01-01"})");
+  EXPECT_EQ(members[rosterPatient(kPayerA, "M3")], R"({"start":"2026-02-01"})");
+  EXPECT_EQ(gateway.history("Group", group_a).size(), 3u) << "one Group version per roster file";
+
+  // Payer B sends full rosters: asOf is required, and a member a later file no longer lists ends then.
+  const std::string group_b = mappers::deriveId({"Group", "attribution", kPayerB, "1093817462"});
+  EXPECT_EQ(gateway.roster(kPayerB, kRosterHeader + rosterRow("N1", "Dunn", "20260101")).status, 400);
+  EXPECT_EQ(gateway.roster(kPayerB, kRosterHeader + rosterRow("N1", "Dunn", "20260101"), "2026-13-01").status, 400);
+  const std::string january = kRosterHeader + rosterRow("N1", "Dunn", "20260101") + rosterRow("N2", "Ellis", "20260101");
+  ASSERT_EQ(gateway.roster(kPayerB, january, "2026-01-31").status, 200);
+  ASSERT_EQ(gateway.roster(kPayerB, kRosterHeader + rosterRow("N2", "Ellis", "20260101"), "2026-03-31").status, 200);
+  members = membersOf(gateway, group_b);
+  ASSERT_EQ(members.size(), 2u) << "no member is deleted";
+  EXPECT_EQ(members[rosterPatient(kPayerB, "N1")], R"({"start":"2026-01-01","end":"2026-03-31"})");
+  EXPECT_EQ(members[rosterPatient(kPayerB, "N2")], R"({"start":"2026-01-01"})");
+  const size_t versions = gateway.history("Group", group_b).size();
+  // The January file once more (older than the one applied): nothing changes.
+  ASSERT_EQ(gateway.roster(kPayerB, january, "2026-01-31").status, 200);
+  EXPECT_EQ(membersOf(gateway, group_b), members);
+  EXPECT_EQ(gateway.history("Group", group_b).size(), versions);
+}
+
+TEST(SourcesTest, ARosterRowMatchedOnDemographicsAloneJoinsTheEventsPatientWithThatEvidence) {
+  Gateway gateway(twoPayers());
+  // The event names no member id of payer A; the roster row has the same name, birth date and sex.
+  std::string only_b = event("request", "e1-req", "EC-1", "2026-06-14T10:00:00-05:00");
+  only_b.replace(only_b.find(R"({"payerId": "lakeshore-medicaid", "memberId": "LMC00918273", "lineOfBusiness": "medicaid"},)"),
+                 std::string(R"({"payerId": "lakeshore-medicaid", "memberId": "LMC00918273", "lineOfBusiness": "medicaid"},)").size(), "");
+  ASSERT_EQ(gateway.post(only_b).status, 202);
+  ASSERT_EQ(gateway.roster(kPayerA, std::string(kRosterHeader) +
+                                        "LMC00918273,Okafor,Adaeze,19610319,F,medicaid,20260101,20260630,1093817462,,20260101,\r\n")
+                .status,
+            200);
+  const std::string ehr_patient = mappers::deriveId({"Patient", "urn:oid:2.16.840.1.113883.3.7418.1", "NS-884213"});
+  auto cluster = gateway.store->clusterOf(ehr_patient);
+  ASSERT_TRUE(cluster.ok());
+  EXPECT_EQ(cluster->size(), 2u);
+  auto survivor = gateway.store->readResource("Patient", ehr_patient);
+  ASSERT_TRUE(survivor.ok() && survivor->has_value());
+  EXPECT_NE((*survivor)->json.find("LMC00918273"), std::string::npos) << (*survivor)->json;
+  EXPECT_NE((*survivor)->json.find("\"replaces\""), std::string::npos) << (*survivor)->json;
+  auto replaced = gateway.store->readResource("Patient", rosterPatient(kPayerA, "LMC00918273").substr(8));
+  ASSERT_TRUE(replaced.ok() && replaced->has_value());
+  EXPECT_NE((*replaced)->json.find(R"({"other":{"reference":"Patient/)" + ehr_patient + R"("},"type":"replaced-by"})"),
+            std::string::npos)
+      << (*replaced)->json;
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open_v2((gateway.dir.path() / "gateway.db").string().c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+  sqlite3_stmt* statement = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT evidence FROM patient_links", -1, &statement, nullptr), SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(statement), SQLITE_ROW);
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(sqlite3_column_text(statement, 0))),
+            "demographics: family, first given name, birthDate, gender");
+  sqlite3_finalize(statement);
+  sqlite3_close(db);
+}
+
 TEST(SourcesTest, ConflictingDemographicsForOneMemberIdStayTwoPatientsAndAreListed) {
   Gateway gateway(twoPayers());
   ASSERT_EQ(gateway.roster(kPayerA, rosterA()).status, 200);
@@ -411,6 +502,13 @@ TEST(SourcesTest, ConflictingDemographicsForOneMemberIdStayTwoPatientsAndAreList
   EXPECT_NE((*ehr_side)->json.find("1971-03-19"), std::string::npos);
   EXPECT_EQ((*ehr_side)->json.find("\"link\""), std::string::npos);
   EXPECT_EQ(gateway.store->clusterOf(ehr_patient)->size(), 1u);
+  // Its claims wait rather than go to payer B on an undated entry alone.
+  ASSERT_EQ(gateway.post(event("response", "x-resp", "EC-9", "2026-06-15T09:00:00-05:00", "2026-06-15", "1971-03-19", "NS-999")).status, 202);
+  EXPECT_TRUE(gateway.claimsSentTo(kPayerA).empty());
+  EXPECT_TRUE(gateway.claimsSentTo(kPayerB).empty());
+  auto waiting = gateway.store->listUnroutable(10);
+  ASSERT_EQ(waiting->size(), 1u);
+  EXPECT_NE((*waiting)[0].reason.find("belongs to a patient with other demographics"), std::string::npos) << (*waiting)[0].reason;
 }
 
 }  // namespace
