@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "gateway/ingest/contributions.h"
 
+#include <algorithm>
 #include <set>
 
 #include "mappers/common/ids.h"
@@ -146,6 +147,55 @@ bool settleClaim(json::Document& bundle, const std::string& claim_id, const std:
     return true;
   }
   return false;
+}
+
+// The coverage known for routing: the stored (merged) timeline, with the event's own entries
+// joining it. An event's entry never changes a payer's period (issue 11): it replaces a stored
+// entry of the same Coverage only when that one rests on no payer source and the event's is dated.
+std::vector<mappers::CoverageFact> withEventCoverage(std::vector<mappers::CoverageFact> known,
+                                                     std::vector<mappers::CoverageFact> event) {
+  for (mappers::CoverageFact& fact : event) {
+    fact.basis = "ehr";
+    auto same = std::find_if(known.begin(), known.end(), [&](const auto& existing) {
+      return existing.coverage_id == fact.coverage_id && existing.basis != "evidence";
+    });
+    if (same == known.end()) known.push_back(std::move(fact));
+    else if (same->basis != "payer" && same->basis != "conflict" && fact.dated()) *same = std::move(fact);
+  }
+  return known;
+}
+
+IngestCommit rosterGroupCommit(const std::string& channel, const std::string& payer_id, std::string_view as_of,
+                                         bool full, const std::map<std::string, std::set<std::string>>& groups,
+                                         const std::string& row_keys) {
+  IngestCommit commit;
+  commit.channel = channel;
+  commit.status = 200;
+  commit.answer = "{}";
+  commit.payload = "{}";
+  // The same file again (same rows, same asOf) is the same commit: nothing new to merge.
+  commit.idempotency_key = "roster-groups\x1f" + payer_id + '\x1f' + std::string(as_of) + '\x1f' + mappers::sha256Hex(row_keys);
+  for (const auto& [group_id, listed] : groups) {
+    commit.remerge.push_back("Group/" + group_id);
+    if (!full) continue;
+    merge::Contribution marker;
+    marker.type = "Group";
+    marker.id = group_id;
+    marker.kind = "roster-full";
+    marker.organization = payer_id;
+    marker.payer = payer_id;
+    marker.rank = std::string(as_of);
+    marker.tiebreak = payer_id;
+    marker.contributor = "roster-full|" + payer_id;
+    std::string json = "{\"listed\":[";
+    for (const std::string& member : listed) {
+      if (json.back() != '[') json += ',';
+      json += '"' + member + '"';
+    }
+    marker.json = json + "]}";
+    commit.contributions.push_back(std::move(marker));
+  }
+  return commit;
 }
 
 }  // namespace fhir::gateway

@@ -318,22 +318,6 @@ std::vector<mappers::CoverageFact> eventCoverage(const json::Value& bundle) {
   return facts;
 }
 
-// The coverage known for routing: the stored (merged) timeline, with the event's own entries
-// joining it. An event's entry never changes a payer's period (issue 11): it replaces a stored
-// entry of the same Coverage only when that one rests on no payer source and the event's is dated.
-std::vector<mappers::CoverageFact> withEventCoverage(std::vector<mappers::CoverageFact> known,
-                                                     std::vector<mappers::CoverageFact> event) {
-  for (mappers::CoverageFact& fact : event) {
-    fact.basis = "ehr";
-    auto same = std::find_if(known.begin(), known.end(), [&](const auto& existing) {
-      return existing.coverage_id == fact.coverage_id && existing.basis != "evidence";
-    });
-    if (same == known.end()) known.push_back(std::move(fact));
-    else if (same->basis != "payer" && fact.dated()) *same = std::move(fact);
-  }
-  return known;
-}
-
 // Points each routable billing Claim of a mapped Bundle at the coverage routing chose (the
 // mapper's pick may be another one of an ambiguous timeline).
 void settleBilling(const Config& config, json::Document& bundle, const std::vector<mappers::BillingFact>& billing) {
@@ -901,38 +885,6 @@ void Pipeline::routeWaitingClaims(const std::set<std::string>& patients, bool ch
   }
 }
 
-IngestCommit Pipeline::rosterGroupCommit(const std::string& channel, const std::string& payer_id, std::string_view as_of,
-                                         bool full, const std::map<std::string, std::set<std::string>>& groups,
-                                         const std::string& row_keys) const {
-  IngestCommit commit;
-  commit.channel = channel;
-  commit.status = 200;
-  commit.answer = "{}";
-  commit.payload = "{}";
-  // The same file again (same rows, same asOf) is the same commit: nothing new to merge.
-  commit.idempotency_key = "roster-groups\x1f" + payer_id + '\x1f' + std::string(as_of) + '\x1f' + mappers::sha256Hex(row_keys);
-  for (const auto& [group_id, listed] : groups) {
-    commit.remerge.push_back("Group/" + group_id);
-    if (!full) continue;
-    merge::Contribution marker;
-    marker.type = "Group";
-    marker.id = group_id;
-    marker.kind = "roster-full";
-    marker.organization = payer_id;
-    marker.payer = payer_id;
-    marker.rank = std::string(as_of);
-    marker.tiebreak = payer_id;
-    marker.contributor = "roster-full|" + payer_id;
-    std::string json = "{\"listed\":[";
-    for (const std::string& member : listed) {
-      if (json.back() != '[') json += ',';
-      json += '"' + member + '"';
-    }
-    marker.json = json + "]}";
-    commit.contributions.push_back(std::move(marker));
-  }
-  return commit;
-}
 
 std::optional<Answer> Pipeline::decodeEvent(std::string_view channel, std::string_view key_prefix, std::string_view body,
                                             std::string_view content_type, json::Document& event,
@@ -1066,12 +1018,13 @@ Result<CommitOutcome> Pipeline::commitEvent(const json::Value& bundle, IngestCom
   }
 
   const bool has_outbox = !commit.outbox.empty() || has_subscriptions;
+  const bool waits = !commit.unroutable.empty();
   auto outcome = store_->commitIngest(std::move(commit));
   if (!outcome.ok()) return outcome.error();
   metrics_.countIngest(channel, outcome->duplicate ? "duplicate" : "accepted");
-  // The event may have joined its patient to one a payer knows: its waiting claims (and the
-  // others of that patient) are routed on the merged timeline now.
-  if (!outcome->duplicate && !patient_id.empty()) routeWaitingClaims({patient_id}, false);
+  // The event may have joined its patient to one a payer knows (in the commit's merge): its
+  // waiting claims are routed on the merged timeline now.
+  if (waits && !outcome->duplicate && !patient_id.empty()) routeWaitingClaims({patient_id}, false);
   if (has_outbox && !outcome->duplicate && on_outbox_) on_outbox_();
   return outcome;
 }

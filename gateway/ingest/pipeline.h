@@ -115,11 +115,6 @@ class Pipeline {
   // coverage now decides; `check_routed`: also lists claims already routed that the coverage
   // now contradicts (GET /admin/routing-conflicts).
   void routeWaitingClaims(const std::set<std::string>& patients, bool check_routed);
-  // The commit after a roster file's rows: one new version of each attribution Group it
-  // touched, and in rosterMode full the file's list of members per Group (the others end on asOf).
-  IngestCommit rosterGroupCommit(const std::string& channel, const std::string& payer_id, std::string_view as_of, bool full,
-                                 const std::map<std::string, std::set<std::string>>& groups,
-                                 const std::string& row_keys) const;
   // The commit that routes one waiting claim: a new version of the Claim whose insurance and
   // insurer are the coverage valid on its date of service, its delivery to that payer and its
   // billing-routed notifications. nullopt when the stored Claim cannot be read or the new
