@@ -115,5 +115,7 @@ class MergeTx;
 namespace sqlite {
 // The merge's view of the writer's transaction on `db`.
 std::unique_ptr<MergeTx> makeMergeTx(Connection& db);
+// Once per store: resources stored before the merge existed become "stored" contributions.
+Status backfillContributions(Connection& db);
 }  // namespace sqlite
 }  // namespace fhir::gateway

@@ -24,6 +24,7 @@ CREATE TABLE IF NOT EXISTS coverage_evidence (
   coverage_id TEXT NOT NULL, patient_id TEXT NOT NULL, payer_id TEXT NOT NULL, member_id TEXT NOT NULL,
   line_of_business TEXT NOT NULL, date TEXT NOT NULL, PRIMARY KEY (coverage_id, patient_id, date));
 CREATE INDEX IF NOT EXISTS evidence_by_patient ON coverage_evidence (patient_id);
+CREATE TABLE IF NOT EXISTS merge_state (name TEXT PRIMARY KEY, done_at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS routed_claims (
   claim_id TEXT PRIMARY KEY, patient_id TEXT NOT NULL, payer_id TEXT NOT NULL, date_of_service TEXT NOT NULL,
   code TEXT NOT NULL);
@@ -35,6 +36,10 @@ CREATE TABLE IF NOT EXISTS routing_conflicts (
 )sql";
 
 namespace {
+
+#define RESOURCE_TEXT                                                                              \
+  "(CASE WHEN length(r.json) > 0 THEN r.json ELSE (SELECT h.json FROM resource_history h WHERE h.type = r.type " \
+  "AND h.id = r.id AND h.version = r.version) END)"
 
 merge::Contribution contributionRow(const Query& query) {
   merge::Contribution row;
@@ -165,5 +170,23 @@ class SqliteMergeTx final : public MergeTx {
 }  // namespace
 
 std::unique_ptr<MergeTx> makeMergeTx(Connection& db) { return std::make_unique<SqliteMergeTx>(db); }
+
+Status backfillContributions(Connection& db) {
+  // Once: resources of the merged types stored before contributions existed become one
+  // contribution each (kind "stored", the last in every precedence list), so the first merge
+  // after the upgrade keeps what they said. Coverage keeps its payer from the coverage index.
+  return db.exec(
+      "BEGIN IMMEDIATE;"
+      "INSERT OR IGNORE INTO contributions (type, id, contributor, kind, organization, payer, rank, tiebreak, provenance, "
+      "patient_id, json) SELECT r.type, r.id, 'stored', 'stored', '', "
+      "CASE WHEN r.type = 'Coverage' THEN COALESCE((SELECT payer_id FROM coverage_index i WHERE i.coverage_id = r.id "
+      "LIMIT 1), '') ELSE '' END, '', '', '', "
+      "CASE r.type WHEN 'Patient' THEN r.id WHEN 'Coverage' THEN COALESCE(substr(json_extract(CAST(" RESOURCE_TEXT
+      " AS TEXT), '$.beneficiary.reference'), 9), '') ELSE '' END, " RESOURCE_TEXT " FROM resources r "
+      "WHERE r.type IN ('Patient', 'Coverage', 'Group', 'Organization', 'Practitioner') "
+      "AND NOT EXISTS (SELECT 1 FROM merge_state WHERE name = 'backfill');"
+      "INSERT OR IGNORE INTO merge_state (name, done_at) VALUES ('backfill', datetime('now'));"
+      "COMMIT;");
+}
 
 }  // namespace fhir::gateway::sqlite

@@ -144,6 +144,8 @@ class SqliteStore final : public Store {
     if (!status.ok()) return status;
     status = migrate(*writer_connection_);
     if (!status.ok()) return status;
+    status = sqlite::backfillContributions(*writer_connection_);
+    if (!status.ok()) return status;
     // WAL checkpoints run on their own connection and thread, so the writer's commits do not wait
     // for the database file's fsync (automatic checkpoints would run inside a commit).
     status = writer_connection_->exec("PRAGMA wal_autocheckpoint=0");

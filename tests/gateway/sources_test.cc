@@ -477,6 +477,47 @@ TEST(SourcesTest, ARosterRowMatchedOnDemographicsAloneJoinsTheEventsPatientWithT
   sqlite3_close(db);
 }
 
+TEST(SourcesTest, ResourcesStoredBeforeTheMergeExistedKeepWhatTheySaid) {
+  Gateway gateway(twoPayers());
+  gateway.pipeline.reset();
+  gateway.store.reset();
+  {
+    // A store as an earlier release left it: the roster's Coverage and its index row, no contributions.
+    auto old = openSqliteStore(gateway.config.data_dir);
+    ASSERT_TRUE(old.ok());
+    IngestCommit commit;
+    commit.channel = "roster:lakeshore-medicaid";
+    commit.idempotency_key = "old-roster-row";
+    commit.payload = "{}";
+    commit.resources.push_back({"Coverage", kCoverageA, R"({"resourceType":"Coverage","id":")" + kCoverageA +
+                                R"(","status":"active","subscriberId":"LMC00918273","beneficiary":{"reference":"Patient/old"},"period":{"start":"2026-01-01","end":"2026-06-30"}})"});
+    mappers::CoverageFact fact;
+    fact.coverage_id = kCoverageA;
+    fact.patient_id = "old";
+    fact.payer_id = kPayerA;
+    fact.member_id = "LMC00918273";
+    fact.start = "2026-01-01";
+    fact.end = "2026-06-30";
+    commit.coverage.push_back(fact);
+    ASSERT_TRUE((*old)->commitIngest(std::move(commit)).ok());
+  }
+  // An earlier release had no merge tables at all.
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((gateway.dir.path() / "gateway.db").string().c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, "DROP TABLE merge_state; DROP TABLE contributions;", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(db);
+  auto reopened = openSqliteStore(gateway.config.data_dir);
+  ASSERT_TRUE(reopened.ok()) << reopened.message();
+  gateway.store = *reopened;
+  gateway.pipeline = std::make_unique<Pipeline>(gateway.config, gateway.store, nullptr, gateway.metrics, nullptr);
+  gateway.pipeline->setSpecs(specs());
+  ASSERT_EQ(gateway.post(event("response", "e1-resp", "EC-1", "2026-06-15T09:00:00-05:00", "2026-06-15")).status, 202);
+  auto coverage = gateway.store->readResource("Coverage", kCoverageA);
+  ASSERT_TRUE(coverage.ok() && coverage->has_value());
+  EXPECT_EQ(periodOf((*coverage)->json), R"({"start":"2026-01-01","end":"2026-06-30"})") << (*coverage)->json;
+  EXPECT_EQ(gateway.claimsSentTo(kPayerA).size(), 1u);
+}
+
 TEST(SourcesTest, ConflictingDemographicsForOneMemberIdStayTwoPatientsAndAreListed) {
   Gateway gateway(twoPayers());
   ASSERT_EQ(gateway.roster(kPayerA, rosterA()).status, 200);
