@@ -162,7 +162,7 @@ struct ValueExpr {
 
 struct Condition {
   enum class Op { kEquals, kIn, kNotIn, kExists, kMissing, kAll, kAny,
-                  kSome, kSum, kMapsTo, kInValueSet } op = Op::kExists;
+                  kSome, kSum, kMapsTo, kInValueSet, kNot, kTranslates } op = Op::kExists;
   ValueExpr value;
   std::set<std::string> values;
   std::vector<Condition> children;
@@ -175,6 +175,8 @@ struct Condition {
   SourcePath depends_on;
   // kInValueSet
   const ValueSetCodes* value_set = nullptr;
+  // kTranslates: the value has a target code in this ConceptMap group (kNot: `children[0]` negated).
+  const Translation* codes = nullptr;
 };
 
 struct Rule {
@@ -196,6 +198,9 @@ struct Rule {
   // `"references": key` (path ends with []): one Reference per instance of a forEach resource,
   // those whose source item passes `where`.
   std::string references_key;
+  // `"warning": message`: the record is still mapped, with a warning at the value's source
+  // location each time the rule writes (an unknown care-team role kept as text).
+  std::string warning;
 };
 
 struct IdPart {
@@ -466,6 +471,13 @@ Result<Condition> Compiler::condition(const json::Value& object, const std::stri
   } else if (const json::Value* any = json::find(object, "any"); any && any->IsArray()) {
     cond.op = Condition::Op::kAny;
   }
+  if (const json::Value* negated = json::find(object, "not")) {
+    auto compiled = condition(*negated, scope);
+    if (!compiled.ok()) return compiled.error();
+    cond.op = Condition::Op::kNot;
+    cond.children.push_back(std::move(*compiled));
+    return cond;
+  }
   if (cond.op == Condition::Op::kAll || cond.op == Condition::Op::kAny) {
     const json::Value& list = *json::find(object, cond.op == Condition::Op::kAll ? "all" : "any");
     for (const json::Value& child : list.GetArray()) {
@@ -497,9 +509,16 @@ Result<Condition> Compiler::condition(const json::Value& object, const std::stri
     }
   } else if (const json::Value* exists = json::find(object, "exists"); exists && exists->IsBool()) {
     cond.op = exists->GetBool() ? Condition::Op::kExists : Condition::Op::kMissing;
+  } else if (auto map_id = json::getString(object, "translates")) {
+    auto found = shared_.translations.find(std::string(*map_id));
+    if (found == shared_.translations.end()) {
+      return fail(object, "unknown ConceptMap '" + std::string(*map_id) + "' (fhir_profiles/alignment/package)");
+    }
+    cond.op = Condition::Op::kTranslates;
+    cond.codes = &found->second;
   } else {
-    return fail(object, "a condition needs \"equals\", \"in\", \"notIn\", \"exists\", \"all\", \"any\", \"some\", \"sum\", "
-                        "\"mapsTo\" or \"inValueSet\"");
+    return fail(object, "a condition needs \"equals\", \"in\", \"notIn\", \"exists\", \"translates\", \"all\", \"any\", "
+                        "\"not\", \"some\", \"sum\", \"mapsTo\" or \"inValueSet\"");
   }
   return cond;
 }
@@ -508,7 +527,8 @@ Result<Rule> Compiler::rule(const json::Value& object, const std::string& scope,
   if (!object.IsObject()) return fail(object, "a rule must be an object");
   static const std::set<std::string> kKnown = {"path", "from", "value", "reference", "transforms", "required",
                                                "default", "when", "forEach", "where", "first", "set", "note",
-                                               "referenceTo", "join", "separator", "coverage", "pick", "references"};
+                                               "referenceTo", "join", "separator", "coverage", "pick", "references",
+                                               "warning"};
   for (const auto& member : object.GetObject()) {
     std::string name(member.name.GetString(), member.name.GetStringLength());
     if (!kKnown.count(name)) return fail(object, "unknown rule member '" + name + "'");
@@ -526,6 +546,12 @@ Result<Rule> Compiler::rule(const json::Value& object, const std::string& scope,
     auto cond = condition(*when, scope);
     if (!cond.ok()) return cond.error();
     rule.when = std::move(*cond);
+  }
+  if (const json::Value* warning = json::find(object, "warning")) {
+    if (!json::isString(*warning) || json::find(object, "set") || json::find(object, "forEach") || !json::find(object, "from")) {
+      return fail(object, "\"warning\" is a message on a rule with a \"from\" value (no \"set\" or \"forEach\")");
+    }
+    rule.warning = std::string(json::stringView(*warning));
   }
   if (auto references = json::getString(object, "references")) {
     rule.references_key = std::string(*references);
@@ -1298,6 +1324,7 @@ class Run {
   std::string now_;
   const json::Value* record_ = nullptr;
   IssueList* issues_ = nullptr;
+  IssueList* warnings_ = nullptr;  // the MappedBundle's
   std::string record_id_;
   // resource key -> "Type/id" for this record: the first reference_count_ entries (the others
   // keep their buffers for the next record).
@@ -1713,6 +1740,8 @@ bool Run::test(const Condition& cond, const Scope& scope, json::Allocator& alloc
     case Condition::Op::kSome:
     case Condition::Op::kSum:
       return testItems(cond, scope, allocator, failed);
+    case Condition::Op::kNot:
+      return !test(cond.children[0], scope, allocator, failed);
     default:
       break;
   }
@@ -1724,6 +1753,7 @@ bool Run::test(const Condition& cond, const Scope& scope, json::Allocator& alloc
     case Condition::Op::kIn: return value && cond.values.count(textOf(*value)) > 0;
     case Condition::Op::kNotIn: return !value || cond.values.count(textOf(*value)) == 0;
     case Condition::Op::kInValueSet: return value && cond.value_set->codes.count(textOf(*value)) > 0;
+    case Condition::Op::kTranslates: return value && cond.codes->codes.count(textOf(*value)) > 0;
     case Condition::Op::kMapsTo: {
       const json::Value* depends_on = resolve(cond.depends_on, scope);
       if (!value || !depends_on) return false;
@@ -1980,6 +2010,11 @@ void Run::apply(const Rule& rule, json::Value& target, const Scope& scope, json:
   }
   std::optional<json::Value> value = evaluate(rule.value, scope, allocator, failed);
   if (!value) return;
+  if (!rule.warning.empty()) {
+    std::string where = location(locationOf(rule.value.from, scope));
+    warnings_->atLocation(Severity::kWarning, "informational", where,
+                          where + ": '" + textOf(*value) + "' " + rule.warning);
+  }
   slot(target, rule, allocator, cache) = std::move(*value);
 }
 
@@ -2274,6 +2309,8 @@ bool Run::map(const json::Value& record, const std::string& raw, const std::stri
               IssueList& issues) {
   record_ = &record;
   issues_ = &issues;
+  warnings_ = &out.warnings;
+  if (!out.warnings.empty()) out.warnings = IssueList();  // `out` may be reused from record to record
   reference_count_ = 0;
   Scope root{&record, {}, 0};
   if (!spec_.group_by.empty()) root = Scope{&record["lines"][0], {"lines", "0"}, 0};

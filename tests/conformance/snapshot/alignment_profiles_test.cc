@@ -240,9 +240,12 @@ TEST_F(AlignmentGuideTest, BillingCodesAreThoseOfTheContract) {
       codes.insert(str(include, "system") + "|" + str(coded, "code"));
     }
   }
+  // canonicals.md's e-consult codes and ACM, and the behavioral health integration codes a care
+  // plan may bill (issue 19: general BHI 99484, collaborative care 99492, 99493, 99494).
   const std::string cpt = "http://www.ama-assn.org/go/cpt|";
   EXPECT_EQ(codes, (std::set<std::string>{cpt + "99446", cpt + "99447", cpt + "99448",
                                           cpt + "99449", cpt + "99451", cpt + "99452",
+                                          cpt + "99484", cpt + "99492", cpt + "99493", cpt + "99494",
                                           std::string(kBase) + "/CodeSystem/alignment-billing|ACM"}));
 }
 

@@ -94,6 +94,35 @@ TEST(X12Reader, ClaimsWithLoopsAndSegmentNumbers) {
   EXPECT_EQ(str(third["patient"]["NM1"]["04"]), "EMEKA");
 }
 
+// imsweb's x12_complex.txt (tests/data/mappers/x12/README.md), unchanged: a second subscriber
+// (2000B, DOE DAVID, no DMG: 5010 asks for it only when the subscriber is the patient) with a
+// dependent (2000C, PAT*01) and two claims among 2310x/2320/2330x/2420x loops the mapping skips,
+// in each of its two transaction sets.
+// Each dependent claim carries the subscriber of its own 2010BA, not the first subscriber's.
+TEST(X12Reader, DependentClaimsCarryTheSubscriberOfTheirLoop2010BA) {
+  auto reads = readAll(testing::readFile(testing::testDataDir() / "mappers" / "x12" / "x12_complex.txt"));
+  std::vector<const Read*> dependents;
+  for (const Read& read : reads) {
+    if (read.status == ReadStatus::kRecord && !read.record.doc["subscriberIsPatient"].GetBool()) dependents.push_back(&read);
+  }
+  ASSERT_EQ(dependents.size(), 4u);  // both transaction sets hold the same two dependent claims
+  for (const Read* read : dependents) {
+    const json::Value& doc = read->record.doc;
+    EXPECT_EQ(str(doc["subscriber"]["NM1"]["01"]), "IL");
+    EXPECT_EQ(str(doc["subscriber"]["NM1"]["03"]), "DOE");
+    EXPECT_EQ(str(doc["subscriber"]["NM1"]["04"]), "DAVID");
+    EXPECT_EQ(str(doc["subscriber"]["NM1"]["09"]), "123456");
+    EXPECT_FALSE(json::find(doc["subscriber"], "DMG"));
+    EXPECT_EQ(str(doc["patient"]["PAT"]["01"]), "01");
+    EXPECT_EQ(str(doc["patient"]["NM1"]["03"]), "JONES");
+    EXPECT_EQ(str(doc["patient"]["DMG"]["02"]), "19890916");
+  }
+  // The 2330A other subscriber (NM1*IL*1*2330A2 inside claim A37YH667) does not replace it.
+  for (size_t index = 0; index < dependents.size(); ++index) {
+    EXPECT_EQ(str(dependents[index]->record.doc["claim"]["CLM"]["01"]), index % 2 ? "A37YH668" : "A37YH667");
+  }
+}
+
 // The records of a loop's claims share its context (read-only views, kept alive by the record):
 // a context changed after a record was passed on is copied first, and that record keeps what
 // it was read with. Records also outlive the reader (readAll destroys it before returning).

@@ -61,6 +61,21 @@ TEST(EventSpecLoad, BadEventTransformsAndValues) {
             "t.json:10: 'claim' is made per item (forEach): name it with \"referenceTo\" (its id parts)");
 }
 
+// Conditions "not" and "translates" and a rule's "warning" (the care-team role kept as text).
+TEST(EventSpecLoad, NotTranslatesAndWarnings) {
+  EXPECT_EQ(loadError(specWith("", "{\"path\": \"status\", \"from\": \"code\", \"warning\": \"is kept as text\", "
+                                   "\"when\": {\"not\": {\"from\": \"code\", \"translates\": \"payer-sex\"}}}")),
+            "loaded");
+  EXPECT_EQ(loadError(specWith("", "{\"path\": \"status\", \"from\": \"code\", \"when\": {\"from\": \"code\", \"translates\": \"no-such-map\"}}")),
+            "t.json:10: unknown ConceptMap 'no-such-map' (fhir_profiles/alignment/package)");
+  EXPECT_EQ(loadError(specWith("", "{\"path\": \"status\", \"when\": {\"not\": {\"from\": \"colour\", \"exists\": true}}, \"value\": \"x\"}")),
+            "t.json:10: unknown source path 'colour' (inside items.*)");
+  EXPECT_EQ(loadError(specWith("", "{\"path\": \"status\", \"value\": \"active\", \"warning\": \"always\"}")),
+            "t.json:10: \"warning\" is a message on a rule with a \"from\" value (no \"set\" or \"forEach\")");
+  EXPECT_EQ(loadError(specWith("", "{\"path\": \"status\", \"from\": \"code\", \"warning\": 7}")),
+            "t.json:10: \"warning\" is a message on a rule with a \"from\" value (no \"set\" or \"forEach\")");
+}
+
 TEST(EventSpecLoad, UnknownResourceType) {
   std::string text = specWith("", "{\"path\": \"status\", \"value\": \"active\"}");
   text.replace(text.find("\"type\": \"Claim\""), 15, "\"type\": \"Bill\"");

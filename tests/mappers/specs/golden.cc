@@ -180,7 +180,7 @@ size_t validationErrors(const json::Value& bundle) {
   return issues.errorCount();
 }
 
-void expectValid(const json::Value& bundle) {
+std::string validationErrorText(const json::Value& bundle) {
   IssueList issues;
   alignmentValidator().validate(bundle, ValidationRequest{}, issues);
   std::string errors;
@@ -188,7 +188,12 @@ void expectValid(const json::Value& bundle) {
     if (issue.severity != Severity::kError && issue.severity != Severity::kFatal) continue;
     errors += (issue.expression.empty() ? std::string() : issue.expression[0]) + ": " + issue.diagnostics + "\n";
   }
-  EXPECT_FALSE(issues.hasErrors()) << errors;
+  return errors;
+}
+
+void expectValid(const json::Value& bundle) {
+  std::string errors = validationErrorText(bundle);
+  EXPECT_TRUE(errors.empty()) << errors;
 }
 
 }  // namespace fhir::mappers::testing

@@ -52,5 +52,7 @@ void expectRejections(const std::vector<engine::Rejection>& rejections, const st
 void expectValid(const json::Value& bundle);
 // Validation errors of `bundle` (to show the validator does see the profiles).
 size_t validationErrors(const json::Value& bundle);
+// The validation errors of `bundle`, one "expression: diagnostics" line each.
+std::string validationErrorText(const json::Value& bundle);
 
 }  // namespace fhir::mappers::testing

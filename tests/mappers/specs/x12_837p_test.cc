@@ -2,6 +2,7 @@
 // Golden tests of mappers/specs/x12-837p.json (contracts/payer-formats.md, x12-837p).
 #include <gtest/gtest.h>
 
+#include <map>
 #include <set>
 #include <sstream>
 
@@ -142,6 +143,83 @@ TEST(X12_837P, WrongSeparatorsEndTheFileWithOneFatalRejection) {
   EXPECT_EQ(accepted, 0u);
   ASSERT_EQ(rejections.size(), 1u);
   EXPECT_EQ(rejections[0], "interchange segment 1 (ISA), element 6 | interchange segment 1 (ISA), element 6");
+}
+
+// A dependent's claim (loop 2000C) keeps the subscriber of loop 2010BA on its Coverage, on a file
+// derived from imsweb's x12_complex.txt (tests/data/mappers/x12/README.md says what was changed):
+// Coverage.subscriber is a RelatedPerson of the dependent with the subscriber's member id, name
+// (NM1*IL 03/04), birth date and sex (DMG 02/03); Coverage.relationship is PAT01 01 -> spouse
+// (ConceptMap x12-individual-relationship, group 1) and the RelatedPerson's relationship SPS
+// (group 2). The Bundle validates.
+TEST(X12_837P, DependentCoverageNamesTheSubscriberOfLoop2010BA) {
+  GoldenRun run = runGolden(bundledSpecs(), "x12-837p", "northwind-commercial", "x12", "imsweb-dependent-837p.x12");
+  for (const engine::Rejection& rejection : run.rejections) ADD_FAILURE() << describe(rejection);
+  ASSERT_EQ(run.bundles.size(), 1u);
+  const json::Value& bundle = run.bundles[0];
+  const json::Value* coverage = nullptr;
+  const json::Value* subscriber = nullptr;
+  const json::Value* patient = nullptr;
+  for (const json::Value& entry : bundle["entry"].GetArray()) {
+    std::string_view type = json::getString(entry["resource"], "resourceType").value_or("");
+    if (type == "Coverage") coverage = &entry["resource"];
+    if (type == "RelatedPerson") subscriber = &entry["resource"];
+    if (type == "Patient") patient = &entry["resource"];
+  }
+  ASSERT_TRUE(coverage && subscriber && patient);
+  EXPECT_EQ(json::stringView((*coverage)["subscriber"]["reference"]),
+            "RelatedPerson/" + std::string(json::stringView((*subscriber)["id"])));
+  EXPECT_EQ(json::stringView((*coverage)["relationship"]["coding"][0]["system"]),
+            "http://terminology.hl7.org/CodeSystem/subscriber-relationship");
+  EXPECT_EQ(json::stringView((*coverage)["relationship"]["coding"][0]["code"]), "spouse");
+  EXPECT_EQ(json::stringView((*coverage)["subscriberId"]), "123456");
+  EXPECT_EQ(json::stringView((*coverage)["beneficiary"]["reference"]), "Patient/" + std::string(json::stringView((*patient)["id"])));
+  // The subscriber, from 2010BA: NM1*IL*1*DOE*DAVID*J**JR*MI*123456 and DMG*D8*19870402*M.
+  EXPECT_EQ(json::stringView((*subscriber)["name"][0]["family"]), "DOE");
+  EXPECT_EQ(json::stringView((*subscriber)["name"][0]["given"][0]), "DAVID");
+  EXPECT_EQ(json::stringView((*subscriber)["birthDate"]), "1987-04-02");
+  EXPECT_EQ(json::stringView((*subscriber)["gender"]), "male");
+  EXPECT_EQ(json::stringView((*subscriber)["identifier"][0]["system"]),
+            "https://fhir.alignment-gateway.org/CodeSystem/member-id/northwind-commercial");
+  EXPECT_EQ(json::stringView((*subscriber)["identifier"][0]["value"]), "123456");
+  EXPECT_EQ(json::stringView((*subscriber)["patient"]["reference"]), "Patient/" + std::string(json::stringView((*patient)["id"])));
+  EXPECT_EQ(json::stringView((*subscriber)["relationship"][0]["coding"][0]["code"]), "SPS");
+  // The patient is the dependent of 2010CA, not the subscriber.
+  EXPECT_EQ(json::stringView((*patient)["name"][0]["family"]), "JONES");
+  EXPECT_EQ(json::stringView((*patient)["birthDate"]), "1989-09-16");
+  expectValid(bundle);
+}
+
+// PAT01 codes of 005010X222A1 through ConceptMap x12-individual-relationship; a code outside it
+// rejects the claim at PAT01.
+TEST(X12_837P, Pat01MapsToTheSubscriberRelationship) {
+  const std::map<std::string, std::string> expected = {{"01", "spouse"}, {"19", "child"}, {"20", "other"}, {"21", "other"},
+                                                       {"39", "other"}, {"40", "other"}, {"53", "common"}, {"G8", "other"}};
+  for (const auto& [pat01, relationship] : expected) {
+    std::string text = replace(northshore(), "PAT*19~", "PAT*" + pat01 + "~");
+    static FakeDirectory directory;
+    std::istringstream stream(text);
+    engine::MapOptions options;
+    options.payer_id = "lakeshore-medicaid";
+    options.directory = &directory;
+    options.now = "2026-10-03T09:13:00-05:00";
+    std::vector<std::string> codes;
+    auto summary = bundledSpecs().mapSource(
+        "x12-837p", stream, options,
+        [&](engine::MappedBundle& mapped) {
+          for (const json::Value& entry : mapped.bundle["entry"].GetArray()) {
+            const json::Value& resource = entry["resource"];
+            if (json::getString(resource, "resourceType") == "Coverage" && json::find(resource, "subscriber")) {
+              codes.emplace_back(json::stringView(resource["relationship"]["coding"][0]["code"]));
+            }
+          }
+        },
+        [&](engine::Rejection& rejection) { ADD_FAILURE() << pat01 << ": " << describe(rejection); });
+    ASSERT_TRUE(summary.ok());
+    EXPECT_EQ(codes, (std::vector<std::string>{relationship, relationship})) << "PAT01 " << pat01;
+  }
+  std::vector<std::string> rejected = rejectionsOf(replace(northshore(), "PAT*19~", "PAT*03~"));
+  ASSERT_EQ(rejected.size(), 2u);
+  EXPECT_NE(rejected[0].find("segment 36 (PAT), element 1"), std::string::npos) << rejected[0];
 }
 
 }  // namespace
