@@ -337,9 +337,11 @@ TEST(SourcesTest, EventsFirstWaitAsAmbiguousThenLeaveWhenTheRostersCome) {
   EXPECT_EQ(gateway.claimsSentTo(kPayerA).size(), 1u);
   EXPECT_EQ(gateway.claimsSentTo(kPayerB).size(), 1u);
   EXPECT_TRUE(gateway.store->listUnroutable(10)->empty());
-  // The rosters again: nothing leaves twice.
+  // The rosters again: nothing leaves twice, and no resource gets a new version.
+  const std::map<std::string, std::string> versions = gateway.rows("1 = 1", true);
   ASSERT_EQ(gateway.roster(kPayerA, rosterA()).status, 200);
   ASSERT_EQ(gateway.roster(kPayerB, rosterB()).status, 200);
+  EXPECT_EQ(gateway.rows("1 = 1", true).size(), versions.size());
   EXPECT_EQ(gateway.claimsSentTo(kPayerA).size(), 1u);
   EXPECT_EQ(gateway.claimsSentTo(kPayerB).size(), 1u);
 }
