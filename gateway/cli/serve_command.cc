@@ -137,6 +137,10 @@ int runServe(const Args& args, Io& io) {
     matcher.catchUp(std::chrono::seconds(2));
   });
   pipeline.setSubscriptions(topics, &registry);
+  if (!pipeline.mergeStatus().ok()) {
+    std::cerr << "fhir-gateway serve: " << pipeline.mergeStatus().message() << "\n";
+    return 2;
+  }
   pipeline.setSpecs((*runtime)->specs);
   std::vector<std::string> canonicals;
   for (const Topic& topic : topics->topics()) canonicals.push_back(topic.canonical);

@@ -158,7 +158,7 @@ Result<PayerConfig> parsePayer(const Value& value, const std::string& path) {
   ObjectReader reader(value, path);
   RETURN_IF_ERROR(reader.checkKeys(
       {"id", "name", "format", "identifier", "endpoint", "secret", "routes", "authHeader", "clientCert", "clientKey",
-       "caFile", "batchWindowMs"}));
+       "caFile", "batchWindowMs", "rosterMode"}));
   PayerConfig payer;
   RETURN_IF_ERROR(reader.string("id", payer.id, true));
   RETURN_IF_ERROR(reader.string("name", payer.name, true));
@@ -166,6 +166,10 @@ Result<PayerConfig> parsePayer(const Value& value, const std::string& path) {
   RETURN_IF_ERROR(reader.string("endpoint", payer.endpoint, true));
   RETURN_IF_ERROR(checkEndpoint(payer.endpoint, reader.where("endpoint")));
   RETURN_IF_ERROR(reader.string("secret", payer.secret, false));
+  RETURN_IF_ERROR(reader.string("rosterMode", payer.roster_mode, false));
+  if (payer.roster_mode != "delta" && payer.roster_mode != "full") {
+    return Error{reader.where("rosterMode") + ": must be \"delta\" or \"full\", not \"" + payer.roster_mode + "\""};
+  }
   if (const Value* identifier = reader.member("identifier")) {
     ObjectReader id_reader(*identifier, reader.where("identifier"));
     RETURN_IF_ERROR(id_reader.checkKeys({"system", "value"}));

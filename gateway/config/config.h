@@ -37,6 +37,9 @@ struct PayerConfig {
   std::string secret;  // empty: no X-Signature
   PayerRoutes routes;
   EndpointOptions options;
+  // "delta" (a roster row adds or updates one member) or "full" (a roster file is the payer's
+  // whole list as of its asOf date: members it no longer lists are ended then).
+  std::string roster_mode = "delta";
 
   bool routesCode(std::string_view code) const;
   bool routesLineOfBusiness(std::string_view line_of_business) const;

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "gateway/dispatch/router.h"
 
+#include <map>
 #include <set>
 
 namespace fhir::gateway {
@@ -15,12 +16,87 @@ std::optional<std::pair<std::string, std::string>> splitReference(const json::Va
   return std::make_pair(std::string(text->substr(0, slash)), std::string(text->substr(slash + 1)));
 }
 
+std::string payerList(const std::set<std::string>& payers) {
+  std::string out;
+  size_t i = 0;
+  for (const std::string& payer : payers) {
+    out += (i == 0 ? "" : i + 1 == payers.size() ? " and " : ", ") + ("'" + payer + "'");
+    ++i;
+  }
+  return out;
+}
+
+int basisRank(const std::string& basis) { return basis == "payer" ? 0 : basis == "ehr" ? 1 : basis == "evidence" ? 3 : 2; }
+
+// The fact of one payer to cite: a roster period before an event's dates before claim evidence.
+const mappers::CoverageFact* bestOf(const std::vector<const mappers::CoverageFact*>& facts, const std::string& payer) {
+  const mappers::CoverageFact* best = nullptr;
+  for (const mappers::CoverageFact* fact : facts) {
+    if (fact->payer_id != payer) continue;
+    if (best == nullptr || basisRank(fact->basis) < basisRank(best->basis) ||
+        (basisRank(fact->basis) == basisRank(best->basis) && fact->coverage_id < best->coverage_id)) {
+      best = fact;
+    }
+  }
+  return best;
+}
+
 }  // namespace
+
+CoverageChoice chooseCoverage(const std::vector<mappers::CoverageFact>& facts, const std::string& date) {
+  CoverageChoice choice;
+  std::vector<const mappers::CoverageFact*> dated, covering, undated;
+  for (const mappers::CoverageFact& fact : facts) {
+    if (fact.basis == "conflict") {
+      choice.reason = "member id " + fact.member_id + " of payer '" + fact.payer_id + "' (Coverage/" + fact.coverage_id +
+                      ") belongs to a patient with other demographics; settle the conflict (GET /admin/conflicts) first";
+      return choice;
+    }
+    (fact.dated() ? dated : undated).push_back(&fact);
+    if (fact.dated() && fact.coversDate(date)) covering.push_back(&fact);
+  }
+  const std::vector<const mappers::CoverageFact*>& candidates = dated.empty() ? undated : covering;
+  std::set<std::string> payers;
+  for (const mappers::CoverageFact* fact : candidates) payers.insert(fact->payer_id);
+  if (payers.empty()) {
+    choice.reason = "no coverage of the patient is valid on the date of service " + date;
+    return choice;
+  }
+  if (payers.size() == 1) {
+    choice.coverage = *bestOf(candidates, *payers.begin());
+    return choice;
+  }
+  if (!dated.empty()) {
+    // Coverage.order (1 = primary) of each payer on that date; one lowest order decides.
+    std::map<int, std::set<std::string>> by_order;
+    bool all_ordered = true;
+    for (const std::string& payer : payers) {
+      int order = 0;
+      for (const mappers::CoverageFact* fact : covering) {
+        if (fact->payer_id == payer && fact->order > 0 && (order == 0 || fact->order < order)) order = fact->order;
+      }
+      if (order == 0) all_ordered = false;
+      by_order[order].insert(payer);
+    }
+    if (all_ordered && by_order.begin()->second.size() == 1) {
+      choice.coverage = *bestOf(covering, *by_order.begin()->second.begin());
+      return choice;
+    }
+    choice.reason = "ambiguous coverage: dated coverages of payers " + payerList(payers) + " overlap on " + date +
+                    " and no Coverage.order says which is primary";
+    return choice;
+  }
+  choice.reason = "ambiguous coverage: undated coverage entries name payers " + payerList(payers) +
+                  " and no dated coverage (a payer roster or claim file) decides";
+  return choice;
+}
 
 RouteDecision routeClaim(const Config& config, const mappers::BillingFact& billing) {
   RouteDecision decision;
   if (!billing.coverage) {
-    decision.reason = "no coverage of the patient is valid on the date of service " + billing.date_of_service;
+    decision.reason = !billing.coverage_reason.empty()
+                          ? billing.coverage_reason
+                          : "no coverage of the patient is valid on the date of service " + billing.date_of_service;
     return decision;
   }
   const PayerConfig* payer = config.findPayer(billing.coverage->payer_id);

@@ -19,6 +19,18 @@ struct RouteDecision {
   std::string reason;                  // why unroutable
 };
 
+// The coverage a claim on `date` goes to, on the patient's merged coverage timeline (issue 11;
+// contracts/econsult-event.md, Routing): dated coverage (a payer's roster period, a dated event
+// entry, a payer claim file's date of service) decides when there is any; an undated entry only
+// when there is none. Never a guess: two payers' dated coverage on that date without a
+// Coverage.order that names one primary, or undated entries of two payers, leave `coverage`
+// empty with the reason.
+struct CoverageChoice {
+  std::optional<mappers::CoverageFact> coverage;
+  std::string reason;
+};
+CoverageChoice chooseCoverage(const std::vector<mappers::CoverageFact>& facts, const std::string& date);
+
 // The payer for one billing entry: the coverage valid on its date of service, if that payer's
 // `routes` take the code and line of business.
 RouteDecision routeClaim(const Config& config, const mappers::BillingFact& billing);

@@ -9,9 +9,10 @@
 #include <set>
 #include <sstream>
 
-#include "gateway/dispatch/patient_match.h"
 #include "gateway/dispatch/router.h"
 #include "gateway/subscriptions/matching.h"
+#include "gateway/ingest/contributions.h"
+#include "gateway/merge/merge_service.h"
 #include "mappers/common/ids.h"
 #include "mappers/readers/hl7v2/hl7v2_reader.h"
 
@@ -53,6 +54,14 @@ std::string_view mediaType(std::string_view content_type) {
   std::string_view media = content_type.substr(0, content_type.find(';'));
   while (!media.empty() && media.back() == ' ') media.remove_suffix(1);
   return media;
+}
+
+bool isIsoDate(std::string_view text) {
+  if (text.size() != 10 || text[4] != '-' || text[7] != '-') return false;
+  for (size_t i : {0, 1, 2, 3, 5, 6, 8, 9}) {
+    if (text[i] < '0' || text[i] > '9') return false;
+  }
+  return text.substr(5, 2) >= "01" && text.substr(5, 2) <= "12" && text.substr(8, 2) >= "01" && text.substr(8, 2) <= "31";
 }
 
 bool isJsonContentType(std::string_view content_type) {
@@ -282,16 +291,19 @@ std::vector<mappers::CoverageFact> eventCoverage(const json::Value& bundle) {
   return facts;
 }
 
-// The coverage known for routing: the stored, with the event's own replacing or joining it (as
-// the specs' "coverage" value sees them).
-std::vector<mappers::CoverageFact> withEventCoverage(std::vector<mappers::CoverageFact> known,
-                                                     const std::vector<mappers::CoverageFact>& event) {
-  for (const mappers::CoverageFact& fact : event) {
-    auto same = std::find_if(known.begin(), known.end(), [&](const auto& existing) { return existing.coverage_id == fact.coverage_id; });
-    if (same != known.end()) *same = fact;
-    else known.push_back(fact);
+// Points each routable billing Claim of a mapped Bundle at the coverage routing chose (the
+// mapper's pick may be another one of an ambiguous timeline).
+void settleBilling(const Config& config, json::Document& bundle, const std::vector<mappers::BillingFact>& billing) {
+  for (const mappers::BillingFact& fact : billing) {
+    RouteDecision decision = routeClaim(config, fact);
+    if (decision.payer != nullptr) settleClaim(bundle, fact.claim_id, fact.coverage->coverage_id, decision.payer->id);
   }
-  return known;
+}
+
+// Who an event's contributions come from: its source, ranked by occurredAt (in UTC).
+ContributionSource eventSource(std::string_view source, std::string_view event_id, std::string_view occurred_at) {
+  return ContributionSource{"ehr", std::string(source), "", merge::utcRank(occurred_at),
+                            std::string(source) + '\x1f' + std::string(event_id)};
 }
 
 // The billing Claims of a mapped Bundle as routing facts (code, date, billing NPI), each with the
@@ -317,7 +329,9 @@ std::vector<mappers::BillingFact> billingFacts(const json::Value& bundle, const 
         fact.npi = identifierValue(*practitioner, "http://hl7.org/fhir/sid/us-npi");
       }
     }
-    if (const mappers::CoverageFact* chosen = mappers::selectCoverage(known, fact.date_of_service)) fact.coverage = *chosen;
+    CoverageChoice choice = chooseCoverage(known, fact.date_of_service);
+    fact.coverage = std::move(choice.coverage);
+    fact.coverage_reason = std::move(choice.reason);
     out.push_back(std::move(fact));
   }
   return out;
@@ -372,6 +386,7 @@ void dispatchBilling(const Config& config, Store& store, const std::string& base
       claim.payers = {decision.payer->id};
       claim.codes = {fact.system + "|" + fact.code};
       claim_facts.emplace(fact.claim_id, std::move(claim));
+      commit.routed.push_back(RoutedClaim{fact.claim_id, patient_id, decision.payer->id, fact.date_of_service, fact.code});
       commit.outbox.push_back(OutboxWrite{payerDestination(decision.payer->id), "claim",
                                           payerBundle(bundle, fact.claim_id, store, base_url)});
       continue;
@@ -501,7 +516,17 @@ Pipeline::Pipeline(const Config& config, StorePtr store, ValidatorPtr validator,
       store_(std::move(store)),
       validator_(std::move(validator)),
       metrics_(metrics),
-      on_outbox_(std::move(on_outbox)) {}
+      on_outbox_(std::move(on_outbox)) {
+  // Precedence of sources (fhir_profiles/alignment/merge-rules.json), merged in the store's
+  // ingest transaction.
+  auto rules = merge::MergeRules::load(merge::MergeRules::defaultPath());
+  if (!rules.ok()) {
+    merge_status_ = Error{rules.message()};
+    rules = merge::MergeRules::parse(R"({"resources":{}})");
+  }
+  merge_rules_ = std::make_shared<const merge::MergeRules>(std::move(*rules));
+  store_->setMergeHook(merge::makeMergeHook(merge_rules_));
+}
 
 Answer Pipeline::reject(std::string_view channel, std::string_view payload,
                         std::string_view content_type, int status, const IssueList& issues,
@@ -515,13 +540,13 @@ Answer Pipeline::reject(std::string_view channel, std::string_view payload,
 }
 
 Answer Pipeline::ingestPayerFile(std::string_view kind, const std::string& payer_id, std::string_view body,
-                                 std::string_view content_type) {
+                                 std::string_view content_type, std::string_view as_of) {
   std::istringstream input{std::string(body)};
-  return ingestPayerFile(kind, payer_id, input, content_type);
+  return ingestPayerFile(kind, payer_id, input, content_type, {}, as_of);
 }
 
 Answer Pipeline::ingestPayerFile(std::string_view kind, const std::string& payer_id, std::istream& body,
-                                 std::string_view content_type, const BodyEnded& body_ended) {
+                                 std::string_view content_type, const BodyEnded& body_ended, std::string_view as_of) {
   const std::string channel = std::string(kind) + ":" + payer_id;
   auto refuse = [&](int status, const IssueList& issues) {
     bool truncated = false;
@@ -533,6 +558,19 @@ Answer Pipeline::ingestPayerFile(std::string_view kind, const std::string& payer
     IssueList issues;
     issues.add(Issue{Severity::kError, "not-found", "payer '" + payer_id + "' is not configured", {}, {}});
     return refuse(404, issues);
+  }
+  // asOf: the date a roster describes (payer-formats.md); required in `full` mode.
+  const bool full_roster = kind == "roster" && payer->roster_mode == "full";
+  if (!as_of.empty() && !isIsoDate(as_of)) {
+    IssueList issues;
+    issues.add(Issue{Severity::kError, "value", "asOf '" + std::string(as_of) + "' is not a date (YYYY-MM-DD)", {}, {"asOf"}});
+    return refuse(400, issues);
+  }
+  if (full_roster && as_of.empty()) {
+    IssueList issues;
+    issues.add(Issue{Severity::kError, "required",
+                     "payer '" + payer_id + "' sends full rosters (rosterMode full): asOf=YYYY-MM-DD is required", {}, {"asOf"}});
+    return refuse(400, issues);
   }
   const std::string spec = kind == "roster" ? "roster" : payer->format;
   if (!specs_ || !specs_->has(spec)) {
@@ -638,7 +676,7 @@ Answer Pipeline::ingestPayerFile(std::string_view kind, const std::string& payer
                   toOperationOutcomeJson(issues, last_quarantine_id.empty() ? std::optional<std::string_view>()
                                                                             : std::string_view(last_quarantine_id))};
   }
-  Status published = publishStaged(kind, payer_id, channel, file);
+  Status published = publishStaged(kind, payer_id, channel, file, as_of, full_roster);
   (void)store_->dropStagedFile(file);
   if (!published.ok()) return storeFailure(published.message());
   std::string out = "{\"records\":" + std::to_string(summary->records) + ",\"accepted\":" + std::to_string(summary->accepted) +
@@ -651,14 +689,18 @@ Answer Pipeline::ingestPayerFile(std::string_view kind, const std::string& payer
 }
 
 Status Pipeline::publishStaged(std::string_view kind, const std::string& payer_id, const std::string& channel,
-                               int64_t file) {
+                               int64_t file, std::string_view as_of, bool full_roster) {
   std::vector<Subscription> live = registry_ != nullptr ? registry_->all() : std::vector<Subscription>{};
   std::set<std::string> touched_patients;
+  // Roster: the Groups the file contributes to, and per Group the members it lists (one Group
+  // version per file, written after the rows; a full roster ends the members it does not list).
+  std::map<std::string, std::set<std::string>> groups;
+  std::string row_keys;
   int64_t after = 0;
   for (;;) {
     auto records = store_->stagedRecords(file, after, kPayerFileBatch);
     if (!records.ok()) return records.error();
-    if (records->empty()) return Status::Ok();
+    if (records->empty()) break;
     std::vector<IngestCommit> batch;
     for (StagedRecord& record : *records) {
       after = record.seq;
@@ -666,16 +708,15 @@ Status Pipeline::publishStaged(std::string_view kind, const std::string& payer_i
       json::ParseError parse_error;
       if (!json::parse(record.bundle_json, bundle, parse_error)) return Error{"a staged Bundle is unreadable: " + parse_error.describe()};
       metrics_.countIngest(channel, "accepted");
-      // A roster row about a known patient is about that Patient (payer-formats.md).
-      const std::vector<std::string> matched =
-          kind == "roster" ? adoptKnownPatient(bundle, payer_id, *store_) : std::vector<std::string>{};
       IngestCommit commit;
       commit.channel = channel;
-      const std::string bundle_json = kind == "roster" ? json::serialize(bundle) : std::move(record.bundle_json);
+      const std::string bundle_json = std::move(record.bundle_json);
       // A record sent again unchanged is the same event; a changed one is a new version. The
       // record's bytes decide (the Provenance's source digest), not the Bundle, whose
       // Provenance.recorded differs on every post.
       commit.idempotency_key = channel + '\x1f' + record.record_id + '\x1f' + sourceDigestOf(bundle, bundle_json);
+      if (!as_of.empty()) commit.idempotency_key += '\x1f' + std::string(as_of);
+      row_keys += commit.idempotency_key + '\n';
       commit.payload = bundle_json;
       commit.answer = bundle_json;
       commit.status = 200;
@@ -688,24 +729,19 @@ Status Pipeline::publishStaged(std::string_view kind, const std::string& payer_i
         if (type == "Patient") facts.patient = "Patient/" + id;
         commit.resources.push_back(ResourceWrite{type, id, json::serialize(resource)});
       }
-      if (!matched.empty()) facts.patient = "Patient/" + matched.front();
-      commit.coverage = coverageFacts(bundle, payer_id);
-      // A row matches patients already known by this payer's member id (payer-formats.md):
-      // the coverage counts for them too, and their waiting claims are routed again below.
-      const size_t own = commit.coverage.size();
-      for (size_t i = 0; i < own; ++i) {
-        auto known = store_->patientsWithMember(payer_id, commit.coverage[i].member_id);
-        if (!known.ok()) continue;
-        known->insert(known->end(), matched.begin(), matched.end());
-        for (const std::string& patient : *known) {
-          if (patient == commit.coverage[i].patient_id) continue;
-          mappers::CoverageFact shared = commit.coverage[i];
-          shared.patient_id = patient;
-          commit.coverage.push_back(std::move(shared));
-          touched_patients.insert(patient);
-        }
+      // Patient, Coverage and Group are this payer's contributions, merged in the store with
+      // what other sources said (issue 11); the patient is matched to known ones there (by
+      // member id, or by the roster demographics key). A claim file adds evidence of coverage
+      // on its dates of service.
+      takeContributions(*merge_rules_, bundle,
+                        ContributionSource{std::string(kind), payer_id, payer_id, std::string(as_of), record.record_id},
+                        commit);
+      commit.defer_groups = kind == "roster";
+      if (kind != "roster") commit.coverage = claimEvidence(bundle, payer_id);
+      for (const merge::Contribution& contribution : commit.contributions) {
+        if (!contribution.patient_id.empty()) touched_patients.insert(contribution.patient_id);
+        if (contribution.type == "Group") groups[contribution.id].insert("Patient/" + contribution.patient_id);
       }
-      for (size_t i = 0; i < own; ++i) touched_patients.insert(commit.coverage[i].patient_id);
       for (const FeedConfig& feed : config_.feeds) {
         commit.outbox.push_back(OutboxWrite{feedDestination(feed.id), "bundle", bundle_json});
       }
@@ -714,10 +750,15 @@ Status Pipeline::publishStaged(std::string_view kind, const std::string& payer_i
     }
     auto committed = store_->commitIngestMany(std::move(batch));
     if (!committed.ok()) return committed.error();
-    routeWaitingClaims(touched_patients);
+    routeWaitingClaims(touched_patients, true);
     touched_patients.clear();
     if (on_outbox_) on_outbox_();
   }
+  if (!groups.empty()) {
+    auto merged = store_->commitIngest(rosterGroupCommit(channel, payer_id, as_of, full_roster, groups, row_keys));
+    if (!merged.ok()) return merged.error();
+  }
+  return Status::Ok();
 }
 
 Result<std::string> Pipeline::keep(QuarantineWrite write) {
@@ -783,17 +824,9 @@ std::optional<IngestCommit> Pipeline::rerouteCommit(const UnroutableWrite& waiti
   dropStoredMeta(previous);
   json::Document claim;
   claim.CopyFrom(previous, claim.GetAllocator());
-  auto& allocator = claim.GetAllocator();
   json::Value* insurance = json::find(claim, "insurance");
   if (insurance == nullptr || !insurance->IsArray() || insurance->Empty()) return std::nullopt;
-  json::Value reference(rapidjson::kObjectType);
-  json::addString(reference, "reference", "Coverage/" + coverage.coverage_id, allocator);
-  (*insurance)[0].RemoveMember("coverage");
-  json::addMember((*insurance)[0], "coverage", std::move(reference), allocator);
-  json::Value insurer(rapidjson::kObjectType);
-  json::addString(insurer, "reference", "Organization/" + mappers::deriveId({"Organization", "payer", payer.id}), allocator);
-  claim.RemoveMember("insurer");
-  json::addMember(claim, "insurer", std::move(insurer), allocator);
+  settleClaimResource(claim, claim.GetAllocator(), coverage.coverage_id, payer.id);
   if (validator_) {
     IssueList validation;
     validator_->validate(claim, ValidationRequest{}, validation);
@@ -804,6 +837,7 @@ std::optional<IngestCommit> Pipeline::rerouteCommit(const UnroutableWrite& waiti
   commit.channel = "reroute";
   commit.idempotency_key = "reroute\x1f" + waiting.claim_id;
   commit.routes_unroutable = waiting.claim_id;
+  commit.routed.push_back(RoutedClaim{waiting.claim_id, waiting.patient_id, payer.id, waiting.date_of_service, waiting.code});
   commit.status = 200;
   const std::string claim_json = json::serialize(claim);
   commit.payload = claim_json;
@@ -841,28 +875,54 @@ std::optional<IngestCommit> Pipeline::rerouteCommit(const UnroutableWrite& waiti
   return commit;
 }
 
-void Pipeline::routeWaitingClaims(const std::set<std::string>& patients) {
+void Pipeline::routeWaitingClaims(const std::set<std::string>& patients, bool check_routed) {
   const std::vector<Subscription> live = registry_ != nullptr ? registry_->all() : std::vector<Subscription>{};
+  std::set<std::string> members;  // the patients and every patient linked to them
   for (const std::string& patient : patients) {
-    auto waiting = store_->unroutableOf(patient);
-    if (!waiting.ok() || waiting->empty()) continue;
+    auto cluster = store_->clusterOf(patient);
+    if (cluster.ok()) members.insert(cluster->begin(), cluster->end());
+    else members.insert(patient);
+  }
+  for (const std::string& patient : members) {
     auto coverage = store_->coverageOf(patient);
     if (!coverage.ok()) continue;
-    for (const UnroutableWrite& claim : *waiting) {
+    auto waiting = store_->unroutableOf(patient);
+    for (const UnroutableWrite& claim : waiting.ok() ? *waiting : std::vector<UnroutableWrite>{}) {
       mappers::BillingFact billing;
       billing.claim_id = claim.claim_id;
       billing.code = claim.code;
       billing.date_of_service = claim.date_of_service;
-      if (const mappers::CoverageFact* chosen = mappers::selectCoverage(*coverage, claim.date_of_service)) {
-        billing.coverage = *chosen;
-      }
+      CoverageChoice choice = chooseCoverage(*coverage, claim.date_of_service);
+      billing.coverage = std::move(choice.coverage);
+      billing.coverage_reason = std::move(choice.reason);
       RouteDecision decision = routeClaim(config_, billing);
-      if (decision.payer == nullptr) continue;
+      if (decision.payer == nullptr) {
+        if (decision.reason != claim.reason) {
+          IssueList reason;
+          reason.atExpression(Severity::kWarning, "business-rule", "Claim", decision.reason);
+          (void)store_->updateUnroutableReason(claim.claim_id, decision.reason, toOperationOutcomeJson(reason));
+        }
+        continue;
+      }
       auto commit = rerouteCommit(claim, *billing.coverage, *decision.payer, live);
       if (commit) (void)store_->commitIngest(std::move(*commit));
     }
+    if (!check_routed) continue;
+    // A claim already handed to a payer stays with it; a roster or claim file that now says
+    // otherwise is listed for people to settle (GET /admin/routing-conflicts).
+    auto routed = store_->routedOf(patient);
+    for (const RoutedClaim& claim : routed.ok() ? *routed : std::vector<RoutedClaim>{}) {
+      CoverageChoice now = chooseCoverage(*coverage, claim.date_of_service);
+      const std::string now_payer = now.coverage ? now.coverage->payer_id : std::string();
+      if (now_payer == claim.payer_id) continue;
+      const std::string reason = now.coverage ? "the coverage of payer '" + now_payer + "' is valid on " +
+                                                    claim.date_of_service + " (Coverage/" + now.coverage->coverage_id + ")"
+                                              : now.reason;
+      (void)store_->putRoutingConflict(RoutingConflict{claim, now_payer, reason, ""});
+    }
   }
 }
+
 
 std::optional<Answer> Pipeline::decodeEvent(std::string_view channel, std::string_view key_prefix, std::string_view body,
                                             std::string_view content_type, json::Document& event,
@@ -912,10 +972,15 @@ Answer Pipeline::ingestEconsult(std::string_view body, std::string_view content_
     return reject(kChannel, body, content_type, status, issues);
   }
 
+  // Routing on the merged coverage timeline; the Claims name the coverage it chose.
+  EconsultFacts facts = econsultFacts(mapped.bundle, *store_);
+  settleBilling(config_, mapped.bundle, facts.billing);
   // Answer: the stored Bundle, with warnings as a last OperationOutcome entry.
   IngestCommit commit = acceptedEvent(kChannel, idempotency_key, body, mapped.bundle, issues);
   if (idempotency_key.empty()) return storeFailure("event without source/eventId passed mapping");
-  auto outcome = commitEconsult(mapped.bundle, std::move(commit));
+  auto outcome = commitEvent(mapped.bundle, std::move(commit), facts.billing, facts.patient_id, std::move(facts.event),
+                             eventSource(json::getString(event, "source").value_or(""), json::getString(event, "eventId").value_or(""),
+                                         json::getString(event, "occurredAt").value_or("")));
   if (!outcome.ok()) return storeFailure(outcome.message());
   return Answer{outcome->status, "application/fhir+json", outcome->answer};
 }
@@ -960,15 +1025,9 @@ int Pipeline::mapEvent(std::string_view channel, const std::string& spec, const 
   return 0;
 }
 
-Result<CommitOutcome> Pipeline::commitEconsult(const json::Value& bundle, IngestCommit commit) {
-  EconsultFacts facts = econsultFacts(bundle, *store_);
-  commit.coverage = facts.coverage;
-  return commitEvent(bundle, std::move(commit), facts.billing, facts.patient_id, std::move(facts.event));
-}
-
 Result<CommitOutcome> Pipeline::commitEvent(const json::Value& bundle, IngestCommit commit,
                                             const std::vector<mappers::BillingFact>& billing, const std::string& patient_id,
-                                            EventFacts facts) {
+                                            EventFacts facts, const ContributionSource& source) {
   const std::string channel = commit.channel;
   const std::string bundle_json = json::serialize(bundle);
   for (const json::Value& entry : bundle["entry"].GetArray()) {
@@ -977,6 +1036,9 @@ Result<CommitOutcome> Pipeline::commitEvent(const json::Value& bundle, IngestCom
                                              std::string(*json::getString(resource, "id")),
                                              json::serialize(resource)});
   }
+  // Patient and Coverage are the source's contributions, merged in the store (issue 11).
+  takeContributions(*merge_rules_, bundle, source, commit);
+  commit.coverage.clear();
 
   // Dispatch: every feed gets the accepted Bundle; each Claim goes to its payer or waits.
   for (const FeedConfig& feed : config_.feeds) {
@@ -994,10 +1056,14 @@ Result<CommitOutcome> Pipeline::commitEvent(const json::Value& bundle, IngestCom
   }
 
   const bool has_outbox = !commit.outbox.empty() || has_subscriptions;
+  const bool waits = !commit.unroutable.empty();
   auto outcome = store_->commitIngest(std::move(commit));
   if (!outcome.ok()) return outcome.error();
   if (!outcome->slot_taken.empty()) return outcome;  // refused, nothing written: the caller answers
   metrics_.countIngest(channel, outcome->duplicate ? "duplicate" : "accepted");
+  // The event may have joined its patient to one a payer knows (in the commit's merge): its
+  // waiting claims are routed on the merged timeline now.
+  if (waits && !outcome->duplicate && !patient_id.empty()) routeWaitingClaims({patient_id}, false);
   if (has_outbox && !outcome->duplicate && on_outbox_) on_outbox_();
   return outcome;
 }
@@ -1097,13 +1163,17 @@ Answer Pipeline::ingestEconsultV2(std::string_view body, std::string_view conten
                        {}, {"MSH-3"}});
     return quarantined(422, &record.doc, std::move(identity));
   }
+  EconsultFacts facts = econsultFacts(mapped.bundle, *store_);
+  settleBilling(config_, mapped.bundle, facts.billing);
   IngestCommit commit;
   commit.channel = std::string(kChannel);
   commit.idempotency_key = idempotency_key;
   commit.payload = text;
   commit.status = 200;
   commit.answer = ack(200, &record.doc, IssueList()).body;
-  auto outcome = commitEconsult(mapped.bundle, std::move(commit));
+  auto outcome = commitEvent(mapped.bundle, std::move(commit), facts.billing, facts.patient_id, std::move(facts.event),
+                             eventSource(json::getString(msh, "3").value_or(""), json::getString(msh, "10").value_or(""),
+                                         json::getString(msh, "7").value_or("")));
   if (!outcome.ok()) return failed(outcome.message());
   return Answer{outcome->status, kEr7, outcome->answer};
 }
@@ -1136,21 +1206,24 @@ Answer Pipeline::ingestCareManagement(std::string_view body, std::string_view co
   if (idempotency_key.empty()) return storeFailure("event without source/eventId passed mapping");
   if (auto second = secondAcm(*store_, mapped.bundle, event)) return reject(kChannel, body, content_type, 422, *second);
 
-  IngestCommit commit = acceptedEvent(kChannel, idempotency_key, body, mapped.bundle, issues);
-  commit.unique_slots = acmSlots(mapped.bundle);
   std::string patient_id;
   for (const json::Value& entry : mapped.bundle["entry"].GetArray()) {
     if (json::getString(entry["resource"], "resourceType") == "Patient") {
       patient_id = std::string(json::getString(entry["resource"], "id").value_or(""));
     }
   }
-  commit.coverage = eventCoverage(mapped.bundle);
+  const std::vector<mappers::CoverageFact> declared = eventCoverage(mapped.bundle);
 
   // Billing Claims go to the payer covering their date (commitEvent: feeds, payers, subscriptions).
-  std::vector<mappers::CoverageFact> known =
-      withEventCoverage(GatewayDirectory(config_, *store_).coverageOf(patient_id), commit.coverage);
-  EventFacts facts = careManagementFacts(mapped.bundle, event, commit.coverage);
-  auto outcome = commitEvent(mapped.bundle, std::move(commit), billingFacts(mapped.bundle, known), patient_id, std::move(facts));
+  std::vector<mappers::CoverageFact> known = withEventCoverage(GatewayDirectory(config_, *store_).coverageOf(patient_id), declared);
+  std::vector<mappers::BillingFact> billing = billingFacts(mapped.bundle, known);
+  settleBilling(config_, mapped.bundle, billing);
+  IngestCommit commit = acceptedEvent(kChannel, idempotency_key, body, mapped.bundle, issues);
+  commit.unique_slots = acmSlots(mapped.bundle);
+  EventFacts facts = careManagementFacts(mapped.bundle, event, declared);
+  auto outcome = commitEvent(mapped.bundle, std::move(commit), billing, patient_id, std::move(facts),
+                             eventSource(json::getString(event, "source").value_or(""), json::getString(event, "eventId").value_or(""),
+                                         json::getString(event, "occurredAt").value_or("")));
   if (!outcome.ok()) return storeFailure(outcome.message());
   if (!outcome->slot_taken.empty()) {  // another event took this ACM slot since secondAcm read it
     if (auto second = secondAcm(*store_, mapped.bundle, event)) return reject(kChannel, body, content_type, 422, *second);

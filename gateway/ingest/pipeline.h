@@ -6,6 +6,8 @@
 // and the answer is produced only after it.
 
 #include <functional>
+#include <map>
+#include <memory>
 #include <istream>
 #include <mutex>
 #include <optional>
@@ -16,6 +18,8 @@
 #include "conformance/outcome/outcome.h"
 #include "conformance/validator/validator.h"
 #include "gateway/config/config.h"
+#include "gateway/ingest/contributions.h"
+#include "gateway/merge/merge.h"
 #include "gateway/server/metrics.h"
 #include "gateway/store/store.h"
 #include "gateway/subscriptions/subscription.h"
@@ -73,8 +77,9 @@ class Pipeline {
   // POST /ingest/claims/{payerId} (`kind` "claims", the payer's `format` spec) and
   // POST /ingest/roster/{payerId} (`kind` "roster"): one Bundle per claim or roster row, each
   // validated and committed; bad records are quarantined and the file goes on.
+  // `as_of`: the `asOf` query parameter of a roster (YYYY-MM-DD; required in rosterMode full).
   Answer ingestPayerFile(std::string_view kind, const std::string& payer_id, std::string_view body,
-                         std::string_view content_type);
+                         std::string_view content_type, std::string_view as_of = {});
   // The same over a stream (the request body as it arrives, chunked or not): records are mapped
   // as they are read, in constant memory, and accepted Bundles are staged in the store in batches
   // of kPayerFileBatch. Only when `body_ended` (when given) reports the body complete are they
@@ -82,7 +87,8 @@ class Pipeline {
   // dropped and the answer is its 400/408. The answer comes after the last commit. Not capped
   // by maxBodyBytes (README, "Configuration").
   Answer ingestPayerFile(std::string_view kind, const std::string& payer_id, std::istream& body,
-                         std::string_view content_type, const BodyEnded& body_ended = {});
+                         std::string_view content_type, const BodyEnded& body_ended = {},
+                         std::string_view as_of = {});
   static constexpr size_t kPayerFileBatch = 256;
 
   // POST /admin/quarantine/{id}/replay and `fhir-gateway replay`: runs a kept payload again
@@ -105,6 +111,9 @@ class Pipeline {
     registry_ = registry;
   }
 
+  // The merge rules could not be loaded (then nothing is merged): serve refuses to start.
+  const Status& mergeStatus() const { return merge_status_; }
+
   // fullUrl base of stored resources (`http://host:port/fhir`).
   void setBaseUrl(std::string base_url) { base_url_ = std::move(base_url); }
 
@@ -115,9 +124,12 @@ class Pipeline {
   std::optional<Answer> decodeEvent(std::string_view channel, std::string_view key_prefix, std::string_view body,
                                     std::string_view content_type, json::Document& event, std::string& idempotency_key);
   // Commits the staged records of payer file `file` (ingestPayerFile) in batches.
-  Status publishStaged(std::string_view kind, const std::string& payer_id, const std::string& channel, int64_t file);
-  // Routes the waiting claims of these patients whose coverage now allows it.
-  void routeWaitingClaims(const std::set<std::string>& patients);
+  Status publishStaged(std::string_view kind, const std::string& payer_id, const std::string& channel, int64_t file,
+                       std::string_view as_of, bool full_roster);
+  // Routes the waiting claims of these patients (and the patients linked to them) whose merged
+  // coverage now decides; `check_routed`: also lists claims already routed that the coverage
+  // now contradicts (GET /admin/routing-conflicts).
+  void routeWaitingClaims(const std::set<std::string>& patients, bool check_routed);
   // The commit that routes one waiting claim: a new version of the Claim whose insurance and
   // insurer are the coverage valid on its date of service, its delivery to that payer and its
   // billing-routed notifications. nullopt when the stored Claim cannot be read or the new
@@ -134,14 +146,11 @@ class Pipeline {
   // end up in `issues`.
   int mapEvent(std::string_view channel, const std::string& spec, const json::Value& record, std::string_view raw,
                mappers::engine::MappedBundle& mapped, IssueList& issues);
-  // Stores an accepted e-consult Bundle: resources, coverage, feed and payer outbox rows (or the
-  // claim waits as unroutable), subscription notifications.
-  Result<CommitOutcome> commitEconsult(const json::Value& bundle, IngestCommit commit);
   // Stores an accepted event Bundle (e-consult, care-management) with `commit.coverage` set:
   // resources, feed rows, each of `billing` to its payer or waiting, subscription notifications.
   Result<CommitOutcome> commitEvent(const json::Value& bundle, IngestCommit commit,
                                     const std::vector<mappers::BillingFact>& billing, const std::string& patient_id,
-                                    EventFacts facts);
+                                    EventFacts facts, const ContributionSource& source);
 
   const Config& config_;
   StorePtr store_;
@@ -152,6 +161,8 @@ class Pipeline {
   TopicCatalogPtr topics_;
   std::shared_ptr<const mappers::engine::SpecLibrary> specs_;
   const SubscriptionRegistry* registry_ = nullptr;
+  std::shared_ptr<const merge::MergeRules> merge_rules_;
+  Status merge_status_ = Status::Ok();
 };
 
 }  // namespace fhir::gateway

@@ -94,13 +94,22 @@ class Router final {
     if (post && parts.size() == 3 && parts[0] == "ingest" && (parts[1] == "claims" || parts[1] == "roster")) {
       // Payer files stream through the mapper record by record (chunked or not); maxBodyBytes
       // does not cap them (README, "Configuration").
+      auto parameters = http::parseQuery(query);
+      if (!parameters.ok()) {
+        return issueAnswer(400, "invalid", "query: " + parameters.message());
+      }
+      std::string as_of;
+      for (const auto& [name, value] : *parameters) {
+        if (name == "asOf") as_of = value;
+      }
       return context_.pipeline.ingestPayerFile(parts[1], parts[2], request.body, contentTypeOf(request),
                                                [&request]() -> std::optional<BodyProblem> {
                                                  if (request.body_reader.complete()) return std::nullopt;
                                                  const bool slow = request.body_reader.state() ==
                                                                    http::BodyReader::State::kTimedOut;
                                                  return BodyProblem{slow ? 408 : 400, request.body_reader.problem()};
-                                               });
+                                               },
+                                               as_of);
     }
     if (parts.size() >= 2 && parts[0] == "fhir" && (parts[1] == "Subscription" || parts[1] == "SubscriptionTopic")) {
       return subscriptionRoute(request, method, parts, query);
@@ -123,6 +132,8 @@ class Router final {
     if (get && parts.size() == 3 && parts[0] == "admin" && parts[1] == "quarantine") return quarantineEntry(parts[2]);
     if (get && uri == "/admin/unroutable") return unroutableList();
     if (get && uri == "/admin/dead-letters") return deadLetterList();
+    if (get && uri == "/admin/conflicts") return conflictList();
+    if (get && uri == "/admin/routing-conflicts") return routingConflictList();
     if (post && parts.size() == 4 && parts[0] == "admin" && parts[1] == "quarantine" && parts[3] == "replay") {
       return context_.pipeline.replayQuarantined(parts[2]).answer;
     }
@@ -427,6 +438,42 @@ class Router final {
     auto parsed = json::parse(text);
     if (parsed.ok()) value.CopyFrom(*parsed, allocator);
     return value;
+  }
+
+  // Patients that share a payer member id but disagree on demographics (issue 11): not merged.
+  Answer conflictList() {
+    auto items = context_.store->listConflicts(1000);
+    if (!items.ok()) return issueAnswer(503, "transient", items.message());
+    return itemList(*items, [](const PatientConflict& item, json::Value& object, json::Allocator& a) {
+      json::addString(object, "coverage", "Coverage/" + item.coverage_id, a);
+      json::Value patients(rapidjson::kArrayType);
+      patients.PushBack(json::makeString("Patient/" + item.patient_a, a), a);
+      patients.PushBack(json::makeString("Patient/" + item.patient_b, a), a);
+      json::addMember(object, "patients", std::move(patients), a);
+      json::addString(object, "elements", item.elements, a);
+      json::Document detail;
+      json::ParseError error;
+      json::Value sides;
+      if (json::parse(item.detail, detail, error)) sides.CopyFrom(detail, a);
+      json::addMember(object, "sides", std::move(sides), a);
+      json::addString(object, "detectedAt", item.detected_at, a);
+    });
+  }
+
+  // Claims already delivered that a later roster or claim file contradicts (issue 11).
+  Answer routingConflictList() {
+    auto items = context_.store->listRoutingConflicts(1000);
+    if (!items.ok()) return issueAnswer(503, "transient", items.message());
+    return itemList(*items, [](const RoutingConflict& item, json::Value& object, json::Allocator& a) {
+      json::addString(object, "claimId", item.routed.claim_id, a);
+      json::addString(object, "patientId", item.routed.patient_id, a);
+      json::addString(object, "dateOfService", item.routed.date_of_service, a);
+      json::addString(object, "code", item.routed.code, a);
+      json::addString(object, "deliveredTo", item.routed.payer_id, a);
+      json::addString(object, "coveredNowBy", item.now_payer_id, a);
+      json::addString(object, "reason", item.reason, a);
+      json::addString(object, "detectedAt", item.detected_at, a);
+    });
   }
 
   Answer unroutableList() {

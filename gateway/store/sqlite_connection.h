@@ -2,13 +2,15 @@
 #pragma once
 
 // The SQLite store's connection and statement helpers, shared by the files that implement
-// SqliteStore (sqlite_store.cc, sqlite_schema.cc, sqlite_leases.cc, sqlite_changes.cc). Internal
-// to gateway/store: nothing outside this folder includes it.
+// SqliteStore (sqlite_store.cc, sqlite_schema.cc, sqlite_leases.cc, sqlite_changes.cc,
+// sqlite_staging.cc, sqlite_quarantine.cc, sqlite_merge.cc). Internal to gateway/store: nothing
+// outside this folder includes it.
 
 #include <sqlite3.h>
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -128,4 +130,18 @@ constexpr std::string_view kEmptyBlob{""};
 // (sqlite_schema.cc).
 Status createSchema(Connection& db);
 
+// Tables of the merge (issue 11): contributions, patient clusters, conflicts, claim-file
+// evidence of coverage, routed claims and routing conflicts.
+extern const char* const kMergeSchema;
+
 }  // namespace fhir::gateway::sqlite
+
+namespace fhir::gateway {
+class MergeTx;
+namespace sqlite {
+// The merge's view of the writer's transaction on `db`.
+std::unique_ptr<MergeTx> makeMergeTx(Connection& db);
+// Once per store: resources stored before the merge existed become "stored" contributions.
+Status backfillContributions(Connection& db);
+}  // namespace sqlite
+}  // namespace fhir::gateway

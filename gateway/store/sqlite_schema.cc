@@ -93,7 +93,9 @@ Status migrate(Connection& db) {
       {"quarantine", "replay_answer BLOB NOT NULL DEFAULT ''"},
       {"quarantine", "replay_suffix BLOB NOT NULL DEFAULT ''"},
       {"events", "answer_is_payload INTEGER NOT NULL DEFAULT 0"},
-      {"outbox", "body_id INTEGER NOT NULL DEFAULT 0"}};
+      {"outbox", "body_id INTEGER NOT NULL DEFAULT 0"},
+      {"coverage_index", "basis TEXT NOT NULL DEFAULT ''"},
+      {"coverage_index", "ord INTEGER NOT NULL DEFAULT 0"}};
   for (const auto& [table, column] : columns) {
     Status added = db.exec(("ALTER TABLE " + std::string(table) + " ADD COLUMN " + column).c_str());
     if (!added.ok() && added.message().find("duplicate column") == std::string::npos) return added;

@@ -65,6 +65,10 @@ class SqliteStore final : public Store {
     if (!status.ok()) return status;
     status = sqlite::prepareQuarantine(*writer_connection_);
     if (!status.ok()) return status;
+    status = writer_connection_->exec(sqlite::kMergeSchema);
+    if (!status.ok()) return status;
+    status = sqlite::backfillContributions(*writer_connection_);
+    if (!status.ok()) return status;
     // WAL checkpoints run on their own connection and thread, so the writer's commits do not wait
     // for the database file's fsync (automatic checkpoints would run inside a commit).
     status = writer_connection_->exec("PRAGMA wal_autocheckpoint=0");
@@ -197,8 +201,11 @@ class SqliteStore final : public Store {
 
   Result<std::vector<mappers::CoverageFact>> coverageOf(std::string_view patient_id) override {
     return selectRows<mappers::CoverageFact>(
-        "SELECT coverage_id, payer_id, member_id, line_of_business, start, end FROM coverage_index "
-        "WHERE patient_id = ? ORDER BY start, coverage_id",
+        "WITH cluster(p) AS (SELECT ?1 UNION SELECT patient_id FROM patient_survivor WHERE survivor = "
+        "(SELECT survivor FROM patient_survivor WHERE patient_id = ?1)) "
+        "SELECT coverage_id, payer_id, member_id, line_of_business, start, end, basis, ord FROM coverage_index "
+        "WHERE patient_id IN cluster UNION SELECT coverage_id, payer_id, member_id, line_of_business, date, date, "
+        "'evidence', 0 FROM coverage_evidence WHERE patient_id IN cluster ORDER BY 5, 1, 7",
         [&](Query& query) { query.bind(1, patient_id); },
         [&](const Query& query) {
           mappers::CoverageFact fact;
@@ -209,6 +216,8 @@ class SqliteStore final : public Store {
           fact.line_of_business = query.text(3);
           fact.start = query.text(4);
           fact.end = query.text(5);
+          fact.basis = query.text(6);
+          fact.order = static_cast<int>(query.integer(7));
           return fact;
         });
   }
@@ -346,6 +355,62 @@ class SqliteStore final : public Store {
         "SELECT DISTINCT patient_id FROM coverage_index WHERE payer_id = ? AND member_id = ?",
         [&](Query& query) { query.bind(1, payer_id).bind(2, member_id); },
         [](const Query& query) { return query.text(0); });
+  }
+
+  void setMergeHook(MergeHook hook) override { merge_hook_ = std::move(hook); }
+
+  Result<std::vector<std::string>> clusterOf(std::string_view patient_id) override {
+    auto members = selectRows<std::string>(
+        "SELECT patient_id FROM patient_survivor WHERE survivor = (SELECT survivor FROM patient_survivor "
+        "WHERE patient_id = ?1) AND patient_id <> ?1 ORDER BY 1",
+        [&](Query& query) { query.bind(1, patient_id); }, [](const Query& query) { return query.text(0); });
+    if (members.ok()) members->insert(members->begin(), std::string(patient_id));
+    return members;
+  }
+
+  Result<std::vector<RoutedClaim>> routedOf(std::string_view patient_id) override {
+    return selectRows<RoutedClaim>(
+        "SELECT claim_id, patient_id, payer_id, date_of_service, code FROM routed_claims WHERE patient_id = ? ORDER BY 1",
+        [&](Query& query) { query.bind(1, patient_id); },
+        [](const Query& q) { return RoutedClaim{q.text(0), q.text(1), q.text(2), q.text(3), q.text(4)}; });
+  }
+
+  Status updateUnroutableReason(std::string_view claim_id, std::string_view reason, std::string_view outcome_json) override {
+    return runInWriter([&](Connection& db) -> Status {
+      Query query(db, "UPDATE unroutable SET reason = ?, outcome = ? WHERE claim_id = ? AND resolved_at = '' AND reason <> ?1");
+      query.bind(1, reason).bind(2, outcome_json).bind(3, claim_id);
+      if (query.step() != SQLITE_DONE) return Error{query.error()};
+      return Status::Ok();
+    });
+  }
+
+  Status putRoutingConflict(const RoutingConflict& c) override {
+    return runInWriter([&](Connection& db) -> Status {
+      Query query(db, "INSERT OR IGNORE INTO routing_conflicts (claim_id, patient_id, routed_payer, date_of_service, code, "
+                      "now_payer, reason, detected_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+      query.bind(1, c.routed.claim_id).bind(2, c.routed.patient_id).bind(3, c.routed.payer_id);
+      query.bind(4, c.routed.date_of_service).bind(5, c.routed.code).bind(6, c.now_payer_id).bind(7, c.reason).bind(8, nowIso());
+      if (query.step() != SQLITE_DONE) return Error{query.error()};
+      return Status::Ok();
+    });
+  }
+
+  Result<std::vector<RoutingConflict>> listRoutingConflicts(size_t limit) override {
+    return selectRows<RoutingConflict>(
+        "SELECT claim_id, patient_id, routed_payer, date_of_service, code, now_payer, reason, detected_at "
+        "FROM routing_conflicts ORDER BY id LIMIT ?",
+        [&](Query& query) { query.bind(1, static_cast<int64_t>(limit)); },
+        [](const Query& q) {
+          return RoutingConflict{RoutedClaim{q.text(0), q.text(1), q.text(2), q.text(3), q.text(4)}, q.text(5), q.text(6), q.text(7)};
+        });
+  }
+
+  Result<std::vector<PatientConflict>> listConflicts(size_t limit) override {
+    return selectRows<PatientConflict>(
+        "SELECT coverage_id, patient_a, patient_b, elements, detail, detected_at FROM patient_conflicts "
+        "ORDER BY detected_at, coverage_id, patient_a, patient_b LIMIT ?",
+        [&](Query& query) { query.bind(1, static_cast<int64_t>(limit)); },
+        [](const Query& q) { return PatientConflict{q.text(0), q.text(1), q.text(2), q.text(3), q.text(4), q.text(5)}; });
   }
 
   Result<std::vector<std::string>> patientsWithDemographics(const PatientDemographics& who) override {
@@ -673,8 +738,22 @@ class SqliteStore final : public Store {
     if (event.step() != SQLITE_DONE) return Error{event.error()};
     const int64_t seq = sqlite3_last_insert_rowid(db.handle());
 
+    // Contributions are merged in this transaction (gateway/merge/merge_service.h): the merged
+    // resources are written as any other, and a merge that changed nothing adds no version.
+    std::vector<ResourceWrite> merged;
+    std::vector<mappers::CoverageFact> merged_coverage;
+    if (merge_hook_ && (!commit.contributions.empty() || !commit.remerge.empty())) {
+      auto tx = sqlite::makeMergeTx(db);
+      Status status = merge_hook_(*tx, commit, merged, merged_coverage);
+      if (!status.ok()) return status;
+    }
+    std::vector<const ResourceWrite*> writes;
+    for (const ResourceWrite& resource : commit.resources) writes.push_back(&resource);
+    for (const ResourceWrite& resource : merged) writes.push_back(&resource);
+
     std::vector<ChangedResource> changes;
-    for (const ResourceWrite& resource : commit.resources) {
+    for (const ResourceWrite* write : writes) {
+      const ResourceWrite& resource = *write;
       const std::string hash = mappers::sha256Hex(resource.json);
       int64_t version = 1;
       {
@@ -703,12 +782,38 @@ class SqliteStore final : public Store {
       }
     }
 
+    for (const mappers::CoverageFact& fact : merged_coverage) {  // a merged Coverage replaces its rows
+      Query drop(db, "DELETE FROM coverage_index WHERE coverage_id = ?");
+      drop.bind(1, fact.coverage_id);
+      if (drop.step() != SQLITE_DONE) return Error{drop.error()};
+    }
     for (const mappers::CoverageFact& fact : commit.coverage) {
+      if (fact.basis != "evidence") continue;  // a claim file's date of service
+      Query evidence(db, "INSERT OR IGNORE INTO coverage_evidence (coverage_id, patient_id, payer_id, member_id, "
+                         "line_of_business, date) VALUES (?, ?, ?, ?, ?, ?)");
+      evidence.bind(1, fact.coverage_id).bind(2, fact.patient_id).bind(3, fact.payer_id).bind(4, fact.member_id);
+      evidence.bind(5, fact.line_of_business).bind(6, fact.start);
+      if (evidence.step() != SQLITE_DONE) return Error{evidence.error()};
+    }
+    for (const RoutedClaim& routed : commit.routed) {
+      Query row(db, "INSERT OR IGNORE INTO routed_claims (claim_id, patient_id, payer_id, date_of_service, code) "
+                    "VALUES (?, ?, ?, ?, ?)");
+      row.bind(1, routed.claim_id).bind(2, routed.patient_id).bind(3, routed.payer_id).bind(4, routed.date_of_service);
+      row.bind(5, routed.code);
+      if (row.step() != SQLITE_DONE) return Error{row.error()};
+    }
+    std::vector<mappers::CoverageFact> index_rows;
+    for (const mappers::CoverageFact& fact : commit.coverage) {
+      if (fact.basis != "evidence") index_rows.push_back(fact);
+    }
+    index_rows.insert(index_rows.end(), merged_coverage.begin(), merged_coverage.end());
+    for (const mappers::CoverageFact& fact : index_rows) {
       Query coverage(db,
-                     "INSERT OR REPLACE INTO coverage_index (coverage_id, patient_id, payer_id, member_id, line_of_business, start, end) "
-                     "VALUES (?, ?, ?, ?, ?, ?, ?)");
+                     "INSERT OR REPLACE INTO coverage_index (coverage_id, patient_id, payer_id, member_id, line_of_business, "
+                     "start, end, basis, ord) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
       coverage.bind(1, fact.coverage_id).bind(2, fact.patient_id).bind(3, fact.payer_id).bind(4, fact.member_id);
-      coverage.bind(5, fact.line_of_business).bind(6, fact.start).bind(7, fact.end);
+      coverage.bind(5, fact.line_of_business).bind(6, fact.start).bind(7, fact.end).bind(8, fact.basis);
+      coverage.bind(9, int64_t{fact.order});
       if (coverage.step() != SQLITE_DONE) return Error{coverage.error()};
     }
 
@@ -904,6 +1009,7 @@ class SqliteStore final : public Store {
   }
 
   std::string path_;
+  MergeHook merge_hook_;  // set before the first ingest
   std::unique_ptr<Connection> writer_connection_;
   std::thread writer_;
   std::unique_ptr<Connection> checkpoint_connection_;

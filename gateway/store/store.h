@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "conformance/common/result.h"
+#include "gateway/merge/merge.h"
 #include "mappers/common/directory.h"
 
 namespace fhir::gateway {
@@ -79,6 +80,36 @@ struct UniqueSlot {
   std::string owner;  // commits with the same owner may write the slot again
 };
 
+// A claim handed to a payer's outbox: kept so that a later roster contradicting the routing is
+// noticed (GET /admin/routing-conflicts); the claim itself is never sent to another payer.
+struct RoutedClaim {
+  std::string claim_id;
+  std::string patient_id;
+  std::string payer_id;
+  std::string date_of_service;
+  std::string code;
+};
+
+// A roster or claim file that, after the fact, says another payer (or none) covered a claim
+// already delivered.
+struct RoutingConflict {
+  RoutedClaim routed;
+  std::string now_payer_id;  // empty: no payer decides any more
+  std::string reason;
+  std::string detected_at;
+};
+
+// Two Patients that share a payer member id (one Coverage) but disagree on demographics: they
+// are not merged (issue 11); `sources` names each side's contributions.
+struct PatientConflict {
+  std::string coverage_id;
+  std::string patient_a;
+  std::string patient_b;
+  std::string elements;   // e.g. "birthDate"
+  std::string detail;     // JSON object: each side's values and sources
+  std::string detected_at;
+};
+
 struct IngestCommit {
   std::string channel;          // "econsult", ...
   std::string idempotency_key;  // e.g. source + '\x1f' + eventId
@@ -98,6 +129,15 @@ struct IngestCommit {
   // A waiting claim this commit routes: it is marked routed in the same transaction. When it is
   // no longer waiting (routed meanwhile) nothing is written and the outcome is a duplicate.
   std::string routes_unroutable;
+  // Sources' facts about merged resource types (Patient, Coverage, Group), merged by the
+  // store's MergeHook in this transaction; `remerge` names resources ("Group/<id>") to merge
+  // again without a new contribution; `defer_groups`: Group contributions wait for a re-merge
+  // (one Group version per roster file).
+  std::vector<merge::Contribution> contributions;
+  std::vector<std::string> remerge;
+  bool defer_groups = false;
+  // Claims this commit hands to payers.
+  std::vector<RoutedClaim> routed;
 };
 
 struct CommitOutcome {
@@ -184,6 +224,35 @@ struct PatientDemographics {
   std::string gender;
   bool complete() const { return !family.empty() && !given.empty() && !birth_date.empty() && !gender.empty(); }
 };
+
+// The writer's transaction as the merge (gateway/merge/merge_service.h) sees it: contributions,
+// patient clusters and conflicts. Only valid inside Store::MergeHook.
+class MergeTx {
+ public:
+  virtual ~MergeTx() = default;
+  // Keeps a contribution (replacing the one of the same type, id and contributor).
+  virtual Status putContribution(const merge::Contribution& contribution) = 0;
+  virtual Result<std::vector<merge::Contribution>> contributions(std::string_view type, std::string_view id) = 0;
+  // (type, id) of every contribution about this patient.
+  virtual Result<std::vector<std::pair<std::string, std::string>>> contributedAbout(std::string_view patient_id) = 0;
+  // Patients other contributions to the same Coverage ids are about.
+  virtual Result<std::vector<std::string>> coverageNeighbours(std::string_view patient_id) = 0;
+  virtual Result<std::vector<std::string>> patientsWithDemographics(const PatientDemographics& who) = 0;
+  // Patients a recorded link (putLink) joins to this one.
+  virtual Result<std::vector<std::string>> linked(std::string_view patient_id) = 0;
+  // The surviving Patient recorded for a patient; empty when none is.
+  virtual Result<std::string> survivorOf(std::string_view patient_id) = 0;
+  virtual Status setSurvivor(std::string_view patient_id, std::string_view survivor_id) = 0;
+  // A link between two patients and what it rests on ("member-id ...", "demographics ...").
+  virtual Status putLink(std::string_view patient_id, std::string_view other_id, std::string_view evidence) = 0;
+  virtual Status putConflict(const PatientConflict& conflict) = 0;
+};
+
+// Called in the ingest transaction when a commit carries contributions or asks for a re-merge:
+// appends the merged resources to write (a resource whose merge did not change gets no new
+// version) and their coverage facts (which replace the index rows of those Coverage ids).
+using MergeHook = std::function<Status(MergeTx& tx, const IngestCommit& commit, std::vector<ResourceWrite>& merged,
+                                       std::vector<mappers::CoverageFact>& coverage)>;
 
 struct OutboxItem {
   int64_t id = 0;
@@ -369,6 +438,17 @@ class Store {
   virtual Status dropStagedFile(int64_t file) = 0;
   // Number of staged files and records held (what a test checks is left behind).
   virtual Result<std::pair<int64_t, int64_t>> stagedCounts() = 0;
+
+  // Many sources (issue 11). The hook merges contributions in the ingest transaction.
+  virtual void setMergeHook(MergeHook hook) = 0;
+  // The patient and every patient linked to it (one surviving Patient), the patient first.
+  virtual Result<std::vector<std::string>> clusterOf(std::string_view patient_id) = 0;
+  virtual Result<std::vector<RoutedClaim>> routedOf(std::string_view patient_id) = 0;
+  // A waiting claim's reason changed (the coverage timeline did, and still does not decide).
+  virtual Status updateUnroutableReason(std::string_view claim_id, std::string_view reason, std::string_view outcome_json) = 0;
+  virtual Status putRoutingConflict(const RoutingConflict& conflict) = 0;
+  virtual Result<std::vector<RoutingConflict>> listRoutingConflicts(size_t limit) = 0;
+  virtual Result<std::vector<PatientConflict>> listConflicts(size_t limit) = 0;
 
   // Subscriptions (resource JSON and status), kept across restarts.
   virtual Status putSubscription(const SubscriptionRow& row) = 0;

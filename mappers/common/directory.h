@@ -28,6 +28,11 @@ struct CoverageFact {
   std::string line_of_business;
   std::string start;
   std::string end;
+  // What the dates rest on (issue 11): "payer" (the payer's roster), "ehr" (an event's entry),
+  // "evidence" (a payer's claim file: coverage on that date of service only), "conflict" (the
+  // patient shares the member id with a patient of other demographics), "" (unknown).
+  std::string basis;
+  int order = 0;  // Coverage.order; 0 when none
   bool dated() const { return !start.empty() || !end.empty(); }
   bool coversDate(std::string_view date) const {
     return (start.empty() || start <= date) && (end.empty() || date <= end);
@@ -44,6 +49,8 @@ struct BillingFact {
   std::string billed_by;
   // The coverage valid on the date of service, when one is known.
   std::optional<CoverageFact> coverage;
+  // Why none is, when the gateway's routing decided (ambiguous coverage); empty: none known.
+  std::string coverage_reason;
 };
 
 class Directory {

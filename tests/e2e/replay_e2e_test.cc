@@ -304,6 +304,7 @@ class ReplayX12 : public Replay {
     fs::create_symlink(bundled / "r4-core", root / "r4-core");
     fs::create_symlink(bundled / "subscriptions-backport", root / "subscriptions-backport");
     fs::create_directories(root / "alignment" / "package");
+    fs::create_symlink(bundled / "alignment" / "merge-rules.json", root / "alignment" / "merge-rules.json");
     for (const fs::directory_entry& file : fs::directory_iterator(bundled / "alignment" / "package")) {
       const fs::path target = root / "alignment" / "package" / file.path().filename();
       if (file.path().filename() != "CodeSystem-line-of-business.json") {

@@ -362,6 +362,15 @@ std::string idOfFirst(const json::Value& bundle, const std::string& type) {
   return {};
 }
 
+// A roster row's own Patient, linked to the patient that survives it.
+void expectReplacedBy(GatewayProcess& gateway, const std::string& replaced, const std::string& survivor) {
+  HttpResult read = gateway.get("/fhir/Patient/" + replaced);
+  ASSERT_EQ(read.status, 200) << read.body;
+  EXPECT_NE(read.body.find(R"("link":[{"other":{"reference":"Patient/)" + survivor + R"("},"type":"replaced-by"}])"),
+            std::string::npos)
+      << read.body;
+}
+
 TEST_F(Subscriptions, ReroutedClaimTakesTheCoverageOfItsDateAndAnnouncesBillingRouted) {
   const std::string subscription = subscribe("billing-routed", "full-resource", {"Claim?payer=lakeshore-medicaid"});
   // Lakeshore covers until 2026-05-31 and Northwind from 2026-08-01: a claim of 2026-06-15 waits,
@@ -404,7 +413,9 @@ TEST_F(Subscriptions, ReroutedClaimTakesTheCoverageOfItsDateAndAnnouncesBillingR
   EXPECT_EQ(str(stored_claim["insurance"][0]["coverage"], "reference"), "Coverage/" + lakeshore_coverage);
   json::Document stored_coverage = GatewayFixture_parse(gateway_->get("/fhir/Coverage/" + lakeshore_coverage).body);
   EXPECT_EQ(str(stored_coverage["beneficiary"], "reference"), "Patient/" + patient_id);
-  EXPECT_EQ(gateway_->get("/fhir/Patient/" + rosterPatientId("lakeshore-medicaid", "LMC00918273")).status, 404);
+  // The roster's own Patient stays resolvable, replaced by the event's (issue 11: one surviving
+  // Patient, the others linked to it).
+  expectReplacedBy(*gateway_, rosterPatientId("lakeshore-medicaid", "LMC00918273"), patient_id);
 
   // The subscriber filtered on lakeshore hears of the routing once, with the new version.
   const auto deadline = std::chrono::steady_clock::now() + 20s;
@@ -450,7 +461,7 @@ TEST_F(Subscriptions, RosterRowMatchesAPatientByNameBirthDateAndSex) {
   EXPECT_EQ(str((*coverage)["beneficiary"], "reference"), "Patient/" + patient_id);
   EXPECT_TRUE(GatewayFixture_parse(gateway_->get("/admin/unroutable").body)["items"].Empty());
 
-  EXPECT_EQ(gateway_->get("/fhir/Patient/" + rosterPatientId("lakeshore-medicaid", "LMC-77001")).status, 404);
+  expectReplacedBy(*gateway_, rosterPatientId("lakeshore-medicaid", "LMC-77001"), patient_id);
   EXPECT_EQ(gateway_->get("/fhir/Patient/" + rosterPatientId("lakeshore-medicaid", "LMC-77002")).status, 200);
   json::Document other = GatewayFixture_parse(gateway_->get("/fhir/Coverage/" + coverageId("lakeshore-medicaid", "LMC-77002")).body);
   EXPECT_EQ(str(other["beneficiary"], "reference"), "Patient/" + rosterPatientId("lakeshore-medicaid", "LMC-77002"));

@@ -1,0 +1,192 @@
+// SPDX-License-Identifier: Apache-2.0
+// The SQLite side of the merge (issue 11): contribution rows and patient clusters, read and
+// written inside the writer's transaction (gateway/merge/merge_service.h decides what to merge).
+#include "gateway/store/sqlite_connection.h"
+#include "gateway/store/store.h"
+#include "gateway/store/time_util.h"
+
+namespace fhir::gateway::sqlite {
+
+const char* const kMergeSchema = R"sql(
+CREATE TABLE IF NOT EXISTS contributions (
+  type TEXT NOT NULL, id TEXT NOT NULL, contributor TEXT NOT NULL, kind TEXT NOT NULL,
+  organization TEXT NOT NULL, payer TEXT NOT NULL, rank TEXT NOT NULL, tiebreak TEXT NOT NULL, provenance TEXT NOT NULL,
+  patient_id TEXT NOT NULL, json BLOB NOT NULL, PRIMARY KEY (type, id, contributor));
+CREATE INDEX IF NOT EXISTS contributions_by_patient ON contributions (patient_id);
+CREATE TABLE IF NOT EXISTS patient_survivor (patient_id TEXT PRIMARY KEY, survivor TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS patients_by_survivor ON patient_survivor (survivor);
+CREATE TABLE IF NOT EXISTS patient_links (
+  patient_id TEXT NOT NULL, other_id TEXT NOT NULL, evidence TEXT NOT NULL, PRIMARY KEY (patient_id, other_id));
+CREATE TABLE IF NOT EXISTS patient_conflicts (
+  coverage_id TEXT NOT NULL, patient_a TEXT NOT NULL, patient_b TEXT NOT NULL, elements TEXT NOT NULL,
+  detail TEXT NOT NULL, detected_at TEXT NOT NULL, PRIMARY KEY (coverage_id, patient_a, patient_b));
+CREATE TABLE IF NOT EXISTS coverage_evidence (
+  coverage_id TEXT NOT NULL, patient_id TEXT NOT NULL, payer_id TEXT NOT NULL, member_id TEXT NOT NULL,
+  line_of_business TEXT NOT NULL, date TEXT NOT NULL, PRIMARY KEY (coverage_id, patient_id, date));
+CREATE INDEX IF NOT EXISTS evidence_by_patient ON coverage_evidence (patient_id);
+CREATE TABLE IF NOT EXISTS merge_state (name TEXT PRIMARY KEY, done_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS routed_claims (
+  claim_id TEXT PRIMARY KEY, patient_id TEXT NOT NULL, payer_id TEXT NOT NULL, date_of_service TEXT NOT NULL,
+  code TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS routed_by_patient ON routed_claims (patient_id);
+CREATE TABLE IF NOT EXISTS routing_conflicts (
+  id INTEGER PRIMARY KEY AUTOINCREMENT, claim_id TEXT NOT NULL, patient_id TEXT NOT NULL, routed_payer TEXT NOT NULL,
+  date_of_service TEXT NOT NULL, code TEXT NOT NULL, now_payer TEXT NOT NULL, reason TEXT NOT NULL,
+  detected_at TEXT NOT NULL, UNIQUE (claim_id, now_payer));
+)sql";
+
+namespace {
+
+#define RESOURCE_TEXT                                                                              \
+  "(CASE WHEN length(r.json) > 0 THEN r.json ELSE (SELECT h.json FROM resource_history h WHERE h.type = r.type " \
+  "AND h.id = r.id AND h.version = r.version) END)"
+
+merge::Contribution contributionRow(const Query& query) {
+  merge::Contribution row;
+  row.type = query.text(0);
+  row.id = query.text(1);
+  row.contributor = query.text(2);
+  row.kind = query.text(3);
+  row.organization = query.text(4);
+  row.rank = query.text(5);
+  row.tiebreak = query.text(6);
+  row.provenance = query.text(7);
+  row.patient_id = query.text(8);
+  row.json = query.text(9);
+  row.payer = query.text(10);
+  return row;
+}
+
+class SqliteMergeTx final : public MergeTx {
+ public:
+  explicit SqliteMergeTx(Connection& db) : db_(db) {}
+
+  Status putContribution(const merge::Contribution& c) override {
+    // A source's later word replaces its earlier one whatever the arrival order: a higher rank,
+    // or the same rank and a tiebreak not above the kept one's.
+    Query query(db_, "INSERT INTO contributions (type, id, contributor, kind, organization, rank, tiebreak, "
+                     "provenance, patient_id, json, payer) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                     "ON CONFLICT (type, id, contributor) DO UPDATE SET kind = excluded.kind, organization = "
+                     "excluded.organization, rank = excluded.rank, tiebreak = excluded.tiebreak, provenance = "
+                     "excluded.provenance, patient_id = excluded.patient_id, json = excluded.json, payer = excluded.payer "
+                     "WHERE excluded.rank > contributions.rank OR (excluded.rank = contributions.rank AND "
+                     "excluded.tiebreak <= contributions.tiebreak)");
+    query.bind(1, c.type).bind(2, c.id).bind(3, c.contributor).bind(4, c.kind).bind(5, c.organization);
+    query.bind(6, c.rank).bind(7, c.tiebreak).bind(8, c.provenance).bind(9, c.patient_id).bindBlob(10, c.json).bind(11, c.payer);
+    return done(query);
+  }
+
+  Result<std::vector<merge::Contribution>> contributions(std::string_view type, std::string_view id) override {
+    Query query(db_, "SELECT type, id, contributor, kind, organization, rank, tiebreak, provenance, patient_id, json, payer "
+                     "FROM contributions WHERE type = ? AND id = ? ORDER BY contributor");
+    query.bind(1, type).bind(2, id);
+    std::vector<merge::Contribution> out;
+    int rc;
+    while ((rc = query.step()) == SQLITE_ROW) out.push_back(contributionRow(query));
+    if (rc != SQLITE_DONE) return Error{query.error()};
+    return out;
+  }
+
+  Result<std::vector<std::pair<std::string, std::string>>> contributedAbout(std::string_view patient_id) override {
+    Query query(db_, "SELECT DISTINCT type, id FROM contributions WHERE patient_id = ? ORDER BY type, id");
+    query.bind(1, patient_id);
+    std::vector<std::pair<std::string, std::string>> out;
+    int rc;
+    while ((rc = query.step()) == SQLITE_ROW) out.emplace_back(query.text(0), query.text(1));
+    if (rc != SQLITE_DONE) return Error{query.error()};
+    return out;
+  }
+
+  Result<std::vector<std::string>> coverageNeighbours(std::string_view patient_id) override {
+    return strings("SELECT DISTINCT b.patient_id FROM contributions a JOIN contributions b ON b.type = 'Coverage' "
+                   "AND b.id = a.id WHERE a.type = 'Coverage' AND a.patient_id = ?1 AND b.patient_id <> ?1 "
+                   "AND b.patient_id <> '' ORDER BY 1",
+                   patient_id);
+  }
+
+  Result<std::vector<std::string>> patientsWithDemographics(const PatientDemographics& who) override {
+    Query query(db_, "SELECT patient_id FROM patient_demographics WHERE family = ? AND birth_date = ? AND given = ? "
+                     "AND gender = ? ORDER BY patient_id");
+    query.bind(1, who.family).bind(2, who.birth_date).bind(3, who.given).bind(4, who.gender);
+    return collect(query);
+  }
+
+  Result<std::vector<std::string>> linked(std::string_view patient_id) override {
+    return strings("SELECT other_id FROM patient_links WHERE patient_id = ?1 UNION "
+                   "SELECT patient_id FROM patient_links WHERE other_id = ?1 ORDER BY 1",
+                   patient_id);
+  }
+
+  Result<std::string> survivorOf(std::string_view patient_id) override {
+    auto found = strings("SELECT survivor FROM patient_survivor WHERE patient_id = ?1", patient_id);
+    if (!found.ok()) return found.error();
+    return found->empty() ? std::string() : found->front();
+  }
+
+  Status setSurvivor(std::string_view patient_id, std::string_view survivor_id) override {
+    Query query(db_, "INSERT OR REPLACE INTO patient_survivor (patient_id, survivor) VALUES (?, ?)");
+    query.bind(1, patient_id).bind(2, survivor_id);
+    return done(query);
+  }
+
+  Status putLink(std::string_view patient_id, std::string_view other_id, std::string_view evidence) override {
+    Query query(db_, "INSERT OR IGNORE INTO patient_links (patient_id, other_id, evidence) VALUES (?, ?, ?)");
+    query.bind(1, patient_id).bind(2, other_id).bind(3, evidence);
+    return done(query);
+  }
+
+  Status putConflict(const PatientConflict& conflict) override {
+    Query query(db_, "INSERT OR REPLACE INTO patient_conflicts (coverage_id, patient_a, patient_b, elements, detail, detected_at) "
+                     "VALUES (?, ?, ?, ?, ?, COALESCE((SELECT detected_at FROM patient_conflicts WHERE coverage_id = ?1 "
+                     "AND patient_a = ?2 AND patient_b = ?3), ?6))");
+    query.bind(1, conflict.coverage_id).bind(2, conflict.patient_a).bind(3, conflict.patient_b);
+    query.bind(4, conflict.elements).bind(5, conflict.detail).bind(6, nowIso());
+    return done(query);
+  }
+
+ private:
+  static Status done(Query& query) {
+    if (!query.ok()) return Error{query.error()};
+    if (query.step() != SQLITE_DONE) return Error{query.error()};
+    return Status::Ok();
+  }
+  static Result<std::vector<std::string>> collect(Query& query) {
+    if (!query.ok()) return Error{query.error()};
+    std::vector<std::string> out;
+    int rc;
+    while ((rc = query.step()) == SQLITE_ROW) out.push_back(query.text(0));
+    if (rc != SQLITE_DONE) return Error{query.error()};
+    return out;
+  }
+  Result<std::vector<std::string>> strings(const char* sql, std::string_view argument) {
+    Query query(db_, sql);
+    query.bind(1, argument);
+    return collect(query);
+  }
+
+  Connection& db_;
+};
+
+}  // namespace
+
+std::unique_ptr<MergeTx> makeMergeTx(Connection& db) { return std::make_unique<SqliteMergeTx>(db); }
+
+Status backfillContributions(Connection& db) {
+  // Once: resources of the merged types stored before contributions existed become one
+  // contribution each (kind "stored", the last in every precedence list), so the first merge
+  // after the upgrade keeps what they said. Coverage keeps its payer from the coverage index.
+  return db.exec(
+      "BEGIN IMMEDIATE;"
+      "INSERT OR IGNORE INTO contributions (type, id, contributor, kind, organization, payer, rank, tiebreak, provenance, "
+      "patient_id, json) SELECT r.type, r.id, 'stored', 'stored', '', "
+      "CASE WHEN r.type = 'Coverage' THEN COALESCE((SELECT payer_id FROM coverage_index i WHERE i.coverage_id = r.id "
+      "LIMIT 1), '') ELSE '' END, '', '', '', "
+      "CASE r.type WHEN 'Patient' THEN r.id WHEN 'Coverage' THEN COALESCE(substr(json_extract(CAST(" RESOURCE_TEXT
+      " AS TEXT), '$.beneficiary.reference'), 9), '') ELSE '' END, " RESOURCE_TEXT " FROM resources r "
+      "WHERE r.type IN ('Patient', 'Coverage', 'Group', 'Organization', 'Practitioner') "
+      "AND NOT EXISTS (SELECT 1 FROM merge_state WHERE name = 'backfill');"
+      "INSERT OR IGNORE INTO merge_state (name, done_at) VALUES ('backfill', datetime('now'));"
+      "COMMIT;");
+}
+
+}  // namespace fhir::gateway::sqlite
