@@ -45,6 +45,14 @@ class TaggingHandler {
       nul_in_string_ = true;
       return false;
     }
+    // RapidJSON 1.1 decodes a lone low-surrogate escape (\uDC00-\uDFFF) to the bytes ED B0-BF xx,
+    // which are not UTF-8 (it checks raw bytes only). Found by tests/fuzz/json_fuzz.
+    for (rapidjson::SizeType i = 0; i + 1 < length; ++i) {
+      if (static_cast<unsigned char>(str[i]) == 0xED && (static_cast<unsigned char>(str[i + 1]) & 0xE0) == 0xA0) {
+        surrogate_in_string_ = true;
+        return false;
+      }
+    }
     return doc_.String(str, length, true);
   }
   bool StartObject() { return doc_.StartObject(); }
@@ -54,17 +62,20 @@ class TaggingHandler {
   bool EndArray(rapidjson::SizeType count) { return doc_.EndArray(count); }
 
   bool nulInString() const { return nul_in_string_; }
+  bool surrogateInString() const { return surrogate_in_string_; }
 
  private:
   Document& doc_;
   std::string scratch_;
   bool nul_in_string_ = false;
+  bool surrogate_in_string_ = false;
 };
 
 struct Generator {
   std::string_view text;
   rapidjson::ParseResult result;
   bool nul_in_string = false;
+  bool surrogate_in_string = false;
 
   bool operator()(Document& doc) {
     rapidjson::Reader reader;
@@ -72,6 +83,7 @@ struct Generator {
     TaggingHandler handler(doc);
     result = reader.Parse<kParseFlags>(stream, handler);
     nul_in_string = handler.nulInString();
+    surrogate_in_string = handler.surrogateInString();
     return !result.IsError();
   }
 };
@@ -449,10 +461,11 @@ std::string ParseError::describe() const {
 bool parse(std::string_view text, Document& doc, ParseError& error) {
   Generator generator{text, {}, false};
   doc.Populate(generator);
-  if (generator.result.IsError() || generator.nul_in_string) {
+  if (generator.result.IsError() || generator.nul_in_string || generator.surrogate_in_string) {
     error.offset = generator.result.Offset();
-    error.message = generator.nul_in_string
-                        ? std::string("string contains a NUL character (\\u0000)")
+    error.message = generator.nul_in_string ? std::string("string contains a NUL character (\\u0000)")
+                    : generator.surrogate_in_string
+                        ? std::string("string contains an unpaired surrogate escape (\\uDC00-\\uDFFF)")
                         : std::string(rapidjson::GetParseError_En(generator.result.Code()));
     lineAndColumn(text, error.offset, error.line, error.column);
     doc.SetNull();
