@@ -35,9 +35,48 @@ inline void checkRoundTrip(const json::Value& value) {
   if (json::serialize(again) != once) fail("serialize(parse(serialize(x))) != serialize(x)");
 }
 
+// True when `text` is well-formed UTF-8 (no overlong forms, surrogates or code points past
+// U+10FFFF) without NUL: what a JSON string may hold (conformance/json).
+inline bool jsonText(std::string_view text) {
+  size_t i = 0;
+  while (i < text.size()) {
+    const auto byte = static_cast<unsigned char>(text[i]);
+    size_t length = 0;
+    uint32_t code = 0;
+    if (byte == 0) return false;
+    if (byte < 0x80) {
+      ++i;
+      continue;
+    } else if (byte >= 0xC2 && byte <= 0xDF) {
+      length = 2, code = byte & 0x1F;
+    } else if (byte >= 0xE0 && byte <= 0xEF) {
+      length = 3, code = byte & 0x0F;
+    } else if (byte >= 0xF0 && byte <= 0xF4) {
+      length = 4, code = byte & 0x07;
+    } else {
+      return false;
+    }
+    if (i + length > text.size()) return false;
+    for (size_t k = 1; k < length; ++k) {
+      const auto next = static_cast<unsigned char>(text[i + k]);
+      if ((next & 0xC0) != 0x80) return false;
+      code = (code << 6) | (next & 0x3F);
+    }
+    if ((length == 3 && code < 0x800) || (length == 4 && (code < 0x10000 || code > 0x10FFFF)) ||
+        (code >= 0xD800 && code <= 0xDFFF)) {
+      return false;
+    }
+    i += length;
+  }
+  return true;
+}
+
 // Reads every record of `reader`; a reader that does not end within `max_calls` calls (every call
-// consumes input or ends) is a finding.
-inline void drain(mappers::readers::RecordReader& reader, size_t max_calls) {
+// consumes input or ends) is a finding. Records must round-trip through JSON only when
+// `check_round_trip` (the caller passes whether the input is valid UTF-8 without NUL: the readers
+// do not reject invalid UTF-8 or NUL yet, a known issue in docs/FUZZING.md, and such a record's
+// strings are not JSON strings).
+inline void drain(mappers::readers::RecordReader& reader, size_t max_calls, bool check_round_trip) {
   using mappers::readers::ReadStatus;
   for (size_t calls = 0; calls < max_calls; ++calls) {
     mappers::readers::SourceRecord record;
@@ -46,7 +85,11 @@ inline void drain(mappers::readers::RecordReader& reader, size_t max_calls) {
     if (status == ReadStatus::kEnd || status == ReadStatus::kFatal) return;
     if (status == ReadStatus::kRecord) {
       if (!record.doc.IsObject()) fail("a record that is not a JSON object");
-      checkRoundTrip(record.doc);
+      if (check_round_trip) {
+        checkRoundTrip(record.doc);
+      } else {
+        (void)json::serialize(record.doc);
+      }
       if (record.frame) {
         (void)record.frame->prefix();
         (void)record.frame->suffix(record.raw);

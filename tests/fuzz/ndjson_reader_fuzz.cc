@@ -11,12 +11,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   {
     std::istringstream stream(text);
     fhir::mappers::readers::ndjson::NdjsonReader reader(stream);
-    fhir::fuzz::drain(reader, size + 2);
+    fhir::fuzz::drain(reader, size + 2, true);
   }
   {
     std::istringstream stream(text);
     fhir::mappers::readers::ndjson::JsonDocumentReader reader(stream);
-    fhir::fuzz::drain(reader, 3);
+    fhir::fuzz::drain(reader, 3, true);
   }
   return 0;
 }

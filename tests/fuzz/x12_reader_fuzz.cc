@@ -8,6 +8,6 @@
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::istringstream stream(std::string(fhir::fuzz::view(data, size)));
   fhir::mappers::readers::x12::X12Reader reader(stream);
-  fhir::fuzz::drain(reader, size + 2);
+  fhir::fuzz::drain(reader, size + 2, fhir::fuzz::jsonText(fhir::fuzz::view(data, size)));
   return 0;
 }
