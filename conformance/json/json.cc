@@ -50,6 +50,14 @@ class TaggingHandler {
       nul_in_string_ = true;
       return false;
     }
+    // RapidJSON 1.1 decodes a lone low-surrogate escape (\uDC00-\uDFFF) to the bytes ED B0-BF xx,
+    // which are not UTF-8 (it checks raw bytes only). Found by tests/fuzz/json_fuzz.
+    for (rapidjson::SizeType i = 0; i + 1 < length; ++i) {
+      if (static_cast<unsigned char>(str[i]) == 0xED && (static_cast<unsigned char>(str[i + 1]) & 0xE0) == 0xA0) {
+        surrogate_in_string_ = true;
+        return false;
+      }
+    }
     return doc_.String(str, length, true);
   }
   bool StartObject() { return enter() && doc_.StartObject(); }
@@ -66,6 +74,7 @@ class TaggingHandler {
 
   bool nulInString() const { return nul_in_string_; }
   bool tooDeep() const { return too_deep_; }
+  bool surrogateInString() const { return surrogate_in_string_; }
 
  private:
   Document& doc_;
@@ -82,6 +91,7 @@ class TaggingHandler {
   bool nul_in_string_ = false;
   bool too_deep_ = false;
   size_t depth_ = 0;
+  bool surrogate_in_string_ = false;
 };
 
 struct Generator {
@@ -89,6 +99,7 @@ struct Generator {
   rapidjson::ParseResult result;
   bool nul_in_string = false;
   bool too_deep = false;
+  bool surrogate_in_string = false;
 
   bool operator()(Document& doc) {
     rapidjson::Reader reader;
@@ -97,6 +108,7 @@ struct Generator {
     result = reader.Parse<kParseFlags>(stream, handler);
     nul_in_string = handler.nulInString();
     too_deep = handler.tooDeep();
+    surrogate_in_string = handler.surrogateInString();
     return !result.IsError();
   }
 };
@@ -515,15 +527,16 @@ std::string ParseError::describe() const {
 bool parse(std::string_view text, Document& doc, ParseError& error) {
   Generator generator{text, {}, false};
   doc.Populate(generator);
-  if (generator.result.IsError() || generator.nul_in_string) {
+  if (generator.result.IsError() || generator.nul_in_string || generator.surrogate_in_string) {
     error.offset = generator.result.Offset();
     error.too_deep = generator.too_deep;
     if (generator.too_deep) {
       error.message = "nesting depth " + std::to_string(maxDepth() + 1) + " exceeds maxJsonDepth (" +
                       std::to_string(maxDepth()) + ")";
     } else {
-      error.message = generator.nul_in_string
-                          ? std::string("string contains a NUL character (\\u0000)")
+      error.message = generator.nul_in_string ? std::string("string contains a NUL character (\\u0000)")
+                      : generator.surrogate_in_string
+                          ? std::string("string contains an unpaired surrogate escape (\\uDC00-\\uDFFF)")
                           : std::string(rapidjson::GetParseError_En(generator.result.Code()));
     }
     lineAndColumn(text, error.offset, error.line, error.column);

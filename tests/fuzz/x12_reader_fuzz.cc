@@ -1,0 +1,13 @@
+// SPDX-License-Identifier: Apache-2.0
+// The x12 source reader (mappers/readers/x12): every record of any byte stream, to its end.
+#include <sstream>
+
+#include "mappers/readers/x12/x12_reader.h"
+#include "tests/fuzz/fuzz_support.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  std::istringstream stream(std::string(fhir::fuzz::view(data, size)));
+  fhir::mappers::readers::x12::X12Reader reader(stream);
+  fhir::fuzz::drain(reader, size + 2, fhir::fuzz::jsonText(fhir::fuzz::view(data, size)));
+  return 0;
+}
