@@ -46,17 +46,9 @@ class TaggingHandler {
     return doc_.String(scratch_.data(), static_cast<rapidjson::SizeType>(scratch_.size()), true);
   }
   bool String(const char* str, rapidjson::SizeType length, bool) {
-    if (std::memchr(str, '\0', length) != nullptr) {
-      nul_in_string_ = true;
+    if (const char* problem = stringProblem(str, length)) {
+      (problem[0] == 'n' ? nul_in_string_ : surrogate_in_string_) = true;
       return false;
-    }
-    // RapidJSON 1.1 decodes a lone low-surrogate escape (\uDC00-\uDFFF) to the bytes ED B0-BF xx,
-    // which are not UTF-8 (it checks raw bytes only). Found by tests/fuzz/json_fuzz.
-    for (rapidjson::SizeType i = 0; i + 1 < length; ++i) {
-      if (static_cast<unsigned char>(str[i]) == 0xED && (static_cast<unsigned char>(str[i + 1]) & 0xE0) == 0xA0) {
-        surrogate_in_string_ = true;
-        return false;
-      }
     }
     return doc_.String(str, length, true);
   }
@@ -674,6 +666,16 @@ std::string serializePretty(const Value& value) {
   std::string out;
   write(value, out, 2);
   return out;
+}
+
+const char* stringProblem(const char* text, size_t length) {
+  if (std::memchr(text, '\0', length) != nullptr) return "nul";
+  const char* end = text + length;
+  for (const char* at = text; (at = static_cast<const char*>(std::memchr(at, 0xED, static_cast<size_t>(end - at)))) != nullptr;
+       ++at) {
+    if (at + 1 < end && (static_cast<unsigned char>(at[1]) & 0xE0) == 0xA0) return "surrogate";
+  }
+  return nullptr;
 }
 
 std::optional<size_t> invalidUtf8Offset(std::string_view text) {

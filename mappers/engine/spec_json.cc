@@ -19,6 +19,7 @@ struct LineRecorder {
   std::vector<size_t>& object_lines;
   size_t scanned = 0;
   size_t line = 1;
+  const char* string_problem = nullptr;
 
   size_t currentLine() {
     size_t offset = stream.Tell();
@@ -35,12 +36,20 @@ struct LineRecorder {
   bool Uint64(uint64_t u) { return out.Uint64(u); }
   bool Double(double d) { return out.Double(d); }
   bool RawNumber(const char* s, rapidjson::SizeType n, bool copy) { return out.RawNumber(s, n, copy); }
-  bool String(const char* s, rapidjson::SizeType n, bool copy) { return out.String(s, n, copy); }
+  bool String(const char* s, rapidjson::SizeType n, bool copy) { return acceptable(s, n) && out.String(s, n, copy); }
   bool StartObject() {
     object_lines.push_back(currentLine());
     return out.StartObject();
   }
-  bool Key(const char* s, rapidjson::SizeType n, bool copy) { return out.Key(s, n, copy); }
+  bool Key(const char* s, rapidjson::SizeType n, bool copy) { return acceptable(s, n) && out.Key(s, n, copy); }
+  // A NUL or an unpaired surrogate escape would make the spec's own output unparsable.
+  bool acceptable(const char* s, rapidjson::SizeType n) {
+    if (const char* problem = json::stringProblem(s, n)) {
+      string_problem = problem;
+      return false;
+    }
+    return true;
+  }
   bool EndObject(rapidjson::SizeType n) { return out.EndObject(n); }
   bool StartArray() { return out.StartArray(); }
   bool EndArray(rapidjson::SizeType n) { return out.EndArray(n); }
@@ -65,10 +74,12 @@ Result<std::unique_ptr<SpecDocument>> SpecDocument::parse(std::string_view text)
   rapidjson::StringStream stream(copy.c_str());
   std::vector<size_t> object_lines;
   rapidjson::ParseResult result;
+  const char* string_problem = nullptr;
   auto generator = [&](json::Document& handler) {
     LineRecorder recorder{handler, stream, copy, object_lines};
     rapidjson::Reader reader;
     result = reader.Parse<rapidjson::kParseCommentsFlag | rapidjson::kParseValidateEncodingFlag>(stream, recorder);
+    string_problem = recorder.string_problem;
     return !result.IsError();
   };
   spec->doc_.Populate(generator);
@@ -82,8 +93,11 @@ Result<std::unique_ptr<SpecDocument>> SpecDocument::parse(std::string_view text)
         ++column;
       }
     }
-    return Error{"line " + std::to_string(line) + ", column " + std::to_string(column) + ": " +
-                 rapidjson::GetParseError_En(result.Code())};
+    const std::string why = string_problem == nullptr ? std::string(rapidjson::GetParseError_En(result.Code()))
+                            : std::string_view(string_problem) == "nul"
+                                ? std::string("string contains a NUL character (\\u0000)")
+                                : std::string("string contains an unpaired surrogate escape (\\uDC00-\\uDFFF)");
+    return Error{"line " + std::to_string(line) + ", column " + std::to_string(column) + ": " + why};
   }
   size_t next = 0;
   assignLines(spec->doc_, object_lines, next, spec->lines_);
