@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "conformance/json/json.h"
+#include "conformance/json/string_problem.h"
 
 #include <algorithm>
 #include <array>

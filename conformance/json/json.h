@@ -92,12 +92,6 @@ void serializeTo(const Value& value, std::string& out);
 // overlong forms, no surrogates, nothing above U+10FFFF), or nullopt when all of `text` is.
 std::optional<size_t> invalidUtf8Offset(std::string_view text);
 
-// Why a decoded JSON string cannot be kept, or null when it can: a NUL character (\u0000), or an
-// unpaired low-surrogate escape (\uDC00-\uDFFF), which RapidJSON 1.1 decodes to bytes that are
-// not UTF-8 (it validates raw bytes only). Every SAX handler of ours asks this of each string and
-// key (found by tests/fuzz/json_fuzz and spec_loader_fuzz).
-const char* stringProblem(const char* text, size_t length);
-
 // JSON string escaping for hand-written output (no surrounding quotes).
 void appendEscaped(std::string_view text, std::string& out);
 

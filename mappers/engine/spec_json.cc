@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "mappers/engine/spec_json.h"
 
+#include "conformance/json/string_problem.h"
+
 #include <memory>
 #include <vector>
 
