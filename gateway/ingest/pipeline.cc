@@ -11,6 +11,7 @@
 
 #include "gateway/dispatch/patient_match.h"
 #include "gateway/dispatch/router.h"
+#include "gateway/ingest/cpu_gate.h"
 #include "gateway/subscriptions/matching.h"
 #include "mappers/common/ids.h"
 #include "mappers/readers/hl7v2/hl7v2_reader.h"
@@ -877,6 +878,7 @@ int Pipeline::mapEvent(std::string_view channel, const std::string& spec, const 
     issues.add(Issue{Severity::kError, "not-supported", "no mapping spec '" + spec + "' is loaded", {}, {}});
     return 422;
   }
+  CpuGate::Slot cpu_slot(CpuGate::shared());  // mapping + validation: about one request per core
   GatewayDirectory directory(config_, *store_);
   mappers::engine::MapOptions options;
   options.directory = &directory;
