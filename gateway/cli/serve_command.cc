@@ -54,6 +54,16 @@ bool splitListen(const std::string& listen, std::string& host, uint16_t& port) {
   return true;
 }
 
+// The warm-up's payers: whichever the sample names (so that every sample maps, whatever the
+// configuration), with no stored coverage.
+class WarmUpDirectory final : public mappers::Directory {
+ public:
+  std::optional<mappers::PayerInfo> payer(std::string_view payer_id) const override {
+    return mappers::PayerInfo{std::string(payer_id), std::string(payer_id), {}, {}};
+  }
+  std::vector<mappers::CoverageFact> coverageOf(std::string_view) const override { return {}; }
+};
+
 // Maps and validates the bundled sample events (mappers/samples: `<spec>.json` one event,
 // `<spec>.ndjson` one per line) once, in-process, storing nothing, and runs the subscription
 // topics' criteria over the resources made: the caches the first requests would otherwise build
@@ -65,6 +75,7 @@ size_t warmUp(const Runtime& runtime) {
   const fs::path dir = fs::path(GATEWAY_SPECS_DIR).parent_path() / "samples";
   std::error_code error;
   size_t mapped_count = 0;
+  const WarmUpDirectory directory;
   if (!runtime.specs || !fs::is_directory(dir, error)) return 0;
   for (const auto& entry : fs::directory_iterator(dir, error)) {
     const fs::path& path = entry.path();
@@ -87,6 +98,7 @@ size_t warmUp(const Runtime& runtime) {
       if (!event.ok()) continue;
       mappers::engine::MapOptions options;
       options.source_name = "warm-up";
+      options.directory = &directory;
       mappers::engine::MappedBundle mapped;
       IssueList issues;
       auto done = runtime.specs->mapRecord(spec, *event, text, "warm-up", options, mapped, issues);
