@@ -39,7 +39,8 @@ constexpr const char* kServeHelp =
     "\n"
     "Once ready it prints one line on stdout: 'listening on http://HOST:PORT'.\n"
     "SIGTERM or SIGINT drains in-flight requests and deliveries and stops.\n"
-    "Definitions are read from FHIR_GATEWAY_PROFILES (default: the bundled fhir_profiles).\n";
+    "Definitions are read from FHIR_GATEWAY_PROFILES (default: the bundled fhir_profiles).\n"
+    "FHIR_GATEWAY_CPU_SLOTS: events mapped and validated at once (default: the core count).\n";
 
 bool splitListen(const std::string& listen, std::string& host, uint16_t& port) {
   size_t colon = listen.rfind(':');
