@@ -5,7 +5,9 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
+#include <sstream>
 #include <optional>
 
 #include "conformance/json/json.h"
@@ -38,7 +40,8 @@ constexpr const char* kServeHelp =
     "\n"
     "Once ready it prints one line on stdout: 'listening on http://HOST:PORT'.\n"
     "SIGTERM or SIGINT drains in-flight requests and deliveries and stops.\n"
-    "Definitions are read from FHIR_GATEWAY_PROFILES (default: the bundled fhir_profiles).\n";
+    "Definitions are read from FHIR_GATEWAY_PROFILES (default: the bundled fhir_profiles).\n"
+    "FHIR_GATEWAY_CPU_SLOTS: events mapped and validated at once (default: the core count).\n";
 
 bool splitListen(const std::string& listen, std::string& host, uint16_t& port) {
   size_t colon = listen.rfind(':');
@@ -51,6 +54,74 @@ bool splitListen(const std::string& listen, std::string& host, uint16_t& port) {
   if (value > 65535) return false;
   port = static_cast<uint16_t>(value);
   return true;
+}
+
+// The warm-up's payers: whichever the sample names (so that every sample maps, whatever the
+// configuration), with no stored coverage.
+class WarmUpDirectory final : public mappers::Directory {
+ public:
+  std::optional<mappers::PayerInfo> payer(std::string_view payer_id) const override {
+    return mappers::PayerInfo{std::string(payer_id), std::string(payer_id), {}, {}};
+  }
+  std::vector<mappers::CoverageFact> coverageOf(std::string_view) const override { return {}; }
+};
+
+// Maps and validates the bundled sample events (mappers/samples: `<spec>.json` one event,
+// `<spec>.ndjson` one per line) once, in-process, storing nothing, and runs the subscription
+// topics' criteria over the resources made: the caches the first requests would otherwise build
+// (validator plans, compiled FHIRPath, terminology expansions, interned spec strings) are built
+// before the server listens (issue 12: the first requests took 0.85-1.9 s). Best effort: a
+// missing folder or a rejected sample only leaves that cache cold. Returns the events mapped.
+size_t warmUp(const Runtime& runtime) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::path(GATEWAY_SPECS_DIR).parent_path() / "samples";
+  std::error_code error;
+  size_t mapped_count = 0;
+  const WarmUpDirectory directory;
+  if (!runtime.specs || !fs::is_directory(dir, error)) return 0;
+  for (const auto& entry : fs::directory_iterator(dir, error)) {
+    const fs::path& path = entry.path();
+    const std::string spec = path.stem().string();
+    const bool lines = path.extension() == ".ndjson";
+    if ((!lines && path.extension() != ".json") || !runtime.specs->has(spec)) continue;
+    std::ifstream in(path, std::ios::binary);
+    std::stringstream buffer;
+    buffer << in.rdbuf();
+    std::vector<std::string> events;
+    if (lines) {
+      for (std::string line; std::getline(buffer, line);) {
+        if (!line.empty()) events.push_back(line);
+      }
+    } else {
+      events.push_back(buffer.str());
+    }
+    for (const std::string& text : events) {
+      auto event = json::parse(text);
+      if (!event.ok()) continue;
+      mappers::engine::MapOptions options;
+      options.source_name = "warm-up";
+      options.directory = &directory;
+      mappers::engine::MappedBundle mapped;
+      IssueList issues;
+      auto done = runtime.specs->mapRecord(spec, *event, text, "warm-up", options, mapped, issues);
+      if (!done.ok() || !*done) continue;
+      ++mapped_count;
+      if (runtime.validator) {
+        IssueList validation;
+        runtime.validator->validate(mapped.bundle, ValidationRequest{}, validation);
+      }
+      const json::Value* entries = json::find(mapped.bundle, "entry");
+      if (!runtime.topics || !entries || !entries->IsArray()) continue;
+      for (const json::Value& item : entries->GetArray()) {
+        const json::Value* resource = json::find(item, "resource");
+        const json::Value* type = resource ? json::find(*resource, "resourceType") : nullptr;
+        if (!type || !type->IsString()) continue;
+        ResourceChange change{type->GetString(), "warm-up", nullptr, resource};
+        for (const Topic& topic : runtime.topics->topics()) runtime.topics->fires(topic, change);
+      }
+    }
+  }
+  return mapped_count;
 }
 
 }  // namespace
@@ -126,6 +197,13 @@ int runServe(const Args& args, Io& io) {
   }
   TopicCatalogPtr& topics = (*runtime)->topics;
   SubscriptionRegistry& registry = (*runtime)->registry;
+
+  {
+    auto warm_start = std::chrono::steady_clock::now();
+    size_t warmed = warmUp(**runtime);
+    auto warm_ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - warm_start);
+    io.err << "fhir-gateway serve: warmed up with " << warmed << " sample events in " << warm_ms.count() << " ms\n";
+  }
 
   Metrics metrics;
   DeliveryService delivery(config, store, metrics);

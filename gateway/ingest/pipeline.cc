@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "gateway/dispatch/router.h"
+#include "gateway/ingest/cpu_gate.h"
 #include "gateway/subscriptions/matching.h"
 #include "gateway/ingest/contributions.h"
 #include "gateway/merge/merge_service.h"
@@ -991,6 +992,7 @@ int Pipeline::mapEvent(std::string_view channel, const std::string& spec, const 
     issues.add(Issue{Severity::kError, "not-supported", "no mapping spec '" + spec + "' is loaded", {}, {}});
     return 422;
   }
+  CpuGate::Slot cpu_slot(CpuGate::shared());  // mapping + validation: about one request per core
   GatewayDirectory directory(config_, *store_);
   mappers::engine::MapOptions options;
   options.directory = &directory;
