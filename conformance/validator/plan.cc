@@ -91,6 +91,19 @@ std::pair<std::string_view, bool> parentOf(std::string_view id) {
   return {id.substr(0, dot), false};
 }
 
+constexpr std::string_view kRegexExtension = "http://hl7.org/fhir/StructureDefinition/regex";
+
+// The valueString of the regex extension on `holder` (an ElementDefinition or one of its types).
+std::string regexExtension(const json::Value& holder) {
+  const json::Value* extensions = json::find(holder, "extension");
+  if (!extensions || !extensions->IsArray()) return {};
+  for (const json::Value& extension : extensions->GetArray()) {
+    if (!extension.IsObject() || json::getString(extension, "url") != kRegexExtension) continue;
+    if (auto value = json::getString(extension, "valueString")) return std::string(*value);
+  }
+  return {};
+}
+
 void compileElement(const json::Value& element, ElementPlan& plan, const PlanCache& cache) {
   plan.path = str(element, "path");
   plan.id = str(element, "id");
@@ -118,10 +131,12 @@ void compileElement(const json::Value& element, ElementPlan& plan, const PlanCac
       ref.profiles = stringArray(type, "profile");
       ref.target_profiles = stringArray(type, "targetProfile");
       ref.slot = cache.slotForType(ref.code);
+      ref.regex = regexExtension(type);
       plan.types.push_back(std::move(ref));
     }
   }
   plan.content_reference = str(element, "contentReference");
+  plan.regex = regexExtension(element);
   if (const json::Value* binding = json::find(element, "binding"); binding && binding->IsObject()) {
     Binding out;
     std::string strength = str(*binding, "strength");

@@ -3,6 +3,8 @@
 // (meta.profile, requested, extra paths, differential-only), slicing, fixed/pattern values,
 // references and QuestionnaireResponse against its Questionnaire.
 
+#include <string>
+
 #include <gtest/gtest.h>
 
 #include "tests/conformance/validator/validator_test_util.h"
@@ -200,6 +202,45 @@ TEST(ProfileTest, DifferentialOnlyProfileFromExtraPathsAndFixedValue) {
   ValidationRequest unknown;
   unknown.profiles.push_back("http://example.org/fhir/StructureDefinition/nowhere");
   EXPECT_TRUE(validateJson(R"j({"resourceType":"Patient"})j", unknown).hasErrors());
+}
+
+// The regex extension (http://hl7.org/fhir/StructureDefinition/regex) on a profile element and on
+// an element's type: a whole-value match of the primitive value; a pattern RE2 cannot take is a
+// "not checked" warning.
+TEST(ProfileTest, RegexExtensionOnElementAndType) {
+  ValidationRequest request;
+  request.profiles.push_back("http://example.org/fhir/StructureDefinition/test-regex-patient");
+  EXPECT_NO_ERRORS(validateJson(R"j({"resourceType":"Patient","identifier":[{"value":"AB1234"}],
+      "name":[{"family":"aaab"}]})j", request));
+  IssueList issues = validateJson(R"j({"resourceType":"Patient","identifier":[{"value":"AB12345"}],
+      "name":[{"family":"aaac"}]})j", request);
+  EXPECT_ISSUE(issues, kError, "invariant", "Patient.identifier[0].value");  // element regex
+  EXPECT_ISSUE(issues, kError, "invariant", "Patient.name[0].family");       // type regex
+  EXPECT_EQ(issues.errorCount(), 2u) << describe(issues);
+
+  // XML Schema class subtraction has no RE2 form: not checked, a warning, never an error.
+  issues = validateJson(R"j({"resourceType":"Patient","name":[{"given":["bcd"]}]})j", request);
+  EXPECT_NO_ERRORS(issues);
+  EXPECT_ISSUE(issues, kWarning, "not-supported", "Patient.name[0].given[0]");
+
+  // (a+)+b over a long run of a's is exponential for a backtracking engine; RE2 is linear, so
+  // this returns at once (the result is what is asserted).
+  std::string family(100000, 'a');
+  issues = validateJson(R"j({"resourceType":"Patient","name":[{"family":")j" + family + R"j(c"}]})j",
+                        request);
+  EXPECT_ISSUE(issues, kError, "invariant", "Patient.name[0].family");
+  EXPECT_EQ(issues.errorCount(), 1u) << describe(issues);
+}
+
+// A canonical (QuestionnaireResponse.questionnaire: canonical(Questionnaire)) that resolves to a
+// known resource of another type is an error; one that does not resolve is not judged here.
+TEST(ReferenceTest, CanonicalOfTheWrongResourceType) {
+  IssueList issues = validateJson(R"j({"resourceType":"QuestionnaireResponse","status":"completed",
+      "questionnaire":"http://hl7.org/fhir/ValueSet/example-extensional"})j");
+  EXPECT_ISSUE(issues, kError, "structure", "QuestionnaireResponse.questionnaire");
+  EXPECT_EQ(issues.errorCount(), 1u) << describe(issues);
+  EXPECT_NO_ERRORS(validateJson(R"j({"resourceType":"QuestionnaireResponse","status":"completed",
+      "questionnaire":"http://example.org/Questionnaire/unknown"})j"));
 }
 
 TEST(ReferenceTest, TargetTypeFromTargetProfile) {
