@@ -101,6 +101,7 @@ void InstanceWalker::validateResource(const json::Value& resource,
   validateAgainst(resource, *plan);
   if (!is_contained && validator_.options().validate_contained) checkContainedReferenced(resource);
   if (*type == "QuestionnaireResponse") checkAgainstQuestionnaire(resource);
+  if (*type == "StructureDefinition") checkDifferentialFixedValues(resource);
 
   // Declared and requested profiles.
   std::vector<std::string> targets;

@@ -145,4 +145,39 @@ void InstanceWalker::checkExtensionContext(const StructurePlan& definition) {
              where + "])");
 }
 
+void InstanceWalker::checkDifferentialFixedValues(const json::Value& definition) {
+  // A constraining StructureDefinition cannot change a value its base fixes (fixed[x] narrows
+  // the base's allowed values to one; a different one leaves none).
+  auto base_url = json::getString(definition, "baseDefinition");
+  if (!base_url) return;
+  const StructurePlan* base = plans_.byUrl(*base_url);
+  if (!base || !base->root) return;
+  const json::Value* differential = json::find(definition, "differential");
+  const json::Value* elements = differential && differential->IsObject() ? json::find(*differential, "element") : nullptr;
+  if (!elements || !elements->IsArray()) return;
+  for (rapidjson::SizeType index = 0; index < elements->Size(); ++index) {
+    const json::Value& element = (*elements)[index];
+    if (!element.IsObject()) continue;
+    auto id = json::getString(element, "id");
+    if (!id) id = json::getString(element, "path");
+    if (!id) continue;
+    const ElementPlan* base_element = nullptr;
+    for (const ElementPlan& candidate : base->elements) {
+      if (candidate.id == *id) base_element = &candidate;
+    }
+    if (!base_element || !base_element->fixed) continue;
+    for (auto member = element.MemberBegin(); member != element.MemberEnd(); ++member) {
+      std::string_view name(member->name.GetString(), member->name.GetStringLength());
+      if (name.size() <= 5 || name.compare(0, 5, "fixed") != 0) continue;
+      if (matchesFixed(member->value, *base_element->fixed)) continue;
+      std::string where = path_ + ".differential.element";
+      appendIndex(where, index);
+      reportAt(Severity::kError, "value", where + "." + std::string(name),
+               "Value is '" + describeValue(member->value) + "' but is fixed to '" +
+                   describeValue(*base_element->fixed) + "' in the base definition " + base->versionedUrl() +
+                   ": a derived definition cannot change a fixed value");
+    }
+  }
+}
+
 }  // namespace fhir::validator

@@ -3,6 +3,7 @@
 // (meta.profile, requested, extra paths, differential-only), slicing, fixed/pattern values,
 // references and QuestionnaireResponse against its Questionnaire.
 
+#include <cstdio>
 #include <string>
 
 #include <gtest/gtest.h>
@@ -241,6 +242,22 @@ TEST(ReferenceTest, CanonicalOfTheWrongResourceType) {
   EXPECT_EQ(issues.errorCount(), 1u) << describe(issues);
   EXPECT_NO_ERRORS(validateJson(R"j({"resourceType":"QuestionnaireResponse","status":"completed",
       "questionnaire":"http://example.org/Questionnaire/unknown"})j"));
+}
+
+// A StructureDefinition deriving from a profile cannot change a value the profile fixes.
+TEST(ProfileTest, DerivedDefinitionCannotChangeAFixedValue) {
+  const char* kTemplate = R"j({"resourceType":"StructureDefinition","url":"http://example.org/fhir/StructureDefinition/derived",
+      "name":"Derived","status":"draft","kind":"resource","abstract":false,"type":"Patient",
+      "baseDefinition":"http://example.org/fhir/StructureDefinition/test-patient","derivation":"constraint",
+      "differential":{"element":[{"id":"Patient","path":"Patient"},
+        {"id":"Patient.identifier.system","path":"Patient.identifier.system","fixedUri":"%s"}]}})j";
+  char same[1024], changed[1024];
+  std::snprintf(same, sizeof(same), kTemplate, "http://example.org/mrn");
+  std::snprintf(changed, sizeof(changed), kTemplate, "http://example.org/other");
+  EXPECT_NO_ERRORS(validateJson(same));
+  IssueList issues = validateJson(changed);
+  EXPECT_ISSUE(issues, kError, "value", "StructureDefinition.differential.element[1].fixedUri");
+  EXPECT_EQ(issues.errorCount(), 1u) << describe(issues);
 }
 
 TEST(ReferenceTest, TargetTypeFromTargetProfile) {
