@@ -101,7 +101,10 @@ void InstanceWalker::validateResource(const json::Value& resource,
   validateAgainst(resource, *plan);
   if (!is_contained && validator_.options().validate_contained) checkContainedReferenced(resource);
   if (*type == "QuestionnaireResponse") checkAgainstQuestionnaire(resource);
-  if (*type == "StructureDefinition") checkDifferentialFixedValues(resource);
+  if (*type == "StructureDefinition") {
+    checkDifferentialFixedValues(resource);
+    checkDifferentialPaths(resource);
+  }
 
   // Declared and requested profiles.
   std::vector<std::string> targets;

@@ -64,6 +64,8 @@ class InstanceWalker {
   void checkRange(const json::Value& value, const ElementPlan& element);
   // Differential fixed[x] values of a StructureDefinition that contradict its base's fixed values.
   void checkDifferentialFixedValues(const json::Value& definition);
+  // Differential paths of a StructureDefinition that name no element of its base.
+  void checkDifferentialPaths(const json::Value& definition);
   // A canonical that resolves to a known resource of a type its targetProfile does not allow.
   void checkCanonicalTarget(std::string_view canonical, const ElementPlan& element);
   // Security checks on string values and HTML in markdown, when the options ask for them.

@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // Extensions: resolution by URL (scoped to the profile's package), value/children (ext-1), and
 // the R4 context rules.
+#include <cctype>
+#include <string>
+
 #include "conformance/validator/instance_walker.h"
 
 #include "conformance/validator/validator_impl.h"
@@ -177,6 +180,64 @@ void InstanceWalker::checkDifferentialFixedValues(const json::Value& definition)
                    describeValue(*base_element->fixed) + "' in the base definition " + base->versionedUrl() +
                    ": a derived definition cannot change a fixed value");
     }
+  }
+}
+
+void InstanceWalker::checkDifferentialPaths(const json::Value& definition) {
+  // Each differential path names an element of the base: where the base's snapshot lists the
+  // children of the parent path, the last step must be one of them, or a type-specific name of
+  // one of its choice elements (value[x] -> valueQuantity).
+  auto base_url = json::getString(definition, "baseDefinition");
+  if (!base_url) return;
+  const StructurePlan* base = plans_.byUrl(*base_url);
+  if (!base || !base->root) return;
+  const json::Value* differential = json::find(definition, "differential");
+  const json::Value* elements = differential && differential->IsObject() ? json::find(*differential, "element") : nullptr;
+  if (!elements || !elements->IsArray()) return;
+  for (rapidjson::SizeType index = 0; index < elements->Size(); ++index) {
+    const json::Value& element = (*elements)[index];
+    if (!element.IsObject()) continue;
+    auto path = json::getString(element, "path");
+    if (!path) continue;
+    size_t dot = path->rfind('.');
+    if (dot == std::string_view::npos) continue;
+    std::string_view parent = path->substr(0, dot);
+    std::string_view name = path->substr(dot + 1);
+    bool parent_expanded = false;
+    bool found = false;
+    for (const ElementPlan& candidate : base->elements) {
+      std::string_view candidate_path = candidate.path;
+      if (candidate_path.size() <= parent.size() + 1 || candidate_path.compare(0, parent.size(), parent) != 0 ||
+          candidate_path[parent.size()] != '.') {
+        continue;
+      }
+      std::string_view rest = candidate_path.substr(parent.size() + 1);
+      if (rest.find('.') != std::string_view::npos) continue;
+      parent_expanded = true;
+      if (rest == name) {
+        found = true;
+        break;
+      }
+      if (!candidate.choice || name.size() <= candidate.name.size() ||
+          name.compare(0, candidate.name.size(), candidate.name) != 0) {
+        continue;
+      }
+      std::string_view suffix = name.substr(candidate.name.size());
+      for (const TypeRef& type : candidate.types) {
+        if (type.code.size() == suffix.size() && !type.code.empty() &&
+            std::toupper(static_cast<unsigned char>(type.code[0])) == suffix[0] &&
+            type.code.compare(1, std::string::npos, suffix.substr(1)) == 0) {
+          found = true;
+        }
+      }
+      if (found) break;
+    }
+    if (!parent_expanded || found) continue;
+    std::string where = path_ + ".differential.element";
+    appendIndex(where, index);
+    reportAt(Severity::kError, "structure", where + ".path",
+             "The differential path '" + std::string(*path) + "' names no element of the base definition " +
+                 base->versionedUrl());
   }
 }
 

@@ -260,6 +260,24 @@ TEST(ProfileTest, DerivedDefinitionCannotChangeAFixedValue) {
   EXPECT_EQ(issues.errorCount(), 1u) << describe(issues);
 }
 
+// A differential path must name an element of the base (or a typed name of a choice element).
+TEST(ProfileTest, DifferentialPathMustExistInTheBase) {
+  const char* kTemplate = R"j({"resourceType":"StructureDefinition","url":"http://example.org/fhir/StructureDefinition/paths",
+      "name":"Paths","status":"draft","kind":"resource","abstract":false,"type":"Observation",
+      "baseDefinition":"http://hl7.org/fhir/StructureDefinition/Observation","derivation":"constraint",
+      "differential":{"element":[{"id":"Observation","path":"Observation"},
+        {"id":"Observation.%s","path":"Observation.%s","min":1}]}})j";
+  char typed[1024], code[1024], wrong[1024];
+  std::snprintf(typed, sizeof(typed), kTemplate, "valueQuantity", "valueQuantity");
+  std::snprintf(code, sizeof(code), kTemplate, "code.coding", "code.coding");
+  std::snprintf(wrong, sizeof(wrong), kTemplate, "valueBla", "valueBla");
+  EXPECT_NO_ERRORS(validateJson(typed));
+  EXPECT_NO_ERRORS(validateJson(code));
+  IssueList issues = validateJson(wrong);
+  EXPECT_ISSUE(issues, kError, "structure", "StructureDefinition.differential.element[1].path");
+  EXPECT_EQ(issues.errorCount(), 1u) << describe(issues);
+}
+
 TEST(ReferenceTest, TargetTypeFromTargetProfile) {
   EXPECT_NO_ERRORS(validateJson(R"j({"resourceType":"Patient",
       "managingOrganization":{"reference":"Organization/1"}})j"));
