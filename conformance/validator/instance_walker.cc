@@ -104,6 +104,7 @@ void InstanceWalker::validateResource(const json::Value& resource,
   if (*type == "StructureDefinition") {
     checkDifferentialFixedValues(resource);
     checkDifferentialPaths(resource);
+    checkDiscriminatorPaths(resource);
   }
 
   // Declared and requested profiles.

@@ -66,6 +66,9 @@ class InstanceWalker {
   void checkDifferentialFixedValues(const json::Value& definition);
   // Differential paths of a StructureDefinition that name no element of its base.
   void checkDifferentialPaths(const json::Value& definition);
+  // Plain discriminator paths of a StructureDefinition's slicings that name no child of the
+  // sliced element.
+  void checkDiscriminatorPaths(const json::Value& definition);
   // A canonical that resolves to a known resource of a type its targetProfile does not allow.
   void checkCanonicalTarget(std::string_view canonical, const ElementPlan& element);
   // Security checks on string values and HTML in markdown, when the options ask for them.

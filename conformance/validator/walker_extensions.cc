@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // Extensions: resolution by URL (scoped to the profile's package), value/children (ext-1), and
 // the R4 context rules.
+#include <algorithm>
 #include <cctype>
 #include <string>
 
@@ -238,6 +239,66 @@ void InstanceWalker::checkDifferentialPaths(const json::Value& definition) {
     reportAt(Severity::kError, "structure", where + ".path",
              "The differential path '" + std::string(*path) + "' names no element of the base definition " +
                  base->versionedUrl());
+  }
+}
+
+void InstanceWalker::checkDiscriminatorPaths(const json::Value& definition) {
+  // The first step of a plain discriminator path ("code", "url", "system.value") must be a child
+  // of the sliced element (its base children, or those of its single data type). Paths with
+  // functions, $this or resolve() are left alone.
+  auto base_url = json::getString(definition, "baseDefinition");
+  if (!base_url) return;
+  const StructurePlan* base = plans_.byUrl(*base_url);
+  if (!base || !base->root) return;
+  const json::Value* differential = json::find(definition, "differential");
+  const json::Value* elements = differential && differential->IsObject() ? json::find(*differential, "element") : nullptr;
+  if (!elements || !elements->IsArray()) return;
+  for (rapidjson::SizeType index = 0; index < elements->Size(); ++index) {
+    const json::Value& element = (*elements)[index];
+    if (!element.IsObject()) continue;
+    const json::Value* slicing = json::find(element, "slicing");
+    const json::Value* discriminators = slicing && slicing->IsObject() ? json::find(*slicing, "discriminator") : nullptr;
+    if (!discriminators || !discriminators->IsArray()) continue;
+    std::string path(json::getString(element, "path").value_or(""));
+    if (path.empty()) continue;
+    const ElementPlan* sliced = nullptr;
+    for (const ElementPlan& candidate : base->elements) {
+      if (candidate.path == path && candidate.slice_name.empty()) {
+        sliced = &candidate;
+        break;
+      }
+    }
+    if (!sliced) continue;
+    const std::vector<const ElementPlan*>* children = &sliced->children;
+    if (children->empty()) {
+      if (sliced->types.size() != 1) continue;
+      const StructurePlan* type_plan = plans_.byType(sliced->types[0].code);
+      if (!type_plan || !type_plan->root) continue;
+      children = &type_plan->root->children;
+    }
+    if (children->empty()) continue;
+    for (rapidjson::SizeType d = 0; d < discriminators->Size(); ++d) {
+      const json::Value& discriminator = (*discriminators)[d];
+      if (!discriminator.IsObject()) continue;
+      std::string text(json::getString(discriminator, "path").value_or(""));
+      if (text.empty()) continue;
+      std::string_view first = std::string_view(text).substr(0, text.find('.'));
+      bool plain = std::all_of(first.begin(), first.end(), [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) || c == '_';
+      });
+      if (!plain || first.empty()) continue;
+      bool known = std::any_of(children->begin(), children->end(), [&](const ElementPlan* child) {
+        return child->name == first || (child->choice && first.compare(0, child->name.size(), child->name) == 0);
+      });
+      if (known) continue;
+      std::string where = path_ + ".differential.element";
+      appendIndex(where, index);
+      where += ".slicing.discriminator";
+      appendIndex(where, d);
+      reportAt(Severity::kError, "structure", std::move(where),
+               "The discriminator path '" + text +
+                   "' does not appear to be valid for the element that is being sliced '" + path + "'");
+    }
   }
 }
 

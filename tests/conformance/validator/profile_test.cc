@@ -278,6 +278,23 @@ TEST(ProfileTest, DifferentialPathMustExistInTheBase) {
   EXPECT_EQ(issues.errorCount(), 1u) << describe(issues);
 }
 
+// A plain discriminator path must name a child of the sliced element.
+TEST(ProfileTest, DiscriminatorPathMustNameAChild) {
+  const char* kTemplate = R"j({"resourceType":"StructureDefinition","url":"http://example.org/fhir/StructureDefinition/disc",
+      "name":"Disc","status":"draft","kind":"resource","abstract":false,"type":"Patient",
+      "baseDefinition":"http://hl7.org/fhir/StructureDefinition/Patient","derivation":"constraint",
+      "differential":{"element":[{"id":"Patient","path":"Patient"},
+        {"id":"Patient.identifier","path":"Patient.identifier",
+         "slicing":{"discriminator":[{"type":"value","path":"%s"}],"rules":"open"}}]}})j";
+  char good[1024], bad[1024];
+  std::snprintf(good, sizeof(good), kTemplate, "system");
+  std::snprintf(bad, sizeof(bad), kTemplate, "url");
+  EXPECT_NO_ERRORS(validateJson(good));
+  IssueList issues = validateJson(bad);
+  EXPECT_ISSUE(issues, kError, "structure", "StructureDefinition.differential.element[1].slicing.discriminator[0]");
+  EXPECT_EQ(issues.errorCount(), 1u) << describe(issues);
+}
+
 TEST(ReferenceTest, TargetTypeFromTargetProfile) {
   EXPECT_NO_ERRORS(validateJson(R"j({"resourceType":"Patient",
       "managingOrganization":{"reference":"Organization/1"}})j"));
