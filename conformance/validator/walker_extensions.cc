@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // Extensions: resolution by URL (scoped to the profile's package), value/children (ext-1), and
-// the R4 context rules.
+// the R4 context rules. Also the StructureDefinition checks on a differential (fixed values of
+// the base, paths and discriminator paths naming elements of the base).
 #include <algorithm>
 #include <cctype>
 #include <string>
