@@ -104,6 +104,27 @@ std::string regexExtension(const json::Value& holder) {
   return {};
 }
 
+// Published R4 constraint expressions with a known error, replaced by the corrected text (as the
+// reference validator does). que-12: "more than one enableWhen" was written `> 2` in R4; R4B/R5
+// correct it to `> 1`.
+struct Erratum {
+  std::string_view key;
+  std::string_view published;
+  std::string_view corrected;
+};
+constexpr Erratum kErrata[] = {
+    {"que-12", "enableWhen.count() > 2 implies enableBehavior.exists()",
+     "enableWhen.count() > 1 implies enableBehavior.exists()"},
+};
+
+void applyErrata(Constraint& constraint) {
+  for (const Erratum& erratum : kErrata) {
+    if (constraint.key == erratum.key && constraint.expression_text == erratum.published) {
+      constraint.expression_text = std::string(erratum.corrected);
+    }
+  }
+}
+
 void compileElement(const json::Value& element, ElementPlan& plan, const PlanCache& cache) {
   plan.path = str(element, "path");
   plan.id = str(element, "id");
@@ -155,6 +176,7 @@ void compileElement(const json::Value& element, ElementPlan& plan, const PlanCac
       out.human = str(constraint, "human");
       out.expression_text = str(constraint, "expression");
       if (out.expression_text.empty()) continue;
+      applyErrata(out);
       out.expression = cache.compileExpression(out.expression_text);
       plan.constraints.push_back(std::move(out));
     }

@@ -295,6 +295,23 @@ TEST(ProfileTest, DiscriminatorPathMustNameAChild) {
   EXPECT_EQ(issues.errorCount(), 1u) << describe(issues);
 }
 
+// que-12 as corrected after R4 (`enableWhen.count() > 1`, published as `> 2`): two enableWhen
+// need an enableBehavior.
+TEST(InvariantTest, Que12CorrectedErratum) {
+  const char* kTemplate = R"j({"resourceType":"Questionnaire","status":"draft","item":[
+      {"linkId":"a","type":"boolean"},{"linkId":"b","type":"boolean"},
+      {"linkId":"c","type":"string"%s,"enableWhen":[
+        {"question":"a","operator":"=","answerBoolean":true},
+        {"question":"b","operator":"=","answerBoolean":true}]}]})j";
+  char with[1024], without[1024];
+  std::snprintf(with, sizeof(with), kTemplate, R"j(,"enableBehavior":"all")j");
+  std::snprintf(without, sizeof(without), kTemplate, "");
+  EXPECT_NO_ERRORS(validateJson(with));
+  IssueList issues = validateJson(without);
+  EXPECT_ISSUE(issues, kError, "invariant", "Questionnaire.item[2]");
+  EXPECT_EQ(issues.errorCount(), 1u) << describe(issues);
+}
+
 TEST(ReferenceTest, TargetTypeFromTargetProfile) {
   EXPECT_NO_ERRORS(validateJson(R"j({"resourceType":"Patient",
       "managingOrganization":{"reference":"Organization/1"}})j"));
