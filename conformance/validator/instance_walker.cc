@@ -3,6 +3,7 @@
 
 #include <cctype>
 
+#include "conformance/regex/regex.h"
 #include "conformance/validator/primitives.h"
 #include "conformance/validator/questionnaire_response.h"
 #include "conformance/validator/terminology_hooks.h"
@@ -98,8 +99,13 @@ void InstanceWalker::validateResource(const json::Value& resource,
   }
   if (!is_contained) container_ = &resource;
   validateAgainst(resource, *plan);
-  if (!is_contained) checkContainedReferenced(resource);
+  if (!is_contained && validator_.options().validate_contained) checkContainedReferenced(resource);
   if (*type == "QuestionnaireResponse") checkAgainstQuestionnaire(resource);
+  if (*type == "StructureDefinition") {
+    checkDifferentialFixedValues(resource);
+    checkDifferentialPaths(resource);
+    checkDiscriminatorPaths(resource);
+  }
 
   // Declared and requested profiles.
   std::vector<std::string> targets;
@@ -408,11 +414,14 @@ void InstanceWalker::validateItemOwned(const json::Value* value, const json::Val
         std::string message;
         std::string code;
         if (!checkPrimitive(type, *value, message, code)) report(Severity::kError, code, message);
+        if (json::isString(*value)) checkTextContent(json::stringView(*value), type);
+        if (type == "canonical" && json::isString(*value)) checkCanonicalTarget(json::stringView(*value), element);
       }
     }
     if (!element.constraints.empty()) checkConstraints(element.constraints, value, extension, type);
     if (value && element.binding && json::isString(*value)) checkBinding(*value, type, *element.binding);
     if (value) checkFixedAndPattern(*value, element, plan);
+    if (value) checkRegex(*value, element, type);
     if (extension) {
       if (!value && extension->IsObject() && extension->MemberCount() == 1 &&
           extension->MemberBegin()->name == "id") {
@@ -505,6 +514,50 @@ void InstanceWalker::checkRange(const json::Value& value, const ElementPlan& ele
   }
 }
 
+void InstanceWalker::checkTextContent(std::string_view text, std::string_view type) {
+  const ValidatorOptions& options = validator_.options();
+  if (type == "markdown") {
+    if (options.no_html_in_markdown && markdownContainsHtmlTag(text)) {
+      report(Severity::kError, "invalid",
+             "The markdown contains content that appears to be an embedded HTML tag; markdown "
+             "must not hold HTML");
+    }
+  } else if (!options.allow_example_urls && (type == "uri" || type == "url" || type == "canonical") &&
+             isExampleUrl(text)) {
+    report(Severity::kError, "invalid",
+           "Example URLs are not allowed in this context (" + std::string(text) + ")");
+  }
+  if (type != "markdown" && options.security_checks && type != "xhtml" && containsHtmlTag(text)) {
+    report(Severity::kError, "security",
+           "The string value contains text that looks like embedded HTML tags, which are not "
+           "allowed for security reasons in this context");
+  }
+}
+
+void InstanceWalker::checkRegex(const json::Value& value, const ElementPlan& element,
+                                std::string_view type) {
+  auto check = [&](const std::string& pattern) {
+    if (pattern.empty()) return;
+    std::string text = json::isString(value)   ? std::string(json::stringView(value))
+                       : json::isNumber(value) ? json::numberText(value)
+                       : value.IsBool()        ? std::string(value.GetBool() ? "true" : "false")
+                                               : std::string();
+    auto compiled = regex::Regex::cached(pattern, regex::Dialect::kFhir);
+    if (!compiled.ok()) {
+      report(Severity::kWarning, "not-supported",
+             "The value was not checked against the regex of the profile (not checked): " +
+                 compiled.message());
+    } else if (!(*compiled)->matchesWhole(text)) {
+      report(Severity::kError, "invariant",
+             "Element value '" + text + "' does not meet regex '" + pattern + "'");
+    }
+  };
+  check(element.regex);
+  for (const TypeRef& ref : element.types) {
+    if (ref.code == type && ref.regex != element.regex) check(ref.regex);
+  }
+}
+
 void InstanceWalker::checkFixedAndPattern(const json::Value& value, const ElementPlan& element,
                                           const StructurePlan& plan) {
   if (element.fixed && !matchesFixed(value, *element.fixed)) {
@@ -524,6 +577,10 @@ void InstanceWalker::validateComplex(const json::Value& value, const ElementPlan
                                      std::string_view type, const StructurePlan& plan) {
   if (type == "Resource" || type == "DomainResource" || validator_.model()->isResourceType(type)) {
     contained_ = element.name == "contained";
+    if (contained_ && !validator_.options().validate_contained) {
+      contained_ = false;
+      return;
+    }
     validateResource(value, nullptr);
     return;
   }

@@ -62,6 +62,19 @@ class InstanceWalker {
   void checkAttachment(const json::Value& attachment);
   void checkReferenceTarget(const json::Value& reference, const ElementPlan& element);
   void checkRange(const json::Value& value, const ElementPlan& element);
+  // Differential fixed[x] values of a StructureDefinition that contradict its base's fixed values.
+  void checkDifferentialFixedValues(const json::Value& definition);
+  // Differential paths of a StructureDefinition that name no element of its base.
+  void checkDifferentialPaths(const json::Value& definition);
+  // Plain discriminator paths of a StructureDefinition's slicings that name no child of the
+  // sliced element.
+  void checkDiscriminatorPaths(const json::Value& definition);
+  // A canonical that resolves to a known resource of a type its targetProfile does not allow.
+  void checkCanonicalTarget(std::string_view canonical, const ElementPlan& element);
+  // Security checks on string values and HTML in markdown, when the options ask for them.
+  void checkTextContent(std::string_view text, std::string_view type);
+  // The regex extensions of the element and of its type `type` (whole-value, RE2: linear time).
+  void checkRegex(const json::Value& value, const ElementPlan& element, std::string_view type);
   void checkFixedAndPattern(const json::Value& value, const ElementPlan& element,
                             const StructurePlan& plan);
   // Slicing: validates one item against the slice it matches (or the element), counting slices.

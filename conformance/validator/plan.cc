@@ -91,6 +91,40 @@ std::pair<std::string_view, bool> parentOf(std::string_view id) {
   return {id.substr(0, dot), false};
 }
 
+constexpr std::string_view kRegexExtension = "http://hl7.org/fhir/StructureDefinition/regex";
+
+// The valueString of the regex extension on `holder` (an ElementDefinition or one of its types).
+std::string regexExtension(const json::Value& holder) {
+  const json::Value* extensions = json::find(holder, "extension");
+  if (!extensions || !extensions->IsArray()) return {};
+  for (const json::Value& extension : extensions->GetArray()) {
+    if (!extension.IsObject() || json::getString(extension, "url") != kRegexExtension) continue;
+    if (auto value = json::getString(extension, "valueString")) return std::string(*value);
+  }
+  return {};
+}
+
+// Published R4 constraint expressions with a known error, replaced by the corrected text (as the
+// reference validator does). que-12: "more than one enableWhen" was written `> 2` in R4; R4B/R5
+// correct it to `> 1`.
+struct Erratum {
+  std::string_view key;
+  std::string_view published;
+  std::string_view corrected;
+};
+constexpr Erratum kErrata[] = {
+    {"que-12", "enableWhen.count() > 2 implies enableBehavior.exists()",
+     "enableWhen.count() > 1 implies enableBehavior.exists()"},
+};
+
+void applyErrata(Constraint& constraint) {
+  for (const Erratum& erratum : kErrata) {
+    if (constraint.key == erratum.key && constraint.expression_text == erratum.published) {
+      constraint.expression_text = std::string(erratum.corrected);
+    }
+  }
+}
+
 void compileElement(const json::Value& element, ElementPlan& plan, const PlanCache& cache) {
   plan.path = str(element, "path");
   plan.id = str(element, "id");
@@ -118,10 +152,12 @@ void compileElement(const json::Value& element, ElementPlan& plan, const PlanCac
       ref.profiles = stringArray(type, "profile");
       ref.target_profiles = stringArray(type, "targetProfile");
       ref.slot = cache.slotForType(ref.code);
+      ref.regex = regexExtension(type);
       plan.types.push_back(std::move(ref));
     }
   }
   plan.content_reference = str(element, "contentReference");
+  plan.regex = regexExtension(element);
   if (const json::Value* binding = json::find(element, "binding"); binding && binding->IsObject()) {
     Binding out;
     std::string strength = str(*binding, "strength");
@@ -140,6 +176,7 @@ void compileElement(const json::Value& element, ElementPlan& plan, const PlanCac
       out.human = str(constraint, "human");
       out.expression_text = str(constraint, "expression");
       if (out.expression_text.empty()) continue;
+      applyErrata(out);
       out.expression = cache.compileExpression(out.expression_text);
       plan.constraints.push_back(std::move(out));
     }

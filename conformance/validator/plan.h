@@ -33,6 +33,7 @@ struct TypeRef {
   std::vector<std::string> profiles;         // type.profile
   std::vector<std::string> target_profiles;  // type.targetProfile
   PlanSlot* slot = nullptr;                  // the type's core plan (null for unknown types)
+  std::string regex;  // the type's http://hl7.org/fhir/StructureDefinition/regex extension
 };
 
 enum class BindingStrength { kRequired, kExtensible, kPreferred, kExample };
@@ -85,6 +86,9 @@ struct ElementPlan {
   std::vector<const ElementPlan*> slices;  // slices of this element, in definition order
   std::string slice_name;                  // set on a slice
   std::vector<std::string> fixed_types;    // types allowed when constrained for a slice
+  // The element's http://hl7.org/fhir/StructureDefinition/regex extension: a whole-value pattern
+  // (FHIR dialect) for its primitive values; a type's own regex (TypeRef::regex) applies too.
+  std::string regex;
   uint32_t index_in_parent = 0;  // position in the parent's `children`
 
   // Child by JSON member name. Sets `type` to the concrete type for a choice (valueQuantity ->

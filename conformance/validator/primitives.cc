@@ -4,7 +4,9 @@
 #include <array>
 #include <cstdint>
 #include <algorithm>
+#include <cctype>
 #include <cstdlib>
+#include <string>
 
 namespace fhir::validator {
 namespace {
@@ -365,6 +367,87 @@ bool checkPrimitive(std::string_view type, const json::Value& value, std::string
     if (!ok) message = "The narrative must be an XHTML <div> element";
   }
   return ok;
+}
+
+namespace {
+
+bool isAsciiLetter(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
+bool isWordChar(char c) { return isAsciiLetter(c) || (c >= '0' && c <= '9') || c == '_'; }
+bool isSpace(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
+// True when text[at..] (just after a '<') is `name (attr="value")* \s* /? >`.
+bool startTagAt(std::string_view text, size_t at) {
+  if (at >= text.size() || !isAsciiLetter(text[at])) return false;
+  size_t i = at + 1;
+  while (i < text.size() && isWordChar(text[i])) ++i;
+  for (;;) {
+    size_t mark = i;
+    while (i < text.size() && isSpace(text[i])) ++i;
+    if (i == mark || i >= text.size() || !isAsciiLetter(text[i])) {
+      i = mark;
+      break;
+    }
+    while (i < text.size() && isWordChar(text[i])) ++i;
+    while (i < text.size() && isSpace(text[i])) ++i;
+    if (i >= text.size() || text[i] != '=') return false;
+    ++i;
+    while (i < text.size() && isSpace(text[i])) ++i;
+    if (i >= text.size() || text[i] != '"') return false;
+    size_t close = text.find('"', i + 1);
+    if (close == std::string_view::npos) return false;
+    i = close + 1;
+  }
+  while (i < text.size() && isSpace(text[i])) ++i;
+  if (i < text.size() && text[i] == '/') ++i;
+  return i < text.size() && text[i] == '>';
+}
+
+}  // namespace
+
+bool containsHtmlTag(std::string_view text) {
+  for (size_t at = text.find('<'); at != std::string_view::npos; at = text.find('<', at + 1)) {
+    if (startTagAt(text, at + 1)) return true;
+  }
+  return false;
+}
+
+bool markdownContainsHtmlTag(std::string_view text) {
+  bool in_code = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    char c = text[i];
+    if (c == '\\') {
+      ++i;  // an escaped character is literal text
+      continue;
+    }
+    if (c == '`') in_code = !in_code;
+    if (c != '<' || in_code) continue;
+    size_t at = i + 1;
+    if (at < text.size() && text[at] == '/') ++at;
+    if (at >= text.size() || !isAsciiLetter(text[at])) continue;
+    size_t end = at + 1;
+    while (end < text.size() && (isWordChar(text[end]) || text[end] == '-')) ++end;
+    if (end < text.size() && (isSpace(text[end]) || text[end] == '/' || text[end] == '>')) return true;
+  }
+  return false;
+}
+
+bool isExampleUrl(std::string_view text) {
+  size_t scheme = text.find("://");
+  if (scheme == std::string_view::npos) return false;
+  std::string_view host = text.substr(scheme + 3);
+  host = host.substr(0, host.find_first_of("/?#"));
+  if (size_t at = host.rfind('@'); at != std::string_view::npos) host = host.substr(at + 1);
+  host = host.substr(0, host.find(':'));
+  std::string lower;
+  for (char c : host) lower += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (std::string_view domain : {"example.org", "example.com", "example.net"}) {
+    if (lower == domain) return true;
+    if (lower.size() > domain.size() && lower.compare(lower.size() - domain.size(), domain.size(), domain) == 0 &&
+        lower[lower.size() - domain.size() - 1] == '.') {
+      return true;
+    }
+  }
+  return false;
 }
 
 }  // namespace fhir::validator

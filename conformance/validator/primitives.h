@@ -42,6 +42,17 @@ bool ucumFactor(std::string_view code, double& factor, char& dimension);
 bool narrativeIsSafe(std::string_view div);
 bool narrativeHasContent(std::string_view div);
 
+// True when `text` holds something shaped like an HTML start tag: `<`, a name, attributes
+// `name="value"`, optional `/`, `>` (security checks on string values).
+bool containsHtmlTag(std::string_view text);
+// True when markdown `text` holds an unescaped `<` starting a tag (`<name` followed by space, `/`
+// or `>`, or `</name`); backslash-escaped `\<` and autolinks (`<http://..>`) are not tags.
+bool markdownContainsHtmlTag(std::string_view text);
+
+// True when absolute URL `text` has an RFC 2606 example host (example.org/.com/.net or a
+// subdomain of one).
+bool isExampleUrl(std::string_view text);
+
 // Decoded byte length of base64 text (whitespace ignored).
 size_t base64DecodedLength(std::string_view text);
 

@@ -20,6 +20,7 @@ ValidatorImpl::ValidatorImpl(std::unique_ptr<definitions::Registry> registry,
       plans_(std::make_unique<PlanCache>(*registry_)),
       terminology_(std::make_unique<terminology::Terminology>(*registry_)),
       unchecked_binding_(options.unchecked_binding),
+      options_(options),
       warnings_(registry_->missingDependencies()) {
   const auto& packages = registry_->packages();
   for (const auto& package : packages) {

@@ -39,6 +39,17 @@ struct ValidatorOptions {
   // A dependency named in a loaded package's package.json that is not loaded itself: false
   // reports it in `warnings` (createValidator); true makes createValidator fail.
   bool strict_dependencies = false;
+  // The HL7 validator's "security checks": a string value holding what looks like an HTML tag
+  // (`<script>`, `<a href="..">`) is an error. Off: not reported.
+  bool security_checks = false;
+  // An unescaped HTML tag in a markdown value is an error (the HL7 validator's noHtmlInMarkdown).
+  bool no_html_in_markdown = false;
+  // False skips the contained resources (the HL7 validator's validateContains=IGNORE), including
+  // whether each one is referenced (dom-3).
+  bool validate_contained = true;
+  // False makes a uri/url/canonical on an example domain (example.org, example.com, example.net
+  // and their subdomains, RFC 2606) an error, as the HL7 validator does with examples off.
+  bool allow_example_urls = true;
 };
 
 struct ValidationRequest {

@@ -32,6 +32,7 @@ class ValidatorImpl final : public Validator {
   const fhirpath::ModelPtr& model() const { return model_; }
   const terminology::Terminology& terminology() const { return *terminology_; }
   Severity uncheckedBindingSeverity() const { return unchecked_binding_; }
+  const ValidatorOptions& options() const { return options_; }
   // "name#version" of an HL7 extensions package (hl7.fhir.uv.extensions*) a loaded package
   // depends on but that is not loaded; empty when there is none.
   const std::string& missingExtensionsPackage() const { return missing_extensions_; }
@@ -42,6 +43,7 @@ class ValidatorImpl final : public Validator {
   std::unique_ptr<terminology::Terminology> terminology_;
   fhirpath::ModelPtr model_;
   Severity unchecked_binding_ = Severity::kWarning;
+  ValidatorOptions options_;
   std::vector<std::string> warnings_;
   std::string missing_extensions_;
 };

@@ -1,6 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 // Extensions: resolution by URL (scoped to the profile's package), value/children (ext-1), and
-// the R4 context rules.
+// the R4 context rules. Also the StructureDefinition checks on a differential (fixed values of
+// the base, paths and discriminator paths naming elements of the base).
+#include <algorithm>
+#include <cctype>
+#include <string>
+
 #include "conformance/validator/instance_walker.h"
 
 #include "conformance/validator/validator_impl.h"
@@ -143,6 +148,159 @@ void InstanceWalker::checkExtensionContext(const StructurePlan& definition) {
   report(Severity::kError, "structure",
          "The extension " + definition.url + " is not allowed to be used at this point (this element is [" +
              where + "])");
+}
+
+void InstanceWalker::checkDifferentialFixedValues(const json::Value& definition) {
+  // A constraining StructureDefinition cannot change a value its base fixes (fixed[x] narrows
+  // the base's allowed values to one; a different one leaves none).
+  auto base_url = json::getString(definition, "baseDefinition");
+  if (!base_url) return;
+  const StructurePlan* base = plans_.byUrl(*base_url);
+  if (!base || !base->root) return;
+  const json::Value* differential = json::find(definition, "differential");
+  const json::Value* elements = differential && differential->IsObject() ? json::find(*differential, "element") : nullptr;
+  if (!elements || !elements->IsArray()) return;
+  for (rapidjson::SizeType index = 0; index < elements->Size(); ++index) {
+    const json::Value& element = (*elements)[index];
+    if (!element.IsObject()) continue;
+    auto id = json::getString(element, "id");
+    if (!id) id = json::getString(element, "path");
+    if (!id) continue;
+    const ElementPlan* base_element = nullptr;
+    for (const ElementPlan& candidate : base->elements) {
+      if (candidate.id == *id) base_element = &candidate;
+    }
+    if (!base_element || !base_element->fixed) continue;
+    for (auto member = element.MemberBegin(); member != element.MemberEnd(); ++member) {
+      std::string_view name(member->name.GetString(), member->name.GetStringLength());
+      if (name.size() <= 5 || name.compare(0, 5, "fixed") != 0) continue;
+      if (matchesFixed(member->value, *base_element->fixed)) continue;
+      std::string where = path_ + ".differential.element";
+      appendIndex(where, index);
+      reportAt(Severity::kError, "value", where + "." + std::string(name),
+               "Value is '" + describeValue(member->value) + "' but is fixed to '" +
+                   describeValue(*base_element->fixed) + "' in the base definition " + base->versionedUrl() +
+                   ": a derived definition cannot change a fixed value");
+    }
+  }
+}
+
+void InstanceWalker::checkDifferentialPaths(const json::Value& definition) {
+  // Each differential path names an element of the base: where the base's snapshot lists the
+  // children of the parent path, the last step must be one of them, or a type-specific name of
+  // one of its choice elements (value[x] -> valueQuantity).
+  auto base_url = json::getString(definition, "baseDefinition");
+  if (!base_url) return;
+  const StructurePlan* base = plans_.byUrl(*base_url);
+  if (!base || !base->root) return;
+  const json::Value* differential = json::find(definition, "differential");
+  const json::Value* elements = differential && differential->IsObject() ? json::find(*differential, "element") : nullptr;
+  if (!elements || !elements->IsArray()) return;
+  for (rapidjson::SizeType index = 0; index < elements->Size(); ++index) {
+    const json::Value& element = (*elements)[index];
+    if (!element.IsObject()) continue;
+    auto path = json::getString(element, "path");
+    if (!path) continue;
+    size_t dot = path->rfind('.');
+    if (dot == std::string_view::npos) continue;
+    std::string_view parent = path->substr(0, dot);
+    std::string_view name = path->substr(dot + 1);
+    bool parent_expanded = false;
+    bool found = false;
+    for (const ElementPlan& candidate : base->elements) {
+      std::string_view candidate_path = candidate.path;
+      if (candidate_path.size() <= parent.size() + 1 || candidate_path.compare(0, parent.size(), parent) != 0 ||
+          candidate_path[parent.size()] != '.') {
+        continue;
+      }
+      std::string_view rest = candidate_path.substr(parent.size() + 1);
+      if (rest.find('.') != std::string_view::npos) continue;
+      parent_expanded = true;
+      if (rest == name) {
+        found = true;
+        break;
+      }
+      if (!candidate.choice || name.size() <= candidate.name.size() ||
+          name.compare(0, candidate.name.size(), candidate.name) != 0) {
+        continue;
+      }
+      std::string_view suffix = name.substr(candidate.name.size());
+      for (const TypeRef& type : candidate.types) {
+        if (type.code.size() == suffix.size() && !type.code.empty() &&
+            std::toupper(static_cast<unsigned char>(type.code[0])) == suffix[0] &&
+            type.code.compare(1, std::string::npos, suffix.substr(1)) == 0) {
+          found = true;
+        }
+      }
+      if (found) break;
+    }
+    if (!parent_expanded || found) continue;
+    std::string where = path_ + ".differential.element";
+    appendIndex(where, index);
+    reportAt(Severity::kError, "structure", where + ".path",
+             "The differential path '" + std::string(*path) + "' names no element of the base definition " +
+                 base->versionedUrl());
+  }
+}
+
+void InstanceWalker::checkDiscriminatorPaths(const json::Value& definition) {
+  // The first step of a plain discriminator path ("code", "url", "system.value") must be a child
+  // of the sliced element (its base children, or those of its single data type). Paths with
+  // functions, $this or resolve() are left alone.
+  auto base_url = json::getString(definition, "baseDefinition");
+  if (!base_url) return;
+  const StructurePlan* base = plans_.byUrl(*base_url);
+  if (!base || !base->root) return;
+  const json::Value* differential = json::find(definition, "differential");
+  const json::Value* elements = differential && differential->IsObject() ? json::find(*differential, "element") : nullptr;
+  if (!elements || !elements->IsArray()) return;
+  for (rapidjson::SizeType index = 0; index < elements->Size(); ++index) {
+    const json::Value& element = (*elements)[index];
+    if (!element.IsObject()) continue;
+    const json::Value* slicing = json::find(element, "slicing");
+    const json::Value* discriminators = slicing && slicing->IsObject() ? json::find(*slicing, "discriminator") : nullptr;
+    if (!discriminators || !discriminators->IsArray()) continue;
+    std::string path(json::getString(element, "path").value_or(""));
+    if (path.empty()) continue;
+    const ElementPlan* sliced = nullptr;
+    for (const ElementPlan& candidate : base->elements) {
+      if (candidate.path == path && candidate.slice_name.empty()) {
+        sliced = &candidate;
+        break;
+      }
+    }
+    if (!sliced) continue;
+    const std::vector<const ElementPlan*>* children = &sliced->children;
+    if (children->empty()) {
+      if (sliced->types.size() != 1) continue;
+      const StructurePlan* type_plan = plans_.byType(sliced->types[0].code);
+      if (!type_plan || !type_plan->root) continue;
+      children = &type_plan->root->children;
+    }
+    if (children->empty()) continue;
+    for (rapidjson::SizeType d = 0; d < discriminators->Size(); ++d) {
+      const json::Value& discriminator = (*discriminators)[d];
+      if (!discriminator.IsObject()) continue;
+      std::string text(json::getString(discriminator, "path").value_or(""));
+      if (text.empty()) continue;
+      std::string_view first = std::string_view(text).substr(0, text.find('.'));
+      bool plain = std::all_of(first.begin(), first.end(), [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) || c == '_';
+      });
+      if (!plain || first.empty()) continue;
+      bool known = std::any_of(children->begin(), children->end(), [&](const ElementPlan* child) {
+        return child->name == first || (child->choice && first.compare(0, child->name.size(), child->name) == 0);
+      });
+      if (known) continue;
+      std::string where = path_ + ".differential.element";
+      appendIndex(where, index);
+      where += ".slicing.discriminator";
+      appendIndex(where, d);
+      reportAt(Severity::kError, "structure", std::move(where),
+               "The discriminator path '" + text +
+                   "' does not appear to be valid for the element that is being sliced '" + path + "'");
+    }
+  }
 }
 
 }  // namespace fhir::validator

@@ -2,11 +2,54 @@
 // References: target types from targetProfile, local (#id) references and contained resources
 // that must be referenced (ref-1, dom-3 natively).
 #include <algorithm>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "conformance/validator/instance_walker.h"
 #include "conformance/validator/validator_impl.h"
 
 namespace fhir::validator {
+
+void InstanceWalker::checkCanonicalTarget(std::string_view canonical, const ElementPlan& element) {
+  if (canonical.empty() || canonical[0] == '#') return;
+  std::vector<std::string_view> allowed;
+  for (const TypeRef& ref : element.types) {
+    if (ref.code != "canonical") continue;
+    for (const std::string& target : ref.target_profiles) {
+      std::string_view url = definitions::canonicalUrl(target);
+      const StructurePlan* plan = plans_.byUrl(url);
+      std::string_view type = plan && !plan->type.empty() ? std::string_view(plan->type)
+                                                          : url.substr(url.rfind('/') + 1);
+      if (type == "Resource" || type == "DomainResource") return;
+      allowed.push_back(type);
+    }
+  }
+  if (allowed.empty()) return;
+  // The kinds of conformance resource the registry holds; a canonical that resolves to one of
+  // them and to none of the allowed types names the wrong kind of resource.
+  using definitions::ResourceKind;
+  static constexpr std::pair<ResourceKind, std::string_view> kKinds[] = {
+      {ResourceKind::kStructureDefinition, "StructureDefinition"},
+      {ResourceKind::kValueSet, "ValueSet"},
+      {ResourceKind::kCodeSystem, "CodeSystem"},
+      {ResourceKind::kQuestionnaire, "Questionnaire"}};
+  std::string_view found;
+  for (const auto& [kind, name] : kKinds) {
+    if (!validator_.registry().find(kind, canonical)) continue;
+    if (std::find(allowed.begin(), allowed.end(), name) != allowed.end()) return;
+    if (found.empty()) found = name;
+  }
+  if (found.empty()) return;
+  std::string list;
+  for (std::string_view name : allowed) {
+    if (!list.empty()) list += ", ";
+    list += name;
+  }
+  report(Severity::kError, "structure",
+         "Canonical URL '" + std::string(canonical) + "' refers to a resource that has the wrong type. Found " +
+             std::string(found) + " expecting one of [" + list + "]");
+}
 
 void InstanceWalker::checkReferenceTarget(const json::Value& reference, const ElementPlan& element) {
   auto text = json::getString(reference, "reference");

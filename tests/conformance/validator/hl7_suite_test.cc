@@ -180,6 +180,14 @@ TEST(Hl7ValidatorSuite, AgreesWithJavaReference) {
 
     ValidatorOptions options;
     options.extra_paths = extra;
+    // The case's validator options that we support (the Java validator's names).
+    const json::Value* security = json::find(test_case, "security-checks");
+    options.security_checks = security && security->IsBool() && security->GetBool();
+    const json::Value* no_html = json::find(test_case, "noHtmlInMarkdown");
+    options.no_html_in_markdown = no_html && no_html->IsBool() && no_html->GetBool();
+    options.validate_contained = json::getString(test_case, "validateContains") != "IGNORE";
+    const json::Value* examples = json::find(test_case, "examples");
+    options.allow_example_urls = !examples || !examples->IsBool() || examples->GetBool();
     auto base_validator = createValidator(options);
     if (!base_validator.ok()) {
       report << "  SETUP " << name << ": " << base_validator.message() << "\n";

@@ -3,6 +3,9 @@
 // (meta.profile, requested, extra paths, differential-only), slicing, fixed/pattern values,
 // references and QuestionnaireResponse against its Questionnaire.
 
+#include <cstdio>
+#include <string>
+
 #include <gtest/gtest.h>
 
 #include "tests/conformance/validator/validator_test_util.h"
@@ -200,6 +203,113 @@ TEST(ProfileTest, DifferentialOnlyProfileFromExtraPathsAndFixedValue) {
   ValidationRequest unknown;
   unknown.profiles.push_back("http://example.org/fhir/StructureDefinition/nowhere");
   EXPECT_TRUE(validateJson(R"j({"resourceType":"Patient"})j", unknown).hasErrors());
+}
+
+// The regex extension (http://hl7.org/fhir/StructureDefinition/regex) on a profile element and on
+// an element's type: a whole-value match of the primitive value; a pattern RE2 cannot take is a
+// "not checked" warning.
+TEST(ProfileTest, RegexExtensionOnElementAndType) {
+  ValidationRequest request;
+  request.profiles.push_back("http://example.org/fhir/StructureDefinition/test-regex-patient");
+  EXPECT_NO_ERRORS(validateJson(R"j({"resourceType":"Patient","identifier":[{"value":"AB1234"}],
+      "name":[{"family":"aaab"}]})j", request));
+  IssueList issues = validateJson(R"j({"resourceType":"Patient","identifier":[{"value":"AB12345"}],
+      "name":[{"family":"aaac"}]})j", request);
+  EXPECT_ISSUE(issues, kError, "invariant", "Patient.identifier[0].value");  // element regex
+  EXPECT_ISSUE(issues, kError, "invariant", "Patient.name[0].family");       // type regex
+  EXPECT_EQ(issues.errorCount(), 2u) << describe(issues);
+
+  // XML Schema class subtraction has no RE2 form: not checked, a warning, never an error.
+  issues = validateJson(R"j({"resourceType":"Patient","name":[{"given":["bcd"]}]})j", request);
+  EXPECT_NO_ERRORS(issues);
+  EXPECT_ISSUE(issues, kWarning, "not-supported", "Patient.name[0].given[0]");
+
+  // (a+)+b over a long run of a's is exponential for a backtracking engine; RE2 is linear, so
+  // this returns at once (the result is what is asserted).
+  std::string family(100000, 'a');
+  issues = validateJson(R"j({"resourceType":"Patient","name":[{"family":")j" + family + R"j(c"}]})j",
+                        request);
+  EXPECT_ISSUE(issues, kError, "invariant", "Patient.name[0].family");
+  EXPECT_EQ(issues.errorCount(), 1u) << describe(issues);
+}
+
+// A canonical (QuestionnaireResponse.questionnaire: canonical(Questionnaire)) that resolves to a
+// known resource of another type is an error; one that does not resolve is not judged here.
+TEST(ReferenceTest, CanonicalOfTheWrongResourceType) {
+  IssueList issues = validateJson(R"j({"resourceType":"QuestionnaireResponse","status":"completed",
+      "questionnaire":"http://hl7.org/fhir/ValueSet/example-extensional"})j");
+  EXPECT_ISSUE(issues, kError, "structure", "QuestionnaireResponse.questionnaire");
+  EXPECT_EQ(issues.errorCount(), 1u) << describe(issues);
+  EXPECT_NO_ERRORS(validateJson(R"j({"resourceType":"QuestionnaireResponse","status":"completed",
+      "questionnaire":"http://example.org/Questionnaire/unknown"})j"));
+}
+
+// A StructureDefinition deriving from a profile cannot change a value the profile fixes.
+TEST(ProfileTest, DerivedDefinitionCannotChangeAFixedValue) {
+  const char* kTemplate = R"j({"resourceType":"StructureDefinition","url":"http://example.org/fhir/StructureDefinition/derived",
+      "name":"Derived","status":"draft","kind":"resource","abstract":false,"type":"Patient",
+      "baseDefinition":"http://example.org/fhir/StructureDefinition/test-patient","derivation":"constraint",
+      "differential":{"element":[{"id":"Patient","path":"Patient"},
+        {"id":"Patient.identifier.system","path":"Patient.identifier.system","fixedUri":"%s"}]}})j";
+  char same[1024], changed[1024];
+  std::snprintf(same, sizeof(same), kTemplate, "http://example.org/mrn");
+  std::snprintf(changed, sizeof(changed), kTemplate, "http://example.org/other");
+  EXPECT_NO_ERRORS(validateJson(same));
+  IssueList issues = validateJson(changed);
+  EXPECT_ISSUE(issues, kError, "value", "StructureDefinition.differential.element[1].fixedUri");
+  EXPECT_EQ(issues.errorCount(), 1u) << describe(issues);
+}
+
+// A differential path must name an element of the base (or a typed name of a choice element).
+TEST(ProfileTest, DifferentialPathMustExistInTheBase) {
+  const char* kTemplate = R"j({"resourceType":"StructureDefinition","url":"http://example.org/fhir/StructureDefinition/paths",
+      "name":"Paths","status":"draft","kind":"resource","abstract":false,"type":"Observation",
+      "baseDefinition":"http://hl7.org/fhir/StructureDefinition/Observation","derivation":"constraint",
+      "differential":{"element":[{"id":"Observation","path":"Observation"},
+        {"id":"Observation.%s","path":"Observation.%s","min":1}]}})j";
+  char typed[1024], code[1024], wrong[1024];
+  std::snprintf(typed, sizeof(typed), kTemplate, "valueQuantity", "valueQuantity");
+  std::snprintf(code, sizeof(code), kTemplate, "code.coding", "code.coding");
+  std::snprintf(wrong, sizeof(wrong), kTemplate, "valueBla", "valueBla");
+  EXPECT_NO_ERRORS(validateJson(typed));
+  EXPECT_NO_ERRORS(validateJson(code));
+  IssueList issues = validateJson(wrong);
+  EXPECT_ISSUE(issues, kError, "structure", "StructureDefinition.differential.element[1].path");
+  EXPECT_EQ(issues.errorCount(), 1u) << describe(issues);
+}
+
+// A plain discriminator path must name a child of the sliced element.
+TEST(ProfileTest, DiscriminatorPathMustNameAChild) {
+  const char* kTemplate = R"j({"resourceType":"StructureDefinition","url":"http://example.org/fhir/StructureDefinition/disc",
+      "name":"Disc","status":"draft","kind":"resource","abstract":false,"type":"Patient",
+      "baseDefinition":"http://hl7.org/fhir/StructureDefinition/Patient","derivation":"constraint",
+      "differential":{"element":[{"id":"Patient","path":"Patient"},
+        {"id":"Patient.identifier","path":"Patient.identifier",
+         "slicing":{"discriminator":[{"type":"value","path":"%s"}],"rules":"open"}}]}})j";
+  char good[1024], bad[1024];
+  std::snprintf(good, sizeof(good), kTemplate, "system");
+  std::snprintf(bad, sizeof(bad), kTemplate, "url");
+  EXPECT_NO_ERRORS(validateJson(good));
+  IssueList issues = validateJson(bad);
+  EXPECT_ISSUE(issues, kError, "structure", "StructureDefinition.differential.element[1].slicing.discriminator[0]");
+  EXPECT_EQ(issues.errorCount(), 1u) << describe(issues);
+}
+
+// que-12 as corrected after R4 (`enableWhen.count() > 1`, published as `> 2`): two enableWhen
+// need an enableBehavior.
+TEST(InvariantTest, Que12CorrectedErratum) {
+  const char* kTemplate = R"j({"resourceType":"Questionnaire","status":"draft","item":[
+      {"linkId":"a","type":"boolean"},{"linkId":"b","type":"boolean"},
+      {"linkId":"c","type":"string"%s,"enableWhen":[
+        {"question":"a","operator":"=","answerBoolean":true},
+        {"question":"b","operator":"=","answerBoolean":true}]}]})j";
+  char with[1024], without[1024];
+  std::snprintf(with, sizeof(with), kTemplate, R"j(,"enableBehavior":"all")j");
+  std::snprintf(without, sizeof(without), kTemplate, "");
+  EXPECT_NO_ERRORS(validateJson(with));
+  IssueList issues = validateJson(without);
+  EXPECT_ISSUE(issues, kError, "invariant", "Questionnaire.item[2]");
+  EXPECT_EQ(issues.errorCount(), 1u) << describe(issues);
 }
 
 TEST(ReferenceTest, TargetTypeFromTargetProfile) {

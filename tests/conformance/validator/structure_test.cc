@@ -2,6 +2,9 @@
 // Base structure checks of the validator: JSON form, unknown elements, cardinality, types and
 // choice types, primitive formats in place, contained resources and Bundle entries.
 
+#include <cstdio>
+#include <string>
+
 #include <gtest/gtest.h>
 
 #include "conformance/json/json.h"
@@ -202,6 +205,67 @@ TEST(StructureTest, SyntaxErrorsAreFatal) {
   EXPECT_EQ(issues.issues()[0].location.front().rfind("line 2, column ", 0), 0u);
   IssueList duplicate = validateJson(R"j({"resourceType":"Patient","active":true,"active":false})j");
   EXPECT_EQ(duplicate.issues()[0].severity, Severity::kFatal);
+}
+
+}  // namespace
+}  // namespace fhir::testing
+
+namespace fhir::testing {
+namespace {
+
+// Validator options of the HL7 validator: security checks on strings, no HTML in markdown,
+// skipping contained resources and no example URLs. Each off by default (the shared validator) and on here.
+TEST(OptionsTest, SecurityChecksNoHtmlInMarkdownAndIgnoredContained) {
+  ValidatorOptions options;
+  options.security_checks = true;
+  options.no_html_in_markdown = true;
+  options.validate_contained = false;
+  options.allow_example_urls = false;
+  auto created = createValidator(options);
+  ASSERT_TRUE(created.ok()) << created.message();
+  auto check = [&](std::string_view text) {
+    IssueList issues;
+    (*created)->validateText(text, {}, issues);
+    return issues;
+  };
+
+  const char* kScript = R"j({"resourceType":"Patient","name":[{"text":"Standard <script>x</script>"}]})j";
+  EXPECT_NO_ERRORS(validateJson(kScript));
+  IssueList issues = check(kScript);
+  EXPECT_ISSUE(issues, Severity::kError, "security", "Patient.name[0].text");
+  EXPECT_EQ(issues.errorCount(), 1u) << describe(issues);
+  EXPECT_NO_ERRORS(check(R"j({"resourceType":"Patient","name":[{"text":"a < b and c > d"}]})j"));
+
+  const char* kMarkdown = R"j({"resourceType":"Communication","status":"completed",
+      "note":[{"text":"%s"}]})j";
+  char html[256], escaped[256];
+  std::snprintf(html, sizeof(html), kMarkdown, "see <resource type>");
+  std::snprintf(escaped, sizeof(escaped), kMarkdown, "see \\\\<resource type> and <http://example.org/x>");
+  EXPECT_NO_ERRORS(validateJson(html));
+  issues = check(html);
+  EXPECT_ISSUE(issues, Severity::kError, "invalid", "Communication.note[0].text");
+  EXPECT_NO_ERRORS(check(escaped));
+
+  // A contained resource with a 65-character id: an error when contained resources are validated.
+  std::string contained = R"j({"resourceType":"Patient","contained":[{"resourceType":"Organization","id":")j" +
+                          std::string(65, 'a') +
+                          R"j("}],"managingOrganization":{"reference":"#)j" + std::string(65, 'a') + R"j("}})j";
+  EXPECT_TRUE(validateJson(contained).hasErrors());
+  EXPECT_NO_ERRORS(check(contained));
+  std::string unreferenced = R"j({"resourceType":"Patient","contained":[{"resourceType":"Organization","id":"o"}]})j";
+  EXPECT_TRUE(validateJson(unreferenced).hasErrors());  // dom-3
+  EXPECT_NO_ERRORS(check(unreferenced));
+
+  // Example domains in URLs, when examples are not allowed.
+  const char* kPhoto = R"j({"resourceType":"Patient","photo":[{"url":"%s"}]})j";
+  char example[256], real[256];
+  std::snprintf(example, sizeof(example), kPhoto, "http://repository.example.org/fhir/x");
+  std::snprintf(real, sizeof(real), kPhoto, "http://hl7.org/fhir/example.org");
+  EXPECT_NO_ERRORS(validateJson(example));
+  issues = check(example);
+  EXPECT_ISSUE(issues, Severity::kError, "invalid", "Patient.photo[0].url");
+  EXPECT_EQ(issues.errorCount(), 1u) << describe(issues);
+  EXPECT_NO_ERRORS(check(real));
 }
 
 }  // namespace
