@@ -190,7 +190,7 @@ Result<Config> parseConfig(std::string_view text) {
   json::ParseError parse_error;
   if (!json::parse(text, doc, parse_error)) return Error{"configuration is not valid JSON: " + parse_error.describe()};
   ObjectReader reader(doc, "");
-  RETURN_IF_ERROR(reader.checkKeys({"listen", "dataDir", "maxBodyBytes", "payers", "feeds", "delivery"}));
+  RETURN_IF_ERROR(reader.checkKeys({"listen", "dataDir", "maxBodyBytes", "payers", "feeds", "delivery", "publicBaseUrl", "auth"}));
   Config config;
   RETURN_IF_ERROR(reader.string("listen", config.listen, false));
   RETURN_IF_ERROR(reader.string("dataDir", config.data_dir, false));
@@ -238,6 +238,15 @@ Result<Config> parseConfig(std::string_view text) {
     config.delivery.circuit_breaker_cool_down_ms =
         std::min(config.delivery.circuit_breaker_cool_down_ms, config.delivery.max_backoff_ms);
     RETURN_IF_ERROR(delivery_reader.integer("circuitBreakerCoolDownMs", config.delivery.circuit_breaker_cool_down_ms, 1));
+  }
+  RETURN_IF_ERROR(reader.string("publicBaseUrl", config.public_base_url, false));
+  if (!config.public_base_url.empty()) RETURN_IF_ERROR(checkEndpoint(config.public_base_url, "publicBaseUrl"));
+  if (const Value* auth = reader.member("auth")) {  // parsed by gateway/auth
+    std::vector<std::string> payer_ids;
+    for (const PayerConfig& payer : config.payers) payer_ids.push_back(payer.id);
+    auto parsed = auth::parseAuthConfig(*auth, payer_ids);
+    if (!parsed.ok()) return parsed.error();
+    config.auth = std::move(*parsed);
   }
   return config;
 }

@@ -73,6 +73,10 @@ class Router final : public HTTPRequestHandler {
   explicit Router(ServerContext& context) : context_(context) {}
 
   void handleRequest(HTTPServerRequest& request, HTTPServerResponse& response) override {
+    if (context_.auth != nullptr && auth::AuthService::handles(request.getURI().substr(0, request.getURI().find('?')))) {
+      serveAuth(request, response);
+      return;
+    }
     Answer answer;
     try {
       answer = route(request);
@@ -89,6 +93,25 @@ class Router final : public HTTPRequestHandler {
   }
 
  private:
+  // The auth service's routes (gateway/auth): its answers carry their own headers.
+  void serveAuth(HTTPServerRequest& request, HTTPServerResponse& response) {
+    constexpr size_t kMaxFormBytes = 64 * 1024;
+    std::string body(kMaxFormBytes + 1, '\0');
+    request.stream().read(body.data(), static_cast<std::streamsize>(body.size()));
+    body.resize(static_cast<size_t>(request.stream().gcount()));
+    const std::string path = request.getURI().substr(0, request.getURI().find('?'));
+    auth::AuthAnswer answer =
+        body.size() > kMaxFormBytes
+            ? auth::AuthAnswer{413, "application/json", R"({"error":"invalid_request","error_description":"the body is too large"})", {}}
+            : context_.auth->handle(request.getMethod(), path, request.getContentType(), body, nowMs());
+    context_.metrics.countHttp(answer.status);
+    response.setStatusAndReason(static_cast<Poco::Net::HTTPResponse::HTTPStatus>(answer.status));
+    response.setContentType(answer.content_type);
+    for (const auto& [name, value] : answer.headers) response.set(name, value);
+    response.setContentLength64(static_cast<Poco::UInt64>(answer.body.size()));
+    response.send().write(answer.body.data(), static_cast<std::streamsize>(answer.body.size()));
+  }
+
   Answer route(HTTPServerRequest& request) {
     const std::string& method = request.getMethod();
     std::string uri = request.getURI();

@@ -84,6 +84,9 @@ CREATE TABLE IF NOT EXISTS unroutable (
   id INTEGER PRIMARY KEY AUTOINCREMENT, claim_id TEXT NOT NULL UNIQUE, patient_id TEXT NOT NULL,
   date_of_service TEXT NOT NULL, code TEXT NOT NULL, reason TEXT NOT NULL, outcome TEXT NOT NULL,
   event_seq INTEGER NOT NULL, created_at TEXT NOT NULL, resolved_at TEXT NOT NULL DEFAULT '');
+CREATE TABLE IF NOT EXISTS assertion_jti (
+  client_id TEXT NOT NULL, jti TEXT NOT NULL, expires_ms INTEGER NOT NULL, PRIMARY KEY (client_id, jti)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS assertion_jti_expiry ON assertion_jti (expires_ms);
 )sql";
 
 // One SQLite connection with a cache of prepared statements. Used by one thread at a time.
@@ -744,6 +747,23 @@ class SqliteStore final : public Store {
     query.bind(1, id).bind(2, patient_json);
     if (query.step() != SQLITE_DONE) return Error{query.error()};
     return Status::Ok();
+  }
+
+  Result<bool> claimAssertionJti(std::string_view client_id, std::string_view jti, int64_t expires_ms,
+                                 int64_t now_ms) override {
+    bool claimed = false;
+    Status written = runInWriter([&](Connection& db) -> Status {
+      Query expired(db, "DELETE FROM assertion_jti WHERE expires_ms <= ?");
+      expired.bind(1, now_ms);
+      if (expired.step() != SQLITE_DONE) return Error{expired.error()};
+      Query insert(db, "INSERT INTO assertion_jti (client_id, jti, expires_ms) VALUES (?, ?, ?) ON CONFLICT DO NOTHING");
+      insert.bind(1, client_id).bind(2, jti).bind(3, expires_ms);
+      if (insert.step() != SQLITE_DONE) return Error{insert.error()};
+      claimed = sqlite3_changes(db.handle()) > 0;
+      return Status::Ok();
+    });
+    if (!written.ok()) return Error{written.message()};
+    return claimed;
   }
 
   // Brings a store made by an earlier version up to the current schema.
