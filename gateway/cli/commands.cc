@@ -10,6 +10,7 @@ const std::vector<Command>& commands() {
       {"validate", &runValidate, "validate FHIR JSON resources against R4 and profiles"},
       {"map", &runMap, "map a payer or EHR source file to FHIR Bundles (NDJSON)"},
       {"replay", &runReplay, "run quarantined payloads or dead letters again"},
+      {"token", &runToken, "get an access token (SMART Backend Services) from a gateway"},
   };
   return kCommands;
 }

@@ -33,5 +33,6 @@ int runFhirpath(const Args& args, Io& io);
 int runValidate(const Args& args, Io& io);
 int runMap(const Args& args, Io& io);
 int runReplay(const Args& args, Io& io);
+int runToken(const Args& args, Io& io);
 
 }  // namespace fhir::gateway::cli

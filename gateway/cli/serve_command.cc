@@ -224,6 +224,16 @@ int runServe(const Args& args, Io& io) {
   for (const Topic& topic : topics->topics()) canonicals.push_back(topic.canonical);
   ServerContext context{config, store, validator, pipeline, metrics, canonicals, topics, &registry,
                         [&delivery] { delivery.wake(); }, ""};
+  std::unique_ptr<auth::AuthService> auth_service;
+  if (config.auth) {
+    auto created = auth::AuthService::create(*config.auth, store, config.data_dir);
+    if (!created.ok()) {
+      io.err << "fhir-gateway serve: " << created.message() << "\n";
+      return 2;
+    }
+    auth_service = std::move(*created);
+    context.auth = auth_service.get();
+  }
   matcher.start();  // before the first request can wait for it
   HttpServer server(context);
   Status started = server.start(host, port);
@@ -235,6 +245,10 @@ int runServe(const Args& args, Io& io) {
   const std::string base_url = "http://" + shown_host + ":" + std::to_string(server.port()) + "/fhir";
   pipeline.setBaseUrl(base_url);
   context.base_url = base_url;
+  if (auth_service) {
+    auth_service->setBaseUrl(!config.public_base_url.empty() ? config.public_base_url
+                                                             : "http://" + shown_host + ":" + std::to_string(server.port()));
+  }
   delivery.setSubscriptions(&registry, base_url);
   delivery.start();
   io.out << "listening on http://" << shown_host << ":" << server.port() << std::endl;

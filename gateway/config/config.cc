@@ -238,7 +238,8 @@ Result<Config> parseConfig(std::string_view text) {
   json::ParseError parse_error;
   if (!json::parse(text, doc, parse_error)) return Error{"configuration is not valid JSON: " + parse_error.describe()};
   ObjectReader reader(doc, "");
-  RETURN_IF_ERROR(reader.checkKeys({"listen", "dataDir", "maxBodyBytes", "payers", "feeds", "delivery", "limits", "igs"}));
+  RETURN_IF_ERROR(reader.checkKeys({"listen", "dataDir", "maxBodyBytes", "payers", "feeds", "delivery", "limits", "igs",
+                                     "publicBaseUrl", "auth"}));
   Config config;
   RETURN_IF_ERROR(reader.string("listen", config.listen, false));
   RETURN_IF_ERROR(reader.string("dataDir", config.data_dir, false));
@@ -289,6 +290,15 @@ Result<Config> parseConfig(std::string_view text) {
   }
   if (const Value* limits = reader.member("limits")) RETURN_IF_ERROR(parseLimits(*limits, config.limits));
   if (const Value* igs = reader.member("igs")) RETURN_IF_ERROR(parseIgs(*igs, config.igs));
+  RETURN_IF_ERROR(reader.string("publicBaseUrl", config.public_base_url, false));
+  if (!config.public_base_url.empty()) RETURN_IF_ERROR(checkEndpoint(config.public_base_url, "publicBaseUrl"));
+  if (const Value* auth = reader.member("auth")) {  // parsed by gateway/auth
+    std::vector<std::string> payer_ids;
+    for (const PayerConfig& payer : config.payers) payer_ids.push_back(payer.id);
+    auto parsed = auth::parseAuthConfig(*auth, payer_ids);
+    if (!parsed.ok()) return parsed.error();
+    config.auth = std::move(*parsed);
+  }
   return config;
 }
 

@@ -4,11 +4,13 @@
 // The gateway configuration file (contracts/cli.md), turned into values once at start-up.
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "conformance/common/result.h"
+#include "gateway/auth/auth_config.h"
 
 namespace fhir::gateway {
 
@@ -93,6 +95,8 @@ struct Config {
   DeliveryConfig delivery;
   LimitsConfig limits;
   IgConfig igs;
+  std::string public_base_url;           // `publicBaseUrl`; empty: the listen address
+  std::optional<auth::AuthConfig> auth;  // `auth` (gateway/auth); none: the gateway runs open
 
   const PayerConfig* findPayer(std::string_view id) const;
 };

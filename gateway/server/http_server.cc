@@ -52,6 +52,7 @@ class Router final {
   explicit Router(ServerContext& context) : context_(context) {}
 
   http::Response handle(HTTPServerRequest& request) {
+    if (context_.auth != nullptr && auth::AuthService::handles(request.target.path)) return serveAuth(request);
     Answer answer;
     try {
       answer = route(request);
@@ -65,6 +66,21 @@ class Router final {
   }
 
  private:
+  // The auth service's routes (gateway/auth): its answers carry their own headers.
+  http::Response serveAuth(HTTPServerRequest& request) {
+    constexpr size_t kMaxFormBytes = 64 * 1024;
+    std::string body;
+    readUpTo(request, kMaxFormBytes, body);
+    auth::AuthAnswer answer =
+        body.size() > kMaxFormBytes
+            ? auth::AuthAnswer{413, "application/json", R"({"error":"invalid_request","error_description":"the body is too large"})", {}}
+            : context_.auth->handle(request.head.method, request.target.path, contentTypeOf(request), body, nowMs());
+    context_.metrics.countHttp(answer.status);
+    http::Response response{answer.status, std::move(answer.content_type), std::move(answer.body), {}};
+    for (auto& [name, value] : answer.headers) response.headers.emplace_back(name, value);
+    return response;
+  }
+
   Answer route(HTTPServerRequest& request) {
     const std::string& method = request.head.method;
     const std::string& uri = request.target.path;

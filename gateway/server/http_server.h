@@ -10,6 +10,7 @@
 
 #include "conformance/common/result.h"
 #include "conformance/validator/validator.h"
+#include "gateway/auth/auth_service.h"
 #include "gateway/config/config.h"
 #include "gateway/ingest/pipeline.h"
 #include "gateway/server/metrics.h"
@@ -30,6 +31,8 @@ struct ServerContext {
   SubscriptionRegistry* subscriptions = nullptr;
   std::function<void()> wake_delivery;        // a subscription was created or changed
   std::string base_url;                       // http://host:port/fhir, set once listening
+  auth::AuthService* auth = nullptr;          // set with an `auth` block: serves /auth/token and
+                                              // /.well-known/smart-configuration
 };
 
 class HttpServer {

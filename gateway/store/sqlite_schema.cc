@@ -68,6 +68,9 @@ CREATE TABLE IF NOT EXISTS unroutable (
   id INTEGER PRIMARY KEY AUTOINCREMENT, claim_id TEXT NOT NULL UNIQUE, patient_id TEXT NOT NULL,
   date_of_service TEXT NOT NULL, code TEXT NOT NULL, reason TEXT NOT NULL, outcome TEXT NOT NULL,
   event_seq INTEGER NOT NULL, created_at TEXT NOT NULL, resolved_at TEXT NOT NULL DEFAULT '');
+CREATE TABLE IF NOT EXISTS assertion_jti (
+  client_id TEXT NOT NULL, jti TEXT NOT NULL, expires_ms INTEGER NOT NULL, PRIMARY KEY (client_id, jti)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS assertion_jti_expiry ON assertion_jti (expires_ms);
 CREATE TABLE IF NOT EXISTS outbox_leases (
   destination TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_ms INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS change_log (

@@ -454,6 +454,13 @@ class Store {
   virtual Status putSubscription(const SubscriptionRow& row) = 0;
   virtual Status deleteSubscription(std::string_view id) = 0;
   virtual Result<std::vector<SubscriptionRow>> listSubscriptions() = 0;
+
+  // Client assertion replay protection (access.md, shared by every instance on the store):
+  // records `jti` of `client_id` until `expires_ms`. True when it is new (or its earlier record
+  // has expired); false when the same (client, jti) is recorded and not expired: a replay.
+  // Records past their expiry are removed as new ones are written.
+  virtual Result<bool> claimAssertionJti(std::string_view client_id, std::string_view jti, int64_t expires_ms,
+                                         int64_t now_ms) = 0;
 };
 
 using StorePtr = std::shared_ptr<Store>;
