@@ -872,33 +872,6 @@ class SqliteStore final : public Store {
     return claimed;
   }
 
-  // Brings a store made by an earlier version up to the current schema.
-  // Rows written before these columns existed keep their data where it was (an inline outbox body,
-  // an answer stored beside its payload, a resource's JSON in `resources`); the reads take it from
-  // there (OUTBOX_COLUMNS, EVENT_ANSWER, RESOURCE_JSON), so nothing has to be rewritten.
-  static Status migrate(Connection& db) {
-    const std::pair<const char*, const char*> columns[] = {
-        {"quarantine", "record INTEGER NOT NULL DEFAULT 0"},
-        {"quarantine", "replay_prefix BLOB NOT NULL DEFAULT ''"},
-        {"quarantine", "replays INTEGER NOT NULL DEFAULT 0"},
-        {"quarantine", "replayed_at TEXT NOT NULL DEFAULT ''"},
-        {"quarantine", "replay_status INTEGER NOT NULL DEFAULT 0"},
-        {"quarantine", "replay_answer BLOB NOT NULL DEFAULT ''"},
-        {"quarantine", "replay_suffix BLOB NOT NULL DEFAULT ''"},
-        {"events", "answer_is_payload INTEGER NOT NULL DEFAULT 0"},
-        {"outbox", "body_id INTEGER NOT NULL DEFAULT 0"}};
-    for (const auto& [table, column] : columns) {
-      Status added = db.exec(("ALTER TABLE " + std::string(table) + " ADD COLUMN " + column).c_str());
-      if (!added.ok() && added.message().find("duplicate column") == std::string::npos) return added;
-    }
-    Status dropped = db.exec("DROP INDEX IF EXISTS outbox_pending");  // replaced by outbox_due
-    if (!dropped.ok()) return dropped;
-    // Patients stored before the demographics index existed.
-    return db.exec("INSERT OR IGNORE INTO patient_demographics (patient_id, family, given, birth_date, gender) "
-                   "SELECT id, " DEMOGRAPHICS_OF("CAST(" RESOURCE_JSON("r") " AS TEXT)") " FROM resources r WHERE type = 'Patient' "
-                   "AND NOT EXISTS (SELECT 1 FROM patient_demographics LIMIT 1)");
-  }
-
   // Appends one outbox row with the destination's next number.
   static Status insertOutbox(Connection& db, const OutboxWrite& write, int64_t event_seq, int64_t now_ms) {
     Query sequence(db,
