@@ -436,8 +436,9 @@ TEST(X12Reader, ClaimWithInvalidUtf8IsRejectedNamingTheByte) {
   EXPECT_EQ(reads[0].status, ReadStatus::kRecord);
   EXPECT_EQ(reads[2].status, ReadStatus::kRecord);
   ASSERT_EQ(reads[1].status, ReadStatus::kRejected);
-  const size_t bad = reads[1].record.raw.find("NS-CLM-0002\xc3") + 11;
-  ASSERT_NE(bad, std::string::npos + 11);
+  const size_t found = reads[1].record.raw.find("NS-CLM-0002\xc3");
+  ASSERT_NE(found, std::string::npos);
+  const size_t bad = found + 11;
   EXPECT_NE(reads[1].issues.issues()[0].diagnostics.find(": the claim, byte " + std::to_string(bad) +
                                                          " of the record: not valid UTF-8"),
             std::string::npos)
