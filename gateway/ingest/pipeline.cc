@@ -932,7 +932,12 @@ std::optional<Answer> Pipeline::decodeEvent(std::string_view channel, std::strin
   if (!json::parse(body, event, parse_error)) {
     IssueList issues;
     std::string where = "line " + std::to_string(parse_error.line) + ", column " + std::to_string(parse_error.column);
-    issues.add(Issue{Severity::kError, "structure", "the body is not well-formed JSON: " + parse_error.describe(), {}, {where}});
+    std::string why = "the body is not well-formed JSON: " + parse_error.describe();
+    if (auto bad = json::invalidUtf8Offset(body)) {  // issue 14: invalid UTF-8 names its byte offset
+      where += ", byte offset " + std::to_string(*bad);
+      why += " (not valid UTF-8 at byte offset " + std::to_string(*bad) + ")";
+    }
+    issues.add(Issue{Severity::kError, "structure", why, {}, {where}});
     return reject(channel, body, content_type, 400, issues);
   }
   // Idempotency: a re-posted event (same source + eventId) gets the first answer.

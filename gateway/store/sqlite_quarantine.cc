@@ -4,11 +4,6 @@
 #include "mappers/common/ids.h"
 
 namespace fhir::gateway::sqlite {
-namespace {
-
-constexpr std::string_view kEmptyBlob{""};
-
-}  // namespace
 
 Status prepareQuarantine(Connection& db) {
   for (const char* column : {"payload_sha256 TEXT NOT NULL DEFAULT ''", "count INTEGER NOT NULL DEFAULT 1",

@@ -80,6 +80,7 @@ class JsonEventsReader final : public readers::RecordReader {
       stream_ = std::make_unique<std::istream>(buffer_.get());
       if (one_per_line) inner_ = std::make_unique<readers::ndjson::NdjsonReader>(*stream_);
       else inner_ = std::make_unique<readers::ndjson::JsonDocumentReader>(*stream_);
+      inner_->setMaxRecordBytes(max_record_bytes_);
     }
     return inner_->next(record, issues);
   }
@@ -134,6 +135,7 @@ Result<MapSummary> SpecLibrary::mapSource(const std::string& spec_id, std::istre
     case ReaderKind::kHl7v2: reader = std::make_unique<readers::hl7v2::Hl7v2Reader>(input); break;
     case ReaderKind::kJsonEvents: reader = std::make_unique<JsonEventsReader>(input); break;
   }
+  reader->setMaxRecordBytes(options.max_record_bytes);  // readers skip an oversized record unheld
 
   MapSummary summary;
   auto reject = [&](IssueList issues, std::string raw, std::string position, bool fatal,
@@ -279,6 +281,12 @@ Result<MapSummary> SpecLibrary::mapSource(const std::string& spec_id, std::istre
       if (!spec.group_by.empty()) {
         group_column = static_cast<size_t>(std::find(header.begin(), header.end(), spec.group_by) - header.begin());
       }
+    }
+    if (status == readers::ReadStatus::kRejected && !record.raw_sha256.empty()) {  // over maxRecordBytes
+      flush();
+      ++summary.records;
+      rejectOversized(std::move(record.raw), record.raw_total, std::move(record.raw_sha256), std::move(record.position));
+      continue;
     }
     if (status == readers::ReadStatus::kRejected) {
       const auto* csv = spec.group_by.empty() ? nullptr : static_cast<readers::csv::CsvReader*>(reader.get());

@@ -7,6 +7,8 @@
 namespace fhir::mappers::readers {
 
 bool BufferedInput::refill() {
+  consumed_ += size_;
+  position_ = size_ = 0;
   if (!stream_) return false;
   stream_.read(buffer_.data(), static_cast<std::streamsize>(buffer_.size() - kPadding));
   size_ = static_cast<size_t>(stream_.gcount());
@@ -30,6 +32,23 @@ bool BufferedInput::readUntil(char delimiter, std::string& out) {
     out.append(start, size_ - position_);
     position_ = size_;
   }
+}
+
+std::optional<std::string> invalidUtf8(std::string_view raw, uint64_t start, const std::string& position) {
+  // ASCII eight bytes at a time; the full check only from the first byte >= 0x80.
+  size_t at = 0;
+  while (at + 8 <= raw.size()) {
+    uint64_t word;
+    std::memcpy(&word, raw.data() + at, 8);
+    if (word & 0x8080808080808080ULL) break;
+    at += 8;
+  }
+  auto offset = json::invalidUtf8Offset(raw.substr(at));
+  if (!offset) return std::nullopt;
+  const uint64_t in_record = at + *offset;
+  if (start == kUnknownOffset) return position + ", byte " + std::to_string(in_record) + " of the record: not valid UTF-8";
+  return position + ", byte offset " + std::to_string(start + in_record) + " (byte " + std::to_string(in_record) +
+         " of the record): not valid UTF-8";
 }
 
 std::string describeLocation(const json::Value& record, const std::vector<std::string>& path,

@@ -15,7 +15,9 @@
 // Readers are not thread-safe; one reader per stream. They never throw for bad data.
 
 #include <istream>
+#include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -45,6 +47,11 @@ struct SourceRecord {
   std::shared_ptr<const void> shared;
   // How to read `raw` alone; null when it reads alone as it is, or the reader cannot tell.
   std::shared_ptr<const RecordFrame> frame;
+  // Set when the record is larger than the reader's maxRecordBytes (RecordReader::setMaxRecordBytes):
+  // `raw` holds only its first bytes and `raw_sha256` the SHA-256 (hex) of all `raw_total` bytes;
+  // the reader skipped to the record's end without holding it, and returns kRejected.
+  std::string raw_sha256;
+  uint64_t raw_total = 0;
 };
 
 enum class ReadStatus {
@@ -62,6 +69,12 @@ class RecordReader {
   // Reads the next record. `issues` receives the problems of this record only (the caller
   // passes an empty list per call). Never throws for bad data.
   virtual ReadStatus next(SourceRecord& record, IssueList& issues) = 0;
+  // limits.maxRecordBytes (0: no limit): a longer record is not held, see SourceRecord::raw_sha256.
+  // Readers that honour it: CSV (one physical record), NDJSON (one line).
+  void setMaxRecordBytes(size_t bytes) { max_record_bytes_ = bytes; }
+
+ protected:
+  size_t max_record_bytes_ = 0;
 };
 
 using RecordReaderPtr = std::unique_ptr<RecordReader>;
@@ -97,6 +110,8 @@ class BufferedInput {
     return std::string_view(buffer_.data() + position_, size_ - position_);
   }
   void skip(size_t count) { position_ += count; }
+  // Bytes taken from the stream so far (the offset in it of the next byte).
+  uint64_t offset() const { return consumed_ + position_; }
   bool failed() const { return stream_.bad(); }
 
  private:
@@ -105,7 +120,15 @@ class BufferedInput {
   std::string buffer_;
   size_t position_ = 0;
   size_t size_ = 0;
+  uint64_t consumed_ = 0;  // bytes of the stream before buffer_
 };
+
+// Where `raw` (a record starting at byte `start` of its stream) is not UTF-8: "line 3, byte offset
+// 1234 (byte 17 of the record): not valid UTF-8"; with `start` kUnknownOffset (a record put
+// together from several places of its stream, as an X12 claim): "segment 20 (CLM), byte 17 of the
+// record: not valid UTF-8". nullopt when it is valid. Cheap on ASCII.
+inline constexpr uint64_t kUnknownOffset = UINT64_MAX;
+std::optional<std::string> invalidUtf8(std::string_view raw, uint64_t start, const std::string& position);
 
 // "line 3, column dos_from" / "segment 23 (SV1), element 1" / "line 4, $.member.dob": the source
 // location of `path` (steps of a record: member names and array indices) in `record`.

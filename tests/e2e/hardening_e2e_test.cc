@@ -313,6 +313,114 @@ TEST_F(Hardening, ClaimLargerThanMaxRecordBytesIsQuarantinedTruncatedWithItsDige
   expectHealthy();
 }
 
+// One physical CSV line far over maxRecordBytes (here 64 KiB; a 500 MB line used to be held
+// whole): quarantined, its first bytes kept with the SHA-256 of the whole line; the file goes on.
+TEST_F(Hardening, SingleCsvLineLargerThanMaxRecordBytesIsQuarantinedTruncatedWithItsDigest) {
+  std::string file = claimFile(4);
+  const size_t after_second = [&] {
+    size_t at = 0;
+    for (int line = 0; line < 3; ++line) at = file.find("\r\n", at) + 2;
+    return at;
+  }();
+  const std::string big = "HC-HUGE,1,LMC39999998," + std::string(200000, 'O') +
+                          ",Adaeze,19610319,F,1467583922,1093817462,361234567,20261001,20261001,11,99214,,,E119,,,,1,"
+                          "10.00,5.00,P\r\n";
+  file.insert(after_second, big);
+  RawResponse answer = rawRequest(gateway_->port(), post("/ingest/claims/lakeshore-medicaid", file, "text/csv"), 30000);
+  ASSERT_EQ(answer.status, 200) << answer.body;
+  json::Document summary = parse(answer.body);
+  EXPECT_EQ(json::numberAsInt64(summary["records"]), 5);
+  EXPECT_EQ(json::numberAsInt64(summary["accepted"]), 4);
+  ASSERT_EQ(summary["quarantineIds"].Size(), 1u);
+  const std::string id(json::stringView(summary["quarantineIds"][0]));
+  json::Document entry = parse(gateway_->get("/admin/quarantine/" + id).body);
+  EXPECT_TRUE(entry["truncated"].GetBool());
+  EXPECT_EQ(json::numberAsInt64(entry["payloadBytes"]), 65536);
+  const std::string digest = mappers::sha256Hex(big);
+  EXPECT_EQ(str(entry, "payloadSha256"), digest);
+  const std::string diagnostics = str(entry["outcome"]["issue"][0], "diagnostics");
+  EXPECT_NE(diagnostics.find("line 4: the record is " + std::to_string(big.size()) +
+                             " bytes, larger than maxRecordBytes (65536)"),
+            std::string::npos)
+      << diagnostics;
+  EXPECT_NE(diagnostics.find(digest), std::string::npos) << diagnostics;
+  EXPECT_EQ(quarantinedPayload(id), big.substr(0, 65536));
+  EXPECT_EQ(staged(), 0);
+  expectHealthy();
+}
+
+// Invalid UTF-8 in one CSV claim was stored and delivered. Now that claim is quarantined naming
+// the byte offset in the file, and the claims before and after it are accepted.
+TEST_F(Hardening, InvalidUtf8InACsvClaimQuarantinesThatClaimNamingTheByteOffset) {
+  std::string file = claimFile(3);
+  const size_t bad_at = file.find("Okafor", file.find("HC-7002"));
+  file[bad_at + 2] = '\xff';
+  RawResponse answer = rawRequest(gateway_->port(), post("/ingest/claims/lakeshore-medicaid", file, "text/csv"), 30000);
+  ASSERT_EQ(answer.status, 200) << answer.body;
+  json::Document summary = parse(answer.body);
+  EXPECT_EQ(json::numberAsInt64(summary["records"]), 3);
+  EXPECT_EQ(json::numberAsInt64(summary["accepted"]), 2);
+  ASSERT_EQ(summary["quarantineIds"].Size(), 1u);
+  const std::string id(json::stringView(summary["quarantineIds"][0]));
+  json::Document entry = parse(gateway_->get("/admin/quarantine/" + id).body);
+  const std::string diagnostics = str(entry["outcome"]["issue"][0], "diagnostics");
+  EXPECT_NE(diagnostics.find("line 3, byte offset " + std::to_string(bad_at + 2)), std::string::npos) << diagnostics;
+  EXPECT_NE(diagnostics.find("not valid UTF-8"), std::string::npos) << diagnostics;
+  const size_t line_start = file.rfind("\r\n", bad_at) + 2;
+  EXPECT_EQ(quarantinedPayload(id), file.substr(line_start, file.find("\r\n", bad_at) + 2 - line_start));
+  EXPECT_EQ(staged(), 0);
+  expectHealthy();
+}
+
+// NDJSON: a line with invalid UTF-8 and a line over maxRecordBytes are each quarantined (byte
+// offset; first bytes and digest), and the claims around them are accepted.
+TEST_F(Hardening, NdjsonLinesWithInvalidUtf8OrOverMaxRecordBytesAreQuarantinedAndTheFileGoesOn) {
+  std::string config = readFile(config_path_);
+  config = replaceOnce(config, R"("payers": [)", R"("payers": [
+    { "id": "northwind-commercial", "name": "Northwind Commercial", "format": "northwind-commercial",
+      "endpoint": ")" + payer_.url("/bundles") + R"(" },)");
+  std::ofstream(config_path_, std::ios::trunc) << config;
+  startGateway();
+  const std::string claims = readFile(testDataDir() / "mappers" / "northwind-commercial" / "claims.ndjson");
+  std::istringstream lines(claims);
+  std::string first, blank, second;
+  std::getline(lines, first);
+  std::getline(lines, blank);
+  std::getline(lines, second);
+  std::string bad = replaceOnce(first, "\"Lindqvist\"", "\"Lindqvi\xc3\x28t\"");
+  bad = replaceOnce(bad, "NW-2001", "NW-2901");
+  const std::string big = replaceOnce(first, "\"Lindqvist\"", "\"" + std::string(100000, 'L') + "\"") + "\n";
+  const std::string file = first + "\n" + bad + "\n" + big + second + "\n";
+  RawResponse answer =
+      rawRequest(gateway_->port(), post("/ingest/claims/northwind-commercial", file, "application/x-ndjson"), 30000);
+  ASSERT_EQ(answer.status, 200) << answer.body;
+  json::Document summary = parse(answer.body);
+  EXPECT_EQ(json::numberAsInt64(summary["records"]), 4);
+  EXPECT_EQ(json::numberAsInt64(summary["accepted"]), 2);
+  ASSERT_EQ(summary["quarantineIds"].Size(), 2u);
+  json::Document utf8 = parse(gateway_->get("/admin/quarantine/" + std::string(json::stringView(summary["quarantineIds"][0]))).body);
+  const size_t offset = first.size() + 1 + bad.find("\xc3\x28");
+  const std::string utf8_diagnostics = str(utf8["outcome"]["issue"][0], "diagnostics");
+  EXPECT_NE(utf8_diagnostics.find("line 2, byte offset " + std::to_string(offset)), std::string::npos) << utf8_diagnostics;
+  json::Document oversized =
+      parse(gateway_->get("/admin/quarantine/" + std::string(json::stringView(summary["quarantineIds"][1]))).body);
+  EXPECT_TRUE(oversized["truncated"].GetBool());
+  EXPECT_EQ(str(oversized, "payloadSha256"), mappers::sha256Hex(big));
+  EXPECT_EQ(staged(), 0);
+  expectHealthy();
+}
+
+// A single JSON event with invalid UTF-8: 400 naming the byte offset (as well as line and column).
+TEST_F(Hardening, InvalidUtf8InAJsonEventIs400NamingTheByteOffset) {
+  std::string body = event("response");
+  const size_t at = body.find("\"eventId\"");
+  ASSERT_NE(at, std::string::npos);
+  body.insert(at + 1, "\xed\xa0\x80");
+  RawResponse response = rawRequest(gateway_->port(), post("/ingest/econsult", body));
+  expectOutcome(response, 400, "not valid UTF-8 at byte offset " + std::to_string(at + 1));
+  expectHealthy();
+}
+
 // The REF of tests/data/mappers/econsult-v2/messages.hl7 (its first message).
 std::string refMessage() {
   const std::string stream = readFile(testDataDir() / "mappers" / "econsult-v2" / "messages.hl7");

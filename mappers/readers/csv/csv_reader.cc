@@ -5,6 +5,8 @@
 #include <bit>
 #include <unordered_set>
 
+#include "mappers/common/ids.h"
+
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #endif
@@ -71,6 +73,8 @@ bool CsvReader::readRow(std::string& raw, size_t& first_line, Problem& problem) 
     break;
   }
   first_line = line_;
+  row_offset_ = input_.offset();
+  oversized_sha256_.clear();
   std::string field;
   bool quoted = false;        // inside a quoted field
   bool was_quoted = false;    // the current field started with a quote
@@ -84,6 +88,11 @@ bool CsvReader::readRow(std::string& raw, size_t& first_line, Problem& problem) 
     }
   };
   while (true) {
+    if (raw.size() > limit_) {  // past maxRecordBytes: the rest is hashed, not held
+      skipOversized(raw, quoted, field.empty() && !was_quoted && !after_quote);
+      fields_.clear();
+      return true;
+    }
     // Runs of ordinary bytes are copied in one go; the bytes that change state go one by one.
     if (size_t run = ordinaryRun(input_.buffered(), quoted); run > 0) {
       std::string_view bytes = input_.buffered().substr(0, run);
@@ -143,12 +152,68 @@ bool CsvReader::readRow(std::string& raw, size_t& first_line, Problem& problem) 
   }
 }
 
+void CsvReader::skipOversized(std::string& raw, bool quoted, bool field_start) {
+  Sha256Stream digest;
+  digest.update(raw);
+  uint64_t total = raw.size();
+  raw.resize(max_record_bytes_);
+  std::string pending;  // hashed in large pieces
+  auto take = [&](std::string_view bytes) {
+    pending.append(bytes);
+    total += bytes.size();
+    input_.skip(bytes.size());
+    if (pending.size() >= (1u << 16)) {
+      digest.update(pending);
+      pending.clear();
+    }
+  };
+  // The same state machine as readRow(), holding nothing: a record ends at a line break outside quotes.
+  while (true) {
+    std::string_view bytes = input_.buffered();
+    if (bytes.empty()) break;
+    if (size_t run = ordinaryRun(bytes, quoted); run > 0) {
+      take(bytes.substr(0, run));
+      field_start = false;
+      continue;
+    }
+    const char c = bytes[0];
+    take(bytes.substr(0, 1));
+    if (quoted) {
+      if (c == '"') {
+        if (input_.peek() == '"') {
+          take(input_.buffered().substr(0, 1));
+        } else {
+          quoted = false;
+        }
+      } else if (c == '\n') {
+        ++line_;
+      }
+      continue;
+    }
+    if (c == ',') {
+      field_start = true;
+      continue;
+    }
+    if (c == '\r' || c == '\n') {
+      if (c == '\r' && input_.peek() == '\n') take(input_.buffered().substr(0, 1));
+      ++line_;
+      break;
+    }
+    if (c == '"' && field_start) quoted = true;
+    field_start = false;
+  }
+  digest.update(pending);
+  oversized_sha256_ = digest.hex();
+  oversized_total_ = total;
+}
+
 ReadStatus CsvReader::next(SourceRecord& record, IssueList& issues) {
   if (done_) return ReadStatus::kEnd;
   Problem problem;
   size_t first_line = 0;
   if (!started_) {
     started_ = true;
+    limit_ = max_record_bytes_ == 0 ? SIZE_MAX : max_record_bytes_;
     // A UTF-8 byte order mark is dropped.
     if (input_.peek() == 0xEF) {
       std::string bom;
@@ -167,6 +232,18 @@ ReadStatus CsvReader::next(SourceRecord& record, IssueList& issues) {
     if (!problem.message.empty()) {
       std::string location = "line " + std::to_string(problem.line);
       issues.atLocation(Severity::kFatal, "structure", location, location + ": header row: " + problem.message);
+      done_ = true;
+      return ReadStatus::kFatal;
+    }
+    if (!oversized_sha256_.empty()) {
+      issues.atLocation(Severity::kFatal, "too-long", "line 1",
+                        "line 1: the header row is " + std::to_string(oversized_total_) +
+                            " bytes, larger than maxRecordBytes (" + std::to_string(max_record_bytes_) + ")");
+      done_ = true;
+      return ReadStatus::kFatal;
+    }
+    if (auto where = invalidUtf8(record.raw, row_offset_, "line 1")) {
+      issues.atLocation(Severity::kFatal, "structure", "line 1", *where + " (header row)");
       done_ = true;
       return ReadStatus::kFatal;
     }
@@ -198,6 +275,19 @@ ReadStatus CsvReader::next(SourceRecord& record, IssueList& issues) {
     return ReadStatus::kEnd;
   }
   record.position = "line " + std::to_string(first_line);
+  if (!oversized_sha256_.empty()) {
+    record.raw_sha256 = std::move(oversized_sha256_);
+    record.raw_total = oversized_total_;
+    oversized_sha256_.clear();
+    issues.atLocation(Severity::kError, "too-long", record.position,
+                      record.position + ": the record is " + std::to_string(oversized_total_) +
+                          " bytes, larger than maxRecordBytes (" + std::to_string(max_record_bytes_) + ")");
+    return ReadStatus::kRejected;
+  }
+  if (auto where = invalidUtf8(record.raw, row_offset_, record.position)) {
+    issues.atLocation(Severity::kError, "structure", record.position, *where);
+    return ReadStatus::kRejected;
+  }
   if (!problem.message.empty()) {
     std::string location = "line " + std::to_string(problem.line) + ", column " + columnName(problem.field);
     issues.atLocation(Severity::kError, "structure", location, location + ": " + problem.message);

@@ -9,6 +9,7 @@
 // location `line N, column <name>` (or `line N` for a field-count error) and reading goes on.
 // A missing or malformed header is fatal.
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -38,12 +39,19 @@ class CsvReader final : public RecordReader {
   // Reads one physical record into fields_. False at end of input.
   bool readRow(std::string& raw, size_t& first_line, Problem& problem);
   std::string columnName(size_t field) const;
+  // Past maxRecordBytes: keeps the first bytes of `raw`, hashes the rest of the record while
+  // skipping to its end (oversized_sha256_, oversized_total_).
+  void skipOversized(std::string& raw, bool quoted, bool field_start);
 
   BufferedInput input_;
   std::vector<std::string> header_;
   std::vector<std::string> fields_;
   size_t line_ = 1;  // physical line of the next byte
   bool started_ = false;
+  size_t limit_ = SIZE_MAX;        // maxRecordBytes, or no limit
+  uint64_t row_offset_ = 0;        // byte offset of the row last read
+  std::string oversized_sha256_;   // set when the row last read was over the limit
+  uint64_t oversized_total_ = 0;
   bool done_ = false;
 };
 

@@ -442,6 +442,12 @@ struct X12Reader::State {
         return;
       }
     }
+    // Issue 14: invalid UTF-8 is never passed on (it would be stored and delivered).
+    if (auto where = invalidUtf8(raw, kUnknownOffset, "the claim")) {
+      reject("segment " + std::to_string(claim_segment) + " (CLM)", *where, std::move(raw), "structure");
+      pending.back().frame = frame;
+      return;
+    }
     const Context& patient_context = has_patient_loop ? patient : subscriber;
     doc->AddMember("transaction", view(*transaction), allocator);
     doc->AddMember("billingProvider", view(*billing), allocator);

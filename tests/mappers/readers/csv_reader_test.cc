@@ -5,6 +5,8 @@
 
 #include <sstream>
 
+#include "mappers/common/ids.h"
+
 namespace fhir::mappers::readers::csv {
 namespace {
 
@@ -14,9 +16,10 @@ struct Read {
   IssueList issues;
 };
 
-std::vector<Read> readAll(const std::string& text) {
+std::vector<Read> readAll(const std::string& text, size_t max_record_bytes = 0) {
   std::istringstream stream(text);
   CsvReader reader(stream);
+  reader.setMaxRecordBytes(max_record_bytes);
   std::vector<Read> out;
   while (true) {
     Read read;
@@ -168,6 +171,73 @@ TEST(CsvReader, LargeInputAcrossBufferBoundaries) {
   }
   EXPECT_EQ(rows, 20000);
   EXPECT_TRUE(issues.empty());
+}
+
+// Issue 14: a record over maxRecordBytes is not held: its first bytes are kept, the rest hashed
+// while the reader skips to the record's end (a line break outside quotes), and reading goes on.
+TEST(CsvReader, OversizedRecordKeepsItsFirstBytesAndDigest) {
+  const std::string quoted = "2,\"" + std::string(300, 'x') + "\"\"\r\n,still inside" + std::string(200, 'y') + "\"\r\n";
+  const std::string unquoted = "3," + std::string(500, 'z') + "\n";
+  const std::string text = "id,name\r\n1,a\r\n" + quoted + unquoted + "4,b\r\n";
+  auto reads = readAll(text, 64);
+  ASSERT_EQ(reads.size(), 4u);
+  EXPECT_EQ(reads[0].status, ReadStatus::kRecord);
+  EXPECT_EQ(field(reads[0].record, "id"), "1");
+  for (int index : {1, 2}) {
+    const std::string& whole = index == 1 ? quoted : unquoted;
+    const Read& read = reads[static_cast<size_t>(index)];
+    EXPECT_EQ(read.status, ReadStatus::kRejected);
+    EXPECT_EQ(read.record.raw, whole.substr(0, 64));
+    EXPECT_EQ(read.record.raw_total, whole.size());
+    EXPECT_EQ(read.record.raw_sha256, sha256Hex(whole));
+    ASSERT_FALSE(read.issues.issues().empty());
+    EXPECT_EQ(read.issues.issues()[0].code, "too-long");
+  }
+  EXPECT_EQ(reads[1].record.position, "line 3");
+  EXPECT_EQ(reads[2].record.position, "line 5");  // the quoted line break was counted
+  EXPECT_EQ(reads[3].status, ReadStatus::kRecord);
+  EXPECT_EQ(field(reads[3].record, "id"), "4");
+  EXPECT_EQ(reads[3].record.position, "line 6");
+  EXPECT_TRUE(reads[3].record.raw_sha256.empty());
+}
+
+TEST(CsvReader, OversizedRecordAtTheEndOfTheFile) {
+  const std::string last = "2," + std::string(100, 'q');  // no line break
+  auto reads = readAll("id,name\n1,a\n" + last, 16);
+  ASSERT_EQ(reads.size(), 2u);
+  EXPECT_EQ(reads[1].status, ReadStatus::kRejected);
+  EXPECT_EQ(reads[1].record.raw_sha256, sha256Hex(last));
+  EXPECT_EQ(reads[1].record.raw_total, last.size());
+}
+
+TEST(CsvReader, OversizedHeaderIsFatal) {
+  auto reads = readAll("id," + std::string(100, 'h') + "\n1,2\n", 32);
+  ASSERT_EQ(reads.size(), 1u);
+  EXPECT_EQ(reads[0].status, ReadStatus::kFatal);
+  EXPECT_NE(reads[0].issues.issues()[0].diagnostics.find("larger than maxRecordBytes (32)"), std::string::npos);
+}
+
+// Issue 14: invalid UTF-8 in a row rejects that row naming the byte offset in the file.
+TEST(CsvReader, InvalidUtf8RowIsRejectedNamingTheByteOffset) {
+  auto reads = readAll("id,name\n1,caf\xc3\xa9\n2,b\xffz\n3,c\n");
+  ASSERT_EQ(reads.size(), 3u);
+  EXPECT_EQ(reads[0].status, ReadStatus::kRecord);
+  EXPECT_EQ(field(reads[0].record, "name"), "caf\xc3\xa9");
+  EXPECT_EQ(reads[1].status, ReadStatus::kRejected);
+  EXPECT_EQ(locationOf(reads[1]), "line 3");
+  // "id,name\n" (8) + "1,caf\xc3\xa9\n" (8) + "2,b" (3): the 0xFF is byte 19 of the file.
+  EXPECT_NE(reads[1].issues.issues()[0].diagnostics.find("line 3, byte offset 19 (byte 3 of the record): not valid UTF-8"),
+            std::string::npos)
+      << reads[1].issues.issues()[0].diagnostics;
+  EXPECT_EQ(reads[2].status, ReadStatus::kRecord);
+  EXPECT_EQ(field(reads[2].record, "id"), "3");
+}
+
+TEST(CsvReader, InvalidUtf8HeaderIsFatal) {
+  auto reads = readAll("id,n\xe2\x82me\n1,2\n");
+  ASSERT_EQ(reads.size(), 1u);
+  EXPECT_EQ(reads[0].status, ReadStatus::kFatal);
+  EXPECT_NE(reads[0].issues.issues()[0].diagnostics.find("byte offset 4"), std::string::npos);
 }
 
 }  // namespace

@@ -5,6 +5,8 @@
 
 #include <sstream>
 
+#include "mappers/common/ids.h"
+
 namespace fhir::mappers::readers::ndjson {
 namespace {
 
@@ -69,6 +71,55 @@ TEST(JsonDocumentReader, OneDocument) {
   ASSERT_EQ(reader.next(record, issues), ReadStatus::kRecord);
   EXPECT_EQ(*json::getString(record.doc, "eventId"), "e1");
   EXPECT_EQ(reader.next(record, issues), ReadStatus::kEnd);
+}
+
+// Issue 14: a line over maxRecordBytes is not held (first bytes and digest), reading goes on.
+TEST(NdjsonReader, OversizedLineKeepsItsFirstBytesAndDigest) {
+  const std::string big = "{\"a\": \"" + std::string(200000, 'x') + "\"}\n";
+  std::istringstream stream("{\"n\": 1}\n" + big + "{\"n\": 3}\n");
+  NdjsonReader reader(stream);
+  reader.setMaxRecordBytes(100);
+  SourceRecord record;
+  IssueList issues;
+  ASSERT_EQ(reader.next(record, issues), ReadStatus::kRecord);
+  ASSERT_EQ(reader.next(record, issues), ReadStatus::kRejected);
+  EXPECT_EQ(record.raw, big.substr(0, 100));
+  EXPECT_EQ(record.raw_total, big.size());
+  EXPECT_EQ(record.raw_sha256, sha256Hex(big));
+  EXPECT_EQ(record.position, "line 2");
+  ASSERT_FALSE(issues.issues().empty());
+  EXPECT_EQ(issues.issues()[0].code, "too-long");
+  SourceRecord next;
+  IssueList next_issues;
+  ASSERT_EQ(reader.next(next, next_issues), ReadStatus::kRecord);
+  EXPECT_EQ(json::numberText(next.doc["n"]), "3");
+  EXPECT_EQ(json::numberText(next.doc["@line"]), "3");
+  EXPECT_TRUE(next.raw_sha256.empty());
+}
+
+TEST(NdjsonReader, InvalidUtf8LineIsRejectedNamingTheByteOffset) {
+  std::istringstream stream("{\"n\": 1}\n{\"s\": \"a\xc3\x28\"}\n{\"n\": 3}\n");
+  NdjsonReader reader(stream);
+  SourceRecord record;
+  IssueList issues;
+  ASSERT_EQ(reader.next(record, issues), ReadStatus::kRecord);
+  ASSERT_EQ(reader.next(record, issues), ReadStatus::kRejected);
+  // "{\"n\": 1}\n" is 9 bytes; "{\"s\": \"a" 8 more: the bad sequence starts at byte 17.
+  EXPECT_NE(issues.issues()[0].diagnostics.find("line 2, byte offset 17 (byte 8 of the record): not valid UTF-8"),
+            std::string::npos)
+      << issues.issues()[0].diagnostics;
+  IssueList next_issues;
+  ASSERT_EQ(reader.next(record, next_issues), ReadStatus::kRecord);
+  EXPECT_EQ(json::numberText(record.doc["n"]), "3");
+}
+
+TEST(JsonDocumentReader, InvalidUtf8NamesTheByteOffset) {
+  std::istringstream stream("{\"s\": \"ok\", \"t\": \"\xed\xa0\x80\"}");
+  JsonDocumentReader reader(stream);
+  SourceRecord record;
+  IssueList issues;
+  ASSERT_EQ(reader.next(record, issues), ReadStatus::kRejected);
+  EXPECT_NE(issues.issues()[0].diagnostics.find("byte offset 18"), std::string::npos) << issues.issues()[0].diagnostics;
 }
 
 }  // namespace

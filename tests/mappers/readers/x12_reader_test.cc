@@ -429,5 +429,23 @@ TEST(X12Reader, NoFrameOutsideAFunctionalGroup) {
   for (const Read& read : reads) EXPECT_EQ(read.record.frame, nullptr) << read.location();
 }
 
+// Issue 14: a claim with invalid UTF-8 is rejected naming the byte; the claims around it are read.
+TEST(X12Reader, ClaimWithInvalidUtf8IsRejectedNamingTheByte) {
+  auto reads = readAll(replace(northshore(), "CLM*NS-CLM-0002*95.00", "CLM*NS-CLM-0002\xc3*95.00"));
+  ASSERT_EQ(reads.size(), 3u);
+  EXPECT_EQ(reads[0].status, ReadStatus::kRecord);
+  EXPECT_EQ(reads[2].status, ReadStatus::kRecord);
+  ASSERT_EQ(reads[1].status, ReadStatus::kRejected);
+  const size_t found = reads[1].record.raw.find("NS-CLM-0002\xc3");
+  ASSERT_NE(found, std::string::npos);
+  const size_t bad = found + 11;
+  EXPECT_NE(reads[1].issues.issues()[0].diagnostics.find(": the claim, byte " + std::to_string(bad) +
+                                                         " of the record: not valid UTF-8"),
+            std::string::npos)
+      << reads[1].issues.issues()[0].diagnostics;
+  EXPECT_EQ(reads[1].location().substr(0, 8), "segment ");
+  EXPECT_NE(reads[1].location().find("(CLM)"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace fhir::mappers::readers::x12
