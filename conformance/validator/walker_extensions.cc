@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cctype>
 #include <string>
+#include <utility>
 
 #include "conformance/validator/instance_walker.h"
 
@@ -150,16 +151,29 @@ void InstanceWalker::checkExtensionContext(const StructurePlan& definition) {
              where + "])");
 }
 
+namespace {
+
+// The plan of a constraining StructureDefinition's base and its differential elements, or nulls
+// when the base is unknown or there is no differential array.
+std::pair<const StructurePlan*, const json::Value*> baseAndDifferential(const json::Value& definition,
+                                                                       const PlanCache& plans) {
+  auto base_url = json::getString(definition, "baseDefinition");
+  if (!base_url) return {nullptr, nullptr};
+  const StructurePlan* base = plans.byUrl(*base_url);
+  if (!base || !base->root) return {nullptr, nullptr};
+  const json::Value* differential = json::find(definition, "differential");
+  const json::Value* elements = differential && differential->IsObject() ? json::find(*differential, "element") : nullptr;
+  if (!elements || !elements->IsArray()) return {nullptr, nullptr};
+  return {base, elements};
+}
+
+}  // namespace
+
 void InstanceWalker::checkDifferentialFixedValues(const json::Value& definition) {
   // A constraining StructureDefinition cannot change a value its base fixes (fixed[x] narrows
   // the base's allowed values to one; a different one leaves none).
-  auto base_url = json::getString(definition, "baseDefinition");
-  if (!base_url) return;
-  const StructurePlan* base = plans_.byUrl(*base_url);
-  if (!base || !base->root) return;
-  const json::Value* differential = json::find(definition, "differential");
-  const json::Value* elements = differential && differential->IsObject() ? json::find(*differential, "element") : nullptr;
-  if (!elements || !elements->IsArray()) return;
+  const auto [base, elements] = baseAndDifferential(definition, plans_);
+  if (base == nullptr) return;
   for (rapidjson::SizeType index = 0; index < elements->Size(); ++index) {
     const json::Value& element = (*elements)[index];
     if (!element.IsObject()) continue;
@@ -189,13 +203,8 @@ void InstanceWalker::checkDifferentialPaths(const json::Value& definition) {
   // Each differential path names an element of the base: where the base's snapshot lists the
   // children of the parent path, the last step must be one of them, or a type-specific name of
   // one of its choice elements (value[x] -> valueQuantity).
-  auto base_url = json::getString(definition, "baseDefinition");
-  if (!base_url) return;
-  const StructurePlan* base = plans_.byUrl(*base_url);
-  if (!base || !base->root) return;
-  const json::Value* differential = json::find(definition, "differential");
-  const json::Value* elements = differential && differential->IsObject() ? json::find(*differential, "element") : nullptr;
-  if (!elements || !elements->IsArray()) return;
+  const auto [base, elements] = baseAndDifferential(definition, plans_);
+  if (base == nullptr) return;
   for (rapidjson::SizeType index = 0; index < elements->Size(); ++index) {
     const json::Value& element = (*elements)[index];
     if (!element.IsObject()) continue;
@@ -247,13 +256,8 @@ void InstanceWalker::checkDiscriminatorPaths(const json::Value& definition) {
   // The first step of a plain discriminator path ("code", "url", "system.value") must be a child
   // of the sliced element (its base children, or those of its single data type). Paths with
   // functions, $this or resolve() are left alone.
-  auto base_url = json::getString(definition, "baseDefinition");
-  if (!base_url) return;
-  const StructurePlan* base = plans_.byUrl(*base_url);
-  if (!base || !base->root) return;
-  const json::Value* differential = json::find(definition, "differential");
-  const json::Value* elements = differential && differential->IsObject() ? json::find(*differential, "element") : nullptr;
-  if (!elements || !elements->IsArray()) return;
+  const auto [base, elements] = baseAndDifferential(definition, plans_);
+  if (base == nullptr) return;
   for (rapidjson::SizeType index = 0; index < elements->Size(); ++index) {
     const json::Value& element = (*elements)[index];
     if (!element.IsObject()) continue;
