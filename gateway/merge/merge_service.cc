@@ -3,8 +3,11 @@
 
 #include <algorithm>
 #include <deque>
+#include <optional>
 
 #include "gateway/dispatch/patient_match.h"
+#include "gateway/store/time_util.h"
+#include "mappers/common/ids.h"
 
 namespace fhir::gateway::merge {
 namespace {
@@ -21,6 +24,64 @@ std::string patientOfReference(const json::Value* reference) {
   if (reference == nullptr) return {};
   const std::string_view text = json::getString(*reference, "reference").value_or("");
   return text.rfind("Patient/", 0) == 0 ? std::string(text.substr(8)) : std::string();
+}
+
+// The merge cites its contributions (issue 11): one Provenance per merged resource, its id
+// derived from the resource's, targeting it, with the Provenance of every contribution it merged
+// as an entity (role `source`), in id order (each source's latest word: a later one replaces its
+// row). `recorded` is the time of the merge; the store decides
+// "unchanged" without it (ResourceWrite::same_as), so citing the same contributions again adds
+// no version, and a new contribution a new one.
+// Nothing when no contribution has a Provenance (resources stored before contributions existed).
+std::optional<ResourceWrite> citation(const std::string& type, const std::string& id,
+                                      const std::vector<Contribution>& contributions) {
+  std::set<std::string> cited;
+  for (const Contribution& c : contributions) {
+    if (!c.provenance.empty()) cited.insert(c.provenance);
+  }
+  if (cited.empty()) return std::nullopt;
+  json::Document provenance;
+  provenance.SetObject();
+  auto& allocator = provenance.GetAllocator();
+  const std::string provenance_id = mappers::deriveId({"Provenance", "merge", type, id});
+  json::addString(provenance, "resourceType", "Provenance", allocator);
+  json::addString(provenance, "id", provenance_id, allocator);
+  json::Value targets(rapidjson::kArrayType);
+  json::Value target(rapidjson::kObjectType);
+  json::addString(target, "reference", type + "/" + id, allocator);
+  targets.PushBack(target, allocator);
+  json::addMember(provenance, "target", std::move(targets), allocator);
+  json::Value agent(rapidjson::kObjectType);
+  {
+    json::Value coding(rapidjson::kObjectType);
+    json::addString(coding, "system", "http://terminology.hl7.org/CodeSystem/provenance-participant-type", allocator);
+    json::addString(coding, "code", "assembler", allocator);
+    json::Value codings(rapidjson::kArrayType);
+    codings.PushBack(coding, allocator);
+    json::Value agent_type(rapidjson::kObjectType);
+    json::addMember(agent_type, "coding", std::move(codings), allocator);
+    json::addMember(agent, "type", std::move(agent_type), allocator);
+    json::Value who(rapidjson::kObjectType);
+    json::addString(who, "display", "fhir-gateway: merge of the sources' contributions (merge-rules.json)", allocator);
+    json::addMember(agent, "who", std::move(who), allocator);
+  }
+  json::Value agents(rapidjson::kArrayType);
+  agents.PushBack(agent, allocator);
+  json::addMember(provenance, "agent", std::move(agents), allocator);
+  json::Value entities(rapidjson::kArrayType);
+  for (const std::string& provenance_id : cited) {  // a std::set: id order, any arrival order
+    json::Value entity(rapidjson::kObjectType);
+    json::addString(entity, "role", "source", allocator);
+    json::Value what(rapidjson::kObjectType);
+    json::addString(what, "reference", "Provenance/" + provenance_id, allocator);
+    json::addMember(entity, "what", std::move(what), allocator);
+    entities.PushBack(entity, allocator);
+  }
+  json::addMember(provenance, "entity", std::move(entities), allocator);
+  ResourceWrite write{"Provenance", provenance_id, {}, json::serialize(provenance)};
+  json::addString(provenance, "recorded", nowIso(), allocator);
+  write.json = json::serialize(provenance);
+  return write;
 }
 
 // One hook call: caches what it read in the transaction.
@@ -247,8 +308,9 @@ class MergeRun {
     if (all.empty()) return Status::Ok();
     auto merged = merge(rules_, all);
     if (!merged.ok()) return merged.error();
+    if (auto cites = citation("Patient", id, all)) out.push_back(std::move(*cites));
     if (others.empty()) {
-      out.push_back(ResourceWrite{"Patient", id, std::move(merged->json)});
+      out.push_back(ResourceWrite{"Patient", id, std::move(merged->json), {}});
       return Status::Ok();
     }
     json::Document patient;
@@ -266,7 +328,7 @@ class MergeRun {
     }
     patient.RemoveMember("link");
     json::addMember(patient, "link", std::move(links), allocator);
-    out.push_back(ResourceWrite{"Patient", id, json::serialize(patient)});
+    out.push_back(ResourceWrite{"Patient", id, json::serialize(patient), {}});
     return Status::Ok();
   }
 
@@ -324,7 +386,8 @@ class MergeRun {
         }
       }
     }
-    out.push_back(ResourceWrite{type, id, std::move(merged->json)});
+    if (auto cites = citation(type, id, **all)) out.push_back(std::move(*cites));
+    out.push_back(ResourceWrite{type, id, std::move(merged->json), {}});
     return Status::Ok();
   }
 

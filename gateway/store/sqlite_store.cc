@@ -754,7 +754,7 @@ class SqliteStore final : public Store {
     std::vector<ChangedResource> changes;
     for (const ResourceWrite* write : writes) {
       const ResourceWrite& resource = *write;
-      const std::string hash = mappers::sha256Hex(resource.json);
+      const std::string hash = mappers::sha256Hex(resource.same_as.empty() ? resource.json : resource.same_as);
       int64_t version = 1;
       {
         Query current(db, "SELECT version, content_hash FROM resources WHERE type = ? AND id = ?");

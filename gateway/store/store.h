@@ -43,6 +43,10 @@ struct ResourceWrite {
   std::string type;
   std::string id;
   std::string json;  // the resource as mapped, without meta.versionId/lastUpdated
+  // What decides "unchanged, no new version" when not empty (default: the JSON itself). A merge
+  // Provenance leaves its `recorded` out of it, so citing the same contributions again adds no
+  // version.
+  std::string same_as = {};
 };
 
 struct OutboxWrite {

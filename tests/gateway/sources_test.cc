@@ -16,6 +16,7 @@
 
 #include <gtest/gtest.h>
 
+#include "conformance/validator/validator.h"
 #include "gateway/config/config.h"
 #include "gateway/ingest/pipeline.h"
 #include "gateway/server/metrics.h"
@@ -344,6 +345,131 @@ TEST(SourcesTest, EventsFirstWaitAsAmbiguousThenLeaveWhenTheRostersCome) {
   EXPECT_EQ(gateway.rows("1 = 1", true).size(), versions.size());
   EXPECT_EQ(gateway.claimsSentTo(kPayerA).size(), 1u);
   EXPECT_EQ(gateway.claimsSentTo(kPayerB).size(), 1u);
+}
+
+// The Provenances stored now: id -> (targets, entities' references, made by the merge).
+struct StoredProvenance {
+  std::set<std::string> targets;
+  std::set<std::string> cites;
+  bool merge = false;
+};
+std::map<std::string, StoredProvenance> provenances(Gateway& gateway) {
+  std::map<std::string, StoredProvenance> out;
+  for (const auto& [key, text] : gateway.resources()) {
+    if (key.rfind("Provenance/", 0) != 0) continue;
+    auto doc = json::parse(text);
+    EXPECT_TRUE(doc.ok());
+    StoredProvenance& p = out[key];
+    for (const json::Value& target : (*doc)["target"].GetArray()) p.targets.emplace(*json::getString(target, "reference"));
+    if (const json::Value* entities = json::find(*doc, "entity")) {
+      for (const json::Value& entity : entities->GetArray()) {
+        if (auto cited = json::getString(entity["what"], "reference")) p.cites.emplace(*cited);
+      }
+    }
+    p.merge = text.find("\"assembler\"") != std::string::npos;
+  }
+  return out;
+}
+
+TEST(SourcesTest, TheMergeCitesTheProvenanceOfEveryContributionAndARepostAddsNoVersion) {
+  Gateway gateway(twoPayers());
+  ASSERT_EQ(gateway.roster(kPayerA, rosterA()).status, 200);
+  ASSERT_EQ(gateway.post(event("request", "e1-req", "EC-1", "2026-06-14T10:00:00-05:00")).status, 202);
+  ASSERT_EQ(gateway.claims(kPayerA, claimFileA()).status, 200);
+
+  // The Patients of the one cluster, and the survivor.
+  std::set<std::string> patients;
+  std::string survivor;
+  for (const auto& [key, text] : gateway.resources()) {
+    if (key.rfind("Patient/", 0) != 0) continue;
+    patients.insert(key);
+    if (text.find("\"replaced-by\"") == std::string::npos) survivor = key;
+  }
+  ASSERT_EQ(patients.size(), 2u);  // the EHR's (by MRN) and the payer's (by member id), linked
+  ASSERT_FALSE(survivor.empty());
+
+  // What the merge must cite: the sources' own Provenances that target a Patient of the cluster
+  // (the roster row's, the event's and the claim file's), read from the store, not from the merge.
+  auto cites_of_merge = [&](const std::map<std::string, StoredProvenance>& all, std::string& merge_id) {
+    std::set<std::string> expected, cited;
+    for (const auto& [id, p] : all) {
+      const bool about = std::any_of(p.targets.begin(), p.targets.end(), [&](const std::string& t) { return patients.count(t) > 0; });
+      if (!about) continue;
+      if (p.merge && p.targets.count(survivor)) {
+        EXPECT_TRUE(merge_id.empty() || merge_id == id) << "two merge Provenances for " << survivor;
+        merge_id = id;
+        cited = p.cites;
+      } else if (!p.merge) {
+        expected.insert(id);
+      }
+    }
+    return std::pair{expected, cited};
+  };
+  std::string merge_id;
+  auto [expected, cited] = cites_of_merge(provenances(gateway), merge_id);
+  ASSERT_FALSE(merge_id.empty()) << "no Provenance of the merge targets " << survivor;
+  EXPECT_EQ(expected.size(), 3u);
+  EXPECT_EQ(cited, expected);
+
+  // The same inputs again: nothing new is cited, so no new version of anything.
+  const size_t versions = gateway.rows("1 = 1", true).size();
+  ASSERT_EQ(gateway.roster(kPayerA, rosterA()).status, 200);
+  ASSERT_EQ(gateway.post(event("request", "e1-req", "EC-1", "2026-06-14T10:00:00-05:00")).status, 202);
+  ASSERT_EQ(gateway.claims(kPayerA, claimFileA()).status, 200);
+  EXPECT_EQ(gateway.rows("1 = 1", true).size(), versions);
+
+  // A later event of the same EHR replaces its earlier word: the merge now cites the new
+  // event's Provenance instead of the first one's, in a new version of the same Provenance.
+  const std::string merge_key = merge_id.substr(std::string("Provenance/").size());
+  const size_t merge_versions = gateway.history("Provenance", merge_key).size();
+  ASSERT_EQ(gateway.post(event("request", "e2-req", "EC-2", "2026-07-19T10:00:00-05:00")).status, 202);
+  std::string merge_id_after;
+  auto all_after = provenances(gateway);
+  auto [expected_after, cited_after] = cites_of_merge(all_after, merge_id_after);
+  EXPECT_EQ(merge_id_after, merge_id);
+  // The sources' Provenances are all still stored (the first event's too); the merge cites each
+  // source's latest word only.
+  std::set<std::string> second_event;
+  std::set_difference(expected_after.begin(), expected_after.end(), expected.begin(), expected.end(),
+                      std::inserter(second_event, second_event.end()));
+  ASSERT_EQ(second_event.size(), 1u);
+  std::string first_event;
+  for (const std::string& id : expected) {
+    const auto& targets = all_after[id].targets;
+    if (std::any_of(targets.begin(), targets.end(), [](const std::string& t) { return t.rfind("ServiceRequest/", 0) == 0; })) {
+      EXPECT_TRUE(first_event.empty());
+      first_event = id;
+    }
+  }
+  ASSERT_FALSE(first_event.empty()) << "no Provenance of the first event targets its ServiceRequest";
+  std::set<std::string> want = expected;
+  want.erase(first_event);
+  want.insert(*second_event.begin());
+  EXPECT_EQ(cited_after, want);
+  EXPECT_EQ(gateway.history("Provenance", merge_key).size(), merge_versions + 1);
+
+  // Everything stored, merged resources and their citations included, validates with the
+  // definitions the server loads (R4 and the alignment guide) with zero errors.
+  ValidatorOptions options;
+  options.extra_paths.push_back((std::filesystem::path(GATEWAY_PROFILES_DIR) / "alignment" / "package").string());
+  auto validator = createValidator(options);
+  ASSERT_TRUE(validator.ok()) << validator.message();
+  size_t validated = 0;
+  for (const auto& [key, text] : gateway.rows("h.version = r.version")) {
+    auto doc = json::parse(text);
+    ASSERT_TRUE(doc.ok());
+    ++validated;
+    if (!json::find(*doc, "recorded") && json::getString(*doc, "resourceType") == "Provenance") {
+      json::addString(*doc, "recorded", "2026-12-03T00:00:00Z", doc->GetAllocator());  // rows() leaves it out
+    }
+    IssueList issues;
+    (*validator)->validateText(json::serialize(*doc), ValidationRequest{}, issues);
+    for (const Issue& issue : issues.issues()) {
+      EXPECT_FALSE(issue.severity == Severity::kError || issue.severity == Severity::kFatal)
+          << key << ": " << (issue.expression.empty() ? std::string("-") : issue.expression.front()) << ": " << issue.diagnostics;
+    }
+  }
+  EXPECT_GE(validated, 15u);  // Patients, Coverage, Group, Claim, practitioners, Provenances...
 }
 
 TEST(SourcesTest, OverlappingDatedCoverageWithoutOrderWaitsWithThatReason) {
