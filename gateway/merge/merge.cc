@@ -341,7 +341,40 @@ std::vector<std::string> conflictingElements(const MergeRules& rules, const json
   return out;
 }
 
+namespace {
+
+// An HL7 v2 DTM with at least minutes and a UTC offset (`YYYYMMDDHHMM[SS[.S…]]±ZZZZ`, as MSH-7
+// carries it) in the ISO form utcRank reads; anything else empty. Without an offset a DTM is the
+// sender's local time, which the gateway cannot know: it stays as sent.
+std::string isoFromDtm(std::string_view dtm) {
+  size_t digits = 0;
+  while (digits < dtm.size() && dtm[digits] >= '0' && dtm[digits] <= '9') ++digits;
+  if (digits != 12 && digits != 14) return {};
+  std::string_view rest = dtm.substr(digits);
+  std::string fraction;
+  if (digits == 14 && !rest.empty() && rest.front() == '.') {
+    size_t end = 1;
+    while (end < rest.size() && rest[end] >= '0' && rest[end] <= '9') ++end;
+    if (end == 1) return {};
+    fraction = std::string(rest.substr(0, end));
+    rest.remove_prefix(end);
+  }
+  if (rest.size() != 5 || (rest[0] != '+' && rest[0] != '-')) return {};
+  for (size_t i = 1; i < 5; ++i) {
+    if (rest[i] < '0' || rest[i] > '9') return {};
+  }
+  std::string iso;
+  iso.append(dtm.substr(0, 4)).append("-").append(dtm.substr(4, 2)).append("-").append(dtm.substr(6, 2));
+  iso.append("T").append(dtm.substr(8, 2)).append(":").append(dtm.substr(10, 2)).append(":");
+  iso.append(digits == 14 ? dtm.substr(12, 2) : std::string_view("00")).append(fraction);
+  iso.append(rest.substr(0, 3)).append(":").append(rest.substr(3, 2));
+  return iso;
+}
+
+}  // namespace
+
 std::string utcRank(std::string_view text) {
+  if (const std::string iso = isoFromDtm(text); !iso.empty()) return utcRank(iso);
   int year = 0, month = 0, day = 0, hour = 0, minute = 0, second = 0;
   int consumed = 0;
   const std::string copy(text);

@@ -85,7 +85,8 @@ std::string chooseSurvivor(const MergeRules& rules, const std::map<std::string, 
 std::vector<std::string> conflictingElements(const MergeRules& rules, const json::Value& a, const json::Value& b);
 
 // `2026-10-02T14:03:11-05:00` -> `2026-10-02T19:03:11Z`, so ranks of events compare as text;
-// anything else (a date) is returned as is.
+// an HL7 v2 DTM with an offset (MSH-7 `20261002140311-0500`) too, so v2 and JSON events of one
+// source compare; anything else (a date, a DTM without offset) is returned as is.
 std::string utcRank(std::string_view date_time);
 
 }  // namespace fhir::gateway::merge

@@ -126,6 +126,13 @@ TEST(MergeTest, UtcRanksCompareInstantsAsText) {
   EXPECT_EQ(utcRank("2026-12-31T23:30:00-01:00"), "2027-01-01T00:30:00Z");
   EXPECT_EQ(utcRank("2026-10-02T00:10:00.250+01:00"), "2026-10-01T23:10:00.250Z");
   EXPECT_EQ(utcRank("2026-10-02"), "2026-10-02");
+  // HL7 v2 DTM (MSH-7), v2.5.1 chapter 2A.22: YYYY[MM[DD[HH[MM[SS[.S[S[S[S]]]]]]]]][+/-ZZZZ].
+  EXPECT_EQ(utcRank("20261002140311-0500"), "2026-10-02T19:03:11Z");
+  EXPECT_EQ(utcRank("202610021403+0100"), "2026-10-02T13:03:00Z");
+  EXPECT_EQ(utcRank("20261231233000.25-0100"), "2027-01-01T00:30:00.25Z");
+  EXPECT_EQ(utcRank("20261002140311"), "20261002140311");  // local time of the sender: as sent
+  EXPECT_EQ(utcRank("20261002"), "20261002");
+  EXPECT_EQ(utcRank("2026100214031-0500"), "2026100214031-0500");  // 13 digits: not a DTM we rank
 }
 
 std::string member(const std::string& patient, const std::string& start, const std::string& end = "") {
