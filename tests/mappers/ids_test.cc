@@ -55,9 +55,9 @@ TEST(DatesTest, DateAndDateTimeRules) {
 
 TEST(CoverageSelectionTest, DatedCoverageWinsAndPeriodsAreInclusive) {
   std::vector<CoverageFact> facts = {
-      {"a", "p", "payer-a", "m1", "medicaid", "2026-01-01", "2026-06-30"},
-      {"b", "p", "payer-b", "m2", "commercial", "2026-07-01", ""},
-      {"u", "p", "payer-u", "m3", "", "", ""},
+      {"a", "p", "payer-a", "m1", "medicaid", "2026-01-01", "2026-06-30", "payer"},
+      {"b", "p", "payer-b", "m2", "commercial", "2026-07-01", "", "payer"},
+      {"u", "p", "payer-u", "m3", "", "", "", "ehr"},
   };
   EXPECT_EQ(selectCoverage(facts, "2026-06-30")->coverage_id, "a");
   EXPECT_EQ(selectCoverage(facts, "2026-07-01")->coverage_id, "b");

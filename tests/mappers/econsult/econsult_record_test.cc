@@ -135,7 +135,7 @@ TEST_F(EconsultMapperTest, ResponseBillsTheSpecialistAgainstTheCoverageOfTheDay)
 TEST_F(EconsultMapperTest, StoredCoverageOfTheDayIsChosenOverTheEventsOwn) {
   // The event's coverage ends before the date of service; a stored (roster) coverage covers it.
   directory_.stored = {{deriveId({"Coverage", "lakeshore-medicaid", "ROSTER"}), "p", "lakeshore-medicaid", "ROSTER",
-                        "medicaid", "2026-10-01", "2026-10-31"}};
+                        "medicaid", "2026-10-01", "2026-10-31", "payer"}};
   std::string text = testing::readFile(testing::testDataDir() / "econsult" / "response.json");
   text.replace(text.find("\"start\": \"2026-01-01\", \"end\": \"2026-12-31\""), 42,
                "\"start\": \"2026-01-01\", \"end\": \"2026-09-30\"");
