@@ -3,8 +3,10 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <ctime>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <set>
 #include <sstream>
@@ -31,24 +33,63 @@ class GatewayDirectory final : public mappers::Directory {
     if (payer == nullptr) return std::nullopt;
     return mappers::PayerInfo{payer->id, payer->name, payer->identifier_system, payer->identifier_value};
   }
+  // A store failure cannot be said through mappers::Directory (whose answers are data): it is
+  // kept, the mapper sees no coverage, and the caller turns the whole mapping into a 503
+  // (failure()), never into "no coverage".
   std::vector<mappers::CoverageFact> coverageOf(std::string_view patient_id) const override {
     auto facts = store_.coverageOf(patient_id);
-    return facts.ok() ? std::move(*facts) : std::vector<mappers::CoverageFact>{};
+    if (facts.ok()) return std::move(*facts);
+    noteFailure(facts.message());
+    return {};
+  }
+
+  // The stored JSON of a resource for MapOptions::stored_resource, with the same failure rule.
+  std::optional<std::string> storedResource(const std::string& type, const std::string& id) const {
+    auto stored = store_.readResource(type, id);
+    if (!stored.ok()) {
+      noteFailure(stored.message());
+      return std::nullopt;
+    }
+    if (!stored->has_value()) return std::nullopt;
+    return std::move((*stored)->json);
+  }
+
+  // The first store failure met while mapping, if any.
+  std::optional<std::string> failure() const {
+    std::lock_guard lock(mutex_);
+    return failure_;
   }
 
  private:
+  void noteFailure(const std::string& message) const {
+    std::lock_guard lock(mutex_);
+    if (!failure_) failure_ = message;
+  }
+
   const Config& config_;
   Store& store_;
+  mutable std::mutex mutex_;
+  mutable std::optional<std::string> failure_;
 };
 
 Answer outcomeAnswer(int status, const IssueList& issues) {
   return Answer{status, "application/fhir+json", toOperationOutcomeJson(issues)};
 }
 
+// The store failed (disk, SQL, closing): 503 with Retry-After, nothing quarantined; the sender
+// posts again (an event it had committed is answered from the store, idempotently).
+constexpr int kStoreRetryAfterSeconds = 1;
+
+Answer storeFailureOf(const IssueList& issues) {
+  Answer answer = outcomeAnswer(503, issues);
+  answer.retry_after = kStoreRetryAfterSeconds;
+  return answer;
+}
+
 Answer storeFailure(const std::string& message) {
   IssueList issues;
-  issues.add(Issue{Severity::kFatal, "exception", "the store failed: " + message, {}, {}});
-  return outcomeAnswer(503, issues);
+  issues.add(Issue{Severity::kFatal, "transient", "the store failed: " + message, {}, {}});
+  return storeFailureOf(issues);
 }
 
 std::string_view mediaType(std::string_view content_type) {
@@ -122,6 +163,18 @@ struct ReplayCapture {
   bool rejected = false;  // the channel rejected it again
 };
 thread_local ReplayCapture* t_replay = nullptr;
+
+// Sets t_replay for one replay and restores it however the replay ends.
+class ReplayScope {
+ public:
+  explicit ReplayScope(ReplayCapture& capture) : previous_(t_replay) { t_replay = &capture; }
+  ~ReplayScope() { t_replay = previous_; }
+  ReplayScope(const ReplayScope&) = delete;
+  ReplayScope& operator=(const ReplayScope&) = delete;
+
+ private:
+  ReplayCapture* previous_;
+};
 
 // A channel a quarantined payload can be replayed through. `argument` is what follows ':' in
 // the quarantine row's channel (the payer id of "claims:<payer>").
@@ -345,7 +398,8 @@ struct EconsultFacts {
   EventFacts event;
 };
 
-EconsultFacts econsultFacts(const json::Value& bundle, Store& store) {
+// A store failure reading the patient's coverage is an error, never "no coverage".
+Result<EconsultFacts> econsultFacts(const json::Value& bundle, Store& store) {
   static constexpr std::string_view kNpi = "http://hl7.org/fhir/sid/us-npi";
   EconsultFacts out;
   out.coverage = eventCoverage(bundle);
@@ -368,18 +422,19 @@ EconsultFacts econsultFacts(const json::Value& bundle, Store& store) {
     }
   }
   out.event.patient = "Patient/" + out.patient_id;
-  std::vector<mappers::CoverageFact> stored;
-  if (auto found = store.coverageOf(out.patient_id); found.ok()) stored = std::move(*found);
-  out.billing = billingFacts(bundle, withEventCoverage(std::move(stored), out.coverage));
+  auto stored = store.coverageOf(out.patient_id);
+  if (!stored.ok()) return stored.error();
+  out.billing = billingFacts(bundle, withEventCoverage(std::move(*stored), out.coverage));
   for (const mappers::BillingFact& billing : out.billing) out.event.codes.insert(billing.system + "|" + billing.code);
   return out;
 }
 
 // Hands each billing Claim to its payer's outbox, or keeps it waiting as unroutable with the
 // reason (the same rules as e-consult billing: routeClaim, payerBundle).
-void dispatchBilling(const Config& config, Store& store, const std::string& base_url, const json::Value& bundle,
-                     const std::vector<mappers::BillingFact>& billing, const std::string& patient_id,
-                     const EventFacts& facts, IngestCommit& commit, std::map<std::string, EventFacts>& claim_facts) {
+// A store failure reading what the payer's Bundle references is the commit's failure.
+Status dispatchBilling(const Config& config, Store& store, const std::string& base_url, const json::Value& bundle,
+                       const std::vector<mappers::BillingFact>& billing, const std::string& patient_id,
+                       const EventFacts& facts, IngestCommit& commit, std::map<std::string, EventFacts>& claim_facts) {
   for (const mappers::BillingFact& fact : billing) {
     RouteDecision decision = routeClaim(config, fact);
     if (decision.payer != nullptr) {
@@ -388,8 +443,9 @@ void dispatchBilling(const Config& config, Store& store, const std::string& base
       claim.codes = {fact.system + "|" + fact.code};
       claim_facts.emplace(fact.claim_id, std::move(claim));
       commit.routed.push_back(RoutedClaim{fact.claim_id, patient_id, decision.payer->id, fact.date_of_service, fact.code});
-      commit.outbox.push_back(OutboxWrite{payerDestination(decision.payer->id), "claim",
-                                          payerBundle(bundle, fact.claim_id, store, base_url)});
+      auto payer_bundle = payerBundle(bundle, fact.claim_id, store, base_url);
+      if (!payer_bundle.ok()) return payer_bundle.error();
+      commit.outbox.push_back(OutboxWrite{payerDestination(decision.payer->id), "claim", std::move(*payer_bundle)});
       continue;
     }
     IssueList reason;
@@ -397,11 +453,13 @@ void dispatchBilling(const Config& config, Store& store, const std::string& base
     commit.unroutable.push_back(UnroutableWrite{fact.claim_id, patient_id, fact.date_of_service, fact.code, decision.reason,
                                                 toOperationOutcomeJson(reason)});
   }
+  return Status::Ok();
 }
 
 // A stored ACM Claim with the same id (patient, specialist, calendar month) that another event
-// created: the second ACM of that month (contracts/econsult-event.md). Returns the issue.
-std::optional<IssueList> secondAcm(Store& store, const json::Value& bundle, const json::Value& event) {
+// created: the second ACM of that month (contracts/econsult-event.md). Returns the issue; an
+// error when the store failed reading the stored Claim.
+Result<std::optional<IssueList>> secondAcm(Store& store, const json::Value& bundle, const json::Value& event) {
   static constexpr std::string_view kAcmSystem = "https://fhir.alignment-gateway.org/CodeSystem/alignment-billing";
   auto identifierOf = [](const json::Value& claim) {
     const json::Value* identifiers = json::find(claim, "identifier");
@@ -412,10 +470,13 @@ std::optional<IssueList> secondAcm(Store& store, const json::Value& bundle, cons
   for (const mappers::BillingFact& fact : billingFacts(bundle, {})) {
     if (fact.system != kAcmSystem || fact.code != "ACM") continue;
     auto stored = store.readResource("Claim", fact.claim_id);
-    if (!stored.ok() || !stored->has_value()) continue;
+    if (!stored.ok()) return stored.error();
+    if (!stored->has_value()) continue;
     json::Document previous;
-    json::ParseError ignored;
-    if (!json::parse((*stored)->json, previous, ignored)) continue;
+    json::ParseError parse_error;
+    if (!json::parse((*stored)->json, previous, parse_error)) {
+      return Error{"stored Claim/" + fact.claim_id + " is unreadable: " + parse_error.describe()};
+    }
     const json::Value* claim = nullptr;
     for (const json::Value& entry : bundle["entry"].GetArray()) {
       if (json::getString(entry["resource"], "id") == fact.claim_id) claim = &entry["resource"];
@@ -437,9 +498,9 @@ std::optional<IssueList> secondAcm(Store& store, const json::Value& bundle, cons
                       location + ": a second ACM for the same patient, specialist and calendar month (" +
                           fact.date_of_service.substr(0, 7) + "); the first came with event " +
                           identifierOf(previous).substr(identifierOf(previous).find('|') + 1));
-    return issues;
+    return std::optional<IssueList>(std::move(issues));
   }
-  return std::nullopt;
+  return std::optional<IssueList>();
 }
 
 // The answer of an accepted event: the stored Bundle, with warnings as a last OperationOutcome entry.
@@ -629,6 +690,9 @@ Answer Pipeline::ingestPayerFile(std::string_view kind, const std::string& payer
   auto summary = specs_->mapSource(
       spec, input, options,
       [&](mappers::engine::MappedBundle& mapped) {
+        if (store_error.empty()) {
+          if (auto failure = directory.failure()) store_error = *failure;  // mapped without what the store holds
+        }
         if (!store_error.empty()) return;  // the answer is a 503; the rest of the body is only read
         auto bundle_id = json::getString(mapped.bundle, "id");
         appendId(bundle_ids, bundle_id ? *bundle_id : std::string_view(mapped.record_id));
@@ -636,6 +700,10 @@ Answer Pipeline::ingestPayerFile(std::string_view kind, const std::string& payer
         if (staged.size() >= kPayerFileBatch) stageBatch();
       },
       [&](mappers::engine::Rejection& rejected) {
+        if (store_error.empty()) {
+          if (auto failure = directory.failure()) store_error = *failure;  // not the record's fault
+        }
+        if (!store_error.empty()) return;
         metrics_.countIngest(channel, "rejected");
         // A record keeps what a replay needs to read it alone (the CSV header; an X12 claim's
         // envelope and transaction header, from the reader); a fatal rejection keeps what the
@@ -658,7 +726,7 @@ Answer Pipeline::ingestPayerFile(std::string_view kind, const std::string& payer
   stageBatch();
   std::optional<BodyProblem> problem = body_ended ? body_ended() : std::nullopt;
   if (!summary.ok() || !store_error.empty() || problem || (summary.ok() && summary->fatal && summary->accepted == 0)) {
-    (void)store_->dropStagedFile(file);
+    dropStaged(file);
   }
   if (!summary.ok()) return storeFailure(summary.message());
   if (!store_error.empty()) return storeFailure(store_error);
@@ -678,7 +746,7 @@ Answer Pipeline::ingestPayerFile(std::string_view kind, const std::string& payer
                                                                             : std::string_view(last_quarantine_id))};
   }
   Status published = publishStaged(kind, payer_id, channel, file, as_of, full_roster);
-  (void)store_->dropStagedFile(file);
+  dropStaged(file);
   if (!published.ok()) return storeFailure(published.message());
   std::string out = "{\"records\":" + std::to_string(summary->records) + ",\"accepted\":" + std::to_string(summary->accepted) +
                     ",\"rejected\":" + std::to_string(summary->rejected) + ",\"bundleIds\":[";
@@ -751,7 +819,10 @@ Status Pipeline::publishStaged(std::string_view kind, const std::string& payer_i
     }
     auto committed = store_->commitIngestMany(std::move(batch));
     if (!committed.ok()) return committed.error();
-    routeWaitingClaims(touched_patients, true);
+    // A failure here answers the file 503: posted again, its rows are duplicates and their
+    // patients' waiting claims are routed then.
+    Status routed = routeWaitingClaims(touched_patients, true);
+    if (!routed.ok()) return routed;
     touched_patients.clear();
     if (on_outbox_) on_outbox_();
   }
@@ -760,6 +831,16 @@ Status Pipeline::publishStaged(std::string_view kind, const std::string& payer_i
     if (!merged.ok()) return merged.error();
   }
   return Status::Ok();
+}
+
+void Pipeline::dropStaged(int64_t file) {
+  // Not the request's failure: what was published is committed, and staged rows are never read
+  // again (a start-up drops every staged file a previous process left). Logged and counted.
+  Status dropped = store_->dropStagedFile(file);
+  if (dropped.ok()) return;
+  metrics_.countIngest("staging", "drop_failed");
+  std::fprintf(stderr, "ingest: dropping staged payer file %lld failed (dropped at the next start): %s\n",
+               static_cast<long long>(file), dropped.message().c_str());
 }
 
 Result<std::string> Pipeline::keep(QuarantineWrite write) {
@@ -804,10 +885,11 @@ ReplayOutcome Pipeline::replayQuarantined(const std::string& quarantine_id) {
                          "not-replayable");
   }
   ReplayCapture capture{quarantine_id, kept.record};
-  t_replay = &capture;
-  Answer answer =
-      channel->second(*this, argument, kept.replay_prefix + kept.payload + kept.replay_suffix, kept.content_type);
-  t_replay = nullptr;
+  Answer answer;
+  {
+    ReplayScope scope(capture);
+    answer = channel->second(*this, argument, kept.replay_prefix + kept.payload + kept.replay_suffix, kept.content_type);
+  }
   const bool accepted = answer.status < 300 && !capture.rejected;
   const std::string result = accepted ? "accepted" : answer.status >= 500 ? "failed" : "rejected";
   auto recorded = store_->recordReplay(quarantine_id, answer.status, answer.body, accepted);
@@ -815,23 +897,27 @@ ReplayOutcome Pipeline::replayQuarantined(const std::string& quarantine_id) {
   return ReplayOutcome{std::move(answer), result};
 }
 
-std::optional<IngestCommit> Pipeline::rerouteCommit(const UnroutableWrite& waiting, const mappers::CoverageFact& coverage,
-                                                    const PayerConfig& payer, const std::vector<Subscription>& live) {
+Result<std::optional<IngestCommit>> Pipeline::rerouteCommit(const UnroutableWrite& waiting,
+                                                            const mappers::CoverageFact& coverage, const PayerConfig& payer,
+                                                            const std::vector<Subscription>& live) {
   auto stored = store_->readResource("Claim", waiting.claim_id);
-  if (!stored.ok() || !stored->has_value()) return std::nullopt;
+  if (!stored.ok()) return stored.error();
+  if (!stored->has_value()) return std::optional<IngestCommit>();
   json::Document previous;
   json::ParseError parse_error;
-  if (!json::parse((*stored)->json, previous, parse_error)) return std::nullopt;
+  if (!json::parse((*stored)->json, previous, parse_error)) {
+    return Error{"stored Claim/" + waiting.claim_id + " is unreadable: " + parse_error.describe()};
+  }
   dropStoredMeta(previous);
   json::Document claim;
   claim.CopyFrom(previous, claim.GetAllocator());
   json::Value* insurance = json::find(claim, "insurance");
-  if (insurance == nullptr || !insurance->IsArray() || insurance->Empty()) return std::nullopt;
+  if (insurance == nullptr || !insurance->IsArray() || insurance->Empty()) return std::optional<IngestCommit>();
   settleClaimResource(claim, claim.GetAllocator(), coverage.coverage_id, payer.id);
   if (validator_) {
     IssueList validation;
     validator_->validate(claim, ValidationRequest{}, validation);
-    if (validation.hasErrors()) return std::nullopt;  // keeps waiting, with its reason
+    if (validation.hasErrors()) return std::optional<IngestCommit>();  // keeps waiting, with its reason
   }
 
   IngestCommit commit;
@@ -852,7 +938,9 @@ std::optional<IngestCommit> Pipeline::rerouteCommit(const UnroutableWrite& waiti
   json::Value entries(rapidjson::kArrayType);
   entries.PushBack(entry, mapped.GetAllocator());
   json::addMember(mapped, "entry", std::move(entries), mapped.GetAllocator());
-  commit.outbox.push_back(OutboxWrite{payerDestination(payer.id), "claim", payerBundle(mapped, waiting.claim_id, *store_, base_url_)});
+  auto payer_bundle = payerBundle(mapped, waiting.claim_id, *store_, base_url_);
+  if (!payer_bundle.ok()) return payer_bundle.error();
+  commit.outbox.push_back(OutboxWrite{payerDestination(payer.id), "claim", std::move(*payer_bundle)});
 
   // billing-routed fires now, when the claim reaches a payer's outbox, even when the new
   // version equals the old one (the coverage kept its id and only its period grew).
@@ -873,22 +961,23 @@ std::optional<IngestCommit> Pipeline::rerouteCommit(const UnroutableWrite& waiti
     subscriptionHook(topics_, live, facts, std::move(claim_facts))(
         {ResourceChangeRecord{"Claim", waiting.claim_id, previous_json, &claim_json}}, commit.outbox);
   }
-  return commit;
+  return std::optional<IngestCommit>(std::move(commit));
 }
 
-void Pipeline::routeWaitingClaims(const std::set<std::string>& patients, bool check_routed) {
+Status Pipeline::routeWaitingClaims(const std::set<std::string>& patients, bool check_routed) {
   const std::vector<Subscription> live = registry_ != nullptr ? registry_->all() : std::vector<Subscription>{};
   std::set<std::string> members;  // the patients and every patient linked to them
   for (const std::string& patient : patients) {
     auto cluster = store_->clusterOf(patient);
-    if (cluster.ok()) members.insert(cluster->begin(), cluster->end());
-    else members.insert(patient);
+    if (!cluster.ok()) return Error{cluster.message()};
+    members.insert(cluster->begin(), cluster->end());
   }
   for (const std::string& patient : members) {
     auto coverage = store_->coverageOf(patient);
-    if (!coverage.ok()) continue;
+    if (!coverage.ok()) return Error{coverage.message()};
     auto waiting = store_->unroutableOf(patient);
-    for (const UnroutableWrite& claim : waiting.ok() ? *waiting : std::vector<UnroutableWrite>{}) {
+    if (!waiting.ok()) return Error{waiting.message()};
+    for (const UnroutableWrite& claim : *waiting) {
       mappers::BillingFact billing;
       billing.claim_id = claim.claim_id;
       billing.code = claim.code;
@@ -901,27 +990,34 @@ void Pipeline::routeWaitingClaims(const std::set<std::string>& patients, bool ch
         if (decision.reason != claim.reason) {
           IssueList reason;
           reason.atExpression(Severity::kWarning, "business-rule", "Claim", decision.reason);
-          (void)store_->updateUnroutableReason(claim.claim_id, decision.reason, toOperationOutcomeJson(reason));
+          Status updated = store_->updateUnroutableReason(claim.claim_id, decision.reason, toOperationOutcomeJson(reason));
+          if (!updated.ok()) return updated;
         }
         continue;
       }
       auto commit = rerouteCommit(claim, *billing.coverage, *decision.payer, live);
-      if (commit) (void)store_->commitIngest(std::move(*commit));
+      if (!commit.ok()) return Error{commit.message()};
+      if (!commit->has_value()) continue;  // its stored Claim is gone or would not validate: it keeps waiting
+      auto committed = store_->commitIngest(std::move(**commit));
+      if (!committed.ok()) return Error{committed.message()};
     }
     if (!check_routed) continue;
     // A claim already handed to a payer stays with it; a roster or claim file that now says
     // otherwise is listed for people to settle (GET /admin/routing-conflicts).
     auto routed = store_->routedOf(patient);
-    for (const RoutedClaim& claim : routed.ok() ? *routed : std::vector<RoutedClaim>{}) {
+    if (!routed.ok()) return Error{routed.message()};
+    for (const RoutedClaim& claim : *routed) {
       CoverageChoice now = chooseCoverage(*coverage, claim.date_of_service);
       const std::string now_payer = now.coverage ? now.coverage->payer_id : std::string();
       if (now_payer == claim.payer_id) continue;
       const std::string reason = now.coverage ? "the coverage of payer '" + now_payer + "' is valid on " +
                                                     claim.date_of_service + " (Coverage/" + now.coverage->coverage_id + ")"
                                               : now.reason;
-      (void)store_->putRoutingConflict(RoutingConflict{claim, now_payer, reason, ""});
+      Status listed = store_->putRoutingConflict(RoutingConflict{claim, now_payer, reason, ""});
+      if (!listed.ok()) return listed;
     }
   }
+  return Status::Ok();
 }
 
 
@@ -975,11 +1071,14 @@ Answer Pipeline::ingestEconsult(std::string_view body, std::string_view content_
   mappers::engine::MappedBundle mapped;
   IssueList issues;
   if (int status = mapEvent("econsult", "econsult", event, body, mapped, issues); status != 0) {
+    if (status == kStoreFailed) return storeFailureOf(issues);
     return reject(kChannel, body, content_type, status, issues);
   }
 
   // Routing on the merged coverage timeline; the Claims name the coverage it chose.
-  EconsultFacts facts = econsultFacts(mapped.bundle, *store_);
+  auto read_facts = econsultFacts(mapped.bundle, *store_);
+  if (!read_facts.ok()) return storeFailure(read_facts.message());
+  EconsultFacts& facts = *read_facts;
   settleBilling(config_, mapped.bundle, facts.billing);
   // Answer: the stored Bundle, with warnings as a last OperationOutcome entry.
   IngestCommit commit = acceptedEvent(kChannel, idempotency_key, body, mapped.bundle, issues);
@@ -1004,12 +1103,17 @@ int Pipeline::mapEvent(std::string_view channel, const std::string& spec, const 
   options.source_name = "POST /ingest/" + std::string(channel);
   options.base_url = base_url_;
   // The consult's ServiceRequest is updated by later events ("update": "merge" in the spec).
-  options.stored_resource = [this](const std::string& type, const std::string& id) -> std::optional<std::string> {
-    auto stored = store_->readResource(type, id);
-    if (!stored.ok() || !stored->has_value()) return std::nullopt;
-    return (*stored)->json;
+  options.stored_resource = [&directory](const std::string& type, const std::string& id) {
+    return directory.storedResource(type, id);
   };
   auto done = specs_->mapRecord(spec, record, std::string(raw), "request", options, mapped, issues);
+  // What the mapper read from the store failed: whatever it concluded ("no coverage") is not
+  // about the data. The caller answers 503 and keeps nothing in quarantine.
+  if (auto failure = directory.failure()) {
+    issues = IssueList();
+    issues.add(Issue{Severity::kFatal, "transient", "the store failed: " + *failure, {}, {}});
+    return kStoreFailed;
+  }
   if (!done.ok() || !*done) {
     if (!done.ok()) issues.add(Issue{Severity::kError, "exception", done.message(), {}, {}});
     return 422;
@@ -1052,7 +1156,8 @@ Result<CommitOutcome> Pipeline::commitEvent(const json::Value& bundle, IngestCom
     commit.outbox.push_back(OutboxWrite{feedDestination(feed.id), "bundle", bundle_json});
   }
   std::map<std::string, EventFacts> claim_facts;
-  dispatchBilling(config_, *store_, base_url_, bundle, billing, patient_id, facts, commit, claim_facts);
+  Status dispatched = dispatchBilling(config_, *store_, base_url_, bundle, billing, patient_id, facts, commit, claim_facts);
+  if (!dispatched.ok()) return Error{dispatched.message()};
   bool has_subscriptions = false;
   if (topics_ && registry_ != nullptr) {
     std::vector<Subscription> live = registry_->all();
@@ -1070,7 +1175,16 @@ Result<CommitOutcome> Pipeline::commitEvent(const json::Value& bundle, IngestCom
   metrics_.countIngest(channel, outcome->duplicate ? "duplicate" : "accepted");
   // The event may have joined its patient to one a payer knows (in the commit's merge): its
   // waiting claims are routed on the merged timeline now.
-  if (waits && !outcome->duplicate && !patient_id.empty()) routeWaitingClaims({patient_id}, false);
+  // The event is durable and answered as committed even when this fails: the claims keep
+  // waiting (GET /admin/unroutable) and are routed again when the patient's coverage next changes.
+  if (waits && !outcome->duplicate && !patient_id.empty()) {
+    Status routed = routeWaitingClaims({patient_id}, false);
+    if (!routed.ok()) {
+      metrics_.countIngest(channel, "reroute_failed");
+      std::fprintf(stderr, "ingest: routing the waiting claims of Patient/%s failed (they keep waiting): %s\n",
+                   patient_id.c_str(), routed.message().c_str());
+    }
+  }
   if (has_outbox && !outcome->duplicate && on_outbox_) on_outbox_();
   return outcome;
 }
@@ -1157,6 +1271,7 @@ Answer Pipeline::ingestEconsultV2(std::string_view body, std::string_view conten
   mappers::engine::MappedBundle mapped;
   IssueList issues;
   if (int status = mapEvent("econsult", "econsult-v2", record.doc, record.raw, mapped, issues); status != 0) {
+    if (status == kStoreFailed) return econsultRefusal(storeFailureOf(issues), content_type);
     return quarantined(status, &record.doc, std::move(issues));
   }
   if (idempotency_key.empty()) {
@@ -1170,7 +1285,9 @@ Answer Pipeline::ingestEconsultV2(std::string_view body, std::string_view conten
                        {}, {"MSH-3"}});
     return quarantined(422, &record.doc, std::move(identity));
   }
-  EconsultFacts facts = econsultFacts(mapped.bundle, *store_);
+  auto read_facts = econsultFacts(mapped.bundle, *store_);
+  if (!read_facts.ok()) return failed(read_facts.message());
+  EconsultFacts& facts = *read_facts;
   settleBilling(config_, mapped.bundle, facts.billing);
   IngestCommit commit;
   commit.channel = std::string(kChannel);
@@ -1208,10 +1325,13 @@ Answer Pipeline::ingestCareManagement(std::string_view body, std::string_view co
   mappers::engine::MappedBundle mapped;
   IssueList issues;
   if (int status = mapEvent(kChannel, std::string(kChannel), event, body, mapped, issues); status != 0) {
+    if (status == kStoreFailed) return storeFailureOf(issues);
     return reject(kChannel, body, content_type, status, issues);
   }
   if (idempotency_key.empty()) return storeFailure("event without source/eventId passed mapping");
-  if (auto second = secondAcm(*store_, mapped.bundle, event)) return reject(kChannel, body, content_type, 422, *second);
+  auto second = secondAcm(*store_, mapped.bundle, event);
+  if (!second.ok()) return storeFailure(second.message());
+  if (*second) return reject(kChannel, body, content_type, 422, **second);
 
   std::string patient_id;
   for (const json::Value& entry : mapped.bundle["entry"].GetArray()) {
@@ -1222,7 +1342,9 @@ Answer Pipeline::ingestCareManagement(std::string_view body, std::string_view co
   const std::vector<mappers::CoverageFact> declared = eventCoverage(mapped.bundle);
 
   // Billing Claims go to the payer covering their date (commitEvent: feeds, payers, subscriptions).
-  std::vector<mappers::CoverageFact> known = withEventCoverage(GatewayDirectory(config_, *store_).coverageOf(patient_id), declared);
+  auto stored_coverage = store_->coverageOf(patient_id);
+  if (!stored_coverage.ok()) return storeFailure(stored_coverage.message());
+  std::vector<mappers::CoverageFact> known = withEventCoverage(std::move(*stored_coverage), declared);
   std::vector<mappers::BillingFact> billing = billingFacts(mapped.bundle, known);
   settleBilling(config_, mapped.bundle, billing);
   IngestCommit commit = acceptedEvent(kChannel, idempotency_key, body, mapped.bundle, issues);
@@ -1233,7 +1355,9 @@ Answer Pipeline::ingestCareManagement(std::string_view body, std::string_view co
                                          json::getString(event, "occurredAt").value_or("")));
   if (!outcome.ok()) return storeFailure(outcome.message());
   if (!outcome->slot_taken.empty()) {  // another event took this ACM slot since secondAcm read it
-    if (auto second = secondAcm(*store_, mapped.bundle, event)) return reject(kChannel, body, content_type, 422, *second);
+    auto taken = secondAcm(*store_, mapped.bundle, event);
+    if (!taken.ok()) return storeFailure(taken.message());
+    if (*taken) return reject(kChannel, body, content_type, 422, **taken);
     return storeFailure("ACM slot " + outcome->slot_taken + " is held by " + outcome->slot_owner + " whose Claim cannot be read");
   }
   return Answer{outcome->status, "application/fhir+json", outcome->answer};

@@ -37,6 +37,7 @@ struct Answer {
   std::string content_type = "application/fhir+json";
   std::string body;
   std::string location;  // Location header, when set
+  int retry_after = 0;   // Retry-After header in seconds, when > 0 (a 503 of a failing store)
 };
 
 // What a replay of a quarantined payload came to: the channel's answer, and `result`:
@@ -129,13 +130,18 @@ class Pipeline {
   // Routes the waiting claims of these patients (and the patients linked to them) whose merged
   // coverage now decides; `check_routed`: also lists claims already routed that the coverage
   // now contradicts (GET /admin/routing-conflicts).
-  void routeWaitingClaims(const std::set<std::string>& patients, bool check_routed);
+  // An error when the store failed (what was done before stays done; the rest is done on the
+  // next call for these patients).
+  Status routeWaitingClaims(const std::set<std::string>& patients, bool check_routed);
   // The commit that routes one waiting claim: a new version of the Claim whose insurance and
   // insurer are the coverage valid on its date of service, its delivery to that payer and its
-  // billing-routed notifications. nullopt when the stored Claim cannot be read or the new
-  // version does not validate (the claim keeps waiting).
-  std::optional<IngestCommit> rerouteCommit(const UnroutableWrite& waiting, const mappers::CoverageFact& coverage,
+  // billing-routed notifications. nullopt when the stored Claim is gone or the new version does
+  // not validate (the claim keeps waiting); an error when the store failed.
+  Result<std::optional<IngestCommit>> rerouteCommit(const UnroutableWrite& waiting, const mappers::CoverageFact& coverage,
                                             const PayerConfig& payer, const std::vector<Subscription>& live);
+  // Drops a staged payer file; a failure is logged and counted (gateway_ingest_events_total
+  // {channel="staging",outcome="drop_failed"}), not answered.
+  void dropStaged(int64_t file);
   // Quarantines a rejected payload, or during a replay records the rejection on the replayed entry.
   Result<std::string> keep(QuarantineWrite write);
 
@@ -143,7 +149,9 @@ class Pipeline {
   Answer ingestEconsultV2(std::string_view body, std::string_view content_type);
   // Maps one posted event (e-consult, care-management) of `channel` with `spec` and validates it:
   // 0, or the HTTP status of the rejection with its issues. Warnings (unknown members, validator)
-  // end up in `issues`.
+  // end up in `issues`. kStoreFailed: the store failed while the mapper read from it (`issues`
+  // says so); the caller answers 503 and quarantines nothing.
+  static constexpr int kStoreFailed = 503;
   int mapEvent(std::string_view channel, const std::string& spec, const json::Value& record, std::string_view raw,
                mappers::engine::MappedBundle& mapped, IssueList& issues);
   // Stores an accepted event Bundle (e-consult, care-management) with `commit.coverage` set:

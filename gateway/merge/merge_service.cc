@@ -168,12 +168,16 @@ class MergeRun {
             const auto& [a, b] = std::minmax(patient, other);
             const json::Value& pa = a == patient ? **own : **theirs;
             const json::Value& pb = a == patient ? **theirs : **own;
-            RETURN_IF_ERROR(tx_.putConflict(PatientConflict{sharedCoverage(patient, other), a, b, elements,
+            auto shared = sharedCoverage(patient, other);
+            if (!shared.ok()) return shared.error();
+            RETURN_IF_ERROR(tx_.putConflict(PatientConflict{*shared, a, b, elements,
                                                             conflictDetail(a, pa, b, pb, disputed), ""}));
             continue;
           }
         }
-        next.emplace_back(other, "member-id: Coverage/" + sharedCoverage(patient, other));
+        auto shared = sharedCoverage(patient, other);
+        if (!shared.ok()) return shared.error();
+        next.emplace_back(other, "member-id: Coverage/" + *shared);
       }
       auto links = tx_.linked(patient);
       if (!links.ok()) return links.error();
@@ -201,14 +205,17 @@ class MergeRun {
     return std::vector<std::string>(seen.begin(), seen.end());
   }
 
-  std::string sharedCoverage(const std::string& a, const std::string& b) {
+  // The Coverage id two patients both have contributions to; empty when none. An error when the
+  // store failed (never "none").
+  Result<std::string> sharedCoverage(const std::string& a, const std::string& b) {
     auto about = tx_.contributedAbout(a);
+    if (!about.ok()) return about.error();
     auto other = tx_.contributedAbout(b);
-    if (!about.ok() || !other.ok()) return {};
+    if (!other.ok()) return other.error();
     for (const auto& [type, id] : *about) {
       if (type == "Coverage" && std::find(other->begin(), other->end(), std::make_pair(type, id)) != other->end()) return id;
     }
-    return {};
+    return std::string();
   }
 
   Result<std::string> survivorOf(const std::string& patient) {
