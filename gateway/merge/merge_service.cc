@@ -106,9 +106,10 @@ class MergeRun {
     return kept.IsObject() ? &kept : nullptr;
   }
 
-  bool fromRoster(const std::string& id) {
+  // Whether a payer's roster contributed this patient; an error when the store failed.
+  Result<bool> fromRoster(const std::string& id) {
     auto mine = contributionsOf("Patient", id);
-    if (!mine.ok()) return false;
+    if (!mine.ok()) return mine.error();
     return std::any_of((*mine)->begin(), (*mine)->end(), [](const Contribution& c) { return c.kind == "roster"; });
   }
 
@@ -187,9 +188,13 @@ class MergeRun {
         if (who.complete()) {
           auto same = tx_.patientsWithDemographics(who);
           if (!same.ok()) return same.error();
-          const bool roster = fromRoster(patient);
+          auto roster = fromRoster(patient);
+          if (!roster.ok()) return roster.error();
           for (const std::string& other : *same) {
-            if (other != patient && (roster || fromRoster(other))) next.emplace_back(other, std::string(kPatientEvidenceDemographics));
+            if (other == patient) continue;
+            auto other_roster = *roster ? Result<bool>(true) : fromRoster(other);
+            if (!other_roster.ok()) return other_roster.error();
+            if (*other_roster) next.emplace_back(other, std::string(kPatientEvidenceDemographics));
           }
         }
       }
