@@ -21,6 +21,7 @@ namespace fhir::gateway {
 namespace {
 
 constexpr const char* kPayerA = "lakeshore-medicaid";
+constexpr const char* kPayerB = "northwind-commercial";
 constexpr const char* kRosterHeader =
     "member_id,member_last,member_first,member_dob,member_sex,line_of_business,coverage_start,coverage_end,"
     "attributed_practice_npi,attributed_pcp_npi,attribution_start,attribution_end\r\n";
@@ -52,7 +53,7 @@ std::filesystem::path freshDir() {
   return path;
 }
 
-Config onePayer(const std::string& data_dir) {
+Config twoPayers(const std::string& data_dir) {
   Config config;
   config.data_dir = data_dir;
   PayerConfig payer;
@@ -61,7 +62,12 @@ Config onePayer(const std::string& data_dir) {
   payer.format = "lakeshore-medicaid";
   payer.endpoint = "http://127.0.0.1:9/a";
   payer.routes.codes = {"99451", "99452", "ACM"};
-  config.payers = {payer};
+  PayerConfig other;
+  other.id = kPayerB;
+  other.name = "Northwind Commercial";
+  other.format = "northwind-commercial";
+  other.endpoint = "http://127.0.0.1:9/b";
+  config.payers = {payer, other};
   return config;
 }
 
@@ -92,9 +98,13 @@ std::string response(const std::string& event_id, const std::string& coverage) {
 
 constexpr const char* kUndatedCoverage =
     R"([{"payerId": "lakeshore-medicaid", "memberId": "LMC00918273", "lineOfBusiness": "medicaid"}])";
+// Undated coverage of both payers: nothing decides between them until a roster does.
+constexpr const char* kUndatedCoverageOfBoth =
+    R"([{"payerId": "lakeshore-medicaid", "memberId": "LMC00918273", "lineOfBusiness": "medicaid"},
+        {"payerId": "northwind-commercial", "memberId": "NW-55", "lineOfBusiness": "commercial"}])";
 
 struct Gateway {
-  Gateway() : dir(freshDir()), config(onePayer(dir.string())) {
+  Gateway() : dir(freshDir()), config(twoPayers(dir.string())) {
     auto opened = openSqliteStore(config.data_dir);
     EXPECT_TRUE(opened.ok()) << opened.message();
     store = std::make_shared<FailingStore>(*opened);
@@ -145,9 +155,9 @@ TEST(IngestErrorsTest, WithoutAnyCoverageTheEventIsRefusedAsData) {
   EXPECT_EQ(gateway.quarantined(), 1u);
 }
 
-// The store fails during the mapper's coverage read (the patient's roster coverage is stored):
-// 503, nothing quarantined, nothing committed; once the store is back the same post is accepted
-// and the claim goes to the payer the stored coverage names.
+// The store fails during the mapper's coverage read (the payer's roster is stored; the event
+// lists the member id without dates): 503, nothing quarantined, nothing committed; once the store
+// is back the same post is accepted and the claim goes to the payer.
 TEST(IngestErrorsTest, CoverageReadFailureWhileMappingIsA503NotNoCoverage) {
   Gateway gateway;
   const std::string roster = std::string(kRosterHeader) +
@@ -157,7 +167,7 @@ TEST(IngestErrorsTest, CoverageReadFailureWhileMappingIsA503NotNoCoverage) {
 
   gateway.store->fail_coverage = true;
   gateway.store->coverage_reads = 0;
-  const std::string body = response("r-1", "");
+  const std::string body = response("r-1", kUndatedCoverage);
   expectStoreFailure(gateway.pipeline->ingestEconsult(body, "application/json"));
   EXPECT_GT(gateway.store->coverage_reads.load(), 0);  // the failure was met where it was injected
   EXPECT_EQ(gateway.quarantined(), 0u);
@@ -209,12 +219,9 @@ TEST(IngestErrorsTest, CareManagementCoverageReadFailureIsA503) {
 // the claims silently left waiting); posted again once the store is back, the claim leaves.
 TEST(IngestErrorsTest, RosterRoutingWaitingClaimsOnAFailingStoreIsA503AndTheRepostRoutes) {
   Gateway gateway;
-  // A first roster ends the coverage in March: the June claim of an event without coverage
-  // waits. A later roster extends the period, which routes it.
-  const std::string early = std::string(kRosterHeader) +
-                            "LMC00918273,Okafor,Adaeze,19610319,F,medicaid,20260101,20260331,1093817462,1467583922,20260101,\r\n";
-  ASSERT_EQ(gateway.pipeline->ingestPayerFile("roster", kPayerA, early, "text/csv", "2026-01-01").status, 200);
-  Answer event = gateway.pipeline->ingestEconsult(response("r-3", ""), "application/json");
+  // The event names both payers without dates: its June claim waits (ambiguous). Payer A's
+  // roster covering June settles it.
+  Answer event = gateway.pipeline->ingestEconsult(response("r-3", kUndatedCoverageOfBoth), "application/json");
   ASSERT_EQ(event.status, 202) << event.body;
   auto waiting = gateway.store->inner()->listUnroutable(10);
   ASSERT_TRUE(waiting.ok());
@@ -224,13 +231,13 @@ TEST(IngestErrorsTest, RosterRoutingWaitingClaimsOnAFailingStoreIsA503AndTheRepo
   const std::string extended = std::string(kRosterHeader) +
                                "LMC00918273,Okafor,Adaeze,19610319,F,medicaid,20260101,20261231,1093817462,1467583922,20260101,\r\n";
   gateway.store->fail_clusters = true;
-  Answer failed = gateway.pipeline->ingestPayerFile("roster", kPayerA, extended, "text/csv", "2026-06-01");
+  Answer failed = gateway.pipeline->ingestPayerFile("roster", kPayerA, extended, "text/csv");
   expectStoreFailure(failed);
   EXPECT_EQ(gateway.quarantined(), 0u);
   EXPECT_EQ(gateway.claimsToPayer(), before);
 
   gateway.store->fail_clusters = false;
-  Answer again = gateway.pipeline->ingestPayerFile("roster", kPayerA, extended, "text/csv", "2026-06-01");
+  Answer again = gateway.pipeline->ingestPayerFile("roster", kPayerA, extended, "text/csv");
   EXPECT_EQ(again.status, 200) << again.body;
   EXPECT_EQ(gateway.claimsToPayer(), before + 1);
   EXPECT_TRUE(gateway.store->inner()->listUnroutable(10)->empty());
