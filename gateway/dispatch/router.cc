@@ -118,8 +118,8 @@ RouteDecision routeClaim(const Config& config, const mappers::BillingFact& billi
   return decision;
 }
 
-std::string payerBundle(const json::Value& mapped_bundle, const std::string& claim_id, Store& store,
-                        const std::string& base_url) {
+Result<std::string> payerBundle(const json::Value& mapped_bundle, const std::string& claim_id, Store& store,
+                                const std::string& base_url) {
   json::Document out;
   out.SetObject();
   auto& allocator = out.GetAllocator();
@@ -127,6 +127,7 @@ std::string payerBundle(const json::Value& mapped_bundle, const std::string& cla
   json::addString(out, "type", "collection", allocator);
   json::Value entries(rapidjson::kArrayType);
   std::set<std::string> added;
+  std::optional<Error> failure;  // the store failed reading a referenced resource
 
   auto findInBundle = [&](const std::string& type, const std::string& id) -> const json::Value* {
     const json::Value* list = json::find(mapped_bundle, "entry");
@@ -148,10 +149,17 @@ std::string payerBundle(const json::Value& mapped_bundle, const std::string& cla
       resource.CopyFrom(*found, allocator);
     } else {
       auto stored = store.readResource(type, id);
-      if (!stored.ok() || !stored->has_value()) return nullptr;
+      if (!stored.ok()) {
+        if (!failure) failure = stored.error();
+        return nullptr;
+      }
+      if (!stored->has_value()) return nullptr;
       json::Document parsed;
       json::ParseError error;
-      if (!json::parse((*stored)->json, parsed, error)) return nullptr;
+      if (!json::parse((*stored)->json, parsed, error)) {
+        if (!failure) failure = Error{"stored " + key + " is unreadable: " + error.describe()};
+        return nullptr;
+      }
       resource.CopyFrom(parsed, allocator);
     }
     json::Value entry(rapidjson::kObjectType);
@@ -178,6 +186,7 @@ std::string payerBundle(const json::Value& mapped_bundle, const std::string& cla
     }
     for (const auto& [type, id] : references) add(type, id);
   }
+  if (failure) return *failure;
   json::addMember(out, "entry", std::move(entries), allocator);
   return json::serialize(out);
 }

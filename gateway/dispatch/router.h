@@ -37,9 +37,10 @@ RouteDecision routeClaim(const Config& config, const mappers::BillingFact& billi
 
 // The `collection` Bundle a payer receives: the Claim and the resources it references
 // (Patient, Coverage, Practitioner, Organization), taken from the mapped Bundle or, when an
-// earlier event stored them, from the store.
-std::string payerBundle(const json::Value& mapped_bundle, const std::string& claim_id, Store& store,
-                        const std::string& base_url);
+// earlier event stored them, from the store. An error when the store failed reading one (never
+// a Bundle without it).
+Result<std::string> payerBundle(const json::Value& mapped_bundle, const std::string& claim_id, Store& store,
+                                const std::string& base_url);
 
 inline std::string payerDestination(const std::string& payer_id) { return "payer:" + payer_id; }
 inline std::string feedDestination(const std::string& feed_id) { return "feed:" + feed_id; }

@@ -167,9 +167,10 @@ class MergeRun {
     return kept.IsObject() ? &kept : nullptr;
   }
 
-  bool fromRoster(const std::string& id) {
+  // Whether a payer's roster contributed this patient; an error when the store failed.
+  Result<bool> fromRoster(const std::string& id) {
     auto mine = contributionsOf("Patient", id);
-    if (!mine.ok()) return false;
+    if (!mine.ok()) return mine.error();
     return std::any_of((*mine)->begin(), (*mine)->end(), [](const Contribution& c) { return c.kind == "roster"; });
   }
 
@@ -229,12 +230,16 @@ class MergeRun {
             const auto& [a, b] = std::minmax(patient, other);
             const json::Value& pa = a == patient ? **own : **theirs;
             const json::Value& pb = a == patient ? **theirs : **own;
-            RETURN_IF_ERROR(tx_.putConflict(PatientConflict{sharedCoverage(patient, other), a, b, elements,
+            auto shared = sharedCoverage(patient, other);
+            if (!shared.ok()) return shared.error();
+            RETURN_IF_ERROR(tx_.putConflict(PatientConflict{*shared, a, b, elements,
                                                             conflictDetail(a, pa, b, pb, disputed), ""}));
             continue;
           }
         }
-        next.emplace_back(other, "member-id: Coverage/" + sharedCoverage(patient, other));
+        auto shared = sharedCoverage(patient, other);
+        if (!shared.ok()) return shared.error();
+        next.emplace_back(other, "member-id: Coverage/" + *shared);
       }
       auto links = tx_.linked(patient);
       if (!links.ok()) return links.error();
@@ -244,9 +249,13 @@ class MergeRun {
         if (who.complete()) {
           auto same = tx_.patientsWithDemographics(who);
           if (!same.ok()) return same.error();
-          const bool roster = fromRoster(patient);
+          auto roster = fromRoster(patient);
+          if (!roster.ok()) return roster.error();
           for (const std::string& other : *same) {
-            if (other != patient && (roster || fromRoster(other))) next.emplace_back(other, std::string(kPatientEvidenceDemographics));
+            if (other == patient) continue;
+            auto other_roster = *roster ? Result<bool>(true) : fromRoster(other);
+            if (!other_roster.ok()) return other_roster.error();
+            if (*other_roster) next.emplace_back(other, std::string(kPatientEvidenceDemographics));
           }
         }
       }
@@ -262,14 +271,17 @@ class MergeRun {
     return std::vector<std::string>(seen.begin(), seen.end());
   }
 
-  std::string sharedCoverage(const std::string& a, const std::string& b) {
+  // The Coverage id two patients both have contributions to; empty when none. An error when the
+  // store failed (never "none").
+  Result<std::string> sharedCoverage(const std::string& a, const std::string& b) {
     auto about = tx_.contributedAbout(a);
+    if (!about.ok()) return about.error();
     auto other = tx_.contributedAbout(b);
-    if (!about.ok() || !other.ok()) return {};
+    if (!other.ok()) return other.error();
     for (const auto& [type, id] : *about) {
       if (type == "Coverage" && std::find(other->begin(), other->end(), std::make_pair(type, id)) != other->end()) return id;
     }
-    return {};
+    return std::string();
   }
 
   Result<std::string> survivorOf(const std::string& patient) {

@@ -62,6 +62,7 @@ class Router final {
     context_.metrics.countHttp(answer.status);
     http::Response response{answer.status, std::move(answer.content_type), std::move(answer.body), {}};
     if (!answer.location.empty()) response.headers.emplace_back("Location", answer.location);
+    if (answer.retry_after > 0) response.headers.emplace_back("Retry-After", std::to_string(answer.retry_after));
     return response;
   }
 

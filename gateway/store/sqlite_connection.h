@@ -13,6 +13,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "conformance/common/result.h"
 
@@ -105,6 +106,20 @@ class Query {
 
 // A zero-length blob (a null pointer would bind SQL NULL).
 constexpr std::string_view kEmptyBlob{""};
+
+// Runs a SELECT on `db` and turns every row into a Row with `read(query)`; `bind(query)` binds
+// its parameters.
+template <typename Row, typename Bind, typename Read>
+Result<std::vector<Row>> selectRows(Connection& db, const char* sql, Bind bind, Read read) {
+  Query query(db, sql);
+  if (!query.ok()) return Error{db.lastError()};
+  bind(query);
+  std::vector<Row> rows;
+  int rc;
+  while ((rc = query.step()) == SQLITE_ROW) rows.push_back(read(query));
+  if (rc != SQLITE_DONE) return Error{query.error()};
+  return rows;
+}
 
 #define QUARANTINE_COLUMNS                                                                       \
   "id, channel, received_at, content_type, payload, truncated, outcome, record, replay_prefix, status, " \

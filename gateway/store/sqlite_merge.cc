@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // The SQLite side of the merge (issue 11): contribution rows and patient clusters, read and
 // written inside the writer's transaction (gateway/merge/merge_service.h decides what to merge).
+#include "gateway/store/sqlite_merge.h"
+
 #include "gateway/store/sqlite_connection.h"
 #include "gateway/store/store.h"
 #include "gateway/store/time_util.h"
@@ -187,6 +189,122 @@ Status backfillContributions(Connection& db) {
       "AND NOT EXISTS (SELECT 1 FROM merge_state WHERE name = 'backfill');"
       "INSERT OR IGNORE INTO merge_state (name, done_at) VALUES ('backfill', datetime('now'));"
       "COMMIT;");
+}
+
+Result<std::vector<std::string>> clusterOf(Connection& db, std::string_view patient_id) {
+  auto members = selectRows<std::string>(
+      db,
+      "SELECT patient_id FROM patient_survivor WHERE survivor = (SELECT survivor FROM patient_survivor "
+      "WHERE patient_id = ?1) AND patient_id <> ?1 ORDER BY 1",
+      [&](Query& query) { query.bind(1, patient_id); }, [](const Query& query) { return query.text(0); });
+  if (members.ok()) members->insert(members->begin(), std::string(patient_id));
+  return members;
+}
+
+Result<std::vector<RoutedClaim>> routedOf(Connection& db, std::string_view patient_id) {
+  return selectRows<RoutedClaim>(
+      db, "SELECT claim_id, patient_id, payer_id, date_of_service, code FROM routed_claims WHERE patient_id = ? ORDER BY 1",
+      [&](Query& query) { query.bind(1, patient_id); },
+      [](const Query& q) { return RoutedClaim{q.text(0), q.text(1), q.text(2), q.text(3), q.text(4)}; });
+}
+
+Result<std::vector<RoutingConflict>> routingConflicts(Connection& db, size_t limit) {
+  return selectRows<RoutingConflict>(
+      db,
+      "SELECT claim_id, patient_id, routed_payer, date_of_service, code, now_payer, reason, detected_at "
+      "FROM routing_conflicts ORDER BY id LIMIT ?",
+      [&](Query& query) { query.bind(1, static_cast<int64_t>(limit)); },
+      [](const Query& q) {
+        return RoutingConflict{RoutedClaim{q.text(0), q.text(1), q.text(2), q.text(3), q.text(4)}, q.text(5), q.text(6), q.text(7)};
+      });
+}
+
+Result<std::vector<PatientConflict>> patientConflicts(Connection& db, size_t limit) {
+  return selectRows<PatientConflict>(
+      db,
+      "SELECT coverage_id, patient_a, patient_b, elements, detail, detected_at FROM patient_conflicts "
+      "ORDER BY detected_at, coverage_id, patient_a, patient_b LIMIT ?",
+      [&](Query& query) { query.bind(1, static_cast<int64_t>(limit)); },
+      [](const Query& q) { return PatientConflict{q.text(0), q.text(1), q.text(2), q.text(3), q.text(4), q.text(5)}; });
+}
+
+Result<std::vector<std::string>> patientsWithDemographics(Connection& db, const PatientDemographics& who) {
+  return selectRows<std::string>(
+      db,
+      "SELECT patient_id FROM patient_demographics WHERE family = ? AND birth_date = ? AND given = ? AND gender = ? "
+      "ORDER BY patient_id",
+      [&](Query& query) { query.bind(1, who.family).bind(2, who.birth_date).bind(3, who.given).bind(4, who.gender); },
+      [](const Query& query) { return query.text(0); });
+}
+
+Result<std::vector<std::string>> patientsWithMember(Connection& db, std::string_view payer_id, std::string_view member_id) {
+  return selectRows<std::string>(
+      db, "SELECT DISTINCT patient_id FROM coverage_index WHERE payer_id = ? AND member_id = ?",
+      [&](Query& query) { query.bind(1, payer_id).bind(2, member_id); }, [](const Query& query) { return query.text(0); });
+}
+
+Status updateUnroutableReason(Connection& db, std::string_view claim_id, std::string_view reason,
+                              std::string_view outcome_json) {
+  Query query(db, "UPDATE unroutable SET reason = ?, outcome = ? WHERE claim_id = ? AND resolved_at = '' AND reason <> ?1");
+  query.bind(1, reason).bind(2, outcome_json).bind(3, claim_id);
+  if (query.step() != SQLITE_DONE) return Error{query.error()};
+  return Status::Ok();
+}
+
+Status putRoutingConflict(Connection& db, const RoutingConflict& c) {
+  Query query(db, "INSERT OR IGNORE INTO routing_conflicts (claim_id, patient_id, routed_payer, date_of_service, code, "
+                  "now_payer, reason, detected_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+  query.bind(1, c.routed.claim_id).bind(2, c.routed.patient_id).bind(3, c.routed.payer_id);
+  query.bind(4, c.routed.date_of_service).bind(5, c.routed.code).bind(6, c.now_payer_id).bind(7, c.reason).bind(8, nowIso());
+  if (query.step() != SQLITE_DONE) return Error{query.error()};
+  return Status::Ok();
+}
+
+Status indexDemographics(Connection& db, const std::string& id, const std::string& patient_json) {
+  Query query(db, "INSERT OR REPLACE INTO patient_demographics (patient_id, family, given, birth_date, gender) "
+                  "VALUES (?1, " DEMOGRAPHICS_OF("?2") ")");
+  query.bind(1, id).bind(2, patient_json);
+  if (query.step() != SQLITE_DONE) return Error{query.error()};
+  return Status::Ok();
+}
+
+Status writeCoverageFacts(Connection& db, const IngestCommit& commit,
+                          const std::vector<mappers::CoverageFact>& merged_coverage) {
+  for (const mappers::CoverageFact& fact : merged_coverage) {  // a merged Coverage replaces its rows
+    Query drop(db, "DELETE FROM coverage_index WHERE coverage_id = ?");
+    drop.bind(1, fact.coverage_id);
+    if (drop.step() != SQLITE_DONE) return Error{drop.error()};
+  }
+  for (const mappers::CoverageFact& fact : commit.coverage) {
+    if (fact.basis != "evidence") continue;  // a claim file's date of service
+    Query evidence(db, "INSERT OR IGNORE INTO coverage_evidence (coverage_id, patient_id, payer_id, member_id, "
+                       "line_of_business, date) VALUES (?, ?, ?, ?, ?, ?)");
+    evidence.bind(1, fact.coverage_id).bind(2, fact.patient_id).bind(3, fact.payer_id).bind(4, fact.member_id);
+    evidence.bind(5, fact.line_of_business).bind(6, fact.start);
+    if (evidence.step() != SQLITE_DONE) return Error{evidence.error()};
+  }
+  for (const RoutedClaim& routed : commit.routed) {
+    Query row(db, "INSERT OR IGNORE INTO routed_claims (claim_id, patient_id, payer_id, date_of_service, code) "
+                  "VALUES (?, ?, ?, ?, ?)");
+    row.bind(1, routed.claim_id).bind(2, routed.patient_id).bind(3, routed.payer_id).bind(4, routed.date_of_service);
+    row.bind(5, routed.code);
+    if (row.step() != SQLITE_DONE) return Error{row.error()};
+  }
+  std::vector<mappers::CoverageFact> index_rows;
+  for (const mappers::CoverageFact& fact : commit.coverage) {
+    if (fact.basis != "evidence") index_rows.push_back(fact);
+  }
+  index_rows.insert(index_rows.end(), merged_coverage.begin(), merged_coverage.end());
+  for (const mappers::CoverageFact& fact : index_rows) {
+    Query coverage(db,
+                   "INSERT OR REPLACE INTO coverage_index (coverage_id, patient_id, payer_id, member_id, line_of_business, "
+                   "start, end, basis, ord) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    coverage.bind(1, fact.coverage_id).bind(2, fact.patient_id).bind(3, fact.payer_id).bind(4, fact.member_id);
+    coverage.bind(5, fact.line_of_business).bind(6, fact.start).bind(7, fact.end).bind(8, fact.basis);
+    coverage.bind(9, int64_t{fact.order});
+    if (coverage.step() != SQLITE_DONE) return Error{coverage.error()};
+  }
+  return Status::Ok();
 }
 
 }  // namespace fhir::gateway::sqlite

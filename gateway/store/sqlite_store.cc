@@ -19,6 +19,7 @@
 #include "conformance/json/json.h"
 #include "gateway/store/sqlite_connection.h"
 #include "gateway/store/sqlite_leases.h"
+#include "gateway/store/sqlite_merge.h"
 #include "gateway/store/sqlite_quarantine.h"
 #include "gateway/store/sqlite_staging.h"
 #include "gateway/store/store.h"
@@ -350,75 +351,33 @@ class SqliteStore final : public Store {
     return found;
   }
 
+  // Many sources: the SQL is in sqlite_merge.cc.
   Result<std::vector<std::string>> patientsWithMember(std::string_view payer_id, std::string_view member_id) override {
-    return selectRows<std::string>(
-        "SELECT DISTINCT patient_id FROM coverage_index WHERE payer_id = ? AND member_id = ?",
-        [&](Query& query) { query.bind(1, payer_id).bind(2, member_id); },
-        [](const Query& query) { return query.text(0); });
+    return withReader([&](Connection& db) { return sqlite::patientsWithMember(db, payer_id, member_id); });
   }
 
   void setMergeHook(MergeHook hook) override { merge_hook_ = std::move(hook); }
 
   Result<std::vector<std::string>> clusterOf(std::string_view patient_id) override {
-    auto members = selectRows<std::string>(
-        "SELECT patient_id FROM patient_survivor WHERE survivor = (SELECT survivor FROM patient_survivor "
-        "WHERE patient_id = ?1) AND patient_id <> ?1 ORDER BY 1",
-        [&](Query& query) { query.bind(1, patient_id); }, [](const Query& query) { return query.text(0); });
-    if (members.ok()) members->insert(members->begin(), std::string(patient_id));
-    return members;
+    return withReader([&](Connection& db) { return sqlite::clusterOf(db, patient_id); });
   }
-
   Result<std::vector<RoutedClaim>> routedOf(std::string_view patient_id) override {
-    return selectRows<RoutedClaim>(
-        "SELECT claim_id, patient_id, payer_id, date_of_service, code FROM routed_claims WHERE patient_id = ? ORDER BY 1",
-        [&](Query& query) { query.bind(1, patient_id); },
-        [](const Query& q) { return RoutedClaim{q.text(0), q.text(1), q.text(2), q.text(3), q.text(4)}; });
+    return withReader([&](Connection& db) { return sqlite::routedOf(db, patient_id); });
   }
-
   Status updateUnroutableReason(std::string_view claim_id, std::string_view reason, std::string_view outcome_json) override {
-    return runInWriter([&](Connection& db) -> Status {
-      Query query(db, "UPDATE unroutable SET reason = ?, outcome = ? WHERE claim_id = ? AND resolved_at = '' AND reason <> ?1");
-      query.bind(1, reason).bind(2, outcome_json).bind(3, claim_id);
-      if (query.step() != SQLITE_DONE) return Error{query.error()};
-      return Status::Ok();
-    });
+    return runInWriter([&](Connection& db) { return sqlite::updateUnroutableReason(db, claim_id, reason, outcome_json); });
   }
-
-  Status putRoutingConflict(const RoutingConflict& c) override {
-    return runInWriter([&](Connection& db) -> Status {
-      Query query(db, "INSERT OR IGNORE INTO routing_conflicts (claim_id, patient_id, routed_payer, date_of_service, code, "
-                      "now_payer, reason, detected_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
-      query.bind(1, c.routed.claim_id).bind(2, c.routed.patient_id).bind(3, c.routed.payer_id);
-      query.bind(4, c.routed.date_of_service).bind(5, c.routed.code).bind(6, c.now_payer_id).bind(7, c.reason).bind(8, nowIso());
-      if (query.step() != SQLITE_DONE) return Error{query.error()};
-      return Status::Ok();
-    });
+  Status putRoutingConflict(const RoutingConflict& conflict) override {
+    return runInWriter([&](Connection& db) { return sqlite::putRoutingConflict(db, conflict); });
   }
-
   Result<std::vector<RoutingConflict>> listRoutingConflicts(size_t limit) override {
-    return selectRows<RoutingConflict>(
-        "SELECT claim_id, patient_id, routed_payer, date_of_service, code, now_payer, reason, detected_at "
-        "FROM routing_conflicts ORDER BY id LIMIT ?",
-        [&](Query& query) { query.bind(1, static_cast<int64_t>(limit)); },
-        [](const Query& q) {
-          return RoutingConflict{RoutedClaim{q.text(0), q.text(1), q.text(2), q.text(3), q.text(4)}, q.text(5), q.text(6), q.text(7)};
-        });
+    return withReader([&](Connection& db) { return sqlite::routingConflicts(db, limit); });
   }
-
   Result<std::vector<PatientConflict>> listConflicts(size_t limit) override {
-    return selectRows<PatientConflict>(
-        "SELECT coverage_id, patient_a, patient_b, elements, detail, detected_at FROM patient_conflicts "
-        "ORDER BY detected_at, coverage_id, patient_a, patient_b LIMIT ?",
-        [&](Query& query) { query.bind(1, static_cast<int64_t>(limit)); },
-        [](const Query& q) { return PatientConflict{q.text(0), q.text(1), q.text(2), q.text(3), q.text(4), q.text(5)}; });
+    return withReader([&](Connection& db) { return sqlite::patientConflicts(db, limit); });
   }
-
   Result<std::vector<std::string>> patientsWithDemographics(const PatientDemographics& who) override {
-    return selectRows<std::string>(
-        "SELECT patient_id FROM patient_demographics WHERE family = ? AND birth_date = ? AND given = ? AND gender = ? "
-        "ORDER BY patient_id",
-        [&](Query& query) { query.bind(1, who.family).bind(2, who.birth_date).bind(3, who.given).bind(4, who.gender); },
-        [](const Query& query) { return query.text(0); });
+    return withReader([&](Connection& db) { return sqlite::patientsWithDemographics(db, who); });
   }
 
   Result<std::vector<UnroutableWrite>> unroutableOf(std::string_view patient_id) override {
@@ -777,45 +736,15 @@ class SqliteStore final : public Store {
       history.bind(1, resource.type).bind(2, resource.id).bind(3, version).bind(4, now).bind(5, seq).bindBlob(6, resource.json);
       if (history.step() != SQLITE_DONE) return Error{history.error()};
       if (resource.type == "Patient") {
-        Status indexed = indexDemographics(db, resource.id, resource.json);
+        Status indexed = sqlite::indexDemographics(db, resource.id, resource.json);
         if (!indexed.ok()) return indexed;
       }
     }
 
-    for (const mappers::CoverageFact& fact : merged_coverage) {  // a merged Coverage replaces its rows
-      Query drop(db, "DELETE FROM coverage_index WHERE coverage_id = ?");
-      drop.bind(1, fact.coverage_id);
-      if (drop.step() != SQLITE_DONE) return Error{drop.error()};
-    }
-    for (const mappers::CoverageFact& fact : commit.coverage) {
-      if (fact.basis != "evidence") continue;  // a claim file's date of service
-      Query evidence(db, "INSERT OR IGNORE INTO coverage_evidence (coverage_id, patient_id, payer_id, member_id, "
-                         "line_of_business, date) VALUES (?, ?, ?, ?, ?, ?)");
-      evidence.bind(1, fact.coverage_id).bind(2, fact.patient_id).bind(3, fact.payer_id).bind(4, fact.member_id);
-      evidence.bind(5, fact.line_of_business).bind(6, fact.start);
-      if (evidence.step() != SQLITE_DONE) return Error{evidence.error()};
-    }
-    for (const RoutedClaim& routed : commit.routed) {
-      Query row(db, "INSERT OR IGNORE INTO routed_claims (claim_id, patient_id, payer_id, date_of_service, code) "
-                    "VALUES (?, ?, ?, ?, ?)");
-      row.bind(1, routed.claim_id).bind(2, routed.patient_id).bind(3, routed.payer_id).bind(4, routed.date_of_service);
-      row.bind(5, routed.code);
-      if (row.step() != SQLITE_DONE) return Error{row.error()};
-    }
-    std::vector<mappers::CoverageFact> index_rows;
-    for (const mappers::CoverageFact& fact : commit.coverage) {
-      if (fact.basis != "evidence") index_rows.push_back(fact);
-    }
-    index_rows.insert(index_rows.end(), merged_coverage.begin(), merged_coverage.end());
-    for (const mappers::CoverageFact& fact : index_rows) {
-      Query coverage(db,
-                     "INSERT OR REPLACE INTO coverage_index (coverage_id, patient_id, payer_id, member_id, line_of_business, "
-                     "start, end, basis, ord) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
-      coverage.bind(1, fact.coverage_id).bind(2, fact.patient_id).bind(3, fact.payer_id).bind(4, fact.member_id);
-      coverage.bind(5, fact.line_of_business).bind(6, fact.start).bind(7, fact.end).bind(8, fact.basis);
-      coverage.bind(9, int64_t{fact.order});
-      if (coverage.step() != SQLITE_DONE) return Error{coverage.error()};
-    }
+    // Coverage index rows (the commit's and the merged Coverages'), claim-file evidence, routed
+    // claims: sqlite_merge.cc.
+    Status facts = sqlite::writeCoverageFacts(db, commit, merged_coverage);
+    if (!facts.ok()) return facts;
 
     for (const OutboxWrite& write : commit.outbox) {
       Status status = insertOutbox(db, write, seq, now_ms);
@@ -842,16 +771,6 @@ class SqliteStore final : public Store {
       if (unroutable.step() != SQLITE_DONE) return Error{unroutable.error()};
     }
     outcome = CommitOutcome{false, commit.status, commit.answer, seq};
-    return Status::Ok();
-  }
-
-  // The demographic key of a stored Patient (name[0].family, name[0].given[0], birthDate,
-  // gender), read by SQLite's JSON functions so the backfill in migrate() reads it the same way.
-  static Status indexDemographics(Connection& db, const std::string& id, const std::string& patient_json) {
-    Query query(db, "INSERT OR REPLACE INTO patient_demographics (patient_id, family, given, birth_date, gender) "
-                    "VALUES (?1, " DEMOGRAPHICS_OF("?2") ")");
-    query.bind(1, id).bind(2, patient_json);
-    if (query.step() != SQLITE_DONE) return Error{query.error()};
     return Status::Ok();
   }
 
@@ -934,18 +853,18 @@ class SqliteStore final : public Store {
     return json::serialize(doc);
   }
 
+  // Runs `read(connection)` on a read connection borrowed for the call.
+  template <typename Read>
+  auto withReader(Read read) -> decltype(read(std::declval<Connection&>())) {
+    Lease reader(*this);
+    if (!reader.ok()) return Error{reader.error()};
+    return read(*reader);
+  }
+
   // Runs a SELECT on a read connection and turns every row into a Row with `read(query)`.
   template <typename Row, typename Bind, typename Read>
   Result<std::vector<Row>> selectRows(const char* sql, Bind bind, Read read) {
-    Lease reader(*this);
-    if (!reader.ok()) return Error{reader.error()};
-    Query query(*reader, sql);
-    bind(query);
-    std::vector<Row> rows;
-    int rc;
-    while ((rc = query.step()) == SQLITE_ROW) rows.push_back(read(query));
-    if (rc != SQLITE_DONE) return Error{query.error()};
-    return rows;
+    return withReader([&](Connection& db) { return sqlite::selectRows<Row>(db, sql, bind, read); });
   }
 
   // An outbox row read by `SELECT id, destination, number, kind, body, attempts, created_ms,

@@ -1,0 +1,123 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+// The channel-neutral ingest service: what every channel (gateway/ingest/channel.h) hands an
+// event to once it has decoded it. Map and validate (mapEvent), plan routing, feeds and
+// notifications and commit (commitEvent), quarantine (reject, keep), route waiting claims when
+// a patient's coverage changed (routeWaitingClaims, reroute.cc). Thread-safe: request threads
+// call it concurrently; the answer of a commit comes only after it is durable.
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "conformance/outcome/outcome.h"
+#include "conformance/validator/validator.h"
+#include "gateway/config/config.h"
+#include "gateway/ingest/answer.h"
+#include "gateway/ingest/contributions.h"
+#include "gateway/merge/merge.h"
+#include "gateway/server/metrics.h"
+#include "gateway/store/store.h"
+#include "gateway/subscriptions/subscription.h"
+#include "gateway/subscriptions/topics.h"
+#include "mappers/engine/engine.h"
+
+namespace fhir::gateway {
+
+class IngestService {
+ public:
+  // `validator` may be null only in tests that exercise mapping alone. `on_outbox` is called
+  // after a commit that wrote outbox rows (it wakes the delivery workers).
+  IngestService(const Config& config, StorePtr store, ValidatorPtr validator, Metrics& metrics,
+                std::function<void()> on_outbox);
+
+  void setSpecs(std::shared_ptr<const mappers::engine::SpecLibrary> specs) { specs_ = std::move(specs); }
+  void setSubscriptions(TopicCatalogPtr topics, const SubscriptionRegistry* registry) {
+    topics_ = std::move(topics);
+    registry_ = registry;
+  }
+  void setBaseUrl(std::string base_url) { base_url_ = std::move(base_url); }
+  // The merge rules could not be loaded (then nothing is merged).
+  const Status& mergeStatus() const { return merge_status_; }
+
+  const Config& config() const { return config_; }
+  Store& store() const { return *store_; }
+  Metrics& metrics() const { return metrics_; }
+  const Validator* validator() const { return validator_.get(); }
+  const mappers::engine::SpecLibrary* specs() const { return specs_.get(); }
+  const std::string& baseUrl() const { return base_url_; }
+  const merge::MergeRules& mergeRules() const { return *merge_rules_; }
+  // Topics when subscriptions are on, else null.
+  const TopicCatalogPtr& topics() const { return topics_; }
+  // The live subscriptions (empty when subscriptions are off).
+  std::vector<Subscription> liveSubscriptions() const;
+  // Wakes the delivery workers after a commit that wrote outbox rows.
+  void notifyOutbox() const {
+    if (on_outbox_) on_outbox_();
+  }
+
+  // Keeps `payload` in quarantine and answers `status` with the issues and the quarantine id.
+  Answer reject(std::string_view channel, std::string_view payload, std::string_view content_type, int status,
+                const IssueList& issues, bool truncated = false);
+  // Quarantines a rejected payload, or during a replay records the rejection on the replayed
+  // entry (replay.cc).
+  Result<std::string> keep(QuarantineWrite write);
+
+  // Maps one posted event (e-consult, care-management) of `channel` with `spec` and validates it:
+  // 0, or the HTTP status of the rejection with its issues. Warnings (unknown members, validator)
+  // end up in `issues`. kStoreFailed: the store failed while the mapper read from it (`issues`
+  // says so); the caller answers 503 and quarantines nothing.
+  static constexpr int kStoreFailed = 503;
+  int mapEvent(std::string_view channel, const std::string& spec, const json::Value& record, std::string_view raw,
+               mappers::engine::MappedBundle& mapped, IssueList& issues);
+
+  // Stores an accepted event Bundle (e-consult, care-management): resources, its contributions
+  // to merged resources, feed rows, each of `billing` to its payer or waiting, the change record
+  // for subscriptions.
+  Result<CommitOutcome> commitEvent(const json::Value& bundle, IngestCommit commit,
+                                    const std::vector<mappers::BillingFact>& billing, const std::string& patient_id,
+                                    EventFacts facts, const ContributionSource& source);
+
+  // Routes the waiting claims of these patients (and the patients linked to them) whose merged
+  // coverage now decides; `check_routed`: also lists claims already routed that the coverage
+  // now contradicts (GET /admin/routing-conflicts). An error when the store failed (what was
+  // done before stays done; the rest is done on the next call for these patients). reroute.cc.
+  Status routeWaitingClaims(const std::set<std::string>& patients, bool check_routed);
+
+  // Drops a staged payer file; a failure is logged and counted (gateway_ingest_events_total
+  // {channel="staging",outcome="drop_failed"}), not answered.
+  void dropStaged(int64_t file);
+
+ private:
+  // The commit that routes one waiting claim: a new version of the Claim whose insurance and
+  // insurer are the coverage valid on its date of service, its delivery to that payer and its
+  // billing-routed notifications. nullopt when the stored Claim is gone or the new version does
+  // not validate (the claim keeps waiting); an error when the store failed. reroute.cc.
+  Result<std::optional<IngestCommit>> rerouteCommit(const UnroutableWrite& waiting, const mappers::CoverageFact& coverage,
+                                                    const PayerConfig& payer, const std::vector<Subscription>& live);
+
+  const Config& config_;
+  StorePtr store_;
+  ValidatorPtr validator_;
+  Metrics& metrics_;
+  std::function<void()> on_outbox_;
+  std::string base_url_ = "http://127.0.0.1:8080/fhir";
+  TopicCatalogPtr topics_;
+  std::shared_ptr<const mappers::engine::SpecLibrary> specs_;
+  const SubscriptionRegistry* registry_ = nullptr;
+  std::shared_ptr<const merge::MergeRules> merge_rules_;
+  Status merge_status_ = Status::Ok();
+};
+
+// The commit of a posted JSON event: 202 with the stored Bundle, warnings as a last entry.
+IngestCommit acceptedEvent(std::string_view channel, const std::string& idempotency_key, std::string_view body,
+                           const json::Value& bundle, const IssueList& warnings);
+
+}  // namespace fhir::gateway
