@@ -119,7 +119,7 @@ class AccessE2e : public ::testing::Test {
     return rawRequest(gateway_->port(), bytes + "\r\n" + body, 20000);
   }
 
-  std::string subscription(const std::string& endpoint, const std::string& header = "X-Hie: 1") const {
+  std::string subscription(const std::string& endpoint, const std::string& header = R"("X-Hie: 1")") const {
     return R"({"resourceType": "Subscription",
   "meta": {"profile": [")" + std::string(kBackport) + R"(backport-subscription"]},
   "status": "requested", "reason": "HIE feed", "criteria": ")" + std::string(kTopicBase) + R"(billing-routed",
@@ -247,7 +247,9 @@ TEST_F(AccessE2e, EveryRouteAnswersEachClientKindAsTheContractSays) {
         EXPECT_EQ(answer.headers["www-authenticate"], "Bearer error=\"invalid_token\"") << what;
         EXPECT_NE(answer.body.find("\"login\""), std::string::npos) << what;
       }
-      if (answer.status == 403) EXPECT_NE(answer.body.find("\"forbidden\""), std::string::npos) << what;
+      if (answer.status == 403) {
+        EXPECT_NE(answer.body.find("\"forbidden\""), std::string::npos) << what;
+      }
     }
   }
 
@@ -330,18 +332,22 @@ TEST_F(AccessE2e, RefusedIngestStoresNothingAndScriptedRequestsLeaveExactlyTheir
   expect("deliver", "", 200);
 
   // The delivery's audit is written after the receiver answered: wait for it (bounded).
-  json::Document found;
+  size_t deliveries = 0;
   const auto deadline = std::chrono::steady_clock::now() + 10s;
   do {
     RawResponse answer = call("GET", "/fhir/AuditEvent?subtype=deliver", "convener");
     ASSERT_EQ(answer.status, 200) << answer.body;
     expect("search", "convener", 200);
-    found = std::move(*json::parse(answer.body));
-  } while (found["entry"].Empty() && std::chrono::steady_clock::now() < deadline && (std::this_thread::sleep_for(50ms), true));
-  ASSERT_EQ(found["entry"].Size(), 1u);
+    auto found = json::parse(answer.body);
+    ASSERT_TRUE(found.ok()) << answer.body;
+    deliveries = (*found)["entry"].Size();
+  } while (deliveries == 0 && std::chrono::steady_clock::now() < deadline && (std::this_thread::sleep_for(50ms), true));
+  ASSERT_EQ(deliveries, 1u);
   RawResponse all = call("GET", "/fhir/AuditEvent?_count=1000", "convener");
   ASSERT_EQ(all.status, 200) << all.body;
-  json::Document bundle = std::move(*json::parse(all.body));
+  auto parsed = json::parse(all.body);
+  ASSERT_TRUE(parsed.ok()) << all.body;
+  const json::Value& bundle = *parsed;
   std::vector<std::string> actual;
   for (const json::Value& entry : bundle["entry"].GetArray()) {
     const json::Value& event = entry["resource"];
