@@ -143,13 +143,13 @@ void AuthService::setBaseUrl(const std::string& base_url) {
 bool AuthService::handles(std::string_view path) { return path == kTokenPath || path == kSmartPath; }
 
 AuthAnswer AuthService::handle(std::string_view method, std::string_view path, std::string_view content_type,
-                               std::string_view body, int64_t now_ms) {
+                               std::string_view body, int64_t now_ms, std::string* client_id) {
   if (path == kSmartPath) {
     if (method != "GET") return oauthError(405, "invalid_request", "use GET");
     return AuthAnswer{200, "application/json", smartConfiguration(), {}};
   }
   if (method != "POST") return oauthError(405, "invalid_request", "the token endpoint takes POST");
-  return tokenRequest(content_type, body, now_ms);
+  return tokenRequest(content_type, body, now_ms, client_id);
 }
 
 std::string AuthService::smartConfiguration() const {
@@ -163,7 +163,8 @@ std::string AuthService::smartConfiguration() const {
          ",\"capabilities\":[\"client-confidential-asymmetric\",\"permission-v2\"]}";
 }
 
-AuthAnswer AuthService::tokenRequest(std::string_view content_type, std::string_view body, int64_t now_ms) {
+AuthAnswer AuthService::tokenRequest(std::string_view content_type, std::string_view body, int64_t now_ms,
+                                     std::string* client_id) {
   const std::string_view media = content_type.substr(0, content_type.find(';'));
   if (media != "application/x-www-form-urlencoded") {
     return oauthError(400, "invalid_request", "the body must be application/x-www-form-urlencoded");
@@ -197,7 +198,7 @@ AuthAnswer AuthService::tokenRequest(std::string_view content_type, std::string_
   auto iss = json::getString(claims, "iss");
   auto sub = json::getString(claims, "sub");
   if (!iss || !sub || *iss != *sub) return invalidClient("the client assertion's iss and sub must both be the client id");
-  if (const std::string* client_id = field("client_id"); client_id != nullptr && *client_id != *iss) {
+  if (const std::string* named = field("client_id"); named != nullptr && *named != *iss) {
     return invalidClient("client_id differs from the assertion's iss");
   }
   const AuthClient* client = config_.findClient(*iss);
@@ -238,6 +239,7 @@ AuthAnswer AuthService::tokenRequest(std::string_view content_type, std::string_
 
   auto token = issueAccessToken(*client, granted, now_ms);
   if (!token.ok()) return oauthError(500, "server_error", token.message());
+  if (client_id != nullptr) *client_id = client->id;
   AuthAnswer answer;
   answer.body = "{\"access_token\":" + jsonString(*token) + ",\"token_type\":\"bearer\",\"expires_in\":" +
                 std::to_string(config_.token_lifetime_seconds) + ",\"scope\":" + jsonString(granted.toString()) + "}";

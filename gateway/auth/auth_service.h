@@ -57,10 +57,12 @@ class AuthService {
 
   // True for the two paths this service answers (the server asks before its own routes).
   static bool handles(std::string_view path);
+  // `client_id`, when given, receives the id of the client a token was issued to (for the audit).
   AuthAnswer handle(std::string_view method, std::string_view path, std::string_view content_type,
-                    std::string_view body, int64_t now_ms);
+                    std::string_view body, int64_t now_ms, std::string* client_id = nullptr);
 
-  AuthAnswer tokenRequest(std::string_view content_type, std::string_view body, int64_t now_ms);
+  AuthAnswer tokenRequest(std::string_view content_type, std::string_view body, int64_t now_ms,
+                          std::string* client_id = nullptr);
   std::string smartConfiguration() const;
 
   // Verifies an access token (the text after "Bearer "). Errors say why (expired, bad

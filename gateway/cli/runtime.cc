@@ -27,6 +27,7 @@ Status loadSubscriptions(Store& store, const TopicCatalog& topics, SubscriptionR
     subscription->id = row.id;
     subscription->status = row.status;
     subscription->error = row.error;
+    subscription->owner = row.owner;
     registry.put(std::move(*subscription));
   }
   return Status::Ok();

@@ -15,6 +15,8 @@
 #include "gateway/cli/commands.h"
 #include "gateway/cli/runtime.h"
 #include "gateway/config/config.h"
+#include "gateway/auth/audit.h"
+#include "gateway/auth/policy.h"
 #include "gateway/delivery/delivery.h"
 #include "gateway/ingest/pipeline.h"
 #include "gateway/server/http_server.h"
@@ -172,6 +174,15 @@ int runServe(const Args& args, Io& io) {
     io.err << "fhir-gateway serve: '" << config.listen << "' is not HOST:PORT\n";
     return 2;
   }
+  // Without an `auth` block every route answers anyone: only on loopback (access.md).
+  if (!config.auth) {
+    if (!auth::isLoopbackHost(host)) {
+      io.err << "fhir-gateway serve: without an `auth` block the gateway runs open and listens on loopback only; '"
+             << config.listen << "' is not a loopback address (configure `auth`, contracts/access.md)\n";
+      return 2;
+    }
+    io.err << "fhir-gateway serve: warning: no `auth` block: every route answers anyone (loopback only)\n";
+  }
 
   // Signals are taken by sigwait below, so block them before any thread starts.
   sigset_t signals;
@@ -234,6 +245,24 @@ int runServe(const Args& args, Io& io) {
     auth_service = std::move(*created);
     context.auth = auth_service.get();
   }
+  // Who sees what, and the audit trail (append-only in the store).
+  auth::AccessPolicy policy(auth_service ? &auth_service->config() : nullptr, store);
+  context.policy = &policy;
+  auth::AuditLog audit(store);
+  context.audit = &audit;
+  delivery.setAudit([&audit](const std::string& destination, const std::string& endpoint_host, int status,
+                             const std::string& error) {
+    auth::AuditEntry entry;
+    entry.type = "delivery";
+    entry.subtype = "deliver";
+    entry.action = 'C';
+    entry.status = status;
+    entry.why = error;
+    entry.address = endpoint_host;
+    entry.entities = {destination};
+    audit.record(entry, std::chrono::duration_cast<std::chrono::milliseconds>(
+                            std::chrono::system_clock::now().time_since_epoch()).count());
+  });
   matcher.start();  // before the first request can wait for it
   HttpServer server(context);
   Status started = server.start(host, port);
@@ -260,6 +289,7 @@ int runServe(const Args& args, Io& io) {
   server.stop();
   matcher.stop();
   delivery.stop();
+  audit.stop();
   curl_global_cleanup();
   return 0;
 }

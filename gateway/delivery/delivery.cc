@@ -5,7 +5,10 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <pthread.h>
+#include <sys/socket.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -19,6 +22,27 @@
 
 namespace fhir::gateway {
 namespace {
+
+// CURLOPT_OPENSOCKETFUNCTION: refuses (CURLE_COULDNT_CONNECT) link-local and metadata addresses
+// (169.254.0.0/16, fe80::/10) and the gateway's own port on a loopback or unspecified address.
+curl_socket_t openCheckedSocket(void* self_port, curlsocktype, curl_sockaddr* address) {
+  char text[INET6_ADDRSTRLEN] = {};
+  int port = 0;
+  if (address->family == AF_INET) {
+    const auto* v4 = reinterpret_cast<const sockaddr_in*>(&address->addr);
+    inet_ntop(AF_INET, &v4->sin_addr, text, sizeof text);
+    port = ntohs(v4->sin_port);
+  } else if (address->family == AF_INET6) {
+    const auto* v6 = reinterpret_cast<const sockaddr_in6*>(&address->addr);
+    inet_ntop(AF_INET6, &v6->sin6_addr, text, sizeof text);
+    port = ntohs(v6->sin6_port);
+  }
+  const std::string host(text);
+  if (auth::isLinkLocalHost(host)) return CURL_SOCKET_BAD;
+  const int own = *static_cast<const int*>(self_port);
+  if (own != 0 && port == own && (auth::isLoopbackHost(host) || host == "0.0.0.0" || host == "::")) return CURL_SOCKET_BAD;
+  return socket(address->family, address->socktype, address->protocol);
+}
 
 enum FlightKind { kOutbox, kHandshake, kHeartbeat };
 
@@ -392,6 +416,11 @@ void DeliveryService::launch(Lane& lane, int kind, int64_t now) {
     curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, &keepBody);
     curl_easy_setopt(easy, CURLOPT_WRITEDATA, &lane.response);
     curl_easy_setopt(easy, CURLOPT_PRIVATE, &lane);
+    // access.md: no redirects, never a link-local or metadata address, never the gateway itself
+    // (checked on the address actually connected to, after name resolution).
+    curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, &openCheckedSocket);
+    curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, &self_port_);
     const EndpointOptions& options = destination.options;
     if (!options.client_cert.empty()) {
       curl_easy_setopt(easy, CURLOPT_SSLCERT, options.client_cert.c_str());
@@ -467,6 +496,12 @@ void DeliveryService::finish(Lane& lane, int result) {
   attempt.duration_ms = now - lane.started_ms;
   const bool success = code == CURLE_OK && http_status >= 200 && http_status < 300;
   const std::string failure = code != CURLE_OK ? std::string(curl_easy_strerror(code)) : "HTTP " + std::to_string(http_status);
+  if (on_attempt_) {
+    std::string scheme, host;
+    int port = 0;
+    auth::splitUrl(lane.destination.endpoint, scheme, host, port);
+    on_attempt_(lane.destination.key, host, static_cast<int>(http_status), success ? std::string() : failure);
+  }
   if (success) {
     lane.breaker.recordSuccess();
   } else if (lane.breaker.recordFailure(now)) {

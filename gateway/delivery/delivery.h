@@ -21,6 +21,7 @@
 // gone (killed) is taken over at once. Leases are released on stop().
 
 #include <atomic>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -30,6 +31,7 @@
 #include <thread>
 #include <vector>
 
+#include "gateway/auth/policy.h"
 #include "gateway/config/config.h"
 #include "gateway/server/metrics.h"
 #include "gateway/store/store.h"
@@ -91,7 +93,14 @@ class DeliveryService {
   void setSubscriptions(SubscriptionRegistry* registry, std::string base_url) {
     registry_ = registry;
     base_url_ = std::move(base_url);
+    std::string scheme, host;
+    auth::splitUrl(base_url_, scheme, host, self_port_);
   }
+  // Called on the worker thread after every delivery attempt (the audit, access.md): the
+  // destination key, the endpoint's host, the HTTP status (0: none) and the failure, if any.
+  using AttemptHook = std::function<void(const std::string& destination, const std::string& host, int status,
+                                         const std::string& error)>;
+  void setAudit(AttemptHook hook) { on_attempt_ = std::move(hook); }
   ~DeliveryService();
   DeliveryService(const DeliveryService&) = delete;
   DeliveryService& operator=(const DeliveryService&) = delete;
@@ -130,6 +139,8 @@ class DeliveryService {
   int64_t lease_ms_;
   SubscriptionRegistry* registry_ = nullptr;
   std::string base_url_;
+  AttemptHook on_attempt_;
+  int self_port_ = 0;  // the gateway's own port: no delivery connects to it on this host
   std::thread worker_;
   std::atomic<bool> stopping_{false};
   std::atomic<uint64_t> wake_generation_{0};

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "gateway/server/http_server.h"
 
+#include <algorithm>
+#include <cctype>
 #include <filesystem>
 #include <map>
 #include <fstream>
@@ -47,17 +49,100 @@ Answer issueAnswer(int status, std::string code, std::string diagnostics) {
   return Answer{status, "application/fhir+json", toOperationOutcomeJson(issues)};
 }
 
+// Who asks, and what the request's AuditEvent says (audit.subtype empty: not audited).
+struct Access {
+  auth::Caller caller;
+  auth::AuditEntry audit;
+};
+
+Answer refusal(const auth::Refusal& refused) { return issueAnswer(refused.status, refused.code, refused.why); }
+
+// Routes that answer without a token (access.md): liveness, readiness, the CapabilityStatement.
+// (/auth/token and /.well-known/smart-configuration are the auth service's.)
+bool openRoute(const HTTPServerRequest& request) {
+  const std::string& path = request.target.path;
+  return path == "/healthz" || path == "/readyz" || path == "/fhir/metadata";
+}
+
+// The interaction a request asks for, as the audit's subtype names it.
+std::string subtypeOf(const std::string& method, const std::vector<std::string>& parts) {
+  if (!parts.empty() && parts[0] == "ingest") return "ingest";
+  if (!parts.empty() && parts[0] != "fhir") return "admin";
+  if (method == "POST") {
+    if (!parts.empty() && parts.back().rfind('$', 0) == 0) return "operation";
+    return "create";
+  }
+  if (method == "PUT") return "update";
+  if (method == "DELETE") return "delete";
+  if (parts.size() >= 4 && parts[3].rfind('$', 0) == 0) return "operation";
+  return parts.size() == 3 ? "read" : "search";
+}
+
+// "Type/id" of every entry fullUrl of a stored Bundle answer (what an ingest wrote).
+std::vector<std::string> entitiesOf(const std::string& bundle) {
+  std::vector<std::string> out;
+  static constexpr std::string_view kFullUrl = "\"fullUrl\":\"";
+  size_t at = 0;
+  while ((at = bundle.find(kFullUrl, at)) != std::string::npos) {
+    at += kFullUrl.size();
+    const size_t end = bundle.find('"', at);
+    if (end == std::string::npos) break;
+    const std::string_view url(bundle.data() + at, end - at);
+    const size_t last = url.rfind('/');
+    const size_t type_start = last == std::string_view::npos || last == 0 ? std::string_view::npos : url.rfind('/', last - 1);
+    if (type_start != std::string_view::npos) {
+      std::string reference(url.substr(type_start + 1));
+      if (std::find(out.begin(), out.end(), reference) == out.end()) out.push_back(std::move(reference));
+    }
+    at = end;
+  }
+  return out;
+}
+
+// The `source` an event names: `source` of a JSON event, MSH-3 of an HL7 v2 message. Empty when
+// the body does not say (the channel then refuses it as it would anyway).
+std::string eventSource(const std::string& body) {
+  if (body.rfind("MSH", 0) == 0 && body.size() > 4) {
+    const char separator = body[3];
+    const std::string_view segment(body.data(), std::min(body.find_first_of("\r\n"), body.size()));
+    size_t start = 0;
+    for (int field = 0; field < 2; ++field) {
+      start = segment.find(separator, start);
+      if (start == std::string_view::npos) return {};
+      ++start;
+    }
+    const std::string_view msh3 = segment.substr(start, segment.find(separator, start) - start);
+    return std::string(msh3.substr(0, msh3.find('^')));
+  }
+  json::Document doc;
+  json::ParseError error;
+  if (!json::parse(body, doc, error) || !doc.IsObject()) return {};
+  return std::string(json::getString(doc, "source").value_or(""));
+}
+
 class Router final {
  public:
-  explicit Router(ServerContext& context) : context_(context) {}
+  explicit Router(ServerContext& context) : context_(context), open_policy_(nullptr, nullptr) {}
 
   http::Response handle(HTTPServerRequest& request) {
     if (context_.auth != nullptr && auth::AuthService::handles(request.target.path)) return serveAuth(request);
+    Access access;
+    access.caller.address = request.peer;
+    if (context_.auth != nullptr && !openRoute(request)) {
+      if (auto refused = authenticate(request, access)) return std::move(*refused);
+    }
     Answer answer;
     try {
-      answer = route(request);
+      answer = route(request, access);
     } catch (const std::exception& error) {
       answer = issueAnswer(500, "exception", std::string("internal error: ") + error.what());
+    }
+    if (answer.status == 403 && access.audit.subtype.empty()) {
+      access.audit.subtype = subtypeOf(request.head.method, request.target.segments);
+    }
+    if (!access.audit.subtype.empty()) {
+      if (access.audit.entities.empty()) access.audit.entities.push_back(request.target.path);
+      audit(access, answer.status, answer.status >= 400 ? diagnosticsOf(answer) : std::string());
     }
     context_.metrics.countHttp(answer.status);
     http::Response response{answer.status, std::move(answer.content_type), std::move(answer.body), {}};
@@ -67,22 +152,98 @@ class Router final {
   }
 
  private:
-  // The auth service's routes (gateway/auth): its answers carry their own headers.
-  http::Response serveAuth(HTTPServerRequest& request) {
-    constexpr size_t kMaxFormBytes = 64 * 1024;
-    std::string body;
-    readUpTo(request, kMaxFormBytes, body);
-    auth::AuthAnswer answer =
-        body.size() > kMaxFormBytes
-            ? auth::AuthAnswer{413, "application/json", R"({"error":"invalid_request","error_description":"the body is too large"})", {}}
-            : context_.auth->handle(request.head.method, request.target.path, contentTypeOf(request), body, nowMs());
+  const auth::AccessPolicy& policy() const { return context_.policy != nullptr ? *context_.policy : open_policy_; }
+
+  // The first issue's diagnostics of an OperationOutcome answer (the audit's outcomeDesc).
+  static std::string diagnosticsOf(const Answer& answer) {
+    static constexpr std::string_view kDiagnostics = "\"diagnostics\":\"";
+    const size_t at = answer.body.find(kDiagnostics);
+    if (at == std::string::npos) return {};
+    const size_t start = at + kDiagnostics.size();
+    size_t end = start;
+    while (end < answer.body.size() && answer.body[end] != '"') end += answer.body[end] == '\\' ? 2 : 1;
+    return answer.body.substr(start, std::min<size_t>(end - start, 300));
+  }
+
+  void audit(Access& access, int status, std::string why) {
+    if (context_.audit == nullptr) return;
+    access.audit.status = status;
+    access.audit.agent = access.caller.id();
+    access.audit.address = access.caller.address;
+    if (access.audit.why.empty()) access.audit.why = std::move(why);
+    context_.audit->record(access.audit, nowMs());
+  }
+
+  // Reads `Authorization: Bearer <token>` and verifies it: the caller's client and scopes, or
+  // the 401 answer (audited).
+  std::optional<http::Response> authenticate(HTTPServerRequest& request, Access& access) {
+    std::string why = "the request has no Bearer access token";
+    if (const std::string* header = request.head.header("authorization")) {
+      const size_t space = header->find(' ');
+      std::string scheme = header->substr(0, space);
+      std::transform(scheme.begin(), scheme.end(), scheme.begin(), [](unsigned char c) { return std::tolower(c); });
+      std::string_view token = space == std::string::npos ? std::string_view() : std::string_view(*header).substr(space + 1);
+      while (!token.empty() && token.front() == ' ') token.remove_prefix(1);
+      if (scheme != "bearer" || token.empty()) {
+        why = "the Authorization header is not a Bearer access token";
+      } else {
+        auto grant = context_.auth->verifyAccessToken(token, nowMs());
+        if (grant.ok()) {
+          access.caller.client = grant->client;
+          access.caller.scopes = grant->scopes;
+          return std::nullopt;
+        }
+        why = grant.message();
+      }
+    }
+    access.audit.subtype = subtypeOf(request.head.method, request.target.segments);
+    access.audit.entities.push_back(request.target.path);
+    audit(access, 401, why);
+    auth::AuthAnswer answer = auth::AuthService::invalidTokenAnswer(why);
     context_.metrics.countHttp(answer.status);
     http::Response response{answer.status, std::move(answer.content_type), std::move(answer.body), {}};
     for (auto& [name, value] : answer.headers) response.headers.emplace_back(name, value);
     return response;
   }
 
-  Answer route(HTTPServerRequest& request) {
+  // The auth service's routes (gateway/auth): its answers carry their own headers.
+  http::Response serveAuth(HTTPServerRequest& request) {
+    constexpr size_t kMaxFormBytes = 64 * 1024;
+    std::string body;
+    readUpTo(request, kMaxFormBytes, body);
+    std::string client_id;
+    auth::AuthAnswer answer =
+        body.size() > kMaxFormBytes
+            ? auth::AuthAnswer{413, "application/json", R"({"error":"invalid_request","error_description":"the body is too large"})", {}}
+            : context_.auth->handle(request.head.method, request.target.path, contentTypeOf(request), body, nowMs(),
+                                    &client_id);
+    if (request.target.path == "/auth/token" && context_.audit != nullptr) {
+      // Token decisions (issued or refused): the client once it is known, never the assertion.
+      Access access;
+      access.caller.address = request.peer;
+      access.audit.type = "login";
+      access.audit.subtype = "token";
+      access.audit.action = 'E';
+      access.audit.entities.push_back(request.target.path);
+      auth::AuditEntry& entry = access.audit;
+      entry.status = answer.status;
+      entry.agent = client_id;
+      entry.address = request.peer;
+      if (answer.status != 200) {
+        auto doc = json::parse(answer.body);
+        if (doc.ok() && doc->IsObject()) entry.why = std::string(json::getString(*doc, "error").value_or(""));
+      }
+      context_.audit->record(entry, nowMs());
+    }
+    context_.metrics.countHttp(answer.status);
+    http::Response response{answer.status, std::move(answer.content_type), std::move(answer.body), {}};
+    for (auto& [name, value] : answer.headers) response.headers.emplace_back(name, value);
+    return response;
+  }
+
+  Answer route(HTTPServerRequest& request, Access& access) {
+    const auth::Caller& caller = access.caller;
+    auth::AuditEntry& audit = access.audit;
     const std::string& method = request.head.method;
     const std::string& uri = request.target.path;
     const std::string& query = request.target.query;
@@ -95,20 +256,34 @@ class Router final {
       if (context_.validator && context_.store) return Answer{200, "application/json", R"({"status":"ready"})"};
       return issueAnswer(503, "transient", "not ready: definitions or store not loaded");
     }
-    if (get && uri == "/metrics") return metrics();
-    if (post && uri == "/ingest/econsult") {
-      std::string body;
-      if (auto refused = readBody(request, "econsult", body)) {
-        return Pipeline::econsultRefusal(std::move(*refused), contentTypeOf(request));
-      }
-      return context_.pipeline.ingestEconsult(body, contentTypeOf(request));
+    if (get && uri == "/metrics") {
+      if (auto refused = policy().admin(caller)) return refusal(*refused);
+      return metrics();
     }
-    if (post && uri == "/ingest/care-management") {
+    if (post && (uri == "/ingest/econsult" || uri == "/ingest/care-management")) {
+      // The policy's ingest check sits here, at the route (the channels are being split out of
+      // pipeline.cc): scope first, then the event's `source` against an EHR's `sources`. A
+      // refusal stores nothing, not even in quarantine.
+      const std::string channel = parts[1];
+      audit.subtype = "ingest";
+      audit.action = 'C';
+      if (auto refused = policy().ingestEvent(caller, channel, "")) return refusal(*refused);
       std::string body;
-      if (auto refused = readBody(request, "care-management", body)) return *refused;
-      return context_.pipeline.ingestCareManagement(body, contentTypeOf(request));
+      if (auto refused = readBody(request, channel, body)) {
+        return channel == "econsult" ? Pipeline::econsultRefusal(std::move(*refused), contentTypeOf(request)) : *refused;
+      }
+      if (!caller.open() && caller.client->kind == auth::ClientKind::kEhr) {
+        if (auto refused = policy().ingestEvent(caller, channel, eventSource(body))) return refusal(*refused);
+      }
+      Answer answer = channel == "econsult" ? context_.pipeline.ingestEconsult(body, contentTypeOf(request))
+                                            : context_.pipeline.ingestCareManagement(body, contentTypeOf(request));
+      if (answer.status < 300) audit.entities = entitiesOf(answer.body);
+      return answer;
     }
     if (post && parts.size() == 3 && parts[0] == "ingest" && (parts[1] == "claims" || parts[1] == "roster")) {
+      audit.subtype = "ingest";
+      audit.action = 'C';
+      if (auto refused = policy().ingestPayerFile(caller, parts[1], parts[2])) return refusal(*refused);
       // Payer files stream through the mapper record by record (chunked or not); maxBodyBytes
       // does not cap them (README, "Configuration").
       auto parameters = http::parseQuery(query);
@@ -129,21 +304,48 @@ class Router final {
                                                as_of);
     }
     if (parts.size() >= 2 && parts[0] == "fhir" && (parts[1] == "Subscription" || parts[1] == "SubscriptionTopic")) {
-      return subscriptionRoute(request, method, parts, query);
+      return subscriptionRoute(request, access, method, parts, query);
+    }
+    if (parts.size() >= 2 && parts[0] == "fhir" && parts[1] == "AuditEvent") {
+      audit.subtype = parts.size() == 2 ? "search" : "read";
+      if (auto refused = policy().admin(caller)) return refusal(*refused);
+      if (!get || parts.size() > 3) return issueAnswer(405, "not-supported", "AuditEvents are append-only: GET only");
+      if (context_.audit != nullptr) (void)context_.audit->flush();  // what was recorded before this request
+      auto parameters = http::parseQuery(query);
+      if (!parameters.ok()) return issueAnswer(400, "invalid", parameters.message());
+      std::vector<std::pair<std::string, std::string>> criteria(parameters->begin(), parameters->end());
+      audit.query = query;
+      auth::AuditSearchAnswer found = parts.size() == 3 ? readAudit(parts[2]) : auth::searchAudit(*context_.store, criteria, context_.base_url);
+      if (found.status == 400) return issueAnswer(400, "invalid", found.body);
+      if (found.status != 200) return issueAnswer(found.status, found.status == 404 ? "not-found" : "transient", found.body);
+      return Answer{200, "application/fhir+json", found.body};
     }
     if (parts.size() >= 1 && parts[0] == "fhir") {
       if (get && parts.size() == 2 && parts[1] == "metadata") return capabilityStatement();
       if (post && ((parts.size() == 2 && parts[1] == "$validate") ||
                    (parts.size() == 3 && isResourceType(parts[1]) && parts[2] == "$validate"))) {
+        // Any client with a valid token: validation reads nothing stored.
         return validate(request, parts.size() == 3 ? parts[1] : "", query);
       }
       if (get && parts.size() == 3 && isResourceType(parts[1])) {
+        audit.subtype = "read";
+        audit.entities.push_back(parts[1] + "/" + parts[2]);
+        if (auto refused = policy().fhir(caller, auth::Interaction::kRead, parts[1])) return refusal(*refused);
         if (!isResourceId(parts[2])) return issueAnswer(404, "not-found", "'" + parts[2] + "' is not a valid resource id");
         auto stored = context_.store->readResource(parts[1], parts[2]);
         if (!stored.ok()) return issueAnswer(503, "transient", stored.message());
         if (!stored->has_value()) return issueAnswer(404, "not-found", parts[1] + "/" + parts[2] + " is not known");
-        return Answer{200, "application/fhir+json", (*stored)->json};
+        // What the client may not see answers as if it did not exist.
+        auto seen = policy().visible(caller, parts[1], parts[2], (*stored)->json);
+        if (!seen.ok()) return issueAnswer(503, "transient", seen.message());
+        if (!seen->has_value()) return issueAnswer(404, "not-found", parts[1] + "/" + parts[2] + " is not known");
+        return Answer{200, "application/fhir+json", std::move(**seen)};
       }
+    }
+    if (parts.size() >= 1 && parts[0] == "admin") {
+      audit.subtype = "admin";
+      audit.action = post ? 'E' : 'R';
+      if (auto refused = policy().admin(caller)) return refusal(*refused);
     }
     if (get && uri == "/admin/quarantine") return quarantineList(query);
     if (get && parts.size() == 3 && parts[0] == "admin" && parts[1] == "quarantine") return quarantineEntry(parts[2]);
@@ -302,6 +504,19 @@ class Router final {
     json::addMember(doc, "format", std::move(formats), a);
     json::Value rest(rapidjson::kObjectType);
     json::addString(rest, "mode", "server", a);
+    if (context_.auth != nullptr) {
+      // SMART Backend Services (access.md): the token endpoint in the oauth-uris extension.
+      auto parsed = json::parse(
+          R"({"service":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/restful-security-service",)"
+          R"("code":"SMART-on-FHIR"}]}],"extension":[{"url":"http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",)"
+          R"("extension":[{"url":"token","valueUri":")" + context_.auth->tokenUrl() + R"("}]}],)"
+          R"("description":"SMART Backend Services: client_credentials with private_key_jwt (RS384, ES384); see /.well-known/smart-configuration"})");
+      if (parsed.ok()) {
+        json::Value security;
+        security.CopyFrom(*parsed, a);
+        json::addMember(rest, "security", std::move(security), a);
+      }
+    }
     json::Value resources(rapidjson::kArrayType);
     for (const char* type : {"Patient", "Coverage", "Organization", "Practitioner", "ServiceRequest", "Task",
                              "Communication", "Claim"}) {
@@ -338,10 +553,35 @@ class Router final {
     return Answer{200, "application/fhir+json", json::serialize(doc)};
   }
 
-  Answer subscriptionRoute(HTTPServerRequest& request, const std::string& method,
+  // GET /fhir/AuditEvent/{id}: the one record, as a resource.
+  auth::AuditSearchAnswer readAudit(const std::string& id) {
+    if (id.empty() || id.size() > 18 || id.find_first_not_of("0123456789") != std::string::npos) {
+      return {404, "AuditEvent/" + id + " is not known"};
+    }
+    AuditQuery query;
+    query.count = 1;
+    query.id = std::stoll(id);
+    auto rows = context_.store->listAudit(query);
+    if (!rows.ok()) return {503, rows.message()};
+    if (rows->empty()) return {404, "AuditEvent/" + id + " is not known"};
+    return {200, auth::AuditLog::withId(rows->front().json, rows->front().id)};
+  }
+
+  Answer subscriptionRoute(HTTPServerRequest& request, Access& access, const std::string& method,
                            const std::vector<std::string>& parts, const std::string& query) {
+    const auth::Caller& caller = access.caller;
     if (!context_.topics || context_.subscriptions == nullptr) {
       return issueAnswer(503, "transient", "subscriptions are not available: no topics loaded");
+    }
+    if (parts[1] != "SubscriptionTopic") {
+      access.audit.subtype = subtypeOf(method, parts);
+      access.audit.action = method == "POST" ? 'C' : method == "PUT" ? 'U' : method == "DELETE" ? 'D' : 'R';
+      if (parts.size() >= 3) access.audit.entities.push_back("Subscription/" + parts[2]);
+      const auth::Interaction interaction = method == "POST"  ? auth::Interaction::kCreate
+                                            : method == "PUT"    ? auth::Interaction::kUpdate
+                                            : method == "DELETE" ? auth::Interaction::kDelete
+                                                                 : auth::Interaction::kRead;
+      if (auto refused = policy().fhir(caller, interaction, "Subscription")) return refusal(*refused);
     }
     if (parts[1] == "SubscriptionTopic") {
       if (method != "GET" || parts.size() != 2) return issueAnswer(405, "not-supported", "SubscriptionTopic is read-only");
@@ -358,11 +598,15 @@ class Router final {
       return Answer{200, "application/fhir+json", out, ""};
     }
     SubscriptionRegistry& registry = *context_.subscriptions;
-    if (parts.size() == 2 && method == "POST") return putSubscription(request, "");
+    if (parts.size() == 2 && method == "POST") return putSubscription(request, access, "");
     if (parts.size() < 3) return issueAnswer(405, "not-supported", method + " /fhir/Subscription is not supported");
     const std::string& id = parts[2];
-    if (parts.size() == 3 && method == "PUT") return putSubscription(request, id);
     auto subscription = registry.get(id);
+    // Another client's Subscription does not exist for this one (an update of it neither).
+    if (subscription) {
+      if (auto refused = policy().subscriptionOwner(caller, id, subscription->owner)) return refusal(*refused);
+    }
+    if (parts.size() == 3 && method == "PUT") return putSubscription(request, access, id);
     if (!subscription) return issueAnswer(404, "not-found", "Subscription/" + id + " is not known");
     if (parts.size() == 3 && method == "GET") return Answer{200, "application/fhir+json", subscriptionJson(*subscription), ""};
     if (parts.size() == 3 && method == "DELETE") {
@@ -402,7 +646,8 @@ class Router final {
     return issueAnswer(404, "not-found", method + " " + request.head.target + " is not a Subscription operation");
   }
 
-  Answer putSubscription(HTTPServerRequest& request, const std::string& path_id) {
+  Answer putSubscription(HTTPServerRequest& request, Access& access, const std::string& path_id) {
+    const auth::Caller& caller = access.caller;
     std::string body;
     if (auto refused = readRequestBody(request, body)) return *refused;
     json::Document doc;
@@ -414,6 +659,21 @@ class Router final {
     IssueList subscription_issues;
     auto subscription = parseSubscription(doc, *context_.topics, subscription_issues);
     if (!subscription) return Answer{422, "application/fhir+json", toOperationOutcomeJson(subscription_issues), ""};
+    // Headers are sent as given: a CR or LF would start another header or request.
+    for (const std::string& header : subscription->headers) {
+      if (header.find_first_of("\r\n") != std::string::npos) {
+        return issueAnswer(422, "value", "Subscription.channel.header must not contain CR or LF");
+      }
+    }
+    {
+      std::string scheme, self_host;
+      int self_port = 0;
+      auth::splitUrl(context_.base_url, scheme, self_host, self_port);
+      if (auto refused = policy().subscriptionEndpoint(caller, subscription->endpoint, self_host, self_port)) {
+        return refusal(*refused);
+      }
+    }
+    subscription->owner = caller.id();
     if (!path_id.empty()) {
       if (!subscription->id.empty() && subscription->id != path_id) {
         return issueAnswer(400, "invalid", "the resource id '" + subscription->id + "' differs from the URL id '" + path_id + "'");
@@ -423,9 +683,21 @@ class Router final {
       subscription->id = mappers::deriveId({"Subscription", std::to_string(nowMs()), body});
     }
     if (!isResourceId(subscription->id)) return issueAnswer(400, "invalid", "'" + subscription->id + "' is not a valid id");
-    const bool created = !context_.subscriptions->get(subscription->id).has_value();
+    const auto existing = context_.subscriptions->get(subscription->id);
+    const bool created = !existing.has_value();
+    if (existing) subscription->owner = existing->owner;  // an update keeps the owner (checked above)
+    access.audit.entities = {"Subscription/" + subscription->id};
+    if (created && !caller.open() && !caller.admin() && context_.auth != nullptr) {
+      const int64_t limit = context_.auth->config().max_subscriptions_per_client;
+      int64_t owned = 0;
+      for (const Subscription& other : context_.subscriptions->all()) owned += other.owner == caller.id() ? 1 : 0;
+      if (owned >= limit) {
+        return issueAnswer(422, "business-rule", "client '" + caller.id() + "' already has " + std::to_string(owned) +
+                                                     " Subscriptions (auth.maxSubscriptionsPerClient)");
+      }
+    }
     Status stored = context_.store->putSubscription(
-        SubscriptionRow{subscription->id, subscription->status, "", subscription->resource_json});
+        SubscriptionRow{subscription->id, subscription->status, "", subscription->resource_json, subscription->owner});
     if (!stored.ok()) return issueAnswer(503, "transient", stored.message());
     context_.subscriptions->put(*subscription);
     if (context_.wake_delivery) context_.wake_delivery();
@@ -622,6 +894,7 @@ class Router final {
   }
 
   ServerContext& context_;
+  auth::AccessPolicy open_policy_;  // auth off: every check allows
 };
 
 }  // namespace

@@ -10,7 +10,9 @@
 
 #include "conformance/common/result.h"
 #include "conformance/validator/validator.h"
+#include "gateway/auth/audit.h"
 #include "gateway/auth/auth_service.h"
+#include "gateway/auth/policy.h"
 #include "gateway/config/config.h"
 #include "gateway/ingest/pipeline.h"
 #include "gateway/server/metrics.h"
@@ -32,7 +34,10 @@ struct ServerContext {
   std::function<void()> wake_delivery;        // a subscription was created or changed
   std::string base_url;                       // http://host:port/fhir, set once listening
   auth::AuthService* auth = nullptr;          // set with an `auth` block: serves /auth/token and
-                                              // /.well-known/smart-configuration
+                                              // /.well-known/smart-configuration, and every other
+                                              // route but the open ones asks for a Bearer token
+  const auth::AccessPolicy* policy = nullptr; // who sees what; null: every check allows
+  auth::AuditLog* audit = nullptr;            // null: nothing is audited
 };
 
 class HttpServer {

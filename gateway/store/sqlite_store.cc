@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "conformance/json/json.h"
+#include "gateway/store/sqlite_access.h"
 #include "gateway/store/sqlite_connection.h"
 #include "gateway/store/sqlite_leases.h"
 #include "gateway/store/sqlite_merge.h"
@@ -65,6 +66,8 @@ class SqliteStore final : public Store {
     status = sqlite::prepareStaging(*writer_connection_);
     if (!status.ok()) return status;
     status = sqlite::prepareQuarantine(*writer_connection_);
+    if (!status.ok()) return status;
+    status = sqlite::prepareAccess(*writer_connection_);
     if (!status.ok()) return status;
     status = writer_connection_->exec(sqlite::kMergeSchema);
     if (!status.ok()) return status;
@@ -425,8 +428,11 @@ class SqliteStore final : public Store {
 
   Status putSubscription(const SubscriptionRow& row) override {
     return runInWriter([&](Connection& db) -> Status {
-      Query query(db, "INSERT OR REPLACE INTO subscriptions (id, status, error, resource_json) VALUES (?, ?, ?, ?)");
-      query.bind(1, row.id).bind(2, row.status).bind(3, row.error).bind(4, row.resource_json);
+      Query query(db, "INSERT INTO subscriptions (id, status, error, resource_json, owner) VALUES (?, ?, ?, ?, ?) "
+                      "ON CONFLICT (id) DO UPDATE SET status = excluded.status, error = excluded.error, "
+                      "resource_json = excluded.resource_json, owner = CASE WHEN excluded.owner <> '' "
+                      "THEN excluded.owner ELSE subscriptions.owner END");
+      query.bind(1, row.id).bind(2, row.status).bind(3, row.error).bind(4, row.resource_json).bind(5, row.owner);
       if (query.step() != SQLITE_DONE) return Error{query.error()};
       return Status::Ok();
     });
@@ -443,10 +449,26 @@ class SqliteStore final : public Store {
 
   Result<std::vector<SubscriptionRow>> listSubscriptions() override {
     return selectRows<SubscriptionRow>(
-        "SELECT id, status, error, resource_json FROM subscriptions ORDER BY id", [](Query&) {},
+        "SELECT id, status, error, resource_json, owner FROM subscriptions ORDER BY id", [](Query&) {},
         [](const Query& query) {
-          return SubscriptionRow{query.text(0), query.text(1), query.text(2), query.text(3)};
+          return SubscriptionRow{query.text(0), query.text(1), query.text(2), query.text(3), query.text(4)};
         });
+  }
+
+  // Access (sqlite_access.cc) ---------------------------------------------------------------
+  Result<ResourceOrigins> originsOf(std::string_view type, std::string_view id, bool with_payloads) override {
+    Lease reader(*this);
+    if (!reader.ok()) return Error{reader.error()};
+    return sqlite::selectOrigins(*reader, type, id, with_payloads);
+  }
+  Status appendAudit(std::vector<AuditRecord> records) override {
+    if (records.empty()) return Status::Ok();
+    return runInWriter([&](Connection& db) { return sqlite::insertAudit(db, records); });
+  }
+  Result<std::vector<AuditRecord>> listAudit(const AuditQuery& query) override {
+    Lease reader(*this);
+    if (!reader.ok()) return Error{reader.error()};
+    return sqlite::selectAudit(*reader, query);
   }
 
   // Outbox leases and the change log (sqlite_leases.cc, sqlite_changes.cc) ------------------

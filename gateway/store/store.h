@@ -320,6 +320,46 @@ struct SubscriptionRow {
   std::string status;
   std::string error;
   std::string resource_json;
+  // The client that created it (access.md: an hie client's own Subscriptions); empty when auth
+  // was off. A put with an empty owner keeps the recorded one.
+  std::string owner = {};
+};
+
+// Where a stored resource came from, for the access policy (gateway/auth/policy.h): the events
+// that wrote any of its versions, the contributions merged into it, and the payers a Claim of
+// this id was routed to.
+struct ResourceOrigins {
+  struct Event {
+    std::string channel;          // "econsult", "care-management", "claims:<payer>", ...
+    std::string idempotency_key;  // as committed (IngestCommit::idempotency_key)
+    std::string payload;          // the raw body; only when asked for
+  };
+  std::vector<Event> events;
+  std::vector<merge::Contribution> contributions;  // with their JSON
+  std::vector<std::string> routed_payers;
+  // Patient only: the JSON of the Group contributions (attribution) that list it as a member.
+  std::vector<std::string> attributions = {};
+};
+
+// One audit record (access.md "Audit"), appended and never changed.
+struct AuditRecord {
+  int64_t id = 0;            // given by the store
+  int64_t recorded_ms = 0;
+  std::string subtype;       // the interaction: read, search, create, update, delete, token, ...
+  std::string agent;         // client id; empty: no (valid) token
+  std::string address;       // the client's network address
+  std::vector<std::string> entities;  // "Patient/123", ...
+  std::string json;          // the AuditEvent resource without `id` (readers give it the row id)
+};
+
+struct AuditQuery {
+  int64_t id = 0;         // exactly this record; 0: any
+  int64_t from_ms = 0;    // recorded at or after; 0: any
+  int64_t to_ms = 0;      // recorded before; 0: any
+  std::string agent;      // exact client id or address
+  std::string entity;     // exact "Type/id"
+  std::string subtype;
+  size_t count = 100;
 };
 
 // One mapped record of a payer file waiting in staging until the body has ended as declared.
@@ -465,6 +505,15 @@ class Store {
   // Records past their expiry are removed as new ones are written.
   virtual Result<bool> claimAssertionJti(std::string_view client_id, std::string_view jti, int64_t expires_ms,
                                          int64_t now_ms) = 0;
+
+  // Access (issue 13). What a resource's ownership rests on; `with_payloads` also reads the
+  // events' bodies (practice NPIs). A resource never written gives empty lists.
+  virtual Result<ResourceOrigins> originsOf(std::string_view type, std::string_view id, bool with_payloads) = 0;
+  // Appends audit records in one transaction (append-only: nothing updates or deletes them);
+  // each gets the next row id.
+  virtual Status appendAudit(std::vector<AuditRecord> records) = 0;
+  // Audit records matching every given criterion, oldest first, at most query.count.
+  virtual Result<std::vector<AuditRecord>> listAudit(const AuditQuery& query) = 0;
 };
 
 using StorePtr = std::shared_ptr<Store>;

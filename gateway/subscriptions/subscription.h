@@ -42,6 +42,7 @@ struct Subscription {
   int64_t timeout_seconds = 0;
   std::vector<SubscriptionFilter> filters;
   std::string resource_json;  // the Subscription as submitted (status/reason are replaced on output)
+  std::string owner;          // the client that created it (empty when auth is off)
 };
 
 // Checks a posted Subscription against the backport profile and our topics. Issues carry

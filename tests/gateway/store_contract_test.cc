@@ -353,6 +353,92 @@ TEST_P(StoreContract, SubscriptionsAreKeptReplacedAndDeleted) {
   EXPECT_EQ(left->front().id, "s2");
 }
 
+// --- access (issue 13): subscription owners, resource origins, the audit log ------------------
+TEST_P(StoreContract, ASubscriptionKeepsItsOwnerWhenAStatusUpdateNamesNone) {
+  ASSERT_TRUE(store_->putSubscription({"s1", "requested", "", "{}", "regional-hie"}).ok());
+  ASSERT_TRUE(store_->putSubscription({"s1", "error", "handshake failed", "{}"}).ok());  // delivery's update
+  auto listed = second()->listSubscriptions();
+  ASSERT_TRUE(listed.ok() && listed->size() == 1u);
+  EXPECT_EQ(listed->front().owner, "regional-hie");
+  EXPECT_EQ(listed->front().status, "error");
+}
+
+TEST_P(StoreContract, OriginsNameTheEventsContributionsAndRoutingOfAResource) {
+  IngestCommit commit = eventCommit("src-a\x1f" "e1");
+  commit.channel = "econsult";
+  commit.resources.push_back({"Claim", "c1", R"({"resourceType":"Claim","id":"c1"})"});
+  commit.routed.push_back({"c1", "p1", "payer-a", "2026-06-15", "99451"});
+  ASSERT_TRUE(store_->commitIngest(commit).ok());
+  IngestCommit second_event = eventCommit("claims-key");
+  second_event.channel = "claims:payer-b";
+  second_event.resources.push_back({"Claim", "c1", R"({"resourceType":"Claim","id":"c1","status":"active"})"});
+  ASSERT_TRUE(store_->commitIngest(second_event).ok());
+  auto origins = second()->originsOf("Claim", "c1", true);
+  ASSERT_TRUE(origins.ok()) << origins.message();
+  ASSERT_EQ(origins->events.size(), 2u);
+  std::set<std::string> channels;
+  for (const ResourceOrigins::Event& event : origins->events) {
+    channels.insert(event.channel + "|" + event.idempotency_key);
+    EXPECT_FALSE(event.payload.empty());
+  }
+  EXPECT_EQ(channels, (std::set<std::string>{"econsult|src-a\x1f" "e1", "claims:payer-b|claims-key"}));
+  EXPECT_EQ(origins->routed_payers, std::vector<std::string>{"payer-a"});
+  auto without = store_->originsOf("Claim", "c1", false);
+  ASSERT_TRUE(without.ok());
+  for (const ResourceOrigins::Event& event : without->events) EXPECT_TRUE(event.payload.empty());
+  auto none = store_->originsOf("Claim", "nope", false);
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(none->events.empty() && none->contributions.empty() && none->routed_payers.empty());
+}
+
+TEST_P(StoreContract, AuditRecordsAreAppendedNumberedAndFoundByEveryCriterion) {
+  auto record = [](int64_t at, std::string subtype, std::string agent, std::vector<std::string> entities) {
+    AuditRecord row;
+    row.recorded_ms = at;
+    row.subtype = std::move(subtype);
+    row.agent = std::move(agent);
+    row.address = "10.0.0.1";
+    row.entities = std::move(entities);
+    row.json = "{\"resourceType\":\"AuditEvent\",\"n\":" + std::to_string(at) + "}";
+    return row;
+  };
+  ASSERT_TRUE(store_->appendAudit({record(1000, "read", "ehr", {"Patient/p1"}), record(2000, "search", "payer", {})}).ok());
+  ASSERT_TRUE(second()->appendAudit({record(3000, "read", "payer", {"Patient/p1", "Claim/c1"})}).ok());
+  auto all = store_->listAudit(AuditQuery{});
+  ASSERT_TRUE(all.ok()) << all.message();
+  ASSERT_EQ(all->size(), 3u);
+  EXPECT_LT((*all)[0].id, (*all)[1].id);
+  EXPECT_LT((*all)[1].id, (*all)[2].id);
+  EXPECT_EQ((*all)[2].entities, (std::vector<std::string>{"Claim/c1", "Patient/p1"}));
+  EXPECT_EQ((*all)[0].json, "{\"resourceType\":\"AuditEvent\",\"n\":1000}");
+  auto count = [&](AuditQuery query) {
+    auto rows = store_->listAudit(query);
+    EXPECT_TRUE(rows.ok());
+    return rows.ok() ? rows->size() : size_t{99};
+  };
+  AuditQuery query;
+  query.entity = "Patient/p1";
+  EXPECT_EQ(count(query), 2u);
+  query.agent = "payer";
+  EXPECT_EQ(count(query), 1u);
+  query = AuditQuery{};
+  query.agent = "10.0.0.1";  // an address names the agent too
+  EXPECT_EQ(count(query), 3u);
+  query = AuditQuery{};
+  query.subtype = "search";
+  EXPECT_EQ(count(query), 1u);
+  query = AuditQuery{};
+  query.from_ms = 2000;
+  query.to_ms = 3000;
+  EXPECT_EQ(count(query), 1u);
+  query = AuditQuery{};
+  query.id = (*all)[1].id;
+  EXPECT_EQ(count(query), 1u);
+  query = AuditQuery{};
+  query.count = 2;
+  EXPECT_EQ(count(query), 2u);
+}
+
 // --- outbox leases -------------------------------------------------------------------------------
 
 TEST_P(StoreContract, ALeaseIsExclusiveUntilItRunsOutAndIsThenTakenOver) {

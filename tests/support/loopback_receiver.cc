@@ -23,6 +23,7 @@ struct LoopbackReceiver::State {
   int status = 200;
   std::chrono::milliseconds stall{0};
   std::function<int(const ReceivedRequest&)> responder;
+  std::string location;
   std::vector<std::pair<ReceivedRequest, int>> requests;
 };
 
@@ -43,8 +44,10 @@ class Handler final : public Poco::Net::HTTPRequestHandler {
     Poco::StreamCopier::copyToString(request.stream(), received.body);
     int status;
     std::chrono::milliseconds stall{0};
+    std::string location;
     {
       std::lock_guard lock(state_->mutex);
+      location = state_->location;
       status = state_->responder ? state_->responder(received) : state_->status;
       if (status == LoopbackReceiver::kStall) {
         status = 200;
@@ -58,6 +61,7 @@ class Handler final : public Poco::Net::HTTPRequestHandler {
     }
     state_->changed.notify_all();
     response.setStatus(static_cast<Poco::Net::HTTPResponse::HTTPStatus>(status));
+    if (!location.empty()) response.set("Location", location);
     response.setContentLength(0);
     response.send();
   }
@@ -113,6 +117,11 @@ std::string LoopbackReceiver::url(const std::string& path) const {
 void LoopbackReceiver::setStatus(int status) {
   std::lock_guard lock(state_->mutex);
   state_->status = status;
+}
+
+void LoopbackReceiver::setLocation(const std::string& location) {
+  std::lock_guard lock(state_->mutex);
+  state_->location = location;
 }
 
 void LoopbackReceiver::setStall(std::chrono::milliseconds stall) {

@@ -36,6 +36,8 @@ class LoopbackReceiver {
   static constexpr int kStall = -1;
   void setStall(std::chrono::milliseconds stall);
 
+  // A `Location` header on every answer (a redirect when the status is 3xx); empty: none.
+  void setLocation(const std::string& location);
   // Decides the status per request (overrides setStatus while set).
   void setResponder(std::function<int(const ReceivedRequest&)> responder);
 
