@@ -461,6 +461,14 @@ class Store {
   // Records past their expiry are removed as new ones are written.
   virtual Result<bool> claimAssertionJti(std::string_view client_id, std::string_view jti, int64_t expires_ms,
                                          int64_t now_ms) = 0;
+
+  // GET /readyz: the store's kind ("sqlite", "postgresql") once a round trip to it succeeded; an
+  // error when it cannot be reached. The default reads through lastNumber.
+  virtual Result<std::string> probe() {
+    auto read = lastNumber("");
+    if (!read.ok()) return read.error();
+    return std::string("sqlite");
+  }
 };
 
 using StorePtr = std::shared_ptr<Store>;
