@@ -72,6 +72,8 @@ Status Connection::open() {
   // expand_dbname = 1: `dbname` is the URL; the keywords after it (password, sslmode) win over it.
   conn_ = PQconnectdbParams(keys.data(), values.data(), 1);
   if (conn_ == nullptr) return Error{"postgresql: out of memory"};
+  // Server notices ("already exists, skipping") are not errors: not printed on stderr.
+  PQsetNoticeProcessor(conn_, [](void*, const char*) {}, nullptr);
   if (PQstatus(conn_) != CONNECTION_OK) {
     // libpq's message names the host and port and why, never the password.
     return Error{"postgresql: cannot connect to " + options_.url + ": " + trimmed(PQerrorMessage(conn_))};

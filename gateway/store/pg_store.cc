@@ -115,6 +115,9 @@ class PgStore final : public Store {
     }
     queue_cv_.notify_all();
     if (writer_.joinable()) writer_.join();
+    // Released now rather than when the server notices the closed session: the next start-up
+    // may then drop this handle's staged files at once.
+    if (writer_connection_ && !writer_connection_->broken()) (void)writer_connection_->exec("SELECT pg_advisory_unlock_all()");
   }
 
   Status start() {
