@@ -11,6 +11,7 @@
 #include <functional>
 #include <future>
 #include <mutex>
+#include <ostream>
 #include <set>
 #include <string>
 #include <thread>
@@ -31,6 +32,9 @@ struct StoreFactory {
   std::string name;
   std::function<Result<StorePtr>(const std::string& data_dir)> open;
 };
+
+// What gtest (and so ctest's test names) print for a parameter.
+void PrintTo(const StoreFactory& factory, std::ostream* out) { *out << factory.name; }
 
 // PostgreSQL: the cluster the ctest fixture started; a missing one fails every test here.
 Result<StorePtr> openTestPostgres(const std::string& dir) {
