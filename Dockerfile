@@ -11,7 +11,7 @@ FROM debian:12-slim
 RUN apt-get update -q \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
       libpocofoundation80 libpoconet80 libpocoutil80 libpocoxml80 libpocojson80 \
-      libcurl4 libssl3 libsqlite3-0 curl ca-certificates \
+      libcurl4 libssl3 libsqlite3-0 libpq5 curl ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --create-home --home-dir /var/lib/gateway gateway
 COPY --from=build /src/build/bin/fhir-gateway /usr/local/bin/fhir-gateway

@@ -11,6 +11,7 @@ const std::vector<Command>& commands() {
       {"map", &runMap, "map a payer or EHR source file to FHIR Bundles (NDJSON)"},
       {"replay", &runReplay, "run quarantined payloads or dead letters again"},
       {"token", &runToken, "get an access token (SMART Backend Services) from a gateway"},
+      {"store", &runStore, "copy a SQLite store into PostgreSQL (store copy)"},
   };
   return kCommands;
 }

@@ -34,5 +34,6 @@ int runValidate(const Args& args, Io& io);
 int runMap(const Args& args, Io& io);
 int runReplay(const Args& args, Io& io);
 int runToken(const Args& args, Io& io);
+int runStore(const Args& args, Io& io);
 
 }  // namespace fhir::gateway::cli

@@ -3,8 +3,11 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 
 #include "conformance/json/json.h"
+#include "gateway/store/pg_store.h"
 
 namespace fhir::gateway::cli {
 namespace {
@@ -35,9 +38,27 @@ Status loadSubscriptions(Store& store, const TopicCatalog& topics, SubscriptionR
 
 }  // namespace
 
+Result<StorePtr> openStore(const Config& config) {
+  if (config.store.kind != "postgresql") return openSqliteStore(config.data_dir);
+  PostgresStoreOptions options;
+  options.url = config.store.url;
+  options.sslmode = config.store.sslmode;
+  options.schema = config.store.schema;
+  if (!config.store.password_file.empty()) {
+    std::ifstream in(config.store.password_file, std::ios::binary);
+    if (!in) return Error{"cannot read store.passwordFile " + config.store.password_file};
+    std::ostringstream text;
+    text << in.rdbuf();
+    options.password = text.str();
+    if (!options.password.empty() && options.password.back() == '\n') options.password.pop_back();
+    if (!options.password.empty() && options.password.back() == '\r') options.password.pop_back();
+  }
+  return openPostgresStore(options);
+}
+
 Result<std::unique_ptr<Runtime>> loadRuntime(const Config& config) {
   auto runtime = std::make_unique<Runtime>();
-  auto store = openSqliteStore(config.data_dir);
+  auto store = openStore(config);
   if (!store.ok()) return Error{store.message()};
   runtime->store = std::move(*store);
 

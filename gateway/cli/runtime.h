@@ -26,6 +26,10 @@ struct Runtime {
   std::shared_ptr<const mappers::engine::SpecLibrary> specs;
 };
 
+// The store `config.store` names: SQLite in config.data_dir, or PostgreSQL (the password read
+// from store.passwordFile; it appears in no message).
+Result<StorePtr> openStore(const Config& config);
+
 // Loads everything for `config`; an Error names what could not be loaded (one line, for stderr).
 Result<std::unique_ptr<Runtime>> loadRuntime(const Config& config);
 

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "conformance/json/json.h"
+#include "gateway/store/pg_store.h"
 
 namespace fhir::gateway {
 namespace {
@@ -206,6 +207,44 @@ const PayerConfig* Config::findPayer(std::string_view id) const {
   return nullptr;
 }
 
+// `store`: {"kind": "sqlite"} or {"kind": "postgresql", "url", "passwordFile", "sslmode", "schema"}.
+static Status parseStore(const Value& value, StoreConfig& store) {
+  ObjectReader reader(value, "store");
+  RETURN_IF_ERROR(reader.checkKeys({"kind", "url", "passwordFile", "sslmode", "schema"}));
+  RETURN_IF_ERROR(reader.string("kind", store.kind, true));
+  if (store.kind == "sqlite") {
+    for (const char* key : {"url", "passwordFile", "sslmode", "schema"}) {
+      if (reader.member(key) != nullptr) {
+        return Error{"configuration key '" + reader.where(key) + "' is for \"kind\": \"postgresql\" only"};
+      }
+    }
+    return Status::Ok();
+  }
+  if (store.kind != "postgresql") {
+    return Error{"configuration key 'store.kind' must be \"sqlite\" or \"postgresql\", not \"" + store.kind + "\""};
+  }
+  RETURN_IF_ERROR(reader.string("url", store.url, true));
+  if (store.url.rfind("postgresql://", 0) != 0 && store.url.rfind("postgres://", 0) != 0) {
+    return Error{"configuration key 'store.url' must be a postgresql:// URL"};
+  }
+  if (postgresUrlHasPassword(store.url)) {
+    return Error{"configuration key 'store.url' must not carry a password: give it in 'store.passwordFile'"};
+  }
+  RETURN_IF_ERROR(reader.string("passwordFile", store.password_file, false));
+  if (!store.password_file.empty()) RETURN_IF_ERROR(readableFile(store.password_file, "store.passwordFile"));
+  RETURN_IF_ERROR(reader.string("sslmode", store.sslmode, false));
+  if (!store.sslmode.empty() && store.sslmode != "disable" && store.sslmode != "allow" && store.sslmode != "prefer" &&
+      store.sslmode != "require" && store.sslmode != "verify-ca" && store.sslmode != "verify-full") {
+    return Error{"configuration key 'store.sslmode' must be one of disable, allow, prefer, require, verify-ca, "
+                 "verify-full"};
+  }
+  RETURN_IF_ERROR(reader.string("schema", store.schema, false));
+  if (store.schema.empty() || store.schema.size() > 63) {
+    return Error{"configuration key 'store.schema' must be a name of 1 to 63 characters"};
+  }
+  return Status::Ok();
+}
+
 // `igs`: an array of package paths, or an object with `packages` and the validation policies.
 static Status parseIgs(const Value& igs, IgConfig& out) {
   if (igs.IsArray()) {
@@ -239,7 +278,7 @@ Result<Config> parseConfig(std::string_view text) {
   if (!json::parse(text, doc, parse_error)) return Error{"configuration is not valid JSON: " + parse_error.describe()};
   ObjectReader reader(doc, "");
   RETURN_IF_ERROR(reader.checkKeys({"listen", "dataDir", "maxBodyBytes", "payers", "feeds", "delivery", "limits", "igs",
-                                     "publicBaseUrl", "auth"}));
+                                     "publicBaseUrl", "auth", "store"}));
   Config config;
   RETURN_IF_ERROR(reader.string("listen", config.listen, false));
   RETURN_IF_ERROR(reader.string("dataDir", config.data_dir, false));
@@ -290,6 +329,7 @@ Result<Config> parseConfig(std::string_view text) {
   }
   if (const Value* limits = reader.member("limits")) RETURN_IF_ERROR(parseLimits(*limits, config.limits));
   if (const Value* igs = reader.member("igs")) RETURN_IF_ERROR(parseIgs(*igs, config.igs));
+  if (const Value* store = reader.member("store")) RETURN_IF_ERROR(parseStore(*store, config.store));
   RETURN_IF_ERROR(reader.string("publicBaseUrl", config.public_base_url, false));
   if (!config.public_base_url.empty()) RETURN_IF_ERROR(checkEndpoint(config.public_base_url, "publicBaseUrl"));
   if (const Value* auth = reader.member("auth")) {  // parsed by gateway/auth

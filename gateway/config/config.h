@@ -86,6 +86,16 @@ struct IgConfig {
   bool unchecked_bindings_are_errors = false;  // bindings that cannot be checked locally fail
 };
 
+// `store` (contracts/cli.md): SQLite under dataDir (the default) or a PostgreSQL database that
+// several gateways share (issue 17).
+struct StoreConfig {
+  std::string kind = "sqlite";  // "sqlite" or "postgresql"
+  std::string url;              // postgresql://[user@]host[:port]/database; never with a password
+  std::string password_file;    // the password alone in a file (one trailing line break ignored)
+  std::string sslmode;          // libpq's: disable, allow, prefer, require, verify-ca, verify-full
+  std::string schema = "public";  // extension: the schema holding the tables (one per deployment)
+};
+
 struct Config {
   std::string listen = "127.0.0.1:8080";
   std::string data_dir = "./var";
@@ -95,6 +105,7 @@ struct Config {
   DeliveryConfig delivery;
   LimitsConfig limits;
   IgConfig igs;
+  StoreConfig store;
   std::string public_base_url;           // `publicBaseUrl`; empty: the listen address
   std::optional<auth::AuthConfig> auth;  // `auth` (gateway/auth); none: the gateway runs open
 

@@ -253,8 +253,11 @@ class Router final {
 
     if (get && uri == "/healthz") return Answer{200, "application/json", R"({"status":"ok"})"};
     if (get && uri == "/readyz") {
-      if (context_.validator && context_.store) return Answer{200, "application/json", R"({"status":"ready"})"};
-      return issueAnswer(503, "transient", "not ready: definitions or store not loaded");
+      if (!context_.validator || !context_.store) return issueAnswer(503, "transient", "not ready: definitions or store not loaded");
+      // One round trip to the store (a PostgreSQL server may be down while this process runs).
+      auto store = context_.store->probe();
+      if (!store.ok()) return issueAnswer(503, "transient", "not ready: the store cannot be reached");
+      return Answer{200, "application/json", R"({"status":"ready","store":")" + *store + "\"}"};
     }
     if (get && uri == "/metrics") {
       if (auto refused = policy().admin(caller)) return refusal(*refused);

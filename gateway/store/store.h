@@ -514,6 +514,13 @@ class Store {
   virtual Status appendAudit(std::vector<AuditRecord> records) = 0;
   // Audit records matching every given criterion, oldest first, at most query.count.
   virtual Result<std::vector<AuditRecord>> listAudit(const AuditQuery& query) = 0;
+  // GET /readyz: the store's kind ("sqlite", "postgresql") once a round trip to it succeeded; an
+  // error when it cannot be reached. The default reads through lastNumber.
+  virtual Result<std::string> probe() {
+    auto read = lastNumber("");
+    if (!read.ok()) return read.error();
+    return std::string("sqlite");
+  }
 };
 
 using StorePtr = std::shared_ptr<Store>;

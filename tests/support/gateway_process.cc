@@ -12,8 +12,14 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
 
 #include <gtest/gtest.h>
+
+#include "conformance/json/json.h"
+#include "tests/support/test_postgres.h"
 
 namespace fhir::testing {
 
@@ -37,7 +43,50 @@ HttpResult httpRequest(uint16_t port, const std::string& method, const std::stri
   return result;
 }
 
-GatewayProcess::GatewayProcess(const std::vector<std::string>& args) {
+namespace {
+
+// GATEWAY_TEST_STORE_PG=<scripts/pg-test env file> (the ctest label e2e-postgresql): the
+// configuration handed to the gateway gets a "store" block for that test cluster, one schema per
+// configuration file, so a restarted gateway finds its data and two tests never share any.
+std::vector<std::string> withTestStore(std::vector<std::string> args) {
+  const char* env_file = std::getenv("GATEWAY_TEST_STORE_PG");
+  if (env_file == nullptr || *env_file == '\0') return args;
+  auto cluster = testPostgresFrom(env_file);
+  if (!cluster.ok()) {
+    ADD_FAILURE() << cluster.message();
+    return args;
+  }
+  for (size_t i = 0; i + 1 < args.size(); ++i) {
+    if (args[i] != "--config") continue;
+    std::ifstream in(args[i + 1], std::ios::binary);
+    std::ostringstream text;
+    text << in.rdbuf();
+    auto doc = json::parse(text.str());
+    if (!in || !doc.ok() || !doc->IsObject()) {
+      ADD_FAILURE() << "GATEWAY_TEST_STORE: cannot read the configuration " << args[i + 1];
+      return args;
+    }
+    auto& allocator = doc->GetAllocator();
+    doc->RemoveMember("store");
+    json::Value block(rapidjson::kObjectType);
+    json::addString(block, "kind", "postgresql", allocator);
+    json::addString(block, "url", cluster->url, allocator);
+    json::addString(block, "passwordFile", cluster->password_file, allocator);
+    json::addString(block, "schema", testSchemaFor(args[i + 1]), allocator);
+    json::addMember(*doc, "store", std::move(block), allocator);
+    const std::string rewritten = args[i + 1] + ".postgresql.json";
+    std::ofstream(rewritten, std::ios::binary) << json::serialize(*doc);
+    args[i + 1] = rewritten;
+    return args;
+  }
+  ADD_FAILURE() << "GATEWAY_TEST_STORE_PG needs the gateway started with --config";
+  return args;
+}
+
+}  // namespace
+
+GatewayProcess::GatewayProcess(const std::vector<std::string>& given) {
+  const std::vector<std::string> args = withTestStore(given);
   int out_pipe[2];
   if (pipe(out_pipe) != 0) {
     ADD_FAILURE() << "pipe failed";

@@ -1,0 +1,108 @@
+// SPDX-License-Identifier: Apache-2.0
+// The PostgreSQL side of access (issue 13): what a resource's ownership rests on, and the
+// append-only audit log. The statements are sqlite_access.cc's, in PostgreSQL's dialect; the
+// tables are migration 2 (pg_schema.cc).
+#include "gateway/store/pg_internal.h"
+
+namespace fhir::gateway::pg {
+
+Result<ResourceOrigins> selectOrigins(Connection& db, std::string_view type, std::string_view id, bool with_payloads) {
+  ResourceOrigins origins;
+  {
+    auto rows = Query(db, with_payloads
+                              ? "SELECT DISTINCT e.channel, e.idem_key, e.payload FROM resource_history h JOIN events e "
+                                "ON e.seq = h.event_seq WHERE h.type = $1 AND h.id = $2"
+                              : "SELECT DISTINCT e.channel, e.idem_key, ''::bytea FROM resource_history h JOIN events e "
+                                "ON e.seq = h.event_seq WHERE h.type = $1 AND h.id = $2")
+                    .text(type).text(id).run();
+    if (!rows.ok()) return rows.error();
+    for (int row = 0; row < rows->size(); ++row) {
+      origins.events.push_back({rows->text(row, 0), rows->text(row, 1), rows->text(row, 2)});
+    }
+  }
+  {
+    auto rows = Query(db, "SELECT type, id, contributor, kind, organization, payer, patient_id, json FROM contributions "
+                          "WHERE type = $1 AND id = $2 ORDER BY contributor COLLATE \"C\"")
+                    .text(type).text(id).run();
+    if (!rows.ok()) return rows.error();
+    for (int row = 0; row < rows->size(); ++row) {
+      merge::Contribution c;
+      c.type = rows->text(row, 0);
+      c.id = rows->text(row, 1);
+      c.contributor = rows->text(row, 2);
+      c.kind = rows->text(row, 3);
+      c.organization = rows->text(row, 4);
+      c.payer = rows->text(row, 5);
+      c.patient_id = rows->text(row, 6);
+      c.json = rows->text(row, 7);
+      origins.contributions.push_back(std::move(c));
+    }
+  }
+  if (type == "Claim") {
+    auto rows = Query(db, "SELECT payer_id FROM routed_claims WHERE claim_id = $1").text(id).run();
+    if (!rows.ok()) return rows.error();
+    for (int row = 0; row < rows->size(); ++row) origins.routed_payers.push_back(rows->text(row, 0));
+  }
+  if (type == "Patient") {
+    auto rows = Query(db, "SELECT json FROM contributions WHERE patient_id = $1 AND type = 'Group' "
+                          "ORDER BY id COLLATE \"C\", contributor COLLATE \"C\"")
+                    .text(id).run();
+    if (!rows.ok()) return rows.error();
+    for (int row = 0; row < rows->size(); ++row) origins.attributions.push_back(rows->text(row, 0));
+  }
+  return origins;
+}
+
+Status insertAudit(Connection& db, const std::vector<AuditRecord>& records) {
+  for (const AuditRecord& record : records) {
+    auto inserted = Query(db, "INSERT INTO audit_events (recorded_ms, subtype, agent, address, json) "
+                              "VALUES ($1, $2, $3, $4, $5) RETURNING id")
+                        .integer(record.recorded_ms).text(record.subtype).text(record.agent).text(record.address)
+                        .bytes(record.json).run();
+    if (!inserted.ok()) return inserted.error();
+    if (inserted->empty()) return Error{"audit: the insert returned no id"};
+    const int64_t row = inserted->integer(0, 0);
+    for (const std::string& entity : record.entities) {
+      Status linked = Query(db, "INSERT INTO audit_entities (audit_id, entity) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                          .integer(row).text(entity).done();
+      if (!linked.ok()) return linked;
+    }
+  }
+  return Status::Ok();
+}
+
+Result<std::vector<AuditRecord>> selectAudit(Connection& db, const AuditQuery& query) {
+  // An empty or zero criterion matches everything. With an entity, the entity index leads.
+  static const char* const kByEntity =
+      "SELECT a.id, a.recorded_ms, a.subtype, a.agent, a.address, a.json FROM audit_entities e "
+      "JOIN audit_events a ON a.id = e.audit_id WHERE e.entity = $1 AND ($2 = '' OR a.agent = $2 OR a.address = $2) "
+      "AND ($3 = '' OR a.subtype = $3) AND ($4 = 0 OR a.recorded_ms >= $4) AND ($5 = 0 OR a.recorded_ms < $5) "
+      "AND ($7 = 0 OR a.id = $7) ORDER BY a.id LIMIT $6";
+  static const char* const kAll =
+      "SELECT a.id, a.recorded_ms, a.subtype, a.agent, a.address, a.json FROM audit_events a WHERE $1 = '' "
+      "AND ($2 = '' OR a.agent = $2 OR a.address = $2) AND ($3 = '' OR a.subtype = $3) "
+      "AND ($4 = 0 OR a.recorded_ms >= $4) AND ($5 = 0 OR a.recorded_ms < $5) AND ($7 = 0 OR a.id = $7) "
+      "ORDER BY a.id LIMIT $6";
+  auto rows = Query(db, query.entity.empty() ? kAll : kByEntity)
+                  .text(query.entity).text(query.agent).text(query.subtype).integer(query.from_ms).integer(query.to_ms)
+                  .integer(static_cast<int64_t>(query.count)).integer(query.id).run();
+  if (!rows.ok()) return rows.error();
+  std::vector<AuditRecord> out;
+  for (int row = 0; row < rows->size(); ++row) {
+    AuditRecord record;
+    record.id = rows->integer(row, 0);
+    record.recorded_ms = rows->integer(row, 1);
+    record.subtype = rows->text(row, 2);
+    record.agent = rows->text(row, 3);
+    record.address = rows->text(row, 4);
+    record.json = rows->text(row, 5);
+    auto entities = Query(db, "SELECT entity FROM audit_entities WHERE audit_id = $1 ORDER BY entity COLLATE \"C\"")
+                        .integer(record.id).run();
+    if (!entities.ok()) return entities.error();
+    for (int e = 0; e < entities->size(); ++e) record.entities.push_back(entities->text(e, 0));
+    out.push_back(std::move(record));
+  }
+  return out;
+}
+
+}  // namespace fhir::gateway::pg

@@ -1,0 +1,125 @@
+// SPDX-License-Identifier: Apache-2.0
+// The PostgreSQL side of the merge (issue 11): contribution rows and patient clusters, read and
+// written inside the writer's group transaction (gateway/merge/merge_service.h decides what to
+// merge). The statements are sqlite_merge.cc's, in PostgreSQL's dialect.
+#include "gateway/store/pg_internal.h"
+#include "gateway/store/time_util.h"
+
+namespace fhir::gateway::pg {
+namespace {
+
+class PgMergeTx final : public MergeTx {
+ public:
+  explicit PgMergeTx(Connection& db) : db_(db) {}
+
+  Status putContribution(const merge::Contribution& c) override {
+    // A source's later word replaces its earlier one whatever the arrival order: a higher rank,
+    // or the same rank and a tiebreak not above the kept one's.
+    return Query(db_, "INSERT INTO contributions (type, id, contributor, kind, organization, rank, tiebreak, "
+                      "provenance, patient_id, json, payer) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) "
+                      "ON CONFLICT (type, id, contributor) DO UPDATE SET kind = excluded.kind, organization = "
+                      "excluded.organization, rank = excluded.rank, tiebreak = excluded.tiebreak, provenance = "
+                      "excluded.provenance, patient_id = excluded.patient_id, json = excluded.json, payer = excluded.payer "
+                      "WHERE excluded.rank > contributions.rank OR (excluded.rank = contributions.rank AND "
+                      "excluded.tiebreak <= contributions.tiebreak)")
+        .text(c.type).text(c.id).text(c.contributor).text(c.kind).text(c.organization).text(c.rank).text(c.tiebreak)
+        .text(c.provenance).text(c.patient_id).bytes(c.json).text(c.payer).done();
+  }
+
+  Result<std::vector<merge::Contribution>> contributions(std::string_view type, std::string_view id) override {
+    // COLLATE "C": the byte order SQLite sorts by, whatever the database's collation.
+    auto rows = Query(db_, "SELECT type, id, contributor, kind, organization, rank, tiebreak, provenance, patient_id, json, "
+                           "payer FROM contributions WHERE type = $1 AND id = $2 ORDER BY contributor COLLATE \"C\"")
+                    .text(type).text(id).run();
+    if (!rows.ok()) return rows.error();
+    std::vector<merge::Contribution> out;
+    for (int row = 0; row < rows->size(); ++row) {
+      merge::Contribution c;
+      c.type = rows->text(row, 0);
+      c.id = rows->text(row, 1);
+      c.contributor = rows->text(row, 2);
+      c.kind = rows->text(row, 3);
+      c.organization = rows->text(row, 4);
+      c.rank = rows->text(row, 5);
+      c.tiebreak = rows->text(row, 6);
+      c.provenance = rows->text(row, 7);
+      c.patient_id = rows->text(row, 8);
+      c.json = rows->text(row, 9);
+      c.payer = rows->text(row, 10);
+      out.push_back(std::move(c));
+    }
+    return out;
+  }
+
+  Result<std::vector<std::pair<std::string, std::string>>> contributedAbout(std::string_view patient_id) override {
+    auto rows = Query(db_, "SELECT DISTINCT type COLLATE \"C\", id COLLATE \"C\" FROM contributions WHERE patient_id = $1 "
+                           "ORDER BY 1, 2")
+                    .text(patient_id).run();
+    if (!rows.ok()) return rows.error();
+    std::vector<std::pair<std::string, std::string>> out;
+    for (int row = 0; row < rows->size(); ++row) out.emplace_back(rows->text(row, 0), rows->text(row, 1));
+    return out;
+  }
+
+  Result<std::vector<std::string>> coverageNeighbours(std::string_view patient_id) override {
+    return strings(Query(db_, "SELECT DISTINCT b.patient_id COLLATE \"C\" FROM contributions a JOIN contributions b "
+                              "ON b.type = 'Coverage' AND b.id = a.id WHERE a.type = 'Coverage' AND a.patient_id = $1 "
+                              "AND b.patient_id <> $1 AND b.patient_id <> '' ORDER BY 1")
+                       .text(patient_id));
+  }
+
+  Result<std::vector<std::string>> patientsWithDemographics(const PatientDemographics& who) override {
+    return strings(Query(db_, "SELECT patient_id FROM patient_demographics WHERE family = $1 AND birth_date = $2 "
+                              "AND given = $3 AND gender = $4 ORDER BY patient_id COLLATE \"C\"")
+                       .text(who.family).text(who.birth_date).text(who.given).text(who.gender));
+  }
+
+  Result<std::vector<std::string>> linked(std::string_view patient_id) override {
+    return strings(Query(db_, "SELECT other_id COLLATE \"C\" FROM patient_links WHERE patient_id = $1 UNION "
+                              "SELECT patient_id COLLATE \"C\" FROM patient_links WHERE other_id = $1 ORDER BY 1")
+                       .text(patient_id));
+  }
+
+  Result<std::string> survivorOf(std::string_view patient_id) override {
+    auto found = strings(Query(db_, "SELECT survivor FROM patient_survivor WHERE patient_id = $1").text(patient_id));
+    if (!found.ok()) return found.error();
+    return found->empty() ? std::string() : found->front();
+  }
+
+  Status setSurvivor(std::string_view patient_id, std::string_view survivor_id) override {
+    return Query(db_, "INSERT INTO patient_survivor (patient_id, survivor) VALUES ($1, $2) "
+                      "ON CONFLICT (patient_id) DO UPDATE SET survivor = excluded.survivor")
+        .text(patient_id).text(survivor_id).done();
+  }
+
+  Status putLink(std::string_view patient_id, std::string_view other_id, std::string_view evidence) override {
+    return Query(db_, "INSERT INTO patient_links (patient_id, other_id, evidence) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+        .text(patient_id).text(other_id).text(evidence).done();
+  }
+
+  Status putConflict(const PatientConflict& conflict) override {
+    // The first detection's time is kept.
+    return Query(db_, "INSERT INTO patient_conflicts (coverage_id, patient_a, patient_b, elements, detail, detected_at) "
+                      "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (coverage_id, patient_a, patient_b) DO UPDATE SET "
+                      "elements = excluded.elements, detail = excluded.detail")
+        .text(conflict.coverage_id).text(conflict.patient_a).text(conflict.patient_b).text(conflict.elements)
+        .text(conflict.detail).text(nowIso()).done();
+  }
+
+ private:
+  static Result<std::vector<std::string>> strings(Query query) {
+    auto rows = query.run();
+    if (!rows.ok()) return rows.error();
+    std::vector<std::string> out;
+    for (int row = 0; row < rows->size(); ++row) out.push_back(rows->text(row, 0));
+    return out;
+  }
+
+  Connection& db_;
+};
+
+}  // namespace
+
+std::unique_ptr<MergeTx> makeMergeTx(Connection& db) { return std::make_unique<PgMergeTx>(db); }
+
+}  // namespace fhir::gateway::pg
