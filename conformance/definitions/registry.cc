@@ -52,6 +52,9 @@ std::optional<ResourceKind> kindOf(std::string_view resource_type) {
   if (resource_type == "ValueSet") return ResourceKind::kValueSet;
   if (resource_type == "CodeSystem") return ResourceKind::kCodeSystem;
   if (resource_type == "Questionnaire") return ResourceKind::kQuestionnaire;
+  if (resource_type == "SearchParameter") return ResourceKind::kSearchParameter;
+  if (resource_type == "ImplementationGuide") return ResourceKind::kImplementationGuide;
+  if (resource_type == "Measure") return ResourceKind::kMeasure;
   return std::nullopt;
 }
 
@@ -129,7 +132,10 @@ Result<std::unique_ptr<Registry>> Registry::load(const std::string& core_dir,
     size_t dash = name.find('-');
     if (dash == std::string::npos) continue;
     auto kind = kindOf(std::string_view(name).substr(0, dash));
-    if (!kind || *kind == ResourceKind::kQuestionnaire) continue;
+    if (!kind || *kind == ResourceKind::kQuestionnaire || *kind == ResourceKind::kImplementationGuide ||
+        *kind == ResourceKind::kMeasure) {
+      continue;
+    }
     std::string id = name.substr(dash + 1, name.size() - dash - 6);
     auto entry = std::make_unique<Entry>();
     entry->file = it->path().string();
@@ -248,14 +254,19 @@ const json::Value* Registry::find(ResourceKind kind, std::string_view canonical)
   if (url.size() != canonical.size()) {
     if (Entry* entry = lookup(kind, url)) return entry->get();
   }
-  if (kind == ResourceKind::kStructureDefinition || kind == ResourceKind::kQuestionnaire) return nullptr;
-  // Core terminology: guess the file from the last URL segment, check the URL.
+  if (kind != ResourceKind::kValueSet && kind != ResourceKind::kCodeSystem &&
+      kind != ResourceKind::kSearchParameter) {
+    return nullptr;
+  }
+  // Core terminology and search parameters: guess the file from the last URL segment, check
+  // the URL.
   const auto& by_id = core_by_id_[kindIndex(kind)];
   if (auto it = by_id.find(std::string(lastSegment(url))); it != by_id.end()) {
     if (const json::Value* value = it->second->get()) {
       if (json::getString(*value, "url") == url) return value;
     }
   }
+  if (kind == ResourceKind::kSearchParameter) return coreSearchParameter(url);
   std::call_once(scan_once_, [this] { scanCoreTerminology(); });
   const auto& scanned = scanned_[kindIndex(kind)];
   if (auto it = scanned.find(std::string(url)); it != scanned.end()) return it->second->get();
@@ -268,14 +279,14 @@ namespace {
 // process runs, so the scan is shared by every registry over the same folder.
 using ScanIndex = std::unordered_map<std::string, std::string>;
 
-std::shared_ptr<const std::array<ScanIndex, 4>> scanFolder(
-    const std::string& dir, const std::unordered_map<std::string, Registry::Entry*> (&by_id)[4],
+std::shared_ptr<const std::array<ScanIndex, kResourceKinds>> scanFolder(
+    const std::string& dir, const std::unordered_map<std::string, Registry::Entry*> (&by_id)[kResourceKinds],
     const std::function<std::string(const Registry::Entry&)>& file_of) {
   static std::mutex mutex;
-  static std::unordered_map<std::string, std::shared_ptr<const std::array<ScanIndex, 4>>> cache;
+  static std::unordered_map<std::string, std::shared_ptr<const std::array<ScanIndex, kResourceKinds>>> cache;
   std::lock_guard<std::mutex> lock(mutex);
   if (auto it = cache.find(dir); it != cache.end()) return it->second;
-  auto index = std::make_shared<std::array<ScanIndex, 4>>();
+  auto index = std::make_shared<std::array<ScanIndex, kResourceKinds>>();
   // The core files are pretty-printed with the top-level "url" indented by two spaces; files
   // written otherwise are parsed.
   for (int kind_index : {kindIndex(ResourceKind::kValueSet), kindIndex(ResourceKind::kCodeSystem)}) {
@@ -307,13 +318,45 @@ std::shared_ptr<const std::array<ScanIndex, 4>> scanFolder(
 
 void Registry::scanCoreTerminology() const {
   auto index = scanFolder(core_dir_, core_by_id_, [](const Entry& entry) { return entry.file; });
-  for (int kind_index = 0; kind_index < 4; ++kind_index) {
+  for (int kind_index = 0; kind_index < kResourceKinds; ++kind_index) {
     for (const auto& [url, id] : (*index)[kind_index]) {
       if (auto it = core_by_id_[kind_index].find(id); it != core_by_id_[kind_index].end()) {
         scanned_[kind_index].emplace(url, it->second);
       }
     }
   }
+}
+
+const json::Value* Registry::coreSearchParameter(std::string_view url) const {
+  std::call_once(search_once_, [this] {
+    fs::path dir(core_dir_);
+    if (!dir.has_filename()) dir = dir.parent_path();  // "…/package/"
+    auto text = readWhole(dir.parent_path() / "search-parameters.json");
+    if (!text.ok()) return;
+    auto doc = std::make_unique<json::Document>();
+    json::ParseError error;
+    if (!json::parse(*text, *doc, error) || !doc->IsObject()) return;
+    if (const json::Value* entries = json::find(*doc, "entry"); entries && entries->IsArray()) {
+      for (const json::Value& entry : entries->GetArray()) {
+        const json::Value* resource = entry.IsObject() ? json::find(entry, "resource") : nullptr;
+        if (!resource || !resource->IsObject()) continue;
+        if (auto key = json::getString(*resource, "url")) search_by_url_.emplace(std::string(*key), resource);
+      }
+    }
+    search_bundle_ = std::move(doc);
+  });
+  auto it = search_by_url_.find(std::string(url));
+  return it == search_by_url_.end() ? nullptr : it->second;
+}
+
+std::vector<const json::Value*> Registry::extraResources(ResourceKind kind) const {
+  std::vector<const json::Value*> out;
+  for (const auto& entry : entries_) {
+    if (entry->package < 0 || !entry->doc) continue;
+    if (kindOf(json::getString(*entry->doc, "resourceType").value_or("")) != kind) continue;
+    out.push_back(entry->doc.get());
+  }
+  return out;
 }
 
 std::vector<std::string> Registry::structureDefinitionUrls() const {
@@ -416,7 +459,7 @@ std::vector<std::string> Registry::missingDependencies() const {
     if (missing.empty()) continue;
     // What goes unchecked: the canonicals the package refers to that resolve nowhere.
     std::set<std::string> referenced;
-    for (int kind = 0; kind < 4; ++kind) {
+    for (int kind = 0; kind < kResourceKinds; ++kind) {
       for (const auto& [url, entry] : package_urls_[index][kind]) {
         if (entry->doc) collectCanonicals(*entry->doc, "", referenced);
       }

@@ -25,15 +25,27 @@
 
 namespace fhir::definitions {
 
-// Questionnaires come from extra paths only (QuestionnaireResponse validation).
-enum class ResourceKind { kStructureDefinition, kValueSet, kCodeSystem, kQuestionnaire };
+// Questionnaires, ImplementationGuides and Measures come from extra paths only
+// (QuestionnaireResponse validation, global profiles, MeasureReport checks). SearchParameters
+// come from extra paths, the core package folder and the core `search-parameters.json` Bundle
+// beside it (every R4 search parameter, trimmed: see fhir_profiles/r4-core/SOURCE.md).
+enum class ResourceKind {
+  kStructureDefinition,
+  kValueSet,
+  kCodeSystem,
+  kQuestionnaire,
+  kSearchParameter,
+  kImplementationGuide,
+  kMeasure,
+};
+inline constexpr int kResourceKinds = 7;
 
 class Registry {
  public:
   // `core_dir`: folder with the R4 core package files. `extra_paths`: package folders (every
   // *.json inside, recursively through `package/` if present), FHIR NPM package tarballs
   // (`.tgz`: the JSON files directly under `package/`, not its examples) or single JSON files.
-  // Files that are not StructureDefinition/ValueSet/CodeSystem/Questionnaire are ignored.
+  // Files of other resource types than ResourceKind names are ignored.
   // Error: unreadable core folder, or an extra file that does not parse.
   //
   // Each extra path is one package (its package.json gives name, version and dependencies).
@@ -65,6 +77,9 @@ class Registry {
 
   // Every StructureDefinition URL the registry can resolve (core and extra), without versions.
   std::vector<std::string> structureDefinitionUrls() const;
+
+  // The resources of `kind` loaded from extra paths, in load order.
+  std::vector<const json::Value*> extraResources(ResourceKind kind) const;
 
   // URLs of the StructureDefinitions loaded from extra paths.
   const std::vector<std::string>& extraStructureDefinitions() const { return extra_sds_; }
@@ -101,21 +116,26 @@ class Registry {
   Registry() = default;
   Entry* lookup(ResourceKind kind, std::string_view url) const;
   void scanCoreTerminology() const;
+  // The core search-parameters.json Bundle, by url (parsed once, on first use).
+  const json::Value* coreSearchParameter(std::string_view url) const;
 
   std::string core_dir_;
   // Owned entries; the maps below point into them.
   std::vector<std::unique_ptr<Entry>> entries_;
   // kind -> url -> entry (exact URLs: extra resources and core SDs).
-  std::unordered_map<std::string, Entry*> by_url_[4];
+  std::unordered_map<std::string, Entry*> by_url_[kResourceKinds];
   // kind -> id (file name stem) for core ValueSet/CodeSystem guesses.
-  std::unordered_map<std::string, Entry*> core_by_id_[4];
+  std::unordered_map<std::string, Entry*> core_by_id_[kResourceKinds];
   std::vector<std::string> extra_sds_;
   std::vector<Package> packages_;
   // per package: kind -> url -> entry
-  std::vector<std::array<std::unordered_map<std::string, Entry*>, 4>> package_urls_;
+  std::vector<std::array<std::unordered_map<std::string, Entry*>, kResourceKinds>> package_urls_;
 
   mutable std::once_flag scan_once_;
-  mutable std::unordered_map<std::string, Entry*> scanned_[4];
+  mutable std::unordered_map<std::string, Entry*> scanned_[kResourceKinds];
+  mutable std::once_flag search_once_;
+  mutable std::unique_ptr<json::Document> search_bundle_;
+  mutable std::unordered_map<std::string, const json::Value*> search_by_url_;
 };
 
 // Strips `|version` from a canonical.

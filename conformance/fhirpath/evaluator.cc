@@ -698,6 +698,10 @@ Collection Evaluator::variable(const std::string& name) const {
   if (name == "ucum") return {Item::string("http://unitsofmeasure.org")};
   if (name == "sct") return {Item::string("http://snomed.info/sct")};
   if (name == "loinc") return {Item::string("http://loinc.org")};
+  if (name == "terminologies") {
+    throw EvalError{"%terminologies can only be the target of a terminology service call "
+                    "(expand, lookup, validateVS, validateCS, subsumes, translate)"};
+  }
   for (const auto& [var_name, value] : context_.variables) {
     if (var_name == name) return value;
   }
@@ -773,6 +777,10 @@ Collection Evaluator::eval(const Node& node, const Collection& focus) {
       return out;
     }
     case Op::kFunction: {
+      if (node.has_source && node.children[0]->op == Op::kVariable &&
+          node.children[0]->name == "terminologies") {
+        return callFunction(node, {});  // %terminologies.<call>(...): no focus to evaluate
+      }
       if (node.has_source) {
         Collection source = eval(*node.children[0], focus);
         return callFunction(node, source);

@@ -106,6 +106,8 @@ class Evaluator {
   Collection utilityFunction(const Node& node, const Collection& focus);
   Collection typeFunction(const Node& node, const Collection& focus);
   Collection fhirFunction(const Node& node, const Collection& focus);
+  // subsumes(), subsumedBy() and the %terminologies service calls (functions_terminology.cc).
+  Collection terminologyFunction(const Node& node, const Collection& focus);
   // Semantic checks (EvaluationContext::check_ordered_functions / strict); throw EvalError.
   void checkOrdered(const Node& source, const char* what) const;
   void checkMemberOfCastType(const Node& member) const;

@@ -289,6 +289,17 @@ using TerminologyHook =
 // conformsTo(profileUrl): nullopt when the profile is unknown (empty result).
 using ConformsToHook =
     std::function<std::optional<bool>(std::string_view profile_url, const Item& item)>;
+// subsumes()/subsumedBy() (FHIR R4 FHIRPath "subsumes"): whether `general` subsumes or equals
+// `specific` (each a Coding or CodeableConcept node: true when some coding of `general` subsumes
+// some coding of `specific`). An Error (the call is then an evaluation error naming why) when it
+// cannot be decided: different or unknown code systems, a code system not available locally.
+using SubsumesHook = std::function<Result<bool>(const Item& general, const Item& specific)>;
+// %terminologies (FHIR R4 FHIRPath "Terminology Service API"): `operation` is expand, lookup,
+// validateVS, validateCS, subsumes or translate, `args` the evaluated arguments in order. Returns
+// the result resource (ValueSet or Parameters) as a node Item whose JSON the hook keeps alive for
+// the rest of the evaluation context's life, or an Error saying why it cannot answer.
+using TerminologiesHook =
+    std::function<Result<Item>(std::string_view operation, const std::vector<Collection>& args)>;
 // resolve(): called for references not found in the Bundle/contained resources of %rootResource
 // / %resource. Return the referenced resource (a node Item) or nullopt.
 using ResolveHook = std::function<std::optional<Item>(std::string_view reference)>;
@@ -307,6 +318,8 @@ using ResolveHook = std::function<std::optional<Item>(std::string_view reference
 //   %ucum          'http://unitsofmeasure.org'
 //   %sct           'http://snomed.info/sct'
 //   %loinc         'http://loinc.org'
+//   %terminologies the terminology service (`terminologies` hook below); only usable as the
+//                  target of expand/lookup/validateVS/validateCS/subsumes/translate
 //   %vs-[name]     'http://hl7.org/fhir/ValueSet/[name]'
 //   %ext-[name]    'http://hl7.org/fhir/StructureDefinition/[name]'
 // resolve() looks in the `contained` of %resource and %rootResource, then in the entries of
@@ -320,6 +333,9 @@ struct EvaluationContext {
   std::vector<std::pair<std::string, Collection>> variables;
   // memberOf(): without the hook memberOf() answers empty (unknown), never false.
   TerminologyHook member_of;
+  // subsumes()/subsumedBy() and %terminologies: without a hook, a call is an evaluation error.
+  SubsumesHook subsumes;
+  TerminologiesHook terminologies;
   ConformsToHook conforms_to;
   ResolveHook resolve;
   // Semantic checking: navigating to a child that the focus type does not define is an error.

@@ -117,6 +117,13 @@ constexpr FunctionEntry kEntries[] = {
     {Fn::kConformsTo, &Evaluator::fhirFunction},
     {Fn::kMemberOf, &Evaluator::fhirFunction},
     {Fn::kResolve, &Evaluator::fhirFunction},
+    {Fn::kSubsumes, &Evaluator::terminologyFunction},
+    {Fn::kSubsumedBy, &Evaluator::terminologyFunction},
+    {Fn::kExpand, &Evaluator::terminologyFunction},
+    {Fn::kLookup, &Evaluator::terminologyFunction},
+    {Fn::kValidateVS, &Evaluator::terminologyFunction},
+    {Fn::kValidateCS, &Evaluator::terminologyFunction},
+    {Fn::kTranslate, &Evaluator::terminologyFunction},
 };
 
 constexpr size_t kFunctionCount = static_cast<size_t>(Fn::kAvg) + 1;

@@ -269,6 +269,7 @@ enum class Fn : uint8_t {
   kChildren, kDescendants, kTrace, kNow, kTimeOfDay, kToday, kIs, kAs, kType, kNot,
   kAggregate, kSort, kLowBoundary, kHighBoundary, kComparable, kPrecision,
   kResolve, kExtension, kConformsTo, kMemberOf, kHasValue, kHtmlChecks, kGetValue,
+  kSubsumes, kSubsumedBy, kExpand, kLookup, kValidateVS, kValidateCS, kTranslate,
   kSum, kMin, kMax, kAvg,
 };
 

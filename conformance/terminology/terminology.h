@@ -69,6 +69,7 @@ class Terminology {
   const Expansion& expand(std::string_view value_set) const;
   // The index of a local CodeSystem, or nullptr when the system is not available locally.
   const CodeSystemIndex* codeSystem(std::string_view system) const;
+  const definitions::Registry& registry() const { return registry_; }
 
   // Whether system|code (system may be empty for a bare `code`) is in the ValueSet.
   Membership contains(const Expansion& expansion, std::string_view system,

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "conformance/validator/instance_walker.h"
 
+#include <algorithm>
 #include <cctype>
 
 #include "conformance/regex/regex.h"
@@ -98,9 +99,14 @@ void InstanceWalker::validateResource(const json::Value& resource,
     resource_ = &resource;
   }
   if (!is_contained) container_ = &resource;
+  const json::Value* saved_bundle = bundle_;
+  if (*type == "Bundle" || *type == "Parameters") bundle_ = &resource;
   validateAgainst(resource, *plan);
   if (!is_contained && validator_.options().validate_contained) checkContainedReferenced(resource);
   if (*type == "QuestionnaireResponse") checkAgainstQuestionnaire(resource);
+  if (*type == "SearchParameter") checkSearchParameter(resource);
+  if (*type == "CapabilityStatement") checkCapabilityStatement(resource);
+  if (*type == "MeasureReport") checkMeasureReport(resource);
   if (*type == "StructureDefinition") {
     checkDifferentialFixedValues(resource);
     checkDifferentialPaths(resource);
@@ -127,6 +133,16 @@ void InstanceWalker::validateResource(const json::Value& resource,
         }
         ++index;
       }
+    }
+  }
+  // Profiles an ImplementationGuide makes global for this type (ImplementationGuide.global).
+  for (const std::string& url : validator_.globalProfiles(*type)) {
+    if (std::find(targets.begin(), targets.end(), url) != targets.end()) continue;
+    if (plans_.byUrl(url)) {
+      targets.push_back(url);
+    } else {
+      report(Severity::kWarning, "not-supported",
+             "The global profile " + url + " of a loaded ImplementationGuide is not known, so it was not checked");
     }
   }
   if (profiles) {
@@ -157,6 +173,7 @@ void InstanceWalker::validateResource(const json::Value& resource,
   resource_ = saved_resource;
   root_resource_ = saved_root;
   container_ = saved_container;
+  bundle_ = saved_bundle;
   if (top_level) path_.clear();
 }
 
@@ -393,9 +410,17 @@ void InstanceWalker::validateItemOwned(const json::Value* value, const json::Val
   if (type.empty() && value && value->IsObject() && json::find(*value, "resourceType")) {
     type = "Resource";  // an element allowing several resource types
   }
-  if (type.empty() && element.content_ref && value && value->IsObject()) {
-    walkObject(*value, *element.content_ref, plan, false);
-    return;
+  if (type.empty() && value && value->IsObject()) {
+    // A slice of a content-reference element (Parameters.parameter.part:x) that a profile gave
+    // children of its own is walked with those; otherwise the referenced element's children.
+    if (!element.children.empty()) {
+      walkObject(*value, element, plan, false);
+      return;
+    }
+    if (element.content_ref) {
+      walkObject(*value, *element.content_ref, plan, false);
+      return;
+    }
   }
   if (type.empty()) {
     report(Severity::kError, "structure",
@@ -581,7 +606,37 @@ void InstanceWalker::validateComplex(const json::Value& value, const ElementPlan
       contained_ = false;
       return;
     }
+    // type.profile on a resource element (Bundle.entry.resource, Parameters.parameter.resource,
+    // contained): the resource conforms to one of the profiles listed for its type.
+    std::vector<std::string> type_profiles;
+    std::string_view resource_type = json::getString(value, "resourceType").value_or("");
+    for (const TypeRef& ref : element.types) {
+      if (ref.code != resource_type && ref.code != "Resource" && ref.code != "DomainResource") continue;
+      type_profiles.insert(type_profiles.end(), ref.profiles.begin(), ref.profiles.end());
+    }
+    if (type_profiles.size() <= 1) {
+      validateResource(value, type_profiles.empty() ? nullptr : &type_profiles);
+      return;
+    }
     validateResource(value, nullptr);
+    for (const std::string& url : type_profiles) {
+      if (conformsTo(value, url, &plan)) return;
+    }
+    std::string listed;
+    bool undecided = false;  // an alternative that cannot be used (unknown, no usable snapshot)
+    for (const std::string& url : type_profiles) {
+      listed += (listed.empty() ? "" : ", ") + url;
+      const StructurePlan* alternative = plans_.byUrl(url, &plan);
+      undecided = undecided || !alternative || !alternative->root;
+    }
+    if (undecided) {
+      report(validator_.uncheckedBindingSeverity(), "not-supported",
+             "Conformance to one of the profiles allowed for " + element.path + " (" + listed +
+                 ") was not checked: not all of them are known and usable");
+      return;
+    }
+    report(Severity::kError, "structure",
+           "The resource does not conform to any of the profiles allowed for " + element.path + " (" + listed + ")");
     return;
   }
   if (type == "Extension" && element.children.empty()) {

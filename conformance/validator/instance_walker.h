@@ -61,6 +61,12 @@ class InstanceWalker {
   void checkContainedReferenced(const json::Value& resource);
   void checkAttachment(const json::Value& attachment);
   void checkReferenceTarget(const json::Value& reference, const ElementPlan& element);
+  // A reference resolved to an entry of the Bundle being walked conforms to one of the
+  // targetProfiles that are profiles (not plain resource types).
+  void checkReferencedProfile(std::string_view reference, const ElementPlan& element);
+  // The resource of the entry (or parameter, at any depth of parts) of bundle_ that `reference`
+  // (absolute or [type]/[id]) names.
+  const json::Value* resolveInBundle(std::string_view reference) const;
   void checkRange(const json::Value& value, const ElementPlan& element);
   // Differential fixed[x] values of a StructureDefinition that contradict its base's fixed values.
   void checkDifferentialFixedValues(const json::Value& definition);
@@ -69,6 +75,11 @@ class InstanceWalker {
   // Plain discriminator paths of a StructureDefinition's slicings that name no child of the
   // sliced element.
   void checkDiscriminatorPaths(const json::Value& definition);
+  // SearchParameter.derivedFrom consistency, CapabilityStatement search parameter types against
+  // their definitions, MeasureReport against its Measure (walker_definitions.cc).
+  void checkSearchParameter(const json::Value& parameter);
+  void checkCapabilityStatement(const json::Value& statement);
+  void checkMeasureReport(const json::Value& report_resource);
   // A canonical that resolves to a known resource of a type its targetProfile does not allow.
   void checkCanonicalTarget(std::string_view canonical, const ElementPlan& element);
   // Security checks on string values and HTML in markdown, when the options ask for them.
@@ -110,6 +121,9 @@ class InstanceWalker {
   const ElementPlan* owner_ = nullptr;  // element whose value is being walked (null at a root)
   std::string_view owner_type_;
   bool contained_ = false;     // the next validateResource() is for a contained resource
+  // The innermost Bundle or Parameters being walked: its entries (parameters) resolve references.
+  const json::Value* bundle_ = nullptr;
+  int conformance_depth_ = 0;  // nesting of conformsTo() checks (targetProfile of resolved references)
   fhirpath::EvaluationContext context_;
   std::string undecided_value_set_;
   std::string_view enclosing_extension_;  // URL of the extension whose children are walked  // set by memberOf() when the local terminology cannot answer

@@ -166,7 +166,37 @@ void compileElement(const json::Value& element, ElementPlan& plan, const PlanCac
                    : strength == "preferred"  ? BindingStrength::kPreferred
                                               : BindingStrength::kExample;
     out.value_set = str(*binding, "valueSet");
-    if (!out.value_set.empty()) plan.binding = std::move(out);
+    if (const json::Value* extensions = json::find(*binding, "extension"); extensions && extensions->IsArray()) {
+      for (const json::Value& extension : extensions->GetArray()) {
+        if (!extension.IsObject()) continue;
+        auto url = json::getString(extension, "url");
+        if (url != "http://hl7.org/fhir/5.0/StructureDefinition/extension-ElementDefinition.binding.additional" &&
+            url != "http://hl7.org/fhir/tools/StructureDefinition/additional-binding") {
+          continue;
+        }
+        std::string purpose, value_set;
+        if (const json::Value* parts = json::find(extension, "extension"); parts && parts->IsArray()) {
+          for (const json::Value& part : parts->GetArray()) {
+            if (!part.IsObject()) continue;
+            auto name = json::getString(part, "url");
+            if (name == "purpose") purpose = str(part, "valueCode");
+            if (name == "valueSet") value_set = str(part, "valueCanonical");
+          }
+        }
+        if (value_set.empty()) continue;
+        Binding extra;
+        if (purpose == "required" || purpose == "maximum") {
+          extra.strength = BindingStrength::kRequired;
+        } else if (purpose == "extensible" || purpose == "current") {
+          extra.strength = BindingStrength::kExtensible;
+        } else {
+          continue;
+        }
+        extra.value_set = std::move(value_set);
+        out.additional.push_back(std::move(extra));
+      }
+    }
+    if (!out.value_set.empty() || !out.additional.empty()) plan.binding = std::move(out);
   }
   if (const json::Value* constraints = json::find(element, "constraint"); constraints && constraints->IsArray()) {
     for (const json::Value& constraint : constraints->GetArray()) {
@@ -361,6 +391,9 @@ void PlanCache::scopeToPackage(StructurePlan& plan, const std::string& key) cons
     if (!element.binding) continue;
     element.binding->value_set = registry_.resolveIn(definitions::ResourceKind::kValueSet,
                                                      element.binding->value_set, plan.package);
+    for (Binding& extra : element.binding->additional) {
+      extra.value_set = registry_.resolveIn(definitions::ResourceKind::kValueSet, extra.value_set, plan.package);
+    }
   }
 }
 

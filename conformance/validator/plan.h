@@ -41,6 +41,10 @@ enum class BindingStrength { kRequired, kExtensible, kPreferred, kExample };
 struct Binding {
   BindingStrength strength = BindingStrength::kExample;
   std::string value_set;  // canonical, may carry |version
+  // Additional bindings (R5 ElementDefinition.binding.additional, in R4 through the cross-version
+  // extension): purpose required/maximum as kRequired, extensible/current as kExtensible; the
+  // other purposes (preferred, ui, starter, component, candidate, minimum) judge nothing.
+  std::vector<Binding> additional;
 };
 
 struct Constraint {

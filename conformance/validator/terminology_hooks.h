@@ -19,7 +19,14 @@ namespace fhir::validator {
 std::optional<bool> memberOf(const terminology::Terminology& terminology,
                              std::string_view value_set, const fhirpath::Item& coded);
 
-// Sets the terminology hooks of `context` to answer from `terminology`. When a call cannot be
+// subsumes(): whether `general` subsumes or equals `specific` (Coding or CodeableConcept
+// nodes) in a local CodeSystem hierarchy (nested concepts, `parent`/`child`/`subsumedBy`
+// properties). An Error naming why when it cannot be decided locally.
+Result<bool> subsumes(const terminology::Terminology& terminology, const fhirpath::Item& general,
+                      const fhirpath::Item& specific);
+
+// Sets the terminology hooks of `context` (memberOf(), subsumes()/subsumedBy(), %terminologies)
+// to answer from `terminology`. When a call cannot be
 // decided locally, the value set's URL is stored in `*undecided` (if not null), so that a
 // constraint failing because of it is reported as not checked rather than failed.
 void installTerminology(fhirpath::EvaluationContext& context,

@@ -2,6 +2,7 @@
 #include "conformance/validator/validator.h"
 
 #include <algorithm>
+#include <iterator>
 #include <set>
 #include <tuple>
 
@@ -31,11 +32,37 @@ ValidatorImpl::ValidatorImpl(std::unique_ptr<definitions::Registry> registry,
       if (!loaded && missing_extensions_.empty()) missing_extensions_ = name + "#" + version;
     }
   }
+  for (const json::Value* guide : registry_->extraResources(definitions::ResourceKind::kImplementationGuide)) {
+    const json::Value* global = json::find(*guide, "global");
+    if (!global || !global->IsArray()) continue;
+    for (const json::Value& item : global->GetArray()) {
+      auto type = item.IsObject() ? json::getString(item, "type") : std::nullopt;
+      auto profile = item.IsObject() ? json::getString(item, "profile") : std::nullopt;
+      if (!type || !profile) continue;
+      auto it = std::find_if(global_profiles_.begin(), global_profiles_.end(),
+                             [&](const auto& row) { return row.first == *type; });
+      if (it == global_profiles_.end()) {
+        global_profiles_.emplace_back(std::string(*type), std::vector<std::string>());
+        it = std::prev(global_profiles_.end());
+      }
+      if (std::find(it->second.begin(), it->second.end(), *profile) == it->second.end()) {
+        it->second.emplace_back(*profile);
+      }
+    }
+  }
   auto model = fhirpath::Model::load(registry_->coreDir());
   model_ = model.ok() ? *model : fhirpath::Model::bundled();
 }
 
 ValidatorImpl::~ValidatorImpl() = default;
+
+const std::vector<std::string>& ValidatorImpl::globalProfiles(std::string_view type) const {
+  static const std::vector<std::string> kNone;
+  for (const auto& [name, profiles] : global_profiles_) {
+    if (name == type) return profiles;
+  }
+  return kNone;
+}
 
 namespace {
 

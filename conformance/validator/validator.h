@@ -50,6 +50,10 @@ struct ValidatorOptions {
   // False makes a uri/url/canonical on an example domain (example.org, example.com, example.net
   // and their subdomains, RFC 2606) an error, as the HL7 validator does with examples off.
   bool allow_example_urls = true;
+  // The HL7 validator's validateReference CHECK_EXISTS: a relative reference ([type]/[id]) in a
+  // resource held by a Bundle or Parameters must resolve to a resource of that Bundle or
+  // Parameters; an error otherwise. Off: such references are not resolved.
+  bool check_references = false;
 };
 
 struct ValidationRequest {

@@ -36,6 +36,9 @@ class ValidatorImpl final : public Validator {
   // "name#version" of an HL7 extensions package (hl7.fhir.uv.extensions*) a loaded package
   // depends on but that is not loaded; empty when there is none.
   const std::string& missingExtensionsPackage() const { return missing_extensions_; }
+  // Profiles that loaded ImplementationGuides make global for resources of `type`
+  // (ImplementationGuide.global: every resource of that type must conform to them).
+  const std::vector<std::string>& globalProfiles(std::string_view type) const;
 
  private:
   std::unique_ptr<definitions::Registry> registry_;
@@ -46,6 +49,7 @@ class ValidatorImpl final : public Validator {
   ValidatorOptions options_;
   std::vector<std::string> warnings_;
   std::string missing_extensions_;
+  std::vector<std::pair<std::string, std::vector<std::string>>> global_profiles_;  // type -> profiles
 };
 
 }  // namespace fhir::validator

@@ -10,6 +10,7 @@ namespace fhir::validator {
 
 void InstanceWalker::checkBinding(const json::Value& value, std::string_view type,
                                   const Binding& binding) {
+  for (const Binding& extra : binding.additional) checkBinding(value, type, extra);
   if (binding.strength != BindingStrength::kRequired &&
       binding.strength != BindingStrength::kExtensible) {
     return;

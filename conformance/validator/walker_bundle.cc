@@ -107,14 +107,26 @@ void InstanceWalker::checkBundleReferences(const json::Value& entries, bool docu
   // Local resolution: urn: references must name an entry's fullUrl; in a document every
   // relative [type]/[id] reference must resolve to an entry too.
   std::vector<std::string_view> full_urls;
-  std::vector<std::string> type_ids;
+  struct Target {
+    std::string type_id;         // "Observation/1"
+    std::string_view full_url;
+    std::string_view version;    // meta.versionId
+  };
+  std::vector<Target> targets;
   for (const json::Value& entry : entries.GetArray()) {
     if (!entry.IsObject()) continue;
-    if (auto full_url = json::getString(entry, "fullUrl")) full_urls.push_back(*full_url);
+    auto full_url = json::getString(entry, "fullUrl");
+    if (full_url) full_urls.push_back(*full_url);
     if (const json::Value* resource = json::find(entry, "resource"); resource && resource->IsObject()) {
       auto type = json::getString(*resource, "resourceType");
       auto id = json::getString(*resource, "id");
-      if (type && id) type_ids.push_back(std::string(*type) + "/" + std::string(*id));
+      Target target;
+      if (type && id) target.type_id = std::string(*type) + "/" + std::string(*id);
+      target.full_url = full_url.value_or("");
+      if (const json::Value* meta = json::find(*resource, "meta"); meta && meta->IsObject()) {
+        target.version = json::getString(*meta, "versionId").value_or("");
+      }
+      targets.push_back(std::move(target));
     }
   }
   for (rapidjson::SizeType index = 0; index < entries.Size(); ++index) {
@@ -130,11 +142,18 @@ void InstanceWalker::checkBundleReferences(const json::Value& entries, bool docu
       if (!urn && !(document && relative)) continue;
       bool found = std::find(full_urls.begin(), full_urls.end(), reference) != full_urls.end();
       if (!found && relative) {
-        std::string_view key = reference.substr(0, reference.find("/_history/"));
-        found = std::find(type_ids.begin(), type_ids.end(), key) != type_ids.end();
-        for (std::string_view url : full_urls) {
-          found = found || (url.size() > key.size() && url.compare(url.size() - key.size(), key.size(), key) == 0 &&
-                            url[url.size() - key.size() - 1] == '/');
+        // R4 Bundle "Resolving references in Bundles": a version-specific reference matches
+        // without its version, then on Resource.meta.versionId.
+        size_t history = reference.find("/_history/");
+        std::string_view key = reference.substr(0, history);
+        std::string_view version =
+            history == std::string_view::npos ? std::string_view() : reference.substr(history + 10);
+        for (const Target& target : targets) {
+          std::string_view url = target.full_url;
+          bool same = target.type_id == key ||
+                      (url.size() > key.size() && url.compare(url.size() - key.size(), key.size(), key) == 0 &&
+                       url[url.size() - key.size() - 1] == '/');
+          found = found || (same && (version.empty() || target.version == version));
         }
       }
       if (!found) {

@@ -51,9 +51,94 @@ void InstanceWalker::checkCanonicalTarget(std::string_view canonical, const Elem
              std::string(found) + " expecting one of [" + list + "]");
 }
 
+namespace {
+
+// The resources of a Parameters, at any depth of parts.
+void parameterResources(const json::Value& holder, std::vector<const json::Value*>& out) {
+  for (std::string_view key : {"parameter", "part"}) {
+    const json::Value* items = json::find(holder, key);
+    if (!items || !items->IsArray()) continue;
+    for (const json::Value& item : items->GetArray()) {
+      if (!item.IsObject()) continue;
+      if (const json::Value* resource = json::find(item, "resource"); resource && resource->IsObject()) {
+        out.push_back(resource);
+      }
+      parameterResources(item, out);
+    }
+  }
+}
+
+}  // namespace
+
+const json::Value* InstanceWalker::resolveInBundle(std::string_view reference) const {
+  if (!bundle_) return nullptr;
+  // (resource, fullUrl) of each candidate.
+  std::vector<std::pair<const json::Value*, std::string_view>> candidates;
+  if (json::getString(*bundle_, "resourceType") == "Parameters") {
+    std::vector<const json::Value*> resources;
+    parameterResources(*bundle_, resources);
+    for (const json::Value* resource : resources) candidates.emplace_back(resource, std::string_view());
+  } else if (const json::Value* entries = json::find(*bundle_, "entry"); entries && entries->IsArray()) {
+    for (const json::Value& entry : entries->GetArray()) {
+      const json::Value* resource = entry.IsObject() ? json::find(entry, "resource") : nullptr;
+      if (!resource || !resource->IsObject()) continue;
+      candidates.emplace_back(resource, json::getString(entry, "fullUrl").value_or(""));
+    }
+  }
+  std::string_view key = reference.substr(0, reference.find("/_history/"));
+  for (const auto& [resource, full_url] : candidates) {
+    if (!full_url.empty() && (full_url == reference || full_url == key)) return resource;
+    auto type = json::getString(*resource, "resourceType");
+    auto id = json::getString(*resource, "id");
+    if (!type || !id) continue;
+    size_t size = type->size() + 1 + id->size();
+    if (key.size() < size) continue;
+    std::string_view tail = key.substr(key.size() - size);
+    bool boundary = key.size() == size || key[key.size() - size - 1] == '/';
+    if (boundary && tail.substr(0, type->size()) == *type && tail[type->size()] == '/' &&
+        tail.substr(type->size() + 1) == *id) {
+      return resource;
+    }
+  }
+  return nullptr;
+}
+
+// R4 ElementDefinition.type.targetProfile: "the Reference ... SHALL conform to at least one of
+// the profiles". Checked when the target is an entry of the Bundle being walked (two levels of
+// nested checks at most, so cycles of references end).
+void InstanceWalker::checkReferencedProfile(std::string_view reference, const ElementPlan& element) {
+  if (!bundle_ || conformance_depth_ > 2) return;
+  std::vector<const std::string*> profiles;
+  for (const TypeRef& ref : element.types) {
+    if (ref.code != "Reference") continue;
+    for (const std::string& target : ref.target_profiles) {
+      const StructurePlan* plan = plans_.byUrl(target);
+      if (!plan) return;  // unknown: not judged here
+      if (plan->derivation != "constraint") return;  // a plain resource type allows any instance of it
+      profiles.push_back(&target);
+    }
+  }
+  if (profiles.empty()) return;
+  const json::Value* target = resolveInBundle(reference);
+  if (!target) return;
+  for (const std::string* url : profiles) {
+    if (conformsTo(*target, *url, nullptr)) return;
+  }
+  std::string list;
+  for (const std::string* url : profiles) list += (list.empty() ? "" : ", ") + *url;
+  report(Severity::kError, "structure",
+         "The resource '" + std::string(reference) + "' this refers to does not conform to the target profile (" + list + ")");
+}
+
 void InstanceWalker::checkReferenceTarget(const json::Value& reference, const ElementPlan& element) {
   auto text = json::getString(reference, "reference");
-  if (!text || text->empty() || (*text)[0] == '#' || text->compare(0, 4, "urn:") == 0) return;
+  if (!text || text->empty() || (*text)[0] == '#') return;
+  checkReferencedProfile(*text, element);
+  if (text->compare(0, 4, "urn:") == 0) return;
+  if (validator_.options().check_references && bundle_ && text->find("://") == std::string_view::npos &&
+      text->find('?') == std::string_view::npos && !resolveInBundle(*text)) {
+    report(Severity::kError, "not-found", "Unable to resolve resource with reference '" + std::string(*text) + "'");
+  }
   std::vector<std::string_view> allowed;
   for (const TypeRef& ref : element.types) {
     if (ref.code != "Reference") continue;

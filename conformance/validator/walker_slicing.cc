@@ -231,6 +231,8 @@ bool InstanceWalker::conformsToElement(const json::Value& value, const ElementPl
   walker.resource_ = resource_;
   walker.root_resource_ = root_resource_;
   walker.container_ = container_;
+  walker.bundle_ = bundle_;
+  walker.conformance_depth_ = conformance_depth_ + 1;
   walker.walkObject(value, element, plan, false);
   return !scratch.hasErrors();
 }
@@ -245,6 +247,8 @@ bool InstanceWalker::conformsTo(const json::Value& value, const std::string& url
   walker.resource_ = resource_;
   walker.root_resource_ = root_resource_;
   walker.container_ = container_;
+  walker.bundle_ = bundle_;
+  walker.conformance_depth_ = conformance_depth_ + 1;
   if (profile->kind == "resource") {
     std::vector<std::string> profiles{profile->versionedUrl()};
     walker.validateResource(value, &profiles);
