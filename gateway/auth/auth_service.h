@@ -57,10 +57,13 @@ class AuthService {
 
   // True for the two paths this service answers (the server asks before its own routes).
   static bool handles(std::string_view path);
+  // `peer_subject`: the subject of the request's verified TLS client certificate (empty without
+  // one); a client with a `certificateSubject` gets a token only over a matching certificate.
   AuthAnswer handle(std::string_view method, std::string_view path, std::string_view content_type,
-                    std::string_view body, int64_t now_ms);
+                    std::string_view body, int64_t now_ms, std::string_view peer_subject = {});
 
-  AuthAnswer tokenRequest(std::string_view content_type, std::string_view body, int64_t now_ms);
+  AuthAnswer tokenRequest(std::string_view content_type, std::string_view body, int64_t now_ms,
+                          std::string_view peer_subject = {});
   std::string smartConfiguration() const;
 
   // Verifies an access token (the text after "Bearer "). Errors say why (expired, bad

@@ -74,7 +74,8 @@ class Router final {
     auth::AuthAnswer answer =
         body.size() > kMaxFormBytes
             ? auth::AuthAnswer{413, "application/json", R"({"error":"invalid_request","error_description":"the body is too large"})", {}}
-            : context_.auth->handle(request.head.method, request.target.path, contentTypeOf(request), body, nowMs());
+            : context_.auth->handle(request.head.method, request.target.path, contentTypeOf(request), body, nowMs(),
+                                    request.peer_subject);
     context_.metrics.countHttp(answer.status);
     http::Response response{answer.status, std::move(answer.content_type), std::move(answer.body), {}};
     for (auto& [name, value] : answer.headers) response.headers.emplace_back(name, value);
@@ -627,7 +628,9 @@ class Router final {
 
 struct HttpServer::Impl {
   explicit Impl(ServerContext& context)
-      : router(context), listener(context.config.limits, [this](http::Request& request) { return router.handle(request); }) {}
+      : router(context),
+        listener(context.config.limits, [this](http::Request& request) { return router.handle(request); },
+                 context.config.tls) {}
   Router router;
   http::Listener listener;
 };
