@@ -20,8 +20,18 @@ COPY --from=build /src/config/sample.json /etc/fhir-gateway/config.json
 ENV FHIR_GATEWAY_PROFILES=/usr/share/fhir-gateway/fhir_profiles
 USER gateway
 WORKDIR /var/lib/gateway
-EXPOSE 8080
+# HTTPS on 8443 with a mounted certificate (docs/ACCESS.md "Transport"): mount a folder holding
+# tls.crt (PEM, the certificate then its chain) and tls.key at /etc/fhir-gateway/tls. The base
+# URL the gateway publishes (fullUrl, Location, the token endpoint and audience) is the CMD:
+#   docker run -p 8443:8443 -v "$PWD/tls:/etc/fhir-gateway/tls:ro" fhir-gateway \
+#     --public-base-url https://gateway.example.org:8443
+# Behind a TLS-terminating proxy instead: mount a configuration with "allowPlainHttp": true and
+# "publicBaseUrl", and replace the entrypoint's TLS flags (docs/ACCESS.md shows the command).
+EXPOSE 8443
+# Liveness only, from inside the container: the certificate need not name 127.0.0.1 (-k).
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s \
-  CMD curl -fsS http://127.0.0.1:8080/healthz || exit 1
+  CMD curl -fsSk https://127.0.0.1:8443/healthz || exit 1
 ENTRYPOINT ["fhir-gateway", "serve", "--config", "/etc/fhir-gateway/config.json", \
-            "--listen", "0.0.0.0:8080", "--data", "/var/lib/gateway/var"]
+            "--listen", "0.0.0.0:8443", "--data", "/var/lib/gateway/var", \
+            "--tls-cert", "/etc/fhir-gateway/tls/tls.crt", "--tls-key", "/etc/fhir-gateway/tls/tls.key"]
+CMD ["--public-base-url", "https://localhost:8443"]

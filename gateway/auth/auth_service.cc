@@ -8,6 +8,8 @@
 #include <fstream>
 #include <optional>
 
+#include "gateway/auth/certificate.h"
+
 namespace fhir::gateway::auth {
 namespace {
 
@@ -143,13 +145,14 @@ void AuthService::setBaseUrl(const std::string& base_url) {
 bool AuthService::handles(std::string_view path) { return path == kTokenPath || path == kSmartPath; }
 
 AuthAnswer AuthService::handle(std::string_view method, std::string_view path, std::string_view content_type,
-                               std::string_view body, int64_t now_ms, std::string* client_id) {
+                               std::string_view body, int64_t now_ms, std::string_view peer_subject,
+                               std::string* client_id) {
   if (path == kSmartPath) {
     if (method != "GET") return oauthError(405, "invalid_request", "use GET");
     return AuthAnswer{200, "application/json", smartConfiguration(), {}};
   }
   if (method != "POST") return oauthError(405, "invalid_request", "the token endpoint takes POST");
-  return tokenRequest(content_type, body, now_ms, client_id);
+  return tokenRequest(content_type, body, now_ms, peer_subject, client_id);
 }
 
 std::string AuthService::smartConfiguration() const {
@@ -164,7 +167,7 @@ std::string AuthService::smartConfiguration() const {
 }
 
 AuthAnswer AuthService::tokenRequest(std::string_view content_type, std::string_view body, int64_t now_ms,
-                                     std::string* client_id) {
+                                     std::string_view peer_subject, std::string* client_id) {
   const std::string_view media = content_type.substr(0, content_type.find(';'));
   if (media != "application/x-www-form-urlencoded") {
     return oauthError(400, "invalid_request", "the body must be application/x-www-form-urlencoded");
@@ -207,6 +210,9 @@ AuthAnswer AuthService::tokenRequest(std::string_view content_type, std::string_
   if (key == nullptr) return invalidClient("the assertion's kid is not a key of this client");
   if (algorithmName(key->algorithm) != jws->alg) return invalidClient("the assertion's alg does not fit the key named by kid");
   if (!verifySignature(*key, jws->signing_input, jws->signature)) return invalidClient("the assertion's signature does not verify");
+  if (!certificateMatches(*client, peer_subject)) {
+    return invalidClient("the TLS client certificate is not the one registered for this client (certificateSubject)");
+  }
 
   bool audience = false;
   if (const json::Value* aud = json::find(claims, "aud")) {

@@ -57,12 +57,15 @@ class AuthService {
 
   // True for the two paths this service answers (the server asks before its own routes).
   static bool handles(std::string_view path);
+  // `peer_subject`: the subject of the request's verified TLS client certificate (empty without
+  // one); a client with a `certificateSubject` gets a token only over a matching certificate.
   // `client_id`, when given, receives the id of the client a token was issued to (for the audit).
   AuthAnswer handle(std::string_view method, std::string_view path, std::string_view content_type,
-                    std::string_view body, int64_t now_ms, std::string* client_id = nullptr);
+                    std::string_view body, int64_t now_ms, std::string_view peer_subject = {},
+                    std::string* client_id = nullptr);
 
   AuthAnswer tokenRequest(std::string_view content_type, std::string_view body, int64_t now_ms,
-                          std::string* client_id = nullptr);
+                          std::string_view peer_subject = {}, std::string* client_id = nullptr);
   std::string smartConfiguration() const;
 
   // Verifies an access token (the text after "Bearer "). Errors say why (expired, bad

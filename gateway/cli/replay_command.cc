@@ -214,7 +214,15 @@ int runReplay(const Args& args, Io& io) {
   Pipeline pipeline(config, (*runtime)->store, (*runtime)->validator, metrics, nullptr);
   pipeline.setSubscriptions((*runtime)->topics, &(*runtime)->registry);
   pipeline.setSpecs((*runtime)->specs);
-  pipeline.setBaseUrl("http://" + config.listen + "/fhir");
+  std::string host;
+  uint16_t port = 0;
+  auto base = splitListen(config.listen, host, port) ? publicBase(config, host, port)
+                                                     : Result<std::string>(Error{"'" + config.listen + "' is not HOST:PORT"});
+  if (!base.ok()) {
+    io.err << "fhir-gateway replay: " << base.message() << "\n";
+    return 2;
+  }
+  pipeline.setBaseUrl(*base + "/fhir");
 
   Tally tally;
   if (options.quarantine_id) replayQuarantined(pipeline, *options.quarantine_id, {}, io, tally);

@@ -21,6 +21,7 @@
 #include "gateway/ingest/pipeline.h"
 #include "gateway/server/http_server.h"
 #include "gateway/server/metrics.h"
+#include "gateway/server/transport.h"
 #include "gateway/store/store.h"
 #include "gateway/subscriptions/matching.h"
 #include "gateway/subscriptions/subscription.h"
@@ -31,6 +32,7 @@ namespace {
 
 constexpr const char* kServeHelp =
     "usage: fhir-gateway serve [--config FILE] [--listen HOST:PORT] [--data DIR]\n"
+    "                          [--public-base-url URL] [--tls-cert FILE --tls-key FILE]\n"
     "\n"
     "Run the gateway: HTTP ingest, the FHIR API, and delivery to payers and feeds.\n"
     "\n"
@@ -39,24 +41,18 @@ constexpr const char* kServeHelp =
     "                     port 0 picks a free port\n"
     "  --data DIR         data directory (SQLite store gateway.db), overriding the config;\n"
     "                     default ./var\n"
+    "  --public-base-url URL  the base URL clients reach the gateway at (publicBaseUrl):\n"
+    "                     fullUrl, Location, the token endpoint and audience; default the listen\n"
+    "                     address (required when listening on 0.0.0.0 or ::)\n"
+    "  --tls-cert FILE, --tls-key FILE  serve HTTPS with this PEM certificate (chain) and key\n"
+    "                     (tls.certFile, tls.keyFile)\n"
     "\n"
-    "Once ready it prints one line on stdout: 'listening on http://HOST:PORT'.\n"
+    "A non-loopback listen address needs TLS, or \"allowPlainHttp\": true in the configuration\n"
+    "(behind a TLS-terminating proxy; warned about at every start).\n"
+    "Once ready it prints one line on stdout: 'listening on http://HOST:PORT' (https:// with TLS).\n"
     "SIGTERM or SIGINT drains in-flight requests and deliveries and stops.\n"
     "Definitions are read from FHIR_GATEWAY_PROFILES (default: the bundled fhir_profiles).\n"
     "FHIR_GATEWAY_CPU_SLOTS: events mapped and validated at once (default: the core count).\n";
-
-bool splitListen(const std::string& listen, std::string& host, uint16_t& port) {
-  size_t colon = listen.rfind(':');
-  if (colon == std::string::npos || colon == 0) return false;
-  host = listen.substr(0, colon);
-  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-  const std::string digits = listen.substr(colon + 1);
-  if (digits.empty() || digits.size() > 5 || digits.find_first_not_of("0123456789") != std::string::npos) return false;
-  int value = std::stoi(digits);
-  if (value > 65535) return false;
-  port = static_cast<uint16_t>(value);
-  return true;
-}
 
 // The warm-up's payers: whichever the sample names (so that every sample maps, whatever the
 // configuration), with no stored coverage.
@@ -126,10 +122,50 @@ size_t warmUp(const Runtime& runtime) {
   return mapped_count;
 }
 
+// The serve flags that override `publicBaseUrl` and `tls`, then the transport rules of
+// contracts/access.md: plain HTTP only on loopback unless `allowPlainHttp` (warned about at
+// every start), and a base URL that is not a wildcard address.
+Status applyTransport(Config& config, const std::string& host, const std::optional<std::string>& public_base_url,
+                      const std::optional<std::string>& tls_cert, const std::optional<std::string>& tls_key, Io& io) {
+  if (public_base_url) {
+    std::string url = *public_base_url;
+    if (Status checked = checkPublicBaseUrl(url); !checked.ok()) {
+      return Error{"--public-base-url: " + checked.message()};
+    }
+    config.public_base_url = url;
+  }
+  if (tls_cert.has_value() != tls_key.has_value()) return Error{"--tls-cert and --tls-key go together"};
+  if (tls_cert) {
+    if (!config.tls) config.tls = TlsConfig{};
+    config.tls->cert_file = *tls_cert;
+    config.tls->key_file = *tls_key;
+  }
+  if (config.tls) {  // the certificate and key now, not after the definitions have loaded
+    auto usable = http::TlsServer::create(*config.tls);
+    if (!usable.ok()) return usable.error();
+  }
+  const bool loopback = http::isLoopbackHost(host);
+  if (!config.tls && !loopback && !config.allow_plain_http) {
+    return Error{"listening on '" + host + "', which is not a loopback address, needs \"tls\" (or " +
+                 "\"allowPlainHttp\": true when a TLS-terminating proxy is in front)"};
+  }
+  if (!config.tls && config.allow_plain_http) {
+    io.err << "fhir-gateway serve: warning: allowPlainHttp: serving plain HTTP on " << host
+           << (loopback ? "" : ", which is not a loopback address") << "; only a TLS-terminating proxy in front "
+           << "keeps tokens and patient data off the wire\n";
+  }
+  if (config.tls && config.allow_plain_http) {
+    io.err << "fhir-gateway serve: warning: allowPlainHttp has no effect: tls is configured\n";
+  }
+  auto base = publicBase(config, host, 0);
+  if (!base.ok()) return base.error();
+  return Status::Ok();
+}
+
 }  // namespace
 
 int runServe(const Args& args, Io& io) {
-  std::optional<std::string> config_path, listen, data_dir;
+  std::optional<std::string> config_path, listen, data_dir, public_base_url, tls_cert, tls_key;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& arg = args[i];
     auto value = [&](std::optional<std::string>& out) {
@@ -146,13 +182,20 @@ int runServe(const Args& args, Io& io) {
       if (!value(listen)) break;
     } else if (arg == "--data") {
       if (!value(data_dir)) break;
+    } else if (arg == "--public-base-url") {
+      if (!value(public_base_url)) break;
+    } else if (arg == "--tls-cert") {
+      if (!value(tls_cert)) break;
+    } else if (arg == "--tls-key") {
+      if (!value(tls_key)) break;
     } else {
       io.err << "fhir-gateway serve: unknown argument '" << arg << "' (see --help)\n";
       return 2;
     }
     continue;
   }
-  if (!args.empty() && (args.back() == "--config" || args.back() == "--listen" || args.back() == "--data")) {
+  if (!args.empty() && (args.back() == "--config" || args.back() == "--listen" || args.back() == "--data" ||
+                        args.back() == "--public-base-url" || args.back() == "--tls-cert" || args.back() == "--tls-key")) {
     io.err << "fhir-gateway serve: " << args.back() << " needs a value\n";
     return 2;
   }
@@ -172,6 +215,10 @@ int runServe(const Args& args, Io& io) {
   uint16_t port = 0;
   if (!splitListen(config.listen, host, port)) {
     io.err << "fhir-gateway serve: '" << config.listen << "' is not HOST:PORT\n";
+    return 2;
+  }
+  if (Status transport = applyTransport(config, host, public_base_url, tls_cert, tls_key, io); !transport.ok()) {
+    io.err << "fhir-gateway serve: " << transport.message() << "\n";
     return 2;
   }
   // Without an `auth` block every route answers anyone: only on loopback (access.md).
@@ -271,16 +318,16 @@ int runServe(const Args& args, Io& io) {
     return 2;
   }
   const std::string shown_host = host.find(':') != std::string::npos ? "[" + host + "]" : host;
-  const std::string base_url = "http://" + shown_host + ":" + std::to_string(server.port()) + "/fhir";
+  // Every URL the gateway publishes starts with this one base (checked above, so it is there).
+  auto published = publicBase(config, host, server.port());
+  const std::string public_base = published.ok() ? *published : std::string();
+  const std::string base_url = public_base + "/fhir";
   pipeline.setBaseUrl(base_url);
   context.base_url = base_url;
-  if (auth_service) {
-    auth_service->setBaseUrl(!config.public_base_url.empty() ? config.public_base_url
-                                                             : "http://" + shown_host + ":" + std::to_string(server.port()));
-  }
+  if (auth_service) auth_service->setBaseUrl(public_base);
   delivery.setSubscriptions(&registry, base_url);
   delivery.start();
-  io.out << "listening on http://" << shown_host << ":" << server.port() << std::endl;
+  io.out << "listening on " << (config.tls ? "https://" : "http://") << shown_host << ":" << server.port() << std::endl;
 
   int received = 0;
   sigwait(&signals, &received);

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "gateway/config/config.h"
 
+#include <arpa/inet.h>
+
 #include <algorithm>
 #include <fstream>
 #include <set>
@@ -187,7 +189,82 @@ Result<PayerConfig> parsePayer(const Value& value, const std::string& path) {
   return payer;
 }
 
+// 0.0.0.0, ::, and their other spellings: an address to listen on, never one to publish.
+bool isWildcardAddress(std::string host) {
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  if (host.empty()) return true;
+  in_addr v4{};
+  if (::inet_pton(AF_INET, host.c_str(), &v4) == 1) return v4.s_addr == htonl(INADDR_ANY);
+  in6_addr v6{};
+  return ::inet_pton(AF_INET6, host.c_str(), &v6) == 1 && IN6_IS_ADDR_UNSPECIFIED(&v6);
+}
+
+// `tls`: certFile and keyFile required, clientCaFile optional; every file must be readable.
+Result<TlsConfig> parseTls(const Value& value) {
+  ObjectReader reader(value, "tls");
+  RETURN_IF_ERROR(reader.checkKeys({"certFile", "keyFile", "clientCaFile"}));
+  TlsConfig tls;
+  RETURN_IF_ERROR(reader.string("certFile", tls.cert_file, true));
+  RETURN_IF_ERROR(reader.string("keyFile", tls.key_file, true));
+  RETURN_IF_ERROR(reader.string("clientCaFile", tls.client_ca_file, false));
+  for (const auto& [key, path] : {std::pair<const char*, const std::string*>{"certFile", &tls.cert_file},
+                                  {"keyFile", &tls.key_file}, {"clientCaFile", &tls.client_ca_file}}) {
+    if (!path->empty()) RETURN_IF_ERROR(readableFile(*path, reader.where(key)));
+  }
+  return tls;
+}
+
 }  // namespace
+
+// `publicBaseUrl`: an http(s) URL without query or fragment whose host is a real address;
+// kept without its trailing '/'.
+Status checkPublicBaseUrl(std::string& url) {
+  const std::string where = "configuration key 'publicBaseUrl'";
+  const size_t scheme_end = url.find("://");
+  const std::string scheme = scheme_end == std::string::npos ? "" : url.substr(0, scheme_end);
+  if (scheme != "http" && scheme != "https") return Error{where + " must be an http:// or https:// URL"};
+  if (url.find_first_of("?# \t\r\n") != std::string::npos) {
+    return Error{where + " must be a base URL without query, fragment or spaces"};
+  }
+  const size_t authority = scheme_end + 3;
+  const size_t path = url.find('/', authority);
+  std::string host = url.substr(authority, path == std::string::npos ? std::string::npos : path - authority);
+  if (host.find('@') != std::string::npos) return Error{where + " must not carry user information"};
+  if (!host.empty() && host.front() == '[') {
+    host = host.substr(0, host.find(']') + 1);
+  } else if (const size_t colon = host.rfind(':'); colon != std::string::npos) {
+    host = host.substr(0, colon);
+  }
+  if (isWildcardAddress(host)) {
+    return Error{where + " names '" + (host.empty() ? "no host" : host) +
+                 "': publish the address clients reach the gateway at, not a wildcard"};
+  }
+  while (!url.empty() && url.back() == '/') url.pop_back();
+  return Status::Ok();
+}
+
+bool splitListen(const std::string& listen, std::string& host, uint16_t& port) {
+  const size_t colon = listen.rfind(':');
+  if (colon == std::string::npos || colon == 0) return false;
+  host = listen.substr(0, colon);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  const std::string digits = listen.substr(colon + 1);
+  if (digits.empty() || digits.size() > 5 || digits.find_first_not_of("0123456789") != std::string::npos) return false;
+  const int value = std::stoi(digits);
+  if (value > 65535) return false;
+  port = static_cast<uint16_t>(value);
+  return true;
+}
+
+Result<std::string> publicBase(const Config& config, const std::string& host, uint16_t port) {
+  if (!config.public_base_url.empty()) return config.public_base_url;
+  if (isWildcardAddress(host)) {
+    return Error{"listening on '" + host + "' (every address) needs 'publicBaseUrl': the base URL clients reach the "
+                 "gateway at, used in fullUrl, Location and the token audience"};
+  }
+  const bool ipv6 = host.find(':') != std::string::npos && host.front() != '[';
+  return std::string(config.tls ? "https://" : "http://") + (ipv6 ? "[" + host + "]" : host) + ":" + std::to_string(port);
+}
 
 bool PayerConfig::routesCode(std::string_view code) const {
   return routes.codes.empty() ||
@@ -278,7 +355,7 @@ Result<Config> parseConfig(std::string_view text) {
   if (!json::parse(text, doc, parse_error)) return Error{"configuration is not valid JSON: " + parse_error.describe()};
   ObjectReader reader(doc, "");
   RETURN_IF_ERROR(reader.checkKeys({"listen", "dataDir", "maxBodyBytes", "payers", "feeds", "delivery", "limits", "igs",
-                                     "publicBaseUrl", "auth", "store"}));
+                                     "publicBaseUrl", "tls", "allowPlainHttp", "auth", "store"}));
   Config config;
   RETURN_IF_ERROR(reader.string("listen", config.listen, false));
   RETURN_IF_ERROR(reader.string("dataDir", config.data_dir, false));
@@ -331,13 +408,30 @@ Result<Config> parseConfig(std::string_view text) {
   if (const Value* igs = reader.member("igs")) RETURN_IF_ERROR(parseIgs(*igs, config.igs));
   if (const Value* store = reader.member("store")) RETURN_IF_ERROR(parseStore(*store, config.store));
   RETURN_IF_ERROR(reader.string("publicBaseUrl", config.public_base_url, false));
-  if (!config.public_base_url.empty()) RETURN_IF_ERROR(checkEndpoint(config.public_base_url, "publicBaseUrl"));
+  if (!config.public_base_url.empty()) RETURN_IF_ERROR(checkPublicBaseUrl(config.public_base_url));
+  if (const Value* tls = reader.member("tls")) {
+    auto parsed = parseTls(*tls);
+    if (!parsed.ok()) return parsed.error();
+    config.tls = std::move(*parsed);
+  }
+  if (const Value* allow = reader.member("allowPlainHttp")) {
+    if (!allow->IsBool()) return Error{"configuration key 'allowPlainHttp' must be true or false"};
+    config.allow_plain_http = allow->GetBool();
+  }
   if (const Value* auth = reader.member("auth")) {  // parsed by gateway/auth
     std::vector<std::string> payer_ids;
     for (const PayerConfig& payer : config.payers) payer_ids.push_back(payer.id);
     auto parsed = auth::parseAuthConfig(*auth, payer_ids);
     if (!parsed.ok()) return parsed.error();
     config.auth = std::move(*parsed);
+    // A certificate binding that would never be checked is a mistake, not a default.
+    const bool client_certificates = config.tls && !config.tls->client_ca_file.empty();
+    for (size_t index = 0; index < config.auth->clients.size(); ++index) {
+      if (!config.auth->clients[index].certificate_subject.empty() && !client_certificates) {
+        return Error{"configuration key 'auth.clients[" + std::to_string(index) +
+                     "].certificateSubject' needs 'tls.clientCaFile': client certificates are only asked for then"};
+      }
+    }
   }
   return config;
 }

@@ -96,6 +96,13 @@ struct StoreConfig {
   std::string schema = "public";  // extension: the schema holding the tables (one per deployment)
 };
 
+// `tls` (contracts/access.md "Transport"): the listener serves HTTPS with this certificate.
+struct TlsConfig {
+  std::string cert_file;       // PEM: the server certificate, then its chain
+  std::string key_file;        // PEM: its private key
+  std::string client_ca_file;  // PEM: CAs of client certificates; set: a client certificate is required
+};
+
 struct Config {
   std::string listen = "127.0.0.1:8080";
   std::string data_dir = "./var";
@@ -106,11 +113,28 @@ struct Config {
   LimitsConfig limits;
   IgConfig igs;
   StoreConfig store;
-  std::string public_base_url;           // `publicBaseUrl`; empty: the listen address
+  std::string public_base_url;           // `publicBaseUrl`, without a trailing '/'; empty: the listen address
+  std::optional<TlsConfig> tls;          // `tls`; none: plain HTTP
+  bool allow_plain_http = false;         // `allowPlainHttp`: plain HTTP on a non-loopback address
   std::optional<auth::AuthConfig> auth;  // `auth` (gateway/auth); none: the gateway runs open
 
   const PayerConfig* findPayer(std::string_view id) const;
 };
+
+// The base URL clients reach the gateway at, without a trailing '/' ("https://gw.example.org"):
+// `publicBaseUrl` when set, otherwise the listen address `host`:`port` (https:// with `tls`).
+// Every published URL starts with it: fullUrl and Location (`<base>/fhir/...`), the token
+// endpoint and token `aud`, notification bundles. Error for a wildcard listen address (0.0.0.0,
+// ::) without `publicBaseUrl`: that is no address a client can use.
+Result<std::string> publicBase(const Config& config, const std::string& host, uint16_t port);
+
+// Checks a `publicBaseUrl` as the configuration file's is checked (http(s), no query, fragment or
+// wildcard host) and drops its trailing '/'. For `serve --public-base-url`.
+Status checkPublicBaseUrl(std::string& url);
+
+// Splits `listen` ("HOST:PORT", "[::1]:PORT") into the host (without brackets) and the port.
+// False when it is not of that form.
+bool splitListen(const std::string& listen, std::string& host, uint16_t& port);
 
 // Parses configuration JSON. Unknown keys, missing required keys and wrong types are errors
 // naming the key by its path (`payers[0].endpoint`).

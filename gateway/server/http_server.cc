@@ -216,7 +216,7 @@ class Router final {
         body.size() > kMaxFormBytes
             ? auth::AuthAnswer{413, "application/json", R"({"error":"invalid_request","error_description":"the body is too large"})", {}}
             : context_.auth->handle(request.head.method, request.target.path, contentTypeOf(request), body, nowMs(),
-                                    &client_id);
+                                    request.peer_subject, &client_id);
     if (request.target.path == "/auth/token" && context_.audit != nullptr) {
       // Token decisions (issued or refused): the client once it is known, never the assertion.
       Access access;
@@ -904,7 +904,9 @@ class Router final {
 
 struct HttpServer::Impl {
   explicit Impl(ServerContext& context)
-      : router(context), listener(context.config.limits, [this](http::Request& request) { return router.handle(request); }) {}
+      : router(context),
+        listener(context.config.limits, [this](http::Request& request) { return router.handle(request); },
+                 context.config.tls) {}
   Router router;
   http::Listener listener;
 };

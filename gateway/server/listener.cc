@@ -107,10 +107,11 @@ std::string refusalBytes(int status, const std::string& code, const std::string&
   return responseBytes(refusal(status, code, diagnostics, retry_after_seconds), true);
 }
 
-// One accepted socket: the bytes read and not yet used, and reads with a time limit.
+// One accepted socket: the bytes read and not yet used, and reads with a time limit through its
+// transport (plain or TLS).
 class Connection {
  public:
-  explicit Connection(int fd) : fd_(fd) {}
+  explicit Connection(Transport& transport) : transport_(transport) {}
 
   // Reads what arrives within `timeout_ms` into pending(): > 0 bytes read, 0 the peer closed,
   // -1 nothing arrived in time, -2 an error.
@@ -119,30 +120,18 @@ class Connection {
       pending_.clear();
       used_ = 0;
     }
-    pollfd waiting{fd_, POLLIN, 0};
-    int ready = 0;
-    do {
-      ready = ::poll(&waiting, 1, static_cast<int>(std::max<int64_t>(timeout_ms, 0)));
-    } while (ready < 0 && errno == EINTR);
-    if (ready == 0) return -1;
-    if (ready < 0) return -2;
     char chunk[1 << 16];
-    ssize_t got = 0;
-    do {
-      got = ::recv(fd_, chunk, sizeof chunk, 0);
-    } while (got < 0 && errno == EINTR);
-    if (got < 0) return -2;
-    if (got == 0) return 0;
-    pending_.append(chunk, static_cast<size_t>(got));
-    return static_cast<int>(got);
+    const int got = transport_.read(chunk, sizeof chunk, std::max<int64_t>(timeout_ms, 0));
+    if (got > 0) pending_.append(chunk, static_cast<size_t>(got));
+    return got;
   }
 
   std::string_view pending() const { return std::string_view(pending_).substr(used_); }
   void consume(size_t count) { used_ += count; }
-  int fd() const { return fd_; }
+  bool send(std::string_view bytes, int64_t timeout_ms) { return transport_.write(bytes, timeout_ms); }
 
  private:
-  int fd_;
+  Transport& transport_;
   std::string pending_;
   size_t used_ = 0;
 };
@@ -218,11 +207,17 @@ bool BodyReader::drain(uint64_t limit) {
   return state_ == State::kComplete;
 }
 
-Listener::Listener(const LimitsConfig& limits, Handler handler) : limits_(limits), handler_(std::move(handler)) {}
+Listener::Listener(const LimitsConfig& limits, Handler handler, std::optional<TlsConfig> tls)
+    : limits_(limits), handler_(std::move(handler)), tls_config_(std::move(tls)) {}
 
 Listener::~Listener() { stop(); }
 
 Status Listener::start(const std::string& host, uint16_t port) {
+  if (tls_config_ && !tls_) {
+    auto tls = TlsServer::create(*tls_config_);
+    if (!tls.ok()) return tls.error();
+    tls_ = std::move(*tls);
+  }
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -296,8 +291,9 @@ void Listener::acceptLoop() {
       if (refused && from_peer == 0) per_address_.erase(peer);
     }
     if (refused) {
-      // A fresh socket's send buffer is empty: this does not block the acceptor.
-      sendAll(fd, *refused, 0);
+      // A fresh socket's send buffer is empty: this does not block the acceptor. A TLS client
+      // cannot read a plain answer, and a handshake here would stall the acceptor: it is closed.
+      if (!tls_) sendAll(fd, *refused, 0);
       ::shutdown(fd, SHUT_WR);
       ::close(fd);
       continue;
@@ -322,24 +318,69 @@ void Listener::release(uint64_t id, const std::string& peer) {
   if (open_.empty()) all_closed_.notify_all();
 }
 
+std::unique_ptr<Transport> Listener::openTransport(int fd, int64_t header_timeout,
+                                                   std::optional<Clock::time_point>& first_deadline) {
+  if (!tls_) return plainTransport(fd);
+  // The first byte of the handshake within the header timeout; the handshake and the first head
+  // within the header timeout of that byte, as for the head of a plain request.
+  pollfd waiting{fd, POLLIN, 0};
+  int ready = 0;
+  do {
+    ready = ::poll(&waiting, 1, static_cast<int>(header_timeout));
+  } while (ready < 0 && errno == EINTR);
+  unsigned char first_byte = 0;
+  if (ready <= 0 || ::recv(fd, &first_byte, 1, MSG_PEEK) != 1) return nullptr;
+  first_deadline = Clock::now() + std::chrono::milliseconds(header_timeout);
+  // A TLS connection starts with a handshake record (22); a request line with a letter.
+  if (first_byte != 22) {
+    if (first_byte >= 'A' && first_byte <= 'Z') {
+      sendAll(fd, refusalBytes(400, "security", "this port serves HTTPS only: send the request over TLS (https://)", 0),
+              limits_.body_idle_timeout_ms);
+      ::shutdown(fd, SHUT_WR);
+      // Unread bytes at close() would reset the connection and could take the answer with them:
+      // read what the client sent (a little, briefly) first.
+      char scratch[1 << 14];
+      for (size_t drained = 0; drained < kMaxDrainBytes;) {
+        pollfd readable{fd, POLLIN, 0};
+        if (::poll(&readable, 1, 200) <= 0) break;
+        const ssize_t got = ::recv(fd, scratch, sizeof scratch, 0);
+        if (got <= 0) break;
+        drained += static_cast<size_t>(got);
+      }
+    }
+    return nullptr;
+  }
+  auto transport = tls_->accept(fd, *first_deadline);
+  if (!transport.ok()) return nullptr;
+  return std::move(*transport);
+}
+
 void Listener::serve(int fd, std::string peer, bool health_only, uint64_t id) {
-  Connection connection(fd);
   const int64_t header_timeout = health_only ? std::min<int64_t>(limits_.header_timeout_ms, 2000) : limits_.header_timeout_ms;
+  std::optional<Clock::time_point> first_deadline;
+  std::unique_ptr<Transport> transport = openTransport(fd, header_timeout, first_deadline);
+  if (!transport) {
+    release(id, peer);
+    return;
+  }
+  Connection connection(*transport);
   bool first = true;
   auto answer = [&](const Response& response, bool close) {
-    return sendAll(fd, responseBytes(response, close), limits_.body_idle_timeout_ms) && !close;
+    return connection.send(responseBytes(response, close), limits_.body_idle_timeout_ms) && !close;
   };
   while (!stopping_) {
     // The head: its first byte within the header timeout (keep-alive idle), then all of it
-    // within the header timeout of that byte.
+    // within the header timeout of that byte (for the first head over TLS: of the handshake's).
     if (connection.pending().empty()) {
-      const int got = connection.fill(header_timeout);
+      const int64_t wait = first && first_deadline ? msUntil(*first_deadline) : header_timeout;
+      const int got = wait > 0 ? connection.fill(wait) : -1;
       if (got == -1 && first) answer(refusal(408, "timeout", "no request arrived within headerTimeoutMs (" +
                                                                   std::to_string(header_timeout) + " ms)", 0), true);
       if (got <= 0) break;
     }
+    const auto deadline =
+        first && first_deadline ? *first_deadline : Clock::now() + std::chrono::milliseconds(header_timeout);
     first = false;
-    const auto deadline = Clock::now() + std::chrono::milliseconds(header_timeout);
     std::optional<size_t> end;
     bool closed = false;
     while (!(end = headEnd(connection.pending()))) {
@@ -390,9 +431,9 @@ void Listener::serve(int fd, std::string peer, bool health_only, uint64_t id) {
       // RFC 9110 10.1.1: a client that asked may wait for this before sending the body.
       if (const std::string* expect = head->header("expect");
           expect != nullptr && !body_reader.complete() && (*expect == "100-continue" || *expect == "100-Continue")) {
-        sendAll(fd, "HTTP/1.1 100 Continue\r\n\r\n", limits_.body_idle_timeout_ms);
+        connection.send("HTTP/1.1 100 Continue\r\n\r\n", limits_.body_idle_timeout_ms);
       }
-      Request request{std::move(*head), std::move(*target), peer, body_reader, body};
+      Request request{std::move(*head), std::move(*target), peer, body_reader, body, transport->peerSubject()};
       response = handler_(request);
       setBusy(id, false);
       head = std::move(request.head);
@@ -404,6 +445,7 @@ void Listener::serve(int fd, std::string peer, bool health_only, uint64_t id) {
     }
     if (!answer(response, close)) break;
   }
+  transport.reset();  // TLS: close_notify before the socket closes
   release(id, peer);
 }
 

@@ -21,8 +21,14 @@
 //  * the body of an answered request that the route did not read is drained (up to
 //    kMaxDrainBytes) or the connection is closed, so the next request on a kept-alive connection
 //    starts at a request line, never in a body.
+// With `tls` the bytes travel through a TlsServer (gateway/server/transport.h), in the
+// connection's thread: the handshake's first byte must arrive within headerTimeoutMs, and the
+// handshake and the first request head must be complete within headerTimeoutMs of it (a slow
+// handshake is a slow head). A connection refused by the caps is closed without an answer (a TLS
+// client cannot read a plain one); plain HTTP sent to the TLS port is answered 400 in plain text.
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -40,6 +46,7 @@
 #include "conformance/common/result.h"
 #include "gateway/config/config.h"
 #include "gateway/server/http_framing.h"
+#include "gateway/server/transport.h"
 
 namespace fhir::gateway::http {
 
@@ -88,6 +95,9 @@ struct Request {
   std::string peer;  // the client's address
   BodyReader& body_reader;
   std::istream& body;
+  // The verified TLS client certificate's subject (RFC 4514); empty without `tls.clientCaFile`.
+  // The auth code matches it against the client's `certificateSubject` (auth::certificateMatches).
+  std::string peer_subject = {};
 };
 
 using Handler = std::function<Response(Request&)>;
@@ -97,12 +107,14 @@ class Listener {
   static constexpr int kHealthReserve = 8;
   static constexpr uint64_t kMaxDrainBytes = 1 << 20;
 
-  Listener(const LimitsConfig& limits, Handler handler);
+  // `tls`: serve HTTPS (its files are loaded by start()); none: plain HTTP.
+  Listener(const LimitsConfig& limits, Handler handler, std::optional<TlsConfig> tls = std::nullopt);
   ~Listener();
   Listener(const Listener&) = delete;
   Listener& operator=(const Listener&) = delete;
 
-  // Binds host:port (0: a free port), listens and starts accepting.
+  // Binds host:port (0: a free port), listens and starts accepting. Errors: the address, and
+  // with `tls` a certificate, key or CA file OpenSSL cannot use.
   Status start(const std::string& host, uint16_t port);
   uint16_t port() const { return port_; }
   // Stops accepting, closes idle connections, waits for requests in flight to be answered.
@@ -112,12 +124,18 @@ class Listener {
   friend class Connection;
   void acceptLoop();
   void serve(int fd, std::string peer, bool health_only, uint64_t id);
+  // The connection's transport: plain, or TLS after the handshake (nullptr: closed, answered
+  // when it could be). `first_deadline` is set to when the first request head must be complete.
+  std::unique_ptr<Transport> openTransport(int fd, int64_t header_timeout,
+                                           std::optional<std::chrono::steady_clock::time_point>& first_deadline);
   void release(uint64_t id, const std::string& peer);
   // Marks connection `id` busy (inside a request) or idle; false when the listener is stopping.
   bool setBusy(uint64_t id, bool busy);
 
   LimitsConfig limits_;
   Handler handler_;
+  std::optional<TlsConfig> tls_config_;
+  std::shared_ptr<const TlsServer> tls_;
   int listen_fd_ = -1;
   int wake_pipe_[2] = {-1, -1};
   uint16_t port_ = 0;

@@ -146,13 +146,16 @@ TEST(AuthConfigTest, ParsesTheContractExampleShape) {
     std::ofstream out(dir.path() / "payer.jwks.json");
     out << jwks;
   }
-  auto config = parseConfig(configWith(R"({"signingKeyFile":"keys/gateway-es384.pem","tokenLifetimeSeconds":600,
+  // certificateSubject needs client certificates (tls.clientCaFile); the files are only read by the listener.
+  const std::string pem = (dir.path() / "payer.jwks.json").string();
+  const std::string tls = R"({"tls":{"certFile":")" + pem + R"(","keyFile":")" + pem + R"(","clientCaFile":")" + pem + R"("},)";
+  auto config = parseConfig(tls + configWith(R"({"signingKeyFile":"keys/gateway-es384.pem","tokenLifetimeSeconds":600,
       "maxSubscriptionsPerClient":7,"clients":[
       {"id":"riverview-ehr","kind":"ehr","jwks":)" + jwks + R"(,"sources":["riverview-ehr"]},
       {"id":"prairie","kind":"payer","jwksFile":")" + (dir.path() / "payer.jwks.json").string() + R"(","payerId":"prairie-medicaid"},
       {"id":"regional-hie","kind":"hie","jwks":)" + jwks + R"(,"subscriptionEndpoints":["https://hie.example.org/notify/"],"practices":"all"},
       {"id":"clinic","kind":"practice","jwks":)" + jwks + R"(,"practiceNpi":"1234567893","certificateSubject":"CN=clinic"},
-      {"id":"convener","kind":"admin","jwks":)" + jwks + R"(}]})"));
+      {"id":"convener","kind":"admin","jwks":)" + jwks + R"(}]})").substr(1));
   ASSERT_TRUE(config.ok()) << config.message();
   ASSERT_TRUE(config->auth.has_value());
   const AuthConfig& auth = *config->auth;

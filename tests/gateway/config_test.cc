@@ -3,6 +3,9 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
+
+#include "tests/gateway/auth_test_keys.h"
 #include "tests/support/test_support.h"
 
 namespace fhir::gateway {
@@ -60,7 +63,7 @@ TEST(ConfigTest, ReadsLimitsWithSafeDefaults) {
 }
 
 TEST(ConfigTest, UnknownKeysAreErrorsNamingTheKey) {
-  EXPECT_EQ(parseConfig(R"({"listen": "127.0.0.1:1", "tls": {}})").message(), "unknown configuration key 'tls'");
+  EXPECT_EQ(parseConfig(R"({"listen": "127.0.0.1:1", "colour": {}})").message(), "unknown configuration key 'colour'");
   EXPECT_EQ(parseConfig(R"({"payers": [{"id": "p", "name": "P", "format": "f", "endpoint": "http://x", "colour": 1}]})").message(),
             "unknown configuration key 'payers[0].colour'");
   EXPECT_EQ(parseConfig(R"({"delivery": {"retries": 3}})").message(), "unknown configuration key 'delivery.retries'");
@@ -75,6 +78,76 @@ TEST(ConfigTest, MissingAndMistypedKeysAreErrors) {
   EXPECT_EQ(parseConfig(R"({"feeds": [{"id": "f", "endpoint": "http://x"}, {"id": "f", "endpoint": "http://y"}]})").message(),
             "duplicate feed id 'f' in configuration key 'feeds'");
   EXPECT_NE(parseConfig("{").message().find("not valid JSON"), std::string::npos);
+}
+
+TEST(ConfigTest, ReadsTlsAndAllowPlainHttp) {
+  testing::TempDir dir;
+  const std::string cert = (dir.path() / "cert.pem").string();
+  const std::string key = (dir.path() / "key.pem").string();
+  std::ofstream(cert) << "certificate";  // read by OpenSSL when the listener starts, not here
+  std::ofstream(key) << "key";
+  auto config = parseConfig(R"({"tls": {"certFile": ")" + cert + R"(", "keyFile": ")" + key + R"(", "clientCaFile": ")" +
+                            cert + R"("}, "allowPlainHttp": true})");
+  ASSERT_TRUE(config.ok()) << config.message();
+  ASSERT_TRUE(config->tls.has_value());
+  EXPECT_EQ(config->tls->cert_file, cert);
+  EXPECT_EQ(config->tls->key_file, key);
+  EXPECT_EQ(config->tls->client_ca_file, cert);
+  EXPECT_TRUE(config->allow_plain_http);
+  auto defaults = parseConfig("{}");
+  ASSERT_TRUE(defaults.ok());
+  EXPECT_FALSE(defaults->tls.has_value());
+  EXPECT_FALSE(defaults->allow_plain_http);
+
+  EXPECT_EQ(parseConfig(R"({"tls": {"certFile": ")" + cert + R"("}})").message(),
+            "missing required configuration key 'tls.keyFile'");
+  EXPECT_EQ(parseConfig(R"({"tls": {"certFile": "/nonexistent.pem", "keyFile": ")" + key + R"("}})").message(),
+            "configuration key 'tls.certFile': cannot read file '/nonexistent.pem'");
+  EXPECT_EQ(parseConfig(R"({"tls": {"certFile": ")" + cert + R"(", "keyFile": ")" + key + R"(", "ciphers": "x"}})").message(),
+            "unknown configuration key 'tls.ciphers'");
+  EXPECT_EQ(parseConfig(R"({"allowPlainHttp": "yes"})").message(), "configuration key 'allowPlainHttp' must be true or false");
+
+  // certificateSubject is checked only with client certificates: without clientCaFile it is an error.
+  const std::string client = R"({"auth": {"clients": [{"id": "c", "kind": "admin", "certificateSubject": "CN=c",
+      "jwks": {"keys": [)" + auth::publicJwkJson(testing::makeEcKey(), auth::Algorithm::kES384, "k") + "]}}]}";
+  EXPECT_EQ(parseConfig(client + "}").message(),
+            "configuration key 'auth.clients[0].certificateSubject' needs 'tls.clientCaFile': client certificates are "
+            "only asked for then");
+  EXPECT_TRUE(parseConfig(client + R"(, "tls": {"certFile": ")" + cert + R"(", "keyFile": ")" + key +
+                          R"(", "clientCaFile": ")" + cert + R"("}})").ok());
+}
+
+TEST(ConfigTest, PublicBaseUrlIsTheOneBaseOfPublishedUrls) {
+  auto config = parseConfig(R"({"publicBaseUrl": "https://gateway.example.org/hie/"})");
+  ASSERT_TRUE(config.ok()) << config.message();
+  EXPECT_EQ(config->public_base_url, "https://gateway.example.org/hie");
+  EXPECT_EQ(*publicBase(*config, "0.0.0.0", 8443), "https://gateway.example.org/hie");
+
+  for (const char* bad : {"https://0.0.0.0:8443", "http://[::]:8080", "https://", "ftp://gateway.example.org",
+                          "https://gateway.example.org/?a=b", "https://gateway.example.org/#top", "gateway.example.org"}) {
+    EXPECT_FALSE(parseConfig(std::string(R"({"publicBaseUrl": ")") + bad + R"("})").ok()) << bad;
+  }
+  EXPECT_NE(parseConfig(R"({"publicBaseUrl": "https://0.0.0.0:8443"})").message().find("not a wildcard"), std::string::npos);
+
+  // Default: the listen address, https:// with tls; never a wildcard address.
+  Config plain;
+  EXPECT_EQ(*publicBase(plain, "127.0.0.1", 8080), "http://127.0.0.1:8080");
+  EXPECT_EQ(*publicBase(plain, "::1", 8080), "http://[::1]:8080");
+  plain.tls = TlsConfig{"cert.pem", "key.pem", ""};
+  EXPECT_EQ(*publicBase(plain, "127.0.0.1", 8443), "https://127.0.0.1:8443");
+  for (const char* wildcard : {"0.0.0.0", "::", "0:0:0:0:0:0:0:0"}) {
+    auto refused = publicBase(plain, wildcard, 8443);
+    ASSERT_FALSE(refused.ok()) << wildcard;
+    EXPECT_NE(refused.message().find("needs 'publicBaseUrl'"), std::string::npos) << refused.message();
+  }
+
+  std::string host;
+  uint16_t port = 0;
+  ASSERT_TRUE(splitListen("[::1]:8443", host, port));
+  EXPECT_EQ(host, "::1");
+  EXPECT_EQ(port, 8443);
+  EXPECT_FALSE(splitListen("127.0.0.1", host, port));
+  EXPECT_FALSE(splitListen("127.0.0.1:70000", host, port));
 }
 
 TEST(ConfigTest, IgsAsPathsOrWithPolicies) {

@@ -118,8 +118,9 @@ GatewayProcess::GatewayProcess(const std::vector<std::string>& given) {
     size_t line_end = output.find('\n');
     if (line_end == std::string::npos) continue;
     const std::string line = output.substr(0, line_end);
-    const std::string prefix = "listening on http://127.0.0.1:";
-    if (line.rfind(prefix, 0) == 0) port_ = static_cast<uint16_t>(std::stoi(line.substr(prefix.size())));
+    for (const std::string prefix : {"listening on http://127.0.0.1:", "listening on https://127.0.0.1:"}) {
+      if (line.rfind(prefix, 0) == 0) port_ = static_cast<uint16_t>(std::stoi(line.substr(prefix.size())));
+    }
     break;
   }
   close(out_pipe[0]);
