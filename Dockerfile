@@ -16,14 +16,18 @@ RUN apt-get update -q \
  && useradd --system --create-home --home-dir /var/lib/gateway gateway
 COPY --from=build /src/build/bin/fhir-gateway /usr/local/bin/fhir-gateway
 COPY --from=build /src/fhir_profiles /usr/share/fhir-gateway/fhir_profiles
-COPY --from=build /src/config/sample.json /etc/fhir-gateway/config.json
+# The sample configuration with auth on (a gateway off loopback must have an `auth` block): one
+# admin client whose JWK set is mounted at /etc/fhir-gateway/clients/admin.jwks.json (make one as
+# `scripts/dev run` does: docs/ACCESS.md); the signing key is created under the data folder.
+COPY --from=build /src/config/docker.json /etc/fhir-gateway/config.json
 ENV FHIR_GATEWAY_PROFILES=/usr/share/fhir-gateway/fhir_profiles
 USER gateway
 WORKDIR /var/lib/gateway
 # HTTPS on 8443 with a mounted certificate (docs/ACCESS.md "Transport"): mount a folder holding
 # tls.crt (PEM, the certificate then its chain) and tls.key at /etc/fhir-gateway/tls. The base
 # URL the gateway publishes (fullUrl, Location, the token endpoint and audience) is the CMD:
-#   docker run -p 8443:8443 -v "$PWD/tls:/etc/fhir-gateway/tls:ro" fhir-gateway \
+#   docker run -p 8443:8443 -v "$PWD/tls:/etc/fhir-gateway/tls:ro" \
+#     -v "$PWD/clients:/etc/fhir-gateway/clients:ro" fhir-gateway \
 #     --public-base-url https://gateway.example.org:8443
 # Behind a TLS-terminating proxy instead: mount a configuration with "allowPlainHttp": true and
 # "publicBaseUrl", and replace the entrypoint's TLS flags (docs/ACCESS.md shows the command).
