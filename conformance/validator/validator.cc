@@ -27,8 +27,10 @@ ValidatorImpl::ValidatorImpl(std::unique_ptr<definitions::Registry> registry,
   for (const auto& package : packages) {
     for (const auto& [name, version] : package.dependencies) {
       if (name.rfind("hl7.fhir.uv.extensions", 0) != 0) continue;
+      // (clang 14, the fuzz build's compiler, cannot capture a structured binding)
+      const std::string& wanted = name;
       bool loaded = std::any_of(packages.begin(), packages.end(),
-                                [&](const auto& other) { return other.name == name; });
+                                [&](const auto& other) { return other.name == wanted; });
       if (!loaded && missing_extensions_.empty()) missing_extensions_ = name + "#" + version;
     }
   }

@@ -93,8 +93,18 @@ Result<RequestHead> parseHead(std::string_view head) {
   if (target.empty()) return Error{"the request target is empty"};
   for (char c : target) {
     if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f) return Error{"the request target contains a control character"};
+    // RFC 3986: a URI is ASCII; anything else arrives percent-encoded.
+    if (static_cast<unsigned char>(c) >= 0x80) return Error{"the request target contains a byte that is not ASCII"};
   }
-  if (version.size() != 8 || version.substr(0, 7) != "HTTP/1." || version[7] < '0' || version[7] > '9') {
+  auto digit = [](char c) { return c >= '0' && c <= '9'; };
+  if (version.size() == 8 && version.substr(0, 5) == "HTTP/" && digit(version[5]) && version[6] == '.' &&
+      digit(version[7]) && version[5] != '1') {
+    // Well-formed (RFC 9112 2.3), another major version: the server answers 505, naming it (only
+    // digits, nothing of the request is echoed beyond them).
+    return Error{std::string(kUnsupportedVersion) + ": HTTP/" + version[5] + "." + version[7] +
+                 " (this server speaks HTTP/1.0 and HTTP/1.1)"};
+  }
+  if (version.size() != 8 || version.substr(0, 7) != "HTTP/1." || !digit(version[7])) {
     return Error{"the protocol is not HTTP/1.x"};
   }
   out.method = std::string(method);

@@ -31,7 +31,9 @@ struct RequestHead {
 std::optional<size_t> headEnd(std::string_view bytes);
 
 // Parses a complete head (request line, header fields, the empty line). Errors name what is
-// wrong; they are answered 400.
+// wrong; they are answered 400, except a well-formed version of another major number
+// ("HTTP/2.0", "HTTP/9.1"), whose error starts with kUnsupportedVersion: 505.
+inline constexpr std::string_view kUnsupportedVersion = "HTTP version not supported";
 Result<RequestHead> parseHead(std::string_view head);
 
 // How the body of a request is delimited (RFC 9112 section 6).

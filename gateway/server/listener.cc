@@ -49,6 +49,7 @@ const char* reasonPhrase(int status) {
     case 500: return "Internal Server Error";
     case 501: return "Not Implemented";
     case 503: return "Service Unavailable";
+    case 505: return "HTTP Version Not Supported";
     default: return "Status";
   }
 }
@@ -278,7 +279,8 @@ void Listener::acceptLoop() {
                                    std::to_string(limits_.max_connections_per_address) + ")",
                                1);
       } else if (total >= limits_.max_connections + kHealthReserve) {
-        refused = refusalBytes(503, "transient",
+        // contracts/http-api.md: a client over a connection limit gets 429 with Retry-After.
+        refused = refusalBytes(429, "throttled",
                                "the gateway has its maximum of connections open (maxConnections " +
                                    std::to_string(limits_.max_connections) + ")",
                                1);
@@ -407,7 +409,11 @@ void Listener::serve(int fd, std::string peer, bool health_only, uint64_t id) {
     auto head = parseHead(connection.pending().substr(0, *end));
     connection.consume(*end);
     if (!head.ok()) {
-      answer(refusal(400, "structure", "the request head is malformed: " + head.message(), 0), true);
+      // RFC 9110 15.6.6: a well-formed request of another major version is 505.
+      const bool version = head.message().starts_with(kUnsupportedVersion);
+      answer(refusal(version ? 505 : 400, version ? "not-supported" : "structure",
+                     version ? head.message() : "the request head is malformed: " + head.message(), 0),
+             true);
       break;
     }
     auto framing = bodyFraming(*head);
@@ -422,7 +428,7 @@ void Listener::serve(int fd, std::string peer, bool health_only, uint64_t id) {
     if (!target.ok()) {
       response = refusal(400, "structure", target.message(), 0);
     } else if (health_only && !(head->method == "GET" && (target->path == "/healthz" || target->path == "/readyz"))) {
-      response = refusal(503, "transient",
+      response = refusal(429, "throttled",
                          "the gateway has its maximum of connections open (maxConnections " +
                              std::to_string(limits_.max_connections) + "); only /healthz and /readyz are answered",
                          1);

@@ -13,11 +13,11 @@
 //  * the request head must be complete within headerTimeoutMs of its first byte (408) and be at
 //    most maxHeaderBytes (431); a body may not be silent longer than bodyIdleTimeoutMs (408);
 //  * at most maxConnections connections are open, and at most maxConnectionsPerAddress from one
-//    peer address: above that the acceptor answers 503 or 429 with Retry-After and closes,
-//    without starting a thread;
+//    peer address: above that the acceptor answers 429 with Retry-After (contracts/http-api.md)
+//    and closes, without starting a thread;
 //  * kHealthReserve connections above maxConnections are accepted for the health endpoints
-//    only (GET /healthz, /readyz; anything else is 503), so liveness answers while every
-//    connection slot is taken;
+//    only (GET /healthz, /readyz; anything else is 429 with Retry-After), so liveness answers
+//    while every connection slot is taken;
 //  * the body of an answered request that the route did not read is drained (up to
 //    kMaxDrainBytes) or the connection is closed, so the next request on a kept-alive connection
 //    starts at a request line, never in a body.

@@ -7,6 +7,7 @@
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <cstring>
 #include <ctime>
 #include <mutex>
@@ -57,7 +58,9 @@ class PrefixedBuffer final : public std::streambuf {
 };
 
 // "json-events": NDJSON when the first non-blank line is a JSON value on its own, else one JSON
-// document (a pretty-printed event); both stream from the same input.
+// document (a pretty-printed event); both stream from the same input. The sniffing reads at most
+// maxRecordBytes (+1) bytes: when the blank lines and the first line are longer, that line is an
+// oversized record either way, and the NDJSON reader skips it unheld (issue 14).
 class JsonEventsReader final : public readers::RecordReader {
  public:
   explicit JsonEventsReader(std::istream& input) : input_(input) {}
@@ -65,12 +68,28 @@ class JsonEventsReader final : public readers::RecordReader {
   // readers::RecordReader
   readers::ReadStatus next(readers::SourceRecord& record, IssueList& issues) override {
     if (!inner_) {
-      std::string head, line;
+      const size_t limit = max_record_bytes_ == 0 ? SIZE_MAX : max_record_bytes_;
+      std::string head;
       bool one_per_line = true;
-      while (std::getline(input_, line)) {
-        head += line;
-        if (!input_.eof()) head.push_back('\n');
-        if (line.find_first_not_of(" \t\r\xEF\xBB\xBF") == std::string::npos) continue;
+      std::streambuf& in = *input_.rdbuf();
+      while (head.size() <= limit) {
+        const size_t start = head.size();
+        bool newline = false;
+        for (int c = in.sbumpc(); c != std::char_traits<char>::eof(); c = in.sbumpc()) {
+          head.push_back(static_cast<char>(c));
+          if (c == '\n') {
+            newline = true;
+            break;
+          }
+          if (head.size() > limit) break;
+        }
+        if (head.size() > limit) break;  // too long to sniff: NDJSON, whose reader skips the line
+        std::string_view line = std::string_view(head).substr(start);
+        if (newline) line.remove_suffix(1);
+        if (line.find_first_not_of(" \t\r\xEF\xBB\xBF") == std::string_view::npos) {
+          if (newline) continue;
+          break;  // the end of the input
+        }
         json::Document probe;
         json::ParseError ignored;
         one_per_line = json::parse(line, probe, ignored);

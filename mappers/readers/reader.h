@@ -70,7 +70,8 @@ class RecordReader {
   // passes an empty list per call). Never throws for bad data.
   virtual ReadStatus next(SourceRecord& record, IssueList& issues) = 0;
   // limits.maxRecordBytes (0: no limit): a longer record is not held, see SourceRecord::raw_sha256.
-  // Readers that honour it: CSV (one physical record), NDJSON (one line).
+  // Readers that honour it: CSV (one physical record), NDJSON (one line), X12 (one claim with
+  // its loops' segments, or one segment outside a claim).
   void setMaxRecordBytes(size_t bytes) { max_record_bytes_ = bytes; }
 
  protected:

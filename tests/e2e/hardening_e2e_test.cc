@@ -233,6 +233,66 @@ TEST_F(Hardening, TricklingOrSilentClientsGet408AtTheHeaderDeadline) {
   expectHealthy();
 }
 
+// Malformed request lines and versions on the listener (issue 14; POCO used to echo a malformed
+// version: "GET /fhir/metadata HTTP/11." was answered "HTTP/11. 200 OK"). Each one is answered
+// 400, or 505 for a well-formed other major version, with an OperationOutcome, on an HTTP/1.1
+// status line; nothing of the request comes back except inside the JSON, escaped; and the
+// process keeps serving.
+TEST_F(Hardening, MalformedRequestLinesAndVersionsAre400Or505AndEchoNothing) {
+  struct Case {
+    std::string request;
+    int status;
+    std::string words;
+  };
+  const std::vector<Case> cases = {
+      {"GET / HTTP/9.1\r\nHost: x\r\n\r\n", 505, "HTTP version not supported: HTTP/9.1"},
+      {"GET /fhir/metadata HTTP/2.0\r\nHost: x\r\n\r\n", 505, "HTTP version not supported: HTTP/2.0"},
+      {"GET / HTTP/9.x\r\nHost: x\r\n\r\n", 400, "the protocol is not HTTP/1.x"},
+      {"GET /fhir/metadata HTTP/11.\r\nHost: x\r\n\r\n", 400, "the protocol is not HTTP/1.x"},
+      {"GET /fhir/SubscriptionTopic HTTP11/.\r\nHost: x\r\n\r\n", 400, "the protocol is not HTTP/1.x"},
+      {"GET /healthz HTTP/1.1<script>\r\nHost: x\r\n\r\n", 400, "the protocol is not HTTP/1.x"},
+      {"GET /healthz\r\nHost: x\r\n\r\n", 400, "the request line is not"},
+      {"GET  /healthz HTTP/1.1\r\nHost: x\r\n\r\n", 400, "the request line is not"},
+      {"G(T /healthz HTTP/1.1\r\nHost: x\r\n\r\n", 400, "the request method is not a token"},
+      {"GET /a\x01" "b HTTP/1.1\r\nHost: x\r\n\r\n", 400, "control character"},
+      {"GET /fhir/Patient/\xff\xfe HTTP/1.1\r\nHost: x\r\n\r\n", 400, "not ASCII"},
+      {"GET fhir/metadata HTTP/1.1\r\nHost: x\r\n\r\n", 400, "is not a path"},
+      {"GET /fhir/Patient/a%zz HTTP/1.1\r\nHost: x\r\n\r\n", 400, "bad percent-escape"},
+      {"GET /fhir/Patient/a%4 HTTP/1.1\r\nHost: x\r\n\r\n", 400, "bad percent-escape"},
+      {post("/fhir/$validate?profile=%zz", R"({"resourceType":"Patient"})"), 400, "bad percent-escape ('%zz')"},
+      {post("/fhir/$validate?profile=%", R"({"resourceType":"Patient"})"), 400, "bad percent-escape ('%')"},
+      {post("/fhir/$validate?pro%g1file=x", R"({"resourceType":"Patient"})"), 400, "bad percent-escape"},
+      {post("/ingest/claims/lakeshore-medicaid?asOf=%2", kCsvHeader, "text/csv"), 400, "bad percent-escape ('%2')"},
+      {post("/fhir/$validate?profile=%zz\"\\<b>", R"({"resourceType":"Patient"})"), 400,
+       "bad percent-escape ('%zz\"\\<b>')"},
+  };
+  const int64_t resources_before = resources();
+  for (const Case& bad : cases) {
+    SCOPED_TRACE(bad.request.substr(0, bad.request.find('\r')));
+    // "Connection: close" (where the head parses), and the server's close awaited: the
+    // connection is released before the next one (this fixture allows 4 per address).
+    std::string request = bad.request;
+    request.insert(request.find("\r\n") + 2, "Connection: close\r\n");
+    RawClient client(gateway_->port());
+    ASSERT_TRUE(client.send(request));
+    RawResponse response = client.read(5000);
+    EXPECT_TRUE(client.closedByPeer(5000));
+    expectOutcome(response, bad.status, bad.words);
+    EXPECT_TRUE(response.status_line.starts_with("HTTP/1.1 " + std::to_string(bad.status) + " ")) << response.status_line;
+    EXPECT_EQ(response.headers["content-type"], "application/fhir+json");
+    // Nothing raw: the answer's bytes are ASCII (the JSON escapes what it quotes).
+    for (char c : response.body) EXPECT_LT(static_cast<unsigned char>(c), 0x80) << response.body;
+    expectHealthy();
+  }
+  EXPECT_EQ(resources(), resources_before);
+  // Still serving normal requests on a kept-alive connection.
+  RawClient client(gateway_->port());
+  client.send("GET /fhir/metadata HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_EQ(client.read(5000).status, 200);
+  client.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_EQ(client.read(5000).status, 200);
+}
+
 TEST_F(Hardening, OversizedHeadIs431) {
   RawResponse answer =
       rawRequest(gateway_->port(), "GET /healthz HTTP/1.1\r\nX-Big: " + std::string(5000, 'a') + "\r\n\r\n");
@@ -241,8 +301,9 @@ TEST_F(Hardening, OversizedHeadIs431) {
 }
 
 // Connections from one address are capped (429 with Retry-After), and when every connection slot
-// is taken /healthz still answers on the reserve while other requests get 503.
-TEST_F(Hardening, ConnectionCapsAnswer429And503AndHealthStillAnswers) {
+// is taken /healthz still answers on the reserve while other requests get 429 with Retry-After
+// (contracts/http-api.md: a client over its connection limit), and past the reserve too.
+TEST_F(Hardening, ConnectionCapsAnswer429AndHealthStillAnswers) {
   std::vector<std::unique_ptr<RawClient>> held;
   for (int index = 0; index < 4; ++index) held.push_back(std::make_unique<RawClient>(gateway_->port(), "127.0.0.2"));
   std::this_thread::sleep_for(100ms);  // let the acceptor count them
@@ -254,10 +315,22 @@ TEST_F(Hardening, ConnectionCapsAnswer429And503AndHealthStillAnswers) {
   for (const char* from : {"127.0.0.3", "127.0.0.4"}) {
     for (int index = 0; index < 4; ++index) held.push_back(std::make_unique<RawClient>(gateway_->port(), from));
   }
+  // Every reserve slot taken too (12 + Listener::kHealthReserve 8): the acceptor itself answers
+  // 429 with Retry-After and closes. (The silent connections are closed by the server after
+  // headerTimeoutMs, 800 ms: the steps up to here take a few hundred.)
+  std::vector<std::unique_ptr<RawClient>> reserve;
+  for (const char* from : {"127.0.0.5", "127.0.0.6"}) {
+    for (int index = 0; index < 4; ++index) reserve.push_back(std::make_unique<RawClient>(gateway_->port(), from));
+  }
+  std::this_thread::sleep_for(100ms);  // 20 open: maxConnections and the reserve
+  RawResponse full = rawRequest(gateway_->port(), post("/ingest/econsult", event("response")), 2000, "127.0.0.7");
+  expectOutcome(full, 429, "maxConnections 12");
+  EXPECT_EQ(full.headers["retry-after"], "1");
+  reserve.clear();
   std::this_thread::sleep_for(100ms);  // 12 open: maxConnections
   expectHealthy();
   RawResponse busy = rawRequest(gateway_->port(), post("/ingest/econsult", event("response")));
-  expectOutcome(busy, 503, "maxConnections 12");
+  expectOutcome(busy, 429, "maxConnections 12");
   EXPECT_EQ(busy.headers["retry-after"], "1");
   EXPECT_EQ(resources(), 0);
   held.clear();

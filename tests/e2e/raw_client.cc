@@ -67,6 +67,7 @@ RawResponse RawClient::read(int timeout_ms) {
         head_end += 4;
         const std::string head = buffer_.substr(0, head_end);
         if (head.size() > 12) response.status = std::atoi(head.c_str() + 9);
+        response.status_line = head.substr(0, head.find("\r\n"));
         size_t line = head.find("\r\n") + 2;
         while (line < head.size()) {
           size_t end = head.find("\r\n", line);

@@ -14,6 +14,7 @@ namespace fhir::testing {
 
 struct RawResponse {
   int status = 0;  // 0: no complete answer arrived
+  std::string status_line;  // "HTTP/1.1 400 Bad Request", without CRLF
   std::map<std::string, std::string> headers;  // names lower-cased
   std::string body;
 };

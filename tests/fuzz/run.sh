@@ -34,7 +34,9 @@ max_len() {
 }
 dict() {
   case "$1" in
-    json | validator | spec_loader | ndjson_reader) echo "$root/tests/fuzz/dict/json.dict" ;;
+    json | spec_loader) echo "$root/tests/fuzz/dict/json.dict" ;;
+    ndjson_reader) echo "$root/tests/fuzz/dict/ndjson.dict" ;;
+    validator) echo "$root/tests/fuzz/dict/validator.dict" ;;
     x12_reader) echo "$root/tests/fuzz/dict/x12.dict" ;;
     hl7v2_reader) echo "$root/tests/fuzz/dict/hl7v2.dict" ;;
     fhirpath) echo "$root/tests/fuzz/dict/fhirpath.dict" ;;
@@ -51,6 +53,34 @@ make_fhirpath_seeds() {
       n=$((n + 1))
       printf '%s' "$expression" >"$out/expression-$n"
     done
+}
+
+# Every line of the NDJSON event files on its own (whole files are seeds too, by the list), and a
+# few small records: short inputs put more of the mutations on keys and values than 16 KB files.
+make_ndjson_seeds() {
+  local out=$1 n=0 file line
+  for file in "$root"/tests/data/mappers/*/*.ndjson; do
+    while IFS= read -r line; do
+      n=$((n + 1))
+      printf '%s\n' "$line" >"$out/line-$n"
+    done <"$file"
+  done
+  printf '{"eventId":"e1","n":1}\n{"a":[1,2.50,"x"],"b":{"c":null}}\n' >"$out/small-1"
+  printf '\xef\xbb\xbf{"member":{"dob":"1961-03-19"}}\r\n\r\n{"lines":[{"code":"99214"}]}\n' >"$out/small-2"
+  printf '{\n  "eventId": "e2",\n  "eventType": "request"\n}\n' >"$out/small-3"
+}
+
+# One seed per primitive of validator_fuzz.cc's kPrimitives: the first byte picks the element
+# (byte % 16), the rest is its value.
+make_validator_seeds() {
+  local out=$1 index=0 value
+  for value in male abc-1.2 2021-02-28 2015-02-07T13:28:17-05:00 2015-02-07T13:28:17.239+02:00 13:28:17 \
+    'http://example.org/a' 'http://hl7.org/fhir/StructureDefinition/Patient|4.0.1' 'a b' SGVsbG8= 1 -2147483648 \
+    1.50e3 true 1234-5 '<div xmlns="http://www.w3.org/1999/xhtml">x</div>'; do
+    # bytes 0x60-0x6F: not the start of JSON, and 0x60 + index = index (mod 16)
+    printf "\\$(printf '%03o' $((0x60 + index)))%s" "$value" >"$out/primitive-$index"
+    index=$((index + 1))
+  done
 }
 
 # One request per route, bodies from tests/data.
@@ -88,6 +118,13 @@ make_http_seeds() {
   request POST '/fhir/$validate?profile=http%3A%2F%2Fexample.org' application/fhir+json tests/data/validator/examples/Patient-example.json
   request POST '/fhir/Patient/$validate' application/fhir+json tests/data/validator/examples/Patient-example.json
   request POST /fhir/Subscription application/fhir+json ""
+  # Percent-escapes in path segments and query components, and a chunked body in two chunks.
+  request GET '/fhir/Patient/a%2Db%2e1' "" ""
+  request GET '/fhir/Subscription/s%31/$status?x=%41%42+c&y' "" ""
+  request GET '/admin/quarantine?_count=%35&channel=econsult&since=2026-01-01T00%3A00%3A00Z' "" ""
+  request POST '/ingest/claims/lakeshore-medicaid?asOf=2026-10-01%2B05' text/csv tests/data/mappers/lakeshore-medicaid/claims.csv
+  n=$((n + 1))
+  printf 'POST /fhir/$validate?profile=http%%3A%%2F%%2Fhl7.org%%2Ffhir%%2FStructureDefinition%%2FPatient HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Type: application/fhir+json\r\n\r\n10\r\n{"resourceType":\r\na\r\n"Patient"}\r\n0\r\n\r\n' >"$out/request-$n"
   # Two requests on one connection, the second one chunked.
   n=$((n + 1))
   printf 'GET /healthz HTTP/1.1\r\nHost: a\r\n\r\nPOST /ingest/econsult HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Type: application/json\r\n\r\n2\r\n{}\r\n0\r\n\r\n' >"$out/request-$n"
@@ -109,6 +146,8 @@ make_seeds() {
   case "$target" in
     fhirpath) make_fhirpath_seeds "$out" ;;
     http) make_http_seeds "$out" ;;
+    ndjson_reader) make_ndjson_seeds "$out" ;;
+    validator) make_validator_seeds "$out" ;;
   esac
 }
 

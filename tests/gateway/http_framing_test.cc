@@ -33,6 +33,26 @@ TEST(HttpFramingTest, RefusesMalformedHeads) {
   EXPECT_FALSE(parseHead("\r\n\r\n").ok());
 }
 
+// Issue 14: another major version that is well-formed is told apart (the listener answers 505);
+// a malformed version or a non-ASCII target is a plain error (400), and none echo the request.
+TEST(HttpFramingTest, TellsAnUnsupportedVersionFromAMalformedOne) {
+  for (const char* version : {"HTTP/2.0", "HTTP/9.1", "HTTP/0.9"}) {
+    auto head = parseHead(std::string("GET / ") + version + "\r\nHost: a\r\n\r\n");
+    ASSERT_FALSE(head.ok()) << version;
+    EXPECT_TRUE(head.message().starts_with(kUnsupportedVersion)) << head.message();
+    EXPECT_NE(head.message().find(version), std::string::npos) << head.message();
+  }
+  for (const char* version : {"HTTP/9.x", "HTTP/11.", "HTTP11/.", "HTTP/1.10", "http/1.1", "HTTP/1.", "HTTP/\xff.1"}) {
+    auto head = parseHead(std::string("GET / ") + version + "\r\nHost: a\r\n\r\n");
+    ASSERT_FALSE(head.ok()) << version;
+    EXPECT_EQ(head.message(), "the protocol is not HTTP/1.x");
+  }
+  EXPECT_EQ(parseHead("GET /a\xc3\xa9 HTTP/1.1\r\n\r\n").message(), "the request target contains a byte that is not ASCII");
+  auto ok = parseHead("GET / HTTP/1.0\r\n\r\n");
+  ASSERT_TRUE(ok.ok()) << ok.message();
+  EXPECT_EQ(ok->minor_version, 0);
+}
+
 TEST(HttpFramingTest, DecidesTheBodyFramingAndRefusesAmbiguousOnes) {
   auto framing = [](const std::string& headers) {
     auto head = parseHead("POST / HTTP/1.1\r\n" + headers + "\r\n");

@@ -9,12 +9,22 @@
 #include <cstring>
 #include <initializer_list>
 
+#include "mappers/common/ids.h"
+#include "mappers/readers/x12/x12_json.h"
+
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #endif
 
 namespace fhir::mappers::readers::x12 {
 namespace {
+
+using detail::copyString;
+using detail::deepCopy;
+using detail::elementName;
+using detail::KeptStack;
+using detail::kBuilderStackBytes;
+using detail::SegmentBuilder;
 
 // Where loop-level segments (N3, N4, REF, ...) currently belong.
 enum class Loop { kHeader, k2000A, k2010AA, k2010AB, k2000B, k2010BA, k2010BB, k2000C, k2010CA,
@@ -28,7 +38,30 @@ struct Pending {
   std::shared_ptr<const void> shared;  // the loop contexts `doc` views
   std::shared_ptr<const RecordFrame> frame;  // a claim's transaction set, to read it alone
   IssueList issues;
+  std::string raw_sha256;  // over maxRecordBytes: `raw` is its first bytes (SourceRecord::raw_sha256)
+  uint64_t raw_total = 0;
 };
+
+// A record past maxRecordBytes, not held: its first bytes, and the digest and size of all of it.
+struct Oversized {
+  Sha256Stream digest;
+  std::string head;
+  uint64_t total = 0;
+  std::string location;  // where the record starts: "segment 20 (CLM)"
+  void add(std::string_view bytes, size_t max) {
+    digest.update(bytes);
+    total += bytes.size();
+    if (head.size() < max) head.append(bytes.substr(0, max - head.size()));
+  }
+};
+
+// Segments that end a claim (its loop 2300 and 2400s).
+bool endsClaim(std::string_view id) {
+  for (std::string_view boundary : {"CLM", "HL", "SE", "ST", "GS", "GE", "IEA", "ISA"}) {
+    if (id == boundary) return true;
+  }
+  return false;
+}
 
 // The envelope and header of the transaction set a claim was read from: the claim's raw bytes
 // (its billing provider, subscriber and patient loops and loop 2300) between prefix() and
@@ -104,80 +137,6 @@ bool isSegmentId(std::string_view id) {
     if (!isUpper(c) && !isDigit(c)) return false;
   }
   return isUpper(id[0]);
-}
-
-// Element member names "01".."99" as constant strings (no formatting or copying per segment).
-struct ElementNames {
-  char text[100][3];
-  ElementNames() {
-    for (int index = 0; index < 100; ++index) {
-      text[index][0] = static_cast<char>('0' + index / 10);
-      text[index][1] = static_cast<char>('0' + index % 10);
-      text[index][2] = '\0';
-    }
-  }
-};
-
-// The stack of a SegmentBuilder: one buffer kept for the reader's life (a document frees its
-// stack after every Populate() and would allocate it again for the next segment).
-class KeptStack {
- public:
-  static const bool kNeedFree = false;
-  void* Malloc(size_t size) { return Realloc(nullptr, 0, size); }
-  void* Realloc(void* /*original*/, size_t /*original_size*/, size_t size) {
-    if (size > buffer_.size()) buffer_.resize(size);  // keeps the contents, as Realloc must
-    return buffer_.data();
-  }
-  static void Free(void* /*pointer*/) {}
-
- private:
-  std::vector<char> buffer_;
-};
-
-// Builds values of json::Allocator from SAX events (its values are json::Values).
-using SegmentBuilder = rapidjson::GenericDocument<rapidjson::UTF8<>, json::Allocator, KeptStack>;
-constexpr size_t kBuilderStackBytes = 1024;  // room for 32 elements before the stack grows
-
-void copyString(SegmentBuilder& out, std::string_view text) {
-  out.String(text.data(), static_cast<rapidjson::SizeType>(text.size()), true);
-}
-
-// Member name "01".."99" as a constant string (no formatting or copying per segment).
-void elementName(SegmentBuilder& out, size_t index) {
-  static const ElementNames kNames;
-  if (index < 100) {
-    out.Key(kNames.text[index], 2, false);
-  } else {
-    std::string name = std::to_string(index);
-    out.Key(name.data(), static_cast<rapidjson::SizeType>(name.size()), true);
-  }
-}
-
-// A copy of `value` in `allocator` (RapidJSON's CopyFrom replays SAX events, several times
-// slower than this direct walk).
-json::Value deepCopy(const json::Value& value, json::Allocator& allocator) {
-  switch (value.GetType()) {
-    case rapidjson::kObjectType: {
-      json::Value object(rapidjson::kObjectType);
-      for (const auto& member : value.GetObject()) {
-        object.AddMember(deepCopy(member.name, allocator), deepCopy(member.value, allocator), allocator);
-      }
-      return object;
-    }
-    case rapidjson::kArrayType: {
-      json::Value array(rapidjson::kArrayType);
-      array.Reserve(value.Size(), allocator);
-      for (const json::Value& item : value.GetArray()) array.PushBack(deepCopy(item, allocator), allocator);
-      return array;
-    }
-    case rapidjson::kStringType:
-      return json::Value(value.GetString(), value.GetStringLength(), allocator);
-    default: {
-      json::Value copy;
-      copy.CopyFrom(value, allocator);
-      return copy;
-    }
-  }
 }
 
 // A loop context (billing provider, subscriber, payer, ...) is built once per loop and shared by
@@ -293,6 +252,14 @@ struct X12Reader::State {
 
   std::shared_ptr<ClaimDocument> claim;
   std::string claim_raw;
+  // limits.maxRecordBytes (0: none). A claim larger than it (one huge segment, or many) is not
+  // held: from there on its bytes are hashed, its first ones kept, and it is rejected as one record
+  // when it ends (`big_claim` instead of `claim`). A segment larger than it outside a claim is
+  // such a record on its own (`big_segment`). `segment_oversized`: the current segment is one of
+  // these, `segment` holds only its first bytes.
+  size_t max_record = 0;
+  std::unique_ptr<Oversized> big_claim, big_segment;
+  bool segment_oversized = false;
   size_t claim_segment = 0;
   Loop loop = Loop::kHeader;
 
@@ -419,8 +386,59 @@ struct X12Reader::State {
     }
   }
 
+  // --- records past maxRecordBytes ---
+  size_t claimBytes() const { return billing_raw.size() + subscriber_raw.size() + patient_raw.size() + claim_raw.size(); }
+  // The open claim (its loops' bytes so far) is past maxRecordBytes: drop what is held of it.
+  void claimToOversized() {
+    big_claim = std::make_unique<Oversized>();
+    big_claim->location = "segment " + std::to_string(claim_segment) + " (CLM)";
+    for (const std::string* raw : {&billing_raw, &subscriber_raw, &patient_raw, &claim_raw}) big_claim->add(*raw, max_record);
+    claim.reset();
+    claim_raw.clear();
+  }
+  // A segment turned out larger than maxRecordBytes (`first`: its first bytes): where its bytes go.
+  Oversized& beginOversized(std::string_view first) {
+    const size_t from = std::min(first.find_first_not_of("\r\n \t"), first.size());
+    std::string_view id = first.substr(from, std::min<size_t>(first.find(element, from), first.size()) - from);
+    const bool claim_open = claim || big_claim;
+    const bool clm = id == "CLM" && hl_open && (isCode(hl_level, "22") || isCode(hl_level, "23"));
+    if (in_transaction && claim_open && !endsClaim(id)) {
+      if (!big_claim) claimToOversized();
+      return *big_claim;
+    }
+    if (in_transaction && clm) {
+      closeClaim();
+      claim_segment = segment_number + 1;
+      claim_raw.clear();
+      claimToOversized();
+      loop = Loop::k2300;
+      ++hl_claims;
+      return *big_claim;
+    }
+    big_segment = std::make_unique<Oversized>();
+    return *big_segment;
+  }
+  // After step() read an oversized segment: counted; a segment alone is rejected now, a claim's
+  // part of it when the claim ends.
+  void oversizedSegment() {
+    if (in_transaction) ++segment_number;
+    if (!big_segment) return;
+    std::unique_ptr<Oversized> big = std::move(big_segment);
+    rejectOversized(here(0), "the segment", *big);
+  }
+  void rejectOversized(std::string location, const std::string& what, Oversized& big) {
+    reject(location, what + " is " + std::to_string(big.total) + " bytes, larger than maxRecordBytes (" +
+                         std::to_string(max_record) + ")", std::move(big.head), "too-long");
+    pending.back().raw_sha256 = big.digest.hex();
+    pending.back().raw_total = big.total;
+  }
+
   // --- loops ---
   void closeClaim() {
+    if (big_claim) {
+      std::unique_ptr<Oversized> big = std::move(big_claim);
+      rejectOversized(big->location, "the claim", *big);
+    }
     if (!claim) return;
     std::shared_ptr<ClaimDocument> doc = std::move(claim);
     json::Allocator& allocator = doc->GetAllocator();
@@ -669,6 +687,11 @@ void X12Reader::State::openFrame() {
 void X12Reader::State::transactionSegment() {
   ++segment_number;
   std::string_view id = elements[0];
+  if (big_claim && !endsClaim(id)) {  // the rest of a claim past maxRecordBytes: hashed, not held
+    big_claim->add(segment, max_record);
+    big_claim->add(std::string_view(&terminator, 1), max_record);
+    return;
+  }
   if (is("SE")) {
     closeHl("");
     size_t count = segment_number;
@@ -796,16 +819,45 @@ void X12Reader::State::transactionSegment() {
 }
 
 bool X12Reader::State::readSegment() {
+  segment_oversized = false;
+  big_segment.reset();
   std::string_view buffered = input.buffered();
   size_t end = buffered.find(terminator);
-  if (end != std::string_view::npos) {
+  if (end != std::string_view::npos && (max_record == 0 || end < max_record)) {
     segment = buffered.substr(0, end);
     input.skip(end + 1);
     return true;
   }
+  // Across blocks, or longer than maxRecordBytes: then only its first bytes are held.
   text.clear();
-  if (!input.readUntil(terminator, text)) return false;
-  if (!text.empty() && text.back() == terminator) text.pop_back();
+  Oversized* sink = nullptr;
+  bool any = false;
+  while (!(buffered = input.buffered()).empty()) {
+    any = true;
+    end = buffered.find(terminator);
+    const std::string_view piece = buffered.substr(0, end == std::string_view::npos ? buffered.size() : end);
+    if (!sink && max_record > 0 && text.size() + piece.size() >= max_record) {
+      const size_t held = text.size();
+      text.append(piece.substr(0, max_record - held));
+      // Its bytes from its id on (line breaks between segments are not part of a record).
+      const size_t lead = std::min(text.find_first_not_of("\r\n \t"), text.size());
+      sink = &beginOversized(std::string_view(text).substr(lead));
+      if (lead < held) sink->add(std::string_view(text).substr(lead, held - lead), max_record);
+      sink->add(piece.substr(std::min(piece.size(), lead > held ? lead - held : 0)), max_record);
+      segment_oversized = true;
+    } else if (sink) {
+      sink->add(piece, max_record);
+    } else {
+      text.append(piece);
+    }
+    input.skip(piece.size());
+    if (end != std::string_view::npos) {
+      input.skip(1);
+      if (sink) sink->add(std::string_view(&terminator, 1), max_record);
+      break;
+    }
+  }
+  if (!any) return false;
   const size_t size = text.size();
   text.append(BufferedInput::kPadding, '\0');  // readable after the segment, as in the input's buffer
   segment = std::string_view(text.data(), size);
@@ -882,8 +934,11 @@ void X12Reader::State::step() {
     return;
   }
   id_code = idCode(elements[0]);
-  if (in_transaction) {
+  if (segment_oversized) {
+    oversizedSegment();
+  } else if (in_transaction) {
     transactionSegment();
+    if (claim && max_record > 0 && claimBytes() > max_record) claimToOversized();
   } else {
     envelopeSegment();
   }
@@ -894,6 +949,7 @@ X12Reader::~X12Reader() = default;
 
 ReadStatus X12Reader::next(SourceRecord& record, IssueList& issues) {
   State& state = *state_;
+  state.max_record = max_record_bytes_;
   while (state.pending.empty()) {
     if (state.done) return ReadStatus::kEnd;
     state.step();
@@ -905,6 +961,8 @@ ReadStatus X12Reader::next(SourceRecord& record, IssueList& issues) {
   record.position = std::move(item.position);
   record.shared = std::move(item.shared);
   record.frame = std::move(item.frame);
+  record.raw_sha256 = std::move(item.raw_sha256);
+  record.raw_total = item.raw_total;
   issues.append(item.issues);
   if (item.status == ReadStatus::kFatal) state.pending.clear();
   return item.status;

@@ -37,6 +37,14 @@
 // constant however large the set). A subscriber or patient loop without a claim, a claim without
 // service lines, and segments out of their loop are rejected records. An ISA that is not 106
 // bytes with the element separator at every fixed position is fatal.
+//
+// maxRecordBytes (RecordReader::setMaxRecordBytes): a claim whose bytes (its billing provider,
+// subscriber and patient loops and loop 2300 with its 2400s, as in `raw`) grow past it, by one
+// huge segment or element or by many segments, is not held: its first bytes are kept, all of it
+// is hashed (SourceRecord::raw_sha256, raw_total), and it is one rejected record ("too-long") at
+// the claim's CLM when the claim ends; the next claim is read as usual. A segment past it outside
+// a claim (or one that starts a loop or ends the transaction set) is such a record on its own,
+// at that segment, and is otherwise skipped. No segment is held beyond maxRecordBytes bytes.
 
 #include <deque>
 #include <memory>

@@ -5,6 +5,7 @@
 
 #include <sstream>
 
+#include "mappers/common/ids.h"
 #include "tests/support/test_support.h"
 
 namespace fhir::mappers::readers::x12 {
@@ -19,9 +20,10 @@ struct Read {
   }
 };
 
-std::vector<Read> readAll(const std::string& text) {
+std::vector<Read> readAll(const std::string& text, size_t max_record_bytes = 0) {
   std::istringstream stream(text);
   X12Reader reader(stream);
+  reader.setMaxRecordBytes(max_record_bytes);
   std::vector<Read> out;
   while (true) {
     Read read;
@@ -445,6 +447,122 @@ TEST(X12Reader, ClaimWithInvalidUtf8IsRejectedNamingTheByte) {
       << reads[1].issues.issues()[0].diagnostics;
   EXPECT_EQ(reads[1].location().substr(0, 8), "segment ");
   EXPECT_NE(reads[1].location().find("(CLM)"), std::string::npos);
+}
+
+// Issue 14, maxRecordBytes. The bytes of a claim's record, as the reader's `raw` is defined
+// (x12_reader.h): its segments in order with their terminators, no line breaks. `ranges`: pairs
+// of segment starts, each range from the segment starting with the first text up to (without)
+// the one starting with the second, in `text` (segments "...~" with line breaks between them).
+std::string claimBytes(const std::string& text, const std::vector<std::pair<std::string, std::string>>& ranges) {
+  std::vector<std::string> segments;
+  size_t start = 0;
+  for (size_t end = text.find('~'); end != std::string::npos; start = end + 1, end = text.find('~', start)) {
+    std::string segment = text.substr(start, end - start);
+    segment.erase(0, segment.find_first_not_of("\r\n"));
+    segments.push_back(segment + "~");
+  }
+  std::string out;
+  for (const auto& [from, to] : ranges) {
+    bool inside = false;
+    for (const std::string& segment : segments) {
+      if (segment.starts_with(from)) inside = true;
+      if (segment.starts_with(to)) inside = false;
+      if (inside) out += segment;
+    }
+  }
+  return out;
+}
+
+// SE01 of the first transaction set plus `more` (segments inserted into it).
+std::string bumpSegmentCount(std::string text, int more) {
+  return replace(std::move(text), "SE*52*0001~", "SE*" + std::to_string(52 + more) + "*0001~");
+}
+
+void expectTooLong(const Read& read, const std::string& whole, size_t max, const std::string& location) {
+  ASSERT_EQ(read.status, ReadStatus::kRejected) << read.location();
+  EXPECT_EQ(read.location(), location);
+  ASSERT_FALSE(read.issues.issues().empty());
+  EXPECT_EQ(read.issues.issues()[0].code, "too-long");
+  EXPECT_NE(read.issues.issues()[0].diagnostics.find(std::to_string(whole.size()) + " bytes, larger than maxRecordBytes (" +
+                                                     std::to_string(max) + ")"),
+            std::string::npos)
+      << read.issues.issues()[0].diagnostics;
+  EXPECT_EQ(read.record.raw_total, whole.size());
+  EXPECT_EQ(read.record.raw_sha256, sha256Hex(whole));
+  EXPECT_EQ(read.record.raw, whole.substr(0, max));
+  EXPECT_EQ(read.record.frame, nullptr);  // its first bytes alone are no claim to replay
+}
+
+// One huge element (3 MB, far past the 64 KiB input block) in claim 1: the claim is one rejected
+// record holding its first maxRecordBytes bytes with the digest and size of all of it; claims 2
+// and 3 are read as usual, and the SE count still matches.
+TEST(X12Reader, ClaimWithAHugeElementIsRejectedTruncatedWithItsDigest) {
+  const std::string huge = "NTE*ADD*" + std::string(3 << 20, 'x');
+  const std::string text = bumpSegmentCount(replace(northshore(), "HI*ABF:Z794~\n", "HI*ABF:Z794~\n" + huge + "~\n"), 1);
+  const std::string whole = claimBytes(text, {{"HL*1**20*1", "HL*2*"}, {"HL*2*", "CLM*"}, {"CLM*NS-CLM-0001", "HL*3"}});
+  ASSERT_GT(whole.size(), huge.size());
+  const size_t max = 65536;
+  auto reads = readAll(text, max);
+  ASSERT_EQ(reads.size(), 3u);
+  expectTooLong(reads[0], whole, max, "segment 19 (CLM)");
+  for (size_t index = 1; index < 3; ++index) {
+    ASSERT_EQ(reads[index].status, ReadStatus::kRecord) << reads[index].location();
+    EXPECT_EQ(str(reads[index].record.doc["claim"]["CLM"]["01"]), "NS-CLM-000" + std::to_string(index + 1));
+    EXPECT_TRUE(reads[index].record.raw_sha256.empty());
+  }
+  // The same claim under the limit is read whole (the element is not the problem).
+  auto unlimited = readAll(text);
+  ASSERT_EQ(unlimited.size(), 3u);
+  EXPECT_EQ(unlimited[0].status, ReadStatus::kRecord);
+  EXPECT_EQ(unlimited[0].record.raw, whole);
+}
+
+// The huge segment is the claim's CLM itself, and the limit falls inside a block (the segment's
+// terminator is in the same 64 KiB block): the same, and its service lines are not read as
+// segments of another claim.
+TEST(X12Reader, HugeClmStartsARejectedClaim) {
+  const std::string clm = "CLM*NS-CLM-0002*95.00***11:B:1*Y*A*Y*Y*" + std::string(5000, '9');
+  const std::string text = replace(northshore(), "CLM*NS-CLM-0002*95.00***11:B:1*Y*A*Y*Y", clm);
+  const std::string whole = claimBytes(text, {{"HL*1**20*1", "HL*2*"}, {"HL*3*", "CLM*"}, {"CLM*NS-CLM-0002", "CLM*NS-CLM-0003"}});
+  const size_t max = 2000;
+  auto reads = readAll(text, max);
+  ASSERT_EQ(reads.size(), 3u);
+  EXPECT_EQ(reads[0].status, ReadStatus::kRecord);
+  expectTooLong(reads[1], whole, max, "segment 41 (CLM)");
+  ASSERT_EQ(reads[2].status, ReadStatus::kRecord) << reads[2].location();
+  EXPECT_EQ(str(reads[2].record.doc["claim"]["CLM"]["01"]), "NS-CLM-0003");
+}
+
+// Many ordinary segments make claim 2 larger than the limit: rejected the same way.
+TEST(X12Reader, ClaimOfManySegmentsIsRejectedTruncatedWithItsDigest) {
+  std::string notes;
+  for (int index = 0; index < 400; ++index) notes += "NTE*ADD*NOTE NUMBER " + std::to_string(index) + "~\n";
+  const std::string text = bumpSegmentCount(replace(northshore(), "HI*ABK:J069~\nNM1*82", "HI*ABK:J069~\n" + notes + "NM1*82"), 400);
+  const std::string whole = claimBytes(text, {{"HL*1**20*1", "HL*2*"}, {"HL*3*", "CLM*"}, {"CLM*NS-CLM-0002", "CLM*NS-CLM-0003"}});
+  const size_t max = 4096;
+  ASSERT_GT(whole.size(), max);
+  auto reads = readAll(text, max);
+  ASSERT_EQ(reads.size(), 3u);
+  EXPECT_EQ(reads[0].status, ReadStatus::kRecord) << reads[0].location();
+  expectTooLong(reads[1], whole, max, "segment 41 (CLM)");
+  EXPECT_EQ(reads[2].status, ReadStatus::kRecord) << reads[2].location();
+}
+
+// A huge segment outside a claim (the subscriber's address, loop 2010BA) is a rejected record of
+// its own; the claims go on without it.
+TEST(X12Reader, HugeSegmentOutsideAClaimIsRejectedAlone) {
+  const std::string n3 = "N3*12 W ELM ST" + std::string(100000, ' ') + "APT 2";
+  const std::string text = replace(northshore(), "N3*12 W ELM ST~\nN4*CHICAGO*IL*60610~\nDMG*D8*19610319",
+                                   n3 + "~\nN4*CHICAGO*IL*60610~\nDMG*D8*19610319");
+  const size_t max = 1000;
+  auto reads = readAll(text, max);
+  ASSERT_EQ(reads.size(), 4u);
+  expectTooLong(reads[0], n3 + "~", max, "segment 15 (N3)");
+  for (size_t index = 1; index < 4; ++index) {
+    ASSERT_EQ(reads[index].status, ReadStatus::kRecord) << reads[index].location();
+    EXPECT_EQ(reads[index].record.raw.find("APT 2"), std::string::npos);
+  }
+  EXPECT_EQ(json::find(reads[1].record.doc["subscriber"], "N3"), nullptr);
 }
 
 }  // namespace
