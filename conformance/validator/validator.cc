@@ -38,17 +38,18 @@ ValidatorImpl::ValidatorImpl(std::unique_ptr<definitions::Registry> registry,
     const json::Value* global = json::find(*guide, "global");
     if (!global || !global->IsArray()) continue;
     for (const json::Value& item : global->GetArray()) {
-      auto type = item.IsObject() ? json::getString(item, "type") : std::nullopt;
-      auto profile = item.IsObject() ? json::getString(item, "profile") : std::nullopt;
-      if (!type || !profile) continue;
+      if (!item.IsObject()) continue;
+      const std::string_view type = json::getString(item, "type").value_or("");
+      const std::string_view profile = json::getString(item, "profile").value_or("");
+      if (type.empty() || profile.empty()) continue;
       auto it = std::find_if(global_profiles_.begin(), global_profiles_.end(),
-                             [&](const auto& row) { return row.first == *type; });
+                             [&](const auto& row) { return row.first == type; });
       if (it == global_profiles_.end()) {
-        global_profiles_.emplace_back(std::string(*type), std::vector<std::string>());
+        global_profiles_.emplace_back(std::string(type), std::vector<std::string>());
         it = std::prev(global_profiles_.end());
       }
-      if (std::find(it->second.begin(), it->second.end(), *profile) == it->second.end()) {
-        it->second.emplace_back(*profile);
+      if (std::find(it->second.begin(), it->second.end(), profile) == it->second.end()) {
+        it->second.emplace_back(profile);
       }
     }
   }
