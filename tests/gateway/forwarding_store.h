@@ -68,6 +68,10 @@ class ForwardingStore : public Store {
   Status deleteSubscription(std::string_view id) override { return inner_->deleteSubscription(id); }
   Result<std::vector<SubscriptionRow>> listSubscriptions() override { return inner_->listSubscriptions(); }
   Result<bool> claimAssertionJti(std::string_view client_id, std::string_view jti, int64_t expires_ms, int64_t now_ms) override { return inner_->claimAssertionJti(client_id, jti, expires_ms, now_ms); }
+  Result<ResourceOrigins> originsOf(std::string_view type, std::string_view id, bool with_payloads) override { return inner_->originsOf(type, id, with_payloads); }
+  Status appendAudit(std::vector<AuditRecord> records) override { return inner_->appendAudit(std::move(records)); }
+  Result<std::vector<AuditRecord>> listAudit(const AuditQuery& query) override { return inner_->listAudit(query); }
+  Result<std::string> probe() override { return inner_->probe(); }
 
  protected:
   StorePtr inner_;
