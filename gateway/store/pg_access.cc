@@ -21,22 +21,11 @@ Result<ResourceOrigins> selectOrigins(Connection& db, std::string_view type, std
     }
   }
   {
-    auto rows = Query(db, "SELECT type, id, contributor, kind, organization, payer, patient_id, json FROM contributions "
-                          "WHERE type = $1 AND id = $2 ORDER BY contributor COLLATE \"C\"")
+    auto rows = Query(db, "SELECT " PG_CONTRIBUTION_COLUMNS " FROM contributions WHERE type = $1 AND id = $2 "
+                          "ORDER BY contributor COLLATE \"C\"")
                     .text(type).text(id).run();
     if (!rows.ok()) return rows.error();
-    for (int row = 0; row < rows->size(); ++row) {
-      merge::Contribution c;
-      c.type = rows->text(row, 0);
-      c.id = rows->text(row, 1);
-      c.contributor = rows->text(row, 2);
-      c.kind = rows->text(row, 3);
-      c.organization = rows->text(row, 4);
-      c.payer = rows->text(row, 5);
-      c.patient_id = rows->text(row, 6);
-      c.json = rows->text(row, 7);
-      origins.contributions.push_back(std::move(c));
-    }
+    for (int row = 0; row < rows->size(); ++row) origins.contributions.push_back(contributionOf(*rows, row));
   }
   if (type == "Claim") {
     auto rows = Query(db, "SELECT payer_id FROM routed_claims WHERE claim_id = $1").text(id).run();

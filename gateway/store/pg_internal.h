@@ -56,6 +56,9 @@ Result<QuarantinePage> selectQuarantinePage(Connection& db, const QuarantineQuer
 
 // pg_merge.cc ------------------------------------------------------------------------------------
 std::unique_ptr<MergeTx> makeMergeTx(Connection& db);
+// A contributions row selected as PG_CONTRIBUTION_COLUMNS (pg_merge.cc, pg_access.cc).
+merge::Contribution contributionOf(const Rows& rows, int row);
+#define PG_CONTRIBUTION_COLUMNS "type, id, contributor, kind, organization, rank, tiebreak, provenance, patient_id, json, payer"
 
 // pg_access.cc -----------------------------------------------------------------------------------
 Result<ResourceOrigins> selectOrigins(Connection& db, std::string_view type, std::string_view id, bool with_payloads);

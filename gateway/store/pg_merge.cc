@@ -28,26 +28,12 @@ class PgMergeTx final : public MergeTx {
 
   Result<std::vector<merge::Contribution>> contributions(std::string_view type, std::string_view id) override {
     // COLLATE "C": the byte order SQLite sorts by, whatever the database's collation.
-    auto rows = Query(db_, "SELECT type, id, contributor, kind, organization, rank, tiebreak, provenance, patient_id, json, "
-                           "payer FROM contributions WHERE type = $1 AND id = $2 ORDER BY contributor COLLATE \"C\"")
+    auto rows = Query(db_, "SELECT " PG_CONTRIBUTION_COLUMNS " FROM contributions WHERE type = $1 AND id = $2 "
+                           "ORDER BY contributor COLLATE \"C\"")
                     .text(type).text(id).run();
     if (!rows.ok()) return rows.error();
     std::vector<merge::Contribution> out;
-    for (int row = 0; row < rows->size(); ++row) {
-      merge::Contribution c;
-      c.type = rows->text(row, 0);
-      c.id = rows->text(row, 1);
-      c.contributor = rows->text(row, 2);
-      c.kind = rows->text(row, 3);
-      c.organization = rows->text(row, 4);
-      c.rank = rows->text(row, 5);
-      c.tiebreak = rows->text(row, 6);
-      c.provenance = rows->text(row, 7);
-      c.patient_id = rows->text(row, 8);
-      c.json = rows->text(row, 9);
-      c.payer = rows->text(row, 10);
-      out.push_back(std::move(c));
-    }
+    for (int row = 0; row < rows->size(); ++row) out.push_back(contributionOf(*rows, row));
     return out;
   }
 
@@ -121,5 +107,21 @@ class PgMergeTx final : public MergeTx {
 }  // namespace
 
 std::unique_ptr<MergeTx> makeMergeTx(Connection& db) { return std::make_unique<PgMergeTx>(db); }
+
+merge::Contribution contributionOf(const Rows& rows, int row) {
+  merge::Contribution c;
+  c.type = rows.text(row, 0);
+  c.id = rows.text(row, 1);
+  c.contributor = rows.text(row, 2);
+  c.kind = rows.text(row, 3);
+  c.organization = rows.text(row, 4);
+  c.rank = rows.text(row, 5);
+  c.tiebreak = rows.text(row, 6);
+  c.provenance = rows.text(row, 7);
+  c.patient_id = rows.text(row, 8);
+  c.json = rows.text(row, 9);
+  c.payer = rows.text(row, 10);
+  return c;
+}
 
 }  // namespace fhir::gateway::pg
