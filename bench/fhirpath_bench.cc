@@ -13,6 +13,7 @@
 
 #include "conformance/fhirpath/fhirpath.h"
 #include "conformance/json/json.h"
+#include "gateway_paths.h"
 
 namespace {
 

@@ -13,6 +13,7 @@
 #include "conformance/validator/validator.h"
 #include "mappers/engine/engine.h"
 #include "mappers/readers/x12/x12_reader.h"
+#include "gateway_paths.h"
 
 namespace {
 

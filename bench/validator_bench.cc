@@ -16,6 +16,7 @@
 
 #include "conformance/json/json.h"
 #include "conformance/validator/validator.h"
+#include "gateway_paths.h"
 
 namespace {
 

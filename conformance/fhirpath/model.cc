@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "conformance/fhirpath/internal.h"
+#include "gateway_paths.h"
 
 namespace fhir::fhirpath {
 namespace {

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "conformance/search/search.h"
+#include "gateway_paths.h"
 
 namespace fhir::search {
 namespace fs = std::filesystem;

@@ -10,6 +10,7 @@
 #include "conformance/validator/instance_walker.h"
 #include "conformance/validator/plan.h"
 #include "conformance/validator/validator_impl.h"
+#include "gateway_paths.h"
 
 namespace fhir {
 

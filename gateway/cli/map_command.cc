@@ -19,6 +19,7 @@
 #include "gateway/cli/commands.h"
 #include "gateway/config/config.h"
 #include "mappers/engine/engine.h"
+#include "gateway_paths.h"
 
 namespace fhir::gateway::cli {
 namespace {

@@ -8,6 +8,7 @@
 
 #include "conformance/json/json.h"
 #include "gateway/store/pg_store.h"
+#include "gateway_paths.h"
 
 namespace fhir::gateway::cli {
 namespace {

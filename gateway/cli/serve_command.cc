@@ -26,6 +26,7 @@
 #include "gateway/subscriptions/matching.h"
 #include "gateway/subscriptions/subscription.h"
 #include "gateway/subscriptions/topics.h"
+#include "gateway_paths.h"
 
 namespace fhir::gateway::cli {
 namespace {

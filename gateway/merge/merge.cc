@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
+#include "gateway_paths.h"
 
 namespace fhir::gateway::merge {
 namespace {

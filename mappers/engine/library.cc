@@ -27,6 +27,7 @@
 #include "mappers/readers/hl7v2/hl7v2_reader.h"
 #include "mappers/readers/ndjson/ndjson_reader.h"
 #include "mappers/readers/x12/x12_reader.h"
+#include "gateway_paths.h"
 
 namespace fhir::mappers::engine {
 

@@ -16,6 +16,7 @@
 #include "tests/gateway/auth_test_keys.h"
 #include "tests/support/gateway_process.h"
 #include "tests/support/test_support.h"
+#include "gateway_test_paths.h"
 
 namespace fhir::testing {
 namespace {

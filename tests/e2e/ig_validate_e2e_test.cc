@@ -13,6 +13,7 @@
 #include "conformance/json/json.h"
 #include "tests/support/gateway_process.h"
 #include "tests/support/test_support.h"
+#include "gateway_test_paths.h"
 
 namespace fhir::testing {
 namespace {

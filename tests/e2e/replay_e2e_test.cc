@@ -11,6 +11,7 @@
 #include "gateway/store/store.h"
 #include "mappers/common/ids.h"
 #include "tests/e2e/e2e_fixture.h"
+#include "gateway_test_paths.h"
 
 namespace fhir::testing {
 namespace {

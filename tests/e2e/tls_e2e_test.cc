@@ -23,6 +23,7 @@
 #include "tests/e2e/e2e_fixture.h"
 #include "tests/e2e/raw_client.h"
 #include "tests/gateway/auth_test_keys.h"
+#include "gateway_test_paths.h"
 
 namespace fhir::testing {
 namespace {

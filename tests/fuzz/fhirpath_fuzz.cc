@@ -8,6 +8,7 @@
 
 #include "conformance/fhirpath/fhirpath.h"
 #include "tests/fuzz/fuzz_support.h"
+#include "gateway_paths.h"
 
 namespace fhirpath = fhir::fhirpath;
 

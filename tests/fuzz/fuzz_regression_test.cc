@@ -16,6 +16,7 @@
 #include <gtest/gtest.h>
 
 #include "conformance/json/json.h"
+#include "gateway_paths.h"
 
 #define HARNESS(name)                                                  \
   extern "C" int fuzz_##name##_one(const uint8_t* data, size_t size); \

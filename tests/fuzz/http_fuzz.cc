@@ -32,6 +32,7 @@
 #include "gateway/server/http_server.h"
 #include "gateway/server/metrics.h"
 #include "tests/fuzz/fuzz_support.h"
+#include "gateway_paths.h"
 
 namespace gw = fhir::gateway;
 

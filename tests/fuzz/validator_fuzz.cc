@@ -14,6 +14,7 @@
 
 #include "conformance/validator/validator.h"
 #include "tests/fuzz/fuzz_support.h"
+#include "gateway_paths.h"
 
 namespace {
 

@@ -7,6 +7,7 @@
 
 #include "tests/gateway/auth_test_keys.h"
 #include "tests/support/test_support.h"
+#include "gateway_paths.h"
 
 namespace fhir::gateway {
 namespace {

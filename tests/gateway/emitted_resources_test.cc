@@ -21,6 +21,7 @@
 #include "gateway/subscriptions/subscription.h"
 #include "mappers/engine/engine.h"
 #include "tests/support/test_support.h"
+#include "gateway_paths.h"
 
 namespace fhir::gateway {
 namespace {

@@ -16,6 +16,7 @@
 #include "mappers/common/ids.h"
 #include "tests/gateway/forwarding_store.h"
 #include "tests/support/test_support.h"
+#include "gateway_paths.h"
 
 namespace fhir::gateway {
 namespace {

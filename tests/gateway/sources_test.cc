@@ -22,6 +22,7 @@
 #include "gateway/server/metrics.h"
 #include "mappers/common/ids.h"
 #include "tests/support/test_support.h"
+#include "gateway_paths.h"
 
 namespace fhir::gateway {
 namespace {

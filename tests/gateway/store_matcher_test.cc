@@ -7,6 +7,7 @@
 
 #include "gateway/subscriptions/matching.h"
 #include "tests/support/test_support.h"
+#include "gateway_paths.h"
 
 namespace fhir::gateway {
 namespace {

@@ -20,6 +20,7 @@
 
 #include "conformance/json/json.h"
 #include "tests/support/test_postgres.h"
+#include "gateway_test_paths.h"
 
 namespace fhir::testing {
 

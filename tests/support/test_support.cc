@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include <gtest/gtest.h>
+#include "gateway_paths.h"
 
 namespace fhir::testing {
 

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include "conformance/fhirpath/fhirpath.h"
+#include "gateway_paths.h"
 
 namespace fhir::fhirpath {
 namespace {

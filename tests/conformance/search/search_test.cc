@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "conformance/search/search.h"
+#include "gateway_paths.h"
 
 namespace fhir::search {
 namespace {

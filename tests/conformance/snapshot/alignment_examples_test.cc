@@ -12,6 +12,7 @@
 
 #include "conformance/validator/validator.h"
 #include "tests/support/test_support.h"
+#include "gateway_paths.h"
 
 namespace fhir {
 namespace {

@@ -17,6 +17,7 @@
 
 #include "conformance/json/json.h"
 #include "tests/support/test_support.h"
+#include "gateway_paths.h"
 
 namespace fhir {
 namespace {

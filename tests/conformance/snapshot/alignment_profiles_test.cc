@@ -15,6 +15,7 @@
 
 #include "tests/conformance/snapshot/definition_index.h"
 #include "tests/support/test_support.h"
+#include "gateway_paths.h"
 
 namespace fhir::snapshot {
 namespace {

@@ -3,6 +3,7 @@
 
 #include <fstream>
 #include <sstream>
+#include "gateway_paths.h"
 
 namespace fhir::testing {
 

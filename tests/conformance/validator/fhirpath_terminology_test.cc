@@ -19,6 +19,7 @@
 #include "conformance/json/json.h"
 #include "conformance/terminology/terminology.h"
 #include "conformance/validator/terminology_hooks.h"
+#include "gateway_paths.h"
 
 namespace fhir::testing {
 namespace {

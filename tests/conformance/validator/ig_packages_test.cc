@@ -15,6 +15,7 @@
 #include "conformance/json/json.h"
 #include "conformance/validator/validator.h"
 #include "tests/support/test_support.h"
+#include "gateway_paths.h"
 
 namespace fhir::testing {
 namespace {

@@ -8,6 +8,7 @@
 
 #include "conformance/json/json.h"
 #include "tests/support/test_support.h"
+#include "gateway_test_paths.h"
 
 namespace fhir::mappers {
 namespace {

@@ -10,6 +10,7 @@
 #include "conformance/validator/validator.h"
 #include "mappers/common/ids.h"
 #include "tests/support/test_support.h"
+#include "gateway_paths.h"
 
 namespace fhir::mappers::testing {
 namespace {
