@@ -8,6 +8,7 @@
 #include <map>
 #include <mutex>
 #include <set>
+#include <utility>
 
 #include "conformance/json/json.h"
 #include "gateway/store/search_index.h"
@@ -196,6 +197,15 @@ class Searcher {
     options_.base_url = request.base_url;
     options_.lookup = [this](std::string_view type, std::string_view id) { return lookup(type, id); };
     for (const Clause& clause : query_.clauses) {
+      // The first clause with one value found by key equality drives the candidates (its index
+      // range is already in entry order); the others filter.
+      if (driver_key_.empty() && query_.sort.empty()) {
+        if (auto key = drivingKey(clause)) {
+          driver_param_ = clause.param->def->code;
+          driver_key_ = *key;
+          continue;
+        }
+      }
       if (auto condition = clauseCondition(query_.type, clause)) filter_.add(" AND ").add(*condition);
     }
     for (const search::SortKey& key : query_.sort) sort_.push_back(sortExpression(key));
@@ -237,8 +247,51 @@ class Searcher {
   }
 
  private:
+  // The key a clause's only value is found by when that is an equality on `key` (token, uri,
+  // reference, :identifier, :exact); nullopt otherwise.
+  static std::optional<std::string> drivingKey(const Clause& clause) {
+    if (clause.chain != nullptr || clause.values.size() != 1) return std::nullopt;
+    const std::string& modifier = clause.modifier;
+    if (modifier == "missing" || modifier == "not" || modifier == "text" || modifier == "contains") return std::nullopt;
+    const QueryValue& v = clause.values.front();
+    switch (clause.param->def->type) {
+      case ParamType::kToken:
+        if (v.code.empty()) return std::nullopt;
+        return v.code;
+      case ParamType::kUri: return v.raw;
+      case ParamType::kString:
+        if (modifier != "exact") return std::nullopt;
+        return search::normalizeString(v.raw);
+      case ParamType::kReference:
+        if (modifier == "identifier") return v.code.empty() ? std::nullopt : std::optional<std::string>(v.code);
+        if (!v.ref_url.empty() || v.ref_id.empty()) return std::nullopt;
+        return v.ref_id;
+      default: return std::nullopt;
+    }
+  }
+
   // The next candidates after `from` in page order.
   Result<std::vector<Candidate>> candidates(const Cursor& from, size_t limit) {
+    if (!driver_key_.empty()) {
+      // Driven by one index range, in entry order: a page reads only what it needs, however
+      // many resources match. A resource with two rows of that key comes twice in a row.
+      Sql sql;
+      sql.add("SELECT e.seq, e.id FROM search_rows d JOIN search_entries e ON e.seq = d.entry "
+              "WHERE d.type = ? AND d.param = ? AND d.key = ?")
+          .bind(query_.type).bind(driver_param_).bind(driver_key_);
+      if (from.set) sql.add(" AND d.entry > ?").bind(from.seq);
+      sql.add(" AND e.type = ?").bind(query_.type).add(filter_);
+      sql.add(" ORDER BY d.entry LIMIT ?").bind(static_cast<int64_t>(limit));
+      auto rows = backend_.select(sql.text, sql.params, "it");
+      if (!rows.ok()) return rows.error();
+      std::vector<Candidate> out;
+      for (SqlRow& row : *rows) {
+        if (!out.empty() && out.back().seq == row[0].integer) continue;
+        out.push_back(Candidate{row[0].integer, std::move(row[1].text), {}});
+      }
+      if (rows->size() == limit && out.size() < limit) out_short_ = true;
+      return out;
+    }
     Sql sql;
     sql.add("SELECT e.seq, e.id");
     for (const Sql& key : sort_) sql.add(", ").add(key);
@@ -376,7 +429,7 @@ class Searcher {
       if (!*more) break;
       const Candidate& last = batch->back();
       position = Cursor{true, start.snapshot, last.keys, last.seq};
-      if (batch->size() < kBatch) break;
+      if (batch->size() < kBatch && !std::exchange(out_short_, false)) break;
     }
     return Status::Ok();
   }
@@ -395,7 +448,7 @@ class Searcher {
       if (!done.ok()) return done.error();
       const Candidate& last = batch->back();
       position = Cursor{true, start.snapshot, last.keys, last.seq};
-      if (batch->size() < kBatch * 5) break;
+      if (batch->size() < kBatch * 5 && !std::exchange(out_short_, false)) break;
     }
     return total;
   }
@@ -505,6 +558,9 @@ class Searcher {
   const search::Query& query_;
   search::MatchOptions options_;
   Sql filter_;
+  std::string driver_param_;
+  std::string driver_key_;
+  bool out_short_ = false;  // the last driven batch was full before duplicates were dropped
   std::vector<Sql> sort_;
   std::vector<bool> sort_desc_;
   std::map<std::string, std::optional<std::vector<IndexRow>>> targets_;
