@@ -153,6 +153,8 @@ Status writeSearchIndex(Connection& db, const std::string& type, const std::stri
 }
 
 Status indexUnindexedResources(Connection& db) {
+  auto registry = searchindex::registry();  // a store that cannot index its writes does not open
+  if (!registry.ok()) return registry.error();
   while (true) {
     Status status = db.exec("BEGIN");
     if (status.ok()) status = db.exec(kIndexLock);

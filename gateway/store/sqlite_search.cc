@@ -102,7 +102,11 @@ class Backend final : public searchindex::SearchBackend {
 
 }  // namespace
 
-Status createSearchSchema(Connection& db) { return db.exec(kSearchSchema); }
+Status createSearchSchema(Connection& db) {
+  auto registry = searchindex::registry();  // a store that cannot index its writes does not open
+  if (!registry.ok()) return registry.error();
+  return db.exec(kSearchSchema);
+}
 
 Status writeSearchIndex(Connection& db, const std::string& type, const std::string& id, const std::string& json,
                         int64_t write_seq, const std::string& updated_at) {
