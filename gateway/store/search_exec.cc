@@ -537,7 +537,7 @@ class Searcher {
       if (source == "*") continue;
       Sql sql;
       sql.add("SELECT DISTINCT e.id FROM search_rows r JOIN search_entries e ON e.seq = r.entry "
-              "WHERE r.type = ? AND r.param = ? AND (r.ref_type = ? OR r.ref_type = '') AND r.key IN (")
+              "WHERE r.type = ? AND r.param = ? AND (r.ref_type = ? OR r.ref_type = '') AND r.ref_id <> '' AND r.key IN (")
           .bind(source).bind(param).bind(query_.type);
       for (size_t i = 0; i < matches_; ++i) sql.add(i > 0 ? ", ?" : "?").bind(page.entries[i].id);
       sql.add(") LIMIT ?").bind(static_cast<int64_t>(kMaxIncludes));
