@@ -12,6 +12,7 @@
 
 #include "conformance/json/json.h"
 #include "gateway/server/listener.h"
+#include "gateway/server/search_route.h"
 #include "gateway/store/time_util.h"
 #include "mappers/common/ids.h"
 
@@ -323,6 +324,7 @@ class Router final {
       if (found.status != 200) return issueAnswer(found.status, found.status == 404 ? "not-found" : "transient", found.body);
       return Answer{200, "application/fhir+json", found.body};
     }
+    if (auto searched = serveSearch(context_, request, caller, audit, policy())) return std::move(*searched);  // issue 15
     if (parts.size() >= 1 && parts[0] == "fhir") {
       if (get && parts.size() == 2 && parts[1] == "metadata") return capabilityStatement();
       if (post && ((parts.size() == 2 && parts[1] == "$validate") ||

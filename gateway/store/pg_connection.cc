@@ -131,4 +131,21 @@ Result<Rows> Connection::run(const char* sql, const std::vector<std::string>& va
   return Rows(result);
 }
 
+Result<Rows> Connection::runText(const std::string& sql, const std::vector<std::string>& values,
+                                 const std::vector<int>& formats) {
+  if (conn_ == nullptr) return Error{"postgresql: not connected"};
+  std::vector<const char*> pointers(values.size());
+  std::vector<int> lengths(values.size());
+  for (size_t i = 0; i < values.size(); ++i) {
+    pointers[i] = values[i].c_str();
+    lengths[i] = static_cast<int>(values[i].size());
+  }
+  PGresult* result = PQexecParams(conn_, sql.c_str(), static_cast<int>(values.size()), nullptr, pointers.data(),
+                                  lengths.data(), formats.data(), 1);
+  const ExecStatusType status = PQresultStatus(result);
+  if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) return failure(sql.c_str(), result);
+  sqlstate_.clear();
+  return Rows(result);
+}
+
 }  // namespace fhir::gateway::pg

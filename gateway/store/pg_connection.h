@@ -71,6 +71,9 @@ class Connection {
   // the SQL text's address: pass string literals).
   Result<Rows> run(const char* sql, const std::vector<std::string>& values, const std::vector<int>& formats);
 
+  // The same for a statement built at run time (search): not prepared, nothing kept.
+  Result<Rows> runText(const std::string& sql, const std::vector<std::string>& values, const std::vector<int>& formats);
+
   // SQLSTATE of the last failed statement ("" when it did not fail with one).
   const std::string& sqlstate() const { return sqlstate_; }
   // A deadlock or serialization failure: the whole transaction may be run again.

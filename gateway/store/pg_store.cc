@@ -21,6 +21,7 @@
 
 #include "conformance/json/json.h"
 #include "gateway/store/pg_internal.h"
+#include "gateway/store/pg_search.h"
 #include "gateway/store/time_util.h"
 
 namespace fhir::gateway {
@@ -125,6 +126,8 @@ class PgStore final : public Store {
     Status status = writer_connection_->open();
     if (!status.ok()) return status;
     status = pg::migrate(*writer_connection_);
+    if (!status.ok()) return status;
+    status = pg::indexUnindexedResources(*writer_connection_);  // search (issue 15): stores made before it
     if (!status.ok()) return status;
     status = holdOwnerLock(*writer_connection_);
     if (!status.ok()) return status;
@@ -249,6 +252,12 @@ class PgStore final : public Store {
       const int64_t version = rows->integer(0, 0);
       return std::optional<StoredResource>(StoredResource{withMeta(rows->text(0, 2), version, rows->text(0, 1)), version});
     });
+  }
+
+  Result<SearchPage> search(const SearchRequest& request) override {
+    return pg::search([this](const std::string& sql, const std::vector<std::string>& values, const std::vector<int>& formats) {
+      return withReader([&](Connection& db) { return db.runText(sql, values, formats); });
+    }, request);
   }
 
   Result<std::vector<mappers::CoverageFact>> coverageOf(std::string_view patient_id) override {

@@ -11,6 +11,7 @@
 #include <map>
 
 #include "gateway/store/pg_internal.h"
+#include "gateway/store/pg_search.h"
 #include "gateway/store/time_util.h"
 #include "mappers/common/ids.h"
 
@@ -58,6 +59,8 @@ Status writeResources(Connection& db, const IngestCommit& commit, const std::vec
                          .text(resource.type).text(resource.id).integer(version).text(now).integer(seq)
                          .bytes(resource.json).done();
     if (!history.ok()) return history;
+    Status searchable = writeSearchIndex(db, resource.type, resource.id, resource.json, seq, now);  // issue 15
+    if (!searchable.ok()) return searchable;
     if (resource.type == "Patient") {
       // The demographic key (name[0].family, name[0].given[0], birthDate, gender), read by the
       // server's JSON functions as SQLite's json_extract does.

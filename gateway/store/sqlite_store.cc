@@ -21,7 +21,9 @@
 #include "gateway/store/sqlite_connection.h"
 #include "gateway/store/sqlite_leases.h"
 #include "gateway/store/sqlite_merge.h"
+#include "gateway/store/search_index.h"
 #include "gateway/store/sqlite_quarantine.h"
+#include "gateway/store/sqlite_search.h"
 #include "gateway/store/sqlite_staging.h"
 #include "gateway/store/store.h"
 #include "gateway/store/time_util.h"
@@ -72,6 +74,9 @@ class SqliteStore final : public Store {
     status = writer_connection_->exec(sqlite::kMergeSchema);
     if (!status.ok()) return status;
     status = sqlite::backfillContributions(*writer_connection_);
+    if (!status.ok()) return status;
+    status = sqlite::createSearchSchema(*writer_connection_);  // search (issue 15): index what is not
+    if (status.ok()) status = sqlite::indexUnindexedResources(*writer_connection_);
     if (!status.ok()) return status;
     // WAL checkpoints run on their own connection and thread, so the writer's commits do not wait
     // for the database file's fsync (automatic checkpoints would run inside a commit).
@@ -196,11 +201,15 @@ class SqliteStore final : public Store {
     int rc = query.step();
     std::optional<StoredResource> result;
     if (rc == SQLITE_ROW) {
-      result = StoredResource{withMeta(query.text(2), query.integer(0), query.text(1)), query.integer(0)};
+      result = StoredResource{searchindex::withMeta(query.text(2), query.integer(0), query.text(1)), query.integer(0)};
     } else if (rc != SQLITE_DONE) {
       return Error{query.error()};
     }
     return result;
+  }
+
+  Result<SearchPage> search(const SearchRequest& request) override {
+    return withReader([&](Connection& db) { return sqlite::search(db, request); });
   }
 
   Result<std::vector<mappers::CoverageFact>> coverageOf(std::string_view patient_id) override {
@@ -757,10 +766,9 @@ class SqliteStore final : public Store {
       Query history(db, "INSERT INTO resource_history (type, id, version, updated_at, event_seq, json) VALUES (?, ?, ?, ?, ?, ?)");
       history.bind(1, resource.type).bind(2, resource.id).bind(3, version).bind(4, now).bind(5, seq).bindBlob(6, resource.json);
       if (history.step() != SQLITE_DONE) return Error{history.error()};
-      if (resource.type == "Patient") {
-        Status indexed = sqlite::indexDemographics(db, resource.id, resource.json);
-        if (!indexed.ok()) return indexed;
-      }
+      Status indexed = sqlite::writeSearchIndex(db, resource.type, resource.id, resource.json, seq, now);
+      if (indexed.ok() && resource.type == "Patient") indexed = sqlite::indexDemographics(db, resource.id, resource.json);
+      if (!indexed.ok()) return indexed;
     }
 
     // Coverage index rows (the commit's and the merged Coverages'), claim-file evidence, routed
@@ -856,23 +864,6 @@ class SqliteStore final : public Store {
     query.bind(4, attempt.error).bind(5, attempt.duration_ms);
     if (query.step() != SQLITE_DONE) return Error{query.error()};
     return Status::Ok();
-  }
-
-  static std::string withMeta(const std::string& text, int64_t version, const std::string& updated_at) {
-    json::Document doc;
-    json::ParseError error;
-    if (!json::parse(text, doc, error) || !doc.IsObject()) return text;
-    auto& allocator = doc.GetAllocator();
-    json::Value* meta = json::find(doc, "meta");
-    if (meta == nullptr || !meta->IsObject()) {
-      json::addMember(doc, "meta", json::Value(rapidjson::kObjectType), allocator);
-      meta = json::find(doc, "meta");
-    }
-    meta->RemoveMember("versionId");
-    meta->RemoveMember("lastUpdated");
-    json::addString(*meta, "versionId", std::to_string(version), allocator);
-    json::addString(*meta, "lastUpdated", updated_at, allocator);
-    return json::serialize(doc);
   }
 
   // Runs `read(connection)` on a read connection borrowed for the call.

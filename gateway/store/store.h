@@ -37,6 +37,10 @@
 #include "gateway/merge/merge.h"
 #include "mappers/common/directory.h"
 
+namespace fhir::search {
+struct Query;
+}
+
 namespace fhir::gateway {
 
 struct ResourceWrite {
@@ -369,6 +373,33 @@ struct StagedRecord {
   std::string bundle_json; // the mapped, validated Bundle
 };
 
+// Search (issue 15, contracts/query.md): what Store::search reads one page with.
+struct SearchRequest {
+  const search::Query* query = nullptr;  // parsed by search::parseQuery; must outlive the call
+  std::string cursor;                    // the previous page's next_cursor; empty: the first page
+  int64_t now_us = 0;                    // the instant `ap` measures from (microseconds, UTC)
+  std::string base_url;                  // absolute references under it are local ("Patient/1")
+  // What the caller may see of a stored resource (auth::AccessPolicy::visible): the JSON it sees,
+  // nullopt when it may not see it at all. Applied to every candidate before it is counted or
+  // paged, and to _include/_revinclude and chain targets. Null: everything is visible.
+  std::function<Result<std::optional<std::string>>(std::string_view type, std::string_view id,
+                                                   const std::string& json)> visible = {};
+};
+
+struct SearchHit {
+  std::string type;
+  std::string id;
+  std::string json;      // as the caller may see it, with meta.versionId and meta.lastUpdated
+  int64_t version = 0;
+  bool include = false;  // an _include/_revinclude target (search.mode "include"), else a match
+};
+
+struct SearchPage {
+  std::vector<SearchHit> entries;  // the page's matches in order, then the included resources
+  int64_t total = -1;              // matches over all pages; -1: not counted (_total=none, or unknown)
+  std::string next_cursor;         // empty on the last page
+};
+
 class Store {
  public:
   virtual ~Store() = default;
@@ -514,6 +545,16 @@ class Store {
   virtual Status appendAudit(std::vector<AuditRecord> records) = 0;
   // Audit records matching every given criterion, oldest first, at most query.count.
   virtual Result<std::vector<AuditRecord>> listAudit(const AuditQuery& query) = 0;
+  // Search (issue 15): one page of the resources of query->type that match, selected over the
+  // index rows written with each resource (search::extractIndex, same transaction) and checked
+  // again with search::matches. Keyset paging: next_cursor carries the last sort key and entry,
+  // so a resource that matched and did not change appears exactly once across the pages while
+  // others write; with `_sort` the pages also leave out what was written after the first page.
+  // An invalid cursor is an Error whose message starts with "invalid:".
+  virtual Result<SearchPage> search(const SearchRequest& request) {
+    (void)request;
+    return Error{"not-supported: this store does not search"};
+  }
   // GET /readyz: the store's kind ("sqlite", "postgresql") once a round trip to it succeeded; an
   // error when it cannot be reached. The default reads through lastNumber.
   virtual Result<std::string> probe() {

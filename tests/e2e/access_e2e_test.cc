@@ -12,7 +12,9 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <set>
 #include <thread>
+#include <tuple>
 
 #include "conformance/json/json.h"
 #include "gateway/auth/auth_service.h"
@@ -250,6 +252,31 @@ TEST_F(AccessE2e, EveryRouteAnswersEachClientKindAsTheContractSays) {
       if (answer.status == 403) {
         EXPECT_NE(answer.body.find("\"forbidden\""), std::string::npos) << what;
       }
+    }
+  }
+
+  // Search (issue 15): each payer finds its own Claim and Coverage of the shared patient and not
+  // the other payer's, and counts only what it finds (no existence leak through _total).
+  struct Own {
+    std::string client, claim, coverage, other_claim, other_coverage;
+  };
+  for (const Own& own : {Own{"lakeshore", june_claim, lakeshore_coverage, july_claim, northwind_coverage},
+                         Own{"northwind", july_claim, northwind_coverage, june_claim, lakeshore_coverage}}) {
+    for (const auto& [type, mine, theirs] : {std::tuple{std::string("Claim"), own.claim, own.other_claim},
+                                             std::tuple{std::string("Coverage"), own.coverage, own.other_coverage}}) {
+      RawResponse found = call("GET", "/fhir/" + type + "?patient=Patient/" + patient + "&_total=accurate", own.client);
+      ASSERT_EQ(found.status, 200) << own.client << " " << type << ": " << found.body;
+      auto bundle = json::parse(found.body);
+      ASSERT_TRUE(bundle.ok());
+      std::set<std::string> ids;
+      if (const json::Value* entries = json::find(*bundle, "entry")) {
+        for (const json::Value& entry : entries->GetArray()) ids.insert(str(entry["resource"], "id"));
+      }
+      EXPECT_EQ(ids.count(mine), 1u) << own.client << " " << type << ": " << found.body;
+      EXPECT_EQ(ids.count(theirs), 0u) << own.client << " " << type << ": " << found.body;
+      const json::Value* total = json::find(*bundle, "total");
+      ASSERT_NE(total, nullptr);
+      EXPECT_EQ(json::numberText(*total), std::to_string(ids.size())) << own.client << " " << type;
     }
   }
 

@@ -72,6 +72,7 @@ class ForwardingStore : public Store {
   Status appendAudit(std::vector<AuditRecord> records) override { return inner_->appendAudit(std::move(records)); }
   Result<std::vector<AuditRecord>> listAudit(const AuditQuery& query) override { return inner_->listAudit(query); }
   Result<std::string> probe() override { return inner_->probe(); }
+  Result<SearchPage> search(const SearchRequest& request) override { return inner_->search(request); }
 
  protected:
   StorePtr inner_;

@@ -1,0 +1,194 @@
+// SPDX-License-Identifier: Apache-2.0
+// The PostgreSQL store's search index (issue 15, search_index.h): the rows written with each
+// resource, the pass that indexes a store written before them, and the reads of a search.
+#include "gateway/store/pg_search.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+
+#include "gateway/store/search_index.h"
+
+namespace fhir::gateway::pg {
+namespace {
+
+using searchindex::SqlCell;
+using searchindex::SqlRow;
+using searchindex::SqlValue;
+
+// An arbitrary constant: the advisory lock the upgrade pass runs under.
+constexpr const char* kIndexLock = "SELECT pg_advisory_xact_lock(7305917202615)";
+
+// `?` placeholders to `$1`, `$2` ... (the statements built by search_exec.cc hold no `?` in
+// literals), and the values as libpq sends them: text in binary format, numbers as text.
+std::string numbered(const std::string& sql) {
+  std::string out;
+  int n = 0;
+  for (char c : sql) {
+    if (c == '?') out += "$" + std::to_string(++n);
+    else out += c;
+  }
+  return out;
+}
+
+void encode(const std::vector<SqlValue>& params, std::vector<std::string>& values, std::vector<int>& formats) {
+  for (const SqlValue& value : params) {
+    switch (value.kind) {
+      case SqlValue::Kind::kText:
+        values.push_back(value.text);
+        formats.push_back(1);
+        break;
+      case SqlValue::Kind::kInt:
+        values.push_back(std::to_string(value.integer));
+        formats.push_back(0);
+        break;
+      case SqlValue::Kind::kReal: {
+        char buffer[40];
+        std::snprintf(buffer, sizeof(buffer), "%.17g", value.real);
+        values.emplace_back(buffer);
+        formats.push_back(0);
+        break;
+      }
+    }
+  }
+}
+
+double float8(const std::string& bytes) {
+  if (bytes.size() != 8) return 0;
+  uint64_t bits = 0;
+  for (char c : bytes) bits = (bits << 8) | static_cast<unsigned char>(c);
+  double value = 0;
+  std::memcpy(&value, &bits, sizeof value);
+  return value;
+}
+
+std::vector<SqlRow> cellsOf(const Rows& rows, std::string_view kinds) {
+  std::vector<SqlRow> out;
+  out.reserve(static_cast<size_t>(rows.size()));
+  for (int r = 0; r < rows.size(); ++r) {
+    SqlRow row(kinds.size());
+    for (size_t c = 0; c < kinds.size(); ++c) {
+      const int column = static_cast<int>(c);
+      if (kinds[c] == 'i') row[c].integer = rows.integer(r, column);
+      else if (kinds[c] == 'r') row[c].real = float8(rows.text(r, column));
+      else row[c].text = rows.text(r, column);
+    }
+    out.push_back(std::move(row));
+  }
+  return out;
+}
+
+class Backend final : public searchindex::SearchBackend {
+ public:
+  explicit Backend(const RunText& run) : run_(run) {}
+  Result<std::vector<SqlRow>> select(const std::string& sql, const std::vector<SqlValue>& params,
+                                     std::string_view kinds) override {
+    std::vector<std::string> values;
+    std::vector<int> formats;
+    encode(params, values, formats);
+    auto rows = run_(numbered(sql), values, formats);
+    if (!rows.ok()) return rows.error();
+    return cellsOf(*rows, kinds);
+  }
+  Result<std::vector<searchindex::StoredJson>> resources(std::string_view type,
+                                                         const std::vector<std::string>& ids) override {
+    std::vector<searchindex::StoredJson> out;
+    for (size_t start = 0; start < ids.size(); start += 500) {
+      std::string sql = "SELECT r.id, r.version, r.updated_at, h.json FROM resources r JOIN resource_history h "
+                        "ON h.type = r.type AND h.id = r.id AND h.version = r.version WHERE r.type = ? AND r.id IN (";
+      std::vector<SqlValue> params{SqlValue::of(std::string(type))};
+      for (size_t i = start; i < std::min(ids.size(), start + 500); ++i) {
+        sql += i > start ? ", ?" : "?";
+        params.push_back(SqlValue::of(ids[i]));
+      }
+      auto rows = select(sql + ")", params, "titt");
+      if (!rows.ok()) return rows.error();
+      for (SqlRow& row : *rows) {
+        out.push_back({row[0].text, searchindex::withMeta(row[3].text, row[1].integer, row[2].text), row[1].integer});
+      }
+    }
+    return out;
+  }
+
+ private:
+  const RunText& run_;
+};
+
+}  // namespace
+
+Status writeSearchIndex(Connection& db, const std::string& type, const std::string& id, const std::string& json,
+                        int64_t write_seq, const std::string& updated_at) {
+  auto registry = searchindex::registry();
+  if (!registry.ok()) return registry.error();
+  auto entry = Query(db, "INSERT INTO search_entries (type, id, write_seq, updated_us) VALUES ($1, $2, $3, $4) "
+                         "ON CONFLICT (type, id) DO UPDATE SET write_seq = excluded.write_seq, "
+                         "updated_us = excluded.updated_us RETURNING seq")
+                   .text(type).text(id).integer(write_seq).integer(searchindex::instantUs(updated_at)).run();
+  if (!entry.ok()) return entry.error();
+  if (entry->empty()) return Error{"postgresql: no search entry for " + type + "/" + id};
+  const int64_t seq = entry->integer(0, 0);
+  Status dropped = Query(db, "DELETE FROM search_rows WHERE entry = $1").integer(seq).done();
+  if (!dropped.ok()) return dropped;
+  const std::vector<search::IndexRow> rows = searchindex::indexRows(**registry, json, updated_at);
+  // Many rows per statement: one round trip per 100 rows, not per row.
+  for (size_t start = 0; start < rows.size(); start += 100) {
+    std::string sql = "INSERT INTO search_rows (entry, type, " SEARCH_ROW_COLUMNS ") VALUES ";
+    std::vector<SqlValue> params;
+    for (size_t i = start; i < std::min(rows.size(), start + 100); ++i) {
+      sql += i > start ? ", (?, ?" : "(?, ?";
+      for (int c = 0; c < searchindex::kSearchRowColumns; ++c) sql += ", ?";
+      sql += ")";
+      params.push_back(SqlValue::of(seq));
+      params.push_back(SqlValue::of(type));
+      std::vector<SqlValue> values = searchindex::rowValues(rows[i]);
+      params.insert(params.end(), std::make_move_iterator(values.begin()), std::make_move_iterator(values.end()));
+    }
+    std::vector<std::string> values;
+    std::vector<int> formats;
+    encode(params, values, formats);
+    auto inserted = db.runText(numbered(sql), values, formats);
+    if (!inserted.ok()) return inserted.error();
+  }
+  return Status::Ok();
+}
+
+Status indexUnindexedResources(Connection& db) {
+  auto registry = searchindex::registry();  // a store that cannot index its writes does not open
+  if (!registry.ok()) return registry.error();
+  while (true) {
+    Status status = db.exec("BEGIN");
+    if (status.ok()) status = db.exec(kIndexLock);
+    if (!status.ok()) {
+      (void)db.exec("ROLLBACK");
+      return status;
+    }
+    auto rows = Query(db, "SELECT r.type, r.id, r.updated_at, h.json, h.event_seq FROM resources r JOIN resource_history h "
+                          "ON h.type = r.type AND h.id = r.id AND h.version = r.version WHERE NOT EXISTS "
+                          "(SELECT 1 FROM search_entries e WHERE e.type = r.type AND e.id = r.id) LIMIT 500")
+                    .run();
+    if (!rows.ok()) {
+      (void)db.exec("ROLLBACK");
+      return rows.error();
+    }
+    for (int i = 0; i < rows->size(); ++i) {
+      status = writeSearchIndex(db, rows->text(i, 0), rows->text(i, 1), rows->text(i, 3), rows->integer(i, 4),
+                                rows->text(i, 2));
+      if (!status.ok()) {
+        (void)db.exec("ROLLBACK");
+        return status;
+      }
+    }
+    status = db.exec("COMMIT");
+    if (!status.ok()) return status;
+    if (rows->size() < 500) return Status::Ok();
+  }
+}
+
+Result<SearchPage> search(const RunText& run, const SearchRequest& request) {
+  auto registry = searchindex::registry();
+  if (!registry.ok()) return registry.error();
+  Backend backend(run);
+  return searchindex::runSearch(backend, **registry, request);
+}
+
+}  // namespace fhir::gateway::pg

@@ -1,0 +1,504 @@
+// SPDX-License-Identifier: Apache-2.0
+// Search through the store contract (issue 15, store.h Store::search), on SQLite and PostgreSQL:
+// index rows written with each resource and rewritten when it changes, the upgrade pass over a
+// store written before the index existed, every parameter type/modifier/prefix over the R4 core
+// examples of tests/data/r4-examples (loaded through commitIngest), keyset paging while another
+// thread writes, _sort, _total, _include/_revinclude, and the access policy (two payers on one
+// patient).
+//
+// The expected ids of the R4 example queries were computed BY HAND from the example JSON; they
+// are the ones of tests/conformance/search/search_test.cc (which explains each one next to it),
+// here run through the SQL candidate selection and paging of both stores.
+
+#include <libpq-fe.h>
+#include <sqlite3.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "conformance/json/json.h"
+#include "conformance/search/search.h"
+#include "gateway/auth/policy.h"
+#include "gateway/store/pg_store.h"
+#include "gateway/store/search_index.h"
+#include "gateway/store/store.h"
+#include "tests/support/test_postgres.h"
+#include "tests/support/test_support.h"
+
+namespace fhir::gateway {
+namespace {
+
+namespace fs = std::filesystem;
+using Ids = std::set<std::string>;
+using Params = std::vector<std::pair<std::string, std::string>>;
+
+constexpr const char* kBase = "https://gw.example/fhir";
+constexpr int64_t kS = 1000000;
+
+struct StoreKind {
+  std::string name;
+  std::function<Result<StorePtr>(const std::string& dir)> open;
+  // Turns the store of `dir` into one written before the search index existed: its index tables
+  // are gone (PostgreSQL: and migration 3 is not recorded as applied).
+  std::function<Status(const std::string& dir)> forget_index;
+};
+void PrintTo(const StoreKind& kind, std::ostream* out) { *out << kind.name; }
+
+Result<StorePtr> openPostgres(const std::string& dir) {
+  auto cluster = testing::testPostgres();
+  if (!cluster.ok()) return cluster.error();
+  PostgresStoreOptions options;
+  options.url = cluster->url;
+  options.password = cluster->password;
+  options.schema = testing::testSchemaFor(dir);
+  return openPostgresStore(options);
+}
+
+Status forgetSqliteIndex(const std::string& dir) {
+  sqlite3* db = nullptr;
+  if (sqlite3_open((fs::path(dir) / "gateway.db").string().c_str(), &db) != SQLITE_OK) return Error{"cannot open"};
+  char* message = nullptr;
+  const int rc = sqlite3_exec(db, "DROP TABLE search_entries; DROP TABLE search_rows;", nullptr, nullptr, &message);
+  std::string error = message != nullptr ? message : "";
+  sqlite3_free(message);
+  sqlite3_close(db);
+  if (rc != SQLITE_OK) return Error{error};
+  return Status::Ok();
+}
+
+Status forgetPostgresIndex(const std::string& dir) {
+  auto cluster = testing::testPostgres();
+  if (!cluster.ok()) return cluster.error();
+  const char* keys[] = {"dbname", "password", nullptr};
+  const char* values[] = {cluster->url.c_str(), cluster->password.c_str(), nullptr};
+  PGconn* conn = PQconnectdbParams(keys, values, 1);
+  if (PQstatus(conn) != CONNECTION_OK) {
+    PQfinish(conn);
+    return Error{"cannot connect"};
+  }
+  const std::string sql = "SET search_path TO \"" + testing::testSchemaFor(dir) +
+                          "\"; DROP TABLE search_entries; DROP TABLE search_rows; "
+                          "DELETE FROM schema_migrations WHERE version = 3;";
+  PGresult* result = PQexec(conn, sql.c_str());
+  const bool ok = PQresultStatus(result) == PGRES_COMMAND_OK;
+  std::string error = ok ? "" : PQresultErrorMessage(result);
+  PQclear(result);
+  PQfinish(conn);
+  if (!ok) return Error{error};
+  return Status::Ok();
+}
+
+const StoreKind kKinds[] = {
+    {"sqlite", [](const std::string& dir) { return openSqliteStore(dir); }, &forgetSqliteIndex},
+    {"postgresql", &openPostgres, &forgetPostgresIndex},
+};
+
+const search::Registry& registry() {
+  auto loaded = searchindex::registry();
+  EXPECT_TRUE(loaded.ok()) << (loaded.ok() ? "" : loaded.message());
+  return **loaded;
+}
+
+std::string readText(const fs::path& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+IngestCommit commitOf(const std::string& key, std::vector<ResourceWrite> resources, std::string channel = "test") {
+  IngestCommit commit;
+  commit.channel = std::move(channel);
+  commit.idempotency_key = key;
+  commit.payload = "{}";
+  commit.answer = "ok";
+  commit.resources = std::move(resources);
+  return commit;
+}
+
+ResourceWrite resourceOf(const std::string& json) {
+  auto doc = json::parse(json);
+  EXPECT_TRUE(doc.ok()) << json;
+  return ResourceWrite{std::string(json::getString(*doc, "resourceType").value_or("")),
+                       std::string(json::getString(*doc, "id").value_or("")), json};
+}
+
+struct Found {
+  std::vector<std::string> ids;       // matches in page order, over every page
+  std::vector<std::string> included;  // "Type/id" of included entries
+  int64_t total = -1;                 // of the first page
+  int pages = 0;
+  std::string error;
+};
+
+class StoreSearch : public ::testing::TestWithParam<StoreKind> {
+ protected:
+  void SetUp() override { store_ = open(); }
+  StorePtr open() {
+    auto opened = GetParam().open(dir_.path().string());
+    EXPECT_TRUE(opened.ok()) << opened.message();
+    return opened.ok() ? *opened : nullptr;
+  }
+
+  void write(const std::string& key, const std::vector<std::string>& jsons, const std::string& channel = "test",
+             std::vector<mappers::CoverageFact> coverage = {}) {
+    std::vector<ResourceWrite> resources;
+    for (const std::string& json : jsons) resources.push_back(resourceOf(json));
+    IngestCommit commit = commitOf(key, std::move(resources), channel);
+    commit.coverage = std::move(coverage);
+    auto done = store_->commitIngest(std::move(commit));
+    ASSERT_TRUE(done.ok()) << done.message();
+  }
+
+  void loadExamples() {
+    int n = 0;
+    for (const auto& entry : fs::directory_iterator(fs::path(GATEWAY_TEST_DATA_DIR) / "r4-examples")) {
+      if (entry.path().extension() != ".json") continue;
+      write("example-" + std::to_string(n++), {readText(entry.path())});
+    }
+  }
+
+  // Every page of a search, following next_cursor.
+  Found run(Store& store, const std::string& type, const Params& params, int64_t now = 0,
+            std::function<Result<std::optional<std::string>>(std::string_view, std::string_view, const std::string&)>
+                visible = nullptr,
+            std::function<void(int page)> between_pages = nullptr) {
+    Found found;
+    search::QueryOptions options;
+    options.base_url = kBase;
+    auto query = search::parseQuery(registry(), type, params, options);
+    if (!query.ok()) {
+      found.error = query.message();
+      return found;
+    }
+    SearchRequest request;
+    request.query = &*query;
+    request.now_us = now;
+    request.base_url = kBase;
+    request.visible = visible;
+    while (true) {
+      auto page = store.search(request);
+      if (!page.ok()) {
+        found.error = page.message();
+        return found;
+      }
+      if (found.pages == 0) found.total = page->total;
+      ++found.pages;
+      for (const SearchHit& hit : page->entries) {
+        if (hit.include) found.included.push_back(hit.type + "/" + hit.id);
+        else found.ids.push_back(hit.id);
+      }
+      if (page->next_cursor.empty() || found.pages > 1000) break;
+      request.cursor = page->next_cursor;
+      if (between_pages) between_pages(found.pages);
+    }
+    return found;
+  }
+
+  // The ids of every match, read two per page (so the keyset paging is exercised too).
+  Ids ids(const std::string& type, Params params, int64_t now = 0) {
+    params.emplace_back("_count", "2");
+    Found found = run(*store_, type, params, now);
+    EXPECT_EQ(found.error, "");
+    Ids out(found.ids.begin(), found.ids.end());
+    EXPECT_EQ(out.size(), found.ids.size()) << "an id came twice";
+    return found.error.empty() ? out : Ids{"<error " + found.error + ">"};
+  }
+
+  testing::TempDir dir_;
+  StorePtr store_;
+};
+
+// --- index rows: written with the resource, rewritten when it changes, upgrade pass ----------
+
+TEST_P(StoreSearch, IndexRowsAreWrittenWithTheResourceAndRewrittenWhenItChanges) {
+  write("v1", {R"({"resourceType":"Patient","id":"p1","name":[{"family":"Chalmers"}],"gender":"male"})"});
+  EXPECT_EQ(ids("Patient", {{"family", "chal"}}), (Ids{"p1"}));
+  write("v2", {R"({"resourceType":"Patient","id":"p1","name":[{"family":"Smith"}],"gender":"male"})"});
+  EXPECT_EQ(ids("Patient", {{"family", "chal"}}), (Ids{}));  // the old version's rows are gone
+  EXPECT_EQ(ids("Patient", {{"family", "smith"}}), (Ids{"p1"}));
+  EXPECT_EQ(ids("Patient", {{"gender", "male"}}), (Ids{"p1"}));
+  // _lastUpdated is the store's: the write above happened after 2020.
+  EXPECT_EQ(ids("Patient", {{"_lastUpdated", "gt2020-01-01"}}), (Ids{"p1"}));
+  EXPECT_EQ(ids("Patient", {{"_lastUpdated", "lt2020-01-01"}}), (Ids{}));
+}
+
+TEST_P(StoreSearch, AStoreWrittenBeforeTheIndexIsIndexedWhenOpened) {
+  write("old1", {R"({"resourceType":"Patient","id":"old","name":[{"family":"Levin"}]})",
+                 R"({"resourceType":"Claim","id":"c1","patient":{"reference":"Patient/old"}})"});
+  store_.reset();
+  Status forgotten = GetParam().forget_index(dir_.path().string());
+  ASSERT_TRUE(forgotten.ok()) << forgotten.message();
+  store_ = open();
+  ASSERT_NE(store_, nullptr);
+  EXPECT_EQ(ids("Patient", {{"family", "levin"}}), (Ids{"old"}));
+  EXPECT_EQ(ids("Claim", {{"patient", "Patient/old"}}), (Ids{"c1"}));
+  // ...and what is written afterwards is indexed as usual.
+  write("new1", {R"({"resourceType":"Claim","id":"c2","patient":{"reference":"Patient/old"}})"});
+  EXPECT_EQ(ids("Claim", {{"patient", "old"}}), (Ids{"c1", "c2"}));
+}
+
+// --- parameter types, modifiers, prefixes over the R4 core examples --------------------------
+
+TEST_P(StoreSearch, StringTokenAndDateParametersOfPatients) {
+  loadExamples();
+  EXPECT_EQ(ids("Patient", {{"family", "chalmers"}}), (Ids{"example"}));
+  EXPECT_EQ(ids("Patient", {{"family", "windsor"}}), (Ids{"example"}));
+  EXPECT_EQ(ids("Patient", {{"family", "DON"}}), (Ids{"pat1", "pat2"}));
+  EXPECT_EQ(ids("Patient", {{"family:exact", "donald"}}), (Ids{}));
+  EXPECT_EQ(ids("Patient", {{"family:exact", "Donald"}}), (Ids{"pat1", "pat2"}));
+  EXPECT_EQ(ids("Patient", {{"family", "heuv"}}), (Ids{}));
+  EXPECT_EQ(ids("Patient", {{"family:contains", "heuv"}}), (Ids{"f001"}));
+  EXPECT_EQ(ids("Patient", {{"given:exact", "D"}}), (Ids{"pat2"}));
+  EXPECT_EQ(ids("Patient", {{"name", "msc"}}), (Ids{"f001"}));
+  EXPECT_EQ(ids("Patient", {{"name", "张"}}), (Ids{"ch-example"}));
+  EXPECT_EQ(ids("Patient", {{"identifier", "12345"}}), (Ids{"example", "xcda"}));
+  EXPECT_EQ(ids("Patient", {{"identifier", "urn:oid:1.2.36.146.595.217.0.1|12345"}}), (Ids{"example"}));
+  EXPECT_EQ(ids("Patient", {{"identifier", "|12345"}}), (Ids{}));
+  EXPECT_EQ(ids("Patient", {{"identifier:of-type", "http://terminology.hl7.org/CodeSystem/v2-0203|MR|12345"}}),
+            (Ids{"example", "xcda"}));
+  EXPECT_EQ(ids("Patient", {{"identifier:not", "12345"}}), (Ids{"pat1", "pat2", "f001", "ch-example"}));
+  EXPECT_EQ(ids("Patient", {{"gender", "male"}}), (Ids{"example", "pat1", "f001", "xcda", "ch-example"}));
+  EXPECT_EQ(ids("Patient", {{"gender:not", "male"}}), (Ids{"pat2"}));
+  EXPECT_EQ(ids("Patient", {{"_id", "pat1,pat2"}}), (Ids{"pat1", "pat2"}));
+  EXPECT_EQ(ids("Patient", {{"birthdate", "1974"}}), (Ids{"example", "ch-example"}));
+  EXPECT_EQ(ids("Patient", {{"birthdate", "eq1974-12-25"}}), (Ids{"example", "ch-example"}));
+  EXPECT_EQ(ids("Patient", {{"birthdate", "ne1974"}}), (Ids{"f001", "xcda"}));
+  EXPECT_EQ(ids("Patient", {{"birthdate", "lt1950"}}), (Ids{"f001", "xcda"}));
+  EXPECT_EQ(ids("Patient", {{"birthdate", "gt1944-11-17"}}), (Ids{"example", "ch-example"}));
+  EXPECT_EQ(ids("Patient", {{"birthdate", "ge1944-11-17"}}), (Ids{"example", "ch-example", "f001"}));
+  EXPECT_EQ(ids("Patient", {{"birthdate", "le1944-11"}}), (Ids{"f001", "xcda"}));
+  EXPECT_EQ(ids("Patient", {{"birthdate", "sa1944"}}), (Ids{"example", "ch-example"}));
+  EXPECT_EQ(ids("Patient", {{"birthdate", "eb1944"}}), (Ids{"xcda"}));
+  EXPECT_EQ(ids("Patient", {{"birthdate", "ap1975"}}, 1767225600 * kS), (Ids{"example", "ch-example"}));
+  EXPECT_EQ(ids("Patient", {{"birthdate:missing", "true"}}), (Ids{"pat1", "pat2"}));
+  EXPECT_EQ(ids("Patient", {{"birthdate", "ge1940"}, {"birthdate", "lt1950"}}), (Ids{"f001"}));
+  EXPECT_EQ(ids("Patient", {{"family", "chalmers,levin"}}), (Ids{"example", "xcda"}));
+  EXPECT_EQ(ids("Patient", {{"family", "donald"}, {"given:exact", "D"}}), (Ids{"pat2"}));
+}
+
+TEST_P(StoreSearch, TokenReferenceDateAndChainedParametersOfObservations) {
+  loadExamples();
+  EXPECT_EQ(ids("Observation", {{"code", "http://loinc.org|29463-7"}}), (Ids{"example"}));
+  EXPECT_EQ(ids("Observation", {{"code", "http://snomed.info/sct|85354-9"}}), (Ids{}));
+  EXPECT_EQ(ids("Observation", {{"code:text", "body"}}), (Ids{"example", "bmi"}));
+  EXPECT_EQ(ids("Observation", {{"category", "vital-signs"}}), (Ids{"example", "blood-pressure", "bmi"}));
+  EXPECT_EQ(ids("Observation", {{"category:missing", "true"}}), (Ids{"f001"}));
+  EXPECT_EQ(ids("Observation", {{"subject", "Patient/example"}}), (Ids{"example", "blood-pressure", "bmi"}));
+  EXPECT_EQ(ids("Observation", {{"patient", "example"}}), (Ids{"example", "blood-pressure", "bmi"}));
+  EXPECT_EQ(ids("Observation", {{"patient", "https://gw.example/fhir/Patient/f001"}}), (Ids{"f001"}));
+  EXPECT_EQ(ids("Observation", {{"subject:Group", "f001"}}), (Ids{}));
+  EXPECT_EQ(ids("Observation", {{"patient", "http://elsewhere.org/fhir/Patient/f001"}}), (Ids{}));
+  EXPECT_EQ(ids("Observation", {{"date", "2013-04-02"}}), (Ids{}));
+  EXPECT_EQ(ids("Observation", {{"date", "gt2013-04-02"}}), (Ids{"f001", "example"}));
+  EXPECT_EQ(ids("Observation", {{"date", "lt2000"}}), (Ids{"bmi"}));
+  EXPECT_EQ(ids("Observation", {{"_profile", "http://hl7.org/fhir/StructureDefinition/vitalsigns"}}),
+            (Ids{"blood-pressure", "bmi"}));
+  EXPECT_EQ(ids("Observation", {{"patient.identifier", "urn:oid:2.16.840.1.113883.2.4.6.3|738472983"}}), (Ids{"f001"}));
+  EXPECT_EQ(ids("Observation", {{"patient.family", "chalmers"}}), (Ids{"example", "blood-pressure", "bmi"}));
+  EXPECT_EQ(ids("Observation", {{"subject:Patient.gender", "other"}}), (Ids{}));
+}
+
+TEST_P(StoreSearch, ClaimCoverageGroupAndOrganizationParameters) {
+  loadExamples();
+  EXPECT_EQ(ids("Claim", {{"patient", "Patient/1"}}), (Ids{"100150", "960150", "660150"}));
+  EXPECT_EQ(ids("Claim", {{"provider", "Organization/1"}}), (Ids{"100150", "960150", "660150", "MED-00050"}));
+  EXPECT_EQ(ids("Claim", {{"insurer:identifier", "http://www.bindb.com/bin|123456"}}), (Ids{"MED-00050"}));
+  EXPECT_EQ(ids("Claim", {{"identifier", "http://happyvalley.com/claim|12345"}}), (Ids{"100150"}));
+  EXPECT_EQ(ids("Claim", {{"created", "2015-10-16"}}), (Ids{"MED-00050"}));
+  EXPECT_EQ(ids("Claim", {{"use", "claim"}, {"status", "active"}}), (Ids{"100150", "960150", "660150", "MED-00050"}));
+  EXPECT_EQ(ids("Claim", {{"service-date", "lt2015"}}), (Ids{"100150", "960150", "660150"}));
+  EXPECT_EQ(ids("Claim", {{"code", "http://www.ama-assn.org/go/cpt|62264"}}), (Ids{"MED-00050"}));
+  EXPECT_EQ(ids("Claim", {{"code", "|1200"}}), (Ids{"100150"}));
+  EXPECT_EQ(ids("Coverage", {{"beneficiary", "Patient/5"}}), (Ids{"7546D", "SP1234"}));
+  EXPECT_EQ(ids("Coverage", {{"payor:Patient", "5"}}), (Ids{"SP1234"}));
+  EXPECT_EQ(ids("Coverage", {{"period", "ge2012-04-01"}}), (Ids{"9876B1"}));
+  EXPECT_EQ(ids("Coverage", {{"period", "lt2011-04-01"}}), (Ids{"7546D", "SP1234"}));
+  EXPECT_EQ(ids("Coverage", {{"period", "sa2011-04"}}), (Ids{"9876B1"}));
+  EXPECT_EQ(ids("Coverage", {{"period", "eb2012-04"}}), (Ids{"7546D", "SP1234"}));
+  EXPECT_EQ(ids("Coverage", {{"period", "2011"}}), (Ids{}));
+  EXPECT_EQ(ids("Group", {{"member", "Patient/pat2"}}), (Ids{"102"}));
+  EXPECT_EQ(ids("Organization", {{"name", "health level"}}), (Ids{"hl7"}));
+  EXPECT_EQ(ids("Organization", {{"name:contains", "seven"}}), (Ids{"hl7"}));
+}
+
+// --- result parameters ------------------------------------------------------------------------
+
+TEST_P(StoreSearch, SortTotalIncludeAndRevinclude) {
+  loadExamples();
+  // birthDate (by hand): xcda 1932-09-24, f001 1944-11-17, example and ch-example 1974-12-25,
+  // pat1/pat2 none (last either way); ties keep the order the resources were first written.
+  Found asc = run(*store_, "Patient", {{"_sort", "birthdate"}, {"_count", "3"}, {"_total", "accurate"}});
+  ASSERT_EQ(asc.error, "");
+  EXPECT_EQ(asc.total, 6);
+  ASSERT_EQ(asc.ids.size(), 6u);
+  EXPECT_EQ(asc.ids[0], "xcda");
+  EXPECT_EQ(asc.ids[1], "f001");
+  EXPECT_EQ((Ids{asc.ids[2], asc.ids[3]}), (Ids{"example", "ch-example"}));
+  EXPECT_EQ((Ids{asc.ids[4], asc.ids[5]}), (Ids{"pat1", "pat2"}));
+  Found desc = run(*store_, "Patient", {{"_sort", "-birthdate"}, {"_count", "4"}});
+  ASSERT_EQ(desc.ids.size(), 6u);
+  EXPECT_EQ((Ids{desc.ids[0], desc.ids[1]}), (Ids{"example", "ch-example"}));
+  EXPECT_EQ(desc.ids[2], "f001");
+  EXPECT_EQ(desc.ids[3], "xcda");
+  EXPECT_EQ(desc.total, -1);  // more than one page and no _total=accurate: not counted
+
+  Found count = run(*store_, "Claim", {{"patient", "Patient/1"}, {"_summary", "count"}});
+  EXPECT_EQ(count.total, 3);
+  EXPECT_TRUE(count.ids.empty());
+  Found small = run(*store_, "Claim", {{"patient", "Patient/1"}});
+  EXPECT_EQ(small.total, 3);  // one page holds them all: the total is known
+  Found none = run(*store_, "Claim", {{"patient", "Patient/1"}, {"_total", "none"}});
+  EXPECT_EQ(none.total, -1);
+
+  // Observation/example's subject is Patient/example; Observation/f001's is Patient/f001.
+  Found included = run(*store_, "Observation", {{"_id", "example,f001"}, {"_include", "Observation:subject"}});
+  EXPECT_EQ(Ids(included.included.begin(), included.included.end()), (Ids{"Patient/example", "Patient/f001"}));
+  // Claims 100150, 960150, 660150 reference Patient/1, which is not stored: nothing to include.
+  Found missing = run(*store_, "Claim", {{"patient", "Patient/1"}, {"_include", "Claim:patient"}});
+  EXPECT_TRUE(missing.included.empty());
+  // Observations example, blood-pressure and bmi have subject Patient/example.
+  Found rev = run(*store_, "Patient", {{"_id", "example"}, {"_revinclude", "Observation:subject"}});
+  EXPECT_EQ(rev.ids, (std::vector<std::string>{"example"}));
+  EXPECT_EQ(Ids(rev.included.begin(), rev.included.end()),
+            (Ids{"Observation/example", "Observation/blood-pressure", "Observation/bmi"}));
+}
+
+TEST_P(StoreSearch, AForeignCursorIsInvalid) {
+  search::QueryOptions options;
+  auto query = search::parseQuery(registry(), "Patient", {}, options);
+  ASSERT_TRUE(query.ok());
+  SearchRequest request;
+  request.query = &*query;
+  request.cursor = "c1.x.y";
+  auto page = store_->search(request);
+  ASSERT_FALSE(page.ok());
+  EXPECT_EQ(page.message().rfind("invalid:", 0), 0u) << page.message();
+}
+
+// --- keyset paging while another client writes -------------------------------------------------
+
+std::string observation(const std::string& id, const std::string& value) {
+  return R"({"resourceType":"Observation","id":")" + id +
+         R"(","status":"final","code":{"coding":[{"system":"http://example.org/codes","code":"paging"}]},"valueString":")" +
+         value + "\"}";
+}
+
+TEST_P(StoreSearch, PagesStayRightWhileAnotherClientWrites) {
+  for (int i = 0; i < 60; ++i) write("initial-" + std::to_string(i), {observation("o" + std::to_string(i), "v0")});
+  for (const char* sort : {"", "_lastUpdated", "-_lastUpdated"}) {
+    SCOPED_TRACE(std::string("_sort=") + sort);
+    std::atomic<bool> stop{false};
+    std::mutex changed_mutex;
+    std::set<std::string> changed;
+    StorePtr writer_store = open();  // another handle: another client's writes
+    ASSERT_NE(writer_store, nullptr);
+    std::atomic<int> written{0};
+    std::thread writer([&] {
+      for (int n = 0; !stop.load(); ++n) {
+        // A new matching resource, and an update of an existing one (which then changed); o30 to
+        // o59 never change.
+        const std::string update = "o" + std::to_string((n * 7) % 30);
+        {
+          std::lock_guard lock(changed_mutex);
+          changed.insert(update);
+        }
+        std::vector<ResourceWrite> resources{
+            resourceOf(observation(std::string("new-") + (sort[0] == '-' ? "d" : sort[0] ? "a" : "n") + std::to_string(n), "v1")),
+            resourceOf(observation(update, std::string("v") + std::to_string(n + 2)))};
+        auto done = writer_store->commitIngest(commitOf(std::string("w-") + sort + std::to_string(n), std::move(resources)));
+        EXPECT_TRUE(done.ok()) << done.message();
+        ++written;
+      }
+    });
+    Params params{{"code", "http://example.org/codes|paging"}, {"_count", "7"}};
+    if (*sort != '\0') params.emplace_back("_sort", sort);
+    // The pages are read while the writer runs; between pages the reader waits for one more
+    // write so that every page boundary sees writes.
+    Found found = run(*store_, "Observation", params, 0, nullptr, [&](int) {
+      const int before = written.load();
+      for (int spin = 0; spin < 2000 && written.load() == before; ++spin) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    });
+    stop = true;
+    writer.join();
+    ASSERT_EQ(found.error, "");
+    EXPECT_GT(found.pages, 5);
+    std::map<std::string, int> seen;
+    for (const std::string& id : found.ids) ++seen[id];
+    for (const auto& [id, times] : seen) EXPECT_EQ(times, 1) << id << " came " << times << " times";
+    std::lock_guard lock(changed_mutex);
+    int unchanged = 0;
+    for (int i = 0; i < 60; ++i) {
+      const std::string id = "o" + std::to_string(i);
+      if (changed.count(id) != 0) continue;
+      ++unchanged;
+      EXPECT_EQ(seen[id], 1) << id << " matched, did not change, and must appear exactly once";
+    }
+    EXPECT_EQ(unchanged >= 30, true);
+  }
+}
+
+// --- access: two payers on one patient ---------------------------------------------------------
+
+TEST_P(StoreSearch, EachPayerFindsOnlyItsOwnClaimsAndCoverageAndCountsOnlyThem) {
+  // One patient covered by two payers; each payer's roster and claim files wrote its own
+  // Coverage and Claims (the channel names the payer: ownersOf, gateway/auth/policy.cc).
+  write("patient", {R"({"resourceType":"Patient","id":"shared","name":[{"family":"Both"}]})"}, "roster:payer-a");
+  write("cov-a", {R"({"resourceType":"Coverage","id":"cov-a","status":"active","beneficiary":{"reference":"Patient/shared"},"payor":[{"reference":"Organization/a"}]})"}, "roster:payer-a",
+        {mappers::CoverageFact{"cov-a", "shared", "payer-a", "m-a", "medicaid", "2026-01-01", "", "payer", 0}});
+  write("cov-b", {R"({"resourceType":"Coverage","id":"cov-b","status":"active","beneficiary":{"reference":"Patient/shared"},"payor":[{"reference":"Organization/b"}]})"}, "roster:payer-b",
+        {mappers::CoverageFact{"cov-b", "shared", "payer-b", "m-b", "medicaid", "2026-01-01", "", "payer", 0}});
+  for (const char* id : {"a1", "a2", "a3"}) {
+    write(std::string("claim-") + id, {std::string(R"({"resourceType":"Claim","id":")") + id + R"(","status":"active","use":"claim","patient":{"reference":"Patient/shared"}})"}, "claims:payer-a");
+  }
+  write("claim-b1", {R"({"resourceType":"Claim","id":"b1","status":"active","use":"claim","patient":{"reference":"Patient/shared"}})"}, "claims:payer-b");
+
+  auth::AuthConfig config;
+  auth::AccessPolicy policy(&config, store_);
+  auth::AuthClient payer_a;
+  payer_a.id = "a";
+  payer_a.kind = auth::ClientKind::kPayer;
+  payer_a.payer_id = "payer-a";
+  auth::AuthClient payer_b = payer_a;
+  payer_b.id = "b";
+  payer_b.payer_id = "payer-b";
+  auto as = [&](const auth::AuthClient& client) {
+    return [&policy, caller = auth::Caller{&client, auth::ScopeSet::allowedFor(client.kind), "127.0.0.1"}](
+               std::string_view type, std::string_view id, const std::string& json) {
+      return policy.visible(caller, type, id, json);
+    };
+  };
+  Found claims_a = run(*store_, "Claim", {{"patient", "Patient/shared"}, {"_total", "accurate"}, {"_count", "2"}}, 0, as(payer_a));
+  ASSERT_EQ(claims_a.error, "");
+  EXPECT_EQ(Ids(claims_a.ids.begin(), claims_a.ids.end()), (Ids{"a1", "a2", "a3"}));
+  EXPECT_EQ(claims_a.total, 3);
+  Found claims_b = run(*store_, "Claim", {{"patient", "Patient/shared"}, {"_total", "accurate"}}, 0, as(payer_b));
+  EXPECT_EQ(claims_b.ids, (std::vector<std::string>{"b1"}));
+  EXPECT_EQ(claims_b.total, 1);
+  Found count_b = run(*store_, "Claim", {{"patient", "Patient/shared"}, {"_summary", "count"}}, 0, as(payer_b));
+  EXPECT_EQ(count_b.total, 1);
+  Found coverage_a = run(*store_, "Coverage", {{"beneficiary", "Patient/shared"}, {"_total", "accurate"}}, 0, as(payer_a));
+  EXPECT_EQ(coverage_a.ids, (std::vector<std::string>{"cov-a"}));
+  EXPECT_EQ(coverage_a.total, 1);
+  Found coverage_b = run(*store_, "Coverage", {{"beneficiary", "Patient/shared"}}, 0, as(payer_b));
+  EXPECT_EQ(coverage_b.ids, (std::vector<std::string>{"cov-b"}));
+  // Included Claims go through the policy too: payer B's revinclude from the patient shows b1 only.
+  Found rev_b = run(*store_, "Patient", {{"_id", "shared"}, {"_revinclude", "Claim:patient"}}, 0, as(payer_b));
+  EXPECT_EQ(rev_b.included, (std::vector<std::string>{"Claim/b1"}));
+}
+
+INSTANTIATE_TEST_SUITE_P(Stores, StoreSearch, ::testing::ValuesIn(kKinds),
+                         [](const ::testing::TestParamInfo<StoreKind>& info) { return info.param.name; });
+
+}  // namespace
+}  // namespace fhir::gateway
