@@ -12,6 +12,7 @@
 
 #include "conformance/json/json.h"
 #include "gateway/store/search_index.h"
+#include "gateway_paths.h"
 
 namespace fhir::gateway::searchindex {
 namespace {

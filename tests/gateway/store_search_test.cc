@@ -34,6 +34,7 @@
 #include "gateway/store/store.h"
 #include "tests/support/test_postgres.h"
 #include "tests/support/test_support.h"
+#include "gateway_paths.h"
 
 namespace fhir::gateway {
 namespace {
