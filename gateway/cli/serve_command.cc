@@ -295,6 +295,9 @@ int runServe(const Args& args, Io& io) {
   // Who sees what, and the audit trail (append-only in the store).
   auth::AccessPolicy policy(auth_service ? &auth_service->config() : nullptr, store);
   context.policy = &policy;
+  // Feeds and Subscriptions receive only what their client may see (access.md).
+  pipeline.setAccess(&policy);
+  matcher.setVisibility(ownerVisibility(&policy));
   auth::AuditLog audit(store);
   context.audit = &audit;
   delivery.setAudit([&audit](const std::string& destination, const std::string& endpoint_host, int status,

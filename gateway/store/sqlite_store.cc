@@ -434,16 +434,16 @@ class SqliteStore final : public Store {
                       "THEN excluded.owner ELSE subscriptions.owner END");
       query.bind(1, row.id).bind(2, row.status).bind(3, row.error).bind(4, row.resource_json).bind(5, row.owner);
       if (query.step() != SQLITE_DONE) return Error{query.error()};
-      return Status::Ok();
+      return sqlite::insertAudit(db, row.audit);  // the request's AuditEvent, same transaction
     });
   }
 
-  Status deleteSubscription(std::string_view id) override {
+  Status deleteSubscription(std::string_view id, std::vector<AuditRecord> audit) override {
     return runInWriter([&](Connection& db) -> Status {
       Query query(db, "DELETE FROM subscriptions WHERE id = ?");
       query.bind(1, id);
       if (query.step() != SQLITE_DONE) return Error{query.error()};
-      return Status::Ok();
+      return sqlite::insertAudit(db, audit);
     });
   }
 
@@ -682,6 +682,10 @@ class SqliteStore final : public Store {
       int rc = existing.step();
       if (rc == SQLITE_ROW) {
         outcome = CommitOutcome{true, static_cast<int>(existing.integer(1)), existing.text(2), existing.integer(0)};
+        // A re-post is an access too: its AuditEvent commits with this answer.
+        Status audited = sqlite::insertAudit(db, commit.audit);
+        if (!audited.ok()) return audited;
+        outcome.audited = !commit.audit.empty();
         return Status::Ok();
       }
       if (rc != SQLITE_DONE) return Error{existing.error()};
@@ -792,7 +796,11 @@ class SqliteStore final : public Store {
       unroutable.bind(5, write.reason).bind(6, write.outcome_json).bind(7, seq).bind(8, now);
       if (unroutable.step() != SQLITE_DONE) return Error{unroutable.error()};
     }
+    // The AuditEvent of the access that wrote this (access.md: same transaction as the data).
+    Status audited = sqlite::insertAudit(db, commit.audit);
+    if (!audited.ok()) return audited;
     outcome = CommitOutcome{false, commit.status, commit.answer, seq};
+    outcome.audited = !commit.audit.empty();
     return Status::Ok();
   }
 
