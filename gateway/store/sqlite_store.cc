@@ -682,11 +682,7 @@ class SqliteStore final : public Store {
       int rc = existing.step();
       if (rc == SQLITE_ROW) {
         outcome = CommitOutcome{true, static_cast<int>(existing.integer(1)), existing.text(2), existing.integer(0)};
-        // A re-post is an access too: its AuditEvent commits with this answer.
-        Status audited = sqlite::insertAudit(db, commit.audit);
-        if (!audited.ok()) return audited;
-        outcome.audited = !commit.audit.empty();
-        return Status::Ok();
+        return sqlite::appendCommitAudit(db, commit, outcome);  // a re-post is an access too
       }
       if (rc != SQLITE_DONE) return Error{existing.error()};
     }
@@ -796,12 +792,8 @@ class SqliteStore final : public Store {
       unroutable.bind(5, write.reason).bind(6, write.outcome_json).bind(7, seq).bind(8, now);
       if (unroutable.step() != SQLITE_DONE) return Error{unroutable.error()};
     }
-    // The AuditEvent of the access that wrote this (access.md: same transaction as the data).
-    Status audited = sqlite::insertAudit(db, commit.audit);
-    if (!audited.ok()) return audited;
     outcome = CommitOutcome{false, commit.status, commit.answer, seq};
-    outcome.audited = !commit.audit.empty();
-    return Status::Ok();
+    return sqlite::appendCommitAudit(db, commit, outcome);  // access.md: same transaction as the data
   }
 
   Result<bool> claimAssertionJti(std::string_view client_id, std::string_view jti, int64_t expires_ms,
