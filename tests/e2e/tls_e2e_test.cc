@@ -133,6 +133,16 @@ class TlsClient {
         if (at != std::string::npos) length = std::stoul(buffer_.substr(at + 17));
         if (buffer_.size() >= head_end + 4 + length) {
           response.status = std::atoi(buffer_.c_str() + 9);
+          // Header lines after the status line, names lower-cased.
+          for (size_t line = buffer_.find("\r\n") + 2; line < head_end;) {
+            const size_t end = std::min(buffer_.find("\r\n", line), head_end);
+            const size_t colon = buffer_.find(':', line);
+            if (colon < end) {
+              const size_t value = buffer_.find_first_not_of(' ', colon + 1);
+              response.headers[lower(buffer_.substr(line, colon - line))] = buffer_.substr(value, end - value);
+            }
+            line = end + 2;
+          }
           response.body = buffer_.substr(head_end + 4, length);
           buffer_.erase(0, head_end + 4 + length);
           return response;
