@@ -77,7 +77,8 @@ class AccessFeeds : public ::testing::Test {
     { "id": "hie-a", "kind": "hie", "practices": [")" << kPracticeA << R"("], "jwks": )" << jwks << R"(,
       "subscriptionEndpoints": [")" << notify_a_.url("/") << R"("] },
     { "id": "hie-all", "kind": "hie", "practices": "all", "jwks": )" << jwks << R"(,
-      "subscriptionEndpoints": [")" << notify_all_.url("/") << R"("] }
+      "subscriptionEndpoints": [")" << notify_all_.url("/") << R"("] },
+    { "id": "convener", "kind": "admin", "jwks": )" << jwks << R"( }
   ] }
 })";
     config.close();
@@ -248,6 +249,40 @@ TEST_F(AccessFeeds, AFeedAndASubscriptionOfAnHieGetExactlyWhatItsPracticesAllow)
   EXPECT_EQ(call("GET", "/fhir/" + request_b, "hie-a").status, 404);
   EXPECT_EQ(call("GET", "/fhir/" + request_b, "hie-all").status, 200);
   (void)sub_all;
+}
+
+// access.md "Audit": a write's AuditEvent is written with the data, in the same transaction.
+// The gateway is killed (SIGKILL) right after the answers, well inside the background writer's
+// 200 ms window: the ingest's and the Subscription's AuditEvents are there after a restart.
+TEST_F(AccessFeeds, AWritesAuditEventSurvivesAKillRightAfterTheAnswer) {
+  token("ehr");
+  token("hie-a");
+  token("convener");  // before the kill: the token requests' own audits may be lost with it
+  RawResponse ingested = call("POST", "/ingest/econsult", "ehr", practiceAEvent("evt-kill-0001", "EC-KILL-1"));
+  ASSERT_EQ(ingested.status, 202) << ingested.body;
+  const std::string request = serviceRequestOf(resourcesOf(ingested.body));
+  ASSERT_FALSE(request.empty());
+  const std::string body = R"({"resourceType": "Subscription",
+  "meta": {"profile": [")" + std::string(kBackport) + R"(backport-subscription"]},
+  "status": "requested", "reason": "kill", "criteria": ")" + std::string(kTopicBase) + R"(econsult-requested",
+  "channel": {"type": "rest-hook", "endpoint": ")" + notify_a_.url("/killed") + R"(", "payload": "application/fhir+json"}})";
+  RawResponse created = call("POST", "/fhir/Subscription", "hie-a", body);
+  ASSERT_EQ(created.status, 201) << created.body;
+  auto doc = json::parse(created.body);
+  ASSERT_TRUE(doc.ok());
+  const std::string subscription = "Subscription/" + str(*doc, "id");
+  gateway_->kill();
+
+  gateway_ = std::make_unique<GatewayProcess>(std::vector<std::string>{"--config", config_path_});
+  ASSERT_NE(gateway_->port(), 0);
+  auto audited = [&](const std::string& query) {
+    RawResponse answer = call("GET", "/fhir/AuditEvent?" + query, "convener");
+    EXPECT_EQ(answer.status, 200) << answer.body;
+    auto found = json::parse(answer.body);
+    return found.ok() && json::find(*found, "entry") ? (*found)["entry"].Size() : 0u;
+  };
+  EXPECT_EQ(audited("subtype=ingest&agent=ehr&entity=" + request), 1u);
+  EXPECT_EQ(audited("subtype=create&agent=hie-a&entity=" + subscription), 1u);
 }
 
 }  // namespace
