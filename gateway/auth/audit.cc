@@ -114,6 +114,36 @@ std::string AuditLog::withId(const std::string& json_text, int64_t id) {
   return std::string(kHead) + ",\"id\":\"" + std::to_string(id) + "\"" + json_text.substr(kHead.size());
 }
 
+AuditRecord AuditLog::toRecord(const AuditEntry& entry, int64_t now_ms, int64_t suppressed) {
+  AuditRecord record;
+  record.recorded_ms = now_ms;
+  record.subtype = entry.subtype;
+  record.agent = entry.agent;
+  record.address = entry.address;
+  record.entities = entry.entities;
+  record.json = toJson(entry, now_ms, suppressed);
+  return record;
+}
+
+namespace {
+thread_local PendingAudit* current_pending = nullptr;
+}  // namespace
+
+PendingAudit::PendingAudit(AuditEntry& entry) : entry_(entry), previous_(current_pending) { current_pending = this; }
+
+PendingAudit::~PendingAudit() { current_pending = previous_; }
+
+PendingAudit* PendingAudit::current() { return current_pending; }
+
+std::optional<AuditRecord> PendingAudit::take(int status, const std::vector<std::string>& entities, int64_t now_ms) {
+  if (written_ || entry_.subtype.empty()) return std::nullopt;
+  AuditEntry entry = entry_;
+  entry.status = status;
+  if (!entities.empty()) entry.entities = entities;
+  status_ = status;
+  return AuditLog::toRecord(entry, now_ms, 0);
+}
+
 void AuditLog::record(const AuditEntry& entry, int64_t now_ms) {
   int64_t suppressed = 0;
   std::lock_guard lock(mutex_);
@@ -131,14 +161,7 @@ void AuditLog::record(const AuditEntry& entry, int64_t now_ms) {
     }
     ++window.count;
   }
-  AuditRecord record;
-  record.recorded_ms = now_ms;
-  record.subtype = entry.subtype;
-  record.agent = entry.agent;
-  record.address = entry.address;
-  record.entities = entry.entities;
-  record.json = toJson(entry, now_ms, suppressed);
-  queue_.push_back(std::move(record));
+  queue_.push_back(toRecord(entry, now_ms, suppressed));
   ++queued_total_;
   if (queue_.size() >= 512) wake_.notify_all();
 }

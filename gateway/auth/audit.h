@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -62,6 +63,8 @@ class AuditLog {
 
   // The AuditEvent JSON of an entry (without `id`).
   static std::string toJson(const AuditEntry& entry, int64_t now_ms, int64_t suppressed);
+  // The store's record of an entry (its JSON, client, address, entities).
+  static AuditRecord toRecord(const AuditEntry& entry, int64_t now_ms, int64_t suppressed);
   // `json` (stored without id) with `"id":"<id>"` as its second member.
   static std::string withId(const std::string& json, int64_t id);
 
@@ -85,6 +88,37 @@ class AuditLog {
   };
   std::map<std::string, Window> refused_;  // per address
   std::thread writer_;
+};
+
+// The AuditEvent of the request a thread is serving, for the write that request commits
+// (access.md: written with the data, same transaction). The HTTP router opens one around each
+// audited request; a write on that thread (an ingest commit, a Subscription row) takes its
+// record into the store call (take) and, once the store says it was appended there, confirms it
+// (written), so the router does not queue it again. Reads and refusals write nothing: their
+// records stay on AuditLog's background writer.
+class PendingAudit {
+ public:
+  explicit PendingAudit(AuditEntry& entry);
+  ~PendingAudit();
+  PendingAudit(const PendingAudit&) = delete;
+  PendingAudit& operator=(const PendingAudit&) = delete;
+
+  // This thread's, or null.
+  static PendingAudit* current();
+  // The record of the entry as answered `status`, naming `entities` (empty: the entry's);
+  // nullopt once a record was written.
+  std::optional<AuditRecord> take(int status, const std::vector<std::string>& entities, int64_t now_ms);
+  // The record taken last is in the store (appended in the write's transaction).
+  void written() { written_ = true; }
+  bool isWritten() const { return written_; }
+  // The status the written record says.
+  int writtenStatus() const { return status_; }
+
+ private:
+  AuditEntry& entry_;
+  PendingAudit* previous_;
+  bool written_ = false;
+  int status_ = 0;
 };
 
 // GET /fhir/AuditEvent?date=&agent=&entity=&subtype=&_count= (admin only; the route checks):

@@ -271,14 +271,78 @@ Result<bool> AccessPolicy::sees(const AuthClient& client, std::string_view type,
   return false;
 }
 
+namespace {
+bool needsPayloads(const AuthClient& client) {
+  return client.kind == ClientKind::kPractice || (client.kind == ClientKind::kHie && !client.all_practices);
+}
+}  // namespace
+
 Result<std::optional<std::string>> AccessPolicy::visible(const Caller& caller, std::string_view type, std::string_view id,
                                                          const std::string& json_text) const {
   if (caller.open() || caller.client->kind == ClientKind::kAdmin) return std::optional<std::string>(json_text);
   if (type == "AuditEvent") return std::optional<std::string>();
-  const AuthClient& client = *caller.client;
-  const bool payloads = client.kind == ClientKind::kPractice || (client.kind == ClientKind::kHie && !client.all_practices);
-  auto origins = store_->originsOf(type, id, payloads);
+  auto origins = store_->originsOf(type, id, needsPayloads(*caller.client));
   if (!origins.ok()) return origins.error();
+  return visibleGiven(*caller.client, type, id, json_text, *origins);
+}
+
+Result<std::optional<std::string>> AccessPolicy::visibleWith(const Caller& caller, std::string_view type,
+                                                             std::string_view id, const std::string& json_text,
+                                                             const ResourceOrigins& pending) const {
+  if (caller.open() || caller.client->kind == ClientKind::kAdmin) return std::optional<std::string>(json_text);
+  if (type == "AuditEvent") return std::optional<std::string>();
+  auto origins = store_->originsOf(type, id, needsPayloads(*caller.client));
+  if (!origins.ok()) return origins.error();
+  origins->events.insert(origins->events.end(), pending.events.begin(), pending.events.end());
+  for (const merge::Contribution& contribution : pending.contributions) {
+    if (contribution.type == type && contribution.id == id) origins->contributions.push_back(contribution);
+  }
+  return visibleGiven(*caller.client, type, id, json_text, *origins);
+}
+
+Result<std::optional<std::string>> AccessPolicy::visibleBundle(const Caller& caller, const std::string& bundle_json,
+                                                               const ResourceOrigins& pending) const {
+  if (caller.open() || caller.client->kind == ClientKind::kAdmin) return std::optional<std::string>(bundle_json);
+  json::Document doc;
+  json::ParseError error;
+  if (!json::parse(bundle_json, doc, error) || !doc.IsObject()) return Error{"a feed Bundle is unreadable: " + error.describe()};
+  json::Value* entries = json::find(doc, "entry");
+  if (entries == nullptr || !entries->IsArray()) return std::optional<std::string>();
+  bool changed = false;
+  for (auto entry = entries->Begin(); entry != entries->End();) {
+    json::Value* resource = json::find(*entry, "resource");
+    const std::string type = resource != nullptr ? std::string(json::getString(*resource, "resourceType").value_or("")) : "";
+    const std::string id = resource != nullptr ? std::string(json::getString(*resource, "id").value_or("")) : "";
+    if (type.empty() || id.empty()) {  // nothing to own it: left out
+      entry = entries->Erase(entry);
+      changed = true;
+      continue;
+    }
+    const std::string text = json::serialize(*resource);
+    auto seen = visibleWith(caller, type, id, text, pending);
+    if (!seen.ok()) return seen.error();
+    if (!seen->has_value()) {
+      entry = entries->Erase(entry);
+      changed = true;
+      continue;
+    }
+    if (**seen != text) {
+      auto trimmed = json::parse(**seen);
+      if (!trimmed.ok()) return Error{"a visible resource is unreadable"};
+      resource->CopyFrom(*trimmed, doc.GetAllocator());
+      changed = true;
+    }
+    ++entry;
+  }
+  if (entries->Empty()) return std::optional<std::string>();
+  if (!changed) return std::optional<std::string>(bundle_json);
+  return std::optional<std::string>(json::serialize(doc));
+}
+
+Result<std::optional<std::string>> AccessPolicy::visibleGiven(const AuthClient& client, std::string_view type,
+                                                              std::string_view id, const std::string& json_text,
+                                                              const ResourceOrigins& given) const {
+  const ResourceOrigins* origins = &given;
   const Owners owners = ownersOf(*origins, type, id, json_text);
   auto seen = sees(client, type, owners);
   if (!seen.ok()) return seen.error();

@@ -86,8 +86,28 @@ class AccessPolicy {
   // stored resource. Errors are store failures (answer 503, never "absent").
   Result<std::optional<std::string>> visible(const Caller& caller, std::string_view type, std::string_view id,
                                              const std::string& json) const;
+  // visible() for a resource of a commit that is being made: the stored origins plus `pending`
+  // (the event being committed and its contributions to this resource), the same rule. Static
+  // feed rows are filtered with it before their event commits.
+  Result<std::optional<std::string>> visibleWith(const Caller& caller, std::string_view type, std::string_view id,
+                                                 const std::string& json, const ResourceOrigins& pending) const;
+  // A Bundle (a feed row) as `caller` may see it: each entry as visibleWith() gives it, the ones
+  // it may not see left out; nullopt when no entry is left. `pending`: the event being committed
+  // (its contributions are matched to entries by type and id).
+  Result<std::optional<std::string>> visibleBundle(const Caller& caller, const std::string& bundle_json,
+                                                   const ResourceOrigins& pending) const;
+  // The caller a Subscription owner or a feed's client acts as (null: none; auth off).
+  static Caller callerOf(const AuthClient* client) {
+    Caller caller;
+    caller.client = client;
+    return caller;
+  }
+  // The configured client `id`, or null.
+  const AuthClient* client(std::string_view id) const { return config_ != nullptr ? config_->findClient(id) : nullptr; }
 
  private:
+  Result<std::optional<std::string>> visibleGiven(const AuthClient& client, std::string_view type, std::string_view id,
+                                                  const std::string& json, const ResourceOrigins& origins) const;
   Result<bool> sees(const AuthClient& client, std::string_view type, const Owners& owners) const;
   Result<bool> practiceSeesPatient(const AuthClient& client, const std::string& patient_id) const;
   static bool practiceAllowed(const AuthClient& client, const std::vector<std::string>& npis);

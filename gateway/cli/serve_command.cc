@@ -296,9 +296,18 @@ int runServe(const Args& args, Io& io) {
   // Who sees what, and the audit trail (append-only in the store).
   auth::AccessPolicy policy(auth_service ? &auth_service->config() : nullptr, store);
   context.policy = &policy;
+  // Feeds and Subscriptions receive only what their client may see (access.md).
+  pipeline.setAccess(&policy);
+  matcher.setVisibility(ownerVisibility(&policy));
   auth::AuditLog audit(store);
   context.audit = &audit;
-  delivery.setAudit([&audit](const std::string& destination, const std::string& endpoint_host, int status,
+  // scripts/bench-audit-drain measures what auditing costs the delivery drain: with
+  // GATEWAY_BENCH_NO_DELIVERY_AUDIT=1 and no `auth` block (never with auth on) delivery attempts
+  // are not audited, with a warning.
+  const char* no_delivery_audit = std::getenv("GATEWAY_BENCH_NO_DELIVERY_AUDIT");
+  const bool audit_deliveries = config.auth || no_delivery_audit == nullptr || std::string(no_delivery_audit) != "1";
+  if (!audit_deliveries) io.err << "fhir-gateway serve: warning: GATEWAY_BENCH_NO_DELIVERY_AUDIT: delivery attempts are not audited (benchmarks only)\n";
+  if (audit_deliveries) delivery.setAudit([&audit](const std::string& destination, const std::string& endpoint_host, int status,
                              const std::string& error) {
     auth::AuditEntry entry;
     entry.type = "delivery";

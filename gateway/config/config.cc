@@ -377,9 +377,10 @@ Result<Config> parseConfig(std::string_view text) {
     for (rapidjson::SizeType index = 0; index < feeds->Size(); ++index) {
       ObjectReader feed_reader((*feeds)[index], "feeds[" + std::to_string(index) + "]");
       RETURN_IF_ERROR(feed_reader.checkKeys(
-          {"id", "endpoint", "secret", "authHeader", "clientCert", "clientKey", "caFile", "batchWindowMs"}));
+          {"id", "endpoint", "secret", "authHeader", "clientCert", "clientKey", "caFile", "batchWindowMs", "client"}));
       FeedConfig feed;
       RETURN_IF_ERROR(feed_reader.string("id", feed.id, true));
+      RETURN_IF_ERROR(feed_reader.string("client", feed.client, false));
       RETURN_IF_ERROR(feed_reader.string("endpoint", feed.endpoint, true));
       RETURN_IF_ERROR(checkEndpoint(feed.endpoint, feed_reader.where("endpoint")));
       RETURN_IF_ERROR(feed_reader.string("secret", feed.secret, false));
@@ -431,6 +432,25 @@ Result<Config> parseConfig(std::string_view text) {
         return Error{"configuration key 'auth.clients[" + std::to_string(index) +
                      "].certificateSubject' needs 'tls.clientCaFile': client certificates are only asked for then"};
       }
+    }
+  }
+  // Static feeds (access.md): bound to an `hie` client, they receive what it may see. With auth a
+  // feed without a client is a start-up error (nothing leaves the gateway past the policy);
+  // without auth a client could never be checked.
+  for (size_t index = 0; index < config.feeds.size(); ++index) {
+    const FeedConfig& feed = config.feeds[index];
+    const std::string where = "configuration key 'feeds[" + std::to_string(index) + "].client'";
+    if (!config.auth) {
+      if (!feed.client.empty()) return Error{where + " needs an 'auth' block: clients are defined there"};
+      continue;
+    }
+    if (feed.client.empty()) {
+      return Error{where + " is required with 'auth': a feed receives what its hie client may see"};
+    }
+    const auth::AuthClient* client = config.auth->findClient(feed.client);
+    if (client == nullptr) return Error{where + ": no client '" + feed.client + "' in 'auth.clients'"};
+    if (client->kind != auth::ClientKind::kHie) {
+      return Error{where + ": client '" + feed.client + "' is not of kind 'hie'"};
     }
   }
   return config;

@@ -52,6 +52,9 @@ struct FeedConfig {
   std::string endpoint;
   std::string secret;
   EndpointOptions options;
+  // `client` (contracts/access.md): the `hie` client the feed is bound to; it receives what that
+  // client may see. Required when `auth` is configured; empty without `auth`.
+  std::string client;
 };
 
 struct DeliveryConfig {

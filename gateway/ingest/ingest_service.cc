@@ -7,11 +7,13 @@
 #include <mutex>
 #include <optional>
 
+#include "gateway/auth/audit.h"
 #include "gateway/dispatch/router.h"
 #include "gateway/ingest/cpu_gate.h"
 #include "gateway/ingest/event_facts.h"
 #include "gateway/ingest/gateway_directory.h"
 #include "gateway/merge/merge_service.h"
+#include "gateway/store/time_util.h"
 #include "gateway/subscriptions/matching.h"
 
 namespace fhir::gateway {
@@ -162,10 +164,11 @@ Result<CommitOutcome> IngestService::commitEvent(const json::Value& bundle, Inge
   takeContributions(*merge_rules_, bundle, source, commit);
   commit.coverage.clear();
 
-  // Dispatch: every feed gets the accepted Bundle; each Claim goes to its payer or waits.
-  for (const FeedConfig& feed : config_.feeds) {
-    commit.outbox.push_back(OutboxWrite{feedDestination(feed.id), "bundle", bundle_json});
-  }
+  // Dispatch: every feed gets the accepted Bundle as its client may see it; each Claim goes to
+  // its payer or waits.
+  auto feeds = feedRows(bundle_json, commit);
+  if (!feeds.ok()) return feeds.error();
+  for (OutboxWrite& row : *feeds) commit.outbox.push_back(std::move(row));
   std::map<std::string, EventFacts> claim_facts;
   Status dispatched = dispatchBilling(config_, *store_, base_url_, bundle, billing, patient_id, facts, commit, claim_facts);
   if (!dispatched.ok()) return Error{dispatched.message()};
@@ -180,8 +183,16 @@ Result<CommitOutcome> IngestService::commitEvent(const json::Value& bundle, Inge
 
   const bool has_outbox = !commit.outbox.empty() || has_subscriptions;
   const bool waits = !commit.unroutable.empty();
+  // The request's AuditEvent commits with the data (access.md "Audit").
+  auth::PendingAudit* pending = auth::PendingAudit::current();
+  if (pending != nullptr) {
+    std::vector<std::string> entities;
+    for (const ResourceWrite& resource : commit.resources) entities.push_back(resource.type + "/" + resource.id);
+    if (auto record = pending->take(commit.status, entities, nowMs())) commit.audit.push_back(std::move(*record));
+  }
   auto outcome = store_->commitIngest(std::move(commit));
   if (!outcome.ok()) return outcome.error();
+  if (pending != nullptr && outcome->audited) pending->written();
   if (!outcome->slot_taken.empty()) return outcome;  // refused, nothing written: the caller answers
   metrics_.countIngest(channel, outcome->duplicate ? "duplicate" : "accepted");
   // The event may have joined its patient to one a payer knows (in the commit's merge): its
@@ -198,6 +209,46 @@ Result<CommitOutcome> IngestService::commitEvent(const json::Value& bundle, Inge
   }
   if (has_outbox && !outcome->duplicate && on_outbox_) on_outbox_();
   return outcome;
+}
+
+OwnerVisibility ownerVisibility(const auth::AccessPolicy* policy) {
+  if (policy == nullptr || !policy->enabled()) return {};
+  return [policy](const std::string& owner, const std::string& type, const std::string& id,
+                  const std::string& json_text) -> Result<std::optional<std::string>> {
+    if (owner.empty()) return std::optional<std::string>(json_text);
+    const auth::AuthClient* client = policy->client(owner);
+    if (client == nullptr) return std::optional<std::string>();
+    return policy->visible(auth::AccessPolicy::callerOf(client), type, id, json_text);
+  };
+}
+
+void IngestService::setAccess(const auth::AccessPolicy* policy) {
+  policy_ = policy;
+  owner_visibility_ = ownerVisibility(policy);
+}
+
+Result<std::vector<OutboxWrite>> IngestService::feedRows(const std::string& bundle_json, const IngestCommit& commit) const {
+  std::vector<OutboxWrite> rows;
+  ResourceOrigins pending;
+  bool pending_made = false;
+  for (const FeedConfig& feed : config_.feeds) {
+    const auth::AuthClient* client =
+        policy_ != nullptr && policy_->enabled() && !feed.client.empty() ? policy_->client(feed.client) : nullptr;
+    // No policy (auth off), or an hie that sees every practice: the whole Bundle.
+    if (client == nullptr || (client->kind == auth::ClientKind::kHie && client->all_practices)) {
+      rows.push_back(OutboxWrite{feedDestination(feed.id), "bundle", bundle_json});
+      continue;
+    }
+    if (!pending_made) {
+      pending.events.push_back(ResourceOrigins::Event{commit.channel, commit.idempotency_key, commit.payload});
+      pending.contributions = commit.contributions;
+      pending_made = true;
+    }
+    auto seen = policy_->visibleBundle(auth::AccessPolicy::callerOf(client), bundle_json, pending);
+    if (!seen.ok()) return seen.error();
+    if (seen->has_value()) rows.push_back(OutboxWrite{feedDestination(feed.id), "bundle", std::move(**seen)});
+  }
+  return rows;
 }
 
 void IngestService::dropStaged(int64_t file) {

@@ -19,12 +19,14 @@
 
 #include "conformance/outcome/outcome.h"
 #include "conformance/validator/validator.h"
+#include "gateway/auth/policy.h"
 #include "gateway/config/config.h"
 #include "gateway/ingest/answer.h"
 #include "gateway/ingest/contributions.h"
 #include "gateway/merge/merge.h"
 #include "gateway/server/metrics.h"
 #include "gateway/store/store.h"
+#include "gateway/subscriptions/matching.h"
 #include "gateway/subscriptions/subscription.h"
 #include "gateway/subscriptions/topics.h"
 #include "mappers/engine/engine.h"
@@ -44,6 +46,9 @@ class IngestService {
     registry_ = registry;
   }
   void setBaseUrl(std::string base_url) { base_url_ = std::move(base_url); }
+  // Who sees what (gateway/auth): static feeds receive what their hie client may see, rerouted
+  // claims notify only owners that may see them. Null (the default): auth is off.
+  void setAccess(const auth::AccessPolicy* policy);
   // The merge rules could not be loaded (then nothing is merged).
   const Status& mergeStatus() const { return merge_status_; }
 
@@ -91,6 +96,11 @@ class IngestService {
   // done before stays done; the rest is done on the next call for these patients). reroute.cc.
   Status routeWaitingClaims(const std::set<std::string>& patients, bool check_routed);
 
+  // The outbox rows of every static feed for an event Bundle that `commit` is about to store:
+  // the Bundle as each feed's client may see it (AccessPolicy::visibleBundle with the commit's
+  // event and contributions), no row when it may see none of it. An error when the store failed.
+  Result<std::vector<OutboxWrite>> feedRows(const std::string& bundle_json, const IngestCommit& commit) const;
+
   // Drops a staged payer file; a failure is logged and counted (gateway_ingest_events_total
   // {channel="staging",outcome="drop_failed"}), not answered.
   void dropStaged(int64_t file);
@@ -113,8 +123,15 @@ class IngestService {
   std::shared_ptr<const mappers::engine::SpecLibrary> specs_;
   const SubscriptionRegistry* registry_ = nullptr;
   std::shared_ptr<const merge::MergeRules> merge_rules_;
+  const auth::AccessPolicy* policy_ = nullptr;
+  OwnerVisibility owner_visibility_;
   Status merge_status_ = Status::Ok();
 };
+
+// What a Subscription owner may see (matching.h) by `policy`: an owner that is not a configured
+// client sees nothing; an empty owner (made while auth was off, by the operator) everything.
+// Empty (no check) when `policy` is null or off.
+OwnerVisibility ownerVisibility(const auth::AccessPolicy* policy);
 
 // The commit of a posted JSON event: 202 with the stored Bundle, warnings as a last entry.
 IngestCommit acceptedEvent(std::string_view channel, const std::string& idempotency_key, std::string_view body,

@@ -90,6 +90,8 @@ class Pipeline {
 
   // fullUrl base of stored resources (`http://host:port/fhir`).
   void setBaseUrl(std::string base_url) { service_.setBaseUrl(std::move(base_url)); }
+  // Who sees what: feeds and rerouted notifications (IngestService::setAccess).
+  void setAccess(const auth::AccessPolicy* policy) { service_.setAccess(policy); }
 
  private:
   Answer ingest(std::string_view channel, const IngestRequest& request);

@@ -19,18 +19,6 @@ void dropStoredMeta(json::Document& resource) {
   }
 }
 
-// Queues one notification per live subscription whose topic fires for a changed resource and
-// whose filters match. `claim_facts` holds, per routed Claim id, the facts of that claim
-// (its payer and code); a Claim that was not routed announces nothing.
-ChangeHook subscriptionHook(TopicCatalogPtr topics, std::vector<Subscription> subscriptions, EventFacts facts,
-                            std::map<std::string, EventFacts> claim_facts, bool claims_need_route = true) {
-  return [topics = std::move(topics), subscriptions = std::move(subscriptions),
-          context = ChangeContext{std::move(facts), std::move(claim_facts), claims_need_route}](
-             const std::vector<ResourceChangeRecord>& changes, std::vector<OutboxWrite>& outbox) {
-    matchChanges(*topics, subscriptions, context, changes, outbox);
-  };
-}
-
 }  // namespace
 
 Result<std::optional<IngestCommit>> IngestService::rerouteCommit(const UnroutableWrite& waiting,
@@ -93,10 +81,14 @@ Result<std::optional<IngestCommit>> IngestService::rerouteCommit(const Unroutabl
         facts.codes = {std::string(json::getString((*codings)[0], "system").value_or("")) + "|" + waiting.code};
       }
     }
+    // One notification per live subscription whose topic fires, whose filters match and whose
+    // owner may see the Claim (the same rules as the matcher's).
     std::map<std::string, EventFacts> claim_facts{{waiting.claim_id, facts}};
     const std::string previous_json = json::serialize(previous);
-    subscriptionHook(topics_, live, facts, std::move(claim_facts))(
-        {ResourceChangeRecord{"Claim", waiting.claim_id, previous_json, &claim_json}}, commit.outbox);
+    Status matched = matchChanges(*topics_, live, ChangeContext{facts, std::move(claim_facts), true},
+                                  {ResourceChangeRecord{"Claim", waiting.claim_id, previous_json, &claim_json}},
+                                  commit.outbox, owner_visibility_ ? &owner_visibility_ : nullptr);
+    if (!matched.ok()) return Error{matched.message()};
   }
   return std::optional<IngestCommit>(std::move(commit));
 }

@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "conformance/json/json.h"
+#include "gateway/auth/certificate.h"
 #include "gateway/server/listener.h"
 #include "gateway/server/search_route.h"
 #include "gateway/store/time_util.h"
@@ -133,6 +134,11 @@ class Router final {
       if (auto refused = authenticate(request, access)) return std::move(*refused);
     }
     Answer answer;
+    // A write commits this request's AuditEvent in its own transaction (PendingAudit); the rest
+    // are queued to the background writer below.
+    access.audit.agent = access.caller.id();
+    access.audit.address = access.caller.address;
+    auth::PendingAudit pending(access.audit);
     try {
       answer = route(request, access);
     } catch (const std::exception& error) {
@@ -141,6 +147,7 @@ class Router final {
     if (answer.status == 403 && access.audit.subtype.empty()) {
       access.audit.subtype = subtypeOf(request.head.method, request.target.segments);
     }
+    if (pending.isWritten() && pending.writtenStatus() == answer.status) access.audit.subtype.clear();
     if (!access.audit.subtype.empty()) {
       if (access.audit.entities.empty()) access.audit.entities.push_back(request.target.path);
       audit(access, answer.status, answer.status >= 400 ? diagnosticsOf(answer) : std::string());
@@ -189,12 +196,18 @@ class Router final {
         why = "the Authorization header is not a Bearer access token";
       } else {
         auto grant = context_.auth->verifyAccessToken(token, nowMs());
-        if (grant.ok()) {
+        // A client bound to a TLS client certificate presents its token over that one only.
+        const bool certificates = context_.config.tls && !context_.config.tls->client_ca_file.empty();
+        if (grant.ok() && certificates && !grant->client->certificate_subject.empty() &&
+            !auth::certificateMatches(*grant->client, request.peer_subject)) {
+          why = "the access token's client is bound to another TLS client certificate";
+        } else if (grant.ok()) {
           access.caller.client = grant->client;
           access.caller.scopes = grant->scopes;
           return std::nullopt;
+        } else {
+          why = grant.message();
         }
-        why = grant.message();
       }
     }
     access.audit.subtype = subtypeOf(request.head.method, request.target.segments);
@@ -615,8 +628,9 @@ class Router final {
     if (!subscription) return issueAnswer(404, "not-found", "Subscription/" + id + " is not known");
     if (parts.size() == 3 && method == "GET") return Answer{200, "application/fhir+json", subscriptionJson(*subscription), ""};
     if (parts.size() == 3 && method == "DELETE") {
-      Status deleted = context_.store->deleteSubscription(id);
+      Status deleted = context_.store->deleteSubscription(id, takeAudit(200));
       if (!deleted.ok()) return issueAnswer(503, "transient", deleted.message());
+      writtenAudit();
       registry.remove(id);
       IssueList done;
       done.add(Issue{Severity::kInformation, "informational", "Subscription/" + id + " deleted", {}, {}});
@@ -701,13 +715,26 @@ class Router final {
                                                      " Subscriptions (auth.maxSubscriptionsPerClient)");
       }
     }
-    Status stored = context_.store->putSubscription(
-        SubscriptionRow{subscription->id, subscription->status, "", subscription->resource_json, subscription->owner});
+    SubscriptionRow row{subscription->id, subscription->status, "", subscription->resource_json, subscription->owner};
+    row.audit = takeAudit(created ? 201 : 200);  // same transaction as the row
+    Status stored = context_.store->putSubscription(row);
     if (!stored.ok()) return issueAnswer(503, "transient", stored.message());
+    writtenAudit();
     context_.subscriptions->put(*subscription);
     if (context_.wake_delivery) context_.wake_delivery();
     return Answer{created ? 201 : 200, "application/fhir+json", subscriptionJson(*subscription),
                   context_.base_url + "/Subscription/" + subscription->id};
+  }
+
+  // The request's AuditEvent for a write's transaction, as answered `status` (none without auditing).
+  std::vector<AuditRecord> takeAudit(int status) {
+    auth::PendingAudit* pending = context_.audit != nullptr ? auth::PendingAudit::current() : nullptr;
+    if (pending == nullptr) return {};
+    auto record = pending->take(status, {}, nowMs());
+    return record ? std::vector<AuditRecord>{std::move(*record)} : std::vector<AuditRecord>{};
+  }
+  void writtenAudit() {
+    if (context_.audit != nullptr && auth::PendingAudit::current() != nullptr) auth::PendingAudit::current()->written();
   }
 
   // {"items": [...]} with one object per element, filled by `fill(element, object, allocator)`.

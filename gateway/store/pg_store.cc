@@ -603,16 +603,22 @@ class PgStore final : public Store {
   Status putSubscription(const SubscriptionRow& row) override {
     return runInWriter([&](Connection& db, pg::Tx&) {
       // An empty owner keeps the recorded one (delivery's status updates do not know it).
-      return Query(db, "INSERT INTO subscriptions (id, status, error, resource_json, owner) VALUES ($1, $2, $3, $4, $5) "
+      Status put = Query(db, "INSERT INTO subscriptions (id, status, error, resource_json, owner) VALUES ($1, $2, $3, $4, $5) "
                        "ON CONFLICT (id) DO UPDATE SET status = excluded.status, error = excluded.error, "
                        "resource_json = excluded.resource_json, owner = CASE WHEN excluded.owner <> '' "
                        "THEN excluded.owner ELSE subscriptions.owner END")
           .text(row.id).text(row.status).text(row.error).bytes(row.resource_json).text(row.owner).done();
+      if (!put.ok()) return put;
+      return pg::insertAudit(db, row.audit);  // the request's AuditEvent, same transaction
     });
   }
 
-  Status deleteSubscription(std::string_view id) override {
-    return runInWriter([&](Connection& db, pg::Tx&) { return Query(db, "DELETE FROM subscriptions WHERE id = $1").text(id).done(); });
+  Status deleteSubscription(std::string_view id, std::vector<AuditRecord> audit) override {
+    return runInWriter([&](Connection& db, pg::Tx&) {
+      Status deleted = Query(db, "DELETE FROM subscriptions WHERE id = $1").text(id).done();
+      if (!deleted.ok()) return deleted;
+      return pg::insertAudit(db, audit);
+    });
   }
 
   Result<std::vector<SubscriptionRow>> listSubscriptions() override {

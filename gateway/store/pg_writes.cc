@@ -168,6 +168,10 @@ Status writeIngest(Connection& db, Tx& tx, const IngestCommit& commit, const Mer
     if (!first.ok()) return first.error();
     if (first->empty()) return Error{"postgresql: event key conflict without a row"};
     outcome = CommitOutcome{true, static_cast<int>(first->integer(0, 1)), first->text(0, 2), first->integer(0, 0)};
+    // A re-post is an access too: its AuditEvent commits with this answer.
+    Status audited = insertAudit(db, commit.audit);
+    if (!audited.ok()) return audited;
+    outcome.audited = !commit.audit.empty();
     return Status::Ok();
   }
   const int64_t seq = event->integer(0, 0);
@@ -231,7 +235,11 @@ Status writeIngest(Connection& db, Tx& tx, const IngestCommit& commit, const Mer
                  .text(write.reason).bytes(write.outcome_json).integer(seq).text(now).done();
     if (!status.ok()) return status;
   }
+  // The AuditEvent of the access that wrote this (access.md: same transaction as the data).
+  status = insertAudit(db, commit.audit);
+  if (!status.ok()) return status;
   outcome = CommitOutcome{false, commit.status, commit.answer, seq};
+  outcome.audited = !commit.audit.empty();
   return Status::Ok();
 }
 

@@ -88,6 +88,13 @@ Status insertAudit(Connection& db, const std::vector<AuditRecord>& records) {
   return Status::Ok();
 }
 
+Status appendCommitAudit(Connection& db, const IngestCommit& commit, CommitOutcome& outcome) {
+  Status inserted = insertAudit(db, commit.audit);
+  if (!inserted.ok()) return inserted;
+  outcome.audited = !commit.audit.empty();
+  return Status::Ok();
+}
+
 Result<std::vector<AuditRecord>> selectAudit(Connection& db, const AuditQuery& query) {
   // Static SQL (the connection caches statements by their text's address): an empty or zero
   // criterion matches everything. With an entity, the entity index leads.

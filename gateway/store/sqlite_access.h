@@ -12,6 +12,9 @@ namespace fhir::gateway::sqlite {
 Status prepareAccess(Connection& db);
 Result<ResourceOrigins> selectOrigins(Connection& db, std::string_view type, std::string_view id, bool with_payloads);
 Status insertAudit(Connection& db, const std::vector<AuditRecord>& records);
+// Appends the AuditEvents of an ingest commit (IngestCommit::audit) in its transaction and says
+// so in `outcome.audited`.
+Status appendCommitAudit(Connection& db, const IngestCommit& commit, CommitOutcome& outcome);
 Result<std::vector<AuditRecord>> selectAudit(Connection& db, const AuditQuery& query);
 
 }  // namespace fhir::gateway::sqlite

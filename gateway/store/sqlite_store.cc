@@ -443,16 +443,16 @@ class SqliteStore final : public Store {
                       "THEN excluded.owner ELSE subscriptions.owner END");
       query.bind(1, row.id).bind(2, row.status).bind(3, row.error).bind(4, row.resource_json).bind(5, row.owner);
       if (query.step() != SQLITE_DONE) return Error{query.error()};
-      return Status::Ok();
+      return sqlite::insertAudit(db, row.audit);  // the request's AuditEvent, same transaction
     });
   }
 
-  Status deleteSubscription(std::string_view id) override {
+  Status deleteSubscription(std::string_view id, std::vector<AuditRecord> audit) override {
     return runInWriter([&](Connection& db) -> Status {
       Query query(db, "DELETE FROM subscriptions WHERE id = ?");
       query.bind(1, id);
       if (query.step() != SQLITE_DONE) return Error{query.error()};
-      return Status::Ok();
+      return sqlite::insertAudit(db, audit);
     });
   }
 
@@ -691,7 +691,7 @@ class SqliteStore final : public Store {
       int rc = existing.step();
       if (rc == SQLITE_ROW) {
         outcome = CommitOutcome{true, static_cast<int>(existing.integer(1)), existing.text(2), existing.integer(0)};
-        return Status::Ok();
+        return sqlite::appendCommitAudit(db, commit, outcome);  // a re-post is an access too
       }
       if (rc != SQLITE_DONE) return Error{existing.error()};
     }
@@ -801,7 +801,7 @@ class SqliteStore final : public Store {
       if (unroutable.step() != SQLITE_DONE) return Error{unroutable.error()};
     }
     outcome = CommitOutcome{false, commit.status, commit.answer, seq};
-    return Status::Ok();
+    return sqlite::appendCommitAudit(db, commit, outcome);  // access.md: same transaction as the data
   }
 
   Result<bool> claimAssertionJti(std::string_view client_id, std::string_view jti, int64_t expires_ms,

@@ -118,6 +118,17 @@ struct PatientConflict {
   std::string detected_at;
 };
 
+// One audit record (access.md "Audit"), appended and never changed.
+struct AuditRecord {
+  int64_t id = 0;            // given by the store
+  int64_t recorded_ms = 0;
+  std::string subtype;       // the interaction: read, search, create, update, delete, token, ...
+  std::string agent;         // client id; empty: no (valid) token
+  std::string address;       // the client's network address
+  std::vector<std::string> entities;  // "Patient/123", ...
+  std::string json;          // the AuditEvent resource without `id` (readers give it the row id)
+};
+
 struct IngestCommit {
   std::string channel;          // "econsult", ...
   std::string idempotency_key;  // e.g. source + '\x1f' + eventId
@@ -146,6 +157,11 @@ struct IngestCommit {
   bool defer_groups = false;
   // Claims this commit hands to payers.
   std::vector<RoutedClaim> routed;
+  // The AuditEvents of the access that makes this commit (access.md "Audit": written with the
+  // data, same transaction). Appended when the commit writes its event or finds it already
+  // committed (a duplicate); not when a unique slot is taken or the waiting claim was routed
+  // meanwhile (CommitOutcome::audited says which).
+  std::vector<AuditRecord> audit = {};
 };
 
 struct CommitOutcome {
@@ -157,6 +173,7 @@ struct CommitOutcome {
   std::string slot_taken = {};   // the slot's key
   std::string slot_owner = {};   // who holds it
   int64_t slot_event_seq = 0;    // the event that took it
+  bool audited = false;          // IngestCommit::audit was appended in this commit's transaction
 };
 
 struct StoredAnswer {
@@ -327,6 +344,8 @@ struct SubscriptionRow {
   // The client that created it (access.md: an hie client's own Subscriptions); empty when auth
   // was off. A put with an empty owner keeps the recorded one.
   std::string owner = {};
+  // Appended in the same transaction as the row (the AuditEvent of the request that wrote it).
+  std::vector<AuditRecord> audit = {};
 };
 
 // Where a stored resource came from, for the access policy (gateway/auth/policy.h): the events
@@ -343,17 +362,6 @@ struct ResourceOrigins {
   std::vector<std::string> routed_payers;
   // Patient only: the JSON of the Group contributions (attribution) that list it as a member.
   std::vector<std::string> attributions = {};
-};
-
-// One audit record (access.md "Audit"), appended and never changed.
-struct AuditRecord {
-  int64_t id = 0;            // given by the store
-  int64_t recorded_ms = 0;
-  std::string subtype;       // the interaction: read, search, create, update, delete, token, ...
-  std::string agent;         // client id; empty: no (valid) token
-  std::string address;       // the client's network address
-  std::vector<std::string> entities;  // "Patient/123", ...
-  std::string json;          // the AuditEvent resource without `id` (readers give it the row id)
 };
 
 struct AuditQuery {
@@ -527,7 +535,8 @@ class Store {
 
   // Subscriptions (resource JSON and status), kept across restarts.
   virtual Status putSubscription(const SubscriptionRow& row) = 0;
-  virtual Status deleteSubscription(std::string_view id) = 0;
+  // `audit` is appended in the same transaction as the delete.
+  virtual Status deleteSubscription(std::string_view id, std::vector<AuditRecord> audit) = 0;
   virtual Result<std::vector<SubscriptionRow>> listSubscriptions() = 0;
 
   // Client assertion replay protection (access.md, shared by every instance on the store):

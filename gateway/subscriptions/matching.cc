@@ -79,9 +79,9 @@ std::optional<ChangeContext> decodeChangeContext(std::string_view text) {
   return context;
 }
 
-void matchChanges(const TopicCatalog& topics, const std::vector<Subscription>& subscriptions,
-                  const ChangeContext& context, const std::vector<ResourceChangeRecord>& changes,
-                  std::vector<OutboxWrite>& outbox) {
+Status matchChanges(const TopicCatalog& topics, const std::vector<Subscription>& subscriptions,
+                    const ChangeContext& context, const std::vector<ResourceChangeRecord>& changes,
+                    std::vector<OutboxWrite>& outbox, const OwnerVisibility* visibility) {
   std::vector<json::Document> currents(changes.size());
   std::vector<json::Document> previous(changes.size());
   std::vector<ResourceChange> parsed;
@@ -106,11 +106,28 @@ void matchChanges(const TopicCatalog& topics, const std::vector<Subscription>& s
         focus_facts = &found->second;
       }
       if (!topics.fires(*topic, change) || !filtersMatch(subscription, *focus_facts)) continue;
+      if (visibility != nullptr && *visibility) {
+        // The owner's view of the focus (access.md): not seen, no notification of it; seen with
+        // identifiers left out, those are left out of a full-resource payload too.
+        const std::string text = json::serialize(*change.current);
+        auto seen = (*visibility)(subscription.owner, change.type, change.id, text);
+        if (!seen.ok()) return Error{seen.message()};
+        if (!seen->has_value()) continue;
+        if (**seen != text) {
+          json::Document trimmed;
+          json::ParseError error;
+          if (!json::parse(**seen, trimmed, error)) continue;
+          outbox.push_back(OutboxWrite{"subscription:" + subscription.id, "notification",
+                                       notificationRecord(subscription.topic, change.type + "/" + change.id, {&trimmed})});
+          break;
+        }
+      }
       outbox.push_back(OutboxWrite{"subscription:" + subscription.id, "notification",
                                    notificationRecord(subscription.topic, change.type + "/" + change.id, {change.current})});
       break;  // one notification per subscription and event
     }
   }
+  return Status::Ok();
 }
 
 SubscriptionMatcher::SubscriptionMatcher(StorePtr store, TopicCatalogPtr topics, const SubscriptionRegistry* registry,
@@ -173,7 +190,10 @@ Result<size_t> SubscriptionMatcher::runOnce() {
         changes.push_back(ResourceChangeRecord{resource.type, resource.id, resource.previous_json, &resource.current_json});
       }
       std::vector<OutboxWrite> rows;
-      matchChanges(*topics_, live, *context, changes, rows);
+      // A store failure reading what an owner may see: the pass fails, the cursor stays, and
+      // these changes are matched again on the next one.
+      Status matched = matchChanges(*topics_, live, *context, changes, rows, visibility_ ? &visibility_ : nullptr);
+      if (!matched.ok()) return Error{matched.message()};
       for (OutboxWrite& row : rows) planned.push_back(PlannedOutbox{record.event_seq, std::move(row)});
     }
     const size_t count = planned.size();

@@ -42,11 +42,18 @@ struct ChangeContext {
 std::string encodeChangeContext(const ChangeContext& context);
 std::optional<ChangeContext> decodeChangeContext(std::string_view text);
 
-// Appends one notification per live subscription whose topic fires for a changed resource and
-// whose filters match (at most one per subscription and event).
-void matchChanges(const TopicCatalog& topics, const std::vector<Subscription>& subscriptions,
-                  const ChangeContext& context, const std::vector<ResourceChangeRecord>& changes,
-                  std::vector<OutboxWrite>& outbox);
+// What a Subscription's owner may see of a changed resource (access.md: an hie client's
+// Subscriptions receive only what its `practices` allow): the resource as the owner may see it,
+// nullopt when it may not; an error when the store failed. gateway/auth's AccessPolicy::visible.
+using OwnerVisibility = std::function<Result<std::optional<std::string>>(
+    const std::string& owner, const std::string& type, const std::string& id, const std::string& json)>;
+
+// Appends one notification per live subscription whose topic fires for a changed resource, whose
+// filters match and whose owner may see it (`visibility` null: every owner sees everything), at
+// most one per subscription and event. An error when `visibility` failed (nothing is appended).
+Status matchChanges(const TopicCatalog& topics, const std::vector<Subscription>& subscriptions,
+                    const ChangeContext& context, const std::vector<ResourceChangeRecord>& changes,
+                    std::vector<OutboxWrite>& outbox, const OwnerVisibility* visibility = nullptr);
 
 class SubscriptionMatcher {
  public:
@@ -55,6 +62,8 @@ class SubscriptionMatcher {
   // `on_outbox` runs (on the matcher's thread) after notification rows were committed.
   SubscriptionMatcher(StorePtr store, TopicCatalogPtr topics, const SubscriptionRegistry* registry,
                       std::function<void()> on_outbox);
+  // Notifications only of what each Subscription's owner may see (set before start()).
+  void setVisibility(OwnerVisibility visibility) { visibility_ = std::move(visibility); }
   ~SubscriptionMatcher();
   SubscriptionMatcher(const SubscriptionMatcher&) = delete;
   SubscriptionMatcher& operator=(const SubscriptionMatcher&) = delete;
@@ -79,6 +88,7 @@ class SubscriptionMatcher {
   TopicCatalogPtr topics_;
   const SubscriptionRegistry* registry_;
   std::function<void()> on_outbox_;
+  OwnerVisibility visibility_;
   std::thread thread_;
   std::mutex mutex_;
   std::condition_variable wake_cv_;

@@ -134,6 +134,16 @@ class TlsClient {
         if (at != std::string::npos) length = std::stoul(buffer_.substr(at + 17));
         if (buffer_.size() >= head_end + 4 + length) {
           response.status = std::atoi(buffer_.c_str() + 9);
+          // Header lines after the status line, names lower-cased.
+          for (size_t line = buffer_.find("\r\n") + 2; line < head_end;) {
+            const size_t end = std::min(buffer_.find("\r\n", line), head_end);
+            const size_t colon = buffer_.find(':', line);
+            if (colon < end) {
+              const size_t value = buffer_.find_first_not_of(' ', colon + 1);
+              response.headers[lower(buffer_.substr(line, colon - line))] = buffer_.substr(value, end - value);
+            }
+            line = end + 2;
+          }
           response.body = buffer_.substr(head_end + 4, length);
           buffer_.erase(0, head_end + 4 + length);
           return response;
@@ -284,10 +294,15 @@ TEST_F(TlsEndToEnd, AnEventIsIngestedAndReadOverHttpsAndPlainHttpIsRefusedCleanl
 TEST_F(TlsEndToEnd, ClientCertificatesAreRequiredVerifiedAndBoundToTheClient) {
   auto key = makeEcKey();
   // certificateSubject as `openssl x509 -subject` prints it; the listener gives RFC 4514 order.
+  // With auth a static feed is bound to an hie client (access.md).
+  std::string config = readFile(config_path_);
+  config = replaceOnce(config, R"("id": "regional-hie", )", R"("id": "regional-hie", "client": "hie", )");
+  std::ofstream(config_path_, std::ios::trunc) << config;
+  const std::string jwks = R"({"keys": [)" + gateway::auth::publicJwkJson(key, gateway::auth::Algorithm::kES384, "k1") + "]}";
   startWith(tlsBlock(true) + R"(, "auth": {"createSigningKey": true, "clients": [
       {"id": "riverview-ehr", "kind": "ehr", "sources": ["riverview-ehr"],
-       "certificateSubject": "O = Example Clinic, CN = clinic.example.org",
-       "jwks": {"keys": [)" + gateway::auth::publicJwkJson(key, gateway::auth::Algorithm::kES384, "k1") + R"(]}}]})");
+       "certificateSubject": "O = Example Clinic, CN = clinic.example.org", "jwks": )" + jwks + R"(},
+      {"id": "hie", "kind": "hie", "practices": "all", "jwks": )" + jwks + "}]}");
   ASSERT_TRUE(gateway_->running());
   const std::string token_url = base() + "/auth/token";
   int jti = 0;
@@ -321,7 +336,31 @@ TEST_F(TlsEndToEnd, ClientCertificatesAreRequiredVerifiedAndBoundToTheClient) {
   EXPECT_EQ(str(parse(smart.body), "token_endpoint"), token_url);
   RawResponse issued = https(tokenRequest(), "clinic");
   ASSERT_EQ(issued.status, 200) << issued.body;
-  EXPECT_FALSE(str(parse(issued.body), "access_token").empty());
+  const std::string token = str(parse(issued.body), "access_token");
+  ASSERT_FALSE(token.empty());
+
+  // Each use of the token is bound too: over the client's own certificate it is accepted (the
+  // read answers 404, not 401), over another certificate of the same CA it is 401 invalid_token.
+  const std::string read = "GET /fhir/Patient/nobody HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " + token + "\r\n\r\n";
+  RawResponse own = https(read, "clinic");
+  EXPECT_EQ(own.status, 404) << own.body;
+  RawResponse other = https(read, "impostor");
+  EXPECT_EQ(other.status, 401) << other.body;
+  EXPECT_NE(other.headers["www-authenticate"].find("error=\"invalid_token\""), std::string::npos);
+  EXPECT_NE(other.body.find("bound to another TLS client certificate"), std::string::npos) << other.body;
+  // A token of a client without certificateSubject is not bound: any verified certificate will do.
+  const std::string hie_assertion =
+      signAssertion(key.get(), "k1", assertionClaims("hie", token_url, nowSeconds() + 60, "j" + std::to_string(++jti)));
+  RawResponse hie = https(requestBytes("POST", "/auth/token",
+                                       "grant_type=client_credentials&client_assertion_type="
+                                       "urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion=" +
+                                           hie_assertion + "&scope=system%2F*.rs",
+                                       "application/x-www-form-urlencoded"),
+                          "impostor");
+  ASSERT_EQ(hie.status, 200) << hie.body;
+  const std::string hie_read = "GET /fhir/Patient/nobody HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " +
+                               str(parse(hie.body), "access_token") + "\r\n\r\n";
+  EXPECT_EQ(https(hie_read, "clinic").status, 404);
 }
 
 TEST_F(TlsEndToEnd, DeadlinesCapsAndTheHealthReserveHoldOverTls) {

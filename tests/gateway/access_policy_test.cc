@@ -3,6 +3,8 @@
 // resource belongs to, route checks per kind, endpoint rules, and the AuditEvent's shape.
 #include <gtest/gtest.h>
 
+#include <thread>
+
 #include "conformance/json/json.h"
 #include "gateway/auth/audit.h"
 #include "gateway/auth/policy.h"
@@ -95,6 +97,84 @@ TEST(AccessPolicy, SubscriptionEndpointsAreCheckedAgainstTheAllowListAndAddresse
   EXPECT_FALSE(isLinkLocalHost("fec0::1"));
   EXPECT_TRUE(isLoopbackHost("127.0.0.2"));
   EXPECT_FALSE(isLoopbackHost("128.0.0.1"));
+}
+
+// A feed row is filtered before its event commits: visibleWith/visibleBundle add the pending
+// event to the stored origins, so the one rule of visible() decides.
+TEST(AccessPolicy, AFeedBundleKeepsWhatTheHieMaySeeCountingThePendingEvent) {
+  fhir::testing::TempDir dir;
+  auto store = openSqliteStore(dir.path().string());
+  ASSERT_TRUE(store.ok()) << store.message();
+  // An earlier event of practice 999 wrote Organization/org1.
+  IngestCommit earlier;
+  earlier.channel = "econsult";
+  earlier.idempotency_key = "epic\x1f" "e0";
+  earlier.payload = R"({"requester":{"organizationNpi":"999"}})";
+  earlier.resources.push_back({"Organization", "org1", R"({"resourceType":"Organization","id":"org1"})"});
+  ASSERT_TRUE((*store)->commitIngest(earlier).ok());
+
+  AuthConfig config;
+  config.clients = {client("hie-a", ClientKind::kHie), client("hie-b", ClientKind::kHie), client("hie-c", ClientKind::kHie)};
+  config.clients[0].practices = {"222"};
+  config.clients[1].practices = {"999"};
+  config.clients[2].practices = {"555"};
+  AccessPolicy policy(&config, *store);
+  ResourceOrigins pending;  // the event being committed: practice 222
+  pending.events.push_back({"econsult", "epic\x1f" "e1", R"({"requester":{"organizationNpi":"222"}})"});
+  const std::string bundle =
+      R"({"resourceType":"Bundle","type":"collection","entry":[)"
+      R"({"resource":{"resourceType":"ServiceRequest","id":"sr1","subject":{"reference":"Patient/p1"}}},)"
+      R"({"resource":{"resourceType":"Organization","id":"org1"}}]})";
+  auto entries = [](const std::optional<std::string>& text) {
+    std::vector<std::string> out;
+    if (!text) return out;
+    auto doc = json::parse(*text);
+    for (const json::Value& entry : (*doc)["entry"].GetArray()) out.push_back(std::string(*json::getString(entry["resource"], "id")));
+    return out;
+  };
+  // 222: everything of its own event.
+  auto a = policy.visibleBundle(AccessPolicy::callerOf(policy.client("hie-a")), bundle, pending);
+  ASSERT_TRUE(a.ok()) << a.message();
+  EXPECT_EQ(entries(*a), (std::vector<std::string>{"sr1", "org1"}));
+  // 999: only what its own earlier event wrote.
+  auto b = policy.visibleBundle(AccessPolicy::callerOf(policy.client("hie-b")), bundle, pending);
+  ASSERT_TRUE(b.ok());
+  EXPECT_EQ(entries(*b), std::vector<std::string>{"org1"});
+  // 555: nothing, so no row at all.
+  auto c = policy.visibleBundle(AccessPolicy::callerOf(policy.client("hie-c")), bundle, pending);
+  ASSERT_TRUE(c.ok());
+  EXPECT_FALSE(c->has_value());
+  // Without the pending event (what visible() reads before the commit) 222 would see nothing.
+  auto before = policy.visible(AccessPolicy::callerOf(policy.client("hie-a")), "ServiceRequest", "sr1",
+                               R"({"resourceType":"ServiceRequest","id":"sr1"})");
+  ASSERT_TRUE(before.ok());
+  EXPECT_FALSE(before->has_value());
+}
+
+TEST(AuditLog, APendingAuditIsTakenOnceWrittenAndIsThisThreadsOnly) {
+  EXPECT_EQ(PendingAudit::current(), nullptr);
+  AuditEntry entry;
+  entry.subtype = "ingest";
+  entry.action = 'C';
+  entry.agent = "ehr";
+  entry.address = "10.1.2.3";
+  {
+    PendingAudit pending(entry);
+    ASSERT_EQ(PendingAudit::current(), &pending);
+    auto record = pending.take(202, {"Patient/p1"}, 1767225600000);
+    ASSERT_TRUE(record.has_value());
+    EXPECT_EQ(record->subtype, "ingest");
+    EXPECT_EQ(record->agent, "ehr");
+    EXPECT_EQ(record->entities, std::vector<std::string>{"Patient/p1"});
+    EXPECT_NE(record->json.find("\"outcomeDesc\":\"202\""), std::string::npos) << record->json;
+    EXPECT_TRUE(pending.take(202, {}, 1).has_value());  // not written yet: a retry may take it again
+    pending.written();
+    EXPECT_TRUE(pending.isWritten());
+    EXPECT_EQ(pending.writtenStatus(), 202);
+    EXPECT_FALSE(pending.take(202, {}, 1).has_value());
+    std::thread([] { EXPECT_EQ(PendingAudit::current(), nullptr); }).join();
+  }
+  EXPECT_EQ(PendingAudit::current(), nullptr);
 }
 
 TEST(AuditLog, AnAuditEventIsAnR4AuditEventShapedLikeBalp) {

@@ -12,8 +12,21 @@
 namespace fhir::gateway {
 namespace {
 
+// config/sample.json names the development JWK set `var/dev-client.jwks.json` (relative to where
+// `scripts/dev run` serves it); here it is a fresh key's, in a temporary directory.
+Result<Config> loadSample() {
+  static testing::TempDir keys;
+  const std::string jwks = (keys.path() / "dev-client.jwks.json").string();
+  std::ofstream(jwks) << R"({"keys":[)" << auth::publicJwkJson(testing::makeEcKey(), auth::Algorithm::kES384, "dev") << "]}";
+  std::string text = testing::readFile(std::string(GATEWAY_SOURCE_DIR) + "/config/sample.json");
+  for (size_t at; (at = text.find("var/dev-client.jwks.json")) != std::string::npos;) {
+    text.replace(at, std::string("var/dev-client.jwks.json").size(), jwks);
+  }
+  return parseConfig(text);
+}
+
 TEST(ConfigTest, ReadsTheContractExample) {
-  auto config = loadConfig(std::string(GATEWAY_SOURCE_DIR) + "/config/sample.json");
+  auto config = loadSample();
   ASSERT_TRUE(config.ok()) << config.message();
   EXPECT_EQ(config->listen, "127.0.0.1:8080");
   EXPECT_EQ(config->max_body_bytes, 10485760);
@@ -26,9 +39,36 @@ TEST(ConfigTest, ReadsTheContractExample) {
   EXPECT_TRUE(payer.routesLineOfBusiness("medicaid"));
   EXPECT_FALSE(payer.routesLineOfBusiness("commercial"));
   ASSERT_EQ(config->feeds.size(), 1u);
+  EXPECT_EQ(config->feeds[0].client, "regional-hie");
+  // Auth is on in the sample: the development admin and the feed's HIE (scripts/dev run).
+  ASSERT_TRUE(config->auth.has_value());
+  ASSERT_EQ(config->auth->clients.size(), 2u);
+  EXPECT_EQ(config->auth->clients[0].kind, auth::ClientKind::kAdmin);
+  EXPECT_EQ(config->auth->clients[1].kind, auth::ClientKind::kHie);
+  EXPECT_TRUE(config->auth->clients[1].all_practices);
   EXPECT_EQ(config->delivery.initial_backoff_ms, 500);
   EXPECT_EQ(config->findPayer("lakeshore-medicaid"), &config->payers[0]);
   EXPECT_EQ(config->findPayer("other"), nullptr);
+}
+
+TEST(ConfigTest, AStaticFeedIsBoundToAnHieClientWhenAuthIsOn) {
+  const std::string jwks = R"({"keys": [)" + auth::publicJwkJson(testing::makeEcKey(), auth::Algorithm::kES384, "k") + "]}";
+  auto with = [&](const std::string& feed) {
+    return parseConfig(R"({"feeds": [)" + feed + R"(], "auth": {"clients": [
+        {"id": "hie", "kind": "hie", "practices": ["1093817462"], "jwks": )" + jwks + R"(},
+        {"id": "admin", "kind": "admin", "jwks": )" + jwks + "}]}}");
+  };
+  auto bound = with(R"({"id": "f", "endpoint": "http://x", "client": "hie"})");
+  ASSERT_TRUE(bound.ok()) << bound.message();
+  EXPECT_EQ(bound->feeds[0].client, "hie");
+  EXPECT_EQ(with(R"({"id": "f", "endpoint": "http://x"})").message(),
+            "configuration key 'feeds[0].client' is required with 'auth': a feed receives what its hie client may see");
+  EXPECT_EQ(with(R"({"id": "f", "endpoint": "http://x", "client": "nobody"})").message(),
+            "configuration key 'feeds[0].client': no client 'nobody' in 'auth.clients'");
+  EXPECT_EQ(with(R"({"id": "f", "endpoint": "http://x", "client": "admin"})").message(),
+            "configuration key 'feeds[0].client': client 'admin' is not of kind 'hie'");
+  EXPECT_EQ(parseConfig(R"({"feeds": [{"id": "f", "endpoint": "http://x", "client": "hie"}]})").message(),
+            "configuration key 'feeds[0].client' needs an 'auth' block: clients are defined there");
 }
 
 TEST(ConfigTest, OnlyRequiredKeysGiveDefaults) {

@@ -194,7 +194,7 @@ TEST(DeliveryLeaseTest, TwoServicesOnOneStoreNeverSendADestinationAtOnce) {
     return 200;
   });
   Config config;
-  config.feeds.push_back(FeedConfig{"hie", feed.url("/feed"), "", {}});
+  config.feeds.push_back(FeedConfig{"hie", feed.url("/feed"), "", {}, ""});
   auto commitRows = [&](int from, int to) {
     std::vector<IngestCommit> commits;
     for (int i = from; i <= to; ++i) {

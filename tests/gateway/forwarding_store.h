@@ -65,7 +65,7 @@ class ForwardingStore : public Store {
   Result<std::vector<RoutingConflict>> listRoutingConflicts(size_t limit) override { return inner_->listRoutingConflicts(limit); }
   Result<std::vector<PatientConflict>> listConflicts(size_t limit) override { return inner_->listConflicts(limit); }
   Status putSubscription(const SubscriptionRow& row) override { return inner_->putSubscription(row); }
-  Status deleteSubscription(std::string_view id) override { return inner_->deleteSubscription(id); }
+  Status deleteSubscription(std::string_view id, std::vector<AuditRecord> audit) override { return inner_->deleteSubscription(id, std::move(audit)); }
   Result<std::vector<SubscriptionRow>> listSubscriptions() override { return inner_->listSubscriptions(); }
   Result<bool> claimAssertionJti(std::string_view client_id, std::string_view jti, int64_t expires_ms, int64_t now_ms) override { return inner_->claimAssertionJti(client_id, jti, expires_ms, now_ms); }
   Result<ResourceOrigins> originsOf(std::string_view type, std::string_view id, bool with_payloads) override { return inner_->originsOf(type, id, with_payloads); }

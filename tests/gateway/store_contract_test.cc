@@ -366,7 +366,7 @@ TEST_P(StoreContract, SubscriptionsAreKeptReplacedAndDeleted) {
   EXPECT_EQ(listed->front().id, "s1");
   EXPECT_EQ(listed->front().status, "error");
   EXPECT_EQ(listed->front().error, "handshake failed");
-  ASSERT_TRUE(store_->deleteSubscription("s1").ok());
+  ASSERT_TRUE(store_->deleteSubscription("s1", {}).ok());
   auto left = store_->listSubscriptions();
   ASSERT_TRUE(left.ok() && left->size() == 1u);
   EXPECT_EQ(left->front().id, "s2");
@@ -456,6 +456,73 @@ TEST_P(StoreContract, AuditRecordsAreAppendedNumberedAndFoundByEveryCriterion) {
   query = AuditQuery{};
   query.count = 2;
   EXPECT_EQ(count(query), 2u);
+}
+
+// access.md "Audit": a write's AuditEvent is committed in the write's own transaction, so no
+// crash can leave the data without its audit (nor an audit of data that was not written).
+TEST_P(StoreContract, AWritesAuditRecordsCommitInItsTransaction) {
+  auto audit = [](const std::string& subtype, const std::string& entity) {
+    AuditRecord row;
+    row.recorded_ms = 5000;
+    row.subtype = subtype;
+    row.agent = "ehr";
+    row.address = "10.0.0.2";
+    row.entities = {entity};
+    row.json = "{\"resourceType\":\"AuditEvent\",\"s\":\"" + subtype + "\"}";
+    return row;
+  };
+  auto entityCount = [&](const std::string& entity) {
+    AuditQuery query;
+    query.entity = entity;
+    auto rows = store_->listAudit(query);
+    EXPECT_TRUE(rows.ok()) << rows.message();
+    return rows.ok() ? rows->size() : size_t{99};
+  };
+  // Written: the event and its record, one commit.
+  IngestCommit commit = eventCommit("a1");
+  commit.audit = {audit("ingest", "Observation/o-a1")};
+  auto written = store_->commitIngest(commit);
+  ASSERT_TRUE(written.ok()) << written.message();
+  EXPECT_FALSE(written->duplicate);
+  EXPECT_TRUE(written->audited);
+  EXPECT_EQ(entityCount("Observation/o-a1"), 1u);
+  // A re-post (duplicate) is audited in the transaction that answers it.
+  auto again = second()->commitIngest(commit);
+  ASSERT_TRUE(again.ok()) << again.message();
+  EXPECT_TRUE(again->duplicate);
+  EXPECT_TRUE(again->audited);
+  EXPECT_EQ(entityCount("Observation/o-a1"), 2u);
+  // Without records nothing is appended and the outcome says so.
+  auto plain = store_->commitIngest(eventCommit("a2"));
+  ASSERT_TRUE(plain.ok());
+  EXPECT_FALSE(plain->audited);
+
+  // A commit that fails inside its transaction (here the merge step) leaves neither the event
+  // nor its audit record.
+  store_->setMergeHook([](MergeTx&, const IngestCommit&, std::vector<ResourceWrite>&, std::vector<mappers::CoverageFact>&) {
+    return Status(Error{"merge refused (test)"});
+  });
+  IngestCommit failing = eventCommit("a3");
+  failing.contributions.push_back(merge::Contribution{});
+  failing.contributions.back().type = "Patient";
+  failing.contributions.back().id = "p-a3";
+  failing.audit = {audit("ingest", "Observation/o-a3")};
+  auto failed = store_->commitIngest(failing);
+  EXPECT_FALSE(failed.ok());
+  EXPECT_EQ(entityCount("Observation/o-a3"), 0u);
+  auto stored = store_->readResource("Observation", "o-a3");
+  ASSERT_TRUE(stored.ok());
+  EXPECT_FALSE(stored->has_value());
+
+  // Subscription rows: put and delete carry their records.
+  SubscriptionRow row{"s-audit", "requested", "", "{}", "hie"};
+  row.audit = {audit("create", "Subscription/s-audit")};
+  ASSERT_TRUE(store_->putSubscription(row).ok());
+  ASSERT_TRUE(store_->deleteSubscription("s-audit", {audit("delete", "Subscription/s-audit")}).ok());
+  EXPECT_EQ(entityCount("Subscription/s-audit"), 2u);
+  auto subscriptions = store_->listSubscriptions();
+  ASSERT_TRUE(subscriptions.ok());
+  EXPECT_TRUE(subscriptions->empty());
 }
 
 // --- outbox leases -------------------------------------------------------------------------------

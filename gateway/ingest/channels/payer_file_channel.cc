@@ -6,11 +6,13 @@
 #include <set>
 #include <sstream>
 
+#include "gateway/auth/audit.h"
 #include "gateway/dispatch/router.h"
 #include "gateway/ingest/channels/channels.h"
 #include "gateway/ingest/event_facts.h"
 #include "gateway/ingest/gateway_directory.h"
 #include "gateway/ingest/ingest_service.h"
+#include "gateway/store/time_util.h"
 #include "gateway/subscriptions/matching.h"
 #include "mappers/common/ids.h"
 
@@ -258,6 +260,8 @@ Answer PayerFileChannel::ingestFile(std::string_view kind, const std::string& pa
 Status PayerFileChannel::publishStaged(std::string_view kind, const std::string& payer_id, const std::string& channel,
                                        int64_t file, std::string_view as_of, bool full_roster) {
   std::vector<Subscription> live = service_.liveSubscriptions();
+  auth::PendingAudit* pending = auth::PendingAudit::current();
+  bool audit_taken = false;
   std::set<std::string> touched_patients;
   // Roster: the Groups the file contributes to, and per Group the members it lists (one Group
   // version per file, written after the rows; a full roster ends the members it does not list).
@@ -309,14 +313,24 @@ Status PayerFileChannel::publishStaged(std::string_view kind, const std::string&
         if (!contribution.patient_id.empty()) touched_patients.insert(contribution.patient_id);
         if (contribution.type == "Group") groups[contribution.id].insert("Patient/" + contribution.patient_id);
       }
-      for (const FeedConfig& feed : service_.config().feeds) {
-        commit.outbox.push_back(OutboxWrite{feedDestination(feed.id), "bundle", bundle_json});
+      // Feeds: the Bundle as each feed's hie client may see it.
+      auto feeds = service_.feedRows(bundle_json, commit);
+      if (!feeds.ok()) return Error{feeds.message()};
+      for (OutboxWrite& row : *feeds) commit.outbox.push_back(std::move(row));
+      // The request's AuditEvent commits with the file's first record (access.md "Audit": with
+      // the data); the router audits a different final answer once more.
+      if (pending != nullptr && batch.empty() && !audit_taken) {
+        if (auto audit = pending->take(200, {"/ingest/" + std::string(kind) + "/" + payer_id}, nowMs())) {
+          commit.audit.push_back(std::move(*audit));
+          audit_taken = true;
+        }
       }
       if (service_.topics() && !live.empty()) commit.change_context = encodeChangeContext(ChangeContext{facts, {}, false});
       batch.push_back(std::move(commit));
     }
     auto committed = service_.store().commitIngestMany(std::move(batch));
     if (!committed.ok()) return committed.error();
+    if (pending != nullptr && audit_taken && !committed->empty() && committed->front().audited) pending->written();
     // A failure here answers the file 503: posted again, its rows are duplicates and their
     // patients' waiting claims are routed then.
     Status routed = service_.routeWaitingClaims(touched_patients, true);
