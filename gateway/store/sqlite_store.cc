@@ -19,6 +19,7 @@
 #include "conformance/json/json.h"
 #include "gateway/store/sqlite_access.h"
 #include "gateway/store/sqlite_connection.h"
+#include "gateway/store/sqlite_history.h"
 #include "gateway/store/sqlite_leases.h"
 #include "gateway/store/sqlite_merge.h"
 #include "gateway/store/sqlite_quarantine.h"
@@ -33,6 +34,7 @@ namespace {
 using sqlite::Connection;
 using sqlite::kEmptyBlob;
 using sqlite::Query;
+using sqlite::withMeta;
 
 std::string quarantineId() {
   static thread_local std::mt19937_64 random{std::random_device{}()};
@@ -68,6 +70,8 @@ class SqliteStore final : public Store {
     status = sqlite::prepareQuarantine(*writer_connection_);
     if (!status.ok()) return status;
     status = sqlite::prepareAccess(*writer_connection_);
+    if (!status.ok()) return status;
+    status = sqlite::prepareHistory(*writer_connection_);
     if (!status.ok()) return status;
     status = writer_connection_->exec(sqlite::kMergeSchema);
     if (!status.ok()) return status;
@@ -453,6 +457,14 @@ class SqliteStore final : public Store {
         [](const Query& query) {
           return SubscriptionRow{query.text(0), query.text(1), query.text(2), query.text(3), query.text(4)};
         });
+  }
+
+  // History and vread (sqlite_history.cc) ---------------------------------------------------
+  Result<std::optional<StoredResource>> readVersion(std::string_view type, std::string_view id, int64_t version) override {
+    return withReader([&](Connection& db) { return sqlite::selectVersion(db, type, id, version); });
+  }
+  Result<std::vector<ResourceVersion>> history(const HistoryQuery& query) override {
+    return withReader([&](Connection& db) { return sqlite::selectHistory(db, query); });
   }
 
   // Access (sqlite_access.cc) ---------------------------------------------------------------
@@ -856,23 +868,6 @@ class SqliteStore final : public Store {
     query.bind(4, attempt.error).bind(5, attempt.duration_ms);
     if (query.step() != SQLITE_DONE) return Error{query.error()};
     return Status::Ok();
-  }
-
-  static std::string withMeta(const std::string& text, int64_t version, const std::string& updated_at) {
-    json::Document doc;
-    json::ParseError error;
-    if (!json::parse(text, doc, error) || !doc.IsObject()) return text;
-    auto& allocator = doc.GetAllocator();
-    json::Value* meta = json::find(doc, "meta");
-    if (meta == nullptr || !meta->IsObject()) {
-      json::addMember(doc, "meta", json::Value(rapidjson::kObjectType), allocator);
-      meta = json::find(doc, "meta");
-    }
-    meta->RemoveMember("versionId");
-    meta->RemoveMember("lastUpdated");
-    json::addString(*meta, "versionId", std::to_string(version), allocator);
-    json::addString(*meta, "lastUpdated", updated_at, allocator);
-    return json::serialize(doc);
   }
 
   // Runs `read(connection)` on a read connection borrowed for the call.
