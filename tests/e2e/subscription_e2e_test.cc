@@ -319,7 +319,13 @@ TEST_F(Subscriptions, BadSubscriptionsAreRejectedWithTheirExpression) {
   ASSERT_EQ(topics.status, 200);
   EXPECT_EQ(GatewayFixture_parse(topics.body)["entry"].Size(), 10u);
   json::Document metadata = GatewayFixture_parse(gateway_->get("/fhir/metadata").body);
-  EXPECT_EQ(metadata["rest"][0]["extension"].Size(), 10u);
+  // The topics are on the Subscription resource entry, where backport clients look (issue 15).
+  const json::Value* subscription_entry = nullptr;
+  for (const json::Value& resource : metadata["rest"][0]["resource"].GetArray()) {
+    if (json::getString(resource, "type") == "Subscription") subscription_entry = &resource;
+  }
+  ASSERT_NE(subscription_entry, nullptr);
+  EXPECT_EQ((*subscription_entry)["extension"].Size(), 10u);
 }
 
 // The roster columns of payer-formats.md.
