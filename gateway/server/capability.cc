@@ -134,4 +134,13 @@ std::string capabilityStatement(const FhirRoutes& routes, const CapabilityOption
   return json::serialize(doc);
 }
 
+std::vector<SearchParamInfo> searchParamsOf(const search::Registry& registry, const std::string& type) {
+  std::vector<SearchParamInfo> params;
+  for (const search::BoundParam* param : registry.forType(type)) {
+    if (param->def == nullptr) continue;
+    params.push_back({param->def->code, param->def->url, std::string(search::paramTypeCode(param->def->type))});
+  }
+  return params;
+}
+
 }  // namespace fhir::gateway

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "conformance/search/search.h"
 #include "gateway/server/fhir_routes.h"
 
 namespace fhir::gateway {
@@ -21,6 +22,10 @@ struct CapabilityOptions {
 };
 
 std::string capabilityStatement(const FhirRoutes& routes, const CapabilityOptions& options);
+
+// The search parameters of `type` as the statement lists them: code, the SearchParameter's
+// canonical URL, its type; ordered by code (Registry::forType()).
+std::vector<SearchParamInfo> searchParamsOf(const search::Registry& registry, const std::string& type);
 
 // The backport IG's extension naming a topic a server supports.
 inline constexpr const char* kTopicCanonicalExtension =

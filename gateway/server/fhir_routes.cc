@@ -106,14 +106,13 @@ void FhirRoutes::addAnyTypeOperation(FhirOperation operation) { any_type_operati
 
 void FhirRoutes::addPath(const std::string& segment, FhirHandler handler) { paths_[segment] = std::move(handler); }
 
-void FhirRoutes::addSearchToEveryType(const FhirHandler& handler,
-                                      const std::function<std::vector<SearchParamInfo>(const std::string&)>& params) {
-  for (FhirTypeRoutes& routes : types_) {
-    if (routes.handler(FhirInteraction::kRead) == nullptr || routes.handler(FhirInteraction::kSearchType) != nullptr) {
-      continue;
-    }
+void FhirRoutes::addSearch(const std::vector<std::string>& types, const FhirHandler& handler,
+                           const std::function<std::vector<SearchParamInfo>(const std::string&)>& params) {
+  for (const std::string& name : types) {
+    FhirTypeRoutes& routes = type(name);
+    if (routes.handler(FhirInteraction::kSearchType) != nullptr) continue;
     routes.interactions.emplace_back(FhirInteraction::kSearchType, handler);
-    if (params) routes.search_params = params(routes.type);
+    if (params) routes.search_params = params(name);
   }
 }
 

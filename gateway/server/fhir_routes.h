@@ -103,8 +103,11 @@ class FhirRoutes {
   void addAnyTypeOperation(FhirOperation operation);
   // A path under /fhir that is not a FHIR type (GET /fhir/SubscriptionTopic): GET only.
   void addPath(const std::string& segment, FhirHandler handler);
-  // Search-type on every type that has read: the search route (search_route.h) registers here.
-  void addSearchToEveryType(const FhirHandler& handler, const std::function<std::vector<SearchParamInfo>(const std::string&)>& params);
+  // Search-type (GET /fhir/{type}, POST /fhir/{type}/_search) on each of `types` that has no
+  // search yet, with the parameters `params(type)` gives (capability.h searchParamsOf): where the
+  // search route (search_route.h) registers, e.g. with storedResourceTypes() (read_routes.h).
+  void addSearch(const std::vector<std::string>& types, const FhirHandler& handler,
+                 const std::function<std::vector<SearchParamInfo>(const std::string&)>& params);
 
   const std::vector<FhirTypeRoutes>& types() const { return types_; }
   const FhirTypeRoutes* find(std::string_view type) const;

@@ -3,10 +3,13 @@
 // for paths and methods it does not serve (gateway/server/fhir_routes.h). Expected values are
 // from RFC 9110 (dates, entity tags) and R4 http.html, worked out by hand.
 
+#include <map>
 #include <sstream>
 
 #include <gtest/gtest.h>
 
+#include "conformance/json/json.h"
+#include "gateway/server/capability.h"
 #include "gateway/server/fhir_http.h"
 #include "gateway/server/fhir_routes.h"
 
@@ -184,6 +187,36 @@ TEST(FhirRoutesTest, UnservedMethodsAre405WithAllowAndUnknownTypes404) {
   EXPECT_EQ(ask("GET", "/fhir/Patient/p1/_history/1", vread).status, 405);
   Access transaction;
   EXPECT_EQ(ask("POST", "/fhir", transaction).status, 405);
+}
+
+// Where the search route registers (issue 15 part A): search-type on the types it is given, with
+// each type's parameters and their SearchParameter definitions, and nowhere else.
+TEST(FhirRoutesTest, SearchIsListedWithItsParametersOnTheTypesItIsAddedTo) {
+  auto registry = search::Registry::loadBundled();
+  ASSERT_TRUE(registry.ok()) << registry.message();
+  FhirRoutes routes;
+  auto ok = [](FhirCall&) { return Answer{200, "application/fhir+json", "{}"}; };
+  routes.add("Patient", FhirInteraction::kRead, ok);
+  routes.add("Basic", FhirInteraction::kRead, ok);
+  routes.addSearch({"Patient"}, ok, [&](const std::string& type) { return searchParamsOf(**registry, type); });
+  auto statement = json::parse(capabilityStatement(routes, CapabilityOptions{"http://x/fhir", "", {}}));
+  ASSERT_TRUE(statement.ok());
+  const json::Value& resources = (*statement)["rest"][0]["resource"];
+  ASSERT_EQ(resources.Size(), 2u);
+  const json::Value& patient = resources[0];
+  EXPECT_EQ(json::getString(patient, "type"), "Patient");
+  EXPECT_EQ(json::getString(patient["interaction"][1], "code"), "search-type");
+  std::map<std::string, std::string> definitions;
+  for (const json::Value& param : patient["searchParam"].GetArray()) {
+    definitions[std::string(json::getString(param, "name").value_or(""))] = std::string(json::getString(param, "definition").value_or(""));
+  }
+  // R4 core canonicals (SearchParameter-Patient-identifier.json, SearchParameter-Resource-id.json).
+  EXPECT_EQ(definitions["identifier"], "http://hl7.org/fhir/SearchParameter/Patient-identifier");
+  EXPECT_EQ(definitions["_id"], "http://hl7.org/fhir/SearchParameter/Resource-id");
+  EXPECT_EQ(definitions["birthdate"], "http://hl7.org/fhir/SearchParameter/individual-birthdate");
+  const json::Value& basic = resources[1];
+  EXPECT_EQ(basic["interaction"].Size(), 1u);  // read only: search was not added to Basic
+  EXPECT_FALSE(basic.HasMember("searchParam"));
 }
 
 }  // namespace
