@@ -234,7 +234,8 @@ TEST_F(Subscriptions, PayloadContentShapesTheNotification) {
   EXPECT_EQ(json::find(bundle["entry"][1], "resource"), nullptr);  // id-only: fullUrl, no resource
   EXPECT_NE(str(bundle["entry"][1], "fullUrl").find("/Communication/"), std::string::npos);
 
-  ASSERT_EQ(gateway_->post("/fhir/Subscription/" + id_only, "", "application/fhir+json").status, 404);
+  // A known route with a method it does not take is 405 with Allow (query.md), not 404.
+  ASSERT_EQ(gateway_->post("/fhir/Subscription/" + id_only, "", "application/fhir+json").status, 405);
   HttpResult removed = httpRequest(gateway_->port(), "DELETE", "/fhir/Subscription/" + id_only);
   EXPECT_EQ(removed.status, 200);
   EXPECT_EQ(gateway_->get("/fhir/Subscription/" + id_only).status, 404);
