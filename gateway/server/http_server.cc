@@ -12,8 +12,14 @@
 
 #include "conformance/json/json.h"
 #include "gateway/auth/certificate.h"
+#include "gateway/server/capability.h"
+#include "gateway/server/fhir_http.h"
+#include "gateway/server/fhir_routes.h"
+#include "gateway/server/read_routes.h"
+#include "gateway/server/subscription_routes.h"
 #include "gateway/server/listener.h"
 #include "gateway/server/search_route.h"
+#include "gateway/store/search_index.h"
 #include "gateway/store/time_util.h"
 #include "mappers/common/ids.h"
 
@@ -29,33 +35,9 @@ std::string contentTypeOf(const HTTPServerRequest& request) {
   return type != nullptr ? *type : std::string();
 }
 
-bool isResourceType(const std::string& text) {
-  if (text.empty() || text[0] < 'A' || text[0] > 'Z') return false;
-  for (char c : text) {
-    if (!std::isalnum(static_cast<unsigned char>(c))) return false;
-  }
-  return true;
-}
-
-bool isResourceId(const std::string& text) {
-  if (text.empty() || text.size() > 64) return false;
-  for (char c : text) {
-    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '.') return false;
-  }
-  return true;
-}
-
 Answer issueAnswer(int status, std::string code, std::string diagnostics) {
-  IssueList issues;
-  issues.add(Issue{Severity::kError, std::move(code), std::move(diagnostics), {}, {}});
-  return Answer{status, "application/fhir+json", toOperationOutcomeJson(issues)};
+  return outcomeAnswer(status, std::move(code), std::move(diagnostics));
 }
-
-// Who asks, and what the request's AuditEvent says (audit.subtype empty: not audited).
-struct Access {
-  auth::Caller caller;
-  auth::AuditEntry audit;
-};
 
 Answer refusal(const auth::Refusal& refused) { return issueAnswer(refused.status, refused.code, refused.why); }
 
@@ -124,7 +106,7 @@ std::string eventSource(const std::string& body) {
 
 class Router final {
  public:
-  explicit Router(ServerContext& context) : context_(context), open_policy_(nullptr, nullptr) {}
+  explicit Router(ServerContext& context) : context_(context), open_policy_(nullptr, nullptr) { registerFhirRoutes(); }
 
   http::Response handle(HTTPServerRequest& request) {
     if (context_.auth != nullptr && auth::AuthService::handles(request.target.path)) return serveAuth(request);
@@ -156,6 +138,7 @@ class Router final {
     http::Response response{answer.status, std::move(answer.content_type), std::move(answer.body), {}};
     if (!answer.location.empty()) response.headers.emplace_back("Location", answer.location);
     if (answer.retry_after > 0) response.headers.emplace_back("Retry-After", std::to_string(answer.retry_after));
+    for (auto& header : access.headers) response.headers.push_back(std::move(header));
     return response;
   }
 
@@ -320,46 +303,7 @@ class Router final {
                                                },
                                                as_of);
     }
-    if (parts.size() >= 2 && parts[0] == "fhir" && (parts[1] == "Subscription" || parts[1] == "SubscriptionTopic")) {
-      return subscriptionRoute(request, access, method, parts, query);
-    }
-    if (parts.size() >= 2 && parts[0] == "fhir" && parts[1] == "AuditEvent") {
-      audit.subtype = parts.size() == 2 ? "search" : "read";
-      if (auto refused = policy().admin(caller)) return refusal(*refused);
-      if (!get || parts.size() > 3) return issueAnswer(405, "not-supported", "AuditEvents are append-only: GET only");
-      if (context_.audit != nullptr) (void)context_.audit->flush();  // what was recorded before this request
-      auto parameters = http::parseQuery(query);
-      if (!parameters.ok()) return issueAnswer(400, "invalid", parameters.message());
-      std::vector<std::pair<std::string, std::string>> criteria(parameters->begin(), parameters->end());
-      audit.query = query;
-      auth::AuditSearchAnswer found = parts.size() == 3 ? readAudit(parts[2]) : auth::searchAudit(*context_.store, criteria, context_.base_url);
-      if (found.status == 400) return issueAnswer(400, "invalid", found.body);
-      if (found.status != 200) return issueAnswer(found.status, found.status == 404 ? "not-found" : "transient", found.body);
-      return Answer{200, "application/fhir+json", found.body};
-    }
-    if (auto searched = serveSearch(context_, request, caller, audit, policy())) return std::move(*searched);  // issue 15
-    if (parts.size() >= 1 && parts[0] == "fhir") {
-      if (get && parts.size() == 2 && parts[1] == "metadata") return capabilityStatement();
-      if (post && ((parts.size() == 2 && parts[1] == "$validate") ||
-                   (parts.size() == 3 && isResourceType(parts[1]) && parts[2] == "$validate"))) {
-        // Any client with a valid token: validation reads nothing stored.
-        return validate(request, parts.size() == 3 ? parts[1] : "", query);
-      }
-      if (get && parts.size() == 3 && isResourceType(parts[1])) {
-        audit.subtype = "read";
-        audit.entities.push_back(parts[1] + "/" + parts[2]);
-        if (auto refused = policy().fhir(caller, auth::Interaction::kRead, parts[1])) return refusal(*refused);
-        if (!isResourceId(parts[2])) return issueAnswer(404, "not-found", "'" + parts[2] + "' is not a valid resource id");
-        auto stored = context_.store->readResource(parts[1], parts[2]);
-        if (!stored.ok()) return issueAnswer(503, "transient", stored.message());
-        if (!stored->has_value()) return issueAnswer(404, "not-found", parts[1] + "/" + parts[2] + " is not known");
-        // What the client may not see answers as if it did not exist.
-        auto seen = policy().visible(caller, parts[1], parts[2], (*stored)->json);
-        if (!seen.ok()) return issueAnswer(503, "transient", seen.message());
-        if (!seen->has_value()) return issueAnswer(404, "not-found", parts[1] + "/" + parts[2] + " is not known");
-        return Answer{200, "application/fhir+json", std::move(**seen)};
-      }
-    }
+    if (!parts.empty() && parts[0] == "fhir") return fhirRoute(request, access);
     if (parts.size() >= 1 && parts[0] == "admin") {
       audit.subtype = "admin";
       audit.action = post ? 'E' : 'R';
@@ -392,25 +336,63 @@ class Router final {
     return issueAnswer(404, "not-found", method + " " + uri + " is not a route of this gateway");
   }
 
-  // Reads at most `limit` + 1 bytes of the body into `body` (room grows with what arrives, so a
-  // large declared length costs nothing until the bytes come).
-  static void readUpTo(HTTPServerRequest& request, size_t limit, std::string& body) {
-    body.clear();
-    char chunk[1 << 16];
-    while (body.size() <= limit) {
-      request.body.read(chunk, static_cast<std::streamsize>(std::min(sizeof chunk, limit + 1 - body.size())));
-      if (request.body.gcount() <= 0) break;
-      body.append(chunk, static_cast<size_t>(request.body.gcount()));
-    }
+  // Every /fhir route: the query, format negotiation (406), then the route table.
+  Answer fhirRoute(HTTPServerRequest& request, Access& access) {
+    auto parsed = http::parseQuery(request.target.query);
+    if (!parsed.ok()) return issueAnswer(400, "invalid", "query: " + parsed.message());
+    fhirhttp::Parameters parameters(parsed->begin(), parsed->end());
+    bool pretty = false;
+    if (auto refused = fhirhttp::negotiate(request, parameters, pretty)) return *refused;
+    Answer answer = routes_.dispatch(request, access, pretty, std::move(parameters));
+    if (pretty && answer.content_type.find("json") != std::string::npos) answer.body = fhirhttp::prettyJson(answer.body);
+    return answer;
   }
 
-  // The answer to a body that did not arrive as framed: 408 when it stopped arriving, 400 when
-  // it ended early or its chunks are malformed. nullopt when the body is complete.
-  static std::optional<Answer> bodyProblem(const HTTPServerRequest& request) {
-    if (request.body_reader.complete()) return std::nullopt;
-    const bool slow = request.body_reader.state() == http::BodyReader::State::kTimedOut;
-    return issueAnswer(slow ? 408 : 400, slow ? "timeout" : "incomplete", request.body_reader.problem());
+  // The route table of /fhir (fhir_routes.h): what the router serves and the CapabilityStatement lists.
+  void registerFhirRoutes() {
+    registerReadRoutes(routes_, context_, policy());
+    registerSubscriptionRoutes(routes_, context_, policy());
+    routes_.type("AuditEvent").documentation = "The audit trail (admin only), append-only";
+    for (const char* name : {"date", "agent", "entity", "subtype"}) {
+      routes_.type("AuditEvent").search_params.push_back(
+          {name, std::string("http://hl7.org/fhir/SearchParameter/AuditEvent-") + name, name == std::string("date") ? "date" : name == std::string("subtype") ? "token" : "reference"});
+    }
+    auto audit_events = [this](FhirCall& call) {
+      Access& access = call.access;
+      access.audit.subtype = call.id.empty() ? "search" : "read";
+      if (auto refused = policy().admin(access.caller)) return refusal(*refused);
+      if (context_.audit != nullptr) (void)context_.audit->flush();  // what was recorded before this request
+      access.audit.query = call.request.target.query;
+      auth::AuditSearchAnswer found = !call.id.empty() ? readAudit(call.id) : auth::searchAudit(*context_.store, call.parameters, context_.base_url);
+      if (found.status == 400) return issueAnswer(400, "invalid", found.body);
+      if (found.status != 200) return issueAnswer(found.status, found.status == 404 ? "not-found" : "transient", found.body);
+      return Answer{200, "application/fhir+json", found.body};
+    };
+    routes_.add("AuditEvent", FhirInteraction::kRead, audit_events);
+    routes_.add("AuditEvent", FhirInteraction::kSearchType, audit_events);
+    // Search (search_route.h) on every other stored type, listed with the parameters the store
+    // indexes (gateway/store/search_index.h).
+    auto search = [this](FhirCall& call) {
+      auto answer = serveSearch(context_, call.request, call.access.caller, call.access.audit, policy());
+      return answer ? std::move(*answer) : issueAnswer(404, "not-found", "'" + call.type + "' is not searchable");
+    };
+    auto indexed = searchindex::registry();
+    routes_.addSearch(storedResourceTypes(), search, [indexed](const std::string& type) {
+      return indexed.ok() ? searchParamsOf(**indexed, type) : std::vector<SearchParamInfo>{};
+    });
+    routes_.addSystem(FhirInteraction::kCapabilities, [this](FhirCall&) {
+      CapabilityOptions options{context_.base_url, context_.auth != nullptr ? context_.auth->tokenUrl() : "", context_.topic_canonicals};
+      return Answer{200, "application/fhir+json", capabilityStatement(routes_, options)};
+    });
+    // $validate: any client with a valid token (validation reads nothing stored).
+    const std::string validate_definition = "http://hl7.org/fhir/OperationDefinition/Resource-validate";
+    routes_.addSystemOperation({"validate", validate_definition, FhirOperation::Level::kSystem, {"POST"},
+                                [this](FhirCall& call) { return validate(call.request, "", call.request.target.query); }});
+    routes_.addAnyTypeOperation({"validate", validate_definition, FhirOperation::Level::kType, {"POST"},
+                                 [this](FhirCall& call) { return validate(call.request, call.type, call.request.target.query); }});
   }
+
+  static void readUpTo(HTTPServerRequest& request, size_t limit, std::string& body) { readBodyUpTo(request, limit, body); }
 
   // Reads the request body into `body`, refusing (and quarantining a prefix of) bodies over
   // maxBodyBytes and bodies that did not arrive whole. Returns the refusal, or nullopt when
@@ -439,13 +421,8 @@ class Router final {
     return context_.pipeline.reject(channel, body, contentTypeOf(request), status, issues, true);
   }
 
-  // Reads the body of a request that is not an ingest (nothing to quarantine): 413 past
-  // maxBodyBytes, 408/400 for a body that did not arrive whole.
   std::optional<Answer> readRequestBody(HTTPServerRequest& request, std::string& body) {
-    const auto limit = static_cast<size_t>(context_.config.max_body_bytes);
-    readUpTo(request, limit, body);
-    if (body.size() > limit) return issueAnswer(413, "too-long", "the body is larger than maxBodyBytes");
-    return bodyProblem(request);
+    return gateway::readRequestBody(request, static_cast<size_t>(context_.config.max_body_bytes), body);
   }
 
   Answer validate(HTTPServerRequest& request, const std::string& type, const std::string& query) {
@@ -503,74 +480,6 @@ class Router final {
     return Answer{200, "text/plain; version=0.0.4", context_.metrics.render(extra.str())};
   }
 
-  Answer capabilityStatement() {
-    json::Document doc;
-    doc.SetObject();
-    auto& a = doc.GetAllocator();
-    json::addString(doc, "resourceType", "CapabilityStatement", a);
-    json::addString(doc, "status", "active", a);
-    json::addString(doc, "date", "2026-11-24", a);
-    json::addString(doc, "kind", "instance", a);
-    json::Value software(rapidjson::kObjectType);
-    json::addString(software, "name", "fhir-gateway", a);
-    json::addString(software, "version", "0.1.0", a);
-    json::addMember(doc, "software", std::move(software), a);
-    json::addString(doc, "fhirVersion", "4.0.1", a);
-    json::Value formats(rapidjson::kArrayType);
-    formats.PushBack(json::makeString("application/fhir+json", a), a);
-    formats.PushBack(json::makeString("json", a), a);
-    json::addMember(doc, "format", std::move(formats), a);
-    json::Value rest(rapidjson::kObjectType);
-    json::addString(rest, "mode", "server", a);
-    if (context_.auth != nullptr) {
-      // SMART Backend Services (access.md): the token endpoint in the oauth-uris extension.
-      auto parsed = json::parse(
-          R"({"service":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/restful-security-service",)"
-          R"("code":"SMART-on-FHIR"}]}],"extension":[{"url":"http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",)"
-          R"("extension":[{"url":"token","valueUri":")" + context_.auth->tokenUrl() + R"("}]}],)"
-          R"("description":"SMART Backend Services: client_credentials with private_key_jwt (RS384, ES384); see /.well-known/smart-configuration"})");
-      if (parsed.ok()) {
-        json::Value security;
-        security.CopyFrom(*parsed, a);
-        json::addMember(rest, "security", std::move(security), a);
-      }
-    }
-    json::Value resources(rapidjson::kArrayType);
-    for (const char* type : {"Patient", "Coverage", "Organization", "Practitioner", "ServiceRequest", "Task",
-                             "Communication", "Claim"}) {
-      json::Value resource(rapidjson::kObjectType);
-      json::addString(resource, "type", type, a);
-      json::Value interactions(rapidjson::kArrayType);
-      json::Value read(rapidjson::kObjectType);
-      json::addString(read, "code", "read", a);
-      interactions.PushBack(read, a);
-      json::addMember(resource, "interaction", std::move(interactions), a);
-      resources.PushBack(resource, a);
-    }
-    json::addMember(rest, "resource", std::move(resources), a);
-    json::Value operations(rapidjson::kArrayType);
-    json::Value validate_op(rapidjson::kObjectType);
-    json::addString(validate_op, "name", "validate", a);
-    json::addString(validate_op, "definition", "http://hl7.org/fhir/OperationDefinition/Resource-validate", a);
-    operations.PushBack(validate_op, a);
-    json::addMember(rest, "operation", std::move(operations), a);
-    if (!context_.topic_canonicals.empty()) {
-      json::Value extensions(rapidjson::kArrayType);
-      for (const std::string& canonical : context_.topic_canonicals) {
-        json::Value extension(rapidjson::kObjectType);
-        json::addString(extension, "url",
-                        "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/capabilitystatement-subscriptiontopic-canonical", a);
-        json::addString(extension, "valueCanonical", canonical, a);
-        extensions.PushBack(extension, a);
-      }
-      json::addMember(rest, "extension", std::move(extensions), a);
-    }
-    json::Value rests(rapidjson::kArrayType);
-    rests.PushBack(rest, a);
-    json::addMember(doc, "rest", std::move(rests), a);
-    return Answer{200, "application/fhir+json", json::serialize(doc)};
-  }
-
   // GET /fhir/AuditEvent/{id}: the one record, as a resource.
   auth::AuditSearchAnswer readAudit(const std::string& id) {
     if (id.empty() || id.size() > 18 || id.find_first_not_of("0123456789") != std::string::npos) {
@@ -583,158 +492,6 @@ class Router final {
     if (!rows.ok()) return {503, rows.message()};
     if (rows->empty()) return {404, "AuditEvent/" + id + " is not known"};
     return {200, auth::AuditLog::withId(rows->front().json, rows->front().id)};
-  }
-
-  Answer subscriptionRoute(HTTPServerRequest& request, Access& access, const std::string& method,
-                           const std::vector<std::string>& parts, const std::string& query) {
-    const auth::Caller& caller = access.caller;
-    if (!context_.topics || context_.subscriptions == nullptr) {
-      return issueAnswer(503, "transient", "subscriptions are not available: no topics loaded");
-    }
-    if (parts[1] != "SubscriptionTopic") {
-      access.audit.subtype = subtypeOf(method, parts);
-      access.audit.action = method == "POST" ? 'C' : method == "PUT" ? 'U' : method == "DELETE" ? 'D' : 'R';
-      if (parts.size() >= 3) access.audit.entities.push_back("Subscription/" + parts[2]);
-      const auth::Interaction interaction = method == "POST"  ? auth::Interaction::kCreate
-                                            : method == "PUT"    ? auth::Interaction::kUpdate
-                                            : method == "DELETE" ? auth::Interaction::kDelete
-                                                                 : auth::Interaction::kRead;
-      if (auto refused = policy().fhir(caller, interaction, "Subscription")) return refusal(*refused);
-    }
-    if (parts[1] == "SubscriptionTopic") {
-      if (method != "GET" || parts.size() != 2) return issueAnswer(405, "not-supported", "SubscriptionTopic is read-only");
-      std::string out = R"({"resourceType":"Bundle","type":"searchset","total":)" +
-                        std::to_string(context_.topics->topics().size()) + R"(,"entry":[)";
-      bool first = true;
-      for (const Topic& topic : context_.topics->topics()) {
-        if (!first) out.push_back(',');
-        first = false;
-        out += R"({"fullUrl":")" + context_.base_url + "/Basic/" + topic.id + R"(","resource":)" + topic.basic_json +
-               R"(,"search":{"mode":"match"}})";
-      }
-      out += "]}";
-      return Answer{200, "application/fhir+json", out, ""};
-    }
-    SubscriptionRegistry& registry = *context_.subscriptions;
-    if (parts.size() == 2 && method == "POST") return putSubscription(request, access, "");
-    if (parts.size() < 3) return issueAnswer(405, "not-supported", method + " /fhir/Subscription is not supported");
-    const std::string& id = parts[2];
-    auto subscription = registry.get(id);
-    // Another client's Subscription does not exist for this one (an update of it neither).
-    if (subscription) {
-      if (auto refused = policy().subscriptionOwner(caller, id, subscription->owner)) return refusal(*refused);
-    }
-    if (parts.size() == 3 && method == "PUT") return putSubscription(request, access, id);
-    if (!subscription) return issueAnswer(404, "not-found", "Subscription/" + id + " is not known");
-    if (parts.size() == 3 && method == "GET") return Answer{200, "application/fhir+json", subscriptionJson(*subscription), ""};
-    if (parts.size() == 3 && method == "DELETE") {
-      Status deleted = context_.store->deleteSubscription(id, takeAudit(200));
-      if (!deleted.ok()) return issueAnswer(503, "transient", deleted.message());
-      writtenAudit();
-      registry.remove(id);
-      IssueList done;
-      done.add(Issue{Severity::kInformation, "informational", "Subscription/" + id + " deleted", {}, {}});
-      return Answer{200, "application/fhir+json", toOperationOutcomeJson(done), ""};
-    }
-    const std::string destination = "subscription:" + id;
-    auto last = context_.store->lastNumber(destination);
-    if (!last.ok()) return issueAnswer(503, "transient", last.message());
-    if (parts.size() == 4 && method == "GET" && parts[3] == "$status") {
-      return Answer{200, "application/fhir+json",
-                    notificationBundle(*subscription, NotificationType::kQueryStatus, *last, {}, context_.base_url), ""};
-    }
-    if (parts.size() == 4 && method == "GET" && parts[3] == "$events") {
-      auto parsed = http::parseQuery(query);
-      if (!parsed.ok()) return issueAnswer(400, "invalid", parsed.message());
-      std::map<std::string, std::string> parameters(parsed->begin(), parsed->end());
-      int64_t since = 1;
-      int64_t until = *last;
-      try {
-        if (parameters.count("eventsSinceNumber")) since = std::stoll(parameters["eventsSinceNumber"]);
-        if (parameters.count("eventsUntilNumber")) until = std::stoll(parameters["eventsUntilNumber"]);
-      } catch (const std::exception&) {
-        return issueAnswer(400, "value", "eventsSinceNumber and eventsUntilNumber must be integers");
-      }
-      auto rows = context_.store->outboxRange(destination, since, until);
-      if (!rows.ok()) return issueAnswer(503, "transient", rows.message());
-      std::vector<NotificationEvent> events;
-      for (const OutboxItem& row : *rows) events.push_back({row.number, row.body});
-      return Answer{200, "application/fhir+json",
-                    notificationBundle(*subscription, NotificationType::kQueryEvent, *last, events, context_.base_url), ""};
-    }
-    return issueAnswer(404, "not-found", method + " " + request.head.target + " is not a Subscription operation");
-  }
-
-  Answer putSubscription(HTTPServerRequest& request, Access& access, const std::string& path_id) {
-    const auth::Caller& caller = access.caller;
-    std::string body;
-    if (auto refused = readRequestBody(request, body)) return *refused;
-    json::Document doc;
-    json::ParseError error;
-    if (!json::parse(body, doc, error)) return issueAnswer(400, "structure", "the body is not well-formed JSON: " + error.describe());
-    IssueList issues;
-    if (context_.validator) context_.validator->validate(doc, ValidationRequest{}, issues);
-    if (issues.hasErrors()) return Answer{422, "application/fhir+json", toOperationOutcomeJson(issues), ""};
-    IssueList subscription_issues;
-    auto subscription = parseSubscription(doc, *context_.topics, subscription_issues);
-    if (!subscription) return Answer{422, "application/fhir+json", toOperationOutcomeJson(subscription_issues), ""};
-    // Headers are sent as given: a CR or LF would start another header or request.
-    for (const std::string& header : subscription->headers) {
-      if (header.find_first_of("\r\n") != std::string::npos) {
-        return issueAnswer(422, "value", "Subscription.channel.header must not contain CR or LF");
-      }
-    }
-    {
-      std::string scheme, self_host;
-      int self_port = 0;
-      auth::splitUrl(context_.base_url, scheme, self_host, self_port);
-      if (auto refused = policy().subscriptionEndpoint(caller, subscription->endpoint, self_host, self_port)) {
-        return refusal(*refused);
-      }
-    }
-    subscription->owner = caller.id();
-    if (!path_id.empty()) {
-      if (!subscription->id.empty() && subscription->id != path_id) {
-        return issueAnswer(400, "invalid", "the resource id '" + subscription->id + "' differs from the URL id '" + path_id + "'");
-      }
-      subscription->id = path_id;
-    } else {
-      subscription->id = mappers::deriveId({"Subscription", std::to_string(nowMs()), body});
-    }
-    if (!isResourceId(subscription->id)) return issueAnswer(400, "invalid", "'" + subscription->id + "' is not a valid id");
-    const auto existing = context_.subscriptions->get(subscription->id);
-    const bool created = !existing.has_value();
-    if (existing) subscription->owner = existing->owner;  // an update keeps the owner (checked above)
-    access.audit.entities = {"Subscription/" + subscription->id};
-    if (created && !caller.open() && !caller.admin() && context_.auth != nullptr) {
-      const int64_t limit = context_.auth->config().max_subscriptions_per_client;
-      int64_t owned = 0;
-      for (const Subscription& other : context_.subscriptions->all()) owned += other.owner == caller.id() ? 1 : 0;
-      if (owned >= limit) {
-        return issueAnswer(422, "business-rule", "client '" + caller.id() + "' already has " + std::to_string(owned) +
-                                                     " Subscriptions (auth.maxSubscriptionsPerClient)");
-      }
-    }
-    SubscriptionRow row{subscription->id, subscription->status, "", subscription->resource_json, subscription->owner};
-    row.audit = takeAudit(created ? 201 : 200);  // same transaction as the row
-    Status stored = context_.store->putSubscription(row);
-    if (!stored.ok()) return issueAnswer(503, "transient", stored.message());
-    writtenAudit();
-    context_.subscriptions->put(*subscription);
-    if (context_.wake_delivery) context_.wake_delivery();
-    return Answer{created ? 201 : 200, "application/fhir+json", subscriptionJson(*subscription),
-                  context_.base_url + "/Subscription/" + subscription->id};
-  }
-
-  // The request's AuditEvent for a write's transaction, as answered `status` (none without auditing).
-  std::vector<AuditRecord> takeAudit(int status) {
-    auth::PendingAudit* pending = context_.audit != nullptr ? auth::PendingAudit::current() : nullptr;
-    if (pending == nullptr) return {};
-    auto record = pending->take(status, {}, nowMs());
-    return record ? std::vector<AuditRecord>{std::move(*record)} : std::vector<AuditRecord>{};
-  }
-  void writtenAudit() {
-    if (context_.audit != nullptr && auth::PendingAudit::current() != nullptr) auth::PendingAudit::current()->written();
   }
 
   // {"items": [...]} with one object per element, filled by `fill(element, object, allocator)`.
@@ -927,6 +684,7 @@ class Router final {
 
   ServerContext& context_;
   auth::AccessPolicy open_policy_;  // auth off: every check allows
+  FhirRoutes routes_;
 };
 
 }  // namespace

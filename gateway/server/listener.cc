@@ -87,8 +87,11 @@ std::string peerAddress(const sockaddr_storage& address) {
 
 std::string responseBytes(const Response& response, bool close) {
   std::string out = "HTTP/1.1 " + std::to_string(response.status) + " " + reasonPhrase(response.status) + "\r\n";
-  out += "Content-Type: " + response.content_type + "\r\n";
-  out += "Content-Length: " + std::to_string(response.body.size()) + "\r\n";
+  // RFC 9110 8.6, 15.3.5, 15.4.5: no Content-Length on a 204, none of the (absent) body on a 304.
+  if (response.status != 204 && response.status != 304) {
+    out += "Content-Type: " + response.content_type + "\r\n";
+    out += "Content-Length: " + std::to_string(response.body.size()) + "\r\n";
+  }
   for (const auto& [name, value] : response.headers) out += name + ": " + value + "\r\n";
   if (close) out += "Connection: close\r\n";
   out += "\r\n";
@@ -367,8 +370,11 @@ void Listener::serve(int fd, std::string peer, bool health_only, uint64_t id) {
   }
   Connection connection(*transport);
   bool first = true;
-  auto answer = [&](const Response& response, bool close) {
-    return connection.send(responseBytes(response, close), limits_.body_idle_timeout_ms) && !close;
+  // A HEAD is answered as its GET without the body (RFC 9110 9.3.2).
+  auto answer = [&](const Response& response, bool close, bool head_only = false) {
+    std::string bytes = responseBytes(response, close);
+    if (head_only || response.status == 204 || response.status == 304) bytes.resize(bytes.size() - response.body.size());
+    return connection.send(bytes, limits_.body_idle_timeout_ms) && !close;
   };
   while (!stopping_) {
     // The head: its first byte within the header timeout (keep-alive idle), then all of it
@@ -449,7 +455,7 @@ void Listener::serve(int fd, std::string peer, bool health_only, uint64_t id) {
     if (!body_reader.complete()) {
       if (body_reader.state() != BodyReader::State::kReading || !body_reader.drain(kMaxDrainBytes)) close = true;
     }
-    if (!answer(response, close)) break;
+    if (!answer(response, close, head->method == "HEAD")) break;
   }
   transport.reset();  // TLS: close_notify before the socket closes
   release(id, peer);

@@ -65,4 +65,11 @@ Result<ResourceOrigins> selectOrigins(Connection& db, std::string_view type, std
 Status insertAudit(Connection& db, const std::vector<AuditRecord>& records);
 Result<std::vector<AuditRecord>> selectAudit(Connection& db, const AuditQuery& query);
 
+// pg_history.cc ----------------------------------------------------------------------------------
+// `text` with meta.versionId and meta.lastUpdated set (pg_store.cc).
+std::string withMeta(const std::string& text, int64_t version, const std::string& updated_at);
+Result<std::optional<StoredResource>> selectVersion(Connection& db, std::string_view type, std::string_view id,
+                                                    int64_t version);
+Result<std::vector<ResourceVersion>> selectHistory(Connection& db, const HistoryQuery& query);
+
 }  // namespace fhir::gateway::pg

@@ -39,22 +39,7 @@ std::string quarantineId() {
   return buffer;
 }
 
-std::string withMeta(const std::string& text, int64_t version, const std::string& updated_at) {
-  json::Document doc;
-  json::ParseError error;
-  if (!json::parse(text, doc, error) || !doc.IsObject()) return text;
-  auto& allocator = doc.GetAllocator();
-  json::Value* meta = json::find(doc, "meta");
-  if (meta == nullptr || !meta->IsObject()) {
-    json::addMember(doc, "meta", json::Value(rapidjson::kObjectType), allocator);
-    meta = json::find(doc, "meta");
-  }
-  meta->RemoveMember("versionId");
-  meta->RemoveMember("lastUpdated");
-  json::addString(*meta, "versionId", std::to_string(version), allocator);
-  json::addString(*meta, "lastUpdated", updated_at, allocator);
-  return json::serialize(doc);
-}
+using pg::withMeta;
 
 #define PG_OUTBOX_COLUMNS                                                                              \
   "o.id, o.destination, o.number, o.kind, b.body, o.attempts, o.created_ms, o.first_attempt_ms, "      \
@@ -631,6 +616,13 @@ class PgStore final : public Store {
         });
   }
 
+  Result<std::optional<StoredResource>> readVersion(std::string_view type, std::string_view id, int64_t version) override {
+    return withReader([&](Connection& db) { return pg::selectVersion(db, type, id, version); });
+  }
+  Result<std::vector<ResourceVersion>> history(const HistoryQuery& query) override {
+    return withReader([&](Connection& db) { return pg::selectHistory(db, query); });
+  }
+
   Result<ResourceOrigins> originsOf(std::string_view type, std::string_view id, bool with_payloads) override {
     return withReader([&](Connection& db) { return pg::selectOrigins(db, type, id, with_payloads); });
   }
@@ -889,3 +881,24 @@ Result<StorePtr> openPostgresStore(const PostgresStoreOptions& options) {
 }
 
 }  // namespace fhir::gateway
+
+namespace fhir::gateway::pg {
+
+std::string withMeta(const std::string& text, int64_t version, const std::string& updated_at) {
+  json::Document doc;
+  json::ParseError error;
+  if (!json::parse(text, doc, error) || !doc.IsObject()) return text;
+  auto& allocator = doc.GetAllocator();
+  json::Value* meta = json::find(doc, "meta");
+  if (meta == nullptr || !meta->IsObject()) {
+    json::addMember(doc, "meta", json::Value(rapidjson::kObjectType), allocator);
+    meta = json::find(doc, "meta");
+  }
+  meta->RemoveMember("versionId");
+  meta->RemoveMember("lastUpdated");
+  json::addString(*meta, "versionId", std::to_string(version), allocator);
+  json::addString(*meta, "lastUpdated", updated_at, allocator);
+  return json::serialize(doc);
+}
+
+}  // namespace fhir::gateway::pg

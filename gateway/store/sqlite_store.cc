@@ -19,6 +19,7 @@
 #include "conformance/json/json.h"
 #include "gateway/store/sqlite_access.h"
 #include "gateway/store/sqlite_connection.h"
+#include "gateway/store/sqlite_history.h"
 #include "gateway/store/sqlite_leases.h"
 #include "gateway/store/sqlite_merge.h"
 #include "gateway/store/search_index.h"
@@ -35,6 +36,7 @@ namespace {
 using sqlite::Connection;
 using sqlite::kEmptyBlob;
 using sqlite::Query;
+using sqlite::withMeta;
 
 std::string quarantineId() {
   static thread_local std::mt19937_64 random{std::random_device{}()};
@@ -70,6 +72,8 @@ class SqliteStore final : public Store {
     status = sqlite::prepareQuarantine(*writer_connection_);
     if (!status.ok()) return status;
     status = sqlite::prepareAccess(*writer_connection_);
+    if (!status.ok()) return status;
+    status = sqlite::prepareHistory(*writer_connection_);
     if (!status.ok()) return status;
     status = writer_connection_->exec(sqlite::kMergeSchema);
     if (!status.ok()) return status;
@@ -462,6 +466,14 @@ class SqliteStore final : public Store {
         [](const Query& query) {
           return SubscriptionRow{query.text(0), query.text(1), query.text(2), query.text(3), query.text(4)};
         });
+  }
+
+  // History and vread (sqlite_history.cc) ---------------------------------------------------
+  Result<std::optional<StoredResource>> readVersion(std::string_view type, std::string_view id, int64_t version) override {
+    return withReader([&](Connection& db) { return sqlite::selectVersion(db, type, id, version); });
+  }
+  Result<std::vector<ResourceVersion>> history(const HistoryQuery& query) override {
+    return withReader([&](Connection& db) { return sqlite::selectHistory(db, query); });
   }
 
   // Access (sqlite_access.cc) ---------------------------------------------------------------

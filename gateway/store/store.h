@@ -186,6 +186,27 @@ struct StoredResource {
   int64_t version = 0;
 };
 
+// One kept version of a resource (query.md "History and versions").
+struct ResourceVersion {
+  std::string type;
+  std::string id;
+  int64_t version = 0;
+  std::string updated_at;  // meta.lastUpdated as stored (UTC, milliseconds, 'Z')
+  std::string json;        // with meta.versionId and meta.lastUpdated filled in
+  int64_t event_seq = 0;   // the commit that wrote it; 0 for a version kept before history was
+};
+
+// A page of history, newest first: by the writing commit (event_seq) descending, then type, id
+// and version descending. Keyset paging: `before` is the last version of the previous page, and
+// versions committed after the first page was read never shift a later page.
+struct HistoryQuery {
+  std::string type;   // empty: every type (system level)
+  std::string id;     // with `type`: one resource (instance level)
+  std::string since;  // only versions with updated_at >= since (same format); empty: all
+  size_t count = 50;
+  std::optional<ResourceVersion> before;  // its event_seq, type, id and version are used
+};
+
 struct QuarantineWrite {
   std::string channel;
   std::string content_type;
@@ -435,6 +456,11 @@ class Store {
   virtual Result<std::optional<StoredResource>> readResource(std::string_view type,
                                                               std::string_view id) = 0;
   virtual Result<std::vector<mappers::CoverageFact>> coverageOf(std::string_view patient_id) = 0;
+  // One kept version (vread); empty when the resource or that version is not kept.
+  virtual Result<std::optional<StoredResource>> readVersion(std::string_view type, std::string_view id,
+                                                            int64_t version) = 0;
+  // Kept versions in history order (HistoryQuery), at most query.count.
+  virtual Result<std::vector<ResourceVersion>> history(const HistoryQuery& query) = 0;
 
   // Outbox: the lowest-numbered pending row of a destination, if its next attempt is due.
   virtual Result<std::optional<OutboxItem>> nextDue(std::string_view destination, int64_t now_ms) = 0;

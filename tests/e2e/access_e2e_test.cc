@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -221,6 +222,11 @@ TEST_F(AccessE2e, EveryRouteAnswersEachClientKindAsTheContractSays) {
       {"GET", "/fhir/Coverage/" + lakeshore_coverage, "", "", {401, 200, 404, 200, 404, 200, 200, 200}},
       {"GET", "/fhir/Coverage/" + northwind_coverage, "", "", {401, 200, 404, 404, 200, 200, 200, 200}},
       {"GET", "/fhir/Patient/no-such-patient", "", "", {401, 404, 404, 404, 404, 404, 404, 404}},
+      // Versions and history (issue 15) answer as the read does.
+      {"GET", "/fhir/Claim/" + june_claim + "/_history/1", "", "", {401, 200, 404, 200, 404, 200, 200, 200}},
+      {"GET", "/fhir/Claim/" + july_claim + "/_history", "", "", {401, 200, 404, 404, 200, 200, 200, 200}},
+      {"GET", "/fhir/Coverage/" + northwind_coverage + "/_history/1", "", "", {401, 200, 404, 404, 200, 200, 200, 200}},
+      {"GET", "/fhir/Claim/_history", "", "", {401, 200, 200, 200, 200, 200, 200, 200}},
       {"POST", "/fhir/$validate", R"({"resourceType":"Basic","code":{"text":"x"}})", "application/fhir+json",
        {401, 200, 200, 200, 200, 200, 200, 200}},
       // Subscriptions: an HIE creates its own (the others have no Subscription.c); each sees only
@@ -278,6 +284,22 @@ TEST_F(AccessE2e, EveryRouteAnswersEachClientKindAsTheContractSays) {
       ASSERT_NE(total, nullptr);
       EXPECT_EQ(json::numberText(*total), std::to_string(ids.size())) << own.client << " " << type;
     }
+  }
+
+  // Type and system history leave out what a client may not see: each payer finds its own Claim
+  // and Coverage versions and none of the other payer's.
+  for (const auto& [client, own_claim, other_claim, own_coverage, other_coverage] :
+       std::vector<std::array<std::string, 5>>{{"lakeshore", june_claim, july_claim, lakeshore_coverage, northwind_coverage},
+                                               {"northwind", july_claim, june_claim, northwind_coverage, lakeshore_coverage}}) {
+    RawResponse claims = call("GET", "/fhir/Claim/_history?_count=1000", client);
+    ASSERT_EQ(claims.status, 200) << claims.body;
+    EXPECT_NE(claims.body.find("/Claim/" + own_claim + "\""), std::string::npos) << client;
+    EXPECT_EQ(claims.body.find(other_claim), std::string::npos) << client;
+    RawResponse everything = call("GET", "/fhir/_history?_count=1000", client);
+    ASSERT_EQ(everything.status, 200) << everything.body;
+    EXPECT_NE(everything.body.find("/Coverage/" + own_coverage + "\""), std::string::npos) << client;
+    EXPECT_EQ(everything.body.find(other_coverage), std::string::npos) << client;
+    EXPECT_EQ(everything.body.find(other_claim), std::string::npos) << client;
   }
 
   // Expired, tampered and foreign tokens are 401 with WWW-Authenticate. The expired one is

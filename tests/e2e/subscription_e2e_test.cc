@@ -234,7 +234,8 @@ TEST_F(Subscriptions, PayloadContentShapesTheNotification) {
   EXPECT_EQ(json::find(bundle["entry"][1], "resource"), nullptr);  // id-only: fullUrl, no resource
   EXPECT_NE(str(bundle["entry"][1], "fullUrl").find("/Communication/"), std::string::npos);
 
-  ASSERT_EQ(gateway_->post("/fhir/Subscription/" + id_only, "", "application/fhir+json").status, 404);
+  // A known route with a method it does not take is 405 with Allow (query.md), not 404.
+  ASSERT_EQ(gateway_->post("/fhir/Subscription/" + id_only, "", "application/fhir+json").status, 405);
   HttpResult removed = httpRequest(gateway_->port(), "DELETE", "/fhir/Subscription/" + id_only);
   EXPECT_EQ(removed.status, 200);
   EXPECT_EQ(gateway_->get("/fhir/Subscription/" + id_only).status, 404);
@@ -319,7 +320,13 @@ TEST_F(Subscriptions, BadSubscriptionsAreRejectedWithTheirExpression) {
   ASSERT_EQ(topics.status, 200);
   EXPECT_EQ(GatewayFixture_parse(topics.body)["entry"].Size(), 10u);
   json::Document metadata = GatewayFixture_parse(gateway_->get("/fhir/metadata").body);
-  EXPECT_EQ(metadata["rest"][0]["extension"].Size(), 10u);
+  // The topics are on the Subscription resource entry, where backport clients look (issue 15).
+  const json::Value* subscription_entry = nullptr;
+  for (const json::Value& resource : metadata["rest"][0]["resource"].GetArray()) {
+    if (json::getString(resource, "type") == "Subscription") subscription_entry = &resource;
+  }
+  ASSERT_NE(subscription_entry, nullptr);
+  EXPECT_EQ((*subscription_entry)["extension"].Size(), 10u);
 }
 
 // The roster columns of payer-formats.md.

@@ -26,6 +26,10 @@ class ForwardingStore : public Store {
   Result<std::vector<QuarantineEntry>> listQuarantineToReplay(size_t limit) override { return inner_->listQuarantineToReplay(limit); }
   Result<bool> recordReplay(std::string_view id, int status, std::string_view answer, bool accepted) override { return inner_->recordReplay(id, status, answer, accepted); }
   Result<std::optional<StoredResource>> readResource(std::string_view type, std::string_view id) override { return inner_->readResource(type, id); }
+  Result<std::optional<StoredResource>> readVersion(std::string_view type, std::string_view id, int64_t version) override {
+    return inner_->readVersion(type, id, version);
+  }
+  Result<std::vector<ResourceVersion>> history(const HistoryQuery& query) override { return inner_->history(query); }
   Result<std::vector<mappers::CoverageFact>> coverageOf(std::string_view patient_id) override { return inner_->coverageOf(patient_id); }
   Result<std::optional<OutboxItem>> nextDue(std::string_view destination, int64_t now_ms) override { return inner_->nextDue(destination, now_ms); }
   Status recordDelivered(const DeliveryAttempt& attempt) override { return inner_->recordDelivered(attempt); }
