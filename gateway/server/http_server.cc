@@ -624,8 +624,9 @@ class Router final {
     auto last = context_.store->lastNumber(destination);
     if (!last.ok()) return issueAnswer(503, "transient", last.message());
     if (parts.size() == 4 && method == "GET" && parts[3] == "$status") {
-      return Answer{200, "application/fhir+json",
-                    notificationBundle(*subscription, NotificationType::kQueryStatus, *last, {}, context_.base_url), ""};
+      auto status = notificationBundle(*subscription, NotificationType::kQueryStatus, *last, {}, context_.base_url);
+      if (!status.ok()) return issueAnswer(500, "exception", status.message());
+      return Answer{200, "application/fhir+json", std::move(*status), ""};
     }
     if (parts.size() == 4 && method == "GET" && parts[3] == "$events") {
       auto parsed = http::parseQuery(query);
@@ -643,8 +644,11 @@ class Router final {
       if (!rows.ok()) return issueAnswer(503, "transient", rows.message());
       std::vector<NotificationEvent> events;
       for (const OutboxItem& row : *rows) events.push_back({row.number, row.body});
-      return Answer{200, "application/fhir+json",
-                    notificationBundle(*subscription, NotificationType::kQueryEvent, *last, events, context_.base_url), ""};
+      // A stored record that cannot be read is the store's data gone bad: 500 naming the event,
+      // never a Bundle that silently leaves the event out.
+      auto bundle = notificationBundle(*subscription, NotificationType::kQueryEvent, *last, events, context_.base_url);
+      if (!bundle.ok()) return issueAnswer(500, "exception", bundle.message());
+      return Answer{200, "application/fhir+json", std::move(*bundle), ""};
     }
     return issueAnswer(404, "not-found", method + " " + request.head.target + " is not a Subscription operation");
   }

@@ -141,13 +141,15 @@ Answer CareManagementChannel::ingest(const IngestRequest& request) {
       eventSource(json::getString(event, "source").value_or(""), json::getString(event, "eventId").value_or(""),
                   json::getString(event, "occurredAt").value_or("")));
   if (!outcome.ok()) return storeFailure(outcome.message());
-  if (!outcome->slot_taken.empty()) {  // another event took this ACM slot since secondAcm read it
+  if (outcome->invalid_merge.hasErrors()) return service_.reject(kChannel, body, content_type, 422, outcome->invalid_merge);
+  const CommitOutcome& committed = outcome->outcome;
+  if (!committed.slot_taken.empty()) {  // another event took this ACM slot since secondAcm read it
     auto taken = secondAcm(service_.store(), mapped.bundle, event);
     if (!taken.ok()) return storeFailure(taken.message());
     if (*taken) return service_.reject(kChannel, body, content_type, 422, **taken);
-    return storeFailure("ACM slot " + outcome->slot_taken + " is held by " + outcome->slot_owner + " whose Claim cannot be read");
+    return storeFailure("ACM slot " + committed.slot_taken + " is held by " + committed.slot_owner + " whose Claim cannot be read");
   }
-  return Answer{outcome->status, "application/fhir+json", outcome->answer};
+  return Answer{committed.status, "application/fhir+json", committed.answer};
 }
 
 }  // namespace
