@@ -272,21 +272,23 @@ TEST(DeliveryLeaseTest, TwoServicesOnOneStoreNeverSendADestinationAtOnce) {
 class LeaseFailingStore final : public test_stores::ForwardingStore {
  public:
   using ForwardingStore::ForwardingStore;
-  std::atomic<bool> fail{true};
-  std::atomic<int> failed_calls{0};
+  std::atomic<bool> fail_reads{true};
+  std::atomic<bool> fail_claims{false};
+  std::atomic<int> failed_reads{0};
+  std::atomic<int> failed_claims{0};
   Result<std::optional<OutboxLease>> leaseOf(std::string_view destination) override {
-    if (fail) return injected();
+    if (fail_reads) return injected(failed_reads);
     return inner_->leaseOf(destination);
   }
   Result<OutboxLease> claimLease(std::string_view destination, std::string_view holder, int64_t now_ms, int64_t duration_ms,
                                  std::string_view dead_holder) override {
-    if (fail) return injected();
+    if (fail_claims) return injected(failed_claims);
     return inner_->claimLease(destination, holder, now_ms, duration_ms, dead_holder);
   }
 
  private:
-  Error injected() {
-    ++failed_calls;
+  static Error injected(std::atomic<int>& count) {
+    ++count;
     return Error{"disk I/O error (injected)"};
   }
 };
@@ -315,18 +317,25 @@ TEST(DeliveryLeaseTest, AStoreFailureOnTheLeaseIsCountedAndRetriedAndTheRowsThen
   DeliveryService service(config, store, metrics);
   service.start();
   const std::string counted = R"(gateway_delivery_attempts_total{destination="feed:hie",result="lease_store_error"} )";
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-  while (store->failed_calls.load() < 2 && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  ASSERT_GE(store->failed_calls.load(), 2) << "the lane did not ask for its lease again after a store failure";
+  auto waitFor = [](const std::atomic<int>& count) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (count.load() < 2 && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return count.load();
+  };
+  // Reading the lease fails, then claiming it: each is counted, and asked again.
+  ASSERT_GE(waitFor(store->failed_reads), 2) << "the lane did not ask for its lease again after a store failure";
   EXPECT_NE(metrics.render("").find(counted), std::string::npos) << metrics.render("");
+  store->fail_claims = true;
+  store->fail_reads = false;
+  ASSERT_GE(waitFor(store->failed_claims), 2) << "the lane did not claim its lease again after a store failure";
   EXPECT_TRUE(feed.accepted().empty());
   auto lease = (*opened)->leaseOf("feed:hie");
   ASSERT_TRUE(lease.ok());
   EXPECT_FALSE(lease->has_value());  // nobody claimed it
 
-  store->fail = false;
+  store->fail_claims = false;
   service.wake();
   ASSERT_TRUE(feed.waitForAccepted(3, std::chrono::seconds(30)));
   service.stop();
