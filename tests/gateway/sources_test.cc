@@ -845,8 +845,13 @@ TEST(SourcesTest, AnEventWhoseMergeIsInvalidIsRefusedNamingTheElementAndNothingI
 
   Answer answer = gateway.post(responseWithCoverageA("e1-resp"));
   ASSERT_EQ(answer.status, 422) << answer.body;
-  EXPECT_NE(answer.body.find("Coverage.class"), std::string::npos) << answer.body;
-  EXPECT_NE(answer.body.find("Coverage/" + kCoverageA + " as merged"), std::string::npos) << answer.body;
+  // The issue names the element (expression) and why (diagnostics), of the merged resource.
+  EXPECT_NE(answer.body.find(R"("expression":["Coverage.class[0]"])"), std::string::npos) << answer.body;
+  EXPECT_NE(answer.body.find("Coverage/" + kCoverageA +
+                             " as merged from what every source contributed (merge-rules.json) is invalid: "
+                             "Coverage.class.type: minimum required = 1, but only found 0"),
+            std::string::npos)
+      << answer.body;
   // Quarantined with that OperationOutcome; nothing stored: no resource version, no event,
   // no outbox row, and a re-post is judged again (not answered from an event).
   const std::vector<QuarantineEntry> kept = quarantined(*gateway.store);
