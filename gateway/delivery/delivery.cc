@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
+#include <cstdio>
 #include <deque>
 #include <random>
 
@@ -237,6 +238,14 @@ void DeliveryService::setSubscriptionStatus(Lane& lane, const std::string& statu
   }
 }
 
+// A store failure on a lease is not "another process holds it": counted and logged; the lane
+// asks again after kLeaseRetryMs (its rows wait, nothing is lost or sent twice).
+void DeliveryService::leaseStoreFailed(const std::string& destination, const char* doing, const std::string& message) {
+  metrics_.countDelivery(destination, "lease_store_error");
+  std::fprintf(stderr, "delivery: %s: the store failed %s the outbox lease (asked again in %lld ms): %s\n",
+               destination.c_str(), doing, static_cast<long long>(kLeaseRetryMs), message.c_str());
+}
+
 bool DeliveryService::holdLease(Lane& lane, int64_t now) {
   const std::string& key = lane.destination.key;
   if (lane.lease_until - now > lease_ms_ / 2) return true;
@@ -246,6 +255,7 @@ bool DeliveryService::holdLease(Lane& lane, int64_t now) {
       lane.lease_until = now + lease_ms_;
       return true;
     }
+    if (!extended.ok()) leaseStoreFailed(key, "extending", extended.message());
     if (!extended.ok() && lane.lease_until > now) return false;  // still ours; the store failed: wait
     // Lost (taken over after it ran out): what was read may be sent by the new holder, so forget it.
     lane.lease_until = 0;
@@ -258,7 +268,10 @@ bool DeliveryService::holdLease(Lane& lane, int64_t now) {
   lane.lease_retry_ms = now + kLeaseRetryMs;
   // A read first: while another live process holds the lease, asking costs no write.
   auto current = store_->leaseOf(key);
-  if (!current.ok()) return false;
+  if (!current.ok()) {
+    leaseStoreFailed(key, "reading", current.message());
+    return false;
+  }
   std::string dead_holder;
   if (current->has_value() && !(*current)->holder.empty() && (*current)->holder != lease_holder_ &&
       (*current)->expires_ms > now) {
@@ -266,7 +279,11 @@ bool DeliveryService::holdLease(Lane& lane, int64_t now) {
     dead_holder = (*current)->holder;
   }
   auto lease = store_->claimLease(key, lease_holder_, now, lease_ms_, dead_holder);
-  if (!lease.ok() || lease->holder != lease_holder_) return false;
+  if (!lease.ok()) {
+    leaseStoreFailed(key, "claiming", lease.message());
+    return false;
+  }
+  if (lease->holder != lease_holder_) return false;  // another live process holds it
   lane.lease_until = now + lease_ms_;
   // Read from the head: the previous holder may have left rows pending anywhere.
   lane.queue.clear();
@@ -433,7 +450,7 @@ void DeliveryService::launch(Lane& lane, int kind, int64_t now) {
   lane.response.clear();
   const std::string* body = &lane.body;
   if (kind == kHandshake) {
-    lane.body = notificationBundle(*destination.subscription, NotificationType::kHandshake, 0, {}, base_url_);
+    lane.body = *notificationBundle(*destination.subscription, NotificationType::kHandshake, 0, {}, base_url_);  // no events
   } else if (kind == kHeartbeat) {
     auto number = store_->lastNumber(destination.key);
     if (!number.ok()) {  // a heartbeat must not claim 0 events: it goes a heartbeat period later
@@ -441,11 +458,20 @@ void DeliveryService::launch(Lane& lane, int kind, int64_t now) {
       metrics_.countDelivery(destination.key, "store_error");
       return;
     }
-    lane.body = notificationBundle(*destination.subscription, NotificationType::kHeartbeat, *number, {}, base_url_);
+    lane.body = *notificationBundle(*destination.subscription, NotificationType::kHeartbeat, *number, {}, base_url_);
   } else if (destination.subscription) {
     const OutboxItem& item = lane.queue.front();
-    lane.body = notificationBundle(*destination.subscription, NotificationType::kEventNotification, item.number,
-                                   {{item.number, lightRecord(item.body, destination.subscription->content)}}, base_url_);
+    auto bundle = notificationBundle(*destination.subscription, NotificationType::kEventNotification, item.number,
+                                     {{item.number, lightRecord(item.body, destination.subscription->content)}}, base_url_);
+    if (!bundle.ok()) {  // the row's stored record is unreadable: a failed attempt naming why (retried, then dead)
+      DeliveryAttempt attempt;
+      attempt.at_ms = now;
+      attempt.error = bundle.message();
+      std::fprintf(stderr, "delivery: %s: %s\n", destination.key.c_str(), bundle.message().c_str());
+      finishOutbox(lane, false, attempt, "unreadable_record");
+      return;
+    }
+    lane.body = std::move(*bundle);
   } else {
     body = &lane.queue.front().body;  // stays at the queue's front until the request is done
   }

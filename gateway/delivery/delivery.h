@@ -129,6 +129,7 @@ class DeliveryService {
   // True when this process holds the lane's lease for at least half a lease more, claiming or
   // extending it as needed; false when another live process holds it (or the store failed).
   bool holdLease(Lane& lane, int64_t now);
+  void leaseStoreFailed(const std::string& destination, const char* doing, const std::string& message);
   void releaseLease(Lane& lane);
 
   const Config& config_;

@@ -147,9 +147,21 @@ std::vector<mappers::BillingFact> billingFacts(const json::Value& bundle, const 
   return out;
 }
 
+std::set<std::string> practicesOf(const json::Value& bundle) {
+  std::set<std::string> out;
+  for (const json::Value& entry : bundle["entry"].GetArray()) {
+    const json::Value& resource = entry["resource"];
+    if (json::getString(resource, "resourceType") != "Organization") continue;
+    const json::Value* types = json::find(resource, "type");
+    if (types && types->IsArray() && !types->Empty() && firstCodingOf((*types)[0], false) == "prov") {
+      out.insert(identifierValue(resource, "http://hl7.org/fhir/sid/us-npi"));
+    }
+  }
+  return out;
+}
+
 // A store failure reading the patient's coverage is an error, never "no coverage".
 Result<EconsultFacts> econsultFacts(const json::Value& bundle, Store& store) {
-  static constexpr std::string_view kNpi = "http://hl7.org/fhir/sid/us-npi";
   EconsultFacts out;
   out.coverage = eventCoverage(bundle);
   for (const mappers::CoverageFact& fact : out.coverage) out.event.payers.insert(fact.payer_id);
@@ -158,18 +170,13 @@ Result<EconsultFacts> econsultFacts(const json::Value& bundle, Store& store) {
     const std::string_view type = json::getString(resource, "resourceType").value_or("");
     const std::string id(json::getString(resource, "id").value_or(""));
     if (type == "Patient" && out.patient_id.empty()) out.patient_id = id;
-    if (type == "Organization") {
-      const json::Value* types = json::find(resource, "type");
-      if (types && types->IsArray() && !types->Empty() && firstCodingOf((*types)[0], false) == "prov") {
-        out.event.practices.insert(identifierValue(resource, kNpi));
-      }
-    }
     if (type == "ServiceRequest") {
       if (const json::Value* reasons = json::find(resource, "reasonCode"); reasons && reasons->IsArray()) {
         for (const json::Value& reason : reasons->GetArray()) out.event.codes.insert(firstCodingOf(reason, true));
       }
     }
   }
+  out.event.practices = practicesOf(bundle);
   out.event.patient = "Patient/" + out.patient_id;
   auto stored = store.coverageOf(out.patient_id);
   if (!stored.ok()) return stored.error();

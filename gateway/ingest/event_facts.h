@@ -6,6 +6,7 @@
 // source format is read here, only the FHIR the specs wrote.
 
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -38,6 +39,10 @@ std::vector<mappers::BillingFact> billingFacts(const json::Value& bundle, const 
 // Points each routable billing Claim of a mapped Bundle at the coverage routing chose (the
 // mapper's pick may be another one of an ambiguous timeline).
 void settleBilling(const Config& config, json::Document& bundle, const std::vector<mappers::BillingFact>& billing);
+
+// The practices a mapped Bundle names: the NPI of each Organization of type `prov` (as the
+// e-consult and care-management specs write a practice). Read from FHIR, never the source event.
+std::set<std::string> practicesOf(const json::Value& bundle);
 
 // Who an event's contributions come from: its source, ranked by occurredAt (in UTC).
 ContributionSource eventSource(std::string_view source, std::string_view event_id, std::string_view occurred_at);

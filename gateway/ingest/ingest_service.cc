@@ -12,6 +12,7 @@
 #include "gateway/ingest/cpu_gate.h"
 #include "gateway/ingest/event_facts.h"
 #include "gateway/ingest/gateway_directory.h"
+#include "gateway/merge/merge_preview.h"
 #include "gateway/merge/merge_service.h"
 #include "gateway/store/time_util.h"
 #include "gateway/subscriptions/matching.h"
@@ -148,52 +149,167 @@ int IngestService::mapEvent(std::string_view channel, const std::string& spec, c
   return 0;
 }
 
-Result<CommitOutcome> IngestService::commitEvent(const json::Value& bundle, IngestCommit commit,
-                                                 const std::vector<mappers::BillingFact>& billing,
-                                                 const std::string& patient_id, EventFacts facts,
-                                                 const ContributionSource& source) {
-  const std::string channel = commit.channel;
-  const std::string bundle_json = json::serialize(bundle);
-  for (const json::Value& entry : bundle["entry"].GetArray()) {
-    const json::Value& resource = entry["resource"];
-    commit.resources.push_back(ResourceWrite{std::string(*json::getString(resource, "resourceType")),
-                                             std::string(*json::getString(resource, "id")),
-                                             json::serialize(resource)});
+Status IngestService::checkMerges(const std::vector<IngestCommit*>& commits, std::vector<IssueList>& invalid) {
+  invalid.assign(commits.size(), IssueList());
+  auto merged = merge::previewMerge(*store_, *merge_rules_, std::vector<const IngestCommit*>(commits.begin(), commits.end()));
+  if (!merged.ok()) return Error{merged.message()};
+  for (size_t i = 0; i < commits.size(); ++i) {
+    IngestCommit& commit = *commits[i];
+    if (commit.contributions.empty() && commit.remerge.empty()) continue;
+    if (validator_) {
+      CpuGate::Slot cpu_slot(CpuGate::shared());
+      for (const ResourceWrite& write : (*merged)[i]) {
+        json::Document resource;
+        json::ParseError parse_error;
+        IssueList issues;
+        if (!json::parse(write.json, resource, parse_error)) {
+          issues.add(Issue{Severity::kError, "structure", "not JSON: " + parse_error.describe(), {}, {}});
+        } else {
+          validator_->validate(resource, ValidationRequest{}, issues);
+        }
+        for (Issue& issue : issues.issues()) {
+          if (issue.severity != Severity::kError && issue.severity != Severity::kFatal) continue;
+          issue.diagnostics = write.type + "/" + write.id +
+                              " as merged from what every source contributed (merge-rules.json) is invalid: " +
+                              issue.diagnostics;
+          if (issue.expression.empty()) issue.expression.push_back(write.type);
+          invalid[i].add(std::move(issue));
+        }
+      }
+    }
+    commit.merge_checked = true;
+    commit.merge_expected = std::move((*merged)[i]);
   }
-  // Patient and Coverage are the source's contributions, merged in the store (issue 11).
-  takeContributions(*merge_rules_, bundle, source, commit);
-  commit.coverage.clear();
+  return Status::Ok();
+}
 
-  // Dispatch: every feed gets the accepted Bundle as its client may see it; each Claim goes to
-  // its payer or waits.
-  auto feeds = feedRows(bundle_json, commit);
-  if (!feeds.ok()) return feeds.error();
-  for (OutboxWrite& row : *feeds) commit.outbox.push_back(std::move(row));
-  std::map<std::string, EventFacts> claim_facts;
-  Status dispatched = dispatchBilling(config_, *store_, base_url_, bundle, billing, patient_id, facts, commit, claim_facts);
-  if (!dispatched.ok()) return Error{dispatched.message()};
-  bool has_subscriptions = false;
-  if (topics_ && registry_ != nullptr) {
-    std::vector<Subscription> live = registry_->all();
-    has_subscriptions = !live.empty();
-    if (has_subscriptions) {
-      commit.change_context = encodeChangeContext(ChangeContext{std::move(facts), std::move(claim_facts), true});
+json::Document withMergedResources(const json::Value& bundle, const std::vector<ResourceWrite>& merged) {
+  json::Document out;
+  out.CopyFrom(bundle, out.GetAllocator());
+  json::Value* entries = json::find(out, "entry");
+  if (merged.empty() || entries == nullptr || !entries->IsArray()) return out;
+  for (json::Value& entry : entries->GetArray()) {
+    json::Value* resource = json::find(entry, "resource");
+    if (resource == nullptr) continue;
+    const std::string_view type = json::getString(*resource, "resourceType").value_or("");
+    const std::string_view id = json::getString(*resource, "id").value_or("");
+    for (const ResourceWrite& write : merged) {
+      if (write.type != type || write.id != id) continue;
+      json::Document parsed;
+      json::ParseError error;
+      if (json::parse(write.json, parsed, error)) resource->CopyFrom(parsed, out.GetAllocator());
+      break;
     }
   }
+  return out;
+}
 
-  const bool has_outbox = !commit.outbox.empty() || has_subscriptions;
-  const bool waits = !commit.unroutable.empty();
-  // The request's AuditEvent commits with the data (access.md "Audit").
+Result<std::vector<std::optional<CommitOutcome>>> IngestService::commitValidated(
+    std::vector<IngestCommit> commits, const std::function<Status(size_t, IngestCommit&)>& deliver,
+    std::vector<IssueList>& invalid) {
+  std::vector<std::optional<CommitOutcome>> outcomes(commits.size());
+  invalid.assign(commits.size(), IssueList());
+  std::vector<size_t> pending(commits.size());
+  for (size_t i = 0; i < commits.size(); ++i) pending[i] = i;
+  for (int attempt = 1; !pending.empty(); ++attempt) {
+    if (attempt > kMergeAttempts) {
+      return Error{"the merge of " + std::to_string(pending.size()) + " commit(s) changed under concurrent commits " +
+                   std::to_string(kMergeAttempts) + " times; they were not stored"};
+    }
+    std::vector<IngestCommit> round;
+    for (size_t i : pending) round.push_back(commits[i]);
+    std::vector<IngestCommit*> checked;
+    for (IngestCommit& commit : round) checked.push_back(&commit);
+    std::vector<IssueList> issues;
+    Status merged = checkMerges(checked, issues);
+    if (!merged.ok()) return Error{merged.message()};
+    std::vector<size_t> committed;  // indices into `commits`
+    std::vector<IngestCommit> batch;
+    for (size_t k = 0; k < round.size(); ++k) {
+      if (issues[k].hasErrors()) {
+        invalid[pending[k]] = std::move(issues[k]);
+        continue;
+      }
+      Status delivered = deliver(pending[k], round[k]);
+      if (!delivered.ok()) return Error{delivered.message()};
+      committed.push_back(pending[k]);
+      batch.push_back(std::move(round[k]));
+    }
+    pending.clear();
+    if (batch.empty()) break;
+    Result<std::vector<CommitOutcome>> results = std::vector<CommitOutcome>();
+    if (batch.size() > 1) {
+      results = store_->commitIngestMany(std::move(batch));
+    } else if (auto one = store_->commitIngest(std::move(batch[0])); one.ok()) {
+      results->push_back(std::move(*one));
+    } else {
+      results = one.error();
+    }
+    if (!results.ok()) return results.error();
+    for (size_t k = 0; k < committed.size(); ++k) {
+      if ((*results)[k].merge_changed) {  // a concurrent commit changed what it merges: again
+        metrics_.countIngest(commits[committed[k]].channel, "merge_changed");
+        pending.push_back(committed[k]);
+      } else {
+        outcomes[committed[k]] = std::move((*results)[k]);
+      }
+    }
+  }
+  return outcomes;
+}
+
+Result<EventCommit> IngestService::commitEvent(const json::Value& bundle, IngestCommit mapped_commit,
+                                               const std::vector<mappers::BillingFact>& billing,
+                                               const std::string& patient_id, EventFacts facts,
+                                               const ContributionSource& source) {
+  const std::string channel = mapped_commit.channel;
+  for (const json::Value& entry : bundle["entry"].GetArray()) {
+    const json::Value& resource = entry["resource"];
+    mapped_commit.resources.push_back(ResourceWrite{std::string(*json::getString(resource, "resourceType")),
+                                                    std::string(*json::getString(resource, "id")),
+                                                    json::serialize(resource)});
+  }
+  // Patient and Coverage are the source's contributions, merged in the store (issue 11).
+  takeContributions(*merge_rules_, bundle, source, mapped_commit);
+  mapped_commit.coverage.clear();
+  const bool has_subscriptions = topics_ && registry_ != nullptr && !registry_->all().empty();
+
+  // The request's AuditEvent commits with the data (access.md "Audit"), in whichever round of
+  // commitValidated is written.
   auth::PendingAudit* pending = auth::PendingAudit::current();
   if (pending != nullptr) {
     std::vector<std::string> entities;
-    for (const ResourceWrite& resource : commit.resources) entities.push_back(resource.type + "/" + resource.id);
-    if (auto record = pending->take(commit.status, entities, nowMs())) commit.audit.push_back(std::move(*record));
+    for (const ResourceWrite& resource : mapped_commit.resources) entities.push_back(resource.type + "/" + resource.id);
+    if (auto record = pending->take(mapped_commit.status, entities, nowMs())) mapped_commit.audit.push_back(std::move(*record));
   }
-  auto outcome = store_->commitIngest(std::move(commit));
-  if (!outcome.ok()) return outcome.error();
+  bool waits = false;
+  bool has_outbox = false;
+  std::vector<IssueList> invalid;
+  auto outcomes = commitValidated(
+      {std::move(mapped_commit)},
+      [&](size_t, IngestCommit& commit) -> Status {
+        // Every feed gets the accepted Bundle with the merged resources; each Claim goes to its
+        // payer (with the merged resources it references) or waits.
+        // Each feed gets it as its hie client may see it (feedRows).
+        const json::Document delivered = withMergedResources(bundle, commit.merge_expected);
+        auto feeds = feedRows(json::serialize(delivered), commit);
+        if (!feeds.ok()) return Status(feeds.error());
+        for (OutboxWrite& row : *feeds) commit.outbox.push_back(std::move(row));
+        std::map<std::string, EventFacts> claim_facts;
+        Status dispatched = dispatchBilling(config_, *store_, base_url_, delivered, billing, patient_id, facts, commit, claim_facts);
+        if (!dispatched.ok()) return dispatched;
+        if (has_subscriptions) commit.change_context = encodeChangeContext(ChangeContext{facts, std::move(claim_facts), true});
+        has_outbox = !commit.outbox.empty() || has_subscriptions;
+        waits = !commit.unroutable.empty();
+        return Status::Ok();
+      },
+      invalid);
+  if (!outcomes.ok()) return outcomes.error();
+  if (invalid[0].hasErrors()) return EventCommit{CommitOutcome{}, std::move(invalid[0])};
+  const std::optional<CommitOutcome>& outcome = (*outcomes)[0];
+  if (!outcome) return Error{"the event was neither committed nor refused"};
   if (pending != nullptr && outcome->audited) pending->written();
-  if (!outcome->slot_taken.empty()) return outcome;  // refused, nothing written: the caller answers
+  if (!outcome->slot_taken.empty()) return EventCommit{*outcome, {}};  // refused, nothing written: the caller answers
   metrics_.countIngest(channel, outcome->duplicate ? "duplicate" : "accepted");
   // The event may have joined its patient to one a payer knows (in the commit's merge): its
   // waiting claims are routed on the merged timeline now.
@@ -208,7 +324,7 @@ Result<CommitOutcome> IngestService::commitEvent(const json::Value& bundle, Inge
     }
   }
   if (has_outbox && !outcome->duplicate && on_outbox_) on_outbox_();
-  return outcome;
+  return EventCommit{*outcome, {}};
 }
 
 OwnerVisibility ownerVisibility(const auth::AccessPolicy* policy) {

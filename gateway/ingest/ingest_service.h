@@ -33,6 +33,14 @@
 
 namespace fhir::gateway {
 
+// What commitEvent did: committed (`outcome`), or refused because the merge of the event's
+// resources with what is stored is invalid (validate last): then nothing was stored and the
+// caller rejects the event (422) with `invalid_merge`, which names the resource and element.
+struct EventCommit {
+  CommitOutcome outcome;
+  IssueList invalid_merge;
+};
+
 class IngestService {
  public:
   // `validator` may be null only in tests that exercise mapping alone. `on_outbox` is called
@@ -86,9 +94,27 @@ class IngestService {
   // Stores an accepted event Bundle (e-consult, care-management): resources, its contributions
   // to merged resources, feed rows, each of `billing` to its payer or waiting, the change record
   // for subscriptions.
-  Result<CommitOutcome> commitEvent(const json::Value& bundle, IngestCommit commit,
-                                    const std::vector<mappers::BillingFact>& billing, const std::string& patient_id,
-                                    EventFacts facts, const ContributionSource& source);
+  // Validate last: the Bundle's contributions are merged with what is stored before the commit
+  // (checkMerges) and the feeds' and payers' Bundles carry the merged resources.
+  Result<EventCommit> commitEvent(const json::Value& bundle, IngestCommit commit,
+                                  const std::vector<mappers::BillingFact>& billing, const std::string& patient_id,
+                                  EventFacts facts, const ContributionSource& source);
+
+  // Validate last (gateway/merge/merge_preview.h): merges the commits' contributions as their
+  // transactions will, in order, validates every merged resource and marks each commit checked
+  // with its merge (IngestCommit::merge_checked, merge_expected). invalid[i] holds the errors of
+  // commit i's merge (empty: valid; such a commit must not be committed). An error when the
+  // store failed.
+  Status checkMerges(const std::vector<IngestCommit*>& commits, std::vector<IssueList>& invalid);
+  // Commits `commits` validate-last, in order: checks their merges (checkMerges), lets
+  // `deliver(i, commit)` add what depends on the merged resources (outbox rows carrying them),
+  // commits the valid ones (one group) and checks again those whose merge a concurrent commit
+  // changed, at most kMergeAttempts times (then an error). invalid[i]: the errors of commit i's
+  // merge, which was not committed (outcome unset). An error when the store failed.
+  Result<std::vector<std::optional<CommitOutcome>>> commitValidated(
+      std::vector<IngestCommit> commits, const std::function<Status(size_t, IngestCommit&)>& deliver,
+      std::vector<IssueList>& invalid);
+  static constexpr int kMergeAttempts = 5;
 
   // Routes the waiting claims of these patients (and the patients linked to them) whose merged
   // coverage now decides; `check_routed`: also lists claims already routed that the coverage
@@ -132,6 +158,10 @@ class IngestService {
 // client sees nothing; an empty owner (made while auth was off, by the operator) everything.
 // Empty (no check) when `policy` is null or off.
 OwnerVisibility ownerVisibility(const auth::AccessPolicy* policy);
+
+// `bundle` with every entry that is one of `merged` replaced by the merged resource: what a
+// payer or a feed is delivered.
+json::Document withMergedResources(const json::Value& bundle, const std::vector<ResourceWrite>& merged);
 
 // The commit of a posted JSON event: 202 with the stored Bundle, warnings as a last entry.
 IngestCommit acceptedEvent(std::string_view channel, const std::string& idempotency_key, std::string_view body,

@@ -174,8 +174,9 @@ class MergeRun {
     return std::any_of((*mine)->begin(), (*mine)->end(), [](const Contribution& c) { return c.kind == "roster"; });
   }
 
-  // Sides of a conflict: each patient's values of the disputed elements and its sources.
-  std::string conflictDetail(const std::string& a, const json::Value& pa, const std::string& b, const json::Value& pb,
+  // Sides of a conflict: each patient's values of the disputed elements and its sources. An error
+  // when the store failed reading the sources (never a side without sources).
+  Result<std::string> conflictDetail(const std::string& a, const json::Value& pa, const std::string& b, const json::Value& pb,
                              const std::vector<std::string>& elements) {
     json::Document detail;
     detail.SetObject();
@@ -190,14 +191,14 @@ class MergeRun {
         }
       }
       json::Value sources(rapidjson::kArrayType);
-      if (auto mine = contributionsOf("Patient", id); mine.ok()) {
-        for (const Contribution& c : **mine) {
-          json::Value source(rapidjson::kObjectType);
-          json::addString(source, "kind", c.kind, allocator);
-          json::addString(source, "organization", c.organization, allocator);
-          if (!c.provenance.empty()) json::addString(source, "provenance", "Provenance/" + c.provenance, allocator);
-          sources.PushBack(source, allocator);
-        }
+      auto mine = contributionsOf("Patient", id);
+      if (!mine.ok()) return mine.error();
+      for (const Contribution& c : **mine) {
+        json::Value source(rapidjson::kObjectType);
+        json::addString(source, "kind", c.kind, allocator);
+        json::addString(source, "organization", c.organization, allocator);
+        if (!c.provenance.empty()) json::addString(source, "provenance", "Provenance/" + c.provenance, allocator);
+        sources.PushBack(source, allocator);
       }
       json::addMember(side, "sources", std::move(sources), allocator);
       json::addMember(detail, "Patient/" + id, std::move(side), allocator);
@@ -232,8 +233,9 @@ class MergeRun {
             const json::Value& pb = a == patient ? **theirs : **own;
             auto shared = sharedCoverage(patient, other);
             if (!shared.ok()) return shared.error();
-            RETURN_IF_ERROR(tx_.putConflict(PatientConflict{*shared, a, b, elements,
-                                                            conflictDetail(a, pa, b, pb, disputed), ""}));
+            auto detail = conflictDetail(a, pa, b, pb, disputed);
+            if (!detail.ok()) return detail.error();
+            RETURN_IF_ERROR(tx_.putConflict(PatientConflict{*shared, a, b, elements, std::move(*detail), ""}));
             continue;
           }
         }
@@ -437,12 +439,15 @@ mappers::CoverageFact coverageFactOf(const json::Value& coverage, const Merged& 
   return fact;
 }
 
+Status mergeCommit(const MergeRules& rules, MergeTx& tx, const IngestCommit& commit, std::vector<ResourceWrite>& merged,
+                   std::vector<mappers::CoverageFact>& coverage) {
+  MergeRun run(rules, tx);
+  return run.run(commit, merged, coverage);
+}
+
 MergeHook makeMergeHook(std::shared_ptr<const MergeRules> rules) {
   return [rules](MergeTx& tx, const IngestCommit& commit, std::vector<ResourceWrite>& merged,
-                 std::vector<mappers::CoverageFact>& coverage) {
-    MergeRun run(*rules, tx);
-    return run.run(commit, merged, coverage);
-  };
+                 std::vector<mappers::CoverageFact>& coverage) { return mergeCommit(*rules, tx, commit, merged, coverage); };
 }
 
 }  // namespace fhir::gateway::merge

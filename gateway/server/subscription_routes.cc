@@ -155,8 +155,9 @@ class SubscriptionRoutes {
     auto last = context_.store->lastNumber(destination);
     if (!last.ok()) return outcomeAnswer(503, "transient", last.message());
     if (call.operation == "$status") {
-      return Answer{200, "application/fhir+json",
-                    notificationBundle(*found, NotificationType::kQueryStatus, *last, {}, context_.base_url), ""};
+      auto status = notificationBundle(*found, NotificationType::kQueryStatus, *last, {}, context_.base_url);
+      if (!status.ok()) return outcomeAnswer(500, "exception", status.message());
+      return Answer{200, "application/fhir+json", std::move(*status), ""};
     }
     std::map<std::string, std::string> parameters(call.parameters.begin(), call.parameters.end());
     int64_t since = 1;
@@ -171,8 +172,11 @@ class SubscriptionRoutes {
     if (!rows.ok()) return outcomeAnswer(503, "transient", rows.message());
     std::vector<NotificationEvent> events;
     for (const OutboxItem& row : *rows) events.push_back({row.number, row.body});
-    return Answer{200, "application/fhir+json",
-                  notificationBundle(*found, NotificationType::kQueryEvent, *last, events, context_.base_url), ""};
+    // A stored record that cannot be read is the store's data gone bad: 500 naming the event,
+    // never a Bundle that silently leaves the event out.
+    auto bundle = notificationBundle(*found, NotificationType::kQueryEvent, *last, events, context_.base_url);
+    if (!bundle.ok()) return outcomeAnswer(500, "exception", bundle.message());
+    return Answer{200, "application/fhir+json", std::move(*bundle), ""};
   }
 
   // GET /fhir/SubscriptionTopic: the topics as `Basic` resources, each at a fullUrl that answers.

@@ -527,6 +527,15 @@ class PgStore final : public Store {
 
   // Merge ----------------------------------------------------------------------------------------------
   void setMergeHook(MergeHook hook) override { merge_hook_ = std::move(hook); }
+  Status readMerge(const std::function<Status(MergeTx&)>& read) override {
+    return withReader([&](Connection& db) -> Status {  // one snapshot; a READ ONLY transaction refuses writes
+      Status begun = db.exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+      if (!begun.ok()) return begun;
+      Status status = read(*pg::makeMergeTx(db));
+      Status ended = db.exec(status.ok() ? "COMMIT" : "ROLLBACK");
+      return status.ok() ? ended : status;
+    });
+  }
 
   Result<std::vector<std::string>> clusterOf(std::string_view patient_id) override {
     auto members = select<std::string>(

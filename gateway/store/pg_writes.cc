@@ -217,6 +217,12 @@ Status writeIngest(Connection& db, Tx& tx, const IngestCommit& commit, const Mer
     auto merge_tx = makeMergeTx(db);
     Status status = merge_hook(*merge_tx, commit, merged, merged_coverage);
     if (!status.ok()) return status;
+    if (!takeCheckedMerge(commit, merged)) {  // not the merge the service validated: nothing written
+      outcome = CommitOutcome{};
+      outcome.merge_changed = true;
+      tx.undo_job = true;
+      return Status::Ok();
+    }
   }
   std::vector<ChangedResource> changes;
   Status status = writeResources(db, commit, merged, seq, now, changes);

@@ -169,9 +169,66 @@ class SqliteMergeTx final : public MergeTx {
   Connection& db_;
 };
 
+// The merge's tables read outside the writer (Store::readMerge): every write is refused.
+class ReadOnlyMergeTx final : public MergeTx {
+ public:
+  explicit ReadOnlyMergeTx(Connection& db) : reads_(db) {}
+  Status putContribution(const merge::Contribution&) override { return refused(); }
+  Result<std::vector<merge::Contribution>> contributions(std::string_view type, std::string_view id) override {
+    return reads_.contributions(type, id);
+  }
+  Result<std::vector<std::pair<std::string, std::string>>> contributedAbout(std::string_view patient_id) override {
+    return reads_.contributedAbout(patient_id);
+  }
+  Result<std::vector<std::string>> coverageNeighbours(std::string_view patient_id) override {
+    return reads_.coverageNeighbours(patient_id);
+  }
+  Result<std::vector<std::string>> patientsWithDemographics(const PatientDemographics& who) override {
+    return reads_.patientsWithDemographics(who);
+  }
+  Result<std::vector<std::string>> linked(std::string_view patient_id) override { return reads_.linked(patient_id); }
+  Result<std::string> survivorOf(std::string_view patient_id) override { return reads_.survivorOf(patient_id); }
+  Status setSurvivor(std::string_view, std::string_view) override { return refused(); }
+  Status putLink(std::string_view, std::string_view, std::string_view) override { return refused(); }
+  Status putConflict(const PatientConflict&) override { return refused(); }
+
+ private:
+  static Status refused() { return Error{"sqlite: the merge's read view (Store::readMerge) cannot write"}; }
+  SqliteMergeTx reads_;
+};
+
 }  // namespace
 
 std::unique_ptr<MergeTx> makeMergeTx(Connection& db) { return std::make_unique<SqliteMergeTx>(db); }
+
+Status readMerge(Connection& db, const std::function<Status(MergeTx&)>& read) {
+  Status begun = db.exec("BEGIN");  // the first read takes the snapshot every later read sees
+  if (!begun.ok()) return begun;
+  ReadOnlyMergeTx view(db);
+  Status status = read(view);
+  Status ended = db.exec(status.ok() ? "COMMIT" : "ROLLBACK");
+  return status.ok() ? ended : status;
+}
+
+Status mergeInTransaction(Connection& db, const MergeHook& hook, const IngestCommit& commit,
+                          std::vector<ResourceWrite>& merged, std::vector<mappers::CoverageFact>& coverage,
+                          bool& changed) {
+  changed = false;
+  if (!hook || (commit.contributions.empty() && commit.remerge.empty())) return Status::Ok();
+  Status status = db.exec("SAVEPOINT merge");
+  if (!status.ok()) return status;
+  auto tx = makeMergeTx(db);
+  status = hook(*tx, commit, merged, coverage);
+  if (!status.ok()) return status;  // the job's savepoint undoes everything
+  if (!takeCheckedMerge(commit, merged)) {
+    changed = true;
+    merged.clear();
+    coverage.clear();
+    status = db.exec("ROLLBACK TO merge");
+    if (!status.ok()) return status;
+  }
+  return db.exec("RELEASE merge");
+}
 
 Status backfillContributions(Connection& db) {
   // Once: resources of the merged types stored before contributions existed become one

@@ -7,6 +7,7 @@
 // routed claims, the demographic key of a Patient).
 
 #include <cstddef>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -34,6 +35,15 @@ Status indexDemographics(Connection& db, const std::string& id, const std::strin
 
 // In an ingest transaction: a merged Coverage replaces its index rows; the commit's own coverage
 // facts are indexed (a claim file's dates of service as evidence); routed claims are recorded.
+// Store::readMerge on a read connection: one snapshot (a read transaction), writes refused.
+Status readMerge(Connection& db, const std::function<Status(MergeTx&)>& read);
+
+// The merge of an ingest commit in the writer's transaction, under its own savepoint. `changed`:
+// the commit was checked with another merge (takeCheckedMerge); then nothing of it is written.
+Status mergeInTransaction(Connection& db, const MergeHook& hook, const IngestCommit& commit,
+                          std::vector<ResourceWrite>& merged, std::vector<mappers::CoverageFact>& coverage,
+                          bool& changed);
+
 Status writeCoverageFacts(Connection& db, const IngestCommit& commit,
                           const std::vector<mappers::CoverageFact>& merged_coverage);
 

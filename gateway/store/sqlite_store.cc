@@ -373,6 +373,9 @@ class SqliteStore final : public Store {
   }
 
   void setMergeHook(MergeHook hook) override { merge_hook_ = std::move(hook); }
+  Status readMerge(const std::function<Status(MergeTx&)>& read) override {
+    return withReader([&](Connection& db) { return sqlite::readMerge(db, read); });
+  }
 
   Result<std::vector<std::string>> clusterOf(std::string_view patient_id) override {
     return withReader([&](Connection& db) { return sqlite::clusterOf(db, patient_id); });
@@ -720,6 +723,14 @@ class SqliteStore final : public Store {
       }
       if (rc != SQLITE_ROW && rc != SQLITE_DONE) return Error{held.error()};
     }
+    // The commit's contributions merged in this transaction (gateway/merge/merge_service.h, sqlite_merge.cc).
+    std::vector<ResourceWrite> merged;
+    std::vector<mappers::CoverageFact> merged_coverage;
+    bool merge_changed = false;
+    Status merged_now = sqlite::mergeInTransaction(db, merge_hook_, commit, merged, merged_coverage, merge_changed);
+    if (!merged_now.ok()) return merged_now;
+    outcome.merge_changed = merge_changed;  // not the merge the service validated: nothing is written
+    if (merge_changed) return Status::Ok();
     if (!commit.routes_unroutable.empty()) {
       Query resolve(db, "UPDATE unroutable SET resolved_at = ? WHERE claim_id = ? AND resolved_at = ''");
       resolve.bind(1, nowIso()).bind(2, commit.routes_unroutable);
@@ -740,15 +751,6 @@ class SqliteStore final : public Store {
     if (event.step() != SQLITE_DONE) return Error{event.error()};
     const int64_t seq = sqlite3_last_insert_rowid(db.handle());
 
-    // Contributions are merged in this transaction (gateway/merge/merge_service.h): the merged
-    // resources are written as any other, and a merge that changed nothing adds no version.
-    std::vector<ResourceWrite> merged;
-    std::vector<mappers::CoverageFact> merged_coverage;
-    if (merge_hook_ && (!commit.contributions.empty() || !commit.remerge.empty())) {
-      auto tx = sqlite::makeMergeTx(db);
-      Status status = merge_hook_(*tx, commit, merged, merged_coverage);
-      if (!status.ok()) return status;
-    }
     std::vector<const ResourceWrite*> writes;
     for (const ResourceWrite& resource : commit.resources) writes.push_back(&resource);
     for (const ResourceWrite& resource : merged) writes.push_back(&resource);

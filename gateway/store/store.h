@@ -162,6 +162,14 @@ struct IngestCommit {
   // committed (a duplicate); not when a unique slot is taken or the waiting claim was routed
   // meanwhile (CommitOutcome::audited says which).
   std::vector<AuditRecord> audit = {};
+  // Validate last (issue 12): what the service merged and validated before this commit
+  // (gateway/merge/merge_preview.h). When `merge_checked`, the merge in this transaction must
+  // give exactly these writes (type, id and same_as, else JSON, in order), and these are
+  // written; when it gives anything else (another commit changed what they merge since),
+  // nothing is written and the outcome says `merge_changed`: the service merges and validates
+  // again.
+  bool merge_checked = false;
+  std::vector<ResourceWrite> merge_expected = {};
 };
 
 struct CommitOutcome {
@@ -174,6 +182,8 @@ struct CommitOutcome {
   std::string slot_owner = {};   // who holds it
   int64_t slot_event_seq = 0;    // the event that took it
   bool audited = false;          // IngestCommit::audit was appended in this commit's transaction
+  // IngestCommit::merge_checked and the merge is no longer the validated one: nothing written.
+  bool merge_changed = false;
 };
 
 struct StoredAnswer {
@@ -299,6 +309,23 @@ class MergeTx {
 // version) and their coverage facts (which replace the index rows of those Coverage ids).
 using MergeHook = std::function<Status(MergeTx& tx, const IngestCommit& commit, std::vector<ResourceWrite>& merged,
                                        std::vector<mappers::CoverageFact>& coverage)>;
+
+// In the ingest transaction, after the MergeHook: whether its `merged` writes are the ones the
+// commit was checked with (IngestCommit::merge_checked); when they are, `merged` becomes the
+// validated writes. Every Store implementation calls it.
+inline bool takeCheckedMerge(const IngestCommit& commit, std::vector<ResourceWrite>& merged) {
+  if (!commit.merge_checked) return true;
+  if (merged.size() != commit.merge_expected.size()) return false;
+  for (size_t i = 0; i < merged.size(); ++i) {
+    const ResourceWrite& a = merged[i];
+    const ResourceWrite& b = commit.merge_expected[i];
+    if (a.type != b.type || a.id != b.id || (a.same_as.empty() ? a.json : a.same_as) != (b.same_as.empty() ? b.json : b.same_as)) {
+      return false;
+    }
+  }
+  merged = commit.merge_expected;
+  return true;
+}
 
 struct OutboxItem {
   int64_t id = 0;
@@ -550,6 +577,10 @@ class Store {
 
   // Many sources (issue 11). The hook merges contributions in the ingest transaction.
   virtual void setMergeHook(MergeHook hook) = 0;
+  // Runs `read` over a read-only MergeTx on one consistent snapshot of the merge's tables, outside
+  // the writer (validate last: the service merges a commit before it commits). Writes through
+  // the view fail; its result is `read`'s.
+  virtual Status readMerge(const std::function<Status(MergeTx&)>& read) = 0;
   // The patient and every patient linked to it (one surviving Patient), the patient first.
   virtual Result<std::vector<std::string>> clusterOf(std::string_view patient_id) = 0;
   virtual Result<std::vector<RoutedClaim>> routedOf(std::string_view patient_id) = 0;

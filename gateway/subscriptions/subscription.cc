@@ -229,9 +229,9 @@ std::string notificationRecord(const std::string& topic, const std::string& focu
   return json::serialize(doc);
 }
 
-std::string notificationBundle(const Subscription& subscription, NotificationType type,
-                               int64_t events_since_start, const std::vector<NotificationEvent>& events,
-                               const std::string& base_url) {
+Result<std::string> notificationBundle(const Subscription& subscription, NotificationType type,
+                                       int64_t events_since_start, const std::vector<NotificationEvent>& events,
+                                       const std::string& base_url) {
   json::Document bundle;
   bundle.SetObject();
   auto& a = bundle.GetAllocator();
@@ -270,7 +270,10 @@ std::string notificationBundle(const Subscription& subscription, NotificationTyp
   std::vector<json::Document> records;
   for (const NotificationEvent& event : events) {
     auto record = json::parse(event.record);
-    if (!record.ok()) continue;
+    if (!record.ok()) {
+      return Error{"the stored record of notification event " + std::to_string(event.number) + " of Subscription/" +
+                   subscription.id + " is unreadable: " + record.message()};
+    }
     json::Value part(rapidjson::kObjectType);
     json::addString(part, "name", "notification-event", a);
     json::Value parts(rapidjson::kArrayType);

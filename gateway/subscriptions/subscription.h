@@ -14,6 +14,7 @@
 #include <string_view>
 #include <vector>
 
+#include "conformance/common/result.h"
 #include "conformance/json/json.h"
 #include "conformance/outcome/outcome.h"
 #include "gateway/subscriptions/topics.h"
@@ -94,7 +95,8 @@ struct NotificationEvent {
 
 // A `history` Bundle whose first entry is the SubscriptionStatus Parameters
 // (backport-subscription-status-r4), followed by the focus entries the payload content asks for.
-std::string notificationBundle(const Subscription& subscription, NotificationType type,
+// An error when an event's stored record cannot be read (never a Bundle without that event).
+Result<std::string> notificationBundle(const Subscription& subscription, NotificationType type,
                                int64_t events_since_start, const std::vector<NotificationEvent>& events,
                                const std::string& base_url);
 

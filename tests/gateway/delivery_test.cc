@@ -6,12 +6,14 @@
 #include "conformance/json/json.h"
 #include "gateway/config/config.h"
 #include "gateway/server/metrics.h"
+#include "tests/gateway/forwarding_store.h"
 #include "tests/support/loopback_receiver.h"
 #include "tests/support/test_support.h"
 
 #include <curl/curl.h>
 
 #include <atomic>
+#include <chrono>
 #include <fstream>
 #include <future>
 #include <thread>
@@ -67,8 +69,8 @@ TEST(LightRecordTest, GivesTheSameNotificationAsTheWholeRecord) {
     subscription.content = content;
     const std::string light = lightRecord(record, content);
     EXPECT_LT(light.size(), record.size());
-    std::string whole = notificationBundle(subscription, NotificationType::kEventNotification, 7, {{7, record}}, "http://x/fhir");
-    std::string cut = notificationBundle(subscription, NotificationType::kEventNotification, 7, {{7, light}}, "http://x/fhir");
+    std::string whole = *notificationBundle(subscription, NotificationType::kEventNotification, 7, {{7, record}}, "http://x/fhir");
+    std::string cut = *notificationBundle(subscription, NotificationType::kEventNotification, 7, {{7, light}}, "http://x/fhir");
     // The Bundle's timestamp is the time of building: compare without it.
     auto withoutTimestamp = [](std::string text) {
       const size_t at = text.find("\"timestamp\":\"");
@@ -82,6 +84,28 @@ TEST(LightRecordTest, GivesTheSameNotificationAsTheWholeRecord) {
 
 // The worker's batched store calls: rows above a number, many delivered-marks in one job, a
 // failure recorded without waiting.
+// Errors stay errors (issue 12): a notification event whose stored record cannot be read makes
+// the Bundle an error naming it ($events answers 500, delivery records a failed attempt), never
+// a Bundle that silently leaves the event out.
+TEST(LightRecordTest, AnUnreadableStoredRecordIsAnErrorNamingTheEventNotABundleWithoutIt) {
+  auto claim = json::parse(R"({"resourceType":"Claim","id":"c-1","status":"active"})");
+  ASSERT_TRUE(claim.ok());
+  const std::string record =
+      notificationRecord("https://fhir.alignment-gateway.org/SubscriptionTopic/claim-received", "Claim/c-1", {&*claim});
+  Subscription subscription;
+  subscription.id = "s-1";
+  subscription.status = "active";
+  subscription.topic = "https://fhir.alignment-gateway.org/SubscriptionTopic/claim-received";
+  subscription.content = PayloadContent::kFullResource;
+  auto whole = notificationBundle(subscription, NotificationType::kQueryEvent, 8, {{7, record}}, "http://x/fhir");
+  ASSERT_TRUE(whole.ok()) << whole.message();
+  auto broken = notificationBundle(subscription, NotificationType::kQueryEvent, 8, {{7, record}, {8, "{\"resources\":["}},
+                                   "http://x/fhir");
+  ASSERT_FALSE(broken.ok());
+  EXPECT_NE(broken.message().find("notification event 8 of Subscription/s-1 is unreadable"), std::string::npos)
+      << broken.message();
+}
+
 TEST(OutboxBatchTest, PendingAfterAndBatchedMarks) {
   testing::TempDir dir;
   auto store = openSqliteStore(dir.path().string());
@@ -241,6 +265,83 @@ TEST(DeliveryLeaseTest, TwoServicesOnOneStoreNeverSendADestinationAtOnce) {
   auto after = (*store_a)->leaseOf("feed:hie");
   ASSERT_TRUE(after.ok());
   EXPECT_FALSE(after->has_value());  // released on stop
+  curl_global_cleanup();
+}
+
+// A store whose lease reads and claims fail while `fail` is set.
+class LeaseFailingStore final : public test_stores::ForwardingStore {
+ public:
+  using ForwardingStore::ForwardingStore;
+  std::atomic<bool> fail_reads{true};
+  std::atomic<bool> fail_claims{false};
+  std::atomic<int> failed_reads{0};
+  std::atomic<int> failed_claims{0};
+  Result<std::optional<OutboxLease>> leaseOf(std::string_view destination) override {
+    if (fail_reads) return injected(failed_reads);
+    return inner_->leaseOf(destination);
+  }
+  Result<OutboxLease> claimLease(std::string_view destination, std::string_view holder, int64_t now_ms, int64_t duration_ms,
+                                 std::string_view dead_holder) override {
+    if (fail_claims) return injected(failed_claims);
+    return inner_->claimLease(destination, holder, now_ms, duration_ms, dead_holder);
+  }
+
+ private:
+  static Error injected(std::atomic<int>& count) {
+    ++count;
+    return Error{"disk I/O error (injected)"};
+  }
+};
+
+// Errors stay errors (issue 12): a store failing on the lease is counted and asked again, not
+// taken for "another process holds it"; the rows wait and then go out once, in order.
+TEST(DeliveryLeaseTest, AStoreFailureOnTheLeaseIsCountedAndRetriedAndTheRowsThenGoOutInOrder) {
+  curl_global_init(CURL_GLOBAL_DEFAULT);
+  testing::TempDir dir;
+  auto opened = openSqliteStore(dir.path().string());
+  ASSERT_TRUE(opened.ok());
+  auto store = std::make_shared<LeaseFailingStore>(*opened);
+  testing::LoopbackReceiver feed;
+  Config config;
+  config.feeds.push_back(FeedConfig{"hie", feed.url("/feed"), "", {}});
+  std::vector<IngestCommit> commits;
+  for (int i = 1; i <= 3; ++i) {
+    IngestCommit commit;
+    commit.channel = "econsult";
+    commit.idempotency_key = "k" + std::to_string(i);
+    commit.outbox.push_back({"feed:hie", "bundle", "body-" + std::to_string(i)});
+    commits.push_back(std::move(commit));
+  }
+  ASSERT_TRUE(store->commitIngestMany(std::move(commits)).ok());
+  Metrics metrics;
+  DeliveryService service(config, store, metrics);
+  service.start();
+  const std::string counted = R"(gateway_delivery_attempts_total{destination="feed:hie",result="lease_store_error"} )";
+  auto waitFor = [](const std::atomic<int>& count) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (count.load() < 2 && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return count.load();
+  };
+  // Reading the lease fails, then claiming it: each is counted, and asked again.
+  ASSERT_GE(waitFor(store->failed_reads), 2) << "the lane did not ask for its lease again after a store failure";
+  EXPECT_NE(metrics.render("").find(counted), std::string::npos) << metrics.render("");
+  store->fail_claims = true;
+  store->fail_reads = false;
+  ASSERT_GE(waitFor(store->failed_claims), 2) << "the lane did not claim its lease again after a store failure";
+  EXPECT_TRUE(feed.accepted().empty());
+  auto lease = (*opened)->leaseOf("feed:hie");
+  ASSERT_TRUE(lease.ok());
+  EXPECT_FALSE(lease->has_value());  // nobody claimed it
+
+  store->fail_claims = false;
+  service.wake();
+  ASSERT_TRUE(feed.waitForAccepted(3, std::chrono::seconds(30)));
+  service.stop();
+  std::vector<int64_t> numbers;
+  for (const testing::ReceivedRequest& request : feed.accepted()) numbers.push_back(std::stoll(request.header("x-event-number")));
+  EXPECT_EQ(numbers, (std::vector<int64_t>{1, 2, 3}));
   curl_global_cleanup();
 }
 

@@ -87,7 +87,7 @@ TEST(EmittedResourcesTest, EveryNotificationBundleKindValidates) {
                                   NotificationType::kEventNotification, NotificationType::kQueryStatus,
                                   NotificationType::kQueryEvent}) {
       bool with_events = type == NotificationType::kEventNotification || type == NotificationType::kQueryEvent;
-      std::string bundle = notificationBundle(subscription, type, 8, with_events ? events : std::vector<NotificationEvent>{}, base);
+      std::string bundle = *notificationBundle(subscription, type, 8, with_events ? events : std::vector<NotificationEvent>{}, base);
       EXPECT_EQ(errorsOf(bundle), "") << "content " << static_cast<int>(content) << ", type "
                                       << static_cast<int>(type) << ":\n" << bundle;
       ++checked;

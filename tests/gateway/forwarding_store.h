@@ -62,6 +62,7 @@ class ForwardingStore : public Store {
   Status dropStagedFile(int64_t file) override { return inner_->dropStagedFile(file); }
   Result<std::pair<int64_t, int64_t>> stagedCounts() override { return inner_->stagedCounts(); }
   void setMergeHook(MergeHook hook) override { return inner_->setMergeHook(std::move(hook)); }
+  Status readMerge(const std::function<Status(MergeTx&)>& read) override { return inner_->readMerge(read); }
   Result<std::vector<std::string>> clusterOf(std::string_view patient_id) override { return inner_->clusterOf(patient_id); }
   Result<std::vector<RoutedClaim>> routedOf(std::string_view patient_id) override { return inner_->routedOf(patient_id); }
   Status updateUnroutableReason(std::string_view claim_id, std::string_view reason, std::string_view outcome_json) override { return inner_->updateUnroutableReason(claim_id, reason, outcome_json); }

@@ -21,6 +21,7 @@
 #include "gateway/ingest/pipeline.h"
 #include "gateway/server/metrics.h"
 #include "mappers/common/ids.h"
+#include "tests/gateway/forwarding_store.h"
 #include "tests/support/test_support.h"
 #include "gateway_paths.h"
 
@@ -121,13 +122,16 @@ class MemoryDir {
 };
 
 // One gateway in process: a store in a temp dir and the pipeline over it.
+// `wrap`: a store in front of the SQLite one (a test's decorator).
 struct Gateway {
-  explicit Gateway(Config configuration) : config(std::move(configuration)) {
+  explicit Gateway(Config configuration, ValidatorPtr validator = nullptr,
+                   const std::function<StorePtr(StorePtr)>& wrap = {})
+      : config(std::move(configuration)) {
     config.data_dir = dir.path().string();
     auto opened = openSqliteStore(config.data_dir);
     EXPECT_TRUE(opened.ok()) << opened.message();
-    store = *opened;
-    pipeline = std::make_unique<Pipeline>(config, store, nullptr, metrics, nullptr);
+    store = wrap ? wrap(*opened) : *opened;
+    pipeline = std::make_unique<Pipeline>(config, store, std::move(validator), metrics, nullptr);
     EXPECT_TRUE(pipeline->mergeStatus().ok()) << pipeline->mergeStatus().message();
     pipeline->setSpecs(specs());
   }
@@ -679,6 +683,262 @@ TEST(SourcesTest, ConflictingDemographicsForOneMemberIdStayTwoPatientsAndAreList
   auto waiting = gateway.store->listUnroutable(10);
   ASSERT_EQ(waiting->size(), 1u);
   EXPECT_NE((*waiting)[0].reason.find("belongs to a patient with other demographics"), std::string::npos) << (*waiting)[0].reason;
+}
+
+// --- validate last (issue 12): what is validated is what is stored and delivered --------------
+
+// The validator the server loads for ingest: R4 and the alignment guide.
+ValidatorPtr alignmentValidator() {
+  static const ValidatorPtr validator = [] {
+    ValidatorOptions options;
+    options.extra_paths.push_back((std::filesystem::path(GATEWAY_PROFILES_DIR) / "alignment" / "package").string());
+    auto created = createValidator(options);
+    EXPECT_TRUE(created.ok()) << created.message();
+    return created.ok() ? *created : ValidatorPtr();
+  }();
+  return validator;
+}
+
+// Errors of the validator on a JSON text, as "expression: diagnostics" lines.
+std::string validationErrors(const std::string& text) {
+  IssueList issues;
+  alignmentValidator()->validateText(text, ValidationRequest{}, issues);
+  std::string out;
+  for (const Issue& issue : issues.issues()) {
+    if (issue.severity != Severity::kError && issue.severity != Severity::kFatal) continue;
+    out += (issue.expression.empty() ? std::string("-") : issue.expression.front()) + ": " + issue.diagnostics + "\n";
+  }
+  return out;
+}
+
+// The resources of an outbox body (a Bundle) by "Type/id".
+std::map<std::string, std::string> entriesOf(const std::string& bundle_json) {
+  std::map<std::string, std::string> out;
+  auto bundle = json::parse(bundle_json);
+  EXPECT_TRUE(bundle.ok());
+  if (!bundle.ok()) return out;
+  for (const json::Value& entry : (*bundle)["entry"].GetArray()) {
+    const json::Value& resource = entry["resource"];
+    out[std::string(*json::getString(resource, "resourceType")) + "/" + std::string(*json::getString(resource, "id"))] =
+        json::serialize(resource);
+  }
+  return out;
+}
+
+// A stored resource as delivered: without the meta the store adds.
+std::string storedWithoutMeta(Store& store, const std::string& type, const std::string& id) {
+  auto stored = store.readResource(type, id);
+  EXPECT_TRUE(stored.ok() && stored->has_value()) << type << "/" << id;
+  if (!stored.ok() || !stored->has_value()) return {};
+  auto doc = json::parse((*stored)->json);
+  EXPECT_TRUE(doc.ok());
+  if (json::Value* meta = json::find(*doc, "meta")) {  // Erase, not Remove: the members keep their order
+    meta->EraseMember("versionId");
+    meta->EraseMember("lastUpdated");
+    if (meta->ObjectEmpty()) doc->EraseMember("meta");
+  }
+  return json::serialize(*doc);
+}
+
+std::vector<OutboxItem> outboxOf(Store& store, const std::string& destination) {
+  auto last = store.lastNumber(destination);
+  if (!last.ok() || *last == 0) return {};
+  auto rows = store.outboxRange(destination, 1, *last);
+  EXPECT_TRUE(rows.ok());
+  return rows.ok() ? *rows : std::vector<OutboxItem>{};
+}
+
+// An e-consult response of the patient billing 99451 on 2026-06-15, with payer A's coverage only.
+std::string responseWithCoverageA(const std::string& event_id) {
+  std::string text = event("response", event_id, "EC-1", "2026-06-15T09:00:00-05:00", "2026-06-15");
+  const size_t other = text.find(R"({"payerId": "northwind-commercial")");
+  EXPECT_NE(other, std::string::npos);
+  const size_t from = text.rfind(',', other);
+  return text.erase(from, text.find(']', other) - from);
+}
+
+Config withFeed(Config config) {
+  FeedConfig feed;
+  feed.id = "hie";
+  feed.endpoint = "http://127.0.0.1:9/feed";
+  config.feeds.push_back(feed);
+  return config;
+}
+
+TEST(SourcesTest, ThePayersAndTheFeedsBundlesCarryTheMergedCoverageWhichValidates) {
+  Gateway gateway(withFeed(twoPayers()), alignmentValidator());
+  // The payer's roster gives Coverage A its period; the EHR's event names the same member
+  // without dates: both contribute to one Coverage.
+  ASSERT_EQ(gateway.roster(kPayerA, rosterA()).status, 200);
+  Answer answer = gateway.post(responseWithCoverageA("e1-resp"));
+  ASSERT_EQ(answer.status, 202) << answer.body;
+
+  const std::string merged_coverage = storedWithoutMeta(*gateway.store, "Coverage", kCoverageA);
+  EXPECT_EQ(periodOf(merged_coverage), R"({"start":"2026-01-01","end":"2026-06-30"})") << merged_coverage;
+  const std::string ehr_patient = mappers::deriveId({"Patient", "urn:oid:2.16.840.1.113883.3.7418.1", "NS-884213"});
+  const std::string merged_patient = storedWithoutMeta(*gateway.store, "Patient", ehr_patient);
+  EXPECT_NE(merged_patient.find("LMC00918273"), std::string::npos) << merged_patient;  // the roster's member id
+
+  // Payer A's Bundle: the Claim with the Coverage as merged (the roster's period), not as the
+  // event mapped it (no period); it validates.
+  const std::vector<OutboxItem> payer = outboxOf(*gateway.store, std::string("payer:") + kPayerA);
+  ASSERT_EQ(payer.size(), 1u);
+  const auto delivered = entriesOf(payer[0].body);
+  ASSERT_TRUE(delivered.count("Coverage/" + kCoverageA)) << payer[0].body;
+  EXPECT_EQ(delivered.at("Coverage/" + kCoverageA), merged_coverage);
+  EXPECT_EQ(validationErrors(payer[0].body), "");
+
+  // The feed's Bundle of the event: the merged Coverage and Patient; it validates.
+  const std::vector<OutboxItem> feed = outboxOf(*gateway.store, "feed:hie");
+  ASSERT_EQ(feed.size(), 2u);  // the roster row's, then the event's
+  const auto event_bundle = entriesOf(feed[1].body);
+  ASSERT_TRUE(event_bundle.count("Coverage/" + kCoverageA)) << feed[1].body;
+  EXPECT_EQ(event_bundle.at("Coverage/" + kCoverageA), merged_coverage);
+  EXPECT_EQ(event_bundle.at("Patient/" + ehr_patient), merged_patient);
+  EXPECT_EQ(validationErrors(feed[1].body), "");
+  // The roster row's Bundle carries its merge as it stood then (before the event).
+  const auto roster_bundle = entriesOf(feed[0].body);
+  ASSERT_TRUE(roster_bundle.count("Coverage/" + kCoverageA)) << feed[0].body;
+  EXPECT_EQ(periodOf(roster_bundle.at("Coverage/" + kCoverageA)), R"({"start":"2026-01-01","end":"2026-06-30"})");
+  EXPECT_EQ(validationErrors(feed[0].body), "");
+}
+
+// A store as an earlier release left it: Coverage A stored without contributions, with a
+// `class` that release never validated (Coverage.class.type is required). The first merge
+// after the upgrade keeps it (class comes from a roster or what was stored).
+void storedBeforeTheMergeWithAnInvalidClass(Gateway& gateway, ValidatorPtr validator) {
+  gateway.pipeline.reset();
+  gateway.store.reset();
+  {
+    auto old = openSqliteStore(gateway.config.data_dir);
+    ASSERT_TRUE(old.ok());
+    IngestCommit commit;
+    commit.channel = "roster:lakeshore-medicaid";
+    commit.idempotency_key = "old-roster-row";
+    commit.payload = "{}";
+    commit.resources.push_back({"Coverage", kCoverageA, R"({"resourceType":"Coverage","id":")" + kCoverageA +
+                                R"(","status":"active","subscriberId":"LMC00918273","beneficiary":{"reference":"Patient/old"},)"
+                                R"("payor":[{"display":"Lakeshore Medicaid MCO"}],"class":[{"value":"GRP-7"}]})"});
+    ASSERT_TRUE((*old)->commitIngest(std::move(commit)).ok());
+  }
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((gateway.dir.path() / "gateway.db").string().c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, "DROP TABLE merge_state; DROP TABLE contributions;", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(db);
+  auto reopened = openSqliteStore(gateway.config.data_dir);
+  ASSERT_TRUE(reopened.ok()) << reopened.message();
+  gateway.store = *reopened;
+  gateway.pipeline = std::make_unique<Pipeline>(gateway.config, gateway.store, std::move(validator), gateway.metrics, nullptr);
+  gateway.pipeline->setSpecs(specs());
+}
+
+// The quarantined entries' outcomes, newest first.
+std::vector<QuarantineEntry> quarantined(Store& store) {
+  auto entries = store.listQuarantine(10);
+  EXPECT_TRUE(entries.ok());
+  return entries.ok() ? *entries : std::vector<QuarantineEntry>{};
+}
+
+TEST(SourcesTest, AnEventWhoseMergeIsInvalidIsRefusedNamingTheElementAndNothingIsStored) {
+  Gateway gateway(withFeed(twoPayers()));
+  storedBeforeTheMergeWithAnInvalidClass(gateway, alignmentValidator());
+  const std::map<std::string, std::string> before = gateway.rows("1 = 1", true);
+
+  Answer answer = gateway.post(responseWithCoverageA("e1-resp"));
+  ASSERT_EQ(answer.status, 422) << answer.body;
+  // The issue names the element (expression) and why (diagnostics), of the merged resource.
+  EXPECT_NE(answer.body.find(R"("expression":["Coverage.class[0]"])"), std::string::npos) << answer.body;
+  EXPECT_NE(answer.body.find("Coverage/" + kCoverageA +
+                             " as merged from what every source contributed (merge-rules.json) is invalid: "
+                             "Coverage.class.type: minimum required = 1, but only found 0"),
+            std::string::npos)
+      << answer.body;
+  // Quarantined with that OperationOutcome; nothing stored: no resource version, no event,
+  // no outbox row, and a re-post is judged again (not answered from an event).
+  const std::vector<QuarantineEntry> kept = quarantined(*gateway.store);
+  ASSERT_EQ(kept.size(), 1u);
+  EXPECT_EQ(kept[0].channel, "econsult");
+  EXPECT_NE(kept[0].outcome_json.find("Coverage.class"), std::string::npos) << kept[0].outcome_json;
+  EXPECT_NE(answer.body.find(kept[0].id), std::string::npos);
+  EXPECT_EQ(gateway.rows("1 = 1", true), before);
+  EXPECT_TRUE(outboxOf(*gateway.store, std::string("payer:") + kPayerA).empty());
+  EXPECT_TRUE(outboxOf(*gateway.store, "feed:hie").empty());
+  auto first = gateway.store->findAnswer("epic-prod-northshore\x1f" "e1-resp");
+  ASSERT_TRUE(first.ok());
+  EXPECT_FALSE(first->has_value());
+  EXPECT_EQ(gateway.post(responseWithCoverageA("e1-resp")).status, 422);
+}
+
+TEST(SourcesTest, ARosterRowWhoseMergeIsInvalidIsQuarantinedAndTheFileGoesOn) {
+  Gateway gateway(twoPayers());
+  storedBeforeTheMergeWithAnInvalidClass(gateway, alignmentValidator());
+  const std::map<std::string, std::string> before = gateway.rows("1 = 1", true);
+  // The roster's rewrite of Coverage A (its row merged with what is stored) keeps the stored
+  // class, which does not validate: that row is refused; the other member's row is stored.
+  const std::string roster = rosterA() + "LMC00555111,Okafor,Chidi,19640702,M,medicaid,20260101,20260630,1093817462,1467583922,20260101,\r\n";
+  Answer answer = gateway.roster(kPayerA, roster);
+  ASSERT_EQ(answer.status, 200) << answer.body;
+  auto summary = json::parse(answer.body);
+  ASSERT_TRUE(summary.ok());
+  EXPECT_EQ(json::numberAsInt64((*summary)["records"]), 2);
+  EXPECT_EQ(json::numberAsInt64((*summary)["accepted"]), 1);
+  EXPECT_EQ(json::numberAsInt64((*summary)["rejected"]), 1);
+  ASSERT_EQ((*summary)["bundleIds"].Size(), 1u);
+  ASSERT_EQ((*summary)["quarantineIds"].Size(), 1u);
+  const std::vector<QuarantineEntry> kept = quarantined(*gateway.store);
+  ASSERT_EQ(kept.size(), 1u);
+  EXPECT_EQ(kept[0].id, json::stringView((*summary)["quarantineIds"][0]));
+  EXPECT_EQ(kept[0].channel, std::string("roster:") + kPayerA);
+  EXPECT_TRUE(kept[0].record);
+  EXPECT_NE(kept[0].outcome_json.find("Coverage.class"), std::string::npos) << kept[0].outcome_json;
+  auto payload = gateway.store->readQuarantine(kept[0].id);
+  ASSERT_TRUE(payload.ok() && payload->has_value());
+  EXPECT_NE((*payload)->payload.find("LMC00918273"), std::string::npos);  // the row's mapped Bundle
+  // Coverage A and the refused row's Patient are as before; the other row is stored.
+  const std::map<std::string, std::string> after = gateway.rows("1 = 1", true);
+  EXPECT_EQ(after.at("Coverage/" + kCoverageA + "/00000001"), before.at("Coverage/" + kCoverageA + "/00000001"));
+  EXPECT_FALSE(after.count("Coverage/" + kCoverageA + "/00000002"));
+  EXPECT_FALSE(gateway.store->readResource("Patient", rosterPatient(kPayerA, "LMC00918273").substr(8))->has_value());
+  EXPECT_TRUE(gateway.store->readResource("Patient", rosterPatient(kPayerA, "LMC00555111").substr(8))->has_value());
+  const std::string other_coverage = mappers::deriveId({"Coverage", kPayerA, "LMC00555111"});
+  EXPECT_EQ(validationErrors(storedWithoutMeta(*gateway.store, "Coverage", other_coverage)), "");
+}
+
+// A store that commits another source's roster row just before the first e-consult commit it
+// forwards: the event's merge, validated before, no longer holds when its transaction runs.
+class RacingStore final : public test_stores::ForwardingStore {
+ public:
+  using ForwardingStore::ForwardingStore;
+  std::function<void()> before_first_event;
+  int event_commits = 0;
+  Result<CommitOutcome> commitIngest(IngestCommit commit) override {
+    if (commit.channel == "econsult" && event_commits++ == 0 && before_first_event) before_first_event();
+    return inner_->commitIngest(std::move(commit));
+  }
+};
+
+TEST(SourcesTest, AnEventWhoseMergeChangedBeforeItsCommitIsMergedAndValidatedAgain) {
+  std::shared_ptr<RacingStore> racing;
+  Gateway gateway(twoPayers(), alignmentValidator(), [&](StorePtr inner) {
+    racing = std::make_shared<RacingStore>(std::move(inner));
+    return racing;
+  });
+  // The roster comes through a second pipeline on the same store (another request thread).
+  Metrics other_metrics;
+  Pipeline other(gateway.config, racing->inner(), alignmentValidator(), other_metrics, nullptr);
+  other.setSpecs(specs());
+  racing->before_first_event = [&] { EXPECT_EQ(other.ingestPayerFile("roster", kPayerA, rosterA(), "text/csv").status, 200); };
+
+  Answer answer = gateway.post(responseWithCoverageA("e1-resp"));
+  ASSERT_EQ(answer.status, 202) << answer.body;
+  EXPECT_EQ(racing->event_commits, 2);  // refused once (merge changed), then committed
+  const std::string merged_coverage = storedWithoutMeta(*gateway.store, "Coverage", kCoverageA);
+  EXPECT_EQ(periodOf(merged_coverage), R"({"start":"2026-01-01","end":"2026-06-30"})");
+  const std::vector<OutboxItem> payer = outboxOf(*gateway.store, std::string("payer:") + kPayerA);
+  ASSERT_EQ(payer.size(), 1u);
+  EXPECT_EQ(entriesOf(payer[0].body).at("Coverage/" + kCoverageA), merged_coverage);
+  EXPECT_EQ(validationErrors(payer[0].body), "");
+  EXPECT_EQ(gateway.history("Coverage", kCoverageA).size(), 2u);  // the roster's merge, then the event's
 }
 
 }  // namespace

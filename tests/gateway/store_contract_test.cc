@@ -382,6 +382,132 @@ TEST_P(StoreContract, ASubscriptionKeepsItsOwnerWhenAStatusUpdateNamesNone) {
   EXPECT_EQ(listed->front().status, "error");
 }
 
+// --- validate last: the merge read outside the writer, checked commits --------------------------
+
+merge::Contribution patientContribution(const std::string& id, const std::string& contributor) {
+  merge::Contribution c;
+  c.type = "Patient";
+  c.id = id;
+  c.contributor = contributor;
+  c.kind = contributor.substr(0, contributor.find('|'));
+  c.patient_id = id;
+  c.json = R"({"resourceType":"Patient","id":")" + id + "\"}";
+  return c;
+}
+
+// What listingHook writes for a Patient with these contributors.
+std::string listedPatient(const std::string& id, const std::string& contributors) {
+  return R"({"resourceType":"Patient","id":")" + id + R"(","contributors":")" + contributors + "\"}";
+}
+
+// A stand-in for the merge (gateway/merge is tested in sources_test): keeps the contributions
+// and writes each Patient with the contributors it has, in their order.
+MergeHook listingHook() {
+  return [](MergeTx& tx, const IngestCommit& commit, std::vector<ResourceWrite>& merged,
+            std::vector<mappers::CoverageFact>&) -> Status {
+    std::set<std::string> ids;
+    for (const merge::Contribution& c : commit.contributions) {
+      Status put = tx.putContribution(c);
+      if (!put.ok()) return put;
+      ids.insert(c.id);
+    }
+    for (const std::string& id : ids) {
+      auto all = tx.contributions("Patient", id);
+      if (!all.ok()) return Error{all.message()};
+      std::string contributors;
+      for (const merge::Contribution& c : *all) contributors += c.contributor + ";";
+      merged.push_back(ResourceWrite{"Patient", id, listedPatient(id, contributors)});
+    }
+    return Status::Ok();
+  };
+}
+
+TEST_P(StoreContract, TheMergeIsReadOutsideTheWriterThroughAViewThatRefusesWrites) {
+  store_->setMergeHook(listingHook());
+  IngestCommit first = eventCommit("m1");
+  first.contributions.push_back(patientContribution("p1", "ehr|a"));
+  ASSERT_TRUE(store_->commitIngest(first).ok());
+  StorePtr other = second();
+  ASSERT_TRUE(other);
+  std::vector<std::string> seen;
+  Status read = other->readMerge([&](MergeTx& tx) -> Status {
+    auto rows = tx.contributions("Patient", "p1");
+    if (!rows.ok()) return Error{rows.message()};
+    for (const merge::Contribution& c : *rows) seen.push_back(c.contributor);
+    auto about = tx.contributedAbout("p1");
+    if (!about.ok()) return Error{about.message()};
+    EXPECT_EQ(*about, (std::vector<std::pair<std::string, std::string>>{{"Patient", "p1"}}));
+    EXPECT_FALSE(tx.putContribution(patientContribution("p1", "roster|b")).ok());
+    return Status::Ok();
+  });
+  ASSERT_TRUE(read.ok()) << read.message();
+  EXPECT_EQ(seen, std::vector<std::string>{"ehr|a"});
+  size_t after = 0;
+  ASSERT_TRUE(store_->readMerge([&](MergeTx& tx) -> Status {
+                      auto rows = tx.contributions("Patient", "p1");
+                      if (!rows.ok()) return Error{rows.message()};
+                      after = rows->size();
+                      return Status::Ok();
+                    }).ok());
+  EXPECT_EQ(after, 1u);  // the refused write left nothing
+  // A failing reader's error is readMerge's.
+  Status failed = store_->readMerge([](MergeTx&) -> Status { return Error{"reader gave up"}; });
+  ASSERT_FALSE(failed.ok());
+  EXPECT_NE(failed.message().find("reader gave up"), std::string::npos);
+}
+
+TEST_P(StoreContract, ACheckedCommitIsWrittenOnlyWithTheMergeItWasCheckedWith) {
+  store_->setMergeHook(listingHook());
+  ASSERT_TRUE(store_->commitIngest([] {
+    IngestCommit earlier = eventCommit("m0", {});
+    earlier.contributions.push_back(patientContribution("p2", "roster|b"));
+    return earlier;
+  }()).ok());
+
+  // Checked with a merge that no longer holds (it did not know roster|b): nothing is written.
+  IngestCommit stale = eventCommit("m2");
+  stale.contributions.push_back(patientContribution("p2", "ehr|a"));
+  stale.merge_checked = true;
+  stale.merge_expected = {ResourceWrite{"Patient", "p2", listedPatient("p2", "ehr|a;")}};
+  auto refused = store_->commitIngest(stale);
+  ASSERT_TRUE(refused.ok()) << refused.message();
+  EXPECT_TRUE(refused->merge_changed);
+  EXPECT_FALSE(refused->duplicate);
+  auto answer = store_->findAnswer("m2");
+  ASSERT_TRUE(answer.ok());
+  EXPECT_FALSE(answer->has_value());
+  auto observation = store_->readResource("Observation", "o-m2");
+  ASSERT_TRUE(observation.ok());
+  EXPECT_FALSE(observation->has_value());
+  auto patient = store_->readResource("Patient", "p2");
+  ASSERT_TRUE(patient.ok() && patient->has_value());
+  EXPECT_EQ((*patient)->version, 1);
+  EXPECT_TRUE(numbersOf(*store_, "feed:hie").empty());
+  size_t contributions = 0;
+  ASSERT_TRUE(store_->readMerge([&](MergeTx& tx) -> Status {
+                      auto rows = tx.contributions("Patient", "p2");
+                      if (!rows.ok()) return Error{rows.message()};
+                      contributions = rows->size();
+                      return Status::Ok();
+                    }).ok());
+  EXPECT_EQ(contributions, 1u);
+
+  // Checked with the merge the transaction gives (compared by same_as): the checked writes,
+  // not the transaction's own, are stored.
+  IngestCommit current = stale;
+  const std::string checked = R"({"resourceType":"Patient","id":"p2","checked":true})";
+  current.merge_expected = {ResourceWrite{"Patient", "p2", checked, listedPatient("p2", "ehr|a;roster|b;")}};
+  auto committed = store_->commitIngest(current);
+  ASSERT_TRUE(committed.ok()) << committed.message();
+  EXPECT_FALSE(committed->merge_changed);
+  EXPECT_GT(committed->event_seq, 0);
+  patient = store_->readResource("Patient", "p2");
+  ASSERT_TRUE(patient.ok() && patient->has_value());
+  EXPECT_EQ((*patient)->version, 2);
+  EXPECT_NE((*patient)->json.find("\"checked\":true"), std::string::npos) << (*patient)->json;
+  EXPECT_EQ(numbersOf(*store_, "feed:hie"), oneTo(1));
+}
+
 TEST_P(StoreContract, OriginsNameTheEventsContributionsAndRoutingOfAResource) {
   IngestCommit commit = eventCommit("src-a\x1f" "e1");
   commit.channel = "econsult";

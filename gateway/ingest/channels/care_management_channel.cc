@@ -54,9 +54,9 @@ Result<std::optional<IssueList>> secondAcm(Store& store, const json::Value& bund
   return std::optional<IssueList>();
 }
 
-// Subscription filter facts of a care-management event: patient, payers, practice, codes.
-EventFacts careManagementFacts(const json::Value& bundle, const json::Value& event,
-                               const std::vector<mappers::CoverageFact>& coverage) {
+// Subscription filter facts of a care-management event: patient, payers, practice, codes, read
+// from the mapped Bundle (the practice: its `prov` Organization, as for e-consults).
+EventFacts careManagementFacts(const json::Value& bundle, const std::vector<mappers::CoverageFact>& coverage) {
   EventFacts facts;
   for (const json::Value& entry : bundle["entry"].GetArray()) {
     const json::Value& resource = entry["resource"];
@@ -71,9 +71,7 @@ EventFacts careManagementFacts(const json::Value& bundle, const json::Value& eve
                        std::string(json::getString(coding, "code").value_or("")));
   }
   for (const mappers::CoverageFact& fact : coverage) facts.payers.insert(fact.payer_id);
-  if (const json::Value* panel = json::find(event, "panel")) {
-    if (auto practice = json::getString(*panel, "practiceNpi")) facts.practices.insert(std::string(*practice));
-  }
+  facts.practices = practicesOf(bundle);
   return facts;
 }
 
@@ -135,19 +133,21 @@ Answer CareManagementChannel::ingest(const IngestRequest& request) {
   settleBilling(service_.config(), mapped.bundle, billing);
   IngestCommit commit = acceptedEvent(kChannel, idempotency_key, body, mapped.bundle, issues);
   commit.unique_slots = acmSlots(mapped.bundle);
-  EventFacts facts = careManagementFacts(mapped.bundle, event, declared);
+  EventFacts facts = careManagementFacts(mapped.bundle, declared);
   auto outcome = service_.commitEvent(
       mapped.bundle, std::move(commit), billing, patient_id, std::move(facts),
       eventSource(json::getString(event, "source").value_or(""), json::getString(event, "eventId").value_or(""),
                   json::getString(event, "occurredAt").value_or("")));
   if (!outcome.ok()) return storeFailure(outcome.message());
-  if (!outcome->slot_taken.empty()) {  // another event took this ACM slot since secondAcm read it
+  if (outcome->invalid_merge.hasErrors()) return service_.reject(kChannel, body, content_type, 422, outcome->invalid_merge);
+  const CommitOutcome& committed = outcome->outcome;
+  if (!committed.slot_taken.empty()) {  // another event took this ACM slot since secondAcm read it
     auto taken = secondAcm(service_.store(), mapped.bundle, event);
     if (!taken.ok()) return storeFailure(taken.message());
     if (*taken) return service_.reject(kChannel, body, content_type, 422, **taken);
-    return storeFailure("ACM slot " + outcome->slot_taken + " is held by " + outcome->slot_owner + " whose Claim cannot be read");
+    return storeFailure("ACM slot " + committed.slot_taken + " is held by " + committed.slot_owner + " whose Claim cannot be read");
   }
-  return Answer{outcome->status, "application/fhir+json", outcome->answer};
+  return Answer{committed.status, "application/fhir+json", committed.answer};
 }
 
 }  // namespace

@@ -80,7 +80,8 @@ Answer EconsultChannel::ingestJson(std::string_view body, std::string_view conte
       eventSource(json::getString(event, "source").value_or(""), json::getString(event, "eventId").value_or(""),
                   json::getString(event, "occurredAt").value_or("")));
   if (!outcome.ok()) return storeFailure(outcome.message());
-  return Answer{outcome->status, "application/fhir+json", outcome->answer};
+  if (outcome->invalid_merge.hasErrors()) return service_.reject(kChannel, body, content_type, 422, outcome->invalid_merge);
+  return Answer{outcome->outcome.status, "application/fhir+json", outcome->outcome.answer};
 }
 
 Answer EconsultChannel::ingestV2(std::string_view body, std::string_view content_type) {
@@ -177,7 +178,8 @@ Answer EconsultChannel::ingestV2(std::string_view body, std::string_view content
       eventSource(json::getString(msh, "3").value_or(""), json::getString(msh, "10").value_or(""),
                   json::getString(msh, "7").value_or("")));
   if (!outcome.ok()) return failed(outcome.message());
-  return Answer{outcome->status, kEr7, outcome->answer};
+  if (outcome->invalid_merge.hasErrors()) return quarantined(422, &record.doc, std::move(outcome->invalid_merge));
+  return Answer{outcome->outcome.status, kEr7, outcome->outcome.answer};
 }
 
 }  // namespace

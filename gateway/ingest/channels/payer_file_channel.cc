@@ -2,6 +2,8 @@
 // POST /ingest/claims/{payerId} and POST /ingest/roster/{payerId}: a payer file streamed record
 // by record (the payer's `format` spec, or `roster`), staged, and published once the body has
 // ended as declared.
+#include <algorithm>
+#include <cstdio>
 #include <map>
 #include <set>
 #include <sstream>
@@ -83,6 +85,13 @@ std::string refusedBodyPrefix(std::istream& body, bool& truncated) {
   return prefix;
 }
 
+// A staged record whose merge with what is stored was invalid (validate last): quarantined at
+// publication, so the answer moves it from `bundleIds` to `quarantineIds`.
+struct RefusedRecord {
+  std::string bundle_id;
+  std::string quarantine_id;
+};
+
 class PayerFileChannel final : public Channel {
  public:
   PayerFileChannel(IngestService& service, std::string kind) : service_(service), kind_(std::move(kind)) {}
@@ -101,7 +110,7 @@ class PayerFileChannel final : public Channel {
                     std::string_view content_type, const BodyEnded& body_ended, std::string_view as_of);
   // Commits the staged records of payer file `file` in batches.
   Status publishStaged(std::string_view kind, const std::string& payer_id, const std::string& channel, int64_t file,
-                       std::string_view as_of, bool full_roster);
+                       std::string_view as_of, bool full_roster, std::vector<RefusedRecord>& refused);
 
   IngestService& service_;
   const std::string kind_;
@@ -245,11 +254,21 @@ Answer PayerFileChannel::ingestFile(std::string_view kind, const std::string& pa
                   toOperationOutcomeJson(issues, last_quarantine_id.empty() ? std::optional<std::string_view>()
                                                                             : std::string_view(last_quarantine_id))};
   }
-  Status published = publishStaged(kind, payer_id, channel, file, as_of, full_roster);
+  std::vector<RefusedRecord> refused;
+  Status published = publishStaged(kind, payer_id, channel, file, as_of, full_roster, refused);
   service_.dropStaged(file);
   if (!published.ok()) return storeFailure(published.message());
-  std::string out = "{\"records\":" + std::to_string(summary->records) + ",\"accepted\":" + std::to_string(summary->accepted) +
-                    ",\"rejected\":" + std::to_string(summary->rejected) + ",\"bundleIds\":[";
+  for (const RefusedRecord& record : refused) {
+    const std::string quoted = "\"" + record.bundle_id + "\"";
+    if (size_t at = bundle_ids.find(quoted); at != std::string::npos) {
+      const bool last = at + quoted.size() == bundle_ids.size();
+      bundle_ids.erase(at > 0 && last ? at - 1 : at, quoted.size() + (at > 0 || !last ? 1 : 0));
+    }
+    appendId(quarantine_ids, record.quarantine_id);
+  }
+  const size_t accepted = summary->accepted - std::min(summary->accepted, refused.size());
+  std::string out = "{\"records\":" + std::to_string(summary->records) + ",\"accepted\":" + std::to_string(accepted) +
+                    ",\"rejected\":" + std::to_string(summary->rejected + refused.size()) + ",\"bundleIds\":[";
   out += bundle_ids;
   out += "],\"quarantineIds\":[";
   out += quarantine_ids;
@@ -258,10 +277,12 @@ Answer PayerFileChannel::ingestFile(std::string_view kind, const std::string& pa
 }
 
 Status PayerFileChannel::publishStaged(std::string_view kind, const std::string& payer_id, const std::string& channel,
-                                       int64_t file, std::string_view as_of, bool full_roster) {
+                                       int64_t file, std::string_view as_of, bool full_roster,
+                                       std::vector<RefusedRecord>& refused) {
   std::vector<Subscription> live = service_.liveSubscriptions();
   auth::PendingAudit* pending = auth::PendingAudit::current();
-  bool audit_taken = false;
+  bool audit_taken = false;     // the file's AuditEvent went into a commit
+  bool audit_in_batch = false;  // ... into the first commit of the batch being written
   std::set<std::string> touched_patients;
   // Roster: the Groups the file contributes to, and per Group the members it lists (one Group
   // version per file, written after the rows; a full roster ends the members it does not list).
@@ -273,12 +294,13 @@ Status PayerFileChannel::publishStaged(std::string_view kind, const std::string&
     if (!records.ok()) return records.error();
     if (records->empty()) break;
     std::vector<IngestCommit> batch;
+    std::vector<json::Document> bundles;
+    std::vector<std::string> record_ids;
     for (StagedRecord& record : *records) {
       after = record.seq;
       json::Document bundle;
       json::ParseError parse_error;
       if (!json::parse(record.bundle_json, bundle, parse_error)) return Error{"a staged Bundle is unreadable: " + parse_error.describe()};
-      service_.metrics().countIngest(channel, "accepted");
       IngestCommit commit;
       commit.channel = channel;
       const std::string bundle_json = std::move(record.bundle_json);
@@ -309,28 +331,53 @@ Status PayerFileChannel::publishStaged(std::string_view kind, const std::string&
                         commit);
       commit.defer_groups = kind == "roster";
       if (kind != "roster") commit.coverage = claimEvidence(bundle, payer_id);
-      for (const merge::Contribution& contribution : commit.contributions) {
-        if (!contribution.patient_id.empty()) touched_patients.insert(contribution.patient_id);
-        if (contribution.type == "Group") groups[contribution.id].insert("Patient/" + contribution.patient_id);
-      }
-      // Feeds: the Bundle as each feed's hie client may see it.
-      auto feeds = service_.feedRows(bundle_json, commit);
-      if (!feeds.ok()) return Error{feeds.message()};
-      for (OutboxWrite& row : *feeds) commit.outbox.push_back(std::move(row));
       // The request's AuditEvent commits with the file's first record (access.md "Audit": with
       // the data); the router audits a different final answer once more.
       if (pending != nullptr && batch.empty() && !audit_taken) {
         if (auto audit = pending->take(200, {"/ingest/" + std::string(kind) + "/" + payer_id}, nowMs())) {
           commit.audit.push_back(std::move(*audit));
           audit_taken = true;
+          audit_in_batch = true;
         }
       }
       if (service_.topics() && !live.empty()) commit.change_context = encodeChangeContext(ChangeContext{facts, {}, false});
       batch.push_back(std::move(commit));
+      bundles.push_back(std::move(bundle));
+      record_ids.push_back(std::move(record.record_id));
     }
-    auto committed = service_.store().commitIngestMany(std::move(batch));
+    // Validate last: each row's merge with what is stored is validated before it is committed;
+    // the feeds get the row's Bundle with the merged resources. A row whose merge is invalid is
+    // quarantined (its mapped Bundle and the OperationOutcome naming the element) and the file
+    // goes on.
+    std::vector<IssueList> invalid;
+    auto committed = service_.commitValidated(
+        batch,
+        [&](size_t i, IngestCommit& commit) -> Status {
+          // Each feed gets it as its hie client may see it (feedRows).
+          auto feeds = service_.feedRows(json::serialize(withMergedResources(bundles[i], commit.merge_expected)), commit);
+          if (!feeds.ok()) return Status(feeds.error());
+          for (OutboxWrite& row : *feeds) commit.outbox.push_back(std::move(row));
+          return Status::Ok();
+        },
+        invalid);
     if (!committed.ok()) return committed.error();
-    if (pending != nullptr && audit_taken && !committed->empty() && committed->front().audited) pending->written();
+    if (audit_in_batch && !committed->empty() && committed->front() && committed->front()->audited) pending->written();
+    audit_in_batch = false;
+    for (size_t i = 0; i < batch.size(); ++i) {
+      if (!invalid[i].hasErrors()) {
+        service_.metrics().countIngest(channel, "accepted");
+        for (const merge::Contribution& contribution : batch[i].contributions) {
+          if (!contribution.patient_id.empty()) touched_patients.insert(contribution.patient_id);
+          if (contribution.type == "Group") groups[contribution.id].insert("Patient/" + contribution.patient_id);
+        }
+        continue;
+      }
+      service_.metrics().countIngest(channel, "rejected");
+      QuarantineWrite write{channel, "application/fhir+json", batch[i].payload, false, toOperationOutcomeJson(invalid[i]), true};
+      auto id = service_.keep(std::move(write));
+      if (!id.ok()) return id.error();
+      refused.push_back(RefusedRecord{std::string(json::getString(bundles[i], "id").value_or(record_ids[i])), *id});
+    }
     // A failure here answers the file 503: posted again, its rows are duplicates and their
     // patients' waiting claims are routed then.
     Status routed = service_.routeWaitingClaims(touched_patients, true);
@@ -339,8 +386,15 @@ Status PayerFileChannel::publishStaged(std::string_view kind, const std::string&
     service_.notifyOutbox();
   }
   if (!groups.empty()) {
-    auto merged = service_.store().commitIngest(rosterGroupCommit(channel, payer_id, as_of, full_roster, groups, row_keys));
+    std::vector<IssueList> invalid;
+    auto merged = service_.commitValidated({rosterGroupCommit(channel, payer_id, as_of, full_roster, groups, row_keys)},
+                                           [](size_t, IngestCommit&) { return Status::Ok(); }, invalid);
     if (!merged.ok()) return merged.error();
+    if (invalid[0].hasErrors()) {  // no row's fault: the Groups keep their last valid version
+      service_.metrics().countIngest(channel, "group_invalid");
+      std::fprintf(stderr, "ingest: the merged attribution Groups of %s are invalid and were not stored: %s\n",
+                   channel.c_str(), toOperationOutcomeJson(invalid[0]).c_str());
+    }
   }
   return Status::Ok();
 }
