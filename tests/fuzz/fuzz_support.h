@@ -75,14 +75,24 @@ inline bool jsonText(std::string_view text) {
 // consumes input or ends) is a finding. Records must round-trip through JSON only when
 // `check_round_trip` (the caller passes whether the input is valid UTF-8 without NUL: the readers
 // do not reject invalid UTF-8 or NUL yet, a known issue in docs/FUZZING.md, and such a record's
-// strings are not JSON strings).
-inline void drain(mappers::readers::RecordReader& reader, size_t max_calls, bool check_round_trip) {
+// strings are not JSON strings). With `max_record_bytes` (the limit the reader was given, issue
+// 14) no record holds more bytes than it, and a record over it holds exactly its first
+// `max_record_bytes` bytes, with a digest and a larger size.
+inline void drain(mappers::readers::RecordReader& reader, size_t max_calls, bool check_round_trip,
+                  size_t max_record_bytes = 0) {
   using mappers::readers::ReadStatus;
   for (size_t calls = 0; calls < max_calls; ++calls) {
     mappers::readers::SourceRecord record;
     IssueList issues;
     const ReadStatus status = reader.next(record, issues);
     if (status == ReadStatus::kEnd || status == ReadStatus::kFatal) return;
+    if (max_record_bytes > 0) {
+      if (record.raw.size() > max_record_bytes) fail("a record holds more than maxRecordBytes");
+      if (!record.raw_sha256.empty() && (status != ReadStatus::kRejected || record.raw.size() != max_record_bytes ||
+                                         record.raw_total <= max_record_bytes || record.raw_sha256.size() != 64)) {
+        fail("a record over maxRecordBytes is not rejected with its first maxRecordBytes bytes, size and digest");
+      }
+    }
     if (status == ReadStatus::kRecord) {
       if (!record.doc.IsObject()) fail("a record that is not a JSON object");
       if (check_round_trip) {

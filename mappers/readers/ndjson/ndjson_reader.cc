@@ -2,7 +2,7 @@
 #include "mappers/readers/ndjson/ndjson_reader.h"
 
 #include <cstring>
-#include <iterator>
+#include <memory>
 
 #include "mappers/common/ids.h"
 
@@ -104,12 +104,43 @@ ReadStatus NdjsonReader::next(SourceRecord& record, IssueList& issues) {
 ReadStatus JsonDocumentReader::next(SourceRecord& record, IssueList& issues) {
   if (done_) return ReadStatus::kEnd;
   done_ = true;
-  record.raw.assign(std::istreambuf_iterator<char>(stream_), std::istreambuf_iterator<char>());
+  const size_t limit = max_record_bytes_ == 0 ? SIZE_MAX : max_record_bytes_;
+  std::unique_ptr<Sha256Stream> digest;  // past the limit: the rest is hashed, not held
+  uint64_t total = 0;
+  record.raw.clear();
+  char chunk[1 << 16];
+  while (true) {
+    stream_.read(chunk, sizeof chunk);
+    const auto count = static_cast<size_t>(stream_.gcount());
+    if (count == 0) break;
+    const std::string_view piece(chunk, count);
+    total += count;
+    if (!digest && record.raw.size() + count > limit) {
+      digest = std::make_unique<Sha256Stream>();
+      digest->update(record.raw);
+      record.raw.append(piece.substr(0, limit - record.raw.size()));
+      digest->update(piece);
+    } else if (digest) {
+      digest->update(piece);
+    } else {
+      record.raw.append(piece);
+    }
+  }
   if (stream_.bad()) {
     issues.atLocation(Severity::kFatal, "exception", "line 1", "the input could not be read");
     return ReadStatus::kFatal;
   }
   record.position = "line 1";
+  if (digest) {
+    record.doc = json::Document();
+    record.doc.SetObject();
+    record.raw_sha256 = digest->hex();
+    record.raw_total = total;
+    issues.atLocation(Severity::kError, "too-long", record.position,
+                      "the JSON document is " + std::to_string(total) + " bytes, larger than maxRecordBytes (" +
+                          std::to_string(max_record_bytes_) + "); it was not read");
+    return ReadStatus::kRejected;
+  }
   if (auto where = invalidUtf8(record.raw, 0, record.position)) {
     record.doc = json::Document();
     record.doc.SetObject();

@@ -8,7 +8,9 @@
 // stream; a line longer than maxRecordBytes is rejected without being held (reader.h). Numbers keep their exact text (json.h).
 //
 // JsonDocumentReader reads a whole stream as one JSON object (one event), for sources that post
-// a single event per request.
+// a single event per request. A stream longer than maxRecordBytes is one rejected record
+// ("too-long", naming the limit) without being held: its first bytes, and the digest and size of
+// all of it (reader.h).
 
 #include "mappers/readers/reader.h"
 

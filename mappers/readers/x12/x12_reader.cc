@@ -11,10 +11,7 @@
 
 #include "mappers/common/ids.h"
 #include "mappers/readers/x12/x12_json.h"
-
-#if defined(__SSE2__)
-#include <emmintrin.h>
-#endif
+#include "mappers/readers/x12/x12_records.h"
 
 namespace fhir::mappers::readers::x12 {
 namespace {
@@ -22,9 +19,16 @@ namespace {
 using detail::copyString;
 using detail::deepCopy;
 using detail::elementName;
+using detail::endsClaim;
+using detail::isEnvelope;
 using detail::KeptStack;
+using detail::kBlockBytes;
+using detail::markSeparators;
+using detail::SeparatorMarks;
 using detail::kBuilderStackBytes;
+using detail::Oversized;
 using detail::SegmentBuilder;
+using detail::TransactionFrame;
 
 // Where loop-level segments (N3, N4, REF, ...) currently belong.
 enum class Loop { kHeader, k2000A, k2010AA, k2010AB, k2000B, k2010BA, k2010BB, k2000C, k2010CA,
@@ -40,60 +44,6 @@ struct Pending {
   IssueList issues;
   std::string raw_sha256;  // over maxRecordBytes: `raw` is its first bytes (SourceRecord::raw_sha256)
   uint64_t raw_total = 0;
-};
-
-// A record past maxRecordBytes, not held: its first bytes, and the digest and size of all of it.
-struct Oversized {
-  Sha256Stream digest;
-  std::string head;
-  uint64_t total = 0;
-  std::string location;  // where the record starts: "segment 20 (CLM)"
-  void add(std::string_view bytes, size_t max) {
-    digest.update(bytes);
-    total += bytes.size();
-    if (head.size() < max) head.append(bytes.substr(0, max - head.size()));
-  }
-};
-
-// Segments that end a claim (its loop 2300 and 2400s).
-bool endsClaim(std::string_view id) {
-  for (std::string_view boundary : {"CLM", "HL", "SE", "ST", "GS", "GE", "IEA", "ISA"}) {
-    if (id == boundary) return true;
-  }
-  return false;
-}
-
-// The envelope and header of the transaction set a claim was read from: the claim's raw bytes
-// (its billing provider, subscriber and patient loops and loop 2300) between prefix() and
-// suffix() are an interchange of that one claim, which this reader reads as it read the claim.
-// Built once per transaction set (a few hundred bytes); complete at its first HL, before any of
-// its claims shares it.
-class TransactionFrame final : public RecordFrame {
- public:
-  std::string isa;     // as read: 106 bytes, its terminator included
-  std::string gs;      // the group's GS, with its terminator
-  std::string header;  // ST and the segments before the first HL (BHT, 1000A, 1000B), terminated
-  std::string isa_control, gs_control, st_control;
-  char element = '*', terminator = '~';
-
-  // RecordFrame
-  std::string prefix() const override { return isa + gs + header; }
-  // SE counting ST to SE of the new transaction set, GE and IEA counting one each.
-  std::string suffix(std::string_view raw) const override {
-    const auto segments = std::count(header.begin(), header.end(), terminator) +
-                          std::count(raw.begin(), raw.end(), terminator) + 1;
-    std::string out;
-    appendSegment(out, {"SE", std::to_string(segments), st_control});
-    appendSegment(out, {"GE", "1", gs_control});
-    appendSegment(out, {"IEA", "1", isa_control});
-    return out;
-  }
-
- private:
-  void appendSegment(std::string& out, std::initializer_list<std::string_view> elements) const {
-    for (std::string_view text : elements) out.append(text).push_back(element);
-    out.back() = terminator;
-  }
 };
 
 // 0-based offsets of the element separators inside the fixed-width ISA; the separator at
@@ -183,34 +133,6 @@ class ClaimDocument : private InlineMemory<8192>, public json::Document {
   Context transaction, billing, subscriber, payer, patient;
 };
 
-// Which of the kBlockBytes bytes at `bytes` are element and component separators, as bit masks
-// (bit k: byte k); only the first `available` bytes are the segment's, but all are readable.
-constexpr size_t kBlockBytes = 16;
-static_assert(kBlockBytes <= BufferedInput::kPadding, "a block may start at the segment's last byte");
-struct SeparatorMarks {
-  uint32_t elements = 0, components = 0;
-};
-
-SeparatorMarks markSeparators(const char* bytes, size_t available, char element, char component) {
-  SeparatorMarks marks;
-#if defined(__SSE2__)
-  const __m128i block = _mm_loadu_si128(reinterpret_cast<const __m128i*>(bytes));
-  marks.elements = static_cast<uint32_t>(_mm_movemask_epi8(_mm_cmpeq_epi8(block, _mm_set1_epi8(element))));
-  marks.components = static_cast<uint32_t>(_mm_movemask_epi8(_mm_cmpeq_epi8(block, _mm_set1_epi8(component))));
-#else
-  for (size_t index = 0; index < kBlockBytes; ++index) {
-    marks.elements |= static_cast<uint32_t>(bytes[index] == element) << index;
-    marks.components |= static_cast<uint32_t>(bytes[index] == component) << index;
-  }
-#endif
-  if (available < kBlockBytes) {
-    const uint32_t segment_bytes = (uint32_t{1} << available) - 1;
-    marks.elements &= segment_bytes;
-    marks.components &= segment_bytes;
-  }
-  return marks;
-}
-
 std::string printable(char c) {
   if (std::isprint(static_cast<unsigned char>(c))) return std::string("'") + c + "'";
   char buffer[8];
@@ -259,6 +181,13 @@ struct X12Reader::State {
   // these, `segment` holds only its first bytes.
   size_t max_record = 0;
   std::unique_ptr<Oversized> big_claim, big_segment;
+  // A loop (2000A, 2000B or 2000C with their 2010s; or the transaction set's header, ST up to the
+  // first HL) whose bytes grow past maxRecordBytes while no claim is open: from there on it is
+  // hashed, not held, with its child loops and their claims, and it is one rejected record when
+  // it ends (at an HL of its level or a higher one, or an envelope segment). `big_loop_level`:
+  // "20", "22", "23", or "" for the header.
+  std::unique_ptr<Oversized> big_loop;
+  std::string big_loop_level;
   bool segment_oversized = false;
   size_t claim_segment = 0;
   Loop loop = Loop::kHeader;
@@ -400,6 +329,10 @@ struct X12Reader::State {
   Oversized& beginOversized(std::string_view first) {
     const size_t from = std::min(first.find_first_not_of("\r\n \t"), first.size());
     std::string_view id = first.substr(from, std::min<size_t>(first.find(element, from), first.size()) - from);
+    if (in_transaction && big_loop) {
+      if (id != "HL" && !isEnvelope(id)) return *big_loop;
+      closeBigLoop();  // a huge HL or envelope segment: a record of its own, after the loop's
+    }
     const bool claim_open = claim || big_claim;
     const bool clm = id == "CLM" && hl_open && (isCode(hl_level, "22") || isCode(hl_level, "23"));
     if (in_transaction && claim_open && !endsClaim(id)) {
@@ -418,6 +351,67 @@ struct X12Reader::State {
     big_segment = std::make_unique<Oversized>();
     return *big_segment;
   }
+  // The bytes a claim of the open loop starts with (its billing provider, subscriber and patient
+  // loops, as in closeClaim()): those of the loop at `level` and the loops above it.
+  size_t loopBytes(std::string_view level) const {
+    if (isCode(level, "20")) return billing_raw.size();
+    if (isCode(level, "22")) return billing_raw.size() + subscriber_raw.size();
+    return billing_raw.size() + subscriber_raw.size() + patient_raw.size();
+  }
+  // The open loop (no claim in it open) is past maxRecordBytes: its record is the loops above it
+  // and its own bytes so far; they and its context are dropped, and the loop is closed (no claim of
+  // it is read, and none is missing).
+  void loopToOversized() {
+    big_loop = std::make_unique<Oversized>();
+    big_loop_level = hl_level;
+    big_loop->location = "segment " + std::to_string(hl_segment) + " (HL)";
+    big_loop->add(billing_raw, max_record);
+    if (!isCode(hl_level, "20")) big_loop->add(subscriber_raw, max_record);
+    if (isCode(hl_level, "23")) big_loop->add(patient_raw, max_record);
+    if (isCode(hl_level, "20")) {
+      billing_raw.clear();
+      resetObject(billing);
+    }
+    if (!isCode(hl_level, "23")) {
+      subscriber_raw.clear();
+      resetObject(subscriber);
+      resetObject(payer);
+    }
+    patient_raw.clear();
+    resetObject(patient);
+    hl_open = false;
+    loop = Loop::kHeader;
+  }
+  // The transaction set's header (ST up to the first HL) is past maxRecordBytes: it is one record,
+  // and the set's claims have no frame (they cannot be replayed alone).
+  void headerToOversized() {
+    big_loop = std::make_unique<Oversized>();
+    big_loop_level.clear();
+    big_loop->location = "segment 1 (ST)";
+    big_loop->add(frame->header, max_record);
+    frame.reset();
+    header_open = false;
+  }
+  // Whether the current segment ends the oversized loop: an envelope segment, or an HL that is
+  // not of a loop below it (2000B and 2000C below 2000A, 2000C below 2000B; every HL ends the
+  // header).
+  bool endsBigLoop() const {
+    if (!is("HL")) return isEnvelope(elements[0]);
+    const std::string_view next = at(3);
+    if (isCode(big_loop_level, "20")) return !isCode(next, "22") && !isCode(next, "23");
+    if (isCode(big_loop_level, "22")) return !isCode(next, "23");
+    return true;
+  }
+  void closeBigLoop() {
+    if (!big_loop) return;
+    std::unique_ptr<Oversized> big = std::move(big_loop);
+    const std::string what = big_loop_level.empty() ? "the transaction set header (ST and the segments before the first HL)"
+                             : isCode(big_loop_level, "20") ? "loop 2000A (the billing provider, with its subscribers and claims)"
+                             : isCode(big_loop_level, "22") ? "loop 2000B (the subscriber, with the billing provider loop and its claims)"
+                                                            : "loop 2000C (the patient, with the loops above it and its claims)";
+    rejectOversized(big->location, what, *big);
+  }
+
   // After step() read an oversized segment: counted; a segment alone is rejected now, a claim's
   // part of it when the claim ends.
   void oversizedSegment() {
@@ -687,6 +681,14 @@ void X12Reader::State::openFrame() {
 void X12Reader::State::transactionSegment() {
   ++segment_number;
   std::string_view id = elements[0];
+  if (big_loop) {  // the rest of a loop past maxRecordBytes: hashed, not held
+    if (!endsBigLoop()) {
+      big_loop->add(segment, max_record);
+      big_loop->add(std::string_view(&terminator, 1), max_record);
+      return;
+    }
+    closeBigLoop();
+  }
   if (big_claim && !endsClaim(id)) {  // the rest of a claim past maxRecordBytes: hashed, not held
     big_claim->add(segment, max_record);
     big_claim->add(std::string_view(&terminator, 1), max_record);
@@ -714,8 +716,14 @@ void X12Reader::State::transactionSegment() {
   }
   if (is("BHT")) {
     if (header_open) appendRawSegment(frame->header);
-    json::Document& doc = writable(transaction);
-    put(doc, doc.GetAllocator(), "BHT", false);
+    // A fresh context with the ST and this BHT: replacing the BHT in place would keep the old one
+    // in the context's pool (it frees nothing), and a stream of BHTs would grow it without bound.
+    Context fresh = newContext();
+    if (const json::Value* st = json::find(*transaction, "ST")) {
+      fresh->AddMember(json::constantString("ST"), deepCopy(*st, fresh->GetAllocator()), fresh->GetAllocator());
+    }
+    put(*fresh, fresh->GetAllocator(), "BHT", false);
+    transaction = std::move(fresh);
     return;
   }
   if (is("HL")) {
@@ -907,6 +915,7 @@ void X12Reader::State::step() {
       return;
     }
     if (in_transaction) {
+      closeBigLoop();
       closeHl("");
       reject("segment " + std::to_string(segment_number + 1), "the input ends inside transaction set " + st_control +
                                                                   " (SE, GE and IEA missing)", std::string());
@@ -938,7 +947,15 @@ void X12Reader::State::step() {
     oversizedSegment();
   } else if (in_transaction) {
     transactionSegment();
-    if (claim && max_record > 0 && claimBytes() > max_record) claimToOversized();
+    if (max_record > 0 && !big_loop) {
+      if (claim) {
+        if (claimBytes() > max_record) claimToOversized();
+      } else if (header_open) {
+        if (frame->header.size() > max_record) headerToOversized();
+      } else if (hl_open && !big_claim && loopBytes(hl_level) > max_record) {
+        loopToOversized();
+      }
+    }
   } else {
     envelopeSegment();
   }

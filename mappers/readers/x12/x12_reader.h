@@ -45,6 +45,13 @@
 // the claim's CLM when the claim ends; the next claim is read as usual. A segment past it outside
 // a claim (or one that starts a loop or ends the transaction set) is such a record on its own,
 // at that segment, and is otherwise skipped. No segment is held beyond maxRecordBytes bytes.
+// A loop whose bytes grow past it while no claim is open (a billing provider, subscriber or
+// patient loop of very many segments: its bytes, with those of the loops above it, begin every
+// claim of it) is not held either: from there on it is hashed with its child loops and their
+// claims until an HL of its level or a higher one (or an envelope segment), and it is one rejected
+// record ("too-long") at its HL, its first bytes being those of the loops above it, then its own.
+// A transaction set header (ST up to the first HL) past it is such a record at the ST; the set's
+// claims then have no frame. No loop context grows beyond maxRecordBytes bytes.
 
 #include <deque>
 #include <memory>

@@ -122,5 +122,57 @@ TEST(JsonDocumentReader, InvalidUtf8NamesTheByteOffset) {
   EXPECT_NE(issues.issues()[0].diagnostics.find("byte offset 18"), std::string::npos) << issues.issues()[0].diagnostics;
 }
 
+// Issue 14: a single JSON document longer than maxRecordBytes is one rejected record, not held:
+// its first bytes, the digest and size of all of it, and an issue naming the limit. The stream is
+// read to its end (a body is not left half read); then the reader ends.
+TEST(JsonDocumentReader, DocumentOverMaxRecordBytesIsRejectedTruncatedWithItsDigest) {
+  const std::string big = "{\n  \"eventId\": \"e1\",\n  \"note\": \"" + std::string(300000, 'x') + "\"\n}\n";
+  std::istringstream stream(big);
+  JsonDocumentReader reader(stream);
+  reader.setMaxRecordBytes(1000);
+  SourceRecord record;
+  IssueList issues;
+  ASSERT_EQ(reader.next(record, issues), ReadStatus::kRejected);
+  EXPECT_EQ(record.raw, big.substr(0, 1000));
+  EXPECT_EQ(record.raw_total, big.size());
+  EXPECT_EQ(record.raw_sha256, sha256Hex(big));
+  EXPECT_EQ(record.position, "line 1");
+  ASSERT_EQ(issues.issues().size(), 1u);
+  EXPECT_EQ(issues.issues()[0].code, "too-long");
+  EXPECT_EQ(issues.issues()[0].severity, Severity::kError);
+  EXPECT_NE(issues.issues()[0].diagnostics.find(std::to_string(big.size()) + " bytes, larger than maxRecordBytes (1000)"),
+            std::string::npos)
+      << issues.issues()[0].diagnostics;
+  EXPECT_TRUE(record.doc.IsObject());
+  EXPECT_EQ(stream.peek(), std::char_traits<char>::eof());
+  IssueList more;
+  EXPECT_EQ(reader.next(record, more), ReadStatus::kEnd);
+  EXPECT_TRUE(more.empty());
+}
+
+// At the limit exactly the document is read as usual; one byte over, it is not.
+TEST(JsonDocumentReader, DocumentOfExactlyMaxRecordBytesIsRead) {
+  const std::string text = "{\"eventId\": \"e1\"}\n";
+  {
+    std::istringstream stream(text);
+    JsonDocumentReader reader(stream);
+    reader.setMaxRecordBytes(text.size());
+    SourceRecord record;
+    IssueList issues;
+    ASSERT_EQ(reader.next(record, issues), ReadStatus::kRecord);
+    EXPECT_EQ(*json::getString(record.doc, "eventId"), "e1");
+    EXPECT_EQ(record.raw, text);
+    EXPECT_TRUE(record.raw_sha256.empty());
+  }
+  std::istringstream stream(text);
+  JsonDocumentReader reader(stream);
+  reader.setMaxRecordBytes(text.size() - 1);
+  SourceRecord record;
+  IssueList issues;
+  ASSERT_EQ(reader.next(record, issues), ReadStatus::kRejected);
+  EXPECT_EQ(record.raw, text.substr(0, text.size() - 1));
+  EXPECT_EQ(record.raw_sha256, sha256Hex(text));
+}
+
 }  // namespace
 }  // namespace fhir::mappers::readers::ndjson

@@ -565,5 +565,101 @@ TEST(X12Reader, HugeSegmentOutsideAClaimIsRejectedAlone) {
   EXPECT_EQ(json::find(reads[1].record.doc["subscriber"], "N3"), nullptr);
 }
 
+// Issue 14: a loop of very many ordinary segments is not held either. `count` copies of
+// `segment` (with line breaks).
+std::string manySegments(const std::string& segment, int count) {
+  std::string out;
+  for (int index = 0; index < count; ++index) out += segment + std::to_string(index) + "~\n";
+  return out;
+}
+
+// The subscriber loop of claim 1 (2000B/2010BA) grows past the limit by 400 REF segments and one
+// huge N3 after them: the loop, with the billing provider loop before it and its claim, is one
+// rejected record at its HL holding its first maxRecordBytes bytes with the digest and size of
+// all of it. The next subscriber loop and its claims are read as usual, without its segments.
+TEST(X12Reader, SubscriberLoopOfManySegmentsIsOneRejectedRecord) {
+  const std::string refs = manySegments("REF*SY*1000", 400) + "N3*" + std::string(100000, 'y') + "~\n";
+  const std::string text =
+      bumpSegmentCount(replace(northshore(), "DMG*D8*19610319*F~\n", "DMG*D8*19610319*F~\n" + refs), 401);
+  const std::string whole = claimBytes(text, {{"HL*1**20*1", "HL*2*"}, {"HL*2*", "HL*3*"}});
+  ASSERT_NE(whole.find("REF*SY*1000399~N3*yyy"), std::string::npos);
+  ASSERT_NE(whole.find("CLM*NS-CLM-0001"), std::string::npos);
+  const size_t max = 4096;
+  auto reads = readAll(text, max);
+  ASSERT_EQ(reads.size(), 3u);
+  expectTooLong(reads[0], whole, max, "segment 12 (HL)");
+  EXPECT_NE(reads[0].issues.issues()[0].diagnostics.find("loop 2000B"), std::string::npos);
+  for (size_t index = 1; index < 3; ++index) {
+    ASSERT_EQ(reads[index].status, ReadStatus::kRecord) << reads[index].location();
+    const json::Value& doc = reads[index].record.doc;
+    EXPECT_EQ(str(doc["claim"]["CLM"]["01"]), "NS-CLM-000" + std::to_string(index + 1));
+    EXPECT_EQ(str(doc["subscriber"]["NM1"]["04"]), "CHIDI");
+    EXPECT_EQ(json::find(doc["subscriber"], "REF"), nullptr);
+    EXPECT_EQ(reads[index].record.raw.find("REF*SY"), std::string::npos);
+  }
+  // Under no limit the loop is read whole: claim 1 with its 400 REFs.
+  auto unlimited = readAll(text);
+  ASSERT_EQ(unlimited.size(), 3u);
+  ASSERT_EQ(unlimited[0].status, ReadStatus::kRecord);
+  EXPECT_EQ(unlimited[0].record.doc["subscriber"]["REF"].Size(), 400u);
+}
+
+// The billing provider loop (2000A/2010AA) grows past the limit: it is one record with every
+// subscriber and claim below it, up to the end of its transaction set; the next interchange in
+// the same stream is read as usual.
+TEST(X12Reader, BillingProviderLoopOfManySegmentsIsOneRejectedRecordAndTheStreamGoesOn) {
+  const std::string first = bumpSegmentCount(
+      replace(northshore(), "REF*EI*361234567~\n", "REF*EI*361234567~\n" + manySegments("REF*G2*", 300)), 300);
+  const std::string whole = claimBytes(first, {{"HL*1**20*1", "SE*"}});
+  const size_t max = 2048;
+  auto reads = readAll(first + northshore(), max);
+  ASSERT_EQ(reads.size(), 4u);
+  expectTooLong(reads[0], whole, max, "segment 6 (HL)");
+  EXPECT_NE(reads[0].issues.issues()[0].diagnostics.find("loop 2000A"), std::string::npos);
+  for (size_t index = 1; index < 4; ++index) {
+    ASSERT_EQ(reads[index].status, ReadStatus::kRecord) << reads[index].location();
+    EXPECT_EQ(str(reads[index].record.doc["claim"]["CLM"]["01"]), "NS-CLM-000" + std::to_string(index));
+    EXPECT_EQ(json::find(reads[index].record.doc["billingProvider"], "REF")->Size(), 1u);
+  }
+}
+
+// The patient loop of claims 2 and 3 (2000C/2010CA) grows past the limit: one record at its HL,
+// holding the billing provider and subscriber loops before it; claim 1 is read.
+TEST(X12Reader, PatientLoopOfManySegmentsIsOneRejectedRecord) {
+  const std::string text =
+      bumpSegmentCount(replace(northshore(), "PAT*19~\n", "PAT*19~\n" + manySegments("REF*SY*2000", 300)), 300);
+  const std::string whole = claimBytes(text, {{"HL*1**20*1", "HL*2*"}, {"HL*3*", "SE*"}});
+  const size_t max = 3000;
+  auto reads = readAll(text, max);
+  ASSERT_EQ(reads.size(), 2u);
+  ASSERT_EQ(reads[0].status, ReadStatus::kRecord) << reads[0].location();
+  EXPECT_EQ(str(reads[0].record.doc["claim"]["CLM"]["01"]), "NS-CLM-0001");
+  expectTooLong(reads[1], whole, max, "segment 35 (HL)");
+  EXPECT_NE(reads[1].issues.issues()[0].diagnostics.find("loop 2000C"), std::string::npos);
+}
+
+// A transaction set header (ST up to the first HL) of very many segments: one record at the ST;
+// the claims are read, without a frame (their header was not kept, so they cannot be replayed
+// alone).
+TEST(X12Reader, HeaderOfManySegmentsIsOneRejectedRecord) {
+  const std::string text = bumpSegmentCount(
+      replace(northshore(), "PER*IC*BILLING OFFICE*TE*3125550100~\n",
+              "PER*IC*BILLING OFFICE*TE*3125550100~\n" + manySegments("PER*IC*BILLING OFFICE*TE*312555", 200)),
+      200);
+  const std::string whole = claimBytes(text, {{"ST*837", "HL*1*"}});
+  const size_t max = 2500;
+  auto reads = readAll(text, max);
+  ASSERT_EQ(reads.size(), 4u);
+  expectTooLong(reads[0], whole, max, "segment 1 (ST)");
+  EXPECT_NE(reads[0].issues.issues()[0].diagnostics.find("transaction set header"), std::string::npos);
+  for (size_t index = 1; index < 4; ++index) {
+    ASSERT_EQ(reads[index].status, ReadStatus::kRecord) << reads[index].location();
+    EXPECT_EQ(reads[index].record.frame, nullptr);
+  }
+  auto unlimited = readAll(text);
+  ASSERT_EQ(unlimited.size(), 3u);
+  EXPECT_NE(unlimited[0].record.frame, nullptr);
+}
+
 }  // namespace
 }  // namespace fhir::mappers::readers::x12
