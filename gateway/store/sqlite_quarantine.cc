@@ -114,4 +114,24 @@ Status readQuarantineCounts(Connection& db, QuarantineEntry& entry) {
   return Error{query.error()};
 }
 
+QuarantineEntry quarantineEntryOf(const Query& query) {
+  QuarantineEntry entry;
+  entry.id = query.text(0);
+  entry.channel = query.text(1);
+  entry.received_at = query.text(2);
+  entry.content_type = query.text(3);
+  entry.payload = query.text(4);
+  entry.truncated = query.integer(5) != 0;
+  entry.outcome_json = query.text(6);
+  entry.record = query.integer(7) != 0;
+  entry.replay_prefix = query.text(8);
+  entry.status = query.text(9);
+  entry.replays = query.integer(10);
+  entry.replayed_at = query.text(11);
+  entry.replay_status = static_cast<int>(query.integer(12));
+  entry.replay_answer = query.text(13);
+  entry.replay_suffix = query.text(14);
+  return entry;
+}
+
 }  // namespace fhir::gateway::sqlite

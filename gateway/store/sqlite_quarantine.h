@@ -19,5 +19,7 @@ Result<std::string> insertQuarantine(Connection& db, const std::string& id, cons
 Result<QuarantinePage> selectQuarantinePage(Connection& db, const QuarantineQuery& query);
 // The dedup columns of entry `id` (count, last arrival, digest, payload bytes) into `entry`.
 Status readQuarantineCounts(Connection& db, QuarantineEntry& entry);
+// A quarantine row read by `SELECT QUARANTINE_COLUMNS` (sqlite_connection.h).
+QuarantineEntry quarantineEntryOf(const Query& query);
 
 }  // namespace fhir::gateway::sqlite

@@ -155,12 +155,12 @@ class SqliteStore final : public Store {
   Result<std::vector<QuarantineEntry>> listQuarantine(size_t limit) override {
     return selectRows<QuarantineEntry>(
         "SELECT " QUARANTINE_COLUMNS " FROM quarantine ORDER BY received_at DESC, id DESC LIMIT ?",
-        [&](Query& query) { query.bind(1, static_cast<int64_t>(limit)); }, &quarantineItem);
+        [&](Query& query) { query.bind(1, static_cast<int64_t>(limit)); }, &sqlite::quarantineEntryOf);
   }
 
   Result<std::optional<QuarantineEntry>> readQuarantine(std::string_view id) override {
     auto rows = selectRows<QuarantineEntry>("SELECT " QUARANTINE_COLUMNS " FROM quarantine WHERE id = ?",
-                                            [&](Query& query) { query.bind(1, id); }, &quarantineItem);
+                                            [&](Query& query) { query.bind(1, id); }, &sqlite::quarantineEntryOf);
     if (!rows.ok()) return rows.error();
     if (rows->empty()) return std::optional<QuarantineEntry>();
     Lease reader(*this);
@@ -179,7 +179,7 @@ class SqliteStore final : public Store {
   Result<std::vector<QuarantineEntry>> listQuarantineToReplay(size_t limit) override {
     return selectRows<QuarantineEntry>(
         "SELECT " QUARANTINE_COLUMNS " FROM quarantine WHERE status <> 'accepted' ORDER BY received_at, id LIMIT ?",
-        [&](Query& query) { query.bind(1, static_cast<int64_t>(limit)); }, &quarantineItem);
+        [&](Query& query) { query.bind(1, static_cast<int64_t>(limit)); }, &sqlite::quarantineEntryOf);
   }
 
   Result<bool> recordReplay(std::string_view id, int status, std::string_view answer, bool accepted) override {
@@ -900,27 +900,6 @@ class SqliteStore final : public Store {
     return OutboxItem{query.integer(0), query.text(1),  query.integer(2),
                       query.text(3),    query.text(4),  static_cast<int>(query.integer(5)),
                       query.integer(6), query.integer(7), query.integer(8), query.text(9)};
-  }
-
-  // A quarantine row read by `SELECT QUARANTINE_COLUMNS`.
-  static QuarantineEntry quarantineItem(const Query& query) {
-    QuarantineEntry entry;
-    entry.id = query.text(0);
-    entry.channel = query.text(1);
-    entry.received_at = query.text(2);
-    entry.content_type = query.text(3);
-    entry.payload = query.text(4);
-    entry.truncated = query.integer(5) != 0;
-    entry.outcome_json = query.text(6);
-    entry.record = query.integer(7) != 0;
-    entry.replay_prefix = query.text(8);
-    entry.status = query.text(9);
-    entry.replays = query.integer(10);
-    entry.replayed_at = query.text(11);
-    entry.replay_status = static_cast<int>(query.integer(12));
-    entry.replay_answer = query.text(13);
-    entry.replay_suffix = query.text(14);
-    return entry;
   }
 
   static UnroutableWrite unroutableItem(const Query& query) {
