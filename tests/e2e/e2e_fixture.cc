@@ -34,7 +34,7 @@ std::string billingEvent(const std::string& event_id, const std::string& date, c
   return replaceOnce(event, "\"dateOfService\": \"2026-10-03\"", "\"dateOfService\": \"" + date + "\"");
 }
 
-int64_t storeScalar(const std::string& config_path, const std::filesystem::path& data_dir, const std::string& sql) {
+int64_t storeScalar(const std::filesystem::path& data_dir, const std::string& sql) {
   int64_t value = -1;
   if (testStoreIsPostgres()) {
     auto cluster = testPostgresFrom(std::getenv("GATEWAY_TEST_STORE_PG"));
@@ -42,7 +42,7 @@ int64_t storeScalar(const std::string& config_path, const std::filesystem::path&
       ADD_FAILURE() << cluster.message();
       return value;
     }
-    const std::string schema = testSchemaFor(config_path);  // as withTestStore names it
+    const std::string schema = testSchemaFor(data_dir.string());  // as withTestStore names it
     const char* keys[] = {"dbname", "password", "options", nullptr};
     const std::string options = "-csearch_path=" + schema;
     const char* values[] = {cluster->url.c_str(), cluster->password.c_str(), options.c_str(), nullptr};

@@ -73,7 +73,7 @@ class Hardening : public GatewayFixture {
   }
 
   // The first column of the first row of `sql` in the gateway's store.
-  int64_t count(const char* sql) const { return storeScalar(config_path_, data_.path() / "var", sql); }
+  int64_t count(const char* sql) const { return storeScalar(data_.path() / "var", sql); }
   int64_t resources() const { return count("SELECT count(*) FROM resources"); }
   int64_t staged() const { return count("SELECT count(*) FROM staged_records"); }
   int64_t quarantined() const { return count("SELECT count(*) FROM quarantine"); }

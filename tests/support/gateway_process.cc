@@ -76,7 +76,14 @@ std::vector<std::string> withTestStore(std::vector<std::string> args) {
     json::addString(block, "kind", "postgresql", allocator);
     json::addString(block, "url", cluster->url, allocator);
     json::addString(block, "passwordFile", cluster->password_file, allocator);
-    json::addString(block, "schema", testSchemaFor(args[i + 1]), allocator);
+    // One schema per data directory (`--data`, else the configuration's dataDir, else the file):
+    // two processes on one data directory share a store, as on SQLite.
+    std::string key = args[i + 1];
+    if (auto data_dir = json::getString(*doc, "dataDir")) key = std::string(*data_dir);
+    for (size_t j = 0; j + 1 < args.size(); ++j) {
+      if (args[j] == "--data") key = args[j + 1];
+    }
+    json::addString(block, "schema", testSchemaFor(key), allocator);
     json::addMember(*doc, "store", std::move(block), allocator);
     const std::string rewritten = args[i + 1] + ".postgresql.json";
     std::ofstream(rewritten, std::ios::binary) << json::serialize(*doc);
