@@ -7,7 +7,8 @@ local template = file:read("*a")
 file:close()
 local counter = 0
 local thread_id = 0
-local run = tostring(os.time())
+-- RUN_ID keeps the events of several wrk processes started in one second apart (scripts/bench-scale).
+local run = (os.getenv("RUN_ID") or "") .. tostring(os.time())
 
 function setup(thread)
   thread_id = thread_id + 1

@@ -7,6 +7,8 @@
 // its eventId and consultId made unique.
 //
 //   ingest_loadgen --port 8080 --rate 500 --seconds 20 --connections 32 --event FILE
+//                  (--port 8080,8081,8082: connection c goes to the (c mod 3)-th port, so one
+//                  schedule is spread over several gateways; scripts/bench-scale)
 //   ingest_loadgen --receive PORT      a payer/feed receiver: answers every POST 200 at once,
 //                                      prints "receiving on port N", runs until SIGTERM/SIGINT
 //                  [--max-p99-ms MS] [--timeline 1]
@@ -46,7 +48,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 struct Options {
-  int port = 8080;
+  std::vector<int> ports{8080};
   double rate = 100;
   double seconds = 10;
   int connections = 16;
@@ -109,15 +111,18 @@ int main(int argc, char** argv) {
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string flag = argv[i];
     std::string value = argv[i + 1];
-    if (flag == "--port") options.port = std::stoi(value);
-    else if (flag == "--rate") options.rate = std::stod(value);
+    if (flag == "--port") {
+      options.ports.clear();
+      std::stringstream list(value);
+      for (std::string port; std::getline(list, port, ',');) options.ports.push_back(std::stoi(port));
+    } else if (flag == "--rate") options.rate = std::stod(value);
     else if (flag == "--seconds") options.seconds = std::stod(value);
     else if (flag == "--connections") options.connections = std::stoi(value);
     else if (flag == "--event") options.event_file = value;
     else if (flag == "--max-p99-ms") options.max_p99_ms = std::stod(value);
     else if (flag == "--timeline") options.timeline = value != "0";
     else {
-      std::cerr << "usage: ingest_loadgen --port P --rate R --seconds S --connections C --event FILE "
+      std::cerr << "usage: ingest_loadgen --port P[,P...] --rate R --seconds S --connections C --event FILE "
                    "[--max-p99-ms MS] [--timeline 1]\n";
       return 2;
     }
@@ -152,8 +157,9 @@ int main(int argc, char** argv) {
 
   std::vector<std::thread> workers;
   for (int c = 0; c < options.connections; ++c) {
-    workers.emplace_back([&] {
-      Poco::Net::HTTPClientSession session("127.0.0.1", static_cast<Poco::UInt16>(options.port));
+    const int port = options.ports[static_cast<size_t>(c) % options.ports.size()];
+    workers.emplace_back([&, port] {
+      Poco::Net::HTTPClientSession session("127.0.0.1", static_cast<Poco::UInt16>(port));
       session.setKeepAlive(true);
       session.setTimeout(Poco::Timespan(30, 0));
       std::vector<std::pair<int64_t, double>> mine;  // (index, latency ms)

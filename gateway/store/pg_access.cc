@@ -61,17 +61,18 @@ Status insertAudit(Connection& db, const std::vector<AuditRecord>& records) {
 }
 
 Result<std::vector<AuditRecord>> selectAudit(Connection& db, const AuditQuery& query) {
-  // An empty or zero criterion matches everything. With an entity, the entity index leads.
+  // An empty or zero criterion matches everything. With an entity, the entity index leads. The
+  // times and the id are bigint: `$4 = 0` alone would type $4 integer (millisecond times overflow).
   static const char* const kByEntity =
       "SELECT a.id, a.recorded_ms, a.subtype, a.agent, a.address, a.json FROM audit_entities e "
       "JOIN audit_events a ON a.id = e.audit_id WHERE e.entity = $1 AND ($2 = '' OR a.agent = $2 OR a.address = $2) "
-      "AND ($3 = '' OR a.subtype = $3) AND ($4 = 0 OR a.recorded_ms >= $4) AND ($5 = 0 OR a.recorded_ms < $5) "
-      "AND ($7 = 0 OR a.id = $7) ORDER BY a.id LIMIT $6";
+      "AND ($3 = '' OR a.subtype = $3) AND ($4::bigint = 0 OR a.recorded_ms >= $4) "
+      "AND ($5::bigint = 0 OR a.recorded_ms < $5) AND ($7::bigint = 0 OR a.id = $7) ORDER BY a.id LIMIT $6";
   static const char* const kAll =
       "SELECT a.id, a.recorded_ms, a.subtype, a.agent, a.address, a.json FROM audit_events a WHERE $1 = '' "
       "AND ($2 = '' OR a.agent = $2 OR a.address = $2) AND ($3 = '' OR a.subtype = $3) "
-      "AND ($4 = 0 OR a.recorded_ms >= $4) AND ($5 = 0 OR a.recorded_ms < $5) AND ($7 = 0 OR a.id = $7) "
-      "ORDER BY a.id LIMIT $6";
+      "AND ($4::bigint = 0 OR a.recorded_ms >= $4) AND ($5::bigint = 0 OR a.recorded_ms < $5) "
+      "AND ($7::bigint = 0 OR a.id = $7) ORDER BY a.id LIMIT $6";
   auto rows = Query(db, query.entity.empty() ? kAll : kByEntity)
                   .text(query.entity).text(query.agent).text(query.subtype).integer(query.from_ms).integer(query.to_ms)
                   .integer(static_cast<int64_t>(query.count)).integer(query.id).run();

@@ -2,6 +2,10 @@
 // The PostgreSQL side of the merge (issue 11): contribution rows and patient clusters, read and
 // written inside the writer's group transaction (gateway/merge/merge_service.h decides what to
 // merge). The statements are sqlite_merge.cc's, in PostgreSQL's dialect.
+#include <algorithm>
+#include <map>
+#include <set>
+
 #include "gateway/store/pg_internal.h"
 #include "gateway/store/time_util.h"
 
@@ -13,6 +17,7 @@ class PgMergeTx final : public MergeTx {
   explicit PgMergeTx(Connection& db) : db_(db) {}
 
   Status putContribution(const merge::Contribution& c) override {
+    cache_.erase({c.type, c.id});
     // A source's later word replaces its earlier one whatever the arrival order: a higher rank,
     // or the same rank and a tiebreak not above the kept one's.
     return Query(db_, "INSERT INTO contributions (type, id, contributor, kind, organization, rank, tiebreak, "
@@ -27,6 +32,32 @@ class PgMergeTx final : public MergeTx {
   }
 
   Result<std::vector<merge::Contribution>> contributions(std::string_view type, std::string_view id) override {
+    const Key key{std::string(type), std::string(id)};
+    auto cached = cache_.find(key);
+    if (cached != cache_.end()) return cached->second;
+    if (type == "Patient") {
+      // The merge reads the own contributions of every patient of a cluster, one after another;
+      // the patients the cluster's look-ups returned are read with this one in one round trip.
+      std::string ids(id);
+      for (const std::string& candidate : candidates_) {
+        if (candidate != id && !cache_.count({"Patient", candidate})) ids += "\n" + candidate;
+      }
+      auto rows = Query(db_, "SELECT " PG_CONTRIBUTION_COLUMNS " FROM contributions WHERE type = 'Patient' "
+                             "AND id = ANY(string_to_array($1::text, E'\\n')) ORDER BY id, contributor COLLATE \"C\"")
+                      .text(ids).run();
+      if (!rows.ok()) return rows.error();
+      size_t start = 0;
+      while (start <= ids.size()) {  // every id asked for is cached, also those without rows
+        const size_t end = std::min(ids.find('\n', start), ids.size());
+        cache_[{"Patient", ids.substr(start, end - start)}];
+        start = end + 1;
+      }
+      for (int row = 0; row < rows->size(); ++row) {
+        merge::Contribution c = contributionOf(*rows, row);
+        cache_[{c.type, c.id}].push_back(std::move(c));
+      }
+      return cache_[key];
+    }
     // COLLATE "C": the byte order SQLite sorts by, whatever the database's collation.
     auto rows = Query(db_, "SELECT " PG_CONTRIBUTION_COLUMNS " FROM contributions WHERE type = $1 AND id = $2 "
                            "ORDER BY contributor COLLATE \"C\"")
@@ -48,20 +79,20 @@ class PgMergeTx final : public MergeTx {
   }
 
   Result<std::vector<std::string>> coverageNeighbours(std::string_view patient_id) override {
-    return strings(Query(db_, "SELECT DISTINCT b.patient_id COLLATE \"C\" FROM contributions a JOIN contributions b "
+    return candidates(Query(db_, "SELECT DISTINCT b.patient_id COLLATE \"C\" FROM contributions a JOIN contributions b "
                               "ON b.type = 'Coverage' AND b.id = a.id WHERE a.type = 'Coverage' AND a.patient_id = $1 "
                               "AND b.patient_id <> $1 AND b.patient_id <> '' ORDER BY 1")
                        .text(patient_id));
   }
 
   Result<std::vector<std::string>> patientsWithDemographics(const PatientDemographics& who) override {
-    return strings(Query(db_, "SELECT patient_id FROM patient_demographics WHERE family = $1 AND birth_date = $2 "
+    return candidates(Query(db_, "SELECT patient_id FROM patient_demographics WHERE family = $1 AND birth_date = $2 "
                               "AND given = $3 AND gender = $4 ORDER BY patient_id COLLATE \"C\"")
                        .text(who.family).text(who.birth_date).text(who.given).text(who.gender));
   }
 
   Result<std::vector<std::string>> linked(std::string_view patient_id) override {
-    return strings(Query(db_, "SELECT other_id COLLATE \"C\" FROM patient_links WHERE patient_id = $1 UNION "
+    return candidates(Query(db_, "SELECT other_id COLLATE \"C\" FROM patient_links WHERE patient_id = $1 UNION "
                               "SELECT patient_id COLLATE \"C\" FROM patient_links WHERE other_id = $1 ORDER BY 1")
                        .text(patient_id));
   }
@@ -101,7 +132,17 @@ class PgMergeTx final : public MergeTx {
     return out;
   }
 
+  // Patient ids the cluster look-ups returned: their contributions are read together.
+  Result<std::vector<std::string>> candidates(Query query) {
+    auto found = strings(std::move(query));
+    if (found.ok()) candidates_.insert(found->begin(), found->end());
+    return found;
+  }
+
+  using Key = std::pair<std::string, std::string>;  // type, id
   Connection& db_;
+  std::map<Key, std::vector<merge::Contribution>> cache_;  // this transaction's reads (Patient only)
+  std::set<std::string> candidates_;
 };
 
 }  // namespace

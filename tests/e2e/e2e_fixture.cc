@@ -1,10 +1,16 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "tests/e2e/e2e_fixture.h"
 
+#include <libpq-fe.h>
+#include <sqlite3.h>
+
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <thread>
+
+#include "tests/support/test_postgres.h"
 
 namespace fhir::testing {
 
@@ -26,6 +32,44 @@ std::string billingEvent(const std::string& event_id, const std::string& date, c
                    { "payerId": "northwind-commercial", "memberId": "NW-55", "lineOfBusiness": "commercial",
                    "start": "2026-07-01" }])");
   return replaceOnce(event, "\"dateOfService\": \"2026-10-03\"", "\"dateOfService\": \"" + date + "\"");
+}
+
+int64_t storeScalar(const std::filesystem::path& data_dir, const std::string& sql) {
+  int64_t value = -1;
+  if (testStoreIsPostgres()) {
+    auto cluster = testPostgresFrom(std::getenv("GATEWAY_TEST_STORE_PG"));
+    if (!cluster.ok()) {
+      ADD_FAILURE() << cluster.message();
+      return value;
+    }
+    const std::string schema = testSchemaFor(data_dir.string());  // as withTestStore names it
+    const char* keys[] = {"dbname", "password", "options", nullptr};
+    const std::string options = "-csearch_path=" + schema;
+    const char* values[] = {cluster->url.c_str(), cluster->password.c_str(), options.c_str(), nullptr};
+    PGconn* conn = PQconnectdbParams(keys, values, 1);
+    if (PQstatus(conn) == CONNECTION_OK) {
+      PGresult* result = PQexec(conn, sql.c_str());
+      if (PQresultStatus(result) == PGRES_TUPLES_OK && PQntuples(result) > 0) value = std::atoll(PQgetvalue(result, 0, 0));
+      else ADD_FAILURE() << sql << ": " << PQresultErrorMessage(result);
+      PQclear(result);
+    } else {
+      ADD_FAILURE() << PQerrorMessage(conn);
+    }
+    PQfinish(conn);
+    return value;
+  }
+  sqlite3* db = nullptr;
+  const std::string path = (data_dir / "gateway.db").string();
+  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
+    sqlite3_busy_timeout(db, 5000);
+    sqlite3_stmt* statement = nullptr;
+    if (sqlite3_prepare_v2(db, sql.c_str(), -1, &statement, nullptr) == SQLITE_OK && sqlite3_step(statement) == SQLITE_ROW) {
+      value = sqlite3_column_int64(statement, 0);
+    }
+    sqlite3_finalize(statement);
+  }
+  sqlite3_close(db);
+  return value;
 }
 
 void GatewayFixture::SetUp() {

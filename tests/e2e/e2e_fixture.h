@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
 
+#include <cstdint>
+#include <filesystem>
 #include <memory>
 #include <string>
 
@@ -19,6 +21,12 @@ std::string billingEvent(const std::string& event_id, const std::string& date, c
 
 // `text` with the first `from` replaced by `to`; fails the test when `from` is absent.
 std::string replaceOnce(std::string text, const std::string& from, const std::string& to);
+
+// The first column of the first row of `sql` (a count) in the store of the gateway served on
+// the data directory `data_dir`: its SQLite file gateway.db, or on the PostgreSQL store
+// (withTestStore) its schema in the test cluster. The SQL must mean the same to both. -1 when it
+// cannot be read.
+int64_t storeScalar(const std::filesystem::path& data_dir, const std::string& sql);
 
 // A payer receiver, an HIE receiver, a data directory and a configuration pointing at them.
 class GatewayFixture : public ::testing::Test {

@@ -2,9 +2,8 @@
 // Issue 14, "Why": each hostile or careless request that used to crash, hang, starve or corrupt
 // the gateway, sent to the real binary over loopback. Every test checks that the process
 // survives, the stated status with an OperationOutcome, /healthz answering within 1 s, and that
-// what was committed is exactly what the answer says (read from the store's database file).
-
-#include <sqlite3.h>
+// what was committed is exactly what the answer says (read from the store: its SQLite file or
+// its PostgreSQL schema).
 
 #include <chrono>
 #include <fstream>
@@ -73,22 +72,8 @@ class Hardening : public GatewayFixture {
     EXPECT_NE(str((*doc)["issue"][0], "diagnostics").find(words), std::string::npos) << response.body;
   }
 
-  // The first column of the first row of `sql` in the gateway's database.
-  int64_t count(const char* sql) const {
-    sqlite3* db = nullptr;
-    int64_t value = -1;
-    const std::string path = (data_.path() / "var" / "gateway.db").string();
-    if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
-      sqlite3_busy_timeout(db, 5000);
-      sqlite3_stmt* statement = nullptr;
-      if (sqlite3_prepare_v2(db, sql, -1, &statement, nullptr) == SQLITE_OK && sqlite3_step(statement) == SQLITE_ROW) {
-        value = sqlite3_column_int64(statement, 0);
-      }
-      sqlite3_finalize(statement);
-    }
-    sqlite3_close(db);
-    return value;
-  }
+  // The first column of the first row of `sql` in the gateway's store.
+  int64_t count(const char* sql) const { return storeScalar(data_.path() / "var", sql); }
   int64_t resources() const { return count("SELECT count(*) FROM resources"); }
   int64_t staged() const { return count("SELECT count(*) FROM staged_records"); }
   int64_t quarantined() const { return count("SELECT count(*) FROM quarantine"); }

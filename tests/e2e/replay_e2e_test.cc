@@ -8,6 +8,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "gateway/cli/runtime.h"
+#include "gateway/config/config.h"
 #include "gateway/store/store.h"
 #include "mappers/common/ids.h"
 #include "tests/e2e/e2e_fixture.h"
@@ -40,11 +42,14 @@ struct CliRun {
   std::string err;
 };
 
-// Runs `fhir-gateway replay ARGUMENTS` and collects its output.
-CliRun runReplay(const TempDir& scratch, const std::string& arguments) {
+// Runs `fhir-gateway replay ARGUMENTS` and collects its output. A `--config` is the one the
+// served gateway got (withTestStore: on the PostgreSQL store, the same store block).
+CliRun runReplay(const TempDir& scratch, const std::vector<std::string>& arguments) {
   const std::string out_path = (scratch.path() / "replay.out").string();
   const std::string err_path = (scratch.path() / "replay.err").string();
-  const std::string command = std::string(GATEWAY_BINARY) + " replay " + arguments + " >" + out_path + " 2>" + err_path;
+  std::string command = std::string(GATEWAY_BINARY) + " replay";
+  for (const std::string& argument : withTestStore(arguments)) command += " " + argument;
+  command += " >" + out_path + " 2>" + err_path;
   const int status = std::system(command.c_str());
   CliRun run;
   run.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
@@ -132,7 +137,7 @@ TEST_F(Replay, PayloadsRejectedBeforeAConfigurationChangeAreAcceptedAfterIt) {
   // The CLI, beside the running server, replays what is left (the roster) and its feed Bundle
   // is delivered by the server.
   const size_t feed_before = hie_.accepted().size();
-  CliRun run = runReplay(scratch_, "--all --data " + dataDir() + " --config " + config_path_);
+  CliRun run = runReplay(scratch_, {"--all", "--data", dataDir(), "--config", config_path_});
   ASSERT_EQ(run.exit_code, 0) << run.out << run.err;
   std::vector<std::string> printed = lines(run.out);
   ASSERT_EQ(printed.size(), 2u) << run.out;
@@ -208,7 +213,7 @@ TEST_F(Replay, StillBadPayloadKeepsItsOutcomeAndItsOneEntry) {
   EXPECT_NE(refused.body.find("cannot be replayed"), std::string::npos) << refused.body;
   EXPECT_EQ(str(*entry(quarantine(), truncated), "status"), "quarantined");
 
-  CliRun run = runReplay(scratch_, "--quarantine " + id + " --data " + dataDir() + " --config " + config_path_);
+  CliRun run = runReplay(scratch_, {"--quarantine", id, "--data", dataDir(), "--config", config_path_});
   EXPECT_EQ(run.exit_code, 1) << run.err;
   json::Document line = parse(run.out);
   EXPECT_EQ(str(line, "result"), "rejected");
@@ -260,8 +265,8 @@ TEST_F(ReplayDeadLetters, CliQueuesADeadLetterThatTheRunningServerDelivers) {
   const std::string id = json::numberText(letters["items"][0]["id"]);
 
   hie_.setStatus(200);
-  EXPECT_EQ(runReplay(scratch_, "--dead-letter 999999 --data " + dataDir()).exit_code, 2);
-  CliRun run = runReplay(scratch_, "--dead-letter " + id + " --data " + dataDir());
+  EXPECT_EQ(runReplay(scratch_, {"--dead-letter", "999999", "--data", dataDir(), "--config", config_path_}).exit_code, 2);
+  CliRun run = runReplay(scratch_, {"--dead-letter", id, "--data", dataDir(), "--config", config_path_});
   ASSERT_EQ(run.exit_code, 0) << run.err;
   json::Document line = parse(run.out);
   EXPECT_EQ(json::numberText(line["deadLetter"]), id);
@@ -272,16 +277,16 @@ TEST_F(ReplayDeadLetters, CliQueuesADeadLetterThatTheRunningServerDelivers) {
 }
 
 TEST_F(Replay, CliUsageIsCheckedAndExplained) {
-  EXPECT_EQ(runReplay(scratch_, "").exit_code, 2);
-  EXPECT_EQ(runReplay(scratch_, "--all --quarantine q-1").exit_code, 2);
-  EXPECT_EQ(runReplay(scratch_, "--quarantine").exit_code, 2);
-  EXPECT_EQ(runReplay(scratch_, "--bogus").exit_code, 2);
-  CliRun help = runReplay(scratch_, "--help");
+  EXPECT_EQ(runReplay(scratch_, {}).exit_code, 2);
+  EXPECT_EQ(runReplay(scratch_, {"--all", "--quarantine", "q-1"}).exit_code, 2);
+  EXPECT_EQ(runReplay(scratch_, {"--quarantine"}).exit_code, 2);
+  EXPECT_EQ(runReplay(scratch_, {"--bogus"}).exit_code, 2);
+  CliRun help = runReplay(scratch_, {"--help"});
   EXPECT_EQ(help.exit_code, 0);
   for (const char* option : {"--quarantine ID", "--dead-letter ID", "--all", "--data DIR", "--config FILE"}) {
     EXPECT_NE(help.out.find(option), std::string::npos) << option;
   }
-  CliRun unknown = runReplay(scratch_, "--quarantine q-none --data " + dataDir());
+  CliRun unknown = runReplay(scratch_, {"--quarantine", "q-none", "--data", dataDir(), "--config", config_path_});
   EXPECT_EQ(unknown.exit_code, 2);
   EXPECT_NE(unknown.err.find("no quarantined payload q-none"), std::string::npos) << unknown.err;
 }
@@ -431,7 +436,10 @@ TEST_F(ReplayX12, ClaimKeptWithoutItsEnvelopeIsRefused) {
   configureX12Payer();
   std::string id;
   {
-    auto store = gateway::openSqliteStore(dataDir());
+    // The store the gateway is configured with (withTestStore: SQLite or the PostgreSQL schema).
+    auto config = gateway::loadConfig(withTestStore({"--config", config_path_})[1]);
+    ASSERT_TRUE(config.ok()) << config.message();
+    auto store = gateway::cli::openStore(*config);
     ASSERT_TRUE(store.ok()) << store.message();
     auto written = (*store)->quarantine(gateway::QuarantineWrite{
         "claims:lakeshore-edi", "application/edi-x12", "HL*1**20*1~CLM*NS-CLM-0009*10.00***11:B:1*Y*A*Y*Y~", false,

@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
@@ -40,18 +41,21 @@ HttpResult httpRequest(uint16_t port, const std::string& method, const std::stri
   HttpResult result;
   result.status = static_cast<int>(response.getStatus());
   result.content_type = response.getContentType();
+  result.retry_after = response.get("Retry-After", "");
   Poco::StreamCopier::copyToString(in, result.body);
   return result;
 }
 
-namespace {
-
-// GATEWAY_TEST_STORE_PG=<scripts/pg-test env file> (the ctest label e2e-postgresql): the
-// configuration handed to the gateway gets a "store" block for that test cluster, one schema per
-// configuration file, so a restarted gateway finds its data and two tests never share any.
-std::vector<std::string> withTestStore(std::vector<std::string> args) {
+bool testStoreIsPostgres() {
   const char* env_file = std::getenv("GATEWAY_TEST_STORE_PG");
-  if (env_file == nullptr || *env_file == '\0') return args;
+  return env_file != nullptr && *env_file != '\0';
+}
+
+// The configuration handed to the gateway gets a "store" block for the test cluster, one schema
+// per configuration file, so a restarted gateway finds its data and two tests never share any.
+std::vector<std::string> withTestStore(std::vector<std::string> args) {
+  if (!testStoreIsPostgres()) return args;
+  const char* env_file = std::getenv("GATEWAY_TEST_STORE_PG");
   auto cluster = testPostgresFrom(env_file);
   if (!cluster.ok()) {
     ADD_FAILURE() << cluster.message();
@@ -73,20 +77,27 @@ std::vector<std::string> withTestStore(std::vector<std::string> args) {
     json::addString(block, "kind", "postgresql", allocator);
     json::addString(block, "url", cluster->url, allocator);
     json::addString(block, "passwordFile", cluster->password_file, allocator);
-    json::addString(block, "schema", testSchemaFor(args[i + 1]), allocator);
+    // One schema per data directory (`--data`, else the configuration's dataDir, else the file):
+    // two processes on one data directory share a store, as on SQLite.
+    std::string key = args[i + 1];
+    if (auto data_dir = json::getString(*doc, "dataDir")) key = std::string(*data_dir);
+    for (size_t j = 0; j + 1 < args.size(); ++j) {
+      if (args[j] == "--data") key = args[j + 1];
+    }
+    json::addString(block, "schema", testSchemaFor(key), allocator);
     json::addMember(*doc, "store", std::move(block), allocator);
     const std::string rewritten = args[i + 1] + ".postgresql.json";
     std::ofstream(rewritten, std::ios::binary) << json::serialize(*doc);
     args[i + 1] = rewritten;
     return args;
   }
-  ADD_FAILURE() << "GATEWAY_TEST_STORE_PG needs the gateway started with --config";
   return args;
 }
 
-}  // namespace
-
 GatewayProcess::GatewayProcess(const std::vector<std::string>& given) {
+  if (testStoreIsPostgres() && std::find(given.begin(), given.end(), "--config") == given.end()) {
+    ADD_FAILURE() << "GATEWAY_TEST_STORE_PG needs the gateway started with --config";
+  }
   const std::vector<std::string> args = withTestStore(given);
   int out_pipe[2];
   if (pipe(out_pipe) != 0) {

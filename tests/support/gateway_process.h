@@ -15,11 +15,22 @@ struct HttpResult {
   int status = 0;
   std::string content_type;
   std::string body;
+  std::string retry_after;  // the Retry-After header, empty when absent
 };
 
 // One HTTP request to 127.0.0.1:port (a fresh connection each time).
 HttpResult httpRequest(uint16_t port, const std::string& method, const std::string& path,
                        const std::string& body = {}, const std::string& content_type = "application/json");
+
+// GATEWAY_TEST_STORE_PG=<scripts/pg-test env file> (the ctest label e2e-postgresql): `args` with
+// its `--config FILE` replaced by FILE.postgresql.json, the same configuration plus a "store" block
+// for that test cluster: one schema per data directory (`--data DIR`, else FILE's dataDir, else
+// FILE: testSchemaFor of it), so a restarted gateway, a second process and a CLI run on the same
+// data directory find the same data. Without the variable, or without --config, `args` come
+// back unchanged.
+std::vector<std::string> withTestStore(std::vector<std::string> args);
+// True when GATEWAY_TEST_STORE_PG is set: the e2e tests run on the PostgreSQL store.
+bool testStoreIsPostgres();
 
 class GatewayProcess {
  public:

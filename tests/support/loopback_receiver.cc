@@ -25,6 +25,7 @@ struct LoopbackReceiver::State {
   std::function<int(const ReceivedRequest&)> responder;
   std::string location;
   std::vector<std::pair<ReceivedRequest, int>> requests;
+  uint64_t arrivals = 0;
 };
 
 namespace {
@@ -47,6 +48,7 @@ class Handler final : public Poco::Net::HTTPRequestHandler {
     std::string location;
     {
       std::lock_guard lock(state_->mutex);
+      received.arrival = ++state_->arrivals;
       location = state_->location;
       status = state_->responder ? state_->responder(received) : state_->status;
       if (status == LoopbackReceiver::kStall) {

@@ -5,6 +5,7 @@
 // every request it gets and answers as told (2xx, an error status, or a stall).
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
@@ -19,6 +20,9 @@ struct ReceivedRequest {
   std::string path;
   std::map<std::string, std::string> headers;  // names lower-cased
   std::string body;
+  // 1, 2, 3 ... in the order the requests were read (a stalled request is recorded after its
+  // stall, but keeps the place it arrived in).
+  uint64_t arrival = 0;
   std::string header(const std::string& name) const;
 };
 
