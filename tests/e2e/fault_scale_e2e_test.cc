@@ -19,6 +19,7 @@
 #include "tests/e2e/e2e_fixture.h"
 #include "tests/e2e/fault_checks.h"
 #include "tests/support/test_postgres.h"
+#include "gateway_paths.h"
 
 namespace fhir::testing {
 namespace {
