@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "gateway/store/pg_connection.h"
+#include "gateway/store/search_index.h"
 #include "gateway/store/store.h"
 
 namespace fhir::gateway::pg {
@@ -66,8 +67,7 @@ Status insertAudit(Connection& db, const std::vector<AuditRecord>& records);
 Result<std::vector<AuditRecord>> selectAudit(Connection& db, const AuditQuery& query);
 
 // pg_history.cc ----------------------------------------------------------------------------------
-// `text` with meta.versionId and meta.lastUpdated set (pg_store.cc).
-std::string withMeta(const std::string& text, int64_t version, const std::string& updated_at);
+using searchindex::withMeta;  // meta.versionId and meta.lastUpdated (search_index.h)
 Result<std::optional<StoredResource>> selectVersion(Connection& db, std::string_view type, std::string_view id,
                                                     int64_t version);
 Result<std::vector<ResourceVersion>> selectHistory(Connection& db, const HistoryQuery& query);

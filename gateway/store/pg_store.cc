@@ -890,24 +890,3 @@ Result<StorePtr> openPostgresStore(const PostgresStoreOptions& options) {
 }
 
 }  // namespace fhir::gateway
-
-namespace fhir::gateway::pg {
-
-std::string withMeta(const std::string& text, int64_t version, const std::string& updated_at) {
-  json::Document doc;
-  json::ParseError error;
-  if (!json::parse(text, doc, error) || !doc.IsObject()) return text;
-  auto& allocator = doc.GetAllocator();
-  json::Value* meta = json::find(doc, "meta");
-  if (meta == nullptr || !meta->IsObject()) {
-    json::addMember(doc, "meta", json::Value(rapidjson::kObjectType), allocator);
-    meta = json::find(doc, "meta");
-  }
-  meta->RemoveMember("versionId");
-  meta->RemoveMember("lastUpdated");
-  json::addString(*meta, "versionId", std::to_string(version), allocator);
-  json::addString(*meta, "lastUpdated", updated_at, allocator);
-  return json::serialize(doc);
-}
-
-}  // namespace fhir::gateway::pg

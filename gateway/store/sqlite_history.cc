@@ -28,23 +28,6 @@ Status prepareHistory(Connection& db) {
       "CREATE INDEX IF NOT EXISTS resource_history_by_type_seq ON resource_history (type, event_seq);");
 }
 
-std::string withMeta(const std::string& text, int64_t version, const std::string& updated_at) {
-  json::Document doc;
-  json::ParseError error;
-  if (!json::parse(text, doc, error) || !doc.IsObject()) return text;
-  auto& allocator = doc.GetAllocator();
-  json::Value* meta = json::find(doc, "meta");
-  if (meta == nullptr || !meta->IsObject()) {
-    json::addMember(doc, "meta", json::Value(rapidjson::kObjectType), allocator);
-    meta = json::find(doc, "meta");
-  }
-  meta->RemoveMember("versionId");
-  meta->RemoveMember("lastUpdated");
-  json::addString(*meta, "versionId", std::to_string(version), allocator);
-  json::addString(*meta, "lastUpdated", updated_at, allocator);
-  return json::serialize(doc);
-}
-
 Result<std::optional<StoredResource>> selectVersion(Connection& db, std::string_view type, std::string_view id,
                                                     int64_t version) {
   Query query(db, "SELECT updated_at, json FROM resource_history WHERE type = ? AND id = ? AND version = ?");

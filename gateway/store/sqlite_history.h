@@ -3,6 +3,7 @@
 // The SQLite side of history and vread (issue 15): versions are kept in resource_history, one
 // row per version with the commit (event_seq) that wrote it.
 
+#include "gateway/store/search_index.h"
 #include "gateway/store/sqlite_connection.h"
 #include "gateway/store/store.h"
 
@@ -12,8 +13,7 @@ namespace fhir::gateway::sqlite {
 // a copy into resource_history of the current versions written before resource_history existed
 // (their JSON is still in `resources`; event_seq 0). Idempotent.
 Status prepareHistory(Connection& db);
-// `text` with meta.versionId and meta.lastUpdated set.
-std::string withMeta(const std::string& text, int64_t version, const std::string& updated_at);
+using searchindex::withMeta;  // meta.versionId and meta.lastUpdated (search_index.h)
 Result<std::optional<StoredResource>> selectVersion(Connection& db, std::string_view type, std::string_view id,
                                                     int64_t version);
 Result<std::vector<ResourceVersion>> selectHistory(Connection& db, const HistoryQuery& query);
