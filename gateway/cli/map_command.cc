@@ -40,6 +40,9 @@ constexpr const char* kUsage =
     "                  their payers: without it every payerId is unknown)\n"
     "  --no-validate   skip validation against the alignment profiles\n"
     "\n"
+    "A record larger than limits.maxRecordBytes (the configuration's, default 1 MiB) is rejected\n"
+    "naming its size and SHA-256, as serve rejects it in a payer file.\n"
+    "\n"
     "Exit status: 0 every record accepted, 1 some record rejected, 2 usage or environment error.\n";
 
 class ConfigDirectory final : public mappers::Directory {
@@ -183,6 +186,9 @@ int runMap(const Args& args, Io& io) {
   options.directory = &directory;
   options.source_name = file == "-" ? "stdin" : file.substr(file.find_last_of('/') + 1);
   options.validator = validator.get();
+  // limits.maxRecordBytes as serve applies it to a payer file (the configuration's, else the
+  // default): a record over it is rejected by its size and hash, never held whole.
+  options.max_record_bytes = static_cast<size_t>(config ? config->limits.max_record_bytes : LimitsConfig{}.max_record_bytes);
 
   bool terminal = &io.err == &std::cerr && isatty(STDERR_FILENO);
   Progress progress(terminal, io.err, file == "-" ? nullptr : &in, size);

@@ -16,7 +16,7 @@ namespace fhir::gateway::cli {
 namespace {
 
 constexpr const char* kTokenHelp =
-    "usage: fhir-gateway token --url BASE --client ID --key FILE [--scope S] [--kid KID]\n"
+    "usage: fhir-gateway token --url BASE --client ID --key FILE [--scope S] [--kid KID] [--cacert FILE]\n"
     "\n"
     "Sign a client assertion (SMART Backend Services, private_key_jwt) with the private key FILE\n"
     "and exchange it at BASE/auth/token; print the access token alone on stdout, e.g.\n"
@@ -29,6 +29,8 @@ constexpr const char* kTokenHelp =
     "                default: every scope the client's kind allows\n"
     "  --kid KID     the key's kid in the client's JWK set; default: the key's RFC 7638 JWK\n"
     "                thumbprint (SHA-256)\n"
+    "  --cacert FILE PEM certificates to verify an https BASE with, instead of the system's CA\n"
+    "                bundle (a gateway whose certificate a private CA or the gateway itself signed)\n"
     "\n"
     "Exit codes: 0 token printed; 1 the gateway refused (its error on stderr); 2 usage or\n"
     "environment error (bad flag, unreadable key, gateway unreachable).\n";
@@ -54,7 +56,7 @@ std::string jsonString(const std::string& text) {
 }  // namespace
 
 int runToken(const Args& args, Io& io) {
-  std::optional<std::string> url, client, key_file, scope, kid;
+  std::optional<std::string> url, client, key_file, scope, kid, ca_file;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& arg = args[i];
     if (arg == "--help" || arg == "-h") {
@@ -66,6 +68,7 @@ int runToken(const Args& args, Io& io) {
                                          : arg == "--key"    ? &key_file
                                          : arg == "--scope"  ? &scope
                                          : arg == "--kid"    ? &kid
+                                         : arg == "--cacert" ? &ca_file
                                                              : nullptr;
     if (target == nullptr) {
       io.err << "fhir-gateway token: unknown argument '" << arg << "' (see --help)\n";
@@ -125,6 +128,7 @@ int runToken(const Args& args, Io& io) {
   curl_easy_setopt(curl, CURLOPT_TIMEOUT, 30L);
   curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L);
   curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
+  if (ca_file) curl_easy_setopt(curl, CURLOPT_CAINFO, ca_file->c_str());
   struct curl_slist* headers = curl_slist_append(nullptr, "Content-Type: application/x-www-form-urlencoded");
   headers = curl_slist_append(headers, "Accept: application/json");
   curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);

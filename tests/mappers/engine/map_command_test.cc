@@ -64,6 +64,34 @@ TEST(MapCommand, UsageAndEnvironmentErrorsExitTwo) {
   EXPECT_EQ(help.out[0].rfind("usage: fhir-gateway map", 0), 0u);
 }
 
+// limits.maxRecordBytes applies to `map` as to serve's payer files: a claim whose lines together
+// pass it (here 4 KiB, by a 5,000-byte member name) is rejected by its size, and the next claim
+// is still mapped.
+TEST(MapCommand, ARecordOverTheConfiguredMaxRecordBytesIsRejectedAndTheFileGoesOn) {
+  fhir::testing::TempDir dir;
+  const std::string config = (dir.path() / "config.json").string();
+  std::ofstream(config) << R"({"limits": {"maxRecordBytes": 4096}, "payers": [{"id": "lakeshore-medicaid",
+    "name": "Lakeshore Medicaid MCO", "format": "lakeshore-medicaid", "endpoint": "http://127.0.0.1:9/bundles"}]})";
+  const std::string csv = (dir.path() / "claims.csv").string();
+  {
+    std::ofstream out(csv);
+    out << "claim_id,line_no,member_id,member_last,member_first,member_dob,member_sex,rendering_npi,billing_npi,"
+           "billing_tin,dos_from,dos_to,place_of_service,procedure_code,modifier_1,modifier_2,dx_1,dx_2,dx_3,dx_4,"
+           "units,charge_amount,paid_amount,claim_status\n";
+    out << "LC-1,1,LMC00918273," << std::string(5000, 'O') << ",Adaeze,19610319,F,1467583922,1093817462,361234567,"
+           "20261001,20261001,11,99214,25,,E119,I10,,,1,180.00,112.50,P\n";
+    out << "LC-2,1,LMC00918273,Okafor,Adaeze,19610319,F,1467583922,1093817462,361234567,20261001,20261001,11,99214,"
+           "25,,E119,I10,,,1,180.00,112.50,P\n";
+  }
+  Outcome outcome = runMap("--source lakeshore-medicaid --no-validate --config " + config + " " + csv);
+  EXPECT_EQ(outcome.exit_code, 1);
+  ASSERT_EQ(outcome.out.size(), 1u);
+  EXPECT_NE(outcome.out[0].find("LC-2"), std::string::npos);
+  ASSERT_EQ(outcome.err.size(), 2u);
+  EXPECT_NE(outcome.err[0].find("larger than maxRecordBytes (4096)"), std::string::npos) << outcome.err[0];
+  EXPECT_EQ(outcome.err[1].rfind("{\"records\": 2, \"accepted\": 1, \"rejected\": 1, ", 0), 0u) << outcome.err[1];
+}
+
 TEST(MapCommand, CareManagementEventsValidatedWithTheConfiguredPayers) {
   fhir::testing::TempDir dir;
   const std::string config = (dir.path() / "config.json").string();
