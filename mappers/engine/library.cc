@@ -58,7 +58,7 @@ Status loadValueSets(const std::string& dir, const std::string& core_dir, SpecLi
 }
 
 // The dependsOn translations of a ConceptMap that has them: "dependsOn value\x1fcode" -> targets.
-void addDependentTranslation(const json::Value& doc, SpecLibrary::Shared& shared) {
+static void addDependentTranslation(const json::Value& doc, SpecLibrary::Shared& shared) {
   const json::Value* groups = json::find(doc, "group");
   if (!groups || !groups->IsArray()) return;
   DependentTranslation translation;

@@ -226,6 +226,8 @@ struct ResourceProgram {
   bool merge = false;
   // `"unique": message`: two items giving the same id are an error at the second one.
   std::string unique_message;
+  // `"fact": kind`: the resource is returned as a typed fact with the Bundle (MappedBundle::facts).
+  std::string fact;
 };
 
 
