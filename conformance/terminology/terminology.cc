@@ -136,6 +136,24 @@ const Expansion& Terminology::expand(std::string_view value_set) const {
   return slot.expansion;
 }
 
+// The ordinalValue extensions of an include entry's concepts: code -> decimal text.
+static void addOrdinals(const json::Value& include, std::unordered_map<std::string, std::string>& ordinals) {
+  const json::Value* concepts = json::find(include, "concept");
+  if (!concepts || !concepts->IsArray()) return;
+  for (const json::Value& concept_value : concepts->GetArray()) {
+    const json::Value* extensions = concept_value.IsObject() ? json::find(concept_value, "extension") : nullptr;
+    if (!extensions || !extensions->IsArray()) continue;
+    for (const json::Value& extension : extensions->GetArray()) {
+      if (!extension.IsObject()) continue;
+      const json::Value* ordinal = json::find(extension, "valueDecimal");
+      if (text(extension, "url") == "http://hl7.org/fhir/StructureDefinition/ordinalValue" && ordinal &&
+          json::isNumber(*ordinal)) {
+        ordinals[text(concept_value, "code")] = json::numberText(*ordinal);
+      }
+    }
+  }
+}
+
 void Terminology::build(ExpansionSlot& slot) const {
   Expansion& out = slot.expansion;
   out.url = std::string(definitions::canonicalUrl(slot.key));
@@ -273,7 +291,9 @@ void Terminology::build(ExpansionSlot& slot) const {
   if (compose && compose->IsObject()) {
     if (const json::Value* includes = json::find(*compose, "include"); includes && includes->IsArray()) {
       for (const json::Value& include : includes->GetArray()) {
-        if (include.IsObject()) select(include, out.codes, out.bare_codes, out.open_systems, out.open);
+        if (!include.IsObject()) continue;
+        select(include, out.codes, out.bare_codes, out.open_systems, out.open);
+        addOrdinals(include, out.ordinals);
       }
     }
     if (const json::Value* excludes = json::find(*compose, "exclude"); excludes && excludes->IsArray()) {

@@ -50,6 +50,9 @@ struct Expansion {
   std::unordered_set<std::string> bare_codes;   // "code" (for `code` elements without system)
   std::unordered_set<std::string> open_systems; // systems we cannot enumerate
   bool open = false;    // some part could not be expanded (unknown ValueSet import, ...)
+  // code -> ordinalValue (decimal text) of the ValueSet's own compose.include concepts that carry
+  // the http://hl7.org/fhir/StructureDefinition/ordinalValue extension (scores, e.g. PHQ-9 answers).
+  std::unordered_map<std::string, std::string> ordinals;
 
   std::string versionedUrl() const { return version.empty() ? url : url + "|" + version; }
   std::string label() const { return name.empty() ? url : name; }

@@ -250,7 +250,7 @@ Result<bool> AccessPolicy::sees(const AuthClient& client, std::string_view type,
       for (const std::string& patient : owners.patients) {
         auto coverage = store_->coverageOf(patient);
         if (!coverage.ok()) return coverage.error();
-        for (const mappers::CoverageFact& fact : *coverage) {
+        for (const fhir::CoverageFact& fact : *coverage) {
           if (fact.payer_id == client.payer_id) return true;
         }
       }

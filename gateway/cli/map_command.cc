@@ -56,7 +56,7 @@ class ConfigDirectory final : public mappers::Directory {
     if (!found) return std::nullopt;
     return mappers::PayerInfo{found->id, found->name, found->identifier_system, found->identifier_value};
   }
-  std::vector<mappers::CoverageFact> coverageOf(std::string_view) const override { return {}; }
+  std::vector<fhir::CoverageFact> coverageOf(std::string_view) const override { return {}; }
 
  private:
   const Config* config_;

@@ -14,7 +14,7 @@
 #include "gateway/cli/commands.h"
 #include "gateway/cli/runtime.h"
 #include "gateway/ingest/pipeline.h"
-#include "gateway/server/metrics.h"
+#include "conformance/common/metrics.h"
 
 namespace fhir::gateway::cli {
 namespace {

@@ -20,7 +20,7 @@
 #include "gateway/delivery/delivery.h"
 #include "gateway/ingest/pipeline.h"
 #include "gateway/server/http_server.h"
-#include "gateway/server/metrics.h"
+#include "conformance/common/metrics.h"
 #include "gateway/server/transport.h"
 #include "gateway/store/store.h"
 #include "gateway/subscriptions/matching.h"
@@ -62,7 +62,7 @@ class WarmUpDirectory final : public mappers::Directory {
   std::optional<mappers::PayerInfo> payer(std::string_view payer_id) const override {
     return mappers::PayerInfo{std::string(payer_id), std::string(payer_id), {}, {}};
   }
-  std::vector<mappers::CoverageFact> coverageOf(std::string_view) const override { return {}; }
+  std::vector<fhir::CoverageFact> coverageOf(std::string_view) const override { return {}; }
 };
 
 // Maps and validates the bundled sample events (mappers/samples: `<spec>.json` one event,

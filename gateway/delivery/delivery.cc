@@ -19,7 +19,7 @@
 #include <deque>
 #include <random>
 
-#include "gateway/store/time_util.h"
+#include "conformance/common/time_util.h"
 
 namespace fhir::gateway {
 namespace {

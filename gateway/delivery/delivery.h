@@ -33,7 +33,7 @@
 
 #include "gateway/auth/policy.h"
 #include "gateway/config/config.h"
-#include "gateway/server/metrics.h"
+#include "conformance/common/metrics.h"
 #include "gateway/store/store.h"
 #include "gateway/subscriptions/subscription.h"
 

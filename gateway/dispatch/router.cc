@@ -29,9 +29,9 @@ std::string payerList(const std::set<std::string>& payers) {
 int basisRank(const std::string& basis) { return basis == "payer" ? 0 : basis == "ehr" ? 1 : basis == "evidence" ? 3 : 2; }
 
 // The fact of one payer to cite: a roster period before an event's dates before claim evidence.
-const mappers::CoverageFact* bestOf(const std::vector<const mappers::CoverageFact*>& facts, const std::string& payer) {
-  const mappers::CoverageFact* best = nullptr;
-  for (const mappers::CoverageFact* fact : facts) {
+const fhir::CoverageFact* bestOf(const std::vector<const fhir::CoverageFact*>& facts, const std::string& payer) {
+  const fhir::CoverageFact* best = nullptr;
+  for (const fhir::CoverageFact* fact : facts) {
     if (fact->payer_id != payer) continue;
     if (best == nullptr || basisRank(fact->basis) < basisRank(best->basis) ||
         (basisRank(fact->basis) == basisRank(best->basis) && fact->coverage_id < best->coverage_id)) {
@@ -43,10 +43,10 @@ const mappers::CoverageFact* bestOf(const std::vector<const mappers::CoverageFac
 
 }  // namespace
 
-CoverageChoice chooseCoverage(const std::vector<mappers::CoverageFact>& facts, const std::string& date) {
+CoverageChoice chooseCoverage(const std::vector<fhir::CoverageFact>& facts, const std::string& date) {
   CoverageChoice choice;
-  std::vector<const mappers::CoverageFact*> dated, covering, undated;
-  for (const mappers::CoverageFact& fact : facts) {
+  std::vector<const fhir::CoverageFact*> dated, covering, undated;
+  for (const fhir::CoverageFact& fact : facts) {
     if (fact.basis == "conflict") {
       choice.reason = "member id " + fact.member_id + " of payer '" + fact.payer_id + "' (Coverage/" + fact.coverage_id +
                       ") belongs to a patient with other demographics; settle the conflict (GET /admin/conflicts) first";
@@ -55,9 +55,9 @@ CoverageChoice chooseCoverage(const std::vector<mappers::CoverageFact>& facts, c
     (fact.dated() ? dated : undated).push_back(&fact);
     if (fact.dated() && fact.coversDate(date)) covering.push_back(&fact);
   }
-  const std::vector<const mappers::CoverageFact*>& candidates = dated.empty() ? undated : covering;
+  const std::vector<const fhir::CoverageFact*>& candidates = dated.empty() ? undated : covering;
   std::set<std::string> payers;
-  for (const mappers::CoverageFact* fact : candidates) payers.insert(fact->payer_id);
+  for (const fhir::CoverageFact* fact : candidates) payers.insert(fact->payer_id);
   if (payers.empty()) {
     choice.reason = "no coverage of the patient is valid on the date of service " + date;
     return choice;
@@ -72,7 +72,7 @@ CoverageChoice chooseCoverage(const std::vector<mappers::CoverageFact>& facts, c
     bool all_ordered = true;
     for (const std::string& payer : payers) {
       int order = 0;
-      for (const mappers::CoverageFact* fact : covering) {
+      for (const fhir::CoverageFact* fact : covering) {
         if (fact->payer_id == payer && fact->order > 0 && (order == 0 || fact->order < order)) order = fact->order;
       }
       if (order == 0) all_ordered = false;
@@ -91,7 +91,7 @@ CoverageChoice chooseCoverage(const std::vector<mappers::CoverageFact>& facts, c
   return choice;
 }
 
-RouteDecision routeClaim(const Config& config, const mappers::BillingFact& billing) {
+RouteDecision routeClaim(const Config& config, const fhir::BillingFact& billing) {
   RouteDecision decision;
   if (!billing.coverage) {
     decision.reason = !billing.coverage_reason.empty()

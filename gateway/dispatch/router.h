@@ -26,14 +26,14 @@ struct RouteDecision {
 // Coverage.order that names one primary, or undated entries of two payers, leave `coverage`
 // empty with the reason.
 struct CoverageChoice {
-  std::optional<mappers::CoverageFact> coverage;
+  std::optional<fhir::CoverageFact> coverage;
   std::string reason;
 };
-CoverageChoice chooseCoverage(const std::vector<mappers::CoverageFact>& facts, const std::string& date);
+CoverageChoice chooseCoverage(const std::vector<fhir::CoverageFact>& facts, const std::string& date);
 
 // The payer for one billing entry: the coverage valid on its date of service, if that payer's
 // `routes` take the code and line of business.
-RouteDecision routeClaim(const Config& config, const mappers::BillingFact& billing);
+RouteDecision routeClaim(const Config& config, const fhir::BillingFact& billing);
 
 // The `collection` Bundle a payer receives: the Claim and the resources it references
 // (Patient, Coverage, Practitioner, Organization), taken from the mapped Bundle or, when an

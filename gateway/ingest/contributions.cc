@@ -4,7 +4,7 @@
 #include <algorithm>
 #include <set>
 
-#include "mappers/common/ids.h"
+#include "conformance/common/ids.h"
 
 namespace fhir::gateway {
 namespace {
@@ -85,7 +85,7 @@ void takeContributions(const merge::MergeRules& rules, const json::Value& bundle
   commit.resources = std::move(kept);
 }
 
-std::vector<mappers::CoverageFact> claimEvidence(const json::Value& bundle, const std::string& payer_id) {
+std::vector<fhir::CoverageFact> claimEvidence(const json::Value& bundle, const std::string& payer_id) {
   std::set<std::string> dates;
   for (const json::Value& entry : bundle["entry"].GetArray()) {
     const json::Value& resource = entry["resource"];
@@ -100,12 +100,12 @@ std::vector<mappers::CoverageFact> claimEvidence(const json::Value& bundle, cons
       }
     }
   }
-  std::vector<mappers::CoverageFact> facts;
+  std::vector<fhir::CoverageFact> facts;
   for (const json::Value& entry : bundle["entry"].GetArray()) {
     const json::Value& resource = entry["resource"];
     if (json::getString(resource, "resourceType") != "Coverage") continue;
     for (const std::string& date : dates) {
-      mappers::CoverageFact fact;
+      fhir::CoverageFact fact;
       fact.coverage_id = std::string(json::getString(resource, "id").value_or(""));
       fact.patient_id = patientOf(json::find(resource, "beneficiary"));
       fact.payer_id = payer_id;
@@ -132,7 +132,7 @@ void settleClaimResource(json::Value& claim, json::Allocator& allocator, const s
   (*insurance)[0].RemoveMember("coverage");
   json::addMember((*insurance)[0], "coverage", std::move(reference), allocator);
   json::Value insurer(rapidjson::kObjectType);
-  json::addString(insurer, "reference", "Organization/" + mappers::deriveId({"Organization", "payer", payer_id}), allocator);
+  json::addString(insurer, "reference", "Organization/" + fhir::deriveId({"Organization", "payer", payer_id}), allocator);
   claim.RemoveMember("insurer");
   json::addMember(claim, "insurer", std::move(insurer), allocator);
 }
@@ -152,9 +152,9 @@ bool settleClaim(json::Document& bundle, const std::string& claim_id, const std:
 // The coverage known for routing: the stored (merged) timeline, with the event's own entries
 // joining it. An event's entry never changes a payer's period (issue 11): it replaces a stored
 // entry of the same Coverage only when that one rests on no payer source and the event's is dated.
-std::vector<mappers::CoverageFact> withEventCoverage(std::vector<mappers::CoverageFact> known,
-                                                     std::vector<mappers::CoverageFact> event) {
-  for (mappers::CoverageFact& fact : event) {
+std::vector<fhir::CoverageFact> withEventCoverage(std::vector<fhir::CoverageFact> known,
+                                                     std::vector<fhir::CoverageFact> event) {
+  for (fhir::CoverageFact& fact : event) {
     fact.basis = "ehr";
     auto same = std::find_if(known.begin(), known.end(), [&](const auto& existing) {
       return existing.coverage_id == fact.coverage_id && existing.basis != "evidence";
@@ -174,7 +174,7 @@ IngestCommit rosterGroupCommit(const std::string& channel, const std::string& pa
   commit.answer = "{}";
   commit.payload = "{}";
   // The same file again (same rows, same asOf) is the same commit: nothing new to merge.
-  commit.idempotency_key = "roster-groups\x1f" + payer_id + '\x1f' + std::string(as_of) + '\x1f' + mappers::sha256Hex(row_keys);
+  commit.idempotency_key = "roster-groups\x1f" + payer_id + '\x1f' + std::string(as_of) + '\x1f' + fhir::sha256Hex(row_keys);
   for (const auto& [group_id, listed] : groups) {
     commit.remerge.push_back("Group/" + group_id);
     if (!full) continue;

@@ -33,7 +33,7 @@ void takeContributions(const merge::MergeRules& rules, const json::Value& bundle
 
 // A payer claim file's evidence of coverage: one fact per Coverage of the Bundle and date of
 // service of its Claim or ExplanationOfBenefit items (basis "evidence", start = end = the date).
-std::vector<mappers::CoverageFact> claimEvidence(const json::Value& bundle, const std::string& payer_id);
+std::vector<fhir::CoverageFact> claimEvidence(const json::Value& bundle, const std::string& payer_id);
 
 // Points a mapped Claim (by id, in `bundle`) at the coverage routing chose: insurance[0].coverage
 // and insurer. False when the Bundle has no such Claim with insurance.
@@ -46,8 +46,8 @@ void settleClaimResource(json::Value& claim, json::Allocator& allocator, const s
 // event's own entries joining it. An event's entry never changes a payer's period: it replaces
 // a stored entry of the same Coverage only when that one rests on no payer source and the
 // event's is dated.
-std::vector<mappers::CoverageFact> withEventCoverage(std::vector<mappers::CoverageFact> known,
-                                                     std::vector<mappers::CoverageFact> event);
+std::vector<fhir::CoverageFact> withEventCoverage(std::vector<fhir::CoverageFact> known,
+                                                     std::vector<fhir::CoverageFact> event);
 
 // The commit after a roster file's rows: one new version of each attribution Group it touched
 // (`groups`: Group id -> "Patient/<id>" of the members the file lists), and in rosterMode full

@@ -3,7 +3,7 @@
 
 #include "gateway/dispatch/router.h"
 #include "gateway/merge/merge.h"
-#include "mappers/common/ids.h"
+#include "conformance/common/ids.h"
 
 namespace fhir::gateway {
 namespace {
@@ -53,16 +53,16 @@ std::string sourceDigestOf(const json::Value& bundle, const std::string& bundle_
       }
     }
   }
-  return mappers::sha256Hex(bundle_json);
+  return fhir::sha256Hex(bundle_json);
 }
 
 // Coverage resources of a mapped Bundle as routing facts.
-std::vector<mappers::CoverageFact> coverageFacts(const json::Value& bundle, const std::string& payer_id) {
-  std::vector<mappers::CoverageFact> facts;
+std::vector<fhir::CoverageFact> coverageFacts(const json::Value& bundle, const std::string& payer_id) {
+  std::vector<fhir::CoverageFact> facts;
   for (const json::Value& entry : bundle["entry"].GetArray()) {
     const json::Value& resource = entry["resource"];
     if (json::getString(resource, "resourceType") != "Coverage") continue;
-    mappers::CoverageFact fact;
+    fhir::CoverageFact fact;
     fact.coverage_id = std::string(json::getString(resource, "id").value_or(""));
     fact.payer_id = payer_id;
     fact.member_id = std::string(json::getString(resource, "subscriberId").value_or(""));
@@ -87,9 +87,9 @@ std::vector<mappers::CoverageFact> coverageFacts(const json::Value& bundle, cons
 
 // The event's own Coverage resources as routing facts; the payer is the payer-id identifier of
 // the Organization in Coverage.payor (as both event specs write it).
-std::vector<mappers::CoverageFact> eventCoverage(const json::Value& bundle) {
-  std::vector<mappers::CoverageFact> facts = coverageFacts(bundle, "");
-  for (mappers::CoverageFact& fact : facts) {
+std::vector<fhir::CoverageFact> eventCoverage(const json::Value& bundle) {
+  std::vector<fhir::CoverageFact> facts = coverageFacts(bundle, "");
+  for (fhir::CoverageFact& fact : facts) {
     const json::Value* coverage = bundleEntry(bundle, "Coverage/" + fact.coverage_id);
     const json::Value* payors = coverage ? json::find(*coverage, "payor") : nullptr;
     if (payors && payors->IsArray() && !payors->Empty()) {
@@ -103,8 +103,8 @@ std::vector<mappers::CoverageFact> eventCoverage(const json::Value& bundle) {
 
 // Points each routable billing Claim of a mapped Bundle at the coverage routing chose (the
 // mapper's pick may be another one of an ambiguous timeline).
-void settleBilling(const Config& config, json::Document& bundle, const std::vector<mappers::BillingFact>& billing) {
-  for (const mappers::BillingFact& fact : billing) {
+void settleBilling(const Config& config, json::Document& bundle, const std::vector<fhir::BillingFact>& billing) {
+  for (const fhir::BillingFact& fact : billing) {
     RouteDecision decision = routeClaim(config, fact);
     if (decision.payer != nullptr) settleClaim(bundle, fact.claim_id, fact.coverage->coverage_id, decision.payer->id);
   }
@@ -118,15 +118,15 @@ ContributionSource eventSource(std::string_view source, std::string_view event_i
 
 // The billing Claims of a mapped Bundle as routing facts (code, date, billing NPI), each with the
 // coverage valid on its date of service among `known`.
-std::vector<mappers::BillingFact> billingFacts(const json::Value& bundle, const std::vector<mappers::CoverageFact>& known) {
-  std::vector<mappers::BillingFact> out;
+std::vector<fhir::BillingFact> billingFacts(const json::Value& bundle, const std::vector<fhir::CoverageFact>& known) {
+  std::vector<fhir::BillingFact> out;
   for (const json::Value& entry : bundle["entry"].GetArray()) {
     const json::Value& resource = entry["resource"];
     if (json::getString(resource, "resourceType") != "Claim") continue;
     const json::Value* items = json::find(resource, "item");
     if (!items || !items->IsArray() || items->Empty()) continue;
     const json::Value& item = (*items)[0];
-    mappers::BillingFact fact;
+    fhir::BillingFact fact;
     fact.claim_id = std::string(json::getString(resource, "id").value_or(""));
     fact.date_of_service = std::string(json::getString(item, "servicedDate").value_or(""));
     if (const json::Value* product = json::find(item, "productOrService")) {
@@ -164,7 +164,7 @@ std::set<std::string> practicesOf(const json::Value& bundle) {
 Result<EconsultFacts> econsultFacts(const json::Value& bundle, Store& store) {
   EconsultFacts out;
   out.coverage = eventCoverage(bundle);
-  for (const mappers::CoverageFact& fact : out.coverage) out.event.payers.insert(fact.payer_id);
+  for (const fhir::CoverageFact& fact : out.coverage) out.event.payers.insert(fact.payer_id);
   for (const json::Value& entry : bundle["entry"].GetArray()) {
     const json::Value& resource = entry["resource"];
     const std::string_view type = json::getString(resource, "resourceType").value_or("");
@@ -181,7 +181,7 @@ Result<EconsultFacts> econsultFacts(const json::Value& bundle, Store& store) {
   auto stored = store.coverageOf(out.patient_id);
   if (!stored.ok()) return stored.error();
   out.billing = billingFacts(bundle, withEventCoverage(std::move(*stored), out.coverage));
-  for (const mappers::BillingFact& billing : out.billing) out.event.codes.insert(billing.system + "|" + billing.code);
+  for (const fhir::BillingFact& billing : out.billing) out.event.codes.insert(billing.system + "|" + billing.code);
   return out;
 }
 
@@ -190,7 +190,7 @@ Result<EconsultFacts> econsultFacts(const json::Value& bundle, Store& store) {
 // another event holds (Store: unique slots), so two concurrent second ACMs cannot both pass.
 std::vector<UniqueSlot> acmSlots(const json::Value& bundle) {
   std::vector<UniqueSlot> slots;
-  for (const mappers::BillingFact& fact : billingFacts(bundle, {})) {
+  for (const fhir::BillingFact& fact : billingFacts(bundle, {})) {
     if (fact.code != "ACM") continue;
     for (const json::Value& entry : bundle["entry"].GetArray()) {
       const json::Value& claim = entry["resource"];

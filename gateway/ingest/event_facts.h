@@ -26,19 +26,19 @@ namespace fhir::gateway {
 std::string sourceDigestOf(const json::Value& bundle, const std::string& bundle_json);
 
 // Coverage resources of a mapped Bundle as routing facts.
-std::vector<mappers::CoverageFact> coverageFacts(const json::Value& bundle, const std::string& payer_id);
+std::vector<fhir::CoverageFact> coverageFacts(const json::Value& bundle, const std::string& payer_id);
 
 // The event's own Coverage resources as routing facts; the payer is the payer-id identifier of
 // the Organization in Coverage.payor (as both event specs write it).
-std::vector<mappers::CoverageFact> eventCoverage(const json::Value& bundle);
+std::vector<fhir::CoverageFact> eventCoverage(const json::Value& bundle);
 
 // The billing Claims of a mapped Bundle as routing facts (code, date, billing NPI), each with the
 // coverage valid on its date of service among `known`.
-std::vector<mappers::BillingFact> billingFacts(const json::Value& bundle, const std::vector<mappers::CoverageFact>& known);
+std::vector<fhir::BillingFact> billingFacts(const json::Value& bundle, const std::vector<fhir::CoverageFact>& known);
 
 // Points each routable billing Claim of a mapped Bundle at the coverage routing chose (the
 // mapper's pick may be another one of an ambiguous timeline).
-void settleBilling(const Config& config, json::Document& bundle, const std::vector<mappers::BillingFact>& billing);
+void settleBilling(const Config& config, json::Document& bundle, const std::vector<fhir::BillingFact>& billing);
 
 // The practices a mapped Bundle names: the NPI of each Organization of type `prov` (as the
 // e-consult and care-management specs write a practice). Read from FHIR, never the source event.
@@ -51,8 +51,8 @@ ContributionSource eventSource(std::string_view source, std::string_view event_i
 // coverage timeline, and the subscription filter facts.
 struct EconsultFacts {
   std::string patient_id;
-  std::vector<mappers::CoverageFact> coverage;  // declared by the event
-  std::vector<mappers::BillingFact> billing;
+  std::vector<fhir::CoverageFact> coverage;  // declared by the event
+  std::vector<fhir::BillingFact> billing;
   EventFacts event;
 };
 // A store failure reading the patient's coverage is an error, never "no coverage".

@@ -30,7 +30,7 @@ class GatewayDirectory final : public mappers::Directory {
   // A store failure cannot be said through mappers::Directory (whose answers are data): it is
   // kept, the mapper sees no coverage, and the caller turns the whole mapping into a 503
   // (failure()), never into "no coverage".
-  std::vector<mappers::CoverageFact> coverageOf(std::string_view patient_id) const override {
+  std::vector<fhir::CoverageFact> coverageOf(std::string_view patient_id) const override {
     auto facts = store_.coverageOf(patient_id);
     if (facts.ok()) return std::move(*facts);
     noteFailure(facts.message());

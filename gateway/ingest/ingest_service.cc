@@ -14,7 +14,7 @@
 #include "gateway/ingest/gateway_directory.h"
 #include "gateway/merge/merge_preview.h"
 #include "gateway/merge/merge_service.h"
-#include "gateway/store/time_util.h"
+#include "conformance/common/time_util.h"
 #include "gateway/subscriptions/matching.h"
 
 namespace fhir::gateway {

@@ -24,7 +24,7 @@
 #include "gateway/ingest/answer.h"
 #include "gateway/ingest/contributions.h"
 #include "gateway/merge/merge.h"
-#include "gateway/server/metrics.h"
+#include "conformance/common/metrics.h"
 #include "gateway/store/store.h"
 #include "gateway/subscriptions/matching.h"
 #include "gateway/subscriptions/subscription.h"
@@ -97,7 +97,7 @@ class IngestService {
   // Validate last: the Bundle's contributions are merged with what is stored before the commit
   // (checkMerges) and the feeds' and payers' Bundles carry the merged resources.
   Result<EventCommit> commitEvent(const json::Value& bundle, IngestCommit commit,
-                                  const std::vector<mappers::BillingFact>& billing, const std::string& patient_id,
+                                  const std::vector<fhir::BillingFact>& billing, const std::string& patient_id,
                                   EventFacts facts, const ContributionSource& source);
 
   // Validate last (gateway/merge/merge_preview.h): merges the commits' contributions as their
@@ -136,7 +136,7 @@ class IngestService {
   // insurer are the coverage valid on its date of service, its delivery to that payer and its
   // billing-routed notifications. nullopt when the stored Claim is gone or the new version does
   // not validate (the claim keeps waiting); an error when the store failed. reroute.cc.
-  Result<std::optional<IngestCommit>> rerouteCommit(const UnroutableWrite& waiting, const mappers::CoverageFact& coverage,
+  Result<std::optional<IngestCommit>> rerouteCommit(const UnroutableWrite& waiting, const fhir::CoverageFact& coverage,
                                                     const PayerConfig& payer, const std::vector<Subscription>& live);
 
   const Config& config_;

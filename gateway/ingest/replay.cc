@@ -4,7 +4,7 @@
 #include "gateway/ingest/channel.h"
 #include "gateway/ingest/ingest_service.h"
 #include "gateway/ingest/pipeline.h"
-#include "mappers/common/ids.h"
+#include "conformance/common/ids.h"
 
 namespace fhir::gateway {
 namespace {
@@ -46,7 +46,7 @@ Result<std::string> IngestService::keep(QuarantineWrite write) {
   // limits.maxQuarantinePayloadBytes: the first bytes are kept, with the digest of the whole.
   const auto max_payload = static_cast<size_t>(config_.limits.max_quarantine_payload_bytes);
   if (write.payload.size() > max_payload) {
-    if (write.payload_sha256.empty()) write.payload_sha256 = mappers::sha256Hex(write.payload);
+    if (write.payload_sha256.empty()) write.payload_sha256 = fhir::sha256Hex(write.payload);
     write.payload.resize(max_payload);
     write.truncated = true;
   }

@@ -22,7 +22,7 @@ void dropStoredMeta(json::Document& resource) {
 }  // namespace
 
 Result<std::optional<IngestCommit>> IngestService::rerouteCommit(const UnroutableWrite& waiting,
-                                                                 const mappers::CoverageFact& coverage,
+                                                                 const fhir::CoverageFact& coverage,
                                                                  const PayerConfig& payer,
                                                                  const std::vector<Subscription>& live) {
   auto stored = store_->readResource("Claim", waiting.claim_id);
@@ -107,7 +107,7 @@ Status IngestService::routeWaitingClaims(const std::set<std::string>& patients, 
     auto waiting = store_->unroutableOf(patient);
     if (!waiting.ok()) return Error{waiting.message()};
     for (const UnroutableWrite& claim : *waiting) {
-      mappers::BillingFact billing;
+      fhir::BillingFact billing;
       billing.claim_id = claim.claim_id;
       billing.code = claim.code;
       billing.date_of_service = claim.date_of_service;

@@ -163,7 +163,7 @@ Result<std::vector<std::vector<ResourceWrite>>> previewMerge(Store& store, const
     for (size_t i = 0; i < commits.size(); ++i) {
       const IngestCommit& commit = *commits[i];
       if (commit.contributions.empty() && commit.remerge.empty()) continue;
-      std::vector<mappers::CoverageFact> coverage;
+      std::vector<fhir::CoverageFact> coverage;
       Status status = mergeCommit(rules, overlay, commit, merged[i], coverage);
       if (!status.ok()) return status;
       overlay.wrote(merged[i]);

@@ -6,8 +6,8 @@
 #include <optional>
 
 #include "gateway/dispatch/patient_match.h"
-#include "gateway/store/time_util.h"
-#include "mappers/common/ids.h"
+#include "conformance/common/time_util.h"
+#include "conformance/common/ids.h"
 
 namespace fhir::gateway::merge {
 namespace {
@@ -43,7 +43,7 @@ std::optional<ResourceWrite> citation(const std::string& type, const std::string
   json::Document provenance;
   provenance.SetObject();
   auto& allocator = provenance.GetAllocator();
-  const std::string provenance_id = mappers::deriveId({"Provenance", "merge", type, id});
+  const std::string provenance_id = fhir::deriveId({"Provenance", "merge", type, id});
   json::addString(provenance, "resourceType", "Provenance", allocator);
   json::addString(provenance, "id", provenance_id, allocator);
   json::Value targets(rapidjson::kArrayType);
@@ -89,7 +89,7 @@ class MergeRun {
  public:
   MergeRun(const MergeRules& rules, MergeTx& tx) : rules_(rules), tx_(tx) {}
 
-  Status run(const IngestCommit& commit, std::vector<ResourceWrite>& out, std::vector<mappers::CoverageFact>& coverage) {
+  Status run(const IngestCommit& commit, std::vector<ResourceWrite>& out, std::vector<fhir::CoverageFact>& coverage) {
     std::set<std::pair<std::string, std::string>> targets;
     std::set<std::pair<std::string, std::string>> deferred;  // merged by a later commit (one version per file)
     std::set<std::string> touched;
@@ -347,7 +347,7 @@ class MergeRun {
   }
 
   Status mergeOther(const std::string& type, const std::string& id, std::vector<ResourceWrite>& out,
-                    std::vector<mappers::CoverageFact>& coverage) {
+                    std::vector<fhir::CoverageFact>& coverage) {
     auto all = contributionsOf(type, id);
     if (!all.ok()) return all.error();
     if ((*all)->empty()) return Status::Ok();
@@ -394,7 +394,7 @@ class MergeRun {
           if (*survivor != patient) others.insert(*survivor);
         }
         for (const std::string& other : others) {
-          mappers::CoverageFact fact = coverageFactOf(resource, *merged, payer, other);
+          fhir::CoverageFact fact = coverageFactOf(resource, *merged, payer, other);
           fact.basis = "conflict";
           coverage.push_back(std::move(fact));
         }
@@ -415,9 +415,9 @@ class MergeRun {
 
 }  // namespace
 
-mappers::CoverageFact coverageFactOf(const json::Value& coverage, const Merged& merged, const std::string& payer_id,
+fhir::CoverageFact coverageFactOf(const json::Value& coverage, const Merged& merged, const std::string& payer_id,
                                      const std::string& patient_id) {
-  mappers::CoverageFact fact;
+  fhir::CoverageFact fact;
   fact.coverage_id = std::string(json::getString(coverage, "id").value_or(""));
   fact.patient_id = patient_id;
   fact.payer_id = payer_id;
@@ -440,14 +440,14 @@ mappers::CoverageFact coverageFactOf(const json::Value& coverage, const Merged& 
 }
 
 Status mergeCommit(const MergeRules& rules, MergeTx& tx, const IngestCommit& commit, std::vector<ResourceWrite>& merged,
-                   std::vector<mappers::CoverageFact>& coverage) {
+                   std::vector<fhir::CoverageFact>& coverage) {
   MergeRun run(rules, tx);
   return run.run(commit, merged, coverage);
 }
 
 MergeHook makeMergeHook(std::shared_ptr<const MergeRules> rules) {
   return [rules](MergeTx& tx, const IngestCommit& commit, std::vector<ResourceWrite>& merged,
-                 std::vector<mappers::CoverageFact>& coverage) { return mergeCommit(*rules, tx, commit, merged, coverage); };
+                 std::vector<fhir::CoverageFact>& coverage) { return mergeCommit(*rules, tx, commit, merged, coverage); };
 }
 
 }  // namespace fhir::gateway::merge

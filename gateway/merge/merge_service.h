@@ -26,11 +26,11 @@ MergeHook makeMergeHook(std::shared_ptr<const MergeRules> rules);
 // What the hook does for one commit: keeps its contributions through `tx` and appends the merged
 // resources (with their citations) and the merged Coverages' index rows.
 Status mergeCommit(const MergeRules& rules, MergeTx& tx, const IngestCommit& commit, std::vector<ResourceWrite>& merged,
-                   std::vector<mappers::CoverageFact>& coverage);
+                   std::vector<fhir::CoverageFact>& coverage);
 
 // The coverage index row of a merged Coverage: payer and member, period and what it rests on
 // ("payer" when a roster gave it, "ehr" when an event did), Coverage.order.
-mappers::CoverageFact coverageFactOf(const json::Value& coverage, const Merged& merged, const std::string& payer_id,
+fhir::CoverageFact coverageFactOf(const json::Value& coverage, const Merged& merged, const std::string& payer_id,
                                      const std::string& patient_id);
 
 }  // namespace fhir::gateway::merge

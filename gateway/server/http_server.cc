@@ -20,8 +20,8 @@
 #include "gateway/server/listener.h"
 #include "gateway/server/search_route.h"
 #include "gateway/store/search_index.h"
-#include "gateway/store/time_util.h"
-#include "mappers/common/ids.h"
+#include "conformance/common/time_util.h"
+#include "conformance/common/ids.h"
 
 namespace fhir::gateway {
 namespace {

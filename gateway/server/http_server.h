@@ -15,7 +15,7 @@
 #include "gateway/auth/policy.h"
 #include "gateway/config/config.h"
 #include "gateway/ingest/pipeline.h"
-#include "gateway/server/metrics.h"
+#include "conformance/common/metrics.h"
 #include "gateway/store/store.h"
 #include "gateway/subscriptions/subscription.h"
 #include "gateway/subscriptions/topics.h"

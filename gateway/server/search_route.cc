@@ -9,7 +9,7 @@
 #include "conformance/json/json.h"
 #include "conformance/search/search.h"
 #include "gateway/store/search_index.h"
-#include "gateway/store/time_util.h"
+#include "conformance/common/time_util.h"
 
 namespace fhir::gateway {
 namespace {

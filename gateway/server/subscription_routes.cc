@@ -7,8 +7,8 @@
 #include "conformance/json/json.h"
 #include "gateway/auth/audit.h"
 #include "gateway/server/fhir_http.h"
-#include "gateway/store/time_util.h"
-#include "mappers/common/ids.h"
+#include "conformance/common/time_util.h"
+#include "conformance/common/ids.h"
 
 namespace fhir::gateway {
 namespace {
@@ -312,7 +312,7 @@ class SubscriptionRoutes {
       }
       subscription->id = path_id;
     } else {
-      subscription->id = mappers::deriveId({"Subscription", std::to_string(nowMs()), body});
+      subscription->id = fhir::deriveId({"Subscription", std::to_string(nowMs()), body});
     }
     if (!isResourceIdText(subscription->id)) return outcomeAnswer(400, "invalid", "'" + subscription->id + "' is not a valid id");
     const auto existing = context_.subscriptions->get(subscription->id);

@@ -13,7 +13,7 @@
 
 #include "gateway/store/pg_internal.h"
 #include "gateway/store/pg_store.h"
-#include "mappers/common/ids.h"
+#include "conformance/common/ids.h"
 
 namespace fhir::gateway {
 namespace {

@@ -7,7 +7,7 @@
 #include <set>
 
 #include "gateway/store/pg_internal.h"
-#include "gateway/store/time_util.h"
+#include "conformance/common/time_util.h"
 
 namespace fhir::gateway::pg {
 namespace {

@@ -22,7 +22,7 @@
 #include "conformance/json/json.h"
 #include "gateway/store/pg_internal.h"
 #include "gateway/store/pg_search.h"
-#include "gateway/store/time_util.h"
+#include "conformance/common/time_util.h"
 
 namespace fhir::gateway {
 namespace {
@@ -245,8 +245,8 @@ class PgStore final : public Store {
     }, request);
   }
 
-  Result<std::vector<mappers::CoverageFact>> coverageOf(std::string_view patient_id) override {
-    return select<mappers::CoverageFact>(
+  Result<std::vector<CoverageFact>> coverageOf(std::string_view patient_id) override {
+    return select<CoverageFact>(
         "WITH cluster(p) AS (SELECT $1::text UNION SELECT patient_id FROM patient_survivor WHERE survivor = "
         "(SELECT survivor FROM patient_survivor WHERE patient_id = $1)) "
         "SELECT coverage_id COLLATE \"C\", payer_id, member_id, line_of_business, start_date COLLATE \"C\", end_date, basis, "
@@ -255,7 +255,7 @@ class PgStore final : public Store {
         "ORDER BY 5, 1, 7",
         [&](Query& q) { q.text(patient_id); },
         [&](const Rows& rows, int row) {
-          mappers::CoverageFact fact;
+          CoverageFact fact;
           fact.coverage_id = rows.text(row, 0);
           fact.patient_id = std::string(patient_id);
           fact.payer_id = rows.text(row, 1);

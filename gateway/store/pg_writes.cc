@@ -12,8 +12,8 @@
 
 #include "gateway/store/pg_internal.h"
 #include "gateway/store/pg_search.h"
-#include "gateway/store/time_util.h"
-#include "mappers/common/ids.h"
+#include "conformance/common/time_util.h"
+#include "conformance/common/ids.h"
 
 namespace fhir::gateway::pg {
 namespace {
@@ -25,7 +25,7 @@ Status writeResources(Connection& db, const IngestCommit& commit, const std::vec
   for (const ResourceWrite& resource : merged) writes.push_back(&resource);
   for (const ResourceWrite* write : writes) {
     const ResourceWrite& resource = *write;
-    const std::string hash = mappers::sha256Hex(resource.same_as.empty() ? resource.json : resource.same_as);
+    const std::string hash = fhir::sha256Hex(resource.same_as.empty() ? resource.json : resource.same_as);
     int64_t version = 1;
     // The row is locked before its version is read: two handles writing one resource give it
     // consecutive versions. A first version races on the primary key instead (ON CONFLICT).
@@ -77,12 +77,12 @@ Status writeResources(Connection& db, const IngestCommit& commit, const std::vec
   return Status::Ok();
 }
 
-Status writeCoverage(Connection& db, const IngestCommit& commit, const std::vector<mappers::CoverageFact>& merged) {
-  for (const mappers::CoverageFact& fact : merged) {  // a merged Coverage replaces its rows
+Status writeCoverage(Connection& db, const IngestCommit& commit, const std::vector<CoverageFact>& merged) {
+  for (const CoverageFact& fact : merged) {  // a merged Coverage replaces its rows
     Status dropped = Query(db, "DELETE FROM coverage_index WHERE coverage_id = $1").text(fact.coverage_id).done();
     if (!dropped.ok()) return dropped;
   }
-  for (const mappers::CoverageFact& fact : commit.coverage) {
+  for (const CoverageFact& fact : commit.coverage) {
     if (fact.basis != "evidence") continue;  // a claim file's date of service
     Status evidence = Query(db, "INSERT INTO coverage_evidence (coverage_id, patient_id, payer_id, member_id, "
                                 "line_of_business, date) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING")
@@ -97,12 +97,12 @@ Status writeCoverage(Connection& db, const IngestCommit& commit, const std::vect
                      .text(routed.code).done();
     if (!row.ok()) return row;
   }
-  std::vector<const mappers::CoverageFact*> index_rows;
-  for (const mappers::CoverageFact& fact : commit.coverage) {
+  std::vector<const CoverageFact*> index_rows;
+  for (const CoverageFact& fact : commit.coverage) {
     if (fact.basis != "evidence") index_rows.push_back(&fact);
   }
-  for (const mappers::CoverageFact& fact : merged) index_rows.push_back(&fact);
-  for (const mappers::CoverageFact* fact : index_rows) {
+  for (const CoverageFact& fact : merged) index_rows.push_back(&fact);
+  for (const CoverageFact* fact : index_rows) {
     Status row = Query(db, "INSERT INTO coverage_index (coverage_id, patient_id, payer_id, member_id, line_of_business, "
                            "start_date, end_date, basis, ord) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) "
                            "ON CONFLICT (coverage_id, patient_id) DO UPDATE SET payer_id = excluded.payer_id, "
@@ -212,7 +212,7 @@ Status writeIngest(Connection& db, Tx& tx, const IngestCommit& commit, const Mer
 
   // Contributions are merged in this transaction (gateway/merge/merge_service.h).
   std::vector<ResourceWrite> merged;
-  std::vector<mappers::CoverageFact> merged_coverage;
+  std::vector<CoverageFact> merged_coverage;
   if (merge_hook && (!commit.contributions.empty() || !commit.remerge.empty())) {
     auto merge_tx = makeMergeTx(db);
     Status status = merge_hook(*merge_tx, commit, merged, merged_coverage);
@@ -256,7 +256,7 @@ Status flushOutbox(Connection& db, Tx& tx) {
   std::vector<std::string> hashes(tx.outbox.size());
   std::map<std::string, const std::string*> bodies;
   for (size_t i = 0; i < tx.outbox.size(); ++i) {
-    hashes[i] = mappers::sha256Hex(tx.outbox[i].write.body);
+    hashes[i] = fhir::sha256Hex(tx.outbox[i].write.body);
     bodies.emplace(hashes[i], &tx.outbox[i].write.body);
   }
   for (const auto& [hash, body] : bodies) {
@@ -401,7 +401,7 @@ Result<bool> moveChangeCursor(Connection& db, std::string_view consumer, int64_t
 
 Result<std::string> insertQuarantine(Connection& db, const std::string& id, const QuarantineWrite& write,
                                      const std::string& now) {
-  const std::string digest = write.payload_sha256.empty() ? mappers::sha256Hex(write.payload) : write.payload_sha256;
+  const std::string digest = write.payload_sha256.empty() ? fhir::sha256Hex(write.payload) : write.payload_sha256;
   auto kept = Query(db, "INSERT INTO quarantine (id, channel, received_at, content_type, payload, truncated, outcome, record, "
                         "replay_prefix, replay_suffix, payload_sha256, count, last_received_at) "
                         "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 1, $3) "

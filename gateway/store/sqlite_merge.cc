@@ -5,7 +5,7 @@
 
 #include "gateway/store/sqlite_connection.h"
 #include "gateway/store/store.h"
-#include "gateway/store/time_util.h"
+#include "conformance/common/time_util.h"
 
 namespace fhir::gateway::sqlite {
 
@@ -211,7 +211,7 @@ Status readMerge(Connection& db, const std::function<Status(MergeTx&)>& read) {
 }
 
 Status mergeInTransaction(Connection& db, const MergeHook& hook, const IngestCommit& commit,
-                          std::vector<ResourceWrite>& merged, std::vector<mappers::CoverageFact>& coverage,
+                          std::vector<ResourceWrite>& merged, std::vector<CoverageFact>& coverage,
                           bool& changed) {
   changed = false;
   if (!hook || (commit.contributions.empty() && commit.remerge.empty())) return Status::Ok();
@@ -326,13 +326,13 @@ Status indexDemographics(Connection& db, const std::string& id, const std::strin
 }
 
 Status writeCoverageFacts(Connection& db, const IngestCommit& commit,
-                          const std::vector<mappers::CoverageFact>& merged_coverage) {
-  for (const mappers::CoverageFact& fact : merged_coverage) {  // a merged Coverage replaces its rows
+                          const std::vector<CoverageFact>& merged_coverage) {
+  for (const CoverageFact& fact : merged_coverage) {  // a merged Coverage replaces its rows
     Query drop(db, "DELETE FROM coverage_index WHERE coverage_id = ?");
     drop.bind(1, fact.coverage_id);
     if (drop.step() != SQLITE_DONE) return Error{drop.error()};
   }
-  for (const mappers::CoverageFact& fact : commit.coverage) {
+  for (const CoverageFact& fact : commit.coverage) {
     if (fact.basis != "evidence") continue;  // a claim file's date of service
     Query evidence(db, "INSERT OR IGNORE INTO coverage_evidence (coverage_id, patient_id, payer_id, member_id, "
                        "line_of_business, date) VALUES (?, ?, ?, ?, ?, ?)");
@@ -347,12 +347,12 @@ Status writeCoverageFacts(Connection& db, const IngestCommit& commit,
     row.bind(5, routed.code);
     if (row.step() != SQLITE_DONE) return Error{row.error()};
   }
-  std::vector<mappers::CoverageFact> index_rows;
-  for (const mappers::CoverageFact& fact : commit.coverage) {
+  std::vector<CoverageFact> index_rows;
+  for (const CoverageFact& fact : commit.coverage) {
     if (fact.basis != "evidence") index_rows.push_back(fact);
   }
   index_rows.insert(index_rows.end(), merged_coverage.begin(), merged_coverage.end());
-  for (const mappers::CoverageFact& fact : index_rows) {
+  for (const CoverageFact& fact : index_rows) {
     Query coverage(db,
                    "INSERT OR REPLACE INTO coverage_index (coverage_id, patient_id, payer_id, member_id, line_of_business, "
                    "start, end, basis, ord) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");

@@ -41,10 +41,10 @@ Status readMerge(Connection& db, const std::function<Status(MergeTx&)>& read);
 // The merge of an ingest commit in the writer's transaction, under its own savepoint. `changed`:
 // the commit was checked with another merge (takeCheckedMerge); then nothing of it is written.
 Status mergeInTransaction(Connection& db, const MergeHook& hook, const IngestCommit& commit,
-                          std::vector<ResourceWrite>& merged, std::vector<mappers::CoverageFact>& coverage,
+                          std::vector<ResourceWrite>& merged, std::vector<CoverageFact>& coverage,
                           bool& changed);
 
 Status writeCoverageFacts(Connection& db, const IngestCommit& commit,
-                          const std::vector<mappers::CoverageFact>& merged_coverage);
+                          const std::vector<CoverageFact>& merged_coverage);
 
 }  // namespace fhir::gateway::sqlite

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "gateway/store/sqlite_quarantine.h"
 
-#include "mappers/common/ids.h"
+#include "conformance/common/ids.h"
 
 namespace fhir::gateway::sqlite {
 
@@ -22,7 +22,7 @@ Status prepareQuarantine(Connection& db) {
 
 Result<std::string> insertQuarantine(Connection& db, const std::string& id, const QuarantineWrite& write,
                                      const std::string& now) {
-  const std::string digest = write.payload_sha256.empty() ? mappers::sha256Hex(write.payload) : write.payload_sha256;
+  const std::string digest = write.payload_sha256.empty() ? fhir::sha256Hex(write.payload) : write.payload_sha256;
   {
     Query existing(db, "SELECT id FROM quarantine WHERE channel = ? AND payload_sha256 = ? AND status = 'quarantined' "
                        "ORDER BY rowid LIMIT 1");

@@ -27,8 +27,8 @@
 #include "gateway/store/sqlite_search.h"
 #include "gateway/store/sqlite_staging.h"
 #include "gateway/store/store.h"
-#include "gateway/store/time_util.h"
-#include "mappers/common/ids.h"
+#include "conformance/common/time_util.h"
+#include "conformance/common/ids.h"
 
 namespace fhir::gateway {
 namespace {
@@ -216,8 +216,8 @@ class SqliteStore final : public Store {
     return withReader([&](Connection& db) { return sqlite::search(db, request); });
   }
 
-  Result<std::vector<mappers::CoverageFact>> coverageOf(std::string_view patient_id) override {
-    return selectRows<mappers::CoverageFact>(
+  Result<std::vector<CoverageFact>> coverageOf(std::string_view patient_id) override {
+    return selectRows<CoverageFact>(
         "WITH cluster(p) AS (SELECT ?1 UNION SELECT patient_id FROM patient_survivor WHERE survivor = "
         "(SELECT survivor FROM patient_survivor WHERE patient_id = ?1)) "
         "SELECT coverage_id, payer_id, member_id, line_of_business, start, end, basis, ord FROM coverage_index "
@@ -225,7 +225,7 @@ class SqliteStore final : public Store {
         "'evidence', 0 FROM coverage_evidence WHERE patient_id IN cluster ORDER BY 5, 1, 7",
         [&](Query& query) { query.bind(1, patient_id); },
         [&](const Query& query) {
-          mappers::CoverageFact fact;
+          CoverageFact fact;
           fact.coverage_id = query.text(0);
           fact.patient_id = std::string(patient_id);
           fact.payer_id = query.text(1);
@@ -725,7 +725,7 @@ class SqliteStore final : public Store {
     }
     // The commit's contributions merged in this transaction (gateway/merge/merge_service.h, sqlite_merge.cc).
     std::vector<ResourceWrite> merged;
-    std::vector<mappers::CoverageFact> merged_coverage;
+    std::vector<CoverageFact> merged_coverage;
     bool merge_changed = false;
     Status merged_now = sqlite::mergeInTransaction(db, merge_hook_, commit, merged, merged_coverage, merge_changed);
     if (!merged_now.ok()) return merged_now;
@@ -758,7 +758,7 @@ class SqliteStore final : public Store {
     std::vector<ChangedResource> changes;
     for (const ResourceWrite* write : writes) {
       const ResourceWrite& resource = *write;
-      const std::string hash = mappers::sha256Hex(resource.same_as.empty() ? resource.json : resource.same_as);
+      const std::string hash = fhir::sha256Hex(resource.same_as.empty() ? resource.json : resource.same_as);
       int64_t version = 1;
       {
         Query current(db, "SELECT version, content_hash FROM resources WHERE type = ? AND id = ?");
@@ -859,7 +859,7 @@ class SqliteStore final : public Store {
   // The id of an outbox body in outbox_bodies, stored once per distinct text (by SHA-256), so the
   // rows of a fan-out share it and a delivered-mark rewrites a small row, not the body.
   static Result<int64_t> storeBody(Connection& db, const std::string& body) {
-    const std::string hash = mappers::sha256Hex(body);
+    const std::string hash = fhir::sha256Hex(body);
     {
       Query insert(db, "INSERT INTO outbox_bodies (hash, body) VALUES (?, ?) ON CONFLICT (hash) DO NOTHING");
       insert.bindBlob(1, hash).bindBlob(2, body);

@@ -35,7 +35,7 @@
 
 #include "conformance/common/result.h"
 #include "gateway/merge/merge.h"
-#include "mappers/common/directory.h"
+#include "conformance/common/coverage.h"
 
 namespace fhir::search {
 struct Query;
@@ -136,7 +136,7 @@ struct IngestCommit {
   int status = 202;             // the HTTP answer recorded for idempotent re-posts
   std::string answer;
   std::vector<ResourceWrite> resources;
-  std::vector<mappers::CoverageFact> coverage;
+  std::vector<CoverageFact> coverage;
   std::vector<OutboxWrite> outbox;
   std::vector<UnroutableWrite> unroutable;
   // Non-empty: when any resource changed, the commit records a change row with this context
@@ -308,7 +308,7 @@ class MergeTx {
 // appends the merged resources to write (a resource whose merge did not change gets no new
 // version) and their coverage facts (which replace the index rows of those Coverage ids).
 using MergeHook = std::function<Status(MergeTx& tx, const IngestCommit& commit, std::vector<ResourceWrite>& merged,
-                                       std::vector<mappers::CoverageFact>& coverage)>;
+                                       std::vector<CoverageFact>& coverage)>;
 
 // In the ingest transaction, after the MergeHook: whether its `merged` writes are the ones the
 // commit was checked with (IngestCommit::merge_checked); when they are, `merged` becomes the
@@ -482,7 +482,7 @@ class Store {
 
   virtual Result<std::optional<StoredResource>> readResource(std::string_view type,
                                                               std::string_view id) = 0;
-  virtual Result<std::vector<mappers::CoverageFact>> coverageOf(std::string_view patient_id) = 0;
+  virtual Result<std::vector<CoverageFact>> coverageOf(std::string_view patient_id) = 0;
   // One kept version (vread); empty when the resource or that version is not kept.
   virtual Result<std::optional<StoredResource>> readVersion(std::string_view type, std::string_view id,
                                                             int64_t version) = 0;

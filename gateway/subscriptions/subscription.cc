@@ -3,8 +3,8 @@
 
 #include <mutex>
 
-#include "gateway/store/time_util.h"
-#include "mappers/common/ids.h"
+#include "conformance/common/time_util.h"
+#include "conformance/common/ids.h"
 
 namespace fhir::gateway {
 namespace {
@@ -243,7 +243,7 @@ Result<std::string> notificationBundle(const Subscription& subscription, Notific
   // The SubscriptionStatus, R4 form. It has an id (the uuid of its fullUrl): a searchset match
   // ($status) must have one (the validator's "Search results must have ids", as the HL7 one).
   const std::string last_number = events.empty() ? std::to_string(nowMs()) : std::to_string(events.back().number);
-  const std::string status_id = mappers::deriveId({"notification", subscription.id, typeName(type), last_number});
+  const std::string status_id = fhir::deriveId({"notification", subscription.id, typeName(type), last_number});
   json::Value status(rapidjson::kObjectType);
   json::addString(status, "resourceType", "Parameters", a);
   json::addString(status, "id", status_id, a);

@@ -19,7 +19,7 @@
 #include <unordered_set>
 
 #include "mappers/common/dates.h"
-#include "mappers/common/ids.h"
+#include "conformance/common/ids.h"
 #include "mappers/engine/fhir_paths.h"
 #include "mappers/engine/spec_json.h"
 #include "mappers/readers/csv/csv_reader.h"
@@ -165,6 +165,12 @@ Status Compiler::eventResource(const json::Value& resource, const std::string& s
   if (const json::Value* update = json::find(resource, "update")) {
     if (!json::isString(*update) || json::stringView(*update) != "merge") return fail(resource, "\"update\" can only be \"merge\"");
     program.merge = true;
+  }
+  if (const json::Value* fact = json::find(resource, "fact")) {
+    // The kinds the gateway reads (gateway/ingest): a billing line is a Claim.
+    if (!json::isString(*fact) || json::stringView(*fact) != "billing") return fail(resource, "\"fact\" can only be \"billing\"");
+    if (program.type != "Claim") return fail(resource, "a \"billing\" fact is a Claim");
+    program.fact = std::string(json::stringView(*fact));
   }
   const json::Value* for_each = json::find(resource, "forEach");
   if (!for_each) {

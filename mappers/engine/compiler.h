@@ -65,7 +65,7 @@ class Compiler {
 };
 
 std::vector<std::string> splitPath(std::string_view text);
-Status loadValueSets(const std::string& dir, SpecLibrary::Shared& shared);
+Status loadValueSets(const std::string& dir, const std::string& core_dir, SpecLibrary::Shared& shared);
 Status loadConceptMaps(const std::string& dir, SpecLibrary::Shared& shared);
 
 }  // namespace fhir::mappers::engine

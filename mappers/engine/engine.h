@@ -69,8 +69,18 @@ struct MapOptions {
   size_t max_record_bytes = 0;
 };
 
+// A typed fact the spec declares on a resource (`"fact": "billing"`): the resource it made and
+// the place in the record of the item it came from, so that the gateway names a place in the
+// source without reading the source's members (issue 12, Build 1).
+struct ResourceFact {
+  std::string kind;       // the spec's "fact": "billing" (a billing line, a Claim)
+  std::string reference;  // "Claim/<id>"
+  std::string location;   // its forEach item: "$.episode.billing[1]" for a posted event, else "line 4, ..."
+};
+
 struct MappedBundle {
   json::Document bundle;  // Bundle type collection; the last entry is the Provenance
+  std::vector<ResourceFact> facts;  // in Bundle order, one per made resource whose spec declares a fact
   std::string record_id;  // the source's own key (claim id, member id, event id)
   std::string position;   // "line 2", "interchange 000000101, transaction set 0001, segment 19"
   IssueList warnings;

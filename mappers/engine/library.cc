@@ -19,8 +19,10 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "conformance/definitions/registry.h"
+#include "conformance/terminology/terminology.h"
 #include "mappers/common/dates.h"
-#include "mappers/common/ids.h"
+#include "conformance/common/ids.h"
 #include "mappers/engine/fhir_paths.h"
 #include "mappers/engine/spec_json.h"
 #include "mappers/readers/csv/csv_reader.h"
@@ -33,103 +35,52 @@ namespace fhir::mappers::engine {
 
 namespace readers = ::fhir::mappers::readers;
 
-// The alignment ValueSets (codes of compose.include concepts, with ordinalValue extensions) and
-// the dependsOn translations of the ConceptMaps that have them.
-// Codes of the alignment CodeSystems by canonical URL, for value sets that include a whole system.
-std::map<std::string, std::vector<std::string>> localCodeSystems(const std::string& dir) {
-  std::map<std::string, std::vector<std::string>> systems;
-  std::error_code error;
-  for (const auto& entry : std::filesystem::directory_iterator(dir, error)) {
-    std::string name = entry.path().filename().string();
-    if (name.rfind("CodeSystem-", 0) != 0 || entry.path().extension() != ".json") continue;
-    std::ifstream in(entry.path(), std::ios::binary);
-    std::ostringstream text;
-    text << in.rdbuf();
-    auto doc = json::parse(text.str());
-    if (!doc.ok()) continue;
-    const json::Value* concepts = json::find(*doc, "concept");
-    if (!concepts || !concepts->IsArray()) continue;
-    std::vector<std::string>& codes = systems[std::string(json::getString(*doc, "url").value_or(""))];
-    for (const json::Value& entry_concept : concepts->GetArray()) codes.emplace_back(json::getString(entry_concept, "code").value_or(""));
+// The alignment ValueSets, expanded by conformance/terminology (the validator's expansion: codes
+// of compose.include concepts and of whole local CodeSystems, with ordinalValue extensions), by id.
+Status loadValueSets(const std::string& dir, const std::string& core_dir, SpecLibrary::Shared& shared) {
+  auto registry = definitions::Registry::load(core_dir, {dir});
+  if (!registry.ok()) return Error{registry.message()};
+  terminology::Terminology terminology(**registry);
+  for (const json::Value* resource : (*registry)->extraResources(definitions::ResourceKind::kValueSet)) {
+    std::string id(json::getString(*resource, "id").value_or(""));
+    const json::Value* compose = json::find(*resource, "compose");
+    const json::Value* includes = compose ? json::find(*compose, "include") : nullptr;
+    if (!includes || !includes->IsArray()) continue;
+    const terminology::Expansion& expansion = terminology.expand(json::getString(*resource, "url").value_or(""));
+    ValueSetCodes codes;
+    codes.name = id;
+    codes.codes.insert(expansion.codes.begin(), expansion.codes.end());
+    codes.codes.insert(expansion.bare_codes.begin(), expansion.bare_codes.end());
+    codes.ordinals.insert(expansion.ordinals.begin(), expansion.ordinals.end());
+    shared.value_sets.emplace(id, std::move(codes));
   }
-  return systems;
+  return Status::Ok();
 }
 
-Status loadValueSets(const std::string& dir, SpecLibrary::Shared& shared) {
-  const std::map<std::string, std::vector<std::string>> systems = localCodeSystems(dir);
-  std::error_code error;
-  for (const auto& entry : std::filesystem::directory_iterator(dir, error)) {
-    std::string name = entry.path().filename().string();
-    bool value_set = name.rfind("ValueSet-", 0) == 0;
-    bool concept_map = name.rfind("ConceptMap-", 0) == 0;
-    if ((!value_set && !concept_map) || entry.path().extension() != ".json") continue;
-    std::ifstream in(entry.path(), std::ios::binary);
-    std::ostringstream text;
-    text << in.rdbuf();
-    auto doc = json::parse(text.str());
-    if (!doc.ok()) return Error{entry.path().string() + ": " + doc.message()};
-    std::string id(json::getString(*doc, "id").value_or(""));
-    if (value_set) {
-      ValueSetCodes codes;
-      codes.name = id;
-      const json::Value* compose = json::find(*doc, "compose");
-      const json::Value* includes = compose ? json::find(*compose, "include") : nullptr;
-      if (!includes || !includes->IsArray()) continue;
-      for (const json::Value& include : includes->GetArray()) {
-        std::string system(json::getString(include, "system").value_or(""));
-        const json::Value* concepts = json::find(include, "concept");
-        if (!concepts || !concepts->IsArray()) {
-          auto whole = systems.find(system);  // the whole (local) code system
-          if (whole == systems.end()) continue;
-          for (const std::string& code : whole->second) {
-            codes.codes.insert(code);
-            codes.codes.insert(system + "|" + code);
-          }
-          continue;
-        }
-        for (const json::Value& entry_concept : concepts->GetArray()) {
-          std::string code(json::getString(entry_concept, "code").value_or(""));
-          codes.codes.insert(code);
-          codes.codes.insert(system + "|" + code);
-          const json::Value* extensions = json::find(entry_concept, "extension");
-          if (!extensions || !extensions->IsArray()) continue;
-          for (const json::Value& extension : extensions->GetArray()) {
-            const json::Value* ordinal = json::find(extension, "valueDecimal");
-            if (json::getString(extension, "url") == "http://hl7.org/fhir/StructureDefinition/ordinalValue" && ordinal &&
-                json::isNumber(*ordinal)) {
-              codes.ordinals[code] = json::numberText(*ordinal);
-            }
-          }
-        }
-      }
-      shared.value_sets.emplace(id, std::move(codes));
-      continue;
-    }
-    const json::Value* groups = json::find(*doc, "group");
-    if (!groups || !groups->IsArray()) continue;
-    DependentTranslation translation;
-    translation.name = id;
-    for (const json::Value& group : groups->GetArray()) {
-      const json::Value* elements = json::find(group, "element");
-      if (!elements || !elements->IsArray()) continue;
-      for (const json::Value& element : elements->GetArray()) {
-        std::string code(json::getString(element, "code").value_or(""));
-        const json::Value* targets = json::find(element, "target");
-        if (!targets || !targets->IsArray()) continue;
-        for (const json::Value& target : targets->GetArray()) {
-          const json::Value* depends = json::find(target, "dependsOn");
-          if (!depends || !depends->IsArray()) continue;
-          for (const json::Value& condition : depends->GetArray()) {
-            std::string value(json::getString(condition, "value").value_or(""));
-            translation.targets[value + '\x1f' + code].insert(std::string(json::getString(target, "code").value_or("")));
-          }
+// The dependsOn translations of a ConceptMap that has them: "dependsOn value\x1fcode" -> targets.
+static void addDependentTranslation(const json::Value& doc, SpecLibrary::Shared& shared) {
+  const json::Value* groups = json::find(doc, "group");
+  if (!groups || !groups->IsArray()) return;
+  DependentTranslation translation;
+  translation.name = std::string(json::getString(doc, "id").value_or(""));
+  for (const json::Value& group : groups->GetArray()) {
+    const json::Value* elements = json::find(group, "element");
+    if (!elements || !elements->IsArray()) continue;
+    for (const json::Value& element : elements->GetArray()) {
+      std::string code(json::getString(element, "code").value_or(""));
+      const json::Value* targets = json::find(element, "target");
+      if (!targets || !targets->IsArray()) continue;
+      for (const json::Value& target : targets->GetArray()) {
+        const json::Value* depends = json::find(target, "dependsOn");
+        if (!depends || !depends->IsArray()) continue;
+        for (const json::Value& condition : depends->GetArray()) {
+          std::string value(json::getString(condition, "value").value_or(""));
+          translation.targets[value + '\x1f' + code].insert(std::string(json::getString(target, "code").value_or("")));
         }
       }
     }
-    if (!translation.targets.empty()) shared.dependent.emplace(id, std::move(translation));
   }
-  if (error) return Error{"cannot read " + dir + ": " + error.message()};
-  return Status::Ok();
+  if (!translation.targets.empty()) shared.dependent.emplace(translation.name, std::move(translation));
 }
 
 Status loadConceptMaps(const std::string& dir, SpecLibrary::Shared& shared) {
@@ -142,6 +93,7 @@ Status loadConceptMaps(const std::string& dir, SpecLibrary::Shared& shared) {
     text << in.rdbuf();
     auto doc = json::parse(text.str());
     if (!doc.ok()) return Error{entry.path().string() + ": " + doc.message()};
+    addDependentTranslation(*doc, shared);
     auto id = json::getString(*doc, "id");
     std::string map_id = id ? std::string(*id) : name.substr(11, name.size() - 16);
     const json::Value* groups = json::find(*doc, "group");
@@ -213,7 +165,7 @@ Result<std::unique_ptr<SpecLibrary>> SpecLibrary::loadFile(const std::string& pa
   Dirs dirs = dirsOf(options);
   std::unique_ptr<SpecLibrary> library(new SpecLibrary());
   if (Status status = loadConceptMaps(dirs.alignment, *library->shared_); !status.ok()) return Error{status.message()};
-  if (Status status = loadValueSets(dirs.alignment, *library->shared_); !status.ok()) return Error{status.message()};
+  if (Status status = loadValueSets(dirs.alignment, dirs.core, *library->shared_); !status.ok()) return Error{status.message()};
   FhirPaths paths(dirs.core);
   auto spec = compileFile(path, *library->shared_, paths);
   if (!spec.ok()) return spec.error();
@@ -226,7 +178,7 @@ Result<std::unique_ptr<SpecLibrary>> SpecLibrary::load(const LoadOptions& option
   Dirs dirs = dirsOf(options);
   std::unique_ptr<SpecLibrary> library(new SpecLibrary());
   if (Status status = loadConceptMaps(dirs.alignment, *library->shared_); !status.ok()) return Error{status.message()};
-  if (Status status = loadValueSets(dirs.alignment, *library->shared_); !status.ok()) return Error{status.message()};
+  if (Status status = loadValueSets(dirs.alignment, dirs.core, *library->shared_); !status.ok()) return Error{status.message()};
   FhirPaths paths(dirs.core);
   std::vector<std::string> files;
   std::error_code error;

@@ -19,7 +19,7 @@
 #include <unordered_set>
 
 #include "mappers/common/dates.h"
-#include "mappers/common/ids.h"
+#include "conformance/common/ids.h"
 #include "mappers/engine/fhir_paths.h"
 #include "mappers/engine/spec_json.h"
 #include "mappers/readers/csv/csv_reader.h"

@@ -19,7 +19,7 @@
 #include <unordered_set>
 
 #include "mappers/common/dates.h"
-#include "mappers/common/ids.h"
+#include "conformance/common/ids.h"
 #include "mappers/engine/fhir_paths.h"
 #include "mappers/engine/spec_json.h"
 #include "mappers/readers/csv/csv_reader.h"
@@ -716,6 +716,7 @@ bool Run::map(const json::Value& record, const std::string& raw, const std::stri
   issues_ = &issues;
   warnings_ = &out.warnings;
   if (!out.warnings.empty()) out.warnings = IssueList();  // `out` may be reused from record to record
+  out.facts.clear();
   reference_count_ = 0;
   Scope root{&record, {}, 0};
   if (!spec_.group_by.empty()) root = Scope{&record["lines"][0], {"lines", "0"}, 0};
@@ -846,6 +847,9 @@ bool Run::map(const json::Value& record, const std::string& raw, const std::stri
     text.assign(program.type).append("/").append(ids[index]);
     target.AddMember("reference", json::makeString(text, allocator), allocator);
     targets.PushBack(target, allocator);
+    if (!program.fact.empty()) {
+      out.facts.push_back(ResourceFact{program.fact, text, location(scopes[index].location.steps())});
+    }
     addEntry(std::move(resource), program.type, ids[index]);
   }
   if (failed || issues.hasErrors()) return false;

@@ -19,7 +19,7 @@
 #include <unordered_set>
 
 #include "mappers/common/dates.h"
-#include "mappers/common/ids.h"
+#include "conformance/common/ids.h"
 #include "mappers/engine/engine.h"
 #include "mappers/engine/fhir_paths.h"
 #include "mappers/engine/spec_json.h"
@@ -226,6 +226,8 @@ struct ResourceProgram {
   bool merge = false;
   // `"unique": message`: two items giving the same id are an error at the second one.
   std::string unique_message;
+  // `"fact": kind`: the resource is returned as a typed fact with the Bundle (MappedBundle::facts).
+  std::string fact;
 };
 
 

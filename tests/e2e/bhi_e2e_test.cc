@@ -7,7 +7,7 @@
 #include <fstream>
 #include <set>
 
-#include "mappers/common/ids.h"
+#include "conformance/common/ids.h"
 #include "tests/e2e/e2e_fixture.h"
 
 namespace fhir::testing {

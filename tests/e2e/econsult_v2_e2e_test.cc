@@ -3,7 +3,7 @@
 // Content-Type x-application/hl7-v2+er7 are answered with ER7 ACKs, stored as the JSON events
 // would be, and the RRI's billing Claim reaches the payer. Bad messages get AE/AR and are kept.
 
-#include "mappers/common/ids.h"
+#include "conformance/common/ids.h"
 #include "tests/e2e/e2e_fixture.h"
 
 namespace fhir::testing {
@@ -68,7 +68,7 @@ TEST_F(EconsultV2EndToEnd, RefThenRriAreAcknowledgedStoredAndTheClaimReachesTheP
   expectAck(rri, "AA", "evt-7f3a-0002");
 
   // Stored under the ids of the contract's id table, as the JSON events would be.
-  const std::string request_id = mappers::deriveId({"ServiceRequest", "epic-prod-northshore", "EC-2026-000451"});
+  const std::string request_id = fhir::deriveId({"ServiceRequest", "epic-prod-northshore", "EC-2026-000451"});
   HttpResult request = gateway_->get("/fhir/ServiceRequest/" + request_id);
   ASSERT_EQ(request.status, 200);
   json::Document stored = parse(request.body);
@@ -77,16 +77,16 @@ TEST_F(EconsultV2EndToEnd, RefThenRriAreAcknowledgedStoredAndTheClaimReachesTheP
   EXPECT_EQ(str(stored, "priority"), "routine");
   // The RRI merges into what the REF created and changes nothing in it: still version 1.
   EXPECT_EQ(str(stored["meta"], "versionId"), "1");
-  HttpResult task = gateway_->get("/fhir/Task/" + mappers::deriveId({"Task", "epic-prod-northshore", "EC-2026-000451"}));
+  HttpResult task = gateway_->get("/fhir/Task/" + fhir::deriveId({"Task", "epic-prod-northshore", "EC-2026-000451"}));
   ASSERT_EQ(task.status, 200);
   EXPECT_EQ(str(parse(task.body), "status"), "completed");
   HttpResult answer = gateway_->get("/fhir/Communication/" +
-                                    mappers::deriveId({"Communication", "epic-prod-northshore", "EC-2026-000451", "evt-7f3a-0002"}));
+                                    fhir::deriveId({"Communication", "epic-prod-northshore", "EC-2026-000451", "evt-7f3a-0002"}));
   ASSERT_EQ(answer.status, 200);
   EXPECT_EQ(json::numberAsInt64(parse(answer.body)["extension"][0]["valueInteger"]), 15);
-  const std::string claim_id = mappers::deriveId({"Claim", "epic-prod-northshore", "evt-7f3a-0002", "0"});
+  const std::string claim_id = fhir::deriveId({"Claim", "epic-prod-northshore", "evt-7f3a-0002", "0"});
   ASSERT_EQ(gateway_->get("/fhir/Claim/" + claim_id).status, 200);
-  EXPECT_EQ(gateway_->get("/fhir/Patient/" + mappers::deriveId({"Patient", "urn:oid:2.16.840.1.113883.3.7418.1", "NS-884213"})).status, 200);
+  EXPECT_EQ(gateway_->get("/fhir/Patient/" + fhir::deriveId({"Patient", "urn:oid:2.16.840.1.113883.3.7418.1", "NS-884213"})).status, 200);
 
   // The payer receives the 99451 Claim; the HIE both Bundles.
   ASSERT_TRUE(payer_.waitForAccepted(1, 20s));
@@ -177,7 +177,7 @@ TEST_F(EconsultV2EndToEnd, BadMessagesAreAcknowledgedWithTheErrorAndQuarantined)
   ASSERT_FALSE(two_entry.empty());
   EXPECT_EQ(gateway_->post("/admin/quarantine/" + two_entry + "/replay", "").status, 422);
   EXPECT_EQ(gateway_->get("/fhir/ServiceRequest/" +
-                          mappers::deriveId({"ServiceRequest", "epic-prod-northshore", "EC-2026-000451"})).status, 404);
+                          fhir::deriveId({"ServiceRequest", "epic-prod-northshore", "EC-2026-000451"})).status, 404);
 }
 
 }  // namespace

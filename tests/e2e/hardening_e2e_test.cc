@@ -11,7 +11,7 @@
 #include <sstream>
 #include <thread>
 
-#include "mappers/common/ids.h"
+#include "conformance/common/ids.h"
 #include "tests/e2e/e2e_fixture.h"
 #include "tests/e2e/raw_client.h"
 
@@ -363,7 +363,7 @@ TEST_F(Hardening, ClaimLargerThanMaxRecordBytesIsQuarantinedTruncatedWithItsDige
   json::Document entry = parse(gateway_->get("/admin/quarantine/" + id).body);
   EXPECT_TRUE(entry["truncated"].GetBool());
   EXPECT_EQ(json::numberAsInt64(entry["payloadBytes"]), 65536);
-  const std::string digest = mappers::sha256Hex(big);
+  const std::string digest = fhir::sha256Hex(big);
   EXPECT_EQ(str(entry, "payloadSha256"), digest);
   const std::string diagnostics = str(entry["outcome"]["issue"][0], "diagnostics");
   EXPECT_NE(diagnostics.find("larger than maxRecordBytes (65536)"), std::string::npos) << diagnostics;
@@ -396,7 +396,7 @@ TEST_F(Hardening, SingleCsvLineLargerThanMaxRecordBytesIsQuarantinedTruncatedWit
   json::Document entry = parse(gateway_->get("/admin/quarantine/" + id).body);
   EXPECT_TRUE(entry["truncated"].GetBool());
   EXPECT_EQ(json::numberAsInt64(entry["payloadBytes"]), 65536);
-  const std::string digest = mappers::sha256Hex(big);
+  const std::string digest = fhir::sha256Hex(big);
   EXPECT_EQ(str(entry, "payloadSha256"), digest);
   const std::string diagnostics = str(entry["outcome"]["issue"][0], "diagnostics");
   EXPECT_NE(diagnostics.find("line 4: the record is " + std::to_string(big.size()) +
@@ -465,7 +465,7 @@ TEST_F(Hardening, NdjsonLinesWithInvalidUtf8OrOverMaxRecordBytesAreQuarantinedAn
   json::Document oversized =
       parse(gateway_->get("/admin/quarantine/" + std::string(json::stringView(summary["quarantineIds"][1]))).body);
   EXPECT_TRUE(oversized["truncated"].GetBool());
-  EXPECT_EQ(str(oversized, "payloadSha256"), mappers::sha256Hex(big));
+  EXPECT_EQ(str(oversized, "payloadSha256"), fhir::sha256Hex(big));
   EXPECT_EQ(staged(), 0);
   expectHealthy();
 }

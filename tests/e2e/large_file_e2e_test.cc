@@ -11,7 +11,7 @@
 #include <sstream>
 #include <vector>
 
-#include "mappers/common/ids.h"
+#include "conformance/common/ids.h"
 #include "tests/e2e/e2e_fixture.h"
 #include "tests/e2e/raw_client.h"
 
@@ -62,7 +62,7 @@ TEST_F(LargeFile, OneClaimFillingAGigabyteIsQuarantinedInBoundedMemory) {
   std::string chunk = kHeader;
   for (int claim = 1; claim <= 3; ++claim) chunk += claimLine("LG-BEFORE-" + std::to_string(claim), 1);
   sendChunk(chunk);
-  mappers::Sha256Stream digest;
+  fhir::Sha256Stream digest;
   std::string first_bytes;
   size_t big_bytes = 0;
   size_t line = 0;
@@ -123,7 +123,7 @@ TEST_F(LargeFile, HalfAGigabyteSingleLinesAreQuarantinedInBoundedMemory) {
     const std::string normal = claimLine(id, 1);
     const size_t name_at = normal.find("Okafor");
     const std::string head = normal.substr(0, name_at), tail = normal.substr(name_at + 6);
-    mappers::Sha256Stream digest;
+    fhir::Sha256Stream digest;
     std::string first;
     size_t line_bytes = 0;
     std::string chunk = head;

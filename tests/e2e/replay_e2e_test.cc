@@ -11,7 +11,7 @@
 #include "gateway/cli/runtime.h"
 #include "gateway/config/config.h"
 #include "gateway/store/store.h"
-#include "mappers/common/ids.h"
+#include "conformance/common/ids.h"
 #include "tests/e2e/e2e_fixture.h"
 #include "gateway_test_paths.h"
 
@@ -415,7 +415,7 @@ TEST_F(ReplayX12, ClaimRejectedUnderAnOlderIgIsReplayedAloneAndAcceptedAfterTheF
   expectCounts(result, 1, 1, 0);
   EXPECT_EQ(result["bundleIds"].Size(), 1u);
   expectOnlyEntry(id, "accepted", 2);
-  const std::string claim_id = mappers::deriveId({"Claim", "x12-837p", kPayer, "NS-CLM-0001"});
+  const std::string claim_id = fhir::deriveId({"Claim", "x12-837p", kPayer, "NS-CLM-0001"});
   HttpResult claim = gateway_->get("/fhir/Claim/" + claim_id);
   ASSERT_EQ(claim.status, 200) << claim.body;
   json::Document stored = parse(claim.body);

@@ -6,7 +6,7 @@
 
 #include <fstream>
 
-#include "mappers/common/ids.h"
+#include "conformance/common/ids.h"
 #include "tests/e2e/e2e_fixture.h"
 
 namespace fhir::testing {
@@ -131,13 +131,13 @@ TEST_F(SourcesE2eTest, ClaimFileAndJulyFirst) {
   postAll({4, 3, 0, 2, 1});
   expectEachClaimAtItsPayerOnce();
   // One surviving Patient (the EHR's) carries the identifiers of every source.
-  const std::string survivor = mappers::deriveId({"Patient", "urn:oid:2.16.840.1.113883.3.7418.1", "NS-884213"});
+  const std::string survivor = fhir::deriveId({"Patient", "urn:oid:2.16.840.1.113883.3.7418.1", "NS-884213"});
   HttpResult patient = gateway_->get("/fhir/Patient/" + survivor);
   ASSERT_EQ(patient.status, 200);
   EXPECT_NE(patient.body.find("LMC00918273"), std::string::npos) << patient.body;
   EXPECT_NE(patient.body.find("NW-55"), std::string::npos) << patient.body;
   EXPECT_NE(patient.body.find("\"replaces\""), std::string::npos) << patient.body;
-  HttpResult coverage = gateway_->get("/fhir/Coverage/" + mappers::deriveId({"Coverage", "lakeshore-medicaid", "LMC00918273"}));
+  HttpResult coverage = gateway_->get("/fhir/Coverage/" + fhir::deriveId({"Coverage", "lakeshore-medicaid", "LMC00918273"}));
   ASSERT_EQ(coverage.status, 200);
   EXPECT_NE(coverage.body.find(R"("period":{"start":"2026-01-01","end":"2026-06-30"})"), std::string::npos) << coverage.body;
   EXPECT_NE(coverage.body.find("Patient/" + survivor), std::string::npos) << coverage.body;
@@ -150,7 +150,7 @@ TEST_F(SourcesE2eTest, TheAttributionGroupHoldsEveryMemberOfThreeDeltaFilesAndAF
   roster("lakeshore-medicaid", row("M1", "Ames") + row("M2", "Baker"), "2026-01-31");
   roster("lakeshore-medicaid", row("M3", "Cole"), "2026-02-28");
   roster("lakeshore-medicaid", row("M1", "Ames", "20260315"), "2026-03-31");
-  const std::string group = mappers::deriveId({"Group", "attribution", "lakeshore-medicaid", "1093817462"});
+  const std::string group = fhir::deriveId({"Group", "attribution", "lakeshore-medicaid", "1093817462"});
   json::Document stored = parse(gateway_->get("/fhir/Group/" + group).body);
   ASSERT_TRUE(stored.HasMember("member")) << json::serialize(stored);
   EXPECT_EQ(stored["member"].Size(), 3u) << json::serialize(stored);
@@ -162,7 +162,7 @@ TEST_F(SourcesE2eTest, TheAttributionGroupHoldsEveryMemberOfThreeDeltaFilesAndAF
   EXPECT_EQ(refused.status, 400) << refused.body;
   roster("northwind-commercial", row("N1", "Dunn") + row("N2", "Ellis"), "2026-01-31");
   roster("northwind-commercial", row("N2", "Ellis"), "2026-03-31");
-  const std::string group_b = mappers::deriveId({"Group", "attribution", "northwind-commercial", "1093817462"});
+  const std::string group_b = fhir::deriveId({"Group", "attribution", "northwind-commercial", "1093817462"});
   json::Document full = parse(gateway_->get("/fhir/Group/" + group_b).body);
   ASSERT_EQ(full["member"].Size(), 2u) << json::serialize(full);
   EXPECT_NE(json::serialize(full).find(R"("period":{"start":"2026-01-01","end":"2026-03-31"})"), std::string::npos)
@@ -181,7 +181,7 @@ TEST_F(SourcesE2eTest, ConflictingDemographicsAreListedAndNotMerged) {
   EXPECT_NE(text.find("1971-03-19"), std::string::npos) << text;
   EXPECT_NE(text.find("1961-03-19"), std::string::npos) << text;
   EXPECT_NE(text.find("epic-prod-northshore"), std::string::npos) << text;
-  const std::string ehr = mappers::deriveId({"Patient", "urn:oid:2.16.840.1.113883.3.7418.1", "NS-999"});
+  const std::string ehr = fhir::deriveId({"Patient", "urn:oid:2.16.840.1.113883.3.7418.1", "NS-999"});
   HttpResult patient = gateway_->get("/fhir/Patient/" + ehr);
   ASSERT_EQ(patient.status, 200);
   EXPECT_NE(patient.body.find("1971-03-19"), std::string::npos);

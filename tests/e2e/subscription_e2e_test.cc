@@ -5,7 +5,7 @@
 #include <fstream>
 #include <set>
 
-#include "mappers/common/ids.h"
+#include "conformance/common/ids.h"
 #include "tests/e2e/e2e_fixture.h"
 
 namespace fhir::testing {
@@ -347,10 +347,10 @@ std::string eventWithCoverage(const std::string& event_id, const std::string& da
 
 // Ids as the contracts derive them (econsult-event.md id table, payer-formats.md).
 std::string coverageId(const std::string& payer, const std::string& member) {
-  return mappers::deriveId({"Coverage", payer, member});
+  return fhir::deriveId({"Coverage", payer, member});
 }
 std::string rosterPatientId(const std::string& payer, const std::string& member) {
-  return mappers::deriveId({"Patient", "https://fhir.alignment-gateway.org/CodeSystem/member-id/" + payer, member});
+  return fhir::deriveId({"Patient", "https://fhir.alignment-gateway.org/CodeSystem/member-id/" + payer, member});
 }
 
 const json::Value* resourceIn(const json::Value& bundle, const std::string& type, const std::string& id) {
@@ -405,7 +405,7 @@ TEST_F(Subscriptions, ReroutedClaimTakesTheCoverageOfItsDateAndAnnouncesBillingR
   ASSERT_NE(claim, nullptr);
   EXPECT_EQ(str((*claim)["insurance"][0]["coverage"], "reference"), "Coverage/" + lakeshore_coverage);
   EXPECT_EQ(str((*claim)["insurer"], "reference"),
-            "Organization/" + mappers::deriveId({"Organization", "payer", "lakeshore-medicaid"}));
+            "Organization/" + fhir::deriveId({"Organization", "payer", "lakeshore-medicaid"}));
   const json::Value* coverage = resourceIn(delivered, "Coverage", lakeshore_coverage);
   ASSERT_NE(coverage, nullptr);
   EXPECT_EQ(str((*coverage)["beneficiary"], "reference"), "Patient/" + patient_id);

@@ -33,7 +33,7 @@
 #include "gateway/ingest/pipeline.h"
 #include "gateway/server/http_framing.h"
 #include "gateway/server/http_server.h"
-#include "gateway/server/metrics.h"
+#include "conformance/common/metrics.h"
 #include "tests/fuzz/fuzz_support.h"
 #include "gateway_paths.h"
 

@@ -5,7 +5,7 @@
 
 #include "conformance/json/json.h"
 #include "gateway/config/config.h"
-#include "gateway/server/metrics.h"
+#include "conformance/common/metrics.h"
 #include "tests/gateway/forwarding_store.h"
 #include "tests/support/loopback_receiver.h"
 #include "tests/support/test_support.h"

@@ -16,7 +16,7 @@
 #include "conformance/validator/validator.h"
 #include "gateway/config/config.h"
 #include "gateway/ingest/pipeline.h"
-#include "gateway/server/metrics.h"
+#include "conformance/common/metrics.h"
 #include "gateway/store/store.h"
 #include "gateway/subscriptions/subscription.h"
 #include "mappers/engine/engine.h"

@@ -30,7 +30,7 @@ class ForwardingStore : public Store {
     return inner_->readVersion(type, id, version);
   }
   Result<std::vector<ResourceVersion>> history(const HistoryQuery& query) override { return inner_->history(query); }
-  Result<std::vector<mappers::CoverageFact>> coverageOf(std::string_view patient_id) override { return inner_->coverageOf(patient_id); }
+  Result<std::vector<CoverageFact>> coverageOf(std::string_view patient_id) override { return inner_->coverageOf(patient_id); }
   Result<std::optional<OutboxItem>> nextDue(std::string_view destination, int64_t now_ms) override { return inner_->nextDue(destination, now_ms); }
   Status recordDelivered(const DeliveryAttempt& attempt) override { return inner_->recordDelivered(attempt); }
   void recordDeliveredAsync(const DeliveryAttempt& attempt, std::function<void(const Status&)> on_commit) override { return inner_->recordDeliveredAsync(attempt, std::move(on_commit)); }

@@ -12,8 +12,8 @@
 
 #include "gateway/config/config.h"
 #include "gateway/ingest/pipeline.h"
-#include "gateway/server/metrics.h"
-#include "mappers/common/ids.h"
+#include "conformance/common/metrics.h"
+#include "conformance/common/ids.h"
 #include "tests/gateway/forwarding_store.h"
 #include "tests/support/test_support.h"
 #include "gateway_paths.h"
@@ -35,7 +35,7 @@ class FailingStore final : public test_stores::ForwardingStore {
   std::atomic<bool> fail_clusters{false};
   std::atomic<int> coverage_reads{0};
 
-  Result<std::vector<mappers::CoverageFact>> coverageOf(std::string_view patient_id) override {
+  Result<std::vector<fhir::CoverageFact>> coverageOf(std::string_view patient_id) override {
     ++coverage_reads;
     if (fail_coverage) return Error{"disk I/O error (injected)"};
     return inner_->coverageOf(patient_id);

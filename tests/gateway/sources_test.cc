@@ -19,8 +19,8 @@
 #include "conformance/validator/validator.h"
 #include "gateway/config/config.h"
 #include "gateway/ingest/pipeline.h"
-#include "gateway/server/metrics.h"
-#include "mappers/common/ids.h"
+#include "conformance/common/metrics.h"
+#include "conformance/common/ids.h"
 #include "tests/gateway/forwarding_store.h"
 #include "tests/support/test_support.h"
 #include "gateway_paths.h"
@@ -206,8 +206,8 @@ struct Gateway {
   std::unique_ptr<Pipeline> pipeline;
 };
 
-const std::string kCoverageA = mappers::deriveId({"Coverage", kPayerA, "LMC00918273"});
-const std::string kCoverageB = mappers::deriveId({"Coverage", kPayerB, "NW-55"});
+const std::string kCoverageA = fhir::deriveId({"Coverage", kPayerA, "LMC00918273"});
+const std::string kCoverageB = fhir::deriveId({"Coverage", kPayerB, "NW-55"});
 
 // The five units of the acceptance test, each a list of posts.
 std::vector<std::function<void(Gateway&)>> units(bool repost) {
@@ -245,8 +245,8 @@ std::string periodOf(const std::string& coverage_json) {
 // What must hold after any order: returns the store's resources for comparison across orders.
 std::map<std::string, std::string> checkOutcome(Gateway& gateway, const std::string& order) {
   SCOPED_TRACE("order " + order);
-  const std::string june = mappers::deriveId({"Claim", "epic-prod-northshore", "e1-resp", "0"});
-  const std::string july = mappers::deriveId({"Claim", "epic-prod-northshore", "e2-resp", "0"});
+  const std::string june = fhir::deriveId({"Claim", "epic-prod-northshore", "e1-resp", "0"});
+  const std::string july = fhir::deriveId({"Claim", "epic-prod-northshore", "e2-resp", "0"});
   std::vector<std::string> to_a = gateway.claimsSentTo(kPayerA);
   std::vector<std::string> to_b = gateway.claimsSentTo(kPayerB);
   EXPECT_EQ(std::count(to_a.begin(), to_a.end(), june), 1);
@@ -538,14 +538,14 @@ std::map<std::string, std::string> membersOf(Gateway& gateway, const std::string
 }
 
 std::string rosterPatient(const std::string& payer, const std::string& member) {
-  return "Patient/" + mappers::deriveId({"Patient", "https://fhir.alignment-gateway.org/CodeSystem/member-id/" + payer, member});
+  return "Patient/" + fhir::deriveId({"Patient", "https://fhir.alignment-gateway.org/CodeSystem/member-id/" + payer, member});
 }
 
 TEST(SourcesTest, AGroupAccumulatesDeltaRostersOneVersionPerFileAndAFullRosterEndsTheMissingMember) {
   Config config = twoPayers();
   config.payers[1].roster_mode = "full";
   Gateway gateway(config);
-  const std::string group_a = mappers::deriveId({"Group", "attribution", kPayerA, "1093817462"});
+  const std::string group_a = fhir::deriveId({"Group", "attribution", kPayerA, "1093817462"});
   ASSERT_EQ(gateway.roster(kPayerA, kRosterHeader + rosterRow("M1", "Ames", "20260101") + rosterRow("M2", "Baker", "20260101"),
                            "2026-01-31").status, 200);
   ASSERT_EQ(gateway.roster(kPayerA, kRosterHeader + rosterRow("M3", "Cole", "20260201"), "2026-02-28").status, 200);
@@ -558,7 +558,7 @@ TEST(SourcesTest, AGroupAccumulatesDeltaRostersOneVersionPerFileAndAFullRosterEn
   EXPECT_EQ(gateway.history("Group", group_a).size(), 3u) << "one Group version per roster file";
 
   // Payer B sends full rosters: asOf is required, and a member a later file no longer lists ends then.
-  const std::string group_b = mappers::deriveId({"Group", "attribution", kPayerB, "1093817462"});
+  const std::string group_b = fhir::deriveId({"Group", "attribution", kPayerB, "1093817462"});
   EXPECT_EQ(gateway.roster(kPayerB, kRosterHeader + rosterRow("N1", "Dunn", "20260101")).status, 400);
   EXPECT_EQ(gateway.roster(kPayerB, kRosterHeader + rosterRow("N1", "Dunn", "20260101"), "2026-13-01").status, 400);
   const std::string january = kRosterHeader + rosterRow("N1", "Dunn", "20260101") + rosterRow("N2", "Ellis", "20260101");
@@ -586,7 +586,7 @@ TEST(SourcesTest, ARosterRowMatchedOnDemographicsAloneJoinsTheEventsPatientWithT
                                         "LMC00918273,Okafor,Adaeze,19610319,F,medicaid,20260101,20260630,1093817462,,20260101,\r\n")
                 .status,
             200);
-  const std::string ehr_patient = mappers::deriveId({"Patient", "urn:oid:2.16.840.1.113883.3.7418.1", "NS-884213"});
+  const std::string ehr_patient = fhir::deriveId({"Patient", "urn:oid:2.16.840.1.113883.3.7418.1", "NS-884213"});
   auto cluster = gateway.store->clusterOf(ehr_patient);
   ASSERT_TRUE(cluster.ok());
   EXPECT_EQ(cluster->size(), 2u);
@@ -624,7 +624,7 @@ TEST(SourcesTest, ResourcesStoredBeforeTheMergeExistedKeepWhatTheySaid) {
     commit.payload = "{}";
     commit.resources.push_back({"Coverage", kCoverageA, R"({"resourceType":"Coverage","id":")" + kCoverageA +
                                 R"(","status":"active","subscriberId":"LMC00918273","beneficiary":{"reference":"Patient/old"},"period":{"start":"2026-01-01","end":"2026-06-30"}})"});
-    mappers::CoverageFact fact;
+    fhir::CoverageFact fact;
     fact.coverage_id = kCoverageA;
     fact.patient_id = "old";
     fact.payer_id = kPayerA;
@@ -665,8 +665,8 @@ TEST(SourcesTest, ConflictingDemographicsForOneMemberIdStayTwoPatientsAndAreList
   EXPECT_NE((*conflicts)[0].detail.find("roster"), std::string::npos);
   EXPECT_NE((*conflicts)[0].detail.find("epic-prod-northshore"), std::string::npos);
   const std::string roster_patient =
-      mappers::deriveId({"Patient", "https://fhir.alignment-gateway.org/CodeSystem/member-id/lakeshore-medicaid", "LMC00918273"});
-  const std::string ehr_patient = mappers::deriveId({"Patient", "urn:oid:2.16.840.1.113883.3.7418.1", "NS-999"});
+      fhir::deriveId({"Patient", "https://fhir.alignment-gateway.org/CodeSystem/member-id/lakeshore-medicaid", "LMC00918273"});
+  const std::string ehr_patient = fhir::deriveId({"Patient", "urn:oid:2.16.840.1.113883.3.7418.1", "NS-999"});
   auto payer_side = gateway.store->readResource("Patient", roster_patient);
   auto ehr_side = gateway.store->readResource("Patient", ehr_patient);
   ASSERT_TRUE(payer_side.ok() && payer_side->has_value());
@@ -775,7 +775,7 @@ TEST(SourcesTest, ThePayersAndTheFeedsBundlesCarryTheMergedCoverageWhichValidate
 
   const std::string merged_coverage = storedWithoutMeta(*gateway.store, "Coverage", kCoverageA);
   EXPECT_EQ(periodOf(merged_coverage), R"({"start":"2026-01-01","end":"2026-06-30"})") << merged_coverage;
-  const std::string ehr_patient = mappers::deriveId({"Patient", "urn:oid:2.16.840.1.113883.3.7418.1", "NS-884213"});
+  const std::string ehr_patient = fhir::deriveId({"Patient", "urn:oid:2.16.840.1.113883.3.7418.1", "NS-884213"});
   const std::string merged_patient = storedWithoutMeta(*gateway.store, "Patient", ehr_patient);
   EXPECT_NE(merged_patient.find("LMC00918273"), std::string::npos) << merged_patient;  // the roster's member id
 
@@ -900,7 +900,7 @@ TEST(SourcesTest, ARosterRowWhoseMergeIsInvalidIsQuarantinedAndTheFileGoesOn) {
   EXPECT_FALSE(after.count("Coverage/" + kCoverageA + "/00000002"));
   EXPECT_FALSE(gateway.store->readResource("Patient", rosterPatient(kPayerA, "LMC00918273").substr(8))->has_value());
   EXPECT_TRUE(gateway.store->readResource("Patient", rosterPatient(kPayerA, "LMC00555111").substr(8))->has_value());
-  const std::string other_coverage = mappers::deriveId({"Coverage", kPayerA, "LMC00555111"});
+  const std::string other_coverage = fhir::deriveId({"Coverage", kPayerA, "LMC00555111"});
   EXPECT_EQ(validationErrors(storedWithoutMeta(*gateway.store, "Coverage", other_coverage)), "");
 }
 

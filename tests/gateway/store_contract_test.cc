@@ -21,7 +21,7 @@
 
 #include "gateway/store/pg_store.h"
 #include "gateway/store/store.h"
-#include "gateway/store/time_util.h"
+#include "conformance/common/time_util.h"
 #include "tests/support/test_postgres.h"
 #include "tests/support/test_support.h"
 
@@ -404,7 +404,7 @@ std::string listedPatient(const std::string& id, const std::string& contributors
 // and writes each Patient with the contributors it has, in their order.
 MergeHook listingHook() {
   return [](MergeTx& tx, const IngestCommit& commit, std::vector<ResourceWrite>& merged,
-            std::vector<mappers::CoverageFact>&) -> Status {
+            std::vector<CoverageFact>&) -> Status {
     std::set<std::string> ids;
     for (const merge::Contribution& c : commit.contributions) {
       Status put = tx.putContribution(c);
@@ -625,7 +625,7 @@ TEST_P(StoreContract, AWritesAuditRecordsCommitInItsTransaction) {
 
   // A commit that fails inside its transaction (here the merge step) leaves neither the event
   // nor its audit record.
-  store_->setMergeHook([](MergeTx&, const IngestCommit&, std::vector<ResourceWrite>&, std::vector<mappers::CoverageFact>&) {
+  store_->setMergeHook([](MergeTx&, const IngestCommit&, std::vector<ResourceWrite>&, std::vector<CoverageFact>&) {
     return Status(Error{"merge refused (test)"});
   });
   IngestCommit failing = eventCommit("a3");

@@ -15,7 +15,7 @@
 
 #include "gateway/store/pg_store.h"
 #include "gateway/store/store.h"
-#include "gateway/store/time_util.h"
+#include "conformance/common/time_util.h"
 #include "tests/support/test_postgres.h"
 #include "tests/support/test_support.h"
 

@@ -152,7 +152,7 @@ class StoreSearch : public ::testing::TestWithParam<StoreKind> {
   }
 
   void write(const std::string& key, const std::vector<std::string>& jsons, const std::string& channel = "test",
-             std::vector<mappers::CoverageFact> coverage = {}) {
+             std::vector<CoverageFact> coverage = {}) {
     std::vector<ResourceWrite> resources;
     for (const std::string& json : jsons) resources.push_back(resourceOf(json));
     IngestCommit commit = commitOf(key, std::move(resources), channel);
@@ -456,9 +456,9 @@ TEST_P(StoreSearch, EachPayerFindsOnlyItsOwnClaimsAndCoverageAndCountsOnlyThem) 
   // Coverage and Claims (the channel names the payer: ownersOf, gateway/auth/policy.cc).
   write("patient", {R"({"resourceType":"Patient","id":"shared","name":[{"family":"Both"}]})"}, "roster:payer-a");
   write("cov-a", {R"({"resourceType":"Coverage","id":"cov-a","status":"active","beneficiary":{"reference":"Patient/shared"},"payor":[{"reference":"Organization/a"}]})"}, "roster:payer-a",
-        {mappers::CoverageFact{"cov-a", "shared", "payer-a", "m-a", "medicaid", "2026-01-01", "", "payer", 0}});
+        {CoverageFact{"cov-a", "shared", "payer-a", "m-a", "medicaid", "2026-01-01", "", "payer", 0}});
   write("cov-b", {R"({"resourceType":"Coverage","id":"cov-b","status":"active","beneficiary":{"reference":"Patient/shared"},"payor":[{"reference":"Organization/b"}]})"}, "roster:payer-b",
-        {mappers::CoverageFact{"cov-b", "shared", "payer-b", "m-b", "medicaid", "2026-01-01", "", "payer", 0}});
+        {CoverageFact{"cov-b", "shared", "payer-b", "m-b", "medicaid", "2026-01-01", "", "payer", 0}});
   for (const char* id : {"a1", "a2", "a3"}) {
     write(std::string("claim-") + id, {std::string(R"({"resourceType":"Claim","id":")") + id + R"(","status":"active","use":"claim","patient":{"reference":"Patient/shared"}})"}, "claims:payer-a");
   }

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "mappers/common/ids.h"
+#include "conformance/common/ids.h"
 
 #include <regex>
 

@@ -8,9 +8,11 @@ namespace fhir::gateway {
 namespace {
 
 // A stored ACM Claim with the same id (patient, specialist, calendar month) that another event
-// created: the second ACM of that month (contracts/econsult-event.md). Returns the issue; an
-// error when the store failed reading the stored Claim.
-Result<std::optional<IssueList>> secondAcm(Store& store, const json::Value& bundle, const json::Value& event) {
+// created: the second ACM of that month (contracts/econsult-event.md). Returns the issue, located
+// at the billing entry the mapper says the Claim came from (its "billing" fact); an error when
+// the store failed reading the stored Claim.
+Result<std::optional<IssueList>> secondAcm(Store& store, const mappers::engine::MappedBundle& mapped) {
+  const json::Value& bundle = mapped.bundle;
   static constexpr std::string_view kAcmSystem = "https://fhir.alignment-gateway.org/CodeSystem/alignment-billing";
   auto identifierOf = [](const json::Value& claim) {
     const json::Value* identifiers = json::find(claim, "identifier");
@@ -18,7 +20,7 @@ Result<std::optional<IssueList>> secondAcm(Store& store, const json::Value& bund
     return std::string(json::getString((*identifiers)[0], "system").value_or("")) + "|" +
            std::string(json::getString((*identifiers)[0], "value").value_or(""));
   };
-  for (const mappers::BillingFact& fact : billingFacts(bundle, {})) {
+  for (const fhir::BillingFact& fact : billingFacts(bundle, {})) {
     if (fact.system != kAcmSystem || fact.code != "ACM") continue;
     auto stored = store.readResource("Claim", fact.claim_id);
     if (!stored.ok()) return stored.error();
@@ -33,16 +35,11 @@ Result<std::optional<IssueList>> secondAcm(Store& store, const json::Value& bund
       if (json::getString(entry["resource"], "id") == fact.claim_id) claim = &entry["resource"];
     }
     if (claim == nullptr || identifierOf(previous) == identifierOf(*claim)) continue;
-    // The billing entry of this Claim: the ACM entry with its date of service.
-    std::string location = "$.episode.billing";
-    const json::Value* episode = json::find(event, "episode");
-    const json::Value* entries = episode ? json::find(*episode, "billing") : nullptr;
-    for (rapidjson::SizeType index = 0; entries && entries->IsArray() && index < entries->Size(); ++index) {
-      const json::Value& item = (*entries)[index];
-      if (json::getString(item, "code") == "ACM" && json::getString(item, "dateOfService") == fact.date_of_service) {
-        location += "[" + std::to_string(index) + "]";
-        break;
-      }
+    // The billing entry of this Claim, as the spec's "billing" fact places it.
+    const std::string reference = "Claim/" + fact.claim_id;
+    std::string location = reference;
+    for (const mappers::engine::ResourceFact& made : mapped.facts) {
+      if (made.kind == "billing" && made.reference == reference) location = made.location;
     }
     IssueList issues;
     issues.atLocation(Severity::kError, "business-rule", location,
@@ -56,7 +53,7 @@ Result<std::optional<IssueList>> secondAcm(Store& store, const json::Value& bund
 
 // Subscription filter facts of a care-management event: patient, payers, practice, codes, read
 // from the mapped Bundle (the practice: its `prov` Organization, as for e-consults).
-EventFacts careManagementFacts(const json::Value& bundle, const std::vector<mappers::CoverageFact>& coverage) {
+EventFacts careManagementFacts(const json::Value& bundle, const std::vector<fhir::CoverageFact>& coverage) {
   EventFacts facts;
   for (const json::Value& entry : bundle["entry"].GetArray()) {
     const json::Value& resource = entry["resource"];
@@ -70,7 +67,7 @@ EventFacts careManagementFacts(const json::Value& bundle, const std::vector<mapp
     facts.codes.insert(std::string(json::getString(coding, "system").value_or("")) + "|" +
                        std::string(json::getString(coding, "code").value_or("")));
   }
-  for (const mappers::CoverageFact& fact : coverage) facts.payers.insert(fact.payer_id);
+  for (const fhir::CoverageFact& fact : coverage) facts.payers.insert(fact.payer_id);
   facts.practices = practicesOf(bundle);
   return facts;
 }
@@ -113,7 +110,7 @@ Answer CareManagementChannel::ingest(const IngestRequest& request) {
     return service_.reject(kChannel, body, content_type, status, issues);
   }
   if (idempotency_key.empty()) return storeFailure("event without source/eventId passed mapping");
-  auto second = secondAcm(service_.store(), mapped.bundle, event);
+  auto second = secondAcm(service_.store(), mapped);
   if (!second.ok()) return storeFailure(second.message());
   if (*second) return service_.reject(kChannel, body, content_type, 422, **second);
 
@@ -123,13 +120,13 @@ Answer CareManagementChannel::ingest(const IngestRequest& request) {
       patient_id = std::string(json::getString(entry["resource"], "id").value_or(""));
     }
   }
-  const std::vector<mappers::CoverageFact> declared = eventCoverage(mapped.bundle);
+  const std::vector<fhir::CoverageFact> declared = eventCoverage(mapped.bundle);
 
   // Billing Claims go to the payer covering their date (commitEvent: feeds, payers, subscriptions).
   auto stored_coverage = service_.store().coverageOf(patient_id);
   if (!stored_coverage.ok()) return storeFailure(stored_coverage.message());
-  std::vector<mappers::CoverageFact> known = withEventCoverage(std::move(*stored_coverage), declared);
-  std::vector<mappers::BillingFact> billing = billingFacts(mapped.bundle, known);
+  std::vector<fhir::CoverageFact> known = withEventCoverage(std::move(*stored_coverage), declared);
+  std::vector<fhir::BillingFact> billing = billingFacts(mapped.bundle, known);
   settleBilling(service_.config(), mapped.bundle, billing);
   IngestCommit commit = acceptedEvent(kChannel, idempotency_key, body, mapped.bundle, issues);
   commit.unique_slots = acmSlots(mapped.bundle);
@@ -142,7 +139,7 @@ Answer CareManagementChannel::ingest(const IngestRequest& request) {
   if (outcome->invalid_merge.hasErrors()) return service_.reject(kChannel, body, content_type, 422, outcome->invalid_merge);
   const CommitOutcome& committed = outcome->outcome;
   if (!committed.slot_taken.empty()) {  // another event took this ACM slot since secondAcm read it
-    auto taken = secondAcm(service_.store(), mapped.bundle, event);
+    auto taken = secondAcm(service_.store(), mapped);
     if (!taken.ok()) return storeFailure(taken.message());
     if (*taken) return service_.reject(kChannel, body, content_type, 422, **taken);
     return storeFailure("ACM slot " + committed.slot_taken + " is held by " + committed.slot_owner + " whose Claim cannot be read");

@@ -14,9 +14,9 @@
 #include "gateway/ingest/event_facts.h"
 #include "gateway/ingest/gateway_directory.h"
 #include "gateway/ingest/ingest_service.h"
-#include "gateway/store/time_util.h"
+#include "conformance/common/time_util.h"
 #include "gateway/subscriptions/matching.h"
-#include "mappers/common/ids.h"
+#include "conformance/common/ids.h"
 
 namespace fhir::gateway {
 namespace {

@@ -5,7 +5,7 @@
 #include <bit>
 #include <unordered_set>
 
-#include "mappers/common/ids.h"
+#include "conformance/common/ids.h"
 
 #if defined(__SSE2__)
 #include <emmintrin.h>

@@ -4,7 +4,7 @@
 #include <cstring>
 #include <memory>
 
-#include "mappers/common/ids.h"
+#include "conformance/common/ids.h"
 
 namespace fhir::mappers::readers::ndjson {
 namespace {

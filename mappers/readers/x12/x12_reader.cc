@@ -9,7 +9,7 @@
 #include <cstring>
 #include <initializer_list>
 
-#include "mappers/common/ids.h"
+#include "conformance/common/ids.h"
 #include "mappers/readers/x12/x12_json.h"
 #include "mappers/readers/x12/x12_records.h"
 

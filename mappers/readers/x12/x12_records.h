@@ -11,7 +11,7 @@
 #include <string>
 #include <string_view>
 
-#include "mappers/common/ids.h"
+#include "conformance/common/ids.h"
 #include "mappers/readers/reader.h"
 
 #if defined(__SSE2__)

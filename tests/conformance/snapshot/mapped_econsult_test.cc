@@ -26,7 +26,7 @@ class OnePayerDirectory final : public mappers::Directory {
     return mappers::PayerInfo{"lakeshore-medicaid", "Lakeshore Medicaid MCO",
                               "http://hl7.org/fhir/sid/us-npi", "1548271034"};
   }
-  std::vector<mappers::CoverageFact> coverageOf(std::string_view) const override { return {}; }
+  std::vector<fhir::CoverageFact> coverageOf(std::string_view) const override { return {}; }
 };
 
 std::string describe(const IssueList& issues) {

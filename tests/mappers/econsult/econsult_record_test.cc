@@ -4,7 +4,7 @@
 // locations, the patient's stored coverage from the Directory.
 #include <gtest/gtest.h>
 
-#include "mappers/common/ids.h"
+#include "conformance/common/ids.h"
 #include "mappers/engine/engine.h"
 #include "tests/support/test_support.h"
 

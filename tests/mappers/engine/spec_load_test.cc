@@ -7,7 +7,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "mappers/common/ids.h"
+#include "conformance/common/ids.h"
 
 #include "tests/mappers/engine/spec_load_error.h"
 

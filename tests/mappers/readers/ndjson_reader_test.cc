@@ -5,7 +5,7 @@
 
 #include <sstream>
 
-#include "mappers/common/ids.h"
+#include "conformance/common/ids.h"
 
 namespace fhir::mappers::readers::ndjson {
 namespace {

@@ -15,7 +15,7 @@
 #include <istream>
 #include <string>
 
-#include "mappers/common/ids.h"
+#include "conformance/common/ids.h"
 #include "mappers/readers/x12/x12_reader.h"
 #include "tests/support/test_support.h"
 

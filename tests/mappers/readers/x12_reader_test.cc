@@ -5,7 +5,7 @@
 
 #include <sstream>
 
-#include "mappers/common/ids.h"
+#include "conformance/common/ids.h"
 #include "tests/support/test_support.h"
 
 namespace fhir::mappers::readers::x12 {

@@ -8,7 +8,7 @@
 #include <map>
 #include <set>
 
-#include "mappers/common/ids.h"
+#include "conformance/common/ids.h"
 #include "tests/mappers/specs/golden.h"
 
 namespace fhir::mappers::testing {

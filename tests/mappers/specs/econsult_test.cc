@@ -13,7 +13,7 @@
 #include <cstring>
 #include <istream>
 
-#include "mappers/common/ids.h"
+#include "conformance/common/ids.h"
 #include "tests/mappers/specs/golden.h"
 #include "tests/support/test_support.h"
 

@@ -3,7 +3,7 @@
 // REF^I12 and an RRI^I12 give the Bundles the JSON events with the same content give.
 #include <gtest/gtest.h>
 
-#include "mappers/common/ids.h"
+#include "conformance/common/ids.h"
 #include "tests/mappers/specs/golden.h"
 #include "tests/support/test_support.h"
 

@@ -8,7 +8,7 @@
 #include <sstream>
 
 #include "conformance/validator/validator.h"
-#include "mappers/common/ids.h"
+#include "conformance/common/ids.h"
 #include "tests/support/test_support.h"
 #include "gateway_paths.h"
 

@@ -4,7 +4,7 @@
 // Golden-test helpers for mapping specs. Expected Bundles are written by hand from the spec and
 // the contracts; the values no one can compute by hand are placeholders the test fills in from
 // their definitions:
-//   {{id:Part|Part|...}}        mappers::deriveId of the parts (the contract's id rule)
+//   {{id:Part|Part|...}}        fhir::deriveId of the parts (the contract's id rule)
 //   {{sha256:lines A-B}}        SHA-256 of physical lines A..B of the input, line ends included
 //   {{sha256:x12 A-B,C-D,...}}  SHA-256 of those segments of the input's first transaction set
 //                               (ST = 1), each followed by the segment terminator, no line breaks

@@ -12,7 +12,7 @@
 #include <mutex>
 #include <string>
 
-namespace fhir::gateway {
+namespace fhir {
 
 class Metrics {
  public:
@@ -45,4 +45,4 @@ class Metrics {
   std::atomic<uint64_t> validation_micros_{0};
 };
 
-}  // namespace fhir::gateway
+}  // namespace fhir

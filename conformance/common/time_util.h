@@ -6,7 +6,7 @@
 #include <ctime>
 #include <string>
 
-namespace fhir::gateway {
+namespace fhir {
 
 inline int64_t nowMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -27,4 +27,4 @@ inline std::string nowIso() {
   return buffer;
 }
 
-}  // namespace fhir::gateway
+}  // namespace fhir

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "mappers/common/directory.h"
+#include "conformance/common/coverage.h"
 
-namespace fhir::mappers {
+namespace fhir {
 
 const CoverageFact* selectCoverage(const std::vector<CoverageFact>& coverage, std::string_view date) {
   bool any_dated = false;
@@ -17,4 +17,4 @@ const CoverageFact* selectCoverage(const std::vector<CoverageFact>& coverage, st
   return nullptr;
 }
 
-}  // namespace fhir::mappers
+}  // namespace fhir

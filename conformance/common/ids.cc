@@ -1,10 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "mappers/common/ids.h"
+#include "conformance/common/ids.h"
 
 #include <openssl/evp.h>
 #include <openssl/sha.h>
 
-namespace fhir::mappers {
+namespace fhir {
 
 namespace {
 
@@ -130,4 +130,4 @@ bool isValidNpi(std::string_view npi) {
   return check == npi[9] - '0';
 }
 
-}  // namespace fhir::mappers
+}  // namespace fhir

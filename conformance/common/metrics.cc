@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "gateway/server/metrics.h"
+#include "conformance/common/metrics.h"
 
 #include <sstream>
 
-namespace fhir::gateway {
+namespace fhir {
 
 std::atomic<uint64_t>& Metrics::counter(const std::string& name, const std::string& labels) {
   std::lock_guard lock(mutex_);
@@ -69,4 +69,4 @@ std::string Metrics::render(const std::string& extra) const {
   return out.str();
 }
 
-}  // namespace fhir::gateway
+}  // namespace fhir

@@ -7,7 +7,7 @@
 #include <string>
 #include <string_view>
 
-namespace fhir::mappers {
+namespace fhir {
 
 // A FHIR resource id ([A-Za-z0-9\-\.]{1,64}) derived from the source's own keys: SHA-256 over
 // the parts joined with a unit separator, its first 128 bits written as an RFC 9562 version-8
@@ -46,4 +46,4 @@ class Sha256Stream {
 // "80840" + the first nine digits (CMS NPI check-digit rule).
 bool isValidNpi(std::string_view npi);
 
-}  // namespace fhir::mappers
+}  // namespace fhir
