@@ -278,7 +278,7 @@ TEST_P(StoreSearch, MergedResourcesAreIndexedAsStored) {
     std::string family;
     for (const merge::Contribution& c : *all) family += c.contributor;
     merged.push_back(ResourceWrite{"Patient", "m1", R"({"resourceType":"Patient","id":"m1","name":[{"family":")" +
-                                                        family + ""}]}"});
+                                                        family + "\"}]}"});
     return Status::Ok();
   });
   auto contribution = [](const std::string& contributor) {
