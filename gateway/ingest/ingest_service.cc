@@ -237,6 +237,12 @@ Result<std::vector<std::optional<CommitOutcome>>> IngestService::commitValidated
     }
     pending.clear();
     if (batch.empty()) break;
+    {
+      // The search index rows of what is stored (issue 12): computed here, on the request thread,
+      // so the store's single writer only inserts them.
+      CpuGate::Slot cpu_slot(CpuGate::shared());
+      for (IngestCommit& commit : batch) prepareIndex(commit);
+    }
     Result<std::vector<CommitOutcome>> results = std::vector<CommitOutcome>();
     if (batch.size() > 1) {
       results = store_->commitIngestMany(std::move(batch));

@@ -116,8 +116,9 @@ class Backend final : public searchindex::SearchBackend {
 
 }  // namespace
 
-Status writeSearchIndex(Connection& db, const std::string& type, const std::string& id, const std::string& json,
-                        int64_t write_seq, const std::string& updated_at) {
+Status writeSearchIndex(Connection& db, const ResourceWrite& write, int64_t write_seq, const std::string& updated_at) {
+  const std::string& type = write.type;
+  const std::string& id = write.id;
   auto registry = searchindex::registry();
   if (!registry.ok()) return registry.error();
   auto entry = Query(db, "INSERT INTO search_entries (type, id, write_seq, updated_us) VALUES ($1, $2, $3, $4) "
@@ -129,7 +130,7 @@ Status writeSearchIndex(Connection& db, const std::string& type, const std::stri
   const int64_t seq = entry->integer(0, 0);
   Status dropped = Query(db, "DELETE FROM search_rows WHERE entry = $1").integer(seq).done();
   if (!dropped.ok()) return dropped;
-  const std::vector<search::IndexRow> rows = searchindex::indexRows(**registry, json, updated_at);
+  const std::vector<search::IndexRow> rows = searchindex::rowsOf(**registry, write, updated_at);
   // Many rows per statement: one round trip per 100 rows, not per row.
   for (size_t start = 0; start < rows.size(); start += 100) {
     std::string sql = "INSERT INTO search_rows (entry, type, " SEARCH_ROW_COLUMNS ") VALUES ";
@@ -171,7 +172,7 @@ Status indexUnindexedResources(Connection& db) {
       return rows.error();
     }
     for (int i = 0; i < rows->size(); ++i) {
-      status = writeSearchIndex(db, rows->text(i, 0), rows->text(i, 1), rows->text(i, 3), rows->integer(i, 4),
+      status = writeSearchIndex(db, ResourceWrite{rows->text(i, 0), rows->text(i, 1), rows->text(i, 3)}, rows->integer(i, 4),
                                 rows->text(i, 2));
       if (!status.ok()) {
         (void)db.exec("ROLLBACK");

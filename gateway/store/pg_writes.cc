@@ -59,7 +59,7 @@ Status writeResources(Connection& db, const IngestCommit& commit, const std::vec
                          .text(resource.type).text(resource.id).integer(version).text(now).integer(seq)
                          .bytes(resource.json).done();
     if (!history.ok()) return history;
-    Status searchable = writeSearchIndex(db, resource.type, resource.id, resource.json, seq, now);  // issue 15
+    Status searchable = writeSearchIndex(db, resource, seq, now);  // issue 15
     if (!searchable.ok()) return searchable;
     if (resource.type == "Patient") {
       // The demographic key (name[0].family, name[0].given[0], birthDate, gender), read by the

@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <utility>
 
@@ -590,14 +591,22 @@ int64_t instantUs(const std::string& updated_at) {
   return range ? range->low : 0;
 }
 
-std::vector<IndexRow> indexRows(const search::Registry& registry, const std::string& json_text,
-                                const std::string& updated_at) {
+namespace {
+
+// extractIndex of a JSON without its `_lastUpdated` rows; nullopt when it is not a JSON object.
+std::optional<std::vector<IndexRow>> extractRows(const search::Registry& registry, const std::string& json_text,
+                                                 std::string& type) {
   auto doc = json::parse(json_text);
-  if (!doc.ok() || !doc->IsObject()) return {};
+  if (!doc.ok() || !doc->IsObject()) return std::nullopt;
   std::vector<IndexRow> rows = search::extractIndex(registry, *doc);
   rows.erase(std::remove_if(rows.begin(), rows.end(), [](const IndexRow& row) { return row.param == "_lastUpdated"; }),
              rows.end());
-  const std::string type(json::getString(*doc, "resourceType").value_or(""));
+  type = std::string(json::getString(*doc, "resourceType").value_or(""));
+  return rows;
+}
+
+void addLastUpdated(const search::Registry& registry, const std::string& type, const std::string& updated_at,
+                    std::vector<IndexRow>& rows) {
   auto range = search::parseDateRange(updated_at);
   if (range && registry.find(type, "_lastUpdated") != nullptr) {
     IndexRow row;
@@ -608,6 +617,40 @@ std::vector<IndexRow> indexRows(const search::Registry& registry, const std::str
     row.precision = range->precision;
     rows.push_back(std::move(row));
   }
+}
+
+}  // namespace
+
+std::vector<IndexRow> indexRows(const search::Registry& registry, const std::string& json_text,
+                                const std::string& updated_at) {
+  std::string type;
+  auto rows = extractRows(registry, json_text, type);
+  if (!rows) return {};
+  addLastUpdated(registry, type, updated_at, *rows);
+  return std::move(*rows);
+}
+
+uint64_t jsonDigest(std::string_view json) { return static_cast<uint64_t>(std::hash<std::string_view>{}(json)); }
+
+std::shared_ptr<const PreparedIndex> prepare(const search::Registry& registry, const std::string& json) {
+  auto prepared = std::make_shared<PreparedIndex>();
+  prepared->json_size = json.size();
+  prepared->json_digest = jsonDigest(json);
+  if (auto rows = extractRows(registry, json, prepared->type)) {
+    prepared->object = true;
+    prepared->rows = std::move(*rows);
+  }
+  return prepared;
+}
+
+std::vector<IndexRow> rowsOf(const search::Registry& registry, const ResourceWrite& write, const std::string& updated_at) {
+  const PreparedIndex* prepared = write.index.get();
+  if (prepared == nullptr || prepared->json_size != write.json.size() || prepared->json_digest != jsonDigest(write.json)) {
+    return indexRows(registry, write.json, updated_at);  // none, or not of this JSON: computed here
+  }
+  if (!prepared->object) return {};
+  std::vector<IndexRow> rows = prepared->rows;
+  addLastUpdated(registry, prepared->type, updated_at, rows);
   return rows;
 }
 
@@ -680,3 +723,17 @@ std::string withMeta(const std::string& text, int64_t version, const std::string
 }
 
 }  // namespace fhir::gateway::searchindex
+
+namespace fhir::gateway {
+
+void prepareIndex(IngestCommit& commit) {
+  auto registry = searchindex::registry();
+  if (!registry.ok()) return;  // the writer indexes (and reports the registry's failure)
+  auto prepare = [&](ResourceWrite& write) {
+    if (!write.index) write.index = searchindex::prepare(**registry, write.json);
+  };
+  for (ResourceWrite& write : commit.resources) prepare(write);
+  for (ResourceWrite& write : commit.merge_expected) prepare(write);
+}
+
+}  // namespace fhir::gateway

@@ -38,6 +38,22 @@ Result<std::shared_ptr<const search::Registry>> registry();
 // stored JSON has no meta.lastUpdated: the store gives it). A JSON that does not parse has none.
 std::vector<search::IndexRow> indexRows(const search::Registry& registry, const std::string& json,
                                         const std::string& updated_at);
+
+// The rows of a JSON computed before its commit (ResourceWrite::index): extractIndex without
+// `_lastUpdated` (the writer adds it), with what identifies the JSON they came from.
+struct PreparedIndex {
+  size_t json_size = 0;
+  uint64_t json_digest = 0;  // jsonDigest
+  bool object = false;       // the JSON is an object (else it has no rows)
+  std::string type;          // its resourceType
+  std::vector<search::IndexRow> rows;
+};
+uint64_t jsonDigest(std::string_view json);
+std::shared_ptr<const PreparedIndex> prepare(const search::Registry& registry, const std::string& json);
+// The index rows of `write` as stored at `updated_at`: its prepared rows when they were computed
+// from exactly its JSON, else indexRows() of its JSON (computed here, on the writer).
+std::vector<search::IndexRow> rowsOf(const search::Registry& registry, const ResourceWrite& write,
+                                     const std::string& updated_at);
 // The `key` column of a row (see above).
 std::string keyOf(const search::IndexRow& row);
 // meta.lastUpdated text to microseconds (0 when it is not an instant).

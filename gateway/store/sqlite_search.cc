@@ -108,8 +108,9 @@ Status createSearchSchema(Connection& db) {
   return db.exec(kSearchSchema);
 }
 
-Status writeSearchIndex(Connection& db, const std::string& type, const std::string& id, const std::string& json,
-                        int64_t write_seq, const std::string& updated_at) {
+Status writeSearchIndex(Connection& db, const ResourceWrite& write, int64_t write_seq, const std::string& updated_at) {
+  const std::string& type = write.type;
+  const std::string& id = write.id;
   auto registry = searchindex::registry();
   if (!registry.ok()) return registry.error();
   int64_t entry = 0;
@@ -126,7 +127,7 @@ Status writeSearchIndex(Connection& db, const std::string& type, const std::stri
   Query dropped(db, "DELETE FROM search_rows WHERE entry = ?");
   dropped.bind(1, entry);
   if (dropped.step() != SQLITE_DONE) return Error{dropped.error()};
-  for (const search::IndexRow& row : searchindex::indexRows(**registry, json, updated_at)) {
+  for (const search::IndexRow& row : searchindex::rowsOf(**registry, write, updated_at)) {
     sqlite3_stmt* insert = db.prepare("INSERT INTO search_rows (entry, type, " SEARCH_ROW_COLUMNS ") VALUES "
                                       "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
     if (insert == nullptr) return Error{db.lastError()};
@@ -156,7 +157,7 @@ Status indexUnindexedResources(Connection& db) {
       return rows.error();
     }
     for (const SqlRow& row : *rows) {
-      status = writeSearchIndex(db, row[0].text, row[1].text, row[3].text, row[4].integer, row[2].text);
+      status = writeSearchIndex(db, ResourceWrite{row[0].text, row[1].text, row[3].text}, row[4].integer, row[2].text);
       if (!status.ok()) {
         (void)db.exec("ROLLBACK");
         return status;

@@ -43,6 +43,10 @@ struct Query;
 
 namespace fhir::gateway {
 
+namespace searchindex {
+struct PreparedIndex;  // search_index.h
+}
+
 struct ResourceWrite {
   std::string type;
   std::string id;
@@ -51,6 +55,11 @@ struct ResourceWrite {
   // Provenance leaves its `recorded` out of it, so citing the same contributions again adds no
   // version.
   std::string same_as = {};
+  // The search index rows of `json`, computed on the caller's thread before the commit
+  // (prepareIndex below), so the writer only inserts them. The writer uses them only when they
+  // were computed from exactly this `json` (its length and digest); otherwise (none, or the JSON
+  // changed after) it computes the rows itself. So the index is always that of what is stored.
+  std::shared_ptr<const searchindex::PreparedIndex> index = {};
 };
 
 struct OutboxWrite {
@@ -631,6 +640,13 @@ class Store {
 };
 
 using StorePtr = std::shared_ptr<Store>;
+
+// Computes, on the calling thread, the search index rows of every resource `commit` writes (its
+// resources and its checked merge, IngestCommit::merge_expected) that has none yet
+// (ResourceWrite::index): the store's single writer then only inserts them (issue 12: FHIRPath
+// over every search parameter, off the writer). Optional: a write without rows is indexed by the
+// writer. Both stores use these rows (search_exec.cc).
+void prepareIndex(IngestCommit& commit);
 
 // Opens (creating when needed) the SQLite store in `data_dir` (gateway.db, WAL mode).
 Result<StorePtr> openSqliteStore(const std::string& data_dir);

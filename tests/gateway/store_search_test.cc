@@ -234,6 +234,97 @@ TEST_P(StoreSearch, IndexRowsAreWrittenWithTheResourceAndRewrittenWhenItChanges)
   EXPECT_EQ(ids("Patient", {{"_lastUpdated", "lt2020-01-01"}}), (Ids{}));
 }
 
+// Issue 12: the rows are computed before the commit, on the request thread (prepareIndex), and
+// the writer only inserts them; but only rows of exactly the JSON it stores.
+TEST_P(StoreSearch, PreparedRowsAreInsertedAsGivenOnlyForTheJsonTheyWereComputedFrom) {
+  // Prepared for this JSON: the writer inserts them as they are, without extracting again (a
+  // row added to them after preparing is found), and adds _lastUpdated.
+  const std::string jones = R"({"resourceType":"Patient","id":"p1","name":[{"family":"Jones"}]})";
+  IngestCommit prepared = commitOf("k1", {resourceOf(jones)});
+  prepareIndex(prepared);
+  ASSERT_NE(prepared.resources[0].index, nullptr);
+  auto tampered = std::make_shared<searchindex::PreparedIndex>(*prepared.resources[0].index);
+  for (search::IndexRow& row : searchindex::indexRows(
+           registry(), R"({"resourceType":"Patient","id":"p1","name":[{"family":"Marker"}]})", "")) {
+    if (row.param == "family") tampered->rows.push_back(row);
+  }
+  prepared.resources[0].index = tampered;
+  ASSERT_TRUE(store_->commitIngest(prepared).ok());
+  EXPECT_EQ(ids("Patient", {{"family", "jones"}}), (Ids{"p1"}));
+  EXPECT_EQ(ids("Patient", {{"family", "marker"}}), (Ids{"p1"}));  // inserted as given
+  EXPECT_EQ(ids("Patient", {{"_lastUpdated", "gt2020-01-01"}}), (Ids{"p1"}));
+
+  // Prepared for another JSON (the resource changed after): the writer indexes what it stores.
+  ResourceWrite changed = resourceOf(R"({"resourceType":"Patient","id":"p2","name":[{"family":"Chalmers"}]})");
+  changed.index = searchindex::prepare(registry(), R"({"resourceType":"Patient","id":"p2","name":[{"family":"Stale"}]})");
+  IngestCommit stale = commitOf("k2", {changed});
+  ASSERT_TRUE(store_->commitIngest(stale).ok());
+  EXPECT_EQ(ids("Patient", {{"family", "chalmers"}}), (Ids{"p2"}));
+  EXPECT_EQ(ids("Patient", {{"family", "stale"}}), (Ids{}));
+}
+
+// The rows follow the writer's merge: a merged resource the writer makes is indexed from its own
+// JSON, and a checked merge (validate last) stores, and indexes, exactly the checked writes.
+TEST_P(StoreSearch, MergedResourcesAreIndexedAsStored) {
+  // A stand-in for the merge: the Patient's family is the list of its contributors.
+  store_->setMergeHook([](MergeTx& tx, const IngestCommit& commit, std::vector<ResourceWrite>& merged,
+                          std::vector<mappers::CoverageFact>&) -> Status {
+    for (const merge::Contribution& c : commit.contributions) {
+      Status put = tx.putContribution(c);
+      if (!put.ok()) return put;
+    }
+    auto all = tx.contributions("Patient", "m1");
+    if (!all.ok()) return Error{all.message()};
+    std::string family;
+    for (const merge::Contribution& c : *all) family += c.contributor;
+    merged.push_back(ResourceWrite{"Patient", "m1", R"({"resourceType":"Patient","id":"m1","name":[{"family":")" +
+                                                        family + "\"}]}"});
+    return Status::Ok();
+  });
+  auto contribution = [](const std::string& contributor) {
+    merge::Contribution c;
+    c.type = "Patient";
+    c.id = "m1";
+    c.contributor = contributor;
+    c.kind = "ehr";
+    c.patient_id = "m1";
+    c.json = R"({"resourceType":"Patient","id":"m1"})";
+    return c;
+  };
+  IngestCommit first = commitOf("merge-1", {});
+  first.contributions.push_back(contribution("alpha"));
+  prepareIndex(first);  // nothing of the merge is known before the writer's transaction
+  ASSERT_TRUE(store_->commitIngest(first).ok());
+  EXPECT_EQ(ids("Patient", {{"family", "alpha"}}), (Ids{"m1"}));
+
+  // Checked with the merge it gets: the checked writes (and their prepared rows) are stored.
+  IngestCommit second = commitOf("merge-2", {});
+  second.contributions.push_back(contribution("beta"));
+  second.merge_checked = true;
+  second.merge_expected = {
+      ResourceWrite{"Patient", "m1", R"({"resourceType":"Patient","id":"m1","name":[{"family":"alphabeta"}]})"}};
+  prepareIndex(second);
+  ASSERT_NE(second.merge_expected[0].index, nullptr);
+  auto committed = store_->commitIngest(second);
+  ASSERT_TRUE(committed.ok()) << committed.message();
+  EXPECT_FALSE(committed->merge_changed);
+  EXPECT_EQ(ids("Patient", {{"family", "alphabeta"}}), (Ids{"m1"}));
+  EXPECT_EQ(ids("Patient", {{"family:exact", "alpha"}}), (Ids{}));
+
+  // Checked with a merge that no longer holds: nothing is stored, the index keeps the stored one.
+  IngestCommit third = commitOf("merge-3", {});
+  third.contributions.push_back(contribution("gamma"));
+  third.merge_checked = true;
+  third.merge_expected = {
+      ResourceWrite{"Patient", "m1", R"({"resourceType":"Patient","id":"m1","name":[{"family":"gamma"}]})"}};
+  prepareIndex(third);
+  committed = store_->commitIngest(third);
+  ASSERT_TRUE(committed.ok()) << committed.message();
+  EXPECT_TRUE(committed->merge_changed);
+  EXPECT_EQ(ids("Patient", {{"family", "gamma"}}), (Ids{}));
+  EXPECT_EQ(ids("Patient", {{"family", "alphabeta"}}), (Ids{"m1"}));
+}
+
 TEST_P(StoreSearch, AStoreWrittenBeforeTheIndexIsIndexedWhenOpened) {
   write("old1", {R"({"resourceType":"Patient","id":"old","name":[{"family":"Levin"}]})",
                  R"({"resourceType":"Claim","id":"c1","patient":{"reference":"Patient/old"}})"});
