@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // The PostgreSQL side of the merge (issue 11): contribution rows and patient clusters, read and
 // written inside the writer's group transaction (gateway/merge/merge_service.h decides what to
-// merge). The statements are sqlite_merge.cc's, in PostgreSQL's dialect.
+// merge). Writes are queued (Connection::queue): they reach the server with the next read, in order. The statements are sqlite_merge.cc's, in PostgreSQL's dialect.
 #include <algorithm>
 #include <map>
 #include <set>
@@ -20,7 +20,7 @@ class PgMergeTx final : public MergeTx {
     cache_.erase({c.type, c.id});
     // A source's later word replaces its earlier one whatever the arrival order: a higher rank,
     // or the same rank and a tiebreak not above the kept one's.
-    return Query(db_, "INSERT INTO contributions (type, id, contributor, kind, organization, rank, tiebreak, "
+    Query(db_, "INSERT INTO contributions (type, id, contributor, kind, organization, rank, tiebreak, "
                       "provenance, patient_id, json, payer) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) "
                       "ON CONFLICT (type, id, contributor) DO UPDATE SET kind = excluded.kind, organization = "
                       "excluded.organization, rank = excluded.rank, tiebreak = excluded.tiebreak, provenance = "
@@ -28,7 +28,8 @@ class PgMergeTx final : public MergeTx {
                       "WHERE excluded.rank > contributions.rank OR (excluded.rank = contributions.rank AND "
                       "excluded.tiebreak <= contributions.tiebreak)")
         .text(c.type).text(c.id).text(c.contributor).text(c.kind).text(c.organization).text(c.rank).text(c.tiebreak)
-        .text(c.provenance).text(c.patient_id).bytes(c.json).text(c.payer).done();
+        .text(c.provenance).text(c.patient_id).bytes(c.json).text(c.payer).later();  // sent with the next read
+    return Status::Ok();
   }
 
   Result<std::vector<merge::Contribution>> contributions(std::string_view type, std::string_view id) override {
@@ -104,23 +105,26 @@ class PgMergeTx final : public MergeTx {
   }
 
   Status setSurvivor(std::string_view patient_id, std::string_view survivor_id) override {
-    return Query(db_, "INSERT INTO patient_survivor (patient_id, survivor) VALUES ($1, $2) "
+    Query(db_, "INSERT INTO patient_survivor (patient_id, survivor) VALUES ($1, $2) "
                       "ON CONFLICT (patient_id) DO UPDATE SET survivor = excluded.survivor")
-        .text(patient_id).text(survivor_id).done();
+        .text(patient_id).text(survivor_id).later();
+    return Status::Ok();
   }
 
   Status putLink(std::string_view patient_id, std::string_view other_id, std::string_view evidence) override {
-    return Query(db_, "INSERT INTO patient_links (patient_id, other_id, evidence) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
-        .text(patient_id).text(other_id).text(evidence).done();
+    Query(db_, "INSERT INTO patient_links (patient_id, other_id, evidence) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+        .text(patient_id).text(other_id).text(evidence).later();
+    return Status::Ok();
   }
 
   Status putConflict(const PatientConflict& conflict) override {
     // The first detection's time is kept.
-    return Query(db_, "INSERT INTO patient_conflicts (coverage_id, patient_a, patient_b, elements, detail, detected_at) "
+    Query(db_, "INSERT INTO patient_conflicts (coverage_id, patient_a, patient_b, elements, detail, detected_at) "
                       "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (coverage_id, patient_a, patient_b) DO UPDATE SET "
                       "elements = excluded.elements, detail = excluded.detail")
         .text(conflict.coverage_id).text(conflict.patient_a).text(conflict.patient_b).text(conflict.elements)
-        .text(conflict.detail).text(nowIso()).done();
+        .text(conflict.detail).text(nowIso()).later();
+    return Status::Ok();
   }
 
  private:

@@ -15,7 +15,9 @@
 namespace fhir::gateway::pg {
 
 // Replaces the index rows of `type/id` by those of `json` (its current version, written by event
-// `write_seq` at `updated_at`). Called in the transaction that writes the resource.
+// `write_seq` at `updated_at`). Called in the transaction that writes the resource, after the
+// resource's statement: it queues its statements on `db` (sent with the next round trip), and
+// they write only when event `write_seq` wrote a version of the resource.
 Status writeSearchIndex(Connection& db, const std::string& type, const std::string& id, const std::string& json,
                         int64_t write_seq, const std::string& updated_at);
 // The upgrade pass: indexes every stored resource without an index entry (a store written before
