@@ -532,7 +532,7 @@ class PgStore final : public Store {
     return withReader([&](Connection& db) -> Status {  // one snapshot; a READ ONLY transaction refuses writes
       Status begun = db.exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
       if (!begun.ok()) return begun;
-      Status status = read(*pg::makeMergeTx(db));
+      Status status = read(*pg::makeMergeTx(db, /*read_only=*/true));
       Status ended = db.exec(status.ok() ? "COMMIT" : "ROLLBACK");
       return status.ok() ? ended : status;
     });
