@@ -39,36 +39,33 @@ constexpr const char* kWritePatient =
     "ON CONFLICT (patient_id) DO UPDATE SET family = excluded.family, given = excluded.given, "
     "birth_date = excluded.birth_date, gender = excluded.gender) SELECT version FROM v";
 
-// Queues the resources' statements. Their versions are read only when the event records changes
-// (`changes` is then filled after one round trip); otherwise nothing waits for them.
+// Sends the resources' statements in one round trip (with whatever is queued before them), then
+// queues the search rows of those that got a new version: an unchanged resource keeps its rows,
+// and its index rows are not even computed.
 Status writeResources(Connection& db, const IngestCommit& commit, const std::vector<ResourceWrite>& merged,
                       int64_t seq, const std::string& now, std::vector<ChangedResource>& changes) {
   std::vector<const ResourceWrite*> writes;
   for (const ResourceWrite& resource : commit.resources) writes.push_back(&resource);
   for (const ResourceWrite& resource : merged) writes.push_back(&resource);
-  const bool record = !commit.change_context.empty();
   std::vector<int64_t> versions(writes.size(), 0);
   for (size_t i = 0; i < writes.size(); ++i) {
     const ResourceWrite& resource = *writes[i];
     const std::string hash = mappers::sha256Hex(resource.same_as.empty() ? resource.json : resource.same_as);
-    Connection::OnRows on_rows;
-    if (record) {
-      on_rows = [&versions, i](const Rows& rows) {
-        versions[i] = rows.empty() ? 0 : rows.integer(0, 0);
-        return Status::Ok();
-      };
-    }
     Query(db, resource.type == "Patient" ? kWritePatient : kWriteResource)
         .text(resource.type).text(resource.id).text(now).text(hash).integer(seq).bytes(resource.json)
-        .later(std::move(on_rows));
-    Status searchable = writeSearchIndex(db, resource.type, resource.id, resource.json, seq, now);  // issue 15
-    if (!searchable.ok()) return searchable;
+        .later([&versions, i](const Rows& rows) {
+          versions[i] = rows.empty() ? 0 : rows.integer(0, 0);
+          return Status::Ok();
+        });
   }
-  if (!record) return Status::Ok();
   Status sent = db.flush();  // the callbacks above see `versions` while it lives
   if (!sent.ok()) return sent;
   for (size_t i = 0; i < writes.size(); ++i) {
-    if (versions[i] != 0) changes.push_back(ChangedResource{writes[i]->type, writes[i]->id, versions[i], {}, {}});
+    if (versions[i] == 0) continue;  // unchanged: no new version
+    const ResourceWrite& resource = *writes[i];
+    Status searchable = writeSearchIndex(db, resource.type, resource.id, resource.json, seq, now);  // issue 15
+    if (!searchable.ok()) return searchable;
+    if (!commit.change_context.empty()) changes.push_back(ChangedResource{resource.type, resource.id, versions[i], {}, {}});
   }
   return Status::Ok();
 }
@@ -173,7 +170,8 @@ Status writeIngest(Connection& db, Tx& tx, const IngestCommit& commit, const Mer
   std::vector<const UniqueSlot*> slots;
   for (const UniqueSlot& slot : commit.unique_slots) slots.push_back(&slot);
   std::sort(slots.begin(), slots.end(), [](const UniqueSlot* a, const UniqueSlot* b) { return a->key < b->key; });
-  // All of them in one round trip; a refused one undoes the job, with the slots taken after it.
+  // Queued: their answers come with the next round trip (the merge's first read, or the
+  // resources'), and are looked at then. A refused one undoes the job, with all it wrote.
   std::vector<char> taken(slots.size(), 0);
   for (size_t i = 0; i < slots.size(); ++i) {
     Query(db, "INSERT INTO unique_slots (slot, owner, event_seq) VALUES ($1, $2, $3) "
@@ -181,30 +179,40 @@ Status writeIngest(Connection& db, Tx& tx, const IngestCommit& commit, const Mer
               "WHERE unique_slots.owner = excluded.owner RETURNING owner")
         .text(slots[i]->key).text(slots[i]->owner).integer(seq)
         .later([&taken, i](const Rows& rows) {
-          taken[i] = rows.empty() ? 0 : 1;
+          taken[i] = rows.empty() ? 2 : 1;  // 0: not answered yet
           return Status::Ok();
         });
   }
-  Status sent = db.flush();
-  if (!sent.ok()) return sent;
-  for (size_t i = 0; i < slots.size(); ++i) {
-    if (taken[i]) continue;
-    const UniqueSlot* slot = slots[i];
-    auto held = Query(db, "SELECT owner, event_seq FROM unique_slots WHERE slot = $1").text(slot->key).run();
-    if (!held.ok()) return held.error();
-    outcome = CommitOutcome{};
-    outcome.slot_taken = slot->key;
-    if (!held->empty()) {
-      outcome.slot_owner = held->text(0, 0);
-      outcome.slot_event_seq = held->integer(0, 1);
+  // True (and the outcome set, the job undone) when a slot has another owner.
+  auto slotRefused = [&]() -> Result<bool> {
+    if (slots.empty()) return false;
+    if (taken[0] == 0) {
+      Status sent = db.flush();
+      if (!sent.ok()) return Error{sent.message()};
     }
-    tx.undo_job = true;  // the event row and the slots taken so far go
-    return Status::Ok();
-  }
+    for (size_t i = 0; i < slots.size(); ++i) {
+      if (taken[i] == 1) continue;
+      const UniqueSlot* slot = slots[i];
+      auto held = Query(db, "SELECT owner, event_seq FROM unique_slots WHERE slot = $1").text(slot->key).run();
+      if (!held.ok()) return held.error();
+      outcome = CommitOutcome{};
+      outcome.slot_taken = slot->key;
+      if (!held->empty()) {
+        outcome.slot_owner = held->text(0, 0);
+        outcome.slot_event_seq = held->integer(0, 1);
+      }
+      tx.undo_job = true;  // the event row and everything after it go
+      return true;
+    }
+    return false;
+  };
   if (!commit.routes_unroutable.empty()) {
     auto resolved = Query(db, "UPDATE unroutable SET resolved_at = $1 WHERE claim_id = $2 AND resolved_at = ''")
                         .text(now).text(commit.routes_unroutable).run();
     if (!resolved.ok()) return resolved.error();
+    auto refused = slotRefused();
+    if (!refused.ok()) return refused.error();
+    if (*refused) return Status::Ok();
     if (resolved->affected() == 0) {  // routed meanwhile: nothing to write
       outcome = CommitOutcome{true, commit.status, commit.answer, 0};
       tx.undo_job = true;
@@ -219,6 +227,9 @@ Status writeIngest(Connection& db, Tx& tx, const IngestCommit& commit, const Mer
     auto merge_tx = makeMergeTx(db);
     Status status = merge_hook(*merge_tx, commit, merged, merged_coverage);
     if (!status.ok()) return status;
+    auto refused = slotRefused();
+    if (!refused.ok()) return refused.error();
+    if (*refused) return Status::Ok();
     if (!takeCheckedMerge(commit, merged)) {  // not the merge the service validated: nothing written
       outcome = CommitOutcome{};
       outcome.merge_changed = true;
@@ -229,6 +240,9 @@ Status writeIngest(Connection& db, Tx& tx, const IngestCommit& commit, const Mer
   std::vector<ChangedResource> changes;
   Status status = writeResources(db, commit, merged, seq, now, changes);
   if (!status.ok()) return status;
+  auto refused = slotRefused();  // answered by now
+  if (!refused.ok()) return refused.error();
+  if (*refused) return Status::Ok();
   status = writeCoverage(db, commit, merged_coverage);
   if (!status.ok()) return status;
   for (const OutboxWrite& write : commit.outbox) tx.outbox.push_back(DeferredOutbox{write, seq, now_ms});
