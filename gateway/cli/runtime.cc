@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "gateway/cli/runtime.h"
 
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -18,26 +19,72 @@ std::string profilesDir() {
   return GATEWAY_PROFILES_DIR;
 }
 
-// The subscriptions kept in the store, as the registry serves them.
-Status loadSubscriptions(Store& store, const TopicCatalog& topics, SubscriptionRegistry& registry) {
-  auto rows = store.listSubscriptions();
+}  // namespace
+
+Result<int> SubscriptionSync::poll() {
+  std::lock_guard pass(poll_mutex_);
+  auto rows = store_.listSubscriptions();
   if (!rows.ok()) return Error{rows.message()};
+  int changed = 0;
+  std::map<std::string, Seen> now;
   for (const SubscriptionRow& row : *rows) {
+    Seen seen{row.status, row.error, row.resource_json, row.owner};
+    auto before = seen_.find(row.id);
+    const bool same = before != seen_.end() && before->second == seen;
+    now.emplace(row.id, std::move(seen));
+    if (same) continue;
     auto resource = json::parse(row.resource_json);
     IssueList ignored;
-    if (!resource.ok()) continue;
-    auto subscription = parseSubscription(*resource, topics, ignored);
+    if (!resource.ok()) continue;  // kept by an earlier version and no longer valid: not served
+    auto subscription = parseSubscription(*resource, topics_, ignored);
     if (!subscription) continue;
     subscription->id = row.id;
     subscription->status = row.status;
     subscription->error = row.error;
     subscription->owner = row.owner;
-    registry.put(std::move(*subscription));
+    registry_.put(std::move(*subscription));
+    ++changed;
   }
-  return Status::Ok();
+  for (const auto& [id, seen] : seen_) {
+    if (now.count(id) == 0 && registry_.get(id).has_value()) {  // deleted, here or on another instance
+      registry_.remove(id);
+      ++changed;
+    }
+  }
+  seen_ = std::move(now);
+  return changed;
 }
 
-}  // namespace
+void SubscriptionSync::start(std::chrono::milliseconds interval, std::function<void()> on_change) {
+  stop();
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = false;
+  }
+  thread_ = std::thread([this, interval, on_change = std::move(on_change)] {
+    std::unique_lock lock(mutex_);
+    while (!cv_.wait_for(lock, interval, [&] { return stopping_; })) {
+      lock.unlock();
+      auto changed = poll();
+      if (!changed.ok()) {
+        std::fprintf(stderr, "subscriptions: cannot read the store's Subscriptions (tried again in %lld ms): %s\n",
+                     static_cast<long long>(interval.count()), changed.message().c_str());
+      } else if (*changed > 0 && on_change) {
+        on_change();
+      }
+      lock.lock();
+    }
+  });
+}
+
+void SubscriptionSync::stop() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
 
 Result<StorePtr> openStore(const Config& config) {
   if (config.store.kind != "postgresql") return openSqliteStore(config.data_dir);
@@ -85,7 +132,8 @@ Result<std::unique_ptr<Runtime>> loadRuntime(const Config& config) {
   auto topics = TopicCatalog::load(alignment);
   if (!topics.ok()) return Error{"cannot load subscription topics: " + topics.message()};
   runtime->topics = std::move(*topics);
-  Status subscriptions = loadSubscriptions(*runtime->store, *runtime->topics, runtime->registry);
+  runtime->subscription_sync = std::make_unique<SubscriptionSync>(*runtime->store, *runtime->topics, runtime->registry);
+  auto subscriptions = runtime->subscription_sync->poll();  // the subscriptions kept in the store
   if (!subscriptions.ok()) return Error{subscriptions.message()};
 
   auto specs = mappers::engine::SpecLibrary::load({});

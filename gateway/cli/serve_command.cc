@@ -337,6 +337,10 @@ int runServe(const Args& args, Io& io) {
   if (auth_service) auth_service->setBaseUrl(public_base);
   delivery.setSubscriptions(&registry, base_url);
   delivery.start();
+  // A Subscription created, changed or deleted on another gateway sharing the store reaches this
+  // one within a second (an SQLite store has no other gateway).
+  SubscriptionSync& subscription_sync = *(*runtime)->subscription_sync;
+  if (config.store.kind == "postgresql") subscription_sync.start(std::chrono::seconds(1), [&delivery] { delivery.wake(); });
   io.out << "listening on " << (config.tls ? "https://" : "http://") << shown_host << ":" << server.port() << std::endl;
 
   int received = 0;
@@ -344,6 +348,7 @@ int runServe(const Args& args, Io& io) {
   io.err << "fhir-gateway serve: " << (received == SIGTERM ? "SIGTERM" : "SIGINT")
          << " received, draining\n";
   server.stop();
+  subscription_sync.stop();
   matcher.stop();
   delivery.stop();
   audit.stop();

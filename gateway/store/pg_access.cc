@@ -42,20 +42,33 @@ Result<ResourceOrigins> selectOrigins(Connection& db, std::string_view type, std
   return origins;
 }
 
-Status insertAudit(Connection& db, const std::vector<AuditRecord>& records) {
-  for (const AuditRecord& record : records) {
-    auto inserted = Query(db, "INSERT INTO audit_events (recorded_ms, subtype, agent, address, json) "
-                              "VALUES ($1, $2, $3, $4, $5) RETURNING id")
-                        .integer(record.recorded_ms).text(record.subtype).text(record.agent).text(record.address)
-                        .bytes(record.json).run();
-    if (!inserted.ok()) return inserted.error();
-    if (inserted->empty()) return Error{"audit: the insert returned no id"};
-    const int64_t row = inserted->integer(0, 0);
-    for (const std::string& entity : record.entities) {
-      Status linked = Query(db, "INSERT INTO audit_entities (audit_id, entity) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-                          .integer(row).text(entity).done();
-      if (!linked.ok()) return linked;
+namespace {
+
+// A text[] literal ({"a","b"}) of `items`, for a parameter sent in text format.
+std::string arrayLiteral(const std::vector<std::string>& items) {
+  std::string out = "{";
+  for (const std::string& item : items) {
+    if (out.size() > 1) out += ',';
+    out += '"';
+    for (char c : item) {
+      if (c == '"' || c == '\\') out += '\\';
+      out += c;
     }
+    out += '"';
+  }
+  return out + "}";
+}
+
+}  // namespace
+
+Status insertAudit(Connection& db, const std::vector<AuditRecord>& records) {
+  // One queued statement per record: the event and its entities.
+  for (const AuditRecord& record : records) {
+    Query(db, "WITH a AS (INSERT INTO audit_events (recorded_ms, subtype, agent, address, json) "
+              "VALUES ($1, $2, $3, $4, $5) RETURNING id) INSERT INTO audit_entities (audit_id, entity) "
+              "SELECT a.id, e FROM a, unnest($6::text[]) e ON CONFLICT DO NOTHING")
+        .integer(record.recorded_ms).text(record.subtype).text(record.agent).text(record.address).bytes(record.json)
+        .literal(arrayLiteral(record.entities)).later();
   }
   return Status::Ok();
 }

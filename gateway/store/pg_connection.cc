@@ -3,6 +3,7 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 
 namespace fhir::gateway::pg {
 namespace {
@@ -57,6 +58,8 @@ Status Connection::open() {
     conn_ = nullptr;
   }
   prepared_.clear();
+  next_name_ = 0;
+  queue_.clear();
   std::vector<const char*> keys{"dbname", "application_name", "client_encoding", "connect_timeout"};
   std::vector<const char*> values{options_.url.c_str(), options_.application_name.c_str(), "UTF8", "10"};
   if (!options_.password.empty()) {
@@ -97,8 +100,30 @@ Error Connection::failure(const char* what, PGresult* result) {
   return Error{"postgresql: " + message + " (in: " + statement + ")"};
 }
 
+Error Connection::lost(const std::string& message) {
+  if (conn_ != nullptr) {
+    PQfinish(conn_);
+    conn_ = nullptr;
+  }
+  prepared_.clear();
+  queue_.clear();
+  sqlstate_.clear();
+  return Error{"postgresql: connection lost: " + message};
+}
+
 Status Connection::exec(const char* sql) {
   if (conn_ == nullptr) return Error{"postgresql: not connected"};
+  if (!queue_.empty()) {
+    Pending last;
+    last.text_sql = sql;
+    last.tag = tag_;
+    auto rows = sendQueue(&last);
+    if (!rows.ok()) return rows.error();
+    return Status::Ok();
+  }
+  ++counters_.round_trips;
+  ++counters_.statements;
+  failed_tag_ = -1;
   PGresult* result = PQexec(conn_, sql);
   const ExecStatusType status = PQresultStatus(result);
   if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) return failure(sql, result);
@@ -109,9 +134,15 @@ Status Connection::exec(const char* sql) {
 
 Result<Rows> Connection::run(const char* sql, const std::vector<std::string>& values, const std::vector<int>& formats) {
   if (conn_ == nullptr) return Error{"postgresql: not connected"};
+  if (!queue_.empty()) {
+    Pending last{sql, {}, values, formats, {}, tag_};
+    return sendQueue(&last);
+  }
+  failed_tag_ = -1;
   auto found = prepared_.find(sql);
   if (found == prepared_.end()) {
-    std::string name = "s" + std::to_string(prepared_.size() + 1);
+    std::string name = "s" + std::to_string(++next_name_);
+    ++counters_.round_trips;
     PGresult* prepared = PQprepare(conn_, name.c_str(), sql, static_cast<int>(values.size()), nullptr);
     if (PQresultStatus(prepared) != PGRES_COMMAND_OK) return failure(sql, prepared);
     PQclear(prepared);
@@ -123,6 +154,8 @@ Result<Rows> Connection::run(const char* sql, const std::vector<std::string>& va
     pointers[i] = values[i].c_str();
     lengths[i] = static_cast<int>(values[i].size());
   }
+  ++counters_.round_trips;
+  ++counters_.statements;
   PGresult* result = PQexecPrepared(conn_, found->second.c_str(), static_cast<int>(values.size()), pointers.data(),
                                     lengths.data(), formats.data(), 1);
   const ExecStatusType status = PQresultStatus(result);
@@ -134,18 +167,140 @@ Result<Rows> Connection::run(const char* sql, const std::vector<std::string>& va
 Result<Rows> Connection::runText(const std::string& sql, const std::vector<std::string>& values,
                                  const std::vector<int>& formats) {
   if (conn_ == nullptr) return Error{"postgresql: not connected"};
+  if (!queue_.empty()) {
+    Pending last{nullptr, sql, values, formats, {}, tag_};
+    return sendQueue(&last);
+  }
+  failed_tag_ = -1;
   std::vector<const char*> pointers(values.size());
   std::vector<int> lengths(values.size());
   for (size_t i = 0; i < values.size(); ++i) {
     pointers[i] = values[i].c_str();
     lengths[i] = static_cast<int>(values[i].size());
   }
+  ++counters_.round_trips;
+  ++counters_.statements;
   PGresult* result = PQexecParams(conn_, sql.c_str(), static_cast<int>(values.size()), nullptr, pointers.data(),
                                   lengths.data(), formats.data(), 1);
   const ExecStatusType status = PQresultStatus(result);
   if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) return failure(sql.c_str(), result);
   sqlstate_.clear();
   return Rows(result);
+}
+
+void Connection::queue(const char* sql, std::vector<std::string> values, std::vector<int> formats, OnRows on_rows) {
+  queue_.push_back(Pending{sql, {}, std::move(values), std::move(formats), std::move(on_rows), tag_});
+}
+
+void Connection::queueText(std::string sql, std::vector<std::string> values, std::vector<int> formats, OnRows on_rows) {
+  queue_.push_back(Pending{nullptr, std::move(sql), std::move(values), std::move(formats), std::move(on_rows), tag_});
+}
+
+Status Connection::flush() {
+  if (queue_.empty()) return Status::Ok();
+  auto sent = sendQueue(nullptr);
+  if (!sent.ok()) return sent.error();
+  return Status::Ok();
+}
+
+Result<Rows> Connection::sendQueue(Pending* last) {
+  std::vector<Pending> batch = std::move(queue_);
+  queue_.clear();
+  if (last != nullptr) batch.push_back(std::move(*last));
+  failed_tag_ = -1;
+  if (conn_ == nullptr) return Error{"postgresql: not connected"};
+  if (PQenterPipelineMode(conn_) != 1) return lost("cannot enter pipeline mode: " + trimmed(PQerrorMessage(conn_)));
+  // One entry per result to read: a statement's Parse (prepared_key set) or its execution.
+  struct Sent {
+    size_t index;
+    const char* prepared_key;
+  };
+  std::vector<Sent> sent;
+  sent.reserve(batch.size() + 8);
+  for (size_t i = 0; i < batch.size(); ++i) {
+    const Pending& pending = batch[i];
+    const int count = static_cast<int>(pending.values.size());
+    std::vector<const char*> pointers(pending.values.size());
+    std::vector<int> lengths(pending.values.size());
+    for (size_t v = 0; v < pending.values.size(); ++v) {
+      pointers[v] = pending.values[v].c_str();
+      lengths[v] = static_cast<int>(pending.values[v].size());
+    }
+    int accepted = 0;
+    if (pending.prepared_sql != nullptr) {
+      auto found = prepared_.find(pending.prepared_sql);
+      if (found == prepared_.end()) {
+        std::string name = "s" + std::to_string(++next_name_);
+        if (PQsendPrepare(conn_, name.c_str(), pending.prepared_sql, count, nullptr) != 1) {
+          return lost(trimmed(PQerrorMessage(conn_)));
+        }
+        found = prepared_.emplace(pending.prepared_sql, std::move(name)).first;
+        sent.push_back({i, pending.prepared_sql});
+      }
+      accepted = PQsendQueryPrepared(conn_, found->second.c_str(), count, pointers.data(), lengths.data(),
+                                     pending.formats.data(), 1);
+    } else {
+      accepted = PQsendQueryParams(conn_, pending.text_sql.c_str(), count, nullptr, pointers.data(), lengths.data(),
+                                   pending.formats.data(), 1);
+    }
+    if (accepted != 1) return lost(trimmed(PQerrorMessage(conn_)));
+    sent.push_back({i, nullptr});
+  }
+  if (PQpipelineSync(conn_) != 1) return lost(trimmed(PQerrorMessage(conn_)));
+  ++counters_.round_trips;
+  counters_.statements += static_cast<int64_t>(batch.size());
+
+  std::optional<Error> first_error;
+  Rows last_rows;
+  for (const Sent& entry : sent) {
+    const Pending& pending = batch[entry.index];
+    const char* what = pending.prepared_sql != nullptr ? pending.prepared_sql : pending.text_sql.c_str();
+    PGresult* result = PQgetResult(conn_);
+    if (result == nullptr) {  // the server went away
+      Error gone = lost(trimmed(PQerrorMessage(conn_)) + " (in: " + std::string(what).substr(0, 77) + ")");
+      return first_error ? *first_error : gone;
+    }
+    const ExecStatusType status = PQresultStatus(result);
+    if (entry.prepared_key != nullptr) {
+      if (status != PGRES_COMMAND_OK) prepared_.erase(entry.prepared_key);  // not kept by the server
+      if (status != PGRES_COMMAND_OK && status != PGRES_PIPELINE_ABORTED && !first_error) {
+        first_error = failure(what, result);
+        failed_tag_ = pending.tag;
+      } else {
+        PQclear(result);
+      }
+    } else if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK) {
+      Rows rows(result);
+      if (!first_error && pending.on_rows) {
+        Status seen = pending.on_rows(rows);
+        if (!seen.ok()) {
+          first_error = Error{seen.message()};
+          failed_tag_ = pending.tag;
+          sqlstate_.clear();
+        }
+      }
+      if (last != nullptr && entry.index + 1 == batch.size()) last_rows = std::move(rows);
+    } else if (status == PGRES_PIPELINE_ABORTED) {
+      PQclear(result);  // after the first error: not run
+    } else if (!first_error) {
+      first_error = failure(what, result);
+      failed_tag_ = pending.tag;
+    } else {
+      PQclear(result);
+    }
+    // Each command's results end with a null.
+    for (PGresult* more = PQgetResult(conn_); more != nullptr; more = PQgetResult(conn_)) PQclear(more);
+  }
+  PGresult* sync = PQgetResult(conn_);
+  const bool synced = sync != nullptr && PQresultStatus(sync) == PGRES_PIPELINE_SYNC;
+  if (sync != nullptr) PQclear(sync);
+  if (!synced || PQexitPipelineMode(conn_) != 1) {
+    Error gone = lost("the pipeline did not end with its sync");
+    return first_error ? *first_error : gone;
+  }
+  if (first_error) return *first_error;
+  sqlstate_.clear();
+  return last_rows;
 }
 
 }  // namespace fhir::gateway::pg

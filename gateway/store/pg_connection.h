@@ -16,6 +16,7 @@
 #include <libpq-fe.h>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -53,9 +54,27 @@ class Rows {
   std::shared_ptr<PGresult> result_;
 };
 
+// Round trips and statements a connection ran (GATEWAY_PG_TRACE, pgWriterCounters).
+struct Counters {
+  int64_t round_trips = 0;
+  int64_t statements = 0;
+};
+
 // One connection with its prepared statements. Used by one thread at a time.
+//
+// Statements whose rows are not needed at once are queued (queue(), Query::later()) and go to the
+// server in pipeline mode (libpq 14+) with the next statement that needs its rows, or with
+// flush(): one round trip for all of them. They run in the order they were queued, after the
+// statements before them, so a later statement sees what an earlier one wrote. The first error
+// among them is the error of the call that sent them (the statements after it are not run, and
+// an open transaction is then in the failed state, as after any error). Each queued statement
+// carries the connection's current tag (setTag): failedTag() tells the writer whose statement it
+// was. The pipeline is sent in blocking mode; its results are command tags and a few small rows,
+// far below what could fill the socket buffers while the client is still sending.
 class Connection {
  public:
+  using OnRows = std::function<Status(const Rows&)>;
+
   explicit Connection(ConnectOptions options) : options_(std::move(options)) {}
   ~Connection();
   Connection(const Connection&) = delete;
@@ -74,6 +93,23 @@ class Connection {
   // The same for a statement built at run time (search): not prepared, nothing kept.
   Result<Rows> runText(const std::string& sql, const std::vector<std::string>& values, const std::vector<int>& formats);
 
+  // Queues a statement (prepared once, as run()); `on_rows`, when given, sees its rows when the
+  // queue is sent, and its error is the sending call's.
+  void queue(const char* sql, std::vector<std::string> values, std::vector<int> formats, OnRows on_rows = {});
+  // Queues a statement built at run time (not prepared), or one without parameters (SAVEPOINT).
+  void queueText(std::string sql, std::vector<std::string> values = {}, std::vector<int> formats = {},
+                 OnRows on_rows = {});
+  // Sends the queue, if any (one round trip).
+  Status flush();
+  // Drops the queue unsent (before a ROLLBACK of the transaction it belonged to).
+  void discard() { queue_.clear(); }
+  bool queued() const { return !queue_.empty(); }
+  // The tag queued statements carry from now on; the tag of the statement that failed last
+  // (-1 when the last failure was not a queued statement's).
+  void setTag(int tag) { tag_ = tag; }
+  int failedTag() const { return failed_tag_; }
+  const Counters& counters() const { return counters_; }
+
   // SQLSTATE of the last failed statement ("" when it did not fail with one).
   const std::string& sqlstate() const { return sqlstate_; }
   // A deadlock or serialization failure: the whole transaction may be run again.
@@ -81,12 +117,31 @@ class Connection {
   const ConnectOptions& options() const { return options_; }
 
  private:
+  struct Pending {
+    const char* prepared_sql = nullptr;  // run() style (prepared once), or
+    std::string text_sql;                // runText() style
+    std::vector<std::string> values;
+    std::vector<int> formats;
+    OnRows on_rows;
+    int tag = -1;
+  };
   Error failure(const char* what, PGresult* result);
+  // The connection is in no known state (a send failed, a result is missing): closed, so the
+  // next use opens it again (broken()).
+  Error lost(const std::string& message);
+  std::string prepare(const char* sql, int params, bool& failed);
+  // Sends the queue and then `last` (when given) in one pipeline; the rows of `last`.
+  Result<Rows> sendQueue(Pending* last);
 
   ConnectOptions options_;
   PGconn* conn_ = nullptr;
   std::map<const char*, std::string> prepared_;
+  int64_t next_name_ = 0;  // prepared statements are named s1, s2 ... per session
   std::string sqlstate_;
+  std::vector<Pending> queue_;
+  int tag_ = -1;
+  int failed_tag_ = -1;
+  Counters counters_;
 };
 
 // Binds parameters ($1, $2 ...) in order and runs a statement:
@@ -100,12 +155,22 @@ class Query {
     return *this;
   }
   Query& bytes(std::string_view value) { return text(value); }  // bytea: the same raw bytes
+  // A value in PostgreSQL's text input format (an array literal for a text[] parameter).
+  Query& literal(std::string_view value) {
+    values_.emplace_back(value);
+    formats_.push_back(0);
+    return *this;
+  }
   Query& integer(int64_t value) {
     values_.push_back(std::to_string(value));
     formats_.push_back(0);
     return *this;
   }
   Result<Rows> run() { return connection_.run(sql_, values_, formats_); }
+  // Queues it (Connection::queue): sent with the next statement that needs rows.
+  void later(Connection::OnRows on_rows = {}) {
+    connection_.queue(sql_, std::move(values_), std::move(formats_), std::move(on_rows));
+  }
   // For statements whose rows are not needed.
   Status done() {
     auto rows = run();

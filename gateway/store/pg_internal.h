@@ -56,7 +56,9 @@ Result<std::string> insertQuarantine(Connection& db, const std::string& id, cons
 Result<QuarantinePage> selectQuarantinePage(Connection& db, const QuarantineQuery& query);
 
 // pg_merge.cc ------------------------------------------------------------------------------------
-std::unique_ptr<MergeTx> makeMergeTx(Connection& db);
+// Its writes are queued on `db` (sent with the next read); `read_only`: run at once (a read view,
+// whose transaction refuses them).
+std::unique_ptr<MergeTx> makeMergeTx(Connection& db, bool read_only = false);
 // A contributions row selected as PG_CONTRIBUTION_COLUMNS (pg_merge.cc, pg_access.cc).
 merge::Contribution contributionOf(const Rows& rows, int row);
 #define PG_CONTRIBUTION_COLUMNS "type, id, contributor, kind, organization, rank, tiebreak, provenance, patient_id, json, payer"

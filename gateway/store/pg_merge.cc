@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // The PostgreSQL side of the merge (issue 11): contribution rows and patient clusters, read and
 // written inside the writer's group transaction (gateway/merge/merge_service.h decides what to
-// merge). The statements are sqlite_merge.cc's, in PostgreSQL's dialect.
+// merge). Writes are queued (Connection::queue): they reach the server with the next read, in order. The statements are sqlite_merge.cc's, in PostgreSQL's dialect.
 #include <algorithm>
 #include <map>
 #include <set>
@@ -14,13 +14,14 @@ namespace {
 
 class PgMergeTx final : public MergeTx {
  public:
-  explicit PgMergeTx(Connection& db) : db_(db) {}
+  PgMergeTx(Connection& db, bool read_only) : db_(db), read_only_(read_only) {}
 
   Status putContribution(const merge::Contribution& c) override {
     cache_.erase({c.type, c.id});
+    put_.insert({c.type, c.id});
     // A source's later word replaces its earlier one whatever the arrival order: a higher rank,
     // or the same rank and a tiebreak not above the kept one's.
-    return Query(db_, "INSERT INTO contributions (type, id, contributor, kind, organization, rank, tiebreak, "
+    return write(Query(db_, "INSERT INTO contributions (type, id, contributor, kind, organization, rank, tiebreak, "
                       "provenance, patient_id, json, payer) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) "
                       "ON CONFLICT (type, id, contributor) DO UPDATE SET kind = excluded.kind, organization = "
                       "excluded.organization, rank = excluded.rank, tiebreak = excluded.tiebreak, provenance = "
@@ -28,7 +29,7 @@ class PgMergeTx final : public MergeTx {
                       "WHERE excluded.rank > contributions.rank OR (excluded.rank = contributions.rank AND "
                       "excluded.tiebreak <= contributions.tiebreak)")
         .text(c.type).text(c.id).text(c.contributor).text(c.kind).text(c.organization).text(c.rank).text(c.tiebreak)
-        .text(c.provenance).text(c.patient_id).bytes(c.json).text(c.payer).done();
+        .text(c.provenance).text(c.patient_id).bytes(c.json).text(c.payer));  // sent with the next read
   }
 
   Result<std::vector<merge::Contribution>> contributions(std::string_view type, std::string_view id) override {
@@ -39,7 +40,11 @@ class PgMergeTx final : public MergeTx {
       // The merge reads the own contributions of every patient of a cluster, one after another;
       // the patients the cluster's look-ups returned are read with this one in one round trip.
       std::string ids(id);
-      for (const std::string& candidate : candidates_) {
+      std::set<std::string> more = candidates_;
+      for (const Key& put : put_) {
+        if (put.first == "Patient") more.insert(put.second);
+      }
+      for (const std::string& candidate : more) {
         if (candidate != id && !cache_.count({"Patient", candidate})) ids += "\n" + candidate;
       }
       auto rows = Query(db_, "SELECT " PG_CONTRIBUTION_COLUMNS " FROM contributions WHERE type = 'Patient' "
@@ -52,6 +57,29 @@ class PgMergeTx final : public MergeTx {
         cache_[{"Patient", ids.substr(start, end - start)}];
         start = end + 1;
       }
+      for (int row = 0; row < rows->size(); ++row) {
+        merge::Contribution c = contributionOf(*rows, row);
+        cache_[{c.type, c.id}].push_back(std::move(c));
+      }
+      return cache_[key];
+    }
+    if (put_.count(key)) {
+      // The merge reads back what the event contributed, one resource after another: all of
+      // those not read yet are read with this one in one round trip (after the queued puts).
+      std::string types, ids;
+      std::vector<Key> asked;
+      for (const Key& put : put_) {
+        if (put.first == "Patient" || cache_.count(put)) continue;
+        types += (types.empty() ? "" : "\n") + put.first;
+        ids += (ids.empty() ? "" : "\n") + put.second;
+        asked.push_back(put);
+      }
+      auto rows = Query(db_, "SELECT " PG_CONTRIBUTION_COLUMNS " FROM contributions WHERE (type, id) IN (SELECT t, i FROM "
+                             "unnest(string_to_array($1::text, E'\\n'), string_to_array($2::text, E'\\n')) u(t, i)) "
+                             "ORDER BY type, id, contributor COLLATE \"C\"")
+                      .text(types).text(ids).run();
+      if (!rows.ok()) return rows.error();
+      for (const Key& each : asked) cache_[each];  // also those without rows
       for (int row = 0; row < rows->size(); ++row) {
         merge::Contribution c = contributionOf(*rows, row);
         cache_[{c.type, c.id}].push_back(std::move(c));
@@ -104,26 +132,33 @@ class PgMergeTx final : public MergeTx {
   }
 
   Status setSurvivor(std::string_view patient_id, std::string_view survivor_id) override {
-    return Query(db_, "INSERT INTO patient_survivor (patient_id, survivor) VALUES ($1, $2) "
+    return write(Query(db_, "INSERT INTO patient_survivor (patient_id, survivor) VALUES ($1, $2) "
                       "ON CONFLICT (patient_id) DO UPDATE SET survivor = excluded.survivor")
-        .text(patient_id).text(survivor_id).done();
+        .text(patient_id).text(survivor_id));
   }
 
   Status putLink(std::string_view patient_id, std::string_view other_id, std::string_view evidence) override {
-    return Query(db_, "INSERT INTO patient_links (patient_id, other_id, evidence) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
-        .text(patient_id).text(other_id).text(evidence).done();
+    return write(Query(db_, "INSERT INTO patient_links (patient_id, other_id, evidence) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+        .text(patient_id).text(other_id).text(evidence));
   }
 
   Status putConflict(const PatientConflict& conflict) override {
     // The first detection's time is kept.
-    return Query(db_, "INSERT INTO patient_conflicts (coverage_id, patient_a, patient_b, elements, detail, detected_at) "
+    return write(Query(db_, "INSERT INTO patient_conflicts (coverage_id, patient_a, patient_b, elements, detail, detected_at) "
                       "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (coverage_id, patient_a, patient_b) DO UPDATE SET "
                       "elements = excluded.elements, detail = excluded.detail")
         .text(conflict.coverage_id).text(conflict.patient_a).text(conflict.patient_b).text(conflict.elements)
-        .text(conflict.detail).text(nowIso()).done();
+        .text(conflict.detail).text(nowIso()));
   }
 
  private:
+  // A write goes with the next read (queued); in a read view it runs at once, and is refused.
+  Status write(Query query) {
+    if (read_only_) return query.done();
+    query.later();
+    return Status::Ok();
+  }
+
   static Result<std::vector<std::string>> strings(Query query) {
     auto rows = query.run();
     if (!rows.ok()) return rows.error();
@@ -141,13 +176,15 @@ class PgMergeTx final : public MergeTx {
 
   using Key = std::pair<std::string, std::string>;  // type, id
   Connection& db_;
-  std::map<Key, std::vector<merge::Contribution>> cache_;  // this transaction's reads (Patient only)
+  const bool read_only_;
+  std::map<Key, std::vector<merge::Contribution>> cache_;  // this transaction's reads, until a put
   std::set<std::string> candidates_;
+  std::set<Key> put_;  // the resources contributed to in this transaction
 };
 
 }  // namespace
 
-std::unique_ptr<MergeTx> makeMergeTx(Connection& db) { return std::make_unique<PgMergeTx>(db); }
+std::unique_ptr<MergeTx> makeMergeTx(Connection& db, bool read_only) { return std::make_unique<PgMergeTx>(db, read_only); }
 
 merge::Contribution contributionOf(const Rows& rows, int row) {
   merge::Contribution c;

@@ -121,34 +121,50 @@ Status writeSearchIndex(Connection& db, const ResourceWrite& write, int64_t writ
   const std::string& id = write.id;
   auto registry = searchindex::registry();
   if (!registry.ok()) return registry.error();
-  auto entry = Query(db, "INSERT INTO search_entries (type, id, write_seq, updated_us) VALUES ($1, $2, $3, $4) "
-                         "ON CONFLICT (type, id) DO UPDATE SET write_seq = excluded.write_seq, "
-                         "updated_us = excluded.updated_us RETURNING seq")
-                   .text(type).text(id).integer(write_seq).integer(searchindex::instantUs(updated_at)).run();
-  if (!entry.ok()) return entry.error();
-  if (entry->empty()) return Error{"postgresql: no search entry for " + type + "/" + id};
-  const int64_t seq = entry->integer(0, 0);
-  Status dropped = Query(db, "DELETE FROM search_rows WHERE entry = $1").integer(seq).done();
-  if (!dropped.ok()) return dropped;
   const std::vector<search::IndexRow> rows = searchindex::rowsOf(**registry, write, updated_at);
-  // Many rows per statement: one round trip per 100 rows, not per row.
-  for (size_t start = 0; start < rows.size(); start += 100) {
-    std::string sql = "INSERT INTO search_rows (entry, type, " SEARCH_ROW_COLUMNS ") VALUES ";
-    std::vector<SqlValue> params;
-    for (size_t i = start; i < std::min(rows.size(), start + 100); ++i) {
-      sql += i > start ? ", (?, ?" : "(?, ?";
-      for (int c = 0; c < searchindex::kSearchRowColumns; ++c) sql += ", ?";
-      sql += ")";
-      params.push_back(SqlValue::of(seq));
-      params.push_back(SqlValue::of(type));
-      std::vector<SqlValue> values = searchindex::rowValues(rows[i]);
-      params.insert(params.end(), std::make_move_iterator(values.begin()), std::make_move_iterator(values.end()));
+  // Queued, not run: one statement replaces the entry's rows, and only when event `write_seq`
+  // wrote a version of the resource (a write that changed nothing leaves its rows alone). The
+  // rows go in at most 100 per statement; the first statement also upserts the entry.
+  std::vector<SqlValue> head{SqlValue::of(type), SqlValue::of(id), SqlValue::of(write_seq),
+                             SqlValue::of(searchindex::instantUs(updated_at))};
+  const char* const kWritten =
+      "EXISTS (SELECT 1 FROM resource_history h WHERE h.type = $1::text AND h.id = $2::text AND h.event_seq = $3::bigint)";
+  for (size_t start = 0; start == 0 || start < rows.size(); start += 100) {
+    std::string sql;
+    if (start == 0) {
+      sql = std::string("WITH e AS (INSERT INTO search_entries (type, id, write_seq, updated_us) "
+                        "SELECT $1::text, $2::text, $3::bigint, $4::bigint WHERE ") + kWritten +
+            " ON CONFLICT (type, id) DO UPDATE SET write_seq = excluded.write_seq, updated_us = excluded.updated_us "
+            "RETURNING seq), d AS (DELETE FROM search_rows WHERE entry IN (SELECT seq FROM e)) ";
     }
-    std::vector<std::string> values;
+    std::vector<SqlValue> params = head;
+    std::string values;
+    for (size_t i = start; i < std::min(rows.size(), start + 100); ++i) {
+      values += i > start ? ", (" : "(";
+      std::vector<SqlValue> cells = searchindex::rowValues(rows[i]);
+      for (size_t c = 0; c < cells.size(); ++c) {
+        const char* cast = cells[c].kind == SqlValue::Kind::kInt    ? "::bigint"
+                           : cells[c].kind == SqlValue::Kind::kReal ? "::float8"
+                                                                    : "::text";
+        values += (c > 0 ? ", $" : "$") + std::to_string(params.size() + 1) + cast;
+        params.push_back(std::move(cells[c]));
+      }
+      values += ")";
+    }
+    if (values.empty()) {
+      sql += "SELECT seq FROM e";  // no index rows: the entry, and the old rows go
+    } else if (start == 0) {
+      sql += "INSERT INTO search_rows (entry, type, " SEARCH_ROW_COLUMNS ") SELECT e.seq, $1::text, v.* FROM e, (VALUES " +
+             values + ") v";
+    } else {
+      sql = "INSERT INTO search_rows (entry, type, " SEARCH_ROW_COLUMNS ") SELECT e.seq, $1::text, v.* FROM search_entries e, "
+            "(VALUES " + values + ") v WHERE e.type = $1::text AND e.id = $2::text AND $4::bigint >= 0 AND " + kWritten;
+    }
+    std::vector<std::string> texts;
     std::vector<int> formats;
-    encode(params, values, formats);
-    auto inserted = db.runText(numbered(sql), values, formats);
-    if (!inserted.ok()) return inserted.error();
+    encode(params, texts, formats);
+    db.queueText(std::move(sql), std::move(texts), std::move(formats));
+    if (rows.empty()) break;
   }
   return Status::Ok();
 }

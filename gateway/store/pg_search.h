@@ -17,7 +17,9 @@ namespace fhir::gateway::pg {
 // Replaces the index rows of `write` (its current version, written by event `write_seq` at
 // `updated_at`) by those of its JSON: its prepared rows (ResourceWrite::index, computed before the
 // commit) when they are of this JSON, else computed here (searchindex::rowsOf). Called in the
-// transaction that writes the resource.
+// transaction that writes the resource, after the resource's statement: it queues its statements
+// on `db` (sent with the next round trip), and they write only when event `write_seq` wrote a
+// version of the resource.
 Status writeSearchIndex(Connection& db, const ResourceWrite& write, int64_t write_seq, const std::string& updated_at);
 // The upgrade pass: indexes every stored resource without an index entry (a store written before
 // migration 3), in transactions of 500 under an advisory lock (handles starting together index

@@ -13,6 +13,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
+#include <cstdlib>
 #include <deque>
 #include <future>
 #include <mutex>
@@ -531,7 +532,7 @@ class PgStore final : public Store {
     return withReader([&](Connection& db) -> Status {  // one snapshot; a READ ONLY transaction refuses writes
       Status begun = db.exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
       if (!begun.ok()) return begun;
-      Status status = read(*pg::makeMergeTx(db));
+      Status status = read(*pg::makeMergeTx(db, /*read_only=*/true));
       Status ended = db.exec(status.ok() ? "COMMIT" : "ROLLBACK");
       return status.ok() ? ended : status;
     });
@@ -657,6 +658,11 @@ class PgStore final : public Store {
     });
   }
 
+  PgWriterCounters writerCounters() {
+    std::lock_guard lock(counters_mutex_);
+    return counters_;
+  }
+
  private:
   using Job = std::function<Status(Connection&, pg::Tx&)>;
   struct PendingJob {
@@ -666,7 +672,40 @@ class PgStore final : public Store {
 
   // The writer's connection holds a session advisory lock on owner_key_ while the handle lives:
   // another handle's start-up tells this one's staged files from a dead one's by it.
-  Status holdOwnerLock(Connection& db) { return Query(db, "SELECT pg_advisory_lock($1)").integer(owner_key_).done(); }
+  //
+  // Taken with pg_try_advisory_lock, never the blocking pg_advisory_lock: after a network break
+  // the server keeps the writer's old session, and its lock, until it notices the break (TCP
+  // keepalive: up to hours), and a blocking call would hang the writer that long. The key is
+  // random per handle, so a session holding it is an earlier one of this handle: it is ended
+  // (pg_terminate_backend, allowed on one's own role's sessions) and the lock tried again with
+  // backoff. A writer that still cannot take it fails the group (its callers retry) and tries
+  // again with the next group.
+  Status holdOwnerLock(Connection& db) {
+    owner_locked_ = false;
+    int64_t wait_ms = 20;
+    for (int attempt = 0; attempt < 7; ++attempt) {
+      auto taken = Query(db, "SELECT pg_try_advisory_lock($1::bigint)").integer(owner_key_).run();
+      if (!taken.ok()) return taken.error();
+      if (!taken->empty() && taken->integer(0, 0) != 0) {
+        owner_locked_ = true;
+        if (attempt > 0) std::fprintf(stderr, "pg-writer: owner lock taken after %d tries\n", attempt + 1);
+        return Status::Ok();
+      }
+      auto ended = Query(db, "SELECT pid, pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                             "AND pid <> pg_backend_pid() AND classid = (($1::bigint >> 32) & 4294967295)::oid "
+                             "AND objid = ($1::bigint & 4294967295)::oid AND objsubid = 1")
+                       .integer(owner_key_).run();
+      std::fprintf(stderr,
+                   "pg-writer: this store handle's owner lock is still held by an earlier session of it (the server "
+                   "has not noticed a broken connection yet); ended %d such session(s), trying again in %lld ms\n",
+                   ended.ok() ? ended->size() : 0, static_cast<long long>(wait_ms));
+      std::this_thread::sleep_for(std::chrono::milliseconds(wait_ms));
+      wait_ms *= 2;
+    }
+    std::fprintf(stderr, "pg-writer: the owner lock is still held; this group fails, the next one tries again\n");
+    return Error{"postgresql: the store handle's owner lock is still held by an earlier session (ended; the server "
+                 "has not released it yet)"};
+  }
 
   // Reads ------------------------------------------------------------------------------------------
   template <typename Fn>
@@ -779,7 +818,21 @@ class PgStore final : public Store {
         }
       }
       std::vector<Status> results(batch.size());
+      const pg::Counters before = writer_connection_->counters();
       Status committed = runGroup(batch, results);
+      const pg::Counters& after = writer_connection_->counters();
+      {
+        std::lock_guard lock(counters_mutex_);
+        counters_.groups += 1;
+        counters_.jobs += static_cast<int64_t>(batch.size());
+        counters_.round_trips += after.round_trips - before.round_trips;
+        counters_.statements += after.statements - before.statements;
+      }
+      if (trace_) {
+        std::fprintf(stderr, "pg-writer: group of %zu jobs: %lld round trips, %lld statements\n", batch.size(),
+                     static_cast<long long>(after.round_trips - before.round_trips),
+                     static_cast<long long>(after.statements - before.statements));
+      }
       for (size_t i = 0; i < batch.size(); ++i) {
         if (batch[i]->done) batch[i]->done(committed.ok() ? results[i] : committed);
       }
@@ -788,43 +841,71 @@ class PgStore final : public Store {
   }
 
   // One group transaction; run again (all of it) after a deadlock or serialization failure.
+  //
+  // Round trips: statements whose rows nothing waits for are queued on the connection and go with
+  // the next one that needs rows (pg_connection.h), so BEGIN, the savepoints, the releases and a
+  // job's writes cost no round trip of their own. A job of a group of several ends with a flush:
+  // an error among its queued statements is its own and undoes only it (its savepoint). A group
+  // of one job has no savepoint: the job's failure or undo is the transaction's, and its writes go
+  // with the outbox rows and the COMMIT in one round trip.
   Status runGroup(std::vector<std::unique_ptr<PendingJob>>& batch, std::vector<Status>& results) {
     Connection& db = *writer_connection_;
     static thread_local std::mt19937 jitter{std::random_device{}()};
     for (int attempt = 0;; ++attempt) {
-      if (db.broken()) {  // the server restarted or the network broke: connect again
-        Status reopened = db.open();
+      if (db.broken() || !owner_locked_) {  // the server restarted or the network broke: connect again
+        Status reopened = db.broken() ? db.open() : Status::Ok();
         if (reopened.ok()) reopened = holdOwnerLock(db);
         if (!reopened.ok()) return reopened;
       }
       pg::Tx tx;
       bool retry = false;
-      Status failure = db.exec("BEGIN");
-      for (size_t i = 0; failure.ok() && i < batch.size(); ++i) {
-        results[i] = db.exec("SAVEPOINT job");
-        if (!results[i].ok()) {
-          failure = results[i];
-          break;
-        }
+      bool undo_all = false;  // the one job failed or was undone: nothing of the group is kept
+      const bool savepoints = batch.size() > 1;
+      Status failure = Status::Ok();
+      db.setTag(-1);
+      db.queueText("BEGIN");
+      for (size_t i = 0; i < batch.size(); ++i) {
+        db.setTag(static_cast<int>(i));
+        if (savepoints) db.queueText("SAVEPOINT job");
         const size_t outbox_mark = tx.outbox.size();
         const bool locked_before = tx.change_order_locked;
         tx.undo_job = false;
         results[i] = batch[i]->job(db, tx);
+        if (results[i].ok() && !tx.undo_job && savepoints) results[i] = db.flush();  // its own errors are its own
         if (!results[i].ok() && db.retryable()) {
           retry = true;
           break;
         }
+        if (!results[i].ok() && db.broken()) {
+          failure = results[i];
+          break;
+        }
         if (results[i].ok() && !tx.undo_job) {
-          Status released = db.exec("RELEASE SAVEPOINT job");
-          if (!released.ok()) failure = released;
+          if (savepoints) db.queueText("RELEASE SAVEPOINT job");
           continue;
         }
-        // Undo only this job; the others in the group still commit.
+        if (!savepoints) {
+          undo_all = true;
+          break;
+        }
+        // Undo only this job; the others in the group still commit. Its queued statements go
+        // first (after its SAVEPOINT), so the savepoint exists whatever they do.
+        (void)db.flush();
         Status undone = db.exec("ROLLBACK TO SAVEPOINT job");
-        if (undone.ok()) undone = db.exec("RELEASE SAVEPOINT job");
-        if (!undone.ok()) failure = undone;
+        if (!undone.ok()) {
+          failure = undone;
+          break;
+        }
+        db.queueText("RELEASE SAVEPOINT job");
         tx.outbox.erase(tx.outbox.begin() + static_cast<std::ptrdiff_t>(outbox_mark), tx.outbox.end());
         tx.change_order_locked = locked_before;
+      }
+      db.setTag(-1);
+      if (undo_all && failure.ok() && !retry) {
+        db.discard();
+        Status rolled = db.exec("ROLLBACK");
+        if (rolled.ok()) return Status::Ok();  // the job's outcome is in results[0]
+        failure = rolled;
       }
       if (!retry && failure.ok()) {
         failure = pg::flushOutbox(db, tx);
@@ -837,6 +918,7 @@ class PgStore final : public Store {
         if (failure.ok()) return Status::Ok();
         if (db.retryable()) retry = true;
       }
+      db.discard();
       if (!db.broken()) {
         (void)db.exec("ROLLBACK");
       } else if (!commit_sent && attempt < 2) {
@@ -852,7 +934,15 @@ class PgStore final : public Store {
 
   PostgresStoreOptions options_;
   pg::ConnectOptions connect_;
+  // GATEWAY_PG_TRACE=1: the writer prints its round trips and statements per group on stderr.
+  const bool trace_ = [] {
+    const char* value = std::getenv("GATEWAY_PG_TRACE");
+    return value != nullptr && std::string(value) == "1";
+  }();
+  std::mutex counters_mutex_;
+  PgWriterCounters counters_;
   int64_t owner_key_ = 0;
+  bool owner_locked_ = false;  // the writer's session holds the owner lock (holdOwnerLock)
   MergeHook merge_hook_;  // set before the first ingest
   std::unique_ptr<Connection> writer_connection_;
   std::thread writer_;
@@ -877,6 +967,11 @@ bool postgresUrlHasPassword(const std::string& url) {
   const size_t at = authority.rfind('@');
   if (at != std::string::npos && authority.substr(0, at).find(':') != std::string::npos) return true;
   return end != std::string::npos && url.find("password=", end) != std::string::npos;
+}
+
+PgWriterCounters pgWriterCounters(Store& store) {
+  auto* pg_store = dynamic_cast<PgStore*>(&store);
+  return pg_store != nullptr ? pg_store->writerCounters() : PgWriterCounters{};
 }
 
 Result<StorePtr> openPostgresStore(const PostgresStoreOptions& options) {

@@ -26,6 +26,17 @@ struct PostgresStoreOptions {
 // (never the password) and why.
 Result<StorePtr> openPostgresStore(const PostgresStoreOptions& options);
 
+// What a PostgreSQL store's writer sent so far: groups (transactions), jobs (commits, delivery
+// marks ...), round trips and statements (pipelined statements count one each). Zero for
+// another store. GATEWAY_PG_TRACE=1 prints them per group on stderr.
+struct PgWriterCounters {
+  int64_t groups = 0;
+  int64_t jobs = 0;
+  int64_t round_trips = 0;
+  int64_t statements = 0;
+};
+PgWriterCounters pgWriterCounters(Store& store);
+
 // `fhir-gateway store copy`: copies the SQLite store of `data_dir` into the (empty) PostgreSQL
 // store `target` in one transaction; returns the rows copied per table (pg_copy.cc).
 Result<std::vector<std::pair<std::string, int64_t>>> copySqliteToPostgres(const std::string& data_dir,

@@ -18,84 +18,74 @@
 namespace fhir::gateway::pg {
 namespace {
 
+// One statement per resource: a new version only when the content changed (the upsert's WHERE
+// leaves an unchanged row alone and returns nothing), and the history row of that version. The
+// upsert locks the row: two handles writing one resource give it consecutive versions.
+#define PG_WRITE_RESOURCE                                                                                          \
+  "WITH v AS (INSERT INTO resources (type, id, version, updated_at, content_hash) VALUES ($1, $2, 1, $3, $4) "       \
+  "ON CONFLICT (type, id) DO UPDATE SET version = resources.version + 1, updated_at = excluded.updated_at, "        \
+  "content_hash = excluded.content_hash WHERE resources.content_hash <> excluded.content_hash RETURNING version), " \
+  "h AS (INSERT INTO resource_history (type, id, version, updated_at, event_seq, json) "                           \
+  "SELECT $1, $2, version, $3, $5::bigint, $6::bytea FROM v) "
+constexpr const char* kWriteResource = PG_WRITE_RESOURCE "SELECT version FROM v";
+// A Patient's also keeps its demographic key (name[0].family, name[0].given[0], birthDate,
+// gender), read by the server's JSON functions as SQLite's json_extract does.
+constexpr const char* kWritePatient =
+    PG_WRITE_RESOURCE
+    ", d AS (INSERT INTO patient_demographics (patient_id, family, given, birth_date, gender) "
+    "SELECT $2, COALESCE(j #>> '{name,0,family}', ''), COALESCE(j #>> '{name,0,given,0}', ''), "
+    "COALESCE(j ->> 'birthDate', ''), COALESCE(j ->> 'gender', '') "
+    "FROM v, (SELECT convert_from($6::bytea, 'UTF8')::jsonb AS j) s "
+    "ON CONFLICT (patient_id) DO UPDATE SET family = excluded.family, given = excluded.given, "
+    "birth_date = excluded.birth_date, gender = excluded.gender) SELECT version FROM v";
+
+// Sends the resources' statements in one round trip (with whatever is queued before them), then
+// queues the search rows of those that got a new version: an unchanged resource keeps its rows,
+// and its index rows are not even computed.
 Status writeResources(Connection& db, const IngestCommit& commit, const std::vector<ResourceWrite>& merged,
                       int64_t seq, const std::string& now, std::vector<ChangedResource>& changes) {
   std::vector<const ResourceWrite*> writes;
   for (const ResourceWrite& resource : commit.resources) writes.push_back(&resource);
   for (const ResourceWrite& resource : merged) writes.push_back(&resource);
-  for (const ResourceWrite* write : writes) {
-    const ResourceWrite& resource = *write;
+  std::vector<int64_t> versions(writes.size(), 0);
+  for (size_t i = 0; i < writes.size(); ++i) {
+    const ResourceWrite& resource = *writes[i];
     const std::string hash = fhir::sha256Hex(resource.same_as.empty() ? resource.json : resource.same_as);
-    int64_t version = 1;
-    // The row is locked before its version is read: two handles writing one resource give it
-    // consecutive versions. A first version races on the primary key instead (ON CONFLICT).
-    for (int attempt = 0;; ++attempt) {
-      auto current = Query(db, "SELECT version, content_hash FROM resources WHERE type = $1 AND id = $2 FOR UPDATE")
-                         .text(resource.type).text(resource.id).run();
-      if (!current.ok()) return current.error();
-      if (!current->empty()) {
-        if (current->text(0, 1) == hash) {
-          version = 0;  // unchanged: no new version
-          break;
-        }
-        version = current->integer(0, 0) + 1;
-        Status updated = Query(db, "UPDATE resources SET version = $3, updated_at = $4, content_hash = $5 "
-                                   "WHERE type = $1 AND id = $2")
-                             .text(resource.type).text(resource.id).integer(version).text(now).text(hash).done();
-        if (!updated.ok()) return updated;
-        break;
-      }
-      auto inserted = Query(db, "INSERT INTO resources (type, id, version, updated_at, content_hash) "
-                                "VALUES ($1, $2, 1, $3, $4) ON CONFLICT DO NOTHING RETURNING version")
-                          .text(resource.type).text(resource.id).text(now).text(hash).run();
-      if (!inserted.ok()) return inserted.error();
-      if (!inserted->empty()) break;
-      if (attempt > 0) return Error{"postgresql: resource " + resource.type + "/" + resource.id + " vanished"};
-    }
-    if (version == 0) continue;
-    if (!commit.change_context.empty()) changes.push_back(ChangedResource{resource.type, resource.id, version, {}, {}});
-    Status history = Query(db, "INSERT INTO resource_history (type, id, version, updated_at, event_seq, json) "
-                               "VALUES ($1, $2, $3, $4, $5, $6)")
-                         .text(resource.type).text(resource.id).integer(version).text(now).integer(seq)
-                         .bytes(resource.json).done();
-    if (!history.ok()) return history;
+    Query(db, resource.type == "Patient" ? kWritePatient : kWriteResource)
+        .text(resource.type).text(resource.id).text(now).text(hash).integer(seq).bytes(resource.json)
+        .later([&versions, i](const Rows& rows) {
+          versions[i] = rows.empty() ? 0 : rows.integer(0, 0);
+          return Status::Ok();
+        });
+  }
+  Status sent = db.flush();  // the callbacks above see `versions` while it lives
+  if (!sent.ok()) return sent;
+  for (size_t i = 0; i < writes.size(); ++i) {
+    if (versions[i] == 0) continue;  // unchanged: no new version
+    const ResourceWrite& resource = *writes[i];
     Status searchable = writeSearchIndex(db, resource, seq, now);  // issue 15
     if (!searchable.ok()) return searchable;
-    if (resource.type == "Patient") {
-      // The demographic key (name[0].family, name[0].given[0], birthDate, gender), read by the
-      // server's JSON functions as SQLite's json_extract does.
-      Status indexed = Query(db, "INSERT INTO patient_demographics (patient_id, family, given, birth_date, gender) "
-                                 "SELECT $1, COALESCE(j #>> '{name,0,family}', ''), COALESCE(j #>> '{name,0,given,0}', ''), "
-                                 "COALESCE(j ->> 'birthDate', ''), COALESCE(j ->> 'gender', '') "
-                                 "FROM (SELECT convert_from($2::bytea, 'UTF8')::jsonb AS j) s "
-                                 "ON CONFLICT (patient_id) DO UPDATE SET family = excluded.family, given = excluded.given, "
-                                 "birth_date = excluded.birth_date, gender = excluded.gender")
-                           .text(resource.id).bytes(resource.json).done();
-      if (!indexed.ok()) return indexed;
-    }
+    if (!commit.change_context.empty()) changes.push_back(ChangedResource{resource.type, resource.id, versions[i], {}, {}});
   }
   return Status::Ok();
 }
 
 Status writeCoverage(Connection& db, const IngestCommit& commit, const std::vector<CoverageFact>& merged) {
   for (const CoverageFact& fact : merged) {  // a merged Coverage replaces its rows
-    Status dropped = Query(db, "DELETE FROM coverage_index WHERE coverage_id = $1").text(fact.coverage_id).done();
-    if (!dropped.ok()) return dropped;
+    Query(db, "DELETE FROM coverage_index WHERE coverage_id = $1").text(fact.coverage_id).later();
   }
   for (const CoverageFact& fact : commit.coverage) {
     if (fact.basis != "evidence") continue;  // a claim file's date of service
-    Status evidence = Query(db, "INSERT INTO coverage_evidence (coverage_id, patient_id, payer_id, member_id, "
-                                "line_of_business, date) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING")
-                          .text(fact.coverage_id).text(fact.patient_id).text(fact.payer_id).text(fact.member_id)
-                          .text(fact.line_of_business).text(fact.start).done();
-    if (!evidence.ok()) return evidence;
+    Query(db, "INSERT INTO coverage_evidence (coverage_id, patient_id, payer_id, member_id, "
+              "line_of_business, date) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING")
+        .text(fact.coverage_id).text(fact.patient_id).text(fact.payer_id).text(fact.member_id)
+        .text(fact.line_of_business).text(fact.start).later();
   }
   for (const RoutedClaim& routed : commit.routed) {
-    Status row = Query(db, "INSERT INTO routed_claims (claim_id, patient_id, payer_id, date_of_service, code) "
-                           "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING")
-                     .text(routed.claim_id).text(routed.patient_id).text(routed.payer_id).text(routed.date_of_service)
-                     .text(routed.code).done();
-    if (!row.ok()) return row;
+    Query(db, "INSERT INTO routed_claims (claim_id, patient_id, payer_id, date_of_service, code) "
+              "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING")
+        .text(routed.claim_id).text(routed.patient_id).text(routed.payer_id).text(routed.date_of_service)
+        .text(routed.code).later();
   }
   std::vector<const CoverageFact*> index_rows;
   for (const CoverageFact& fact : commit.coverage) {
@@ -103,16 +93,15 @@ Status writeCoverage(Connection& db, const IngestCommit& commit, const std::vect
   }
   for (const CoverageFact& fact : merged) index_rows.push_back(&fact);
   for (const CoverageFact* fact : index_rows) {
-    Status row = Query(db, "INSERT INTO coverage_index (coverage_id, patient_id, payer_id, member_id, line_of_business, "
-                           "start_date, end_date, basis, ord) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) "
-                           "ON CONFLICT (coverage_id, patient_id) DO UPDATE SET payer_id = excluded.payer_id, "
-                           "member_id = excluded.member_id, line_of_business = excluded.line_of_business, "
-                           "start_date = excluded.start_date, end_date = excluded.end_date, basis = excluded.basis, "
-                           "ord = excluded.ord")
-                     .text(fact->coverage_id).text(fact->patient_id).text(fact->payer_id).text(fact->member_id)
-                     .text(fact->line_of_business).text(fact->start).text(fact->end).text(fact->basis)
-                     .integer(fact->order).done();
-    if (!row.ok()) return row;
+    Query(db, "INSERT INTO coverage_index (coverage_id, patient_id, payer_id, member_id, line_of_business, "
+              "start_date, end_date, basis, ord) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) "
+              "ON CONFLICT (coverage_id, patient_id) DO UPDATE SET payer_id = excluded.payer_id, "
+              "member_id = excluded.member_id, line_of_business = excluded.line_of_business, "
+              "start_date = excluded.start_date, end_date = excluded.end_date, basis = excluded.basis, "
+              "ord = excluded.ord")
+        .text(fact->coverage_id).text(fact->patient_id).text(fact->payer_id).text(fact->member_id)
+        .text(fact->line_of_business).text(fact->start).text(fact->end).text(fact->basis)
+        .integer(fact->order).later();
   }
   return Status::Ok();
 }
@@ -122,15 +111,16 @@ Status recordChanges(Connection& db, int64_t seq, const std::string& context, co
   for (const ChangedResource& resource : changed) {
     lines += resource.type + '\t' + resource.id + '\t' + std::to_string(resource.version) + '\n';
   }
-  return Query(db, "INSERT INTO change_log (event_seq, context, changed) VALUES ($1, $2, $3)")
-      .integer(seq).bytes(context).bytes(lines).done();
+  Query(db, "INSERT INTO change_log (event_seq, context, changed) VALUES ($1, $2, $3)")
+      .integer(seq).bytes(context).bytes(lines).later();
+  return Status::Ok();
 }
 
-Status insertAttempt(Connection& db, const DeliveryAttempt& attempt) {
-  return Query(db, "INSERT INTO delivery_attempts (outbox_id, at_ms, http_status, error, duration_ms) "
-                   "VALUES ($1, $2, $3, $4, $5)")
+void insertAttempt(Connection& db, const DeliveryAttempt& attempt) {
+  Query(db, "INSERT INTO delivery_attempts (outbox_id, at_ms, http_status, error, duration_ms) "
+            "VALUES ($1, $2, $3, $4, $5)")
       .integer(attempt.outbox_id).integer(attempt.at_ms).integer(attempt.http_status).text(attempt.error)
-      .integer(attempt.duration_ms).done();
+      .integer(attempt.duration_ms).later();
 }
 
 Result<std::string> historyJson(Connection& db, const std::string& type, const std::string& id, int64_t version) {
@@ -146,8 +136,7 @@ Status writeIngest(Connection& db, Tx& tx, const IngestCommit& commit, const Mer
                    CommitOutcome& outcome) {
   if (!commit.change_context.empty() && !tx.change_order_locked) {
     // Before the event's seq is taken: groups that record changes commit in seq order.
-    Status locked = Query(db, "SELECT one FROM change_order FOR UPDATE").done();
-    if (!locked.ok()) return locked;
+    Query(db, "SELECT one FROM change_order FOR UPDATE").later();  // sent with the event's insert
     tx.change_order_locked = true;
   }
   const std::string now = nowIso();
@@ -181,28 +170,49 @@ Status writeIngest(Connection& db, Tx& tx, const IngestCommit& commit, const Mer
   std::vector<const UniqueSlot*> slots;
   for (const UniqueSlot& slot : commit.unique_slots) slots.push_back(&slot);
   std::sort(slots.begin(), slots.end(), [](const UniqueSlot* a, const UniqueSlot* b) { return a->key < b->key; });
-  for (const UniqueSlot* slot : slots) {
-    auto taken = Query(db, "INSERT INTO unique_slots (slot, owner, event_seq) VALUES ($1, $2, $3) "
-                           "ON CONFLICT (slot) DO UPDATE SET event_seq = excluded.event_seq "
-                           "WHERE unique_slots.owner = excluded.owner RETURNING owner")
-                     .text(slot->key).text(slot->owner).integer(seq).run();
-    if (!taken.ok()) return Error{taken.message()};
-    if (!taken->empty()) continue;
-    auto held = Query(db, "SELECT owner, event_seq FROM unique_slots WHERE slot = $1").text(slot->key).run();
-    if (!held.ok()) return held.error();
-    outcome = CommitOutcome{};
-    outcome.slot_taken = slot->key;
-    if (!held->empty()) {
-      outcome.slot_owner = held->text(0, 0);
-      outcome.slot_event_seq = held->integer(0, 1);
-    }
-    tx.undo_job = true;  // the event row and the slots taken so far go
-    return Status::Ok();
+  // Queued: their answers come with the next round trip (the merge's first read, or the
+  // resources'), and are looked at then. A refused one undoes the job, with all it wrote.
+  std::vector<char> taken(slots.size(), 0);
+  for (size_t i = 0; i < slots.size(); ++i) {
+    Query(db, "INSERT INTO unique_slots (slot, owner, event_seq) VALUES ($1, $2, $3) "
+              "ON CONFLICT (slot) DO UPDATE SET event_seq = excluded.event_seq "
+              "WHERE unique_slots.owner = excluded.owner RETURNING owner")
+        .text(slots[i]->key).text(slots[i]->owner).integer(seq)
+        .later([&taken, i](const Rows& rows) {
+          taken[i] = rows.empty() ? 2 : 1;  // 0: not answered yet
+          return Status::Ok();
+        });
   }
+  // True (and the outcome set, the job undone) when a slot has another owner.
+  auto slotRefused = [&]() -> Result<bool> {
+    if (slots.empty()) return false;
+    if (taken[0] == 0) {
+      Status sent = db.flush();
+      if (!sent.ok()) return Error{sent.message()};
+    }
+    for (size_t i = 0; i < slots.size(); ++i) {
+      if (taken[i] == 1) continue;
+      const UniqueSlot* slot = slots[i];
+      auto held = Query(db, "SELECT owner, event_seq FROM unique_slots WHERE slot = $1").text(slot->key).run();
+      if (!held.ok()) return held.error();
+      outcome = CommitOutcome{};
+      outcome.slot_taken = slot->key;
+      if (!held->empty()) {
+        outcome.slot_owner = held->text(0, 0);
+        outcome.slot_event_seq = held->integer(0, 1);
+      }
+      tx.undo_job = true;  // the event row and everything after it go
+      return true;
+    }
+    return false;
+  };
   if (!commit.routes_unroutable.empty()) {
     auto resolved = Query(db, "UPDATE unroutable SET resolved_at = $1 WHERE claim_id = $2 AND resolved_at = ''")
                         .text(now).text(commit.routes_unroutable).run();
     if (!resolved.ok()) return resolved.error();
+    auto refused = slotRefused();
+    if (!refused.ok()) return refused.error();
+    if (*refused) return Status::Ok();
     if (resolved->affected() == 0) {  // routed meanwhile: nothing to write
       outcome = CommitOutcome{true, commit.status, commit.answer, 0};
       tx.undo_job = true;
@@ -217,6 +227,9 @@ Status writeIngest(Connection& db, Tx& tx, const IngestCommit& commit, const Mer
     auto merge_tx = makeMergeTx(db);
     Status status = merge_hook(*merge_tx, commit, merged, merged_coverage);
     if (!status.ok()) return status;
+    auto refused = slotRefused();
+    if (!refused.ok()) return refused.error();
+    if (*refused) return Status::Ok();
     if (!takeCheckedMerge(commit, merged)) {  // not the merge the service validated: nothing written
       outcome = CommitOutcome{};
       outcome.merge_changed = true;
@@ -227,6 +240,9 @@ Status writeIngest(Connection& db, Tx& tx, const IngestCommit& commit, const Mer
   std::vector<ChangedResource> changes;
   Status status = writeResources(db, commit, merged, seq, now, changes);
   if (!status.ok()) return status;
+  auto refused = slotRefused();  // answered by now
+  if (!refused.ok()) return refused.error();
+  if (*refused) return Status::Ok();
   status = writeCoverage(db, commit, merged_coverage);
   if (!status.ok()) return status;
   for (const OutboxWrite& write : commit.outbox) tx.outbox.push_back(DeferredOutbox{write, seq, now_ms});
@@ -235,11 +251,10 @@ Status writeIngest(Connection& db, Tx& tx, const IngestCommit& commit, const Mer
     if (!status.ok()) return status;
   }
   for (const UnroutableWrite& write : commit.unroutable) {
-    status = Query(db, "INSERT INTO unroutable (claim_id, patient_id, date_of_service, code, reason, outcome, event_seq, "
-                       "created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (claim_id) DO NOTHING")
-                 .text(write.claim_id).text(write.patient_id).text(write.date_of_service).text(write.code)
-                 .text(write.reason).bytes(write.outcome_json).integer(seq).text(now).done();
-    if (!status.ok()) return status;
+    Query(db, "INSERT INTO unroutable (claim_id, patient_id, date_of_service, code, reason, outcome, event_seq, "
+              "created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (claim_id) DO NOTHING")
+        .text(write.claim_id).text(write.patient_id).text(write.date_of_service).text(write.code)
+        .text(write.reason).bytes(write.outcome_json).integer(seq).text(now).later();
   }
   // The AuditEvent of the access that wrote this (access.md: same transaction as the data).
   status = insertAudit(db, commit.audit);
@@ -251,8 +266,10 @@ Status writeIngest(Connection& db, Tx& tx, const IngestCommit& commit, const Mer
 
 Status flushOutbox(Connection& db, Tx& tx) {
   if (tx.outbox.empty()) return Status::Ok();
-  // Bodies once per distinct text (by SHA-256), in hash order.
-  std::map<std::string, int64_t> body_ids;
+  // Queued, with nothing to wait for: the bodies once per distinct text (by SHA-256, in hash
+  // order), then per destination (in name order) one statement that takes a block of numbers from
+  // its sequence row and inserts the rows with them, each naming its body by hash. The sequence
+  // row stays locked until the commit, so the next commit to this destination numbers after it.
   std::vector<std::string> hashes(tx.outbox.size());
   std::map<std::string, const std::string*> bodies;
   for (size_t i = 0; i < tx.outbox.size(); ++i) {
@@ -260,36 +277,34 @@ Status flushOutbox(Connection& db, Tx& tx) {
     bodies.emplace(hashes[i], &tx.outbox[i].write.body);
   }
   for (const auto& [hash, body] : bodies) {
-    auto inserted = Query(db, "INSERT INTO outbox_bodies (hash, body) VALUES ($1, $2) ON CONFLICT (hash) DO NOTHING "
-                              "RETURNING id")
-                        .text(hash).bytes(*body).run();
-    if (!inserted.ok()) return inserted.error();
-    if (inserted->empty()) {
-      inserted = Query(db, "SELECT id FROM outbox_bodies WHERE hash = $1").text(hash).run();
-      if (!inserted.ok()) return inserted.error();
-      if (inserted->empty()) return Error{"postgresql: outbox body " + hash + " vanished"};
-    }
-    body_ids[hash] = inserted->integer(0, 0);
+    Query(db, "INSERT INTO outbox_bodies (hash, body) VALUES ($1, $2) ON CONFLICT (hash) DO NOTHING").text(hash).bytes(*body).later();
   }
-  // Numbers: one statement per destination, in name order, takes a block of numbers; the row
-  // stays locked until the commit, so the next commit to this destination numbers after it.
   std::map<std::string, std::vector<size_t>> by_destination;
   for (size_t i = 0; i < tx.outbox.size(); ++i) by_destination[tx.outbox[i].write.destination].push_back(i);
+  constexpr size_t kRowsPerStatement = 200;
   for (const auto& [destination, rows] : by_destination) {
-    const int64_t count = static_cast<int64_t>(rows.size());
-    auto last = Query(db, "INSERT INTO destination_seq (destination, last_number) VALUES ($1, $2) "
-                          "ON CONFLICT (destination) DO UPDATE SET last_number = destination_seq.last_number + "
-                          "excluded.last_number RETURNING last_number")
-                    .text(destination).integer(count).run();
-    if (!last.ok()) return last.error();
-    int64_t number = last->integer(0, 0) - count;
-    for (size_t index : rows) {
-      const DeferredOutbox& row = tx.outbox[index];
-      Status inserted = Query(db, "INSERT INTO outbox (destination, number, kind, body_id, event_seq, created_ms, "
-                                  "next_attempt_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)")
-                            .text(destination).integer(++number).text(row.write.kind).integer(body_ids[hashes[index]])
-                            .integer(row.event_seq).integer(row.now_ms).integer(row.now_ms).done();
-      if (!inserted.ok()) return inserted;
+    for (size_t start = 0; start < rows.size(); start += kRowsPerStatement) {
+      const size_t end = std::min(rows.size(), start + kRowsPerStatement);
+      std::vector<std::string> values{destination, std::to_string(end - start)};
+      std::vector<int> formats{1, 0};
+      std::string sql =
+          "WITH s AS (INSERT INTO destination_seq (destination, last_number) VALUES ($1::text, $2::bigint) "
+          "ON CONFLICT (destination) DO UPDATE SET last_number = destination_seq.last_number + excluded.last_number "
+          "RETURNING last_number) INSERT INTO outbox (destination, number, kind, body_id, event_seq, created_ms, "
+          "next_attempt_ms) SELECT $1::text, s.last_number - $2::bigint + v.k, v.kind, "
+          "(SELECT b.id FROM outbox_bodies b WHERE b.hash = v.hash), v.event_seq, v.now_ms, v.now_ms FROM s, (VALUES ";
+      for (size_t r = start; r < end; ++r) {
+        const DeferredOutbox& row = tx.outbox[rows[r]];
+        const size_t n = values.size();
+        sql += (r > start ? ", ($" : "($") + std::to_string(n + 1) + "::bigint, $" + std::to_string(n + 2) + "::text, $" +
+               std::to_string(n + 3) + "::text, $" + std::to_string(n + 4) + "::bigint, $" + std::to_string(n + 5) +
+               "::bigint)";
+        values.insert(values.end(), {std::to_string(r - start + 1), row.write.kind, hashes[rows[r]],
+                                     std::to_string(row.event_seq), std::to_string(row.now_ms)});
+        formats.insert(formats.end(), {0, 1, 1, 0, 0});
+      }
+      sql += ") v(k, kind, hash, event_seq, now_ms)";
+      db.queueText(std::move(sql), std::move(values), std::move(formats));
     }
   }
   tx.outbox.clear();
@@ -297,22 +312,22 @@ Status flushOutbox(Connection& db, Tx& tx) {
 }
 
 Status markDelivered(Connection& db, const DeliveryAttempt& attempt) {
-  Status status = insertAttempt(db, attempt);
-  if (!status.ok()) return status;
-  return Query(db, "UPDATE outbox SET status = 1, attempts = attempts + 1, delivered_ms = $1, "
-                   "first_attempt_ms = CASE WHEN first_attempt_ms = 0 THEN $1 ELSE first_attempt_ms END, "
-                   "last_error = '' WHERE id = $2")
-      .integer(attempt.at_ms).integer(attempt.outbox_id).done();
+  insertAttempt(db, attempt);
+  Query(db, "UPDATE outbox SET status = 1, attempts = attempts + 1, delivered_ms = $1, "
+            "first_attempt_ms = CASE WHEN first_attempt_ms = 0 THEN $1 ELSE first_attempt_ms END, "
+            "last_error = '' WHERE id = $2")
+      .integer(attempt.at_ms).integer(attempt.outbox_id).later();
+  return Status::Ok();
 }
 
 Status markFailed(Connection& db, const DeliveryAttempt& attempt, int64_t next_attempt_ms, bool dead) {
-  Status status = insertAttempt(db, attempt);
-  if (!status.ok()) return status;
-  return Query(db, "UPDATE outbox SET status = $1, attempts = attempts + 1, next_attempt_ms = $2, "
-                   "first_attempt_ms = CASE WHEN first_attempt_ms = 0 THEN $3 ELSE first_attempt_ms END, "
-                   "last_error = $4 WHERE id = $5")
+  insertAttempt(db, attempt);
+  Query(db, "UPDATE outbox SET status = $1, attempts = attempts + 1, next_attempt_ms = $2, "
+            "first_attempt_ms = CASE WHEN first_attempt_ms = 0 THEN $3 ELSE first_attempt_ms END, "
+            "last_error = $4 WHERE id = $5")
       .integer(dead ? 2 : 0).integer(next_attempt_ms).integer(attempt.at_ms).text(attempt.error)
-      .integer(attempt.outbox_id).done();
+      .integer(attempt.outbox_id).later();
+  return Status::Ok();
 }
 
 Result<OutboxLease> claimLease(Connection& db, std::string_view destination, std::string_view holder, int64_t now_ms,

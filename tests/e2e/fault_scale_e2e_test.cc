@@ -6,6 +6,8 @@
 // de-duplication by Idempotency-Key, numbers exactly 1..N in order, every billing Claim at its
 // payer once, nothing a routing or filter excludes. While the server restarts, requests are
 // answered 503 with Retry-After (counted, each checked) and sent again by the client; none is lost.
+// The Subscription is created on one instance after all three started: the others learn of it
+// from the store without a restart.
 
 #include <array>
 #include <atomic>
@@ -66,27 +68,29 @@ TEST(ScaleFaultTest, ThreeGatewaysOnOnePostgresqlSurviveKillsAndARestartLosingNo
     gateways[n] = std::make_unique<GatewayProcess>(std::vector<std::string>{"--config", configs[n]});
     ports[n] = gateways[n]->port();
   };
-  start(0);
-  ASSERT_NE(ports[0].load(), 0);
+  for (int n = 0; n < kInstances; ++n) {
+    start(n);
+    ASSERT_NE(ports[n].load(), 0);
+  }
 
-  // The HIE subscribes to lakeshore's routed claims through instance 0; the others start once it
-  // is active (they read the subscriptions at start). The subscriber answers reliably until the
-  // handshake is done, then flakes like the others.
+  // The HIE subscribes to lakeshore's routed claims through instance 0 once all three run; the
+  // others learn of it from the store (SubscriptionSync, within a second), no restart. The
+  // subscriber answers reliably until the handshake is done, then flakes like the others.
   HttpResult created = gateways[0]->post("/fhir/Subscription", fault::subscriptionJson(receivers.subscriber.url("/s")),
                                          "application/fhir+json");
   ASSERT_EQ(created.status, 201) << created.body;
   receivers.subscription_id = std::string(*json::getString(*json::parse(created.body), "id"));
   ASSERT_TRUE(receivers.subscriber.waitForAccepted(1, 10s));
-  for (auto until = std::chrono::steady_clock::now() + 10s; std::chrono::steady_clock::now() < until;) {
-    HttpResult read = gateways[0]->get("/fhir/Subscription/" + receivers.subscription_id);
-    if (read.status == 200 && json::getString(*json::parse(read.body), "status") == "active") break;
-    std::this_thread::sleep_for(50ms);
+  for (int n = 0; n < kInstances; ++n) {
+    bool active = false;
+    for (auto until = std::chrono::steady_clock::now() + 10s; !active && std::chrono::steady_clock::now() < until;) {
+      HttpResult read = gateways[n]->get("/fhir/Subscription/" + receivers.subscription_id);
+      active = read.status == 200 && json::getString(*json::parse(read.body), "status") == "active";
+      if (!active) std::this_thread::sleep_for(50ms);
+    }
+    ASSERT_TRUE(active) << "instance " << n << " does not know the Subscription as active";
   }
   receivers.subscriber.setResponder(fault::flakyResponder(4));
-  for (int n = 1; n < kInstances; ++n) {
-    start(n);
-    ASSERT_NE(ports[n].load(), 0);
-  }
 
   std::atomic<int> next_event{0};
   std::atomic<int> connection_retries{0};

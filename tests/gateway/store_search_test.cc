@@ -268,7 +268,7 @@ TEST_P(StoreSearch, PreparedRowsAreInsertedAsGivenOnlyForTheJsonTheyWereComputed
 TEST_P(StoreSearch, MergedResourcesAreIndexedAsStored) {
   // A stand-in for the merge: the Patient's family is the list of its contributors.
   store_->setMergeHook([](MergeTx& tx, const IngestCommit& commit, std::vector<ResourceWrite>& merged,
-                          std::vector<mappers::CoverageFact>&) -> Status {
+                          std::vector<CoverageFact>&) -> Status {
     for (const merge::Contribution& c : commit.contributions) {
       Status put = tx.putContribution(c);
       if (!put.ok()) return put;
