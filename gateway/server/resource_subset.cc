@@ -53,7 +53,7 @@ Result<std::shared_ptr<const TypeElements>> loadType(const std::string& type) {
     const json::Value* summary = json::find(element, "isSummary");
     flags.summary = summary != nullptr && summary->IsBool() && summary->GetBool();
     const json::Value* min = json::find(element, "min");
-    flags.mandatory = min != nullptr && min->IsInt() && min->GetInt() > 0;
+    flags.mandatory = min != nullptr && json::numberAsInt64(*min).value_or(0) > 0;
     out->by_path[element_path] = flags;
   }
   for (auto& [element_path, flags] : out->by_path) {

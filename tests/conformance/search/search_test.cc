@@ -300,7 +300,7 @@ TEST(SearchGroupOrganization, Basics) {
 //    "Stroke" display "Ischemic stroke (disorder)", category encounter-diagnosis, active.
 //  Task example1: status in-progress, for Patient/example, authoredOn 2016-10-31T08:25:05+10:00,
 //    code.text "Lipid Panel". Task example2: accepted, for Patient/example, authoredOn
-//    2016-10-31T08:45:05+10:00, no code.
+//    2016-10-31T08:45:05+10:00, code.text "Specimen Collection".
 //  Communication example: status completed, subject Patient/example, category acme Alert, sent
 //    2014-12-12T18:01:10-08:00 (= 2014-12-13T02:01:10Z).
 //  ServiceRequest example: status completed, code SNOMED 303653007, subject Patient/example, no
@@ -329,7 +329,8 @@ TEST(SearchQuery, ClinicalTypesOfTheContract) {
   EXPECT_EQ(search("Task", {{"authored-on", "gt2016-10-31T08:30:00+10:00"}}), (Ids{"example2"}));
   EXPECT_EQ(search("Task", {{"authored-on", "2016-10-30"}}), (Ids{"example1", "example2"}));  // 22:25Z and 22:45Z
   EXPECT_EQ(search("Task", {{"code:text", "lipid"}}), (Ids{"example1"}));
-  EXPECT_EQ(search("Task", {{"code:missing", "true"}}), (Ids{"example2"}));
+  EXPECT_EQ(search("Task", {{"code:missing", "true"}}), (Ids{}));
+  EXPECT_EQ(search("Task", {{"code:missing", "false"}}), (Ids{"example1", "example2"}));
 
   EXPECT_EQ(search("Communication", {{"category", "http://acme.org/messagetypes|Alert"}}), (Ids{"example"}));
   EXPECT_EQ(search("Communication", {{"sent", "2014-12-13"}}), (Ids{"example"}));  // in UTC
