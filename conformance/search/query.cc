@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // Query parsing: decoded (name, value) pairs to a typed, validated Query.
+#include <algorithm>
 #include <cctype>
 #include <charconv>
 
@@ -203,20 +204,42 @@ Result<int> parseCount(const std::string& text) {
 }
 
 Status parseInclude(const Registry& registry, const std::string& name, const std::string& value,
-                    std::vector<std::pair<std::string, std::string>>& out) {
+                    std::vector<Include>& out) {
+  Include include;
+  include.iterate = name.ends_with(":iterate");
   if (value == "*") {
-    out.emplace_back("*", "*");
+    include.source = include.param = "*";
+    out.push_back(std::move(include));
     return {};
   }
   std::vector<std::string> parts = splitEscaped(value, ':');
-  if (parts.size() < 2 || parts.size() > 3) {
+  if (parts.size() < 2 || parts.size() > 3 || parts[0].empty() || parts[1].empty()) {
     return invalid(name + " '" + value + "' is not Type:parameter[:targetType]");
   }
-  const BoundParam* param = registry.find(parts[0], parts[1]);
-  if (param == nullptr || param->def->type != ParamType::kReference) {
-    return notSupported(name + " '" + value + "': " + parts[0] + " has no reference parameter '" + parts[1] + "'");
+  include.source = parts[0];
+  include.param = parts[1];
+  if (parts.size() == 3) include.target = parts[2];
+  const fhirpath::Model& model = *registry.model();
+  if (!model.isResourceType(include.source)) {
+    return invalid(name + " '" + value + "': '" + include.source + "' is not a resource type");
   }
-  out.emplace_back(parts[0], parts[1]);
+  if (!include.target.empty() && !model.isResourceType(include.target)) {
+    return invalid(name + " '" + value + "': '" + include.target + "' is not a resource type");
+  }
+  if (include.param != "*") {
+    const BoundParam* param = registry.find(include.source, include.param);
+    if (param == nullptr || param->def->type != ParamType::kReference) {
+      return notSupported(name + " '" + value + "': " + include.source + " has no reference parameter '" +
+                          include.param + "'");
+    }
+    const std::vector<std::string>& targets = param->def->targets;
+    if (!include.target.empty() && !targets.empty() &&
+        std::find(targets.begin(), targets.end(), include.target) == targets.end()) {
+      return invalid(name + " '" + value + "': " + include.source + ":" + include.param + " does not refer to " +
+                     include.target);
+    }
+  }
+  out.push_back(std::move(include));
   return {};
 }
 

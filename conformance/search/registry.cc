@@ -190,4 +190,12 @@ std::vector<const BoundParam*> Registry::forType(std::string_view type) const {
   return out;
 }
 
+std::vector<std::string> Registry::types() const {
+  std::vector<std::string> out;
+  for (const auto& [type, params] : bound_) {
+    if (type != "Resource" && type != "DomainResource") out.push_back(type);
+  }
+  return out;
+}
+
 }  // namespace fhir::search

@@ -67,6 +67,8 @@ class Registry {
   const BoundParam* find(std::string_view type, std::string_view code) const;
   // Every parameter that applies to `type`, Resource ones included, ordered by code.
   std::vector<const BoundParam*> forType(std::string_view type) const;
+  // The resource types some parameter is defined for (not Resource and DomainResource).
+  std::vector<std::string> types() const;
   const fhirpath::ModelPtr& model() const { return model_; }
   size_t definitionCount() const { return defs_.size(); }
 
@@ -186,13 +188,24 @@ struct SortKey {
   bool descending = false;
 };
 
+// One `_include` or `_revinclude` value (R4 3.1.1.5.4): `Source:param[:Target]`, `*` for any
+// source type (`_revinclude=*`) or any reference parameter (`Claim:*`); `iterate` for the
+// `:iterate` modifier (also applied to what was included).
+struct Include {
+  std::string source;  // resource type, or "*"
+  std::string param;   // reference parameter code, or "*"
+  std::string target;  // target type; empty: any
+  bool iterate = false;
+  bool operator==(const Include&) const = default;
+};
+
 struct Query {
   std::string type;
   std::vector<Clause> clauses;       // repeated parameters = AND
   int count = 50;
   std::vector<SortKey> sort;
-  std::vector<std::pair<std::string, std::string>> include;     // (source type, param), "*"
-  std::vector<std::pair<std::string, std::string>> revinclude;  // (source type, param)
+  std::vector<Include> include;
+  std::vector<Include> revinclude;
   std::string summary;              // "", "count", "true", "false", "text", "data"
   std::string total;                // "", "none", "estimate", "accurate"
   std::vector<std::string> elements;

@@ -282,7 +282,14 @@ Answer FhirRoutes::dispatch(http::Request& request, Access& access, bool pretty,
     if (segments.size() >= 2 && isResourceTypeName(segments[1])) call.type = segments[1];
     if (segments.size() >= 3 && !segments[2].starts_with("$") && !segments[2].starts_with("_")) call.id = segments[2];
     if (segments.size() == 5) call.version = segments[4];
-    return (*candidate.handler)(call);
+    Answer answer = (*candidate.handler)(call);
+    // A 202 (asynchronous request, R4 async.html and Bulk Data kick-off) names where to ask next
+    // in Content-Location, not Location (query.md "HTTP semantics").
+    if (answer.status == 202 && !answer.location.empty()) {
+      access.headers.emplace_back("Content-Location", std::move(answer.location));
+      answer.location.clear();
+    }
+    return answer;
   }
   access.headers.emplace_back("Allow", allow);
   std::string path;

@@ -8,7 +8,9 @@
 //  * a known path with a method nothing is registered for: 405 with `Allow` (the methods that
 //    are registered for that path), `not-supported` naming the FHIR interaction when the method
 //    is one (PATCH is `patch`, PUT on an instance `update`, ...);
-//  * HEAD is GET without the body; OPTIONS answers 204 with `Allow`.
+//  * HEAD is GET without the body; OPTIONS answers 204 with `Allow`;
+//  * a handler's 202 with a location sends it as `Content-Location` (the status URL of an
+//    asynchronous request), not `Location`.
 // The HTTP semantics every route shares (406 for XML, _format, _pretty, ETag, 304, 412, Prefer)
 // are in fhir_http.h; the handlers call them.
 // Thread-safe once built: dispatch() only reads the table.

@@ -7,6 +7,7 @@
 
 #include "conformance/json/json.h"
 #include "gateway/server/fhir_http.h"
+#include "gateway/server/resource_subset.h"
 
 namespace fhir::gateway {
 namespace {
@@ -122,6 +123,11 @@ class ReadRoutes {
     query.id = call.id;
     query.count = kDefaultCount;
     std::vector<std::pair<std::string, std::string>> echoed;  // what the self and next links repeat
+    subset::Shape shape;
+    for (const auto& [name, value] : call.parameters) {
+      if (name == "_summary" || name == "_elements") echoed.emplace_back(name, value);
+    }
+    if (Status taken = subset::take(call.parameters, shape); !taken.ok()) return invalid(taken.message());
     IssueList ignored;
     for (const auto& [name, value] : call.parameters) {
       if (name == "_count") {
@@ -167,7 +173,10 @@ class ReadRoutes {
         if (!access.caller.open() && !access.caller.scopes.allows(auth::Interaction::kRead, version.type)) continue;
         auto seen = policy_.visible(access.caller, version.type, version.id, version.json);
         if (!seen.ok()) return transient(seen.message());
-        if (seen->has_value()) page.emplace_back(std::move(version), std::move(**seen));
+        if (!seen->has_value()) continue;
+        auto shaped = subset::apply(shape, **seen);
+        if (!shaped.ok()) return transient("_summary/_elements: " + shaped.message());
+        page.emplace_back(std::move(version), std::move(*shaped));
       }
       if (!more) break;
     }
@@ -213,15 +222,23 @@ class ReadRoutes {
     auto seen = policy_.visible(call.access.caller, call.type, call.id, json);
     if (!seen.ok()) return transient(seen.message());
     if (!seen->has_value()) return notFound(call.type + "/" + call.id + " is not known");
+    subset::Shape shape;
+    if (Status taken = subset::take(call.parameters, shape); !taken.ok()) return invalid(taken.message());
+    auto shaped = subset::apply(shape, **seen);
+    if (!shaped.ok()) return transient("_summary/_elements: " + shaped.message());
     const std::string updated = lastUpdatedOf(json);
     fhirhttp::addVersionHeaders(call.access, version, updated);
     call.access.headers.emplace_back(
         "Content-Location", context_.base_url + "/" + call.type + "/" + call.id + "/_history/" + std::to_string(version));
     if (fhirhttp::notModified(call.request, version, updated)) return Answer{304, "application/fhir+json", ""};
-    return Answer{200, "application/fhir+json", std::move(**seen)};
+    return Answer{200, "application/fhir+json", std::move(*shaped)};
   }
 
   static Answer transient(const std::string& why) { return outcomeAnswer(503, "transient", why); }
+  // A subset::take error ("invalid: ...") as a 400.
+  static Answer invalid(const std::string& message) {
+    return outcomeAnswer(400, "invalid", message.rfind("invalid: ", 0) == 0 ? message.substr(9) : message);
+  }
   static Answer notFound(const std::string& why) { return outcomeAnswer(404, "not-found", why); }
 
   ServerContext& context_;

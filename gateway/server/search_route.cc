@@ -8,6 +8,7 @@
 
 #include "conformance/json/json.h"
 #include "conformance/search/search.h"
+#include "gateway/server/resource_subset.h"
 #include "gateway/store/search_index.h"
 #include "conformance/common/time_util.h"
 
@@ -64,39 +65,6 @@ bool lenient(const http::Request& request) {
   text.erase(std::remove(text.begin(), text.end(), ' '), text.end());
   std::transform(text.begin(), text.end(), text.begin(), [](unsigned char c) { return std::tolower(c); });
   return text.find("handling=lenient") != std::string::npos;
-}
-
-// The resource as `_elements` asks: its listed top-level elements and the mandatory ones, with
-// the SUBSETTED tag (R4 3.1.1.5.9).
-std::string subset(const std::string& text, const std::vector<std::string>& elements, bool drop_text) {
-  json::Document doc;
-  json::ParseError error;
-  if (!json::parse(text, doc, error) || !doc.IsObject()) return text;
-  auto& allocator = doc.GetAllocator();
-  std::vector<std::string> drop;
-  for (auto member = doc.MemberBegin(); member != doc.MemberEnd(); ++member) {
-    const std::string name(member->name.GetString(), member->name.GetStringLength());
-    if (name == "resourceType" || name == "id" || name == "meta") continue;
-    const bool listed = std::find(elements.begin(), elements.end(), name) != elements.end();
-    if (drop_text ? name == "text" : !listed) drop.push_back(name);
-  }
-  for (const std::string& name : drop) doc.RemoveMember(name.c_str());
-  json::Value* meta = json::find(doc, "meta");
-  if (meta == nullptr || !meta->IsObject()) {
-    json::addMember(doc, "meta", json::Value(rapidjson::kObjectType), allocator);
-    meta = json::find(doc, "meta");
-  }
-  json::Value* tags = json::find(*meta, "tag");
-  if (tags == nullptr || !tags->IsArray()) {
-    json::addMember(*meta, "tag", json::Value(rapidjson::kArrayType), allocator);
-    tags = json::find(*meta, "tag");
-  }
-  json::Value tag(rapidjson::kObjectType);
-  json::addString(tag, "system", "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", allocator);
-  json::addString(tag, "code", "SUBSETTED", allocator);
-  json::addString(tag, "display", "Resource encoded in summary mode", allocator);
-  tags->PushBack(std::move(tag), allocator);
-  return json::serialize(doc);
 }
 
 // Reads a form body (POST _search) of at most `limit` bytes.
@@ -171,9 +139,12 @@ std::optional<Answer> serveSearch(ServerContext& context, http::Request& request
     const std::string code = colon == std::string::npos ? "invalid" : message.substr(0, colon);
     return issue(400, code, colon == std::string::npos ? message : message.substr(colon + 2));
   }
-  if (query->summary == "true" || query->summary == "text") {
-    return issue(400, "not-supported", "_summary=" + query->summary + " is not supported (count, data and false are)");
+  if (!query->summary.empty() && !query->elements.empty()) {
+    return issue(400, "invalid", "use _summary or _elements, not both");
   }
+  subset::Shape shape;
+  if (query->summary != "count") shape.summary = query->summary;
+  shape.elements = query->elements;
 
   SearchRequest search_request;
   search_request.query = &*query;
@@ -210,8 +181,10 @@ std::optional<Answer> serveSearch(ServerContext& context, http::Request& request
   for (const SearchHit& hit : page->entries) {
     if (!entries.empty()) entries += ",";
     std::string resource = hit.json;
-    if (!hit.include && (!query->elements.empty() || query->summary == "data")) {
-      resource = subset(resource, query->elements, query->summary == "data");
+    if (!hit.include && shape.subsets()) {
+      auto shaped = subset::apply(shape, resource);
+      if (!shaped.ok()) return issue(503, "transient", "_summary/_elements: " + shaped.message());
+      resource = std::move(*shaped);
     }
     entries += R"({"fullUrl":)" + jsonString(context.base_url + "/" + hit.type + "/" + hit.id) + R"(,"resource":)" +
                resource + R"(,"search":{"mode":")" + (hit.include ? "include" : "match") + "\"}}";

@@ -152,6 +152,12 @@ CREATE TABLE search_rows (
 CREATE INDEX search_rows_by_key ON search_rows (type, param, key, entry);
 CREATE INDEX search_rows_by_entry ON search_rows (entry);
 )sql",
+    // 4: type and system history (issue 15, pg_history.cc): newest first from an event bound, as
+    // SQLite's resource_history_by_seq and resource_history_by_type_seq (sqlite_history.cc).
+    R"sql(
+CREATE INDEX resource_history_by_seq ON resource_history (event_seq);
+CREATE INDEX resource_history_by_type_seq ON resource_history (type, event_seq);
+)sql",
 };
 
 std::string literal(Connection& db, const std::string& text) {

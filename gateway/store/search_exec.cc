@@ -26,6 +26,7 @@ using search::QueryValue;
 
 constexpr size_t kBatch = 200;          // candidates read per statement
 constexpr size_t kMaxIncludes = 1000;   // _include/_revinclude resources per page
+constexpr int kIncludeRounds = 4;       // rounds of :iterate after the first (R4 leaves the depth open)
 constexpr int64_t kMaxKey = INT64_MAX;
 constexpr int64_t kMinKey = INT64_MIN;
 // The largest code point: a prefix followed by it bounds every string that starts with the prefix.
@@ -324,9 +325,12 @@ class Searcher {
     return sql;
   }
 
-  // The index rows of entries, by entry seq.
-  Result<std::map<int64_t, std::vector<IndexRow>>> rowsOf(const std::vector<int64_t>& entries) {
+  // The index rows of entries, by entry seq: of the parameters in `params` only (the ones the
+  // query's clauses read), or all of them (null).
+  Result<std::map<int64_t, std::vector<IndexRow>>> rowsOf(const std::vector<int64_t>& entries,
+                                                          const std::vector<std::string>* params = nullptr) {
     std::map<int64_t, std::vector<IndexRow>> out;
+    if (params != nullptr && params->empty()) return out;
     for (size_t start = 0; start < entries.size(); start += kBatch) {
       Sql sql;
       sql.add("SELECT entry, " SEARCH_ROW_COLUMNS " FROM search_rows WHERE entry IN (");
@@ -334,6 +338,11 @@ class Searcher {
         sql.add(i > start ? ", ?" : "?").bind(entries[i]);
       }
       sql.add(")");
+      if (params != nullptr) {
+        sql.add(" AND param IN (");
+        for (size_t i = 0; i < params->size(); ++i) sql.add(i > 0 ? ", ?" : "?").bind((*params)[i]);
+        sql.add(")");
+      }
       auto rows = backend_.select(sql.text, sql.params, "i" + std::string(kSearchRowKinds));
       if (!rows.ok()) return rows.error();
       for (const SqlRow& row : *rows) out[row[0].integer].push_back(rowOf(row, 1));
@@ -371,7 +380,15 @@ class Searcher {
   Result<bool> filterBatch(const std::vector<Candidate>& batch, bool with_json, Accept accept) {
     std::vector<int64_t> entries;
     for (const Candidate& candidate : batch) entries.push_back(candidate.seq);
-    auto rows = rowsOf(entries);
+    // matches() reads only the rows of the clauses' parameters; _include reads the page's
+    // reference rows, so it takes them all.
+    std::vector<std::string> params;
+    for (const search::Clause& clause : query_.clauses) {
+      const std::string& code = clause.param->def->code;
+      if (std::find(params.begin(), params.end(), code) == params.end()) params.push_back(code);
+    }
+    const bool all_rows = !query_.include.empty();
+    auto rows = rowsOf(entries, all_rows ? nullptr : &params);
     if (!rows.ok()) return rows.error();
     std::vector<const Candidate*> matched;
     for (const Candidate& candidate : batch) {
@@ -514,42 +531,96 @@ class Searcher {
     return Status::Ok();
   }
 
+  // The (source type, reference parameter) pairs a `_revinclude` value asks for resources of
+  // `type`: the one named, every reference parameter of the source (`Claim:*`), or of every
+  // type (`*`) that may refer to `type`.
+  std::vector<std::pair<std::string, std::string>> revincludePairs(const search::Include& spec,
+                                                                   const std::string& type) const {
+    std::vector<std::pair<std::string, std::string>> out;
+    if (spec.source != "*" && spec.param != "*") {
+      out.emplace_back(spec.source, spec.param);
+      return out;
+    }
+    const std::vector<std::string> sources = spec.source == "*" ? registry_.types() : std::vector{spec.source};
+    for (const std::string& source : sources) {
+      for (const search::BoundParam* param : registry_.forType(source)) {
+        if (param->def->type != ParamType::kReference || !param->compiled) continue;
+        const std::vector<std::string>& targets = param->def->targets;
+        if (!targets.empty() && std::find(targets.begin(), targets.end(), type) == targets.end()) continue;
+        out.emplace_back(source, param->def->code);
+      }
+    }
+    return out;
+  }
+
+  // _include and _revinclude (R4 3.1.1.5.4): a first round over the page's matches, then rounds
+  // of the `:iterate` values over what the round before added (at most kIncludeRounds). Every
+  // included resource goes through the access policy (addIncluded).
   Status include(SearchPage& page) {
     matches_ = page.entries.size();
     std::set<std::string> present;
     for (const SearchHit& hit : page.entries) present.insert(hit.type + "/" + hit.id);
-    std::map<std::string, std::vector<std::string>> targets;  // type -> ids, in page order
-    for (const auto& [source, param] : query_.include) {
-      if (source != "*" && source != query_.type) continue;
-      for (size_t i = 0; i < matches_; ++i) {
-        for (const IndexRow& row : page_rows_[i]) {
-          if (row.type != ParamType::kReference || row.ref_id.empty() || row.ref_type.empty()) continue;
-          if (param != "*" && row.param != param) continue;
-          if (!row.ref_url.empty() && (request_.base_url.empty() || row.ref_url.rfind(request_.base_url + "/", 0) != 0)) continue;
-          auto& ids = targets[row.ref_type];
-          if (std::find(ids.begin(), ids.end(), row.ref_id) == ids.end()) ids.push_back(row.ref_id);
+    struct From {
+      std::string type;
+      std::string id;
+      const std::vector<IndexRow>* rows;  // null: not known or not visible
+    };
+    std::vector<From> frontier;
+    for (size_t i = 0; i < matches_; ++i) frontier.push_back({page.entries[i].type, page.entries[i].id, &page_rows_[i]});
+    const bool iterate = std::any_of(query_.include.begin(), query_.include.end(), [](const auto& i) { return i.iterate; }) ||
+                         std::any_of(query_.revinclude.begin(), query_.revinclude.end(), [](const auto& i) { return i.iterate; });
+    for (int round = 0; round <= kIncludeRounds && !frontier.empty(); ++round) {
+      if (round > 0 && !iterate) break;
+      const size_t before = page.entries.size();
+      std::map<std::string, std::vector<std::string>> targets;  // type -> ids, in page order
+      for (const search::Include& spec : query_.include) {
+        if (round > 0 && !spec.iterate) continue;
+        for (const From& from : frontier) {
+          if ((spec.source != "*" && spec.source != from.type) || from.rows == nullptr) continue;
+          for (const IndexRow& row : *from.rows) {
+            if (row.type != ParamType::kReference || row.ref_id.empty() || row.ref_type.empty()) continue;
+            if (spec.param != "*" && row.param != spec.param) continue;
+            if (!spec.target.empty() && row.ref_type != spec.target) continue;
+            if (!row.ref_url.empty() && (request_.base_url.empty() || row.ref_url.rfind(request_.base_url + "/", 0) != 0)) continue;
+            auto& ids = targets[row.ref_type];
+            if (std::find(ids.begin(), ids.end(), row.ref_id) == ids.end()) ids.push_back(row.ref_id);
+          }
         }
       }
-    }
-    for (const auto& [type, ids] : targets) {
-      Status added = addIncluded(page, type, ids, present);
-      if (!added.ok()) return added;
-    }
-    for (const auto& [source, param] : query_.revinclude) {
-      if (source == "*") continue;
-      Sql sql;
-      sql.add("SELECT DISTINCT e.id FROM search_rows r JOIN search_entries e ON e.seq = r.entry "
-              "WHERE r.type = ? AND r.param = ? AND (r.ref_type = ? OR r.ref_type = '') AND r.ref_id <> '' AND r.key IN (")
-          .bind(source).bind(param).bind(query_.type);
-      for (size_t i = 0; i < matches_; ++i) sql.add(i > 0 ? ", ?" : "?").bind(page.entries[i].id);
-      sql.add(") LIMIT ?").bind(static_cast<int64_t>(kMaxIncludes));
-      auto rows = backend_.select(sql.text, sql.params, "t");
-      if (!rows.ok()) return rows.error();
-      std::vector<std::string> ids;
-      for (SqlRow& row : *rows) ids.push_back(std::move(row[0].text));
-      std::sort(ids.begin(), ids.end());
-      Status added = addIncluded(page, source, ids, present);
-      if (!added.ok()) return added;
+      for (const auto& [type, ids] : targets) {
+        Status added = addIncluded(page, type, ids, present);
+        if (!added.ok()) return added;
+      }
+      std::map<std::string, std::vector<std::string>> referred;  // the round's resources by type
+      for (const From& from : frontier) referred[from.type].push_back(from.id);
+      for (const search::Include& spec : query_.revinclude) {
+        if (round > 0 && !spec.iterate) continue;
+        for (const auto& [type, referred_ids] : referred) {
+          if (!spec.target.empty() && spec.target != type) continue;
+          for (const auto& [source, param] : revincludePairs(spec, type)) {
+            Sql sql;
+            sql.add("SELECT DISTINCT e.id FROM search_rows r JOIN search_entries e ON e.seq = r.entry "
+                    "WHERE r.type = ? AND r.param = ? AND (r.ref_type = ? OR r.ref_type = '') AND r.ref_id <> '' AND r.key IN (")
+                .bind(source).bind(param).bind(type);
+            for (size_t i = 0; i < referred_ids.size(); ++i) sql.add(i > 0 ? ", ?" : "?").bind(referred_ids[i]);
+            sql.add(") LIMIT ?").bind(static_cast<int64_t>(kMaxIncludes));
+            auto rows = backend_.select(sql.text, sql.params, "t");
+            if (!rows.ok()) return rows.error();
+            std::vector<std::string> ids;
+            for (SqlRow& row : *rows) ids.push_back(std::move(row[0].text));
+            std::sort(ids.begin(), ids.end());
+            Status added = addIncluded(page, source, ids, present);
+            if (!added.ok()) return added;
+          }
+        }
+      }
+      frontier.clear();
+      if (!iterate) break;
+      for (size_t i = before; i < page.entries.size(); ++i) {
+        const SearchHit& hit = page.entries[i];
+        frontier.push_back({hit.type, hit.id, lookup(hit.type, hit.id)});
+        if (!lookup_error_.empty()) return Error{lookup_error_};
+      }
     }
     return Status::Ok();
   }

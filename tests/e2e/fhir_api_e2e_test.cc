@@ -386,6 +386,93 @@ TEST_F(FhirApi, HttpSemanticsOnReads) {
   EXPECT_EQ(ask("GET", "/fhir/Medication/m1").status, 404);
 }
 
+// _summary and _elements on read, vread, history and search (R4 3.1.1.5.8/9). The Task elements
+// R4 marks isSummary (Σ in the spec's Task structure), written by hand: every member of the
+// summary is one of them, every one of them the full Task has is kept. Mandatory: status, intent.
+bool subsettedTag(const json::Value& resource) {
+  const json::Value* meta = json::find(resource, "meta");
+  const json::Value* tags = meta != nullptr ? json::find(*meta, "tag") : nullptr;
+  if (tags == nullptr || !tags->IsArray()) return false;
+  for (const json::Value& tag : tags->GetArray()) {
+    if (json::getString(tag, "code") == "SUBSETTED" &&
+        json::getString(tag, "system") == "http://terminology.hl7.org/CodeSystem/v3-ObservationValue") {
+      return true;
+    }
+  }
+  return false;
+}
+
+std::set<std::string> memberNames(const json::Value& object) {
+  std::set<std::string> out;
+  for (auto member = object.MemberBegin(); member != object.MemberEnd(); ++member) out.insert(member->name.GetString());
+  return out;
+}
+
+TEST_F(FhirApi, SummaryAndElementsOnReadVreadHistoryAndSearch) {
+  json::Document bundle = ingestTwoVersions();
+  const std::string task = idOf(bundle, "Task");
+  const std::string path = "/fhir/Task/" + task;
+  const std::set<std::string> summary = {
+      "resourceType", "id", "meta", "implicitRules", "instantiatesCanonical", "instantiatesUri", "basedOn",
+      "groupIdentifier", "partOf", "status", "statusReason", "businessStatus", "intent", "code", "description",
+      "focus", "for", "encounter", "executionPeriod", "lastModified", "requester", "owner", "location"};
+  json::Document full = parse(ask("GET", path).body);
+  const std::set<std::string> all = memberNames(full);
+  ASSERT_TRUE(std::any_of(all.begin(), all.end(), [&](const std::string& name) { return summary.count(name) == 0; }))
+      << "the Task has only summary elements: the test would prove nothing";
+  EXPECT_FALSE(subsettedTag(full));
+
+  Reply brief = ask("GET", path + "?_summary=true");
+  ASSERT_EQ(brief.status, 200) << brief.body;
+  EXPECT_EQ(brief.headers["etag"], "W/\"2\"");
+  json::Document shown = parse(brief.body);
+  std::set<std::string> expected;
+  for (const std::string& name : all) {
+    if (summary.count(name) != 0) expected.insert(name);
+  }
+  expected.insert("meta");
+  EXPECT_EQ(memberNames(shown), expected);
+  EXPECT_TRUE(subsettedTag(shown));
+
+  json::Document some = parse(ask("GET", path + "?_elements=status").body);
+  EXPECT_EQ(memberNames(some), (std::set<std::string>{"resourceType", "id", "meta", "status", "intent"}));
+  EXPECT_TRUE(subsettedTag(some));
+
+  Reply first = ask("GET", path + "/_history/1?_summary=text");
+  ASSERT_EQ(first.status, 200) << first.body;
+  json::Document text = parse(first.body);
+  for (const std::string& name : memberNames(text)) {
+    EXPECT_TRUE((std::set<std::string>{"resourceType", "id", "meta", "text", "status", "intent"}).count(name)) << name;
+  }
+  EXPECT_EQ(json::getString(text["meta"], "versionId"), "1");
+  EXPECT_TRUE(subsettedTag(text));
+  json::Document data = parse(ask("GET", path + "?_summary=data").body);
+  EXPECT_EQ(json::find(data, "text"), nullptr);
+  EXPECT_TRUE(subsettedTag(data));
+  EXPECT_EQ(parse(ask("GET", path + "?_summary=false").body), full);
+
+  Reply history = ask("GET", path + "/_history?_summary=true");
+  ASSERT_EQ(history.status, 200) << history.body;
+  json::Document versions = parse(history.body);
+  ASSERT_EQ(versions["entry"].Size(), 2u);
+  for (const json::Value& entry : versions["entry"].GetArray()) {
+    for (const std::string& name : memberNames(entry["resource"])) EXPECT_TRUE(summary.count(name)) << name;
+    EXPECT_TRUE(subsettedTag(entry["resource"]));
+  }
+  EXPECT_NE(std::string(json::getString(versions["link"][0], "url").value_or("")).find("_summary=true"), std::string::npos);
+
+  Reply searched = ask("GET", "/fhir/Task?_id=" + task + "&_summary=true");
+  ASSERT_EQ(searched.status, 200) << searched.body;
+  json::Document found = parse(searched.body);
+  ASSERT_EQ(found["entry"].Size(), 1u);
+  EXPECT_EQ(memberNames(found["entry"][0]["resource"]), expected);
+
+  EXPECT_EQ(ask("GET", path + "?_summary=count").status, 400);
+  EXPECT_EQ(ask("GET", path + "?_summary=true&_elements=status").status, 400);
+  EXPECT_EQ(ask("GET", "/fhir/Task?_summary=true&_elements=status").status, 400);
+  EXPECT_EQ(ask("GET", path + "/_history?_summary=maybe").status, 400);
+}
+
 TEST_F(FhirApi, SubscriptionVersionsPreconditionsAndPrefer) {
   Reply created = ask("POST", "/fhir/Subscription", {{"Content-Type", "application/fhir+json"}}, subscription("first"));
   ASSERT_EQ(created.status, 201) << created.body;

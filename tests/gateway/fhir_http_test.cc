@@ -189,6 +189,31 @@ TEST(FhirRoutesTest, UnservedMethodsAre405WithAllowAndUnknownTypes404) {
   EXPECT_EQ(ask("POST", "/fhir", transaction).status, 405);
 }
 
+// query.md: "Location (and Content-Location on 202s)". A 202 names its status URL in
+// Content-Location (R4 async.html, Bulk Data kick-off); a 201 keeps Location.
+TEST(FhirRoutesTest, A202NamesItsUrlInContentLocation) {
+  FhirRoutes routes;
+  routes.addSystemOperation(FhirOperation{"export", "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export",
+                                          FhirOperation::Level::kSystem, {"GET"}, [](FhirCall&) {
+                                            return Answer{202, "application/fhir+json", "{}", "http://gw/fhir/status/1"};
+                                          }});
+  routes.add("Subscription", FhirInteraction::kCreate, [](FhirCall&) {
+    return Answer{201, "application/fhir+json", "{}", "http://gw/fhir/Subscription/s1/_history/1"};
+  });
+  FakeRequest kickoff({}, "GET", "/fhir/$export");
+  Access async;
+  Answer accepted = routes.dispatch(kickoff.request, async, false, {});
+  EXPECT_EQ(accepted.status, 202);
+  EXPECT_EQ(accepted.location, "");
+  EXPECT_EQ(async.headers, (std::vector<std::pair<std::string, std::string>>{{"Content-Location", "http://gw/fhir/status/1"}}));
+  FakeRequest create({}, "POST", "/fhir/Subscription");
+  Access created;
+  Answer made = routes.dispatch(create.request, created, false, {});
+  EXPECT_EQ(made.status, 201);
+  EXPECT_EQ(made.location, "http://gw/fhir/Subscription/s1/_history/1");
+  EXPECT_TRUE(created.headers.empty());
+}
+
 // Where the search route registers (issue 15 part A): search-type on the types it is given, with
 // each type's parameters and their SearchParameter definitions, and nowhere else.
 TEST(FhirRoutesTest, SearchIsListedWithItsParametersOnTheTypesItIsAddedTo) {

@@ -464,6 +464,41 @@ TEST_P(StoreSearch, SortTotalIncludeAndRevinclude) {
   EXPECT_EQ(rev.ids, (std::vector<std::string>{"example"}));
   EXPECT_EQ(Ids(rev.included.begin(), rev.included.end()),
             (Ids{"Observation/example", "Observation/blood-pressure", "Observation/bmi"}));
+
+  // _revinclude=*: every example that refers to Patient/example through an indexed reference
+  // parameter (grep 'Patient/example"' over tests/data/r4-examples: Observation.subject of
+  // example, blood-pressure, bmi; Condition.subject of example, stroke; Task.for of example1,
+  // example2; Communication.subject and ServiceRequest.subject of example).
+  Found all = run(*store_, "Patient", {{"_id", "example"}, {"_revinclude", "*"}});
+  EXPECT_EQ(Ids(all.included.begin(), all.included.end()),
+            (Ids{"Observation/example", "Observation/blood-pressure", "Observation/bmi", "Condition/example",
+                 "Condition/stroke", "Task/example1", "Task/example2", "Communication/example",
+                 "ServiceRequest/example"}));
+  Found tasks = run(*store_, "Patient", {{"_id", "example"}, {"_revinclude", "Task:*"}});
+  EXPECT_EQ(Ids(tasks.included.begin(), tasks.included.end()), (Ids{"Task/example1", "Task/example2"}));
+  // Target types: Task.for is Patient/example, so Task:subject:Group includes nothing.
+  Found typed = run(*store_, "Task", {{"_id", "example1"}, {"_include", "Task:subject:Patient"}});
+  EXPECT_EQ(typed.included, (std::vector<std::string>{"Patient/example"}));
+  Found other = run(*store_, "Task", {{"_id", "example1"}, {"_include", "Task:subject:Group"}});
+  EXPECT_TRUE(other.included.empty());
+  Found any = run(*store_, "Task", {{"_id", "example1"}, {"_include", "*"}});
+  EXPECT_EQ(any.included, (std::vector<std::string>{"Patient/example"}));
+  // :iterate: the Observations of the Patient that Task example2 was included for come in a
+  // second round; without it, only the Patient.
+  Found iterated = run(*store_, "Task", {{"_id", "example2"}, {"_include", "Task:patient"},
+                                         {"_revinclude:iterate", "Observation:subject"}});
+  EXPECT_EQ(Ids(iterated.included.begin(), iterated.included.end()),
+            (Ids{"Patient/example", "Observation/example", "Observation/blood-pressure", "Observation/bmi"}));
+  Found once = run(*store_, "Task", {{"_id", "example2"}, {"_include", "Task:patient"},
+                                     {"_revinclude", "Observation:subject"}});
+  EXPECT_EQ(once.included, (std::vector<std::string>{"Patient/example"}));
+  // Included resources go through the access policy like matches.
+  auto hide_observations = [](std::string_view type, std::string_view, const std::string& json) {
+    return Result<std::optional<std::string>>(type == "Observation" ? std::nullopt : std::optional<std::string>(json));
+  };
+  Found hidden = run(*store_, "Patient", {{"_id", "example"}, {"_revinclude", "*"}}, 0, hide_observations);
+  EXPECT_EQ(hidden.included.size(), 6u);
+  for (const std::string& included : hidden.included) EXPECT_NE(included.rfind("Observation/", 0), 0u) << included;
 }
 
 TEST_P(StoreSearch, AForeignCursorIsInvalid) {

@@ -290,6 +290,64 @@ TEST(SearchGroupOrganization, Basics) {
   EXPECT_EQ(search("Organization", {{"identifier", "http://www.acme.org.au/units|Gastro"}}), (Ids{"1"}));
 }
 
+// The per-type parameters of query.md over Condition, Task, Communication, ServiceRequest and
+// Practitioner examples. By hand from the JSON:
+//  Condition example: subject Patient/example, onsetDateTime 2012-05-24, code SNOMED 39065001
+//    "Burn of ear" text "Burnt Ear", category encounter-diagnosis, clinicalStatus active.
+//  Condition f201: subject Patient/f201, onsetDateTime 2013-04-02, code SNOMED 386661006 "Fever",
+//    category SNOMED 55607006 and problem-list-item, clinicalStatus resolved.
+//  Condition stroke: subject Patient/example, onsetDateTime 2010-07-18, code 422504002 text
+//    "Stroke" display "Ischemic stroke (disorder)", category encounter-diagnosis, active.
+//  Task example1: status in-progress, for Patient/example, authoredOn 2016-10-31T08:25:05+10:00,
+//    code.text "Lipid Panel". Task example2: accepted, for Patient/example, authoredOn
+//    2016-10-31T08:45:05+10:00, code.text "Specimen Collection".
+//  Communication example: status completed, subject Patient/example, category acme Alert, sent
+//    2014-12-12T18:01:10-08:00 (= 2014-12-13T02:01:10Z).
+//  ServiceRequest example: status completed, code SNOMED 303653007, subject Patient/example, no
+//    authoredOn.
+//  Practitioner example: family Careful, given Adam, identifier acme 23. Practitioner f001:
+//    family "van den broek", given Eric, identifiers urn:oid:2.16.528.1.1007.3.1|938273695 and
+//    urn:oid:2.16.840.1.113883.2.4.6.3|129IDH4OP733.
+TEST(SearchQuery, ClinicalTypesOfTheContract) {
+  EXPECT_EQ(search("Condition", {{"patient", "Patient/example"}}), (Ids{"example", "stroke"}));
+  EXPECT_EQ(search("Condition", {{"subject", "f201"}}), (Ids{"f201"}));
+  EXPECT_EQ(search("Condition", {{"code", "http://snomed.info/sct|386661006"}}), (Ids{"f201"}));
+  EXPECT_EQ(search("Condition", {{"code:text", "burnt"}}), (Ids{"example"}));
+  EXPECT_EQ(search("Condition", {{"code:text", "stroke"}}), (Ids{"stroke"}));
+  EXPECT_EQ(search("Condition", {{"category", "problem-list-item"}}), (Ids{"f201"}));
+  EXPECT_EQ(search("Condition", {{"category:not", "problem-list-item"}}), (Ids{"example", "stroke"}));
+  EXPECT_EQ(search("Condition", {{"clinical-status", "resolved"}}), (Ids{"f201"}));
+  // Onset: 2012-05-24 and 2010-07-18 start before 2013; 2013-04-02 is inside 2013.
+  EXPECT_EQ(search("Condition", {{"onset-date", "lt2013"}}), (Ids{"example", "stroke"}));
+  EXPECT_EQ(search("Condition", {{"onset-date", "2013"}}), (Ids{"f201"}));
+  EXPECT_EQ(search("Condition", {{"onset-date", "ge2012-05-24"}}), (Ids{"example", "f201"}));
+  EXPECT_EQ(search("Condition", {{"patient", "Patient/example"}, {"onset-date", "gt2011"}}), (Ids{"example"}));
+
+  EXPECT_EQ(search("Task", {{"status", "in-progress"}}), (Ids{"example1"}));
+  EXPECT_EQ(search("Task", {{"patient", "Patient/example"}}), (Ids{"example1", "example2"}));
+  // 08:25:05 (a second's range) ends before 08:30:00.999999; 08:45:05 is after it.
+  EXPECT_EQ(search("Task", {{"authored-on", "gt2016-10-31T08:30:00+10:00"}}), (Ids{"example2"}));
+  EXPECT_EQ(search("Task", {{"authored-on", "2016-10-30"}}), (Ids{"example1", "example2"}));  // 22:25Z and 22:45Z
+  EXPECT_EQ(search("Task", {{"code:text", "lipid"}}), (Ids{"example1"}));
+  EXPECT_EQ(search("Task", {{"code:missing", "true"}}), (Ids{}));
+  EXPECT_EQ(search("Task", {{"code:missing", "false"}}), (Ids{"example1", "example2"}));
+
+  EXPECT_EQ(search("Communication", {{"category", "http://acme.org/messagetypes|Alert"}}), (Ids{"example"}));
+  EXPECT_EQ(search("Communication", {{"sent", "2014-12-13"}}), (Ids{"example"}));  // in UTC
+  EXPECT_EQ(search("Communication", {{"sent", "2014-12-12"}}), (Ids{}));
+  EXPECT_EQ(search("Communication", {{"patient", "Patient/example"}, {"status", "completed"}}), (Ids{"example"}));
+
+  EXPECT_EQ(search("ServiceRequest", {{"code", "303653007"}, {"status", "completed"}}), (Ids{"example"}));
+  EXPECT_EQ(search("ServiceRequest", {{"authored:missing", "true"}}), (Ids{"example"}));
+  EXPECT_EQ(search("ServiceRequest", {{"authored:missing", "false"}}), (Ids{}));
+
+  EXPECT_EQ(search("Practitioner", {{"name", "careful"}}), (Ids{"example"}));
+  EXPECT_EQ(search("Practitioner", {{"name", "van den"}}), (Ids{"f001"}));
+  EXPECT_EQ(search("Practitioner", {{"name:exact", "careful"}}), (Ids{}));
+  EXPECT_EQ(search("Practitioner", {{"identifier", "urn:oid:2.16.528.1.1007.3.1|938273695"}}), (Ids{"f001"}));
+  EXPECT_EQ(search("Practitioner", {{"identifier", "urn:oid:2.16.528.1.1007.3.1|129IDH4OP733"}}), (Ids{}));
+}
+
 TEST(SearchQuery, ResultParametersAndErrors) {
   const Registry& r = *corpus().registry;
   auto q = parseQuery(r, "Claim",
@@ -302,8 +360,8 @@ TEST(SearchQuery, ResultParametersAndErrors) {
   EXPECT_TRUE(q->sort[0].descending);
   EXPECT_EQ(q->sort[0].param, "_lastUpdated");
   EXPECT_EQ(q->sort[1].param, "created");
-  EXPECT_EQ(q->include, (std::vector<std::pair<std::string, std::string>>{{"Claim", "patient"}}));
-  EXPECT_EQ(q->revinclude, (std::vector<std::pair<std::string, std::string>>{{"Provenance", "target"}}));
+  EXPECT_EQ(q->include, (std::vector<search::Include>{{"Claim", "patient", "", false}}));
+  EXPECT_EQ(q->revinclude, (std::vector<search::Include>{{"Provenance", "target", "", false}}));
   EXPECT_EQ(q->summary, "count");
   EXPECT_EQ(q->total, "accurate");
   EXPECT_EQ(q->elements, (std::vector<std::string>{"id", "status"}));
@@ -324,6 +382,17 @@ TEST(SearchQuery, ResultParametersAndErrors) {
   EXPECT_EQ(errorOf("Observation", {{"subject.name", "x"}}).rfind("invalid: chained parameter 'subject'", 0), 0u);
   EXPECT_EQ(errorOf("Patient", {{"_sort", "family"}}).rfind("not-supported: _sort", 0), 0u);
   EXPECT_EQ(errorOf("Claim", {{"_include", "Claim:status"}}).rfind("not-supported: _include", 0), 0u);
+  // R4 3.1.1.5.4: Type:param[:Target], `*` as the parameter (or the whole value), :iterate.
+  auto includes = parseQuery(r, "Claim",
+                             {{"_include:iterate", "Claim:patient:Patient"}, {"_include", "Claim:*"},
+                              {"_revinclude", "*"}, {"_revinclude:iterate", "Provenance:*:Claim"}});
+  ASSERT_TRUE(includes.ok()) << includes.message();
+  EXPECT_EQ(includes->include, (std::vector<search::Include>{{"Claim", "patient", "Patient", true}, {"Claim", "*", "", false}}));
+  EXPECT_EQ(includes->revinclude, (std::vector<search::Include>{{"*", "*", "", false}, {"Provenance", "*", "Claim", true}}));
+  // Claim.patient refers to Patient only (SearchParameter-Claim-patient target).
+  EXPECT_EQ(errorOf("Claim", {{"_include", "Claim:patient:Group"}}).rfind("invalid: _include", 0), 0u);
+  EXPECT_EQ(errorOf("Claim", {{"_include", "Nothing:patient"}}).rfind("invalid: _include", 0), 0u);
+  EXPECT_EQ(errorOf("Claim", {{"_include", "Claim"}}).rfind("invalid: _include", 0), 0u);
   // Group characteristic-value is a composite: not indexed yet, so not offered.
   EXPECT_EQ(errorOf("Group", {{"characteristic-value", "gender$mixed"}}).rfind("not-supported:", 0), 0u);
 }
