@@ -62,13 +62,6 @@ const StoreKind kKinds[] = {
     {"postgresql", &openPostgres},
 };
 
-std::string readText(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
 ResourceWrite resourceOf(const std::string& json) {
   auto doc = json::parse(json);
   EXPECT_TRUE(doc.ok()) << json;
@@ -90,7 +83,10 @@ KickOff kickOf(std::string level, std::vector<std::pair<std::string, std::string
   kick.request = std::string(kBase) + "/fhir/$export";
   kick.respond_async = true;
   for (auto& [name, value] : params) {
-    if (name == "_type") kick.types.push_back(value);
+    if (name == "_type") {
+      std::stringstream types(value);  // the route splits _type at commas
+      for (std::string type; std::getline(types, type, ',');) kick.types.push_back(type);
+    }
     else if (name == "_since") kick.since.push_back(value);
     else if (name == "_typeFilter") kick.type_filters.push_back(value);
     else if (name == "_outputFormat") kick.output_formats.push_back(value);
