@@ -69,7 +69,7 @@ int load(const std::string& dir, int64_t count) {
     const std::string id = std::to_string(n / 2);
     commits.back().resources.push_back({"Patient", "p" + id, patient("p" + id)});
     if (n + 1 < count) commits.back().resources.push_back({"Observation", "o" + id, observation("o" + id, "p" + id)});
-    if (commits.size() == 20 || n + 2 >= count) {
+    if ((n + 2) % 10000 == 0 || n + 2 >= count) {
       auto done = (*store)->commitIngestMany(std::move(commits));
       if (!done.ok()) {
         std::cerr << done.message() << "\n";

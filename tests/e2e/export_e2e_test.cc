@@ -55,7 +55,7 @@ TEST(ExportE2e, AKilledGatewayFinishesTheExportAfterRestartWithEveryResourceOnce
       const std::string id = "p" + std::to_string(n);
       commits.back().resources.push_back(
           {"Patient", id, R"({"resourceType":"Patient","id":")" + id + R"(","gender":"other","birthDate":"1970-01-01"})"});
-      if (commits.size() == 20 || n + 1 == kResources) {
+      if ((n + 1) % 10000 == 0 || n + 1 == kResources) {
         auto done = (*store)->commitIngestMany(std::move(commits));
         ASSERT_TRUE(done.ok()) << done.message();
         commits.clear();
