@@ -17,6 +17,7 @@
 #include "gateway/config/config.h"
 #include "gateway/auth/audit.h"
 #include "gateway/auth/policy.h"
+#include "gateway/export/export_service.h"
 #include "gateway/delivery/delivery.h"
 #include "gateway/ingest/pipeline.h"
 #include "gateway/server/http_server.h"
@@ -320,6 +321,13 @@ int runServe(const Args& args, Io& io) {
     audit.record(entry, std::chrono::duration_cast<std::chrono::milliseconds>(
                             std::chrono::system_clock::now().time_since_epoch()).count());
   });
+  // Bulk export (gateway/export): durable jobs under <dataDir>/export, resumed on start.
+  auto bulk = exports::ExportService::create(store, &policy, exports::ExportService::optionsOf(config));
+  if (!bulk.ok()) {
+    io.err << "fhir-gateway serve: " << bulk.message() << "\n";
+    return 2;
+  }
+  context.exports = bulk->get();
   matcher.start();  // before the first request can wait for it
   HttpServer server(context);
   Status started = server.start(host, port);
@@ -341,6 +349,7 @@ int runServe(const Args& args, Io& io) {
   // one within a second (an SQLite store has no other gateway).
   SubscriptionSync& subscription_sync = *(*runtime)->subscription_sync;
   if (config.store.kind == "postgresql") subscription_sync.start(std::chrono::seconds(1), [&delivery] { delivery.wake(); });
+  (*bulk)->start();
   io.out << "listening on " << (config.tls ? "https://" : "http://") << shown_host << ":" << server.port() << std::endl;
 
   int received = 0;
@@ -349,6 +358,7 @@ int runServe(const Args& args, Io& io) {
          << " received, draining\n";
   server.stop();
   subscription_sync.stop();
+  (*bulk)->stop();
   matcher.stop();
   delivery.stop();
   audit.stop();

@@ -355,7 +355,7 @@ Result<Config> parseConfig(std::string_view text) {
   if (!json::parse(text, doc, parse_error)) return Error{"configuration is not valid JSON: " + parse_error.describe()};
   ObjectReader reader(doc, "");
   RETURN_IF_ERROR(reader.checkKeys({"listen", "dataDir", "maxBodyBytes", "payers", "feeds", "delivery", "limits", "igs",
-                                     "publicBaseUrl", "tls", "allowPlainHttp", "auth", "store"}));
+                                     "publicBaseUrl", "tls", "allowPlainHttp", "auth", "store", "export"}));
   Config config;
   RETURN_IF_ERROR(reader.string("listen", config.listen, false));
   RETURN_IF_ERROR(reader.string("dataDir", config.data_dir, false));
@@ -408,6 +408,13 @@ Result<Config> parseConfig(std::string_view text) {
   if (const Value* limits = reader.member("limits")) RETURN_IF_ERROR(parseLimits(*limits, config.limits));
   if (const Value* igs = reader.member("igs")) RETURN_IF_ERROR(parseIgs(*igs, config.igs));
   if (const Value* store = reader.member("store")) RETURN_IF_ERROR(parseStore(*store, config.store));
+  if (const Value* exports = reader.member("export")) {
+    ObjectReader export_reader(*exports, "export");
+    RETURN_IF_ERROR(export_reader.checkKeys({"retentionHours", "maxResourcesPerFile", "maxConcurrentJobs"}));
+    RETURN_IF_ERROR(export_reader.number("retentionHours", config.export_.retention_hours));
+    RETURN_IF_ERROR(export_reader.integer("maxResourcesPerFile", config.export_.max_resources_per_file, 1));
+    RETURN_IF_ERROR(export_reader.integer("maxConcurrentJobs", config.export_.max_concurrent_jobs, 1));
+  }
   RETURN_IF_ERROR(reader.string("publicBaseUrl", config.public_base_url, false));
   if (!config.public_base_url.empty()) RETURN_IF_ERROR(checkPublicBaseUrl(config.public_base_url));
   if (const Value* tls = reader.member("tls")) {

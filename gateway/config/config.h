@@ -99,6 +99,14 @@ struct StoreConfig {
   std::string schema = "public";  // extension: the schema holding the tables (one per deployment)
 };
 
+// `export` (contracts/cli.md, query.md "Bulk Data export"): how long a finished job's files are
+// kept, where NDJSON files are split, how many jobs run at once.
+struct ExportConfig {
+  double retention_hours = 24;           // a finished job and its files are removed this long after it ended
+  int64_t max_resources_per_file = 100000;
+  int64_t max_concurrent_jobs = 2;
+};
+
 // `tls` (contracts/access.md "Transport"): the listener serves HTTPS with this certificate.
 struct TlsConfig {
   std::string cert_file;       // PEM: the server certificate, then its chain
@@ -116,6 +124,7 @@ struct Config {
   LimitsConfig limits;
   IgConfig igs;
   StoreConfig store;
+  ExportConfig export_ = {};             // `export` (a C++ keyword)
   std::string public_base_url;           // `publicBaseUrl`, without a trailing '/'; empty: the listen address
   std::optional<TlsConfig> tls;          // `tls`; none: plain HTTP
   bool allow_plain_http = false;         // `allowPlainHttp`: plain HTTP on a non-loopback address

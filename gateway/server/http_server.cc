@@ -12,6 +12,7 @@
 
 #include "conformance/json/json.h"
 #include "gateway/auth/certificate.h"
+#include "gateway/export/export_routes.h"
 #include "gateway/server/capability.h"
 #include "gateway/server/fhir_http.h"
 #include "gateway/server/fhir_routes.h"
@@ -304,6 +305,9 @@ class Router final {
                                                as_of);
     }
     if (!parts.empty() && parts[0] == "fhir") return fhirRoute(request, access);
+    if (context_.exports != nullptr) {
+      if (auto answer = serveExportPath(context_, *context_.exports, request, access)) return std::move(*answer);
+    }
     if (parts.size() >= 1 && parts[0] == "admin") {
       audit.subtype = "admin";
       audit.action = post ? 'E' : 'R';
@@ -352,6 +356,7 @@ class Router final {
   void registerFhirRoutes() {
     registerReadRoutes(routes_, context_, policy());
     registerSubscriptionRoutes(routes_, context_, policy());
+    if (context_.exports != nullptr) registerExportRoutes(routes_, context_, *context_.exports);
     routes_.type("AuditEvent").documentation = "The audit trail (admin only), append-only";
     for (const char* name : {"date", "agent", "entity", "subtype"}) {
       routes_.type("AuditEvent").search_params.push_back(

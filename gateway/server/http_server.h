@@ -22,6 +22,10 @@
 
 namespace fhir::gateway {
 
+namespace exports {
+class ExportService;
+}
+
 struct ServerContext {
   const Config& config;
   StorePtr store;
@@ -38,6 +42,7 @@ struct ServerContext {
                                               // route but the open ones asks for a Bearer token
   const auth::AccessPolicy* policy = nullptr; // who sees what; null: every check allows
   auth::AuditLog* audit = nullptr;            // null: nothing is audited
+  exports::ExportService* exports = nullptr;  // null: no Bulk export ($export is not served)
 };
 
 class HttpServer {

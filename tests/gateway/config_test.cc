@@ -103,6 +103,22 @@ TEST(ConfigTest, ReadsLimitsWithSafeDefaults) {
             "configuration key 'limits.maxConnections' must be at least 1");
 }
 
+TEST(ConfigTest, ReadsExportWithContractDefaults) {
+  auto defaults = parseConfig(R"({})");
+  ASSERT_TRUE(defaults.ok()) << defaults.message();
+  EXPECT_EQ(defaults->export_.retention_hours, 24);
+  EXPECT_EQ(defaults->export_.max_resources_per_file, 100000);
+  EXPECT_EQ(defaults->export_.max_concurrent_jobs, 2);
+  auto config = parseConfig(R"({"export": {"retentionHours": 0.5, "maxResourcesPerFile": 10, "maxConcurrentJobs": 3}})");
+  ASSERT_TRUE(config.ok()) << config.message();
+  EXPECT_EQ(config->export_.retention_hours, 0.5);
+  EXPECT_EQ(config->export_.max_resources_per_file, 10);
+  EXPECT_EQ(config->export_.max_concurrent_jobs, 3);
+  EXPECT_EQ(parseConfig(R"({"export": {"maxJobs": 1}})").message(), "unknown configuration key 'export.maxJobs'");
+  EXPECT_EQ(parseConfig(R"({"export": {"maxConcurrentJobs": 0}})").message(),
+            "configuration key 'export.maxConcurrentJobs' must be at least 1");
+}
+
 TEST(ConfigTest, UnknownKeysAreErrorsNamingTheKey) {
   EXPECT_EQ(parseConfig(R"({"listen": "127.0.0.1:1", "colour": {}})").message(), "unknown configuration key 'colour'");
   EXPECT_EQ(parseConfig(R"({"payers": [{"id": "p", "name": "P", "format": "f", "endpoint": "http://x", "colour": 1}]})").message(),

@@ -1,0 +1,142 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+// Bulk Data export (issue 16, contracts/query.md "Bulk Data export", Bulk Data Access IG 2.0):
+// kick-off, status, manifest, files, cancel and expiry, and the workers that write the files.
+//
+// - A kick-off is checked (parameters, the caller's kind and scopes, the Group) and becomes a
+//   durable job (export_jobs.h) before it is answered 202.
+// - Workers (export.maxConcurrentJobs threads, at the lowest CPU priority so ingest comes first)
+//   stream each type from the store in keyset pages (Store::search, `_count` 1000), through the
+//   access policy of the client that started the job (AccessPolicy::visible), into NDJSON files
+//   under <dataDir>/export/<job>/, split at export.maxResourcesPerFile. After every page the
+//   file is synced and the job's progress saved; a restarted gateway truncates the open file to
+//   the saved length and goes on from the saved cursor: every resource is in the files once.
+// - Patient and Group level: the R4 Patient compartment (fhir_profiles/r4-core/
+//   CompartmentDefinition-patient.json) decides what belongs to a patient: a resource of a
+//   compartment type belongs when one of its compartment parameters references the patient.
+// - Jobs and files belong to the client that started them: anyone else gets 404.
+// - A finished job and its files are removed export.retentionHours after it ended.
+// Thread-safe.
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "conformance/common/result.h"
+#include "gateway/auth/policy.h"
+#include "gateway/config/config.h"
+#include "gateway/export/export_jobs.h"
+#include "gateway/ingest/answer.h"
+#include "gateway/store/store.h"
+
+namespace fhir::gateway::exports {
+
+// The Patient compartment: resource type -> the search parameters that put it in a patient's
+// compartment ("Patient" itself has "{def}", which is the patient).
+using Compartment = std::map<std::string, std::vector<std::string>, std::less<>>;
+Result<Compartment> loadCompartment(const std::string& path);
+// FHIR_GATEWAY_PROFILES (or the bundled fhir_profiles) + /r4-core/CompartmentDefinition-patient.json.
+std::string defaultCompartmentPath();
+
+// A kick-off as the route read it (GET query or POST Parameters).
+struct KickOff {
+  std::string level;     // "system", "patient", "group"
+  std::string group_id;  // level "group"
+  std::string request;   // the kick-off URL (manifest `request`)
+  bool respond_async = false;  // Prefer: respond-async
+  std::vector<std::string> output_formats;  // `_outputFormat` values
+  std::vector<std::string> types;           // `_type`, split at commas
+  std::vector<std::string> since;           // `_since` values (one allowed)
+  std::vector<std::string> type_filters;    // `_typeFilter`, each "Type?query"
+  std::vector<std::string> export_types;    // `exportType` (Da Vinci ATR)
+  std::vector<std::string> unknown;         // parameters the server does not know
+};
+
+struct ExportOptions {
+  std::string dir;  // where jobs and files live (<dataDir>/export)
+  double retention_hours = 24;
+  int64_t max_resources_per_file = 100000;
+  int64_t max_concurrent_jobs = 2;
+  int retry_after_seconds = 1;  // told to status pollers; polling faster is 429
+  int64_t page_size = 1000;
+};
+
+// An answer with the headers it adds (Content-Location, X-Progress, Expires).
+struct ExportAnswer {
+  Answer answer;
+  std::vector<std::pair<std::string, std::string>> headers;
+};
+
+class ExportService {
+ public:
+  // `policy` null: every check allows (the gateway runs open). `jobs` null: SQLite at
+  // <options.dir>/jobs.db.
+  static Result<std::unique_ptr<ExportService>> create(StorePtr store, const auth::AccessPolicy* policy,
+                                                       ExportOptions options, ExportJobStorePtr jobs = nullptr);
+  static ExportOptions optionsOf(const Config& config);
+  ~ExportService();
+  ExportService(const ExportService&) = delete;
+  ExportService& operator=(const ExportService&) = delete;
+
+  // Starts the workers; unfinished jobs of an earlier process are resumed.
+  void start();
+  // Stops the workers between pages (jobs stay durable and resume on the next start).
+  void stop();
+
+  // `public_base`: the server's base without "/fhir" ("http://127.0.0.1:8080").
+  ExportAnswer kickOff(const KickOff& request, const auth::Caller& caller, const std::string& public_base);
+  ExportAnswer status(const std::string& job_id, const auth::Caller& caller, const std::string& public_base);
+  ExportAnswer cancel(const std::string& job_id, const auth::Caller& caller);
+  ExportAnswer file(const std::string& job_id, const std::string& name, const auth::Caller& caller);
+
+  // The status URL path of a job under the public base ("/export/status/<id>").
+  static std::string statusPath(const std::string& job_id);
+  // Tests: waits until no job is queued or running (or `timeout_ms` passed); true when idle.
+  bool waitIdle(int64_t timeout_ms);
+  // Tests: removes the jobs that expired now (the workers also do it about once a second).
+  void sweepExpired();
+  // Tests: a worker stops after this many pages of any job (0: never), as a killed process would.
+  void stopAfterPages(int64_t pages) { stop_after_pages_ = pages; }
+  const ExportOptions& options() const { return options_; }
+
+ private:
+  ExportService(StorePtr store, const auth::AccessPolicy* policy, ExportOptions options, ExportJobStorePtr jobs,
+                Compartment compartment);
+  void work();
+  // Runs one job until it ends, is cancelled or the service stops.
+  void run(ExportJob& job);
+  Status runUnit(ExportJob& job, const auth::Caller& caller, bool& stopped);
+  Status writeErrors(ExportJob& job);
+  bool ownedBy(const ExportJob& job, const auth::Caller& caller) const;
+  bool expired(const ExportJob& job, int64_t now_ms) const;
+  std::string jobDir(const std::string& id) const;
+  bool cancelled(const std::string& id);
+
+  StorePtr store_;
+  const auth::AccessPolicy* policy_;
+  ExportOptions options_;
+  ExportJobStorePtr jobs_;
+  Compartment compartment_;
+
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::vector<std::thread> workers_;
+  bool stopping_ = true;
+  std::set<std::string> active_;     // jobs a worker runs now
+  std::set<std::string> cancelled_;  // jobs DELETE asked to stop
+  std::map<std::string, int64_t> last_poll_ms_;
+  int64_t last_sweep_ms_ = 0;
+  std::atomic<int64_t> stop_after_pages_{0};
+  std::atomic<int64_t> pages_{0};
+};
+
+}  // namespace fhir::gateway::exports
