@@ -19,6 +19,7 @@
 #include "gateway/server/subscription_routes.h"
 #include "gateway/server/listener.h"
 #include "gateway/server/search_route.h"
+#include "gateway/server/measure_route.h"
 #include "gateway/store/search_index.h"
 #include "gateway/store/time_util.h"
 #include "mappers/common/ids.h"
@@ -352,6 +353,7 @@ class Router final {
   void registerFhirRoutes() {
     registerReadRoutes(routes_, context_, policy());
     registerSubscriptionRoutes(routes_, context_, policy());
+    registerMeasureRoutes(routes_, context_, policy());  // Measure, $evaluate-measure (issue 20)
     routes_.type("AuditEvent").documentation = "The audit trail (admin only), append-only";
     for (const char* name : {"date", "agent", "entity", "subtype"}) {
       routes_.type("AuditEvent").search_params.push_back(
