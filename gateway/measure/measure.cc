@@ -265,6 +265,7 @@ Result<std::string> evaluate(const CompiledMeasure& measure, const EvaluateParam
         {"consults", nodes(patient.consults)}, {"communications", nodes(patient.communications)},
         {"tasks", nodes(patient.tasks)}, {"observations", nodes(patient.observations)},
         {"carePlans", nodes(patient.care_plans)}, {"claims", nodes(patient.claims)}, {"episodes", nodes(patient.episodes)},
+        {"riskAssessments", nodes(patient.risk_assessments)},
         {"periodStart", {fhirpath::Item::string(params.period_start)}},
         {"periodEnd", {fhirpath::Item::string(params.period_end)}}};
     const fhirpath::Item focus = patient.patient ? fhirpath::Item::node(patient.patient, "") : fhirpath::Item::boolean(true);

@@ -12,7 +12,8 @@
 //   %consults        the patient's e-consult ServiceRequests; %communications, %tasks the
 //                    consults' Communications and Tasks
 //   %observations, %carePlans, %claims, %episodes   the patient's Observations, CarePlans,
-//                    Claims, EpisodesOfCare (all of them: criteria filter by date themselves)
+//                    Claims, EpisodesOfCare; %riskAssessments its RiskAssessments (all of them:
+//                    criteria filter by date themselves)
 //   %periodStart, %periodEnd   the period's dates as strings 'YYYY-MM-DD'
 // No C++ per measure: what is counted and how it is aggregated is declared in the Measure:
 //   * population basis: extension cqfm-populationBasis (`boolean`, the default: the criteria is

@@ -255,6 +255,9 @@ Result<Population> loadPopulation(const CompiledMeasure& measure, const Evaluate
   if (uses(measure, "claims")) {
     if (auto status = bucket("Claim", "patient", always, [](PatientData& p, const json::Value* r) { p.claims.push_back(r); }); !status.ok()) return Error{status.message()};
   }
+  if (uses(measure, "riskAssessments")) {
+    if (auto status = bucket("RiskAssessment", "subject", always, [](PatientData& p, const json::Value* r) { p.risk_assessments.push_back(r); }); !status.ok()) return Error{status.message()};
+  }
   if (uses(measure, "episodes")) {
     if (auto status = bucket("EpisodeOfCare", "patient", always, [](PatientData& p, const json::Value* r) { p.episodes.push_back(r); }); !status.ok()) return Error{status.message()};
   }

@@ -48,7 +48,7 @@ struct PatientData {
   std::string id;
   const json::Value* patient = nullptr;
   std::vector<const json::Value*> memberships, coverages, consults, communications, tasks, observations, care_plans,
-      claims, episodes;
+      claims, episodes, risk_assessments;
 };
 
 struct Population {

@@ -83,7 +83,10 @@ class ScorecardE2e : public ::testing::Test {
     std::string line;
     while (std::getline(events, line)) {
       if (line.empty()) continue;
-      const bool care = line.find(R"("eventType":"hrsn-screening")") != std::string::npos;
+      bool care = true;  // e-consult events go to /ingest/econsult, the rest are care-management's
+      for (const char* type : {"request", "response", "closed", "cancelled"}) {
+        if (line.find(std::string(R"("eventType":")") + type + "\"") != std::string::npos) care = false;
+      }
       HttpResult posted = gateway_->post(care ? "/ingest/care-management" : "/ingest/econsult", line, "application/json");
       ASSERT_EQ(posted.status, 202) << line.substr(0, 200) << "\n" << posted.body;
     }

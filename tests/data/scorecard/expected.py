@@ -17,6 +17,8 @@ the Measures declare in prose (fhir_profiles/alignment/package/Measure-*.json, d
     exists; closed: a closed event exists; hours from request to answer, median (mean of the two
     middle values for an even count) and 90th percentile (nearest rank: the ceil(0.9 n)-th);
   * screened: a screening in the period; positive per domain: among the screened;
+  * high or complex risk: a risk-tier assessment of that tier dated in the period; among them,
+    those with a care plan whose (last) status is active; BHI: an active plan of that category;
   * suppression: a cell any of whose counts is 1..10 shows no counts and no score.
 Python 3 standard library only. Run: python3 expected.py
 """
@@ -72,6 +74,12 @@ def patient_cells(p):
     for g in ("answer-hours-median", "answer-hours-p90"):
         out[("econsult-timeliness", g)] = ({"initial-population": len(requested), "measure-population": len(answered),
                                              "measure-observation": len(observations)}, observations)
+    high = any(r["tier"] in ("high", "complex") and in_period(r["assessedAt"]) for r in p["risks"])
+    active = any(c["status"] == "active" for c in p["plans"])
+    bhi = any(c["status"] == "active" and c["category"] == "behavioral-health-integration" for c in p["plans"])
+    out[("care-plans", "high-risk-with-active-plan")] = ({"initial-population": int(high), "denominator": int(high),
+                                                          "numerator": int(high and active)}, [])
+    out[("care-plans", "bhi-plan")] = ({"initial-population": int(bhi)}, [])
     for d in DOMAINS:
         positive = screened and any(in_period(s["screenedAt"]) and d in s["positive"] for s in p["screenings"])
         out[("hrsn-screening", "positive-" + d)] = ({"initial-population": int(screened), "denominator": int(screened),
@@ -80,7 +88,8 @@ def patient_cells(p):
 
 
 AGGREGATE = {"members": "count", "requested": "count", "answered": "count", "closed": "count",
-             "answer-hours-median": "median", "answer-hours-p90": "p90", "screening-rate": "proportion"}
+             "answer-hours-median": "median", "answer-hours-p90": "p90", "screening-rate": "proportion",
+             "high-risk-with-active-plan": "proportion", "bhi-plan": "count"}
 for d in DOMAINS:
     AGGREGATE["positive-" + d] = "proportion"
 

@@ -103,7 +103,7 @@ for i in range(N_PATIENTS):
                             "pcp": PCPS[practice], "start": span[0], "end": span[1]})
     patients.append({"index": i, "mrn": "MRN-%05d" % i, "family": family, "given": given, "birthDate": dob, "sex": sex,
                      "race": race, "ethnicity": ethnicity, "language": language, "memberships": memberships,
-                     "consults": [], "screenings": []})
+                     "consults": [], "screenings": [], "risks": [], "plans": []})
 
 # Rosters: coverage period = attribution period.
 for payer, lob, prefix in PAYERS:
@@ -191,6 +191,28 @@ for p in patients:
         screening["screening"] = {"instrument": "AHC-HRSN", "answers": answers, "screenedAt": screened}
         events.append(screening)
         p["screenings"].append({"screenedAt": screened, "positive": positive})
+
+BHI_TEAM = [("1526384916", "behavioral-health-care-manager"), ("1728394051", "psychiatric-consultant")]
+CATEGORIES = ["chronic-care-management", "episodic", "self-management-support", "behavioral-health-integration"]
+for p in patients:
+    if rng.random() < 0.5:
+        tier = rng.choice(["low", "rising", "high", "complex"])
+        assessed = "%s" % stamp(rng.randint(0, 400), 0)[:10]
+        risk = envelope(p, "risk-%05d" % p["index"], "risk-tier", stamp(0, 0) if assessed < "2025-12-02" else assessed + "T08:00:00-05:00")
+        risk["risk"] = {"tier": tier, "method": "Practice risk score v3", "assessedAt": assessed}
+        events.append(risk)
+        p["risks"].append({"tier": tier, "assessedAt": assessed})
+    if rng.random() < 0.4:
+        category = rng.choice(CATEGORIES)
+        status = "active" if rng.random() < 0.8 else "completed"
+        pcp = p["memberships"][0]["pcp"]
+        team = [{"npi": pcp, "role": "pcp"}] + ([{"npi": n, "role": r} for n, r in BHI_TEAM] if category == "behavioral-health-integration" else [])
+        plan = envelope(p, "plan-%05d" % p["index"], "care-plan", stamp(rng.randint(0, 400), 9 * 60))
+        plan["carePlan"] = {"planId": "CP-%05d" % p["index"], "status": status, "category": category,
+                            "conditions": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "E11.9"}], "goals": ["HbA1c below 7%"],
+                            "activities": [{"text": "Self-management education", "status": "scheduled"}], "careTeam": team}
+        events.append(plan)
+        p["plans"].append({"status": status, "category": category})
 
 with open(os.path.join(HERE, "events.ndjson"), "w") as f:
     for e in events:
