@@ -21,8 +21,8 @@
 namespace fhir::gateway::measure {
 namespace {
 
-constexpr std::string_view kBasis = "http://hl7.org/fhir/us/cqfmeasures/StructureDefinition/cqfm-populationBasis";
-constexpr std::string_view kAggregate = "http://hl7.org/fhir/us/cqfmeasures/StructureDefinition/cqfm-aggregateMethod";
+constexpr std::string_view kBasis = "https://fhir.alignment-gateway.org/StructureDefinition/measure-population-basis";
+constexpr std::string_view kAggregate = "https://fhir.alignment-gateway.org/StructureDefinition/measure-aggregate-method";
 constexpr std::string_view kStratifierSystem = "https://fhir.alignment-gateway.org/CodeSystem/equity-stratifier";
 constexpr std::string_view kProfile = "https://fhir.alignment-gateway.org/StructureDefinition/equity-measurereport";
 constexpr std::string_view kAbsent = "http://hl7.org/fhir/StructureDefinition/data-absent-reason";
@@ -83,7 +83,7 @@ Result<std::unique_ptr<CompiledMeasure>> compileMeasure(const json::Value& root,
     if (const json::Value* code = json::find(group, "code")) compiled.code_json = json::serialize(*code);
     compiled.aggregate = extensionCode(group, kAggregate);
     static const std::set<std::string> kAggregates = {"count", "proportion", "median", "p90"};
-    if (!kAggregates.count(compiled.aggregate)) return Error{where + ": cqfm-aggregateMethod must be count, proportion, median or p90"};
+    if (!kAggregates.count(compiled.aggregate)) return Error{where + ": measure-aggregate-method must be count, proportion, median or p90"};
     const json::Value* populations = json::find(group, "population");
     if (!populations || !populations->IsArray()) return Error{where + ".population is required"};
     for (rapidjson::SizeType p = 0; p < populations->Size(); ++p) {

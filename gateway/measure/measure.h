@@ -16,11 +16,11 @@
 //                    criteria filter by date themselves)
 //   %periodStart, %periodEnd   the period's dates as strings 'YYYY-MM-DD'
 // No C++ per measure: what is counted and how it is aggregated is declared in the Measure:
-//   * population basis: extension cqfm-populationBasis (`boolean`, the default: the criteria is
+//   * population basis: extension measure-population-basis (`boolean`, the default: the criteria is
 //     true or false per patient; or a resource type: the criteria gives the items counted);
-//   * aggregate per group: extension cqfm-aggregateMethod on the group, `count` (no score),
+//   * aggregate per group: extension measure-aggregate-method on the group, `count` (no score),
 //     `proportion` (numerator / denominator), `median` or `p90` (the measure-observation values
-//     of the measure-population items; `p90` is our code, nearest rank);
+//     of the measure-population items; `p90` the 90th percentile by nearest rank);
 //   * measure-observation: the criteria, evaluated with each measure-population item as its
 //     focus, gives two dateTimes (start, end); the observation is end - start in hours.
 // Strata: the group's stratifiers (equity-stratifier codes) give per patient the stratum values;

@@ -26,7 +26,7 @@ TEST(MeasureLibrary, TheBundledMeasuresCompile) {
 
 void writeMeasure(const std::filesystem::path& dir, const std::string& expression, const std::string& aggregate) {
   std::ofstream(dir / "Measure-bad.json") << R"({"resourceType": "Measure", "id": "bad", "url": "https://example.org/Measure/bad",
-    "group": [{"extension": [{"url": "http://hl7.org/fhir/us/cqfmeasures/StructureDefinition/cqfm-aggregateMethod", "valueCode": ")"
+    "group": [{"extension": [{"url": "https://fhir.alignment-gateway.org/StructureDefinition/measure-aggregate-method", "valueCode": ")"
                                           << aggregate << R"("}],
       "population": [{"code": {"coding": [{"code": "initial-population"}]},
                       "criteria": {"language": "text/fhirpath", "expression": ")" << expression << R"("}}]}]})";
@@ -42,7 +42,7 @@ TEST(MeasureLibrary, ABadMeasureIsRefusedNamingFileAndElement) {
   writeMeasure(dir.path(), "%patient.exists()", "mean");
   auto unknown = MeasureLibrary::load(dir.path().string());
   ASSERT_FALSE(unknown.ok());
-  EXPECT_NE(unknown.message().find("cqfm-aggregateMethod"), std::string::npos) << unknown.message();
+  EXPECT_NE(unknown.message().find("measure-aggregate-method"), std::string::npos) << unknown.message();
 }
 
 // Stored resources by type, as a SearchAll (only `_id` and `identifier` are looked at).
