@@ -22,7 +22,7 @@
 #include "gateway/server/http_framing.h"
 #include "gateway/server/read_routes.h"
 #include "gateway/store/search_index.h"
-#include "gateway/store/time_util.h"
+#include "conformance/common/time_util.h"
 #include "gateway_paths.h"
 
 namespace fhir::gateway::exports {

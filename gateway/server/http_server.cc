@@ -20,6 +20,7 @@
 #include "gateway/server/subscription_routes.h"
 #include "gateway/server/listener.h"
 #include "gateway/server/search_route.h"
+#include "gateway/server/measure_route.h"
 #include "gateway/store/search_index.h"
 #include "conformance/common/time_util.h"
 #include "conformance/common/ids.h"
@@ -357,6 +358,7 @@ class Router final {
     registerReadRoutes(routes_, context_, policy());
     registerSubscriptionRoutes(routes_, context_, policy());
     if (context_.exports != nullptr) registerExportRoutes(routes_, context_, *context_.exports);
+    registerMeasureRoutes(routes_, context_, policy());  // Measure, $evaluate-measure (issue 20)
     routes_.type("AuditEvent").documentation = "The audit trail (admin only), append-only";
     for (const char* name : {"date", "agent", "entity", "subtype"}) {
       routes_.type("AuditEvent").search_params.push_back(

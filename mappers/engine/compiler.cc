@@ -376,7 +376,7 @@ Status Compiler::compile() {
   if (!root.IsObject()) return fail(root, "a spec is a JSON object");
   static const std::set<std::string> kKnown = {"id", "description", "reader", "fields", "columns", "groupBy",
                                                "recordId", "checks", "resources", "note", "unknownMembers",
-                                               "provenanceAgent", "agent"};
+                                               "provenanceAgent", "agent", "optionalColumns", "splitColumns"};
   for (const auto& member : root.GetObject()) {
     std::string name(member.name.GetString(), member.name.GetStringLength());
     if (!kKnown.count(name)) return fail(root, "unknown spec member '" + name + "'");
@@ -400,6 +400,29 @@ Status Compiler::compile() {
   for (const json::Value& field : fields->GetArray()) {
     if (!json::isString(field)) return fail(root, "fields are strings");
     spec_.fields.emplace_back(json::stringView(field));
+  }
+  // "optionalColumns": columns of "columns" a file may leave out (trailing optional columns);
+  // "splitColumns": {"column": "separator"}: the column's text becomes the list of its trimmed,
+  // non-empty parts before mapping, for forEach (a roster's race codes joined by "|").
+  if (const json::Value* optional = json::find(root, "optionalColumns")) {
+    if (spec_.reader != ReaderKind::kCsv || !optional->IsArray()) return fail(root, "optionalColumns is a list of a CSV spec's columns");
+    for (const json::Value& column : optional->GetArray()) {
+      if (!json::isString(column) || !knownPattern(std::string(json::stringView(column)))) {
+        return fail(root, "optionalColumns names a column not in \"columns\"");
+      }
+      spec_.optional_columns.emplace(json::stringView(column));
+    }
+  }
+  if (const json::Value* split = json::find(root, "splitColumns")) {
+    if (spec_.reader != ReaderKind::kCsv || !split->IsObject()) return fail(root, "splitColumns is an object of a CSV spec's columns");
+    for (const auto& member : split->GetObject()) {
+      std::string column(member.name.GetString(), member.name.GetStringLength());
+      if (!knownPattern(column)) return fail(root, "splitColumns names unknown column '" + column + "'");
+      if (!json::isString(member.value) || json::stringView(member.value).empty()) {
+        return fail(root, "splitColumns: the separator of '" + column + "' is a non-empty string");
+      }
+      spec_.split_columns.emplace(column, std::string(json::stringView(member.value)));
+    }
   }
   if (auto group = json::getString(root, "groupBy")) {
     if (spec_.reader != ReaderKind::kCsv) return fail(root, "groupBy applies to CSV specs");

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cctype>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -33,6 +34,31 @@ namespace fhir::mappers::engine {
 namespace readers = ::fhir::mappers::readers;
 
 namespace {
+
+// "splitColumns": a column's text becomes the list of its trimmed, non-empty parts.
+void splitColumns(const CompiledSpec& spec, json::Document& doc) {
+  if (!doc.IsObject()) return;
+  for (const auto& [column, separator] : spec.split_columns) {
+    auto found = doc.FindMember(column.c_str());
+    if (found == doc.MemberEnd() || !json::isString(found->value)) continue;
+    std::string text(json::stringView(found->value));
+    json::Value list(rapidjson::kArrayType);
+    size_t start = 0;
+    while (start <= text.size()) {
+      size_t end = text.find(separator, start);
+      if (end == std::string::npos) end = text.size();
+      size_t first = start, last = end;
+      while (first < last && std::isspace(static_cast<unsigned char>(text[first]))) ++first;
+      while (last > first && std::isspace(static_cast<unsigned char>(text[last - 1]))) --last;
+      if (last > first) {
+        list.PushBack(json::Value(text.data() + first, static_cast<rapidjson::SizeType>(last - first), doc.GetAllocator()),
+                      doc.GetAllocator());
+      }
+      start = end + separator.size();
+    }
+    found->value = std::move(list);
+  }
+}
 
 // Reads `head` (bytes already taken from `rest`), then `rest`.
 class PrefixedBuffer final : public std::streambuf {
@@ -287,6 +313,7 @@ Result<MapSummary> SpecLibrary::mapSource(const std::string& spec_id, std::istre
       IssueList missing;
       for (const std::string& field : spec.fields) {
         std::string column = spec.group_by.empty() ? field : field.substr(8);  // "lines.*."
+        if (spec.optional_columns.count(column)) continue;
         if (std::find(header.begin(), header.end(), column) == header.end()) {
           missing.atLocation(Severity::kFatal, "structure", "line 1", "line 1: the header has no column " + column);
         }
@@ -321,6 +348,7 @@ Result<MapSummary> SpecLibrary::mapSource(const std::string& spec_id, std::istre
       addToGroup(record.raw);
       continue;
     }
+    if (!spec.split_columns.empty()) splitColumns(spec, record.doc);
     if (spec.group_by.empty()) {
       mapRecord(record.doc, record.raw, record.position, record.frame.get());
       continue;

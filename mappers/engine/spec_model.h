@@ -238,6 +238,8 @@ struct CompiledSpec {
   ReaderKind reader = ReaderKind::kCsv;
   std::vector<std::string> fields;  // known source paths (normalized, "*" for array items)
   std::string group_by;             // CSV: column whose consecutive equal values form one record
+  std::set<std::string> optional_columns;  // CSV: columns a file may leave out ("optionalColumns")
+  std::map<std::string, std::string> split_columns;  // CSV: column -> separator ("splitColumns")
   ValueExpr record_id;
   std::vector<ValueExpr> record_id_parts;  // "recordId": [..]: the parts joined with ':'
   std::vector<Rule> checks;

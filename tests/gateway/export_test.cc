@@ -29,7 +29,7 @@
 #include "gateway/export/export_service.h"
 #include "gateway/store/pg_store.h"
 #include "gateway/store/store.h"
-#include "gateway/store/time_util.h"
+#include "conformance/common/time_util.h"
 #include "tests/support/test_postgres.h"
 #include "tests/support/test_support.h"
 
@@ -130,7 +130,7 @@ class Export : public ::testing::TestWithParam<StoreKind> {
   }
 
   void write(const std::string& key, const std::vector<std::string>& jsons, const std::string& channel = "test",
-             std::vector<mappers::CoverageFact> coverage = {}) {
+             std::vector<CoverageFact> coverage = {}) {
     IngestCommit commit;
     commit.channel = channel;
     commit.idempotency_key = key;
@@ -498,9 +498,9 @@ TEST_P(Export, APayerExportsOnlyWhatItSeesAndAnotherClientGets404) {
   // are its own.
   write("patient", {patient("shared")}, "roster:payer-a");
   write("cov-a", {R"({"resourceType":"Coverage","id":"cov-a","status":"active","beneficiary":{"reference":"Patient/shared"},"payor":[{"reference":"Organization/a"}]})"},
-        "roster:payer-a", {mappers::CoverageFact{"cov-a", "shared", "payer-a", "m-a", "medicaid", "2026-01-01", "", "payer", 0}});
+        "roster:payer-a", {CoverageFact{"cov-a", "shared", "payer-a", "m-a", "medicaid", "2026-01-01", "", "payer", 0}});
   write("cov-b", {R"({"resourceType":"Coverage","id":"cov-b","status":"active","beneficiary":{"reference":"Patient/shared"},"payor":[{"reference":"Organization/b"}]})"},
-        "roster:payer-b", {mappers::CoverageFact{"cov-b", "shared", "payer-b", "m-b", "medicaid", "2026-01-01", "", "payer", 0}});
+        "roster:payer-b", {CoverageFact{"cov-b", "shared", "payer-b", "m-b", "medicaid", "2026-01-01", "", "payer", 0}});
   write("claim-a", {R"({"resourceType":"Claim","id":"a1","status":"active","use":"claim","patient":{"reference":"Patient/shared"}})"}, "claims:payer-a");
   write("claim-b", {R"({"resourceType":"Claim","id":"b1","status":"active","use":"claim","patient":{"reference":"Patient/shared"}})"}, "claims:payer-b");
   auth::AuthConfig config;

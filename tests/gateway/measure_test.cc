@@ -1,0 +1,152 @@
+// SPDX-License-Identifier: Apache-2.0
+// gateway/measure (issue 20): the bundled Measures compile; a bad Measure is refused naming its
+// file and element; the aggregates and the suppression over a small population whose values are
+// worked out by hand (request-to-answer hours 1, 2, 3 and 10: median 2.5, 90th percentile by
+// nearest rank the 4th value, 10).
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+
+#include "conformance/json/json.h"
+#include "gateway/measure/measure.h"
+#include "tests/support/test_support.h"
+
+namespace fhir::gateway::measure {
+namespace {
+
+using fhir::testing::TempDir;
+
+TEST(MeasureLibrary, TheBundledMeasuresCompile) {
+  auto library = MeasureLibrary::bundled();
+  ASSERT_TRUE(library.ok()) << library.message();
+  EXPECT_EQ((*library)->ids(), (std::vector<std::string>{"attributed-members", "care-plans", "econsult-timeliness", "hrsn-screening"}));
+}
+
+void writeMeasure(const std::filesystem::path& dir, const std::string& expression, const std::string& aggregate) {
+  std::ofstream(dir / "Measure-bad.json") << R"({"resourceType": "Measure", "id": "bad", "url": "https://example.org/Measure/bad",
+    "group": [{"extension": [{"url": "https://fhir.alignment-gateway.org/StructureDefinition/measure-aggregate-method", "valueCode": ")"
+                                          << aggregate << R"("}],
+      "population": [{"code": {"coding": [{"code": "initial-population"}]},
+                      "criteria": {"language": "text/fhirpath", "expression": ")" << expression << R"("}}]}]})";
+}
+
+TEST(MeasureLibrary, ABadMeasureIsRefusedNamingFileAndElement) {
+  TempDir dir;
+  writeMeasure(dir.path(), "%patient.where(", "count");
+  auto broken = MeasureLibrary::load(dir.path().string());
+  ASSERT_FALSE(broken.ok());
+  EXPECT_NE(broken.message().find("Measure-bad.json: Measure.group[0].population[0].criteria.expression"), std::string::npos)
+      << broken.message();
+  writeMeasure(dir.path(), "%patient.exists()", "mean");
+  auto unknown = MeasureLibrary::load(dir.path().string());
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_NE(unknown.message().find("measure-aggregate-method"), std::string::npos) << unknown.message();
+}
+
+// Stored resources by type, as a SearchAll (only `_id` and `identifier` are looked at).
+class FakeStore {
+ public:
+  void add(const std::string& type, const std::string& json) { resources_[type].push_back(json); }
+  SearchAll search() const {
+    return [this](const std::string& type, const SearchParams& params) -> Result<std::vector<std::string>> {
+      std::vector<std::string> out;
+      auto found = resources_.find(type);
+      if (found == resources_.end()) return out;
+      for (const std::string& json : found->second) {
+        bool keep = true;
+        for (const auto& [name, value] : params) {
+          if (name == "_id") keep = keep && json.find("\"id\":\"" + value + "\"") != std::string::npos;
+          if (name == "identifier") keep = keep && json.find(value.substr(value.find('|') + 1)) != std::string::npos;
+        }
+        if (keep) out.push_back(json);
+      }
+      return out;
+    };
+  }
+
+ private:
+  std::map<std::string, std::vector<std::string>> resources_;
+};
+
+// Four patients of one practice (Group g1); patient i asks one e-consult answered after `hours[i]`.
+FakeStore consultPopulation() {
+  FakeStore store;
+  std::string members;
+  const int hours[] = {1, 2, 3, 10};
+  for (int i = 0; i < 4; ++i) {
+    const std::string id = "p" + std::to_string(i);
+    store.add("Patient", R"({"resourceType":"Patient","id":")" + id + R"("})");
+    members += std::string(i ? "," : "") + R"({"entity":{"reference":"Patient/)" + id + R"("},"period":{"start":"2026-01-01"}})";
+    store.add("ServiceRequest", R"({"resourceType":"ServiceRequest","id":"sr)" + std::to_string(i) +
+                                    R"(","status":"active","intent":"order","subject":{"reference":"Patient/)" + id +
+                                    R"("},"category":[{"coding":[{"code":"e-consult"}]}],"authoredOn":"2026-03-02T08:00:00-05:00"})");
+    char sent[64];
+    std::snprintf(sent, sizeof sent, "2026-03-02T%02d:00:00-05:00", 8 + hours[i]);
+    store.add("Communication", R"({"resourceType":"Communication","id":"c)" + std::to_string(i) +
+                                   R"(","status":"completed","subject":{"reference":"Patient/)" + id +
+                                   R"("},"basedOn":[{"reference":"ServiceRequest/sr)" + std::to_string(i) + R"("}],"sent":")" + sent + R"("})");
+  }
+  store.add("Group", R"({"resourceType":"Group","id":"g1","type":"person","actual":true,
+    "identifier":[{"system":"http://hl7.org/fhir/sid/us-npi","value":"1093817413"}],"member":[)" + members + "]}");
+  store.add("Organization", R"({"resourceType":"Organization","id":"o1","identifier":[{"system":"http://hl7.org/fhir/sid/us-npi","value":"1093817413"}]})");
+  return store;
+}
+
+const json::Value* group(const json::Document& report, const std::string& id) {
+  for (const auto& item : report["group"].GetArray()) {
+    if (json::getString(item, "id") == std::optional<std::string_view>(id)) return &item;
+  }
+  return nullptr;
+}
+
+TEST(MeasureEvaluate, MedianAndNinetiethPercentileOfRequestToAnswerHours) {
+  auto library = MeasureLibrary::bundled();
+  ASSERT_TRUE(library.ok()) << library.message();
+  FakeStore store = consultPopulation();
+  EvaluateParams params{"2026-01-01", "2026-12-31", "Group/g1", "population", "2026-12-03T00:00:00Z", 1};  // no suppression
+  auto text = evaluate(*(*library)->find("econsult-timeliness"), params, store.search());
+  ASSERT_TRUE(text.ok()) << text.message();
+  auto report = json::parse(*text);
+  ASSERT_TRUE(report.ok());
+  EXPECT_EQ(json::getString((*report)["reporter"], "reference"), "Organization/o1");
+  const json::Value* median = group(*report, "answer-hours-median");
+  const json::Value* p90 = group(*report, "answer-hours-p90");
+  ASSERT_TRUE(median && p90);
+  EXPECT_DOUBLE_EQ(*json::numberAsDouble((*median)["measureScore"]["value"]), 2.5);
+  EXPECT_DOUBLE_EQ(*json::numberAsDouble((*p90)["measureScore"]["value"]), 10.0);
+  EXPECT_EQ(*json::numberAsInt64((*group(*report, "answered"))["population"][0]["count"]), 4);
+
+  // With the default suppression (cells under 11), 4 consults is a masked cell: no count, no score.
+  params.suppress_below = 11;
+  auto masked_text = evaluate(*(*library)->find("econsult-timeliness"), params, store.search());
+  ASSERT_TRUE(masked_text.ok()) << masked_text.message();
+  auto masked = json::parse(*masked_text);
+  ASSERT_TRUE(masked.ok());
+  const json::Value& cell = *group(*masked, "answer-hours-median");
+  EXPECT_FALSE(cell.HasMember("measureScore"));
+  for (const auto& population : cell["population"].GetArray()) {
+    EXPECT_FALSE(population.HasMember("count"));
+    EXPECT_EQ(json::getString(population["extension"][0], "valueCode"), "masked");
+  }
+}
+
+TEST(MeasureEvaluate, BadParametersAndUnknownSubjects) {
+  auto library = MeasureLibrary::bundled();
+  ASSERT_TRUE(library.ok());
+  FakeStore store = consultPopulation();
+  const CompiledMeasure& measure = *(*library)->find("attributed-members");
+  auto bad_period = evaluate(measure, {"2026-12-31", "2026-01-01", "", "population", "", 11}, store.search());
+  ASSERT_FALSE(bad_period.ok());
+  EXPECT_EQ(bad_period.message().rfind("invalid: ", 0), 0u) << bad_period.message();
+  auto no_group = evaluate(measure, {"2026-01-01", "2026-12-31", "Group/nope", "population", "", 11}, store.search());
+  ASSERT_FALSE(no_group.ok());
+  EXPECT_EQ(no_group.message().rfind("not-found: ", 0), 0u) << no_group.message();
+  auto bad_type = evaluate(measure, {"2026-01-01", "2026-12-31", "Patient/p0", "subject-list-ish", "", 11}, store.search());
+  ASSERT_FALSE(bad_type.ok());
+  EXPECT_EQ(bad_type.message().rfind("invalid: ", 0), 0u) << bad_type.message();
+}
+
+}  // namespace
+}  // namespace fhir::gateway::measure
