@@ -11,13 +11,17 @@
 //                  schedule is spread over several gateways; scripts/bench-scale)
 //   ingest_loadgen --receive PORT      a payer/feed receiver: answers every POST 200 at once,
 //                                      prints "receiving on port N", runs until SIGTERM/SIGINT
-//                  [--max-p99-ms MS] [--timeline 1]
+//                  [--max-p99-ms MS] [--timeline 1] [--authorization "Bearer TOKEN"] [--cacert FILE]
 //
 // --max-p99-ms: exit 3 when the p99 latency exceeds MS (scripts/bench-ingest's regression check).
 // --timeline 1: print, per half second of scheduled time, the requests and their worst latency,
 // which tells one long stall (a burst of slow requests) from a steady slowness.
+// --authorization: sent as the Authorization header of every request (scripts/bench-auth).
+// --cacert: connect with TLS (https), trusting the certificates in FILE.
 
+#include <Poco/Net/Context.h>
 #include <Poco/Net/HTTPClientSession.h>
+#include <Poco/Net/HTTPSClientSession.h>
 #include <Poco/Net/HTTPRequestHandler.h>
 #include <Poco/Net/HTTPRequestHandlerFactory.h>
 #include <Poco/Net/HTTPServer.h>
@@ -37,6 +41,7 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <memory>
 #include <mutex>
 #include <sstream>
 #include <string>
@@ -55,6 +60,8 @@ struct Options {
   std::string event_file;
   double max_p99_ms = 0;  // 0: no check
   bool timeline = false;
+  std::string authorization;
+  std::string cacert;  // non-empty: https
   std::string run_id = std::to_string(std::chrono::system_clock::now().time_since_epoch().count());
 };
 
@@ -121,9 +128,11 @@ int main(int argc, char** argv) {
     else if (flag == "--event") options.event_file = value;
     else if (flag == "--max-p99-ms") options.max_p99_ms = std::stod(value);
     else if (flag == "--timeline") options.timeline = value != "0";
+    else if (flag == "--authorization") options.authorization = value;
+    else if (flag == "--cacert") options.cacert = value;
     else {
       std::cerr << "usage: ingest_loadgen --port P[,P...] --rate R --seconds S --connections C --event FILE "
-                   "[--max-p99-ms MS] [--timeline 1]\n";
+                   "[--max-p99-ms MS] [--timeline 1] [--authorization VALUE] [--cacert FILE]\n";
       return 2;
     }
   }
@@ -155,11 +164,19 @@ int main(int argc, char** argv) {
   std::vector<int64_t> bucket_count(buckets, 0);
   const Clock::time_point start = Clock::now() + std::chrono::milliseconds(100);
 
+  Poco::Net::Context::Ptr tls;
+  if (!options.cacert.empty()) {
+    tls = new Poco::Net::Context(Poco::Net::Context::TLS_CLIENT_USE, "", "", options.cacert,
+                                 Poco::Net::Context::VERIFY_RELAXED, 9, false);
+  }
   std::vector<std::thread> workers;
   for (int c = 0; c < options.connections; ++c) {
     const int port = options.ports[static_cast<size_t>(c) % options.ports.size()];
     workers.emplace_back([&, port] {
-      Poco::Net::HTTPClientSession session("127.0.0.1", static_cast<Poco::UInt16>(port));
+      std::unique_ptr<Poco::Net::HTTPClientSession> owned;
+      if (tls) owned = std::make_unique<Poco::Net::HTTPSClientSession>("127.0.0.1", static_cast<Poco::UInt16>(port), tls);
+      else owned = std::make_unique<Poco::Net::HTTPClientSession>("127.0.0.1", static_cast<Poco::UInt16>(port));
+      Poco::Net::HTTPClientSession& session = *owned;
       session.setKeepAlive(true);
       session.setTimeout(Poco::Timespan(30, 0));
       std::vector<std::pair<int64_t, double>> mine;  // (index, latency ms)
@@ -175,6 +192,7 @@ int main(int argc, char** argv) {
           request.setContentType("application/json");
           request.setContentLength64(static_cast<Poco::Int64>(body.size()));
           request.setKeepAlive(true);
+          if (!options.authorization.empty()) request.set("Authorization", options.authorization);
           session.sendRequest(request) << body;
           Poco::Net::HTTPResponse response;
           std::string answer;
