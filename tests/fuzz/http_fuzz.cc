@@ -44,7 +44,7 @@ namespace {
 struct Server {
   gw::Config config;
   std::unique_ptr<gw::cli::Runtime> runtime;
-  gw::Metrics metrics;
+  fhir::Metrics metrics;
   std::unique_ptr<gw::Pipeline> pipeline;
   std::vector<std::string> canonicals;
   std::unique_ptr<gw::ServerContext> context;
