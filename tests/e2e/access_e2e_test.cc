@@ -284,6 +284,19 @@ TEST_F(AccessE2e, EveryRouteAnswersEachClientKindAsTheContractSays) {
       ASSERT_NE(total, nullptr);
       EXPECT_EQ(json::numberText(*total), std::to_string(ids.size())) << own.client << " " << type;
     }
+    // Included resources go through the same policy: _revinclude=* from the shared patient brings
+    // the payer's own Claim and Coverage and not the other payer's, and _include=* (with
+    // :iterate) from the own Claim does not reach the other payer's Coverage either.
+    for (const std::string& query : {"/fhir/Patient?_id=" + patient + "&_revinclude=*&_count=1000",
+                                     "/fhir/Claim?_id=" + own.claim + "&_include=*&_include:iterate=*&_count=1000"}) {
+      RawResponse found = call("GET", query, own.client);
+      ASSERT_EQ(found.status, 200) << own.client << " " << query << ": " << found.body;
+      EXPECT_EQ(found.body.find("\"" + own.other_claim + "\""), std::string::npos) << own.client << " " << query;
+      EXPECT_EQ(found.body.find("\"" + own.other_coverage + "\""), std::string::npos) << own.client << " " << query;
+    }
+    RawResponse revincluded = call("GET", "/fhir/Patient?_id=" + patient + "&_revinclude=*&_count=1000", own.client);
+    EXPECT_NE(revincluded.body.find("\"id\":\"" + own.claim + "\""), std::string::npos) << own.client << ": " << revincluded.body;
+    EXPECT_NE(revincluded.body.find("\"id\":\"" + own.coverage + "\""), std::string::npos) << own.client << ": " << revincluded.body;
   }
 
   // Type and system history leave out what a client may not see: each payer finds its own Claim
