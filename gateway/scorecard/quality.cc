@@ -252,14 +252,18 @@ Result<QualityReport> computeQuality(Store& store, const std::string& base_url, 
         }
       }
       if (source.empty()) {
-        // The event that wrote it: its idempotency key is source + '\x1f' + eventId.
+        // The event that wrote it: its idempotency key ends with source, '\x1f', eventId
+        // (gateway/ingest/channel.cc; care-management and HL7 v2 keys have a prefix before).
         auto origins = store.originsOf("Provenance", str(json::find(*doc, "id")), false);
         if (!origins.ok()) return origins.error();
         for (const auto& event : origins->events) {
-          if (event.channel == "econsult" || event.channel == "care-management") {
-            source = event.idempotency_key.substr(0, event.idempotency_key.find('\x1f'));
-            break;
-          }
+          if (event.channel != "econsult" && event.channel != "care-management") continue;
+          const std::string& key = event.idempotency_key;
+          const size_t last = key.rfind('\x1f');
+          if (last == std::string::npos || last == 0) continue;
+          const size_t before = key.rfind('\x1f', last - 1);
+          source = before == std::string::npos ? key.substr(0, last) : key.substr(before + 1, last - before - 1);
+          break;
         }
       }
       if (source.empty()) source = "(unknown source)";

@@ -220,7 +220,7 @@ async function openTab() {
   const { browserContextId } = await cdp('Target.createBrowserContext');
   const { targetId } = await cdp('Target.createTarget', { url: 'about:blank', browserContextId });
   const { sessionId } = await cdp('Target.attachToTarget', { targetId, flatten: true });
-  const tab = { sessionId, errors: [], requests: [], documents: [], loaded: null };
+  const tab = { sessionId, errors: [], requests: [], documents: [], answered: [], loaded: null };
   listeners.push((message) => {
     if (message.sessionId !== sessionId) return;
     const { method, params } = message;
@@ -232,8 +232,9 @@ async function openTab() {
       tab.errors.push(`log (${params.entry.source}): ${params.entry.text} ${params.entry.url ?? ''}`);
     } else if (method === 'Network.requestWillBeSent') {
       tab.requests.push(params.request.url);
-    } else if (method === 'Network.responseReceived' && params.type === 'Document') {
-      tab.documents.push({ url: params.response.url, status: params.response.status });
+    } else if (method === 'Network.responseReceived') {
+      tab.answered.push(params.response.url);
+      if (params.type === 'Document') tab.documents.push({ url: params.response.url, status: params.response.status });
     } else if (method === 'Page.loadEventFired' && tab.loaded) {
       tab.loaded();
     }
@@ -273,9 +274,16 @@ async function screenshot(tab, name) {
 }
 // The browser exchanges the token itself: fetch() from a page of the gateway's origin, so the
 // Set-Cookie lands in the browser's own jar (a browser cannot send the token on navigation).
+// /healthz is that page (JSON: no Content-Security-Policy to forbid the fetch). Chromium asks for
+// its /favicon.ico after it loads (401 without a session); that answer is awaited here (at most
+// 3 s) so that it is not counted as an error of the page opened next.
 async function signIn(tab, client) {
   await navigate(tab, `${base}/healthz`);
-  return evaluate(tab, `fetch('/scorecard/session', {method: 'POST', headers: {Authorization: 'Bearer ${tokens[client]}'}}).then((r) => r.status)`);
+  const status = await evaluate(tab, `fetch('/scorecard/session', {method: 'POST', headers: {Authorization: 'Bearer ${tokens[client]}'}}).then((r) => r.status)`);
+  for (let waited = 0; waited < 3000 && !tab.answered.some((url) => url.endsWith('/favicon.ico')); waited += 100) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  return status;
 }
 function checkClean(tab, page) {
   check(tab.errors.length === 0, `${page}: no console error`, tab.errors.join('\n     '));

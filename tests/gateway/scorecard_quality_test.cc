@@ -104,11 +104,12 @@ TEST(ScorecardQualityTest, CountsWhatTheStoreRecords) {
   Store& store = **opened;
   const std::string ehr_agent = R"({"identifier":{"system":"https://fhir.alignment-gateway.org/sid/source-system","value":"riverview-ehr"},"display":"riverview-ehr"})";
   // Accepted: two e-consult events and an HRSN screening of riverview-ehr (the care-management
-  // one's agent is a Device: its source comes from the event's idempotency key), three roster rows
+  // one's agent is a Device: its source comes from the event's idempotency key, which the
+  // care-management channel prefixes with its name), three roster rows
   // of lakeshore-medicaid; a merge Provenance (no mapping profile) is not a record.
   ASSERT_TRUE(store.commitIngest(accepted("econsult", "riverview-ehr\x1f" "e1", provenance("p1", "econsult:POST /ingest/econsult:request", ehr_agent, {"Patient/a", "ServiceRequest/s1"}))).ok());
   ASSERT_TRUE(store.commitIngest(accepted("econsult", "riverview-ehr\x1f" "e2", provenance("p2", "econsult:POST /ingest/econsult:request", ehr_agent, {"Patient/a", "ServiceRequest/s2", "Communication/c"}))).ok());
-  ASSERT_TRUE(store.commitIngest(accepted("care-management", "riverview-ehr\x1f" "h1", provenance("p3", "care-management:POST /ingest/care-management:request", R"({"reference":"Device/d1"})", {"Patient/a", "Observation/o1"}))).ok());
+  ASSERT_TRUE(store.commitIngest(accepted("care-management", "care-management\x1f" "riverview-ehr\x1f" "h1", provenance("p3", "care-management:POST /ingest/care-management:request", R"({"reference":"Device/d1"})", {"Patient/a", "Observation/o1"}))).ok());
   for (int i = 0; i < 3; ++i) {
     const std::string id = "r" + std::to_string(i);
     ASSERT_TRUE(store.commitIngest(accepted("roster:lakeshore-medicaid", "roster\x1f" + id,
