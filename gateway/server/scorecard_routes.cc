@@ -416,11 +416,9 @@ struct ScorecardRoutes::Impl {
     }
     auto views = measures(subject, filters);
     if (!views.ok()) return unavailable(views.message());
-    auto elements = scorecard::DesignElements::bundled();
-    if (!elements.ok()) return unavailable(elements.message());
-    auto report = scorecard::computeQuality(*context.store, context.base_url, **elements);
+    auto report = qualityReport();
     if (!report.ok()) return unavailable(report.message());
-    return page(200, scorecard::convenerPage(filters, payers, *list, *views, *report));
+    return page(200, scorecard::convenerPage(filters, payers, *list, *views, **report));
   }
 
   Reply practiceReport(const auth::Caller& caller, const std::string& npi, const scorecard::PageFilters& filters) {
@@ -438,14 +436,44 @@ struct ScorecardRoutes::Impl {
     return page(200, scorecard::practicePage(*found, filters, payerIds(), *views));
   }
 
+  // The data-quality report, computed again when what it reads has changed: the store's newest
+  // version (accepted records, unroutable claims, conflicts come with commits), the newest
+  // quarantine entry and its count, and each destination's pending and dead rows (deliveries).
+  Result<std::shared_ptr<const scorecard::QualityReport>> qualityReport() {
+    auto elements = scorecard::DesignElements::bundled();
+    if (!elements.ok()) return elements.error();
+    auto version = dataVersion();
+    if (!version.ok()) return version.error();
+    QuarantineQuery newest;
+    newest.count = 1;
+    auto head = context.store->listQuarantinePage(newest);
+    if (!head.ok()) return head.error();
+    auto depths = context.store->outboxDepth();
+    if (!depths.ok()) return depths.error();
+    std::string key = std::to_string(*version);
+    if (!head->entries.empty()) key += "|" + head->entries.front().id + ":" + std::to_string(head->entries.front().count);
+    for (const DestinationDepth& depth : *depths) {
+      key += "|" + depth.destination + ":" + std::to_string(depth.pending) + ":" + std::to_string(depth.dead);
+    }
+    {
+      std::lock_guard lock(mutex);
+      if (quality_report != nullptr && quality_key == key) return quality_report;
+    }
+    auto report = scorecard::computeQuality(*context.store, context.base_url, **elements);
+    if (!report.ok()) return report.error();
+    auto shared = std::make_shared<const scorecard::QualityReport>(std::move(*report));
+    std::lock_guard lock(mutex);
+    quality_key = key;
+    quality_report = shared;
+    return shared;
+  }
+
   Reply quality(const std::string& format) {
     if (!format.empty() && format != "json" && format != "html") return problem(400, "Bad request", "format must be json or html");
-    auto elements = scorecard::DesignElements::bundled();
-    if (!elements.ok()) return unavailable(elements.message());
-    auto report = scorecard::computeQuality(*context.store, context.base_url, **elements);
+    auto report = qualityReport();
     if (!report.ok()) return unavailable(report.message());
-    if (format == "json") return Reply{200, "application/json", scorecard::qualityJson(*report)};
-    return page(200, scorecard::qualityPage(*report));
+    if (format == "json") return Reply{200, "application/json", scorecard::qualityJson(**report)};
+    return page(200, scorecard::qualityPage(**report));
   }
 
   ServerContext& context;
@@ -454,6 +482,8 @@ struct ScorecardRoutes::Impl {
   std::unordered_map<std::string, Session> sessions;
   std::map<std::string, CachedReport> reports;
   std::map<std::string, std::string> titles;
+  std::string quality_key;
+  std::shared_ptr<const scorecard::QualityReport> quality_report;
 };
 
 ScorecardRoutes::ScorecardRoutes(ServerContext& context) : impl_(std::make_unique<Impl>(context)) {}

@@ -17,7 +17,8 @@
 // `auth` block they are open (loopback only, like the rest). Every request is audited
 // (`login`/`session` for the exchange, `scorecard` for pages); the session id and the token
 // never appear in an AuditEvent. MeasureReports are cached per (measure, subject, period) and
-// kept while the store's newest version is the same (a new commit evaluates again).
+// kept while the store's newest version is the same (a new commit evaluates again); the quality
+// report while that version, the newest quarantine entry and the outbox depths are the same.
 // Thread-safe.
 
 #include <memory>
