@@ -21,6 +21,7 @@
 #include "gateway/server/listener.h"
 #include "gateway/server/search_route.h"
 #include "gateway/server/measure_route.h"
+#include "gateway/server/scorecard_routes.h"
 #include "gateway/store/search_index.h"
 #include "conformance/common/time_util.h"
 #include "conformance/common/ids.h"
@@ -112,6 +113,7 @@ class Router final {
 
   http::Response handle(HTTPServerRequest& request) {
     if (context_.auth != nullptr && auth::AuthService::handles(request.target.path)) return serveAuth(request);
+    if (auto page = scorecard_.handle(request)) return std::move(*page);  // /scorecard: its own session auth (issue 20)
     Access access;
     access.caller.address = request.peer;
     if (context_.auth != nullptr && !openRoute(request)) {
@@ -692,6 +694,7 @@ class Router final {
   ServerContext& context_;
   auth::AccessPolicy open_policy_;  // auth off: every check allows
   FhirRoutes routes_;
+  ScorecardRoutes scorecard_{context_};
 };
 
 }  // namespace
