@@ -22,6 +22,7 @@
 #include <filesystem>
 #include <iostream>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -95,7 +96,7 @@ std::unique_ptr<exports::ExportService> service(const std::string& dir, const St
   return std::move(*created);
 }
 
-int kick(exports::ExportService& bulk, int64_t jobs) {
+int kick(exports::ExportService& bulk, int64_t jobs, std::vector<std::string>* ids = nullptr) {
   for (int64_t job = 0; job < jobs; ++job) {
     exports::KickOff request;
     request.level = "system";
@@ -107,8 +108,22 @@ int kick(exports::ExportService& bulk, int64_t jobs) {
       std::cerr << answer.answer.body << "\n";
       return 1;
     }
+    for (const auto& [name, value] : answer.headers) {
+      if (name == "Content-Location" && ids != nullptr) ids->push_back(value.substr(value.rfind('/') + 1));
+    }
   }
   return 0;
+}
+
+// The resources a finished job's manifest counts.
+int64_t exported(exports::ExportService& bulk, const std::string& id) {
+  const exports::ExportAnswer status = bulk.status(id, {}, "http://bench");
+  int64_t total = 0;
+  static constexpr std::string_view kCount = "\"count\":";
+  for (size_t at = status.answer.body.find(kCount); at != std::string::npos; at = status.answer.body.find(kCount, at + 1)) {
+    total += std::atoll(status.answer.body.c_str() + at + kCount.size());
+  }
+  return total;
 }
 
 int runExport(const std::string& dir, int64_t jobs) {
@@ -118,11 +133,14 @@ int runExport(const std::string& dir, int64_t jobs) {
   if (!exports) return 1;
   const long rss_before = peakRssKb();
   const auto start = Clock::now();
-  if (kick(*exports, jobs) != 0) return 1;
+  std::vector<std::string> ids;
+  if (kick(*exports, jobs, &ids) != 0) return 1;
   exports->start();
   if (!exports->waitIdle(3600 * 1000)) return 1;
   const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
   exports->stop();
+  int64_t resources = 0;
+  for (const std::string& id : ids) resources += exported(*exports, id);
   int64_t files = 0;
   int64_t bytes = 0;
   for (const auto& entry : std::filesystem::recursive_directory_iterator(exports->options().dir)) {
@@ -131,9 +149,10 @@ int runExport(const std::string& dir, int64_t jobs) {
       bytes += static_cast<int64_t>(entry.file_size());
     }
   }
-  std::printf("export: %lld job(s), %.1f s, %lld files, %.1f MB; peak RSS %ld MB (%ld MB before the export)\n",
-              static_cast<long long>(jobs), seconds, static_cast<long long>(files), bytes / 1e6, peakRssKb() / 1024,
-              rss_before / 1024);
+  std::printf("export: %lld job(s), %lld resources in %.2f s = %.0f resources/s, %lld files, %.1f MB; "
+              "peak RSS %ld MB (%ld MB before the export)\n",
+              static_cast<long long>(jobs), static_cast<long long>(resources), seconds, resources / seconds,
+              static_cast<long long>(files), bytes / 1e6, peakRssKb() / 1024, rss_before / 1024);
   std::filesystem::remove_all(exports->options().dir);
   return 0;
 }

@@ -387,10 +387,15 @@ ExportAnswer ExportService::status(const std::string& job_id, const auth::Caller
       }
       last = now;
     }
+    int64_t written = job.written;  // as last saved; a running job's worker knows more
+    {
+      std::lock_guard lock(mutex_);
+      if (auto live = live_written_.find(job.id); live != live_written_.end()) written = std::max(written, live->second);
+    }
     Answer running{202, "application/fhir+json", ""};
     running.retry_after = options_.retry_after_seconds;
     const std::string progress = job.status == "queued" ? std::string("queued")
-                                                        : std::to_string(job.written) + " resources written, type " +
+                                                        : std::to_string(written) + " resources written, type " +
                                                               std::to_string(std::min<int64_t>(job.unit + 1, static_cast<int64_t>(job.types.size()))) +
                                                               " of " + std::to_string(job.types.size());
     return ExportAnswer{std::move(running), {{"X-Progress", progress}}};
@@ -409,6 +414,10 @@ ExportAnswer ExportService::status(const std::string& job_id, const auth::Caller
     return out + "]";
   };
   body += ",\"output\":" + files(job.outputs) + ",\"error\":" + files(job.errors);
+  // Bulk Data IG: with `_since`, `deleted` lists the resources deleted since then. This store
+  // never deletes a resource (no FHIR delete of a stored type; updates keep the id), so the list
+  // is empty, said explicitly; without `_since` the key is left out.
+  if (!job.since.empty()) body += ",\"deleted\":[]";
   if (!job.export_type.empty()) {
     body += ",\"extension\":{\"exportType\":" + jsonString(job.export_type) + "}";
   }
@@ -452,9 +461,17 @@ ExportAnswer ExportService::file(const std::string& job_id, const std::string& n
     return std::any_of(list.begin(), list.end(), [&](const ExportFile& file) { return file.name == name; });
   };
   if (!listed(job.outputs) && !listed(job.errors)) return plain(issue(404, "not-found", "no export file " + name));
-  std::ifstream in(fs::path(jobDir(job.id)) / name, std::ios::binary);
-  if (!in) return plain(issue(404, "not-found", "export file " + name + " is gone"));
-  std::string body((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  // Read whole into the answer (the listener has no streamed bodies): files are split at
+  // max_file_bytes, so one download holds at most that much (plus the listener's copy).
+  const fs::path path = fs::path(jobDir(job.id)) / name;
+  std::error_code size_error;
+  const uintmax_t size = fs::file_size(path, size_error);
+  std::ifstream in(path, std::ios::binary);
+  if (!in || size_error) return plain(issue(404, "not-found", "export file " + name + " is gone"));
+  std::string body(static_cast<size_t>(size), '\0');
+  if (!in.read(body.data(), static_cast<std::streamsize>(size))) {
+    return plain(issue(500, "exception", "export file " + name + " cannot be read"));
+  }
   return plain(Answer{200, "application/fhir+ndjson", std::move(body)});
 }
 
@@ -522,6 +539,7 @@ void ExportService::work() {
     {
       std::lock_guard lock(mutex_);
       active_.erase(next->id);
+      live_written_.erase(next->id);
       if (cancelled_.erase(next->id) > 0) {
         std::error_code error;
         fs::remove_all(jobDir(next->id), error);
@@ -673,12 +691,17 @@ Status ExportService::runUnit(ExportJob& job, const auth::Caller& caller, bool& 
   const std::string dir = jobDir(job.id);
   auto pathOf = [&](int64_t seq) { return (fs::path(dir) / (type + "-" + std::to_string(seq) + ".ndjson")).string(); };
   int fd = -1;
+  bool dir_dirty = false;  // a file was created since the last checkpoint
+  int64_t last_checkpoint_ms = nowMs();
+  int64_t pages_since_checkpoint = 0;
+  std::string buffer;  // the lines of the page being read, not yet written
   auto closeFile = [&]() {
     if (fd >= 0) ::close(fd);
     fd = -1;
   };
   if (job.file_seq > 0) {
-    // Resume: the open file holds exactly the bytes saved with the cursor; later bytes are cut.
+    // Resume: the open file holds exactly the bytes saved with the cursor; later bytes (pages
+    // written after the last checkpoint, torn lines) are cut and written again from the cursor.
     fd = ::open(pathOf(job.file_seq).c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0640);
     if (fd < 0 || ::ftruncate(fd, static_cast<off_t>(job.file_bytes)) != 0 || ::lseek(fd, 0, SEEK_END) < 0) {
       const std::string why = errnoText();
@@ -692,26 +715,66 @@ Status ExportService::runUnit(ExportJob& job, const auth::Caller& caller, bool& 
     job.file_bytes = 0;
     fd = ::open(pathOf(job.file_seq).c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
     if (fd < 0) return Error{"cannot create " + pathOf(job.file_seq) + ": " + errnoText()};
+    dir_dirty = true;
     return Status::Ok();
   };
-  auto flush = [&](std::string& buffer) -> Status {
+  // Appends the buffered lines to the open file (no sync: a checkpoint syncs).
+  auto writeBuffer = [&]() -> Status {
     if (buffer.empty()) return Status::Ok();
-    if (!writeAll(fd, buffer) || ::fdatasync(fd) != 0) return Error{"cannot write " + pathOf(job.file_seq) + ": " + errnoText()};
+    if (!writeAll(fd, buffer)) return Error{"cannot write " + pathOf(job.file_seq) + ": " + errnoText()};
+    job.file_bytes += static_cast<int64_t>(buffer.size());
     buffer.clear();
     return Status::Ok();
   };
+  // Closes the open file, synced: a checkpoint lists it among the closed files only once it is
+  // whole on disk.
+  auto finishFile = [&]() -> Status {
+    if (fd < 0) return Status::Ok();
+    if (Status written = writeBuffer(); !written.ok()) return written;
+    if (::fdatasync(fd) != 0) return Error{"cannot sync " + pathOf(job.file_seq) + ": " + errnoText()};
+    closeFile();
+    if (job.file_count > 0) {
+      job.outputs.push_back(ExportFile{type, fs::path(pathOf(job.file_seq)).filename().string(), job.file_count});
+    }
+    return Status::Ok();
+  };
+  // Makes everything written so far durable (the open file, new directory entries), then saves
+  // the job's progress with the cursor that goes with those bytes: a restart resumes from here.
+  auto checkpoint = [&]() -> Status {
+    if (fd >= 0 && ::fdatasync(fd) != 0) return Error{"cannot sync " + pathOf(job.file_seq) + ": " + errnoText()};
+    if (dir_dirty) {
+      const int dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+      const bool synced = dir_fd >= 0 && ::fsync(dir_fd) == 0;
+      if (dir_fd >= 0) ::close(dir_fd);
+      if (!synced) return Error{"cannot sync the folder " + dir + ": " + errnoText()};
+      dir_dirty = false;
+    }
+    if (Status saved = jobs_->saveProgress(job); !saved.ok()) return saved;
+    last_checkpoint_ms = nowMs();
+    pages_since_checkpoint = 0;
+    return Status::Ok();
+  };
+  auto failed = [&](Status status) {
+    closeFile();
+    return status;
+  };
 
   while (true) {
-    {
-      std::lock_guard lock(mutex_);
-      if (stopping_ || cancelled_.count(job.id) > 0) {
-        closeFile();
-        stopped = true;
-        return Status::Ok();
-      }
-    }
     const int64_t limit = stop_after_pages_.load();
     if (limit > 0 && pages_.load() >= limit) {
+      closeFile();  // as a killed process: what was written after the last checkpoint is not saved
+      stopped = true;
+      return Status::Ok();
+    }
+    bool stopping = false;
+    bool cancelled_now = false;
+    {
+      std::lock_guard lock(mutex_);
+      stopping = stopping_;
+      cancelled_now = cancelled_.count(job.id) > 0;
+    }
+    if (stopping || cancelled_now) {
+      if (!cancelled_now) (void)checkpoint();  // a stop saves the progress; a failure here only costs a redo
       closeFile();
       stopped = true;
       return Status::Ok();
@@ -727,60 +790,54 @@ Status ExportService::runUnit(ExportJob& job, const auth::Caller& caller, bool& 
       if (page.ok()) break;
       std::this_thread::sleep_for(std::chrono::milliseconds(200 << attempt));
     }
-    if (!page.ok()) {
-      closeFile();
-      return Error{"the store cannot search " + type + ": " + page.message()};
-    }
-    std::string buffer;
+    if (!page.ok()) return failed(Error{"the store cannot search " + type + ": " + page.message()});
     for (const SearchHit& hit : page->entries) {
       if (hit.include || !belongs(hit)) continue;
-      if (fd < 0 || job.file_count >= options_.max_resources_per_file) {
-        if (fd >= 0) {
-          if (Status flushed = flush(buffer); !flushed.ok()) {
-            closeFile();
-            return flushed;
-          }
-          closeFile();
-          job.outputs.push_back(ExportFile{type, fs::path(pathOf(job.file_seq)).filename().string(), job.file_count});
-        }
-        if (Status started = startFile(); !started.ok()) return started;
-      }
+      // The stored bytes as they are (the store already added meta); one line per resource,
+      // so a resource stored pretty-printed is written compact.
+      std::string compact;
       if (hit.json.find('\n') != std::string::npos) {
         auto doc = json::parse(hit.json);
-        buffer += doc.ok() ? json::serialize(*doc) : std::string();
-      } else {
-        buffer += hit.json;
+        compact = doc.ok() ? json::serialize(*doc) : std::string();
       }
+      const std::string_view line = compact.empty() ? std::string_view(hit.json) : std::string_view(compact);
+      const int64_t line_bytes = static_cast<int64_t>(line.size()) + 1;
+      const bool full = job.file_count >= options_.max_resources_per_file ||
+                        (job.file_count > 0 &&
+                         job.file_bytes + static_cast<int64_t>(buffer.size()) + line_bytes > options_.max_file_bytes);
+      if (fd < 0 || full) {
+        if (Status finished = finishFile(); !finished.ok()) return failed(finished);
+        if (Status started = startFile(); !started.ok()) return failed(started);
+      }
+      buffer += line;
       buffer += '\n';
       job.file_count += 1;
       job.written += 1;
     }
-    const size_t page_bytes = buffer.size();
-    if (Status flushed = flush(buffer); !flushed.ok()) {
-      closeFile();
-      return flushed;
-    }
     if (fd >= 0) {
-      const off_t end = ::lseek(fd, 0, SEEK_END);
-      job.file_bytes = end >= 0 ? static_cast<int64_t>(end) : job.file_bytes + static_cast<int64_t>(page_bytes);
+      if (Status written = writeBuffer(); !written.ok()) return failed(written);
     }
     job.cursor = page->next_cursor;
+    pages_ += 1;
+    pages_since_checkpoint += 1;
+    {
+      std::lock_guard lock(mutex_);
+      live_written_[job.id] = job.written;
+    }
     if (job.cursor.empty()) {
-      closeFile();
-      if (job.file_seq > 0 && job.file_count > 0) {
-        job.outputs.push_back(ExportFile{type, fs::path(pathOf(job.file_seq)).filename().string(), job.file_count});
-      }
+      if (Status finished = finishFile(); !finished.ok()) return failed(finished);
       job.unit += 1;
       job.file_seq = 0;
       job.file_count = 0;
       job.file_bytes = 0;
+      if (Status saved = checkpoint(); !saved.ok()) return failed(saved);
+      return Status::Ok();
     }
-    if (Status saved = jobs_->saveProgress(job); !saved.ok()) {
-      closeFile();
-      return saved;
+    const bool due = (options_.checkpoint_pages > 0 && pages_since_checkpoint >= options_.checkpoint_pages) ||
+                     nowMs() - last_checkpoint_ms >= options_.checkpoint_ms;
+    if (due) {
+      if (Status saved = checkpoint(); !saved.ok()) return failed(saved);
     }
-    pages_ += 1;
-    if (job.cursor.empty()) return Status::Ok();
   }
 }
 

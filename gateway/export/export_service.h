@@ -9,9 +9,12 @@
 // - Workers (export.maxConcurrentJobs threads, at the lowest CPU priority so ingest comes first)
 //   stream each type from the store in keyset pages (Store::search, `_count` 1000), through the
 //   access policy of the client that started the job (AccessPolicy::visible), into NDJSON files
-//   under <dataDir>/export/<job>/, split at export.maxResourcesPerFile. After every page the
-//   file is synced and the job's progress saved; a restarted gateway truncates the open file to
-//   the saved length and goes on from the saved cursor: every resource is in the files once.
+//   under <dataDir>/export/<job>/, split at export.maxResourcesPerFile (and at max_file_bytes,
+//   so a file served from memory stays bounded). Pages are appended without a sync; a checkpoint
+//   (every checkpoint_pages pages or checkpoint_ms, at the end of each type and on stop) syncs
+//   the open file and then saves the job's cursor with the file's length. A restarted gateway
+//   truncates the open file to the saved length and goes on from the saved cursor: every
+//   resource is in the files once.
 // - Patient and Group level: the R4 Patient compartment (fhir_profiles/r4-core/
 //   CompartmentDefinition-patient.json) decides what belongs to a patient: a resource of a
 //   compartment type belongs when one of its compartment parameters references the patient.
@@ -68,6 +71,13 @@ struct ExportOptions {
   int64_t max_concurrent_jobs = 2;
   int retry_after_seconds = 1;  // told to status pollers; polling faster is 429
   int64_t page_size = 1000;
+  // A file holds at most this many bytes, or one resource when that alone is larger (its
+  // download is read into memory: the listener has no streamed bodies).
+  int64_t max_file_bytes = 32 * 1024 * 1024;
+  // Progress is made durable (file synced, cursor saved) after this many pages (0: by time
+  // only) or this many milliseconds, whichever comes first; a crash redoes at most that much.
+  int64_t checkpoint_pages = 50;
+  int64_t checkpoint_ms = 1000;
 };
 
 // An answer with the headers it adds (Content-Location, X-Progress, Expires).
@@ -106,6 +116,8 @@ class ExportService {
   void sweepExpired();
   // Tests: a worker stops after this many pages of any job (0: never), as a killed process would.
   void stopAfterPages(int64_t pages) { stop_after_pages_ = pages; }
+  // Tests: pages read and written so far by all workers of this service.
+  int64_t pagesWritten() const { return pages_.load(); }
   const ExportOptions& options() const { return options_; }
 
  private:
@@ -134,6 +146,7 @@ class ExportService {
   std::set<std::string> active_;     // jobs a worker runs now
   std::set<std::string> cancelled_;  // jobs DELETE asked to stop
   std::map<std::string, int64_t> last_poll_ms_;
+  std::map<std::string, int64_t> live_written_;  // running jobs: resources written so far (X-Progress)
   int64_t last_sweep_ms_ = 0;
   std::atomic<int64_t> stop_after_pages_{0};
   std::atomic<int64_t> pages_{0};

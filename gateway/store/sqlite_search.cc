@@ -26,6 +26,9 @@ CREATE TABLE IF NOT EXISTS search_rows (
   number TEXT NOT NULL, number_value REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS search_rows_by_key ON search_rows (type, param, key, entry);
 CREATE INDEX IF NOT EXISTS search_rows_by_entry ON search_rows (entry);
+-- Keyset pages of one type in entry order (search's default order, Bulk export): without it
+-- SQLite reads every entry of the type through (type, id) and sorts them for each page.
+CREATE INDEX IF NOT EXISTS search_entries_by_type_seq ON search_entries (type, seq);
 )sql";
 
 void bindValue(sqlite3_stmt* statement, int index, const SqlValue& value) {

@@ -394,19 +394,43 @@ TEST_P(Export, AStoppedJobResumesAndItsFilesHoldEveryResourceOnce) {
   for (int n = 0; n < 40; ++n) batch.push_back(patient("p" + std::to_string(n)));
   write("k1", batch);
   ExportOptions opts = options(7);
+  opts.checkpoint_pages = 2;          // progress saved after pages 2 and 4 ...
+  opts.checkpoint_ms = 3600 * 1000;   // ... and never by time
   startService(opts);
-  service_->stopAfterPages(5);  // 15 of 40 Patients, then the worker stops as a killed one would
+  service_->stopAfterPages(5);  // 15 of 40 Patients written, then the worker stops as a killed one would
   ExportAnswer kicked = service_->kickOff(kickOf("system", {{"_type", "Patient"}}), {}, kBase);
   ASSERT_EQ(kicked.answer.status, 202);
   const std::string id = jobIdOf(kicked);
-  for (int wait = 0; wait < 500; ++wait) {
-    ExportAnswer status = service_->status(id, {}, kBase);
-    if (status.answer.status == 202 && header(status, "X-Progress").find("15 resources") != std::string::npos) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+  for (int wait = 0; wait < 3000 && service_->pagesWritten() < 5; ++wait) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
+  ASSERT_EQ(service_->pagesWritten(), 5);
   service_->stop();
-  // A crash after writing a page but before saving its progress: torn bytes at the file's end.
+  // What the "killed" worker left: the progress of its last checkpoint (page 4: 12 Patients) ...
+  {
+    auto jobs = openSqliteExportJobs((fs::path(opts.dir) / "jobs.db").string());
+    ASSERT_TRUE(jobs.ok()) << jobs.message();
+    auto saved = (*jobs)->find(id);
+    ASSERT_TRUE(saved.ok() && saved->has_value());
+    EXPECT_EQ((*saved)->status, "running");
+    EXPECT_EQ((*saved)->written, 12);
+    EXPECT_EQ((*saved)->file_seq, 2);
+    EXPECT_EQ((*saved)->file_count, 5);
+    EXPECT_EQ((*saved)->outputs.size(), 1u) << "Patient-1.ndjson (7 Patients) is closed";
+  }
   const fs::path job_dir = fs::path(opts.dir) / id;
+  // ... and page 5 after it: p12 and p13 fill Patient-2 (5 + 2 lines), p14 begins Patient-3. The
+  // resume must cut Patient-2 back to 5 lines and write Patient-3 anew.
+  auto linesOf = [&](const std::string& name) {
+    std::ifstream in(job_dir / name);
+    int lines = 0;
+    for (std::string line; std::getline(in, line);) ++lines;
+    return lines;
+  };
+  EXPECT_EQ(linesOf("Patient-2.ndjson"), 7);
+  EXPECT_EQ(linesOf("Patient-3.ndjson"), 1);
+  // A crash in the middle of a write besides: torn bytes at the file's end.
+
   fs::path open_file;
   for (const auto& entry : fs::directory_iterator(job_dir)) {
     if (open_file.empty() || entry.path().filename().string() > open_file.filename().string()) open_file = entry.path();
@@ -440,6 +464,52 @@ TEST_P(Export, AStoppedJobResumesAndItsFilesHoldEveryResourceOnce) {
   EXPECT_EQ(ids.size(), 40u);
   EXPECT_EQ(total, 40);
   for (int n = 0; n < 40; ++n) EXPECT_EQ(ids.count("p" + std::to_string(n)), 1u) << "p" << n;
+}
+
+TEST_P(Export, FilesAreSplitAtMaxFileBytesAndStillHoldEveryResourceOnce) {
+  std::vector<std::string> batch;
+  for (int n = 0; n < 12; ++n) batch.push_back(patient("p" + std::to_string(n)));
+  write("k1", batch);
+  ExportOptions opts = options();
+  // A Patient line with its meta is about 120 bytes: two fit in 300, a third does not.
+  opts.max_file_bytes = 300;
+  startService(opts);
+  Downloaded got = exportAll(kickOf("system", {{"_type", "Patient"}}));
+  EXPECT_EQ(got.lines["Patient"].size(), 12u);
+  for (const std::string& id : got.lines["Patient"]) EXPECT_EQ(got.lines["Patient"].count(id), 1u) << id;
+  EXPECT_EQ(got.manifest_counts["Patient"], 12);
+  EXPECT_EQ(got.files, 6);
+  for (const auto& entry : fs::directory_iterator(fs::path(opts.dir))) {
+    if (!entry.is_directory()) continue;
+    for (const auto& file : fs::directory_iterator(entry.path())) {
+      EXPECT_LE(file.file_size(), 300u) << file.path();
+      EXPECT_GT(file.file_size(), 200u) << file.path() << " holds two Patients";
+    }
+  }
+}
+
+TEST_P(Export, WithSinceTheManifestSaysNothingWasDeleted) {
+  // The store never deletes a resource (updates keep it), so `deleted` is empty with `_since`
+  // (Bulk Data IG: the server MAY return an empty array when none were deleted) and absent
+  // without it.
+  write("k1", {patient("p1")});
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));  // a later lastUpdated (ms precision)
+  const std::string since = nowIso();
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  write("k2", {R"({"resourceType":"Patient","id":"p1","gender":"male"})", patient("p2")});  // p1 updated, p2 new
+  startService(options());
+  Downloaded recent = exportAll(kickOf("system", {{"_since", since}}));
+  EXPECT_EQ(recent.lines["Patient"], (Ids{"Patient/p1", "Patient/p2"}));
+  auto manifest = json::parse(recent.manifest);
+  ASSERT_TRUE(manifest.ok());
+  const json::Value* deleted = json::find(*manifest, "deleted");
+  ASSERT_NE(deleted, nullptr) << recent.manifest;
+  ASSERT_TRUE(deleted->IsArray());
+  EXPECT_EQ(deleted->Size(), 0u);
+  Downloaded all = exportAll(kickOf("system"));
+  auto full = json::parse(all.manifest);
+  ASSERT_TRUE(full.ok());
+  EXPECT_EQ(json::find(*full, "deleted"), nullptr) << "no `_since`, no `deleted`";
 }
 
 TEST_P(Export, DeleteCancelsAndRemovesTheFiles) {
