@@ -158,7 +158,7 @@ Status IngestService::checkMerges(const std::vector<IngestCommit*>& commits, std
     if (commit.contributions.empty() && commit.remerge.empty()) continue;
     if (validator_) {
       CpuGate::Slot cpu_slot(CpuGate::shared());
-      for (const ResourceWrite& write : (*merged)[i]) {
+      for (const ResourceWrite& write : (*merged)[i].writes) {
         json::Document resource;
         json::ParseError parse_error;
         IssueList issues;
@@ -178,7 +178,8 @@ Status IngestService::checkMerges(const std::vector<IngestCommit*>& commits, std
       }
     }
     commit.merge_checked = true;
-    commit.merge_expected = std::move((*merged)[i]);
+    commit.merge_expected = std::move((*merged)[i].writes);
+    commit.merge_trace = std::move((*merged)[i].trace);
   }
   return Status::Ok();
 }

@@ -8,6 +8,7 @@
 
 #include "gateway/dispatch/patient_match.h"
 #include "gateway/merge/merge_service.h"
+#include "gateway/store/merge_trace.h"
 
 namespace fhir::gateway::merge {
 namespace {
@@ -152,9 +153,9 @@ class MergeOverlay final : public MergeTx {
 
 }  // namespace
 
-Result<std::vector<std::vector<ResourceWrite>>> previewMerge(Store& store, const MergeRules& rules,
-                                                            const std::vector<const IngestCommit*>& commits) {
-  std::vector<std::vector<ResourceWrite>> merged(commits.size());
+Result<std::vector<PreviewedMerge>> previewMerge(Store& store, const MergeRules& rules,
+                                                 const std::vector<const IngestCommit*>& commits) {
+  std::vector<PreviewedMerge> merged(commits.size());
   bool any = false;
   for (const IngestCommit* commit : commits) any = any || !commit->contributions.empty() || !commit->remerge.empty();
   if (!any) return merged;
@@ -163,10 +164,12 @@ Result<std::vector<std::vector<ResourceWrite>>> previewMerge(Store& store, const
     for (size_t i = 0; i < commits.size(); ++i) {
       const IngestCommit& commit = *commits[i];
       if (commit.contributions.empty() && commit.remerge.empty()) continue;
-      std::vector<fhir::CoverageFact> coverage;
-      Status status = mergeCommit(rules, overlay, commit, merged[i], coverage);
+      auto trace = std::make_shared<MergeTrace>();
+      RecordingMergeTx recording(overlay, *trace);  // what the merge asked and was told
+      Status status = mergeCommit(rules, recording, commit, merged[i].writes, trace->coverage);
       if (!status.ok()) return status;
-      overlay.wrote(merged[i]);
+      overlay.wrote(merged[i].writes);
+      merged[i].trace = std::move(trace);
     }
     return Status::Ok();
   });

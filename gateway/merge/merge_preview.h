@@ -10,6 +10,7 @@
 // validate again). So the writer's critical section keeps only SQL and the merge's JSON, never
 // the validator, and what is validated is what is stored.
 
+#include <memory>
 #include <vector>
 
 #include "conformance/common/result.h"
@@ -18,11 +19,19 @@
 
 namespace fhir::gateway::merge {
 
+// One commit's merge as previewed: its merged resources, and the calls the merge made with what
+// each read returned (gateway/store/merge_trace.h), which the store's transaction replays instead
+// of merging again (IngestCommit::merge_trace). `trace` is null when the commit merges nothing.
+struct PreviewedMerge {
+  std::vector<ResourceWrite> writes;
+  std::shared_ptr<const MergeTrace> trace;
+};
+
 // What the commits' transactions would merge now, in order, each seeing the commits before it
-// (a payer file's batch): merged[i] is commit i's merged resources (empty when it merges
-// nothing). The store's writes (contributions, survivors, links) are kept in memory, never
-// written. An error when the store failed.
-Result<std::vector<std::vector<ResourceWrite>>> previewMerge(Store& store, const MergeRules& rules,
-                                                            const std::vector<const IngestCommit*>& commits);
+// (a payer file's batch): merged[i] is commit i's merge (no writes when it merges nothing). The
+// store's writes (contributions, survivors, links) are kept in memory, never written. An error
+// when the store failed.
+Result<std::vector<PreviewedMerge>> previewMerge(Store& store, const MergeRules& rules,
+                                                 const std::vector<const IngestCommit*>& commits);
 
 }  // namespace fhir::gateway::merge

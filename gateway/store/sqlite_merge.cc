@@ -3,6 +3,8 @@
 // written inside the writer's transaction (gateway/merge/merge_service.h decides what to merge).
 #include "gateway/store/sqlite_merge.h"
 
+#include "gateway/store/merge_trace.h"
+
 #include "gateway/store/sqlite_connection.h"
 #include "gateway/store/store.h"
 #include "conformance/common/time_util.h"
@@ -218,6 +220,19 @@ Status mergeInTransaction(Connection& db, const MergeHook& hook, const IngestCom
   Status status = db.exec("SAVEPOINT merge");
   if (!status.ok()) return status;
   auto tx = makeMergeTx(db);
+  if (commit.merge_checked && commit.merge_trace) {
+    // The service's merge replayed (merge_trace.h): when every read it made returns the same
+    // here, this transaction's merge is the checked one, without merging again.
+    auto replayed = replayMergeTrace(*tx, *commit.merge_trace);
+    if (!replayed.ok()) return Error{replayed.message()};  // the job's savepoint undoes everything
+    if (*replayed) {
+      merged = commit.merge_expected;
+      coverage = commit.merge_trace->coverage;
+      return db.exec("RELEASE merge");
+    }
+    status = db.exec("ROLLBACK TO merge");  // a read differs: undone, and merged as before
+    if (!status.ok()) return status;
+  }
   status = hook(*tx, commit, merged, coverage);
   if (!status.ok()) return status;  // the job's savepoint undoes everything
   if (!takeCheckedMerge(commit, merged)) {

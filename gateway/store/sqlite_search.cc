@@ -14,22 +14,60 @@ using searchindex::SqlCell;
 using searchindex::SqlRow;
 using searchindex::SqlValue;
 
-constexpr const char* kSearchSchema = R"sql(
-CREATE TABLE IF NOT EXISTS search_entries (
-  seq INTEGER PRIMARY KEY AUTOINCREMENT, type TEXT NOT NULL, id TEXT NOT NULL, write_seq INTEGER NOT NULL,
-  updated_us INTEGER NOT NULL, UNIQUE (type, id));
-CREATE TABLE IF NOT EXISTS search_rows (
-  entry INTEGER NOT NULL, type TEXT NOT NULL, param TEXT NOT NULL, key TEXT NOT NULL, ptype INTEGER NOT NULL,
-  system TEXT NOT NULL, code TEXT NOT NULL, text TEXT NOT NULL, type_system TEXT NOT NULL, type_code TEXT NOT NULL,
-  value TEXT NOT NULL, normalized TEXT NOT NULL, low INTEGER NOT NULL, high INTEGER NOT NULL,
-  precision INTEGER NOT NULL, ref_type TEXT NOT NULL, ref_id TEXT NOT NULL, ref_url TEXT NOT NULL,
-  number TEXT NOT NULL, number_value REAL NOT NULL);
-CREATE INDEX IF NOT EXISTS search_rows_by_key ON search_rows (type, param, key, entry);
-CREATE INDEX IF NOT EXISTS search_rows_by_entry ON search_rows (entry);
--- Keyset pages of one type in entry order (search's default order, Bulk export): without it
--- SQLite reads every entry of the type through (type, id) and sorts them for each page.
-CREATE INDEX IF NOT EXISTS search_entries_by_type_seq ON search_entries (type, seq);
-)sql";
+// search_rows is clustered by entry (WITHOUT ROWID, key (entry, ord)): a resource's rows are one
+// range of the table, so replacing them needs no second index, and `ord` keeps the order they were
+// written in. Stores made before (a rowid table with search_rows_by_entry) are converted once when
+// opened (clusterSearchRows).
+#define SEARCH_ROWS_TABLE                                                                                      \
+  "search_rows (entry INTEGER NOT NULL, ord INTEGER NOT NULL, type TEXT NOT NULL, param TEXT NOT NULL, "       \
+  "key TEXT NOT NULL, ptype INTEGER NOT NULL, system TEXT NOT NULL, code TEXT NOT NULL, text TEXT NOT NULL, "  \
+  "type_system TEXT NOT NULL, type_code TEXT NOT NULL, value TEXT NOT NULL, normalized TEXT NOT NULL, "         \
+  "low INTEGER NOT NULL, high INTEGER NOT NULL, precision INTEGER NOT NULL, ref_type TEXT NOT NULL, "          \
+  "ref_id TEXT NOT NULL, ref_url TEXT NOT NULL, number TEXT NOT NULL, number_value REAL NOT NULL, "            \
+  "PRIMARY KEY (entry, ord)) WITHOUT ROWID"
+#define SEARCH_ROWS_BY_KEY "search_rows_by_key ON search_rows (type, param, key, entry)"
+
+constexpr const char* kSearchSchema =
+    "CREATE TABLE IF NOT EXISTS search_entries ("
+    "seq INTEGER PRIMARY KEY AUTOINCREMENT, type TEXT NOT NULL, id TEXT NOT NULL, write_seq INTEGER NOT NULL, "
+    "updated_us INTEGER NOT NULL, UNIQUE (type, id));"
+    "CREATE TABLE IF NOT EXISTS " SEARCH_ROWS_TABLE ";"
+    "CREATE INDEX IF NOT EXISTS " SEARCH_ROWS_BY_KEY ";"
+    // Keyset pages of one type in entry order (search's default order, Bulk export): without it
+    // SQLite reads every entry of the type through (type, id) and sorts them for each page.
+    "CREATE INDEX IF NOT EXISTS search_entries_by_type_seq ON search_entries (type, seq);";
+
+// A store written before search_rows was clustered: its rows are copied into the clustered table
+// in one transaction (each entry's rows in the order they were written) and the old table and
+// its two indexes dropped. Run inside BEGIN IMMEDIATE, so two handles opening one old store at
+// once convert it once.
+Status clusterSearchRows(Connection& db) {
+  Status status = db.exec("BEGIN IMMEDIATE");
+  if (!status.ok()) return status;
+  bool unclustered = false;
+  {
+    Query probe(db, "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'search_rows_by_entry'");
+    const int rc = probe.step();
+    if (rc == SQLITE_ROW) unclustered = true;
+    else if (rc != SQLITE_DONE) status = Error{probe.error()};
+  }
+  if (status.ok() && unclustered) {
+    status = db.exec(
+        "DROP INDEX search_rows_by_entry; DROP INDEX IF EXISTS search_rows_by_key;"
+        "ALTER TABLE search_rows RENAME TO search_rows_unclustered;"
+        "CREATE TABLE " SEARCH_ROWS_TABLE ";"
+        "INSERT INTO search_rows (entry, ord, type, " SEARCH_ROW_COLUMNS ") SELECT entry, "
+        "row_number() OVER (PARTITION BY entry ORDER BY rowid) - 1, type, " SEARCH_ROW_COLUMNS
+        " FROM search_rows_unclustered;"
+        "DROP TABLE search_rows_unclustered;"
+        "CREATE INDEX " SEARCH_ROWS_BY_KEY ";");
+  }
+  if (!status.ok()) {
+    Status undone = db.exec("ROLLBACK");
+    return undone.ok() ? status : Error{status.message() + "; rollback: " + undone.message()};
+  }
+  return db.exec("COMMIT");
+}
 
 void bindValue(sqlite3_stmt* statement, int index, const SqlValue& value) {
   switch (value.kind) {
@@ -108,7 +146,8 @@ class Backend final : public searchindex::SearchBackend {
 Status createSearchSchema(Connection& db) {
   auto registry = searchindex::registry();  // a store that cannot index its writes does not open
   if (!registry.ok()) return registry.error();
-  return db.exec(kSearchSchema);
+  Status status = db.exec(kSearchSchema);
+  return status.ok() ? clusterSearchRows(db) : status;
 }
 
 Status writeSearchIndex(Connection& db, const ResourceWrite& write, int64_t write_seq, const std::string& updated_at) {
@@ -127,17 +166,19 @@ Status writeSearchIndex(Connection& db, const ResourceWrite& write, int64_t writ
     while (upsert.step() == SQLITE_ROW) {
     }
   }
-  Query dropped(db, "DELETE FROM search_rows WHERE entry = ?");
+  Query dropped(db, "DELETE FROM search_rows WHERE entry = ?");  // one range of the clustered key
   dropped.bind(1, entry);
   if (dropped.step() != SQLITE_DONE) return Error{dropped.error()};
+  int64_t ord = 0;
   for (const search::IndexRow& row : searchindex::rowsOf(**registry, write, updated_at)) {
-    sqlite3_stmt* insert = db.prepare("INSERT INTO search_rows (entry, type, " SEARCH_ROW_COLUMNS ") VALUES "
-                                      "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    sqlite3_stmt* insert = db.prepare("INSERT INTO search_rows (entry, ord, type, " SEARCH_ROW_COLUMNS ") VALUES "
+                                      "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
     if (insert == nullptr) return Error{db.lastError()};
     sqlite3_bind_int64(insert, 1, entry);
-    sqlite3_bind_text(insert, 2, type.data(), static_cast<int>(type.size()), SQLITE_TRANSIENT);
+    sqlite3_bind_int64(insert, 2, ord++);
+    sqlite3_bind_text(insert, 3, type.data(), static_cast<int>(type.size()), SQLITE_TRANSIENT);
     const std::vector<SqlValue> values = searchindex::rowValues(row);
-    for (size_t i = 0; i < values.size(); ++i) bindValue(insert, static_cast<int>(i + 3), values[i]);
+    for (size_t i = 0; i < values.size(); ++i) bindValue(insert, static_cast<int>(i + 4), values[i]);
     const int rc = sqlite3_step(insert);
     sqlite3_reset(insert);
     if (rc != SQLITE_DONE) return Error{db.lastError()};

@@ -46,6 +46,7 @@ namespace fhir::gateway {
 namespace searchindex {
 struct PreparedIndex;  // search_index.h
 }
+struct MergeTrace;  // merge_trace.h
 
 struct ResourceWrite {
   std::string type;
@@ -179,6 +180,10 @@ struct IngestCommit {
   // again.
   bool merge_checked = false;
   std::vector<ResourceWrite> merge_expected = {};
+  // With `merge_checked`: the calls the service's merge made on its MergeTx and what each read
+  // returned (merge_trace.h). A store may replay them instead of running the MergeHook: when
+  // every read returns the same in its transaction, the merge is `merge_expected`.
+  std::shared_ptr<const MergeTrace> merge_trace = {};
 };
 
 struct CommitOutcome {

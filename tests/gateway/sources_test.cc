@@ -8,6 +8,7 @@
 #include <sqlite3.h>
 
 #include <algorithm>
+#include <atomic>
 #include <filesystem>
 #include <random>
 #include <functional>
@@ -763,6 +764,46 @@ Config withFeed(Config config) {
   feed.endpoint = "http://127.0.0.1:9/feed";
   config.feeds.push_back(feed);
   return config;
+}
+
+// Counts the runs of the store's MergeHook (the merge in the writer's transaction).
+class HookCountingStore final : public test_stores::ForwardingStore {
+ public:
+  using ForwardingStore::ForwardingStore;
+  std::shared_ptr<std::atomic<int>> hook_runs = std::make_shared<std::atomic<int>>(0);
+  void setMergeHook(MergeHook hook) override {
+    inner_->setMergeHook([runs = hook_runs, hook = std::move(hook)](MergeTx& tx, const IngestCommit& commit,
+                                                                   std::vector<ResourceWrite>& merged,
+                                                                   std::vector<CoverageFact>& coverage) {
+      ++*runs;
+      return hook(tx, commit, merged, coverage);
+    });
+  }
+};
+
+// Issue 12 (gateway/store/merge_trace.h): the writer replays the reads of the merge the service
+// validated instead of merging again; with nothing changing between, it never runs the merge, and
+// what it stores is that merge (the roster's period on the event's Coverage, as above).
+TEST(SourcesTest, TheWriterReplaysTheValidatedMergesReadsInsteadOfMergingAgain) {
+  std::shared_ptr<HookCountingStore> counting;
+  Gateway gateway(withFeed(twoPayers()), alignmentValidator(), [&](StorePtr inner) {
+    counting = std::make_shared<HookCountingStore>(std::move(inner));
+    return counting;
+  });
+  ASSERT_EQ(gateway.roster(kPayerA, rosterA()).status, 200);
+  Answer answer = gateway.post(responseWithCoverageA("e1-resp"));
+  ASSERT_EQ(answer.status, 202) << answer.body;
+  EXPECT_EQ(counting->hook_runs->load(), 0);
+  const std::string merged_coverage = storedWithoutMeta(*gateway.store, "Coverage", kCoverageA);
+  EXPECT_EQ(periodOf(merged_coverage), R"({"start":"2026-01-01","end":"2026-06-30"})") << merged_coverage;
+  EXPECT_EQ(validationErrors(merged_coverage), "");
+  const std::string ehr_patient = fhir::deriveId({"Patient", "urn:oid:2.16.840.1.113883.3.7418.1", "NS-884213"});
+  EXPECT_NE(storedWithoutMeta(*gateway.store, "Patient", ehr_patient).find("LMC00918273"), std::string::npos);
+  // The replayed writes are kept: a re-post adds no version, and the coverage index routes.
+  ASSERT_EQ(gateway.post(responseWithCoverageA("e1-resp")).status, 202);
+  EXPECT_EQ(gateway.history("Coverage", kCoverageA).size(), 2u);  // the roster's merge, then the event's
+  EXPECT_EQ(gateway.claimsSentTo(kPayerA).size(), 1u);
+  EXPECT_EQ(counting->hook_runs->load(), 0);
 }
 
 TEST(SourcesTest, ThePayersAndTheFeedsBundlesCarryTheMergedCoverageWhichValidates) {

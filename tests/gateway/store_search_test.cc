@@ -627,5 +627,98 @@ TEST_P(StoreSearch, EachPayerFindsOnlyItsOwnClaimsAndCoverageAndCountsOnlyThem) 
 INSTANTIATE_TEST_SUITE_P(Stores, StoreSearch, ::testing::ValuesIn(kKinds),
                          [](const ::testing::TestParamInfo<StoreKind>& info) { return info.param.name; });
 
+// --- SQLite: the search rows' layout ---------------------------------------------------------
+
+// Rows of a raw statement on a store's SQLite file, each row's columns joined by '|'.
+std::vector<std::string> sqliteRows(const std::string& dir, const std::string& sql) {
+  std::vector<std::string> rows;
+  sqlite3* db = nullptr;
+  if (sqlite3_open((fs::path(dir) / "gateway.db").string().c_str(), &db) != SQLITE_OK) {
+    sqlite3_close(db);
+    return {"<cannot open>"};
+  }
+  char* message = nullptr;
+  const int rc = sqlite3_exec(
+      db, sql.c_str(),
+      [](void* out, int n, char** values, char**) {
+        std::string row;
+        for (int i = 0; i < n; ++i) row += (i > 0 ? "|" : "") + std::string(values[i] != nullptr ? values[i] : "NULL");
+        static_cast<std::vector<std::string>*>(out)->push_back(row);
+        return 0;
+      },
+      &rows, &message);
+  if (rc != SQLITE_OK) rows = {"<error " + std::string(message != nullptr ? message : "") + ">"};
+  sqlite3_free(message);
+  sqlite3_close(db);
+  return rows;
+}
+
+using SqliteStoreSearch = StoreSearch;
+
+// Issue 12: search_rows is clustered by (entry, ord) without a second index on entry. A store
+// written by the earlier layout (a rowid table with search_rows_by_entry, main at 5268fd4: the
+// DDL below is copied from its sqlite_search.cc) is converted when opened: the same rows, each
+// entry's in the order they were written, found by the same searches, replaced on the next write.
+TEST_P(SqliteStoreSearch, ASearchIndexOfTheUnclusteredLayoutIsConvertedWhenOpened) {
+  write("v1", {R"({"resourceType":"Patient","id":"p1","name":[{"family":"Chalmers"},{"family":"Ng"}],"gender":"male"})",
+               R"({"resourceType":"Claim","id":"c1","patient":{"reference":"Patient/p1"}})"});
+  write("v2", {R"({"resourceType":"Patient","id":"p2","name":[{"family":"Levin"}],"gender":"female"})"});
+  write("v3", {R"({"resourceType":"Patient","id":"p1","name":[{"family":"Smith"},{"family":"Ng"}],"gender":"male"})"});
+  const std::string dir = dir_.path().string();
+  const std::string rows_sql = "SELECT entry, ord, type, " SEARCH_ROW_COLUMNS " FROM search_rows ORDER BY entry, ord";
+  const std::vector<std::string> rows = sqliteRows(dir, rows_sql);
+  ASSERT_GT(rows.size(), 10u);
+  EXPECT_EQ(sqliteRows(dir, "SELECT sql LIKE '%WITHOUT ROWID' FROM sqlite_master WHERE name = 'search_rows'"),
+            (std::vector<std::string>{"1"}));
+  store_.reset();
+
+  // The earlier layout, its rows inserted entry by entry from the last (so rowid order is not
+  // entry order), each entry's rows in their order.
+  const std::vector<std::string> done = sqliteRows(
+      dir,
+      "CREATE TABLE search_rows_v1 (\n"
+      "  entry INTEGER NOT NULL, type TEXT NOT NULL, param TEXT NOT NULL, key TEXT NOT NULL, ptype INTEGER NOT NULL,\n"
+      "  system TEXT NOT NULL, code TEXT NOT NULL, text TEXT NOT NULL, type_system TEXT NOT NULL, type_code TEXT NOT NULL,\n"
+      "  value TEXT NOT NULL, normalized TEXT NOT NULL, low INTEGER NOT NULL, high INTEGER NOT NULL,\n"
+      "  precision INTEGER NOT NULL, ref_type TEXT NOT NULL, ref_id TEXT NOT NULL, ref_url TEXT NOT NULL,\n"
+      "  number TEXT NOT NULL, number_value REAL NOT NULL);\n"
+      "INSERT INTO search_rows_v1 SELECT entry, type, " SEARCH_ROW_COLUMNS " FROM search_rows ORDER BY entry DESC, ord;\n"
+      "DROP TABLE search_rows; ALTER TABLE search_rows_v1 RENAME TO search_rows;\n"
+      "CREATE INDEX IF NOT EXISTS search_rows_by_key ON search_rows (type, param, key, entry);\n"
+      "CREATE INDEX IF NOT EXISTS search_rows_by_entry ON search_rows (entry);\n"
+      "SELECT count(*) FROM search_rows;");
+  ASSERT_EQ(done, (std::vector<std::string>{std::to_string(rows.size())}));
+  ASSERT_EQ(sqliteRows(dir, "SELECT count(*) FROM pragma_table_info('search_rows') WHERE name = 'ord'"),
+            (std::vector<std::string>{"0"}));
+
+  store_ = open();
+  ASSERT_NE(store_, nullptr);
+  EXPECT_EQ(sqliteRows(dir, rows_sql), rows);
+  EXPECT_EQ(sqliteRows(dir, "SELECT name FROM sqlite_master WHERE tbl_name = 'search_rows' ORDER BY name"),
+            (std::vector<std::string>{"search_rows", "search_rows_by_key"}));
+  EXPECT_EQ(ids("Patient", {{"family", "smith"}}), (Ids{"p1"}));
+  EXPECT_EQ(ids("Patient", {{"family", "ng"}}), (Ids{"p1"}));
+  EXPECT_EQ(ids("Patient", {{"family", "chalmers"}}), (Ids{}));
+  EXPECT_EQ(ids("Patient", {{"gender", "female"}}), (Ids{"p2"}));
+  EXPECT_EQ(ids("Claim", {{"patient", "Patient/p1"}}), (Ids{"c1"}));
+  EXPECT_EQ(ids("Patient", {{"_id", "p2"}}), (Ids{"p2"}));
+
+  // Written after: the converted entry's rows are replaced, not added to.
+  write("v4", {R"({"resourceType":"Patient","id":"p1","name":[{"family":"Okafor"}],"gender":"male"})"});
+  EXPECT_EQ(ids("Patient", {{"family", "smith"}}), (Ids{}));
+  EXPECT_EQ(ids("Patient", {{"family", "ng"}}), (Ids{}));
+  EXPECT_EQ(ids("Patient", {{"family", "okafor"}}), (Ids{"p1"}));
+  // Opened again: nothing left to convert, the rows stay.
+  const std::vector<std::string> after = sqliteRows(dir, rows_sql);
+  store_.reset();
+  store_ = open();
+  ASSERT_NE(store_, nullptr);
+  EXPECT_EQ(sqliteRows(dir, rows_sql), after);
+  EXPECT_EQ(ids("Patient", {{"family", "okafor"}}), (Ids{"p1"}));
+}
+
+INSTANTIATE_TEST_SUITE_P(Sqlite, SqliteStoreSearch, ::testing::Values(kKinds[0]),
+                         [](const ::testing::TestParamInfo<StoreKind>& info) { return info.param.name; });
+
 }  // namespace
 }  // namespace fhir::gateway

@@ -3,11 +3,14 @@
 
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <filesystem>
+#include <memory>
 #include <thread>
 
 #include <gtest/gtest.h>
 
+#include "gateway/store/merge_trace.h"
 #include "tests/support/test_support.h"
 
 namespace fhir::gateway {
@@ -352,6 +355,148 @@ TEST(SqliteStoreTest, MigratesAStoreWrittenByTheEarlierSchema) {
   ASSERT_TRUE(new_entry.ok() && new_entry->has_value());
   EXPECT_EQ((*new_entry)->replay_prefix, "ISA*...~ST*837*0001~");
   EXPECT_EQ((*new_entry)->replay_suffix, "SE*3*0001~GE*1*1~IEA*1*000000001~");
+}
+
+
+// Issue 12 (merge_trace.h): a checked commit carrying the preview's calls is not merged again in
+// the writer's transaction when every recorded read still returns the same; the recorded writes
+// are made and the checked resources stored. When a read returns something else, what the replay
+// wrote is undone and the MergeHook runs as before: a merge that changed is refused, one that
+// did not is stored.
+TEST(SqliteStoreTest, ACheckedMergeWhoseReadsStillHoldIsReplayedInsteadOfMergedAgain) {
+  testing::TempDir dir;
+  auto opened = openSqliteStore(dir.path().string());
+  ASSERT_TRUE(opened.ok()) << opened.message();
+  Store& store = **opened;
+  int hook_runs = 0;
+  // A stand-in for the merge: keeps the contributions, writes the Patient with its contributors.
+  store.setMergeHook([&](MergeTx& tx, const IngestCommit& commit, std::vector<ResourceWrite>& merged,
+                         std::vector<CoverageFact>& coverage) -> Status {
+    ++hook_runs;
+    for (const merge::Contribution& c : commit.contributions) {
+      Status put = tx.putContribution(c);
+      if (!put.ok()) return put;
+    }
+    auto all = tx.contributions("Patient", "p1");
+    if (!all.ok()) return Error{all.message()};
+    std::string family;
+    for (const merge::Contribution& c : *all) family += c.contributor;
+    merged.push_back(ResourceWrite{"Patient", "p1", R"({"resourceType":"Patient","id":"p1","name":[{"family":")" +
+                                                        family + "\"}]}"});
+    coverage.push_back(CoverageFact{"cov-" + family, "p1", "payer", "m-" + family, "medicaid", "2026-01-01", "2026-12-31", "payer", 0});
+    return Status::Ok();
+  });
+  auto contribution = [](const std::string& contributor) {
+    merge::Contribution c;
+    c.type = "Patient";
+    c.id = "p1";
+    c.contributor = contributor;
+    c.kind = "ehr";
+    c.patient_id = "p1";
+    c.json = R"({"resourceType":"Patient","id":"p1"})";
+    return c;
+  };
+  auto patientOf = [](const std::string& family) {
+    return ResourceWrite{"Patient", "p1", R"({"resourceType":"Patient","id":"p1","name":[{"family":")" + family + "\"}]}"};
+  };
+  auto contributors = [&] {
+    std::vector<std::string> out;
+    Status read = store.readMerge([&](MergeTx& tx) -> Status {
+      auto rows = tx.contributions("Patient", "p1");
+      if (!rows.ok()) return Error{rows.message()};
+      for (const merge::Contribution& c : *rows) out.push_back(c.contributor);
+      return Status::Ok();
+    });
+    EXPECT_TRUE(read.ok()) << read.message();
+    return out;
+  };
+  auto family = [&] {
+    auto stored = store.readResource("Patient", "p1");
+    EXPECT_TRUE(stored.ok() && stored->has_value());
+    return stored.ok() && stored->has_value() ? (*stored)->json : std::string();
+  };
+  // What a preview of contributor `who` over a store holding `before` records: the write, then
+  // the read of every contributor.
+  auto checked = [&](const std::string& key, const std::string& who, std::vector<std::string> before) {
+    IngestCommit commit;
+    commit.channel = "test";
+    commit.idempotency_key = key;
+    commit.payload = "{}";
+    commit.answer = "ok";
+    commit.contributions.push_back(contribution(who));
+    auto trace = std::make_shared<MergeTrace>();
+    MergeTrace::Step put;
+    put.op = MergeTrace::Op::kPutContribution;
+    put.contribution = contribution(who);
+    trace->steps.push_back(put);
+    MergeTrace::Step read;
+    read.op = MergeTrace::Op::kContributions;
+    read.a = "Patient";
+    read.b = "p1";
+    before.push_back(who);
+    std::sort(before.begin(), before.end());
+    std::string joined;
+    for (const std::string& c : before) {
+      read.contributions.push_back(contribution(c));
+      joined += c;
+    }
+    trace->steps.push_back(read);
+    trace->coverage.push_back(CoverageFact{"cov-" + joined, "p1", "payer", "m-" + joined, "medicaid", "2026-01-01", "2026-12-31", "payer", 0});
+    commit.merge_checked = true;
+    commit.merge_expected = {patientOf(joined)};
+    commit.merge_trace = trace;
+    return commit;
+  };
+
+  IngestCommit first = checked("e1", "a", {});
+  first.merge_trace = nullptr;  // no trace: merged in the transaction as before
+  auto outcome = store.commitIngest(first);
+  ASSERT_TRUE(outcome.ok()) << outcome.message();
+  EXPECT_FALSE(outcome->merge_changed);
+  EXPECT_EQ(hook_runs, 1);
+
+  // Every read holds: stored as checked, the contribution kept, the coverage fact indexed, and
+  // the hook not run.
+  outcome = store.commitIngest(checked("e2", "b", {"a"}));
+  ASSERT_TRUE(outcome.ok()) << outcome.message();
+  EXPECT_FALSE(outcome->merge_changed);
+  EXPECT_EQ(hook_runs, 1);
+  EXPECT_NE(family().find(R"("family":"ab")"), std::string::npos) << family();
+  EXPECT_EQ(contributors(), (std::vector<std::string>{"a", "b"}));
+  auto coverage = store.coverageOf("p1");
+  ASSERT_TRUE(coverage.ok()) << coverage.message();
+  bool indexed = false;
+  for (const CoverageFact& fact : *coverage) indexed = indexed || fact.coverage_id == "cov-ab";
+  EXPECT_TRUE(indexed);
+
+  // Previewed before "c" came: the read differs, the replay's write is undone, the hook merges
+  // "abcd" where "abd" was checked: refused, nothing of it kept.
+  IngestCommit stale = checked("e4", "d", {"a", "b"});
+  ASSERT_TRUE(store.commitIngest(checked("e3", "c", {"a", "b"})).ok());
+  EXPECT_EQ(hook_runs, 1);
+  outcome = store.commitIngest(stale);
+  ASSERT_TRUE(outcome.ok()) << outcome.message();
+  EXPECT_TRUE(outcome->merge_changed);
+  EXPECT_EQ(hook_runs, 2);
+  EXPECT_EQ(contributors(), (std::vector<std::string>{"a", "b", "c"}));
+  EXPECT_NE(family().find(R"("family":"abc")"), std::string::npos) << family();
+
+  // A read that differs but a merge that does not: a trace that recorded another read (here a
+  // survivor the store does not have) sends the commit to the hook, whose merge is the checked one.
+  IngestCommit same = checked("e5", "d", {"a", "b", "c"});
+  auto odd = std::make_shared<MergeTrace>(*same.merge_trace);
+  MergeTrace::Step survivor;
+  survivor.op = MergeTrace::Op::kSurvivorOf;
+  survivor.a = "p1";
+  survivor.text = "p0";
+  odd->steps.insert(odd->steps.begin(), survivor);
+  same.merge_trace = odd;
+  outcome = store.commitIngest(same);
+  ASSERT_TRUE(outcome.ok()) << outcome.message();
+  EXPECT_FALSE(outcome->merge_changed);
+  EXPECT_EQ(hook_runs, 3);
+  EXPECT_NE(family().find(R"("family":"abcd")"), std::string::npos) << family();
+  EXPECT_EQ(contributors(), (std::vector<std::string>{"a", "b", "c", "d"}));
 }
 
 }  // namespace
