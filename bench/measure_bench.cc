@@ -199,8 +199,9 @@ int main(int argc, char** argv) {
   }
   // The attributed-members count, as a check that the run evaluated what was loaded.
   std::string members_count = "?";
+  const std::vector<std::string> ids = (*library)->ids();
   for (size_t m = 0; m < measures.size(); ++m) {
-    if (measures[m]->id != "attributed-members") continue;
+    if (ids[m] != "attributed-members") continue;
     auto doc = json::parse((*reports)[m]);
     if (doc.ok()) {
       if (auto count = json::numberAsInt64((*doc)["group"][0]["population"][0]["count"])) members_count = std::to_string(*count);
