@@ -12,6 +12,7 @@ const std::vector<Command>& commands() {
       {"replay", &runReplay, "run quarantined payloads or dead letters again"},
       {"token", &runToken, "get an access token (SMART Backend Services) from a gateway"},
       {"store", &runStore, "copy a SQLite store into PostgreSQL (store copy)"},
+      {"measure", &runMeasure, "evaluate a quality measure over the store (as $evaluate-measure)"},
   };
   return kCommands;
 }

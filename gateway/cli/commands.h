@@ -35,5 +35,6 @@ int runMap(const Args& args, Io& io);
 int runReplay(const Args& args, Io& io);
 int runToken(const Args& args, Io& io);
 int runStore(const Args& args, Io& io);
+int runMeasure(const Args& args, Io& io);
 
 }  // namespace fhir::gateway::cli

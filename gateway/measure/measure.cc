@@ -14,6 +14,7 @@
 #include <mutex>
 #include <regex>
 #include <sstream>
+#include <thread>
 
 #include "gateway/measure/measure_internal.h"
 #include "gateway_paths.h"
@@ -23,7 +24,6 @@ namespace {
 
 constexpr std::string_view kBasis = "https://fhir.alignment-gateway.org/StructureDefinition/measure-population-basis";
 constexpr std::string_view kAggregate = "https://fhir.alignment-gateway.org/StructureDefinition/measure-aggregate-method";
-constexpr std::string_view kStratifierSystem = "https://fhir.alignment-gateway.org/CodeSystem/equity-stratifier";
 constexpr std::string_view kProfile = "https://fhir.alignment-gateway.org/StructureDefinition/equity-measurereport";
 constexpr std::string_view kAbsent = "http://hl7.org/fhir/StructureDefinition/data-absent-reason";
 
@@ -44,6 +44,13 @@ std::string firstCode(const json::Value* codeable) {
   const json::Value* codings = json::find(*codeable, "coding");
   if (!codings || !codings->IsArray() || codings->Empty()) return "";
   return std::string(json::getString((*codings)[0], "code").value_or(""));
+}
+
+std::string firstSystem(const json::Value* codeable) {
+  if (!codeable) return "";
+  const json::Value* codings = json::find(*codeable, "coding");
+  if (!codings || !codings->IsArray() || codings->Empty()) return "";
+  return std::string(json::getString((*codings)[0], "system").value_or(""));
 }
 
 Result<fhirpath::ExpressionPtr> criteria(const json::Value& element, const std::string& where, std::string& text,
@@ -82,6 +89,8 @@ Result<std::unique_ptr<CompiledMeasure>> compileMeasure(const json::Value& root,
     compiled.id = std::string(json::getString(group, "id").value_or(""));
     if (const json::Value* code = json::find(group, "code")) compiled.code_json = json::serialize(*code);
     compiled.aggregate = extensionCode(group, kAggregate);
+    compiled.basis = extensionCode(group, kBasis);
+    if (compiled.basis.empty()) compiled.basis = measure->basis;
     static const std::set<std::string> kAggregates = {"count", "proportion", "median", "p90"};
     if (!kAggregates.count(compiled.aggregate)) return Error{where + ": measure-aggregate-method must be count, proportion, median or p90"};
     const json::Value* populations = json::find(group, "population");
@@ -112,6 +121,8 @@ Result<std::unique_ptr<CompiledMeasure>> compileMeasure(const json::Value& root,
         CompiledStratifier one;
         one.code = firstCode(json::find((*stratifiers)[s], "code"));
         const std::string at = where + ".stratifier[" + std::to_string(s) + "]";
+        one.system = firstSystem(json::find((*stratifiers)[s], "code"));
+        if (one.code.empty() || one.system.empty()) return Error{at + ".code needs a coding with system and code"};
         auto expression = criteria((*stratifiers)[s], at, one.expression_text, measure->variables);
         if (!expression.ok()) return expression.error();
         one.expression = *expression;
@@ -187,6 +198,8 @@ double percentile(std::vector<double> values, const std::string& method) {
 
 MeasureLibrary::~MeasureLibrary() = default;
 
+const std::string& measureUrl(const CompiledMeasure& measure) { return measure.url; }
+
 Result<std::shared_ptr<const MeasureLibrary>> MeasureLibrary::load(const std::string& package_dir) {
   std::shared_ptr<MeasureLibrary> library(new MeasureLibrary());
   std::error_code error;
@@ -225,7 +238,166 @@ std::vector<std::string> MeasureLibrary::ids() const {
   return out;
 }
 
-Result<std::string> evaluate(const CompiledMeasure& measure, const EvaluateParams& params, const SearchAll& search) {
+namespace {
+
+struct GroupCells {
+  Cell total;
+  std::vector<std::map<std::string, Cell>> strata;  // per stratifier: value -> cell
+};
+using MeasureCells = std::vector<GroupCells>;
+
+MeasureCells emptyCells(const CompiledMeasure& measure) {
+  MeasureCells cells(measure.groups.size());
+  for (size_t g = 0; g < measure.groups.size(); ++g) cells[g].strata.resize(measure.groups[g].stratifiers.size());
+  return cells;
+}
+
+void addCell(Cell& into, const Cell& from) {
+  for (const auto& [code, count] : from.counts) into.counts[code] += count;
+  for (const auto& [code, list] : from.subjects) into.subjects[code].insert(into.subjects[code].end(), list.begin(), list.end());
+  into.observations.insert(into.observations.end(), from.observations.begin(), from.observations.end());
+}
+
+void addCells(MeasureCells& into, const MeasureCells& from) {
+  for (size_t g = 0; g < into.size(); ++g) {
+    addCell(into[g].total, from[g].total);
+    for (size_t s = 0; s < into[g].strata.size(); ++s) {
+      for (const auto& [value, cell] : from[g].strata[s]) addCell(into[g].strata[s][value], cell);
+    }
+  }
+}
+
+// The stratum values of `focus` for one stratifier (distinct primitives; none: UNK).
+Result<std::set<std::string>> stratumValues(const CompiledMeasure& measure, const CompiledStratifier& stratifier, const fhirpath::Item& focus,
+                                            const fhirpath::EvaluationContext& context) {
+  auto values = fhirpath::evaluate(*stratifier.expression, focus, context);
+  if (!values.ok()) return Error{"exception: Measure/" + measure.id + " stratifier " + stratifier.code + ": " + values.message()};
+  std::set<std::string> distinct;
+  for (const fhirpath::Item& value : *values) {
+    if (auto text = value.primitiveText()) distinct.insert(*text);
+  }
+  if (distinct.empty()) distinct.insert("UNK");
+  return distinct;
+}
+
+std::string itemReference(const fhirpath::Item& item) {
+  if (item.kind() != fhirpath::Item::Kind::kNode || !item.value() || !item.value()->IsObject()) return "";
+  return std::string(json::getString(*item.value(), "resourceType").value_or("")) + "/" +
+         std::string(json::getString(*item.value(), "id").value_or(""));
+}
+
+// One patient's part of every group of `measure`, added to `cells`.
+Status evaluatePatient(const CompiledMeasure& measure, const PatientData& patient, const fhirpath::EvaluationContext& context,
+                       bool subject_list, MeasureCells& cells) {
+  const fhirpath::Item focus = patient.patient ? fhirpath::Item::node(patient.patient, "") : fhirpath::Item::boolean(true);
+  for (size_t g = 0; g < measure.groups.size(); ++g) {
+    const CompiledGroup& group = measure.groups[g];
+    const bool resource_basis = group.basis != "boolean";
+    // Per patient (boolean basis): one cell. Per item (resource basis): a cell per item, keyed by
+    // the item's JSON (items of several populations are the same resource).
+    Cell mine;
+    std::vector<std::pair<fhirpath::Item, Cell>> items;
+    auto itemCell = [&](const fhirpath::Item& item) -> Cell& {
+      const json::Value* key = item.kind() == fhirpath::Item::Kind::kNode ? item.value() : nullptr;
+      if (key != nullptr) {
+        for (auto& [existing, cell] : items) {
+          if (existing.kind() == fhirpath::Item::Kind::kNode && existing.value() == key) return cell;
+        }
+      }
+      items.emplace_back(item, Cell{});
+      return items.back().second;
+    };
+    fhirpath::Collection measure_population;
+    for (const CompiledPopulation& population_def : group.populations) {
+      if (population_def.code == "measure-observation") continue;
+      auto result = fhirpath::evaluate(*population_def.expression, focus, context);
+      if (!result.ok()) {
+        return Error{"exception: Measure/" + measure.id + " " + population_def.code + " for Patient/" + patient.id + ": " + result.message()};
+      }
+      if (!resource_basis) {
+        const bool in = result->size() == 1 && result->front().kind() == fhirpath::Item::Kind::kBoolean && result->front().booleanValue();
+        mine.counts[population_def.code] += in ? 1 : 0;
+        if (in && subject_list) mine.subjects[population_def.code].push_back("Patient/" + patient.id);
+      } else {
+        for (const fhirpath::Item& item : *result) {
+          Cell& cell = itemCell(item);
+          cell.counts[population_def.code] += 1;
+          if (subject_list) {
+            if (std::string reference = itemReference(item); !reference.empty()) cell.subjects[population_def.code].push_back(reference);
+          }
+        }
+      }
+      if (population_def.code == "measure-population") measure_population = std::move(*result);
+    }
+    for (const CompiledPopulation& population_def : group.populations) {
+      if (population_def.code != "measure-observation") continue;
+      for (const fhirpath::Item& item : measure_population) {
+        auto result = fhirpath::evaluate(*population_def.expression, item, context);
+        if (!result.ok()) return Error{"exception: Measure/" + measure.id + " measure-observation: " + result.message()};
+        if (result->size() != 2) continue;  // no end yet: not observed
+        auto from = epochSeconds(fhirpath::toLiteral(result->front()));
+        auto to = epochSeconds(fhirpath::toLiteral(result->back()));
+        if (!from || !to) continue;
+        Cell& cell = resource_basis ? itemCell(item) : mine;
+        cell.observations.push_back((*to - *from) / 3600.0);
+        cell.counts["measure-observation"] += 1;
+      }
+    }
+    if (!resource_basis) {
+      addCell(cells[g].total, mine);
+      for (size_t s = 0; s < group.stratifiers.size(); ++s) {
+        auto values = stratumValues(measure, group.stratifiers[s], focus, context);
+        if (!values.ok()) return values.error();
+        for (const std::string& value : *values) addCell(cells[g].strata[s][value], mine);
+      }
+      continue;
+    }
+    for (const auto& [item, cell] : items) {
+      addCell(cells[g].total, cell);
+      for (size_t s = 0; s < group.stratifiers.size(); ++s) {
+        auto values = stratumValues(measure, group.stratifiers[s], item, context);
+        if (!values.ok()) return values.error();
+        for (const std::string& value : *values) addCell(cells[g].strata[s][value], cell);
+      }
+    }
+  }
+  return Status::Ok();
+}
+
+fhirpath::Collection nodes(const std::vector<const json::Value*>& resources) {
+  fhirpath::Collection out;
+  for (const json::Value* resource : resources) out.push_back(fhirpath::Item::node(resource, ""));
+  return out;
+}
+
+// Patients [from, to) of the population, for every measure.
+Status evaluateRange(const std::vector<const CompiledMeasure*>& measures, const Population& population, size_t from, size_t to,
+                     const EvaluateParams& params, std::vector<MeasureCells>& cells) {
+  const fhirpath::ModelPtr model = fhirpath::Model::bundled();
+  const bool subject_list = params.report_type == "subject-list";
+  for (size_t i = from; i < to; ++i) {
+    const PatientData& patient = population.patients[i];
+    fhirpath::EvaluationContext context;
+    context.model = model;
+    context.resource = patient.patient;
+    context.variables = {
+        {"patient", patient.patient ? fhirpath::Collection{fhirpath::Item::node(patient.patient, "")} : fhirpath::Collection{}},
+        {"memberships", nodes(patient.memberships)}, {"coverages", nodes(patient.coverages)},
+        {"consults", nodes(patient.consults)}, {"referrals", nodes(patient.referrals)},
+        {"communications", nodes(patient.communications)}, {"tasks", nodes(patient.tasks)},
+        {"observations", nodes(patient.observations)}, {"carePlans", nodes(patient.care_plans)},
+        {"claims", nodes(patient.claims)}, {"unroutable", nodes(patient.unroutable)}, {"episodes", nodes(patient.episodes)},
+        {"riskAssessments", nodes(patient.risk_assessments)},
+        {"periodStart", {fhirpath::Item::string(params.period_start)}},
+        {"periodEnd", {fhirpath::Item::string(params.period_end)}}};
+    for (size_t m = 0; m < measures.size(); ++m) {
+      if (Status status = evaluatePatient(*measures[m], patient, context, subject_list, cells[m]); !status.ok()) return status;
+    }
+  }
+  return Status::Ok();
+}
+
+Status checkParams(const EvaluateParams& params) {
   static const std::regex kDate(R"(\d{4}-\d{2}-\d{2})");
   if (!std::regex_match(params.period_start, kDate) || !std::regex_match(params.period_end, kDate)) {
     return Error{"invalid: periodStart and periodEnd are dates YYYY-MM-DD"};
@@ -238,98 +410,12 @@ Result<std::string> evaluate(const CompiledMeasure& measure, const EvaluateParam
   if (report_type == "subject" && params.subject.rfind("Patient/", 0) != 0) {
     return Error{"invalid: reportType subject needs a Patient subject"};
   }
-  auto population = loadPopulation(measure, params, search);
-  if (!population.ok()) return population.error();
+  return Status::Ok();
+}
 
-  const fhirpath::ModelPtr model = fhirpath::Model::bundled();
-  const bool resource_basis = measure.basis != "boolean";
-  struct GroupCells {
-    Cell total;
-    std::vector<std::map<std::string, Cell>> strata;  // per stratifier: value -> cell
-  };
-  std::vector<GroupCells> cells(measure.groups.size());
-  for (size_t g = 0; g < measure.groups.size(); ++g) cells[g].strata.resize(measure.groups[g].stratifiers.size());
-
-  auto nodes = [](const std::vector<const json::Value*>& resources) {
-    fhirpath::Collection out;
-    for (const json::Value* resource : resources) out.push_back(fhirpath::Item::node(resource, ""));
-    return out;
-  };
-  for (const PatientData& patient : population->patients) {
-    fhirpath::EvaluationContext context;
-    context.model = model;
-    context.resource = patient.patient;
-    context.variables = {
-        {"patient", patient.patient ? fhirpath::Collection{fhirpath::Item::node(patient.patient, "")} : fhirpath::Collection{}},
-        {"memberships", nodes(patient.memberships)}, {"coverages", nodes(patient.coverages)},
-        {"consults", nodes(patient.consults)}, {"communications", nodes(patient.communications)},
-        {"tasks", nodes(patient.tasks)}, {"observations", nodes(patient.observations)},
-        {"carePlans", nodes(patient.care_plans)}, {"claims", nodes(patient.claims)}, {"episodes", nodes(patient.episodes)},
-        {"riskAssessments", nodes(patient.risk_assessments)},
-        {"periodStart", {fhirpath::Item::string(params.period_start)}},
-        {"periodEnd", {fhirpath::Item::string(params.period_end)}}};
-    const fhirpath::Item focus = patient.patient ? fhirpath::Item::node(patient.patient, "") : fhirpath::Item::boolean(true);
-    for (size_t g = 0; g < measure.groups.size(); ++g) {
-      const CompiledGroup& group = measure.groups[g];
-      Cell mine;
-      fhirpath::Collection measure_population;
-      for (const CompiledPopulation& population_def : group.populations) {
-        if (population_def.code == "measure-observation") continue;
-        auto result = fhirpath::evaluate(*population_def.expression, focus, context);
-        if (!result.ok()) {
-          return Error{"exception: Measure/" + measure.id + " " + population_def.code + " for Patient/" + patient.id + ": " + result.message()};
-        }
-        int64_t count = 0;
-        std::vector<std::string> subjects;
-        if (!resource_basis) {
-          count = result->size() == 1 && result->front().kind() == fhirpath::Item::Kind::kBoolean && result->front().booleanValue() ? 1 : 0;
-          if (count) subjects.push_back("Patient/" + patient.id);
-        } else {
-          count = static_cast<int64_t>(result->size());
-          for (const fhirpath::Item& item : *result) {
-            if (item.kind() == fhirpath::Item::Kind::kNode && item.value() && item.value()->IsObject()) {
-              subjects.push_back(std::string(json::getString(*item.value(), "resourceType").value_or("")) + "/" +
-                                 std::string(json::getString(*item.value(), "id").value_or("")));
-            }
-          }
-        }
-        mine.counts[population_def.code] += count;
-        auto& list = mine.subjects[population_def.code];
-        list.insert(list.end(), subjects.begin(), subjects.end());
-        if (population_def.code == "measure-population") measure_population = std::move(*result);
-      }
-      for (const CompiledPopulation& population_def : group.populations) {
-        if (population_def.code != "measure-observation") continue;
-        for (const fhirpath::Item& item : measure_population) {
-          auto result = fhirpath::evaluate(*population_def.expression, item, context);
-          if (!result.ok()) return Error{"exception: Measure/" + measure.id + " measure-observation: " + result.message()};
-          if (result->size() != 2) continue;  // no end yet: not observed
-          auto from = epochSeconds(fhirpath::toLiteral(result->front()));
-          auto to = epochSeconds(fhirpath::toLiteral(result->back()));
-          if (from && to) mine.observations.push_back((*to - *from) / 3600.0);
-        }
-        mine.counts["measure-observation"] += static_cast<int64_t>(mine.observations.size());
-      }
-      auto add = [](Cell& into, const Cell& from) {
-        for (const auto& [code, count] : from.counts) into.counts[code] += count;
-        for (const auto& [code, list] : from.subjects) into.subjects[code].insert(into.subjects[code].end(), list.begin(), list.end());
-        into.observations.insert(into.observations.end(), from.observations.begin(), from.observations.end());
-      };
-      add(cells[g].total, mine);
-      for (size_t s = 0; s < group.stratifiers.size(); ++s) {
-        auto values = fhirpath::evaluate(*group.stratifiers[s].expression, focus, context);
-        if (!values.ok()) return Error{"exception: Measure/" + measure.id + " stratifier " + group.stratifiers[s].code + ": " + values.message()};
-        std::set<std::string> distinct;
-        for (const fhirpath::Item& value : *values) {
-          if (auto text = value.primitiveText()) distinct.insert(*text);
-        }
-        if (distinct.empty()) distinct.insert("UNK");
-        for (const std::string& value : distinct) add(cells[g].strata[s][value], mine);
-      }
-    }
-  }
-
-  // The report.
+std::string writeReport(const CompiledMeasure& measure, const EvaluateParams& params, const Population& population,
+                        const MeasureCells& cells) {
+  const std::string& report_type = params.report_type;
   const bool summary = report_type == "population";
   std::string contained;
   int list_number = 0;
@@ -386,7 +472,6 @@ Result<std::string> evaluate(const CompiledMeasure& measure, const EvaluateParam
     }
     return out;
   };
-
   std::string groups_json;
   for (size_t g = 0; g < measure.groups.size(); ++g) {
     const CompiledGroup& group = measure.groups[g];
@@ -397,7 +482,7 @@ Result<std::string> evaluate(const CompiledMeasure& measure, const EvaluateParam
     one += R"(,"stratifier":[)";
     for (size_t s = 0; s < group.stratifiers.size(); ++s) {
       if (s) one += ',';
-      one += R"({"code":[{"coding":[{"system":")" + std::string(kStratifierSystem) + R"(","code":)" + quote(group.stratifiers[s].code) +
+      one += R"({"code":[{"coding":[{"system":)" + quote(group.stratifiers[s].system) + R"(,"code":)" + quote(group.stratifiers[s].code) +
              "}]}]";
       one += R"(,"stratum":[)";
       bool first = true;
@@ -422,11 +507,53 @@ Result<std::string> evaluate(const CompiledMeasure& measure, const EvaluateParam
     report += R"(,"subject":{"reference":)" + quote(params.subject) + "}";
   }
   if (!params.now.empty()) report += R"(,"date":)" + quote(params.now);
-  if (!population->reporter.empty()) report += R"(,"reporter":{"reference":)" + quote(population->reporter) + "}";
+  if (!population.reporter.empty()) report += R"(,"reporter":{"reference":)" + quote(population.reporter) + "}";
   report += R"(,"period":{"start":)" + quote(params.period_start) + R"(,"end":)" + quote(params.period_end) + "}";
   if (!measure.improvement_json.empty()) report += R"(,"improvementNotation":)" + measure.improvement_json;
   report += R"(,"group":[)" + groups_json + "]}";
   return report;
+}
+
+}  // namespace
+
+Result<std::string> evaluate(const CompiledMeasure& measure, const EvaluateParams& params, const SearchAll& search) {
+  auto reports = evaluateMany({&measure}, params, search, 0);
+  if (!reports.ok()) return reports.error();
+  return std::move(reports->front());
+}
+
+Result<std::vector<std::string>> evaluateMany(const std::vector<const CompiledMeasure*>& measures, const EvaluateParams& params,
+                                              const SearchAll& search, unsigned threads) {
+  if (Status status = checkParams(params); !status.ok()) return Error{status.message()};
+  std::set<std::string> variables;
+  for (const CompiledMeasure* measure : measures) variables.insert(measure->variables.begin(), measure->variables.end());
+  auto population = loadPopulation(variables, params, search);
+  if (!population.ok()) return population.error();
+
+  // Patients in contiguous ranges, one per thread (a few hundred patients: one thread); the
+  // ranges' cells are added in order, so subject lists keep the patients' order.
+  const size_t n = population->patients.size();
+  if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
+  const size_t parts = std::max<size_t>(1, std::min<size_t>(threads, n / 500));
+  std::vector<std::vector<MeasureCells>> cells(parts);
+  std::vector<Status> statuses(parts, Status::Ok());
+  auto run = [&](size_t part) {
+    for (const CompiledMeasure* measure : measures) cells[part].push_back(emptyCells(*measure));
+    statuses[part] = evaluateRange(measures, *population, n * part / parts, n * (part + 1) / parts, params, cells[part]);
+  };
+  std::vector<std::thread> workers;
+  for (size_t part = 1; part < parts; ++part) workers.emplace_back(run, part);
+  run(0);
+  for (auto& worker : workers) worker.join();
+  for (const Status& status : statuses) {
+    if (!status.ok()) return Error{status.message()};
+  }
+  std::vector<std::string> reports;
+  for (size_t m = 0; m < measures.size(); ++m) {
+    for (size_t part = 1; part < parts; ++part) addCells(cells[0][m], cells[part][m]);
+    reports.push_back(writeReport(*measures[m], params, *population, cells[0][m]));
+  }
+  return reports;
 }
 
 }  // namespace fhir::gateway::measure

@@ -10,21 +10,27 @@
 //                    the measurement period (the practice's attribution Group with that member)
 //   %coverages       the patient's Coverages whose period overlaps the measurement period
 //   %consults        the patient's e-consult ServiceRequests; %communications, %tasks the
-//                    consults' Communications and Tasks
+//                    patient's Communications and Tasks
+//   %referrals       the patient's social-referral ServiceRequests
 //   %observations, %carePlans, %claims, %episodes   the patient's Observations, CarePlans,
 //                    Claims, EpisodesOfCare; %riskAssessments its RiskAssessments (all of them:
 //                    criteria filter by date themselves)
+//   %unroutable      the patient's Claims still waiting for a payer (routing state the store keeps
+//                    beside the resources, GET /admin/unroutable: SearchAll's `$unroutable`)
 //   %periodStart, %periodEnd   the period's dates as strings 'YYYY-MM-DD'
 // No C++ per measure: what is counted and how it is aggregated is declared in the Measure:
 //   * population basis: extension measure-population-basis (`boolean`, the default: the criteria is
-//     true or false per patient; or a resource type: the criteria gives the items counted);
+//     true or false per patient; or a resource type: the criteria gives the items counted), on
+//     the Measure or, for one group, on the group;
 //   * aggregate per group: extension measure-aggregate-method on the group, `count` (no score),
 //     `proportion` (numerator / denominator), `median` or `p90` (the measure-observation values
 //     of the measure-population items; `p90` the 90th percentile by nearest rank);
 //   * measure-observation: the criteria, evaluated with each measure-population item as its
 //     focus, gives two dateTimes (start, end); the observation is end - start in hours.
-// Strata: the group's stratifiers (equity-stratifier codes) give per patient the stratum values;
-// no value is the stratum `UNK`. Population reports suppress cells under 11 (docs/SCORECARD.md).
+// Strata: the group's stratifiers (the four equity-stratifier codes, and measure-stratifier ones)
+// give the stratum values: per patient (focus the Patient) for a boolean basis, per counted item
+// (focus and %context the item) for a resource basis; no value is the stratum `UNK`. Population
+// reports suppress cells under 11 (docs/SCORECARD.md).
 
 #include <functional>
 #include <map>
@@ -43,7 +49,9 @@ namespace fhir::gateway::measure {
 
 using SearchParams = std::vector<std::pair<std::string, std::string>>;
 // Every stored resource of `type` matching `params` (the caller pages through Store::search and
-// applies what the client may see), as JSON.
+// applies what the client may see), as JSON. `type` may also be kUnroutable: the claims waiting
+// for a payer, each as {"claimId": ..., "patientId": ...}.
+inline constexpr std::string_view kUnroutable = "$unroutable";
 using SearchAll = std::function<Result<std::vector<std::string>>(const std::string& type, const SearchParams& params)>;
 
 // SearchAll over `store`, paging with _count=1000; `visible` as SearchRequest::visible (null:
@@ -79,11 +87,19 @@ class MeasureLibrary {
   std::map<std::string, std::unique_ptr<CompiledMeasure>> measures_;
 };
 
+// The Measure's canonical url.
+const std::string& measureUrl(const CompiledMeasure& measure);
+
 // The practice NPI a subject names ("" for a Patient or no subject); for access checks.
 Result<std::string> subjectPracticeNpi(const std::string& subject, const SearchAll& search);
 
 // Evaluates the measure; the MeasureReport JSON. Errors: "not-found: ..." (no such measure or
 // subject), "invalid: ..." (bad parameters), otherwise the store or the evaluation failed.
 Result<std::string> evaluate(const CompiledMeasure& measure, const EvaluateParams& params, const SearchAll& search);
+
+// Several measures over one read of the population (the union of what they need): their
+// MeasureReports in the order given. Patients are evaluated on `threads` threads (0: one per core).
+Result<std::vector<std::string>> evaluateMany(const std::vector<const CompiledMeasure*>& measures, const EvaluateParams& params,
+                                              const SearchAll& search, unsigned threads = 0);
 
 }  // namespace fhir::gateway::measure

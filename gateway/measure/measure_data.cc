@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // What each patient's measure variables hold, read through Store::search (the caller's SearchAll).
 #include <algorithm>
+#include <limits>
 #include <map>
+#include <unordered_map>
 
 #include "conformance/search/search.h"
 #include "gateway/measure/measure_internal.h"
@@ -27,6 +29,25 @@ Result<std::vector<std::unique_ptr<json::Document>>> readAll(const SearchAll& se
   return out;
 }
 
+// Every resource of `type` matching `params`, parsed into the population's pool; their roots in
+// order (pointers stay valid: `values` is a deque).
+Result<std::vector<json::Value*>> readInto(Population& population, const SearchAll& search, const std::string& type,
+                                           const SearchParams& params) {
+  auto found = search(type, params);
+  if (!found.ok()) return found.error();
+  std::vector<json::Value*> out;
+  out.reserve(found->size());
+  for (std::string& text : *found) {
+    json::Document doc(population.pool.get());
+    json::ParseError error;
+    if (!json::parse(text, doc, error) || !doc.IsObject()) return Error{"a stored " + type + " is not JSON"};
+    std::string().swap(text);
+    population.values.emplace_back(std::move(static_cast<json::Value&>(doc)));
+    out.push_back(&population.values.back());
+  }
+  return out;
+}
+
 // Inclusive periods of dates or dateTimes (their date part) overlapping [start, end].
 bool overlaps(const json::Value* period, const std::string& start, const std::string& end) {
   if (!period || !period->IsObject()) return true;
@@ -48,7 +69,7 @@ std::string npiOf(const json::Value& resource) {
   return "";
 }
 
-bool uses(const CompiledMeasure& measure, const char* name) { return measure.variables.count(name) > 0; }
+bool uses(const std::set<std::string>& variables, const char* name) { return variables.count(name) > 0; }
 
 bool hasCategory(const json::Value& resource, std::string_view code) {
   const json::Value* categories = json::find(resource, "category");
@@ -81,6 +102,20 @@ std::string referenceId(const json::Value* reference, std::string_view type) {
 SearchAll storeSearch(Store& store, const std::string& base_url,
                       std::function<Result<std::optional<std::string>>(std::string_view, std::string_view, const std::string&)> visible) {
   return [&store, base_url, visible](const std::string& type, const SearchParams& params) -> Result<std::vector<std::string>> {
+    if (type == kUnroutable) {
+      auto waiting = store.listUnroutable(static_cast<size_t>(std::numeric_limits<int64_t>::max()));
+      if (!waiting.ok()) return waiting.error();
+      std::vector<std::string> out;
+      for (const UnroutableWrite& claim : *waiting) {
+        std::string row = "{\"claimId\":\"";
+        json::appendEscaped(claim.claim_id, row);
+        row += "\",\"patientId\":\"";
+        json::appendEscaped(claim.patient_id, row);
+        row += "\"}";
+        out.push_back(std::move(row));
+      }
+      return out;
+    }
     auto registry = searchindex::registry();
     if (!registry.ok()) return registry.error();
     SearchParams criteria = params;
@@ -120,20 +155,21 @@ Result<std::string> subjectPracticeNpi(const std::string& subject, const SearchA
   return npiOf(*found->front());
 }
 
-Result<Population> loadPopulation(const CompiledMeasure& measure, const EvaluateParams& params, const SearchAll& search) {
+Result<Population> loadPopulation(const std::set<std::string>& variables, const EvaluateParams& params, const SearchAll& search) {
   Population population;
   const std::string& start = params.period_start;
   const std::string& end = params.period_end;
+  json::Allocator& pool = *population.pool;
 
   // Patients and their clusters: a member linked `replaced-by` another counts as its survivor.
-  auto patients = readAll(search, "Patient", {});
+  auto patients = readInto(population, search, "Patient", {});
   if (!patients.ok()) return patients.error();
-  std::map<std::string, const json::Value*> patient_by_id;
-  std::map<std::string, std::string> survivor_of;
-  for (const auto& doc : *patients) {
+  std::unordered_map<std::string, const json::Value*> patient_by_id;
+  std::unordered_map<std::string, std::string> survivor_of;
+  for (const json::Value* doc : *patients) {
     auto id = json::getString(*doc, "id");
     if (!id) continue;
-    patient_by_id[std::string(*id)] = doc.get();
+    patient_by_id[std::string(*id)] = doc;
     if (const json::Value* links = json::find(*doc, "link"); links && links->IsArray()) {
       for (const auto& link : links->GetArray()) {
         if (json::getString(link, "type") == std::optional<std::string_view>("replaced-by")) {
@@ -151,7 +187,6 @@ Result<Population> loadPopulation(const CompiledMeasure& measure, const Evaluate
     }
     return id;
   };
-  for (auto& doc : *patients) population.docs.push_back(std::move(doc));
 
   // The subject.
   std::string subject_type, subject_id, practice_npi;
@@ -165,8 +200,9 @@ Result<Population> loadPopulation(const CompiledMeasure& measure, const Evaluate
   }
   if (subject_type == "Patient" && !patient_by_id.count(subject_id)) return Error{"not-found: no " + params.subject};
 
-  // Attribution memberships overlapping the period: one Group per membership, with that member.
-  auto groups = readAll(search, "Group", {});
+  // Attribution memberships overlapping the period: one Group per membership, with that member
+  // (the Group's other elements, not its other members: a practice's list has thousands).
+  auto groups = readInto(population, search, "Group", {});
   if (!groups.ok()) return groups.error();
   std::map<std::string, PatientData> by_patient;
   bool subject_found = subject_type.empty() || subject_type == "Patient";
@@ -177,7 +213,7 @@ Result<Population> loadPopulation(const CompiledMeasure& measure, const Evaluate
     subject_found = true;
     population.reporter = params.subject;
   }
-  for (const auto& group : *groups) {
+  for (const json::Value* group : *groups) {
     const std::string group_id(json::getString(*group, "id").value_or(""));
     const std::string npi = npiOf(*group);
     if (npi.empty()) continue;  // not a practice's attribution list
@@ -196,70 +232,121 @@ Result<Population> loadPopulation(const CompiledMeasure& measure, const Evaluate
       if (patient.empty()) continue;
       patient = survivor(patient);
       if (subject_type == "Patient" && patient != survivor(subject_id)) continue;
-      auto one = std::make_unique<json::Document>();
-      one->CopyFrom(*group, one->GetAllocator());
-      json::Value& list = (*one)["member"];
-      list.SetArray();
-      json::Value copy;
-      copy.CopyFrom(member, one->GetAllocator());
-      list.PushBack(std::move(copy), one->GetAllocator());
-      by_patient[patient].memberships.push_back(one.get());
-      population.docs.push_back(std::move(one));
+      json::Value one(rapidjson::kObjectType);
+      for (const auto& field : group->GetObject()) {
+        json::Value name(field.name, pool);
+        json::Value value(rapidjson::kArrayType);
+        if (std::string_view(field.name.GetString(), field.name.GetStringLength()) == "member") {
+          value.PushBack(json::Value(member, pool), pool);
+        } else {
+          value.CopyFrom(field.value, pool);
+        }
+        one.AddMember(name, value, pool);
+      }
+      population.values.push_back(std::move(one));
+      by_patient[patient].memberships.push_back(&population.values.back());
     }
   }
   if (!subject_found) return Error{"not-found: no attribution " + params.subject};
   if (subject_type == "Group" && !practice_npi.empty()) {
-    auto orgs = readAll(search, "Organization", {{"identifier", std::string(kNpi) + "|" + practice_npi}});
+    auto orgs = readInto(population, search, "Organization", {{"identifier", std::string(kNpi) + "|" + practice_npi}});
     if (!orgs.ok()) return orgs.error();
     if (!orgs->empty()) population.reporter = "Organization/" + std::string(json::getString(*orgs->front(), "id").value_or(""));
-    for (auto& doc : *orgs) population.docs.push_back(std::move(doc));
   }
   if (subject_type == "Patient") by_patient[survivor(subject_id)];
-  for (auto& doc : *groups) population.docs.push_back(std::move(doc));
 
-  // The patients' resources, by type: each bucketed by its (survivor) patient.
-  auto bucket = [&](const char* type, const char* element, auto&& keep, auto&& add) -> Status {
-    auto found = readAll(search, type, {});
+  // The patients' resources, by type: each bucketed by its (survivor) patient. With a subject,
+  // only its patients' (and their linked records') resources are read, through the reference
+  // index (`param=Patient/a,Patient/b,...`, 200 a query); for everyone, every resource of the type.
+  std::vector<std::string> references;
+  if (!subject_type.empty()) {
+    std::unordered_map<std::string, std::vector<std::string>> cluster;  // survivor -> linked ids
+    for (const auto& [id, next] : survivor_of) cluster[survivor(id)].push_back(id);
+    for (const auto& [id, data] : by_patient) {
+      references.push_back("Patient/" + id);
+      if (auto linked = cluster.find(id); linked != cluster.end()) {
+        for (const std::string& other : linked->second) references.push_back("Patient/" + other);
+      }
+    }
+  }
+  auto read = [&](const char* type, const char* param) -> Result<std::vector<json::Value*>> {
+    if (subject_type.empty()) return readInto(population, search, type, {});
+    std::vector<json::Value*> out;
+    constexpr size_t kChunk = 200;
+    for (size_t from = 0; from < references.size(); from += kChunk) {
+      std::string any;
+      for (size_t i = from; i < std::min(references.size(), from + kChunk); ++i) any += (any.empty() ? "" : ",") + references[i];
+      auto found = readInto(population, search, type, {{param, any}});
+      if (!found.ok()) return found.error();
+      out.insert(out.end(), found->begin(), found->end());
+    }
+    return out;
+  };
+  auto bucket = [&](const char* type, const char* element, auto&& add) -> Status {
+    // The search parameter of `element` (R4: Coverage.beneficiary, Task.for as `subject`, ...).
+    const char* param = std::string_view(element) == "for" ? "subject" : element;
+    auto found = read(type, param);
     if (!found.ok()) return found.error();
-    for (auto& doc : *found) {
+    for (const json::Value* doc : *found) {
       std::string patient = referenceId(json::find(*doc, element), "Patient");
       if (patient.empty()) continue;
       auto at = by_patient.find(survivor(patient));
-      if (at == by_patient.end() || !keep(*doc)) continue;
-      add(at->second, doc.get());
-      population.docs.push_back(std::move(doc));
+      if (at == by_patient.end()) continue;
+      add(at->second, doc);
     }
     return Status::Ok();
   };
-  auto always = [](const json::Value&) { return true; };
-  if (uses(measure, "coverages")) {
-    auto in_period = [&](const json::Value& coverage) { return overlaps(json::find(coverage, "period"), start, end); };
-    if (auto status = bucket("Coverage", "beneficiary", in_period, [](PatientData& p, const json::Value* r) { p.coverages.push_back(r); }); !status.ok()) return Error{status.message()};
+  if (uses(variables, "coverages")) {
+    auto status = bucket("Coverage", "beneficiary", [&](PatientData& p, const json::Value* r) {
+      if (overlaps(json::find(*r, "period"), start, end)) p.coverages.push_back(r);
+    });
+    if (!status.ok()) return Error{status.message()};
   }
-  if (uses(measure, "consults")) {
-    auto econsult = [](const json::Value& request) { return hasCategory(request, "e-consult"); };
-    if (auto status = bucket("ServiceRequest", "subject", econsult, [](PatientData& p, const json::Value* r) { p.consults.push_back(r); }); !status.ok()) return Error{status.message()};
+  if (uses(variables, "consults") || uses(variables, "referrals")) {
+    auto status = bucket("ServiceRequest", "subject", [](PatientData& p, const json::Value* r) {
+      if (hasCategory(*r, "e-consult")) p.consults.push_back(r);
+      if (hasCategory(*r, "social-referral")) p.referrals.push_back(r);
+    });
+    if (!status.ok()) return Error{status.message()};
   }
-  if (uses(measure, "communications")) {
-    if (auto status = bucket("Communication", "subject", always, [](PatientData& p, const json::Value* r) { p.communications.push_back(r); }); !status.ok()) return Error{status.message()};
+  struct Simple {
+    const char* variable;
+    const char* type;
+    const char* element;
+    std::vector<const json::Value*> PatientData::*list;
+  };
+  static const Simple kSimple[] = {
+      {"communications", "Communication", "subject", &PatientData::communications},
+      {"tasks", "Task", "for", &PatientData::tasks},
+      {"observations", "Observation", "subject", &PatientData::observations},
+      {"carePlans", "CarePlan", "subject", &PatientData::care_plans},
+      {"riskAssessments", "RiskAssessment", "subject", &PatientData::risk_assessments},
+      {"episodes", "EpisodeOfCare", "patient", &PatientData::episodes},
+  };
+  for (const Simple& simple : kSimple) {
+    if (!uses(variables, simple.variable)) continue;
+    auto status = bucket(simple.type, simple.element, [&](PatientData& p, const json::Value* r) { (p.*simple.list).push_back(r); });
+    if (!status.ok()) return Error{status.message()};
   }
-  if (uses(measure, "tasks")) {
-    if (auto status = bucket("Task", "for", always, [](PatientData& p, const json::Value* r) { p.tasks.push_back(r); }); !status.ok()) return Error{status.message()};
-  }
-  if (uses(measure, "observations")) {
-    if (auto status = bucket("Observation", "subject", always, [](PatientData& p, const json::Value* r) { p.observations.push_back(r); }); !status.ok()) return Error{status.message()};
-  }
-  if (uses(measure, "carePlans")) {
-    if (auto status = bucket("CarePlan", "subject", always, [](PatientData& p, const json::Value* r) { p.care_plans.push_back(r); }); !status.ok()) return Error{status.message()};
-  }
-  if (uses(measure, "claims")) {
-    if (auto status = bucket("Claim", "patient", always, [](PatientData& p, const json::Value* r) { p.claims.push_back(r); }); !status.ok()) return Error{status.message()};
-  }
-  if (uses(measure, "riskAssessments")) {
-    if (auto status = bucket("RiskAssessment", "subject", always, [](PatientData& p, const json::Value* r) { p.risk_assessments.push_back(r); }); !status.ok()) return Error{status.message()};
-  }
-  if (uses(measure, "episodes")) {
-    if (auto status = bucket("EpisodeOfCare", "patient", always, [](PatientData& p, const json::Value* r) { p.episodes.push_back(r); }); !status.ok()) return Error{status.message()};
+  if (uses(variables, "claims") || uses(variables, "unroutable")) {
+    // %unroutable: the routing state the store keeps beside the resources (claims waiting for a
+    // payer), answered by the search callback as the pseudo-type `$unroutable` (measure.h).
+    std::set<std::string> waiting;
+    if (uses(variables, "unroutable")) {
+      auto found = search(std::string(kUnroutable), {});
+      if (!found.ok()) return found.error();
+      for (const std::string& text : *found) {
+        json::Document doc;
+        json::ParseError error;
+        if (!json::parse(text, doc, error) || !doc.IsObject()) return Error{"a routing-state row is not JSON"};
+        if (auto id = json::getString(doc, "claimId")) waiting.insert(std::string(*id));
+      }
+    }
+    auto status = bucket("Claim", "patient", [&](PatientData& p, const json::Value* r) {
+      p.claims.push_back(r);
+      if (waiting.count(std::string(json::getString(*r, "id").value_or("")))) p.unroutable.push_back(r);
+    });
+    if (!status.ok()) return Error{status.message()};
   }
   for (auto& [id, data] : by_patient) {
     data.id = id;

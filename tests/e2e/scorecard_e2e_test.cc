@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "conformance/json/json.h"
+#include "gateway_test_paths.h"
 #include "tests/support/gateway_process.h"
 #include "tests/support/loopback_receiver.h"
 #include "tests/support/test_support.h"
@@ -239,6 +240,104 @@ TEST_F(ScorecardE2e, SuppressionIsExercisedAndSubjectListsNameTheirSubjects) {
   }
   EXPECT_TRUE(found) << list_ref;
   expectValid(answer.body);
+}
+
+// A report without its `date` (when it was evaluated), compact, to compare two evaluations.
+std::string withoutDate(const std::string& report) {
+  json::Document doc = parse(report);
+  if (doc.IsObject() && doc.HasMember("date")) doc.RemoveMember("date");
+  return json::serialize(doc);
+}
+
+TEST_F(ScorecardE2e, ThePostedOperationStoresTheReportAndSearchFindsItBySubjectAndPeriod) {
+  const json::Value& period = (*expected_)["period"];
+  // A practice's attribution Group of one payer (the subject R4 allows in MeasureReport.subject).
+  const std::string npi = str((*expected_)["evaluations"][1]["subject"]["practiceNpi"]);
+  HttpResult groups = gateway_->get("/fhir/Group?identifier=" + percent("http://hl7.org/fhir/sid/us-npi|" + npi));
+  ASSERT_EQ(groups.status, 200) << groups.body;
+  json::Document bundle = parse(groups.body);
+  ASSERT_TRUE(bundle.HasMember("entry") && !bundle["entry"].Empty()) << groups.body.substr(0, 500);
+  const std::string subject = "Group/" + str(bundle["entry"][0]["resource"]["id"]);
+  const std::string parameters = R"({"resourceType":"Parameters","parameter":[{"name":"periodStart","valueDate":")" + str(period[0]) +
+                                 R"("},{"name":"periodEnd","valueDate":")" + str(period[1]) + R"("},{"name":"subject","valueString":")" +
+                                 subject + R"("},{"name":"reportType","valueCode":"population"},{"name":"persist","valueBoolean":true}]})";
+  HttpResult stored = gateway_->post("/fhir/Measure/hrsn-screening/$evaluate-measure", parameters, "application/fhir+json");
+  ASSERT_EQ(stored.status, 201) << stored.body;
+  json::Document report = parse(stored.body);
+  const std::string id = str(report["id"]);
+  ASSERT_FALSE(id.empty()) << stored.body;
+  EXPECT_EQ(str(report["meta"]["versionId"]), "1") << stored.body;
+  EXPECT_EQ(str(report["subject"]["reference"]), subject);
+  expectValid(stored.body);
+  // The same figures as the GET form (which stores nothing).
+  HttpResult evaluated = evaluate("hrsn-screening", subject);
+  ASSERT_EQ(evaluated.status, 200) << evaluated.body;
+  json::Document plain = parse(evaluated.body);
+  EXPECT_FALSE(plain.HasMember("id"));
+  EXPECT_EQ(json::serialize(plain["group"]), json::serialize(report["group"]));
+  // Found by subject and period (the MeasureReport search index), and read back.
+  HttpResult found = gateway_->get("/fhir/MeasureReport?subject=" + percent(subject) + "&period=" + str(period[0]).substr(0, 4));
+  ASSERT_EQ(found.status, 200) << found.body;
+  json::Document hits = parse(found.body);
+  ASSERT_TRUE(hits.HasMember("entry")) << found.body.substr(0, 500);
+  ASSERT_EQ(hits["entry"].Size(), 1u) << found.body.substr(0, 500);
+  EXPECT_EQ(str(hits["entry"][0]["resource"]["id"]), id);
+  HttpResult other_year = gateway_->get("/fhir/MeasureReport?subject=" + percent(subject) + "&period=2024");
+  ASSERT_EQ(other_year.status, 200) << other_year.body;
+  EXPECT_FALSE(parse(other_year.body).HasMember("entry")) << other_year.body.substr(0, 500);
+  HttpResult read = gateway_->get("/fhir/MeasureReport/" + id);
+  ASSERT_EQ(read.status, 200) << read.body;
+  // Evaluating again stores a new version of the same report (its id is the measure, subject,
+  // period and report type).
+  HttpResult again = gateway_->post("/fhir/Measure/hrsn-screening/$evaluate-measure", parameters, "application/fhir+json");
+  ASSERT_EQ(again.status, 201) << again.body;
+  EXPECT_EQ(str(parse(again.body)["id"]), id);
+  EXPECT_EQ(str(parse(again.body)["meta"]["versionId"]), "2") << again.body;
+  // Storing is a POST's: a GET asking for it is refused; a POST without it stores nothing.
+  HttpResult get_persist = gateway_->get("/fhir/Measure/hrsn-screening/$evaluate-measure?periodStart=2026-01-01&periodEnd=2026-12-31&persist=true");
+  EXPECT_EQ(get_persist.status, 400) << get_persist.body;
+  const std::string no_persist = R"({"resourceType":"Parameters","parameter":[{"name":"periodStart","valueDate":"2026-01-01"},)"
+                                 R"({"name":"periodEnd","valueDate":"2026-12-31"},{"name":"subject","valueReference":{"reference":")" +
+                                 subject + R"("}}]})";
+  HttpResult posted = gateway_->post("/fhir/Measure/attributed-members/$evaluate-measure", no_persist, "application/fhir+json");
+  ASSERT_EQ(posted.status, 200) << posted.body;
+  EXPECT_EQ(withoutDate(posted.body), withoutDate(evaluate("attributed-members", subject).body));
+  HttpResult bad = gateway_->post("/fhir/Measure/attributed-members/$evaluate-measure", R"({"resourceType":"Patient"})", "application/fhir+json");
+  EXPECT_EQ(bad.status, 400) << bad.body;
+  EXPECT_NE(bad.body.find("Parameters"), std::string::npos) << bad.body;
+}
+
+TEST_F(ScorecardE2e, TheMeasureCommandGivesTheSameReportsAsTheHttpOperation) {
+  const json::Value& period = (*expected_)["period"];
+  const std::string npi = str((*expected_)["evaluations"][2]["subject"]["practiceNpi"]);
+  const std::string subject = "Organization/" + practiceId(npi);
+  TempDir scratch;
+  for (const auto& measure : (*expected_)["evaluations"][0]["measures"].GetObject()) {
+    const std::string id = measure.name.GetString();
+    CommandRun run = runCommand(std::string(GATEWAY_BINARY) + " measure --measure " + id + " --period " + str(period[0]) + "/" +
+                                    str(period[1]) + " --subject " + subject + " --data " + (data_->path() / "var").string(),
+                                scratch);
+    ASSERT_EQ(run.exit_code, 0) << id << ": " << (run.err.empty() ? "" : run.err[0]);
+    ASSERT_EQ(run.out.size(), 1u) << id;
+    HttpResult http = evaluate(id, subject);
+    ASSERT_EQ(http.status, 200) << http.body;
+    EXPECT_EQ(withoutDate(run.out[0]), withoutDate(http.body)) << id;
+  }
+  CommandRun help = runCommand(std::string(GATEWAY_BINARY) + " measure --help", scratch);
+  EXPECT_EQ(help.exit_code, 0);
+  std::string text;
+  for (const std::string& line : help.out) text += line + "\n";
+  for (const char* option : {"--measure ID", "--period START/END", "--subject REF", "--config FILE", "--data DIR"}) {
+    EXPECT_NE(text.find(option), std::string::npos) << option;
+  }
+  CommandRun unknown = runCommand(std::string(GATEWAY_BINARY) + " measure --measure no-such --period 2026-01-01/2026-12-31 --subject " +
+                                      subject + " --data " + (data_->path() / "var").string(),
+                                  scratch);
+  EXPECT_EQ(unknown.exit_code, 2);
+  ASSERT_FALSE(unknown.err.empty());
+  EXPECT_NE(unknown.err[0].find("no Measure/no-such"), std::string::npos) << unknown.err[0];
+  CommandRun no_subject = runCommand(std::string(GATEWAY_BINARY) + " measure --measure care-plans --period 2026-01-01/2026-12-31", scratch);
+  EXPECT_EQ(no_subject.exit_code, 2);
 }
 
 TEST_F(ScorecardE2e, BadParametersAreOperationOutcomes) {

@@ -2,7 +2,9 @@
 // gateway/measure (issue 20): the bundled Measures compile; a bad Measure is refused naming its
 // file and element; the aggregates and the suppression over a small population whose values are
 // worked out by hand (request-to-answer hours 1, 2, 3 and 10: median 2.5, 90th percentile by
-// nearest rank the 4th value, 10).
+// nearest rank the 4th value, 10); claims counted per claim and stratified by their own payer and
+// code, the waiting ones through the routing state (%unroutable); the same reports from one
+// thread and from several.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -21,7 +23,8 @@ using fhir::testing::TempDir;
 TEST(MeasureLibrary, TheBundledMeasuresCompile) {
   auto library = MeasureLibrary::bundled();
   ASSERT_TRUE(library.ok()) << library.message();
-  EXPECT_EQ((*library)->ids(), (std::vector<std::string>{"attributed-members", "care-plans", "econsult-timeliness", "hrsn-screening"}));
+  EXPECT_EQ((*library)->ids(), (std::vector<std::string>{"attributed-members", "billing-claims", "care-plans", "comanagement", "econsult-timeliness",
+                                                    "hrsn-screening", "referral-completion"}));
 }
 
 void writeMeasure(const std::filesystem::path& dir, const std::string& expression, const std::string& aggregate) {
@@ -45,7 +48,7 @@ TEST(MeasureLibrary, ABadMeasureIsRefusedNamingFileAndElement) {
   EXPECT_NE(unknown.message().find("measure-aggregate-method"), std::string::npos) << unknown.message();
 }
 
-// Stored resources by type, as a SearchAll (only `_id` and `identifier` are looked at).
+// Stored resources by type, as a SearchAll (only `_id`, `identifier` and the patient reference are looked at).
 class FakeStore {
  public:
   void add(const std::string& type, const std::string& json) { resources_[type].push_back(json); }
@@ -59,6 +62,16 @@ class FakeStore {
         for (const auto& [name, value] : params) {
           if (name == "_id") keep = keep && json.find("\"id\":\"" + value + "\"") != std::string::npos;
           if (name == "identifier") keep = keep && json.find(value.substr(value.find('|') + 1)) != std::string::npos;
+          if (name == "subject" || name == "patient" || name == "beneficiary") {  // a reference, comma = OR
+            bool any = false;
+            for (size_t from = 0; from <= value.size();) {
+              size_t comma = value.find(',', from);
+              if (comma == std::string::npos) comma = value.size();
+              any = any || json.find("\"reference\":\"" + value.substr(from, comma - from) + "\"") != std::string::npos;
+              from = comma + 1;
+            }
+            keep = keep && any;
+          }
         }
         if (keep) out.push_back(json);
       }
@@ -146,6 +159,117 @@ TEST(MeasureEvaluate, BadParametersAndUnknownSubjects) {
   auto bad_type = evaluate(measure, {"2026-01-01", "2026-12-31", "Patient/p0", "subject-list-ish", "", 11}, store.search());
   ASSERT_FALSE(bad_type.ok());
   EXPECT_EQ(bad_type.message().rfind("invalid: ", 0), 0u) << bad_type.message();
+}
+
+// One patient of practice g1 (covered by lakeshore-medicaid from 2026-01-01) with three Claims:
+// c1 99451 on 2026-03-02 billed to its Coverage, c2 ACM on 2026-04-10 waiting for a payer (the
+// routing state lists it, though a Coverage stands in on it), c3 99451 on 2025-12-30 (before the period).
+FakeStore claimPopulation() {
+  FakeStore store;
+  store.add("Patient", R"({"resourceType":"Patient","id":"p0"})");
+  store.add("Group", R"({"resourceType":"Group","id":"g1","type":"person","actual":true,
+    "identifier":[{"system":"http://hl7.org/fhir/sid/us-npi","value":"1093817413"}],
+    "member":[{"entity":{"reference":"Patient/p0"},"period":{"start":"2026-01-01"}}]})");
+  store.add("Coverage", R"({"resourceType":"Coverage","id":"cov0","status":"active","beneficiary":{"reference":"Patient/p0"},
+    "identifier":[{"system":"https://fhir.alignment-gateway.org/CodeSystem/member-id/lakeshore-medicaid","value":"LMC1"}],
+    "type":{"coding":[{"system":"https://fhir.alignment-gateway.org/CodeSystem/line-of-business","code":"medicaid"}]},
+    "period":{"start":"2026-01-01"}})");
+  auto claim = [](const std::string& id, const std::string& system, const std::string& code, const std::string& day, bool covered) {
+    return R"({"resourceType":"Claim","id":")" + id + R"(","status":"active","patient":{"reference":"Patient/p0"},)" +
+           (covered ? R"("insurance":[{"sequence":1,"focal":true,"coverage":{"reference":"Coverage/cov0"}}],)" : "") +
+           R"("item":[{"sequence":1,"productOrService":{"coding":[{"system":")" + system + R"(","code":")" + code +
+           R"("}]},"servicedDate":")" + day + R"("}]})";
+  };
+  store.add("Claim", claim("c1", "http://www.ama-assn.org/go/cpt", "99451", "2026-03-02", true));
+  // Waiting, though the mapper put the patient's latest Coverage on it (R4 Claim.insurance is 1..*).
+  store.add("Claim", claim("c2", "https://fhir.alignment-gateway.org/CodeSystem/alignment-billing", "ACM", "2026-04-10", true));
+  store.add("Claim", claim("c3", "http://www.ama-assn.org/go/cpt", "99451", "2025-12-30", true));
+  store.add(std::string(kUnroutable), R"({"claimId":"c2","patientId":"p0"})");
+  return store;
+}
+
+// stratifier `code` of a group: stratum value -> the first population's count.
+std::map<std::string, int64_t> strata(const json::Value& group, const std::string& code) {
+  std::map<std::string, int64_t> out;
+  for (const auto& stratifier : group["stratifier"].GetArray()) {
+    if (json::getString(stratifier["code"][0]["coding"][0], "code") != std::optional<std::string_view>(code)) continue;
+    for (const auto& stratum : stratifier["stratum"].GetArray()) {
+      out[std::string(json::stringView(stratum["value"]["text"]))] = *json::numberAsInt64(stratum["population"][0]["count"]);
+    }
+  }
+  return out;
+}
+
+TEST(MeasureEvaluate, ClaimsCountPerClaimWithTheirOwnPayerAndCodeAndTheWaitingOnesApart) {
+  auto library = MeasureLibrary::bundled();
+  ASSERT_TRUE(library.ok()) << library.message();
+  FakeStore store = claimPopulation();
+  EvaluateParams params{"2026-01-01", "2026-12-31", "", "population", "", 1};  // no suppression
+  auto text = evaluate(*(*library)->find("billing-claims"), params, store.search());
+  ASSERT_TRUE(text.ok()) << text.message();
+  auto report = json::parse(*text);
+  ASSERT_TRUE(report.ok());
+  const json::Value* routed = group(*report, "routed");
+  const json::Value* waiting = group(*report, "unroutable");
+  ASSERT_TRUE(routed && waiting);
+  EXPECT_EQ(*json::numberAsInt64((*routed)["population"][0]["count"]), 1);  // c1 (c3 is before the period)
+  EXPECT_EQ(*json::numberAsInt64((*waiting)["population"][0]["count"]), 1);  // c2
+  EXPECT_EQ(strata(*routed, "payer"), (std::map<std::string, int64_t>{{"lakeshore-medicaid", 1}}));
+  EXPECT_EQ(strata(*routed, "billing-code"), (std::map<std::string, int64_t>{{"99451", 1}}));
+  EXPECT_EQ(strata(*waiting, "payer"), (std::map<std::string, int64_t>{{"UNK", 1}}));  // no payer took it
+  EXPECT_EQ(strata(*waiting, "billing-code"), (std::map<std::string, int64_t>{{"ACM", 1}}));
+  EXPECT_EQ(strata(*waiting, "race"), (std::map<std::string, int64_t>{{"UNK", 1}}));
+  // The billing-code stratifier is of our measure-stratifier system, beside the four equity ones.
+  bool found = false;
+  for (const auto& stratifier : (*routed)["stratifier"].GetArray()) {
+    if (json::getString(stratifier["code"][0]["coding"][0], "code") == std::optional<std::string_view>("billing-code")) {
+      found = true;
+      EXPECT_EQ(json::getString(stratifier["code"][0]["coding"][0], "system"),
+                "https://fhir.alignment-gateway.org/CodeSystem/measure-stratifier");
+    }
+  }
+  EXPECT_TRUE(found);
+  // ACM claims per month (a group whose basis, Claim, differs from its Measure's, EpisodeOfCare).
+  auto comanagement = evaluate(*(*library)->find("comanagement"), params, store.search());
+  ASSERT_TRUE(comanagement.ok()) << comanagement.message();
+  auto co = json::parse(*comanagement);
+  ASSERT_TRUE(co.ok());
+  EXPECT_EQ(strata(*group(*co, "acm-claims"), "month"), (std::map<std::string, int64_t>{{"2026-04", 1}}));
+  EXPECT_EQ(*json::numberAsInt64((*group(*co, "episodes-active"))["population"][0]["count"]), 0);
+}
+
+TEST(MeasureEvaluate, SeveralThreadsGiveTheReportsOfOne) {
+  auto library = MeasureLibrary::bundled();
+  ASSERT_TRUE(library.ok());
+  // 1,500 patients (enough for three ranges of 500), half of them with an answered consult.
+  FakeStore store;
+  std::string members;
+  for (int i = 0; i < 1500; ++i) {
+    const std::string id = "p" + std::to_string(i);
+    store.add("Patient", R"({"resourceType":"Patient","id":")" + id + R"("})");
+    members += std::string(i ? "," : "") + R"({"entity":{"reference":"Patient/)" + id + R"("},"period":{"start":"2026-01-01"}})";
+    if (i % 2) continue;
+    store.add("ServiceRequest", R"({"resourceType":"ServiceRequest","id":"sr)" + std::to_string(i) + R"(","subject":{"reference":"Patient/)" +
+                                    id + R"("},"category":[{"coding":[{"code":"e-consult"}]}],"authoredOn":"2026-03-02T08:00:00-05:00"})");
+    store.add("Communication", R"({"resourceType":"Communication","id":"c)" + std::to_string(i) + R"(","subject":{"reference":"Patient/)" +
+                                   id + R"("},"basedOn":[{"reference":"ServiceRequest/sr)" + std::to_string(i) + R"("}],"sent":"2026-03-0)" +
+                                   std::to_string(2 + i % 7) + R"(T09:00:00-05:00"})");
+  }
+  store.add("Group", R"({"resourceType":"Group","id":"g1","identifier":[{"system":"http://hl7.org/fhir/sid/us-npi","value":"1093817413"}],"member":[)" +
+                         members + "]}");
+  std::vector<const CompiledMeasure*> measures = {(*library)->find("attributed-members"), (*library)->find("econsult-timeliness")};
+  for (const char* type : {"population", "subject-list"}) {
+    EvaluateParams params{"2026-01-01", "2026-12-31", "Group/g1", type, "2026-12-03T00:00:00Z", 11};
+    auto one = evaluateMany(measures, params, store.search(), 1);
+    auto three = evaluateMany(measures, params, store.search(), 3);
+    ASSERT_TRUE(one.ok() && three.ok()) << one.message() << three.message();
+    ASSERT_EQ(one->size(), 2u);
+    EXPECT_EQ(*one, *three) << type;
+    auto members_report = json::parse((*one)[0]);
+    ASSERT_TRUE(members_report.ok());
+    EXPECT_EQ(*json::numberAsInt64((*members_report)["group"][0]["population"][0]["count"]), 1500);
+    EXPECT_EQ((*three)[0], *evaluate(*measures[0], params, store.search()));
+  }
 }
 
 }  // namespace

@@ -103,7 +103,8 @@ for i in range(N_PATIENTS):
                             "pcp": PCPS[practice], "start": span[0], "end": span[1]})
     patients.append({"index": i, "mrn": "MRN-%05d" % i, "family": family, "given": given, "birthDate": dob, "sex": sex,
                      "race": race, "ethnicity": ethnicity, "language": language, "memberships": memberships,
-                     "consults": [], "screenings": [], "risks": [], "plans": []})
+                     "consults": [], "screenings": [], "risks": [], "plans": [], "claims": [], "episodes": [],
+                     "referrals": []})
 
 # Rosters: coverage period = attribution period.
 for payer, lob, prefix in PAYERS:
@@ -140,6 +141,27 @@ def stamp(day_of_year, minutes):
     return base.strftime("%Y-%m-%dT%H:%M:00-05:00")
 
 
+def covering(p, day):
+    """The memberships (coverage = attribution period) covering a date of service."""
+    return [m for m in p["memberships"] if m["start"] <= day and (m["end"] is None or m["end"] >= day)]
+
+
+def bill(p, body, code, system, billing_npi, day, where):
+    """A billing entry on the event (routed to the payer covering `day`, or waiting as unroutable
+    when none does). A day two payers cover is not billed: which payer the gateway picks then is
+    not what these measures test."""
+    cover = covering(p, day)
+    if len(cover) > 1:
+        return
+    entry = {"code": code, "system": system, "billedBy": "specialist", "npi": billing_npi, "dateOfService": day}
+    if where == "billing":
+        body.setdefault("billing", []).append(entry)
+    else:
+        body["episode"].setdefault("billing", []).append(entry)
+    p["claims"].append({"code": code, "dateOfService": day, "payer": cover[0]["payer"] if cover else None,
+                        "lob": cover[0]["lob"] if cover else None})
+
+
 events = []
 FOOD = ("88122-7", "LA28397-0", "LA28398-8")
 DOMAINS = [("food-insecurity", "88122-7", "LA28397-0", "LA28398-8"),
@@ -169,6 +191,7 @@ for p in patients:
             response = envelope(p, "rsp-%05d-%d" % (p["index"], k), "response", answered)
             response.update({"consultId": consult_id, "specialist": {"npi": SPECIALIST, "name": "Specialist", "specialty": "207RC0000X"},
                              "answeredAt": answered, "recommendation": "Advice", "minutesSpent": 15})
+            bill(p, response, "99451", "http://www.ama-assn.org/go/cpt", SPECIALIST, answered[:10], "billing")
             events.append(response)
             consult["answeredAt"] = answered
             if rng.random() < 0.7:
@@ -213,6 +236,38 @@ for p in patients:
                             "activities": [{"text": "Self-management education", "status": "scheduled"}], "careTeam": team}
         events.append(plan)
         p["plans"].append({"status": status, "category": category})
+
+# Co-management episodes (one per patient at most) with monthly ACM billing, and social
+# referrals. Drawn after everything above, so the records above keep their values.
+REFERRAL_STATUSES = ["requested", "accepted", "completed", "completed", "cancelled"]
+for p in patients:
+    if rng.random() < 0.3:
+        start = stamp(rng.randint(-60, 380), 0)[:10]   # 2025-10 .. 2026-12
+        end = None if rng.random() < 0.5 else stamp(rng.randint(0, 400), 0)[:10]
+        if end is not None and end < start:
+            end = None
+        episode_id = "EP-%05d" % p["index"]
+        event = envelope(p, "cm-%05d" % p["index"], "co-management", start + "T09:00:00-05:00")
+        event["episode"] = {"episodeId": episode_id, "condition": {"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "I48.91"},
+                            "specialistNpi": SPECIALIST, "pcpNpi": p["memberships"][0]["pcp"], "start": start}
+        if end:
+            event["episode"]["end"] = end
+        year, month = int(start[:4]), int(start[5:7])
+        for k in range(rng.randint(0, 5)):  # ACM for consecutive months from the start (one per month)
+            y, m = year + (month - 1 + k) // 12, (month - 1 + k) % 12 + 1
+            bill(p, event, "ACM", "https://fhir.alignment-gateway.org/CodeSystem/alignment-billing", SPECIALIST,
+                 "%04d-%02d-%02d" % (y, m, rng.randint(1, 28)), "episode")
+        events.append(event)
+        p["episodes"].append({"start": start, "end": end})
+    for k in range(rng.choice([0, 0, 0, 1, 2])):
+        referral_id = "REF-%05d-%d" % (p["index"], k)
+        status = rng.choice(REFERRAL_STATUSES)
+        authored = stamp(rng.randint(0, 400), rng.randint(8 * 60, 17 * 60))
+        event = envelope(p, "ref-%05d-%d" % (p["index"], k), "social-referral", authored)
+        event["referral"] = {"referralId": referral_id, "domain": rng.choice([d[0] for d in DOMAINS]),
+                             "toOrganization": {"name": "Community Food Bank", "id": "CBO-1"}, "status": status}
+        events.append(event)
+        p["referrals"].append({"authoredAt": authored, "status": status})
 
 with open(os.path.join(HERE, "events.ndjson"), "w") as f:
     for e in events:
