@@ -144,8 +144,11 @@ std::string figure(const std::string& measure, const std::string& group, const s
 
 std::string headlineFigure(const std::string& measure, const GroupView& group, const std::string& stratum, const Cell* cell,
                            const std::string& link) {
-  if (cell == nullptr) return "<span class=\"sub\" data-measure=\"" + htmlEscape(measure) + "\" data-group=\"" + htmlEscape(group.id) +
-                              "\" data-stratum=\"" + htmlEscape(stratum) + "\" data-value=\"none\">none</span>";
+  // No such stratum (e.g. a payer column of a group whose items have no payer, as claims still
+  // waiting for one): shown as none, still linked to the report that says so.
+  if (cell == nullptr) {
+    return figure(measure, group.id, stratum, group.kind == Kind::kCount ? "initial-population" : "score", "none", "—", link);
+  }
   auto [population, value] = headline(*cell, group.kind);
   const std::string display = value == "none" ? "—" : formatted(value, group.kind, population == "score");
   return figure(measure, group.id, stratum, population, value, display, link);

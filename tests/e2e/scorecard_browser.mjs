@@ -434,7 +434,7 @@ try {
   try { await Promise.race([cdp('Browser.close'), new Promise((resolve) => setTimeout(resolve, 5000))]); } catch { /* already gone */ }
   for (const child of children) child.kill('SIGKILL');
   receiver.close();
-  rmSync(work, { recursive: true, force: true });
+  rmSync(work, { recursive: true, force: true, maxRetries: 10, retryDelay: 200 });  // chromium may still be writing its profile
 }
 console.log(failures === 0 ? 'all checks hold' : `${failures} check(s) failed`);
 process.exit(failures === 0 ? 0 : 1);
