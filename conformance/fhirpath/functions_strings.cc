@@ -12,6 +12,7 @@
 #include <ctime>
 #include <unordered_map>
 
+#include "conformance/common/html.h"
 #include "conformance/fhirpath/functions.h"
 
 namespace fhir::fhirpath {
@@ -63,21 +64,6 @@ std::optional<std::string> base64Decode(std::string_view text) {
     if (bits >= 8) {
       bits -= 8;
       out.push_back(static_cast<char>((buffer >> bits) & 0xFF));
-    }
-  }
-  return out;
-}
-
-std::string htmlEscape(std::string_view text) {
-  std::string out;
-  for (char c : text) {
-    switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      case '\'': out += "&#39;"; break;
-      default: out.push_back(c);
     }
   }
   return out;

@@ -19,6 +19,7 @@
 #include <utility>
 #include <vector>
 
+#include "conformance/common/html.h"
 #include "conformance/json/json.h"
 #include "gateway/scorecard/quality.h"
 
@@ -64,7 +65,7 @@ std::string qualityPage(const QualityReport& quality);
 // that ask for JSON).
 std::string messagePage(const std::string& title, const std::string& message);
 
-std::string htmlEscape(std::string_view text);
+using fhir::htmlEscape;  // conformance/common/html.h
 // Percent-encoding of a query parameter value.
 std::string urlEncode(std::string_view text);
 
