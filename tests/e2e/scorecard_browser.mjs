@@ -178,7 +178,7 @@ const browser = spawn('chromium', [
   '--no-first-run', '--no-default-browser-check', '--disable-background-networking', '--disable-component-update',
   '--disable-sync', '--disable-extensions', '--disable-default-apps', '--metrics-recording-only', '--mute-audio',
   '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1', 'about:blank',
-], { stdio: ['ignore', 'ignore', 'pipe', 'pipe', 'pipe'] });
+], { stdio: ['ignore', 'ignore', 'pipe', 'pipe', 'pipe'], detached: true });  // its own process group: see the clean-up
 children.push(browser);
 let browserLog = '';
 browser.stderr.on('data', (chunk) => { browserLog = (browserLog + chunk.toString()).slice(-4000); });
@@ -432,9 +432,15 @@ try {
   check(false, `the browser run ended: ${error.stack ?? error}`);
 } finally {
   try { await Promise.race([cdp('Browser.close'), new Promise((resolve) => setTimeout(resolve, 5000))]); } catch { /* already gone */ }
+  // Chromium's helper processes (and the launcher script's child) outlive a kill of the one we
+  // spawned and keep writing the profile: the whole process group goes, and the work folder is
+  // removed once every child has exited.
+  try { process.kill(-browser.pid, 'SIGKILL'); } catch { /* already gone */ }
   for (const child of children) child.kill('SIGKILL');
+  await Promise.all(children.map((child) => (child.exitCode !== null || child.signalCode !== null)
+    ? null : new Promise((resolve) => { child.once('exit', resolve); setTimeout(resolve, 5000); })));
   receiver.close();
-  rmSync(work, { recursive: true, force: true, maxRetries: 10, retryDelay: 200 });  // chromium may still be writing its profile
+  rmSync(work, { recursive: true, force: true, maxRetries: 10, retryDelay: 200 });
 }
 console.log(failures === 0 ? 'all checks hold' : `${failures} check(s) failed`);
 process.exit(failures === 0 ? 0 : 1);
