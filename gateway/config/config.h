@@ -100,11 +100,12 @@ struct StoreConfig {
 };
 
 // `export` (contracts/cli.md, query.md "Bulk Data export"): how long a finished job's files are
-// kept, where NDJSON files are split, how many jobs run at once.
+// kept, where NDJSON files are split, how many jobs run at once, how fast each may read.
 struct ExportConfig {
   double retention_hours = 24;           // a finished job and its files are removed this long after it ended
   int64_t max_resources_per_file = 100000;
   int64_t max_concurrent_jobs = 2;
+  int64_t max_resources_per_second = 0;  // extension: per job; 0 = as fast as the store reads
 };
 
 // `tls` (contracts/access.md "Transport"): the listener serves HTTPS with this certificate.

@@ -160,6 +160,7 @@ ExportOptions ExportService::optionsOf(const Config& config) {
   options.retention_hours = config.export_.retention_hours;
   options.max_resources_per_file = config.export_.max_resources_per_file;
   options.max_concurrent_jobs = config.export_.max_concurrent_jobs;
+  options.max_resources_per_second = config.export_.max_resources_per_second;
   return options;
 }
 
@@ -694,6 +695,8 @@ Status ExportService::runUnit(ExportJob& job, const auth::Caller& caller, bool& 
   bool dir_dirty = false;  // a file was created since the last checkpoint
   int64_t last_checkpoint_ms = nowMs();
   int64_t pages_since_checkpoint = 0;
+  const int64_t paced_since_ms = nowMs();
+  int64_t paced_read = 0;  // resources read since paced_since_ms
   std::string buffer;  // the lines of the page being read, not yet written
   auto closeFile = [&]() {
     if (fd >= 0) ::close(fd);
@@ -779,6 +782,15 @@ Status ExportService::runUnit(ExportJob& job, const auth::Caller& caller, bool& 
       stopped = true;
       return Status::Ok();
     }
+    if (options_.max_resources_per_second > 0) {
+      // export.maxResourcesPerSecond: the next page waits until the pages read so far are due,
+      // in slices short enough that a stop or a cancel is seen at once.
+      const int64_t due_ms = paced_since_ms + paced_read * 1000 / options_.max_resources_per_second;
+      if (const int64_t wait_ms = due_ms - nowMs(); wait_ms > 0) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(std::min<int64_t>(wait_ms, 50)));
+        continue;
+      }
+    }
     SearchRequest request;
     request.query = &*query;
     request.cursor = job.cursor;
@@ -791,6 +803,7 @@ Status ExportService::runUnit(ExportJob& job, const auth::Caller& caller, bool& 
       std::this_thread::sleep_for(std::chrono::milliseconds(200 << attempt));
     }
     if (!page.ok()) return failed(Error{"the store cannot search " + type + ": " + page.message()});
+    paced_read += static_cast<int64_t>(page->entries.size());
     for (const SearchHit& hit : page->entries) {
       if (hit.include || !belongs(hit)) continue;
       // The stored bytes as they are (the store already added meta); one line per resource,

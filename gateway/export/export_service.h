@@ -78,6 +78,9 @@ struct ExportOptions {
   // only) or this many milliseconds, whichever comes first; a crash redoes at most that much.
   int64_t checkpoint_pages = 50;
   int64_t checkpoint_ms = 1000;
+  // A job reads at most this many resources a second (0: no limit), so a large export on a
+  // shared store leaves its reads to ingest and search.
+  int64_t max_resources_per_second = 0;
 };
 
 // An answer with the headers it adds (Content-Location, X-Progress, Expires).

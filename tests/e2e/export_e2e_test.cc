@@ -65,7 +65,9 @@ TEST(ExportE2e, AKilledGatewayFinishesTheExportAfterRestartWithEveryResourceOnce
   const std::string config = (dir.path() / "config.json").string();
   {
     std::ofstream out(config);
-    out << R"({"export":{"maxResourcesPerFile":30000}})";
+    // Paced so the export is still running when the test kills it (it reads 100,000 in about a
+    // second unpaced): about 5 s for the whole export.
+    out << R"({"export":{"maxResourcesPerFile":30000,"maxResourcesPerSecond":20000}})";
   }
   const std::vector<std::string> args = {"--config", config, "--data", dir.path().string()};
   std::string status_path;
@@ -84,7 +86,8 @@ TEST(ExportE2e, AKilledGatewayFinishesTheExportAfterRestartWithEveryResourceOnce
       if (status.status == 202 && !progress.empty() && progress.rfind("queued", 0) != 0 && progress.rfind("0 ", 0) != 0) {
         in_flight = true;
       } else {
-        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        // A poll sooner than Retry-After (1 s) after the last one is 429.
+        std::this_thread::sleep_for(std::chrono::milliseconds(status.status == 429 ? 250 : 20));
       }
     }
     ASSERT_TRUE(in_flight);

@@ -109,11 +109,14 @@ TEST(ConfigTest, ReadsExportWithContractDefaults) {
   EXPECT_EQ(defaults->export_.retention_hours, 24);
   EXPECT_EQ(defaults->export_.max_resources_per_file, 100000);
   EXPECT_EQ(defaults->export_.max_concurrent_jobs, 2);
-  auto config = parseConfig(R"({"export": {"retentionHours": 0.5, "maxResourcesPerFile": 10, "maxConcurrentJobs": 3}})");
+  EXPECT_EQ(defaults->export_.max_resources_per_second, 0);
+  auto config = parseConfig(
+      R"({"export": {"retentionHours": 0.5, "maxResourcesPerFile": 10, "maxConcurrentJobs": 3, "maxResourcesPerSecond": 5000}})");
   ASSERT_TRUE(config.ok()) << config.message();
   EXPECT_EQ(config->export_.retention_hours, 0.5);
   EXPECT_EQ(config->export_.max_resources_per_file, 10);
   EXPECT_EQ(config->export_.max_concurrent_jobs, 3);
+  EXPECT_EQ(config->export_.max_resources_per_second, 5000);
   EXPECT_EQ(parseConfig(R"({"export": {"maxJobs": 1}})").message(), "unknown configuration key 'export.maxJobs'");
   EXPECT_EQ(parseConfig(R"({"export": {"maxConcurrentJobs": 0}})").message(),
             "configuration key 'export.maxConcurrentJobs' must be at least 1");

@@ -308,6 +308,24 @@ TEST_P(Export, ASystemExportHoldsEveryResourceOnceSplitAtMaxResourcesPerFile) {
   EXPECT_FALSE(json::getString(*manifest, "transactionTime").value_or("").empty());
 }
 
+TEST_P(Export, MaxResourcesPerSecondPacesTheReadsAndLosesNothing) {
+  std::vector<std::string> batch;
+  for (int n = 0; n < 12; ++n) batch.push_back(patient("p" + std::to_string(n)));
+  write("k1", batch);
+  ExportOptions opts = options();
+  opts.max_resources_per_second = 20;  // pages of 3: one page every 150 ms
+  startService(opts);
+  const auto started = std::chrono::steady_clock::now();
+  Downloaded got = exportAll(kickOf("system"));
+  const auto elapsed_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count();
+  EXPECT_EQ(got.lines["Patient"].size(), 12u);
+  EXPECT_EQ(got.manifest_counts["Patient"], 12);
+  // Four pages read at 0, 150, 300 and 450 ms at the earliest (a lower bound: the pace is a
+  // limit, never a promise of speed).
+  EXPECT_GE(elapsed_ms, 450);
+}
+
 TEST_P(Export, TypeSinceAndTypeFilterNarrowTheExport) {
   write("k1", {patient("p1"), observation("o1", "p1", "final"), observation("o2", "p1", "preliminary")});
   std::this_thread::sleep_for(std::chrono::milliseconds(20));  // a later lastUpdated (ms precision)
