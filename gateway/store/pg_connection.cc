@@ -85,6 +85,10 @@ Status Connection::open() {
     auto set = Query(*this, "SELECT set_config('search_path', quote_ident($1::text), false)").text(options_.schema).run();
     if (!set.ok()) return set.error();
   }
+  // Payloads and resources (bytea over 2 kB) are compressed with lz4 rather than pglz: pglz took
+  // about 4% of the writer's server time. A server built without lz4 refuses the setting and
+  // keeps its default (the refusal leaves no transaction in a failed state: none is open).
+  (void)exec("SET default_toast_compression = 'lz4'");
   return Status::Ok();
 }
 

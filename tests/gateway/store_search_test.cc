@@ -234,6 +234,21 @@ TEST_P(StoreSearch, IndexRowsAreWrittenWithTheResourceAndRewrittenWhenItChanges)
   EXPECT_EQ(ids("Patient", {{"_lastUpdated", "lt2020-01-01"}}), (Ids{}));
 }
 
+// The PostgreSQL writer sends each column of the index rows as one array literal: values with
+// the literal's own syntax (quotes, backslashes, braces, commas, NULL, blanks) stay as written.
+TEST_P(StoreSearch, ValuesWithArrayLiteralSyntaxAreIndexedAsWritten) {
+  write("v1", {R"({"resourceType":"Patient","id":"p1","name":[{"family":"O\"Brien\\x","given":["{a,b}"]}],)"
+               R"("identifier":[{"system":"urn:x","value":"NULL"},{"system":"urn:y","value":" a b "}]})",
+               R"({"resourceType":"Patient","id":"p2","name":[{"family":"Zoë, \"{}\""}]})"});
+  // (In a search value `\` and `,` are escaped with a backslash: FHIR search's own syntax.)
+  EXPECT_EQ(ids("Patient", {{"family:exact", "O\"Brien\\\\x"}}), (Ids{"p1"}));
+  EXPECT_EQ(ids("Patient", {{"given:exact", "{a\\,b}"}}), (Ids{"p1"}));
+  EXPECT_EQ(ids("Patient", {{"identifier", "urn:x|NULL"}}), (Ids{"p1"}));
+  EXPECT_EQ(ids("Patient", {{"identifier", "urn:y| a b "}}), (Ids{"p1"}));
+  EXPECT_EQ(ids("Patient", {{"family:exact", "Zoë\\, \"{}\""}}), (Ids{"p2"}));
+  EXPECT_EQ(ids("Patient", {{"family", "zoe"}}), (Ids{"p2"}));
+}
+
 // Issue 12: the rows are computed before the commit, on the request thread (prepareIndex), and
 // the writer only inserts them; but only rows of exactly the JSON it stores.
 TEST_P(StoreSearch, PreparedRowsAreInsertedAsGivenOnlyForTheJsonTheyWereComputedFrom) {
