@@ -158,6 +158,12 @@ CREATE INDEX search_rows_by_entry ON search_rows (entry);
 CREATE INDEX resource_history_by_seq ON resource_history (event_seq);
 CREATE INDEX resource_history_by_type_seq ON resource_history (type, event_seq);
 )sql",
+    // 5: an unsorted search page and a Bulk export page read one type's entries in seq order from
+    // a cursor (keyset); without this index the server sorted every entry of the type per page.
+    // SQLite has had search_entries_by_type_seq since export16 (sqlite_search.cc).
+    R"sql(
+CREATE INDEX search_entries_by_type_seq ON search_entries (type, seq);
+)sql",
 };
 
 std::string literal(Connection& db, const std::string& text) {

@@ -200,6 +200,31 @@ TEST_F(PgStoreTest, TypeAndSystemHistoryHaveIndexes) {
   EXPECT_EQ(applied->integer(0, 0), 1);
 }
 
+// Migration 5: an unsorted search page (and so a Bulk export page) reads one type's entries in seq
+// order after a cursor through an index range, not by sorting the type's entries.
+TEST_F(PgStoreTest, SearchPagesInSeqOrderHaveAnIndex) {
+  auto store = openPostgresStore(options());
+  ASSERT_TRUE(store.ok()) << store.message();
+  pg::ConnectOptions connect;
+  connect.url = cluster_.url;
+  connect.password = cluster_.password;
+  connect.schema = testing::testSchemaFor(dir_.path().string());
+  pg::Connection db(connect);
+  ASSERT_TRUE(db.open().ok());
+  ASSERT_TRUE(db.exec("SET enable_seqscan = off").ok());
+  auto rows = db.runText("EXPLAIN SELECT e.seq, e.id FROM search_entries e WHERE e.type = 'Patient' AND e.seq > 100 "
+                         "ORDER BY e.seq LIMIT 1000",
+                         {}, {});
+  ASSERT_TRUE(rows.ok()) << rows.message();
+  std::string plan;
+  for (int row = 0; row < rows->size(); ++row) plan += rows->text(row, 0) + "\n";
+  EXPECT_NE(plan.find("search_entries_by_type_seq"), std::string::npos) << plan;
+  EXPECT_EQ(plan.find("Sort"), std::string::npos) << plan;
+  auto applied = db.runText("SELECT count(*) FROM schema_migrations WHERE version = 5", {}, {});
+  ASSERT_TRUE(applied.ok()) << applied.message();
+  EXPECT_EQ(applied->integer(0, 0), 1);
+}
+
 TEST_F(PgStoreTest, StagedFilesOfAHandleThatIsGoneAreDroppedAndALiveHandlesAreKept) {
   auto live = openPostgresStore(options());
   ASSERT_TRUE(live.ok()) << live.message();
