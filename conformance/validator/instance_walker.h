@@ -4,8 +4,11 @@
 // Walks one resource instance against compiled plans and reports issues. One walker per
 // validate() call; it holds the current FHIRPath location and nothing shared.
 
+#include <map>
+#include <memory>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <vector>
 
 #include "conformance/fhirpath/fhirpath.h"
@@ -124,6 +127,13 @@ class InstanceWalker {
   // The innermost Bundle or Parameters being walked: its entries (parameters) resolve references.
   const json::Value* bundle_ = nullptr;
   int conformance_depth_ = 0;  // nesting of conformsTo() checks (targetProfile of resolved references)
+  // What conformsTo() found for a resource against a resource profile, shared by the walkers of
+  // one validation: a Bundle whose entries refer to one Patient many times checks the Patient
+  // against each target profile once. The answer depends on the resource, the profile, the
+  // Bundle its references resolve in and the depth (deeper checks stop following references);
+  // nothing else of the asking walker reaches a resource profile's walk.
+  using ConformanceKey = std::tuple<const json::Value*, const json::Value*, std::string, int>;
+  std::shared_ptr<std::map<ConformanceKey, bool>> conformance_memo_;
   fhirpath::EvaluationContext context_;
   std::string undecided_value_set_;
   std::string_view enclosing_extension_;  // URL of the extension whose children are walked  // set by memberOf() when the local terminology cannot answer

@@ -233,6 +233,7 @@ bool InstanceWalker::conformsToElement(const json::Value& value, const ElementPl
   walker.container_ = container_;
   walker.bundle_ = bundle_;
   walker.conformance_depth_ = conformance_depth_ + 1;
+  walker.conformance_memo_ = conformance_memo_;
   walker.walkObject(value, element, plan, false);
   return !scratch.hasErrors();
 }
@@ -241,6 +242,13 @@ bool InstanceWalker::conformsTo(const json::Value& value, const std::string& url
                                 const StructurePlan* from) {
   const StructurePlan* profile = plans_.byUrl(url, from);
   if (!profile || !profile->root) return false;
+  const bool is_resource = profile->kind == "resource";
+  ConformanceKey key;
+  if (is_resource) {
+    if (!conformance_memo_) conformance_memo_ = std::make_shared<std::map<ConformanceKey, bool>>();
+    key = ConformanceKey{&value, bundle_, profile->versionedUrl(), conformance_depth_};
+    if (auto known = conformance_memo_->find(key); known != conformance_memo_->end()) return known->second;
+  }
   IssueList scratch;
   InstanceWalker walker(validator_, scratch);
   walker.path_ = path_;
@@ -249,13 +257,16 @@ bool InstanceWalker::conformsTo(const json::Value& value, const std::string& url
   walker.container_ = container_;
   walker.bundle_ = bundle_;
   walker.conformance_depth_ = conformance_depth_ + 1;
-  if (profile->kind == "resource") {
+  walker.conformance_memo_ = conformance_memo_;
+  if (is_resource) {
     std::vector<std::string> profiles{profile->versionedUrl()};
     walker.validateResource(value, &profiles);
   } else if (value.IsObject()) {
     walker.walkObject(value, *profile->root, *profile, false);
   }
-  return !scratch.hasErrors();
+  const bool conforms = !scratch.hasErrors();
+  if (is_resource) conformance_memo_->emplace(std::move(key), conforms);
+  return conforms;
 }
 
 void InstanceWalker::dispatchItem(const json::Value* value, const json::Value* extension,
