@@ -126,6 +126,69 @@ class SubscriptionRoutes {
     return answerCurrent(call, *found, 200);
   }
 
+  // GET /fhir/Subscription/{id}/_history: only the current version of a Subscription is kept
+  // (FHIR lets a server keep no more), so the history Bundle holds that version, or nothing
+  // when `_since` is after it.
+  Answer history(FhirCall& call) {
+    std::optional<Subscription> found;
+    if (auto refused = admit(call, auth::Interaction::kRead, 'R', found)) return *refused;
+    if (!found) return outcomeAnswer(404, "not-found", "Subscription/" + call.id + " is not known");
+    const SubscriptionVersion version = versionOf(*found);
+    bool listed = true;
+    for (const auto& [name, value] : call.parameters) {
+      if (name == "_count") {
+        int64_t count = 0;
+        auto [end, error] = std::from_chars(value.data(), value.data() + value.size(), count);
+        if (error != std::errc() || end != value.data() + value.size() || count < 1) {
+          return outcomeAnswer(400, "invalid", "_count '" + value + "' is not a positive integer");
+        }
+      } else if (name == "_since") {
+        auto since = fhirhttp::parseInstantMs(value);
+        if (!since) return outcomeAnswer(400, "invalid", "_since '" + value + "' is not an instant (2026-12-03T10:00:00Z)");
+        auto updated = fhirhttp::parseInstantMs(version.updated);
+        listed = !updated || *updated >= *since;
+      } else {
+        return outcomeAnswer(400, "not-supported",
+                             "a Subscription's history has no parameter '" + name + "' (_count, _since)");
+      }
+    }
+    json::Document bundle;
+    auto& a = bundle.GetAllocator();
+    bundle.SetObject();
+    json::addString(bundle, "resourceType", "Bundle", a);
+    json::addString(bundle, "type", "history", a);
+    const std::string reference = "Subscription/" + found->id;
+    json::Value self(rapidjson::kObjectType);
+    json::addString(self, "relation", "self", a);
+    json::addString(self, "url", context_.base_url + "/" + reference + "/_history", a);
+    json::Value links(rapidjson::kArrayType);
+    links.PushBack(std::move(self), a);
+    json::addMember(bundle, "link", std::move(links), a);
+    json::Value entries(rapidjson::kArrayType);
+    if (listed) {
+      auto resource = json::parse(subscriptionJson(*found));
+      if (!resource.ok()) return outcomeAnswer(500, "exception", reference + " as stored is not JSON: " + resource.message());
+      json::Value entry(rapidjson::kObjectType);
+      json::addString(entry, "fullUrl", context_.base_url + "/" + reference, a);
+      json::Value copy;
+      copy.CopyFrom(*resource, a);
+      json::addMember(entry, "resource", std::move(copy), a);
+      const bool created = version.version == 1;
+      json::Value request(rapidjson::kObjectType);
+      json::addString(request, "method", created ? "POST" : "PUT", a);
+      json::addString(request, "url", created ? std::string("Subscription") : reference, a);
+      json::addMember(entry, "request", std::move(request), a);
+      json::Value response(rapidjson::kObjectType);
+      json::addString(response, "status", created ? "201 Created" : "200 OK", a);
+      json::addString(response, "etag", "W/\"" + std::to_string(version.version) + "\"", a);
+      if (!version.updated.empty()) json::addString(response, "lastModified", version.updated, a);
+      json::addMember(entry, "response", std::move(response), a);
+      entries.PushBack(std::move(entry), a);
+    }
+    json::addMember(bundle, "entry", std::move(entries), a);
+    return Answer{200, "application/fhir+json", json::serialize(bundle), ""};
+  }
+
   Answer update(FhirCall& call) {
     std::optional<Subscription> found;
     if (auto refused = admit(call, auth::Interaction::kUpdate, 'U', found)) return *refused;
@@ -356,6 +419,8 @@ void registerSubscriptionRoutes(FhirRoutes& routes, ServerContext& context, cons
   routes.add("Subscription", FhirInteraction::kCreate, [subscriptions](FhirCall& call) { return subscriptions->create(call); });
   routes.add("Subscription", FhirInteraction::kRead, [subscriptions](FhirCall& call) { return subscriptions->read(call); });
   routes.add("Subscription", FhirInteraction::kVread, [subscriptions](FhirCall& call) { return subscriptions->read(call); });
+  routes.add("Subscription", FhirInteraction::kHistoryInstance,
+             [subscriptions](FhirCall& call) { return subscriptions->history(call); });
   routes.add("Subscription", FhirInteraction::kUpdate, [subscriptions](FhirCall& call) { return subscriptions->update(call); });
   routes.add("Subscription", FhirInteraction::kDelete, [subscriptions](FhirCall& call) { return subscriptions->remove(call); });
   for (const char* name : {"status", "events"}) {

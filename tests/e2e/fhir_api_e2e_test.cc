@@ -185,7 +185,7 @@ TEST_F(FhirApi, TheCapabilityStatementListsEveryContractRouteAndEveryListedInter
   const json::Value* subscriptions = entryFor(statement, "Subscription");
   ASSERT_NE(subscriptions, nullptr);
   std::set<std::string> codes = codesOf((*subscriptions)["interaction"], "code");
-  for (const char* code : {"create", "read", "update", "delete"}) EXPECT_TRUE(codes.count(code)) << code;
+  for (const char* code : {"create", "read", "vread", "update", "delete", "history-instance"}) EXPECT_TRUE(codes.count(code)) << code;
   std::set<std::string> operations = codesOf((*subscriptions)["operation"], "name");
   EXPECT_TRUE(operations.count("status"));
   EXPECT_TRUE(operations.count("events"));
@@ -498,6 +498,21 @@ TEST_F(FhirApi, SubscriptionVersionsPreconditionsAndPrefer) {
   EXPECT_EQ(ask("DELETE", path, {{"If-Match", "W/\"1\""}}).status, 412);
   EXPECT_EQ(ask("GET", path).headers["etag"], "W/\"2\"");
   EXPECT_EQ(ask("GET", "/fhir/Subscription/" + id + "/_history/1").status, 404);
+  // Its history holds what is kept: the current version, an update of the Subscription.
+  Reply history = ask("GET", path + "/_history");
+  ASSERT_EQ(history.status, 200) << history.body;
+  json::Document versions = parse(history.body);
+  EXPECT_EQ(json::getString(versions, "type"), "history");
+  ASSERT_EQ(versions["entry"].Size(), 1u) << history.body;
+  EXPECT_EQ(json::getString(versions["entry"][0]["resource"]["meta"], "versionId"), "2");
+  EXPECT_EQ(json::getString(versions["entry"][0]["request"], "method"), "PUT");
+  EXPECT_EQ(json::getString(versions["entry"][0]["response"], "etag"), "W/\"2\"");
+  EXPECT_EQ(json::getString(versions["entry"][0], "fullUrl"), base + "/Subscription/" + id);
+  // _since after the update: nothing; a bad parameter: 400.
+  EXPECT_EQ(parse(ask("GET", path + "/_history?_since=2999-01-01T00:00:00Z").body)["entry"].Size(), 0u);
+  EXPECT_EQ(parse(ask("GET", path + "/_history?_since=2000-01-01T00:00:00Z").body)["entry"].Size(), 1u);
+  EXPECT_EQ(ask("GET", path + "/_history?_at=2020").status, 400);
+  EXPECT_EQ(ask("GET", "/fhir/Subscription/unknown/_history").status, 404);
 
   // If-None-Exist: an existing match is answered, not created again; no match creates.
   Reply again = ask("POST", "/fhir/Subscription",
