@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <memory>
 #include <thread>
 #include <vector>
 
@@ -46,6 +47,21 @@ class PgStoreTest : public ::testing::Test {
     options.password = cluster_.password;
     options.schema = testing::testSchemaFor(dir_.path().string());
     return options;
+  }
+
+  // A connection in the test's schema after a store opened (migrated) it, with sequential scans
+  // priced out so that EXPLAIN shows the index a statement can use.
+  std::unique_ptr<pg::Connection> plannerSession() {
+    auto store = openPostgresStore(options());
+    EXPECT_TRUE(store.ok()) << store.message();
+    pg::ConnectOptions connect;
+    connect.url = cluster_.url;
+    connect.password = cluster_.password;
+    connect.schema = testing::testSchemaFor(dir_.path().string());
+    auto db = std::make_unique<pg::Connection>(connect);
+    EXPECT_TRUE(db->open().ok());
+    EXPECT_TRUE(db->exec("SET enable_seqscan = off").ok());
+    return db;
   }
 
   // A session of the test's own on the cluster (raw libpq), in the test's schema.
@@ -174,15 +190,8 @@ TEST_F(PgStoreTest, GatewaysStartingTogetherOnANewSchemaMigrateItOnce) {
 // bound, not by sorting the whole table (the statements' shape is pg_history.cc's). With
 // sequential scans priced out, the plan of each shows the index it can use.
 TEST_F(PgStoreTest, TypeAndSystemHistoryHaveIndexes) {
-  auto store = openPostgresStore(options());
-  ASSERT_TRUE(store.ok()) << store.message();
-  pg::ConnectOptions connect;
-  connect.url = cluster_.url;
-  connect.password = cluster_.password;
-  connect.schema = testing::testSchemaFor(dir_.path().string());
-  pg::Connection db(connect);
-  ASSERT_TRUE(db.open().ok());
-  ASSERT_TRUE(db.exec("SET enable_seqscan = off").ok());
+  auto session = plannerSession();
+  pg::Connection& db = *session;
   auto plan = [&](const std::string& where) {
     auto rows = db.runText("EXPLAIN SELECT type, id, version FROM resource_history WHERE " + where +
                                " updated_at >= '' AND event_seq <= 100 ORDER BY event_seq DESC, type COLLATE \"C\" DESC,"
@@ -203,15 +212,8 @@ TEST_F(PgStoreTest, TypeAndSystemHistoryHaveIndexes) {
 // Migration 5: an unsorted search page (and so a Bulk export page) reads one type's entries in seq
 // order after a cursor through an index range, not by sorting the type's entries.
 TEST_F(PgStoreTest, SearchPagesInSeqOrderHaveAnIndex) {
-  auto store = openPostgresStore(options());
-  ASSERT_TRUE(store.ok()) << store.message();
-  pg::ConnectOptions connect;
-  connect.url = cluster_.url;
-  connect.password = cluster_.password;
-  connect.schema = testing::testSchemaFor(dir_.path().string());
-  pg::Connection db(connect);
-  ASSERT_TRUE(db.open().ok());
-  ASSERT_TRUE(db.exec("SET enable_seqscan = off").ok());
+  auto session = plannerSession();
+  pg::Connection& db = *session;
   auto rows = db.runText("EXPLAIN SELECT e.seq, e.id FROM search_entries e WHERE e.type = 'Patient' AND e.seq > 100 "
                          "ORDER BY e.seq LIMIT 1000",
                          {}, {});
