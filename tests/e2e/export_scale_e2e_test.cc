@@ -96,14 +96,24 @@ TEST(ExportScaleE2e, TheSecondGatewayFinishesTheExportOfAKilledOneWithEveryResou
   }
   auto a = std::make_unique<GatewayProcess>(std::vector<std::string>{"--config", configs[0]});
   ASSERT_TRUE(a->running());
-  GatewayProcess b({"--config", configs[1]});
-  ASSERT_TRUE(b.running());
   const pid_t a_pid = a->pid();
 
   RawResponse kicked = call(a->port(), "GET", "/fhir/$export?_type=Patient", "Prefer: respond-async\r\nAccept: application/fhir+json\r\n");
   ASSERT_EQ(kicked.status, 202) << kicked.body;
   const std::string status_path = pathOf(kicked.headers["content-location"]);
   const std::string id = status_path.substr(status_path.rfind('/') + 1);
+  // B starts once A's worker holds the job (any instance's worker may take a queued job; here it
+  // must be A's, so that killing A leaves B a job to take over).
+  bool a_runs = false;
+  for (int attempt = 0; attempt < 200 && !a_runs; ++attempt) {
+    auto job = (*jobs)->find(id);
+    ASSERT_TRUE(job.ok()) << job.message();
+    a_runs = job->has_value() && heldBy((*job)->lease_holder, a_pid);
+    if (!a_runs) std::this_thread::sleep_for(50ms);
+  }
+  ASSERT_TRUE(a_runs) << "A's worker did not take the job";
+  GatewayProcess b({"--config", configs[1]});
+  ASSERT_TRUE(b.running());
 
   // B answers the job A runs, from the store: 202 with the progress A saved.
   std::string progress;
@@ -120,7 +130,7 @@ TEST(ExportScaleE2e, TheSecondGatewayFinishesTheExportOfAKilledOneWithEveryResou
   ASSERT_TRUE(running.ok()) << running.message();
   ASSERT_TRUE(running->has_value());
   EXPECT_EQ((*running)->status, "running");
-  EXPECT_TRUE(heldBy((*running)->lease_holder, a_pid)) << "A's worker runs it, not B's: " << (*running)->lease_holder;
+  EXPECT_TRUE(heldBy((*running)->lease_holder, a_pid)) << "B took the job while A's lease was live: " << (*running)->lease_holder;
   EXPECT_LT((*running)->written, kResources) << "the export is still running when A is killed";
 
   a->kill();  // SIGKILL: no clean stop, the lease is not freed
