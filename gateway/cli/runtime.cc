@@ -86,8 +86,9 @@ void SubscriptionSync::stop() {
   if (thread_.joinable()) thread_.join();
 }
 
-Result<StorePtr> openStore(const Config& config) {
-  if (config.store.kind != "postgresql") return openSqliteStore(config.data_dir);
+namespace {
+
+Result<PostgresStoreOptions> postgresOptions(const Config& config) {
   PostgresStoreOptions options;
   options.url = config.store.url;
   options.sslmode = config.store.sslmode;
@@ -101,7 +102,23 @@ Result<StorePtr> openStore(const Config& config) {
     if (!options.password.empty() && options.password.back() == '\n') options.password.pop_back();
     if (!options.password.empty() && options.password.back() == '\r') options.password.pop_back();
   }
-  return openPostgresStore(options);
+  return options;
+}
+
+}  // namespace
+
+Result<StorePtr> openStore(const Config& config) {
+  if (config.store.kind != "postgresql") return openSqliteStore(config.data_dir);
+  auto options = postgresOptions(config);
+  if (!options.ok()) return options.error();
+  return openPostgresStore(*options);
+}
+
+Result<exports::ExportJobStorePtr> openExportJobs(const Config& config) {
+  if (config.store.kind != "postgresql") return exports::ExportJobStorePtr();
+  auto options = postgresOptions(config);
+  if (!options.ok()) return options.error();
+  return exports::openPostgresExportJobs(*options);
 }
 
 Result<std::unique_ptr<Runtime>> loadRuntime(const Config& config) {

@@ -17,6 +17,7 @@
 #include "conformance/common/result.h"
 #include "conformance/validator/validator.h"
 #include "gateway/config/config.h"
+#include "gateway/store/export_jobs.h"
 #include "gateway/store/store.h"
 #include "gateway/subscriptions/subscription.h"
 #include "gateway/subscriptions/topics.h"
@@ -75,6 +76,10 @@ struct Runtime {
 // The store `config.store` names: SQLite in config.data_dir, or PostgreSQL (the password read
 // from store.passwordFile; it appears in no message).
 Result<StorePtr> openStore(const Config& config);
+// The Bulk export jobs of `config.store`: on PostgreSQL its `export_jobs` table, which every
+// instance on the store shares; null on SQLite (the export service keeps them beside the files,
+// in export.dir/jobs.db).
+Result<exports::ExportJobStorePtr> openExportJobs(const Config& config);
 
 // Loads everything for `config`; an Error names what could not be loaded (one line, for stderr).
 Result<std::unique_ptr<Runtime>> loadRuntime(const Config& config);

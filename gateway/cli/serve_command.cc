@@ -321,8 +321,15 @@ int runServe(const Args& args, Io& io) {
     audit.record(entry, std::chrono::duration_cast<std::chrono::milliseconds>(
                             std::chrono::system_clock::now().time_since_epoch()).count());
   });
-  // Bulk export (gateway/export): durable jobs under <dataDir>/export, resumed on start.
-  auto bulk = exports::ExportService::create(store, &policy, exports::ExportService::optionsOf(config));
+  // Bulk export (gateway/export): durable jobs, resumed on start; files in export.dir. On
+  // PostgreSQL the jobs are the store's, shared with the other instances (a dead one's are taken
+  // over once their lease expired); on SQLite they are in export.dir/jobs.db.
+  auto export_jobs = openExportJobs(config);
+  if (!export_jobs.ok()) {
+    io.err << "fhir-gateway serve: " << export_jobs.message() << "\n";
+    return 2;
+  }
+  auto bulk = exports::ExportService::create(store, &policy, exports::ExportService::optionsOf(config), *export_jobs);
   if (!bulk.ok()) {
     io.err << "fhir-gateway serve: " << bulk.message() << "\n";
     return 2;

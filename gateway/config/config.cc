@@ -410,11 +410,14 @@ Result<Config> parseConfig(std::string_view text) {
   if (const Value* store = reader.member("store")) RETURN_IF_ERROR(parseStore(*store, config.store));
   if (const Value* exports = reader.member("export")) {
     ObjectReader export_reader(*exports, "export");
-    RETURN_IF_ERROR(export_reader.checkKeys({"retentionHours", "maxResourcesPerFile", "maxConcurrentJobs", "maxResourcesPerSecond"}));
+    RETURN_IF_ERROR(export_reader.checkKeys(
+        {"retentionHours", "maxResourcesPerFile", "maxConcurrentJobs", "maxResourcesPerSecond", "dir", "leaseSeconds"}));
     RETURN_IF_ERROR(export_reader.number("retentionHours", config.export_.retention_hours));
     RETURN_IF_ERROR(export_reader.integer("maxResourcesPerFile", config.export_.max_resources_per_file, 1));
     RETURN_IF_ERROR(export_reader.integer("maxConcurrentJobs", config.export_.max_concurrent_jobs, 1));
     RETURN_IF_ERROR(export_reader.integer("maxResourcesPerSecond", config.export_.max_resources_per_second, 0));
+    RETURN_IF_ERROR(export_reader.string("dir", config.export_.dir, false));
+    RETURN_IF_ERROR(export_reader.number("leaseSeconds", config.export_.lease_seconds));
   }
   RETURN_IF_ERROR(reader.string("publicBaseUrl", config.public_base_url, false));
   if (!config.public_base_url.empty()) RETURN_IF_ERROR(checkPublicBaseUrl(config.public_base_url));

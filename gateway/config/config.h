@@ -100,12 +100,19 @@ struct StoreConfig {
 };
 
 // `export` (contracts/cli.md, query.md "Bulk Data export"): how long a finished job's files are
-// kept, where NDJSON files are split, how many jobs run at once, how fast each may read.
+// kept, where NDJSON files are split, how many jobs run at once, how fast each may read, where
+// the files live and how long a job's lease lasts.
 struct ExportConfig {
   double retention_hours = 24;           // a finished job and its files are removed this long after it ended
   int64_t max_resources_per_file = 100000;
   int64_t max_concurrent_jobs = 2;
   int64_t max_resources_per_second = 0;  // extension: per job; 0 = as fast as the store reads
+  // Extensions (issue 17 scale-out): the folder of the jobs' files (empty: <dataDir>/export); with
+  // several gateways on one PostgreSQL store, a folder all of them mount. How long a worker's
+  // lease on a job lasts unrenewed: another instance takes the job over this long after its
+  // holder died.
+  std::string dir;
+  double lease_seconds = 30;
 };
 
 // `tls` (contracts/access.md "Transport"): the listener serves HTTPS with this certificate.

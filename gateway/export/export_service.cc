@@ -156,7 +156,11 @@ std::string defaultCompartmentPath() {
 
 ExportOptions ExportService::optionsOf(const Config& config) {
   ExportOptions options;
-  options.dir = (fs::path(config.data_dir) / "export").string();
+  options.dir = config.export_.dir.empty() ? (fs::path(config.data_dir) / "export").string() : config.export_.dir;
+  options.lease_ms = std::max<int64_t>(1, static_cast<int64_t>(config.export_.lease_seconds * 1000.0));
+  // A SQLite store is one process's: its name for the leases outlives a restart (the restarted
+  // gateway resumes its jobs at once). On PostgreSQL each process is a holder of its own.
+  if (config.store.kind != "postgresql") options.holder = "sqlite " + options.dir;
   options.retention_hours = config.export_.retention_hours;
   options.max_resources_per_file = config.export_.max_resources_per_file;
   options.max_concurrent_jobs = config.export_.max_concurrent_jobs;
@@ -174,6 +178,12 @@ Result<std::unique_ptr<ExportService>> ExportService::create(StorePtr store, con
     if (!opened.ok()) return opened.error();
     jobs = *opened;
   }
+  if (options.holder.empty()) {
+    char host[256] = {};
+    if (::gethostname(host, sizeof(host) - 1) != 0) host[0] = '\0';
+    options.holder = std::string(host) + ":" + std::to_string(::getpid()) + ":" + newJobId().substr(0, 8);
+  }
+  options.lease_ms = std::max<int64_t>(options.lease_ms, 1);
   auto compartment = loadCompartment(defaultCompartmentPath());
   if (!compartment.ok()) return compartment.error();
   return std::unique_ptr<ExportService>(
@@ -524,10 +534,16 @@ void ExportService::work() {
                                                                  : jobs_->unfinished();
       if (open.ok()) {
         for (ExportJob& job : *open) {
-          if (active_.count(job.id) == 0 && cancelled_.count(job.id) == 0) {
-            next = std::move(job);
-            break;
-          }
+          if (active_.count(job.id) > 0 || cancelled_.count(job.id) > 0) continue;
+          // Another instance's live lease: that instance runs it (checked again by takeLease).
+          if (!job.lease_holder.empty() && job.lease_holder != options_.holder && job.lease_expires_ms > now) continue;
+          const int64_t expires = nowMs() + options_.lease_ms;
+          auto taken = jobs_->takeLease(job.id, options_.holder, nowMs(), expires);
+          if (!taken.ok() || !*taken) continue;
+          job.lease_holder = options_.holder;
+          job.lease_expires_ms = expires;
+          next = std::move(job);
+          break;
         }
       }
       if (!next) {
@@ -552,41 +568,65 @@ void ExportService::work() {
 }
 
 void ExportService::run(ExportJob& job) {
+  // The job's lease is this service's (work() took it); every save below renews it and is
+  // refused once another instance took the job over.
+  auto finish = [&](std::string status, std::string why) {
+    job.status = std::move(status);
+    job.failure = std::move(why);
+    job.ended_ms = nowMs();
+    auto saved = saveLeased(job);
+    if (saved.ok() && !*saved) leftJob(job);
+  };
   auth::Caller caller;
   if (!job.owner.empty()) {
     caller.client = policy_ != nullptr ? policy_->client(job.owner) : nullptr;
     if (caller.client == nullptr) {
-      job.status = "failed";
-      job.failure = "the client '" + job.owner + "' that started the export is no longer configured";
-      job.ended_ms = nowMs();
-      (void)jobs_->saveProgress(job);
+      finish("failed", "the client '" + job.owner + "' that started the export is no longer configured");
       return;
     }
   }
   if (job.status != "running") {
     job.status = "running";
-    if (!jobs_->saveProgress(job).ok()) return;  // the store is failing: a later pass tries again
+    auto saved = saveLeased(job);
+    if (!saved.ok()) return;  // the store is failing: a later pass tries again
+    if (!*saved) return leftJob(job);
   }
   while (job.unit < static_cast<int64_t>(job.types.size())) {
     bool stopped = false;
     Status step = runUnit(job, caller, stopped);
     if (stopped || cancelled(job.id)) return;
     if (!step.ok()) {
-      job.status = "failed";
-      job.failure = step.message();
-      job.ended_ms = nowMs();
-      (void)jobs_->saveProgress(job);
+      finish("failed", step.message());
       return;
     }
   }
   if (Status errors = writeErrors(job); !errors.ok()) {
-    job.status = "failed";
-    job.failure = errors.message();
+    finish("failed", errors.message());
   } else {
-    job.status = "done";
+    finish("done", "");
   }
-  job.ended_ms = nowMs();
-  (void)jobs_->saveProgress(job);
+}
+
+Result<bool> ExportService::saveLeased(ExportJob& job) {
+  job.lease_holder = options_.holder;
+  job.lease_expires_ms = nowMs() + options_.lease_ms;
+  return jobs_->saveProgress(job);
+}
+
+Result<bool> ExportService::renewLease(ExportJob& job) {
+  const int64_t now = nowMs();
+  auto taken = jobs_->takeLease(job.id, options_.holder, now, now + options_.lease_ms);
+  if (taken.ok() && *taken) job.lease_expires_ms = now + options_.lease_ms;
+  return taken;
+}
+
+void ExportService::leftJob(const ExportJob& job) {
+  auto found = jobs_->find(job.id);
+  if (found.ok() && !found->has_value()) {
+    // Cancelled on another instance while this worker wrote: what it wrote after that goes too.
+    std::error_code error;
+    fs::remove_all(jobDir(job.id), error);
+  }
 }
 
 Status ExportService::writeErrors(ExportJob& job) {
@@ -743,6 +783,9 @@ Status ExportService::runUnit(ExportJob& job, const auth::Caller& caller, bool& 
   };
   // Makes everything written so far durable (the open file, new directory entries), then saves
   // the job's progress with the cursor that goes with those bytes: a restart resumes from here.
+  // The save renews the lease; when another instance took the job over (or it was cancelled
+  // there) nothing is saved and `lease_lost` says the worker leaves the job.
+  bool lease_lost = false;
   auto checkpoint = [&]() -> Status {
     if (fd >= 0 && ::fdatasync(fd) != 0) return Error{"cannot sync " + pathOf(job.file_seq) + ": " + errnoText()};
     if (dir_dirty) {
@@ -752,9 +795,21 @@ Status ExportService::runUnit(ExportJob& job, const auth::Caller& caller, bool& 
       if (!synced) return Error{"cannot sync the folder " + dir + ": " + errnoText()};
       dir_dirty = false;
     }
-    if (Status saved = jobs_->saveProgress(job); !saved.ok()) return saved;
+    auto saved = saveLeased(job);
+    if (!saved.ok()) return saved.error();
+    if (!*saved) {
+      lease_lost = true;
+      return Status::Ok();
+    }
     last_checkpoint_ms = nowMs();
     pages_since_checkpoint = 0;
+    return Status::Ok();
+  };
+  // Leaves the job to the instance that took it over: nothing more is written or saved.
+  auto leave = [&]() {
+    closeFile();
+    stopped = true;
+    leftJob(job);
     return Status::Ok();
   };
   auto failed = [&](Status status) {
@@ -777,10 +832,20 @@ Status ExportService::runUnit(ExportJob& job, const auth::Caller& caller, bool& 
       cancelled_now = cancelled_.count(job.id) > 0;
     }
     if (stopping || cancelled_now) {
-      if (!cancelled_now) (void)checkpoint();  // a stop saves the progress; a failure here only costs a redo
+      if (!cancelled_now) {
+        // A stop saves the progress (a failure here only costs a redo) and frees the lease: another
+        // instance may go on at once.
+        if (checkpoint().ok() && !lease_lost) (void)jobs_->releaseLease(job.id, options_.holder);
+      }
       closeFile();
       stopped = true;
       return Status::Ok();
+    }
+    // The lease is renewed every third of its length, also while the worker waits for its pace.
+    if (nowMs() >= job.lease_expires_ms - options_.lease_ms * 2 / 3) {
+      auto renewed = renewLease(job);
+      if (renewed.ok() && !*renewed) return leave();
+      // A store that fails now: the lease runs on until it expires (checked before a write).
     }
     if (options_.max_resources_per_second > 0) {
       // export.maxResourcesPerSecond: the next page waits until the pages read so far are due,
@@ -803,6 +868,14 @@ Status ExportService::runUnit(ExportJob& job, const auth::Caller& caller, bool& 
       std::this_thread::sleep_for(std::chrono::milliseconds(200 << attempt));
     }
     if (!page.ok()) return failed(Error{"the store cannot search " + type + ": " + page.message()});
+    if (nowMs() >= job.lease_expires_ms) {
+      // The lease ran out while the page was read (a slow or unreachable store): another instance
+      // may own the job by now, so this page is not written. The job is left as it was saved;
+      // this or another worker takes it again through its lease.
+      closeFile();
+      stopped = true;
+      return Status::Ok();
+    }
     paced_read += static_cast<int64_t>(page->entries.size());
     for (const SearchHit& hit : page->entries) {
       if (hit.include || !belongs(hit)) continue;
@@ -844,12 +917,14 @@ Status ExportService::runUnit(ExportJob& job, const auth::Caller& caller, bool& 
       job.file_count = 0;
       job.file_bytes = 0;
       if (Status saved = checkpoint(); !saved.ok()) return failed(saved);
+      if (lease_lost) return leave();
       return Status::Ok();
     }
     const bool due = (options_.checkpoint_pages > 0 && pages_since_checkpoint >= options_.checkpoint_pages) ||
                      nowMs() - last_checkpoint_ms >= options_.checkpoint_ms;
     if (due) {
       if (Status saved = checkpoint(); !saved.ok()) return failed(saved);
+      if (lease_lost) return leave();
     }
   }
 }

@@ -9,12 +9,18 @@
 // - Workers (export.maxConcurrentJobs threads, at the lowest CPU priority so ingest comes first)
 //   stream each type from the store in keyset pages (Store::search, `_count` 1000), through the
 //   access policy of the client that started the job (AccessPolicy::visible), into NDJSON files
-//   under <dataDir>/export/<job>/, split at export.maxResourcesPerFile (and at max_file_bytes,
+//   under export.dir/<job>/ (default <dataDir>/export), split at export.maxResourcesPerFile (and at max_file_bytes,
 //   so a file served from memory stays bounded). Pages are appended without a sync; a checkpoint
 //   (every checkpoint_pages pages or checkpoint_ms, at the end of each type and on stop) syncs
 //   the open file and then saves the job's cursor with the file's length. A restarted gateway
 //   truncates the open file to the saved length and goes on from the saved cursor: every
 //   resource is in the files once.
+// - Several instances (PostgreSQL store, issue 17): the jobs are the store's (export_jobs.h), so
+//   any instance answers status, manifest, files and DELETE; the files are in export.dir, a
+//   folder they all mount. A worker takes a job's lease before it works on it, renews it at each
+//   checkpoint (and while it waits), and writes a page only while its lease is live by its own
+//   clock; once a holder died, its lease expires and another instance's worker takes the job
+//   over and resumes it exactly as a restarted gateway does. A clean stop frees the lease.
 // - Patient and Group level: the R4 Patient compartment (fhir_profiles/r4-core/
 //   CompartmentDefinition-patient.json) decides what belongs to a patient: a resource of a
 //   compartment type belongs when one of its compartment parameters references the patient.
@@ -37,7 +43,7 @@
 #include "conformance/common/result.h"
 #include "gateway/auth/policy.h"
 #include "gateway/config/config.h"
-#include "gateway/export/export_jobs.h"
+#include "gateway/store/export_jobs.h"
 #include "gateway/ingest/answer.h"
 #include "gateway/store/store.h"
 
@@ -65,7 +71,14 @@ struct KickOff {
 };
 
 struct ExportOptions {
-  std::string dir;  // where jobs and files live (<dataDir>/export)
+  std::string dir;  // where the jobs' files live (export.dir; default <dataDir>/export), and a SQLite jobs.db
+  // Who this service is to the job leases; empty: a name of its own (host, pid, random), made by
+  // create(). One process per SQLite store: optionsOf() gives a name that stays the same across
+  // restarts there, so a restarted gateway takes its jobs back at once.
+  std::string holder;
+  // How long a lease lasts unrenewed (export.leaseSeconds): another instance takes a job over
+  // this long after its holder's last renewal. Renewed every third of it.
+  int64_t lease_ms = 30000;
   double retention_hours = 24;
   int64_t max_resources_per_file = 100000;
   int64_t max_concurrent_jobs = 2;
@@ -95,6 +108,7 @@ class ExportService {
   // <options.dir>/jobs.db.
   static Result<std::unique_ptr<ExportService>> create(StorePtr store, const auth::AccessPolicy* policy,
                                                        ExportOptions options, ExportJobStorePtr jobs = nullptr);
+  // export.* of `config`; `dir` export.dir or <dataDir>/export.
   static ExportOptions optionsOf(const Config& config);
   ~ExportService();
   ExportService(const ExportService&) = delete;
@@ -122,6 +136,7 @@ class ExportService {
   // Tests: pages read and written so far by all workers of this service.
   int64_t pagesWritten() const { return pages_.load(); }
   const ExportOptions& options() const { return options_; }
+  const ExportJobStorePtr& jobs() const { return jobs_; }
 
  private:
   ExportService(StorePtr store, const auth::AccessPolicy* policy, ExportOptions options, ExportJobStorePtr jobs,
@@ -130,6 +145,13 @@ class ExportService {
   // Runs one job until it ends, is cancelled or the service stops.
   void run(ExportJob& job);
   Status runUnit(ExportJob& job, const auth::Caller& caller, bool& stopped);
+  // Saves the job's progress under this service's lease, renewed; false: the lease is lost
+  // (another instance took the job over, or it was cancelled): the worker leaves the job.
+  Result<bool> saveLeased(ExportJob& job);
+  // Renews the lease without saving progress (a worker that waits); false: lost.
+  Result<bool> renewLease(ExportJob& job);
+  // The worker lost the job: when it is gone (cancelled on another instance) its folder goes.
+  void leftJob(const ExportJob& job);
   Status writeErrors(ExportJob& job);
   bool ownedBy(const ExportJob& job, const auth::Caller& caller) const;
   bool expired(const ExportJob& job, int64_t now_ms) const;

@@ -164,6 +164,21 @@ CREATE INDEX resource_history_by_type_seq ON resource_history (type, event_seq);
     R"sql(
 CREATE INDEX search_entries_by_type_seq ON search_entries (type, seq);
 )sql",
+    // 6: Bulk export jobs as a store duty (issues 16 and 17, export_jobs.h, pg_export_jobs.cc):
+    // any instance serves a job's status, manifest and files; the lease (holder, expiry) says
+    // which instance's worker runs it, and another takes it over once it expired. What came from
+    // a client (the request, filters, the cursor, messages) is bytea.
+    R"sql(
+CREATE TABLE export_jobs (
+  id TEXT PRIMARY KEY, owner TEXT NOT NULL, created_ms BIGINT NOT NULL, request BYTEA NOT NULL,
+  status TEXT NOT NULL, failure BYTEA NOT NULL DEFAULT '', ended_ms BIGINT NOT NULL DEFAULT 0,
+  unit BIGINT NOT NULL DEFAULT 0, cursor BYTEA NOT NULL DEFAULT '', file_seq BIGINT NOT NULL DEFAULT 0,
+  file_count BIGINT NOT NULL DEFAULT 0, file_bytes BIGINT NOT NULL DEFAULT 0, written BIGINT NOT NULL DEFAULT 0,
+  outputs BYTEA NOT NULL DEFAULT '[]', errors BYTEA NOT NULL DEFAULT '[]',
+  lease_holder TEXT NOT NULL DEFAULT '', lease_expires_ms BIGINT NOT NULL DEFAULT 0);
+CREATE INDEX export_jobs_open ON export_jobs (created_ms, id) WHERE status IN ('queued', 'running');
+CREATE INDEX export_jobs_ended ON export_jobs (ended_ms) WHERE status IN ('done', 'failed', 'cancelled');
+)sql",
 };
 
 std::string literal(Connection& db, const std::string& text) {

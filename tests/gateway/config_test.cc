@@ -122,6 +122,20 @@ TEST(ConfigTest, ReadsExportWithContractDefaults) {
             "configuration key 'export.maxConcurrentJobs' must be at least 1");
 }
 
+TEST(ConfigTest, ExportDirAndLeaseSecondsDefaultToTheDataDirectoryAndThirtySeconds) {
+  auto defaults = parseConfig(R"({"dataDir": "/srv/gw"})");
+  ASSERT_TRUE(defaults.ok()) << defaults.message();
+  EXPECT_EQ(defaults->export_.dir, "") << "empty: <dataDir>/export (ExportService::optionsOf)";
+  EXPECT_EQ(defaults->export_.lease_seconds, 30);
+  auto config = parseConfig(R"({"dataDir": "/srv/gw", "export": {"dir": "/mnt/shared/export", "leaseSeconds": 2.5}})");
+  ASSERT_TRUE(config.ok()) << config.message();
+  EXPECT_EQ(config->export_.dir, "/mnt/shared/export");
+  EXPECT_EQ(config->export_.lease_seconds, 2.5);
+  EXPECT_EQ(parseConfig(R"({"export": {"dir": 7}})").message(), "configuration key 'export.dir' must be a string");
+  EXPECT_EQ(parseConfig(R"({"export": {"leaseSeconds": 0}})").message(),
+            "configuration key 'export.leaseSeconds' must be a positive number");
+}
+
 TEST(ConfigTest, UnknownKeysAreErrorsNamingTheKey) {
   EXPECT_EQ(parseConfig(R"({"listen": "127.0.0.1:1", "colour": {}})").message(), "unknown configuration key 'colour'");
   EXPECT_EQ(parseConfig(R"({"payers": [{"id": "p", "name": "P", "format": "f", "endpoint": "http://x", "colour": 1}]})").message(),

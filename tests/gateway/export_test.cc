@@ -1,10 +1,13 @@
 // SPDX-License-Identifier: Apache-2.0
-// Bulk export (issue 16, gateway/export): the durable job table, and the service over both
-// stores (SQLite, PostgreSQL): every resource exactly once in NDJSON split at
+// Bulk export (issue 16, gateway/export): the durable job table (gateway/store/export_jobs.h,
+// with its leases, issue 17) on both stores, and the service over both stores (SQLite,
+// PostgreSQL, each with its own job table): every resource exactly once in NDJSON split at
 // maxResourcesPerFile, _type, _since, _typeFilter, the Patient compartment (Patient/$export),
 // Group members (Group/{id}/$export, with _since: new members bring all their resources), resume
 // after a stop mid-job with torn bytes at the end of the open file, cancel, 429, expiry, and
-// access (a payer's export holds only what it may see; another client gets 404).
+// access (a payer's export holds only what it may see; another client gets 404), and two
+// services on one store as two instances: a job whose holder died is taken over only once its
+// lease expired, and a DELETE on one instance stops the worker of the other.
 //
 // Expected ids are written out by hand from the resources each test writes.
 
@@ -25,7 +28,7 @@
 
 #include "conformance/json/json.h"
 #include "gateway/auth/policy.h"
-#include "gateway/export/export_jobs.h"
+#include "gateway/store/export_jobs.h"
 #include "gateway/export/export_service.h"
 #include "gateway/store/pg_store.h"
 #include "gateway/store/store.h"
@@ -44,22 +47,43 @@ constexpr const char* kBase = "http://gw.test";
 struct StoreKind {
   std::string name;
   std::function<Result<StorePtr>(const std::string& dir)> open;
+  // A handle on the export jobs of the store of `dir` (SQLite: <dir>/export/jobs.db, where the
+  // service keeps them; PostgreSQL: the store's export_jobs table).
+  std::function<Result<ExportJobStorePtr>(const std::string& dir)> jobs;
 };
 void PrintTo(const StoreKind& kind, std::ostream* out) { *out << kind.name; }
 
-Result<StorePtr> openPostgres(const std::string& dir) {
+Result<PostgresStoreOptions> postgresOptions(const std::string& dir) {
   auto cluster = testing::testPostgres();
   if (!cluster.ok()) return cluster.error();
   PostgresStoreOptions options;
   options.url = cluster->url;
   options.password = cluster->password;
   options.schema = testing::testSchemaFor(dir);
-  return openPostgresStore(options);
+  return options;
+}
+
+Result<StorePtr> openPostgres(const std::string& dir) {
+  auto options = postgresOptions(dir);
+  if (!options.ok()) return options.error();
+  return openPostgresStore(*options);
+}
+
+Result<ExportJobStorePtr> openPostgresJobs(const std::string& dir) {
+  auto options = postgresOptions(dir);
+  if (!options.ok()) return options.error();
+  return openPostgresExportJobs(*options);
+}
+
+Result<ExportJobStorePtr> openSqliteJobs(const std::string& dir) {
+  std::error_code error;
+  fs::create_directories(fs::path(dir) / "export", error);
+  return openSqliteExportJobs((fs::path(dir) / "export" / "jobs.db").string());
 }
 
 const StoreKind kKinds[] = {
-    {"sqlite", [](const std::string& dir) { return openSqliteStore(dir); }},
-    {"postgresql", &openPostgres},
+    {"sqlite", [](const std::string& dir) { return openSqliteStore(dir); }, &openSqliteJobs},
+    {"postgresql", &openPostgres, &openPostgresJobs},
 };
 
 ResourceWrite resourceOf(const std::string& json) {
@@ -151,13 +175,23 @@ class Export : public ::testing::TestWithParam<StoreKind> {
     return out;
   }
 
+  // A service (an instance) on the test's store with a job handle of its own, started.
+  std::unique_ptr<ExportService> newService(ExportOptions opts, const auth::AccessPolicy* policy = nullptr) {
+    auto jobs = GetParam().jobs(dir_.path().string());
+    EXPECT_TRUE(jobs.ok()) << jobs.message();
+    if (!jobs.ok()) return nullptr;
+    auto created = ExportService::create(store_, policy, std::move(opts), *jobs);
+    EXPECT_TRUE(created.ok()) << created.message();
+    if (!created.ok()) return nullptr;
+    (*created)->start();
+    return std::move(*created);
+  }
+
   void startService(ExportOptions opts, const auth::AccessPolicy* policy = nullptr) {
     if (service_) service_->stop();
     service_.reset();
-    auto created = ExportService::create(store_, policy, std::move(opts));
-    ASSERT_TRUE(created.ok()) << created.message();
-    service_ = std::move(*created);
-    service_->start();
+    service_ = newService(std::move(opts), policy);
+    ASSERT_NE(service_, nullptr);
   }
 
   // Kicks off, waits, reads the manifest and every file.
@@ -207,10 +241,27 @@ class Export : public ::testing::TestWithParam<StoreKind> {
   std::unique_ptr<ExportService> service_;
 };
 
-TEST(ExportJobs, AJobIsKeptAsCreatedAndItsProgressAsSaved) {
-  testing::TempDir dir;
-  auto jobs = openSqliteExportJobs((dir.path() / "jobs.db").string());
-  ASSERT_TRUE(jobs.ok()) << jobs.message();
+class ExportJobs : public ::testing::TestWithParam<StoreKind> {
+ protected:
+  ExportJobStorePtr handle() {
+    auto jobs = GetParam().jobs(dir_.path().string());
+    EXPECT_TRUE(jobs.ok()) << jobs.message();
+    return jobs.ok() ? *jobs : nullptr;
+  }
+  static ExportJob queued(const std::string& id, int64_t created_ms) {
+    ExportJob job;
+    job.id = id;
+    job.level = "system";
+    job.types = {"Patient"};
+    job.created_ms = created_ms;
+    return job;
+  }
+  testing::TempDir dir_;
+};
+
+TEST_P(ExportJobs, AJobIsKeptAsCreatedAndItsProgressAsSaved) {
+  ExportJobStorePtr jobs = handle();
+  ASSERT_NE(jobs, nullptr);
   ExportJob job;
   job.id = "j1";
   job.owner = "payer-a";
@@ -224,12 +275,12 @@ TEST(ExportJobs, AJobIsKeptAsCreatedAndItsProgressAsSaved) {
   job.since = "2026-01-01T00:00:00Z";
   job.transaction_time = "2026-02-01T00:00:00.000Z";
   job.created_ms = 5;
-  ASSERT_TRUE((*jobs)->create(job).ok());
+  ASSERT_TRUE(jobs->create(job).ok());
   ExportJob job2 = job;
   job2.id = "j2";
   job2.created_ms = 6;
-  ASSERT_TRUE((*jobs)->create(job2).ok());
-  EXPECT_FALSE((*jobs)->create(job2).ok()) << "an id is unique";
+  ASSERT_TRUE(jobs->create(job2).ok());
+  EXPECT_FALSE(jobs->create(job2).ok()) << "an id is unique";
 
   job.status = "running";
   job.unit = 1;
@@ -239,8 +290,9 @@ TEST(ExportJobs, AJobIsKeptAsCreatedAndItsProgressAsSaved) {
   job.file_bytes = 700;
   job.written = 107;
   job.outputs = {{"Patient", "Patient-1.ndjson", 100}};
-  ASSERT_TRUE((*jobs)->saveProgress(job).ok());
-  auto found = (*jobs)->find("j1");
+  job.failure = std::string("a \0 byte and \xff", 14);  // messages may quote what a client sent
+  ASSERT_TRUE(jobs->saveProgress(job).ok());
+  auto found = jobs->find("j1");
   ASSERT_TRUE(found.ok() && found->has_value());
   const ExportJob& read = **found;
   EXPECT_EQ(read.owner, "payer-a");
@@ -261,26 +313,137 @@ TEST(ExportJobs, AJobIsKeptAsCreatedAndItsProgressAsSaved) {
   ASSERT_EQ(read.outputs.size(), 1u);
   EXPECT_EQ(read.outputs[0].name, "Patient-1.ndjson");
   EXPECT_EQ(read.outputs[0].count, 100);
+  EXPECT_EQ(read.failure, job.failure);
+  EXPECT_EQ(read.lease_holder, "") << "nobody took its lease";
 
-  auto open = (*jobs)->unfinished();
+  auto open = jobs->unfinished();
   ASSERT_TRUE(open.ok());
   ASSERT_EQ(open->size(), 2u);
   EXPECT_EQ((*open)[0].id, "j1");
   job2.status = "done";
   job2.ended_ms = 1000;
-  ASSERT_TRUE((*jobs)->saveProgress(job2).ok());
-  EXPECT_EQ((*jobs)->unfinished()->size(), 1u);
-  EXPECT_TRUE((*jobs)->ended(1000)->empty()) << "ended at 1000 is not before 1000";
-  EXPECT_EQ((*jobs)->ended(1001)->size(), 1u);
-  ASSERT_TRUE((*jobs)->remove("j2").ok());
-  EXPECT_FALSE((*jobs)->find("j2")->has_value());
-  EXPECT_TRUE((*jobs)->remove("nope").ok());
+  ASSERT_TRUE(jobs->saveProgress(job2).ok());
+  EXPECT_EQ(jobs->unfinished()->size(), 1u);
+  EXPECT_TRUE(jobs->ended(1000)->empty()) << "ended at 1000 is not before 1000";
+  EXPECT_EQ(jobs->ended(1001)->size(), 1u);
+  ASSERT_TRUE(jobs->remove("j2").ok());
+  EXPECT_FALSE(jobs->find("j2")->has_value());
+  EXPECT_TRUE(jobs->remove("nope").ok());
 
-  // Durable: another handle on the file reads the same.
-  auto again = openSqliteExportJobs((dir.path() / "jobs.db").string());
-  ASSERT_TRUE(again.ok());
-  EXPECT_EQ((*again)->find("j1")->value().written, 107);
+  // Durable: another handle on the store reads the same.
+  ExportJobStorePtr again = handle();
+  ASSERT_NE(again, nullptr);
+  EXPECT_EQ(again->find("j1")->value().written, 107);
 }
+
+// Issue 17: one holder at a time. Handles `a` and `b` are two instances on one store; times are
+// the callers' clocks, written out here.
+TEST_P(ExportJobs, ALeaseIsTakenOverByASecondHandleOnlyAfterItExpired) {
+  ExportJobStorePtr a = handle();
+  ExportJobStorePtr b = handle();
+  ASSERT_TRUE(a && b);
+  ASSERT_TRUE(a->create(queued("j1", 1)).ok());
+  EXPECT_TRUE(*a->takeLease("j1", "A", 1000, 2000));
+  EXPECT_FALSE(*b->takeLease("j1", "B", 1500, 2500)) << "A's lease is live until 2000";
+  EXPECT_FALSE(*b->takeLease("j1", "B", 1999, 2999));
+  auto seen = b->find("j1");
+  ASSERT_TRUE(seen.ok() && seen->has_value());
+  EXPECT_EQ((*seen)->lease_holder, "A");
+  EXPECT_EQ((*seen)->lease_expires_ms, 2000);
+  auto open_jobs = b->unfinished();
+  ASSERT_TRUE(open_jobs.ok() && open_jobs->size() == 1);
+  EXPECT_EQ(open_jobs->front().lease_holder, "A") << "unfinished() tells who holds each job";
+
+  // A renews: by taking it again, then by a checkpoint (saveProgress under its lease).
+  EXPECT_TRUE(*a->takeLease("j1", "A", 1800, 2800));
+  EXPECT_FALSE(*b->takeLease("j1", "B", 2500, 3500)) << "renewed until 2800";
+  ExportJob mine = **seen;
+  mine.status = "running";
+  mine.written = 5;
+  mine.lease_holder = "A";
+  mine.lease_expires_ms = 3500;
+  EXPECT_TRUE(*a->saveProgress(mine));
+  EXPECT_FALSE(*b->takeLease("j1", "B", 3000, 4000)) << "the checkpoint renewed it until 3500";
+  EXPECT_EQ(b->find("j1")->value().lease_expires_ms, 3500);
+
+  // A dies; at 3500 its lease has expired and B takes the job over.
+  EXPECT_TRUE(*b->takeLease("j1", "B", 3500, 4500));
+  ExportJob late = mine;  // A was not dead after all: its checkpoint must not overwrite B's job
+  late.written = 6;
+  late.lease_expires_ms = 5000;
+  EXPECT_FALSE(*a->saveProgress(late));
+  EXPECT_FALSE(*a->takeLease("j1", "A", 3600, 4600));
+  auto taken = a->find("j1");
+  ASSERT_TRUE(taken.ok() && taken->has_value());
+  EXPECT_EQ((*taken)->lease_holder, "B");
+  EXPECT_EQ((*taken)->lease_expires_ms, 4500);
+  EXPECT_EQ((*taken)->written, 5) << "A's refused save changed nothing";
+  ExportJob theirs = **taken;
+  theirs.written = 9;
+  theirs.lease_holder = "B";
+  theirs.lease_expires_ms = 5500;
+  EXPECT_TRUE(*b->saveProgress(theirs));
+
+  // Releasing: only the holder's release frees it; then anyone may take it at once.
+  ASSERT_TRUE(a->releaseLease("j1", "A").ok());
+  EXPECT_EQ(a->find("j1")->value().lease_holder, "B");
+  ASSERT_TRUE(b->releaseLease("j1", "B").ok());
+  EXPECT_EQ(a->find("j1")->value().lease_holder, "");
+  EXPECT_TRUE(*a->takeLease("j1", "A", 3700, 4700)) << "a freed lease is free before it would have expired";
+
+  // A save without a holder (no lease rules) saves and leaves the lease as it is.
+  ExportJob plain = theirs;
+  plain.lease_holder = "";
+  plain.written = 11;
+  EXPECT_TRUE(*b->saveProgress(plain));
+  EXPECT_EQ(a->find("j1")->value().written, 11);
+  EXPECT_EQ(a->find("j1")->value().lease_holder, "A");
+  EXPECT_EQ(a->find("j1")->value().lease_expires_ms, 4700);
+
+  // An ended job has no lease to take; a job that is gone neither, nor can it be saved.
+  ExportJob done = plain;
+  done.status = "done";
+  done.ended_ms = 4000;
+  done.lease_holder = "A";
+  done.lease_expires_ms = 4700;
+  EXPECT_TRUE(*a->saveProgress(done));
+  EXPECT_FALSE(*b->takeLease("j1", "B", 99999, 100999));
+  EXPECT_FALSE(*b->takeLease("nope", "B", 1, 2));
+  ASSERT_TRUE(b->remove("j1").ok());
+  EXPECT_FALSE(*a->saveProgress(done)) << "cancelled on another instance";
+  EXPECT_FALSE(*a->saveProgress(plain));
+}
+
+// Two handles that try to take the same free leases at the same moment: each job gets one holder.
+TEST_P(ExportJobs, OfTwoHandlesTakingAFreeLeaseAtOnceExactlyOneWins) {
+  ExportJobStorePtr a = handle();
+  ExportJobStorePtr b = handle();
+  ASSERT_TRUE(a && b);
+  constexpr int kJobs = 40;
+  for (int n = 0; n < kJobs; ++n) ASSERT_TRUE(a->create(queued("race" + std::to_string(n), n)).ok());
+  std::vector<int> won_a(kJobs, 0);
+  std::vector<int> won_b(kJobs, 0);
+  auto race = [&](const ExportJobStorePtr& jobs, const std::string& holder, std::vector<int>& won) {
+    for (int n = 0; n < kJobs; ++n) {
+      auto taken = jobs->takeLease("race" + std::to_string(n), holder, 1000, 60000);
+      EXPECT_TRUE(taken.ok()) << taken.message();
+      won[n] = taken.ok() && *taken ? 1 : 0;
+    }
+  };
+  std::thread first(race, std::cref(a), "A", std::ref(won_a));
+  std::thread second(race, std::cref(b), "B", std::ref(won_b));
+  first.join();
+  second.join();
+  for (int n = 0; n < kJobs; ++n) {
+    EXPECT_EQ(won_a[n] + won_b[n], 1) << "race" << n;
+    auto job = a->find("race" + std::to_string(n));
+    ASSERT_TRUE(job.ok() && job->has_value());
+    EXPECT_EQ((*job)->lease_holder, won_a[n] == 1 ? "A" : "B");
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Stores, ExportJobs, ::testing::ValuesIn(kKinds),
+                         [](const ::testing::TestParamInfo<StoreKind>& info) { return info.param.name; });
 
 TEST_P(Export, ASystemExportHoldsEveryResourceOnceSplitAtMaxResourcesPerFile) {
   std::vector<std::string> batch;
@@ -414,6 +577,7 @@ TEST_P(Export, AStoppedJobResumesAndItsFilesHoldEveryResourceOnce) {
   ExportOptions opts = options(7);
   opts.checkpoint_pages = 2;          // progress saved after pages 2 and 4 ...
   opts.checkpoint_ms = 3600 * 1000;   // ... and never by time
+  opts.holder = "this-gateway";       // the restarted service has the name of the first (as on SQLite)
   startService(opts);
   service_->stopAfterPages(5);  // 15 of 40 Patients written, then the worker stops as a killed one would
   ExportAnswer kicked = service_->kickOff(kickOf("system", {{"_type", "Patient"}}), {}, kBase);
@@ -426,7 +590,7 @@ TEST_P(Export, AStoppedJobResumesAndItsFilesHoldEveryResourceOnce) {
   service_->stop();
   // What the "killed" worker left: the progress of its last checkpoint (page 4: 12 Patients) ...
   {
-    auto jobs = openSqliteExportJobs((fs::path(opts.dir) / "jobs.db").string());
+    auto jobs = GetParam().jobs(dir_.path().string());
     ASSERT_TRUE(jobs.ok()) << jobs.message();
     auto saved = (*jobs)->find(id);
     ASSERT_TRUE(saved.ok() && saved->has_value());
@@ -482,6 +646,122 @@ TEST_P(Export, AStoppedJobResumesAndItsFilesHoldEveryResourceOnce) {
   EXPECT_EQ(ids.size(), 40u);
   EXPECT_EQ(total, 40);
   for (int n = 0; n < 40; ++n) EXPECT_EQ(ids.count("p" + std::to_string(n)), 1u) << "p" << n;
+}
+
+// Issue 17: two services on one store and one folder are two gateway instances. Instance A's
+// worker dies mid-job (stopAfterPages: nothing more is saved, its lease is not freed); instance B
+// answers the job's status from the store at once, does not take the job while A's lease is live,
+// takes it over once it expired, and finishes it from A's last checkpoint; both serve the result.
+TEST_P(Export, AnotherInstanceTakesOverAJobOnlyOnceTheLeaseOfItsDeadHolderExpired) {
+  std::vector<std::string> batch;
+  for (int n = 0; n < 40; ++n) batch.push_back(patient("p" + std::to_string(n)));
+  write("k1", batch);
+  ExportOptions opts = options(7);
+  opts.checkpoint_pages = 2;         // progress saved after pages 2 and 4 ...
+  opts.checkpoint_ms = 3600 * 1000;  // ... and never by time (the lease is renewed all the same)
+  opts.lease_ms = 1500;
+  ExportOptions opts_a = opts;
+  opts_a.holder = "instance-a";
+  ExportOptions opts_b = opts;
+  opts_b.holder = "instance-b";
+  std::unique_ptr<ExportService> a = newService(opts_a);
+  ASSERT_NE(a, nullptr);
+  a->stopAfterPages(5);
+  ExportAnswer kicked = a->kickOff(kickOf("system", {{"_type", "Patient"}}), {}, kBase);
+  ASSERT_EQ(kicked.answer.status, 202);
+  const std::string id = jobIdOf(kicked);
+  for (int wait = 0; wait < 3000 && a->pagesWritten() < 5; ++wait) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  ASSERT_EQ(a->pagesWritten(), 5) << "A's worker has died after page 5";
+
+  std::unique_ptr<ExportService> b = newService(opts_b);
+  ASSERT_NE(b, nullptr);
+  ExportAnswer polled = b->status(id, {}, kBase);
+  EXPECT_EQ(polled.answer.status, 202) << "B knows A's job from the store";
+  EXPECT_EQ(header(polled, "X-Progress"), "12 resources written, type 1 of 1") << "A's last checkpoint: page 4";
+  auto jobs = GetParam().jobs(dir_.path().string());
+  ASSERT_TRUE(jobs.ok()) << jobs.message();
+  auto held = (*jobs)->find(id);
+  ASSERT_TRUE(held.ok() && held->has_value());
+  ASSERT_EQ((*held)->lease_holder, "instance-a");
+  const int64_t expires = (*held)->lease_expires_ms;
+  // While A's lease is live, B's workers (which look every second) leave the job alone.
+  while (nowMs() < expires - 100) {
+    auto now_held = (*jobs)->find(id);
+    ASSERT_TRUE(now_held.ok() && now_held->has_value());
+    ASSERT_EQ((*now_held)->lease_holder, "instance-a") << "B took a job whose lease was live";
+    ASSERT_EQ((*now_held)->written, 12);
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_TRUE(b->waitIdle(60000)) << "B finishes the job once A's lease expired";
+  auto finished = (*jobs)->find(id);
+  ASSERT_TRUE(finished.ok() && finished->has_value());
+  EXPECT_EQ((*finished)->status, "done");
+  EXPECT_EQ((*finished)->lease_holder, "instance-b");
+  EXPECT_EQ(a->pagesWritten(), 5) << "A wrote nothing after it died";
+
+  for (ExportService* instance : {a.get(), b.get()}) {
+    ExportAnswer status = instance->status(id, {}, kBase);
+    ASSERT_EQ(status.answer.status, 200) << status.answer.body;
+    auto manifest = json::parse(status.answer.body);
+    ASSERT_TRUE(manifest.ok());
+    Ids ids;
+    int64_t total = 0;
+    for (const json::Value& entry : json::find(*manifest, "output")->GetArray()) {
+      const std::string url(json::getString(entry, "url").value_or(""));
+      ExportAnswer file = instance->file(id, url.substr(url.rfind('/') + 1), {});
+      ASSERT_EQ(file.answer.status, 200) << url;
+      std::istringstream lines(file.answer.body);
+      for (std::string line; std::getline(lines, line);) {
+        auto resource = json::parse(line);
+        ASSERT_TRUE(resource.ok()) << "a torn line in " << url << ": " << line;
+        ids.insert(std::string(json::getString(*resource, "id").value_or("")));
+      }
+      total += json::numberAsInt64(*json::find(entry, "count")).value_or(0);
+    }
+    EXPECT_EQ(total, 40);
+    EXPECT_EQ(ids.size(), 40u);
+    for (int n = 0; n < 40; ++n) EXPECT_EQ(ids.count("p" + std::to_string(n)), 1u) << "p" << n;
+  }
+  a->stop();
+  b->stop();
+}
+
+// A DELETE on instance B of a job instance A runs: B removes the row and the folder; A's worker
+// finds its lease gone at its next renewal or checkpoint, stops and leaves nothing behind.
+TEST_P(Export, ADeleteOnAnotherInstanceStopsTheWorkerThatRunsTheJob) {
+  std::vector<std::string> batch;
+  for (int n = 0; n < 60; ++n) batch.push_back(patient("p" + std::to_string(n)));
+  write("k1", batch);
+  ExportOptions opts = options(7);
+  opts.max_resources_per_second = 15;  // pages of 3: one page every 200 ms, 4 s in all
+  opts.checkpoint_ms = 300;
+  opts.lease_ms = 900;
+  ExportOptions opts_a = opts;
+  opts_a.holder = "instance-a";
+  ExportOptions opts_b = opts;
+  opts_b.holder = "instance-b";
+  std::unique_ptr<ExportService> a = newService(opts_a);
+  std::unique_ptr<ExportService> b = newService(opts_b);
+  ASSERT_TRUE(a && b);
+  ExportAnswer kicked = a->kickOff(kickOf("system", {{"_type", "Patient"}}), {}, kBase);
+  ASSERT_EQ(kicked.answer.status, 202);
+  const std::string id = jobIdOf(kicked);
+  for (int wait = 0; wait < 3000 && a->pagesWritten() + b->pagesWritten() < 2; ++wait) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_GE(a->pagesWritten() + b->pagesWritten(), 2) << "the job runs";
+  ExportService& runner = a->pagesWritten() > 0 ? *a : *b;  // whichever worker took the lease
+  ExportService& other = &runner == a.get() ? *b : *a;
+  EXPECT_EQ(other.cancel(id, {}).answer.status, 202);
+  EXPECT_EQ(runner.status(id, {}, kBase).answer.status, 404);
+  EXPECT_TRUE(runner.waitIdle(5000)) << "the worker left the cancelled job";
+  const int64_t pages = runner.pagesWritten();
+  std::this_thread::sleep_for(std::chrono::milliseconds(600));
+  EXPECT_EQ(runner.pagesWritten(), pages) << "nothing is read for the job any more";
+  EXPECT_FALSE(fs::exists(fs::path(opts.dir) / id)) << "its folder is gone";
+  EXPECT_FALSE((*GetParam().jobs(dir_.path().string()))->find(id)->has_value());
+  a->stop();
+  b->stop();
 }
 
 TEST_P(Export, FilesAreSplitAtMaxFileBytesAndStillHoldEveryResourceOnce) {

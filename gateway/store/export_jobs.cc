@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "gateway/export/export_jobs.h"
+#include "gateway/store/export_jobs.h"
 
 #include <sqlite3.h>
 
@@ -55,7 +55,7 @@ class SqliteExportJobs final : public ExportJobStore {
       return Error{"cannot open export jobs " + path + ": " + (db_ != nullptr ? sqlite3_errmsg(db_) : "out of memory")};
     }
     sqlite3_busy_timeout(db_, 10000);
-    return exec(
+    Status created = exec(
         "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
         "CREATE TABLE IF NOT EXISTS export_jobs ("
         " id TEXT PRIMARY KEY, owner TEXT NOT NULL, created_ms INTEGER NOT NULL, request TEXT NOT NULL,"
@@ -64,6 +64,16 @@ class SqliteExportJobs final : public ExportJobStore {
         " file_count INTEGER NOT NULL DEFAULT 0, file_bytes INTEGER NOT NULL DEFAULT 0,"
         " written INTEGER NOT NULL DEFAULT 0, outputs TEXT NOT NULL DEFAULT '[]', errors TEXT NOT NULL DEFAULT '[]');"
         "CREATE INDEX IF NOT EXISTS export_jobs_status ON export_jobs(status, created_ms);");
+    if (!created.ok()) return created;
+    // Leases (issue 17): added to a jobs.db of an earlier version.
+    Statement columns(db_, "SELECT count(*) FROM pragma_table_info('export_jobs') WHERE name = 'lease_holder'");
+    if (!columns.ok() || columns.step() != SQLITE_ROW) return failure("read the columns");
+    if (columns.columnInt(0) == 0) {
+      return exec(
+          "ALTER TABLE export_jobs ADD COLUMN lease_holder TEXT NOT NULL DEFAULT '';"
+          "ALTER TABLE export_jobs ADD COLUMN lease_expires_ms INTEGER NOT NULL DEFAULT 0;");
+    }
+    return Status::Ok();
   }
 
   Status create(const ExportJob& job) override {
@@ -87,15 +97,37 @@ class SqliteExportJobs final : public ExportJobStore {
     return std::optional<ExportJob>(std::move(jobs->front()));
   }
 
-  Status saveProgress(const ExportJob& job) override {
+  Result<bool> saveProgress(const ExportJob& job) override {
     std::lock_guard lock(mutex_);
     Statement statement(db_,
                         "UPDATE export_jobs SET status = ?, failure = ?, ended_ms = ?, unit = ?, cursor = ?, file_seq = ?,"
-                        " file_count = ?, file_bytes = ?, written = ?, outputs = ?, errors = ? WHERE id = ?");
+                        " file_count = ?, file_bytes = ?, written = ?, outputs = ?, errors = ?,"
+                        " lease_expires_ms = CASE WHEN ?13 <> '' THEN ?14 ELSE lease_expires_ms END"
+                        " WHERE id = ?12 AND (?13 = '' OR lease_holder = ?13)");
     if (!statement.ok()) return failure("prepare update");
     bindProgress(statement, job, 1);
-    statement.text(12, job.id);
+    statement.text(12, job.id).text(13, job.lease_holder).integer(14, job.lease_expires_ms);
     if (statement.step() != SQLITE_DONE) return failure("update");
+    return sqlite3_changes(db_) == 1;
+  }
+
+  Result<bool> takeLease(std::string_view id, std::string_view holder, int64_t now_ms, int64_t expires_ms) override {
+    std::lock_guard lock(mutex_);
+    Statement statement(db_,
+                        "UPDATE export_jobs SET lease_holder = ?2, lease_expires_ms = ?3 WHERE id = ?1"
+                        " AND status IN ('queued', 'running') AND (lease_holder = '' OR lease_holder = ?2 OR lease_expires_ms <= ?4)");
+    if (!statement.ok()) return failure("prepare lease");
+    statement.text(1, id).text(2, holder).integer(3, expires_ms).integer(4, now_ms);
+    if (statement.step() != SQLITE_DONE) return failure("lease");
+    return sqlite3_changes(db_) == 1;
+  }
+
+  Status releaseLease(std::string_view id, std::string_view holder) override {
+    std::lock_guard lock(mutex_);
+    Statement statement(db_, "UPDATE export_jobs SET lease_holder = '', lease_expires_ms = 0 WHERE id = ? AND lease_holder = ?");
+    if (!statement.ok()) return failure("prepare release");
+    statement.text(1, id).text(2, holder);
+    if (statement.step() != SQLITE_DONE) return failure("release");
     return Status::Ok();
   }
 
@@ -123,7 +155,7 @@ class SqliteExportJobs final : public ExportJobStore {
  private:
   static constexpr const char* kSelect =
       "SELECT id, owner, created_ms, request, status, failure, ended_ms, unit, cursor, file_seq, file_count,"
-      " file_bytes, written, outputs, errors FROM export_jobs";
+      " file_bytes, written, outputs, errors, lease_holder, lease_expires_ms FROM export_jobs";
 
   class Statement {
    public:
@@ -191,6 +223,8 @@ class SqliteExportJobs final : public ExportJobStore {
       job.written = statement.columnInt(12);
       if (Status read = readFilesJson(statement.column(13), job.outputs); !read.ok()) return Error{read.message()};
       if (Status read = readFilesJson(statement.column(14), job.errors); !read.ok()) return Error{read.message()};
+      job.lease_holder = statement.column(15);
+      job.lease_expires_ms = statement.columnInt(16);
       jobs.push_back(std::move(job));
     }
     if (rc != SQLITE_DONE) return failure("select");
