@@ -303,7 +303,7 @@ TEST(DeliveryLeaseTest, AStoreFailureOnTheLeaseIsCountedAndRetriedAndTheRowsThen
   auto store = std::make_shared<LeaseFailingStore>(*opened);
   testing::LoopbackReceiver feed;
   Config config;
-  config.feeds.push_back(FeedConfig{"hie", feed.url("/feed"), "", {}});
+  config.feeds.push_back(FeedConfig{"hie", feed.url("/feed"), "", {}, ""});
   std::vector<IngestCommit> commits;
   for (int i = 1; i <= 3; ++i) {
     IngestCommit commit;
