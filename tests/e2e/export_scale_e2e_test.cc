@@ -10,8 +10,6 @@
 
 #include <filesystem>
 #include <fstream>
-#include <set>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -23,7 +21,7 @@
 #include "gateway/store/export_jobs.h"
 #include "gateway/store/pg_store.h"
 #include "gateway/store/store.h"
-#include "tests/e2e/raw_client.h"
+#include "tests/e2e/export_fixture.h"
 #include "tests/support/gateway_process.h"
 #include "tests/support/test_postgres.h"
 #include "tests/support/test_support.h"
@@ -36,17 +34,6 @@ using namespace std::chrono_literals;
 
 constexpr int kResources = 12000;
 constexpr int kPerSecond = 1500;  // the whole export takes about 8 s
-
-RawResponse call(uint16_t port, const std::string& method, const std::string& target, const std::string& extra = "") {
-  return rawRequest(port, method + " " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n" + extra + "\r\n",
-                    60000);
-}
-
-std::string pathOf(const std::string& url) {
-  const size_t scheme = url.find("://");
-  const size_t slash = url.find('/', scheme == std::string::npos ? 0 : scheme + 3);
-  return slash == std::string::npos ? "/" : url.substr(slash);
-}
 
 // "<host>:<pid>:<random>" (ExportService::create): the holder names the process.
 bool heldBy(const std::string& holder, pid_t pid) {
@@ -64,21 +51,8 @@ TEST(ExportScaleE2e, TheSecondGatewayFinishesTheExportOfAKilledOneWithEveryResou
   {
     auto store = gateway::openPostgresStore(store_options);
     ASSERT_TRUE(store.ok()) << store.message();
-    std::vector<gateway::IngestCommit> commits;
-    for (int n = 0; n < kResources; ++n) {
-      if (n % 500 == 0) {
-        commits.emplace_back();
-        commits.back().channel = "test";
-        commits.back().idempotency_key = "load-" + std::to_string(n);
-        commits.back().payload = "{}";
-        commits.back().answer = "ok";
-      }
-      const std::string id = "p" + std::to_string(n);
-      commits.back().resources.push_back(
-          {"Patient", id, R"({"resourceType":"Patient","id":")" + id + R"(","gender":"other","birthDate":"1970-01-01"})"});
-    }
-    auto done = (*store)->commitIngestMany(std::move(commits));
-    ASSERT_TRUE(done.ok()) << done.message();
+    Status loaded = loadPatients(**store, kResources);
+    ASSERT_TRUE(loaded.ok()) << loaded.message();
   }
   auto jobs = gateway::exports::openPostgresExportJobs(store_options);
   ASSERT_TRUE(jobs.ok()) << jobs.message();
@@ -98,7 +72,7 @@ TEST(ExportScaleE2e, TheSecondGatewayFinishesTheExportOfAKilledOneWithEveryResou
   ASSERT_TRUE(a->running());
   const pid_t a_pid = a->pid();
 
-  RawResponse kicked = call(a->port(), "GET", "/fhir/$export?_type=Patient", "Prefer: respond-async\r\nAccept: application/fhir+json\r\n");
+  RawResponse kicked = exportCall(a->port(), "GET", "/fhir/$export?_type=Patient", "Prefer: respond-async\r\nAccept: application/fhir+json\r\n");
   ASSERT_EQ(kicked.status, 202) << kicked.body;
   const std::string status_path = pathOf(kicked.headers["content-location"]);
   const std::string id = status_path.substr(status_path.rfind('/') + 1);
@@ -118,7 +92,7 @@ TEST(ExportScaleE2e, TheSecondGatewayFinishesTheExportOfAKilledOneWithEveryResou
   // B answers the job A runs, from the store: 202 with the progress A saved.
   std::string progress;
   for (int attempt = 0; attempt < 60; ++attempt) {
-    RawResponse status = call(b.port(), "GET", status_path);
+    RawResponse status = exportCall(b.port(), "GET", status_path);
     ASSERT_EQ(status.status, 202) << "B: " << status.status << " " << status.body;
     progress = status.headers["x-progress"];
     if (!progress.empty() && progress.rfind("queued", 0) != 0 && progress.rfind("0 ", 0) != 0) break;
@@ -159,7 +133,7 @@ TEST(ExportScaleE2e, TheSecondGatewayFinishesTheExportOfAKilledOneWithEveryResou
     } else {
       EXPECT_EQ((*job)->status, "running");
     }
-    done = call(b.port(), "GET", status_path);
+    done = exportCall(b.port(), "GET", status_path);
     if (done.status == 200) break;
     ASSERT_EQ(done.status, 202) << done.status << " " << done.body;
   }
@@ -172,38 +146,15 @@ TEST(ExportScaleE2e, TheSecondGatewayFinishesTheExportOfAKilledOneWithEveryResou
   EXPECT_TRUE(heldBy((*finished)->lease_holder, b.pid())) << (*finished)->lease_holder;
   std::printf("B finished the job %.1f s after the kill\n", static_cast<double>(nowMs() - killed_ms) / 1000.0);
 
-  auto manifest = json::parse(done.body);
-  ASSERT_TRUE(manifest.ok()) << done.body;
-  std::set<std::string> ids;
-  int64_t lines_total = 0;
-  int64_t manifest_total = 0;
-  int files = 0;
-  for (const json::Value& output : json::find(*manifest, "output")->GetArray()) {
-    const std::string url(json::getString(output, "url").value_or(""));
+  DownloadedExport got = downloadExport(b.port(), done.body, [&](const std::string& url) {
     EXPECT_NE(url.find(":" + std::to_string(b.port()) + "/export/files/" + id + "/"), std::string::npos) << url;
-    RawResponse file = call(b.port(), "GET", pathOf(url));
-    ASSERT_EQ(file.status, 200) << url;
     EXPECT_TRUE(fs::exists(fs::path(shared_dir) / id / url.substr(url.rfind('/') + 1))) << "in export.dir: " << url;
-    const int64_t count = json::numberAsInt64(*json::find(output, "count")).value_or(0);
-    manifest_total += count;
-    ++files;
-    std::istringstream lines(file.body);
-    int64_t in_file = 0;
-    for (std::string line; std::getline(lines, line);) {
-      auto resource = json::parse(line);
-      ASSERT_TRUE(resource.ok()) << "a torn line in " << url << ": " << line.substr(0, 80);
-      const std::string resource_id(json::getString(*resource, "id").value_or(""));
-      EXPECT_TRUE(ids.insert(resource_id).second) << resource_id << " is in the files twice";
-      ++lines_total;
-      ++in_file;
-    }
-    EXPECT_EQ(in_file, count) << url;
-  }
-  std::printf("%d files, %lld lines, %zu distinct resources\n", files, static_cast<long long>(lines_total), ids.size());
-  EXPECT_EQ(files, (kResources + 2499) / 2500);
-  EXPECT_EQ(lines_total, kResources);
-  EXPECT_EQ(manifest_total, kResources);
-  EXPECT_EQ(ids.size(), static_cast<size_t>(kResources));
+  });
+  std::printf("%d files, %lld lines, %zu distinct resources\n", got.files, static_cast<long long>(got.lines), got.ids.size());
+  EXPECT_EQ(got.files, (kResources + 2499) / 2500);
+  EXPECT_EQ(got.lines, kResources);
+  EXPECT_EQ(got.manifest_count, kResources);
+  EXPECT_EQ(got.ids.size(), static_cast<size_t>(kResources));
 }
 
 }  // namespace
