@@ -51,6 +51,21 @@ Result<std::vector<ExportJob>> jobsOf(const Rows& rows) {
   return jobs;
 }
 
+// The progress columns of a job, in the order both the INSERT and the UPDATE name them.
+Query& bindProgress(Query& query, const ExportJob& job) {
+  return query.text(job.status)
+      .bytes(job.failure)
+      .integer(job.ended_ms)
+      .integer(job.unit)
+      .bytes(job.cursor)
+      .integer(job.file_seq)
+      .integer(job.file_count)
+      .integer(job.file_bytes)
+      .integer(job.written)
+      .bytes(filesJson(job.outputs))
+      .bytes(filesJson(job.errors));
+}
+
 class PgExportJobs final : public ExportJobStore {
  public:
   explicit PgExportJobs(pg::ConnectOptions options) : db_(std::move(options)) {}
@@ -63,26 +78,12 @@ class PgExportJobs final : public ExportJobStore {
 
   Status create(const ExportJob& job) override {
     return call([&]() -> Status {
-      return Query(db_,
+      Query insert(db_,
                    "INSERT INTO export_jobs (id, owner, created_ms, request, status, failure, ended_ms, unit, cursor,"
                    " file_seq, file_count, file_bytes, written, outputs, errors)"
-                   " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)")
-          .text(job.id)
-          .text(job.owner)
-          .integer(job.created_ms)
-          .bytes(requestJson(job))
-          .text(job.status)
-          .bytes(job.failure)
-          .integer(job.ended_ms)
-          .integer(job.unit)
-          .bytes(job.cursor)
-          .integer(job.file_seq)
-          .integer(job.file_count)
-          .integer(job.file_bytes)
-          .integer(job.written)
-          .bytes(filesJson(job.outputs))
-          .bytes(filesJson(job.errors))
-          .done();
+                   " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)");
+      insert.text(job.id).text(job.owner).integer(job.created_ms).bytes(requestJson(job));
+      return bindProgress(insert, job).done();
     });
   }
 
@@ -98,26 +99,13 @@ class PgExportJobs final : public ExportJobStore {
 
   Result<bool> saveProgress(const ExportJob& job) override {
     return call([&]() -> Result<bool> {
-      auto rows = Query(db_,
-                        "UPDATE export_jobs SET status = $2, failure = $3, ended_ms = $4, unit = $5, cursor = $6,"
-                        " file_seq = $7, file_count = $8, file_bytes = $9, written = $10, outputs = $11, errors = $12,"
-                        " lease_expires_ms = CASE WHEN $13::text <> '' THEN $14::bigint ELSE lease_expires_ms END"
-                        " WHERE id = $1 AND ($13::text = '' OR lease_holder = $13::text)")
-                      .text(job.id)
-                      .text(job.status)
-                      .bytes(job.failure)
-                      .integer(job.ended_ms)
-                      .integer(job.unit)
-                      .bytes(job.cursor)
-                      .integer(job.file_seq)
-                      .integer(job.file_count)
-                      .integer(job.file_bytes)
-                      .integer(job.written)
-                      .bytes(filesJson(job.outputs))
-                      .bytes(filesJson(job.errors))
-                      .text(job.lease_holder)
-                      .integer(job.lease_expires_ms)
-                      .run();
+      Query update(db_,
+                   "UPDATE export_jobs SET status = $2, failure = $3, ended_ms = $4, unit = $5, cursor = $6,"
+                   " file_seq = $7, file_count = $8, file_bytes = $9, written = $10, outputs = $11, errors = $12,"
+                   " lease_expires_ms = CASE WHEN $13::text <> '' THEN $14::bigint ELSE lease_expires_ms END"
+                   " WHERE id = $1 AND ($13::text = '' OR lease_holder = $13::text)");
+      update.text(job.id);
+      auto rows = bindProgress(update, job).text(job.lease_holder).integer(job.lease_expires_ms).run();
       if (!rows.ok()) return rows.error();
       return rows->affected() == 1;
     });
