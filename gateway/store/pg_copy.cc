@@ -182,12 +182,7 @@ Result<std::vector<std::pair<std::string, int64_t>>> copySqliteToPostgres(const 
     return Error{"cannot open " + path + ": " + message};
   }
   std::unique_ptr<sqlite3, int (*)(sqlite3*)> source_guard(source, &sqlite3_close);
-  pg::ConnectOptions options;
-  options.url = target.url;
-  options.password = target.password;
-  options.sslmode = target.sslmode;
-  options.schema = target.schema;
-  options.application_name = "fhir-gateway store copy";
+  const pg::ConnectOptions options = pg::connectOptionsOf(target, "fhir-gateway store copy");
   pg::Connection db(options);
   Status status = db.open();
   if (!status.ok()) return Error{status.message()};

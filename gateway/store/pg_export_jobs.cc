@@ -11,7 +11,7 @@
 #include <mutex>
 
 #include "gateway/store/export_jobs.h"
-#include "gateway/store/pg_connection.h"
+#include "gateway/store/pg_internal.h"
 #include "gateway/store/pg_store.h"
 
 namespace fhir::gateway::exports {
@@ -191,13 +191,7 @@ Result<ExportJobStorePtr> openPostgresExportJobs(const PostgresStoreOptions& opt
   if (postgresUrlHasPassword(options.url)) {
     return Error{"store.url must not carry a password: give it in store.passwordFile"};
   }
-  pg::ConnectOptions connect;
-  connect.url = options.url;
-  connect.password = options.password;
-  connect.sslmode = options.sslmode;
-  connect.schema = options.schema;
-  connect.application_name = "fhir-gateway export";
-  auto jobs = std::make_shared<PgExportJobs>(std::move(connect));
+  auto jobs = std::make_shared<PgExportJobs>(pg::connectOptionsOf(options, "fhir-gateway export"));
   if (Status opened = jobs->open(); !opened.ok()) return Error{"export jobs: " + opened.message()};
   return ExportJobStorePtr(jobs);
 }

@@ -10,10 +10,15 @@
 #include <vector>
 
 #include "gateway/store/pg_connection.h"
+#include "gateway/store/pg_store.h"
 #include "gateway/store/search_index.h"
 #include "gateway/store/store.h"
 
 namespace fhir::gateway::pg {
+
+// The connection options of a store's configuration (url, password, sslmode, schema), with the
+// application name the server shows for the connection.
+ConnectOptions connectOptionsOf(const PostgresStoreOptions& options, std::string application_name);
 
 // An outbox row whose number is taken when the group's transaction ends (flushOutbox).
 struct DeferredOutbox {

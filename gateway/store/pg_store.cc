@@ -87,10 +87,7 @@ UnroutableWrite unroutableItem(const Rows& rows, int row) {
 class PgStore final : public Store {
  public:
   explicit PgStore(PostgresStoreOptions options) : options_(std::move(options)) {
-    connect_.url = options_.url;
-    connect_.password = options_.password;
-    connect_.sslmode = options_.sslmode;
-    connect_.schema = options_.schema;
+    connect_ = pg::connectOptionsOf(options_, "fhir-gateway");
     std::random_device device;
     owner_key_ = (static_cast<int64_t>(device()) << 31) ^ static_cast<int64_t>(device());
     if (owner_key_ == 0) owner_key_ = 1;
@@ -957,6 +954,16 @@ class PgStore final : public Store {
 };
 
 }  // namespace
+
+pg::ConnectOptions pg::connectOptionsOf(const PostgresStoreOptions& options, std::string application_name) {
+  ConnectOptions connect;
+  connect.url = options.url;
+  connect.password = options.password;
+  connect.sslmode = options.sslmode;
+  connect.schema = options.schema;
+  connect.application_name = std::move(application_name);
+  return connect;
+}
 
 bool postgresUrlHasPassword(const std::string& url) {
   const size_t scheme = url.find("://");
