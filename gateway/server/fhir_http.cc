@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <charconv>
 #include <cstdio>
 #include <ctime>
 
@@ -202,6 +203,14 @@ std::optional<int64_t> parseHttpDate(std::string_view text) {
     }
   }
   return std::nullopt;
+}
+
+std::optional<int64_t> positiveInteger(std::string_view text) {
+  int64_t value = 0;
+  if (text.empty() || text.size() > 18) return std::nullopt;
+  auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (error != std::errc() || end != text.data() + text.size() || value < 1) return std::nullopt;
+  return value;
 }
 
 std::optional<int64_t> parseInstantMs(std::string_view text) {

@@ -58,5 +58,7 @@ std::optional<int64_t> parseHttpDate(std::string_view text);
 std::optional<int64_t> parseInstantMs(std::string_view text);
 // Milliseconds since the epoch as the store writes updated_at: 2026-11-24T21:11:55.123Z.
 std::string isoMs(int64_t ms);
+// A positive decimal integer (a version id, `_count`): digits only, 1 or more, at most 18 digits.
+std::optional<int64_t> positiveInteger(std::string_view text);
 
 }  // namespace fhir::gateway::fhirhttp

@@ -20,14 +20,6 @@ constexpr int kMaxRounds = 8;
 
 Answer refusal(const auth::Refusal& refused) { return outcomeAnswer(refused.status, refused.code, refused.why); }
 
-std::optional<int64_t> positive(std::string_view text) {
-  int64_t value = 0;
-  if (text.empty() || text.size() > 18) return std::nullopt;
-  auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (error != std::errc() || end != text.data() + text.size() || value < 1) return std::nullopt;
-  return value;
-}
-
 // meta.lastUpdated of a stored resource's JSON.
 std::string lastUpdatedOf(const std::string& text) {
   auto doc = json::parse(text);
@@ -73,7 +65,7 @@ std::optional<ResourceVersion> parsePageKey(const std::string& text) {
   int64_t seq = 0;
   auto [end, error] = std::from_chars(parts[0].data(), parts[0].data() + parts[0].size(), seq);
   if (error != std::errc() || end != parts[0].data() + parts[0].size() || seq < 0) return std::nullopt;
-  auto version = positive(parts[3]);
+  auto version = fhirhttp::positiveInteger(parts[3]);
   if (!version || (!parts[1].empty() && !isResourceTypeName(parts[1])) || !isResourceIdText(parts[2])) return std::nullopt;
   key.event_seq = seq;
   key.type = parts[1];
@@ -102,7 +94,7 @@ class ReadRoutes {
     access.audit.subtype = "vread";
     access.audit.entities.push_back(call.type + "/" + call.id);
     if (auto refused = policy_.fhir(access.caller, auth::Interaction::kRead, call.type)) return refusal(*refused);
-    auto version = positive(call.version);
+    auto version = fhirhttp::positiveInteger(call.version);
     if (!version) return notFound("'" + call.version + "' is not a version id of this gateway (1, 2, 3 ...)");
     auto stored = context_.store->readVersion(call.type, call.id, *version);
     if (!stored.ok()) return transient(stored.message());
@@ -131,7 +123,7 @@ class ReadRoutes {
     IssueList ignored;
     for (const auto& [name, value] : call.parameters) {
       if (name == "_count") {
-        auto count = positive(value);
+        auto count = fhirhttp::positiveInteger(value);
         if (!count) return outcomeAnswer(400, "invalid", "_count '" + value + "' is not a positive integer");
         query.count = std::min<size_t>(static_cast<size_t>(*count), kMaxCount);
         echoed.emplace_back(name, std::to_string(query.count));

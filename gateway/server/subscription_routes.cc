@@ -137,11 +137,7 @@ class SubscriptionRoutes {
     bool listed = true;
     for (const auto& [name, value] : call.parameters) {
       if (name == "_count") {
-        int64_t count = 0;
-        auto [end, error] = std::from_chars(value.data(), value.data() + value.size(), count);
-        if (error != std::errc() || end != value.data() + value.size() || count < 1) {
-          return outcomeAnswer(400, "invalid", "_count '" + value + "' is not a positive integer");
-        }
+        if (!fhirhttp::positiveInteger(value)) return outcomeAnswer(400, "invalid", "_count '" + value + "' is not a positive integer");
       } else if (name == "_since") {
         auto since = fhirhttp::parseInstantMs(value);
         if (!since) return outcomeAnswer(400, "invalid", "_since '" + value + "' is not an instant (2026-12-03T10:00:00Z)");
