@@ -13,16 +13,13 @@
 #include <libpq-fe.h>
 #include <sqlite3.h>
 
-#include <condition_variable>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <map>
-#include <mutex>
 #include <set>
 #include <sstream>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -541,55 +538,26 @@ TEST_P(StoreSearch, PagesStayRightWhileAnotherClientWrites) {
   for (int i = 0; i < 60; ++i) write("initial-" + std::to_string(i), {observation("o" + std::to_string(i), "v0")});
   for (const char* sort : {"", "_lastUpdated", "-_lastUpdated"}) {
     SCOPED_TRACE(std::string("_sort=") + sort);
-    // The writer commits one write each time the reader asks for one (between pages): every page
-    // boundary sees a new matching resource and an update, and the number of writes stays bounded
-    // by the number of pages (a free-running writer on a fast store outran the unsorted pages'
-    // tail and left tens of thousands of matches for the next _sort to page through).
-    std::mutex mutex;
-    std::condition_variable signal;
-    bool stop = false;
-    int wanted = 0;
-    int written = 0;
+    // Between two pages another handle (another client) commits a new matching resource and an
+    // update of an existing one (which then changed); o30 to o59 never change. One commit per page
+    // boundary keeps the writes bounded by the pages (a free-running writer on a fast store outran
+    // the unsorted pages' tail and left tens of thousands of matches for the next _sort).
     std::set<std::string> changed;
-    StorePtr writer_store = open();  // another handle: another client's writes
+    StorePtr writer_store = open();
     ASSERT_NE(writer_store, nullptr);
-    std::thread writer([&] {
-      for (int n = 0;; ++n) {
-        std::string update;
-        {
-          std::unique_lock lock(mutex);
-          signal.wait(lock, [&] { return stop || wanted > written; });
-          if (stop) return;
-          // A new matching resource, and an update of an existing one (which then changed); o30
-          // to o59 never change.
-          update = "o" + std::to_string((n * 7) % 30);
-          changed.insert(update);
-        }
-        std::vector<ResourceWrite> resources{
-            resourceOf(observation(std::string("new-") + (sort[0] == '-' ? "d" : sort[0] ? "a" : "n") + std::to_string(n), "v1")),
-            resourceOf(observation(update, std::string("v") + std::to_string(n + 2)))};
-        auto done = writer_store->commitIngest(commitOf(std::string("w-") + sort + std::to_string(n), std::move(resources)));
-        EXPECT_TRUE(done.ok()) << done.message();
-        std::lock_guard lock(mutex);
-        ++written;
-        signal.notify_all();
-      }
-    });
     Params params{{"code", "http://example.org/codes|paging"}, {"_count", "7"}};
     if (*sort != '\0') params.emplace_back("_sort", sort);
-    // The pages are read while the other handle writes: between two pages, one commit.
+    int n = 0;
     Found found = run(*store_, "Observation", params, 0, nullptr, [&](int) {
-      std::unique_lock lock(mutex);
-      ++wanted;
-      signal.notify_all();
-      signal.wait(lock, [&] { return written >= wanted; });
+      const std::string update = "o" + std::to_string((n * 7) % 30);
+      changed.insert(update);
+      std::vector<ResourceWrite> resources{
+          resourceOf(observation(std::string("new-") + (sort[0] == '-' ? "d" : sort[0] ? "a" : "n") + std::to_string(n), "v1")),
+          resourceOf(observation(update, std::string("v") + std::to_string(n + 2)))};
+      auto done = writer_store->commitIngest(commitOf(std::string("w-") + sort + std::to_string(n), std::move(resources)));
+      EXPECT_TRUE(done.ok()) << done.message();
+      ++n;
     });
-    {
-      std::lock_guard lock(mutex);
-      stop = true;
-      signal.notify_all();
-    }
-    writer.join();
     ASSERT_EQ(found.error, "");
     EXPECT_GT(found.pages, 5);
     EXPECT_LE(found.pages, 1000) << "the pages did not reach the end";
