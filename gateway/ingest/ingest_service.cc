@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "gateway/ingest/ingest_service.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <map>
@@ -55,6 +56,16 @@ std::string answerWithWarnings(const json::Value& bundle, const IssueList& warni
   json::addMember(entry, "resource", toOperationOutcome(warnings, answer.GetAllocator()), answer.GetAllocator());
   answer["entry"].PushBack(entry, answer.GetAllocator());
   return json::serialize(answer);
+}
+
+// The merge gave back this commit's own contribution unchanged (same type, id and JSON). A
+// resource valid as a Bundle entry is valid on its own: %resource and %rootResource are the
+// resource in both, and the checks a Bundle adds (references resolved in it, their target
+// profiles) are not made without one (conformance/validator/walker_references.cc).
+bool isOwnContribution(const IngestCommit& commit, const ResourceWrite& write) {
+  return std::any_of(commit.contributions.begin(), commit.contributions.end(), [&](const merge::Contribution& c) {
+    return c.type == write.type && c.id == write.id && c.json == write.json;
+  });
 }
 
 }  // namespace
@@ -159,6 +170,7 @@ Status IngestService::checkMerges(const std::vector<IngestCommit*>& commits, std
     if (validator_) {
       CpuGate::Slot cpu_slot(CpuGate::shared());
       for (const ResourceWrite& write : (*merged)[i].writes) {
+        if (commit.contributions_validated && isOwnContribution(commit, write)) continue;
         json::Document resource;
         json::ParseError parse_error;
         IssueList issues;
@@ -278,6 +290,7 @@ Result<EventCommit> IngestService::commitEvent(const json::Value& bundle, Ingest
   }
   // Patient and Coverage are the source's contributions, merged in the store (issue 11).
   takeContributions(*merge_rules_, bundle, source, mapped_commit);
+  mapped_commit.contributions_validated = true;  // `bundle` passed mapEvent's validation
   mapped_commit.coverage.clear();
   const bool has_subscriptions = topics_ && registry_ != nullptr && !registry_->all().empty();
 

@@ -95,7 +95,8 @@ class IngestService {
   // to merged resources, feed rows, each of `billing` to its payer or waiting, the change record
   // for subscriptions.
   // Validate last: the Bundle's contributions are merged with what is stored before the commit
-  // (checkMerges) and the feeds' and payers' Bundles carry the merged resources.
+  // (checkMerges) and the feeds' and payers' Bundles carry the merged resources. `bundle` is one
+  // mapEvent validated, unchanged in its merged resource types since.
   Result<EventCommit> commitEvent(const json::Value& bundle, IngestCommit commit,
                                   const std::vector<fhir::BillingFact>& billing, const std::string& patient_id,
                                   EventFacts facts, const ContributionSource& source);

@@ -165,6 +165,9 @@ struct IngestCommit {
   std::vector<merge::Contribution> contributions;
   std::vector<std::string> remerge;
   bool defer_groups = false;
+  // Every contribution's JSON passed the validator as an entry of the event's Bundle (the
+  // service's commitEvent): a merge that gives one of them back unchanged needs no second check.
+  bool contributions_validated = false;
   // Claims this commit hands to payers.
   std::vector<RoutedClaim> routed;
   // The AuditEvents of the access that makes this commit (access.md "Audit": written with the
