@@ -127,13 +127,23 @@ class InstanceWalker {
   // The innermost Bundle or Parameters being walked: its entries (parameters) resolve references.
   const json::Value* bundle_ = nullptr;
   int conformance_depth_ = 0;  // nesting of conformsTo() checks (targetProfile of resolved references)
+  // This walk (or one it relied on) left a reference's target profile unchecked because
+  // conformance_depth_ was at the limit: its answer may differ at a shallower depth.
+  bool depth_limited_ = false;
   // What conformsTo() found for a resource against a resource profile, shared by the walkers of
   // one validation: a Bundle whose entries refer to one Patient many times checks the Patient
   // against each target profile once. The answer depends on the resource, the profile, the
   // Bundle its references resolve in and the depth (deeper checks stop following references);
-  // nothing else of the asking walker reaches a resource profile's walk.
-  using ConformanceKey = std::tuple<const json::Value*, const json::Value*, std::string, int>;
-  std::shared_ptr<std::map<ConformanceKey, bool>> conformance_memo_;
+  // nothing else of the asking walker reaches a resource profile's walk. An answer found at one
+  // depth serves another when the checks made would be the same or fewer (reusableAt).
+  using ConformanceKey = std::tuple<const json::Value*, const json::Value*, std::string>;
+  struct ConformanceAnswer {
+    bool conforms = false;
+    int depth = 0;
+    bool depth_limited = false;
+    bool reusableAt(int depth) const;
+  };
+  std::shared_ptr<std::map<ConformanceKey, std::vector<ConformanceAnswer>>> conformance_memo_;
   fhirpath::EvaluationContext context_;
   std::string undecided_value_set_;
   std::string_view enclosing_extension_;  // URL of the extension whose children are walked  // set by memberOf() when the local terminology cannot answer

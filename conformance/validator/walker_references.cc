@@ -107,7 +107,11 @@ const json::Value* InstanceWalker::resolveInBundle(std::string_view reference) c
 // the profiles". Checked when the target is an entry of the Bundle being walked (two levels of
 // nested checks at most, so cycles of references end).
 void InstanceWalker::checkReferencedProfile(std::string_view reference, const ElementPlan& element) {
-  if (!bundle_ || conformance_depth_ > 2) return;
+  if (!bundle_) return;
+  if (conformance_depth_ > 2) {
+    depth_limited_ = true;  // unchecked here, where a shallower walk checks it
+    return;
+  }
   std::vector<const std::string*> profiles;
   for (const TypeRef& ref : element.types) {
     if (ref.code != "Reference") continue;

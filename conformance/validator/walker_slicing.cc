@@ -235,7 +235,17 @@ bool InstanceWalker::conformsToElement(const json::Value& value, const ElementPl
   walker.conformance_depth_ = conformance_depth_ + 1;
   walker.conformance_memo_ = conformance_memo_;
   walker.walkObject(value, element, plan, false);
+  depth_limited_ = depth_limited_ || walker.depth_limited_;
   return !scratch.hasErrors();
+}
+
+// The checks a walk makes differ between depths only where it reaches the depth limit
+// (checkReferencedProfile). A walk that never reached it makes the same checks from any
+// shallower depth; a deeper walk makes a subset of them, so what conformed still conforms.
+bool InstanceWalker::ConformanceAnswer::reusableAt(int asked) const {
+  if (asked == depth) return true;
+  if (asked < depth) return !depth_limited;
+  return conforms;
 }
 
 bool InstanceWalker::conformsTo(const json::Value& value, const std::string& url,
@@ -245,9 +255,17 @@ bool InstanceWalker::conformsTo(const json::Value& value, const std::string& url
   const bool is_resource = profile->kind == "resource";
   ConformanceKey key;
   if (is_resource) {
-    if (!conformance_memo_) conformance_memo_ = std::make_shared<std::map<ConformanceKey, bool>>();
-    key = ConformanceKey{&value, bundle_, profile->versionedUrl(), conformance_depth_};
-    if (auto known = conformance_memo_->find(key); known != conformance_memo_->end()) return known->second;
+    if (!conformance_memo_) conformance_memo_ = std::make_shared<std::map<ConformanceKey, std::vector<ConformanceAnswer>>>();
+    key = ConformanceKey{&value, bundle_, profile->versionedUrl()};
+    if (auto known = conformance_memo_->find(key); known != conformance_memo_->end()) {
+      for (const ConformanceAnswer& answer : known->second) {
+        if (!answer.reusableAt(conformance_depth_)) continue;
+        // What this walker concludes from it is as depth-bound as the answer (a true answer from
+        // an unlimited walk holds at every depth).
+        depth_limited_ = depth_limited_ || answer.depth_limited;
+        return answer.conforms;
+      }
+    }
   }
   IssueList scratch;
   InstanceWalker walker(validator_, scratch);
@@ -265,7 +283,8 @@ bool InstanceWalker::conformsTo(const json::Value& value, const std::string& url
     walker.walkObject(value, *profile->root, *profile, false);
   }
   const bool conforms = !scratch.hasErrors();
-  if (is_resource) conformance_memo_->emplace(std::move(key), conforms);
+  depth_limited_ = depth_limited_ || walker.depth_limited_;
+  if (is_resource) (*conformance_memo_)[key].push_back(ConformanceAnswer{conforms, conformance_depth_, walker.depth_limited_});
   return conforms;
 }
 
