@@ -88,6 +88,10 @@ void InstanceWalker::validateResource(const json::Value& resource,
   // Constraints a Bundle profile puts on Bundle.entry.resource are checked after this walk
   // returns, with the Bundle restored as %resource (the HL7 `bundle-invariant` case), and a
   // nested Bundle is %resource for its own bdl-* rules.
+  // What this walk finds is remembered for references to the resource (rememberConformance).
+  const size_t issues_before = issues_.issues().size();
+  const bool limited_before = depth_limited_;
+  depth_limited_ = false;
   const json::Value* saved_resource = resource_;
   const json::Value* saved_root = root_resource_;
   const json::Value* saved_container = container_;
@@ -170,6 +174,8 @@ void InstanceWalker::validateResource(const json::Value& resource,
     if (profile == plan) continue;
     validateAgainst(resource, *profile);
   }
+  if (!is_contained) rememberConformance(resource, targets, issues_before);
+  depth_limited_ = depth_limited_ || limited_before;
   resource_ = saved_resource;
   root_resource_ = saved_root;
   container_ = saved_container;

@@ -100,6 +100,8 @@ class InstanceWalker {
   bool conformsToElement(const json::Value& value, const ElementPlan& element,
                          const StructurePlan& plan);
   bool conformsTo(const json::Value& value, const std::string& url, const StructurePlan* from);
+  void rememberConformance(const json::Value& resource, const std::vector<std::string>& targets,
+                           size_t issues_before);
   void checkSliceCounts(const ElementPlan& element, const std::vector<uint32_t>& slice_counts,
                         size_t parent_size, const StructurePlan& plan);
   void checkAgainstQuestionnaire(const json::Value& response);

@@ -239,6 +239,26 @@ bool InstanceWalker::conformsToElement(const json::Value& value, const ElementPl
   return !scratch.hasErrors();
 }
 
+// A resource (not a contained one) that was just walked against its type and `targets` without an
+// error conforms to each of them: the walk conformsTo() would make for one of them is this walk
+// (validateResource with that profile added to the ones it declares), so a reference to it
+// asked about later finds the answer (as asked one level above this walker's depth).
+void InstanceWalker::rememberConformance(const json::Value& resource, const std::vector<std::string>& targets,
+                                         size_t issues_before) {
+  if (targets.empty()) return;
+  const std::vector<Issue>& issues = issues_.issues();
+  for (size_t i = issues_before; i < issues.size(); ++i) {
+    if (issues[i].severity == Severity::kError || issues[i].severity == Severity::kFatal) return;
+  }
+  if (!conformance_memo_) conformance_memo_ = std::make_shared<std::map<ConformanceKey, std::vector<ConformanceAnswer>>>();
+  for (const std::string& url : targets) {
+    const StructurePlan* profile = plans_.byUrl(url);
+    if (!profile || !profile->root || profile->kind != "resource") continue;
+    (*conformance_memo_)[ConformanceKey{&resource, bundle_, profile->versionedUrl()}].push_back(
+        ConformanceAnswer{true, conformance_depth_ - 1, depth_limited_});
+  }
+}
+
 // The checks a walk makes differ between depths only where it reaches the depth limit
 // (checkReferencedProfile). A walk that never reached it makes the same checks from any
 // shallower depth; a deeper walk makes a subset of them, so what conformed still conforms.
