@@ -171,6 +171,7 @@ Status IngestService::checkMerges(const std::vector<IngestCommit*>& commits, std
       CpuGate::Slot cpu_slot(CpuGate::shared());
       for (const ResourceWrite& write : (*merged)[i].writes) {
         if (commit.contributions_validated && isOwnContribution(commit, write)) continue;
+        if (knownValid(write)) continue;
         json::Document resource;
         json::ParseError parse_error;
         IssueList issues;
@@ -179,6 +180,7 @@ Status IngestService::checkMerges(const std::vector<IngestCommit*>& commits, std
         } else {
           validator_->validate(resource, ValidationRequest{}, issues);
         }
+        if (!issues.hasErrors()) rememberValid(write);
         for (Issue& issue : issues.issues()) {
           if (issue.severity != Severity::kError && issue.severity != Severity::kFatal) continue;
           issue.diagnostics = write.type + "/" + write.id +
@@ -194,6 +196,29 @@ Status IngestService::checkMerges(const std::vector<IngestCommit*>& commits, std
     commit.merge_trace = std::move((*merged)[i].trace);
   }
   return Status::Ok();
+}
+
+namespace {
+std::string validKey(const ResourceWrite& write) {
+  return write.type + '\x1f' + (write.same_as.empty() ? write.json : write.same_as);
+}
+}  // namespace
+
+bool IngestService::knownValid(const ResourceWrite& write) const {
+  const std::string key = validKey(write);
+  std::lock_guard lock(valid_mutex_);
+  return valid_.count(key) > 0;
+}
+
+void IngestService::rememberValid(const ResourceWrite& write) {
+  std::string key = validKey(write);
+  std::lock_guard lock(valid_mutex_);
+  if (!valid_.insert(key).second) return;
+  valid_order_.push_back(std::move(key));
+  if (valid_order_.size() > kValidMerges) {
+    valid_.erase(valid_order_.front());
+    valid_order_.pop_front();
+  }
 }
 
 json::Document withMergedResources(const json::Value& bundle, const std::vector<ResourceWrite>& merged) {

@@ -8,13 +8,16 @@
 // call it concurrently; the answer of a commit comes only after it is durable.
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
 #include <string_view>
+#include <unordered_set>
 #include <vector>
 
 #include "conformance/outcome/outcome.h"
@@ -140,9 +143,20 @@ class IngestService {
   Result<std::optional<IngestCommit>> rerouteCommit(const UnroutableWrite& waiting, const fhir::CoverageFact& coverage,
                                                     const PayerConfig& payer, const std::vector<Subscription>& live);
 
+  // Merged resources the validator passed, by what decides "unchanged" (ResourceWrite::same_as,
+  // else the JSON): the same merge again (the same sources' words, the same citation) is not
+  // validated again. A merge citation differs from its same_as only by `recorded`, the time of the
+  // merge, always an instant. The last kValidMerges of them; checkMerges.
+  bool knownValid(const ResourceWrite& write) const;
+  void rememberValid(const ResourceWrite& write);
+  static constexpr size_t kValidMerges = 1024;
+
   const Config& config_;
   StorePtr store_;
   ValidatorPtr validator_;
+  mutable std::mutex valid_mutex_;
+  std::unordered_set<std::string> valid_;
+  std::deque<std::string> valid_order_;  // oldest first
   Metrics& metrics_;
   std::function<void()> on_outbox_;
   std::string base_url_ = "http://127.0.0.1:8080/fhir";
