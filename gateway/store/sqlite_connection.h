@@ -49,6 +49,17 @@ class Connection {
     return Status::Ok();
   }
 
+  // One statement that returns no rows (BEGIN, SAVEPOINT, RELEASE, COMMIT), prepared once and
+  // kept: the writer runs four per job, and exec() parses the text every time (issue 12).
+  Status run(const char* sql) {
+    sqlite3_stmt* statement = prepare(sql);
+    if (statement == nullptr) return Error{lastError()};
+    const int rc = sqlite3_step(statement);
+    Status status = rc == SQLITE_DONE || rc == SQLITE_ROW ? Status::Ok() : Status(Error{lastError()});
+    sqlite3_reset(statement);
+    return status;
+  }
+
   sqlite3_stmt* prepare(const char* sql) {
     auto found = statements_.find(sql);
     if (found != statements_.end()) {

@@ -669,7 +669,7 @@ class SqliteStore final : public Store {
       }
       const Clock::time_point begin = Clock::now();
       std::vector<Status> results(batch.size());
-      Status begun = db.exec("BEGIN IMMEDIATE");
+      Status begun = db.run("BEGIN IMMEDIATE");
       if (!begun.ok()) {
         for (auto& job : batch) job->done(begun);
         batch.clear();
@@ -677,10 +677,10 @@ class SqliteStore final : public Store {
       }
       Status group_failure = Status::Ok();
       for (size_t i = 0; i < batch.size(); ++i) {
-        results[i] = db.exec("SAVEPOINT job");
+        results[i] = db.run("SAVEPOINT job");
         if (!results[i].ok()) continue;
         results[i] = batch[i]->job(db);
-        if (results[i].ok()) results[i] = db.exec("RELEASE job");
+        if (results[i].ok()) results[i] = db.run("RELEASE job");
         if (!results[i].ok()) {
           // Undo only this job; the others in the group still commit. When even that fails the
           // whole group is rolled back below and every job fails.
@@ -693,7 +693,7 @@ class SqliteStore final : public Store {
         }
       }
       const Clock::time_point jobs_done = Clock::now();
-      Status committed = group_failure.ok() ? db.exec("COMMIT") : group_failure;
+      Status committed = group_failure.ok() ? db.run("COMMIT") : group_failure;
       const Clock::time_point end = Clock::now();
       if (slow_ms > 0 && ms(end - batch.front()->queued) > static_cast<double>(slow_ms)) {
         std::fprintf(stderr,
