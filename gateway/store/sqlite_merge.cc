@@ -3,6 +3,10 @@
 // written inside the writer's transaction (gateway/merge/merge_service.h decides what to merge).
 #include "gateway/store/sqlite_merge.h"
 
+#include <map>
+#include <set>
+#include <tuple>
+
 #include "gateway/store/merge_trace.h"
 
 #include "gateway/store/sqlite_connection.h"
@@ -340,9 +344,55 @@ Status indexDemographics(Connection& db, const std::string& id, const std::strin
   return Status::Ok();
 }
 
+namespace {
+
+using CoverageRow = std::tuple<std::string, std::string, std::string, std::string, std::string, std::string, int64_t>;
+
+// The merged Coverages whose coverage_index rows already are exactly what the merge gives (the
+// same merge again, as on every event of a patient whose coverage did not change): they are left
+// as they are instead of deleted and written back, which rewrote four b-trees per event
+// (issue 12). Not a Coverage the commit also names in its own facts, which are written between.
+Result<std::set<std::string>> unchangedCoverage(Connection& db, const IngestCommit& commit,
+                                                const std::vector<CoverageFact>& merged_coverage) {
+  std::map<std::string, std::map<std::string, CoverageRow>> wanted;  // coverage id -> patient -> row
+  for (const CoverageFact& fact : merged_coverage) {  // INSERT OR REPLACE: the last one stays
+    wanted[fact.coverage_id][fact.patient_id] =
+        CoverageRow{fact.payer_id, fact.member_id, fact.line_of_business, fact.start, fact.end, fact.basis, fact.order};
+  }
+  for (const CoverageFact& fact : commit.coverage) {
+    if (fact.basis != "evidence") wanted.erase(fact.coverage_id);
+  }
+  std::set<std::string> same;
+  for (const auto& [coverage_id, rows] : wanted) {
+    Query stored(db, "SELECT patient_id, payer_id, member_id, line_of_business, start, end, basis, ord "
+                     "FROM coverage_index WHERE coverage_id = ? ORDER BY patient_id");
+    stored.bind(1, coverage_id);
+    auto row = rows.begin();
+    bool equal = true;
+    int rc;
+    while ((rc = stored.step()) == SQLITE_ROW) {
+      if (row == rows.end() || row->first != stored.text(0) ||
+          row->second != CoverageRow{stored.text(1), stored.text(2), stored.text(3), stored.text(4), stored.text(5),
+                                     stored.text(6), stored.integer(7)}) {
+        equal = false;
+        break;
+      }
+      ++row;
+    }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return Error{stored.error()};
+    if (equal && row == rows.end()) same.insert(coverage_id);
+  }
+  return same;
+}
+
+}  // namespace
+
 Status writeCoverageFacts(Connection& db, const IngestCommit& commit,
                           const std::vector<CoverageFact>& merged_coverage) {
+  auto unchanged = unchangedCoverage(db, commit, merged_coverage);
+  if (!unchanged.ok()) return unchanged.error();
   for (const CoverageFact& fact : merged_coverage) {  // a merged Coverage replaces its rows
+    if (unchanged->count(fact.coverage_id)) continue;
     Query drop(db, "DELETE FROM coverage_index WHERE coverage_id = ?");
     drop.bind(1, fact.coverage_id);
     if (drop.step() != SQLITE_DONE) return Error{drop.error()};
@@ -366,7 +416,9 @@ Status writeCoverageFacts(Connection& db, const IngestCommit& commit,
   for (const CoverageFact& fact : commit.coverage) {
     if (fact.basis != "evidence") index_rows.push_back(fact);
   }
-  index_rows.insert(index_rows.end(), merged_coverage.begin(), merged_coverage.end());
+  for (const CoverageFact& fact : merged_coverage) {
+    if (!unchanged->count(fact.coverage_id)) index_rows.push_back(fact);
+  }
   for (const CoverageFact& fact : index_rows) {
     Query coverage(db,
                    "INSERT OR REPLACE INTO coverage_index (coverage_id, patient_id, payer_id, member_id, line_of_business, "
