@@ -4,6 +4,7 @@
 // R4 core examples (tests/data/validator/examples) or HL7 validator test cases
 // (tests/data/validator/hl7, FHIR/fhir-test-cases).
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -171,6 +172,52 @@ TEST(RulesTest, ResolvedReferenceConformsToTargetProfile) {
   identifiers.PushBack(std::move(identifier), allocator);
   json::addMember(bundle["entry"][1]["resource"], "identifier", std::move(identifiers), allocator);
   EXPECT_NO_ERRORS(validateWith(bundle, profiles));
+}
+
+// The same, with the Patient declaring BundlePatient: its own walk finds whether it conforms, and
+// the Composition's reference takes that answer (InstanceWalker::rememberConformance) instead of
+// walking it again. A Patient that fails its declared profile is not remembered as conforming:
+// the reference still fails its target profile. The same Patient declaring another profile is
+// walked again for the reference.
+TEST(RulesTest, AReferencedEntryDeclaringTheTargetProfileIsJudgedOnce) {
+  std::vector<std::filesystem::path> profiles{hl7("bundle-conformsto-patient.json"), hl7("bundle-conformsto-bundle.json"),
+                                              hl7("bundle-conformsto-composition.json")};
+  auto declaring = [](json::Document& bundle, const char* url) {
+    auto& allocator = bundle.GetAllocator();
+    json::Value urls(rapidjson::kArrayType);
+    urls.PushBack(json::Value(url, allocator), allocator);
+    json::Value meta(rapidjson::kObjectType);
+    json::addMember(meta, "profile", std::move(urls), allocator);
+    json::addMember(bundle["entry"][1]["resource"], "meta", std::move(meta), allocator);
+  };
+  constexpr const char* kBundlePatient = "http://ahdis.ch/ig/bundleconformsto/StructureDefinition/BundlePatient";
+
+  json::Document without_identifier = load(hl7("bundle-conformsto.json"));
+  declaring(without_identifier, kBundlePatient);
+  IssueList issues = validateWith(without_identifier, profiles);
+  EXPECT_ISSUE(issues, kError, "structure", "Bundle");  // the Composition slice is not matched
+  EXPECT_TRUE(std::any_of(issues.issues().begin(), issues.issues().end(), [](const Issue& issue) {
+    return issue.severity == Severity::kError &&
+           !issue.expression.empty() && issue.expression[0].rfind("Bundle.entry[1].resource", 0) == 0;
+  })) << describe(issues);  // and the Patient fails the profile it declares
+
+  json::Document with_identifier = load(hl7("bundle-conformsto.json"));
+  declaring(with_identifier, kBundlePatient);
+  auto& allocator = with_identifier.GetAllocator();
+  json::Value identifier(rapidjson::kObjectType);
+  json::addString(identifier, "system", "urn:oid:2.16.756.5.30.1.123.100.1.1.1", allocator);
+  json::addString(identifier, "value", "8756.0001", allocator);
+  json::Value identifiers(rapidjson::kArrayType);
+  identifiers.PushBack(std::move(identifier), allocator);
+  json::addMember(with_identifier["entry"][1]["resource"], "identifier", std::move(identifiers), allocator);
+  EXPECT_NO_ERRORS(validateWith(with_identifier, profiles));
+
+  // Valid against what it declares (base Patient) but not BundlePatient: the reference walks it.
+  json::Document other_profile = load(hl7("bundle-conformsto.json"));
+  declaring(other_profile, "http://hl7.org/fhir/StructureDefinition/Patient");
+  issues = validateWith(other_profile, profiles);
+  EXPECT_ISSUE(issues, kError, "structure", "Bundle");
+  EXPECT_EQ(issues.errorCount(), 1u) << describe(issues);
 }
 
 // validateReference CHECK_EXISTS: a relative reference inside Parameters resolves to one of its
