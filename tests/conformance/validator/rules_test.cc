@@ -155,15 +155,15 @@ TEST(RulesTest, VersionedReferenceInADocument) {
   EXPECT_EQ(issues.errorCount(), 1u) << describe(issues);
 }
 
-// A reference resolved in the Bundle must conform to its targetProfile: the Composition's
-// subject must be a BundlePatient (identifier 1..*), so the Composition slice is not matched.
-TEST(RulesTest, ResolvedReferenceConformsToTargetProfile) {
-  std::vector<std::filesystem::path> profiles{hl7("bundle-conformsto-patient.json"), hl7("bundle-conformsto-bundle.json"),
-                                              hl7("bundle-conformsto-composition.json")};
-  json::Document bundle = load(hl7("bundle-conformsto.json"));
-  IssueList issues = validateWith(bundle, profiles);
-  EXPECT_ISSUE(issues, kError, "structure", "Bundle");
-  EXPECT_EQ(issues.errorCount(), 1u) << describe(issues);
+// The profiles of HL7's bundle-conformsto case (bundle-conformsto.json: a Composition whose
+// subject is the Patient of entry[1]).
+std::vector<std::filesystem::path> bundleConformsToProfiles() {
+  return {hl7("bundle-conformsto-patient.json"), hl7("bundle-conformsto-bundle.json"),
+          hl7("bundle-conformsto-composition.json")};
+}
+
+// Gives the case's Patient (entry[1]) the identifier BundlePatient requires (1..*).
+void addPatientIdentifier(json::Document& bundle) {
   auto& allocator = bundle.GetAllocator();
   json::Value identifier(rapidjson::kObjectType);
   json::addString(identifier, "system", "urn:oid:2.16.756.5.30.1.123.100.1.1.1", allocator);
@@ -171,6 +171,17 @@ TEST(RulesTest, ResolvedReferenceConformsToTargetProfile) {
   json::Value identifiers(rapidjson::kArrayType);
   identifiers.PushBack(std::move(identifier), allocator);
   json::addMember(bundle["entry"][1]["resource"], "identifier", std::move(identifiers), allocator);
+}
+
+// A reference resolved in the Bundle must conform to its targetProfile: the Composition's
+// subject must be a BundlePatient (identifier 1..*), so the Composition slice is not matched.
+TEST(RulesTest, ResolvedReferenceConformsToTargetProfile) {
+  const std::vector<std::filesystem::path> profiles = bundleConformsToProfiles();
+  json::Document bundle = load(hl7("bundle-conformsto.json"));
+  IssueList issues = validateWith(bundle, profiles);
+  EXPECT_ISSUE(issues, kError, "structure", "Bundle");
+  EXPECT_EQ(issues.errorCount(), 1u) << describe(issues);
+  addPatientIdentifier(bundle);
   EXPECT_NO_ERRORS(validateWith(bundle, profiles));
 }
 
@@ -180,8 +191,7 @@ TEST(RulesTest, ResolvedReferenceConformsToTargetProfile) {
 // the reference still fails its target profile. The same Patient declaring another profile is
 // walked again for the reference.
 TEST(RulesTest, AReferencedEntryDeclaringTheTargetProfileIsJudgedOnce) {
-  std::vector<std::filesystem::path> profiles{hl7("bundle-conformsto-patient.json"), hl7("bundle-conformsto-bundle.json"),
-                                              hl7("bundle-conformsto-composition.json")};
+  const std::vector<std::filesystem::path> profiles = bundleConformsToProfiles();
   auto declaring = [](json::Document& bundle, const char* url) {
     auto& allocator = bundle.GetAllocator();
     json::Value urls(rapidjson::kArrayType);
@@ -203,13 +213,7 @@ TEST(RulesTest, AReferencedEntryDeclaringTheTargetProfileIsJudgedOnce) {
 
   json::Document with_identifier = load(hl7("bundle-conformsto.json"));
   declaring(with_identifier, kBundlePatient);
-  auto& allocator = with_identifier.GetAllocator();
-  json::Value identifier(rapidjson::kObjectType);
-  json::addString(identifier, "system", "urn:oid:2.16.756.5.30.1.123.100.1.1.1", allocator);
-  json::addString(identifier, "value", "8756.0001", allocator);
-  json::Value identifiers(rapidjson::kArrayType);
-  identifiers.PushBack(std::move(identifier), allocator);
-  json::addMember(with_identifier["entry"][1]["resource"], "identifier", std::move(identifiers), allocator);
+  addPatientIdentifier(with_identifier);
   EXPECT_NO_ERRORS(validateWith(with_identifier, profiles));
 
   // Valid against what it declares (base Patient) but not BundlePatient: the reference walks it.
