@@ -145,7 +145,8 @@ class InstanceWalker {
     bool depth_limited = false;
     bool reusableAt(int depth) const;
   };
-  std::shared_ptr<std::map<ConformanceKey, std::vector<ConformanceAnswer>>> conformance_memo_;
+  using ConformanceMemo = std::map<ConformanceKey, std::vector<ConformanceAnswer>>;
+  std::shared_ptr<ConformanceMemo> conformance_memo_;
   fhirpath::EvaluationContext context_;
   std::string undecided_value_set_;
   std::string_view enclosing_extension_;  // URL of the extension whose children are walked  // set by memberOf() when the local terminology cannot answer

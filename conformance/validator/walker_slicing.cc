@@ -250,7 +250,7 @@ void InstanceWalker::rememberConformance(const json::Value& resource, const std:
   for (size_t i = issues_before; i < issues.size(); ++i) {
     if (issues[i].severity == Severity::kError || issues[i].severity == Severity::kFatal) return;
   }
-  if (!conformance_memo_) conformance_memo_ = std::make_shared<std::map<ConformanceKey, std::vector<ConformanceAnswer>>>();
+  if (!conformance_memo_) conformance_memo_ = std::make_shared<ConformanceMemo>();
   for (const std::string& url : targets) {
     const StructurePlan* profile = plans_.byUrl(url);
     if (!profile || !profile->root || profile->kind != "resource") continue;
@@ -275,7 +275,7 @@ bool InstanceWalker::conformsTo(const json::Value& value, const std::string& url
   const bool is_resource = profile->kind == "resource";
   ConformanceKey key;
   if (is_resource) {
-    if (!conformance_memo_) conformance_memo_ = std::make_shared<std::map<ConformanceKey, std::vector<ConformanceAnswer>>>();
+    if (!conformance_memo_) conformance_memo_ = std::make_shared<ConformanceMemo>();
     key = ConformanceKey{&value, bundle_, profile->versionedUrl()};
     if (auto known = conformance_memo_->find(key); known != conformance_memo_->end()) {
       for (const ConformanceAnswer& answer : known->second) {

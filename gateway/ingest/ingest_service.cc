@@ -68,6 +68,11 @@ bool isOwnContribution(const IngestCommit& commit, const ResourceWrite& write) {
   });
 }
 
+// The key of IngestService::valid_: what decides "unchanged" for the store, with the type.
+std::string validKey(const ResourceWrite& write) {
+  return write.type + '\x1f' + (write.same_as.empty() ? write.json : write.same_as);
+}
+
 }  // namespace
 
 // The commit of a posted JSON event: 202 with the stored Bundle, warnings as a last entry.
@@ -197,12 +202,6 @@ Status IngestService::checkMerges(const std::vector<IngestCommit*>& commits, std
   }
   return Status::Ok();
 }
-
-namespace {
-std::string validKey(const ResourceWrite& write) {
-  return write.type + '\x1f' + (write.same_as.empty() ? write.json : write.same_as);
-}
-}  // namespace
 
 bool IngestService::knownValid(const ResourceWrite& write) const {
   const std::string key = validKey(write);
