@@ -208,11 +208,11 @@ class ReadOnlyMergeTx final : public MergeTx {
 std::unique_ptr<MergeTx> makeMergeTx(Connection& db) { return std::make_unique<SqliteMergeTx>(db); }
 
 Status readMerge(Connection& db, const std::function<Status(MergeTx&)>& read) {
-  Status begun = db.exec("BEGIN");  // the first read takes the snapshot every later read sees
+  Status begun = db.run("BEGIN");  // the first read takes the snapshot every later read sees
   if (!begun.ok()) return begun;
   ReadOnlyMergeTx view(db);
   Status status = read(view);
-  Status ended = db.exec(status.ok() ? "COMMIT" : "ROLLBACK");
+  Status ended = db.run(status.ok() ? "COMMIT" : "ROLLBACK");
   return status.ok() ? ended : status;
 }
 
@@ -221,7 +221,7 @@ Status mergeInTransaction(Connection& db, const MergeHook& hook, const IngestCom
                           bool& changed) {
   changed = false;
   if (!hook || (commit.contributions.empty() && commit.remerge.empty())) return Status::Ok();
-  Status status = db.exec("SAVEPOINT merge");
+  Status status = db.run("SAVEPOINT merge");
   if (!status.ok()) return status;
   auto tx = makeMergeTx(db);
   if (commit.merge_checked && commit.merge_trace) {
@@ -232,9 +232,9 @@ Status mergeInTransaction(Connection& db, const MergeHook& hook, const IngestCom
     if (*replayed) {
       merged = commit.merge_expected;
       coverage = commit.merge_trace->coverage;
-      return db.exec("RELEASE merge");
+      return db.run("RELEASE merge");
     }
-    status = db.exec("ROLLBACK TO merge");  // a read differs: undone, and merged as before
+    status = db.run("ROLLBACK TO merge");  // a read differs: undone, and merged as before
     if (!status.ok()) return status;
   }
   status = hook(*tx, commit, merged, coverage);
@@ -243,10 +243,10 @@ Status mergeInTransaction(Connection& db, const MergeHook& hook, const IngestCom
     changed = true;
     merged.clear();
     coverage.clear();
-    status = db.exec("ROLLBACK TO merge");
+    status = db.run("ROLLBACK TO merge");
     if (!status.ok()) return status;
   }
-  return db.exec("RELEASE merge");
+  return db.run("RELEASE merge");
 }
 
 Status backfillContributions(Connection& db) {
