@@ -93,11 +93,11 @@ class SqliteStore final : public Store {
     // Set after the schema work above, whose one-time sorts may be large.
     status = writer_connection_->exec("PRAGMA temp_store=MEMORY");
     if (!status.ok()) return status;
-    // The writer's page cache outlives its transactions (it alone changes the database, so
-    // SQLite keeps it valid): 64 MiB instead of SQLite's 2 MiB holds the index pages an event
-    // touches at random (idempotency keys, resource ids, search keys), which were read again
-    // from the file system at ~70 preads per event once the store outgrew 2 MiB (issue 12).
-    status = writer_connection_->exec("PRAGMA cache_size=-65536");
+    // The writer reads the database file through a read-only memory map (no pread for the index
+    // pages an event touches at random) and keeps a small page cache: SQLite 3.40 walks the whole
+    // cache at every commit of a store under 1 GiB (a B-tree balance parks a page past the lock
+    // page), so a 64 MiB cache cost more writer CPU than its preads saved (docs/BENCHMARKS.md).
+    status = writer_connection_->exec("PRAGMA cache_size=-8192; PRAGMA mmap_size=2147418112");
     if (!status.ok()) return status;
     checkpoint_connection_ = std::make_unique<Connection>();
     status = checkpoint_connection_->open(path_);
