@@ -31,6 +31,18 @@ constexpr int64_t kMaxKey = INT64_MAX;
 constexpr int64_t kMinKey = INT64_MIN;
 // The largest code point: a prefix followed by it bounds every string that starts with the prefix.
 constexpr std::string_view kMaxCodePoint = "\xF4\x8F\xBF\xBF";
+// `_id` is not stored as an index row: search_entries holds every entry's id, in its own unique
+// index. The clauses on `_id` read e.id (t.id when chained) and the rows a candidate is checked
+// against get it back (idRow). One random insert per resource fewer in search_rows_by_key.
+constexpr std::string_view kIdParam = "_id";
+
+IndexRow idRow(const std::string& id) {
+  IndexRow row;  // as search::extractIndex makes it from Resource.id
+  row.param = std::string(kIdParam);
+  row.type = ParamType::kToken;
+  row.code = id;
+  return row;
+}
 
 // SQL text and its parameters, in order of appearance.
 struct Sql {
@@ -62,6 +74,20 @@ std::string likePattern(std::string_view text) {
     out += c;
   }
   return out + "%";
+}
+
+// "<column> IN (?, ...)" for the ids an `_id` clause names; nullopt when a value names none or
+// the modifier is not a plain equality (the re-check decides).
+std::optional<Sql> idsCondition(std::string_view column, const std::string& modifier,
+                                const std::vector<QueryValue>& values) {
+  if (!modifier.empty() || values.empty()) return std::nullopt;
+  Sql sql;
+  sql.add(column).add(" IN (");
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (values[i].code.empty()) return std::nullopt;
+    sql.add(i > 0 ? ", ?" : "?").bind(values[i].code);
+  }
+  return sql.add(")");
 }
 
 // A condition on search_rows `r` that every row matching the value satisfies; nullopt when none
@@ -118,14 +144,20 @@ std::optional<Sql> rowsCondition(const std::string& type, const search::BoundPar
 std::optional<Sql> clauseCondition(const std::string& type, const Clause& clause) {
   if (clause.modifier == "missing" || clause.modifier == "not") return std::nullopt;
   if (clause.chain != nullptr) {
-    auto inner = rowsCondition(clause.chain_type, *clause.chain, clause.modifier, clause.values);
-    if (!inner) return std::nullopt;
     Sql sql;
     sql.add("e.seq IN (SELECT r.entry FROM search_rows r JOIN search_entries t ON t.type = ? AND t.id = r.ref_id "
-            "WHERE r.type = ? AND r.param = ? AND t.seq IN (SELECT r.entry FROM search_rows r WHERE ")
+            "WHERE r.type = ? AND r.param = ? AND ")
         .bind(clause.chain_type).bind(type).bind(clause.param->def->code);
-    return sql.add(*inner).add("))");
+    if (clause.chain->def->code == kIdParam) {
+      auto ids = idsCondition("t.id", clause.modifier, clause.values);
+      if (!ids) return std::nullopt;
+      return sql.add(*ids).add(")");
+    }
+    auto inner = rowsCondition(clause.chain_type, *clause.chain, clause.modifier, clause.values);
+    if (!inner) return std::nullopt;
+    return sql.add("t.seq IN (SELECT r.entry FROM search_rows r WHERE ").add(*inner).add("))");
   }
+  if (clause.param->def->code == kIdParam) return idsCondition("e.id", clause.modifier, clause.values);
   auto rows = rowsCondition(type, *clause.param, clause.modifier, clause.values);
   if (!rows) return std::nullopt;
   Sql sql;
@@ -279,12 +311,19 @@ class Searcher {
       // Driven by one index range, in entry order: a page reads only what it needs, however
       // many resources match. A resource with two rows of that key comes twice in a row.
       Sql sql;
-      sql.add("SELECT e.seq, e.id FROM search_rows d JOIN search_entries e ON e.seq = d.entry "
-              "WHERE d.type = ? AND d.param = ? AND d.key = ?")
-          .bind(query_.type).bind(driver_param_).bind(driver_key_);
-      if (from.set) sql.add(" AND d.entry > ?").bind(from.seq);
-      sql.add(" AND e.type = ?").bind(query_.type).add(filter_);
-      sql.add(" ORDER BY d.entry LIMIT ?").bind(static_cast<int64_t>(limit));
+      if (driver_param_ == kIdParam) {  // the entry of that id (search_entries' unique index)
+        sql.add("SELECT e.seq, e.id FROM search_entries e WHERE e.type = ? AND e.id = ?")
+            .bind(query_.type).bind(driver_key_);
+        if (from.set) sql.add(" AND e.seq > ?").bind(from.seq);
+        sql.add(filter_).add(" ORDER BY e.seq LIMIT ?").bind(static_cast<int64_t>(limit));
+      } else {
+        sql.add("SELECT e.seq, e.id FROM search_rows d JOIN search_entries e ON e.seq = d.entry "
+                "WHERE d.type = ? AND d.param = ? AND d.key = ?")
+            .bind(query_.type).bind(driver_param_).bind(driver_key_);
+        if (from.set) sql.add(" AND d.entry > ?").bind(from.seq);
+        sql.add(" AND e.type = ?").bind(query_.type).add(filter_);
+        sql.add(" ORDER BY d.entry LIMIT ?").bind(static_cast<int64_t>(limit));
+      }
       auto rows = backend_.select(sql.text, sql.params, "it");
       if (!rows.ok()) return rows.error();
       std::vector<Candidate> out;
@@ -345,9 +384,20 @@ class Searcher {
       }
       auto rows = backend_.select(sql.text, sql.params, "i" + std::string(kSearchRowKinds));
       if (!rows.ok()) return rows.error();
-      for (const SqlRow& row : *rows) out[row[0].integer].push_back(rowOf(row, 1));
+      for (const SqlRow& row : *rows) {
+        if (row[1].text == kIdParam) continue;  // a store written before _id rows were dropped
+        out[row[0].integer].push_back(rowOf(row, 1));
+      }
     }
     return out;
+  }
+
+  // idRow for an entry of `type` when the query reads `_id` (or every row).
+  void addIdRow(std::string_view type, const std::string& id, const std::vector<std::string>* params,
+                std::vector<IndexRow>& rows) const {
+    if (params != nullptr && std::find(params->begin(), params->end(), kIdParam) == params->end()) return;
+    if (registry_.find(std::string(type), std::string(kIdParam)) == nullptr) return;
+    rows.push_back(idRow(id));
   }
 
   Result<std::map<std::string, StoredJson>> jsonOf(std::string_view type, const std::vector<std::string>& ids) {
@@ -390,6 +440,9 @@ class Searcher {
     const bool all_rows = !query_.include.empty();
     auto rows = rowsOf(entries, all_rows ? nullptr : &params);
     if (!rows.ok()) return rows.error();
+    for (const Candidate& candidate : batch) {
+      addIdRow(query_.type, candidate.id, all_rows ? nullptr : &params, (*rows)[candidate.seq]);
+    }
     std::vector<const Candidate*> matched;
     for (const Candidate& candidate : batch) {
       if (search::matches(query_, (*rows)[candidate.seq], options_)) matched.push_back(&candidate);
@@ -492,6 +545,7 @@ class Searcher {
       return nullptr;
     }
     std::vector<IndexRow> found = std::move((*rows)[(*entry)[0][0].integer]);
+    addIdRow(type, std::string(id), nullptr, found);
     if (request_.visible) {
       auto json = jsonOf(type, {std::string(id)});
       if (!json.ok()) {
@@ -703,6 +757,15 @@ std::vector<IndexRow> indexRows(const search::Registry& registry, const std::str
 
 uint64_t jsonDigest(std::string_view json) { return static_cast<uint64_t>(std::hash<std::string_view>{}(json)); }
 
+namespace {
+
+void dropIdRows(std::vector<IndexRow>& rows) {
+  rows.erase(std::remove_if(rows.begin(), rows.end(), [](const IndexRow& row) { return row.param == kIdParam; }),
+             rows.end());
+}
+
+}  // namespace
+
 std::shared_ptr<const PreparedIndex> prepare(const search::Registry& registry, const std::string& json) {
   auto prepared = std::make_shared<PreparedIndex>();
   prepared->json_size = json.size();
@@ -710,6 +773,7 @@ std::shared_ptr<const PreparedIndex> prepare(const search::Registry& registry, c
   if (auto rows = extractRows(registry, json, prepared->type)) {
     prepared->object = true;
     prepared->rows = std::move(*rows);
+    dropIdRows(prepared->rows);
   }
   return prepared;
 }
@@ -717,10 +781,13 @@ std::shared_ptr<const PreparedIndex> prepare(const search::Registry& registry, c
 std::vector<IndexRow> rowsOf(const search::Registry& registry, const ResourceWrite& write, const std::string& updated_at) {
   const PreparedIndex* prepared = write.index.get();
   if (prepared == nullptr || prepared->json_size != write.json.size() || prepared->json_digest != jsonDigest(write.json)) {
-    return indexRows(registry, write.json, updated_at);  // none, or not of this JSON: computed here
+    std::vector<IndexRow> rows = indexRows(registry, write.json, updated_at);  // none, or not of this JSON
+    dropIdRows(rows);
+    return rows;
   }
   if (!prepared->object) return {};
   std::vector<IndexRow> rows = prepared->rows;
+  dropIdRows(rows);  // a PreparedIndex made elsewhere may hold them
   addLastUpdated(registry, prepared->type, updated_at, rows);
   return rows;
 }

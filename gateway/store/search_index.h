@@ -8,8 +8,9 @@
 //     given when the resource is first indexed and never changes: it is the default order and
 //     the last key of every keyset. `write_seq` is the event that wrote the current version,
 //     `updated_us` its meta.lastUpdated.
-//   search_rows (entry, type, param, key, <the IndexRow columns>): the current version's rows.
-//     `key` is what the (type, param, key) index finds a row by: the code of a token (and of a
+//   search_rows (entry, type, param, key, <the IndexRow columns>): the current version's rows,
+//     except `_id` (search_entries has the id; the search reads it there). `key` is what the
+//     (type, param, key) index finds a row by: the code of a token (and of a
 //     Reference.identifier), the normalised string, the reference's id, the uri.
 // Writes: indexRows() gives the rows of one resource; each store writes them in the transaction
 // that writes the resource (sqlite::writeSearchIndex, pg::writeSearchIndex), replacing the rows
@@ -50,8 +51,8 @@ struct PreparedIndex {
 };
 uint64_t jsonDigest(std::string_view json);
 std::shared_ptr<const PreparedIndex> prepare(const search::Registry& registry, const std::string& json);
-// The index rows of `write` as stored at `updated_at`: its prepared rows when they were computed
-// from exactly its JSON, else indexRows() of its JSON (computed here, on the writer).
+// The index rows of `write` as stored at `updated_at`, without `_id`: its prepared rows when they
+// were computed from exactly its JSON, else indexRows() of its JSON (computed here, on the writer).
 std::vector<search::IndexRow> rowsOf(const search::Registry& registry, const ResourceWrite& write,
                                      const std::string& updated_at);
 // The `key` column of a row (see above).

@@ -50,6 +50,8 @@ struct StoreKind {
   // Turns the store of `dir` into one written before the search index existed: its index tables
   // are gone (PostgreSQL: and migration 3 is not recorded as applied).
   std::function<Status(const std::string& dir)> forget_index;
+  // The one integer a query over the store's tables gives (read beside the store, not through it).
+  std::function<Result<int64_t>(const std::string& dir, const std::string& sql)> scalar;
 };
 void PrintTo(const StoreKind& kind, std::ostream* out) { *out << kind.name; }
 
@@ -97,9 +99,44 @@ Status forgetPostgresIndex(const std::string& dir) {
   return Status::Ok();
 }
 
+Result<int64_t> sqliteScalar(const std::string& dir, const std::string& sql) {
+  sqlite3* db = nullptr;
+  if (sqlite3_open((fs::path(dir) / "gateway.db").string().c_str(), &db) != SQLITE_OK) return Error{"cannot open"};
+  sqlite3_stmt* statement = nullptr;
+  Result<int64_t> out = Error{"no row"};
+  if (sqlite3_prepare_v2(db, sql.c_str(), -1, &statement, nullptr) != SQLITE_OK) {
+    out = Error{sqlite3_errmsg(db)};
+  } else if (sqlite3_step(statement) == SQLITE_ROW) {
+    out = static_cast<int64_t>(sqlite3_column_int64(statement, 0));
+  }
+  sqlite3_finalize(statement);
+  sqlite3_close(db);
+  return out;
+}
+
+Result<int64_t> postgresScalar(const std::string& dir, const std::string& sql) {
+  auto cluster = testing::testPostgres();
+  if (!cluster.ok()) return cluster.error();
+  const char* keys[] = {"dbname", "password", nullptr};
+  const char* values[] = {cluster->url.c_str(), cluster->password.c_str(), nullptr};
+  PGconn* conn = PQconnectdbParams(keys, values, 1);
+  if (PQstatus(conn) != CONNECTION_OK) {
+    PQfinish(conn);
+    return Error{"cannot connect"};
+  }
+  PGresult* set = PQexec(conn, ("SET search_path TO \"" + testing::testSchemaFor(dir) + "\"").c_str());
+  PQclear(set);
+  PGresult* result = PQexec(conn, sql.c_str());
+  Result<int64_t> out = Error{PQresultErrorMessage(result)};
+  if (PQresultStatus(result) == PGRES_TUPLES_OK && PQntuples(result) == 1) out = std::atoll(PQgetvalue(result, 0, 0));
+  PQclear(result);
+  PQfinish(conn);
+  return out;
+}
+
 const StoreKind kKinds[] = {
-    {"sqlite", [](const std::string& dir) { return openSqliteStore(dir); }, &forgetSqliteIndex},
-    {"postgresql", &openPostgres, &forgetPostgresIndex},
+    {"sqlite", [](const std::string& dir) { return openSqliteStore(dir); }, &forgetSqliteIndex, &sqliteScalar},
+    {"postgresql", &openPostgres, &forgetPostgresIndex, &postgresScalar},
 };
 
 const search::Registry& registry() {
@@ -514,6 +551,42 @@ TEST_P(StoreSearch, SortTotalIncludeAndRevinclude) {
   for (const std::string& included : hidden.included) EXPECT_NE(included.rfind("Observation/", 0), 0u) << included;
 }
 
+// `_id` is no index row (search_entries holds the id): every way a query can name it still finds
+// exactly the resources of those ids.
+TEST_P(StoreSearch, IdIsFoundThroughTheEntriesAndNotStoredAsAnIndexRow) {
+  write("v1", {R"({"resourceType":"Patient","id":"p1","gender":"male"})",
+               R"({"resourceType":"Patient","id":"p2","gender":"female"})",
+               R"({"resourceType":"Patient","id":"p3","gender":"female"})",
+               R"({"resourceType":"Observation","id":"o1","status":"final","code":{"text":"x"},)"
+               R"("subject":{"reference":"Patient/p1"}})",
+               R"({"resourceType":"Observation","id":"o2","status":"final","code":{"text":"x"},)"
+               R"("subject":{"reference":"Patient/p2"}})"});
+  auto stored = GetParam().scalar(dir_.path().string(), "SELECT count(*) FROM search_rows WHERE param = '_id'");
+  ASSERT_TRUE(stored.ok()) << stored.message();
+  EXPECT_EQ(*stored, 0);
+  auto gender = GetParam().scalar(dir_.path().string(), "SELECT count(*) FROM search_rows WHERE param = 'gender'");
+  ASSERT_TRUE(gender.ok()) << gender.message();
+  EXPECT_EQ(*gender, 3);  // the other rows are written as before
+
+  EXPECT_EQ(ids("Patient", {{"_id", "p2"}}), (Ids{"p2"}));              // one id: drives the candidates
+  EXPECT_EQ(ids("Patient", {{"_id", "p1,p3"}}), (Ids{"p1", "p3"}));     // several: a filter
+  EXPECT_EQ(ids("Patient", {{"_id", "p2"}, {"gender", "female"}}), (Ids{"p2"}));
+  EXPECT_EQ(ids("Patient", {{"gender", "female"}, {"_id", "p1,p3"}}), (Ids{"p3"}));
+  EXPECT_EQ(ids("Patient", {{"_id", "nobody"}}), (Ids{}));
+  EXPECT_EQ(ids("Patient", {{"_id", "o1"}}), (Ids{}));                  // an id of another type
+  EXPECT_EQ(ids("Patient", {{"_id:not", "p1"}}), (Ids{"p2", "p3"}));   // re-checked against idRow
+  EXPECT_EQ(ids("Patient", {{"_id:missing", "false"}}), (Ids{"p1", "p2", "p3"}));
+  EXPECT_EQ(ids("Patient", {{"_id:missing", "true"}}), (Ids{}));
+  EXPECT_EQ(ids("Observation", {{"subject:Patient._id", "p2"}}), (Ids{"o2"}));  // chained
+  EXPECT_EQ(ids("Observation", {{"patient._id", "p1,p2"}}), (Ids{"o1", "o2"}));
+  EXPECT_EQ(ids("Observation", {{"patient._id", "p3"}}), (Ids{}));
+  Found included = run(*store_, "Observation", {{"_id", "o1"}, {"_include", "Observation:subject"}});
+  EXPECT_EQ(included.ids, (std::vector<std::string>{"o1"}));
+  EXPECT_EQ(included.included, (std::vector<std::string>{"Patient/p1"}));
+  Found counted = run(*store_, "Patient", {{"_id", "p1,p2,nobody"}, {"_summary", "count"}});
+  EXPECT_EQ(counted.total, 2);
+}
+
 TEST_P(StoreSearch, AForeignCursorIsInvalid) {
   search::QueryOptions options;
   auto query = search::parseQuery(registry(), "Patient", {}, options);
@@ -715,6 +788,26 @@ TEST_P(SqliteStoreSearch, ASearchIndexOfTheUnclusteredLayoutIsConvertedWhenOpene
   ASSERT_NE(store_, nullptr);
   EXPECT_EQ(sqliteRows(dir, rows_sql), after);
   EXPECT_EQ(ids("Patient", {{"family", "okafor"}}), (Ids{"p1"}));
+}
+
+// A store written while `_id` was an index row keeps those rows until the resource is written
+// again: they are not read, so a stale one changes no answer.
+TEST_P(SqliteStoreSearch, IdRowsOfAnEarlierStoreAreNotRead) {
+  write("v1", {R"({"resourceType":"Patient","id":"p1","gender":"male"})",
+               R"({"resourceType":"Patient","id":"p2","gender":"female"})"});
+  const std::string dir = dir_.path().string();
+  store_.reset();
+  // An `_id` row naming another id, as no writer made it: a read that used it would show.
+  ASSERT_EQ(sqliteRows(dir, "INSERT INTO search_rows (entry, ord, type, " SEARCH_ROW_COLUMNS ") "
+                            "SELECT seq, 99, 'Patient', '_id', 'p9', 3, '', 'p9', '', '', '', '', '', 0, 0, 0, '', "
+                            "'', '', '', 0.0 FROM search_entries WHERE id = 'p2'; "
+                            "SELECT count(*) FROM search_rows WHERE param = '_id'"),
+            (std::vector<std::string>{"1"}));
+  store_ = open();
+  ASSERT_NE(store_, nullptr);
+  EXPECT_EQ(ids("Patient", {{"_id", "p9"}}), (Ids{}));
+  EXPECT_EQ(ids("Patient", {{"_id:not", "p9"}}), (Ids{"p1", "p2"}));
+  EXPECT_EQ(ids("Patient", {{"_id", "p2"}}), (Ids{"p2"}));
 }
 
 INSTANTIATE_TEST_SUITE_P(Sqlite, SqliteStoreSearch, ::testing::Values(kKinds[0]),
