@@ -77,7 +77,8 @@ Status forgetSqliteIndex(const std::string& dir) {
   return Status::Ok();
 }
 
-Status forgetPostgresIndex(const std::string& dir) {
+// A connection to the test cluster with the schema of the store in `dir` on its search path.
+Result<PGconn*> connectToSchemaOf(const std::string& dir) {
   auto cluster = testing::testPostgres();
   if (!cluster.ok()) return cluster.error();
   const char* keys[] = {"dbname", "password", nullptr};
@@ -87,14 +88,25 @@ Status forgetPostgresIndex(const std::string& dir) {
     PQfinish(conn);
     return Error{"cannot connect"};
   }
-  const std::string sql = "SET search_path TO \"" + testing::testSchemaFor(dir) +
-                          "\"; DROP TABLE search_entries; DROP TABLE search_rows; "
-                          "DELETE FROM schema_migrations WHERE version = 3;";
-  PGresult* result = PQexec(conn, sql.c_str());
+  PGresult* set = PQexec(conn, ("SET search_path TO \"" + testing::testSchemaFor(dir) + "\"").c_str());
+  const bool ok = PQresultStatus(set) == PGRES_COMMAND_OK;
+  PQclear(set);
+  if (!ok) {
+    PQfinish(conn);
+    return Error{"cannot set the search path"};
+  }
+  return conn;
+}
+
+Status forgetPostgresIndex(const std::string& dir) {
+  auto conn = connectToSchemaOf(dir);
+  if (!conn.ok()) return Error{conn.message()};
+  PGresult* result = PQexec(*conn, "DROP TABLE search_entries; DROP TABLE search_rows; "
+                                   "DELETE FROM schema_migrations WHERE version = 3;");
   const bool ok = PQresultStatus(result) == PGRES_COMMAND_OK;
   std::string error = ok ? "" : PQresultErrorMessage(result);
   PQclear(result);
-  PQfinish(conn);
+  PQfinish(*conn);
   if (!ok) return Error{error};
   return Status::Ok();
 }
@@ -115,22 +127,13 @@ Result<int64_t> sqliteScalar(const std::string& dir, const std::string& sql) {
 }
 
 Result<int64_t> postgresScalar(const std::string& dir, const std::string& sql) {
-  auto cluster = testing::testPostgres();
-  if (!cluster.ok()) return cluster.error();
-  const char* keys[] = {"dbname", "password", nullptr};
-  const char* values[] = {cluster->url.c_str(), cluster->password.c_str(), nullptr};
-  PGconn* conn = PQconnectdbParams(keys, values, 1);
-  if (PQstatus(conn) != CONNECTION_OK) {
-    PQfinish(conn);
-    return Error{"cannot connect"};
-  }
-  PGresult* set = PQexec(conn, ("SET search_path TO \"" + testing::testSchemaFor(dir) + "\"").c_str());
-  PQclear(set);
-  PGresult* result = PQexec(conn, sql.c_str());
+  auto conn = connectToSchemaOf(dir);
+  if (!conn.ok()) return conn.error();
+  PGresult* result = PQexec(*conn, sql.c_str());
   Result<int64_t> out = Error{PQresultErrorMessage(result)};
   if (PQresultStatus(result) == PGRES_TUPLES_OK && PQntuples(result) == 1) out = std::atoll(PQgetvalue(result, 0, 0));
   PQclear(result);
-  PQfinish(conn);
+  PQfinish(*conn);
   return out;
 }
 
