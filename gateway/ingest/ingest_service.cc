@@ -176,7 +176,8 @@ Status IngestService::checkMerges(const std::vector<IngestCommit*>& commits, std
       CpuGate::Slot cpu_slot(CpuGate::shared());
       for (const ResourceWrite& write : (*merged)[i].writes) {
         if (commit.contributions_validated && isOwnContribution(commit, write)) continue;
-        if (knownValid(write)) continue;
+        const std::string valid_key = validKey(write);
+        if (knownValid(valid_key)) continue;
         json::Document resource;
         json::ParseError parse_error;
         IssueList issues;
@@ -185,7 +186,7 @@ Status IngestService::checkMerges(const std::vector<IngestCommit*>& commits, std
         } else {
           validator_->validate(resource, ValidationRequest{}, issues);
         }
-        if (!issues.hasErrors()) rememberValid(write);
+        if (!issues.hasErrors()) rememberValid(valid_key);
         for (Issue& issue : issues.issues()) {
           if (issue.severity != Severity::kError && issue.severity != Severity::kFatal) continue;
           issue.diagnostics = write.type + "/" + write.id +
@@ -203,17 +204,15 @@ Status IngestService::checkMerges(const std::vector<IngestCommit*>& commits, std
   return Status::Ok();
 }
 
-bool IngestService::knownValid(const ResourceWrite& write) const {
-  const std::string key = validKey(write);
+bool IngestService::knownValid(const std::string& key) const {
   std::lock_guard lock(valid_mutex_);
   return valid_.count(key) > 0;
 }
 
-void IngestService::rememberValid(const ResourceWrite& write) {
-  std::string key = validKey(write);
+void IngestService::rememberValid(const std::string& key) {
   std::lock_guard lock(valid_mutex_);
   if (!valid_.insert(key).second) return;
-  valid_order_.push_back(std::move(key));
+  valid_order_.push_back(key);
   if (valid_order_.size() > kValidMerges) {
     valid_.erase(valid_order_.front());
     valid_order_.pop_front();

@@ -147,8 +147,9 @@ class IngestService {
   // else the JSON): the same merge again (the same sources' words, the same citation) is not
   // validated again. A merge citation differs from its same_as only by `recorded`, the time of the
   // merge, always an instant. The last kValidMerges of them; checkMerges.
-  bool knownValid(const ResourceWrite& write) const;
-  void rememberValid(const ResourceWrite& write);
+  // `key`: validKey() of the write (ingest_service.cc), built once per write.
+  bool knownValid(const std::string& key) const;
+  void rememberValid(const std::string& key);
   static constexpr size_t kValidMerges = 1024;
 
   const Config& config_;

@@ -392,12 +392,9 @@ class Searcher {
     return out;
   }
 
-  // idRow for an entry of `type` when the query reads `_id` (or every row).
-  void addIdRow(std::string_view type, const std::string& id, const std::vector<std::string>* params,
-                std::vector<IndexRow>& rows) const {
-    if (params != nullptr && std::find(params->begin(), params->end(), kIdParam) == params->end()) return;
-    if (registry_.find(std::string(type), std::string(kIdParam)) == nullptr) return;
-    rows.push_back(idRow(id));
+  // Whether `type` has the `_id` parameter, i.e. whether its rows would hold an idRow.
+  bool hasIdParam(std::string_view type) const {
+    return registry_.find(std::string(type), std::string(kIdParam)) != nullptr;
   }
 
   Result<std::map<std::string, StoredJson>> jsonOf(std::string_view type, const std::vector<std::string>& ids) {
@@ -432,16 +429,19 @@ class Searcher {
     for (const Candidate& candidate : batch) entries.push_back(candidate.seq);
     // matches() reads only the rows of the clauses' parameters; _include reads the page's
     // reference rows, so it takes them all.
+    // `_id` has no stored rows: it is not read, and its row comes from the candidate's id.
     std::vector<std::string> params;
+    bool reads_id = false;
     for (const search::Clause& clause : query_.clauses) {
       const std::string& code = clause.param->def->code;
-      if (std::find(params.begin(), params.end(), code) == params.end()) params.push_back(code);
+      if (code == kIdParam) reads_id = true;
+      else if (std::find(params.begin(), params.end(), code) == params.end()) params.push_back(code);
     }
     const bool all_rows = !query_.include.empty();
     auto rows = rowsOf(entries, all_rows ? nullptr : &params);
     if (!rows.ok()) return rows.error();
-    for (const Candidate& candidate : batch) {
-      addIdRow(query_.type, candidate.id, all_rows ? nullptr : &params, (*rows)[candidate.seq]);
+    if ((all_rows || reads_id) && hasIdParam(query_.type)) {
+      for (const Candidate& candidate : batch) (*rows)[candidate.seq].push_back(idRow(candidate.id));
     }
     std::vector<const Candidate*> matched;
     for (const Candidate& candidate : batch) {
@@ -545,7 +545,7 @@ class Searcher {
       return nullptr;
     }
     std::vector<IndexRow> found = std::move((*rows)[(*entry)[0][0].integer]);
-    addIdRow(type, std::string(id), nullptr, found);
+    if (hasIdParam(type)) found.push_back(idRow(std::string(id)));
     if (request_.visible) {
       auto json = jsonOf(type, {std::string(id)});
       if (!json.ok()) {
