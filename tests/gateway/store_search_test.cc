@@ -797,7 +797,9 @@ TEST_P(SqliteStoreSearch, ASearchIndexOfTheUnclusteredLayoutIsConvertedWhenOpene
 // again: they are not read, so a stale one changes no answer.
 TEST_P(SqliteStoreSearch, IdRowsOfAnEarlierStoreAreNotRead) {
   write("v1", {R"({"resourceType":"Patient","id":"p1","gender":"male"})",
-               R"({"resourceType":"Patient","id":"p2","gender":"female"})"});
+               R"({"resourceType":"Patient","id":"p2","gender":"female"})",
+               R"({"resourceType":"Observation","id":"o2","status":"final","code":{"text":"x"},)"
+               R"("subject":{"reference":"Patient/p2"}})"});
   const std::string dir = dir_.path().string();
   store_.reset();
   // An `_id` row naming another id, as no writer made it: a read that used it would show.
@@ -811,6 +813,12 @@ TEST_P(SqliteStoreSearch, IdRowsOfAnEarlierStoreAreNotRead) {
   EXPECT_EQ(ids("Patient", {{"_id", "p9"}}), (Ids{}));
   EXPECT_EQ(ids("Patient", {{"_id:not", "p9"}}), (Ids{"p1", "p2"}));
   EXPECT_EQ(ids("Patient", {{"_id", "p2"}}), (Ids{"p2"}));
+  // Where every row of the page is read (_include) and where a chain reads its target's rows.
+  Found all_rows = run(*store_, "Patient", {{"_id:not", "p9"}, {"_include", "*"}});
+  EXPECT_EQ(all_rows.error, "");
+  EXPECT_EQ(Ids(all_rows.ids.begin(), all_rows.ids.end()), (Ids{"p1", "p2"}));
+  EXPECT_EQ(ids("Observation", {{"patient._id:not", "p9"}}), (Ids{"o2"}));
+  EXPECT_EQ(ids("Observation", {{"patient._id", "p9"}}), (Ids{}));
 }
 
 INSTANTIATE_TEST_SUITE_P(Sqlite, SqliteStoreSearch, ::testing::Values(kKinds[0]),
