@@ -5,9 +5,10 @@
 // (fhir_profiles/alignment/examples/valid: a Patient with race and ethnicity, its Coverage, an
 // e-consult ServiceRequest with its Task and answering Communication, an HRSN panel and a
 // positive-domain Observation, a RiskAssessment, a CarePlan, a Claim, and for every third member
-// a co-management EpisodeOfCare and a social referral), and 12 attribution Groups (4 practices x
-// 3 payers); then it evaluates every bundled Measure for everyone attributed with
-// measure::evaluateMany (one read of the store, patients on every core) and prints the time.
+// a co-management EpisodeOfCare and a social referral), 12 attribution Groups (4 practices x
+// 3 payers) and the 4 practices' Organizations; then it evaluates every bundled Measure for
+// everyone attributed with measure::evaluateMany (one read of the store, patients on every core)
+// and prints the time.
 //
 //   measure_bench --dir DIR [--members N] [--threads T] [--load-only | --query-only] [--subject REF]
 //
@@ -167,6 +168,14 @@ int main(int argc, char** argv) {
       groups.resources.push_back({"Group", id,
                                   R"({"resourceType":"Group","id":")" + id + R"(","identifier":[{"system":"http://hl7.org/fhir/sid/us-npi","value":")" +
                                       npi + R"("}],"active":true,"type":"person","actual":true,"member":[)" + list + "]}"});
+      ++resources;
+    }
+    // The practices' Organizations (the scorecard pages list the practices by them).
+    for (const char* npi : kPractices) {
+      const std::string id = std::string("practice-") + npi;
+      groups.resources.push_back({"Organization", id,
+                                  R"({"resourceType":"Organization","id":")" + id + R"(","identifier":[{"system":"http://hl7.org/fhir/sid/us-npi","value":")" +
+                                      npi + R"("}],"active":true,"name":"Practice )" + npi + R"("})"});
       ++resources;
     }
     if (auto done = store->commitIngest(std::move(groups)); !done.ok()) {

@@ -25,6 +25,10 @@ void Metrics::countCircuitOpened(const std::string& destination) {
   counter("gateway_delivery_circuit_opened_total", "destination=\"" + destination + "\"")++;
 }
 
+void Metrics::countScorecard(const std::string& figures, const std::string& result) {
+  counter("gateway_scorecard_computations_total", "figures=\"" + figures + "\",result=\"" + result + "\"")++;
+}
+
 void Metrics::countHttp(int status) {
   counter("gateway_http_responses_total", "code=\"" + std::to_string(status) + "\"")++;
 }

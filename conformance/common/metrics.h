@@ -26,6 +26,9 @@ class Metrics {
   void countHttp(int status);
   // delivery_circuit_opened_total{destination}: the destination's circuit breaker opened.
   void countCircuitOpened(const std::string& destination);
+  // scorecard_computations_total{figures, result}: a background computation of scorecard figures
+  // (figures: measures, quality) ended; result ok or failed.
+  void countScorecard(const std::string& figures, const std::string& result);
   // A gauge holding its latest value, e.g. gateway_delivery_circuit_state{destination="..."}.
   void setGauge(const std::string& name, const std::string& labels, int64_t value);
 

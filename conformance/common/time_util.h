@@ -14,9 +14,9 @@ inline int64_t nowMs() {
       .count();
 }
 
-// Current UTC time as a FHIR instant with milliseconds: 2026-11-24T21:11:55.123Z.
-inline std::string nowIso() {
-  const int64_t ms = nowMs();
+// A time in milliseconds since the epoch as a FHIR instant with milliseconds (UTC):
+// 2026-11-24T21:11:55.123Z.
+inline std::string isoOfMs(int64_t ms) {
   std::time_t seconds = static_cast<std::time_t>(ms / 1000);
   std::tm utc{};
   gmtime_r(&seconds, &utc);
@@ -26,5 +26,8 @@ inline std::string nowIso() {
                 static_cast<int>(ms % 1000));
   return buffer;
 }
+
+// Current UTC time as a FHIR instant with milliseconds: 2026-11-24T21:11:55.123Z.
+inline std::string nowIso() { return isoOfMs(nowMs()); }
 
 }  // namespace fhir

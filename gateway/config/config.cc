@@ -355,7 +355,7 @@ Result<Config> parseConfig(std::string_view text) {
   if (!json::parse(text, doc, parse_error)) return Error{"configuration is not valid JSON: " + parse_error.describe()};
   ObjectReader reader(doc, "");
   RETURN_IF_ERROR(reader.checkKeys({"listen", "dataDir", "maxBodyBytes", "payers", "feeds", "delivery", "limits", "igs",
-                                     "publicBaseUrl", "tls", "allowPlainHttp", "auth", "store", "export"}));
+                                     "publicBaseUrl", "tls", "allowPlainHttp", "auth", "store", "export", "scorecard"}));
   Config config;
   RETURN_IF_ERROR(reader.string("listen", config.listen, false));
   RETURN_IF_ERROR(reader.string("dataDir", config.data_dir, false));
@@ -418,6 +418,12 @@ Result<Config> parseConfig(std::string_view text) {
     RETURN_IF_ERROR(export_reader.integer("maxResourcesPerSecond", config.export_.max_resources_per_second, 0));
     RETURN_IF_ERROR(export_reader.string("dir", config.export_.dir, false));
     RETURN_IF_ERROR(export_reader.number("leaseSeconds", config.export_.lease_seconds));
+  }
+  if (const Value* scorecard = reader.member("scorecard")) {
+    ObjectReader scorecard_reader(*scorecard, "scorecard");
+    RETURN_IF_ERROR(scorecard_reader.checkKeys({"quickMs", "staleWaitMs"}));
+    RETURN_IF_ERROR(scorecard_reader.integer("quickMs", config.scorecard.quick_ms, 0));
+    RETURN_IF_ERROR(scorecard_reader.integer("staleWaitMs", config.scorecard.stale_wait_ms, 0));
   }
   RETURN_IF_ERROR(reader.string("publicBaseUrl", config.public_base_url, false));
   if (!config.public_base_url.empty()) RETURN_IF_ERROR(checkPublicBaseUrl(config.public_base_url));

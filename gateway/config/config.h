@@ -115,6 +115,15 @@ struct ExportConfig {
   double lease_seconds = 30;
 };
 
+// `scorecard` (an extension, issue 20): how long a scorecard page waits for figures being computed
+// for it (gateway/server/scorecard_routes.h). While their last computation took at most
+// `quickMs`, a page waits for new figures (up to `quickMs`); once it took longer, at most
+// `staleWaitMs`, then it shows the figures there are, marked with their time.
+struct ScorecardConfig {
+  int64_t quick_ms = 5000;
+  int64_t stale_wait_ms = 250;
+};
+
 // `tls` (contracts/access.md "Transport"): the listener serves HTTPS with this certificate.
 struct TlsConfig {
   std::string cert_file;       // PEM: the server certificate, then its chain
@@ -133,6 +142,7 @@ struct Config {
   IgConfig igs;
   StoreConfig store;
   ExportConfig export_ = {};             // `export` (a C++ keyword)
+  ScorecardConfig scorecard = {};
   std::string public_base_url;           // `publicBaseUrl`, without a trailing '/'; empty: the listen address
   std::optional<TlsConfig> tls;          // `tls`; none: plain HTTP
   bool allow_plain_http = false;         // `allowPlainHttp`: plain HTTP on a non-loopback address

@@ -161,33 +161,6 @@ Result<Population> loadPopulation(const std::set<std::string>& variables, const 
   const std::string& end = params.period_end;
   json::Allocator& pool = *population.pool;
 
-  // Patients and their clusters: a member linked `replaced-by` another counts as its survivor.
-  auto patients = readInto(population, search, "Patient", {});
-  if (!patients.ok()) return patients.error();
-  std::unordered_map<std::string, const json::Value*> patient_by_id;
-  std::unordered_map<std::string, std::string> survivor_of;
-  for (const json::Value* doc : *patients) {
-    auto id = json::getString(*doc, "id");
-    if (!id) continue;
-    patient_by_id[std::string(*id)] = doc;
-    if (const json::Value* links = json::find(*doc, "link"); links && links->IsArray()) {
-      for (const auto& link : links->GetArray()) {
-        if (json::getString(link, "type") == std::optional<std::string_view>("replaced-by")) {
-          std::string other = referenceId(json::find(link, "other"), "Patient");
-          if (!other.empty()) survivor_of[std::string(*id)] = other;
-        }
-      }
-    }
-  }
-  auto survivor = [&](std::string id) {
-    for (int hops = 0; hops < 8; ++hops) {
-      auto next = survivor_of.find(id);
-      if (next == survivor_of.end()) break;
-      id = next->second;
-    }
-    return id;
-  };
-
   // The subject.
   std::string subject_type, subject_id, practice_npi;
   if (!params.subject.empty()) {
@@ -198,27 +171,106 @@ Result<Population> loadPopulation(const std::set<std::string>& variables, const 
       return Error{"invalid: subject must be a Group, an Organization (a practice) or a Patient: " + params.subject};
     }
   }
-  if (subject_type == "Patient" && !patient_by_id.count(subject_id)) return Error{"not-found: no " + params.subject};
-
-  // Attribution memberships overlapping the period: one Group per membership, with that member
-  // (the Group's other elements, not its other members: a practice's list has thousands).
-  auto groups = readInto(population, search, "Group", {});
-  if (!groups.ok()) return groups.error();
-  std::map<std::string, PatientData> by_patient;
-  bool subject_found = subject_type.empty() || subject_type == "Patient";
   if (subject_type == "Organization") {
     auto npi = subjectPracticeNpi(params.subject, search);
     if (!npi.ok()) return npi.error();
     practice_npi = *npi;
-    subject_found = true;
     population.reporter = params.subject;
   }
+
+  // Attribution lists (every Group: a region has a few per practice and payer).
+  auto groups = readInto(population, search, "Group", {});
+  if (!groups.ok()) return groups.error();
+  // The Groups the subject takes its members from (every one for everyone or a Patient).
+  auto relevant = [&](const json::Value& group, const std::string& npi) {
+    if (npi.empty()) return false;  // not a practice's attribution list
+    if (subject_type == "Group") return json::getString(group, "id") == std::optional<std::string_view>(subject_id);
+    if (subject_type == "Organization") return npi == practice_npi;
+    return true;
+  };
+
+  // Patients and their clusters: a member linked `replaced-by` another counts as its survivor.
+  // For everyone, every Patient is read. For a subject, only its members' records, by `_id`
+  // through the index, a hop at a time: the members, what replaced them (`replaced-by`), and the
+  // records their survivors replace (`replaces`: gateway/merge writes both directions).
+  std::unordered_map<std::string, const json::Value*> patient_by_id;
+  std::unordered_map<std::string, std::string> survivor_of;
+  std::vector<std::string> linked;  // ids the records read link to, either way
+  auto take = [&](const std::vector<json::Value*>& docs) {
+    for (const json::Value* doc : docs) {
+      auto id = json::getString(*doc, "id");
+      if (!id || !patient_by_id.emplace(std::string(*id), doc).second) continue;
+      const json::Value* links = json::find(*doc, "link");
+      if (!links || !links->IsArray()) continue;
+      for (const auto& link : links->GetArray()) {
+        std::string other = referenceId(json::find(link, "other"), "Patient");
+        if (other.empty()) continue;
+        auto type = json::getString(link, "type");
+        if (type == std::optional<std::string_view>("replaced-by")) survivor_of[std::string(*id)] = other;
+        if (type == std::optional<std::string_view>("replaced-by") || type == std::optional<std::string_view>("replaces")) {
+          linked.push_back(std::move(other));
+        }
+      }
+    }
+  };
+  // Every resource of `type` whose `param` is one of `values` (200 a query).
+  auto readAny = [&](const char* type, const char* param, const std::vector<std::string>& values) -> Result<std::vector<json::Value*>> {
+    std::vector<json::Value*> out;
+    constexpr size_t kChunk = 200;
+    for (size_t from = 0; from < values.size(); from += kChunk) {
+      std::string any;
+      for (size_t i = from; i < std::min(values.size(), from + kChunk); ++i) any += (any.empty() ? "" : ",") + values[i];
+      auto found = readInto(population, search, type, {{param, any}});
+      if (!found.ok()) return found.error();
+      out.insert(out.end(), found->begin(), found->end());
+    }
+    return out;
+  };
+  if (subject_type.empty()) {
+    auto patients = readInto(population, search, "Patient", {});
+    if (!patients.ok()) return patients.error();
+    take(*patients);
+  } else {
+    std::set<std::string> wanted;
+    if (subject_type == "Patient") wanted.insert(subject_id);
+    for (const json::Value* group : *groups) {
+      if (subject_type == "Patient" || !relevant(*group, npiOf(*group))) continue;
+      const json::Value* members = json::find(*group, "member");
+      if (!members || !members->IsArray()) continue;
+      for (const auto& member : members->GetArray()) {
+        std::string patient = referenceId(json::find(member, "entity"), "Patient");
+        if (!patient.empty()) wanted.insert(std::move(patient));
+      }
+    }
+    std::vector<std::string> ids(wanted.begin(), wanted.end());
+    for (int hops = 0; hops < 8 && !ids.empty(); ++hops) {
+      auto found = readAny("Patient", "_id", ids);
+      if (!found.ok()) return found.error();
+      take(*found);
+      ids.clear();
+      for (std::string& id : linked) {
+        if (!patient_by_id.count(id) && wanted.insert(id).second) ids.push_back(std::move(id));
+      }
+      linked.clear();
+    }
+  }
+  auto survivor = [&](std::string id) {
+    for (int hops = 0; hops < 8; ++hops) {
+      auto next = survivor_of.find(id);
+      if (next == survivor_of.end()) break;
+      id = next->second;
+    }
+    return id;
+  };
+  if (subject_type == "Patient" && !patient_by_id.count(subject_id)) return Error{"not-found: no " + params.subject};
+
+  // Attribution memberships overlapping the period: one Group per membership, with that member
+  // (the Group's other elements, not its other members: a practice's list has thousands).
+  std::map<std::string, PatientData> by_patient;
+  bool subject_found = subject_type.empty() || subject_type == "Patient" || subject_type == "Organization";
   for (const json::Value* group : *groups) {
-    const std::string group_id(json::getString(*group, "id").value_or(""));
     const std::string npi = npiOf(*group);
-    if (npi.empty()) continue;  // not a practice's attribution list
-    if (subject_type == "Group" && group_id != subject_id) continue;
-    if (subject_type == "Organization" && npi != practice_npi) continue;
+    if (!relevant(*group, npi)) continue;
     if (subject_type == "Group") {
       subject_found = true;
       practice_npi = npi;
@@ -271,16 +323,7 @@ Result<Population> loadPopulation(const std::set<std::string>& variables, const 
   }
   auto read = [&](const char* type, const char* param) -> Result<std::vector<json::Value*>> {
     if (subject_type.empty()) return readInto(population, search, type, {});
-    std::vector<json::Value*> out;
-    constexpr size_t kChunk = 200;
-    for (size_t from = 0; from < references.size(); from += kChunk) {
-      std::string any;
-      for (size_t i = from; i < std::min(references.size(), from + kChunk); ++i) any += (any.empty() ? "" : ",") + references[i];
-      auto found = readInto(population, search, type, {{param, any}});
-      if (!found.ok()) return found.error();
-      out.insert(out.end(), found->begin(), found->end());
-    }
-    return out;
+    return readAny(type, param, references);
   };
   auto bucket = [&](const char* type, const char* element, auto&& add) -> Status {
     // The search parameter of `element` (R4: Coverage.beneficiary, Task.for as `subject`, ...).

@@ -259,6 +259,19 @@ std::string qualitySection(const QualityReport& quality) {
   return out;
 }
 
+std::string freshnessLine(const Freshness& freshness) {
+  if (freshness.as_of.empty()) return {};
+  char took[32];
+  std::snprintf(took, sizeof took, "%.1f s", static_cast<double>(freshness.took_ms) / 1000.0);
+  if (freshness.current) {
+    return "<p class=\"sub\" data-freshness=\"current\">Figures computed at " + htmlEscape(freshness.as_of) + " (in " + took +
+           ") from the data as it is now.</p>";
+  }
+  return "<p class=\"sub stale\" data-freshness=\"stale\">Figures as of " + htmlEscape(freshness.as_of) +
+         ": newer data has arrived since and is being evaluated (the last evaluation took " + took +
+         "); reload the page for the new figures.</p>";
+}
+
 std::string option(const std::string& value, const std::string& label, const std::string& selected) {
   return "<option value=\"" + htmlEscape(value) + "\"" + (value == selected ? " selected" : "") + ">" + htmlEscape(label) + "</option>";
 }
@@ -281,7 +294,7 @@ std::string urlEncode(std::string_view text) {
 }
 
 std::string convenerPage(const PageFilters& filters, const std::vector<std::string>& payers, const std::vector<Practice>& practices,
-                         const std::vector<MeasureView>& measures, const QualityReport& quality) {
+                         const std::vector<MeasureView>& measures, const QualityReport& quality, const Freshness& freshness) {
   std::string out = pageStart("Regional scorecard");
   out += "<h1>Regional alignment scorecard</h1><p class=\"sub\">Period " + htmlEscape(periodText(filters));
   std::string subject = "the whole region";
@@ -289,6 +302,7 @@ std::string convenerPage(const PageFilters& filters, const std::vector<std::stri
     if (practice.npi == filters.practice_npi) subject = practice.name + " (NPI " + practice.npi + ")";
   }
   out += " · " + htmlEscape(subject) + " · " + htmlEscape(filters.payer.empty() ? std::string("every payer") : "payer " + filters.payer) + "</p>";
+  out += freshnessLine(freshness);
   out += "<form class=\"filters\" method=\"get\" action=\"/scorecard\"><label>Payer<select name=\"payer\">" + option("", "every payer", filters.payer);
   for (const std::string& payer : payers) out += option(payer, payer, filters.payer);
   out += "</select></label><label>Practice<select name=\"practice\">" + option("", "the whole region", filters.practice_npi);
@@ -331,10 +345,11 @@ std::string convenerPage(const PageFilters& filters, const std::vector<std::stri
 }
 
 std::string practicePage(const Practice& practice, const PageFilters& filters, const std::vector<std::string>& payers,
-                         const std::vector<MeasureView>& measures) {
+                         const std::vector<MeasureView>& measures, const Freshness& freshness) {
   std::string out = pageStart("Unified report: " + practice.name);
   out += "<h1>Unified quality report: " + htmlEscape(practice.name) + "</h1><p class=\"sub\">NPI " + htmlEscape(practice.npi) +
          " · period " + htmlEscape(periodText(filters)) + " · one report across every payer</p>";
+  out += freshnessLine(freshness);
   out += "<form class=\"filters\" method=\"get\" action=\"/scorecard/practice/" + htmlEscape(urlEncode(practice.npi)) +
          "\"><label>From<input type=\"date\" name=\"periodStart\" value=\"" + htmlEscape(filters.period_start) +
          "\"></label><label>To<input type=\"date\" name=\"periodEnd\" value=\"" + htmlEscape(filters.period_end) +

@@ -35,6 +35,15 @@ struct PageFilters {
   std::string period_end;
 };
 
+// When a page's figures were computed (the pages show figures computed in the background, see
+// gateway/server/scorecard_routes.cc): a line under the title, `data-freshness` "current" or
+// "stale".
+struct Freshness {
+  bool current = true;
+  std::string as_of;    // the instant the computation started
+  int64_t took_ms = 0;  // how long it took
+};
+
 // One measure's report for the page.
 struct MeasureView {
   std::string id;
@@ -53,11 +62,11 @@ struct Practice {
 // payer stratum of each group), and the data-quality tables.
 std::string convenerPage(const PageFilters& filters, const std::vector<std::string>& payers,
                          const std::vector<Practice>& practices, const std::vector<MeasureView>& measures,
-                         const QualityReport& quality);
+                         const QualityReport& quality, const Freshness& freshness = {});
 // GET /scorecard/practice/{npi}: the practice's unified report, every measure with each payer's
 // stratum beside the total; printable.
 std::string practicePage(const Practice& practice, const PageFilters& filters, const std::vector<std::string>& payers,
-                         const std::vector<MeasureView>& measures);
+                         const std::vector<MeasureView>& measures, const Freshness& freshness = {});
 // GET /scorecard/quality: the data-quality tables alone.
 std::string qualityPage(const QualityReport& quality);
 

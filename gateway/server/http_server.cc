@@ -111,6 +111,8 @@ class Router final {
  public:
   explicit Router(ServerContext& context) : context_(context), open_policy_(nullptr, nullptr) { registerFhirRoutes(); }
 
+  void warm() { scorecard_.warm(); }
+
   http::Response handle(HTTPServerRequest& request) {
     if (context_.auth != nullptr && auth::AuthService::handles(request.target.path)) return serveAuth(request);
     if (auto page = scorecard_.handle(request)) return std::move(*page);  // /scorecard: its own session auth (issue 20)
@@ -716,6 +718,7 @@ Status HttpServer::start(const std::string& host, uint16_t port) {
   Status started = impl_->listener.start(host, port);
   if (!started.ok()) return started;
   port_ = impl_->listener.port();
+  impl_->router.warm();
   return Status::Ok();
 }
 

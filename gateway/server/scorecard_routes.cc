@@ -2,14 +2,21 @@
 #include "gateway/server/scorecard_routes.h"
 
 #include <openssl/rand.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
+#include <condition_variable>
+#include <deque>
 #include <fstream>
 #include <future>
 #include <map>
 #include <mutex>
 #include <sstream>
+#include <thread>
 #include <unordered_map>
 
 #include "conformance/common/time_util.h"
@@ -27,7 +34,7 @@ namespace {
 constexpr std::string_view kCookie = "scorecard_session";
 constexpr int64_t kSessionMs = 15 * 60 * 1000;
 constexpr size_t kMaxSessions = 10000;
-constexpr size_t kMaxCachedReports = 512;
+constexpr size_t kMaxCachedFigures = 256;
 constexpr const char* kNpiSystem = "http://hl7.org/fhir/sid/us-npi";
 
 struct Session {
@@ -36,9 +43,144 @@ struct Session {
   int64_t expires_ms = 0;
 };
 
-struct CachedReport {
-  int64_t data_version = -1;
-  std::shared_ptr<const json::Document> report;
+// Figures that take long to compute (every measure for one subject and period; the data-quality
+// report), kept per key with the data version they were computed at and computed again on one
+// background thread (niced: pages give way to ingest) when a page asks for a key whose version
+// is older than the data's. Pages are answered from here, never by computing on the request.
+class Refresher {
+ public:
+  using Value = std::shared_ptr<const void>;
+  using Compute = std::function<Result<Value>(const std::atomic<bool>& stopping)>;
+  using Version = std::function<Result<std::string>()>;
+
+  struct Figures {
+    Value value;             // null: none computed yet
+    bool current = false;    // computed at the data version asked for, or after the request came
+    int64_t as_of_ms = 0;    // when the run that gave them started
+    int64_t took_ms = 0;     // how long the last run took (0: none finished yet)
+    bool computing = false;  // a newer run is queued or running
+    std::string error;       // the last run's failure ("" when it succeeded)
+  };
+
+  // A page waits for figures being computed for it while computing them is quick (their last
+  // run took at most `quick_ms`, or there is no last run yet): a small store's pages are then
+  // always current. Once a run took longer, a page waits at most `stale_wait_ms` and shows the
+  // figures there are, marked with their time (issue 20: every page in < 500 ms, at 100,000
+  // members too). Configuration `scorecard` (gateway/config/config.h).
+  // `done` is called on the refresher's thread after every run: the key's kind (before its first
+  // '|'), whether it succeeded, and how long it took.
+  using Done = std::function<void(const std::string& kind, bool ok, int64_t took_ms)>;
+  Refresher(const ScorecardConfig& config, Done done) : config_(config), on_done_(std::move(done)), worker_([this] { run(); }) {}
+  ~Refresher() {
+    {
+      std::lock_guard lock(mutex_);
+      stopping_ = true;
+      stopping_atomic_ = true;
+    }
+    jobs_ready_.notify_all();
+    done_.notify_all();
+    worker_.join();
+  }
+
+  // The figures of `key` for data at `version` (which `version_now` gives again when the run
+  // starts): the cached ones when current; otherwise a run is queued and the call waits as
+  // described at the constructor.
+  Figures get(const std::string& key, const std::string& version, Version version_now, Compute compute) {
+    const int64_t asked_ms = nowMs();
+    std::unique_lock lock(mutex_);
+    Slot& slot = slots_[key];
+    auto current = [&] { return slot.value != nullptr && (slot.version == version || slot.as_of_ms >= asked_ms); };
+    if (!current()) {
+      if (!slot.queued) queue(key, slot, version_now, compute);
+      const int64_t wait_ms = slot.took_ms > config_.quick_ms ? config_.stale_wait_ms : config_.quick_ms;
+      // (No wait at all for 0: a timed wait of 0 still lets the run take the lock and finish first.)
+      if (wait_ms > 0) done_.wait_for(lock, std::chrono::milliseconds(wait_ms), [&] { return !slot.queued || stopping_; });
+      // The run that ended may have started before this data version: queue the next one.
+      if (!current() && !slot.queued && !stopping_) queue(key, slot, version_now, compute);
+    }
+    return Figures{slot.value, current(), slot.as_of_ms, slot.took_ms, slot.queued, slot.error};
+  }
+
+  // Queues a run for `key` unless one is queued (warming the figures pages will ask for).
+  void warm(const std::string& key, Version version_now, Compute compute) {
+    std::lock_guard lock(mutex_);
+    Slot& slot = slots_[key];
+    if (!slot.queued) queue(key, slot, version_now, compute);
+  }
+
+ private:
+  struct Slot {
+    Value value;
+    std::string version;
+    int64_t as_of_ms = 0;
+    int64_t took_ms = 0;
+    int64_t used_ms = 0;
+    bool queued = false;
+    std::string error;
+  };
+  struct Job {
+    std::string key;
+    Version version;
+    Compute compute;
+  };
+
+  void queue(const std::string& key, Slot& slot, Version version_now, Compute compute) {
+    slot.queued = true;
+    slot.used_ms = nowMs();
+    jobs_.push_back(Job{key, std::move(version_now), std::move(compute)});
+    if (slots_.size() > kMaxCachedFigures) {
+      // The least recently asked figures go first; queued ones stay.
+      auto oldest = slots_.end();
+      for (auto it = slots_.begin(); it != slots_.end(); ++it) {
+        if (!it->second.queued && (oldest == slots_.end() || it->second.used_ms < oldest->second.used_ms)) oldest = it;
+      }
+      if (oldest != slots_.end()) slots_.erase(oldest);
+    }
+    jobs_ready_.notify_one();
+  }
+
+  void run() {
+    // Lower priority for this thread and the evaluation threads it starts (Linux threads inherit it).
+    (void)setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), 10);
+    std::unique_lock lock(mutex_);
+    while (true) {
+      jobs_ready_.wait(lock, [&] { return stopping_ || !jobs_.empty(); });
+      if (stopping_) return;
+      Job job = std::move(jobs_.front());
+      jobs_.pop_front();
+      lock.unlock();
+      const int64_t started_ms = nowMs();
+      auto version = job.version();
+      Result<Value> value = version.ok() ? job.compute(stopping_atomic_) : Result<Value>(version.error());
+      const int64_t took_ms = nowMs() - started_ms;
+      if (on_done_) on_done_(job.key.substr(0, job.key.find('|')), value.ok(), took_ms);
+      lock.lock();
+      auto found = slots_.find(job.key);
+      if (found == slots_.end()) continue;
+      Slot& slot = found->second;
+      slot.queued = false;
+      slot.took_ms = std::max<int64_t>(took_ms, 1);
+      if (value.ok()) {
+        slot.value = std::move(*value);
+        slot.version = std::move(*version);
+        slot.as_of_ms = started_ms;
+        slot.error.clear();
+      } else {
+        slot.error = value.message();
+      }
+      done_.notify_all();
+    }
+  }
+
+  const ScorecardConfig config_;
+  const Done on_done_;
+  std::mutex mutex_;
+  std::condition_variable jobs_ready_, done_;
+  std::map<std::string, Slot> slots_;
+  std::deque<Job> jobs_;
+  bool stopping_ = false;
+  std::atomic<bool> stopping_atomic_{false};
+  std::thread worker_;
 };
 
 bool isDate(const std::string& text) {
@@ -84,7 +226,11 @@ std::string cookieValue(const http::Request& request, std::string_view name) {
 }  // namespace
 
 struct ScorecardRoutes::Impl {
-  explicit Impl(ServerContext& server) : context(server), open_policy(nullptr, nullptr) {}
+  explicit Impl(ServerContext& server) : context(server), open_policy(nullptr, nullptr), 
+        refresher(server.config.scorecard, [&metrics = server.metrics](const std::string& kind, bool ok, int64_t took_ms) {
+          metrics.countScorecard(kind, ok ? "ok" : "failed");
+          metrics.setGauge("gateway_scorecard_computation_ms", "figures=\"" + kind + "\"", took_ms);
+        }) {}
 
   const auth::AccessPolicy& policy() const { return context.policy != nullptr ? *context.policy : open_policy; }
 
@@ -286,13 +432,14 @@ struct ScorecardRoutes::Impl {
     return reply;
   }
 
-  // The store's newest commit: reports evaluated at it are still true while it is the newest.
-  Result<int64_t> dataVersion() {
+  // The store's newest commit: figures computed at it are still true while it is the newest.
+  Result<std::string> dataVersion() {
     HistoryQuery query;
     query.count = 1;
     auto newest = context.store->history(query);
     if (!newest.ok()) return newest.error();
-    return newest->empty() ? int64_t{0} : newest->front().event_seq * 1000003 + newest->front().version;
+    if (newest->empty()) return std::string("0");
+    return std::to_string(newest->front().event_seq) + "." + std::to_string(newest->front().version);
   }
 
   std::string measureTitle(const std::string& id) {
@@ -307,62 +454,100 @@ struct ScorecardRoutes::Impl {
     return titles[id] = title;
   }
 
-  // Every measure of the library for `subject` over the period, evaluated on both cores when
-  // not cached.
-  Result<std::vector<scorecard::MeasureView>> measures(const std::string& subject, const scorecard::PageFilters& filters) {
+  using Reports = std::vector<std::shared_ptr<const json::Document>>;
+
+  // Every measure of the library for `subject` over the period, in one read of the store
+  // (measure::evaluateMany), on the refresher's thread; `stopping` ends it early.
+  Refresher::Compute measuresCompute(const std::string& subject, const std::string& start, const std::string& end) {
+    Store* store = context.store.get();
+    const std::string base_url = context.base_url;
+    return [store, base_url, subject, start, end](const std::atomic<bool>& stopping) -> Result<Refresher::Value> {
+      auto library = measure::MeasureLibrary::bundled();
+      if (!library.ok()) return library.error();
+      std::vector<const measure::CompiledMeasure*> list;
+      for (const std::string& id : (*library)->ids()) list.push_back((*library)->find(id));
+      measure::EvaluateParams params;
+      params.period_start = start;
+      params.period_end = end;
+      params.subject = subject;
+      params.report_type = "population";
+      params.now = nowIso();
+      const measure::SearchAll search = measure::storeSearch(*store, base_url);
+      const measure::SearchAll stoppable = [&stopping, &search](const std::string& type, const measure::SearchParams& criteria)
+          -> Result<std::vector<std::string>> {
+        if (stopping) return Error{"the gateway is stopping"};
+        return search(type, criteria);
+      };
+      auto texts = measure::evaluateMany(list, params, stoppable);
+      if (!texts.ok()) return texts.error();
+      auto reports = std::make_shared<Reports>();
+      for (const std::string& text : *texts) {
+        auto doc = std::make_shared<json::Document>();
+        json::ParseError error;
+        if (!json::parse(text, *doc, error)) return Error{"a MeasureReport did not parse"};
+        reports->push_back(std::move(doc));
+      }
+      return Refresher::Value(std::move(reports));
+    };
+  }
+
+  Refresher::Version versionNow() {
+    return [this] { return dataVersion(); };
+  }
+
+  static std::string measuresKey(const std::string& subject, const std::string& start, const std::string& end) {
+    return "measures|" + subject + "|" + start + "|" + end;
+  }
+
+  struct MeasureFigures {
+    std::vector<scorecard::MeasureView> views;  // empty: none computed yet
+    scorecard::Freshness freshness;
+    std::string error;  // the last computation's failure
+  };
+
+  // The figures of every measure for `subject` over the period (the refresher's: computed in the
+  // background, see Refresher).
+  MeasureFigures measures(const std::string& subject, const scorecard::PageFilters& filters) {
+    MeasureFigures out;
     auto library = measure::MeasureLibrary::bundled();
-    if (!library.ok()) return library.error();
+    if (!library.ok()) {
+      out.error = library.message();
+      return out;
+    }
     auto version = dataVersion();
-    if (!version.ok()) return version.error();
-    std::vector<scorecard::MeasureView> views;
-    std::vector<std::pair<size_t, std::future<Result<std::string>>>> pending;
-    for (const std::string& id : (*library)->ids()) {
+    if (!version.ok()) {
+      out.error = version.message();
+      return out;
+    }
+    Refresher::Figures figures = refresher.get(measuresKey(subject, filters.period_start, filters.period_end), *version, versionNow(),
+                                               measuresCompute(subject, filters.period_start, filters.period_end));
+    out.error = figures.error;
+    if (figures.value == nullptr) return out;
+    const auto& reports = *std::static_pointer_cast<const Reports>(figures.value);
+    const std::vector<std::string> ids = (*library)->ids();
+    for (size_t i = 0; i < ids.size() && i < reports.size(); ++i) {
       scorecard::MeasureView view;
-      view.id = id;
-      view.title = measureTitle(id);
-      view.link = "/fhir/Measure/" + id + "/$evaluate-measure?periodStart=" + filters.period_start + "&periodEnd=" + filters.period_end;
+      view.id = ids[i];
+      view.title = measureTitle(ids[i]);
+      view.link = "/fhir/Measure/" + ids[i] + "/$evaluate-measure?periodStart=" + filters.period_start + "&periodEnd=" + filters.period_end;
       if (!subject.empty()) view.link += "&subject=" + scorecard::urlEncode(subject);
-      {
-        std::lock_guard lock(mutex);
-        auto cached = reports.find(view.link);
-        if (cached != reports.end() && cached->second.data_version == *version) view.report = cached->second.report;
-      }
-      if (view.report == nullptr) {
-        const measure::CompiledMeasure* compiled = (*library)->find(id);
-        measure::EvaluateParams params;
-        params.period_start = filters.period_start;
-        params.period_end = filters.period_end;
-        params.subject = subject;
-        params.report_type = "population";
-        params.now = nowIso();
-        Store* store = context.store.get();
-        std::string base_url = context.base_url;
-        pending.emplace_back(views.size(), std::async(std::launch::async, [compiled, params, store, base_url] {
-          return measure::evaluate(*compiled, params, measure::storeSearch(*store, base_url));
-        }));
-      }
-      views.push_back(std::move(view));
+      view.report = reports[i];
+      out.views.push_back(std::move(view));
     }
-    std::optional<Error> failed;
-    for (auto& [index, future] : pending) {
-      auto report = future.get();
-      if (!report.ok()) {
-        if (!failed) failed = report.error();
-        continue;
-      }
-      auto doc = std::make_shared<json::Document>();
-      json::ParseError error;
-      if (!json::parse(*report, *doc, error)) {
-        if (!failed) failed = Error{"a MeasureReport did not parse"};
-        continue;
-      }
-      views[index].report = doc;
-      std::lock_guard lock(mutex);
-      if (reports.size() >= kMaxCachedReports) reports.clear();
-      reports[views[index].link] = CachedReport{*version, doc};
-    }
-    if (failed) return *failed;
-    return views;
+    out.freshness.current = figures.current;
+    out.freshness.as_of = isoOfMs(figures.as_of_ms);
+    out.freshness.took_ms = figures.took_ms;
+    return out;
+  }
+
+  // Warms the figures the first pages will ask for: the region's measures for this year and the
+  // data-quality report (nothing for an empty store).
+  void warm() {
+    auto version = dataVersion();
+    if (!version.ok() || *version == "0") return;
+    const std::string year = nowIso().substr(0, 4);
+    refresher.warm(measuresKey("", year + "-01-01", year + "-12-31"), versionNow(), measuresCompute("", year + "-01-01", year + "-12-31"));
+    refresher.warm("quality", qualityVersionNow(), qualityCompute());
   }
 
   // Organizations with an NPI (the practices), by name.
@@ -414,11 +599,11 @@ struct ScorecardRoutes::Impl {
       if (found == list->end()) return problem(404, "Not found", "no practice with NPI " + filters.practice_npi);
       subject = "Organization/" + found->organization_id;
     }
-    auto views = measures(subject, filters);
-    if (!views.ok()) return unavailable(views.message());
-    auto report = qualityReport();
-    if (!report.ok()) return unavailable(report.message());
-    return page(200, scorecard::convenerPage(filters, payers, *list, *views, **report));
+    MeasureFigures figures = measures(subject, filters);
+    QualityFigures quality = qualityReport();
+    if (figures.views.empty()) return notYet(figures.error);
+    if (quality.report == nullptr) return notYet(quality.error);
+    return page(200, scorecard::convenerPage(filters, payers, *list, figures.views, *quality.report, figures.freshness));
   }
 
   Reply practiceReport(const auth::Caller& caller, const std::string& npi, const scorecard::PageFilters& filters) {
@@ -431,17 +616,15 @@ struct ScorecardRoutes::Impl {
     if (!list.ok()) return unavailable(list.message());
     auto found = std::find_if(list->begin(), list->end(), [&](const auto& practice) { return practice.npi == npi; });
     if (found == list->end()) return problem(404, "Not found", "no practice with NPI " + npi);
-    auto views = measures("Organization/" + found->organization_id, filters);
-    if (!views.ok()) return unavailable(views.message());
-    return page(200, scorecard::practicePage(*found, filters, payerIds(), *views));
+    MeasureFigures figures = measures("Organization/" + found->organization_id, filters);
+    if (figures.views.empty()) return notYet(figures.error);
+    return page(200, scorecard::practicePage(*found, filters, payerIds(), figures.views, figures.freshness));
   }
 
-  // The data-quality report, computed again when what it reads has changed: the store's newest
-  // version (accepted records, unroutable claims, conflicts come with commits), the newest
-  // quarantine entry and its count, and each destination's pending and dead rows (deliveries).
-  Result<std::shared_ptr<const scorecard::QualityReport>> qualityReport() {
-    auto elements = scorecard::DesignElements::bundled();
-    if (!elements.ok()) return elements.error();
+  // What the data-quality report reads: the store's newest version (accepted records, unroutable
+  // claims, conflicts come with commits), the newest quarantine entry and its count, and each
+  // destination's pending and dead rows (deliveries). The report is computed again when it changes.
+  Result<std::string> qualityVersion() {
     auto version = dataVersion();
     if (!version.ok()) return version.error();
     QuarantineQuery newest;
@@ -450,45 +633,74 @@ struct ScorecardRoutes::Impl {
     if (!head.ok()) return head.error();
     auto depths = context.store->outboxDepth();
     if (!depths.ok()) return depths.error();
-    std::string key = std::to_string(*version);
+    std::string key = *version;
     if (!head->entries.empty()) key += "|" + head->entries.front().id + ":" + std::to_string(head->entries.front().count);
     for (const DestinationDepth& depth : *depths) {
       key += "|" + depth.destination + ":" + std::to_string(depth.pending) + ":" + std::to_string(depth.dead);
     }
-    {
-      std::lock_guard lock(mutex);
-      if (quality_report != nullptr && quality_key == key) return quality_report;
-    }
-    auto report = scorecard::computeQuality(*context.store, context.base_url, **elements);
-    if (!report.ok()) return report.error();
-    auto shared = std::make_shared<const scorecard::QualityReport>(std::move(*report));
-    std::lock_guard lock(mutex);
-    quality_key = key;
-    quality_report = shared;
-    return shared;
+    return key;
+  }
+
+  Refresher::Version qualityVersionNow() {
+    return [this] { return qualityVersion(); };
+  }
+
+  Refresher::Compute qualityCompute() {
+    Store* store = context.store.get();
+    const std::string base_url = context.base_url;
+    return [store, base_url](const std::atomic<bool>&) -> Result<Refresher::Value> {
+      auto elements = scorecard::DesignElements::bundled();
+      if (!elements.ok()) return elements.error();
+      auto report = scorecard::computeQuality(*store, base_url, **elements);
+      if (!report.ok()) return report.error();
+      return Refresher::Value(std::make_shared<const scorecard::QualityReport>(std::move(*report)));
+    };
+  }
+
+  struct QualityFigures {
+    std::shared_ptr<const scorecard::QualityReport> report;  // null: none computed yet
+    std::string error;
+  };
+
+  QualityFigures qualityReport() {
+    auto version = qualityVersion();
+    if (!version.ok()) return QualityFigures{nullptr, version.message()};
+    Refresher::Figures figures = refresher.get("quality", *version, qualityVersionNow(), qualityCompute());
+    return QualityFigures{std::static_pointer_cast<const scorecard::QualityReport>(figures.value), figures.error};
+  }
+
+  // Nothing computed yet for this page: 202, and the browser asks again (Refresh) after a few
+  // seconds; 503 when the computation failed.
+  Reply notYet(const std::string& error) {
+    if (!error.empty()) return unavailable(error);
+    Reply reply = page(202, scorecard::messagePage("Computing", "The figures for this page are being computed from the store; "
+                                                              "this page reloads itself in a few seconds."));
+    reply.headers.emplace_back("Refresh", "3");
+    reply.headers.emplace_back("Retry-After", "3");
+    return reply;
   }
 
   Reply quality(const std::string& format) {
     if (!format.empty() && format != "json" && format != "html") return problem(400, "Bad request", "format must be json or html");
-    auto report = qualityReport();
-    if (!report.ok()) return unavailable(report.message());
-    if (format == "json") return Reply{200, "application/json", scorecard::qualityJson(**report)};
-    return page(200, scorecard::qualityPage(**report));
+    QualityFigures figures = qualityReport();
+    if (figures.report == nullptr) return notYet(figures.error);
+    if (format == "json") return Reply{200, "application/json", scorecard::qualityJson(*figures.report)};
+    return page(200, scorecard::qualityPage(*figures.report));
   }
 
   ServerContext& context;
   auth::AccessPolicy open_policy;
   std::mutex mutex;
   std::unordered_map<std::string, Session> sessions;
-  std::map<std::string, CachedReport> reports;
   std::map<std::string, std::string> titles;
-  std::string quality_key;
-  std::shared_ptr<const scorecard::QualityReport> quality_report;
+  Refresher refresher;  // last: its thread stops before the rest goes
 };
 
 ScorecardRoutes::ScorecardRoutes(ServerContext& context) : impl_(std::make_unique<Impl>(context)) {}
 ScorecardRoutes::~ScorecardRoutes() = default;
 
 std::optional<http::Response> ScorecardRoutes::handle(http::Request& request) { return impl_->handle(request); }
+
+void ScorecardRoutes::warm() { impl_->warm(); }
 
 }  // namespace fhir::gateway

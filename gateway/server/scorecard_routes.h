@@ -16,10 +16,13 @@
 // Pages authenticate with the session cookie or, for API clients, a Bearer token; without an
 // `auth` block they are open (loopback only, like the rest). Every request is audited
 // (`login`/`session` for the exchange, `scorecard` for pages); the session id and the token
-// never appear in an AuditEvent. MeasureReports are cached per (measure, subject, period) and
-// kept while the store's newest version is the same (a new commit evaluates again); the quality
-// report while that version, the newest quarantine entry and the outbox depths are the same.
-// Thread-safe.
+// never appear in an AuditEvent. The figures (every measure for a subject and period, in one
+// read of the store; the quality report) are computed on a background thread and kept with the
+// data version they were computed at: a page whose figures are older than the data queues a new
+// computation and waits for it while computing is quick (under 5 s the last time), otherwise at
+// most 250 ms, then shows the figures there are with the time they are "as of"; a page with no
+// figures yet answers 202 and reloads itself (`Refresh`). warm() computes the region's page and
+// the quality report at start. Thread-safe.
 
 #include <memory>
 #include <optional>
@@ -39,6 +42,9 @@ class ScorecardRoutes {
   // The answer to a request whose path is /scorecard or under it (authenticated, audited and
   // counted here); nullopt for every other path.
   std::optional<http::Response> handle(http::Request& request);
+  // Starts computing the figures the first pages ask for (the region this year, data quality)
+  // in the background; nothing for an empty store.
+  void warm();
 
  private:
   struct Impl;

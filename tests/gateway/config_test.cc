@@ -122,6 +122,20 @@ TEST(ConfigTest, ReadsExportWithContractDefaults) {
             "configuration key 'export.maxConcurrentJobs' must be at least 1");
 }
 
+TEST(ConfigTest, ReadsTheScorecardsWaitsWithTheirDefaults) {
+  auto defaults = parseConfig(R"({})");
+  ASSERT_TRUE(defaults.ok()) << defaults.message();
+  EXPECT_EQ(defaults->scorecard.quick_ms, 5000);
+  EXPECT_EQ(defaults->scorecard.stale_wait_ms, 250);
+  auto config = parseConfig(R"({"scorecard": {"quickMs": 0, "staleWaitMs": 100}})");
+  ASSERT_TRUE(config.ok()) << config.message();
+  EXPECT_EQ(config->scorecard.quick_ms, 0);
+  EXPECT_EQ(config->scorecard.stale_wait_ms, 100);
+  EXPECT_EQ(parseConfig(R"({"scorecard": {"waitMs": 1}})").message(), "unknown configuration key 'scorecard.waitMs'");
+  EXPECT_EQ(parseConfig(R"({"scorecard": {"staleWaitMs": -1}})").message(),
+            "configuration key 'scorecard.staleWaitMs' must be at least 0");
+}
+
 TEST(ConfigTest, ExportDirAndLeaseSecondsDefaultToTheDataDirectoryAndThirtySeconds) {
   auto defaults = parseConfig(R"({"dataDir": "/srv/gw"})");
   ASSERT_TRUE(defaults.ok()) << defaults.message();

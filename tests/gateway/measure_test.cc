@@ -272,5 +272,80 @@ TEST(MeasureEvaluate, SeveralThreadsGiveTheReportsOfOne) {
   }
 }
 
+// A practice's subject over a real SQLite store, with linked records: the roster lists m1, whose
+// record was merged into m1b, itself merged into m1c (replaced-by, two hops; m1c `replaces` both),
+// and m2, which replaces an older record m2old (the roster came after the merge: only m2old links
+// back, `replaced-by`, as gateway/merge writes them). Each record has one e-consult
+// ServiceRequest. The Group's evaluation counts two members and all five consults (the linked
+// records' consults count for their survivor), as everyone's does; and it reads through the
+// index: no search for a subject reads a whole type except the attribution Groups.
+TEST(MeasureEvaluate, ASubjectReadsItsMembersAndTheirLinkedRecordsThroughTheIndex) {
+  TempDir dir;
+  auto store = openSqliteStore(dir.path().string());
+  ASSERT_TRUE(store.ok()) << store.message();
+  IngestCommit commit;
+  commit.channel = "test";
+  commit.idempotency_key = "linked";
+  commit.payload = "{}";
+  auto patient = [&](const std::string& id, const std::string& replaced_by, std::vector<std::string> replaces = {}) {
+    std::string json = R"({"resourceType":"Patient","id":")" + id + "\"";
+    std::string links;
+    if (!replaced_by.empty()) links = R"({"other":{"reference":"Patient/)" + replaced_by + R"("},"type":"replaced-by"})";
+    for (const std::string& other : replaces) {
+      links += std::string(links.empty() ? "" : ",") + R"({"other":{"reference":"Patient/)" + other + R"("},"type":"replaces"})";
+    }
+    if (!links.empty()) json += R"(,"link":[)" + links + "]";
+    commit.resources.push_back({"Patient", id, json + "}"});
+    commit.resources.push_back({"ServiceRequest", "sr-" + id,
+                                R"({"resourceType":"ServiceRequest","id":"sr-)" + id + R"(","status":"active","intent":"order",)"
+                                R"("subject":{"reference":"Patient/)" + id + R"("},"category":[{"coding":[{"code":"e-consult"}]}],)"
+                                R"("authoredOn":"2026-03-02T08:00:00-05:00"})"});
+  };
+  patient("m1", "m1b");
+  patient("m1b", "m1c");
+  patient("m1c", "", {"m1", "m1b"});
+  patient("m2", "", {"m2old"});
+  patient("m2old", "m2");
+  patient("other", "");  // attributed elsewhere
+  const std::string member = R"({"entity":{"reference":"Patient/)";
+  commit.resources.push_back({"Group", "g1", R"({"resourceType":"Group","id":"g1","type":"person","actual":true,)"
+                                             R"("identifier":[{"system":"http://hl7.org/fhir/sid/us-npi","value":"1093817413"}],"member":[)" +
+                                                 member + R"(m1"}},)" + member + R"(m2"}}]})"});
+  commit.resources.push_back({"Group", "g2", R"({"resourceType":"Group","id":"g2","type":"person","actual":true,)"
+                                             R"("identifier":[{"system":"http://hl7.org/fhir/sid/us-npi","value":"1093817421"}],"member":[)" +
+                                                 member + R"(other"}}]})"});
+  ASSERT_TRUE((*store)->commitIngest(commit).ok());
+
+  auto library = MeasureLibrary::bundled();
+  ASSERT_TRUE(library.ok()) << library.message();
+  std::vector<std::pair<std::string, SearchParams>> searches;
+  const SearchAll real = storeSearch(**store, "http://localhost/fhir");
+  const SearchAll recorded = [&](const std::string& type, const SearchParams& params) {
+    searches.emplace_back(type, params);
+    return real(type, params);
+  };
+  auto count = [&](const std::string& measure, const std::string& group_id, const std::string& subject) -> int64_t {
+    EvaluateParams params{"2026-01-01", "2026-12-31", subject, "population", "2026-12-03T00:00:00Z", 1};
+    auto text = evaluate(*(*library)->find(measure), params, recorded);
+    EXPECT_TRUE(text.ok()) << text.message();
+    if (!text.ok()) return -1;
+    auto report = json::parse(*text);
+    EXPECT_TRUE(report.ok());
+    const json::Value* found = group(*report, group_id);
+    if (found == nullptr) return -1;
+    if (!(*found)["population"][0].HasMember("count")) ADD_FAILURE() << *text;
+    return json::numberAsInt64((*found)["population"][0]["count"]).value_or(-1);
+  };
+  EXPECT_EQ(count("attributed-members", "members", "Group/g1"), 2);
+  EXPECT_EQ(count("econsult-timeliness", "requested", "Group/g1"), 5);
+  EXPECT_EQ(count("econsult-timeliness", "requested", "Patient/m1b"), 3);           // m1b's survivor m1c and its cluster
+  for (const auto& [type, params] : searches) {
+    EXPECT_TRUE(type == "Group" || !params.empty()) << "a subject's evaluation read every " << type;
+  }
+  searches.clear();
+  EXPECT_EQ(count("attributed-members", "members", ""), 3);
+  EXPECT_EQ(count("econsult-timeliness", "requested", ""), 6);
+}
+
 }  // namespace
 }  // namespace fhir::gateway::measure
