@@ -62,11 +62,13 @@ class Refresher {
     std::string error;       // the last run's failure ("" when it succeeded)
   };
 
-  // A page waits for figures being computed for it while computing them is quick (their last
-  // run took at most `quick_ms`, or there is no last run yet): a small store's pages are then
-  // always current. Once a run took longer, a page waits at most `stale_wait_ms` and shows the
-  // figures there are, marked with their time (issue 20: every page in < 500 ms, at 100,000
-  // members too). Configuration `scorecard` (gateway/config/config.h).
+  // A page waits for figures being computed for it while that is quick: while what runs before
+  // them and their own run are expected to take at most `quick_ms` in all (each run as long as its
+  // figures' last run took, or the last run of their kind; unknown counts as quick until the run
+  // in progress is older than `quick_ms`). A small store's pages are then always current. Otherwise
+  // a page waits at most `stale_wait_ms` and shows the figures there are, marked with their time
+  // (issue 20: every page in < 500 ms, at 100,000 members too). Configuration `scorecard`
+  // (gateway/config/config.h).
   // `done` is called on the refresher's thread after every run: the key's kind (before its first
   // '|'), whether it succeeded, and how long it took.
   using Done = std::function<void(const std::string& kind, bool ok, int64_t took_ms)>;
@@ -84,17 +86,23 @@ class Refresher {
 
   // The figures of `key` for data at `version` (which `version_now` gives again when the run
   // starts): the cached ones when current; otherwise a run is queued and the call waits as
-  // described at the constructor.
-  Figures get(const std::string& key, const std::string& version, Version version_now, Compute compute) {
+  // described at the constructor, until `deadline_ms` at the latest (0: this call sets it, so
+  // that the figures of one page share one wait).
+  Figures get(const std::string& key, const std::string& version, Version version_now, Compute compute, int64_t& deadline_ms) {
     const int64_t asked_ms = nowMs();
     std::unique_lock lock(mutex_);
     Slot& slot = slots_[key];
+    slot.used_ms = asked_ms;
     auto current = [&] { return slot.value != nullptr && (slot.version == version || slot.as_of_ms >= asked_ms); };
     if (!current()) {
       if (!slot.queued) queue(key, slot, version_now, compute);
-      const int64_t wait_ms = slot.took_ms > config_.quick_ms ? config_.stale_wait_ms : config_.quick_ms;
-      // (No wait at all for 0: a timed wait of 0 still lets the run take the lock and finish first.)
-      if (wait_ms > 0) done_.wait_for(lock, std::chrono::milliseconds(wait_ms), [&] { return !slot.queued || stopping_; });
+      const int64_t wait_ms = expectedWaitMs(key, asked_ms) <= config_.quick_ms ? config_.quick_ms : config_.stale_wait_ms;
+      deadline_ms = deadline_ms == 0 ? asked_ms + wait_ms : std::min(deadline_ms, asked_ms + wait_ms);
+      // (No wait at all when the deadline has passed: a timed wait still lets the run take the
+      // lock and finish first.)
+      if (deadline_ms > asked_ms) {
+        done_.wait_for(lock, std::chrono::milliseconds(deadline_ms - asked_ms), [&] { return !slot.queued || stopping_; });
+      }
       // The run that ended may have started before this data version: queue the next one.
       if (!current() && !slot.queued && !stopping_) queue(key, slot, version_now, compute);
     }
@@ -113,7 +121,7 @@ class Refresher {
     Value value;
     std::string version;
     int64_t as_of_ms = 0;
-    int64_t took_ms = 0;
+    int64_t took_ms = 0;  // the last run's (0: none finished)
     int64_t used_ms = 0;
     bool queued = false;
     std::string error;
@@ -124,9 +132,40 @@ class Refresher {
     Compute compute;
   };
 
+  static std::string kindOf(const std::string& key) { return key.substr(0, key.find('|')); }
+
+  // How long a run of `key` is expected to take: its figures' last run, else the last run of
+  // its kind, else 0 (unknown).
+  int64_t expectedMs(const std::string& key) const {
+    auto slot = slots_.find(key);
+    if (slot != slots_.end() && slot->second.took_ms > 0) return slot->second.took_ms;
+    auto kind = kind_took_ms_.find(kindOf(key));
+    return kind != kind_took_ms_.end() ? kind->second : 0;
+  }
+
+  // Expected time until `key`'s queued run ends: what is left of the run in progress (one older
+  // than quick_ms that is unknown or past its expected time counts as slow), and every queued run
+  // up to `key`'s.
+  int64_t expectedWaitMs(const std::string& key, int64_t now_ms) const {
+    int64_t total = 0;
+    if (!running_key_.empty()) {
+      const int64_t age = now_ms - running_since_ms_;
+      const int64_t expected = expectedMs(running_key_);
+      if (expected > age) {
+        total += expected - age;
+      } else if (age > config_.quick_ms) {
+        total += config_.quick_ms + 1;  // unknown, or running past what it took last time: slow
+      }
+    }
+    for (const Job& job : jobs_) {
+      total += expectedMs(job.key);
+      if (job.key == key) break;
+    }
+    return total;
+  }
+
   void queue(const std::string& key, Slot& slot, Version version_now, Compute compute) {
     slot.queued = true;
-    slot.used_ms = nowMs();
     jobs_.push_back(Job{key, std::move(version_now), std::move(compute)});
     if (slots_.size() > kMaxCachedFigures) {
       // The least recently asked figures go first; queued ones stay.
@@ -148,14 +187,19 @@ class Refresher {
       if (stopping_) return;
       Job job = std::move(jobs_.front());
       jobs_.pop_front();
-      lock.unlock();
       const int64_t started_ms = nowMs();
+      running_key_ = job.key;
+      running_since_ms_ = started_ms;
+      lock.unlock();
       auto version = job.version();
       Result<Value> value = version.ok() ? job.compute(stopping_atomic_) : Result<Value>(version.error());
       const int64_t took_ms = nowMs() - started_ms;
-      if (on_done_) on_done_(job.key.substr(0, job.key.find('|')), value.ok(), took_ms);
+      if (on_done_) on_done_(kindOf(job.key), value.ok(), took_ms);
       lock.lock();
+      running_key_.clear();
+      kind_took_ms_[kindOf(job.key)] = std::max<int64_t>(took_ms, 1);
       auto found = slots_.find(job.key);
+      if (found == slots_.end()) done_.notify_all();
       if (found == slots_.end()) continue;
       Slot& slot = found->second;
       slot.queued = false;
@@ -177,7 +221,10 @@ class Refresher {
   std::mutex mutex_;
   std::condition_variable jobs_ready_, done_;
   std::map<std::string, Slot> slots_;
+  std::map<std::string, int64_t> kind_took_ms_;  // the last run's time per kind
   std::deque<Job> jobs_;
+  std::string running_key_;  // the run in progress ("" none), since when
+  int64_t running_since_ms_ = 0;
   bool stopping_ = false;
   std::atomic<bool> stopping_atomic_{false};
   std::thread worker_;
@@ -507,7 +554,7 @@ struct ScorecardRoutes::Impl {
 
   // The figures of every measure for `subject` over the period (the refresher's: computed in the
   // background, see Refresher).
-  MeasureFigures measures(const std::string& subject, const scorecard::PageFilters& filters) {
+  MeasureFigures measures(const std::string& subject, const scorecard::PageFilters& filters, int64_t& deadline_ms) {
     MeasureFigures out;
     auto library = measure::MeasureLibrary::bundled();
     if (!library.ok()) {
@@ -520,7 +567,7 @@ struct ScorecardRoutes::Impl {
       return out;
     }
     Refresher::Figures figures = refresher.get(measuresKey(subject, filters.period_start, filters.period_end), *version, versionNow(),
-                                               measuresCompute(subject, filters.period_start, filters.period_end));
+                                               measuresCompute(subject, filters.period_start, filters.period_end), deadline_ms);
     out.error = figures.error;
     if (figures.value == nullptr) return out;
     const auto& reports = *std::static_pointer_cast<const Reports>(figures.value);
@@ -599,8 +646,9 @@ struct ScorecardRoutes::Impl {
       if (found == list->end()) return problem(404, "Not found", "no practice with NPI " + filters.practice_npi);
       subject = "Organization/" + found->organization_id;
     }
-    MeasureFigures figures = measures(subject, filters);
-    QualityFigures quality = qualityReport();
+    int64_t deadline_ms = 0;
+    MeasureFigures figures = measures(subject, filters, deadline_ms);
+    QualityFigures quality = qualityReport(deadline_ms);
     if (figures.views.empty()) return notYet(figures.error);
     if (quality.report == nullptr) return notYet(quality.error);
     return page(200, scorecard::convenerPage(filters, payers, *list, figures.views, *quality.report, figures.freshness));
@@ -616,7 +664,8 @@ struct ScorecardRoutes::Impl {
     if (!list.ok()) return unavailable(list.message());
     auto found = std::find_if(list->begin(), list->end(), [&](const auto& practice) { return practice.npi == npi; });
     if (found == list->end()) return problem(404, "Not found", "no practice with NPI " + npi);
-    MeasureFigures figures = measures("Organization/" + found->organization_id, filters);
+    int64_t deadline_ms = 0;
+    MeasureFigures figures = measures("Organization/" + found->organization_id, filters, deadline_ms);
     if (figures.views.empty()) return notYet(figures.error);
     return page(200, scorecard::practicePage(*found, filters, payerIds(), figures.views, figures.freshness));
   }
@@ -662,10 +711,10 @@ struct ScorecardRoutes::Impl {
     std::string error;
   };
 
-  QualityFigures qualityReport() {
+  QualityFigures qualityReport(int64_t& deadline_ms) {
     auto version = qualityVersion();
     if (!version.ok()) return QualityFigures{nullptr, version.message()};
-    Refresher::Figures figures = refresher.get("quality", *version, qualityVersionNow(), qualityCompute());
+    Refresher::Figures figures = refresher.get("quality", *version, qualityVersionNow(), qualityCompute(), deadline_ms);
     return QualityFigures{std::static_pointer_cast<const scorecard::QualityReport>(figures.value), figures.error};
   }
 
@@ -682,7 +731,8 @@ struct ScorecardRoutes::Impl {
 
   Reply quality(const std::string& format) {
     if (!format.empty() && format != "json" && format != "html") return problem(400, "Bad request", "format must be json or html");
-    QualityFigures figures = qualityReport();
+    int64_t deadline_ms = 0;
+    QualityFigures figures = qualityReport(deadline_ms);
     if (figures.report == nullptr) return notYet(figures.error);
     if (format == "json") return Reply{200, "application/json", scorecard::qualityJson(*figures.report)};
     return page(200, scorecard::qualityPage(*figures.report));

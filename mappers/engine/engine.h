@@ -118,7 +118,8 @@ class SpecLibrary {
   // Loads and checks every spec. An Error names the spec file and line of the first problem
   // (unknown source path, unknown target element, unknown transform or ConceptMap).
   static Result<std::unique_ptr<SpecLibrary>> load(const LoadOptions& options);
-  // Loads one spec file (tests, tools).
+  // Loads one spec file (tests, tools). The ConceptMaps, ValueSets and R4 definitions of the
+  // options' folders are read on the first call for those folders and kept for the process.
   static Result<std::unique_ptr<SpecLibrary>> loadFile(const std::string& path, const LoadOptions& options);
 
   bool has(const std::string& spec_id) const;
@@ -142,7 +143,7 @@ class SpecLibrary {
 
  private:
   SpecLibrary();
-  std::unique_ptr<Shared> shared_;
+  std::shared_ptr<Shared> shared_;  // loadFile's libraries share one per set of folders
   std::map<std::string, std::unique_ptr<CompiledSpec>> specs_;
 };
 

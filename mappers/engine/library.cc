@@ -123,7 +123,7 @@ Status loadConceptMaps(const std::string& dir, SpecLibrary::Shared& shared) {
 
 // ---------------------------------------------------------------------------------------------
 
-SpecLibrary::SpecLibrary() : shared_(std::make_unique<Shared>()) {}
+SpecLibrary::SpecLibrary() : shared_(std::make_shared<Shared>()) {}
 SpecLibrary::~SpecLibrary() = default;
 
 namespace {
@@ -162,12 +162,37 @@ Result<std::unique_ptr<CompiledSpec>> compileFile(const std::string& path, SpecL
 }  // namespace
 
 Result<std::unique_ptr<SpecLibrary>> SpecLibrary::loadFile(const std::string& path, const LoadOptions& options) {
+  // The translation tables and the R4 paths of one set of folders are read once per process and
+  // shared by every library loadFile makes from them (compiling only reads the tables; the
+  // paths cache what they read, under the mutex). A caller compiling many single specs (the
+  // spec_loader fuzz target, editors' checks) then pays for the folders once.
+  struct Tables {
+    explicit Tables(const std::string& core) : paths(core) {}
+    std::shared_ptr<Shared> shared = std::make_shared<Shared>();
+    FhirPaths paths;
+    std::mutex mutex;
+  };
+  static std::mutex cache_mutex;
+  static std::map<std::string, std::shared_ptr<Tables>> cache;
   Dirs dirs = dirsOf(options);
+  const std::string key = dirs.alignment + '\n' + dirs.core;
+  std::shared_ptr<Tables> tables;
+  {
+    std::lock_guard lock(cache_mutex);
+    auto found = cache.find(key);
+    if (found != cache.end()) {
+      tables = found->second;
+    } else {
+      auto fresh = std::make_shared<Tables>(dirs.core);
+      if (Status status = loadConceptMaps(dirs.alignment, *fresh->shared); !status.ok()) return Error{status.message()};
+      if (Status status = loadValueSets(dirs.alignment, dirs.core, *fresh->shared); !status.ok()) return Error{status.message()};
+      tables = cache[key] = fresh;
+    }
+  }
   std::unique_ptr<SpecLibrary> library(new SpecLibrary());
-  if (Status status = loadConceptMaps(dirs.alignment, *library->shared_); !status.ok()) return Error{status.message()};
-  if (Status status = loadValueSets(dirs.alignment, dirs.core, *library->shared_); !status.ok()) return Error{status.message()};
-  FhirPaths paths(dirs.core);
-  auto spec = compileFile(path, *library->shared_, paths);
+  library->shared_ = tables->shared;
+  std::lock_guard lock(tables->mutex);
+  auto spec = compileFile(path, *library->shared_, tables->paths);
   if (!spec.ok()) return spec.error();
   std::string id = (*spec)->id;
   library->specs_.emplace(id, std::move(*spec));

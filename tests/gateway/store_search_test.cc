@@ -556,6 +556,34 @@ TEST_P(StoreSearch, SortTotalIncludeAndRevinclude) {
 
 // `_id` is no index row (search_entries holds the id): every way a query can name it still finds
 // exactly the resources of those ids.
+// A list of references (`subject=Patient/a,Patient/b,...`, as the measures read a practice's
+// members) drives the candidates by its index rows (referenceList in search_exec.cc): every
+// match, once, in entry order, across pages of 2, alone and with another clause; a list with a
+// value that is not a plain id (an absolute URL) and a `:identifier` list give the same matches.
+TEST_P(StoreSearch, AListOfReferencesFindsItsResourcesInEntryOrderAcrossPages) {
+  for (int i = 0; i < 30; ++i) {
+    const std::string patient = "p" + std::to_string(i % 10);
+    write("o" + std::to_string(i), {R"({"resourceType":"Observation","id":"o)" + std::to_string(i) +
+                                    R"(","status":"final","code":{"coding":[{"system":"http://loinc.org","code":")" +
+                                    (i % 2 == 0 ? "even" : "odd") + R"("}]},"subject":{"reference":"Patient/)" + patient +
+                                    R"(","identifier":{"system":"urn:mrn","value":"mrn-)" + patient + R"("}}})"});
+  }
+  const std::vector<std::string> expected = {"o1", "o3", "o7", "o11", "o13", "o17", "o21", "o23", "o27"};
+  auto list = [&](Params params) {
+    params.emplace_back("_count", "2");
+    Found found = run(*store_, "Observation", params);
+    EXPECT_EQ(found.error, "");
+    return found.ids;
+  };
+  EXPECT_EQ(list({{"subject", "Patient/p7,Patient/p1,Patient/p3"}}), expected);
+  EXPECT_EQ(list({{"subject", "Patient/p7,Patient/p1,Patient/p3,Patient/none"}}), expected);
+  EXPECT_EQ(list({{"subject", "Patient/p7,Patient/p1," + std::string(kBase) + "/Patient/p3"}}), expected);
+  EXPECT_EQ(list({{"subject:identifier", "urn:mrn|mrn-p7,urn:mrn|mrn-p1,urn:mrn|mrn-p3"}}), expected);
+  EXPECT_EQ(list({{"subject", "Patient/p7,Patient/p1,Patient/p3"}, {"code", "http://loinc.org|odd"}}), expected);
+  EXPECT_EQ(list({{"code", "http://loinc.org|even"}, {"subject", "Patient/p7,Patient/p1,Patient/p2"}}),
+            (std::vector<std::string>{"o2", "o12", "o22"}));
+}
+
 TEST_P(StoreSearch, IdIsFoundThroughTheEntriesAndNotStoredAsAnIndexRow) {
   write("v1", {R"({"resourceType":"Patient","id":"p1","gender":"male"})",
                R"({"resourceType":"Patient","id":"p2","gender":"female"})",
