@@ -62,10 +62,10 @@ class Refresher {
     std::string error;       // the last run's failure ("" when it succeeded)
   };
 
-  // A page waits for figures being computed for it while that is quick: while what runs before
-  // them and their own run are expected to take at most `quick_ms` in all (each run as long as its
-  // figures' last run took, or the last run of their kind; unknown counts as quick until the run
-  // in progress is older than `quick_ms`). A small store's pages are then always current. Otherwise
+  // A page waits for figures being computed for it while that is quick: while the run in
+  // progress, the runs queued before theirs and their own are expected to take at most
+  // `quick_ms` in all (each as long as its figures' last run took, or the last run of their kind;
+  // unknown counts as quick until the run in progress is older than `quick_ms`). A small store's pages are then always current. Otherwise
   // a page waits at most `stale_wait_ms` and shows the figures there are, marked with their time
   // (issue 20: every page in < 500 ms, at 100,000 members too). Configuration `scorecard`
   // (gateway/config/config.h).
@@ -143,19 +143,15 @@ class Refresher {
     return kind != kind_took_ms_.end() ? kind->second : 0;
   }
 
-  // Expected time until `key`'s queued run ends: what is left of the run in progress (one older
-  // than quick_ms that is unknown or past its expected time counts as slow), and every queued run
-  // up to `key`'s.
+  // How long the runs up to `key`'s queued one take, as expected: the one in progress (in whole:
+  // a slow run nearly done still makes pages wait for slow work; unknown counts as slow once it
+  // is older than quick_ms) and every queued run up to `key`'s.
   int64_t expectedWaitMs(const std::string& key, int64_t now_ms) const {
     int64_t total = 0;
     if (!running_key_.empty()) {
-      const int64_t age = now_ms - running_since_ms_;
       const int64_t expected = expectedMs(running_key_);
-      if (expected > age) {
-        total += expected - age;
-      } else if (age > config_.quick_ms) {
-        total += config_.quick_ms + 1;  // unknown, or running past what it took last time: slow
-      }
+      const int64_t age = now_ms - running_since_ms_;
+      total += std::max(expected, age > config_.quick_ms ? config_.quick_ms + 1 : int64_t{0});
     }
     for (const Job& job : jobs_) {
       total += expectedMs(job.key);
