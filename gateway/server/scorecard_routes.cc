@@ -729,6 +729,11 @@ struct ScorecardRoutes::Impl {
     if (!format.empty() && format != "json" && format != "html") return problem(400, "Bad request", "format must be json or html");
     int64_t deadline_ms = 0;
     QualityFigures figures = qualityReport(deadline_ms);
+    if (figures.report == nullptr && format == "json" && figures.error.empty()) {
+      Reply reply{202, "application/json", R"({"status":"computing","retryAfterSeconds":3})"};
+      reply.headers.emplace_back("Retry-After", "3");
+      return reply;
+    }
     if (figures.report == nullptr) return notYet(figures.error);
     if (format == "json") return Reply{200, "application/json", scorecard::qualityJson(*figures.report)};
     return page(200, scorecard::qualityPage(*figures.report));

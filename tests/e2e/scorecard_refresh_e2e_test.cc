@@ -2,7 +2,8 @@
 // Issue 20 (pages < 500 ms at 100,000 members): the scorecard pages are answered from figures
 // computed in the background (gateway/server/scorecard_routes.h), never by computing on the
 // request. With `scorecard.quickMs` 0 and `staleWaitMs` 0 no page waits for a computation:
-//  - a page with nothing computed yet answers 202 with `Refresh`, then 200 once computed;
+//  - a page with nothing computed yet answers 202 with `Refresh` (the quality JSON a JSON 202),
+//    then 200 once computed;
 //  - after new data, the page answers at once with the figures it has, marked
 //    `data-freshness="stale"` and "as of" their time, and later with the new figures, marked
 //    "current";
@@ -96,7 +97,13 @@ class ScorecardRefreshE2e : public ::testing::Test {
 TEST_F(ScorecardRefreshE2e, PagesAnswerWithTheFiguresTheyHaveMarkedStaleThenTheNewOnes) {
   postRoster(kPayers[0], "LMC", 12);
 
-  // Nothing computed yet, and no waiting: 202, the browser reloads (Refresh) until the figures are there.
+  // Nothing computed yet, and no waiting: 202, as JSON for the quality JSON, a page that the
+  // browser reloads (Refresh) until the figures are there.
+  HttpResult quality_first = gateway_->get("/scorecard/quality?format=json");
+  EXPECT_EQ(quality_first.status, 202) << quality_first.body.substr(0, 500);
+  EXPECT_EQ(quality_first.content_type, "application/json");
+  EXPECT_EQ(quality_first.body, R"({"status":"computing","retryAfterSeconds":3})");
+  EXPECT_EQ(quality_first.retry_after, "3");
   HttpResult first = gateway_->get("/scorecard");
   EXPECT_EQ(first.status, 202) << first.body.substr(0, 500);
   EXPECT_NE(first.body.find("being computed"), std::string::npos) << first.body;
