@@ -12,7 +12,6 @@
 #include <condition_variable>
 #include <deque>
 #include <fstream>
-#include <future>
 #include <map>
 #include <mutex>
 #include <sstream>
@@ -58,17 +57,16 @@ class Refresher {
     bool current = false;    // computed at the data version asked for, or after the request came
     int64_t as_of_ms = 0;    // when the run that gave them started
     int64_t took_ms = 0;     // how long the last run took (0: none finished yet)
-    bool computing = false;  // a newer run is queued or running
     std::string error;       // the last run's failure ("" when it succeeded)
   };
 
   // A page waits for figures being computed for it while that is quick: while the run in
   // progress, the runs queued before theirs and their own are expected to take at most
   // `quick_ms` in all (each as long as its figures' last run took, or the last run of their kind;
-  // unknown counts as quick until the run in progress is older than `quick_ms`). A small store's pages are then always current. Otherwise
-  // a page waits at most `stale_wait_ms` and shows the figures there are, marked with their time
-  // (issue 20: every page in < 500 ms, at 100,000 members too). Configuration `scorecard`
-  // (gateway/config/config.h).
+  // unknown counts as quick until the run in progress is older than `quick_ms`). A small store's
+  // pages are then always current. Otherwise a page waits at most `stale_wait_ms` and shows the
+  // figures there are, marked with their time (issue 20: every page in < 500 ms, at 100,000
+  // members too). Configuration `scorecard` (gateway/config/config.h).
   // `done` is called on the refresher's thread after every run: the key's kind (before its first
   // '|'), whether it succeeded, and how long it took.
   using Done = std::function<void(const std::string& kind, bool ok, int64_t took_ms)>;
@@ -106,7 +104,7 @@ class Refresher {
       // The run that ended may have started before this data version: queue the next one.
       if (!current() && !slot.queued && !stopping_) queue(key, slot, version_now, compute);
     }
-    return Figures{slot.value, current(), slot.as_of_ms, slot.took_ms, slot.queued, slot.error};
+    return Figures{slot.value, current(), slot.as_of_ms, slot.took_ms, slot.error};
   }
 
   // Queues a run for `key` unless one is queued (warming the figures pages will ask for).
@@ -195,8 +193,10 @@ class Refresher {
       running_key_.clear();
       kind_took_ms_[kindOf(job.key)] = std::max<int64_t>(took_ms, 1);
       auto found = slots_.find(job.key);
-      if (found == slots_.end()) done_.notify_all();
-      if (found == slots_.end()) continue;
+      if (found == slots_.end()) {  // (never: a queued key is not dropped)
+        done_.notify_all();
+        continue;
+      }
       Slot& slot = found->second;
       slot.queued = false;
       slot.took_ms = std::max<int64_t>(took_ms, 1);
@@ -269,7 +269,9 @@ std::string cookieValue(const http::Request& request, std::string_view name) {
 }  // namespace
 
 struct ScorecardRoutes::Impl {
-  explicit Impl(ServerContext& server) : context(server), open_policy(nullptr, nullptr), 
+  explicit Impl(ServerContext& server)
+      : context(server),
+        open_policy(nullptr, nullptr),
         refresher(server.config.scorecard, [&metrics = server.metrics](const std::string& kind, bool ok, int64_t took_ms) {
           metrics.countScorecard(kind, ok ? "ok" : "failed");
           metrics.setGauge("gateway_scorecard_computation_ms", "figures=\"" + kind + "\"", took_ms);
