@@ -253,6 +253,11 @@ ReadStatus CsvReader::next(SourceRecord& record, IssueList& issues) {
       std::string location = "line 1, column " + std::to_string(index + 1);
       if (header_[index].empty()) {
         issues.atLocation(Severity::kFatal, "structure", location, location + ": empty column name in the header");
+      } else if (header_[index] == "@line") {
+        // Each record carries its line as "@line" (reader.h): a column of that name would be a
+        // second member of the same name, a record that is not JSON (found by csv_reader_fuzz).
+        issues.atLocation(Severity::kFatal, "structure", location,
+                          location + ": column name @line is reserved (each record's line number)");
       } else if (!seen.insert(header_[index]).second) {
         issues.atLocation(Severity::kFatal, "structure", location,
                           location + ": column " + header_[index] + " appears twice in the header");

@@ -123,6 +123,15 @@ TEST(CsvReader, HeaderProblemsAreFatal) {
   ASSERT_EQ(duplicate.size(), 1u);
   EXPECT_EQ(duplicate[0].status, ReadStatus::kFatal);
   EXPECT_EQ(locationOf(duplicate[0]), "line 1, column 3");
+
+  // A column named like the record's own line number (found by csv_reader_fuzz: the record had
+  // two members "@line" and its serialization did not parse again).
+  auto reserved = readAll("member_id,@line\r\r\rpaid_");
+  ASSERT_EQ(reserved.size(), 1u);
+  EXPECT_EQ(reserved[0].status, ReadStatus::kFatal);
+  EXPECT_EQ(locationOf(reserved[0]), "line 1, column 2");
+  ASSERT_FALSE(reserved[0].issues.issues().empty());
+  EXPECT_EQ(reserved[0].issues.issues()[0].diagnostics, "line 1, column 2: column name @line is reserved (each record's line number)");
 }
 
 TEST(CsvReader, FieldsOfEveryLengthWithSeparatorsAtEveryOffset) {
