@@ -13,7 +13,6 @@
 
 #include <chrono>
 #include <fstream>
-#include <regex>
 #include <thread>
 
 #include "conformance/common/time_util.h"
@@ -41,19 +40,22 @@ std::string roster(const std::string& prefix, int count) {
   return csv;
 }
 
-// The page's attributed-members count for the whole region (the figure's data-value).
-std::string membersFigure(const std::string& page) {
-  static const std::regex kFigure(
-      R"re(data-measure="attributed-members" data-group="members" data-stratum="" data-population="initial-population" data-value="([^"]*)")re");
-  std::smatch match;
-  return std::regex_search(page, match, kFigure) ? match[1].str() : "";
+// The value of the attribute after `prefix` (up to the next quote) at its first occurrence, "" when absent.
+std::string attributeAfter(const std::string& page, const std::string& prefix) {
+  const size_t at = page.find(prefix);
+  if (at == std::string::npos) return "";
+  const size_t from = at + prefix.size();
+  const size_t end = page.find('"', from);
+  return end == std::string::npos ? "" : page.substr(from, end - from);
 }
 
-std::string freshness(const std::string& page) {
-  static const std::regex kFreshness(R"re(data-freshness="([a-z]+)")re");
-  std::smatch match;
-  return std::regex_search(page, match, kFreshness) ? match[1].str() : "";
+// The page's attributed-members count for the whole region (the figure's data-value).
+std::string membersFigure(const std::string& page) {
+  return attributeAfter(page,
+                        R"(data-measure="attributed-members" data-group="members" data-stratum="" data-population="initial-population" data-value=")");
 }
+
+std::string freshness(const std::string& page) { return attributeAfter(page, R"(data-freshness=")"); }
 
 class ScorecardRefreshE2e : public ::testing::Test {
  protected:
