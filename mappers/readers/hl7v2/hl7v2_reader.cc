@@ -155,6 +155,21 @@ ReadStatus Hl7v2Reader::next(SourceRecord& record, IssueList& issues) {
   separators.repetition = msh[5];
   separators.escape = msh[6];
   separators.subcomponent = msh[7];
+  // The delimiters split fields byte by byte: a byte of a multi-byte UTF-8 character as one would
+  // cut characters in two (found by hl7v2_reader_fuzz: MSH-2 "^~\\" followed by U+06C3 made 0xDB
+  // the subcomponent separator, and the fields invalid UTF-8), and two equal ones are ambiguous.
+  // (An MSH-2 of three characters, "|^~\\|", has no subcomponent separator: MSH-1 again.)
+  const bool no_subcomponent = msh[7] == msh[3];
+  const std::string_view delimiters(msh.data() + 3, no_subcomponent ? 4 : 5);
+  for (size_t i = 0; i < delimiters.size(); ++i) {
+    const auto c = static_cast<unsigned char>(delimiters[i]);
+    if (c < 0x21 || c > 0x7E || delimiters.find(delimiters[i]) != i) {
+      issues.atLocation(Severity::kError, "structure", "segment 1 (MSH)",
+                        "segment 1 (MSH): the field separator and encoding characters (MSH-1, MSH-2) must be five different "
+                        "printable ASCII characters, e.g. |^~\\&");
+      return ReadStatus::kRejected;
+    }
+  }
   record.doc.AddMember("@hl7", true, allocator);
   for (size_t index = 0; index < segments.size(); ++index) {
     std::vector<std::string_view> fields = split(segments[index], separators.field);

@@ -836,7 +836,16 @@ bool X12Reader::State::readSegment() {
     input.skip(end + 1);
     return true;
   }
-  // Across blocks, or longer than maxRecordBytes: then only its first bytes are held.
+  // Across blocks, or longer than maxRecordBytes: then only its first bytes are held. The line
+  // breaks and spaces before its id are not part of it (nor of any record): skipped first, so
+  // that what is measured against maxRecordBytes is what a record would hold (found by
+  // x12_reader_fuzz: a segment of maxRecordBytes + 1 bytes with a line break before it was
+  // rejected as larger than maxRecordBytes at maxRecordBytes bytes).
+  while (!(buffered = input.buffered()).empty()) {
+    const size_t blank = std::min(buffered.find_first_not_of("\r\n \t"), buffered.size());
+    input.skip(blank);
+    if (blank < buffered.size()) break;
+  }
   text.clear();
   Oversized* sink = nullptr;
   bool any = false;
@@ -844,7 +853,13 @@ bool X12Reader::State::readSegment() {
     any = true;
     end = buffered.find(terminator);
     const std::string_view piece = buffered.substr(0, end == std::string_view::npos ? buffered.size() : end);
-    if (!sink && max_record > 0 && text.size() + piece.size() >= max_record) {
+    // Past maxRecordBytes once its bytes with the terminator would be (as the fast path above
+    // decides): exactly maxRecordBytes bytes with no terminator in this block are held until the
+    // next block says whether more follow (the input's end: the segment is held whole; found by
+    // x12_reader_fuzz: such a last segment was rejected as larger than maxRecordBytes, at
+    // maxRecordBytes bytes).
+    const size_t so_far = text.size() + piece.size();
+    if (!sink && max_record > 0 && (so_far > max_record || (so_far == max_record && end != std::string_view::npos))) {
       const size_t held = text.size();
       text.append(piece.substr(0, max_record - held));
       // Its bytes from its id on (line breaks between segments are not part of a record).

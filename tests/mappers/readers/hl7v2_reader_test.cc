@@ -69,6 +69,35 @@ TEST(Hl7v2Reader, SeveralMessagesLineEndsAndBadSegments) {
   EXPECT_EQ(str(record.doc["MSH"][0]["10"]), "evt-7f3a-0001");
 }
 
+// The delimiters (MSH-1 and MSH-2) are five different printable ASCII characters; a byte of a
+// multi-byte UTF-8 character as a delimiter would cut characters in two (found by
+// hl7v2_reader_fuzz: "^~\" then U+06C3 made 0xDB the subcomponent separator). Such a message is
+// rejected naming MSH, and the next message is read; an MSH-2 of three characters (no
+// subcomponent separator) is read as before.
+TEST(Hl7v2Reader, DelimitersArePrintableAsciiAndDifferent) {
+  const std::string rest = "|EPIC|NS|GW|AL|20261002||REF^I12^REF_I12|evt-9|P|2.5.1\rNTE|1||caf\xC3\xA9\r";
+  for (const std::string& delimiters : {std::string("|^~\\\xDB\x83"), std::string("|^~\\^"), std::string("|^~\\ "),
+                                        std::string("|^^\\&")}) {
+    std::istringstream stream("MSH" + delimiters + rest + kReferral);
+    Hl7v2Reader reader(stream);
+    SourceRecord record;
+    IssueList issues;
+    ASSERT_EQ(reader.next(record, issues), ReadStatus::kRejected) << delimiters;
+    ASSERT_FALSE(issues.empty());
+    EXPECT_EQ(issues.issues()[0].location[0], "segment 1 (MSH)");
+    EXPECT_NE(issues.issues()[0].diagnostics.find("five different printable ASCII characters"), std::string::npos);
+    IssueList next;
+    EXPECT_EQ(reader.next(record, next), ReadStatus::kRecord) << delimiters;
+    EXPECT_EQ(str(record.doc["MSH"][0]["10"]), "evt-7f3a-0001");
+  }
+  std::istringstream three("MSH|^~\\" + rest);
+  Hl7v2Reader reader(three);
+  SourceRecord record;
+  IssueList issues;
+  ASSERT_EQ(reader.next(record, issues), ReadStatus::kRecord) << (issues.empty() ? "" : issues.issues()[0].diagnostics);
+  EXPECT_EQ(str(record.doc["NTE"][0]["3"]), "caf\xC3\xA9");
+}
+
 TEST(Hl7v2Ack, AcceptedAndRejected) {
   std::istringstream stream(kReferral);
   Hl7v2Reader reader(stream);

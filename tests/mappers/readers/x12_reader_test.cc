@@ -565,6 +565,33 @@ TEST(X12Reader, HugeSegmentOutsideAClaimIsRejectedAlone) {
   EXPECT_EQ(json::find(reads[1].record.doc["subscriber"], "N3"), nullptr);
 }
 
+// The bytes a segment is measured by are those a record would hold: from its id to its
+// terminator, not the line break before it (found by x12_reader_fuzz: a segment of
+// maxRecordBytes + 1 bytes after a line break was rejected "larger than maxRecordBytes" at
+// maxRecordBytes bytes). At every size around the limit, a rejected N3 says its true size, which
+// is past the limit, and one that fits is not rejected as a segment.
+TEST(X12Reader, ASegmentIsMeasuredFromItsIdToItsTerminator) {
+  const size_t max = 1000;
+  for (size_t size = max - 2; size <= max + 2; ++size) {
+    const std::string n3 = "N3*" + std::string(size - 4, 'x');  // with its "~": `size` bytes
+    const std::string text = replace(northshore(), "N3*12 W ELM ST~\nN4*CHICAGO*IL*60610~\nDMG*D8*19610319",
+                                     n3 + "~\nN4*CHICAGO*IL*60610~\nDMG*D8*19610319");
+    auto reads = readAll(text, max);
+    ASSERT_FALSE(reads.empty()) << size;
+    if (size > max) {
+      expectTooLong(reads[0], n3 + "~", max, "segment 15 (N3)");
+    } else {
+      for (const Read& read : reads) {
+        EXPECT_LE(read.record.raw.size(), max) << size;
+        if (read.status != ReadStatus::kRejected) continue;
+        // What does not fit is the subscriber loop (the billing provider loop and the N3), not the segment.
+        EXPECT_EQ(read.issues.issues()[0].diagnostics.find("the segment is"), std::string::npos) << size << ": " << read.issues.issues()[0].diagnostics;
+        EXPECT_GT(read.record.raw_total, max) << size;
+      }
+    }
+  }
+}
+
 // Issue 14: a loop of very many ordinary segments is not held either. `count` copies of
 // `segment` (with line breaks).
 std::string manySegments(const std::string& segment, int count) {
