@@ -35,6 +35,14 @@ bool BufferedInput::readUntil(char delimiter, std::string& out) {
 }
 
 std::optional<std::string> invalidUtf8(std::string_view raw, uint64_t start, const std::string& position) {
+  // A NUL byte is UTF-8, but no JSON or FHIR string may hold one (conformance/json refuses
+  // "\u0000"): a record with one would be stored as JSON the gateway cannot read again.
+  if (const void* nul = std::memchr(raw.data(), '\0', raw.size())) {
+    const uint64_t in_record = static_cast<uint64_t>(static_cast<const char*>(nul) - raw.data());
+    if (start == kUnknownOffset) return position + ", byte " + std::to_string(in_record) + " of the record: a NUL byte";
+    return position + ", byte offset " + std::to_string(start + in_record) + " (byte " + std::to_string(in_record) +
+           " of the record): a NUL byte";
+  }
   // ASCII eight bytes at a time; the full check only from the first byte >= 0x80.
   size_t at = 0;
   while (at + 8 <= raw.size()) {

@@ -127,7 +127,8 @@ class BufferedInput {
 // Where `raw` (a record starting at byte `start` of its stream) is not UTF-8: "line 3, byte offset
 // 1234 (byte 17 of the record): not valid UTF-8"; with `start` kUnknownOffset (a record put
 // together from several places of its stream, as an X12 claim): "segment 20 (CLM), byte 17 of the
-// record: not valid UTF-8". nullopt when it is valid. Cheap on ASCII.
+// record: not valid UTF-8". A NUL byte is reported the same way ("...: a NUL byte"): no JSON
+// string may hold one. nullopt when it is valid. Cheap on ASCII.
 inline constexpr uint64_t kUnknownOffset = UINT64_MAX;
 std::optional<std::string> invalidUtf8(std::string_view raw, uint64_t start, const std::string& position);
 

@@ -526,6 +526,24 @@ TEST_F(Hardening, InvalidUtf8InAV2MessageIsAnArNamingTheByteOffset) {
   expectHealthy();
 }
 
+// A NUL byte in a v2 message is UTF-8, but no JSON string may hold one: the message is refused as
+// invalid UTF-8 is (400, an AR naming the byte offset), nothing stored, the bytes kept.
+TEST_F(Hardening, ANulByteInAV2MessageIsAnArNamingTheByteOffset) {
+  std::string bad = refMessage();
+  const size_t offset = bad.find("Okafor") + 2;
+  bad[offset] = '\0';
+  RawResponse answer = rawRequest(gateway_->port(), post("/ingest/econsult", bad, "x-application/hl7-v2+er7"));
+  EXPECT_EQ(answer.status, 400);
+  EXPECT_NE(answer.body.find("\rMSA|AR|"), std::string::npos) << answer.body;
+  EXPECT_NE(answer.body.find("a NUL byte at byte offset " + std::to_string(offset)), std::string::npos) << answer.body;
+  EXPECT_EQ(resources(), 0);
+  HttpResult list = gateway_->get("/admin/quarantine");
+  json::Document doc = parse(list.body);
+  ASSERT_EQ(doc["items"].Size(), 1u);
+  EXPECT_EQ(quarantinedPayload(str(doc["items"][0], "id")), bad);
+  expectHealthy();
+}
+
 // GET /admin/quarantine returned every payload inline in one answer. Now it pages (_count and a
 // cursor), filters, and carries no payloads.
 TEST_F(Hardening, QuarantineListingPagesAndFilters) {

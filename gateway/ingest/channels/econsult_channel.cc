@@ -113,6 +113,13 @@ Answer EconsultChannel::ingestV2(std::string_view body, std::string_view content
                      "the message is not valid UTF-8: byte offset " + std::to_string(*offset), {}, {}});
     return quarantined(400, nullptr, std::move(issues));
   }
+  // A NUL byte is UTF-8, but no JSON string may hold one: it reached the store's merge as a
+  // contribution that did not parse again, a 503 the sender retried forever.
+  if (const size_t nul = body.find('\0'); nul != std::string_view::npos) {
+    IssueList issues;
+    issues.add(Issue{Severity::kError, "structure", "the message holds a NUL byte at byte offset " + std::to_string(nul), {}, {}});
+    return quarantined(400, nullptr, std::move(issues));
+  }
 
   // Decode: one message.
   const std::string text(body);
