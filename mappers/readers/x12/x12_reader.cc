@@ -853,13 +853,9 @@ bool X12Reader::State::readSegment() {
     any = true;
     end = buffered.find(terminator);
     const std::string_view piece = buffered.substr(0, end == std::string_view::npos ? buffered.size() : end);
-    // Past maxRecordBytes once its bytes with the terminator would be (as the fast path above
-    // decides): exactly maxRecordBytes bytes with no terminator in this block are held until the
-    // next block says whether more follow (the input's end: the segment is held whole; found by
-    // x12_reader_fuzz: such a last segment was rejected as larger than maxRecordBytes, at
-    // maxRecordBytes bytes).
-    const size_t so_far = text.size() + piece.size();
-    if (!sink && max_record > 0 && (so_far > max_record || (so_far == max_record && end != std::string_view::npos))) {
+    // Past maxRecordBytes once its bytes with the terminator (which every record holds after each
+    // segment, also after a last one that has none) would be: as the fast path above decides.
+    if (!sink && max_record > 0 && text.size() + piece.size() >= max_record) {
       const size_t held = text.size();
       text.append(piece.substr(0, max_record - held));
       // Its bytes from its id on (line breaks between segments are not part of a record).
@@ -881,6 +877,10 @@ bool X12Reader::State::readSegment() {
     }
   }
   if (!any) return false;
+  // The input ended inside the segment: a record holds it with its terminator all the same, and so
+  // does the digest and size of an oversized one (found by x12_reader_fuzz: a last segment of
+  // exactly maxRecordBytes bytes was held as a record of maxRecordBytes + 1).
+  if (sink && end == std::string_view::npos) sink->add(std::string_view(&terminator, 1), max_record);
   const size_t size = text.size();
   text.append(BufferedInput::kPadding, '\0');  // readable after the segment, as in the input's buffer
   segment = std::string_view(text.data(), size);

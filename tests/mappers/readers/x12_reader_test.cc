@@ -592,6 +592,29 @@ TEST(X12Reader, ASegmentIsMeasuredFromItsIdToItsTerminator) {
   }
 }
 
+// A last segment the input ends inside (no terminator) counts with the terminator every record
+// holds after its segments (found by x12_reader_fuzz: one of exactly maxRecordBytes bytes was held
+// as a record of maxRecordBytes + 1 bytes).
+TEST(X12Reader, ALastSegmentWithoutTerminatorCountsItsTerminator) {
+  const size_t max = 1000;
+  const std::string text = northshore();
+  const std::string prefix = text.substr(0, text.find("N3*12 W ELM ST~"));
+  for (size_t body = max - 2; body <= max + 1; ++body) {
+    const std::string n3 = "N3*" + std::string(body - 3, 'x');
+    auto reads = readAll(prefix + n3, max);
+    bool rejected = false;
+    for (const Read& read : reads) {
+      EXPECT_LE(read.record.raw.size(), max) << body;
+      if (read.status == ReadStatus::kRejected && !read.issues.issues().empty() && read.issues.issues()[0].code == "too-long" &&
+          read.location() == "segment 15 (N3)") {
+        expectTooLong(read, n3 + "~", max, "segment 15 (N3)");
+        rejected = true;
+      }
+    }
+    EXPECT_EQ(rejected, body + 1 > max) << body;
+  }
+}
+
 // Issue 14: a loop of very many ordinary segments is not held either. `count` copies of
 // `segment` (with line breaks).
 std::string manySegments(const std::string& segment, int count) {
