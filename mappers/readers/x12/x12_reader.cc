@@ -836,11 +836,9 @@ bool X12Reader::State::readSegment() {
     input.skip(end + 1);
     return true;
   }
-  // Across blocks, or longer than maxRecordBytes: then only its first bytes are held. The line
-  // breaks and spaces before its id are not part of it (nor of any record): skipped first, so
-  // that what is measured against maxRecordBytes is what a record would hold (found by
-  // x12_reader_fuzz: a segment of maxRecordBytes + 1 bytes with a line break before it was
-  // rejected as larger than maxRecordBytes at maxRecordBytes bytes).
+  // Across blocks, or longer than maxRecordBytes: then only its first bytes are held. Line breaks
+  // and spaces before its id are skipped first: no record holds them, so neither does its size
+  // (x12_reader_fuzz found one of maxRecordBytes + 1 rejected "at maxRecordBytes bytes").
   while (!(buffered = input.buffered()).empty()) {
     const size_t blank = std::min(buffered.find_first_not_of("\r\n \t"), buffered.size());
     input.skip(blank);
@@ -853,8 +851,7 @@ bool X12Reader::State::readSegment() {
     any = true;
     end = buffered.find(terminator);
     const std::string_view piece = buffered.substr(0, end == std::string_view::npos ? buffered.size() : end);
-    // Past maxRecordBytes once its bytes with the terminator (which every record holds after each
-    // segment, also after a last one that has none) would be: as the fast path above decides.
+    // Past maxRecordBytes once its bytes with the terminator would be (as the fast path decides).
     if (!sink && max_record > 0 && text.size() + piece.size() >= max_record) {
       const size_t held = text.size();
       text.append(piece.substr(0, max_record - held));
@@ -877,9 +874,8 @@ bool X12Reader::State::readSegment() {
     }
   }
   if (!any) return false;
-  // The input ended inside the segment: a record holds it with its terminator all the same, and so
-  // does the digest and size of an oversized one (found by x12_reader_fuzz: a last segment of
-  // exactly maxRecordBytes bytes was held as a record of maxRecordBytes + 1).
+  // The input ended inside it: a record holds a terminator after it all the same, so its size and
+  // digest do too (x12_reader_fuzz: one of maxRecordBytes bytes made a record of one more).
   if (sink && end == std::string_view::npos) sink->add(std::string_view(&terminator, 1), max_record);
   const size_t size = text.size();
   text.append(BufferedInput::kPadding, '\0');  // readable after the segment, as in the input's buffer
