@@ -63,10 +63,11 @@ class Refresher {
   // A page waits for figures being computed for it while that is quick: while the run in
   // progress, the runs queued before theirs and their own are expected to take at most
   // `quick_ms` in all (each as long as its figures' last run took, or the last run of their kind;
-  // unknown counts as quick until the run in progress is older than `quick_ms`). A small store's
-  // pages are then always current. Otherwise a page waits at most `stale_wait_ms` and shows the
-  // figures there are, marked with their time (issue 20: every page in < 500 ms, at 100,000
-  // members too). Configuration `scorecard` (gateway/config/config.h).
+  // unknown counts as quick until the run in progress is older than `quick_ms`, except a warm-up
+  // run's, which counts as slow). A small store's pages are then always current. Otherwise a page
+  // waits at most `stale_wait_ms` and shows the figures there are, marked with their time (issue
+  // 20: every page in < 500 ms, at 100,000 members too). Configuration `scorecard`
+  // (gateway/config/config.h).
   // `done` is called on the refresher's thread after every run: the key's kind (before its first
   // '|'), whether it succeeded, and how long it took.
   using Done = std::function<void(const std::string& kind, bool ok, int64_t took_ms)>;
@@ -111,7 +112,7 @@ class Refresher {
   void warm(const std::string& key, Version version_now, Compute compute) {
     std::lock_guard lock(mutex_);
     Slot& slot = slots_[key];
-    if (!slot.queued) queue(key, slot, version_now, compute);
+    if (!slot.queued) queue(key, slot, version_now, compute, true);
   }
 
  private:
@@ -128,6 +129,7 @@ class Refresher {
     std::string key;
     Version version;
     Compute compute;
+    bool warm = false;  // queued at start: a store with data, of unknown size
   };
 
   static std::string kindOf(const std::string& key) { return key.substr(0, key.find('|')); }
@@ -146,21 +148,25 @@ class Refresher {
   // is older than quick_ms) and every queued run up to `key`'s.
   int64_t expectedWaitMs(const std::string& key, int64_t now_ms) const {
     int64_t total = 0;
+    // A warm-up run of unknown time counts as slow: the first pages after a start on a large store
+    // answer at once (with 202) instead of waiting quick_ms to learn that it is large.
+    const int64_t slow = config_.quick_ms + 1;
     if (!running_key_.empty()) {
       const int64_t expected = expectedMs(running_key_);
       const int64_t age = now_ms - running_since_ms_;
-      total += std::max(expected, age > config_.quick_ms ? config_.quick_ms + 1 : int64_t{0});
+      total += std::max(expected, age > config_.quick_ms || (running_warm_ && expected == 0) ? slow : int64_t{0});
     }
     for (const Job& job : jobs_) {
-      total += expectedMs(job.key);
+      const int64_t expected = expectedMs(job.key);
+      total += job.warm && expected == 0 ? slow : expected;
       if (job.key == key) break;
     }
     return total;
   }
 
-  void queue(const std::string& key, Slot& slot, Version version_now, Compute compute) {
+  void queue(const std::string& key, Slot& slot, Version version_now, Compute compute, bool warm = false) {
     slot.queued = true;
-    jobs_.push_back(Job{key, std::move(version_now), std::move(compute)});
+    jobs_.push_back(Job{key, std::move(version_now), std::move(compute), warm});
     if (slots_.size() > kMaxCachedFigures) {
       // The least recently asked figures go first; queued ones stay.
       auto oldest = slots_.end();
@@ -184,6 +190,7 @@ class Refresher {
       const int64_t started_ms = nowMs();
       running_key_ = job.key;
       running_since_ms_ = started_ms;
+      running_warm_ = job.warm;
       lock.unlock();
       auto version = job.version();
       Result<Value> value = version.ok() ? job.compute(stopping_atomic_) : Result<Value>(version.error());
@@ -219,8 +226,9 @@ class Refresher {
   std::map<std::string, Slot> slots_;
   std::map<std::string, int64_t> kind_took_ms_;  // the last run's time per kind
   std::deque<Job> jobs_;
-  std::string running_key_;  // the run in progress ("" none), since when
+  std::string running_key_;  // the run in progress ("" none), since when, whether a warm-up
   int64_t running_since_ms_ = 0;
+  bool running_warm_ = false;
   bool stopping_ = false;
   std::atomic<bool> stopping_atomic_{false};
   std::thread worker_;
