@@ -19,6 +19,21 @@
 namespace fhir::gateway::http {
 namespace {
 
+// Ends our side of a plain connection and reads what the client still sends (a little, briefly)
+// before the socket is closed: unread bytes at close() reset the connection, and the reset can
+// take the answer just sent with it (a refused body too large to drain, the client still sending).
+void lingeringClose(int fd, uint64_t limit) {
+  ::shutdown(fd, SHUT_WR);
+  char scratch[1 << 14];
+  for (uint64_t drained = 0; drained < limit;) {
+    pollfd readable{fd, POLLIN, 0};
+    if (::poll(&readable, 1, 200) <= 0) break;
+    const ssize_t got = ::recv(fd, scratch, sizeof scratch, 0);
+    if (got <= 0) break;
+    drained += static_cast<size_t>(got);
+  }
+}
+
 using Clock = std::chrono::steady_clock;
 
 int64_t msUntil(Clock::time_point deadline) {
@@ -341,17 +356,7 @@ std::unique_ptr<Transport> Listener::openTransport(int fd, int64_t header_timeou
     if (first_byte >= 'A' && first_byte <= 'Z') {
       sendAll(fd, refusalBytes(400, "security", "this port serves HTTPS only: send the request over TLS (https://)", 0),
               limits_.body_idle_timeout_ms);
-      ::shutdown(fd, SHUT_WR);
-      // Unread bytes at close() would reset the connection and could take the answer with them:
-      // read what the client sent (a little, briefly) first.
-      char scratch[1 << 14];
-      for (size_t drained = 0; drained < kMaxDrainBytes;) {
-        pollfd readable{fd, POLLIN, 0};
-        if (::poll(&readable, 1, 200) <= 0) break;
-        const ssize_t got = ::recv(fd, scratch, sizeof scratch, 0);
-        if (got <= 0) break;
-        drained += static_cast<size_t>(got);
-      }
+      lingeringClose(fd, kMaxDrainBytes);
     }
     return nullptr;
   }
@@ -458,6 +463,7 @@ void Listener::serve(int fd, std::string peer, bool health_only, uint64_t id) {
     if (!answer(response, close, head->method == "HEAD")) break;
   }
   transport.reset();  // TLS: close_notify before the socket closes
+  if (!tls_) lingeringClose(fd, kMaxDrainBytes);
   release(id, peer);
 }
 
