@@ -150,29 +150,6 @@ const Value* duplicateMember(const Value& object) {
   return nullptr;
 }
 
-// Returns the first duplicated key found anywhere in the tree (objects in document order, each
-// before its members' values), or nullptr. Iterative: the depth of the input costs heap, not stack.
-const Value* findDuplicateKey(const Value& root) {
-  std::vector<const Value*> pending{&root};
-  while (!pending.empty()) {
-    const Value* value = pending.back();
-    pending.pop_back();
-    if (value->IsArray()) {
-      for (rapidjson::SizeType index = value->Size(); index > 0; --index) {
-        const Value& item = (*value)[index - 1];
-        if (item.IsArray() || item.IsObject()) pending.push_back(&item);
-      }
-    } else if (value->IsObject()) {
-      if (const Value* dup = duplicateMember(*value)) return dup;
-      for (auto member = value->MemberEnd(); member != value->MemberBegin();) {
-        --member;
-        if (member->value.IsArray() || member->value.IsObject()) pending.push_back(&member->value);
-      }
-    }
-  }
-  return nullptr;
-}
-
 // RFC 8259 number syntax: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
 bool isNumberText(std::string_view text) {
   size_t at = 0;
@@ -511,6 +488,27 @@ void write(const Value& value, std::string& out, int indent) {
 
 }  // namespace
 
+std::optional<DuplicateKey> findDuplicateKey(const Value& root) {
+  std::vector<const Value*> pending{&root};
+  while (!pending.empty()) {
+    const Value* value = pending.back();
+    pending.pop_back();
+    if (value->IsArray()) {
+      for (rapidjson::SizeType index = value->Size(); index > 0; --index) {
+        const Value& item = (*value)[index - 1];
+        if (item.IsArray() || item.IsObject()) pending.push_back(&item);
+      }
+    } else if (value->IsObject()) {
+      if (const Value* dup = duplicateMember(*value)) return DuplicateKey{value, dup};
+      for (auto member = value->MemberEnd(); member != value->MemberBegin();) {
+        --member;
+        if (member->value.IsArray() || member->value.IsObject()) pending.push_back(&member->value);
+      }
+    }
+  }
+  return std::nullopt;
+}
+
 void setMaxDepth(size_t depth) { max_depth.store(depth == 0 ? kDefaultMaxDepth : depth, std::memory_order_relaxed); }
 
 std::string ParseError::describe() const {
@@ -536,7 +534,8 @@ bool parse(std::string_view text, Document& doc, ParseError& error) {
     doc.SetNull();
     return false;
   }
-  if (const Value* dup = findDuplicateKey(doc)) {
+  if (auto duplicate = findDuplicateKey(doc)) {
+    const Value* dup = duplicate->name;
     error.message = "duplicate key \"" + std::string(dup->GetString(), dup->GetStringLength()) + "\"";
     // Locate the second occurrence in the text for a useful position.
     std::string needle = "\"" + std::string(dup->GetString(), dup->GetStringLength()) + "\"";

@@ -44,6 +44,15 @@ struct ParseError {
 // arrays counted; "nesting depth N exceeds maxJsonDepth (M)") are parse errors.
 bool parse(std::string_view text, Document& doc, ParseError& error);
 
+// The first object (in document order, each before its members' values) with a member name given
+// twice, and that name; nullopt when none. Iterative: the depth costs heap, not stack. parse()
+// refuses such documents; readers that parse otherwise (JSON with comments) check with it.
+struct DuplicateKey {
+  const Value* object;
+  const Value* name;
+};
+std::optional<DuplicateKey> findDuplicateKey(const Value& root);
+
 // The maximum nesting depth parse() accepts (configuration `limits.maxJsonDepth`; set once at
 // start-up, 0 restores the default). Every recursive walk over a parsed document is bounded by it.
 constexpr size_t kDefaultMaxDepth = 100;

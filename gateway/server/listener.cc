@@ -30,7 +30,7 @@ void lingeringClose(int fd, uint64_t limit) {
     if (::poll(&readable, 1, 200) <= 0) break;
     const ssize_t got = ::recv(fd, scratch, sizeof scratch, 0);
     if (got <= 0) break;
-    drained += static_cast<size_t>(got);
+    drained += static_cast<uint64_t>(got);
   }
 }
 

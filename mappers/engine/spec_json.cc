@@ -5,8 +5,6 @@
 
 #include <memory>
 #include <string>
-#include <string_view>
-#include <unordered_set>
 #include <vector>
 
 #include <rapidjson/error/en.h>
@@ -108,22 +106,9 @@ Result<std::unique_ptr<SpecDocument>> SpecDocument::parse(std::string_view text)
   assignLines(spec->doc_, object_lines, next, spec->lines_);
   // A member given twice: the JSON parser refuses it (conformance/json), and here it would be
   // silently one of the two (found by spec_loader_fuzz: a rule with two "set" members).
-  std::vector<const json::Value*> pending{&spec->doc_};
-  while (!pending.empty()) {
-    const json::Value* value = pending.back();
-    pending.pop_back();
-    if (value->IsArray()) {
-      for (const json::Value& item : value->GetArray()) pending.push_back(&item);
-    } else if (value->IsObject()) {
-      std::unordered_set<std::string_view> names;
-      for (const auto& member : value->GetObject()) {
-        const std::string_view name(member.name.GetString(), member.name.GetStringLength());
-        if (!names.insert(name).second) {
-          return Error{"line " + std::to_string(spec->lineOf(*value)) + ": the object has the member \"" + std::string(name) + "\" twice"};
-        }
-        pending.push_back(&member.value);
-      }
-    }
+  if (auto duplicate = json::findDuplicateKey(spec->doc_)) {
+    return Error{"line " + std::to_string(spec->lineOf(*duplicate->object)) + ": the object has the member \"" +
+                 std::string(duplicate->name->GetString(), duplicate->name->GetStringLength()) + "\" twice"};
   }
   return spec;
 }

@@ -327,8 +327,7 @@ struct X12Reader::State {
   }
   // A segment turned out larger than maxRecordBytes (`first`: its first bytes): where its bytes go.
   Oversized& beginOversized(std::string_view first) {
-    const size_t from = std::min(first.find_first_not_of("\r\n \t"), first.size());
-    std::string_view id = first.substr(from, std::min<size_t>(first.find(element, from), first.size()) - from);
+    std::string_view id = first.substr(0, std::min<size_t>(first.find(element), first.size()));
     if (in_transaction && big_loop) {
       if (id != "HL" && !isEnvelope(id)) return *big_loop;
       closeBigLoop();  // a huge HL or envelope segment: a record of its own, after the loop's
@@ -855,11 +854,9 @@ bool X12Reader::State::readSegment() {
     if (!sink && max_record > 0 && text.size() + piece.size() >= max_record) {
       const size_t held = text.size();
       text.append(piece.substr(0, max_record - held));
-      // Its bytes from its id on (line breaks between segments are not part of a record).
-      const size_t lead = std::min(text.find_first_not_of("\r\n \t"), text.size());
-      sink = &beginOversized(std::string_view(text).substr(lead));
-      if (lead < held) sink->add(std::string_view(text).substr(lead, held - lead), max_record);
-      sink->add(piece.substr(std::min(piece.size(), lead > held ? lead - held : 0)), max_record);
+      sink = &beginOversized(text);  // from its id on: the blanks before it were skipped above
+      sink->add(std::string_view(text).substr(0, held), max_record);
+      sink->add(piece, max_record);
       segment_oversized = true;
     } else if (sink) {
       sink->add(piece, max_record);
