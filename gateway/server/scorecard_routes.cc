@@ -559,20 +559,16 @@ struct ScorecardRoutes::Impl {
   };
 
   // The figures of every measure for `subject` over the period (the refresher's: computed in the
-  // background, see Refresher).
-  MeasureFigures measures(const std::string& subject, const scorecard::PageFilters& filters, int64_t& deadline_ms) {
+  // background, see Refresher), for the data at `data_version` (the page's dataVersion()).
+  MeasureFigures measures(const std::string& subject, const scorecard::PageFilters& filters, const std::string& data_version,
+                          int64_t& deadline_ms) {
     MeasureFigures out;
     auto library = measure::MeasureLibrary::bundled();
     if (!library.ok()) {
       out.error = library.message();
       return out;
     }
-    auto version = dataVersion();
-    if (!version.ok()) {
-      out.error = version.message();
-      return out;
-    }
-    Refresher::Figures figures = refresher.get(measuresKey(subject, filters.period_start, filters.period_end), *version, versionNow(),
+    Refresher::Figures figures = refresher.get(measuresKey(subject, filters.period_start, filters.period_end), data_version, versionNow(),
                                                measuresCompute(subject, filters.period_start, filters.period_end), deadline_ms);
     out.error = figures.error;
     if (figures.value == nullptr) return out;
@@ -652,9 +648,11 @@ struct ScorecardRoutes::Impl {
       if (found == list->end()) return problem(404, "Not found", "no practice with NPI " + filters.practice_npi);
       subject = "Organization/" + found->organization_id;
     }
+    auto version = dataVersion();
+    if (!version.ok()) return unavailable(version.message());
     int64_t deadline_ms = 0;
-    MeasureFigures figures = measures(subject, filters, deadline_ms);
-    QualityFigures quality = qualityReport(deadline_ms);
+    MeasureFigures figures = measures(subject, filters, *version, deadline_ms);
+    QualityFigures quality = qualityReport(*version, deadline_ms);
     if (figures.views.empty()) return notYet(figures.error);
     if (quality.report == nullptr) return notYet(quality.error);
     return page(200, scorecard::convenerPage(filters, payers, *list, figures.views, *quality.report, figures.freshness));
@@ -670,8 +668,10 @@ struct ScorecardRoutes::Impl {
     if (!list.ok()) return unavailable(list.message());
     auto found = std::find_if(list->begin(), list->end(), [&](const auto& practice) { return practice.npi == npi; });
     if (found == list->end()) return problem(404, "Not found", "no practice with NPI " + npi);
+    auto version = dataVersion();
+    if (!version.ok()) return unavailable(version.message());
     int64_t deadline_ms = 0;
-    MeasureFigures figures = measures("Organization/" + found->organization_id, filters, deadline_ms);
+    MeasureFigures figures = measures("Organization/" + found->organization_id, filters, *version, deadline_ms);
     if (figures.views.empty()) return notYet(figures.error);
     return page(200, scorecard::practicePage(*found, filters, payerIds(), figures.views, figures.freshness));
   }
@@ -679,16 +679,15 @@ struct ScorecardRoutes::Impl {
   // What the data-quality report reads: the store's newest version (accepted records, unroutable
   // claims, conflicts come with commits), the newest quarantine entry and its count, and each
   // destination's pending and dead rows (deliveries). The report is computed again when it changes.
-  Result<std::string> qualityVersion() {
-    auto version = dataVersion();
-    if (!version.ok()) return version.error();
+  // `data_version`: dataVersion().
+  Result<std::string> qualityVersion(const std::string& data_version) {
     QuarantineQuery newest;
     newest.count = 1;
     auto head = context.store->listQuarantinePage(newest);
     if (!head.ok()) return head.error();
     auto depths = context.store->outboxDepth();
     if (!depths.ok()) return depths.error();
-    std::string key = *version;
+    std::string key = data_version;
     if (!head->entries.empty()) key += "|" + head->entries.front().id + ":" + std::to_string(head->entries.front().count);
     for (const DestinationDepth& depth : *depths) {
       key += "|" + depth.destination + ":" + std::to_string(depth.pending) + ":" + std::to_string(depth.dead);
@@ -697,7 +696,11 @@ struct ScorecardRoutes::Impl {
   }
 
   Refresher::Version qualityVersionNow() {
-    return [this] { return qualityVersion(); };
+    return [this]() -> Result<std::string> {
+      auto version = dataVersion();
+      if (!version.ok()) return version.error();
+      return qualityVersion(*version);
+    };
   }
 
   Refresher::Compute qualityCompute() {
@@ -717,8 +720,8 @@ struct ScorecardRoutes::Impl {
     std::string error;
   };
 
-  QualityFigures qualityReport(int64_t& deadline_ms) {
-    auto version = qualityVersion();
+  QualityFigures qualityReport(const std::string& data_version, int64_t& deadline_ms) {
+    auto version = qualityVersion(data_version);
     if (!version.ok()) return QualityFigures{nullptr, version.message()};
     Refresher::Figures figures = refresher.get("quality", *version, qualityVersionNow(), qualityCompute(), deadline_ms);
     return QualityFigures{std::static_pointer_cast<const scorecard::QualityReport>(figures.value), figures.error};
@@ -737,8 +740,10 @@ struct ScorecardRoutes::Impl {
 
   Reply quality(const std::string& format) {
     if (!format.empty() && format != "json" && format != "html") return problem(400, "Bad request", "format must be json or html");
+    auto version = dataVersion();
+    if (!version.ok()) return unavailable(version.message());
     int64_t deadline_ms = 0;
-    QualityFigures figures = qualityReport(deadline_ms);
+    QualityFigures figures = qualityReport(*version, deadline_ms);
     if (figures.report == nullptr && format == "json" && figures.error.empty()) {
       Reply reply{202, "application/json", R"({"status":"computing","retryAfterSeconds":3})"};
       reply.headers.emplace_back("Retry-After", "3");
