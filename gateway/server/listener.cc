@@ -19,25 +19,28 @@
 namespace fhir::gateway::http {
 namespace {
 
-// Ends our side of a plain connection and reads what the client still sends (a little, briefly)
-// before the socket is closed: unread bytes at close() reset the connection, and the reset can
-// take the answer just sent with it (a refused body too large to drain, the client still sending).
-void lingeringClose(int fd, uint64_t limit) {
-  ::shutdown(fd, SHUT_WR);
-  char scratch[1 << 14];
-  for (uint64_t drained = 0; drained < limit;) {
-    pollfd readable{fd, POLLIN, 0};
-    if (::poll(&readable, 1, 200) <= 0) break;
-    const ssize_t got = ::recv(fd, scratch, sizeof scratch, 0);
-    if (got <= 0) break;
-    drained += static_cast<uint64_t>(got);
-  }
-}
-
 using Clock = std::chrono::steady_clock;
 
 int64_t msUntil(Clock::time_point deadline) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+}
+
+// Ends our side of a plain connection and reads what the client still sends (at most `limit`
+// bytes, until 200 ms of silence or `deadline`) before the socket is closed: unread bytes at
+// close() reset the connection, and the reset can take the answer just sent with it (a refused
+// body too large to drain, the client still sending).
+void lingeringClose(int fd, uint64_t limit, Clock::time_point deadline) {
+  ::shutdown(fd, SHUT_WR);
+  char scratch[1 << 14];
+  for (uint64_t drained = 0; drained < limit;) {
+    const int64_t left = msUntil(deadline);
+    if (left <= 0) break;
+    pollfd readable{fd, POLLIN, 0};
+    if (::poll(&readable, 1, static_cast<int>(std::min<int64_t>(left, 200))) <= 0) break;
+    const ssize_t got = ::recv(fd, scratch, sizeof scratch, 0);
+    if (got <= 0) break;
+    drained += static_cast<uint64_t>(got);
+  }
 }
 
 const char* reasonPhrase(int status) {
@@ -289,7 +292,7 @@ void Listener::acceptLoop() {
     uint64_t id = 0;
     {
       std::lock_guard lock(mutex_);
-      const auto total = static_cast<int64_t>(open_.size());
+      const auto total = static_cast<int64_t>(open_.size()) - lingering_;
       int& from_peer = per_address_[peer];
       if (from_peer >= limits_.max_connections_per_address) {
         refused = refusalBytes(429, "throttled",
@@ -330,16 +333,31 @@ bool Listener::setBusy(uint64_t id, bool busy) {
   return !stopping_;
 }
 
-void Listener::release(uint64_t id, const std::string& peer) {
+void Listener::closeConnection(uint64_t id, const std::string& peer, bool linger) {
+  int fd = -1;
+  {
+    std::lock_guard lock(mutex_);
+    Open& open = open_[id];
+    fd = open.fd;
+    if (--per_address_[peer] <= 0) per_address_.erase(peer);
+    // Out of the caps before our FIN: a client that saw the close may connect again at once.
+    linger = linger && !stopping_ && lingering_ < kMaxLingering;
+    if (linger) {
+      open.lingering = true;
+      ++lingering_;
+    }
+  }
+  if (linger) lingeringClose(fd, kMaxDrainBytes, Clock::now() + std::chrono::milliseconds(kLingerMs));
   std::lock_guard lock(mutex_);
-  ::close(open_[id].fd);
+  ::close(fd);
+  if (open_[id].lingering) --lingering_;
   open_.erase(id);
-  if (--per_address_[peer] <= 0) per_address_.erase(peer);
   if (open_.empty()) all_closed_.notify_all();
 }
 
 std::unique_ptr<Transport> Listener::openTransport(int fd, int64_t header_timeout,
-                                                   std::optional<Clock::time_point>& first_deadline) {
+                                                   std::optional<Clock::time_point>& first_deadline,
+                                                   bool& plain_answered) {
   if (!tls_) return plainTransport(fd);
   // The first byte of the handshake within the header timeout; the handshake and the first head
   // within the header timeout of that byte, as for the head of a plain request.
@@ -356,7 +374,7 @@ std::unique_ptr<Transport> Listener::openTransport(int fd, int64_t header_timeou
     if (first_byte >= 'A' && first_byte <= 'Z') {
       sendAll(fd, refusalBytes(400, "security", "this port serves HTTPS only: send the request over TLS (https://)", 0),
               limits_.body_idle_timeout_ms);
-      lingeringClose(fd, kMaxDrainBytes);
+      plain_answered = true;
     }
     return nullptr;
   }
@@ -368,9 +386,10 @@ std::unique_ptr<Transport> Listener::openTransport(int fd, int64_t header_timeou
 void Listener::serve(int fd, std::string peer, bool health_only, uint64_t id) {
   const int64_t header_timeout = health_only ? std::min<int64_t>(limits_.header_timeout_ms, 2000) : limits_.header_timeout_ms;
   std::optional<Clock::time_point> first_deadline;
-  std::unique_ptr<Transport> transport = openTransport(fd, header_timeout, first_deadline);
+  bool plain_answered = false;
+  std::unique_ptr<Transport> transport = openTransport(fd, header_timeout, first_deadline, plain_answered);
   if (!transport) {
-    release(id, peer);
+    closeConnection(id, peer, plain_answered);
     return;
   }
   Connection connection(*transport);
@@ -463,8 +482,7 @@ void Listener::serve(int fd, std::string peer, bool health_only, uint64_t id) {
     if (!answer(response, close, head->method == "HEAD")) break;
   }
   transport.reset();  // TLS: close_notify before the socket closes
-  if (!tls_) lingeringClose(fd, kMaxDrainBytes);
-  release(id, peer);
+  closeConnection(id, peer, !tls_);
 }
 
 void Listener::stop() {

@@ -20,7 +20,12 @@
 //    while every connection slot is taken;
 //  * the body of an answered request that the route did not read is drained (up to
 //    kMaxDrainBytes) or the connection is closed, so the next request on a kept-alive connection
-//    starts at a request line, never in a body.
+//    starts at a request line, never in a body;
+//  * a plain connection ends with a lingering close (our side shut, what the client still sends
+//    read for a moment, then closed: closing on unread bytes resets the connection and can take
+//    the answer with it). The connection leaves the caps before our side is shut, so a client
+//    that saw the close may connect again at once; at most kMaxLingering connections linger,
+//    each for at most kLingerMs.
 // With `tls` the bytes travel through a TlsServer (gateway/server/transport.h), in the
 // connection's thread: the handshake's first byte must arrive within headerTimeoutMs, and the
 // handshake and the first request head must be complete within headerTimeoutMs of it (a slow
@@ -106,6 +111,8 @@ class Listener {
  public:
   static constexpr int kHealthReserve = 8;
   static constexpr uint64_t kMaxDrainBytes = 1 << 20;
+  static constexpr int kMaxLingering = 64;
+  static constexpr int64_t kLingerMs = 2000;
 
   // `tls`: serve HTTPS (its files are loaded by start()); none: plain HTTP.
   Listener(const LimitsConfig& limits, Handler handler, std::optional<TlsConfig> tls = std::nullopt);
@@ -125,10 +132,13 @@ class Listener {
   void acceptLoop();
   void serve(int fd, std::string peer, bool health_only, uint64_t id);
   // The connection's transport: plain, or TLS after the handshake (nullptr: closed, answered
-  // when it could be). `first_deadline` is set to when the first request head must be complete.
+  // when it could be; `plain_answered`: a plain request answered 400, to close lingering).
+  // `first_deadline` is set to when the first request head must be complete.
   std::unique_ptr<Transport> openTransport(int fd, int64_t header_timeout,
-                                           std::optional<std::chrono::steady_clock::time_point>& first_deadline);
-  void release(uint64_t id, const std::string& peer);
+                                           std::optional<std::chrono::steady_clock::time_point>& first_deadline,
+                                           bool& plain_answered);
+  // Ends connection `id`: out of the caps first, then (plain) a lingering close, then closed.
+  void closeConnection(uint64_t id, const std::string& peer, bool linger);
   // Marks connection `id` busy (inside a request) or idle; false when the listener is stopping.
   bool setBusy(uint64_t id, bool busy);
 
@@ -147,8 +157,10 @@ class Listener {
   struct Open {
     int fd;
     bool busy;
+    bool lingering = false;
   };
-  std::map<uint64_t, Open> open_;
+  std::map<uint64_t, Open> open_;  // the lingering too: stop() waits for them
+  int lingering_ = 0;
   std::map<std::string, int> per_address_;
   uint64_t next_id_ = 0;
 };

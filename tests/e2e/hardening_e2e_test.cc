@@ -55,12 +55,18 @@ class Hardening : public GatewayFixture {
     startGateway();
   }
 
-  // /healthz from 127.0.0.1 on a fresh connection answers 200 within 1 s.
+  // /healthz from 127.0.0.1 on a fresh connection answers 200 within 1 s. The connection is
+  // closed by the server, and that close awaited: its slot is free before this returns (a
+  // connection the client closes is freed when the server's thread next runs, which on a loaded
+  // machine was after the next few requests of a test allowing 4 per address).
   void expectHealthy() {
     const auto start = Clock::now();
-    RawResponse health = rawRequest(gateway_->port(), "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", 1000);
+    RawClient client(gateway_->port());
+    ASSERT_TRUE(client.send("GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"));
+    RawResponse health = client.read(1000);
     EXPECT_EQ(health.status, 200) << "no /healthz answer within 1 s";
     EXPECT_LT(Clock::now() - start, 1s);
+    EXPECT_TRUE(client.closedByPeer(5000));
   }
 
   // An OperationOutcome answer whose first issue's diagnostics contain `words`.
@@ -324,6 +330,37 @@ TEST_F(Hardening, ConnectionCapsAnswer429AndHealthStillAnswers) {
   std::this_thread::sleep_for(200ms);
   RawResponse accepted = rawRequest(gateway_->port(), post("/ingest/econsult", event("response")), 10000);
   EXPECT_EQ(accepted.status, 202) << accepted.body;
+}
+
+// A closed connection leaves the per-address cap before the client sees the close: the server's
+// lingering close (it reads what the client still sends before closing) once held the slot
+// until the client closed too, and a client that reconnected at once got 429 (CI, stop 27).
+TEST_F(Hardening, AClientThatSawTheCloseMayConnectAgainAtOnce) {
+  std::vector<std::unique_ptr<RawClient>> answered;  // kept open: the server's side lingers
+  for (int index = 0; index < 6; ++index) {
+    auto client = std::make_unique<RawClient>(gateway_->port(), "127.0.0.8");
+    ASSERT_TRUE(client->send("GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"));
+    RawResponse response = client->read(5000);
+    EXPECT_EQ(response.status, 200) << "connection " << index << ": " << response.body;
+    EXPECT_TRUE(client->closedByPeer(5000));
+    answered.push_back(std::move(client));
+  }
+}
+
+// A client that keeps trickling bytes after its answer holds the lingering close for at most
+// Listener::kLingerMs (2 s), not as long as each byte comes within the 200 ms of silence.
+TEST_F(Hardening, ALingeringCloseEndsAtItsDeadlineHoweverTheClientTrickles) {
+  RawClient client(gateway_->port(), "127.0.0.9");
+  ASSERT_TRUE(client.send("GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"));
+  EXPECT_EQ(client.read(5000).status, 200);
+  const auto start = Clock::now();
+  bool reset = false;
+  while (!reset && Clock::now() - start < 6s) {
+    reset = !client.send("x");
+    std::this_thread::sleep_for(100ms);
+  }
+  EXPECT_TRUE(reset) << "the server still read the trickle after 6 s";
+  EXPECT_LT(Clock::now() - start, 3500ms);
 }
 
 // A payload starting with NUL was written unquoted into /admin/quarantine, which then was not JSON.
