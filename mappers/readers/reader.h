@@ -130,7 +130,9 @@ class BufferedInput {
 // record: not valid UTF-8". A NUL byte is reported the same way ("...: a NUL byte"): no JSON
 // string may hold one. nullopt when it is valid. Cheap on ASCII.
 inline constexpr uint64_t kUnknownOffset = UINT64_MAX;
-std::optional<std::string> invalidUtf8(std::string_view raw, uint64_t start, const std::string& position);
+// `whole`: what `raw` is, in the message ("byte 17 of the segment").
+std::optional<std::string> invalidUtf8(std::string_view raw, uint64_t start, const std::string& position,
+                                       std::string_view whole = "the record");
 
 // "line 3, column dos_from" / "segment 23 (SV1), element 1" / "line 4, $.member.dob": the source
 // location of `path` (steps of a record: member names and array indices) in `record`.

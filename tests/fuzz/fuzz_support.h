@@ -72,10 +72,10 @@ inline bool jsonText(std::string_view text) {
 }
 
 // Reads every record of `reader`; a reader that does not end within `max_calls` calls (every call
-// consumes input or ends) is a finding. Records must round-trip through JSON only when
-// `check_round_trip` (the caller passes whether the input is valid UTF-8 without NUL: the readers
-// do not reject invalid UTF-8 or NUL yet, a known issue in docs/FUZZING.md, and such a record's
-// strings are not JSON strings). With `max_record_bytes` (the limit the reader was given, issue
+// consumes input or ends) is a finding. Records must round-trip through JSON when
+// `check_round_trip`: the CSV, NDJSON and X12 readers reject a record with invalid UTF-8 or a NUL
+// byte, so theirs always must; the v2 reader does not (its channel refuses such a message before
+// it reads), so its harness passes whether the input is valid UTF-8 without NUL. With `max_record_bytes` (the limit the reader was given, issue
 // 14) no record holds more bytes than it, and a record over it holds exactly its first
 // `max_record_bytes` bytes, with a digest and a larger size.
 inline void drain(mappers::readers::RecordReader& reader, size_t max_calls, bool check_round_trip,

@@ -12,6 +12,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   fhir::mappers::readers::x12::X12Reader reader(stream);
   const size_t limit = size % 2 == 1 ? 1024 : 0;
   reader.setMaxRecordBytes(limit);
-  fhir::fuzz::drain(reader, size + 2, fhir::fuzz::jsonText(fhir::fuzz::view(data, size)), limit);
+  fhir::fuzz::drain(reader, size + 2, true, limit);
   return 0;
 }

@@ -12,6 +12,7 @@
 #include "conformance/common/ids.h"
 #include "mappers/readers/x12/x12_json.h"
 #include "mappers/readers/x12/x12_records.h"
+#include "mappers/readers/x12/x12_segments.h"
 
 namespace fhir::mappers::readers::x12 {
 namespace {
@@ -23,6 +24,11 @@ using detail::endsClaim;
 using detail::isEnvelope;
 using detail::KeptStack;
 using detail::kBlockBytes;
+using detail::idCode;
+using detail::isCode;
+using detail::isSegmentId;
+using detail::KeptSegment;
+using detail::kKeptSegments;
 using detail::markSeparators;
 using detail::SeparatorMarks;
 using detail::kBuilderStackBytes;
@@ -49,45 +55,6 @@ struct Pending {
 // 0-based offsets of the element separators inside the fixed-width ISA; the separator at
 // kIsaSeparators[k] ends element k.
 constexpr std::array<size_t, 16> kIsaSeparators = {3, 6, 17, 20, 31, 34, 50, 53, 69, 76, 81, 83, 89, 99, 101, 103};
-
-// A segment id of up to 4 characters as one number: ids compare without memcmp.
-constexpr uint32_t idCode(std::string_view id) {
-  uint32_t code = 0;
-  for (char c : id) code = code << 8 | static_cast<unsigned char>(c);
-  return code;
-}
-
-// A two-character code (entity identifier, hierarchical level), compared inline.
-constexpr bool isCode(std::string_view value, const char (&code)[3]) {
-  return value.size() == 2 && value[0] == code[0] && value[1] == code[1];
-}
-
-// The segments kept in the loop objects, with their ids as constants (member names and "@id"
-// values refer to them instead of copying), and whether they repeat (an array of segments).
-struct KeptSegment {
-  uint32_t code;
-  std::string_view id;
-  bool repeating;
-};
-constexpr KeptSegment kKeptSegments[] = {
-    {idCode("NM1"), "NM1", false}, {idCode("N3"), "N3", false},   {idCode("N4"), "N4", false},
-    {idCode("DMG"), "DMG", false}, {idCode("SBR"), "SBR", false}, {idCode("PAT"), "PAT", false},
-    {idCode("PRV"), "PRV", false}, {idCode("CLM"), "CLM", false}, {idCode("SV1"), "SV1", false},
-    {idCode("REF"), "REF", true},  {idCode("DTP"), "DTP", true},  {idCode("HI"), "HI", true},
-    {idCode("PER"), "PER", true},  {idCode("AMT"), "AMT", true},  {idCode("NTE"), "NTE", true},
-};
-
-// ASCII only, unlike std::isupper (a call per character, and locale dependent).
-constexpr bool isUpper(char c) { return c >= 'A' && c <= 'Z'; }
-constexpr bool isDigit(char c) { return c >= '0' && c <= '9'; }
-
-bool isSegmentId(std::string_view id) {
-  if (id.size() < 2 || id.size() > 3) return false;
-  for (char c : id) {
-    if (!isUpper(c) && !isDigit(c)) return false;
-  }
-  return isUpper(id[0]);
-}
 
 // A loop context (billing provider, subscriber, payer, ...) is built once per loop and shared by
 // the records of all its claims: a record holds a read-only view of the context's value (the same
@@ -171,6 +138,9 @@ struct X12Reader::State {
   // grows until the first HL (`header_open`).
   std::shared_ptr<TransactionFrame> frame;
   bool header_open = false;
+  // Invalid UTF-8 or a NUL byte in the open transaction set's ST or BHT (they are in every claim's
+  // record, not in its bytes): each of its claims is rejected with it.
+  std::optional<std::string> header_problem;
 
   std::shared_ptr<ClaimDocument> claim;
   std::string claim_raw;
@@ -454,7 +424,7 @@ struct X12Reader::State {
       }
     }
     // Issue 14: invalid UTF-8 is never passed on (it would be stored and delivered).
-    if (auto where = invalidUtf8(raw, kUnknownOffset, "the claim")) {
+    if (auto where = header_problem ? header_problem : invalidUtf8(raw, kUnknownOffset, "the claim")) {
       reject("segment " + std::to_string(claim_segment) + " (CLM)", *where, std::move(raw), "structure");
       pending.back().frame = frame;
       return;
@@ -653,6 +623,7 @@ void X12Reader::State::envelopeSegment() {
     loop = Loop::kHeader;
     hl_open = false;
     openFrame();
+    header_problem = invalidUtf8(rawSegment(), kUnknownOffset, "the transaction set's " + here(0), "the segment");
     if (field(1) != "837") reject(here(1), "transaction set " + field(1) + " is not an 837", rawSegment(), "value");
   } else {
     reject(here(0), "segment " + std::string(id) + " outside a transaction set", rawSegment());
@@ -721,6 +692,7 @@ void X12Reader::State::transactionSegment() {
     if (const json::Value* st = json::find(*transaction, "ST")) {
       fresh->AddMember(json::constantString("ST"), deepCopy(*st, fresh->GetAllocator()), fresh->GetAllocator());
     }
+    if (!header_problem) header_problem = invalidUtf8(rawSegment(), kUnknownOffset, "the transaction set's " + here(0), "the segment");
     put(*fresh, fresh->GetAllocator(), "BHT", false);
     transaction = std::move(fresh);
     return;

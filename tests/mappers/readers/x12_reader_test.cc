@@ -449,6 +449,26 @@ TEST(X12Reader, ClaimWithInvalidUtf8IsRejectedNamingTheByte) {
   EXPECT_NE(reads[1].location().find("(CLM)"), std::string::npos);
 }
 
+// The transaction set's ST and BHT go into every claim's record ("transaction") but are not in
+// a claim's bytes: invalid UTF-8 or a NUL byte there rejects each claim of the transaction set,
+// naming the header (found by the x12_reader fuzz target once it checked every input).
+TEST(X12Reader, InvalidUtf8OrNulInTheTransactionHeaderRejectsItsClaims) {
+  for (const std::string& bad : {std::string("NS2026\xc3"), std::string("NS2026\0", 7)}) {
+    auto reads = readAll(replace(northshore(), "BHT*0019*00*NS20261002", "BHT*0019*00*" + bad));
+    ASSERT_EQ(reads.size(), 3u);
+    for (const Read& read : reads) {
+      ASSERT_EQ(read.status, ReadStatus::kRejected) << read.location();
+      const std::string& diagnostics = read.issues.issues()[0].diagnostics;
+      const std::string why = bad.back() == '\0' ? "a NUL byte" : "not valid UTF-8";
+      EXPECT_NE(diagnostics.find(": the transaction set's segment 2 (BHT), byte " +
+                                 std::to_string(std::string("BHT*0019*00*NS2026").size()) + " of the segment: " + why),
+                std::string::npos)
+          << diagnostics;
+      EXPECT_NE(read.location().find("(CLM)"), std::string::npos) << read.location();
+    }
+  }
+}
+
 // Issue 14, maxRecordBytes. The bytes of a claim's record, as the reader's `raw` is defined
 // (x12_reader.h): its segments in order with their terminators, no line breaks. `ranges`: pairs
 // of segment starts, each range from the segment starting with the first text up to (without)
