@@ -54,10 +54,15 @@ using SearchParams = std::vector<std::pair<std::string, std::string>>;
 inline constexpr std::string_view kUnroutable = "$unroutable";
 using SearchAll = std::function<Result<std::vector<std::string>>(const std::string& type, const SearchParams& params)>;
 
-// SearchAll over `store`, paging with _count=1000; `visible` as SearchRequest::visible (null:
-// everything).
-SearchAll storeSearch(Store& store, const std::string& base_url,
-                      std::function<Result<std::optional<std::string>>(std::string_view, std::string_view, const std::string&)> visible = {});
+// Each stored resource of `type` matching `params` to `visit` (as JSON), a page of
+// _count=1000 at a time: memory for one page, not for all of them. Stops at the first error of
+// the store or of `visit`. `visible` as SearchRequest::visible (null: everything).
+using Visible = std::function<Result<std::optional<std::string>>(std::string_view, std::string_view, const std::string&)>;
+Status forEachStored(Store& store, const std::string& base_url, const std::string& type, const SearchParams& params,
+                     const std::function<Status(std::string&& json)>& visit, const Visible& visible = {});
+
+// SearchAll over `store` (forEachStored, collected); `visible` as there.
+SearchAll storeSearch(Store& store, const std::string& base_url, Visible visible = {});
 
 struct EvaluateParams {
   std::string period_start;  // YYYY-MM-DD (inclusive)

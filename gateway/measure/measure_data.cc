@@ -99,13 +99,39 @@ std::string referenceId(const json::Value* reference, std::string_view type) {
   return std::string(id);
 }
 
-SearchAll storeSearch(Store& store, const std::string& base_url,
-                      std::function<Result<std::optional<std::string>>(std::string_view, std::string_view, const std::string&)> visible) {
+Status forEachStored(Store& store, const std::string& base_url, const std::string& type, const SearchParams& params,
+                     const std::function<Status(std::string&& json)>& visit, const Visible& visible) {
+  auto registry = searchindex::registry();
+  if (!registry.ok()) return registry.error();
+  SearchParams criteria = params;
+  criteria.emplace_back("_count", "1000");
+  search::QueryOptions options;
+  options.base_url = base_url;
+  auto query = search::parseQuery(**registry, type, criteria, options);
+  if (!query.ok()) return query.error();
+  SearchRequest request;
+  request.query = &*query;
+  request.base_url = base_url;
+  request.now_us = nowMs() * 1000;
+  request.visible = visible;
+  while (true) {
+    auto page = store.search(request);
+    if (!page.ok()) return page.error();
+    for (auto& hit : page->entries) {
+      if (hit.include) continue;
+      if (Status visited = visit(std::move(hit.json)); !visited.ok()) return visited;
+    }
+    if (page->next_cursor.empty()) return Status::Ok();
+    request.cursor = page->next_cursor;
+  }
+}
+
+SearchAll storeSearch(Store& store, const std::string& base_url, Visible visible) {
   return [&store, base_url, visible](const std::string& type, const SearchParams& params) -> Result<std::vector<std::string>> {
+    std::vector<std::string> out;
     if (type == kUnroutable) {
       auto waiting = store.listUnroutable(static_cast<size_t>(std::numeric_limits<int64_t>::max()));
       if (!waiting.ok()) return waiting.error();
-      std::vector<std::string> out;
       for (const UnroutableWrite& claim : *waiting) {
         std::string row = "{\"claimId\":\"";
         json::appendEscaped(claim.claim_id, row);
@@ -116,29 +142,11 @@ SearchAll storeSearch(Store& store, const std::string& base_url,
       }
       return out;
     }
-    auto registry = searchindex::registry();
-    if (!registry.ok()) return registry.error();
-    SearchParams criteria = params;
-    criteria.emplace_back("_count", "1000");
-    search::QueryOptions options;
-    options.base_url = base_url;
-    auto query = search::parseQuery(**registry, type, criteria, options);
-    if (!query.ok()) return query.error();
-    std::vector<std::string> out;
-    SearchRequest request;
-    request.query = &*query;
-    request.base_url = base_url;
-    request.now_us = nowMs() * 1000;
-    request.visible = visible;
-    while (true) {
-      auto page = store.search(request);
-      if (!page.ok()) return page.error();
-      for (auto& hit : page->entries) {
-        if (!hit.include) out.push_back(std::move(hit.json));
-      }
-      if (page->next_cursor.empty()) break;
-      request.cursor = page->next_cursor;
-    }
+    Status scanned = forEachStored(store, base_url, type, params, [&out](std::string&& json) {
+      out.push_back(std::move(json));
+      return Status::Ok();
+    }, visible);
+    if (!scanned.ok()) return Error{scanned.message()};
     return out;
   };
 }

@@ -2,6 +2,7 @@
 #include "gateway/scorecard/quality.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <cstdio>
 #include <cstdlib>
@@ -203,7 +204,10 @@ FailureCount failureOf(std::string_view diagnostics, std::string_view code, std:
   return failure;
 }
 
-Result<QualityReport> computeQuality(Store& store, const std::string& base_url, const DesignElements& elements) {
+Result<QualityReport> computeRecordQuality(Store& store, const std::string& base_url, const DesignElements& elements,
+                                           const std::atomic<bool>* stopping) {
+  auto stopped = [stopping] { return stopping != nullptr && stopping->load(std::memory_order_relaxed); };
+  const Error kStopping{"the gateway is stopping"};
   std::map<std::string, Tally> sources;
   std::map<std::string, Tally> by_element;
   for (const DesignElement& element : elements.elements()) tallyOf(by_element, element.id, element.title, "element");
@@ -213,19 +217,18 @@ Result<QualityReport> computeQuality(Store& store, const std::string& base_url, 
     return by_element[element->id];
   };
 
-  // Accepted: one mapping Provenance per accepted record.
-  measure::SearchAll search = measure::storeSearch(store, base_url);
-  auto provenances = search("Provenance", {});
-  if (!provenances.ok()) return provenances.error();
-  for (const std::string& text : *provenances) {
+  // Accepted: one mapping Provenance per accepted record, read a page at a time.
+  size_t visited = 0;
+  Status scanned = measure::forEachStored(store, base_url, "Provenance", {}, [&](std::string&& text) -> Status {
+    if (++visited % 1000 == 0 && stopped()) return kStopping;
     auto doc = json::parse(text);
-    if (!doc.ok()) continue;
+    if (!doc.ok()) return Status::Ok();
     const json::Value* profiles = json::find(*doc, "meta") ? json::find(*json::find(*doc, "meta"), "profile") : nullptr;
     bool mapped = false;
     if (profiles != nullptr && profiles->IsArray()) {
       for (const auto& profile : profiles->GetArray()) mapped = mapped || (json::isString(profile) && json::stringView(profile) == kMappingProvenance);
     }
-    if (!mapped) continue;  // a merge Provenance: no record of its own
+    if (!mapped) return Status::Ok();  // a merge Provenance: no record of its own
     std::string record;
     if (const json::Value* entity = json::find(*doc, "entity"); entity != nullptr && entity->IsArray() && !entity->Empty()) {
       const json::Value* what = json::find((*entity)[0], "what");
@@ -270,13 +273,16 @@ Result<QualityReport> computeQuality(Store& store, const std::string& base_url, 
     }
     tallyOf(sources, source, source, kind).row.accepted++;
     elementTally(channel, "", targets).row.accepted++;
-  }
+    return Status::Ok();
+  });
+  if (!scanned.ok()) return Error{scanned.message()};
 
   // Quarantined: entries no replay has been accepted for.
   QuarantineQuery query;
   query.count = 1000;
   query.status = "quarantined";
   while (true) {
+    if (stopped()) return kStopping;
     auto page = store.listQuarantinePage(query);
     if (!page.ok()) return page.error();
     for (const QuarantineEntry& entry : page->entries) {
@@ -338,7 +344,22 @@ Result<QualityReport> computeQuality(Store& store, const std::string& base_url, 
     report.elements.push_back(ranked(unclassified->second));
   }
 
-  // Feed lag: commit to the receiver's first 2xx, over each destination's latest rows.
+  constexpr size_t kAll = 1000000;
+  auto unroutable = store.listUnroutable(kAll);
+  if (!unroutable.ok()) return unroutable.error();
+  report.unroutable = static_cast<int64_t>(unroutable->size());
+  auto conflicts = store.listConflicts(kAll);
+  if (!conflicts.ok()) return conflicts.error();
+  report.conflicts = static_cast<int64_t>(conflicts->size());
+  auto routing = store.listRoutingConflicts(kAll);
+  if (!routing.ok()) return routing.error();
+  report.routing_conflicts = static_cast<int64_t>(routing->size());
+  return report;
+}
+
+// Feed lag: commit to the receiver's first 2xx, over each destination's latest rows.
+Result<std::vector<FeedLag>> computeFeedLags(Store& store) {
+  std::vector<FeedLag> feeds;
   auto depths = store.outboxDepth();
   if (!depths.ok()) return depths.error();
   for (const DestinationDepth& depth : *depths) {
@@ -366,20 +387,18 @@ Result<QualityReport> computeQuality(Store& store, const std::string& base_url, 
     }
     lag.p50_ms = percentile(lags, 0.5);
     lag.p99_ms = percentile(lags, 0.99);
-    report.feeds.push_back(std::move(lag));
+    feeds.push_back(std::move(lag));
   }
-  std::sort(report.feeds.begin(), report.feeds.end(), [](const FeedLag& a, const FeedLag& b) { return a.destination < b.destination; });
+  std::sort(feeds.begin(), feeds.end(), [](const FeedLag& a, const FeedLag& b) { return a.destination < b.destination; });
+  return feeds;
+}
 
-  constexpr size_t kAll = 1000000;
-  auto unroutable = store.listUnroutable(kAll);
-  if (!unroutable.ok()) return unroutable.error();
-  report.unroutable = static_cast<int64_t>(unroutable->size());
-  auto conflicts = store.listConflicts(kAll);
-  if (!conflicts.ok()) return conflicts.error();
-  report.conflicts = static_cast<int64_t>(conflicts->size());
-  auto routing = store.listRoutingConflicts(kAll);
-  if (!routing.ok()) return routing.error();
-  report.routing_conflicts = static_cast<int64_t>(routing->size());
+Result<QualityReport> computeQuality(Store& store, const std::string& base_url, const DesignElements& elements) {
+  auto report = computeRecordQuality(store, base_url, elements);
+  if (!report.ok()) return report;
+  auto feeds = computeFeedLags(store);
+  if (!feeds.ok()) return feeds.error();
+  report->feeds = std::move(*feeds);
   return report;
 }
 

@@ -16,6 +16,7 @@
 // Design elements are data (fhir_profiles/alignment/design-elements.json).
 // Thread-safe: a DesignElements is immutable; computeQuality only reads the store.
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -105,6 +106,14 @@ inline constexpr int64_t kLagRows = 500;
 // Reads the store (Provenance through search, quarantine, outbox, unroutable, conflicts).
 // Errors are store failures (503), never "no data".
 Result<QualityReport> computeQuality(Store& store, const std::string& base_url, const DesignElements& elements);
+// The two parts of computeQuality, for figures kept apart (they change at different times: the
+// records with the data and the quarantine, the feeds with every delivery).
+// Everything but `feeds`: the Provenances a page at a time, the quarantine, the store's lists.
+// When `stopping` becomes true the computation ends early with an error.
+Result<QualityReport> computeRecordQuality(Store& store, const std::string& base_url, const DesignElements& elements,
+                                           const std::atomic<bool>* stopping = nullptr);
+// QualityReport::feeds: per outbox destination, its depths and its lag over the latest kLagRows.
+Result<std::vector<FeedLag>> computeFeedLags(Store& store);
 
 // {"resourceType": ..., } is not FHIR: a plain JSON document
 // {"generatedAt", "sources": [row], "elements": [row], "feeds": [...], "unroutable", "conflicts",

@@ -596,7 +596,8 @@ struct ScorecardRoutes::Impl {
     if (!version.ok() || *version == "0") return;
     const std::string year = nowIso().substr(0, 4);
     refresher.warm(measuresKey("", year + "-01-01", year + "-12-31"), versionNow(), measuresCompute("", year + "-01-01", year + "-12-31"));
-    refresher.warm("quality", qualityVersionNow(), qualityCompute());
+    refresher.warm("quality", recordsVersionNow(), recordsCompute());
+    refresher.warm("feeds", feedsVersionNow(), feedsCompute());
   }
 
   // Organizations with an NPI (the practices), by name.
@@ -676,42 +677,61 @@ struct ScorecardRoutes::Impl {
     return page(200, scorecard::practicePage(*found, filters, payerIds(), figures.views, figures.freshness));
   }
 
-  // What the data-quality report reads: the store's newest version (accepted records, unroutable
-  // claims, conflicts come with commits), the newest quarantine entry and its count, and each
-  // destination's pending and dead rows (deliveries). The report is computed again when it changes.
-  // `data_version`: dataVersion().
-  Result<std::string> qualityVersion(const std::string& data_version) {
+  // The data-quality report is kept as two sets of figures, each computed again when what it
+  // reads changes: the records part (accepted, quarantined, unroutable, conflicts) reads the
+  // store's newest version and the newest quarantine entry with its count; the feeds part reads
+  // each destination's pending and dead rows, which every delivery changes (so deliveries do not
+  // make the records part, every Provenance, be read again). `data_version`: dataVersion().
+  Result<std::string> recordsVersion(const std::string& data_version) {
     QuarantineQuery newest;
     newest.count = 1;
     auto head = context.store->listQuarantinePage(newest);
     if (!head.ok()) return head.error();
-    auto depths = context.store->outboxDepth();
-    if (!depths.ok()) return depths.error();
     std::string key = data_version;
     if (!head->entries.empty()) key += "|" + head->entries.front().id + ":" + std::to_string(head->entries.front().count);
+    return key;
+  }
+
+  Result<std::string> feedsVersion() {
+    auto depths = context.store->outboxDepth();
+    if (!depths.ok()) return depths.error();
+    std::string key;
     for (const DestinationDepth& depth : *depths) {
-      key += "|" + depth.destination + ":" + std::to_string(depth.pending) + ":" + std::to_string(depth.dead);
+      key += depth.destination + ":" + std::to_string(depth.pending) + ":" + std::to_string(depth.dead) + "|";
     }
     return key;
   }
 
-  Refresher::Version qualityVersionNow() {
+  Refresher::Version recordsVersionNow() {
     return [this]() -> Result<std::string> {
       auto version = dataVersion();
       if (!version.ok()) return version.error();
-      return qualityVersion(*version);
+      return recordsVersion(*version);
     };
   }
 
-  Refresher::Compute qualityCompute() {
+  Refresher::Version feedsVersionNow() {
+    return [this] { return feedsVersion(); };
+  }
+
+  Refresher::Compute recordsCompute() {
     Store* store = context.store.get();
     const std::string base_url = context.base_url;
-    return [store, base_url](const std::atomic<bool>&) -> Result<Refresher::Value> {
+    return [store, base_url](const std::atomic<bool>& stopping) -> Result<Refresher::Value> {
       auto elements = scorecard::DesignElements::bundled();
       if (!elements.ok()) return elements.error();
-      auto report = scorecard::computeQuality(*store, base_url, **elements);
+      auto report = scorecard::computeRecordQuality(*store, base_url, **elements, &stopping);
       if (!report.ok()) return report.error();
       return Refresher::Value(std::make_shared<const scorecard::QualityReport>(std::move(*report)));
+    };
+  }
+
+  Refresher::Compute feedsCompute() {
+    Store* store = context.store.get();
+    return [store](const std::atomic<bool>&) -> Result<Refresher::Value> {
+      auto feeds = scorecard::computeFeedLags(*store);
+      if (!feeds.ok()) return feeds.error();
+      return Refresher::Value(std::make_shared<const std::vector<scorecard::FeedLag>>(std::move(*feeds)));
     };
   }
 
@@ -720,11 +740,20 @@ struct ScorecardRoutes::Impl {
     std::string error;
   };
 
+  // Both parts, as one report.
   QualityFigures qualityReport(const std::string& data_version, int64_t& deadline_ms) {
-    auto version = qualityVersion(data_version);
+    auto version = recordsVersion(data_version);
     if (!version.ok()) return QualityFigures{nullptr, version.message()};
-    Refresher::Figures figures = refresher.get("quality", *version, qualityVersionNow(), qualityCompute(), deadline_ms);
-    return QualityFigures{std::static_pointer_cast<const scorecard::QualityReport>(figures.value), figures.error};
+    auto feeds_version = feedsVersion();
+    if (!feeds_version.ok()) return QualityFigures{nullptr, feeds_version.message()};
+    Refresher::Figures records = refresher.get("quality", *version, recordsVersionNow(), recordsCompute(), deadline_ms);
+    Refresher::Figures feeds = refresher.get("feeds", *feeds_version, feedsVersionNow(), feedsCompute(), deadline_ms);
+    if (records.value == nullptr || feeds.value == nullptr) {
+      return QualityFigures{nullptr, !records.error.empty() ? records.error : feeds.error};
+    }
+    auto report = std::make_shared<scorecard::QualityReport>(*std::static_pointer_cast<const scorecard::QualityReport>(records.value));
+    report->feeds = *std::static_pointer_cast<const std::vector<scorecard::FeedLag>>(feeds.value);
+    return QualityFigures{std::move(report), ""};
   }
 
   // Nothing computed yet for this page: 202, and the browser asks again (Refresh) after a few

@@ -17,6 +17,7 @@
 
 #include "conformance/common/time_util.h"
 #include "tests/support/gateway_process.h"
+#include "tests/support/loopback_receiver.h"
 #include "tests/support/test_support.h"
 
 namespace fhir::testing {
@@ -59,7 +60,11 @@ std::string freshness(const std::string& page) { return attributeAfter(page, R"(
 
 class ScorecardRefreshE2e : public ::testing::Test {
  protected:
-  void SetUp() override {
+  void SetUp() override { startGateway(""); }
+
+  // The gateway with two payers (their endpoint refuses connections), no waiting for figures,
+  // and `more` (members of the configuration, each followed by a comma).
+  void startGateway(const std::string& more) {
     const std::string config_path = (dir_.path() / "config.json").string();
     std::ofstream config(config_path);
     config << R"({"dataDir": ")" << (dir_.path() / "var").string() << R"(", "payers": [)";
@@ -67,7 +72,7 @@ class ScorecardRefreshE2e : public ::testing::Test {
       config << (i ? "," : "") << R"({"id": ")" << kPayers[i] << R"(", "name": ")" << kPayers[i] << R"(", "format": ")" << kPayers[i]
              << R"(", "endpoint": "http://127.0.0.1:9/bundles"})";
     }
-    config << R"(], "scorecard": {"quickMs": 0, "staleWaitMs": 0}})";
+    config << R"(], )" << more << R"( "scorecard": {"quickMs": 0, "staleWaitMs": 0}})";
     config.close();
     gateway_ = std::make_unique<GatewayProcess>(std::vector<std::string>{"--config", config_path});
     ASSERT_NE(gateway_->port(), 0);
@@ -147,15 +152,60 @@ TEST_F(ScorecardRefreshE2e, AStartWithDataComputesTheRegionsPageAhead) {
   ASSERT_NE(gateway_->port(), 0);
   const std::string measures = R"(gateway_scorecard_computations_total{figures="measures",result="ok"} 1)";
   const std::string quality = R"(gateway_scorecard_computations_total{figures="quality",result="ok"} 1)";
+  const std::string feeds = R"(gateway_scorecard_computations_total{figures="feeds",result="ok"} 1)";
   HttpResult metrics = until("/metrics", [&](const HttpResult& answer) {
-    return answer.body.find(measures) != std::string::npos && answer.body.find(quality) != std::string::npos;
+    return answer.body.find(measures) != std::string::npos && answer.body.find(quality) != std::string::npos &&
+           answer.body.find(feeds) != std::string::npos;
   });
   ASSERT_NE(metrics.body.find(measures), std::string::npos) << metrics.body;
   ASSERT_NE(metrics.body.find(quality), std::string::npos) << metrics.body;
+  ASSERT_NE(metrics.body.find(feeds), std::string::npos) << metrics.body;
   HttpResult page = gateway_->get("/scorecard");
   ASSERT_EQ(page.status, 200) << page.body.substr(0, 500);
   EXPECT_EQ(membersFigure(page.body), "12");
   EXPECT_EQ(freshness(page.body), "current");
+}
+
+// How many computations of `figures` /metrics counts (0: none yet).
+int64_t computations(const std::string& metrics, const std::string& figures) {
+  const std::string name = "gateway_scorecard_computations_total{figures=\"" + figures + "\",result=\"ok\"} ";
+  const size_t at = metrics.find(name);
+  return at == std::string::npos ? 0 : std::atoll(metrics.c_str() + at + name.size());
+}
+
+// The quality report's feeds change with every delivery, its records with the data: deliveries
+// alone compute the feeds again, not the records (every Provenance read again). The HIE feed
+// refuses (503) until the report counts the roster's rows pending, then accepts them; the report
+// then shows them delivered, and /metrics counts new feeds computations but no new quality one.
+TEST_F(ScorecardRefreshE2e, DeliveriesComputeTheFeedsAgainNotTheRecords) {
+  LoopbackReceiver hie;
+  hie.setStatus(503);
+  ASSERT_EQ(gateway_->terminate(), 0);
+  startGateway(R"("feeds": [{"id": "regional-hie", "endpoint": ")" + hie.url("/notify") +
+               R"("}], "delivery": {"timeoutMs": 2000, "initialBackoffMs": 50, "maxBackoffMs": 200},)");
+  postRoster(kPayers[0], "LMC", 12);
+  auto feedPending = [](const HttpResult& page, const std::string& count) {
+    return page.body.find(R"("destination":"feed:regional-hie")") != std::string::npos &&
+           page.body.find(R"("pending":)" + count + ",") != std::string::npos;
+  };
+  HttpResult waiting = until("/scorecard/quality?format=json", [&](const HttpResult& page) {
+    return page.status == 200 && page.body.find("\"accepted\":12") != std::string::npos && !feedPending(page, "0");
+  });
+  ASSERT_EQ(waiting.status, 200) << waiting.body.substr(0, 2000);
+  ASSERT_FALSE(feedPending(waiting, "0")) << waiting.body.substr(0, 2000);
+  const int64_t records_before = computations(gateway_->get("/metrics").body, "quality");
+  const int64_t feeds_before = computations(gateway_->get("/metrics").body, "feeds");
+  EXPECT_GE(records_before, 1);
+
+  hie.setStatus(200);
+  HttpResult delivered = until("/scorecard/quality?format=json", [&](const HttpResult& page) {
+    return page.status == 200 && feedPending(page, "0");
+  });
+  ASSERT_TRUE(feedPending(delivered, "0")) << delivered.body.substr(0, 2000);
+  EXPECT_NE(delivered.body.find("\"accepted\":12"), std::string::npos) << delivered.body.substr(0, 2000);
+  const std::string metrics = gateway_->get("/metrics").body;
+  EXPECT_GT(computations(metrics, "feeds"), feeds_before);
+  EXPECT_EQ(computations(metrics, "quality"), records_before) << "the records were computed again for deliveries";
 }
 
 }  // namespace

@@ -203,6 +203,23 @@ TEST(ScorecardQualityTest, CountsWhatTheStoreRecords) {
   EXPECT_NE(page.find(R"(data-quality="sources|lakeshore-medicaid|quarantined" data-value="2")"), std::string::npos);
   EXPECT_NE(page.find(R"(data-quality="feeds|payer:lakeshore-medicaid|lagP50Ms" data-value="250")"), std::string::npos);
   EXPECT_EQ(page.find("<script"), std::string::npos);
+
+  // The two parts the pages keep apart say the same: the records without feeds, the feeds alone.
+  auto records = computeRecordQuality(store, "http://127.0.0.1/fhir", **elements);
+  ASSERT_TRUE(records.ok()) << records.message();
+  EXPECT_TRUE(records->feeds.empty());
+  records->feeds = report->feeds;
+  records->generated_at = report->generated_at;
+  EXPECT_EQ(qualityJson(*records), qualityJson(*report));
+  auto feeds = computeFeedLags(store);
+  ASSERT_TRUE(feeds.ok()) << feeds.message();
+  ASSERT_EQ(feeds->size(), 1u);
+  EXPECT_EQ((*feeds)[0].p99_ms, 250);
+  // A gateway that is stopping ends the records' computation early.
+  const std::atomic<bool> stopping{true};
+  auto stopped = computeRecordQuality(store, "http://127.0.0.1/fhir", **elements, &stopping);
+  ASSERT_FALSE(stopped.ok());
+  EXPECT_EQ(stopped.message(), "the gateway is stopping");
 }
 
 TEST(ScorecardPagesTest, SuppressedCellsShowNoNumberAndTextIsEscaped) {
