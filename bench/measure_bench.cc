@@ -11,8 +11,15 @@
 // and prints the time.
 //
 //   measure_bench --dir DIR [--members N] [--threads T] [--load-only | --query-only] [--subject REF]
+//                 [--provenances] [--quality]
 //
 // N = 100,000 writes about 1.07M resources. The load is skipped with --query-only.
+// --provenances: the load also writes the mapping Provenances ingest writes, five per member as
+// if its resources came as five records (a roster row: Patient and Coverage; an e-consult
+// request: ServiceRequest and Task; its response: Communication and Claim; an HRSN screening: the
+// two Observations; a care plan: RiskAssessment and CarePlan; a third of the members' EpisodeOfCare
+// and social referral are left without). --quality: instead of the measures, the data-quality
+// report's two parts (scorecard::computeRecordQuality, computeFeedLags), timed.
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -27,6 +34,7 @@
 
 #include "conformance/json/json.h"
 #include "gateway/measure/measure.h"
+#include "gateway/scorecard/quality.h"
 #include "gateway/store/store.h"
 #include "gateway_paths.h"
 
@@ -74,6 +82,44 @@ std::string idOf(const std::string& text) {
   return std::string(json::getString(doc, "id").value_or(""));
 }
 
+// The mapping Provenances of member `i`'s resources (--provenances), as the channels write them
+// (the record's channel and position in entity.what, its source in agent.who).
+std::vector<ResourceWrite> provenancesOf(int i, const std::vector<ResourceWrite>& resources) {
+  struct Record {
+    const char* name;
+    std::string record;
+    std::string agent;
+    std::vector<const char*> types;
+  };
+  const std::string payer = kPayers[i % 3];
+  const std::string ehr = R"({"identifier":{"system":"https://fhir.alignment-gateway.org/sid/source-system","value":"riverview-ehr"}})";
+  const std::vector<Record> records = {
+      {"roster", payer + ":POST /ingest/roster/" + payer + ":line " + std::to_string(i + 2),
+       R"({"identifier":{"system":"https://fhir.alignment-gateway.org/sid/payer","value":")" + payer + R"("}})",
+       {"Patient", "Coverage"}},
+      {"request", "econsult:POST /ingest/econsult:request", ehr, {"ServiceRequest", "Task"}},
+      {"response", "econsult:POST /ingest/econsult:response", ehr, {"Communication", "Claim"}},
+      {"hrsn", "care-management:POST /ingest/care-management:hrsn-screening", ehr, {"Observation"}},
+      {"plan", "care-management:POST /ingest/care-management:care-plan", ehr, {"RiskAssessment", "CarePlan"}}};
+  std::vector<ResourceWrite> out;
+  for (const Record& record : records) {
+    std::string targets;
+    for (const ResourceWrite& resource : resources) {
+      if (std::find(record.types.begin(), record.types.end(), resource.type) == record.types.end()) continue;
+      if (resource.type == "ServiceRequest" && resource.id.find("econsult") == std::string::npos) continue;
+      targets += std::string(targets.empty() ? "" : ",") + R"({"reference":")" + resource.type + "/" + resource.id + R"("})";
+    }
+    const std::string id = "prov-m" + std::to_string(i) + "-" + record.name;
+    out.push_back({"Provenance", id,
+                   R"({"resourceType":"Provenance","id":")" + id +
+                       R"(","meta":{"profile":["https://fhir.alignment-gateway.org/StructureDefinition/mapping-provenance"]},"target":[)" +
+                       targets + R"(],"recorded":"2026-06-01T00:00:00Z","agent":[{"who":)" + record.agent +
+                       R"(}],"entity":[{"role":"source","what":{"identifier":{"system":"https://fhir.alignment-gateway.org/sid/source-record","value":")" +
+                       record.record + R"("}}}]})"});
+  }
+  return out;
+}
+
 long peakRssMb() {
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
@@ -86,7 +132,7 @@ int main(int argc, char** argv) {
   std::string dir, subject;
   int members = 1000;
   unsigned threads = 0;
-  bool load = true, query = true;
+  bool load = true, query = true, provenances = false, quality = false;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     auto next = [&]() { return i + 1 < argc ? std::string(argv[++i]) : std::string(); };
@@ -96,13 +142,16 @@ int main(int argc, char** argv) {
     else if (arg == "--subject") subject = next();
     else if (arg == "--load-only") query = false;
     else if (arg == "--query-only") load = false;
+    else if (arg == "--provenances") provenances = true;
+    else if (arg == "--quality") quality = true;
     else {
       std::fprintf(stderr, "unknown argument %s\n", arg.c_str());
       return 2;
     }
   }
   if (dir.empty() || members <= 0) {
-    std::fprintf(stderr, "usage: measure_bench --dir DIR [--members N] [--threads T] [--load-only|--query-only] [--subject REF]\n");
+    std::fprintf(stderr, "usage: measure_bench --dir DIR [--members N] [--threads T] [--load-only|--query-only] [--subject REF] "
+                 "[--provenances] [--quality]\n");
     return 2;
   }
   auto opened = openSqliteStore(dir);
@@ -143,6 +192,9 @@ int main(int argc, char** argv) {
           if (i % t.every != 0) continue;
           std::string text = instance(t, i);
           commit.resources.push_back({t.type, idOf(text), std::move(text)});
+        }
+        if (provenances) {
+          for (ResourceWrite& provenance : provenancesOf(i, commit.resources)) commit.resources.push_back(std::move(provenance));
         }
         resources += static_cast<int64_t>(commit.resources.size());
         commits.push_back(std::move(commit));
@@ -187,6 +239,32 @@ int main(int argc, char** argv) {
                 seconds, static_cast<double>(resources) / seconds);
   }
   if (!query) return 0;
+  if (quality) {
+    auto elements = scorecard::DesignElements::bundled();
+    if (!elements.ok()) {
+      std::fprintf(stderr, "%s\n", elements.message().c_str());
+      return 1;
+    }
+    const auto start = Clock::now();
+    auto records = scorecard::computeRecordQuality(*store, "http://localhost/fhir", **elements);
+    const double records_seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    if (!records.ok()) {
+      std::fprintf(stderr, "quality: %s\n", records.message().c_str());
+      return 1;
+    }
+    const auto feeds_start = Clock::now();
+    auto feeds = scorecard::computeFeedLags(*store);
+    const double feeds_seconds = std::chrono::duration<double>(Clock::now() - feeds_start).count();
+    if (!feeds.ok()) {
+      std::fprintf(stderr, "feeds: %s\n", feeds.message().c_str());
+      return 1;
+    }
+    int64_t accepted = 0;
+    for (const scorecard::QualityRow& row : records->sources) accepted += row.accepted;
+    std::printf("quality records: %lld accepted records counted in %.2f s; feeds (%zu destinations) in %.3f s; peak RSS %ld MB\n",
+                static_cast<long long>(accepted), records_seconds, feeds->size(), feeds_seconds, peakRssMb());
+    return 0;
+  }
   auto library = measure::MeasureLibrary::bundled();
   if (!library.ok()) {
     std::fprintf(stderr, "%s\n", library.message().c_str());
