@@ -600,6 +600,23 @@ struct ScorecardRoutes::Impl {
     refresher.warm("feeds", feedsVersionNow(), feedsCompute());
   }
 
+  // The practices at data version `version` (dataVersion()): read again only when the data
+  // changed, not on every page (every Organization is read: billing providers, payers, ...).
+  Result<std::shared_ptr<const std::vector<scorecard::Practice>>> practicesAt(const std::string& version) {
+    {
+      std::lock_guard lock(practices_mutex);
+      if (practices_cache != nullptr && practices_version == version) return practices_cache;
+    }
+    auto list = practices();
+    if (!list.ok()) return list.error();
+    auto shared = std::make_shared<const std::vector<scorecard::Practice>>(std::move(*list));
+    std::lock_guard lock(practices_mutex);
+    // Read after `version` was: at worst newer than it, never older.
+    practices_version = version;
+    practices_cache = shared;
+    return shared;
+  }
+
   // Organizations with an NPI (the practices), by name.
   Result<std::vector<scorecard::Practice>> practices() {
     auto found = measure::storeSearch(*context.store, context.base_url)("Organization", {});
@@ -641,16 +658,17 @@ struct ScorecardRoutes::Impl {
     if (!filters.payer.empty() && std::find(payers.begin(), payers.end(), filters.payer) == payers.end()) {
       return problem(400, "Bad request", "payer '" + filters.payer + "' is not configured");
     }
-    auto list = practices();
-    if (!list.ok()) return unavailable(list.message());
+    auto version = dataVersion();
+    if (!version.ok()) return unavailable(version.message());
+    auto cached = practicesAt(*version);
+    if (!cached.ok()) return unavailable(cached.message());
+    const std::vector<scorecard::Practice>* list = cached->get();
     std::string subject;
     if (!filters.practice_npi.empty()) {
       auto found = std::find_if(list->begin(), list->end(), [&](const auto& practice) { return practice.npi == filters.practice_npi; });
       if (found == list->end()) return problem(404, "Not found", "no practice with NPI " + filters.practice_npi);
       subject = "Organization/" + found->organization_id;
     }
-    auto version = dataVersion();
-    if (!version.ok()) return unavailable(version.message());
     int64_t deadline_ms = 0;
     MeasureFigures figures = measures(subject, filters, *version, deadline_ms);
     QualityFigures quality = qualityReport(*version, deadline_ms);
@@ -665,12 +683,13 @@ struct ScorecardRoutes::Impl {
       // Another practice's report does not exist for this client (no existence leak).
       if (caller.client->practice_npi != npi) return problem(404, "Not found", "no practice with NPI " + npi);
     }
-    auto list = practices();
-    if (!list.ok()) return unavailable(list.message());
-    auto found = std::find_if(list->begin(), list->end(), [&](const auto& practice) { return practice.npi == npi; });
-    if (found == list->end()) return problem(404, "Not found", "no practice with NPI " + npi);
     auto version = dataVersion();
     if (!version.ok()) return unavailable(version.message());
+    auto cached = practicesAt(*version);
+    if (!cached.ok()) return unavailable(cached.message());
+    const std::vector<scorecard::Practice>& list = **cached;
+    auto found = std::find_if(list.begin(), list.end(), [&](const auto& practice) { return practice.npi == npi; });
+    if (found == list.end()) return problem(404, "Not found", "no practice with NPI " + npi);
     int64_t deadline_ms = 0;
     MeasureFigures figures = measures("Organization/" + found->organization_id, filters, *version, deadline_ms);
     if (figures.views.empty()) return notYet(figures.error);
@@ -788,6 +807,9 @@ struct ScorecardRoutes::Impl {
   std::mutex mutex;
   std::unordered_map<std::string, Session> sessions;
   std::map<std::string, std::string> titles;
+  std::mutex practices_mutex;
+  std::string practices_version;  // the data version practices_cache was read at
+  std::shared_ptr<const std::vector<scorecard::Practice>> practices_cache;
   Refresher refresher;  // last: its thread stops before the rest goes
 };
 

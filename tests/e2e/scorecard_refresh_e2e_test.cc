@@ -28,14 +28,14 @@ const char* kPayers[] = {"lakeshore-medicaid", "northwind-commercial"};
 // A roster of `count` members of practice 1093817413, attributed for the whole current year; every
 // member its own person (names and birth dates differ: the gateway links records of one person
 // across payers by them).
-std::string roster(const std::string& prefix, int count) {
+std::string roster(const std::string& prefix, int count, const std::string& practice_npi = "1093817413") {
   std::string csv =
       "member_id,member_last,member_first,member_dob,member_sex,line_of_business,coverage_start,coverage_end,"
       "attributed_practice_npi,attributed_pcp_npi,attribution_start,attribution_end,race,ethnicity,language\n";
   const std::string year = nowIso().substr(0, 4);  // the pages' default period is this year (UTC)
   for (int i = 0; i < count; ++i) {
     const std::string id = prefix + std::to_string(100000 + i);
-    csv += id + "," + prefix + "Member" + std::to_string(i) + ",Test,1970" + std::to_string(1001 + i) + ",F,commercial," + year + "0101,,1093817413,1467583914," + year +
+    csv += id + "," + prefix + "Member" + std::to_string(i) + ",Test,1970" + std::to_string(1001 + i) + ",F,commercial," + year + "0101,," + practice_npi + ",1467583914," + year +
            "0101,,2106-3,2186-5,en\n";
   }
   return csv;
@@ -78,8 +78,8 @@ class ScorecardRefreshE2e : public ::testing::Test {
     ASSERT_NE(gateway_->port(), 0);
   }
 
-  void postRoster(const char* payer, const std::string& prefix, int count) {
-    HttpResult posted = gateway_->post(std::string("/ingest/roster/") + payer, roster(prefix, count), "text/csv");
+  void postRoster(const char* payer, const std::string& prefix, int count, const std::string& practice_npi = "1093817413") {
+    HttpResult posted = gateway_->post(std::string("/ingest/roster/") + payer, roster(prefix, count, practice_npi), "text/csv");
     ASSERT_EQ(posted.status, 200) << posted.body;
   }
 
@@ -206,6 +206,25 @@ TEST_F(ScorecardRefreshE2e, DeliveriesComputeTheFeedsAgainNotTheRecords) {
   const std::string metrics = gateway_->get("/metrics").body;
   EXPECT_GT(computations(metrics, "feeds"), feeds_before);
   EXPECT_EQ(computations(metrics, "quality"), records_before) << "the records were computed again for deliveries";
+}
+
+// The practices a page knows are read again when the data changed (they are kept per data
+// version): a practice whose first roster arrives after a page said "no practice" is found by the
+// next page, on the practice's report and as the convener page's filter.
+TEST_F(ScorecardRefreshE2e, APracticeWhoseRosterArrivesAfterAPageIsFoundByTheNext) {
+  postRoster(kPayers[0], "LMC", 3);
+  const std::string report = "/scorecard/practice/1093817421";
+  const std::string filtered = "/scorecard?practice=1093817421";
+  HttpResult unknown = gateway_->get(report);
+  EXPECT_EQ(unknown.status, 404) << unknown.body.substr(0, 500);
+  EXPECT_NE(unknown.body.find("no practice with NPI 1093817421"), std::string::npos) << unknown.body.substr(0, 500);
+  EXPECT_EQ(gateway_->get(filtered).status, 404);
+  postRoster(kPayers[1], "NWC", 12, "1093817421");  // 12: counts under 11 are masked
+  HttpResult found = until(report, [](const HttpResult& page) { return page.status == 200; });
+  ASSERT_EQ(found.status, 200) << found.body.substr(0, 500);
+  EXPECT_EQ(membersFigure(found.body), "12");
+  HttpResult convener = until(filtered, [](const HttpResult& page) { return page.status == 200; });
+  EXPECT_EQ(convener.status, 200) << convener.body.substr(0, 500);
 }
 
 }  // namespace
