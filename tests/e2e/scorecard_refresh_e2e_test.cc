@@ -184,14 +184,20 @@ TEST_F(ScorecardRefreshE2e, DeliveriesComputeTheFeedsAgainNotTheRecords) {
   startGateway(R"("feeds": [{"id": "regional-hie", "endpoint": ")" + hie.url("/notify") +
                R"("}], "delivery": {"timeoutMs": 2000, "initialBackoffMs": 50, "maxBackoffMs": 200},)");
   postRoster(kPayers[0], "LMC", 12);
-  auto feedPending = [](const HttpResult& page, const std::string& count) {
-    return page.body.find(R"("destination":"feed:regional-hie")") != std::string::npos &&
-           page.body.find(R"("pending":)" + count + ",") != std::string::npos;
+  const std::string feed = R"("destination":"feed:regional-hie")";
+  // The feed's own entry ({"destination": ..., "rows", "delivered", "pending", ...}) says `count` pending.
+  auto feedPending = [&](const HttpResult& page, const std::string& count) {
+    const size_t at = page.body.find(feed);
+    if (at == std::string::npos) return false;
+    const std::string entry = page.body.substr(at, page.body.find('}', at) - at);
+    return entry.find(R"("pending":)" + count + ",") != std::string::npos;
   };
   HttpResult waiting = until("/scorecard/quality?format=json", [&](const HttpResult& page) {
-    return page.status == 200 && page.body.find("\"accepted\":12") != std::string::npos && !feedPending(page, "0");
+    return page.status == 200 && page.body.find("\"accepted\":12") != std::string::npos &&
+           page.body.find(feed) != std::string::npos && !feedPending(page, "0");
   });
   ASSERT_EQ(waiting.status, 200) << waiting.body.substr(0, 2000);
+  ASSERT_NE(waiting.body.find(feed), std::string::npos) << waiting.body.substr(0, 2000);
   ASSERT_FALSE(feedPending(waiting, "0")) << waiting.body.substr(0, 2000);
   const int64_t records_before = computations(gateway_->get("/metrics").body, "quality");
   const int64_t feeds_before = computations(gateway_->get("/metrics").body, "feeds");
