@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <sstream>
 #include <thread>
@@ -35,6 +36,18 @@ std::string claimFile(size_t claims) {
             "112.50,P\r\n";
   }
   return text;
+}
+
+// True once `done` holds, asking again every 20 ms for at most `limit`: a barrier on what the
+// server shows, for what it does when its threads next run (a connection a client closed is
+// freed when its thread sees the close).
+bool eventually(const std::function<bool()>& done, std::chrono::milliseconds limit) {
+  const auto deadline = Clock::now() + limit;
+  while (!done()) {
+    if (Clock::now() > deadline) return false;
+    std::this_thread::sleep_for(20ms);
+  }
+  return true;
 }
 
 std::string str(const json::Value& object, const char* key) {
@@ -297,9 +310,9 @@ TEST_F(Hardening, OversizedHeadIs431) {
 // is taken /healthz still answers on the reserve while other requests get 429 with Retry-After
 // (contracts/http-api.md: a client over its connection limit), and past the reserve too.
 TEST_F(Hardening, ConnectionCapsAnswer429AndHealthStillAnswers) {
+  // The acceptor takes connections in the order they arrived: the fifth is counted after the four.
   std::vector<std::unique_ptr<RawClient>> held;
   for (int index = 0; index < 4; ++index) held.push_back(std::make_unique<RawClient>(gateway_->port(), "127.0.0.2"));
-  std::this_thread::sleep_for(100ms);  // let the acceptor count them
   RawClient fifth(gateway_->port(), "127.0.0.2");
   RawResponse refused = fifth.read(2000);
   expectOutcome(refused, 429, "maxConnectionsPerAddress 4");
@@ -315,20 +328,26 @@ TEST_F(Hardening, ConnectionCapsAnswer429AndHealthStillAnswers) {
   for (const char* from : {"127.0.0.5", "127.0.0.6"}) {
     for (int index = 0; index < 4; ++index) reserve.push_back(std::make_unique<RawClient>(gateway_->port(), from));
   }
-  std::this_thread::sleep_for(100ms);  // 20 open: maxConnections and the reserve
+  // 20 open (maxConnections and the reserve), counted before this one (accepted in order).
   RawResponse full = rawRequest(gateway_->port(), post("/ingest/econsult", event("response")), 2000, "127.0.0.7");
   expectOutcome(full, 429, "maxConnections 12");
   EXPECT_EQ(full.headers["retry-after"], "1");
   reserve.clear();
-  std::this_thread::sleep_for(100ms);  // 12 open: maxConnections
+  // 12 open (maxConnections) once the reserve's threads saw their clients close: health answers.
+  const std::string health = "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+  EXPECT_TRUE(eventually([&] { return rawRequest(gateway_->port(), health, 1000).status == 200; }, 5s));
   expectHealthy();
   RawResponse busy = rawRequest(gateway_->port(), post("/ingest/econsult", event("response")));
   expectOutcome(busy, 429, "maxConnections 12");
   EXPECT_EQ(busy.headers["retry-after"], "1");
   EXPECT_EQ(resources(), 0);
   held.clear();
-  std::this_thread::sleep_for(200ms);
-  RawResponse accepted = rawRequest(gateway_->port(), post("/ingest/econsult", event("response")), 10000);
+  // Accepted once the held connections' threads saw their clients close (429 until then).
+  RawResponse accepted;
+  EXPECT_TRUE(eventually([&] {
+    accepted = rawRequest(gateway_->port(), post("/ingest/econsult", event("response")), 10000);
+    return accepted.status != 429;
+  }, 5s));
   EXPECT_EQ(accepted.status, 202) << accepted.body;
 }
 
