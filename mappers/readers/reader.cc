@@ -36,13 +36,17 @@ bool BufferedInput::readUntil(char delimiter, std::string& out) {
 
 std::optional<std::string> invalidUtf8(std::string_view raw, uint64_t start, const std::string& position,
                                        std::string_view whole) {
+  // "<position>, byte N of <whole>: <why>"; with the stream offset known, "<position>, byte offset
+  // S (byte N of <whole>): <why>".
+  auto describe = [&](uint64_t in_record, const char* why) {
+    const std::string of = " of " + std::string(whole);
+    if (start == kUnknownOffset) return position + ", byte " + std::to_string(in_record) + of + ": " + why;
+    return position + ", byte offset " + std::to_string(start + in_record) + " (byte " + std::to_string(in_record) + of + "): " + why;
+  };
   // A NUL byte is UTF-8, but no JSON or FHIR string may hold one (conformance/json refuses
   // "\u0000"): a record with one would be stored as JSON the gateway cannot read again.
   if (const void* nul = std::memchr(raw.data(), '\0', raw.size())) {
-    const uint64_t in_record = static_cast<uint64_t>(static_cast<const char*>(nul) - raw.data());
-    if (start == kUnknownOffset) return position + ", byte " + std::to_string(in_record) + " of " + std::string(whole) + ": a NUL byte";
-    return position + ", byte offset " + std::to_string(start + in_record) + " (byte " + std::to_string(in_record) +
-           " of " + std::string(whole) + "): a NUL byte";
+    return describe(static_cast<uint64_t>(static_cast<const char*>(nul) - raw.data()), "a NUL byte");
   }
   // ASCII eight bytes at a time; the full check only from the first byte >= 0x80.
   size_t at = 0;
@@ -54,10 +58,7 @@ std::optional<std::string> invalidUtf8(std::string_view raw, uint64_t start, con
   }
   auto offset = json::invalidUtf8Offset(raw.substr(at));
   if (!offset) return std::nullopt;
-  const uint64_t in_record = at + *offset;
-  if (start == kUnknownOffset) return position + ", byte " + std::to_string(in_record) + " of " + std::string(whole) + ": not valid UTF-8";
-  return position + ", byte offset " + std::to_string(start + in_record) + " (byte " + std::to_string(in_record) +
-         " of " + std::string(whole) + "): not valid UTF-8";
+  return describe(at + *offset, "not valid UTF-8");
 }
 
 std::string describeLocation(const json::Value& record, const std::vector<std::string>& path,

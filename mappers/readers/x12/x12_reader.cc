@@ -141,6 +141,9 @@ struct X12Reader::State {
   // Invalid UTF-8 or a NUL byte in the open transaction set's ST or BHT (they are in every claim's
   // record, not in its bytes): each of its claims is rejected with it.
   std::optional<std::string> header_problem;
+  std::optional<std::string> headerSegmentProblem() const {
+    return invalidUtf8(rawSegment(), kUnknownOffset, "the transaction set's " + here(0), "the segment");
+  }
 
   std::shared_ptr<ClaimDocument> claim;
   std::string claim_raw;
@@ -623,7 +626,7 @@ void X12Reader::State::envelopeSegment() {
     loop = Loop::kHeader;
     hl_open = false;
     openFrame();
-    header_problem = invalidUtf8(rawSegment(), kUnknownOffset, "the transaction set's " + here(0), "the segment");
+    header_problem = headerSegmentProblem();
     if (field(1) != "837") reject(here(1), "transaction set " + field(1) + " is not an 837", rawSegment(), "value");
   } else {
     reject(here(0), "segment " + std::string(id) + " outside a transaction set", rawSegment());
@@ -692,7 +695,7 @@ void X12Reader::State::transactionSegment() {
     if (const json::Value* st = json::find(*transaction, "ST")) {
       fresh->AddMember(json::constantString("ST"), deepCopy(*st, fresh->GetAllocator()), fresh->GetAllocator());
     }
-    if (!header_problem) header_problem = invalidUtf8(rawSegment(), kUnknownOffset, "the transaction set's " + here(0), "the segment");
+    if (!header_problem) header_problem = headerSegmentProblem();
     put(*fresh, fresh->GetAllocator(), "BHT", false);
     transaction = std::move(fresh);
     return;
