@@ -177,17 +177,6 @@ std::string econsult(const std::string& event_id) {
   return replaceOnce(event, "EC-2026-000451", "EC-" + event_id);
 }
 
-// Polls until `done` holds or the timeout passes.
-template <typename F>
-bool eventually(F done, std::chrono::milliseconds timeout) {
-  const auto deadline = Clock::now() + timeout;
-  while (!done()) {
-    if (Clock::now() > deadline) return false;
-    std::this_thread::sleep_for(5ms);
-  }
-  return true;
-}
-
 TEST_F(DeliveryOptions, CircuitBreakerStopsAFailingFeedForTheCoolDownThenProbesOnce) {
   start(payer_.url("/bundles"), "", feed_.url("/notify"),
         R"({ "initialBackoffMs": 10, "maxBackoffMs": 5000, "circuitBreakerFailures": 3, "circuitBreakerCoolDownMs": 1200 })");

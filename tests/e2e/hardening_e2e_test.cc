@@ -7,7 +7,6 @@
 
 #include <chrono>
 #include <fstream>
-#include <functional>
 #include <memory>
 #include <sstream>
 #include <thread>
@@ -36,18 +35,6 @@ std::string claimFile(size_t claims) {
             "112.50,P\r\n";
   }
   return text;
-}
-
-// True once `done` holds, asking again every 20 ms for at most `limit`: a barrier on what the
-// server shows, for what it does when its threads next run (a connection a client closed is
-// freed when its thread sees the close).
-bool eventually(const std::function<bool()>& done, std::chrono::milliseconds limit) {
-  const auto deadline = Clock::now() + limit;
-  while (!done()) {
-    if (Clock::now() > deadline) return false;
-    std::this_thread::sleep_for(20ms);
-  }
-  return true;
 }
 
 std::string str(const json::Value& object, const char* key) {
@@ -347,7 +334,7 @@ TEST_F(HardeningCaps, ConnectionCapsAnswer429AndHealthStillAnswers) {
   reserve.clear();
   // 12 open (maxConnections) once the reserve's threads saw their clients close: health answers.
   const std::string health = "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
-  EXPECT_TRUE(eventually([&] { return rawRequest(gateway_->port(), health, 1000).status == 200; }, 5s));
+  EXPECT_TRUE(eventually([&] { return rawRequest(gateway_->port(), health, 1000).status == 200; }, 5s, 20ms));
   expectHealthy();
   RawResponse busy = rawRequest(gateway_->port(), post("/ingest/econsult", event("response")));
   expectOutcome(busy, 429, "maxConnections 12");
@@ -359,7 +346,7 @@ TEST_F(HardeningCaps, ConnectionCapsAnswer429AndHealthStillAnswers) {
   EXPECT_TRUE(eventually([&] {
     accepted = rawRequest(gateway_->port(), post("/ingest/econsult", event("response")), 10000);
     return accepted.status != 429;
-  }, 5s));
+  }, 5s, 20ms));
   EXPECT_EQ(accepted.status, 202) << accepted.body;
 }
 

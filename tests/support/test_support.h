@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
 
+#include <chrono>
 #include <filesystem>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace fhir::testing {
@@ -36,5 +38,17 @@ struct CommandRun {
 };
 // Runs `command` with stdout and stderr sent to files in `scratch`.
 CommandRun runCommand(const std::string& command, const TempDir& scratch);
+
+// True once `done()` holds, asking again every `interval` for at most `timeout`: a barrier on
+// what a process shows (a metric, a receiver's requests, an answer), instead of a sleep.
+template <typename F>
+bool eventually(F done, std::chrono::milliseconds timeout, std::chrono::milliseconds interval = std::chrono::milliseconds(5)) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(interval);
+  }
+  return true;
+}
 
 }  // namespace fhir::testing
