@@ -156,13 +156,7 @@ class DeliveryOptions : public ::testing::Test {
     ASSERT_NE(gateway_->port(), 0);
   }
 
-  // The value of a metric line `name{labels} value`, or -1 when absent.
-  double metric(const std::string& name, const std::string& labels) const {
-    const std::string text = gateway_->get("/metrics").body;
-    const std::string prefix = name + "{" + labels + "} ";
-    const size_t at = text.find(prefix);
-    return at == std::string::npos ? -1 : std::stod(text.substr(at + prefix.size()));
-  }
+  double metric(const std::string& name, const std::string& labels) const { return gateway_->metric(name, labels); }
 
   TempDir data_;
   LoopbackReceiver payer_;

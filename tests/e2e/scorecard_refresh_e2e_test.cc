@@ -166,13 +166,6 @@ TEST_F(ScorecardRefreshE2e, AStartWithDataComputesTheRegionsPageAhead) {
   EXPECT_EQ(freshness(page.body), "current");
 }
 
-// How many computations of `figures` /metrics counts (0: none yet).
-int64_t computations(const std::string& metrics, const std::string& figures) {
-  const std::string name = "gateway_scorecard_computations_total{figures=\"" + figures + "\",result=\"ok\"} ";
-  const size_t at = metrics.find(name);
-  return at == std::string::npos ? 0 : std::atoll(metrics.c_str() + at + name.size());
-}
-
 // The quality report's feeds change with every delivery, its records with the data: deliveries
 // alone compute the feeds again, not the records (every Provenance read again). The HIE feed
 // refuses (503) until the report counts the roster's rows pending, then accepts them; the report
@@ -199,8 +192,12 @@ TEST_F(ScorecardRefreshE2e, DeliveriesComputeTheFeedsAgainNotTheRecords) {
   ASSERT_EQ(waiting.status, 200) << waiting.body.substr(0, 2000);
   ASSERT_NE(waiting.body.find(feed), std::string::npos) << waiting.body.substr(0, 2000);
   ASSERT_FALSE(feedPending(waiting, "0")) << waiting.body.substr(0, 2000);
-  const int64_t records_before = computations(gateway_->get("/metrics").body, "quality");
-  const int64_t feeds_before = computations(gateway_->get("/metrics").body, "feeds");
+  // How many computations of `figures` /metrics counts (-1: none yet).
+  auto computations = [&](const std::string& figures) {
+    return gateway_->metric("gateway_scorecard_computations_total", "figures=\"" + figures + "\",result=\"ok\"");
+  };
+  const double records_before = computations("quality");
+  const double feeds_before = computations("feeds");
   EXPECT_GE(records_before, 1);
 
   hie.setStatus(200);
@@ -209,9 +206,8 @@ TEST_F(ScorecardRefreshE2e, DeliveriesComputeTheFeedsAgainNotTheRecords) {
   });
   ASSERT_TRUE(feedPending(delivered, "0")) << delivered.body.substr(0, 2000);
   EXPECT_NE(delivered.body.find("\"accepted\":12"), std::string::npos) << delivered.body.substr(0, 2000);
-  const std::string metrics = gateway_->get("/metrics").body;
-  EXPECT_GT(computations(metrics, "feeds"), feeds_before);
-  EXPECT_EQ(computations(metrics, "quality"), records_before) << "the records were computed again for deliveries";
+  EXPECT_GT(computations("feeds"), feeds_before);
+  EXPECT_EQ(computations("quality"), records_before) << "the records were computed again for deliveries";
 }
 
 // The practices a page knows are read again when the data changed (they are kept per data

@@ -163,4 +163,11 @@ int GatewayProcess::terminate() {
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
+double GatewayProcess::metric(const std::string& name, const std::string& labels) const {
+  const std::string text = get("/metrics").body;
+  const std::string prefix = name + "{" + labels + "} ";
+  const size_t at = text.find(prefix);
+  return at == std::string::npos ? -1 : std::stod(text.substr(at + prefix.size()));
+}
+
 }  // namespace fhir::testing

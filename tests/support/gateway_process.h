@@ -52,6 +52,8 @@ class GatewayProcess {
                   const std::string& content_type = "application/json") const {
     return httpRequest(port_, "POST", path, body, content_type);
   }
+  // The value of the /metrics line `name{labels} value`, or -1 when there is none.
+  double metric(const std::string& name, const std::string& labels) const;
 
  private:
   pid_t pid_ = -1;
